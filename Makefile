@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: MIT
+# Thin wrapper over CMake. `make` builds into build/, `make test` runs every
+# test, `make test SAN=1` does it with ASan+UBSan (in build/san/),
+# `make memcheck` runs the C unit tests under valgrind, `make bench` runs the
+# benchmarks, `make lint` checks style. Each first installs missing Debian
+# packages through scripts/deps.sh.
+
+SAN ?= 0
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+ifeq ($(SAN),1)
+BUILD ?= build/san
+CMAKE_FLAGS += -DLS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD ?= build
+endif
+CMAKE_FLAGS += -DLS_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
+
+.PHONY: all build deps configure test memcheck bench lint demo clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Warnings are errors when testing.
+test: WERROR = 1
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS); rc=$$?; \
+	  $(CURDIR)/scripts/test-summary.sh Testing/Temporary/LastTest.log; exit $$rc
+
+memcheck: build
+	@scripts/memcheck.sh $(BUILD)
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+lint: configure
+	@scripts/lint.sh $(BUILD)
+
+demo:
+	@echo "make demo arrives with the workflow daemon (lodestoned); see README.md." >&2
+	@exit 1
+
+clean:
+	rm -rf build

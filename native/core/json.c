@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT
+ * JSON helpers over jansson: parsing with positioned errors, compact
+ * dumping into ls_buf, dotted paths and typed field getters. */
+#include "ls_config.h"
+
+#include <string.h>
+
+#include "ls_json.h"
+
+ls_rc ls_json_parse(const char *text, size_t len, json_t **out, ls_err *err)
+{
+    json_error_t je;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (v == NULL) {
+        if (json_error_code(&je) == json_error_out_of_memory)
+            return ls_err_set(err, LS_ENOMEM, "out of memory parsing JSON");
+        return ls_err_set(err, LS_EINVAL, "line %d column %d (byte %d): %s", je.line, je.column,
+                          je.position, je.text);
+    }
+    *out = v;
+    return LS_OK;
+}
+
+struct dump_ctx {
+    ls_buf *out;
+    ls_err *err;
+    ls_rc rc;
+};
+
+static int dump_cb(const char *s, size_t n, void *ud)
+{
+    struct dump_ctx *c = ud;
+    c->rc = ls_buf_append(c->out, s, n, c->err);
+    return c->rc == LS_OK ? 0 : -1;
+}
+
+ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err)
+{
+    struct dump_ctx c = {out, err, LS_OK};
+    size_t start = out->len;
+    if (json_dump_callback(v, dump_cb, &c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) != 0) {
+        out->len = start;
+        if (out->ptr) out->ptr[start] = '\0';
+        if (c.rc != LS_OK) return c.rc;
+        return ls_err_set(err, LS_EINVAL, "value cannot be encoded as JSON");
+    }
+    return LS_OK;
+}
+
+const char *ls_json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER: return "integer";
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "boolean";
+    case JSON_NULL: return "null";
+    }
+    return "unknown";
+}
+
+json_t *ls_json_path(const json_t *obj, const char *path)
+{
+    const json_t *cur = obj;
+    while (cur != NULL) {
+        if (!json_is_object(cur)) return NULL;
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        cur = json_object_getn(cur, path, n);
+        if (dot == NULL) return (json_t *)cur;
+        path = dot + 1;
+    }
+    return NULL;
+}
+
+/* Finds field; LS_ENOTFOUND when absent. */
+static ls_rc field_of(const json_t *obj, const char *field, json_t **v)
+{
+    *v = json_is_object(obj) ? json_object_get(obj, field) : NULL;
+    return *v ? LS_OK : LS_ENOTFOUND;
+}
+
+static ls_rc wrong_type(ls_err *err, const char *field, const char *want, const json_t *got)
+{
+    return ls_err_set(err, LS_EINVAL, "field '%s': expected %s, got %s", field, want,
+                      ls_json_type_name(got));
+}
+
+ls_rc ls_json_get_str(const json_t *obj, const char *field, const char **s, size_t *len,
+                      ls_err *err)
+{
+    json_t *v;
+    if (field_of(obj, field, &v) != LS_OK) return LS_ENOTFOUND;
+    if (!json_is_string(v)) return wrong_type(err, field, "a string", v);
+    *s = json_string_value(v);
+    if (len) *len = json_string_length(v);
+    return LS_OK;
+}
+
+ls_rc ls_json_get_int(const json_t *obj, const char *field, int64_t *out, ls_err *err)
+{
+    json_t *v;
+    if (field_of(obj, field, &v) != LS_OK) return LS_ENOTFOUND;
+    if (!json_is_integer(v)) return wrong_type(err, field, "an integer", v);
+    *out = (int64_t)json_integer_value(v);
+    return LS_OK;
+}
+
+ls_rc ls_json_get_num(const json_t *obj, const char *field, double *out, ls_err *err)
+{
+    json_t *v;
+    if (field_of(obj, field, &v) != LS_OK) return LS_ENOTFOUND;
+    if (!json_is_number(v)) return wrong_type(err, field, "a number", v);
+    *out = json_number_value(v);
+    return LS_OK;
+}
+
+ls_rc ls_json_get_bool(const json_t *obj, const char *field, int *out, ls_err *err)
+{
+    json_t *v;
+    if (field_of(obj, field, &v) != LS_OK) return LS_ENOTFOUND;
+    if (!json_is_boolean(v)) return wrong_type(err, field, "a boolean", v);
+    *out = json_is_true(v);
+    return LS_OK;
+}
+
+ls_rc ls_json_get_obj(const json_t *obj, const char *field, json_t **out, ls_err *err)
+{
+    json_t *v;
+    if (field_of(obj, field, &v) != LS_OK) return LS_ENOTFOUND;
+    if (!json_is_object(v)) return wrong_type(err, field, "an object", v);
+    *out = v;
+    return LS_OK;
+}
+
+ls_rc ls_json_get_arr(const json_t *obj, const char *field, json_t **out, ls_err *err)
+{
+    json_t *v;
+    if (field_of(obj, field, &v) != LS_OK) return LS_ENOTFOUND;
+    if (!json_is_array(v)) return wrong_type(err, field, "an array", v);
+    *out = v;
+    return LS_OK;
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT
+ * The Lodestone vault: a keyring in a 0600 key file, authenticated
+ * encryption (XChaCha20-Poly1305, libsodium's IETF AEAD) with associated
+ * data, key rotation, and named secrets stored sealed in the store.
+ * Key material and secret plaintext live only in libsodium guarded memory
+ * and are wiped on every exit path; none of it is ever logged.
+ *
+ * Conventions: see ls_err.h. Decryption failures of any kind (tampering,
+ * wrong associated data, wrong key) are LS_EAUTH and say nothing more.
+ */
+#ifndef LODESTONE_VAULT_H
+#define LODESTONE_VAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ls_buf.h"
+#include "ls_err.h"
+#include "ls_store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LS_VAULT_KEYBYTES   32u /* one data key */
+#define LS_VAULT_NONCEBYTES 24u /* XChaCha20 nonce */
+#define LS_VAULT_MACBYTES   16u /* Poly1305 tag */
+#define LS_VAULT_HEADERBYTES (1u + 4u + LS_VAULT_NONCEBYTES) /* version, key id, nonce */
+#define LS_VAULT_OVERHEAD   (LS_VAULT_HEADERBYTES + LS_VAULT_MACBYTES)
+
+/* The same constants as functions, for Lua and FFI. */
+LS_API size_t ls_vault_keybytes(void);
+LS_API size_t ls_vault_overhead(void);
+
+typedef struct ls_vault ls_vault_t;
+
+typedef struct {
+    int create_if_missing; /* create a key file with one fresh key if absent */
+} ls_vault_opts;
+
+/* ---- keyring ---- */
+
+/* Loads the keyring from key_file. With create_if_missing an absent file is
+ * created with mode 0600 holding one new random key. Errors: LS_EPERM when
+ * the file is readable or writable by group or others (the message says
+ * which mode it has and how to fix it); LS_ENOTFOUND when absent and not
+ * creating; LS_EFORMAT when the file is not a Lodestone key file; LS_EIO.
+ * Caller frees with ls_vault_close. */
+LS_API ls_rc ls_vault_load(ls_vault_t **out, const char *key_file, const ls_vault_opts *opts,
+                           ls_err *err);
+
+/* Wipes all key material and frees the vault. v may be NULL. */
+LS_API void ls_vault_close(ls_vault_t *v);
+
+/* Id of the key used for new seals. Key ids start at 1 and only grow. */
+LS_API uint32_t ls_vault_current_key(const ls_vault_t *v);
+
+/* Number of keys held (current and retired). */
+LS_API size_t ls_vault_key_count(const ls_vault_t *v);
+
+/* Adds a fresh random key, makes it current, and rewrites the key file
+ * atomically (temporary file, fsync, rename). Old keys stay to open old
+ * data. On success *new_id (may be NULL) receives its id. */
+LS_API ls_rc ls_vault_rotate(ls_vault_t *v, uint32_t *new_id, ls_err *err);
+
+/* ---- sealing ---- */
+
+/* Encrypts pt with the current key and associated data ad (may be NULL
+ * when adlen is 0), replacing *out with version, key id, nonce and the
+ * ciphertext with tag: ptlen + LS_VAULT_OVERHEAD bytes. */
+LS_API ls_rc ls_vault_seal(ls_vault_t *v, const void *ad, size_t adlen, const void *pt,
+                           size_t ptlen, ls_buf *out, ls_err *err);
+
+/* Decrypts a sealed value, replacing *out with the plaintext. LS_EAUTH when
+ * it does not authenticate under the key it names with this ad;
+ * LS_EFORMAT when too short or of an unknown version; LS_ENOTFOUND when it
+ * names a key this keyring does not hold. out is ordinary memory: use
+ * secrets below for values that must stay in guarded memory. */
+LS_API ls_rc ls_vault_open(ls_vault_t *v, const void *ad, size_t adlen, const void *sealed,
+                           size_t slen, ls_buf *out, ls_err *err);
+
+/* Key id a sealed value names (0 when too short to name one). */
+LS_API uint32_t ls_vault_sealed_key(const void *sealed, size_t slen);
+
+/* ---- secrets ---- */
+
+/* A decrypted secret value in guarded memory. */
+typedef struct ls_secret ls_secret_t;
+
+LS_API const unsigned char *ls_secret_data(const ls_secret_t *s); /* borrowed until free */
+LS_API size_t ls_secret_len(const ls_secret_t *s);
+LS_API void ls_secret_free(ls_secret_t *s); /* wipes; s may be NULL */
+
+/* Names are 1..256 bytes of printable ASCII without spaces ("a-z A-Z 0-9
+ * . _ - / :"); anything else is LS_EINVAL naming the bad character. */
+#define LS_SECRET_NAMEMAX 256
+
+/* Seals value under the current key with the name as associated data and
+ * writes it (synced) under LS_NS_SECRET. Replaces an existing value. */
+LS_API ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name,
+                                 const void *value, size_t vlen, ls_err *err);
+
+/* Reads and opens a secret. LS_ENOTFOUND when absent; LS_EAUTH when the
+ * record does not authenticate for this name (tampered or moved).
+ * Caller frees with ls_secret_free. */
+LS_API ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name,
+                                 ls_secret_t **out, ls_err *err);
+
+/* Deletes a secret (synced). LS_ENOTFOUND when absent. */
+LS_API ls_rc ls_vault_secret_delete(ls_store_t *st, const char *name, ls_err *err);
+
+/* Calls fn for each secret name in byte order; a non-zero return from fn
+ * stops the walk and is returned as LS_OK. name is borrowed for the call. */
+typedef int (*ls_secret_name_fn)(void *ud, const char *name, size_t len);
+LS_API ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud, ls_err *err);
+
+/* Re-encrypts every secret sealed under an older key with the current key,
+ * in synced batches. *count (may be NULL) receives how many were resealed.
+ * Safe to interrupt and run again. */
+LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count,
+                                        ls_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

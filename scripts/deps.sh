@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs the Debian packages that Lodestone's build, tests, demo and
+# benchmarks need. Idempotent: installs only what is missing and runs
+# `apt-get update` only when a package cannot be found in the current lists.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config
+  # libraries
+  libleveldb-dev libsodium-dev libjansson-dev libssl-dev
+  libcurl4-openssl-dev libmicrohttpd-dev
+  # Lua runtimes and headers: LuaJIT for the daemon, Lua 5.4 for mod_magnet
+  luajit libluajit-5.1-dev lua5.4 liblua5.4-dev
+  # lighttpd with mod_magnet (Lua 5.4)
+  lighttpd lighttpd-modules-lua
+  # tests
+  libcmocka-dev lua-busted valgrind curl procps
+  # lint
+  clang-format clang-tidy cppcheck
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "deps.sh: missing packages (${missing[*]}) and not root; install them or run with sudo" >&2
+    exit 1
+  fi
+fi
+
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Update the package lists only when one of the missing packages is unknown
+# to apt (fresh machine, or lists too old).
+need_update=0
+for p in "${missing[@]}"; do
+  if ! apt-cache show "$p" >/dev/null 2>&1; then need_update=1; break; fi
+done
+if [ "$need_update" -eq 1 ]; then
+  "${SUDO[@]}" apt-get update -qq
+fi
+if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  # Lists can be stale even when every name resolves (a version was removed
+  # from the mirror): refresh once and try again.
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

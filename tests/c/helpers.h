@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT
+ * Helpers shared by the cmocka suites: temporary directories and a failing
+ * allocator. */
+#ifndef LS_TEST_HELPERS_H
+#define LS_TEST_HELPERS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "lodestone/lodestone.h"
+
+/* Creates a fresh directory under $TMPDIR (or /tmp) named for the suite;
+ * returns a malloc'd path. Aborts the test on failure. */
+char *th_mkdtemp(const char *suite);
+
+/* Removes path and everything below it. */
+void th_rmtree(const char *path);
+
+/* Joins dir and name into a malloc'd path. */
+char *th_path(const char *dir, const char *name);
+
+/* Failing allocator: after th_fail_after(n), the n+1-th allocation fails
+ * (n = 0 fails the next one); th_fail_never() turns it off. th_fail_install
+ * puts it in place with ls_set_allocator; th_fail_uninstall restores libc. */
+void th_fail_install(void);
+void th_fail_uninstall(void);
+void th_fail_after(long n);
+void th_fail_never(void);
+long th_alloc_count(void); /* allocations seen since install */
+
+/* Runs fn(ud) with allocation failing at each point in turn, from the first
+ * allocation until one run completes without an injected failure. fn returns
+ * LS_OK or the code of its failure; every injected failure must come back as
+ * LS_ENOMEM (asserted). fn must clean up after itself either way. Returns the
+ * number of allocation points exercised. */
+long th_each_alloc_failure(ls_rc (*fn)(void *ud), void *ud);
+
+/* Asserts rc == LS_OK, printing err's message otherwise. */
+#define th_ok(rc, err)                                                                             \
+    do {                                                                                           \
+        ls_rc th_rc_ = (rc);                                                                       \
+        if (th_rc_ != LS_OK) fail_msg("%s: %s (%s)", #rc, ls_rc_name(th_rc_), (err)->msg);         \
+    } while (0)
+
+#endif

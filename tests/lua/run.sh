@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Runs the busted specs in tests/lua/ under one Lua runtime.
+# usage: tests/lua/run.sh luajit|lua5.4 BUILD_DIR   (from the project root)
+set -euo pipefail
+rt=$1
+build=$(cd "$2" && pwd)
+case "$rt" in
+  luajit) abi=5.1 ;;
+  lua5.4) abi=5.4 ;;
+  *) echo "run.sh: unknown runtime '$rt' (luajit or lua5.4)" >&2; exit 2 ;;
+esac
+busted=$(command -v busted) || { echo "run.sh: busted not found (Debian package lua-busted)" >&2; exit 2; }
+
+export LS_BUILD_DIR=$build LS_LUA_ABI=$abi
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  # The interpreter is not instrumented: load the ASan runtime first.
+  export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+fi
+# busted is packaged for 5.1 only; its modules are plain Lua that 5.4 runs.
+exec "$rt" -e "package.path='/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;'..package.path" \
+  "$busted" --config-file=tests/lua/.busted "${@:3}"
