@@ -19,7 +19,8 @@ ls_rc ls_buf_reserve(ls_buf *b, size_t extra, ls_err *err)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     unsigned char *p = ls_realloc(b->ptr, cap);
-    if (p == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
+    if (p == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
     b->ptr = p;
     b->cap = cap;
     b->ptr[b->len] = '\0';

@@ -10,7 +10,8 @@
 ls_rc ls_json_parse(const char *text, size_t len, json_t **out, ls_err *err)
 {
     json_error_t je;
-    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    json_t *v =
+        json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (v == NULL) {
         if (json_error_code(&je) == json_error_out_of_memory)
             return ls_err_set(err, LS_ENOMEM, "out of memory parsing JSON");

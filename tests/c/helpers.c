@@ -98,7 +98,8 @@ long th_each_alloc_failure(ls_rc (*fn)(void *ud), void *ud)
             break;
         }
         if (rc != LS_ENOMEM)
-            fail_msg("allocation %ld failed but the call returned %s, not ENOMEM", i, ls_rc_name(rc));
+            fail_msg("allocation %ld failed but the call returned %s, not ENOMEM", i,
+                     ls_rc_name(rc));
         points++;
     }
     th_fail_uninstall();

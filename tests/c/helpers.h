@@ -39,10 +39,10 @@ long th_alloc_count(void); /* allocations seen since install */
 long th_each_alloc_failure(ls_rc (*fn)(void *ud), void *ud);
 
 /* Asserts rc == LS_OK, printing err's message otherwise. */
-#define th_ok(rc, err)                                                                             \
-    do {                                                                                           \
-        ls_rc th_rc_ = (rc);                                                                       \
-        if (th_rc_ != LS_OK) fail_msg("%s: %s (%s)", #rc, ls_rc_name(th_rc_), (err)->msg);         \
+#define th_ok(rc, err)                                                                     \
+    do {                                                                                   \
+        ls_rc th_rc_ = (rc);                                                               \
+        if (th_rc_ != LS_OK) fail_msg("%s: %s (%s)", #rc, ls_rc_name(th_rc_), (err)->msg); \
     } while (0)
 
 #endif

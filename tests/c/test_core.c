@@ -1,3 +1,420 @@
+/* SPDX-License-Identifier: MIT
+ * Tests of native/core: errors, buffers, allocator, clocks, ids, JSON. */
 #include "helpers.h"
-static void test_core_placeholder(void **s) { (void)s; assert_string_equal(ls_rc_name(LS_EAUTH), "EAUTH"); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(test_core_placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ls_json.h"
+
+/* ---- errors ---- */
+
+static void test_err_names_and_texts(void **state)
+{
+    (void)state;
+    assert_string_equal(ls_rc_name(LS_OK), "OK");
+    assert_string_equal(ls_rc_name(LS_ENOTFOUND), "ENOTFOUND");
+    assert_string_equal(ls_rc_name(LS_EAUTH), "EAUTH");
+    assert_string_equal(ls_rc_name(LS_EEXIST), "EEXIST");
+    assert_string_equal(ls_rc_name((ls_rc)999), "EUNKNOWN");
+    assert_string_equal(ls_strerror(LS_ENOMEM), "out of memory");
+    assert_string_equal(ls_strerror((ls_rc)-1), "unknown error");
+}
+
+static void test_err_set_and_prefix(void **state)
+{
+    (void)state;
+    ls_err err = {0};
+    assert_int_equal(ls_err_set(&err, LS_EINVAL, "field '%s' bad", "x"), LS_EINVAL);
+    assert_int_equal(err.code, LS_EINVAL);
+    assert_string_equal(err.msg, "field 'x' bad");
+    assert_int_equal(ls_err_prefix(&err, "config %s", "a.json"), LS_EINVAL);
+    assert_string_equal(err.msg, "config a.json: field 'x' bad");
+    assert_string_equal(ls_err_text(&err), "config a.json: field 'x' bad");
+
+    /* NULL err is allowed everywhere. */
+    assert_int_equal(ls_err_set(NULL, LS_EIO, "ignored"), LS_EIO);
+    assert_int_equal(ls_err_prefix(NULL, "ignored"), LS_OK);
+
+    /* An empty message falls back to the fixed text. */
+    ls_err e2 = {LS_EBUSY, ""};
+    assert_string_equal(ls_err_text(&e2), "resource busy");
+    ls_err_prefix(&e2, "store");
+    assert_string_equal(e2.msg, "store: resource busy");
+}
+
+static void test_err_truncates_long_messages(void **state)
+{
+    (void)state;
+    ls_err err;
+    char big[600];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ls_err_set(&err, LS_EINVAL, "%s", big);
+    assert_int_equal(strlen(err.msg), LS_ERR_MSGMAX - 1);
+    ls_err_prefix(&err, "%s", big);
+    assert_int_equal(strlen(err.msg), LS_ERR_MSGMAX - 1);
+    assert_int_equal(err.code, LS_EINVAL);
+}
+
+/* ---- buffers and the allocator ---- */
+
+static void test_buf_append_printf_steal(void **state)
+{
+    (void)state;
+    ls_buf b = LS_BUF_INIT;
+    ls_err err;
+    th_ok(ls_buf_append(&b, "abc", 3, &err), &err);
+    th_ok(ls_buf_putc(&b, '-', &err), &err);
+    th_ok(ls_buf_printf(&b, &err, "%d/%s", 42, "x"), &err);
+    assert_int_equal(b.len, 8);
+    assert_string_equal((char *)b.ptr, "abc-42/x"); /* NUL-terminated */
+    th_ok(ls_buf_append(&b, NULL, 0, &err), &err);
+    assert_int_equal(b.len, 8);
+
+    th_ok(ls_buf_set(&b, "zz", 2, &err), &err);
+    assert_string_equal((char *)b.ptr, "zz");
+    ls_buf_clear(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal((char *)b.ptr, "");
+
+    /* Growth past the first allocation keeps the contents. */
+    for (int i = 0; i < 1000; i++)
+        th_ok(ls_buf_putc(&b, (unsigned char)('a' + i % 26), &err), &err);
+    assert_int_equal(b.len, 1000);
+    assert_true(b.cap > 1000);
+    assert_int_equal(b.ptr[999], 'a' + 999 % 26);
+
+    size_t len;
+    unsigned char *p = ls_buf_steal(&b, &len);
+    assert_non_null(p);
+    assert_int_equal(len, 1000);
+    assert_null(b.ptr);
+    assert_int_equal(b.cap, 0);
+    ls_free(p);
+    ls_buf_free(&b);
+    ls_buf_free(NULL);
+}
+
+static void test_buf_reports_enomem(void **state)
+{
+    (void)state;
+    ls_buf b = LS_BUF_INIT;
+    ls_err err;
+    th_fail_install();
+    th_fail_after(0);
+    assert_int_equal(ls_buf_append(&b, "x", 1, &err), LS_ENOMEM);
+    assert_int_equal(err.code, LS_ENOMEM);
+    assert_null(b.ptr); /* untouched */
+    th_fail_never();
+    th_ok(ls_buf_append(&b, "x", 1, &err), &err);
+    th_fail_after(0);
+    char big[200] = {0};
+    assert_int_equal(ls_buf_append(&b, big, sizeof big, &err), LS_ENOMEM);
+    assert_int_equal(b.len, 1); /* old contents kept */
+    assert_string_equal((char *)b.ptr, "x");
+    th_fail_uninstall();
+    /* Overflowing sizes are refused before allocating. */
+    assert_int_equal(ls_buf_reserve(&b, SIZE_MAX, &err), LS_ENOMEM);
+    assert_non_null(strstr(err.msg, "overflow"));
+    ls_buf_free(&b);
+}
+
+static void test_alloc_calloc_overflow_and_strdup(void **state)
+{
+    (void)state;
+    assert_null(ls_calloc(SIZE_MAX / 2, 4));
+    int *z = ls_calloc(4, sizeof *z);
+    assert_non_null(z);
+    assert_int_equal(z[0] | z[1] | z[2] | z[3], 0);
+    ls_free(z);
+    char *s = ls_strdup("lodestone");
+    assert_string_equal(s, "lodestone");
+    ls_free(s);
+    s = ls_strndup("lodestone", 4);
+    assert_string_equal(s, "lode");
+    ls_free(s);
+    ls_free(NULL);
+
+    th_fail_install();
+    th_fail_after(0);
+    assert_null(ls_strdup("x"));
+    th_fail_after(0);
+    assert_null(ls_malloc(10));
+    th_fail_uninstall();
+}
+
+/* ---- clocks ---- */
+
+static void test_clock_system_moves_forward(void **state)
+{
+    (void)state;
+    int64_t w = ls_clock_wall_ms(NULL);
+    assert_true(w > 1700000000000LL); /* after 2023 */
+    assert_int_equal(ls_clock_wall_ms(ls_clock_system()) / 100000, w / 100000);
+    int64_t m1 = ls_clock_mono_ns(NULL), m2 = ls_clock_mono_ns(ls_clock_system());
+    assert_true(m2 >= m1);
+}
+
+static void test_clock_manual(void **state)
+{
+    (void)state;
+    ls_manual_clock mc;
+    ls_manual_clock_init(&mc, 1000);
+    assert_int_equal(ls_clock_wall_ms(&mc.clock), 1000);
+    assert_int_equal(ls_clock_mono_ns(&mc.clock), 0);
+    ls_manual_clock_advance(&mc, 250);
+    assert_int_equal(ls_clock_wall_ms(&mc.clock), 1250);
+    assert_int_equal(ls_clock_mono_ns(&mc.clock), 250000000);
+}
+
+/* ---- ids ---- */
+
+static void test_id_format_parse_round_trip(void **state)
+{
+    (void)state;
+    ls_err err;
+    for (int i = 0; i < 1000; i++) {
+        ls_id id, back;
+        th_ok(ls_id_new(&id, NULL, &err), &err);
+        char text[LS_ID_TEXTLEN + 1];
+        ls_id_format(&id, text);
+        assert_int_equal(strlen(text), LS_ID_TEXTLEN);
+        th_ok(ls_id_parse(&back, text, strlen(text), &err), &err);
+        assert_memory_equal(id.b, back.b, LS_ID_BYTES);
+    }
+}
+
+static void test_id_known_values(void **state)
+{
+    (void)state;
+    ls_id id;
+    memset(id.b, 0, sizeof id.b);
+    char text[LS_ID_TEXTLEN + 1];
+    ls_id_format(&id, text);
+    assert_string_equal(text, "00000000000000000000000000");
+    memset(id.b, 0xff, sizeof id.b);
+    ls_id_format(&id, text);
+    assert_string_equal(text, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
+    memset(id.b, 0, sizeof id.b);
+    id.b[LS_ID_BYTES - 1] = 33; /* 1*32 + 1 */
+    ls_id_format(&id, text);
+    assert_string_equal(text, "00000000000000000000000011");
+    /* Time 1 ms: bit 80 set, which is digit 10 from the right holding 1. */
+    memset(id.b, 0, sizeof id.b);
+    id.b[5] = 1;
+    assert_int_equal(ls_id_time_ms(&id), 1);
+    ls_id_format(&id, text);
+    assert_string_equal(text, "00000000010000000000000000");
+}
+
+static void test_id_parse_errors_and_aliases(void **state)
+{
+    (void)state;
+    ls_id a, b;
+    ls_err err;
+    th_ok(ls_id_parse(&a, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 26, &err), &err);
+    /* Lower case, and I/L/O read as 1/1/0. */
+    th_ok(ls_id_parse(&b, "01arz3ndektsv4rrffq69g5fav", 26, &err), &err);
+    assert_memory_equal(a.b, b.b, LS_ID_BYTES);
+    ls_id c, d;
+    th_ok(ls_id_parse(&c, "0I000000000000000000000000", 26, &err), &err);
+    th_ok(ls_id_parse(&d, "01000000000000000000000000", 26, &err), &err);
+    assert_memory_equal(c.b, d.b, LS_ID_BYTES);
+    th_ok(ls_id_parse(&c, "0L00000000000000000000000O", 26, &err), &err);
+    assert_memory_equal(c.b, d.b, LS_ID_BYTES);
+
+    assert_int_equal(ls_id_parse(&a, "01ARZ", 5, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "id must be 26 characters, got 5");
+    assert_int_equal(ls_id_parse(&a, "01ARZ3NDEKTSV4RRFFQ69G5FAU", 26, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "id has invalid character at position 26");
+    assert_int_equal(ls_id_parse(&a, "01ARZ3-DEKTSV4RRFFQ69G5FAV", 26, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "id has invalid character at position 7");
+    assert_int_equal(ls_id_parse(&a, "80000000000000000000000000", 26, &err), LS_EINVAL);
+    assert_non_null(strstr(err.msg, "out of range"));
+}
+
+static void test_id_sorts_by_time(void **state)
+{
+    (void)state;
+    ls_manual_clock mc;
+    ls_manual_clock_init(&mc, 1700000000000LL);
+    ls_err err;
+    ls_id prev;
+    char prev_text[LS_ID_TEXTLEN + 1];
+    th_ok(ls_id_new(&prev, &mc.clock, &err), &err);
+    ls_id_format(&prev, prev_text);
+    assert_int_equal(ls_id_time_ms(&prev), 1700000000000LL);
+    for (int i = 0; i < 2000; i++) {
+        /* Same millisecond most of the time, then a step. */
+        if (i % 100 == 99) ls_manual_clock_advance(&mc, 1 + i % 7);
+        ls_id id;
+        char text[LS_ID_TEXTLEN + 1];
+        th_ok(ls_id_new(&id, &mc.clock, &err), &err);
+        ls_id_format(&id, text);
+        assert_true(ls_id_cmp(&prev, &id) < 0);
+        assert_true(strcmp(prev_text, text) < 0);
+        assert_int_equal(ls_id_time_ms(&id), ls_clock_wall_ms(&mc.clock));
+        prev = id;
+        memcpy(prev_text, text, sizeof text);
+    }
+}
+
+static void test_id_rejects_out_of_range_clock(void **state)
+{
+    (void)state;
+    ls_manual_clock mc;
+    ls_id id;
+    ls_err err;
+    ls_manual_clock_init(&mc, -1);
+    assert_int_equal(ls_id_new(&id, &mc.clock, &err), LS_EINVAL);
+    assert_non_null(strstr(err.msg, "48-bit"));
+    ls_manual_clock_init(&mc, (int64_t)1 << 48);
+    assert_int_equal(ls_id_new(&id, &mc.clock, &err), LS_EINVAL);
+}
+
+/* ---- JSON helpers ---- */
+
+static void test_json_parse_reports_position(void **state)
+{
+    (void)state;
+    json_t *v = NULL;
+    ls_err err;
+    const char *bad = "{\"a\": 1,\n  \"b\": tru}";
+    assert_int_equal(ls_json_parse(bad, strlen(bad), &v, &err), LS_EINVAL);
+    assert_null(v);
+    assert_non_null(strstr(err.msg, "line 2 column"));
+    assert_non_null(strstr(err.msg, "(byte "));
+
+    const char *dup = "{\"a\": 1, \"a\": 2}";
+    assert_int_equal(ls_json_parse(dup, strlen(dup), &v, &err), LS_EINVAL);
+    assert_non_null(strstr(err.msg, "duplicate"));
+
+    assert_int_equal(ls_json_parse("", 0, &v, &err), LS_EINVAL);
+    assert_int_equal(ls_json_parse("[1] x", 5, &v, &err), LS_EINVAL);
+}
+
+static void test_json_parse_and_dump_round_trip(void **state)
+{
+    (void)state;
+    const char *text = "{\"z\":[1,2.5,\"s\\u0000t\",null,true,false,{}],\"a\":9007199254740993}";
+    json_t *v;
+    ls_err err;
+    th_ok(ls_json_parse(text, strlen(text), &v, &err), &err);
+    json_t *z = json_object_get(v, "z");
+    assert_int_equal(json_string_length(json_array_get(z, 2)), 3);
+    assert_int_equal(json_integer_value(json_object_get(v, "a")), 9007199254740993LL);
+
+    ls_buf out = LS_BUF_INIT;
+    th_ok(ls_buf_set(&out, "prefix:", 7, &err), &err);
+    th_ok(ls_json_dump(v, &out, &err), &err);
+    assert_string_equal(
+        (char *)out.ptr,
+        "prefix:{\"a\":9007199254740993,\"z\":[1,2.5,\"s\\u0000t\",null,true,false,{}]}");
+    json_decref(v);
+
+    json_t *scalar;
+    th_ok(ls_json_parse("\"x\"", 3, &scalar, &err), &err);
+    ls_buf_clear(&out);
+    th_ok(ls_json_dump(scalar, &out, &err), &err);
+    assert_string_equal((char *)out.ptr, "\"x\"");
+    json_decref(scalar);
+    ls_buf_free(&out);
+}
+
+static void test_json_dump_enomem_keeps_buffer(void **state)
+{
+    (void)state;
+    json_t *v = json_pack("{s:s}", "key",
+                          "a value long enough that the buffer must grow past its first 64 bytes");
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    th_ok(ls_buf_set(&out, "x", 1, &err), &err);
+    th_fail_install();
+    th_fail_after(0);
+    assert_int_equal(ls_json_dump(v, &out, &err), LS_ENOMEM);
+    th_fail_uninstall();
+    assert_int_equal(out.len, 1);
+    assert_string_equal((char *)out.ptr, "x");
+    json_decref(v);
+    ls_buf_free(&out);
+}
+
+static void test_json_path_and_getters(void **state)
+{
+    (void)state;
+    const char *text = "{\"realm_access\":{\"roles\":[\"admin\"]},\"sub\":\"alice\",\"n\":3,"
+                       "\"f\":1.5,\"ok\":true,\"o\":{},\"a\":[]}";
+    json_t *v;
+    ls_err err;
+    th_ok(ls_json_parse(text, strlen(text), &v, &err), &err);
+    json_t *roles = ls_json_path(v, "realm_access.roles");
+    assert_true(json_is_array(roles));
+    assert_string_equal(json_string_value(json_array_get(roles, 0)), "admin");
+    assert_null(ls_json_path(v, "realm_access.missing"));
+    assert_null(ls_json_path(v, "sub.deeper"));
+    assert_ptr_equal(ls_json_path(v, "sub"), json_object_get(v, "sub"));
+
+    const char *s;
+    size_t len;
+    int64_t n;
+    double f;
+    int b;
+    json_t *o;
+    th_ok(ls_json_get_str(v, "sub", &s, &len, &err), &err);
+    assert_string_equal(s, "alice");
+    assert_int_equal(len, 5);
+    th_ok(ls_json_get_int(v, "n", &n, &err), &err);
+    assert_int_equal(n, 3);
+    th_ok(ls_json_get_num(v, "n", &f, &err), &err);
+    assert_true(f == 3.0);
+    th_ok(ls_json_get_num(v, "f", &f, &err), &err);
+    assert_true(f == 1.5);
+    th_ok(ls_json_get_bool(v, "ok", &b, &err), &err);
+    assert_int_equal(b, 1);
+    th_ok(ls_json_get_obj(v, "o", &o, &err), &err);
+    th_ok(ls_json_get_arr(v, "a", &o, &err), &err);
+
+    err.code = LS_OK;
+    assert_int_equal(ls_json_get_str(v, "missing", &s, &len, &err), LS_ENOTFOUND);
+    assert_int_equal(err.code, LS_OK); /* untouched */
+    assert_int_equal(ls_json_get_str(v, "n", &s, &len, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "field 'n': expected a string, got integer");
+    assert_int_equal(ls_json_get_int(v, "f", &n, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "field 'f': expected an integer, got number");
+    assert_int_equal(ls_json_get_bool(v, "a", &b, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "field 'a': expected a boolean, got array");
+    assert_int_equal(ls_json_get_obj(v, "ok", &o, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "field 'ok': expected an object, got boolean");
+    assert_int_equal(ls_json_get_arr(v, "o", &o, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "field 'o': expected an array, got object");
+    assert_int_equal(ls_json_get_num(v, "sub", &f, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "field 'sub': expected a number, got string");
+    /* Not an object at all: every field is absent. */
+    assert_int_equal(ls_json_get_str(roles, "x", &s, &len, &err), LS_ENOTFOUND);
+    json_decref(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_names_and_texts),
+        cmocka_unit_test(test_err_set_and_prefix),
+        cmocka_unit_test(test_err_truncates_long_messages),
+        cmocka_unit_test(test_buf_append_printf_steal),
+        cmocka_unit_test(test_buf_reports_enomem),
+        cmocka_unit_test(test_alloc_calloc_overflow_and_strdup),
+        cmocka_unit_test(test_clock_system_moves_forward),
+        cmocka_unit_test(test_clock_manual),
+        cmocka_unit_test(test_id_format_parse_round_trip),
+        cmocka_unit_test(test_id_known_values),
+        cmocka_unit_test(test_id_parse_errors_and_aliases),
+        cmocka_unit_test(test_id_sorts_by_time),
+        cmocka_unit_test(test_id_rejects_out_of_range_clock),
+        cmocka_unit_test(test_json_parse_reports_position),
+        cmocka_unit_test(test_json_parse_and_dump_round_trip),
+        cmocka_unit_test(test_json_dump_enomem_keeps_buffer),
+        cmocka_unit_test(test_json_path_and_getters),
+    };
+    return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}

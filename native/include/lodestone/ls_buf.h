@@ -22,7 +22,10 @@ typedef struct {
     size_t cap;         /* bytes allocated */
 } ls_buf;
 
-#define LS_BUF_INIT {NULL, 0, 0}
+#define LS_BUF_INIT \
+    {               \
+        NULL, 0, 0  \
+    }
 
 /* Makes room for `extra` more bytes (plus the trailing NUL) without
  * changing len. Returns LS_ENOMEM (err set) on failure, buffer untouched. */

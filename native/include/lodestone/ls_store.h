@@ -28,9 +28,9 @@ typedef struct ls_store_batch ls_store_batch_t;
 typedef struct ls_store_iter ls_store_iter_t;
 
 typedef struct {
-    int create_if_missing;  /* create the directory and store if absent */
-    size_t cache_bytes;     /* block cache size; 0 = 8 MiB */
-    size_t write_buffer;    /* memtable size; 0 = LevelDB's default */
+    int create_if_missing; /* create the directory and store if absent */
+    size_t cache_bytes;    /* block cache size; 0 = 8 MiB */
+    size_t write_buffer;   /* memtable size; 0 = LevelDB's default */
 } ls_store_opts;
 
 /* Flags for ls_store_write. */
@@ -60,8 +60,7 @@ LS_API uint32_t ls_store_format(const ls_store_t *st);
 
 /* Looks up key. On LS_OK, replaces the contents of *val (caller-owned,
  * reused). Returns LS_ENOTFOUND when the key is absent (err untouched). */
-LS_API ls_rc ls_store_get(ls_store_t *st, const void *key, size_t klen, ls_buf *val,
-                          ls_err *err);
+LS_API ls_rc ls_store_get(ls_store_t *st, const void *key, size_t klen, ls_buf *val, ls_err *err);
 
 /* One-key writes: a batch of one, flags as for ls_store_write. */
 LS_API ls_rc ls_store_put(ls_store_t *st, const void *key, size_t klen, const void *val,
@@ -77,8 +76,8 @@ LS_API void ls_store_batch_free(ls_store_batch_t *b); /* b may be NULL */
 
 /* Queue a put or delete; nothing is visible until ls_store_write. Later
  * operations on the same key in one batch win. */
-LS_API void ls_store_batch_put(ls_store_batch_t *b, const void *key, size_t klen,
-                               const void *val, size_t vlen);
+LS_API void ls_store_batch_put(ls_store_batch_t *b, const void *key, size_t klen, const void *val,
+                               size_t vlen);
 LS_API void ls_store_batch_delete(ls_store_batch_t *b, const void *key, size_t klen);
 
 /* Empties the batch for reuse. */
@@ -100,7 +99,7 @@ typedef struct {
     size_t lower_len;
     const void *upper; /* first key excluded; NULL = to the end */
     size_t upper_len;
-    int reverse;       /* scan from upper down to lower */
+    int reverse; /* scan from upper down to lower */
 } ls_store_range;
 
 /* Iterates keys in [lower, upper) in byte order (or reverse), over a
@@ -146,7 +145,8 @@ LS_API ls_rc ls_key_ns(ls_buf *k, ls_store_ns ns, ls_err *err);
 LS_API ls_rc ls_key_u64(ls_buf *k, uint64_t v, ls_err *err);
 LS_API ls_rc ls_key_i64(ls_buf *k, int64_t v, ls_err *err);
 LS_API ls_rc ls_key_str(ls_buf *k, const void *s, size_t len, ls_err *err);
-LS_API ls_rc ls_key_bytes(ls_buf *k, const void *raw, size_t len, ls_err *err); /* fixed-size, unescaped */
+LS_API ls_rc ls_key_bytes(ls_buf *k, const void *raw, size_t len,
+                          ls_err *err); /* fixed-size, unescaped */
 
 /* Sets *end to the smallest key greater than every key with this prefix
  * (the prefix with its last non-0xFF byte incremented and the rest cut);

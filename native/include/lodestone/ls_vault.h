@@ -22,11 +22,11 @@
 extern "C" {
 #endif
 
-#define LS_VAULT_KEYBYTES   32u /* one data key */
-#define LS_VAULT_NONCEBYTES 24u /* XChaCha20 nonce */
-#define LS_VAULT_MACBYTES   16u /* Poly1305 tag */
+#define LS_VAULT_KEYBYTES    32u                             /* one data key */
+#define LS_VAULT_NONCEBYTES  24u                             /* XChaCha20 nonce */
+#define LS_VAULT_MACBYTES    16u                             /* Poly1305 tag */
 #define LS_VAULT_HEADERBYTES (1u + 4u + LS_VAULT_NONCEBYTES) /* version, key id, nonce */
-#define LS_VAULT_OVERHEAD   (LS_VAULT_HEADERBYTES + LS_VAULT_MACBYTES)
+#define LS_VAULT_OVERHEAD    (LS_VAULT_HEADERBYTES + LS_VAULT_MACBYTES)
 
 /* The same constants as functions, for Lua and FFI. */
 LS_API size_t ls_vault_keybytes(void);
@@ -97,14 +97,14 @@ LS_API void ls_secret_free(ls_secret_t *s); /* wipes; s may be NULL */
 
 /* Seals value under the current key with the name as associated data and
  * writes it (synced) under LS_NS_SECRET. Replaces an existing value. */
-LS_API ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name,
-                                 const void *value, size_t vlen, ls_err *err);
+LS_API ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name, const void *value,
+                                 size_t vlen, ls_err *err);
 
 /* Reads and opens a secret. LS_ENOTFOUND when absent; LS_EAUTH when the
  * record does not authenticate for this name (tampered or moved).
  * Caller frees with ls_secret_free. */
-LS_API ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name,
-                                 ls_secret_t **out, ls_err *err);
+LS_API ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_secret_t **out,
+                                 ls_err *err);
 
 /* Deletes a secret (synced). LS_ENOTFOUND when absent. */
 LS_API ls_rc ls_vault_secret_delete(ls_store_t *st, const char *name, ls_err *err);
@@ -117,8 +117,7 @@ LS_API ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud
 /* Re-encrypts every secret sealed under an older key with the current key,
  * in synced batches. *count (may be NULL) receives how many were resealed.
  * Safe to interrupt and run again. */
-LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count,
-                                        ls_err *err);
+LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, ls_err *err);
 
 #ifdef __cplusplus
 }
