@@ -16,7 +16,7 @@ export LS_BUILD_DIR=$build LS_LUA_ABI=$abi
 if [ "${LS_SANITIZE:-0}" = 1 ]; then
   # The interpreter is not instrumented: load the ASan runtime first.
   export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 fi
 # busted is packaged for 5.1 only; its modules are plain Lua that 5.4 runs.
 exec "$rt" -e "package.path='/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;'..package.path" \

@@ -40,11 +40,14 @@ typedef struct {
 
 /* Opens the store in directory path. opts may be NULL (defaults, no create).
  * Errors: LS_EBUSY when another process (or another handle in this one)
- * holds the directory; LS_ENOTFOUND when absent and not create_if_missing;
- * LS_EFORMAT when the directory is not a Lodestone store (a non-empty
- * directory that is no LevelDB, or a LevelDB without Lodestone's format
- * record) or has a newer format version; LS_ECORRUPT, LS_EIO otherwise.
- * On success *out is a handle; caller frees with ls_store_close. */
+ * holds the directory; LS_ENOTFOUND when absent (or an empty directory) and
+ * not create_if_missing; LS_EFORMAT when the directory is not a Lodestone
+ * store (a non-empty directory that is no LevelDB, or a LevelDB with keys
+ * but without Lodestone's format record) or has a newer format version;
+ * LS_ECORRUPT, LS_EIO otherwise. An empty directory, or one holding only
+ * LevelDB's LOCK and LOG files, counts as empty. A refused directory is
+ * left as it was. On success *out is a handle; caller frees with
+ * ls_store_close. */
 LS_API ls_rc ls_store_open(ls_store_t **out, const char *path, const ls_store_opts *opts,
                            ls_err *err);
 
@@ -103,8 +106,9 @@ typedef struct {
 } ls_store_range;
 
 /* Iterates keys in [lower, upper) in byte order (or reverse), over a
- * consistent snapshot taken now. The range bounds are copied. Caller frees
- * with ls_store_iter_free, before closing the store. */
+ * consistent snapshot taken now. The range bounds are copied; r may be NULL
+ * (every key, forward). Caller frees with ls_store_iter_free, before
+ * closing the store. */
 LS_API ls_rc ls_store_iter_new(ls_store_iter_t **out, ls_store_t *st, const ls_store_range *r,
                                ls_err *err);
 
@@ -140,7 +144,8 @@ typedef enum {
  *  - u64/i64 as 8 big-endian bytes (i64 with the sign bit flipped);
  *  - strings escaped so that no encoded string is a prefix of another and
  *    order is preserved: 0x00 becomes 0x00 0xFF, and 0x00 0x01 ends it.
- * Each call appends to k; start a key with ls_key_ns after ls_buf_clear. */
+ * Each call appends to k; start a key with ls_key_ns after ls_buf_clear.
+ * A call that fails (LS_ENOMEM, LS_EINVAL) leaves k as it was. */
 LS_API ls_rc ls_key_ns(ls_buf *k, ls_store_ns ns, ls_err *err);
 LS_API ls_rc ls_key_u64(ls_buf *k, uint64_t v, ls_err *err);
 LS_API ls_rc ls_key_i64(ls_buf *k, int64_t v, ls_err *err);
@@ -150,10 +155,14 @@ LS_API ls_rc ls_key_bytes(ls_buf *k, const void *raw, size_t len,
 
 /* Sets *end to the smallest key greater than every key with this prefix
  * (the prefix with its last non-0xFF byte incremented and the rest cut);
- * LS_ENOTFOUND when there is none (the prefix is all 0xFF or empty). */
+ * LS_ENOTFOUND when there is none (the prefix is all 0xFF or empty), with
+ * end and err untouched. */
 LS_API ls_rc ls_key_prefix_end(const void *prefix, size_t plen, ls_buf *end, ls_err *err);
 
-/* Reads typed parts back, in the order they were written. */
+/* Reads typed parts back, in the order they were written. The output
+ * pointer of ns/u64/i64 may be NULL to skip a part. Errors: LS_EINVAL when
+ * the key ends before the part does (truncated), LS_ECORRUPT when a
+ * string's escaping is malformed; a rejected part is not consumed. */
 typedef struct {
     const unsigned char *p;
     size_t left;

@@ -7,6 +7,8 @@
  *
  * Conventions: see ls_err.h. Decryption failures of any kind (tampering,
  * wrong associated data, wrong key) are LS_EAUTH and say nothing more.
+ * One vault may be shared by threads: every call but ls_vault_close may run
+ * concurrently with the others (rotation waits for seals in flight).
  */
 #ifndef LODESTONE_VAULT_H
 #define LODESTONE_VAULT_H
@@ -67,7 +69,8 @@ LS_API ls_rc ls_vault_rotate(ls_vault_t *v, uint32_t *new_id, ls_err *err);
 
 /* Encrypts pt with the current key and associated data ad (may be NULL
  * when adlen is 0), replacing *out with version, key id, nonce and the
- * ciphertext with tag: ptlen + LS_VAULT_OVERHEAD bytes. */
+ * ciphertext with tag: ptlen + LS_VAULT_OVERHEAD bytes. pt must not point
+ * into out. */
 LS_API ls_rc ls_vault_seal(ls_vault_t *v, const void *ad, size_t adlen, const void *pt,
                            size_t ptlen, ls_buf *out, ls_err *err);
 
@@ -75,11 +78,13 @@ LS_API ls_rc ls_vault_seal(ls_vault_t *v, const void *ad, size_t adlen, const vo
  * it does not authenticate under the key it names with this ad;
  * LS_EFORMAT when too short or of an unknown version; LS_ENOTFOUND when it
  * names a key this keyring does not hold. out is ordinary memory: use
- * secrets below for values that must stay in guarded memory. */
+ * secrets below for values that must stay in guarded memory. sealed must
+ * not point into out; on failure out is left empty. */
 LS_API ls_rc ls_vault_open(ls_vault_t *v, const void *ad, size_t adlen, const void *sealed,
                            size_t slen, ls_buf *out, ls_err *err);
 
-/* Key id a sealed value names (0 when too short to name one). */
+/* Key id a sealed value names (0 when it is no sealed value this build
+ * reads: shorter than LS_VAULT_OVERHEAD or of an unknown version). */
 LS_API uint32_t ls_vault_sealed_key(const void *sealed, size_t slen);
 
 /* ---- secrets ---- */
@@ -116,7 +121,8 @@ LS_API ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud
 
 /* Re-encrypts every secret sealed under an older key with the current key,
  * in synced batches. *count (may be NULL) receives how many were resealed.
- * Safe to interrupt and run again. */
+ * Safe to interrupt and run again. A record that does not open stops the
+ * walk with its code and the secret's name; batches written before stay. */
 LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, ls_err *err);
 
 #ifdef __cplusplus

@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: MIT
+ * lodestone.core.json: JSON for Lua over the project's jansson helpers.
+ * decode turns text into Lua values (null is json.null, arrays carry
+ * json.array_mt); encode turns them back into compact JSON with sorted keys.
+ * Failures return nil, message, code; messages name the position in the text
+ * or the path of the offending value ("at $.items[3].name"). Integers stay
+ * exact: the full int64 range on Lua 5.4, up to 2^53 on LuaJIT.
+ */
+#include "ls_config.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lls.h"
+#include "ls_json.h"
+
+/* Deepest nesting of arrays and objects, both ways. It is jansson's parser
+ * limit, so whatever encode produces, decode accepts. */
+#define MAX_DEPTH JSON_PARSER_MAX_DEPTH
+
+/* Registry names of the metatables (stable across reloads in one state). */
+#define ARRAY_MT  "lodestone.json.array"
+#define OBJECT_MT "lodestone.json.object"
+#define BOX_MT    "lodestone.json.box"
+
+/* Upvalues shared by every json function. */
+#define UV_ARRAY_MT  lua_upvalueindex(1)
+#define UV_OBJECT_MT lua_upvalueindex(2)
+#define UV_BOX_MT    lua_upvalueindex(3)
+
+/* ---- per-call scratch ---- */
+
+/* Owned by a userdata on the Lua stack, so that a Lua error (a longjmp, e.g.
+ * out of memory in lua_pushlstring) in the middle of a call leaks nothing:
+ * __gc frees whatever the normal path has not freed yet. */
+typedef struct {
+    json_t *doc;
+    ls_buf buf;
+} box;
+
+static void box_clear(box *b)
+{
+    json_decref(b->doc);
+    b->doc = NULL;
+    ls_buf_free(&b->buf);
+}
+
+static int l_box_gc(lua_State *L)
+{
+    box_clear(lua_touserdata(L, 1));
+    return 0;
+}
+
+static box *new_box(lua_State *L)
+{
+    box *b = lls_newuserdata(L, sizeof *b);
+    memset(b, 0, sizeof *b);
+    lua_pushvalue(L, UV_BOX_MT);
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+/* ---- paths in error messages ---- */
+
+/* One step from the root to the value being converted. Frames live on the C
+ * stack of the recursion and link upwards; the root (up == NULL) is "$".
+ * Array positions are 1-based, as in the Lua table. */
+typedef struct frame {
+    const struct frame *up;
+    const char *key; /* object member name; NULL for an array item */
+    size_t klen;
+    long long index;   /* array item position */
+    const void *table; /* encode: the Lua table converted here (cycles) */
+    int depth;         /* containers enclosing this value */
+} frame;
+
+#define PATH_SHOWN 100 /* longer paths keep their end: "$...[7].name" */
+#define KEY_SHOWN  32  /* longer keys are cut: ["aaaa..."] */
+#define STEP_MAX   (KEY_SHOWN * 4 + 16)
+
+static int is_ident(const char *s, size_t n)
+{
+    if (n == 0 || (s[0] >= '0' && s[0] <= '9')) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes one step (".name", ["odd key"], [3]) into out (STEP_MAX bytes). */
+static size_t format_step(const frame *fr, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (fr->key == NULL) return (size_t)snprintf(out, STEP_MAX, "[%lld]", fr->index);
+    size_t n = fr->klen < KEY_SHOWN ? fr->klen : KEY_SHOWN;
+    if (n == fr->klen && is_ident(fr->key, n))
+        return (size_t)snprintf(out, STEP_MAX, ".%.*s", (int)n, fr->key);
+    size_t len = 0;
+    out[len++] = '[';
+    out[len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)fr->key[i];
+        if (c == '"' || c == '\\') {
+            out[len++] = '\\';
+            out[len++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            out[len++] = (char)c;
+        } else {
+            out[len++] = '\\';
+            out[len++] = 'x';
+            out[len++] = hex[c >> 4];
+            out[len++] = hex[c & 15];
+        }
+    }
+    if (n < fr->klen) {
+        memcpy(out + len, "...", 3);
+        len += 3;
+    }
+    out[len++] = '"';
+    out[len++] = ']';
+    out[len] = '\0';
+    return len;
+}
+
+/* Writes the path of fr ("$.items[3].name") into out, built from the leaf
+ * up so that a very long path keeps its informative end. */
+static void format_path(const frame *fr, char *out, size_t cap)
+{
+    char tmp[PATH_SHOWN];
+    size_t pos = sizeof tmp;
+    int cut = 0;
+    for (; fr != NULL && fr->up != NULL; fr = fr->up) {
+        char step[STEP_MAX];
+        size_t n = format_step(fr, step);
+        if (n > pos) {
+            cut = 1;
+            break;
+        }
+        pos -= n;
+        memcpy(tmp + pos, step, n);
+    }
+    snprintf(out, cap, "$%s%.*s", cut ? "..." : "", (int)(sizeof tmp - pos), tmp + pos);
+}
+
+static int fail_at(ls_err *err, const frame *fr, ls_rc code, const char *fmt, ...) LS_PRINTF(4, 5);
+
+/* Sets err to "at <path>: <what>" and returns -1 (the recursion's failure). */
+static int fail_at(ls_err *err, const frame *fr, ls_rc code, const char *fmt, ...)
+{
+    char path[PATH_SHOWN + 8];
+    char what[LS_ERR_MSGMAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    format_path(fr, path, sizeof path);
+    ls_err_set(err, code, "at %s: %s", path, what);
+    return -1;
+}
+
+/* ---- decode: json_t -> Lua ---- */
+
+typedef struct {
+    lua_State *L;
+    ls_err err;
+} dec;
+
+static int push_value(dec *d, json_t *v, const frame *fr);
+
+static int push_array(dec *d, json_t *v, const frame *fr)
+{
+    lua_State *L = d->L;
+    size_t n = json_array_size(v);
+    lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0);
+    lua_pushvalue(L, UV_ARRAY_MT);
+    lua_setmetatable(L, -2);
+    for (size_t i = 0; i < n; i++) {
+        frame item = {fr, NULL, 0, (long long)i + 1, NULL, fr->depth + 1};
+        if (push_value(d, json_array_get(v, i), &item) != 0) return -1;
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
+    return 0;
+}
+
+static int push_object(dec *d, json_t *v, const frame *fr)
+{
+    lua_State *L = d->L;
+    size_t n = json_object_size(v);
+    lua_createtable(L, 0, n < INT_MAX ? (int)n : INT_MAX);
+    const char *key;
+    size_t klen;
+    json_t *val;
+    json_object_keylen_foreach(v, key, klen, val)
+    {
+        frame member = {fr, key, klen, 0, NULL, fr->depth + 1};
+        lua_pushlstring(L, key, klen);
+        if (push_value(d, val, &member) != 0) return -1;
+        lua_rawset(L, -3);
+    }
+    return 0;
+}
+
+static int push_integer(dec *d, json_int_t n, const frame *fr)
+{
+    if (!LLS_HAS_INTEGERS && (n > LS_JSON_EXACT_INT || n < -LS_JSON_EXACT_INT))
+        return fail_at(&d->err, fr, LS_EINVAL,
+                       "integer %" JSON_INTEGER_FORMAT " cannot be represented exactly "
+                       "(this Lua has no integers; the limit is +-2^53)",
+                       n);
+    lls_pushint64(d->L, n);
+    return 0;
+}
+
+/* Pushes the Lua form of v. On failure returns -1 with d->err set, leaving
+ * partial results on the stack for the caller to drop. */
+static int push_value(dec *d, json_t *v, const frame *fr)
+{
+    lua_State *L = d->L;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+    case JSON_ARRAY:
+        if (fr->depth >= MAX_DEPTH)
+            return fail_at(&d->err, fr, LS_EINVAL, "nesting deeper than %d levels", MAX_DEPTH);
+        if (!lua_checkstack(L, 4))
+            return fail_at(&d->err, fr, LS_EINVAL, "nesting too deep for the Lua stack");
+        return json_is_array(v) ? push_array(d, v, fr) : push_object(d, v, fr);
+    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); return 0;
+    case JSON_INTEGER: return push_integer(d, json_integer_value(v), fr);
+    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); return 0;
+    case JSON_TRUE: lua_pushboolean(L, 1); return 0;
+    case JSON_FALSE: lua_pushboolean(L, 0); return 0;
+    case JSON_NULL: lua_pushlightuserdata(L, NULL); return 0;
+    }
+    return fail_at(&d->err, fr, LS_EINVAL, "unknown JSON type %d", (int)json_typeof(v));
+}
+
+/* Like luaL_checklstring, but numbers are not accepted as strings. */
+static const char *check_string(lua_State *L, int arg, size_t *len)
+{
+    if (lua_type(L, arg) != LUA_TSTRING)
+        luaL_argerror(L, arg, lua_pushfstring(L, "string expected, got %s", luaL_typename(L, arg)));
+    return lua_tolstring(L, arg, len);
+}
+
+/* json.decode(text) -> value | nil, msg, code */
+static int l_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = check_string(L, 1, &len);
+    lua_settop(L, 1);
+    box *b = new_box(L);
+    dec d = {L, {LS_OK, ""}};
+    if (ls_json_parse(text, len, &b->doc, &d.err) != LS_OK)
+        return lls_push_fail(L, "json.decode", &d.err);
+    frame root = {NULL, NULL, 0, 0, NULL, 0};
+    int rc = push_value(&d, b->doc, &root);
+    json_decref(b->doc);
+    b->doc = NULL;
+    if (rc == 0) return 1;
+    lua_settop(L, 2);
+    return lls_push_fail(L, "json.decode", &d.err);
+}
+
+/* ---- encode: Lua -> json_t ---- */
+
+/* The tree is built top-down: each new value is attached to its parent (or
+ * to the box, for the root) before its own children are converted, so the
+ * box always owns everything allocated so far. */
+typedef struct {
+    lua_State *L;
+    box *b;
+    ls_err err;
+} enc;
+
+/* 1 when s is not valid UTF-8. jansson reports bad UTF-8 and out of memory
+ * alike, so after a failure this asks again without the check. */
+static int bad_utf8(const char *s, size_t n)
+{
+    json_t *t = json_stringn(s, n);
+    if (t != NULL) {
+        json_decref(t);
+        return 0;
+    }
+    t = json_stringn_nocheck(s, n);
+    if (t == NULL) return 0; /* out of memory */
+    json_decref(t);
+    return 1;
+}
+
+static int out_of_memory(enc *e, const frame *fr)
+{
+    return fail_at(&e->err, fr, LS_ENOMEM, "out of memory");
+}
+
+/* Hands v (a new reference, NULL when its allocation failed) to the parent
+ * at the place fr names. v is freed on failure. */
+static int attach(enc *e, json_t *parent, const frame *fr, json_t *v)
+{
+    if (v == NULL) return out_of_memory(e, fr);
+    if (parent == NULL) {
+        e->b->doc = v;
+        return 0;
+    }
+    if (fr->key == NULL) return json_array_append_new(parent, v) == 0 ? 0 : out_of_memory(e, fr);
+    if (memchr(fr->key, '\0', fr->klen) != NULL) {
+        json_decref(v); /* json.decode could not read it back */
+        return fail_at(&e->err, fr, LS_EINVAL, "object key contains a NUL byte");
+    }
+    if (json_object_setn_new(parent, fr->key, fr->klen, v) == 0) return 0;
+    if (bad_utf8(fr->key, fr->klen))
+        return fail_at(&e->err, fr, LS_EINVAL, "object key is not valid UTF-8");
+    return out_of_memory(e, fr);
+}
+
+static int encode_value(enc *e, int idx, json_t *parent, frame *fr);
+
+static int encode_number(enc *e, int idx, json_t *parent, const frame *fr)
+{
+    lua_State *L = e->L;
+    if (lua_isinteger(L, idx))
+        return attach(e, parent, fr, json_integer((json_int_t)lua_tointeger(L, idx)));
+    lua_Number x = lua_tonumber(L, idx);
+    if (isnan(x)) return fail_at(&e->err, fr, LS_EINVAL, "cannot encode NaN");
+    if (isinf(x))
+        return fail_at(&e->err, fr, LS_EINVAL, "cannot encode %s", x > 0 ? "inf" : "-inf");
+    /* Integral floats in the exact range are integers (LuaJIT has no other
+     * kind); -0.0 stays a real so that its sign survives. */
+    if (x >= -LS_JSON_EXACT_INT && x <= LS_JSON_EXACT_INT && x == (lua_Number)(long long)x &&
+        !(x == 0 && signbit(x)))
+        return attach(e, parent, fr, json_integer((json_int_t)x));
+    return attach(e, parent, fr, json_real(x));
+}
+
+/* 1 when the key at idx is a positive integer (an array index), in *i. */
+static int key_index(lua_State *L, int idx, long long *i)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER) return 0;
+    if (lua_isinteger(L, idx)) {
+        *i = (long long)lua_tointeger(L, idx);
+        return *i >= 1;
+    }
+    lua_Number x = lua_tonumber(L, idx);
+    if (!(x >= 1 && x <= LS_JSON_EXACT_INT) || x != (lua_Number)(long long)x) return 0;
+    *i = (long long)x;
+    return 1;
+}
+
+static int bad_key(enc *e, int idx, const frame *fr)
+{
+    lua_State *L = e->L;
+    char desc[64];
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            snprintf(desc, sizeof desc, "%lld", (long long)lua_tointeger(L, idx));
+        else
+            snprintf(desc, sizeof desc, "%.14g", (double)lua_tonumber(L, idx));
+        break;
+    case LUA_TBOOLEAN:
+        snprintf(desc, sizeof desc, "%s", lua_toboolean(L, idx) ? "true" : "false");
+        break;
+    default: snprintf(desc, sizeof desc, "of type %s", luaL_typename(L, idx)); break;
+    }
+    return fail_at(&e->err, fr, LS_EINVAL, "table key %s is neither a string nor an array index",
+                   desc);
+}
+
+enum shape { SHAPE_ANY, SHAPE_ARRAY, SHAPE_OBJECT };
+
+/* The marker metatable of the table at idx, if any. */
+static enum shape marked_shape(lua_State *L, int idx)
+{
+    enum shape s = SHAPE_ANY;
+    if (!lua_getmetatable(L, idx)) return s;
+    if (lua_rawequal(L, -1, UV_ARRAY_MT))
+        s = SHAPE_ARRAY;
+    else if (lua_rawequal(L, -1, UV_OBJECT_MT))
+        s = SHAPE_OBJECT;
+    lua_pop(L, 1);
+    return s;
+}
+
+/* Decides whether the table at idx is an array (keys exactly 1..n, or
+ * marked with json.array_mt) or an object (string keys, or empty). */
+static int table_shape(enc *e, int idx, const frame *fr, enum shape *shape, long long *n)
+{
+    lua_State *L = e->L;
+    long long nidx = 0, maxidx = 0, nstr = 0, i;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            nstr++;
+        } else if (key_index(L, -1, &i)) {
+            nidx++;
+            if (i > maxidx) maxidx = i;
+        } else {
+            int rc = bad_key(e, lua_gettop(L), fr);
+            lua_pop(L, 1);
+            return rc;
+        }
+    }
+    enum shape marked = marked_shape(L, idx);
+    if (marked == SHAPE_ARRAY && nstr > 0)
+        return fail_at(&e->err, fr, LS_EINVAL, "table marked as array has string keys");
+    if (marked == SHAPE_OBJECT && nidx > 0)
+        return fail_at(&e->err, fr, LS_EINVAL, "table marked as object has array index keys");
+    if (nstr > 0 && nidx > 0)
+        return fail_at(&e->err, fr, LS_EINVAL, "table mixes string keys and array indices");
+    *shape = marked == SHAPE_ARRAY || nidx > 0 ? SHAPE_ARRAY : SHAPE_OBJECT;
+    if (*shape == SHAPE_ARRAY && maxidx != nidx)
+        return fail_at(&e->err, fr, LS_EINVAL,
+                       "sparse array: %lld of indices 1..%lld missing (use json.null for holes)",
+                       maxidx - nidx, maxidx);
+    *n = nidx;
+    return 0;
+}
+
+static int encode_items(enc *e, int idx, json_t *arr, const frame *fr, long long n)
+{
+    lua_State *L = e->L;
+    for (long long i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        frame item = {fr, NULL, 0, i, NULL, fr->depth + 1};
+        int rc = encode_value(e, lua_gettop(L), arr, &item);
+        lua_pop(L, 1);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int encode_members(enc *e, int idx, json_t *obj, const frame *fr)
+{
+    lua_State *L = e->L;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        frame member = {fr, NULL, 0, 0, NULL, fr->depth + 1};
+        member.key = lua_tolstring(L, -2, &member.klen); /* a string: table_shape checked */
+        int rc = encode_value(e, lua_gettop(L), obj, &member);
+        lua_pop(L, 1);
+        if (rc != 0) {
+            lua_pop(L, 1);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int encode_table(enc *e, int idx, json_t *parent, frame *fr)
+{
+    lua_State *L = e->L;
+    const void *t = lua_topointer(L, idx);
+    for (const frame *f = fr->up; f != NULL; f = f->up)
+        if (f->table == t) return fail_at(&e->err, fr, LS_EINVAL, "cycle: a table contains itself");
+    if (fr->depth >= MAX_DEPTH)
+        return fail_at(&e->err, fr, LS_EINVAL, "nesting deeper than %d levels", MAX_DEPTH);
+    if (!lua_checkstack(L, 4))
+        return fail_at(&e->err, fr, LS_EINVAL, "nesting too deep for the Lua stack");
+    fr->table = t;
+
+    enum shape shape = SHAPE_OBJECT;
+    long long n = 0;
+    if (table_shape(e, idx, fr, &shape, &n) != 0) return -1;
+    json_t *c = shape == SHAPE_ARRAY ? json_array() : json_object();
+    if (attach(e, parent, fr, c) != 0) return -1;
+    return shape == SHAPE_ARRAY ? encode_items(e, idx, c, fr, n) : encode_members(e, idx, c, fr);
+}
+
+/* Converts the Lua value at (absolute) idx and attaches it to parent. Never
+ * raises except on out of memory; on failure returns -1 with e->err set. */
+static int encode_value(enc *e, int idx, json_t *parent, frame *fr)
+{
+    lua_State *L = e->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return attach(e, parent, fr, json_null());
+    case LUA_TBOOLEAN: return attach(e, parent, fr, json_boolean(lua_toboolean(L, idx)));
+    case LUA_TNUMBER: return encode_number(e, idx, parent, fr);
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        json_t *v = json_stringn(s, n);
+        if (v == NULL && bad_utf8(s, n))
+            return fail_at(&e->err, fr, LS_EINVAL, "string is not valid UTF-8");
+        return attach(e, parent, fr, v);
+    }
+    case LUA_TTABLE: return encode_table(e, idx, parent, fr);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) return attach(e, parent, fr, json_null());
+        return fail_at(&e->err, fr, LS_EINVAL,
+                       "cannot encode a light userdata other than json.null");
+    default: return fail_at(&e->err, fr, LS_EINVAL, "cannot encode a %s", luaL_typename(L, idx));
+    }
+}
+
+/* json.encode(value) -> text | nil, msg, code */
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    box *b = new_box(L);
+    enc e = {L, b, {LS_OK, ""}};
+    frame root = {NULL, NULL, 0, 0, NULL, 0};
+    ls_rc rc = LS_OK;
+    if (encode_value(&e, 1, NULL, &root) != 0)
+        rc = e.err.code;
+    else
+        rc = ls_json_dump(b->doc, &b->buf, &e.err);
+    json_decref(b->doc);
+    b->doc = NULL;
+    if (rc != LS_OK) {
+        ls_buf_free(&b->buf);
+        return lls_push_fail(L, "json.encode", &e.err);
+    }
+    lua_pushlstring(L, (const char *)b->buf.ptr, b->buf.len);
+    ls_buf_free(&b->buf);
+    return 1;
+}
+
+/* ---- markers ---- */
+
+/* Sets the metatable at upvalue mt on table t (a new one when t is absent). */
+static int set_marker(lua_State *L, int mt)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+    }
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* json.array([t]) -> t, marked to encode as an array (even when empty) */
+static int l_array(lua_State *L)
+{
+    return set_marker(L, UV_ARRAY_MT);
+}
+
+/* json.object([t]) -> t, marked to encode as an object */
+static int l_object(lua_State *L)
+{
+    return set_marker(L, UV_OBJECT_MT);
+}
+
+void lls_open_json(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"decode", l_decode}, {"encode", l_encode}, {"array", l_array},
+        {"object", l_object}, {NULL, NULL},
+    };
+    lua_newtable(L);
+    luaL_newmetatable(L, ARRAY_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "array_mt");
+    luaL_newmetatable(L, OBJECT_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "object_mt");
+    luaL_newmetatable(L, BOX_MT);
+    lua_pushcfunction(L, l_box_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_setfuncs(L, funcs, 3);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+}
