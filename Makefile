@@ -5,6 +5,8 @@
 # benchmarks, `make lint` checks style. Each first installs missing Debian
 # packages through scripts/deps.sh.
 
+MAKEFLAGS += --no-print-directory
+
 SAN ?= 0
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 

@@ -50,7 +50,7 @@ static void run(ls_store_t *st, unsigned flags, int records, uint64_t *seq, stru
 static double report(const char *name, struct result *r)
 {
     double med = bench_median_d(r->rate, ROUNDS);
-    size_t n = ROUNDS * PER_ROUND;
+    size_t n = (size_t)ROUNDS * PER_ROUND;
     printf("  %-22s %10.0f batches/s   p50 %7.1f us   p99 %7.1f us\n", name, med,
            (double)bench_quantile(r->lat, n, 0.50) / 1e3,
            (double)bench_quantile(r->lat, n, 0.99) / 1e3);

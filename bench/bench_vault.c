@@ -18,7 +18,8 @@ static double seal_open_mbs(ls_vault_t *v, const unsigned char *pt, size_t n, lo
     for (int r = 0; r < ROUNDS; r++) {
         int64_t t0 = bench_now_ns();
         for (long i = 0; i < iters; i++) {
-            if (ls_vault_seal(v, "ad", 2, pt, n, &sealed, &err) != LS_OK) bench_die("seal", err.msg);
+            if (ls_vault_seal(v, "ad", 2, pt, n, &sealed, &err) != LS_OK)
+                bench_die("seal", err.msg);
             if (ls_vault_open(v, "ad", 2, sealed.ptr, sealed.len, &out, &err) != LS_OK)
                 bench_die("open", err.msg);
         }
@@ -65,8 +66,8 @@ int main(int argc, char **argv)
         if (iters > 200000) iters = 200000;
         double s = seal_open_mbs(v, pt, n, iters);
         double c = copy_mbs(pt, n, iters);
-        printf("  %6zu B: %8.1f MB/s (%8.0f round trips/s)   copy %9.1f MB/s   ratio %.4f\n", n,
-               s, s * 1e6 / (double)n, c, s / c);
+        printf("  %6zu B: %8.1f MB/s (%8.0f round trips/s)   copy %9.1f MB/s   ratio %.4f\n", n, s,
+               s * 1e6 / (double)n, c, s / c);
     }
     ls_vault_close(v);
     return 0;

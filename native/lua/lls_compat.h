@@ -71,6 +71,13 @@ static inline int lua_isinteger(lua_State *L, int i)
 }
 #endif
 
+/* Type of lua_rawgeti's index: lua_Integer on 5.3+, int before. */
+#if LLS_HAS_INTEGERS
+typedef lua_Integer lls_index;
+#else
+typedef int lls_index;
+#endif
+
 /* Pushes a 64-bit integer: exactly on 5.3+, as the nearest double elsewhere
  * (callers check the range first when exactness matters). */
 static inline void lls_pushint64(lua_State *L, long long v)

@@ -426,7 +426,7 @@ static int encode_items(enc *e, int idx, json_t *arr, const frame *fr, long long
 {
     lua_State *L = e->L;
     for (long long i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, i);
+        lua_rawgeti(L, idx, (lls_index)i); /* n fits: checked when counted */
         frame item = {fr, NULL, 0, i, NULL, fr->depth + 1};
         int rc = encode_value(e, lua_gettop(L), arr, &item);
         lua_pop(L, 1);
