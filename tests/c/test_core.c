@@ -273,6 +273,58 @@ static void test_id_rejects_out_of_range_clock(void **state)
     assert_int_equal(ls_id_new(&id, &mc.clock, &err), LS_EINVAL);
 }
 
+/* ---- durations ---- */
+
+static void test_duration_parses_units(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t ms;
+    } ok[] = {
+        {"30", 30000},    {"1.5", 1500},   {"250ms", 250},   {"10s", 10000},
+        {"5m", 300000},   {"2h", 7200000}, {"1d", 86400000}, {"1h30m", 5400000},
+        {"1.5s", 1500},   {"0.0005s", 1},  {"0", 0},         {"1d2h3m4s5ms", 93784005},
+        {"0.25m", 15000},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t ms = -1;
+        ls_err err;
+        th_ok(ls_duration_parse(ok[i].text, strlen(ok[i].text), &ms, &err), &err);
+        if (ms != ok[i].ms) fail_msg("%s: got %lld ms", ok[i].text, (long long)ms);
+    }
+}
+
+static void test_duration_rejects_bad_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *why;
+    } bad[] = {
+        {"", "empty"},
+        {"-5s", "negative"},
+        {"5x", "unknown unit"},
+        {"5 s", "stand alone"},
+        {"s", "expected a number"},
+        {"1m1h", "largest to smallest"},
+        {"1s1s", "largest to smallest"},
+        {"1h30", "must stand alone"},
+        {".s", "expected a number"},
+        {"36600d", "100 years"},
+        {"1.2.3s", "unknown unit"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = -1;
+        ls_err err = {0};
+        ls_rc rc = ls_duration_parse(bad[i].text, strlen(bad[i].text), &ms, &err);
+        if (rc != LS_EINVAL) fail_msg("%s: accepted as %lld ms", bad[i].text, (long long)ms);
+        if (strstr(err.msg, bad[i].why) == NULL)
+            fail_msg("%s: message \"%s\"", bad[i].text, err.msg);
+        assert_int_equal(ms, -1); /* untouched */
+    }
+}
+
 /* ---- JSON helpers ---- */
 
 static void test_json_parse_reports_position(void **state)
@@ -411,6 +463,8 @@ int main(void)
         cmocka_unit_test(test_id_parse_errors_and_aliases),
         cmocka_unit_test(test_id_sorts_by_time),
         cmocka_unit_test(test_id_rejects_out_of_range_clock),
+        cmocka_unit_test(test_duration_parses_units),
+        cmocka_unit_test(test_duration_rejects_bad_text),
         cmocka_unit_test(test_json_parse_reports_position),
         cmocka_unit_test(test_json_parse_and_dump_round_trip),
         cmocka_unit_test(test_json_dump_enomem_keeps_buffer),

@@ -8,6 +8,7 @@
 #include "ls_alloc.h"
 #include "ls_buf.h"
 #include "ls_clock.h"
+#include "ls_duration.h"
 #include "ls_id.h"
 #include "ls_store.h"
 #include "ls_vault.h"
