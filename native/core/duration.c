@@ -55,7 +55,8 @@ ls_rc ls_duration_parse(const char *text, size_t len, int64_t *ms, ls_err *err)
             i++;
         size_t ulen = i - ustart;
         if (ulen == 0) {
-            if (i != len || last_unit != 0)
+            if (i != len) return bad(err, text, len, "expected a unit (ms, s, m, h or d)");
+            if (last_unit != 0)
                 return bad(err, text, len, "a number without a unit must stand alone");
             total += v * 1000.0; /* plain seconds */
             break;
