@@ -27,4 +27,13 @@ M.version = core.version
 -- The native json table itself, not a copy.
 M.json = core.json
 
+-- hmac.sha256(key, msg) -> 32 raw bytes
+-- hmac.verify(key, msg, signature, [encoding]) -> true | false, reason
+--   encoding "hex" (default), "base64" or "base64url"; constant-time.
+M.hmac = { sha256 = core.hmac_sha256, verify = core.hmac_verify }
+
+-- base64url.encode(bytes) -> unpadded text; base64url.decode(text) ->
+-- bytes | nil, msg, "EINVAL" (strict: no padding, no other alphabet).
+M.base64url = { encode = core.base64url_encode, decode = core.base64url_decode }
+
 return M

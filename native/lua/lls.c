@@ -32,6 +32,8 @@ int luaopen_lodestone_core(lua_State *L)
     luaL_checkversion(L); /* 5.4: the interpreter's core matches these headers */
     lua_newtable(L);
     luaL_setfuncs(L, funcs, 0);
+    lls_open_policy(L);
+    lls_open_crypto(L);
     lls_open_json(L);
     lua_setfield(L, -2, "json");
     return 1;

@@ -17,6 +17,14 @@ LS_API int luaopen_lodestone_core(lua_State *L);
  * json.array, json.object, json.array_mt, json.object_mt). */
 void lls_open_json(lua_State *L);
 
+/* Adds policy_load, file_stamp and monotonic_ms to the module table on
+ * the top of the stack, and registers the policy metatable. */
+void lls_open_policy(lua_State *L);
+
+/* Adds hmac_sha256, hmac_verify, base64url_encode and base64url_decode to
+ * the module table on the top of the stack. */
+void lls_open_crypto(lua_State *L);
+
 /* Pushes the failure triple nil, "<what>: <message>", "<code name>" and
  * returns 3, ready for `return lls_push_fail(L, "json.decode", &err);`. */
 int lls_push_fail(lua_State *L, const char *what, const ls_err *err);

@@ -12,6 +12,14 @@
 #include "ls_id.h"
 #include "ls_store.h"
 #include "ls_vault.h"
+#include "ls_base64.h"
+#include "ls_jwt.h"
+#include "ls_cidr.h"
+#include "ls_ratelimit.h"
+#include "ls_apikey.h"
+#include "ls_basic.h"
+#include "ls_hmac.h"
+#include "ls_policy.h"
 
 #ifdef __cplusplus
 extern "C" {

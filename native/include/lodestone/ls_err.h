@@ -68,6 +68,11 @@ LS_API ls_rc ls_err_set(ls_err *err, ls_rc code, const char *fmt, ...) LS_PRINTF
  * ("store /var/x: ...") when passing an error up. */
 LS_API ls_rc ls_err_prefix(ls_err *err, const char *fmt, ...) LS_PRINTF(2, 3);
 
+/* Adds context to err (which may be NULL) and evaluates to rc, for
+ * `return LS_ERR_PREFIXED(rc, err, "file %s", path);`. Use it rather than
+ * returning ls_err_prefix's value, which is LS_OK when err is NULL. */
+#define LS_ERR_PREFIXED(rc, err, ...) (ls_err_prefix((err), __VA_ARGS__), (rc))
+
 /* Message of err, or the code's fixed text when the message is empty. */
 LS_API const char *ls_err_text(const ls_err *err);
 

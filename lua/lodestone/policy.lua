@@ -1,0 +1,240 @@
+-- SPDX-License-Identifier: MIT
+-- lodestone.policy: write access policies in Lua, enforce them in lighttpd.
+--
+--   -- policies/orders-api.lua
+--   local policy = require "lodestone.policy"
+--   return policy.define {
+--     name = "orders-api",
+--     authenticate = { policy.jwt { jwks = "jwks.json", algorithms = { "RS256" } } },
+--     rules = { { path = "/healthz", allow = "anyone" }, { path = "/orders/**", scopes = { "orders:read" } } },
+--   }
+--
+--   -- the mod_magnet gate (lighttpd.conf: magnet.attract-raw-url-to = ( "/etc/lodestone/gate.lua" ))
+--   return require("lodestone.policy").enforce(lighty, "/etc/lodestone/policies/orders-api.lua")
+--
+-- `lighty` is passed in because mod_magnet gives it to the script's own
+-- environment only, not to the modules the script requires.
+--
+-- The declaration is compiled once into the C engine (lodestone.core) and
+-- kept in this module, which survives between requests (mod_magnet clears a
+-- script's globals after each request, not package.loaded). enforce() looks
+-- at the policy file at most once a second and reloads it when it changed;
+-- a file that fails to load keeps the last good version and logs why, and
+-- with no good version every request is denied (503): policies fail closed.
+-- Runs on Lua 5.1/LuaJIT and 5.4 alike.
+local core = require("lodestone.core")
+local json = core.json
+
+local M = {}
+
+local POLICY = { __name = "lodestone.policy.declaration" }
+local unpack = table.unpack or unpack -- luacheck: ignore
+
+-- ---- declaring ----
+
+--- policy.define{ name = ..., authenticate = {...}, rules = {...}, ... } -> declaration
+function M.define(decl)
+  if type(decl) ~= "table" then error("policy.define: expected a table", 2) end
+  if type(decl.name) ~= "string" or decl.name == "" then
+    error("policy.define: name is required (a string such as \"orders-api\")", 2)
+  end
+  return setmetatable(decl, POLICY)
+end
+
+local function authenticator(kind)
+  return function(opts)
+    if type(opts) ~= "table" then error("policy." .. kind .. ": expected a table", 2) end
+    local t = { type = kind }
+    for k, v in pairs(opts) do t[k] = v end
+    return t
+  end
+end
+
+--- policy.jwt{ jwks | pem | secret_file, algorithms, issuer, audience, leeway, roles_claim, ... }
+M.jwt = authenticator("jwt")
+--- policy.api_key{ header = "X-API-Key" | query = "api_key", keys = FILE }
+M.api_key = authenticator("api_key")
+--- policy.basic{ users = FILE, realm = "..." }
+M.basic = authenticator("basic")
+--- policy.webhook{ provider = "github" | "stripe" | "hmac", secret_file = FILE, ... }
+M.webhook = authenticator("webhook")
+
+-- Fields whose values are lists: an empty Lua table there must encode as
+-- [] and not {}.
+local LISTS = { methods = true, roles = true, scopes = true, algorithms = true, audience = true,
+  required_claims = true, allow = true, deny = true, trusted_proxies = true, authenticate = true,
+  rules = true }
+
+local function mark_lists(t, depth)
+  if depth > 16 then return end
+  for k, v in pairs(t) do
+    if type(v) == "table" then
+      if LISTS[k] and next(v) == nil then json.array(v) end
+      mark_lists(v, depth + 1)
+    end
+  end
+end
+
+--- policy.to_json(declaration) -> the engine's JSON text | nil, msg, code
+function M.to_json(decl)
+  if getmetatable(decl) ~= POLICY then
+    return nil, "not a policy: the file must return policy.define{...}", "EINVAL"
+  end
+  local plain = {}
+  for k, v in pairs(decl) do plain[k] = v end
+  mark_lists(plain, 0)
+  local text, msg, code = json.encode(plain)
+  if not text then return nil, msg, code end
+  return text
+end
+
+--- policy.compile(declaration, opts) -> compiled policy | nil, msg, code
+-- opts: base_dir (relative file names), rl_dir (shared rate-limit tables,
+-- default /dev/shm), no_audit, private_rl.
+function M.compile(decl, opts)
+  local text, msg, code = M.to_json(decl)
+  if not text then return nil, msg, code end
+  return core.policy_load(text, opts)
+end
+
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+--- policy.load(path, opts) -> compiled policy | nil, msg, code
+-- Runs the policy file and compiles what it returns; relative file names in
+-- it resolve against the file's directory unless opts.base_dir says else.
+function M.load(path, opts)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err, "EINVAL" end
+  local ok, decl = pcall(chunk)
+  if not ok then return nil, path .. ": " .. tostring(decl), "EINVAL" end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.base_dir = o.base_dir or dirname(path)
+  local pol, msg, code = M.compile(decl, o)
+  if not pol then return nil, path .. ": " .. msg, code end
+  return pol
+end
+
+-- ---- enforcing in mod_magnet ----
+
+-- How often enforce() looks at a policy file for changes.
+M.reload_interval_ms = 1000
+local states = {} -- policy file path -> state
+
+local function log(msg)
+  -- mod_magnet sends print() to lighttpd's error log.
+  print("lodestone: " .. msg)
+end
+
+local function install(st, pol)
+  st.pol = pol
+  st.headers = pol:headers()
+  st.nheaders = #st.headers
+  st.strip = pol:strip()
+  st.needs_body = pol:needs_body()
+  st.values = {}
+end
+
+local function refresh(path, st, now, opts)
+  st.next_check = now + M.reload_interval_ms
+  local stamp, serr = core.file_stamp(path)
+  if stamp and stamp == st.stamp then return end
+  if not stamp then
+    if st.error ~= serr then log(serr .. (st.pol and ": keeping the last good policy" or ": denying every request")) end
+    st.error = serr
+    return
+  end
+  local pol, msg = M.load(path, opts)
+  st.stamp = stamp
+  if pol then
+    if st.pol then log("reloaded " .. path) end
+    install(st, pol)
+    st.error = nil
+  else
+    log(msg .. (st.pol and " (keeping the last good version)" or " (denying every request until it is fixed)"))
+    st.error = msg
+  end
+end
+
+local UNAVAILABLE = '{"error":"policy_unavailable"}'
+
+--- policy.enforce(lighty, path, opts) -> status for mod_magnet (0: go on)
+-- Call it as the gate script's return value. opts as for policy.load.
+-- policy.enforce(path, opts) works too where `lighty` is a true global.
+function M.enforce(lt, path, opts)
+  if type(lt) == "string" then
+    lt, path, opts = rawget(_G, "lighty"), lt, path
+  end
+  if type(lt) ~= "table" then error("policy.enforce: pass mod_magnet's lighty table first", 2) end
+  local r = lt.r
+  local st = states[path]
+  local now = core.monotonic_ms()
+  if not st then
+    st = { next_check = 0 }
+    states[path] = st
+  end
+  if now >= st.next_check then refresh(path, st, now, opts) end
+
+  local rh = r.req_header
+  local pol = st.pol
+  if not pol then
+    r.resp_header["Content-Type"] = "application/json"
+    r.resp_body:set({ UNAVAILABLE })
+    return 503
+  end
+  local values, headers = st.values, st.headers
+  for i = 1, st.nheaders do values[i] = rh[headers[i]] end
+  local strip = st.strip
+  for i = 1, #strip do rh[strip[i]] = nil end -- a client never sets identity headers
+
+  local body
+  if st.needs_body then
+    local pending
+    body, pending = M.request_body(r)
+    -- lighttpd now reads the whole body (mod_magnet became the request's
+    -- handler, so mod_proxy and static files stay out) and then runs this
+    -- gate again from the start.
+    if pending then return 0 end
+  end
+  local attr = r.req_attr
+  -- The raw path: the engine decodes it once, as the backend will.
+  local status, _, set, resp, rbody, _, notice = pol:eval(attr["request.method"], attr["uri.path-raw"],
+    attr["uri.query"], attr["uri.authority"], attr["request.remote-addr"], body,
+    unpack(values, 1, st.nheaders))
+  if notice then log(notice) end
+  if status == 0 then
+    for k, v in pairs(set) do rh[k] = v end
+    return 0
+  end
+  local oh = r.resp_header
+  for k, v in pairs(resp) do oh[k] = v end
+  r.resp_body:set({ rbody })
+  return status
+end
+
+--- policy.request_body(r) -> body | nil, "pending"
+-- The raw request body in mod_magnet. When it has not all arrived yet,
+-- asks lighttpd to collect it and returns nil, "pending": the gate then
+-- returns 0 and mod_magnet runs it again once the body is complete.
+function M.request_body(r)
+  local rb = r.req_body
+  local len = rb and rb.len or 0
+  if len == 0 then return "" end
+  if not rb.collect then return nil, "pending" end
+  local body = rb.get or ""
+  if #body > len then
+    -- lighttpd 1.4.69 may hand back the request head with the body when
+    -- both arrived in one read: the body is the last len bytes.
+    body = body:sub(-len)
+  end
+  return body
+end
+
+--- Forgets compiled policies (tests; a reload happens on the next request).
+function M.reset()
+  for k in pairs(states) do states[k] = nil end
+end
+
+return M

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT
+ * The policy engine: a policy declaration (the JSON form of a Lua
+ * `policy.define{...}`) compiled once into a decision procedure that runs
+ * per request without blocking I/O: IP rules, authentication (JWT, API
+ * keys, Basic, webhook signatures), rules, rate limits, identity headers and
+ * the audit log. Fails closed: any error while deciding denies.
+ *
+ * Conventions: see ls_err.h. A policy handle is used by one thread at a
+ * time (mod_magnet runs one Lua state per lighttpd worker); rate-limit
+ * state is shared between processes through a file under the policy's
+ * rate-limit directory.
+ */
+#ifndef LODESTONE_POLICY_H
+#define LODESTONE_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ls_clock.h"
+#include "ls_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ls_policy ls_policy_t;
+
+/* Flags of ls_policy_opts. */
+#define LS_POLICY_NO_AUDIT   0x1u /* do not open or write the audit log (offline checks) */
+#define LS_POLICY_PRIVATE_RL 0x2u /* keep rate-limit state in this process only */
+
+typedef struct {
+    const char *base_dir;  /* relative file names in the declaration resolve
+                              here; NULL: the current directory */
+    const char *rl_dir;    /* directory of shared rate-limit tables; NULL:
+                              "/dev/shm" */
+    const ls_clock *clock; /* NULL: the system clock; borrowed until free */
+    unsigned flags;
+} ls_policy_opts;
+
+/* Compiles len bytes of declaration JSON into a policy, loading the key
+ * files it names and opening its rate-limit table and audit log. Errors
+ * name the field: LS_EINVAL ("authenticate[1].audience: expected a string
+ * or an array of strings"), or the failing file's code (LS_ENOTFOUND,
+ * LS_EPERM, LS_EFORMAT...) with its path. Caller frees with
+ * ls_policy_free. */
+LS_API ls_rc ls_policy_load(ls_policy_t **out, const char *json, size_t len,
+                            const ls_policy_opts *opts, ls_err *err);
+
+/* Flushes the audit log and frees everything. p may be NULL. */
+LS_API void ls_policy_free(ls_policy_t *p);
+
+/* The declaration's name. Borrowed until ls_policy_free. */
+LS_API const char *ls_policy_name(const ls_policy_t *p);
+
+/* Request headers the policy reads, in the order ls_policy_request.headers
+ * must hold their values. Borrowed until ls_policy_free. */
+LS_API size_t ls_policy_header_count(const ls_policy_t *p);
+LS_API const char *ls_policy_header_name(const ls_policy_t *p, size_t i);
+
+/* Request headers the policy sets for the backend (identity headers). The
+ * caller removes every incoming copy of them before acting on a decision,
+ * whatever it is, so a client can never forge them. Borrowed until free. */
+LS_API size_t ls_policy_strip_count(const ls_policy_t *p);
+LS_API const char *ls_policy_strip_name(const ls_policy_t *p, size_t i);
+
+/* 1 when some authenticator needs the request body (webhook signatures). */
+LS_API int ls_policy_needs_body(const ls_policy_t *p);
+
+/* A byte string; ptr NULL means absent. */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} ls_str;
+
+typedef struct {
+    ls_str method;
+    ls_str path;  /* without the query string */
+    ls_str query; /* without '?'; may be absent */
+    ls_str host;  /* Host / :authority, port allowed */
+    ls_str remote_addr;
+    ls_str request_id;     /* for the audit log; may be absent */
+    const ls_str *headers; /* ls_policy_header_count values, in that order */
+    ls_str body;           /* raw body when ls_policy_needs_body */
+    int64_t now_ms;        /* wall time for the audit log; 0: the clock */
+} ls_policy_request;
+
+typedef struct {
+    const char *name;
+    const char *value;
+} ls_policy_header;
+
+typedef struct {
+    int allow;                           /* 1: pass the request on */
+    int status;                          /* 0 when allowed; else 400, 401, 403, 429 or 500 */
+    const char *reason;                  /* stable snake_case name ("missing_scope") */
+    const char *detail;                  /* more for the audit log (never for the client) or NULL */
+    const char *subject;                 /* authenticated caller, or NULL */
+    const char *rule;                    /* name of the rule that decided, or NULL */
+    const char *client;                  /* client address after trusted-proxy handling, or NULL */
+    const ls_policy_header *set_headers; /* on allow: identity headers for the request */
+    size_t n_set_headers;
+    const ls_policy_header *resp_headers; /* on deny: response headers */
+    size_t n_resp_headers;
+    const char *body; /* on deny: small JSON body naming no internals */
+    size_t body_len;
+    const char *notice; /* a reload problem to log (e.g. a JWKS file that
+                           failed to parse, old keys kept), or NULL */
+    double decision_us; /* time spent deciding */
+} ls_policy_decision;
+
+/* Decides one request. Fills *d, whose strings and arrays are borrowed
+ * until the next ls_policy_eval on p or ls_policy_free. Returns LS_OK with
+ * a decision in every case where one was made, deny included; internal
+ * failures also produce a deny (status 500, reason "internal_error") and
+ * return LS_OK, so the caller always has something safe to act on. Returns
+ * LS_EINVAL only for a NULL argument. Files the policy reads (JWKS, API
+ * keys, passwords) are checked for changes at most once a second and
+ * reloaded; a file that fails to reload keeps its previous contents and
+ * reports it once in d->notice. */
+LS_API ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d,
+                            ls_err *err);
+
+/* Flushes the audit log (e.g. when idle). */
+LS_API void ls_policy_flush(ls_policy_t *p);
+
+/* Reopens the audit log at its path (after logrotate). */
+LS_API ls_rc ls_policy_reopen_audit(ls_policy_t *p, ls_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

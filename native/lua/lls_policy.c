@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT
+ * lodestone.core policy binding: load a policy from its declaration JSON
+ * and decide requests with it. Thin over ls_policy.h; the Lua side
+ * (lua/lodestone/policy.lua) turns mod_magnet's request into arguments and
+ * the decision into lighttpd actions. Also the two small system helpers it
+ * needs: a file stamp for hot reload and a monotonic clock. */
+#include "ls_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lls.h"
+#include "lodestone/ls_policy.h"
+
+#define POLICY_MT "lodestone.policy"
+#define MAX_ARGS  (6 + 32) /* fixed arguments + request headers */
+
+typedef struct {
+    ls_policy_t *p;
+    int set_ref;  /* reused table of request headers to set */
+    int resp_ref; /* reused table of response headers */
+} policy_box;
+
+static policy_box *check_policy(lua_State *L, int idx)
+{
+    policy_box *b = luaL_checkudata(L, idx, POLICY_MT);
+    if (b->p == NULL) luaL_argerror(L, idx, "policy is closed");
+    return b;
+}
+
+static int l_policy_close(lua_State *L)
+{
+    policy_box *b = luaL_checkudata(L, 1, POLICY_MT);
+    ls_policy_free(b->p);
+    b->p = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->set_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, b->resp_ref);
+    b->set_ref = b->resp_ref = LUA_NOREF;
+    return 0;
+}
+
+static const char *opt_field(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    const char *s = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the string stays alive: it is referenced by the opts table */
+    return s;
+}
+
+static int opt_flag(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* policy_load(json, [opts]) -> policy | nil, msg, code
+ * opts: base_dir, rl_dir (strings), no_audit, private_rl (booleans). */
+static int l_policy_load(lua_State *L)
+{
+    size_t len;
+    const char *json = luaL_checklstring(L, 1, &len);
+    ls_policy_opts opts = {0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        opts.base_dir = opt_field(L, 2, "base_dir");
+        opts.rl_dir = opt_field(L, 2, "rl_dir");
+        if (opt_flag(L, 2, "no_audit")) opts.flags |= LS_POLICY_NO_AUDIT;
+        if (opt_flag(L, 2, "private_rl")) opts.flags |= LS_POLICY_PRIVATE_RL;
+    }
+    /* The box exists before the policy, so a raising allocation below
+     * cannot leak it. */
+    policy_box *b = lls_newuserdata(L, sizeof *b);
+    b->p = NULL;
+    b->set_ref = b->resp_ref = LUA_NOREF;
+    luaL_setmetatable(L, POLICY_MT);
+    lua_newtable(L);
+    b->set_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    b->resp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    ls_err err;
+    ls_rc rc = ls_policy_load(&b->p, json, len, &opts, &err);
+    if (rc != LS_OK) return lls_push_fail(L, "policy", &err);
+    return 1;
+}
+
+static ls_str arg_str(lua_State *L, int idx)
+{
+    ls_str s = {NULL, 0};
+    if (lua_type(L, idx) == LUA_TSTRING) s.ptr = lua_tolstring(L, idx, &s.len);
+    return s;
+}
+
+/* Empties the table at idx (a reused output table). */
+static void clear_table(lua_State *L, int idx)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, idx);
+    }
+}
+
+static void fill_headers(lua_State *L, int ref, const ls_policy_header *h, size_t n)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    int t = lua_gettop(L);
+    clear_table(L, t);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, h[i].value);
+        lua_setfield(L, t, h[i].name);
+    }
+}
+
+static void push_opt_string(lua_State *L, const char *s)
+{
+    if (s)
+        lua_pushstring(L, s);
+    else
+        lua_pushnil(L);
+}
+
+/* pol:eval(method, path, query, host, remote_addr, body, h1, ..., hn)
+ *   -> status, reason, set_headers, resp_headers, body, subject, notice
+ * status 0 means allow; hi are the values of pol:headers() in order (nil
+ * when absent). The two header tables are reused by the next call. */
+static int l_policy_eval(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    size_t nh = ls_policy_header_count(b->p);
+    ls_str headers[32];
+    ls_policy_request req = {
+        .method = arg_str(L, 2),
+        .path = arg_str(L, 3),
+        .query = arg_str(L, 4),
+        .host = arg_str(L, 5),
+        .remote_addr = arg_str(L, 6),
+        .body = arg_str(L, 7),
+        .headers = headers,
+    };
+    for (size_t i = 0; i < nh && i < 32; i++) headers[i] = arg_str(L, 8 + (int)i);
+
+    ls_policy_decision d;
+    ls_err err;
+    if (ls_policy_eval(b->p, &req, &d, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
+
+    lua_settop(L, 1);
+    lua_pushinteger(L, d.allow ? 0 : d.status);
+    push_opt_string(L, d.reason);
+    fill_headers(L, b->set_ref, d.set_headers, d.allow ? d.n_set_headers : 0);
+    fill_headers(L, b->resp_ref, d.resp_headers, d.n_resp_headers);
+    if (d.body)
+        lua_pushlstring(L, d.body, d.body_len);
+    else
+        lua_pushnil(L);
+    push_opt_string(L, d.subject);
+    push_opt_string(L, d.notice);
+    return 7;
+}
+
+static int push_names(lua_State *L, size_t n, const char *(*name)(const ls_policy_t *, size_t),
+                      const ls_policy_t *p)
+{
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, name(p, i));
+        lua_rawseti(L, -2, (lls_index)(i + 1));
+    }
+    return 1;
+}
+
+/* pol:headers() -> { names of the request headers eval takes, in order } */
+static int l_policy_headers(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    return push_names(L, ls_policy_header_count(b->p), ls_policy_header_name, b->p);
+}
+
+/* pol:strip() -> { identity headers to remove from every request } */
+static int l_policy_strip(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    return push_names(L, ls_policy_strip_count(b->p), ls_policy_strip_name, b->p);
+}
+
+static int l_policy_needs_body(lua_State *L)
+{
+    lua_pushboolean(L, ls_policy_needs_body(check_policy(L, 1)->p));
+    return 1;
+}
+
+static int l_policy_name(lua_State *L)
+{
+    lua_pushstring(L, ls_policy_name(check_policy(L, 1)->p));
+    return 1;
+}
+
+static int l_policy_flush(lua_State *L)
+{
+    ls_policy_flush(check_policy(L, 1)->p);
+    return 0;
+}
+
+static int l_policy_tostring(lua_State *L)
+{
+    lua_pushfstring(L, POLICY_MT ": %p", lua_touserdata(L, 1));
+    return 1;
+}
+
+/* file_stamp(path) -> "dev:ino:mtime_ns:size" | nil, msg, code */
+static int l_file_stamp(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        ls_err err;
+        ls_err_set(&err, errno == ENOENT ? LS_ENOTFOUND : LS_EIO, "%s: %s", path, strerror(errno));
+        return lls_push_fail(L, "stat", &err);
+    }
+    char buf[128];
+    snprintf(buf, sizeof buf, "%llu:%llu:%lld.%09ld:%lld", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+             (long long)st.st_size);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* monotonic_ms() -> milliseconds of CLOCK_MONOTONIC (only differences matter) */
+static int l_monotonic_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)(ts.tv_nsec / 1000000));
+    return 1;
+}
+
+void lls_open_policy(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"eval", l_policy_eval},   {"headers", l_policy_headers},
+        {"strip", l_policy_strip}, {"needs_body", l_policy_needs_body},
+        {"name", l_policy_name},   {"flush", l_policy_flush},
+        {"close", l_policy_close}, {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, POLICY_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_policy_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_policy_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_policy_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    static const luaL_Reg funcs[] = {
+        {"policy_load", l_policy_load},
+        {"file_stamp", l_file_stamp},
+        {"monotonic_ms", l_monotonic_ms},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, funcs, 0); /* into the module table on the stack top */
+}

@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: MIT
+ * The policy's authenticators: JWT bearer tokens, API keys, HTTP Basic and
+ * webhook signatures. Each is compiled from its declaration, reloads its
+ * key files when they change, and on a request answers absent (no
+ * credential of its kind: the next one is tried), ok (with an identity), or
+ * rejected (a credential that does not verify). */
+#include "ls_config.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conffile.h"
+#include "jwt_int.h"
+#include "lodestone/ls_alloc.h"
+#include "lodestone/ls_duration.h"
+#include "policy_int.h"
+
+#define JWT_CACHE_DEFAULT 10000
+
+/* ---- declaration helpers ---- */
+
+static ls_rc field_err(ls_err *err, const char *label, const char *field, const char *what)
+{
+    return ls_err_set(err, LS_EINVAL, "%s.%s: %s", label, field, what);
+}
+
+/* Optional string field copied into *out (left NULL when absent). */
+static ls_rc opt_str(const json_t *d, const char *label, const char *field, char **out, ls_err *err)
+{
+    const char *s;
+    ls_rc rc = ls_json_get_str(d, field, &s, NULL, err);
+    if (rc == LS_ENOTFOUND) return LS_OK;
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    if ((*out = ls_strdup(s)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    return LS_OK;
+}
+
+/* A string or an array of strings, copied into a new array. */
+static ls_rc str_list(const json_t *d, const char *label, const char *field, char ***out, size_t *n,
+                      ls_err *err)
+{
+    json_t *v = json_object_get(d, field);
+    if (v == NULL) return LS_OK;
+    size_t count = json_is_string(v) ? 1 : json_is_array(v) ? json_array_size(v) : 0;
+    if (!json_is_string(v) && !json_is_array(v))
+        return field_err(err, label, field, "expected a string or a list of strings");
+    *out = ls_calloc(count ? count : 1, sizeof **out);
+    if (*out == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        json_t *item = json_is_string(v) ? v : json_array_get(v, i);
+        if (!json_is_string(item))
+            return ls_err_set(err, LS_EINVAL, "%s.%s[%zu]: expected a string", label, field, i + 1);
+        if (((*out)[i] = ls_strdup(json_string_value(item))) == NULL)
+            return ls_err_set(err, LS_ENOMEM, "out of memory");
+        *n = i + 1;
+    }
+    return LS_OK;
+}
+
+static void free_list(char **list, size_t n)
+{
+    if (list == NULL) return;
+    for (size_t i = 0; i < n; i++) ls_free(list[i]);
+    ls_free(list);
+}
+
+/* A duration given as seconds (number) or text ("30s"), in milliseconds. */
+static ls_rc duration_ms(const json_t *d, const char *label, const char *field, int64_t *ms,
+                         ls_err *err)
+{
+    json_t *v = json_object_get(d, field);
+    if (v == NULL) return LS_ENOTFOUND;
+    if (json_is_number(v)) {
+        double s = json_number_value(v);
+        if (s < 0 || s > 3.2e9) return field_err(err, label, field, "out of range");
+        *ms = (int64_t)(s * 1000.0 + 0.5);
+        return LS_OK;
+    }
+    if (!json_is_string(v))
+        return field_err(err, label, field, "expected seconds or a duration like \"30s\"");
+    ls_rc rc = ls_duration_parse(json_string_value(v), json_string_length(v), ms, err);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s.%s", label, field);
+}
+
+static ls_rc check_fields(const json_t *d, const char *label, const char *const *allowed,
+                          ls_err *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)d, key, v)
+    {
+        size_t i;
+        for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++) {}
+        if (allowed[i] == NULL)
+            return ls_err_set(err, LS_EINVAL, "%s: unknown field '%s'", label, key);
+    }
+    return LS_OK;
+}
+
+static ls_rc watch_init(ls_policy_t *p, file_watch *w, const char *name, ls_err *err)
+{
+    if ((w->path = ls_policy_path(p, name)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_policy_watch_changed(p, w, NULL); /* fill the stamp; the load reports errors */
+    return LS_OK;
+}
+
+/* Reads a secret file (a trailing newline is not part of the secret) into
+ * guarded memory: caller frees with sodium_free, which wipes. */
+static ls_rc read_secret(ls_policy_t *p, const char *name, const char *field, unsigned char **out,
+                         size_t *n, ls_err *err)
+{
+    char *path = ls_policy_path(p, name), *text = NULL;
+    if (path == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    size_t len = 0;
+    ls_rc rc = ls_conffile_read(path, 4096, "a secret", &text, &len, err);
+    if (rc != LS_OK) {
+        ls_err_prefix(err, "%s %s", field, path);
+        ls_free(path);
+        return rc;
+    }
+    ls_free(path);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+    if (len == 0) rc = ls_err_set(err, LS_EINVAL, "%s: the file is empty", field);
+    unsigned char *secret = rc == LS_OK ? sodium_malloc(len) : NULL;
+    if (rc == LS_OK && secret == NULL) rc = ls_err_set(err, LS_ENOMEM, "out of memory");
+    if (rc == LS_OK) memcpy(secret, text, len);
+    sodium_memzero(text, len);
+    ls_free(text);
+    if (rc != LS_OK) return rc;
+    *out = secret;
+    *n = len;
+    return LS_OK;
+}
+
+/* ---- JWT ---- */
+
+static const char *const jwt_fields[] = {
+    "type",        "name",         "jwks",          "jwks_url",   "pem",
+    "secret_file", "issuer",       "audience",      "algorithms", "leeway",
+    "roles_claim", "scopes_claim", "subject_claim", "header",     "required_claims",
+    "cache_size",  "cache_ttl",    "allow_no_exp",  NULL};
+
+static ls_rc jwt_load_keys(ls_policy_t *p, authn *a, const json_t *d, ls_jwks_t **out, ls_err *err)
+{
+    ls_jwks_t *ks = NULL;
+    ls_rc rc;
+    if (a->jwks_file.path) {
+        rc = ls_jwks_load_file(&ks, a->jwks_file.path, err);
+        if (rc != LS_OK) return rc;
+    } else if ((rc = ls_jwks_new(&ks, err)) != LS_OK) {
+        return rc;
+    }
+    const char *name;
+    if (d && ls_json_get_str(d, "pem", &name, NULL, NULL) == LS_OK) {
+        char *path = ls_policy_path(p, name);
+        rc = path ? ls_jwks_add_pem_file(ks, path, NULL, LS_JWT_ALG_ANY, err)
+                  : ls_err_set(err, LS_ENOMEM, "out of memory");
+        ls_free(path);
+        if (rc != LS_OK) goto fail;
+    }
+    if (d && ls_json_get_str(d, "secret_file", &name, NULL, NULL) == LS_OK) {
+        unsigned char *secret = NULL;
+        size_t n = 0;
+        rc = read_secret(p, name, "secret_file", &secret, &n, err);
+        if (rc == LS_OK) rc = ls_jwks_add_secret(ks, secret, n, NULL, LS_JWT_ALG_ANY, err);
+        if (secret) sodium_free(secret);
+        if (rc != LS_OK) goto fail;
+    }
+    *out = ks;
+    return LS_OK;
+fail:
+    ls_jwks_free(ks);
+    return rc;
+}
+
+static ls_rc compile_jwt(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
+{
+    const char *label = a->label;
+    ls_rc rc = check_fields(d, label, jwt_fields, err);
+    if (rc != LS_OK) return rc;
+    if (json_object_get(d, "jwks_url"))
+        return field_err(err, label, "jwks_url",
+                         "not supported yet: fetch the keys to a file and use jwks = FILE");
+    const char *jwks;
+    rc = ls_json_get_str(d, "jwks", &jwks, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    if (rc == LS_OK && (rc = watch_init(p, &a->jwks_file, jwks, err)) != LS_OK) return rc;
+    int sources = (a->jwks_file.path != NULL) + (json_object_get(d, "pem") != NULL) +
+                  (json_object_get(d, "secret_file") != NULL);
+    if (sources != 1)
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: needs exactly one key source: jwks, pem or secret_file", label);
+
+    /* algorithms: required, never "none" */
+    json_t *algs = json_object_get(d, "algorithms");
+    if (!json_is_array(algs) || json_array_size(algs) == 0)
+        return field_err(err, label, "algorithms",
+                         "required: a list such as { \"RS256\", \"EdDSA\" }");
+    size_t i;
+    json_t *v;
+    json_array_foreach(algs, i, v)
+    {
+        ls_jwt_alg alg;
+        if (!json_is_string(v))
+            return ls_err_set(err, LS_EINVAL, "%s.algorithms[%zu]: expected a string", label,
+                              i + 1);
+        rc = ls_jwt_alg_parse(json_string_value(v), json_string_length(v), &alg, err);
+        if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s.algorithms[%zu]", label, i + 1);
+        a->vopts.algs |= LS_JWT_ALG_BIT(alg);
+    }
+    if ((rc = opt_str(d, label, "issuer", &a->issuer, err)) != LS_OK) return rc;
+    if ((rc = str_list(d, label, "audience", &a->audiences, &a->n_audiences, err)) != LS_OK)
+        return rc;
+    if ((rc = str_list(d, label, "required_claims", &a->required, &a->n_required, err)) != LS_OK)
+        return rc;
+    if ((rc = opt_str(d, label, "roles_claim", &a->roles_claim, err)) != LS_OK) return rc;
+    if ((rc = opt_str(d, label, "scopes_claim", &a->scopes_claim, err)) != LS_OK) return rc;
+    if ((rc = opt_str(d, label, "subject_claim", &a->subject_claim, err)) != LS_OK) return rc;
+    int64_t ms = 0;
+    rc = duration_ms(d, label, "leeway", &ms, err);
+    if (rc == LS_EINVAL) return rc;
+    if (ms > 86400000) return field_err(err, label, "leeway", "at most one day");
+    int no_exp = 0;
+    rc = ls_json_get_bool(d, "allow_no_exp", &no_exp, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
+
+    a->vopts.issuer = a->issuer;
+    a->vopts.audiences = (const char *const *)a->audiences;
+    a->vopts.n_audiences = a->n_audiences;
+    a->vopts.required = (const char *const *)a->required;
+    a->vopts.n_required = a->n_required;
+    a->vopts.leeway_s = ms / 1000;
+    a->vopts.clock = p->clock;
+    a->vopts.flags = no_exp ? LS_JWT_ALLOW_NO_EXP : 0;
+
+    const char *hdr = "Authorization";
+    rc = ls_json_get_str(d, "header", &hdr, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    if ((rc = ls_policy_want_header(p, hdr, &a->header, err)) != LS_OK) return rc;
+
+    int64_t size = JWT_CACHE_DEFAULT, ttl_ms = 300000;
+    rc = ls_json_get_int(d, "cache_size", &size, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    if (size < 1 || size > 16777216) return field_err(err, label, "cache_size", "1 to 16777216");
+    rc = duration_ms(d, label, "cache_ttl", &ttl_ms, err);
+    if (rc == LS_EINVAL) return rc;
+    ls_jwt_cache_opts copts = {.capacity = (size_t)size,
+                               .ttl_s = ttl_ms / 1000 ? ttl_ms / 1000 : 1};
+    if ((rc = ls_jwt_cache_new(&a->cache, &copts, &a->vopts, err)) != LS_OK)
+        return LS_ERR_PREFIXED(rc, err, "%s", label);
+
+    if ((rc = jwt_load_keys(p, a, d, &a->jwks, err)) != LS_OK)
+        return LS_ERR_PREFIXED(rc, err, "%s", label);
+    return LS_OK;
+}
+
+/* Identity from a verified token: subject, roles and scopes from their
+ * claims, copied into the decision scratch. */
+static void jwt_identity(ls_policy_t *p, authn *a, ls_jwt_t *t, ls_identity *id, const char **roles,
+                         const char **scopes)
+{
+    json_t *claims = ls_jwt_claims(t);
+    id->authenticated = 1;
+    id->claims = claims;
+    id->subject = ls_jwt_subject(t);
+    if (a->subject_claim) {
+        json_t *s = ls_json_path(claims, a->subject_claim);
+        id->subject = json_is_string(s) ? json_string_value(s) : NULL;
+    }
+    ls_jwt_str items[POLICY_MAX_ITEMS];
+    size_t n = 0;
+    if (ls_jwt_claim_strings_into(t, a->roles_claim ? a->roles_claim : "roles", items,
+                                  POLICY_MAX_ITEMS, &n, NULL) == LS_OK) {
+        for (size_t i = 0; i < n && i < POLICY_MAX_ITEMS; i++) {
+            const char *s = ls_policy_scratch(p, items[i].ptr, items[i].len);
+            if (s) roles[id->nroles++] = s;
+        }
+    }
+    n = 0;
+    if (ls_jwt_claim_strings_into(t, a->scopes_claim ? a->scopes_claim : "scope", items,
+                                  POLICY_MAX_ITEMS, &n, NULL) == LS_OK ||
+        (a->scopes_claim == NULL &&
+         ls_jwt_claim_strings_into(t, "scp", items, POLICY_MAX_ITEMS, &n, NULL) == LS_OK)) {
+        for (size_t i = 0; i < n && i < POLICY_MAX_ITEMS; i++) {
+            const char *s = ls_policy_scratch(p, items[i].ptr, items[i].len);
+            if (s) scopes[id->nscopes++] = s;
+        }
+    }
+}
+
+static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
+                            const char **roles, const char **scopes, const char **reason,
+                            const char **detail)
+{
+    ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
+    if (h.ptr == NULL || h.len < 7 || strncasecmp(h.ptr, "Bearer ", 7) != 0) return AUTHN_ABSENT;
+    const char *tok = h.ptr + 7;
+    size_t len = h.len - 7;
+    while (len > 0 && *tok == ' ') tok++, len--;
+    while (len > 0 && tok[len - 1] == ' ') len--;
+
+    ls_jwt_t *t = NULL;
+    ls_jwt_reason why = LS_JWT_OK;
+    ls_err err;
+    ls_rc rc = ls_jwt_cache_verify(a->cache, a->jwks, tok, len, &t, &why, &err);
+    if (rc != LS_OK) {
+        *reason =
+            why == LS_JWT_OK || why == LS_JWT_ERROR ? "internal_error" : ls_jwt_reason_name(why);
+        *detail = ls_policy_scratch(p, err.msg, strlen(err.msg));
+        return AUTHN_REJECTED;
+    }
+    ls_jwt_free(p->token);
+    p->token = t; /* claims stay alive until the next decision */
+    jwt_identity(p, a, t, id, roles, scopes);
+    return AUTHN_OK;
+}
+
+/* ---- API keys ---- */
+
+static const char *const apikey_fields[] = {"type", "name", "header", "query", "keys", NULL};
+
+static ls_rc compile_apikey(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
+{
+    ls_rc rc = check_fields(d, a->label, apikey_fields, err);
+    if (rc != LS_OK) return rc;
+    const char *keys;
+    rc = ls_json_get_str(d, "keys", &keys, NULL, err);
+    if (rc == LS_ENOTFOUND) return field_err(err, a->label, "keys", "required: the key file");
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    if ((rc = opt_str(d, a->label, "query", &a->query_param, err)) != LS_OK) return rc;
+    const char *hdr = a->query_param ? NULL : "X-API-Key";
+    rc = ls_json_get_str(d, "header", &hdr, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    a->header = -1;
+    if (hdr && (rc = ls_policy_want_header(p, hdr, &a->header, err)) != LS_OK) return rc;
+    if ((rc = watch_init(p, &a->keys_file, keys, err)) != LS_OK) return rc;
+    rc = ls_apikey_load(&a->keys, a->keys_file.path, err);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s.keys", a->label);
+}
+
+/* Finds name=value in a query string; value is not decoded (keys are
+ * base64url and need no escaping). */
+static int query_param(ls_str q, const char *name, ls_str *out)
+{
+    size_t nlen = strlen(name);
+    const char *s = q.ptr, *end = q.ptr + q.len;
+    while (s && s < end) {
+        const char *amp = memchr(s, '&', (size_t)(end - s));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - s) > nlen && memcmp(s, name, nlen) == 0 && s[nlen] == '=') {
+            out->ptr = s + nlen + 1;
+            out->len = (size_t)(stop - out->ptr);
+            return 1;
+        }
+        s = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+static authn_result run_apikey(ls_policy_t *p, authn *a, const ls_policy_request *req,
+                               ls_identity *id, const char **roles, const char **scopes,
+                               const char **reason, const char **detail)
+{
+    ls_str key = {NULL, 0};
+    if (a->header >= 0 && req->headers) key = req->headers[a->header];
+    if (key.ptr == NULL && a->query_param && req->query.ptr)
+        query_param(req->query, a->query_param, &key);
+    if (key.ptr == NULL) return AUTHN_ABSENT;
+    const ls_apikey_entry *e;
+    if (ls_apikey_verify(a->keys, key.ptr, key.len, &e, NULL) != LS_OK) {
+        *reason = "invalid_api_key";
+        *detail = NULL;
+        return AUTHN_REJECTED;
+    }
+    (void)p;
+    id->authenticated = 1;
+    id->subject = e->subject;
+    for (size_t i = 0; i < e->nroles && id->nroles < POLICY_MAX_ITEMS; i++)
+        roles[id->nroles++] = e->roles[i];
+    for (size_t i = 0; i < e->nscopes && id->nscopes < POLICY_MAX_ITEMS; i++)
+        scopes[id->nscopes++] = e->scopes[i];
+    return AUTHN_OK;
+}
+
+/* ---- HTTP Basic ---- */
+
+static const char *const basic_fields[] = {"type", "name", "users", "realm", NULL};
+
+static ls_rc compile_basic(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
+{
+    ls_rc rc = check_fields(d, a->label, basic_fields, err);
+    if (rc != LS_OK) return rc;
+    const char *users;
+    rc = ls_json_get_str(d, "users", &users, NULL, err);
+    if (rc == LS_ENOTFOUND) return field_err(err, a->label, "users", "required: the password file");
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    if ((rc = opt_str(d, a->label, "realm", &a->realm, err)) != LS_OK) return rc;
+    if ((rc = ls_policy_want_header(p, "Authorization", &a->header, err)) != LS_OK) return rc;
+    if ((rc = watch_init(p, &a->users_file, users, err)) != LS_OK) return rc;
+    ls_basic_opts bopts = {.clock = p->clock};
+    rc = ls_basic_load(&a->users, a->users_file.path, &bopts, err);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s.users", a->label);
+}
+
+static authn_result run_basic(ls_policy_t *p, authn *a, const ls_policy_request *req,
+                              ls_identity *id, const char **reason, const char **detail)
+{
+    ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
+    if (h.ptr == NULL || h.len < 6 || strncasecmp(h.ptr, "Basic ", 6) != 0) return AUTHN_ABSENT;
+    const char *user = NULL;
+    ls_err err;
+    ls_rc rc = ls_basic_verify(a->users, h.ptr, h.len, &user, &err);
+    if (rc != LS_OK) {
+        *reason = rc == LS_EINVAL ? "malformed_credentials" : "invalid_credentials";
+        *detail = rc == LS_EINVAL ? ls_policy_scratch(p, err.msg, strlen(err.msg)) : NULL;
+        return AUTHN_REJECTED;
+    }
+    id->authenticated = 1;
+    id->subject = user;
+    return AUTHN_OK;
+}
+
+/* ---- webhook signatures ---- */
+
+static const char *const hook_fields[] = {"type",    "name",     "provider", "secret_file",
+                                          "header",  "encoding", "prefix",   "tolerance",
+                                          "subject", "roles",    NULL};
+
+static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
+{
+    ls_rc rc = check_fields(d, a->label, hook_fields, err);
+    if (rc != LS_OK) return rc;
+    const char *prov, *hdr = NULL, *secret;
+    rc = ls_json_get_str(d, "provider", &prov, NULL, err);
+    if (rc == LS_ENOTFOUND)
+        return field_err(err, a->label, "provider", "required: github, stripe or hmac");
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    if (strcmp(prov, "github") == 0) {
+        a->provider = HOOK_GITHUB;
+        hdr = "X-Hub-Signature-256";
+    } else if (strcmp(prov, "stripe") == 0) {
+        a->provider = HOOK_STRIPE;
+        hdr = "Stripe-Signature";
+    } else if (strcmp(prov, "hmac") == 0) {
+        a->provider = HOOK_HMAC;
+        hdr = "X-Signature";
+    } else {
+        return ls_err_set(err, LS_EINVAL, "%s.provider: \"%s\" is not github, stripe or hmac",
+                          a->label, prov);
+    }
+    rc = ls_json_get_str(d, "header", &hdr, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    if ((rc = ls_policy_want_header(p, hdr, &a->header, err)) != LS_OK) return rc;
+    rc = ls_json_get_str(d, "secret_file", &secret, NULL, err);
+    if (rc == LS_ENOTFOUND) return field_err(err, a->label, "secret_file", "required");
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    rc = read_secret(p, secret, "secret_file", &a->secret, &a->secret_len, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+
+    const char *enc = "hex";
+    rc = ls_json_get_str(d, "encoding", &enc, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", a->label);
+    if (strcmp(enc, "hex") == 0)
+        a->hook_opts.encoding = LS_HMAC_HEX;
+    else if (strcmp(enc, "base64") == 0)
+        a->hook_opts.encoding = LS_HMAC_BASE64;
+    else if (strcmp(enc, "base64url") == 0)
+        a->hook_opts.encoding = LS_HMAC_BASE64URL;
+    else
+        return ls_err_set(err, LS_EINVAL, "%s.encoding: \"%s\" is not hex, base64 or base64url",
+                          a->label, enc);
+    if ((rc = opt_str(d, a->label, "prefix", &a->sig_prefix, err)) != LS_OK) return rc;
+    a->hook_opts.sig_prefix = a->sig_prefix;
+    int64_t ms = 0;
+    rc = duration_ms(d, a->label, "tolerance", &ms, err);
+    if (rc == LS_EINVAL) return rc;
+    if (ms != 0 && ms < 1000)
+        return field_err(err, a->label, "tolerance", "at least 1s (Stripe timestamps are seconds)");
+    a->tolerance_s = ms / 1000;
+    if ((rc = opt_str(d, a->label, "subject", &a->hook_subject, err)) != LS_OK) return rc;
+    if (a->hook_subject == NULL && (a->hook_subject = ls_strdup(prov)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
+    if ((rc = str_list(d, a->label, "roles", &a->hook_roles, &a->n_hook_roles, err)) != LS_OK)
+        return rc;
+    p->needs_body = 1;
+    return LS_OK;
+}
+
+static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_request *req,
+                                ls_identity *id, const char **roles, const char **reason,
+                                const char **detail)
+{
+    ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
+    if (h.ptr == NULL) return AUTHN_ABSENT;
+    const char *body = req->body.ptr ? req->body.ptr : "";
+    ls_hmac_reason why = LS_HMAC_OK;
+    ls_rc rc;
+    if (a->provider == HOOK_GITHUB) {
+        rc = ls_hmac_verify_github(a->secret, a->secret_len, h.ptr, h.len, body, req->body.len,
+                                   &why, NULL);
+    } else if (a->provider == HOOK_STRIPE) {
+        ls_hmac_stripe_opts so = {.tolerance_s = a->tolerance_s, .clock = p->clock};
+        rc = ls_hmac_verify_stripe(a->secret, a->secret_len, &so, h.ptr, h.len, body, req->body.len,
+                                   &why, NULL);
+    } else {
+        rc = ls_hmac_verify_generic(a->secret, a->secret_len, &a->hook_opts, h.ptr, h.len, body,
+                                    req->body.len, &why, NULL);
+    }
+    if (rc != LS_OK) {
+        *reason = why == LS_HMAC_OK ? "internal_error" : ls_hmac_reason_name(why);
+        *detail = NULL;
+        return AUTHN_REJECTED;
+    }
+    id->authenticated = 1;
+    id->subject = a->hook_subject;
+    for (size_t i = 0; i < a->n_hook_roles && id->nroles < POLICY_MAX_ITEMS; i++)
+        roles[id->nroles++] = a->hook_roles[i];
+    return AUTHN_OK;
+}
+
+/* ---- dispatch ---- */
+
+ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *d, const char *label, ls_err *err)
+{
+    memset(a, 0, sizeof *a);
+    a->header = -1;
+    if (!json_is_object(d)) return ls_err_set(err, LS_EINVAL, "%s: expected a table", label);
+    const char *name = label, *type;
+    ls_rc rc = ls_json_get_str(d, "name", &name, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    if ((a->label = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    rc = ls_json_get_str(d, "type", &type, NULL, err);
+    if (rc == LS_ENOTFOUND)
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: type required (use policy.jwt{...}, policy.api_key{...}, "
+                          "policy.basic{...} or policy.webhook{...})",
+                          label);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    if (strcmp(type, "jwt") == 0) {
+        a->type = AUTHN_JWT;
+        return compile_jwt(p, a, d, err);
+    }
+    if (strcmp(type, "api_key") == 0) {
+        a->type = AUTHN_APIKEY;
+        return compile_apikey(p, a, d, err);
+    }
+    if (strcmp(type, "basic") == 0) {
+        a->type = AUTHN_BASIC;
+        return compile_basic(p, a, d, err);
+    }
+    if (strcmp(type, "webhook") == 0) {
+        a->type = AUTHN_WEBHOOK;
+        return compile_webhook(p, a, d, err);
+    }
+    return ls_err_set(err, LS_EINVAL, "%s.type: \"%s\" is not jwt, api_key, basic or webhook",
+                      label, type);
+}
+
+void ls_authn_free(authn *a)
+{
+    ls_free(a->query_param);
+    ls_free(a->label);
+    ls_jwks_free(a->jwks);
+    ls_free(a->jwks_file.path);
+    ls_jwt_cache_free(a->cache);
+    ls_free(a->issuer);
+    free_list(a->audiences, a->n_audiences);
+    free_list(a->required, a->n_required);
+    ls_free(a->subject_claim);
+    ls_free(a->roles_claim);
+    ls_free(a->scopes_claim);
+    ls_apikey_free(a->keys);
+    ls_free(a->keys_file.path);
+    ls_basic_free(a->users);
+    ls_free(a->users_file.path);
+    ls_free(a->realm);
+    if (a->secret) sodium_free(a->secret); /* sodium_free wipes */
+    ls_free(a->sig_prefix);
+    ls_free(a->hook_subject);
+    free_list(a->hook_roles, a->n_hook_roles);
+    memset(a, 0, sizeof *a);
+}
+
+void ls_authn_refresh(ls_policy_t *p, authn *a)
+{
+    ls_err err;
+    if (a->type == AUTHN_JWT && a->jwks_file.path) {
+        int c = ls_policy_watch_changed(p, &a->jwks_file, &err);
+        ls_jwks_t *ks;
+        if (c == 1 && ls_jwks_load_file(&ks, a->jwks_file.path, &err) == LS_OK) {
+            ls_jwks_free(a->jwks);
+            a->jwks = ks; /* cached tokens of removed keys are invalidated by fingerprint */
+        } else if (c != 0) {
+            ls_err_prefix(&err, "%s: keeping the previous keys", a->label);
+            ls_policy_notice(p, &err);
+        }
+    } else if (a->type == AUTHN_APIKEY) {
+        int c = ls_policy_watch_changed(p, &a->keys_file, &err);
+        ls_apikey_set_t *ks;
+        if (c == 1 && ls_apikey_load(&ks, a->keys_file.path, &err) == LS_OK) {
+            ls_apikey_free(a->keys);
+            a->keys = ks;
+        } else if (c != 0) {
+            ls_err_prefix(&err, "%s: keeping the previous keys", a->label);
+            ls_policy_notice(p, &err);
+        }
+    } else if (a->type == AUTHN_BASIC) {
+        int c = ls_policy_watch_changed(p, &a->users_file, &err);
+        ls_basic_set_t *us;
+        ls_basic_opts bopts = {.clock = p->clock};
+        if (c == 1 && ls_basic_load(&us, a->users_file.path, &bopts, &err) == LS_OK) {
+            ls_basic_free(a->users);
+            a->users = us;
+        } else if (c != 0) {
+            ls_err_prefix(&err, "%s: keeping the previous users", a->label);
+            ls_policy_notice(p, &err);
+        }
+    }
+}
+
+authn_result ls_authn_run(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
+                          const char **roles, const char **scopes, const char **reason,
+                          const char **detail)
+{
+    switch (a->type) {
+    case AUTHN_JWT: return run_jwt(p, a, req, id, roles, scopes, reason, detail);
+    case AUTHN_APIKEY: return run_apikey(p, a, req, id, roles, scopes, reason, detail);
+    case AUTHN_BASIC: return run_basic(p, a, req, id, reason, detail);
+    case AUTHN_WEBHOOK: return run_webhook(p, a, req, id, roles, reason, detail);
+    }
+    return AUTHN_ABSENT;
+}

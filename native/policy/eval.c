@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT
+ * Deciding a request: client address and IP rules, path normalisation,
+ * the first matching rule, authentication, the rule's requirements, rate
+ * limits, then identity headers on allow or a small response on deny, and
+ * the audit record. Fails closed: every early exit is a deny. Allocates
+ * nothing once the reused buffers have grown. */
+#include "ls_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "path.h"
+#include "policy_int.h"
+
+typedef struct {
+    ls_identity id;
+    const char *roles[POLICY_MAX_ITEMS];
+    const char *scopes[POLICY_MAX_ITEMS];
+    const authn *via; /* authenticator that succeeded */
+    const char *api_key_id;
+    const char *www_auth; /* WWW-Authenticate for a 401 */
+} caller;
+
+static const char *const bodies[] = {
+    [0] = "{\"error\":\"internal_error\"}",
+};
+
+static const char *body_for(int status)
+{
+    switch (status) {
+    case 400: return "{\"error\":\"bad_request\"}";
+    case 401: return "{\"error\":\"unauthorized\"}";
+    case 403: return "{\"error\":\"forbidden\"}";
+    case 429: return "{\"error\":\"too_many_requests\"}";
+    default: return bodies[0];
+    }
+}
+
+static void add_resp(ls_policy_t *p, ls_policy_decision *d, const char *name, const char *value)
+{
+    if (value == NULL || d->n_resp_headers == sizeof p->resp_headers / sizeof p->resp_headers[0])
+        return;
+    p->resp_headers[d->n_resp_headers].name = name;
+    p->resp_headers[d->n_resp_headers].value = value;
+    d->n_resp_headers++;
+}
+
+static void deny(ls_policy_t *p, ls_policy_decision *d, int status, const char *reason,
+                 const char *detail)
+{
+    d->allow = 0;
+    d->status = status;
+    d->reason = reason;
+    d->detail = detail;
+    d->body = body_for(status);
+    d->body_len = strlen(d->body);
+    add_resp(p, d, "Content-Type", "application/json");
+    add_resp(p, d, "Cache-Control", "no-store");
+}
+
+/* WWW-Authenticate for a 401: Bearer (RFC 6750) when a JWT authenticator
+ * exists, else Basic, else nothing. */
+static const char *challenge(ls_policy_t *p, int token_was_bad)
+{
+    char buf[256];
+    for (size_t i = 0; i < p->n_authn; i++) {
+        const authn *a = &p->authn[i];
+        if (a->type == AUTHN_JWT) {
+            snprintf(buf, sizeof buf, "Bearer realm=\"%s\"%s", p->name,
+                     token_was_bad ? ", error=\"invalid_token\"" : "");
+            return ls_policy_scratch(p, buf, strlen(buf));
+        }
+        if (a->type == AUTHN_BASIC) {
+            snprintf(buf, sizeof buf, "Basic realm=\"%s\", charset=\"UTF-8\"",
+                     a->realm ? a->realm : p->name);
+            return ls_policy_scratch(p, buf, strlen(buf));
+        }
+    }
+    return NULL;
+}
+
+/* ---- steps ---- */
+
+static int check_ip(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d)
+{
+    ls_str xff = {NULL, 0};
+    if (p->xff_header >= 0 && req->headers) xff = req->headers[p->xff_header];
+    uint8_t addr[LS_CIDR_ADDRBYTES];
+    ls_err err;
+    if (req->remote_addr.ptr == NULL ||
+        ls_cidr_client_addr(req->remote_addr.ptr, req->remote_addr.len, xff.ptr, xff.len,
+                            p->trusted, p->client, addr, &err) != LS_OK) {
+        deny(p, d, 403, "bad_client_address", NULL);
+        return 0;
+    }
+    d->client = p->client;
+    if (p->ip_deny && ls_cidr_set_contains_addr(p->ip_deny, addr)) {
+        deny(p, d, 403, "ip_denied", NULL);
+        return 0;
+    }
+    if (p->ip_allow && !ls_cidr_set_contains_addr(p->ip_allow, addr)) {
+        deny(p, d, 403, "ip_not_allowed", NULL);
+        return 0;
+    }
+    return 1;
+}
+
+/* Tries the authenticators in order; the first whose credential is present
+ * decides. Returns 0 (and denies) when a present credential is rejected. */
+static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
+                        ls_policy_decision *d)
+{
+    for (size_t i = 0; i < p->n_authn; i++) {
+        authn *a = &p->authn[i];
+        const char *reason = NULL, *detail = NULL;
+        authn_result r = ls_authn_run(p, a, req, &c->id, c->roles, c->scopes, &reason, &detail);
+        if (r == AUTHN_ABSENT) continue;
+        if (r == AUTHN_OK) {
+            c->id.roles = c->roles;
+            c->id.scopes = c->scopes;
+            c->via = a;
+            d->subject = c->id.subject;
+            return 1;
+        }
+        deny(p, d, 401, reason, detail);
+        add_resp(p, d, "WWW-Authenticate", challenge(p, a->type == AUTHN_JWT));
+        return 0;
+    }
+    return 1; /* anonymous */
+}
+
+static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller *c,
+                      ls_policy_decision *d)
+{
+    for (size_t i = 0; i < p->n_limits; i++) {
+        const rate_limit *l = &p->limits[i];
+        char key[512];
+        const char *val = NULL;
+        size_t vlen = 0;
+        char kind = 'i';
+        if (l->by == RL_BY_SUBJECT && c->id.authenticated && c->id.subject) {
+            kind = 's';
+            val = c->id.subject;
+        } else if (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY) {
+            kind = 's'; /* an API key's subject names the key's owner */
+            val = c->id.subject;
+        } else if (l->by == RL_BY_HEADER && req->headers && req->headers[l->header].ptr) {
+            kind = 'h';
+            val = req->headers[l->header].ptr;
+            vlen = req->headers[l->header].len;
+        }
+        if (val == NULL) { /* by ip, or the fallback when the key is missing */
+            kind = 'i';
+            val = p->client;
+        }
+        if (vlen == 0) vlen = strlen(val);
+        if (vlen > sizeof key - 8) vlen = sizeof key - 8;
+        size_t plen = strlen(l->prefix);
+        memcpy(key, l->prefix, plen);
+        key[plen] = kind;
+        memcpy(key + plen + 1, val, vlen);
+        ls_rl_result r;
+        ls_err err;
+        if (ls_rl_take(p->rl, key, plen + 1 + vlen, &l->limit, 1, p->clock, &r, &err) != LS_OK) {
+            deny(p, d, 500, "internal_error", ls_policy_scratch(p, err.msg, strlen(err.msg)));
+            return 0;
+        }
+        if (!r.allowed) {
+            char buf[96];
+            deny(p, d, 429, "rate_limited", NULL);
+            snprintf(buf, sizeof buf, "%lld", (long long)((r.retry_after_ms + 999) / 1000));
+            add_resp(p, d, "Retry-After", ls_policy_scratch(p, buf, strlen(buf)));
+            snprintf(buf, sizeof buf, "%lld", (long long)r.limit);
+            add_resp(p, d, "RateLimit-Limit", ls_policy_scratch(p, buf, strlen(buf)));
+            snprintf(buf, sizeof buf, "%lld", (long long)r.remaining);
+            add_resp(p, d, "RateLimit-Remaining", ls_policy_scratch(p, buf, strlen(buf)));
+            snprintf(buf, sizeof buf, "%lld", (long long)((r.reset_ms + 999) / 1000));
+            add_resp(p, d, "RateLimit-Reset", ls_policy_scratch(p, buf, strlen(buf)));
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Joins items with sep into the scratch; NULL when empty or full. */
+static const char *join(ls_policy_t *p, const char *const *items, size_t n, char sep)
+{
+    if (n == 0) return NULL;
+    char *start = p->scratch + p->scratch_used;
+    size_t room = POLICY_SCRATCH - p->scratch_used, used = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(items[i]);
+        if (used + len + 2 > room) return NULL;
+        if (i) start[used++] = sep;
+        memcpy(start + used, items[i], len);
+        used += len;
+    }
+    start[used] = '\0';
+    p->scratch_used += used + 1;
+    return start;
+}
+
+/* A claim as header text: strings as they are, numbers and booleans
+ * printed, arrays of those joined with commas. */
+static const char *claim_text(ls_policy_t *p, const json_t *v)
+{
+    char buf[64];
+    if (json_is_string(v)) return ls_policy_scratch(p, json_string_value(v), json_string_length(v));
+    if (json_is_integer(v)) {
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_real(v)) {
+        snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        snprintf(buf, sizeof buf, "%s", json_is_true(v) ? "true" : "false");
+    } else if (json_is_array(v)) {
+        const char *items[POLICY_MAX_ITEMS];
+        size_t n = 0, i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            if (n < POLICY_MAX_ITEMS && json_is_string(e)) items[n++] = json_string_value(e);
+        }
+        return join(p, items, n, ',');
+    } else {
+        return NULL;
+    }
+    return ls_policy_scratch(p, buf, strlen(buf));
+}
+
+/* Header values must not break the header: no control characters. */
+static int header_safe(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f) return 0;
+    return 1;
+}
+
+static void identity_headers(ls_policy_t *p, const caller *c, ls_policy_decision *d)
+{
+    if (!c->id.authenticated) return;
+    for (size_t i = 0; i < p->n_idhdr; i++) {
+        const id_header *h = &p->idhdr[i];
+        const char *v = NULL;
+        switch (h->source) {
+        case ID_SUBJECT: v = c->id.subject; break;
+        case ID_ROLES: v = join(p, c->id.roles, c->id.nroles, ','); break;
+        case ID_SCOPES: v = join(p, c->id.scopes, c->id.nscopes, ' '); break;
+        case ID_CLAIM:
+            v = c->id.claims ? claim_text(p, ls_json_path(c->id.claims, h->claim)) : NULL;
+            break;
+        }
+        if (v == NULL || !header_safe(v)) continue;
+        p->set_headers[d->n_set_headers].name = h->name;
+        p->set_headers[d->n_set_headers].value = v;
+        d->n_set_headers++;
+    }
+}
+
+static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_decision *d)
+{
+    if (p->audit == NULL || (d->allow && !p->audit_all)) return;
+    char method[16], rid[128];
+    size_t ml = req->method.len < sizeof method - 1 ? req->method.len : sizeof method - 1;
+    if (req->method.ptr) memcpy(method, req->method.ptr, ml);
+    method[req->method.ptr ? ml : 0] = '\0';
+    size_t rl = req->request_id.len < sizeof rid - 1 ? req->request_id.len : sizeof rid - 1;
+    if (req->request_id.ptr) memcpy(rid, req->request_id.ptr, rl);
+    rid[req->request_id.ptr ? rl : 0] = '\0';
+    ls_audit_record r = {
+        .time_ms = req->now_ms,
+        .request_id = rid[0] ? rid : NULL,
+        .method = method[0] ? method : NULL,
+        .path = p->path.len ? (const char *)p->path.ptr : NULL,
+        .client = d->client,
+        .subject = d->subject,
+        .policy = p->name,
+        .rule = d->rule,
+        .decision = d->allow ? LS_AUDIT_ALLOW : LS_AUDIT_DENY,
+        .status = d->status,
+        .reason = d->detail ? d->detail : d->reason,
+        .decision_us = d->decision_us,
+    };
+    char reason[LS_ERR_MSGMAX + 64];
+    if (d->detail) {
+        snprintf(reason, sizeof reason, "%s: %s", d->reason, d->detail);
+        r.reason = reason;
+    }
+    ls_audit_write(p->audit, &r, NULL);
+}
+
+/* ---- the decision ---- */
+
+static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d)
+{
+    if (!check_ip(p, req, d)) return;
+
+    ls_err err;
+    if (req->path.ptr == NULL ||
+        ls_path_normalize(req->path.ptr, req->path.len, &p->path, &err) != LS_OK) {
+        deny(p, d, 400, "bad_path",
+             req->path.ptr ? ls_policy_scratch(p, err.msg, strlen(err.msg)) : NULL);
+        return;
+    }
+    char method[16], host[256];
+    size_t ml = req->method.len < sizeof method - 1 ? req->method.len : 0;
+    if (req->method.ptr) memcpy(method, req->method.ptr, ml);
+    method[ml] = '\0';
+    size_t hl = req->host.ptr && req->host.len < sizeof host - 1 ? req->host.len : 0;
+    if (hl) memcpy(host, req->host.ptr, hl);
+    host[hl] = '\0';
+
+    const ls_rule *rule;
+    if (ls_rules_match(p->rules, method[0] ? method : NULL, hl ? host : NULL,
+                       (const char *)p->path.ptr, p->path.len, &rule) != LS_OK) {
+        deny(p, d, 403, ls_rule_reason_name(LS_REASON_NO_MATCH), NULL);
+        return;
+    }
+    d->rule = ls_rule_name(rule);
+
+    caller c;
+    memset(&c, 0, sizeof c);
+    ls_rule_kind kind = ls_rule_kind_of(rule);
+    if (kind == LS_RULE_REQUIRE && !authenticate(p, req, &c, d)) return;
+
+    ls_rule_reason why;
+    const char *detail = NULL;
+    if (ls_rule_check(rule, &c.id, &why, &detail) != LS_OK) {
+        if (why == LS_REASON_NOT_AUTHENTICATED) {
+            deny(p, d, 401, ls_rule_reason_name(why), NULL);
+            add_resp(p, d, "WWW-Authenticate", challenge(p, 0));
+        } else {
+            deny(p, d, 403, ls_rule_reason_name(why), detail);
+        }
+        return;
+    }
+    if (!check_rate(p, req, &c, d)) return;
+
+    d->allow = 1;
+    d->status = 0;
+    d->reason = "allowed";
+    identity_headers(p, &c, d);
+}
+
+ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d,
+                     ls_err *err)
+{
+    if (p == NULL || req == NULL || d == NULL) return ls_err_set(err, LS_EINVAL, "NULL argument");
+    int64_t t0 = ls_clock_mono_ns(NULL);
+    memset(d, 0, sizeof *d);
+    d->set_headers = p->set_headers;
+    d->resp_headers = p->resp_headers;
+    p->scratch_used = 0;
+    ls_buf_clear(&p->path);
+    ls_jwt_free(p->token);
+    p->token = NULL;
+
+    for (size_t i = 0; i < p->n_authn; i++) ls_authn_refresh(p, &p->authn[i]);
+    if (p->notice.len) {
+        d->notice = ls_policy_scratch(p, (const char *)p->notice.ptr, p->notice.len);
+        ls_buf_clear(&p->notice);
+    }
+
+    decide(p, req, d);
+    d->decision_us = (double)(ls_clock_mono_ns(NULL) - t0) / 1000.0;
+    audit(p, req, d);
+    return LS_OK;
+}

@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: MIT
+ * Compiling a policy declaration (JSON) into an ls_policy_t: the fields
+ * name, authenticate, rules, rate_limit, ip, identity_headers and audit,
+ * each checked with errors that name the field. Also the helpers the
+ * authenticators share: header registration, paths, file watching. */
+#include "ls_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lodestone/ls_alloc.h"
+#include "lodestone/ls_duration.h"
+#include "policy_int.h"
+
+/* ---- helpers shared with authn.c and eval.c ---- */
+
+ls_rc ls_policy_want_header(ls_policy_t *p, const char *name, int *idx, ls_err *err)
+{
+    for (size_t i = 0; i < p->n_headers; i++) {
+        if (strcasecmp(p->headers[i], name) == 0) {
+            *idx = (int)i;
+            return LS_OK;
+        }
+    }
+    if (p->n_headers == POLICY_MAX_HEADERS)
+        return ls_err_set(err, LS_EINVAL, "a policy may read at most %d request headers",
+                          POLICY_MAX_HEADERS);
+    char *copy = ls_strdup(name);
+    if (copy == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    p->headers[p->n_headers] = copy;
+    *idx = (int)p->n_headers++;
+    return LS_OK;
+}
+
+char *ls_policy_path(const ls_policy_t *p, const char *name)
+{
+    if (name[0] == '/' || p->base_dir == NULL) return ls_strdup(name);
+    size_t a = strlen(p->base_dir), b = strlen(name);
+    char *out = ls_malloc(a + b + 2);
+    if (out == NULL) return NULL;
+    memcpy(out, p->base_dir, a);
+    out[a] = '/';
+    memcpy(out + a + 1, name, b + 1);
+    return out;
+}
+
+const char *ls_policy_scratch(ls_policy_t *p, const char *s, size_t len)
+{
+    if (len + 1 > POLICY_SCRATCH - p->scratch_used) return NULL;
+    char *dst = p->scratch + p->scratch_used;
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+    p->scratch_used += len + 1;
+    return dst;
+}
+
+void ls_policy_notice(ls_policy_t *p, const ls_err *err)
+{
+    if (p->notice.len == 0) ls_buf_set(&p->notice, err->msg, strlen(err->msg), NULL);
+}
+
+int ls_policy_watch_changed(ls_policy_t *p, file_watch *w, ls_err *err)
+{
+    int64_t now = ls_clock_mono_ns(p->clock) / 1000000;
+    if (w->checked && now - w->checked_ms < RELOAD_CHECK_MS) return 0;
+    w->checked = 1;
+    w->checked_ms = now;
+    struct stat st;
+    if (stat(w->path, &st) != 0) {
+        ls_err_set(err, errno == ENOENT ? LS_ENOTFOUND : LS_EIO, "%s: %s", w->path,
+                   strerror(errno));
+        return -1;
+    }
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    int changed =
+        st.st_dev != w->dev || st.st_ino != w->ino || mtime != w->mtime_ns || st.st_size != w->size;
+    w->dev = st.st_dev;
+    w->ino = st.st_ino;
+    w->mtime_ns = mtime;
+    w->size = st.st_size;
+    return changed;
+}
+
+/* ---- compiling the declaration ---- */
+
+static ls_rc bad_field(ls_err *err, const char *field, const char *what)
+{
+    return ls_err_set(err, LS_EINVAL, "%s: %s", field, what);
+}
+
+/* Strings of a JSON array into a new cidr set; NULL field leaves *out NULL. */
+static ls_rc compile_cidrs(const json_t *arr, const char *field, ls_cidr_set_t **out, ls_err *err)
+{
+    if (arr == NULL) return LS_OK;
+    if (!json_is_array(arr)) return bad_field(err, field, "expected an array of addresses");
+    ls_rc rc = ls_cidr_set_new(out, err);
+    if (rc != LS_OK) return rc;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v))
+            return ls_err_set(err, LS_EINVAL, "%s[%zu]: expected a string", field, i + 1);
+        rc = ls_cidr_set_add(*out, json_string_value(v), json_string_length(v), err);
+        if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s[%zu]", field, i + 1);
+    }
+    return LS_OK;
+}
+
+static ls_rc compile_ip(ls_policy_t *p, const json_t *ip, ls_err *err)
+{
+    if (ip == NULL) return LS_OK;
+    if (!json_is_object(ip)) return bad_field(err, "ip", "expected a table");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)ip, key, v)
+    {
+        if (strcmp(key, "allow") && strcmp(key, "deny") && strcmp(key, "trusted_proxies"))
+            return ls_err_set(err, LS_EINVAL,
+                              "ip: unknown field '%s' (allow, deny, trusted_proxies)", key);
+    }
+    ls_rc rc = compile_cidrs(json_object_get(ip, "allow"), "ip.allow", &p->ip_allow, err);
+    if (rc == LS_OK) rc = compile_cidrs(json_object_get(ip, "deny"), "ip.deny", &p->ip_deny, err);
+    if (rc == LS_OK)
+        rc = compile_cidrs(json_object_get(ip, "trusted_proxies"), "ip.trusted_proxies",
+                           &p->trusted, err);
+    if (rc == LS_OK && p->trusted != NULL) {
+        rc = ls_policy_want_header(p, "X-Forwarded-For", &p->xff_header, err);
+    }
+    return rc;
+}
+
+static ls_rc compile_limit(ls_policy_t *p, const json_t *d, const char *field, ls_err *err)
+{
+    if (!json_is_object(d)) return bad_field(err, field, "expected a table");
+    if (p->n_limits == POLICY_MAX_LIMITS)
+        return ls_err_set(err, LS_EINVAL, "%s: at most %d rate limits", field, POLICY_MAX_LIMITS);
+    rate_limit *rl = &p->limits[p->n_limits];
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)d, key, v)
+    {
+        if (strcmp(key, "by") && strcmp(key, "rate") && strcmp(key, "per") && strcmp(key, "burst"))
+            return ls_err_set(err, LS_EINVAL, "%s: unknown field '%s' (by, rate, per, burst)",
+                              field, key);
+    }
+    const char *by = "ip";
+    ls_rc rc = ls_json_get_str(d, "by", &by, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", field);
+    if (strcmp(by, "ip") == 0) {
+        rl->by = RL_BY_IP;
+    } else if (strcmp(by, "subject") == 0) {
+        rl->by = RL_BY_SUBJECT;
+    } else if (strcmp(by, "api_key") == 0) {
+        rl->by = RL_BY_APIKEY;
+    } else if (strncmp(by, "header:", 7) == 0 && by[7] != '\0') {
+        rl->by = RL_BY_HEADER;
+        if ((rc = ls_policy_want_header(p, by + 7, &rl->header, err)) != LS_OK) return rc;
+    } else {
+        return ls_err_set(err, LS_EINVAL,
+                          "%s.by: \"%s\" is not ip, subject, api_key or header:NAME", field, by);
+    }
+    int64_t rate = 0, burst = 0;
+    rc = ls_json_get_int(d, "rate", &rate, err);
+    if (rc == LS_ENOTFOUND) return bad_field(err, field, "rate is required (requests per 'per')");
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", field);
+    rc = ls_json_get_int(d, "burst", &burst, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", field);
+    const char *per = "1s";
+    size_t per_len = 2;
+    rc = ls_json_get_str(d, "per", &per, &per_len, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", field);
+    rc = ls_rl_limit_parse(&rl->limit, rate, per, per_len, burst, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", field);
+    snprintf(rl->prefix, sizeof rl->prefix, "%zu:", p->n_limits);
+    p->n_limits++;
+    return LS_OK;
+}
+
+static ls_rc compile_limits(ls_policy_t *p, const json_t *d, const ls_policy_opts *opts,
+                            ls_err *err)
+{
+    if (d == NULL) return LS_OK;
+    ls_rc rc;
+    if (json_is_array(d)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(d, i, v)
+        {
+            char field[48];
+            snprintf(field, sizeof field, "rate_limit[%zu]", i + 1);
+            if ((rc = compile_limit(p, v, field, err)) != LS_OK) return rc;
+        }
+    } else if ((rc = compile_limit(p, d, "rate_limit", err)) != LS_OK) {
+        return rc;
+    }
+    if (p->n_limits == 0) return LS_OK;
+
+    /* One table per policy name, shared by every process that loads it. */
+    const char *dir = opts && opts->rl_dir ? opts->rl_dir : "/dev/shm";
+    char path[4096];
+    int n;
+    if (opts && (opts->flags & LS_POLICY_PRIVATE_RL))
+        n = snprintf(path, sizeof path, "%s/lodestone-%s.%ld.rl", dir, p->name, (long)getpid());
+    else
+        n = snprintf(path, sizeof path, "%s/lodestone-%s.rl", dir, p->name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return ls_err_set(err, LS_EINVAL, "rate_limit: table path too long in %s", dir);
+    p->rl_path = ls_strdup(path);
+    if (p->rl_path == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    rc = ls_rl_open(&p->rl, p->rl_path, NULL, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "rate_limit");
+    return LS_OK;
+}
+
+static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *err)
+{
+    if (d == NULL) return LS_OK;
+    if (!json_is_object(d))
+        return bad_field(err, "identity_headers", "expected a table of header = source");
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)d, name, v)
+    {
+        if (p->n_idhdr == POLICY_MAX_IDHDR)
+            return ls_err_set(err, LS_EINVAL, "identity_headers: at most %d", POLICY_MAX_IDHDR);
+        if (!json_is_string(v))
+            return ls_err_set(err, LS_EINVAL,
+                              "identity_headers.%s: expected a string (sub, roles, scopes or a "
+                              "claim name)",
+                              name);
+        for (const char *c = name; *c; c++)
+            if (*c <= ' ' || *c >= 127 || *c == ':')
+                return ls_err_set(err, LS_EINVAL, "identity_headers: \"%s\" is not a header name",
+                                  name);
+        id_header *h = &p->idhdr[p->n_idhdr];
+        const char *src = json_string_value(v);
+        if (strcmp(src, "sub") == 0 || strcmp(src, "subject") == 0) {
+            h->source = ID_SUBJECT;
+        } else if (strcmp(src, "roles") == 0) {
+            h->source = ID_ROLES;
+        } else if (strcmp(src, "scopes") == 0) {
+            h->source = ID_SCOPES;
+        } else {
+            h->source = ID_CLAIM;
+            const char *claim = strncmp(src, "claims.", 7) == 0 ? src + 7 : src;
+            if ((h->claim = ls_strdup(claim)) == NULL)
+                return ls_err_set(err, LS_ENOMEM, "out of memory");
+        }
+        if ((h->name = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+        p->n_idhdr++;
+    }
+    return LS_OK;
+}
+
+static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts *opts, ls_err *err)
+{
+    if (d == NULL) return LS_OK;
+    if (!json_is_object(d)) return bad_field(err, "audit", "expected a table with path and log");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)d, key, v)
+    {
+        if (strcmp(key, "path") && strcmp(key, "log"))
+            return ls_err_set(err, LS_EINVAL, "audit: unknown field '%s' (path, log)", key);
+    }
+    const char *path, *log = "all";
+    ls_rc rc = ls_json_get_str(d, "path", &path, NULL, err);
+    if (rc == LS_ENOTFOUND) return bad_field(err, "audit", "path is required");
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "audit");
+    rc = ls_json_get_str(d, "log", &log, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "audit");
+    if (strcmp(log, "all") == 0)
+        p->audit_all = 1;
+    else if (strcmp(log, "deny") == 0)
+        p->audit_all = 0;
+    else
+        return ls_err_set(err, LS_EINVAL, "audit.log: \"%s\" is not \"all\" or \"deny\"", log);
+    if (opts && (opts->flags & LS_POLICY_NO_AUDIT)) return LS_OK;
+    char *full = ls_policy_path(p, path);
+    if (full == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_audit_opts aopts = {.clock = p->clock};
+    rc = ls_audit_open(&p->audit, full, &aopts, err);
+    ls_free(full);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "audit.path");
+    return LS_OK;
+}
+
+static ls_rc compile_authn(ls_policy_t *p, const json_t *d, ls_err *err)
+{
+    if (d == NULL) return LS_OK;
+    if (!json_is_array(d)) return bad_field(err, "authenticate", "expected a list");
+    size_t i;
+    json_t *v;
+    json_array_foreach(d, i, v)
+    {
+        if (p->n_authn == POLICY_MAX_AUTHN)
+            return ls_err_set(err, LS_EINVAL, "authenticate: at most %d", POLICY_MAX_AUTHN);
+        char label[48];
+        snprintf(label, sizeof label, "authenticate[%zu]", i + 1);
+        ls_rc rc = ls_authn_compile(p, &p->authn[p->n_authn], v, label, err);
+        p->n_authn++; /* counted even on failure, so that free releases it */
+        if (rc != LS_OK) return rc;
+    }
+    return LS_OK;
+}
+
+static const char *const top_fields[] = {"name", "authenticate",     "rules", "rate_limit",
+                                         "ip",   "identity_headers", "audit", NULL};
+
+static ls_rc check_top_fields(const json_t *decl, ls_err *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)decl, key, v)
+    {
+        size_t i;
+        for (i = 0; top_fields[i] && strcmp(top_fields[i], key) != 0; i++) {}
+        if (top_fields[i] == NULL)
+            return ls_err_set(err, LS_EINVAL,
+                              "unknown field '%s' (name, authenticate, rules, rate_limit, ip, "
+                              "identity_headers, audit)",
+                              key);
+    }
+    return LS_OK;
+}
+
+static ls_rc compile(ls_policy_t *p, const json_t *decl, const ls_policy_opts *opts, ls_err *err)
+{
+    if (!json_is_object(decl)) return ls_err_set(err, LS_EINVAL, "a policy must be a table");
+    ls_rc rc = check_top_fields(decl, err);
+    if (rc != LS_OK) return rc;
+    const char *name;
+    rc = ls_json_get_str(decl, "name", &name, NULL, err);
+    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_EINVAL, "name: required");
+    if (rc != LS_OK) return rc;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_' || *c == '.'))
+            return ls_err_set(err, LS_EINVAL,
+                              "name: \"%s\" may hold only letters, digits, '-', '_' and '.'", name);
+    if (name[0] == '\0' || name[0] == '.') return ls_err_set(err, LS_EINVAL, "name: invalid");
+    if ((p->name = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+
+    json_t *rules = json_object_get(decl, "rules");
+    json_t *empty = NULL;
+    if (rules == NULL) rules = empty = json_array();
+    rc = ls_rules_compile(&p->rules, rules, err);
+    json_decref(empty);
+    if (rc != LS_OK) return rc;
+
+    if ((rc = compile_ip(p, json_object_get(decl, "ip"), err)) != LS_OK) return rc;
+    if ((rc = compile_authn(p, json_object_get(decl, "authenticate"), err)) != LS_OK) return rc;
+    if ((rc = compile_identity_headers(p, json_object_get(decl, "identity_headers"), err)) != LS_OK)
+        return rc;
+    if ((rc = compile_limits(p, json_object_get(decl, "rate_limit"), opts, err)) != LS_OK)
+        return rc;
+    return compile_audit(p, json_object_get(decl, "audit"), opts, err);
+}
+
+ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_policy_opts *opts,
+                     ls_err *err)
+{
+    if (out == NULL || text == NULL) return ls_err_set(err, LS_EINVAL, "NULL argument");
+    ls_policy_t *p = ls_calloc(1, sizeof *p);
+    if (p == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    p->xff_header = -1;
+    p->clock = opts ? opts->clock : NULL;
+    p->flags = opts ? opts->flags : 0;
+    if (opts && opts->base_dir && (p->base_dir = ls_strdup(opts->base_dir)) == NULL) {
+        ls_free(p);
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
+    }
+
+    json_t *decl = NULL;
+    ls_rc rc = ls_json_parse(text, len, &decl, err);
+    if (rc != LS_OK) {
+        ls_err_prefix(err, "policy JSON");
+        goto fail;
+    }
+    rc = compile(p, decl, opts, err);
+    json_decref(decl);
+    if (rc != LS_OK) goto fail;
+    *out = p;
+    return LS_OK;
+fail:
+    ls_policy_free(p);
+    return rc;
+}
+
+void ls_policy_free(ls_policy_t *p)
+{
+    if (p == NULL) return;
+    ls_jwt_free(p->token);
+    for (size_t i = 0; i < p->n_authn; i++) ls_authn_free(&p->authn[i]);
+    for (size_t i = 0; i < p->n_headers; i++) ls_free(p->headers[i]);
+    for (size_t i = 0; i < p->n_idhdr; i++) {
+        ls_free(p->idhdr[i].name);
+        ls_free(p->idhdr[i].claim);
+    }
+    ls_rules_free(p->rules);
+    ls_cidr_set_free(p->ip_allow);
+    ls_cidr_set_free(p->ip_deny);
+    ls_cidr_set_free(p->trusted);
+    ls_rl_close(p->rl);
+    if (p->rl_path && (p->flags & LS_POLICY_PRIVATE_RL)) unlink(p->rl_path);
+    ls_free(p->rl_path);
+    ls_audit_close(p->audit);
+    ls_buf_free(&p->path);
+    ls_buf_free(&p->notice);
+    ls_free(p->base_dir);
+    ls_free(p->name);
+    ls_free(p);
+}
+
+const char *ls_policy_name(const ls_policy_t *p)
+{
+    return p->name;
+}
+
+size_t ls_policy_header_count(const ls_policy_t *p)
+{
+    return p->n_headers;
+}
+
+const char *ls_policy_header_name(const ls_policy_t *p, size_t i)
+{
+    return i < p->n_headers ? p->headers[i] : NULL;
+}
+
+size_t ls_policy_strip_count(const ls_policy_t *p)
+{
+    return p->n_idhdr;
+}
+
+const char *ls_policy_strip_name(const ls_policy_t *p, size_t i)
+{
+    return i < p->n_idhdr ? p->idhdr[i].name : NULL;
+}
+
+int ls_policy_needs_body(const ls_policy_t *p)
+{
+    return p->needs_body;
+}
+
+void ls_policy_flush(ls_policy_t *p)
+{
+    if (p->audit) ls_audit_flush(p->audit, NULL);
+}
+
+ls_rc ls_policy_reopen_audit(ls_policy_t *p, ls_err *err)
+{
+    return p->audit ? ls_audit_reopen(p->audit, err) : LS_OK;
+}

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT
+ * The policy engine's internals, shared by policy.c (compiling a
+ * declaration), authn.c (authenticators) and eval.c (deciding). Not
+ * exported. */
+#ifndef LS_POLICY_INT_H
+#define LS_POLICY_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "audit.h"
+#include "ls_json.h"
+#include "lodestone/ls_apikey.h"
+#include "lodestone/ls_basic.h"
+#include "lodestone/ls_cidr.h"
+#include "lodestone/ls_hmac.h"
+#include "lodestone/ls_jwt.h"
+#include "lodestone/ls_policy.h"
+#include "lodestone/ls_ratelimit.h"
+#include "rules.h"
+
+#define POLICY_MAX_HEADERS 32   /* request headers one policy reads */
+#define POLICY_MAX_AUTHN   16   /* authenticators per policy */
+#define POLICY_MAX_LIMITS  8    /* rate limits per policy */
+#define POLICY_MAX_IDHDR   16   /* identity headers per policy */
+#define POLICY_MAX_ITEMS   64   /* roles or scopes kept per caller */
+#define POLICY_SCRATCH     8192 /* bytes for one decision's strings */
+#define RELOAD_CHECK_MS    1000 /* how often watched files are stat()ed */
+
+/* What a watched file looked like when it was last loaded. */
+typedef struct {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    int64_t mtime_ns;
+    off_t size;
+    int64_t checked_ms; /* monotonic ms of the last stat */
+    int checked;        /* checked_ms is set */
+} file_watch;
+
+typedef enum { AUTHN_JWT = 1, AUTHN_APIKEY, AUTHN_BASIC, AUTHN_WEBHOOK } authn_type;
+typedef enum { HOOK_GITHUB = 1, HOOK_STRIPE, HOOK_HMAC } hook_provider;
+
+typedef struct {
+    authn_type type;
+    int header;        /* index into the request headers, or -1 */
+    char *query_param; /* api_key: read from this query parameter, or NULL */
+    char *label;       /* "authenticate[N]" or the declared name */
+
+    /* jwt */
+    ls_jwks_t *jwks;
+    file_watch jwks_file; /* path NULL when keys came inline or from PEM/secret */
+    ls_jwt_cache_t *cache;
+    ls_jwt_opts vopts; /* strings below are owned here */
+    char *issuer;
+    char **audiences;
+    size_t n_audiences;
+    char **required;
+    size_t n_required;
+    char *subject_claim;
+    char *roles_claim;
+    char *scopes_claim;
+
+    /* api_key */
+    ls_apikey_set_t *keys;
+    file_watch keys_file;
+
+    /* basic */
+    ls_basic_set_t *users;
+    file_watch users_file;
+    char *realm;
+
+    /* webhook */
+    hook_provider provider;
+    unsigned char *secret; /* sodium_malloc'd */
+    size_t secret_len;
+    ls_hmac_generic_opts hook_opts;
+    char *sig_prefix;
+    int64_t tolerance_s;
+    char *hook_subject;
+    char **hook_roles;
+    size_t n_hook_roles;
+} authn;
+
+typedef enum { RL_BY_IP = 1, RL_BY_SUBJECT, RL_BY_APIKEY, RL_BY_HEADER } rl_by;
+
+typedef struct {
+    rl_by by;
+    int header; /* RL_BY_HEADER: index into the request headers */
+    ls_rl_limit limit;
+    char prefix[8]; /* key prefix that keeps limits apart: "0:", "1:", ... */
+} rate_limit;
+
+typedef enum { ID_SUBJECT = 1, ID_ROLES, ID_SCOPES, ID_CLAIM } idhdr_source;
+
+typedef struct {
+    char *name;
+    idhdr_source source;
+    char *claim; /* ID_CLAIM: dotted path */
+} id_header;
+
+struct ls_policy {
+    char *name;
+    char *base_dir;
+    const ls_clock *clock;
+    unsigned flags;
+
+    char *headers[POLICY_MAX_HEADERS]; /* names the caller passes values of */
+    size_t n_headers;
+    int xff_header; /* index of X-Forwarded-For, or -1 */
+
+    authn authn[POLICY_MAX_AUTHN];
+    size_t n_authn;
+    int needs_body;
+
+    ls_rules_t *rules;
+
+    ls_cidr_set_t *ip_allow; /* NULL: every address */
+    ls_cidr_set_t *ip_deny;
+    ls_cidr_set_t *trusted; /* trusted proxies, or NULL */
+
+    rate_limit limits[POLICY_MAX_LIMITS];
+    size_t n_limits;
+    ls_rl_t *rl;
+    char *rl_path;
+
+    id_header idhdr[POLICY_MAX_IDHDR];
+    size_t n_idhdr;
+
+    ls_audit_t *audit;
+    int audit_all; /* 1: every decision, 0: denials only */
+
+    /* per-decision scratch, reused: decisions borrow from here */
+    ls_buf path;   /* normalised path */
+    ls_buf notice; /* pending reload notice */
+    char scratch[POLICY_SCRATCH];
+    size_t scratch_used;
+    ls_policy_header set_headers[POLICY_MAX_IDHDR];
+    ls_policy_header resp_headers[8];
+    char client[LS_CIDR_TEXTMAX];
+    ls_jwt_t *token; /* verified token of the current decision */
+};
+
+/* ---- policy.c ---- */
+
+/* Registers a request header the policy reads and puts its index in *idx
+ * (an existing index when the name is already registered; names are
+ * case-insensitive). LS_EINVAL when the table is full, LS_ENOMEM. */
+ls_rc ls_policy_want_header(ls_policy_t *p, const char *name, int *idx, ls_err *err);
+
+/* Resolves name against the policy's base directory into a new string
+ * (caller frees with ls_free); NULL on allocation failure. */
+char *ls_policy_path(const ls_policy_t *p, const char *name);
+
+/* Copies a string into the decision scratch; returns NULL when full. */
+const char *ls_policy_scratch(ls_policy_t *p, const char *s, size_t len);
+
+/* Records a notice for the next decision (first one wins). */
+void ls_policy_notice(ls_policy_t *p, const ls_err *err);
+
+/* Stats path; returns 1 when it changed since w was filled (or w is new),
+ * 0 when unchanged or checked less than RELOAD_CHECK_MS ago, -1 when the
+ * stat failed (err set). Updates w. */
+int ls_policy_watch_changed(ls_policy_t *p, file_watch *w, ls_err *err);
+
+/* ---- authn.c ---- */
+
+/* Compiles one authenticator declaration into a (zeroed) slot. */
+ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *decl, const char *label,
+                       ls_err *err);
+
+/* Releases what a slot holds. */
+void ls_authn_free(authn *a);
+
+/* Reloads the slot's watched files when they changed (at most once per
+ * RELOAD_CHECK_MS); failures keep the old contents and leave a notice. */
+void ls_authn_refresh(ls_policy_t *p, authn *a);
+
+/* Outcome of trying one authenticator on a request. */
+typedef enum {
+    AUTHN_ABSENT = 0, /* its credential is not in the request: try the next */
+    AUTHN_OK,         /* authenticated: *id filled */
+    AUTHN_REJECTED    /* credential present but invalid: deny 401 */
+} authn_result;
+
+/* Runs one authenticator. On AUTHN_OK fills id (strings borrowed from the
+ * policy's scratch or key sets); on AUTHN_REJECTED sets *reason (stable
+ * name) and *detail (for the audit log). */
+authn_result ls_authn_run(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
+                          const char **roles, const char **scopes, const char **reason,
+                          const char **detail);
+
+#endif

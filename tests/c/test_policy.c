@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: MIT
+ * Tests of the policy engine (native/policy/policy.c, authn.c, eval.c):
+ * declarations in, decisions out, through the public ls_policy.h. */
+#define _GNU_SOURCE 1
+#include "helpers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *dir;
+static ls_manual_clock mc;
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = th_mkdtemp("policy");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    th_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+    char *path = th_path(dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    chmod(path, mode);
+    free(path);
+}
+
+static const char SECRET[] = "0123456789abcdef0123456789abcdef"; /* 32 bytes */
+
+/* Mints an HS256 token over payload with key. Caller frees. */
+static char *mint(const char *payload, const char *key)
+{
+    ls_buf tok = LS_BUF_INIT, part = LS_BUF_INIT;
+    const char *hdr = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    ls_base64url_encode(hdr, strlen(hdr), &tok, NULL);
+    ls_buf_putc(&tok, '.', NULL);
+    ls_base64url_encode(payload, strlen(payload), &part, NULL);
+    ls_buf_append(&tok, part.ptr, part.len, NULL);
+    unsigned char mac[32];
+    ls_hmac_sha256(key, strlen(key), tok.ptr, tok.len, mac);
+    ls_buf_clear(&part);
+    ls_base64url_encode(mac, sizeof mac, &part, NULL);
+    ls_buf_putc(&tok, '.', NULL);
+    ls_buf_append(&tok, part.ptr, part.len, NULL);
+    char *out = strdup((char *)tok.ptr);
+    ls_buf_free(&tok);
+    ls_buf_free(&part);
+    return out;
+}
+
+/* A request with Authorization and X-API-Key headers (in the order the
+ * policy asks for them, looked up by name). */
+typedef struct {
+    const char *method, *path, *query, *addr;
+    const char *authz, *apikey, *xff, *tenant, *sig;
+    const char *body;
+} req_spec;
+
+static ls_rc decide(ls_policy_t *p, const req_spec *r, ls_policy_decision *d)
+{
+    ls_str headers[32];
+    size_t n = ls_policy_header_count(p);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ls_policy_header_name(p, i), *v = NULL;
+        if (strcasecmp(name, "Authorization") == 0) v = r->authz;
+        if (strcasecmp(name, "X-API-Key") == 0) v = r->apikey;
+        if (strcasecmp(name, "X-Forwarded-For") == 0) v = r->xff;
+        if (strcasecmp(name, "X-Tenant") == 0) v = r->tenant;
+        if (strcasecmp(name, "X-Hub-Signature-256") == 0) v = r->sig;
+        headers[i] = (ls_str){v, v ? strlen(v) : 0};
+    }
+    const char *addr = r->addr ? r->addr : "192.0.2.10";
+    ls_policy_request req = {
+        .method = {r->method ? r->method : "GET", strlen(r->method ? r->method : "GET")},
+        .path = {r->path, strlen(r->path)},
+        .query = {r->query, r->query ? strlen(r->query) : 0},
+        .host = {"api.example.com", 15},
+        .remote_addr = {addr, strlen(addr)},
+        .headers = headers,
+        .body = {r->body, r->body ? strlen(r->body) : 0},
+    };
+    ls_err err;
+    return ls_policy_eval(p, &req, d, &err);
+}
+
+static const char *resp_header(const ls_policy_decision *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_resp_headers; i++)
+        if (strcasecmp(d->resp_headers[i].name, name) == 0) return d->resp_headers[i].value;
+    return NULL;
+}
+
+static const char *set_header(const ls_policy_decision *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_set_headers; i++)
+        if (strcasecmp(d->set_headers[i].name, name) == 0) return d->set_headers[i].value;
+    return NULL;
+}
+
+static ls_policy_t *load(const char *json, unsigned flags)
+{
+    ls_policy_opts opts = {.base_dir = dir, .rl_dir = dir, .clock = &mc.clock, .flags = flags};
+    ls_policy_t *p = NULL;
+    ls_err err;
+    ls_rc rc = ls_policy_load(&p, json, strlen(json), &opts, &err);
+    if (rc != LS_OK) fail_msg("load: %s (%s)", err.msg, ls_rc_name(rc));
+    return p;
+}
+
+static ls_rc load_err(const char *json, ls_err *err)
+{
+    ls_policy_opts opts = {.base_dir = dir, .rl_dir = dir, .clock = &mc.clock};
+    ls_policy_t *p = NULL;
+    ls_rc rc = ls_policy_load(&p, json, strlen(json), &opts, err);
+    ls_policy_free(p);
+    return rc;
+}
+
+#define ORDERS_POLICY                                                                            \
+    "{\"name\":\"orders-api\","                                                                  \
+    "\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]," \
+    "\"issuer\":\"https://id.example.com/\",\"audience\":\"orders\",\"leeway\":30,"              \
+    "\"roles_claim\":\"realm_access.roles\"}],"                                                  \
+    "\"rules\":[{\"path\":\"/healthz\",\"allow\":\"anyone\"},{\"path\":\"/me\"},"                \
+    "{\"path\":\"/admin/**\",\"roles\":[\"admin\"]},"                                            \
+    "{\"path\":\"/orders/**\",\"methods\":[\"GET\"],\"scopes\":[\"orders:read\"]},"              \
+    "{\"path\":\"/orders/**\",\"methods\":[\"POST\"],\"scopes\":[\"orders:write\"],"             \
+    "\"claims\":{\"tenant\":\"acme\"}},{\"path\":\"/internal/**\",\"deny\":true}],"              \
+    "\"identity_headers\":{\"X-User\":\"sub\",\"X-Roles\":\"roles\",\"X-Tenant\":\"tenant\"},"   \
+    "\"audit\":{\"path\":\"audit.log\",\"log\":\"all\"}}"
+
+#define NOW_S 1800000000LL
+
+static char *token_for(const char *sub, const char *roles, const char *scope, const char *extra)
+{
+    char payload[1024];
+    snprintf(payload, sizeof payload,
+             "{\"iss\":\"https://id.example.com/\",\"aud\":\"orders\",\"sub\":\"%s\","
+             "\"exp\":%lld,\"iat\":%lld,\"realm_access\":{\"roles\":[%s]},\"scope\":\"%s\"%s}",
+             sub, NOW_S + 600, NOW_S - 10, roles, scope, extra ? extra : "");
+    return mint(payload, SECRET);
+}
+
+static char *bearer(char *tok)
+{
+    char *h;
+    if (asprintf(&h, "Bearer %s", tok) < 0) abort();
+    free(tok);
+    return h;
+}
+
+static void orders_setup(void)
+{
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    write_file("hs.key", SECRET, 0600);
+}
+
+static void test_policy_public_route_needs_no_token(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, 0);
+    ls_policy_decision d;
+    req_spec r = {.path = "/healthz"};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_int_equal(d.status, 0);
+    assert_string_equal(d.rule, "rules[1]");
+    assert_null(d.subject);
+    assert_int_equal(d.n_set_headers, 0);
+    ls_policy_free(p);
+}
+
+static void test_policy_jwt_allows_and_sets_identity(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, 0);
+    char *authz =
+        bearer(token_for("alice", "\"admin\",\"ops\"", "orders:read", ",\"tenant\":\"acme\""));
+    ls_policy_decision d;
+    req_spec r = {.path = "/me", .authz = authz};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.subject, "alice");
+    assert_string_equal(d.rule, "rules[2]");
+    assert_string_equal(set_header(&d, "X-User"), "alice");
+    assert_string_equal(set_header(&d, "X-Roles"), "admin,ops");
+    assert_string_equal(set_header(&d, "X-Tenant"), "acme");
+    /* identity headers are what the caller strips from every request */
+    assert_int_equal(ls_policy_strip_count(p), 3);
+
+    r.path = "/admin/users/7";
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.rule, "rules[3]");
+
+    r.path = "/orders/42";
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    r.method = "POST"; /* needs orders:write */
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 0);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "missing_scope");
+    assert_string_equal(d.body, "{\"error\":\"forbidden\"}");
+    free(authz);
+    ls_policy_free(p);
+}
+
+static void test_policy_denials_have_status_and_reason(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, 0);
+    ls_policy_decision d;
+
+    req_spec r = {.path = "/me"}; /* no token */
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "not_authenticated");
+    assert_string_equal(resp_header(&d, "WWW-Authenticate"), "Bearer realm=\"orders-api\"");
+    assert_string_equal(d.body, "{\"error\":\"unauthorized\"}");
+    assert_string_equal(resp_header(&d, "Content-Type"), "application/json");
+
+    char *authz = bearer(token_for("bob", "\"user\"", "orders:read", NULL));
+    authz[strlen(authz) - 3] ^= 1; /* break the signature */
+    r.authz = authz;
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "bad_signature");
+    assert_string_equal(resp_header(&d, "WWW-Authenticate"),
+                        "Bearer realm=\"orders-api\", error=\"invalid_token\"");
+    free(authz);
+
+    authz = bearer(token_for("bob", "\"user\"", "orders:read", NULL));
+    r.authz = authz;
+    r.path = "/admin/x";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "missing_role");
+
+    r.path = "/internal/metrics";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "explicit_deny");
+
+    r.path = "/nowhere";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "no_matching_rule");
+
+    r.path = "/orders/../admin/x"; /* normalised before matching */
+    decide(p, &r, &d);
+    assert_string_equal(d.reason, "missing_role");
+    r.path = "/orders/%2fadmin";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 400);
+    assert_string_equal(d.reason, "bad_path");
+
+    ls_manual_clock_advance(&mc, 3600 * 1000); /* token expired */
+    r.path = "/me";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "expired");
+    free(authz);
+    ls_policy_free(p);
+}
+
+static void test_policy_claims_and_forged_identity(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, 0);
+    ls_policy_decision d;
+    char *authz = bearer(token_for("carol", "", "orders:write", ",\"tenant\":\"other\""));
+    req_spec r = {.method = "POST", .path = "/orders", .authz = authz};
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "claim_mismatch");
+    free(authz);
+    /* A subject with a line break never becomes a header. */
+    authz = bearer(token_for("eve\\r\\nX-Admin: 1", "", "", NULL));
+    r = (req_spec){.path = "/me", .authz = authz};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_null(set_header(&d, "X-User"));
+    free(authz);
+    ls_policy_free(p);
+}
+
+static void test_policy_audit_log_has_decisions_and_no_token(void **state)
+{
+    (void)state;
+    orders_setup();
+    char *log = th_path(dir, "audit.log");
+    unlink(log); /* other tests of this policy wrote to it too */
+    free(log);
+    ls_policy_t *p = load(ORDERS_POLICY, 0);
+    ls_policy_decision d;
+    char *tok = token_for("alice", "\"admin\"", "orders:read", NULL);
+    char *authz;
+    if (asprintf(&authz, "Bearer %s", tok) < 0) abort();
+    req_spec r = {.path = "/me", .authz = authz, .query = "token=s3cret"};
+    decide(p, &r, &d);
+    r.path = "/admin/x";
+    r.authz = "Bearer nonsense";
+    decide(p, &r, &d);
+    ls_policy_free(p); /* flushes */
+
+    char *path = th_path(dir, "audit.log");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        n++;
+        assert_null(strstr(line, tok));
+        assert_null(strstr(line, "s3cret"));
+        assert_null(strstr(line, "nonsense"));
+        assert_non_null(strstr(line, "\"policy\":\"orders-api\""));
+        if (n == 1) {
+            assert_non_null(strstr(line, "\"decision\":\"allow\""));
+            assert_non_null(strstr(line, "\"subject\":\"alice\""));
+            assert_non_null(strstr(line, "\"path\":\"/me\""));
+        } else {
+            assert_non_null(strstr(line, "\"decision\":\"deny\""));
+            assert_non_null(strstr(line, "\"status\":401"));
+            assert_non_null(strstr(line, "\"reason\":\"malformed"));
+        }
+    }
+    fclose(f);
+    assert_int_equal(n, 2);
+    unlink(path);
+    free(path);
+    free(tok);
+    free(authz);
+}
+
+static void test_policy_api_key_and_rate_limit(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    ls_buf file = LS_BUF_INIT;
+    ls_err err;
+    th_ok(ls_apikey_new_file_header(&file, &err), &err);
+    char key[LS_APIKEY_KEY_SIZE];
+    ls_apikey_spec spec = {.subject = "svc-billing", .roles = "billing", .scopes = ""};
+    th_ok(ls_apikey_generate((char *)file.ptr, file.len, &spec, key, &file, &err), &err);
+    write_file("api-keys", (char *)file.ptr, 0600);
+    ls_buf_free(&file);
+
+    ls_policy_t *p = load("{\"name\":\"keys\",\"authenticate\":[{\"type\":\"api_key\","
+                          "\"keys\":\"api-keys\"}],\"rules\":[{\"path\":\"/bill/**\","
+                          "\"roles\":[\"billing\"]}],\"rate_limit\":{\"by\":\"subject\","
+                          "\"rate\":1,\"per\":\"1s\",\"burst\":2},"
+                          "\"identity_headers\":{\"X-User\":\"sub\"}}",
+                          LS_POLICY_PRIVATE_RL);
+    ls_policy_decision d;
+    req_spec r = {.path = "/bill/1", .apikey = key};
+    for (int i = 0; i < 2; i++) {
+        decide(p, &r, &d);
+        assert_int_equal(d.allow, 1);
+        assert_string_equal(set_header(&d, "X-User"), "svc-billing");
+    }
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 429);
+    assert_string_equal(d.reason, "rate_limited");
+    assert_string_equal(resp_header(&d, "Retry-After"), "1");
+    assert_string_equal(resp_header(&d, "RateLimit-Limit"), "2");
+    assert_string_equal(resp_header(&d, "RateLimit-Remaining"), "0");
+    assert_string_equal(d.body, "{\"error\":\"too_many_requests\"}");
+    ls_manual_clock_advance(&mc, 1000);
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+
+    r.apikey = "lsk_not-a-real-key-but-long-enough";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "invalid_api_key");
+    ls_policy_free(p);
+}
+
+static void test_policy_ip_rules_and_trusted_proxies(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    ls_policy_t *p =
+        load("{\"name\":\"ips\",\"rules\":[{\"allow\":\"anyone\"}],"
+             "\"ip\":{\"allow\":[\"10.0.0.0/8\",\"::1/128\"],\"deny\":[\"10.9.0.0/16\"],"
+             "\"trusted_proxies\":[\"127.0.0.1\"]}}",
+             0);
+    ls_policy_decision d;
+    req_spec r = {.path = "/", .addr = "10.1.2.3"};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.client, "10.1.2.3");
+    r.addr = "192.0.2.1";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "ip_not_allowed");
+    r.addr = "10.9.1.1";
+    decide(p, &r, &d);
+    assert_string_equal(d.reason, "ip_denied");
+    /* Through the trusted proxy, the forwarded client counts. */
+    r = (req_spec){.path = "/", .addr = "127.0.0.1", .xff = "192.0.2.77, 10.1.1.1"};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.client, "10.1.1.1");
+    /* An untrusted peer cannot claim an address. */
+    r = (req_spec){.path = "/", .addr = "192.0.2.1", .xff = "10.1.1.1"};
+    decide(p, &r, &d);
+    assert_string_equal(d.reason, "ip_not_allowed");
+    ls_policy_free(p);
+}
+
+static void test_policy_jwks_reload_and_bad_file_keeps_keys(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    /* oct key "0123...cdef" (32 bytes) in base64url */
+    const char *jwks1 = "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k1\","
+                        "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}";
+    const char *jwks2 = "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k2\","
+                        "\"k\":\"ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA\"}]}";
+    write_file("jwks.json", jwks1, 0644);
+    ls_policy_t *p = load("{\"name\":\"reload\",\"authenticate\":[{\"type\":\"jwt\","
+                          "\"jwks\":\"jwks.json\",\"algorithms\":[\"HS256\"]}],"
+                          "\"rules\":[{\"path\":\"/me\"}]}",
+                          0);
+    char payload[256];
+    snprintf(payload, sizeof payload, "{\"sub\":\"a\",\"exp\":%lld}", NOW_S + 600);
+    char *t1 = mint(payload, SECRET);
+    char *a1;
+    if (asprintf(&a1, "Bearer %s", t1) < 0) abort();
+    ls_policy_decision d;
+    req_spec r = {.path = "/me", .authz = a1};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+
+    /* Rotate: the old key is gone, tokens it signed stop working. */
+    write_file("jwks.json.tmp", jwks2, 0644);
+    char *from = th_path(dir, "jwks.json.tmp"), *to = th_path(dir, "jwks.json");
+    rename(from, to);
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1); /* checked at most once a second */
+    ls_manual_clock_advance(&mc, 1000);
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_null(d.notice);
+    char *t2 = mint(payload, "fedcba9876543210fedcba9876543210");
+    char *a2;
+    if (asprintf(&a2, "Bearer %s", t2) < 0) abort();
+    r.authz = a2;
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+
+    /* A broken file keeps the keys and says so once. */
+    write_file("jwks.json.tmp", "{\"keys\": [", 0644);
+    rename(from, to);
+    ls_manual_clock_advance(&mc, 1000);
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "keeping the previous keys"));
+    decide(p, &r, &d);
+    assert_null(d.notice);
+    free(from);
+    free(to);
+    free(t1);
+    free(t2);
+    free(a1);
+    free(a2);
+    ls_policy_free(p);
+}
+
+static void test_policy_github_webhook(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    write_file("gh.secret", "It's a Secret to Everybody\n", 0600);
+    ls_policy_t *p = load("{\"name\":\"hooks\",\"authenticate\":[{\"type\":\"webhook\","
+                          "\"provider\":\"github\",\"secret_file\":\"gh.secret\"}],"
+                          "\"rules\":[{\"path\":\"/hooks/github\",\"methods\":[\"POST\"]}]}",
+                          0);
+    assert_int_equal(ls_policy_needs_body(p), 1);
+    ls_policy_decision d;
+    req_spec r = {.method = "POST",
+                  .path = "/hooks/github",
+                  .body = "Hello, World!",
+                  .sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.subject, "github");
+    r.body = "Hello, World?";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "bad_signature");
+    r.sig = NULL;
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "not_authenticated");
+    ls_policy_free(p);
+}
+
+static void test_policy_load_errors_name_the_field(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    static const struct {
+        const char *json, *msg;
+        ls_rc rc;
+    } cases[] = {
+        {"[1]", "a policy must be a table", LS_EINVAL},
+        {"{\"rules\":[]}", "name: required", LS_EINVAL},
+        {"{\"name\":\"a b\"}", "may hold only letters", LS_EINVAL},
+        {"{\"name\":\"x\",\"rule\":[]}", "unknown field 'rule'", LS_EINVAL},
+        {"{\"name\":\"x\",\"rules\":[{\"path\":\"/a\",\"role\":[\"x\"]}]}", "rules[1]", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"jwks\":\"j.json\"}]}",
+         "authenticate[1].algorithms: required", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"jwks\":\"missing.json\","
+         "\"algorithms\":[\"RS256\"]}]}",
+         "missing.json", LS_ENOTFOUND},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"jwks\":\"j.json\","
+         "\"algorithms\":[\"none\"]}]}",
+         "authenticate[1].algorithms[1]", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"saml\"}]}", "is not jwt, api_key",
+         LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\"}]}",
+         "authenticate[1].keys: required", LS_EINVAL},
+        {"{\"name\":\"x\",\"rate_limit\":{\"by\":\"planet\",\"rate\":1}}",
+         "rate_limit.by: \"planet\"", LS_EINVAL},
+        {"{\"name\":\"x\",\"rate_limit\":{\"rate\":0}}", "rate_limit", LS_EINVAL},
+        {"{\"name\":\"x\",\"ip\":{\"allow\":[\"10.0.0.1/8\"]}}", "host bits set", LS_EINVAL},
+        {"{\"name\":\"x\",\"audit\":{\"path\":\"a.log\",\"log\":\"some\"}}", "audit.log: \"some\"",
+         LS_EINVAL},
+        {"{\"name\":\"x\",\"identity_headers\":{\"X-User\":7}}", "identity_headers.X-User",
+         LS_EINVAL},
+        {"{\"name\":", "policy JSON: line 1", LS_EINVAL},
+    };
+    write_file("j.json", "{\"keys\":[]}", 0644);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ls_err err = {0};
+        ls_rc rc = load_err(cases[i].json, &err);
+        if (rc != cases[i].rc || strstr(err.msg, cases[i].msg) == NULL)
+            fail_msg("case %zu: got %s \"%s\", want %s containing \"%s\"", i, ls_rc_name(rc),
+                     err.msg, ls_rc_name(cases[i].rc), cases[i].msg);
+    }
+}
+
+static ls_rc load_orders(void *ud)
+{
+    (void)ud;
+    ls_policy_opts opts = {
+        .base_dir = dir, .rl_dir = dir, .clock = &mc.clock, .flags = LS_POLICY_PRIVATE_RL};
+    const char *json = ORDERS_POLICY;
+    ls_policy_t *p = NULL;
+    ls_rc rc =
+        ls_policy_load(&p, json, strlen(json), &opts, NULL); /* NULL err: codes still right */
+    ls_policy_free(p);
+    return rc;
+}
+
+static void test_policy_load_reports_enomem(void **state)
+{
+    (void)state;
+    orders_setup();
+    long points = th_each_alloc_failure(load_orders, NULL);
+    assert_true(points > 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_policy_public_route_needs_no_token),
+        cmocka_unit_test(test_policy_jwt_allows_and_sets_identity),
+        cmocka_unit_test(test_policy_denials_have_status_and_reason),
+        cmocka_unit_test(test_policy_claims_and_forged_identity),
+        cmocka_unit_test(test_policy_audit_log_has_decisions_and_no_token),
+        cmocka_unit_test(test_policy_api_key_and_rate_limit),
+        cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
+        cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
+        cmocka_unit_test(test_policy_github_webhook),
+        cmocka_unit_test(test_policy_load_errors_name_the_field),
+        cmocka_unit_test(test_policy_load_reports_enomem),
+    };
+    return cmocka_run_group_tests_name("policy", tests, setup, teardown);
+}

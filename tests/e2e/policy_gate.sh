@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End to end: Debian's lighttpd (mod_magnet, Lua 5.4) on 127.0.0.1 enforces
+# a Lodestone policy through the gate script, with two workers. Checks each
+# allow path, deny reasons with status and headers, identity headers set and
+# forged ones stripped, a rate limit shared by the workers, hot reload, a
+# broken policy failing closed, webhook bodies, and the audit log.
+# usage: tests/e2e/policy_gate.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+
+SECRET=0123456789abcdef0123456789abcdef
+port=$(e2e_free_port)
+d=$E2E_DIR
+mkdir -p "$d/www" "$d/rl"
+printf '%s' "$SECRET" > "$d/hs.key"
+printf "It's a Secret to Everybody" > "$d/gh.secret"
+chmod 600 "$d/hs.key" "$d/gh.secret"
+
+write_policy() { # $1: extra rule text
+  cat > "$d/policy.tmp" <<LUA
+local policy = require "lodestone.policy"
+return policy.define {
+  name = "e2e",
+  authenticate = {
+    policy.jwt { secret_file = "hs.key", algorithms = { "HS256" }, audience = "e2e" },
+    policy.webhook { provider = "github", secret_file = "gh.secret" },
+  },
+  rules = {
+    { path = "/healthz", allow = "anyone" },
+    { path = "/me" },
+    { path = "/admin/**", roles = { "admin" } },
+    { path = "/hooks/github", methods = { "POST" } },
+    { path = "/limited/**", allow = "anyone" },
+    $1
+  },
+  rate_limit = { by = "ip", rate = 1, per = "1m", burst = 5 },
+  identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
+  audit = { path = "audit.log", log = "all" },
+}
+LUA
+  mv "$d/policy.tmp" "$d/policy.lua"
+}
+write_policy ""
+
+cat > "$d/gate.lua" <<LUA
+package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
+package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
+return require("lodestone.policy").enforce(lighty, "$d/policy.lua", { rl_dir = "$d/rl" })
+LUA
+# The backend: a second lighttpd that echoes what reached it. The front
+# lighttpd proxies to it with mod_proxy, as in production.
+bport=$(e2e_free_port)
+mkdir -p "$d/backend"
+cat > "$d/backend/echo.lua" <<'LUA'
+local r = lighty.r
+local h = r.req_header
+local body = ""
+if (r.req_body.len or 0) > 0 then
+  if not r.req_body.collect then return 0 end
+  body = " body=" .. tostring(r.req_body.len)
+end
+r.resp_body:set({ "user=", tostring(h["X-User"]), " roles=", tostring(h["X-Roles"]), body, "\n" })
+return 200
+LUA
+cat > "$d/backend/lighttpd.conf" <<CONF
+server.document-root = "$d/www"
+server.bind = "127.0.0.1"
+server.port = $bport
+server.errorlog = "$d/backend/error.log"
+server.modules = ( "mod_magnet" )
+magnet.attract-raw-url-to = ( "$d/backend/echo.lua" )
+CONF
+cat > "$d/lighttpd.conf" <<CONF
+server.document-root = "$d/www"
+server.bind = "127.0.0.1"
+server.port = $port
+server.max-worker = 2
+server.errorlog = "$d/error.log"
+server.modules = ( "mod_magnet", "mod_proxy" )
+magnet.attract-raw-url-to = ( "$d/gate.lua" )
+proxy.server = ( "" => (( "host" => "127.0.0.1", "port" => $bport )) )
+CONF
+
+setsid lighttpd -D -f "$d/backend/lighttpd.conf" > "$d/backend/out" 2>&1 &
+E2E_PIDS+=($!)
+e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
+
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+  export ASAN_OPTIONS=detect_leaks=0
+fi
+lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
+# Its own session: lighttpd signals its whole process group to stop workers.
+setsid lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
+E2E_PIDS+=($!)
+front=$!
+unset LD_PRELOAD
+e2e_wait_port "$port" || { echo "lighttpd did not start"; cat "$d/error.log"; exit 1; }
+base="http://127.0.0.1:$port"
+
+mint() { # $1 claims JSON, $2 key
+  LS_CLAIMS=$1 LS_KEY=${2:-$SECRET} lua5.4 -e "
+    package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
+    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
+    local l = require 'lodestone'
+    local b = l.base64url.encode
+    local input = b('{\"alg\":\"HS256\",\"typ\":\"JWT\"}') .. '.' .. b(os.getenv('LS_CLAIMS'))
+    io.write(input .. '.' .. b(l.hmac.sha256(os.getenv('LS_KEY'), input)))"
+}
+exp=$(( $(date +%s) + 600 ))
+alice=$(mint "{\"sub\":\"alice\",\"aud\":\"e2e\",\"exp\":$exp,\"roles\":[\"admin\",\"ops\"]}")
+bob=$(mint "{\"sub\":\"bob\",\"aud\":\"e2e\",\"exp\":$exp,\"roles\":[\"user\"]}")
+forged=$(mint "{\"sub\":\"mallory\",\"aud\":\"e2e\",\"exp\":$exp}" "wrong-wrong-wrong-wrong-wrong-00")
+
+# status URL [curl args...]
+status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+
+check "public route is open" 200 "$(status "$base/healthz")"
+check "no token on /me is 401" 401 "$(status "$base/me")"
+hdrs=$(curl -s -D - -o /dev/null "$base/me")
+check_contains "401 carries a Bearer challenge" 'WWW-Authenticate: Bearer realm="e2e"' "$hdrs"
+body=$(curl -s -H "Authorization: Bearer $alice" -H "X-User: root" -H "X-Roles: admin" "$base/me")
+check "token reaches backend with identity headers" "user=alice roles=admin,ops" "$body"
+body=$(curl -s -H "X-User: root" "$base/healthz")
+check "forged identity headers are stripped on public routes" "user=nil roles=nil" "$body"
+check "bad signature is 401" 401 "$(status -H "Authorization: Bearer $forged" "$base/me")"
+hdrs=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $forged" "$base/me")
+check_contains "bad token challenge says invalid_token" 'error="invalid_token"' "$hdrs"
+check "missing role is 403" 403 "$(status -H "Authorization: Bearer $bob" "$base/admin/panel")"
+check "admin role passes" 200 "$(status -H "Authorization: Bearer $alice" "$base/admin/panel")"
+check "dot segments cannot dodge a rule" 403 "$(status --path-as-is -H "Authorization: Bearer $bob" "$base/me/../admin/panel")"
+check "no matching rule is 403" 403 "$(status -H "Authorization: Bearer $alice" "$base/elsewhere")"
+body=$(curl -s "$base/elsewhere")
+check "deny body names no internals" '{"error":"forbidden"}' "$body"
+
+# Webhook: the body is signed.
+sig=sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17
+check "signed webhook passes" 200 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
+check "the backend gets the body" "user=github roles=nil body=13" "$(curl -s --interface 127.0.0.3 -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
+check "tampered webhook body is 401" 401 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World?' "$base/hooks/github")"
+big=$(head -c 300000 /dev/zero | tr '\0' a)
+bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" lua5.4 -e "
+    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
+    local c = require 'lodestone.core'
+    local mac = c.hmac_sha256(os.getenv('LS_KEY'), io.read('a'))
+    io.write((mac:gsub('.', function(ch) return string.format('%02x', ch:byte()) end)))")
+check "large signed webhook body passes" 200 "$(printf '%s' "$big" | status --interface 127.0.0.4 -X POST -H "X-Hub-Signature-256: sha256=$bigsig" --data-binary @- "$base/hooks/github")"
+
+# Rate limit: burst 5 per client address, shared by both workers (a new
+# connection per request, so requests spread over the workers). A fresh
+# source address on loopback gives a fresh budget.
+codes=""
+for i in 1 2 3 4 5 6 7; do codes="$codes $(status --interface 127.0.0.5 "$base/limited/x")"; done
+check "rate limit: 5 allowed then 429, across workers" " 200 200 200 200 200 429 429" "$codes"
+hdrs=$(curl -s -D - -o /dev/null --interface 127.0.0.5 "$base/limited/x")
+check_contains "429 has Retry-After" "Retry-After:" "$hdrs"
+check_contains "429 has RateLimit-Limit" "RateLimit-Limit: 5" "$hdrs"
+check_contains "429 body" '{"error":"too_many_requests"}' "$(curl -s --interface 127.0.0.5 "$base/limited/x")"
+check "other clients keep their budget" 200 "$(status --interface 127.0.0.6 "$base/limited/x")"
+
+# Hot reload: a new rule appears within a second or so.
+check "route unknown before reload" 403 "$(status --interface 127.0.0.7 "$base/new")"
+write_policy '{ path = "/new", allow = "anyone" },'
+sleep 1.2
+check "reloaded policy knows the new route" 200 "$(status --interface 127.0.0.7 "$base/new")"
+
+# A broken policy keeps the last good version.
+printf 'return policy.define {' > "$d/policy.tmp" && mv "$d/policy.tmp" "$d/policy.lua"
+sleep 1.2
+# (each worker keeps the version it last loaded; /healthz is in all of them)
+check "broken policy keeps serving the last good version" 200 "$(status --interface 127.0.0.8 "$base/healthz")"
+sleep 0.3
+check_contains "error log says why" "keeping the last good version" "$(cat "$d/error.log")"
+
+# Audit: lines for allow and deny, never a token.
+kill -TERM "$front"
+for _ in $(seq 50); do kill -0 "$front" 2>/dev/null || break; sleep 0.1; done
+audit=$(cat "$d/audit.log" 2>/dev/null)
+check_contains "audit has allow lines" '"decision":"allow"' "$audit"
+check_contains "audit has deny lines with reasons" '"reason":"missing_role' "$audit"
+check_contains "audit names the subject" '"subject":"alice"' "$audit"
+check_absent "audit holds no token" "$alice" "$audit"
+check_absent "audit holds no forged token" "$forged" "$audit"
+lines=$(wc -l < "$d/audit.log")
+bad=$(grep -cv '^{.*}$' "$d/audit.log")
+check "every audit line is one JSON object" 0 "$bad"
+[ "$lines" -gt 10 ] && ok "audit has a line per decision ($lines)" || not_ok "audit line count" "$lines"
+
+e2e_finish

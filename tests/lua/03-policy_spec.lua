@@ -1,0 +1,193 @@
+-- SPDX-License-Identifier: MIT
+-- lodestone.policy: declarations, compilation, and enforce() driven with a
+-- fake mod_magnet `lighty` table, as lighttpd would call it.
+local lodestone = require("lodestone")
+local policy = require("lodestone.policy")
+local json = lodestone.json
+
+local SECRET = "0123456789abcdef0123456789abcdef"
+
+local function tmpdir()
+  local p = io.popen("mktemp -d " .. (os.getenv("TMPDIR") or "/tmp") .. "/lodestone-lua-XXXXXX")
+  local dir = p:read("*l")
+  p:close()
+  return dir
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function mint(claims, key)
+  local b64 = lodestone.base64url.encode
+  local input = b64('{"alg":"HS256","typ":"JWT"}') .. "." .. b64(json.encode(claims))
+  return input .. "." .. b64(lodestone.hmac.sha256(key or SECRET, input))
+end
+
+-- A fake of what mod_magnet gives a script for one request.
+local function request(spec)
+  local r = {
+    req_header = {},
+    resp_header = {},
+    req_attr = {
+      ["request.method"] = spec.method or "GET",
+      ["uri.path"] = spec.path,
+      ["uri.path-raw"] = spec.path,
+      ["uri.query"] = spec.query,
+      ["uri.authority"] = "api.example.com",
+      ["request.remote-addr"] = spec.addr or "127.0.0.1",
+    },
+    resp_body = { set = function(self, parts) self.text = table.concat(parts) end },
+  }
+  for k, v in pairs(spec.headers or {}) do r.req_header[k] = v end
+  _G.lighty = { r = r }
+  return r
+end
+
+describe("lodestone.policy", function()
+  local dir, file
+
+  before_each(function()
+    dir = tmpdir()
+    file = dir .. "/api.lua"
+    write(dir .. "/hs.key", SECRET)
+    policy.reset()
+    policy.reload_interval_ms = 0
+  end)
+
+  after_each(function()
+    os.execute("rm -rf '" .. dir .. "'")
+    _G.lighty = nil
+  end)
+
+  local function write_policy(extra)
+    write(file, [[
+      local policy = require "lodestone.policy"
+      return policy.define {
+        name = "lua-spec",
+        authenticate = { policy.jwt { secret_file = "hs.key", algorithms = { "HS256" } } },
+        rules = {
+          { path = "/healthz", allow = "anyone" },
+          { path = "/me" },
+          { path = "/admin/**", roles = { "admin" } },
+        },
+        identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
+        ]] .. (extra or "") .. [[
+      }
+    ]])
+  end
+
+  describe("define", function()
+    it("needs a table with a name", function()
+      assert.has_error(function() policy.define("x") end, "policy.define: expected a table")
+      assert.has_error(function() policy.define({}) end,
+        'policy.define: name is required (a string such as "orders-api")')
+    end)
+
+    it("encodes empty lists as JSON arrays", function()
+      local text = assert(policy.to_json(policy.define { name = "n", rules = { { path = "/", roles = {} } } }))
+      assert.truthy(text:find('"roles":[]', 1, true))
+    end)
+
+    it("refuses what is not a declaration", function()
+      local text, msg, code = policy.to_json({ name = "n" })
+      assert.is_nil(text)
+      assert.equal("not a policy: the file must return policy.define{...}", msg)
+      assert.equal("EINVAL", code)
+    end)
+
+    it("reports compile errors naming the field", function()
+      local pol, msg, code = policy.compile(policy.define { name = "n", rules = { { path = "/", role = { "x" } } } })
+      assert.is_nil(pol)
+      assert.matches("rules%[1%]: unknown field 'role'", msg)
+      assert.equal("EINVAL", code)
+    end)
+  end)
+
+  describe("enforce", function()
+    it("lets public routes through and strips forged identity headers", function()
+      write_policy()
+      local r = request { path = "/healthz", headers = { ["X-User"] = "root" } }
+      assert.equal(0, policy.enforce(file))
+      assert.is_nil(r.req_header["X-User"])
+    end)
+
+    it("sets identity headers for a valid token", function()
+      write_policy()
+      local tok = mint { sub = "alice", exp = os.time() + 60, roles = { "admin", "ops" } }
+      local r = request { path = "/admin/x", headers = { Authorization = "Bearer " .. tok, ["X-Roles"] = "forged" } }
+      assert.equal(0, policy.enforce(file))
+      assert.equal("alice", r.req_header["X-User"])
+      assert.equal("admin,ops", r.req_header["X-Roles"])
+    end)
+
+    it("answers 401 with a challenge and a body naming no internals", function()
+      write_policy()
+      local r = request { path = "/me", headers = { Authorization = "Bearer " .. mint({ sub = "a", exp = os.time() + 60 }, "wrong-key-wrong-key-wrong-key-00") } }
+      assert.equal(401, policy.enforce(file))
+      assert.equal('Bearer realm="lua-spec", error="invalid_token"', r.resp_header["WWW-Authenticate"])
+      assert.equal('{"error":"unauthorized"}', r.resp_body.text)
+      assert.equal("application/json", r.resp_header["Content-Type"])
+    end)
+
+    it("answers 403 for a missing role", function()
+      write_policy()
+      local tok = mint { sub = "bob", exp = os.time() + 60, roles = { "user" } }
+      local r = request { path = "/admin/x", headers = { Authorization = "Bearer " .. tok } }
+      assert.equal(403, policy.enforce(file))
+      assert.equal('{"error":"forbidden"}', r.resp_body.text)
+    end)
+
+    it("reloads a changed file and keeps the last good version when it breaks", function()
+      write_policy()
+      request { path = "/healthz" }
+      assert.equal(0, policy.enforce(file))
+      -- now /healthz needs a token
+      write(file, [[return require("lodestone.policy").define { name = "lua-spec", rules = { { path = "/healthz" } } }]])
+      request { path = "/healthz" }
+      assert.equal(401, policy.enforce(file))
+      -- a syntax error: the previous version keeps serving
+      write(file, "return policy.define {")
+      local printed = {}
+      local old_print = _G.print
+      _G.print = function(s) printed[#printed + 1] = s end
+      request { path = "/healthz" }
+      local status = policy.enforce(file)
+      _G.print = old_print
+      assert.equal(401, status)
+      assert.matches("keeping the last good version", printed[1])
+    end)
+
+    it("fails closed with 503 when no version ever loaded", function()
+      write(file, "return 42")
+      local old_print = _G.print
+      _G.print = function() end
+      local r = request { path = "/healthz" }
+      local status = policy.enforce(file)
+      _G.print = old_print
+      assert.equal(503, status)
+      assert.equal('{"error":"policy_unavailable"}', r.resp_body.text)
+    end)
+  end)
+
+  describe("primitives", function()
+    it("hmac.verify checks in constant time with a reason", function()
+      local sig = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+      assert.is_true(lodestone.hmac.verify("It's a Secret to Everybody", "Hello, World!", sig))
+      local ok, why = lodestone.hmac.verify("It's a Secret to Everybody", "Hello, World?", sig)
+      assert.is_false(ok)
+      assert.equal("bad_signature", why)
+    end)
+
+    it("base64url is strict", function()
+      assert.equal("aGk", lodestone.base64url.encode("hi"))
+      assert.equal("hi", lodestone.base64url.decode("aGk"))
+      local v, msg, code = lodestone.base64url.decode("aGk=")
+      assert.is_nil(v)
+      assert.matches("base64url_decode", msg)
+      assert.equal("EINVAL", code)
+    end)
+  end)
+end)
