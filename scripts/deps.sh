@@ -16,7 +16,9 @@ PACKAGES=(
   # lighttpd with mod_magnet (Lua 5.4)
   lighttpd lighttpd-modules-lua
   # tests
-  libcmocka-dev lua-busted valgrind curl procps
+  libcmocka-dev lua-busted valgrind curl procps openssl
+  # benchmarks
+  wrk
   # lint
   clang-format clang-tidy cppcheck
 )

@@ -10,7 +10,7 @@ awk '
   /^[0-9]+\/[0-9]+ Test: / { name = $3 }
   /^\[  PASSED  \]|^\[  FAILED  \]|^\[==========\] .* ran\./ { print name ": " $0 }
   / successes? \/ [0-9]+ failures? \/ / { print name ": " $0 }
-  /^e2e: [0-9]+ passed, [0-9]+ failed/ { print name ": " $0 }
+  /^(e2e: )?[0-9]+ passed, [0-9]+ failed$/ { print name ": " $0 }
 ' "$log"
 passed=$(grep -c '^Test Passed\.$' "$log" || true)
 failed=$(grep -c '^Test Failed\.$\|^Test Failed' "$log" || true)

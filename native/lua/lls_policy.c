@@ -13,6 +13,9 @@
 #include <time.h>
 
 #include "lls.h"
+#include "lodestone/ls_apikey.h"
+#include "lodestone/ls_basic.h"
+#include "lodestone/ls_clock.h"
 #include "lodestone/ls_policy.h"
 
 #define POLICY_MT "lodestone.policy"
@@ -20,8 +23,9 @@
 
 typedef struct {
     ls_policy_t *p;
-    int set_ref;  /* reused table of request headers to set */
-    int resp_ref; /* reused table of response headers */
+    int set_ref;         /* reused table of request headers to set */
+    int resp_ref;        /* reused table of response headers */
+    ls_manual_clock now; /* the clock when opts.now was given */
 } policy_box;
 
 static policy_box *check_policy(lua_State *L, int idx)
@@ -59,18 +63,23 @@ static int opt_flag(lua_State *L, int t, const char *name)
 }
 
 /* policy_load(json, [opts]) -> policy | nil, msg, code
- * opts: base_dir, rl_dir (strings), no_audit, private_rl (booleans). */
+ * opts: base_dir, rl_dir (strings), no_audit, private_rl (booleans), now
+ * (seconds since the epoch: a clock frozen there, for offline checks). */
 static int l_policy_load(lua_State *L)
 {
     size_t len;
     const char *json = luaL_checklstring(L, 1, &len);
     ls_policy_opts opts = {0};
+    lua_Number now = -1;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         opts.base_dir = opt_field(L, 2, "base_dir");
         opts.rl_dir = opt_field(L, 2, "rl_dir");
         if (opt_flag(L, 2, "no_audit")) opts.flags |= LS_POLICY_NO_AUDIT;
         if (opt_flag(L, 2, "private_rl")) opts.flags |= LS_POLICY_PRIVATE_RL;
+        lua_getfield(L, 2, "now");
+        if (!lua_isnil(L, -1)) now = luaL_checknumber(L, -1);
+        lua_pop(L, 1);
     }
     /* The box exists before the policy, so a raising allocation below
      * cannot leak it. */
@@ -82,6 +91,10 @@ static int l_policy_load(lua_State *L)
     b->set_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     b->resp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (now >= 0) {
+        ls_manual_clock_init(&b->now, (int64_t)(now * 1000));
+        opts.clock = &b->now.clock; /* lives in the box, as long as the policy */
+    }
 
     ls_err err;
     ls_rc rc = ls_policy_load(&b->p, json, len, &opts, &err);
@@ -128,7 +141,7 @@ static void push_opt_string(lua_State *L, const char *s)
 }
 
 /* pol:eval(method, path, query, host, remote_addr, body, h1, ..., hn)
- *   -> status, reason, set_headers, resp_headers, body, subject, notice
+ *   -> status, reason, set_headers, resp_headers, body, subject, notice, rule, detail
  * status 0 means allow; hi are the values of pol:headers() in order (nil
  * when absent). The two header tables are reused by the next call. */
 static int l_policy_eval(lua_State *L)
@@ -162,7 +175,9 @@ static int l_policy_eval(lua_State *L)
         lua_pushnil(L);
     push_opt_string(L, d.subject);
     push_opt_string(L, d.notice);
-    return 7;
+    push_opt_string(L, d.rule);
+    push_opt_string(L, d.detail);
+    return 9;
 }
 
 static int push_names(lua_State *L, size_t n, const char *(*name)(const ls_policy_t *, size_t),
@@ -212,6 +227,56 @@ static int l_policy_tostring(lua_State *L)
 {
     lua_pushfstring(L, POLICY_MT ": %p", lua_touserdata(L, 1));
     return 1;
+}
+
+/* apikey_generate(file_text, subject, roles, scopes) -> key, line | nil, msg, code
+ * A new random API key and the line that lets it in, for the key file
+ * whose current text is file_text ("" for a new file: a header is made). */
+static int l_apikey_generate(lua_State *L)
+{
+    size_t tlen;
+    const char *text = luaL_checklstring(L, 1, &tlen);
+    ls_apikey_spec spec = {
+        .subject = luaL_checkstring(L, 2),
+        .roles = luaL_optstring(L, 3, NULL),
+        .scopes = luaL_optstring(L, 4, NULL),
+    };
+    ls_buf file = LS_BUF_INIT, line = LS_BUF_INIT;
+    ls_err err;
+    char key[LS_APIKEY_KEY_SIZE];
+    ls_rc rc = LS_OK;
+    if (tlen == 0) {
+        rc = ls_apikey_new_file_header(&file, &err);
+        text = (const char *)file.ptr;
+        tlen = file.len;
+        if (rc == LS_OK) rc = ls_buf_append(&line, file.ptr, file.len, &err); /* header first */
+    }
+    if (rc == LS_OK) rc = ls_apikey_generate(text, tlen, &spec, key, &line, &err);
+    ls_buf_free(&file);
+    if (rc != LS_OK) {
+        ls_buf_free(&line);
+        return lls_push_fail(L, "apikey_generate", &err);
+    }
+    /* pushing can raise only on out of memory; the key is not secret to Lua */
+    lua_pushstring(L, key);
+    lua_pushlstring(L, (const char *)line.ptr, line.len);
+    ls_buf_free(&line);
+    return 2;
+}
+
+/* hash_password(password, [min]) -> argon2id hash string | nil, msg, code
+ * min = true uses libsodium's minimum cost (tests only). */
+static int l_hash_password(lua_State *L)
+{
+    size_t len;
+    const char *pw = luaL_checklstring(L, 1, &len);
+    int min = lua_toboolean(L, 2);
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    ls_rc rc = ls_basic_hash_password(pw, len, min ? 1 : 0, min ? 8192 : 0, &out, &err);
+    if (rc == LS_OK) lua_pushlstring(L, (const char *)out.ptr, out.len);
+    ls_buf_free(&out);
+    return rc == LS_OK ? 1 : lls_push_fail(L, "hash_password", &err);
 }
 
 /* file_stamp(path) -> "dev:ino:mtime_ns:size" | nil, msg, code */
@@ -264,10 +329,9 @@ void lls_open_policy(lua_State *L)
     }
     lua_pop(L, 1);
     static const luaL_Reg funcs[] = {
-        {"policy_load", l_policy_load},
-        {"file_stamp", l_file_stamp},
-        {"monotonic_ms", l_monotonic_ms},
-        {NULL, NULL},
+        {"policy_load", l_policy_load},     {"file_stamp", l_file_stamp},
+        {"monotonic_ms", l_monotonic_ms},   {"apikey_generate", l_apikey_generate},
+        {"hash_password", l_hash_password}, {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0); /* into the module table on the stack top */
 }

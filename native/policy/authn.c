@@ -112,6 +112,7 @@ static ls_rc watch_init(ls_policy_t *p, file_watch *w, const char *name, ls_err 
 static ls_rc read_secret(ls_policy_t *p, const char *name, const char *field, unsigned char **out,
                          size_t *n, ls_err *err)
 {
+    if (sodium_init() < 0) return ls_err_set(err, LS_EIO, "libsodium failed to initialise");
     char *path = ls_policy_path(p, name), *text = NULL;
     if (path == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
     size_t len = 0;

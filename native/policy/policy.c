@@ -237,7 +237,7 @@ static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *e
             if (*c <= ' ' || *c >= 127 || *c == ':')
                 return ls_err_set(err, LS_EINVAL, "identity_headers: \"%s\" is not a header name",
                                   name);
-        id_header *h = &p->idhdr[p->n_idhdr];
+        id_header *h = &p->idhdr[p->n_idhdr++]; /* counted now: free releases a half-made one */
         const char *src = json_string_value(v);
         if (strcmp(src, "sub") == 0 || strcmp(src, "subject") == 0) {
             h->source = ID_SUBJECT;
@@ -252,7 +252,6 @@ static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *e
                 return ls_err_set(err, LS_ENOMEM, "out of memory");
         }
         if ((h->name = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
-        p->n_idhdr++;
     }
     return LS_OK;
 }

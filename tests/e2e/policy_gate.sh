@@ -90,7 +90,11 @@ setsid lighttpd -D -f "$d/backend/lighttpd.conf" > "$d/backend/out" 2>&1 &
 E2E_PIDS+=($!)
 e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
 
+# Programs that load the module built with ASan need its runtime first.
+SAN_ENV=()
 if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+           ASAN_OPTIONS=detect_leaks=0)
   export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
   export ASAN_OPTIONS=detect_leaks=0
 fi
@@ -104,7 +108,7 @@ e2e_wait_port "$port" || { echo "lighttpd did not start"; cat "$d/error.log"; ex
 base="http://127.0.0.1:$port"
 
 mint() { # $1 claims JSON, $2 key
-  LS_CLAIMS=$1 LS_KEY=${2:-$SECRET} lua5.4 -e "
+  LS_CLAIMS=$1 LS_KEY=${2:-$SECRET} "${SAN_ENV[@]}" lua5.4 -e "
     package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
     package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
     local l = require 'lodestone'
@@ -144,7 +148,7 @@ check "signed webhook passes" 200 "$(status -X POST -H "X-Hub-Signature-256: $si
 check "the backend gets the body" "user=github roles=nil body=13" "$(curl -s --interface 127.0.0.3 -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
 check "tampered webhook body is 401" 401 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World?' "$base/hooks/github")"
 big=$(head -c 300000 /dev/zero | tr '\0' a)
-bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" lua5.4 -e "
+bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" "${SAN_ENV[@]}" lua5.4 -e "
     package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
     local c = require 'lodestone.core'
     local mac = c.hmac_sha256(os.getenv('LS_KEY'), io.read('a'))

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT
+ * lodestone: the command line. Policy commands run here, offline, through
+ * the same C engine lighttpd uses; workflow commands talk to lodestoned
+ * (they arrive with the daemon). */
+#include "ls_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lls_embed.h"
+#include "lodestone/lodestone.h"
+
+static const char usage[] =
+    "usage: lodestone COMMAND [ARGS]\n"
+    "\n"
+    "Policies (offline, same engine as lighttpd):\n"
+    "  policy check FILE --request JSON [--now EPOCH]   print the decision as JSON\n"
+    "  policy test FILE CASES.json                      run a table of cases; non-zero on failure\n"
+    "  policy hash-key KEYFILE --subject NAME [--roles a,b] [--scopes x,y]\n"
+    "                                                   add a new API key; prints the key once\n"
+    "  policy hash-password PWFILE USER                 add or replace a Basic user (password on "
+    "stdin)\n"
+    "\n"
+    "Workflows (need lodestoned, not built yet):\n"
+    "  start, list, show, history, signal, cancel, secret, up\n"
+    "\n"
+    "  --help, -h    this text\n"
+    "  --version     print the version\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("lodestone %s\n", ls_version());
+        return 0;
+    }
+    if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
+    static const char *const later[] = {"start",  "list",   "show", "history", "signal",
+                                        "cancel", "secret", "up",   NULL};
+    for (size_t i = 0; later[i]; i++) {
+        if (strcmp(argv[1], later[i]) == 0) {
+            fprintf(stderr,
+                    "lodestone %s: needs the workflow daemon lodestoned, which is not "
+                    "built yet\n",
+                    argv[1]);
+            return 2;
+        }
+    }
+    fprintf(stderr, "lodestone: unknown command '%s' (see lodestone --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,14 @@
+-- SPDX-License-Identifier: MIT
+-- A public site with a per-client-address rate limit, shared by all
+-- lighttpd workers, behind a trusted reverse proxy that sets
+-- X-Forwarded-For; one network is blocked.
+local policy = require "lodestone.policy"
+
+return policy.define {
+  name = "rate-limit-by-ip",
+  rules = {
+    { path = "/**", allow = "anyone" },
+  },
+  rate_limit = { by = "ip", rate = 5, per = "1s", burst = 10 },
+  ip = { deny = { "203.0.113.0/24" }, trusted_proxies = { "127.0.0.1", "::1" } },
+}
