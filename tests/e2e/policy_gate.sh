@@ -46,11 +46,14 @@ LUA
   mv "$d/policy.tmp" "$d/policy.lua"
 }
 write_policy ""
+printf 'return 42 -- not a policy\n' > "$d/broken.lua"
 
 cat > "$d/gate.lua" <<LUA
 package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
 package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
-return require("lodestone.policy").enforce(lighty, "$d/policy.lua", { rl_dir = "$d/rl" })
+local file = "$d/policy.lua"
+if lighty.r.req_attr["uri.path"]:find("^/broken/") then file = "$d/broken.lua" end
+return require("lodestone.policy").enforce(lighty, file, { rl_dir = "$d/rl" })
 LUA
 # The backend: a second lighttpd that echoes what reached it. The front
 # lighttpd proxies to it with mod_proxy, as in production.
@@ -180,6 +183,11 @@ sleep 1.2
 check "broken policy keeps serving the last good version" 200 "$(status --interface 127.0.0.8 "$base/healthz")"
 sleep 0.3
 check_contains "error log says why" "keeping the last good version" "$(cat "$d/error.log")"
+
+# A policy that never loaded denies everything (fails closed).
+check "a policy with no good version is 503" 503 "$(status "$base/broken/x")"
+check_contains "with a body that names no internals" '{"error":"policy_unavailable"}' "$(curl -s "$base/broken/x")"
+check_contains "and the reason in the error log" "not a policy" "$(cat "$d/error.log")"
 
 # Audit: lines for allow and deny, never a token.
 kill -TERM "$front"
