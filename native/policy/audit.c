@@ -6,6 +6,9 @@
  * second when flushing, and reopened. See audit.h. */
 #include "ls_config.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -40,6 +43,12 @@ struct ls_audit {
     int torn;       /* a short write left a partial line: start with '\n' */
     volatile sig_atomic_t reopen_wanted;
     ls_audit_stats st;
+    /* The buffer is shared with the background flusher, when there is one. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t flusher;
+    int has_flusher;
+    int stopping;
 };
 
 /* ---- JSON formatting ---- */
@@ -426,6 +435,9 @@ static int flush_now(ls_audit_t *a, int64_t now)
 
 /* ---- API ---- */
 
+static void *flusher_main(void *ud);
+static ls_rc reopen_locked(ls_audit_t *a, ls_err *err);
+
 ls_rc ls_audit_open(ls_audit_t **out, const char *path, const ls_audit_opts *opts, ls_err *err)
 {
     *out = NULL;
@@ -442,6 +454,12 @@ ls_rc ls_audit_open(ls_audit_t **out, const char *path, const ls_audit_opts *opt
     ls_audit_t *a = ls_calloc(1, sizeof *a);
     if (a == NULL) return ls_err_set(err, LS_ENOMEM, "audit log: out of memory");
     a->fd = -1;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->wake, &ca);
+    pthread_condattr_destroy(&ca);
     a->clock = o.clock;
     a->limit = o.buffer_size ? o.buffer_size : LS_AUDIT_BUFFER_DEFAULT;
     a->interval_ns =
@@ -454,6 +472,13 @@ ls_rc ls_audit_open(ls_audit_t **out, const char *path, const ls_audit_opts *opt
     rc = open_file(a, &a->fd, &a->dev, &a->ino, err);
     if (rc != LS_OK) goto fail;
     a->last_flush_ns = a->last_check_ns = ls_clock_mono_ns(a->clock);
+    if (o.background) {
+        if (pthread_create(&a->flusher, NULL, flusher_main, a) != 0) {
+            rc = ls_err_set(err, LS_EIO, "audit log: cannot start the flusher thread");
+            goto fail;
+        }
+        a->has_flusher = 1;
+    }
     *out = a;
     return LS_OK;
 
@@ -467,6 +492,13 @@ fail:
 void ls_audit_close(ls_audit_t *a)
 {
     if (a == NULL) return;
+    if (a->has_flusher) {
+        pthread_mutex_lock(&a->lock);
+        a->stopping = 1;
+        pthread_cond_signal(&a->wake);
+        pthread_mutex_unlock(&a->lock);
+        pthread_join(a->flusher, NULL);
+    }
     if (a->fd >= 0) {
         flush_now(a, ls_clock_mono_ns(a->clock));
         close(a->fd);
@@ -474,10 +506,12 @@ void ls_audit_close(ls_audit_t *a)
     ls_buf_free(&a->buf);
     ls_buf_free(&a->rec);
     ls_free(a->path);
+    pthread_cond_destroy(&a->wake);
+    pthread_mutex_destroy(&a->lock);
     ls_free(a);
 }
 
-ls_rc ls_audit_write(ls_audit_t *a, const ls_audit_record *r, ls_err *err)
+static ls_rc write_locked(ls_audit_t *a, const ls_audit_record *r, ls_err *err)
 {
     int64_t now = ls_clock_mono_ns(a->clock);
     int64_t ms = r->time_ms ? r->time_ms : ls_clock_wall_ms(a->clock);
@@ -503,7 +537,15 @@ ls_rc ls_audit_write(ls_audit_t *a, const ls_audit_record *r, ls_err *err)
     return LS_OK;
 }
 
-void ls_audit_tick(ls_audit_t *a)
+ls_rc ls_audit_write(ls_audit_t *a, const ls_audit_record *r, ls_err *err)
+{
+    pthread_mutex_lock(&a->lock);
+    ls_rc rc = write_locked(a, r, err);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+static void tick_locked(ls_audit_t *a)
 {
     if (a->buf.len == 0 && !a->reopen_wanted) return;
     int64_t now = ls_clock_mono_ns(a->clock);
@@ -511,15 +553,52 @@ void ls_audit_tick(ls_audit_t *a)
     if (a->buf.len && now - a->last_flush_ns >= a->interval_ns) flush_now(a, now);
 }
 
+void ls_audit_tick(ls_audit_t *a)
+{
+    pthread_mutex_lock(&a->lock);
+    tick_locked(a);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* The background flusher: wakes every interval and flushes what is due, so
+ * records reach the file within about one interval even when no more
+ * requests come. */
+static void *flusher_main(void *ud)
+{
+    ls_audit_t *a = ud;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + a->interval_ns;
+        ts.tv_sec += (time_t)(ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&a->wake, &a->lock, &ts);
+        if (!a->stopping) tick_locked(a);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
 ls_rc ls_audit_flush(ls_audit_t *a, ls_err *err)
 {
+    pthread_mutex_lock(&a->lock);
     int e = flush_now(a, ls_clock_mono_ns(a->clock));
+    pthread_mutex_unlock(&a->lock);
     if (e == 0) return LS_OK;
     return ls_err_set(err, LS_EIO, "audit log %s: write failed: %s", a->path,
                       e > 0 ? strerror(e) : "short write");
 }
 
 ls_rc ls_audit_reopen(ls_audit_t *a, ls_err *err)
+{
+    pthread_mutex_lock(&a->lock);
+    ls_rc rc = reopen_locked(a, err);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+static ls_rc reopen_locked(ls_audit_t *a, ls_err *err)
 {
     int64_t now = ls_clock_mono_ns(a->clock);
     if (a->buf.len) {
@@ -540,5 +619,7 @@ void ls_audit_request_reopen(ls_audit_t *a)
 
 void ls_audit_get_stats(const ls_audit_t *a, ls_audit_stats *st)
 {
+    pthread_mutex_lock((pthread_mutex_t *)&a->lock);
     *st = a->st;
+    pthread_mutex_unlock((pthread_mutex_t *)&a->lock);
 }

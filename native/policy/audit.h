@@ -51,6 +51,8 @@ typedef struct {
     size_t buffer_size;        /* flush when this many bytes are pending */
     int64_t flush_interval_ms; /* flush when this long passed since the last */
     unsigned mode;             /* file mode when created, before umask: 0640 */
+    int background;            /* 1: a thread flushes every flush_interval_ms, so
+                                  records reach the file even when idle */
 } ls_audit_opts;
 
 typedef enum { LS_AUDIT_DENY = 0, LS_AUDIT_ALLOW = 1 } ls_audit_decision;

@@ -282,7 +282,9 @@ static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts
     if (opts && (opts->flags & LS_POLICY_NO_AUDIT)) return LS_OK;
     char *full = ls_policy_path(p, path);
     if (full == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
-    ls_audit_opts aopts = {.clock = p->clock};
+    /* A flusher thread, so records reach the file within a second even when
+     * no more requests come to this worker. */
+    ls_audit_opts aopts = {.clock = p->clock, .background = 1};
     rc = ls_audit_open(&p->audit, full, &aopts, err);
     ls_free(full);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "audit.path");

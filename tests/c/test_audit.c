@@ -453,6 +453,27 @@ static void test_audit_tick_flushes_when_due(void **state)
     free(path);
 }
 
+/* With a background flusher, records reach the file about one interval
+ * after they are due, with no further call from the writer. */
+static void test_audit_background_flusher_flushes_when_idle(void **state)
+{
+    (void)state;
+    char *path = th_path(dir, "background.log");
+    unlink(path);
+    ls_audit_opts o = {.flush_interval_ms = 50, .background = 1};
+    ls_audit_t *a = NULL;
+    ls_err err = {0};
+    th_ok(ls_audit_open(&a, path, &o, &err), &err);
+    write_n(a, 0, 2);
+    size_t n = 0;
+    for (int i = 0; i < 200 && (n = count_lines(path)) < 2; i++) usleep(10000);
+    assert_int_equal(n, 2); /* flushed within 2 s, though nothing else was called */
+    write_n(a, 2, 1);
+    ls_audit_close(a); /* joins the thread and flushes the rest */
+    assert_int_equal(count_lines(path), 3);
+    free(path);
+}
+
 static void test_audit_flush_on_close(void **state)
 {
     (void)state;
@@ -866,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_audit_buffers_until_size),
         cmocka_unit_test(test_audit_large_record_written_alone),
         cmocka_unit_test(test_audit_tick_flushes_when_due),
+        cmocka_unit_test(test_audit_background_flusher_flushes_when_idle),
         cmocka_unit_test(test_audit_flush_on_close),
         cmocka_unit_test(test_audit_rotation_by_rename),
         cmocka_unit_test(test_audit_rotation_by_delete),
