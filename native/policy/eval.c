@@ -238,6 +238,16 @@ static int header_safe(const char *v)
 static void identity_headers(ls_policy_t *p, const caller *c, ls_policy_decision *d)
 {
     if (!c->id.authenticated) return;
+    if (p->assertion && c->id.subject) {
+        const char *tok = NULL;
+        ls_err err;
+        if (ls_assertion_token(p->assertion, c->id.subject, c->id.roles, c->id.nroles, &tok,
+                               &err) == LS_OK) {
+            p->set_headers[d->n_set_headers].name = p->assertion_header;
+            p->set_headers[d->n_set_headers].value = tok;
+            d->n_set_headers++;
+        }
+    }
     for (size_t i = 0; i < p->n_idhdr; i++) {
         const id_header *h = &p->idhdr[i];
         const char *v = NULL;
@@ -258,7 +268,7 @@ static void identity_headers(ls_policy_t *p, const caller *c, ls_policy_decision
 
 static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_decision *d)
 {
-    if (p->audit == NULL || (d->allow && !p->audit_all)) return;
+    if (p->audit == NULL || (d->allow && !p->audit_all) || d->status == 200) return;
     char method[16], rid[128];
     size_t ml = req->method.len < sizeof method - 1 ? req->method.len : sizeof method - 1;
     if (req->method.ptr) memcpy(method, req->method.ptr, ml);
@@ -299,6 +309,17 @@ static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decis
         ls_path_normalize(req->path.ptr, req->path.len, &p->path, &err) != LS_OK) {
         deny(p, d, 400, "bad_path",
              req->path.ptr ? ls_policy_scratch(p, err.msg, strlen(err.msg)) : NULL);
+        return;
+    }
+    if (p->assertion && p->path.len == strlen(ASSERTION_JWKS_PATH) &&
+        memcmp(p->path.ptr, ASSERTION_JWKS_PATH, p->path.len) == 0) {
+        /* The keys backends use to verify assertions: public, not audited. */
+        d->status = 200;
+        d->reason = "jwks";
+        d->body = ls_assertion_jwks(p->assertion);
+        d->body_len = strlen(d->body);
+        add_resp(p, d, "Content-Type", "application/jwk-set+json");
+        add_resp(p, d, "Cache-Control", "max-age=300");
         return;
     }
     char method[16], host[256];

@@ -310,8 +310,52 @@ static ls_rc compile_authn(ls_policy_t *p, const json_t *d, ls_err *err)
     return LS_OK;
 }
 
-static const char *const top_fields[] = {"name", "authenticate",     "rules", "rate_limit",
-                                         "ip",   "identity_headers", "audit", NULL};
+static ls_rc compile_assertion(ls_policy_t *p, const json_t *d, ls_err *err)
+{
+    if (d == NULL) return LS_OK;
+    if (!json_is_object(d)) return bad_field(err, "assertion", "expected a table");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)d, key, v)
+    {
+        if (strcmp(key, "header") && strcmp(key, "ttl") && strcmp(key, "key_file") &&
+            strcmp(key, "audience"))
+            return ls_err_set(err, LS_EINVAL,
+                              "assertion: unknown field '%s' (header, ttl, key_file, audience)",
+                              key);
+    }
+    const char *hdr = "X-Lodestone-Assertion", *key_file = NULL, *aud = NULL;
+    ls_rc rc = ls_json_get_str(d, "header", &hdr, NULL, err);
+    if (rc == LS_OK || rc == LS_ENOTFOUND) rc = ls_json_get_str(d, "audience", &aud, NULL, err);
+    if (rc == LS_OK || rc == LS_ENOTFOUND)
+        rc = ls_json_get_str(d, "key_file", &key_file, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "assertion");
+    int64_t ttl_ms = 60000;
+    json_t *t = json_object_get(d, "ttl");
+    if (json_is_integer(t)) {
+        ttl_ms = json_integer_value(t) * 1000;
+    } else if (json_is_string(t)) {
+        rc = ls_duration_parse(json_string_value(t), json_string_length(t), &ttl_ms, err);
+        if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "assertion.ttl");
+    } else if (t) {
+        return bad_field(err, "assertion.ttl", "expected seconds or a duration like \"60s\"");
+    }
+    if ((p->assertion_header = ls_strdup(hdr)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
+    char def[512];
+    snprintf(def, sizeof def, "%s.assertion.key", p->name);
+    char *path = ls_policy_path(p, key_file ? key_file : def);
+    char issuer[300];
+    snprintf(issuer, sizeof issuer, "lodestone:%s", p->name);
+    rc = path ? ls_assertion_open(&p->assertion, path, issuer, aud, ttl_ms / 1000, p->clock, err)
+              : ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_free(path);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "assertion");
+}
+
+static const char *const top_fields[] = {"name",       "authenticate", "rules",
+                                         "rate_limit", "ip",           "identity_headers",
+                                         "audit",      "assertion",    NULL};
 
 static ls_rc check_top_fields(const json_t *decl, ls_err *err)
 {
@@ -324,7 +368,7 @@ static ls_rc check_top_fields(const json_t *decl, ls_err *err)
         if (top_fields[i] == NULL)
             return ls_err_set(err, LS_EINVAL,
                               "unknown field '%s' (name, authenticate, rules, rate_limit, ip, "
-                              "identity_headers, audit)",
+                              "identity_headers, audit, assertion)",
                               key);
     }
     return LS_OK;
@@ -360,6 +404,7 @@ static ls_rc compile(ls_policy_t *p, const json_t *decl, const ls_policy_opts *o
         return rc;
     if ((rc = compile_limits(p, json_object_get(decl, "rate_limit"), opts, err)) != LS_OK)
         return rc;
+    if ((rc = compile_assertion(p, json_object_get(decl, "assertion"), err)) != LS_OK) return rc;
     return compile_audit(p, json_object_get(decl, "audit"), opts, err);
 }
 
@@ -411,6 +456,8 @@ void ls_policy_free(ls_policy_t *p)
     if (p->rl_path && (p->flags & LS_POLICY_PRIVATE_RL)) unlink(p->rl_path);
     ls_free(p->rl_path);
     ls_audit_close(p->audit);
+    ls_assertion_free(p->assertion);
+    ls_free(p->assertion_header);
     ls_buf_free(&p->path);
     ls_buf_free(&p->notice);
     ls_free(p->base_dir);
@@ -435,12 +482,13 @@ const char *ls_policy_header_name(const ls_policy_t *p, size_t i)
 
 size_t ls_policy_strip_count(const ls_policy_t *p)
 {
-    return p->n_idhdr;
+    return p->n_idhdr + (p->assertion_header != NULL);
 }
 
 const char *ls_policy_strip_name(const ls_policy_t *p, size_t i)
 {
-    return i < p->n_idhdr ? p->idhdr[i].name : NULL;
+    if (i < p->n_idhdr) return p->idhdr[i].name;
+    return i == p->n_idhdr ? p->assertion_header : NULL;
 }
 
 int ls_policy_needs_body(const ls_policy_t *p)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "assertion.h"
 #include "audit.h"
 #include "ls_json.h"
 #include "lodestone/ls_apikey.h"
@@ -20,13 +21,14 @@
 #include "lodestone/ls_ratelimit.h"
 #include "rules.h"
 
-#define POLICY_MAX_HEADERS 32   /* request headers one policy reads */
-#define POLICY_MAX_AUTHN   16   /* authenticators per policy */
-#define POLICY_MAX_LIMITS  8    /* rate limits per policy */
-#define POLICY_MAX_IDHDR   16   /* identity headers per policy */
-#define POLICY_MAX_ITEMS   64   /* roles or scopes kept per caller */
-#define POLICY_SCRATCH     8192 /* bytes for one decision's strings */
-#define RELOAD_CHECK_MS    1000 /* how often watched files are stat()ed */
+#define POLICY_MAX_HEADERS  32   /* request headers one policy reads */
+#define POLICY_MAX_AUTHN    16   /* authenticators per policy */
+#define POLICY_MAX_LIMITS   8    /* rate limits per policy */
+#define POLICY_MAX_IDHDR    16   /* identity headers per policy */
+#define POLICY_MAX_ITEMS    64   /* roles or scopes kept per caller */
+#define POLICY_SCRATCH      8192 /* bytes for one decision's strings */
+#define ASSERTION_JWKS_PATH "/.well-known/lodestone/jwks.json"
+#define RELOAD_CHECK_MS     1000 /* how often watched files are stat()ed */
 
 /* What a watched file looked like when it was last loaded. */
 typedef struct {
@@ -131,12 +133,15 @@ struct ls_policy {
     ls_audit_t *audit;
     int audit_all; /* 1: every decision, 0: denials only */
 
+    ls_assertion_t *assertion; /* signed identity for the backend, or NULL */
+    char *assertion_header;
+
     /* per-decision scratch, reused: decisions borrow from here */
     ls_buf path;   /* normalised path */
     ls_buf notice; /* pending reload notice */
     char scratch[POLICY_SCRATCH];
     size_t scratch_used;
-    ls_policy_header set_headers[POLICY_MAX_IDHDR];
+    ls_policy_header set_headers[POLICY_MAX_IDHDR + 1];
     ls_policy_header resp_headers[8];
     char client[LS_CIDR_TEXTMAX];
     ls_jwt_t *token; /* verified token of the current decision */

@@ -518,6 +518,90 @@ static void test_policy_github_webhook(void **state)
     ls_policy_free(p);
 }
 
+static void test_policy_assertion_is_signed_and_verifiable(void **state)
+{
+    (void)state;
+    orders_setup();
+    const char *json =
+        "{\"name\":\"asrt\",\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\","
+        "\"algorithms\":[\"HS256\"],\"roles_claim\":\"realm_access.roles\"}],"
+        "\"rules\":[{\"path\":\"/me\"}],\"assertion\":{\"ttl\":\"60s\",\"audience\":\"backend\"}}";
+    char *keyfile = th_path(dir, "asrt.assertion.key");
+    unlink(keyfile);
+    ls_policy_t *p = load(json, 0);
+    struct stat st;
+    assert_int_equal(stat(keyfile, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(ls_policy_strip_count(p), 1);
+    assert_string_equal(ls_policy_strip_name(p, 0), "X-Lodestone-Assertion");
+
+    /* The JWKS endpoint serves the public key. */
+    ls_policy_decision d;
+    req_spec r = {.path = "/.well-known/lodestone/jwks.json"};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 0);
+    assert_int_equal(d.status, 200);
+    assert_string_equal(resp_header(&d, "Content-Type"), "application/jwk-set+json");
+    ls_jwks_t *ks = NULL;
+    ls_err err;
+    th_ok(ls_jwks_parse(&ks, d.body, d.body_len, &err), &err);
+
+    char *authz = bearer(token_for("alice", "\"admin\",\"ops\"", "", NULL));
+    r = (req_spec){.path = "/me", .authz = authz};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    const char *a1 = set_header(&d, "X-Lodestone-Assertion");
+    assert_non_null(a1);
+    char *first = strdup(a1);
+    /* A backend verifies it with the JWKS. */
+    const char *aud[] = {"backend"};
+    ls_jwt_opts vo = {.algs = LS_JWT_ALG_BIT(LS_JWT_EDDSA),
+                      .issuer = "lodestone:asrt",
+                      .audiences = aud,
+                      .n_audiences = 1,
+                      .clock = &mc.clock};
+    ls_jwt_t *t = NULL;
+    ls_jwt_reason why;
+    th_ok(ls_jwt_verify(&t, ks, first, strlen(first), &vo, &why, &err), &err);
+    assert_string_equal(ls_jwt_subject(t), "alice");
+    assert_int_equal(ls_jwt_exp(t), NOW_S + 60);
+    ls_buf claims = LS_BUF_INIT;
+    th_ok(ls_jwt_claims_json(t, &claims, &err), &err);
+    assert_non_null(strstr((char *)claims.ptr, "\"roles\":[\"admin\",\"ops\"]"));
+    ls_buf_free(&claims);
+    ls_jwt_free(t);
+
+    /* Signed once and reused for half its lifetime, then renewed. */
+    decide(p, &r, &d);
+    assert_string_equal(set_header(&d, "X-Lodestone-Assertion"), first);
+    ls_manual_clock_advance(&mc, 31000);
+    decide(p, &r, &d);
+    assert_string_not_equal(set_header(&d, "X-Lodestone-Assertion"), first);
+    ls_policy_free(p);
+
+    /* Another load (another worker) uses the same key. */
+    p = load(json, 0);
+    decide(p, &(req_spec){.path = "/.well-known/lodestone/jwks.json"}, &d);
+    ls_jwks_t *ks2 = NULL;
+    th_ok(ls_jwks_parse(&ks2, d.body, d.body_len, &err), &err);
+    unsigned char f1[LS_JWKS_FPBYTES], f2[LS_JWKS_FPBYTES];
+    ls_jwks_fingerprint(ks, f1);
+    ls_jwks_fingerprint(ks2, f2);
+    assert_memory_equal(f1, f2, sizeof f1);
+    ls_policy_free(p);
+    ls_jwks_free(ks);
+    ls_jwks_free(ks2);
+
+    /* A key file others can read is refused. */
+    chmod(keyfile, 0644);
+    assert_int_equal(load_err(json, &err), LS_EPERM);
+    assert_non_null(strstr(err.msg, "chmod 600"));
+    unlink(keyfile);
+    free(keyfile);
+    free(first);
+    free(authz);
+}
+
 static void test_policy_load_errors_name_the_field(void **state)
 {
     (void)state;
@@ -596,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
         cmocka_unit_test(test_policy_github_webhook),
+        cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
         cmocka_unit_test(test_policy_load_reports_enomem),
     };

@@ -41,6 +41,7 @@ return policy.define {
   rate_limit = { by = "ip", rate = 1, per = "1m", burst = 5 },
   identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
   audit = { path = "audit.log", log = "all" },
+  assertion = { key_file = "assert.key", ttl = "60s" },
 }
 LUA
   mv "$d/policy.tmp" "$d/policy.lua"
@@ -67,7 +68,9 @@ if (r.req_body.len or 0) > 0 then
   if not r.req_body.collect then return 0 end
   body = " body=" .. tostring(r.req_body.len)
 end
-r.resp_body:set({ "user=", tostring(h["X-User"]), " roles=", tostring(h["X-Roles"]), body, "\n" })
+local a = h["X-Lodestone-Assertion"]
+r.resp_body:set({ "user=", tostring(h["X-User"]), " roles=", tostring(h["X-Roles"]),
+  " asrt=", a and a:sub(1, 3) or "nil", body, "\n" })
 return 200
 LUA
 cat > "$d/backend/lighttpd.conf" <<CONF
@@ -131,10 +134,12 @@ check "public route is open" 200 "$(status "$base/healthz")"
 check "no token on /me is 401" 401 "$(status "$base/me")"
 hdrs=$(curl -s -D - -o /dev/null "$base/me")
 check_contains "401 carries a Bearer challenge" 'WWW-Authenticate: Bearer realm="e2e"' "$hdrs"
-body=$(curl -s -H "Authorization: Bearer $alice" -H "X-User: root" -H "X-Roles: admin" "$base/me")
-check "token reaches backend with identity headers" "user=alice roles=admin,ops" "$body"
-body=$(curl -s -H "X-User: root" "$base/healthz")
-check "forged identity headers are stripped on public routes" "user=nil roles=nil" "$body"
+body=$(curl -s -H "Authorization: Bearer $alice" -H "X-User: root" -H "X-Roles: admin" -H "X-Lodestone-Assertion: forged" "$base/me")
+check "token reaches backend with identity headers and a signed assertion" "user=alice roles=admin,ops asrt=eyJ" "$body"
+body=$(curl -s -H "X-User: root" -H "X-Lodestone-Assertion: forged" "$base/healthz")
+check "forged identity headers are stripped on public routes" "user=nil roles=nil asrt=nil" "$body"
+jwks=$(curl -s "$base/.well-known/lodestone/jwks.json")
+check_contains "the assertion keys are served as a JWKS" '"crv":"Ed25519"' "$jwks"
 check "bad signature is 401" 401 "$(status -H "Authorization: Bearer $forged" "$base/me")"
 hdrs=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $forged" "$base/me")
 check_contains "bad token challenge says invalid_token" 'error="invalid_token"' "$hdrs"
@@ -148,7 +153,7 @@ check "deny body names no internals" '{"error":"forbidden"}' "$body"
 # Webhook: the body is signed.
 sig=sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17
 check "signed webhook passes" 200 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
-check "the backend gets the body" "user=github roles=nil body=13" "$(curl -s --interface 127.0.0.3 -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
+check "the backend gets the body" "user=github roles=nil asrt=eyJ body=13" "$(curl -s --interface 127.0.0.3 -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
 check "tampered webhook body is 401" 401 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World?' "$base/hooks/github")"
 big=$(head -c 300000 /dev/zero | tr '\0' a)
 bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" "${SAN_ENV[@]}" lua5.4 -e "
