@@ -36,4 +36,93 @@ M.hmac = { sha256 = core.hmac_sha256, verify = core.hmac_verify }
 -- bytes | nil, msg, "EINVAL" (strict: no padding, no other alphabet).
 M.base64url = { encode = core.base64url_encode, decode = core.base64url_decode }
 
+-- jwt (docs/lua-api.md has examples):
+--   jwt.keyset([jwks_text]) -> keyset | nil, msg, code   (no text: empty set)
+--   jwt.keyset_file(path) -> keyset | nil, msg, code     (ENOTFOUND, EIO, EINVAL)
+--   ks:add_pem(pem, [kid], [alg]), ks:add_secret(secret, [kid], [alg]),
+--   ks:add_jwks(text) -> ks | nil, msg, code; ks:count() -> usable, skipped;
+--   ks:close(). alg ("RS256") restricts the key; an unknown name raises.
+--   jwt.verify(token, keyset, opts) -> claims | nil, reason, msg
+--     claims as json.decode gives them (arrays marked, null is json.null).
+--     reason is a stable name: "malformed", "too_large", "alg_none",
+--     "alg_not_allowed", "crit_unsupported", "bad_type", "unknown_kid",
+--     "no_key", "ambiguous_key", "key_alg_mismatch", "bad_signature",
+--     "expired", "not_yet_valid", "issued_in_future", "bad_issuer",
+--     "bad_audience", "missing_claim", "invalid_claim", or "error" (out of
+--     memory, claims Lua cannot hold); msg starts with the reason.
+--     opts: algorithms (list or "RS256, EdDSA"; required), issuer, audience
+--     (string or list), leeway (seconds), required (claim names), now
+--     (seconds since the epoch, for tests), max_token_len, allow_no_exp,
+--     typ. A wrong or unknown option raises.
+--   jwt.cache(opts, [{size = 1024, ttl = 300}]) -> cache, whose
+--     cache:verify(token, keyset) answers like jwt.verify without crypto for
+--     a token seen before; cache:stats(), cache:clear(), cache:close(). Keep
+--     it in a module upvalue: package.loaded survives mod_magnet requests.
+M.jwt = {
+  keyset = core.jwt_keyset,
+  keyset_file = core.jwt_keyset_file,
+  verify = core.jwt_verify,
+  cache = core.jwt_cache,
+}
+
+-- ratelimit (GCRA in a shared memory file; every process that opens the
+-- same path, e.g. each lighttpd worker, shares one budget per key):
+--   ratelimit.open(path, [{capacity = 65536, mode = 384}]) -> table | nil, msg, code
+--     The file is created 0600 (mode) and refused (EPERM) when it is a
+--     symlink, belongs to another user than us or root, or others may write it.
+--   tbl:take(key, rate, per, [burst], [cost]) -> allowed, info
+--     rate per `per` ("1s", "250ms", "1m", or seconds) with a bucket of
+--     burst (default rate); cost defaults to 1 (0 only reads). info =
+--     { limit, remaining, retry_after = seconds (fractional, 0 if allowed),
+--       reset = whole seconds until the bucket is full }. Bad figures raise.
+--   tbl:stats() -> { capacity, used, evictions, recovered }; tbl:close().
+--   ratelimit.take(name, key, rate, burst, [per = "1s"]) -> allowed, info
+--     on one table per Lua state, opened on first use at ratelimit.path
+--     ($LODESTONE_RL_DIR or /dev/shm, then "/lodestone_lua.rl"), keyed by
+--     name .. ":" .. key so limits of different names never share a budget
+--     (so a name may not contain ':').
+--     nil, msg, code when the table cannot be opened (treat as a denial).
+local ratelimit = {
+  open = core.ratelimit_open,
+  path = (os.getenv("LODESTONE_RL_DIR") or "/dev/shm") .. "/lodestone_lua.rl",
+}
+local shared, shared_path -- this state's table for ratelimit.take
+
+function ratelimit.take(name, key, rate, burst, per)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'ratelimit.take' (string expected, got " .. type(name) .. ")", 2)
+  end
+  if name:find(":", 1, true) then
+    error("bad argument #1 to 'ratelimit.take' (a name must not contain ':')", 2)
+  end
+  if type(key) ~= "string" and type(key) ~= "number" then
+    error("bad argument #2 to 'ratelimit.take' (string expected, got " .. type(key) .. ")", 2)
+  end
+  if shared_path ~= ratelimit.path then
+    if shared then shared:close() end
+    local msg, code
+    shared, msg, code = core.ratelimit_open(ratelimit.path)
+    if not shared then
+      shared_path = nil
+      return nil, msg, code
+    end
+    shared_path = ratelimit.path
+  end
+  return shared:take(name .. ":" .. key, rate, per or "1s", burst)
+end
+
+M.ratelimit = ratelimit
+
+-- cidr:
+--   cidr.new{ "10.0.0.0/8", "2001:db8::/32", "::1" } -> set | nil, msg, "EINVAL"
+--     (a malformed entry; a non-string entry raises). IPv4 entries also
+--     match IPv4-mapped IPv6 addresses (::ffff:10.1.2.3) and the reverse.
+--   set:contains(ip) -> true | false | false, msg, "EINVAL" when ip is not
+--     an address: a malformed address is in no set (mind this for deny
+--     lists). set:ranges() -> merged ranges; set:close().
+--   cidr.client_addr(peer, [xff], [trusted_set]) -> address | nil, msg, code
+--     The peer unless it is a trusted proxy; then X-Forwarded-For is walked
+--     from the right past trusted proxies. Canonical text either way.
+M.cidr = { new = core.cidr_new, client_addr = core.cidr_client_addr }
+
 return M

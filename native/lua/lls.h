@@ -25,6 +25,28 @@ void lls_open_policy(lua_State *L);
  * the module table on the top of the stack. */
 void lls_open_crypto(lua_State *L);
 
+/* Adds jwt_keyset, jwt_keyset_file, jwt_verify and jwt_cache to the module
+ * table on the top of the stack, and registers the keyset and cache
+ * metatables. */
+void lls_open_jwt(lua_State *L);
+
+/* Adds ratelimit_open to the module table on the top of the stack, and
+ * registers the table's metatable. */
+void lls_open_ratelimit(lua_State *L);
+
+/* Adds cidr_new and cidr_client_addr to the module table on the top of the
+ * stack, and registers the set's metatable. */
+void lls_open_cidr(lua_State *L);
+
+/* Pushes the Lua form of a jansson value, as json.decode makes it (arrays
+ * marked with json.array_mt, null as json.null). Returns 0, or -1 with err
+ * set and the stack as it was when the value cannot be represented (an
+ * integer beyond +-2^53 on LuaJIT, nesting too deep). Raises only on out
+ * of memory. The json_t type stays opaque here (jansson is included by
+ * native/core/ls_json.h only). */
+struct json_t;
+int lls_push_json(lua_State *L, const struct json_t *v, ls_err *err);
+
 /* Pushes the failure triple nil, "<what>: <message>", "<code name>" and
  * returns 3, ready for `return lls_push_fail(L, "json.decode", &err);`. */
 int lls_push_fail(lua_State *L, const char *what, const ls_err *err);

@@ -168,6 +168,7 @@ static int fail_at(ls_err *err, const frame *fr, ls_rc code, const char *fmt, ..
 
 typedef struct {
     lua_State *L;
+    int array_mt; /* stack index (or upvalue) of the array marker metatable */
     ls_err err;
 } dec;
 
@@ -178,7 +179,7 @@ static int push_array(dec *d, json_t *v, const frame *fr)
     lua_State *L = d->L;
     size_t n = json_array_size(v);
     lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0);
-    lua_pushvalue(L, UV_ARRAY_MT);
+    lua_pushvalue(L, d->array_mt);
     lua_setmetatable(L, -2);
     for (size_t i = 0; i < n; i++) {
         frame item = {fr, NULL, 0, (long long)i + 1, NULL, fr->depth + 1};
@@ -255,7 +256,7 @@ static int l_decode(lua_State *L)
     const char *text = check_string(L, 1, &len);
     lua_settop(L, 1);
     box *b = new_box(L);
-    dec d = {L, {LS_OK, ""}};
+    dec d = {L, UV_ARRAY_MT, {LS_OK, ""}};
     if (ls_json_parse(text, len, &b->doc, &d.err) != LS_OK)
         return lls_push_fail(L, "json.decode", &d.err);
     frame root = {NULL, NULL, 0, 0, NULL, 0};
@@ -265,6 +266,22 @@ static int l_decode(lua_State *L)
     if (rc == 0) return 1;
     lua_settop(L, 2);
     return lls_push_fail(L, "json.decode", &d.err);
+}
+
+/* json_t -> Lua for other binding files (declared in lls.h). */
+int lls_push_json(lua_State *L, const struct json_t *v, ls_err *err)
+{
+    int top = lua_gettop(L);
+    luaL_getmetatable(L, ARRAY_MT);
+    dec d = {L, lua_gettop(L), {LS_OK, ""}};
+    frame root = {NULL, NULL, 0, 0, NULL, 0};
+    if (push_value(&d, (json_t *)v, &root) != 0) {
+        lua_settop(L, top);
+        if (err != NULL) *err = d.err;
+        return -1;
+    }
+    lua_remove(L, top + 1); /* the metatable */
+    return 0;
 }
 
 /* ---- encode: Lua -> json_t ---- */
