@@ -50,7 +50,8 @@ local function authenticator(kind)
   end
 end
 
---- policy.jwt{ jwks | pem | secret_file, algorithms, issuer, audience, leeway, roles_claim, ... }
+--- policy.jwt{ jwks | jwks_url | pem | secret_file, algorithms, issuer, audience, leeway,
+--              roles_claim, ... }  (see docs/policies.md)
 M.jwt = authenticator("jwt")
 --- policy.api_key{ header = "X-API-Key" | query = "api_key", keys = FILE }
 M.api_key = authenticator("api_key")
@@ -90,7 +91,8 @@ end
 
 --- policy.compile(declaration, opts) -> compiled policy | nil, msg, code
 -- opts: base_dir (relative file names), rl_dir (shared rate-limit tables,
--- default /dev/shm), no_audit, private_rl.
+-- default /dev/shm), cache_dir (jwks_url caches, default /var/cache/lodestone),
+-- no_audit, private_rl, now (a frozen clock, for offline checks).
 function M.compile(decl, opts)
   local text, msg, code = M.to_json(decl)
   if not text then return nil, msg, code end

@@ -63,7 +63,7 @@ static int opt_flag(lua_State *L, int t, const char *name)
 }
 
 /* policy_load(json, [opts]) -> policy | nil, msg, code
- * opts: base_dir, rl_dir (strings), no_audit, private_rl (booleans), now
+ * opts: base_dir, rl_dir, cache_dir (strings), no_audit, private_rl (booleans), now
  * (seconds since the epoch: a clock frozen there, for offline checks). */
 static int l_policy_load(lua_State *L)
 {
@@ -75,6 +75,7 @@ static int l_policy_load(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         opts.base_dir = opt_field(L, 2, "base_dir");
         opts.rl_dir = opt_field(L, 2, "rl_dir");
+        opts.cache_dir = opt_field(L, 2, "cache_dir");
         if (opt_flag(L, 2, "no_audit")) opts.flags |= LS_POLICY_NO_AUDIT;
         if (opt_flag(L, 2, "private_rl")) opts.flags |= LS_POLICY_PRIVATE_RL;
         lua_getfield(L, 2, "now");

@@ -6,10 +6,12 @@
  * rejected (a credential that does not verify). */
 #include "ls_config.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "conffile.h"
 #include "jwt_int.h"
@@ -18,6 +20,7 @@
 #include "policy_int.h"
 
 #define JWT_CACHE_DEFAULT 10000
+#define JWKS_CACHE_DIR    "/var/cache/lodestone" /* ls_policy_opts.cache_dir's default */
 
 /* ---- declaration helpers ---- */
 
@@ -142,13 +145,103 @@ static const char *const jwt_fields[] = {
     "type",        "name",         "jwks",          "jwks_url",   "pem",
     "secret_file", "issuer",       "audience",      "algorithms", "leeway",
     "roles_claim", "scopes_claim", "subject_claim", "header",     "required_claims",
-    "cache_size",  "cache_ttl",    "allow_no_exp",  NULL};
+    "cache_size",  "cache_ttl",    "allow_no_exp",  "jwks_cache", "jwks_refresh",
+    NULL};
+
+/* jwks_url: keys fetched by a background thread (jwks_fetch.c) into a cache
+ * file that this authenticator watches like a `jwks` file, so new keys are
+ * installed by the ordinary reload (at once when the fetcher says it wrote
+ * the file, else within a second), every lighttpd worker shares them, and
+ * a restart works while the provider is down. Without a cache file the
+ * authenticator starts with no keys: tokens are refused (unknown_kid) until
+ * the first fetch lands, and the first request starts that fetch. */
+
+/* "<cache_dir>/jwks-<policy>-<16 hex digits of BLAKE2b(url)>.json". */
+static char *default_cache_path(const ls_policy_t *p, const char *url)
+{
+    unsigned char h[crypto_generichash_BYTES_MIN];
+    char hex[17];
+    crypto_generichash(h, sizeof h, (const unsigned char *)url, strlen(url), NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, 8);
+    const char *dir = p->cache_dir ? p->cache_dir : JWKS_CACHE_DIR;
+    size_t n = strlen(dir) + strlen(p->name) + sizeof hex + 16;
+    char *out = ls_malloc(n);
+    if (out) snprintf(out, n, "%s/jwks-%s-%s.json", dir, p->name, hex);
+    return out;
+}
+
+/* The cache file's directory must exist (it is created when missing) and
+ * be writable by no one but its owner: anyone else could plant keys. */
+static ls_rc check_cache_dir(const char *label, const char *file, ls_err *err)
+{
+    const char *slash = strrchr(file, '/');
+    char *dir = slash == NULL   ? ls_strdup(".")
+                : slash == file ? ls_strdup("/")
+                                : ls_strndup(file, (size_t)(slash - file));
+    if (dir == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    struct stat st;
+    ls_rc rc = LS_OK;
+    int ok = stat(dir, &st) == 0;
+    if (!ok && errno == ENOENT)
+        ok = (mkdir(dir, 0755) == 0 || errno == EEXIST) && stat(dir, &st) == 0;
+    if (!ok)
+        rc = ls_err_set(err, errno == EACCES ? LS_EPERM : LS_EIO, "%s.jwks_cache: directory %s: %s",
+                        label, dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        rc = ls_err_set(err, LS_EINVAL, "%s.jwks_cache: %s is not a directory", label, dir);
+    else if (st.st_mode & 022)
+        rc = ls_err_set(err, LS_EPERM,
+                        "%s.jwks_cache: directory %s is writable by group or others, who could "
+                        "plant keys: use one only the server's user can write",
+                        label, dir);
+    ls_free(dir);
+    return rc;
+}
+
+static ls_rc compile_jwks_url(ls_policy_t *p, authn *a, const json_t *d, const char *url,
+                              ls_err *err)
+{
+    const char *label = a->label, *name;
+    ls_rc rc = ls_jwks_fetch_check_url(url, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s.jwks_url", label);
+    int64_t refresh = LS_JWKS_FETCH_REFRESH_MS;
+    rc = duration_ms(d, label, "jwks_refresh", &refresh, err);
+    if (rc == LS_EINVAL) return rc;
+    if (refresh < LS_JWKS_FETCH_MIN_REFRESH_MS || refresh > LS_JWKS_FETCH_MAX_REFRESH_MS)
+        return field_err(err, label, "jwks_refresh", "between 1m and 24h");
+    rc = ls_json_get_str(d, "jwks_cache", &name, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
+    a->jwks_file.path = rc == LS_OK ? ls_policy_path(p, name) : default_cache_path(p, url);
+    if (a->jwks_file.path == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    if ((rc = check_cache_dir(label, a->jwks_file.path, err)) != LS_OK) return rc;
+    ls_policy_watch_changed(p, &a->jwks_file, NULL); /* stamp before the load */
+    ls_jwks_fetch_opts fo = {.refresh_ms = refresh};
+    rc = ls_jwks_fetch_new(&a->fetch, url, a->jwks_file.path, &fo, err);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s", label);
+}
+
+/* jwks_url: the cache file's keys; none when there is no cache yet, or it
+ * is damaged (said in a notice; the fetcher replaces it at once). */
+static ls_rc load_cached_keys(ls_policy_t *p, authn *a, ls_jwks_t **out, ls_err *err)
+{
+    ls_err lerr;
+    ls_rc rc = ls_jwks_load_file(out, a->jwks_file.path, &lerr);
+    if (rc == LS_OK) return LS_OK;
+    if (rc == LS_ENOMEM) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    if (rc != LS_ENOTFOUND) {
+        ls_err_prefix(&lerr, "%s: ignoring the cached keys until they are fetched again", a->label);
+        ls_policy_notice(p, &lerr);
+    }
+    return ls_jwks_new(out, err);
+}
 
 static ls_rc jwt_load_keys(ls_policy_t *p, authn *a, const json_t *d, ls_jwks_t **out, ls_err *err)
 {
     ls_jwks_t *ks = NULL;
     ls_rc rc;
-    if (a->jwks_file.path) {
+    if (a->fetch) {
+        if ((rc = load_cached_keys(p, a, &ks, err)) != LS_OK) return rc;
+    } else if (a->jwks_file.path) {
         rc = ls_jwks_load_file(&ks, a->jwks_file.path, err);
         if (rc != LS_OK) return rc;
     } else if ((rc = ls_jwks_new(&ks, err)) != LS_OK) {
@@ -182,18 +275,22 @@ static ls_rc compile_jwt(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
     const char *label = a->label;
     ls_rc rc = check_fields(d, label, jwt_fields, err);
     if (rc != LS_OK) return rc;
-    if (json_object_get(d, "jwks_url"))
-        return field_err(err, label, "jwks_url",
-                         "not supported yet: fetch the keys to a file and use jwks = FILE");
-    const char *jwks;
+    const char *jwks, *url = NULL;
+    rc = ls_json_get_str(d, "jwks_url", &url, NULL, err);
+    if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
     rc = ls_json_get_str(d, "jwks", &jwks, NULL, err);
     if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
     if (rc == LS_OK && (rc = watch_init(p, &a->jwks_file, jwks, err)) != LS_OK) return rc;
-    int sources = (a->jwks_file.path != NULL) + (json_object_get(d, "pem") != NULL) +
-                  (json_object_get(d, "secret_file") != NULL);
+    int sources = (a->jwks_file.path != NULL) + (url != NULL) +
+                  (json_object_get(d, "pem") != NULL) + (json_object_get(d, "secret_file") != NULL);
     if (sources != 1)
         return ls_err_set(err, LS_EINVAL,
-                          "%s: needs exactly one key source: jwks, pem or secret_file", label);
+                          "%s: needs exactly one key source: jwks, jwks_url, pem or secret_file",
+                          label);
+    if (url == NULL && (json_object_get(d, "jwks_cache") || json_object_get(d, "jwks_refresh")))
+        return ls_err_set(err, LS_EINVAL, "%s: jwks_cache and jwks_refresh go with jwks_url",
+                          label);
+    if (url && (rc = compile_jwks_url(p, a, d, url, err)) != LS_OK) return rc;
 
     /* algorithms: required, never "none" */
     json_t *algs = json_object_get(d, "algorithms");
@@ -308,6 +405,8 @@ static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *r
     ls_err err;
     ls_rc rc = ls_jwt_cache_verify(a->cache, a->jwks, tok, len, &t, &why, &err);
     if (rc != LS_OK) {
+        if (a->fetch && (why == LS_JWT_UNKNOWN_KID || why == LS_JWT_NO_KEY))
+            ls_jwks_fetch_request(a->fetch); /* keys may have rotated: at most one a minute */
         *reason =
             why == LS_JWT_OK || why == LS_JWT_ERROR ? "internal_error" : ls_jwt_reason_name(why);
         *detail = ls_policy_scratch(p, err.msg, strlen(err.msg));
@@ -562,6 +661,7 @@ ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *d, const char *la
 
 void ls_authn_free(authn *a)
 {
+    ls_jwks_fetch_free(a->fetch); /* first: stops and joins its thread */
     ls_free(a->query_param);
     ls_free(a->label);
     ls_jwks_free(a->jwks);
@@ -585,19 +685,41 @@ void ls_authn_free(authn *a)
     memset(a, 0, sizeof *a);
 }
 
+/* jwks_url, about once a second: the fetch thread runs in this process
+ * (started here on the first request, again after a fork), and its new
+ * failures become notices. */
+static void jwt_fetch_poll(ls_policy_t *p, authn *a)
+{
+    ls_err err;
+    a->fetch_polled = 1;
+    if (ls_jwks_fetch_poll(a->fetch, &a->fetch_failures, &err) != LS_OK) {
+        ls_err_prefix(&err, "%s", a->label);
+        ls_policy_notice(p, &err);
+    }
+}
+
 void ls_authn_refresh(ls_policy_t *p, authn *a)
 {
     ls_err err;
     if (a->type == AUTHN_JWT && a->jwks_file.path) {
+        if (a->fetch && ls_jwks_fetch_installs(a->fetch) != a->fetch_installs) {
+            a->fetch_installs = ls_jwks_fetch_installs(a->fetch);
+            a->jwks_file.checked = 0; /* the fetcher wrote the cache: look now */
+        }
+        int was = a->jwks_file.checked;
+        int64_t last = a->jwks_file.checked_ms;
         int c = ls_policy_watch_changed(p, &a->jwks_file, &err);
         ls_jwks_t *ks;
         if (c == 1 && ls_jwks_load_file(&ks, a->jwks_file.path, &err) == LS_OK) {
             ls_jwks_free(a->jwks);
             a->jwks = ks; /* cached tokens of removed keys are invalidated by fingerprint */
-        } else if (c != 0) {
+        } else if (c != 0 && !(a->fetch && c == -1 && err.code == LS_ENOTFOUND)) {
+            /* (jwks_url without a cache yet is no news: its fetcher reports) */
             ls_err_prefix(&err, "%s: keeping the previous keys", a->label);
             ls_policy_notice(p, &err);
         }
+        if (a->fetch && (!a->fetch_polled || !was || a->jwks_file.checked_ms != last))
+            jwt_fetch_poll(p, a);
     } else if (a->type == AUTHN_APIKEY) {
         int c = ls_policy_watch_changed(p, &a->keys_file, &err);
         ls_apikey_set_t *ks;

@@ -417,7 +417,9 @@ ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_p
     p->xff_header = -1;
     p->clock = opts ? opts->clock : NULL;
     p->flags = opts ? opts->flags : 0;
-    if (opts && opts->base_dir && (p->base_dir = ls_strdup(opts->base_dir)) == NULL) {
+    if ((opts && opts->base_dir && (p->base_dir = ls_strdup(opts->base_dir)) == NULL) ||
+        (opts && opts->cache_dir && (p->cache_dir = ls_strdup(opts->cache_dir)) == NULL)) {
+        ls_free(p->base_dir);
         ls_free(p);
         return ls_err_set(err, LS_ENOMEM, "out of memory");
     }
@@ -461,6 +463,7 @@ void ls_policy_free(ls_policy_t *p)
     ls_buf_free(&p->path);
     ls_buf_free(&p->notice);
     ls_free(p->base_dir);
+    ls_free(p->cache_dir);
     ls_free(p->name);
     ls_free(p);
 }

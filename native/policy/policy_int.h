@@ -11,6 +11,7 @@
 
 #include "assertion.h"
 #include "audit.h"
+#include "jwks_fetch.h"
 #include "ls_json.h"
 #include "lodestone/ls_apikey.h"
 #include "lodestone/ls_basic.h"
@@ -63,6 +64,10 @@ typedef struct {
     char *subject_claim;
     char *roles_claim;
     char *scopes_claim;
+    ls_jwks_fetch_t *fetch;  /* jwks_url: keeps jwks_file (the cache) fresh, or NULL */
+    uint64_t fetch_installs; /* cache files written by it that we have looked at */
+    uint64_t fetch_failures; /* its failures already reported as notices */
+    int fetch_polled;        /* ls_jwks_fetch_poll was called at least once */
 
     /* api_key */
     ls_apikey_set_t *keys;
@@ -105,6 +110,7 @@ typedef struct {
 struct ls_policy {
     char *name;
     char *base_dir;
+    char *cache_dir; /* ls_policy_opts.cache_dir, or NULL */
     const ls_clock *clock;
     unsigned flags;
 

@@ -94,8 +94,10 @@ local function eval_request(pol, req)
 end
 
 local function load_policy(file, now)
+  local home = os.getenv("HOME")
   return policy.load(file, { no_audit = true, private_rl = true, now = now,
-    rl_dir = os.getenv("TMPDIR") or "/tmp" })
+    rl_dir = os.getenv("TMPDIR") or "/tmp",
+    cache_dir = os.getenv("LODESTONE_CACHE_DIR") or (home and home .. "/.cache/lodestone") })
 end
 
 local function check(args)

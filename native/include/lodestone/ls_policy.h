@@ -36,6 +36,10 @@ typedef struct {
                               "/dev/shm" */
     const ls_clock *clock; /* NULL: the system clock; borrowed until free */
     unsigned flags;
+    const char *cache_dir; /* where keys fetched from a jwks_url are kept
+                              (jwks-<policy>-<hash of URL>.json); NULL:
+                              "/var/cache/lodestone". Created if missing; must
+                              not be writable by group or others */
 } ls_policy_opts;
 
 /* Compiles len bytes of declaration JSON into a policy, loading the key
@@ -47,7 +51,9 @@ typedef struct {
 LS_API ls_rc ls_policy_load(ls_policy_t **out, const char *json, size_t len,
                             const ls_policy_opts *opts, ls_err *err);
 
-/* Flushes the audit log and frees everything. p may be NULL. */
+/* Flushes the audit log and frees everything. p may be NULL. Stops the
+ * threads fetching jwks_url keys and waits for them (promptly: a transfer
+ * in progress is abandoned). */
 LS_API void ls_policy_free(ls_policy_t *p);
 
 /* The declaration's name. Borrowed until ls_policy_free. */
