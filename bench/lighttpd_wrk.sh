@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Debian's lighttpd under wrk on 127.0.0.1 (keep-alive, bounded in time):
+# the same 1 KiB static file behind (a) a trivial mod_magnet header check
+# and (b) the orders-api example policy through the Lodestone gate (a
+# cached RS256 token from policies/demo-keys, rules, a rate limit too
+# generous to deny, identity headers, audit of denials). Runs alternate
+# a,b,a,b,a,b; prints requests/s, server CPU per request (utime+stime of
+# the lighttpd processes from /proc) and the medians and ratio b/a. Figures
+# only, never pass/fail on time; exits 1 only when responses were not 200.
+# usage: bench/lighttpd_wrk.sh BUILD_DIR TMPDIR   (from the project root)
+#   LS_BENCH_WRK_SECONDS (default 5) seconds per run, LS_BENCH_WRK_ROUNDS (3)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-build}" && pwd)
+tmp=${2:-${TMPDIR:-/tmp}}
+secs=${LS_BENCH_WRK_SECONDS:-5}
+rounds=${LS_BENCH_WRK_ROUNDS:-3}
+conns=16
+. "$root/tests/e2e/lib.sh" # e2e_free_port, e2e_wait_port
+
+for tool in lighttpd wrk curl lua5.4; do
+  command -v "$tool" >/dev/null || { echo "lighttpd_wrk: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
+done
+module=$build/lib/lua/5.4/lodestone/core.so
+[ -f "$module" ] || { echo "lighttpd_wrk: $module is missing: build target lodestone_lua54" >&2; exit 1; }
+if grep -q '^LS_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  echo "lighttpd_wrk: skipped: $build is a sanitizer build"
+  exit 0
+fi
+
+d=$(mktemp -d "$tmp/lighttpd-wrk-XXXXXX")
+pids=()
+declare -A pid url
+stop_servers() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  pids=()
+}
+# shellcheck disable=SC2317 # runs from the EXIT trap
+stop_all() {
+  stop_servers
+  rm -rf "$d"
+}
+trap stop_all EXIT
+
+# ---- the site, the policy, the token ----
+
+mkdir -p "$d/www/orders" "$d/rl" "$d/a" "$d/b"
+head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/orders/1k.html"
+url_path=/orders/1k.html
+
+# The example policy as shipped, with two changes: a rate limit that never
+# denies at these rates (one subject makes every request) and the audit log
+# in the temp dir. Its key files resolve against policies/ (base_dir).
+sed -e 's|rate_limit = {[^}]*}|rate_limit = { by = "subject", rate = 10000000, per = "1s", burst = 10000000 }|' \
+    -e "s|audit = { path = \"[^\"]*\"|audit = { path = \"$d/audit.log\"|" \
+    "$root/policies/orders-api.lua" > "$d/policy.lua"
+if ! grep -q 'rate = 10000000' "$d/policy.lua" ||
+   ! grep -q "path = \"$d/audit.log\", log = \"deny\"" "$d/policy.lua"; then
+  echo "lighttpd_wrk: policies/orders-api.lua changed shape: cannot set its rate limit and audit path" >&2
+  exit 1
+fi
+
+now=$(date +%s)
+claims="{\"iss\":\"https://id.example.com/\",\"aud\":\"orders\",\"sub\":\"bench-user\",\"iat\":$now,\"exp\":$((now + 3600)),\"scope\":\"openid orders:read\",\"realm_access\":{\"roles\":[\"user\"]},\"tenant\":\"acme\"}"
+token=$("$root/scripts/dev/mint-rs256.sh" "$root/policies/demo-keys/demo-signing-key.pem" demo-2026 "$claims")
+
+# (a) the trivial check. (b) the gate: the module paths are set once per
+# Lua state (package survives between requests; prepending on every
+# request would grow package.path without bound).
+cat > "$d/a/check.lua" <<'LUA'
+if lighty.r.req_header["X-Foo"] == "bar" then return 403 end
+return 0
+LUA
+cat > "$d/b/gate.lua" <<LUA
+local policy = package.loaded["lodestone.policy"]
+if not policy then
+  package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
+  package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
+  policy = require "lodestone.policy"
+end
+return policy.enforce(lighty, "$d/policy.lua", { rl_dir = "$d/rl", base_dir = "$root/policies" })
+LUA
+
+# server.max-worker = 1: lighttpd 1.4.69 then runs as one process (no
+# fork), so its utime+stime is the server's CPU; on two cores wrk -t1 takes
+# one and lighttpd the other. (Worker children, should there be any, are
+# counted too.)
+start() { # $1: a or b, $2: the magnet script
+  local port
+  port=$(e2e_free_port)
+  cat > "$d/$1/lighttpd.conf" <<CONF
+server.document-root = "$d/www"
+server.bind = "127.0.0.1"
+server.port = $port
+server.max-worker = 1
+server.errorlog = "$d/$1/error.log"
+server.modules = ( "mod_magnet" )
+magnet.attract-raw-url-to = ( "$2" )
+CONF
+  lighttpd -tt -f "$d/$1/lighttpd.conf" >/dev/null || { echo "lighttpd_wrk: lighttpd -tt failed ($1)" >&2; exit 1; }
+  # Its own session: lighttpd signals its process group to stop workers.
+  setsid lighttpd -D -f "$d/$1/lighttpd.conf" > "$d/$1/out" 2>&1 &
+  pids+=($!)
+  pid[$1]=$!
+  url[$1]=http://127.0.0.1:$port$url_path
+  e2e_wait_port "$port" || { echo "lighttpd_wrk: lighttpd ($1) did not start" >&2; cat "$d/$1/error.log" >&2; exit 1; }
+}
+start a "$d/a/check.lua"
+start b "$d/b/gate.lua"
+
+# Before measuring: both answer the benchmark's request with 200 and the
+# file, and both scripts are really in force ((a) refuses X-Foo: bar, (b)
+# a request without a token).
+for c in a b; do
+  got=$(curl -s -o "$d/$c/body" -w '%{http_code}' -H "Authorization: Bearer $token" "${url[$c]}")
+  if [ "$got" != 200 ] || ! cmp -s "$d/$c/body" "$d/www/orders/1k.html"; then
+    echo "lighttpd_wrk: error: ($c) answered $got, not 200 with the file" >&2
+    cat "$d/$c/error.log" >&2
+    exit 1
+  fi
+done
+got_a=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" -H "X-Foo: bar" "${url[a]}")
+got_b=$(curl -s -o /dev/null -w '%{http_code}' "${url[b]}")
+if [ "$got_a" != 403 ] || [ "$got_b" != 401 ]; then
+  echo "lighttpd_wrk: error: the scripts are not in force: (a) X-Foo: bar gave $got_a (want 403), (b) no token gave $got_b (want 401)" >&2
+  exit 1
+fi
+# That 401 is the one denial the audit log may hold.
+
+# ---- measuring ----
+
+tck=$(getconf CLK_TCK)
+# utime+stime in ticks of process $1 and its children.
+server_ticks() {
+  local p t=0 f
+  for p in "$1" $(ps -o pid= --ppid "$1"); do
+    # after "pid (comm) ": state is field 0, utime 11, stime 12
+    read -ra f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    t=$((t + f[11] + f[12]))
+  done
+  echo "$t"
+}
+
+# CPU ticks of the children this shell has waited for (wrk among them).
+client_ticks() {
+  local f
+  read -ra f < <(sed 's/^.*) //' "/proc/$$/stat")
+  echo $((f[13] + f[14]))
+}
+
+failed=0
+# run C SECONDS: one wrk run against config C; sets rps, reqs, cpu (us of
+# server CPU per request) and client (wrk's CPU, % of one core).
+run() {
+  local c=$1 s=$2 t0 t1 w0 w1 out bad errs
+  t0=$(server_ticks "${pid[$c]}")
+  w0=$(client_ticks)
+  out=$(timeout $((s + 30)) wrk -t1 -c"$conns" -d"${s}s" -H "Authorization: Bearer $token" "${url[$c]}" 2>&1) || {
+    echo "lighttpd_wrk: wrk failed: $out" >&2; exit 1; }
+  w1=$(client_ticks)
+  t1=$(server_ticks "${pid[$c]}")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+  errs=$(awk '/Socket errors:/' <<<"$out")
+  if [ -z "$reqs" ] || [ -z "$rps" ]; then echo "lighttpd_wrk: cannot read wrk output: $out" >&2; exit 1; fi
+  if [ -n "${bad:-}" ] && [ "$bad" != 0 ]; then
+    echo "lighttpd_wrk: error: ($c) $bad responses were not 2xx/3xx" >&2
+    failed=1
+  fi
+  if [ -n "$errs" ]; then echo "lighttpd_wrk: ($c) $errs" >&2; fi
+  rps=$(awk -v r="$rps" 'BEGIN { printf "%.0f", r }')
+  cpu=$(awk -v n="$reqs" -v t=$((t1 - t0)) -v k="$tck" 'BEGIN { printf "%.2f", t * 1e6 / k / n }')
+  client=$(awk -v t=$((w1 - w0)) -v k="$tck" -v s="$s" 'BEGIN { printf "%.0f", t * 100 / k / s }')
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "lighttpd $(lighttpd -v | sed -n 's/^lighttpd\/\([^ ]*\).*/\1/p') + wrk on 127.0.0.1: GET $url_path (1 KiB static file), keep-alive,"
+echo "  wrk -t1 -c$conns -d${secs}s, server.max-worker = 1, $rounds rounds alternating a,b; CPU = server utime+stime / requests"
+echo "  (a) trivial mod_magnet header check   (b) orders-api policy through the gate (RS256 token, cached)"
+run a 1 # warm-up: the gate compiles the policy and caches the token
+run b 1
+: > "$d/rps_a"; : > "$d/rps_b"; : > "$d/cpu_a"; : > "$d/cpu_b"
+for r in $(seq "$rounds"); do
+  for c in a b; do
+    run "$c" "$secs"
+    printf '  run %d%s  %9s req/s  %9s requests  %7s us server CPU/request  (wrk %s%% of a core)\n' \
+      "$r" "$c" "$rps" "$reqs" "$cpu" "$client"
+    echo "$rps" >> "$d/rps_$c"
+    echo "$cpu" >> "$d/cpu_$c"
+  done
+done
+ra=$(median < "$d/rps_a"); rb=$(median < "$d/rps_b")
+ca=$(median < "$d/cpu_a"); cb=$(median < "$d/cpu_b")
+printf '  median (a) %9.0f req/s  %7.2f us CPU/request\n' "$ra" "$ca"
+printf '  median (b) %9.0f req/s  %7.2f us CPU/request\n' "$rb" "$cb"
+awk -v ra="$ra" -v rb="$rb" -v ca="$ca" -v cb="$cb" 'BEGIN {
+  printf "  ratio b/a requests/s: %.3f (target >= 0.90)\n", rb / ra
+  printf "  policy cost: %+.2f us server CPU per request (b - a), CPU ratio b/a %.3f\n", cb - ca, cb / ca }'
+
+stop_servers # flushes the audit log
+lines=$( (grep -c . "$d/audit.log" 2>/dev/null) || true)
+denials=$((${lines:-0} - 1))
+echo "  denials in the audit log during the runs: $denials"
+if [ "$denials" != 0 ]; then
+  echo "lighttpd_wrk: error: the policy denied requests during the runs:" >&2
+  tail -3 "$d/audit.log" >&2
+  failed=1
+fi
+if grep -qi error "$d/b/error.log" 2>/dev/null; then
+  echo "lighttpd_wrk: lighttpd (b) logged:" >&2
+  tail -5 "$d/b/error.log" >&2
+fi
+exit "$failed"
