@@ -355,43 +355,76 @@ static ls_rc compile_jwt(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
     return LS_OK;
 }
 
-/* Identity from a verified token: subject, roles and scopes from their
- * claims, copied into the decision scratch. */
-static void jwt_identity(ls_policy_t *p, authn *a, ls_jwt_t *t, ls_identity *id, const char **roles,
-                         const char **scopes)
+/* The caller a verified token names, derived once per token and kept with
+ * it (ls_jwt_set_memo), so a cache hit costs no claim lookups. One block:
+ * this header, the two pointer arrays, then the strings. */
+typedef struct {
+    const char *subject; /* borrowed from the claims, which live as long */
+    size_t nroles, nscopes;
+    const char **roles, **scopes;
+} jwt_memo;
+
+static size_t claim_items(ls_jwt_t *t, const char *claim, const char *fallback, ls_jwt_str *items)
 {
-    json_t *claims = ls_jwt_claims(t);
-    id->authenticated = 1;
-    id->claims = claims;
-    id->subject = ls_jwt_subject(t);
-    if (a->subject_claim) {
-        json_t *s = ls_json_path(claims, a->subject_claim);
-        id->subject = json_is_string(s) ? json_string_value(s) : NULL;
-    }
-    ls_jwt_str items[POLICY_MAX_ITEMS];
     size_t n = 0;
-    if (ls_jwt_claim_strings_into(t, a->roles_claim ? a->roles_claim : "roles", items,
-                                  POLICY_MAX_ITEMS, &n, NULL) == LS_OK) {
-        for (size_t i = 0; i < n && i < POLICY_MAX_ITEMS; i++) {
-            const char *s = ls_policy_scratch(p, items[i].ptr, items[i].len);
-            if (s) roles[id->nroles++] = s;
-        }
+    if (ls_jwt_claim_strings_into(t, claim, items, POLICY_MAX_ITEMS, &n, NULL) != LS_OK &&
+        (fallback == NULL ||
+         ls_jwt_claim_strings_into(t, fallback, items, POLICY_MAX_ITEMS, &n, NULL) != LS_OK))
+        return 0;
+    return n < POLICY_MAX_ITEMS ? n : POLICY_MAX_ITEMS; /* more are dropped: fewer rights */
+}
+
+static jwt_memo *jwt_memo_build(const authn *a, ls_jwt_t *t)
+{
+    ls_jwt_str roles[POLICY_MAX_ITEMS], scopes[POLICY_MAX_ITEMS];
+    size_t nr = claim_items(t, a->roles_claim ? a->roles_claim : "roles", NULL, roles);
+    size_t ns = claim_items(t, a->scopes_claim ? a->scopes_claim : "scope",
+                            a->scopes_claim ? NULL : "scp", scopes);
+    size_t bytes = sizeof(jwt_memo) + (nr + ns) * sizeof(char *);
+    for (size_t i = 0; i < nr; i++) bytes += roles[i].len + 1;
+    for (size_t i = 0; i < ns; i++) bytes += scopes[i].len + 1;
+    jwt_memo *m = ls_malloc(bytes);
+    if (m == NULL) return NULL;
+    m->roles = (const char **)(m + 1);
+    m->scopes = m->roles + nr;
+    char *str = (char *)(m->scopes + ns);
+    m->nroles = nr;
+    m->nscopes = ns;
+    for (size_t i = 0; i < nr + ns; i++) {
+        const ls_jwt_str *it = i < nr ? &roles[i] : &scopes[i - nr];
+        memcpy(str, it->ptr, it->len);
+        str[it->len] = '\0';
+        m->roles[i] = str; /* roles and scopes are one array */
+        str += it->len + 1;
     }
-    n = 0;
-    if (ls_jwt_claim_strings_into(t, a->scopes_claim ? a->scopes_claim : "scope", items,
-                                  POLICY_MAX_ITEMS, &n, NULL) == LS_OK ||
-        (a->scopes_claim == NULL &&
-         ls_jwt_claim_strings_into(t, "scp", items, POLICY_MAX_ITEMS, &n, NULL) == LS_OK)) {
-        for (size_t i = 0; i < n && i < POLICY_MAX_ITEMS; i++) {
-            const char *s = ls_policy_scratch(p, items[i].ptr, items[i].len);
-            if (s) scopes[id->nscopes++] = s;
-        }
+    m->subject = ls_jwt_subject(t);
+    if (a->subject_claim) {
+        json_t *s = ls_json_path(ls_jwt_claims(t), a->subject_claim);
+        m->subject = json_is_string(s) ? json_string_value(s) : NULL;
     }
+    return m;
+}
+
+/* Fills id from a verified token; 0 when out of memory. */
+static int jwt_identity(const authn *a, ls_jwt_t *t, ls_identity *id)
+{
+    jwt_memo *m = ls_jwt_memo(t);
+    if (m == NULL) {
+        if ((m = jwt_memo_build(a, t)) == NULL) return 0;
+        ls_jwt_set_memo(t, m, ls_free);
+    }
+    id->authenticated = 1;
+    id->claims = ls_jwt_claims(t);
+    id->subject = m->subject;
+    id->roles = m->roles;
+    id->nroles = m->nroles;
+    id->scopes = m->scopes;
+    id->nscopes = m->nscopes;
+    return 1;
 }
 
 static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
-                            const char **roles, const char **scopes, const char **reason,
-                            const char **detail)
+                            const char **reason, const char **detail)
 {
     ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
     if (h.ptr == NULL || h.len < 7 || strncasecmp(h.ptr, "Bearer ", 7) != 0) return AUTHN_ABSENT;
@@ -414,7 +447,11 @@ static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *r
     }
     ls_jwt_free(p->token);
     p->token = t; /* claims stay alive until the next decision */
-    jwt_identity(p, a, t, id, roles, scopes);
+    if (!jwt_identity(a, t, id)) {
+        *reason = "internal_error";
+        *detail = "out of memory";
+        return AUTHN_REJECTED;
+    }
     return AUTHN_OK;
 }
 
@@ -461,8 +498,7 @@ static int query_param(ls_str q, const char *name, ls_str *out)
 }
 
 static authn_result run_apikey(ls_policy_t *p, authn *a, const ls_policy_request *req,
-                               ls_identity *id, const char **roles, const char **scopes,
-                               const char **reason, const char **detail)
+                               ls_identity *id, const char **reason, const char **detail)
 {
     ls_str key = {NULL, 0};
     if (a->header >= 0 && req->headers) key = req->headers[a->header];
@@ -478,10 +514,10 @@ static authn_result run_apikey(ls_policy_t *p, authn *a, const ls_policy_request
     (void)p;
     id->authenticated = 1;
     id->subject = e->subject;
-    for (size_t i = 0; i < e->nroles && id->nroles < POLICY_MAX_ITEMS; i++)
-        roles[id->nroles++] = e->roles[i];
-    for (size_t i = 0; i < e->nscopes && id->nscopes < POLICY_MAX_ITEMS; i++)
-        scopes[id->nscopes++] = e->scopes[i];
+    id->roles = e->roles;
+    id->nroles = e->nroles;
+    id->scopes = e->scopes;
+    id->nscopes = e->nscopes;
     return AUTHN_OK;
 }
 
@@ -590,8 +626,7 @@ static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *
 }
 
 static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_request *req,
-                                ls_identity *id, const char **roles, const char **reason,
-                                const char **detail)
+                                ls_identity *id, const char **reason, const char **detail)
 {
     ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
     if (h.ptr == NULL) return AUTHN_ABSENT;
@@ -616,8 +651,8 @@ static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_reques
     }
     id->authenticated = 1;
     id->subject = a->hook_subject;
-    for (size_t i = 0; i < a->n_hook_roles && id->nroles < POLICY_MAX_ITEMS; i++)
-        roles[id->nroles++] = a->hook_roles[i];
+    id->roles = (const char *const *)a->hook_roles;
+    id->nroles = a->n_hook_roles;
     return AUTHN_OK;
 }
 
@@ -745,14 +780,13 @@ void ls_authn_refresh(ls_policy_t *p, authn *a)
 }
 
 authn_result ls_authn_run(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
-                          const char **roles, const char **scopes, const char **reason,
-                          const char **detail)
+                          const char **reason, const char **detail)
 {
     switch (a->type) {
-    case AUTHN_JWT: return run_jwt(p, a, req, id, roles, scopes, reason, detail);
-    case AUTHN_APIKEY: return run_apikey(p, a, req, id, roles, scopes, reason, detail);
+    case AUTHN_JWT: return run_jwt(p, a, req, id, reason, detail);
+    case AUTHN_APIKEY: return run_apikey(p, a, req, id, reason, detail);
     case AUTHN_BASIC: return run_basic(p, a, req, id, reason, detail);
-    case AUTHN_WEBHOOK: return run_webhook(p, a, req, id, roles, reason, detail);
+    case AUTHN_WEBHOOK: return run_webhook(p, a, req, id, reason, detail);
     }
     return AUTHN_ABSENT;
 }

@@ -14,8 +14,6 @@
 
 typedef struct {
     ls_identity id;
-    const char *roles[POLICY_MAX_ITEMS];
-    const char *scopes[POLICY_MAX_ITEMS];
     const authn *via; /* authenticator that succeeded */
     const char *api_key_id;
     const char *www_auth; /* WWW-Authenticate for a 401 */
@@ -83,15 +81,31 @@ static const char *challenge(ls_policy_t *p, int token_was_bad)
 
 static int check_ip(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d)
 {
-    ls_str xff = {NULL, 0};
-    if (p->xff_header >= 0 && req->headers) xff = req->headers[p->xff_header];
-    uint8_t addr[LS_CIDR_ADDRBYTES];
-    ls_err err;
-    if (req->remote_addr.ptr == NULL ||
-        ls_cidr_client_addr(req->remote_addr.ptr, req->remote_addr.len, xff.ptr, xff.len,
-                            p->trusted, p->client, addr, &err) != LS_OK) {
+    if (req->remote_addr.ptr == NULL || req->remote_addr.len == 0) {
         deny(p, d, 403, "bad_client_address", NULL);
         return 0;
+    }
+    uint8_t addr[LS_CIDR_ADDRBYTES];
+    ls_err err;
+    if (p->trusted) {
+        /* Behind trusted proxies: X-Forwarded-For decides, in canonical form. */
+        ls_str xff = req->headers ? req->headers[p->xff_header] : (ls_str){NULL, 0};
+        if (ls_cidr_client_addr(req->remote_addr.ptr, req->remote_addr.len, xff.ptr, xff.len,
+                                p->trusted, p->client, addr, &err) != LS_OK) {
+            deny(p, d, 403, "bad_client_address", NULL);
+            return 0;
+        }
+    } else {
+        /* The peer as the server wrote it: parsed only when a set needs it. */
+        size_t n = req->remote_addr.len < sizeof p->client - 1 ? req->remote_addr.len
+                                                               : sizeof p->client - 1;
+        memcpy(p->client, req->remote_addr.ptr, n);
+        p->client[n] = '\0';
+        if ((p->ip_allow || p->ip_deny) &&
+            ls_cidr_parse_addr(req->remote_addr.ptr, req->remote_addr.len, addr, &err) != LS_OK) {
+            deny(p, d, 403, "bad_client_address", NULL);
+            return 0;
+        }
     }
     d->client = p->client;
     if (p->ip_deny && ls_cidr_set_contains_addr(p->ip_deny, addr)) {
@@ -113,11 +127,9 @@ static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
     for (size_t i = 0; i < p->n_authn; i++) {
         authn *a = &p->authn[i];
         const char *reason = NULL, *detail = NULL;
-        authn_result r = ls_authn_run(p, a, req, &c->id, c->roles, c->scopes, &reason, &detail);
+        authn_result r = ls_authn_run(p, a, req, &c->id, &reason, &detail);
         if (r == AUTHN_ABSENT) continue;
         if (r == AUTHN_OK) {
-            c->id.roles = c->roles;
-            c->id.scopes = c->scopes;
             c->via = a;
             d->subject = c->id.subject;
             return 1;
@@ -366,7 +378,10 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
                      ls_err *err)
 {
     if (p == NULL || req == NULL || d == NULL) return ls_err_set(err, LS_EINVAL, "NULL argument");
-    int64_t t0 = ls_clock_mono_ns(NULL);
+    /* One clock read serves the reload checks and the decision time. */
+    int64_t t0 = ls_clock_mono_ns(p->clock);
+    p->now_ms = t0 / 1000000;
+    p->now_valid = 1;
     memset(d, 0, sizeof *d);
     d->set_headers = p->set_headers;
     d->resp_headers = p->resp_headers;
@@ -382,7 +397,10 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
     }
 
     decide(p, req, d);
-    d->decision_us = (double)(ls_clock_mono_ns(NULL) - t0) / 1000.0;
-    audit(p, req, d);
+    p->now_valid = 0;
+    if (p->audit) {
+        d->decision_us = (double)(ls_clock_mono_ns(p->clock) - t0) / 1000.0;
+        audit(p, req, d);
+    }
     return LS_OK;
 }

@@ -1015,9 +1015,22 @@ ls_jwt_t *ls_jwt_ref(ls_jwt_t *t)
 void ls_jwt_free(ls_jwt_t *t)
 {
     if (t == NULL || --t->refs > 0) return;
+    if (t->memo_free) t->memo_free(t->memo);
     json_decref(t->header);
     json_decref(t->claims);
     ls_free(t);
+}
+
+void *ls_jwt_memo(const ls_jwt_t *t)
+{
+    return t->memo;
+}
+
+void ls_jwt_set_memo(ls_jwt_t *t, void *memo, void (*memo_free)(void *memo))
+{
+    if (t->memo_free) t->memo_free(t->memo);
+    t->memo = memo;
+    t->memo_free = memo_free;
 }
 
 json_t *ls_jwt_claims(const ls_jwt_t *t)

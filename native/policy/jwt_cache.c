@@ -18,7 +18,11 @@
 #define NIL          UINT32_MAX
 #define CAPACITY_MAX ((size_t)1 << 24)
 #define TTL_DEFAULT  300
-#define HASHED_TAIL  64 /* bytes of the token's end that select the bucket */
+/* Bytes of the token's end that select the bucket. Only verified tokens are
+ * stored, so these are signature bytes, unpredictable to anyone without the
+ * signing key; the hash is keyed per cache, and a hit compares the whole
+ * token. 16 bytes spread entries as well as 64 and hash in half the time. */
+#define HASHED_TAIL 16
 
 struct entry {
     uint64_t hash;

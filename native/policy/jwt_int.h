@@ -54,9 +54,18 @@ struct ls_jwt {
     double exp;      /* seconds; valid when has_exp */
     int has_exp;
     unsigned char key_fp[LS_JWK_FPBYTES]; /* the key that verified it */
+    void *memo;                           /* what a user derived from it, freed with it */
+    void (*memo_free)(void *memo);
 };
 
 /* ---- for the policy engine ---- */
+
+/* What a user of verified tokens derived from one (the policy engine keeps
+ * the caller's identity there), so that a cache hit need not derive it
+ * again. Tokens of one cache belong to one thread, so no locking. The memo
+ * is freed with memo_free when the last handle goes. */
+void *ls_jwt_memo(const ls_jwt_t *t);
+void ls_jwt_set_memo(ls_jwt_t *t, void *memo, void (*memo_free)(void *memo));
 
 /* The claims object of a verified token. Borrowed until ls_jwt_free. */
 json_t *ls_jwt_claims(const ls_jwt_t *t);

@@ -65,7 +65,7 @@ void ls_policy_notice(ls_policy_t *p, const ls_err *err)
 
 int ls_policy_watch_changed(ls_policy_t *p, file_watch *w, ls_err *err)
 {
-    int64_t now = ls_clock_mono_ns(p->clock) / 1000000;
+    int64_t now = p->now_valid ? p->now_ms : ls_clock_mono_ns(p->clock) / 1000000;
     if (w->checked && now - w->checked_ms < RELOAD_CHECK_MS) return 0;
     w->checked = 1;
     w->checked_ms = now;

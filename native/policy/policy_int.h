@@ -142,6 +142,9 @@ struct ls_policy {
     ls_assertion_t *assertion; /* signed identity for the backend, or NULL */
     char *assertion_header;
 
+    int64_t now_ms; /* monotonic ms read once per decision, when now_valid */
+    int now_valid;
+
     /* per-decision scratch, reused: decisions borrow from here */
     ls_buf path;   /* normalised path */
     ls_buf notice; /* pending reload notice */
@@ -195,11 +198,11 @@ typedef enum {
     AUTHN_REJECTED    /* credential present but invalid: deny 401 */
 } authn_result;
 
-/* Runs one authenticator. On AUTHN_OK fills id (strings borrowed from the
- * policy's scratch or key sets); on AUTHN_REJECTED sets *reason (stable
- * name) and *detail (for the audit log). */
+/* Runs one authenticator. On AUTHN_OK fills id (strings and arrays
+ * borrowed from the verified token, the key set or the declaration, valid
+ * for this decision); on AUTHN_REJECTED sets *reason (stable name) and
+ * *detail (for the audit log). */
 authn_result ls_authn_run(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
-                          const char **roles, const char **scopes, const char **reason,
-                          const char **detail);
+                          const char **reason, const char **detail);
 
 #endif

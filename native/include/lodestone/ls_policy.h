@@ -112,7 +112,7 @@ typedef struct {
     size_t body_len;
     const char *notice; /* a reload problem to log (e.g. a JWKS file that
                            failed to parse, old keys kept), or NULL */
-    double decision_us; /* time spent deciding */
+    double decision_us; /* time spent deciding; measured only when the policy audits */
 } ls_policy_decision;
 
 /* Decides one request. Fills *d, whose strings and arrays are borrowed
