@@ -23,14 +23,25 @@
 
 typedef struct {
     ls_policy_t *p;
-    int set_ref;         /* reused table of request headers to set */
-    int resp_ref;        /* reused table of response headers */
-    ls_manual_clock now; /* the clock when opts.now was given */
+    int set_ref;          /* reused table of request headers to set */
+    int resp_ref;         /* reused table of response headers */
+    int vals_ref;         /* reused array of identity header values (decide) */
+    ls_manual_clock now;  /* the clock when opts.now was given */
+    ls_policy_decision d; /* the last decision; borrows from p */
+    int has_d;
 } policy_box;
 
+/* For methods, whose upvalue 1 is the metatable: comparing with it is much
+ * cheaper than luaL_checkudata's registry lookup by name, on the hot path. */
 static policy_box *check_policy(lua_State *L, int idx)
 {
-    policy_box *b = luaL_checkudata(L, idx, POLICY_MT);
+    policy_box *b = lua_touserdata(L, idx);
+    int ok = b != NULL && lua_getmetatable(L, idx);
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok) b = luaL_checkudata(L, idx, POLICY_MT); /* raises the usual error */
     if (b->p == NULL) luaL_argerror(L, idx, "policy is closed");
     return b;
 }
@@ -42,7 +53,9 @@ static int l_policy_close(lua_State *L)
     b->p = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, b->set_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->resp_ref);
-    b->set_ref = b->resp_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->vals_ref);
+    b->set_ref = b->resp_ref = b->vals_ref = LUA_NOREF;
+    b->has_d = 0;
     return 0;
 }
 
@@ -86,12 +99,15 @@ static int l_policy_load(lua_State *L)
      * cannot leak it. */
     policy_box *b = lls_newuserdata(L, sizeof *b);
     b->p = NULL;
-    b->set_ref = b->resp_ref = LUA_NOREF;
+    b->set_ref = b->resp_ref = b->vals_ref = LUA_NOREF;
+    b->has_d = 0;
     luaL_setmetatable(L, POLICY_MT);
     lua_newtable(L);
     b->set_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     b->resp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    b->vals_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (now >= 0) {
         ls_manual_clock_init(&b->now, (int64_t)(now * 1000));
         opts.clock = &b->now.clock; /* lives in the box, as long as the policy */
@@ -141,13 +157,10 @@ static void push_opt_string(lua_State *L, const char *s)
         lua_pushnil(L);
 }
 
-/* pol:eval(method, path, query, host, remote_addr, body, h1, ..., hn)
- *   -> status, reason, set_headers, resp_headers, body, subject, notice, rule, detail
- * status 0 means allow; hi are the values of pol:headers() in order (nil
- * when absent). The two header tables are reused by the next call. */
-static int l_policy_eval(lua_State *L)
+/* Decides the request whose parts are the arguments from index 2 on:
+ * method, path, query, host, remote_addr, body, h1, ..., hn. */
+static ls_rc decide_args(lua_State *L, policy_box *b, ls_err *err)
 {
-    policy_box *b = check_policy(L, 1);
     size_t nh = ls_policy_header_count(b->p);
     ls_str headers[32];
     ls_policy_request req = {
@@ -160,25 +173,89 @@ static int l_policy_eval(lua_State *L)
         .headers = headers,
     };
     for (size_t i = 0; i < nh && i < 32; i++) headers[i] = arg_str(L, 8 + (int)i);
+    b->has_d = 0;
+    ls_rc rc = ls_policy_eval(b->p, &req, &b->d, err);
+    b->has_d = rc == LS_OK;
+    return rc;
+}
 
-    ls_policy_decision d;
+/* pol:eval(method, path, query, host, remote_addr, body, h1, ..., hn)
+ *   -> status, reason, set_headers, resp_headers, body, subject, notice, rule, detail
+ * status 0 means allow; hi are the values of pol:headers() in order (nil
+ * when absent). The two header tables are reused by the next call. The
+ * whole decision, for tools and tests; the gate uses pol:decide. */
+static int l_policy_eval(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
     ls_err err;
-    if (ls_policy_eval(b->p, &req, &d, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
-
+    if (decide_args(L, b, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
+    const ls_policy_decision *d = &b->d;
     lua_settop(L, 1);
-    lua_pushinteger(L, d.allow ? 0 : d.status);
-    push_opt_string(L, d.reason);
-    fill_headers(L, b->set_ref, d.set_headers, d.allow ? d.n_set_headers : 0);
-    fill_headers(L, b->resp_ref, d.resp_headers, d.n_resp_headers);
-    if (d.body)
-        lua_pushlstring(L, d.body, d.body_len);
+    lua_pushinteger(L, d->allow ? 0 : d->status);
+    push_opt_string(L, d->reason);
+    fill_headers(L, b->set_ref, d->set_headers, d->allow ? d->n_set_headers : 0);
+    fill_headers(L, b->resp_ref, d->resp_headers, d->n_resp_headers);
+    if (d->body)
+        lua_pushlstring(L, d->body, d->body_len);
     else
         lua_pushnil(L);
-    push_opt_string(L, d.subject);
-    push_opt_string(L, d.notice);
-    push_opt_string(L, d.rule);
-    push_opt_string(L, d.detail);
+    push_opt_string(L, d->subject);
+    push_opt_string(L, d->notice);
+    push_opt_string(L, d->rule);
+    push_opt_string(L, d->detail);
     return 9;
+}
+
+/* pol:decide(method, path, query, host, remote_addr, body, h1, ..., hn)
+ *   -> status, values, notice
+ * The gate's lean form of eval. values is an array (reused by the next
+ * call) aligned with pol:strip(): values[i] is what to set strip[i] to, or
+ * nil. On a denial (status >= 200) pol:response() gives the headers and
+ * body to send; pol:explain() tells why. */
+static int l_policy_decide(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    ls_err err;
+    if (decide_args(L, b, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
+    const ls_policy_decision *d = &b->d;
+    lua_settop(L, 1);
+    lua_pushinteger(L, d->allow ? 0 : d->status);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->vals_ref);
+    size_t n = ls_policy_strip_count(b->p);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ls_policy_strip_name(b->p, i), *value = NULL;
+        for (size_t j = 0; d->allow && j < d->n_set_headers; j++)
+            if (d->set_headers[j].name == name) value = d->set_headers[j].value;
+        push_opt_string(L, value);
+        lua_rawseti(L, -2, (lls_index)(i + 1));
+    }
+    push_opt_string(L, d->notice);
+    return 3;
+}
+
+/* pol:response() -> headers, body of the last decision (a denial) */
+static int l_policy_response(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    if (!b->has_d) return luaL_error(L, "policy:response(): no decision yet");
+    fill_headers(L, b->resp_ref, b->d.resp_headers, b->d.n_resp_headers);
+    if (b->d.body)
+        lua_pushlstring(L, b->d.body, b->d.body_len);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+/* pol:explain() -> reason, subject, rule, detail of the last decision */
+static int l_policy_explain(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    if (!b->has_d) return luaL_error(L, "policy:explain(): no decision yet");
+    push_opt_string(L, b->d.reason);
+    push_opt_string(L, b->d.subject);
+    push_opt_string(L, b->d.rule);
+    push_opt_string(L, b->d.detail);
+    return 4;
 }
 
 static int push_names(lua_State *L, size_t n, const char *(*name)(const ls_policy_t *, size_t),
@@ -310,14 +387,22 @@ static int l_monotonic_ms(lua_State *L)
 void lls_open_policy(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"eval", l_policy_eval},   {"headers", l_policy_headers},
-        {"strip", l_policy_strip}, {"needs_body", l_policy_needs_body},
-        {"name", l_policy_name},   {"flush", l_policy_flush},
-        {"close", l_policy_close}, {NULL, NULL},
+        {"eval", l_policy_eval},
+        {"decide", l_policy_decide},
+        {"response", l_policy_response},
+        {"explain", l_policy_explain},
+        {"headers", l_policy_headers},
+        {"strip", l_policy_strip},
+        {"needs_body", l_policy_needs_body},
+        {"name", l_policy_name},
+        {"flush", l_policy_flush},
+        {"close", l_policy_close},
+        {NULL, NULL},
     };
     if (luaL_newmetatable(L, POLICY_MT)) {
         lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
+        lua_pushvalue(L, -2);
+        luaL_setfuncs(L, methods, 1); /* the metatable is each method's upvalue */
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_policy_close);
         lua_setfield(L, -2, "__gc");
