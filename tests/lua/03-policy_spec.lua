@@ -4,6 +4,7 @@
 local lodestone = require("lodestone")
 local policy = require("lodestone.policy")
 local json = lodestone.json
+local unpack = table.unpack or unpack -- luacheck: ignore
 
 local SECRET = "0123456789abcdef0123456789abcdef"
 
@@ -169,6 +170,37 @@ describe("lodestone.policy", function()
       _G.print = old_print
       assert.equal(503, status)
       assert.equal('{"error":"policy_unavailable"}', r.resp_body.text)
+    end)
+  end)
+
+  describe("decide", function()
+    it("returns identity values aligned with strip(), and the response and reason of a denial", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local strip = pol:strip()
+      assert.same({ "X-Roles", "X-User" }, (function() local t = { unpack(strip) }; table.sort(t); return t end)())
+      local tok = mint { sub = "alice", exp = os.time() + 60, roles = { "admin" } }
+      local auth = "Bearer " .. tok
+      local status, vals, notice = pol:decide("GET", "/admin/x", nil, "h", "127.0.0.1", nil, auth)
+      assert.equal(0, status)
+      assert.is_nil(notice)
+      for i, name in ipairs(strip) do
+        assert.equal(name == "X-User" and "alice" or "admin", vals[i])
+      end
+      local reason, subject, rule = pol:explain()
+      assert.equal("allowed", reason)
+      assert.equal("alice", subject)
+      assert.equal("rules[3]", rule)
+
+      status, vals = pol:decide("GET", "/me", nil, "h", "127.0.0.1", nil, nil)
+      assert.equal(401, status)
+      for i = 1, #strip do assert.is_nil(vals[i]) end
+      local hdrs, body = pol:response()
+      assert.equal('{"error":"unauthorized"}', body)
+      assert.equal('Bearer realm="lua-spec"', hdrs["WWW-Authenticate"])
+      assert.equal("not_authenticated", (pol:explain()))
+      pol:close()
+      assert.has_error(function() pol:decide("GET", "/") end, "calling 'decide' on bad self (policy is closed)")
     end)
   end)
 
