@@ -38,6 +38,28 @@ char *th_path(const char *dir, const char *name)
     return p;
 }
 
+/* ---- tokens ---- */
+
+char *th_mint_hs256(const char *header_json, const char *payload_json, const char *key)
+{
+    ls_buf tok = LS_BUF_INIT, part = LS_BUF_INIT;
+    ls_base64url_encode(header_json, strlen(header_json), &tok, NULL);
+    ls_buf_putc(&tok, '.', NULL);
+    ls_base64url_encode(payload_json, strlen(payload_json), &part, NULL);
+    ls_buf_append(&tok, part.ptr, part.len, NULL);
+    unsigned char mac[LS_HMAC_SHA256_BYTES];
+    ls_hmac_sha256(key, strlen(key), tok.ptr, tok.len, mac);
+    ls_buf_clear(&part);
+    ls_base64url_encode(mac, sizeof mac, &part, NULL);
+    ls_buf_putc(&tok, '.', NULL);
+    ls_buf_append(&tok, part.ptr, part.len, NULL);
+    char *out = strdup((char *)tok.ptr);
+    ls_buf_free(&tok);
+    ls_buf_free(&part);
+    if (out == NULL) abort();
+    return out;
+}
+
 /* ---- failing allocator ---- */
 
 static long fail_at = -1; /* allocation index that fails; -1 never */

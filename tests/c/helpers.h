@@ -38,6 +38,10 @@ long th_alloc_count(void); /* allocations seen since install */
  * number of allocation points exercised. */
 long th_each_alloc_failure(ls_rc (*fn)(void *ud), void *ud);
 
+/* An HS256 JWS over the given header and payload JSON, signed with the
+ * NUL-terminated key. Caller frees with free(). */
+char *th_mint_hs256(const char *header_json, const char *payload_json, const char *key);
+
 /* Asserts rc == LS_OK, printing err's message otherwise. */
 #define th_ok(rc, err)                                                                     \
     do {                                                                                   \

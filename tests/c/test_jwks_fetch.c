@@ -191,21 +191,9 @@ static char *mint(const char *kid, const char *key)
     snprintf(hdr, sizeof hdr, "{\"alg\":\"HS256\",\"kid\":\"%s\",\"typ\":\"JWT\"}", kid);
     snprintf(payload, sizeof payload, "{\"sub\":\"alice\",\"exp\":%lld}",
              (long long)(NOW_S + 86400));
-    ls_buf tok = LS_BUF_INIT, part = LS_BUF_INIT;
-    ls_base64url_encode(hdr, strlen(hdr), &tok, NULL);
-    ls_buf_putc(&tok, '.', NULL);
-    ls_base64url_encode(payload, strlen(payload), &part, NULL);
-    ls_buf_append(&tok, part.ptr, part.len, NULL);
-    unsigned char mac[32];
-    ls_hmac_sha256(key, strlen(key), tok.ptr, tok.len, mac);
-    ls_buf_clear(&part);
-    ls_base64url_encode(mac, sizeof mac, &part, NULL);
-    ls_buf_putc(&tok, '.', NULL);
-    ls_buf_append(&tok, part.ptr, part.len, NULL);
-    char *out;
-    if (asprintf(&out, "Bearer %s", (char *)tok.ptr) < 0) abort();
-    ls_buf_free(&tok);
-    ls_buf_free(&part);
+    char *tok = th_mint_hs256(hdr, payload, key), *out;
+    if (asprintf(&out, "Bearer %s", tok) < 0) abort();
+    free(tok);
     return out;
 }
 

@@ -45,22 +45,7 @@ static const char SECRET[] = "0123456789abcdef0123456789abcdef"; /* 32 bytes */
 /* Mints an HS256 token over payload with key. Caller frees. */
 static char *mint(const char *payload, const char *key)
 {
-    ls_buf tok = LS_BUF_INIT, part = LS_BUF_INIT;
-    const char *hdr = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-    ls_base64url_encode(hdr, strlen(hdr), &tok, NULL);
-    ls_buf_putc(&tok, '.', NULL);
-    ls_base64url_encode(payload, strlen(payload), &part, NULL);
-    ls_buf_append(&tok, part.ptr, part.len, NULL);
-    unsigned char mac[32];
-    ls_hmac_sha256(key, strlen(key), tok.ptr, tok.len, mac);
-    ls_buf_clear(&part);
-    ls_base64url_encode(mac, sizeof mac, &part, NULL);
-    ls_buf_putc(&tok, '.', NULL);
-    ls_buf_append(&tok, part.ptr, part.len, NULL);
-    char *out = strdup((char *)tok.ptr);
-    ls_buf_free(&tok);
-    ls_buf_free(&part);
-    return out;
+    return th_mint_hs256("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", payload, key);
 }
 
 /* A request with Authorization and X-API-Key headers (in the order the
