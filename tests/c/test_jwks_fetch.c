@@ -183,6 +183,11 @@ static char *srv_url(const srv_t *s, const char *path)
     return u;
 }
 
+/* How long to wait for something the fetch thread does. Only a bound:
+ * every wait returns as soon as the event happens; it is generous because
+ * CI runs this under ASan beside other suites on two cores. */
+#define WAIT_MS 30000
+
 /* ---- tokens, files, policies ---- */
 
 static char *mint(const char *kid, const char *key)
@@ -455,7 +460,7 @@ static void test_jwks_fetch_policy_first_fetch_then_accepts(void **state)
     decide(p, t1, &dec);
     assert_int_equal(dec.status, 401);
     assert_string_equal(dec.reason, "unknown_kid");
-    wait_allowed(p, t1, 5000);
+    wait_allowed(p, t1, WAIT_MS);
     assert_int_equal(atomic_load(&s->requests), 1); /* the unknown kid asked for no second one */
 
     /* The cache file: default name, the served bytes, mode 0644. */
@@ -491,7 +496,7 @@ static void test_jwks_fetch_policy_restart_uses_cache_while_down(void **state)
     char *d = subdir("restart"), *url = srv_url(s, "/jwks");
     char *t1 = mint("k1", SECRET1);
     ls_policy_t *p = load(d, "restart", url);
-    wait_allowed(p, t1, 5000);
+    wait_allowed(p, t1, WAIT_MS);
     ls_policy_free(p);
     srv_stop(s); /* the provider is down: its port refuses connections */
 
@@ -509,7 +514,7 @@ static void test_jwks_fetch_policy_restart_uses_cache_while_down(void **state)
     p = load(d, "restart", url);
     decide(p, t1, &dec);
     assert_int_equal(dec.allow, 1);
-    wait_notice(p, t1, "keeping the cached keys", 5000);
+    wait_notice(p, t1, "keeping the cached keys", WAIT_MS);
     decide(p, t1, &dec);
     assert_int_equal(dec.allow, 1);
     char *text = read_text(cache);
@@ -530,7 +535,7 @@ static void test_jwks_fetch_policy_bad_responses_keep_cache(void **state)
     char *d = subdir("bad"), *url = srv_url(s, "/jwks");
     char *t1 = mint("k1", SECRET1);
     ls_policy_t *p = load(d, "bad", url);
-    wait_allowed(p, t1, 5000);
+    wait_allowed(p, t1, WAIT_MS);
     ls_policy_free(p);
     char *cache = find_cache(d, "bad");
 
@@ -547,7 +552,7 @@ static void test_jwks_fetch_policy_bad_responses_keep_cache(void **state)
         age_file(cache); /* so that a load refreshes at once */
         int before = atomic_load(&s->requests);
         p = load(d, "bad", url);
-        wait_notice(p, t1, cases[i].notice, 5000);
+        wait_notice(p, t1, cases[i].notice, WAIT_MS);
         assert_int_equal(atomic_load(&s->requests), before + 1);
         ls_policy_decision dec;
         decide(p, t1, &dec);
@@ -572,7 +577,7 @@ static void test_jwks_fetch_policy_damaged_cache_refetched(void **state)
     char *d = subdir("damaged"), *url = srv_url(s, "/jwks");
     char *t1 = mint("k1", SECRET1);
     ls_policy_t *p = load(d, "damaged", url);
-    wait_allowed(p, t1, 5000);
+    wait_allowed(p, t1, WAIT_MS);
     ls_policy_free(p);
     char *cache = find_cache(d, "damaged");
     write_text(cache, "{\"keys\": [");
@@ -582,7 +587,7 @@ static void test_jwks_fetch_policy_damaged_cache_refetched(void **state)
     decide(p, t1, &dec);
     assert_non_null(dec.notice);
     assert_non_null(strstr(dec.notice, "ignoring the cached keys"));
-    wait_allowed(p, t1, 5000);
+    wait_allowed(p, t1, WAIT_MS);
     assert_int_equal(atomic_load(&s->requests), 2);
     ls_policy_free(p);
     srv_stop(s);
@@ -602,14 +607,14 @@ static void test_jwks_fetch_policy_unknown_kid_refetches_once_a_minute(void **st
     ls_policy_t *p = load(d, "rotate", url);
     ls_policy_decision dec;
     decide(p, NULL, &dec); /* starts the fetcher */
-    wait_allowed(p, t1, 5000);
+    wait_allowed(p, t1, WAIT_MS);
     assert_int_equal(atomic_load(&s->requests), 1);
 
     /* The provider rotates; the first token with the new kid brings it. */
     srv_respond(s, 200, "", JWKS2, 0);
     decide(p, t2, &dec);
     assert_string_equal(dec.reason, "unknown_kid");
-    wait_allowed(p, t2, 5000);
+    wait_allowed(p, t2, WAIT_MS);
     assert_int_equal(atomic_load(&s->requests), 2);
     decide(p, t1, &dec); /* the old key is gone */
     assert_string_equal(dec.reason, "unknown_kid");
@@ -642,7 +647,7 @@ static void test_jwks_fetch_policy_free_during_slow_fetch(void **state)
     ls_policy_t *p = load(d, "slow", url);
     ls_policy_decision dec;
     decide(p, NULL, &dec);
-    wait_requests(s, 1, 5000); /* the server holds the response */
+    wait_requests(s, 1, WAIT_MS); /* the server holds the response */
     sleep_ms(50);
     int64_t t0 = now_ms();
     ls_policy_free(p);
@@ -719,7 +724,7 @@ static void test_jwks_fetch_refresh_failures_and_backoff(void **state)
         .refresh_ms = 100, .retry_min_ms = 20, .retry_max_ms = 80, .max_body = 4096};
     ls_jwks_fetch_t *f = fetcher(url, path, &o);
     uint64_t seen = 0;
-    WAIT_STAT(f, installs, 1, 5000);
+    WAIT_STAT(f, installs, 1, WAIT_MS);
     char *text = read_text(path);
     assert_string_equal(text, JWKS1);
     free(text);
@@ -741,7 +746,7 @@ static void test_jwks_fetch_refresh_failures_and_backoff(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         srv_respond(s, bad[i].status, bad[i].headers, bad[i].body, 0);
         uint64_t failures = stats(f).failures;
-        WAIT_STAT(f, failures, failures + 2, 5000);
+        WAIT_STAT(f, failures, failures + 2, WAIT_MS);
         expect_failure(f, &seen, bad[i].msg);
         text = read_text(path);
         assert_string_equal(text, JWKS1);
@@ -752,7 +757,7 @@ static void test_jwks_fetch_refresh_failures_and_backoff(void **state)
     memset(big, ' ', sizeof big);
     srv_respond_n(s, 200, "", big, sizeof big, 0);
     uint64_t failures = stats(f).failures;
-    WAIT_STAT(f, failures, failures + 2, 5000);
+    WAIT_STAT(f, failures, failures + 2, WAIT_MS);
     expect_failure(f, &seen, "larger than 4096 bytes");
 
     /* Backoff: failures come at 20, 40, 80, 80 ms..., not every few ms. */
@@ -766,13 +771,13 @@ static void test_jwks_fetch_refresh_failures_and_backoff(void **state)
 
     /* Recovered: the new keys replace the old, and nothing more to report. */
     srv_respond(s, 200, "", JWKS2, 0);
-    WAIT_STAT(f, installs, 2, 5000);
+    WAIT_STAT(f, installs, 2, WAIT_MS);
     text = read_text(path);
     assert_string_equal(text, JWKS2);
     free(text);
     ls_err err;
     (void)ls_jwks_fetch_poll(f, &seen, &err); /* failures from before the recovery */
-    WAIT_STAT(f, installs, 3, 5000);
+    WAIT_STAT(f, installs, 3, WAIT_MS);
     th_ok(ls_jwks_fetch_poll(f, &seen, &err), &err);
     ls_jwks_fetch_free(f);
     srv_stop(s);
@@ -828,7 +833,7 @@ static void test_jwks_fetch_processes_share_one_cache(void **state)
     char *d = subdir("shared"), *url = srv_url(s, "/jwks"), *path = th_path(d, "k.json");
     ls_jwks_fetch_opts o = {.refresh_ms = 200};
     ls_jwks_fetch_t *f1 = fetcher(url, path, &o);
-    WAIT_STAT(f1, installs, 1, 5000);
+    WAIT_STAT(f1, installs, 1, WAIT_MS);
     ls_jwks_fetch_t *f2 = fetcher(url, path, &o); /* as another worker would */
     sleep_ms(1200);
     /* About one fetch per 200 ms between them (7), not one each (13). */
@@ -853,17 +858,17 @@ static void test_jwks_fetch_requests_at_most_once_per_interval(void **state)
     char *d = subdir("asks"), *url = srv_url(s, "/jwks"), *path = th_path(d, "k.json");
     ls_jwks_fetch_opts o = {.refresh_ms = 600000, .kid_refetch_ms = 500};
     ls_jwks_fetch_t *f = fetcher(url, path, &o);
-    WAIT_STAT(f, installs, 1, 5000);
+    WAIT_STAT(f, installs, 1, WAIT_MS);
     assert_int_equal(stats(f).attempts, 1);
 
     ls_jwks_fetch_request(f); /* served at once */
-    WAIT_STAT(f, installs, 2, 5000);
+    WAIT_STAT(f, installs, 2, WAIT_MS);
     for (int i = 0; i < 40; i++) { /* within the interval: one more, at its end */
         ls_jwks_fetch_request(f);
         sleep_ms(5);
     }
     assert_int_equal(stats(f).attempts, 2);
-    WAIT_STAT(f, installs, 3, 5000);
+    WAIT_STAT(f, installs, 3, WAIT_MS);
     sleep_ms(300); /* nothing asked since: nothing fetched */
     ls_jwks_fetch_stats st = stats(f);
     assert_int_equal(st.attempts, 3);
@@ -902,7 +907,7 @@ static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
     char *d = subdir("fork"), *url = srv_url(s, "/jwks"), *path = th_path(d, "k.json");
     ls_jwks_fetch_opts o = {.refresh_ms = 600000};
     ls_jwks_fetch_t *f = fetcher(url, path, &o);
-    WAIT_STAT(f, installs, 1, 5000);
+    WAIT_STAT(f, installs, 1, WAIT_MS);
 
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -937,7 +942,7 @@ static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
 
     /* The parent's fetcher is untouched and still answers. */
     ls_jwks_fetch_request(f);
-    WAIT_STAT(f, installs, 2, 5000);
+    WAIT_STAT(f, installs, 2, WAIT_MS);
     ls_jwks_fetch_free(f);
     srv_stop(s);
     free(path);
