@@ -110,7 +110,7 @@ local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
---- policy.load(path, opts) -> compiled policy | nil, msg, code
+--- policy.load(path, opts) -> compiled policy, declaration | nil, msg, code
 -- Runs the policy file and compiles what it returns; relative file names in
 -- it resolve against the file's directory unless opts.base_dir says else.
 function M.load(path, opts)
@@ -123,7 +123,20 @@ function M.load(path, opts)
   o.base_dir = o.base_dir or dirname(path)
   local pol, msg, code = M.compile(decl, o)
   if not pol then return nil, path .. ": " .. msg, code end
-  return pol
+  return pol, decl
+end
+
+-- Which request attributes a declaration looks at beyond method, path and
+-- client address: each mod_magnet attribute read costs time per request.
+local function needs(decl)
+  local n = { query = false, host = false }
+  for _, a in ipairs(decl.authenticate or {}) do
+    if type(a) == "table" and a.query ~= nil then n.query = true end
+  end
+  for _, r in ipairs(decl.rules or {}) do
+    if type(r) == "table" and r.host ~= nil then n.host = true end
+  end
+  return n
 end
 
 -- ---- enforcing in mod_magnet ----
@@ -137,8 +150,9 @@ local function log(msg)
   print("lodestone: " .. msg)
 end
 
-local function install(st, pol)
+local function install(st, pol, decl)
   st.pol = pol
+  st.needs = needs(decl)
   st.headers = pol:headers()
   st.nheaders = #st.headers
   st.strip = pol:strip()
@@ -160,7 +174,7 @@ local function refresh(path, st, now, opts)
   st.stamp = stamp
   if pol then
     if st.pol then log("reloaded " .. path) end
-    install(st, pol)
+    install(st, pol, msg) -- (on success the second value is the declaration)
     st.error = nil
   else
     log(msg .. (st.pol and " (keeping the last good version)" or " (denying every request until it is fixed)"))
@@ -210,9 +224,10 @@ function M.enforce(lt, path, opts)
   end
   local attr = r.req_attr
   -- The raw path: the engine decodes it once, as the backend will.
+  local need = st.needs
   local status, vals, notice = pol:decide(attr["request.method"], attr["uri.path-raw"],
-    attr["uri.query"], attr["uri.authority"], attr["request.remote-addr"], body,
-    unpack(values, 1, st.nheaders))
+    need.query and attr["uri.query"] or nil, need.host and attr["uri.authority"] or nil,
+    attr["request.remote-addr"], body, unpack(values, 1, st.nheaders))
   if notice then log(notice) end
   if status == nil then -- the engine could not decide: fail closed
     log(tostring(vals))
