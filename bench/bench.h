@@ -42,7 +42,7 @@ static inline double bench_median_d(double *v, size_t n)
     return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
 }
 
-static inline void bench_die(const char *what, const char *msg)
+static inline _Noreturn void bench_die(const char *what, const char *msg)
 {
     fprintf(stderr, "bench: %s: %s\n", what, msg);
     exit(1);

@@ -188,6 +188,6 @@ int main(void)
     ls_apikey_free(set);
     bench_basic();
     bench_github(1024, 50000);
-    bench_github(64 * 1024, 1000);
+    bench_github((size_t)64 * 1024, 1000);
     return 0;
 }

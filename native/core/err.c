@@ -24,6 +24,7 @@ static const struct {
     [LS_EPERM] = {"EPERM", "unsafe or insufficient permissions"},
     [LS_EFORMAT] = {"EFORMAT", "unknown format or version"},
     [LS_EEXIST] = {"EEXIST", "already exists"},
+    [LS_ENONDET] = {"ENONDET", "non-determinism: the workflow diverged from its history"},
 };
 
 static int known(ls_rc rc)
@@ -41,6 +42,7 @@ const char *ls_rc_name(ls_rc rc)
     return known(rc) ? codes[rc].name : "EUNKNOWN";
 }
 
+#undef ls_err_set /* the analyser's model in ls_err.h: this is the real one */
 ls_rc ls_err_set(ls_err *err, ls_rc code, const char *fmt, ...)
 {
     if (err == NULL) return code;

@@ -43,7 +43,7 @@ static int l_cidr_new(lua_State *L)
     const char **entries = lls_newuserdata(L, (n ? n : 1) * sizeof *entries); /* 2 */
     luaL_checkstack(L, 8, "cidr.new");
     for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, 1, (lls_index)(i + 1));
+        lua_rawgeti(L, 1, (lls_index)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_argerror(L, 1,
                           lua_pushfstring(L, "entry %d: string expected, got %s", (int)(i + 1),

@@ -109,7 +109,7 @@ static size_t opt_strings(lua_State *L, int arg, const char *name, const char **
     size_t n = lua_rawlen(L, v);
     if (n > MAX_LIST) opt_error(L, arg, name, lua_pushfstring(L, "at most %d items", MAX_LIST));
     for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, v, (lls_index)(i + 1)); /* stays on the stack */
+        lua_rawgeti(L, v, (lls_index)i + 1); /* stays on the stack */
         if (lua_type(L, -1) != LUA_TSTRING)
             opt_error(L, arg, name,
                       lua_pushfstring(L, "item %d: string expected, got %s", (int)(i + 1),
@@ -424,7 +424,7 @@ static int l_cache(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         copts.capacity = (size_t)cache_field(L, "size", 1024, 1 << 24);
-        copts.ttl_s = cache_field(L, "ttl", 0, 86400 * 365);
+        copts.ttl_s = cache_field(L, "ttl", 0, INT64_C(86400) * 365);
     }
     lua_settop(L, 2);
     cache_box *b = lls_newuserdata(L, sizeof *b); /* index 3 */

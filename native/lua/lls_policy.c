@@ -227,7 +227,7 @@ static int l_policy_decide(lua_State *L)
         for (size_t j = 0; d->allow && j < d->n_set_headers; j++)
             if (d->set_headers[j].name == name) value = d->set_headers[j].value;
         push_opt_string(L, value);
-        lua_rawseti(L, -2, (lls_index)(i + 1));
+        lua_rawseti(L, -2, (lls_index)i + 1);
     }
     push_opt_string(L, d->notice);
     return 3;
@@ -264,7 +264,7 @@ static int push_names(lua_State *L, size_t n, const char *(*name)(const ls_polic
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_pushstring(L, name(p, i));
-        lua_rawseti(L, -2, (lls_index)(i + 1));
+        lua_rawseti(L, -2, (lls_index)i + 1);
     }
     return 1;
 }
@@ -380,7 +380,8 @@ static int l_monotonic_ms(lua_State *L)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)(ts.tv_nsec / 1000000));
+    long ms = ts.tv_nsec / 1000000; /* whole milliseconds */
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)ms);
     return 1;
 }
 

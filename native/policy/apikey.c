@@ -22,7 +22,7 @@
 #define HKEYBYTES   32u
 #define HASHBYTES   32u
 #define HKEY_B64LEN 44u /* padded base64 of 32 bytes */
-#define HASH_HEXLEN (2 * HASHBYTES)
+#define HASH_HEXLEN ((size_t)2 * HASHBYTES)
 #define KEYID_HEX   16u
 #define SUBJECT_MAX 256u
 #define LNAME_MAX   128u

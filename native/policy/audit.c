@@ -453,7 +453,6 @@ ls_rc ls_audit_open(ls_audit_t **out, const char *path, const ls_audit_opts *opt
     ls_rc rc = LS_ENOMEM;
     ls_audit_t *a = ls_calloc(1, sizeof *a);
     if (a == NULL) return ls_err_set(err, LS_ENOMEM, "audit log: out of memory");
-    a->fd = -1;
     pthread_mutex_init(&a->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -465,6 +464,7 @@ ls_rc ls_audit_open(ls_audit_t **out, const char *path, const ls_audit_opts *opt
     a->interval_ns =
         (o.flush_interval_ms ? o.flush_interval_ms : LS_AUDIT_INTERVAL_DEFAULT) * INT64_C(1000000);
     a->mode = o.mode ? o.mode : 0640;
+    a->fd = -1; /* no file yet, so ls_audit_close on the paths below has nothing to flush */
     a->path = ls_strdup(path);
     if (a->path == NULL) goto nomem;
     if (ls_buf_reserve(&a->buf, a->limit, err) != LS_OK) goto nomem;

@@ -39,7 +39,7 @@
 #include "lodestone/ls_clock.h"
 #include "lodestone/ls_err.h"
 
-#define LS_AUDIT_BUFFER_DEFAULT   (64 * 1024)
+#define LS_AUDIT_BUFFER_DEFAULT   ((size_t)64 * 1024)
 #define LS_AUDIT_INTERVAL_DEFAULT 1000 /* ms */
 #define LS_AUDIT_FIELD_MAX        8192 /* input bytes per string field */
 

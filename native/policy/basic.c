@@ -268,7 +268,7 @@ static ls_rc parse_lines(ls_basic_set_t *set, char *text, size_t len, ls_err *er
         if (s < stop && stop[-1] == '\r') stop--;
         while (stop > s && is_blank(stop[-1])) stop--;
         if (s == stop || *s == '#') continue;
-        uint32_t lm, lt;
+        uint32_t lm = 0, lt = 0; /* set by parse_line on LS_OK */
         ls_rc rc = parse_line(set, s, (size_t)(stop - s), line, &lm, &lt, err);
         if (rc != LS_OK) return rc;
         if (set->n == 1) m = lm, t = lt;

@@ -150,10 +150,8 @@ static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller
         const char *val = NULL;
         size_t vlen = 0;
         char kind = 'i';
-        if (l->by == RL_BY_SUBJECT && c->id.authenticated && c->id.subject) {
-            kind = 's';
-            val = c->id.subject;
-        } else if (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY) {
+        if ((l->by == RL_BY_SUBJECT && c->id.authenticated && c->id.subject) ||
+            (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY)) {
             kind = 's'; /* an API key's subject names the key's owner */
             val = c->id.subject;
         } else if (l->by == RL_BY_HEADER && req->headers && req->headers[l->header].ptr) {

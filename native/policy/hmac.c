@@ -14,7 +14,7 @@
 #include "lodestone/ls_hmac.h"
 
 #define MACBYTES      LS_HMAC_SHA256_BYTES
-#define HEX_LEN       (2 * MACBYTES)
+#define HEX_LEN       ((size_t)2 * MACBYTES)
 #define B64_LEN       44 /* padded */
 #define B64URL_LEN    43 /* unpadded */
 #define STRIPE_MAX    4096

@@ -292,10 +292,13 @@ static ls_rc reserve(ls_jwks_t *ks, size_t n, ls_err *err)
 
 /* ---- JWK members ---- */
 
-/* String member: LS_ENOTFOUND (err untouched) when absent. */
+/* String member: LS_ENOTFOUND (err untouched) when absent. *s and *len are
+ * NULL and 0 unless LS_OK. */
 static ls_rc member_str(const struct kctx *c, const json_t *obj, const char *field, const char **s,
                         size_t *len, ls_err *err)
 {
+    *s = NULL;
+    *len = 0;
     json_t *v = json_object_get(obj, field);
     if (v == NULL) return LS_ENOTFOUND;
     if (!json_is_string(v))
@@ -567,7 +570,7 @@ ls_rc ls_jwks_add_secret(ls_jwks_t *ks, const void *secret, size_t len, const ch
 {
     struct kctx c = {"HMAC secret", 0};
     /* A borrowed view of the secret: build_key only reads it. */
-    ls_buf s = {(unsigned char *)(uintptr_t)secret, len, len};
+    ls_buf s = {(unsigned char *)secret, len, len};
     ls_buf none = LS_BUF_INIT;
     ls_rc rc = check_alg_arg(alg, err);
     if (rc == LS_OK) rc = reserve(ks, 1, err);

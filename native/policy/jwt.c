@@ -727,7 +727,8 @@ static ls_rc select_key(const ls_jwks_t *ks, struct jws *j, ls_jwt_reason *reaso
     for (size_t i = 0; i < ks->n; i++) {
         const ls_jwk *k = &ks->keys[i];
         if (j->kid != NULL) {
-            if (k->kid == NULL || k->kid_len != j->kid_len || memcmp(k->kid, j->kid, j->kid_len))
+            if (k->kid == NULL || k->kid_len != j->kid_len ||
+                memcmp(k->kid, j->kid, j->kid_len) != 0)
                 continue;
             if (named == NULL) named = k;
         }

@@ -143,7 +143,7 @@ ls_rc ls_jwt_cache_new(ls_jwt_cache_t **out, const ls_jwt_cache_opts *copts,
 {
     if (copts == NULL || copts->capacity == 0 || copts->capacity > CAPACITY_MAX)
         return ls_err_set(err, LS_EINVAL, "cache capacity must be 1 to %zu", CAPACITY_MAX);
-    if (copts->ttl_s < 0 || copts->ttl_s > 86400 * 365)
+    if (copts->ttl_s < 0 || copts->ttl_s > INT64_C(86400) * 365)
         return ls_err_set(err, LS_EINVAL, "cache ttl must be 0 to one year, got %lld s",
                           (long long)copts->ttl_s);
     ls_rc rc = ls_jwt_opts_check(vopts, err);
@@ -303,7 +303,7 @@ ls_rc ls_jwt_cache_verify(ls_jwt_cache_t *c, const ls_jwks_t *keys, const char *
     if (c == NULL || keys == NULL || (token == NULL && len > 0))
         return ls_err_set(err, LS_EINVAL, "cache, keys and token are required");
     size_t max = c->opts.max_token_len ? c->opts.max_token_len : LS_JWT_MAX_TOKEN_DEFAULT;
-    if (len > max) { /* never hash an oversized token: let verify reject it */
+    if (len == 0 || len > max) { /* never hash an empty or oversized token: let verify reject it */
         c->st.misses++;
         return ls_jwt_verify(out, keys, token, len, &c->opts, reason, err);
     }

@@ -119,7 +119,8 @@ static ls_rc compile_ip(ls_policy_t *p, const json_t *ip, ls_err *err)
     json_t *v;
     json_object_foreach((json_t *)ip, key, v)
     {
-        if (strcmp(key, "allow") && strcmp(key, "deny") && strcmp(key, "trusted_proxies"))
+        if (strcmp(key, "allow") != 0 && strcmp(key, "deny") != 0 &&
+            strcmp(key, "trusted_proxies") != 0)
             return ls_err_set(err, LS_EINVAL,
                               "ip: unknown field '%s' (allow, deny, trusted_proxies)", key);
     }
@@ -144,7 +145,8 @@ static ls_rc compile_limit(ls_policy_t *p, const json_t *d, const char *field, l
     json_t *v;
     json_object_foreach((json_t *)d, key, v)
     {
-        if (strcmp(key, "by") && strcmp(key, "rate") && strcmp(key, "per") && strcmp(key, "burst"))
+        if (strcmp(key, "by") != 0 && strcmp(key, "rate") != 0 && strcmp(key, "per") != 0 &&
+            strcmp(key, "burst") != 0)
             return ls_err_set(err, LS_EINVAL, "%s: unknown field '%s' (by, rate, per, burst)",
                               field, key);
     }
@@ -264,7 +266,7 @@ static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts
     json_t *v;
     json_object_foreach((json_t *)d, key, v)
     {
-        if (strcmp(key, "path") && strcmp(key, "log"))
+        if (strcmp(key, "path") != 0 && strcmp(key, "log") != 0)
             return ls_err_set(err, LS_EINVAL, "audit: unknown field '%s' (path, log)", key);
     }
     const char *path, *log = "all";
@@ -318,8 +320,8 @@ static ls_rc compile_assertion(ls_policy_t *p, const json_t *d, ls_err *err)
     json_t *v;
     json_object_foreach((json_t *)d, key, v)
     {
-        if (strcmp(key, "header") && strcmp(key, "ttl") && strcmp(key, "key_file") &&
-            strcmp(key, "audience"))
+        if (strcmp(key, "header") != 0 && strcmp(key, "ttl") != 0 && strcmp(key, "key_file") != 0 &&
+            strcmp(key, "audience") != 0)
             return ls_err_set(err, LS_EINVAL,
                               "assertion: unknown field '%s' (header, ttl, key_file, audience)",
                               key);

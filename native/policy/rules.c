@@ -454,7 +454,7 @@ static ls_rc compile_path(ls_rules_t *r, ls_rule *rule, const char *pat, size_t 
     lit[lit_len] = '\0';
     rule->lit = lit;
     rule->lit_len = lit_len;
-    rule->lit1 = lit_len > 1 ? lit[1] : '\0';
+    rule->lit1 = (char)(lit_len > 1 ? lit[1] : '\0');
     rule->segs = segs;
     rule->nsegs = ns;
     if (ns == 0)
@@ -497,7 +497,7 @@ static ls_rc compile_rule(ls_rules_t *r, ls_rule *rule, const json_t *obj, size_
     if (rc == LS_OK) {
         struct str *roles;
         rc = str_list(r, v, "roles", idx, &roles, &rule->nroles, err);
-        rule->roles = roles;
+        if (rc == LS_OK) rule->roles = roles;
     }
     if (rc != LS_OK && rc != LS_ENOTFOUND) goto fail;
 
@@ -505,7 +505,7 @@ static ls_rc compile_rule(ls_rules_t *r, ls_rule *rule, const json_t *obj, size_
     if (rc == LS_OK) {
         struct str *scopes;
         rc = str_list(r, v, "scopes", idx, &scopes, &rule->nscopes, err);
-        rule->scopes = scopes;
+        if (rc == LS_OK) rule->scopes = scopes;
     }
     if (rc != LS_OK && rc != LS_ENOTFOUND) goto fail;
 

@@ -16,6 +16,7 @@ static void test_err_names_and_texts(void **state)
     assert_string_equal(ls_rc_name(LS_ENOTFOUND), "ENOTFOUND");
     assert_string_equal(ls_rc_name(LS_EAUTH), "EAUTH");
     assert_string_equal(ls_rc_name(LS_EEXIST), "EEXIST");
+    assert_string_equal(ls_rc_name(LS_ENONDET), "ENONDET");
     assert_string_equal(ls_rc_name((ls_rc)999), "EUNKNOWN");
     assert_string_equal(ls_strerror(LS_ENOMEM), "out of memory");
     assert_string_equal(ls_strerror((ls_rc)-1), "unknown error");

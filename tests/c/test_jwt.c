@@ -215,7 +215,7 @@ static size_t sign_pkey(EVP_PKEY *pk, const char *alg, const ls_buf *in, unsigne
     BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, fs);
     BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + fs, fs);
     ECDSA_SIG_free(es);
-    return (size_t)(2 * fs);
+    return 2 * (size_t)fs;
 }
 
 /* b64u(header).b64u(payload).b64u(signature by alg's method). Caller frees
@@ -610,7 +610,7 @@ static void test_jwt_es_signature_length_is_exact(void **state)
         ls_buf_append(&alt, t, (size_t)(dot - t) + 1, &err);
         unsigned char longer[65] = {0};
         memcpy(longer + (delta > 0), sig.ptr, 64 - (delta < 0));
-        put_b64u(&alt, longer, (size_t)(64 + delta));
+        put_b64u(&alt, longer, delta > 0 ? 65 : 63);
         expect(ks, (char *)alt.ptr, &o, LS_JWT_BAD_SIGNATURE);
     }
     /* A DER signature where R||S belongs. */
@@ -816,7 +816,11 @@ static void test_jwt_attack_non_strict_base64url(void **state)
     spare[slen - 1] = (char)(spare[slen - 1] + 1);
     snprintf(padded, sizeof padded, "%s==", s);
     strcpy(plus, s);
-    for (char *c = plus; *c; c++) *c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
+    for (char *c = plus; *c; c++)
+        if (*c == '-')
+            *c = '+';
+        else if (*c == '_')
+            *c = '/';
     snprintf(spaced, sizeof spaced, "%.40s %s", s, s + 40);
     variants[0] = spare;
     variants[1] = padded;

@@ -258,7 +258,7 @@ static void test_policy_denials_have_status_and_reason(void **state)
     assert_int_equal(d.status, 400);
     assert_string_equal(d.reason, "bad_path");
 
-    ls_manual_clock_advance(&mc, 3600 * 1000); /* token expired */
+    ls_manual_clock_advance(&mc, INT64_C(3600) * 1000); /* token expired */
     r.path = "/me";
     decide(p, &r, &d);
     assert_int_equal(d.status, 401);

@@ -41,7 +41,8 @@ typedef enum {
     LS_EBUSY,     /* resource held by someone else (e.g. a locked store) */
     LS_EPERM,     /* unsafe or insufficient permissions (e.g. key file mode) */
     LS_EFORMAT,   /* data in a format or version this build does not know */
-    LS_EEXIST     /* already exists */
+    LS_EEXIST,    /* already exists */
+    LS_ENONDET    /* a workflow's code diverged from its recorded history */
 } ls_rc;
 
 #define LS_ERR_MSGMAX 200
@@ -62,6 +63,11 @@ LS_API const char *ls_rc_name(ls_rc rc);
 /* Fills err (if not NULL) with code and a formatted message, truncated to
  * fit. Returns code, so a failing path can `return ls_err_set(...)`. */
 LS_API ls_rc ls_err_set(ls_err *err, ls_rc code, const char *fmt, ...) LS_PRINTF(3, 4);
+#ifdef __clang_analyzer__
+/* For clang's static analyser only, which cannot look into err.c: spells out
+ * that the result is code, so `return ls_err_set(...)` is never read as LS_OK. */
+#define ls_err_set(err, code, ...) ((ls_err_set)((err), (code), __VA_ARGS__), (ls_rc)(code))
+#endif
 
 /* Puts "prefix: " in front of err's message (if err is not NULL), keeping
  * the code. Returns err's code (LS_OK when err is NULL). Used to add context
