@@ -301,7 +301,11 @@ static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_
         .decision_us = d->decision_us,
     };
     char reason[LS_ERR_MSGMAX + 64];
-    if (d->detail) {
+    size_t reason_len = strlen(d->reason);
+    if (d->detail && strncmp(d->detail, d->reason, reason_len) == 0 &&
+        d->detail[reason_len] == ':') {
+        r.reason = d->detail; /* already "reason: detail" (JWT messages are) */
+    } else if (d->detail) {
         snprintf(reason, sizeof reason, "%s: %s", d->reason, d->detail);
         r.reason = reason;
     }
