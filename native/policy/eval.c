@@ -6,6 +6,7 @@
  * nothing once the reused buffers have grown. */
 #include "ls_config.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -164,11 +165,19 @@ static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller
             val = p->client;
         }
         if (vlen == 0) vlen = strlen(val);
-        if (vlen > sizeof key - 8) vlen = sizeof key - 8;
         size_t plen = strlen(l->prefix);
         memcpy(key, l->prefix, plen);
         key[plen] = kind;
-        memcpy(key + plen + 1, val, vlen);
+        if (vlen > sizeof key - 16) {
+            /* A long value (a header can be kilobytes) keys by its digest, so
+             * values that differ only at the end never share a budget. */
+            key[plen] = (char)(kind - 'a' + 'A');
+            crypto_generichash((unsigned char *)key + plen + 1, 32, (const unsigned char *)val,
+                               vlen, NULL, 0);
+            vlen = 32;
+        } else {
+            memcpy(key + plen + 1, val, vlen);
+        }
         ls_rl_result r;
         ls_err err;
         if (ls_rl_take(p->rl, key, plen + 1 + vlen, &l->limit, 1, p->clock, &r, &err) != LS_OK) {

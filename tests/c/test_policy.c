@@ -382,6 +382,36 @@ static void test_policy_api_key_and_rate_limit(void **state)
     ls_policy_free(p);
 }
 
+static void test_policy_rate_limit_by_header_keeps_long_values_apart(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    ls_policy_t *p = load("{\"name\":\"hdr-rl\",\"rules\":[{\"allow\":\"anyone\"}],"
+                          "\"rate_limit\":{\"by\":\"header:X-Tenant\",\"rate\":1,\"per\":\"1m\","
+                          "\"burst\":1}}",
+                          LS_POLICY_PRIVATE_RL);
+    char a[2001], b[2001];
+    memset(a, 'x', 2000);
+    a[2000] = '\0';
+    memcpy(b, a, sizeof b);
+    b[1999] = 'y'; /* differs only in the last byte */
+    ls_policy_decision d;
+    req_spec r = {.path = "/", .tenant = a};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 429); /* the same tenant again */
+    r.tenant = b;
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1); /* another tenant has its own budget */
+    r.tenant = "short";
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 429);
+    ls_policy_free(p);
+}
+
 static void test_policy_ip_rules_and_trusted_proxies(void **state)
 {
     (void)state;
@@ -663,6 +693,7 @@ int main(void)
         cmocka_unit_test(test_policy_claims_and_forged_identity),
         cmocka_unit_test(test_policy_audit_log_has_decisions_and_no_token),
         cmocka_unit_test(test_policy_api_key_and_rate_limit),
+        cmocka_unit_test(test_policy_rate_limit_by_header_keeps_long_values_apart),
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
         cmocka_unit_test(test_policy_github_webhook),
