@@ -7,8 +7,30 @@
 
 #include "ls_json.h"
 
+/* JSON text never holds a raw NUL byte (inside strings it must be written
+ * \u0000), but jansson skips one that directly follows a number or a
+ * keyword: refuse them all first. */
+static ls_rc reject_nul(const char *text, size_t len, ls_err *err)
+{
+    const char *nul = memchr(text, '\0', len);
+    if (nul == NULL) return LS_OK;
+    size_t pos = (size_t)(nul - text), line = 1, col = 1;
+    for (size_t i = 0; i < pos; i++) {
+        if (text[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    return ls_err_set(err, LS_EINVAL, "line %zu column %zu (byte %zu): NUL byte in JSON text", line,
+                      col, pos);
+}
+
 ls_rc ls_json_parse(const char *text, size_t len, json_t **out, ls_err *err)
 {
+    ls_rc rc = reject_nul(text, len, err);
+    if (rc != LS_OK) return rc;
     json_error_t je;
     json_t *v =
         json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);

@@ -343,6 +343,12 @@ static void test_json_parse_reports_position(void **state)
     assert_int_equal(ls_json_parse(dup, strlen(dup), &v, &err), LS_EINVAL);
     assert_non_null(strstr(err.msg, "duplicate"));
 
+    /* A raw NUL byte is never JSON (jansson alone would skip one after 1). */
+    assert_int_equal(ls_json_parse("[1\0]", 4, &v, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "line 1 column 3 (byte 2): NUL byte in JSON text");
+    assert_int_equal(ls_json_parse("{\n\"a\":\0}", 8, &v, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "line 2 column 5 (byte 6): NUL byte in JSON text");
+
     assert_int_equal(ls_json_parse("", 0, &v, &err), LS_EINVAL);
     assert_int_equal(ls_json_parse("[1] x", 5, &v, &err), LS_EINVAL);
 }
