@@ -1130,7 +1130,7 @@ static void test_fuzz_cidr_parse_addr(void **state)
         char text[LS_CIDR_TEXTMAX];
         ls_cidr_format_addr(a, text);
         uint8_t back[16];
-        if (ls_cidr_parse_addr(text, strlen(text), back, &err) != LS_OK || memcmp(a, back, 16))
+        if (ls_cidr_parse_addr(text, strlen(text), back, &err) != LS_OK || memcmp(a, back, 16) != 0)
             bug(in.p, in.len, "formatted as \"%s\", which does not parse back", text);
     }
     print_message("cidr_parse_addr: %ld iterations, %ld addresses\n", n, ok);
@@ -1218,7 +1218,8 @@ static void test_fuzz_cidr_client_addr(void **state)
             bug(xin.p, xin.len, "client %s differs from reference", out);
         if (memchr(out, '\0', sizeof out) == NULL) bug(xin.p, xin.len, "out not NUL-terminated");
         uint8_t back[16];
-        if (ls_cidr_parse_addr(out, strlen(out), back, NULL) != LS_OK || memcmp(back, addr, 16))
+        if (ls_cidr_parse_addr(out, strlen(out), back, NULL) != LS_OK ||
+            memcmp(back, addr, 16) != 0)
             bug(xin.p, xin.len, "text \"%s\" and binary client disagree", out);
     }
     print_message("cidr_client_addr: %ld iterations\n", n);
@@ -1371,7 +1372,7 @@ static void test_fuzz_hmac_github(void **state)
         check_err(rc, &err, in.p, in.len);
         if ((rc == LS_OK) != (why == LS_HMAC_OK)) bug(in.p, in.len, "rc and reason disagree");
         if (rc != LS_OK &&
-            strncmp(err.msg, ls_hmac_reason_name(why), strlen(ls_hmac_reason_name(why))))
+            strncmp(err.msg, ls_hmac_reason_name(why), strlen(ls_hmac_reason_name(why))) != 0)
             bug(in.p, in.len, "message \"%s\" does not start with the reason", err.msg);
         const unsigned char *p = in.p;
         size_t len = in.len;
@@ -1688,6 +1689,8 @@ static void test_fuzz_event_decode(void **state)
     "\"trusted_proxies\":[\"127.0.0.1\"]},"                                                       \
     "\"audit\":{\"path\":\"audit.log\",\"log\":\"all\"}}"
 
+/* Long seeds are written as adjacent literals on purpose. */
+/* NOLINTBEGIN(clang-diagnostic-string-concatenation) */
 static const char *const POLICIES[] = {
     POLICY_ORDERS,
     "{\"name\":\"keys\",\"authenticate\":[{\"type\":\"api_key\",\"keys\":\"api-keys\"},"
@@ -1701,6 +1704,7 @@ static const char *const POLICIES[] = {
     "{\"name\":\"users\",\"authenticate\":[{\"type\":\"basic\",\"users\":\"htpasswd\",\"realm\":"
     "\"x\"}],\"rules\":[{\"path\":\"/a/*/b/**\",\"allow\":\"anyone\"},{\"path\":\"/\"}]}",
 };
+/* NOLINTEND(clang-diagnostic-string-concatenation) */
 
 static const char *const policy_dict[] = {
     "\"",
