@@ -16,26 +16,11 @@
 #include <openssl/x509.h>
 
 #include "bench.h"
+#include "bench_jose.h"
 #include "lodestone/ls_base64.h"
 #include "lodestone/ls_jwt.h"
 
 #define ROUNDS 9
-
-static void b64u(ls_buf *b, const void *p, size_t n)
-{
-    ls_err err;
-    if (ls_base64url_encode(p, n, b, &err) != LS_OK) bench_die("base64url", err.msg);
-}
-
-static void put_bn(ls_buf *b, const EVP_PKEY *pk, const char *name, int pad)
-{
-    BIGNUM *bn = NULL;
-    unsigned char raw[512];
-    if (EVP_PKEY_get_bn_param(pk, name, &bn) != 1) bench_die("key", name);
-    int n = pad ? BN_bn2binpad(bn, raw, pad) : BN_bn2bin(bn, raw);
-    b64u(b, raw, (size_t)n);
-    BN_free(bn);
-}
 
 /* A JWKS with the four keys. */
 static void make_jwks(ls_buf *b, EVP_PKEY *rsa, EVP_PKEY *ec, EVP_PKEY *ed,
@@ -58,45 +43,6 @@ static void make_jwks(ls_buf *b, EVP_PKEY *rsa, EVP_PKEY *ec, EVP_PKEY *ed,
     ls_buf_printf(b, &err, "\"},{\"kty\":\"oct\",\"kid\":\"hs\",\"k\":\"");
     b64u(b, secret, slen);
     ls_buf_printf(b, &err, "\"}]}");
-}
-
-/* header.payload.signature for alg with key pk (or the HMAC secret). */
-static char *sign_token(const char *alg, const char *kid, EVP_PKEY *pk, const unsigned char *secret,
-                        size_t slen, const char *payload)
-{
-    ls_buf t = LS_BUF_INIT;
-    ls_err err;
-    char header[128];
-    snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", alg, kid);
-    b64u(&t, header, strlen(header));
-    ls_buf_putc(&t, '.', &err);
-    b64u(&t, payload, strlen(payload));
-    unsigned char sig[512];
-    size_t n = sizeof sig;
-    if (alg[0] == 'H') {
-        if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, secret, slen, t.ptr, t.len, sig, n, &n))
-            bench_die("sign", alg);
-    } else {
-        int ed = alg[0] == 'E' && alg[1] == 'd';
-        EVP_MD_CTX *m = EVP_MD_CTX_new();
-        if (EVP_DigestSignInit_ex(m, NULL, ed ? NULL : "SHA256", NULL, NULL, pk, NULL) != 1 ||
-            EVP_DigestSign(m, sig, &n, t.ptr, t.len) != 1)
-            bench_die("sign", alg);
-        EVP_MD_CTX_free(m);
-        if (alg[0] == 'E' && !ed) { /* DER to R||S */
-            const unsigned char *p = sig;
-            ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)n);
-            BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32);
-            BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32);
-            ECDSA_SIG_free(es);
-            n = 64;
-        }
-    }
-    ls_buf_putc(&t, '.', &err);
-    b64u(&t, sig, n);
-    char *s = strdup((char *)t.ptr);
-    ls_buf_free(&t);
-    return s;
 }
 
 /* ---- timed loops: each returns ns per operation for one round ---- */
