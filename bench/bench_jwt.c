@@ -22,29 +22,6 @@
 
 #define ROUNDS 9
 
-/* A JWKS with the four keys. */
-static void make_jwks(ls_buf *b, EVP_PKEY *rsa, EVP_PKEY *ec, EVP_PKEY *ed,
-                      const unsigned char *secret, size_t slen)
-{
-    ls_err err;
-    ls_buf_printf(b, &err, "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"rsa\",\"n\":\"");
-    put_bn(b, rsa, OSSL_PKEY_PARAM_RSA_N, 0);
-    ls_buf_printf(b, &err, "\",\"e\":\"");
-    put_bn(b, rsa, OSSL_PKEY_PARAM_RSA_E, 0);
-    ls_buf_printf(b, &err, "\"},{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec\",\"x\":\"");
-    put_bn(b, ec, OSSL_PKEY_PARAM_EC_PUB_X, 32);
-    ls_buf_printf(b, &err, "\",\"y\":\"");
-    put_bn(b, ec, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
-    unsigned char raw[32];
-    size_t n = sizeof raw;
-    EVP_PKEY_get_raw_public_key(ed, raw, &n);
-    ls_buf_printf(b, &err, "\"},{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"ed\",\"x\":\"");
-    b64u(b, raw, n);
-    ls_buf_printf(b, &err, "\"},{\"kty\":\"oct\",\"kid\":\"hs\",\"k\":\"");
-    b64u(b, secret, slen);
-    ls_buf_printf(b, &err, "\"}]}");
-}
-
 /* ---- timed loops: each returns ns per operation for one round ---- */
 
 static double time_verify(const ls_jwks_t *ks, const char *token, const ls_jwt_opts *o, int n)

@@ -37,26 +37,6 @@ static const char *dir;
 
 /* ---- keys and tokens ---- */
 
-/* A JWKS with the three public keys, kids "rsa", "ec" and "ed". */
-static void make_jwks(ls_buf *b, EVP_PKEY *rsa, EVP_PKEY *ec, EVP_PKEY *ed)
-{
-    ls_err err;
-    ls_buf_printf(b, &err, "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"rsa\",\"n\":\"");
-    put_bn(b, rsa, OSSL_PKEY_PARAM_RSA_N, 0);
-    ls_buf_printf(b, &err, "\",\"e\":\"");
-    put_bn(b, rsa, OSSL_PKEY_PARAM_RSA_E, 0);
-    ls_buf_printf(b, &err, "\"},{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec\",\"x\":\"");
-    put_bn(b, ec, OSSL_PKEY_PARAM_EC_PUB_X, 32);
-    ls_buf_printf(b, &err, "\",\"y\":\"");
-    put_bn(b, ec, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
-    unsigned char raw[32];
-    size_t n = sizeof raw;
-    EVP_PKEY_get_raw_public_key(ed, raw, &n);
-    ls_buf_printf(b, &err, "\"},{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"ed\",\"x\":\"");
-    b64u(b, raw, n);
-    ls_buf_printf(b, &err, "\"}]}");
-}
-
 /* "Bearer <token signed with alg>"; jti makes two otherwise equal tokens
  * differ. Caller frees. */
 static char *bearer(const char *alg, const char *kid, EVP_PKEY *pk, const char *secret,
@@ -308,7 +288,7 @@ int main(int argc, char **argv)
     EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     if (!rsa || !ec || !ed) bench_die("keygen", "failed");
     ls_buf jwks = LS_BUF_INIT;
-    make_jwks(&jwks, rsa, ec, ed);
+    make_jwks(&jwks, rsa, ec, ed, NULL, 0);
     write_file("bench-jwks.json", (const char *)jwks.ptr);
     ls_buf_free(&jwks);
 
