@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT
  * A LuaJIT state for our own programs: standard libraries, lodestone.core
- * preloaded (linked in, not loaded from a .so), and Lodestone's Lua files on
- * package.path. The `lodestone` CLI runs its Lua commands through here. */
+ * and lodestone.httpc preloaded (linked in, not loaded from a .so),
+ * lodestone.cli.sys (a few system calls the CLI needs), and Lodestone's Lua
+ * files on package.path. The `lodestone` CLI runs its Lua commands here. */
 #include "ls_config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "lls.h"
 #include "lls_embed.h"
+#include "lls_http.h"
 
 #include <lualib.h>
 
@@ -20,6 +25,48 @@ static int traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+/* ---- lodestone.cli.sys: for the CLI only ---- */
+
+/* isatty(fd) -> boolean */
+static int l_sys_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)) == 1);
+    return 1;
+}
+
+/* sleep_ms(n): sleeps n milliseconds (resumes after signals). */
+static int l_sys_sleep_ms(lua_State *L)
+{
+    lua_Number n = luaL_checknumber(L, 1);
+    if (!(n > 0)) return 0;
+    long long ms = n > 86400000 ? 86400000 : (long long)n;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    return 0;
+}
+
+/* now_ms() -> milliseconds on the monotonic clock (for elapsed times). */
+static int l_sys_now_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)(ts.tv_nsec / 1000000));
+    return 1;
+}
+
+static int open_sys(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"isatty", l_sys_isatty},
+        {"sleep_ms", l_sys_sleep_ms},
+        {"now_ms", l_sys_now_ms},
+        {NULL, NULL},
+    };
+    lua_newtable(L);
+    luaL_setfuncs(L, funcs, 0);
     return 1;
 }
 
@@ -35,6 +82,10 @@ static void set_path(lua_State *L)
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_lodestone_core);
     lua_setfield(L, -2, "lodestone.core");
+    lua_pushcfunction(L, luaopen_lodestone_httpc);
+    lua_setfield(L, -2, "lodestone.httpc");
+    lua_pushcfunction(L, open_sys);
+    lua_setfield(L, -2, "lodestone.cli.sys");
     lua_pop(L, 2);
 }
 

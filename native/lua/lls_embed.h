@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * Running Lodestone's Lua code inside our own programs (the `lodestone`
- * CLI): a LuaJIT state with lodestone.core built in and lua/ on the path.
+ * CLI): a LuaJIT state with lodestone.core and lodestone.httpc built in,
+ * lodestone.cli.sys preloaded, and lua/ on the path.
  * No Lua types here, so callers need not include lua.h. */
 #ifndef LLS_EMBED_H
 #define LLS_EMBED_H

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: MIT
+ * lodestone.httpc: one blocking HTTP request per call, over libcurl's easy
+ * interface. request{...} returns status, headers, body; a transport failure
+ * raises "http METHOD URL: reason". No redirects, http and https only, no
+ * signals: safe in several threads at once, each with its own lua_State.
+ * Compiled for LuaJIT only, and never into lodestone.core (see lls_http.h).
+ */
+#include "ls_config.h"
+
+#include <dlfcn.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "lls_http.h"
+#include "lodestone/ls_buf.h"
+
+#define BOX_MT "lodestone.httpc.box"
+
+#define DEFAULT_MAX_BODY ((double)(16u << 20)) /* 16 MiB */
+#define MAX_TIMEOUT_MS   2147483647.0          /* about 24 days */
+#define MAX_BODY_LIMIT   ((double)(1ull << 40))
+#define UNIX_PATH_MAX    107 /* sizeof(sun_path) - 1 on Linux */
+
+static const char fields_known[] = "method, url, headers, body, timeout_ms, unix_socket, max_body";
+
+/* ---- once per process ---- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+/* Keeps the shared object holding addr mapped until the process ends
+ * (RTLD_NODELETE): a resolver thread libcurl left behind must never run
+ * code that a lua_close (dlclose of this module) unmapped. */
+static void pin(const void *addr)
+{
+    Dl_info info;
+    if (dladdr(addr, &info) == 0 || info.dli_fname == NULL) return;
+    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    (void)h; /* never closed: the point is the reference */
+}
+
+static void global_init(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    pin((const void *)curl_easy_init);
+    pin((const void *)global_init);
+}
+
+/* ---- per-call state, freed by __gc if a Lua error cuts the call short ---- */
+
+typedef struct {
+    CURL *h;
+    struct curl_slist *headers;
+    ls_buf body;     /* response body */
+    ls_buf head;     /* raw header lines of the last response */
+    ls_buf line;     /* scratch for one request header line */
+    size_t max_body; /* larger response bodies abort the transfer */
+    int too_big, nomem;
+} box;
+
+static void box_clear(box *b)
+{
+    if (b->h != NULL) curl_easy_cleanup(b->h);
+    b->h = NULL;
+    curl_slist_free_all(b->headers);
+    b->headers = NULL;
+    ls_buf_free(&b->body);
+    ls_buf_free(&b->head);
+    ls_buf_free(&b->line);
+}
+
+static int l_box_gc(lua_State *L)
+{
+    box_clear(lua_touserdata(L, 1));
+    return 0;
+}
+
+static box *new_box(lua_State *L)
+{
+    box *b = lls_newuserdata(L, sizeof *b);
+    memset(b, 0, sizeof *b);
+    luaL_getmetatable(L, BOX_MT);
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+/* ---- arguments ---- */
+
+typedef struct {
+    const char *method, *url, *body, *unix_socket;
+    size_t body_len;
+    long timeout_ms;
+    size_t max_body;
+    int has_ctype, has_expect; /* the caller set these headers */
+} request;
+
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int is_token(const char *s, size_t n)
+{
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)s[i])) return 0;
+    return 1;
+}
+
+/* t.field as a string, or NULL when absent and optional. The string stays
+ * alive while t is on the stack. */
+static const char *opt_string(lua_State *L, int t, const char *field, int required, size_t *len)
+{
+    lua_getfield(L, t, field);
+    int ty = lua_type(L, -1);
+    if (ty == LUA_TNIL && !required) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (ty != LUA_TSTRING) luaL_error(L, "http.request: %s must be a string", field);
+    const char *s = lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
+    return s;
+}
+
+/* t.field as a whole number in [lo, hi], or dflt when absent (dflt < 0:
+ * required). */
+static double opt_whole(lua_State *L, int t, const char *field, double lo, double hi, double dflt)
+{
+    lua_getfield(L, t, field);
+    int ty = lua_type(L, -1);
+    if (ty == LUA_TNIL && dflt >= 0) {
+        lua_pop(L, 1);
+        return dflt;
+    }
+    double v = ty == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : NAN;
+    lua_pop(L, 1);
+    if (!(v >= lo && v <= hi) || floor(v) != v) {
+        char range[64]; /* lua_pushfstring has no %.0f */
+        snprintf(range, sizeof range, "from %.0f to %.0f", lo, hi);
+        luaL_error(L, "http.request: %s must be a whole number %s", field, range);
+    }
+    return v;
+}
+
+/* Every key of t is a known field. */
+static void check_fields(lua_State *L, int t)
+{
+    static const char *const known[] = {"method",     "url",         "headers",  "body",
+                                        "timeout_ms", "unix_socket", "max_body", NULL};
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_pop(L, 1);
+        int ok = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (size_t i = 0; known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
+        }
+        if (!ok) {
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)";
+            luaL_error(L, "http.request: unknown field '%s' (%s)", k, fields_known);
+        }
+    }
+}
+
+/* Checks t.headers (a table of name = value strings, no line breaks) and
+ * notes whether Content-Type and Expect are among them. Allocates nothing. */
+static void check_headers(lua_State *L, int t, request *r)
+{
+    lua_getfield(L, t, "headers");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, -1)) luaL_error(L, "http.request: headers must be a table");
+    int h = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, h) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "http.request: headers must be a table of name = value strings");
+        size_t nlen, vlen;
+        const char *name = lua_tolstring(L, -2, &nlen);
+        if (!is_token(name, nlen))
+            luaL_error(L, "http.request: header name '%s' is not a valid HTTP token", name);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "http.request: header %s: value must be a string", name);
+        const char *val = lua_tolstring(L, -1, &vlen);
+        for (size_t i = 0; i < vlen; i++) {
+            if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0')
+                luaL_error(L, "http.request: header %s: value contains a line break or NUL", name);
+        }
+        if (strcasecmp(name, "content-type") == 0) r->has_ctype = 1;
+        if (strcasecmp(name, "expect") == 0) r->has_expect = 1;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+static void check_request(lua_State *L, int t, request *r)
+{
+    size_t len;
+    memset(r, 0, sizeof *r);
+    check_fields(L, t);
+    r->url = opt_string(L, t, "url", 1, &len);
+    if (strncasecmp(r->url, "http://", 7) != 0 && strncasecmp(r->url, "https://", 8) != 0)
+        luaL_error(L, "http.request: url must start with http:// or https:// (got \"%s\")", r->url);
+    if (strlen(r->url) != len) luaL_error(L, "http.request: url contains a NUL byte");
+    r->method = opt_string(L, t, "method", 0, &len);
+    if (r->method == NULL)
+        r->method = "GET";
+    else if (!is_token(r->method, len))
+        luaL_error(L, "http.request: method must be an HTTP method such as \"POST\" (got \"%s\")",
+                   r->method);
+    r->body = opt_string(L, t, "body", 0, &r->body_len);
+    r->timeout_ms = (long)opt_whole(L, t, "timeout_ms", 1, MAX_TIMEOUT_MS, -1);
+    r->max_body = (size_t)opt_whole(L, t, "max_body", 0, MAX_BODY_LIMIT, DEFAULT_MAX_BODY);
+    r->unix_socket = opt_string(L, t, "unix_socket", 0, &len);
+    if (r->unix_socket != NULL &&
+        (len == 0 || len > UNIX_PATH_MAX || strlen(r->unix_socket) != len))
+        luaL_error(L, "http.request: unix_socket must be a path of 1 to %d bytes", UNIX_PATH_MAX);
+    check_headers(L, t, r);
+}
+
+/* ---- libcurl callbacks ---- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+    box *b = ud;
+    size_t len = size * n;
+    if (len > b->max_body - b->body.len) {
+        b->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (ls_buf_append(&b->body, data, len, NULL) != LS_OK) {
+        b->nomem = 1;
+        return 0;
+    }
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+    box *b = ud;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) ls_buf_clear(&b->head); /* e.g. after a 100 */
+    if (ls_buf_append(&b->head, data, len, NULL) != LS_OK) {
+        b->nomem = 1;
+        return 0;
+    }
+    return len;
+}
+
+/* ---- building the transfer ---- */
+
+/* Adds "Name: value" (or "Name;" to send an empty value) to the list. */
+static int add_header(box *b, const char *name, const char *val, size_t vlen)
+{
+    ls_buf_clear(&b->line);
+    ls_rc rc = vlen == 0 ? ls_buf_printf(&b->line, NULL, "%s;", name)
+                         : ls_buf_printf(&b->line, NULL, "%s: %.*s", name, (int)vlen, val);
+    if (rc != LS_OK) return -1;
+    struct curl_slist *l = curl_slist_append(b->headers, (const char *)b->line.ptr);
+    if (l == NULL) return -1;
+    b->headers = l;
+    return 0;
+}
+
+/* The caller's headers, then "Expect:" (no 100-continue round trip) and,
+ * with a body, "Content-Type:" (not libcurl's form type) unless given.
+ * Raises nothing: t.headers was checked. Returns -1 when out of memory. */
+static int build_headers(lua_State *L, int t, box *b, const request *r)
+{
+    lua_getfield(L, t, "headers");
+    if (lua_istable(L, -1)) {
+        int h = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, h) != 0) {
+            size_t vlen;
+            const char *val = lua_tolstring(L, -1, &vlen);
+            if (add_header(b, lua_tostring(L, -2), val, vlen) != 0) {
+                lua_pop(L, 3);
+                return -1;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (!r->has_expect && (b->headers = curl_slist_append(b->headers, "Expect:")) == NULL)
+        return -1;
+    if (r->body != NULL && !r->has_ctype &&
+        (b->headers = curl_slist_append(b->headers, "Content-Type:")) == NULL)
+        return -1;
+    return 0;
+}
+
+static CURLcode set_method(CURL *h, const request *r)
+{
+    CURLcode rc = CURLE_OK;
+    int is_post = strcmp(r->method, "POST") == 0;
+    int wants_body = is_post || strcmp(r->method, "PUT") == 0 || strcmp(r->method, "PATCH") == 0;
+    if (r->body != NULL || wants_body) {
+        /* Content-Length: 0 for a POST, PUT or PATCH without a body. */
+        rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        if (rc == CURLE_OK && !is_post) rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    } else if (strcmp(r->method, "HEAD") == 0) {
+        rc = curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(r->method, "GET") != 0) {
+        rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    return rc;
+}
+
+static CURLcode configure(box *b, const request *r, char *errbuf)
+{
+    CURL *h = b->h;
+    CURLcode rc = set_method(h, r);
+#define SET(opt, val) \
+    if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, val)
+    SET(CURLOPT_URL, r->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+    SET(CURLOPT_HTTPHEADER, b->headers);
+    SET(CURLOPT_USERAGENT, "lodestone/" LS_VERSION);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, b);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, b);
+    SET(CURLOPT_ERRORBUFFER, errbuf);
+    if (r->unix_socket != NULL) SET(CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
+#undef SET
+    return rc;
+}
+
+/* ---- the response ---- */
+
+/* Pushes the header table: lowercased names, values trimmed, repeated
+ * headers joined with ", ". Lowercases the names inside b->head. */
+static void push_headers(lua_State *L, box *b)
+{
+    lua_newtable(L);
+    int t = lua_gettop(L);
+    char *p = (char *)b->head.ptr, *end = p ? p + b->head.len : NULL;
+    while (p != NULL && p < end) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        char *next = eol ? eol + 1 : end;
+        char *colon = memchr(p, ':', (size_t)((eol ? eol : end) - p));
+        if (colon != NULL && colon > p && memcmp(p, "HTTP/", 5) != 0) {
+            char *v = colon + 1, *ve = eol ? eol : end;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            for (char *c = p; c < colon; c++)
+                if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+            lua_pushlstring(L, p, (size_t)(colon - p));
+            lua_pushvalue(L, -1);
+            lua_rawget(L, t);
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            } else {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            }
+            lua_rawset(L, t);
+        }
+        p = next;
+    }
+}
+
+/* request{method=, url=, headers=, body=, timeout_ms=, unix_socket=,
+ * max_body=} -> status, headers, body. Raises on bad arguments
+ * ("http.request: <field> ...") and on transport failures
+ * ("http METHOD URL: reason"); any HTTP status is a response, not an error. */
+static int l_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    request r;
+    check_request(L, 1, &r);
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return luaL_error(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url,
+                          curl_easy_strerror(global_rc));
+
+    box *b = new_box(L);
+    b->max_body = r.max_body;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    b->h = curl_easy_init();
+    if (b->h == NULL || build_headers(L, 1, b, &r) != 0) {
+        box_clear(b);
+        return luaL_error(L, "http %s %s: out of memory", r.method, r.url);
+    }
+    CURLcode rc = configure(b, &r, errbuf);
+    if (rc == CURLE_OK) rc = curl_easy_perform(b->h);
+    long status = 0;
+    curl_easy_getinfo(b->h, CURLINFO_RESPONSE_CODE, &status);
+
+    if (b->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        box_clear(b);
+        char limit[32]; /* lua_pushfstring has no %zu */
+        snprintf(limit, sizeof limit, "%zu", r.max_body);
+        return luaL_error(L, "http %s %s: response body larger than max_body (%s bytes)", r.method,
+                          r.url, limit);
+    }
+    if (b->nomem) {
+        box_clear(b);
+        return luaL_error(L, "http %s %s: out of memory", r.method, r.url);
+    }
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        box_clear(b);
+        return luaL_error(L, "http %s %s: timed out after %d ms", r.method, r.url,
+                          (int)r.timeout_ms);
+    }
+    if (rc != CURLE_OK) {
+        box_clear(b);
+        return luaL_error(L, "http %s %s: %s", r.method, r.url,
+                          errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    }
+    lua_pushinteger(L, (lua_Integer)status);
+    push_headers(L, b);
+    lua_pushlstring(L, b->body.ptr ? (const char *)b->body.ptr : "", b->body.len);
+    box_clear(b);
+    return 3;
+}
+
+int luaopen_lodestone_httpc(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"request", l_request},
+        {NULL, NULL},
+    };
+    luaL_checkversion(L);
+    if (luaL_newmetatable(L, BOX_MT)) {
+        lua_pushcfunction(L, l_box_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    luaL_setfuncs(L, funcs, 0);
+    return 1;
+}
