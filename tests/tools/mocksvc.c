@@ -2,8 +2,10 @@
  * mocksvc: a small HTTP service for tests and workflow examples (payments
  * with idempotency keys, echo, slow and flaky endpoints, webhook sinks).
  * Listens on 127.0.0.1 with an ephemeral port, writes the port to
- * --port-file (atomically), logs one line per request, stops on SIGTERM.
- * usage: mocksvc --port-file FILE [--log FILE] [--fail-first N]
+ * --port-file (atomically) once it serves, logs one line per request, stops
+ * on SIGTERM. With --unix PATH it also serves the same routes on that unix
+ * socket (for clients' unix_socket options). The routes are in route().
+ * usage: mocksvc --port-file FILE [--log FILE] [--fail-first N] [--unix PATH]
  */
 #include "ls_config.h"
 
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,6 +106,19 @@ typedef struct {
     int too_big;
 } upload;
 
+/* Appends "METHOD PATH STATUS KEY" to the log. */
+static void log_request(struct MHD_Connection *con, const char *method, const char *url,
+                        unsigned status)
+{
+    const char *key = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Idempotency-Key");
+    pthread_mutex_lock(&S.mu);
+    if (S.log != NULL) {
+        fprintf(S.log, "%s %s %u %s\n", method, url, status, key && *key ? key : "-");
+        fflush(S.log);
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
 /* Sends status with body (a JSON value, stolen; NULL: empty body) and logs
  * "METHOD PATH STATUS KEY". */
 static mhd_result reply(struct MHD_Connection *con, const char *method, const char *url,
@@ -119,14 +136,7 @@ static mhd_result reply(struct MHD_Connection *con, const char *method, const ch
     if (text) MHD_add_response_header(res, "Content-Type", "application/json");
     mhd_result rc = MHD_queue_response(con, status, res);
     MHD_destroy_response(res);
-
-    const char *key = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Idempotency-Key");
-    pthread_mutex_lock(&S.mu);
-    if (S.log != NULL) {
-        fprintf(S.log, "%s %s %u %s\n", method, url, status, key && *key ? key : "-");
-        fflush(S.log);
-    }
-    pthread_mutex_unlock(&S.mu);
+    log_request(con, method, url, status);
     return rc;
 }
 
@@ -153,7 +163,7 @@ static mhd_result charges(struct MHD_Connection *con, const char *method, const 
     unsigned status = 201;
     long long k = 0;
     pthread_mutex_lock(&S.mu);
-    charge *c = S.by_key;
+    charge *c = key != NULL ? S.by_key : NULL;
     while (key != NULL && c != NULL && strcmp(c->key, key) != 0) c = c->next;
     if (c != NULL) {
         status = 200; /* the same charge again */
@@ -260,6 +270,25 @@ static mhd_result flaky(struct MHD_Connection *con, const char *method, const ch
     return reply(con, method, url, 200, json_pack("{s:b,s:I}", "ok", 1, "calls", (json_int_t)k));
 }
 
+/* GET /raw?type=T&body=B: 200 with that content type (none when absent)
+ * and body, plus two X-Twice headers; for clients' non-JSON paths. */
+static mhd_result raw(struct MHD_Connection *con, const char *method, const char *url)
+{
+    const char *type = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "type");
+    const char *body = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "body");
+    if (body == NULL) body = "";
+    struct MHD_Response *res =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (res == NULL) return MHD_NO;
+    if (type != NULL) MHD_add_response_header(res, "Content-Type", type);
+    MHD_add_response_header(res, "X-Twice", "1");
+    MHD_add_response_header(res, "X-Twice", "2");
+    mhd_result rc = MHD_queue_response(con, 200, res);
+    MHD_destroy_response(res);
+    log_request(con, method, url, 200);
+    return rc;
+}
+
 /* "/PREFIXNAME" with a non-empty NAME without slashes. */
 static int named(const char *url, const char *prefix)
 {
@@ -276,6 +305,7 @@ static mhd_result route(struct MHD_Connection *con, const char *method, const ch
         return reply(con, method, url, 402, error_body("card declined"));
     if ((get || post) && strcmp(url, "/echo") == 0) return echo(con, method, url, u);
     if (get && strcmp(url, "/slow") == 0) return slow(con, method, url);
+    if (get && strcmp(url, "/raw") == 0) return raw(con, method, url);
     if (strncmp(url, "/status/", 8) == 0) return status_code(con, method, url);
     if ((get || post) && named(url, "/hooks/")) return hooks(con, method, url);
     if (post && named(url, "/flaky/")) return flaky(con, method, url);
@@ -341,13 +371,38 @@ static int write_port_file(const char *path, unsigned port)
 
 static int usage(void)
 {
-    fputs("usage: mocksvc --port-file FILE [--log FILE] [--fail-first N]\n", stderr);
+    fputs("usage: mocksvc --port-file FILE [--log FILE] [--fail-first N] [--unix PATH]\n", stderr);
     return 2;
+}
+
+#define MHD_FLAGS \
+    (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG)
+
+/* A second daemon on a unix socket at path (replaced if it exists). */
+static struct MHD_Daemon *start_unix(const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) return NULL;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return NULL;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
+        close(fd);
+        return NULL;
+    }
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_FLAGS, 0, NULL, NULL, on_request, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (d == NULL) close(fd);
+    return d;
 }
 
 int main(int argc, char **argv)
 {
-    const char *port_file = NULL, *log_file = NULL;
+    const char *port_file = NULL, *log_file = NULL, *unix_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) return usage();
         if (strcmp(argv[i], "--port-file") == 0)
@@ -356,6 +411,8 @@ int main(int argc, char **argv)
             log_file = argv[++i];
         else if (strcmp(argv[i], "--fail-first") == 0)
             S.fail_first = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--unix") == 0)
+            unix_path = argv[++i];
         else
             return usage();
     }
@@ -379,18 +436,23 @@ int main(int argc, char **argv)
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = 0;
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_END);
+        MHD_FLAGS, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (d == NULL) {
         fputs("mocksvc: cannot start the HTTP daemon\n", stderr);
+        return 1;
+    }
+    struct MHD_Daemon *ud = NULL;
+    if (unix_path != NULL && (ud = start_unix(unix_path)) == NULL) {
+        fprintf(stderr, "mocksvc: cannot listen on %s: %s\n", unix_path, strerror(errno));
+        MHD_stop_daemon(d);
         return 1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     if (info == NULL || info->port == 0 || write_port_file(port_file, info->port) != 0) {
         fprintf(stderr, "mocksvc: cannot write the port to %s\n", port_file);
         MHD_stop_daemon(d);
+        if (ud != NULL) MHD_stop_daemon(ud);
         return 1;
     }
 
@@ -398,6 +460,10 @@ int main(int argc, char **argv)
     while (sigwait(&set, &sig) != 0) {}
     atomic_store(&stopping, 1);
     MHD_stop_daemon(d);
+    if (ud != NULL) {
+        MHD_stop_daemon(ud);
+        unlink(unix_path);
+    }
     if (S.log != NULL) fclose(S.log);
     free_state();
     return 0;
