@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +28,17 @@
 #define UNIX_PATH_MAX    107 /* sizeof(sun_path) - 1 on Linux */
 
 static const char fields_known[] = "method, url, headers, body, timeout_ms, unix_socket, max_body";
+
+/* Raises the formatted message as is: luaL_error would prefix a position,
+ * which LuaJIT takes from the Lua caller. */
+static int raise(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return lua_error(L);
+}
 
 /* ---- once per process ---- */
 
@@ -123,7 +135,7 @@ static const char *opt_string(lua_State *L, int t, const char *field, int requir
         lua_pop(L, 1);
         return NULL;
     }
-    if (ty != LUA_TSTRING) luaL_error(L, "http.request: %s must be a string", field);
+    if (ty != LUA_TSTRING) raise(L, "http.request: %s must be a string", field);
     const char *s = lua_tolstring(L, -1, len);
     lua_pop(L, 1);
     return s;
@@ -144,7 +156,7 @@ static double opt_whole(lua_State *L, int t, const char *field, double lo, doubl
     if (!(v >= lo && v <= hi) || floor(v) != v) {
         char range[64]; /* lua_pushfstring has no %.0f */
         snprintf(range, sizeof range, "from %.0f to %.0f", lo, hi);
-        luaL_error(L, "http.request: %s must be a whole number %s", field, range);
+        raise(L, "http.request: %s must be a whole number %s", field, range);
     }
     return v;
 }
@@ -164,7 +176,7 @@ static void check_fields(lua_State *L, int t)
         }
         if (!ok) {
             const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)";
-            luaL_error(L, "http.request: unknown field '%s' (%s)", k, fields_known);
+            raise(L, "http.request: unknown field '%s' (%s)", k, fields_known);
         }
     }
 }
@@ -178,22 +190,22 @@ static void check_headers(lua_State *L, int t, request *r)
         lua_pop(L, 1);
         return;
     }
-    if (!lua_istable(L, -1)) luaL_error(L, "http.request: headers must be a table");
+    if (!lua_istable(L, -1)) raise(L, "http.request: headers must be a table");
     int h = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, h) != 0) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "http.request: headers must be a table of name = value strings");
+            raise(L, "http.request: headers must be a table of name = value strings");
         size_t nlen, vlen;
         const char *name = lua_tolstring(L, -2, &nlen);
         if (!is_token(name, nlen))
-            luaL_error(L, "http.request: header name '%s' is not a valid HTTP token", name);
+            raise(L, "http.request: header name '%s' is not a valid HTTP token", name);
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "http.request: header %s: value must be a string", name);
+            raise(L, "http.request: header %s: value must be a string", name);
         const char *val = lua_tolstring(L, -1, &vlen);
         for (size_t i = 0; i < vlen; i++) {
             if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0')
-                luaL_error(L, "http.request: header %s: value contains a line break or NUL", name);
+                raise(L, "http.request: header %s: value contains a line break or NUL", name);
         }
         if (strcasecmp(name, "content-type") == 0) r->has_ctype = 1;
         if (strcasecmp(name, "expect") == 0) r->has_expect = 1;
@@ -209,21 +221,21 @@ static void check_request(lua_State *L, int t, request *r)
     check_fields(L, t);
     r->url = opt_string(L, t, "url", 1, &len);
     if (strncasecmp(r->url, "http://", 7) != 0 && strncasecmp(r->url, "https://", 8) != 0)
-        luaL_error(L, "http.request: url must start with http:// or https:// (got \"%s\")", r->url);
-    if (strlen(r->url) != len) luaL_error(L, "http.request: url contains a NUL byte");
+        raise(L, "http.request: url must start with http:// or https:// (got \"%s\")", r->url);
+    if (strlen(r->url) != len) raise(L, "http.request: url contains a NUL byte");
     r->method = opt_string(L, t, "method", 0, &len);
     if (r->method == NULL)
         r->method = "GET";
     else if (!is_token(r->method, len))
-        luaL_error(L, "http.request: method must be an HTTP method such as \"POST\" (got \"%s\")",
-                   r->method);
+        raise(L, "http.request: method must be an HTTP method such as \"POST\" (got \"%s\")",
+              r->method);
     r->body = opt_string(L, t, "body", 0, &r->body_len);
     r->timeout_ms = (long)opt_whole(L, t, "timeout_ms", 1, MAX_TIMEOUT_MS, -1);
     r->max_body = (size_t)opt_whole(L, t, "max_body", 0, MAX_BODY_LIMIT, DEFAULT_MAX_BODY);
     r->unix_socket = opt_string(L, t, "unix_socket", 0, &len);
     if (r->unix_socket != NULL &&
         (len == 0 || len > UNIX_PATH_MAX || strlen(r->unix_socket) != len))
-        luaL_error(L, "http.request: unix_socket must be a path of 1 to %d bytes", UNIX_PATH_MAX);
+        raise(L, "http.request: unix_socket must be a path of 1 to %d bytes", UNIX_PATH_MAX);
     check_headers(L, t, r);
 }
 
@@ -393,8 +405,8 @@ static int l_request(lua_State *L)
     check_request(L, 1, &r);
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK)
-        return luaL_error(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url,
-                          curl_easy_strerror(global_rc));
+        return raise(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url,
+                     curl_easy_strerror(global_rc));
 
     box *b = new_box(L);
     b->max_body = r.max_body;
@@ -402,7 +414,7 @@ static int l_request(lua_State *L)
     b->h = curl_easy_init();
     if (b->h == NULL || build_headers(L, 1, b, &r) != 0) {
         box_clear(b);
-        return luaL_error(L, "http %s %s: out of memory", r.method, r.url);
+        return raise(L, "http %s %s: out of memory", r.method, r.url);
     }
     CURLcode rc = configure(b, &r, errbuf);
     if (rc == CURLE_OK) rc = curl_easy_perform(b->h);
@@ -413,22 +425,21 @@ static int l_request(lua_State *L)
         box_clear(b);
         char limit[32]; /* lua_pushfstring has no %zu */
         snprintf(limit, sizeof limit, "%zu", r.max_body);
-        return luaL_error(L, "http %s %s: response body larger than max_body (%s bytes)", r.method,
-                          r.url, limit);
+        return raise(L, "http %s %s: response body larger than max_body (%s bytes)", r.method,
+                     r.url, limit);
     }
     if (b->nomem) {
         box_clear(b);
-        return luaL_error(L, "http %s %s: out of memory", r.method, r.url);
+        return raise(L, "http %s %s: out of memory", r.method, r.url);
     }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         box_clear(b);
-        return luaL_error(L, "http %s %s: timed out after %d ms", r.method, r.url,
-                          (int)r.timeout_ms);
+        return raise(L, "http %s %s: timed out after %d ms", r.method, r.url, (int)r.timeout_ms);
     }
     if (rc != CURLE_OK) {
         box_clear(b);
-        return luaL_error(L, "http %s %s: %s", r.method, r.url,
-                          errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        return raise(L, "http %s %s: %s", r.method, r.url,
+                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
     }
     lua_pushinteger(L, (lua_Integer)status);
     push_headers(L, b);
