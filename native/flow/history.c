@@ -363,13 +363,16 @@ ls_rc ls_run_encode(const ls_run_record *r, ls_buf *out, ls_err *err)
         return ls_err_set(err, LS_EINVAL, "run record: unknown status %d", (int)r->status);
     if (r->type == NULL && r->type_len)
         return ls_err_set(err, LS_EINVAL, "run record: NULL type with a non-zero length");
+    if (r->name == NULL && r->name_len)
+        return ls_err_set(err, LS_EINVAL, "run record: NULL name with a non-zero length");
     size_t fixed = 2 + varint_len(zigzag(r->created_ms)) + varint_len(zigzag(r->updated_ms)) +
                    varint_len(r->last_seq) + varint_len(r->steps_completed) +
-                   varint_len(r->attempts_failed) + varint_len(r->type_len);
-    if (r->type_len > SIZE_MAX / 2 - fixed)
-        return ls_err_set(err, LS_EINVAL, "run record: type of %zu bytes is too long", r->type_len);
+                   varint_len(r->attempts_failed) + varint_len(r->type_len) +
+                   varint_len(r->name_len);
+    if (r->type_len > SIZE_MAX / 4 - fixed || r->name_len > SIZE_MAX / 4)
+        return ls_err_set(err, LS_EINVAL, "run record: type or name too long");
 
-    unsigned char *p = begin_value(out, fixed + r->type_len, err);
+    unsigned char *p = begin_value(out, fixed + r->type_len + r->name_len, err);
     if (p == NULL) return LS_ENOMEM;
     *p++ = LS_RUN_VERSION;
     *p++ = (unsigned char)r->status;
@@ -379,6 +382,7 @@ ls_rc ls_run_encode(const ls_run_record *r, ls_buf *out, ls_err *err)
     p = put_varint(p, r->steps_completed);
     p = put_varint(p, r->attempts_failed);
     p = put_bytes(p, r->type, r->type_len);
+    p = put_bytes(p, r->name, r->name_len);
     end_value(out, p);
     return LS_OK;
 }
@@ -407,5 +411,7 @@ ls_rc ls_run_decode(const void *value, size_t len, ls_run_record *rec, ls_err *e
     if ((rc = get_u32(&r, &rec->attempts_failed, "attempts failed", err)) != LS_OK) return rc;
     if ((rc = get_bytes(&r, &s, &rec->type_len, "type", err)) != LS_OK) return rc;
     rec->type = s;
+    if ((rc = get_bytes(&r, &s, &rec->name_len, "name", err)) != LS_OK) return rc;
+    rec->name = s;
     return check_end(&r, err);
 }

@@ -137,8 +137,8 @@ typedef enum {
  * varints of the event layout:
  *   u8 version 1, u8 status, varint created_ms (zigzag), varint updated_ms
  *   (zigzag), varint last_seq, varint steps_completed (u32), varint
- *   attempts_failed (u32), varint type_len, then type_len bytes of type.
- * Nothing after. */
+ *   attempts_failed (u32), varint type_len, then type_len bytes of type,
+ *   varint name_len, then name_len bytes of name. Nothing after. */
 typedef struct {
     ls_run_status status;
     int64_t created_ms;
@@ -148,6 +148,8 @@ typedef struct {
     uint32_t attempts_failed; /* StepFailed events so far */
     const char *type;         /* workflow type name */
     size_t type_len;
+    const char *name; /* the run's id as users see it (given at start, or the */
+    size_t name_len;  /* text form of the internal id) */
 } ls_run_record;
 
 /* API name of a status ("running"); "unknown" otherwise. Static, never NULL. */

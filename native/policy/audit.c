@@ -168,55 +168,6 @@ static char *put_u64(char *o, uint64_t v)
     return o;
 }
 
-static char *put_2(char *o, unsigned v)
-{
-    o[0] = (char)('0' + v / 10);
-    o[1] = (char)('0' + v % 10);
-    return o + 2;
-}
-
-/* "YYYY-MM-DDTHH:MM:SS.mmmZ" at o; returns the end. The date comes from
- * days since the epoch by H. Hinnant's civil_from_days, which takes no
- * lock (gmtime_r does); years outside 0..9999 print as 0000-01-01. */
-static char *put_time(char *o, int64_t ms)
-{
-    const int64_t max_ms = INT64_C(253402300800000); /* 10000-01-01 */
-    const int64_t min_ms = INT64_C(-62167219200000); /* 0000-01-01 */
-    if (ms < min_ms || ms >= max_ms) ms = min_ms;
-    int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    unsigned frac = (unsigned)(ms - sec * 1000);
-    int64_t days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400);
-    unsigned sod = (unsigned)(sec - days * 86400);
-
-    int64_t z = days + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    unsigned y = (unsigned)(yoe + era * 400 + (m <= 2));
-
-    o = put_2(o, y / 100);
-    o = put_2(o, y % 100);
-    *o++ = '-';
-    o = put_2(o, m);
-    *o++ = '-';
-    o = put_2(o, d);
-    *o++ = 'T';
-    o = put_2(o, sod / 3600);
-    *o++ = ':';
-    o = put_2(o, sod / 60 % 60);
-    *o++ = ':';
-    o = put_2(o, sod % 60);
-    *o++ = '.';
-    *o++ = (char)('0' + frac / 100);
-    o = put_2(o, frac % 100);
-    *o++ = 'Z';
-    return o;
-}
-
 /* decision_us with up to 3 decimals, trailing zeros trimmed. */
 static char *put_us(char *o, double us)
 {
@@ -297,7 +248,7 @@ static ls_rc format_record(const ls_audit_record *r, int64_t ms, ls_buf *b, ls_e
 
     char *o = (char *)b->ptr + b->len;
     memcpy(o, "{\"time\":\"", 9);
-    o = put_time(o + 9, ms);
+    o = ls_time_format(ms, o + 9) + LS_TIME_TEXTLEN;
     *o++ = '"';
     for (int k = K_REQUEST_ID; k <= K_RULE; k++) o = put_field(o, k, &f[k]);
     if (r->decision == LS_AUDIT_ALLOW) {

@@ -455,7 +455,9 @@ static void test_history_run_record_roundtrip(void **state)
                            .steps_completed = UINT32_MAX,
                            .attempts_failed = 0,
                            .type = s == 4 ? NULL : "or\0der",
-                           .type_len = s == 4 ? 0 : 6};
+                           .type_len = s == 4 ? 0 : 6,
+                           .name = s == 5 ? NULL : "order-42",
+                           .name_len = s == 5 ? 0 : 8};
         th_ok(ls_run_encode(&r, &v, &err), &err);
         ls_run_record back;
         th_ok(ls_run_decode(v.ptr, v.len, &back, &err), &err);
@@ -466,6 +468,8 @@ static void test_history_run_record_roundtrip(void **state)
         assert_int_equal(back.attempts_failed, r.attempts_failed);
         assert_int_equal(back.type_len, r.type_len);
         if (r.type_len) assert_memory_equal(back.type, r.type, r.type_len);
+        assert_int_equal(back.name_len, r.name_len);
+        if (r.name_len) assert_memory_equal(back.name, r.name, r.name_len);
         /* every truncation and one extra byte */
         for (size_t n = 0; n < v.len; n++)
             assert_int_equal(ls_run_decode(v.ptr, n, &back, &err), LS_ECORRUPT);

@@ -42,6 +42,12 @@ LS_API void ls_manual_clock_init(ls_manual_clock *mc, int64_t wall_ms);
 /* Moves both wall and monotonic time forward by ms (ms may be 0). */
 LS_API void ls_manual_clock_advance(ls_manual_clock *mc, int64_t ms);
 
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC) for ms since the epoch, written to out
+ * with a terminating NUL (LS_TIME_TEXTLEN + 1 bytes). Takes no lock.
+ * Returns out. Years outside 0..9999 print as 0000-01-01. */
+#define LS_TIME_TEXTLEN 24
+LS_API char *ls_time_format(int64_t ms, char *out);
+
 #ifdef __cplusplus
 }
 #endif

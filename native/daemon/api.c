@@ -1,0 +1,693 @@
+/* SPDX-License-Identifier: MIT
+ * lodestoned's HTTP API. Each request is read whole (up to the body limit)
+ * and answered from the engine; a result long poll suspends its connection
+ * until the run ends (an engine watch resumes it) or the wait runs out (a
+ * reaper thread resumes it), so it never holds an HTTP thread.
+ */
+#include "ls_config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "api.h"
+#include "lodestone/lodestone.h"
+#include "log.h"
+#include "ls_json.h"
+
+#if MHD_VERSION < 0x00097002
+typedef int MHD_RESULT;
+#else
+typedef enum MHD_Result MHD_RESULT;
+#endif
+
+#define MAX_WAIT_S 300
+
+typedef struct req req;
+
+struct lsd_api {
+    lsd_api_opts o;
+    struct MHD_Daemon *unix_d;
+    struct MHD_Daemon *tcp_d;
+    int unix_fd;
+    pthread_mutex_t mu; /* guards the waiter list */
+    req *waiters;
+    pthread_t reaper;
+    int reaper_on;
+    int stopping;
+};
+
+struct req {
+    lsd_api *api;
+    struct MHD_Connection *conn;
+    int tcp;
+    unsigned char *body;
+    size_t len, cap;
+    int too_large;
+    /* long poll */
+    int suspended;
+    int resumed;
+    int64_t deadline_ms;
+    uint64_t watch;
+    int watching;
+    char *name;
+    req *next, *prev;
+};
+
+/* ---- responses ---- */
+
+static MHD_RESULT send_body(struct MHD_Connection *c, unsigned status, const char *ctype,
+                            const void *body, size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_RESULT ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static MHD_RESULT send_json(struct MHD_Connection *c, unsigned status, const ls_buf *b)
+{
+    return send_body(c, status, "application/json", b->ptr, b->len);
+}
+
+static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
+                             const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+    ls_buf b = LS_BUF_INIT;
+    MHD_RESULT ret = MHD_NO;
+    if (o && ls_json_dump(o, &b, NULL) == LS_OK) ret = send_json(c, status, &b);
+    json_decref(o);
+    ls_buf_free(&b);
+    return ret;
+}
+
+/* Maps an engine error to a status and code. */
+static MHD_RESULT send_rc(struct MHD_Connection *c, ls_rc rc, const ls_err *err)
+{
+    const char *msg = ls_err_text(err);
+    switch (rc) {
+    case LS_ENOTFOUND: return send_error(c, 404, "not_found", "%s", msg);
+    case LS_EINVAL: return send_error(c, 400, "bad_request", "%s", msg);
+    case LS_EBUSY: return send_error(c, 503, "unavailable", "%s", msg);
+    default:
+        lsd_log(LS_FLOW_LOG_ERROR, NULL, "request failed: %s", msg);
+        return send_error(c, 500, "internal", "%s", msg);
+    }
+}
+
+/* ---- long polls ---- */
+
+static void waiter_unlink(lsd_api *a, req *r)
+{
+    if (r->prev) r->prev->next = r->next;
+    else if (a->waiters == r) a->waiters = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
+/* Engine watch callback: the run ended. Runs on an engine thread. */
+static void on_run_end(void *ud)
+{
+    req *r = ud;
+    lsd_api *a = r->api;
+    pthread_mutex_lock(&a->mu);
+    if (r->suspended && !r->resumed) {
+        r->resumed = 1;
+        r->watching = 0;
+        waiter_unlink(a, r);
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void *reaper_main(void *p)
+{
+    lsd_api *a = p;
+    for (;;) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        int64_t now = ls_clock_wall_ms(NULL);
+        pthread_mutex_lock(&a->mu);
+        int stopping = a->stopping;
+        req *r = a->waiters;
+        while (r) {
+            req *next = r->next;
+            if (stopping || r->deadline_ms <= now) {
+                r->resumed = 1;
+                waiter_unlink(a, r);
+                MHD_resume_connection(r->conn);
+            }
+            r = next;
+        }
+        pthread_mutex_unlock(&a->mu);
+        if (stopping) break;
+    }
+    return NULL;
+}
+
+/* ---- handlers ---- */
+
+static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const char *name)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    int done = 0;
+    size_t nlen = strlen(name);
+    if (r->suspended) {
+        /* Resumed: stop watching, answer with what there is now. */
+        if (r->watching) ls_flow_unwatch(a->o.flow, r->watch);
+        r->watching = 0;
+    }
+    ls_rc rc = ls_flow_result(a->o.flow, name, nlen, &out, &done, &err);
+    if (rc != LS_OK) {
+        ls_buf_free(&out);
+        return send_rc(c, rc, &err);
+    }
+    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+    double wait = 0;
+    if (w) {
+        char *end;
+        wait = strtod(w, &end);
+        if (*w == '\0' || *end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S) {
+            ls_buf_free(&out);
+            return send_error(c, 400, "bad_request", "wait: must be 0 to %d seconds, got \"%.40s\"",
+                              MAX_WAIT_S, w);
+        }
+    }
+    if (done || r->suspended || wait <= 0 || a->stopping) {
+        MHD_RESULT ret = send_json(c, done ? 200 : 202, &out);
+        ls_buf_free(&out);
+        return ret;
+    }
+    ls_buf_free(&out);
+    /* Suspend until the run ends or the wait runs out. */
+    r->name = strdup(name);
+    r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(wait * 1000);
+    pthread_mutex_lock(&a->mu);
+    r->suspended = 1;
+    r->conn = c;
+    r->next = a->waiters;
+    r->prev = NULL;
+    if (a->waiters) a->waiters->prev = r;
+    a->waiters = r;
+    MHD_suspend_connection(c);
+    pthread_mutex_unlock(&a->mu);
+    rc = ls_flow_watch(a->o.flow, name, nlen, on_run_end, r, &r->watch, &err);
+    if (rc == LS_OK) {
+        pthread_mutex_lock(&a->mu);
+        r->watching = !r->resumed;
+        pthread_mutex_unlock(&a->mu);
+        if (!r->watching) ls_flow_unwatch(a->o.flow, r->watch);
+    } else {
+        /* Ended meanwhile (or gone): answer now. */
+        pthread_mutex_lock(&a->mu);
+        if (!r->resumed) {
+            r->resumed = 1;
+            waiter_unlink(a, r);
+            MHD_resume_connection(c);
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+    return MHD_YES;
+}
+
+static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const char *type)
+{
+    const char *name = NULL, *input = NULL;
+    size_t nlen = 0, ilen = 0;
+    json_t *body = NULL;
+    ls_buf in = LS_BUF_INIT, out = LS_BUF_INIT;
+    ls_err err;
+    if (r->len) {
+        if (ls_json_parse((const char *)r->body, r->len, &body, &err) != LS_OK)
+            return send_error(c, 400, "bad_request", "body: %s", ls_err_text(&err));
+        if (!json_is_object(body)) {
+            json_decref(body);
+            return send_error(c, 400, "bad_request",
+                              "body: must be an object {\"id\"?: string, \"input\"?: any}");
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(body, k, v)
+        {
+            if (strcmp(k, "id") == 0) {
+                if (!json_is_string(v)) {
+                    json_decref(body);
+                    return send_error(c, 400, "bad_request", "id: must be a string");
+                }
+                name = json_string_value(v);
+                nlen = json_string_length(v);
+            } else if (strcmp(k, "input") == 0) {
+                if (ls_json_dump(v, &in, &err) != LS_OK) {
+                    json_decref(body);
+                    return send_rc(c, err.code, &err);
+                }
+                input = (const char *)in.ptr;
+                ilen = in.len;
+            } else {
+                MHD_RESULT ret = send_error(c, 400, "bad_request",
+                                            "body: unknown field \"%.60s\" (expected id, input)", k);
+                json_decref(body);
+                ls_buf_free(&in);
+                return ret;
+            }
+        }
+    }
+    int created = 0;
+    ls_rc rc = ls_flow_start(a->o.flow, type, strlen(type), name, nlen, input, ilen, &out,
+                             &created, &err);
+    json_decref(body);
+    ls_buf_free(&in);
+    MHD_RESULT ret;
+    if (rc == LS_ENOTFOUND)
+        ret = send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
+    else if (rc != LS_OK)
+        ret = send_rc(c, rc, &err);
+    else
+        ret = send_json(c, created ? 201 : 200, &out);
+    ls_buf_free(&out);
+    return ret;
+}
+
+static MHD_RESULT h_list(lsd_api *a, struct MHD_Connection *c)
+{
+    const char *status = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "status");
+    const char *type = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "type");
+    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *cursor = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor");
+    unsigned lim = 0;
+    if (limit) {
+        char *end;
+        unsigned long v = strtoul(limit, &end, 10);
+        if (*limit == '\0' || *end != '\0' || v == 0 || v > 1000)
+            return send_error(c, 400, "bad_request", "limit: must be 1 to 1000, got \"%.40s\"",
+                              limit);
+        lim = (unsigned)v;
+    }
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    ls_rc rc = ls_flow_list(a->o.flow, status, type, lim, cursor, &out, &err);
+    MHD_RESULT ret = rc == LS_OK ? send_json(c, 200, &out) : send_rc(c, rc, &err);
+    ls_buf_free(&out);
+    return ret;
+}
+
+typedef ls_rc (*view_fn)(ls_flow_t *, const char *, size_t, ls_buf *, ls_err *);
+
+static MHD_RESULT h_view(lsd_api *a, struct MHD_Connection *c, const char *name, view_fn fn)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    ls_rc rc = fn(a->o.flow, name, strlen(name), &out, &err);
+    MHD_RESULT ret = rc == LS_OK ? send_json(c, 200, &out) : send_rc(c, rc, &err);
+    ls_buf_free(&out);
+    return ret;
+}
+
+typedef struct {
+    json_t *arr;
+} secret_list;
+
+static int on_secret(void *ud, const char *name, size_t len)
+{
+    secret_list *l = ud;
+    json_array_append_new(l->arr, json_pack("{s:s%}", "name", name, len));
+    return 0;
+}
+
+static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const char *method,
+                            const char *name)
+{
+    ls_err err;
+    ls_rc rc;
+    char ts[LS_TIME_TEXTLEN + 1];
+    if (name == NULL) {
+        if (strcmp(method, "GET") != 0)
+            return send_error(c, 405, "method_not_allowed", "use GET /v1/secrets");
+        secret_list l = {json_array()};
+        rc = ls_vault_secret_list(a->o.store, on_secret, &l, &err);
+        if (rc != LS_OK) {
+            json_decref(l.arr);
+            return send_rc(c, rc, &err);
+        }
+        json_t *o = json_pack("{s:o}", "secrets", l.arr);
+        ls_buf out = LS_BUF_INIT;
+        ls_json_dump(o, &out, NULL);
+        json_decref(o);
+        MHD_RESULT ret = send_json(c, 200, &out);
+        ls_buf_free(&out);
+        return ret;
+    }
+    if (strcmp(method, "PUT") == 0) {
+        if (r->len == 0) return send_error(c, 400, "bad_request", "body: the secret's value is empty");
+        rc = ls_vault_secret_put(a->o.vault, a->o.store, name, r->body, r->len, &err);
+        sodium_memzero(r->body, r->len);
+        if (rc != LS_OK) return send_rc(c, rc, &err);
+        lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" set", name);
+        json_t *o = json_pack("{s:s,s:s}", "name", name, "updated_at",
+                              ls_time_format(ls_clock_wall_ms(NULL), ts));
+        ls_buf out = LS_BUF_INIT;
+        ls_json_dump(o, &out, NULL);
+        json_decref(o);
+        MHD_RESULT ret = send_json(c, 200, &out);
+        ls_buf_free(&out);
+        return ret;
+    }
+    if (strcmp(method, "DELETE") == 0) {
+        rc = ls_vault_secret_delete(a->o.store, name, &err);
+        if (rc == LS_ENOTFOUND) return send_error(c, 404, "not_found", "no secret named \"%.200s\"", name);
+        if (rc != LS_OK) return send_rc(c, rc, &err);
+        lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" deleted", name);
+        json_t *o = json_pack("{s:s,s:b}", "name", name, "deleted", 1);
+        ls_buf out = LS_BUF_INIT;
+        ls_json_dump(o, &out, NULL);
+        json_decref(o);
+        MHD_RESULT ret = send_json(c, 200, &out);
+        ls_buf_free(&out);
+        return ret;
+    }
+    return send_error(c, 405, "method_not_allowed", "use PUT or DELETE /v1/secrets/{name}");
+}
+
+static MHD_RESULT h_health(lsd_api *a, struct MHD_Connection *c)
+{
+    ls_flow_stats s;
+    ls_flow_get_stats(a->o.flow, &s);
+    ls_buf out = LS_BUF_INIT;
+    ls_buf_printf(&out, NULL,
+                  "{\"status\":\"%s\",\"version\":\"%s\",\"workers\":%u,\"runs_active\":%llu,"
+                  "\"runs_queued\":%llu,\"timers\":%llu,\"workflow_load_errors\":%zu}",
+                  a->stopping ? "stopping" : "ok", ls_version(), s.workers,
+                  (unsigned long long)s.runs_active, (unsigned long long)s.runs_queued,
+                  (unsigned long long)s.timers, lls_runner_error_count(a->o.runner));
+    MHD_RESULT ret = send_json(c, a->stopping ? 503 : 200, &out);
+    ls_buf_free(&out);
+    return ret;
+}
+
+static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
+{
+    ls_flow_stats s;
+    ls_flow_get_stats(a->o.flow, &s);
+    ls_buf out = LS_BUF_INIT;
+    ls_buf_printf(
+        &out, NULL,
+        "# HELP lodestone_runs_active Unfinished workflow runs.\n"
+        "# TYPE lodestone_runs_active gauge\nlodestone_runs_active %llu\n"
+        "# HELP lodestone_runs_queued Runs waiting for a worker.\n"
+        "# TYPE lodestone_runs_queued gauge\nlodestone_runs_queued %llu\n"
+        "# HELP lodestone_timers Durable timers pending.\n"
+        "# TYPE lodestone_timers gauge\nlodestone_timers %llu\n"
+        "# HELP lodestone_runs_started_total Runs started since the daemon started.\n"
+        "# TYPE lodestone_runs_started_total counter\nlodestone_runs_started_total %llu\n"
+        "# HELP lodestone_runs_ended_total Runs ended since the daemon started, by status.\n"
+        "# TYPE lodestone_runs_ended_total counter\n"
+        "lodestone_runs_ended_total{status=\"completed\"} %llu\n"
+        "lodestone_runs_ended_total{status=\"failed\"} %llu\n"
+        "# HELP lodestone_steps_total Step attempts recorded, by outcome.\n"
+        "# TYPE lodestone_steps_total counter\n"
+        "lodestone_steps_total{outcome=\"completed\"} %llu\n"
+        "lodestone_steps_total{outcome=\"failed\"} %llu\n"
+        "# HELP lodestone_activations_total Activations run by workers.\n"
+        "# TYPE lodestone_activations_total counter\nlodestone_activations_total %llu\n"
+        "# HELP lodestone_workflow_load_errors Workflow files that failed to load.\n"
+        "# TYPE lodestone_workflow_load_errors gauge\nlodestone_workflow_load_errors %zu\n",
+        (unsigned long long)s.runs_active, (unsigned long long)s.runs_queued,
+        (unsigned long long)s.timers, (unsigned long long)s.started,
+        (unsigned long long)s.completed, (unsigned long long)s.failed,
+        (unsigned long long)s.steps_completed, (unsigned long long)s.steps_failed,
+        (unsigned long long)s.activations, lls_runner_error_count(a->o.runner));
+    MHD_RESULT ret = send_body(c, 200, "text/plain; version=0.0.4", out.ptr, out.len);
+    ls_buf_free(&out);
+    return ret;
+}
+
+/* Splits path after prefix into up to 3 segments (modified in place). */
+static int split(char *p, char **seg, int max)
+{
+    int n = 0;
+    while (*p && n < max) {
+        seg[n++] = p;
+        char *slash = strchr(p, '/');
+        if (slash == NULL) return n;
+        *slash = '\0';
+        p = slash + 1;
+        if (*p == '\0') return -1; /* trailing slash */
+    }
+    return *p ? -1 : n;
+}
+
+static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char *url,
+                        const char *method)
+{
+    int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/healthz") == 0 && get) return h_health(a, c);
+    if (strcmp(url, "/metrics") == 0 && get) return h_metrics(a, c);
+    if (strcmp(url, "/v1/workflow-types") == 0 && get) {
+        ls_buf out = LS_BUF_INIT;
+        lls_runner_describe(a->o.runner, &out, NULL);
+        MHD_RESULT ret = send_json(c, 200, &out);
+        ls_buf_free(&out);
+        return ret;
+    }
+    if (strcmp(url, "/v1/workflows") == 0) {
+        if (!get) return send_error(c, 405, "method_not_allowed", "use GET /v1/workflows");
+        return h_list(a, c);
+    }
+    if (strcmp(url, "/v1/secrets") == 0) return h_secrets(a, r, c, method, NULL);
+    char path[1024];
+    char *seg[4];
+    if (strncmp(url, "/v1/secrets/", 12) == 0) {
+        snprintf(path, sizeof path, "%s", url + 12);
+        if (split(path, seg, 1) != 1)
+            return send_error(c, 404, "not_found", "no route for %.200s", url);
+        return h_secrets(a, r, c, method, seg[0]);
+    }
+    if (strncmp(url, "/v1/workflows/", 14) == 0 && strlen(url) < sizeof path) {
+        snprintf(path, sizeof path, "%s", url + 14);
+        int n = split(path, seg, 3);
+        if (n == 1 && post) return h_start(a, r, c, seg[0]);
+        if (n == 1 && get) return h_view(a, c, seg[0], ls_flow_describe);
+        if (n == 2 && get && strcmp(seg[1], "history") == 0)
+            return h_view(a, c, seg[0], ls_flow_history);
+        if (n == 2 && get && strcmp(seg[1], "result") == 0) return h_result(a, r, c, seg[0]);
+        if ((n == 2 && post && (strcmp(seg[1], "cancel") == 0 || strcmp(seg[1], "terminate") == 0)) ||
+            (n == 3 && post && strcmp(seg[1], "signals") == 0))
+            return send_error(c, 501, "not_implemented",
+                              "%s is not implemented yet in this version of lodestoned",
+                              n == 3 ? "signals" : seg[1]);
+        if (n >= 1 && n <= 3)
+            return send_error(c, 405, "method_not_allowed", "%s is not allowed on %.200s", method,
+                              url);
+    }
+    return send_error(c, 404, "not_found", "no route for %s %.200s", method, url);
+}
+
+static int token_ok(lsd_api *a, struct MHD_Connection *c)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0) return 0;
+    h += 7;
+    size_t n = strlen(h), m = strlen(a->o.token);
+    return n == m && sodium_memcmp(h, a->o.token, n) == 0;
+}
+
+static MHD_RESULT on_request(void *cls, struct MHD_Connection *c, const char *url,
+                             const char *method, const char *version, const char *upload,
+                             size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    lsd_api *a = cls;
+    req *r = *con_cls;
+    if (r == NULL) {
+        r = calloc(1, sizeof *r);
+        if (r == NULL) return MHD_NO;
+        r->api = a;
+        r->conn = c;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t limit = a->o.body_limit;
+        if (!r->too_large && r->len + *upload_size > limit) {
+            r->too_large = 1;
+        } else if (!r->too_large) {
+            if (r->len + *upload_size > r->cap) {
+                size_t cap = r->cap ? r->cap : 4096;
+                while (cap < r->len + *upload_size) cap *= 2;
+                unsigned char *nb = realloc(r->body, cap);
+                if (nb == NULL) return MHD_NO;
+                r->body = nb;
+                r->cap = cap;
+            }
+            memcpy(r->body + r->len, upload, *upload_size);
+            r->len += *upload_size;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->too_large)
+        return send_error(c, 413, "payload_too_large", "the body exceeds the limit of %zu bytes",
+                          a->o.body_limit);
+    void *tcp = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON)->daemon;
+    if (tcp == a->tcp_d && a->tcp_d != NULL && !token_ok(a, c))
+        return send_error(c, 401, "unauthorized",
+                          "this listener needs Authorization: Bearer <token> (see --token-file)");
+    return route(a, r, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    lsd_api *a = cls;
+    req *r = *con_cls;
+    if (r == NULL) return;
+    if (r->watching) ls_flow_unwatch(a->o.flow, r->watch);
+    pthread_mutex_lock(&a->mu);
+    if (r->suspended && !r->resumed) waiter_unlink(a, r);
+    pthread_mutex_unlock(&a->mu);
+    if (r->body) sodium_memzero(r->body, r->cap);
+    free(r->body);
+    free(r->name);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* ---- sockets ---- */
+
+static int unix_listen(const char *path, ls_err *err)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        ls_err_set(err, LS_EINVAL, "--socket: path longer than %zu bytes", sizeof sa.sun_path - 1);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ls_err_set(err, LS_EIO, "socket: %s", strerror(errno));
+        return -1;
+    }
+    /* A stale socket file from a killed daemon: we hold the store's lock,
+     * so no other daemon of this data directory is using it. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+    mode_t old = umask(0117); /* 0660 */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc != 0 || listen(fd, 512) != 0) {
+        ls_err_set(err, LS_EIO, "--socket %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    chmod(path, 0660);
+    return fd;
+}
+
+ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
+{
+    *out = NULL;
+    lsd_api *a = calloc(1, sizeof *a);
+    if (a == NULL) return ls_err_set(err, LS_ENOMEM, "api: out of memory");
+    a->o = *o;
+    if (a->o.body_limit == 0) a->o.body_limit = 1 << 20;
+    if (a->o.threads == 0) a->o.threads = 4;
+    a->unix_fd = -1;
+    pthread_mutex_init(&a->mu, NULL);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC;
+    if (o->socket_path) {
+        a->unix_fd = unix_listen(o->socket_path, err);
+        if (a->unix_fd < 0) goto fail;
+        a->unix_d = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, a->unix_fd,
+            MHD_OPTION_THREAD_POOL_SIZE, a->o.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+            a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
+            MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+        if (a->unix_d == NULL) {
+            ls_err_set(err, LS_EIO, "cannot serve HTTP on %s", o->socket_path);
+            goto fail;
+        }
+    }
+    if (o->listen) {
+        char host[64];
+        unsigned port;
+        if (sscanf(o->listen, "%63[^:]:%u", host, &port) != 2 || port == 0 || port > 65535 ||
+            strcmp(host, "127.0.0.1") != 0) {
+            ls_err_set(err, LS_EINVAL, "--listen: expected 127.0.0.1:PORT, got \"%s\"", o->listen);
+            goto fail;
+        }
+        struct sockaddr_in sin;
+        memset(&sin, 0, sizeof sin);
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons((uint16_t)port);
+        sin.sin_addr.s_addr = htonl(0x7f000001);
+        a->tcp_d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, a,
+                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+                                    MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
+                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
+                                    MHD_OPTION_END);
+        if (a->tcp_d == NULL) {
+            ls_err_set(err, LS_EIO, "--listen %s: cannot listen (port in use?)", o->listen);
+            goto fail;
+        }
+    }
+    if (pthread_create(&a->reaper, NULL, reaper_main, a) != 0) {
+        ls_err_set(err, LS_EIO, "api: cannot start a thread");
+        goto fail;
+    }
+    a->reaper_on = 1;
+    *out = a;
+    return LS_OK;
+fail:
+    lsd_api_stop(a);
+    return err ? err->code : LS_EIO;
+}
+
+void lsd_api_stop(lsd_api *a)
+{
+    if (a == NULL) return;
+    pthread_mutex_lock(&a->mu);
+    a->stopping = 1;
+    pthread_mutex_unlock(&a->mu);
+    if (a->reaper_on) pthread_join(a->reaper, NULL); /* resumes every long poll */
+    if (a->unix_d) MHD_stop_daemon(a->unix_d);
+    if (a->tcp_d) MHD_stop_daemon(a->tcp_d);
+    if (a->unix_fd >= 0) {
+        close(a->unix_fd);
+        if (a->o.socket_path) unlink(a->o.socket_path);
+    }
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}

@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT
+ * lodestoned: runs the workflows of a directory durably, serving the HTTP
+ * API on a unix socket (and optionally on a loopback port with a token).
+ * The only owner of its data directory.
+ *
+ *   SIGTERM, SIGINT  stop taking work, let running steps finish (up to
+ *                    --grace), exit; nothing is lost
+ *   SIGHUP           reload the workflow files
+ */
+#include "ls_config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "lls_flow.h"
+#include "lodestone/lodestone.h"
+#include "log.h"
+
+#ifndef LS_LUA_DIR
+#define LS_LUA_DIR "/usr/share/lodestone/lua"
+#endif
+
+static const char usage[] =
+    "usage: lodestoned [OPTIONS]\n"
+    "\n"
+    "  --data DIR          data directory (default ./var/lodestone)\n"
+    "  --workflows DIR     workflow files (default ./workflows)\n"
+    "  --socket PATH       HTTP on a unix socket, mode 0660 (default DATA/lodestoned.sock)\n"
+    "  --listen 127.0.0.1:PORT  also serve HTTP on loopback TCP (needs --token-file)\n"
+    "  --token-file FILE   bearer token for --listen (first line)\n"
+    "  --key-file FILE     master key (default DATA/master.key, created 0600)\n"
+    "  --workers N         worker threads running workflow code (default 8)\n"
+    "  --http-threads N    HTTP threads (default 4)\n"
+    "  --grace SECONDS     on SIGTERM, how long running steps may finish (default 10)\n"
+    "  --body-limit BYTES  largest request body (default 1048576)\n"
+    "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+    "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
+    "  --version, --help\n";
+
+static volatile sig_atomic_t got_term, got_hup;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        got_hup = 1;
+    else
+        got_term = 1;
+}
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lodestoned: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static char *read_token(const char *path, ls_err *err)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        ls_err_set(err, LS_EIO, "--token-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char line[512];
+    char *tok = NULL;
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strlen(line) >= 16) tok = strdup(line);
+    }
+    fclose(f);
+    if (tok == NULL) ls_err_set(err, LS_EINVAL, "--token-file %s: needs a token of 16+ characters on its first line", path);
+    return tok;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
+    const char *listen_addr = NULL, *token_file = NULL, *key_file = NULL;
+    unsigned long workers = 8, http_threads = 4, grace_s = 10, body_limit = 1 << 20;
+    int nosync = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(o, "--version") == 0) {
+            printf("lodestoned %s\n", ls_version());
+            return 0;
+        }
+        if (strcmp(o, "--no-sync") == 0) {
+            nosync = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return die("%s needs a value (see --help)", o);
+        const char *v = argv[++i];
+        if (strcmp(o, "--data") == 0) data = v;
+        else if (strcmp(o, "--workflows") == 0) workflows = v;
+        else if (strcmp(o, "--socket") == 0) socket_path = v;
+        else if (strcmp(o, "--listen") == 0) listen_addr = v;
+        else if (strcmp(o, "--token-file") == 0) token_file = v;
+        else if (strcmp(o, "--key-file") == 0) key_file = v;
+        else if (strcmp(o, "--workers") == 0) {
+            if (parse_uint(v, 1024, &workers) || workers == 0)
+                return die("--workers: expected 1 to 1024, got \"%s\"", v);
+        } else if (strcmp(o, "--http-threads") == 0) {
+            if (parse_uint(v, 64, &http_threads) || http_threads == 0)
+                return die("--http-threads: expected 1 to 64, got \"%s\"", v);
+        } else if (strcmp(o, "--grace") == 0) {
+            if (parse_uint(v, 3600, &grace_s))
+                return die("--grace: expected 0 to 3600 seconds, got \"%s\"", v);
+        } else if (strcmp(o, "--body-limit") == 0) {
+            if (parse_uint(v, 1UL << 30, &body_limit) || body_limit < 1024)
+                return die("--body-limit: expected 1024 to 1073741824 bytes, got \"%s\"", v);
+        } else if (strcmp(o, "--log-level") == 0) {
+            int lvl = lsd_log_level_parse(v);
+            if (lvl < 0) return die("--log-level: expected debug, info, warn or error, got \"%s\"", v);
+            lsd_log_set_level(lvl);
+        } else {
+            return die("unknown option %s (see --help)", o);
+        }
+    }
+    if (listen_addr && token_file == NULL)
+        return die("--listen %s needs --token-file: a TCP listener without a token is refused",
+                   listen_addr);
+
+    ls_err err;
+    char sock_default[PATH_MAX], key_default[PATH_MAX], store_dir[PATH_MAX];
+    if (mkdir_p(data) != 0) return die("--data %s: %s", data, strerror(errno));
+    snprintf(store_dir, sizeof store_dir, "%s/store", data);
+    if (socket_path == NULL) {
+        snprintf(sock_default, sizeof sock_default, "%s/lodestoned.sock", data);
+        socket_path = sock_default;
+    }
+    if (key_file == NULL) {
+        snprintf(key_default, sizeof key_default, "%s/master.key", data);
+        key_file = key_default;
+    }
+    const char *lua_dir = getenv("LODESTONE_LUA_DIR");
+    if (lua_dir == NULL || *lua_dir == '\0') lua_dir = LS_LUA_DIR;
+
+    char *token = NULL;
+    if (token_file && (token = read_token(token_file, &err)) == NULL)
+        return die("%s", ls_err_text(&err));
+
+    /* The store first: its lock makes this the only daemon on data. */
+    ls_store_t *store = NULL;
+    ls_store_opts so = {.create_if_missing = 1, .cache_bytes = 32u << 20, .write_buffer = 16u << 20};
+    ls_rc rc = ls_store_open(&store, store_dir, &so, &err);
+    if (rc == LS_EBUSY) {
+        free(token);
+        return die("%s is in use by another lodestoned (only one daemon may own a data "
+                   "directory)",
+                   data);
+    }
+    if (rc != LS_OK) {
+        free(token);
+        return die("store %s: %s", store_dir, ls_err_text(&err));
+    }
+    ls_vault_opts vo = {.create_if_missing = 1};
+    ls_vault_t *vault = NULL;
+    if ((rc = ls_vault_load(&vault, key_file, &vo, &err)) != LS_OK) {
+        ls_store_close(store);
+        free(token);
+        return die("key file: %s", ls_err_text(&err));
+    }
+    lls_runner *runner = NULL;
+    if ((rc = lls_runner_new(&runner, workflows, lua_dir, &err)) != LS_OK) {
+        ls_vault_close(vault);
+        ls_store_close(store);
+        free(token);
+        return die("%s", ls_err_text(&err));
+    }
+    {
+        ls_buf d = LS_BUF_INIT;
+        lls_runner_describe(runner, &d, NULL);
+        lsd_log(LS_FLOW_LOG_INFO, NULL, "workflows from %s: %.*s", workflows, (int)d.len,
+                (const char *)d.ptr);
+        if (lls_runner_error_count(runner))
+            lsd_log(LS_FLOW_LOG_ERROR, NULL,
+                    "%zu workflow files failed to load; the others run (lodestone types)",
+                    lls_runner_error_count(runner));
+        ls_buf_free(&d);
+    }
+
+    ls_flow_opts fo = {.store = store,
+                       .vault = vault,
+                       .runner = lls_runner_ops(),
+                       .runner_ud = runner,
+                       .workers = (unsigned)workers,
+                       .nosync = nosync,
+                       .log = lsd_log_sink};
+    ls_flow_t *flow = NULL;
+    if ((rc = ls_flow_open(&flow, &fo, &err)) != LS_OK) {
+        lls_runner_free(runner);
+        ls_vault_close(vault);
+        ls_store_close(store);
+        free(token);
+        return die("%s", ls_err_text(&err));
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    lsd_api *api = NULL;
+    lsd_api_opts ao = {.flow = flow,
+                       .runner = runner,
+                       .store = store,
+                       .vault = vault,
+                       .socket_path = socket_path,
+                       .listen = listen_addr,
+                       .token = token,
+                       .body_limit = body_limit,
+                       .threads = (unsigned)http_threads};
+    int exit_code = 0;
+    if ((rc = lsd_api_start(&api, &ao, &err)) != LS_OK) {
+        lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", ls_err_text(&err));
+        exit_code = 1;
+        goto out;
+    }
+    if ((rc = ls_flow_run(flow, &err)) != LS_OK) {
+        lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", ls_err_text(&err));
+        exit_code = 1;
+        goto out;
+    }
+    lsd_log(LS_FLOW_LOG_INFO, NULL, "lodestoned %s ready: socket %s%s%s, data %s, %lu workers%s",
+            ls_version(), socket_path, listen_addr ? ", listening on " : "",
+            listen_addr ? listen_addr : "", data, workers, nosync ? ", NO SYNC" : "");
+
+    while (!got_term) {
+        pause();
+        if (got_hup) {
+            got_hup = 0;
+            if (lls_runner_reload(runner, &err) == LS_OK) {
+                lsd_log(LS_FLOW_LOG_INFO, NULL, "workflows reloaded (%zu load errors)",
+                        lls_runner_error_count(runner));
+            } else {
+                lsd_log(LS_FLOW_LOG_ERROR, NULL, "reload failed: %s", ls_err_text(&err));
+            }
+        }
+    }
+    lsd_log(LS_FLOW_LOG_INFO, NULL, "stopping: letting running steps finish (grace %lus)", grace_s);
+
+out:
+    lsd_api_stop(api);
+    if (ls_flow_stop(flow, (int64_t)grace_s * 1000, &err) == LS_EBUSY) {
+        /* Every transition is durable: exit without waiting for stuck code. */
+        lsd_log(LS_FLOW_LOG_WARN, NULL, "%s; exiting anyway (nothing is lost)", ls_err_text(&err));
+        _exit(exit_code);
+    }
+    ls_flow_close(flow);
+    lls_runner_free(runner);
+    ls_vault_close(vault);
+    ls_store_close(store);
+    free(token);
+    if (exit_code == 0) lsd_log(LS_FLOW_LOG_INFO, NULL, "stopped");
+    return exit_code;
+}

@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: MIT
+ * One activation of a run: load its history, let the runner replay the
+ * workflow code against it through the ls_flow_act_* calls, and append
+ * what the code does next. Every call that changes the run appends its
+ * events, the run record (and indexes, timers) to one batch and writes it;
+ * a step's result is synced before the code sees it.
+ */
+#include "ls_config.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flow_int.h"
+#include "lodestone/ls_alloc.h"
+#include "ls_json.h"
+#include "retry.h"
+
+void flow_activate(ls_flow_t *f, void *worker, flow_run *r);
+void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a);
+
+/* ---- history loading ---- */
+
+static ls_rc load_history(ls_flow_act *a, ls_err *err)
+{
+    ls_buf prefix = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    const void *key, *val;
+    size_t klen, vlen, cap = 0;
+    ls_rc rc = ls_history_prefix(&prefix, &a->r->id, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, a->f->o.store, prefix.ptr, prefix.len, 0, err);
+    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
+        if (a->nev == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            size_t *no = ls_realloc(a->voff, nc * sizeof *no);
+            if (no) a->voff = no;
+            size_t *nl = ls_realloc(a->vlen, nc * sizeof *nl);
+            if (nl) a->vlen = nl;
+            if (no == NULL || nl == NULL) {
+                rc = ls_err_set(err, LS_ENOMEM, "history: out of memory");
+                break;
+            }
+            cap = nc;
+        }
+        a->voff[a->nev] = a->arena.len;
+        a->vlen[a->nev] = vlen;
+        if ((rc = ls_buf_append(&a->arena, val, vlen, err)) != LS_OK) break;
+        a->nev++;
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    ls_store_iter_free(it);
+    ls_buf_free(&prefix);
+    if (rc != LS_OK) return rc;
+    if (a->nev == 0) return ls_err_set(err, LS_ECORRUPT, "the run has no history");
+    a->ev = ls_calloc(a->nev, sizeof *a->ev);
+    if (a->ev == NULL) return ls_err_set(err, LS_ENOMEM, "history: out of memory");
+    for (size_t i = 0; i < a->nev; i++) {
+        rc = ls_event_decode(a->arena.ptr + a->voff[i], a->vlen[i], &a->ev[i], err);
+        if (rc != LS_OK) return ls_err_prefix(err, "event %zu", i + 1);
+    }
+    if ((rc = ls_replay_init(&a->rp, a->ev, a->nev, err)) != LS_OK) return rc;
+    a->rp_ready = 1;
+    return LS_OK;
+}
+
+/* ---- writing ---- */
+
+static ls_rc fail_sticky(ls_flow_act *a, ls_rc rc, const ls_err *err)
+{
+    if (a->sticky == LS_OK) {
+        a->sticky = rc;
+        a->sticky_err = *err;
+    }
+    return rc;
+}
+
+static ls_rc check_sticky(ls_flow_act *a, ls_err *err)
+{
+    if (a->sticky == LS_OK) {
+        if (a->ended) return ls_err_set(err, LS_EINVAL, "the run has ended");
+        if (a->waiting)
+            return ls_err_set(err, LS_EINVAL, "the run is suspended; unwind the workflow code");
+        return LS_OK;
+    }
+    if (err) *err = a->sticky_err;
+    return a->sticky;
+}
+
+/* Queues event ev (its seq is assigned here) with payload plaintext
+ * (sealed here; NULL/0 for none). */
+static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen, ls_err *err)
+{
+    ls_rc rc;
+    ev->seq = a->r->last_seq + a->new_events + 1;
+    ev->time_ms = flow_now(a->f);
+    if (pt) {
+        if ((rc = flow_seal(a->f, &a->r->id, ev->seq, pt, ptlen, &a->sealed, err)) != LS_OK)
+            return rc;
+        ev->payload = a->sealed.ptr;
+        ev->payload_len = a->sealed.len;
+    }
+    if ((rc = ls_history_key(&a->k, &a->r->id, ev->seq, err)) != LS_OK ||
+        (rc = ls_event_encode(ev, &a->v, err)) != LS_OK)
+        return rc;
+    ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
+    a->new_events++;
+    return LS_OK;
+}
+
+static ls_rc put_timer(ls_flow_act *a, int64_t due, uint64_t seq, int del, ls_err *err)
+{
+    ls_rc rc = flow_key_timer(&a->k, due, &a->r->id, seq, err);
+    if (rc != LS_OK) return rc;
+    if (del)
+        ls_store_batch_delete(a->b, a->k.ptr, a->k.len);
+    else
+        ls_store_batch_put(a->b, a->k.ptr, a->k.len, "", 0);
+    return LS_OK;
+}
+
+/* Writes the queued events with the run record. new_status other than
+ * RUNNING also moves the status index. */
+static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *err)
+{
+    flow_run *r = a->r;
+    ls_flow_t *f = a->f;
+    ls_rc rc;
+    int64_t now = flow_now(f);
+    ls_run_record rec = {.status = new_status,
+                         .created_ms = r->created_ms,
+                         .updated_ms = now,
+                         .last_seq = r->last_seq + a->new_events,
+                         .steps_completed = r->steps_completed,
+                         .attempts_failed = r->attempts_failed,
+                         .type = r->type,
+                         .type_len = strlen(r->type),
+                         .name = r->name,
+                         .name_len = strlen(r->name)};
+    if ((rc = ls_run_key(&a->k, &r->id, err)) != LS_OK ||
+        (rc = ls_run_encode(&rec, &a->v, err)) != LS_OK)
+        goto fail;
+    ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
+    if (new_status != LS_RUN_RUNNING) {
+        if ((rc = flow_key_status(&a->k, LS_RUN_RUNNING, &r->id, err)) != LS_OK) goto fail;
+        ls_store_batch_delete(a->b, a->k.ptr, a->k.len);
+        if ((rc = flow_key_status(&a->k, new_status, &r->id, err)) != LS_OK) goto fail;
+        ls_store_batch_put(a->b, a->k.ptr, a->k.len, "", 0);
+    }
+    if (sync && f->o.nosync) sync = 0;
+    if ((rc = ls_store_write(f->o.store, a->b, sync ? LS_STORE_SYNC : 0, err)) != LS_OK) goto fail;
+    ls_store_batch_clear(a->b);
+    r->last_seq = rec.last_seq;
+    r->updated_ms = now;
+    r->status = new_status;
+    a->new_events = 0;
+    if (sync)
+        a->unsynced = 0;
+    return LS_OK;
+fail:
+    ls_err_prefix(err, "run %s: cannot write", r->name);
+    a->broken = 1;
+    flow_log(f, LS_FLOW_LOG_ERROR, r->name, "%s", ls_err_text(err));
+    return fail_sticky(a, rc, err);
+}
+
+/* ---- the activation ---- */
+
+static void act_free(ls_flow_act *a)
+{
+    if (a->rp_ready) ls_replay_free(&a->rp);
+    ls_free(a->ev);
+    ls_free(a->voff);
+    ls_free(a->vlen);
+    ls_buf_free(&a->arena);
+    ls_store_batch_free(a->b);
+    ls_buf_free(&a->k);
+    ls_buf_free(&a->v);
+    ls_buf_free(&a->sealed);
+    ls_buf_free(&a->tmp);
+    ls_free(a->wait_name);
+}
+
+void flow_activate(ls_flow_t *f, void *worker, flow_run *r)
+{
+    ls_flow_act a;
+    memset(&a, 0, sizeof a);
+    a.f = f;
+    a.r = r;
+    ls_err err;
+    ls_rc rc = ls_store_batch_new(&a.b, &err);
+    if (rc == LS_OK) rc = load_history(&a, &err);
+    if (rc != LS_OK) {
+        flow_log(f, LS_FLOW_LOG_ERROR, r->name, "cannot load history: %s", ls_err_text(&err));
+        a.abandoned = 1;
+        act_free(&a);
+        flow_activation_done(f, r, &a);
+        return;
+    }
+    a.replaying = a.nev > 1;
+    if (ls_replay_closed(&a.rp)) {
+        /* Ended in the store but still listed as running: the end's batch
+         * moved both, so this cannot happen; do not run it again. */
+        flow_log(f, LS_FLOW_LOG_ERROR, r->name, "history is closed but the run is not");
+        a.abandoned = 1;
+    } else {
+        f->o.runner->activate(f->o.runner_ud, worker, &a);
+        if (!a.ended && !a.waiting && !a.abandoned) {
+            if (a.broken || atomic_load(&f->interrupt)) {
+                a.abandoned = 1;
+            } else {
+                static const char msg[] = "the runner returned without an outcome";
+                if (ls_flow_act_fail(&a, msg, sizeof msg - 1, NULL, 0, &err) != LS_OK)
+                    a.abandoned = 1;
+            }
+        }
+    }
+    int ended = a.ended;
+    if (!ended) flow_activation_done(f, r, &a);
+    act_free(&a);
+    if (ended) flow_run_ended(f, r);
+}
+
+/* ---- accessors ---- */
+
+const char *ls_flow_act_name(const ls_flow_act *a)
+{
+    return a->r->name;
+}
+
+const char *ls_flow_act_type(const ls_flow_act *a)
+{
+    return a->r->type;
+}
+
+int ls_flow_act_replaying(const ls_flow_act *a)
+{
+    return a->replaying;
+}
+
+int ls_flow_act_interrupted(const ls_flow_act *a)
+{
+    return atomic_load(&a->f->interrupt);
+}
+
+ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err)
+{
+    const ls_event *ev = ls_replay_started(&a->rp);
+    return flow_open_payload(a->f, &a->r->id, ev->seq, ev->payload, ev->payload_len, out, err);
+}
+
+void ls_flow_act_log(ls_flow_act *a, int level, const char *msg)
+{
+    if (a->replaying) return;
+    flow_log(a->f, level, a->r->name, "%s", msg);
+}
+
+ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err)
+{
+    ls_rc rc = ls_vault_secret_get(a->f->o.vault, a->f->o.store, name, out, err);
+    if (rc == LS_ENOTFOUND)
+        return ls_err_set(err, LS_ENOTFOUND,
+                          "secret \"%s\" is not set (lodestone secret set %s)", name, name);
+    return rc;
+}
+
+void ls_flow_act_abandon(ls_flow_act *a)
+{
+    a->abandoned = 1;
+}
+
+/* ---- replay plumbing ---- */
+
+static ls_rc next(ls_flow_act *a, ls_cmd_kind kind, const char *name, size_t nlen,
+                  ls_replay_match *m, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    rc = ls_replay_next(&a->rp, kind, name, nlen, m, err);
+    if (rc == LS_ENOTFOUND) {
+        a->replaying = 0;
+        return rc;
+    }
+    if (rc != LS_OK) {
+        ls_err_prefix(err, "run %s", a->r->name);
+        return fail_sticky(a, rc, err);
+    }
+    return LS_OK;
+}
+
+static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, int64_t due,
+                    uint64_t seq)
+{
+    a->waiting = 1;
+    a->wait_kind = kind;
+    a->wait_due = due;
+    a->wait_seq = seq;
+    ls_free(a->wait_name);
+    a->wait_name = ls_strndup(name ? name : "", nlen);
+}
+
+static void step_key(const ls_flow_act *a, uint64_t command, char *key)
+{
+    char id[LS_ID_TEXTLEN + 1];
+    ls_id_format(&a->r->id, id);
+    snprintf(key, 64, "%s-%llu", id, (unsigned long long)command);
+}
+
+static ls_rc final_message(ls_buf *out, const char *name, size_t nlen, uint32_t attempt,
+                           const char *error, size_t elen, ls_err *err)
+{
+    ls_buf_clear(out);
+    return ls_buf_printf(out, err, "step \"%.*s\" failed on attempt %u: %.*s", (int)nlen, name,
+                         attempt, (int)elen, error ? error : "");
+}
+
+/* Starts attempt `attempt` of a step: StepStarted (and the removal of
+ * the retry timer that led here), synced when side effects are pending. */
+static ls_rc begin_attempt(ls_flow_act *a, const char *name, size_t nlen, uint32_t attempt,
+                           int64_t timer_due, uint64_t timer_seq, ls_err *err)
+{
+    ls_event ev = {.type = LS_EV_STEP_STARTED, .attempt = attempt, .name = name,
+                   .name_len = nlen};
+    ls_rc rc = put_event(a, &ev, NULL, 0, err);
+    if (rc == LS_OK && timer_seq) rc = put_timer(a, timer_due, timer_seq, 1, err);
+    if (rc != LS_OK) return fail_sticky(a, rc, err);
+    return commit(a, a->unsynced, LS_RUN_RUNNING, err);
+}
+
+ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_step_info *info,
+                       ls_buf *out, ls_err *err)
+{
+    ls_replay_match m;
+    memset(info, 0, sizeof *info);
+    ls_rc rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
+    if (rc == LS_ENOTFOUND) {
+        uint64_t command = ls_replay_commands(&a->rp) + 1;
+        if ((rc = begin_attempt(a, name, nlen, 1, 0, 0, err)) != LS_OK) return rc;
+        info->outcome = LS_FLOW_RUN;
+        info->attempt = 1;
+        step_key(a, command, info->key);
+        return LS_OK;
+    }
+    if (rc != LS_OK) return rc;
+    switch (m.state) {
+    case LS_REPLAY_DONE:
+        info->outcome = LS_FLOW_DONE;
+        return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload,
+                                 m.last->payload_len, out, err);
+    case LS_REPLAY_FAILED:
+        info->outcome = LS_FLOW_FAILED;
+        return final_message(out, name, nlen, m.attempt, m.last->error, m.last->error_len, err);
+    case LS_REPLAY_INFLIGHT:
+        /* The attempt was running at a crash: run it again. */
+        a->replaying = 0;
+        info->outcome = LS_FLOW_RUN;
+        info->attempt = m.attempt;
+        step_key(a, m.command, info->key);
+        return LS_OK;
+    case LS_REPLAY_BACKOFF:
+        if (m.due_ms > flow_now(a->f)) {
+            info->outcome = LS_FLOW_WAIT;
+            suspend(a, 'r', name, nlen, m.due_ms, m.last->seq);
+            return LS_OK;
+        }
+        a->replaying = 0;
+        if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, m.due_ms, m.last->seq, err)) !=
+            LS_OK)
+            return rc;
+        info->outcome = LS_FLOW_RUN;
+        info->attempt = m.attempt + 1;
+        step_key(a, m.command, info->key);
+        return LS_OK;
+    default:
+        return fail_sticky(a, ls_err_set(err, LS_ECORRUPT, "step replay: unexpected state %d",
+                                         (int)m.state),
+                           err);
+    }
+}
+
+ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint32_t attempt,
+                            const char *result, size_t rlen, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    ls_event ev = {.type = LS_EV_STEP_COMPLETED, .attempt = attempt, .name = name,
+                   .name_len = nlen};
+    if ((rc = put_event(a, &ev, result, rlen, err)) != LS_OK) return fail_sticky(a, rc, err);
+    a->r->steps_completed++;
+    rc = commit(a, 1, LS_RUN_RUNNING, err);
+    if (rc == LS_OK) {
+        pthread_mutex_lock(&a->f->mu);
+        a->f->st.steps_completed++;
+        pthread_mutex_unlock(&a->f->mu);
+    }
+    return rc;
+}
+
+static ls_rc parse_retry(const char *text, size_t len, const ls_flow_retry *base, const char *what,
+                         ls_flow_retry *out, ls_err *err)
+{
+    if (text == NULL || len == 0) return ls_flow_retry_copy(out, base, err);
+    json_t *j = NULL;
+    ls_rc rc = ls_json_parse(text, len, &j, err);
+    if (rc != LS_OK) return ls_err_prefix(err, "%s", what);
+    rc = ls_flow_retry_parse(j, base, what, out, err);
+    json_decref(j);
+    return rc;
+}
+
+ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
+                              const ls_flow_failure *fl, ls_flow_outcome *outcome, ls_buf *out,
+                              ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    ls_flow_retry wf, step;
+    ls_flow_retry_init(&wf);
+    ls_flow_retry_init(&step);
+    ls_flow_retry defaults;
+    ls_flow_retry_init(&defaults);
+    rc = parse_retry(fl->retry_workflow, fl->retry_workflow_len, &defaults, "retry", &wf, err);
+    if (rc == LS_OK)
+        rc = parse_retry(fl->retry_step, fl->retry_step_len, &wf, "step retry", &step, err);
+    if (rc != LS_OK) {
+        ls_flow_retry_free(&wf);
+        ls_flow_retry_free(&step);
+        return rc; /* a bad policy is the code's error: the runner raises it */
+    }
+    int64_t delay = 0;
+    ls_flow_retry_verdict v =
+        ls_flow_retry_next(&step, fl->attempt, fl->code, fl->fatal, NULL, &delay);
+    ls_flow_retry_free(&wf);
+    ls_flow_retry_free(&step);
+
+    int64_t now = flow_now(a->f);
+    ls_event ev = {.type = LS_EV_STEP_FAILED, .attempt = fl->attempt, .name = name,
+                   .name_len = nlen, .error = fl->error, .error_len = fl->error_len};
+    if (v == LS_FLOW_RETRY_AGAIN)
+        ev.due_ms = now + delay;
+    else
+        ev.flags = LS_EVF_FATAL;
+    if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK) return fail_sticky(a, rc, err);
+    if (v == LS_FLOW_RETRY_AGAIN && (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    a->r->attempts_failed++;
+    if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+    pthread_mutex_lock(&a->f->mu);
+    a->f->st.steps_failed++;
+    pthread_mutex_unlock(&a->f->mu);
+    if (v == LS_FLOW_RETRY_AGAIN) {
+        flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name,
+                 "step \"%.*s\" attempt %u failed (%.*s); retrying in %lld ms", (int)nlen, name,
+                 fl->attempt, (int)(fl->error_len > 300 ? 300 : fl->error_len), fl->error,
+                 (long long)delay);
+        *outcome = LS_FLOW_WAIT;
+        suspend(a, 'r', name, nlen, ev.due_ms, ev.seq);
+        return LS_OK;
+    }
+    *outcome = LS_FLOW_FAILED;
+    return final_message(out, name, nlen, fl->attempt, fl->error, fl->error_len, err);
+}
+
+ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls_err *err)
+{
+    ls_replay_match m;
+    ls_rc rc = next(a, LS_CMD_TIMER, "", 0, &m, err);
+    int64_t now = flow_now(a->f);
+    if (rc == LS_ENOTFOUND) {
+        if (ms < 0) ms = 0;
+        ls_event ev = {.type = LS_EV_TIMER_STARTED, .name = "", .due_ms = now + ms};
+        if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
+            (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
+            return fail_sticky(a, rc, err);
+        if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+        *outcome = LS_FLOW_WAIT;
+        suspend(a, 's', "", 0, ev.due_ms, ev.seq);
+        return LS_OK;
+    }
+    if (rc != LS_OK) return rc;
+    if (m.state == LS_REPLAY_DONE) {
+        *outcome = LS_FLOW_DONE;
+        return LS_OK;
+    }
+    /* PENDING */
+    if (m.due_ms > now) {
+        *outcome = LS_FLOW_WAIT;
+        suspend(a, 's', "", 0, m.due_ms, m.first->seq);
+        return LS_OK;
+    }
+    a->replaying = 0;
+    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = ""};
+    if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
+        (rc = put_timer(a, m.due_ms, m.first->seq, 1, err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    /* Deterministic: losing it in a crash only means firing it again. */
+    if ((rc = commit(a, 0, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+    *outcome = LS_FLOW_DONE;
+    return LS_OK;
+}
+
+ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *value, size_t vlen,
+                              ls_buf *out, ls_err *err)
+{
+    ls_replay_match m;
+    size_t klen = strlen(kind);
+    ls_rc rc = next(a, LS_CMD_SIDE_EFFECT, kind, klen, &m, err);
+    if (rc == LS_ENOTFOUND) {
+        ls_event ev = {.type = LS_EV_SIDE_EFFECT, .name = kind, .name_len = klen};
+        if ((rc = put_event(a, &ev, value, vlen, err)) != LS_OK) return fail_sticky(a, rc, err);
+        /* Written now, synced with the next step's start: before anything
+         * outside can have seen the value. */
+        if ((rc = commit(a, 0, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+        a->unsynced = 1;
+        return ls_buf_set(out, value, vlen, err);
+    }
+    if (rc != LS_OK) return rc;
+    return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload, m.last->payload_len,
+                             out, err);
+}
+
+static ls_rc end_run(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen,
+                     ls_run_status status, ls_err *err)
+{
+    ls_rc rc = put_event(a, ev, pt, ptlen, err);
+    if (rc != LS_OK) return fail_sticky(a, rc, err);
+    if ((rc = commit(a, 1, status, err)) != LS_OK) return rc;
+    a->ended = 1;
+    return LS_OK;
+}
+
+ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc == LS_OK) {
+        rc = ls_replay_finish(&a->rp, err);
+        if (rc != LS_OK) {
+            ls_err_prefix(err, "run %s", a->r->name);
+            fail_sticky(a, rc, err);
+        }
+    }
+    if (rc == LS_ENONDET) {
+        /* Non-determinism ends the run as failed, naming both sides. */
+        return ls_flow_act_fail(a, NULL, 0, NULL, 0, err);
+    }
+    if (rc != LS_OK) return rc;
+    a->replaying = 0;
+    ls_event ev = {.type = LS_EV_WORKFLOW_COMPLETED};
+    if (output == NULL || olen == 0) output = "null", olen = 4;
+    return end_run(a, &ev, output, olen, LS_RUN_COMPLETED, err);
+}
+
+ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const char *trace,
+                       size_t tlen, ls_err *err)
+{
+    if (a->ended) return ls_err_set(err, LS_EINVAL, "the run has ended");
+    if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");
+    char msg[LS_ERR_MSGMAX];
+    if (a->sticky == LS_ENONDET) {
+        /* Whatever the code raised, the cause is the divergence. */
+        snprintf(msg, sizeof msg, "%s", ls_err_text(&a->sticky_err));
+        error = msg;
+        elen = strlen(msg);
+    }
+    a->waiting = 0;
+    a->replaying = 0;
+    a->sticky = LS_OK;
+    ls_event ev = {.type = LS_EV_WORKFLOW_FAILED, .error = error, .error_len = elen};
+    ls_buf_clear(&a->tmp);
+    ls_rc rc = LS_OK;
+    if (trace && tlen) {
+        json_t *j = json_pack("{s:s%}", "traceback", trace, tlen);
+        rc = j ? ls_json_dump(j, &a->tmp, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
+        json_decref(j);
+        if (rc != LS_OK) return rc;
+    }
+    flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name, "failed: %.*s", (int)(elen > 500 ? 500 : elen),
+             error ? error : "");
+    return end_run(a, &ev, a->tmp.len ? a->tmp.ptr : NULL, a->tmp.len, LS_RUN_FAILED, err);
+}

@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: MIT
+ * The engine's life cycle: recovery from the store, worker threads that
+ * take runs from the ready queue and hand each activation to the runner,
+ * the timer thread that wakes suspended runs, starts, watches and shutdown.
+ * What an activation may do is in act.c; JSON views in query.c.
+ */
+#include "ls_config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "flow_int.h"
+#include "lodestone/ls_alloc.h"
+#include "ls_json.h"
+
+/* ---- small helpers ---- */
+
+int64_t flow_now(const ls_flow_t *f)
+{
+    return ls_clock_wall_ms(f->clock);
+}
+
+void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
+{
+    if (f->o.log == NULL) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    f->o.log(f->o.log_ud, level, run, msg);
+}
+
+static void abs_deadline(struct timespec *ts, int64_t in_ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(in_ms / 1000);
+    ts->tv_nsec += (long)(in_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Caller holds mu. */
+static void enqueue(ls_flow_t *f, flow_run *r)
+{
+    r->state = R_QUEUED;
+    r->qnext = NULL;
+    if (f->q_tail)
+        f->q_tail->qnext = r;
+    else
+        f->q_head = r;
+    f->q_tail = r;
+    f->queued++;
+    pthread_cond_signal(&f->work_cv);
+}
+
+/* Caller holds mu. */
+static flow_run *dequeue(ls_flow_t *f)
+{
+    flow_run *r = f->q_head;
+    if (r == NULL) return NULL;
+    f->q_head = r->qnext;
+    if (f->q_head == NULL) f->q_tail = NULL;
+    r->qnext = NULL;
+    f->queued--;
+    return r;
+}
+
+/* Caller holds mu: wake a run (a timer fired, or it was started). */
+static void wake(ls_flow_t *f, flow_run *r)
+{
+    if (r->state == R_IDLE)
+        enqueue(f, r);
+    else if (r->state == R_BUSY)
+        r->again = 1;
+}
+
+/* ---- recovery ---- */
+
+static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_rc rc = ls_run_key(&k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ECORRUPT, "status index names a run without a record");
+    if (rc != LS_OK) return rc;
+    ls_run_record rec;
+    if ((rc = ls_run_decode(val->ptr, val->len, &rec, err)) != LS_OK) return rc;
+    if (rec.status != LS_RUN_RUNNING) return LS_OK; /* index lags? never: same batch */
+    flow_run *r = flow_run_new(id, rec.name, rec.name_len, rec.type, rec.type_len);
+    if (r == NULL) return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+    r->created_ms = rec.created_ms;
+    r->updated_ms = rec.updated_ms;
+    r->last_seq = rec.last_seq;
+    r->steps_completed = rec.steps_completed;
+    r->attempts_failed = rec.attempts_failed;
+    return flow_runtab_add(&f->runs, r, err);
+}
+
+static ls_rc recover(ls_flow_t *f, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    const void *key, *v;
+    size_t klen, vlen;
+    ls_rc rc;
+
+    /* Unfinished runs, from the status index. */
+    if ((rc = ls_key_ns(&k, LS_NS_INDEX, err)) != LS_OK ||
+        (rc = ls_buf_putc(&k, 's', err)) != LS_OK ||
+        (rc = ls_buf_putc(&k, (unsigned char)LS_RUN_RUNNING, err)) != LS_OK)
+        goto out;
+    if ((rc = ls_store_iter_prefix(&it, f->o.store, k.ptr, k.len, 0, err)) != LS_OK) goto out;
+    while ((rc = ls_store_iter_next(it, &key, &klen, NULL, NULL, err)) == LS_OK) {
+        if (klen != k.len + LS_ID_BYTES) {
+            rc = ls_err_set(err, LS_ECORRUPT, "status index key of %zu bytes", klen);
+            goto out;
+        }
+        ls_id id;
+        memcpy(id.b, (const unsigned char *)key + k.len, LS_ID_BYTES);
+        if ((rc = load_run(f, &id, &val, err)) != LS_OK) goto out;
+    }
+    if (rc != LS_ENOTFOUND) goto out;
+    ls_store_iter_free(it);
+    it = NULL;
+
+    /* Durable timers. */
+    ls_buf_clear(&k);
+    if ((rc = ls_key_ns(&k, LS_NS_TIMER, err)) != LS_OK) goto out;
+    if ((rc = ls_store_iter_prefix(&it, f->o.store, k.ptr, k.len, 0, err)) != LS_OK) goto out;
+    while ((rc = ls_store_iter_next(it, &key, &klen, &v, &vlen, err)) == LS_OK) {
+        ls_key_reader kr;
+        ls_store_ns ns;
+        int64_t due;
+        uint64_t seq;
+        ls_id id;
+        ls_key_reader_init(&kr, key, klen);
+        if (ls_key_read_ns(&kr, &ns, err) != LS_OK || ls_key_read_i64(&kr, &due, err) != LS_OK ||
+            ls_key_read_bytes(&kr, id.b, LS_ID_BYTES, err) != LS_OK ||
+            ls_key_read_u64(&kr, &seq, err) != LS_OK) {
+            rc = ls_err_prefix(err, "timer key");
+            goto out;
+        }
+        flow_run *r = flow_runtab_find(&f->runs, &id);
+        if (r == NULL) continue; /* the run ended; a stale timer is harmless */
+        rc = ls_flow_timerq_add(f->tq, id.b, seq, due, err);
+        if (rc != LS_OK && rc != LS_EEXIST) goto out;
+        r->has_timer = 1;
+        r->timer_seq = seq;
+        r->wait_due = due;
+        f->st.timers++;
+    }
+    if (rc != LS_ENOTFOUND) goto out;
+    rc = LS_OK;
+
+    /* Runs not waiting on a timer go to the ready queue, oldest first
+     * (the table is unordered; ids sort by creation, so queue order only
+     * matters for fairness, not correctness). */
+    for (size_t i = 0; i < f->runs.nb; i++)
+        for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
+            if (!r->has_timer) enqueue(f, r);
+    f->st.runs_active = f->runs.n;
+out:
+    ls_store_iter_free(it);
+    ls_buf_free(&k);
+    ls_buf_free(&val);
+    return rc;
+}
+
+/* ---- open / close ---- */
+
+ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
+{
+    *out = NULL;
+    if (opts == NULL || opts->store == NULL || opts->vault == NULL || opts->runner == NULL)
+        return ls_err_set(err, LS_EINVAL, "flow: store, vault and runner are required");
+    ls_flow_t *f = ls_calloc(1, sizeof *f);
+    if (f == NULL) return ls_err_set(err, LS_ENOMEM, "flow: out of memory");
+    f->o = *opts;
+    f->clock = opts->clock ? opts->clock : ls_clock_system();
+    f->nworkers = opts->workers ? opts->workers : 8;
+    f->st.workers = f->nworkers;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_mutex_init(&f->wmu, NULL);
+    pthread_cond_init(&f->work_cv, NULL);
+    pthread_cond_init(&f->timer_cv, NULL);
+    pthread_cond_init(&f->idle_cv, NULL);
+    for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_init(&f->stripe[i], NULL);
+    atomic_init(&f->interrupt, 0);
+    f->next_watch = 1;
+    ls_rc rc = flow_runtab_init(&f->runs, err);
+    if (rc == LS_OK) rc = ls_flow_timerq_new(&f->tq, 0, err);
+    if (rc == LS_OK) rc = recover(f, err);
+    if (rc != LS_OK) {
+        ls_err_prefix(err, "flow: recovery");
+        f->stopped = 1;
+        ls_flow_close(f);
+        return rc;
+    }
+    if (f->runs.n)
+        flow_log(f, LS_FLOW_LOG_INFO, NULL, "recovered %zu unfinished runs (%zu waiting on timers)",
+                 f->runs.n, ls_flow_timerq_count(f->tq));
+    *out = f;
+    return LS_OK;
+}
+
+void ls_flow_close(ls_flow_t *f)
+{
+    if (f == NULL) return;
+    if (!f->stopped && ls_flow_stop(f, 0, NULL) == LS_EBUSY) {
+        /* A worker is stuck in runner code: leak rather than free what it
+         * still uses. The caller exits soon. */
+        return;
+    }
+    flow_runtab_free(&f->runs);
+    ls_flow_timerq_free(f->tq);
+    while (f->watches) {
+        flow_watch *w = f->watches;
+        f->watches = w->next;
+        ls_free(w);
+    }
+    ls_free(f->workers);
+    pthread_mutex_destroy(&f->mu);
+    pthread_mutex_destroy(&f->wmu);
+    pthread_cond_destroy(&f->work_cv);
+    pthread_cond_destroy(&f->timer_cv);
+    pthread_cond_destroy(&f->idle_cv);
+    for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_destroy(&f->stripe[i]);
+    ls_free(f);
+}
+
+/* ---- workers ---- */
+
+void flow_activate(ls_flow_t *f, void *worker, flow_run *r); /* act.c */
+
+typedef struct {
+    ls_flow_t *f;
+    unsigned index;
+} worker_arg;
+
+static void *worker_main(void *p)
+{
+    ls_flow_t *f = ((worker_arg *)p)->f;
+    unsigned index = ((worker_arg *)p)->index;
+    ls_free(p);
+    void *w = NULL;
+    ls_err err;
+    if (f->o.runner->worker_open(f->o.runner_ud, index, &w, &err) != LS_OK) {
+        flow_log(f, LS_FLOW_LOG_ERROR, NULL, "worker %u cannot start: %s", index,
+                 ls_err_text(&err));
+        pthread_mutex_lock(&f->mu);
+        f->workers_exited++;
+        pthread_cond_broadcast(&f->idle_cv);
+        pthread_mutex_unlock(&f->mu);
+        return NULL;
+    }
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->stopping && f->q_head == NULL) pthread_cond_wait(&f->work_cv, &f->mu);
+        if (f->stopping) break;
+        flow_run *r = dequeue(f);
+        r->state = R_BUSY;
+        r->again = 0;
+        f->busy++;
+        f->st.activations++;
+        pthread_mutex_unlock(&f->mu);
+
+        flow_activate(f, w, r); /* may free r (run ended) */
+
+        pthread_mutex_lock(&f->mu);
+        f->busy--;
+        pthread_cond_broadcast(&f->idle_cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    f->o.runner->worker_close(f->o.runner_ud, w);
+    pthread_mutex_lock(&f->mu);
+    f->workers_exited++;
+    pthread_cond_broadcast(&f->idle_cv);
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* Called by act.c when an activation returns without ending the run. */
+void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a);
+void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a)
+{
+    pthread_mutex_lock(&f->mu);
+    r->wait_due = 0;
+    if (a->waiting) {
+        r->wait_due = a->wait_due;
+        r->wait_kind = a->wait_kind;
+        ls_free(r->wait_name);
+        r->wait_name = a->wait_name ? ls_strdup(a->wait_name) : NULL;
+        ls_err err;
+        ls_rc rc = ls_flow_timerq_add(f->tq, r->id.b, a->wait_seq, a->wait_due, &err);
+        if (rc == LS_OK) {
+            f->st.timers++;
+            pthread_cond_signal(&f->timer_cv);
+        } else if (rc != LS_EEXIST) {
+            /* Out of memory: the durable timer key still wakes it on the
+             * next start. */
+            flow_log(f, LS_FLOW_LOG_ERROR, r->name, "timer not queued: %s", ls_err_text(&err));
+        }
+        r->has_timer = 1;
+        r->timer_seq = a->wait_seq;
+    }
+    r->state = R_IDLE;
+    if (r->again && !a->abandoned) enqueue(f, r);
+    r->again = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void *timer_main(void *p)
+{
+    ls_flow_t *f = p;
+    ls_flow_timer due[64];
+    pthread_mutex_lock(&f->mu);
+    while (!f->stopping) {
+        int64_t now = flow_now(f);
+        size_t n = ls_flow_timerq_pop_due(f->tq, now, due, 64);
+        for (size_t i = 0; i < n; i++) {
+            ls_id id;
+            memcpy(id.b, due[i].run_id, LS_ID_BYTES);
+            f->st.timers--;
+            flow_run *r = flow_runtab_find(&f->runs, &id);
+            if (r == NULL) continue;
+            r->has_timer = 0;
+            wake(f, r);
+        }
+        if (n == 64) continue;
+        int64_t in_ms;
+        struct timespec ts;
+        if (ls_flow_timerq_next_due_in(f->tq, flow_now(f), &in_ms) == LS_OK) {
+            if (in_ms <= 0) continue;
+            abs_deadline(&ts, in_ms > 60000 ? 60000 : in_ms);
+        } else {
+            abs_deadline(&ts, 60000);
+        }
+        pthread_cond_timedwait(&f->timer_cv, &f->mu, &ts);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
+{
+    pthread_mutex_lock(&f->mu);
+    if (f->running || f->stopping) {
+        pthread_mutex_unlock(&f->mu);
+        return ls_err_set(err, LS_EINVAL, "flow: already running or stopped");
+    }
+    f->running = 1;
+    pthread_mutex_unlock(&f->mu);
+    f->workers = ls_calloc(f->nworkers, sizeof *f->workers);
+    if (f->workers == NULL) return ls_err_set(err, LS_ENOMEM, "flow: out of memory");
+    for (unsigned i = 0; i < f->nworkers; i++) {
+        worker_arg *a = ls_malloc(sizeof *a);
+        if (a == NULL) return ls_err_set(err, LS_ENOMEM, "flow: out of memory");
+        a->f = f;
+        a->index = i;
+        int e = pthread_create(&f->workers[i], NULL, worker_main, a);
+        if (e != 0) {
+            ls_free(a);
+            return ls_err_set(err, LS_EIO, "flow: cannot start worker thread: %s", strerror(e));
+        }
+        f->workers_started++;
+    }
+    int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
+    if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
+    f->timer_started = 1;
+    return LS_OK;
+}
+
+ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
+{
+    pthread_mutex_lock(&f->mu);
+    if (f->stopped) {
+        pthread_mutex_unlock(&f->mu);
+        return LS_OK;
+    }
+    f->stopping = 1;
+    pthread_cond_broadcast(&f->work_cv);
+    pthread_cond_broadcast(&f->timer_cv);
+    struct timespec ts;
+    abs_deadline(&ts, grace_ms > 0 ? grace_ms : 0);
+    while (f->workers_exited < f->workers_started) {
+        if (pthread_cond_timedwait(&f->idle_cv, &f->mu, &ts) == ETIMEDOUT) break;
+    }
+    if (f->workers_exited < f->workers_started) {
+        atomic_store(&f->interrupt, 1);
+        flow_log(f, LS_FLOW_LOG_WARN, NULL,
+                 "%u activations still running after the grace period: interrupting",
+                 f->busy);
+        abs_deadline(&ts, 1000);
+        while (f->workers_exited < f->workers_started) {
+            if (pthread_cond_timedwait(&f->idle_cv, &f->mu, &ts) == ETIMEDOUT) break;
+        }
+    }
+    int stuck = f->workers_exited < f->workers_started;
+    pthread_mutex_unlock(&f->mu);
+    if (stuck)
+        return ls_err_set(err, LS_EBUSY, "flow: %u workers did not stop",
+                          f->workers_started - f->workers_exited);
+    for (unsigned i = 0; i < f->workers_started; i++) pthread_join(f->workers[i], NULL);
+    if (f->timer_started) pthread_join(f->timer_thread, NULL);
+    f->timer_started = 0;
+    f->workers_started = 0;
+    f->stopped = 1;
+    return LS_OK;
+}
+
+/* ---- ends and watches ---- */
+
+void flow_run_ended(ls_flow_t *f, flow_run *r)
+{
+    flow_watch *fire = NULL;
+    pthread_mutex_lock(&f->mu);
+    if (r->status == LS_RUN_COMPLETED)
+        f->st.completed++;
+    else
+        f->st.failed++;
+    if (r->has_timer) {
+        if (ls_flow_timerq_remove(f->tq, r->id.b, r->timer_seq, NULL) == LS_OK) f->st.timers--;
+    }
+    flow_runtab_remove(&f->runs, r);
+    f->st.runs_active = f->runs.n;
+    flow_watch **p = &f->watches;
+    while (*p) {
+        flow_watch *w = *p;
+        if (memcmp(w->run.b, r->id.b, LS_ID_BYTES) == 0) {
+            *p = w->next;
+            w->next = fire;
+            fire = w;
+        } else {
+            p = &w->next;
+        }
+    }
+    if (fire) pthread_mutex_lock(&f->wmu);
+    pthread_mutex_unlock(&f->mu);
+    if (fire) {
+        while (fire) {
+            flow_watch *w = fire;
+            fire = w->next;
+            w->fn(w->ud);
+            ls_free(w);
+        }
+        pthread_mutex_unlock(&f->wmu);
+    }
+    flow_run_free(r);
+}
+
+ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*fn)(void *ud), void *ud,
+                    uint64_t *watch, ls_err *err)
+{
+    ls_id id;
+    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
+    if (rc != LS_OK) return rc;
+    flow_watch *w = ls_malloc(sizeof *w);
+    if (w == NULL) return ls_err_set(err, LS_ENOMEM, "watch: out of memory");
+    pthread_mutex_lock(&f->mu);
+    if (flow_runtab_find(&f->runs, &id) == NULL) {
+        pthread_mutex_unlock(&f->mu);
+        ls_free(w);
+        return LS_EEXIST; /* not in memory: it has ended */
+    }
+    w->id = f->next_watch++;
+    w->run = id;
+    w->fn = fn;
+    w->ud = ud;
+    w->next = f->watches;
+    f->watches = w;
+    *watch = w->id;
+    pthread_mutex_unlock(&f->mu);
+    return LS_OK;
+}
+
+int ls_flow_unwatch(ls_flow_t *f, uint64_t watch)
+{
+    pthread_mutex_lock(&f->mu);
+    for (flow_watch **p = &f->watches; *p; p = &(*p)->next) {
+        if ((*p)->id == watch) {
+            flow_watch *w = *p;
+            *p = w->next;
+            pthread_mutex_unlock(&f->mu);
+            ls_free(w);
+            return 1;
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    /* Being fired: wait until the callbacks have returned. */
+    pthread_mutex_lock(&f->wmu);
+    pthread_mutex_unlock(&f->wmu);
+    return 0;
+}
+
+void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
+{
+    pthread_mutex_lock(&f->mu);
+    *s = f->st;
+    s->runs_active = f->runs.n;
+    s->runs_queued = f->queued;
+    s->timers = ls_flow_timerq_count(f->tq);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* ---- start ---- */
+
+static size_t stripe_of(const char *name, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h % LS_FLOW_STRIPES;
+}
+
+static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
+                         const char *type, size_t tlen, const char *input, size_t ilen,
+                         int64_t now, ls_err *err)
+{
+    ls_store_batch_t *b = NULL;
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
+    ls_rc rc = ls_store_batch_new(&b, err);
+    if (rc != LS_OK) return rc;
+    ls_event ev = {.type = LS_EV_WORKFLOW_STARTED, .seq = 1, .time_ms = now};
+    if ((rc = flow_seal(f, id, 1, input, ilen, &sealed, err)) != LS_OK) goto out;
+    ev.payload = sealed.ptr;
+    ev.payload_len = sealed.len;
+    if ((rc = ls_history_key(&k, id, 1, err)) != LS_OK ||
+        (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
+        goto out;
+    ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    ls_run_record rec = {.status = LS_RUN_RUNNING, .created_ms = now, .updated_ms = now,
+                         .last_seq = 1, .type = type, .type_len = tlen, .name = name,
+                         .name_len = nlen};
+    if ((rc = ls_run_key(&k, id, err)) != LS_OK || (rc = ls_run_encode(&rec, &v, err)) != LS_OK)
+        goto out;
+    ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    if ((rc = flow_key_name(&k, name, nlen, err)) != LS_OK) goto out;
+    ls_store_batch_put(b, k.ptr, k.len, id->b, LS_ID_BYTES);
+    if ((rc = flow_key_status(&k, LS_RUN_RUNNING, id, err)) != LS_OK) goto out;
+    ls_store_batch_put(b, k.ptr, k.len, "", 0);
+    if ((rc = flow_key_type(&k, type, tlen, id, err)) != LS_OK) goto out;
+    ls_store_batch_put(b, k.ptr, k.len, "", 0);
+    rc = ls_store_write(f->o.store, b, f->o.nosync ? 0 : LS_STORE_SYNC, err);
+out:
+    ls_store_batch_free(b);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    ls_buf_free(&sealed);
+    return rc;
+}
+
+ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
+                    const char *input, size_t ilen, ls_buf *run, int *created, ls_err *err)
+{
+    *created = 0;
+    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
+        ls_buf known = LS_BUF_INIT;
+        f->o.runner->list_types(f->o.runner_ud, &known);
+        ls_rc rc = ls_err_set(err, LS_ENOTFOUND, "unknown workflow type \"%.*s\"; known types: %.*s",
+                              (int)(tlen > 100 ? 100 : tlen), type, (int)known.len,
+                              known.len ? (const char *)known.ptr : "(none)");
+        ls_buf_free(&known);
+        return rc;
+    }
+    /* Normalise the input: valid JSON, stored compact. */
+    ls_buf in = LS_BUF_INIT;
+    ls_rc rc;
+    if (input == NULL || ilen == 0) {
+        rc = ls_buf_set(&in, "null", 4, err);
+    } else {
+        json_t *j = NULL;
+        rc = ls_json_parse(input, ilen, &j, err);
+        if (rc != LS_OK) {
+            ls_buf_free(&in);
+            return ls_err_prefix(err, "input");
+        }
+        rc = ls_json_dump(j, &in, err);
+        json_decref(j);
+    }
+    if (rc != LS_OK) {
+        ls_buf_free(&in);
+        return rc;
+    }
+
+    ls_id id;
+    char idtext[LS_ID_TEXTLEN + 1];
+    if ((rc = ls_id_new(&id, f->clock, err)) != LS_OK) goto out;
+    if (name == NULL || nlen == 0) {
+        ls_id_format(&id, idtext);
+        name = idtext;
+        nlen = LS_ID_TEXTLEN;
+    } else if ((rc = flow_check_name(name, nlen, err)) != LS_OK) {
+        goto out;
+    }
+
+    pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
+    pthread_mutex_lock(stripe);
+    ls_id existing;
+    rc = flow_lookup(f, name, nlen, &existing, err);
+    if (rc == LS_OK) {
+        pthread_mutex_unlock(stripe);
+        rc = flow_render_run(f, &existing, 1, run, err);
+        goto out;
+    }
+    if (rc != LS_ENOTFOUND) {
+        pthread_mutex_unlock(stripe);
+        goto out;
+    }
+    pthread_mutex_lock(&f->mu);
+    int stopping = f->stopping;
+    pthread_mutex_unlock(&f->mu);
+    if (stopping) {
+        pthread_mutex_unlock(stripe);
+        rc = ls_err_set(err, LS_EBUSY, "the daemon is shutting down; start refused");
+        goto out;
+    }
+    flow_run *r = flow_run_new(&id, name, nlen, type, tlen);
+    if (r == NULL) {
+        pthread_mutex_unlock(stripe);
+        rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        goto out;
+    }
+    int64_t now = flow_now(f);
+    r->created_ms = r->updated_ms = now;
+    r->last_seq = 1;
+    rc = write_start(f, &id, name, nlen, type, tlen, (const char *)in.ptr, in.len, now, err);
+    if (rc != LS_OK) {
+        pthread_mutex_unlock(stripe);
+        flow_run_free(r);
+        goto out;
+    }
+    *created = 1;
+    /* Render before the run is visible to workers, which may end it. */
+    char ts[LS_TIME_TEXTLEN + 1];
+    ls_time_format(now, ts);
+    rc = ls_buf_set(run, "", 0, err);
+    if (rc == LS_OK)
+        rc = ls_buf_printf(run, err,
+                           "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
+                           "\"input\":%.*s,\"status\":\"running\",\"steps_completed\":0,"
+                           "\"type\":\"%.*s\",\"updated_at\":\"%s\"}",
+                           ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen,
+                           type, ts);
+    pthread_mutex_lock(&f->mu);
+    flow_runtab_add(&f->runs, r, NULL);
+    f->st.started++;
+    f->st.runs_active = f->runs.n;
+    enqueue(f, r);
+    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(stripe);
+out:
+    ls_buf_free(&in);
+    return rc;
+}

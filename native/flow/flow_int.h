@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT
+ * Internals of the workflow engine (ls_flow.h), shared by engine.c (life
+ * cycle, threads, queue, timers, watches), act.c (the activation API),
+ * query.c (JSON views of runs) and runtab.c (the table of unfinished runs).
+ *
+ * Keys written by the engine (besides history.h's):
+ *   run record     LS_NS_RUN     id16                         -> ls_run_record
+ *   name index     LS_NS_INDEX   'n' name bytes               -> id16
+ *   status index   LS_NS_INDEX   's' status(u8) id16          -> empty
+ *   type index     LS_NS_INDEX   't' str(type) id16           -> empty
+ *   timer          LS_NS_TIMER   i64(due_ms) id16 u64(seq)    -> empty
+ * A timer key exists while a run waits on a TimerStarted or a retryable
+ * StepFailed (seq is that event's); it lets a restart rebuild the timer
+ * queue without replaying sleeping runs.
+ *
+ * Locking: f->mu guards the run table, the ready queue, the timer queue,
+ * the watch list, the counters and each run's state fields. A run's
+ * history is written only by the worker that holds it (state R_BUSY), or
+ * by ls_flow_start before the run is visible; name stripes serialise
+ * starts under one name. Lock order: stripe, then mu, then wmu.
+ */
+#ifndef LS_FLOW_INT_H
+#define LS_FLOW_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "history.h"
+#include "lodestone/ls_flow.h"
+#include "lodestone/ls_id.h"
+#include "replay.h"
+#include "timerq.h"
+
+#define LS_FLOW_NAMEMAX 200
+#define LS_FLOW_STRIPES 64
+
+enum { R_IDLE = 0, R_QUEUED, R_BUSY };
+
+typedef struct flow_run {
+    ls_id id;
+    char *name;
+    char *type;
+    ls_run_status status;
+    int64_t created_ms;
+    int64_t updated_ms;
+    uint64_t last_seq;
+    uint32_t steps_completed;
+    uint32_t attempts_failed;
+    int state;         /* R_* */
+    int again;         /* woken while busy: queue again afterwards */
+    int has_timer;     /* a timer of this run is in the timer queue */
+    uint64_t timer_seq; /* ... under this seq */
+    int64_t wait_due;  /* suspended: when it wakes (0: not waiting) */
+    char wait_kind;    /* 's' sleep, 'r' retry */
+    char *wait_name;   /* step name for a retry, "" for a sleep */
+    struct flow_run *hnext; /* run table chain */
+    struct flow_run *qnext; /* ready queue */
+} flow_run;
+
+typedef struct {
+    flow_run **b;
+    size_t nb;
+    size_t n;
+} flow_runtab;
+
+typedef struct flow_watch {
+    uint64_t id;
+    ls_id run;
+    void (*fn)(void *ud);
+    void *ud;
+    struct flow_watch *next;
+} flow_watch;
+
+struct ls_flow {
+    ls_flow_opts o;
+    const ls_clock *clock;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;
+    pthread_cond_t timer_cv;
+    pthread_cond_t idle_cv;
+    pthread_mutex_t wmu; /* held while watch callbacks run */
+    pthread_mutex_t stripe[LS_FLOW_STRIPES];
+    flow_runtab runs;
+    flow_run *q_head, *q_tail;
+    size_t queued;
+    ls_flow_timerq_t *tq;
+    flow_watch *watches;
+    uint64_t next_watch;
+    pthread_t *workers;
+    unsigned nworkers;
+    unsigned workers_started;
+    unsigned workers_exited;
+    pthread_t timer_thread;
+    int timer_started;
+    int running;
+    int stopping;
+    int stopped;
+    atomic_int interrupt;
+    unsigned busy;
+    ls_flow_stats st;
+};
+
+struct ls_flow_act {
+    ls_flow_t *f;
+    flow_run *r;
+    /* history as loaded: values copied into arena, events point into it */
+    ls_buf arena;
+    size_t *voff;
+    size_t *vlen;
+    ls_event *ev;
+    size_t nev;
+    ls_replay rp;
+    int rp_ready;
+    int replaying;
+    /* the write in progress */
+    ls_store_batch_t *b;
+    ls_buf k, v, sealed, tmp;
+    uint64_t new_events; /* events queued in b */
+    int unsynced; /* side effects written without sync since the last sync */
+    /* outcome */
+    int ended;
+    int waiting;
+    int abandoned;
+    int broken;            /* a write failed: the activation must end */
+    ls_rc sticky;          /* non-determinism or broken: every call fails */
+    ls_err sticky_err;
+    int64_t wait_due;
+    uint64_t wait_seq;
+    char wait_kind;
+    char *wait_name;
+    char idbuf[LS_ID_TEXTLEN + 1];
+};
+
+/* ---- runtab.c ---- */
+ls_rc flow_runtab_init(flow_runtab *t, ls_err *err);
+void flow_runtab_free(flow_runtab *t); /* frees every run */
+flow_run *flow_runtab_find(const flow_runtab *t, const ls_id *id);
+ls_rc flow_runtab_add(flow_runtab *t, flow_run *r, ls_err *err);
+void flow_runtab_remove(flow_runtab *t, flow_run *r);
+flow_run *flow_run_new(const ls_id *id, const char *name, size_t nlen, const char *type,
+                       size_t tlen);
+void flow_run_free(flow_run *r);
+
+/* ---- engine.c ---- */
+void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int64_t flow_now(const ls_flow_t *f);
+/* A run ended (record written): wake watchers, drop it from memory. Takes mu. */
+void flow_run_ended(ls_flow_t *f, flow_run *r);
+
+/* ---- keys and payloads (query.c) ---- */
+ls_rc flow_key_name(ls_buf *k, const char *name, size_t nlen, ls_err *err);
+ls_rc flow_key_status(ls_buf *k, ls_run_status s, const ls_id *id, ls_err *err);
+ls_rc flow_key_type(ls_buf *k, const char *type, size_t tlen, const ls_id *id, ls_err *err);
+ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_err *err);
+/* Seals payload for event seq of run id into out. */
+ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
+                ls_buf *out, ls_err *err);
+ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed,
+                        size_t len, ls_buf *out, ls_err *err);
+/* Looks a run's internal id up by name. LS_ENOTFOUND names the run. */
+ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err);
+/* Renders the run object (describe) of id into out. */
+ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, int full, ls_buf *out, ls_err *err);
+/* Checks a run name: 1..LS_FLOW_NAMEMAX of [A-Za-z0-9._:@-]. */
+ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
+
+#endif

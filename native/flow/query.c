@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: MIT
+ * The engine's keys beyond history.h, payload sealing, and the JSON views
+ * the API serves: a run, its result, its history, lists of runs. Reads go
+ * to the store (one consistent view per call); only "waiting" comes from
+ * memory, since it describes what the engine is doing now.
+ */
+#include "ls_config.h"
+
+#include <string.h>
+
+#include "flow_int.h"
+#include "lodestone/ls_alloc.h"
+#include "ls_json.h"
+
+/* ---- keys ---- */
+
+ls_rc flow_key_name(ls_buf *k, const char *name, size_t nlen, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_INDEX, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'n', err);
+    if (rc == LS_OK) rc = ls_buf_append(k, name, nlen, err);
+    return rc;
+}
+
+ls_rc flow_key_status(ls_buf *k, ls_run_status s, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_INDEX, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 's', err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, (unsigned char)s, err);
+    if (rc == LS_OK && id) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    return rc;
+}
+
+ls_rc flow_key_type(ls_buf *k, const char *type, size_t tlen, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_INDEX, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 't', err);
+    if (rc == LS_OK) rc = ls_key_str(k, type, tlen, err);
+    if (rc == LS_OK && id) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    return rc;
+}
+
+ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_TIMER, err);
+    if (rc == LS_OK) rc = ls_key_i64(k, due, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_key_u64(k, seq, err);
+    return rc;
+}
+
+ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
+{
+    if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
+        return ls_err_set(err, LS_EINVAL, "id: must be 1 to %d characters, got %zu",
+                          LS_FLOW_NAMEMAX, nlen);
+    for (size_t i = 0; i < nlen; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == ':' || c == '@')
+            continue;
+        return ls_err_set(err, LS_EINVAL,
+                          "id: character %zu (0x%02x) is not allowed; use letters, digits and "
+                          "- _ . : @",
+                          i + 1, c);
+    }
+    return LS_OK;
+}
+
+/* ---- payloads: sealed with the run id and seq as associated data ---- */
+
+static void payload_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint64_t seq)
+{
+    memcpy(ad, id->b, LS_ID_BYTES);
+    for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
+}
+
+ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
+                ls_buf *out, ls_err *err)
+{
+    unsigned char ad[LS_ID_BYTES + 8];
+    payload_ad(ad, id, seq);
+    return ls_vault_seal(f->o.vault, ad, sizeof ad, pt, len, out, err);
+}
+
+ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed,
+                        size_t len, ls_buf *out, ls_err *err)
+{
+    if (sealed == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
+    unsigned char ad[LS_ID_BYTES + 8];
+    payload_ad(ad, id, seq);
+    ls_rc rc = ls_vault_open(f->o.vault, ad, sizeof ad, sealed, len, out, err);
+    if (rc != LS_OK) ls_err_prefix(err, "payload of event %llu", (unsigned long long)seq);
+    return rc;
+}
+
+/* ---- lookups ---- */
+
+ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_rc rc = flow_key_name(&k, name, nlen, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
+    if (rc == LS_OK && v.len != LS_ID_BYTES)
+        rc = ls_err_set(err, LS_ECORRUPT, "name index entry of %zu bytes", v.len);
+    if (rc == LS_OK) memcpy(id->b, v.ptr, LS_ID_BYTES);
+    if (rc == LS_ENOTFOUND)
+        ls_err_set(err, LS_ENOTFOUND, "no workflow run with id \"%.*s\"",
+                   (int)(nlen > 200 ? 200 : nlen), name);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    return rc;
+}
+
+static ls_rc get_event(ls_flow_t *f, const ls_id *id, uint64_t seq, ls_buf *val, ls_event *ev,
+                       ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_rc rc = ls_history_key(&k, id, seq, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_ENOTFOUND)
+        return ls_err_set(err, LS_ECORRUPT, "event %llu is missing", (unsigned long long)seq);
+    if (rc == LS_OK) rc = ls_event_decode(val->ptr, val->len, ev, err);
+    return rc;
+}
+
+/* ---- JSON building ---- */
+
+static int set_time(json_t *o, const char *key, int64_t ms)
+{
+    char ts[LS_TIME_TEXTLEN + 1];
+    return json_object_set_new(o, key, json_string(ls_time_format(ms, ts)));
+}
+
+/* Parses a decrypted payload into o[key]. */
+static ls_rc set_payload(ls_flow_t *f, json_t *o, const char *key, const ls_id *id,
+                         const ls_event *ev, ls_buf *tmp, ls_err *err)
+{
+    ls_rc rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
+    if (rc != LS_OK) return rc;
+    json_t *v = NULL;
+    if ((rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err)) != LS_OK)
+        return ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev->seq);
+    json_object_set_new(o, key, v);
+    return LS_OK;
+}
+
+static json_t *strn(const char *s, size_t n)
+{
+    json_t *j = json_stringn_nocheck(s ? s : "", n);
+    return j;
+}
+
+static ls_rc dump_free(json_t *o, ls_buf *out, ls_err *err)
+{
+    if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_buf_clear(out);
+    ls_rc rc = ls_json_dump(o, out, err);
+    json_decref(o);
+    return rc;
+}
+
+static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
+{
+    pthread_mutex_lock(&f->mu);
+    flow_run *r = flow_runtab_find(&f->runs, id);
+    if (r && r->wait_due && r->state == R_IDLE) {
+        json_t *w = json_object();
+        json_object_set_new(w, "kind", json_string(r->wait_kind == 'r' ? "retry" : "sleep"));
+        json_object_set_new(w, "name", json_string(r->wait_name ? r->wait_name : ""));
+        set_time(w, "due_at", r->wait_due);
+        json_object_set_new(o, "waiting", w);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* The run object; full adds input and output/error (from history). */
+static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, int full,
+                      json_t **out, ls_err *err)
+{
+    json_t *o = json_object();
+    if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    json_object_set_new(o, "id", strn(rec->name, rec->name_len));
+    json_object_set_new(o, "type", strn(rec->type, rec->type_len));
+    json_object_set_new(o, "status", json_string(ls_run_status_name(rec->status)));
+    set_time(o, "created_at", rec->created_ms);
+    set_time(o, "updated_at", rec->updated_ms);
+    json_object_set_new(o, "steps_completed", json_integer(rec->steps_completed));
+    json_object_set_new(o, "attempts_failed", json_integer(rec->attempts_failed));
+    ls_rc rc = LS_OK;
+    if (rec->status == LS_RUN_RUNNING) add_waiting(f, o, id);
+    if (full || rec->status != LS_RUN_RUNNING) {
+        ls_buf val = LS_BUF_INIT, tmp = LS_BUF_INIT;
+        ls_event ev;
+        if (full && (rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK)
+            rc = set_payload(f, o, "input", id, &ev, &tmp, err);
+        if (rc == LS_OK && rec->status != LS_RUN_RUNNING && (full || rec->status != LS_RUN_COMPLETED) &&
+            (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK) {
+            if (ev.type == LS_EV_WORKFLOW_COMPLETED) {
+                if (full) rc = set_payload(f, o, "output", id, &ev, &tmp, err);
+            } else {
+                json_object_set_new(o, "error", strn(ev.error, ev.error_len));
+            }
+        }
+        ls_buf_free(&val);
+        ls_buf_free(&tmp);
+    }
+    if (rc != LS_OK) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return LS_OK;
+}
+
+static ls_rc read_record(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_run_record *rec,
+                         ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_rc rc = ls_run_key(&k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ECORRUPT, "a run's record is missing");
+    if (rc == LS_OK) rc = ls_run_decode(val->ptr, val->len, rec, err);
+    return rc;
+}
+
+ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, int full, ls_buf *out, ls_err *err)
+{
+    ls_buf val = LS_BUF_INIT;
+    ls_run_record rec;
+    json_t *o = NULL;
+    ls_rc rc = read_record(f, id, &val, &rec, err);
+    if (rc == LS_OK) rc = run_json(f, id, &rec, full, &o, err);
+    ls_buf_free(&val);
+    if (rc != LS_OK) return rc;
+    return dump_free(o, out, err);
+}
+
+ls_rc ls_flow_describe(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, ls_err *err)
+{
+    ls_id id;
+    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
+    if (rc != LS_OK) return rc;
+    return flow_render_run(f, &id, 1, out, err);
+}
+
+ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, int *done,
+                     ls_err *err)
+{
+    ls_id id;
+    ls_buf val = LS_BUF_INIT;
+    ls_run_record rec;
+    json_t *full = NULL;
+    *done = 0;
+    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
+    if (rc == LS_OK) rc = read_record(f, &id, &val, &rec, err);
+    if (rc == LS_OK) rc = run_json(f, &id, &rec, 1, &full, err);
+    ls_buf_free(&val);
+    if (rc != LS_OK) return rc;
+    json_t *o = json_object();
+    json_object_set(o, "id", json_object_get(full, "id"));
+    json_object_set(o, "status", json_object_get(full, "status"));
+    if (rec.status != LS_RUN_RUNNING) {
+        *done = 1;
+        json_t *v = json_object_get(full, "output");
+        if (v) json_object_set(o, "output", v);
+        v = json_object_get(full, "error");
+        if (v) json_object_set(o, "error", v);
+    }
+    json_decref(full);
+    return dump_free(o, out, err);
+}
+
+static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_buf *tmp,
+                        json_t **out, ls_err *err)
+{
+    json_t *o = json_object();
+    if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_rc rc = LS_OK;
+    json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
+    json_object_set_new(o, "type", json_string(ls_event_type_name(ev->type)));
+    set_time(o, "time", ev->time_ms);
+    switch (ev->type) {
+    case LS_EV_WORKFLOW_STARTED: rc = set_payload(f, o, "input", id, ev, tmp, err); break;
+    case LS_EV_STEP_STARTED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        json_object_set_new(o, "attempt", json_integer(ev->attempt));
+        break;
+    case LS_EV_STEP_COMPLETED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        json_object_set_new(o, "attempt", json_integer(ev->attempt));
+        rc = set_payload(f, o, "result", id, ev, tmp, err);
+        break;
+    case LS_EV_STEP_FAILED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        json_object_set_new(o, "attempt", json_integer(ev->attempt));
+        json_object_set_new(o, "error", strn(ev->error, ev->error_len));
+        if (ev->flags & LS_EVF_FATAL)
+            json_object_set_new(o, "final", json_true());
+        else
+            set_time(o, "retry_at", ev->due_ms);
+        break;
+    case LS_EV_TIMER_STARTED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        set_time(o, "due_at", ev->due_ms);
+        break;
+    case LS_EV_TIMER_FIRED: json_object_set_new(o, "name", strn(ev->name, ev->name_len)); break;
+    case LS_EV_SIDE_EFFECT:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        rc = set_payload(f, o, "value", id, ev, tmp, err);
+        break;
+    case LS_EV_SIGNAL_RECEIVED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        rc = set_payload(f, o, "payload", id, ev, tmp, err);
+        break;
+    case LS_EV_WORKFLOW_COMPLETED: rc = set_payload(f, o, "output", id, ev, tmp, err); break;
+    case LS_EV_WORKFLOW_FAILED:
+        json_object_set_new(o, "error", strn(ev->error, ev->error_len));
+        if (ev->payload_len) {
+            json_t *extra = NULL;
+            rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
+            if (rc == LS_OK)
+                rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
+            if (rc == LS_OK) {
+                json_t *tb = json_object_get(extra, "traceback");
+                if (tb) json_object_set(o, "traceback", tb);
+                json_decref(extra);
+            }
+        }
+        break;
+    case LS_EV_WORKFLOW_CANCELLED:
+    case LS_EV_WORKFLOW_TERMINATED:
+        json_object_set_new(o, "reason", strn(ev->error, ev->error_len));
+        break;
+    }
+    if (rc != LS_OK) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return LS_OK;
+}
+
+ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, ls_err *err)
+{
+    ls_id id;
+    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
+    if (rc != LS_OK) return rc;
+    ls_buf prefix = LS_BUF_INIT, tmp = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    json_t *events = json_array();
+    const void *key, *val;
+    size_t klen, vlen;
+    rc = ls_history_prefix(&prefix, &id, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
+    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
+        ls_event ev;
+        json_t *e = NULL;
+        if ((rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK) break;
+        if ((rc = event_json(f, &id, &ev, &tmp, &e, err)) != LS_OK) break;
+        json_array_append_new(events, e);
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    ls_store_iter_free(it);
+    ls_buf_free(&prefix);
+    ls_buf_free(&tmp);
+    if (rc != LS_OK) {
+        json_decref(events);
+        return rc;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "id", strn(name, nlen));
+    json_object_set_new(o, "events", events);
+    return dump_free(o, out, err);
+}
+
+ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned limit,
+                   const char *cursor, ls_buf *out, ls_err *err)
+{
+    ls_run_status st = 0;
+    ls_id after;
+    ls_rc rc;
+    if (status && *status &&
+        ls_run_status_parse(status, strlen(status), &st) != LS_OK)
+        return ls_err_set(err, LS_EINVAL,
+                          "status: unknown value \"%.40s\"; use running, completed, failed, "
+                          "cancelled or terminated",
+                          status);
+    if (type && *type == '\0') type = NULL;
+    if (limit == 0) limit = 50;
+    if (limit > 1000) return ls_err_set(err, LS_EINVAL, "limit: at most 1000, got %u", limit);
+    if (cursor && *cursor) {
+        if (ls_id_parse(&after, cursor, strlen(cursor), err) != LS_OK)
+            return ls_err_set(err, LS_EINVAL, "cursor: not a cursor this API returned");
+    } else {
+        cursor = NULL;
+    }
+
+    /* Which keyspace to walk, newest first: the status index, the type
+     * index, or the run records themselves. */
+    ls_buf lower = LS_BUF_INIT, upper = LS_BUF_INIT, val = LS_BUF_INIT;
+    if (st)
+        rc = flow_key_status(&lower, st, NULL, err);
+    else if (type)
+        rc = flow_key_type(&lower, type, strlen(type), NULL, err);
+    else {
+        ls_buf_clear(&lower);
+        rc = ls_key_ns(&lower, LS_NS_RUN, err);
+    }
+    size_t plen = lower.len;
+    if (rc == LS_OK) {
+        if (cursor) {
+            rc = ls_buf_set(&upper, lower.ptr, lower.len, err);
+            if (rc == LS_OK) rc = ls_buf_append(&upper, after.b, LS_ID_BYTES, err);
+        } else {
+            rc = ls_key_prefix_end(lower.ptr, lower.len, &upper, err);
+        }
+    }
+    ls_store_iter_t *it = NULL;
+    ls_store_range range = {lower.ptr, lower.len, upper.ptr, upper.len, 1};
+    if (rc == LS_OK) rc = ls_store_iter_new(&it, f->o.store, &range, err);
+    json_t *runs = json_array();
+    const void *key, *v;
+    size_t klen, vlen;
+    unsigned n = 0;
+    ls_id last;
+    int more = 0;
+    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &v, &vlen, err)) == LS_OK) {
+        if (klen != plen + LS_ID_BYTES) continue;
+        ls_id id;
+        memcpy(id.b, (const unsigned char *)key + plen, LS_ID_BYTES);
+        ls_run_record rec;
+        if (st || type) {
+            if ((rc = read_record(f, &id, &val, &rec, err)) != LS_OK) break;
+        } else if ((rc = ls_run_decode(v, vlen, &rec, err)) != LS_OK) {
+            break;
+        }
+        if (type && (rec.type_len != strlen(type) || memcmp(rec.type, type, rec.type_len) != 0))
+            continue;
+        if (n == limit) {
+            more = 1;
+            break;
+        }
+        json_t *o = NULL;
+        if ((rc = run_json(f, &id, &rec, 0, &o, err)) != LS_OK) break;
+        json_array_append_new(runs, o);
+        last = id;
+        n++;
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    ls_store_iter_free(it);
+    ls_buf_free(&lower);
+    ls_buf_free(&upper);
+    ls_buf_free(&val);
+    if (rc != LS_OK) {
+        json_decref(runs);
+        return rc;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "runs", runs);
+    if (more) {
+        char text[LS_ID_TEXTLEN + 1];
+        ls_id_format(&last, text);
+        json_object_set_new(o, "next_cursor", json_string(text));
+    }
+    return dump_free(o, out, err);
+}

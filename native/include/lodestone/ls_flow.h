@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT
+ * The workflow engine. It owns the runs of one store: starts them, hands
+ * each activation to a runner (the LuaJIT runner in lodestoned; a C runner
+ * in the tests) on one of its worker threads, persists every transition as
+ * one atomic write batch (synced unless told otherwise) before the run goes
+ * on, keeps durable timers, and answers the queries of the HTTP API.
+ *
+ * Conventions:
+ *  - JSON crosses this header as text (const char *, length); results go
+ *    into caller-owned ls_buf as compact JSON text.
+ *  - A run has an internal id (ls_id, time-sortable; keys use it) and a
+ *    name, which is what users call its id: the one given at start, or the
+ *    text form of the internal id. API calls take the name.
+ *  - Every function is thread-safe unless noted. ls_flow_act_* functions
+ *    are called by the runner, on the worker thread that runs the
+ *    activation, only during runner.activate.
+ *  - Payloads (inputs, step results, outputs) are sealed by the vault
+ *    before they are written; secrets are never recorded.
+ */
+#ifndef LODESTONE_FLOW_H
+#define LODESTONE_FLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ls_buf.h"
+#include "ls_clock.h"
+#include "ls_err.h"
+#include "ls_store.h"
+#include "ls_vault.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ls_flow ls_flow_t;
+typedef struct ls_flow_act ls_flow_act;
+
+/* ---- the runner: how the engine runs workflow code ---- */
+
+typedef struct {
+    /* Creates the state one worker thread uses (a Lua state with the
+     * workflow files loaded). Called on that worker's thread. */
+    ls_rc (*worker_open)(void *ud, unsigned index, void **worker, ls_err *err);
+    /* Releases it, on the same thread. */
+    void (*worker_close)(void *ud, void *worker);
+    /* Runs one activation of a run: replays its code against history
+     * through the ls_flow_act_* calls until it ends (ls_flow_act_complete
+     * or ls_flow_act_fail) or suspends (an act call answered WAIT), or
+     * gives up (ls_flow_act_abandon). Returning with none of these fails
+     * the run. */
+    void (*activate)(void *ud, void *worker, ls_flow_act *act);
+    /* Whether a workflow type of that name is loaded. Any thread. */
+    int (*has_type)(void *ud, const char *type, size_t len);
+    /* Appends the loaded type names, comma-separated, to out. Any thread. */
+    void (*list_types)(void *ud, ls_buf *out);
+} ls_flow_runner;
+
+/* Log levels of the engine's log callback. */
+enum { LS_FLOW_LOG_DEBUG = 0, LS_FLOW_LOG_INFO, LS_FLOW_LOG_WARN, LS_FLOW_LOG_ERROR };
+
+typedef struct {
+    ls_store_t *store;          /* required; the engine never closes it */
+    ls_vault_t *vault;          /* required; seals payloads */
+    const ls_clock *clock;      /* NULL: the system clock */
+    const ls_flow_runner *runner; /* required */
+    void *runner_ud;
+    unsigned workers;         /* worker threads; 0 picks 8 */
+    int nosync;               /* 1: do not fsync transitions (benchmarks only) */
+    /* Optional log sink: level, the run's name (NULL when none), message. */
+    void (*log)(void *ud, int level, const char *run, const char *msg);
+    void *log_ud;
+} ls_flow_opts;
+
+/* Opens the engine over an open store: reads every unfinished run and
+ * durable timer (nothing starts yet). Caller frees with ls_flow_close. */
+LS_API ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err);
+
+/* Starts the worker and timer threads; unfinished runs resume. */
+LS_API ls_rc ls_flow_run(ls_flow_t *f, ls_err *err);
+
+/* Stops taking work, lets running activations finish for up to grace_ms,
+ * then interrupts the rest (ls_flow_act_interrupted turns true) and waits
+ * for them. Returns LS_EBUSY when a worker is still stuck a second after
+ * that (the caller should then exit without closing the store: every
+ * transition is already durable). Idempotent. */
+LS_API ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err);
+
+/* Stops (grace 0) if needed and frees the engine. f may be NULL. */
+LS_API void ls_flow_close(ls_flow_t *f);
+
+/* ---- runs ---- */
+
+/* Starts a run of type with input (JSON text; NULL/0 means null) under
+ * name (NULL/0: a fresh id). When a run of that name exists, nothing is
+ * started and *created is 0; otherwise the start is durable before this
+ * returns and *created is 1. Either way *run receives the run's object
+ * (as ls_flow_describe). Errors: LS_ENOTFOUND for an unknown type (the
+ * message lists the known ones), LS_EINVAL for a bad name or input,
+ * LS_EBUSY when the engine is stopping. */
+LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name,
+                           size_t nlen, const char *input, size_t ilen, ls_buf *run,
+                           int *created, ls_err *err);
+
+/* The run's object: {"id","type","status","created_at","updated_at",
+ * "steps_completed","attempts_failed","input","output"|"error",
+ * "waiting"}. LS_ENOTFOUND when there is no such run. */
+LS_API ls_rc ls_flow_describe(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
+                              ls_err *err);
+
+/* The result object {"id","status","output"|"error"} of a run; *done is 1
+ * when the run has ended (else the object only has id and status). */
+LS_API ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
+                            int *done, ls_err *err);
+
+/* {"id","events":[...]}: every event of the run in order, payloads
+ * decrypted. */
+LS_API ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
+                             ls_err *err);
+
+/* {"runs":[...],"next_cursor"?}: runs newest first, filtered by status
+ * and type (NULL: any), at most limit (1..1000; 0 picks 50), starting
+ * after cursor (NULL: from the newest). LS_EINVAL names a bad filter or
+ * cursor. */
+LS_API ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned limit,
+                          const char *cursor, ls_buf *out, ls_err *err);
+
+/* Calls fn(ud) once, from an engine thread, when the named run ends.
+ * LS_EEXIST (err untouched, fn not called) when it has ended already;
+ * LS_ENOTFOUND when there is no such run. On LS_OK *watch identifies the
+ * registration for ls_flow_unwatch. fn must not call back into the
+ * engine. */
+LS_API ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*fn)(void *ud),
+                           void *ud, uint64_t *watch, ls_err *err);
+
+/* Cancels a registration; returns 1 when it was still pending (fn will
+ * not be called), 0 when fn has been called or is being called (it
+ * returns only after fn has returned). */
+LS_API int ls_flow_unwatch(ls_flow_t *f, uint64_t watch);
+
+typedef struct {
+    uint64_t runs_active;    /* unfinished runs held in memory */
+    uint64_t runs_queued;    /* waiting for a worker */
+    uint64_t timers;         /* durable timers pending */
+    uint64_t started;        /* since open */
+    uint64_t completed;
+    uint64_t failed;
+    uint64_t steps_completed;
+    uint64_t steps_failed;
+    uint64_t activations;
+    unsigned workers;
+} ls_flow_stats;
+
+LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
+
+/* ---- the activation API, for runners ---- */
+
+/* The run's name and type (NUL-terminated, borrowed until the activation
+ * ends). */
+LS_API const char *ls_flow_act_name(const ls_flow_act *a);
+LS_API const char *ls_flow_act_type(const ls_flow_act *a);
+
+/* The input as JSON text into out. */
+LS_API ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err);
+
+/* Whether the code is still replaying recorded history (logs are muted
+ * then). */
+LS_API int ls_flow_act_replaying(const ls_flow_act *a);
+
+/* Whether the engine is stopping and wants the activation to give up. */
+LS_API int ls_flow_act_interrupted(const ls_flow_act *a);
+
+/* What a command's outcome asks of the runner. */
+typedef enum {
+    LS_FLOW_DONE = 1, /* recorded value in out: return it */
+    LS_FLOW_FAILED,   /* step failed for good: message in out; raise it */
+    LS_FLOW_RUN,      /* run the step's attempt now (attempt, key below) */
+    LS_FLOW_WAIT      /* suspend: unwind the code and return from activate */
+} ls_flow_outcome;
+
+typedef struct {
+    ls_flow_outcome outcome;
+    uint32_t attempt;     /* RUN: the attempt to run (1-based) */
+    char key[64];         /* RUN: idempotency key, stable across attempts */
+} ls_flow_step_info;
+
+/* ctx:step(name): replays the step or tells the runner to run it. On DONE
+ * out holds the result (JSON), on FAILED the error message. Errors:
+ * LS_ENONDET (history holds another command here), others. */
+LS_API ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen,
+                              ls_flow_step_info *info, ls_buf *out, ls_err *err);
+
+/* Records a successful attempt (result: JSON text), synced, before it
+ * returns. */
+LS_API ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen,
+                                   uint32_t attempt, const char *result, size_t rlen,
+                                   ls_err *err);
+
+/* A failed attempt, as the runner saw it. */
+typedef struct {
+    uint32_t attempt;
+    const char *error; /* message (not sealed: keep secrets out of it) */
+    size_t error_len;
+    const char *code;  /* error code matched against non_retryable, or NULL */
+    int fatal;         /* raised with workflow.fatal: never retried */
+    /* Retry policies as JSON objects (ls_flow_retry_parse's keys), NULL
+     * when absent: the step's fields override the workflow's, which
+     * override the defaults. */
+    const char *retry_workflow;
+    size_t retry_workflow_len;
+    const char *retry_step;
+    size_t retry_step_len;
+} ls_flow_failure;
+
+/* Records a failed attempt and decides what follows. Answers WAIT (a retry
+ * is scheduled: suspend) or FAILED (given up: out holds the final message
+ * to raise). LS_EINVAL names a bad retry policy. */
+LS_API ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
+                                     const ls_flow_failure *failure, ls_flow_outcome *outcome,
+                                     ls_buf *out, ls_err *err);
+
+/* ctx:sleep(ms): DONE when the timer has fired, WAIT otherwise. */
+LS_API ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome,
+                               ls_err *err);
+
+/* ctx:now/random/uuid: the recorded value (JSON) into out, recording
+ * value (JSON text) first when history has none. */
+LS_API ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *value,
+                                     size_t vlen, ls_buf *out, ls_err *err);
+
+/* Ends the run: completed with output (JSON text), or failed with an
+ * error message and an optional traceback (NULL). Synced. */
+LS_API ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_err *err);
+LS_API ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const char *trace,
+                              size_t tlen, ls_err *err);
+
+/* Ends the activation without an outcome: the run stays unfinished and
+ * resumes on the next start of the engine (used on shutdown). */
+LS_API void ls_flow_act_abandon(ls_flow_act *a);
+
+/* A secret for the step code (decrypted; never recorded). Caller frees
+ * with ls_secret_free. LS_ENOTFOUND names the secret. */
+LS_API ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err);
+
+/* Logs a line for the run (muted while replaying). */
+LS_API void ls_flow_act_log(ls_flow_act *a, int level, const char *msg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

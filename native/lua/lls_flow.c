@@ -1,0 +1,792 @@
+/* SPDX-License-Identifier: MIT
+ * The LuaJIT workflow runner (see lls_flow.h). The C side only loads
+ * files, enforces deadlines with a count hook, and exposes the engine's
+ * activation calls as `lodestone.flowrt`; the coroutine driving and the
+ * ctx/step objects are Lua (lua/lodestone/workflow.lua).
+ */
+#include "ls_config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "lls.h"
+#include "lls_flow.h"
+#include "lls_http.h"
+#include "lodestone/ls_alloc.h"
+#include "lodestone/ls_clock.h"
+#include "ls_json.h"
+
+#include <luajit.h>
+#include <lualib.h>
+
+#define INSTR_PER_CHECK 10000
+
+typedef struct {
+    char *name;
+    char *file;
+} wf_type;
+
+typedef struct {
+    char *file;
+    char *error;
+} wf_error;
+
+struct lls_runner {
+    char *dir;
+    char *lua_dir;
+    pthread_mutex_t mu;
+    unsigned gen;
+    wf_type *types;
+    size_t ntypes;
+    wf_error *errors;
+    size_t nerrors;
+};
+
+typedef struct {
+    lua_State *L;
+    unsigned gen;
+} worker;
+
+/* Per worker thread: the deadline the hook enforces (monotonic ns, 0 =
+ * none), and the activation being run. */
+static _Thread_local int64_t tl_deadline_ns;
+static _Thread_local int64_t tl_deadline_ms; /* the span, for the message */
+static _Thread_local ls_flow_act *tl_act;
+
+static int64_t mono_ns(void)
+{
+    return ls_clock_mono_ns(NULL);
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (tl_act && ls_flow_act_interrupted(tl_act))
+        luaL_error(L, "interrupted: lodestoned is shutting down");
+    if (tl_deadline_ns && mono_ns() > tl_deadline_ns)
+        luaL_error(L, "timed out after %d ms", (int)tl_deadline_ms);
+}
+
+/* ---- lodestone.flowrt: the activation calls ---- */
+
+static ls_flow_act *check_act(lua_State *L)
+{
+    ls_flow_act *a = lua_touserdata(L, 1);
+    if (a == NULL || a != tl_act) luaL_error(L, "flowrt: no activation");
+    return a;
+}
+
+static int raise(lua_State *L, const ls_err *err)
+{
+    return luaL_error(L, "%s", ls_err_text(err));
+}
+
+static int push_buf(lua_State *L, const ls_buf *b)
+{
+    lua_pushlstring(L, b->len ? (const char *)b->ptr : "", b->len);
+    return 1;
+}
+
+static int l_input(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_input(a, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    push_buf(L, &out);
+    ls_buf_free(&out);
+    return 1;
+}
+
+static const char *outcome_name(ls_flow_outcome o)
+{
+    switch (o) {
+    case LS_FLOW_DONE: return "done";
+    case LS_FLOW_FAILED: return "failed";
+    case LS_FLOW_RUN: return "run";
+    case LS_FLOW_WAIT: return "wait";
+    }
+    return "?";
+}
+
+/* rt.step(act, name) -> "done", json | "failed", msg | "run", attempt, key | "wait" */
+static int l_step(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n;
+    const char *name = luaL_checklstring(L, 2, &n);
+    ls_flow_step_info info;
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_step(a, name, n, &info, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    lua_pushstring(L, outcome_name(info.outcome));
+    int nret = 1;
+    if (info.outcome == LS_FLOW_DONE || info.outcome == LS_FLOW_FAILED) {
+        push_buf(L, &out);
+        nret = 2;
+    } else if (info.outcome == LS_FLOW_RUN) {
+        lua_pushinteger(L, (lua_Integer)info.attempt);
+        lua_pushstring(L, info.key);
+        nret = 3;
+    }
+    ls_buf_free(&out);
+    return nret;
+}
+
+/* rt.step_done(act, name, attempt, json) */
+static int l_step_done(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n, rlen;
+    const char *name = luaL_checklstring(L, 2, &n);
+    uint32_t attempt = (uint32_t)luaL_checkinteger(L, 3);
+    const char *result = luaL_checklstring(L, 4, &rlen);
+    ls_err err;
+    if (ls_flow_act_step_done(a, name, n, attempt, result, rlen, &err) != LS_OK)
+        return raise(L, &err);
+    return 0;
+}
+
+/* rt.step_failed(act, name, attempt, msg, code|nil, fatal, wf_retry|nil, step_retry|nil)
+ * -> "wait" | "failed", final message */
+static int l_step_failed(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n;
+    const char *name = luaL_checklstring(L, 2, &n);
+    ls_flow_failure fl = {0};
+    fl.attempt = (uint32_t)luaL_checkinteger(L, 3);
+    fl.error = luaL_checklstring(L, 4, &fl.error_len);
+    fl.code = luaL_optstring(L, 5, NULL);
+    fl.fatal = lua_toboolean(L, 6);
+    fl.retry_workflow = luaL_optlstring(L, 7, NULL, &fl.retry_workflow_len);
+    fl.retry_step = luaL_optlstring(L, 8, NULL, &fl.retry_step_len);
+    ls_flow_outcome o;
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_step_failed(a, name, n, &fl, &o, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    lua_pushstring(L, outcome_name(o));
+    push_buf(L, &out);
+    ls_buf_free(&out);
+    return 2;
+}
+
+/* rt.sleep(act, ms) -> "done" | "wait" */
+static int l_sleep(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    int64_t ms = (int64_t)luaL_checknumber(L, 2);
+    ls_flow_outcome o;
+    ls_err err;
+    if (ls_flow_act_sleep(a, ms, &o, &err) != LS_OK) return raise(L, &err);
+    lua_pushstring(L, outcome_name(o));
+    return 1;
+}
+
+/* rt.side_effect(act, kind, json) -> recorded json */
+static int l_side_effect(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    const char *kind = luaL_checkstring(L, 2);
+    size_t vlen;
+    const char *value = luaL_checklstring(L, 3, &vlen);
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_side_effect(a, kind, value, vlen, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    push_buf(L, &out);
+    ls_buf_free(&out);
+    return 1;
+}
+
+static int l_complete(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t olen;
+    const char *out = luaL_checklstring(L, 2, &olen);
+    ls_err err;
+    if (ls_flow_act_complete(a, out, olen, &err) != LS_OK) return raise(L, &err);
+    return 0;
+}
+
+static int l_fail(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t elen, tlen = 0;
+    const char *msg = luaL_checklstring(L, 2, &elen);
+    const char *trace = luaL_optlstring(L, 3, NULL, &tlen);
+    ls_err err;
+    if (ls_flow_act_fail(a, msg, elen, trace, tlen, &err) != LS_OK) return raise(L, &err);
+    return 0;
+}
+
+static int l_abandon(lua_State *L)
+{
+    ls_flow_act_abandon(check_act(L));
+    return 0;
+}
+
+static int l_secret(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    const char *name = luaL_checkstring(L, 2);
+    ls_secret_t *s = NULL;
+    ls_err err;
+    if (ls_flow_act_secret(a, name, &s, &err) != LS_OK) return raise(L, &err);
+    lua_pushlstring(L, (const char *)ls_secret_data(s), ls_secret_len(s));
+    ls_secret_free(s);
+    return 1;
+}
+
+static int l_log(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    int level = (int)luaL_checkinteger(L, 2);
+    ls_flow_act_log(a, level, luaL_checkstring(L, 3));
+    return 0;
+}
+
+static int l_replaying(lua_State *L)
+{
+    lua_pushboolean(L, ls_flow_act_replaying(check_act(L)));
+    return 1;
+}
+
+static int l_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, ls_flow_act_interrupted(check_act(L)));
+    return 1;
+}
+
+static int l_name(lua_State *L)
+{
+    lua_pushstring(L, ls_flow_act_name(check_act(L)));
+    return 1;
+}
+
+/* rt.deadline(ms|nil): from now on, code running longer than ms raises. */
+static int l_deadline(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1) || lua_tonumber(L, 1) <= 0) {
+        tl_deadline_ns = 0;
+        tl_deadline_ms = 0;
+    } else {
+        tl_deadline_ms = (int64_t)lua_tonumber(L, 1);
+        tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
+    }
+    return 0;
+}
+
+/* rt.deadline_left() -> ms left before the deadline (nil: none) */
+static int l_deadline_left(lua_State *L)
+{
+    if (tl_deadline_ns == 0) return 0;
+    int64_t left = (tl_deadline_ns - mono_ns()) / 1000000;
+    lua_pushnumber(L, (lua_Number)(left > 0 ? left : 0));
+    return 1;
+}
+
+static int l_wall_ms(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)ls_clock_wall_ms(NULL));
+    return 1;
+}
+
+static int l_random(lua_State *L)
+{
+    uint64_t bits;
+    randombytes_buf(&bits, sizeof bits);
+    lua_pushnumber(L, (lua_Number)(bits >> 11) / 9007199254740992.0);
+    return 1;
+}
+
+static int l_uuid(lua_State *L)
+{
+    unsigned char u[16];
+    char s[37];
+    randombytes_buf(u, sizeof u);
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    snprintf(s, sizeof s,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+             u[15]);
+    lua_pushstring(L, s);
+    return 1;
+}
+
+static int luaopen_flowrt(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"input", l_input},
+                                   {"step", l_step},
+                                   {"step_done", l_step_done},
+                                   {"step_failed", l_step_failed},
+                                   {"sleep", l_sleep},
+                                   {"side_effect", l_side_effect},
+                                   {"complete", l_complete},
+                                   {"fail", l_fail},
+                                   {"abandon", l_abandon},
+                                   {"secret", l_secret},
+                                   {"log", l_log},
+                                   {"replaying", l_replaying},
+                                   {"interrupted", l_interrupted},
+                                   {"name", l_name},
+                                   {"deadline", l_deadline},
+                                   {"deadline_left", l_deadline_left},
+                                   {"wall_ms", l_wall_ms},
+                                   {"random", l_random},
+                                   {"uuid", l_uuid},
+                                   {NULL, NULL}};
+    lua_newtable(L);
+    luaL_setfuncs(L, fns, 0);
+    lua_pushinteger(L, LS_FLOW_LOG_DEBUG);
+    lua_setfield(L, -2, "DEBUG");
+    lua_pushinteger(L, LS_FLOW_LOG_INFO);
+    lua_setfield(L, -2, "INFO");
+    lua_pushinteger(L, LS_FLOW_LOG_WARN);
+    lua_setfield(L, -2, "WARN");
+    lua_pushinteger(L, LS_FLOW_LOG_ERROR);
+    lua_setfield(L, -2, "ERROR");
+    return 1;
+}
+
+/* ---- states ---- */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+static lua_State *new_state(const char *lua_dir, ls_err *err)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        ls_err_set(err, LS_ENOMEM, "cannot create a Lua state");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    /* Count hooks do not fire inside JIT-compiled traces: run
+     * interpreted, so a deadline always ends runaway code. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_lodestone_core);
+    lua_setfield(L, -2, "lodestone.core");
+    lua_pushcfunction(L, luaopen_lodestone_httpc);
+    lua_setfield(L, -2, "lodestone.httpc");
+    lua_pushcfunction(L, luaopen_flowrt);
+    lua_setfield(L, -2, "lodestone.flowrt");
+    lua_pop(L, 2);
+    lua_sethook(L, hook, LUA_MASKCOUNT, INSTR_PER_CHECK);
+    return L;
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n > m && strcmp(s + n - m, suf) == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.lua files of dir, sorted. Caller frees each and the array. */
+static ls_rc list_files(const char *dir, char ***out, size_t *n, ls_err *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return ls_err_set(err, LS_EIO, "workflows directory %s: %s", dir, strerror(errno));
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !has_suffix(e->d_name, ".lua")) continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nv = realloc(v, cap * sizeof *v);
+            if (nv == NULL) break;
+            v = nv;
+        }
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        v[cnt] = malloc(len);
+        if (v[cnt] == NULL) break;
+        snprintf(v[cnt], len, "%s/%s", dir, e->d_name);
+        cnt++;
+    }
+    closedir(d);
+    qsort(v, cnt, sizeof *v, cmp_str);
+    *out = v;
+    *n = cnt;
+    return LS_OK;
+}
+
+/* Loads one file: leaves the definition on the stack and returns NULL,
+ * or returns an error message (pushed on the stack). */
+static const char *load_file(lua_State *L, const char *path)
+{
+    lua_pushcfunction(L, traceback);
+    int tb = lua_gettop(L);
+    if (luaL_loadfile(L, path) != 0) {
+        lua_remove(L, tb);
+        return lua_tostring(L, -1);
+    }
+    tl_deadline_ms = 5000; /* a file's top level must not hang the daemon */
+    tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
+    int rc = lua_pcall(L, 0, 1, tb);
+    tl_deadline_ns = 0;
+    lua_remove(L, tb);
+    if (rc != 0) return lua_tostring(L, -1);
+    /* Must be a workflow.define{} result. */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "lodestone.workflow");
+    if (lua_pcall(L, 1, 1, 0) != 0) return lua_tostring(L, -1);
+    lua_getfield(L, -1, "is_workflow");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 1);
+    int ok = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (!ok) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s: does not return workflow.define{...}", path);
+        return lua_tostring(L, -1);
+    }
+    return NULL;
+}
+
+static void free_lists(lls_runner *r)
+{
+    for (size_t i = 0; i < r->ntypes; i++) {
+        free(r->types[i].name);
+        free(r->types[i].file);
+    }
+    for (size_t i = 0; i < r->nerrors; i++) {
+        free(r->errors[i].file);
+        free(r->errors[i].error);
+    }
+    free(r->types);
+    free(r->errors);
+    r->types = NULL;
+    r->errors = NULL;
+    r->ntypes = r->nerrors = 0;
+}
+
+/* Loads every file into L: defs go into the table on the top of the
+ * stack, by name. When r is not NULL, records types and errors there. */
+static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *ntypes,
+                      wf_error **errors, size_t *nerrors, ls_err *err)
+{
+    char **files = NULL;
+    size_t n = 0;
+    ls_rc rc = list_files(dir, &files, &n, err);
+    if (rc != LS_OK) return rc;
+    int defs = lua_gettop(L);
+    for (size_t i = 0; i < n; i++) {
+        const char *msg = load_file(L, files[i]);
+        if (msg) {
+            if (errors) {
+                wf_error *ne = realloc(*errors, (*nerrors + 1) * sizeof **errors);
+                if (ne) {
+                    *errors = ne;
+                    ne[*nerrors].file = strdup(files[i]);
+                    ne[*nerrors].error = strdup(msg);
+                    (*nerrors)++;
+                }
+            }
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_getfield(L, -1, "name");
+        const char *name = lua_tostring(L, -1);
+        lua_getfield(L, defs, name);
+        int dup = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (dup) {
+            if (errors) {
+                char buf[512];
+                snprintf(buf, sizeof buf, "%s: workflow \"%s\" is already defined by another file",
+                         files[i], name);
+                wf_error *ne = realloc(*errors, (*nerrors + 1) * sizeof **errors);
+                if (ne) {
+                    *errors = ne;
+                    ne[*nerrors].file = strdup(files[i]);
+                    ne[*nerrors].error = strdup(buf);
+                    (*nerrors)++;
+                }
+            }
+            lua_pop(L, 2);
+            continue;
+        }
+        if (types) {
+            wf_type *nt = realloc(*types, (*ntypes + 1) * sizeof **types);
+            if (nt) {
+                *types = nt;
+                nt[*ntypes].name = strdup(name);
+                nt[*ntypes].file = strdup(files[i]);
+                (*ntypes)++;
+            }
+        }
+        lua_pop(L, 1);                   /* name */
+        lua_pushstring(L, files[i]);     /* def.file = path */
+        lua_setfield(L, -2, "file");
+        lua_getfield(L, -1, "name");
+        lua_insert(L, -2);
+        lua_settable(L, defs);
+    }
+    for (size_t i = 0; i < n; i++) free(files[i]);
+    free(files);
+    return LS_OK;
+}
+
+static ls_rc probe(lls_runner *r, ls_err *err)
+{
+    lua_State *L = new_state(r->lua_dir, err);
+    if (L == NULL) return LS_ENOMEM;
+    wf_type *types = NULL;
+    wf_error *errors = NULL;
+    size_t nt = 0, ne = 0;
+    lua_newtable(L);
+    ls_rc rc = load_all(L, r->dir, &types, &nt, &errors, &ne, err);
+    lua_close(L);
+    if (rc != LS_OK) {
+        free(types);
+        free(errors);
+        return rc;
+    }
+    pthread_mutex_lock(&r->mu);
+    free_lists(r);
+    r->types = types;
+    r->ntypes = nt;
+    r->errors = errors;
+    r->nerrors = ne;
+    r->gen++;
+    pthread_mutex_unlock(&r->mu);
+    return LS_OK;
+}
+
+ls_rc lls_runner_new(lls_runner **out, const char *dir, const char *lua_dir, ls_err *err)
+{
+    *out = NULL;
+    lls_runner *r = calloc(1, sizeof *r);
+    if (r == NULL) return ls_err_set(err, LS_ENOMEM, "runner: out of memory");
+    r->dir = strdup(dir);
+    r->lua_dir = strdup(lua_dir);
+    pthread_mutex_init(&r->mu, NULL);
+    ls_rc rc = probe(r, err);
+    if (rc != LS_OK) {
+        lls_runner_free(r);
+        return rc;
+    }
+    *out = r;
+    return LS_OK;
+}
+
+void lls_runner_free(lls_runner *r)
+{
+    if (r == NULL) return;
+    free_lists(r);
+    free(r->dir);
+    free(r->lua_dir);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+ls_rc lls_runner_reload(lls_runner *r, ls_err *err)
+{
+    return probe(r, err);
+}
+
+size_t lls_runner_error_count(lls_runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->nerrors;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err)
+{
+    json_t *o = json_object(), *types = json_array(), *errors = json_array();
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes; i++)
+        json_array_append_new(types, json_pack("{s:s,s:s}", "name", r->types[i].name, "file",
+                                               r->types[i].file));
+    for (size_t i = 0; i < r->nerrors; i++)
+        json_array_append_new(errors, json_pack("{s:s,s:s}", "file", r->errors[i].file, "error",
+                                                r->errors[i].error));
+    pthread_mutex_unlock(&r->mu);
+    json_object_set_new(o, "types", types);
+    json_object_set_new(o, "errors", errors);
+    ls_buf_clear(out);
+    ls_rc rc = ls_json_dump(o, out, err);
+    json_decref(o);
+    return rc;
+}
+
+/* ---- the runner interface ---- */
+
+/* Registry key of the defs table in a worker state. */
+static char defs_key;
+
+static ls_rc open_worker_state(lls_runner *r, worker *w, ls_err *err)
+{
+    lua_State *L = new_state(r->lua_dir, err);
+    if (L == NULL) return LS_ENOMEM;
+    pthread_mutex_lock(&r->mu);
+    unsigned gen = r->gen;
+    pthread_mutex_unlock(&r->mu);
+    lua_pushlightuserdata(L, &defs_key);
+    lua_newtable(L);
+    ls_rc rc = load_all(L, r->dir, NULL, NULL, NULL, NULL, err);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    if (rc != LS_OK) {
+        lua_close(L);
+        return rc;
+    }
+    w->L = L;
+    w->gen = gen;
+    return LS_OK;
+}
+
+static ls_rc worker_open(void *ud, unsigned index, void **out, ls_err *err)
+{
+    (void)index;
+    worker *w = calloc(1, sizeof *w);
+    if (w == NULL) return ls_err_set(err, LS_ENOMEM, "worker: out of memory");
+    ls_rc rc = open_worker_state(ud, w, err);
+    if (rc != LS_OK) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return LS_OK;
+}
+
+static void worker_close(void *ud, void *p)
+{
+    (void)ud;
+    worker *w = p;
+    if (w == NULL) return;
+    if (w->L) lua_close(w->L);
+    free(w);
+}
+
+static void activate(void *ud, void *p, ls_flow_act *a)
+{
+    lls_runner *r = ud;
+    worker *w = p;
+    pthread_mutex_lock(&r->mu);
+    unsigned gen = r->gen;
+    pthread_mutex_unlock(&r->mu);
+    if (gen != w->gen || w->L == NULL) {
+        ls_err err;
+        lua_State *old = w->L;
+        w->L = NULL;
+        if (open_worker_state(r, w, &err) != LS_OK) {
+            w->L = old;
+            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err));
+        } else if (old) {
+            lua_close(old);
+        }
+    }
+    lua_State *L = w->L;
+    if (L == NULL) {
+        ls_flow_act_abandon(a);
+        return;
+    }
+    tl_act = a;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "lodestone.workflow");
+    int rc = lua_pcall(L, 1, 1, top + 1);
+    if (rc == 0) {
+        lua_getfield(L, -1, "_activate");
+        lua_pushlightuserdata(L, &defs_key);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_getfield(L, -1, ls_flow_act_type(a));
+        lua_remove(L, -2);
+        if (lua_isnil(L, -1)) {
+            /* The type's file failed to load in this generation: keep the
+             * run for a later reload rather than fail it. */
+            char msg[300];
+            snprintf(msg, sizeof msg,
+                     "workflow type \"%s\" is not loaded (see lodestone types); the run waits "
+                     "for a restart",
+                     ls_flow_act_type(a));
+            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, msg);
+            ls_flow_act_abandon(a);
+            lua_settop(L, top);
+            tl_act = NULL;
+            return;
+        }
+        lua_pushlightuserdata(L, a);
+        rc = lua_pcall(L, 2, 0, top + 1);
+    }
+    if (rc != 0) {
+        /* The driver itself failed (out of memory, a bug): fail the run
+         * with the message rather than loop on it. */
+        size_t len;
+        const char *msg = lua_tolstring(L, -1, &len);
+        ls_err err;
+        if (ls_flow_act_interrupted(a) || ls_flow_act_fail(a, msg ? msg : "runner error",
+                                                           msg ? len : 12, NULL, 0, &err) !=
+                                              LS_OK)
+            ls_flow_act_abandon(a);
+    }
+    lua_settop(L, top);
+    tl_deadline_ns = 0;
+    tl_act = NULL;
+    lua_gc(L, LUA_GCSTEP, 0);
+}
+
+static int has_type(void *ud, const char *type, size_t len)
+{
+    lls_runner *r = ud;
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes && !found; i++)
+        found = strlen(r->types[i].name) == len && memcmp(r->types[i].name, type, len) == 0;
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+static void list_types(void *ud, ls_buf *out)
+{
+    lls_runner *r = ud;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes; i++)
+        ls_buf_printf(out, NULL, "%s%s", i ? ", " : "", r->types[i].name);
+    pthread_mutex_unlock(&r->mu);
+}
+
+const ls_flow_runner *lls_runner_ops(void)
+{
+    static const ls_flow_runner ops = {worker_open, worker_close, activate, has_type, list_types};
+    return &ops;
+}
