@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * lodestone: the command line. Policy commands run here, offline, through
- * the same C engine lighttpd uses; workflow commands talk to lodestoned
- * (they arrive with the daemon). */
+ * the same C engine lighttpd uses; workflow commands talk to lodestoned over
+ * its HTTP API (lua/lodestone/cli/workflow.lua). */
 #include "ls_config.h"
 
 #include <stdio.h>
@@ -21,8 +21,17 @@ static const char usage[] =
     "  policy hash-password PWFILE USER                 add or replace a Basic user (password on "
     "stdin)\n"
     "\n"
-    "Workflows (need lodestoned, not built yet):\n"
-    "  start, list, show, history, signal, cancel, secret, up\n"
+    "Workflows (talk to lodestoned; lodestone COMMAND --help for options):\n"
+    "  start TYPE [--id ID] [--input JSON|@FILE] [--wait] [--timeout SECONDS]\n"
+    "                                                   start a run; print its id (or its result)\n"
+    "  list [--status S] [--type T] [--limit N] [--json] runs, newest first\n"
+    "  show ID [--json]                                 one run\n"
+    "  history ID [--json]                              a run's events\n"
+    "  types                                            workflow types and load errors\n"
+    "  secret set NAME | secret list | secret rm NAME   secrets (set reads the value from stdin)\n"
+    "  signal, cancel, up                               arrive with a later issue\n"
+    "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
+    "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"
     "  --help, -h    this text\n"
     "  --version     print the version\n";
@@ -39,13 +48,16 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
-    static const char *const later[] = {"start",  "list",   "show", "history", "signal",
-                                        "cancel", "secret", "up",   NULL};
+    static const char *const workflow[] = {"start", "list",   "show", "history",
+                                           "types", "secret", NULL};
+    for (size_t i = 0; workflow[i]; i++) {
+        if (strcmp(argv[1], workflow[i]) == 0)
+            return lls_embed_run("lodestone.cli.workflow", argc, argv);
+    }
+    static const char *const later[] = {"signal", "cancel", "up", NULL};
     for (size_t i = 0; later[i]; i++) {
         if (strcmp(argv[1], later[i]) == 0) {
-            fprintf(stderr,
-                    "lodestone %s: needs the workflow daemon lodestoned, which is not "
-                    "built yet\n",
+            fprintf(stderr, "lodestone %s: not available yet; it arrives with a later issue\n",
                     argv[1]);
             return 2;
         }
