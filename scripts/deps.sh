@@ -16,7 +16,7 @@ PACKAGES=(
   # lighttpd with mod_magnet (Lua 5.4)
   lighttpd lighttpd-modules-lua
   # tests
-  libcmocka-dev lua-busted valgrind curl procps openssl
+  libcmocka-dev lua-busted valgrind curl procps openssl jq
   # benchmarks
   wrk
   # lint
