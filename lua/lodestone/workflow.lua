@@ -18,8 +18,16 @@
 -- returned on replay without running the step again); time and randomness
 -- come from ctx:now(), ctx:random() and ctx:uuid(), which are recorded too.
 --
+-- ctx:step(name, fn, opts) runs fn(s) with s.attempt, s.idempotency_key,
+-- s.id, s:secret(name), s:log(...) and s.http (lodestone.http, bounded by
+-- the step's deadline); opts: retry (overrides fields of the workflow's
+-- policy) and timeout. A step that raises is retried by the policy, unless
+-- it raised workflow.fatal(...) or a workflow.error whose code the policy
+-- lists in non_retryable.
+--
 -- define, fatal, error and duration_ms work in any Lua (tests use them);
--- _activate runs inside lodestoned's worker states only.
+-- _activate runs inside lodestoned's worker states (tests give it a
+-- stand-in for lodestone.flowrt).
 local core = require("lodestone.core")
 local json = core.json
 
@@ -31,26 +39,26 @@ FATAL.__tostring = function(e) return e.message end
 
 local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000 }
 
---- Milliseconds in a duration: a number of seconds, or a string such as
---- "250ms", "10s", "1m30s", "2h", "1d" (fractions allowed: "1.5s").
-function M.duration_ms(v, what)
-  what = what or "duration"
+-- Milliseconds in duration v, or an error "what: ..." raised at level
+-- (counted as error() counts them from parse_duration's caller).
+local function parse_duration(v, what, level)
+  level = level + 1
   if type(v) == "number" then
     if v ~= v or v < 0 or v == math.huge then
-      error(what .. ": must be a non-negative number of seconds, got " .. tostring(v), 3)
+      error(what .. ": must be a non-negative number of seconds, got " .. tostring(v), level)
     end
     return math.floor(v * 1000 + 0.5)
   end
   if type(v) ~= "string" then
-    error(what .. ": must be seconds (a number) or a string like \"10s\", got a " .. type(v), 3)
+    error(what .. ": must be seconds (a number) or a string like \"10s\", got a " .. type(v), level)
   end
   local total, pos = 0, 1
-  if v == "" then error(what .. ": empty duration", 3) end
+  if v == "" then error(what .. ": empty duration", level) end
   while pos <= #v do
     local num, unit, nxt = v:match("^(%d+%.?%d*)(%a+)()", pos)
     if not num or not UNITS[unit] then
       error(string.format("%s: cannot read %q (use a number with ms, s, m, h or d, like \"10s\")",
-        what, v), 3)
+        what, v), level)
     end
     total = total + tonumber(num) * UNITS[unit]
     pos = nxt
@@ -58,47 +66,109 @@ function M.duration_ms(v, what)
   return math.floor(total + 0.5)
 end
 
+-- A duration that must be at least 1 ms (timeouts, retry intervals).
+local function parse_positive(v, what, level)
+  local ms = parse_duration(v, what, level + 1)
+  if ms < 1 then error(what .. ": must be more than 0, got " .. tostring(v), level + 1) end
+  return ms
+end
+
+--- Milliseconds in a duration: a number of seconds, or a string such as
+--- "250ms", "10s", "1m30s", "2h", "1d" (fractions allowed: "1.5s").
+--- Raises "what: ..." (what defaults to "duration") for anything else.
+function M.duration_ms(v, what)
+  local ms = parse_duration(v, what or "duration", 2)
+  return ms
+end
+
 local RETRY_KEYS = { initial_interval = true, backoff = true, max_interval = true,
                      max_attempts = true, jitter = true, non_retryable = true }
 
-local function check_retry(t, what)
+local function is_number(v)
+  return type(v) == "number" and v == v and v > -math.huge and v < math.huge
+end
+
+-- Checks a retry policy (the engine's rules, so that a bad one fails when
+-- the workflow loads, not when a step first fails) and returns it as JSON.
+-- base_initial_ms: the initial_interval it inherits. Errors are raised at
+-- level, as for parse_duration.
+local function check_retry(t, what, level, base_initial_ms)
   if t == nil then return nil end
-  if type(t) ~= "table" then error(what .. ": must be a table", 4) end
-  for k in pairs(t) do
+  level = level + 1
+  if type(t) ~= "table" then error(what .. ": must be a table, got a " .. type(t), level) end
+  for k, v in pairs(t) do
+    local field = what .. "." .. tostring(k)
     if not RETRY_KEYS[k] then
-      error(string.format("%s.%s: unknown field (known: initial_interval, backoff, " ..
-        "max_interval, max_attempts, jitter, non_retryable)", what, tostring(k)), 4)
+      error(field .. ": unknown field (known: initial_interval, backoff, max_interval, " ..
+        "max_attempts, jitter, non_retryable)", level)
+    elseif k == "initial_interval" or k == "max_interval" then
+      parse_positive(v, field, level)
+    elseif k == "backoff" and not (is_number(v) and v >= 1) then
+      error(field .. ": must be a number of at least 1, got " .. tostring(v), level)
+    elseif k == "max_attempts" and not (is_number(v) and v >= 0 and v == math.floor(v)) then
+      error(field .. ": must be a whole number, 0 (no limit) or more, got " .. tostring(v), level)
+    elseif k == "jitter" and not (is_number(v) and v >= 0 and v <= 1) then
+      error(field .. ": must be a number from 0 to 1, got " .. tostring(v), level)
+    elseif k == "non_retryable" then
+      if type(v) ~= "table" then
+        error(field .. ": must be a list of error codes (strings), got a " .. type(v), level)
+      end
+      local n = 0
+      for _ in pairs(v) do n = n + 1 end
+      for i = 1, n do
+        local code = v[i]
+        if type(code) ~= "string" or #code == 0 or #code > 64 then
+          error(string.format("%s[%d]: must be an error code of 1 to 64 characters, got %s",
+            field, i, type(code) == "string" and string.format("%q", code) or tostring(code)), level)
+        end
+      end
+    end
+  end
+  if t.max_interval ~= nil then
+    local initial = t.initial_interval and parse_duration(t.initial_interval, what, level)
+      or base_initial_ms
+    if parse_duration(t.max_interval, what, level) < initial then
+      error(string.format("%s.max_interval: must be at least initial_interval (%d ms)", what, initial),
+        level)
     end
   end
   local ok, text = pcall(json.encode, t)
-  if not ok or text == nil then error(what .. ": cannot be encoded", 4) end
+  if not ok or text == nil then error(what .. ": cannot be encoded as JSON", level) end
   return text
 end
 
+local DEFAULT_INITIAL_MS = 1000 -- the engine's default initial_interval
+
+local DEFINE_KEYS = { name = true, run = true, retry = true, step_timeout = true,
+                      description = true }
+
 --- Declares a workflow. Fields: name (letters, digits, _ . : -), run
---- (function(ctx, input)), and optionally retry (the default policy of its
---- steps) and step_timeout (default "30s").
+--- (function(ctx, input)), and optionally description (a string), retry
+--- (the default policy of its steps) and step_timeout (default "30s").
 function M.define(spec)
   if type(spec) ~= "table" then error("workflow.define: expects a table", 2) end
+  for k in pairs(spec) do
+    if not DEFINE_KEYS[k] then
+      error("workflow.define: unknown field " .. tostring(k) ..
+        " (known: name, run, retry, step_timeout, description)", 2)
+    end
+  end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
     error("workflow.define: name must be a non-empty string of letters, digits, _ . : -", 2)
   end
   if type(spec.run) ~= "function" then
     error("workflow.define: run must be a function(ctx, input)", 2)
   end
-  for k in pairs(spec) do
-    if k ~= "name" and k ~= "run" and k ~= "retry" and k ~= "step_timeout"
-        and k ~= "description" then
-      error("workflow.define: unknown field " .. tostring(k), 2)
-    end
+  if spec.description ~= nil and type(spec.description) ~= "string" then
+    error("workflow.define: description must be a string", 2)
   end
   local def = {
     name = spec.name,
     run = spec.run,
     description = spec.description,
     retry = spec.retry,
-    retry_json = check_retry(spec.retry, "retry"),
-    step_timeout_ms = M.duration_ms(spec.step_timeout or "30s", "step_timeout"),
+    retry_json = check_retry(spec.retry, "workflow.define: retry", 2, DEFAULT_INITIAL_MS),
+    step_timeout_ms = parse_positive(spec.step_timeout or "30s", "workflow.define: step_timeout", 2),
   }
   return setmetatable(def, WORKFLOW)
 end
@@ -203,14 +273,23 @@ function Ctx:step(name, fn, opts)
   if type(name) ~= "string" or name == "" then error("ctx:step: name must be a non-empty string", 2) end
   if type(fn) ~= "function" then error("ctx:step: fn must be a function(s)", 2) end
   not_in_step(self, "ctx:step")
+  if opts ~= nil and type(opts) ~= "table" then error("ctx:step: opts must be a table", 2) end
   opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "retry" and k ~= "timeout" then
+      error("ctx:step: unknown option " .. tostring(k) .. " (known: retry, timeout)", 2)
+    end
+  end
+  local timeout = opts.timeout and parse_positive(opts.timeout, "ctx:step: timeout", 2)
+    or self._def.step_timeout_ms
+  local wf_initial = self._def.retry and self._def.retry.initial_interval
+  local step_retry = check_retry(opts.retry, "ctx:step: retry", 2,
+    wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS)
   local rt, act, def = self._rt, self._act, self._def
   local st, a, key = rt.step(act, name)
   if st == "done" then return decode(a) end
   if st == "failed" then error(a, 0) end
   if st == "wait" then suspend() end
-  local timeout = opts.timeout and M.duration_ms(opts.timeout, "step timeout") or def.step_timeout_ms
-  local step_retry = check_retry(opts.retry, "step retry")
   local s = new_step_ctx(self, a, key)
   rt.deadline(timeout)
   self._in_step = true
@@ -238,7 +317,7 @@ end
 --- ctx:sleep(duration): a durable timer.
 function Ctx:sleep(d)
   not_in_step(self, "ctx:sleep")
-  local ms = M.duration_ms(d, "ctx:sleep")
+  local ms = parse_duration(d, "ctx:sleep", 2)
   if self._rt.sleep(self._act, ms) == "wait" then suspend() end
 end
 
