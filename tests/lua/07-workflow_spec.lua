@@ -1,0 +1,581 @@
+-- SPDX-License-Identifier: MIT
+-- lodestone.workflow in any Lua: define and its messages for every bad
+-- field, durations, fatal/error values, is_workflow; the driver
+-- (_activate) against a scripted stand-in for lodestoned's flowrt; and the
+-- example workflows in workflows/, loaded as the daemon loads them and run
+-- against a fake ctx and fake HTTP. Every case checks the value and the
+-- error.
+local workflow = require("lodestone.workflow")
+local json = require("lodestone.core").json
+
+local function noop() end
+
+-- The message of the error fn(...) raises (fails the test when none).
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return e
+end
+
+local function defines(fields)
+  local spec = { name = "w", run = noop }
+  for k, v in pairs(fields) do spec[k] = v end
+  return function() return workflow.define(spec) end
+end
+
+describe("lodestone.workflow", function()
+  describe("duration_ms", function()
+    it("reads seconds and unit strings", function()
+      assert.equal(0, workflow.duration_ms(0))
+      assert.equal(1500, workflow.duration_ms(1.5))
+      assert.equal(250, workflow.duration_ms("250ms"))
+      assert.equal(10000, workflow.duration_ms("10s"))
+      assert.equal(1500, workflow.duration_ms("1.5s"))
+      assert.equal(90000, workflow.duration_ms("1m30s"))
+      assert.equal(7200000, workflow.duration_ms("2h"))
+      assert.equal(86400000, workflow.duration_ms("1d"))
+      assert.equal(0, workflow.duration_ms("0s"))
+    end)
+
+    it("names the value and what it was for", function()
+      assert.equal('duration: cannot read "soon" (use a number with ms, s, m, h or d, like "10s")',
+        err_of(workflow.duration_ms, "soon"))
+      assert.equal('ctx:sleep: cannot read "10" (use a number with ms, s, m, h or d, like "10s")',
+        err_of(workflow.duration_ms, "10", "ctx:sleep"))
+      for _, bad in ipairs({ "10x", "1sec", "10 s", " 10s", "-1s", "1.5.5s", "s", "10S" }) do
+        assert.equal(string.format('t: cannot read %q (use a number with ms, s, m, h or d, like "10s")', bad),
+          err_of(workflow.duration_ms, bad, "t"))
+      end
+      assert.equal("t: empty duration", err_of(workflow.duration_ms, "", "t"))
+      assert.equal("t: must be a non-negative number of seconds, got -1", err_of(workflow.duration_ms, -1, "t"))
+      assert.matches("^t: must be a non%-negative number of seconds, got %-?n", err_of(workflow.duration_ms, 0 / 0, "t"))
+      assert.matches("^t: must be a non%-negative number of seconds, got inf", err_of(workflow.duration_ms, math.huge, "t"))
+      assert.equal('t: must be seconds (a number) or a string like "10s", got a table',
+        err_of(workflow.duration_ms, {}, "t"))
+      assert.equal('t: must be seconds (a number) or a string like "10s", got a nil',
+        err_of(workflow.duration_ms, nil, "t"))
+    end)
+
+    it("points at its caller", function()
+      local e = err_of(function()
+        local ms = workflow.duration_ms("x")
+        return ms
+      end)
+      assert.matches("07%-workflow_spec%.lua:%d+: duration: cannot read", e)
+    end)
+  end)
+
+  describe("define", function()
+    it("returns a definition with defaults", function()
+      local run = function() end
+      local def = workflow.define { name = "order-v2.1:x_y", run = run }
+      assert.equal("order-v2.1:x_y", def.name)
+      assert.equal(run, def.run)
+      assert.equal(30000, def.step_timeout_ms)
+      assert.is_nil(def.retry_json)
+      assert.is_nil(def.description)
+      assert.is_true(workflow.is_workflow(def))
+    end)
+
+    it("keeps the retry policy as JSON for the engine", function()
+      local retry = { initial_interval = "1s", backoff = 2.0, max_interval = "1m", max_attempts = 5,
+                      jitter = 0.1, non_retryable = { "declined", "invalid" } }
+      local def = workflow.define { name = "w", run = noop, retry = retry, step_timeout = 2.5,
+                                    description = "a test" }
+      assert.same(retry, json.decode(def.retry_json))
+      assert.equal(2500, def.step_timeout_ms)
+      assert.equal("a test", def.description)
+      assert.equal(60000, workflow.define { name = "w", run = noop, step_timeout = "1m" }.step_timeout_ms)
+      assert.equal("{}", workflow.define { name = "w", run = noop, retry = {} }.retry_json)
+      assert.is_string(workflow.define { name = "w", run = noop, retry = { non_retryable = {} } }.retry_json)
+    end)
+
+    it("refuses what is not a table, and unknown fields", function()
+      assert.equal("workflow.define: expects a table", err_of(workflow.define, "order"))
+      assert.equal("workflow.define: expects a table", err_of(workflow.define))
+      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description)",
+        err_of(defines { retries = {} }))
+      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description)",
+        err_of(defines { [1] = "x" }))
+    end)
+
+    it("checks name, run and description", function()
+      local msg = "workflow.define: name must be a non-empty string of letters, digits, _ . : -"
+      for _, bad in ipairs({ "", "has space", "a/b", "é", 42, false }) do
+        assert.equal(msg, err_of(defines { name = bad }))
+      end
+      assert.equal(msg, err_of(workflow.define, { run = noop }))
+      assert.equal("workflow.define: run must be a function(ctx, input)", err_of(workflow.define, { name = "w" }))
+      assert.equal("workflow.define: run must be a function(ctx, input)", err_of(defines { run = "main" }))
+      assert.equal("workflow.define: description must be a string", err_of(defines { description = 5 }))
+    end)
+
+    it("checks step_timeout", function()
+      assert.equal('workflow.define: step_timeout: cannot read "forever" (use a number with ms, s, m, h or d, like "10s")',
+        err_of(defines { step_timeout = "forever" }))
+      assert.equal("workflow.define: step_timeout: must be more than 0, got 0", err_of(defines { step_timeout = 0 }))
+      assert.equal("workflow.define: step_timeout: must be more than 0, got 0ms", err_of(defines { step_timeout = "0ms" }))
+      assert.equal("workflow.define: step_timeout: must be a non-negative number of seconds, got -5",
+        err_of(defines { step_timeout = -5 }))
+      assert.equal('workflow.define: step_timeout: must be seconds (a number) or a string like "10s", got a table',
+        err_of(defines { step_timeout = {} }))
+    end)
+
+    it("checks every field of the retry policy", function()
+      local function retry_err(r) return err_of(defines { retry = r }) end
+      local p = "workflow.define: retry"
+      assert.equal(p .. ": must be a table, got a string", retry_err("fast"))
+      assert.equal(p .. ".max_tries: unknown field (known: initial_interval, backoff, max_interval, "
+        .. "max_attempts, jitter, non_retryable)", retry_err({ max_tries = 3 }))
+      assert.equal(p .. '.initial_interval: cannot read "soon" (use a number with ms, s, m, h or d, like "10s")',
+        retry_err({ initial_interval = "soon" }))
+      assert.equal(p .. ".initial_interval: must be more than 0, got 0", retry_err({ initial_interval = 0 }))
+      assert.equal(p .. ".max_interval: must be a non-negative number of seconds, got -1",
+        retry_err({ max_interval = -1 }))
+      assert.equal(p .. ".max_interval: must be at least initial_interval (60000 ms)",
+        retry_err({ initial_interval = "1m", max_interval = "10s" }))
+      assert.equal(p .. ".max_interval: must be at least initial_interval (1000 ms)",
+        retry_err({ max_interval = "500ms" })) -- the engine's default initial_interval
+      for _, bad in ipairs({ 0.5, "2", 0 / 0, math.huge }) do
+        assert.equal(p .. ".backoff: must be a number of at least 1, got " .. tostring(bad),
+          retry_err({ backoff = bad }))
+      end
+      for _, bad in ipairs({ 2.5, -1, "3", true }) do
+        assert.equal(p .. ".max_attempts: must be a whole number, 0 (no limit) or more, got " .. tostring(bad),
+          retry_err({ max_attempts = bad }))
+      end
+      for _, bad in ipairs({ -0.1, 1.5, "0.1" }) do
+        assert.equal(p .. ".jitter: must be a number from 0 to 1, got " .. tostring(bad),
+          retry_err({ jitter = bad }))
+      end
+      assert.equal(p .. ".non_retryable: must be a list of error codes (strings), got a string",
+        retry_err({ non_retryable = "declined" }))
+      assert.equal(p .. ".non_retryable[2]: must be an error code of 1 to 64 characters, got 5",
+        retry_err({ non_retryable = { "declined", 5 } }))
+      assert.equal(p .. '.non_retryable[1]: must be an error code of 1 to 64 characters, got ""',
+        retry_err({ non_retryable = { "" } }))
+      assert.equal(p .. ".non_retryable[1]: must be an error code of 1 to 64 characters, got nil",
+        retry_err({ non_retryable = { [2] = "x" } }))
+    end)
+
+    it("points its errors at the file that calls it", function()
+      local e = err_of(function()
+        local def = workflow.define { name = "w", run = noop, retry = { backoff = 0 } }
+        return def
+      end)
+      assert.matches("^[^:]*07%-workflow_spec%.lua:%d+: workflow%.define: retry%.backoff", e)
+      e = err_of(function()
+        local def = workflow.define { name = "w", run = noop, step_timeout = "x" }
+        return def
+      end)
+      assert.matches("^[^:]*07%-workflow_spec%.lua:%d+: workflow%.define: step_timeout", e)
+      -- A workflow file ends in `return workflow.define {...}`, a tail call
+      -- that leaves no position to point at: the message is bare (and
+      -- lodestoned names the file beside it).
+      local chunk = assert(load('local workflow = require "lodestone.workflow"\n'
+        .. 'return workflow.define { name = "w", run = function() end, retry = { max_attempts = -1 } }\n',
+        "=bad_workflow.lua"))
+      assert.equal("workflow.define: retry.max_attempts: must be a whole number, 0 (no limit) or more, got -1",
+        err_of(chunk))
+    end)
+  end)
+
+  describe("fatal and error", function()
+    it("makes values that carry a message, a code and whether to retry", function()
+      local f = workflow.fatal("card declined")
+      assert.equal("card declined", f.message)
+      assert.is_true(f.fatal)
+      assert.is_nil(f.code)
+      assert.equal("card declined", tostring(f))
+      assert.equal("declined", workflow.fatal("no", "declined").code)
+      assert.equal("42", workflow.fatal(42).message)
+
+      local e = workflow.error("rate_limited", "try later")
+      assert.equal("rate_limited", e.code)
+      assert.equal("try later", e.message)
+      assert.is_false(e.fatal)
+      assert.equal("try later", tostring(e))
+      assert.equal("busy", workflow.error("busy").message)
+    end)
+
+    it("travel through error() unchanged", function()
+      local f = workflow.fatal("card declined")
+      local ok, got = pcall(error, f)
+      assert.is_false(ok)
+      assert.equal(f, got)
+      assert.equal(getmetatable(workflow.error("x")), getmetatable(got))
+    end)
+  end)
+
+  describe("is_workflow", function()
+    it("is true for definitions only", function()
+      assert.is_true(workflow.is_workflow(workflow.define { name = "w", run = noop }))
+      assert.is_false(workflow.is_workflow({ name = "w", run = noop }))
+      assert.is_false(workflow.is_workflow(nil))
+      assert.is_false(workflow.is_workflow("w"))
+      assert.is_false(workflow.is_workflow(workflow.fatal("x")))
+    end)
+  end)
+end)
+
+-- ---------------------------------------------------------------------
+-- The driver, against a stand-in for lodestoned's lodestone.flowrt that
+-- answers from a script and records every call.
+
+local function fake_rt(script)
+  script = script or {}
+  local rt = { INFO = 1, calls = {}, done = {}, failed = {}, slept = {}, logs = {} }
+  local function note(...) rt.calls[#rt.calls + 1] = table.concat({ ... }, " ") end
+  rt.name = function() return "run-1" end
+  rt.input = function() return script.input or "null" end
+  rt.step = function(_, name)
+    note("step", name)
+    local r = script.steps and script.steps[name]
+    if r then return (table.unpack or unpack)(r) end
+    return "run", 1, "key-" .. name
+  end
+  rt.step_done = function(_, name, attempt, text)
+    note("step_done", name, attempt)
+    rt.done[name] = text
+  end
+  rt.step_failed = function(_, name, attempt, msg, code, fatal, wf_retry, step_retry)
+    note("step_failed", name, attempt)
+    rt.failed[name] = { msg = msg, code = code, fatal = fatal, wf_retry = wf_retry, step_retry = step_retry }
+    if script.retry then return "wait" end
+    return "failed", string.format('step "%s" failed on attempt %d: %s', name, attempt, msg)
+  end
+  rt.sleep = function(_, ms)
+    rt.slept[#rt.slept + 1] = ms
+    return script.sleep or "wait"
+  end
+  rt.side_effect = function(_, kind, value)
+    note("side_effect", kind)
+    return script[kind] or value
+  end
+  rt.complete = function(_, text) rt.output = text end
+  rt.fail = function(_, msg, trace)
+    rt.error, rt.traceback = msg, trace
+  end
+  rt.abandon = function() rt.abandoned = true end
+  rt.interrupted = function() return false end
+  rt.deadline = noop
+  rt.deadline_left = function() return nil end
+  rt.wall_ms = function() return 1700000000000 end
+  rt.random = function() return 0.25 end
+  rt.uuid = function() return "00000000-0000-4000-8000-000000000000" end
+  rt.secret = function(_, name) return "secret-" .. name end
+  rt.log = function(_, _, msg) rt.logs[#rt.logs + 1] = msg end
+  return rt
+end
+
+local function activate(def, script)
+  local rt = fake_rt(script)
+  package.loaded["lodestone.flowrt"] = rt
+  workflow._activate(def, {})
+  package.loaded["lodestone.flowrt"] = nil
+  return rt
+end
+
+describe("lodestone.workflow driver", function()
+  it("runs steps, records their results and completes", function()
+    local seen
+    local def = workflow.define { name = "w", run = function(ctx, input)
+      local a = ctx:step("a", function(s)
+        seen = { attempt = s.attempt, key = s.idempotency_key, id = s.id, secret = s:secret("tok") }
+        return { n = input.n + 1 }
+      end)
+      return { a = a.n, id = ctx.id }
+    end }
+    local rt = activate(def, { input = '{"n":41}' })
+    assert.same({ attempt = 1, key = "key-a", id = "run-1", secret = "secret-tok" }, seen)
+    assert.equal('{"n":42}', rt.done.a)
+    assert.same({ a = 42, id = "run-1" }, json.decode(rt.output))
+    assert.is_nil(rt.error)
+  end)
+
+  it("returns a recorded result without running the step again", function()
+    local ran = false
+    local def = workflow.define { name = "w", run = function(ctx)
+      return ctx:step("a", function() ran = true end)
+    end }
+    local rt = activate(def, { steps = { a = { "done", '{"recorded":true}' } } })
+    assert.is_false(ran)
+    assert.same({ recorded = true }, json.decode(rt.output))
+  end)
+
+  it("suspends on a pending sleep or retry, with no outcome", function()
+    local after = false
+    local def = workflow.define { name = "w", run = function(ctx)
+      ctx:sleep("1.5s")
+      after = true
+    end }
+    local rt = activate(def)
+    assert.same({ 1500 }, rt.slept)
+    assert.is_false(after)
+    assert.is_nil(rt.output)
+    assert.is_nil(rt.error)
+
+    rt = activate(def, { sleep = "done" })
+    assert.is_true(after)
+    assert.equal("null", rt.output)
+
+    def = workflow.define { name = "w", run = function(ctx) ctx:step("a", function() error("down") end) end }
+    rt = activate(def, { retry = true })
+    assert.equal("down", rt.failed.a.msg:match("down$"))
+    assert.is_nil(rt.output)
+    assert.is_nil(rt.error)
+  end)
+
+  it("hands a step's error, code, fatality and policies to the engine", function()
+    local def = workflow.define { name = "w", retry = { max_attempts = 3 }, run = function(ctx)
+      ctx:step("charge", function() error(workflow.fatal("card declined", "declined")) end,
+        { retry = { max_attempts = 10 } })
+    end }
+    local rt = activate(def)
+    local f = rt.failed.charge
+    assert.equal("card declined", f.msg)
+    assert.equal("declined", f.code)
+    assert.is_true(f.fatal)
+    assert.same({ max_attempts = 3 }, json.decode(f.wf_retry))
+    assert.same({ max_attempts = 10 }, json.decode(f.step_retry))
+    assert.equal('step "charge" failed on attempt 1: card declined', rt.error)
+    assert.is_string(rt.traceback)
+
+    def = workflow.define { name = "w", run = function(ctx)
+      ctx:step("a", function() error("plain") end)
+    end }
+    f = activate(def).failed.a
+    assert.matches("plain$", f.msg)
+    assert.is_nil(f.code)
+    assert.is_false(f.fatal)
+
+    def = workflow.define { name = "w", run = function(ctx)
+      ctx:step("a", function() return function() end end)
+    end }
+    assert.matches("^step result is not JSON", activate(def).failed.a.msg)
+  end)
+
+  it("fails the run on bad step options, naming them", function()
+    local rt
+    local function run_with(opts)
+      return activate(workflow.define { name = "w", run = function(ctx)
+        ctx:step("a", noop, opts)
+      end })
+    end
+    rt = run_with({ retries = 3 })
+    assert.matches("07%-workflow_spec%.lua:%d+: ctx:step: unknown option retries %(known: retry, timeout%)$", rt.error)
+    assert.same({}, rt.calls) -- checked before the engine is asked
+    assert.matches("ctx:step: opts must be a table$", run_with("fast").error)
+    assert.matches("ctx:step: timeout: must be more than 0, got 0$", run_with({ timeout = 0 }).error)
+    assert.matches('ctx:step: timeout: cannot read "a while"', run_with({ timeout = "a while" }).error)
+    assert.matches("ctx:step: retry%.backoff: must be a number of at least 1, got 0$",
+      run_with({ retry = { backoff = 0 } }).error)
+    assert.matches("ctx:step: retry%.max_interval: must be at least initial_interval %(1000 ms%)$",
+      run_with({ retry = { max_interval = 0.5 } }).error)
+    rt = activate(workflow.define { name = "w", retry = { initial_interval = "5s" }, run = function(ctx)
+      ctx:step("a", noop, { retry = { max_interval = "2s" } })
+    end })
+    assert.matches("ctx:step: retry%.max_interval: must be at least initial_interval %(5000 ms%)$", rt.error)
+    rt = activate(workflow.define { name = "w", retry = { initial_interval = "50ms" }, run = function(ctx)
+      ctx:step("a", noop, { retry = { max_interval = "100ms" } })
+    end })
+    assert.equal("null", rt.output)
+    assert.matches("ctx:sleep: cannot read \"later\"", activate(workflow.define { name = "w",
+      run = function(ctx) ctx:sleep("later") end }).error)
+  end)
+
+  it("refuses orchestration calls inside a step", function()
+    for _, call in ipairs({
+      function(ctx) ctx:step("inner", noop) end,
+      function(ctx) ctx:sleep(1) end,
+      function(ctx) ctx:now() end,
+    }) do
+      local def = workflow.define { name = "w", run = function(ctx)
+        ctx:step("outer", function() call(ctx) end)
+      end }
+      assert.matches("inside a step: call it in run and pass the value to the step",
+        activate(def).failed.outer.msg)
+    end
+  end)
+
+  it("records now, random and uuid as side effects", function()
+    local def = workflow.define { name = "w", run = function(ctx)
+      return { now = ctx:now(), r = ctx:random(), u = ctx:uuid() }
+    end }
+    local rt = activate(def)
+    assert.same({ now = 1700000000, r = 0.25, u = "00000000-0000-4000-8000-000000000000" },
+      json.decode(rt.output))
+    assert.same({ "side_effect now", "side_effect random", "side_effect uuid" }, rt.calls)
+    rt = activate(def, { now = "1600000000.5" }) -- the recorded value wins
+    assert.equal(1600000000.5, json.decode(rt.output).now)
+  end)
+
+  it("fails the run with the message and a traceback", function()
+    local rt = activate(workflow.define { name = "w", run = function() error("boom") end })
+    assert.matches("boom$", rt.error)
+    assert.matches("stack traceback", rt.traceback)
+    rt = activate(workflow.define { name = "w", run = function() error(workflow.fatal("no")) end })
+    assert.equal("no", rt.error)
+    rt = activate(workflow.define { name = "w", run = function() return noop end })
+    assert.matches("^the workflow's result is not JSON", rt.error)
+    rt = activate(workflow.define { name = "w", run = function() coroutine.yield(1) end })
+    assert.matches("yielded outside ctx:sleep/ctx:step", rt.error)
+  end)
+end)
+
+-- ---------------------------------------------------------------------
+-- The examples users copy: each file loads as lodestoned loads it, and its
+-- run does what its comments say against a fake ctx and fake HTTP.
+
+local function example_files()
+  local p = assert(io.popen("ls workflows/*.lua"))
+  local files = {}
+  for line in p:lines() do files[#files + 1] = line end
+  p:close()
+  return files
+end
+
+local function load_example(name)
+  return assert(loadfile("workflows/" .. name .. ".lua"))()
+end
+
+-- A ctx whose steps run at once (attempt 1); a step error becomes the
+-- engine's final message, and the raw error is kept in ctx.errors.
+-- http(method, url, opts) answers the steps' requests.
+local function fake_ctx(http, now)
+  local ctx = { id = "run-1", steps = {}, errors = {}, slept = {}, logs = {}, requests = {} }
+  local function request(method, url, opts)
+    ctx.requests[#ctx.requests + 1] = { method = method, url = url, opts = opts or {} }
+    return http(method, url, opts or {})
+  end
+  local s_http = {}
+  for _, m in ipairs({ "get", "post", "put", "patch", "delete" }) do
+    s_http[m] = function(url, opts) return request(m:upper(), url, opts) end
+  end
+  function ctx:step(name, fn, opts)
+    self.steps[#self.steps + 1] = name
+    local s = { attempt = 1, idempotency_key = "key-" .. name, id = self.id, http = s_http,
+                secret = function(_, n) return "secret-" .. n end,
+                log = function(_, msg) self.logs[#self.logs + 1] = msg end }
+    local ok, res = pcall(fn, s)
+    if ok then return res end
+    self.errors[name] = res
+    error(string.format('step "%s" failed on attempt 1: %s', name, tostring(res)), 0)
+  end
+  function ctx:sleep(d) self.slept[#self.slept + 1] = d end
+  function ctx:now() return now or 1700000000 end
+  function ctx:log(msg) self.logs[#self.logs + 1] = msg end
+  return ctx
+end
+
+local function status_of(code, body)
+  return function() return { status = code, json = body, body = body and json.encode(body) or "" } end
+end
+
+describe("example workflows", function()
+  it("every file in workflows/ defines a workflow named after it", function()
+    local files = example_files()
+    assert.is_true(#files >= 3)
+    for _, path in ipairs(files) do
+      local chunk, err = loadfile(path)
+      assert.is_nil(err)
+      local def = chunk()
+      assert.is_true(workflow.is_workflow(def), path)
+      assert.equal(path:match("([^/]+)%.lua$"), def.name)
+    end
+  end)
+
+  describe("order", function()
+    local order = load_example("order")
+
+    it("keeps the issue's retry policy", function()
+      assert.same({ initial_interval = "1s", backoff = 2.0, max_interval = "1m", max_attempts = 5 },
+        json.decode(order.retry_json))
+    end)
+
+    it("charges with the idempotency key and the secret, sleeps, ships", function()
+      local ctx = fake_ctx(status_of(201, { id = "ch_1", amount = 4200 }))
+      local out = order.run(ctx, { id = "1001", amount = 4200, payments_url = "http://pay" })
+      assert.same({ charge = "ch_1", tracking = "T-1001" }, out)
+      assert.same({ "charge", "ship" }, ctx.steps)
+      assert.same({ "10s" }, ctx.slept)
+      local req = ctx.requests[1]
+      assert.equal("POST", req.method)
+      assert.equal("http://pay/charges", req.url)
+      assert.same({ amount = 4200 }, req.opts.json)
+      assert.same({ ["Idempotency-Key"] = "key-charge", Authorization = "Bearer secret-payments_token" },
+        req.opts.headers)
+      ctx = fake_ctx(status_of(201, { id = "ch_2" }))
+      order.run(ctx, { id = "7", amount = 1, ship_delay = "1s" })
+      assert.equal("http://127.0.0.1:9000/charges", ctx.requests[1].url)
+      assert.same({ "1s" }, ctx.slept)
+    end)
+
+    it("retries a 5xx and gives up at once on a 4xx", function()
+      local ctx = fake_ctx(status_of(503, { error = "unavailable" }))
+      local e = err_of(order.run, ctx, { id = "1", amount = 1 })
+      assert.matches('^step "charge" failed on attempt 1: .*payments unavailable$', e)
+      assert.is_string(ctx.errors.charge) -- a plain error: the engine retries it
+      ctx = fake_ctx(status_of(402, { error = "card declined" }))
+      e = err_of(order.run, ctx, { id = "1", amount = 1 })
+      assert.equal('step "charge" failed on attempt 1: card declined', e)
+      assert.is_true(ctx.errors.charge.fatal)
+      assert.same({}, ctx.slept)
+    end)
+  end)
+
+  describe("webhook_fanout", function()
+    local fanout = load_example("webhook_fanout")
+
+    it("delivers to each URL in its own step and reports each outcome", function()
+      local codes = { ["http://a"] = 204, ["http://b"] = 410, ["http://c"] = 503 }
+      local ctx = fake_ctx(function(_, url) return { status = codes[url], body = "" } end)
+      local out = fanout.run(ctx, { event = { type = "order.paid" }, urls = { "http://a", "http://b", "http://c" } })
+      assert.same({ "deliver 1", "deliver 2", "deliver 3", "summary" }, ctx.steps)
+      assert.equal(1, out.delivered)
+      assert.equal(2, out.failed)
+      assert.same({ url = "http://a", status = 204, delivered = true }, out.deliveries[1])
+      assert.same({ url = "http://b", status = 410, delivered = false }, out.deliveries[2])
+      assert.is_false(out.deliveries[3].delivered)
+      assert.matches('^step "deliver 3" failed on attempt 1: .*http://c answered 503$', out.deliveries[3].error)
+      assert.same({ type = "order.paid" }, ctx.requests[1].opts.json)
+      assert.equal("key-deliver 1", ctx.requests[1].opts.headers["Idempotency-Key"])
+      assert.same({ "event delivered to 1 of 3 subscribers" }, ctx.logs)
+    end)
+
+    it("needs a list of URLs", function()
+      assert.matches("input.urls: expected a list of URLs$", err_of(fanout.run, fake_ctx(noop), { event = {} }))
+    end)
+  end)
+
+  describe("nightly_cleanup", function()
+    local cleanup = load_example("nightly_cleanup")
+
+    it("purges in batches before a cutoff taken from ctx:now()", function()
+      local left = 1200
+      local ctx = fake_ctx(function(_, _, opts)
+        local n = math.min(left, opts.json.limit)
+        left = left - n
+        return { status = 200, json = { deleted = n }, body = "" }
+      end, 1700000000) -- 2023-11-14T22:13:20Z
+      local out = cleanup.run(ctx, { purge_url = "http://svc/purge", keep = "1d" })
+      assert.same({ before = "2023-11-13T22:13:20Z", deleted = 1200, batches = 3 }, out)
+      assert.same({ "purge 1", "purge 2", "purge 3" }, ctx.steps)
+      assert.same({ before = "2023-11-13T22:13:20Z", limit = 500 }, ctx.requests[1].opts.json)
+      assert.same({ "deleting items older than 2023-11-13T22:13:20Z", "deleted 1200 items in 3 batches" }, ctx.logs)
+    end)
+
+    it("keeps 30 days by default and refuses a bad input", function()
+      local ctx = fake_ctx(status_of(200, {}), 1700000000)
+      assert.same({ before = "2023-10-15T22:13:20Z", deleted = 0, batches = 1 },
+        cleanup.run(ctx, { purge_url = "http://svc/purge" }))
+      assert.matches("input.purge_url: expected a URL$", err_of(cleanup.run, fake_ctx(noop), {}))
+      assert.matches('input.keep: cannot read "a month"',
+        err_of(cleanup.run, fake_ctx(noop), { purge_url = "http://x", keep = "a month" }))
+      ctx = fake_ctx(status_of(403, { error = "no" }))
+      local e = err_of(cleanup.run, ctx, { purge_url = "http://x" })
+      assert.matches('^step "purge 1" failed on attempt 1: purge refused %(403%)', e)
+      assert.is_true(ctx.errors["purge 1"].fatal)
+    end)
+  end)
+end)
