@@ -351,6 +351,7 @@ function M._activate(def, act)
   local ctx = setmetatable({ _rt = rt, _act = act, _def = def, id = rt.name(act),
                              type = def.name, attempt = 1 }, Ctx)
   local input = decode(rt.input(act))
+  if input == json.null then input = nil end -- no input: `input or {}` works
   local co = coroutine.create(function()
     return xpcall(def.run, handler, ctx, input)
   end)

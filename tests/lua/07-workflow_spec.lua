@@ -293,6 +293,15 @@ describe("lodestone.workflow driver", function()
     assert.is_nil(rt.error)
   end)
 
+  it("passes no input (JSON null) as nil", function()
+    local got = "unset"
+    local def = workflow.define { name = "w", run = function(_, input) got = input end }
+    activate(def, { input = "null" })
+    assert.is_nil(got)
+    activate(def, { input = "[null]" })
+    assert.same({ json.null }, got)
+  end)
+
   it("returns a recorded result without running the step again", function()
     local ran = false
     local def = workflow.define { name = "w", run = function(ctx)
