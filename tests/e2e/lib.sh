@@ -65,3 +65,43 @@ e2e_finish() {
   echo "e2e: $E2E_PASS passed, $E2E_FAIL failed"
   [ "$E2E_FAIL" -eq 0 ]
 }
+
+# ---- processes started by a test (additions for the daemon tests) ----
+
+# Whether PID $1 runs (a zombie, exited but not yet reaped, does not).
+e2e_alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ "$stat" != *") Z "* ]]
+}
+
+# Drops PID $1 from E2E_PIDS (it was stopped: never signal a reused PID).
+e2e_forget() {
+  local keep=() pid
+  for pid in "${E2E_PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+  E2E_PIDS=("${keep[@]}")
+}
+
+# Stops PID $1, a child of this shell: SIGTERM, up to ${2:-10} s to exit,
+# then SIGKILL. Returns its exit status (reaped here) and forgets it.
+e2e_stop() {
+  local pid=$1 rc
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq $(( ${2:-10} * 10 ))); do e2e_alive "$pid" || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rc=$?
+  e2e_forget "$pid"
+  return "$rc"
+}
+
+# Waits until file $1 exists and is not empty (up to 10 s).
+e2e_wait_file() {
+  for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done
+  return 1
+}
+
+# check_match NAME EXTENDED_REGEX VALUE
+check_match() {
+  if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else not_ok "$1" "[$3] does not match /$2/"; fi
+}
