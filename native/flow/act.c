@@ -153,8 +153,7 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
     r->updated_ms = now;
     r->status = new_status;
     a->new_events = 0;
-    if (sync)
-        a->unsynced = 0;
+    if (sync) a->unsynced = 0;
     return LS_OK;
 fail:
     ls_err_prefix(err, "run %s: cannot write", r->name);
@@ -250,7 +249,9 @@ ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err)
 
 void ls_flow_act_log(ls_flow_act *a, int level, const char *msg)
 {
-    if (a->replaying) return;
+    /* A replay repeats the code's own lines; a warning or an error is
+     * about this activation, and nobody would see it otherwise. */
+    if (a->replaying && level < LS_FLOW_LOG_WARN) return;
     flow_log(a->f, level, a->r->name, "%s", msg);
 }
 
@@ -258,8 +259,8 @@ ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls
 {
     ls_rc rc = ls_vault_secret_get(a->f->o.vault, a->f->o.store, name, out, err);
     if (rc == LS_ENOTFOUND)
-        return ls_err_set(err, LS_ENOTFOUND,
-                          "secret \"%s\" is not set (lodestone secret set %s)", name, name);
+        return ls_err_set(err, LS_ENOTFOUND, "secret \"%s\" is not set (lodestone secret set %s)",
+                          name, name);
     return rc;
 }
 
@@ -318,8 +319,7 @@ static ls_rc final_message(ls_buf *out, const char *name, size_t nlen, uint32_t 
 static ls_rc begin_attempt(ls_flow_act *a, const char *name, size_t nlen, uint32_t attempt,
                            int64_t timer_due, uint64_t timer_seq, ls_err *err)
 {
-    ls_event ev = {.type = LS_EV_STEP_STARTED, .attempt = attempt, .name = name,
-                   .name_len = nlen};
+    ls_event ev = {.type = LS_EV_STEP_STARTED, .attempt = attempt, .name = name, .name_len = nlen};
     ls_rc rc = put_event(a, &ev, NULL, 0, err);
     if (rc == LS_OK && timer_seq) rc = put_timer(a, timer_due, timer_seq, 1, err);
     if (rc != LS_OK) return fail_sticky(a, rc, err);
@@ -344,8 +344,8 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
     switch (m.state) {
     case LS_REPLAY_DONE:
         info->outcome = LS_FLOW_DONE;
-        return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload,
-                                 m.last->payload_len, out, err);
+        return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload, m.last->payload_len,
+                                 out, err);
     case LS_REPLAY_FAILED:
         info->outcome = LS_FLOW_FAILED;
         return final_message(out, name, nlen, m.attempt, m.last->error, m.last->error_len, err);
@@ -363,17 +363,15 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
             return LS_OK;
         }
         a->replaying = 0;
-        if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, m.due_ms, m.last->seq, err)) !=
-            LS_OK)
+        if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, m.due_ms, m.last->seq, err)) != LS_OK)
             return rc;
         info->outcome = LS_FLOW_RUN;
         info->attempt = m.attempt + 1;
         step_key(a, m.command, info->key);
         return LS_OK;
     default:
-        return fail_sticky(a, ls_err_set(err, LS_ECORRUPT, "step replay: unexpected state %d",
-                                         (int)m.state),
-                           err);
+        return fail_sticky(
+            a, ls_err_set(err, LS_ECORRUPT, "step replay: unexpected state %d", (int)m.state), err);
     }
 }
 
@@ -382,8 +380,8 @@ ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint3
 {
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
-    ls_event ev = {.type = LS_EV_STEP_COMPLETED, .attempt = attempt, .name = name,
-                   .name_len = nlen};
+    ls_event ev = {
+        .type = LS_EV_STEP_COMPLETED, .attempt = attempt, .name = name, .name_len = nlen};
     if ((rc = put_event(a, &ev, result, rlen, err)) != LS_OK) return fail_sticky(a, rc, err);
     a->r->steps_completed++;
     rc = commit(a, 1, LS_RUN_RUNNING, err);
@@ -433,8 +431,12 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     ls_flow_retry_free(&step);
 
     int64_t now = flow_now(a->f);
-    ls_event ev = {.type = LS_EV_STEP_FAILED, .attempt = fl->attempt, .name = name,
-                   .name_len = nlen, .error = fl->error, .error_len = fl->error_len};
+    ls_event ev = {.type = LS_EV_STEP_FAILED,
+                   .attempt = fl->attempt,
+                   .name = name,
+                   .name_len = nlen,
+                   .error = fl->error,
+                   .error_len = fl->error_len};
     if (v == LS_FLOW_RETRY_AGAIN)
         ev.due_ms = now + delay;
     else

@@ -60,13 +60,13 @@ typedef struct {
 enum { LS_FLOW_LOG_DEBUG = 0, LS_FLOW_LOG_INFO, LS_FLOW_LOG_WARN, LS_FLOW_LOG_ERROR };
 
 typedef struct {
-    ls_store_t *store;          /* required; the engine never closes it */
-    ls_vault_t *vault;          /* required; seals payloads */
-    const ls_clock *clock;      /* NULL: the system clock */
+    ls_store_t *store;            /* required; the engine never closes it */
+    ls_vault_t *vault;            /* required; seals payloads */
+    const ls_clock *clock;        /* NULL: the system clock */
     const ls_flow_runner *runner; /* required */
     void *runner_ud;
-    unsigned workers;         /* worker threads; 0 picks 8 */
-    int nosync;               /* 1: do not fsync transitions (benchmarks only) */
+    unsigned workers; /* worker threads; 0 picks 8 */
+    int nosync;       /* 1: do not fsync transitions (benchmarks only) */
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;
@@ -99,8 +99,8 @@ LS_API void ls_flow_close(ls_flow_t *f);
  * message lists the known ones), LS_EINVAL for a bad name or input,
  * LS_EBUSY when the engine is stopping. */
 LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name,
-                           size_t nlen, const char *input, size_t ilen, ls_buf *run,
-                           int *created, ls_err *err);
+                           size_t nlen, const char *input, size_t ilen, ls_buf *run, int *created,
+                           ls_err *err);
 
 /* The run's object: {"id","type","status","created_at","updated_at",
  * "steps_completed","attempts_failed","input","output"|"error",
@@ -110,13 +110,12 @@ LS_API ls_rc ls_flow_describe(ls_flow_t *f, const char *name, size_t nlen, ls_bu
 
 /* The result object {"id","status","output"|"error"} of a run; *done is 1
  * when the run has ended (else the object only has id and status). */
-LS_API ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
-                            int *done, ls_err *err);
+LS_API ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, int *done,
+                            ls_err *err);
 
 /* {"id","events":[...]}: every event of the run in order, payloads
  * decrypted. */
-LS_API ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
-                             ls_err *err);
+LS_API ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, ls_err *err);
 
 /* {"runs":[...],"next_cursor"?}: runs newest first, filtered by status
  * and type (NULL: any), at most limit (1..1000; 0 picks 50), starting
@@ -139,10 +138,10 @@ LS_API ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*f
 LS_API int ls_flow_unwatch(ls_flow_t *f, uint64_t watch);
 
 typedef struct {
-    uint64_t runs_active;    /* unfinished runs held in memory */
-    uint64_t runs_queued;    /* waiting for a worker */
-    uint64_t timers;         /* durable timers pending */
-    uint64_t started;        /* since open */
+    uint64_t runs_active; /* unfinished runs held in memory */
+    uint64_t runs_queued; /* waiting for a worker */
+    uint64_t timers;      /* durable timers pending */
+    uint64_t started;     /* since open */
     uint64_t completed;
     uint64_t failed;
     uint64_t steps_completed;
@@ -180,8 +179,8 @@ typedef enum {
 
 typedef struct {
     ls_flow_outcome outcome;
-    uint32_t attempt;     /* RUN: the attempt to run (1-based) */
-    char key[64];         /* RUN: idempotency key, stable across attempts */
+    uint32_t attempt; /* RUN: the attempt to run (1-based) */
+    char key[64];     /* RUN: idempotency key, stable across attempts */
 } ls_flow_step_info;
 
 /* ctx:step(name): replays the step or tells the runner to run it. On DONE
@@ -192,17 +191,16 @@ LS_API ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen,
 
 /* Records a successful attempt (result: JSON text), synced, before it
  * returns. */
-LS_API ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen,
-                                   uint32_t attempt, const char *result, size_t rlen,
-                                   ls_err *err);
+LS_API ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint32_t attempt,
+                                   const char *result, size_t rlen, ls_err *err);
 
 /* A failed attempt, as the runner saw it. */
 typedef struct {
     uint32_t attempt;
     const char *error; /* message (not sealed: keep secrets out of it) */
     size_t error_len;
-    const char *code;  /* error code matched against non_retryable, or NULL */
-    int fatal;         /* raised with workflow.fatal: never retried */
+    const char *code; /* error code matched against non_retryable, or NULL */
+    int fatal;        /* raised with workflow.fatal: never retried */
     /* Retry policies as JSON objects (ls_flow_retry_parse's keys), NULL
      * when absent: the step's fields override the workflow's, which
      * override the defaults. */
@@ -220,8 +218,7 @@ LS_API ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nl
                                      ls_buf *out, ls_err *err);
 
 /* ctx:sleep(ms): DONE when the timer has fired, WAIT otherwise. */
-LS_API ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome,
-                               ls_err *err);
+LS_API ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls_err *err);
 
 /* ctx:now/random/uuid: the recorded value (JSON) into out, recording
  * value (JSON text) first when history has none. */
@@ -242,7 +239,9 @@ LS_API void ls_flow_act_abandon(ls_flow_act *a);
  * with ls_secret_free. LS_ENOTFOUND names the secret. */
 LS_API ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err);
 
-/* Logs a line for the run (muted while replaying). */
+/* Logs a line for the run. Debug and info lines are muted while
+ * replaying (the code logged them when it first ran); warnings and errors
+ * never are. */
 LS_API void ls_flow_act_log(ls_flow_act *a, int level, const char *msg);
 
 #ifdef __cplusplus
