@@ -125,8 +125,10 @@ static MHD_RESULT send_rc(struct MHD_Connection *c, ls_rc rc, const ls_err *err)
 
 static void waiter_unlink(lsd_api *a, req *r)
 {
-    if (r->prev) r->prev->next = r->next;
-    else if (a->waiters == r) a->waiters = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (a->waiters == r)
+        a->waiters = r->next;
     if (r->next) r->next->prev = r->prev;
     r->next = r->prev = NULL;
 }
@@ -263,6 +265,13 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
                 }
                 name = json_string_value(v);
                 nlen = json_string_length(v);
+                if (nlen == 0) {
+                    /* Not "no id": a client that sends "" twice must not
+                     * get two runs. */
+                    json_decref(body);
+                    return send_error(c, 400, "bad_request",
+                                      "id: must not be empty (leave it out for a fresh id)");
+                }
             } else if (strcmp(k, "input") == 0) {
                 if (ls_json_dump(v, &in, &err) != LS_OK) {
                     json_decref(body);
@@ -271,8 +280,8 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
                 input = (const char *)in.ptr;
                 ilen = in.len;
             } else {
-                MHD_RESULT ret = send_error(c, 400, "bad_request",
-                                            "body: unknown field \"%.60s\" (expected id, input)", k);
+                MHD_RESULT ret = send_error(
+                    c, 400, "bad_request", "body: unknown field \"%.60s\" (expected id, input)", k);
                 json_decref(body);
                 ls_buf_free(&in);
                 return ret;
@@ -280,8 +289,8 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
         }
     }
     int created = 0;
-    ls_rc rc = ls_flow_start(a->o.flow, type, strlen(type), name, nlen, input, ilen, &out,
-                             &created, &err);
+    ls_rc rc =
+        ls_flow_start(a->o.flow, type, strlen(type), name, nlen, input, ilen, &out, &created, &err);
     json_decref(body);
     ls_buf_free(&in);
     MHD_RESULT ret;
@@ -365,7 +374,8 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
         return ret;
     }
     if (strcmp(method, "PUT") == 0) {
-        if (r->len == 0) return send_error(c, 400, "bad_request", "body: the secret's value is empty");
+        if (r->len == 0)
+            return send_error(c, 400, "bad_request", "body: the secret's value is empty");
         rc = ls_vault_secret_put(a->o.vault, a->o.store, name, r->body, r->len, &err);
         sodium_memzero(r->body, r->len);
         if (rc != LS_OK) return send_rc(c, rc, &err);
@@ -381,7 +391,8 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
     }
     if (strcmp(method, "DELETE") == 0) {
         rc = ls_vault_secret_delete(a->o.store, name, &err);
-        if (rc == LS_ENOTFOUND) return send_error(c, 404, "not_found", "no secret named \"%.200s\"", name);
+        if (rc == LS_ENOTFOUND)
+            return send_error(c, 404, "not_found", "no secret named \"%.200s\"", name);
         if (rc != LS_OK) return send_rc(c, rc, &err);
         lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" deleted", name);
         json_t *o = json_pack("{s:s,s:b}", "name", name, "deleted", 1);
@@ -497,7 +508,8 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
         if (n == 2 && get && strcmp(seg[1], "history") == 0)
             return h_view(a, c, seg[0], ls_flow_history);
         if (n == 2 && get && strcmp(seg[1], "result") == 0) return h_result(a, r, c, seg[0]);
-        if ((n == 2 && post && (strcmp(seg[1], "cancel") == 0 || strcmp(seg[1], "terminate") == 0)) ||
+        if ((n == 2 && post &&
+             (strcmp(seg[1], "cancel") == 0 || strcmp(seg[1], "terminate") == 0)) ||
             (n == 3 && post && strcmp(seg[1], "signals") == 0))
             return send_error(c, 501, "not_implemented",
                               "%s is not implemented yet in this version of lodestoned",
@@ -624,16 +636,16 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
     if (a->o.threads == 0) a->o.threads = 4;
     a->unix_fd = -1;
     pthread_mutex_init(&a->mu, NULL);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
     if (o->socket_path) {
         a->unix_fd = unix_listen(o->socket_path, err);
         if (a->unix_fd < 0) goto fail;
-        a->unix_d = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, a->unix_fd,
-            MHD_OPTION_THREAD_POOL_SIZE, a->o.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-            a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
-            MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+        a->unix_d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET,
+                                     a->unix_fd, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
+                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
+                                     MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
         if (a->unix_d == NULL) {
             ls_err_set(err, LS_EIO, "cannot serve HTTP on %s", o->socket_path);
             goto fail;
@@ -652,12 +664,11 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         sin.sin_family = AF_INET;
         sin.sin_port = htons((uint16_t)port);
         sin.sin_addr.s_addr = htonl(0x7f000001);
-        a->tcp_d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, a,
-                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-                                    MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
-                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
-                                    MHD_OPTION_END);
+        a->tcp_d = MHD_start_daemon(
+            flags, (uint16_t)port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
+            (struct sockaddr *)&sin, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_END);
         if (a->tcp_d == NULL) {
             ls_err_set(err, LS_EIO, "--listen %s: cannot listen (port in use?)", o->listen);
             goto fail;

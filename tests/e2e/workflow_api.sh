@@ -177,6 +177,19 @@ check "types: the good files are loaded" "call nap nightly_cleanup order slow sp
   "$(j '[.types[].name] | join(" ")')"
 check_contains "the daemon log says a file failed to load" "1 workflow files failed to load" "$(cat "$d/daemon.log")"
 
+# SIGHUP reloads the files: a new one becomes a type.
+cat > "$d/wf/late.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "late", run = function(ctx, input) return { hello = input.name } end }
+LUA
+kill -HUP "$daemon"
+has_late() { api GET /v1/workflow-types; [ "$(j '[.types[].name] | index("late")')" != null ]; }
+poll 100 has_late
+check "SIGHUP: the new file is loaded" "late" "$(j '[.types[].name | select(. == "late")] | join(" ")')"
+start late '{"id":"late-1","input":{"name":"world"}}'
+result late-1
+check "SIGHUP: and runs" '{"hello":"world"}' "$(j '.output|tojson')"
+
 # ---- start: created, the same id again, errors ----
 
 start nap '{"id":"nap-1","input":{"sleep":"3s"}}'
@@ -192,7 +205,7 @@ check "same id again: no second run" 1 "$(j '[.runs[] | select(.id == "nap-1")] 
 start nope '{"id":"x"}'
 check "unknown type: 404" 404 "$code"
 check "unknown type: code" unknown_type "$(j .error.code)"
-check_contains "unknown type: names the known types" "known types: call, nap, nightly_cleanup, order" "$(j .error.message)"
+check_contains "unknown type: names the known types" "known types: call, late, nap, nightly_cleanup, order" "$(j .error.message)"
 error_shape "unknown type"
 start nap '{"id": "x", "input": {'
 check "malformed JSON: 400" 400 "$code"
@@ -202,6 +215,9 @@ start nap '{"id":"x","inptu":{}}'
 check "unknown field: 400" 400 "$code"
 check_contains "unknown field: named" 'unknown field "inptu"' "$(j .error.message)"
 error_shape "unknown field"
+start nap '{"id":""}'
+check "empty id: 400 (not a fresh id)" 400 "$code"
+error_shape "empty id"
 start nap '{"id":"a b/c"}'
 check "bad id: 400" 400 "$code"
 check_contains "bad id: the character" "character 2 (0x20) is not allowed" "$(j .error.message)"
