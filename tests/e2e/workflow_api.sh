@@ -142,6 +142,8 @@ poll() {
 }
 # sleeping ID: whether the run waits on a ctx:sleep (GET run into $body).
 sleeping() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = sleep ]; }
+# reloaded N: whether the daemon has logged N reloads (SIGHUP).
+reloaded() { [ "$(grep -c "workflows reloaded" "$d/daemon.log")" -ge "$1" ]; }
 # error_shape NAME: the last body is {"error":{"code":string,"message":string}} only.
 error_shape() {
   check "$1: error shape" "true" \
@@ -257,6 +259,28 @@ check "history: seq numbers 1..n" "1 2 3 4 5 6" "$(j '[.events[].seq] | map(tost
 check "history: the step's name and result" 'before {"at":"before"}' \
   "$(j '.events[2] | "\(.name) \(.result|tojson)"')"
 
+# ---- a changed workflow file does not match its runs' history ----
+
+cat > "$d/wf/edited.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "edited", run = function(ctx)
+  ctx:step("first", function() return 1 end)
+  ctx:sleep("2s")
+  return ctx:step("second", function() return 2 end)
+end }
+LUA
+kill -HUP "$daemon"
+poll 100 reloaded 2
+start edited '{"id":"edited-1"}'
+poll 100 sleeping edited-1
+sed -i 's/"first"/"renamed"/' "$d/wf/edited.lua"
+kill -HUP "$daemon"
+poll 100 reloaded 3
+result edited-1
+check "non-determinism: the run fails, naming both sides" \
+  'failed run edited-1: non-determinism at command 1: history has step "first", the workflow asked for step "renamed"' \
+  "$(j '"\(.status) \(.error)"')"
+
 # ---- secrets, and order.lua against the payments mock ----
 
 api PUT /v1/secrets/payments_token --data-binary "$SECRET"
@@ -362,7 +386,7 @@ api GET '/v1/workflows?status=completed&type=call'
 check "list: status and type filter" "after-spin flaky-1" "$(j '[.runs[].id] | sort | join(" ")')"
 check "list: only completed runs of that type" "true" "$(j '[.runs[] | .status == "completed" and .type == "call"] | all')"
 api GET '/v1/workflows?status=failed'
-check "list: failed runs" "decline-1 slow-1 spin-1" "$(j '[.runs[].id] | sort | join(" ")')"
+check "list: failed runs" "decline-1 edited-1 slow-1 spin-1" "$(j '[.runs[].id] | sort | join(" ")')"
 api GET '/v1/workflows?limit=1000'
 all=$(j '[.runs[].id] | sort | join(" ")')
 total=$(j '.runs | length')
