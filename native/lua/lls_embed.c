@@ -53,7 +53,8 @@ static int l_sys_now_ms(lua_State *L)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)(ts.tv_nsec / 1000000));
+    long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    lua_pushnumber(L, (lua_Number)ms);
     return 1;
 }
 

@@ -197,7 +197,7 @@ static mhd_result add_header(void *cls, enum MHD_ValueKind kind, const char *key
     json_t *headers = cls;
     char name[256];
     size_t i = 0;
-    for (; key[i] && i < sizeof name - 1; i++) name[i] = (char)tolower((unsigned char)key[i]);
+    for (; i < sizeof name - 1 && key[i]; i++) name[i] = (char)tolower((unsigned char)key[i]);
     name[i] = '\0';
     const char *old = json_string_value(json_object_get(headers, name));
     if (old == NULL) {
