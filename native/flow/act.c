@@ -333,8 +333,11 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
     memset(info, 0, sizeof *info);
     ls_rc rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
     if (rc == LS_ENOTFOUND) {
-        uint64_t command = ls_replay_commands(&a->rp) + 1;
+        /* Its position among the run's commands, as a replay will count
+         * it: the key must not change between attempts. */
+        uint64_t command = ls_replay_commands(&a->rp) + a->new_commands + 1;
         if ((rc = begin_attempt(a, name, nlen, 1, 0, 0, err)) != LS_OK) return rc;
+        a->new_commands++;
         info->outcome = LS_FLOW_RUN;
         info->attempt = 1;
         step_key(a, command, info->key);
@@ -474,6 +477,7 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
             (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
             return fail_sticky(a, rc, err);
         if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+        a->new_commands++;
         *outcome = LS_FLOW_WAIT;
         suspend(a, 's', "", 0, ev.due_ms, ev.seq);
         return LS_OK;
@@ -512,6 +516,7 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
         /* Written now, synced with the next step's start: before anything
          * outside can have seen the value. */
         if ((rc = commit(a, 0, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+        a->new_commands++;
         a->unsynced = 1;
         return ls_buf_set(out, value, vlen, err);
     }

@@ -46,13 +46,13 @@ typedef struct flow_run {
     uint64_t last_seq;
     uint32_t steps_completed;
     uint32_t attempts_failed;
-    int state;         /* R_* */
-    int again;         /* woken while busy: queue again afterwards */
-    int has_timer;     /* a timer of this run is in the timer queue */
-    uint64_t timer_seq; /* ... under this seq */
-    int64_t wait_due;  /* suspended: when it wakes (0: not waiting) */
-    char wait_kind;    /* 's' sleep, 'r' retry */
-    char *wait_name;   /* step name for a retry, "" for a sleep */
+    int state;              /* R_* */
+    int again;              /* woken while busy: queue again afterwards */
+    int has_timer;          /* a timer of this run is in the timer queue */
+    uint64_t timer_seq;     /* ... under this seq */
+    int64_t wait_due;       /* suspended: when it wakes (0: not waiting) */
+    char wait_kind;         /* 's' sleep, 'r' retry */
+    char *wait_name;        /* step name for a retry, "" for a sleep */
     struct flow_run *hnext; /* run table chain */
     struct flow_run *qnext; /* ready queue */
 } flow_run;
@@ -115,14 +115,15 @@ struct ls_flow_act {
     /* the write in progress */
     ls_store_batch_t *b;
     ls_buf k, v, sealed, tmp;
-    uint64_t new_events; /* events queued in b */
-    int unsynced; /* side effects written without sync since the last sync */
+    uint64_t new_events;   /* events queued in b */
+    uint64_t new_commands; /* commands issued past the end of history */
+    int unsynced;          /* side effects written without sync since the last sync */
     /* outcome */
     int ended;
     int waiting;
     int abandoned;
-    int broken;            /* a write failed: the activation must end */
-    ls_rc sticky;          /* non-determinism or broken: every call fails */
+    int broken;   /* a write failed: the activation must end */
+    ls_rc sticky; /* non-determinism or broken: every call fails */
     ls_err sticky_err;
     int64_t wait_due;
     uint64_t wait_seq;
@@ -156,8 +157,8 @@ ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_e
 /* Seals payload for event seq of run id into out. */
 ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
                 ls_buf *out, ls_err *err);
-ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed,
-                        size_t len, ls_buf *out, ls_err *err);
+ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
+                        ls_buf *out, ls_err *err);
 /* Looks a run's internal id up by name. LS_ENOTFOUND names the run. */
 ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err);
 /* Renders the run object (describe) of id into out. */

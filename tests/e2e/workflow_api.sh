@@ -194,6 +194,9 @@ check "SIGHUP: and runs" '{"hello":"world"}' "$(j '.output|tojson')"
 
 # ---- start: created, the same id again, errors ----
 
+# (webhook_fanout with a subscriber that never recovers takes its retries'
+# 3.5 s: it starts now and is checked with the other examples.)
+start webhook_fanout "{\"id\":\"fanout-down\",\"input\":{\"event\":{\"type\":\"ping\"},\"urls\":[\"$mock_url/hooks/c\",\"$mock_url/status/503\"]}}"
 start nap '{"id":"nap-1","input":{"sleep":"3s"}}'
 check "start: 201" 201 "$code"
 check "start: the run object" "nap-1 nap running 3s" "$(j '"\(.id) \(.type) \(.status) \(.input.sleep)"')"
@@ -370,6 +373,18 @@ check "fanout: one step per URL and a summary" \
   "deliver 1,deliver 2,deliver 3,deliver 4,deliver 4,summary" \
   "$(j '[.events[] | select(.type == "step_started") | .name] | join(",")')"
 check "fanout: the subscriber got it once" '{"count":1}' "$(curl -s "$mock_url/hooks/a")"
+result fanout-down
+check "fanout: a subscriber that stays down is reported, the run completes" "completed 1 1" \
+  "$(j '"\(.status) \(.output.delivered) \(.output.failed)"')"
+check_match "fanout: with its final error" '^step "deliver 2" failed on attempt 4: .*answered 503$' \
+  "$(j '.output.deliveries[1].error')"
+history fanout-down
+check "fanout: 4 attempts, the last one final" "1 2 3 4 true" \
+  "$(j '[.events[] | select(.type == "step_failed") | .attempt | tostring] + [.events[] | select(.type == "step_failed" and .final) | .final | tostring] | join(" ")')"
+keys=$(grep -E '^POST /(hooks/c|status/503) ' "$d/mock.log" | awk '{print $2, $4}' | sort | uniq -c |
+  awk '{print $1, $2, substr($3, length($3) - 1)}' | paste -sd'|')
+check "fanout: one idempotency key per step, the same on every attempt" \
+  "1 /hooks/c -1|4 /status/503 -2" "$keys"
 result cleanup-1
 check_match "cleanup: a cutoff from ctx:now(), one batch" \
   '^completed [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z 1 0$' \
