@@ -97,6 +97,7 @@ describe("lodestone.cli.format", function()
     it("says what a run waits for", function()
       assert.equal("sleeping (cool-off) until 11:45:00",
         fmt.waiting { kind = "sleep", name = "cool-off", due_at = "2026-11-26T11:45:00.000Z" })
+      assert.equal("sleeping until 11:45:00", fmt.waiting { kind = "sleep", name = "", due_at = "2026-11-26T11:45:00.000Z" })
       assert.equal("retrying charge at 11:44:49", fmt.waiting(run.waiting))
       assert.is_nil(fmt.waiting(nil))
     end)
@@ -133,6 +134,8 @@ describe("lodestone.cli.format", function()
         { seq = 9, type = "workflow_failed", time = t, error = "boom" },
         { seq = 10, type = "signal_received", time = t, name = "approve" },
         { seq = 11, type = "workflow_started", time = t },
+        { seq = 12, type = "timer_started", time = t, name = "", due_at = "2026-11-26T12:44:46.123Z" },
+        { seq = 13, type = "timer_fired", time = t, name = "" },
       }
       assert.same({
         "   #1  11:44:46.123  workflow_started     input {\"amount\":42}",
@@ -146,6 +149,8 @@ describe("lodestone.cli.format", function()
         "   #9  11:44:46.123  workflow_failed      boom",
         "  #10  11:44:46.123  signal_received      {\"name\":\"approve\"}",
         "  #11  11:44:46.123  workflow_started",
+        "  #12  11:44:46.123  timer_started        until 12:44:46.123",
+        "  #13  11:44:46.123  timer_fired",
       }, fmt.timeline(events))
     end)
 

@@ -105,13 +105,13 @@ end
 function M.waiting(w, when)
   if type(w) ~= "table" then return nil end
   when = when or function(ts) return M.time(ts, false) end
-  local name = type(w.name) == "string" and w.name or "?"
+  local name = type(w.name) == "string" and w.name ~= "" and w.name or nil
   if w.kind == "sleep" then
-    return "sleeping (" .. name .. ") until " .. when(w.due_at)
+    return "sleeping " .. (name and "(" .. name .. ") " or "") .. "until " .. when(w.due_at)
   elseif w.kind == "retry" then
-    return "retrying " .. name .. " at " .. when(w.due_at)
+    return "retrying " .. (name or "?") .. " at " .. when(w.due_at)
   end
-  return tostring(w.kind or "waiting") .. " " .. name .. " until " .. when(w.due_at)
+  return tostring(w.kind or "waiting") .. " " .. (name and name .. " " or "") .. "until " .. when(w.due_at)
 end
 
 -- The `lodestone show` lines: "label:  value", labels aligned.
@@ -164,6 +164,11 @@ local function attempt(ev)
   return s
 end
 
+-- "name " for a named timer, "" for an unnamed one (ctx:sleep).
+local function named(ev)
+  return type(ev.name) == "string" and ev.name ~= "" and ev.name .. " " or ""
+end
+
 local DETAIL = {
   workflow_started = function(ev) return ev.input ~= nil and "input " .. M.compact(ev.input, SHOWN) or "" end,
   step_started = attempt,
@@ -177,8 +182,8 @@ local DETAIL = {
     if ev.final then return s .. "; final" end
     return s
   end,
-  timer_started = function(ev) return tostring(ev.name or "?") .. " until " .. M.time(ev.due_at) end,
-  timer_fired = function(ev) return tostring(ev.name or "?") end,
+  timer_started = function(ev) return named(ev) .. "until " .. M.time(ev.due_at) end,
+  timer_fired = function(ev) return (named(ev):gsub(" $", "")) end,
   side_effect_recorded = function(ev) return tostring(ev.name or "?") .. " = " .. M.compact(ev.value, SHOWN) end,
   workflow_completed = function(ev) return "output " .. M.compact(ev.output, SHOWN) end,
   workflow_failed = function(ev) return tostring(ev.error or "?") end,

@@ -458,7 +458,7 @@ local function secret(args)
     if #pos ~= 0 then usage_error("unexpected argument '" .. pos[1] .. "'") end
     local res = call(connection(opts), "GET", "/v1/secrets")
     local rows = {}
-    for i, s in ipairs(res.json.secrets or {}) do rows[i] = { s.name or "?", fmt.datetime(s.updated_at) } end
+    for i, s in ipairs(res.json.secrets or {}) do rows[i] = { s.name or "?", s.updated_at and fmt.datetime(s.updated_at) or "-" } end
     if #rows == 0 then io.stderr:write("no secrets\n") else print_lines(fmt.table({ "NAME", "UPDATED" }, rows)) end
     return 0
   elseif sub == "rm" then
