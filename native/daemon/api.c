@@ -530,18 +530,17 @@ static int token_ok(lsd_api *a, struct MHD_Connection *c)
     return n == m && sodium_memcmp(h, a->o.token, n) == 0;
 }
 
-static MHD_RESULT on_request(void *cls, struct MHD_Connection *c, const char *url,
-                             const char *method, const char *version, const char *upload,
-                             size_t *upload_size, void **con_cls)
+static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, const char *url,
+                             const char *method, const char *upload, size_t *upload_size,
+                             void **con_cls)
 {
-    (void)version;
-    lsd_api *a = cls;
     req *r = *con_cls;
     if (r == NULL) {
         r = calloc(1, sizeof *r);
         if (r == NULL) return MHD_NO;
         r->api = a;
         r->conn = c;
+        r->tcp = tcp;
         *con_cls = r;
         return MHD_YES;
     }
@@ -567,11 +566,29 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *c, const char *ur
     if (r->too_large)
         return send_error(c, 413, "payload_too_large", "the body exceeds the limit of %zu bytes",
                           a->o.body_limit);
-    void *tcp = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON)->daemon;
-    if (tcp == a->tcp_d && a->tcp_d != NULL && !token_ok(a, c))
+    /* Which listener a request came in on is fixed by the callback MHD
+     * was started with (its thread-pool workers are daemons of their own,
+     * so comparing daemon handles would not tell). */
+    if (r->tcp && !token_ok(a, c))
         return send_error(c, 401, "unauthorized",
                           "this listener needs Authorization: Bearer <token> (see --token-file)");
     return route(a, r, c, url, method);
+}
+
+static MHD_RESULT on_unix_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    return on_request(cls, 0, c, url, method, upload, upload_size, con_cls);
+}
+
+static MHD_RESULT on_tcp_request(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    return on_request(cls, 1, c, url, method, upload, upload_size, con_cls);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -641,7 +658,7 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
     if (o->socket_path) {
         a->unix_fd = unix_listen(o->socket_path, err);
         if (a->unix_fd < 0) goto fail;
-        a->unix_d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET,
+        a->unix_d = MHD_start_daemon(flags, 0, NULL, NULL, on_unix_request, a, MHD_OPTION_LISTEN_SOCKET,
                                      a->unix_fd, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
                                      MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
@@ -665,7 +682,7 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         sin.sin_port = htons((uint16_t)port);
         sin.sin_addr.s_addr = htonl(0x7f000001);
         a->tcp_d = MHD_start_daemon(
-            flags, (uint16_t)port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
+            flags, (uint16_t)port, NULL, NULL, on_tcp_request, a, MHD_OPTION_SOCK_ADDR,
             (struct sockaddr *)&sin, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_END);

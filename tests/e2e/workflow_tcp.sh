@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# lodestoned's loopback TCP listener: refused without a token file, and
+# every request on it needs the bearer token (the unix socket does not).
+#
+# Usage: workflow_tcp.sh BUILD_DIR
+set -u
+BUILD=${1:?usage: workflow_tcp.sh BUILD_DIR}
+. "$(dirname "$0")/lib.sh"
+
+e2e_tmpdir
+trap e2e_cleanup EXIT
+mkdir -p "$E2E_DIR/wf"
+cat >"$E2E_DIR/wf/one.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "one", run = function(ctx, input)
+  return ctx:step("a", function() return { ok = true } end)
+end }
+LUA
+PORT=$(e2e_free_port)
+TOKEN=tok-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "$TOKEN" >"$E2E_DIR/token"
+
+out=$("$BUILD/bin/lodestoned" --data "$E2E_DIR/data0" --workflows "$E2E_DIR/wf" \
+  --listen 127.0.0.1:$PORT 2>&1)
+check "--listen without --token-file exits 2" 2 $?
+check_contains "and says why" "needs --token-file" "$out"
+
+"$BUILD/bin/lodestoned" --data "$E2E_DIR/data" --workflows "$E2E_DIR/wf" \
+  --listen 127.0.0.1:$PORT --token-file "$E2E_DIR/token" 2>"$E2E_DIR/daemon.log" &
+E2E_PIDS+=($!)
+e2e_wait_port "$PORT" || { not_ok "daemon listens on $PORT"; e2e_finish; exit 1; }
+
+url=http://127.0.0.1:$PORT
+for path in /healthz /v1/workflows /v1/secrets /metrics; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url$path")
+  check "GET $path without a token is 401" 401 "$code"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrong-$TOKEN" "$url$path")
+  check "GET $path with a wrong token is 401" 401 "$code"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url/v1/workflows/one" -d '{"id":"t1"}')
+check "a start without a token is refused" 401 "$code"
+body=$(curl -s -H "Authorization: Bearer $TOKEN" -X POST "$url/v1/workflows/one" -d '{"id":"t1"}')
+check_contains "a start with the token works" '"id":"t1"' "$body"
+body=$(curl -s -H "Authorization: Bearer $TOKEN" "$url/v1/workflows/t1/result?wait=10")
+check_contains "and its result is served" '"status":"completed"' "$body"
+body=$(curl -s --unix-socket "$E2E_DIR/data/lodestoned.sock" http://d/v1/workflows/t1)
+check_contains "the unix socket needs no token" '"id":"t1"' "$body"
+check_absent "the token is not logged" "$TOKEN" "$(cat "$E2E_DIR/daemon.log")"
+
+e2e_finish
