@@ -213,6 +213,11 @@ void flow_activate(ls_flow_t *f, void *worker, flow_run *r)
             }
         }
     }
+    if (!a.ended && !a.abandoned && !a.broken && a.new_events) {
+        /* Events still queued (a fired timer, a side effect) when the code
+         * suspended: keep them. */
+        if (commit(&a, 1, LS_RUN_RUNNING, &err) != LS_OK) a.abandoned = 1;
+    }
     int ended = a.ended;
     if (!ended) flow_activation_done(f, r, &a);
     act_free(&a);
@@ -323,7 +328,12 @@ static ls_rc begin_attempt(ls_flow_act *a, const char *name, size_t nlen, uint32
     ls_rc rc = put_event(a, &ev, NULL, 0, err);
     if (rc == LS_OK && timer_seq) rc = put_timer(a, timer_due, timer_seq, 1, err);
     if (rc != LS_OK) return fail_sticky(a, rc, err);
-    return commit(a, a->unsynced, LS_RUN_RUNNING, err);
+    /* StepStarted is written with the attempt's outcome, in one batch: a
+     * crash in between re-runs the attempt either way (a history without
+     * it reads as a new step, with it as one in flight). Recorded side
+     * effects must be durable before the step can send them out. */
+    if (a->unsynced) return commit(a, 1, LS_RUN_RUNNING, err);
+    return LS_OK;
 }
 
 ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_step_info *info,
@@ -498,8 +508,8 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
     if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
         (rc = put_timer(a, m.due_ms, m.first->seq, 1, err)) != LS_OK)
         return fail_sticky(a, rc, err);
-    /* Deterministic: losing it in a crash only means firing it again. */
-    if ((rc = commit(a, 0, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+    /* Written with the next write: losing it in a crash only means
+     * firing the timer again. */
     *outcome = LS_FLOW_DONE;
     return LS_OK;
 }
@@ -513,9 +523,8 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
     if (rc == LS_ENOTFOUND) {
         ls_event ev = {.type = LS_EV_SIDE_EFFECT, .name = kind, .name_len = klen};
         if ((rc = put_event(a, &ev, value, vlen, err)) != LS_OK) return fail_sticky(a, rc, err);
-        /* Written now, synced with the next step's start: before anything
-         * outside can have seen the value. */
-        if ((rc = commit(a, 0, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+        /* Written with the next write, synced before the next step's code
+         * runs: before anything outside can have seen the value. */
         a->new_commands++;
         a->unsynced = 1;
         return ls_buf_set(out, value, vlen, err);
