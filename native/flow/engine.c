@@ -431,7 +431,7 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
     }
     flow_runtab_remove(&f->runs, r);
     f->st.runs_active = f->runs.n;
-    flow_watch **p = &f->watches;
+    flow_watch **p = r->watchers ? &f->watches : &(flow_watch *){NULL};
     while (*p) {
         flow_watch *w = *p;
         if (memcmp(w->run.b, r->id.b, LS_ID_BYTES) == 0) {
@@ -465,11 +465,13 @@ ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*fn)(void
     flow_watch *w = ls_malloc(sizeof *w);
     if (w == NULL) return ls_err_set(err, LS_ENOMEM, "watch: out of memory");
     pthread_mutex_lock(&f->mu);
-    if (flow_runtab_find(&f->runs, &id) == NULL) {
+    flow_run *r = flow_runtab_find(&f->runs, &id);
+    if (r == NULL) {
         pthread_mutex_unlock(&f->mu);
         ls_free(w);
         return LS_EEXIST; /* not in memory: it has ended */
     }
+    r->watchers++;
     w->id = f->next_watch++;
     w->run = id;
     w->fn = fn;
@@ -488,6 +490,8 @@ int ls_flow_unwatch(ls_flow_t *f, uint64_t watch)
         if ((*p)->id == watch) {
             flow_watch *w = *p;
             *p = w->next;
+            flow_run *r = flow_runtab_find(&f->runs, &w->run);
+            if (r && r->watchers) r->watchers--;
             pthread_mutex_unlock(&f->mu);
             ls_free(w);
             return 1;

@@ -48,6 +48,7 @@ typedef struct flow_run {
     uint32_t attempts_failed;
     int state;              /* R_* */
     int again;              /* woken while busy: queue again afterwards */
+    unsigned watchers;      /* entries of the watch list for this run */
     int has_timer;          /* a timer of this run is in the timer queue */
     uint64_t timer_seq;     /* ... under this seq */
     int64_t wait_due;       /* suspended: when it wakes (0: not waiting) */

@@ -6,6 +6,8 @@
  */
 #include "ls_config.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -117,12 +119,49 @@ ls_rc ls_vault_seal_with(const unsigned char key[LS_VAULT_KEYBYTES], uint32_t ke
     return rc;
 }
 
+/* Random nonces come from a per-thread pool refilled 64 nonces at a time:
+ * one getrandom(2) per 64 seals instead of one each (the workflow engine
+ * seals every payload it writes). Nonces are not secret; what matters is
+ * that they never repeat, so a fork (whose child would inherit the pool)
+ * empties every pool through the generation counter. */
+#define NONCE_POOL (64 * LS_VAULT_NONCEBYTES)
+
+static atomic_uint fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Thread_local unsigned char nonce_pool[NONCE_POOL];
+static _Thread_local size_t nonce_left;
+static _Thread_local unsigned nonce_gen;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+static void next_nonce(unsigned char nonce[LS_VAULT_NONCEBYTES])
+{
+    pthread_once(&atfork_once, register_atfork);
+    unsigned gen = atomic_load(&fork_gen);
+    if (nonce_left < LS_VAULT_NONCEBYTES || nonce_gen != gen) {
+        randombytes_buf(nonce_pool, sizeof nonce_pool);
+        nonce_left = sizeof nonce_pool;
+        nonce_gen = gen;
+    }
+    nonce_left -= LS_VAULT_NONCEBYTES;
+    memcpy(nonce, nonce_pool + nonce_left, LS_VAULT_NONCEBYTES);
+    sodium_memzero(nonce_pool + nonce_left, LS_VAULT_NONCEBYTES); /* used once */
+}
+
 ls_rc ls_vault_seal(ls_vault_t *v, const void *ad, size_t adlen, const void *pt, size_t ptlen,
                     ls_buf *out, ls_err *err)
 {
     if (v == NULL) return ls_err_set(err, LS_EINVAL, "ls_vault_seal needs a vault");
     unsigned char nonce[LS_VAULT_NONCEBYTES];
-    randombytes_buf(nonce, sizeof nonce);
+    next_nonce(nonce);
     pthread_rwlock_rdlock(&v->lock);
     const ls_vault_key *k = ls_vault_find_key(v, v->current);
     ls_rc rc = ls_vault_seal_with(k->key, k->id, nonce, ad, adlen, pt, ptlen, out, err);
