@@ -249,7 +249,8 @@ int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--fill") == 0)
         return fill(argv[2], atol(argv[3]), atol(argv[4]));
-    if (argc != 2) {
+    int only_nosync = argc == 3 && strcmp(argv[2], "nosync") == 0;
+    if (argc != 2 && !only_nosync) {
         fprintf(stderr, "usage: bench_flow DIR | bench_flow --fill DATA COMPLETED UNFINISHED\n");
         return 2;
     }
@@ -257,7 +258,7 @@ int main(int argc, char **argv)
     double p50, p99;
     static const int concs[] = {1, 32, 256};
     printf("engine in process, C runner, 3 steps, synced transitions (5 per run)\n");
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3 && !only_nosync; k++) {
         int c = concs[k];
         long total = c == 1 ? 2000 : 20000;
         unsigned workers = c == 1 ? 1 : (unsigned)(c < 64 ? c : 64);
