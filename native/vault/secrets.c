@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT
  * Named secrets: values sealed under the keyring's current key and kept in
- * the store under LS_NS_SECRET + the escaped name. Each value is bound to
- * its name (associated data "lodestone.secret:" + name), so a record copied
- * or swapped to another name does not open. Plaintext is only ever held in
- * sodium_malloc'd memory here, and wiped before it is freed.
+ * the store under LS_NS_SECRET + the escaped name, with the time each was
+ * last set. Each value is bound to its name and its record header (the
+ * associated data is "lodestone.secret:" + name + header), so a record
+ * copied or swapped to another name, or given another time, does not open.
+ * Plaintext is only ever held in sodium_malloc'd memory here, and wiped
+ * before it is freed.
  */
 #include "ls_config.h"
 
@@ -12,10 +14,33 @@
 #include <sodium.h>
 
 #include "lodestone/ls_alloc.h"
+#include "lodestone/ls_clock.h"
 #include "vault_int.h"
 
+/* Secret record, version 1 (the value stored under a secret's key):
+ *
+ *     byte  0       record version (1)
+ *     bytes 1..8    updated_ms, big-endian signed: ms since the epoch of
+ *                   the put that set the value (reseal keeps it)
+ *     bytes 9..     the sealed value (seal.c's format)
+ *
+ * The seal's associated data is AD_PREFIX + name + bytes 0..8.
+ *
+ * Records written before the header existed were the bare sealed value.
+ * No store holding them was ever released, so there is no migration: they
+ * are refused with LS_EFORMAT and the advice to set the secret again. Their
+ * first byte is the seal's version, which is also 1, so that byte cannot
+ * tell them apart. check_record calls a record old when byte 9 is not the
+ * seal's version (so for 255 old records in 256: byte 9 is a nonce byte);
+ * open_record tries the old layout on a record that looks new but does not
+ * open, which catches the rest. ls_vault_secret_list_info opens nothing, so
+ * it would list that 1 in 256 with a meaningless time. */
+#define REC_VERSION   1u
+#define REC_HEADBYTES 9u
+#define REC_MIN       (REC_HEADBYTES + LS_VAULT_OVERHEAD)
+
 #define AD_PREFIX    "lodestone.secret:"
-#define AD_MAX       (sizeof AD_PREFIX - 1 + LS_SECRET_NAMEMAX)
+#define AD_MAX       (sizeof AD_PREFIX - 1 + LS_SECRET_NAMEMAX + REC_HEADBYTES)
 #define RESEAL_BATCH 64u /* secrets per synced write in reseal_all */
 
 /* A decrypted value: the struct is ordinary memory, data is guarded. */
@@ -89,12 +114,104 @@ static ls_rc secret_key(ls_buf *k, const char *name, size_t len, ls_err *err)
     return rc;
 }
 
-/* "lodestone.secret:" + name into ad (AD_MAX bytes); returns its length. */
-static size_t secret_ad(unsigned char *ad, const char *name, size_t len)
+/* "lodestone.secret:" + name + head into ad (AD_MAX bytes); returns its
+ * length. head is a record header, or NULL for the old format's ad. */
+static size_t secret_ad(unsigned char *ad, const char *name, size_t len, const unsigned char *head)
 {
-    memcpy(ad, AD_PREFIX, sizeof AD_PREFIX - 1);
-    memcpy(ad + sizeof AD_PREFIX - 1, name, len);
-    return sizeof AD_PREFIX - 1 + len;
+    size_t n = sizeof AD_PREFIX - 1;
+    memcpy(ad, AD_PREFIX, n);
+    memcpy(ad + n, name, len);
+    n += len;
+    if (head != NULL) {
+        memcpy(ad + n, head, REC_HEADBYTES);
+        n += REC_HEADBYTES;
+    }
+    return n;
+}
+
+/* ---- records ---- */
+
+static void put_head(unsigned char head[REC_HEADBYTES], int64_t updated_ms)
+{
+    uint64_t u = (uint64_t)updated_ms; /* two's complement */
+    head[0] = REC_VERSION;
+    for (int i = 8; i >= 1; i--, u >>= 8) head[i] = (unsigned char)u;
+}
+
+static int64_t head_updated_ms(const unsigned char *head)
+{
+    uint64_t u = 0;
+    for (int i = 1; i <= 8; i++) u = u << 8 | head[i];
+    if (u <= INT64_MAX) return (int64_t)u;
+    return -(int64_t)(~u) - 1; /* without implementation-defined conversion */
+}
+
+static ls_rc old_format(ls_rc code, ls_err *err)
+{
+    return ls_err_set(err, code,
+                      "the record is in the old format (a bare sealed value without version "
+                      "and update time), which this build does not read; set the secret again");
+}
+
+/* LS_OK when rec has the shape of a version-1 record, else code (LS_EFORMAT
+ * or LS_ECORRUPT) saying what is wrong. Does not authenticate anything. */
+static ls_rc check_record(const unsigned char *rec, size_t len, ls_rc code, ls_err *err)
+{
+    if (len >= REC_MIN && rec[0] == REC_VERSION && rec[REC_HEADBYTES] == LS_VAULT_VERSION)
+        return LS_OK;
+    if (len >= LS_VAULT_OVERHEAD && rec[0] == LS_VAULT_VERSION) return old_format(code, err);
+    if (len > 0 && rec[0] != REC_VERSION)
+        return ls_err_set(err, code,
+                          "the record has format version %u; this build reads version %u",
+                          (unsigned)rec[0], REC_VERSION);
+    return ls_err_set(err, code, "the record is %zu bytes, shorter than the %u-byte minimum", len,
+                      REC_MIN);
+}
+
+/* Key id the record's sealed value names; 0 when it is no record. */
+static uint32_t record_key(const unsigned char *rec, size_t len)
+{
+    if (check_record(rec, len, LS_EFORMAT, NULL) != LS_OK) return 0;
+    return ls_vault_sealed_key(rec + REC_HEADBYTES, len - REC_HEADBYTES);
+}
+
+/* Checks and opens the record rec of secret name into dst, which is guarded
+ * and has room for len - LS_VAULT_OVERHEAD bytes (enough for either layout).
+ * *ptlen receives the value's length. LS_EFORMAT for a record this build
+ * does not read (the old format among them); otherwise as ls_vault_open. */
+static ls_rc open_record(ls_vault_t *v, const char *name, size_t nlen, const unsigned char *rec,
+                         size_t len, unsigned char *dst, size_t *ptlen, ls_err *err)
+{
+    ls_rc rc = check_record(rec, len, LS_EFORMAT, err);
+    if (rc != LS_OK) return rc;
+    unsigned char ad[AD_MAX];
+    size_t adlen = secret_ad(ad, name, nlen, rec);
+    rc =
+        ls_vault_open_into(v, ad, adlen, rec + REC_HEADBYTES, len - REC_HEADBYTES, dst, ptlen, err);
+    if (rc != LS_EAUTH && rc != LS_ENOTFOUND) return rc;
+    /* An old record whose byte 9 happened to match: it opens as a whole
+     * under the name alone. What it held is wiped, never returned. */
+    ls_err ignored;
+    size_t oldlen = 0;
+    adlen = secret_ad(ad, name, nlen, NULL);
+    if (ls_vault_open_into(v, ad, adlen, rec, len, dst, &oldlen, &ignored) != LS_OK) return rc;
+    sodium_memzero(dst, oldlen);
+    *ptlen = 0;
+    return old_format(LS_EFORMAT, err);
+}
+
+/* Seals pt for secret name behind the record header head, replacing *rec
+ * with the whole record. sealed is scratch. */
+static ls_rc seal_record(ls_vault_t *v, const char *name, size_t nlen,
+                         const unsigned char head[REC_HEADBYTES], const void *pt, size_t ptlen,
+                         ls_buf *sealed, ls_buf *rec, ls_err *err)
+{
+    unsigned char ad[AD_MAX];
+    size_t adlen = secret_ad(ad, name, nlen, head);
+    ls_rc rc = ls_vault_seal(v, ad, adlen, pt, ptlen, sealed, err);
+    if (rc == LS_OK) rc = ls_buf_set(rec, head, REC_HEADBYTES, err);
+    if (rc == LS_OK) rc = ls_buf_append(rec, sealed->ptr, sealed->len, err);
+    return rc;
 }
 
 /* ---- put / get / delete ---- */
@@ -108,16 +225,16 @@ ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name, const
     if (v == NULL || st == NULL || (value == NULL && vlen))
         return ls_err_set(err, LS_EINVAL, "secret put needs a vault, a store and a value");
 
-    unsigned char ad[AD_MAX];
-    size_t adlen = secret_ad(ad, name, nlen);
-    ls_buf key = LS_BUF_INIT, sealed = LS_BUF_INIT;
+    unsigned char head[REC_HEADBYTES];
+    put_head(head, ls_clock_wall_ms(NULL));
+    ls_buf key = LS_BUF_INIT, sealed = LS_BUF_INIT, rec = LS_BUF_INIT;
     rc = secret_key(&key, name, nlen, err);
-    if (rc == LS_OK) rc = ls_vault_seal(v, ad, adlen, value, vlen, &sealed, err);
-    if (rc == LS_OK)
-        rc = ls_store_put(st, key.ptr, key.len, sealed.ptr, sealed.len, LS_STORE_SYNC, err);
+    if (rc == LS_OK) rc = seal_record(v, name, nlen, head, value, vlen, &sealed, &rec, err);
+    if (rc == LS_OK) rc = ls_store_put(st, key.ptr, key.len, rec.ptr, rec.len, LS_STORE_SYNC, err);
     if (rc != LS_OK) ls_err_prefix(err, "secret \"%s\"", name);
     ls_buf_free(&key);
     ls_buf_free(&sealed);
+    ls_buf_free(&rec);
     return rc;
 }
 
@@ -131,8 +248,6 @@ ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_se
         return ls_err_set(err, LS_EINVAL, "secret get needs a vault, a store and an out pointer");
     *out = NULL;
 
-    unsigned char ad[AD_MAX];
-    size_t adlen = secret_ad(ad, name, nlen);
     ls_buf key = LS_BUF_INIT, sealed = LS_BUF_INIT;
     ls_secret_t *s = NULL;
     rc = secret_key(&key, name, nlen, err);
@@ -151,7 +266,7 @@ ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_se
     size_t need = sealed.len > LS_VAULT_OVERHEAD ? sealed.len - LS_VAULT_OVERHEAD : 0;
     rc = guarded_reserve(&s->data, &s->cap, need, err);
     if (rc != LS_OK) goto fail;
-    rc = ls_vault_open_into(v, ad, adlen, sealed.ptr, sealed.len, s->data, &s->len, err);
+    rc = open_record(v, name, nlen, sealed.ptr, sealed.len, s->data, &s->len, err);
     if (rc != LS_OK) goto fail;
     ls_buf_free(&key);
     ls_buf_free(&sealed);
@@ -226,27 +341,54 @@ static ls_rc secret_iter(ls_store_iter_t **it, ls_store_t *st, ls_err *err)
     return ls_store_iter_prefix(it, st, prefix, sizeof prefix, 0, err);
 }
 
-ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud, ls_err *err)
+/* Calls name_fn with each name or, when it is NULL, info_fn with each name
+ * and time (reading the records' headers). */
+static ls_rc walk_secrets(ls_store_t *st, ls_secret_name_fn name_fn, ls_secret_info_fn info_fn,
+                          void *ud, ls_err *err)
 {
-    if (st == NULL || fn == NULL)
-        return ls_err_set(err, LS_EINVAL, "secret list needs a store and a callback");
     ls_store_iter_t *it = NULL;
     ls_buf name = LS_BUF_INIT;
     ls_rc rc = secret_iter(&it, st, err);
     while (rc == LS_OK) {
-        const void *key;
-        size_t klen;
-        rc = ls_store_iter_next(it, &key, &klen, NULL, NULL, err);
+        const void *key, *val = NULL;
+        size_t klen, vlen = 0;
+        rc =
+            ls_store_iter_next(it, &key, &klen, name_fn ? NULL : &val, name_fn ? NULL : &vlen, err);
         if (rc == LS_ENOTFOUND) {
             rc = LS_OK;
             break;
         }
         if (rc == LS_OK) rc = key_name(key, klen, &name, err);
-        if (rc == LS_OK && fn(ud, (const char *)name.ptr, name.len) != 0) break;
+        if (rc != LS_OK) break;
+        const char *n = (const char *)name.ptr;
+        if (name_fn != NULL) {
+            if (name_fn(ud, n, name.len) != 0) break;
+            continue;
+        }
+        rc = check_record(val, vlen, LS_ECORRUPT, err);
+        if (rc != LS_OK) {
+            ls_err_prefix(err, "secret \"%s\"", n);
+            break;
+        }
+        if (info_fn(ud, n, name.len, head_updated_ms(val)) != 0) break;
     }
     ls_store_iter_free(it);
     ls_buf_free(&name);
     return rc;
+}
+
+ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud, ls_err *err)
+{
+    if (st == NULL || fn == NULL)
+        return ls_err_set(err, LS_EINVAL, "secret list needs a store and a callback");
+    return walk_secrets(st, fn, NULL, ud, err);
+}
+
+ls_rc ls_vault_secret_list_info(ls_store_t *st, ls_secret_info_fn fn, void *ud, ls_err *err)
+{
+    if (st == NULL || fn == NULL)
+        return ls_err_set(err, LS_EINVAL, "secret list needs a store and a callback");
+    return walk_secrets(st, NULL, fn, ud, err);
 }
 
 /* ---- re-encryption after rotation ---- */
@@ -256,7 +398,7 @@ typedef struct {
     ls_vault_t *v;
     ls_store_t *st;
     ls_store_batch_t *batch;
-    ls_buf name, sealed;
+    ls_buf name, sealed, rec;
     unsigned char *pt; /* guarded scratch for one plaintext */
     size_t ptcap;
     size_t done; /* resealed and written */
@@ -273,25 +415,26 @@ static ls_rc reseal_flush(reseal_state *rs, ls_err *err)
     return LS_OK;
 }
 
-/* Opens one record and queues it sealed again under the current key. */
-static ls_rc reseal_one(reseal_state *rs, const void *key, size_t klen, const void *val,
+/* Opens one record and queues it sealed again under the current key, with
+ * the same header (so the same update time). */
+static ls_rc reseal_one(reseal_state *rs, const void *key, size_t klen, const unsigned char *val,
                         size_t vlen, ls_err *err)
 {
     ls_rc rc = key_name(key, klen, &rs->name, err);
     if (rc != LS_OK) return rc;
-    unsigned char ad[AD_MAX];
-    size_t adlen = secret_ad(ad, (const char *)rs->name.ptr, rs->name.len);
+    const char *name = (const char *)rs->name.ptr;
     size_t ptlen = 0;
     rc = guarded_reserve(&rs->pt, &rs->ptcap,
                          vlen > LS_VAULT_OVERHEAD ? vlen - LS_VAULT_OVERHEAD : 0, err);
-    if (rc == LS_OK) rc = ls_vault_open_into(rs->v, ad, adlen, val, vlen, rs->pt, &ptlen, err);
-    if (rc == LS_OK) rc = ls_vault_seal(rs->v, ad, adlen, rs->pt, ptlen, &rs->sealed, err);
+    if (rc == LS_OK) rc = open_record(rs->v, name, rs->name.len, val, vlen, rs->pt, &ptlen, err);
+    if (rc == LS_OK)
+        rc = seal_record(rs->v, name, rs->name.len, val, rs->pt, ptlen, &rs->sealed, &rs->rec, err);
     if (rs->pt != NULL) sodium_memzero(rs->pt, rs->ptcap);
     if (rc != LS_OK) {
-        ls_err_prefix(err, "secret \"%s\"", (const char *)rs->name.ptr);
+        ls_err_prefix(err, "secret \"%s\"", name);
         return rc;
     }
-    ls_store_batch_put(rs->batch, key, klen, rs->sealed.ptr, rs->sealed.len);
+    ls_store_batch_put(rs->batch, key, klen, rs->rec.ptr, rs->rec.len);
     if (ls_store_batch_count(rs->batch) >= RESEAL_BATCH) return reseal_flush(rs, err);
     return LS_OK;
 }
@@ -301,7 +444,8 @@ ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, l
     if (count) *count = 0;
     if (v == NULL || st == NULL)
         return ls_err_set(err, LS_EINVAL, "secret reseal needs a vault and a store");
-    reseal_state rs = {.v = v, .st = st, .name = LS_BUF_INIT, .sealed = LS_BUF_INIT};
+    reseal_state rs = {
+        .v = v, .st = st, .name = LS_BUF_INIT, .sealed = LS_BUF_INIT, .rec = LS_BUF_INIT};
     ls_store_iter_t *it = NULL;
     uint32_t current = ls_vault_current_key(v);
     ls_rc rc = ls_store_batch_new(&rs.batch, err);
@@ -314,13 +458,14 @@ ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, l
             rc = reseal_flush(&rs, err);
             break;
         }
-        if (rc == LS_OK && ls_vault_sealed_key(val, vlen) != current)
+        if (rc == LS_OK && record_key(val, vlen) != current)
             rc = reseal_one(&rs, key, klen, val, vlen, err);
     }
     ls_store_iter_free(it);
     ls_store_batch_free(rs.batch);
     ls_buf_free(&rs.name);
     ls_buf_free(&rs.sealed);
+    ls_buf_free(&rs.rec);
     guarded_free(rs.pt, rs.ptcap);
     if (count) *count = rs.done;
     return rc;

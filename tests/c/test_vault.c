@@ -128,6 +128,41 @@ static void assert_secret(ls_vault_t *v, ls_store_t *st, const char *name, const
     ls_secret_free(s);
 }
 
+/* A secret record's header: version byte and big-endian updated_ms. */
+#define REC_HEAD 9
+
+static int64_t now_ms(void)
+{
+    return ls_clock_wall_ms(NULL);
+}
+
+/* The stored record of a secret, raw. */
+static void get_record(ls_store_t *st, const char *name, ls_buf *raw)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_err err;
+    secret_key(&k, name);
+    th_ok(ls_store_get(st, k.ptr, k.len, raw, &err), &err);
+    ls_buf_free(&k);
+}
+
+static void put_record(ls_store_t *st, const char *name, const void *raw, size_t len)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_err err;
+    secret_key(&k, name);
+    th_ok(ls_store_put(st, k.ptr, k.len, raw, len, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&k);
+}
+
+static int64_t record_ms(const ls_buf *raw)
+{
+    assert_true(raw->len >= REC_HEAD);
+    uint64_t u = 0;
+    for (int i = 1; i < REC_HEAD; i++) u = u << 8 | raw->ptr[i];
+    return (int64_t)u;
+}
+
 /* ---- vector files: "name = hex" lines, records end at a blank line ---- */
 
 #define VMAX 8
@@ -798,15 +833,24 @@ static void test_vault_secret_round_trip(void **state)
     assert_secret(v, st, "big", val, big);
     free(val);
 
-    /* The stored record is sealed under the name, not the value. */
+    /* The stored record: version, update time, then the value sealed under
+     * the name and that header, not the value. */
     ls_buf k = LS_BUF_INIT, raw = LS_BUF_INIT;
     secret_key(&k, "db/password");
     th_ok(ls_store_get(st, k.ptr, k.len, &raw, &err), &err);
-    assert_int_equal(raw.len, 13 + LS_VAULT_OVERHEAD);
+    assert_int_equal(raw.len, REC_HEAD + 13 + LS_VAULT_OVERHEAD);
+    assert_int_equal(raw.ptr[0], 1);
     assert_null(memmem(raw.ptr, raw.len, "correct horse", 13));
+    unsigned char ad[28 + REC_HEAD];
+    memcpy(ad, "lodestone.secret:db/password", 28);
+    memcpy(ad + 28, raw.ptr, REC_HEAD);
     ls_buf out = LS_BUF_INIT;
-    th_ok(ls_vault_open(v, "lodestone.secret:db/password", 28, raw.ptr, raw.len, &out, &err), &err);
+    th_ok(ls_vault_open(v, ad, sizeof ad, raw.ptr + REC_HEAD, raw.len - REC_HEAD, &out, &err),
+          &err);
     assert_memory_equal(out.ptr, "correct horse", 13);
+    /* the name alone is not the associated data any more */
+    assert_int_equal(ls_vault_open(v, ad, 28, raw.ptr + REC_HEAD, raw.len - REC_HEAD, &out, &err),
+                     LS_EAUTH);
 
     ls_secret_t *s = (ls_secret_t *)&s;
     assert_int_equal(ls_vault_secret_get(v, st, "absent", &s, &err), LS_ENOTFOUND);
@@ -1011,7 +1055,7 @@ static void test_vault_secret_reseal_all(void **state)
         snprintf(val, sizeof val, "value-%d", i);
         secret_key(&k, name);
         th_ok(ls_store_get(st, k.ptr, k.len, &raw, &err), &err);
-        assert_int_equal(ls_vault_sealed_key(raw.ptr, raw.len), 2);
+        assert_int_equal(ls_vault_sealed_key(raw.ptr + REC_HEAD, raw.len - REC_HEAD), 2);
         assert_secret(v, st, name, val, strlen(val));
     }
     th_ok(ls_vault_secret_reseal_all(v, st, &count, &err), &err);
@@ -1039,6 +1083,266 @@ static void test_vault_secret_reseal_all(void **state)
     ls_store_close(st);
     ls_vault_close(v);
     free(kpath);
+}
+
+/* ---- update times ---- */
+
+typedef struct {
+    char names[16][64];
+    int64_t ms[16];
+    int n;
+    int stop_after; /* 0 = never */
+} info_acc;
+
+static int collect_info(void *ud, const char *name, size_t len, int64_t updated_ms)
+{
+    info_acc *a = ud;
+    assert_true(a->n < 16);
+    assert_true(len < sizeof a->names[0]);
+    assert_int_equal(strlen(name), len); /* NUL-terminated */
+    memcpy(a->names[a->n], name, len);
+    a->names[a->n][len] = '\0';
+    a->ms[a->n] = updated_ms;
+    a->n++;
+    return a->stop_after && a->n >= a->stop_after;
+}
+
+/* The time of one secret as list_info reports it. */
+static int64_t listed_ms(ls_store_t *st, const char *name)
+{
+    info_acc acc = {0};
+    ls_err err;
+    th_ok(ls_vault_secret_list_info(st, collect_info, &acc, &err), &err);
+    for (int i = 0; i < acc.n; i++)
+        if (strcmp(acc.names[i], name) == 0) return acc.ms[i];
+    fail_msg("secret %s is not listed", name);
+    return 0;
+}
+
+static void test_vault_secret_list_info(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err;
+    info_acc acc = {0};
+    th_ok(ls_vault_secret_list_info(st, collect_info, &acc, &err), &err);
+    assert_int_equal(acc.n, 0);
+
+    const char *names[] = {"b", "a/b", "a", "Z"}; /* listed as Z a a/b b */
+    int64_t before[4], after[4];
+    for (int i = 0; i < 4; i++) {
+        before[i] = now_ms();
+        th_ok(ls_vault_secret_put(v, st, names[i], "v", 1, &err), &err);
+        after[i] = now_ms();
+    }
+    unsigned char other[] = {LS_NS_SECRET + 1, 'x'}; /* not a secret */
+    th_ok(ls_store_put(st, other, sizeof other, "v", 1, 0, &err), &err);
+
+    static const int order[] = {3, 2, 1, 0};
+    th_ok(ls_vault_secret_list_info(st, collect_info, &acc, &err), &err);
+    assert_int_equal(acc.n, 4);
+    for (int i = 0; i < 4; i++) {
+        int j = order[i];
+        assert_string_equal(acc.names[i], names[j]);
+        assert_in_range(acc.ms[i], before[j], after[j]);
+    }
+    /* the time is the one in the record's header */
+    ls_buf raw = LS_BUF_INIT;
+    get_record(st, "a", &raw);
+    assert_int_equal(record_ms(&raw), acc.ms[1]);
+
+    /* Setting a secret again moves its time; the others keep theirs. */
+    int64_t first = acc.ms[1];
+    usleep(3000);
+    int64_t b2 = now_ms();
+    th_ok(ls_vault_secret_put(v, st, "a", "v2", 2, &err), &err);
+    int64_t a2 = now_ms();
+    int64_t second = listed_ms(st, "a");
+    assert_in_range(second, b2, a2);
+    assert_true(second >= first);
+    assert_true(second > first || b2 <= first); /* later unless the clock stepped back */
+    assert_int_equal(listed_ms(st, "b"), acc.ms[3]);
+    assert_secret(v, st, "a", "v2", 2);
+
+    /* A non-zero return stops the walk. */
+    info_acc two = {.stop_after = 2};
+    th_ok(ls_vault_secret_list_info(st, collect_info, &two, &err), &err);
+    assert_int_equal(two.n, 2);
+    assert_string_equal(two.names[1], "a");
+
+    /* A record without a readable header stops the walk, naming it. */
+    put_record(st, "a/b", "x", 1);
+    info_acc bad = {0};
+    memset(&err, 0, sizeof err);
+    assert_int_equal(ls_vault_secret_list_info(st, collect_info, &bad, &err), LS_ECORRUPT);
+    assert_contains(err.msg, "secret \"a/b\"");
+    assert_int_equal(bad.n, 2); /* Z and a came before it */
+    /* ls_vault_secret_list reads no records: it still lists every name */
+    list_acc names_only = {0};
+    th_ok(ls_vault_secret_list(st, collect, &names_only, &err), &err);
+    assert_int_equal(names_only.n, 4);
+
+    assert_int_equal(ls_vault_secret_list_info(NULL, collect_info, &acc, &err), LS_EINVAL);
+    assert_int_equal(ls_vault_secret_list_info(st, NULL, &acc, &err), LS_EINVAL);
+    ls_buf_free(&raw);
+    ls_store_close(st);
+    ls_vault_close(v);
+}
+
+static void test_vault_secret_reseal_keeps_time(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err;
+    th_ok(ls_vault_secret_put(v, st, "old", "old-value", 9, &err), &err);
+    ls_buf raw = LS_BUF_INIT, raw2 = LS_BUF_INIT;
+    get_record(st, "old", &raw);
+    int64_t t = listed_ms(st, "old");
+    usleep(3000);
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    size_t count = 0;
+    th_ok(ls_vault_secret_reseal_all(v, st, &count, &err), &err);
+    assert_int_equal(count, 1);
+
+    get_record(st, "old", &raw2);
+    assert_int_equal(ls_vault_sealed_key(raw2.ptr + REC_HEAD, raw2.len - REC_HEAD), 2);
+    assert_memory_equal(raw2.ptr, raw.ptr, REC_HEAD); /* the same header */
+    assert_memory_not_equal(raw2.ptr + REC_HEAD, raw.ptr + REC_HEAD, raw.len - REC_HEAD);
+    assert_int_equal(listed_ms(st, "old"), t);
+    assert_secret(v, st, "old", "old-value", 9);
+    ls_buf_free(&raw), ls_buf_free(&raw2);
+    ls_store_close(st);
+    ls_vault_close(v);
+}
+
+static void test_vault_secret_time_tamper(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err;
+    th_ok(ls_vault_secret_put(v, st, "api/token", "token-value", 11, &err), &err);
+    ls_buf raw = LS_BUF_INIT, t = LS_BUF_INIT;
+    get_record(st, "api/token", &raw);
+    int64_t ms = record_ms(&raw);
+    ls_secret_t *s = (ls_secret_t *)&s;
+
+    /* Any change of the time, low byte or high byte, and it does not open. */
+    for (int i = 1; i < REC_HEAD; i++) {
+        th_ok(ls_buf_set(&t, raw.ptr, raw.len, &err), &err);
+        t.ptr[i] ^= (unsigned char)(i == 1 ? 0x80 : 0x01);
+        put_record(st, "api/token", t.ptr, t.len);
+        memset(&err, 0, sizeof err);
+        assert_int_equal(ls_vault_secret_get(v, st, "api/token", &s, &err), LS_EAUTH);
+        assert_null(s);
+        assert_contains(err.msg, "api/token");
+        assert_contains(err.msg, "does not authenticate");
+        /* list_info reads the header unchecked: it shows the changed time */
+        assert_true(listed_ms(st, "api/token") != ms);
+    }
+    /* A time set back a day, the rest as written: still refused. */
+    th_ok(ls_buf_set(&t, raw.ptr, raw.len, &err), &err);
+    uint64_t u = (uint64_t)(ms - 86400000);
+    for (int i = 8; i >= 1; i--, u >>= 8) t.ptr[i] = (unsigned char)u;
+    put_record(st, "api/token", t.ptr, t.len);
+    assert_int_equal(listed_ms(st, "api/token"), ms - 86400000);
+    assert_int_equal(ls_vault_secret_get(v, st, "api/token", &s, &err), LS_EAUTH);
+    /* Another secret's header (a later time) on this value: refused too. */
+    usleep(3000);
+    th_ok(ls_vault_secret_put(v, st, "other", "x", 1, &err), &err);
+    get_record(st, "other", &t);
+    ls_buf mixed = LS_BUF_INIT;
+    th_ok(ls_buf_set(&mixed, t.ptr, REC_HEAD, &err), &err);
+    th_ok(ls_buf_append(&mixed, raw.ptr + REC_HEAD, raw.len - REC_HEAD, &err), &err);
+    put_record(st, "api/token", mixed.ptr, mixed.len);
+    assert_int_equal(ls_vault_secret_get(v, st, "api/token", &s, &err), LS_EAUTH);
+    /* An unknown record version is a format error, not a forgery. */
+    th_ok(ls_buf_set(&t, raw.ptr, raw.len, &err), &err);
+    t.ptr[0] = 2;
+    put_record(st, "api/token", t.ptr, t.len);
+    assert_int_equal(ls_vault_secret_get(v, st, "api/token", &s, &err), LS_EFORMAT);
+    assert_contains(err.msg, "format version 2");
+    /* The record as it was still opens. */
+    put_record(st, "api/token", raw.ptr, raw.len);
+    assert_secret(v, st, "api/token", "token-value", 11);
+    assert_int_equal(listed_ms(st, "api/token"), ms);
+
+    ls_buf_free(&raw), ls_buf_free(&t), ls_buf_free(&mixed);
+    ls_store_close(st);
+    ls_vault_close(v);
+}
+
+/* Records of the format before update times: the bare sealed value, under
+ * associated data "lodestone.secret:" + name. */
+static void test_vault_secret_old_format(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err;
+    const char ad[] = "lodestone.secret:legacy";
+    const char value[] = "legacy-value-1234"; /* long enough to reach offset 9 + overhead */
+    ls_buf sealed = LS_BUF_INIT;
+    unsigned char nonce[LS_VAULT_NONCEBYTES];
+    ls_secret_t *s = (ls_secret_t *)&s;
+    /* Byte 9 of an old record is nonce byte 4. Any value but the seal's
+     * version (c 0) shows at a glance; the seal's version makes the record
+     * look new until it does not open, its bytes 10..13 (nonce 5..8) read as
+     * a key id the keyring does not hold (c 1) or does (c 2). A random
+     * nonce (c 3) is one of these. */
+    for (int c = 0; c < 4; c++) {
+        if (c < 3) {
+            memset(nonce, 0xa5, sizeof nonce);
+            nonce[4] = c == 0 ? 0x42 : 1;
+            if (c == 2) memcpy(nonce + 5, "\0\0\0\1", 4); /* key 1 */
+            th_ok(ls_vault_seal_with(v->keys[0].key, v->keys[0].id, nonce, ad, sizeof ad - 1, value,
+                                     sizeof value - 1, &sealed, &err),
+                  &err);
+            assert_int_equal(sealed.ptr[REC_HEAD], c == 0 ? 0x42 : 1);
+            if (c == 2)
+                assert_int_equal(ls_vault_sealed_key(sealed.ptr + REC_HEAD, sealed.len - REC_HEAD),
+                                 1);
+        } else {
+            th_ok(ls_vault_seal(v, ad, sizeof ad - 1, value, sizeof value - 1, &sealed, &err),
+                  &err);
+        }
+        /* the old record itself is sound */
+        ls_buf out = LS_BUF_INIT;
+        th_ok(ls_vault_open(v, ad, sizeof ad - 1, sealed.ptr, sealed.len, &out, &err), &err);
+        ls_buf_free(&out);
+
+        put_record(st, "legacy", sealed.ptr, sealed.len);
+        memset(&err, 0, sizeof err);
+        assert_int_equal(ls_vault_secret_get(v, st, "legacy", &s, &err), LS_EFORMAT);
+        assert_null(s);
+        assert_contains(err.msg, "secret \"legacy\"");
+        assert_contains(err.msg, "old format");
+        assert_contains(err.msg, "set the secret again");
+        assert_null(strstr(err.msg, "legacy-value"));
+        if (c == 0) {
+            /* list_info cannot read its time */
+            info_acc acc = {0};
+            assert_int_equal(ls_vault_secret_list_info(st, collect_info, &acc, &err), LS_ECORRUPT);
+            assert_contains(err.msg, "secret \"legacy\"");
+            assert_contains(err.msg, "old format");
+        }
+    }
+    /* reseal stops at it with the same advice */
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    memset(&err, 0, sizeof err);
+    assert_int_equal(ls_vault_secret_reseal_all(v, st, NULL, &err), LS_EFORMAT);
+    assert_contains(err.msg, "secret \"legacy\"");
+    assert_contains(err.msg, "old format");
+    /* and setting it again is the way out */
+    th_ok(ls_vault_secret_put(v, st, "legacy", value, sizeof value - 1, &err), &err);
+    assert_secret(v, st, "legacy", value, sizeof value - 1);
+    th_ok(ls_vault_secret_reseal_all(v, st, NULL, &err), &err);
+
+    ls_buf_free(&sealed);
+    ls_store_close(st);
+    ls_vault_close(v);
 }
 
 /* ---- the grep test ---- */
@@ -1205,6 +1509,8 @@ static ls_rc af_secrets(void *ud)
     if (rc == LS_OK) assert_memory_equal(ls_secret_data(s), "value-one", 9);
     ls_secret_free(s);
     if (rc == LS_OK) rc = ls_vault_secret_list(c->st, collect, &acc, &err);
+    info_acc info = {0};
+    if (rc == LS_OK) rc = ls_vault_secret_list_info(c->st, collect_info, &info, &err);
     if (rc == LS_OK) rc = ls_vault_secret_delete(c->st, "af/two", &err);
     if (rc == LS_OK) rc = ls_vault_rotate(c->v, NULL, &err);
     if (rc == LS_OK) rc = ls_vault_secret_reseal_all(c->v, c->st, NULL, &err);
@@ -1273,6 +1579,10 @@ int main(void)
         cmocka_unit_test(test_vault_secret_list_and_delete),
         cmocka_unit_test(test_vault_secret_swapped_records),
         cmocka_unit_test(test_vault_secret_reseal_all),
+        cmocka_unit_test(test_vault_secret_list_info),
+        cmocka_unit_test(test_vault_secret_reseal_keeps_time),
+        cmocka_unit_test(test_vault_secret_time_tamper),
+        cmocka_unit_test(test_vault_secret_old_format),
         cmocka_unit_test(test_vault_grep_finds_no_plaintext),
         cmocka_unit_test(test_vault_alloc_failures),
     };

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * The Lodestone vault: a keyring in a 0600 key file, authenticated
  * encryption (XChaCha20-Poly1305, libsodium's IETF AEAD) with associated
- * data, key rotation, and named secrets stored sealed in the store.
+ * data, key rotation, and named secrets stored sealed in the store along
+ * with the time each was last set.
  * Key material and secret plaintext live only in libsodium guarded memory
  * and are wiped on every exit path; none of it is ever logged.
  *
@@ -100,13 +101,18 @@ LS_API void ls_secret_free(ls_secret_t *s); /* wipes; s may be NULL */
  * . _ - / :"); anything else is LS_EINVAL naming the bad character. */
 #define LS_SECRET_NAMEMAX 256
 
-/* Seals value under the current key with the name as associated data and
- * writes it (synced) under LS_NS_SECRET. Replaces an existing value. */
+/* Seals value under the current key and writes it (synced) under
+ * LS_NS_SECRET, with the time of the put (the system clock, ms since the
+ * epoch) as the secret's update time. The name and that time are the
+ * associated data, so neither can be changed on disk without the record
+ * failing to open. Replaces an existing value. */
 LS_API ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name, const void *value,
                                  size_t vlen, ls_err *err);
 
 /* Reads and opens a secret. LS_ENOTFOUND when absent; LS_EAUTH when the
- * record does not authenticate for this name (tampered or moved).
+ * record does not authenticate for this name and update time (tampered or
+ * moved); LS_EFORMAT when the record is in a format this build does not
+ * read, such as the old one without an update time (set the secret again).
  * Caller frees with ls_secret_free. */
 LS_API ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_secret_t **out,
                                  ls_err *err);
@@ -119,8 +125,18 @@ LS_API ls_rc ls_vault_secret_delete(ls_store_t *st, const char *name, ls_err *er
 typedef int (*ls_secret_name_fn)(void *ud, const char *name, size_t len);
 LS_API ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud, ls_err *err);
 
+/* As ls_vault_secret_list, and fn also receives the secret's update time:
+ * ms since the epoch of the put that set its value (a reseal keeps it).
+ * Reads only the records' headers and never a value, so it needs no vault;
+ * the time is therefore not authenticated here (ls_vault_secret_get is: a
+ * changed time makes it LS_EAUTH). A record without a readable header stops
+ * the walk with LS_ECORRUPT naming the secret. */
+typedef int (*ls_secret_info_fn)(void *ud, const char *name, size_t len, int64_t updated_ms);
+LS_API ls_rc ls_vault_secret_list_info(ls_store_t *st, ls_secret_info_fn fn, void *ud, ls_err *err);
+
 /* Re-encrypts every secret sealed under an older key with the current key,
- * in synced batches. *count (may be NULL) receives how many were resealed.
+ * in synced batches, keeping each secret's update time. *count (may be
+ * NULL) receives how many were resealed.
  * Safe to interrupt and run again. A record that does not open stops the
  * walk with its code and the secret's name; batches written before stay. */
 LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, ls_err *err);
