@@ -343,10 +343,12 @@ typedef struct {
     json_t *arr;
 } secret_list;
 
-static int on_secret(void *ud, const char *name, size_t len)
+static int on_secret(void *ud, const char *name, size_t len, int64_t updated_ms)
 {
     secret_list *l = ud;
-    json_array_append_new(l->arr, json_pack("{s:s%}", "name", name, len));
+    char ts[LS_TIME_TEXTLEN + 1];
+    json_array_append_new(l->arr, json_pack("{s:s%,s:s}", "name", name, len, "updated_at",
+                                            ls_time_format(updated_ms, ts)));
     return 0;
 }
 
@@ -360,7 +362,7 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
         if (strcmp(method, "GET") != 0)
             return send_error(c, 405, "method_not_allowed", "use GET /v1/secrets");
         secret_list l = {json_array()};
-        rc = ls_vault_secret_list(a->o.store, on_secret, &l, &err);
+        rc = ls_vault_secret_list_info(a->o.store, on_secret, &l, &err);
         if (rc != LS_OK) {
             json_decref(l.arr);
             return send_rc(c, rc, &err);

@@ -289,9 +289,19 @@ check "non-determinism: the run fails, naming both sides" \
 api PUT /v1/secrets/payments_token --data-binary "$SECRET"
 check "secret set: 200" 200 "$code"
 check "secret set: names it" payments_token "$(j .name)"
+put_at=$(j .updated_at)
 api GET /v1/secrets
 check "secret list: the name" payments_token "$(j '[.secrets[].name] | join(" ")')"
 check_absent "secret list: not the value" "$SECRET" "$body"
+listed_at=$(j '.secrets[] | select(.name == "payments_token") | .updated_at')
+check_match "secret list: its update time (RFC 3339, UTC)" \
+  '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' "$listed_at"
+check "secret list: the time of the put, not later than its answer" yes \
+  "$([[ ! "$listed_at" > "$put_at" ]] && echo yes || echo "no: $listed_at > $put_at")"
+out=$("$build/bin/lodestone" secret list --socket "$sock" 2>&1)
+check_match "lodestone secret list: the name and its update time" \
+  "^payments_token +${listed_at:0:10} ${listed_at:11:8}\$" "$(printf '%s\n' "$out" | grep payments_token)"
+check_absent "lodestone secret list: not the value" "$SECRET" "$out"
 
 start order "{\"id\":\"$ORDER\",\"input\":{\"id\":\"1001\",\"amount\":4200,\"payments_url\":\"$mock_url\",\"ship_delay\":\"300ms\",\"note\":\"$PAYLOAD\"}}"
 check "order: started" 201 "$code"
