@@ -50,9 +50,12 @@ struct dump_ctx {
     ls_rc rc;
 };
 
+/* A failure is sticky: jansson ignores the callback's answer for the keys
+ * of a sorted object and goes on with the next piece. */
 static int dump_cb(const char *s, size_t n, void *ud)
 {
     struct dump_ctx *c = ud;
+    if (c->rc != LS_OK) return -1;
     c->rc = ls_buf_append(c->out, s, n, c->err);
     return c->rc == LS_OK ? 0 : -1;
 }
@@ -61,7 +64,8 @@ ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err)
 {
     struct dump_ctx c = {out, err, LS_OK};
     size_t start = out->len;
-    if (json_dump_callback(v, dump_cb, &c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) != 0) {
+    if (json_dump_callback(v, dump_cb, &c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) != 0 ||
+        c.rc != LS_OK) {
         out->len = start;
         if (out->ptr) out->ptr[start] = '\0';
         if (c.rc != LS_OK) return c.rc;

@@ -399,6 +399,34 @@ static void test_json_dump_enomem_keeps_buffer(void **state)
     ls_buf_free(&out);
 }
 
+/* Every append of a dump may fail, a key's too (jansson does not stop
+ * when the callback fails on a key of a sorted object). */
+static ls_rc dump_object(void *ud)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_rc rc = ls_json_dump(ud, &out, NULL);
+    if (rc == LS_OK) {
+        json_t *back = json_loadb((const char *)out.ptr, out.len, 0, NULL); /* libc malloc */
+        if (!json_equal(back, ud)) rc = LS_ECORRUPT;
+        json_decref(back);
+    }
+    ls_buf_free(&out);
+    return rc;
+}
+
+static void test_json_dump_enomem_at_every_append(void **state)
+{
+    (void)state;
+    char key[71];
+    memset(key, 'k', 70);
+    key[70] = '\0';
+    json_t *v = json_pack("{s:i,s:s}", key, 1, "z",
+                          "a value long enough to grow the buffer again, "
+                          "past 128 bytes, and then some more to be sure");
+    assert_true(th_each_alloc_failure(dump_object, v) >= 2);
+    json_decref(v);
+}
+
 static void test_json_path_and_getters(void **state)
 {
     (void)state;
@@ -475,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_json_parse_reports_position),
         cmocka_unit_test(test_json_parse_and_dump_round_trip),
         cmocka_unit_test(test_json_dump_enomem_keeps_buffer),
+        cmocka_unit_test(test_json_dump_enomem_at_every_append),
         cmocka_unit_test(test_json_path_and_getters),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
