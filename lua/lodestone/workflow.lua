@@ -227,6 +227,17 @@ local function not_in_step(ctx, what)
   end
 end
 
+local PARK = setmetatable({}, { __tostring = function() return "(parked)" end })
+
+-- After a call that writes: when lodestoned parked the activation, yield
+-- to the worker until the write is durable, then check that it worked.
+local function park(rt, act)
+  if rt.parked(act) then
+    coroutine.yield(PARK)
+    rt.check(act)
+  end
+end
+
 local function suspend()
   coroutine.yield(SUSPEND)
   error("a suspended run was resumed", 0) -- never: the activation ends at a yield
@@ -287,6 +298,7 @@ function Ctx:step(name, fn, opts)
     wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS)
   local rt, act, def = self._rt, self._act, self._def
   local st, a, key = rt.step(act, name)
+  park(rt, act)
   if st == "done" then return decode(a) end
   if st == "failed" then error(a, 0) end
   if st == "wait" then suspend() end
@@ -304,12 +316,14 @@ function Ctx:step(name, fn, opts)
     local text, err = json.encode(res == nil and json.null or res)
     if text then
       rt.step_done(act, name, a, text)
+      park(rt, act)
       return decode(text)
     end
     res = handler("step result is not JSON: " .. tostring(err))
   end
   local msg, code, fatal = describe_error(res.err)
   local verdict, final = rt.step_failed(act, name, a, msg, code, fatal, def.retry_json, step_retry)
+  park(rt, act)
   if verdict == "wait" then suspend() end
   error(final, 0)
 end
@@ -346,20 +360,20 @@ function Ctx:log(...)
   self._rt.log(self._act, self._rt.INFO, table.concat(parts, " "))
 end
 
-function M._activate(def, act)
-  local rt = require("lodestone.flowrt")
-  local ctx = setmetatable({ _rt = rt, _act = act, _def = def, id = rt.name(act),
-                             type = def.name, attempt = 1 }, Ctx)
-  local input = decode(rt.input(act))
-  if input == json.null then input = nil end -- no input: `input or {}` works
-  local co = coroutine.create(function()
-    return xpcall(def.run, handler, ctx, input)
-  end)
+-- Activations parked while their write is made durable (lodestoned's
+-- workers run others meanwhile): act -> { coroutine, definition }.
+local parked = {}
+
+local function drive(co, act, rt, def)
   rt.deadline(def.step_timeout_ms)
   local ok, first, second = coroutine.resume(co)
   rt.deadline(nil)
   if rt.interrupted(act) then
     rt.abandon(act)
+    return
+  end
+  if ok and first == PARK and coroutine.status(co) == "suspended" then
+    parked[act] = { co, def }
     return
   end
   if not ok then
@@ -378,6 +392,29 @@ function M._activate(def, act)
   else
     rt.fail(act, second.message, second.traceback)
   end
+end
+
+function M._activate(def, act)
+  local rt = require("lodestone.flowrt")
+  local ctx = setmetatable({ _rt = rt, _act = act, _def = def, id = rt.name(act),
+                             type = def.name, attempt = 1 }, Ctx)
+  local input = decode(rt.input(act))
+  if input == json.null then input = nil end -- no input: `input or {}` works
+  local co = coroutine.create(function()
+    return xpcall(def.run, handler, ctx, input)
+  end)
+  drive(co, act, rt, def)
+end
+
+function M._resume(act)
+  local rt = require("lodestone.flowrt")
+  local p = parked[act]
+  parked[act] = nil
+  if p == nil or rt.interrupted(act) then
+    rt.abandon(act)
+    return
+  end
+  drive(p[1], act, rt, p[2])
 end
 
 return M

@@ -16,7 +16,6 @@
 #include "ls_json.h"
 #include "retry.h"
 
-void flow_activate(ls_flow_t *f, void *worker, flow_run *r);
 void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a);
 
 /* ---- history loading ---- */
@@ -77,7 +76,10 @@ static ls_rc fail_sticky(ls_flow_act *a, ls_rc rc, const ls_err *err)
 static ls_rc check_sticky(ls_flow_act *a, ls_err *err)
 {
     if (a->sticky == LS_OK) {
-        if (a->ended) return ls_err_set(err, LS_EINVAL, "the run has ended");
+        if (a->commit_pending)
+            return ls_err_set(err, LS_EINVAL,
+                              "the activation is parked; return to the engine before calling again");
+        if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
         if (a->waiting)
             return ls_err_set(err, LS_EINVAL, "the run is suspended; unwind the workflow code");
         return LS_OK;
@@ -118,8 +120,32 @@ static ls_rc put_timer(ls_flow_act *a, int64_t due, uint64_t seq, int del, ls_er
     return LS_OK;
 }
 
-/* Writes the queued events with the run record. new_status other than
- * RUNNING also moves the status index. */
+/* A write came back from the committer (or was waited for): the run's
+ * record in memory follows, or the activation is broken. */
+static void apply_commit(ls_flow_act *a)
+{
+    flow_run *r = a->r;
+    if (a->c.rc == LS_OK) {
+        ls_store_batch_clear(a->b);
+        r->last_seq = a->pend_last_seq;
+        r->updated_ms = a->pend_now;
+        r->status = a->pend_status;
+        a->new_events = 0;
+        if (a->c.sync) a->unsynced = 0;
+        if (a->ending) a->ended = 1;
+        return;
+    }
+    ls_err err = a->c.err;
+    ls_err_prefix(&err, "run %s: cannot write", r->name);
+    a->broken = 1;
+    flow_log(a->f, LS_FLOW_LOG_ERROR, r->name, "%s", ls_err_text(&err));
+    fail_sticky(a, a->c.rc, &err);
+}
+
+/* Writes the queued events with the run record, as one transition.
+ * new_status other than RUNNING also moves the status index. With a runner
+ * that parks, the write is handed to the committer and the activation
+ * parks (unless it is ending or suspending); otherwise this waits. */
 static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *err)
 {
     flow_run *r = a->r;
@@ -146,14 +172,22 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
         if ((rc = flow_key_status(&a->k, new_status, &r->id, err)) != LS_OK) goto fail;
         ls_store_batch_put(a->b, a->k.ptr, a->k.len, "", 0);
     }
-    if (sync && f->o.nosync) sync = 0;
-    if ((rc = ls_store_write(f->o.store, a->b, sync ? LS_STORE_SYNC : 0, err)) != LS_OK) goto fail;
-    ls_store_batch_clear(a->b);
-    r->last_seq = rec.last_seq;
-    r->updated_ms = now;
-    r->status = new_status;
-    a->new_events = 0;
-    if (sync) a->unsynced = 0;
+    a->pend_status = new_status;
+    a->pend_last_seq = rec.last_seq;
+    a->pend_now = now;
+    memset(&a->c, 0, sizeof a->c);
+    a->c.b = a->b;
+    a->c.sync = sync;
+    if (f->o.runner->resume == NULL) {
+        a->c.rc = flow_commit_wait(f, &a->c, &a->c.err);
+        apply_commit(a);
+        if (a->broken) return check_sticky(a, err);
+        return LS_OK;
+    }
+    a->c.act = a;
+    a->commit_pending = 1;
+    if (!a->waiting && !a->ending) a->parked = 1;
+    flow_commit_submit(f, &a->c);
     return LS_OK;
 fail:
     ls_err_prefix(err, "run %s: cannot write", r->name);
@@ -179,49 +213,89 @@ static void act_free(ls_flow_act *a)
     ls_free(a->wait_name);
 }
 
-void flow_activate(ls_flow_t *f, void *worker, flow_run *r)
+/* The activation is over: the run is suspended, idle or ended. */
+static void finalize(flow_worker *w, ls_flow_act *a)
 {
-    ls_flow_act a;
-    memset(&a, 0, sizeof a);
-    a.f = f;
-    a.r = r;
+    ls_flow_t *f = a->f;
+    flow_run *r = a->r;
+    int ended = a->ended;
+    if (!ended) flow_activation_done(f, r, a);
+    act_free(a);
+    ls_free(a);
+    flow_worker_done(w);
+    if (ended) flow_run_ended(f, r);
+}
+
+/* The runner returned (from activate or resume). */
+static void after_runner(flow_worker *w, ls_flow_act *a)
+{
     ls_err err;
-    ls_rc rc = ls_store_batch_new(&a.b, &err);
-    if (rc == LS_OK) rc = load_history(&a, &err);
-    if (rc != LS_OK) {
-        flow_log(f, LS_FLOW_LOG_ERROR, r->name, "cannot load history: %s", ls_err_text(&err));
-        a.abandoned = 1;
-        act_free(&a);
-        flow_activation_done(f, r, &a);
+    if (a->commit_pending) return; /* back through the worker's queue */
+    if (!a->ended && !a->ending && !a->waiting && !a->abandoned) {
+        if (a->broken || atomic_load(&a->f->interrupt)) {
+            a->abandoned = 1;
+        } else {
+            static const char msg[] = "the runner returned without an outcome";
+            if (ls_flow_act_fail(a, msg, sizeof msg - 1, NULL, 0, &err) != LS_OK) a->abandoned = 1;
+            if (a->commit_pending) return;
+        }
+    }
+    if (!a->ended && !a->ending && !a->abandoned && !a->broken && a->new_events) {
+        /* Events still queued (a fired timer, a side effect) when the code
+         * suspended: keep them. */
+        if (commit(a, 1, LS_RUN_RUNNING, &err) != LS_OK) a->abandoned = 1;
+        if (a->commit_pending) return;
+    }
+    finalize(w, a);
+}
+
+void flow_act_start(flow_worker *w, flow_run *r)
+{
+    ls_flow_t *f = w->f;
+    ls_err err;
+    ls_flow_act *a = ls_calloc(1, sizeof *a);
+    if (a == NULL) {
+        ls_flow_act dummy;
+        memset(&dummy, 0, sizeof dummy);
+        dummy.abandoned = 1;
+        flow_log(f, LS_FLOW_LOG_ERROR, r->name, "out of memory; the run waits for a restart");
+        flow_activation_done(f, r, &dummy);
+        flow_worker_done(w);
         return;
     }
-    a.replaying = a.nev > 1;
-    if (ls_replay_closed(&a.rp)) {
+    a->f = f;
+    a->r = r;
+    a->w = w;
+    ls_rc rc = ls_store_batch_new(&a->b, &err);
+    if (rc == LS_OK) rc = load_history(a, &err);
+    if (rc != LS_OK) {
+        flow_log(f, LS_FLOW_LOG_ERROR, r->name, "cannot load history: %s", ls_err_text(&err));
+        a->abandoned = 1;
+        finalize(w, a);
+        return;
+    }
+    a->replaying = a->nev > 1;
+    if (ls_replay_closed(&a->rp)) {
         /* Ended in the store but still listed as running: the end's batch
          * moved both, so this cannot happen; do not run it again. */
         flow_log(f, LS_FLOW_LOG_ERROR, r->name, "history is closed but the run is not");
-        a.abandoned = 1;
-    } else {
-        f->o.runner->activate(f->o.runner_ud, worker, &a);
-        if (!a.ended && !a.waiting && !a.abandoned) {
-            if (a.broken || atomic_load(&f->interrupt)) {
-                a.abandoned = 1;
-            } else {
-                static const char msg[] = "the runner returned without an outcome";
-                if (ls_flow_act_fail(&a, msg, sizeof msg - 1, NULL, 0, &err) != LS_OK)
-                    a.abandoned = 1;
-            }
-        }
+        a->abandoned = 1;
+        finalize(w, a);
+        return;
     }
-    if (!a.ended && !a.abandoned && !a.broken && a.new_events) {
-        /* Events still queued (a fired timer, a side effect) when the code
-         * suspended: keep them. */
-        if (commit(&a, 1, LS_RUN_RUNNING, &err) != LS_OK) a.abandoned = 1;
+    f->o.runner->activate(f->o.runner_ud, w->rw, a);
+    after_runner(w, a);
+}
+
+void flow_act_item(flow_worker *w, ls_flow_act *a)
+{
+    a->commit_pending = 0;
+    apply_commit(a);
+    if (a->parked) {
+        a->parked = 0;
+        a->w->f->o.runner->resume(a->f->o.runner_ud, w->rw, a);
     }
-    int ended = a.ended;
-    if (!ended) flow_activation_done(f, r, &a);
-    act_free(&a);
-    if (ended) flow_run_ended(f, r);
+    after_runner(w, a);
 }
 
 /* ---- accessors ---- */
@@ -267,6 +341,20 @@ ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls
         return ls_err_set(err, LS_ENOTFOUND, "secret \"%s\" is not set (lodestone secret set %s)",
                           name, name);
     return rc;
+}
+
+int ls_flow_act_parked(const ls_flow_act *a)
+{
+    return a->parked;
+}
+
+ls_rc ls_flow_act_check(ls_flow_act *a, ls_err *err)
+{
+    if (a->broken) {
+        if (err) *err = a->sticky_err;
+        return a->sticky;
+    }
+    return LS_OK;
 }
 
 void ls_flow_act_abandon(ls_flow_act *a)
@@ -458,7 +546,12 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     if (v == LS_FLOW_RETRY_AGAIN && (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
         return fail_sticky(a, rc, err);
     a->r->attempts_failed++;
-    if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+    /* Suspended before the write, so that the write does not park it. */
+    if (v == LS_FLOW_RETRY_AGAIN) suspend(a, 'r', name, nlen, ev.due_ms, ev.seq);
+    if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) {
+        a->waiting = 0;
+        return rc;
+    }
     pthread_mutex_lock(&a->f->mu);
     a->f->st.steps_failed++;
     pthread_mutex_unlock(&a->f->mu);
@@ -468,7 +561,6 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
                  fl->attempt, (int)(fl->error_len > 300 ? 300 : fl->error_len), fl->error,
                  (long long)delay);
         *outcome = LS_FLOW_WAIT;
-        suspend(a, 'r', name, nlen, ev.due_ms, ev.seq);
         return LS_OK;
     }
     *outcome = LS_FLOW_FAILED;
@@ -486,10 +578,13 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
         if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
             (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
             return fail_sticky(a, rc, err);
-        if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) return rc;
+        suspend(a, 's', "", 0, ev.due_ms, ev.seq);
+        if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) {
+            a->waiting = 0;
+            return rc;
+        }
         a->new_commands++;
         *outcome = LS_FLOW_WAIT;
-        suspend(a, 's', "", 0, ev.due_ms, ev.seq);
         return LS_OK;
     }
     if (rc != LS_OK) return rc;
@@ -539,8 +634,11 @@ static ls_rc end_run(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen,
 {
     ls_rc rc = put_event(a, ev, pt, ptlen, err);
     if (rc != LS_OK) return fail_sticky(a, rc, err);
-    if ((rc = commit(a, 1, status, err)) != LS_OK) return rc;
-    a->ended = 1;
+    a->ending = 1;
+    if ((rc = commit(a, 1, status, err)) != LS_OK) {
+        a->ending = 0;
+        return rc;
+    }
     return LS_OK;
 }
 

@@ -57,7 +57,14 @@ static void enqueue(ls_flow_t *f, flow_run *r)
         f->q_head = r;
     f->q_tail = r;
     f->queued++;
-    pthread_cond_signal(&f->work_cv);
+    for (unsigned i = 0; f->workers && i < f->workers_started; i++) {
+        flow_worker *w = &f->workers[i];
+        if (w->idle && w->inflight < f->inflight_cap) {
+            w->idle = 0; /* so the next enqueue wakes another */
+            pthread_cond_signal(&w->cv);
+            break;
+        }
+    }
 }
 
 /* Caller holds mu. */
@@ -187,9 +194,11 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     f->clock = opts->clock ? opts->clock : ls_clock_system();
     f->nworkers = opts->workers ? opts->workers : 8;
     f->st.workers = f->nworkers;
+    f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
     pthread_mutex_init(&f->mu, NULL);
     pthread_mutex_init(&f->wmu, NULL);
-    pthread_cond_init(&f->work_cv, NULL);
+    pthread_mutex_init(&f->cmu, NULL);
+    pthread_cond_init(&f->ccv, NULL);
     pthread_cond_init(&f->timer_cv, NULL);
     pthread_cond_init(&f->idle_cv, NULL);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_init(&f->stripe[i], NULL);
@@ -226,34 +235,192 @@ void ls_flow_close(ls_flow_t *f)
         f->watches = w->next;
         ls_free(w);
     }
+    for (unsigned i = 0; f->workers && i < f->nworkers; i++)
+        pthread_cond_destroy(&f->workers[i].cv);
     ls_free(f->workers);
     pthread_mutex_destroy(&f->mu);
     pthread_mutex_destroy(&f->wmu);
-    pthread_cond_destroy(&f->work_cv);
+    pthread_mutex_destroy(&f->cmu);
+    pthread_cond_destroy(&f->ccv);
     pthread_cond_destroy(&f->timer_cv);
     pthread_cond_destroy(&f->idle_cv);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_destroy(&f->stripe[i]);
     ls_free(f);
 }
 
+/* ---- the committer: group commit ----
+ *
+ * Writes reach the store one group at a time: whoever finds the committer
+ * idle and nothing queued writes its own transition at once (no thread
+ * hand-off: the latency of a lone run is one fsync); otherwise the
+ * transition is queued, and the committer thread merges everything queued
+ * into one write with one fsync while the writers' workers go on with
+ * other activations. c_busy says a group is being written. */
+
+/* Writes a list of commits as one store write. */
+static ls_rc write_group(ls_flow_t *f, flow_commit *list, ls_store_batch_t *merged, ls_err *err)
+{
+    int sync = 0;
+    size_t n = 0;
+    for (flow_commit *c = list; c; c = c->next) {
+        sync |= c->sync;
+        n++;
+    }
+    unsigned flags = sync && !f->o.nosync ? LS_STORE_SYNC : 0;
+    ls_rc rc = LS_OK;
+    if (n == 1 || merged == NULL) {
+        for (flow_commit *c = list; c && rc == LS_OK; c = c->next)
+            rc = ls_store_write(f->o.store, c->b, flags, err);
+    } else {
+        /* LevelDB applies a batch atomically, so merging keeps each
+         * transition whole; one fsync makes them all durable. */
+        ls_store_batch_clear(merged);
+        for (flow_commit *c = list; c; c = c->next) ls_store_batch_append(merged, c->b);
+        rc = ls_store_write(f->o.store, merged, flags, err);
+    }
+    pthread_mutex_lock(&f->mu);
+    f->st.commits++;
+    f->st.transitions += n;
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+/* Hands a written group back: activations to their workers' queues,
+ * waiting threads woken. Caller holds cmu (taken and released inside). */
+static void complete_group(ls_flow_t *f, flow_commit *list, ls_rc rc, const ls_err *err)
+{
+    flow_commit *c = list, *waiters = NULL;
+    pthread_mutex_lock(&f->mu);
+    while (c) {
+        flow_commit *next = c->next; /* c may be freed once handed back */
+        c->rc = rc;
+        if (rc != LS_OK) c->err = *err;
+        if (c->act) {
+            ls_flow_act *a = c->act;
+            flow_worker *w = a->w;
+            a->qnext = NULL;
+            if (w->rq_tail)
+                w->rq_tail->qnext = a;
+            else
+                w->rq_head = a;
+            w->rq_tail = a;
+            if (w->idle) {
+                w->idle = 0;
+                pthread_cond_signal(&w->cv);
+            }
+        } else {
+            c->next = waiters;
+            waiters = c;
+        }
+        c = next;
+    }
+    pthread_mutex_unlock(&f->mu);
+    while (waiters) {
+        flow_commit *next = waiters->next;
+        waiters->done = 1;
+        if (waiters->cv) pthread_cond_signal(waiters->cv);
+        waiters = next;
+    }
+}
+
+static void *committer_main(void *p)
+{
+    ls_flow_t *f = p;
+    ls_store_batch_t *merged = NULL;
+    ls_err err;
+    if (ls_store_batch_new(&merged, &err) != LS_OK) merged = NULL;
+    pthread_mutex_lock(&f->cmu);
+    for (;;) {
+        while ((f->c_head == NULL || f->c_busy) && !(f->c_stop && f->c_head == NULL && !f->c_busy))
+            pthread_cond_wait(&f->ccv, &f->cmu);
+        if (f->c_head == NULL) break;
+        flow_commit *list = f->c_head;
+        f->c_head = f->c_tail = NULL;
+        f->c_busy = 1;
+        pthread_mutex_unlock(&f->cmu);
+        ls_rc rc = write_group(f, list, merged, &err);
+        pthread_mutex_lock(&f->cmu);
+        complete_group(f, list, rc, &err);
+        f->c_busy = 0;
+    }
+    pthread_mutex_unlock(&f->cmu);
+    ls_store_batch_free(merged);
+    return NULL;
+}
+
+/* With cmu held: writes c at once when nothing else is being written or
+ * waits to be (returns 1), else queues it for the committer (returns 0). */
+static int commit_or_queue(ls_flow_t *f, flow_commit *c)
+{
+    c->next = NULL;
+    c->done = 0;
+    c->rc = LS_OK;
+    if (!f->c_busy && f->c_head == NULL) {
+        f->c_busy = 1;
+        pthread_mutex_unlock(&f->cmu);
+        ls_err err;
+        ls_rc rc = write_group(f, c, NULL, &err);
+        pthread_mutex_lock(&f->cmu);
+        complete_group(f, c, rc, &err);
+        f->c_busy = 0;
+        if (f->c_head) pthread_cond_signal(&f->ccv);
+        return 1;
+    }
+    if (f->c_tail)
+        f->c_tail->next = c;
+    else
+        f->c_head = c;
+    f->c_tail = c;
+    pthread_cond_signal(&f->ccv);
+    return 0;
+}
+
+void flow_commit_submit(ls_flow_t *f, flow_commit *c)
+{
+    pthread_mutex_lock(&f->cmu);
+    commit_or_queue(f, c);
+    pthread_mutex_unlock(&f->cmu);
+}
+
+ls_rc flow_commit_wait(ls_flow_t *f, flow_commit *c, ls_err *err)
+{
+    pthread_mutex_lock(&f->cmu);
+    if (!f->c_running) {
+        pthread_mutex_unlock(&f->cmu);
+        unsigned flags = c->sync && !f->o.nosync ? LS_STORE_SYNC : 0;
+        return ls_store_write(f->o.store, c->b, flags, err);
+    }
+    pthread_cond_t cv;
+    pthread_cond_init(&cv, NULL);
+    c->cv = &cv;
+    c->act = NULL;
+    if (!commit_or_queue(f, c))
+        while (!c->done) pthread_cond_wait(&cv, &f->cmu);
+    pthread_mutex_unlock(&f->cmu);
+    pthread_cond_destroy(&cv);
+    if (c->rc != LS_OK && err) *err = c->err;
+    return c->rc;
+}
+
 /* ---- workers ---- */
 
-void flow_activate(ls_flow_t *f, void *worker, flow_run *r); /* act.c */
-
-typedef struct {
-    ls_flow_t *f;
-    unsigned index;
-} worker_arg;
+void flow_worker_done(flow_worker *w)
+{
+    ls_flow_t *f = w->f;
+    pthread_mutex_lock(&f->mu);
+    w->inflight--;
+    f->busy--;
+    pthread_cond_broadcast(&f->idle_cv);
+    pthread_mutex_unlock(&f->mu);
+}
 
 static void *worker_main(void *p)
 {
-    ls_flow_t *f = ((worker_arg *)p)->f;
-    unsigned index = ((worker_arg *)p)->index;
-    ls_free(p);
-    void *w = NULL;
+    flow_worker *w = p;
+    ls_flow_t *f = w->f;
     ls_err err;
-    if (f->o.runner->worker_open(f->o.runner_ud, index, &w, &err) != LS_OK) {
-        flow_log(f, LS_FLOW_LOG_ERROR, NULL, "worker %u cannot start: %s", index,
+    if (f->o.runner->worker_open(f->o.runner_ud, w->index, &w->rw, &err) != LS_OK) {
+        flow_log(f, LS_FLOW_LOG_ERROR, NULL, "worker %u cannot start: %s", w->index,
                  ls_err_text(&err));
         pthread_mutex_lock(&f->mu);
         f->workers_exited++;
@@ -263,23 +430,35 @@ static void *worker_main(void *p)
     }
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (!f->stopping && f->q_head == NULL) pthread_cond_wait(&f->work_cv, &f->mu);
-        if (f->stopping) break;
-        flow_run *r = dequeue(f);
-        r->state = R_BUSY;
-        r->again = 0;
-        f->busy++;
-        f->st.activations++;
-        pthread_mutex_unlock(&f->mu);
-
-        flow_activate(f, w, r); /* may free r (run ended) */
-
-        pthread_mutex_lock(&f->mu);
-        f->busy--;
-        pthread_cond_broadcast(&f->idle_cv);
+        /* Activations whose write is done come first: they finish runs. */
+        if (w->rq_head) {
+            ls_flow_act *a = w->rq_head;
+            w->rq_head = a->qnext;
+            if (w->rq_head == NULL) w->rq_tail = NULL;
+            pthread_mutex_unlock(&f->mu);
+            flow_act_item(w, a); /* may end the run */
+            pthread_mutex_lock(&f->mu);
+            continue;
+        }
+        if (!f->stopping && f->q_head && w->inflight < f->inflight_cap) {
+            flow_run *r = dequeue(f);
+            r->state = R_BUSY;
+            r->again = 0;
+            w->inflight++;
+            f->busy++;
+            f->st.activations++;
+            pthread_mutex_unlock(&f->mu);
+            flow_act_start(w, r);
+            pthread_mutex_lock(&f->mu);
+            continue;
+        }
+        if (f->stopping && w->inflight == 0) break;
+        w->idle = 1;
+        pthread_cond_wait(&w->cv, &f->mu);
+        w->idle = 0;
     }
     pthread_mutex_unlock(&f->mu);
-    f->o.runner->worker_close(f->o.runner_ud, w);
+    f->o.runner->worker_close(f->o.runner_ud, w->rw);
     pthread_mutex_lock(&f->mu);
     f->workers_exited++;
     pthread_cond_broadcast(&f->idle_cv);
@@ -361,16 +540,22 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     f->workers = ls_calloc(f->nworkers, sizeof *f->workers);
     if (f->workers == NULL) return ls_err_set(err, LS_ENOMEM, "flow: out of memory");
     for (unsigned i = 0; i < f->nworkers; i++) {
-        worker_arg *a = ls_malloc(sizeof *a);
-        if (a == NULL) return ls_err_set(err, LS_ENOMEM, "flow: out of memory");
-        a->f = f;
-        a->index = i;
-        int e = pthread_create(&f->workers[i], NULL, worker_main, a);
-        if (e != 0) {
-            ls_free(a);
+        f->workers[i].f = f;
+        f->workers[i].index = i;
+        pthread_cond_init(&f->workers[i].cv, NULL);
+    }
+    pthread_mutex_lock(&f->cmu);
+    int ce = pthread_create(&f->committer, NULL, committer_main, f);
+    f->c_running = ce == 0;
+    pthread_mutex_unlock(&f->cmu);
+    if (ce != 0) return ls_err_set(err, LS_EIO, "flow: cannot start the committer: %s", strerror(ce));
+    for (unsigned i = 0; i < f->nworkers; i++) {
+        pthread_mutex_lock(&f->mu);
+        int e = pthread_create(&f->workers[i].th, NULL, worker_main, &f->workers[i]);
+        if (e == 0) f->workers_started++;
+        pthread_mutex_unlock(&f->mu);
+        if (e != 0)
             return ls_err_set(err, LS_EIO, "flow: cannot start worker thread: %s", strerror(e));
-        }
-        f->workers_started++;
     }
     int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
     if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
@@ -386,7 +571,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
         return LS_OK;
     }
     f->stopping = 1;
-    pthread_cond_broadcast(&f->work_cv);
+    for (unsigned i = 0; i < f->workers_started; i++) pthread_cond_signal(&f->workers[i].cv);
     pthread_cond_broadcast(&f->timer_cv);
     struct timespec ts;
     abs_deadline(&ts, grace_ms > 0 ? grace_ms : 0);
@@ -408,8 +593,18 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
     if (stuck)
         return ls_err_set(err, LS_EBUSY, "flow: %u workers did not stop",
                           f->workers_started - f->workers_exited);
-    for (unsigned i = 0; i < f->workers_started; i++) pthread_join(f->workers[i], NULL);
+    for (unsigned i = 0; i < f->workers_started; i++) pthread_join(f->workers[i].th, NULL);
     if (f->timer_started) pthread_join(f->timer_thread, NULL);
+    /* Every activation is over: no more writes come. */
+    pthread_mutex_lock(&f->cmu);
+    int committer = f->c_running;
+    f->c_stop = 1;
+    pthread_cond_signal(&f->ccv);
+    pthread_mutex_unlock(&f->cmu);
+    if (committer) pthread_join(f->committer, NULL);
+    pthread_mutex_lock(&f->cmu);
+    f->c_running = 0;
+    pthread_mutex_unlock(&f->cmu);
     f->timer_started = 0;
     f->workers_started = 0;
     f->stopped = 1;
@@ -551,7 +746,8 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     ls_store_batch_put(b, k.ptr, k.len, "", 0);
     if ((rc = flow_key_type(&k, type, tlen, id, err)) != LS_OK) goto out;
     ls_store_batch_put(b, k.ptr, k.len, "", 0);
-    rc = ls_store_write(f->o.store, b, f->o.nosync ? 0 : LS_STORE_SYNC, err);
+    flow_commit c = {.b = b, .sync = 1};
+    rc = flow_commit_wait(f, &c, err);
 out:
     ls_store_batch_free(b);
     ls_buf_free(&k);

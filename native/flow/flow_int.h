@@ -72,6 +72,37 @@ typedef struct flow_watch {
     struct flow_watch *next;
 } flow_watch;
 
+/* A write handed to the committer: one transition's batch. The committer
+ * merges every queued batch into one store write (group commit: one fsync
+ * for all of them), then wakes each writer: a waiting thread (cv) or the
+ * worker that owns the activation (act), through its queue. */
+typedef struct flow_commit {
+    ls_store_batch_t *b;
+    int sync;
+    ls_rc rc;
+    ls_err err;
+    int done;              /* sync waiters: set under cmu */
+    pthread_cond_t *cv;    /* a waiting thread, or NULL */
+    ls_flow_act *act;      /* an activation to hand back to its worker */
+    struct flow_commit *next;
+} flow_commit;
+
+/* A worker thread. With a runner that can park (ls_flow_runner.resume),
+ * it holds up to LS_FLOW_INFLIGHT activations at once: while one waits
+ * for its write, the worker runs others. */
+#define LS_FLOW_INFLIGHT 256
+
+typedef struct flow_worker {
+    ls_flow_t *f;
+    unsigned index;
+    pthread_t th;
+    pthread_cond_t cv;
+    void *rw;                          /* the runner's state for this worker */
+    ls_flow_act *rq_head, *rq_tail;    /* activations whose write is done */
+    unsigned inflight;                 /* activations begun, not finalised */
+    int idle;                          /* waiting on cv */
+} flow_worker;
+
 struct ls_flow {
     ls_flow_opts o;
     const ls_clock *clock;
@@ -87,8 +118,17 @@ struct ls_flow {
     ls_flow_timerq_t *tq;
     flow_watch *watches;
     uint64_t next_watch;
-    pthread_t *workers;
+    flow_worker *workers;
     unsigned nworkers;
+    unsigned inflight_cap; /* per worker: 1 unless the runner can park */
+    /* the committer */
+    pthread_mutex_t cmu;
+    pthread_cond_t ccv;
+    flow_commit *c_head, *c_tail;
+    pthread_t committer;
+    int c_running;
+    int c_busy; /* a group is being written */
+    int c_stop;
     unsigned workers_started;
     unsigned workers_exited;
     pthread_t timer_thread;
@@ -104,6 +144,16 @@ struct ls_flow {
 struct ls_flow_act {
     ls_flow_t *f;
     flow_run *r;
+    flow_worker *w;
+    struct ls_flow_act *qnext; /* the worker's queue */
+    /* the write in flight (at most one) */
+    flow_commit c;
+    int commit_pending;        /* handed to the committer, not yet applied */
+    int parked;                /* the runner must be resumed after it */
+    int ending;                /* the write ends the run */
+    ls_run_status pend_status;
+    uint64_t pend_last_seq;
+    int64_t pend_now;
     /* history as loaded: values copied into arena, events point into it */
     ls_buf arena;
     size_t *voff;
@@ -144,6 +194,17 @@ flow_run *flow_run_new(const ls_id *id, const char *name, size_t nlen, const cha
 void flow_run_free(flow_run *r);
 
 /* ---- engine.c ---- */
+/* Hands c (batch, sync set) to the committer and waits for the write;
+ * writes directly when the engine's threads are not running. */
+ls_rc flow_commit_wait(ls_flow_t *f, flow_commit *c, ls_err *err);
+/* Hands c (act set) to the committer; the act comes back through its
+ * worker's queue once written. */
+void flow_commit_submit(ls_flow_t *f, flow_commit *c);
+/* A worker's activations (act.c). */
+void flow_act_start(flow_worker *w, flow_run *r);
+void flow_act_item(flow_worker *w, ls_flow_act *a);
+/* An activation is over: release it (engine.c). */
+void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int64_t flow_now(const ls_flow_t *f);

@@ -52,6 +52,7 @@ struct lls_runner {
 typedef struct {
     lua_State *L;
     unsigned gen;
+    unsigned parked; /* activations parked in L: no reload while any */
 } worker;
 
 /* Per worker thread: the deadline the hook enforces (monotonic ns, 0 =
@@ -264,6 +265,21 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+static int l_parked(lua_State *L)
+{
+    lua_pushboolean(L, ls_flow_act_parked(check_act(L)));
+    return 1;
+}
+
+/* rt.check(act): raises the error of the write a parked activation waited
+ * for. */
+static int l_check(lua_State *L)
+{
+    ls_err err;
+    if (ls_flow_act_check(check_act(L), &err) != LS_OK) return raise(L, &err);
+    return 0;
+}
+
 static int l_replaying(lua_State *L)
 {
     lua_pushboolean(L, ls_flow_act_replaying(check_act(L)));
@@ -347,6 +363,8 @@ static int luaopen_flowrt(lua_State *L)
                                    {"secret", l_secret},
                                    {"log", l_log},
                                    {"replaying", l_replaying},
+                                   {"parked", l_parked},
+                                   {"check", l_check},
                                    {"interrupted", l_interrupted},
                                    {"name", l_name},
                                    {"deadline", l_deadline},
@@ -696,36 +714,22 @@ static void worker_close(void *ud, void *p)
     free(w);
 }
 
-static void activate(void *ud, void *p, ls_flow_act *a)
+/* Calls lodestone.workflow's driver: _activate(def, act) for a new
+ * activation, _resume(act) for a parked one. */
+static void drive(worker *w, ls_flow_act *a, int resuming)
 {
-    lls_runner *r = ud;
-    worker *w = p;
-    pthread_mutex_lock(&r->mu);
-    unsigned gen = r->gen;
-    pthread_mutex_unlock(&r->mu);
-    if (gen != w->gen || w->L == NULL) {
-        ls_err err;
-        lua_State *old = w->L;
-        w->L = NULL;
-        if (open_worker_state(r, w, &err) != LS_OK) {
-            w->L = old;
-            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err));
-        } else if (old) {
-            lua_close(old);
-        }
-    }
     lua_State *L = w->L;
-    if (L == NULL) {
-        ls_flow_act_abandon(a);
-        return;
-    }
     tl_act = a;
     int top = lua_gettop(L);
     lua_pushcfunction(L, traceback);
     lua_getglobal(L, "require");
     lua_pushstring(L, "lodestone.workflow");
     int rc = lua_pcall(L, 1, 1, top + 1);
-    if (rc == 0) {
+    if (rc == 0 && resuming) {
+        lua_getfield(L, -1, "_resume");
+        lua_pushlightuserdata(L, a);
+        rc = lua_pcall(L, 1, 0, top + 1);
+    } else if (rc == 0) {
         lua_getfield(L, -1, "_activate");
         lua_pushlightuserdata(L, &defs_key);
         lua_rawget(L, LUA_REGISTRYINDEX);
@@ -754,15 +758,52 @@ static void activate(void *ud, void *p, ls_flow_act *a)
         size_t len;
         const char *msg = lua_tolstring(L, -1, &len);
         ls_err err;
-        if (ls_flow_act_interrupted(a) || ls_flow_act_fail(a, msg ? msg : "runner error",
-                                                           msg ? len : 12, NULL, 0, &err) !=
-                                              LS_OK)
+        if (ls_flow_act_parked(a) || ls_flow_act_interrupted(a) ||
+            ls_flow_act_fail(a, msg ? msg : "runner error", msg ? len : 12, NULL, 0, &err) !=
+                LS_OK)
             ls_flow_act_abandon(a);
     }
     lua_settop(L, top);
     tl_deadline_ns = 0;
     tl_act = NULL;
-    lua_gc(L, LUA_GCSTEP, 0);
+    /* Count the activations parked in this state. */
+    if (resuming && !ls_flow_act_parked(a))
+        w->parked--;
+    else if (!resuming && ls_flow_act_parked(a))
+        w->parked++;
+}
+
+static void activate(void *ud, void *p, ls_flow_act *a)
+{
+    lls_runner *r = ud;
+    worker *w = p;
+    pthread_mutex_lock(&r->mu);
+    unsigned gen = r->gen;
+    pthread_mutex_unlock(&r->mu);
+    /* Reload the files once no activation is parked in the old state. */
+    if ((gen != w->gen && w->parked == 0) || w->L == NULL) {
+        ls_err err;
+        lua_State *old = w->L;
+        w->L = NULL;
+        if (open_worker_state(r, w, &err) != LS_OK) {
+            w->L = old;
+            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err));
+        } else if (old) {
+            lua_close(old);
+        }
+    }
+    if (w->L == NULL) {
+        ls_flow_act_abandon(a);
+        return;
+    }
+    drive(w, a, 0);
+    if (!ls_flow_act_parked(a)) lua_gc(w->L, LUA_GCSTEP, 0);
+}
+
+static void resume(void *ud, void *p, ls_flow_act *a)
+{
+    (void)ud;
+    drive(p, a, 1);
 }
 
 static int has_type(void *ud, const char *type, size_t len)
@@ -787,6 +828,7 @@ static void list_types(void *ud, ls_buf *out)
 
 const ls_flow_runner *lls_runner_ops(void)
 {
-    static const ls_flow_runner ops = {worker_open, worker_close, activate, has_type, list_types};
+    static const ls_flow_runner ops = {worker_open, worker_close, activate,
+                                       has_type,    list_types,   resume};
     return &ops;
 }

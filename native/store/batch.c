@@ -36,6 +36,13 @@ void ls_store_batch_put(ls_store_batch_t *b, const void *key, size_t klen, const
     b->count++;
 }
 
+void ls_store_batch_append(ls_store_batch_t *dst, const ls_store_batch_t *src)
+{
+    assert(dst != NULL && src != NULL);
+    leveldb_writebatch_append(dst->wb, src->wb);
+    dst->count += src->count;
+}
+
 void ls_store_batch_delete(ls_store_batch_t *b, const void *key, size_t klen)
 {
     assert(b != NULL && (key != NULL || klen == 0));

@@ -591,6 +591,39 @@ static void test_store_batch_atomic_count_clear(void **state)
     free(path);
 }
 
+/* Group commit merges batches: the merged batch applies each one's
+ * operations in order, later batches winning, and leaves the sources as
+ * they were. */
+static void test_store_batch_append(void **state)
+{
+    char *path = store_path(state, "append");
+    ls_store_t *st = open_ok(path, 1);
+    put(st, (bytes)B("gone"), (bytes)B("x"));
+    ls_store_batch_t *a = NULL, *b = NULL, *m = NULL;
+    ls_err err = {0};
+    th_ok(ls_store_batch_new(&a, &err), &err);
+    th_ok(ls_store_batch_new(&b, &err), &err);
+    th_ok(ls_store_batch_new(&m, &err), &err);
+    ls_store_batch_put(a, "k", 1, "from-a", 6);
+    ls_store_batch_put(a, "only-a", 6, "1", 1);
+    ls_store_batch_put(b, "k", 1, "from-b", 6);
+    ls_store_batch_delete(b, "gone", 4);
+    ls_store_batch_append(m, a);
+    ls_store_batch_append(m, b);
+    assert_int_equal(ls_store_batch_count(m), 4);
+    assert_int_equal(ls_store_batch_count(a), 2);
+    assert_int_equal(ls_store_batch_count(b), 2);
+    th_ok(ls_store_write(st, m, LS_STORE_SYNC, &err), &err);
+    want_value(st, (bytes)B("k"), (bytes)B("from-b"));
+    want_value(st, (bytes)B("only-a"), (bytes)B("1"));
+    want_absent(st, (bytes)B("gone"));
+    ls_store_batch_free(a);
+    ls_store_batch_free(b);
+    ls_store_batch_free(m);
+    ls_store_close(st);
+    free(path);
+}
+
 static void test_store_batch_later_ops_win(void **state)
 {
     char *path = store_path(state, "later");
@@ -1591,6 +1624,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_create_reopen_keeps_data),
         cmocka_unit_test(test_store_format_record_written),
+        cmocka_unit_test(test_store_batch_append),
         cmocka_unit_test(test_store_open_missing_without_create),
         cmocka_unit_test(test_store_open_leftover_lock_and_log_is_empty),
         cmocka_unit_test(test_store_open_twice_in_process_busy),

@@ -257,6 +257,20 @@ local function fake_rt(script)
     rt.error, rt.traceback = msg, trace
   end
   rt.abandon = function() rt.abandoned = true end
+  -- script.park: every write parks the activation until _resume
+  rt.parks = 0
+  rt.parked = function()
+    if script.park and not rt.is_parked then
+      rt.is_parked = true
+      rt.parks = rt.parks + 1
+      return true
+    end
+    return false
+  end
+  rt.check = function()
+    rt.is_parked = false
+    if script.write_error then error(script.write_error, 0) end
+  end
   rt.interrupted = function() return false end
   rt.deadline = noop
   rt.deadline_left = function() return nil end
@@ -271,7 +285,13 @@ end
 local function activate(def, script)
   local rt = fake_rt(script)
   package.loaded["lodestone.flowrt"] = rt
-  workflow._activate(def, {})
+  local act = {}
+  workflow._activate(def, act)
+  -- a parked activation comes back once its write is durable
+  for _ = 1, 100 do
+    if not rt.is_parked then break end
+    workflow._resume(act)
+  end
   package.loaded["lodestone.flowrt"] = nil
   return rt
 end
@@ -391,6 +411,27 @@ describe("lodestone.workflow driver", function()
     assert.equal("null", rt.output)
     assert.matches("ctx:sleep: cannot read \"later\"", activate(workflow.define { name = "w",
       run = function(ctx) ctx:sleep("later") end }).error)
+  end)
+
+  it("parks after each write and resumes where it left off", function()
+    local def = workflow.define { name = "w", run = function(ctx, input)
+      local a = ctx:step("a", function() return { n = 1 } end)
+      local b = ctx:step("b", function() return { n = a.n + 1 } end)
+      return { total = b.n }
+    end }
+    local rt = activate(def, { park = true })
+    assert.equals(4, rt.parks) -- the stand-in parks after every call that may write: two per step
+    assert.equals('{"total":2}', rt.output)
+  end)
+
+  it("fails the run when a parked write did not reach the store", function()
+    local def = workflow.define { name = "w", run = function(ctx)
+      ctx:step("a", function() return 1 end)
+      return "unreachable"
+    end }
+    local rt = activate(def, { park = true, write_error = "run run-1: cannot write: disk full" })
+    assert.is_nil(rt.output)
+    assert.matches("cannot write: disk full", rt.error)
   end)
 
   it("refuses orchestration calls inside a step", function()

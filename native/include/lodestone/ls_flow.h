@@ -54,6 +54,14 @@ typedef struct {
     int (*has_type)(void *ud, const char *type, size_t len);
     /* Appends the loaded type names, comma-separated, to out. Any thread. */
     void (*list_types)(void *ud, ls_buf *out);
+    /* Optional. A runner that can park an activation sets it: then a call
+     * that writes (step results, a step's start after side effects, a
+     * failure that gives up) returns at once with ls_flow_act_parked true;
+     * the runner unwinds (keeping the code's state, e.g. a coroutine) and
+     * returns from activate or resume, and the engine calls resume on the
+     * same worker once the write is durable. Meanwhile the worker runs
+     * other activations. Without it (NULL) such calls block until durable. */
+    void (*resume)(void *ud, void *worker, ls_flow_act *act);
 } ls_flow_runner;
 
 /* Log levels of the engine's log callback. */
@@ -147,6 +155,8 @@ typedef struct {
     uint64_t steps_completed;
     uint64_t steps_failed;
     uint64_t activations;
+    uint64_t commits;     /* store writes made by the committer */
+    uint64_t transitions; /* transitions they carried (group commit) */
     unsigned workers;
 } ls_flow_stats;
 
@@ -165,6 +175,14 @@ LS_API ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err);
 /* Whether the code is still replaying recorded history (logs are muted
  * then). */
 LS_API int ls_flow_act_replaying(const ls_flow_act *a);
+
+/* Whether the last call parked the activation (see ls_flow_runner.resume):
+ * return from activate/resume now; calls made before resume fail. */
+LS_API int ls_flow_act_parked(const ls_flow_act *a);
+
+/* After a resume: LS_OK, or the error of the write the activation waited
+ * for (the runner should then give up, ls_flow_act_abandon). */
+LS_API ls_rc ls_flow_act_check(ls_flow_act *a, ls_err *err);
 
 /* Whether the engine is stopping and wants the activation to give up. */
 LS_API int ls_flow_act_interrupted(const ls_flow_act *a);

@@ -83,6 +83,11 @@ LS_API void ls_store_batch_put(ls_store_batch_t *b, const void *key, size_t klen
                                size_t vlen);
 LS_API void ls_store_batch_delete(ls_store_batch_t *b, const void *key, size_t klen);
 
+/* Appends src's operations to dst, after dst's own (src is unchanged):
+ * group commit merges the batches of concurrent transitions into one
+ * write. */
+LS_API void ls_store_batch_append(ls_store_batch_t *dst, const ls_store_batch_t *src);
+
 /* Empties the batch for reuse. */
 LS_API void ls_store_batch_clear(ls_store_batch_t *b);
 
