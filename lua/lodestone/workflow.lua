@@ -243,19 +243,27 @@ local function suspend()
   error("a suspended run was resumed", 0) -- never: the activation ends at a yield
 end
 
-local function new_step_ctx(ctx, attempt, key)
-  local rt, act = ctx._rt, ctx._act
-  local s = { attempt = attempt, idempotency_key = key, id = ctx.id }
-  function s.secret(_, name)
-    if type(name) ~= "string" then error("s:secret(name): name must be a string", 2) end
-    return rt.secret(act, name)
-  end
-  function s.log(_, ...)
-    local parts = {}
-    for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-    rt.log(act, rt.INFO, table.concat(parts, " "))
-  end
-  -- HTTP calls carry what is left of the step's deadline as their timeout.
+-- The step context's methods, shared by every step.
+local Step = {}
+Step.__index = Step
+
+function Step:secret(name)
+  if type(name) ~= "string" then error("s:secret(name): name must be a string", 2) end
+  return self._rt.secret(self._act, name)
+end
+
+function Step:log(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+  self._rt.log(self._act, self._rt.INFO, table.concat(parts, " "))
+end
+
+-- s.http: lodestone.http with what is left of the step's deadline as the
+-- timeout of every call (made once per state: the deadline is the
+-- running step's, kept by lodestoned per worker thread).
+local step_http
+local function http_for_steps(rt)
+  if step_http then return step_http end
   local http = require("lodestone.http")
   local function bounded(opts)
     opts = opts or {}
@@ -269,13 +277,16 @@ local function new_step_ctx(ctx, attempt, key)
     end
     return opts
   end
-  s.http = {
-    request = function(t) return http.request(bounded(t)) end,
-  }
+  step_http = { request = function(t) return http.request(bounded(t)) end }
   for _, m in ipairs({ "get", "post", "put", "patch", "delete" }) do
-    s.http[m] = function(url, opts) return http[m](url, bounded(opts)) end
+    step_http[m] = function(url, opts) return http[m](url, bounded(opts)) end
   end
-  return s
+  return step_http
+end
+
+local function new_step_ctx(ctx, attempt, key)
+  return setmetatable({ attempt = attempt, idempotency_key = key, id = ctx.id,
+                        _rt = ctx._rt, _act = ctx._act, http = http_for_steps(ctx._rt) }, Step)
 end
 
 --- ctx:step(name, fn, opts): runs fn(s) once and records its result.

@@ -63,6 +63,7 @@ struct req {
     int64_t deadline_ms;
     uint64_t watch;
     int watching;
+    int fired; /* the watch has fired */
     char *name;
     req *next, *prev;
 };
@@ -139,6 +140,7 @@ static void on_run_end(void *ud)
     req *r = ud;
     lsd_api *a = r->api;
     pthread_mutex_lock(&a->mu);
+    r->fired = 1;
     if (r->suspended && !r->resumed) {
         r->resumed = 1;
         r->watching = 0;
@@ -181,62 +183,48 @@ static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const c
     ls_err err;
     int done = 0;
     size_t nlen = strlen(name);
-    if (r->suspended) {
-        /* Resumed: stop watching, answer with what there is now. */
-        if (r->watching) ls_flow_unwatch(a->o.flow, r->watch);
-        r->watching = 0;
-    }
-    ls_rc rc = ls_flow_result(a->o.flow, name, nlen, &out, &done, &err);
-    if (rc != LS_OK) {
-        ls_buf_free(&out);
-        return send_rc(c, rc, &err);
-    }
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
     double wait = 0;
     if (w) {
         char *end;
         wait = strtod(w, &end);
-        if (*w == '\0' || *end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S) {
-            ls_buf_free(&out);
+        if (*w == '\0' || *end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S)
             return send_error(c, 400, "bad_request", "wait: must be 0 to %d seconds, got \"%.40s\"",
                               MAX_WAIT_S, w);
+    }
+    if (!r->suspended && wait > 0 && !a->stopping) {
+        /* Watch first: an unfinished run suspends the connection without
+         * reading anything; an ended one is answered below. */
+        ls_rc rc = ls_flow_watch(a->o.flow, name, nlen, on_run_end, r, &r->watch, &err);
+        if (rc == LS_OK) {
+            pthread_mutex_lock(&a->mu);
+            if (!r->fired) {
+                r->watching = 1;
+                r->suspended = 1;
+                r->conn = c;
+                r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(wait * 1000);
+                r->next = a->waiters;
+                r->prev = NULL;
+                if (a->waiters) a->waiters->prev = r;
+                a->waiters = r;
+                MHD_suspend_connection(c);
+                pthread_mutex_unlock(&a->mu);
+                return MHD_YES;
+            }
+            pthread_mutex_unlock(&a->mu); /* it ended already */
+        } else if (rc != LS_EEXIST) {
+            return send_rc(c, rc, &err);
         }
     }
-    if (done || r->suspended || wait <= 0 || a->stopping) {
-        MHD_RESULT ret = send_json(c, done ? 200 : 202, &out);
-        ls_buf_free(&out);
-        return ret;
+    if (r->watching) {
+        /* Resumed by the wait running out: stop watching. */
+        ls_flow_unwatch(a->o.flow, r->watch);
+        r->watching = 0;
     }
+    ls_rc rc = ls_flow_result(a->o.flow, name, nlen, &out, &done, &err);
+    MHD_RESULT ret = rc == LS_OK ? send_json(c, done ? 200 : 202, &out) : send_rc(c, rc, &err);
     ls_buf_free(&out);
-    /* Suspend until the run ends or the wait runs out. */
-    r->name = strdup(name);
-    r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(wait * 1000);
-    pthread_mutex_lock(&a->mu);
-    r->suspended = 1;
-    r->conn = c;
-    r->next = a->waiters;
-    r->prev = NULL;
-    if (a->waiters) a->waiters->prev = r;
-    a->waiters = r;
-    MHD_suspend_connection(c);
-    pthread_mutex_unlock(&a->mu);
-    rc = ls_flow_watch(a->o.flow, name, nlen, on_run_end, r, &r->watch, &err);
-    if (rc == LS_OK) {
-        pthread_mutex_lock(&a->mu);
-        r->watching = !r->resumed;
-        pthread_mutex_unlock(&a->mu);
-        if (!r->watching) ls_flow_unwatch(a->o.flow, r->watch);
-    } else {
-        /* Ended meanwhile (or gone): answer now. */
-        pthread_mutex_lock(&a->mu);
-        if (!r->resumed) {
-            r->resumed = 1;
-            waiter_unlink(a, r);
-            MHD_resume_connection(c);
-        }
-        pthread_mutex_unlock(&a->mu);
-    }
-    return MHD_YES;
+    return ret;
 }
 
 static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const char *type)

@@ -90,7 +90,7 @@ typedef struct flow_commit {
 /* A worker thread. With a runner that can park (ls_flow_runner.resume),
  * it holds up to LS_FLOW_INFLIGHT activations at once: while one waits
  * for its write, the worker runs others. */
-#define LS_FLOW_INFLIGHT 256
+#define LS_FLOW_INFLIGHT 64
 
 typedef struct flow_worker {
     ls_flow_t *f;

@@ -179,10 +179,14 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
     pthread_mutex_unlock(&f->mu);
 }
 
-/* The run object; full adds input and output/error (from history). */
-static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, int full,
+/* What run_json adds from history besides a failed run's error. */
+enum { VIEW_LIST = 0, VIEW_FULL = 1 /* input and output */, VIEW_RESULT = 2 /* output */ };
+
+/* The run object of a view. */
+static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, int view,
                       json_t **out, ls_err *err)
 {
+    int full = view == VIEW_FULL, with_output = view != VIEW_LIST;
     json_t *o = json_object();
     if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
     json_object_set_new(o, "id", strn(rec->name, rec->name_len));
@@ -196,13 +200,16 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
     if (rec->status == LS_RUN_RUNNING) add_waiting(f, o, id);
     if (full || rec->status != LS_RUN_RUNNING) {
         ls_buf val = LS_BUF_INIT, tmp = LS_BUF_INIT;
+        /* A completed run's last event holds its output: read it only when
+         * the view shows the output. */
         ls_event ev;
         if (full && (rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK)
             rc = set_payload(f, o, "input", id, &ev, &tmp, err);
-        if (rc == LS_OK && rec->status != LS_RUN_RUNNING && (full || rec->status != LS_RUN_COMPLETED) &&
+        if (rc == LS_OK && rec->status != LS_RUN_RUNNING &&
+            (with_output || rec->status != LS_RUN_COMPLETED) &&
             (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK) {
             if (ev.type == LS_EV_WORKFLOW_COMPLETED) {
-                if (full) rc = set_payload(f, o, "output", id, &ev, &tmp, err);
+                if (with_output) rc = set_payload(f, o, "output", id, &ev, &tmp, err);
             } else {
                 json_object_set_new(o, "error", strn(ev.error, ev.error_len));
             }
@@ -260,7 +267,7 @@ ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, i
     *done = 0;
     ls_rc rc = flow_lookup(f, name, nlen, &id, err);
     if (rc == LS_OK) rc = read_record(f, &id, &val, &rec, err);
-    if (rc == LS_OK) rc = run_json(f, &id, &rec, 1, &full, err);
+    if (rc == LS_OK) rc = run_json(f, &id, &rec, VIEW_RESULT, &full, err);
     ls_buf_free(&val);
     if (rc != LS_OK) return rc;
     json_t *o = json_object();
@@ -448,7 +455,7 @@ ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned 
             break;
         }
         json_t *o = NULL;
-        if ((rc = run_json(f, &id, &rec, 0, &o, err)) != LS_OK) break;
+        if ((rc = run_json(f, &id, &rec, VIEW_LIST, &o, err)) != LS_OK) break;
         json_array_append_new(runs, o);
         last = id;
         n++;
