@@ -718,9 +718,11 @@ static size_t stripe_of(const char *name, size_t n)
     return h % LS_FLOW_STRIPES;
 }
 
+/* index_name: 0 for a run named by its own id (flow_lookup finds it
+ * through its record). */
 static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
-                         const char *type, size_t tlen, const char *input, size_t ilen,
-                         int64_t now, ls_err *err)
+                         int index_name, const char *type, size_t tlen, const char *input,
+                         size_t ilen, int64_t now, ls_err *err)
 {
     ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
@@ -740,8 +742,10 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     if ((rc = ls_run_key(&k, id, err)) != LS_OK || (rc = ls_run_encode(&rec, &v, err)) != LS_OK)
         goto out;
     ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
-    if ((rc = flow_key_name(&k, name, nlen, err)) != LS_OK) goto out;
-    ls_store_batch_put(b, k.ptr, k.len, id->b, LS_ID_BYTES);
+    if (index_name) {
+        if ((rc = flow_key_name(&k, name, nlen, err)) != LS_OK) goto out;
+        ls_store_batch_put(b, k.ptr, k.len, id->b, LS_ID_BYTES);
+    }
     if ((rc = flow_key_status(&k, LS_RUN_RUNNING, id, err)) != LS_OK) goto out;
     ls_store_batch_put(b, k.ptr, k.len, "", 0);
     if ((rc = flow_key_type(&k, type, tlen, id, err)) != LS_OK) goto out;
@@ -791,8 +795,9 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
 
     ls_id id;
     char idtext[LS_ID_TEXTLEN + 1];
+    int named = name != NULL && nlen != 0;
     if ((rc = ls_id_new(&id, f->clock, err)) != LS_OK) goto out;
-    if (name == NULL || nlen == 0) {
+    if (!named) {
         ls_id_format(&id, idtext);
         name = idtext;
         nlen = LS_ID_TEXTLEN;
@@ -803,7 +808,8 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
     pthread_mutex_lock(stripe);
     ls_id existing;
-    rc = flow_lookup(f, name, nlen, &existing, err);
+    /* A fresh id names no run yet: only a given name needs the check. */
+    rc = named ? flow_lookup(f, name, nlen, &existing, err) : LS_ENOTFOUND;
     if (rc == LS_OK) {
         pthread_mutex_unlock(stripe);
         rc = flow_render_run(f, &existing, 1, run, err);
@@ -830,7 +836,8 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     int64_t now = flow_now(f);
     r->created_ms = r->updated_ms = now;
     r->last_seq = 1;
-    rc = write_start(f, &id, name, nlen, type, tlen, (const char *)in.ptr, in.len, now, err);
+    rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, now,
+                     err);
     if (rc != LS_OK) {
         pthread_mutex_unlock(stripe);
         flow_run_free(r);
