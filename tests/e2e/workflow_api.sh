@@ -377,6 +377,7 @@ check "busy loop: other runs still complete" "completed 1" "$(j '"\(.status) \(.
 
 start webhook_fanout "{\"id\":\"fanout-1\",\"input\":{\"event\":{\"type\":\"order.paid\"},\"urls\":[\"$mock_url/hooks/a\",\"$mock_url/hooks/b\",\"$mock_url/status/410\",\"$mock_url/flaky/fan?fail=1\"]}}"
 start nightly_cleanup "{\"id\":\"cleanup-1\",\"input\":{\"purge_url\":\"$mock_url/echo\",\"keep\":\"1d\"}}"
+start hello '{"id":"hello-1","input":{"name":"e2e","pause":"200ms"}}'
 result fanout-1
 check "fanout: 3 of 4 delivered" "completed 3 1" "$(j '"\(.status) \(.output.delivered) \(.output.failed)"')"
 check "fanout: each URL's status" "204 204 410 200" "$(j '[.output.deliveries[].status | tostring] | join(" ")')"
@@ -397,6 +398,8 @@ keys=$(grep -E '^POST /(hooks/c|status/503) ' "$d/mock.log" | awk '{print $2, $4
   awk '{print $1, $2, substr($3, length($3) - 1)}' | paste -sd'|')
 check "fanout: one idempotency key per step, the same on every attempt" \
   "1 /hooks/c -1|4 /status/503 -2" "$keys"
+result hello-1
+check "hello: completed" "completed hello, e2e" "$(j '"\(.status) \(.output.greeting)"')"
 result cleanup-1
 check_match "cleanup: a cutoff from ctx:now(), one batch" \
   '^completed [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z 1 0$' \
