@@ -17,6 +17,7 @@ PACKAGES=(
   lighttpd lighttpd-modules-lua
   # tests
   libcmocka-dev lua-busted valgrind curl procps openssl jq
+  bsdutils # script(1): a pseudo-terminal for tests/e2e/cli_daemon.sh (Essential, listed to be sure)
   # benchmarks
   wrk
   # lint

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The workflow commands of `lodestone` against a real lodestoned (a temp
+# data dir, a unix socket given by --socket and by LODESTONE_SOCKET, the
+# repo's workflows/hello.lua and a few test workflows): types and a file
+# that does not load, start (an id that exists, --wait off and on a
+# pseudo-terminal, a failed run, --timeout, --input @FILE, @- and bad
+# JSON), list (the table, filters, --limit and paging past one page), show,
+# history, secrets, an unknown run, and the daemon gone.
+# usage: tests/e2e/cli_daemon.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)"; exit 1; }
+command -v script >/dev/null || { echo "script not found (bsdutils; scripts/deps.sh installs it)"; exit 1; }
+export LODESTONE_LUA_DIR="$root/lua" HOME="$E2E_DIR"
+unset LODESTONE_SOCKET LODESTONE_URL LODESTONE_TOKEN COLUMNS
+ls=$build/bin/lodestone
+d=$E2E_DIR
+data=$d/data
+sock=$d/ld.sock # not in the data dir: --socket is what finds it
+SECRET=tk-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+mkdir -p "$d/wf"
+cd "$d"
+
+# ---- the outside world and the workflows ----
+
+"$build/tests/mocksvc" --port-file "$d/mock.port" --log "$d/mock.log" &
+mock=$!
+E2E_PIDS+=("$mock")
+e2e_wait_file "$d/mock.port" || { echo "mocksvc did not start"; exit 1; }
+mock_url=http://127.0.0.1:$(cat "$d/mock.port")
+
+cp "$root/workflows/hello.lua" "$d/wf/"
+cat > "$d/wf/decline.lua" <<'LUA'
+-- A step that fails for good.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "decline",
+  run = function(ctx)
+    return ctx:step("charge", function() error(workflow.fatal("card declined")) end)
+  end,
+}
+LUA
+cat > "$d/wf/sleeper.lua" <<'LUA'
+-- A run that sleeps for input.sleep.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "sleeper",
+  run = function(ctx, input)
+    ctx:sleep(input.sleep)
+    return { slept = input.sleep }
+  end,
+}
+LUA
+cat > "$d/wf/quick.lua" <<'LUA'
+-- No steps: ends at once with its input.
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "quick", run = function(ctx, input) return input end }
+LUA
+cat > "$d/wf/whoami.lua" <<'LUA'
+-- Sends the secret "tok" to mocksvc's /echo; records only whether it came
+-- back intact, and its length. One attempt.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "whoami",
+  retry = { max_attempts = 1 },
+  run = function(ctx, input)
+    return ctx:step("echo", function(s)
+      local token = s:secret("tok")
+      local res = s.http.post(input.url, { headers = { Authorization = "Bearer " .. token } })
+      local seen = res.json.headers.authorization
+      return { auth_ok = seen == "Bearer " .. token, length = #token }
+    end)
+  end,
+}
+LUA
+
+# ---- helpers ----
+
+# run ARGS...: runs lodestone, sets $rc, $out (stdout) and $err (stderr).
+run() {
+  "$ls" "$@" > "$d/out" 2> "$d/err"
+  rc=$?
+  out=$(cat "$d/out")
+  err=$(cat "$d/err")
+}
+# jo FILTER: jq -r over the last stdout.
+jo() { printf '%s' "$out" | jq -r "$1" 2>/dev/null; }
+# poll N CMD...: runs CMD every 0.1 s until it succeeds, at most N times.
+poll() {
+  local n=$1
+  shift
+  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+# ended ID: waits for run ID to end (20 s at most), through the API.
+ended() {
+  curl -s -o /dev/null --unix-socket "$sock" "http://lodestoned/v1/workflows/$1/result?wait=20"
+}
+# aligned TEXT: every line's cells start where the header's columns do
+# (a space before, a non-space at the start). Prints the first bad line.
+aligned() {
+  printf '%s\n' "$1" | awk '
+    NR == 1 {
+      n = 0
+      for (i = 2; i <= length($0); i++)
+        if (substr($0, i - 1, 1) == " " && substr($0, i, 1) != " ") starts[++n] = i
+      next
+    }
+    {
+      for (k = 1; k <= n; k++) {
+        c = starts[k]
+        if (substr($0, c - 1, 1) != " " || substr($0, c, 1) == " ") { print "line " NR ": " $0; exit 1 }
+      }
+    }'
+}
+
+daemon=
+start_daemon() {
+  "$build/bin/lodestoned" --data "$data" --socket "$sock" --workflows "$d/wf" --workers 2 \
+    --grace 2 2>> "$d/daemon.log" &
+  daemon=$!
+  E2E_PIDS+=("$daemon")
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --unix-socket "$sock" http://lodestoned/healthz && return 0
+    e2e_alive "$daemon" || break
+    sleep 0.1
+  done
+  echo "lodestoned did not start:"
+  cat "$d/daemon.log"
+  exit 1
+}
+start_daemon
+
+# ---- types: via --socket, then LODESTONE_SOCKET; a file that does not load ----
+
+run types --socket "$sock"
+check "types: exit 0" 0 "$rc"
+check "types: a TYPE FILE table" "TYPE FILE" "$(printf '%s\n' "$out" | head -1 | tr -s ' ')"
+check "types: every loaded type, with its file" \
+  "decline:$d/wf/decline.lua hello:$d/wf/hello.lua quick:$d/wf/quick.lua sleeper:$d/wf/sleeper.lua whoami:$d/wf/whoami.lua" \
+  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $1 ":" $2}' | sort | paste -sd' ')"
+check "types: aligned" "" "$(aligned "$out")"
+check "types: no errors" "" "$err"
+
+export LODESTONE_SOCKET=$sock
+run types
+check "LODESTONE_SOCKET: types exits 0" 0 "$rc"
+check_contains "LODESTONE_SOCKET: lists hello" "hello" "$out"
+run types --socket "$d/nowhere.sock"
+check "--socket wins over LODESTONE_SOCKET" 3 "$rc"
+
+printf 'local workflow = require "lodestone.workflow"\nreturn workflow.define {\n  name = "broken",\n' > "$d/wf/broken.lua"
+kill -HUP "$daemon"
+types_fail() { "$ls" types > /dev/null 2>&1; [ $? -eq 1 ]; }
+poll 100 types_fail
+run types
+check "a file that does not load: types exits 1" 1 "$rc"
+check_match "and names it, with the load error, on stderr" "^error: $d/wf/broken\\.lua: .*broken\\.lua:" "$err"
+check_contains "the good types are still listed" "hello" "$out"
+check_absent "the broken one is not a type" "broken" "$out"
+
+# ---- start: an id, the same id again ----
+
+run start hello --id h1 --input '{"name":"Ada","pause":"1s"}'
+check "start: exit 0" 0 "$rc"
+check "start: prints the id" h1 "$out"
+check "start: says it started" "started hello run h1" "$err"
+run start hello --id h1 --input '{"name":"Bob"}'
+check "the same id again: exit 0" 0 "$rc"
+check "the same id again: prints the id" h1 "$out"
+check_match "the same id again: says it exists, not started" \
+  '^run h1 already exists \((running|completed)\); not started again$' "$err"
+run list --json
+check "the same id again: one run h1" 1 "$(jo '[.[] | select(.id == "h1")] | length')"
+run show h1 --json
+check "the same id again: the first input stays" Ada "$(jo .input.name)"
+
+# ---- start --wait off a terminal ----
+
+run start hello --id w1 --input '{"name":"Bo","pause":"100ms"}' --wait
+check "--wait: exit 0" 0 "$rc"
+check "--wait: the result JSON, completed, with the output" "w1 completed hello, Bo" \
+  "$(jo '"\(.id) \(.status) \(.output.greeting)"')"
+check_contains "--wait: the JSON is indented" '  "status": "completed"' "$out"
+
+run start decline --id f1 --wait
+check "--wait on a failing run: exit 1" 1 "$rc"
+check "--wait on a failing run: the result JSON says failed" "failed" "$(jo .status)"
+check_contains "--wait on a failing run: the error on stderr" \
+  'lodestone start: run f1 failed: step "charge" failed on attempt 1: card declined' "$err"
+
+run start sleeper --id s1 --input '{"sleep":"30s"}' --wait --timeout 1
+check "--timeout 1 on a 30 s sleep: exit 4" 4 "$rc"
+check_contains "--timeout: says it goes on" "run s1 still running after 1 s (--timeout)" "$err"
+run show s1 --json
+check "--timeout: the run goes on" running "$(jo .status)"
+
+# ---- --input @FILE, @-, bad JSON ----
+
+printf '{"name":"File","pause":"100ms"}\n' > "$d/in.json"
+run start hello --id in-file --input "@$d/in.json" --wait
+check "--input @FILE: completed with that input" "0 hello, File" "$rc $(jo .output.greeting)"
+out=$(printf '{"name":"Stdin","pause":"100ms"}' | "$ls" start hello --id in-stdin --input @- --wait 2> "$d/err")
+rc=$?
+check "--input @-: completed with stdin's input" "0 hello, Stdin" "$rc $(jo .output.greeting)"
+
+run start hello --id bad-input --input '{"name":'
+check "malformed --input: exit 2" 2 "$rc"
+check_match "malformed --input: says where" '^lodestone start: --input: json\.decode: line 1 .*\(see lodestone start --help\)$' "$err"
+check "malformed --input: nothing on stdout" "" "$out"
+printf '{"name": "x",}' > "$d/bad.json"
+run start hello --id bad-input --input "@$d/bad.json"
+check "malformed --input @FILE: exit 2" 2 "$rc"
+run start hello --id bad-input --input "@$d/missing.json"
+check "--input @FILE that does not exist: exit 2" 2 "$rc"
+check_contains "and names it" "--input: $d/missing.json" "$err"
+run show bad-input
+check "a refused --input started no run" 1 "$rc"
+
+# ---- start --wait on a terminal: the live status line ----
+
+script -qec "'$ls' start hello --id tty1 --input '{\"name\":\"Tty\",\"pause\":\"1s\"}' --wait" /dev/null \
+  > "$d/tty.out" 2>&1 < /dev/null
+rc=$?
+tty=$(tr -d '\r' < "$d/tty.out")
+check "on a terminal: exit 0" 0 "$rc"
+check_contains "on a terminal: the status line redraws in place" $'\e[K' "$tty"
+check_match "on a terminal: progress while it sleeps" \
+  'running for [0-9.]+(ms|s): 1 step done, 0 failed attempts; sleeping until [0-9]{2}:[0-9]{2}:[0-9]{2}' "$tty"
+check_match "on a terminal: the final line" 'completed after [0-9.]+(ms|s): 2 steps done, 0 failed attempts' "$tty"
+out=$(printf '%s\n' "$tty" | sed -n '/^{/,/^}/p')
+check "on a terminal: then the result JSON" "tty1 completed hello, Tty" "$(jo '"\(.id) \(.status) \(.output.greeting)"')"
+
+# ---- list: the table, filters, --limit, paging ----
+
+ended h1
+run list
+check "list: exit 0" 0 "$rc"
+check_match "list: the header" '^ID +TYPE +STATUS +STEPS +CREATED$' "$(printf '%s\n' "$out" | head -1)"
+check "list: aligned" "" "$(aligned "$out")"
+check_match "list: a row" '^h1 +hello +completed +2 +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$' \
+  "$(printf '%s\n' "$out" | grep '^h1 ')"
+run list --status completed --type hello
+check "list --status --type: those runs" "h1 in-file in-stdin tty1 w1" \
+  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $1}' | sort | paste -sd' ')"
+check "list --status --type: only completed hello runs" "completed hello" \
+  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $3, $2}' | sort -u | paste -sd'|')"
+run list --status running --json
+check "list --status running: s1" s1 "$(jo '[.[].id] | join(" ")')"
+run list --type nope
+check "list with no match: exit 0, says no runs" "0 no runs" "$rc $err"
+
+for i in 1 2 3 4 5 6 7; do
+  "$ls" start quick --id "q$i" --input "{\"n\":$i}" > /dev/null 2>&1 || not_ok "start q$i"
+done
+for i in 1 2 3 4 5 6 7; do ended "q$i"; done
+run list --type quick --json
+all=$(jo '[.[].id] | join(" ")')
+check "list --json: all 7 quick runs" "q1 q2 q3 q4 q5 q6 q7" "$(jo '[.[].id] | sort | join(" ")')"
+check "list --json: newest first" "true" "$(jo '[.[].created_at] | . == (sort | reverse)')"
+run list --type quick --limit 3
+check "list --limit 3: three rows" 3 "$(printf '%s\n' "$out" | tail -n +2 | wc -l)"
+check "list --limit 3: the newest three" "$(echo "$all" | cut -d' ' -f1-3)" \
+  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $1}' | paste -sd' ')"
+run list --type quick --limit 0
+check "list --limit 0: usage error" 2 "$rc"
+
+# More runs than one page of the API (the CLI asks for 100 at a time and
+# follows next_cursor).
+bulk=()
+for i in $(seq 1 105); do
+  bulk+=(--next -s -o /dev/null --unix-socket "$sock" -H 'Content-Type: application/json'
+    --data-binary "{\"id\":\"b$i\"}" http://lodestoned/v1/workflows/quick)
+done
+curl "${bulk[@]:1}" # one curl, one request after the other
+has_bulk() {
+  [ "$(curl -s --unix-socket "$sock" 'http://lodestoned/v1/workflows?status=completed&limit=1000' |
+    jq '[.runs[] | select(.id | startswith("b"))] | length')" = 105 ]
+}
+poll 200 has_bulk
+run list --status completed --limit 1000 --json
+check "list past one page: every run once" "117 117" "$(jo 'length') $(jo '[.[].id] | unique | length')"
+check "list past one page: newest first across pages" "true" "$(jo '[.[].created_at] | . == (sort | reverse)')"
+run list --status completed --limit 102
+check "list --limit 102 over two pages: 102 rows" 102 "$(printf '%s\n' "$out" | tail -n +2 | wc -l)"
+run list --status completed
+check "list: 50 rows by default" 50 "$(printf '%s\n' "$out" | tail -n +2 | wc -l)"
+
+# ---- show, history ----
+
+run show h1
+check "show: exit 0" 0 "$rc"
+line() { printf '%s\n' "$out" | grep "^$1:" | sed -E "s/^$1: +//"; }
+check "show: id" h1 "$(line id)"
+check "show: type" hello "$(line type)"
+check "show: status" completed "$(line status)"
+check "show: steps" 2 "$(line steps)"
+check "show: input" '{"name":"Ada","pause":"1s"}' "$(line input)"
+check_contains "show: output" '"greeting":"hello, Ada"' "$(line output)"
+check_match "show: created, in UTC" '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}\.[0-9]{3} UTC$' "$(line created)"
+check "show: values line up" 1 "$(printf '%s\n' "$out" | awk '{match($0, /^[a-z ]+: +/); print RLENGTH}' | sort -u | wc -l)"
+run show h1 --json
+check "show --json: the API object" "h1 hello completed 2 0 Ada hello, Ada" \
+  "$(jo '"\(.id) \(.type) \(.status) \(.steps_completed) \(.attempts_failed) \(.input.name) \(.output.greeting)"')"
+api=$(curl -s --unix-socket "$sock" http://lodestoned/v1/workflows/h1)
+check "show --json: the same as GET /v1/workflows/h1" "$(jq -S . <<< "$api")" "$(jo . | jq -S .)"
+
+run history h1 --json
+check "history --json: the events array" \
+  "workflow_started step_started step_completed timer_started timer_fired side_effect_recorded step_started step_completed workflow_completed" \
+  "$(jo '[.[].type] | join(" ")')"
+types=$(jo '[.[].type] | join(" ")')
+run history h1
+check "history: exit 0" 0 "$rc"
+check "history: one line per event, in order" "$types" "$(printf '%s\n' "$out" | awk '{print $3}' | paste -sd' ')"
+check "history: numbered #1..#9" "#1 #2 #3 #4 #5 #6 #7 #8 #9" "$(printf '%s\n' "$out" | awk '{print $1}' | paste -sd' ')"
+check_match "history: a step's result" '#3 +[0-9:.]+ +step_completed +greet \(attempt 1\) -> .*hello, Ada' \
+  "$(printf '%s\n' "$out" | sed -n 3p)"
+check_contains "history: the output at the end" 'output {"finished_at":' "$(printf '%s\n' "$out" | tail -1)"
+
+# ---- secrets ----
+
+run secret list
+check "secret list, none: exit 0" "0 no secrets" "$rc $err"
+printf '%s\n' "$SECRET" | "$ls" secret set tok > "$d/out" 2> "$d/err"
+check "secret set: value from stdin, exit 0" 0 $?
+check "secret set: says so" "stored secret tok" "$(cat "$d/err")"
+run secret list
+check "secret list: exit 0" 0 "$rc"
+check_match "secret list: a NAME UPDATED table" '^NAME +UPDATED$' "$(printf '%s\n' "$out" | head -1)"
+check_match "secret list: the name and an update time" \
+  '^tok +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$' "$(printf '%s\n' "$out" | sed -n 2p)"
+check_absent "secret list: never the value" "$SECRET" "$out$err"
+run start whoami --id who1 --input "{\"url\":\"$mock_url/echo\"}" --wait
+check "a step's s:secret gets the value (one trailing newline stripped)" "0 true ${#SECRET}" \
+  "$rc $(jo '"\(.output.auth_ok) \(.output.length)"')"
+check_absent "the result does not hold the value" "$SECRET" "$out"
+run secret set tok extra-arg
+check "secret set with a value on argv: exit 2" 2 "$rc"
+check_contains "and says why" "never from arguments" "$err"
+run secret rm tok
+check "secret rm: exit 0" "0 deleted secret tok" "$rc $err"
+run secret list
+check "secret rm: gone from the list" "0 no secrets" "$rc $err"
+run secret rm tok
+check "secret rm again: exit 1" 1 "$rc"
+check "secret rm again: says there is none" 'lodestone secret: no secret named "tok"' "$err"
+run start whoami --id who2 --input "{\"url\":\"$mock_url/echo\"}" --wait
+check "a removed secret: the step fails" 1 "$rc"
+check_contains "naming the secret" 'secret \"tok\" is not set' "$out"
+
+# ---- an unknown run; the daemon gone ----
+
+run show nope
+check "show of an unknown run: exit 1" 1 "$rc"
+check "show of an unknown run: says so" 'lodestone show: no workflow run with id "nope"' "$err"
+
+e2e_stop "$daemon" 10
+check "lodestoned stops on SIGTERM with exit 0" 0 $?
+run list
+check "daemon stopped: exit 3" 3 "$rc"
+check_match "daemon stopped: cannot reach it, says where" "^lodestone: cannot reach lodestoned at $d/ld\\.sock \\(.*\\); is it running\\?" "$err"
+run show h1 --socket "$sock"
+check "daemon stopped: show exits 3 too" 3 "$rc"
+
+e2e_stop "$mock" 10
+e2e_finish
