@@ -836,15 +836,9 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     int64_t now = flow_now(f);
     r->created_ms = r->updated_ms = now;
     r->last_seq = 1;
-    rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, now,
-                     err);
-    if (rc != LS_OK) {
-        pthread_mutex_unlock(stripe);
-        flow_run_free(r);
-        goto out;
-    }
-    *created = 1;
-    /* Render before the run is visible to workers, which may end it. */
+    /* Render before the write: a start that returns an error has stored
+     * nothing (and before the run is visible to workers, which may end
+     * it). */
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);
     rc = ls_buf_set(run, "", 0, err);
@@ -855,6 +849,15 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
                            "\"type\":\"%.*s\",\"updated_at\":\"%s\"}",
                            ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen,
                            type, ts);
+    if (rc == LS_OK)
+        rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, now,
+                         err);
+    if (rc != LS_OK) {
+        pthread_mutex_unlock(stripe);
+        flow_run_free(r);
+        goto out;
+    }
+    *created = 1;
     pthread_mutex_lock(&f->mu);
     flow_runtab_add(&f->runs, r, NULL);
     f->st.started++;
