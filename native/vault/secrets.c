@@ -17,27 +17,27 @@
 #include "lodestone/ls_clock.h"
 #include "vault_int.h"
 
-/* Secret record, version 1 (the value stored under a secret's key):
+/* Secret record, version 0x81 (the value stored under a secret's key):
  *
- *     byte  0       record version (1)
+ *     byte  0       record version (0x81)
  *     bytes 1..8    updated_ms, big-endian signed: ms since the epoch of
  *                   the put that set the value (reseal keeps it)
  *     bytes 9..     the sealed value (seal.c's format)
  *
  * The seal's associated data is AD_PREFIX + name + bytes 0..8.
  *
- * Records written before the header existed were the bare sealed value.
- * No store holding them was ever released, so there is no migration: they
- * are refused with LS_EFORMAT and the advice to set the secret again. Their
- * first byte is the seal's version, which is also 1, so that byte cannot
- * tell them apart. check_record calls a record old when byte 9 is not the
- * seal's version (so for 255 old records in 256: byte 9 is a nonce byte);
- * open_record tries the old layout on a record that looks new but does not
- * open, which catches the rest. ls_vault_secret_list_info opens nothing, so
- * it would list that 1 in 256 with a meaningless time. */
-#define REC_VERSION   1u
+ * Records written before the header existed were the bare sealed value, so
+ * their first byte is the seal's version (LS_VAULT_VERSION, 1). Record
+ * versions have the high bit set and seal versions never do, so that byte
+ * alone tells the two apart. No store holding old records was ever
+ * released, so there is no migration: they are refused with LS_EFORMAT and
+ * the advice to set the secret again. */
+#define REC_VERSION   0x81u
 #define REC_HEADBYTES 9u
 #define REC_MIN       (REC_HEADBYTES + LS_VAULT_OVERHEAD)
+
+_Static_assert(LS_VAULT_VERSION < 0x80u && REC_VERSION >= 0x80u,
+               "a record version must never equal the first byte of a sealed value");
 
 #define AD_PREFIX    "lodestone.secret:"
 #define AD_MAX       (sizeof AD_PREFIX - 1 + LS_SECRET_NAMEMAX + REC_HEADBYTES)
@@ -114,19 +114,16 @@ static ls_rc secret_key(ls_buf *k, const char *name, size_t len, ls_err *err)
     return rc;
 }
 
-/* "lodestone.secret:" + name + head into ad (AD_MAX bytes); returns its
- * length. head is a record header, or NULL for the old format's ad. */
+/* "lodestone.secret:" + name + the record header head into ad (AD_MAX
+ * bytes); returns its length. */
 static size_t secret_ad(unsigned char *ad, const char *name, size_t len, const unsigned char *head)
 {
     size_t n = sizeof AD_PREFIX - 1;
     memcpy(ad, AD_PREFIX, n);
     memcpy(ad + n, name, len);
     n += len;
-    if (head != NULL) {
-        memcpy(ad + n, head, REC_HEADBYTES);
-        n += REC_HEADBYTES;
-    }
-    return n;
+    memcpy(ad + n, head, REC_HEADBYTES);
+    return n + REC_HEADBYTES;
 }
 
 /* ---- records ---- */
@@ -153,19 +150,20 @@ static ls_rc old_format(ls_rc code, ls_err *err)
                       "and update time), which this build does not read; set the secret again");
 }
 
-/* LS_OK when rec has the shape of a version-1 record, else code (LS_EFORMAT
- * or LS_ECORRUPT) saying what is wrong. Does not authenticate anything. */
+/* LS_OK when rec has the version and the length of a record of this build,
+ * else code (LS_EFORMAT or LS_ECORRUPT) saying what is wrong: an old-format
+ * record is told by its first byte alone. Does not authenticate anything. */
 static ls_rc check_record(const unsigned char *rec, size_t len, ls_rc code, ls_err *err)
 {
-    if (len >= REC_MIN && rec[0] == REC_VERSION && rec[REC_HEADBYTES] == LS_VAULT_VERSION)
-        return LS_OK;
-    if (len >= LS_VAULT_OVERHEAD && rec[0] == LS_VAULT_VERSION) return old_format(code, err);
+    if (len > 0 && rec[0] == LS_VAULT_VERSION) return old_format(code, err);
     if (len > 0 && rec[0] != REC_VERSION)
         return ls_err_set(err, code,
-                          "the record has format version %u; this build reads version %u",
+                          "the record has format version 0x%02x; this build reads version 0x%02x",
                           (unsigned)rec[0], REC_VERSION);
-    return ls_err_set(err, code, "the record is %zu bytes, shorter than the %u-byte minimum", len,
-                      REC_MIN);
+    if (len < REC_MIN)
+        return ls_err_set(err, code, "the record is %zu bytes, shorter than the %u-byte minimum",
+                          len, REC_MIN);
+    return LS_OK;
 }
 
 /* Key id the record's sealed value names; 0 when it is no record. */
@@ -175,10 +173,16 @@ static uint32_t record_key(const unsigned char *rec, size_t len)
     return ls_vault_sealed_key(rec + REC_HEADBYTES, len - REC_HEADBYTES);
 }
 
+/* Guarded bytes open_record needs for a record of len bytes. */
+static size_t record_ptcap(size_t len)
+{
+    return len > REC_MIN ? len - REC_MIN : 0;
+}
+
 /* Checks and opens the record rec of secret name into dst, which is guarded
- * and has room for len - LS_VAULT_OVERHEAD bytes (enough for either layout).
- * *ptlen receives the value's length. LS_EFORMAT for a record this build
- * does not read (the old format among them); otherwise as ls_vault_open. */
+ * and has room for record_ptcap(len) bytes. *ptlen receives the value's
+ * length. LS_EFORMAT for a record this build does not read (the old format
+ * among them); otherwise as ls_vault_open. */
 static ls_rc open_record(ls_vault_t *v, const char *name, size_t nlen, const unsigned char *rec,
                          size_t len, unsigned char *dst, size_t *ptlen, ls_err *err)
 {
@@ -186,18 +190,8 @@ static ls_rc open_record(ls_vault_t *v, const char *name, size_t nlen, const uns
     if (rc != LS_OK) return rc;
     unsigned char ad[AD_MAX];
     size_t adlen = secret_ad(ad, name, nlen, rec);
-    rc =
-        ls_vault_open_into(v, ad, adlen, rec + REC_HEADBYTES, len - REC_HEADBYTES, dst, ptlen, err);
-    if (rc != LS_EAUTH && rc != LS_ENOTFOUND) return rc;
-    /* An old record whose byte 9 happened to match: it opens as a whole
-     * under the name alone. What it held is wiped, never returned. */
-    ls_err ignored;
-    size_t oldlen = 0;
-    adlen = secret_ad(ad, name, nlen, NULL);
-    if (ls_vault_open_into(v, ad, adlen, rec, len, dst, &oldlen, &ignored) != LS_OK) return rc;
-    sodium_memzero(dst, oldlen);
-    *ptlen = 0;
-    return old_format(LS_EFORMAT, err);
+    return ls_vault_open_into(v, ad, adlen, rec + REC_HEADBYTES, len - REC_HEADBYTES, dst, ptlen,
+                              err);
 }
 
 /* Seals pt for secret name behind the record header head, replacing *rec
@@ -263,8 +257,7 @@ ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_se
         rc = ls_err_set(err, LS_ENOMEM, "out of memory reading a secret");
         goto fail;
     }
-    size_t need = sealed.len > LS_VAULT_OVERHEAD ? sealed.len - LS_VAULT_OVERHEAD : 0;
-    rc = guarded_reserve(&s->data, &s->cap, need, err);
+    rc = guarded_reserve(&s->data, &s->cap, record_ptcap(sealed.len), err);
     if (rc != LS_OK) goto fail;
     rc = open_record(v, name, nlen, sealed.ptr, sealed.len, s->data, &s->len, err);
     if (rc != LS_OK) goto fail;
@@ -424,8 +417,7 @@ static ls_rc reseal_one(reseal_state *rs, const void *key, size_t klen, const un
     if (rc != LS_OK) return rc;
     const char *name = (const char *)rs->name.ptr;
     size_t ptlen = 0;
-    rc = guarded_reserve(&rs->pt, &rs->ptcap,
-                         vlen > LS_VAULT_OVERHEAD ? vlen - LS_VAULT_OVERHEAD : 0, err);
+    rc = guarded_reserve(&rs->pt, &rs->ptcap, record_ptcap(vlen), err);
     if (rc == LS_OK) rc = open_record(rs->v, name, rs->name.len, val, vlen, rs->pt, &ptlen, err);
     if (rc == LS_OK)
         rc = seal_record(rs->v, name, rs->name.len, val, rs->pt, ptlen, &rs->sealed, &rs->rec, err);

@@ -13,7 +13,9 @@
 
 #include "lodestone/ls_vault.h"
 
-/* Version byte of the sealed format written by this build. */
+/* Version byte of the sealed format written by this build. Stays below
+ * 0x80: secrets.c's record versions have the high bit set, so that a
+ * record's first byte tells it from a bare sealed value. */
 #define LS_VAULT_VERSION 1u
 
 /* Bytes of the sealed header that are authenticated as associated data in
