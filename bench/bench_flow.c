@@ -145,8 +145,8 @@ static ls_rc open_all(const char *dir, int create, ls_store_t **st, ls_vault_t *
     char p[4096];
     mkdir(dir, 0700);
     snprintf(p, sizeof p, "%s/store", dir);
-    ls_store_opts so = {.create_if_missing = create, .cache_bytes = 32u << 20,
-                        .write_buffer = 16u << 20};
+    ls_store_opts so = {
+        .create_if_missing = create, .cache_bytes = 32u << 20, .write_buffer = 16u << 20};
     ls_rc rc = ls_store_open(st, p, &so, err);
     if (rc != LS_OK) return rc;
     snprintf(p, sizeof p, "%s/master.key", dir);
@@ -166,8 +166,8 @@ static double closed_loop(const char *dir, int nosync, unsigned workers, int con
         fprintf(stderr, "bench_flow: %s\n", ls_err_text(&err));
         exit(1);
     }
-    ls_flow_opts o = {.store = st, .vault = v, .runner = &runner, .workers = workers,
-                      .nosync = nosync};
+    ls_flow_opts o = {
+        .store = st, .vault = v, .runner = &runner, .workers = workers, .nosync = nosync};
     if (ls_flow_open(&f, &o, &err) != LS_OK || ls_flow_run(f, &err) != LS_OK) {
         fprintf(stderr, "bench_flow: %s\n", ls_err_text(&err));
         exit(1);
@@ -192,7 +192,7 @@ static double closed_loop(const char *dir, int nosync, unsigned workers, int con
     free(th);
     free(ca);
     free(lat);
-    return done / el;
+    return (double)done / el;
 }
 
 static int fill(const char *dir, long completed, long unfinished)
@@ -234,7 +234,7 @@ static int fill(const char *dir, long completed, long unfinished)
         f = NULL;
     }
     printf("fill: %ld completed runs in %.1f s (%.0f/s, unsynced), %ld unfinished in %.1f s\n",
-           completed, t1 - t0, completed / (t1 - t0 > 0 ? t1 - t0 : 1), unfinished,
+           completed, t1 - t0, (double)completed / (t1 - t0 > 0 ? t1 - t0 : 1), unfinished,
            bench_now() - t1);
     ls_buf_free(&out);
     ls_vault_close(v);

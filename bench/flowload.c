@@ -190,7 +190,7 @@ int main(int argc, char **argv)
     qsort(lat_ms, (size_t)done, sizeof *lat_ms, cmp_d);
     printf("%s: concurrency %d: %ld runs in %.2f s: %.0f runs/s; start-to-result p50 %.2f ms, "
            "p99 %.2f ms\n",
-           start_only ? "starts" : "runs", conc, done, el, done / el, lat_ms[done / 2],
+           start_only ? "starts" : "runs", conc, done, el, (double)done / el, lat_ms[done / 2],
            lat_ms[done * 99 / 100]);
     free(lat_ms);
     free(th);

@@ -53,4 +53,3 @@ char *ls_time_format(int64_t ms, char *o)
     *o = '\0';
     return o - LS_TIME_TEXTLEN;
 }
-

@@ -611,7 +611,7 @@ static int unix_listen(const char *path, ls_err *err)
         ls_err_set(err, LS_EINVAL, "--socket: path longer than %zu bytes", sizeof sa.sun_path - 1);
         return -1;
     }
-    strcpy(sa.sun_path, path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         ls_err_set(err, LS_EIO, "socket: %s", strerror(errno));
@@ -648,11 +648,11 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
     if (o->socket_path) {
         a->unix_fd = unix_listen(o->socket_path, err);
         if (a->unix_fd < 0) goto fail;
-        a->unix_d = MHD_start_daemon(flags, 0, NULL, NULL, on_unix_request, a, MHD_OPTION_LISTEN_SOCKET,
-                                     a->unix_fd, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
-                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
-                                     MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+        a->unix_d = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_unix_request, a, MHD_OPTION_LISTEN_SOCKET, a->unix_fd,
+            MHD_OPTION_THREAD_POOL_SIZE, a->o.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_CONNECTION_LIMIT,
+            4096u, MHD_OPTION_END);
         if (a->unix_d == NULL) {
             ls_err_set(err, LS_EIO, "cannot serve HTTP on %s", o->socket_path);
             goto fail;

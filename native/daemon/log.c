@@ -49,7 +49,9 @@ static void emit(int level, const char *run, const char *msg)
     char ts[LS_TIME_TEXTLEN + 1];
     size_t n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
                                 ls_time_format(ls_clock_wall_ms(NULL), ts),
-                                names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                                names[level < 0   ? 0
+                                      : level > 3 ? 3
+                                                  : level]);
     put_escaped(line, sizeof line - 16, &n, msg);
     line[n++] = '"';
     if (run) {

@@ -14,7 +14,8 @@ void lsd_log_set_level(int level);
 /* Parses "debug", "info", "warn", "error"; -1 when unknown. */
 int lsd_log_level_parse(const char *s);
 
-void lsd_log(int level, const char *run, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void lsd_log(int level, const char *run, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The engine's log sink (ls_flow_opts.log). */
 void lsd_log_sink(void *ud, int level, const char *run, const char *msg);

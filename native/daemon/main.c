@@ -92,7 +92,9 @@ static char *read_token(const char *path, ls_err *err)
         if (strlen(line) >= 16) tok = strdup(line);
     }
     fclose(f);
-    if (tok == NULL) ls_err_set(err, LS_EINVAL, "--token-file %s: needs a token of 16+ characters on its first line", path);
+    if (tok == NULL)
+        ls_err_set(err, LS_EINVAL,
+                   "--token-file %s: needs a token of 16+ characters on its first line", path);
     return tok;
 }
 
@@ -133,12 +135,18 @@ int main(int argc, char **argv)
         }
         if (i + 1 >= argc) return die("%s needs a value (see --help)", o);
         const char *v = argv[++i];
-        if (strcmp(o, "--data") == 0) data = v;
-        else if (strcmp(o, "--workflows") == 0) workflows = v;
-        else if (strcmp(o, "--socket") == 0) socket_path = v;
-        else if (strcmp(o, "--listen") == 0) listen_addr = v;
-        else if (strcmp(o, "--token-file") == 0) token_file = v;
-        else if (strcmp(o, "--key-file") == 0) key_file = v;
+        if (strcmp(o, "--data") == 0)
+            data = v;
+        else if (strcmp(o, "--workflows") == 0)
+            workflows = v;
+        else if (strcmp(o, "--socket") == 0)
+            socket_path = v;
+        else if (strcmp(o, "--listen") == 0)
+            listen_addr = v;
+        else if (strcmp(o, "--token-file") == 0)
+            token_file = v;
+        else if (strcmp(o, "--key-file") == 0)
+            key_file = v;
         else if (strcmp(o, "--workers") == 0) {
             if (parse_uint(v, 1024, &workers) || workers == 0)
                 return die("--workers: expected 1 to 1024, got \"%s\"", v);
@@ -153,7 +161,8 @@ int main(int argc, char **argv)
                 return die("--body-limit: expected 1024 to 1073741824 bytes, got \"%s\"", v);
         } else if (strcmp(o, "--log-level") == 0) {
             int lvl = lsd_log_level_parse(v);
-            if (lvl < 0) return die("--log-level: expected debug, info, warn or error, got \"%s\"", v);
+            if (lvl < 0)
+                return die("--log-level: expected debug, info, warn or error, got \"%s\"", v);
             lsd_log_set_level(lvl);
         } else {
             return die("unknown option %s (see --help)", o);
@@ -184,7 +193,8 @@ int main(int argc, char **argv)
 
     /* The store first: its lock makes this the only daemon on data. */
     ls_store_t *store = NULL;
-    ls_store_opts so = {.create_if_missing = 1, .cache_bytes = 32u << 20, .write_buffer = 16u << 20};
+    ls_store_opts so = {
+        .create_if_missing = 1, .cache_bytes = 32u << 20, .write_buffer = 16u << 20};
     ls_rc rc = ls_store_open(&store, store_dir, &so, &err);
     if (rc == LS_EBUSY) {
         free(token);
@@ -198,13 +208,13 @@ int main(int argc, char **argv)
     }
     ls_vault_opts vo = {.create_if_missing = 1};
     ls_vault_t *vault = NULL;
-    if ((rc = ls_vault_load(&vault, key_file, &vo, &err)) != LS_OK) {
+    if (ls_vault_load(&vault, key_file, &vo, &err) != LS_OK) {
         ls_store_close(store);
         free(token);
         return die("key file: %s", ls_err_text(&err));
     }
     lls_runner *runner = NULL;
-    if ((rc = lls_runner_new(&runner, workflows, lua_dir, &err)) != LS_OK) {
+    if (lls_runner_new(&runner, workflows, lua_dir, &err) != LS_OK) {
         ls_vault_close(vault);
         ls_store_close(store);
         free(token);
@@ -230,7 +240,7 @@ int main(int argc, char **argv)
                        .nosync = nosync,
                        .log = lsd_log_sink};
     ls_flow_t *flow = NULL;
-    if ((rc = ls_flow_open(&flow, &fo, &err)) != LS_OK) {
+    if (ls_flow_open(&flow, &fo, &err) != LS_OK) {
         lls_runner_free(runner);
         ls_vault_close(vault);
         ls_store_close(store);
@@ -257,12 +267,12 @@ int main(int argc, char **argv)
                        .body_limit = body_limit,
                        .threads = (unsigned)http_threads};
     int exit_code = 0;
-    if ((rc = lsd_api_start(&api, &ao, &err)) != LS_OK) {
+    if (lsd_api_start(&api, &ao, &err) != LS_OK) {
         lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", ls_err_text(&err));
         exit_code = 1;
         goto out;
     }
-    if ((rc = ls_flow_run(flow, &err)) != LS_OK) {
+    if (ls_flow_run(flow, &err) != LS_OK) {
         lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", ls_err_text(&err));
         exit_code = 1;
         goto out;

@@ -77,8 +77,9 @@ static ls_rc check_sticky(ls_flow_act *a, ls_err *err)
 {
     if (a->sticky == LS_OK) {
         if (a->commit_pending)
-            return ls_err_set(err, LS_EINVAL,
-                              "the activation is parked; return to the engine before calling again");
+            return ls_err_set(
+                err, LS_EINVAL,
+                "the activation is parked; return to the engine before calling again");
         if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
         if (a->waiting)
             return ls_err_set(err, LS_EINVAL, "the run is suspended; unwind the workflow code");

@@ -96,7 +96,8 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
     ls_rc rc = ls_run_key(&k, id, err);
     if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
     ls_buf_free(&k);
-    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ECORRUPT, "status index names a run without a record");
+    if (rc == LS_ENOTFOUND)
+        return ls_err_set(err, LS_ECORRUPT, "status index names a run without a record");
     if (rc != LS_OK) return rc;
     ls_run_record rec;
     if ((rc = ls_run_decode(val->ptr, val->len, &rec, err)) != LS_OK) return rc;
@@ -396,6 +397,7 @@ ls_rc flow_commit_wait(ls_flow_t *f, flow_commit *c, ls_err *err)
     c->act = NULL;
     if (!commit_or_queue(f, c))
         while (!c->done) pthread_cond_wait(&cv, &f->cmu);
+    c->cv = NULL;
     pthread_mutex_unlock(&f->cmu);
     pthread_cond_destroy(&cv);
     if (c->rc != LS_OK && err) *err = c->err;
@@ -548,7 +550,8 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     int ce = pthread_create(&f->committer, NULL, committer_main, f);
     f->c_running = ce == 0;
     pthread_mutex_unlock(&f->cmu);
-    if (ce != 0) return ls_err_set(err, LS_EIO, "flow: cannot start the committer: %s", strerror(ce));
+    if (ce != 0)
+        return ls_err_set(err, LS_EIO, "flow: cannot start the committer: %s", strerror(ce));
     for (unsigned i = 0; i < f->nworkers; i++) {
         pthread_mutex_lock(&f->mu);
         int e = pthread_create(&f->workers[i].th, NULL, worker_main, &f->workers[i]);
@@ -581,8 +584,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
     if (f->workers_exited < f->workers_started) {
         atomic_store(&f->interrupt, 1);
         flow_log(f, LS_FLOW_LOG_WARN, NULL,
-                 "%u activations still running after the grace period: interrupting",
-                 f->busy);
+                 "%u activations still running after the grace period: interrupting", f->busy);
         abs_deadline(&ts, 1000);
         while (f->workers_exited < f->workers_started) {
             if (pthread_cond_timedwait(&f->idle_cv, &f->mu, &ts) == ETIMEDOUT) break;
@@ -736,8 +738,13 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
         (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
         goto out;
     ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
-    ls_run_record rec = {.status = LS_RUN_RUNNING, .created_ms = now, .updated_ms = now,
-                         .last_seq = 1, .type = type, .type_len = tlen, .name = name,
+    ls_run_record rec = {.status = LS_RUN_RUNNING,
+                         .created_ms = now,
+                         .updated_ms = now,
+                         .last_seq = 1,
+                         .type = type,
+                         .type_len = tlen,
+                         .name = name,
                          .name_len = nlen};
     if ((rc = ls_run_key(&k, id, err)) != LS_OK || (rc = ls_run_encode(&rec, &v, err)) != LS_OK)
         goto out;
@@ -767,9 +774,10 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
         ls_buf known = LS_BUF_INIT;
         f->o.runner->list_types(f->o.runner_ud, &known);
-        ls_rc rc = ls_err_set(err, LS_ENOTFOUND, "unknown workflow type \"%.*s\"; known types: %.*s",
-                              (int)(tlen > 100 ? 100 : tlen), type, (int)known.len,
-                              known.len ? (const char *)known.ptr : "(none)");
+        ls_rc rc =
+            ls_err_set(err, LS_ENOTFOUND, "unknown workflow type \"%.*s\"; known types: %.*s",
+                       (int)(tlen > 100 ? 100 : tlen), type, (int)known.len,
+                       known.len ? (const char *)known.ptr : "(none)");
         ls_buf_free(&known);
         return rc;
     }
@@ -847,8 +855,8 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
                            "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
                            "\"input\":%.*s,\"status\":\"running\",\"steps_completed\":0,"
                            "\"type\":\"%.*s\",\"updated_at\":\"%s\"}",
-                           ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen,
-                           type, ts);
+                           ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen, type,
+                           ts);
     if (rc == LS_OK)
         rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, now,
                          err);

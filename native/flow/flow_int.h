@@ -81,9 +81,9 @@ typedef struct flow_commit {
     int sync;
     ls_rc rc;
     ls_err err;
-    int done;              /* sync waiters: set under cmu */
-    pthread_cond_t *cv;    /* a waiting thread, or NULL */
-    ls_flow_act *act;      /* an activation to hand back to its worker */
+    int done;           /* sync waiters: set under cmu */
+    pthread_cond_t *cv; /* a waiting thread, or NULL */
+    ls_flow_act *act;   /* an activation to hand back to its worker */
     struct flow_commit *next;
 } flow_commit;
 
@@ -97,10 +97,10 @@ typedef struct flow_worker {
     unsigned index;
     pthread_t th;
     pthread_cond_t cv;
-    void *rw;                          /* the runner's state for this worker */
-    ls_flow_act *rq_head, *rq_tail;    /* activations whose write is done */
-    unsigned inflight;                 /* activations begun, not finalised */
-    int idle;                          /* waiting on cv */
+    void *rw;                       /* the runner's state for this worker */
+    ls_flow_act *rq_head, *rq_tail; /* activations whose write is done */
+    unsigned inflight;              /* activations begun, not finalised */
+    int idle;                       /* waiting on cv */
 } flow_worker;
 
 struct ls_flow {
@@ -148,9 +148,9 @@ struct ls_flow_act {
     struct ls_flow_act *qnext; /* the worker's queue */
     /* the write in flight (at most one) */
     flow_commit c;
-    int commit_pending;        /* handed to the committer, not yet applied */
-    int parked;                /* the runner must be resumed after it */
-    int ending;                /* the write ends the run */
+    int commit_pending; /* handed to the committer, not yet applied */
+    int parked;         /* the runner must be resumed after it */
+    int ending;         /* the write ends the run */
     ls_run_status pend_status;
     uint64_t pend_last_seq;
     int64_t pend_now;

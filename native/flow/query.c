@@ -87,8 +87,8 @@ ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, siz
     return ls_vault_seal(f->o.vault, ad, sizeof ad, pt, len, out, err);
 }
 
-ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed,
-                        size_t len, ls_buf *out, ls_err *err)
+ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
+                        ls_buf *out, ls_err *err)
 {
     if (sealed == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
     unsigned char ad[LS_ID_BYTES + 8];
@@ -154,7 +154,7 @@ static ls_rc set_payload(ls_flow_t *f, json_t *o, const char *key, const ls_id *
     ls_rc rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
     if (rc != LS_OK) return rc;
     json_t *v = NULL;
-    if ((rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err)) != LS_OK)
+    if (ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err) != LS_OK)
         return ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev->seq);
     json_object_set_new(o, key, v);
     return LS_OK;
@@ -342,8 +342,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
         if (ev->payload_len) {
             json_t *extra = NULL;
             rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
-            if (rc == LS_OK)
-                rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
+            if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
             if (rc == LS_OK) {
                 json_t *tb = json_object_get(extra, "traceback");
                 if (tb) json_object_set(o, "traceback", tb);
@@ -403,8 +402,7 @@ ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned 
     ls_run_status st = 0;
     ls_id after;
     ls_rc rc;
-    if (status && *status &&
-        ls_run_status_parse(status, strlen(status), &st) != LS_OK)
+    if (status && *status && ls_run_status_parse(status, strlen(status), &st) != LS_OK)
         return ls_err_set(err, LS_EINVAL,
                           "status: unknown value \"%.40s\"; use running, completed, failed, "
                           "cancelled or terminated",

@@ -22,7 +22,7 @@ ls_rc flow_runtab_init(flow_runtab *t, ls_err *err)
 {
     t->nb = 1024;
     t->n = 0;
-    t->b = ls_calloc(t->nb, sizeof *t->b);
+    t->b = ls_calloc(t->nb, sizeof(flow_run *));
     if (t->b == NULL) return ls_err_set(err, LS_ENOMEM, "run table: out of memory");
     return LS_OK;
 }
@@ -53,7 +53,7 @@ flow_run *flow_runtab_find(const flow_runtab *t, const ls_id *id)
 static void grow(flow_runtab *t)
 {
     size_t nb = t->nb * 2;
-    flow_run **b = ls_calloc(nb, sizeof *b);
+    flow_run **b = ls_calloc(nb, sizeof(flow_run *));
     if (b == NULL) return; /* stay slower, not wrong */
     for (size_t i = 0; i < t->nb; i++) {
         flow_run *r = t->b[i];

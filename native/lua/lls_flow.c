@@ -341,10 +341,9 @@ static int l_uuid(lua_State *L)
     randombytes_buf(u, sizeof u);
     u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
     u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
-    snprintf(s, sizeof s,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-             u[15]);
+    snprintf(s, sizeof s, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+             u[14], u[15]);
     lua_pushstring(L, s);
     return 1;
 }
@@ -458,7 +457,7 @@ static ls_rc list_files(const char *dir, char ***out, size_t *n, ls_err *err)
         cnt++;
     }
     closedir(d);
-    qsort(v, cnt, sizeof *v, cmp_str);
+    if (cnt > 1) qsort(v, cnt, sizeof *v, cmp_str);
     *out = v;
     *n = cnt;
     return LS_OK;
@@ -569,8 +568,8 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 (*ntypes)++;
             }
         }
-        lua_pop(L, 1);                   /* name */
-        lua_pushstring(L, files[i]);     /* def.file = path */
+        lua_pop(L, 1);               /* name */
+        lua_pushstring(L, files[i]); /* def.file = path */
         lua_setfield(L, -2, "file");
         lua_getfield(L, -1, "name");
         lua_insert(L, -2);
@@ -652,11 +651,11 @@ ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err)
     json_t *o = json_object(), *types = json_array(), *errors = json_array();
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->ntypes; i++)
-        json_array_append_new(types, json_pack("{s:s,s:s}", "name", r->types[i].name, "file",
-                                               r->types[i].file));
+        json_array_append_new(
+            types, json_pack("{s:s,s:s}", "name", r->types[i].name, "file", r->types[i].file));
     for (size_t i = 0; i < r->nerrors; i++)
-        json_array_append_new(errors, json_pack("{s:s,s:s}", "file", r->errors[i].file, "error",
-                                                r->errors[i].error));
+        json_array_append_new(
+            errors, json_pack("{s:s,s:s}", "file", r->errors[i].file, "error", r->errors[i].error));
     pthread_mutex_unlock(&r->mu);
     json_object_set_new(o, "types", types);
     json_object_set_new(o, "errors", errors);
@@ -759,8 +758,7 @@ static void drive(worker *w, ls_flow_act *a, int resuming)
         const char *msg = lua_tolstring(L, -1, &len);
         ls_err err;
         if (ls_flow_act_parked(a) || ls_flow_act_interrupted(a) ||
-            ls_flow_act_fail(a, msg ? msg : "runner error", msg ? len : 12, NULL, 0, &err) !=
-                LS_OK)
+            ls_flow_act_fail(a, msg ? msg : "runner error", msg ? len : 12, NULL, 0, &err) != LS_OK)
             ls_flow_act_abandon(a);
     }
     lua_settop(L, top);
