@@ -286,8 +286,10 @@ int main(int argc, char **argv)
         if (got_hup) {
             got_hup = 0;
             if (lls_runner_reload(runner, &err) == LS_OK) {
-                lsd_log(LS_FLOW_LOG_INFO, NULL, "workflows reloaded (%zu load errors)",
-                        lls_runner_error_count(runner));
+                size_t again = ls_flow_retry_idle(flow);
+                lsd_log(LS_FLOW_LOG_INFO, NULL,
+                        "workflows reloaded (%zu load errors); %zu waiting runs tried again",
+                        lls_runner_error_count(runner), again);
             } else {
                 lsd_log(LS_FLOW_LOG_ERROR, NULL, "reload failed: %s", ls_err_text(&err));
             }

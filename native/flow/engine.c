@@ -701,6 +701,22 @@ int ls_flow_unwatch(ls_flow_t *f, uint64_t watch)
     return 0;
 }
 
+size_t ls_flow_retry_idle(ls_flow_t *f)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&f->mu);
+    if (!f->stopping) {
+        for (size_t i = 0; i < f->runs.nb; i++)
+            for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
+                if (r->state == R_IDLE && !r->has_timer) {
+                    enqueue(f, r);
+                    n++;
+                }
+    }
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
 {
     pthread_mutex_lock(&f->mu);

@@ -286,6 +286,34 @@ check "non-determinism: the run fails, naming both sides" \
   'failed run edited-1: non-determinism at command 1: history has step "first", the workflow asked for step "renamed"' \
   "$(j '"\(.status) \(.error)"')"
 
+# ---- a run whose workflow file went missing waits, and goes on after a reload ----
+
+cat > "$d/wf/comeback.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "comeback", run = function(ctx)
+  ctx:sleep("500ms")
+  return ctx:step("after", function() return "back" end)
+end }
+LUA
+kill -HUP "$daemon"
+poll 100 reloaded 4
+start comeback '{"id":"comeback-1"}'
+poll 100 sleeping comeback-1
+mv "$d/wf/comeback.lua" "$d/comeback.lua.away"
+kill -HUP "$daemon"
+poll 100 reloaded 5
+not_loaded() { grep -q 'workflow type \\"comeback\\" is not loaded' "$d/daemon.log"; }
+poll 100 not_loaded
+check "missing type: the daemon logs that the run waits" 0 $?
+api GET /v1/workflows/comeback-1
+check "missing type: the run is still running" running "$(j .status)"
+mv "$d/comeback.lua.away" "$d/wf/comeback.lua"
+kill -HUP "$daemon"
+poll 100 reloaded 6
+result comeback-1
+check "missing type: after the file is back and a reload, the run completes" \
+  'completed "back"' "$(j '"\(.status) \(.output|tojson)"')"
+
 # ---- secrets, and order.lua against the payments mock ----
 
 api PUT /v1/secrets/payments_token --data-binary "$SECRET"

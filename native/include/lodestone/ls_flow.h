@@ -162,6 +162,11 @@ typedef struct {
 
 LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
 
+/* Queues every unfinished run that is idle without a timer: runs whose
+ * activation gave up (their workflow type was not loaded) try again, e.g.
+ * after the runner reloaded its files. Returns how many were queued. */
+LS_API size_t ls_flow_retry_idle(ls_flow_t *f);
+
 /* ---- the activation API, for runners ---- */
 
 /* The run's name and type (NUL-terminated, borrowed until the activation
