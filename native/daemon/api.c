@@ -435,6 +435,10 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         "# TYPE lodestone_steps_total counter\n"
         "lodestone_steps_total{outcome=\"completed\"} %llu\n"
         "lodestone_steps_total{outcome=\"failed\"} %llu\n"
+        "# HELP lodestone_store_writes_total Synced store writes of transitions (group commits).\n"
+        "# TYPE lodestone_store_writes_total counter\nlodestone_store_writes_total %llu\n"
+        "# HELP lodestone_transitions_total Run transitions written (events, record, indexes).\n"
+        "# TYPE lodestone_transitions_total counter\nlodestone_transitions_total %llu\n"
         "# HELP lodestone_activations_total Activations run by workers.\n"
         "# TYPE lodestone_activations_total counter\nlodestone_activations_total %llu\n"
         "# HELP lodestone_workflow_load_errors Workflow files that failed to load.\n"
@@ -443,6 +447,7 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         (unsigned long long)s.timers, (unsigned long long)s.started,
         (unsigned long long)s.completed, (unsigned long long)s.failed,
         (unsigned long long)s.steps_completed, (unsigned long long)s.steps_failed,
+        (unsigned long long)s.commits, (unsigned long long)s.transitions,
         (unsigned long long)s.activations, lls_runner_error_count(a->o.runner));
     MHD_RESULT ret = send_body(c, 200, "text/plain; version=0.0.4", out.ptr, out.len);
     ls_buf_free(&out);

@@ -38,7 +38,7 @@ static const char usage[] =
     "  --token-file FILE   bearer token for --listen (first line)\n"
     "  --key-file FILE     master key (default DATA/master.key, created 0600)\n"
     "  --workers N         worker threads running workflow code (default 8)\n"
-    "  --http-threads N    HTTP threads (default 4)\n"
+    "  --http-threads N    HTTP threads (default 16)\n"
     "  --grace SECONDS     on SIGTERM, how long running steps may finish (default 10)\n"
     "  --body-limit BYTES  largest request body (default 1048576)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
@@ -116,7 +116,7 @@ int main(int argc, char **argv)
 {
     const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
     const char *listen_addr = NULL, *token_file = NULL, *key_file = NULL;
-    unsigned long workers = 8, http_threads = 4, grace_s = 10, body_limit = 1 << 20;
+    unsigned long workers = 8, http_threads = 16, grace_s = 10, body_limit = 1 << 20;
     int nosync = 0;
 
     for (int i = 1; i < argc; i++) {
