@@ -156,7 +156,7 @@ static ls_rc open_all(const char *dir, int create, ls_store_t **st, ls_vault_t *
 
 /* Runs `total` runs with `conc` in flight; returns runs/s. */
 static double closed_loop(const char *dir, int nosync, unsigned workers, int conc, long total,
-                          double *p50, double *p99)
+                          double *p50, double *p99, double *per_write)
 {
     ls_store_t *st = NULL;
     ls_vault_t *v = NULL;
@@ -186,6 +186,9 @@ static double closed_loop(const char *dir, int nosync, unsigned workers, int con
     qsort(lat, (size_t)done, sizeof *lat, cmp_d);
     *p50 = lat[done / 2];
     *p99 = lat[done * 99 / 100];
+    ls_flow_stats fs;
+    ls_flow_get_stats(f, &fs);
+    *per_write = fs.commits ? (double)fs.transitions / (double)fs.commits : 0;
     ls_flow_close(f);
     ls_vault_close(v);
     ls_store_close(st);
@@ -255,7 +258,7 @@ int main(int argc, char **argv)
         return 2;
     }
     char dir[4096];
-    double p50, p99;
+    double p50, p99, per_write;
     static const int concs[] = {1, 32, 256};
     printf("engine in process, C runner, 3 steps, synced transitions (5 per run)\n");
     for (int k = 0; k < 3 && !only_nosync; k++) {
@@ -263,12 +266,13 @@ int main(int argc, char **argv)
         long total = c == 1 ? 2000 : 20000;
         unsigned workers = c == 1 ? 1 : (unsigned)(c < 64 ? c : 64);
         snprintf(dir, sizeof dir, "%s/flow-%d", argv[1], c);
-        double rate = closed_loop(dir, 0, workers, c, total, &p50, &p99);
-        printf("  concurrency %3d (%2u workers): %7.0f runs/s  p50 %.2f ms  p99 %.2f ms\n", c,
-               workers, rate, p50, p99);
+        double rate = closed_loop(dir, 0, workers, c, total, &p50, &p99, &per_write);
+        printf("  concurrency %3d (%2u workers): %7.0f runs/s  p50 %.2f ms  p99 %.2f ms  "
+               "(%.1f transitions per synced write)\n",
+               c, workers, rate, p50, p99, per_write);
     }
     snprintf(dir, sizeof dir, "%s/flow-nosync", argv[1]);
-    double rate = closed_loop(dir, 1, 2, 32, 20000, &p50, &p99);
+    double rate = closed_loop(dir, 1, 2, 32, 20000, &p50, &p99, &per_write);
     printf("  baseline without fsync, concurrency 32 (2 workers): %.0f runs/s = %.1f us of CPU "
            "per run at most\n",
            rate, 2e6 / rate);
