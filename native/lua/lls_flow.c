@@ -49,10 +49,23 @@ struct lls_runner {
     size_t nerrors;
 };
 
+/* A parked activation and the state its coroutine lives in. */
+typedef struct {
+    ls_flow_act *act;
+    lua_State *L;
+} parked_act;
+
+/* A worker's Lua states: L runs new activations; after a reload, old keeps
+ * the previous generation alive until the runs parked in it have moved on
+ * (a coroutine cannot change states). */
 typedef struct {
     lua_State *L;
     unsigned gen;
-    unsigned parked; /* activations parked in L: no reload while any */
+    unsigned parked; /* activations parked in L */
+    lua_State *old;
+    unsigned old_parked;
+    parked_act *pa;
+    size_t npa, cap;
 } worker;
 
 /* Per worker thread: the deadline the hook enforces (monotonic ns, 0 =
@@ -670,7 +683,7 @@ ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err)
 /* Registry key of the defs table in a worker state. */
 static char defs_key;
 
-static ls_rc open_worker_state(lls_runner *r, worker *w, ls_err *err)
+static ls_rc open_worker_state(lls_runner *r, lua_State **out, unsigned *out_gen, ls_err *err)
 {
     lua_State *L = new_state(r->lua_dir, err);
     if (L == NULL) return LS_ENOMEM;
@@ -685,8 +698,8 @@ static ls_rc open_worker_state(lls_runner *r, worker *w, ls_err *err)
         lua_close(L);
         return rc;
     }
-    w->L = L;
-    w->gen = gen;
+    *out = L;
+    *out_gen = gen;
     return LS_OK;
 }
 
@@ -695,7 +708,7 @@ static ls_rc worker_open(void *ud, unsigned index, void **out, ls_err *err)
     (void)index;
     worker *w = calloc(1, sizeof *w);
     if (w == NULL) return ls_err_set(err, LS_ENOMEM, "worker: out of memory");
-    ls_rc rc = open_worker_state(ud, w, err);
+    ls_rc rc = open_worker_state(ud, &w->L, &w->gen, err);
     if (rc != LS_OK) {
         free(w);
         return rc;
@@ -710,14 +723,15 @@ static void worker_close(void *ud, void *p)
     worker *w = p;
     if (w == NULL) return;
     if (w->L) lua_close(w->L);
+    if (w->old) lua_close(w->old);
+    free(w->pa);
     free(w);
 }
 
 /* Calls lodestone.workflow's driver: _activate(def, act) for a new
  * activation, _resume(act) for a parked one. */
-static void drive(worker *w, ls_flow_act *a, int resuming)
+static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
 {
-    lua_State *L = w->L;
     tl_act = a;
     int top = lua_gettop(L);
     lua_pushcfunction(L, traceback);
@@ -764,11 +778,38 @@ static void drive(worker *w, ls_flow_act *a, int resuming)
     lua_settop(L, top);
     tl_deadline_ns = 0;
     tl_act = NULL;
-    /* Count the activations parked in this state. */
-    if (resuming && !ls_flow_act_parked(a))
-        w->parked--;
-    else if (!resuming && ls_flow_act_parked(a))
+    /* Keep track of the activations parked in each state. */
+    if (resuming && !ls_flow_act_parked(a)) {
+        for (size_t i = 0; i < w->npa; i++) {
+            if (w->pa[i].act == a) {
+                w->pa[i] = w->pa[--w->npa];
+                break;
+            }
+        }
+        if (L == w->L) {
+            w->parked--;
+        } else if (--w->old_parked == 0) {
+            lua_close(w->old); /* its last parked run has moved on */
+            w->old = NULL;
+        }
+    } else if (!resuming && ls_flow_act_parked(a)) {
+        if (w->npa == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 64;
+            parked_act *pa = realloc(w->pa, cap * sizeof *pa);
+            if (pa == NULL) {
+                /* Cannot track it: its resume gives the run up to the next
+                 * start of the daemon. */
+                ls_flow_act_abandon(a);
+                return;
+            }
+            w->pa = pa;
+            w->cap = cap;
+        }
+        w->pa[w->npa].act = a;
+        w->pa[w->npa].L = L;
+        w->npa++;
         w->parked++;
+    }
 }
 
 static void activate(void *ud, void *p, ls_flow_act *a)
@@ -778,30 +819,48 @@ static void activate(void *ud, void *p, ls_flow_act *a)
     pthread_mutex_lock(&r->mu);
     unsigned gen = r->gen;
     pthread_mutex_unlock(&r->mu);
-    /* Reload the files once no activation is parked in the old state. */
-    if ((gen != w->gen && w->parked == 0) || w->L == NULL) {
-        ls_err err;
-        lua_State *old = w->L;
-        w->L = NULL;
-        if (open_worker_state(r, w, &err) != LS_OK) {
-            w->L = old;
-            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err));
-        } else if (old) {
-            lua_close(old);
+    if (gen != w->gen || w->L == NULL) {
+        /* Reloaded files: new activations use a new state. Runs parked in
+         * the current one finish their activation there (kept as old);
+         * with an old state still busy, the switch waits. */
+        if (w->L == NULL || w->parked == 0 || w->old == NULL) {
+            ls_err err;
+            lua_State *L = NULL;
+            unsigned g = 0;
+            if (open_worker_state(r, &L, &g, &err) != LS_OK) {
+                ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err));
+            } else {
+                if (w->L && w->parked == 0) {
+                    lua_close(w->L);
+                } else if (w->L) {
+                    w->old = w->L;
+                    w->old_parked = w->parked;
+                }
+                w->L = L;
+                w->gen = g;
+                w->parked = 0;
+            }
         }
     }
     if (w->L == NULL) {
         ls_flow_act_abandon(a);
         return;
     }
-    drive(w, a, 0);
+    drive(w, a, 0, w->L);
     if (!ls_flow_act_parked(a)) lua_gc(w->L, LUA_GCSTEP, 0);
 }
 
 static void resume(void *ud, void *p, ls_flow_act *a)
 {
     (void)ud;
-    drive(p, a, 1);
+    worker *w = p;
+    for (size_t i = 0; i < w->npa; i++) {
+        if (w->pa[i].act == a) {
+            drive(w, a, 1, w->pa[i].L);
+            return;
+        }
+    }
+    ls_flow_act_abandon(a); /* never parked here: cannot happen */
 }
 
 static int has_type(void *ud, const char *type, size_t len)
