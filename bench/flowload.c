@@ -6,7 +6,8 @@
  * completed. Prints runs per second and start-to-result latency
  * percentiles. Used by bench/workflows.sh.
  *
- *   flowload SOCKET TYPE CONCURRENCY RUNS [start-only]
+ *   flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request]
+ *     one-request: POST .../TYPE?wait=60 starts a run and answers its result
  *   flowload --fsync-ref DIR     small appends with fdatasync: the disk's rate
  */
 #define _GNU_SOURCE
@@ -26,6 +27,7 @@
 static const char *sock_path, *wf_type;
 static long total_runs;
 static int start_only;
+static int one_request; /* POST ...?wait=60: start and result in one request */
 static atomic_long next_run, failures;
 static double *lat_ms;
 
@@ -95,11 +97,20 @@ static void *client(void *arg)
         double t0 = now_s();
         const char *payload = "{\"input\":{\"n\":1}}";
         int rl = snprintf(req, sizeof req,
-                          "POST /v1/workflows/%s HTTP/1.1\r\nHost: d\r\nContent-Type: "
+                          "POST /v1/workflows/%s%s HTTP/1.1\r\nHost: d\r\nContent-Type: "
                           "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                          wf_type, strlen(payload), payload);
+                          wf_type, one_request ? "?wait=60" : "", strlen(payload), payload);
         char *body;
         int st = roundtrip(fd, req, (size_t)rl, buf, sizeof buf, &body);
+        if (one_request) {
+            if (st != 200 || strstr(body, "\"completed\"") == NULL) {
+                fprintf(stderr, "start?wait: status %d: %.200s\n", st, st > 0 ? body : "");
+                atomic_fetch_add(&failures, 1);
+                break;
+            }
+            lat_ms[i] = (now_s() - t0) * 1000.0;
+            continue;
+        }
         if (st != 201) {
             fprintf(stderr, "start: status %d: %.200s\n", st, st > 0 ? body : "");
             atomic_fetch_add(&failures, 1);
@@ -166,7 +177,7 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--fsync-ref") == 0) return fsync_ref(argv[2]);
     if (argc < 5) {
-        fprintf(stderr, "usage: flowload SOCKET TYPE CONCURRENCY RUNS [start-only]\n"
+        fprintf(stderr, "usage: flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request]\n"
                         "       flowload --fsync-ref DIR\n");
         return 2;
     }
@@ -175,6 +186,7 @@ int main(int argc, char **argv)
     int conc = atoi(argv[3]);
     total_runs = atol(argv[4]);
     start_only = argc > 5 && strcmp(argv[5], "start-only") == 0;
+    one_request = argc > 5 && strcmp(argv[5], "one-request") == 0;
     if (conc < 1 || total_runs < 1) return 2;
     lat_ms = calloc((size_t)total_runs, sizeof *lat_ms);
     pthread_t *th = calloc((size_t)conc, sizeof *th);
@@ -190,8 +202,10 @@ int main(int argc, char **argv)
     qsort(lat_ms, (size_t)done, sizeof *lat_ms, cmp_d);
     printf("%s: concurrency %d: %ld runs in %.2f s: %.0f runs/s; start-to-result p50 %.2f ms, "
            "p99 %.2f ms\n",
-           start_only ? "starts" : "runs", conc, done, el, (double)done / el, lat_ms[done / 2],
-           lat_ms[done * 99 / 100]);
+           start_only    ? "starts"
+           : one_request ? "runs (start?wait)"
+                         : "runs",
+           conc, done, el, (double)done / el, lat_ms[done / 2], lat_ms[done * 99 / 100]);
     free(lat_ms);
     free(th);
     return 0;

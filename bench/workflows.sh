@@ -71,21 +71,29 @@ median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 "$build/bench/flowload" --fsync-ref "$tmp"
 
 echo "lodestoned --workers 4 (LuaJIT runner), 3 steps, synced writes, flowload over the unix socket; median of 3 rounds:"
-for conc in 1 32 256; do
-  runs=$((conc == 1 ? 1000 : 10000))
-  rates=() p50s=() p99s=()
-  for round in 1 2 3; do
-    rm -rf "$tmp/data"
-    start_daemon "$tmp/data" --workers 4
-    line=$("$build/bench/flowload" "$tmp/data/lodestoned.sock" three "$conc" "$runs")
-    stop_daemon
-    rates+=("$(sed -E 's/.*: ([0-9]+) runs\/s.*/\1/' <<<"$line")")
-    p50s+=("$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line")")
-    p99s+=("$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line")")
+for mode in two one-request; do
+  if [ "$mode" = two ]; then
+    echo " start (POST) then result (GET .../result?wait=60), two requests per run:"
+  else
+    echo " start and wait in one request (POST .../three?wait=60):"
+  fi
+  for conc in 1 32 256; do
+    runs=$((conc == 1 ? 1000 : 10000))
+    rates=() p50s=() p99s=()
+    for round in 1 2 3; do
+      rm -rf "$tmp/data"
+      start_daemon "$tmp/data" --workers 4
+      line=$("$build/bench/flowload" "$tmp/data/lodestoned.sock" three "$conc" "$runs" \
+        $([ "$mode" = two ] || echo one-request))
+      stop_daemon
+      rates+=("$(sed -E 's/.*: ([0-9]+) runs\/s.*/\1/' <<<"$line")")
+      p50s+=("$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line")")
+      p99s+=("$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line")")
+    done
+    printf '  concurrency %3d: %6s runs/s   p50 %6s ms   p99 %7s ms\n' "$conc" \
+      "$(printf '%s\n' "${rates[@]}" | median)" "$(printf '%s\n' "${p50s[@]}" | median)" \
+      "$(printf '%s\n' "${p99s[@]}" | median)"
   done
-  printf '  concurrency %3d: %6s runs/s   p50 %6s ms   p99 %7s ms\n' "$conc" \
-    "$(printf '%s\n' "${rates[@]}" | median)" "$(printf '%s\n' "${p50s[@]}" | median)" \
-    "$(printf '%s\n' "${p99s[@]}" | median)"
 done
 echo "  reference (two durable-execution engines, same shape, this machine):"
 echo "                    ~500 runs/s at concurrency 32, p50 ~5 ms, p99 ~10 ms, 440 MiB server"

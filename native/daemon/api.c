@@ -177,21 +177,32 @@ static void *reaper_main(void *p)
 
 /* ---- handlers ---- */
 
+/* The wait query parameter: 0 when absent; -1 when not 0..MAX_WAIT_S. */
+static double parse_wait(struct MHD_Connection *c)
+{
+    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+    if (w == NULL) return 0;
+    char *end;
+    double wait = strtod(w, &end);
+    if (*w == '\0' || *end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S) return -1;
+    return wait;
+}
+
+static MHD_RESULT bad_wait(struct MHD_Connection *c)
+{
+    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+    return send_error(c, 400, "bad_request", "wait: must be 0 to %d seconds, got \"%.40s\"",
+                      MAX_WAIT_S, w ? w : "");
+}
+
 static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const char *name)
 {
     ls_buf out = LS_BUF_INIT;
     ls_err err;
     int done = 0;
     size_t nlen = strlen(name);
-    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-    double wait = 0;
-    if (w) {
-        char *end;
-        wait = strtod(w, &end);
-        if (*w == '\0' || *end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S)
-            return send_error(c, 400, "bad_request", "wait: must be 0 to %d seconds, got \"%.40s\"",
-                              MAX_WAIT_S, w);
-    }
+    double wait = parse_wait(c);
+    if (wait < 0) return bad_wait(c);
     if (!r->suspended && wait > 0 && !a->stopping) {
         /* Watch first: an unfinished run suspends the connection without
          * reading anything; an ended one is answered below. */
@@ -229,6 +240,9 @@ static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const c
 
 static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const char *type)
 {
+    /* POST ...?wait=S came back after its long poll: answer the result. */
+    if (r->name) return h_result(a, r, c, r->name);
+    if (parse_wait(c) < 0) return bad_wait(c); /* before starting anything */
     const char *name = NULL, *input = NULL;
     size_t nlen = 0, ilen = 0;
     json_t *body = NULL;
@@ -286,8 +300,19 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
         ret = send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
     else if (rc != LS_OK)
         ret = send_rc(c, rc, &err);
-    else
+    else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") != NULL) {
+        /* Start and wait: answer as GET .../result?wait=S does, in one
+         * request. */
+        json_t *run = NULL;
+        if (ls_json_parse((const char *)out.ptr, out.len, &run, &err) == LS_OK &&
+            json_is_string(json_object_get(run, "id")))
+            r->name = strdup(json_string_value(json_object_get(run, "id")));
+        json_decref(run);
+        ret = r->name ? h_result(a, r, c, r->name)
+                      : send_error(c, 500, "internal", "start: no id in the run");
+    } else {
         ret = send_json(c, created ? 201 : 200, &out);
+    }
     ls_buf_free(&out);
     return ret;
 }

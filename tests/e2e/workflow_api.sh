@@ -193,6 +193,17 @@ start late '{"id":"late-1","input":{"name":"world"}}'
 result late-1
 check "SIGHUP: and runs" '{"hello":"world"}' "$(j '.output|tojson')"
 
+# Start and wait in one request: POST ...?wait=S answers like GET .../result.
+api POST "/v1/workflows/late?wait=20" --data-binary '{"id":"late-2","input":{"name":"one"}}'
+check "start?wait: 200 once the run has ended" 200 "$code"
+check "start?wait: with its result" 'completed {"hello":"one"}' "$(j '"\(.status) \(.output|tojson)"')"
+api POST "/v1/workflows/late?wait=20" --data-binary '{"id":"late-2","input":{"name":"two"}}'
+check "start?wait: the same id again answers the first run's result" '{"hello":"one"}' "$(j '.output|tojson')"
+api POST "/v1/workflows/late?wait=never" --data-binary '{"id":"late-3"}'
+check "start?wait: a bad wait is 400" 400 "$code"
+api GET /v1/workflows/late-3
+check "start?wait: and starts nothing" 404 "$code"
+
 # ---- start: created, the same id again, errors ----
 
 # (webhook_fanout with a subscriber that never recovers takes its retries'
