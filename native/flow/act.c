@@ -26,7 +26,25 @@ static ls_rc load_history(ls_flow_act *a, ls_err *err)
     ls_store_iter_t *it = NULL;
     const void *key, *val;
     size_t klen, vlen, cap = 0;
-    ls_rc rc = ls_history_prefix(&prefix, &a->r->id, err);
+    ls_rc rc = LS_OK;
+    flow_run *r = a->r;
+    if (r->fresh) {
+        /* A new run's first activation: its history is the WorkflowStarted
+         * just written, kept by ls_flow_start. */
+        a->voff = ls_malloc(sizeof *a->voff);
+        a->vlen = ls_malloc(sizeof *a->vlen);
+        if (a->voff == NULL || a->vlen == NULL)
+            rc = ls_err_set(err, LS_ENOMEM, "history: out of memory");
+        if (rc == LS_OK) rc = ls_buf_set(&a->arena, r->fresh, r->fresh_len, err);
+        ls_free(r->fresh);
+        r->fresh = NULL;
+        if (rc != LS_OK) return rc;
+        a->voff[0] = 0;
+        a->vlen[0] = r->fresh_len;
+        a->nev = 1;
+        goto decode;
+    }
+    rc = ls_history_prefix(&prefix, &a->r->id, err);
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, a->f->o.store, prefix.ptr, prefix.len, 0, err);
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         if (a->nev == cap) {
@@ -51,6 +69,7 @@ static ls_rc load_history(ls_flow_act *a, ls_err *err)
     ls_buf_free(&prefix);
     if (rc != LS_OK) return rc;
     if (a->nev == 0) return ls_err_set(err, LS_ECORRUPT, "the run has no history");
+decode:
     a->ev = ls_calloc(a->nev, sizeof *a->ev);
     if (a->ev == NULL) return ls_err_set(err, LS_ENOMEM, "history: out of memory");
     for (size_t i = 0; i < a->nev; i++) {

@@ -740,7 +740,7 @@ static size_t stripe_of(const char *name, size_t n)
  * through its record). */
 static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
                          int index_name, const char *type, size_t tlen, const char *input,
-                         size_t ilen, int64_t now, ls_err *err)
+                         size_t ilen, int64_t now, ls_buf *event, ls_err *err)
 {
     ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
@@ -751,7 +751,8 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     ev.payload = sealed.ptr;
     ev.payload_len = sealed.len;
     if ((rc = ls_history_key(&k, id, 1, err)) != LS_OK ||
-        (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
+        (rc = ls_event_encode(&ev, &v, err)) != LS_OK ||
+        (rc = ls_buf_set(event, v.ptr, v.len, err)) != LS_OK)
         goto out;
     ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
     ls_run_record rec = {.status = LS_RUN_RUNNING,
@@ -873,14 +874,17 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
                            "\"type\":\"%.*s\",\"updated_at\":\"%s\"}",
                            ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen, type,
                            ts);
+    ls_buf event = LS_BUF_INIT;
     if (rc == LS_OK)
         rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, now,
-                         err);
+                         &event, err);
     if (rc != LS_OK) {
         pthread_mutex_unlock(stripe);
+        ls_buf_free(&event);
         flow_run_free(r);
         goto out;
     }
+    r->fresh = ls_buf_steal(&event, &r->fresh_len);
     *created = 1;
     pthread_mutex_lock(&f->mu);
     flow_runtab_add(&f->runs, r, NULL);

@@ -49,6 +49,8 @@ typedef struct flow_run {
     int state;              /* R_* */
     int again;              /* woken while busy: queue again afterwards */
     unsigned watchers;      /* entries of the watch list for this run */
+    unsigned char *fresh;   /* a new run's history (its WorkflowStarted value), */
+    size_t fresh_len;       /* handed to its first activation: no store read */
     int has_timer;          /* a timer of this run is in the timer queue */
     uint64_t timer_seq;     /* ... under this seq */
     int64_t wait_due;       /* suspended: when it wakes (0: not waiting) */
