@@ -6,6 +6,8 @@
  * Keys written by the engine (besides history.h's):
  *   run record     LS_NS_RUN     id16                         -> ls_run_record
  *   name index     LS_NS_INDEX   'n' name bytes               -> id16
+ *                  (only for runs started with a name: a run named by its
+ *                  own id is found through its record)
  *   status index   LS_NS_INDEX   's' status(u8) id16          -> empty
  *   type index     LS_NS_INDEX   't' str(type) id16           -> empty
  *   timer          LS_NS_TIMER   i64(due_ms) id16 u64(seq)    -> empty
@@ -13,11 +15,19 @@
  * StepFailed (seq is that event's); it lets a restart rebuild the timer
  * queue without replaying sleeping runs.
  *
- * Locking: f->mu guards the run table, the ready queue, the timer queue,
- * the watch list, the counters and each run's state fields. A run's
- * history is written only by the worker that holds it (state R_BUSY), or
- * by ls_flow_start before the run is visible; name stripes serialise
- * starts under one name. Lock order: stripe, then mu, then wmu.
+ * Writes: every transition's batch goes through the committer (engine.c),
+ * which merges what is queued into one synced store write. An activation
+ * has at most one write in flight; with a runner that parks, it comes back
+ * through its worker's queue (rq) once written, and only its worker ever
+ * touches it, so activations need no lock of their own.
+ *
+ * Locking: f->mu guards the run table, the ready queue, the workers' queues
+ * and idle flags, the timer queue, the watch list, the counters and each
+ * run's state fields; f->cmu guards the commit queue. A run's history is
+ * written only by the worker that holds it (state R_BUSY), or by
+ * ls_flow_start before the run is visible; name stripes serialise starts
+ * under one name. Lock order: stripe, then cmu, then mu, then wmu (the
+ * committer hands written activations back under cmu and mu).
  */
 #ifndef LS_FLOW_INT_H
 #define LS_FLOW_INT_H
