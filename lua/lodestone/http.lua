@@ -28,28 +28,29 @@
 -- http.delete: request() with method and url filled in (opts as above).
 --
 -- http.duration_ms(v) -> milliseconds | nil, message: the timeout parser.
-local json = require("lodestone.core").json
+local core = require("lodestone.core")
+local json = core.json
 
 local M = {}
 
 local DEFAULT_TIMEOUT_MS = 30000
 
-local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000 }
-
--- Seconds (a number) or "<decimal><unit>" -> whole milliseconds (>= 1).
+-- Seconds (a number) or a duration string -> whole milliseconds (>= 1).
+-- Strings follow the project's one grammar (core.duration_ms).
 function M.duration_ms(v)
   local ms
   if type(v) == "number" then
+    if v ~= v or v == math.huge then return nil, "expected seconds or a duration, got " .. tostring(v) end
     ms = v * 1000
-  elseif type(v) == "string" then
-    local num, unit = v:match("^%s*(%d*%.?%d+)%s*(%a+)%s*$")
-    if num and UNITS[unit] then ms = tonumber(num) * UNITS[unit] end
-  end
-  if ms == nil or ms ~= ms then
+  elseif type(v) == "string" and not v:match("^[%d.]+$") then
+    local err
+    ms, err = core.duration_ms(v)
+    if not ms then return nil, "expected seconds or a duration: " .. err end
+  else
     return nil, string.format('expected seconds or a duration such as "250ms", "10s", "5m" (units ms, s, m, h, d), got %s',
       type(v) == "string" and string.format("%q", v) or tostring(v))
   end
-  if ms <= 0 or ms == math.huge then return nil, "must be more than 0, got " .. tostring(v) end
+  if ms <= 0 then return nil, "must be more than 0, got " .. tostring(v) end
   return math.max(1, math.floor(ms + 0.5))
 end
 

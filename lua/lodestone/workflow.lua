@@ -37,10 +37,10 @@ local WORKFLOW = {} -- metatable marking definitions
 local FATAL = {}    -- metatable of workflow.fatal / workflow.error values
 FATAL.__tostring = function(e) return e.message end
 
-local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000 }
-
 -- Milliseconds in duration v, or an error "what: ..." raised at level
--- (counted as error() counts them from parse_duration's caller).
+-- (counted as error() counts them from parse_duration's caller). Strings
+-- follow the project's one grammar (core.duration_ms, the C parser that
+-- the engine and the policies use too); in Lua, plain seconds are numbers.
 local function parse_duration(v, what, level)
   level = level + 1
   if type(v) == "number" then
@@ -52,18 +52,13 @@ local function parse_duration(v, what, level)
   if type(v) ~= "string" then
     error(what .. ": must be seconds (a number) or a string like \"10s\", got a " .. type(v), level)
   end
-  local total, pos = 0, 1
-  if v == "" then error(what .. ": empty duration", level) end
-  while pos <= #v do
-    local num, unit, nxt = v:match("^(%d+%.?%d*)(%a+)()", pos)
-    if not num or not UNITS[unit] then
-      error(string.format("%s: cannot read %q (use a number with ms, s, m, h or d, like \"10s\")",
-        what, v), level)
-    end
-    total = total + tonumber(num) * UNITS[unit]
-    pos = nxt
+  if v:match("^[%d.]+$") then
+    error(string.format('%s: duration %q needs a unit (ms, s, m, h or d), or pass seconds as a number',
+      what, v), level)
   end
-  return math.floor(total + 0.5)
+  local ms, err = core.duration_ms(v)
+  if not ms then error(what .. ": " .. err, level) end
+  return ms
 end
 
 -- A duration that must be at least 1 ms (timeouts, retry intervals).

@@ -16,6 +16,23 @@ int lls_push_fail(lua_State *L, const char *what, const ls_err *err)
     return 3;
 }
 
+/* duration_ms(text) -> milliseconds | nil, message: the project's one
+ * duration grammar (ls_duration_parse: "250ms", "10s", "1h30m", "30"). */
+static int l_duration_ms(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int64_t ms;
+    ls_err err;
+    if (ls_duration_parse(text, len, &ms, &err) != LS_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, ls_err_text(&err));
+        return 2;
+    }
+    lls_pushint64(L, ms);
+    return 1;
+}
+
 /* version() -> "MAJOR.MINOR.PATCH" */
 static int l_version(lua_State *L)
 {
@@ -27,6 +44,7 @@ int luaopen_lodestone_core(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"version", l_version},
+        {"duration_ms", l_duration_ms},
         {NULL, NULL},
     };
     luaL_checkversion(L); /* 5.4: the interpreter's core matches these headers */

@@ -81,9 +81,24 @@ describe("lodestone.core", function()
       for k in pairs(require("lodestone.core")) do keys[#keys + 1] = k end
       table.sort(keys)
       assert.same({ "apikey_generate", "base64url_decode", "base64url_encode", "cidr_client_addr",
-        "cidr_new", "file_stamp", "hash_password", "hmac_sha256", "hmac_verify", "json",
+        "cidr_new", "duration_ms", "file_stamp", "hash_password", "hmac_sha256", "hmac_verify", "json",
         "jwt_cache", "jwt_keyset", "jwt_keyset_file", "jwt_verify", "monotonic_ms", "policy_load",
         "ratelimit_open", "version" }, keys)
+    end)
+
+    it("duration_ms reads the project's durations and says what is wrong", function()
+      local core = require("lodestone.core")
+      assert.equal(250, core.duration_ms("250ms"))
+      assert.equal(5400000, core.duration_ms("1h30m"))
+      assert.equal(1500, core.duration_ms("1.5s"))
+      assert.equal(30000, core.duration_ms("30")) -- plain seconds
+      local ms, err = core.duration_ms("30m1h")
+      assert.is_nil(ms)
+      assert.equal('duration "30m1h": units must go from largest to smallest, each once', err)
+      ms, err = core.duration_ms("soon")
+      assert.is_nil(ms)
+      assert.equal('duration "soon": expected a number', err)
+      assert.has_error(function() core.duration_ms({}) end)
     end)
 
     it("the json table has exactly its documented fields", function()

@@ -38,15 +38,20 @@ describe("lodestone.workflow", function()
     end)
 
     it("names the value and what it was for", function()
-      assert.equal('duration: cannot read "soon" (use a number with ms, s, m, h or d, like "10s")',
-        err_of(workflow.duration_ms, "soon"))
-      assert.equal('ctx:sleep: cannot read "10" (use a number with ms, s, m, h or d, like "10s")',
+      assert.equal('duration: duration "soon": expected a number', err_of(workflow.duration_ms, "soon"))
+      assert.equal('ctx:sleep: duration "10" needs a unit (ms, s, m, h or d), or pass seconds as a number',
         err_of(workflow.duration_ms, "10", "ctx:sleep"))
-      for _, bad in ipairs({ "10x", "1sec", "10 s", " 10s", "-1s", "1.5.5s", "s", "10S" }) do
-        assert.equal(string.format('t: cannot read %q (use a number with ms, s, m, h or d, like "10s")', bad),
-          err_of(workflow.duration_ms, bad, "t"))
+      local why = {
+        ["10x"] = "unknown unit (use ms, s, m, h or d)", ["1sec"] = "unknown unit (use ms, s, m, h or d)",
+        ["10 s"] = "expected a unit (ms, s, m, h or d)", [" 10s"] = "expected a number",
+        ["-1s"] = "must not be negative", ["1.5.5s"] = "expected a unit (ms, s, m, h or d)",
+        ["s"] = "expected a number", ["10S"] = "unknown unit (use ms, s, m, h or d)",
+        ["30m1h"] = "units must go from largest to smallest, each once",
+      }
+      for bad, reason in pairs(why) do
+        assert.equal(string.format('t: duration %q: %s', bad, reason), err_of(workflow.duration_ms, bad, "t"))
       end
-      assert.equal("t: empty duration", err_of(workflow.duration_ms, "", "t"))
+      assert.equal('t: duration "": empty (write e.g. "10s", "250ms", "5m")', err_of(workflow.duration_ms, "", "t"))
       assert.equal("t: must be a non-negative number of seconds, got -1", err_of(workflow.duration_ms, -1, "t"))
       assert.matches("^t: must be a non%-negative number of seconds, got %-?n", err_of(workflow.duration_ms, 0 / 0, "t"))
       assert.matches("^t: must be a non%-negative number of seconds, got inf", err_of(workflow.duration_ms, math.huge, "t"))
@@ -61,7 +66,7 @@ describe("lodestone.workflow", function()
         local ms = workflow.duration_ms("x")
         return ms
       end)
-      assert.matches("07%-workflow_spec%.lua:%d+: duration: cannot read", e)
+      assert.matches('07%-workflow_spec%.lua:%d+: duration: duration "x": expected a number', e)
     end)
   end)
 
@@ -111,7 +116,7 @@ describe("lodestone.workflow", function()
     end)
 
     it("checks step_timeout", function()
-      assert.equal('workflow.define: step_timeout: cannot read "forever" (use a number with ms, s, m, h or d, like "10s")',
+      assert.equal('workflow.define: step_timeout: duration "forever": expected a number',
         err_of(defines { step_timeout = "forever" }))
       assert.equal("workflow.define: step_timeout: must be more than 0, got 0", err_of(defines { step_timeout = 0 }))
       assert.equal("workflow.define: step_timeout: must be more than 0, got 0ms", err_of(defines { step_timeout = "0ms" }))
@@ -127,7 +132,7 @@ describe("lodestone.workflow", function()
       assert.equal(p .. ": must be a table, got a string", retry_err("fast"))
       assert.equal(p .. ".max_tries: unknown field (known: initial_interval, backoff, max_interval, "
         .. "max_attempts, jitter, non_retryable)", retry_err({ max_tries = 3 }))
-      assert.equal(p .. '.initial_interval: cannot read "soon" (use a number with ms, s, m, h or d, like "10s")',
+      assert.equal(p .. '.initial_interval: duration "soon": expected a number',
         retry_err({ initial_interval = "soon" }))
       assert.equal(p .. ".initial_interval: must be more than 0, got 0", retry_err({ initial_interval = 0 }))
       assert.equal(p .. ".max_interval: must be a non-negative number of seconds, got -1",
@@ -396,7 +401,7 @@ describe("lodestone.workflow driver", function()
     assert.same({}, rt.calls) -- checked before the engine is asked
     assert.matches("ctx:step: opts must be a table$", run_with("fast").error)
     assert.matches("ctx:step: timeout: must be more than 0, got 0$", run_with({ timeout = 0 }).error)
-    assert.matches('ctx:step: timeout: cannot read "a while"', run_with({ timeout = "a while" }).error)
+    assert.matches('ctx:step: timeout: duration "a while": expected a number', run_with({ timeout = "a while" }).error)
     assert.matches("ctx:step: retry%.backoff: must be a number of at least 1, got 0$",
       run_with({ retry = { backoff = 0 } }).error)
     assert.matches("ctx:step: retry%.max_interval: must be at least initial_interval %(1000 ms%)$",
@@ -409,7 +414,7 @@ describe("lodestone.workflow driver", function()
       ctx:step("a", noop, { retry = { max_interval = "100ms" } })
     end })
     assert.equal("null", rt.output)
-    assert.matches("ctx:sleep: cannot read \"later\"", activate(workflow.define { name = "w",
+    assert.matches("ctx:sleep: duration \"later\": expected a number", activate(workflow.define { name = "w",
       run = function(ctx) ctx:sleep("later") end }).error)
   end)
 
@@ -620,7 +625,7 @@ describe("example workflows", function()
       assert.same({ before = "2023-10-15T22:13:20Z", deleted = 0, batches = 1 },
         cleanup.run(ctx, { purge_url = "http://svc/purge" }))
       assert.matches("input.purge_url: expected a URL$", err_of(cleanup.run, fake_ctx(noop), {}))
-      assert.matches('input.keep: cannot read "a month"',
+      assert.matches('input.keep: duration "a month": expected a number',
         err_of(cleanup.run, fake_ctx(noop), { purge_url = "http://x", keep = "a month" }))
       ctx = fake_ctx(status_of(403, { error = "no" }))
       local e = err_of(cleanup.run, ctx, { purge_url = "http://x" })
