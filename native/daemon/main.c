@@ -21,12 +21,9 @@
 
 #include "api.h"
 #include "lls_flow.h"
+#include "lls_state.h"
 #include "lodestone/lodestone.h"
 #include "log.h"
-
-#ifndef LS_LUA_DIR
-#define LS_LUA_DIR "/usr/share/lodestone/lua"
-#endif
 
 static const char usage[] =
     "usage: lodestoned [OPTIONS]\n"
@@ -184,8 +181,7 @@ int main(int argc, char **argv)
         snprintf(key_default, sizeof key_default, "%s/master.key", data);
         key_file = key_default;
     }
-    const char *lua_dir = getenv("LODESTONE_LUA_DIR");
-    if (lua_dir == NULL || *lua_dir == '\0') lua_dir = LS_LUA_DIR;
+    const char *lua_dir = lls_lua_dir();
 
     char *token = NULL;
     if (token_file && (token = read_token(token_file, &err)) == NULL)

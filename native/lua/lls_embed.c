@@ -13,20 +13,9 @@
 
 #include "lls.h"
 #include "lls_embed.h"
-#include "lls_http.h"
+#include "lls_state.h"
 
 #include <lualib.h>
-
-#ifndef LS_LUA_DIR
-#define LS_LUA_DIR "/usr/share/lodestone/lua"
-#endif
-
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
-    return 1;
-}
 
 /* ---- lodestone.cli.sys: for the CLI only ---- */
 
@@ -73,18 +62,9 @@ static int open_sys(lua_State *L)
 
 static void set_path(lua_State *L)
 {
-    const char *dir = getenv("LODESTONE_LUA_DIR");
-    if (dir == NULL || *dir == '\0') dir = LS_LUA_DIR;
+    lls_state_setup(L, lls_lua_dir());
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
     lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_lodestone_core);
-    lua_setfield(L, -2, "lodestone.core");
-    lua_pushcfunction(L, luaopen_lodestone_httpc);
-    lua_setfield(L, -2, "lodestone.httpc");
     lua_pushcfunction(L, open_sys);
     lua_setfield(L, -2, "lodestone.cli.sys");
     lua_pop(L, 2);
@@ -118,7 +98,7 @@ int lls_embed_run(const char *module, int argc, char **argv)
         return 1;
     }
     luaL_openlibs(L);
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, lls_traceback);
     lua_pushcfunction(L, run);
     lua_pushlightuserdata(L, (void *)module);
     lua_pushinteger(L, argc);

@@ -18,7 +18,7 @@
 
 #include "lls.h"
 #include "lls_flow.h"
-#include "lls_http.h"
+#include "lls_state.h"
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_clock.h"
 #include "ls_json.h"
@@ -400,13 +400,6 @@ static int luaopen_flowrt(lua_State *L)
 
 /* ---- states ---- */
 
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
-    return 1;
-}
-
 static lua_State *new_state(const char *lua_dir, ls_err *err)
 {
     lua_State *L = luaL_newstate();
@@ -418,16 +411,9 @@ static lua_State *new_state(const char *lua_dir, ls_err *err)
     /* Count hooks do not fire inside JIT-compiled traces: run
      * interpreted, so a deadline always ends runaway code. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lls_state_setup(L, lua_dir);
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
     lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_lodestone_core);
-    lua_setfield(L, -2, "lodestone.core");
-    lua_pushcfunction(L, luaopen_lodestone_httpc);
-    lua_setfield(L, -2, "lodestone.httpc");
     lua_pushcfunction(L, luaopen_flowrt);
     lua_setfield(L, -2, "lodestone.flowrt");
     lua_pop(L, 2);
@@ -480,7 +466,7 @@ static ls_rc list_files(const char *dir, char ***out, size_t *n, ls_err *err)
  * or returns an error message (pushed on the stack). */
 static const char *load_file(lua_State *L, const char *path)
 {
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, lls_traceback);
     int tb = lua_gettop(L);
     if (luaL_loadfile(L, path) != 0) {
         lua_remove(L, tb);
@@ -734,7 +720,7 @@ static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
 {
     tl_act = a;
     int top = lua_gettop(L);
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, lls_traceback);
     lua_getglobal(L, "require");
     lua_pushstring(L, "lodestone.workflow");
     int rc = lua_pcall(L, 1, 1, top + 1);
