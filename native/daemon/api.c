@@ -88,6 +88,18 @@ static MHD_RESULT send_json(struct MHD_Connection *c, unsigned status, const ls_
     return send_body(c, status, "application/json", b->ptr, b->len);
 }
 
+/* Sends o as the JSON body and releases it; o NULL (out of memory) or a
+ * failed dump closes the connection. */
+static MHD_RESULT send_obj(struct MHD_Connection *c, unsigned status, json_t *o)
+{
+    ls_buf b = LS_BUF_INIT;
+    MHD_RESULT ret = MHD_NO;
+    if (o && ls_json_dump(o, &b, NULL) == LS_OK) ret = send_json(c, status, &b);
+    json_decref(o);
+    ls_buf_free(&b);
+    return ret;
+}
+
 static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -99,13 +111,7 @@ static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const ch
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-    ls_buf b = LS_BUF_INIT;
-    MHD_RESULT ret = MHD_NO;
-    if (o && ls_json_dump(o, &b, NULL) == LS_OK) ret = send_json(c, status, &b);
-    json_decref(o);
-    ls_buf_free(&b);
-    return ret;
+    return send_obj(c, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
 
 /* Maps an engine error to a status and code. */
@@ -380,13 +386,7 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
             json_decref(l.arr);
             return send_rc(c, rc, &err);
         }
-        json_t *o = json_pack("{s:o}", "secrets", l.arr);
-        ls_buf out = LS_BUF_INIT;
-        ls_json_dump(o, &out, NULL);
-        json_decref(o);
-        MHD_RESULT ret = send_json(c, 200, &out);
-        ls_buf_free(&out);
-        return ret;
+        return send_obj(c, 200, json_pack("{s:o}", "secrets", l.arr));
     }
     if (strcmp(method, "PUT") == 0) {
         if (r->len == 0)
@@ -395,14 +395,9 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
         sodium_memzero(r->body, r->len);
         if (rc != LS_OK) return send_rc(c, rc, &err);
         lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" set", name);
-        json_t *o = json_pack("{s:s,s:s}", "name", name, "updated_at",
-                              ls_time_format(ls_clock_wall_ms(NULL), ts));
-        ls_buf out = LS_BUF_INIT;
-        ls_json_dump(o, &out, NULL);
-        json_decref(o);
-        MHD_RESULT ret = send_json(c, 200, &out);
-        ls_buf_free(&out);
-        return ret;
+        return send_obj(c, 200,
+                        json_pack("{s:s,s:s}", "name", name, "updated_at",
+                                  ls_time_format(ls_clock_wall_ms(NULL), ts)));
     }
     if (strcmp(method, "DELETE") == 0) {
         rc = ls_vault_secret_delete(a->o.store, name, &err);
@@ -410,13 +405,7 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
             return send_error(c, 404, "not_found", "no secret named \"%.200s\"", name);
         if (rc != LS_OK) return send_rc(c, rc, &err);
         lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" deleted", name);
-        json_t *o = json_pack("{s:s,s:b}", "name", name, "deleted", 1);
-        ls_buf out = LS_BUF_INIT;
-        ls_json_dump(o, &out, NULL);
-        json_decref(o);
-        MHD_RESULT ret = send_json(c, 200, &out);
-        ls_buf_free(&out);
-        return ret;
+        return send_obj(c, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
     }
     return send_error(c, 405, "method_not_allowed", "use PUT or DELETE /v1/secrets/{name}");
 }
