@@ -7,9 +7,7 @@
  */
 #include "ls_config.h"
 
-#include <dlfcn.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "lls_http.h"
+#include "policy/curl_init.h"
 #include "lodestone/ls_buf.h"
 
 #define BOX_MT "lodestone.httpc.box"
@@ -38,29 +37,6 @@ static int raise(lua_State *L, const char *fmt, ...)
     lua_pushvfstring(L, fmt, ap);
     va_end(ap);
     return lua_error(L);
-}
-
-/* ---- once per process ---- */
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-/* Keeps the shared object holding addr mapped until the process ends
- * (RTLD_NODELETE): a resolver thread libcurl left behind must never run
- * code that a lua_close (dlclose of this module) unmapped. */
-static void pin(const void *addr)
-{
-    Dl_info info;
-    if (dladdr(addr, &info) == 0 || info.dli_fname == NULL) return;
-    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-    (void)h; /* never closed: the point is the reference */
-}
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    pin((const void *)curl_easy_init);
-    pin((const void *)global_init);
 }
 
 /* ---- per-call state, freed by __gc if a Lua error cuts the call short ---- */
@@ -403,10 +379,9 @@ static int l_request(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     request r;
     check_request(L, 1, &r);
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
-        return raise(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url,
-                     curl_easy_strerror(global_rc));
+    const char *why = ls_curl_init();
+    if (why != NULL)
+        return raise(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url, why);
 
     box *b = new_box(L);
     b->max_body = r.max_body;

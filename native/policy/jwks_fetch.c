@@ -2,14 +2,13 @@
  * The jwks_url fetcher: one background thread per fetcher GETs the URL with
  * libcurl's multi interface (so that stopping wakes a transfer at once),
  * checks that the body is a usable JWK Set, and replaces the cache file
- * atomically (temporary file, fsync, rename). The only file that includes
- * <curl/curl.h>. See jwks_fetch.h for the schedule and the rules on threads
- * and fork. */
+ * atomically (temporary file, fsync, rename). libcurl's global init is
+ * curl_init.c's, shared with lodestone.httpc. See jwks_fetch.h for the
+ * schedule and the rules on threads and fork. */
 #include "ls_config.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "curl_init.h"
 #include "jwks_fetch.h"
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_buf.h"
@@ -68,29 +68,6 @@ static void sync_init(ls_jwks_fetch_t *f)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&f->cv, &ca);
     pthread_condattr_destroy(&ca);
-}
-
-/* ---- once per process ---- */
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-/* Keeps the shared object holding addr mapped until the process ends
- * (RTLD_NODELETE), so that a fetch thread, or a resolver thread libcurl
- * left behind, never runs code that dlclose() unmapped. */
-static void pin(const void *addr)
-{
-    Dl_info info;
-    if (dladdr(addr, &info) == 0 || info.dli_fname == NULL) return;
-    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-    (void)h; /* never closed: the point is the reference */
-}
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    pin((const void *)curl_easy_init);
-    pin((const void *)global_init);
 }
 
 /* ---- URLs ---- */
@@ -509,10 +486,9 @@ static ls_rc ensure_thread(ls_jwks_fetch_t *f, ls_err *err)
         f->multi = NULL;
         f->pid = 0;
     }
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
-        return ls_err_set(err, LS_EIO, "jwks_url: libcurl failed to initialise: %s",
-                          curl_easy_strerror(global_rc));
+    const char *why = ls_curl_init();
+    if (why != NULL)
+        return ls_err_set(err, LS_EIO, "jwks_url: libcurl failed to initialise: %s", why);
     atomic_store(&f->stop, 0);
     sigset_t all, old;
     sigfillset(&all);
