@@ -81,14 +81,24 @@ starter() {
 starter &
 STARTER=$!
 
+# Each kill lands while runs are unfinished (checked just before it), at a
+# random moment after that.
+in_flight_kills=0
 for k in $(seq 1 $KILLS); do
   sleep "0.$((3 + RANDOM % 7))"
+  unfinished=0
+  for _ in $(seq 100); do
+    unfinished=$(api "http://d/v1/workflows?status=running&limit=1" | jq '.runs | length')
+    [ "${unfinished:-0}" -gt 0 ] && break
+    sleep 0.02
+  done
   kill -9 "$DAEMON_PID"
   wait "$DAEMON_PID" 2>/dev/null
+  [ "${unfinished:-0}" -gt 0 ] && in_flight_kills=$((in_flight_kills + 1))
   start_daemon || break
 done
 wait "$STARTER"
-ok "daemon killed $KILLS times and restarted"
+check "every SIGKILL hit a daemon with unfinished runs" "$KILLS" "$in_flight_kills"
 
 # Wait (bounded) until nothing is running.
 running=-1
