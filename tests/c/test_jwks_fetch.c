@@ -851,7 +851,18 @@ static void test_jwks_fetch_processes_share_one_cache(void **state)
     int n = atomic_load(&s->requests);
     if (getenv("LS_TEST_VERBOSE")) fprintf(stderr, "shared: %d fetches\n", n);
     if (n < 4 || n > 10) fail_msg("%d fetches in 1.2 s by two fetchers at 200 ms", n);
-    ls_jwks_fetch_stats st1 = stats(f1), st2 = stats(f2);
+    /* Every attempt is one request. A fetch may be under way while the
+     * counters are read (the attempt counted, the request not yet, or the
+     * other way round): compare them at a quiet moment, which comes within
+     * a refresh interval. */
+    ls_jwks_fetch_stats st1, st2;
+    for (int i = 0; i < 200; i++) {
+        st1 = stats(f1);
+        st2 = stats(f2);
+        n = atomic_load(&s->requests);
+        if (st1.attempts + st2.attempts == (uint64_t)n) break;
+        sleep_ms(5);
+    }
     assert_true(st1.attempts + st2.attempts == (uint64_t)n);
     assert_true(st2.attempts >= 1); /* both take part */
     ls_jwks_fetch_free(f1);
