@@ -36,6 +36,19 @@ local M = {}
 local WORKFLOW = {} -- metatable marking definitions
 local FATAL = {}    -- metatable of workflow.fatal / workflow.error values
 FATAL.__tostring = function(e) return e.message end
+local CANCEL = {}   -- metatable of the cancellation error
+CANCEL.__tostring = function(e) return e.message end
+
+local function cancel_error(reason)
+  return setmetatable({ message = "cancelled" .. ((reason and reason ~= "") and (": " .. reason) or ""),
+                        reason = reason or "", cancelled = true }, CANCEL)
+end
+
+--- Whether e is the error ctx raises when the run is cancelled (catch it
+--- with pcall to run cleanup steps; the run then ends `cancelled`).
+function M.is_cancelled(e)
+  return getmetatable(e) == CANCEL
+end
 
 -- Milliseconds in duration v, or an error "what: ..." raised at level
 -- (counted as error() counts them from parse_duration's caller). Strings
@@ -190,6 +203,7 @@ local SUSPEND = setmetatable({}, { __tostring = function() return "(suspended)" 
 
 local function describe_error(e)
   if getmetatable(e) == FATAL then return e.message, e.code, e.fatal end
+  if getmetatable(e) == CANCEL then return e.message, "cancelled", true end
   if type(e) == "table" and type(e.message) == "string" then return e.message, e.code, false end
   return tostring(e), nil, false
 end
@@ -307,6 +321,7 @@ function Ctx:step(name, fn, opts)
   park(rt, act)
   if st == "done" then return decode(a) end
   if st == "failed" then error(a, 0) end
+  if st == "cancelled" then error(cancel_error(a), 0) end
   if st == "wait" then suspend() end
   local s = new_step_ctx(self, a, key)
   rt.deadline(timeout)
@@ -338,7 +353,70 @@ end
 function Ctx:sleep(d)
   not_in_step(self, "ctx:sleep")
   local ms = parse_duration(d, "ctx:sleep", 2)
-  if self._rt.sleep(self._act, ms) == "wait" then suspend() end
+  local st = self._rt.sleep(self._act, ms)
+  if st == "wait" then suspend() end
+  if st == "cancelled" then error(cancel_error(), 0) end
+end
+
+--- ctx:wait_signal(name, { timeout = "1d" }): the payload of the next
+--- signal `name` (signals sent before the wait are kept, in order), or
+--- nil, "timeout" when the timeout passes first.
+function Ctx:wait_signal(name, opts)
+  not_in_step(self, "ctx:wait_signal")
+  if type(name) ~= "string" or name == "" then
+    error("ctx:wait_signal: name must be a non-empty string", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("ctx:wait_signal: opts must be a table", 2) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "timeout" then error("ctx:wait_signal: unknown option " .. tostring(k) .. " (known: timeout)", 2) end
+  end
+  local ms = opts.timeout ~= nil and parse_duration(opts.timeout, "ctx:wait_signal: timeout", 2) or -1
+  local rt, act = self._rt, self._act
+  local st, v = rt.wait_signal(act, name, ms)
+  park(rt, act)
+  if st == "done" then
+    local value = decode(v)
+    if value == json.null then value = nil end
+    return value
+  end
+  if st == "timeout" then return nil, "timeout" end
+  if st == "cancelled" then error(cancel_error(v), 0) end
+  suspend()
+end
+
+--- ctx:set_status(value): a custom status (any JSON value) shown with
+--- the run, e.g. ctx:set_status{ stage = "waiting for approval" }.
+function Ctx:set_status(v)
+  not_in_step(self, "ctx:set_status")
+  self._rt.set_status(self._act, encode(v, "ctx:set_status: value"))
+end
+
+-- A saga: compensations registered as the run goes, run in reverse order
+-- by compensate() (each is the caller's function, normally a ctx:step).
+local Saga = {}
+Saga.__index = Saga
+
+function Saga:add(fn)
+  if type(fn) ~= "function" then error("saga:add: expects a function", 2) end
+  self._list[#self._list + 1] = fn
+end
+
+--- Runs every compensation, newest first; all are tried even when one
+--- fails, then the first failure is raised.
+function Saga:compensate()
+  local first
+  for i = #self._list, 1, -1 do
+    local ok, e = pcall(self._list[i])
+    if not ok and first == nil then first = e end
+  end
+  self._list = {}
+  if first ~= nil then error(first, 0) end
+end
+
+--- ctx:saga(): local saga = ctx:saga(); saga:add(function() ctx:step("refund", ...) end)
+function Ctx:saga()
+  return setmetatable({ _list = {} }, Saga)
 end
 
 function Ctx:now()
@@ -395,6 +473,8 @@ local function drive(co, act, rt, def)
     else
       rt.fail(act, "the workflow's result is not JSON: " .. tostring(err))
     end
+  elseif getmetatable(second.err) == CANCEL then
+    rt.cancelled(act)
   else
     rt.fail(act, second.message, second.traceback)
   end

@@ -29,7 +29,10 @@ static const char usage[] =
     "  history ID [--json]                              a run's events\n"
     "  types                                            workflow types and load errors\n"
     "  secret set NAME | secret list | secret rm NAME   secrets (set reads the value from stdin)\n"
-    "  signal, cancel, up                               arrive with a later issue\n"
+    "  signal ID NAME [JSON]                            send a signal to a running run\n"
+    "  cancel ID [--reason TEXT]                        cancel a run (it may clean up)\n"
+    "  terminate ID [--reason TEXT]                     end a run at once\n"
+    "  up                                               arrives with a later issue\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"
@@ -48,13 +51,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
-    static const char *const workflow[] = {"start", "list",   "show", "history",
-                                           "types", "secret", NULL};
+    static const char *const workflow[] = {"start",  "list",   "show",   "history",   "types",
+                                           "secret", "signal", "cancel", "terminate", NULL};
     for (size_t i = 0; workflow[i]; i++) {
         if (strcmp(argv[1], workflow[i]) == 0)
             return lls_embed_run("lodestone.cli.workflow", argc, argv);
     }
-    static const char *const later[] = {"signal", "cancel", "up", NULL};
+    static const char *const later[] = {"up", NULL};
     for (size_t i = 0; later[i]; i++) {
         if (strcmp(argv[1], later[i]) == 0) {
             fprintf(stderr, "lodestone %s: not available yet; it arrives with a later issue\n",

@@ -25,6 +25,7 @@ static const struct {
     [LS_EFORMAT] = {"EFORMAT", "unknown format or version"},
     [LS_EEXIST] = {"EEXIST", "already exists"},
     [LS_ENONDET] = {"ENONDET", "non-determinism: the workflow diverged from its history"},
+    [LS_ESTATE] = {"ESTATE", "not allowed in the current state"},
 };
 
 static int known(ls_rc rc)

@@ -122,6 +122,7 @@ static MHD_RESULT send_rc(struct MHD_Connection *c, ls_rc rc, const ls_err *err)
     case LS_ENOTFOUND: return send_error(c, 404, "not_found", "%s", msg);
     case LS_EINVAL: return send_error(c, 400, "bad_request", "%s", msg);
     case LS_EBUSY: return send_error(c, 503, "unavailable", "%s", msg);
+    case LS_ESTATE: return send_error(c, 409, "conflict", "%s", msg);
     default:
         lsd_log(LS_FLOW_LOG_ERROR, NULL, "request failed: %s", msg);
         return send_error(c, 500, "internal", "%s", msg);
@@ -445,6 +446,8 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         "# TYPE lodestone_runs_ended_total counter\n"
         "lodestone_runs_ended_total{status=\"completed\"} %llu\n"
         "lodestone_runs_ended_total{status=\"failed\"} %llu\n"
+        "lodestone_runs_ended_total{status=\"cancelled\"} %llu\n"
+        "lodestone_runs_ended_total{status=\"terminated\"} %llu\n"
         "# HELP lodestone_steps_total Step attempts recorded, by outcome.\n"
         "# TYPE lodestone_steps_total counter\n"
         "lodestone_steps_total{outcome=\"completed\"} %llu\n"
@@ -460,6 +463,7 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         (unsigned long long)s.runs_active, (unsigned long long)s.runs_queued,
         (unsigned long long)s.timers, (unsigned long long)s.started,
         (unsigned long long)s.completed, (unsigned long long)s.failed,
+        (unsigned long long)s.cancelled, (unsigned long long)s.terminated,
         (unsigned long long)s.steps_completed, (unsigned long long)s.steps_failed,
         (unsigned long long)s.commits, (unsigned long long)s.transitions,
         (unsigned long long)s.activations, lls_runner_error_count(a->o.runner));
@@ -481,6 +485,68 @@ static int split(char *p, char **seg, int max)
         if (*p == '\0') return -1; /* trailing slash */
     }
     return *p ? -1 : n;
+}
+
+/* Who asks: the identity lighttpd's policy gate sets, else "api". */
+static const char *caller(struct MHD_Connection *c)
+{
+    const char *u = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-User");
+    return u && *u && strlen(u) <= 200 ? u : "api";
+}
+
+static MHD_RESULT h_signal(lsd_api *a, req *r, struct MHD_Connection *c, const char *name,
+                           const char *signal)
+{
+    ls_err err;
+    ls_rc rc = ls_flow_signal(a->o.flow, name, strlen(name), signal, strlen(signal),
+                              (const char *)r->body, r->len, &err);
+    if (rc == LS_OK) return send_obj(c, 202, json_pack("{s:s,s:s}", "id", name, "signal", signal));
+    return send_rc(c, rc, &err);
+}
+
+/* cancel or terminate, with an optional body {"reason": "..."} */
+static MHD_RESULT h_stop(lsd_api *a, req *r, struct MHD_Connection *c, const char *name,
+                         int terminate)
+{
+    ls_err err;
+    json_t *body = NULL;
+    const char *reason = "";
+    if (r->len) {
+        if (ls_json_parse((const char *)r->body, r->len, &body, &err) != LS_OK)
+            return send_error(c, 400, "bad_request", "body: %s", ls_err_text(&err));
+        const char *k;
+        json_t *v;
+        if (!json_is_object(body)) {
+            json_decref(body);
+            return send_error(c, 400, "bad_request",
+                              "body: must be an object {\"reason\"?: string}");
+        }
+        json_object_foreach(body, k, v)
+        {
+            if (strcmp(k, "reason") != 0 || !json_is_string(v)) {
+                MHD_RESULT ret = send_error(c, 400, "bad_request", "body: %s%.60s%s",
+                                            strcmp(k, "reason") == 0 ? "" : "unknown field \"", k,
+                                            strcmp(k, "reason") == 0 ? ": must be a string"
+                                                                     : "\" (expected reason)");
+                json_decref(body);
+                return ret;
+            }
+            reason = json_string_value(v);
+        }
+    }
+    ls_rc rc;
+    int ended = 0;
+    if (terminate)
+        rc =
+            ls_flow_terminate(a->o.flow, name, strlen(name), caller(c), reason, 5000, &ended, &err);
+    else
+        rc = ls_flow_cancel(a->o.flow, name, strlen(name), caller(c), reason, &err);
+    json_decref(body);
+    if (rc != LS_OK) return send_rc(c, rc, &err);
+    if (ended) return h_view(a, c, name, ls_flow_describe);
+    return send_obj(c, 202,
+                    json_pack("{s:s,s:s}", "id", name, "status",
+                              terminate ? "terminating" : "cancel_requested"));
 }
 
 static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char *url,
@@ -517,12 +583,10 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
         if (n == 2 && get && strcmp(seg[1], "history") == 0)
             return h_view(a, c, seg[0], ls_flow_history);
         if (n == 2 && get && strcmp(seg[1], "result") == 0) return h_result(a, r, c, seg[0]);
-        if ((n == 2 && post &&
-             (strcmp(seg[1], "cancel") == 0 || strcmp(seg[1], "terminate") == 0)) ||
-            (n == 3 && post && strcmp(seg[1], "signals") == 0))
-            return send_error(c, 501, "not_implemented",
-                              "%s is not implemented yet in this version of lodestoned",
-                              n == 3 ? "signals" : seg[1]);
+        if (n == 2 && post && strcmp(seg[1], "cancel") == 0) return h_stop(a, r, c, seg[0], 0);
+        if (n == 2 && post && strcmp(seg[1], "terminate") == 0) return h_stop(a, r, c, seg[0], 1);
+        if (n == 3 && post && strcmp(seg[1], "signals") == 0)
+            return h_signal(a, r, c, seg[0], seg[2]);
         if (n >= 1 && n <= 3)
             return send_error(c, 405, "method_not_allowed", "%s is not allowed on %.200s", method,
                               url);

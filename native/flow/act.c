@@ -20,6 +20,28 @@ void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a);
 
 /* ---- history loading ---- */
 
+/* Appends one encoded event to the loaded history. */
+static ls_rc push_value(ls_flow_act *a, size_t *cap, const void *val, size_t vlen, ls_err *err)
+{
+    if (a->nev == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        size_t *no = ls_realloc(a->voff, nc * sizeof *no);
+        if (no) a->voff = no;
+        size_t *nl = ls_realloc(a->vlen, nc * sizeof *nl);
+        if (nl) a->vlen = nl;
+        if (no == NULL || nl == NULL) return ls_err_set(err, LS_ENOMEM, "history: out of memory");
+        *cap = nc;
+    }
+    a->voff[a->nev] = a->arena.len;
+    a->vlen[a->nev] = vlen;
+    ls_rc rc = ls_buf_append(&a->arena, val, vlen, err);
+    if (rc == LS_OK) a->nev++;
+    return rc;
+}
+
+static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen, ls_err *err);
+static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err);
+
 static ls_rc load_history(ls_flow_act *a, ls_err *err)
 {
     ls_buf prefix = LS_BUF_INIT;
@@ -31,45 +53,23 @@ static ls_rc load_history(ls_flow_act *a, ls_err *err)
     if (r->fresh) {
         /* A new run's first activation: its history is the WorkflowStarted
          * just written, kept by ls_flow_start. */
-        a->voff = ls_malloc(sizeof *a->voff);
-        a->vlen = ls_malloc(sizeof *a->vlen);
-        if (a->voff == NULL || a->vlen == NULL)
-            rc = ls_err_set(err, LS_ENOMEM, "history: out of memory");
-        if (rc == LS_OK) rc = ls_buf_set(&a->arena, r->fresh, r->fresh_len, err);
+        rc = push_value(a, &cap, r->fresh, r->fresh_len, err);
         ls_free(r->fresh);
         r->fresh = NULL;
         if (rc != LS_OK) return rc;
-        a->voff[0] = 0;
-        a->vlen[0] = r->fresh_len;
-        a->nev = 1;
-        goto decode;
+    } else {
+        rc = ls_history_prefix(&prefix, &a->r->id, err);
+        if (rc == LS_OK)
+            rc = ls_store_iter_prefix(&it, a->f->o.store, prefix.ptr, prefix.len, 0, err);
+        while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK)
+            rc = push_value(a, &cap, val, vlen, err);
+        if (rc == LS_ENOTFOUND) rc = LS_OK;
+        ls_store_iter_free(it);
+        ls_buf_free(&prefix);
+        if (rc != LS_OK) return rc;
+        if (a->nev == 0) return ls_err_set(err, LS_ECORRUPT, "the run has no history");
     }
-    rc = ls_history_prefix(&prefix, &a->r->id, err);
-    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, a->f->o.store, prefix.ptr, prefix.len, 0, err);
-    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
-        if (a->nev == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            size_t *no = ls_realloc(a->voff, nc * sizeof *no);
-            if (no) a->voff = no;
-            size_t *nl = ls_realloc(a->vlen, nc * sizeof *nl);
-            if (nl) a->vlen = nl;
-            if (no == NULL || nl == NULL) {
-                rc = ls_err_set(err, LS_ENOMEM, "history: out of memory");
-                break;
-            }
-            cap = nc;
-        }
-        a->voff[a->nev] = a->arena.len;
-        a->vlen[a->nev] = vlen;
-        if ((rc = ls_buf_append(&a->arena, val, vlen, err)) != LS_OK) break;
-        a->nev++;
-    }
-    if (rc == LS_ENOTFOUND) rc = LS_OK;
-    ls_store_iter_free(it);
-    ls_buf_free(&prefix);
-    if (rc != LS_OK) return rc;
-    if (a->nev == 0) return ls_err_set(err, LS_ECORRUPT, "the run has no history");
-decode:
+    if ((rc = drain_inbox(a, &cap, err)) != LS_OK) return rc;
     a->ev = ls_calloc(a->nev, sizeof *a->ev);
     if (a->ev == NULL) return ls_err_set(err, LS_ENOMEM, "history: out of memory");
     for (size_t i = 0; i < a->nev; i++) {
@@ -114,7 +114,7 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
 {
     ls_rc rc;
     ev->seq = a->r->last_seq + a->new_events + 1;
-    ev->time_ms = flow_now(a->f);
+    if (ev->time_ms == 0) ev->time_ms = flow_now(a->f);
     if (pt) {
         if ((rc = flow_seal(a->f, &a->r->id, ev->seq, pt, ptlen, &a->sealed, err)) != LS_OK)
             return rc;
@@ -129,6 +129,20 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
     return LS_OK;
 }
 
+/* A durable timer key; its value says what the run waits for (kind 's',
+ * 'r' or 'g', then the name), so that a restart can show it without
+ * replaying the run. */
+static ls_rc add_timer(ls_flow_act *a, int64_t due, uint64_t seq, char kind, const char *name,
+                       size_t nlen, ls_err *err)
+{
+    ls_rc rc = flow_key_timer(&a->k, due, &a->r->id, seq, err);
+    if (rc == LS_OK) rc = ls_buf_set(&a->tmp, &kind, 1, err);
+    if (rc == LS_OK && nlen) rc = ls_buf_append(&a->tmp, name, nlen, err);
+    if (rc != LS_OK) return rc;
+    ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->tmp.ptr, a->tmp.len);
+    return LS_OK;
+}
+
 static ls_rc put_timer(ls_flow_act *a, int64_t due, uint64_t seq, int del, ls_err *err)
 {
     ls_rc rc = flow_key_timer(&a->k, due, &a->r->id, seq, err);
@@ -138,6 +152,66 @@ static ls_rc put_timer(ls_flow_act *a, int64_t due, uint64_t seq, int del, ls_er
     else
         ls_store_batch_put(a->b, a->k.ptr, a->k.len, "", 0);
     return LS_OK;
+}
+
+/* Moves the run's inbox (signals, cancel and terminate requests that
+ * arrived since its last activation, in arrival order) into the write in
+ * progress: history events appended to the loaded history (so the replay
+ * sees them), their inbox keys deleted in the same batch. A terminate
+ * request is kept aside: the activation ends the run without its code. */
+static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
+{
+    ls_flow_t *f = a->f;
+    flow_run *r = a->r;
+    pthread_mutex_lock(&f->mu);
+    unsigned pending = r->inbox;
+    r->inbox = 0;
+    pthread_mutex_unlock(&f->mu);
+    if (pending == 0) return LS_OK;
+    a->drained = pending; /* owed back to r->inbox unless a write carries them */
+    ls_buf prefix = LS_BUF_INIT, pt = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    const void *key, *val;
+    size_t klen, vlen;
+    ls_rc rc = flow_key_inbox(&prefix, &r->id, NULL, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
+    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
+        ls_event in, ev;
+        if ((rc = ls_event_decode(val, vlen, &in, err)) != LS_OK) {
+            ls_err_prefix(err, "inbox entry");
+            break;
+        }
+        ls_store_batch_delete(a->b, key, klen);
+        memset(&ev, 0, sizeof ev);
+        ev.type = in.type;
+        ev.time_ms = in.time_ms ? in.time_ms : 1;
+        ev.name = in.name;
+        ev.name_len = in.name_len;
+        ev.error = in.error;
+        ev.error_len = in.error_len;
+        if (in.type == LS_EV_SIGNAL_RECEIVED) {
+            rc = flow_open_payload(f, &r->id, FLOW_SEQ_INBOX, in.payload, in.payload_len, &pt, err);
+            if (rc == LS_OK) rc = put_event(a, &ev, pt.ptr, pt.len, err);
+        } else if (in.type == LS_EV_CANCEL_REQUESTED) {
+            rc = put_event(a, &ev, NULL, 0, err);
+        } else if (in.type == LS_EV_WORKFLOW_TERMINATED) {
+            if (!a->terminate) {
+                a->terminate = 1;
+                rc = ls_buf_set(&a->term_by, in.name, in.name_len, err);
+                if (rc == LS_OK) rc = ls_buf_set(&a->term_reason, in.error, in.error_len, err);
+            }
+            continue;
+        } else {
+            rc =
+                ls_err_set(err, LS_ECORRUPT, "inbox entry of type %s", ls_event_type_name(in.type));
+        }
+        if (rc == LS_OK) rc = push_value(a, cap, a->v.ptr, a->v.len, err);
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    ls_store_iter_free(it);
+    ls_buf_free(&prefix);
+    ls_buf_free(&pt);
+    return rc;
 }
 
 /* A write came back from the committer (or was waited for): the run's
@@ -151,6 +225,12 @@ static void apply_commit(ls_flow_act *a)
         r->updated_ms = a->pend_now;
         r->status = a->pend_status;
         a->new_events = 0;
+        a->drained = 0;
+        if (a->custom_queued) {
+            a->custom_queued = 0;
+            ls_free(r->custom);
+            r->custom = (char *)ls_buf_steal(&a->custom_new, &r->custom_len);
+        }
         if (a->c.sync) a->unsynced = 0;
         if (a->ending) a->ended = 1;
         return;
@@ -216,6 +296,90 @@ fail:
     return fail_sticky(a, rc, err);
 }
 
+/* ---- termination ---- */
+
+static ls_rc end_run(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen,
+                     ls_run_status status, ls_err *err);
+
+/* Ends the run as terminated (the inbox held a terminate request), with
+ * the events drained before it, and drops its durable timer. */
+static ls_rc terminate_now(ls_flow_act *a, ls_err *err)
+{
+    ls_flow_t *f = a->f;
+    flow_run *r = a->r;
+    pthread_mutex_lock(&f->mu);
+    int has_timer = r->has_timer;
+    int64_t due = r->wait_due;
+    uint64_t seq = r->timer_seq;
+    pthread_mutex_unlock(&f->mu);
+    ls_rc rc;
+    if (has_timer && (rc = put_timer(a, due, seq, 1, err)) != LS_OK) return rc;
+    a->replaying = 0;
+    ls_event ev = {.type = LS_EV_WORKFLOW_TERMINATED,
+                   .name = (const char *)a->term_by.ptr,
+                   .name_len = a->term_by.len,
+                   .error = (const char *)a->term_reason.ptr,
+                   .error_len = a->term_reason.len};
+    flow_log(f, LS_FLOW_LOG_WARN, r->name, "terminated%s%.*s", a->term_reason.len ? ": " : "",
+             (int)(a->term_reason.len > 300 ? 300 : a->term_reason.len),
+             a->term_reason.len ? (const char *)a->term_reason.ptr : "");
+    return end_run(a, &ev, NULL, 0, LS_RUN_TERMINATED, err);
+}
+
+/* ---- cancellation ----
+ * A cancel request is a CancelRequested event in history (moved there from
+ * the inbox). It is delivered, once, at the first wait point (step, sleep,
+ * signal wait) that history does not show as decided before it: the next
+ * record begins after the request, or there is none, or the record was
+ * still open (then it is closed here: TimerCancelled, or a final
+ * StepFailed "cancelled") or was closed after it (by that same delivery,
+ * in an earlier activation). Every replay so decides alike. */
+
+/* The seq of the cancel request still to deliver, or 0. */
+static uint64_t cancel_due(const ls_flow_act *a)
+{
+    const ls_event *c = a->cancel_delivered ? NULL : ls_replay_cancel(&a->rp);
+    return c ? c->seq : 0;
+}
+
+/* Whether the next record begins after the request (or there is none). */
+static int cancel_before_record(const ls_flow_act *a, uint64_t cs)
+{
+    uint64_t p = ls_replay_peek(&a->rp);
+    return p == 0 || p > cs;
+}
+
+/* Hands the cancellation to the code: out receives the reason. */
+static ls_rc deliver_cancel(ls_flow_act *a, ls_flow_outcome *outcome, ls_buf *out, ls_err *err)
+{
+    const ls_event *c = ls_replay_cancel(&a->rp);
+    a->cancel_delivered = 1;
+    *outcome = LS_FLOW_CANCELLED;
+    flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name, "cancellation delivered");
+    if (out == NULL) return LS_OK;
+    return ls_buf_set(out, c->error_len ? c->error : "cancelled", c->error_len ? c->error_len : 9,
+                      err);
+}
+
+/* ---- custom status ---- */
+
+ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    flow_run *r = a->r;
+    const char *cur = a->custom_queued ? (const char *)a->custom_new.ptr : r->custom;
+    size_t curlen = a->custom_queued ? a->custom_new.len : r->custom_len;
+    if (cur && curlen == len && memcmp(cur, json, len) == 0) return LS_OK;
+    if ((rc = flow_seal(a->f, &r->id, FLOW_SEQ_CUSTOM, json, len, &a->sealed, err)) != LS_OK ||
+        (rc = flow_key_custom(&a->k, &r->id, err)) != LS_OK ||
+        (rc = ls_buf_set(&a->custom_new, json, len, err)) != LS_OK)
+        return rc;
+    ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->sealed.ptr, a->sealed.len);
+    a->custom_queued = 1; /* written with the next write */
+    return LS_OK;
+}
+
 /* ---- the activation ---- */
 
 static void act_free(ls_flow_act *a)
@@ -230,6 +394,9 @@ static void act_free(ls_flow_act *a)
     ls_buf_free(&a->v);
     ls_buf_free(&a->sealed);
     ls_buf_free(&a->tmp);
+    ls_buf_free(&a->custom_new);
+    ls_buf_free(&a->term_by);
+    ls_buf_free(&a->term_reason);
     ls_free(a->wait_name);
 }
 
@@ -260,7 +427,8 @@ static void after_runner(flow_worker *w, ls_flow_act *a)
             if (a->commit_pending) return;
         }
     }
-    if (!a->ended && !a->ending && !a->abandoned && !a->broken && a->new_events) {
+    if (!a->ended && !a->ending && !a->abandoned && !a->broken &&
+        (a->new_events || a->custom_queued)) {
         /* Events still queued (a fired timer, a side effect) when the code
          * suspended: keep them. */
         if (commit(a, 1, LS_RUN_RUNNING, &err) != LS_OK) a->abandoned = 1;
@@ -295,6 +463,15 @@ void flow_act_start(flow_worker *w, flow_run *r)
         return;
     }
     a->replaying = a->nev > 1;
+    if (a->terminate && !ls_replay_closed(&a->rp)) {
+        /* Terminated: end it here, without running any more of its code. */
+        if (terminate_now(a, &err) != LS_OK) {
+            flow_log(f, LS_FLOW_LOG_ERROR, r->name, "cannot terminate: %s", ls_err_text(&err));
+            a->abandoned = 1;
+        }
+        after_runner(w, a);
+        return;
+    }
     if (ls_replay_closed(&a->rp)) {
         /* Ended in the store but still listed as running: the end's batch
          * moved both, so this cannot happen; do not run it again. */
@@ -337,7 +514,7 @@ int ls_flow_act_replaying(const ls_flow_act *a)
 
 int ls_flow_act_interrupted(const ls_flow_act *a)
 {
-    return atomic_load(&a->f->interrupt);
+    return atomic_load(&a->f->interrupt) || atomic_load(&a->r->terminating);
 }
 
 ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err)
@@ -449,7 +626,11 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
 {
     ls_replay_match m;
     memset(info, 0, sizeof *info);
-    ls_rc rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    uint64_t cs = cancel_due(a);
+    if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, &info->outcome, out, err);
+    rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
     if (rc == LS_ENOTFOUND) {
         /* Its position among the run's commands, as a replay will count
          * it: the key must not change between attempts. */
@@ -462,6 +643,28 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         return LS_OK;
     }
     if (rc != LS_OK) return rc;
+    if (cs) {
+        int closed = m.state == LS_REPLAY_DONE || m.state == LS_REPLAY_FAILED;
+        if (closed && m.last->seq > cs) return deliver_cancel(a, &info->outcome, out, err);
+        if (!closed) {
+            /* An attempt in flight at a crash, or a retry waiting: the
+             * step ends here, failed for good. */
+            static const char why[] = "cancelled";
+            a->replaying = 0;
+            ls_event ev = {.type = LS_EV_STEP_FAILED,
+                           .flags = LS_EVF_FATAL,
+                           .attempt = m.attempt,
+                           .name = name,
+                           .name_len = nlen,
+                           .error = why,
+                           .error_len = sizeof why - 1};
+            if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
+                (m.state == LS_REPLAY_BACKOFF &&
+                 (rc = put_timer(a, m.due_ms, m.last->seq, 1, err)) != LS_OK))
+                return fail_sticky(a, rc, err);
+            return deliver_cancel(a, &info->outcome, out, err);
+        }
+    }
     switch (m.state) {
     case LS_REPLAY_DONE:
         info->outcome = LS_FLOW_DONE;
@@ -563,7 +766,8 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     else
         ev.flags = LS_EVF_FATAL;
     if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK) return fail_sticky(a, rc, err);
-    if (v == LS_FLOW_RETRY_AGAIN && (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
+    if (v == LS_FLOW_RETRY_AGAIN &&
+        (rc = add_timer(a, ev.due_ms, ev.seq, 'r', name, nlen, err)) != LS_OK)
         return fail_sticky(a, rc, err);
     a->r->attempts_failed++;
     /* Suspended before the write, so that the write does not park it. */
@@ -587,16 +791,33 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     return final_message(out, name, nlen, fl->attempt, fl->error, fl->error_len, err);
 }
 
+/* Closes a pending timer record unfired: TimerCancelled, and its durable
+ * key goes (written with the next write). */
+static ls_rc cancel_timer(ls_flow_act *a, const ls_replay_match *m, ls_err *err)
+{
+    ls_event ev = {
+        .type = LS_EV_TIMER_CANCELLED, .name = m->first->name, .name_len = m->first->name_len};
+    ls_rc rc = put_event(a, &ev, NULL, 0, err);
+    if (rc == LS_OK) rc = put_timer(a, m->due_ms, m->first->seq, 1, err);
+    if (rc != LS_OK) return fail_sticky(a, rc, err);
+    a->replaying = 0;
+    return LS_OK;
+}
+
 ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls_err *err)
 {
     ls_replay_match m;
-    ls_rc rc = next(a, LS_CMD_TIMER, "", 0, &m, err);
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    uint64_t cs = cancel_due(a);
+    if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, outcome, NULL, err);
+    rc = next(a, LS_CMD_TIMER, "", 0, &m, err);
     int64_t now = flow_now(a->f);
     if (rc == LS_ENOTFOUND) {
         if (ms < 0) ms = 0;
         ls_event ev = {.type = LS_EV_TIMER_STARTED, .name = "", .due_ms = now + ms};
         if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
-            (rc = put_timer(a, ev.due_ms, ev.seq, 0, err)) != LS_OK)
+            (rc = add_timer(a, ev.due_ms, ev.seq, 's', NULL, 0, err)) != LS_OK)
             return fail_sticky(a, rc, err);
         suspend(a, 's', "", 0, ev.due_ms, ev.seq);
         if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) {
@@ -608,7 +829,13 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
         return LS_OK;
     }
     if (rc != LS_OK) return rc;
-    if (m.state == LS_REPLAY_DONE) {
+    if (cs && m.state != LS_REPLAY_PENDING && m.last->seq > cs)
+        return deliver_cancel(a, outcome, NULL, err);
+    if (cs && m.state == LS_REPLAY_PENDING) {
+        if ((rc = cancel_timer(a, &m, err)) != LS_OK) return rc;
+        return deliver_cancel(a, outcome, NULL, err);
+    }
+    if (m.state == LS_REPLAY_DONE || m.state == LS_REPLAY_CANCELLED) {
         *outcome = LS_FLOW_DONE;
         return LS_OK;
     }
@@ -626,6 +853,120 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
     /* Written with the next write: losing it in a crash only means
      * firing the timer again. */
     *outcome = LS_FLOW_DONE;
+    return LS_OK;
+}
+
+/* The payload of a consumed signal into out. */
+static ls_rc signal_value(ls_flow_act *a, const ls_replay_match *m, ls_buf *out, ls_err *err)
+{
+    return flow_open_payload(a->f, &a->r->id, m->last->seq, m->last->payload, m->last->payload_len,
+                             out, err);
+}
+
+ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int64_t timeout_ms,
+                              ls_flow_outcome *outcome, ls_buf *out, ls_err *err)
+{
+    ls_replay_match m;
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
+        return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
+                          LS_FLOW_NAMEMAX, nlen);
+    uint64_t cs = cancel_due(a);
+    if (timeout_ms < 0) {
+        /* No timeout: no record of its own; it takes the next signal. */
+        if (cs) {
+            if (ls_replay_take_signal(&a->rp, name, nlen, cs, &m) == LS_OK) {
+                *outcome = LS_FLOW_DONE;
+                return signal_value(a, &m, out, err);
+            }
+            return deliver_cancel(a, outcome, out, err);
+        }
+        rc = next(a, LS_CMD_SIGNAL, name, nlen, &m, err);
+        if (rc == LS_OK) {
+            *outcome = LS_FLOW_DONE;
+            return signal_value(a, &m, out, err);
+        }
+        if (rc != LS_ENOTFOUND) return rc;
+        suspend(a, 'g', name, nlen, 0, 0);
+        *outcome = LS_FLOW_WAIT;
+        return LS_OK;
+    }
+    /* With a timeout: a timer command named "signal:NAME", whose record
+     * says which came first. */
+    char tname[LS_FLOW_NAMEMAX + 8];
+    int tlen = snprintf(tname, sizeof tname, "signal:%.*s", (int)nlen, name);
+    if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, outcome, out, err);
+    rc = next(a, LS_CMD_TIMER, tname, (size_t)tlen, &m, err);
+    int64_t now = flow_now(a->f);
+    if (rc == LS_ENOTFOUND) {
+        ls_replay_match s;
+        int have = ls_replay_take_signal(&a->rp, name, nlen, UINT64_MAX, &s) == LS_OK;
+        ls_event ev = {.type = LS_EV_TIMER_STARTED,
+                       .name = tname,
+                       .name_len = (size_t)tlen,
+                       .due_ms = now + timeout_ms};
+        if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK) return fail_sticky(a, rc, err);
+        a->new_commands++;
+        if (have) {
+            /* Already here: the record opens and closes at once, written
+             * with the next write (a crash only repeats the wait). */
+            ls_event done = {
+                .type = LS_EV_TIMER_CANCELLED, .name = tname, .name_len = (size_t)tlen};
+            if ((rc = put_event(a, &done, NULL, 0, err)) != LS_OK) return fail_sticky(a, rc, err);
+            *outcome = LS_FLOW_DONE;
+            return signal_value(a, &s, out, err);
+        }
+        if ((rc = add_timer(a, ev.due_ms, ev.seq, 'g', name, nlen, err)) != LS_OK)
+            return fail_sticky(a, rc, err);
+        suspend(a, 'g', name, nlen, ev.due_ms, ev.seq);
+        if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) {
+            a->waiting = 0;
+            return rc;
+        }
+        *outcome = LS_FLOW_WAIT;
+        return LS_OK;
+    }
+    if (rc != LS_OK) return rc;
+    if (cs && m.state != LS_REPLAY_PENDING && m.last->seq > cs)
+        return deliver_cancel(a, outcome, out, err);
+    if (m.state == LS_REPLAY_DONE) { /* TimerFired: the timeout won */
+        *outcome = LS_FLOW_TIMEOUT;
+        return LS_OK;
+    }
+    if (m.state == LS_REPLAY_CANCELLED) { /* a signal won, before the record closed */
+        if (ls_replay_take_signal(&a->rp, name, nlen, m.last->seq, &m) != LS_OK)
+            return fail_sticky(a,
+                               ls_err_set(err, LS_ECORRUPT,
+                                          "run %s: history shows signal \"%.*s\" won its wait, "
+                                          "but holds no such signal",
+                                          a->r->name, (int)nlen, name),
+                               err);
+        *outcome = LS_FLOW_DONE;
+        return signal_value(a, &m, out, err);
+    }
+    /* PENDING: decide now. A cancellation comes first, then a signal. */
+    if (cs) {
+        if ((rc = cancel_timer(a, &m, err)) != LS_OK) return rc;
+        return deliver_cancel(a, outcome, out, err);
+    }
+    ls_replay_match s;
+    if (ls_replay_take_signal(&a->rp, name, nlen, UINT64_MAX, &s) == LS_OK) {
+        if ((rc = cancel_timer(a, &m, err)) != LS_OK) return rc;
+        *outcome = LS_FLOW_DONE;
+        return signal_value(a, &s, out, err);
+    }
+    if (m.due_ms > now) {
+        suspend(a, 'g', name, nlen, m.due_ms, m.first->seq);
+        *outcome = LS_FLOW_WAIT;
+        return LS_OK;
+    }
+    a->replaying = 0;
+    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = tname, .name_len = (size_t)tlen};
+    if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
+        (rc = put_timer(a, m.due_ms, m.first->seq, 1, err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    *outcome = LS_FLOW_TIMEOUT;
     return LS_OK;
 }
 
@@ -678,9 +1019,28 @@ ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_e
     }
     if (rc != LS_OK) return rc;
     a->replaying = 0;
+    if (a->cancel_delivered) return ls_flow_act_cancelled(a, err);
     ls_event ev = {.type = LS_EV_WORKFLOW_COMPLETED};
     if (output == NULL || olen == 0) output = "null", olen = 4;
     return end_run(a, &ev, output, olen, LS_RUN_COMPLETED, err);
+}
+
+ls_rc ls_flow_act_cancelled(ls_flow_act *a, ls_err *err)
+{
+    if (!a->cancel_delivered)
+        return ls_err_set(err, LS_EINVAL, "no cancellation was delivered to this run");
+    if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
+    if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");
+    const ls_event *c = ls_replay_cancel(&a->rp);
+    a->waiting = 0;
+    a->replaying = 0;
+    ls_event ev = {.type = LS_EV_WORKFLOW_CANCELLED,
+                   .name = c->name,
+                   .name_len = c->name_len,
+                   .error = c->error,
+                   .error_len = c->error_len};
+    flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name, "cancelled");
+    return end_run(a, &ev, NULL, 0, LS_RUN_CANCELLED, err);
 }
 
 ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const char *trace,

@@ -112,6 +112,42 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
     return flow_runtab_add(&f->runs, r, err);
 }
 
+static ls_rc recover_inbox(ls_flow_t *f, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    ls_store_batch_t *stale = NULL;
+    const void *key, *v;
+    size_t klen, vlen, nstale = 0;
+    ls_rc rc = ls_key_ns(&k, LS_NS_SIGNAL, err);
+    if (rc == LS_OK) rc = ls_store_batch_new(&stale, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, k.ptr, k.len, 0, err);
+    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &v, &vlen, err)) == LS_OK) {
+        ls_id id;
+        ls_event ev;
+        if (klen != 1 + 2 * LS_ID_BYTES) {
+            rc = ls_err_set(err, LS_ECORRUPT, "inbox key of %zu bytes", klen);
+            break;
+        }
+        memcpy(id.b, (const unsigned char *)key + 1, LS_ID_BYTES);
+        flow_run *r = flow_runtab_find(&f->runs, &id);
+        if (r == NULL) {
+            ls_store_batch_delete(stale, key, klen);
+            nstale++;
+            continue;
+        }
+        r->inbox++;
+        if (ls_event_decode(v, vlen, &ev, NULL) == LS_OK && ev.type == LS_EV_WORKFLOW_TERMINATED)
+            atomic_store(&r->terminating, 1);
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    if (rc == LS_OK && nstale) rc = ls_store_write(f->o.store, stale, LS_STORE_SYNC, err);
+    ls_store_iter_free(it);
+    ls_store_batch_free(stale);
+    ls_buf_free(&k);
+    return rc;
+}
+
 static ls_rc recover(ls_flow_t *f, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT, val = LS_BUF_INIT;
@@ -163,17 +199,34 @@ static ls_rc recover(ls_flow_t *f, ls_err *err)
         r->has_timer = 1;
         r->timer_seq = seq;
         r->wait_due = due;
+        /* What it waits for: the key's value (empty before signals: a sleep
+         * or a retry, shown as a sleep). */
+        const char *kv = v;
+        r->waiting = 1;
+        r->wait_kind = vlen && (kv[0] == 's' || kv[0] == 'r' || kv[0] == 'g') ? kv[0] : 's';
+        ls_free(r->wait_name);
+        r->wait_name = vlen > 1 ? ls_strndup(kv + 1, vlen - 1) : ls_strdup("");
         f->st.timers++;
+        if (r->wait_name == NULL) {
+            rc = ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+            goto out;
+        }
     }
     if (rc != LS_ENOTFOUND) goto out;
     rc = LS_OK;
+
+    /* Inbox entries: runs with some go again; entries of ended runs are
+     * stale (they arrived as the run ended) and go. */
+    ls_store_iter_free(it);
+    it = NULL;
+    if ((rc = recover_inbox(f, err)) != LS_OK) goto out;
 
     /* Runs not waiting on a timer go to the ready queue, oldest first
      * (the table is unordered; ids sort by creation, so queue order only
      * matters for fairness, not correctness). */
     for (size_t i = 0; i < f->runs.nb; i++)
         for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
-            if (!r->has_timer) enqueue(f, r);
+            if (!r->has_timer || r->inbox) enqueue(f, r);
     f->st.runs_active = f->runs.n;
 out:
     ls_store_iter_free(it);
@@ -474,11 +527,16 @@ void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a)
 {
     pthread_mutex_lock(&f->mu);
     r->wait_due = 0;
+    r->waiting = a->waiting;
+    /* Inbox entries taken by a write that never landed: look again. */
+    r->inbox += a->drained;
     if (a->waiting) {
         r->wait_due = a->wait_due;
         r->wait_kind = a->wait_kind;
         ls_free(r->wait_name);
         r->wait_name = a->wait_name ? ls_strdup(a->wait_name) : NULL;
+    }
+    if (a->waiting && a->wait_due) {
         ls_err err;
         ls_rc rc = ls_flow_timerq_add(f->tq, r->id.b, a->wait_seq, a->wait_due, &err);
         if (rc == LS_OK) {
@@ -493,7 +551,10 @@ void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a)
         r->timer_seq = a->wait_seq;
     }
     r->state = R_IDLE;
-    if (r->again && !a->abandoned) enqueue(f, r);
+    /* Woken meanwhile: go again, unless the activation gave up (the type is
+     * not loaded, or the daemon stops), but a terminate always goes on. */
+    if (r->again && (!a->abandoned || (atomic_load(&r->terminating) && !f->stopping)))
+        enqueue(f, r);
     r->again = 0;
     pthread_mutex_unlock(&f->mu);
 }
@@ -619,10 +680,12 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
 {
     flow_watch *fire = NULL;
     pthread_mutex_lock(&f->mu);
-    if (r->status == LS_RUN_COMPLETED)
-        f->st.completed++;
-    else
-        f->st.failed++;
+    switch (r->status) {
+    case LS_RUN_COMPLETED: f->st.completed++; break;
+    case LS_RUN_CANCELLED: f->st.cancelled++; break;
+    case LS_RUN_TERMINATED: f->st.terminated++; break;
+    default: f->st.failed++; break;
+    }
     if (r->has_timer) {
         if (ls_flow_timerq_remove(f->tq, r->id.b, r->timer_seq, NULL) == LS_OK) f->st.timers--;
     }
@@ -708,7 +771,7 @@ size_t ls_flow_retry_idle(ls_flow_t *f)
     if (!f->stopping) {
         for (size_t i = 0; i < f->runs.nb; i++)
             for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
-                if (r->state == R_IDLE && !r->has_timer) {
+                if (r->state == R_IDLE && !r->has_timer && !r->waiting) {
                     enqueue(f, r);
                     n++;
                 }
@@ -728,6 +791,18 @@ void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
 }
 
 /* ---- start ---- */
+
+/* A payload as stored: valid JSON, compact; none (NULL/0) is null. Errors
+ * are prefixed with what. */
+static ls_rc compact_json(const char *what, const char *text, size_t len, ls_buf *out, ls_err *err)
+{
+    if (text == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
+    json_t *j = NULL;
+    ls_rc rc = ls_json_parse(text, len, &j, err);
+    if (rc == LS_OK) rc = ls_json_dump(j, out, err);
+    json_decref(j);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s", what);
+}
 
 static size_t stripe_of(const char *name, size_t n)
 {
@@ -798,21 +873,8 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
         ls_buf_free(&known);
         return rc;
     }
-    /* Normalise the input: valid JSON, stored compact. */
     ls_buf in = LS_BUF_INIT;
-    ls_rc rc;
-    if (input == NULL || ilen == 0) {
-        rc = ls_buf_set(&in, "null", 4, err);
-    } else {
-        json_t *j = NULL;
-        rc = ls_json_parse(input, ilen, &j, err);
-        if (rc != LS_OK) {
-            ls_buf_free(&in);
-            return ls_err_prefix(err, "input");
-        }
-        rc = ls_json_dump(j, &in, err);
-        json_decref(j);
-    }
+    ls_rc rc = compact_json("input", input, ilen, &in, err);
     if (rc != LS_OK) {
         ls_buf_free(&in);
         return rc;
@@ -895,5 +957,161 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     pthread_mutex_unlock(stripe);
 out:
     ls_buf_free(&in);
+    return rc;
+}
+
+/* ---- signals, cancel, terminate: the inbox ---- */
+
+/* Writes one inbox entry for the running run `name` (durably), then wakes
+ * the run, whose next activation moves it into history. */
+static ls_rc inbox_put(ls_flow_t *f, const char *name, size_t nlen, ls_event *ev,
+                       const char *payload, size_t plen, ls_id *idout, ls_err *err)
+{
+    ls_id id, arrival;
+    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
+    if (rc != LS_OK) return rc;
+    if (idout) *idout = id;
+    pthread_mutex_lock(&f->mu);
+    int running = flow_runtab_find(&f->runs, &id) != NULL, stopping = f->stopping;
+    pthread_mutex_unlock(&f->mu);
+    if (stopping) return ls_err_set(err, LS_EBUSY, "the daemon is shutting down");
+    if (!running) {
+        ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+        ls_run_record rec;
+        rc = ls_run_key(&k, &id, err);
+        if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
+        if (rc == LS_OK) rc = ls_run_decode(v.ptr, v.len, &rec, err);
+        if (rc == LS_OK)
+            rc = ls_err_set(err, LS_ESTATE, "run %.*s has finished (%s)", (int)nlen, name,
+                            ls_run_status_name(rec.status));
+        ls_buf_free(&k);
+        ls_buf_free(&v);
+        return rc;
+    }
+    ls_store_batch_t *b = NULL;
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
+    if ((rc = ls_id_new(&arrival, f->clock, err)) != LS_OK ||
+        (rc = ls_store_batch_new(&b, err)) != LS_OK)
+        goto out;
+    if (payload) {
+        rc = flow_seal(f, &id, FLOW_SEQ_INBOX, payload, plen, &sealed, err);
+        if (rc != LS_OK) goto out;
+        ev->payload = sealed.ptr;
+        ev->payload_len = sealed.len;
+    }
+    ev->seq = 1;
+    ev->time_ms = flow_now(f);
+    if ((rc = flow_key_inbox(&k, &id, &arrival, err)) != LS_OK ||
+        (rc = ls_event_encode(ev, &v, err)) != LS_OK)
+        goto out;
+    ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    flow_commit c = {.b = b, .sync = 1};
+    if ((rc = flow_commit_wait(f, &c, err)) != LS_OK) goto out;
+    pthread_mutex_lock(&f->mu);
+    flow_run *r = flow_runtab_find(&f->runs, &id);
+    if (r) { /* else it ended meanwhile: the entry is stale */
+        r->inbox++;
+        if (ev->type == LS_EV_WORKFLOW_TERMINATED) atomic_store(&r->terminating, 1);
+        wake(f, r);
+    }
+    pthread_mutex_unlock(&f->mu);
+out:
+    ls_store_batch_free(b);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    ls_buf_free(&sealed);
+    return rc;
+}
+
+static ls_rc check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err)
+{
+    if (n > max) return ls_err_set(err, LS_EINVAL, "%s: at most %zu bytes, got %zu", what, max, n);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            return ls_err_set(err, LS_EINVAL, "%s: control character at byte %zu", what, i + 1);
+    return LS_OK;
+}
+
+ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *signal, size_t slen,
+                     const char *payload, size_t plen, ls_err *err)
+{
+    if (slen == 0 || slen > LS_FLOW_NAMEMAX)
+        return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
+                          LS_FLOW_NAMEMAX, slen);
+    ls_rc rc = check_text("signal name", signal, slen, LS_FLOW_NAMEMAX, err);
+    if (rc != LS_OK) return rc;
+    ls_buf in = LS_BUF_INIT;
+    rc = compact_json("payload", payload, plen, &in, err);
+    ls_event ev = {.type = LS_EV_SIGNAL_RECEIVED, .name = signal, .name_len = slen};
+    if (rc == LS_OK) rc = inbox_put(f, name, nlen, &ev, (const char *)in.ptr, in.len, NULL, err);
+    ls_buf_free(&in);
+    return rc;
+}
+
+ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by,
+                     const char *reason, ls_err *err)
+{
+    size_t blen = by ? strlen(by) : 0, rlen = reason ? strlen(reason) : 0;
+    ls_rc rc = check_text("by", by, blen, 200, err);
+    if (rc == LS_OK) rc = check_text("reason", reason, rlen, 1000, err);
+    if (rc != LS_OK) return rc;
+    ls_event ev = {.type = LS_EV_CANCEL_REQUESTED,
+                   .name = by,
+                   .name_len = blen,
+                   .error = reason,
+                   .error_len = rlen};
+    return inbox_put(f, name, nlen, &ev, NULL, 0, NULL, err);
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} end_wait;
+
+static void end_wait_fire(void *ud)
+{
+    end_wait *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char *by,
+                        const char *reason, int64_t wait_ms, int *ended, ls_err *err)
+{
+    *ended = 0;
+    size_t blen = by ? strlen(by) : 0, rlen = reason ? strlen(reason) : 0;
+    ls_rc rc = check_text("by", by, blen, 200, err);
+    if (rc == LS_OK) rc = check_text("reason", reason, rlen, 1000, err);
+    if (rc != LS_OK) return rc;
+    end_wait w = {.done = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    uint64_t watch = 0;
+    int watching = 0;
+    /* Watch first, so that the end cannot slip between write and watch. */
+    rc = wait_ms > 0 ? ls_flow_watch(f, name, nlen, end_wait_fire, &w, &watch, err) : LS_OK;
+    if (rc == LS_OK) watching = wait_ms > 0;
+    if (rc == LS_OK || rc == LS_EEXIST) {
+        ls_event ev = {.type = LS_EV_WORKFLOW_TERMINATED,
+                       .name = by,
+                       .name_len = blen,
+                       .error = reason,
+                       .error_len = rlen};
+        rc = inbox_put(f, name, nlen, &ev, NULL, 0, NULL, err);
+    }
+    if (rc == LS_OK && watching) {
+        struct timespec ts;
+        abs_deadline(&ts, wait_ms);
+        pthread_mutex_lock(&w.mu);
+        while (!w.done && pthread_cond_timedwait(&w.cv, &w.mu, &ts) == 0) {}
+        *ended = w.done;
+        pthread_mutex_unlock(&w.mu);
+    }
+    if (watching && ls_flow_unwatch(f, watch) == 0) *ended = 1;
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
     return rc;
 }

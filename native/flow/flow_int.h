@@ -11,6 +11,13 @@
  *   status index   LS_NS_INDEX   's' status(u8) id16          -> empty
  *   type index     LS_NS_INDEX   't' str(type) id16           -> empty
  *   timer          LS_NS_TIMER   i64(due_ms) id16 u64(seq)    -> empty
+ *   inbox          LS_NS_SIGNAL  id16 id16(arrival)           -> event (seq 1
+ *                  placeholder): SignalReceived (payload sealed with seq 0),
+ *                  CancelRequested or WorkflowTerminated (name: who,
+ *                  error: reason). The run's next activation moves them
+ *                  into history (re-sealed) in its next write.
+ *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
+ *                  (sealed with seq UINT64_MAX)
  * A timer key exists while a run waits on a TimerStarted or a retryable
  * StepFailed (seq is that event's); it lets a restart rebuild the timer
  * queue without replaying sleeping runs.
@@ -63,9 +70,14 @@ typedef struct flow_run {
     size_t fresh_len;       /* handed to its first activation: no store read */
     int has_timer;          /* a timer of this run is in the timer queue */
     uint64_t timer_seq;     /* ... under this seq */
-    int64_t wait_due;       /* suspended: when it wakes (0: not waiting) */
-    char wait_kind;         /* 's' sleep, 'r' retry */
-    char *wait_name;        /* step name for a retry, "" for a sleep */
+    int64_t wait_due;       /* suspended: when it wakes (0: no timer) */
+    int waiting;            /* suspended on a wait (below), until woken */
+    char wait_kind;         /* 's' sleep, 'r' retry, 'g' signal */
+    char *wait_name;        /* step name for a retry, signal name, "" for a sleep */
+    unsigned inbox;         /* inbox entries (signals, cancel, terminate) maybe pending */
+    atomic_int terminating; /* a terminate was requested: interrupt its code */
+    char *custom;           /* custom status last written (JSON), or NULL */
+    size_t custom_len;
     struct flow_run *hnext; /* run table chain */
     struct flow_run *qnext; /* ready queue */
 } flow_run;
@@ -163,6 +175,12 @@ struct ls_flow_act {
     int commit_pending; /* handed to the committer, not yet applied */
     int parked;         /* the runner must be resumed after it */
     int ending;         /* the write ends the run */
+    unsigned drained;   /* inbox entries moved into the write in progress */
+    ls_buf custom_new;  /* custom status queued in the write in progress */
+    int custom_queued;
+    int cancel_delivered; /* the code has been handed the cancellation */
+    int terminate;        /* the inbox held a terminate request */
+    ls_buf term_by, term_reason;
     ls_run_status pend_status;
     uint64_t pend_last_seq;
     int64_t pend_now;
@@ -228,6 +246,11 @@ ls_rc flow_key_name(ls_buf *k, const char *name, size_t nlen, ls_err *err);
 ls_rc flow_key_status(ls_buf *k, ls_run_status s, const ls_id *id, ls_err *err);
 ls_rc flow_key_type(ls_buf *k, const char *type, size_t tlen, const ls_id *id, ls_err *err);
 ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_err *err);
+/* The inbox prefix of a run (arrival NULL) or one entry's key. */
+ls_rc flow_key_inbox(ls_buf *k, const ls_id *id, const ls_id *arrival, ls_err *err);
+ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
+#define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
+#define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */
 /* Seals payload for event seq of run id into out. */
 ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
                 ls_buf *out, ls_err *err);

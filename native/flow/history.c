@@ -27,6 +27,8 @@ static const char *const type_names[LS_EV_LAST + 1] = {
     [LS_EV_WORKFLOW_FAILED] = "workflow_failed",
     [LS_EV_WORKFLOW_CANCELLED] = "workflow_cancelled",
     [LS_EV_WORKFLOW_TERMINATED] = "workflow_terminated",
+    [LS_EV_TIMER_CANCELLED] = "timer_cancelled",
+    [LS_EV_CANCEL_REQUESTED] = "cancel_requested",
 };
 
 static const char *const status_names[LS_RUN_STATUS_LAST + 1] = {

@@ -39,21 +39,23 @@
 
 /* Event types. Values are stored: only ever append, never renumber. */
 typedef enum {
-    LS_EV_WORKFLOW_STARTED = 1,    /* payload: input */
-    LS_EV_STEP_STARTED = 2,        /* name, attempt */
-    LS_EV_STEP_COMPLETED = 3,      /* name, attempt, payload: result */
-    LS_EV_STEP_FAILED = 4,         /* name, attempt, error; flags, due_ms */
-    LS_EV_TIMER_STARTED = 5,       /* name, due_ms: when it fires */
-    LS_EV_TIMER_FIRED = 6,         /* name (the TimerStarted's) */
-    LS_EV_SIDE_EFFECT = 7,         /* SideEffectRecorded: name = kind, payload: value */
-    LS_EV_SIGNAL_RECEIVED = 8,     /* name, payload */
-    LS_EV_WORKFLOW_COMPLETED = 9,  /* payload: output */
-    LS_EV_WORKFLOW_FAILED = 10,    /* error (message and traceback) */
-    LS_EV_WORKFLOW_CANCELLED = 11, /* error: reason, may be empty */
-    LS_EV_WORKFLOW_TERMINATED = 12 /* error: reason, may be empty */
+    LS_EV_WORKFLOW_STARTED = 1,     /* payload: input */
+    LS_EV_STEP_STARTED = 2,         /* name, attempt */
+    LS_EV_STEP_COMPLETED = 3,       /* name, attempt, payload: result */
+    LS_EV_STEP_FAILED = 4,          /* name, attempt, error; flags, due_ms */
+    LS_EV_TIMER_STARTED = 5,        /* name, due_ms: when it fires */
+    LS_EV_TIMER_FIRED = 6,          /* name (the TimerStarted's) */
+    LS_EV_SIDE_EFFECT = 7,          /* SideEffectRecorded: name = kind, payload: value */
+    LS_EV_SIGNAL_RECEIVED = 8,      /* name, payload */
+    LS_EV_WORKFLOW_COMPLETED = 9,   /* payload: output */
+    LS_EV_WORKFLOW_FAILED = 10,     /* error (message and traceback) */
+    LS_EV_WORKFLOW_CANCELLED = 11,  /* name: who, error: reason, may be empty */
+    LS_EV_WORKFLOW_TERMINATED = 12, /* name: who, error: reason, may be empty */
+    LS_EV_TIMER_CANCELLED = 13,     /* name (the TimerStarted's): ended unfired */
+    LS_EV_CANCEL_REQUESTED = 14     /* name: who, error: reason, may be empty */
 } ls_event_type;
 
-#define LS_EV_LAST LS_EV_WORKFLOW_TERMINATED
+#define LS_EV_LAST LS_EV_CANCEL_REQUESTED
 
 /* Event flags. */
 #define LS_EVF_FATAL 0x01u /* StepFailed: final (non-retryable or attempts exhausted) */

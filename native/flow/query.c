@@ -53,6 +53,24 @@ ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_e
     return rc;
 }
 
+ls_rc flow_key_inbox(ls_buf *k, const ls_id *id, const ls_id *arrival, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_SIGNAL, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK && arrival) rc = ls_buf_append(k, arrival->b, LS_ID_BYTES, err);
+    return rc;
+}
+
+ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_RUNINFO, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'c', err);
+    return rc;
+}
+
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
 {
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
@@ -179,14 +197,34 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
 {
     pthread_mutex_lock(&f->mu);
     flow_run *r = flow_runtab_find(&f->runs, id);
-    if (r && r->wait_due && r->state == R_IDLE) {
+    if (r && r->waiting && r->state == R_IDLE) {
         json_t *w = json_object();
-        json_object_set_new(w, "kind", json_string(r->wait_kind == 'r' ? "retry" : "sleep"));
+        json_object_set_new(w, "kind",
+                            json_string(r->wait_kind == 'r'   ? "retry"
+                                        : r->wait_kind == 'g' ? "signal"
+                                                              : "sleep"));
         json_object_set_new(w, "name", json_string(r->wait_name ? r->wait_name : ""));
-        set_time(w, "due_at", r->wait_due);
+        if (r->wait_due) set_time(w, "due_at", r->wait_due);
         json_object_set_new(o, "waiting", w);
     }
     pthread_mutex_unlock(&f->mu);
+}
+
+/* The custom status (ctx:set_status), when the run has one. */
+static ls_rc add_custom(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, ls_buf *tmp,
+                        ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_rc rc = flow_key_custom(&k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_ENOTFOUND) return LS_OK;
+    if (rc == LS_OK) rc = flow_open_payload(f, id, FLOW_SEQ_CUSTOM, val->ptr, val->len, tmp, err);
+    json_t *v = NULL;
+    if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "custom status");
+    json_object_set_new(o, "custom_status", v);
+    return LS_OK;
 }
 
 /* What run_json adds from history besides a failed run's error. */
@@ -220,10 +258,14 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
             (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK) {
             if (ev.type == LS_EV_WORKFLOW_COMPLETED) {
                 if (with_output) rc = set_payload(f, o, "output", id, &ev, &tmp, err);
-            } else {
+            } else if (ev.type == LS_EV_WORKFLOW_FAILED) {
                 json_object_set_new(o, "error", strn(ev.error, ev.error_len));
+            } else {
+                json_object_set_new(o, "reason", strn(ev.error, ev.error_len));
+                if (ev.name_len) json_object_set_new(o, "by", strn(ev.name, ev.name_len));
             }
         }
+        if (rc == LS_OK && full) rc = add_custom(f, o, id, &val, &tmp, err);
         ls_buf_free(&val);
         ls_buf_free(&tmp);
     }
@@ -350,9 +392,12 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
             }
         }
         break;
+    case LS_EV_TIMER_CANCELLED: json_object_set_new(o, "name", strn(ev->name, ev->name_len)); break;
     case LS_EV_WORKFLOW_CANCELLED:
     case LS_EV_WORKFLOW_TERMINATED:
+    case LS_EV_CANCEL_REQUESTED:
         json_object_set_new(o, "reason", strn(ev->error, ev->error_len));
+        if (ev->name_len) json_object_set_new(o, "by", strn(ev->name, ev->name_len));
         break;
     }
     if (rc != LS_OK) {

@@ -30,7 +30,8 @@ static ls_cmd_kind event_kind(ls_event_type t)
     case LS_EV_STEP_COMPLETED:
     case LS_EV_STEP_FAILED: return LS_CMD_STEP;
     case LS_EV_TIMER_STARTED:
-    case LS_EV_TIMER_FIRED: return LS_CMD_TIMER;
+    case LS_EV_TIMER_FIRED:
+    case LS_EV_TIMER_CANCELLED: return LS_CMD_TIMER;
     case LS_EV_SIDE_EFFECT: return LS_CMD_SIDE_EFFECT;
     default: return (ls_cmd_kind)0;
     }
@@ -158,6 +159,7 @@ ls_rc ls_replay_init(ls_replay *c, const ls_event *events, size_t n, ls_err *err
                               ls_event_type_name(closed->type), ull(closed->seq));
         if (is_terminal(e->type)) closed = e;
         signals += e->type == LS_EV_SIGNAL_RECEIVED;
+        if (e->type == LS_EV_CANCEL_REQUESTED && c->cancel == NULL) c->cancel = e;
     }
     if (signals) {
         c->used = ls_calloc((n + 7) / 8, 1);
@@ -184,6 +186,38 @@ const ls_event *ls_replay_started(const ls_replay *c)
 const ls_event *ls_replay_closed(const ls_replay *c)
 {
     return c->closed;
+}
+
+const ls_event *ls_replay_cancel(const ls_replay *c)
+{
+    return c->cancel;
+}
+
+static size_t next_command(const ls_replay *c, size_t i);
+
+uint64_t ls_replay_peek(const ls_replay *c)
+{
+    if (c->failed) return 0;
+    size_t i = next_command(c, c->pos);
+    return i < c->n ? c->ev[i].seq : 0;
+}
+
+ls_rc ls_replay_take_signal(ls_replay *c, const char *name, size_t len, uint64_t before,
+                            ls_replay_match *m)
+{
+    assert(c != NULL && m != NULL && (name != NULL || len == 0));
+    if (c->used == NULL) return LS_ENOTFOUND;
+    for (size_t i = 0; i < c->n && c->ev[i].seq < before; i++) {
+        const ls_event *e = &c->ev[i];
+        if (e->type != LS_EV_SIGNAL_RECEIVED || !same_name(e, name, len)) continue;
+        if (c->used[i / 8] & (1u << (i % 8))) continue;
+        c->used[i / 8] |= (unsigned char)(1u << (i % 8));
+        memset(m, 0, sizeof *m);
+        m->state = LS_REPLAY_DONE;
+        m->first = m->last = e;
+        return LS_OK;
+    }
+    return LS_ENOTFOUND;
 }
 
 uint64_t ls_replay_commands(const ls_replay *c)
@@ -214,8 +248,8 @@ static ls_rc read_step(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
     size_t j;
     for (j = i; j < c->n; j++) {
         const ls_event *e = &c->ev[j];
-        if (e->type == LS_EV_SIGNAL_RECEIVED) continue;
-        if (is_terminal(e->type)) break; /* the run ended with the step unfinished */
+        if (is_terminal(e->type)) break;        /* the run ended with the step unfinished */
+        if (event_kind(e->type) == 0) continue; /* a signal or a cancel request */
         if (event_kind(e->type) != LS_CMD_STEP || !same_name(e, first->name, first->name_len))
             return corrupt_record(c, err, first, e, "is unfinished");
         if (e->attempt == 0) return corrupt_record(c, err, first, e, "has attempt 0");
@@ -252,8 +286,9 @@ static ls_rc read_timer(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
     const ls_event *started = &c->ev[i];
     if (started->type != LS_EV_TIMER_STARTED) {
         quoted q;
-        fail(c, LS_ECORRUPT, "history: timer_fired of \"%s\" at seq %llu without timer_started",
-             quote(&q, started->name, started->name_len), ull(started->seq));
+        fail(c, LS_ECORRUPT, "history: %s of \"%s\" at seq %llu without timer_started",
+             ls_event_type_name(started->type), quote(&q, started->name, started->name_len),
+             ull(started->seq));
         return failed_again(c, err);
     }
     m->state = LS_REPLAY_PENDING;
@@ -262,11 +297,12 @@ static ls_rc read_timer(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
     size_t j;
     for (j = i + 1; j < c->n; j++) {
         const ls_event *e = &c->ev[j];
-        if (e->type == LS_EV_SIGNAL_RECEIVED) continue;
         if (is_terminal(e->type)) break;
-        if (e->type != LS_EV_TIMER_FIRED || !same_name(e, started->name, started->name_len))
+        if (event_kind(e->type) == 0) continue; /* a signal or a cancel request */
+        if ((e->type != LS_EV_TIMER_FIRED && e->type != LS_EV_TIMER_CANCELLED) ||
+            !same_name(e, started->name, started->name_len))
             return corrupt_record(c, err, started, e, "is pending");
-        m->state = LS_REPLAY_DONE;
+        m->state = e->type == LS_EV_TIMER_FIRED ? LS_REPLAY_DONE : LS_REPLAY_CANCELLED;
         m->due_ms = 0;
         m->last = e;
         j++;
@@ -279,16 +315,7 @@ static ls_rc read_timer(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
 static ls_rc next_signal(ls_replay *c, const char *name, size_t len, ls_replay_match *m,
                          ls_err *err)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        const ls_event *e = &c->ev[i];
-        if (e->type != LS_EV_SIGNAL_RECEIVED || !same_name(e, name, len)) continue;
-        if (c->used[i / 8] & (1u << (i % 8))) continue;
-        c->used[i / 8] |= (unsigned char)(1u << (i % 8));
-        memset(m, 0, sizeof *m);
-        m->state = LS_REPLAY_DONE;
-        m->first = m->last = e;
-        return LS_OK;
-    }
+    if (ls_replay_take_signal(c, name, len, UINT64_MAX, m) == LS_OK) return LS_OK;
     size_t k = next_command(c, c->pos);
     quoted q1, q2;
     char d[DESC_MAX];

@@ -15,8 +15,10 @@
  *    at a crash; re-run it) or BACKOFF (last event a retryable StepFailed:
  *    the next attempt, attempt + 1, is due at due_ms). Retry backoff is not
  *    a timer: it lives in StepFailed.due_ms.
- *  - timer NAME: TimerStarted of NAME, then TimerFired of NAME (DONE) or
- *    nothing yet (PENDING, due at the TimerStarted's due_ms).
+ *  - timer NAME: TimerStarted of NAME, then TimerFired of NAME (DONE),
+ *    TimerCancelled of NAME (CANCELLED: a signal wait's timer that a signal
+ *    beat, or a wait a cancellation ended) or nothing yet (PENDING, due at
+ *    the TimerStarted's due_ms).
  *  - side effect KIND (ctx:now/random/uuid): one SideEffectRecorded whose
  *    name is KIND (DONE; the value is its payload).
  * Names compare byte for byte; the engine chooses the timer name (a name
@@ -32,7 +34,12 @@
  *    SignalReceived of NAME, wherever it is, and does not count as a
  *    command (it has no record of its own). Since waits consume signals of
  *    one name in seq order, the k-th wait on NAME always gets the k-th
- *    signal of NAME, in the first run and in every replay.
+ *    signal of NAME, in the first run and in every replay. A wait with a
+ *    timeout is a timer command too (its TimerCancelled or TimerFired
+ *    records whether a signal or the timeout won).
+ *  - CancelRequested events may appear anywhere, also inside a record;
+ *    the engine decides where a cancellation is delivered from their seq
+ *    (ls_replay_cancel, ls_replay_peek).
  *
  * Errors of ls_replay_next and ls_replay_finish are sticky: once one is
  * returned the cursor returns it again. Only LS_REPLAY_ENONDET means
@@ -65,7 +72,8 @@ typedef enum {
     LS_REPLAY_FAILED,   /* step failed for good: last->error */
     LS_REPLAY_INFLIGHT, /* step attempt `attempt` started, no outcome: run it again */
     LS_REPLAY_BACKOFF,  /* step attempt `attempt` failed (last->error); retry at due_ms */
-    LS_REPLAY_PENDING   /* timer started, not fired: fires at due_ms */
+    LS_REPLAY_PENDING,  /* timer started, not fired: fires at due_ms */
+    LS_REPLAY_CANCELLED /* timer ended unfired (TimerCancelled): a signal or a cancel won */
 } ls_replay_state;
 
 typedef struct {
@@ -86,6 +94,7 @@ typedef struct {
     uint64_t commands;      /* records matched so far */
     unsigned char *used;    /* consumed-signal bitmap by event index, or NULL */
     const ls_event *closed; /* terminal event, or NULL */
+    const ls_event *cancel; /* first CancelRequested, or NULL */
     ls_rc failed;           /* sticky error, LS_OK when none */
     ls_err ferr;
 } ls_replay;
@@ -131,6 +140,20 @@ const ls_event *ls_replay_started(const ls_replay *c);
 
 /* The terminal event (completed, failed, cancelled, terminated) or NULL. */
 const ls_event *ls_replay_closed(const ls_replay *c);
+
+/* The first CancelRequested event, or NULL. */
+const ls_event *ls_replay_cancel(const ls_replay *c);
+
+/* The seq of the first event of the next command record (the one the next
+ * ls_replay_next would match), or 0 when history holds no more (or the
+ * cursor has failed). Does not move the cursor. */
+uint64_t ls_replay_peek(const ls_replay *c);
+
+/* Consumes the earliest unconsumed SignalReceived of name whose seq is
+ * below `before` (UINT64_MAX: anywhere) into *m (state DONE). LS_ENOTFOUND
+ * when there is none; never fails the cursor. */
+ls_rc ls_replay_take_signal(ls_replay *c, const char *name, size_t len, uint64_t before,
+                            ls_replay_match *m);
 
 /* Number of command records matched so far. */
 uint64_t ls_replay_commands(const ls_replay *c);

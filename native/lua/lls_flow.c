@@ -129,6 +129,8 @@ static const char *outcome_name(ls_flow_outcome o)
     case LS_FLOW_FAILED: return "failed";
     case LS_FLOW_RUN: return "run";
     case LS_FLOW_WAIT: return "wait";
+    case LS_FLOW_CANCELLED: return "cancelled";
+    case LS_FLOW_TIMEOUT: return "timeout";
     }
     return "?";
 }
@@ -148,7 +150,8 @@ static int l_step(lua_State *L)
     }
     lua_pushstring(L, outcome_name(info.outcome));
     int nret = 1;
-    if (info.outcome == LS_FLOW_DONE || info.outcome == LS_FLOW_FAILED) {
+    if (info.outcome == LS_FLOW_DONE || info.outcome == LS_FLOW_FAILED ||
+        info.outcome == LS_FLOW_CANCELLED) {
         push_buf(L, &out);
         nret = 2;
     } else if (info.outcome == LS_FLOW_RUN) {
@@ -201,7 +204,7 @@ static int l_step_failed(lua_State *L)
     return 2;
 }
 
-/* rt.sleep(act, ms) -> "done" | "wait" */
+/* rt.sleep(act, ms) -> "done" | "wait" | "cancelled" */
 static int l_sleep(lua_State *L)
 {
     ls_flow_act *a = check_act(L);
@@ -361,6 +364,50 @@ static int l_uuid(lua_State *L)
     return 1;
 }
 
+/* rt.wait_signal(act, name, timeout_ms|-1) -> "done", json | "wait" | "timeout" |
+ * "cancelled", reason */
+static int l_wait_signal(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n;
+    const char *name = luaL_checklstring(L, 2, &n);
+    int64_t ms = (int64_t)luaL_optnumber(L, 3, -1);
+    ls_flow_outcome o;
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_wait_signal(a, name, n, ms, &o, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    lua_pushstring(L, outcome_name(o));
+    int nret = 1;
+    if (o == LS_FLOW_DONE || o == LS_FLOW_CANCELLED) {
+        push_buf(L, &out);
+        nret = 2;
+    }
+    ls_buf_free(&out);
+    return nret;
+}
+
+/* rt.set_status(act, json) */
+static int l_set_status(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n;
+    const char *json = luaL_checklstring(L, 2, &n);
+    ls_err err;
+    if (ls_flow_act_set_status(a, json, n, &err) != LS_OK) return raise(L, &err);
+    return 0;
+}
+
+/* rt.cancelled(act): end the run cancelled */
+static int l_cancelled(lua_State *L)
+{
+    ls_err err;
+    if (ls_flow_act_cancelled(check_act(L), &err) != LS_OK) return raise(L, &err);
+    return 0;
+}
+
 static int luaopen_flowrt(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"input", l_input},
@@ -368,6 +415,9 @@ static int luaopen_flowrt(lua_State *L)
                                    {"step_done", l_step_done},
                                    {"step_failed", l_step_failed},
                                    {"sleep", l_sleep},
+                                   {"wait_signal", l_wait_signal},
+                                   {"set_status", l_set_status},
+                                   {"cancelled", l_cancelled},
                                    {"side_effect", l_side_effect},
                                    {"complete", l_complete},
                                    {"fail", l_fail},

@@ -53,7 +53,10 @@ enum {
     OP_COMPLETE, /* return {"input":input,"results":[every value so far]} */
     OP_FAIL,     /* raise name (with a traceback) */
     OP_RETURN,   /* return from activate with no outcome (a broken runner) */
-    OP_CRASH     /* while h->crash_armed: abandon the activation (as a crash would) */
+    OP_CRASH,    /* while h->crash_armed: abandon the activation (as a crash would) */
+    OP_SIGNAL,   /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
+    OP_CLEANUP,  /* where a cancellation delivered earlier goes on (a catch); skipped otherwise */
+    OP_STATUS    /* ctx:set_status(name as JSON text) */
 };
 
 typedef struct {
@@ -65,7 +68,7 @@ typedef struct {
 
 typedef struct {
     const char *type;
-    op ops[8];
+    op ops[12];
 } script;
 
 /* clang-format off */
@@ -74,6 +77,8 @@ typedef struct {
 #define SLEEP(ms)    {OP_SLEEP, NULL, 0, ms}
 #define SIDE(kind)   {OP_SIDE, kind, 0, 0}
 #define COMPLETE     {OP_COMPLETE, NULL, 0, 0}
+#define SIGNAL(n, ms) {OP_SIGNAL, n, 0, ms}
+#define CLEANUP      {OP_CLEANUP, NULL, 0, 0}
 /* clang-format on */
 
 static const script scripts_main[] = {
@@ -97,6 +102,19 @@ static const script scripts_main[] = {
     {"silent", {STEP("a"), {OP_RETURN, NULL, 0, 0}}},
     {"backoff", {STEP("a"), STEP_B("charge", B_SLOW_RETRY), COMPLETE}},
     {"side_block", {SIDE("random"), STEP_B("b", B_BLOCK), COMPLETE}},
+    {"sig", {STEP("a"), SIGNAL("go", -1), SIGNAL("go", -1), STEP("b"), COMPLETE}},
+    {"sig_to", {SIGNAL("go", 200), SIGNAL("go", 60000), COMPLETE}},
+    {"gate_sig", {STEP_B("wait", B_GATE), SIGNAL("go", -1), COMPLETE}},
+    {"cancel_me", {STEP("a"), SLEEP(60000), STEP("b"), COMPLETE}},
+    {"cancel_catch",
+     {STEP("a"), SIGNAL("go", -1), STEP("b"), COMPLETE, CLEANUP, STEP("undo"), SLEEP(300),
+      STEP("undo2"), COMPLETE}},
+    {"status",
+     {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
+      SIGNAL("go", -1),
+      {OP_STATUS, "{\"stage\":\"two\"}", 0, 0},
+      SIGNAL("go", -1),
+      COMPLETE}},
     {NULL, {{0}}}};
 
 /* The same types after an edit of the workflow file: v1 now starts with
@@ -354,7 +372,8 @@ static void call_step(harness *h, ls_flow_act *a, const op *o, const ls_flow_ste
              info->attempt, atomic_load(&h->gen), o->name, tag);
 }
 
-/* ctx:step: 1 when the code goes on, 0 when the activation is over. */
+/* ctx:step: 1 when the code goes on, 0 when the activation is over, 2
+ * when a cancellation was delivered. */
 static int do_step(harness *h, ls_flow_act *a, const op *o, ls_buf *acc)
 {
     ls_flow_step_info info;
@@ -373,6 +392,8 @@ static int do_step(harness *h, ls_flow_act *a, const op *o, ls_buf *acc)
         break;
     case LS_FLOW_FAILED: raise_msg(a, (const char *)out.ptr, out.len); break;
     case LS_FLOW_WAIT: break;
+    case LS_FLOW_CANCELLED: go_on = 2; break;
+    case LS_FLOW_TIMEOUT: RCHECK(h, 0); break;
     case LS_FLOW_RUN: {
         step_out so;
         call_step(h, a, o, &info, &so);
@@ -419,18 +440,61 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
         return;
     }
     ls_buf_putc(&acc, '[', NULL);
+    int cancelled = 0;
     for (const op *o = s->ops; o->op != OP_END; o++) {
+        if (cancelled) {
+            /* The code catches the cancellation at CLEANUP, or lets it
+             * end the run. */
+            cancelled = 0;
+            while (o->op != OP_END && o->op != OP_CLEANUP) o++;
+            if (o->op == OP_END) {
+                if (ls_flow_act_cancelled(a, &err) != LS_OK) raise_err(a, &err);
+                goto out;
+            }
+            add_value(&acc, "\"caught\"", 8);
+            continue;
+        }
         switch (o->op) {
-        case OP_STEP:
-            if (!do_step(h, a, o, &acc)) goto out;
+        case OP_STEP: {
+            int go = do_step(h, a, o, &acc);
+            if (go == 0) goto out;
+            if (go == 2) cancelled = 1, o--;
             break;
+        }
         case OP_SLEEP:
             if (ls_flow_act_sleep(a, o->ms, &oc, &err) != LS_OK) {
                 raise_err(a, &err);
                 goto out;
             }
             if (oc == LS_FLOW_WAIT) goto out;
+            if (oc == LS_FLOW_CANCELLED) {
+                cancelled = 1, o--;
+                break;
+            }
             RCHECK(h, oc == LS_FLOW_DONE);
+            break;
+        case OP_SIGNAL:
+            if (ls_flow_act_wait_signal(a, o->name, strlen(o->name), o->ms, &oc, &out, &err) !=
+                LS_OK) {
+                raise_err(a, &err);
+                goto out;
+            }
+            if (oc == LS_FLOW_WAIT) goto out;
+            if (oc == LS_FLOW_CANCELLED) {
+                cancelled = 1, o--;
+                break;
+            }
+            if (oc == LS_FLOW_TIMEOUT)
+                add_value(&acc, "\"timeout\"", 9);
+            else
+                add_value(&acc, out.ptr, out.len);
+            break;
+        case OP_CLEANUP: goto done; /* not cancelled: the code ends before its catch */
+        case OP_STATUS:
+            if (ls_flow_act_set_status(a, o->name, strlen(o->name), &err) != LS_OK) {
+                raise_err(a, &err);
+                goto out;
+            }
             break;
         case OP_SIDE:
             if (ls_flow_act_side_effect(a, o->name, h->side_value, strlen(h->side_value), &out,
@@ -470,6 +534,7 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
             break;
         }
     }
+done:
 out:
     ls_buf_free(&acc);
     ls_buf_free(&out);
@@ -1995,6 +2060,278 @@ static void test_engine_alloc_failures(void **state)
 
 /* ---- main ---- */
 
+/* ---- signals, cancellation, termination, custom status ---- */
+
+static void signal_ok(env *e, const char *run, const char *sig, const char *payload)
+{
+    ls_err err = {0};
+    th_ok(ls_flow_signal(e->f, run, strlen(run), sig, strlen(sig), payload,
+                         payload ? strlen(payload) : 0, &err),
+          &err);
+}
+
+/* The "results" array of a completed run's output. */
+static json_t *results_of(env *e, const char *run)
+{
+    json_t *d = describe(e, run);
+    assert_string_equal(jstr(d, "status"), "completed");
+    json_t *r = json_object_get(json_object_get(d, "output"), "results");
+    assert_non_null(r);
+    json_incref(r);
+    json_decref(d);
+    return r;
+}
+
+static void test_engine_signals_in_order(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "s-1", NULL);
+    json_t *w = wait_waiting(e, "s-1");
+    assert_string_equal(jstr(w, "kind"), "signal");
+    assert_string_equal(jstr(w, "name"), "go");
+    assert_null(json_object_get(w, "due_at"));
+    json_decref(w);
+    signal_ok(e, "s-1", "other", "\"ignored\"");
+    signal_ok(e, "s-1", "go", "{\"n\": 1}");
+    signal_ok(e, "s-1", "go", "{\"n\":2}");
+    wait_end(e, "s-1");
+    json_t *r = results_of(e, "s-1");
+    assert_int_equal(json_array_size(r), 4);
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":2}");
+    json_decref(r);
+    json_t *ev = history(e, "s-1");
+    assert_int_equal(count_events(ev, "signal_received", "go"), 2);
+    assert_int_equal(count_events(ev, "signal_received", "other"), 1);
+    assert_json(json_object_get(nth_event(ev, "signal_received", "go", 0), "payload"), "{\"n\":1}");
+    json_decref(ev);
+
+    /* Sent before the run waits: kept, in order. */
+    start1(e, "sig", "s-2", NULL);
+    signal_ok(e, "s-2", "go", "1");
+    signal_ok(e, "s-2", "go", "2");
+    wait_end(e, "s-2");
+    r = results_of(e, "s-2");
+    assert_json(json_array_get(r, 1), "1");
+    assert_json(json_array_get(r, 2), "2");
+    json_decref(r);
+
+    /* Errors: a finished run, an unknown run, bad names and payloads. */
+    assert_int_equal(ls_flow_signal(e->f, "s-2", 3, "go", 2, NULL, 0, &err), LS_ESTATE);
+    assert_non_null(strstr(err.msg, "has finished (completed)"));
+    assert_int_equal(ls_flow_signal(e->f, "nope", 4, "go", 2, NULL, 0, &err), LS_ENOTFOUND);
+    start1(e, "sig", "s-3", NULL);
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "", 0, NULL, 0, &err), LS_EINVAL);
+    assert_non_null(strstr(err.msg, "signal name"));
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "go", 2, "{bad", 4, &err), LS_EINVAL);
+    assert_non_null(strstr(err.msg, "payload"));
+    signal_ok(e, "s-3", "go", NULL);
+    signal_ok(e, "s-3", "go", NULL);
+    wait_end(e, "s-3");
+    r = results_of(e, "s-3");
+    assert_json(json_array_get(r, 1), "null");
+    json_decref(r);
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
+static void test_engine_signal_timeout_and_restart(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "sig_to", "t-1", NULL);
+    json_t *w = wait_waiting(e, "t-1");
+    assert_string_equal(jstr(w, "kind"), "signal");
+    jstr(w, "due_at");
+    json_decref(w);
+    advance(e, 200); /* the first wait times out */
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        json_t *ev = history(e, "t-1");
+        size_t n = count_events(ev, "timer_started", "signal:go");
+        json_decref(ev);
+        if (n == 2) break;
+        nap_ms(2);
+    }
+    json_decref(wait_waiting(e, "t-1"));
+    eng_close(e); /* waiting on the second */
+
+    eng_open(e, 0);
+    th_ok(ls_flow_run(e->f, &err), &err);
+    signal_ok(e, "t-1", "go", "\"yes\"");
+    wait_end(e, "t-1");
+    json_t *r = results_of(e, "t-1");
+    assert_json(r, "[\"timeout\",\"yes\"]");
+    json_decref(r);
+    json_t *ev = history(e, "t-1");
+    assert_int_equal(count_events(ev, "timer_started", "signal:go"), 2);
+    assert_int_equal(count_events(ev, "timer_fired", "signal:go"), 1);
+    assert_int_equal(count_events(ev, "timer_cancelled", "signal:go"), 1);
+    json_decref(ev);
+    ls_flow_stats st;
+    ls_flow_get_stats(e->f, &st);
+    assert_int_equal(st.timers, 0);
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
+/* A signal that arrives while the run is busy waits in the inbox; a crash
+ * before the run takes it loses nothing. */
+static void test_engine_signal_inbox_survives_restart(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "gate_sig", "g-1", NULL);
+    wait_calls(e, "g-1", "wait", 1);
+    signal_ok(e, "g-1", "go", "{\"kept\":true}");
+    th_ok(ls_flow_stop(e->f, 0, &err), &err); /* interrupts the gated step */
+    eng_close(e);
+
+    close_store(e);
+    open_store(e);
+    atomic_store(&e->h.gate_open, 1);
+    eng_open(e, 1);
+    wait_end(e, "g-1");
+    json_t *r = results_of(e, "g-1");
+    assert_json(json_array_get(r, 1), "{\"kept\":true}");
+    json_decref(r);
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
+static void test_engine_cancel_at_next_wait(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "cancel_me", "c-1", NULL);
+    json_t *w = wait_waiting(e, "c-1");
+    json_decref(w);
+    th_ok(ls_flow_cancel(e->f, "c-1", 3, "tester", "not needed", &err), &err);
+    wait_end(e, "c-1");
+    json_t *d = describe(e, "c-1");
+    assert_string_equal(jstr(d, "status"), "cancelled");
+    assert_string_equal(jstr(d, "reason"), "not needed");
+    assert_string_equal(jstr(d, "by"), "tester");
+    json_decref(d);
+    assert_int_equal(calls(&e->h, "c-1", "a"), 1);
+    assert_int_equal(calls(&e->h, "c-1", "b"), 0);
+    json_t *ev = history(e, "c-1");
+    assert_int_equal(count_events(ev, "cancel_requested", NULL), 1);
+    assert_int_equal(count_events(ev, "timer_cancelled", NULL), 1);
+    json_t *end = nth_event(ev, "workflow_cancelled", NULL, 0);
+    assert_string_equal(jstr(end, "reason"), "not needed");
+    json_decref(ev);
+    assert_int_equal(ls_flow_cancel(e->f, "c-1", 3, "tester", NULL, &err), LS_ESTATE);
+    assert_non_null(strstr(err.msg, "cancelled"));
+    ls_flow_stats st;
+    ls_flow_get_stats(e->f, &st);
+    assert_int_equal(st.cancelled, 1);
+    assert_int_equal(st.timers, 0);
+    eng_close(e);
+}
+
+/* The code catches the cancellation and runs cleanup, which sleeps; a
+ * restart in the middle replays the delivery at the same place. */
+static void test_engine_cancel_cleanup_replays(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "cancel_catch", "k-1", NULL);
+    json_t *w = wait_waiting(e, "k-1");
+    assert_string_equal(jstr(w, "kind"), "signal");
+    json_decref(w);
+    th_ok(ls_flow_cancel(e->f, "k-1", 3, NULL, NULL, &err), &err);
+    wait_calls(e, "k-1", "undo", 1);
+    w = wait_waiting(e, "k-1");
+    assert_string_equal(jstr(w, "kind"), "sleep");
+    json_decref(w);
+    eng_close(e);
+
+    eng_open(e, 0);
+    th_ok(ls_flow_run(e->f, &err), &err);
+    advance(e, 300);
+    wait_end(e, "k-1");
+    json_t *d = describe(e, "k-1");
+    assert_string_equal(jstr(d, "status"), "cancelled");
+    json_decref(d);
+    assert_int_equal(calls(&e->h, "k-1", "undo"), 1);
+    assert_int_equal(calls(&e->h, "k-1", "undo2"), 1);
+    assert_int_equal(calls(&e->h, "k-1", "b"), 0);
+    assert_false(log_has(&e->h, "non-determinism"));
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
+static void test_engine_terminate(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    int ended = 0;
+    eng_open(e, 1);
+    start1(e, "sleepy", "x-1", NULL);
+    json_decref(wait_waiting(e, "x-1"));
+    th_ok(ls_flow_terminate(e->f, "x-1", 3, "ops", "stuck", WAIT_MS, &ended, &err), &err);
+    assert_true(ended);
+    json_t *d = describe(e, "x-1");
+    assert_string_equal(jstr(d, "status"), "terminated");
+    assert_string_equal(jstr(d, "reason"), "stuck");
+    json_decref(d);
+
+    /* A step that is running is interrupted. */
+    atomic_store(&e->h.block_armed, 1);
+    start1(e, "blocky", "x-2", NULL);
+    wait_calls(e, "x-2", "b", 1);
+    th_ok(ls_flow_terminate(e->f, "x-2", 3, NULL, NULL, WAIT_MS, &ended, &err), &err);
+    assert_true(ended);
+    d = describe(e, "x-2");
+    assert_string_equal(jstr(d, "status"), "terminated");
+    json_decref(d);
+    json_t *ev = history(e, "x-2");
+    assert_int_equal(count_events(ev, "step_completed", "b"), 0);
+    assert_int_equal(count_events(ev, "workflow_terminated", NULL), 1);
+    json_decref(ev);
+    assert_int_equal(ls_flow_terminate(e->f, "x-2", 3, NULL, NULL, WAIT_MS, &ended, &err),
+                     LS_ESTATE);
+    ls_flow_stats st;
+    ls_flow_get_stats(e->f, &st);
+    assert_int_equal(st.terminated, 2);
+    assert_int_equal(st.timers, 0);
+    eng_close(e);
+}
+
+static void test_engine_custom_status(void **state)
+{
+    env *e = *state;
+    eng_open(e, 1);
+    start1(e, "status", "st-1", NULL);
+    json_decref(wait_waiting(e, "st-1"));
+    json_t *d = describe(e, "st-1");
+    assert_json(json_object_get(d, "custom_status"), "{\"stage\":\"one\"}");
+    json_decref(d);
+    signal_ok(e, "st-1", "go", NULL);
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        d = describe(e, "st-1");
+        json_t *cs = json_object_get(d, "custom_status");
+        int two = cs && strcmp(jstr(cs, "stage"), "two") == 0;
+        json_decref(d);
+        if (two) break;
+        nap_ms(2);
+    }
+    signal_ok(e, "st-1", "go", NULL);
+    wait_end(e, "st-1");
+    d = describe(e, "st-1");
+    assert_json(json_object_get(d, "custom_status"), "{\"stage\":\"two\"}");
+    json_decref(d);
+    eng_close(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2020,6 +2357,13 @@ int main(void)
         T(test_engine_stop_lets_activations_finish_within_grace),
         T(test_engine_payloads_encrypted_at_rest),
         T(test_engine_alloc_failures),
+        T(test_engine_signals_in_order),
+        T(test_engine_signal_timeout_and_restart),
+        T(test_engine_signal_inbox_survives_restart),
+        T(test_engine_cancel_at_next_wait),
+        T(test_engine_cancel_cleanup_replays),
+        T(test_engine_terminate),
+        T(test_engine_custom_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,13 +90,6 @@ run() {
 }
 # jo FILTER: jq -r over the last stdout.
 jo() { printf '%s' "$out" | jq -r "$1" 2>/dev/null; }
-# poll N CMD...: runs CMD every 0.1 s until it succeeds, at most N times.
-poll() {
-  local n=$1
-  shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 # ended ID: waits for run ID to end (20 s at most), through the API.
 ended() {
   curl -s -o /dev/null --unix-socket "$sock" "http://lodestoned/v1/workflows/$1/result?wait=20"
@@ -119,20 +112,10 @@ aligned() {
     }'
 }
 
-daemon=
 start_daemon() {
-  "$build/bin/lodestoned" --data "$data" --socket "$sock" --workflows "$d/wf" --workers 2 \
-    --grace 2 2>> "$d/daemon.log" &
-  daemon=$!
-  E2E_PIDS+=("$daemon")
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --unix-socket "$sock" http://lodestoned/healthz && return 0
-    e2e_alive "$daemon" || break
-    sleep 0.1
-  done
-  echo "lodestoned did not start:"
-  cat "$d/daemon.log"
-  exit 1
+  e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --socket "$sock" --workflows "$d/wf" \
+    --workers 2 --grace 2 || exit 1
+  daemon=$E2E_DAEMON
 }
 start_daemon
 

@@ -60,9 +60,9 @@ err=$("$ls" policy check "$d/broken.lua" --request '{"path":"/"}' 2>&1)
 check "broken policy exits 2" 2 $?
 err=$("$ls" policy frobnicate 2>&1)
 check "unknown subcommand exits 2" 2 $?
-err=$("$ls" signal x y 2>&1)
-check "verbs still to come exit 2" 2 $?
-check_contains "with a clear message" "arrives with a later issue" "$err"
+err=$("$ls" signal x 2>&1)
+check "a workflow verb with missing arguments exits 2" 2 $?
+check_contains "with a clear message" "expected a run ID, a signal NAME" "$err"
 
 # test: passes, then fails on a wrong expectation with a readable diff.
 cat > "$d/cases.json" <<JSON

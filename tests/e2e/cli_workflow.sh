@@ -54,14 +54,14 @@ err=$(printf '\n' | "$ls" secret set db_password 2>&1)
 check "an empty value is refused" 2 $?
 err=$("$ls" socket 2>&1)
 check "unknown command exits 2" 2 $?
-for v in start list show history types secret; do
+for v in start list show history types secret signal cancel terminate; do
   out=$("$ls" $v --help)
   check "$v --help exits 0" 0 $?
   check_contains "$v --help shows its usage" "usage: lodestone $v" "$out"
 done
-err=$("$ls" cancel r1 2>&1)
-check "cancel is for a later issue" 2 $?
-check_contains "says so" "arrives with a later issue" "$err"
+err=$("$ls" cancel 2>&1)
+check "cancel without a run ID exits 2" 2 $?
+check_contains "says so" "expected one run ID" "$err"
 
 # An HTTP error answer: exit 1 with its message; the token goes along.
 "$build/tests/mocksvc" --port-file "$d/port" --log "$d/mock.log" &

@@ -105,3 +105,31 @@ e2e_wait_file() {
 check_match() {
   if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else not_ok "$1" "[$3] does not match /$2/"; fi
 }
+
+# poll N CMD...: runs CMD every 0.1 s until it succeeds, at most N times.
+poll() {
+  local n=$1
+  shift
+  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+# e2e_lodestoned SOCK LOG ARGS...: starts "$build/bin/lodestoned ARGS"
+# (stderr appended to LOG) and waits until it answers /healthz on SOCK (up
+# to 10 s). Sets E2E_DAEMON. Returns 1, with the log's tail, when it does
+# not come up.
+e2e_lodestoned() {
+  local sock=$1 log=$2
+  shift 2
+  "$build/bin/lodestoned" "$@" 2>> "$log" &
+  E2E_DAEMON=$!
+  E2E_PIDS+=("$E2E_DAEMON")
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --unix-socket "$sock" http://lodestoned/healthz && return 0
+    e2e_alive "$E2E_DAEMON" || break
+    sleep 0.1
+  done
+  echo "lodestoned did not start:" >&2
+  tail -30 "$log" >&2
+  return 1
+}

@@ -133,13 +133,6 @@ result() { api GET "/v1/workflows/$1/result?wait=20"; }
 # history ID: the run's history into $body; evtypes: its event types.
 history() { api GET "/v1/workflows/$1/history"; }
 evtypes() { j '[.events[].type] | join(" ")'; }
-# poll N CMD...: runs CMD every 0.1 s until it succeeds, at most N times.
-poll() {
-  local n=$1
-  shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 # sleeping ID: whether the run waits on a ctx:sleep (GET run into $body).
 sleeping() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = sleep ]; }
 # reloaded N: whether the daemon has logged N reloads (SIGHUP).
@@ -150,20 +143,10 @@ error_shape() {
     "$(j '(keys == ["error"]) and (.error | keys == ["code","message"]) and (.error.code|type=="string") and (.error.message|type=="string")')"
 }
 
-daemon=
 start_daemon() {
-  "$build/bin/lodestoned" --data "$data" --workflows "$d/wf" --body-limit 2048 --workers 4 \
-    --grace 5 2>> "$d/daemon.log" &
-  daemon=$!
-  E2E_PIDS+=("$daemon")
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --unix-socket "$sock" http://lodestoned/healthz && return 0
-    e2e_alive "$daemon" || break
-    sleep 0.1
-  done
-  echo "lodestoned did not start:"
-  cat "$d/daemon.log"
-  exit 1
+  e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --body-limit 2048 \
+    --workers 4 --grace 5 || exit 1
+  daemon=$E2E_DAEMON
 }
 start_daemon
 
@@ -222,7 +205,7 @@ check "same id again: no second run" 1 "$(j '[.runs[] | select(.id == "nap-1")] 
 start nope '{"id":"x"}'
 check "unknown type: 404" 404 "$code"
 check "unknown type: code" unknown_type "$(j .error.code)"
-check_match "unknown type: names the known types" "known types: call, (.*, )?late, nap, nightly_cleanup, order, " \
+check_match "unknown type: names the known types" "known types: (.*, )?call, (.*, )?late, nap, nightly_cleanup, order, " \
   "$(j .error.message)"
 error_shape "unknown type"
 start nap '{"id": "x", "input": {'

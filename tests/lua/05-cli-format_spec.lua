@@ -136,6 +136,11 @@ describe("lodestone.cli.format", function()
         { seq = 11, type = "workflow_started", time = t },
         { seq = 12, type = "timer_started", time = t, name = "", due_at = "2026-11-26T12:44:46.123Z" },
         { seq = 13, type = "timer_fired", time = t, name = "" },
+        { seq = 14, type = "signal_received", time = t, name = "approved", payload = { by = "al" } },
+        { seq = 15, type = "timer_cancelled", time = t, name = "signal:approved" },
+        { seq = 16, type = "cancel_requested", time = t, by = "carol", reason = "duplicate" },
+        { seq = 17, type = "workflow_cancelled", time = t, by = "carol", reason = "" },
+        { seq = 18, type = "workflow_terminated", time = t, reason = "stuck" },
       }
       assert.same({
         "   #1  11:44:46.123  workflow_started     input {\"amount\":42}",
@@ -147,10 +152,15 @@ describe("lodestone.cli.format", function()
         "   #7  11:44:46.123  side_effect_recorded uuid = \"0b5e\"",
         "   #8  11:44:46.123  workflow_completed   output null",
         "   #9  11:44:46.123  workflow_failed      boom",
-        "  #10  11:44:46.123  signal_received      {\"name\":\"approve\"}",
+        "  #10  11:44:46.123  signal_received      approve",
         "  #11  11:44:46.123  workflow_started",
         "  #12  11:44:46.123  timer_started        until 12:44:46.123",
         "  #13  11:44:46.123  timer_fired",
+        "  #14  11:44:46.123  signal_received      approved {\"by\":\"al\"}",
+        "  #15  11:44:46.123  timer_cancelled      signal:approved",
+        "  #16  11:44:46.123  cancel_requested     by carol: duplicate",
+        "  #17  11:44:46.123  workflow_cancelled   by carol",
+        "  #18  11:44:46.123  workflow_terminated  stuck",
       }, fmt.timeline(events))
     end)
 

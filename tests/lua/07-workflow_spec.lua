@@ -257,6 +257,14 @@ local function fake_rt(script)
     note("side_effect", kind)
     return script[kind] or value
   end
+  rt.wait_signal = function(_, name, ms)
+    note("wait_signal", name, ms)
+    local r = script.signals and script.signals[name]
+    if r then return (table.unpack or unpack)(r) end
+    return "wait"
+  end
+  rt.set_status = function(_, text) rt.status = text end
+  rt.cancelled = function() rt.was_cancelled = true end
   rt.complete = function(_, text) rt.output = text end
   rt.fail = function(_, msg, trace)
     rt.error, rt.traceback = msg, trace
@@ -389,6 +397,94 @@ describe("lodestone.workflow driver", function()
     assert.matches("^step result is not JSON", activate(def).failed.a.msg)
   end)
 
+  it("waits for signals: payload, timeout, suspension", function()
+    local got = {}
+    local def = workflow.define { name = "w", run = function(ctx)
+      got.a = ctx:wait_signal("a")
+      got.b, got.why = ctx:wait_signal("b", { timeout = "2s" })
+      return "done"
+    end }
+    local rt = activate(def, { signals = { a = { "done", '{"x":1}' }, b = { "timeout" } } })
+    assert.same({ x = 1 }, got.a)
+    assert.is_nil(got.b)
+    assert.equal("timeout", got.why)
+    assert.same({ "wait_signal a -1", "wait_signal b 2000" }, rt.calls)
+    assert.equal('"done"', rt.output)
+
+    got = {}
+    rt = activate(def, { signals = { a = { "done", "null" } } })
+    assert.is_nil(got.a) -- a null payload is nil
+    assert.is_nil(rt.output) -- suspended on b
+    assert.is_nil(rt.error)
+  end)
+
+  it("checks wait_signal's arguments", function()
+    local function run_with(...)
+      local args = { ... }
+      return activate(workflow.define { name = "w", run = function(ctx)
+        ctx:wait_signal((table.unpack or unpack)(args))
+      end }).error
+    end
+    assert.matches("ctx:wait_signal: name must be a non%-empty string$", run_with(""))
+    assert.matches("ctx:wait_signal: unknown option time %(known: timeout%)$", run_with("a", { time = 1 }))
+    assert.matches('ctx:wait_signal: timeout: duration "soon": expected a number$', run_with("a", { timeout = "soon" }))
+  end)
+
+  it("raises the cancellation at a wait point; cleanup runs; the run ends cancelled", function()
+    local caught
+    local def = workflow.define { name = "w", run = function(ctx)
+      local ok, err = pcall(function() ctx:sleep("1h") end)
+      caught = { ok = ok, cancelled = workflow.is_cancelled(err), msg = tostring(err) }
+      ctx:step("cleanup", function() return 1 end)
+      error(err, 0)
+    end }
+    local rt = activate(def, { sleep = "cancelled" })
+    assert.same({ ok = false, cancelled = true, msg = "cancelled" }, caught)
+    assert.equal("1", rt.done.cleanup)
+    assert.is_true(rt.was_cancelled)
+    assert.is_nil(rt.error)
+
+    -- a step and a signal wait deliver it too, with the reason
+    def = workflow.define { name = "w", run = function(ctx) ctx:step("a", noop) end }
+    rt = activate(def, { steps = { a = { "cancelled", "no longer needed" } } })
+    assert.is_true(rt.was_cancelled)
+    local err
+    def = workflow.define { name = "w", run = function(ctx)
+      local ok, e = pcall(ctx.wait_signal, ctx, "go")
+      err = e
+      return ok
+    end }
+    rt = activate(def, { signals = { go = { "cancelled", "dup" } } })
+    assert.equal("cancelled: dup", tostring(err))
+    assert.equal("dup", err.reason)
+    assert.equal("false", rt.output) -- returned: the engine ends it cancelled
+  end)
+
+  it("records a custom status as JSON", function()
+    local def = workflow.define { name = "w", run = function(ctx)
+      ctx:set_status { stage = "one" }
+    end }
+    assert.same({ stage = "one" }, json.decode(activate(def).status))
+    def = workflow.define { name = "w", run = function(ctx) ctx:set_status(function() end) end }
+    assert.matches("ctx:set_status: value is not JSON", activate(def).error)
+  end)
+
+  it("runs a saga's compensations newest first, all of them", function()
+    local order = {}
+    local def = workflow.define { name = "w", run = function(ctx)
+      local saga = ctx:saga()
+      saga:add(function() order[#order + 1] = "refund" end)
+      saga:add(function() error("restock failed") end)
+      saga:add(function() order[#order + 1] = "unreserve" end)
+      saga:compensate()
+    end }
+    local rt = activate(def)
+    assert.same({ "unreserve", "refund" }, order)
+    assert.matches("restock failed$", rt.error)
+    def = workflow.define { name = "w", run = function(ctx) ctx:saga():add("x") end }
+    assert.matches("saga:add: expects a function$", activate(def).error)
+  end)
+
   it("fails the run on bad step options, naming them", function()
     local rt
     local function run_with(opts)
@@ -518,6 +614,16 @@ local function fake_ctx(http, now)
     error(string.format('step "%s" failed on attempt 1: %s', name, tostring(res)), 0)
   end
   function ctx:sleep(d) self.slept[#self.slept + 1] = d end
+  -- ctx.signals[name]: a payload, or workflow's cancellation error to raise
+  ctx.signals, ctx.statuses, ctx.waits = {}, {}, {}
+  function ctx:wait_signal(name, opts)
+    self.waits[#self.waits + 1] = { name = name, timeout = opts and opts.timeout }
+    local v = self.signals[name]
+    if workflow.is_cancelled(v) then error(v, 0) end
+    if v == nil then return nil, "timeout" end
+    return v
+  end
+  function ctx:set_status(v) self.statuses[#self.statuses + 1] = v end
   function ctx:now() return now or 1700000000 end
   function ctx:log(msg) self.logs[#self.logs + 1] = msg end
   return ctx
@@ -538,6 +644,53 @@ describe("example workflows", function()
       assert.is_true(workflow.is_workflow(def), path)
       assert.equal(path:match("([^/]+)%.lua$"), def.name)
     end
+  end)
+
+  describe("approval", function()
+    local approval = load_example("approval")
+
+    it("waits for approval with the given timeout, then orders", function()
+      local ctx = fake_ctx(noop)
+      ctx.signals.approved = { by = "alice" }
+      local out = approval.run(ctx, { item = "laptop", timeout = "1d" })
+      assert.same({ "reserve", "order" }, ctx.steps)
+      assert.same({ { name = "approved", timeout = "1d" } }, ctx.waits)
+      assert.same({ item = "laptop", approved_by = "alice", order = "key-order" }, out)
+      assert.same({ { stage = "waiting for approval", item = "laptop" }, { stage = "approved", by = "alice" } },
+        ctx.statuses)
+    end)
+
+    it("releases the reservation and fails when the approval does not come", function()
+      local ctx = fake_ctx(noop)
+      local e = err_of(approval.run, ctx, {})
+      assert.equal("no approval within 3d (timeout)", tostring(e))
+      assert.is_true(e.fatal)
+      assert.same({ "reserve", "release" }, ctx.steps)
+      assert.same({ stage = "expired" }, ctx.statuses[#ctx.statuses])
+    end)
+
+    it("releases the reservation and lets a cancellation through", function()
+      local ctx = fake_ctx(noop)
+      -- the error ctx raises on cancellation, as the driver makes it
+      local rt = fake_rt({ sleep = "cancelled" })
+      local cancel_err
+      rt.cancelled = function() end
+      package.loaded["lodestone.flowrt"] = rt
+      local ok, e = pcall(function()
+        workflow._activate(workflow.define { name = "c", run = function(c)
+          local okk, ee = pcall(c.sleep, c, 1)
+          cancel_err = ee
+          return okk
+        end }, {})
+      end)
+      package.loaded["lodestone.flowrt"] = nil
+      assert.is_true(ok, tostring(e))
+      assert.is_true(workflow.is_cancelled(cancel_err))
+      ctx.signals.approved = cancel_err
+      local got = err_of(approval.run, ctx, { item = "desk" })
+      assert.is_true(workflow.is_cancelled(got))
+      assert.same({ "reserve", "release" }, ctx.steps)
+    end)
   end)
 
   describe("order", function()

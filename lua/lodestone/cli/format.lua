@@ -110,6 +110,8 @@ function M.waiting(w, when)
     return "sleeping " .. (name and "(" .. name .. ") " or "") .. "until " .. when(w.due_at)
   elseif w.kind == "retry" then
     return "retrying " .. (name or "?") .. " at " .. when(w.due_at)
+  elseif w.kind == "signal" then
+    return "waiting for signal " .. (name or "?") .. (w.due_at and " until " .. when(w.due_at) or "")
   end
   return tostring(w.kind or "waiting") .. " " .. (name and name .. " " or "") .. "until " .. when(w.due_at)
 end
@@ -129,6 +131,9 @@ function M.run_details(run)
     { "input", run.input ~= nil and M.compact(run.input) or nil },
     { "output", run.output ~= nil and M.compact(run.output) or nil },
     { "error", run.error },
+    { "reason", run.reason ~= nil and (run.reason ~= "" and run.reason or "(none given)") or nil },
+    { "by", run.by },
+    { "custom status", run.custom_status ~= nil and M.compact(run.custom_status) or nil },
   }
   local lines = {}
   for _, f in ipairs(fields) do
@@ -187,7 +192,20 @@ local DETAIL = {
   side_effect_recorded = function(ev) return tostring(ev.name or "?") .. " = " .. M.compact(ev.value, SHOWN) end,
   workflow_completed = function(ev) return "output " .. M.compact(ev.output, SHOWN) end,
   workflow_failed = function(ev) return tostring(ev.error or "?") end,
+  timer_cancelled = function(ev) return (named(ev):gsub(" $", "")) end,
+  signal_received = function(ev)
+    return tostring(ev.name or "?") .. (ev.payload ~= nil and " " .. M.compact(ev.payload, SHOWN) or "")
+  end,
 }
+
+local function reason(ev)
+  local s = ev.by and ("by " .. tostring(ev.by)) or ""
+  if ev.reason and ev.reason ~= "" then s = s .. (s ~= "" and ": " or "") .. tostring(ev.reason) end
+  return s
+end
+DETAIL.cancel_requested = reason
+DETAIL.workflow_cancelled = reason
+DETAIL.workflow_terminated = reason
 
 -- Events this CLI does not know yet: their fields other than seq, type, time.
 local function other(ev)

@@ -77,6 +77,27 @@ Prints a run's event history, one line per event:
   #3  11:44:46.123  step_failed      charge (attempt 1): unavailable; retry at 11:44:47.123
 --json prints the events as a JSON array.
 ]],
+  signal = [[
+usage: lodestone signal ID NAME [JSON|@FILE|@-]
+
+Sends signal NAME to a running run, with a JSON payload (default null).
+The run's ctx:wait_signal(NAME) returns it; signals sent before the run
+waits are kept, in order. A finished run refuses signals (exit 1).
+]],
+  cancel = [[
+usage: lodestone cancel ID [--reason TEXT]
+
+Asks a running run to cancel: at its next ctx:step, ctx:sleep or
+ctx:wait_signal it gets a cancellation error, which it may catch to run
+cleanup steps; it then ends `cancelled`. The reason is kept in its history.
+]],
+  terminate = [[
+usage: lodestone terminate ID [--reason TEXT]
+
+Ends a running run at once, `terminated`, without running any more of its
+code (a step running now is interrupted). Prefer cancel, which lets the
+run clean up.
+]],
   types = [[
 usage: lodestone types
 
@@ -433,6 +454,39 @@ local function types(args)
   return #errors > 0 and 1 or 0
 end
 
+-- ---- signals, cancel, terminate ----
+
+local function signal(args)
+  local pos, opts = parse(args, 2, {})
+  if opts.help then io.stdout:write(HELP.signal, CONNECTION_HELP) return 0 end
+  if #pos < 2 or #pos > 3 then usage_error("expected a run ID, a signal NAME and optionally a JSON payload") end
+  local body = pos[3] and input_text(pos[3]) or "null"
+  local c = connection(opts)
+  call(c, "POST", "/v1/workflows/" .. escape(pos[1]) .. "/signals/" .. escape(pos[2]), {
+    body = body, headers = { ["Content-Type"] = "application/json" } })
+  io.stderr:write("sent signal ", pos[2], " to ", pos[1], "\n")
+  return 0
+end
+
+local function stop_run(args, verb)
+  local id, opts = one_id(args, { reason = "value" })
+  if opts.help then io.stdout:write(HELP[verb], CONNECTION_HELP) return 0 end
+  local body = json.encode({ reason = opts.reason or "" })
+  local res = call(connection(opts), "POST", "/v1/workflows/" .. escape(id) .. "/" .. verb, {
+    body = body, headers = { ["Content-Type"] = "application/json" },
+    timeout = verb == "terminate" and 15 or nil })
+  local status = type(res.json) == "table" and res.json.status or "?"
+  if verb == "cancel" then
+    io.stderr:write("cancel requested for ", id, "; it ends at its next wait point\n")
+  else
+    io.stderr:write(id, " ", status == "terminated" and "terminated" or "is being terminated", "\n")
+  end
+  return 0
+end
+
+local function cancel(args) return stop_run(args, "cancel") end
+local function terminate(args) return stop_run(args, "terminate") end
+
 -- ---- secrets ----
 
 local function secret(args)
@@ -470,7 +524,8 @@ local function secret(args)
   usage_error(sub and ("unknown subcommand '" .. sub .. "' (set, list, rm)") or "expected set, list or rm")
 end
 
-local VERBS = { start = start, list = list, show = show, history = history, types = types, secret = secret }
+local VERBS = { start = start, list = list, show = show, history = history, types = types, secret = secret,
+                signal = signal, cancel = cancel, terminate = terminate }
 
 function M.main(args)
   verb_name = args[1] or "?"

@@ -42,7 +42,8 @@ typedef enum {
     LS_EPERM,     /* unsafe or insufficient permissions (e.g. key file mode) */
     LS_EFORMAT,   /* data in a format or version this build does not know */
     LS_EEXIST,    /* already exists */
-    LS_ENONDET    /* a workflow's code diverged from its recorded history */
+    LS_ENONDET,   /* a workflow's code diverged from its recorded history */
+    LS_ESTATE     /* not allowed in the object's state (e.g. signalling a finished run) */
 } ls_rc;
 
 #define LS_ERR_MSGMAX 200

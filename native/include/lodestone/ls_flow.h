@@ -145,6 +145,28 @@ LS_API ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*f
  * returns only after fn has returned). */
 LS_API int ls_flow_unwatch(ls_flow_t *f, uint64_t watch);
 
+/* Sends signal `signal` with payload (JSON text; NULL/0: null) to the
+ * running run `name`: durable before this returns; the run sees signals
+ * in the order they were accepted. LS_ENOTFOUND (no such run), LS_ESTATE
+ * (the run has finished: the message says how), LS_EINVAL (a bad name or
+ * payload), LS_EBUSY (stopping). */
+LS_API ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *signal,
+                            size_t slen, const char *payload, size_t plen, ls_err *err);
+
+/* Asks the running run to cancel: at its next wait point (ctx:step,
+ * ctx:sleep, ctx:wait_signal) its code gets a cancellation error, which it
+ * may catch to run cleanup steps; it then ends `cancelled`. by (who) and
+ * reason (NULL: none) are recorded. Errors as ls_flow_signal. */
+LS_API ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by,
+                            const char *reason, ls_err *err);
+
+/* Ends the running run `terminated` at once: no more of its code runs (a
+ * step running now is interrupted at its next Lua instruction count
+ * check). Waits up to wait_ms for the end to be durable; *ended says
+ * whether it was. Errors as ls_flow_signal. */
+LS_API ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char *by,
+                               const char *reason, int64_t wait_ms, int *ended, ls_err *err);
+
 typedef struct {
     uint64_t runs_active; /* unfinished runs held in memory */
     uint64_t runs_queued; /* waiting for a worker */
@@ -152,6 +174,8 @@ typedef struct {
     uint64_t started;     /* since open */
     uint64_t completed;
     uint64_t failed;
+    uint64_t cancelled;
+    uint64_t terminated;
     uint64_t steps_completed;
     uint64_t steps_failed;
     uint64_t activations;
@@ -194,10 +218,12 @@ LS_API int ls_flow_act_interrupted(const ls_flow_act *a);
 
 /* What a command's outcome asks of the runner. */
 typedef enum {
-    LS_FLOW_DONE = 1, /* recorded value in out: return it */
-    LS_FLOW_FAILED,   /* step failed for good: message in out; raise it */
-    LS_FLOW_RUN,      /* run the step's attempt now (attempt, key below) */
-    LS_FLOW_WAIT      /* suspend: unwind the code and return from activate */
+    LS_FLOW_DONE = 1,  /* recorded value in out: return it */
+    LS_FLOW_FAILED,    /* step failed for good: message in out; raise it */
+    LS_FLOW_RUN,       /* run the step's attempt now (attempt, key below) */
+    LS_FLOW_WAIT,      /* suspend: unwind the code and return from activate */
+    LS_FLOW_CANCELLED, /* the run is cancelled: raise the cancellation (reason in out) */
+    LS_FLOW_TIMEOUT    /* a signal wait timed out */
 } ls_flow_outcome;
 
 typedef struct {
@@ -207,7 +233,8 @@ typedef struct {
 } ls_flow_step_info;
 
 /* ctx:step(name): replays the step or tells the runner to run it. On DONE
- * out holds the result (JSON), on FAILED the error message. Errors:
+ * out holds the result (JSON), on FAILED the error message, on CANCELLED
+ * the cancel reason. Errors:
  * LS_ENONDET (history holds another command here), others. */
 LS_API ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen,
                               ls_flow_step_info *info, ls_buf *out, ls_err *err);
@@ -240,8 +267,24 @@ LS_API ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nl
                                      const ls_flow_failure *failure, ls_flow_outcome *outcome,
                                      ls_buf *out, ls_err *err);
 
-/* ctx:sleep(ms): DONE when the timer has fired, WAIT otherwise. */
+/* ctx:sleep(ms): DONE when the timer has fired, WAIT otherwise, CANCELLED
+ * when a cancellation is delivered here. */
 LS_API ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls_err *err);
+
+/* ctx:wait_signal(name, timeout_ms; < 0: none): DONE with the payload
+ * (JSON) in out, WAIT, TIMEOUT, or CANCELLED (reason in out). */
+LS_API ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen,
+                                     int64_t timeout_ms, ls_flow_outcome *outcome, ls_buf *out,
+                                     ls_err *err);
+
+/* ctx:set_status(value): the run's custom status (JSON text), shown by
+ * ls_flow_describe; written with the run's next write. */
+LS_API ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_err *err);
+
+/* Ends the run `cancelled` after a cancellation was delivered (the code
+ * let the cancellation error escape). ls_flow_act_complete after a
+ * delivery ends it cancelled too. */
+LS_API ls_rc ls_flow_act_cancelled(ls_flow_act *a, ls_err *err);
 
 /* ctx:now/random/uuid: the recorded value (JSON) into out, recording
  * value (JSON text) first when history has none. */

@@ -134,14 +134,15 @@ LS_API void ls_store_iter_free(ls_store_iter_t *it); /* it may be NULL */
 /* The first byte of every key names its namespace. Byte 0 is the store's
  * own metadata; other modules get a namespace here, never ad-hoc bytes. */
 typedef enum {
-    LS_NS_META = 0x00,    /* store format record and other store metadata */
-    LS_NS_SECRET = 0x01,  /* vault: sealed secrets by name */
-    LS_NS_RUN = 0x10,     /* flow: run records by id */
-    LS_NS_HISTORY = 0x11, /* flow: history events by run id and sequence */
-    LS_NS_TIMER = 0x12,   /* flow: due timers by time */
-    LS_NS_INDEX = 0x13,   /* flow: secondary indexes (status, type) */
-    LS_NS_SIGNAL = 0x14,  /* flow: pending signals by run id and sequence */
-    LS_NS_SCHEDULE = 0x15 /* flow: schedules by name */
+    LS_NS_META = 0x00,     /* store format record and other store metadata */
+    LS_NS_SECRET = 0x01,   /* vault: sealed secrets by name */
+    LS_NS_RUN = 0x10,      /* flow: run records by id */
+    LS_NS_HISTORY = 0x11,  /* flow: history events by run id and sequence */
+    LS_NS_TIMER = 0x12,    /* flow: due timers by time */
+    LS_NS_INDEX = 0x13,    /* flow: secondary indexes (status, type) */
+    LS_NS_SIGNAL = 0x14,   /* flow: pending signals by run id and sequence */
+    LS_NS_SCHEDULE = 0x15, /* flow: schedules by name */
+    LS_NS_RUNINFO = 0x16   /* flow: per-run extras (custom status) by run id */
 } ls_store_ns;
 
 /* Typed key encoding into a caller-owned buffer. Encoded keys compare with

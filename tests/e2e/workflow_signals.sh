@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End to end: signals, cancellation, termination and custom status through
+# lodestoned's HTTP API and the CLI, with the example workflows/approval.lua:
+# a signal that arrives while the run waits and one sent before it waits,
+# a wait that times out, 404/409/400 answers, a cancelled run that cleans
+# up, a terminated run that does not, and a SIGKILL of the daemon while a
+# run waits for a signal (the signal sent after the restart completes it).
+# usage: tests/e2e/workflow_signals.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)"; exit 1; }
+export LODESTONE_LUA_DIR="$root/lua"
+
+d=$E2E_DIR
+data=$d/data
+sock=$data/lodestoned.sock
+mkdir -p "$d/wf"
+cp "$root/workflows/approval.lua" "$d/wf/"
+cat > "$d/wf/chores.lua" <<'LUA'
+-- Sleeps for an hour between steps; cleans up when cancelled.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "chores",
+  run = function(ctx)
+    ctx:step("first", function() return 1 end)
+    local ok, err = pcall(function() ctx:sleep("1h") end)
+    if not ok and workflow.is_cancelled(err) then
+      ctx:step("cleanup", function() return "tidied" end)
+      error(err, 0)
+    end
+    ctx:step("second", function() return 2 end)
+  end,
+}
+LUA
+
+api() {
+  local out
+  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+}
+j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
+jc() { printf '%s' "$body" | jq -c "$1" 2>/dev/null; }
+start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+result() { api GET "/v1/workflows/$1/result?wait=20"; }
+waiting_for() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = "$2" ]; }
+cli() { "$build/bin/lodestone" "$@" --socket "$sock"; }
+
+start_daemon() {
+  e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 --grace 2 \
+    || exit 1
+  daemon=$E2E_DAEMON
+}
+start_daemon
+
+# ---- a signal while the run waits ----
+start approval '{"id":"req-1","input":{"item":"laptop"}}'
+check "approval starts" 201 "$code"
+poll 100 waiting_for req-1 signal
+check "it waits for the approved signal" "signal approved" "$(j '.waiting.kind + " " + .waiting.name')"
+check "with a due time (the timeout)" "true" "$(j '.waiting.due_at != null')"
+check "custom status shows the stage" '{"item":"laptop","stage":"waiting for approval"}' "$(jc .custom_status)"
+out=$(cli show req-1)
+check_contains "lodestone show prints the custom status" 'custom status:   {"item":"laptop","stage":"waiting for approval"}' "$out"
+check_contains "lodestone show prints the wait" "waiting for signal approved until" "$out"
+api POST /v1/workflows/req-1/signals/approved -H 'Content-Type: application/json' --data-binary '{"by":"alice"}'
+check "signal is accepted" 202 "$code"
+check "the answer names run and signal" "req-1 approved" "$(j '.id + " " + .signal')"
+result req-1
+check "the run completes" completed "$(j .status)"
+check "with the signal's payload" alice "$(j .output.approved_by)"
+api GET /v1/workflows/req-1
+check "custom status after approval" '{"by":"alice","stage":"approved"}' "$(jc .custom_status)"
+api GET /v1/workflows/req-1/history
+check "history records the signal" '{"by":"alice"}' "$(jc '[.events[] | select(.type=="signal_received")][0].payload')"
+check "and the timer the signal beat" "timer_cancelled" "$(j '[.events[] | select(.name=="signal:approved")] | last | .type')"
+
+# ---- errors ----
+api POST /v1/workflows/req-1/signals/approved --data-binary '{}'
+check "a finished run refuses signals: 409" 409 "$code"
+check_contains "saying it finished" "has finished (completed)" "$(j .error.message)"
+api POST /v1/workflows/nope/signals/approved --data-binary '{}'
+check "an unknown run: 404" 404 "$code"
+out=$(cli signal req-1 approved '{}' 2>&1); rc=$?
+check "lodestone signal to a finished run exits 1" 1 "$rc"
+check_contains "and says why" "has finished (completed)" "$out"
+
+# ---- signals sent before the run waits, by the CLI ----
+start approval '{"id":"req-2","input":{"item":"desk"}}'
+out=$(cli signal req-2 approved '{"by":"bob"}' 2>&1); rc=$?
+check "lodestone signal exits 0" 0 "$rc"
+check_contains "and says so" "sent signal approved to req-2" "$out"
+result req-2
+check "a signal sent early is kept" "completed bob" "$(j '.status + " " + .output.approved_by')"
+start approval '{"id":"req-3"}'
+api POST /v1/workflows/req-3/signals/approved --data-binary '{bad'
+check "a payload that is not JSON: 400" 400 "$code"
+check_contains "naming the payload" "payload" "$(j .error.message)"
+
+# ---- a timeout ----
+start approval '{"id":"req-4","input":{"timeout":"300ms"}}'
+result req-4
+check "the wait times out: the run fails as written" failed "$(j .status)"
+check_contains "with the workflow's message" "no approval within 300ms (timeout)" "$(j .error)"
+api GET /v1/workflows/req-4/history
+check "the release step ran" 1 "$(j '[.events[] | select(.type=="step_completed" and .name=="release")] | length')"
+
+# ---- cancel: the run cleans up ----
+start chores '{"id":"ch-1"}'
+poll 100 waiting_for ch-1 sleep
+out=$(cli cancel ch-1 --reason "not needed" 2>&1); rc=$?
+check "lodestone cancel exits 0" 0 "$rc"
+check_contains "and says what happens" "cancel requested for ch-1" "$out"
+result ch-1
+check "the run ends cancelled" cancelled "$(j .status)"
+api GET /v1/workflows/ch-1
+check "with the reason and who asked" "not needed api" "$(j '.reason + " " + .by')"
+api GET /v1/workflows/ch-1/history
+check "its cleanup step ran, the rest did not" "first cleanup" "$(j '[.events[] | select(.type=="step_completed") | .name] | join(" ")')"
+check "history says who cancelled" "api not needed" "$(j '[.events[] | select(.type=="cancel_requested")][0] | .by + " " + .reason')"
+api POST /v1/workflows/ch-1/cancel
+check "cancelling a finished run: 409" 409 "$code"
+start approval '{"id":"req-5"}'
+poll 100 waiting_for req-5 signal
+api POST /v1/workflows/req-5/cancel -H 'X-User: carol' --data-binary '{"reason":"duplicate"}'
+check "cancel through the API: 202" 202 "$code"
+result req-5
+check "a cancelled approval ends cancelled" cancelled "$(j .status)"
+api GET /v1/workflows/req-5
+check "X-User is recorded as who asked" "carol duplicate" "$(j '.by + " " + .reason')"
+api GET /v1/workflows/req-5/history
+check "and releases its reservation" 1 "$(j '[.events[] | select(.type=="step_completed" and .name=="release")] | length')"
+api POST /v1/workflows/req-5/cancel --data-binary '{"why":"x"}'
+check "an unknown body field: 400" 400 "$code"
+
+# ---- terminate: nothing more runs ----
+start chores '{"id":"ch-2"}'
+poll 100 waiting_for ch-2 sleep
+api POST /v1/workflows/ch-2/terminate --data-binary '{"reason":"stuck"}'
+check "terminate answers 200 once ended" 200 "$code"
+check "with the run, terminated" "terminated stuck" "$(j '.status + " " + .reason')"
+api GET /v1/workflows/ch-2/history
+check "no cleanup step ran" "first" "$(j '[.events[] | select(.type=="step_completed") | .name] | join(" ")')"
+start chores '{"id":"ch-3"}'
+poll 100 waiting_for ch-3 sleep
+out=$(cli terminate ch-3 2>&1); rc=$?
+check "lodestone terminate exits 0" 0 "$rc"
+check_contains "and says so" "ch-3 terminated" "$out"
+out=$(cli history ch-3)
+check_contains "history shows the termination" "workflow_terminated" "$out"
+
+api GET /metrics
+check_contains "metrics count cancelled runs" 'lodestone_runs_ended_total{status="cancelled"} 2' "$body"
+check_contains "metrics count terminated runs" 'lodestone_runs_ended_total{status="terminated"} 2' "$body"
+
+# ---- SIGKILL while a run waits for a signal ----
+start approval '{"id":"req-6","input":{"item":"chair"}}'
+poll 100 waiting_for req-6 signal
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null
+e2e_forget "$daemon"
+start_daemon
+poll 100 waiting_for req-6 signal
+check "after a SIGKILL the run still waits" "signal approved" "$(j '.waiting.kind + " " + .waiting.name')"
+api POST /v1/workflows/req-6/signals/approved --data-binary '{"by":"dave"}'
+check "the signal is accepted after the restart" 202 "$code"
+result req-6
+check "and completes the run" "completed dave" "$(j '.status + " " + .output.approved_by')"
+api GET /v1/workflows/req-6/history
+check "the reserve step ran once" 1 "$(j '[.events[] | select(.type=="step_completed" and .name=="reserve")] | length')"
+
+
+e2e_stop "$daemon" 10
+e2e_finish
