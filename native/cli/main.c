@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "lls_embed.h"
 #include "lodestone/lodestone.h"
 
@@ -29,9 +30,17 @@ static const char usage[] =
     "  history ID [--json]                              a run's events\n"
     "  types                                            workflow types and load errors\n"
     "  secret set NAME | secret list | secret rm NAME   secrets (set reads the value from stdin)\n"
-    "  signal, cancel, up                               arrive with a later issue\n"
+    "  signal, cancel                                   arrive with a later issue\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
+    "\n"
+    "The demo (lodestone up --help, lodestone dev token --help):\n"
+    "  up [--port 8080] [--data DIR] [--workflows DIR] [--policies DIR]\n"
+    "                                                   lodestoned + lighttpd on 127.0.0.1, logs\n"
+    "                                                   followed; Ctrl-C stops both\n"
+    "  dev token --sub NAME [--roles a,b] [--scopes \"x y\"] [--aud AUD] [--ttl 1h] [--claim k=v]\n"
+    "                                                   a JWT signed with the DEMO key (demo "
+    "only)\n"
     "\n"
     "  --help, -h    this text\n"
     "  --version     print the version\n";
@@ -48,13 +57,15 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
+    if (strcmp(argv[1], "up") == 0) return cli_up_main(argc, argv);
+    if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
     static const char *const workflow[] = {"start", "list",   "show", "history",
                                            "types", "secret", NULL};
     for (size_t i = 0; workflow[i]; i++) {
         if (strcmp(argv[1], workflow[i]) == 0)
             return lls_embed_run("lodestone.cli.workflow", argc, argv);
     }
-    static const char *const later[] = {"signal", "cancel", "up", NULL};
+    static const char *const later[] = {"signal", "cancel", NULL};
     for (size_t i = 0; later[i]; i++) {
         if (strcmp(argv[1], later[i]) == 0) {
             fprintf(stderr, "lodestone %s: not available yet; it arrives with a later issue\n",
