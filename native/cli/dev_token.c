@@ -225,7 +225,7 @@ static int sign_rs256(const char *pem_path, const char *input, ls_buf *sig)
 static int b64url_json(const json_t *v, ls_buf *out)
 {
     ls_buf text = LS_BUF_INIT;
-    ls_err err;
+    ls_err err = {LS_OK, ""};
     ls_rc rc = ls_json_dump(v, &text, &err);
     if (rc == LS_OK) rc = ls_base64url_encode(text.ptr, text.len, out, &err);
     ls_buf_free(&text);

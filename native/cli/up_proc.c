@@ -56,13 +56,14 @@ int up_run_capture(char *const argv[], char *out, size_t n)
     }
     close(p[1]);
     size_t len = 0;
-    ssize_t got;
-    char sink[512];
-    while ((got = read(p[0], len + 1 < n ? out + len : sink,
-                       len + 1 < n ? n - 1 - len : sizeof sink)) != 0) {
+    char chunk[512];
+    for (;;) { /* to the end, keeping what fits in out */
+        ssize_t got = read(p[0], chunk, sizeof chunk);
         if (got < 0 && errno == EINTR) continue;
-        if (got < 0) break;
-        if (len + 1 < n) len += (size_t)got;
+        if (got <= 0) break;
+        size_t keep = (size_t)got < n - 1 - len ? (size_t)got : n - 1 - len;
+        memcpy(out + len, chunk, keep);
+        len += keep;
     }
     close(p[0]);
     out[len] = '\0';
