@@ -226,7 +226,8 @@ static void banner(const up_opts *o, const up_child *lt, const up_child *ld)
            p, (int)lt->pid);
     printf("  API        http://127.0.0.1:%s/v1/   lodestoned's HTTP API, admin token required\n",
            p);
-    printf("  UI         http://127.0.0.1:%s/ui/\n", p);
+    printf("  UI         http://127.0.0.1:%s/ui/%s\n", p,
+           access(o->ui, R_OK) == 0 ? "" : "   (not installed: no ui/ directory yet)");
     printf("  lodestoned %s (pid %d)\n", o->socket, (int)ld->pid);
     printf("  data       %s\n", o->data);
     printf("  workflows  %s\n", o->workflows);
@@ -323,6 +324,14 @@ int cli_up_main(int argc, char **argv)
     }
     static up_opts o;
     if (parse(argc, argv, &o) != 0) return 2;
-    if (locate(&o) != 0 || up_port_free(o.port) != 0 || generate(&o) != 0) return 1;
+    if (locate(&o) != 0 || up_port_free(o.port) != 0) return 1;
+    if (up_can_connect(0, o.socket)) {
+        fprintf(stderr,
+                "lodestone up: a lodestoned already answers on %s: another `lodestone up` "
+                "uses --data %s; stop it or choose another --data\n",
+                o.socket, o.data);
+        return 1;
+    }
+    if (generate(&o) != 0) return 1;
     return run(&o);
 }

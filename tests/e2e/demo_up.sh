@@ -4,10 +4,10 @@
 # 127.0.0.1 with the generated configuration. Runs the three commands the
 # banner prints, exactly as printed (allowed 200, denied 401, a workflow
 # started 201 that then completes), checks the admin policy on /v1/, the
-# followed logs, that a second `up` on a taken port fails clearly, that
-# SIGTERM stops both children (by PID) with exit 0, that a child that dies
-# stops the other with exit 1 and its last log lines, and that a SIGKILLed
-# `up` leaves no child behind.
+# followed logs, that a second `up` on a taken port or on a data directory
+# in use fails clearly, that SIGTERM stops both children (by PID) with exit
+# 0, that a child that dies stops the other with exit 1 and its last log
+# lines, and that a SIGKILLed `up` leaves no child behind.
 # usage: tests/e2e/demo_up.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -143,6 +143,11 @@ out=$(env "${UP_ENV[@]}" "$L" up --port "$port" --data "$d/data2" 2>&1); rc=$?
 check "a second up on a taken port fails" 1 "$rc"
 check_contains "saying so" "port $port on 127.0.0.1 is in use" "$out"
 check "and starts nothing" "" "$(pgrep -f "$d/data2" || true)"
+out=$(env "${UP_ENV[@]}" "$L" up --port "$(e2e_free_port)" --data "$d/data" 2>&1); rc=$?
+check "a second up on the same data directory fails" 1 "$rc"
+check_contains "saying so" "a lodestoned already answers on $d/data/lodestoned.sock" "$out"
+check_contains "and leaves the running configuration alone" "server.port = $port
+" "$(cat "$d/data/lighttpd/lighttpd.conf")"
 
 # ---- SIGTERM stops both ----
 
