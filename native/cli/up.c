@@ -143,11 +143,8 @@ static int locate(up_opts *o)
         existing_dir("--workflows", o->wf_arg, o->workflows) != 0)
         return -1;
     char def_pol[UP_PATH];
-    if (o->pol_arg == NULL) {
-        if (cli_fmt(def_pol, sizeof def_pol, "%s/policies", o->share) != 0) return -1;
-        o->pol_arg = def_pol;
-    }
-    if (existing_dir("--policies", o->pol_arg, o->policies) != 0) return -1;
+    if (cli_fmt(def_pol, sizeof def_pol, "%s/policies", o->share) != 0) return -1;
+    if (existing_dir("--policies", o->pol_arg ? o->pol_arg : def_pol, o->policies) != 0) return -1;
     char share_arg[UP_PATH];
     memcpy(share_arg, o->share, sizeof share_arg);
     if (existing_dir("(share directory)", share_arg, o->share) != 0) return -1;
