@@ -46,9 +46,11 @@ bench: build
 lint: configure
 	@scripts/lint.sh $(BUILD)
 
-demo:
-	@echo "make demo arrives with the workflow daemon (lodestoned); see README.md." >&2
-	@exit 1
+# The product on 127.0.0.1: lodestoned and lighttpd with the examples, logs
+# followed, Ctrl-C stops both (PORT=8080 passes --port; see lodestone up --help).
+PORT ?= 8080
+demo: build
+	@$(BUILD)/bin/lodestone up --port $(PORT)
 
 clean:
 	rm -rf build

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "lls_embed.h"
 #include "lodestone/lodestone.h"
 
@@ -32,9 +33,16 @@ static const char usage[] =
     "  signal ID NAME [JSON]                            send a signal to a running run\n"
     "  cancel ID [--reason TEXT]                        cancel a run (it may clean up)\n"
     "  terminate ID [--reason TEXT]                     end a run at once\n"
-    "  up                                               arrives with a later issue\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
+    "\n"
+    "The demo (lodestone up --help, lodestone dev token --help):\n"
+    "  up [--port 8080] [--data DIR] [--workflows DIR] [--policies DIR]\n"
+    "                                                   lodestoned + lighttpd on 127.0.0.1, logs\n"
+    "                                                   followed; Ctrl-C stops both\n"
+    "  dev token --sub NAME [--roles a,b] [--scopes \"x y\"] [--aud AUD] [--ttl 1h] [--claim k=v]\n"
+    "                                                   a JWT signed with the DEMO key (demo "
+    "only)\n"
     "\n"
     "  --help, -h    this text\n"
     "  --version     print the version\n";
@@ -51,19 +59,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
+    if (strcmp(argv[1], "up") == 0) return cli_up_main(argc, argv);
+    if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
     static const char *const workflow[] = {"start",  "list",   "show",   "history",   "types",
                                            "secret", "signal", "cancel", "terminate", NULL};
     for (size_t i = 0; workflow[i]; i++) {
         if (strcmp(argv[1], workflow[i]) == 0)
             return lls_embed_run("lodestone.cli.workflow", argc, argv);
-    }
-    static const char *const later[] = {"up", NULL};
-    for (size_t i = 0; later[i]; i++) {
-        if (strcmp(argv[1], later[i]) == 0) {
-            fprintf(stderr, "lodestone %s: not available yet; it arrives with a later issue\n",
-                    argv[1]);
-            return 2;
-        }
     }
     fprintf(stderr, "lodestone: unknown command '%s' (see lodestone --help)\n", argv[1]);
     return 2;

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT
+ * Where the CLI finds itself and Lodestone's shared files (see cli.h).
+ */
+#include "ls_config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "lls_state.h"
+
+int cli_fmt(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+int cli_exe_dir(char *buf, size_t n)
+{
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    if (len <= 0 || (size_t)len >= n - 1) {
+        fprintf(stderr, "lodestone: cannot find this program's path: %s\n",
+                len < 0 ? strerror(errno) : "too long");
+        return -1;
+    }
+    buf[len] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL) return -1;
+    *slash = '\0';
+    return 0;
+}
+
+int cli_share_dir(char *buf, size_t n)
+{
+    const char *env = getenv("LODESTONE_SHARE_DIR");
+    if (env != NULL && *env != '\0') return cli_fmt(buf, n, "%s", env);
+    if (cli_fmt(buf, n, "%s", lls_lua_dir()) != 0) return -1;
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL) return cli_fmt(buf, n, ".");
+    if (slash == buf)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return 0;
+}
