@@ -385,6 +385,60 @@ function Ctx:wait_signal(name, opts)
   suspend()
 end
 
+-- A started child run: handle.id, handle:result().
+local Child = {}
+Child.__index = Child
+
+--- handle:result(): waits for the child run to end; returns its output,
+--- or raises when it failed, was cancelled or terminated.
+function Child:result()
+  local ctx = self._ctx
+  not_in_step(ctx, "child:result")
+  local rt, act = ctx._rt, ctx._act
+  local st, v = rt.child_wait(act, self.id)
+  if st == "done" then
+    local value = decode(v)
+    if value == json.null then value = nil end
+    return value
+  end
+  if st == "failed" then error(v, 0) end
+  if st == "cancelled" then error(cancel_error(v), 0) end
+  suspend()
+end
+
+local CHILD_OPTS = { id = true, detached = true }
+
+--- ctx:start_child(type, input, { id = ..., detached = false }): starts a
+--- child workflow run and returns a handle (handle.id, handle:result()).
+--- A child that is not detached is cancelled when this run ends first.
+function Ctx:start_child(wtype, input, opts)
+  not_in_step(self, "ctx:start_child")
+  if type(wtype) ~= "string" or wtype == "" then
+    error("ctx:start_child: type must be a workflow type name", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("ctx:start_child: opts must be a table", 2) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not CHILD_OPTS[k] then
+      error("ctx:start_child: unknown option " .. tostring(k) .. " (known: id, detached)", 2)
+    end
+  end
+  if opts.id ~= nil and (type(opts.id) ~= "string" or opts.id == "") then
+    error("ctx:start_child: id must be a non-empty string", 2)
+  end
+  local rt, act = self._rt, self._act
+  local id = rt.child_start(act, wtype, encode(input, "ctx:start_child: input"), opts.id,
+    opts.detached and true or false)
+  return setmetatable({ id = id, type = wtype, _ctx = self }, Child)
+end
+
+--- ctx:child(type, input, opts): starts a child run and waits for its
+--- output (its failure is raised here).
+function Ctx:child(wtype, input, opts)
+  local h = Ctx.start_child(self, wtype, input, opts)
+  return h:result()
+end
+
 --- ctx:set_status(value): a custom status (any JSON value) shown with
 --- the run, e.g. ctx:set_status{ stage = "waiting for approval" }.
 function Ctx:set_status(v)

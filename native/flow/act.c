@@ -189,10 +189,10 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
         ev.name_len = in.name_len;
         ev.error = in.error;
         ev.error_len = in.error_len;
-        if (in.type == LS_EV_SIGNAL_RECEIVED) {
+        if (in.type == LS_EV_SIGNAL_RECEIVED || in.type == LS_EV_CHILD_COMPLETED) {
             rc = flow_open_payload(f, &r->id, FLOW_SEQ_INBOX, in.payload, in.payload_len, &pt, err);
             if (rc == LS_OK) rc = put_event(a, &ev, pt.ptr, pt.len, err);
-        } else if (in.type == LS_EV_CANCEL_REQUESTED) {
+        } else if (in.type == LS_EV_CANCEL_REQUESTED || in.type == LS_EV_CHILD_FAILED) {
             rc = put_event(a, &ev, NULL, 0, err);
         } else if (in.type == LS_EV_WORKFLOW_TERMINATED) {
             if (!a->terminate) {
@@ -397,6 +397,8 @@ static void act_free(ls_flow_act *a)
     ls_buf_free(&a->custom_new);
     ls_buf_free(&a->term_by);
     ls_buf_free(&a->term_reason);
+    ls_buf_free(&a->newkids);
+    ls_buf_free(&a->kill);
     ls_free(a->wait_name);
 }
 
@@ -407,6 +409,11 @@ static void finalize(flow_worker *w, ls_flow_act *a)
     flow_run *r = a->r;
     int ended = a->ended;
     if (!ended) flow_activation_done(f, r, a);
+    for (size_t off = 0; ended && off + LS_ID_BYTES <= a->kill.len; off += LS_ID_BYTES) {
+        ls_id kid;
+        memcpy(kid.b, a->kill.ptr + off, LS_ID_BYTES);
+        flow_inbox_bump(f, &kid);
+    }
     act_free(a);
     ls_free(a);
     flow_worker_done(w);
@@ -990,10 +997,163 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
                              out, err);
 }
 
+/* ---- child workflows ---- */
+
+ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, const char *id,
+                              size_t idlen, const char *input, size_t ilen, int detached,
+                              ls_buf *child, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    char derived[LS_ID_TEXTLEN + 24];
+    if (id == NULL || idlen == 0) {
+        /* Its position among the run's commands, as a replay counts it. */
+        uint64_t command = ls_replay_commands(&a->rp) + a->new_commands + 1;
+        char pid[LS_ID_TEXTLEN + 1];
+        ls_id_format(&a->r->id, pid);
+        idlen =
+            (size_t)snprintf(derived, sizeof derived, "%s-c%llu", pid, (unsigned long long)command);
+        id = derived;
+    }
+    ls_replay_match m;
+    rc = next(a, LS_CMD_CHILD, id, idlen, &m, err);
+    if (rc == LS_OK) return ls_buf_set(child, id, idlen, err); /* started before */
+    if (rc != LS_ENOTFOUND) return rc;
+    flow_parent parent = {.id = &a->r->id, .name = a->r->name, .detached = detached};
+    int created = 0;
+    rc = flow_start(a->f, type, tlen, id, idlen, input, ilen, &parent, &a->tmp, &created, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "child workflow");
+    json_t *j = json_pack("{s:s%}", "type", type, tlen);
+    ls_buf_clear(&a->tmp);
+    rc = j ? ls_json_dump(j, &a->tmp, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
+    json_decref(j);
+    if (rc != LS_OK) return rc;
+    ls_event ev = {.type = LS_EV_CHILD_STARTED,
+                   .flags = detached ? LS_EVF_DETACHED : 0,
+                   .name = id,
+                   .name_len = idlen};
+    if ((rc = put_event(a, &ev, a->tmp.ptr, a->tmp.len, err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    /* Remembered for the end of this run (its unfinished children go). */
+    if ((rc = ls_buf_putc(&a->newkids, detached ? 'd' : 'a', err)) != LS_OK ||
+        (rc = ls_buf_append(&a->newkids, id, idlen, err)) != LS_OK ||
+        (rc = ls_buf_putc(&a->newkids, '\0', err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    a->new_commands++;
+    return ls_buf_set(child, id, idlen, err);
+}
+
+ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen, ls_flow_outcome *outcome,
+                             ls_buf *out, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    uint64_t cs = cancel_due(a);
+    ls_replay_match m;
+    rc = ls_replay_find_child(&a->rp, id, idlen, cs ? cs : UINT64_MAX, &m);
+    if (rc == LS_ENOTFOUND && cs) return deliver_cancel(a, outcome, out, err);
+    if (rc == LS_ENOTFOUND) {
+        suspend(a, 'c', id, idlen, 0, 0);
+        *outcome = LS_FLOW_WAIT;
+        return LS_OK;
+    }
+    if (m.state == LS_REPLAY_DONE) {
+        *outcome = LS_FLOW_DONE;
+        return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload, m.last->payload_len,
+                                 out, err);
+    }
+    *outcome = LS_FLOW_FAILED;
+    ls_buf_clear(out);
+    return ls_buf_printf(out, err, "child workflow %.*s %.*s", (int)idlen, id,
+                         (int)m.last->error_len, m.last->error ? m.last->error : "");
+}
+
+/* The end of a child run goes to its parent's inbox, in the batch that
+ * ends it. */
+static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event *end,
+                           const void *pt, size_t ptlen, ls_err *err)
+{
+    ls_flow_t *f = a->f;
+    flow_run *r = a->r;
+    ls_id arrival;
+    char why[LS_ERR_MSGMAX];
+    ls_event ev = {.seq = 1, .time_ms = flow_now(f), .name = r->name, .name_len = strlen(r->name)};
+    ls_rc rc = ls_id_new(&arrival, f->clock, err);
+    if (rc != LS_OK) return rc;
+    if (status == LS_RUN_COMPLETED) {
+        ev.type = LS_EV_CHILD_COMPLETED;
+        rc = flow_seal(f, &r->parent, FLOW_SEQ_INBOX, pt, ptlen, &a->sealed, err);
+        if (rc != LS_OK) return rc;
+        ev.payload = a->sealed.ptr;
+        ev.payload_len = a->sealed.len;
+    } else {
+        ev.type = LS_EV_CHILD_FAILED;
+        int n = snprintf(
+            why, sizeof why, "%s%s%.*s", ls_run_status_name(status), end->error_len ? ": " : "",
+            (int)(end->error_len > 150 ? 150 : end->error_len), end->error ? end->error : "");
+        ev.error = why;
+        ev.error_len = n > 0 ? (size_t)n : 0;
+    }
+    if ((rc = flow_key_inbox(&a->k, &r->parent, &arrival, err)) != LS_OK ||
+        (rc = ls_event_encode(&ev, &a->v, err)) != LS_OK)
+        return rc;
+    ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
+    return LS_OK;
+}
+
+/* Asks one unfinished child to cancel (in the batch that ends the run). */
+static ls_rc cancel_child(ls_flow_act *a, const char *name, size_t nlen, ls_err *err)
+{
+    ls_id id, arrival;
+    static const char why[] = "its parent run ended";
+    ls_rc rc = flow_lookup(a->f, name, nlen, &id, err);
+    if (rc == LS_ENOTFOUND) return LS_OK;
+    if (rc == LS_OK) rc = ls_id_new(&arrival, a->f->clock, err);
+    if (rc != LS_OK) return rc;
+    ls_event ev = {.type = LS_EV_CANCEL_REQUESTED,
+                   .seq = 1,
+                   .time_ms = flow_now(a->f),
+                   .name = a->r->name,
+                   .name_len = strlen(a->r->name),
+                   .error = why,
+                   .error_len = sizeof why - 1};
+    if ((rc = flow_key_inbox(&a->k, &id, &arrival, err)) != LS_OK ||
+        (rc = ls_event_encode(&ev, &a->v, err)) != LS_OK ||
+        (rc = ls_buf_append(&a->kill, id.b, LS_ID_BYTES, err)) != LS_OK)
+        return rc;
+    ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
+    return LS_OK;
+}
+
+/* The run ends: children it started that have not ended, and are not
+ * detached, are asked to cancel. */
+static ls_rc cancel_children(ls_flow_act *a, ls_err *err)
+{
+    ls_replay_match m;
+    ls_rc rc = LS_OK;
+    for (size_t i = 0; rc == LS_OK && i < a->nev; i++) {
+        const ls_event *e = &a->ev[i];
+        if (e->type != LS_EV_CHILD_STARTED || (e->flags & LS_EVF_DETACHED)) continue;
+        if (ls_replay_find_child(&a->rp, e->name, e->name_len, UINT64_MAX, &m) == LS_OK) continue;
+        rc = cancel_child(a, e->name, e->name_len, err);
+    }
+    for (size_t off = 0; rc == LS_OK && off < a->newkids.len;) {
+        const char *name = (const char *)a->newkids.ptr + off + 1;
+        size_t nlen = strlen(name);
+        if (a->newkids.ptr[off] == 'a' &&
+            ls_replay_find_child(&a->rp, name, nlen, UINT64_MAX, &m) != LS_OK)
+            rc = cancel_child(a, name, nlen, err);
+        off += nlen + 2;
+    }
+    return rc;
+}
+
 static ls_rc end_run(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen,
                      ls_run_status status, ls_err *err)
 {
     ls_rc rc = put_event(a, ev, pt, ptlen, err);
+    if (rc == LS_OK && a->r->has_parent) rc = notify_parent(a, status, ev, pt, ptlen, err);
+    if (rc == LS_OK) rc = cancel_children(a, err);
     if (rc != LS_OK) return fail_sticky(a, rc, err);
     a->ending = 1;
     if ((rc = commit(a, 1, status, err)) != LS_OK) {

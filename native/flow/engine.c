@@ -90,6 +90,8 @@ static void wake(ls_flow_t *f, flow_run *r)
 
 /* ---- recovery ---- */
 
+static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *err);
+
 static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT;
@@ -109,6 +111,12 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
     r->last_seq = rec.last_seq;
     r->steps_completed = rec.steps_completed;
     r->attempts_failed = rec.attempts_failed;
+    rc = read_parent(f, id, &r->parent, err);
+    if (rc == LS_OK) r->has_parent = 1;
+    if (rc != LS_OK && rc != LS_ENOTFOUND) {
+        flow_run_free(r);
+        return rc;
+    }
     return flow_runtab_add(&f->runs, r, err);
 }
 
@@ -691,6 +699,14 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
     }
     flow_runtab_remove(&f->runs, r);
     f->st.runs_active = f->runs.n;
+    if (r->has_parent) {
+        /* Its end is in the parent's inbox (same batch as the end). */
+        flow_run *p = flow_runtab_find(&f->runs, &r->parent);
+        if (p) {
+            p->inbox++;
+            wake(f, p);
+        }
+    }
     flow_watch **p = r->watchers ? &f->watches : &(flow_watch *){NULL};
     while (*p) {
         flow_watch *w = *p;
@@ -815,7 +831,8 @@ static size_t stripe_of(const char *name, size_t n)
  * through its record). */
 static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
                          int index_name, const char *type, size_t tlen, const char *input,
-                         size_t ilen, int64_t now, ls_buf *event, ls_err *err)
+                         size_t ilen, const flow_parent *parent, int64_t now, ls_buf *event,
+                         ls_err *err)
 {
     ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
@@ -849,6 +866,15 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     ls_store_batch_put(b, k.ptr, k.len, "", 0);
     if ((rc = flow_key_type(&k, type, tlen, id, err)) != LS_OK) goto out;
     ls_store_batch_put(b, k.ptr, k.len, "", 0);
+    if (parent) {
+        unsigned char flags = parent->detached ? 1 : 0;
+        if ((rc = flow_key_parent(&k, id, err)) != LS_OK ||
+            (rc = ls_buf_set(&v, parent->id->b, LS_ID_BYTES, err)) != LS_OK ||
+            (rc = ls_buf_putc(&v, flags, err)) != LS_OK ||
+            (rc = ls_buf_append(&v, parent->name, strlen(parent->name), err)) != LS_OK)
+            goto out;
+        ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    }
     flow_commit c = {.b = b, .sync = 1};
     rc = flow_commit_wait(f, &c, err);
 out:
@@ -861,6 +887,27 @@ out:
 
 ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
                     const char *input, size_t ilen, ls_buf *run, int *created, ls_err *err)
+{
+    return flow_start(f, type, tlen, name, nlen, input, ilen, NULL, run, created, err);
+}
+
+/* The parent of run id: LS_ENOTFOUND when it has none. */
+static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_rc rc = flow_key_parent(&k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
+    if (rc == LS_OK && v.len < LS_ID_BYTES + 1)
+        rc = ls_err_set(err, LS_ECORRUPT, "parent link of %zu bytes", v.len);
+    if (rc == LS_OK) memcpy(parent->b, v.ptr, LS_ID_BYTES);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    return rc;
+}
+
+ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
+                 const char *input, size_t ilen, const flow_parent *parent, ls_buf *run,
+                 int *created, ls_err *err)
 {
     *created = 0;
     if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
@@ -899,6 +946,15 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     rc = named ? flow_lookup(f, name, nlen, &existing, err) : LS_ENOTFOUND;
     if (rc == LS_OK) {
         pthread_mutex_unlock(stripe);
+        if (parent) {
+            ls_id p;
+            rc = read_parent(f, &existing, &p, err);
+            if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES)))
+                rc = ls_err_set(err, LS_ESTATE,
+                                "a run with id \"%.*s\" exists and is not a child of this run",
+                                (int)nlen, name);
+            if (rc != LS_OK) goto out;
+        }
         rc = flow_render_run(f, &existing, 1, run, err);
         goto out;
     }
@@ -938,8 +994,8 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
                            ts);
     ls_buf event = LS_BUF_INIT;
     if (rc == LS_OK)
-        rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, now,
-                         &event, err);
+        rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len,
+                         parent, now, &event, err);
     if (rc != LS_OK) {
         pthread_mutex_unlock(stripe);
         ls_buf_free(&event);
@@ -947,6 +1003,10 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
         goto out;
     }
     r->fresh = ls_buf_steal(&event, &r->fresh_len);
+    if (parent) {
+        r->has_parent = 1;
+        r->parent = *parent->id;
+    }
     *created = 1;
     pthread_mutex_lock(&f->mu);
     flow_runtab_add(&f->runs, r, NULL);
@@ -961,6 +1021,17 @@ out:
 }
 
 /* ---- signals, cancel, terminate: the inbox ---- */
+
+void flow_inbox_bump(ls_flow_t *f, const ls_id *id)
+{
+    pthread_mutex_lock(&f->mu);
+    flow_run *r = flow_runtab_find(&f->runs, id);
+    if (r) {
+        r->inbox++;
+        wake(f, r);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
 
 /* Writes one inbox entry for the running run `name` (durably), then wakes
  * the run, whose next activation moves it into history. */

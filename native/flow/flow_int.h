@@ -18,6 +18,8 @@
  *                  into history (re-sealed) in its next write.
  *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
  *                  (sealed with seq UINT64_MAX)
+ *   parent         LS_NS_RUNINFO id16 'p'                     -> parent id16,
+ *                  u8 flags (1: detached), the parent's name (child runs)
  * A timer key exists while a run waits on a TimerStarted or a retryable
  * StepFailed (seq is that event's); it lets a restart rebuild the timer
  * queue without replaying sleeping runs.
@@ -78,6 +80,8 @@ typedef struct flow_run {
     atomic_int terminating; /* a terminate was requested: interrupt its code */
     char *custom;           /* custom status last written (JSON), or NULL */
     size_t custom_len;
+    int has_parent; /* a child workflow: its end goes to its parent's inbox */
+    ls_id parent;
     struct flow_run *hnext; /* run table chain */
     struct flow_run *qnext; /* ready queue */
 } flow_run;
@@ -181,6 +185,8 @@ struct ls_flow_act {
     int cancel_delivered; /* the code has been handed the cancellation */
     int terminate;        /* the inbox held a terminate request */
     ls_buf term_by, term_reason;
+    ls_buf newkids; /* children started by this activation: flag ('a'|'d'), name, NUL */
+    ls_buf kill;    /* ids of children asked to cancel by the end of this run */
     ls_run_status pend_status;
     uint64_t pend_last_seq;
     int64_t pend_now;
@@ -238,8 +244,23 @@ void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int64_t flow_now(const ls_flow_t *f);
-/* A run ended (record written): wake watchers, drop it from memory. Takes mu. */
+/* A run ended (record written): wake watchers, tell its parent, drop it
+ * from memory. Takes mu. */
 void flow_run_ended(ls_flow_t *f, flow_run *r);
+/* An inbox entry for run id has been written: its next activation takes it. */
+void flow_inbox_bump(ls_flow_t *f, const ls_id *id);
+/* The parent a child run is started under. */
+typedef struct {
+    const ls_id *id;
+    const char *name;
+    int detached;
+} flow_parent;
+/* ls_flow_start, for a child run when parent is not NULL (the parent link
+ * is written with the start). A child's name that exists as a run that is
+ * not this parent's child is LS_ESTATE. */
+ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
+                 const char *input, size_t ilen, const flow_parent *parent, ls_buf *run,
+                 int *created, ls_err *err);
 
 /* ---- keys and payloads (query.c) ---- */
 ls_rc flow_key_name(ls_buf *k, const char *name, size_t nlen, ls_err *err);
@@ -249,6 +270,7 @@ ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_e
 /* The inbox prefix of a run (arrival NULL) or one entry's key. */
 ls_rc flow_key_inbox(ls_buf *k, const ls_id *id, const ls_id *arrival, ls_err *err);
 ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
+ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
 #define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */
 /* Seals payload for event seq of run id into out. */

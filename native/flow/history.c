@@ -29,6 +29,9 @@ static const char *const type_names[LS_EV_LAST + 1] = {
     [LS_EV_WORKFLOW_TERMINATED] = "workflow_terminated",
     [LS_EV_TIMER_CANCELLED] = "timer_cancelled",
     [LS_EV_CANCEL_REQUESTED] = "cancel_requested",
+    [LS_EV_CHILD_STARTED] = "child_started",
+    [LS_EV_CHILD_COMPLETED] = "child_completed",
+    [LS_EV_CHILD_FAILED] = "child_failed",
 };
 
 static const char *const status_names[LS_RUN_STATUS_LAST + 1] = {

@@ -52,14 +52,18 @@ typedef enum {
     LS_EV_WORKFLOW_CANCELLED = 11,  /* name: who, error: reason, may be empty */
     LS_EV_WORKFLOW_TERMINATED = 12, /* name: who, error: reason, may be empty */
     LS_EV_TIMER_CANCELLED = 13,     /* name (the TimerStarted's): ended unfired */
-    LS_EV_CANCEL_REQUESTED = 14     /* name: who, error: reason, may be empty */
+    LS_EV_CANCEL_REQUESTED = 14,    /* name: who, error: reason, may be empty */
+    LS_EV_CHILD_STARTED = 15,       /* name: the child run's id; payload {"type"}; flags */
+    LS_EV_CHILD_COMPLETED = 16,     /* name: the child run's id; payload: its output */
+    LS_EV_CHILD_FAILED = 17 /* name: the child run's id; error: why (failed, cancelled...) */
 } ls_event_type;
 
-#define LS_EV_LAST LS_EV_CANCEL_REQUESTED
+#define LS_EV_LAST LS_EV_CHILD_FAILED
 
 /* Event flags. */
-#define LS_EVF_FATAL 0x01u /* StepFailed: final (non-retryable or attempts exhausted) */
-#define LS_EVF_KNOWN 0x01u /* every flag this build knows */
+#define LS_EVF_FATAL    0x01u /* StepFailed: final (non-retryable or attempts exhausted) */
+#define LS_EVF_DETACHED 0x02u /* ChildStarted: the child outlives its parent */
+#define LS_EVF_KNOWN    0x03u /* every flag this build knows */
 
 #define LS_EVENT_VERSION 1
 

@@ -71,6 +71,15 @@ ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err)
     return rc;
 }
 
+ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_RUNINFO, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'p', err);
+    return rc;
+}
+
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
 {
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
@@ -202,6 +211,7 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
         json_object_set_new(w, "kind",
                             json_string(r->wait_kind == 'r'   ? "retry"
                                         : r->wait_kind == 'g' ? "signal"
+                                        : r->wait_kind == 'c' ? "child"
                                                               : "sleep"));
         json_object_set_new(w, "name", json_string(r->wait_name ? r->wait_name : ""));
         if (r->wait_due) set_time(w, "due_at", r->wait_due);
@@ -224,6 +234,24 @@ static ls_rc add_custom(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
     if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "custom status");
     json_object_set_new(o, "custom_status", v);
+    return LS_OK;
+}
+
+/* A child run's parent, by name. */
+static ls_rc add_parent(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_rc rc = flow_key_parent(&k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_ENOTFOUND) return LS_OK;
+    if (rc != LS_OK) return rc;
+    if (val->len > LS_ID_BYTES + 1) {
+        json_object_set_new(
+            o, "parent",
+            strn((const char *)val->ptr + LS_ID_BYTES + 1, val->len - LS_ID_BYTES - 1));
+        if (val->ptr[LS_ID_BYTES] & 1) json_object_set_new(o, "detached", json_true());
+    }
     return LS_OK;
 }
 
@@ -266,6 +294,7 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
             }
         }
         if (rc == LS_OK && full) rc = add_custom(f, o, id, &val, &tmp, err);
+        if (rc == LS_OK && full) rc = add_parent(f, o, id, &val, err);
         ls_buf_free(&val);
         ls_buf_free(&tmp);
     }
@@ -393,6 +422,27 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
         }
         break;
     case LS_EV_TIMER_CANCELLED: json_object_set_new(o, "name", strn(ev->name, ev->name_len)); break;
+    case LS_EV_CHILD_STARTED: {
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        if (ev->flags & LS_EVF_DETACHED) json_object_set_new(o, "detached", json_true());
+        json_t *extra = NULL;
+        rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
+        if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
+        if (rc == LS_OK) {
+            json_t *t = json_object_get(extra, "type");
+            if (t) json_object_set(o, "workflow", t);
+            json_decref(extra);
+        }
+        break;
+    }
+    case LS_EV_CHILD_COMPLETED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        rc = set_payload(f, o, "output", id, ev, tmp, err);
+        break;
+    case LS_EV_CHILD_FAILED:
+        json_object_set_new(o, "name", strn(ev->name, ev->name_len));
+        json_object_set_new(o, "error", strn(ev->error, ev->error_len));
+        break;
     case LS_EV_WORKFLOW_CANCELLED:
     case LS_EV_WORKFLOW_TERMINATED:
     case LS_EV_CANCEL_REQUESTED:

@@ -33,6 +33,7 @@ static ls_cmd_kind event_kind(ls_event_type t)
     case LS_EV_TIMER_FIRED:
     case LS_EV_TIMER_CANCELLED: return LS_CMD_TIMER;
     case LS_EV_SIDE_EFFECT: return LS_CMD_SIDE_EFFECT;
+    case LS_EV_CHILD_STARTED: return LS_CMD_CHILD;
     default: return (ls_cmd_kind)0;
     }
 }
@@ -44,6 +45,7 @@ const char *ls_cmd_kind_name(ls_cmd_kind kind)
     case LS_CMD_TIMER: return "timer";
     case LS_CMD_SIDE_EFFECT: return "side effect";
     case LS_CMD_SIGNAL: return "signal";
+    case LS_CMD_CHILD: return "child workflow";
     }
     return "unknown command";
 }
@@ -195,6 +197,22 @@ const ls_event *ls_replay_cancel(const ls_replay *c)
 
 static size_t next_command(const ls_replay *c, size_t i);
 
+ls_rc ls_replay_find_child(const ls_replay *c, const char *name, size_t len, uint64_t before,
+                           ls_replay_match *m)
+{
+    for (size_t i = 0; i < c->n && c->ev[i].seq < before; i++) {
+        const ls_event *e = &c->ev[i];
+        if ((e->type != LS_EV_CHILD_COMPLETED && e->type != LS_EV_CHILD_FAILED) ||
+            !same_name(e, name, len))
+            continue;
+        memset(m, 0, sizeof *m);
+        m->state = e->type == LS_EV_CHILD_COMPLETED ? LS_REPLAY_DONE : LS_REPLAY_FAILED;
+        m->first = m->last = e;
+        return LS_OK;
+    }
+    return LS_ENOTFOUND;
+}
+
 uint64_t ls_replay_peek(const ls_replay *c)
 {
     if (c->failed) return 0;
@@ -340,7 +358,7 @@ ls_rc ls_replay_next(ls_replay *c, ls_cmd_kind kind, const char *name, size_t na
                      ls_replay_match *m, ls_err *err)
 {
     assert(c != NULL && m != NULL && (name != NULL || name_len == 0));
-    assert(kind >= LS_CMD_STEP && kind <= LS_CMD_SIGNAL);
+    assert(kind >= LS_CMD_STEP && kind <= LS_CMD_CHILD);
     if (c->failed) return failed_again(c, err);
     if (kind == LS_CMD_SIGNAL) return next_signal(c, name, name_len, m, err);
 

@@ -21,6 +21,9 @@
  *    the TimerStarted's due_ms).
  *  - side effect KIND (ctx:now/random/uuid): one SideEffectRecorded whose
  *    name is KIND (DONE; the value is its payload).
+ *  - child ID: one ChildStarted named by the child run's id. Its end is a
+ *    ChildCompleted/ChildFailed of that name, a non-command event that
+ *    arrives later, anywhere (ls_replay_find_child).
  * Names compare byte for byte; the engine chooses the timer name (a name
  * derived from the duration makes a changed duration non-deterministic,
  * an empty name does not).
@@ -63,7 +66,8 @@ typedef enum {
     LS_CMD_STEP = 1,
     LS_CMD_TIMER = 2,
     LS_CMD_SIDE_EFFECT = 3,
-    LS_CMD_SIGNAL = 4 /* wait for a signal; see above */
+    LS_CMD_SIGNAL = 4, /* wait for a signal; see above */
+    LS_CMD_CHILD = 5   /* start a child workflow: one ChildStarted named by the child's id */
 } ls_cmd_kind;
 
 /* Outcome of a replayed command. */
@@ -154,6 +158,13 @@ uint64_t ls_replay_peek(const ls_replay *c);
  * when there is none; never fails the cursor. */
 ls_rc ls_replay_take_signal(ls_replay *c, const char *name, size_t len, uint64_t before,
                             ls_replay_match *m);
+
+/* The end of child run `name` (ChildCompleted: DONE, ChildFailed: FAILED)
+ * among the events below seq `before` (UINT64_MAX: anywhere), into *m.
+ * LS_ENOTFOUND when it has not ended (as far as history knows). Pure
+ * lookup: a child ends once. */
+ls_rc ls_replay_find_child(const ls_replay *c, const char *name, size_t len, uint64_t before,
+                           ls_replay_match *m);
 
 /* Number of command records matched so far. */
 uint64_t ls_replay_commands(const ls_replay *c);

@@ -97,9 +97,12 @@ static ls_flow_act *check_act(lua_State *L)
     return a;
 }
 
+/* Raises the engine's message as it is: it names what went wrong, and a
+ * position inside lodestone.workflow would only mislead. */
 static int raise(lua_State *L, const ls_err *err)
 {
-    return luaL_error(L, "%s", ls_err_text(err));
+    lua_pushstring(L, ls_err_text(err));
+    return lua_error(L);
 }
 
 static int push_buf(lua_State *L, const ls_buf *b)
@@ -389,6 +392,50 @@ static int l_wait_signal(lua_State *L)
     return nret;
 }
 
+/* rt.child_start(act, type, input_json, id|nil, detached) -> child id */
+static int l_child_start(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t tlen, ilen, idlen = 0;
+    const char *type = luaL_checklstring(L, 2, &tlen);
+    const char *input = luaL_checklstring(L, 3, &ilen);
+    const char *id = luaL_optlstring(L, 4, NULL, &idlen);
+    int detached = lua_toboolean(L, 5);
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_child_start(a, type, tlen, id, idlen, input, ilen, detached, &out, &err) !=
+        LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    push_buf(L, &out);
+    ls_buf_free(&out);
+    return 1;
+}
+
+/* rt.child_wait(act, id) -> "done", json | "failed", msg | "wait" | "cancelled", reason */
+static int l_child_wait(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n;
+    const char *id = luaL_checklstring(L, 2, &n);
+    ls_flow_outcome o;
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_child_wait(a, id, n, &o, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    lua_pushstring(L, outcome_name(o));
+    int nret = 1;
+    if (o != LS_FLOW_WAIT) {
+        push_buf(L, &out);
+        nret = 2;
+    }
+    ls_buf_free(&out);
+    return nret;
+}
+
 /* rt.set_status(act, json) */
 static int l_set_status(lua_State *L)
 {
@@ -417,6 +464,8 @@ static int luaopen_flowrt(lua_State *L)
                                    {"sleep", l_sleep},
                                    {"wait_signal", l_wait_signal},
                                    {"set_status", l_set_status},
+                                   {"child_start", l_child_start},
+                                   {"child_wait", l_child_wait},
                                    {"cancelled", l_cancelled},
                                    {"side_effect", l_side_effect},
                                    {"complete", l_complete},

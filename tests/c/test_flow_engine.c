@@ -47,16 +47,18 @@ enum {
 /* What the workflow code does. */
 enum {
     OP_END = 0,
-    OP_STEP,     /* ctx:step(name) with behaviour b */
-    OP_SLEEP,    /* ctx:sleep(ms) */
-    OP_SIDE,     /* ctx:<name>() recording h->side_value */
-    OP_COMPLETE, /* return {"input":input,"results":[every value so far]} */
-    OP_FAIL,     /* raise name (with a traceback) */
-    OP_RETURN,   /* return from activate with no outcome (a broken runner) */
-    OP_CRASH,    /* while h->crash_armed: abandon the activation (as a crash would) */
-    OP_SIGNAL,   /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
-    OP_CLEANUP,  /* where a cancellation delivered earlier goes on (a catch); skipped otherwise */
-    OP_STATUS    /* ctx:set_status(name as JSON text) */
+    OP_STEP,      /* ctx:step(name) with behaviour b */
+    OP_SLEEP,     /* ctx:sleep(ms) */
+    OP_SIDE,      /* ctx:<name>() recording h->side_value */
+    OP_COMPLETE,  /* return {"input":input,"results":[every value so far]} */
+    OP_FAIL,      /* raise name (with a traceback) */
+    OP_RETURN,    /* return from activate with no outcome (a broken runner) */
+    OP_CRASH,     /* while h->crash_armed: abandon the activation (as a crash would) */
+    OP_SIGNAL,    /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
+    OP_CLEANUP,   /* where a cancellation delivered earlier goes on (a catch); skipped otherwise */
+    OP_STATUS,    /* ctx:set_status(name as JSON text) */
+    OP_CHILD,     /* ctx:start_child(name = type, detached = b), then (ms == 0) wait for it */
+    OP_CHILD_WAIT /* wait for the last child started */
 };
 
 typedef struct {
@@ -79,6 +81,8 @@ typedef struct {
 #define COMPLETE     {OP_COMPLETE, NULL, 0, 0}
 #define SIGNAL(n, ms) {OP_SIGNAL, n, 0, ms}
 #define CLEANUP      {OP_CLEANUP, NULL, 0, 0}
+#define CHILD(t)     {OP_CHILD, t, 0, 0}
+#define START_CHILD(t, detached) {OP_CHILD, t, detached, 1}
 /* clang-format on */
 
 static const script scripts_main[] = {
@@ -109,6 +113,11 @@ static const script scripts_main[] = {
     {"cancel_catch",
      {STEP("a"), SIGNAL("go", -1), STEP("b"), COMPLETE, CLEANUP, STEP("undo"), SLEEP(300),
       STEP("undo2"), COMPLETE}},
+    {"parent", {STEP("a"), CHILD("three"), COMPLETE}},
+    {"parent_fatal", {CHILD("fatal"), COMPLETE}},
+    {"parent_leaves", {START_CHILD("sleepy", 0), STEP("a"), COMPLETE}},
+    {"parent_detached", {START_CHILD("sleepy", 1), COMPLETE}},
+    {"parent_nap", {START_CHILD("nap", 0), STEP("a"), {OP_CHILD_WAIT, NULL, 0, 0}, COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -440,6 +449,7 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
         return;
     }
     ls_buf_putc(&acc, '[', NULL);
+    ls_buf child = LS_BUF_INIT;
     int cancelled = 0;
     for (const op *o = s->ops; o->op != OP_END; o++) {
         if (cancelled) {
@@ -489,6 +499,32 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
             else
                 add_value(&acc, out.ptr, out.len);
             break;
+        case OP_CHILD:
+        case OP_CHILD_WAIT:
+            if (o->op == OP_CHILD &&
+                ls_flow_act_child_start(a, o->name, strlen(o->name), NULL, 0, "{\"from\":1}", 10,
+                                        o->b, &child, &err) != LS_OK) {
+                raise_err(a, &err);
+                goto out;
+            }
+            add_value(&acc, "\"child\"", 7);
+            if (o->op == OP_CHILD && o->ms) break; /* started only */
+            if (ls_flow_act_child_wait(a, (const char *)child.ptr, child.len, &oc, &out, &err) !=
+                LS_OK) {
+                raise_err(a, &err);
+                goto out;
+            }
+            if (oc == LS_FLOW_WAIT) goto out;
+            if (oc == LS_FLOW_FAILED) {
+                raise_msg(a, (const char *)out.ptr, out.len);
+                goto out;
+            }
+            if (oc == LS_FLOW_CANCELLED) {
+                cancelled = 1, o--;
+                break;
+            }
+            add_value(&acc, out.ptr, out.len);
+            break;
         case OP_CLEANUP: goto done; /* not cancelled: the code ends before its catch */
         case OP_STATUS:
             if (ls_flow_act_set_status(a, o->name, strlen(o->name), &err) != LS_OK) {
@@ -536,6 +572,7 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
     }
 done:
 out:
+    ls_buf_free(&child);
     ls_buf_free(&acc);
     ls_buf_free(&out);
 }
@@ -2332,6 +2369,100 @@ static void test_engine_custom_status(void **state)
     eng_close(e);
 }
 
+/* ---- child workflows ---- */
+
+static void test_engine_child_workflows(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "parent", "p-1", NULL);
+    wait_end(e, "p-1");
+    json_t *r = results_of(e, "p-1");
+    /* [a, "child", the child's output] */
+    assert_int_equal(json_array_size(r), 3);
+    json_t *child_out = json_array_get(r, 2);
+    assert_json(json_object_get(child_out, "input"), "{\"from\":1}");
+    assert_int_equal(json_array_size(json_object_get(child_out, "results")), 3);
+    json_decref(r);
+    json_t *ev = history(e, "p-1");
+    json_t *cs = nth_event(ev, "child_started", NULL, 0);
+    assert_string_equal(jstr(cs, "workflow"), "three");
+    char child[128];
+    snprintf(child, sizeof child, "%s", jstr(cs, "name"));
+    assert_int_equal(count_events(ev, "child_completed", child), 1);
+    json_decref(ev);
+    json_t *d = describe(e, child);
+    assert_string_equal(jstr(d, "status"), "completed");
+    assert_string_equal(jstr(d, "parent"), "p-1");
+    json_decref(d);
+
+    /* A child's failure is the parent's error. */
+    start1(e, "parent_fatal", "p-2", NULL);
+    wait_end(e, "p-2");
+    d = describe(e, "p-2");
+    assert_string_equal(jstr(d, "status"), "failed");
+    assert_non_null(strstr(jstr(d, "error"), "child workflow"));
+    assert_non_null(strstr(jstr(d, "error"), "failed: step \"charge\" failed"));
+    json_decref(d);
+
+    /* A parent that ends cancels its unfinished children, unless detached. */
+    start1(e, "parent_leaves", "p-3", NULL);
+    wait_end(e, "p-3");
+    ev = history(e, "p-3");
+    snprintf(child, sizeof child, "%s", jstr(nth_event(ev, "child_started", NULL, 0), "name"));
+    json_decref(ev);
+    wait_end(e, child);
+    d = describe(e, child);
+    assert_string_equal(jstr(d, "status"), "cancelled");
+    assert_string_equal(jstr(d, "by"), "p-3");
+    json_decref(d);
+    start1(e, "parent_detached", "p-4", NULL);
+    wait_end(e, "p-4");
+    ev = history(e, "p-4");
+    json_t *started = nth_event(ev, "child_started", NULL, 0);
+    assert_true(json_is_true(json_object_get(started, "detached")));
+    snprintf(child, sizeof child, "%s", jstr(started, "name"));
+    json_decref(ev);
+    json_decref(wait_waiting(e, child)); /* still running, asleep */
+    int ended = 0;
+    th_ok(ls_flow_terminate(e->f, child, strlen(child), NULL, NULL, WAIT_MS, &ended, &err), &err);
+    assert_true(ended);
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
+/* The parent waits for a sleeping child across a restart. */
+static void test_engine_child_wait_survives_restart(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "parent_nap", "pn-1", NULL);
+    json_t *w = wait_waiting(e, "pn-1");
+    assert_string_equal(jstr(w, "kind"), "child");
+    json_decref(w);
+    eng_close(e);
+
+    close_store(e);
+    open_store(e);
+    eng_open(e, 0);
+    th_ok(ls_flow_run(e->f, &err), &err);
+    advance(e, 200);
+    wait_end(e, "pn-1");
+    json_t *r = results_of(e, "pn-1");
+    assert_int_equal(json_array_size(r), 4); /* "child", a, "child", its output */
+    json_decref(r);
+    assert_int_equal(calls(&e->h, "pn-1", "a"), 1);
+    json_t *ev = history(e, "pn-1");
+    assert_int_equal(count_events(ev, "child_started", NULL), 1);
+    assert_int_equal(count_events(ev, "child_completed", NULL), 1);
+    json_decref(ev);
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2364,6 +2495,8 @@ int main(void)
         T(test_engine_cancel_cleanup_replays),
         T(test_engine_terminate),
         T(test_engine_custom_status),
+        T(test_engine_child_workflows),
+        T(test_engine_child_wait_survives_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -277,6 +277,22 @@ LS_API ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nl
                                      int64_t timeout_ms, ls_flow_outcome *outcome, ls_buf *out,
                                      ls_err *err);
 
+/* ctx:start_child(type, input, {id, detached}): starts a child run (or
+ * finds the one started before, on replay) and puts its id into child. The
+ * id is the one given, else derived from this run's id and the command's
+ * position. Errors of the start (an unknown type, a bad input; LS_ESTATE
+ * when the id names a run that is not this run's child) are returned. A
+ * child that is not detached is cancelled when this run ends first. */
+LS_API ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, const char *id,
+                                     size_t idlen, const char *input, size_t ilen, int detached,
+                                     ls_buf *child, ls_err *err);
+
+/* Waits for child `id` to end: DONE with its output (JSON) in out, FAILED
+ * with a message naming the child and how it ended, WAIT, or CANCELLED
+ * (a wait point). */
+LS_API ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen,
+                                    ls_flow_outcome *outcome, ls_buf *out, ls_err *err);
+
 /* ctx:set_status(value): the run's custom status (JSON text), shown by
  * ls_flow_describe; written with the run's next write. */
 LS_API ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_err *err);
