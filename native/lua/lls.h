@@ -38,6 +38,10 @@ void lls_open_ratelimit(lua_State *L);
  * stack, and registers the set's metatable. */
 void lls_open_cidr(lua_State *L);
 
+/* Adds client_open (the daemon client, "lodestone.client" handles) and
+ * id_new to the module table on the top of the stack. */
+void lls_open_client(lua_State *L);
+
 /* Pushes the Lua form of a jansson value, as json.decode makes it (arrays
  * marked with json.array_mt, null as json.null). Returns 0, or -1 with err
  * set and the stack as it was when the value cannot be represented (an
