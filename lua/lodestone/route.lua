@@ -293,7 +293,7 @@ local function load_routes(path)
       spec.policy = dir .. "/" .. spec.policy
     end
     local good, msg = pcall(check_spec, spec, where)
-    if not good then return nil, tostring(msg) end
+    if not good then return nil, (tostring(msg):gsub("^[^:]*:%d+: ", "")) end
     checked[spec] = true
   end
   return routes

@@ -1,0 +1,265 @@
+-- SPDX-License-Identifier: MIT
+-- lodestone.client and lodestone.route without a daemon: argument checks,
+-- an absent daemon and one that never answers (tests/tools/stallsock), and
+-- the route's answers driven with a fake mod_magnet `lighty` table (policy
+-- first, 413, 400 naming the problem, 503 with an audit line, fall-through
+-- to the policy's decision), route files. tests/e2e/client_routes.sh runs
+-- the same code against a real lodestoned inside lighttpd.
+local lodestone = require("lodestone")
+local client = require("lodestone.client")
+local route = require("lodestone.route")
+local policy = require("lodestone.policy")
+local json = lodestone.json
+
+local function tmpdir()
+  local p = io.popen("mktemp -d " .. (os.getenv("TMPDIR") or "/tmp") .. "/lodestone-lua-XXXXXX")
+  local dir = p:read("*l")
+  p:close()
+  return dir
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return "" end
+  local t = f:read("*a")
+  f:close()
+  return t
+end
+
+-- A fake of what mod_magnet gives a script for one request.
+local function request(spec)
+  local body = spec.body or ""
+  local r = {
+    req_header = {},
+    resp_header = {},
+    req_attr = {
+      ["request.method"] = spec.method or "POST",
+      ["uri.path"] = spec.path,
+      ["uri.path-raw"] = spec.path,
+      ["request.remote-addr"] = "127.0.0.1",
+    },
+    req_body = { len = #body, collect = spec.collect ~= false, get = body },
+    resp_body = { set = function(self, parts) self.text = table.concat(parts) end },
+  }
+  for k, v in pairs(spec.headers or {}) do r.req_header[k] = v end
+  return { r = r }
+end
+
+describe("lodestone.client", function()
+  after_each(function() client.reset() end)
+
+  it("names the field of a bad setting", function()
+    assert.has_error(function() client.configure { sockett = "x" } end,
+      "client.configure: unknown option 'sockett' (expected socket, timeout_ms)")
+    assert.has_error(function() client.configure { timeout_ms = 0 } end,
+      "client.configure: timeout_ms must be a whole number of milliseconds from 1 to 3600000")
+    assert.has_error(function() client.configure { socket = "" } end,
+      "client.configure: socket must be a non-empty path string")
+    assert.has_error(function() client.start("t", nil, { timeout_ms = 1.5 }) end,
+      "client.start: timeout_ms must be a whole number of milliseconds from 1 to 3600000")
+  end)
+
+  it("raises on wrong argument types", function()
+    assert.has_error(function() client.start(nil) end,
+      "bad argument #1 to 'client.start' (workflow type: non-empty string expected, got nil)")
+    assert.has_error(function() client.start("t", nil, { id = "" }) end,
+      "client.start: id must be a non-empty string (leave it out for a fresh id)")
+    assert.has_error(function() client.signal("r", 5) end,
+      "bad argument #2 to 'client.signal' (signal name: non-empty string expected, got number)")
+    assert.has_error(function() client.get("") end,
+      "bad argument #1 to 'client.get' (run id: non-empty string expected, got an empty string)")
+  end)
+
+  it("makes ids like the daemon's", function()
+    local a, b = client.new_id(), client.new_id()
+    assert.matches("^[0-9A-HJKMNP-TV-Z]+$", a)
+    assert.equal(26, #a)
+    assert.is_true(a < b)
+  end)
+
+  it("fails without raising when the daemon is absent, with a transport code", function()
+    local sock = tmpdir() .. "/absent.sock"
+    for _, call in ipairs({
+      function() return client.start("hello", { x = 1 }, { socket = sock }) end,
+      function() return client.get("r-1", { socket = sock }) end,
+      function() return client.signal("r-1", "go", nil, { socket = sock }) end,
+    }) do
+      local v, msg, code, status = call()
+      assert.is_nil(v)
+      assert.equal("lodestone.client: lodestoned at " .. sock .. ": connect: No such file or directory", msg)
+      assert.equal("EIO", code)
+      assert.is_nil(status)
+    end
+    assert.same({ requests = 3, connects = 0, reconnects = 0, connected = false }, client.stats(sock))
+    os.execute("rmdir '" .. sock:match("^(.*)/") .. "'")
+  end)
+
+  it("refuses an input JSON cannot hold, before any request", function()
+    local run, msg, code = client.start("t", { f = print }, { socket = "/nonexistent.sock" })
+    assert.is_nil(run)
+    assert.matches("^client.start: input: json.encode: ", msg)
+    assert.equal("EINVAL", code)
+    assert.is_nil(client.stats("/nonexistent.sock"))
+  end)
+end)
+
+describe("lodestone.route", function()
+  local dir, sock, printed, saved_print
+
+  before_each(function()
+    dir = tmpdir()
+    sock = dir .. "/d.sock"
+    write(dir .. "/hs.key", "0123456789abcdef0123456789abcdef")
+    write(dir .. "/policy.lua", [[
+      local policy = require "lodestone.policy"
+      return policy.define {
+        name = "route-spec",
+        authenticate = { policy.jwt { secret_file = "hs.key", algorithms = { "HS256" } } },
+        rules = {
+          { path = "/open", allow = "anyone" },
+          { path = "/start", methods = { "POST" }, allow = "anyone" },
+          { path = "/secure" },
+        },
+        audit = { path = "audit.log", log = "deny" },
+      }
+    ]])
+    policy.reset()
+    route.reset()
+    client.reset()
+    printed = {}
+    saved_print = _G.print
+    _G.print = function(...) printed[#printed + 1] = table.concat({ ... }, " ") end
+  end)
+
+  after_each(function()
+    _G.print = saved_print
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  local function spec(extra)
+    local s = { policy = dir .. "/policy.lua", path = "/start", workflow = "hello", socket = sock,
+      timeout_ms = 200 }
+    for k, v in pairs(extra or {}) do s[k] = v end
+    return s
+  end
+
+  local function answer(lt)
+    return json.decode(lt.r.resp_body.text)
+  end
+
+  it("checks the route table, naming the field", function()
+    local lt = request { path = "/x" }
+    assert.has_error(function() route.workflow(lt, { path = "/x", workflow = "w" }) end,
+      "route.workflow: policy is required (the policy file's path)")
+    assert.has_error(function() route.workflow(lt, spec { paht = "/x" }) end,
+      "route.workflow: unknown field 'paht'")
+    assert.has_error(function() route.workflow(lt, spec { input = "x" }) end,
+      "route.workflow: input must be a function(req)")
+    assert.has_error(function() route.workflow(lt, spec { body = "xml" }) end,
+      'route.workflow: body must be "json" (the default) or "raw"')
+    assert.has_error(function() route.dispatch(lt, {}) end,
+      "route.dispatch: a fallback policy file is required (requests no route serves)")
+  end)
+
+  it("gives requests it does not serve the policy's decision", function()
+    assert.equal(0, route.workflow(request { method = "GET", path = "/open" }, spec()))
+    local lt = request { method = "GET", path = "/start" }
+    assert.equal(403, route.workflow(lt, spec()))
+    assert.equal('{"error":"forbidden"}', lt.r.resp_body.text)
+    lt = request { method = "GET", path = "/secure" }
+    assert.equal(401, route.dispatch(lt, { spec() }, dir .. "/policy.lua"))
+  end)
+
+  it("runs the policy first: a denied request starts nothing", function()
+    local lt = request { path = "/secure", body = '{"a":1}' }
+    assert.equal(401, route.workflow(lt, spec { path = "/secure" }))
+    assert.is_nil(client.stats(sock)) -- the daemon was never asked
+  end)
+
+  it("answers 413 over max_body and waits for a body still arriving", function()
+    local lt = request { path = "/start", body = string.rep("a", 11) }
+    assert.equal(413, route.workflow(lt, spec { max_body = 10 }))
+    assert.same({ error = "payload_too_large", message = "the body exceeds 10 bytes" }, answer(lt))
+    lt = request { path = "/start", body = "{}", collect = false }
+    assert.equal(0, route.workflow(lt, spec()))
+    assert.is_nil(lt.r.resp_body.text)
+  end)
+
+  it("answers 400 naming the problem: bad JSON, or what id/input say", function()
+    local lt = request { path = "/start", body = '{"a": }' }
+    assert.equal(400, route.workflow(lt, spec()))
+    assert.equal("bad_request", answer(lt).error)
+    assert.matches("^body: invalid JSON: line 1 column 7", answer(lt).message)
+    lt = request { path = "/start", body = '{"a": 1}' }
+    assert.equal(400, route.workflow(lt, spec { id = function() return nil, "X-Key: too long" end }))
+    assert.same({ error = "bad_request", message = "X-Key: too long" }, answer(lt))
+    lt = request { path = "/start", body = '{"a": 1}' }
+    assert.equal(400, route.workflow(lt, spec { input = function() return nil, "a: must be 2" end }))
+    assert.same({ error = "bad_request", message = "a: must be 2" }, answer(lt))
+    assert.is_nil(client.stats(sock))
+  end)
+
+  it("answers 500 without internals when input raises, and logs why", function()
+    local lt = request { path = "/start", body = '{"a": 1}' }
+    assert.equal(500, route.workflow(lt, spec { input = function() error("boom") end }))
+    assert.same({ error = "internal_error" }, answer(lt))
+    assert.matches("input%(req%) failed: .*boom", printed[1])
+  end)
+
+  it("answers 503 with an audit line when the daemon is absent", function()
+    local seen
+    local lt = request { path = "/start", body = '{"a": 1}' }
+    assert.equal(503, route.workflow(lt, spec {
+      id = function() return "run-1" end,
+      input = function(req) seen = req; return { a = req.json.a, id = req.id } end,
+    }))
+    assert.same({ error = "workflows_unavailable" }, answer(lt))
+    assert.equal("1", lt.r.resp_header["Retry-After"])
+    assert.equal("run-1", seen.id)
+    assert.equal('{"a": 1}', seen.body)
+    local line = json.decode(read(dir .. "/audit.log"):match("[^\n]+"))
+    assert.equal("workflows_unavailable", line.reason)
+    assert.equal("route-spec", line.policy)
+    assert.equal("hello", line.workflow)
+    assert.equal("run-1", line.id)
+    assert.equal(503, line.status)
+    assert.matches("connect: No such file or directory", line.error)
+    assert.matches('^lodestone: route /start: {', printed[1])
+  end)
+
+  it("answers 503 after the timeout when the daemon never answers", function()
+    local stall = os.getenv("LS_BUILD_DIR") .. "/tests/stallsock"
+    os.execute(stall .. " '" .. sock .. "' >/dev/null 2>&1 & echo $! > '" .. dir .. "/stall.pid'")
+    for _ = 1, 50 do
+      local there = os.execute("test -S '" .. sock .. "'")
+      if there == true or there == 0 then break end
+      os.execute("sleep 0.1")
+    end
+    local lt = request { path = "/start", body = '{"a": 1}' }
+    local ok, status = pcall(route.workflow, lt, spec())
+    os.execute("kill " .. read(dir .. "/stall.pid"))
+    assert.is_true(ok)
+    assert.equal(503, status)
+    assert.matches("no answer within the timeout of 200 ms %(waiting for the answer%)",
+      json.decode(read(dir .. "/audit.log"):match("[^\n]+")).error)
+  end)
+
+  it("loads route files, resolving policies against their folder", function()
+    write(dir .. "/routes.lua", [[
+      return { one = { policy = "policy.lua", path = "/start", workflow = "w" } }
+    ]])
+    local routes = route.load(dir .. "/routes.lua")
+    assert.equal(dir .. "/policy.lua", routes.one.policy)
+    assert.equal(routes, route.load(dir .. "/routes.lua")) -- once per state
+    write(dir .. "/bad.lua", "return { one = { path = '/x' } }")
+    assert.has_error(function() route.load(dir .. "/bad.lua") end,
+      "route.load: " .. dir .. "/bad.lua: route one: policy is required (the policy file's path)")
+    assert.has_error(function() route.load(dir .. "/none.lua") end)
+  end)
+end)
