@@ -213,4 +213,17 @@ code=$(deliver "$d/gh10" -H "X-Hub-Signature-256: $sig" -H "X-GitHub-Delivery: b
 check "daemon back: 202 again" 202 "$code"
 check "daemon back: the run completes" completed "$(api "/v1/workflows/gh-back-1/result?wait=10" | jq -r .status)"
 
+# ---- a workflow type the daemon does not know ----
+
+rm "$d/wf/order.lua"
+kill -HUP "$daemon"
+for _ in $(seq 100); do
+  api /v1/workflow-types | jq -e '[.types[].name] | index("order") == null' > /dev/null && break
+  sleep 0.1
+done
+code=$(order "$d/o9" "$alice" -H "Idempotency-Key: gone-1" --data '{"amount": 1}')
+check "unknown workflow type: 502" 502 "$code"
+check "502 body names no internals" '{"error":"workflow_start_failed"}' "$(cat "$d/o9.b")"
+check_contains "and an audit line with the daemon's reason" '"reason":"unknown_type"' "$(cat "$d/audit.log")"
+
 e2e_finish
