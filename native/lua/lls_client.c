@@ -56,7 +56,7 @@ static int l_client_open(lua_State *L)
     ls_client_opts o = {0, 0};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        o.timeout_ms = (int)opt_count(L, 2, "timeout_ms", 3600 * 1000);
+        o.timeout_ms = (int)opt_count(L, 2, "timeout_ms", 3600000L);
         o.max_response = (size_t)opt_count(L, 2, "max_response", 1L << 30);
     }
     lua_settop(L, 2);
