@@ -166,6 +166,10 @@ static xresult send_all(ls_client_t *c, const ls_buf *req, int64_t deadline, ls_
 {
     size_t off = 0;
     while (off < req->len) {
+        if (mono_ms() >= deadline) { /* a daemon that reads slowly */
+            timed_out(c, "sending the request", err);
+            return XR_FAILED;
+        }
         ssize_t n = send(c->fd, req->ptr + off, req->len - off, MSG_NOSIGNAL);
         if (n > 0) {
             off += (size_t)n;
@@ -201,6 +205,10 @@ static int read_more(ls_client_t *c, int64_t deadline, int *reset, ls_err *err)
 {
     *reset = 0;
     for (;;) {
+        if (mono_ms() >= deadline) { /* a daemon that answers a byte at a time */
+            timed_out(c, "waiting for the answer", err);
+            return -1;
+        }
         if (ls_buf_reserve(&c->in, 4096, err) != LS_OK) return -1;
         ssize_t n = recv(c->fd, c->in.ptr + c->in.len, c->in.cap - c->in.len, 0);
         if (n > 0) {

@@ -184,6 +184,21 @@ static void serve_silent(fake *f)
     close(fd);
 }
 
+/* Answers a byte every 30 ms: data keeps coming, never the whole answer in time. */
+static void serve_drip(fake *f)
+{
+    int fd = accept_one(f);
+    if (read_request(f, fd)) {
+        const char *a = OK_ANSWER;
+        for (size_t i = 0; a[i] != '\0'; i++) {
+            char one[2] = {a[i], '\0'};
+            if (send(fd, one, 1, MSG_NOSIGNAL) != 1) break;
+            usleep(30000);
+        }
+    }
+    close(fd);
+}
+
 static void serve_garbage(fake *f)
 {
     int fd = accept_one(f);
@@ -337,6 +352,22 @@ static void test_client_timeout_names_the_timeout(void **state)
     ls_client_stats st;
     ls_client_stats_get(c, &st);
     assert_int_equal(st.connected, 0); /* dropped: the server thread sees EOF and ends */
+    ls_client_close(c);
+    fake_stop(&f);
+    ls_buf_free(&body);
+}
+
+static void test_client_timeout_bounds_a_slow_answer(void **state)
+{
+    (void)state;
+    fake f;
+    fake_start(&f, serve_drip);
+    ls_client_t *c = client_for(&f, 150, 0);
+    ls_buf body = LS_BUF_INIT;
+    ls_err err;
+    int status = 0;
+    assert_int_equal(ls_client_request(c, "GET", "/a", NULL, 0, &status, &body, &err), LS_EIO);
+    assert_non_null(strstr(err.msg, "no answer within the timeout of 150 ms"));
     ls_client_close(c);
     fake_stop(&f);
     ls_buf_free(&body);
@@ -567,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_client_resends_once_when_closed_after_send),
         cmocka_unit_test(test_client_no_retry_on_a_fresh_connection),
         cmocka_unit_test(test_client_timeout_names_the_timeout),
+        cmocka_unit_test(test_client_timeout_bounds_a_slow_answer),
         cmocka_unit_test(test_client_garbage_answer),
         cmocka_unit_test(test_client_answer_too_large),
         cmocka_unit_test(test_client_no_daemon),
