@@ -175,6 +175,23 @@ check "refused orders started nothing" "$before" "$after"
 check "GET /orders/x with orders:read goes on to the backend (404 here)" 404 \
   "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $reader" "$base/orders/x")"
 
+# Kept connections: the daemon's side of each connection to its socket is a
+# line of /proc/net/unix with the socket's path in state 03 (connected).
+conns() { awk -v p="$sock" '$6 == "03" && $8 == p' /proc/net/unix | wc -l; }
+for i in 1 2 3 4 5 6; do
+  order "$d/k$i" "$alice" -H "Idempotency-Key: keep-$i" --data '{"amount": 1}' > /dev/null
+done
+n=$(conns)
+[ "$n" -ge 1 ] && [ "$n" -le 2 ] && ok "six starts through two workers kept at most two connections ($n)" \
+  || not_ok "kept connections" "$n connections to the daemon for 2 lighttpd workers"
+
+# ---- the daemon restarted between two requests: one transparent reconnect ----
+
+e2e_stop "$daemon"
+start_daemon
+check "daemon restarted: the next start just works" 202 "$(order "$d/r1" "$alice" -H "Idempotency-Key: restart-1" --data '{"amount": 1}')"
+check "and the one after" 202 "$(order "$d/r2" "$alice" -H "Idempotency-Key: restart-2" --data '{"amount": 1}')"
+
 # ---- the daemon stopped ----
 
 e2e_stop "$daemon"
