@@ -167,6 +167,9 @@ local function serve(lt, spec)
   local body, pending = policy.request_body(r)
   -- lighttpd collects the body and runs the gate again
   if pending then return 0 end
+  if #body > max then -- a chunked upload has no length up front
+    return fail(r, 413, "payload_too_large", "the body exceeds " .. max .. " bytes")
+  end
 
   local decision = policy.enforce(lt, spec.policy, spec.policy_opts)
   if decision ~= 0 then return decision end -- denied: nothing starts
