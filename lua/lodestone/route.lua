@@ -96,12 +96,18 @@ end
 local function policy_info(path, opts)
   local info = audit_of[path]
   if info then return info end
-  info = { name = path, path = false }
+  info = { name = path, path = false, subject = "X-User" }
   local chunk = loadfile(path)
   local ok, decl = false, nil
   if chunk then ok, decl = pcall(chunk) end
   if ok and type(decl) == "table" then
     info.name = type(decl.name) == "string" and decl.name or path
+    -- the identity header that carries the subject, if the policy sets one
+    if type(decl.identity_headers) == "table" then
+      for h, claim in pairs(decl.identity_headers) do
+        if claim == "sub" then info.subject = h end
+      end
+    end
     local a = decl.audit
     if type(a) == "table" and type(a.path) == "string" and a.path ~= "" then
       local p = a.path
@@ -122,7 +128,7 @@ local function audit(spec, r, status, reason, msg, id)
     method = attr["request.method"],
     path = attr["uri.path"],
     client = attr["request.remote-addr"],
-    subject = r.req_header["X-User"],
+    subject = r.req_header[info.subject],
     policy = info.name,
     decision = "error",
     status = status,
@@ -254,20 +260,23 @@ function M.workflow(lt, spec)
   return policy.enforce(lt, spec.policy, spec.policy_opts)
 end
 
---- route.dispatch(lighty, routes, fallback_policy, [fallback_opts]) -> status
+--- route.dispatch(lighty, routes, fallback, [fallback_opts]) -> status
 -- Serves the first route whose method and path match; any other request
--- gets fallback_policy's decision (a policy file path, required).
+-- gets fallback's decision: a policy file (enforced with fallback_opts) or
+-- a function(lighty) returning a status (another gate's logic). Required.
 function M.dispatch(lt, routes, fallback, fopts)
   if type(lt) ~= "table" then error("route.dispatch: pass mod_magnet's lighty table first", 2) end
   if type(routes) ~= "table" then error("route.dispatch: routes must be a list of route tables", 2) end
-  if type(fallback) ~= "string" or fallback == "" then
-    error("route.dispatch: a fallback policy file is required (requests no route serves)", 2)
+  local ft = type(fallback)
+  if not ((ft == "string" and fallback ~= "") or ft == "function") then
+    error("route.dispatch: a fallback is required (a policy file, or a function(lighty) -> status)", 2)
   end
   local attr = lt.r.req_attr
   for i = 1, #routes do
     check_spec(routes[i], "route.dispatch: routes[" .. i .. "]")
     if matches(routes[i], attr) then return serve(lt, routes[i]) end
   end
+  if ft == "function" then return fallback(lt) end
   return policy.enforce(lt, fallback, fopts)
 end
 

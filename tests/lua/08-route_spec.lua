@@ -164,7 +164,7 @@ describe("lodestone.route", function()
     assert.has_error(function() route.workflow(lt, spec { body = "xml" }) end,
       'route.workflow: body must be "json" (the default) or "raw"')
     assert.has_error(function() route.dispatch(lt, {}) end,
-      "route.dispatch: a fallback policy file is required (requests no route serves)")
+      "route.dispatch: a fallback is required (a policy file, or a function(lighty) -> status)")
   end)
 
   it("gives requests it does not serve the policy's decision", function()
@@ -174,6 +174,9 @@ describe("lodestone.route", function()
     assert.equal('{"error":"forbidden"}', lt.r.resp_body.text)
     lt = request { method = "GET", path = "/secure" }
     assert.equal(401, route.dispatch(lt, { spec() }, dir .. "/policy.lua"))
+    local seen
+    assert.equal(418, route.dispatch(lt, { spec() }, function(l) seen = l; return 418 end))
+    assert.equal(lt, seen)
   end)
 
   it("runs the policy first: a denied request starts nothing", function()
