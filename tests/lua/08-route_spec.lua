@@ -4,7 +4,8 @@
 -- the route's answers driven with a fake mod_magnet `lighty` table (policy
 -- first, 413, 400 naming the problem, 503 with an audit line, fall-through
 -- to the policy's decision), route files. tests/e2e/client_routes.sh runs
--- the same code against a real lodestoned inside lighttpd.
+-- the same code against a real lodestoned inside lighttpd. Also the
+-- github-push example workflow with a fake ctx.
 local lodestone = require("lodestone")
 local client = require("lodestone.client")
 local route = require("lodestone.route")
@@ -264,5 +265,43 @@ describe("lodestone.route", function()
     assert.has_error(function() route.load(dir .. "/bad.lua") end,
       "route.load: " .. dir .. "/bad.lua: route one: policy is required (the policy file's path)")
     assert.has_error(function() route.load(dir .. "/none.lua") end)
+  end)
+end)
+
+describe("the github-push example workflow", function()
+  local def = assert(loadfile("workflows/github-push.lua"))()
+
+  -- steps run at once; s:log lines are kept
+  local function fake_ctx()
+    local ctx = { steps = {}, logs = {} }
+    function ctx:step(name, fn)
+      self.steps[#self.steps + 1] = name
+      return fn({ idempotency_key = "key-" .. name, log = function(_, m) self.logs[#self.logs + 1] = m end })
+    end
+    return ctx
+  end
+
+  it("summarises the commits and records the delivery", function()
+    local ctx = fake_ctx()
+    local out = def.run(ctx, { event = "push", delivery = "d-1", push = {
+      ref = "refs/heads/main", repository = { full_name = "acme/shop" },
+      commits = {
+        { message = "Fix the cart\n\ndetails", author = { username = "bob" } },
+        { message = string.rep("x", 80), author = { name = "Ada" } },
+        { message = "More", author = { username = "bob" } },
+      } } })
+    assert.same({ "summarise", "record" }, ctx.steps)
+    assert.same({ repository = "acme/shop", ref = "refs/heads/main", commits = 3, authors = "Ada, bob",
+      titles = "Fix the cart | " .. string.rep("x", 69) .. "... | More" }, out.summary)
+    assert.equal("d-1", out.delivery)
+    assert.equal("push", out.event)
+    assert.same({ "push to acme/shop refs/heads/main: 3 commit(s) by Ada, bob" }, ctx.logs)
+  end)
+
+  it("copes with a push without commits", function()
+    local out = def.run(fake_ctx(), nil)
+    assert.equal(0, out.summary.commits)
+    assert.equal("", out.summary.authors)
+    assert.equal("push", out.event)
   end)
 end)
