@@ -149,16 +149,15 @@ end
 
 --- client.signal(id, name, payload, opts) -> answer (true when empty), status (202)
 --    | nil, msg, code[, status]
--- Sends the signal `name` with payload (any JSON value, nil: none) as the
--- request body. The daemon answers 404 for an unknown run and 409 when the
+-- Sends the signal `name` with payload (any JSON value; nil sends null) as
+-- the request body. The daemon answers 404 for an unknown run and 409 when the
 -- run has finished. (A resend after a closed kept connection could deliver
 -- a signal twice if the daemon had read it before closing.)
 function M.signal(id, name, payload, opts)
   check_name(id, 1, "client.signal", "run id")
   check_name(name, 2, "client.signal", "signal name")
-  local body
+  local body, msg, code = "null", nil, nil -- no payload: JSON null, as the web UI sends
   if payload ~= nil then
-    local msg, code
     body, msg, code = json.encode(payload)
     if not body then return nil, "client.signal: payload: " .. msg, code end
   end

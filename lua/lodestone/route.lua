@@ -290,9 +290,27 @@ local function log(msg)
   print("lodestone: " .. msg) -- lighttpd's error log
 end
 
+-- "a/b/../c" -> "a/c", "a/./c" -> "a/c": one text per file, so that a
+-- policy reached from a route file and from a gate shares one compiled state.
+local function normalize(path)
+  local abs = path:sub(1, 1) == "/"
+  local out = {}
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." and #out > 0 and out[#out] ~= ".." then
+      out[#out] = nil
+    elseif seg ~= "." and not (seg == ".." and abs) then
+      out[#out + 1] = seg
+    end
+  end
+  local text = table.concat(out, "/")
+  if abs then return "/" .. text end
+  return text == "" and "." or text
+end
+
 -- Runs a route file: a table of route tables, checked, with relative
--- policy paths resolved against the file's folder. routes | nil, msg
-local function load_routes(path)
+-- policy paths resolved against the file's folder and defaults filled in.
+-- routes | nil, msg
+local function load_routes(path, defaults)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local ok, routes = pcall(chunk)
@@ -301,8 +319,13 @@ local function load_routes(path)
   local dir = dirname(path)
   for name, spec in pairs(routes) do
     local where = path .. ": route " .. tostring(name)
-    if type(spec) == "table" and type(spec.policy) == "string" and spec.policy:sub(1, 1) ~= "/" then
-      spec.policy = dir .. "/" .. spec.policy
+    if type(spec) == "table" then
+      for k, v in pairs(defaults or {}) do
+        if spec[k] == nil then spec[k] = v end
+      end
+      if type(spec.policy) == "string" and spec.policy:sub(1, 1) ~= "/" then
+        spec.policy = normalize(dir .. "/" .. spec.policy)
+      end
     end
     local good, msg = pcall(check_spec, spec, where)
     if not good then return nil, (tostring(msg):gsub("^[^:]*:%d+: ", "")) end
@@ -311,11 +334,13 @@ local function load_routes(path)
   return routes
 end
 
---- route.load(path) -> the table of routes the file returns
+--- route.load(path, [defaults]) -> the table of routes the file returns
 -- Loads a route file once per Lua state, and again when it changed (looked
 -- at once a second); a broken edit keeps the last good version (the error
 -- log says why); a file that never loaded raises, so the gate fails (500).
-function M.load(path)
+-- defaults (e.g. { policy_opts = opts, socket = ... }) fill the fields a
+-- route leaves out, when the file is (re)loaded.
+function M.load(path, defaults)
   local e = files[path]
   local now = core.monotonic_ms()
   if e and now < e.next_check then
@@ -330,7 +355,7 @@ function M.load(path)
   local stamp, serr = core.file_stamp(path)
   if stamp and stamp == e.stamp then return e.routes end
   local routes, err
-  if stamp then routes, err = load_routes(path) else err = serr end
+  if stamp then routes, err = load_routes(path, defaults) else err = serr end
   e.stamp = stamp
   if routes then
     if e.routes then log("reloaded " .. path) end

@@ -260,6 +260,14 @@ describe("lodestone.route", function()
     ]])
     local routes = route.load(dir .. "/routes.lua")
     assert.equal(dir .. "/policy.lua", routes.one.policy)
+    os.execute("mkdir '" .. dir .. "/sub'")
+    write(dir .. "/sub/r.lua", [[
+      return { two = { policy = "./../policy.lua", path = "/x", workflow = "w", socket = "/own.sock" } }
+    ]])
+    local two = route.load(dir .. "/sub/r.lua", { policy_opts = { rl_dir = dir }, socket = "/d.sock" }).two
+    assert.equal(dir .. "/policy.lua", two.policy) -- one text per file
+    assert.same({ rl_dir = dir }, two.policy_opts) -- defaults fill what a route leaves out
+    assert.equal("/own.sock", two.socket)
     assert.equal(routes, route.load(dir .. "/routes.lua")) -- once per state
     write(dir .. "/bad.lua", "return { one = { path = '/x' } }")
     assert.has_error(function() route.load(dir .. "/bad.lua") end,
