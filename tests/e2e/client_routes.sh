@@ -122,6 +122,35 @@ check "413 body" "payload_too_large" "$(jq -r .error "$d/gh7.b")"
 runs=$(api "/v1/workflows?type=github-push" | jq '.runs | length')
 check "refused deliveries started nothing: one github-push run" 1 "$runs"
 
+# ---- lodestone.client from a plain Lua 5.4 process ----
+
+SAN_ENV=()
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+           ASAN_OPTIONS=detect_leaks=0)
+fi
+out=$(LS_SOCK=$sock LS_RUN=gh-$DELIVERY "${SAN_ENV[@]}" lua5.4 -e "
+  package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
+  package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
+  local client = require 'lodestone.client'
+  client.configure { socket = os.getenv('LS_SOCK') }
+  local run, status = client.get(os.getenv('LS_RUN'))
+  print('get', run.status, run.type, status)
+  print('missing', select('#', client.get('no-such-run')), client.get('no-such-run'))
+  local r, msg, code, st = client.start('no-such-type', {})
+  print('unknown', r, code, st, msg:match('^lodestoned: 404 unknown_type: unknown workflow type') ~= nil)
+  local a, s1 = client.start('github-push', { push = {} }, { id = 'lua-1' })
+  local b, s2 = client.start('github-push', { push = {} }, { id = 'lua-1' })
+  print('start', a.id, s1, b.id, s2)
+  local st = client.stats()
+  print('stats', st.requests, st.connects, st.reconnects)
+" 2>&1)
+check_contains "client.get: a run and 200" "get	completed	github-push	200" "$out"
+check_contains "client.get: a single nil for no such run" "missing	1	nil" "$out"
+check_contains "client.start: the daemon's code and status" "unknown	nil	unknown_type	404	true" "$out"
+check_contains "client.start: 201, then the same run with 200" "start	lua-1	201	lua-1	200" "$out"
+check_contains "six calls on one connection" "stats	6	1	0" "$out"
+
 # ---- orders with a JWT ----
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
