@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client/client_int.h"
@@ -29,9 +30,8 @@ struct fake {
     int lfd;
     pthread_t thread;
     serve_fn serve;
-    int requests;       /* requests read, all connections */
-    char first[8192];   /* the first request as read */
-    int answer_forever; /* serve_forever: stop when accept fails */
+    int requests;     /* requests read, all connections */
+    char first[8192]; /* the first request as read */
 };
 
 #define OK_ANSWER \
@@ -63,7 +63,7 @@ static int read_request(fake *f, int fd)
         const char *cl = strstr(buf, "Content-Length: ");
         if (cl && cl < end) want += (size_t)atoi(cl + 16);
         if (n < want) continue;
-        if (f->requests++ == 0) snprintf(f->first, sizeof f->first, "%s", buf);
+        if (f != NULL && f->requests++ == 0) snprintf(f->first, sizeof f->first, "%s", buf);
         return 1;
     }
 }
@@ -223,6 +223,30 @@ static void serve_forever(fake *f)
         if (fd < 0) return;
         while (read_request(f, fd)) write_str(fd, OK_ANSWER);
         close(fd);
+    }
+}
+
+/* Every connection in a thread of its own (detached: it touches no fake),
+ * answering every request until the client closes it. */
+static void *answer_all(void *ud)
+{
+    int fd = (int)(intptr_t)ud;
+    while (read_request(NULL, fd)) write_str(fd, OK_ANSWER);
+    close(fd);
+    return NULL;
+}
+
+static void serve_concurrently(fake *f)
+{
+    for (;;) {
+        int fd = accept_one(f);
+        if (fd < 0) return;
+        pthread_t t;
+        if (pthread_create(&t, NULL, answer_all, (void *)(intptr_t)fd) != 0) {
+            close(fd);
+            continue;
+        }
+        pthread_detach(t);
     }
 }
 
@@ -497,6 +521,37 @@ static void test_client_allocation_failures(void **state)
     fake_stop(&f);
 }
 
+static void test_client_forked_child_opens_its_own_connection(void **state)
+{
+    (void)state;
+    fake f;
+    fake_start(&f, serve_concurrently);
+    ls_client_t *c = client_for(&f, 2000, 0);
+    ls_buf body = LS_BUF_INIT;
+    ls_err err;
+    int status = 0;
+    th_ok(ls_client_request(c, "GET", "/parent", NULL, 0, &status, &body, &err), &err);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ls_client_stats st;
+        ls_rc rc = ls_client_request(c, "GET", "/child", NULL, 0, &status, &body, &err);
+        ls_client_stats_get(c, &st);
+        _exit(rc == LS_OK && status == 200 && st.connects == 2 ? 0 : 1);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    /* the parent's connection was left alone */
+    th_ok(ls_client_request(c, "GET", "/parent", NULL, 0, &status, &body, &err), &err);
+    ls_client_stats st;
+    ls_client_stats_get(c, &st);
+    assert_int_equal(st.connects, 1);
+    ls_client_close(c);
+    fake_stop(&f);
+    ls_buf_free(&body);
+}
+
 /* ---- the parser on its own ---- */
 
 static int head(const char *text, ls_client_head *h, ls_err *err)
@@ -604,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_client_no_daemon),
         cmocka_unit_test(test_client_bad_arguments),
         cmocka_unit_test(test_client_allocation_failures),
+        cmocka_unit_test(test_client_forked_child_opens_its_own_connection),
         cmocka_unit_test(test_client_head_parse),
         cmocka_unit_test(test_client_chunked_decode),
     };
