@@ -32,7 +32,8 @@ local M = {}
 M.MAX_BODY = 64 * 1024 -- default max_body, bytes
 
 local KNOWN = { policy = true, policy_opts = true, method = true, path = true, workflow = true,
-  input = true, id = true, body = true, max_body = true, socket = true, timeout_ms = true }
+  input = true, id = true, body = true, max_body = true, socket = true, timeout_ms = true,
+  signal = true, payload = true }
 
 local checked = setmetatable({}, { __mode = "k" }) -- specs that passed (route.load's)
 
@@ -48,13 +49,31 @@ local function check_spec(spec, where)
   if type(spec.path) ~= "string" or spec.path:sub(1, 1) ~= "/" then
     error(where .. ": path is required (a path such as \"/hooks/github\")", 3)
   end
-  if type(spec.workflow) ~= "string" or spec.workflow == "" then
-    error(where .. ": workflow is required (a workflow type such as \"github-push\")", 3)
+  for seg in spec.path:gmatch("/:([^/]*)") do
+    if not seg:match("^[%a_][%w_]*$") then
+      error(where .. ": path: a parameter is ':' and a name (letters, digits, _), got ':" .. seg .. "'", 3)
+    end
+  end
+  if spec.signal ~= nil then -- a signal route
+    if type(spec.signal) ~= "string" or spec.signal == "" then
+      error(where .. ": signal must be a signal name such as \"approve\"", 3)
+    end
+    if spec.workflow ~= nil or spec.input ~= nil then
+      error(where .. ": a signal route has no workflow or input (it has payload)", 3)
+    end
+    if spec.id == nil and not spec.path:find("/:id/", 1, true) and not spec.path:find("/:id$") then
+      error(where .. ": a signal route needs id(req) or an :id in its path", 3)
+    end
+  else
+    if type(spec.workflow) ~= "string" or spec.workflow == "" then
+      error(where .. ": workflow is required (a workflow type such as \"github-push\")", 3)
+    end
+    if spec.payload ~= nil then error(where .. ": payload is for signal routes (use input)", 3) end
   end
   if spec.method ~= nil and type(spec.method) ~= "string" then
     error(where .. ": method must be a string such as \"POST\"", 3)
   end
-  for _, f in ipairs({ "input", "id" }) do
+  for _, f in ipairs({ "input", "id", "payload" }) do
     if spec[f] ~= nil and type(spec[f]) ~= "function" then
       error(where .. ": " .. f .. " must be a function(req)", 3)
     end
@@ -67,8 +86,27 @@ local function check_spec(spec, where)
   end
 end
 
+-- The path's parameters ({} when it has none) when method and path match.
 local function matches(spec, attr)
-  return attr["request.method"] == (spec.method or "POST") and attr["uri.path"] == spec.path
+  if attr["request.method"] ~= (spec.method or "POST") then return nil end
+  local pattern, path = spec.path, attr["uri.path"]
+  if not pattern:find("/:", 1, true) then return pattern == path and {} or nil end
+  local params, segs = {}, {}
+  for seg in path:gmatch("/([^/]*)") do segs[#segs + 1] = seg end
+  local i = 0
+  for seg in pattern:gmatch("/([^/]*)") do
+    i = i + 1
+    local v = segs[i]
+    if v == nil then return nil end
+    if seg:sub(1, 1) == ":" then
+      if v == "" then return nil end
+      params[seg:sub(2)] = v
+    elseif seg ~= v then
+      return nil
+    end
+  end
+  if i ~= #segs then return nil end
+  return params
 end
 
 -- ---- answers ----
@@ -134,6 +172,7 @@ local function audit(spec, r, status, reason, msg, id)
     status = status,
     reason = reason,
     workflow = spec.workflow,
+    signal = spec.signal,
     id = id,
     error = msg,
   }
@@ -162,23 +201,25 @@ local function run_fn(fn, req, what)
   return v
 end
 
-local function serve(lt, spec)
+-- The steps every route takes before its action: 413, the body, the
+-- policy, JSON. req | nil, status (the request is answered).
+local function prepare(lt, spec, params)
   local r = lt.r
   local rb = r.req_body
   local len = rb and rb.len or 0
   local max = spec.max_body or M.MAX_BODY
   if len > max then
-    return fail(r, 413, "payload_too_large", "the body exceeds " .. max .. " bytes")
+    return nil, fail(r, 413, "payload_too_large", "the body exceeds " .. max .. " bytes")
   end
   local body, pending = policy.request_body(r)
   -- lighttpd collects the body and runs the gate again
-  if pending then return 0 end
+  if pending then return nil, 0 end
   if #body > max then -- a chunked upload has no length up front
-    return fail(r, 413, "payload_too_large", "the body exceeds " .. max .. " bytes")
+    return nil, fail(r, 413, "payload_too_large", "the body exceeds " .. max .. " bytes")
   end
 
   local decision = policy.enforce(lt, spec.policy, spec.policy_opts)
-  if decision ~= 0 then return decision end -- denied: nothing starts
+  if decision ~= 0 then return nil, decision end -- denied: nothing happens
 
   local attr = r.req_attr
   local req = {
@@ -187,30 +228,62 @@ local function serve(lt, spec)
     query = attr["uri.query"],
     client = attr["request.remote-addr"],
     headers = header_proxy(r.req_header), -- identity headers as the policy set them
+    params = params,
     body = body,
   }
   if (spec.body or "json") == "json" and body ~= "" then
     local v, msg = json.decode(body)
     if v == nil then
-      return fail(r, 400, "bad_request", "body: invalid JSON: " .. (msg:gsub("^json%.decode: ", "")))
+      return nil, fail(r, 400, "bad_request", "body: invalid JSON: " .. (msg:gsub("^json%.decode: ", "")))
     end
     req.json = v
   end
+  return req
+end
 
-  -- The id first (input(req) may use it as req.id); none: a fresh one.
-  local id, st, code, msg
-  if spec.id then
-    id, st, code, msg = run_fn(spec.id, req, "id")
-    if st then
-      if st >= 500 then audit(spec, r, st, code, msg) end
-      return fail(r, st, code, st < 500 and msg or nil)
-    end
-    if id ~= nil and (type(id) ~= "string" or id == "") then
-      audit(spec, r, 500, "internal_error", "id(req) returned a " .. type(id) .. ", not a string")
-      return fail(r, 500, "internal_error")
-    end
+-- Calls spec[f](req) and answers its failure: value | nil, status
+local function call_fn(spec, r, f, req, id)
+  local v, st, code, msg = run_fn(spec[f], req, f)
+  if st then
+    if st >= 500 then audit(spec, r, st, code, msg, id) end
+    return nil, fail(r, st, code, st < 500 and msg or nil)
   end
+  return v
+end
+
+-- The id from spec.id(req), or nil. id | nil, status (answered)
+local function route_id(spec, r, req)
+  if not spec.id then return nil end
+  local id, st = call_fn(spec, r, "id", req)
+  if st then return nil, st end
+  if id ~= nil and (type(id) ~= "string" or id == "") then
+    audit(spec, r, 500, "internal_error", "id(req) returned a " .. type(id) .. ", not a string")
+    return nil, fail(r, 500, "internal_error")
+  end
+  return id
+end
+
+-- The daemon could not be asked, or refused: the answer for the caller.
+local function daemon_failed(spec, r, id, emsg, ecode, status, failed)
+  if status == nil then -- unreachable, closed, timed out, not HTTP
+    audit(spec, r, 503, "workflows_unavailable", emsg, id)
+    return answer(r, 503, { error = "workflows_unavailable" }, { ["Retry-After"] = "1" })
+  end
+  if status == 400 or status == 413 or (spec.signal and (status == 404 or status == 409)) then
+    -- the caller's input (an id's characters), or a run that is absent or finished
+    return fail(r, status, ecode, (emsg:gsub("^lodestoned: %d+ [%w_]+: ", "")))
+  end
+  audit(spec, r, 502, ecode, emsg, id)
+  return answer(r, 502, { error = failed })
+end
+
+local function start_run(lt, spec, req)
+  local r = lt.r
+  -- The id first (input(req) may use it as req.id); none: a fresh one.
+  local id, st = route_id(spec, r, req)
+  if st then return st end
   if id == nil then
+    local msg
     id, msg = client.new_id()
     if not id then
       audit(spec, r, 500, "internal_error", msg)
@@ -220,29 +293,39 @@ local function serve(lt, spec)
   req.id = id
   local input = req.json
   if spec.input then
-    input, st, code, msg = run_fn(spec.input, req, "input")
-    if st then
-      if st >= 500 then audit(spec, r, st, code, msg, id) end
-      return fail(r, st, code, st < 500 and msg or nil)
-    end
+    input, st = call_fn(spec, r, "input", req, id)
+    if st then return st end
   end
-
   local run, emsg, ecode, status = client.start(spec.workflow, input,
     { id = id, socket = spec.socket, timeout_ms = spec.timeout_ms })
-  if run then
-    local rid = tostring(run.id)
-    return answer(r, 202, { id = rid, status = run.status },
-      { Location = "/v1/workflows/" .. rid })
+  if not run then return daemon_failed(spec, r, id, emsg, ecode, status, "workflow_start_failed") end
+  local rid = tostring(run.id)
+  return answer(r, 202, { id = rid, status = run.status }, { Location = "/v1/workflows/" .. rid })
+end
+
+local function send_signal(lt, spec, req)
+  local r = lt.r
+  local id, st = route_id(spec, r, req)
+  if st then return st end
+  id = id or req.params.id
+  if id == nil then return fail(r, 400, "bad_request", "the run id is missing") end
+  req.id = id
+  local payload = req.json
+  if spec.payload then
+    payload, st = call_fn(spec, r, "payload", req, id)
+    if st then return st end
   end
-  if status == nil then -- unreachable, closed, timed out, not HTTP
-    audit(spec, r, 503, "workflows_unavailable", emsg, id)
-    return answer(r, 503, { error = "workflows_unavailable" }, { ["Retry-After"] = "1" })
-  end
-  if status == 400 or status == 413 then -- the caller's input (e.g. an id's characters)
-    return fail(r, status, ecode, (emsg:gsub("^lodestoned: %d+ [%w_]+: ", "")))
-  end
-  audit(spec, r, 502, ecode, emsg, id)
-  return answer(r, 502, { error = "workflow_start_failed" })
+  local ok, emsg, ecode, status = client.signal(id, spec.signal, payload,
+    { socket = spec.socket, timeout_ms = spec.timeout_ms })
+  if not ok then return daemon_failed(spec, r, id, emsg, ecode, status, "signal_failed") end
+  return answer(r, 202, { id = id, signal = spec.signal }, { Location = "/v1/workflows/" .. id })
+end
+
+local function serve(lt, spec, params)
+  local req, st = prepare(lt, spec, params)
+  if not req then return st end
+  if spec.signal then return send_signal(lt, spec, req) end
+  return start_run(lt, spec, req)
 end
 
 --- route.workflow(lighty, spec) -> status for mod_magnet
@@ -252,11 +335,34 @@ end
 -- the run id by then), body
 -- ("json" or "raw"), max_body (64 KiB), socket and timeout_ms (client
 -- defaults). input and id may return nil, message for a 400.
--- req = { method, path, query, client, headers, body, json }.
+-- req = { method, path, query, client, headers, params, body, json, id }.
+-- path may hold parameters: "/orders/:id/items" matches "/orders/7/items"
+-- with req.params.id == "7" (one non-empty segment each).
 function M.workflow(lt, spec)
   if type(lt) ~= "table" then error("route.workflow: pass mod_magnet's lighty table first", 2) end
   check_spec(spec, "route.workflow")
-  if matches(spec, lt.r.req_attr) then return serve(lt, spec) end
+  if spec.signal then error("route.workflow: this is a signal route (use route.signal)", 2) end
+  local params = matches(spec, lt.r.req_attr)
+  if params then return serve(lt, spec, params) end
+  return policy.enforce(lt, spec.policy, spec.policy_opts)
+end
+
+--- route.signal(lighty, spec) -> status for mod_magnet
+-- Sends a signal to a run instead of starting one. spec as for
+-- route.workflow, with signal (the name, required) instead of workflow,
+-- payload(req) (default: req.json) instead of input, and the run's id from
+-- id(req) or the path's :id parameter (path = "/orders/:id/approve").
+-- Answers 202 {"id", "signal"} with Location; 404 for an unknown run, 409
+-- for a finished one; 503 (and an audit line) when the daemon cannot be
+-- asked.
+function M.signal(lt, spec)
+  if type(lt) ~= "table" then error("route.signal: pass mod_magnet's lighty table first", 2) end
+  if type(spec) == "table" and spec.signal == nil then
+    error("route.signal: signal is required (a signal name such as \"approve\")", 2)
+  end
+  check_spec(spec, "route.signal")
+  local params = matches(spec, lt.r.req_attr)
+  if params then return serve(lt, spec, params) end
   return policy.enforce(lt, spec.policy, spec.policy_opts)
 end
 
@@ -274,7 +380,8 @@ function M.dispatch(lt, routes, fallback, fopts)
   local attr = lt.r.req_attr
   for i = 1, #routes do
     check_spec(routes[i], "route.dispatch: routes[" .. i .. "]")
-    if matches(routes[i], attr) then return serve(lt, routes[i]) end
+    local params = matches(routes[i], attr)
+    if params then return serve(lt, routes[i], params) end
   end
   if ft == "function" then return fallback(lt) end
   return policy.enforce(lt, fallback, fopts)

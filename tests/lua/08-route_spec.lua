@@ -126,6 +126,7 @@ describe("lodestone.route", function()
           { path = "/open", allow = "anyone" },
           { path = "/start", methods = { "POST" }, allow = "anyone" },
           { path = "/secure" },
+          { path = "/orders/*/approve", methods = { "POST" }, allow = "anyone" },
         },
         audit = { path = "audit.log", log = "deny" },
       }
@@ -252,6 +253,90 @@ describe("lodestone.route", function()
     assert.equal(503, status)
     assert.matches("no answer within the timeout of 200 ms %(waiting for the answer%)",
       json.decode(read(dir .. "/audit.log"):match("[^\n]+")).error)
+  end)
+
+  describe("against a fake daemon with a canned answer", function()
+    local pidfile, log
+
+    local function canned(status, body)
+      pidfile, log = dir .. "/canned.pid", dir .. "/canned.log"
+      os.execute(os.getenv("LS_BUILD_DIR") .. "/tests/cannedsock '" .. sock .. "' " .. status .. " '"
+        .. body .. "' '" .. log .. "' >/dev/null 2>&1 & echo $! > '" .. pidfile .. "'")
+      for _ = 1, 50 do
+        local there = os.execute("test -S '" .. sock .. "'")
+        if there == true or there == 0 then return end
+        os.execute("sleep 0.1")
+      end
+      error("cannedsock did not start")
+    end
+
+    after_each(function()
+      client.reset()
+      os.execute("kill " .. read(pidfile) .. " 2>/dev/null")
+      os.execute("rm -f '" .. sock .. "'")
+    end)
+
+    local function signal_spec(extra)
+      local s = spec { path = "/orders/:id/approve", signal = "approve", workflow = false }
+      s.workflow = nil
+      for k, v in pairs(extra or {}) do s[k] = v end
+      return s
+    end
+
+    it("starts a run: 202, Location, and what the daemon was sent", function()
+      canned(201, '{"id":"w-1","status":"running","type":"hello"}')
+      local lt = request { path = "/start", body = '{"n": 1}' }
+      assert.equal(202, route.workflow(lt, spec {
+        id = function() return "w-1" end,
+        input = function(req) return { n = req.json.n, id = req.id } end,
+      }))
+      assert.same({ id = "w-1", status = "running" }, answer(lt))
+      assert.equal("/v1/workflows/w-1", lt.r.resp_header.Location)
+      assert.equal('POST /v1/workflows/hello HTTP/1.1\n{"id":"w-1","input":{"id":"w-1","n":1}}\n', read(log))
+    end)
+
+    it("sends a signal to the run named by the path: 202", function()
+      canned(202, '{"id":"o-1","signal":"approve"}')
+      assert.has_error(function() route.signal(request { path = "/x" }, spec()) end,
+        'route.signal: signal is required (a signal name such as "approve")')
+      local lt = request { path = "/orders/o-1/approve", body = '{"by": "ann"}' }
+      assert.equal(202, route.signal(lt, signal_spec()))
+      assert.same({ id = "o-1", signal = "approve" }, answer(lt))
+      assert.equal("/v1/workflows/o-1", lt.r.resp_header.Location)
+      lt = request { path = "/orders/o-2/approve" }
+      assert.equal(202, route.signal(lt, signal_spec { payload = function(req) return { run = req.id } end }))
+      assert.equal('POST /v1/workflows/o-1/signals/approve HTTP/1.1\n{"by":"ann"}\n'
+        .. 'POST /v1/workflows/o-2/signals/approve HTTP/1.1\n{"run":"o-2"}\n', read(log))
+      -- paths that do not match get the policy's decision (403: no rule)
+      for _, p in ipairs({ "/orders//approve", "/orders/o-1/approve/x", "/orders/o-1" }) do
+        assert.equal(403, route.signal(request { path = p }, signal_spec()))
+      end
+    end)
+
+    it("passes on 404 for a signal to an unknown run", function()
+      canned(404, '{"error":{"code":"not_found","message":"no run o-9"}}')
+      local lt = request { path = "/orders/o-9/approve" }
+      assert.equal(404, route.signal(lt, signal_spec()))
+      assert.same({ error = "not_found", message = "no run o-9" }, answer(lt))
+    end)
+
+    it("passes on 409 for a signal to a finished run", function()
+      canned(409, '{"error":{"code":"run_finished","message":"run o-1 has completed"}}')
+      local lt = request { path = "/orders/o-1/approve" }
+      assert.equal(409, route.signal(lt, signal_spec()))
+      assert.same({ error = "run_finished", message = "run o-1 has completed" }, answer(lt))
+    end)
+
+    it("answers 502 with an audit line when the daemon refuses otherwise", function()
+      canned(501, '{"error":{"code":"not_implemented","message":"signals arrive later"}}')
+      local lt = request { path = "/orders/o-1/approve" }
+      assert.equal(502, route.signal(lt, signal_spec()))
+      assert.same({ error = "signal_failed" }, answer(lt))
+      local line = json.decode(read(dir .. "/audit.log"):match("[^\n]+"))
+      assert.equal("not_implemented", line.reason)
+      assert.equal("approve", line.signal)
+      assert.equal("o-1", line.id)
+    end)
   end)
 
   it("loads route files, resolving policies against their folder", function()
