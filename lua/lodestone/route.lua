@@ -20,7 +20,9 @@
 -- never a second one. An unreachable or silent daemon answers 503 within
 -- the client's timeout and leaves an audit line. Every other request gets
 -- the policy's decision (0: lighttpd goes on; a denial), so a gate that
--- serves one route still fails closed; route.dispatch serves several.
+-- serves one route still fails closed; route.dispatch serves several, and
+-- route.signal sends a signal to a run the same way. docs/client.md has
+-- the reference.
 -- Runs on Lua 5.1/LuaJIT and 5.4 alike.
 local core = require("lodestone.core")
 local policy = require("lodestone.policy")
