@@ -230,7 +230,8 @@ static void serve_forever(fake *f)
  * answering every request until the client closes it. */
 static void *answer_all(void *ud)
 {
-    int fd = (int)(intptr_t)ud;
+    int fd = *(int *)ud;
+    free(ud);
     while (read_request(NULL, fd)) write_str(fd, OK_ANSWER);
     close(fd);
     return NULL;
@@ -241,8 +242,15 @@ static void serve_concurrently(fake *f)
     for (;;) {
         int fd = accept_one(f);
         if (fd < 0) return;
+        int *box = malloc(sizeof *box);
         pthread_t t;
-        if (pthread_create(&t, NULL, answer_all, (void *)(intptr_t)fd) != 0) {
+        if (box == NULL) {
+            close(fd);
+            continue;
+        }
+        *box = fd;
+        if (pthread_create(&t, NULL, answer_all, box) != 0) {
+            free(box);
             close(fd);
             continue;
         }
