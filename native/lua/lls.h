@@ -17,6 +17,10 @@ LS_API int luaopen_lodestone_core(lua_State *L);
  * json.array, json.object, json.array_mt, json.object_mt). */
 void lls_open_json(lua_State *L);
 
+/* Adds client_open (the daemon client, "lodestone.client" handles) and
+ * id_new to the module table on the top of the stack. */
+void lls_open_client(lua_State *L);
+
 /* Adds policy_load, file_stamp and monotonic_ms to the module table on
  * the top of the stack, and registers the policy metatable. */
 void lls_open_policy(lua_State *L);
@@ -37,10 +41,6 @@ void lls_open_ratelimit(lua_State *L);
 /* Adds cidr_new and cidr_client_addr to the module table on the top of the
  * stack, and registers the set's metatable. */
 void lls_open_cidr(lua_State *L);
-
-/* Adds client_open (the daemon client, "lodestone.client" handles) and
- * id_new to the module table on the top of the stack. */
-void lls_open_client(lua_State *L);
 
 /* Pushes the Lua form of a jansson value, as json.decode makes it (arrays
  * marked with json.array_mt, null as json.null). Returns 0, or -1 with err
