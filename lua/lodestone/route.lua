@@ -127,7 +127,9 @@ end
 
 -- ---- audit: the policy's audit log when it has one, and lighttpd's error log ----
 
-local audit_of = {} -- policy path -> { name = ..., path = audit file or false }
+-- policy path -> { name, path = audit file or false, subject = header or
+-- false }, read from the policy file once per Lua state
+local audit_of = {}
 
 local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
@@ -136,13 +138,14 @@ end
 local function policy_info(path, opts)
   local info = audit_of[path]
   if info then return info end
-  info = { name = path, path = false, subject = "X-User" }
+  info = { name = path, path = false, subject = false }
   local chunk = loadfile(path)
   local ok, decl = false, nil
   if chunk then ok, decl = pcall(chunk) end
   if ok and type(decl) == "table" then
     info.name = type(decl.name) == "string" and decl.name or path
     -- the identity header that carries the subject, if the policy sets one
+    -- (only then is it trusted: the policy strips what a client sent)
     if type(decl.identity_headers) == "table" then
       for h, claim in pairs(decl.identity_headers) do
         if claim == "sub" then info.subject = h end
@@ -168,7 +171,7 @@ local function audit(spec, r, status, reason, msg, id)
     method = attr["request.method"],
     path = attr["uri.path"],
     client = attr["request.remote-addr"],
-    subject = r.req_header[info.subject],
+    subject = info.subject and r.req_header[info.subject] or nil,
     policy = info.name,
     decision = "error",
     status = status,

@@ -219,7 +219,8 @@ describe("lodestone.route", function()
 
   it("answers 503 with an audit line when the daemon is absent", function()
     local seen
-    local lt = request { path = "/start", body = '{"a": 1}' }
+    -- X-User is no identity header of this policy: the audit line must not believe it
+    local lt = request { path = "/start", body = '{"a": 1}', headers = { ["X-User"] = "mallory" } }
     assert.equal(503, route.workflow(lt, spec {
       id = function() return "run-1" end,
       input = function(req) seen = req; return { a = req.json.a, id = req.id } end,
@@ -234,6 +235,7 @@ describe("lodestone.route", function()
     assert.equal("hello", line.workflow)
     assert.equal("run-1", line.id)
     assert.equal(503, line.status)
+    assert.is_nil(line.subject)
     assert.matches("connect: No such file or directory", line.error)
     assert.matches('^lodestone: route /start: {', printed[1])
   end)
