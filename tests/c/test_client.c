@@ -215,6 +215,39 @@ static void serve_big(fake *f)
     close(fd);
 }
 
+/* Reads a request of any size and answers it; f->requests becomes the
+ * body's size in KiB. */
+static void serve_large_request(fake *f)
+{
+    int fd = accept_one(f);
+    char buf[65536];
+    size_t n = 0, head = 0, want = 0;
+    long long body = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf + (head ? 0 : n), head ? sizeof buf : sizeof buf - 1 - n, 0);
+        if (r <= 0) break;
+        if (head) {
+            body += r;
+        } else {
+            n += (size_t)r;
+            buf[n] = '\0';
+            char *end = strstr(buf, "\r\n\r\n");
+            if (end == NULL) continue;
+            head = (size_t)(end + 4 - buf);
+            const char *cl = strstr(buf, "Content-Length: ");
+            want = cl ? (size_t)atol(cl + 16) : 0;
+            body = (long long)(n - head);
+        }
+        if (body >= (long long)want) {
+            f->requests = (int)(body / 1024); /* KiB received */
+            write_str(fd, OK_ANSWER);
+            break;
+        }
+    }
+    read_request(NULL, fd);
+    close(fd);
+}
+
 /* Every request on every connection, until accept fails. */
 static void serve_forever(fake *f)
 {
@@ -286,6 +319,28 @@ static void test_client_keeps_one_connection(void **state)
     assert_non_null(strstr(f.first, "POST /v1/workflows/hello HTTP/1.1\r\n"));
     assert_non_null(strstr(f.first, "Content-Type: application/json\r\n"));
     assert_non_null(strstr(f.first, "Content-Length: 2\r\n\r\n{}"));
+    ls_buf_free(&body);
+}
+
+static void test_client_sends_a_large_body(void **state)
+{
+    (void)state;
+    fake f;
+    fake_start(&f, serve_large_request);
+    ls_client_t *c = client_for(&f, 5000, 0);
+    size_t len = (size_t)4 << 20; /* far more than a socket buffer: send waits in poll */
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, 'x', len);
+    ls_buf body = LS_BUF_INIT;
+    ls_err err;
+    int status = 0;
+    th_ok(ls_client_request(c, "POST", "/big", big, len, &status, &body, &err), &err);
+    assert_int_equal(status, 200);
+    ls_client_close(c);
+    fake_stop(&f);
+    assert_int_equal(f.requests, 4096); /* KiB, all of it */
+    free(big);
     ls_buf_free(&body);
 }
 
@@ -656,6 +711,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_keeps_one_connection),
+        cmocka_unit_test(test_client_sends_a_large_body),
         cmocka_unit_test(test_client_chunked_answer),
         cmocka_unit_test(test_client_reconnects_when_idle_connection_closed),
         cmocka_unit_test(test_client_resends_once_when_closed_after_send),
