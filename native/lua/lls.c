@@ -52,6 +52,7 @@ int luaopen_lodestone_core(lua_State *L)
     luaL_setfuncs(L, funcs, 0);
     lls_open_policy(L);
     lls_open_crypto(L);
+    lls_open_client(L);
     lls_open_jwt(L);
     lls_open_ratelimit(L);
     lls_open_cidr(L);

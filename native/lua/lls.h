@@ -17,6 +17,10 @@ LS_API int luaopen_lodestone_core(lua_State *L);
  * json.array, json.object, json.array_mt, json.object_mt). */
 void lls_open_json(lua_State *L);
 
+/* Adds client_open (the daemon client, "lodestone.client" handles) and
+ * id_new to the module table on the top of the stack. */
+void lls_open_client(lua_State *L);
+
 /* Adds policy_load, file_stamp and monotonic_ms to the module table on
  * the top of the stack, and registers the policy metatable. */
 void lls_open_policy(lua_State *L);
