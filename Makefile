@@ -18,7 +18,7 @@ BUILD ?= build
 endif
 CMAKE_FLAGS += -DLS_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
-.PHONY: all build deps configure test memcheck bench lint demo clean
+.PHONY: all build deps configure test memcheck bench lint demo clean install
 
 all: build
 
@@ -49,6 +49,15 @@ lint: configure
 demo:
 	@echo "make demo arrives with the workflow daemon (lodestoned); see README.md." >&2
 	@exit 1
+
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: builds (a build dir
+# that is already configured keeps its options), then installs it with
+# cmake --install under PREFIX; see docs/install.md.
+PREFIX ?= /usr/local
+install:
+	@if [ -f $(BUILD)/CMakeCache.txt ]; then cmake --build $(BUILD) -j $(JOBS); \
+	  else $(MAKE) build; fi
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf build
