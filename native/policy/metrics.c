@@ -27,12 +27,11 @@
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_pmetrics.h"
 
-#define MAGIC      "LSPMETRC"
-#define EMPTY      0u
-#define BUSY       1u
-#define READY      2u
-#define BUSY_WAIT  100000 /* polls of a BUSY slot before moving on */
-#define NSLOTS_ALL (LS_PMETRICS_SERIES + LS_PMETRICS_POLICIES)
+#define MAGIC     "LSPMETRC"
+#define EMPTY     0u
+#define BUSY      1u
+#define READY     2u
+#define BUSY_WAIT 100000 /* polls of a BUSY slot before moving on */
 
 /* ---- shared layout ---- */
 
@@ -355,10 +354,21 @@ void ls_pmetrics_record(ls_pmetrics_t *m, const char *policy, int allow, const c
 
 /* ---- rendering ---- */
 
+/* The published slots, sorted by their labels for rendering. */
+typedef struct {
+    const ls_pmetrics_counter *c;
+} cref;
+typedef struct {
+    const ls_pmetrics_hist *h;
+} href;
+typedef struct {
+    cref c[LS_PMETRICS_SERIES];
+    href h[LS_PMETRICS_POLICIES];
+} view;
+
 static int cmp_counter(const void *a, const void *b)
 {
-    const ls_pmetrics_counter *x = *(ls_pmetrics_counter *const *)a;
-    const ls_pmetrics_counter *y = *(ls_pmetrics_counter *const *)b;
+    const ls_pmetrics_counter *x = ((const cref *)a)->c, *y = ((const cref *)b)->c;
     int c = strcmp(x->policy, y->policy);
     if (c == 0) c = (int)y->allow - (int)x->allow; /* allow first */
     if (c == 0) c = strcmp(x->reason, y->reason);
@@ -367,7 +377,7 @@ static int cmp_counter(const void *a, const void *b)
 
 static int cmp_hist(const void *a, const void *b)
 {
-    return strcmp((*(ls_pmetrics_hist *const *)a)->policy, (*(ls_pmetrics_hist *const *)b)->policy);
+    return strcmp(((const href *)a)->h->policy, ((const href *)b)->h->policy);
 }
 
 /* A label value with \, " and newlines escaped (Prometheus text format). */
@@ -390,7 +400,7 @@ static uint64_t load(const uint64_t *v)
     return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
-static ls_rc render_counters(ls_buf *out, ls_pmetrics_counter **v, size_t n, ls_err *err)
+static ls_rc render_counters(ls_buf *out, const cref *v, size_t n, ls_err *err)
 {
     ls_rc rc = ls_buf_printf(out, err,
                              "# HELP lodestone_policy_decisions_total Policy decisions by policy, "
@@ -399,33 +409,37 @@ static ls_rc render_counters(ls_buf *out, ls_pmetrics_counter **v, size_t n, ls_
     for (size_t i = 0; i < n && rc == LS_OK;) {
         uint64_t total = 0;
         size_t j = i;
-        for (; j < n && cmp_counter(&v[i], &v[j]) == 0; j++) total += load(&v[j]->count);
+        for (; j < n && cmp_counter(&v[i], &v[j]) == 0; j++) total += load(&v[j].c->count);
+        const ls_pmetrics_counter *c = v[i].c;
         rc = ls_buf_printf(out, err, "lodestone_policy_decisions_total{policy=\"");
-        if (rc == LS_OK) rc = put_label(out, v[i]->policy, err);
+        if (rc == LS_OK) rc = put_label(out, c->policy, err);
         if (rc == LS_OK)
             rc = ls_buf_printf(out, err, "\",decision=\"%s\",reason=\"",
-                               v[i]->allow ? "allow" : "deny");
-        if (rc == LS_OK) rc = put_label(out, v[i]->reason, err);
+                               c->allow ? "allow" : "deny");
+        if (rc == LS_OK) rc = put_label(out, c->reason, err);
         if (rc == LS_OK) rc = ls_buf_printf(out, err, "\"} %llu\n", (unsigned long long)total);
         i = j;
     }
     return rc;
 }
 
-static ls_rc render_one_hist(ls_buf *out, ls_pmetrics_hist **v, size_t n, ls_err *err)
+/* One policy's histogram: the sum of its n slots (more than one only when
+ * a claimer stalled; see the file comment). */
+static ls_rc render_one_hist(ls_buf *out, const href *v, size_t n, ls_err *err)
 {
     uint64_t buckets[LS_PMETRICS_BUCKETS + 1] = {0}, count = 0, sum = 0;
     for (size_t k = 0; k < n; k++) {
-        for (size_t b = 0; b <= LS_PMETRICS_BUCKETS; b++) buckets[b] += load(&v[k]->buckets[b]);
-        count += load(&v[k]->count);
-        sum += load(&v[k]->sum_ns);
+        for (size_t b = 0; b <= LS_PMETRICS_BUCKETS; b++) buckets[b] += load(&v[k].h->buckets[b]);
+        count += load(&v[k].h->count);
+        sum += load(&v[k].h->sum_ns);
     }
+    const char *policy = v[0].h->policy;
     ls_rc rc = LS_OK;
     uint64_t cum = 0;
     for (size_t b = 0; b <= LS_PMETRICS_BUCKETS && rc == LS_OK; b++) {
         cum += buckets[b];
         rc = ls_buf_printf(out, err, "lodestone_policy_decision_seconds_bucket{policy=\"");
-        if (rc == LS_OK) rc = put_label(out, v[0]->policy, err);
+        if (rc == LS_OK) rc = put_label(out, policy, err);
         if (rc != LS_OK) break;
         if (b < LS_PMETRICS_BUCKETS)
             rc = ls_buf_printf(out, err, "\",le=\"%g\"} %llu\n", (double)bounds_ns[b] / 1e9,
@@ -435,16 +449,16 @@ static ls_rc render_one_hist(ls_buf *out, ls_pmetrics_hist **v, size_t n, ls_err
     }
     if (rc == LS_OK)
         rc = ls_buf_printf(out, err, "lodestone_policy_decision_seconds_sum{policy=\"");
-    if (rc == LS_OK) rc = put_label(out, v[0]->policy, err);
+    if (rc == LS_OK) rc = put_label(out, policy, err);
     if (rc == LS_OK) rc = ls_buf_printf(out, err, "\"} %.9f\n", (double)sum / 1e9);
     if (rc == LS_OK)
         rc = ls_buf_printf(out, err, "lodestone_policy_decision_seconds_count{policy=\"");
-    if (rc == LS_OK) rc = put_label(out, v[0]->policy, err);
+    if (rc == LS_OK) rc = put_label(out, policy, err);
     if (rc == LS_OK) rc = ls_buf_printf(out, err, "\"} %llu\n", (unsigned long long)count);
     return rc;
 }
 
-static ls_rc render_hists(ls_buf *out, ls_pmetrics_hist **v, size_t n, ls_err *err)
+static ls_rc render_hists(ls_buf *out, const href *v, size_t n, ls_err *err)
 {
     ls_rc rc = ls_buf_printf(out, err,
                              "# HELP lodestone_policy_decision_seconds Time to decide a request.\n"
@@ -462,22 +476,20 @@ ls_rc ls_pmetrics_render(ls_pmetrics_t *m, ls_buf *out, ls_err *err)
 {
     if (m == NULL || out == NULL)
         return ls_err_set(err, LS_EINVAL, "ls_pmetrics_render: table and out are required");
-    void **v = ls_malloc(NSLOTS_ALL * sizeof *v);
+    view *v = ls_malloc(sizeof *v);
     if (v == NULL) return ls_err_set(err, LS_ENOMEM, "metrics: out of memory");
-    ls_pmetrics_counter **cs = (ls_pmetrics_counter **)v;
-    size_t nc = 0;
+    size_t nc = 0, nh = 0;
     for (size_t i = 0; i < LS_PMETRICS_SERIES; i++)
         if (__atomic_load_n(&m->counters[i].state, __ATOMIC_ACQUIRE) == READY)
-            cs[nc++] = &m->counters[i];
-    ls_pmetrics_hist **hs = (ls_pmetrics_hist **)(v + nc);
-    size_t nh = 0;
+            v->c[nc++].c = &m->counters[i];
     for (size_t i = 0; i < LS_PMETRICS_POLICIES; i++)
-        if (__atomic_load_n(&m->hists[i].state, __ATOMIC_ACQUIRE) == READY) hs[nh++] = &m->hists[i];
-    if (nc) qsort(cs, nc, sizeof *cs, cmp_counter);
-    if (nh) qsort(hs, nh, sizeof *hs, cmp_hist);
+        if (__atomic_load_n(&m->hists[i].state, __ATOMIC_ACQUIRE) == READY)
+            v->h[nh++].h = &m->hists[i];
+    if (nc) qsort(v->c, nc, sizeof v->c[0], cmp_counter);
+    if (nh) qsort(v->h, nh, sizeof v->h[0], cmp_hist);
 
-    ls_rc rc = render_counters(out, cs, nc, err);
-    if (rc == LS_OK) rc = render_hists(out, hs, nh, err);
+    ls_rc rc = render_counters(out, v->c, nc, err);
+    if (rc == LS_OK) rc = render_hists(out, v->h, nh, err);
     if (rc == LS_OK)
         rc = ls_buf_printf(out, err,
                            "# HELP lodestone_policy_metrics_dropped_total Decisions not counted "
