@@ -43,8 +43,9 @@ static const char usage[] =
     "  --version, --help\n"
     "\n"
     "Signals: SIGTERM/SIGINT stop after running steps finish (--grace); SIGHUP reloads\n"
-    "the workflow files. LODESTONE_LUA_DIR: Lodestone's Lua files (default: beside the\n"
-    "binary, PREFIX/share/lua/5.1). See lodestoned(8).\n";
+    "the workflow files. LODESTONE_LUA_DIR: Lodestone's Lua files (default:\n"
+    "PREFIX/share/lua/5.1 when installed, the source tree's lua/ in the build tree).\n"
+    "See lodestoned(8).\n";
 
 static volatile sig_atomic_t got_term, got_hup;
 

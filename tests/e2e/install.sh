@@ -76,6 +76,22 @@ for page in man1/lodestone.1 man8/lodestoned.8; do
 done
 check_contains "man -l shows lodestone(1)" "lodestone policy check" \
   "$(MANWIDTH=100 man -l "$p/share/man/man1/lodestone.1" 2>&1 | tr -s ' ')"
+# Every option the programs' --help lists is in their man page.
+page_text() { groff -man -Tascii "$p/share/man/$1" 2>/dev/null | col -bx; }
+opts_of() { grep -oE -- '--[a-z][a-z-]+' | sort -u; }
+missing=()
+for o in $("$p/bin/lodestoned" --help | opts_of); do
+  page_text man8/lodestoned.8 | grep -qF -- "$o" || missing+=("$o")
+done
+check "lodestoned(8) documents every option of lodestoned --help" "" "${missing[*]}"
+missing=()
+for o in $( { "$p/bin/lodestone" --help
+              for c in start list show history types secret; do "$p/bin/lodestone" "$c" --help; done
+            } 2>/dev/null | opts_of); do
+  page_text man1/lodestone.1 | grep -qF -- "$o" || missing+=("$o")
+done
+check "lodestone(1) documents every option of lodestone --help and its commands' --help" "" \
+  "${missing[*]}"
 
 # ---- the installed CLI uses the installed Lua files ----
 
