@@ -70,6 +70,19 @@ if command -v systemd-analyze >/dev/null; then
 else
   not_ok "systemd-analyze verify passes on the installed unit" "systemd-analyze not found"
 fi
+# The sysusers snippet, applied to a scratch root (never to this system):
+# the lodestone user and group, with www-data (lighttpd) in the group.
+mkdir -p "$d/sysroot/etc"
+printf 'root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n' \
+  > "$d/sysroot/etc/passwd"
+printf 'root:x:0:\nwww-data:x:33:\n' > "$d/sysroot/etc/group"
+systemd-sysusers --root="$d/sysroot" "$p/lib/sysusers.d/lodestone.conf" > "$d/sysusers.log" 2>&1
+check "systemd-sysusers accepts the snippet" 0 "$?"
+check_match "it makes the lodestone system user, home /var/lib/lodestone" \
+  '^lodestone:x:[0-9]+:[0-9]+:[^:]*:/var/lib/lodestone:' "$(grep '^lodestone:' "$d/sysroot/etc/passwd")"
+check_match "and puts www-data in its group (the socket's group)" '^lodestone:x:[0-9]+:www-data$' \
+  "$(grep '^lodestone:' "$d/sysroot/etc/group")"
+
 for page in man1/lodestone.1 man8/lodestoned.8; do
   out=$(LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$p/share/man/$page" 2>&1)
   check "man page $page renders without warnings" "" "$out"
@@ -195,6 +208,10 @@ for f in bin/lodestone bin/lodestoned share/lua/5.4/lodestone/policy.lua \
   [ -e "$stage/usr/$f" ] || missing+=("$f")
 done
 check "DESTDIR stages PREFIX=/usr (Lua C modules in lib/$arch)" "" "${missing[*]}"
+make -s -C "$root" install BUILD="$build" JOBS=1 PREFIX="$d/mk" > "$d/make-install2.log" 2>&1
+check "make install PREFIX=DIR installs there (Lua C modules in lib/lua)" "yes" \
+  "$([ -x "$d/mk/bin/lodestoned" ] && [ -f "$d/mk/lib/lua/5.4/lodestone/core.so" ] &&
+     [ -f "$d/mk/share/lua/5.1/lodestone/init.lua" ] && echo yes || echo no)"
 check "with PREFIX=/usr the unit runs /usr/bin/lodestoned" \
   "ExecStart=/usr/bin/lodestoned --data /var/lib/lodestone --socket /run/lodestone/lodestoned.sock --workflows /etc/lodestone/workflows" \
   "$(grep '^ExecStart=' "$stage/usr/lib/systemd/system/lodestoned.service")"
