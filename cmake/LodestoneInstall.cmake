@@ -43,9 +43,9 @@ install(DIRECTORY ${CMAKE_SOURCE_DIR}/conf/ DESTINATION share/lodestone/conf
         PATTERN "*.in" EXCLUDE)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/policies ${CMAKE_SOURCE_DIR}/workflows
         DESTINATION share/lodestone)
-if(EXISTS ${CMAKE_SOURCE_DIR}/ui)
-  install(DIRECTORY ${CMAKE_SOURCE_DIR}/ui DESTINATION share/lodestone)
-endif()
+# OPTIONAL: checked when installing, so a ui/ that appears later needs no
+# reconfigure.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/ui DESTINATION share/lodestone OPTIONAL)
 
 # systemd: the unit names the installed lodestoned, so it is written at
 # install time from conf/lodestoned.service.in with the real prefix.
