@@ -18,7 +18,7 @@ BUILD ?= build
 endif
 CMAKE_FLAGS += -DLS_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
-.PHONY: all build deps configure test memcheck bench lint demo clean install
+.PHONY: all build deps configure test memcheck bench lint demo clean
 
 all: build
 
@@ -50,14 +50,15 @@ demo:
 	@echo "make demo arrives with the workflow daemon (lodestoned); see README.md." >&2
 	@exit 1
 
+clean:
+	rm -rf build
+
 # make install [PREFIX=/usr/local] [DESTDIR=/staging]: builds (a build dir
 # that is already configured keeps its options), then installs it with
 # cmake --install under PREFIX; see docs/install.md.
 PREFIX ?= /usr/local
+.PHONY: install
 install:
 	@if [ -f $(BUILD)/CMakeCache.txt ]; then cmake --build $(BUILD) -j $(JOBS); \
 	  else $(MAKE) build; fi
 	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
-
-clean:
-	rm -rf build
