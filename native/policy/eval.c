@@ -330,8 +330,9 @@ static ls_pmetrics_counter *counter_of(ls_policy_t *p, int allow, const char *re
     for (size_t i = 0; i < p->m_cached; i++)
         if (p->m_cache[i].allow == allow && strcmp(p->m_cache[i].reason, reason) == 0)
             return p->m_cache[i].c;
+    /* NULL (the table is full) is cached too: slots are never freed. */
     ls_pmetrics_counter *c = ls_pmetrics_counter_get(p->metrics, p->name, allow, reason);
-    if (c != NULL && p->m_cached < POLICY_MCACHE) {
+    if (p->m_cached < POLICY_MCACHE) {
         p->m_cache[p->m_cached].allow = allow;
         snprintf(p->m_cache[p->m_cached].reason, sizeof p->m_cache[0].reason, "%s", reason);
         p->m_cache[p->m_cached++].c = c;
@@ -345,7 +346,10 @@ static void count(ls_policy_t *p, const ls_policy_decision *d, int64_t ns)
 {
     const char *reason = d->reason ? d->reason : "unknown";
     ls_pmetrics_counter_add(p->metrics, counter_of(p, d->allow, reason));
-    if (p->m_hist == NULL) p->m_hist = ls_pmetrics_hist_get(p->metrics, p->name);
+    if (!p->m_hist_looked) {
+        p->m_hist = ls_pmetrics_hist_get(p->metrics, p->name);
+        p->m_hist_looked = 1;
+    }
     ls_pmetrics_hist_observe(p->m_hist, ns);
 }
 

@@ -146,7 +146,8 @@ struct ls_policy {
     /* decision metrics (ls_policy_opts.metrics), or NULL; the slots of the
      * (decision, reason) pairs seen so far are cached here */
     ls_pmetrics_t *metrics;
-    ls_pmetrics_hist *m_hist;
+    ls_pmetrics_hist *m_hist; /* NULL when the table had no room */
+    int m_hist_looked;
     struct {
         int allow;
         char reason[LS_PMETRICS_REASON_MAX + 1];

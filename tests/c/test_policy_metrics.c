@@ -403,6 +403,35 @@ static void test_pmetrics_policy_eval_counts_decisions(void **state)
     free(keys);
 }
 
+static void test_pmetrics_policy_eval_full_table_counts_dropped(void **state)
+{
+    (void)state;
+    char *keys = th_path(tmpdir, "hs.key");
+    char *path = fresh_path();
+    ls_pmetrics_t *m = open_at(path);
+    for (int i = 0; i < LS_PMETRICS_SERIES; i++) {
+        char reason[32];
+        snprintf(reason, sizeof reason, "r%d", i);
+        ls_pmetrics_counter_add(m, ls_pmetrics_counter_get(m, "other", 1, reason));
+    }
+    ls_policy_opts opts = {.base_dir = tmpdir, .flags = LS_POLICY_NO_AUDIT, .metrics = m};
+    ls_policy_t *p = NULL;
+    ls_err err = {0};
+    th_ok(ls_policy_load(&p, policy_json, strlen(policy_json), &opts, &err), &err);
+    for (int i = 0; i < 3; i++) decide(p, "/open", 1);
+    decide(p, "/nowhere", 0);
+    ls_policy_free(p);
+    char *t = render(m);
+    assert_true(value_of(t, "lodestone_policy_metrics_dropped_total") == 4);
+    /* The histogram had room: the times are there. */
+    assert_true(value_of(t, "lodestone_policy_decision_seconds_count{policy=\"eval-metrics\"}") ==
+                4);
+    free(t);
+    ls_pmetrics_close(m);
+    free(path);
+    free(keys);
+}
+
 /* ---- allocation failures ---- */
 
 static const char *alloc_path;
@@ -474,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_pmetrics_full_table_counts_dropped),
         cmocka_unit_test(test_pmetrics_open_refuses_bad_files),
         cmocka_unit_test(test_pmetrics_policy_eval_counts_decisions),
+        cmocka_unit_test(test_pmetrics_policy_eval_full_table_counts_dropped),
         cmocka_unit_test(test_pmetrics_alloc_failure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
