@@ -54,3 +54,13 @@ demo: build
 
 clean:
 	rm -rf build
+
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: builds (a build dir
+# that is already configured keeps its options), then installs it with
+# cmake --install under PREFIX; see docs/install.md.
+PREFIX ?= /usr/local
+.PHONY: install
+install:
+	@if [ -f $(BUILD)/CMakeCache.txt ]; then cmake --build $(BUILD) -j $(JOBS); \
+	  else $(MAKE) build; fi
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)

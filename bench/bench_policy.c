@@ -7,7 +7,8 @@
  * against a bare OpenSSL EVP_DigestVerify of the same RS256 signing input
  * measured in the same run. Keys are made here with OpenSSL.
  * LS_BENCH_ONLY=hit runs the cache-hit case alone (for perf or callgrind;
- * LS_BENCH_ITERS decisions, default 5000000). */
+ * LS_BENCH_ITERS decisions, default 5000000). LS_BENCH_METRICS=1 counts
+ * every decision in a shared metrics table (ls_pmetrics), as the gate does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #define SUBJECT     "8f2d1c9e-5b1a-4c53-9a65-0d6f3e2b7a10"
 
 static const char *dir;
+static ls_pmetrics_t *metrics; /* LS_BENCH_METRICS=1, else NULL */
 
 /* ---- keys and tokens ---- */
 
@@ -97,7 +99,8 @@ static ls_policy_t *load_policy(const char *name, const char *key_source, const 
              "\"tenant\"},"
              "\"audit\":{\"path\":\"%s/audit-%s.log\",\"log\":\"deny\"}}",
              name, key_source, alg, cache_size, limit, dir, name);
-    ls_policy_opts opts = {.base_dir = dir, .rl_dir = dir, .flags = LS_POLICY_PRIVATE_RL};
+    ls_policy_opts opts = {
+        .base_dir = dir, .rl_dir = dir, .flags = LS_POLICY_PRIVATE_RL, .metrics = metrics};
     ls_policy_t *p;
     ls_err err;
     if (ls_policy_load(&p, json, strlen(json), &opts, &err) != LS_OK) bench_die(name, err.msg);
@@ -264,6 +267,12 @@ int main(int argc, char **argv)
 {
     dir = argc > 1 ? argv[1] : "/tmp";
     const char *only = getenv("LS_BENCH_ONLY");
+    if (getenv("LS_BENCH_METRICS") && strcmp(getenv("LS_BENCH_METRICS"), "1") == 0) {
+        char mpath[4096];
+        ls_err err;
+        snprintf(mpath, sizeof mpath, "%s/bench-policy.metrics", dir);
+        if (ls_pmetrics_open(&metrics, mpath, &err) != LS_OK) bench_die("metrics", err.msg);
+    }
 
     static const char secret[] = "bench-secret-0123456789abcdef-32";
     write_file("bench-hs.key", secret);

@@ -18,6 +18,8 @@ PACKAGES=(
   # tests
   libcmocka-dev lua-busted valgrind curl procps openssl jq
   bsdutils # script(1): a pseudo-terminal for tests/e2e/cli_daemon.sh (Essential, listed to be sure)
+  # tests/e2e/install.sh: man pages rendered and checked, the systemd unit verified
+  groff-base man-db bsdextrautils systemd
   # benchmarks
   wrk
   # lint

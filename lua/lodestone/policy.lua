@@ -161,6 +161,62 @@ local function install(st, pol, decl)
   st.values = {}
 end
 
+-- ---- decision metrics (docs/policies.md) ----
+
+-- enforce() answers GET M.metrics_path itself, with the decision counters
+-- and times in Prometheus text, when the client is in opts.metrics.allow
+-- (default: loopback); for other clients that path is like any other.
+M.metrics_path = "/_lodestone/metrics"
+local LOOPBACK = { "127.0.0.0/8", "::1" }
+local metric_tables = {} -- file -> shared table (false: could not open)
+
+-- opts.metrics: nil (defaults), false (off), or { file = PATH, allow =
+-- { CIDR, ... }, path = "/_lodestone/metrics" }. The file is shared by
+-- every lighttpd worker: default (opts.rl_dir or "/dev/shm") ..
+-- "/lodestone-policy.metrics". Returns nil when metrics are off or the file
+-- cannot be opened (logged; decisions go on uncounted).
+local function metrics_setup(opts)
+  local mo = opts and opts.metrics
+  if mo == false then return nil end
+  if mo ~= nil and type(mo) ~= "table" then
+    error("policy.enforce: opts.metrics: expected a table or false, got " .. type(mo), 3)
+  end
+  mo = mo or {}
+  local allow, amsg = core.cidr_new(mo.allow or LOOPBACK)
+  if not allow then error("policy.enforce: opts.metrics.allow: " .. tostring(amsg), 3) end
+  local file = mo.file or (((opts and opts.rl_dir) or "/dev/shm") .. "/lodestone-policy.metrics")
+  local t = metric_tables[file]
+  if t == nil then
+    local msg
+    t, msg = core.policy_metrics(file)
+    if not t then log(tostring(msg) .. " (decisions are not counted)") end
+    metric_tables[file] = t or false
+  end
+  if not t then return nil end
+  return { table = t, allow = allow, path = mo.path or M.metrics_path }
+end
+
+local function serve_metrics(r, m)
+  local text, msg = m.table:render()
+  if not text then
+    log(tostring(msg))
+    return 500
+  end
+  r.resp_header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+  r.resp_header["Cache-Control"] = "no-store"
+  r.resp_body:set({ text })
+  return 200
+end
+
+-- opts for M.load: the caller's, with the shared metrics table in place of
+-- the metrics configuration.
+local function load_opts(st, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.metrics = st.metrics and st.metrics.table or nil
+  return o
+end
+
 local function refresh(path, st, now, opts)
   st.next_check = now + M.reload_interval_ms
   local stamp, serr = core.file_stamp(path)
@@ -170,7 +226,7 @@ local function refresh(path, st, now, opts)
     st.error = serr
     return
   end
-  local pol, msg = M.load(path, opts)
+  local pol, msg = M.load(path, load_opts(st, opts))
   st.stamp = stamp
   if pol then
     if st.pol then log("reloaded " .. path) end
@@ -196,10 +252,18 @@ function M.enforce(lt, path, opts)
   local st = states[path]
   local now = core.monotonic_ms()
   if not st then
-    st = { next_check = 0 }
+    st = { next_check = 0, metrics = metrics_setup(opts) }
     states[path] = st
   end
   if now >= st.next_check then refresh(path, st, now, opts) end
+
+  local attr = r.req_attr
+  local raw_path = attr["uri.path-raw"]
+  local m = st.metrics
+  if m and raw_path == m.path and m.allow:contains(attr["request.remote-addr"])
+    and attr["request.method"] == "GET" then
+    return serve_metrics(r, m)
+  end
 
   local rh = r.req_header
   local pol = st.pol
@@ -222,10 +286,9 @@ function M.enforce(lt, path, opts)
     -- gate again from the start.
     if pending then return 0 end
   end
-  local attr = r.req_attr
   -- The raw path: the engine decodes it once, as the backend will.
   local need = st.needs
-  local status, vals, notice = pol:decide(attr["request.method"], attr["uri.path-raw"],
+  local status, vals, notice = pol:decide(attr["request.method"], raw_path,
     need.query and attr["uri.query"] or nil, need.host and attr["uri.authority"] or nil,
     attr["request.remote-addr"], body, unpack(values, 1, st.nheaders))
   if notice then log(notice) end

@@ -40,7 +40,12 @@ static const char usage[] =
     "  --body-limit BYTES  largest request body (default 1048576)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
-    "  --version, --help\n";
+    "  --version, --help\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop after running steps finish (--grace); SIGHUP reloads\n"
+    "the workflow files. LODESTONE_LUA_DIR: Lodestone's Lua files (default:\n"
+    "PREFIX/share/lua/5.1 when installed, the source tree's lua/ in the build tree).\n"
+    "See lodestoned(8).\n";
 
 static volatile sig_atomic_t got_term, got_hup;
 

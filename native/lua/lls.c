@@ -56,6 +56,7 @@ int luaopen_lodestone_core(lua_State *L)
     lls_open_jwt(L);
     lls_open_ratelimit(L);
     lls_open_cidr(L);
+    lls_open_pmetrics(L);
     lls_open_json(L);
     lua_setfield(L, -2, "json");
     return 1;

@@ -42,6 +42,16 @@ void lls_open_ratelimit(lua_State *L);
  * stack, and registers the set's metatable. */
 void lls_open_cidr(lua_State *L);
 
+/* Adds policy_metrics to the module table on the top of the stack, and
+ * registers the metrics table's metatable (LLS_PMETRICS_MT). */
+#define LLS_PMETRICS_MT "lodestone.pmetrics"
+void lls_open_pmetrics(lua_State *L);
+
+/* The metrics table (ls_pmetrics_t *) of the userdata at idx; raises when
+ * it is not one or is closed. */
+struct ls_pmetrics;
+struct ls_pmetrics *lls_check_pmetrics(lua_State *L, int idx);
+
 /* Pushes the Lua form of a jansson value, as json.decode makes it (arrays
  * marked with json.array_mt, null as json.null). Returns 0, or -1 with err
  * set and the stack as it was when the value cannot be represented (an

@@ -26,6 +26,7 @@ typedef struct {
     int set_ref;          /* reused table of request headers to set */
     int resp_ref;         /* reused table of response headers */
     int vals_ref;         /* reused array of identity header values (decide) */
+    int metrics_ref;      /* the metrics table (opts.metrics), kept alive */
     ls_manual_clock now;  /* the clock when opts.now was given */
     ls_policy_decision d; /* the last decision; borrows from p */
     int has_d;
@@ -54,7 +55,8 @@ static int l_policy_close(lua_State *L)
     luaL_unref(L, LUA_REGISTRYINDEX, b->set_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->resp_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->vals_ref);
-    b->set_ref = b->resp_ref = b->vals_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->metrics_ref);
+    b->set_ref = b->resp_ref = b->vals_ref = b->metrics_ref = LUA_NOREF;
     b->has_d = 0;
     return 0;
 }
@@ -77,7 +79,8 @@ static int opt_flag(lua_State *L, int t, const char *name)
 
 /* policy_load(json, [opts]) -> policy | nil, msg, code
  * opts: base_dir, rl_dir, cache_dir (strings), no_audit, private_rl (booleans), now
- * (seconds since the epoch: a clock frozen there, for offline checks). */
+ * (seconds since the epoch: a clock frozen there, for offline checks),
+ * metrics (a policy_metrics table: decisions are counted there). */
 static int l_policy_load(lua_State *L)
 {
     size_t len;
@@ -99,7 +102,7 @@ static int l_policy_load(lua_State *L)
      * cannot leak it. */
     policy_box *b = lls_newuserdata(L, sizeof *b);
     b->p = NULL;
-    b->set_ref = b->resp_ref = b->vals_ref = LUA_NOREF;
+    b->set_ref = b->resp_ref = b->vals_ref = b->metrics_ref = LUA_NOREF;
     b->has_d = 0;
     luaL_setmetatable(L, POLICY_MT);
     lua_newtable(L);
@@ -108,6 +111,15 @@ static int l_policy_load(lua_State *L)
     b->resp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     b->vals_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!lua_isnoneornil(L, 2)) {
+        lua_getfield(L, 2, "metrics");
+        if (lua_toboolean(L, -1)) {
+            opts.metrics = lls_check_pmetrics(L, lua_gettop(L));
+            b->metrics_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* outlives the policy */
+        } else {
+            lua_pop(L, 1);
+        }
+    }
     if (now >= 0) {
         ls_manual_clock_init(&b->now, (int64_t)(now * 1000));
         opts.clock = &b->now.clock; /* lives in the box, as long as the policy */

@@ -9,8 +9,10 @@
 
 #include "lls_compat.h"
 
-/* The directory of Lodestone's Lua files: $LODESTONE_LUA_DIR, else the one
- * the build configured. Static or from the environment; never NULL. */
+/* The directory of Lodestone's Lua files: $LODESTONE_LUA_DIR; else, for a
+ * binary run from the build tree, the source tree's lua/; else (an
+ * installed binary) PREFIX/share/lua/5.1, PREFIX being the parent of the
+ * binary's directory. Static or from the environment; never NULL. */
 const char *lls_lua_dir(void);
 
 /* Puts lua_dir's ?.lua and ?/init.lua first on package.path and preloads

@@ -321,6 +321,38 @@ static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_
     ls_audit_write(p->audit, &r, NULL);
 }
 
+/* ---- metrics ---- */
+
+/* The shared counter of (allow, reason), through the policy's cache: a
+ * reason is a stable engine code, so a few entries cover every decision. */
+static ls_pmetrics_counter *counter_of(ls_policy_t *p, int allow, const char *reason)
+{
+    for (size_t i = 0; i < p->m_cached; i++)
+        if (p->m_cache[i].allow == allow && strcmp(p->m_cache[i].reason, reason) == 0)
+            return p->m_cache[i].c;
+    /* NULL (the table is full) is cached too: slots are never freed. */
+    ls_pmetrics_counter *c = ls_pmetrics_counter_get(p->metrics, p->name, allow, reason);
+    if (p->m_cached < POLICY_MCACHE) {
+        p->m_cache[p->m_cached].allow = allow;
+        snprintf(p->m_cache[p->m_cached].reason, sizeof p->m_cache[0].reason, "%s", reason);
+        p->m_cache[p->m_cached++].c = c;
+    }
+    return c;
+}
+
+/* Counts a decision and its time (the gate's own answers, status 200, are
+ * not decisions). */
+static void count(ls_policy_t *p, const ls_policy_decision *d, int64_t ns)
+{
+    const char *reason = d->reason ? d->reason : "unknown";
+    ls_pmetrics_counter_add(p->metrics, counter_of(p, d->allow, reason));
+    if (!p->m_hist_looked) {
+        p->m_hist = ls_pmetrics_hist_get(p->metrics, p->name);
+        p->m_hist_looked = 1;
+    }
+    ls_pmetrics_hist_observe(p->m_hist, ns);
+}
+
 /* ---- the decision ---- */
 
 static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d)
@@ -409,9 +441,11 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
 
     decide(p, req, d);
     p->now_valid = 0;
-    if (p->audit) {
-        d->decision_us = (double)(ls_clock_mono_ns(p->clock) - t0) / 1000.0;
-        audit(p, req, d);
+    if (p->audit || p->metrics) {
+        int64_t ns = ls_clock_mono_ns(p->clock) - t0;
+        d->decision_us = (double)ns / 1000.0;
+        if (p->audit) audit(p, req, d);
+        if (p->metrics && d->status != 200) count(p, d, ns);
     }
     return LS_OK;
 }

@@ -419,6 +419,7 @@ ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_p
     p->xff_header = -1;
     p->clock = opts ? opts->clock : NULL;
     p->flags = opts ? opts->flags : 0;
+    p->metrics = opts ? opts->metrics : NULL;
     if ((opts && opts->base_dir && (p->base_dir = ls_strdup(opts->base_dir)) == NULL) ||
         (opts && opts->cache_dir && (p->cache_dir = ls_strdup(opts->cache_dir)) == NULL)) {
         ls_free(p->base_dir);

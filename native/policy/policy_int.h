@@ -18,6 +18,7 @@
 #include "lodestone/ls_cidr.h"
 #include "lodestone/ls_hmac.h"
 #include "lodestone/ls_jwt.h"
+#include "lodestone/ls_pmetrics.h"
 #include "lodestone/ls_policy.h"
 #include "lodestone/ls_ratelimit.h"
 #include "rules.h"
@@ -30,6 +31,7 @@
 #define POLICY_SCRATCH      8192 /* bytes for one decision's strings */
 #define ASSERTION_JWKS_PATH "/.well-known/lodestone/jwks.json"
 #define RELOAD_CHECK_MS     1000 /* how often watched files are stat()ed */
+#define POLICY_MCACHE       32   /* metric slots cached per policy */
 
 /* What a watched file looked like when it was last loaded. */
 typedef struct {
@@ -140,6 +142,18 @@ struct ls_policy {
     int audit_all; /* 1: every decision, 0: denials only */
 
     ls_assertion_t *assertion; /* signed identity for the backend, or NULL */
+
+    /* decision metrics (ls_policy_opts.metrics), or NULL; the slots of the
+     * (decision, reason) pairs seen so far are cached here */
+    ls_pmetrics_t *metrics;
+    ls_pmetrics_hist *m_hist; /* NULL when the table had no room */
+    int m_hist_looked;
+    struct {
+        int allow;
+        char reason[LS_PMETRICS_REASON_MAX + 1];
+        ls_pmetrics_counter *c;
+    } m_cache[POLICY_MCACHE];
+    size_t m_cached;
     char *assertion_header;
 
     int64_t now_ms; /* monotonic ms read once per decision, when now_valid */

@@ -19,6 +19,7 @@
 #include "ls_apikey.h"
 #include "ls_basic.h"
 #include "ls_hmac.h"
+#include "ls_pmetrics.h"
 #include "ls_policy.h"
 
 #ifdef __cplusplus

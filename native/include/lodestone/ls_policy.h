@@ -18,6 +18,7 @@
 
 #include "ls_clock.h"
 #include "ls_err.h"
+#include "ls_pmetrics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +41,10 @@ typedef struct {
                               (jwks-<policy>-<hash of URL>.json); NULL:
                               "/var/cache/lodestone". Created if missing; must
                               not be writable by group or others */
+
+    /* Decision counters and times go here; NULL: none. Borrowed until
+     * ls_policy_free. */
+    ls_pmetrics_t *metrics;
 } ls_policy_opts;
 
 /* Compiles len bytes of declaration JSON into a policy, loading the key
@@ -112,7 +117,7 @@ typedef struct {
     size_t body_len;
     const char *notice; /* a reload problem to log (e.g. a JWKS file that
                            failed to parse, old keys kept), or NULL */
-    double decision_us; /* time spent deciding; measured only when the policy audits */
+    double decision_us; /* time spent deciding; measured when the policy audits or counts */
 } ls_policy_decision;
 
 /* Decides one request. Fills *d, whose strings and arrays are borrowed
