@@ -126,6 +126,17 @@ check "/ redirects to the UI" "301 $base/ui/" \
 check "other paths: the example API policy (no token)" 401 "$(status "$base/orders/7")"
 check "webhooks: an unsigned body is refused" 401 "$(status -X POST -d x "$base/hooks/github")"
 
+# ---- endpoints that start workflows (lodestone.route) ----
+
+hook='{"ref":"refs/heads/main","commits":[{"id":"a1","message":"Fix","author":{"username":"ada"}}]}'
+sig=$(printf '%s' "$hook" | openssl dgst -sha256 -hmac "$(cat "$root/policies/demo-keys/github-webhook.secret")" | sed 's/^.*= //')
+hdrs=$(curl -s -D - -o "$d/hook.body" -X POST "$base/hooks/github" -H "X-GitHub-Event: push" \
+  -H "X-GitHub-Delivery: demo-1" -H "X-Hub-Signature-256: sha256=$sig" --data-binary "$hook")
+check_contains "a signed webhook starts a workflow: 202" "HTTP/1.1 202" "$hdrs"
+check_contains "with its Location" "Location: /v1/workflows/gh-demo-1" "$hdrs"
+res=$(curl -s -H "Authorization: Bearer $admin" "$base/v1/workflows/gh-demo-1/result?wait=10")
+check "the github-push run completes" completed "$(printf '%s' "$res" | jq -r .status)"
+
 # ---- logs ----
 
 sleep 0.3
