@@ -354,6 +354,7 @@ function Ctx:sleep(d)
   not_in_step(self, "ctx:sleep")
   local ms = parse_duration(d, "ctx:sleep", 2)
   local st = self._rt.sleep(self._act, ms)
+  park(self._rt, self._act) -- in a ctx:all branch a new timer's write parks
   if st == "wait" then suspend() end
   if st == "cancelled" then error(cancel_error(), 0) end
 end
@@ -383,6 +384,79 @@ function Ctx:wait_signal(name, opts)
   if st == "timeout" then return nil, "timeout" end
   if st == "cancelled" then error(cancel_error(v), 0) end
   suspend()
+end
+
+-- ---- parallel branches ----
+
+-- Runs branch b until it ends, fails or suspends; a write it parks on
+-- parks the whole activation (yielded up) and b goes on once durable.
+local function run_branch(rt, act, b, base)
+  while true do
+    rt.branch(act, b.scope)
+    local ok, first, second = coroutine.resume(b.co)
+    rt.branch(act, base)
+    if not ok then error(first, 0) end
+    if coroutine.status(b.co) == "dead" then
+      if first then return "done", second end
+      return "failed", second.err
+    end
+    if first == PARK then
+      coroutine.yield(PARK)
+    elseif first == SUSPEND then
+      return "suspended"
+    else
+      error("the workflow yielded outside ctx calls (coroutine.yield is not allowed in run)", 0)
+    end
+  end
+end
+
+--- ctx:all{ fn1, fn2, ... }: runs the functions as parallel branches, each
+--- with its own ctx (fn(ctx)), and returns their results in order. While a
+--- branch waits (a timer, a retry, a child run), the others go on; steps'
+--- code runs one at a time. When a branch fails, the others still run to
+--- their end, then the first failure (in list order) is raised. Branches
+--- replay alike however they interleaved. ctx:wait_signal is refused in a
+--- branch (which branch takes a signal would depend on timing).
+function Ctx:all(fns)
+  not_in_step(self, "ctx:all")
+  if type(fns) ~= "table" then error("ctx:all: expects a list of functions", 2) end
+  local n = #fns
+  for k, v in pairs(fns) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      error("ctx:all: expects a list of functions (1..n), got key " .. tostring(k), 2)
+    end
+    if type(v) ~= "function" then
+      error(string.format("ctx:all: item %d is a %s, not a function", k, type(v)), 2)
+    end
+  end
+  local results = setmetatable({}, json.array_mt) -- [] even when empty
+  if n == 0 then return results end
+  local rt, act = self._rt, self._act
+  self._sections = (self._sections or 0) + 1
+  local base = self._scope or ""
+  local branches = {}
+  for i = 1, n do
+    local bctx = setmetatable({ _scope = base .. "[" .. self._sections .. "." .. i .. "]",
+                                _sections = 0, _in_step = false }, { __index = self })
+    local fn = fns[i]
+    branches[i] = { scope = bctx._scope,
+                    co = coroutine.create(function() return xpcall(fn, handler, bctx) end) }
+  end
+  local failed, waiting = nil, false
+  for i, b in ipairs(branches) do
+    local st, v = run_branch(rt, act, b, base)
+    if st == "done" then
+      rt.branch_done(act, b.scope)
+      results[i] = v == nil and json.null or v
+    elseif st == "failed" then
+      if failed == nil then failed = v end
+    else
+      waiting = true
+    end
+  end
+  if waiting then suspend() end -- the others resume in a later activation, by replay
+  if failed ~= nil then error(failed, 0) end
+  return results
 end
 
 -- A started child run: handle.id, handle:result().

@@ -100,7 +100,7 @@ static ls_rc check_sticky(ls_flow_act *a, ls_err *err)
                 err, LS_EINVAL,
                 "the activation is parked; return to the engine before calling again");
         if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
-        if (a->waiting)
+        if (a->waiting && a->cur == 0)
             return ls_err_set(err, LS_EINVAL, "the run is suspended; unwind the workflow code");
         return LS_OK;
     }
@@ -286,7 +286,9 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
     }
     a->c.act = a;
     a->commit_pending = 1;
-    if (!a->waiting && !a->ending) a->parked = 1;
+    /* A suspending write ends the activation, so it need not park; in a
+     * branch the other branches go on, so it does. */
+    if (!a->ending && (!a->waiting || a->cur != 0)) a->parked = 1;
     flow_commit_submit(f, &a->c);
     return LS_OK;
 fail:
@@ -354,6 +356,7 @@ static ls_rc deliver_cancel(ls_flow_act *a, ls_flow_outcome *outcome, ls_buf *ou
 {
     const ls_event *c = ls_replay_cancel(&a->rp);
     a->cancel_delivered = 1;
+    a->cancel_seen = 1;
     *outcome = LS_FLOW_CANCELLED;
     flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name, "cancellation delivered");
     if (out == NULL) return LS_OK;
@@ -382,8 +385,16 @@ ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_er
 
 /* ---- the activation ---- */
 
+static void switch_scope(ls_flow_act *a, size_t to);
+
 static void act_free(ls_flow_act *a)
 {
+    if (a->scopes) {
+        switch_scope(a, 0); /* the root's cursor owns what the others share */
+        for (size_t i = 0; i < a->nscopes; i++) ls_free(a->scopes[i].scope);
+        ls_free(a->scopes);
+    }
+    ls_buf_free(&a->scname);
     if (a->rp_ready) ls_replay_free(&a->rp);
     ls_free(a->ev);
     ls_free(a->voff);
@@ -566,6 +577,115 @@ void ls_flow_act_abandon(ls_flow_act *a)
     a->abandoned = 1;
 }
 
+/* ---- parallel branches (ctx:all) ---- */
+
+static void switch_scope(ls_flow_act *a, size_t to)
+{
+    if (a->scopes == NULL || to == a->cur) return;
+    flow_scope *s = &a->scopes[a->cur];
+    s->rp = a->rp;
+    s->cancel_delivered = a->cancel_delivered;
+    s->new_commands = a->new_commands;
+    s = &a->scopes[to];
+    a->rp = s->rp;
+    a->cancel_delivered = s->cancel_delivered;
+    a->new_commands = s->new_commands;
+    a->cur = to;
+}
+
+/* The scope named by scope (created on first use), or (size_t)-1. */
+static size_t find_scope(ls_flow_act *a, const char *scope, size_t len, ls_err *err)
+{
+    if (a->scopes == NULL) {
+        a->scopes = ls_calloc(8, sizeof *a->scopes);
+        if (a->scopes == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory"), (size_t)-1;
+        a->scopes[0].scope = ls_strdup("");
+        if (a->scopes[0].scope == NULL) {
+            ls_free(a->scopes);
+            a->scopes = NULL;
+            return ls_err_set(err, LS_ENOMEM, "out of memory"), (size_t)-1;
+        }
+        a->nscopes = 1;
+        a->cur = 0;
+    }
+    for (size_t i = 0; i < a->nscopes; i++)
+        if (a->scopes[i].len == len && memcmp(a->scopes[i].scope, scope, len) == 0) return i;
+    if (a->nscopes % 8 == 0) {
+        flow_scope *n = ls_realloc(a->scopes, (a->nscopes + 8) * sizeof *n);
+        if (n == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory"), (size_t)-1;
+        a->scopes = n;
+    }
+    flow_scope *s = &a->scopes[a->nscopes];
+    memset(s, 0, sizeof *s);
+    s->scope = ls_strndup(scope, len);
+    if (s->scope == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory"), (size_t)-1;
+    s->len = len;
+    /* The root's cursor: in the table, or current. */
+    const ls_replay *root = a->cur == 0 ? &a->rp : &a->scopes[0].rp;
+    ls_replay_init_scope(&s->rp, root, s->scope, len);
+    return a->nscopes++;
+}
+
+ls_rc ls_flow_act_branch(ls_flow_act *a, const char *scope, size_t len, ls_err *err)
+{
+    if (a->sticky != LS_OK) return check_sticky(a, err);
+    if (ls_replay_scope_len(scope, len) != len)
+        return ls_err_set(err, LS_EINVAL, "branch scope \"%.*s\": expected [N.N] tokens",
+                          (int)(len > 60 ? 60 : len), scope);
+    if (len == 0 && a->scopes == NULL) return LS_OK;
+    size_t i = find_scope(a, scope, len, err);
+    if (i == (size_t)-1) return fail_sticky(a, LS_ENOMEM, err);
+    switch_scope(a, i);
+    return LS_OK;
+}
+
+ls_rc ls_flow_act_branch_done(ls_flow_act *a, const char *scope, size_t len, ls_err *err)
+{
+    size_t back = a->cur;
+    ls_rc rc = ls_flow_act_branch(a, scope, len, err);
+    if (rc != LS_OK) return rc;
+    rc = ls_replay_finish(&a->rp, err);
+    if (rc != LS_OK) {
+        ls_err_prefix(err, "run %s", a->r->name);
+        fail_sticky(a, rc, err);
+    }
+    switch_scope(a, back);
+    return rc;
+}
+
+/* name with the current scope's prefix (name itself at the root). */
+static ls_rc scoped(ls_flow_act *a, const char **name, size_t *nlen, ls_err *err)
+{
+    if (a->cur == 0) return LS_OK;
+    const flow_scope *s = &a->scopes[a->cur];
+    ls_rc rc = ls_buf_set(&a->scname, s->scope, s->len, err);
+    if (rc == LS_OK && *nlen) rc = ls_buf_append(&a->scname, *name, *nlen, err);
+    if (rc != LS_OK) return rc;
+    *name = (const char *)a->scname.ptr;
+    *nlen = a->scname.len;
+    return LS_OK;
+}
+
+/* The current scope as a key part: "[1.2][3.1]" -> "1.2_3.1" ("" at the
+ * root). */
+static void scope_flat(const ls_flow_act *a, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (a->cur != 0) {
+        const flow_scope *s = &a->scopes[a->cur];
+        for (size_t i = 0; i < s->len && o + 2 < cap; i++) {
+            char ch = s->scope[i];
+            if (ch == '[') continue;
+            if (ch == ']') {
+                if (i + 1 < s->len) out[o++] = '_';
+                continue;
+            }
+            out[o++] = ch;
+        }
+    }
+    out[o] = '\0';
+}
+
 /* ---- replay plumbing ---- */
 
 static ls_rc next(ls_flow_act *a, ls_cmd_kind kind, const char *name, size_t nlen,
@@ -588,6 +708,9 @@ static ls_rc next(ls_flow_act *a, ls_cmd_kind kind, const char *name, size_t nle
 static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, int64_t due,
                     uint64_t seq)
 {
+    /* Branches may each wait: the run wakes at the earliest timer (and for
+     * signals and children by its inbox). */
+    if (a->waiting && a->wait_due && (due == 0 || due >= a->wait_due)) return;
     a->waiting = 1;
     a->wait_kind = kind;
     a->wait_due = due;
@@ -598,9 +721,10 @@ static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, in
 
 static void step_key(const ls_flow_act *a, uint64_t command, char *key)
 {
-    char id[LS_ID_TEXTLEN + 1];
+    char id[LS_ID_TEXTLEN + 1], sc[32];
     ls_id_format(&a->r->id, id);
-    snprintf(key, 64, "%s-%llu", id, (unsigned long long)command);
+    scope_flat(a, sc, sizeof sc);
+    snprintf(key, 64, "%s-%s%s%llu", id, sc, *sc ? "-" : "", (unsigned long long)command);
 }
 
 static ls_rc final_message(ls_buf *out, const char *name, size_t nlen, uint32_t attempt,
@@ -635,6 +759,12 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
     memset(info, 0, sizeof *info);
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
+    if (ls_replay_scope_len(name, nlen) != 0)
+        return ls_err_set(err, LS_EINVAL,
+                          "step name \"%.*s\": names starting with [N.N] are reserved for "
+                          "parallel branches",
+                          (int)(nlen > 60 ? 60 : nlen), name);
+    if ((rc = scoped(a, &name, &nlen, err)) != LS_OK) return rc;
     uint64_t cs = cancel_due(a);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, &info->outcome, out, err);
     rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
@@ -711,6 +841,7 @@ ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint3
 {
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
+    if ((rc = scoped(a, &name, &nlen, err)) != LS_OK) return rc;
     ls_event ev = {
         .type = LS_EV_STEP_COMPLETED, .attempt = attempt, .name = name, .name_len = nlen};
     if ((rc = put_event(a, &ev, result, rlen, err)) != LS_OK) return fail_sticky(a, rc, err);
@@ -742,6 +873,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
 {
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
+    if ((rc = scoped(a, &name, &nlen, err)) != LS_OK) return rc;
     ls_flow_retry wf, step;
     ls_flow_retry_init(&wf);
     ls_flow_retry_init(&step);
@@ -816,13 +948,17 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
     ls_replay_match m;
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
+    const char *tname = "";
+    size_t tlen = 0;
+    if ((rc = scoped(a, &tname, &tlen, err)) != LS_OK) return rc;
     uint64_t cs = cancel_due(a);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, outcome, NULL, err);
-    rc = next(a, LS_CMD_TIMER, "", 0, &m, err);
+    rc = next(a, LS_CMD_TIMER, tname, tlen, &m, err);
     int64_t now = flow_now(a->f);
     if (rc == LS_ENOTFOUND) {
         if (ms < 0) ms = 0;
-        ls_event ev = {.type = LS_EV_TIMER_STARTED, .name = "", .due_ms = now + ms};
+        ls_event ev = {
+            .type = LS_EV_TIMER_STARTED, .name = tname, .name_len = tlen, .due_ms = now + ms};
         if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
             (rc = add_timer(a, ev.due_ms, ev.seq, 's', NULL, 0, err)) != LS_OK)
             return fail_sticky(a, rc, err);
@@ -853,7 +989,7 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
         return LS_OK;
     }
     a->replaying = 0;
-    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = ""};
+    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = tname, .name_len = tlen};
     if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
         (rc = put_timer(a, m.due_ms, m.first->seq, 1, err)) != LS_OK)
         return fail_sticky(a, rc, err);
@@ -879,6 +1015,10 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
         return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
                           LS_FLOW_NAMEMAX, nlen);
+    if (a->cur != 0)
+        return ls_err_set(err, LS_EINVAL,
+                          "ctx:wait_signal cannot be used in a ctx:all branch (which branch "
+                          "takes a signal would depend on timing): wait before or after it");
     uint64_t cs = cancel_due(a);
     if (timeout_ms < 0) {
         /* No timeout: no record of its own; it takes the next signal. */
@@ -982,7 +1122,10 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
 {
     ls_replay_match m;
     size_t klen = strlen(kind);
-    ls_rc rc = next(a, LS_CMD_SIDE_EFFECT, kind, klen, &m, err);
+    ls_rc rc = check_sticky(a, err);
+    if (rc == LS_OK) rc = scoped(a, &kind, &klen, err);
+    if (rc != LS_OK) return rc;
+    rc = next(a, LS_CMD_SIDE_EFFECT, kind, klen, &m, err);
     if (rc == LS_ENOTFOUND) {
         ls_event ev = {.type = LS_EV_SIDE_EFFECT, .name = kind, .name_len = klen};
         if ((rc = put_event(a, &ev, value, vlen, err)) != LS_OK) return fail_sticky(a, rc, err);
@@ -1005,18 +1148,23 @@ ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, con
 {
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
-    char derived[LS_ID_TEXTLEN + 24];
+    char derived[LS_ID_TEXTLEN + 64];
     if (id == NULL || idlen == 0) {
         /* Its position among the run's commands, as a replay counts it. */
         uint64_t command = ls_replay_commands(&a->rp) + a->new_commands + 1;
-        char pid[LS_ID_TEXTLEN + 1];
+        char pid[LS_ID_TEXTLEN + 1], sc[32];
         ls_id_format(&a->r->id, pid);
-        idlen =
-            (size_t)snprintf(derived, sizeof derived, "%s-c%llu", pid, (unsigned long long)command);
+        scope_flat(a, sc, sizeof sc);
+        idlen = (size_t)snprintf(derived, sizeof derived, "%s-%s%sc%llu", pid, sc, *sc ? "-" : "",
+                                 (unsigned long long)command);
         id = derived;
     }
+    /* The command is named by the child's id, with the branch's prefix. */
+    const char *cname = id;
+    size_t clen = idlen;
+    if ((rc = scoped(a, &cname, &clen, err)) != LS_OK) return rc;
     ls_replay_match m;
-    rc = next(a, LS_CMD_CHILD, id, idlen, &m, err);
+    rc = next(a, LS_CMD_CHILD, cname, clen, &m, err);
     if (rc == LS_OK) return ls_buf_set(child, id, idlen, err); /* started before */
     if (rc != LS_ENOTFOUND) return rc;
     flow_parent parent = {.id = &a->r->id, .name = a->r->name, .detached = detached};
@@ -1028,10 +1176,13 @@ ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, con
     rc = j ? ls_json_dump(j, &a->tmp, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
     json_decref(j);
     if (rc != LS_OK) return rc;
+    cname = id; /* again: scname may have been reused */
+    clen = idlen;
+    if ((rc = scoped(a, &cname, &clen, err)) != LS_OK) return rc;
     ls_event ev = {.type = LS_EV_CHILD_STARTED,
                    .flags = detached ? LS_EVF_DETACHED : 0,
-                   .name = id,
-                   .name_len = idlen};
+                   .name = cname,
+                   .name_len = clen};
     if ((rc = put_event(a, &ev, a->tmp.ptr, a->tmp.len, err)) != LS_OK)
         return fail_sticky(a, rc, err);
     /* Remembered for the end of this run (its unfinished children go). */
@@ -1134,8 +1285,10 @@ static ls_rc cancel_children(ls_flow_act *a, ls_err *err)
     for (size_t i = 0; rc == LS_OK && i < a->nev; i++) {
         const ls_event *e = &a->ev[i];
         if (e->type != LS_EV_CHILD_STARTED || (e->flags & LS_EVF_DETACHED)) continue;
-        if (ls_replay_find_child(&a->rp, e->name, e->name_len, UINT64_MAX, &m) == LS_OK) continue;
-        rc = cancel_child(a, e->name, e->name_len, err);
+        size_t pl = ls_replay_scope_len(e->name, e->name_len); /* a branch's */
+        if (ls_replay_find_child(&a->rp, e->name + pl, e->name_len - pl, UINT64_MAX, &m) == LS_OK)
+            continue;
+        rc = cancel_child(a, e->name + pl, e->name_len - pl, err);
     }
     for (size_t off = 0; rc == LS_OK && off < a->newkids.len;) {
         const char *name = (const char *)a->newkids.ptr + off + 1;
@@ -1179,7 +1332,7 @@ ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_e
     }
     if (rc != LS_OK) return rc;
     a->replaying = 0;
-    if (a->cancel_delivered) return ls_flow_act_cancelled(a, err);
+    if (a->cancel_seen) return ls_flow_act_cancelled(a, err);
     ls_event ev = {.type = LS_EV_WORKFLOW_COMPLETED};
     if (output == NULL || olen == 0) output = "null", olen = 4;
     return end_run(a, &ev, output, olen, LS_RUN_COMPLETED, err);
@@ -1187,7 +1340,7 @@ ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_e
 
 ls_rc ls_flow_act_cancelled(ls_flow_act *a, ls_err *err)
 {
-    if (!a->cancel_delivered)
+    if (!a->cancel_seen)
         return ls_err_set(err, LS_EINVAL, "no cancellation was delivered to this run");
     if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
     if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");

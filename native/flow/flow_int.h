@@ -169,6 +169,17 @@ struct ls_flow {
     ls_flow_stats st;
 };
 
+/* A parallel branch's replay state (ctx:all); scopes[0] is the root's. The
+ * current scope's state lives in the activation's own fields (rp,
+ * cancel_delivered, new_commands) and is swapped in and out. */
+typedef struct {
+    char *scope; /* "[1.2]": the prefix of its command names; "" at the root */
+    size_t len;
+    ls_replay rp;
+    int cancel_delivered;
+    uint64_t new_commands;
+} flow_scope;
+
 struct ls_flow_act {
     ls_flow_t *f;
     flow_run *r;
@@ -182,7 +193,11 @@ struct ls_flow_act {
     unsigned drained;   /* inbox entries moved into the write in progress */
     ls_buf custom_new;  /* custom status queued in the write in progress */
     int custom_queued;
-    int cancel_delivered; /* the code has been handed the cancellation */
+    int cancel_delivered; /* the code has been handed the cancellation (this scope) */
+    int cancel_seen;      /* ... in any scope: the run ends cancelled */
+    flow_scope *scopes;   /* NULL until the code runs branches */
+    size_t nscopes, cur;  /* cur: index of the current scope */
+    ls_buf scname;        /* a command's name with its scope prefix */
     int terminate;        /* the inbox held a terminate request */
     ls_buf term_by, term_reason;
     ls_buf newkids; /* children started by this activation: flag ('a'|'d'), name, NUL */

@@ -176,7 +176,7 @@ ls_rc ls_replay_init(ls_replay *c, const ls_event *events, size_t n, ls_err *err
 void ls_replay_free(ls_replay *c)
 {
     if (c == NULL) return;
-    ls_free(c->used);
+    if (!c->shared_used) ls_free(c->used);
     c->used = NULL;
 }
 
@@ -244,10 +244,49 @@ uint64_t ls_replay_commands(const ls_replay *c)
 }
 
 /* Index of the first command event at or after i, or n. */
+size_t ls_replay_scope_len(const char *name, size_t len)
+{
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        if (j >= len || name[j] != '[') return i;
+        j++;
+        size_t d = j;
+        while (j < len && name[j] >= '0' && name[j] <= '9') j++;
+        if (j == d || j >= len || name[j] != '.') return i;
+        d = ++j;
+        while (j < len && name[j] >= '0' && name[j] <= '9') j++;
+        if (j == d || j >= len || name[j] != ']') return i;
+        i = j + 1;
+    }
+}
+
+/* Whether e is the cursor's to match: every non-command event is, a
+ * command event only when its name's branch prefix is the cursor's scope. */
+static int in_scope(const ls_replay *c, const ls_event *e)
+{
+    if (event_kind(e->type) == 0) return 1;
+    size_t pl = ls_replay_scope_len(e->name, e->name_len);
+    return pl == c->scope_len && (pl == 0 || memcmp(e->name, c->scope, pl) == 0);
+}
+
 static size_t next_command(const ls_replay *c, size_t i)
 {
-    while (i < c->n && event_kind(c->ev[i].type) == 0) i++;
+    while (i < c->n && (event_kind(c->ev[i].type) == 0 || !in_scope(c, &c->ev[i]))) i++;
     return i;
+}
+
+void ls_replay_init_scope(ls_replay *c, const ls_replay *root, const char *scope, size_t len)
+{
+    memset(c, 0, sizeof *c);
+    c->ev = root->ev;
+    c->n = root->n;
+    c->used = root->used; /* signals are the run's, whichever cursor takes them */
+    c->shared_used = 1;
+    c->closed = root->closed;
+    c->cancel = root->cancel;
+    c->scope = scope;
+    c->scope_len = len;
 }
 
 /* Whether the run ended on its own: no command can follow. */
@@ -266,8 +305,8 @@ static ls_rc read_step(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
     size_t j;
     for (j = i; j < c->n; j++) {
         const ls_event *e = &c->ev[j];
-        if (is_terminal(e->type)) break;        /* the run ended with the step unfinished */
-        if (event_kind(e->type) == 0) continue; /* a signal or a cancel request */
+        if (is_terminal(e->type)) break; /* the run ended with the step unfinished */
+        if (event_kind(e->type) == 0 || !in_scope(c, e)) continue; /* not a command of ours */
         if (event_kind(e->type) != LS_CMD_STEP || !same_name(e, first->name, first->name_len))
             return corrupt_record(c, err, first, e, "is unfinished");
         if (e->attempt == 0) return corrupt_record(c, err, first, e, "has attempt 0");
@@ -316,7 +355,7 @@ static ls_rc read_timer(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
     for (j = i + 1; j < c->n; j++) {
         const ls_event *e = &c->ev[j];
         if (is_terminal(e->type)) break;
-        if (event_kind(e->type) == 0) continue; /* a signal or a cancel request */
+        if (event_kind(e->type) == 0 || !in_scope(c, e)) continue; /* not a command of ours */
         if ((e->type != LS_EV_TIMER_FIRED && e->type != LS_EV_TIMER_CANCELLED) ||
             !same_name(e, started->name, started->name_len))
             return corrupt_record(c, err, started, e, "is pending");

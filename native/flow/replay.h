@@ -99,7 +99,10 @@ typedef struct {
     unsigned char *used;    /* consumed-signal bitmap by event index, or NULL */
     const ls_event *closed; /* terminal event, or NULL */
     const ls_event *cancel; /* first CancelRequested, or NULL */
-    ls_rc failed;           /* sticky error, LS_OK when none */
+    const char *scope;      /* branch prefix of the commands matched ("" at the root) */
+    size_t scope_len;
+    int shared_used; /* used belongs to the root cursor */
+    ls_rc failed;    /* sticky error, LS_OK when none */
     ls_err ferr;
 } ls_replay;
 
@@ -144,6 +147,20 @@ const ls_event *ls_replay_started(const ls_replay *c);
 
 /* The terminal event (completed, failed, cancelled, terminated) or NULL. */
 const ls_event *ls_replay_closed(const ls_replay *c);
+
+/* Parallel branches (ctx:all). A command issued in a branch is stored
+ * under a name prefixed with the branch's scope, one "[SECTION.BRANCH]"
+ * token per level of nesting ("[1.2]charge", "[1.2][1.1]"); a cursor
+ * matches only the command records of its scope, in their order, and skips
+ * the others, so branches replay alike however they interleaved. */
+
+/* Length of the scope prefix of a command name (0 at the root). */
+size_t ls_replay_scope_len(const char *name, size_t len);
+
+/* A cursor over root's events for the commands of scope (len bytes,
+ * borrowed): it shares root's consumed-signal bitmap, so free it before
+ * root. Never fails. */
+void ls_replay_init_scope(ls_replay *c, const ls_replay *root, const char *scope, size_t len);
 
 /* The first CancelRequested event, or NULL. */
 const ls_event *ls_replay_cancel(const ls_replay *c);

@@ -234,7 +234,7 @@ local function fake_rt(script)
   rt.name = function() return "run-1" end
   rt.input = function() return script.input or "null" end
   rt.step = function(_, name)
-    note("step", name)
+    note("step", rt.scope .. name)
     local r = script.steps and script.steps[name]
     if r then return (table.unpack or unpack)(r) end
     return "run", 1, "key-" .. name
@@ -264,6 +264,9 @@ local function fake_rt(script)
     return "wait"
   end
   rt.set_status = function(_, text) rt.status = text end
+  rt.scope = ""
+  rt.branch = function(_, scope) rt.scope = scope end
+  rt.branch_done = function(_, scope) note("branch_done", scope) end
   rt.cancelled = function() rt.was_cancelled = true end
   rt.complete = function(_, text) rt.output = text end
   rt.fail = function(_, msg, trace)
@@ -467,6 +470,57 @@ describe("lodestone.workflow driver", function()
     assert.same({ stage = "one" }, json.decode(activate(def).status))
     def = workflow.define { name = "w", run = function(ctx) ctx:set_status(function() end) end }
     assert.matches("ctx:set_status: value is not JSON", activate(def).error)
+  end)
+
+  it("runs ctx:all branches in scopes and returns their results in order", function()
+    local def = workflow.define { name = "w", run = function(ctx)
+      return ctx:all {
+        function(c) return c:step("a", function() return 1 end) end,
+        function(c) return c:all { function(g) return g:step("n", function() return "x" end) end } end,
+        function() return nil end,
+      }
+    end }
+    local rt = activate(def)
+    assert.equal('[1,["x"],null]', rt.output)
+    assert.same({ "step [1.1]a", "step_done a 1", "branch_done [1.1]", "step [1.2][1.1]n", "step_done n 1",
+                  "branch_done [1.2][1.1]", "branch_done [1.2]", "branch_done [1.3]" }, rt.calls)
+    assert.equal("", rt.scope) -- back at the root
+    assert.equal("[]", activate(workflow.define { name = "w", run = function(ctx) return ctx:all {} end }).output)
+  end)
+
+  it("suspends while a branch waits, and raises the first failure once all settled", function()
+    local ran = {}
+    local def = workflow.define { name = "w", run = function(ctx)
+      return ctx:all {
+        function(c) c:sleep(5); ran[#ran + 1] = "after sleep" end,
+        function(c) c:step("b", noop); ran[#ran + 1] = "b" end,
+      }
+    end }
+    local rt = activate(def)
+    assert.same({ "b" }, ran)
+    assert.is_nil(rt.output)
+    assert.is_nil(rt.error)
+
+    def = workflow.define { name = "w", run = function(ctx)
+      return ctx:all {
+        function(c) c:step("x", function() error(workflow.fatal("first")) end) end,
+        function(c) c:step("y", function() error(workflow.fatal("second")) end) end,
+        function(c) ran[#ran + 1] = "third ran"; return c:step("z", noop) end,
+      }
+    end }
+    ran = {}
+    rt = activate(def)
+    assert.same({ "third ran" }, ran)
+    assert.equal('step "x" failed on attempt 1: first', rt.error)
+  end)
+
+  it("checks ctx:all's argument", function()
+    local function run_with(v)
+      return activate(workflow.define { name = "w", run = function(ctx) ctx:all(v) end }).error
+    end
+    assert.matches("ctx:all: expects a list of functions$", run_with("x"))
+    assert.matches("ctx:all: item 2 is a string, not a function$", run_with({ noop, "f" }))
+    assert.matches("ctx:all: expects a list of functions %(1..n%), got key k$", run_with({ k = noop }))
   end)
 
   it("runs a saga's compensations newest first, all of them", function()

@@ -293,6 +293,15 @@ LS_API ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tl
 LS_API ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen,
                                     ls_flow_outcome *outcome, ls_buf *out, ls_err *err);
 
+/* Parallel branches (ctx:all): the runner runs each branch's code with its
+ * scope set ("[SECTION.BRANCH]" per level, "" for the root), and the
+ * commands it issues are recorded and replayed per scope (their names
+ * carry the prefix), so branches replay alike however they interleaved.
+ * branch_done checks that a finished branch left no recorded command
+ * unreplayed (non-determinism). Signal waits are refused in a branch. */
+LS_API ls_rc ls_flow_act_branch(ls_flow_act *a, const char *scope, size_t len, ls_err *err);
+LS_API ls_rc ls_flow_act_branch_done(ls_flow_act *a, const char *scope, size_t len, ls_err *err);
+
 /* ctx:set_status(value): the run's custom status (JSON text), shown by
  * ls_flow_describe; written with the run's next write. */
 LS_API ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_err *err);

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End to end: parallel branches (ctx:all) in a real lodestoned: branches
+# that sleep, run steps and a child run overlap and return in order; a
+# SIGKILL while some branches wait and others are done loses nothing and
+# runs no completed step again; a failing branch fails the run once the
+# others have settled; a signal wait in a branch is refused.
+# usage: tests/e2e/workflow_parallel.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)"; exit 1; }
+export LODESTONE_LUA_DIR="$root/lua"
+
+d=$E2E_DIR
+data=$d/data
+sock=$data/lodestoned.sock
+mkdir -p "$d/wf"
+cp "$root/workflows/hello.lua" "$d/wf/"
+cat > "$d/wf/par.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "par",
+  run = function(ctx, input)
+    local first = ctx:step("before", function() return 0 end)
+    local r = ctx:all {
+      function(c) c:sleep(input.long); return c:step("a", function() return "A" end) end,
+      function(c) return c:step("b", function() return "B" end) end,
+      function(c)
+        c:sleep("200ms")
+        local x = c:step("c1", function() return 1 end)
+        c:sleep("200ms")
+        return x + c:step("c2", function() return 1 end)
+      end,
+      function(c) return c:child("hello", { name = "kid" }).greeting end,
+      function(c)
+        return c:all { function(g) return g:step("n", function() return "N1" end) end,
+                       function(g) g:sleep("100ms"); return g:step("n", function() return "N2" end) end }
+      end,
+    }
+    return { first = first, r = r }
+  end,
+}
+LUA
+cat > "$d/wf/par_fail.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "par_fail",
+  run = function(ctx)
+    ctx:all {
+      function(c) c:sleep("300ms"); return c:step("slow", function() return 1 end) end,
+      function(c) return c:step("bad", function() error(workflow.fatal("no stock")) end) end,
+    }
+  end,
+}
+LUA
+cat > "$d/wf/par_signal.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "par_signal",
+  run = function(ctx) ctx:all { function(c) return c:wait_signal("go") end } end,
+}
+LUA
+
+api() {
+  local out
+  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+}
+j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
+jc() { printf '%s' "$body" | jq -c "$1" 2>/dev/null; }
+start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+result() { api GET "/v1/workflows/$1/result?wait=30"; }
+completed_steps() { api GET "/v1/workflows/$1/history"; j '[.events[] | select(.type=="step_completed") | .name] | sort | join(" ")'; }
+start_daemon() {
+  e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 --grace 2 \
+    || exit 1
+  daemon=$E2E_DAEMON
+}
+start_daemon
+
+# ---- all branches, in order ----
+start par '{"id":"p-1","input":{"long":"300ms"}}'
+result p-1
+check "the run completes" completed "$(j .status)"
+check "results in branch order" '{"first":0,"r":["A","B",2,"hello, kid",["N1","N2"]]}' "$(jc .output)"
+check "every step ran once, named by its branch" \
+  "[1.1]a [1.2]b [1.3]c1 [1.3]c2 [1.5][1.1]n [1.5][1.2]n before" "$(completed_steps p-1)"
+api GET /v1/workflows/p-1/history
+check "the child is a run of its own" 1 "$(j '[.events[] | select(.type=="child_completed")] | length')"
+
+# ---- SIGKILL while one branch sleeps and the others are done ----
+start par '{"id":"p-2","input":{"long":"4s"}}'
+done_but_a() { [ "$(completed_steps p-2)" = "[1.2]b [1.3]c1 [1.3]c2 [1.5][1.1]n [1.5][1.2]n before" ]; }
+poll 100 done_but_a
+check "before the kill: all but the long branch done" \
+  "[1.2]b [1.3]c1 [1.3]c2 [1.5][1.1]n [1.5][1.2]n before" "$(completed_steps p-2)"
+api GET /v1/workflows/p-2
+check "the run waits on the long branch's timer" sleep "$(j .waiting.kind)"
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null
+e2e_forget "$daemon"
+start_daemon
+result p-2
+check "after the restart the run completes" completed "$(j .status)"
+check "with every branch's result" '["A","B",2,"hello, kid",["N1","N2"]]' "$(jc .output.r)"
+check "and no completed step ran again" \
+  "[1.1]a [1.2]b [1.3]c1 [1.3]c2 [1.5][1.1]n [1.5][1.2]n before" "$(completed_steps p-2)"
+
+# ---- a failing branch ----
+start par_fail '{"id":"pf-1"}'
+result pf-1
+check "a failing branch fails the run" failed "$(j .status)"
+check_contains "with its error" "no stock" "$(j .error)"
+check "after the other branch settled" "[1.1]slow" "$(completed_steps pf-1)"
+
+start par_signal '{"id":"ps-1"}'
+result ps-1
+check "a signal wait in a branch is refused" failed "$(j .status)"
+check_contains "saying why" "cannot be used in a ctx:all branch" "$(j .error)"
+
+e2e_stop "$daemon" 10
+e2e_finish
