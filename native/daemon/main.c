@@ -38,6 +38,9 @@ static const char usage[] =
     "  --http-threads N    HTTP threads (default 16)\n"
     "  --grace SECONDS     on SIGTERM, how long running steps may finish (default 10)\n"
     "  --body-limit BYTES  largest request body (default 1048576)\n"
+    "  --max-payload BYTES largest input, step result, output or signal (default 1048576)\n"
+    "  --max-events N      events in one run's history (default 50000)\n"
+    "  --max-steps N       steps one run may complete (default 10000)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
     "  --version, --help\n"
@@ -120,6 +123,7 @@ int main(int argc, char **argv)
     const char *listen_addr = NULL, *token_file = NULL, *key_file = NULL;
     unsigned long workers = 8, http_threads = 16, grace_s = 10, body_limit = 1 << 20;
     int nosync = 0;
+    unsigned long max_payload = 0, max_events = 0, max_steps = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -161,6 +165,15 @@ int main(int argc, char **argv)
         } else if (strcmp(o, "--body-limit") == 0) {
             if (parse_uint(v, 1UL << 30, &body_limit) || body_limit < 1024)
                 return die("--body-limit: expected 1024 to 1073741824 bytes, got \"%s\"", v);
+        } else if (strcmp(o, "--max-payload") == 0) {
+            if (parse_uint(v, 1UL << 30, &max_payload) || max_payload < 64)
+                return die("--max-payload: expected 64 to 1073741824 bytes, got \"%s\"", v);
+        } else if (strcmp(o, "--max-events") == 0) {
+            if (parse_uint(v, 100000000UL, &max_events) || max_events < 10)
+                return die("--max-events: expected 10 to 100000000, got \"%s\"", v);
+        } else if (strcmp(o, "--max-steps") == 0) {
+            if (parse_uint(v, 100000000UL, &max_steps) || max_steps < 1)
+                return die("--max-steps: expected 1 to 100000000, got \"%s\"", v);
         } else if (strcmp(o, "--log-level") == 0) {
             int lvl = lsd_log_level_parse(v);
             if (lvl < 0)
@@ -239,6 +252,9 @@ int main(int argc, char **argv)
                        .runner_ud = runner,
                        .workers = (unsigned)workers,
                        .nosync = nosync,
+                       .max_payload = max_payload,
+                       .max_events = max_events,
+                       .max_steps = max_steps,
                        .log = lsd_log_sink};
     ls_flow_t *flow = NULL;
     if (ls_flow_open(&flow, &fo, &err) != LS_OK) {

@@ -114,6 +114,28 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
 {
     ls_rc rc;
     ev->seq = a->r->last_seq + a->new_events + 1;
+    const ls_flow_opts *o = &a->f->o;
+    int ends = ev->type == LS_EV_WORKFLOW_COMPLETED || ev->type == LS_EV_WORKFLOW_FAILED ||
+               ev->type == LS_EV_WORKFLOW_CANCELLED || ev->type == LS_EV_WORKFLOW_TERMINATED;
+    if (!ends && ev->seq > o->max_events)
+        return ls_err_set(err, LS_EINVAL,
+                          "run %s: history reached the limit of %llu events (lodestoned "
+                          "--max-events); split the work into child workflows",
+                          a->r->name, (unsigned long long)o->max_events);
+    if (pt && ptlen > o->max_payload) {
+        const char *what = ev->type == LS_EV_STEP_COMPLETED       ? "the result of step"
+                           : ev->type == LS_EV_WORKFLOW_COMPLETED ? "the workflow's output"
+                           : ev->type == LS_EV_SIDE_EFFECT        ? "the value of ctx:"
+                           : ev->type == LS_EV_CHILD_COMPLETED    ? "the output of child"
+                                                                  : "the payload of";
+        int quoted = ev->name_len && ev->type != LS_EV_SIDE_EFFECT;
+        return ls_err_set(err, LS_EINVAL,
+                          "%s%s%s%.*s%s is %zu bytes, over the payload limit of %zu bytes "
+                          "(lodestoned --max-payload)",
+                          what, ev->type == LS_EV_SIDE_EFFECT ? "" : " ", quoted ? "\"" : "",
+                          (int)(ev->name_len > 60 ? 60 : ev->name_len), ev->name ? ev->name : "",
+                          quoted ? "\"" : "", ptlen, o->max_payload);
+    }
     if (ev->time_ms == 0) ev->time_ms = flow_now(a->f);
     if (pt) {
         if ((rc = flow_seal(a->f, &a->r->id, ev->seq, pt, ptlen, &a->sealed, err)) != LS_OK)
@@ -768,6 +790,11 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
     uint64_t cs = cancel_due(a);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, &info->outcome, out, err);
     rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
+    if (rc == LS_ENOTFOUND && a->r->steps_completed >= a->f->o.max_steps)
+        return ls_err_set(err, LS_EINVAL,
+                          "run %s: %u steps completed, the limit of steps per run (lodestoned "
+                          "--max-steps); split the work into child workflows",
+                          a->r->name, a->r->steps_completed);
     if (rc == LS_ENOTFOUND) {
         /* Its position among the run's commands, as a replay will count
          * it: the key must not change between attempts. */

@@ -255,6 +255,9 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     f->o = *opts;
     f->clock = opts->clock ? opts->clock : ls_clock_system();
     f->nworkers = opts->workers ? opts->workers : 8;
+    if (f->o.max_payload == 0) f->o.max_payload = LS_FLOW_MAX_PAYLOAD;
+    if (f->o.max_events == 0) f->o.max_events = LS_FLOW_MAX_EVENTS;
+    if (f->o.max_steps == 0) f->o.max_steps = LS_FLOW_MAX_STEPS;
     f->st.workers = f->nworkers;
     f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
     pthread_mutex_init(&f->mu, NULL);
@@ -810,9 +813,15 @@ void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
 
 /* A payload as stored: valid JSON, compact; none (NULL/0) is null. Errors
  * are prefixed with what. */
-static ls_rc compact_json(const char *what, const char *text, size_t len, ls_buf *out, ls_err *err)
+static ls_rc compact_json(ls_flow_t *f, const char *what, const char *text, size_t len, ls_buf *out,
+                          ls_err *err)
 {
     if (text == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
+    if (len > f->o.max_payload)
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: %zu bytes, over the payload limit of %zu bytes (lodestoned "
+                          "--max-payload)",
+                          what, len, f->o.max_payload);
     json_t *j = NULL;
     ls_rc rc = ls_json_parse(text, len, &j, err);
     if (rc == LS_OK) rc = ls_json_dump(j, out, err);
@@ -921,7 +930,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         return rc;
     }
     ls_buf in = LS_BUF_INIT;
-    ls_rc rc = compact_json("input", input, ilen, &in, err);
+    ls_rc rc = compact_json(f, "input", input, ilen, &in, err);
     if (rc != LS_OK) {
         ls_buf_free(&in);
         return rc;
@@ -1112,7 +1121,7 @@ ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *si
     ls_rc rc = check_text("signal name", signal, slen, LS_FLOW_NAMEMAX, err);
     if (rc != LS_OK) return rc;
     ls_buf in = LS_BUF_INIT;
-    rc = compact_json("payload", payload, plen, &in, err);
+    rc = compact_json(f, "payload", payload, plen, &in, err);
     ls_event ev = {.type = LS_EV_SIGNAL_RECEIVED, .name = signal, .name_len = slen};
     if (rc == LS_OK) rc = inbox_put(f, name, nlen, &ev, (const char *)in.ptr, in.len, NULL, err);
     ls_buf_free(&in);

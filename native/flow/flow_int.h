@@ -131,8 +131,12 @@ typedef struct flow_worker {
     int idle;                       /* waiting on cv */
 } flow_worker;
 
+#define LS_FLOW_MAX_PAYLOAD (1u << 20)
+#define LS_FLOW_MAX_EVENTS  50000u
+#define LS_FLOW_MAX_STEPS   10000u
+
 struct ls_flow {
-    ls_flow_opts o;
+    ls_flow_opts o; /* the limits filled in with their defaults */
     const ls_clock *clock;
     pthread_mutex_t mu;
     pthread_cond_t work_cv;

@@ -75,6 +75,11 @@ typedef struct {
     void *runner_ud;
     unsigned workers; /* worker threads; 0 picks 8 */
     int nosync;       /* 1: do not fsync transitions (benchmarks only) */
+    /* Limits (0 picks the default): a run that crosses one fails with an
+     * error naming it and the lodestoned option that raises it. */
+    size_t max_payload;  /* bytes of an input, step result, output, signal (1 MiB) */
+    uint64_t max_events; /* events in a run's history (50,000) */
+    uint64_t max_steps;  /* steps a run may start (10,000) */
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;

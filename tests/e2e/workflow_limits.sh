@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End to end: the published limits (lodestoned --max-payload, --max-events,
+# --max-steps): a start, a signal or a step result over the payload limit,
+# a run past the events or steps limit; each refused or failed with an
+# error naming the limit and the option that raises it.
+# usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)"; exit 1; }
+export LODESTONE_LUA_DIR="$root/lua"
+
+d=$E2E_DIR
+data=$d/data
+sock=$data/lodestoned.sock
+mkdir -p "$d/wf"
+cat > "$d/wf/big.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "big",
+  run = function(ctx, input)
+    if input.wait then ctx:wait_signal("go") end
+    return ctx:step("make", function() return string.rep("x", input.size) end)
+  end,
+}
+LUA
+cat > "$d/wf/many.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "many",
+  run = function(ctx, input)
+    for i = 1, input.n do ctx:step("s" .. i, function() return i end) end
+    return input.n
+  end,
+}
+LUA
+
+api() {
+  local out
+  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+}
+j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
+start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+result() { api GET "/v1/workflows/$1/result?wait=20"; }
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
+  --max-payload 1000 --max-events 40 --max-steps 12 || exit 1
+daemon=$E2E_DAEMON
+
+start big '{"id":"b-1","input":{"size":10}}'
+result b-1
+check "under the limits a run completes" "completed xxxxxxxxxx" "$(j '.status + " " + .output')"
+start big '{"id":"b-2","input":{"size":2000}}'
+result b-2
+check "a step result over --max-payload fails the run" failed "$(j .status)"
+check_contains "naming the step and the limit" \
+  'the result of step "make" is 2002 bytes, over the payload limit of 1000 bytes (lodestoned --max-payload)' "$(j .error)"
+pad=$(head -c 1200 /dev/zero | tr '\0' a)
+start big "{\"id\":\"b-3\",\"input\":{\"size\":1,\"pad\":\"$pad\"}}"
+check "an input over --max-payload: 400" 400 "$code"
+check_contains "naming the limit" "input: 1219 bytes, over the payload limit of 1000 bytes (lodestoned --max-payload)" "$(j .error.message)"
+api GET /v1/workflows/b-3
+check "and nothing was started" 404 "$code"
+start big '{"id":"b-4","input":{"size":1,"wait":true}}'
+api POST /v1/workflows/b-4/signals/go --data-binary "\"$pad\""
+check "a signal over --max-payload: 400" 400 "$code"
+check_contains "naming the limit" "payload: 1202 bytes, over the payload limit" "$(j .error.message)"
+
+start many '{"id":"m-1","input":{"n":10}}'
+result m-1
+check "ten steps are within --max-steps 12" completed "$(j .status)"
+start many '{"id":"m-2","input":{"n":15}}'
+result m-2
+check "a run past --max-steps fails" failed "$(j .status)"
+check_contains "naming the limit" "12 steps completed, the limit of steps per run (lodestoned --max-steps)" "$(j .error)"
+e2e_stop "$daemon" 10
+
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
+  --max-events 20 || exit 1
+daemon=$E2E_DAEMON
+start many '{"id":"m-3","input":{"n":30}}'
+result m-3
+check "a run past --max-events fails" failed "$(j .status)"
+check_contains "naming the limit" "history reached the limit of 20 events (lodestoned --max-events)" "$(j .error)"
+api GET /v1/workflows/m-3/history
+check "its history ends just past the limit, with the failure" "21 workflow_failed" "$(j '(.events | length | tostring) + " " + .events[-1].type')"
+
+e2e_stop "$daemon" 10
+e2e_finish
