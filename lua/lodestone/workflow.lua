@@ -148,7 +148,15 @@ end
 local DEFAULT_INITIAL_MS = 1000 -- the engine's default initial_interval
 
 local DEFINE_KEYS = { name = true, run = true, retry = true, step_timeout = true,
-                      description = true }
+                      description = true, on_exhausted = true }
+
+-- on_exhausted: what a step that used up its attempts does to the run.
+local function check_exhausted(v, what, level)
+  if v ~= nil and v ~= "fail" and v ~= "pause" then
+    error(what .. ': must be "fail" or "pause", got ' .. tostring(v), level + 1)
+  end
+  return v
+end
 
 --- Declares a workflow. Fields: name (letters, digits, _ . : -), run
 --- (function(ctx, input)), and optionally description (a string), retry
@@ -158,7 +166,7 @@ function M.define(spec)
   for k in pairs(spec) do
     if not DEFINE_KEYS[k] then
       error("workflow.define: unknown field " .. tostring(k) ..
-        " (known: name, run, retry, step_timeout, description)", 2)
+        " (known: name, run, retry, step_timeout, description, on_exhausted)", 2)
     end
   end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
@@ -177,6 +185,7 @@ function M.define(spec)
     retry = spec.retry,
     retry_json = check_retry(spec.retry, "workflow.define: retry", 2, DEFAULT_INITIAL_MS),
     step_timeout_ms = parse_positive(spec.step_timeout or "30s", "workflow.define: step_timeout", 2),
+    on_exhausted = check_exhausted(spec.on_exhausted, "workflow.define: on_exhausted", 2),
   }
   return setmetatable(def, WORKFLOW)
 end
@@ -307,10 +316,11 @@ function Ctx:step(name, fn, opts)
   if opts ~= nil and type(opts) ~= "table" then error("ctx:step: opts must be a table", 2) end
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "retry" and k ~= "timeout" then
-      error("ctx:step: unknown option " .. tostring(k) .. " (known: retry, timeout)", 2)
+    if k ~= "retry" and k ~= "timeout" and k ~= "on_exhausted" then
+      error("ctx:step: unknown option " .. tostring(k) .. " (known: retry, timeout, on_exhausted)", 2)
     end
   end
+  check_exhausted(opts.on_exhausted, "ctx:step: on_exhausted", 2)
   local timeout = opts.timeout and parse_positive(opts.timeout, "ctx:step: timeout", 2)
     or self._def.step_timeout_ms
   local wf_initial = self._def.retry and self._def.retry.initial_interval
@@ -343,7 +353,8 @@ function Ctx:step(name, fn, opts)
     res = handler("step result is not JSON: " .. tostring(err))
   end
   local msg, code, fatal = describe_error(res.err)
-  local verdict, final = rt.step_failed(act, name, a, msg, code, fatal, def.retry_json, step_retry)
+  local pause = (opts.on_exhausted or def.on_exhausted) == "pause"
+  local verdict, final = rt.step_failed(act, name, a, msg, code, fatal, def.retry_json, step_retry, pause)
   park(rt, act)
   if verdict == "wait" then suspend() end
   error(final, 0)

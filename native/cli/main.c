@@ -33,6 +33,7 @@ static const char usage[] =
     "  signal ID NAME [JSON]                            send a signal to a running run\n"
     "  cancel ID [--reason TEXT]                        cancel a run (it may clean up)\n"
     "  terminate ID [--reason TEXT]                     end a run at once\n"
+    "  resume ID                                        resume a paused run (on_exhausted=pause)\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"
@@ -67,8 +68,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
     if (strcmp(argv[1], "up") == 0) return cli_up_main(argc, argv);
     if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
-    static const char *const workflow[] = {"start",  "list",   "show",   "history",   "types",
-                                           "secret", "signal", "cancel", "terminate", NULL};
+    static const char *const workflow[] = {"start",     "list",   "show",   "history",
+                                           "types",     "secret", "signal", "cancel",
+                                           "terminate", "resume", NULL};
     for (size_t i = 0; workflow[i]; i++) {
         if (strcmp(argv[1], workflow[i]) == 0)
             return lls_embed_run("lodestone.cli.workflow", argc, argv);

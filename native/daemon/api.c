@@ -448,6 +448,8 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         "lodestone_runs_ended_total{status=\"failed\"} %llu\n"
         "lodestone_runs_ended_total{status=\"cancelled\"} %llu\n"
         "lodestone_runs_ended_total{status=\"terminated\"} %llu\n"
+        "# HELP lodestone_runs_paused Runs paused by a step that used up its attempts.\n"
+        "# TYPE lodestone_runs_paused gauge\nlodestone_runs_paused %llu\n"
         "# HELP lodestone_steps_total Step attempts recorded, by outcome.\n"
         "# TYPE lodestone_steps_total counter\n"
         "lodestone_steps_total{outcome=\"completed\"} %llu\n"
@@ -464,9 +466,10 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         (unsigned long long)s.timers, (unsigned long long)s.started,
         (unsigned long long)s.completed, (unsigned long long)s.failed,
         (unsigned long long)s.cancelled, (unsigned long long)s.terminated,
-        (unsigned long long)s.steps_completed, (unsigned long long)s.steps_failed,
-        (unsigned long long)s.commits, (unsigned long long)s.transitions,
-        (unsigned long long)s.activations, lls_runner_error_count(a->o.runner));
+        (unsigned long long)s.paused, (unsigned long long)s.steps_completed,
+        (unsigned long long)s.steps_failed, (unsigned long long)s.commits,
+        (unsigned long long)s.transitions, (unsigned long long)s.activations,
+        lls_runner_error_count(a->o.runner));
     MHD_RESULT ret = send_body(c, 200, "text/plain; version=0.0.4", out.ptr, out.len);
     ls_buf_free(&out);
     return ret;
@@ -502,6 +505,14 @@ static MHD_RESULT h_signal(lsd_api *a, req *r, struct MHD_Connection *c, const c
                               (const char *)r->body, r->len, &err);
     if (rc == LS_OK) return send_obj(c, 202, json_pack("{s:s,s:s}", "id", name, "signal", signal));
     return send_rc(c, rc, &err);
+}
+
+static MHD_RESULT h_resume(lsd_api *a, struct MHD_Connection *c, const char *name)
+{
+    ls_err err;
+    ls_rc rc = ls_flow_resume(a->o.flow, name, strlen(name), caller(c), &err);
+    if (rc != LS_OK) return send_rc(c, rc, &err);
+    return send_obj(c, 202, json_pack("{s:s,s:s}", "id", name, "status", "resuming"));
 }
 
 /* cancel or terminate, with an optional body {"reason": "..."} */
@@ -585,6 +596,7 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
         if (n == 2 && get && strcmp(seg[1], "result") == 0) return h_result(a, r, c, seg[0]);
         if (n == 2 && post && strcmp(seg[1], "cancel") == 0) return h_stop(a, r, c, seg[0], 0);
         if (n == 2 && post && strcmp(seg[1], "terminate") == 0) return h_stop(a, r, c, seg[0], 1);
+        if (n == 2 && post && strcmp(seg[1], "resume") == 0) return h_resume(a, c, seg[0]);
         if (n == 3 && post && strcmp(seg[1], "signals") == 0)
             return h_signal(a, r, c, seg[0], seg[2]);
         if (n >= 1 && n <= 3)

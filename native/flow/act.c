@@ -214,7 +214,8 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
         if (in.type == LS_EV_SIGNAL_RECEIVED || in.type == LS_EV_CHILD_COMPLETED) {
             rc = flow_open_payload(f, &r->id, FLOW_SEQ_INBOX, in.payload, in.payload_len, &pt, err);
             if (rc == LS_OK) rc = put_event(a, &ev, pt.ptr, pt.len, err);
-        } else if (in.type == LS_EV_CANCEL_REQUESTED || in.type == LS_EV_CHILD_FAILED) {
+        } else if (in.type == LS_EV_CANCEL_REQUESTED || in.type == LS_EV_CHILD_FAILED ||
+                   in.type == LS_EV_RESUMED) {
             rc = put_event(a, &ev, NULL, 0, err);
         } else if (in.type == LS_EV_WORKFLOW_TERMINATED) {
             if (!a->terminate) {
@@ -774,6 +775,27 @@ static ls_rc begin_attempt(ls_flow_act *a, const char *name, size_t nlen, uint32
     return LS_OK;
 }
 
+/* Whether a Resumed event follows seq. */
+static int resumed_after(const ls_flow_act *a, uint64_t seq)
+{
+    for (size_t i = a->nev; i-- > 0 && a->ev[i].seq > seq;)
+        if (a->ev[i].type == LS_EV_RESUMED) return 1;
+    return 0;
+}
+
+/* The attempt at which step `name` was last paused (0: never): after a
+ * resume its attempts count again from there. */
+static uint32_t paused_at(const ls_flow_act *a, const char *name, size_t nlen)
+{
+    for (size_t i = a->nev; i-- > 0;) {
+        const ls_event *e = &a->ev[i];
+        if (e->type == LS_EV_STEP_FAILED && (e->flags & LS_EVF_PAUSED) && e->name_len == nlen &&
+            memcmp(e->name, name, nlen) == 0)
+            return e->attempt;
+    }
+    return 0;
+}
+
 ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_step_info *info,
                        ls_buf *out, ls_err *err)
 {
@@ -842,6 +864,18 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         a->replaying = 0;
         info->outcome = LS_FLOW_RUN;
         info->attempt = m.attempt;
+        step_key(a, m.command, info->key);
+        return LS_OK;
+    case LS_REPLAY_PAUSED:
+        if (!resumed_after(a, m.last->seq)) {
+            info->outcome = LS_FLOW_WAIT;
+            suspend(a, 'p', name, nlen, 0, 0);
+            return LS_OK;
+        }
+        a->replaying = 0;
+        if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, 0, 0, err)) != LS_OK) return rc;
+        info->outcome = LS_FLOW_RUN;
+        info->attempt = m.attempt + 1;
         step_key(a, m.command, info->key);
         return LS_OK;
     case LS_REPLAY_BACKOFF:
@@ -915,8 +949,11 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
         return rc; /* a bad policy is the code's error: the runner raises it */
     }
     int64_t delay = 0;
-    ls_flow_retry_verdict v =
-        ls_flow_retry_next(&step, fl->attempt, fl->code, fl->fatal, NULL, &delay);
+    /* After a resume the policy's attempts count again. */
+    uint32_t base = paused_at(a, name, nlen);
+    ls_flow_retry_verdict v = ls_flow_retry_next(&step, fl->attempt > base ? fl->attempt - base : 1,
+                                                 fl->code, fl->fatal, NULL, &delay);
+    int pause = v == LS_FLOW_RETRY_EXHAUSTED && fl->pause;
     ls_flow_retry_free(&wf);
     ls_flow_retry_free(&step);
 
@@ -930,7 +967,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     if (v == LS_FLOW_RETRY_AGAIN)
         ev.due_ms = now + delay;
     else
-        ev.flags = LS_EVF_FATAL;
+        ev.flags = pause ? LS_EVF_PAUSED : LS_EVF_FATAL;
     if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK) return fail_sticky(a, rc, err);
     if (v == LS_FLOW_RETRY_AGAIN &&
         (rc = add_timer(a, ev.due_ms, ev.seq, 'r', name, nlen, err)) != LS_OK)
@@ -938,6 +975,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     a->r->attempts_failed++;
     /* Suspended before the write, so that the write does not park it. */
     if (v == LS_FLOW_RETRY_AGAIN) suspend(a, 'r', name, nlen, ev.due_ms, ev.seq);
+    if (pause) suspend(a, 'p', name, nlen, 0, 0);
     if ((rc = commit(a, 1, LS_RUN_RUNNING, err)) != LS_OK) {
         a->waiting = 0;
         return rc;
@@ -945,6 +983,15 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     pthread_mutex_lock(&a->f->mu);
     a->f->st.steps_failed++;
     pthread_mutex_unlock(&a->f->mu);
+    if (pause) {
+        flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name,
+                 "step \"%.*s\" used up its attempts (%.*s); the run is paused until resumed "
+                 "(lodestone resume %s)",
+                 (int)nlen, name, (int)(fl->error_len > 300 ? 300 : fl->error_len), fl->error,
+                 a->r->name);
+        *outcome = LS_FLOW_WAIT;
+        return LS_OK;
+    }
     if (v == LS_FLOW_RETRY_AGAIN) {
         flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name,
                  "step \"%.*s\" attempt %u failed (%.*s); retrying in %lld ms", (int)nlen, name,

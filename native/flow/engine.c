@@ -806,6 +806,10 @@ void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
     s->runs_active = f->runs.n;
     s->runs_queued = f->queued;
     s->timers = ls_flow_timerq_count(f->tq);
+    s->paused = 0;
+    for (size_t i = 0; i < f->runs.nb; i++)
+        for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
+            s->paused += r->waiting && r->wait_kind == 'p' && r->state == R_IDLE;
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -1141,6 +1145,22 @@ ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by
                    .error = reason,
                    .error_len = rlen};
     return inbox_put(f, name, nlen, &ev, NULL, 0, NULL, err);
+}
+
+ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const char *by, ls_err *err)
+{
+    size_t blen = by ? strlen(by) : 0;
+    ls_rc rc = check_text("by", by, blen, 200, err);
+    if (rc != LS_OK) return rc;
+    ls_id id;
+    if ((rc = flow_lookup(f, name, nlen, &id, err)) != LS_OK) return rc;
+    pthread_mutex_lock(&f->mu);
+    flow_run *r = flow_runtab_find(&f->runs, &id);
+    int paused = r && r->waiting && r->wait_kind == 'p';
+    pthread_mutex_unlock(&f->mu);
+    if (r && !paused) return ls_err_set(err, LS_ESTATE, "run %.*s is not paused", (int)nlen, name);
+    ls_event ev = {.type = LS_EV_RESUMED, .name = by, .name_len = blen};
+    return inbox_put(f, name, nlen, &ev, NULL, 0, NULL, err); /* a finished run: LS_ESTATE */
 }
 
 typedef struct {

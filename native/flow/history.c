@@ -32,6 +32,7 @@ static const char *const type_names[LS_EV_LAST + 1] = {
     [LS_EV_CHILD_STARTED] = "child_started",
     [LS_EV_CHILD_COMPLETED] = "child_completed",
     [LS_EV_CHILD_FAILED] = "child_failed",
+    [LS_EV_RESUMED] = "resumed",
 };
 
 static const char *const status_names[LS_RUN_STATUS_LAST + 1] = {

@@ -55,15 +55,17 @@ typedef enum {
     LS_EV_CANCEL_REQUESTED = 14,    /* name: who, error: reason, may be empty */
     LS_EV_CHILD_STARTED = 15,       /* name: the child run's id; payload {"type"}; flags */
     LS_EV_CHILD_COMPLETED = 16,     /* name: the child run's id; payload: its output */
-    LS_EV_CHILD_FAILED = 17 /* name: the child run's id; error: why (failed, cancelled...) */
+    LS_EV_CHILD_FAILED = 17, /* name: the child run's id; error: why (failed, cancelled...) */
+    LS_EV_RESUMED = 18       /* a paused run was resumed; name: who */
 } ls_event_type;
 
-#define LS_EV_LAST LS_EV_CHILD_FAILED
+#define LS_EV_LAST LS_EV_RESUMED
 
 /* Event flags. */
 #define LS_EVF_FATAL    0x01u /* StepFailed: final (non-retryable or attempts exhausted) */
 #define LS_EVF_DETACHED 0x02u /* ChildStarted: the child outlives its parent */
-#define LS_EVF_KNOWN    0x03u /* every flag this build knows */
+#define LS_EVF_PAUSED   0x04u /* StepFailed: attempts used up; the run waits for a resume */
+#define LS_EVF_KNOWN    0x07u /* every flag this build knows */
 
 #define LS_EVENT_VERSION 1
 

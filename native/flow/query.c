@@ -212,6 +212,7 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
                             json_string(r->wait_kind == 'r'   ? "retry"
                                         : r->wait_kind == 'g' ? "signal"
                                         : r->wait_kind == 'c' ? "child"
+                                        : r->wait_kind == 'p' ? "paused"
                                                               : "sleep"));
         json_object_set_new(w, "name", json_string(r->wait_name ? r->wait_name : ""));
         if (r->wait_due) set_time(w, "due_at", r->wait_due);
@@ -391,6 +392,8 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
         json_object_set_new(o, "error", strn(ev->error, ev->error_len));
         if (ev->flags & LS_EVF_FATAL)
             json_object_set_new(o, "final", json_true());
+        else if (ev->flags & LS_EVF_PAUSED)
+            json_object_set_new(o, "paused", json_true());
         else
             set_time(o, "retry_at", ev->due_ms);
         break;
@@ -438,6 +441,9 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
     case LS_EV_CHILD_COMPLETED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
         rc = set_payload(f, o, "output", id, ev, tmp, err);
+        break;
+    case LS_EV_RESUMED:
+        if (ev->name_len) json_object_set_new(o, "by", strn(ev->name, ev->name_len));
         break;
     case LS_EV_CHILD_FAILED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));

@@ -318,7 +318,9 @@ static ls_rc read_step(ls_replay *c, size_t i, ls_replay_match *m, ls_err *err)
         if (e->type == LS_EV_STEP_COMPLETED) {
             st = LS_REPLAY_DONE;
         } else if (e->type == LS_EV_STEP_FAILED) {
-            st = e->flags & LS_EVF_FATAL ? LS_REPLAY_FAILED : LS_REPLAY_BACKOFF;
+            st = e->flags & LS_EVF_FATAL    ? LS_REPLAY_FAILED
+                 : e->flags & LS_EVF_PAUSED ? LS_REPLAY_PAUSED
+                                            : LS_REPLAY_BACKOFF;
         } else {
             st = LS_REPLAY_INFLIGHT;
         }

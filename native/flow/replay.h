@@ -72,12 +72,13 @@ typedef enum {
 
 /* Outcome of a replayed command. */
 typedef enum {
-    LS_REPLAY_DONE = 1, /* step completed, timer fired, side effect or signal value */
-    LS_REPLAY_FAILED,   /* step failed for good: last->error */
-    LS_REPLAY_INFLIGHT, /* step attempt `attempt` started, no outcome: run it again */
-    LS_REPLAY_BACKOFF,  /* step attempt `attempt` failed (last->error); retry at due_ms */
-    LS_REPLAY_PENDING,  /* timer started, not fired: fires at due_ms */
-    LS_REPLAY_CANCELLED /* timer ended unfired (TimerCancelled): a signal or a cancel won */
+    LS_REPLAY_DONE = 1,  /* step completed, timer fired, side effect or signal value */
+    LS_REPLAY_FAILED,    /* step failed for good: last->error */
+    LS_REPLAY_INFLIGHT,  /* step attempt `attempt` started, no outcome: run it again */
+    LS_REPLAY_BACKOFF,   /* step attempt `attempt` failed (last->error); retry at due_ms */
+    LS_REPLAY_PENDING,   /* timer started, not fired: fires at due_ms */
+    LS_REPLAY_CANCELLED, /* timer ended unfired (TimerCancelled): a signal or a cancel won */
+    LS_REPLAY_PAUSED     /* step attempt `attempt` failed, attempts used up: paused */
 } ls_replay_state;
 
 typedef struct {

@@ -180,7 +180,7 @@ static int l_step_done(lua_State *L)
     return 0;
 }
 
-/* rt.step_failed(act, name, attempt, msg, code|nil, fatal, wf_retry|nil, step_retry|nil)
+/* rt.step_failed(act, name, attempt, msg, code|nil, fatal, wf_retry|nil, step_retry|nil, pause)
  * -> "wait" | "failed", final message */
 static int l_step_failed(lua_State *L)
 {
@@ -194,6 +194,7 @@ static int l_step_failed(lua_State *L)
     fl.fatal = lua_toboolean(L, 6);
     fl.retry_workflow = luaL_optlstring(L, 7, NULL, &fl.retry_workflow_len);
     fl.retry_step = luaL_optlstring(L, 8, NULL, &fl.retry_step_len);
+    fl.pause = lua_toboolean(L, 9);
     ls_flow_outcome o;
     ls_buf out = LS_BUF_INIT;
     ls_err err;

@@ -214,8 +214,8 @@ static void test_history_decode_names_what_is_wrong(void **state)
         {"\x02\x03\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_EFORMAT, "unknown version 2"},
         {"\x00", 1, LS_EFORMAT, "unknown version 0"},
         {"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown type 0"},
-        {"\x01\x12\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown type 18"},
-        {"\x01\x03\x04\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown flags 0x4"},
+        {"\x01\x13\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown type 19"},
+        {"\x01\x03\x08\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown flags 0x8"},
         {"\x01\x03\x00\x00\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "seq 0"},
         /* seq 1 written in two bytes */
         {"\x01\x03\x00\x81\x00\x00\x00\x00\x00\x00\x00", 11, LS_ECORRUPT, "overlong"},

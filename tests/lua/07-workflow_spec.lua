@@ -98,9 +98,9 @@ describe("lodestone.workflow", function()
     it("refuses what is not a table, and unknown fields", function()
       assert.equal("workflow.define: expects a table", err_of(workflow.define, "order"))
       assert.equal("workflow.define: expects a table", err_of(workflow.define))
-      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description)",
+      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted)",
         err_of(defines { retries = {} }))
-      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description)",
+      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted)",
         err_of(defines { [1] = "x" }))
     end)
 
@@ -243,9 +243,10 @@ local function fake_rt(script)
     note("step_done", name, attempt)
     rt.done[name] = text
   end
-  rt.step_failed = function(_, name, attempt, msg, code, fatal, wf_retry, step_retry)
+  rt.step_failed = function(_, name, attempt, msg, code, fatal, wf_retry, step_retry, pause)
     note("step_failed", name, attempt)
-    rt.failed[name] = { msg = msg, code = code, fatal = fatal, wf_retry = wf_retry, step_retry = step_retry }
+    rt.failed[name] = { msg = msg, code = code, fatal = fatal, wf_retry = wf_retry, step_retry = step_retry,
+                        pause = pause }
     if script.retry then return "wait" end
     return "failed", string.format('step "%s" failed on attempt %d: %s', name, attempt, msg)
   end
@@ -472,6 +473,25 @@ describe("lodestone.workflow driver", function()
     assert.matches("ctx:set_status: value is not JSON", activate(def).error)
   end)
 
+  it("passes on_exhausted (workflow or step) to the engine, and checks it", function()
+    local def = workflow.define { name = "w", on_exhausted = "pause", run = function(ctx)
+      ctx:step("a", function() error("down") end)
+    end }
+    assert.is_true(activate(def).failed.a.pause)
+    def = workflow.define { name = "w", on_exhausted = "pause", run = function(ctx)
+      ctx:step("a", function() error("down") end, { on_exhausted = "fail" })
+    end }
+    assert.is_false(activate(def).failed.a.pause)
+    def = workflow.define { name = "w", run = function(ctx)
+      ctx:step("a", function() error("down") end, { on_exhausted = "pause" })
+    end }
+    assert.is_true(activate(def).failed.a.pause)
+    assert.equal('workflow.define: on_exhausted: must be "fail" or "pause", got sometimes',
+      err_of(defines { on_exhausted = "sometimes" }))
+    def = workflow.define { name = "w", run = function(ctx) ctx:step("a", noop, { on_exhausted = 1 }) end }
+    assert.matches('ctx:step: on_exhausted: must be "fail" or "pause", got 1$', activate(def).error)
+  end)
+
   it("runs ctx:all branches in scopes and returns their results in order", function()
     local def = workflow.define { name = "w", run = function(ctx)
       return ctx:all {
@@ -547,7 +567,7 @@ describe("lodestone.workflow driver", function()
       end })
     end
     rt = run_with({ retries = 3 })
-    assert.matches("07%-workflow_spec%.lua:%d+: ctx:step: unknown option retries %(known: retry, timeout%)$", rt.error)
+    assert.matches("07%-workflow_spec%.lua:%d+: ctx:step: unknown option retries %(known: retry, timeout, on_exhausted%)$", rt.error)
     assert.same({}, rt.calls) -- checked before the engine is asked
     assert.matches("ctx:step: opts must be a table$", run_with("fast").error)
     assert.matches("ctx:step: timeout: must be more than 0, got 0$", run_with({ timeout = 0 }).error)

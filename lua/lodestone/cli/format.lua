@@ -93,7 +93,9 @@ end
 function M.runs_table(runs)
   local rows = {}
   for i, r in ipairs(runs) do
-    rows[i] = { r.id or "?", r.type or "?", r.status or "?", M.int(r.steps_completed), M.datetime(r.created_at) }
+    local status = r.status or "?"
+    if type(r.waiting) == "table" and r.waiting.kind == "paused" then status = status .. " (paused)" end
+    rows[i] = { r.id or "?", r.type or "?", status, M.int(r.steps_completed), M.datetime(r.created_at) }
   end
   return M.table({ "ID", "TYPE", "STATUS", "STEPS", "CREATED" }, rows)
 end
@@ -110,6 +112,10 @@ function M.waiting(w, when)
     return "sleeping " .. (name and "(" .. name .. ") " or "") .. "until " .. when(w.due_at)
   elseif w.kind == "retry" then
     return "retrying " .. (name or "?") .. " at " .. when(w.due_at)
+  elseif w.kind == "paused" then
+    return "paused: step " .. (name or "?") .. " used up its attempts (lodestone resume)"
+  elseif w.kind == "child" then
+    return "waiting for child run " .. (name or "?")
   elseif w.kind == "signal" then
     return "waiting for signal " .. (name or "?") .. (w.due_at and " until " .. when(w.due_at) or "")
   end

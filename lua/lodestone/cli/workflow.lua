@@ -61,7 +61,8 @@ SECONDS pass first (the run goes on in lodestoned).
 usage: lodestone list [--status S] [--type T] [--limit N] [--json]
 
 Lists runs, newest first: ID, TYPE, STATUS, STEPS, CREATED. --status is one
-of running, completed, failed, cancelled, terminated. At most --limit runs
+of running, completed, failed, cancelled, terminated, or paused (running
+runs whose step used up its attempts: lodestone resume ID). At most --limit runs
 (default 50). --json prints the run objects as a JSON array.
 ]],
   show = [[
@@ -90,6 +91,12 @@ usage: lodestone cancel ID [--reason TEXT]
 Asks a running run to cancel: at its next ctx:step, ctx:sleep or
 ctx:wait_signal it gets a cancellation error, which it may catch to run
 cleanup steps; it then ends `cancelled`. The reason is kept in its history.
+]],
+  resume = [[
+usage: lodestone resume ID
+
+Resumes a run that a step paused (on_exhausted = "pause": its attempts were
+used up): the step gets a new round of attempts. Fix what it calls first.
 ]],
   terminate = [[
 usage: lodestone terminate ID [--reason TEXT]
@@ -394,14 +401,17 @@ local function list(args)
     if not limit or limit < 1 or limit % 1 ~= 0 then usage_error("--limit: expected a whole number >= 1, got " .. opts.limit) end
   end
   local c = connection(opts)
+  -- "paused" is a running run whose step used up its attempts.
+  local paused = opts.status == "paused"
   local runs, cursor = json.array {}, nil
   repeat
     local res = call(c, "GET", "/v1/workflows" .. query {
-      { "status", opts.status }, { "type", opts.type }, { "limit", math.min(LIST_PAGE, limit - #runs) },
-      { "cursor", cursor } })
+      { "status", paused and "running" or opts.status }, { "type", opts.type },
+      { "limit", paused and LIST_PAGE or math.min(LIST_PAGE, limit - #runs) }, { "cursor", cursor } })
     local page = type(res.json.runs) == "table" and res.json.runs or {}
     for _, r in ipairs(page) do
-      if #runs < limit then runs[#runs + 1] = r end
+      local keep = not paused or (type(r.waiting) == "table" and r.waiting.kind == "paused")
+      if keep and #runs < limit then runs[#runs + 1] = r end
     end
     cursor = type(res.json.next_cursor) == "string" and res.json.next_cursor or nil
   until cursor == nil or #runs >= limit or #page == 0
@@ -485,6 +495,14 @@ local function stop_run(args, verb)
 end
 
 local function cancel(args) return stop_run(args, "cancel") end
+
+local function resume(args)
+  local id, opts = one_id(args, {})
+  if opts.help then io.stdout:write(HELP.resume, CONNECTION_HELP) return 0 end
+  call(connection(opts), "POST", "/v1/workflows/" .. escape(id) .. "/resume")
+  io.stderr:write("resumed ", id, "; its paused step runs again\n")
+  return 0
+end
 local function terminate(args) return stop_run(args, "terminate") end
 
 -- ---- secrets ----
@@ -525,7 +543,7 @@ local function secret(args)
 end
 
 local VERBS = { start = start, list = list, show = show, history = history, types = types, secret = secret,
-                signal = signal, cancel = cancel, terminate = terminate }
+                signal = signal, cancel = cancel, terminate = terminate, resume = resume }
 
 function M.main(args)
   verb_name = args[1] or "?"

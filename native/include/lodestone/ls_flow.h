@@ -165,6 +165,12 @@ LS_API ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const c
 LS_API ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by,
                             const char *reason, ls_err *err);
 
+/* Resumes a run paused by a step that used up its attempts (on_exhausted
+ * = "pause"): the step gets a new round of attempts. LS_ESTATE when the
+ * run is not paused (or has finished). */
+LS_API ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const char *by,
+                            ls_err *err);
+
 /* Ends the running run `terminated` at once: no more of its code runs (a
  * step running now is interrupted at its next Lua instruction count
  * check). Waits up to wait_ms for the end to be durable; *ended says
@@ -181,6 +187,7 @@ typedef struct {
     uint64_t failed;
     uint64_t cancelled;
     uint64_t terminated;
+    uint64_t paused; /* runs paused now (on_exhausted = "pause") */
     uint64_t steps_completed;
     uint64_t steps_failed;
     uint64_t activations;
@@ -263,6 +270,7 @@ typedef struct {
     size_t retry_workflow_len;
     const char *retry_step;
     size_t retry_step_len;
+    int pause; /* on_exhausted = "pause": used-up attempts pause the run, not fail it */
 } ls_flow_failure;
 
 /* Records a failed attempt and decides what follows. Answers WAIT (a retry
