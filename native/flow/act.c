@@ -294,6 +294,8 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
         ls_store_batch_delete(a->b, a->k.ptr, a->k.len);
         if ((rc = flow_key_status(&a->k, new_status, &r->id, err)) != LS_OK) goto fail;
         ls_store_batch_put(a->b, a->k.ptr, a->k.len, "", 0);
+        if ((rc = flow_key_ended(&a->k, now, &r->id, err)) != LS_OK) goto fail;
+        ls_store_batch_put(a->b, a->k.ptr, a->k.len, "", 0);
     }
     a->pend_status = new_status;
     a->pend_last_seq = rec.last_seq;

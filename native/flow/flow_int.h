@@ -10,6 +10,8 @@
  *                  own id is found through its record)
  *   status index   LS_NS_INDEX   's' status(u8) id16          -> empty
  *   type index     LS_NS_INDEX   't' str(type) id16           -> empty
+ *   ended index    LS_NS_INDEX   'e' i64(ended_ms) id16       -> empty
+ *                  (runs that have ended, by when: retention walks it)
  *   timer          LS_NS_TIMER   i64(due_ms) id16 u64(seq)    -> empty
  *   inbox          LS_NS_SIGNAL  id16 id16(arrival)           -> event (seq 1
  *                  placeholder): SignalReceived (payload sealed with seq 0),
@@ -289,6 +291,8 @@ ls_rc flow_key_timer(ls_buf *k, int64_t due, const ls_id *id, uint64_t seq, ls_e
 /* The inbox prefix of a run (arrival NULL) or one entry's key. */
 ls_rc flow_key_inbox(ls_buf *k, const ls_id *id, const ls_id *arrival, ls_err *err);
 ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
+/* The ended index: runs by the time they ended (retention walks it). */
+ls_rc flow_key_ended(ls_buf *k, int64_t ended_ms, const ls_id *id, ls_err *err);
 ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
 #define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */

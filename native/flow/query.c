@@ -33,6 +33,16 @@ ls_rc flow_key_status(ls_buf *k, ls_run_status s, const ls_id *id, ls_err *err)
     return rc;
 }
 
+ls_rc flow_key_ended(ls_buf *k, int64_t ended_ms, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_INDEX, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'e', err);
+    if (rc == LS_OK) rc = ls_key_i64(k, ended_ms, err);
+    if (rc == LS_OK && id) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    return rc;
+}
+
 ls_rc flow_key_type(ls_buf *k, const char *type, size_t tlen, const ls_id *id, ls_err *err)
 {
     ls_buf_clear(k);
