@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Small DOM helpers. Everything the UI shows from the API goes through
-// text nodes (h() and text()), never through innerHTML, so no data can
-// turn into markup.
+// Small DOM helpers. Everything the UI shows from the API becomes text
+// nodes or attribute values (h() and replace()); nothing is parsed as
+// HTML, so no data can turn into markup.
 
 // h("a", { href: "#/runs", class: "x" }, "text", child, ...) builds an
 // element. Attributes whose name starts with "on" are event listeners;

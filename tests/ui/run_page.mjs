@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+// Drives headless Debian chromium (playwright-core, no downloaded browser)
+// against the web UI served by lighttpd, with lodestoned behind /v1/.
+// Prints "ok - ..." / "not ok - ..." lines (tests/e2e/ui_browser.sh counts
+// them) and exits 1 when a check failed. Any console error or uncaught
+// exception in the page is a failure, except the "Failed to load resource"
+// lines of API answers that the test itself expects to be errors (and
+// checks that the page shows).
+//
+// usage: node run_page.mjs --base http://127.0.0.1:PORT/ui/ --run ID --type TYPE
+//          --other ID --pending ID --shot FILE.png
+//        node run_page.mjs --base URL --smoke    (opens the runs list only)
+import { chromium } from "playwright-core";
+
+const args = {};
+for (let i = 2; i < process.argv.length; i++) {
+  const k = process.argv[i].replace(/^--/, "");
+  const next = process.argv[i + 1];
+  if (next === undefined || next.startsWith("--")) args[k] = true;
+  else args[k] = process.argv[++i];
+}
+const base = args.base;
+if (!base) {
+  console.error("run_page.mjs: --base URL is required");
+  process.exit(2);
+}
+const WAIT = 15000; // how long a check waits for the page to get there
+
+let failed = 0;
+let passed = 0;
+const ok = (name) => { passed++; console.log(`ok - ${name}`); };
+const notOk = (name, why) => { failed++; console.log(`not ok - ${name}`); if (why) console.log(`#   ${String(why).split("\n")[0]}`); };
+async function check(name, fn) {
+  try {
+    const r = await fn();
+    if (r === false) notOk(name, "condition false");
+    else ok(name);
+  } catch (e) {
+    notOk(name, e && e.message ? e.message : e);
+  }
+}
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+
+// Console errors and uncaught exceptions.
+const consoleErrors = [];
+const expectedFailures = []; // URL patterns whose error answers are part of the test
+page.on("console", (msg) => {
+  if (msg.type() !== "error") return;
+  const url = (msg.location() && msg.location().url) || "";
+  if (/^Failed to load resource/.test(msg.text()) && expectedFailures.some((re) => re.test(url))) return;
+  consoleErrors.push(`${msg.text()} ${url}`.trim());
+});
+page.on("pageerror", (e) => consoleErrors.push(`uncaught: ${e.message}`));
+page.on("dialog", (d) => d.accept());
+
+const runsUrl = new URL("#/runs", base).href;
+const apiBase = new URL("/v1/", base).href;
+
+try {
+  await page.goto(runsUrl);
+
+  if (args.smoke) {
+    await check("runs list loads", async () => {
+      await page.locator("table.runs tbody tr").first().waitFor({ timeout: WAIT });
+    });
+  } else {
+    const runId = args.run;
+    const type = args.type;
+    const otherId = args.other;
+    const pendingId = args.pending;
+    const tag = Math.random().toString(36).slice(2, 8);
+    const live1 = `live-${tag}-1`;
+    const live2 = `live-${tag}-2`;
+    const rowOf = (id) => page.locator(`table.runs tbody tr[data-id="${id}"]`);
+
+    await check("runs list shows the run with its status", async () => {
+      await rowOf(runId).waitFor({ timeout: WAIT });
+      const text = await rowOf(runId).innerText();
+      assert(text.includes("completed"), `row says [${text}]`);
+      assert(text.includes(type), `row lacks the type: [${text}]`);
+    });
+    await check("runs list shows the other runs", async () => {
+      await rowOf(otherId).waitFor({ timeout: WAIT });
+      await rowOf(pendingId).waitFor({ timeout: WAIT });
+      assert((await rowOf(pendingId).innerText()).includes("running"), "the pending run is not shown running");
+    });
+    await check("runs are listed newest first", async () => {
+      const ids = await page.locator("table.runs tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.id));
+      assert(ids.indexOf(pendingId) < ids.indexOf(runId), `order: ${ids.join(" ")}`);
+    });
+
+    // Live refresh: a run started now appears without reloading the page.
+    await check("live refresh lists a run started after the page opened", async () => {
+      const res = await fetch(new URL("workflows/hello", apiBase), {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ id: live1, input: { name: "Live", pause: "10ms" } }),
+      });
+      assert(res.status === 201, `start answered ${res.status}`);
+      await rowOf(live1).waitFor({ timeout: WAIT });
+    });
+    await check("live refresh can be paused", async () => {
+      await page.getByLabel("Live refresh").uncheck();
+      const res = await fetch(new URL("workflows/hello", apiBase), {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ id: live2, input: { name: "Paused", pause: "10ms" } }),
+      });
+      assert(res.status === 201, `start answered ${res.status}`);
+      // The refresh runs every 2 s: three periods without the run showing.
+      await page.waitForTimeout(6500);
+      assert(await rowOf(live2).count() === 0, "a paused list refreshed");
+      await page.getByLabel("Live refresh").check();
+      await rowOf(live2).waitFor({ timeout: WAIT });
+    });
+
+    await check("status filter narrows the list", async () => {
+      await page.getByLabel("Status").selectOption("running");
+      await page.waitForURL(/#\/runs\?status=running$/, { timeout: WAIT });
+      await rowOf(pendingId).waitFor({ timeout: WAIT });
+      await rowOf(runId).waitFor({ state: "detached", timeout: WAIT });
+      const statuses = await page.locator("table.runs tbody tr .status").allInnerTexts();
+      assert(statuses.length > 0 && statuses.every((s) => s === "running"), `statuses: ${statuses}`);
+    });
+    await check("status filter with no match says so", async () => {
+      await page.getByLabel("Status").selectOption("failed");
+      await page.locator("p", { hasText: "No runs with status failed." }).waitFor({ timeout: WAIT });
+      assert(await page.locator("table.runs tbody tr").count() === 0, "rows listed");
+    });
+    await check("type filter narrows the list", async () => {
+      await page.getByLabel("Status").selectOption("");
+      await page.locator(`#filter-type option[value="${type}"]`).waitFor({ state: "attached", timeout: WAIT });
+      await page.getByLabel("Type").selectOption(type);
+      await page.waitForURL(new RegExp(`#/runs\\?type=${type}$`), { timeout: WAIT });
+      await rowOf(runId).waitFor({ timeout: WAIT });
+      await rowOf(otherId).waitFor({ state: "detached", timeout: WAIT });
+      const types = await page.locator("table.runs tbody tr td:nth-child(2)").allInnerTexts();
+      assert(types.every((t) => t === type), `types: ${types}`);
+    });
+
+    // The run page, reached by its link.
+    await check("the run's link opens its page", async () => {
+      await rowOf(runId).getByRole("link", { name: runId }).click();
+      await page.waitForURL(new RegExp(`#/runs/${runId}$`), { timeout: WAIT });
+      await page.locator("h1", { hasText: runId }).waitFor({ timeout: WAIT });
+      await page.locator("#run-status .status-completed").waitFor({ timeout: WAIT });
+    });
+    const history = await (await fetch(new URL(`workflows/${runId}/history`, apiBase))).json();
+    const run = await (await fetch(new URL(`workflows/${runId}`, apiBase))).json();
+    const steps = [...new Set(history.events.filter((e) => e.type === "step_started").map((e) => e.name))];
+    const stepRow = (name) => page.locator(`.timeline li[data-kind="step"][data-name="${name}"]`);
+    await check(`the timeline has a row with bars for each step (${steps.join(", ")})`, async () => {
+      assert(steps.length >= 2, `history has steps ${steps}`);
+      for (const s of steps) {
+        await stepRow(s).waitFor({ timeout: WAIT });
+        const started = history.events.filter((e) => e.type === "step_started" && e.name === s).length;
+        const bars = await stepRow(s).locator(".tl-bar[data-attempt]").count();
+        assert(bars === started, `step ${s}: ${bars} bars for ${started} attempts`);
+        assert(await stepRow(s).locator(".tl-attempt-ok").count() === 1, `step ${s}: no completed bar`);
+      }
+    });
+    await check("the timeline shows failed attempts and the retry waits", async () => {
+      const failedEvents = history.events.filter((e) => e.type === "step_failed");
+      assert(failedEvents.length >= 1, "history has no failed attempt");
+      const name = failedEvents[0].name;
+      const failedBars = stepRow(name).locator(".tl-attempt-failed");
+      assert(await failedBars.count() === failedEvents.filter((e) => e.name === name).length, "failed bars");
+      const title = await failedBars.first().getAttribute("title");
+      assert(title.includes("failed") && title.includes(failedEvents[0].error), `title [${title}]`);
+      assert(await stepRow(name).locator(".tl-retry-wait").count() === failedEvents.filter((e) => e.name === name).length, "retry waits");
+      const text = await stepRow(name).innerText();
+      assert(/#1 failed \d/.test(text), `no duration on the failed attempt: [${text}]`);
+    });
+    await check("the timeline shows the timer with its duration", async () => {
+      const timers = history.events.filter((e) => e.type === "timer_started").length;
+      assert(timers >= 1, "history has no timer");
+      const bars = page.locator('.timeline li[data-kind="timer"] .tl-timer');
+      assert(await bars.count() === timers, "timer bars");
+      const title = await bars.first().getAttribute("title");
+      assert(/^timer fired after \d/.test(title), `title [${title}]`);
+    });
+    await check("input and output are shown (as text)", async () => {
+      const input = await page.locator("#run-input pre").innerText();
+      const output = await page.locator("#run-output pre").innerText();
+      assert(JSON.stringify(JSON.parse(input)) === JSON.stringify(run.input), `input [${input}]`);
+      assert(JSON.stringify(JSON.parse(output)) === JSON.stringify(run.output), `output [${output}]`);
+      assert(await page.locator("#run-input pre *").count() === 0, "markup rendered from the input");
+    });
+    await check("the raw event list has every event", async () => {
+      const rows = await page.locator("table.events tbody tr").count();
+      assert(rows === history.events.length, `${rows} rows for ${history.events.length} events`);
+    });
+    await check("the actions are disabled for an ended run", async () => {
+      assert(await page.getByRole("button", { name: "Cancel run" }).isDisabled(), "cancel enabled");
+    });
+    await page.locator(".timeline").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: args.shot, fullPage: true });
+    ok(`screenshot saved to ${args.shot}`);
+
+    // A running run: open bars, and an action whose answer the page shows.
+    await check("a running run's page shows its pending timer", async () => {
+      await page.goto(new URL(`#/runs/${pendingId}`, base).href);
+      await page.locator("#run-status .status-running").waitFor({ timeout: WAIT });
+      await page.locator('.timeline li[data-kind="timer"] .tl-timer.tl-open').waitFor({ timeout: WAIT });
+      const title = await page.locator('.timeline li[data-kind="timer"] .tl-timer').getAttribute("title");
+      assert(title.startsWith("timer pending"), `title [${title}]`);
+    });
+    await check("a bad signal payload is refused in the page", async () => {
+      await page.getByLabel("Name", { exact: true }).fill("approve");
+      await page.getByLabel("Payload (JSON, optional)").fill("{not json");
+      await page.getByRole("button", { name: "Send signal" }).click();
+      const text = await page.locator("#banner").innerText();
+      assert(text.includes("signal payload: not valid JSON"), `banner [${text}]`);
+    });
+
+    await check("cancel shows the API's answer", async () => {
+      expectedFailures.push(new RegExp(`/v1/workflows/${pendingId}/cancel$`));
+      await page.getByLabel("Reason").first().fill("from the browser test");
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith(`/v1/workflows/${pendingId}/cancel`), { timeout: WAIT }),
+        page.getByRole("button", { name: "Cancel run" }).click(),
+      ]);
+      if (res.status() >= 400) {
+        const body = await res.json();
+        const banner = page.locator("#banner");
+        await banner.waitFor({ timeout: WAIT });
+        const text = await banner.innerText();
+        assert(text.includes(body.error.message), `banner [${text}] lacks [${body.error.message}]`);
+      } else {
+        await page.locator("#run-status .status-cancelled").waitFor({ timeout: WAIT });
+      }
+    });
+    await check("the types page lists the loaded types", async () => {
+      await page.getByRole("link", { name: "Workflow types" }).click();
+      await page.locator(`table.types tr[data-name="${type}"]`).waitFor({ timeout: WAIT });
+      await page.locator('table.types tr[data-name="hello"]').waitFor({ timeout: WAIT });
+    });
+    await check("the schedules page answers without an error", async () => {
+      expectedFailures.push(/\/v1\/schedules$/);
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith("/v1/schedules"), { timeout: WAIT }),
+        page.getByRole("link", { name: "Schedules" }).click(),
+      ]);
+      if (res.status() === 404) await page.locator("#no-schedules-api").waitFor({ timeout: WAIT });
+      else await page.locator("table.schedules, main p", { hasText: /./ }).first().waitFor({ timeout: WAIT });
+      assert(await page.locator("#banner").isHidden(), `an error banner is shown: ${await page.locator("#banner").innerText().catch(() => "")}`);
+    });
+    await check("an unknown run shows the API's error", async () => {
+      expectedFailures.push(/\/v1\/workflows\/no-such-run(\/history)?$/);
+      await page.goto(new URL("#/runs/no-such-run", base).href);
+      await page.locator("#banner").waitFor({ timeout: WAIT });
+      const text = await page.locator("#banner").innerText();
+      assert(/no-such-run|not found|no run/i.test(text), `banner [${text}]`);
+    });
+  }
+
+  // The detector itself: a console error in the page is caught.
+  const before = consoleErrors.length;
+  await page.evaluate(() => console.error("run_page.mjs self-check"));
+  for (let i = 0; i < 50 && consoleErrors.length === before; i++) await page.waitForTimeout(100);
+  if (consoleErrors.length === before + 1 && consoleErrors[before].includes("self-check")) {
+    consoleErrors.pop();
+    ok("console errors are detected");
+  } else {
+    notOk("console errors are detected", `saw ${consoleErrors.length - before} new errors`);
+  }
+} catch (e) {
+  notOk("the browser session ran to the end", e.message);
+} finally {
+  await browser.close();
+}
+
+if (consoleErrors.length === 0) ok("no console errors in the page");
+else notOk("no console errors in the page", consoleErrors.join(" | "));
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
