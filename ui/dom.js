@@ -55,16 +55,18 @@ export function duration(d) {
   return `${Math.floor(m / 1440)} d ${String(Math.floor((m % 1440) / 60)).padStart(2, "0")} h`;
 }
 
-// A readable local time for an RFC 3339 string; the original in a <time>.
+// A local time "2026-11-26 14:20:19.128" for an RFC 3339 string, in a
+// <time> that keeps the original (shown on hover).
 export function time(t) {
   if (typeof t !== "string" || !t) return h("span", { class: "muted" }, "—");
   const v = ms(t);
-  const shown = Number.isFinite(v)
-    ? new Date(v).toLocaleString(undefined, {
-        year: "numeric", month: "2-digit", day: "2-digit",
-        hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3,
-      })
-    : t;
+  let shown = t;
+  if (Number.isFinite(v)) {
+    const d = new Date(v);
+    const p = (n, w = 2) => String(n).padStart(w, "0");
+    shown = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+      `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+  }
   return h("time", { datetime: t, title: t }, shown);
 }
 

@@ -2,7 +2,7 @@
 // #/runs: the runs, newest first, filtered by status and type (kept in the
 // hash: #/runs?status=failed&type=order), refreshed live, with "Load more"
 // following the API's cursor.
-import { h, replace, time, statusBadge } from "./dom.js";
+import { h, replace, time, statusBadge, duration, ms } from "./dom.js";
 import { api } from "./api.js";
 
 export const STATUSES = ["running", "completed", "failed", "cancelled", "terminated", "paused"];
@@ -39,7 +39,7 @@ export function runsPage(params, ui) {
       (status || type) ? h("a", { href: "#/runs" }, "clear filters") : null),
     h("table", { class: "runs" },
       h("thead", {}, h("tr", {},
-        ["Run", "Type", "Status", "Started", "Updated", "Steps done", "Failed attempts"].map((c) => h("th", { scope: "col" }, c)))),
+        ["Run", "Type", "Status", "Started", "Updated", "Took", "Steps done", "Failed attempts"].map((c) => h("th", { scope: "col" }, c)))),
       body),
     summary, more);
 
@@ -57,6 +57,7 @@ export function runsPage(params, ui) {
       h("td", {}, statusBadge(r.status)),
       h("td", {}, time(r.created_at)),
       h("td", {}, time(r.updated_at)),
+      h("td", { class: "num" }, r.status === "running" ? "" : duration(ms(r.updated_at) - ms(r.created_at))),
       h("td", { class: "num" }, String(r.steps_completed ?? "")),
       h("td", { class: "num" }, String(r.attempts_failed ?? "")));
   }

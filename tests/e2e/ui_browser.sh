@@ -71,6 +71,9 @@ return workflow.define {
 }
 LUA
 
+# A file that does not load: the types page lists it.
+printf 'local workflow = require "lodestone.workflow"\nreturn workflow.define {\n' > "$d/wf/broken.lua"
+
 "$build/bin/lodestoned" --data "$d/data" --socket "$sock" --workflows "$d/wf" --workers 2 \
   2> "$d/daemon.log" &
 E2E_PIDS+=("$!")
@@ -156,7 +159,7 @@ check "and a timer" 1 "$(printf '%s' "$hist" | jq '[.events[] | select(.type == 
 
 rm -f "$build/ui-run.png"
 out=$(cd "$root/tests/ui" && timeout 240 node run_page.mjs --base "$base/ui/" --run "$RUN" \
-  --type flaky --other "$OTHER" --pending "$PENDING" --shot "$build/ui-run.png" 2>&1)
+  --type flaky --other "$OTHER" --pending "$PENDING" --shot "$build/ui-run.png" --load-error broken.lua 2>&1)
 rc=$?
 printf '%s\n' "$out" | grep -v '^browser: '
 E2E_PASS=$((E2E_PASS + $(printf '%s\n' "$out" | grep -c '^ok - ')))

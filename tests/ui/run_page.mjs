@@ -8,7 +8,7 @@
 // checks that the page shows).
 //
 // usage: node run_page.mjs --base http://127.0.0.1:PORT/ui/ --run ID --type TYPE
-//          --other ID --pending ID --shot FILE.png
+//          --other ID --pending ID --shot FILE.png [--load-error FILE_NAME]
 //        node run_page.mjs --base URL --smoke    (opens the runs list only)
 import { chromium } from "playwright-core";
 
@@ -241,6 +241,22 @@ try {
       await page.locator(`table.types tr[data-name="${type}"]`).waitFor({ timeout: WAIT });
       await page.locator('table.types tr[data-name="hello"]').waitFor({ timeout: WAIT });
     });
+    await check("the types page counts each type's runs", async () => {
+      const counts = async (t) => {
+        const all = (await (await fetch(new URL(`workflows?type=${t}`, apiBase))).json()).runs.length;
+        const running = (await (await fetch(new URL(`workflows?type=${t}&status=running`, apiBase))).json()).runs.length;
+        return `${running} running of ${all}`;
+      };
+      for (const t of [type, "hello"]) {
+        const want = await counts(t);
+        await page.locator(`table.types tr[data-name="${t}"] td.runs-count`, { hasText: want }).waitFor({ timeout: WAIT });
+      }
+    });
+    if (args["load-error"]) {
+      await check("the types page shows the file that failed to load", async () => {
+        await page.locator(".load-errors li", { hasText: args["load-error"] }).waitFor({ timeout: WAIT });
+      });
+    }
     await check("the schedules page answers without an error", async () => {
       expectedFailures.push(/\/v1\/schedules$/);
       const [res] = await Promise.all([
