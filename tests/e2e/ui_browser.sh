@@ -48,6 +48,18 @@ check "ui/ never builds markup from strings" "" "$out"
 out=$(grep -nE '(src|href)="(https?:)?//|import[^;]*"https?:|url\((https?:)?//' "$root"/ui/*.html "$root"/ui/*.js "$root"/ui/*.css)
 check "ui/ loads nothing from another origin" "" "$out"
 
+# The timeline's model on its own (node:test; each test is one check here).
+out=$(node --test --test-reporter=tap "$root/tests/ui/timeline.test.mjs" 2>&1)
+rc=$?
+while IFS= read -r line; do
+  case $line in
+    "ok "*) ok "timeline model: ${line#ok * - }" ;;
+    "not ok "*) not_ok "timeline model: ${line#not ok * - }" ;;
+  esac
+done <<< "$out"
+check "node --test tests/ui/timeline.test.mjs exits 0" 0 "$rc"
+[ "$rc" = 0 ] || printf '%s\n' "$out"
+
 # ---- the daemon and lighttpd ----
 
 cp "$root/workflows/hello.lua" "$d/wf/"

@@ -199,6 +199,33 @@ try {
     await check("the actions are disabled for an ended run", async () => {
       assert(await page.getByRole("button", { name: "Cancel run" }).isDisabled(), "cancel enabled");
     });
+    // Signals cannot be sent to today's daemon: draw a made-up history
+    // with the page's own module to see them (and unknown events) drawn.
+    await check("the timeline draws signals and unknown events as markers", async () => {
+      const got = await page.evaluate(async () => {
+        const m = await import(new URL("timeline.js", document.baseURI).href);
+        const t = (ms) => new Date(Date.parse("2026-01-01T00:00:00.000Z") + ms).toISOString();
+        const events = [
+          { seq: 1, type: "workflow_started", time: t(0) },
+          { seq: 2, type: "signal_received", name: "approve", time: t(400), payload: {} },
+          { seq: 3, type: "something_new", time: t(600) },
+          { seq: 4, type: "workflow_completed", time: t(1000) },
+        ];
+        const el = m.renderTimeline(m.buildTimeline(events, { status: "completed" }, Date.now()));
+        const box = document.createElement("div");
+        box.id = "synthetic-timeline";
+        box.appendChild(el);
+        document.body.appendChild(box);
+        m.settleTimeline(box);
+        const sig = box.querySelector('li[data-kind="signals"] .tl-signal');
+        const other = box.querySelector('li[data-kind="events"] .tl-other');
+        const out = { signal: sig && sig.getAttribute("title"), left: sig && sig.style.left, other: other && other.getAttribute("title") };
+        box.remove();
+        return out;
+      });
+      assert(got.signal === "approve at +400 ms" && got.left === "40%", `signal marker ${JSON.stringify(got)}`);
+      assert(got.other === "something_new at +600 ms", `other marker ${JSON.stringify(got)}`);
+    });
     await page.locator(".timeline").scrollIntoViewIfNeeded();
     await page.screenshot({ path: args.shot, fullPage: true });
     ok(`screenshot saved to ${args.shot}`);
