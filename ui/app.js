@@ -66,6 +66,8 @@ function parseHash() {
 }
 
 function route() {
+  // A filter's select keeps the focus when its change reloads the page.
+  const focusedId = main.contains(document.activeElement) ? document.activeElement.id : "";
   if (current && current.dispose) current.dispose();
   current = null;
   clearBanner();
@@ -88,9 +90,11 @@ function route() {
   replace(main, page.view);
   current = page;
   const title = main.querySelector("h1");
-  if (title) {
-    document.title = `${title.textContent} · Lodestone`;
-    if (document.activeElement === document.body || document.activeElement === null) title.focus({ preventScroll: true });
+  if (title) document.title = `${title.textContent} · Lodestone`;
+  const again = focusedId && document.getElementById(focusedId);
+  if (again && main.contains(again)) again.focus({ preventScroll: true });
+  else if (title && (document.activeElement === document.body || document.activeElement === null)) {
+    title.focus({ preventScroll: true });
   }
   tick(true);
 }

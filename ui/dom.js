@@ -85,3 +85,18 @@ export function statusBadge(status) {
   const s = typeof status === "string" ? status : "unknown";
   return h("span", { class: `status status-${s.replace(/[^a-z_-]/g, "")}` }, s);
 }
+
+// Runs fn(), which rebuilds part of container, and puts the keyboard focus
+// back where it was: on the element at the same place among the
+// container's focusable elements (a live refresh must not throw a keyboard
+// user back to the top of the page).
+export function keepFocus(container, fn) {
+  const focusables = () => [...container.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")];
+  const i = container.contains(document.activeElement) ? focusables().indexOf(document.activeElement) : -1;
+  fn();
+  if (i >= 0) {
+    const list = focusables();
+    const el = list[Math.min(i, list.length - 1)];
+    if (el) el.focus({ preventScroll: true });
+  }
+}

@@ -2,7 +2,7 @@
 // #/runs/ID: one run: its fields, input, result or error, custom status,
 // the timeline, the actions (signal, cancel, terminate) and the raw event
 // list. Refreshed live while the run is running.
-import { h, replace, time, json, statusBadge, duration, ms } from "./dom.js";
+import { h, replace, time, json, statusBadge, duration, ms, keepFocus } from "./dom.js";
 import { api } from "./api.js";
 import { buildTimeline, renderTimeline, settleTimeline } from "./timeline.js";
 
@@ -56,7 +56,7 @@ export function runPage(id, ui) {
       parts.push(h("section", { class: "payload", id: "run-custom-status" }, h("h2", {}, "Custom status"), json(run.custom_status)));
     }
     replace(payloads, ...parts);
-    replace(timeline, renderTimeline(buildTimeline(events, run, Date.now())));
+    keepFocus(timeline, () => replace(timeline, renderTimeline(buildTimeline(events, run, Date.now()))));
     settleTimeline(timeline);
     actions.enable(run.status === "running");
     replace(eventsBody, ...events.map(eventRow));

@@ -2,7 +2,7 @@
 // #/runs: the runs, newest first, filtered by status and type (kept in the
 // hash: #/runs?status=failed&type=order), refreshed live, with "Load more"
 // following the API's cursor.
-import { h, replace, time, statusBadge, duration, ms } from "./dom.js";
+import { h, replace, time, statusBadge, duration, ms, keepFocus } from "./dom.js";
 import { api } from "./api.js";
 
 export const STATUSES = ["running", "completed", "failed", "cancelled", "terminated", "paused"];
@@ -64,8 +64,10 @@ export function runsPage(params, ui) {
 
   function show(data, append) {
     const runs = Array.isArray(data.runs) ? data.runs : [];
-    if (!append) body.replaceChildren();
-    for (const r of runs) if (r && typeof r === "object") body.appendChild(rowOf(r));
+    keepFocus(body, () => {
+      if (!append) body.replaceChildren();
+      for (const r of runs) if (r && typeof r === "object") body.appendChild(rowOf(r));
+    });
     shown = body.rows.length;
     cursor = typeof data.next_cursor === "string" && data.next_cursor ? data.next_cursor : null;
     more.hidden = !cursor;

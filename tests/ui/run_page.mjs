@@ -144,9 +144,31 @@ try {
       assert(types.every((t) => t === type), `types: ${types}`);
     });
 
-    // The run page, reached by its link.
+    await check("a filter keeps the keyboard focus when it reloads the list", async () => {
+      await page.getByLabel("Type").focus();
+      await page.keyboard.press("Home"); // "any type"
+      await page.waitForURL(/#\/runs$/, { timeout: WAIT });
+      await rowOf(otherId).waitFor({ timeout: WAIT });
+      const active = await page.evaluate(() => document.activeElement && document.activeElement.id);
+      assert(active === "filter-type", `focus on [${active}]`);
+      await page.keyboard.press("End"); // the last type
+      await page.waitForURL(/#\/runs\?type=/, { timeout: WAIT });
+      assert(await page.evaluate(() => document.activeElement.id) === "filter-type", "focus lost");
+      await page.getByLabel("Type").selectOption(type);
+      await page.waitForURL(new RegExp(`#/runs\\?type=${type}$`), { timeout: WAIT });
+    });
+    await check("a live refresh keeps the keyboard focus on a run's link", async () => {
+      await rowOf(runId).getByRole("link").focus();
+      // Two refresh periods.
+      await page.waitForTimeout(4500);
+      const active = await page.evaluate(() => document.activeElement && document.activeElement.textContent);
+      assert(active === runId, `focus on [${active}]`);
+    });
+
+    // The run page, reached from the keyboard.
     await check("the run's link opens its page", async () => {
-      await rowOf(runId).getByRole("link", { name: runId }).click();
+      await rowOf(runId).getByRole("link", { name: runId }).focus();
+      await page.keyboard.press("Enter");
       await page.waitForURL(new RegExp(`#/runs/${runId}$`), { timeout: WAIT });
       await page.locator("h1", { hasText: runId }).waitFor({ timeout: WAIT });
       await page.locator("#run-status .status-completed").waitFor({ timeout: WAIT });
