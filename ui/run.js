@@ -49,8 +49,11 @@ export function runPage(id, ui) {
     const parts = [h("section", { class: "payload", id: "run-input" }, h("h2", {}, "Input"), json(run.input ?? null))];
     if ("output" in run) parts.push(h("section", { class: "payload", id: "run-output" }, h("h2", {}, "Output"), json(run.output)));
     if ("error" in run) {
+      const failedEv = events.find((e) => e && e.type === "workflow_failed" && typeof e.traceback === "string");
       parts.push(h("section", { class: "payload payload-error", id: "run-error" }, h("h2", {}, "Error"),
-        h("pre", { class: "json" }, typeof run.error === "string" ? run.error : JSON.stringify(run.error, null, 2))));
+        h("pre", { class: "json" }, typeof run.error === "string" ? run.error : JSON.stringify(run.error, null, 2)),
+        failedEv ? h("details", { class: "traceback" }, h("summary", {}, "Lua traceback"),
+          h("pre", { class: "json" }, failedEv.traceback)) : null));
     }
     if ("custom_status" in run) {
       parts.push(h("section", { class: "payload", id: "run-custom-status" }, h("h2", {}, "Custom status"), json(run.custom_status)));

@@ -83,6 +83,16 @@ return workflow.define {
 }
 LUA
 
+cat > "$d/wf/doomed.lua" <<'LUA'
+-- A step that fails for good: the run ends failed.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "doomed",
+  run = function(ctx)
+    ctx:step("charge", function() error(workflow.fatal("card declined")) end)
+  end,
+}
+LUA
 # A file that does not load: the types page lists it.
 printf 'local workflow = require "lodestone.workflow"\nreturn workflow.define {\n' > "$d/wf/broken.lua"
 
@@ -149,6 +159,11 @@ out=$(api POST /workflows/flaky "{\"id\":\"$RUN\",\"input\":{\"note\":\"<b>not m
 check "a flaky run starts through lighttpd" 201 "${out##*$'\n'}"
 out=$(api POST /workflows/hello "{\"id\":\"$OTHER\",\"input\":{\"name\":\"Ada\",\"pause\":\"10ms\"}}")
 check "a hello run starts through lighttpd" 201 "${out##*$'\n'}"
+FAILED=doomed-$TAG
+out=$(api POST /workflows/doomed "{\"id\":\"$FAILED\"}")
+check "a doomed run starts through lighttpd" 201 "${out##*$'\n'}"
+out=$(api GET "/workflows/$FAILED/result?wait=30")
+check "it fails" failed "$(printf '%s' "${out%$'\n'*}" | jq -r .status)"
 out=$(api GET "/workflows/$RUN/result?wait=30")
 check "the flaky run completes" 200 "${out##*$'\n'}"
 check "its result" '{"fetched_on":3,"note":"<b>not markup</b>"}' \
@@ -171,7 +186,7 @@ check "and a timer" 1 "$(printf '%s' "$hist" | jq '[.events[] | select(.type == 
 
 rm -f "$build/ui-run.png"
 out=$(cd "$root/tests/ui" && timeout 240 node run_page.mjs --base "$base/ui/" --run "$RUN" \
-  --type flaky --other "$OTHER" --pending "$PENDING" --shot "$build/ui-run.png" --load-error broken.lua 2>&1)
+  --type flaky --other "$OTHER" --pending "$PENDING" --failed "$FAILED" --shot "$build/ui-run.png" --load-error broken.lua 2>&1)
 rc=$?
 printf '%s\n' "$out" | grep -v '^browser: '
 E2E_PASS=$((E2E_PASS + $(printf '%s\n' "$out" | grep -c '^ok - ')))

@@ -8,7 +8,7 @@
 // checks that the page shows).
 //
 // usage: node run_page.mjs --base http://127.0.0.1:PORT/ui/ --run ID --type TYPE
-//          --other ID --pending ID --shot FILE.png [--load-error FILE_NAME]
+//          --other ID --pending ID --failed ID --shot FILE.png [--load-error FILE_NAME]
 //        node run_page.mjs --base URL --smoke    (opens the runs list only)
 import { chromium } from "playwright-core";
 
@@ -76,6 +76,7 @@ try {
     const type = args.type;
     const otherId = args.other;
     const pendingId = args.pending;
+    const failedId = args.failed;
     const tag = Math.random().toString(36).slice(2, 8);
     const live1 = `live-${tag}-1`;
     const live2 = `live-${tag}-2`;
@@ -128,9 +129,14 @@ try {
       const statuses = await page.locator("table.runs tbody tr .status").allInnerTexts();
       assert(statuses.length > 0 && statuses.every((s) => s === "running"), `statuses: ${statuses}`);
     });
-    await check("status filter with no match says so", async () => {
+    await check("status filter lists the failed run", async () => {
       await page.getByLabel("Status").selectOption("failed");
-      await page.locator("p", { hasText: "No runs with status failed." }).waitFor({ timeout: WAIT });
+      await rowOf(failedId).waitFor({ timeout: WAIT });
+      assert(await page.locator("table.runs tbody tr").count() === 1, "other rows listed");
+    });
+    await check("status filter with no match says so", async () => {
+      await page.getByLabel("Status").selectOption("terminated");
+      await page.locator("p", { hasText: "No runs with status terminated." }).waitFor({ timeout: WAIT });
       assert(await page.locator("table.runs tbody tr").count() === 0, "rows listed");
     });
     await check("type filter narrows the list", async () => {
@@ -251,6 +257,21 @@ try {
     await page.locator(".timeline").scrollIntoViewIfNeeded();
     await page.screenshot({ path: args.shot, fullPage: true });
     ok(`screenshot saved to ${args.shot}`);
+
+    await check("a failed run's page shows its error and traceback", async () => {
+      await page.goto(new URL(`#/runs/${failedId}`, base).href);
+      await page.locator("#run-status .status-failed").waitFor({ timeout: WAIT });
+      const err = (await (await fetch(new URL(`workflows/${failedId}`, apiBase))).json()).error;
+      assert(typeof err === "string" && err.includes("card declined"), `API error [${err}]`);
+      assert(await page.locator("#run-error > pre").innerText() === err, "the error differs");
+      assert(await page.locator("#run-output").count() === 0, "an output is shown");
+      await page.locator("#run-error summary", { hasText: "Lua traceback" }).click();
+      const tb = await page.locator("#run-error details pre").innerText();
+      assert(tb.includes("stack traceback"), `traceback [${tb.slice(0, 80)}]`);
+      const bar = page.locator('.timeline li[data-kind="step"][data-name="charge"] .tl-attempt-failed');
+      assert(await bar.count() === 1, "no failed bar for the step");
+      assert(await page.locator('.timeline li[data-kind="step"] .tl-retry-wait').count() === 0, "a retry wait after a final failure");
+    });
 
     // A running run: open bars, and an action whose answer the page shows.
     await check("a running run's page shows its pending timer", async () => {
