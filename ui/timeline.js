@@ -213,7 +213,12 @@ export function renderTimeline(model) {
   }
   const axis = h("div", { class: "tl-axis", "aria-hidden": "true" },
     h("span", {}, "0"), h("span", {}, `+${duration(span / 2)}`), h("span", {}, `+${duration(span)}`));
-  return h("div", { class: "timeline-wrap" }, list, axis);
+  const key = (cls, text) => h("li", {}, h("span", { class: `tl-key ${cls}`, "aria-hidden": "true" }), text);
+  const legend = h("ul", { class: "tl-legend", "aria-label": "legend" },
+    key("tl-attempt-ok", "attempt completed"), key("tl-attempt-failed", "attempt failed"),
+    key("tl-retry-wait", "retry wait"), key("tl-timer", "timer"), key("tl-signal", "signal"),
+    key("tl-attempt tl-open", "still going"));
+  return h("div", { class: "timeline-wrap" }, list, axis, legend);
 }
 
 // Once the timeline is in the document: puts each row's texts on as few
