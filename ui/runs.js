@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // #/runs: the runs, newest first, filtered by status and type (kept in the
 // hash: #/runs?status=failed&type=order), refreshed live, with "Load more"
-// following the API's cursor.
+// following the API's cursor (pages of 50, or ?limit=N).
 import { h, replace, time, statusBadge, duration, ms, keepFocus } from "./dom.js";
 import { api } from "./api.js";
 
@@ -11,6 +11,9 @@ const PAGE = 50;
 export function runsPage(params, ui) {
   const status = params.get("status") || "";
   const type = params.get("type") || "";
+  // The page size: ?limit=N (1 to 1000) in the hash, 50 by default.
+  const asked = Number.parseInt(params.get("limit") || "", 10);
+  const page = asked >= 1 && asked <= 1000 ? asked : PAGE;
   let shown = 0; // runs listed now; a refresh asks for as many again
   let cursor = null;
 
@@ -18,6 +21,7 @@ export function runsPage(params, ui) {
     const q = new URLSearchParams();
     if (statusSel.value) q.set("status", statusSel.value);
     if (typeSel.value) q.set("type", typeSel.value);
+    if (page !== PAGE) q.set("limit", String(page));
     const s = q.toString();
     location.hash = `#/runs${s ? `?${s}` : ""}`;
   };
@@ -78,7 +82,7 @@ export function runsPage(params, ui) {
   }
 
   async function refresh() {
-    const data = await api.listRuns({ status, type, limit: Math.min(1000, Math.max(PAGE, shown)) });
+    const data = await api.listRuns({ status, type, limit: Math.min(1000, Math.max(page, shown)) });
     show(data, false);
   }
 
@@ -86,7 +90,7 @@ export function runsPage(params, ui) {
     if (!cursor) return;
     more.disabled = true;
     try {
-      show(await api.listRuns({ status, type, limit: PAGE, cursor }), true);
+      show(await api.listRuns({ status, type, limit: page, cursor }), true);
     } catch (e) {
       ui.error(e, { sticky: true });
     } finally {

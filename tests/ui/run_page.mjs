@@ -171,6 +171,26 @@ try {
       assert(active === runId, `focus on [${active}]`);
     });
 
+    await check("load more follows the cursor, and a refresh keeps what was loaded", async () => {
+      const all = (await (await fetch(new URL("workflows?limit=1000", apiBase))).json()).runs.map((r) => r.id);
+      assert(all.length >= 5, `only ${all.length} runs`);
+      await page.goto(new URL("#/runs?limit=2", base).href);
+      const rows = page.locator("table.runs tbody tr");
+      const more = page.getByRole("button", { name: "Load more" });
+      await rows.nth(1).waitFor({ timeout: WAIT });
+      assert(await rows.count() === 2, `${await rows.count()} rows on the first page`);
+      for (let n = 2; n < all.length; n += 2) {
+        await more.click();
+        await rows.nth(Math.min(n + 2, all.length) - 1).waitFor({ timeout: WAIT });
+      }
+      await more.waitFor({ state: "hidden", timeout: WAIT });
+      await page.waitForTimeout(4500); // two live refreshes
+      const ids = await rows.evaluateAll((trs) => trs.map((r) => r.dataset.id));
+      assert(JSON.stringify(ids) === JSON.stringify(all), `listed ${ids.join(" ")}, API ${all.join(" ")}`);
+      await page.goto(new URL(`#/runs?type=${type}`, base).href);
+      await rowOf(runId).waitFor({ timeout: WAIT });
+    });
+
     // The run page, reached from the keyboard.
     await check("the run's link opens its page", async () => {
       await rowOf(runId).getByRole("link", { name: runId }).focus();
