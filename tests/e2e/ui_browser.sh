@@ -9,6 +9,7 @@
 # refresh, the run page's timeline, input and output, the actions' error
 # banner, the types and schedules pages, and that the page logs no console
 # error. It saves a screenshot of the run page as BUILD_DIR/ui-run.png.
+# Last, with the daemon stopped, the page must show the proxy's error.
 # A copy of the UI that logs a console error must make run_page.mjs fail.
 # Fails (never skips) when node, chromium or playwright-core is missing:
 # scripts/deps.sh installs them.
@@ -98,7 +99,8 @@ printf 'local workflow = require "lodestone.workflow"\nreturn workflow.define {\
 
 "$build/bin/lodestoned" --data "$d/data" --socket "$sock" --workflows "$d/wf" --workers 2 \
   2> "$d/daemon.log" &
-E2E_PIDS+=("$!")
+daemon=$!
+E2E_PIDS+=("$daemon")
 for _ in $(seq 100); do
   curl -s -o /dev/null --unix-socket "$sock" http://lodestoned/healthz && break
   sleep 0.1
@@ -184,20 +186,34 @@ check "and a timer" 1 "$(printf '%s' "$hist" | jq '[.events[] | select(.type == 
 
 # ---- the browser ----
 
+# browser NAME ARGS...: runs tests/ui/run_page.mjs ARGS, shows its lines and
+# counts its "ok"/"not ok" lines as checks of this test; then checks that it
+# exited 0.
+browser() {
+  local name=$1 out rc
+  shift
+  out=$(cd "$root/tests/ui" && timeout 240 node run_page.mjs "$@" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | grep -v '^browser: '
+  E2E_PASS=$((E2E_PASS + $(printf '%s\n' "$out" | grep -c '^ok - ')))
+  E2E_FAIL=$((E2E_FAIL + $(printf '%s\n' "$out" | grep -c '^not ok - ')))
+  check "run_page.mjs $name exits 0" 0 "$rc"
+}
+
 rm -f "$build/ui-run.png"
-out=$(cd "$root/tests/ui" && timeout 240 node run_page.mjs --base "$base/ui/" --run "$RUN" \
-  --type flaky --other "$OTHER" --pending "$PENDING" --failed "$FAILED" --shot "$build/ui-run.png" --load-error broken.lua 2>&1)
-rc=$?
-printf '%s\n' "$out" | grep -v '^browser: '
-E2E_PASS=$((E2E_PASS + $(printf '%s\n' "$out" | grep -c '^ok - ')))
-E2E_FAIL=$((E2E_FAIL + $(printf '%s\n' "$out" | grep -c '^not ok - ')))
-check "run_page.mjs exits 0" 0 "$rc"
+browser "(the stack)" --base "$base/ui/" --run "$RUN" --type flaky --other "$OTHER" \
+  --pending "$PENDING" --failed "$FAILED" --shot "$build/ui-run.png" --load-error broken.lua
 check "the screenshot is a PNG" "89504e47" "$(od -An -N4 -tx1 "$build/ui-run.png" 2>/dev/null | tr -d ' \n')"
 
+# The detector's own test: its failure is expected, so it is not counted.
 out=$(cd "$root/tests/ui" && timeout 120 node run_page.mjs --base "$base/badui/" --smoke 2>&1)
 rc=$?
 check "a page that logs a console error fails run_page.mjs" 1 "$rc"
 check_contains "and the failure names the error" "injected by ui_browser.sh" "$out"
 check_contains "while the page itself worked" "ok - runs list loads" "$out"
+
+# The daemon stopped: the page shows lighttpd's answer instead of going blank.
+e2e_stop "$daemon" 20
+browser "(daemon down)" --base "$base/ui/" --down
 
 e2e_finish

@@ -10,6 +10,7 @@
 // usage: node run_page.mjs --base http://127.0.0.1:PORT/ui/ --run ID --type TYPE
 //          --other ID --pending ID --failed ID --shot FILE.png [--load-error FILE_NAME]
 //        node run_page.mjs --base URL --smoke    (opens the runs list only)
+//        node run_page.mjs --base URL --down     (the daemon is stopped)
 import { chromium } from "playwright-core";
 
 const args = {};
@@ -67,7 +68,17 @@ const apiBase = new URL("/v1/", base).href;
 try {
   await page.goto(runsUrl);
 
-  if (args.smoke) {
+  if (args.down) {
+    // The daemon is stopped: lighttpd answers /v1/ with an error page.
+    expectedFailures.push(/\/v1\//);
+    await check("with the daemon down the runs page says why", async () => {
+      await page.locator("#banner").waitFor({ timeout: WAIT });
+      const text = await page.locator("#banner").innerText();
+      assert(/GET \/v1\/workflows.* answered HTTP 5\d\d/.test(text), `banner [${text}]`);
+      assert(await page.locator("main h1", { hasText: "Runs" }).isVisible(), "no page heading");
+      assert(await page.locator("nav a").count() === 3, "no navigation");
+    });
+  } else if (args.smoke) {
     await check("runs list loads", async () => {
       await page.locator("table.runs tbody tr").first().waitFor({ timeout: WAIT });
     });
