@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# End to end: the web UI in ui/ in headless Debian chromium. Starts a real
-# lodestoned (hello.lua and a workflow whose first step fails twice before
-# it succeeds, then sleeps) and Debian's lighttpd serving /ui/ from the
-# repository's ui/ and proxying /v1/ to the daemon's unix socket; runs
-# workflows through lighttpd; then tests/ui/run_page.mjs (playwright-core
-# driving /usr/bin/chromium) checks the runs list, its filters and live
-# refresh, the run page's timeline, input and output, the actions' error
-# banner, the types and schedules pages, and that the page logs no console
-# error. It saves a screenshot of the run page as BUILD_DIR/ui-run.png.
-# Last, with the daemon stopped, the page must show the proxy's error.
-# A copy of the UI that logs a console error must make run_page.mjs fail.
-# Fails (never skips) when node, chromium or playwright-core is missing:
-# scripts/deps.sh installs them.
+# End to end: the web UI in ui/ in headless Debian chromium. First the
+# timeline model's node:test specs and static checks of ui/. Then a real
+# lodestoned (hello.lua; a workflow whose first step fails twice before it
+# succeeds, then sleeps; one that fails for good; a file that does not
+# load) and Debian's lighttpd serving /ui/ from the repository's ui/ and
+# proxying /v1/ to the daemon's unix socket; runs started with curl through
+# lighttpd; then tests/ui/run_page.mjs (playwright-core driving
+# /usr/bin/chromium) checks the runs list, its filters, paging and live
+# refresh, the run page's timeline, input, output and error, the actions'
+# error banner, the types and schedules pages, and that the page logs no
+# console error; it saves a screenshot of the run page as
+# BUILD_DIR/ui-run.png. A copy of the UI that logs a console error must
+# make run_page.mjs fail. Last, with the daemon stopped, the page must show
+# the proxy's error. Fails (never skips) when node, chromium or
+# playwright-core is missing: scripts/deps.sh installs them.
 # usage: tests/e2e/ui_browser.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
