@@ -81,16 +81,21 @@ export function runsPage(params, ui) {
       : `${shown} run${shown === 1 ? "" : "s"}${filt ? ` with ${filt}` : ""}${cursor ? ", more to load" : ""}.`);
   }
 
+  let pages = 0; // pages loaded with "Load more": a refresh asked before one is stale
+
   async function refresh() {
+    const asOf = pages;
     const data = await api.listRuns({ status, type, limit: Math.min(1000, Math.max(page, shown)) });
-    show(data, false);
+    if (asOf === pages) show(data, false);
   }
 
   async function loadMore() {
     if (!cursor) return;
     more.disabled = true;
     try {
-      show(await api.listRuns({ status, type, limit: page, cursor }), true);
+      const data = await api.listRuns({ status, type, limit: page, cursor });
+      pages++;
+      show(data, true);
     } catch (e) {
       ui.error(e, { sticky: true });
     } finally {
