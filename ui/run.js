@@ -31,6 +31,15 @@ export function runPage(id, ui) {
         h("thead", {}, h("tr", {}, ["#", "Time", "Type", "Details"].map((c) => h("th", { scope: "col" }, c)))),
         eventsBody)));
 
+  // run.waiting: {kind: sleep | retry | signal, name, due_at?}.
+  function waitingText(w) {
+    const name = typeof w.name === "string" ? w.name : "";
+    if (w.kind === "signal") return `for signal ${name || "(any)"}`;
+    if (w.kind === "retry") return `to retry${name ? ` step ${name}` : ""}`;
+    if (w.kind === "sleep") return name ? `on timer ${name}` : "asleep (ctx:sleep)";
+    return `${String(w.kind || "waiting")}${name ? ` ${name}` : ""}`;
+  }
+
   function fact(term, ...value) {
     return [h("dt", {}, term), h("dd", {}, ...value)];
   }
@@ -45,7 +54,9 @@ export function runPage(id, ui) {
       fact("Updated", time(run.updated_at)),
       fact("Steps completed", String(run.steps_completed ?? "")),
       fact("Failed attempts", String(run.attempts_failed ?? "")),
-      w ? fact("Waiting", `${w.kind === "retry" ? "to retry" : w.kind || "wait"}${w.name ? ` ${w.name}` : ""} until `, time(w.due_at)) : null);
+      w ? fact("Waiting", waitingText(w), w.due_at ? [" until ", time(w.due_at)] : null) : null,
+      "reason" in run ? fact(run.status === "terminated" ? "Terminated" : "Cancelled",
+        String(run.reason || "(no reason given)"), run.by ? ` (by ${run.by})` : "") : null);
     const parts = [h("section", { class: "payload", id: "run-input" }, h("h2", {}, "Input"), json(run.input ?? null))];
     if ("output" in run) parts.push(h("section", { class: "payload", id: "run-output" }, h("h2", {}, "Output"), json(run.output)));
     if ("error" in run) {

@@ -4,11 +4,20 @@
 // as horizontal bars, one row per step, timer and signal name.
 import { h, ms, duration } from "./dom.js";
 
+// A timer's row: ctx:sleep's timers have no name; a wait for a signal
+// with a timeout records a timer named "signal:NAME".
+function timerLabel(name) {
+  if (!name) return "sleep";
+  if (name.startsWith("signal:")) return `wait for ${name.slice(7)}`;
+  return `timer ${name}`;
+}
+
 // Returns { start, end, rows }: start and end in ms since the epoch; rows
 // [{ kind: "run"|"step"|"timer"|"signals"|"events", name, label, items }]
 // where items are bars { kind, from, to, label, title, open } (open: still
 // going at `now`) or markers { kind: "marker", at, label, title }.
-// Unknown event types become markers in an "other events" row; events
+// Cancellation requests and unknown event types become markers in an
+// "other events" row; events
 // with a time that does not parse are left out of the drawing (they stay
 // in the raw list).
 export function buildTimeline(events, run, now) {
@@ -90,7 +99,7 @@ export function buildTimeline(events, run, now) {
         break;
       }
       case "timer_started": {
-        const r = row("timer", name, name ? `timer ${name}` : "sleep");
+        const r = row("timer", name, timerLabel(name));
         const due = ms(e.due_at);
         const bar = { kind: "timer", from: t, to: ended ? end : now, open: !ended, due };
         if (!timers.has(name)) timers.set(name, []);
@@ -98,18 +107,26 @@ export function buildTimeline(events, run, now) {
         r.items.push(bar);
         break;
       }
-      case "timer_fired": {
+      case "timer_fired":
+      case "timer_cancelled": {
         const list = timers.get(name);
         const bar = list && list.shift();
+        const how = e.type === "timer_fired" ? "fired" : "cancelled";
         if (bar) {
           bar.to = Math.max(bar.from, t);
           bar.open = false;
-          bar.fired = true;
+          bar.ended = how;
         } else {
-          row("timer", name, name ? `timer ${name}` : "sleep").items.push({ kind: "marker", at: t, label: "fired" });
+          row("timer", name, timerLabel(name)).items.push({ kind: "marker", at: t, label: how });
         }
         break;
       }
+      case "cancel_requested":
+        row("events", "", "other events").items.push({
+          kind: "marker", mark: "cancel", at: t,
+          label: `cancel requested${typeof e.by === "string" && e.by ? ` by ${e.by}` : ""}`,
+        });
+        break;
       case "signal_received":
         row("signals", "", "signals").items.push({ kind: "marker", mark: "signal", at: t, label: name || "(signal)", payload: e.payload });
         break;
@@ -165,7 +182,10 @@ export function buildTimeline(events, run, now) {
             : d;
           it.title = it.open
             ? `timer pending for ${d}${Number.isFinite(it.due) ? `, due at ${new Date(it.due).toISOString()}` : ""}`
-            : it.fired ? `timer fired after ${d}` : `timer did not fire (run ended after ${d})`;
+            : it.ended === "fired" ? `timer fired after ${d}`
+              : it.ended === "cancelled" ? `timer cancelled after ${d}`
+                : `timer did not fire (run ended after ${d})`;
+          if (it.ended === "cancelled") it.label = `${d} (cancelled)`;
           break;
       }
     }

@@ -112,6 +112,37 @@ test("signals, side effects and unknown events are markers", () => {
   assert.equal(row(m, "run", "").items[0].outcome, "cancelled");
 });
 
+test("a wait for a signal with a timeout: its timer ends when the signal comes", () => {
+  const events = [
+    flaky[0],
+    { seq: 2, type: "timer_started", name: "signal:approved", time: at(10), due_at: at(60010) },
+    { seq: 3, type: "signal_received", name: "approved", time: at(300), payload: { by: "alice" } },
+    { seq: 4, type: "timer_cancelled", name: "signal:approved", time: at(301) },
+    { seq: 5, type: "workflow_completed", time: at(310), output: {} },
+  ];
+  const m = buildTimeline(events, { status: "completed", created_at: at(0), updated_at: at(310) }, T0 + 1e6);
+  const r = row(m, "timer", "signal:approved");
+  assert.equal(r.label, "wait for approved");
+  const [bar] = r.items;
+  assert.deepEqual([bar.to - T0, bar.open, bar.ended, bar.label], [301, false, "cancelled", "291 ms (cancelled)"]);
+  assert.equal(bar.title, "timer cancelled after 291 ms");
+  assert.equal(row(m, "signals", "").items[0].at - T0, 300);
+});
+
+test("a cancellation request is a marker naming who asked", () => {
+  const events = [
+    flaky[0],
+    { seq: 2, type: "timer_started", name: "", time: at(10), due_at: at(3600010) },
+    { seq: 3, type: "cancel_requested", time: at(500), reason: "no longer needed", by: "alice" },
+    { seq: 4, type: "timer_cancelled", name: "", time: at(502) },
+    { seq: 5, type: "workflow_cancelled", time: at(505), reason: "no longer needed", by: "alice" },
+  ];
+  const m = buildTimeline(events, { status: "cancelled", created_at: at(0), updated_at: at(505) }, T0 + 1e6);
+  assert.deepEqual(row(m, "events", "").items.map((i) => [i.mark, i.label]), [["cancel", "cancel requested by alice"]]);
+  assert.deepEqual(row(m, "timer", "").items.map((i) => [i.to - T0, i.ended]), [[502, "cancelled"]]);
+  assert.equal(row(m, "run", "").items[0].outcome, "cancelled");
+});
+
 test("histories it cannot use whole do not throw", () => {
   const junk = [null, 7, "x", {}, { type: "step_started", time: "not a time", name: "a" },
     { type: "step_completed", name: "b", attempt: 1, time: at(5) }, // no step_started before it
