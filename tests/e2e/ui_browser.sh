@@ -66,6 +66,8 @@ check "node --test tests/ui/timeline.test.mjs exits 0" 0 "$rc"
 # ---- the daemon and lighttpd ----
 
 cp "$root/workflows/hello.lua" "$d/wf/"
+# Waits for a signal, where the daemon has signals (see below).
+[ -f "$root/workflows/approval.lua" ] && cp "$root/workflows/approval.lua" "$d/wf/"
 cat > "$d/wf/flaky.lua" <<'LUA'
 -- A step that fails twice before it succeeds, a durable sleep, a last step:
 -- the timeline has failed attempts, retry waits and a timer.
@@ -174,13 +176,31 @@ check "its result" '{"fetched_on":3,"note":"<b>not markup</b>"}' \
   "$(printf '%s' "${out%$'\n'*}" | jq -c .output)"
 out=$(api GET "/workflows/$OTHER/result?wait=30")
 check "the hello run completes" 200 "${out##*$'\n'}"
-# Started last, so it is the newest; it sleeps for an hour.
+# Started last, so they are the newest; they sleep for an hour.
 out=$(api POST /workflows/hello "{\"id\":\"$PENDING\",\"input\":{\"name\":\"Bo\",\"pause\":\"1h\"}}")
 check "a long run starts" 201 "${out##*$'\n'}"
+PENDING2=pending2-$TAG
+out=$(api POST /workflows/hello "{\"id\":\"$PENDING2\",\"input\":{\"name\":\"Cy\",\"pause\":\"1h\"}}")
+check "another long run starts" 201 "${out##*$'\n'}"
 for _ in $(seq 100); do
   [ "$(api GET "/workflows/$PENDING/history" | sed '$d' | jq '[.events[] | select(.type == "timer_started")] | length')" = 1 ] && break
   sleep 0.1
 done
+# Signals: a daemon that has them answers an unknown run with 404; one
+# that does not yet, 501 (its error banner is checked with the cancel
+# button). With signals, the page sends one to a run of approval.lua.
+approval_args=()
+out=$(api POST "/workflows/no-such-run/signals/approved" '{}')
+case ${out##*$'\n'} in
+  404)
+    APPROVAL=approval-$TAG
+    out=$(api POST /workflows/approval "{\"id\":\"$APPROVAL\",\"input\":{\"item\":\"laptop\",\"timeout\":\"1h\"}}")
+    check "the daemon has signals: an approval run starts" 201 "${out##*$'\n'}"
+    approval_args=(--approval "$APPROVAL")
+    ;;
+  501) ok "the daemon answers signals with 501 (not implemented yet)" ;;
+  *) not_ok "the daemon answers a signal to an unknown run with 404 or 501" "$out" ;;
+esac
 hist=$(api GET "/workflows/$RUN/history" | sed '$d')
 check "the flaky run's history has two failed attempts" 2 \
   "$(printf '%s' "$hist" | jq '[.events[] | select(.type == "step_failed")] | length')"
@@ -204,7 +224,8 @@ browser() {
 
 rm -f "$build/ui-run.png"
 browser "(the stack)" --base "$base/ui/" --run "$RUN" --type flaky --other "$OTHER" \
-  --pending "$PENDING" --failed "$FAILED" --shot "$build/ui-run.png" --load-error broken.lua
+  --pending "$PENDING" --pending2 "$PENDING2" --failed "$FAILED" --shot "$build/ui-run.png" --load-error broken.lua \
+  "${approval_args[@]}"
 check "the screenshot is a PNG" "89504e47" "$(od -An -N4 -tx1 "$build/ui-run.png" 2>/dev/null | tr -d ' \n')"
 
 # The detector's own test: its failure is expected, so it is not counted.

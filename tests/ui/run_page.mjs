@@ -8,7 +8,8 @@
 // checks that the page shows).
 //
 // usage: node run_page.mjs --base http://127.0.0.1:PORT/ui/ --run ID --type TYPE
-//          --other ID --pending ID --failed ID --shot FILE.png [--load-error FILE_NAME]
+//          --other ID --pending ID --pending2 ID --failed ID --shot FILE.png [--load-error FILE_NAME]
+//          [--approval ID]   (a run of workflows/approval.lua, on a daemon with signals)
 //        node run_page.mjs --base URL --smoke    (opens the runs list only)
 //        node run_page.mjs --base URL --down     (the daemon is stopped)
 import { chromium } from "playwright-core";
@@ -60,7 +61,13 @@ page.on("console", (msg) => {
   consoleErrors.push(`${msg.text()} ${url}`.trim());
 });
 page.on("pageerror", (e) => consoleErrors.push(`uncaught: ${e.message}`));
-page.on("dialog", (d) => d.accept());
+let confirmAnswer = true; // what the test answers to window.confirm
+const dialogs = [];
+page.on("dialog", (d) => {
+  dialogs.push(d.message());
+  if (confirmAnswer) d.accept();
+  else d.dismiss();
+});
 
 const runsUrl = new URL("#/runs", base).href;
 const apiBase = new URL("/v1/", base).href;
@@ -304,6 +311,40 @@ try {
       assert(await page.locator('.timeline li[data-kind="step"] .tl-retry-wait').count() === 0, "a retry wait after a final failure");
     });
 
+    if (args.approval) {
+      // A daemon with signals: workflows/approval.lua waits for "approved".
+      const id = args.approval;
+      await check("a run waiting for a signal shows its wait and custom status", async () => {
+        await page.goto(new URL(`#/runs/${id}`, base).href);
+        await page.locator("#run-status .status-running").waitFor({ timeout: WAIT });
+        await page.locator("dd", { hasText: "for signal approved until" }).waitFor({ timeout: WAIT });
+        const custom = JSON.parse(await page.locator("#run-custom-status pre").innerText());
+        assert(custom.stage === "waiting for approval", `custom status ${JSON.stringify(custom)}`);
+        await page.locator('.timeline li[data-kind="timer"][data-name="signal:approved"] .tl-timer.tl-open')
+          .waitFor({ timeout: WAIT });
+      });
+      await check("a signal sent from the page reaches the run", async () => {
+        await page.getByLabel("Name", { exact: true }).fill("approved");
+        await page.getByLabel("Payload (JSON, optional)").fill('{"by": "alice"}');
+        const [res] = await Promise.all([
+          page.waitForResponse((r) => r.url().endsWith(`/v1/workflows/${id}/signals/approved`), { timeout: WAIT }),
+          page.getByRole("button", { name: "Send signal" }).click(),
+        ]);
+        assert(res.status() === 202, `the signal answered ${res.status()}`);
+        assert(JSON.stringify(res.request().postDataJSON()) === '{"by":"alice"}', `body ${res.request().postData()}`);
+        await page.locator("#run-status .status-completed").waitFor({ timeout: WAIT });
+        const out = JSON.parse(await page.locator("#run-output pre").innerText());
+        assert(out.approved_by === "alice", `output ${JSON.stringify(out)}`);
+        const custom = JSON.parse(await page.locator("#run-custom-status pre").innerText());
+        assert(custom.stage === "approved", `custom status ${JSON.stringify(custom)}`);
+        const marker = page.locator('.timeline li[data-kind="signals"] .tl-signal');
+        assert(await marker.count() === 1, "no signal marker");
+        assert((await marker.getAttribute("title")).startsWith("approved at +"), "signal marker title");
+        const wait = page.locator('.timeline li[data-kind="timer"][data-name="signal:approved"] .tl-timer');
+        assert((await wait.getAttribute("title")).startsWith("timer cancelled after"), "the wait's bar did not end");
+      });
+    }
+
     // A running run: open bars, and an action whose answer the page shows.
     await check("a running run's page shows its pending timer", async () => {
       await page.goto(new URL(`#/runs/${pendingId}`, base).href);
@@ -335,6 +376,39 @@ try {
         assert(text.includes(body.error.message), `banner [${text}] lacks [${body.error.message}]`);
       } else {
         await page.locator("#run-status .status-cancelled").waitFor({ timeout: WAIT });
+        await page.locator("dd", { hasText: "from the browser test" }).waitFor({ timeout: WAIT });
+      }
+    });
+    await check("terminate asks first, sends nothing when refused, then shows the answer", async () => {
+      const id = args.pending2;
+      expectedFailures.push(new RegExp(`/v1/workflows/${id}/terminate$`));
+      await page.goto(new URL(`#/runs/${id}`, base).href);
+      await page.locator("#run-status .status-running").waitFor({ timeout: WAIT });
+      let sent = 0;
+      const count = (r) => { if (r.url().endsWith(`/v1/workflows/${id}/terminate`)) sent++; };
+      page.on("request", count);
+      confirmAnswer = false;
+      const asked = dialogs.length;
+      await page.getByRole("button", { name: "Terminate run" }).click();
+      await page.getByRole("button", { name: "Terminate run" }).waitFor({ state: "visible", timeout: WAIT });
+      for (let i = 0; i < 50 && dialogs.length === asked; i++) await page.waitForTimeout(100);
+      assert(dialogs.length === asked + 1 && dialogs[asked].includes(id), `dialogs ${JSON.stringify(dialogs)}`);
+      assert(sent === 0, "a refused confirmation sent the request");
+      confirmAnswer = true;
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith(`/v1/workflows/${id}/terminate`), { timeout: WAIT }),
+        page.getByRole("button", { name: "Terminate run" }).click(),
+      ]);
+      page.off("request", count);
+      assert(sent === 1, `${sent} requests`);
+      if (res.status() >= 400) {
+        const body = await res.json();
+        await page.locator("#banner").waitFor({ timeout: WAIT });
+        const text = await page.locator("#banner").innerText();
+        assert(text.includes(body.error.message), `banner [${text}] lacks [${body.error.message}]`);
+      } else {
+        await page.locator("#run-status .status-terminated").waitFor({ timeout: WAIT });
+        await page.locator("dt", { hasText: "Terminated" }).waitFor({ timeout: WAIT });
       }
     });
     await check("the types page lists the loaded types", async () => {
