@@ -14,8 +14,30 @@ export class ApiError extends Error {
 
 const BASE = "/v1";
 
+// A bearer token for an API that lighttpd's policy guards (the demo's /v1/
+// is for admins). Kept in sessionStorage: it lasts as long as the tab and
+// is never written into a URL or the page.
+const TOKEN_KEY = "lodestone.token";
+export function getToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch (e) {
+    return "";
+  }
+}
+export function setToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (e) {
+    // storage disabled: requests go without a token
+  }
+}
+
 export async function request(method, path, body) {
   const init = { method, headers: { Accept: "application/json" }, cache: "no-store" };
+  const token = getToken();
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -40,8 +62,15 @@ export async function request(method, path, body) {
     if (err && typeof err.message === "string") {
       throw new ApiError(res.status, String(err.code || res.status), err.message, path);
     }
-    throw new ApiError(res.status, "bad_response",
-      `${method} ${BASE}${path} answered HTTP ${res.status} ${res.statusText}`.trim(), path);
+    // Not the daemon's answer: lighttpd's (a policy's denial, a proxy error).
+    let msg = `${method} ${BASE}${path} answered HTTP ${res.status} ${res.statusText}`.trim();
+    if (typeof err === "string" && err) msg += ` (${err})`;
+    if (res.status === 401 || res.status === 403) {
+      msg += token
+        ? ": the API token was refused; set another under \"API token\""
+        : ": the API wants a token; set one under \"API token\"";
+    }
+    throw new ApiError(res.status, typeof err === "string" && err ? err : "bad_response", msg, path);
   }
   if (data === null || typeof data !== "object") {
     throw new ApiError(res.status, "bad_response", `${method} ${BASE}${path} did not answer JSON`, path);

@@ -7,6 +7,7 @@ import { runsPage } from "./runs.js";
 import { runPage } from "./run.js";
 import { schedulesPage } from "./schedules.js";
 import { typesPage } from "./types.js";
+import { getToken, setToken } from "./api.js";
 
 const REFRESH_MS = 2000;
 const main = document.getElementById("main");
@@ -113,6 +114,29 @@ async function tick(first) {
     page.busy = false;
   }
 }
+
+// The API token form in the header.
+const tokenBox = document.getElementById("token");
+const tokenInput = document.getElementById("token-input");
+function showTokenState() {
+  document.getElementById("token-state").textContent = getToken() ? "set" : "none";
+}
+document.getElementById("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  setToken(tokenInput.value.trim().replace(/^Bearer\s+/i, ""));
+  tokenInput.value = "";
+  tokenBox.open = false;
+  showTokenState();
+  route(); // load the page again with the token
+});
+document.getElementById("token-forget").addEventListener("click", () => {
+  setToken("");
+  tokenInput.value = "";
+  tokenBox.open = false;
+  showTokenState();
+  route();
+});
+showTokenState();
 
 live.addEventListener("change", () => {
   document.getElementById("live-state").textContent = live.checked ? "on" : "paused";

@@ -235,6 +235,64 @@ check "a page that logs a console error fails run_page.mjs" 1 "$rc"
 check_contains "and the failure names the error" "injected by ui_browser.sh" "$out"
 check_contains "while the page itself worked" "ok - runs list loads" "$out"
 
+# /v1/ guarded as in the demo: a second lighttpd whose policy gate
+# (mod_magnet) lets anyone load /ui/ but wants an admin's JWT on /v1/. The
+# page asks for a token, and works once one is set.
+gport=$(e2e_free_port)
+mkdir -p "$d/guarded"
+printf '%s' "0123456789abcdef0123456789abcdef" > "$d/guarded/hs.key"
+chmod 600 "$d/guarded/hs.key"
+cat > "$d/guarded/policy.lua" <<'LUA'
+local policy = require "lodestone.policy"
+return policy.define {
+  name = "ui-e2e",
+  authenticate = {
+    policy.jwt { secret_file = "hs.key", algorithms = { "HS256" }, audience = "lodestone" },
+  },
+  rules = {
+    { path = "/ui/**", methods = { "GET", "HEAD" }, allow = "anyone" },
+    { path = "/v1/**", roles = { "admin" } },
+  },
+}
+LUA
+cat > "$d/guarded/gate.lua" <<LUA
+package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
+package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
+return require("lodestone.policy").enforce(lighty, "$d/guarded/policy.lua")
+LUA
+sed -e "s|^server.port = .*|server.port = $gport|" \
+    -e "s|^server.errorlog = .*|server.errorlog = \"$d/guarded/error.log\"|" \
+    -e 's|^server.modules = ( "mod_alias", "mod_proxy" )|server.modules = ( "mod_magnet", "mod_alias", "mod_proxy" )|' \
+    "$d/lighttpd.conf" > "$d/guarded/lighttpd.conf"
+printf 'magnet.attract-raw-url-to = ( "%s" )\n' "$d/guarded/gate.lua" >> "$d/guarded/lighttpd.conf"
+# lighttpd loads the module, which needs the sanitizers' runtimes first
+# when it was built with them.
+SAN_ENV=()
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+           ASAN_OPTIONS=detect_leaks=0)
+fi
+out=$("${SAN_ENV[@]}" lighttpd -tt -f "$d/guarded/lighttpd.conf" 2>&1)
+check "lighttpd accepts the guarded configuration" "" "$out"
+"${SAN_ENV[@]}" lighttpd -D -f "$d/guarded/lighttpd.conf" 2> "$d/guarded/lighttpd.log" &
+E2E_PIDS+=("$!")
+e2e_wait_port "$gport" || not_ok "the guarded lighttpd listens" "$(cat "$d/guarded/lighttpd.log")"
+gbase=http://127.0.0.1:$gport
+check "the guarded /v1/ refuses a request without a token" 401 \
+  "$(curl -s -o /dev/null -w '%{http_code}' "$gbase/v1/workflows")"
+exp=$(( $(date +%s) + 600 ))
+token=$(LS_CLAIMS="{\"sub\":\"alice\",\"aud\":\"lodestone\",\"exp\":$exp,\"roles\":[\"admin\"]}" \
+  LS_KEY=$(cat "$d/guarded/hs.key") "${SAN_ENV[@]}" lua5.4 -e "
+    package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
+    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
+    local l = require 'lodestone'
+    local b = l.base64url.encode
+    local input = b('{\"alg\":\"HS256\",\"typ\":\"JWT\"}') .. '.' .. b(os.getenv('LS_CLAIMS'))
+    io.write(input .. '.' .. b(l.hmac.sha256(os.getenv('LS_KEY'), input)))")
+check "the guarded /v1/ lets an admin's token through" 200 \
+  "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$gbase/v1/workflows")"
+browser "(guarded /v1/)" --base "$gbase/ui/" --guarded "$token"
+
 # The daemon stopped: the page shows lighttpd's answer instead of going blank.
 e2e_stop "$daemon" 20
 browser "(daemon down)" --base "$base/ui/" --down

@@ -12,6 +12,7 @@
 //          [--approval ID]   (a run of workflows/approval.lua, on a daemon with signals)
 //        node run_page.mjs --base URL --smoke    (opens the runs list only)
 //        node run_page.mjs --base URL --down     (the daemon is stopped)
+//        node run_page.mjs --base URL --guarded TOKEN   (/v1/ wants an admin token)
 import { chromium } from "playwright-core";
 
 const args = {};
@@ -75,7 +76,47 @@ const apiBase = new URL("/v1/", base).href;
 try {
   await page.goto(runsUrl);
 
-  if (args.down) {
+  if (args.guarded) {
+    // /v1/ behind a policy that wants an admin's bearer token.
+    expectedFailures.push(/\/v1\//);
+    const rows = page.locator("table.runs tbody tr");
+    const banner = page.locator("#banner");
+    const setToken = async (token) => {
+      await page.locator("#token summary").click();
+      await page.getByLabel("Bearer token").fill(token);
+      await page.getByRole("button", { name: "Save token" }).click();
+    };
+    await check("without a token the page says the API wants one", async () => {
+      await banner.waitFor({ timeout: WAIT });
+      const text = await banner.innerText();
+      assert(text.includes("answered HTTP 401") && text.includes('the API wants a token; set one under "API token"'), `banner [${text}]`);
+      assert(await page.locator("#token-state").innerText() === "none", "token state");
+    });
+    await check("with the token the runs are listed", async () => {
+      await setToken(args.guarded);
+      await rows.first().waitFor({ timeout: WAIT });
+      assert(await page.locator("#token-state").innerText() === "set", "token state");
+      await banner.waitFor({ state: "hidden", timeout: WAIT });
+      assert(!(await page.url()).includes(args.guarded), "the token is in the URL");
+      assert(!(await page.content()).includes(args.guarded), "the token is in the page");
+    });
+    await check("the token lasts across a reload of the tab", async () => {
+      await page.reload();
+      await rows.first().waitFor({ timeout: WAIT });
+    });
+    await check("a refused token says so", async () => {
+      await setToken("not.a.token");
+      await banner.waitFor({ timeout: WAIT });
+      const text = await banner.innerText();
+      assert(text.includes("the API token was refused"), `banner [${text}]`);
+    });
+    await check("forgetting the token", async () => {
+      await page.locator("#token summary").click();
+      await page.getByRole("button", { name: "Forget token" }).click();
+      await page.locator("#banner", { hasText: "the API wants a token" }).waitFor({ timeout: WAIT });
+      assert(await page.locator("#token-state").innerText() === "none", "token state");
+    });
+  } else if (args.down) {
     // The daemon is stopped: lighttpd answers /v1/ with an error page.
     expectedFailures.push(/\/v1\//);
     await check("with the daemon down the runs page says why", async () => {
