@@ -47,11 +47,15 @@ export function runsPage(params, ui) {
       body),
     summary, more);
 
+  let gone = false; // another page is shown: answers that arrive now are dropped
+
   // The types for the filter: once per visit; a failure leaves the list usable.
   api.types().then((t) => {
     const names = (Array.isArray(t.types) ? t.types : []).map((x) => x && x.name).filter((n) => typeof n === "string");
     for (const n of names.sort()) if (n !== type) typeSel.appendChild(h("option", { value: n }, n));
-  }, (e) => ui.error(e));
+  }, (e) => {
+    if (!gone) ui.error(e);
+  });
 
   function rowOf(r) {
     const id = String(r.id ?? "");
@@ -97,11 +101,11 @@ export function runsPage(params, ui) {
       pages++;
       show(data, true);
     } catch (e) {
-      ui.error(e, { sticky: true });
+      if (!gone) ui.error(e, { sticky: true });
     } finally {
       more.disabled = false;
     }
   }
 
-  return { view, refresh };
+  return { view, refresh, dispose: () => { gone = true; } };
 }
