@@ -26,6 +26,22 @@ PACKAGES=(
   clang-format clang-tidy cppcheck
 )
 
+# The web UI's browser test (tests/e2e/ui_browser.sh): Debian's chromium,
+# driven by playwright-core from npm (pinned in tests/ui/package-lock.json;
+# it never downloads a browser). Debian's node only when there is none.
+PACKAGES+=(chromium)
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+# Installs tests/ui/node_modules when it is missing or older than the lock file.
+ui_node_modules() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/ui"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "deps.sh: npm ci in tests/ui" >&2
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund >&2
+    touch "$dir/node_modules"
+  fi
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -34,6 +50,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  ui_node_modules
   exit 0
 fi
 
@@ -64,3 +81,4 @@ if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
   "${SUDO[@]}" apt-get update -qq
   "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+ui_node_modules
