@@ -382,6 +382,14 @@ static ls_rc deliver_cancel(ls_flow_act *a, ls_flow_outcome *outcome, ls_buf *ou
     const ls_event *c = ls_replay_cancel(&a->rp);
     a->cancel_delivered = 1;
     a->cancel_seen = 1;
+    /* Delivered in a branch: the code around the branch (which sees the
+     * error come out of ctx:all) has had it too, so its cleanup runs. */
+    for (size_t i = 0; a->scopes && a->cur != 0 && i < a->nscopes; i++) {
+        flow_scope *s = &a->scopes[i];
+        const flow_scope *cur = &a->scopes[a->cur];
+        if (i != a->cur && s->len < cur->len && memcmp(s->scope, cur->scope, s->len) == 0)
+            s->cancel_delivered = 1;
+    }
     *outcome = LS_FLOW_CANCELLED;
     flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name, "cancellation delivered");
     if (out == NULL) return LS_OK;
