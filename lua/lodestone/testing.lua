@@ -21,7 +21,7 @@ local json = core.json
 local M = {}
 
 local NAMEMAX = 200              -- LS_FLOW_NAMEMAX: run ids, signal names
-local MAX_ACTIVATIONS = 10000    -- per call: an endless retry or sleep loop stops here
+local MAX_ACTIVATIONS = 1000     -- per call: an endless retry or sleep loop stops here
 local DEFAULT_NOW = 1700000000   -- 2023-11-14T22:13:20Z
 local LOG_WARN = 3
 
@@ -659,11 +659,25 @@ FLOWRT.check = function() end
 FLOWRT.interrupted = function() return false end
 FLOWRT.deadline = function() end             -- step timeouts are not enforced
 FLOWRT.deadline_left = function() return nil end
--- wall_ms, random and uuid take no activation: the one being run.
+-- wall_ms, random and uuid take no activation: the one being run. The
+-- driver asks for a fresh value before it knows whether history holds
+-- one: when it does, the sequences are not advanced, so that the values
+-- a run sees do not depend on how often it was replayed.
 local current
+local function recorded(kind)
+  local c = current.cur
+  local i = c:next_command(c.pos)
+  return not c.failed and i <= c.n and c.ev[i].type == "side_effect_recorded" and c.ev[i].name == kind
+end
 FLOWRT.wall_ms = function() return current.t.now_ms end
-FLOWRT.random = function() return current.t:_random() end
-FLOWRT.uuid = function() return current.t:_uuid() end
+FLOWRT.random = function()
+  if recorded("random") then return 0 end
+  return current.t:_random()
+end
+FLOWRT.uuid = function()
+  if recorded("uuid") then return "00000000-0000-4000-8000-000000000000" end
+  return current.t:_uuid()
+end
 M._flowrt = FLOWRT
 
 -- ---------------------------------------------------------------------
@@ -996,7 +1010,7 @@ function Run:replay()
   for k, v in pairs(self._calls) do before[k] = v end
   local v = {}
   local a = self:_activate(v)
-  local function fail(msg) error("testing: replay of run " .. self.id .. ": " .. msg, 2) end
+  local function fail(msg) error("testing: replay of run " .. self.id .. ": " .. msg, 3) end
   if a.nondet then fail(a.nondet) end
   if v.diverged then fail(v.diverged) end
   for k, n in pairs(self._calls) do
