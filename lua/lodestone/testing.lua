@@ -167,6 +167,13 @@ local function render(e)
     o.output = decode(e.payload)
   elseif ty == "workflow_failed" then
     o.error, o.traceback = e.error, e.traceback
+  elseif ty == "child_started" then
+    o.name, o.workflow = e.name, decode(e.payload).type
+    if e.detached then o.detached = true end
+  elseif ty == "child_completed" then
+    o.name, o.output = e.name, decode(e.payload)
+  elseif ty == "child_failed" then
+    o.name, o.error = e.name, e.error
   else -- cancel_requested, workflow_cancelled, workflow_terminated
     o.reason = e.error or ""
     if e.name and e.name ~= "" then o.by = e.name end
@@ -224,33 +231,152 @@ function Run:_activate(verify)
     else
       self.reason, self.by = ev.error or "", ev.name
     end
+    self:_ended(ev)
   else
     self._wait = a.waiting
   end
   return a
 end
 
+-- The run ended (with end event ev): its parent's inbox gets the end
+-- (child_completed, or child_failed "STATUS: why"), and its children that
+-- have not ended and are not detached are asked to cancel (act.c's
+-- notify_parent and cancel_children).
+function Run:_ended(ev)
+  local env, p = self._env, self._parent
+  if p then
+    local e = { name = self.id, time_ms = env.now_ms }
+    if self.status == "completed" then
+      e.type, e.payload = "child_completed", ev.payload
+    else
+      local why = ev.error or ""
+      e.type, e.error = "child_failed", self.status .. (why ~= "" and (": " .. why:sub(1, 150)) or "")
+    end
+    p._inbox[#p._inbox + 1] = e
+    env:wake(p)
+  end
+  local ended = {}
+  for _, e in ipairs(self._events) do
+    if e.type == "child_completed" or e.type == "child_failed" then ended[e.name] = true end
+  end
+  for _, e in ipairs(self._events) do
+    local kid = e.type == "child_started" and not e.detached and not ended[e.name] and env.by_id[e.name]
+    if kid and kid.status == "running" then
+      kid._inbox[#kid._inbox + 1] = { type = "cancel_requested", name = self.id,
+                                      error = "its parent run ended", time_ms = env.now_ms }
+      env:wake(kid)
+    end
+  end
+end
+
+-- Starts child run `id` of workflow type wtype (engine.lua's child_start):
+-- true, or nil and the engine's message.
+function Run:_start_child(wtype, id, input, detached)
+  local env = self._env
+  local def = env.types[wtype]
+  if def == nil then
+    local known = {}
+    for name in pairs(env.types) do known[#known + 1] = name end
+    table.sort(known)
+    return nil, string.format('unknown workflow type "%s"; known types: %s', wtype:sub(1, 100),
+      #known > 0 and table.concat(known, ", ") or "(none)")
+  end
+  local existing = env.by_id[id]
+  if existing then
+    if existing._parent ~= self then
+      return nil, string.format('a run with id "%s" exists and is not a child of this run', id)
+    end
+    return true
+  end
+  if #id > NAMEMAX or not id:match("^[%w._:@-]+$") then
+    return nil, string.format("id: must be 1 to %d of letters, digits and . _ : @ -, got %q", NAMEMAX, id)
+  end
+  local kid = env:new_run(def, id, input)
+  kid._parent, kid.parent, kid.detached = self, self.id, detached or nil
+  env:wake(kid)
+  return true
+end
+
 local function guard(count)
   if count > MAX_ACTIVATIONS then
-    error(string.format("testing: the run was activated more than %d times in one call " ..
+    error(string.format("testing: more than %d activations in one call " ..
       "(an endless retry or loop of timers?)", MAX_ACTIVATIONS), 0)
   end
 end
 
--- Fires what is due now; with auto_advance, jumps to every sleep's and
--- retry's due time too (never to a signal wait's timeout).
-function Run:_settle()
-  local count = 0
-  while self.status == "running" and self._wait and (self._wait.due_ms or 0) > 0 do
-    local w = self._wait
-    if w.due_ms > self.now_ms then
-      if not self.auto_advance or w.kind == "signal" then break end
-      self.now_ms = w.due_ms
-    end
-    count = count + 1
-    guard(count)
-    self:_activate()
+-- ---------------------------------------------------------------------
+-- The environment: one virtual clock, the run and its children, the
+-- workflow types children can use, and the runs waiting to be activated
+-- (lodestoned's queue and timer thread).
+
+local Env = {}
+Env.__index = Env
+
+function Env:set_now(ms)
+  self.now_ms = ms
+  for _, r in ipairs(self.runs) do r.now_ms = ms end
+end
+
+function Env:wake(run)
+  if not run._queued then
+    run._queued = true
+    self.queue[#self.queue + 1] = run
   end
+end
+
+-- The running run whose wait falls due first (ties: the oldest run).
+function Env:next_due()
+  local best
+  for _, r in ipairs(self.runs) do
+    local w = r.status == "running" and r._wait
+    if w and (w.due_ms or 0) > 0 and (best == nil or w.due_ms < best._wait.due_ms) then best = r end
+  end
+  return best
+end
+
+-- Activates the runs woken meanwhile and those due by now, until quiet.
+function Env:drain(count)
+  while true do
+    local r = table.remove(self.queue, 1)
+    if r then r._queued = false end
+    if r == nil then
+      r = self:next_due()
+      if r == nil or r._wait.due_ms > self.now_ms then return count end
+    end
+    if r.status == "running" then
+      count = count + 1
+      guard(count)
+      r:_activate()
+    end
+  end
+end
+
+-- drain; with auto_advance, the clock then jumps to the next sleep or
+-- retry due, but stops before a signal wait's timeout.
+function Env:settle(count)
+  count = self:drain(count or 0)
+  while self.auto_advance do
+    local r = self:next_due()
+    if r == nil or r._wait.kind == "signal" then break end
+    self:set_now(r._wait.due_ms)
+    count = self:drain(count)
+  end
+  for _, run in ipairs(self.runs) do run:_publish() end
+end
+
+-- Moves the clock by ms, firing every wait that falls due on the way at
+-- its own time, then settles.
+function Env:advance(ms)
+  local target = self.now_ms + ms
+  local count = self:drain(0)
+  while true do
+    local r = self:next_due()
+    if r == nil or r._wait.due_ms > target then break end
+    if r._wait.due_ms > self.now_ms then self:set_now(r._wait.due_ms) end
+    count = self:drain(count)
+  end
+  if target > self.now_ms then self:set_now(target) end
+  self:settle(count)
 end
 
 function Run:_random()
@@ -284,10 +410,9 @@ function Run:signal(name, payload)
   local text = encode(payload, "t:signal: payload", 2)
   self:_running("t:signal")
   self._inbox[#self._inbox + 1] = { type = "signal_received", name = name, payload = text,
-                                  time_ms = self.now_ms }
-  self:_activate()
-  self:_settle()
-  self:_publish()
+                                    time_ms = self.now_ms }
+  self._env:wake(self)
+  self._env:settle()
   return self
 end
 
@@ -298,10 +423,9 @@ function Run:cancel(reason, by)
   by = check_text(by or "test", "t:cancel: by", 2)
   self:_running("t:cancel")
   self._inbox[#self._inbox + 1] = { type = "cancel_requested", name = by, error = reason,
-                                  time_ms = self.now_ms }
-  self:_activate()
-  self:_settle()
-  self:_publish()
+                                    time_ms = self.now_ms }
+  self._env:wake(self)
+  self._env:settle()
   return self
 end
 
@@ -311,29 +435,27 @@ function Run:terminate(reason, by)
   by = check_text(by or "test", "t:terminate: by", 2)
   self:_running("t:terminate")
   self._inbox[#self._inbox + 1] = { type = "workflow_terminated", name = by, error = reason }
-  self:_activate()
-  self:_publish()
+  self._env:wake(self)
+  self._env:settle()
   return self
 end
 
 --- t:advance(d): moves virtual time forward by d (seconds or "10s", "3d"),
---- firing every timer, retry and signal timeout that falls due on the way,
---- each at its own due time.
+--- firing every timer, retry and signal timeout that falls due on the way
+--- (of this run and its children), each at its own due time.
 function Run:advance(d)
-  local ms = workflow.duration_ms(d, "t:advance")
-  local target = self.now_ms + ms
-  local count = 0
-  while self.status == "running" and self._wait and (self._wait.due_ms or 0) > 0
-    and self._wait.due_ms <= target do
-    if self._wait.due_ms > self.now_ms then self.now_ms = self._wait.due_ms end
-    count = count + 1
-    guard(count)
-    self:_activate()
-  end
-  if target > self.now_ms then self.now_ms = target end
-  self:_settle()
-  self:_publish()
+  self._env:advance(workflow.duration_ms(d, "t:advance"))
   return self
+end
+
+--- t:child(id): the child run `id` (started with ctx:child or
+--- ctx:start_child), a run like t.
+function Run:child(id)
+  local kid = self._env.by_id[id]
+  if kid == nil or kid._parent ~= self then
+    error(string.format("t:child: run %s has no child %q", self.id, tostring(id)), 2)
+  end
+  return kid
 end
 
 --- t:stub(name, fn_or_value): replaces (nil: removes) the stub of a step.
@@ -416,8 +538,8 @@ end
 -- testing.run
 
 local OPTIONS = { input = true, id = true, now = true, stubs = true, secrets = true, http = true,
-                  auto_advance = true, random = true, workflow = true }
-local OPTION_LIST = "auto_advance, http, id, input, now, random, secrets, stubs, workflow"
+                  auto_advance = true, random = true, workflow = true, workflows = true }
+local OPTION_LIST = "auto_advance, http, id, input, now, random, secrets, stubs, workflow, workflows"
 
 local function load_definition(wf, level)
   if workflow.is_workflow(wf) then return wf end
@@ -433,6 +555,44 @@ local function load_definition(wf, level)
     error("testing.run: " .. wf .. ": does not return workflow.define{...}", level + 1)
   end
   return def
+end
+
+-- The workflow types child runs can use: the run's own, and those of the
+-- workflows option (a directory of workflow files, or a table: list items
+-- are files or definitions, keys name a type: a file, a definition, or a
+-- function(ctx, input) used as its run).
+local function load_types(spec, def, level)
+  local types = { [def.name] = def }
+  if spec == nil then return types end
+  local function add(v, key)
+    local d
+    if type(v) == "function" and type(key) == "string" then
+      d = workflow.define { name = key, run = v }
+    else
+      d = load_definition(v, level + 2)
+    end
+    if type(key) == "string" and d.name ~= key then
+      error(string.format("testing.run: workflows.%s: defines workflow %q", key, d.name), level + 2)
+    end
+    types[d.name] = d
+  end
+  if type(spec) == "string" then
+    local p = io.popen('ls -1 "' .. spec:gsub('"', '\\"') .. '" 2>/dev/null')
+    local found = 0
+    for f in p:lines() do
+      if f:match("%.lua$") then
+        add(spec .. "/" .. f)
+        found = found + 1
+      end
+    end
+    p:close()
+    if found == 0 then error("testing.run: workflows: no *.lua files in " .. spec, level + 1) end
+  elseif type(spec) == "table" then
+    for k, v in pairs(spec) do add(v, type(k) == "string" and k or nil) end
+  else
+    error("testing.run: workflows: must be a directory or a table, got a " .. type(spec), level + 1)
+  end
+  return types
 end
 
 --- testing.run(workflow, opts) -> t: starts a run of workflow (a file's
@@ -490,16 +650,28 @@ function M.run(wf, opts)
     error("testing.run: auto_advance: must be a boolean, got a " .. type(opts.auto_advance), 2)
   end
   local input = encode(opts.input, "testing.run: input", 2)
+  local types = load_types(opts.workflows, def, 2)
 
+  local env = setmetatable({ now_ms = math.floor(now * 1000 + 0.5), runs = {}, by_id = {}, queue = {},
+                             types = types, auto_advance = opts.auto_advance or false,
+                             stubs = {}, secrets = {}, http = h, random = opts.random }, Env)
+  for k, v in pairs(opts.stubs or {}) do env.stubs[k] = v end
+  for k, v in pairs(opts.secrets or {}) do env.secrets[k] = v end
+  local t = env:new_run(def, id, input)
+  env:wake(t)
+  env:settle()
+  return t
+end
+
+-- A new run of def in env (not activated yet).
+function Env:new_run(def, id, input)
   local t = setmetatable({
     id = id, type = def.name, status = "running", definition = def,
     steps_completed = 0, attempts_failed = 0, activations = 0,
-    logs = {}, requests = {}, _events = {}, _inbox = {},
-    _stubs = {}, _secrets = {}, _http = h, auto_advance = opts.auto_advance or false,
-    now_ms = math.floor(now * 1000 + 0.5), _calls = {}, _rand = opts.random, _seed = 42, _uuids = 0,
+    logs = {}, requests = {}, _events = {}, _inbox = {}, _env = self,
+    _stubs = self.stubs, _secrets = self.secrets, _http = self.http,
+    now_ms = self.now_ms, _calls = {}, _rand = self.random, _seed = 42, _uuids = 0,
   }, Run)
-  for k, v in pairs(opts.stubs or {}) do t._stubs[k] = v end
-  for k, v in pairs(opts.secrets or {}) do t._secrets[k] = v end
   -- the definition the driver sees: the same, with an instrumented ctx
   local d = setmetatable({}, getmetatable(def))
   for k, v in pairs(def) do d[k] = v end
@@ -508,9 +680,9 @@ function M.run(wf, opts)
     return def.run(ctx, inp)
   end
   t._def = d
-  t._events[1] = { seq = 1, type = "workflow_started", time_ms = t.now_ms, payload = input }
-  t:_activate()
-  t:_settle()
+  t._events[1] = { seq = 1, type = "workflow_started", time_ms = self.now_ms, payload = input }
+  self.runs[#self.runs + 1] = t
+  self.by_id[id] = t
   t:_publish()
   return t
 end

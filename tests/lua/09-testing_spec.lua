@@ -326,7 +326,7 @@ describe("lodestone.testing", function()
 
     it("stops an endless retry under auto_advance with an error", function()
       local def = flaky(math.huge, { initial_interval = "1ms", max_interval = "1ms" })
-      assert.matches("activated more than 1000 times in one call",
+      assert.matches("^testing: more than 1000 activations in one call",
         err_of(testing.run, def, { auto_advance = true }))
     end)
   end)
@@ -569,6 +569,121 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  -- Child runs through the calls ctx:start_child and ctx:child make in
+  -- lodestone.workflow (rt.child_start, rt.child_wait); a parent here
+  -- collects a child's end after a signal, so that no test needs the
+  -- driver's suspension for children.
+  describe("child workflows", function()
+    local function start_child(ctx, wtype, input, opts)
+      opts = opts or {}
+      return ctx._rt.child_start(ctx._act, wtype, json.encode(input == nil and json.null or input), opts.id,
+        opts.detached or false)
+    end
+
+    local kid = workflow.define { name = "kid", run = function(ctx, input)
+      ctx:sleep(input.pause or "1h")
+      if input.fail then error(workflow.fatal("kid broke")) end
+      return { double = input.n * 2 }
+    end }
+
+    -- Starts one child with input, waits for the signal "go", then returns
+    -- what rt.child_wait says about the child.
+    local function parent_of(input, opts)
+      return define(function(ctx)
+        local id = start_child(ctx, "kid", input, opts)
+        ctx:wait_signal("go")
+        local st, v = ctx._rt.child_wait(ctx._act, id)
+        return { id = id, st = st, v = st == "done" and json.decode(v) or v }
+      end)
+    end
+
+    it("runs a child on the same clock; the parent hears of its end", function()
+      local t = testing.run(parent_of({ n = 2, pause = "10s" }), { workflows = { kid } })
+      local c = t:child("run-1-c1")
+      assert.same({ "running", "kid", "run-1" }, { c.status, c.type, c.parent })
+      assert.same({ kind = "sleep", name = "", due_at = at(10) }, c.waiting)
+      assert.same({ kind = "signal", name = "go" }, t.waiting)
+      t:advance("10s")
+      assert.same({ double = 4 }, c.output)
+      assert.same({ "workflow_started", "child_started", "child_completed" }, types(t))
+      assert.same({ seq = 2, type = "child_started", time = at(0), name = "run-1-c1", workflow = "kid" }, t.history[2])
+      assert.same({ double = 4 }, t.history[3].output)
+      t:signal("go")
+      assert.same({ id = "run-1-c1", st = "done", v = { double = 4 } }, t.output)
+      t:replay()
+      c:replay()
+      assert.matches('t:child: run run%-1 has no child "nope"$', err_of(function() t:child("nope") end))
+    end)
+
+    it("hands a child's failure to the parent with the engine's message", function()
+      local t = testing.run(parent_of({ n = 1, fail = true, pause = "1s" }, { id = "k-1" }), { workflows = { kid } })
+      t:advance(1)
+      assert.equal("failed", t:child("k-1").status)
+      assert.same({ name = "k-1", error = "failed: kid broke" },
+        { name = t.history[3].name, error = t.history[3].error })
+      t:signal("go")
+      assert.same({ id = "k-1", st = "failed", v = "child workflow k-1 failed: kid broke" }, t.output)
+    end)
+
+    it("cancels the children that are not detached when the parent ends", function()
+      local def = define(function(ctx)
+        start_child(ctx, "kid", { n = 1 }, { id = "bg" })
+        start_child(ctx, "kid", { n = 2, pause = "2h" }, { id = "det", detached = true })
+        return "parent done"
+      end)
+      local t = testing.run(def, { workflows = { kid } })
+      assert.equal("completed", t.status)
+      local bg, det = t:child("bg"), t:child("det")
+      assert.same({ "cancelled", "its parent run ended", "run-1" }, { bg.status, bg.reason, bg.by })
+      assert.equal("running", det.status)
+      assert.is_true(det.detached)
+      assert.is_true(t.history[3].detached)
+      t:advance("2h")
+      assert.same({ double = 4 }, det.output)
+    end)
+
+    it("cancels the children when the parent is cancelled or terminated", function()
+      for _, stop in ipairs({ "cancel", "terminate" }) do
+        local t = testing.run(parent_of({ n = 1 }), { workflows = { kid } })
+        t[stop](t, "stop")
+        assert.equal(stop == "cancel" and "cancelled" or "terminated", t.status)
+        assert.equal("cancelled", t:child("run-1-c1").status)
+      end
+    end)
+
+    it("fails the run for an unknown type, or an id taken by another run", function()
+      local t = testing.run(parent_of({ n = 1 }))
+      assert.equal('child workflow: unknown workflow type "kid"; known types: w', t.error)
+      t = testing.run(parent_of({ n = 1 }, { id = "run-1" }), { workflows = { kid } })
+      assert.equal('child workflow: a run with id "run-1" exists and is not a child of this run', t.error)
+    end)
+
+    it("takes the types from a directory, files, definitions or functions", function()
+      local t = testing.run(define(function(ctx)
+        start_child(ctx, "hello", { name = "kid", pause = 1 })
+        start_child(ctx, "square", 3)
+        return ctx:wait_signal("go")
+      end), { workflows = "workflows", auto_advance = true })
+      assert.equal('child workflow: unknown workflow type "square"; known types: approval, hello, ' ..
+        'nightly_cleanup, order, w, webhook_fanout', t.error)
+      -- the parent failed before its first child ran: the child was cancelled at its first step
+      assert.same({ "cancelled", {} }, { t:child("run-1-c1").status, t:child("run-1-c1"):steps() })
+      t = testing.run(define(function(ctx)
+        start_child(ctx, "hello", { pause = 1 })
+        start_child(ctx, "square", 3)
+        return ctx:wait_signal("go")
+      end), { workflows = { "workflows/hello.lua", square = function(_, n) return n * n end } })
+      assert.same({ "running", "completed" }, { t:child("run-1-c1").status, t:child("run-1-c2").status })
+      assert.equal(9, t:child("run-1-c2").output)
+      assert.matches('testing.run: workflows.sq: defines workflow "kid"$',
+        err_of(testing.run, define(function() end), { workflows = { sq = kid } }))
+      assert.matches("testing.run: workflows: no %*.lua files in docs$",
+        err_of(testing.run, define(function() end), { workflows = "docs" }))
+      assert.matches("testing.run: workflows: must be a directory or a table, got a number$",
+        err_of(testing.run, define(function() end), { workflows = 5 }))
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }
@@ -579,7 +694,7 @@ describe("lodestone.testing", function()
 
     it("names what is wrong with its arguments", function()
       assert.matches("testing.run: unknown option inputs %(known: auto_advance, http, id, input, now, random, " ..
-        "secrets, stubs, workflow%)$", err_of(testing.run, "workflows/hello.lua", { inputs = {} }))
+        "secrets, stubs, workflow, workflows%)$", err_of(testing.run, "workflows/hello.lua", { inputs = {} }))
       assert.matches("testing.run: expects the path of a workflow file or a workflow.define{...} result, got a number$",
         err_of(testing.run, 5))
       assert.matches("testing.run: cannot open workflows/nope.lua", err_of(testing.run, "workflows/nope.lua"))

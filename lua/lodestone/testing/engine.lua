@@ -10,8 +10,8 @@
 -- The run it works on is a table with: id, status, now_ms, _events (the
 -- history: {seq, type, time_ms, name, attempt, payload (JSON text), error,
 -- due_ms, fatal, traceback}), _custom (custom status JSON), _secrets,
--- logs, steps_completed, attempts_failed, and methods _random() and
--- _uuid(). engine.activate(run, def, terminate, verify) runs one
+-- logs, steps_completed, attempts_failed, and methods _random(), _uuid()
+-- and _start_child(type, id, input, detached). engine.activate(run, def, terminate, verify) runs one
 -- activation and returns it (ended, end_status, end_ev, waiting, nondet).
 local core = require("lodestone.core")
 local workflow = require("lodestone.workflow")
@@ -31,6 +31,7 @@ local KIND = {
   step_started = "step", step_completed = "step", step_failed = "step",
   timer_started = "timer", timer_fired = "timer", timer_cancelled = "timer",
   side_effect_recorded = "side effect",
+  child_started = "child workflow",
 }
 local TERMINAL = { workflow_completed = true, workflow_failed = true,
                    workflow_cancelled = true, workflow_terminated = true }
@@ -105,6 +106,18 @@ function Cursor:take_signal(name, before)
     if e.type == "signal_received" and e.name == name and not self.used[i] then
       self.used[i] = true
       return { state = "done", first = e, last = e }
+    end
+  end
+end
+
+-- The end of child run `name` (child_completed: done, child_failed:
+-- failed) among the events with a seq below `before`.
+function Cursor:find_child(name, before)
+  for i = 1, self.n do
+    local e = self.ev[i]
+    if e.seq >= before then break end
+    if (e.type == "child_completed" or e.type == "child_failed") and e.name == name then
+      return { state = e.type == "child_completed" and "done" or "failed", first = e, last = e }
     end
   end
 end
@@ -535,6 +548,41 @@ function Act:side_effect(kind, value)
   return m.last.payload
 end
 
+-- rt.child_start(act, type, input, id|nil, detached) -> the child's id.
+-- Without an id the child is named after the parent and the command's
+-- position ("ID-cN"). The run starts the child through
+-- run:_start_child(type, id, input, detached) -> true | nil, message.
+function Act:child_start(wtype, input, id, detached)
+  self:check_sticky()
+  if id == nil or id == "" then
+    id = self.t.id .. "-c" .. (self.cur.commands + self.new_commands + 1)
+  end
+  local m = self:next("child workflow", id)
+  if m then return id end -- started before
+  local ev = { type = "child_started", name = id, payload = json.encode({ type = wtype }),
+               detached = detached and true or nil }
+  if self.verify then self:put_event(ev) end -- a replay check starts nothing
+  local ok, err = self.t:_start_child(wtype, id, input, detached)
+  if not ok then error("child workflow: " .. err, 0) end
+  self:put_event(ev)
+  self.new_commands = self.new_commands + 1
+  return id
+end
+
+-- rt.child_wait(act, id) -> "done", json | "failed", msg | "wait" | "cancelled", reason
+function Act:child_wait(id)
+  self:check_sticky()
+  local cs = self:cancel_due()
+  local m = self.cur:find_child(id, cs or math.huge)
+  if m == nil and cs then return self:deliver_cancel(true) end
+  if m == nil then
+    self:suspend("child", id, 0, 0)
+    return "wait"
+  end
+  if m.state == "done" then return "done", m.last.payload end
+  return "failed", "child workflow " .. id .. " " .. (m.last.error or "")
+end
+
 function Act:set_status(text)
   self:check_sticky()
   if self.verify then
@@ -600,7 +648,8 @@ end
 -- lodestone.flowrt as the driver sees it: every call takes the activation.
 local FLOWRT = { DEBUG = 0, INFO = 1, WARN = LOG_WARN, ERROR = 4 }
 for _, fn in ipairs({ "step", "step_done", "step_failed", "sleep", "wait_signal", "set_status",
-                      "cancelled", "side_effect", "complete", "fail", "secret", "log" }) do
+                      "cancelled", "side_effect", "complete", "fail", "secret", "log",
+                      "child_start", "child_wait" }) do
   FLOWRT[fn] = function(a, ...) return Act[fn](a, ...) end
 end
 FLOWRT.input = function(a) return a.cur.ev[1].payload or "null" end
