@@ -260,7 +260,8 @@ function Run:_ended(ev)
     if e.type == "child_completed" or e.type == "child_failed" then ended[e.name] = true end
   end
   for _, e in ipairs(self._events) do
-    local kid = e.type == "child_started" and not e.detached and not ended[e.name] and env.by_id[e.name]
+    local id = e.type == "child_started" and e.name:sub(engine.scope_len(e.name) + 1) -- a branch's too
+    local kid = id and not e.detached and not ended[id] and env.by_id[id]
     if kid and kid.status == "running" then
       kid._inbox[#kid._inbox + 1] = { type = "cancel_requested", name = self.id,
                                       error = "its parent run ended", time_ms = env.now_ms }

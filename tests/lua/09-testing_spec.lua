@@ -684,6 +684,85 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  -- Parallel branches through the calls ctx:all makes in lodestone.workflow
+  -- (rt.branch to switch scope, rt.branch_done when a branch ended); the
+  -- branches here run one after the other and never wait, so that no test
+  -- needs the driver's branch coroutines.
+  describe("parallel branch scopes", function()
+    local function in_branch(ctx, scope, fn)
+      ctx._rt.branch(ctx._act, scope)
+      local ok, v = pcall(fn)
+      ctx._rt.branch(ctx._act, "")
+      if not ok then error(v, 0) end
+      return v
+    end
+
+    local function two_branches()
+      return define(function(ctx)
+        local a = in_branch(ctx, "[1.1]", function()
+          return { key = ctx:step("a", function(s) return s.idempotency_key end), now = ctx:now() }
+        end)
+        local b = in_branch(ctx, "[1.2]", function()
+          return ctx:step("a", function(s) return s.idempotency_key end)
+        end)
+        ctx._rt.branch_done(ctx._act, "[1.1]")
+        ctx._rt.branch_done(ctx._act, "[1.2]")
+        ctx:sleep(1)
+        return { a = a, b = b }
+      end)
+    end
+
+    it("records each branch's commands under its scope, with keys that carry it", function()
+      local t = testing.run(two_branches())
+      assert.same({ "workflow_started", "step_started", "step_completed", "side_effect_recorded", "step_started",
+                    "step_completed", "timer_started" }, types(t))
+      assert.same({ "[1.1]a", "[1.1]a", "[1.1]now", "[1.2]a", "[1.2]a", "" },
+        { t.history[2].name, t.history[3].name, t.history[4].name, t.history[5].name, t.history[6].name,
+          t.history[7].name })
+      t:advance(1)
+      assert.same({ a = { key = "run-1-1.1-1", now = T0 }, b = "run-1-1.2-1" }, t.output)
+      assert.same({ "[1.1]a", "[1.2]a" }, t:steps())
+      assert.equal(2, t:calls("a")) -- stubs and calls go by the name the code gives
+      t:replay()
+    end)
+
+    it("fails the run when a branch no longer issues what it recorded", function()
+      local second = "a"
+      local def = define(function(ctx)
+        in_branch(ctx, "[1.1]", function() return ctx:step("a", function() return 1 end) end)
+        in_branch(ctx, "[1.2]", function()
+          if second then return ctx:step(second, function() return 2 end) end
+        end)
+        ctx._rt.branch_done(ctx._act, "[1.1]")
+        ctx._rt.branch_done(ctx._act, "[1.2]")
+        ctx:sleep(1)
+      end)
+      local t = testing.run(def)
+      second = nil -- the code changed under the run
+      t:advance(1)
+      assert.equal('run run-1: non-determinism at command 1: history has step "[1.2]a", the workflow ended ' ..
+        "without it", t.error)
+      second = "a"
+      t = testing.run(def)
+      second = "b"
+      t:advance(1)
+      assert.equal('run run-1: non-determinism at command 1: history has step "[1.2]a", the workflow asked ' ..
+        'for step "[1.2]b"', t.error)
+    end)
+
+    it("refuses signal waits in a branch, reserved step names and bad scopes", function()
+      local t = testing.run(define(function(ctx)
+        return in_branch(ctx, "[1.1]", function() return ctx:wait_signal("go") end)
+      end))
+      assert.matches("ctx:wait_signal cannot be used in a ctx:all branch %(which branch takes a signal " ..
+        "would depend on timing%): wait before or after it$", t.error)
+      t = testing.run(define(function(ctx) ctx:step("[2.1]x", function() end) end))
+      assert.equal('step name "[2.1]x": names starting with [N.N] are reserved for parallel branches', t.error)
+      t = testing.run(define(function(ctx) ctx._rt.branch(ctx._act, "[1]") end))
+      assert.equal('branch scope "[1]": expected [N.N] tokens', t.error)
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }

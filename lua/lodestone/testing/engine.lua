@@ -63,11 +63,25 @@ local function describe(e)
   return string.format('%s "%s"', KIND[e.type], quote(e.name or ""))
 end
 
+-- Parallel branches (ctx:all): a command issued in a branch is recorded
+-- under its scope, one "[SECTION.BRANCH]" token per level ("[1.2]charge");
+-- each branch has a cursor that matches only its own scope's records.
+
+-- Length of the scope prefix of a command name (0 at the root).
+local function scope_len(name)
+  local i = 0
+  while true do
+    local j = name:match("^%[%d+%.%d+%]()", i + 1)
+    if j == nil then return i end
+    i = j - 1
+  end
+end
+
 local Cursor = {}
 Cursor.__index = Cursor
 
 local function new_cursor(events, n)
-  local c = setmetatable({ ev = events, n = n, pos = 1, commands = 0, used = {} }, Cursor)
+  local c = setmetatable({ ev = events, n = n, pos = 1, commands = 0, used = {}, scope = "" }, Cursor)
   for i = 1, n do
     local e = events[i]
     if TERMINAL[e.type] then c.closed = e end
@@ -76,13 +90,28 @@ local function new_cursor(events, n)
   return c
 end
 
+-- A cursor over root's events for the commands of scope: it shares the
+-- consumed signals, the end and the cancel request with root.
+local function scope_cursor(root, scope)
+  return setmetatable({ ev = root.ev, n = root.n, pos = 1, commands = 0, used = root.used,
+                        closed = root.closed, cancel = root.cancel, scope = scope }, Cursor)
+end
+
+-- Whether e is a command event of this cursor's scope.
+function Cursor:mine(e)
+  if not KIND[e.type] then return false end
+  local name = e.name or ""
+  local pl = scope_len(name)
+  return pl == #self.scope and (pl == 0 or name:sub(1, pl) == self.scope)
+end
+
 function Cursor:fail(kind, msg)
   self.failed, self.failed_kind = msg, kind
   return kind, msg
 end
 
 function Cursor:next_command(i)
-  while i <= self.n and not KIND[self.ev[i].type] do i = i + 1 end
+  while i <= self.n and not self:mine(self.ev[i]) do i = i + 1 end
   return i
 end
 
@@ -133,7 +162,7 @@ function Cursor:read_step(i)
   while j <= self.n do
     local e = self.ev[j]
     if TERMINAL[e.type] then break end
-    if KIND[e.type] then
+    if self:mine(e) then
       if KIND[e.type] ~= "step" or e.name ~= first.name then
         return self:corrupt(first, e, "is unfinished")
       end
@@ -168,7 +197,7 @@ function Cursor:read_timer(i)
   while j <= self.n do
     local e = self.ev[j]
     if TERMINAL[e.type] then break end
-    if KIND[e.type] then
+    if self:mine(e) then
       if (e.type ~= "timer_fired" and e.type ~= "timer_cancelled") or e.name ~= started.name then
         return self:corrupt(started, e, "is pending")
       end
@@ -295,7 +324,7 @@ end
 function Act:check_sticky()
   if self.sticky ~= nil then error(self.sticky, 0) end
   if self.ended then error("the run has ended", 0) end
-  if self.waiting then error("the run is suspended; unwind the workflow code", 0) end
+  if self.waiting and self.scope == "" then error("the run is suspended; unwind the workflow code", 0) end
 end
 
 -- Appends an event to the run's history (in a replay check: see below).
@@ -327,14 +356,67 @@ function Act:put_event(ev)
   return ev
 end
 
--- The code suspends on a durable wait (kind "sleep", "retry" or "signal").
+-- The code suspends on a durable wait (kind "sleep", "retry", "signal" or
+-- "child"). Branches may each wait: the run wakes at the earliest timer
+-- (and for signals and children by its inbox).
 function Act:suspend(kind, name, due, seq)
+  local w = self.waiting
+  if w and w.due_ms > 0 and (due == 0 or due >= w.due_ms) then return end
   self.waiting = { kind = kind, name = name, due_ms = due, seq = seq }
+end
+
+-- The current scope as a key part: "[1.2][3.1]" -> "1.2_3.1-" ("" at the root).
+function Act:flat_scope()
+  if self.scope == "" then return "" end
+  return self.scope:gsub("^%[", ""):gsub("%]%[", "_"):gsub("%]$", "") .. "-"
 end
 
 -- The command's position as a replay counts it: the idempotency key.
 function Act:key(command)
-  return self.t.id .. "-" .. command
+  return self.t.id .. "-" .. self:flat_scope() .. command
+end
+
+-- ---- parallel branches ----
+
+-- Makes scope current: its cursor, cancellation state and command count.
+function Act:switch_scope(scope)
+  if scope == self.scope then return end
+  local saved = self.scopes[self.scope]
+  saved.cur, saved.cancel_delivered, saved.new_commands = self.cur, self.cancel_delivered, self.new_commands
+  local s = self.scopes[scope]
+  if s == nil then
+    s = { cur = scope_cursor(self.scopes[""].cur, scope), new_commands = 0 }
+    self.scopes[scope] = s
+  end
+  self.cur, self.cancel_delivered, self.new_commands = s.cur, s.cancel_delivered, s.new_commands
+  self.scope = scope
+end
+
+-- rt.branch(act, scope): the scope of the commands that follow.
+function Act:branch(scope)
+  if self.sticky ~= nil then self:check_sticky() end
+  if scope_len(scope) ~= #scope then
+    error(string.format('branch scope "%s": expected [N.N] tokens', scope:sub(1, 60)), 0)
+  end
+  self:switch_scope(scope)
+end
+
+-- rt.branch_done(act, scope): a finished branch replayed all it recorded.
+function Act:branch_done(scope)
+  local back = self.scope
+  self:branch(scope)
+  local st, msg = self.cur:finish()
+  self:switch_scope(back)
+  if st ~= "ok" then
+    msg = "run " .. self.t.id .. ": " .. msg
+    self:fail_sticky(msg, st == "nondet")
+    error(msg, 0)
+  end
+end
+
+-- name with the current scope's prefix.
+function Act:scoped(name)
+  return self.scope .. name
 end
 
 -- The next record for a command, nil when it is new; raises (sticky) on
@@ -367,7 +449,7 @@ end
 
 function Act:deliver_cancel(with_reason)
   local c = self.cur.cancel
-  self.cancel_delivered = true
+  self.cancel_delivered, self.cancel_seen = true, true
   if not with_reason then return "cancelled" end
   return "cancelled", (c.error and c.error ~= "") and c.error or "cancelled"
 end
@@ -383,6 +465,11 @@ end
 
 function Act:step(name)
   self:check_sticky()
+  if scope_len(name) ~= 0 then
+    error(string.format('step name "%s": names starting with [N.N] are reserved for parallel branches',
+      name:sub(1, 60)), 0)
+  end
+  name = self:scoped(name)
   local cs = self:cancel_due()
   if cs and self:cancel_before_record(cs) then return self:deliver_cancel(true) end
   local m = self:next("step", name)
@@ -421,12 +508,14 @@ end
 
 function Act:step_done(name, attempt, text)
   self:check_sticky()
+  name = self:scoped(name)
   self:put_event { type = "step_completed", name = name, attempt = attempt, payload = text }
   self.t.steps_completed = self.t.steps_completed + 1
 end
 
 function Act:step_failed(name, attempt, msg, code, fatal, wf_retry, step_retry)
   self:check_sticky()
+  name = self:scoped(name)
   local wf = policy(wf_retry, DEFAULT_POLICY)
   local p = policy(step_retry, wf)
   local verdict, delay = retry_next(p, attempt, code, fatal)
@@ -449,12 +538,13 @@ function Act:sleep(ms)
   self:check_sticky()
   local cs = self:cancel_due()
   if cs and self:cancel_before_record(cs) then return self:deliver_cancel(false) end
-  local m = self:next("timer", "")
+  local tname = self:scoped("")
+  local m = self:next("timer", tname)
   local now = self.t.now_ms
   if m == nil then
     if ms < 0 then ms = 0 end
-    local ev = self:put_event { type = "timer_started", name = "", due_ms = now + ms }
-    self:suspend("sleep", "", ev.due_ms, ev.seq)
+    local ev = self:put_event { type = "timer_started", name = tname, due_ms = now + ms }
+    self:suspend("sleep", tname, ev.due_ms, ev.seq)
     self.new_commands = self.new_commands + 1
     return "wait"
   end
@@ -465,11 +555,11 @@ function Act:sleep(ms)
   end
   if m.state == "done" or m.state == "cancelled" then return "done" end
   if m.due > now then
-    self:suspend("sleep", "", m.due, m.first.seq)
+    self:suspend("sleep", tname, m.due, m.first.seq)
     return "wait"
   end
   self.replaying = false
-  self:put_event { type = "timer_fired", name = "" }
+  self:put_event { type = "timer_fired", name = tname }
   return "done"
 end
 
@@ -477,6 +567,10 @@ function Act:wait_signal(name, timeout_ms)
   self:check_sticky()
   if #name == 0 or #name > NAMEMAX then
     error(string.format("signal name: must be 1 to %d bytes, got %d", NAMEMAX, #name), 0)
+  end
+  if self.scope ~= "" then
+    error("ctx:wait_signal cannot be used in a ctx:all branch (which branch takes a signal " ..
+      "would depend on timing): wait before or after it", 0)
   end
   local cur, cs = self.cur, self:cancel_due()
   if timeout_ms < 0 then
@@ -539,6 +633,8 @@ function Act:wait_signal(name, timeout_ms)
 end
 
 function Act:side_effect(kind, value)
+  self:check_sticky()
+  kind = self:scoped(kind)
   local m = self:next("side effect", kind)
   if m == nil then
     self:put_event { type = "side_effect_recorded", name = kind, payload = value }
@@ -555,11 +651,12 @@ end
 function Act:child_start(wtype, input, id, detached)
   self:check_sticky()
   if id == nil or id == "" then
-    id = self.t.id .. "-c" .. (self.cur.commands + self.new_commands + 1)
+    id = self.t.id .. "-" .. self:flat_scope() .. "c" .. (self.cur.commands + self.new_commands + 1)
   end
-  local m = self:next("child workflow", id)
+  local cname = self:scoped(id) -- the command is named by the child's id, with the branch's prefix
+  local m = self:next("child workflow", cname)
   if m then return id end -- started before
-  local ev = { type = "child_started", name = id, payload = json.encode({ type = wtype }),
+  local ev = { type = "child_started", name = cname, payload = json.encode({ type = wtype }),
                detached = detached and true or nil }
   if self.verify then self:put_event(ev) end -- a replay check starts nothing
   local ok, err = self.t:_start_child(wtype, id, input, detached)
@@ -609,13 +706,13 @@ function Act:complete(output)
     error(msg, 0)
   end
   self.replaying = false
-  if self.cancel_delivered then return self:cancelled() end
+  if self.cancel_seen then return self:cancelled() end
   if output == nil or output == "" then output = "null" end
   self:end_run({ type = "workflow_completed", payload = output }, "completed")
 end
 
 function Act:cancelled()
-  if not self.cancel_delivered then error("no cancellation was delivered to this run", 0) end
+  if not self.cancel_seen then error("no cancellation was delivered to this run", 0) end
   if self.ended then error("the run has ended", 0) end
   local c = self.cur.cancel
   self.replaying = false
@@ -649,7 +746,7 @@ end
 local FLOWRT = { DEBUG = 0, INFO = 1, WARN = LOG_WARN, ERROR = 4 }
 for _, fn in ipairs({ "step", "step_done", "step_failed", "sleep", "wait_signal", "set_status",
                       "cancelled", "side_effect", "complete", "fail", "secret", "log",
-                      "child_start", "child_wait" }) do
+                      "child_start", "child_wait", "branch", "branch_done" }) do
   FLOWRT[fn] = function(a, ...) return Act[fn](a, ...) end
 end
 FLOWRT.input = function(a) return a.cur.ev[1].payload or "null" end
@@ -669,7 +766,8 @@ local current
 local function recorded(kind)
   local c = current.cur
   local i = c:next_command(c.pos)
-  return not c.failed and i <= c.n and c.ev[i].type == "side_effect_recorded" and c.ev[i].name == kind
+  return not c.failed and i <= c.n and c.ev[i].type == "side_effect_recorded"
+    and c.ev[i].name == current:scoped(kind)
 end
 FLOWRT.wall_ms = function() return current.t.now_ms end
 FLOWRT.random = function()
@@ -691,7 +789,8 @@ E.FLOWRT = FLOWRT
 function E.activate(run, def, terminate, verify)
   local n = #run._events
   local a = setmetatable({ t = run, cur = new_cursor(run._events, n), replaying = n > 1,
-                           new_commands = 0, verify = verify }, Act)
+                           new_commands = 0, verify = verify, scope = "" }, Act)
+  a.scopes = { [""] = { cur = a.cur, new_commands = 0 } }
   if terminate and not a.cur.closed then
     a.replaying = false
     a:end_run({ type = "workflow_terminated", name = terminate.name, error = terminate.error },
@@ -714,5 +813,6 @@ end
 
 E.TERMINAL = TERMINAL
 E.quote = quote
+E.scope_len = scope_len
 
 return E
