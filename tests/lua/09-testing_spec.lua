@@ -2,8 +2,9 @@
 -- lodestone.testing: the harness's own behaviour (replay on every
 -- activation, non-determinism, retries with backoff in virtual time, fatal
 -- errors, signal waits and their timeouts, cancel and terminate, history
--- shape, stubs, secrets, HTTP, replay checks, options), then every example
--- workflow in workflows/ run through it.
+-- shape, stubs, secrets, HTTP, replay checks, child runs and parallel
+-- branch scopes through the runtime calls lodestone.workflow makes for
+-- them, options), then every example workflow in workflows/ run through it.
 local testing = require("lodestone.testing")
 local workflow = require("lodestone.workflow")
 local json = require("lodestone.core").json
