@@ -528,7 +528,8 @@ describe("lodestone.testing", function()
       end)
       local t = testing.run(def)
       assert.equal("failed", t.status)
-      assert.matches('^step "fetch" failed on attempt 1: http POST http://svc/x: HTTP is not available in tests', t.error)
+      assert.matches('^step "fetch" failed on attempt 1: http POST http://svc/x: HTTP is not available in tests',
+        t.error)
       t = testing.run(def, { http = function(req)
         return { status = 201, json = { echo = req.json.a, step = req.step } }
       end })
