@@ -121,8 +121,15 @@ daemon_view() {
   printf '%s' "$body" | jq -S -c '{status, output, error, reason} | with_entries(select(.value != null))'
 }
 
+# luajit loading the module built with ASan needs its runtime first.
+SAN_ENV=()
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+           ASAN_OPTIONS=detect_leaks=0)
+fi
+
 harness_view() {
-  luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" 2>&1
+  "${SAN_ENV[@]}" luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" 2>&1
 }
 
 # Idempotency keys are ID-N in both, but the daemon's ID is its internal id.
