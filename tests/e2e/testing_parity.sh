@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End to end: lodestone.testing writes the history lodestoned writes. The
+# same workflow files go through the same scenarios twice, once against a
+# real lodestoned over its HTTP API and once in lodestone.testing under
+# LuaJIT (virtual time); the event sequences (type, name, attempt, final)
+# and the outcomes (status, output or error, reason) must be equal:
+# retries with backoff, a durable sleep, a step that fails for good,
+# signals sent before a wait and into a wait with a timeout, a signal wait
+# that times out, cancellation with cleanup, termination.
+# usage: tests/e2e/testing_parity.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)"; exit 1; }
+command -v luajit >/dev/null || { echo "luajit not found (scripts/deps.sh installs it)"; exit 1; }
+export LODESTONE_LUA_DIR="$root/lua"
+
+d=$E2E_DIR
+data=$d/data
+sock=$data/lodestoned.sock
+mkdir -p "$d/wf"
+cp "$root/workflows/approval.lua" "$d/wf/"
+cat > "$d/wf/parity.lua" <<'LUA'
+-- Steps, a retried step (exact backoff: no jitter), a durable sleep, a
+-- recorded time, and a step that fails for good when asked to.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "parity",
+  retry = { initial_interval = "100ms", backoff = 2.0, jitter = 0, max_attempts = 3 },
+  run = function(ctx, input)
+    local a = ctx:step("a", function(s) return { key_len = #s.idempotency_key } end)
+    local b = ctx:step("b", function(s)
+      if s.attempt < 3 then error("flaky " .. s.attempt) end
+      return s.attempt
+    end)
+    ctx:sleep("200ms")
+    local now = ctx:now()
+    if input.fail then
+      ctx:step("c", function() error("boom") end, { retry = { max_attempts = 2 } })
+    end
+    return { a = a.key_len > 0, b = b, now = type(now) }
+  end,
+}
+LUA
+cat > "$d/wf/inbox.lua" <<'LUA'
+-- Signals sent while the run sleeps are kept, in order; a signal wait
+-- with a timeout that passes.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "inbox",
+  run = function(ctx)
+    ctx:step("a", function() return 1 end)
+    ctx:sleep("5s")
+    local x1 = ctx:wait_signal("x")
+    local x2 = ctx:wait_signal("x", { timeout = "10s" })
+    local y, why = ctx:wait_signal("y", { timeout = "300ms" })
+    return { x1 = x1, x2 = x2, y = y, why = why }
+  end,
+}
+LUA
+
+# The harness side: runs one scenario, prints the events and the outcome
+# in the shape jq gives the daemon's below.
+cat > "$d/harness.lua" <<'LUA'
+package.path = arg[1] .. "/?.lua;" .. arg[1] .. "/?/init.lua;" .. package.path
+package.cpath = arg[2] .. "/lib/lua/5.1/?.so;" .. package.cpath
+local testing = require "lodestone.testing"
+local json = require("lodestone.core").json
+local wf, scenario = arg[3], arg[4]
+local t
+if scenario == "retry" then
+  t = testing.run(wf .. "/parity.lua", { input = {}, auto_advance = true })
+elseif scenario == "fail" then
+  t = testing.run(wf .. "/parity.lua", { input = { fail = true }, auto_advance = true })
+elseif scenario == "inbox" then
+  t = testing.run(wf .. "/inbox.lua")
+  t:signal("x", 1)
+  t:signal("x", 2)
+  t:advance("5s")
+  t:advance("300ms")
+elseif scenario == "approve" then
+  t = testing.run(wf .. "/approval.lua", { input = { item = "desk" } })
+  t:signal("approved", { by = "alice" })
+elseif scenario == "expire" then
+  t = testing.run(wf .. "/approval.lua", { input = { item = "desk", timeout = "300ms" } })
+  t:advance("300ms")
+elseif scenario == "cancel" then
+  t = testing.run(wf .. "/approval.lua", { input = { item = "desk" } })
+  t:cancel("not needed", "api")
+elseif scenario == "terminate" then
+  t = testing.run(wf .. "/approval.lua", { input = { item = "desk" } })
+  t:terminate("stuck", "api")
+end
+for _, e in ipairs(t.history) do
+  print(json.encode({ type = e.type, name = e.name, attempt = e.attempt, final = e.final }))
+end
+print(json.encode({ status = t.status, output = t.output, error = t.error, reason = t.reason }))
+LUA
+
+api() {
+  local out
+  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+}
+j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
+start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+waiting_for() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = "$2" ]; }
+signal() { api POST "/v1/workflows/$1/signals/$2" -H 'Content-Type: application/json' --data-binary "$3"; }
+
+# The daemon's side of a finished run, in the harness's shape.
+daemon_view() {
+  api GET "/v1/workflows/$1/result?wait=20"
+  api GET "/v1/workflows/$1/history"
+  printf '%s' "$body" | jq -S -c '.events[] | {type, name, attempt, final} | with_entries(select(.value != null))'
+  api GET "/v1/workflows/$1"
+  printf '%s' "$body" | jq -S -c '{status, output, error, reason} | with_entries(select(.value != null))'
+}
+
+# luajit loading the module built with ASan needs its runtime first.
+SAN_ENV=()
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+           ASAN_OPTIONS=detect_leaks=0)
+fi
+
+harness_view() {
+  "${SAN_ENV[@]}" luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" 2>&1
+}
+
+# Idempotency keys are ID-N in both, but the daemon's ID is its internal id.
+same_keys() { sed -E 's/"order":"[^"]*-([0-9]+)"/"order":"ID-\1"/'; }
+
+compare() { # NAME RUN_ID SCENARIO
+  local want got
+  got=$(daemon_view "$2" | same_keys)
+  want=$(harness_view "$3" | same_keys)
+  if [ "$want" = "$got" ]; then
+    ok "$1"
+  else
+    not_ok "$1" "harness and daemon differ:"
+    diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") | sed 's/^/#   /'
+  fi
+}
+
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 --grace 2 || exit 1
+
+start parity '{"id":"p-retry","input":{}}'
+compare "retries with backoff, a sleep and a recorded time: the same history" p-retry retry
+
+start parity '{"id":"p-fail","input":{"fail":true}}'
+compare "a step that fails for good: the same history and error" p-fail fail
+
+start inbox '{"id":"i-1"}'
+poll 100 waiting_for i-1 sleep || not_ok "inbox run sleeps"
+signal i-1 x 1
+signal i-1 x 2
+compare "signals sent during a sleep, a wait that times out: the same history" i-1 inbox
+
+start approval '{"id":"a-ok","input":{"item":"desk"}}'
+poll 100 waiting_for a-ok signal || not_ok "approval waits"
+signal a-ok approved '{"by":"alice"}'
+compare "a signal into a wait with a timeout: the same history and output" a-ok approve
+
+start approval '{"id":"a-exp","input":{"item":"desk","timeout":"300ms"}}'
+compare "a signal wait that times out: the same history and error" a-exp expire
+
+start approval '{"id":"a-can","input":{"item":"desk"}}'
+poll 100 waiting_for a-can signal || not_ok "approval waits (cancel)"
+api POST /v1/workflows/a-can/cancel -H 'Content-Type: application/json' --data-binary '{"reason":"not needed"}'
+compare "cancellation with cleanup: the same history and reason" a-can cancel
+
+start approval '{"id":"a-term","input":{"item":"desk"}}'
+poll 100 waiting_for a-term signal || not_ok "approval waits (terminate)"
+api POST /v1/workflows/a-term/terminate -H 'Content-Type: application/json' --data-binary '{"reason":"stuck"}'
+compare "termination: the same history and reason" a-term terminate
+
+e2e_stop "$E2E_DAEMON" 10 || true
+e2e_finish

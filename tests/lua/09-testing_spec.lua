@@ -1,0 +1,1018 @@
+-- SPDX-License-Identifier: MIT
+-- lodestone.testing: the harness's own behaviour (replay on every
+-- activation, non-determinism, retries with backoff in virtual time, fatal
+-- errors, signal waits and their timeouts, cancel and terminate, history
+-- shape, stubs, secrets, HTTP, replay checks, child runs and parallel
+-- branch scopes through the runtime calls lodestone.workflow makes for
+-- them, options), then every example workflow in workflows/ run through it.
+local testing = require("lodestone.testing")
+local workflow = require("lodestone.workflow")
+local json = require("lodestone.core").json
+
+local T0 = 1700000000 -- the harness's default start: 2023-11-14T22:13:20Z
+
+local function at(seconds) return testing.iso(T0 + seconds) end
+
+-- The message of the error fn(...) raises (fails the test when none).
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return e
+end
+
+local function types(t)
+  local out = {}
+  for _, e in ipairs(t.history) do out[#out + 1] = e.type end
+  return out
+end
+
+local function define(run, fields)
+  local spec = { name = "w", run = run }
+  for k, v in pairs(fields or {}) do spec[k] = v end
+  return workflow.define(spec)
+end
+
+describe("lodestone.testing", function()
+  describe("a run", function()
+    it("runs until a wait, fires the timer on advance, and ends with its output", function()
+      local def = define(function(ctx, input)
+        local a = ctx:step("a", function(s) return { n = input.n + 1, attempt = s.attempt } end)
+        ctx:sleep("30d")
+        local b = ctx:step("b", function() return a.n * 2 end)
+        return { a = a, b = b }
+      end)
+      local t = testing.run(def, { input = { n = 1 }, id = "job-7" })
+      assert.equal("job-7", t.id)
+      assert.equal("w", t.type)
+      assert.equal("running", t.status)
+      assert.same({ kind = "sleep", name = "", due_at = at(30 * 86400) }, t.waiting)
+      assert.is_nil(t.output)
+      t:advance("30d")
+      assert.equal("completed", t.status)
+      assert.is_nil(t.waiting)
+      assert.same({ a = { n = 2, attempt = 1 }, b = 4 }, t.output)
+      assert.same({ "a", "b" }, t:steps())
+      assert.equal(T0 + 30 * 86400, t.now)
+      assert.equal(2, t.steps_completed)
+      t:replay()
+    end)
+
+    it("replays from the start on every activation without running a completed step again", function()
+      local ran = {}
+      local def = define(function(ctx)
+        for i = 1, 3 do
+          ctx:step("s" .. i, function() ran[#ran + 1] = i; return i end)
+          ctx:sleep(1)
+        end
+        return "done"
+      end)
+      local t = testing.run(def)
+      assert.equal(1, t.activations)
+      t:advance(1)
+      t:advance(1)
+      assert.equal(3, t.activations)
+      t:advance(1)
+      assert.equal("completed", t.status)
+      assert.equal(4, t.activations) -- the start and three timers
+      assert.same({ 1, 2, 3 }, ran)
+      for i = 1, 3 do assert.equal(1, t:calls("s" .. i)) end
+      assert.equal(0, t:calls("nope"))
+      t:replay()
+      assert.same({ 1, 2, 3 }, ran) -- the replay ran none of them
+    end)
+
+    it("records events shaped as GET /v1/workflows/{id}/history", function()
+      local def = define(function(ctx)
+        ctx:step("a", function() return { ok = true } end)
+        ctx:sleep("10s")
+        ctx:log("after the sleep")
+        return { at = ctx:now() }
+      end)
+      local t = testing.run(def, { input = { x = 1 } })
+      t:advance("10s")
+      assert.same({
+        { seq = 1, type = "workflow_started", time = at(0), input = { x = 1 } },
+        { seq = 2, type = "step_started", time = at(0), name = "a", attempt = 1 },
+        { seq = 3, type = "step_completed", time = at(0), name = "a", attempt = 1, result = { ok = true } },
+        { seq = 4, type = "timer_started", time = at(0), name = "", due_at = at(10) },
+        { seq = 5, type = "timer_fired", time = at(10), name = "" },
+        { seq = 6, type = "side_effect_recorded", time = at(10), name = "now", value = T0 + 10 },
+        { seq = 7, type = "workflow_completed", time = at(10), output = { at = T0 + 10 } },
+      }, t.history)
+      assert.same({ "after the sleep" }, t.logs) -- logged once, not again on replay
+      assert.same({ t.history[5] }, t:events("timer_fired"))
+      assert.equal(json.null, testing.run(define(function() end)).history[1].input)
+    end)
+
+    it("puts its runtime in place only while the run is activated", function()
+      local mine = { mine = true }
+      package.loaded["lodestone.flowrt"] = mine
+      local seen
+      local t = testing.run(define(function(ctx)
+        seen = package.loaded["lodestone.flowrt"]
+        ctx:sleep(1)
+      end))
+      assert.equal(testing._flowrt, seen)
+      assert.equal(mine, package.loaded["lodestone.flowrt"])
+      t:advance(1)
+      assert.equal(mine, package.loaded["lodestone.flowrt"])
+      package.loaded["lodestone.flowrt"] = nil
+    end)
+  end)
+
+  describe("non-determinism", function()
+    it("fails the run naming both the recorded and the requested step", function()
+      local name = "charge"
+      local def = define(function(ctx)
+        ctx:step(name, function() return 1 end)
+        ctx:sleep(5)
+        return "shipped"
+      end)
+      local t = testing.run(def, { id = "o-1" })
+      name = "refund" -- the code changed while the run slept
+      t:advance(5)
+      assert.equal("failed", t.status)
+      assert.equal('run o-1: non-determinism at command 1: history has step "charge", ' ..
+        'the workflow asked for step "refund"', t.error)
+      assert.equal(0, t:calls("refund"))
+      assert.same("workflow_failed", t.history[#t.history].type)
+      assert.equal(t.error, t.history[#t.history].error)
+    end)
+
+    it("is reported even when the code catches the error", function()
+      local first = true
+      local def = define(function(ctx)
+        pcall(ctx.step, ctx, first and "a" or "b", function() return 1 end)
+        ctx:sleep(1)
+        return "done"
+      end)
+      local t = testing.run(def)
+      first = false
+      t:advance(1)
+      assert.equal("failed", t.status)
+      assert.matches('history has step "a", the workflow asked for step "b"$', t.error)
+    end)
+
+    it("names a command that history holds and the code no longer issues", function()
+      local extra = true
+      local def = define(function(ctx)
+        ctx:step("a", function() return 1 end)
+        if extra then ctx:step("b", function() return 2 end) end
+        ctx:sleep(1)
+      end)
+      local t = testing.run(def)
+      extra = false
+      t:advance(1)
+      assert.equal('run run-1: non-determinism at command 2: history has step "b", the workflow asked for timer ""',
+        t.error)
+    end)
+  end)
+
+  describe("t:replay", function()
+    it("passes for a waiting run and for every way a run ends", function()
+      local def = define(function(ctx, input)
+        ctx:step("a", function() return 1 end)
+        if input.mode == "fail" then error(workflow.fatal("no")) end
+        local v = ctx:wait_signal("go", { timeout = "1h" })
+        return { v = v, r = ctx:random() }
+      end)
+      local t = testing.run(def, { input = { mode = "ok" } })
+      t:replay()
+      t:signal("go", 5)
+      assert.equal("completed", t.status)
+      t:replay()
+      t = testing.run(def, { input = { mode = "fail" } })
+      assert.equal("failed", t.status)
+      t:replay()
+      t = testing.run(def, { input = {} })
+      t:cancel("x")
+      assert.equal("cancelled", t.status)
+      t:replay()
+      t = testing.run(def, { input = {} })
+      t:terminate("y")
+      assert.equal("terminated", t.status)
+      t:replay()
+    end)
+
+    it("raises when the code changed under a finished run", function()
+      local more = false
+      local def = define(function(ctx)
+        ctx:step("a", function() return 1 end)
+        if more then ctx:step("b", function() return 2 end) end
+        return "ok"
+      end)
+      local t = testing.run(def)
+      more = true
+      assert.matches('^[^:]*09%-testing_spec%.lua:%d+: testing: replay of run run%-1: run run%-1: non%-determinism ' ..
+        'at command 2: history ends with workflow_completed, the workflow asked for step "b"$',
+        err_of(function() t:replay() end))
+      assert.equal(0, t:calls("b"))
+    end)
+
+    it("raises when the replay would write what history does not hold", function()
+      local peek = false
+      local def = define(function(ctx)
+        if peek then ctx:now() end
+        return ctx:wait_signal("go")
+      end)
+      local t = testing.run(def)
+      assert.same({ kind = "signal", name = "go" }, t.waiting)
+      peek = true
+      assert.matches('testing: replay of run run%-1: it would write side_effect_recorded "now", ' ..
+        'which history does not hold$', err_of(t.replay, t))
+    end)
+
+    it("raises when the replay returns something else", function()
+      local out = 1
+      local t = testing.run(define(function() return out end))
+      out = 2
+      assert.matches("the replay returned 2, the run returned 1$", err_of(t.replay, t))
+    end)
+  end)
+
+  describe("retries", function()
+    local function flaky(until_attempt, retry, opts)
+      local attempts = {}
+      local def = define(function(ctx)
+        return ctx:step("call", function(s)
+          attempts[#attempts + 1] = s.attempt
+          if s.attempt < until_attempt then error("down " .. s.attempt) end
+          return { attempt = s.attempt, key = s.idempotency_key }
+        end, opts)
+      end, { retry = retry })
+      return def, attempts
+    end
+
+    it("waits the backoff in virtual time, attempt after attempt, with the same key", function()
+      local def, attempts = flaky(4, { initial_interval = "1s", backoff = 2.0 })
+      local t = testing.run(def)
+      assert.same({ kind = "retry", name = "call", due_at = at(1) }, t.waiting)
+      t:advance("999ms")
+      assert.same({ 1 }, attempts)
+      t:advance("1ms")
+      assert.same({ 1, 2 }, attempts)
+      assert.same({ kind = "retry", name = "call", due_at = at(3) }, t.waiting)
+      t:advance("10s") -- fires attempt 3 at +3s and attempt 4 at +7s on the way
+      assert.same({ 1, 2, 3, 4 }, attempts)
+      assert.equal("completed", t.status)
+      assert.same({ attempt = 4, key = "run-1-1" }, t.output)
+      assert.equal(T0 + 11, t.now)
+      local failed = t:events("step_failed")
+      assert.equal(3, #failed)
+      assert.equal(3, t.attempts_failed)
+      assert.matches("down 1$", failed[1].error)
+      assert.same({ at(1), at(3), at(7) }, { failed[1].retry_at, failed[2].retry_at, failed[3].retry_at })
+      assert.same({ 1, 2, 3 }, { failed[1].attempt, failed[2].attempt, failed[3].attempt })
+      assert.equal(4, t:calls("call"))
+      t:replay()
+    end)
+
+    it("caps the delay at max_interval, 100 x initial by default, without jitter", function()
+      local def = flaky(11, { initial_interval = "1s" })
+      local t = testing.run(def, { auto_advance = true })
+      assert.equal("completed", t.status)
+      local due, prev = {}, T0
+      for _, e in ipairs(t:events("step_failed")) do
+        local y, mo, d, h, mi, s = e.retry_at:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+        local secs = os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = s }) -
+          os.time({ year = 2023, month = 11, day = 14, hour = 22, min = 13, sec = 20 }) + T0
+        due[#due + 1] = secs - prev
+        prev = secs
+      end
+      assert.same({ 1, 2, 4, 8, 16, 32, 64, 100, 100, 100 }, due)
+      def = flaky(3, { initial_interval = "1s", max_interval = "1500ms" })
+      t = testing.run(def, { auto_advance = true })
+      assert.equal(T0 + 2.5, t.now)
+    end)
+
+    it("fails the run when the attempts are used up, naming the step and the attempt", function()
+      local def = flaky(99, { initial_interval = "1s", max_attempts = 3 })
+      local t = testing.run(def, { auto_advance = true })
+      assert.equal("failed", t.status)
+      assert.matches('^step "call" failed on attempt 3: .*down 3$', t.error)
+      assert.matches("stack traceback", t.traceback)
+      local last = t:events("step_failed")[3]
+      assert.is_true(last.final)
+      assert.is_nil(last.retry_at)
+      t:replay()
+    end)
+
+    it("lets a step's retry override the workflow's field by field", function()
+      local def, attempts = flaky(99, { initial_interval = "2s", max_attempts = 2 }, { retry = { max_attempts = 4 } })
+      local t = testing.run(def, { auto_advance = true })
+      assert.same({ 1, 2, 3, 4 }, attempts)
+      assert.equal(T0 + 2 + 4 + 8, t.now)
+    end)
+
+    it("never retries workflow.fatal or a non_retryable code", function()
+      local def = define(function(ctx)
+        ctx:step("pay", function() error(workflow.fatal("card declined", "declined")) end)
+      end)
+      local t = testing.run(def)
+      assert.equal("failed", t.status)
+      assert.equal('step "pay" failed on attempt 1: card declined', t.error)
+      def = define(function(ctx)
+        ctx:step("pay", function() error(workflow.error("invalid", "bad card number")) end)
+      end, { retry = { non_retryable = { "invalid" } } })
+      t = testing.run(def)
+      assert.equal('step "pay" failed on attempt 1: bad card number', t.error)
+      assert.equal(1, t:calls("pay"))
+      def = define(function(ctx)
+        ctx:step("pay", function() error(workflow.error("busy", "try later")) end)
+      end, { retry = { non_retryable = { "invalid" } } })
+      t = testing.run(def)
+      assert.equal("running", t.status)
+      assert.same({ kind = "retry", name = "pay", due_at = at(1) }, t.waiting)
+    end)
+
+    it("stops an endless retry under auto_advance with an error", function()
+      local def = flaky(math.huge, { initial_interval = "1ms", max_interval = "1ms" })
+      assert.matches("^testing: more than 1000 activations in one call",
+        err_of(testing.run, def, { auto_advance = true }))
+    end)
+  end)
+
+  describe("signals", function()
+    it("delivers a payload to a waiting run, and nil for a null one", function()
+      local def = define(function(ctx)
+        local a = ctx:wait_signal("a")
+        local b = ctx:wait_signal("b")
+        return { a = a, b_is_nil = b == nil }
+      end)
+      local t = testing.run(def)
+      assert.same({ kind = "signal", name = "a" }, t.waiting)
+      t:signal("a", { x = 1 })
+      assert.same({ kind = "signal", name = "b" }, t.waiting)
+      t:signal("b")
+      assert.same({ a = { x = 1 }, b_is_nil = true }, t.output)
+      assert.same({ name = "b", payload = json.null },
+        { name = t:events("signal_received")[2].name, payload = t:events("signal_received")[2].payload })
+    end)
+
+    it("keeps signals sent before the wait, in order", function()
+      local def = define(function(ctx)
+        ctx:sleep("1m")
+        return { ctx:wait_signal("x"), ctx:wait_signal("x", { timeout = "1s" }), ctx:wait_signal("x") }
+      end)
+      local t = testing.run(def)
+      t:signal("x", 1)
+      t:signal("y", "other")
+      t:signal("x", 2)
+      assert.equal("running", t.status)
+      assert.same({ kind = "sleep", name = "", due_at = at(60) }, t.waiting)
+      t:advance("1m")
+      assert.same({ kind = "signal", name = "x" }, t.waiting)
+      t:signal("x", 3)
+      assert.same({ 1, 2, 3 }, t.output)
+      t:replay()
+    end)
+
+    it("times out a wait, at its due time and not before", function()
+      local def = define(function(ctx)
+        local v, why = ctx:wait_signal("approved", { timeout = "1h" })
+        return { v = v, why = why }
+      end)
+      local t = testing.run(def)
+      assert.same({ kind = "signal", name = "approved", due_at = at(3600) }, t.waiting)
+      t:advance("59m59s")
+      assert.equal("running", t.status)
+      t:advance("1s")
+      assert.equal("completed", t.status)
+      assert.same({ why = "timeout" }, t.output)
+      assert.same({ "workflow_started", "timer_started", "timer_fired", "workflow_completed" }, types(t))
+      assert.equal("signal:approved", t.history[3].name)
+      t:replay()
+    end)
+
+    it("is never timed out by auto_advance", function()
+      local def = define(function(ctx)
+        ctx:sleep("1d")
+        return ctx:wait_signal("go", { timeout = "1h" })
+      end)
+      local t = testing.run(def, { auto_advance = true })
+      assert.same({ kind = "signal", name = "go", due_at = at(86400 + 3600) }, t.waiting)
+      t:signal("go", "now")
+      assert.equal("now", t.output)
+      assert.same({ "workflow_started", "timer_started", "timer_fired", "timer_started", "signal_received",
+                    "timer_cancelled", "workflow_completed" }, types(t))
+    end)
+
+    it("refuses a signal to a finished run, saying how it finished", function()
+      local t = testing.run(define(function() return 1 end), { id = "r-9" })
+      assert.matches("09%-testing_spec%.lua:%d+: t:signal: run r%-9 has finished %(completed%)$",
+        err_of(function() t:signal("x") end))
+      assert.matches("t:signal: name: must be a string of 1 to 200 bytes, got \"\"$", err_of(t.signal, t, ""))
+      assert.matches("t:signal: payload is not JSON", err_of(t.signal, t, "x", function() end))
+    end)
+  end)
+
+  describe("cancel and terminate", function()
+    it("delivers a cancellation at the next wait point; cleanup runs; the run ends cancelled", function()
+      local def = define(function(ctx)
+        ctx:step("reserve", function() return 1 end)
+        local ok, err = pcall(ctx.sleep, ctx, "1h")
+        if not ok then
+          assert(workflow.is_cancelled(err))
+          ctx:step("release", function() return 1 end)
+          error(err, 0)
+        end
+        ctx:step("ship", function() return 1 end)
+      end)
+      local t = testing.run(def)
+      t:cancel("no longer needed", "alice")
+      assert.equal("cancelled", t.status)
+      assert.equal("no longer needed", t.reason)
+      assert.equal("alice", t.by)
+      assert.same({ "reserve", "release" }, t:steps())
+      assert.equal(0, t:calls("ship"))
+      assert.same({ "workflow_started", "step_started", "step_completed", "timer_started", "cancel_requested",
+                    "timer_cancelled", "step_started", "step_completed", "workflow_cancelled" }, types(t))
+      assert.same({ seq = 5, type = "cancel_requested", time = at(0), reason = "no longer needed", by = "alice" },
+        t.history[5])
+      assert.equal("test", testing.run(def):cancel().by)
+      t:replay()
+      assert.matches("t:cancel: run run%-1 has finished %(cancelled%)$", err_of(t.cancel, t))
+    end)
+
+    it("gives the reason to a step or a signal wait, and ends a pending retry for good", function()
+      local reason
+      local def = define(function(ctx)
+        local ok, e = pcall(ctx.step, ctx, "call", function() error("down") end)
+        reason = not ok and e.reason
+        error(e, 0)
+      end)
+      local t = testing.run(def)
+      assert.same({ kind = "retry", name = "call", due_at = at(1) }, t.waiting)
+      t:cancel("stop")
+      assert.equal("stop", reason)
+      assert.equal("cancelled", t.status)
+      local failed = t:events("step_failed")
+      assert.same({ "down", "cancelled" }, { failed[1].error:match("down$"), failed[2].error })
+      assert.is_true(failed[2].final)
+
+      def = define(function(ctx)
+        local ok, e = pcall(ctx.wait_signal, ctx, "go", { timeout = "1d" })
+        return { ok = ok, msg = tostring(e) }
+      end)
+      t = testing.run(def)
+      t:cancel("dup")
+      assert.equal("cancelled", t.status) -- returned, but cancelled all the same
+    end)
+
+    it("terminates at once, with no more of the code run", function()
+      local def = define(function(ctx)
+        ctx:wait_signal("never")
+        ctx:step("after", function() return 1 end)
+      end)
+      local t = testing.run(def)
+      t:signal("other", 1)
+      t:terminate("stuck", "ops")
+      assert.equal("terminated", t.status)
+      assert.same({ "stuck", "ops" }, { t.reason, t.by })
+      assert.equal(0, t:calls("after"))
+      assert.same({ "workflow_started", "signal_received", "workflow_terminated" }, types(t))
+      assert.matches("t:terminate: run run%-1 has finished %(terminated%)$", err_of(t.terminate, t))
+      t:replay()
+    end)
+  end)
+
+  describe("steps", function()
+    it("runs stubs instead of the real function, by name, and counts them", function()
+      local real = 0
+      local def = define(function(ctx)
+        local a = ctx:step("a", function() real = real + 1; return "real" end)
+        local b = ctx:step("b", function() real = real + 1; return "real" end)
+        local c = ctx:step("c", function() real = real + 1; return "real" end)
+        return { a, b, c }
+      end)
+      local t = testing.run(def, { stubs = { a = function(s) return "stub " .. s.idempotency_key end,
+                                             b = { fixed = true } } })
+      assert.same({ "stub run-1-1", { fixed = true }, "real" }, t.output)
+      assert.equal(1, real)
+      assert.same({ 1, 1, 1 }, { t:calls("a"), t:calls("b"), t:calls("c") })
+    end)
+
+    it("takes a new stub with t:stub for the attempts to come", function()
+      local def = define(function(ctx)
+        return ctx:step("call", function() error("down") end)
+      end)
+      local t = testing.run(def)
+      assert.same({ kind = "retry", name = "call", due_at = at(1) }, t.waiting)
+      t:stub("call", function(s) return { fixed_on = s.attempt } end)
+      t:advance(1)
+      assert.same({ fixed_on = 2 }, t.output)
+      assert.equal(2, t:calls("call"))
+      assert.matches("t:stub: name: must be a string", err_of(t.stub, t, 5))
+    end)
+
+    it("hands secrets, the run id and a log to steps; a missing secret fails the step", function()
+      local def = define(function(ctx)
+        return ctx:step("a", function(s)
+          s:log("using", "token")
+          return { tok = s:secret("tok"), id = s.id }
+        end, { retry = { max_attempts = 1 } })
+      end)
+      local t = testing.run(def, { secrets = { tok = "sekret" }, id = "x-1" })
+      assert.same({ tok = "sekret", id = "x-1" }, t.output)
+      assert.same({ "using token" }, t.logs)
+      t = testing.run(def)
+      assert.matches('^step "a" failed on attempt 1: secret "tok" is not set %(lodestone secret set tok%)$', t.error)
+    end)
+
+    it("gives s.http only through a stub, recording every request", function()
+      local def = define(function(ctx)
+        return ctx:step("fetch", function(s)
+          local r = s.http.post("http://svc/x", { json = { a = 1 }, headers = { ["X-K"] = s.idempotency_key } })
+          return { status = r.status, json = r.json, body = r.body }
+        end)
+      end)
+      local t = testing.run(def)
+      assert.equal("failed", t.status)
+      assert.matches('^step "fetch" failed on attempt 1: http POST http://svc/x: HTTP is not available in tests',
+        t.error)
+      t = testing.run(def, { http = function(req)
+        return { status = 201, json = { echo = req.json.a, step = req.step } }
+      end })
+      assert.same({ status = 201, json = { echo = 1, step = "fetch" }, body = '{"echo":1,"step":"fetch"}' }, t.output)
+      assert.same({ step = "fetch", method = "POST", url = "http://svc/x", headers = { ["X-K"] = "run-1-1" },
+                    json = { a = 1 } }, t.requests[1])
+      t = testing.run(def, { http = { other = function() return {} end } })
+      assert.matches("HTTP is not available in tests", t.error)
+      t = testing.run(def, { http = { fetch = function() return { body = "plain" } end } })
+      assert.same({ status = 200, body = "plain" }, t.output)
+    end)
+
+    it("records now, random and uuid once, deterministically", function()
+      local def = define(function(ctx)
+        local v = { now = ctx:now(), r = ctx:random(), u = ctx:uuid() }
+        ctx:sleep(60)
+        v.later, v.r2, v.u2 = ctx:now(), ctx:random(), ctx:uuid()
+        return v
+      end)
+      local t = testing.run(def, { now = 1600000000.25 })
+      t:advance(60)
+      local o = t.output
+      assert.same({ 1600000000.25, 1600000060.25 }, { o.now, o.later })
+      assert.is_true(o.r >= 0 and o.r < 1 and o.r2 ~= o.r)
+      assert.same({ "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002" }, { o.u, o.u2 })
+      assert.same(o, testing.run(def, { now = 1600000000.25 }):advance(60).output) -- the same again
+      local seq = { 0.5, 0.25 }
+      t = testing.run(def, { random = function() return table.remove(seq, 1) end, auto_advance = true })
+      assert.same({ 0.5, 0.25 }, { t.output.r, t.output.r2 })
+      t:replay()
+    end)
+
+    it("keeps the custom status and runs a saga's compensations as steps", function()
+      local def = define(function(ctx)
+        local saga = ctx:saga()
+        ctx:step("charge", function() return 1 end)
+        saga:add(function() ctx:step("refund", function() return 1 end) end)
+        ctx:set_status { stage = "shipping" }
+        local ok, e = pcall(ctx.step, ctx, "ship", function() error(workflow.fatal("no stock")) end)
+        if not ok then
+          ctx:set_status { stage = "compensating" }
+          saga:compensate()
+          error(e, 0)
+        end
+      end)
+      local t = testing.run(def)
+      assert.equal("failed", t.status)
+      assert.equal('step "ship" failed on attempt 1: no stock', t.error)
+      assert.same({ "charge", "refund" }, t:steps())
+      assert.same({ stage = "compensating" }, t.custom_status)
+      t:replay()
+    end)
+  end)
+
+  -- Child runs through the calls ctx:start_child and ctx:child make in
+  -- lodestone.workflow (rt.child_start, rt.child_wait); a parent here
+  -- collects a child's end after a signal, so that no test needs the
+  -- driver's suspension for children.
+  describe("child workflows", function()
+    local function start_child(ctx, wtype, input, opts)
+      opts = opts or {}
+      return ctx._rt.child_start(ctx._act, wtype, json.encode(input == nil and json.null or input), opts.id,
+        opts.detached or false)
+    end
+
+    local kid = workflow.define { name = "kid", run = function(ctx, input)
+      ctx:sleep(input.pause or "1h")
+      if input.fail then error(workflow.fatal("kid broke")) end
+      return { double = input.n * 2 }
+    end }
+
+    -- Starts one child with input, waits for the signal "go", then returns
+    -- what rt.child_wait says about the child.
+    local function parent_of(input, opts)
+      return define(function(ctx)
+        local id = start_child(ctx, "kid", input, opts)
+        ctx:wait_signal("go")
+        local st, v = ctx._rt.child_wait(ctx._act, id)
+        return { id = id, st = st, v = st == "done" and json.decode(v) or v }
+      end)
+    end
+
+    it("runs a child on the same clock; the parent hears of its end", function()
+      local t = testing.run(parent_of({ n = 2, pause = "10s" }), { workflows = { kid } })
+      local c = t:child("run-1-c1")
+      assert.same({ "running", "kid", "run-1" }, { c.status, c.type, c.parent })
+      assert.same({ kind = "sleep", name = "", due_at = at(10) }, c.waiting)
+      assert.same({ kind = "signal", name = "go" }, t.waiting)
+      t:advance("10s")
+      assert.same({ double = 4 }, c.output)
+      assert.same({ "workflow_started", "child_started", "child_completed" }, types(t))
+      assert.same({ seq = 2, type = "child_started", time = at(0), name = "run-1-c1", workflow = "kid" }, t.history[2])
+      assert.same({ double = 4 }, t.history[3].output)
+      t:signal("go")
+      assert.same({ id = "run-1-c1", st = "done", v = { double = 4 } }, t.output)
+      t:replay()
+      c:replay()
+      assert.matches('t:child: run run%-1 has no child "nope"$', err_of(function() t:child("nope") end))
+    end)
+
+    it("hands a child's failure to the parent with the engine's message", function()
+      local t = testing.run(parent_of({ n = 1, fail = true, pause = "1s" }, { id = "k-1" }), { workflows = { kid } })
+      t:advance(1)
+      assert.equal("failed", t:child("k-1").status)
+      assert.same({ name = "k-1", error = "failed: kid broke" },
+        { name = t.history[3].name, error = t.history[3].error })
+      t:signal("go")
+      assert.same({ id = "k-1", st = "failed", v = "child workflow k-1 failed: kid broke" }, t.output)
+    end)
+
+    it("cancels the children that are not detached when the parent ends", function()
+      local def = define(function(ctx)
+        start_child(ctx, "kid", { n = 1 }, { id = "bg" })
+        start_child(ctx, "kid", { n = 2, pause = "2h" }, { id = "det", detached = true })
+        return "parent done"
+      end)
+      local t = testing.run(def, { workflows = { kid } })
+      assert.equal("completed", t.status)
+      local bg, det = t:child("bg"), t:child("det")
+      assert.same({ "cancelled", "its parent run ended", "run-1" }, { bg.status, bg.reason, bg.by })
+      assert.equal("running", det.status)
+      assert.is_true(det.detached)
+      assert.is_true(t.history[3].detached)
+      t:advance("2h")
+      assert.same({ double = 4 }, det.output)
+    end)
+
+    it("cancels the children when the parent is cancelled or terminated", function()
+      for _, stop in ipairs({ "cancel", "terminate" }) do
+        local t = testing.run(parent_of({ n = 1 }), { workflows = { kid } })
+        t[stop](t, "stop")
+        assert.equal(stop == "cancel" and "cancelled" or "terminated", t.status)
+        assert.equal("cancelled", t:child("run-1-c1").status)
+      end
+    end)
+
+    it("fails the run for an unknown type, or an id taken by another run", function()
+      local t = testing.run(parent_of({ n = 1 }))
+      assert.equal('child workflow: unknown workflow type "kid"; known types: w', t.error)
+      t = testing.run(parent_of({ n = 1 }, { id = "run-1" }), { workflows = { kid } })
+      assert.equal('child workflow: a run with id "run-1" exists and is not a child of this run', t.error)
+    end)
+
+    it("takes the types from a directory, files, definitions or functions", function()
+      local t = testing.run(define(function(ctx)
+        start_child(ctx, "hello", { name = "kid", pause = 1 })
+        start_child(ctx, "square", 3)
+        return ctx:wait_signal("go")
+      end), { workflows = "workflows", auto_advance = true })
+      assert.equal('child workflow: unknown workflow type "square"; known types: approval, hello, ' ..
+        'nightly_cleanup, order, w, webhook_fanout', t.error)
+      -- the parent failed before its first child ran: the child was cancelled at its first step
+      assert.same({ "cancelled", {} }, { t:child("run-1-c1").status, t:child("run-1-c1"):steps() })
+      t = testing.run(define(function(ctx)
+        start_child(ctx, "hello", { pause = 1 })
+        start_child(ctx, "square", 3)
+        return ctx:wait_signal("go")
+      end), { workflows = { "workflows/hello.lua", square = function(_, n) return n * n end } })
+      assert.same({ "running", "completed" }, { t:child("run-1-c1").status, t:child("run-1-c2").status })
+      assert.equal(9, t:child("run-1-c2").output)
+      assert.matches('testing.run: workflows.sq: defines workflow "kid"$',
+        err_of(testing.run, define(function() end), { workflows = { sq = kid } }))
+      assert.matches("testing.run: workflows: no %*.lua files in docs$",
+        err_of(testing.run, define(function() end), { workflows = "docs" }))
+      assert.matches("testing.run: workflows: must be a directory or a table, got a number$",
+        err_of(testing.run, define(function() end), { workflows = 5 }))
+    end)
+  end)
+
+  -- Parallel branches through the calls ctx:all makes in lodestone.workflow
+  -- (rt.branch to switch scope, rt.branch_done when a branch ended); the
+  -- branches here run one after the other and never wait, so that no test
+  -- needs the driver's branch coroutines.
+  describe("parallel branch scopes", function()
+    local function in_branch(ctx, scope, fn)
+      ctx._rt.branch(ctx._act, scope)
+      local ok, v = pcall(fn)
+      ctx._rt.branch(ctx._act, "")
+      if not ok then error(v, 0) end
+      return v
+    end
+
+    local function two_branches()
+      return define(function(ctx)
+        local a = in_branch(ctx, "[1.1]", function()
+          return { key = ctx:step("a", function(s) return s.idempotency_key end), now = ctx:now() }
+        end)
+        local b = in_branch(ctx, "[1.2]", function()
+          return ctx:step("a", function(s) return s.idempotency_key end)
+        end)
+        ctx._rt.branch_done(ctx._act, "[1.1]")
+        ctx._rt.branch_done(ctx._act, "[1.2]")
+        ctx:sleep(1)
+        return { a = a, b = b }
+      end)
+    end
+
+    it("records each branch's commands under its scope, with keys that carry it", function()
+      local t = testing.run(two_branches())
+      assert.same({ "workflow_started", "step_started", "step_completed", "side_effect_recorded", "step_started",
+                    "step_completed", "timer_started" }, types(t))
+      assert.same({ "[1.1]a", "[1.1]a", "[1.1]now", "[1.2]a", "[1.2]a", "" },
+        { t.history[2].name, t.history[3].name, t.history[4].name, t.history[5].name, t.history[6].name,
+          t.history[7].name })
+      t:advance(1)
+      assert.same({ a = { key = "run-1-1.1-1", now = T0 }, b = "run-1-1.2-1" }, t.output)
+      assert.same({ "[1.1]a", "[1.2]a" }, t:steps())
+      assert.equal(2, t:calls("a")) -- stubs and calls go by the name the code gives
+      t:replay()
+    end)
+
+    it("fails the run when a branch no longer issues what it recorded", function()
+      local second = "a"
+      local def = define(function(ctx)
+        in_branch(ctx, "[1.1]", function() return ctx:step("a", function() return 1 end) end)
+        in_branch(ctx, "[1.2]", function()
+          if second then return ctx:step(second, function() return 2 end) end
+        end)
+        ctx._rt.branch_done(ctx._act, "[1.1]")
+        ctx._rt.branch_done(ctx._act, "[1.2]")
+        ctx:sleep(1)
+      end)
+      local t = testing.run(def)
+      second = nil -- the code changed under the run
+      t:advance(1)
+      assert.equal('run run-1: non-determinism at command 1: history has step "[1.2]a", the workflow ended ' ..
+        "without it", t.error)
+      second = "a"
+      t = testing.run(def)
+      second = "b"
+      t:advance(1)
+      assert.equal('run run-1: non-determinism at command 1: history has step "[1.2]a", the workflow asked ' ..
+        'for step "[1.2]b"', t.error)
+    end)
+
+    it("refuses signal waits in a branch, reserved step names and bad scopes", function()
+      local t = testing.run(define(function(ctx)
+        return in_branch(ctx, "[1.1]", function() return ctx:wait_signal("go") end)
+      end))
+      assert.matches("ctx:wait_signal cannot be used in a ctx:all branch %(which branch takes a signal " ..
+        "would depend on timing%): wait before or after it$", t.error)
+      t = testing.run(define(function(ctx) ctx:step("[2.1]x", function() end) end))
+      assert.equal('step name "[2.1]x": names starting with [N.N] are reserved for parallel branches', t.error)
+      t = testing.run(define(function(ctx) ctx._rt.branch(ctx._act, "[1]") end))
+      assert.equal('branch scope "[1]": expected [N.N] tokens', t.error)
+    end)
+  end)
+
+  describe("testing.run", function()
+    it("takes a file or a definition, and the table form", function()
+      local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }
+      assert.equal("hello", t.type)
+      t:advance(1)
+      assert.equal("hello, Ada", t.output.greeting)
+    end)
+
+    it("names what is wrong with its arguments", function()
+      assert.matches("testing.run: unknown option inputs %(known: auto_advance, http, id, input, now, random, " ..
+        "secrets, stubs, workflow, workflows%)$", err_of(testing.run, "workflows/hello.lua", { inputs = {} }))
+      assert.matches("testing.run: expects the path of a workflow file or a workflow.define{...} result, got a number$",
+        err_of(testing.run, 5))
+      assert.matches("testing.run: cannot open workflows/nope.lua", err_of(testing.run, "workflows/nope.lua"))
+      local dir = os.tmpname()
+      local f = assert(io.open(dir, "w"))
+      f:write("return { name = 'x' }\n")
+      f:close()
+      assert.matches("testing.run: .*: does not return workflow.define{...}$", err_of(testing.run, dir))
+      os.remove(dir)
+      local def = define(function() end)
+      assert.matches('testing.run: id: only letters, digits and . _ : @ %- are allowed, got "a b"$',
+        err_of(testing.run, def, { id = "a b" }))
+      assert.matches("testing.run: id: must be a string of 1 to 200 bytes", err_of(testing.run, def, { id = 5 }))
+      assert.matches("testing.run: now: must be seconds since the epoch", err_of(testing.run, def, { now = "today" }))
+      assert.matches("testing.run: secrets.tok: must be a string, got a number$",
+        err_of(testing.run, def, { secrets = { tok = 1 } }))
+      assert.matches("testing.run: http.a: must be a function%(req%), got a string$",
+        err_of(testing.run, def, { http = { a = "x" } }))
+      assert.matches("testing.run: input is not JSON", err_of(testing.run, def, { input = { f = print } }))
+      assert.matches("09%-testing_spec%.lua:%d+: testing.run: stubs: must be a table, got a string$",
+        err_of(function() testing.run(def, { stubs = "x" }) end))
+      assert.matches('t:advance: duration "soon": expected a number$',
+        err_of(function() testing.run(def):advance("soon") end))
+    end)
+
+    it("keeps the workflow's own error positions", function()
+      local t = testing.run(define(function(ctx) ctx:step("a", function() end, { retries = 1 }) end))
+      assert.matches("09%-testing_spec%.lua:%d+: ctx:step: unknown option retries %(known: retry, timeout%)$", t.error)
+    end)
+  end)
+end)
+
+-- ---------------------------------------------------------------------
+-- The examples users copy, each run through the harness.
+
+describe("example workflows through lodestone.testing", function()
+  local tested = { "approval", "hello", "nightly_cleanup", "order", "webhook_fanout" }
+
+  it("covers every file in workflows/", function()
+    local p = assert(io.popen("ls workflows/*.lua"))
+    local names = {}
+    for line in p:lines() do names[#names + 1] = line:match("([^/]+)%.lua$") end
+    p:close()
+    table.sort(names)
+    assert.same(tested, names)
+  end)
+
+  describe("hello", function()
+    it("greets, sleeps durably and finishes at the virtual time", function()
+      local t = testing.run("workflows/hello.lua", { input = { name = "Ada" } })
+      assert.same({ kind = "sleep", name = "", due_at = at(2) }, t.waiting)
+      assert.same({ "greet" }, t:steps())
+      t:replay() -- a restart during the sleep would not greet again
+      t:advance("2s")
+      assert.equal("completed", t.status)
+      assert.same({ greeting = "hello, Ada", finished_at = T0 + 2 }, t.output)
+      assert.same({ 1, 1 }, { t:calls("greet"), t:calls("finish") })
+      t:replay()
+      t = testing.run("workflows/hello.lua", { input = { pause = "30d" }, auto_advance = true })
+      assert.same({ greeting = "hello, world", finished_at = T0 + 30 * 86400 }, t.output)
+    end)
+  end)
+
+  describe("order", function()
+    local input = { id = "1001", amount = 4200, payments_url = "http://pay" }
+
+    local function payments(...)
+      local answers = { ... }
+      return function(req)
+        local a = table.remove(answers, 1)
+        return { status = a[1], json = a[2] }
+      end
+    end
+
+    it("charges once with the idempotency key and the secret, sleeps, ships", function()
+      local t = testing.run("workflows/order.lua", { input = input, id = "o-1001",
+        secrets = { payments_token = "tok" }, http = payments({ 201, { id = "ch_1", amount = 4200 } }) })
+      assert.same({ kind = "sleep", name = "", due_at = at(10) }, t.waiting)
+      t:advance("10s")
+      assert.equal("completed", t.status)
+      assert.same({ charge = "ch_1", tracking = "T-1001" }, t.output)
+      assert.equal(1, #t.requests)
+      local req = t.requests[1]
+      assert.same({ "POST", "http://pay/charges", { amount = 4200 } }, { req.method, req.url, req.json })
+      assert.same({ ["Idempotency-Key"] = "o-1001-1", Authorization = "Bearer tok" }, req.headers)
+      t:replay()
+    end)
+
+    it("retries a 5xx with the workflow's backoff and the same key", function()
+      local t = testing.run("workflows/order.lua", { input = input, secrets = { payments_token = "tok" },
+        http = payments({ 503 }, { 502 }, { 201, { id = "ch_2" } }) })
+      assert.same({ kind = "retry", name = "charge", due_at = at(1) }, t.waiting)
+      t:advance("1s")
+      assert.same({ kind = "retry", name = "charge", due_at = at(3) }, t.waiting)
+      t:advance("2s")
+      assert.same({ kind = "sleep", name = "", due_at = at(13) }, t.waiting)
+      assert.equal(3, t:calls("charge"))
+      assert.same({ "run-1-1", "run-1-1", "run-1-1" }, { t.requests[1].headers["Idempotency-Key"],
+        t.requests[2].headers["Idempotency-Key"], t.requests[3].headers["Idempotency-Key"] })
+      t:advance("10s")
+      assert.equal("ch_2", t.output.charge)
+    end)
+
+    it("fails at once on a declined card, and after 5 attempts on an outage", function()
+      local t = testing.run("workflows/order.lua", { input = input, secrets = { payments_token = "tok" },
+        http = payments({ 402, { error = "declined" } }) })
+      assert.equal("failed", t.status)
+      assert.equal('step "charge" failed on attempt 1: card declined', t.error)
+      assert.same({}, t:events("timer_started"))
+      t = testing.run("workflows/order.lua", { input = input, secrets = { payments_token = "tok" },
+        http = function() return { status = 503 } end, auto_advance = true })
+      assert.equal("failed", t.status)
+      assert.matches('^step "charge" failed on attempt 5: .*payments unavailable$', t.error)
+      assert.equal(T0 + 1 + 2 + 4 + 8, t.now)
+    end)
+
+    it("fails the charge without the secret, and can stub the charge step itself", function()
+      local t = testing.run("workflows/order.lua", { input = input, http = payments({ 201, {} }),
+        auto_advance = true })
+      assert.equal("failed", t.status)
+      assert.matches('secret "payments_token" is not set', t.error)
+      t = testing.run("workflows/order.lua", { input = { id = "7" }, auto_advance = true,
+        stubs = { charge = { id = "ch_stub" } } })
+      assert.same({ charge = "ch_stub", tracking = "T-7" }, t.output)
+      assert.same({}, t.requests)
+    end)
+  end)
+
+  describe("approval", function()
+    it("waits for approval with a custom status, then orders", function()
+      local t = testing.run("workflows/approval.lua", { input = { item = "laptop" }, id = "req-1" })
+      assert.equal("running", t.status)
+      assert.same({ kind = "signal", name = "approved", due_at = at(3 * 86400) }, t.waiting)
+      assert.same({ stage = "waiting for approval", item = "laptop" }, t.custom_status)
+      t:replay()
+      t:advance("1d")
+      assert.equal("running", t.status)
+      t:signal("approved", { by = "alice" })
+      assert.equal("completed", t.status)
+      assert.same({ item = "laptop", approved_by = "alice", order = "req-1-3" }, t.output)
+      assert.same({ stage = "approved", by = "alice" }, t.custom_status)
+      assert.same({ "reserve", "order" }, t:steps())
+      t:replay()
+    end)
+
+    it("releases the reservation and fails when no approval comes in time", function()
+      local t = testing.run("workflows/approval.lua", { input = { item = "desk", timeout = "2h" } })
+      t:advance("2h")
+      assert.equal("failed", t.status)
+      assert.equal("no approval within 2h (timeout)", t.error)
+      assert.same({ "reserve", "release" }, t:steps())
+      assert.same({ stage = "expired" }, t.custom_status)
+      t:replay()
+    end)
+
+    it("releases the reservation when cancelled, and ends cancelled", function()
+      local t = testing.run("workflows/approval.lua", { input = { item = "desk" } })
+      t:cancel("no longer needed")
+      assert.equal("cancelled", t.status)
+      assert.equal("no longer needed", t.reason)
+      assert.same({ "reserve", "release" }, t:steps())
+      assert.equal(1, t:calls("reserve"))
+      t:replay()
+    end)
+  end)
+
+  describe("webhook_fanout", function()
+    it("delivers to each URL in its own step, retries 5xx, reports the failures", function()
+      local codes = { ["http://a"] = { 204 }, ["http://b"] = { 410 }, ["http://c"] = { 503, 503, 503, 503 },
+                      ["http://d"] = { 500, 200 } }
+      local t = testing.run("workflows/webhook_fanout.lua", { id = "fan-1", auto_advance = true,
+        input = { event = { type = "order.paid" }, urls = { "http://a", "http://b", "http://c", "http://d" } },
+        http = function(req) return { status = table.remove(codes[req.url], 1) } end })
+      assert.equal("completed", t.status)
+      local out = t.output
+      assert.same({ 2, 2 }, { out.delivered, out.failed })
+      assert.same({ url = "http://a", status = 204, delivered = true }, out.deliveries[1])
+      assert.same({ url = "http://b", status = 410, delivered = false }, out.deliveries[2])
+      assert.matches('^step "deliver 3" failed on attempt 4: .*http://c answered 503$', out.deliveries[3].error)
+      assert.same({ url = "http://d", status = 200, delivered = true }, out.deliveries[4])
+      assert.same({ 1, 1, 4, 2, 1 }, { t:calls("deliver 1"), t:calls("deliver 2"), t:calls("deliver 3"),
+        t:calls("deliver 4"), t:calls("summary") })
+      assert.equal(T0 + 0.5 + 1 + 2 + 0.5, t.now) -- c's three backoffs, then d's one
+      assert.same({ "event delivered to 2 of 4 subscribers" }, t.logs)
+      assert.equal("fan-1", t.requests[1].headers["X-Workflow-Run"])
+      assert.same({ type = "order.paid" }, t.requests[1].json)
+      t:replay()
+    end)
+
+    it("fails without a list of URLs", function()
+      local t = testing.run("workflows/webhook_fanout.lua", { input = { event = {} } })
+      assert.matches("input.urls: expected a list of URLs$", t.error)
+    end)
+  end)
+
+  describe("nightly_cleanup", function()
+    it("purges in batches before a cutoff from the virtual clock", function()
+      local left = 1200
+      local t = testing.run("workflows/nightly_cleanup.lua", {
+        input = { purge_url = "http://svc/purge", keep = "1d" },
+        http = function(req)
+          local n = math.min(left, req.json.limit)
+          left = left - n
+          return { status = 200, json = { deleted = n } }
+        end })
+      assert.same({ before = "2023-11-13T22:13:20Z", deleted = 1200, batches = 3 }, t.output)
+      assert.same({ "purge 1", "purge 2", "purge 3" }, t:steps())
+      assert.same({ before = "2023-11-13T22:13:20Z", limit = 500 }, t.requests[1].json)
+      assert.same({ "deleting items older than 2023-11-13T22:13:20Z", "deleted 1200 items in 3 batches" }, t.logs)
+      t:replay()
+    end)
+
+    it("keeps its cutoff across a retry, and gives up at once when refused", function()
+      local answers = { 500, 200 }
+      local t = testing.run("workflows/nightly_cleanup.lua", { input = { purge_url = "http://svc/purge" },
+        now = 1700000000,
+        http = function() return { status = table.remove(answers, 1), json = { deleted = 3 } } end })
+      assert.same({ kind = "retry", name = "purge 1", due_at = at(5) }, t.waiting)
+      t:advance("5s")
+      assert.same({ before = "2023-10-15T22:13:20Z", deleted = 3, batches = 1 }, t.output)
+      assert.equal(1, #t:events("side_effect_recorded")) -- ctx:now() recorded once, replayed after
+      t = testing.run("workflows/nightly_cleanup.lua", { input = { purge_url = "http://x" },
+        http = function() return { status = 403, body = "no" } end })
+      assert.matches('^step "purge 1" failed on attempt 1: purge refused %(403%): no$', t.error)
+    end)
+  end)
+end)
