@@ -154,7 +154,13 @@ local function render(e)
     o.name, o.attempt, o.result = e.name, e.attempt, decode(e.payload)
   elseif ty == "step_failed" then
     o.name, o.attempt, o.error = e.name, e.attempt, e.error
-    if e.fatal then o.final = true else o.retry_at = iso_ms(e.due_ms) end
+    if e.fatal then
+      o.final = true
+    elseif e.paused then
+      o.paused = true
+    else
+      o.retry_at = iso_ms(e.due_ms)
+    end
   elseif ty == "timer_started" then
     o.name, o.due_at = e.name, iso_ms(e.due_ms)
   elseif ty == "timer_fired" or ty == "timer_cancelled" then
@@ -174,6 +180,8 @@ local function render(e)
     o.name, o.output = e.name, decode(e.payload)
   elseif ty == "child_failed" then
     o.name, o.error = e.name, e.error
+  elseif ty == "resumed" then
+    if e.name and e.name ~= "" then o.by = e.name end
   else -- cancel_requested, workflow_cancelled, workflow_terminated
     o.reason = e.error or ""
     if e.name and e.name ~= "" then o.by = e.name end
@@ -436,6 +444,21 @@ function Run:terminate(reason, by)
   by = check_text(by or "test", "t:terminate: by", 2)
   self:_running("t:terminate")
   self._inbox[#self._inbox + 1] = { type = "workflow_terminated", name = by, error = reason }
+  self._env:wake(self)
+  self._env:settle()
+  return self
+end
+
+--- t:resume(by): resumes a run that a step paused (on_exhausted =
+--- "pause"): the step gets a new round of attempts; runs until it waits or
+--- ends. Raises when the run is not paused.
+function Run:resume(by)
+  by = check_text(by or "test", "t:resume: by", 2)
+  self:_running("t:resume")
+  if not (self.waiting and self.waiting.kind == "paused") then
+    error(string.format("t:resume: run %s is not paused", self.id), 2)
+  end
+  self._inbox[#self._inbox + 1] = { type = "resumed", name = by, time_ms = self.now_ms }
   self._env:wake(self)
   self._env:settle()
   return self

@@ -679,8 +679,8 @@ describe("lodestone.testing", function()
         start_child(ctx, "square", 3)
         return ctx:wait_signal("go")
       end), { workflows = "workflows", auto_advance = true })
-      assert.equal('child workflow: unknown workflow type "square"; known types: approval, hello, ' ..
-        'nightly_cleanup, order, w, webhook_fanout', t.error)
+      assert.equal('child workflow: unknown workflow type "square"; known types: approval, batch_approval, ' ..
+        'github-push, hello, nightly_cleanup, order, w, webhook_fanout', t.error)
       -- the parent failed before its first child ran: the child was cancelled at its first step
       assert.same({ "cancelled", {} }, { t:child("run-1-c1").status, t:child("run-1-c1"):steps() })
       t = testing.run(define(function(ctx)
@@ -814,9 +814,36 @@ describe("lodestone.testing", function()
         err_of(function() testing.run(def):advance("soon") end))
     end)
 
+    it("pauses a run whose step used up its attempts, and resumes it", function()
+      local up = false
+      local def = workflow.define { name = "w", on_exhausted = "pause",
+        retry = { initial_interval = "1s", max_attempts = 2 },
+        run = function(ctx)
+          return ctx:step("push", function() if not up then error("down") end return "ok" end)
+        end }
+      local t = testing.run(def, { auto_advance = true })
+      assert.equal("running", t.status)
+      assert.same({ kind = "paused", name = "push" }, t.waiting)
+      assert.equal(2, t:calls("push"))
+      assert.is_true(t.history[#t.history].paused)
+      t:resume() -- still down: a new round of two attempts, paused again
+      assert.equal(4, t:calls("push"))
+      assert.same({ kind = "paused", name = "push" }, t.waiting)
+      up = true
+      t:resume("ops")
+      assert.equal("completed", t.status)
+      assert.equal("ok", t.output)
+      assert.equal(5, t:calls("push"))
+      assert.equal("ops", t:events("resumed")[2].by)
+      t:replay()
+      assert.matches("t:resume: run run%-1 is not paused", err_of(function()
+        testing.run(workflow.define { name = "v", run = function(ctx) ctx:sleep(5) end }):resume()
+      end))
+    end)
+
     it("keeps the workflow's own error positions", function()
       local t = testing.run(define(function(ctx) ctx:step("a", function() end, { retries = 1 }) end))
-      assert.matches("09%-testing_spec%.lua:%d+: ctx:step: unknown option retries %(known: retry, timeout%)$", t.error)
+      assert.matches("09%-testing_spec%.lua:%d+: ctx:step: unknown option retries %(known: retry, timeout, on_exhausted%)$", t.error)
     end)
   end)
 end)
@@ -825,7 +852,8 @@ end)
 -- The examples users copy, each run through the harness.
 
 describe("example workflows through lodestone.testing", function()
-  local tested = { "approval", "hello", "nightly_cleanup", "order", "webhook_fanout" }
+  local tested = { "approval", "batch_approval", "github-push", "hello", "nightly_cleanup", "order",
+                   "webhook_fanout" }
 
   it("covers every file in workflows/", function()
     local p = assert(io.popen("ls workflows/*.lua"))
@@ -951,6 +979,54 @@ describe("example workflows through lodestone.testing", function()
       assert.equal("no longer needed", t.reason)
       assert.same({ "reserve", "release" }, t:steps())
       assert.equal(1, t:calls("reserve"))
+      t:replay()
+    end)
+  end)
+
+  describe("batch_approval", function()
+    it("starts one approval child per item and collects their outcomes", function()
+      local t = testing.run("workflows/batch_approval.lua", { id = "b-1",
+        input = { items = { "laptop", "desk", "chair" } }, workflows = "workflows" })
+      assert.same({ kind = "child", name = "b-1-1" }, t.waiting)
+      assert.same({ stage = "waiting for approvals", open = 3 }, t.custom_status)
+      t:child("b-1-1"):signal("approved", { by = "alice" })
+      t:child("b-1-2"):signal("approved", { by = "bob" })
+      t:child("b-1-3"):cancel("out of stock")
+      assert.equal("completed", t.status)
+      assert.same({ { item = "laptop", approved_by = "alice" }, { item = "desk", approved_by = "bob" },
+                    { item = "chair", error = "child workflow b-1-3 cancelled: out of stock" } }, t.output)
+      assert.same({ "release", "reserve" }, { t:child("b-1-3"):steps()[2], t:child("b-1-3"):steps()[1] })
+      t:replay()
+    end)
+
+    it("cancels its open children when it is terminated", function()
+      local t = testing.run("workflows/batch_approval.lua", { id = "b-2",
+        input = { items = { "lamp" } }, workflows = "workflows" })
+      t:terminate("stop")
+      assert.equal("terminated", t.status)
+      local kid = t:child("b-2-1")
+      assert.equal("cancelled", kid.status)
+      assert.same({ "reserve", "release" }, kid:steps())
+    end)
+
+    it("refuses an empty batch", function()
+      local t = testing.run("workflows/batch_approval.lua", { input = { items = {} } })
+      assert.equal("failed", t.status)
+      assert.equal("input.items: expected a non-empty list of items", t.error)
+    end)
+  end)
+
+  describe("github-push", function()
+    it("summarises the commits and records the delivery", function()
+      local t = testing.run("workflows/github-push.lua", { id = "gh-1", input = { event = "push", delivery = "d-1",
+        push = { ref = "refs/heads/main", repository = { full_name = "acme/api" },
+                 commits = { { message = "Fix login\n\nlong text", author = { username = "ada" } },
+                             { message = "Add tests", author = { username = "bo" } } } } } })
+      assert.equal("completed", t.status)
+      assert.same({ repository = "acme/api", ref = "refs/heads/main", commits = 2, authors = "ada, bo",
+                    titles = "Fix login | Add tests" }, t.output.summary)
+      assert.same({ "d-1", "push" }, { t.output.delivery, t.output.event })
+      assert.same({ "summarise", "record" }, t:steps())
       t:replay()
     end)
   end)

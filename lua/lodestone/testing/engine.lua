@@ -170,7 +170,7 @@ function Cursor:read_step(i)
       if e.type == "step_completed" then
         st = "done"
       elseif e.type == "step_failed" then
-        st = e.fatal and "failed" or "backoff"
+        st = e.fatal and "failed" or (e.paused and "paused" or "backoff")
       else
         st = "inflight"
       end
@@ -450,6 +450,13 @@ end
 function Act:deliver_cancel(with_reason)
   local c = self.cur.cancel
   self.cancel_delivered, self.cancel_seen = true, true
+  -- Delivered in a branch: the code around it has had it too (as the
+  -- engine: its cleanup after ctx:all is not cancelled again).
+  for scope, s in pairs(self.scopes) do
+    if scope ~= self.scope and #scope < #self.scope and self.scope:sub(1, #scope) == scope then
+      s.cancel_delivered = true
+    end
+  end
   if not with_reason then return "cancelled" end
   return "cancelled", (c.error and c.error ~= "") and c.error or "cancelled"
 end
@@ -496,6 +503,15 @@ function Act:step(name)
     self.replaying = false
     return "run", m.attempt, self:key(m.command)
   end
+  if m.state == "paused" then
+    if not self:resumed_after(m.last.seq) then
+      self:suspend("paused", name, 0, 0)
+      return "wait"
+    end
+    self.replaying = false
+    self:put_event { type = "step_started", name = name, attempt = m.attempt + 1 }
+    return "run", m.attempt + 1, self:key(m.command)
+  end
   -- backoff
   if m.due > self.t.now_ms then
     self:suspend("retry", name, m.due, m.last.seq)
@@ -513,15 +529,41 @@ function Act:step_done(name, attempt, text)
   self.t.steps_completed = self.t.steps_completed + 1
 end
 
-function Act:step_failed(name, attempt, msg, code, fatal, wf_retry, step_retry)
+-- Whether a resumed event follows seq.
+function Act:resumed_after(seq)
+  local ev = self.t._events
+  for i = #ev, 1, -1 do
+    local e = ev[i]
+    if e.seq <= seq then return false end
+    if e.type == "resumed" then return true end
+  end
+  return false
+end
+
+-- The attempt at which step name was last paused (0: never).
+function Act:paused_at(name)
+  local ev = self.t._events
+  for i = #ev, 1, -1 do
+    local e = ev[i]
+    if e.type == "step_failed" and e.paused and e.name == name then return e.attempt end
+  end
+  return 0
+end
+
+function Act:step_failed(name, attempt, msg, code, fatal, wf_retry, step_retry, pause)
   self:check_sticky()
   name = self:scoped(name)
   local wf = policy(wf_retry, DEFAULT_POLICY)
   local p = policy(step_retry, wf)
-  local verdict, delay = retry_next(p, attempt, code, fatal)
+  -- after a resume the policy's attempts count again
+  local base = self:paused_at(name)
+  local verdict, delay = retry_next(p, attempt > base and attempt - base or 1, code, fatal)
+  pause = pause and verdict == "exhausted"
   local ev = { type = "step_failed", name = name, attempt = attempt, error = msg }
   if verdict == "again" then
     ev.due_ms = self.t.now_ms + delay
+  elseif pause then
+    ev.paused = true
   else
     ev.fatal = true
   end
@@ -529,6 +571,10 @@ function Act:step_failed(name, attempt, msg, code, fatal, wf_retry, step_retry)
   self.t.attempts_failed = self.t.attempts_failed + 1
   if verdict == "again" then
     self:suspend("retry", name, ev.due_ms, ev.seq)
+    return "wait"
+  end
+  if pause then
+    self:suspend("paused", name, 0, 0)
     return "wait"
   end
   return "failed", final_message(name, attempt, msg)
