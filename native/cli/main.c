@@ -28,7 +28,8 @@ static const char usage[] =
     "  list [--status S] [--type T] [--limit N] [--json] runs, newest first\n"
     "  show ID [--json]                                 one run\n"
     "  history ID [--json]                              a run's events\n"
-    "  types                                            workflow types and load errors\n"
+    "  types | workflows                                workflow types, their versions, the\n"
+    "                                                   runs each version still has; load errors\n"
     "  secret set NAME | secret list | secret rm NAME   secrets (set reads the value from stdin)\n"
     "  signal ID NAME [JSON]                            send a signal to a running run\n"
     "  cancel ID [--reason TEXT]                        cancel a run (it may clean up)\n"
@@ -68,9 +69,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
     if (strcmp(argv[1], "up") == 0) return cli_up_main(argc, argv);
     if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
-    static const char *const workflow[] = {"start",     "list",   "show",   "history",
-                                           "types",     "secret", "signal", "cancel",
-                                           "terminate", "resume", NULL};
+    static const char *const workflow[] = {"start",     "list",   "show",      "history",
+                                           "types",     "secret", "signal",    "cancel",
+                                           "terminate", "resume", "workflows", NULL};
     for (size_t i = 0; workflow[i]; i++) {
         if (strcmp(argv[1], workflow[i]) == 0)
             return lls_embed_run("lodestone.cli.workflow", argc, argv);

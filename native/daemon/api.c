@@ -490,6 +490,35 @@ static int split(char *p, char **seg, int max)
     return *p ? -1 : n;
 }
 
+/* The loaded types (name, file, version) with the unfinished runs each
+ * version still has ("runs": {version: n}), and the load errors. */
+static MHD_RESULT h_types(lsd_api *a, struct MHD_Connection *c)
+{
+    ls_buf out = LS_BUF_INIT, vers = LS_BUF_INIT;
+    json_t *o = NULL, *v = NULL;
+    ls_err err;
+    ls_rc rc = lls_runner_describe(a->o.runner, &out, &err);
+    if (rc == LS_OK) rc = ls_flow_versions(a->o.flow, &vers, &err);
+    if (rc == LS_OK) rc = ls_json_parse((const char *)out.ptr, out.len, &o, &err);
+    if (rc == LS_OK) rc = ls_json_parse((const char *)vers.ptr, vers.len, &v, &err);
+    ls_buf_free(&out);
+    ls_buf_free(&vers);
+    if (rc != LS_OK) {
+        json_decref(o);
+        json_decref(v);
+        return send_rc(c, rc, &err);
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(o, "types"), i, t)
+    {
+        json_t *runs = json_object_get(v, json_string_value(json_object_get(t, "name")));
+        json_object_set_new(t, "runs", runs ? json_incref(runs) : json_object());
+    }
+    json_object_set_new(o, "running_versions", v);
+    return send_obj(c, 200, o);
+}
+
 /* Who asks: the identity lighttpd's policy gate sets, else "api". */
 static const char *caller(struct MHD_Connection *c)
 {
@@ -566,13 +595,7 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     if (strcmp(url, "/healthz") == 0 && get) return h_health(a, c);
     if (strcmp(url, "/metrics") == 0 && get) return h_metrics(a, c);
-    if (strcmp(url, "/v1/workflow-types") == 0 && get) {
-        ls_buf out = LS_BUF_INIT;
-        lls_runner_describe(a->o.runner, &out, NULL);
-        MHD_RESULT ret = send_json(c, 200, &out);
-        ls_buf_free(&out);
-        return ret;
-    }
+    if (strcmp(url, "/v1/workflow-types") == 0 && get) return h_types(a, c);
     if (strcmp(url, "/v1/workflows") == 0) {
         if (!get) return send_error(c, 405, "method_not_allowed", "use GET /v1/workflows");
         return h_list(a, c);

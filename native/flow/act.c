@@ -284,7 +284,9 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
                          .type = r->type,
                          .type_len = strlen(r->type),
                          .name = r->name,
-                         .name_len = strlen(r->name)};
+                         .name_len = strlen(r->name),
+                         .version = r->version,
+                         .version_len = r->version ? strlen(r->version) : 0};
     if ((rc = ls_run_key(&a->k, &r->id, err)) != LS_OK ||
         (rc = ls_run_encode(&rec, &a->v, err)) != LS_OK)
         goto fail;
@@ -556,6 +558,24 @@ const char *ls_flow_act_name(const ls_flow_act *a)
 const char *ls_flow_act_type(const ls_flow_act *a)
 {
     return a->r->type;
+}
+
+const char *ls_flow_act_version(const ls_flow_act *a)
+{
+    return a->r->version ? a->r->version : "";
+}
+
+ls_rc ls_flow_act_source(ls_flow_act *a, ls_buf *out, ls_err *err)
+{
+    const char *v = ls_flow_act_version(a);
+    ls_buf_clear(&a->k);
+    ls_rc rc = ls_key_ns(&a->k, LS_NS_SOURCE, err);
+    if (rc == LS_OK) rc = ls_buf_append(&a->k, v, strlen(v), err);
+    if (rc == LS_OK) rc = ls_store_get(a->f->o.store, a->k.ptr, a->k.len, out, err);
+    if (rc == LS_ENOTFOUND)
+        return ls_err_set(err, LS_ECORRUPT, "the source of version %s of workflow %s is missing", v,
+                          a->r->type);
+    return rc;
 }
 
 int ls_flow_act_replaying(const ls_flow_act *a)

@@ -111,6 +111,11 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
     r->last_seq = rec.last_seq;
     r->steps_completed = rec.steps_completed;
     r->attempts_failed = rec.attempts_failed;
+    r->version = ls_strndup(rec.version ? rec.version : "", rec.version_len);
+    if (r->version == NULL) {
+        flow_run_free(r);
+        return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+    }
     rc = read_parent(f, id, &r->parent, err);
     if (rc == LS_OK) r->has_parent = 1;
     if (rc != LS_OK && rc != LS_ENOTFOUND) {
@@ -294,6 +299,8 @@ void ls_flow_close(ls_flow_t *f)
         return;
     }
     flow_runtab_free(&f->runs);
+    for (size_t i = 0; i < f->nsources; i++) ls_free(f->sources[i]);
+    ls_free(f->sources);
     ls_flow_timerq_free(f->tq);
     while (f->watches) {
         flow_watch *w = f->watches;
@@ -799,6 +806,29 @@ size_t ls_flow_retry_idle(ls_flow_t *f)
     return n;
 }
 
+ls_rc ls_flow_versions(ls_flow_t *f, ls_buf *out, ls_err *err)
+{
+    json_t *o = json_object();
+    if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->runs.nb; i++)
+        for (flow_run *r = f->runs.b[i]; r; r = r->hnext) {
+            json_t *t = json_object_get(o, r->type);
+            if (t == NULL) {
+                t = json_object();
+                json_object_set_new(o, r->type, t);
+            }
+            const char *v = r->version && *r->version ? r->version : "unversioned";
+            json_t *n = json_object_get(t, v);
+            json_object_set_new(t, v, json_integer(n ? json_integer_value(n) + 1 : 1));
+        }
+    pthread_mutex_unlock(&f->mu);
+    ls_buf_clear(out);
+    ls_rc rc = ls_json_dump(o, out, err);
+    json_decref(o);
+    return rc;
+}
+
 void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
 {
     pthread_mutex_lock(&f->mu);
@@ -842,10 +872,43 @@ static size_t stripe_of(const char *name, size_t n)
 
 /* index_name: 0 for a run named by its own id (flow_lookup finds it
  * through its record). */
+/* Whether version's source is in the store; 0 when unknown yet (the caller
+ * writes it with the start). */
+static int source_stored(ls_flow_t *f, const char *version, ls_err *err)
+{
+    int known = 0;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->nsources && !known; i++) known = strcmp(f->sources[i], version) == 0;
+    pthread_mutex_unlock(&f->mu);
+    if (known) return 1;
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_rc rc = ls_key_ns(&k, LS_NS_SOURCE, err);
+    if (rc == LS_OK) rc = ls_buf_append(&k, version, strlen(version), err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    return rc == LS_OK;
+}
+
+/* Remembers that version's source is stored. */
+static void source_known(ls_flow_t *f, const char *version)
+{
+    char *copy = ls_strdup(version);
+    pthread_mutex_lock(&f->mu);
+    char **n = copy ? ls_realloc(f->sources, (f->nsources + 1) * sizeof *n) : NULL;
+    if (n) {
+        f->sources = n;
+        f->sources[f->nsources++] = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&f->mu);
+    ls_free(copy);
+}
+
 static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
                          int index_name, const char *type, size_t tlen, const char *input,
-                         size_t ilen, const flow_parent *parent, int64_t now, ls_buf *event,
-                         ls_err *err)
+                         size_t ilen, const flow_parent *parent, const ls_buf *version,
+                         const ls_buf *source, int64_t now, ls_buf *event, ls_err *err)
 {
     ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
@@ -867,10 +930,19 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
                          .type = type,
                          .type_len = tlen,
                          .name = name,
-                         .name_len = nlen};
+                         .name_len = nlen,
+                         .version = (const char *)version->ptr,
+                         .version_len = version->len};
     if ((rc = ls_run_key(&k, id, err)) != LS_OK || (rc = ls_run_encode(&rec, &v, err)) != LS_OK)
         goto out;
     ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    if (source) { /* the first run of this version: keep its source */
+        ls_buf_clear(&k);
+        if ((rc = ls_key_ns(&k, LS_NS_SOURCE, err)) != LS_OK ||
+            (rc = ls_buf_append(&k, version->ptr, version->len, err)) != LS_OK)
+            goto out;
+        ls_store_batch_put(b, k.ptr, k.len, source->ptr, source->len);
+    }
     if (index_name) {
         if ((rc = flow_key_name(&k, name, nlen, err)) != LS_OK) goto out;
         ls_store_batch_put(b, k.ptr, k.len, id->b, LS_ID_BYTES);
@@ -995,6 +1067,14 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     /* Render before the write: a start that returns an error has stored
      * nothing (and before the run is visible to workers, which may end
      * it). */
+    ls_buf event = LS_BUF_INIT, version = LS_BUF_INIT, source = LS_BUF_INIT;
+    int new_source = 0;
+    if (f->o.runner->type_version &&
+        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, &source) &&
+        ls_buf_putc(&version, '\0', NULL) == LS_OK) {
+        version.len--; /* NUL-terminated for the checks below */
+        new_source = !source_stored(f, (const char *)version.ptr, NULL);
+    }
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);
     rc = ls_buf_set(run, "", 0, err);
@@ -1002,13 +1082,18 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         rc = ls_buf_printf(run, err,
                            "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
                            "\"input\":%.*s,\"status\":\"running\",\"steps_completed\":0,"
-                           "\"type\":\"%.*s\",\"updated_at\":\"%s\"}",
+                           "\"type\":\"%.*s\",\"updated_at\":\"%s\"%s%.*s%s}",
                            ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen, type,
-                           ts);
-    ls_buf event = LS_BUF_INIT;
+                           ts, version.len ? ",\"version\":\"" : "", (int)version.len,
+                           version.len ? (const char *)version.ptr : "", version.len ? "\"" : "");
+    r->version = ls_strndup(version.len ? (const char *)version.ptr : "", version.len);
+    if (rc == LS_OK && r->version == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
     if (rc == LS_OK)
         rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len,
-                         parent, now, &event, err);
+                         parent, &version, new_source ? &source : NULL, now, &event, err);
+    if (rc == LS_OK && new_source) source_known(f, (const char *)version.ptr);
+    ls_buf_free(&version);
+    ls_buf_free(&source);
     if (rc != LS_OK) {
         pthread_mutex_unlock(stripe);
         ls_buf_free(&event);

@@ -18,6 +18,8 @@
  *                  CancelRequested or WorkflowTerminated (name: who,
  *                  error: reason). The run's next activation moves them
  *                  into history (re-sealed) in its next write.
+ *   source         LS_NS_SOURCE  version bytes                -> workflow source
+ *                  (written with the start of the first run of a version)
  *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
  *                  (sealed with seq UINT64_MAX)
  *   parent         LS_NS_RUNINFO id16 'p'                     -> parent id16,
@@ -82,6 +84,7 @@ typedef struct flow_run {
     atomic_int terminating; /* a terminate was requested: interrupt its code */
     char *custom;           /* custom status last written (JSON), or NULL */
     size_t custom_len;
+    char *version;  /* the workflow source it is pinned to ("" when none) */
     int has_parent; /* a child workflow: its end goes to its parent's inbox */
     ls_id parent;
     struct flow_run *hnext; /* run table chain */
@@ -147,6 +150,8 @@ struct ls_flow {
     pthread_mutex_t wmu; /* held while watch callbacks run */
     pthread_mutex_t stripe[LS_FLOW_STRIPES];
     flow_runtab runs;
+    char **sources; /* versions whose source is known to be in the store (under mu) */
+    size_t nsources;
     flow_run *q_head, *q_tail;
     size_t queued;
     ls_flow_timerq_t *tq;

@@ -374,11 +374,14 @@ ls_rc ls_run_encode(const ls_run_record *r, ls_buf *out, ls_err *err)
     size_t fixed = 2 + varint_len(zigzag(r->created_ms)) + varint_len(zigzag(r->updated_ms)) +
                    varint_len(r->last_seq) + varint_len(r->steps_completed) +
                    varint_len(r->attempts_failed) + varint_len(r->type_len) +
-                   varint_len(r->name_len);
-    if (r->type_len > SIZE_MAX / 4 - fixed || r->name_len > SIZE_MAX / 4)
+                   varint_len(r->name_len) + varint_len(r->version_len);
+    if (r->version == NULL && r->version_len)
+        return ls_err_set(err, LS_EINVAL, "run record: NULL version with a non-zero length");
+    if (r->type_len > SIZE_MAX / 4 - fixed || r->name_len > SIZE_MAX / 4 ||
+        r->version_len > SIZE_MAX / 4)
         return ls_err_set(err, LS_EINVAL, "run record: type or name too long");
 
-    unsigned char *p = begin_value(out, fixed + r->type_len + r->name_len, err);
+    unsigned char *p = begin_value(out, fixed + r->type_len + r->name_len + r->version_len, err);
     if (p == NULL) return LS_ENOMEM;
     *p++ = LS_RUN_VERSION;
     *p++ = (unsigned char)r->status;
@@ -389,6 +392,7 @@ ls_rc ls_run_encode(const ls_run_record *r, ls_buf *out, ls_err *err)
     p = put_varint(p, r->attempts_failed);
     p = put_bytes(p, r->type, r->type_len);
     p = put_bytes(p, r->name, r->name_len);
+    p = put_bytes(p, r->version, r->version_len);
     end_value(out, p);
     return LS_OK;
 }
@@ -403,7 +407,12 @@ ls_rc ls_run_decode(const void *value, size_t len, ls_run_record *rec, ls_err *e
     ls_rc rc;
 
     memset(rec, 0, sizeof *rec);
-    if ((rc = get_version(&r, LS_RUN_VERSION, err)) != LS_OK) return rc;
+    unsigned ver = 0;
+    if (r.left == 0) return ls_err_set(err, LS_ECORRUPT, "run record: empty value");
+    if ((rc = get_u8(&r, &ver, "version", err)) != LS_OK) return rc;
+    if (ver != 1 && ver != 2)
+        return ls_err_set(err, LS_EFORMAT,
+                          "run record: unknown version %u (this build reads 1 and 2)", ver);
     if ((rc = get_u8(&r, &status, "status", err)) != LS_OK) return rc;
     if (status < 1 || status > LS_RUN_STATUS_LAST)
         return ls_err_set(err, LS_ECORRUPT, "run record: unknown status %u", status);
@@ -419,5 +428,9 @@ ls_rc ls_run_decode(const void *value, size_t len, ls_run_record *rec, ls_err *e
     rec->type = s;
     if ((rc = get_bytes(&r, &s, &rec->name_len, "name", err)) != LS_OK) return rc;
     rec->name = s;
+    if (ver == 2) {
+        if ((rc = get_bytes(&r, &s, &rec->version_len, "version", err)) != LS_OK) return rc;
+        rec->version = s;
+    }
     return check_end(&r, err);
 }

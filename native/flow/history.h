@@ -139,14 +139,16 @@ typedef enum {
 } ls_run_status;
 
 #define LS_RUN_STATUS_LAST LS_RUN_TERMINATED
-#define LS_RUN_VERSION     1
+#define LS_RUN_VERSION     2
 
 /* The record stored under LS_NS_RUN + run id. Value, version 1, with the
  * varints of the event layout:
  *   u8 version 1, u8 status, varint created_ms (zigzag), varint updated_ms
  *   (zigzag), varint last_seq, varint steps_completed (u32), varint
  *   attempts_failed (u32), varint type_len, then type_len bytes of type,
- *   varint name_len, then name_len bytes of name. Nothing after. */
+ *   varint name_len, then name_len bytes of name. Nothing after.
+ * Version 2 (written now) adds varint version_len, then version_len bytes
+ * of version (the workflow source the run is pinned to). */
 typedef struct {
     ls_run_status status;
     int64_t created_ms;
@@ -156,8 +158,10 @@ typedef struct {
     uint32_t attempts_failed; /* StepFailed events so far */
     const char *type;         /* workflow type name */
     size_t type_len;
-    const char *name; /* the run's id as users see it (given at start, or the */
-    size_t name_len;  /* text form of the internal id) */
+    const char *name;    /* the run's id as users see it (given at start, or the */
+    size_t name_len;     /* text form of the internal id) */
+    const char *version; /* the workflow source's version it is pinned to ("": none) */
+    size_t version_len;
 } ls_run_record;
 
 /* API name of a status ("running"); "unknown" otherwise. Static, never NULL. */

@@ -283,6 +283,7 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
     set_time(o, "updated_at", rec->updated_ms);
     json_object_set_new(o, "steps_completed", json_integer(rec->steps_completed));
     json_object_set_new(o, "attempts_failed", json_integer(rec->attempts_failed));
+    if (rec->version_len) json_object_set_new(o, "version", strn(rec->version, rec->version_len));
     ls_rc rc = LS_OK;
     if (rec->status == LS_RUN_RUNNING) add_waiting(f, o, id);
     if (full || rec->status != LS_RUN_RUNNING) {

@@ -28,10 +28,49 @@
 
 #define INSTR_PER_CHECK 10000
 
+/* Hex characters of a workflow source's version (a BLAKE2b hash). */
+#define VERSION_HEX 16
+
 typedef struct {
     char *name;
     char *file;
+    char version[VERSION_HEX + 1];
+    char *source; /* the file's bytes when it was loaded */
+    size_t source_len;
 } wf_type;
+
+/* The file's bytes (malloc'd) and their version; NULL when unreadable. */
+static char *read_source(const char *path, size_t *len, char version[VERSION_HEX + 1])
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (n < cap) break;
+        char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+        if (nb == NULL) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (buf == NULL || bad) {
+        free(buf);
+        return NULL;
+    }
+    unsigned char h[VERSION_HEX / 2];
+    crypto_generichash(h, sizeof h, (const unsigned char *)buf, n, NULL, 0);
+    sodium_bin2hex(version, VERSION_HEX + 1, h, sizeof h);
+    *len = n;
+    return buf;
+}
 
 typedef struct {
     char *file;
@@ -624,6 +663,7 @@ static void free_lists(lls_runner *r)
     for (size_t i = 0; i < r->ntypes; i++) {
         free(r->types[i].name);
         free(r->types[i].file);
+        free(r->types[i].source);
     }
     for (size_t i = 0; i < r->nerrors; i++) {
         free(r->errors[i].file);
@@ -682,18 +722,28 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
             lua_pop(L, 2);
             continue;
         }
+        size_t slen = 0;
+        char version[VERSION_HEX + 1] = "";
+        char *src = read_source(files[i], &slen, version);
         if (types) {
             wf_type *nt = realloc(*types, (*ntypes + 1) * sizeof **types);
             if (nt) {
                 *types = nt;
                 nt[*ntypes].name = strdup(name);
                 nt[*ntypes].file = strdup(files[i]);
+                memcpy(nt[*ntypes].version, version, sizeof version);
+                nt[*ntypes].source = src;
+                nt[*ntypes].source_len = slen;
+                src = NULL;
                 (*ntypes)++;
             }
         }
+        free(src);
         lua_pop(L, 1);               /* name */
         lua_pushstring(L, files[i]); /* def.file = path */
         lua_setfield(L, -2, "file");
+        lua_pushstring(L, version); /* def._version: the source it was loaded from */
+        lua_setfield(L, -2, "_version");
         lua_getfield(L, -1, "name");
         lua_insert(L, -2);
         lua_settable(L, defs);
@@ -774,8 +824,8 @@ ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err)
     json_t *o = json_object(), *types = json_array(), *errors = json_array();
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->ntypes; i++)
-        json_array_append_new(
-            types, json_pack("{s:s,s:s}", "name", r->types[i].name, "file", r->types[i].file));
+        json_array_append_new(types, json_pack("{s:s,s:s,s:s}", "name", r->types[i].name, "file",
+                                               r->types[i].file, "version", r->types[i].version));
     for (size_t i = 0; i < r->nerrors; i++)
         json_array_append_new(
             errors, json_pack("{s:s,s:s}", "file", r->errors[i].file, "error", r->errors[i].error));
@@ -838,6 +888,84 @@ static void worker_close(void *ud, void *p)
     free(w);
 }
 
+/* Registry key of the table of definitions loaded from older versions of
+ * the workflow files (version -> def), per worker state. */
+static char old_defs_key;
+
+/* Replaces the def on top of the stack with the one of the run's own
+ * version when the file has changed since the run started: the source
+ * kept in the store, loaded once per state. Returns NULL, or an error
+ * message (the def is then popped). */
+static const char *pin_version(lua_State *L, ls_flow_act *a)
+{
+    const char *want = ls_flow_act_version(a);
+    if (*want == '\0') return NULL; /* a run from before versions */
+    int same = 0;
+    if (!lua_isnil(L, -1)) { /* nil: the file is gone; its runs still have their source */
+        lua_getfield(L, -1, "_version");
+        same = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), want) == 0;
+        lua_pop(L, 1);
+    }
+    if (same) return NULL;
+    lua_pop(L, 1); /* the current def */
+    lua_pushlightuserdata(L, &old_defs_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushlightuserdata(L, &old_defs_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+    lua_getfield(L, -1, want);
+    if (!lua_isnil(L, -1)) {
+        lua_remove(L, -2);
+        return NULL;
+    }
+    lua_pop(L, 1);
+    ls_buf src = LS_BUF_INIT;
+    ls_err err;
+    static _Thread_local char msg[LS_ERR_MSGMAX + 64];
+    if (ls_flow_act_source(a, &src, &err) != LS_OK) {
+        lua_pop(L, 1);
+        snprintf(msg, sizeof msg, "%s", ls_err_text(&err));
+        return msg;
+    }
+    char chunk[160];
+    snprintf(chunk, sizeof chunk, "=%s@%s", ls_flow_act_type(a), want);
+    int rc = luaL_loadbuffer(L, (const char *)src.ptr, src.len, chunk);
+    ls_buf_free(&src);
+    if (rc == 0) {
+        tl_deadline_ms = 5000;
+        tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
+        rc = lua_pcall(L, 0, 1, 0);
+        tl_deadline_ns = 0;
+    }
+    if (rc == 0) {
+        lua_getfield(L, -1, "name");
+        int ok = lua_istable(L, -2) && lua_isstring(L, -1) &&
+                 strcmp(lua_tostring(L, -1), ls_flow_act_type(a)) == 0;
+        lua_pop(L, 1);
+        if (!ok) {
+            lua_pop(L, 1);
+            lua_pushfstring(L, "does not define workflow %s", ls_flow_act_type(a));
+            rc = 1;
+        }
+    }
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "version %s of workflow %s does not load: %s", want,
+                 ls_flow_act_type(a), lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 2);
+        return msg;
+    }
+    lua_pushstring(L, want);
+    lua_setfield(L, -2, "_version");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, want); /* cache */
+    lua_remove(L, -2);
+    return NULL;
+}
+
 /* Calls lodestone.workflow's driver: _activate(def, act) for a new
  * activation, _resume(act) for a parked one. */
 static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
@@ -858,6 +986,16 @@ static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
         lua_rawget(L, LUA_REGISTRYINDEX);
         lua_getfield(L, -1, ls_flow_act_type(a));
         lua_remove(L, -2);
+        const char *why = pin_version(L, a);
+        if (why) {
+            /* The run's own version cannot run: fail it, naming why. */
+            ls_err err;
+            if (ls_flow_act_fail(a, why, strlen(why), NULL, 0, &err) != LS_OK)
+                ls_flow_act_abandon(a);
+            lua_settop(L, top);
+            tl_act = NULL;
+            return;
+        }
         if (lua_isnil(L, -1)) {
             /* The type's file failed to load in this generation: keep the
              * run for a later reload rather than fail it. */
@@ -993,9 +1131,24 @@ static void list_types(void *ud, ls_buf *out)
     pthread_mutex_unlock(&r->mu);
 }
 
+static int type_version(void *ud, const char *type, size_t len, ls_buf *version, ls_buf *source)
+{
+    lls_runner *r = ud;
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes && !found; i++) {
+        const wf_type *t = &r->types[i];
+        if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || !t->version[0]) continue;
+        found = ls_buf_set(version, t->version, strlen(t->version), NULL) == LS_OK &&
+                ls_buf_set(source, t->source, t->source_len, NULL) == LS_OK;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
 const ls_flow_runner *lls_runner_ops(void)
 {
-    static const ls_flow_runner ops = {worker_open, worker_close, activate,
-                                       has_type,    list_types,   resume};
+    static const ls_flow_runner ops = {worker_open, worker_close, activate,    has_type,
+                                       list_types,  resume,       type_version};
     return &ops;
 }

@@ -581,7 +581,8 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
                                       .worker_close = r_worker_close,
                                       .activate = r_activate,
                                       .has_type = r_has_type,
-                                      .list_types = r_list_types};
+                                      .list_types = r_list_types,
+                                      .type_version = NULL};
 
 /* ---- a clock that stands still ----
  *

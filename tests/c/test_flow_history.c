@@ -457,7 +457,9 @@ static void test_history_run_record_roundtrip(void **state)
                            .type = s == 4 ? NULL : "or\0der",
                            .type_len = s == 4 ? 0 : 6,
                            .name = s == 5 ? NULL : "order-42",
-                           .name_len = s == 5 ? 0 : 8};
+                           .name_len = s == 5 ? 0 : 8,
+                           .version = s == 1 ? NULL : "4f1c09aa12be77d0",
+                           .version_len = s == 1 ? 0 : 16};
         th_ok(ls_run_encode(&r, &v, &err), &err);
         ls_run_record back;
         th_ok(ls_run_decode(v.ptr, v.len, &back, &err), &err);
@@ -470,6 +472,8 @@ static void test_history_run_record_roundtrip(void **state)
         if (r.type_len) assert_memory_equal(back.type, r.type, r.type_len);
         assert_int_equal(back.name_len, r.name_len);
         if (r.name_len) assert_memory_equal(back.name, r.name, r.name_len);
+        assert_int_equal(back.version_len, r.version_len);
+        if (r.version_len) assert_memory_equal(back.version, r.version, r.version_len);
         /* every truncation and one extra byte */
         for (size_t n = 0; n < v.len; n++)
             assert_int_equal(ls_run_decode(v.ptr, n, &back, &err), LS_ECORRUPT);
@@ -487,7 +491,13 @@ static void test_history_run_record_roundtrip(void **state)
     ls_run_record r;
     assert_int_equal(ls_run_decode("\x01\x06\x00\x00\x00\x00\x00\x00", 8, &r, &err), LS_ECORRUPT);
     assert_non_null(strstr(err.msg, "unknown status 6"));
-    assert_int_equal(ls_run_decode("\x02", 1, &r, &err), LS_EFORMAT);
+    assert_int_equal(ls_run_decode("\x03", 1, &r, &err), LS_EFORMAT);
+    /* A version 1 record (before versions) reads with no version. */
+    th_ok(ls_run_decode("\x01\x01\x02\x02\x01\x00\x00\x01t\x01n", 11, &r, &err), &err);
+    assert_int_equal(r.status, LS_RUN_RUNNING);
+    assert_int_equal(r.version_len, 0);
+    assert_memory_equal(r.type, "t", 1);
+    assert_memory_equal(r.name, "n", 1);
     ls_buf_free(&v);
 }
 

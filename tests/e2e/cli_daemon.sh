@@ -123,10 +123,11 @@ start_daemon
 
 run types --socket "$sock"
 check "types: exit 0" 0 "$rc"
-check "types: a TYPE FILE table" "TYPE FILE" "$(printf '%s\n' "$out" | head -1 | tr -s ' ')"
+check "types: a TYPE VERSION RUNS OLDER FILE table" "TYPE VERSION RUNS OLDER FILE" "$(printf '%s\n' "$out" | head -1 | tr -s ' ')"
 check "types: every loaded type, with its file" \
   "decline:$d/wf/decline.lua hello:$d/wf/hello.lua quick:$d/wf/quick.lua sleeper:$d/wf/sleeper.lua whoami:$d/wf/whoami.lua" \
-  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $1 ":" $2}' | sort | paste -sd' ')"
+  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $1 ":" $5}' | sort | paste -sd' ')"
+check_match "types: versions are content hashes" '^[0-9a-f]{16}$' "$(printf '%s\n' "$out" | awk '$1 == "hello" {print $2}')"
 check "types: aligned" "" "$(aligned "$out")"
 check "types: no errors" "" "$err"
 
@@ -224,15 +225,15 @@ check "on a terminal: then the result JSON" "tty1 completed hello, Tty" "$(jo '"
 ended h1
 run list
 check "list: exit 0" 0 "$rc"
-check_match "list: the header" '^ID +TYPE +STATUS +STEPS +CREATED$' "$(printf '%s\n' "$out" | head -1)"
+check_match "list: the header" '^ID +TYPE +VERSION +STATUS +STEPS +CREATED$' "$(printf '%s\n' "$out" | head -1)"
 check "list: aligned" "" "$(aligned "$out")"
-check_match "list: a row" '^h1 +hello +completed +2 +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$' \
+check_match "list: a row" '^h1 +hello +[0-9a-f]{16} +completed +2 +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$' \
   "$(printf '%s\n' "$out" | grep '^h1 ')"
 run list --status completed --type hello
 check "list --status --type: those runs" "h1 in-file in-stdin tty1 w1" \
   "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $1}' | sort | paste -sd' ')"
 check "list --status --type: only completed hello runs" "completed hello" \
-  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $3, $2}' | sort -u | paste -sd'|')"
+  "$(printf '%s\n' "$out" | tail -n +2 | awk '{print $4, $2}' | sort -u | paste -sd'|')"
 run list --status running --json
 check "list --status running: s1" s1 "$(jo '[.[].id] | join(" ")')"
 run list --type nope

@@ -51,21 +51,22 @@ describe("lodestone.cli.format", function()
       }, lines)
     end)
 
-    it("lists runs with ID, TYPE, STATUS, STEPS, CREATED", function()
+    it("lists runs with ID, TYPE, VERSION, STATUS, STEPS, CREATED", function()
       local lines = fmt.runs_table {
-        { id = "ord-10", type = "order", status = "running", steps_completed = 2, created_at = "2026-11-26T11:44:46.123Z" },
+        { id = "ord-10", type = "order", version = "4f1c09aa12be77d0", status = "running", steps_completed = 2,
+          created_at = "2026-11-26T11:44:46.123Z", waiting = { kind = "paused", name = "charge" } },
         { id = "d-1", type = "deploy-service", status = "completed", steps_completed = 12, created_at = "2026-11-25T09:00:00.000Z" },
       }
       assert.same({
-        "ID      TYPE            STATUS     STEPS  CREATED",
-        "ord-10  order           running    2      2026-11-26 11:44:46",
-        "d-1     deploy-service  completed  12     2026-11-25 09:00:00",
+        "ID      TYPE            VERSION           STATUS            STEPS  CREATED",
+        "ord-10  order           4f1c09aa12be77d0  running (paused)  2      2026-11-26 11:44:46",
+        "d-1     deploy-service  -                 completed         12     2026-11-25 09:00:00",
       }, lines)
       for _, l in ipairs(lines) do assert.not_matches("%s$", l) end
     end)
 
     it("has just the header for no rows", function()
-      assert.same({ "ID  TYPE  STATUS  STEPS  CREATED" }, fmt.runs_table {})
+      assert.same({ "ID  TYPE  VERSION  STATUS  STEPS  CREATED" }, fmt.runs_table {})
     end)
   end)
 

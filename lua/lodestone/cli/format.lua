@@ -95,9 +95,10 @@ function M.runs_table(runs)
   for i, r in ipairs(runs) do
     local status = r.status or "?"
     if type(r.waiting) == "table" and r.waiting.kind == "paused" then status = status .. " (paused)" end
-    rows[i] = { r.id or "?", r.type or "?", status, M.int(r.steps_completed), M.datetime(r.created_at) }
+    rows[i] = { r.id or "?", r.type or "?", r.version or "-", status, M.int(r.steps_completed),
+                M.datetime(r.created_at) }
   end
-  return M.table({ "ID", "TYPE", "STATUS", "STEPS", "CREATED" }, rows)
+  return M.table({ "ID", "TYPE", "VERSION", "STATUS", "STEPS", "CREATED" }, rows)
 end
 
 -- ---- one run ----

@@ -106,10 +106,14 @@ code (a step running now is interrupted). Prefer cancel, which lets the
 run clean up.
 ]],
   types = [[
-usage: lodestone types
+usage: lodestone types   (or: lodestone workflows)
 
-Lists the workflow types lodestoned has loaded, with their files, and the
-files that failed to load (exit 1 when there are any).
+Lists the workflow types lodestoned has loaded: TYPE, VERSION (a hash of the
+file's source), RUNS (its unfinished runs of this version), OLDER (unfinished
+runs still pinned to older versions: VERSION=N,...), FILE; and
+the files that failed to load (exit 1 when there are any). Each run is
+pinned to the version that started it: editing a file never breaks runs in
+flight, new runs use the new version.
 ]],
   secret = [[
 usage: lodestone secret set NAME      the value is read from stdin
@@ -456,8 +460,21 @@ local function types(args)
   local res = call(connection(opts), "GET", "/v1/workflow-types")
   local list_, errors = res.json.types or {}, res.json.errors or {}
   local rows = {}
-  for i, t in ipairs(list_) do rows[i] = { t.name or "?", t.file or "" } end
-  if #rows > 0 then print_lines(fmt.table({ "TYPE", "FILE" }, rows)) else io.stderr:write("no workflow types loaded\n") end
+  for i, t in ipairs(list_) do
+    -- unfinished runs per version: the current one first, then older ones
+    local runs, older = type(t.runs) == "table" and t.runs or {}, {}
+    for v, n in pairs(runs) do
+      if v ~= t.version then older[#older + 1] = v .. "=" .. n end
+    end
+    table.sort(older)
+    rows[i] = { t.name or "?", t.version or "?", tostring(runs[t.version] or 0),
+                #older > 0 and table.concat(older, ",") or "-", t.file or "" }
+  end
+  if #rows > 0 then
+    print_lines(fmt.table({ "TYPE", "VERSION", "RUNS", "OLDER", "FILE" }, rows))
+  else
+    io.stderr:write("no workflow types loaded\n")
+  end
   for _, e in ipairs(errors) do
     io.stderr:write("error: ", tostring(e.file or "?"), ": ", tostring(e.error or "?"), "\n")
   end
@@ -543,7 +560,8 @@ local function secret(args)
 end
 
 local VERBS = { start = start, list = list, show = show, history = history, types = types, secret = secret,
-                signal = signal, cancel = cancel, terminate = terminate, resume = resume }
+                signal = signal, cancel = cancel, terminate = terminate, resume = resume,
+                workflows = types }
 
 function M.main(args)
   verb_name = args[1] or "?"

@@ -62,6 +62,12 @@ typedef struct {
      * same worker once the write is durable. Meanwhile the worker runs
      * other activations. Without it (NULL) such calls block until durable. */
     void (*resume)(void *ud, void *worker, ls_flow_act *act);
+    /* Optional. The version (a content hash) and source of the file that
+     * defines type now; a new run is pinned to that version and the source
+     * is kept in the store, so that later activations of the run use it
+     * even after the file changed (ls_flow_act_version/_source). Returns 0
+     * when unknown. Any thread. */
+    int (*type_version)(void *ud, const char *type, size_t len, ls_buf *version, ls_buf *source);
 } ls_flow_runner;
 
 /* Log levels of the engine's log callback. */
@@ -198,6 +204,10 @@ typedef struct {
 
 LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
 
+/* {"TYPE": {"VERSION": running runs, ...}, ...}: how many unfinished runs
+ * each version of each type still has. */
+LS_API ls_rc ls_flow_versions(ls_flow_t *f, ls_buf *out, ls_err *err);
+
 /* Queues every unfinished run that is idle without a timer: runs whose
  * activation gave up (their workflow type was not loaded) try again, e.g.
  * after the runner reloaded its files. Returns how many were queued. */
@@ -209,6 +219,12 @@ LS_API size_t ls_flow_retry_idle(ls_flow_t *f);
  * ends). */
 LS_API const char *ls_flow_act_name(const ls_flow_act *a);
 LS_API const char *ls_flow_act_type(const ls_flow_act *a);
+
+/* The version of the workflow source the run is pinned to ("" for runs
+ * started before versions or by a runner without them), and that
+ * source as the store keeps it. */
+LS_API const char *ls_flow_act_version(const ls_flow_act *a);
+LS_API ls_rc ls_flow_act_source(ls_flow_act *a, ls_buf *out, ls_err *err);
 
 /* The input as JSON text into out. */
 LS_API ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err);

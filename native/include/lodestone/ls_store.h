@@ -142,7 +142,8 @@ typedef enum {
     LS_NS_INDEX = 0x13,    /* flow: secondary indexes (status, type) */
     LS_NS_SIGNAL = 0x14,   /* flow: pending signals by run id and sequence */
     LS_NS_SCHEDULE = 0x15, /* flow: schedules by name */
-    LS_NS_RUNINFO = 0x16   /* flow: per-run extras (custom status) by run id */
+    LS_NS_RUNINFO = 0x16,  /* flow: per-run extras (custom status) by run id */
+    LS_NS_SOURCE = 0x17    /* flow: workflow sources by version, for runs pinned to them */
 } ls_store_ns;
 
 /* Typed key encoding into a caller-owned buffer. Encoded keys compare with
