@@ -109,6 +109,18 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
+/* Hands the schedules the workflow files declare to the engine (after the
+ * first load and each reload); files that no longer declare one lose it. */
+static void sync_schedules(lls_runner *runner, ls_flow_t *flow)
+{
+    ls_buf defs = LS_BUF_INIT;
+    ls_err err;
+    if (lls_runner_schedules(runner, &defs, &err) != LS_OK ||
+        ls_flow_schedule_sync_files(flow, (const char *)defs.ptr, defs.len, &err) != LS_OK)
+        lsd_log(LS_FLOW_LOG_ERROR, NULL, "workflow file schedules: %s", ls_err_text(&err));
+    ls_buf_free(&defs);
+}
+
 int main(int argc, char **argv)
 {
     const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
@@ -244,6 +256,8 @@ int main(int argc, char **argv)
         return die("%s", ls_err_text(&err));
     }
 
+    sync_schedules(runner, flow);
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -282,6 +296,7 @@ int main(int argc, char **argv)
         if (got_hup) {
             got_hup = 0;
             if (lls_runner_reload(runner, &err) == LS_OK) {
+                sync_schedules(runner, flow);
                 size_t again = ls_flow_retry_idle(flow);
                 lsd_log(LS_FLOW_LOG_INFO, NULL,
                         "workflows reloaded (%zu load errors); %zu waiting runs tried again",

@@ -31,6 +31,7 @@
 typedef struct {
     char *name;
     char *file;
+    char *schedule; /* its define{schedule=...} as lodestoned's JSON definition, or NULL */
 } wf_type;
 
 typedef struct {
@@ -550,6 +551,7 @@ static void free_lists(lls_runner *r)
     for (size_t i = 0; i < r->ntypes; i++) {
         free(r->types[i].name);
         free(r->types[i].file);
+        free(r->types[i].schedule);
     }
     for (size_t i = 0; i < r->nerrors; i++) {
         free(r->errors[i].file);
@@ -614,6 +616,9 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 *types = nt;
                 nt[*ntypes].name = strdup(name);
                 nt[*ntypes].file = strdup(files[i]);
+                lua_getfield(L, -2, "schedule_json");
+                nt[*ntypes].schedule = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+                lua_pop(L, 1);
                 (*ntypes)++;
             }
         }
@@ -711,6 +716,23 @@ ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err)
     ls_buf_clear(out);
     ls_rc rc = ls_json_dump(o, out, err);
     json_decref(o);
+    return rc;
+}
+
+ls_rc lls_runner_schedules(lls_runner *r, ls_buf *out, ls_err *err)
+{
+    ls_buf_clear(out);
+    ls_rc rc = ls_buf_putc(out, '[', err);
+    size_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; rc == LS_OK && i < r->ntypes; i++) {
+        const char *s = r->types[i].schedule;
+        if (s == NULL) continue;
+        if (n++) rc = ls_buf_putc(out, ',', err);
+        if (rc == LS_OK) rc = ls_buf_append(out, s, strlen(s), err);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc == LS_OK) rc = ls_buf_putc(out, ']', err);
     return rc;
 }
 
