@@ -33,6 +33,9 @@ static const char usage[] =
     "  signal ID NAME [JSON]                            send a signal to a running run\n"
     "  cancel ID [--reason TEXT]                        cancel a run (it may clean up)\n"
     "  terminate ID [--reason TEXT]                     end a run at once\n"
+    "  schedule list | show NAME | rm NAME              schedules (lodestone schedule --help)\n"
+    "  schedule create NAME --workflow TYPE --cron EXPR [--overlap P] [--catchup C]\n"
+    "                  [--input JSON]                   create or replace a schedule\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"
@@ -61,6 +64,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
     if (strcmp(argv[1], "up") == 0) return cli_up_main(argc, argv);
     if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
+    if (strcmp(argv[1], "schedule") == 0)
+        return lls_embed_run("lodestone.cli.schedule", argc, argv);
     static const char *const workflow[] = {"start",  "list",   "show",   "history",   "types",
                                            "secret", "signal", "cancel", "terminate", NULL};
     for (size_t i = 0; workflow[i]; i++) {
