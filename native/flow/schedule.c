@@ -98,14 +98,14 @@ static ls_rc insert(struct flow_scheds *S, sched *s, ls_err *err)
 {
     if (S->n == S->cap) {
         size_t cap = S->cap ? S->cap * 2 : 16;
-        sched **nv = ls_realloc(S->v, cap * sizeof *nv);
+        sched **nv = ls_realloc(S->v, cap * sizeof(sched *));
         if (nv == NULL) return ls_err_set(err, LS_ENOMEM, "schedule: out of memory");
         S->v = nv;
         S->cap = cap;
     }
     int found;
     size_t i = find_pos(S, s->d.name, strlen(s->d.name), &found);
-    memmove(S->v + i + 1, S->v + i, (S->n - i) * sizeof *S->v);
+    memmove(S->v + i + 1, S->v + i, (S->n - i) * sizeof(sched *));
     S->v[i] = s;
     S->n++;
     S->st.schedules = S->n;
@@ -117,7 +117,7 @@ static void remove_at(struct flow_scheds *S, sched *s)
     int found;
     size_t i = find_pos(S, s->d.name, strlen(s->d.name), &found);
     if (!found) return;
-    memmove(S->v + i, S->v + i + 1, (S->n - i - 1) * sizeof *S->v);
+    memmove(S->v + i, S->v + i + 1, (S->n - i - 1) * sizeof(sched *));
     S->n--;
     S->st.schedules = S->n;
 }

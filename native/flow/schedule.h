@@ -30,7 +30,7 @@ enum { FLOW_CATCHUP_ONE = 0, FLOW_CATCHUP_NONE };
  * valid run id. */
 #define FLOW_SCHED_NAMEMAX 100
 /* Longest input of a schedule, as compact JSON. */
-#define FLOW_SCHED_INPUTMAX (64 * 1024)
+#define FLOW_SCHED_INPUTMAX ((size_t)64 * 1024)
 /* "@YYYYMMDDTHHMMSSZ" */
 #define FLOW_SCHED_IDSUFFIX 17
 

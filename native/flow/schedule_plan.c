@@ -85,8 +85,9 @@ static ls_rc get_text(const json_t *obj, const char *field, int required, const 
     return LS_OK;
 }
 
+/* An optional choice among names (known: how a message lists them). */
 static ls_rc get_choice(const json_t *obj, const char *field, const char *const *names, int n,
-                        int *out, ls_err *err)
+                        const char *known, int *out, ls_err *err)
 {
     const char *s;
     size_t len;
@@ -96,12 +97,6 @@ static ls_rc get_choice(const json_t *obj, const char *field, const char *const 
     if (i >= 0) {
         *out = i;
         return LS_OK;
-    }
-    char known[64] = "";
-    for (int k = 0; k < n; k++) {
-        strcat(known, names[k]);
-        if (k + 2 < n) strcat(known, ", ");
-        if (k + 2 == n) strcat(known, " or ");
     }
     return ls_err_set(err, LS_EINVAL, "%s: must be %s, got \"%.40s\"", field, known, s);
 }
@@ -152,15 +147,17 @@ static ls_rc parse_fields(const json_t *obj, const char *const *extra, flow_sche
                           "timezone: only \"UTC\" is supported for now, got \"%.60s\" (cron "
                           "times are UTC)",
                           s);
-    if ((rc = get_choice(obj, "overlap", OVERLAP_NAMES, 3, &d->overlap, err)) != LS_OK ||
-        (rc = get_choice(obj, "catchup", CATCHUP_NAMES, 2, &d->catchup, err)) != LS_OK)
+    if ((rc = get_choice(obj, "overlap", OVERLAP_NAMES, 3, "skip, buffer_one or allow", &d->overlap,
+                         err)) != LS_OK ||
+        (rc = get_choice(obj, "catchup", CATCHUP_NAMES, 2, "one or none", &d->catchup, err)) !=
+            LS_OK)
         return rc;
     json_t *in = json_object_get(obj, "input");
     if (in && !json_is_null(in)) {
         ls_buf b = LS_BUF_INIT;
         rc = ls_json_dump(in, &b, err);
         if (rc == LS_OK && b.len > FLOW_SCHED_INPUTMAX)
-            rc = ls_err_set(err, LS_EINVAL, "input: at most %d bytes of JSON, got %zu",
+            rc = ls_err_set(err, LS_EINVAL, "input: at most %zu bytes of JSON, got %zu",
                             FLOW_SCHED_INPUTMAX, b.len);
         if (rc == LS_OK) {
             d->input_len = b.len;

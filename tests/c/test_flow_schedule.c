@@ -841,7 +841,7 @@ static void test_schedule_redefinition(void **state)
     env *e = *state;
     eng_open(e);
     json_decref(put(e, "{\"name\":\"r\",\"workflow\":\"quick\",\"cron\":\"@hourly\"}", NULL));
-    advance(e, 30 * 60000);
+    advance(e, INT64_C(30) * 60000);
     json_t *s = put(e, "{\"name\":\"r\",\"workflow\":\"quick\",\"cron\":\"*/10 * * * *\"}", NULL);
     assert_string_equal(jstr(s, "next_fire"), "2027-01-15T08:40:00.000Z");
     json_decref(s);
