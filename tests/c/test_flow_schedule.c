@@ -436,16 +436,38 @@ static void status_of(env *e, const char *name, char *out)
     ls_buf_free(&b);
 }
 
-/* Waits (bounded) until the run has ended. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fired;
+} waiter;
+
+static void on_end(void *ud)
+{
+    waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->fired = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits (bounded) until the run has ended and left the engine's memory
+ * (a watch fires then): from then on a schedule sees it as not running. */
 static void wait_ended(env *e, const char *name)
 {
-    char st[32];
-    for (int i = 0; i < WAIT_MS / 2; i++) {
-        status_of(e, name, st);
-        if (strcmp(st, "running") != 0) return;
-        nap_ms(2);
-    }
-    fail_msg("run %s did not end", name);
+    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    uint64_t id;
+    ls_err err = {0};
+    ls_rc rc = ls_flow_watch(e->f, name, strlen(name), on_end, &w, &id, &err);
+    if (rc == LS_EEXIST) return;
+    th_ok(rc, &err);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&w.mu);
+    while (!w.fired && pthread_cond_timedwait(&w.cv, &w.mu, &ts) != ETIMEDOUT) {}
+    pthread_mutex_unlock(&w.mu);
+    if (ls_flow_unwatch(e->f, id)) fail_msg("run %s did not end within %d ms", name, WAIT_MS);
 }
 
 static void end_hold(env *e, const char *name)
