@@ -94,15 +94,23 @@ static sched *find(const struct flow_scheds *S, const char *name, size_t nlen)
     return found ? S->v[i] : NULL;
 }
 
+/* Room for one more entry, so that the insert after a durable write
+ * cannot fail. */
+static ls_rc reserve(struct flow_scheds *S, ls_err *err)
+{
+    if (S->n < S->cap) return LS_OK;
+    size_t cap = S->cap ? S->cap * 2 : 16;
+    sched **nv = ls_realloc(S->v, cap * sizeof(sched *));
+    if (nv == NULL) return ls_err_set(err, LS_ENOMEM, "schedule: out of memory");
+    S->v = nv;
+    S->cap = cap;
+    return LS_OK;
+}
+
 static ls_rc insert(struct flow_scheds *S, sched *s, ls_err *err)
 {
-    if (S->n == S->cap) {
-        size_t cap = S->cap ? S->cap * 2 : 16;
-        sched **nv = ls_realloc(S->v, cap * sizeof(sched *));
-        if (nv == NULL) return ls_err_set(err, LS_ENOMEM, "schedule: out of memory");
-        S->v = nv;
-        S->cap = cap;
-    }
+    ls_rc rc = reserve(S, err);
+    if (rc != LS_OK) return rc;
     int found;
     size_t i = find_pos(S, s->d.name, strlen(s->d.name), &found);
     memmove(S->v + i + 1, S->v + i, (S->n - i) * sizeof(sched *));
@@ -382,27 +390,32 @@ static ls_rc put_locked(ls_flow_t *f, struct flow_scheds *S, flow_sched_def *d, 
     n->source = source;
     n->updated_ms = now;
     n->after_downtime = s ? s->after_downtime && flow_sched_def_equal(&s->d, d) : 0;
-    ls_rc rc = persist(f, n, err);
-    if (rc == LS_OK && s == NULL) rc = insert(S, n, err);
+    /* Everything that can fail comes before the write: a put that returns
+     * an error has changed nothing. */
+    ls_rc rc = out ? dump_into(render(n, err), out, err) : LS_OK;
+    if (rc == LS_OK) rc = reserve(S, err);
+    if (rc == LS_OK) rc = persist(f, n, err);
     if (rc != LS_OK) {
         n->d = (flow_sched_def){0};
         sched_free(n);
         return rc;
     }
     memset(d, 0, sizeof *d); /* n owns it now */
+    *created = s == NULL;
+    flow_log(f, LS_FLOW_LOG_INFO, NULL, "schedule %s %s: %s runs %s (overlap %s, catchup %s)",
+             n->d.name, s ? "updated" : "created", n->d.cron_text, n->d.workflow,
+             flow_overlap_name(n->d.overlap), flow_catchup_name(n->d.catchup));
     if (s) {
         int found;
         size_t i = find_pos(S, s->d.name, strlen(s->d.name), &found);
         unwatch(f, s);
         S->v[i] = n;
         sched_free(s);
+    } else {
+        insert(S, n, NULL); /* reserved: cannot fail */
     }
-    *created = s == NULL;
-    flow_log(f, LS_FLOW_LOG_INFO, NULL, "schedule %s %s: %s runs %s (overlap %s, catchup %s)",
-             n->d.name, s ? "updated" : "created", n->d.cron_text, n->d.workflow,
-             flow_overlap_name(n->d.overlap), flow_catchup_name(n->d.catchup));
     kick(S);
-    return out ? dump_into(render(n, err), out, err) : LS_OK;
+    return LS_OK;
 }
 
 static ls_rc parse_def(const char *json, size_t len, flow_sched_def *d, ls_err *err)

@@ -893,6 +893,94 @@ static void test_schedule_thread_fires(void **state)
     eng_close(e);
 }
 
+/* ---- allocation failures (engine threads not running: they would take
+ * the failing allocations at points that vary run to run) ---- */
+
+typedef struct {
+    env *e;
+    int i;
+    ls_rc rc[4096];
+} put_ctx;
+
+static ls_rc put_under_failure(void *ud)
+{
+    put_ctx *c = ud;
+    char def[200];
+    snprintf(def, sizeof def,
+             "{\"name\":\"af-%d\",\"workflow\":\"quick\",\"cron\":\"@every 10s\","
+             "\"input\":{\"k\":[1,2]}}",
+             c->i);
+    ls_buf out = LS_BUF_INIT;
+    int created = -1;
+    ls_rc rc =
+        ls_flow_schedule_put(c->e->f, def, strlen(def), LS_FLOW_SCHEDULE_API, &out, &created, NULL);
+    ls_buf_free(&out);
+    if (c->i < 4096) c->rc[c->i] = rc;
+    c->i++;
+    return rc;
+}
+
+static ls_rc views_under_failure(void *ud)
+{
+    env *e = ud;
+    ls_buf out = LS_BUF_INIT;
+    ls_rc rc = ls_flow_schedule_list(e->f, &out, NULL);
+    if (rc == LS_OK) rc = ls_flow_schedule_get(e->f, "af-0", 4, &out, NULL);
+    ls_buf_free(&out);
+    return rc;
+}
+
+static ls_rc open_under_failure(void *ud)
+{
+    env *e = ud;
+    ls_flow_opts o = {.store = e->st, .vault = e->v, .clock = &e->fc.clock, .runner = &runner};
+    ls_flow_t *f = NULL;
+    ls_rc rc = ls_flow_open(&f, &o, NULL);
+    if (rc == LS_OK) {
+        ls_flow_schedule_stats st;
+        ls_flow_schedule_get_stats(f, &st);
+        if (st.schedules != 1) rc = LS_ECORRUPT;
+    }
+    ls_flow_close(f);
+    return rc;
+}
+
+static void test_schedule_alloc_failures(void **state)
+{
+    env *e = *state;
+    eng_open_run(e, 0);
+    put_ctx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->e = e;
+    long points = th_each_alloc_failure(put_under_failure, c);
+    assert_true(points > 3);
+    /* A put that returned an error changed nothing: only the last one,
+     * which saw no failure, exists. */
+    for (int i = 0; i < c->i; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "af-%d", i);
+        ls_buf out = LS_BUF_INIT;
+        ls_rc rc = ls_flow_schedule_get(e->f, name, strlen(name), &out, NULL);
+        ls_buf_free(&out);
+        assert_int_equal(c->rc[i], i < c->i - 1 ? LS_ENOMEM : LS_OK);
+        assert_int_equal(rc, i < c->i - 1 ? LS_ENOTFOUND : LS_OK);
+    }
+    int last = c->i - 1;
+    free(c);
+    /* The views and the reopen look at one schedule, af-0 (its put above
+     * failed): make it, and drop the one that succeeded. */
+    char def[200];
+    snprintf(def, sizeof def, "{\"name\":\"af-0\",\"workflow\":\"quick\",\"cron\":\"@hourly\"}");
+    ls_err err = {0};
+    th_ok(ls_flow_schedule_put(e->f, def, strlen(def), LS_FLOW_SCHEDULE_API, NULL, NULL, &err),
+          &err);
+    snprintf(def, sizeof def, "af-%d", last);
+    th_ok(ls_flow_schedule_delete(e->f, def, strlen(def), LS_FLOW_SCHEDULE_API, &err), &err);
+    assert_true(th_each_alloc_failure(views_under_failure, e) > 0);
+    eng_close(e);
+    assert_true(th_each_alloc_failure(open_under_failure, e) > 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -912,6 +1000,7 @@ int main(void)
         T(test_schedule_api),
         T(test_schedule_redefinition),
         T(test_schedule_thread_fires),
+        T(test_schedule_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
