@@ -94,7 +94,8 @@ describe("schedules", function()
       for _, c in ipairs(cases) do
         assert.equal(c[2], err_of(with_schedule(c[1])))
       end
-      assert.equal("workflow.define: unknown field schedules (known: name, run, retry, step_timeout, description, schedule)",
+      -- The list of known fields names schedule (whatever else it names).
+      assert.matches("^workflow%.define: unknown field schedules %(known: name, run, [^)]*schedule[,)]",
         err_of(function() return workflow.define { name = "w", run = noop, schedules = {} } end))
     end)
   end)
