@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -265,6 +266,15 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* The threads started from here on block these signals, and the loop
+     * below waits for them with sigsuspend: a SIGHUP that arrives while a
+     * reload runs is not lost (pause() would sleep through it). */
+    sigset_t stop_sigs, waitmask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &waitmask);
 
     lsd_api *api = NULL;
     lsd_api_opts ao = {.flow = flow,
@@ -292,7 +302,7 @@ int main(int argc, char **argv)
             listen_addr ? listen_addr : "", data, workers, nosync ? ", NO SYNC" : "");
 
     while (!got_term) {
-        pause();
+        while (!got_term && !got_hup) sigsuspend(&waitmask);
         if (got_hup) {
             got_hup = 0;
             if (lls_runner_reload(runner, &err) == LS_OK) {
