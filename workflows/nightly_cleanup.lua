@@ -3,11 +3,10 @@
 -- in batches, until nothing is left. The cutoff comes from ctx:now(), which
 -- is recorded, so a run resumed after a restart keeps the same cutoff.
 --
--- Start it from cron for now (schedules inside lodestoned arrive with a
--- later issue); a date in the id makes a second start the same night a
--- no-op, since a start with an existing id returns that run:
---   0 3 * * *  lodestone start nightly_cleanup --id cleanup-$(date +\%F) \
---                --input '{"purge_url": "http://127.0.0.1:9000/purge", "keep": "30d"}'
+-- lodestoned starts it every night at 03:00 UTC (`schedule`): each fire is a
+-- run with the id nightly_cleanup@YYYYMMDDT030000Z, never started twice; a
+-- night missed while the daemon was down runs once when it comes back
+-- (catchup "one"), and a night whose previous run still goes is skipped.
 -- The service answers POST {before = ISO time, limit = N} with {deleted = n}.
 local workflow = require "lodestone.workflow"
 
@@ -18,6 +17,8 @@ return workflow.define {
   name = "nightly_cleanup",
   description = "delete items older than a cutoff, in batches",
   retry = { initial_interval = "5s", backoff = 2.0, max_interval = "5m", max_attempts = 6 },
+  schedule = { cron = "0 3 * * *", overlap = "skip", catchup = "one",
+               input = { purge_url = "http://127.0.0.1:9000/purge", keep = "30d" } },
 
   run = function(ctx, input)
     if type(input.purge_url) ~= "string" then error("input.purge_url: expected a URL") end

@@ -148,7 +148,7 @@ end
 local DEFAULT_INITIAL_MS = 1000 -- the engine's default initial_interval
 
 local DEFINE_KEYS = { name = true, run = true, retry = true, step_timeout = true,
-                      description = true, on_exhausted = true }
+                      description = true, on_exhausted = true, schedule = true }
 
 -- on_exhausted: what a step that used up its attempts does to the run.
 local function check_exhausted(v, what, level)
@@ -158,15 +158,60 @@ local function check_exhausted(v, what, level)
   return v
 end
 
+local SCHEDULE_KEYS = { cron = true, timezone = true, overlap = true, catchup = true, input = true }
+local OVERLAP = { skip = true, buffer_one = true, allow = true }
+local CATCHUP = { one = true, none = true }
+
+-- Checks a schedule (the engine's rules: the cron text goes through the C
+-- parser lodestoned uses) and returns it with its defaults, and as the
+-- JSON definition lodestoned takes: the schedule is named after the
+-- workflow. Errors are raised at level, as for parse_duration.
+local function check_schedule(t, name, level)
+  if t == nil then return nil end
+  level = level + 1
+  local what = "workflow.define: schedule"
+  if type(t) ~= "table" then error(what .. ": must be a table, got a " .. type(t), level) end
+  for k in pairs(t) do
+    if not SCHEDULE_KEYS[k] then
+      error(what .. ": unknown field " .. tostring(k) ..
+        " (known: cron, timezone, overlap, catchup, input)", level)
+    end
+  end
+  if type(t.cron) ~= "string" then
+    error(what .. ".cron: must be a string such as \"*/15 * * * *\", \"@daily\" or \"@every 30s\", got "
+      .. (t.cron == nil and "nothing" or "a " .. type(t.cron)), level)
+  end
+  local next_ms, msg = core.cron_next(t.cron)
+  if not next_ms then error(what .. ".cron: " .. msg, level) end
+  if t.timezone ~= nil and t.timezone ~= "UTC" then
+    error(string.format('%s.timezone: only "UTC" is supported for now, got %s (cron times are UTC)',
+      what, type(t.timezone) == "string" and string.format("%q", t.timezone) or "a " .. type(t.timezone)), level)
+  end
+  if t.overlap ~= nil and not OVERLAP[t.overlap] then
+    error(what .. ".overlap: must be skip, buffer_one or allow, got " .. tostring(t.overlap), level)
+  end
+  if t.catchup ~= nil and not CATCHUP[t.catchup] then
+    error(what .. ".catchup: must be one or none, got " .. tostring(t.catchup), level)
+  end
+  local sched = { name = name, workflow = name, cron = t.cron, timezone = "UTC",
+                  overlap = t.overlap or "skip", catchup = t.catchup or "one", input = t.input }
+  local ok, text = pcall(json.encode, sched)
+  if not ok or text == nil then error(what .. ".input: cannot be encoded as JSON", level) end
+  return sched, text
+end
+
 --- Declares a workflow. Fields: name (letters, digits, _ . : -), run
 --- (function(ctx, input)), and optionally description (a string), retry
---- (the default policy of its steps) and step_timeout (default "30s").
+--- (the default policy of its steps), step_timeout (default "30s") and
+--- schedule ({cron, timezone = "UTC", overlap = "skip" | "buffer_one" |
+--- "allow", catchup = "one" | "none", input}: lodestoned starts a run at
+--- each fire time).
 function M.define(spec)
   if type(spec) ~= "table" then error("workflow.define: expects a table", 2) end
   for k in pairs(spec) do
     if not DEFINE_KEYS[k] then
       error("workflow.define: unknown field " .. tostring(k) ..
-        " (known: name, run, retry, step_timeout, description, on_exhausted)", 2)
+        " (known: name, run, retry, step_timeout, description, on_exhausted, schedule)", 2)
     end
   end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
@@ -187,6 +232,7 @@ function M.define(spec)
     step_timeout_ms = parse_positive(spec.step_timeout or "30s", "workflow.define: step_timeout", 2),
     on_exhausted = check_exhausted(spec.on_exhausted, "workflow.define: on_exhausted", 2),
   }
+  def.schedule, def.schedule_json = check_schedule(spec.schedule, spec.name, 2)
   return setmetatable(def, WORKFLOW)
 end
 

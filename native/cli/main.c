@@ -35,6 +35,9 @@ static const char usage[] =
     "  cancel ID [--reason TEXT]                        cancel a run (it may clean up)\n"
     "  terminate ID [--reason TEXT]                     end a run at once\n"
     "  resume ID                                        resume a paused run (on_exhausted=pause)\n"
+    "  schedule list | show NAME | rm NAME              schedules (lodestone schedule --help)\n"
+    "  schedule create NAME --workflow TYPE --cron EXPR [--overlap P] [--catchup C]\n"
+    "                  [--input JSON]                   create or replace a schedule\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"
@@ -69,6 +72,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "policy") == 0) return lls_embed_run("lodestone.cli.policy", argc, argv);
     if (strcmp(argv[1], "up") == 0) return cli_up_main(argc, argv);
     if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
+    if (strcmp(argv[1], "schedule") == 0)
+        return lls_embed_run("lodestone.cli.schedule", argc, argv);
     static const char *const workflow[] = {"start",     "list",   "show",      "history",
                                            "types",     "secret", "signal",    "cancel",
                                            "terminate", "resume", "workflows", NULL};

@@ -427,6 +427,64 @@ static MHD_RESULT h_health(lsd_api *a, struct MHD_Connection *c)
     return ret;
 }
 
+/* ---- schedules ---- */
+
+static void schedule_metrics(lsd_api *a, ls_buf *out)
+{
+    ls_flow_schedule_stats s;
+    ls_flow_schedule_get_stats(a->o.flow, &s);
+    ls_buf_printf(
+        out, NULL,
+        "# HELP lodestone_schedules Schedules defined (workflow files and API).\n"
+        "# TYPE lodestone_schedules gauge\nlodestone_schedules %llu\n"
+        "# HELP lodestone_schedule_fires_total Schedule fires since the daemon started, by "
+        "outcome: started a run; skipped (overlap: the previous run still ran); missed (passed "
+        "over: downtime with catchup, a late wake-up); failed (the engine refused the start).\n"
+        "# TYPE lodestone_schedule_fires_total counter\n"
+        "lodestone_schedule_fires_total{outcome=\"started\"} %llu\n"
+        "lodestone_schedule_fires_total{outcome=\"skipped\"} %llu\n"
+        "lodestone_schedule_fires_total{outcome=\"missed\"} %llu\n"
+        "lodestone_schedule_fires_total{outcome=\"failed\"} %llu\n",
+        (unsigned long long)s.schedules, (unsigned long long)s.fires_started,
+        (unsigned long long)s.fires_skipped, (unsigned long long)s.fires_missed,
+        (unsigned long long)s.fires_failed);
+}
+
+/* GET|POST /v1/schedules, GET|DELETE /v1/schedules/{name} (name NULL for
+ * the collection). POST is an upsert: 201 when new, 200 otherwise. */
+static MHD_RESULT h_schedules(lsd_api *a, req *r, struct MHD_Connection *c, const char *method,
+                              const char *name)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    ls_rc rc;
+    int created = 0;
+    unsigned status = 200;
+    int get = strcmp(method, "GET") == 0;
+    if (name == NULL && get) {
+        rc = ls_flow_schedule_list(a->o.flow, &out, &err);
+    } else if (name == NULL && strcmp(method, "POST") == 0) {
+        if (r->len == 0) return send_error(c, 400, "bad_request", "body: a schedule is required");
+        rc = ls_flow_schedule_put(a->o.flow, (const char *)r->body, r->len, LS_FLOW_SCHEDULE_API,
+                                  &out, &created, &err);
+        if (rc == LS_ENOTFOUND) return send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
+        status = created ? 201 : 200;
+    } else if (name && get) {
+        rc = ls_flow_schedule_get(a->o.flow, name, strlen(name), &out, &err);
+    } else if (name && strcmp(method, "DELETE") == 0) {
+        rc = ls_flow_schedule_delete(a->o.flow, name, strlen(name), LS_FLOW_SCHEDULE_API, &err);
+        if (rc == LS_OK)
+            return send_obj(c, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
+    } else {
+        return send_error(c, 405, "method_not_allowed", "%s",
+                          name ? "use GET or DELETE /v1/schedules/{name}"
+                               : "use GET or POST /v1/schedules");
+    }
+    MHD_RESULT ret = rc == LS_OK ? send_json(c, status, &out) : send_rc(c, rc, &err);
+    ls_buf_free(&out);
+    return ret;
+}
+
 static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
 {
     ls_flow_stats s;
@@ -470,6 +528,7 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         (unsigned long long)s.steps_failed, (unsigned long long)s.commits,
         (unsigned long long)s.transitions, (unsigned long long)s.activations,
         lls_runner_error_count(a->o.runner));
+    schedule_metrics(a, &out);
     MHD_RESULT ret = send_body(c, 200, "text/plain; version=0.0.4", out.ptr, out.len);
     ls_buf_free(&out);
     return ret;
@@ -603,6 +662,13 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
     if (strcmp(url, "/v1/secrets") == 0) return h_secrets(a, r, c, method, NULL);
     char path[1024];
     char *seg[4];
+    if (strcmp(url, "/v1/schedules") == 0) return h_schedules(a, r, c, method, NULL);
+    if (strncmp(url, "/v1/schedules/", 14) == 0) {
+        snprintf(path, sizeof path, "%s", url + 14);
+        if (split(path, seg, 1) != 1)
+            return send_error(c, 404, "not_found", "no route for %.200s", url);
+        return h_schedules(a, r, c, method, seg[0]);
+    }
     if (strncmp(url, "/v1/secrets/", 12) == 0) {
         snprintf(path, sizeof path, "%s", url + 12);
         if (split(path, seg, 1) != 1)

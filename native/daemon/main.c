@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,6 +116,18 @@ static int mkdir_p(const char *dir)
     }
     if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
     return 0;
+}
+
+/* Hands the schedules the workflow files declare to the engine (after the
+ * first load and each reload); files that no longer declare one lose it. */
+static void sync_schedules(lls_runner *runner, ls_flow_t *flow)
+{
+    ls_buf defs = LS_BUF_INIT;
+    ls_err err;
+    if (lls_runner_schedules(runner, &defs, &err) != LS_OK ||
+        ls_flow_schedule_sync_files(flow, (const char *)defs.ptr, defs.len, &err) != LS_OK)
+        lsd_log(LS_FLOW_LOG_ERROR, NULL, "workflow file schedules: %s", ls_err_text(&err));
+    ls_buf_free(&defs);
 }
 
 int main(int argc, char **argv)
@@ -265,6 +278,8 @@ int main(int argc, char **argv)
         return die("%s", ls_err_text(&err));
     }
 
+    sync_schedules(runner, flow);
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -272,6 +287,15 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* The threads started from here on block these signals, and the loop
+     * below waits for them with sigsuspend: a SIGHUP that arrives while a
+     * reload runs is not lost (pause() would sleep through it). */
+    sigset_t stop_sigs, waitmask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &waitmask);
 
     lsd_api *api = NULL;
     lsd_api_opts ao = {.flow = flow,
@@ -299,10 +323,11 @@ int main(int argc, char **argv)
             listen_addr ? listen_addr : "", data, workers, nosync ? ", NO SYNC" : "");
 
     while (!got_term) {
-        pause();
+        while (!got_term && !got_hup) sigsuspend(&waitmask);
         if (got_hup) {
             got_hup = 0;
             if (lls_runner_reload(runner, &err) == LS_OK) {
+                sync_schedules(runner, flow);
                 size_t again = ls_flow_retry_idle(flow);
                 lsd_log(LS_FLOW_LOG_INFO, NULL,
                         "workflows reloaded (%zu load errors); %zu waiting runs tried again",

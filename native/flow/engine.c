@@ -16,6 +16,7 @@
 #include "flow_int.h"
 #include "lodestone/ls_alloc.h"
 #include "ls_json.h"
+#include "schedule.h"
 
 /* ---- small helpers ---- */
 
@@ -277,6 +278,7 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     ls_rc rc = flow_runtab_init(&f->runs, err);
     if (rc == LS_OK) rc = ls_flow_timerq_new(&f->tq, 0, err);
     if (rc == LS_OK) rc = recover(f, err);
+    if (rc == LS_OK) rc = flow_sched_open(f, err); /* schedules */
     if (rc != LS_OK) {
         ls_err_prefix(err, "flow: recovery");
         f->stopped = 1;
@@ -298,6 +300,7 @@ void ls_flow_close(ls_flow_t *f)
          * still uses. The caller exits soon. */
         return;
     }
+    flow_sched_free(f); /* schedules */
     flow_runtab_free(&f->runs);
     for (size_t i = 0; i < f->nsources; i++) ls_free(f->sources[i]);
     ls_free(f->sources);
@@ -642,11 +645,12 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
     if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
     f->timer_started = 1;
-    return LS_OK;
+    return flow_sched_start(f, err); /* schedules */
 }
 
 ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
 {
+    flow_sched_stop(f); /* schedules: no fire starts while stopping */
     pthread_mutex_lock(&f->mu);
     if (f->stopped) {
         pthread_mutex_unlock(&f->mu);

@@ -41,6 +41,11 @@
  * ls_flow_start before the run is visible; name stripes serialise starts
  * under one name. Lock order: stripe, then cmu, then mu, then wmu (the
  * committer hands written activations back under cmu and mu).
+ *
+ * Schedules (schedule.c): their table's lock (sched->mu) comes before all
+ * of these: the scheduler starts runs, writes records and watches runs
+ * while it holds it. Its wake-up lock (sched->kmu) is a leaf, the only
+ * lock a watch callback takes: schedules, stripe, cmu, mu, wmu, kmu.
  */
 #ifndef LS_FLOW_INT_H
 #define LS_FLOW_INT_H
@@ -178,6 +183,7 @@ struct ls_flow {
     atomic_int interrupt;
     unsigned busy;
     ls_flow_stats st;
+    struct flow_scheds *sched; /* schedules (schedule.c) */
 };
 
 /* A parallel branch's replay state (ctx:all); scopes[0] is the root's. The

@@ -5,6 +5,7 @@
  */
 #include "ls_config.h"
 
+#include "flow/cron.h"
 #include "lls.h"
 #include "lodestone/lodestone.h"
 
@@ -33,6 +34,31 @@ static int l_duration_ms(lua_State *L)
     return 1;
 }
 
+/* cron_next(text [, after_ms]) -> the first fire time (ms since the epoch,
+ * UTC) strictly after after_ms (default 0) | nil, message: the engine's
+ * own cron parser (flow/cron.h), so that a schedule fails when its
+ * workflow file loads with the message lodestoned would give. */
+static int l_cron_next(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int64_t after = (int64_t)luaL_optnumber(L, 2, 0), next;
+    ls_cron c;
+    ls_err err;
+    if (ls_cron_parse(text, len, &c, &err) != LS_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, ls_err_text(&err));
+        return 2;
+    }
+    if (ls_cron_next(&c, after, &next) != LS_OK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cron \"%s\": never fires", text);
+        return 2;
+    }
+    lls_pushint64(L, next);
+    return 1;
+}
+
 /* version() -> "MAJOR.MINOR.PATCH" */
 static int l_version(lua_State *L)
 {
@@ -45,6 +71,7 @@ int luaopen_lodestone_core(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"version", l_version},
         {"duration_ms", l_duration_ms},
+        {"cron_next", l_cron_next},
         {NULL, NULL},
     };
     luaL_checkversion(L); /* 5.4: the interpreter's core matches these headers */

@@ -37,6 +37,7 @@ typedef struct {
     char version[VERSION_HEX + 1];
     char *source; /* the file's bytes when it was loaded */
     size_t source_len;
+    char *schedule; /* its define{schedule=...} as lodestoned's JSON definition, or NULL */
 } wf_type;
 
 /* The file's bytes (malloc'd) and their version; NULL when unreadable. */
@@ -664,6 +665,7 @@ static void free_lists(lls_runner *r)
         free(r->types[i].name);
         free(r->types[i].file);
         free(r->types[i].source);
+        free(r->types[i].schedule);
     }
     for (size_t i = 0; i < r->nerrors; i++) {
         free(r->errors[i].file);
@@ -735,6 +737,9 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 nt[*ntypes].source = src;
                 nt[*ntypes].source_len = slen;
                 src = NULL;
+                lua_getfield(L, -2, "schedule_json");
+                nt[*ntypes].schedule = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+                lua_pop(L, 1);
                 (*ntypes)++;
             }
         }
@@ -835,6 +840,23 @@ ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err)
     ls_buf_clear(out);
     ls_rc rc = ls_json_dump(o, out, err);
     json_decref(o);
+    return rc;
+}
+
+ls_rc lls_runner_schedules(lls_runner *r, ls_buf *out, ls_err *err)
+{
+    ls_buf_clear(out);
+    ls_rc rc = ls_buf_putc(out, '[', err);
+    size_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; rc == LS_OK && i < r->ntypes; i++) {
+        const char *s = r->types[i].schedule;
+        if (s == NULL) continue;
+        if (n++) rc = ls_buf_putc(out, ',', err);
+        if (rc == LS_OK) rc = ls_buf_append(out, s, strlen(s), err);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc == LS_OK) rc = ls_buf_putc(out, ']', err);
     return rc;
 }
 

@@ -30,6 +30,10 @@ ls_rc lls_runner_reload(lls_runner *r, ls_err *err);
 /* {"types":[{"name","file"}],"errors":[{"file","error"}]} into out. */
 ls_rc lls_runner_describe(lls_runner *r, ls_buf *out, ls_err *err);
 
+/* The schedules the loaded files declare (workflow.define{schedule=...}),
+ * as a JSON array of definitions for ls_flow_schedule_sync_files. */
+ls_rc lls_runner_schedules(lls_runner *r, ls_buf *out, ls_err *err);
+
 /* Number of files that failed to load in the current generation. */
 size_t lls_runner_error_count(lls_runner *r);
 

@@ -98,9 +98,9 @@ describe("lodestone.workflow", function()
     it("refuses what is not a table, and unknown fields", function()
       assert.equal("workflow.define: expects a table", err_of(workflow.define, "order"))
       assert.equal("workflow.define: expects a table", err_of(workflow.define))
-      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted)",
+      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted, schedule)",
         err_of(defines { retries = {} }))
-      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted)",
+      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted, schedule)",
         err_of(defines { [1] = "x" }))
     end)
 

@@ -563,6 +563,15 @@ local VERBS = { start = start, list = list, show = show, history = history, type
                 signal = signal, cancel = cancel, terminate = terminate, resume = resume,
                 workflows = types }
 
+-- ---- for other command modules (lodestone.cli.schedule) ----
+
+M.lib = {
+  EXIT = EXIT, fail = fail, parse = parse, connection = connection, call = call, escape = escape,
+  input_text = input_text, print_lines = print_lines, print_json_text = print_json_text,
+  CONNECTION_HELP = CONNECTION_HELP, usage_error = usage_error,
+  set_verb = function(name) verb_name = name end,
+}
+
 function M.main(args)
   verb_name = args[1] or "?"
   local verb = VERBS[verb_name]

@@ -364,6 +364,65 @@ LS_API ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **
  * never are. */
 LS_API void ls_flow_act_log(ls_flow_act *a, int level, const char *msg);
 
+/* ---- schedules ----
+ *
+ * A schedule starts a run of a workflow type at each fire time of a cron
+ * expression (UTC): 5 fields, @hourly/@daily/@weekly/@monthly/@yearly, or
+ * `@every DURATION`. Each fire is an ordinary run named
+ * <schedule>@<fire time as YYYYMMDDTHHMMSSZ>, so a fire is never started
+ * twice. Schedules and their last fire are durable; after a restart the
+ * fires missed while the engine was down follow the schedule's catchup.
+ * The engine's scheduler thread (started by ls_flow_run) fires them. */
+
+/* Where a schedule was declared. */
+enum { LS_FLOW_SCHEDULE_API = 0, LS_FLOW_SCHEDULE_FILE = 1 };
+
+/* Creates or replaces a schedule. def is a JSON object {"name",
+ * "workflow", "cron", "timezone"? ("UTC", the only one for now),
+ * "overlap"? ("skip" (default) | "buffer_one" | "allow"), "catchup"?
+ * ("one" (default) | "none"), "input"? (any JSON)}. The same definition
+ * again changes nothing; a changed one keeps the schedule's last fire and
+ * counters and takes fire times from now on. Durable before it returns.
+ * *created (may be NULL) is 1 when the schedule is new; out (may be NULL)
+ * receives the schedule's object (as ls_flow_schedule_get). Errors:
+ * LS_EINVAL naming the field, LS_ENOTFOUND when the workflow type is not
+ * loaded, LS_ESTATE when source is API and a workflow file declares a
+ * schedule of that name. A file's schedule replaces an API one. */
+LS_API ls_rc ls_flow_schedule_put(ls_flow_t *f, const char *def, size_t len, int source,
+                                  ls_buf *out, int *created, ls_err *err);
+
+/* Makes the file-declared schedules those of defs, a JSON array of
+ * definitions as above: puts each (source FILE) and deletes the file
+ * schedules it does not name. A definition that fails is logged and the
+ * others still apply; the first failure is returned. */
+LS_API ls_rc ls_flow_schedule_sync_files(ls_flow_t *f, const char *defs, size_t len, ls_err *err);
+
+/* The schedule's object: the definition (input only when set) plus
+ * "source" ("file" | "api"), "next_fire", "last_fire"?, "last_outcome"?
+ * ("started" | "skipped" | "buffered" | "failed"), "last_run"?,
+ * "buffered_fire"?, "fires_started", "fires_skipped", "fires_missed",
+ * "fires_failed", "created_at", "updated_at". LS_ENOTFOUND when none. */
+LS_API ls_rc ls_flow_schedule_get(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
+                                  ls_err *err);
+
+/* {"schedules":[...]}: every schedule's object, by name. */
+LS_API ls_rc ls_flow_schedule_list(ls_flow_t *f, ls_buf *out, ls_err *err);
+
+/* Deletes a schedule (its runs go on). LS_ENOTFOUND when none;
+ * LS_ESTATE when source is API and a workflow file declares it. */
+LS_API ls_rc ls_flow_schedule_delete(ls_flow_t *f, const char *name, size_t nlen, int source,
+                                     ls_err *err);
+
+typedef struct {
+    uint64_t schedules;     /* schedules defined now */
+    uint64_t fires_started; /* since open: runs started by fires */
+    uint64_t fires_skipped; /* fires not started: the previous run still ran (overlap) */
+    uint64_t fires_missed;  /* fire times passed over (downtime, catchup; a late wake-up) */
+    uint64_t fires_failed;  /* fires the engine refused (e.g. the type is not loaded) */
+} ls_flow_schedule_stats;
+
+LS_API void ls_flow_schedule_get_stats(ls_flow_t *f, ls_flow_schedule_stats *s);
+
 #ifdef __cplusplus
 }
 #endif
