@@ -541,3 +541,44 @@ describe("README: HTTP API", function()
     assert.is_true(n >= 10)
   end)
 end)
+
+-- ---------------------------------------------------------------------
+-- Links: every relative link of README.md names a file of the tree, and
+-- every #anchor a heading of its target (GitHub's slugs).
+
+local function slug(heading)
+  local s = heading:lower():gsub("[^%w%s_-]", ""):gsub("%s", "-")
+  return s
+end
+
+local function anchors(text)
+  local out = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    local h = line:match("^#+ (.*)$")
+    if h then out[slug(h)] = true end
+  end
+  return out
+end
+
+describe("README: links", function()
+  it("point at files and headings that exist", function()
+    local n = 0
+    for target in README:gmatch("%]%(([^)%s]+)%)") do
+      if not target:match("^%a+:") then
+        n = n + 1
+        local file, anchor = target:match("^([^#]*)#?(.*)$")
+        local text = README
+        if file ~= "" then
+          local f = io.open(file, "rb")
+          assert.is_not_nil(f, "README.md links to a missing file: " .. target)
+          text = f:read("*a") or "" -- (nil for a directory)
+          f:close()
+        end
+        if anchor ~= "" then
+          assert.is_true(anchors(text)[anchor] == true, "README.md: no heading for " .. target)
+        end
+      end
+    end
+    assert.is_true(n >= 20)
+  end)
+end)
