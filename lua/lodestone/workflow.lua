@@ -148,7 +148,33 @@ end
 local DEFAULT_INITIAL_MS = 1000 -- the engine's default initial_interval
 
 local DEFINE_KEYS = { name = true, run = true, retry = true, step_timeout = true,
-                      description = true, on_exhausted = true, schedule = true }
+                      description = true, on_exhausted = true, schedule = true, concurrency = true }
+
+-- concurrency = { limit = N, key = "input.field", total = M }: checked, and
+-- returned as the JSON lodestoned takes.
+local function check_concurrency(t, level)
+  if t == nil then return nil end
+  level = level + 1
+  local what = "workflow.define: concurrency"
+  if type(t) ~= "table" then error(what .. ": must be a table, got a " .. type(t), level) end
+  for k, v in pairs(t) do
+    if k == "limit" or k == "total" then
+      if not (is_number(v) and v >= 1 and v == math.floor(v) and v <= 1e6) then
+        error(what .. "." .. k .. ": must be a whole number from 1 to 1000000, got " .. tostring(v), level)
+      end
+    elseif k == "key" then
+      if type(v) ~= "string" or not v:match("^[%w_]+[%w_.]*$") or #v > 200 then
+        error(what .. '.key: must name an input field such as "tenant" or "customer.id", got '
+          .. tostring(v), level)
+      end
+    else
+      error(what .. ": unknown field " .. tostring(k) .. " (known: limit, key, total)", level)
+    end
+  end
+  if t.limit == nil and t.total == nil then error(what .. ": needs limit (or total)", level) end
+  if t.key ~= nil and t.limit == nil then error(what .. ": key goes with limit (runs per key)", level) end
+  return json.encode(t)
+end
 
 -- on_exhausted: what a step that used up its attempts does to the run.
 local function check_exhausted(v, what, level)
@@ -211,7 +237,7 @@ function M.define(spec)
   for k in pairs(spec) do
     if not DEFINE_KEYS[k] then
       error("workflow.define: unknown field " .. tostring(k) ..
-        " (known: name, run, retry, step_timeout, description, on_exhausted, schedule)", 2)
+        " (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency)", 2)
     end
   end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
@@ -233,6 +259,7 @@ function M.define(spec)
     on_exhausted = check_exhausted(spec.on_exhausted, "workflow.define: on_exhausted", 2),
   }
   def.schedule, def.schedule_json = check_schedule(spec.schedule, spec.name, 2)
+  def.concurrency_json = check_concurrency(spec.concurrency, 2)
   return setmetatable(def, WORKFLOW)
 end
 

@@ -249,6 +249,7 @@ static void apply_commit(ls_flow_act *a)
         r->status = a->pend_status;
         a->new_events = 0;
         a->drained = 0;
+        r->unhold = 0;
         if (a->custom_queued) {
             a->custom_queued = 0;
             ls_free(r->custom);
@@ -291,6 +292,13 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
         (rc = ls_run_encode(&rec, &a->v, err)) != LS_OK)
         goto fail;
     ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
+    if (r->unhold && r->ckey) { /* admitted since it was held: clear the mark */
+        if ((rc = flow_key_ckey(&a->k, &r->id, err)) != LS_OK ||
+            (rc = ls_buf_set(&a->tmp, "\x00", 1, err)) != LS_OK ||
+            (rc = ls_buf_append(&a->tmp, r->ckey, strlen(r->ckey), err)) != LS_OK)
+            goto fail;
+        ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->tmp.ptr, a->tmp.len);
+    }
     if (new_status != LS_RUN_RUNNING) {
         if ((rc = flow_key_status(&a->k, LS_RUN_RUNNING, &r->id, err)) != LS_OK) goto fail;
         ls_store_batch_delete(a->b, a->k.ptr, a->k.len);

@@ -22,6 +22,8 @@
  *                  (written with the start of the first run of a version)
  *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
  *                  (sealed with seq UINT64_MAX)
+ *   concurrency    LS_NS_RUNINFO id16 'k'                     -> u8 held (1: waits
+ *                  for a slot), then the key (runs of types with limits)
  *   parent         LS_NS_RUNINFO id16 'p'                     -> parent id16,
  *                  u8 flags (1: detached), the parent's name (child runs)
  * A timer key exists while a run waits on a TimerStarted or a retryable
@@ -90,6 +92,9 @@ typedef struct flow_run {
     char *custom;           /* custom status last written (JSON), or NULL */
     size_t custom_len;
     char *version;  /* the workflow source it is pinned to ("" when none) */
+    char *ckey;     /* concurrency key (its type has limits), else NULL */
+    int held;       /* waits for a concurrency slot: never activated meanwhile */
+    int unhold;     /* admitted: its next write clears the held mark */
     int has_parent; /* a child workflow: its end goes to its parent's inbox */
     ls_id parent;
     struct flow_run *hnext; /* run table chain */
@@ -101,6 +106,16 @@ typedef struct {
     size_t nb;
     size_t n;
 } flow_runtab;
+
+/* Concurrency: the runs of one (type, key) admitted now, and those held,
+ * oldest first (chained through qnext: a held run is in no ready queue). */
+typedef struct flow_bucket {
+    char *type;
+    char *key; /* "\x01" for the per-type total */
+    unsigned admitted;
+    flow_run *held_head, *held_tail;
+    struct flow_bucket *next;
+} flow_bucket;
 
 typedef struct flow_watch {
     uint64_t id;
@@ -155,7 +170,8 @@ struct ls_flow {
     pthread_mutex_t wmu; /* held while watch callbacks run */
     pthread_mutex_t stripe[LS_FLOW_STRIPES];
     flow_runtab runs;
-    char **sources; /* versions whose source is known to be in the store (under mu) */
+    flow_bucket *buckets; /* concurrency (under mu) */
+    char **sources;       /* versions whose source is known to be in the store (under mu) */
     size_t nsources;
     flow_run *q_head, *q_tail;
     size_t queued;
@@ -305,6 +321,7 @@ ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
 /* The ended index: runs by the time they ended (retention walks it). */
 ls_rc flow_key_ended(ls_buf *k, int64_t ended_ms, const ls_id *id, ls_err *err);
 ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err);
+ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
 #define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */
 /* Seals payload for event seq of run id into out. */

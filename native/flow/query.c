@@ -90,6 +90,15 @@ ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err)
     return rc;
 }
 
+ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_RUNINFO, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'k', err);
+    return rc;
+}
+
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
 {
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
@@ -216,7 +225,12 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
 {
     pthread_mutex_lock(&f->mu);
     flow_run *r = flow_runtab_find(&f->runs, id);
-    if (r && r->waiting && r->state == R_IDLE) {
+    if (r && r->held) {
+        json_t *w = json_object();
+        json_object_set_new(w, "kind", json_string("concurrency"));
+        json_object_set_new(w, "name", json_string(r->ckey ? r->ckey : ""));
+        json_object_set_new(o, "waiting", w);
+    } else if (r && r->waiting && r->state == R_IDLE) {
         json_t *w = json_object();
         json_object_set_new(w, "kind",
                             json_string(r->wait_kind == 'r'   ? "retry"

@@ -38,6 +38,7 @@ typedef struct {
     char *source; /* the file's bytes when it was loaded */
     size_t source_len;
     char *schedule; /* its define{schedule=...} as lodestoned's JSON definition, or NULL */
+    char *limits;   /* its define{concurrency=...} as JSON, or NULL */
 } wf_type;
 
 /* The file's bytes (malloc'd) and their version; NULL when unreadable. */
@@ -666,6 +667,7 @@ static void free_lists(lls_runner *r)
         free(r->types[i].file);
         free(r->types[i].source);
         free(r->types[i].schedule);
+        free(r->types[i].limits);
     }
     for (size_t i = 0; i < r->nerrors; i++) {
         free(r->errors[i].file);
@@ -739,6 +741,9 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 src = NULL;
                 lua_getfield(L, -2, "schedule_json");
                 nt[*ntypes].schedule = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+                lua_pop(L, 1);
+                lua_getfield(L, -2, "concurrency_json");
+                nt[*ntypes].limits = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
                 lua_pop(L, 1);
                 (*ntypes)++;
             }
@@ -1168,9 +1173,24 @@ static int type_version(void *ud, const char *type, size_t len, ls_buf *version,
     return found;
 }
 
+static int type_limits(void *ud, const char *type, size_t len, ls_buf *json)
+{
+    lls_runner *r = ud;
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes && !found; i++) {
+        const wf_type *t = &r->types[i];
+        if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || t->limits == NULL)
+            continue;
+        found = ls_buf_set(json, t->limits, strlen(t->limits), NULL) == LS_OK;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
 const ls_flow_runner *lls_runner_ops(void)
 {
-    static const ls_flow_runner ops = {worker_open, worker_close, activate,    has_type,
-                                       list_types,  resume,       type_version};
+    static const ls_flow_runner ops = {worker_open, worker_close, activate,     has_type,
+                                       list_types,  resume,       type_version, type_limits};
     return &ops;
 }

@@ -68,6 +68,12 @@ typedef struct {
      * even after the file changed (ls_flow_act_version/_source). Returns 0
      * when unknown. Any thread. */
     int (*type_version)(void *ud, const char *type, size_t len, ls_buf *version, ls_buf *source);
+    /* Optional. The concurrency limits of type as JSON {"limit": N,
+     * "key"?: "input.field.path", "total"?: M}: at most N runs per value of
+     * the key (one bucket without a key) and M of the type are admitted
+     * (started and not ended) at once; the others wait, in order, before
+     * running any code. Returns 0 when the type has none. Any thread. */
+    int (*type_limits)(void *ud, const char *type, size_t len, ls_buf *json);
 } ls_flow_runner;
 
 /* Log levels of the engine's log callback. */
