@@ -306,6 +306,7 @@ int main(int argc, char **argv)
                        .listen = listen_addr,
                        .token = token,
                        .body_limit = body_limit,
+                       .store_dir = store_dir,
                        .threads = (unsigned)http_threads};
     int exit_code = 0;
     if (lsd_api_start(&api, &ao, &err) != LS_OK) {

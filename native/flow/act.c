@@ -862,6 +862,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         if ((rc = begin_attempt(a, name, nlen, 1, 0, 0, err)) != LS_OK) return rc;
         a->new_commands++;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = 1;
         step_key(a, command, info->key);
         return LS_OK;
@@ -901,6 +902,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         /* The attempt was running at a crash: run it again. */
         a->replaying = 0;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = m.attempt;
         step_key(a, m.command, info->key);
         return LS_OK;
@@ -913,6 +915,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         a->replaying = 0;
         if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, 0, 0, err)) != LS_OK) return rc;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = m.attempt + 1;
         step_key(a, m.command, info->key);
         return LS_OK;
@@ -926,6 +929,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, m.due_ms, m.last->seq, err)) != LS_OK)
             return rc;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = m.attempt + 1;
         step_key(a, m.command, info->key);
         return LS_OK;
@@ -949,6 +953,7 @@ ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint3
     if (rc == LS_OK) {
         pthread_mutex_lock(&a->f->mu);
         a->f->st.steps_completed++;
+        flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
         pthread_mutex_unlock(&a->f->mu);
     }
     return rc;
@@ -1020,6 +1025,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     }
     pthread_mutex_lock(&a->f->mu);
     a->f->st.steps_failed++;
+    flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
     pthread_mutex_unlock(&a->f->mu);
     if (pause) {
         flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name,

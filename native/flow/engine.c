@@ -90,6 +90,57 @@ static void wake(ls_flow_t *f, flow_run *r)
         r->again = 1;
 }
 
+/* ---- statistics ---- */
+
+const double LS_FLOW_STEP_BUCKETS[LS_FLOW_STEP_NBUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+
+void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status)
+{
+    flow_tstat *t = f->tstats;
+    while (t && strcmp(t->type, type) != 0) t = t->next;
+    if (t == NULL) {
+        t = ls_calloc(1, sizeof *t);
+        if (t == NULL || (t->type = ls_strdup(type)) == NULL) {
+            ls_free(t);
+            return; /* out of memory: the count is lost, nothing else */
+        }
+        t->next = f->tstats;
+        f->tstats = t;
+    }
+    if (status >= 1 && status <= LS_RUN_STATUS_LAST) t->n[status]++;
+}
+
+void flow_count_step(ls_flow_t *f, int64_t ns)
+{
+    if (ns < 0) ns = 0;
+    double s = (double)ns / 1e9;
+    for (int i = 0; i < LS_FLOW_STEP_NBUCKETS; i++)
+        if (s <= LS_FLOW_STEP_BUCKETS[i]) f->st.step_hist[i]++;
+    f->st.step_count++;
+    f->st.step_sum_us += (uint64_t)(ns / 1000);
+}
+
+ls_rc ls_flow_type_stats(ls_flow_t *f, ls_buf *out, ls_err *err)
+{
+    json_t *o = json_object();
+    if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    pthread_mutex_lock(&f->mu);
+    for (flow_tstat *t = f->tstats; t; t = t->next) {
+        json_t *c = json_object();
+        json_object_set_new(c, "started", json_integer((json_int_t)t->n[LS_RUN_RUNNING]));
+        for (int s = LS_RUN_COMPLETED; s <= LS_RUN_STATUS_LAST; s++)
+            json_object_set_new(c, ls_run_status_name((ls_run_status)s),
+                                json_integer((json_int_t)t->n[s]));
+        json_object_set_new(o, t->type, c);
+    }
+    pthread_mutex_unlock(&f->mu);
+    ls_buf_clear(out);
+    ls_rc rc = ls_json_dump(o, out, err);
+    json_decref(o);
+    return rc;
+}
+
 /* ---- concurrency limits ----
  * A type with limits admits at most `limit` runs per key value (and
  * `total` of the type) at once; a run started beyond them is held: stored
@@ -512,6 +563,12 @@ void ls_flow_close(ls_flow_t *f)
     }
     flow_sched_free(f); /* schedules */
     buckets_free(f);
+    while (f->tstats) {
+        flow_tstat *t = f->tstats;
+        f->tstats = t->next;
+        ls_free(t->type);
+        ls_free(t);
+    }
     flow_runtab_free(&f->runs);
     for (size_t i = 0; i < f->nsources; i++) ls_free(f->sources[i]);
     ls_free(f->sources);
@@ -723,8 +780,10 @@ static void *worker_main(void *p)
             w->rq_head = a->qnext;
             if (w->rq_head == NULL) w->rq_tail = NULL;
             pthread_mutex_unlock(&f->mu);
+            int64_t t0 = ls_clock_mono_ns(NULL);
             flow_act_item(w, a); /* may end the run */
             pthread_mutex_lock(&f->mu);
+            f->st.busy_ns += (uint64_t)(ls_clock_mono_ns(NULL) - t0);
             continue;
         }
         if (!f->stopping && f->q_head && w->inflight < f->inflight_cap) {
@@ -735,8 +794,10 @@ static void *worker_main(void *p)
             f->busy++;
             f->st.activations++;
             pthread_mutex_unlock(&f->mu);
+            int64_t t0 = ls_clock_mono_ns(NULL);
             flow_act_start(w, r);
             pthread_mutex_lock(&f->mu);
+            f->st.busy_ns += (uint64_t)(ls_clock_mono_ns(NULL) - t0);
             continue;
         }
         if (f->stopping && w->inflight == 0) break;
@@ -913,6 +974,7 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
 {
     flow_watch *fire = NULL;
     pthread_mutex_lock(&f->mu);
+    flow_count_type(f, r->type, r->status);
     switch (r->status) {
     case LS_RUN_COMPLETED: f->st.completed++; break;
     case LS_RUN_CANCELLED: f->st.cancelled++; break;
@@ -1055,6 +1117,9 @@ void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
     s->runs_active = f->runs.n;
     s->runs_queued = f->queued;
     s->timers = ls_flow_timerq_count(f->tq);
+    s->workers = f->nworkers;
+    s->workers_alive = f->workers_started - f->workers_exited;
+    s->workers_busy = f->busy;
     s->paused = 0;
     for (size_t i = 0; i < f->runs.nb; i++)
         for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
@@ -1355,6 +1420,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     pthread_mutex_lock(&f->mu);
     flow_runtab_add(&f->runs, r, NULL);
     f->st.started++;
+    flow_count_type(f, r->type, LS_RUN_RUNNING);
     f->st.runs_active = f->runs.n;
     if (held)
         hold(f, r);

@@ -117,6 +117,13 @@ typedef struct flow_bucket {
     struct flow_bucket *next;
 } flow_bucket;
 
+/* Runs by type since open (under mu). */
+typedef struct flow_tstat {
+    char *type;
+    uint64_t n[LS_RUN_STATUS_LAST + 1]; /* [RUNNING]: started; else ended with that status */
+    struct flow_tstat *next;
+} flow_tstat;
+
 typedef struct flow_watch {
     uint64_t id;
     ls_id run;
@@ -171,6 +178,7 @@ struct ls_flow {
     pthread_mutex_t stripe[LS_FLOW_STRIPES];
     flow_runtab runs;
     flow_bucket *buckets; /* concurrency (under mu) */
+    flow_tstat *tstats;   /* runs by type (under mu) */
     char **sources;       /* versions whose source is known to be in the store (under mu) */
     size_t nsources;
     flow_run *q_head, *q_tail;
@@ -228,6 +236,7 @@ struct ls_flow_act {
     int custom_queued;
     int cancel_delivered; /* the code has been handed the cancellation (this scope) */
     int cancel_seen;      /* ... in any scope: the run ends cancelled */
+    int64_t step_t0;      /* when the step attempt being run began (mono ns) */
     flow_scope *scopes;   /* NULL until the code runs branches */
     size_t nscopes, cur;  /* cur: index of the current scope */
     ls_buf scname;        /* a command's name with its scope prefix */
@@ -292,6 +301,10 @@ void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int64_t flow_now(const ls_flow_t *f);
+/* Counts a run of type (status RUNNING: started). Caller holds mu. */
+void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status);
+/* Records a step attempt's duration. Caller holds mu. */
+void flow_count_step(ls_flow_t *f, int64_t ns);
 /* A run ended (record written): wake watchers, tell its parent, drop it
  * from memory. Takes mu. */
 void flow_run_ended(ls_flow_t *f, flow_run *r);

@@ -190,6 +190,10 @@ LS_API ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const c
 LS_API ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char *by,
                                const char *reason, int64_t wait_ms, int *ended, ls_err *err);
 
+/* Upper bounds (seconds) of the step duration histogram's buckets. */
+#define LS_FLOW_STEP_NBUCKETS 13
+LS_API extern const double LS_FLOW_STEP_BUCKETS[LS_FLOW_STEP_NBUCKETS];
+
 typedef struct {
     uint64_t runs_active; /* unfinished runs held in memory */
     uint64_t runs_queued; /* waiting for a worker */
@@ -206,9 +210,21 @@ typedef struct {
     uint64_t commits;     /* store writes made by the committer */
     uint64_t transitions; /* transitions they carried (group commit) */
     unsigned workers;
+    unsigned workers_alive; /* worker threads running */
+    unsigned workers_busy;  /* ... running an activation now */
+    uint64_t busy_ns;       /* time workers spent in activations, since open */
+    /* Step attempts by how long their code ran (seconds): the counts of
+     * attempts that took at most LS_FLOW_STEP_BUCKETS[i], and all. */
+    uint64_t step_hist[LS_FLOW_STEP_NBUCKETS];
+    uint64_t step_count;
+    uint64_t step_sum_us;
 } ls_flow_stats;
 
 LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
+
+/* {"TYPE": {"started": n, "completed": n, "failed": n, "cancelled": n,
+ * "terminated": n}, ...}: runs by type since open. */
+LS_API ls_rc ls_flow_type_stats(ls_flow_t *f, ls_buf *out, ls_err *err);
 
 /* {"TYPE": {"VERSION": running runs, ...}, ...}: how many unfinished runs
  * each version of each type still has. */
