@@ -149,6 +149,19 @@ local DEFAULT_INITIAL_MS = 1000 -- the engine's default initial_interval
 
 local DEFINE_KEYS = { name = true, run = true, retry = true, step_timeout = true,
                       description = true, on_exhausted = true }
+DEFINE_KEYS.retention = true
+
+-- retention: how long finished runs of the type are kept (a duration, or
+-- "forever"); nil leaves it to lodestoned --retention. Milliseconds, -1
+-- for forever.
+local function check_retention(v, what, level)
+  if v == nil then return nil end
+  if v == "forever" then return -1 end
+  if type(v) ~= "string" and type(v) ~= "number" then
+    error(what .. ': must be a duration like "30d" or "forever", got a ' .. type(v), level + 1)
+  end
+  return parse_positive(v, what, level + 1)
+end
 
 -- on_exhausted: what a step that used up its attempts does to the run.
 local function check_exhausted(v, what, level)
@@ -160,13 +173,14 @@ end
 
 --- Declares a workflow. Fields: name (letters, digits, _ . : -), run
 --- (function(ctx, input)), and optionally description (a string), retry
---- (the default policy of its steps) and step_timeout (default "30s").
+--- (the default policy of its steps), step_timeout (default "30s") and
+--- retention (how long finished runs are kept: "30d" or "forever").
 function M.define(spec)
   if type(spec) ~= "table" then error("workflow.define: expects a table", 2) end
   for k in pairs(spec) do
     if not DEFINE_KEYS[k] then
       error("workflow.define: unknown field " .. tostring(k) ..
-        " (known: name, run, retry, step_timeout, description, on_exhausted)", 2)
+        " (known: name, run, retry, step_timeout, description, on_exhausted, retention)", 2)
     end
   end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
@@ -186,6 +200,7 @@ function M.define(spec)
     retry_json = check_retry(spec.retry, "workflow.define: retry", 2, DEFAULT_INITIAL_MS),
     step_timeout_ms = parse_positive(spec.step_timeout or "30s", "workflow.define: step_timeout", 2),
     on_exhausted = check_exhausted(spec.on_exhausted, "workflow.define: on_exhausted", 2),
+    retention_ms = check_retention(spec.retention, "workflow.define: retention", 2),
   }
   return setmetatable(def, WORKFLOW)
 end

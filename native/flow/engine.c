@@ -16,6 +16,7 @@
 #include "flow_int.h"
 #include "lodestone/ls_alloc.h"
 #include "ls_json.h"
+#include "retention.h"
 
 /* ---- small helpers ---- */
 
@@ -258,6 +259,7 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     if (f->o.max_payload == 0) f->o.max_payload = LS_FLOW_MAX_PAYLOAD;
     if (f->o.max_events == 0) f->o.max_events = LS_FLOW_MAX_EVENTS;
     if (f->o.max_steps == 0) f->o.max_steps = LS_FLOW_MAX_STEPS;
+    flow_retention_init(f);
     f->st.workers = f->nworkers;
     f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
     pthread_mutex_init(&f->mu, NULL);
@@ -310,6 +312,7 @@ void ls_flow_close(ls_flow_t *f)
     pthread_cond_destroy(&f->timer_cv);
     pthread_cond_destroy(&f->idle_cv);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_destroy(&f->stripe[i]);
+    flow_retention_free(f);
     ls_free(f);
 }
 
@@ -635,7 +638,7 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
     if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
     f->timer_started = 1;
-    return LS_OK;
+    return flow_retention_start(f, err);
 }
 
 ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
@@ -669,6 +672,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
                           f->workers_started - f->workers_exited);
     for (unsigned i = 0; i < f->workers_started; i++) pthread_join(f->workers[i].th, NULL);
     if (f->timer_started) pthread_join(f->timer_thread, NULL);
+    flow_retention_join(f);
     /* Every activation is over: no more writes come. */
     pthread_mutex_lock(&f->cmu);
     int committer = f->c_running;

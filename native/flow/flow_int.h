@@ -39,6 +39,14 @@
  * ls_flow_start before the run is visible; name stripes serialise starts
  * under one name. Lock order: stripe, then cmu, then mu, then wmu (the
  * committer hands written activations back under cmu and mu).
+ *
+ * Retention (retention.c): its thread waits on ret_cv under mu between
+ * passes; a pass holds ret_mu (one pass at a time, taken before any other
+ * lock), reads without engine locks, and takes every name stripe, in index
+ * order, only around each of its store writes (so that a start under a
+ * name finds a run being deleted either whole or gone), then mu for the
+ * counters. It writes to the store directly, unsynced (retention.c says
+ * why), never through the committer, and never holds mu during I/O.
  */
 #ifndef LS_FLOW_INT_H
 #define LS_FLOW_INT_H
@@ -173,6 +181,11 @@ struct ls_flow {
     atomic_int interrupt;
     unsigned busy;
     ls_flow_stats st;
+    /* retention (retention.c) */
+    pthread_t ret_thread;
+    int ret_started;
+    pthread_cond_t ret_cv; /* wakes the retention thread (with mu) */
+    pthread_mutex_t ret_mu; /* one pass at a time */
 };
 
 /* A parallel branch's replay state (ctx:all); scopes[0] is the root's. The

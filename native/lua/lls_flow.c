@@ -31,6 +31,7 @@
 typedef struct {
     char *name;
     char *file;
+    int64_t retention_ms; /* define{retention}: ms, -1 forever, -2 none */
 } wf_type;
 
 typedef struct {
@@ -688,6 +689,10 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 *types = nt;
                 nt[*ntypes].name = strdup(name);
                 nt[*ntypes].file = strdup(files[i]);
+                lua_getfield(L, -2, "retention_ms");
+                nt[*ntypes].retention_ms = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1)
+                                                               : LS_FLOW_RETENTION_DEFAULT;
+                lua_pop(L, 1);
                 (*ntypes)++;
             }
         }
@@ -993,9 +998,24 @@ static void list_types(void *ud, ls_buf *out)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* workflow.define{retention}: the type's, or the engine's default. */
+static int64_t retention_ms(void *ud, const char *type, size_t len)
+{
+    lls_runner *r = ud;
+    int64_t ms = LS_FLOW_RETENTION_DEFAULT;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes; i++)
+        if (strlen(r->types[i].name) == len && memcmp(r->types[i].name, type, len) == 0) {
+            ms = r->types[i].retention_ms;
+            break;
+        }
+    pthread_mutex_unlock(&r->mu);
+    return ms;
+}
+
 const ls_flow_runner *lls_runner_ops(void)
 {
-    static const ls_flow_runner ops = {worker_open, worker_close, activate,
-                                       has_type,    list_types,   resume};
+    static const ls_flow_runner ops = {worker_open, worker_close, activate,    has_type,
+                                       list_types,  resume,       retention_ms};
     return &ops;
 }

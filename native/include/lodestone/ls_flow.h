@@ -62,7 +62,16 @@ typedef struct {
      * same worker once the write is durable. Meanwhile the worker runs
      * other activations. Without it (NULL) such calls block until durable. */
     void (*resume)(void *ud, void *worker, ls_flow_act *act);
+    /* Optional. How long finished runs of type are kept: ms (> 0),
+     * LS_FLOW_KEEP_FOREVER, or LS_FLOW_RETENTION_DEFAULT when the type sets
+     * none or is unknown (then ls_flow_opts.retention_ms applies). Called
+     * from the engine's retention thread. */
+    int64_t (*retention_ms)(void *ud, const char *type, size_t len);
 } ls_flow_runner;
+
+/* Retention values (ls_flow_opts.retention_ms, runner.retention_ms). */
+#define LS_FLOW_KEEP_FOREVER      (-1) /* never delete finished runs */
+#define LS_FLOW_RETENTION_DEFAULT (-2) /* runner: the type sets none */
 
 /* Log levels of the engine's log callback. */
 enum { LS_FLOW_LOG_DEBUG = 0, LS_FLOW_LOG_INFO, LS_FLOW_LOG_WARN, LS_FLOW_LOG_ERROR };
@@ -83,6 +92,13 @@ typedef struct {
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;
+    /* Retention: finished runs (record, history, indexes, leftovers) are
+     * deleted in the background once they have been over for longer than
+     * this (0: 7 days; LS_FLOW_KEEP_FOREVER: never), unless the runner's
+     * retention_ms gives their type another value. */
+    int64_t retention_ms;
+    int64_t retention_interval_ms; /* how often the pass runs (0: every minute) */
+    unsigned retention_batch;      /* runs deleted per store write (0: 500) */
 } ls_flow_opts;
 
 /* Opens the engine over an open store: reads every unfinished run and
@@ -194,6 +210,8 @@ typedef struct {
     uint64_t commits;     /* store writes made by the committer */
     uint64_t transitions; /* transitions they carried (group commit) */
     unsigned workers;
+    uint64_t runs_deleted;     /* finished runs deleted by retention since open */
+    uint64_t retention_passes; /* retention passes done since open */
 } ls_flow_stats;
 
 LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
