@@ -160,7 +160,8 @@ local function check_retention(v, what, level)
   if type(v) ~= "string" and type(v) ~= "number" then
     error(what .. ': must be a duration like "30d" or "forever", got a ' .. type(v), level + 1)
   end
-  return parse_positive(v, what, level + 1)
+  local ms = parse_positive(v, what, level + 1) -- not a tail call: levels count frames
+  return ms
 end
 
 -- on_exhausted: what a step that used up its attempts does to the run.
