@@ -145,6 +145,7 @@ int main(int argc, char **argv)
     int nosync = 0;
     unsigned long max_payload = 0, max_events = 0, max_steps = 0;
     int64_t retention_ms = 0, retention_interval_ms = 0;
+    unsigned long retention_batch = 0;
     ls_err err;
 
     for (int i = 1; i < argc; i++) {
@@ -203,6 +204,9 @@ int main(int argc, char **argv)
                 retention_interval_ms < 10)
                 return die("--retention-interval: expected a duration of 10ms or more, got \"%s\"",
                            v);
+        } else if (strcmp(o, "--retention-batch") == 0) { /* tests: small batches */
+            if (parse_uint(v, 100000, &retention_batch) || retention_batch == 0)
+                return die("--retention-batch: expected 1 to 100000 runs, got \"%s\"", v);
         } else if (strcmp(o, "--log-level") == 0) {
             int lvl = lsd_log_level_parse(v);
             if (lvl < 0)
@@ -285,7 +289,8 @@ int main(int argc, char **argv)
                        .max_steps = max_steps,
                        .log = lsd_log_sink,
                        .retention_ms = retention_ms,
-                       .retention_interval_ms = retention_interval_ms};
+                       .retention_interval_ms = retention_interval_ms,
+                       .retention_batch = (unsigned)retention_batch};
     ls_flow_t *flow = NULL;
     if (ls_flow_open(&flow, &fo, &err) != LS_OK) {
         lls_runner_free(runner);

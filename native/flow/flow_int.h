@@ -184,7 +184,7 @@ struct ls_flow {
     /* retention (retention.c) */
     pthread_t ret_thread;
     int ret_started;
-    pthread_cond_t ret_cv; /* wakes the retention thread (with mu) */
+    pthread_cond_t ret_cv;  /* wakes the retention thread (with mu) */
     pthread_mutex_t ret_mu; /* one pass at a time */
 };
 

@@ -690,8 +690,8 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 nt[*ntypes].name = strdup(name);
                 nt[*ntypes].file = strdup(files[i]);
                 lua_getfield(L, -2, "retention_ms");
-                nt[*ntypes].retention_ms = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1)
-                                                               : LS_FLOW_RETENTION_DEFAULT;
+                nt[*ntypes].retention_ms =
+                    lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : LS_FLOW_RETENTION_DEFAULT;
                 lua_pop(L, 1);
                 (*ntypes)++;
             }
