@@ -15,7 +15,7 @@
 #include "lodestone/ls_err.h"
 #include "lodestone/ls_flow.h"
 
-#define LS_FLOW_RETENTION_MS       (7 * 24 * 3600 * 1000LL) /* default: 7 days */
+#define LS_FLOW_RETENTION_MS       (1000LL * 3600 * 24 * 7) /* default: 7 days */
 #define LS_FLOW_RETENTION_INTERVAL 60000                    /* a pass a minute */
 #define LS_FLOW_RETENTION_FIRST    5000       /* the first pass, this soon after start */
 #define LS_FLOW_RETENTION_BATCH    500u       /* runs per write batch */

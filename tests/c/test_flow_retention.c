@@ -25,7 +25,7 @@
 #include "ls_json.h"
 
 #define WAIT_MS 10000
-#define DAY_MS  (24 * 3600 * 1000LL)
+#define DAY_MS  (1000LL * 3600 * 24)
 
 /* ---- the runner ----
  * quick, keep (30 days), forever (kept forever), short (1 hour): complete
@@ -74,7 +74,7 @@ static int64_t r_retention_ms(void *ud, const char *type, size_t len)
     (void)ud;
     if (len == 4 && memcmp(type, "keep", 4) == 0) return 30 * DAY_MS;
     if (len == 7 && memcmp(type, "forever", 7) == 0) return LS_FLOW_KEEP_FOREVER;
-    if (len == 5 && memcmp(type, "short", 5) == 0) return 3600 * 1000;
+    if (len == 5 && memcmp(type, "short", 5) == 0) return 3600000LL;
     return LS_FLOW_RETENTION_DEFAULT;
 }
 
@@ -195,7 +195,7 @@ static int setup(void **state)
     e->fc.clock.ud = &e->fc;
     atomic_store(&e->fc.ms, ls_clock_wall_ms(NULL));
     e->retention_ms = DAY_MS;
-    e->interval_ms = 3600 * 1000; /* the thread stays out of the way */
+    e->interval_ms = 3600000LL; /* the thread stays out of the way */
     open_store(e);
     *state = e;
     return 0;
@@ -418,7 +418,7 @@ static void test_retention_per_type(void **state)
     wait_ended(e, 3);
     start(e, "short", "s1", NULL, NULL);
     wait_ended(e, 4);
-    advance(e, 2 * 3600 * 1000); /* 2 hours: only short's hour has passed */
+    advance(e, 2 * 3600000LL); /* 2 hours: only short's hour has passed */
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 1);
     assert_gone(e, "s1");
