@@ -108,7 +108,11 @@ api GET /v1/workflows/w-1
 check "the waiting run is still running" running "$(j .status)"
 api GET /v1/workflows/k-1
 check "the type with retention = 1h keeps its run" completed "$(j .status)"
+counted() { [ "$(deleted_total)" = "$1" ]; }
+logged() { grep -q "retention: deleted" "$d/daemon.log"; }
+poll 50 counted 3 # counted just after the write that deleted them
 check "/metrics counts the deleted runs" 3 "$(deleted_total)"
+poll 50 logged # logged once the pass is over
 check_contains "the daemon logs the deletions" "retention: deleted" "$(cat "$d/daemon.log")"
 start quick '{"id":"q-1","input":{"n":10}}'
 check "a deleted run's id starts a new run: 201" 201 "$code"
@@ -175,10 +179,9 @@ none_left() {
   api GET "/v1/workflows?type=bulk&limit=1000"
   [ "$(j '.runs | length')" = 0 ]
 }
-rest_counted() { [ "$(deleted_total)" = $((whole + q1_left)) ]; }
 poll 300 none_left
 check "the next daemon deletes the rest" 0 "$(j '.runs | length')"
-poll 100 rest_counted
+poll 100 counted $((whole + q1_left))
 check "and counts them (with q-1 when it was left)" $((whole + q1_left)) "$(deleted_total)"
 gone q-1
 check "q-1 is gone" 404 "$code"
