@@ -251,6 +251,53 @@ static ls_rc visit(pass *p, int64_t now, const void *key, size_t klen, ls_err *e
     return add_run(p, &id, &rec, key, klen, err);
 }
 
+/* Whether run id is gone: not in memory and without a record. */
+static ls_rc run_gone(pass *p, const ls_id *id, int *gone, ls_err *err)
+{
+    pthread_mutex_lock(&p->f->mu);
+    int live = flow_runtab_find(&p->f->runs, id) != NULL;
+    pthread_mutex_unlock(&p->f->mu);
+    *gone = 0;
+    if (live) return LS_OK;
+    ls_rc rc = ls_run_key(&p->k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(p->f->o.store, p->k.ptr, p->k.len, &p->rec, err);
+    if (rc == LS_ENOTFOUND) *gone = 1;
+    return rc == LS_ENOTFOUND ? LS_OK : rc;
+}
+
+/* Inbox entries of runs that no longer exist: the end of a detached child
+ * that reached its parent after the parent was deleted. (Every other
+ * writer of an inbox entry has just found its run; the namespace holds
+ * only entries not yet taken, so the walk is short.) */
+static ls_rc sweep_inbox(pass *p, int *stop, ls_err *err)
+{
+    ls_store_iter_t *it = NULL;
+    const void *key;
+    size_t klen;
+    ls_id last;
+    int have = 0, gone = 0;
+    ls_buf_clear(&p->k);
+    ls_rc rc = ls_key_ns(&p->k, LS_NS_SIGNAL, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, p->f->o.store, p->k.ptr, p->k.len, 0, err);
+    while (rc == LS_OK && !*stop &&
+           (rc = ls_store_iter_next(it, &key, &klen, NULL, NULL, err)) == LS_OK) {
+        if (klen < 1 + LS_ID_BYTES) continue;
+        if (!have || memcmp(last.b, (const unsigned char *)key + 1, LS_ID_BYTES) != 0) {
+            memcpy(last.b, (const unsigned char *)key + 1, LS_ID_BYTES);
+            have = 1;
+            if ((rc = run_gone(p, &last, &gone, err)) != LS_OK) break;
+        }
+        if (!gone) continue;
+        del(p, key, klen);
+        p->res.orphans++;
+        if (p->bytes >= LS_FLOW_RETENTION_BYTES) rc = flush(p, stop, err);
+    }
+    ls_store_iter_free(it);
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    if (rc == LS_OK && !*stop) rc = flush(p, stop, err);
+    return rc;
+}
+
 ls_rc flow_retention_pass(ls_flow_t *f, flow_retention_result *res, ls_err *err)
 {
     pthread_mutex_lock(&f->ret_mu);
@@ -288,6 +335,7 @@ ls_rc flow_retention_pass(ls_flow_t *f, flow_retention_result *res, ls_err *err)
     }
     if (rc == LS_ENOTFOUND) rc = LS_OK;
     if (rc == LS_OK && !stop) rc = flush(p, &stop, err);
+    if (rc == LS_OK && !stop) rc = sweep_inbox(p, &stop, err);
 done:
     if (rc != LS_OK) ls_err_prefix(err, "retention");
     pthread_mutex_lock(&f->mu);

@@ -27,6 +27,7 @@ typedef struct {
     uint64_t batches;   /* store writes it made */
     uint64_t max_batch; /* most runs one write deleted */
     uint64_t kept;      /* ended runs looked at and kept (their type keeps them longer) */
+    uint64_t orphans;   /* inbox entries of runs that no longer exist, deleted */
 } flow_retention_result;
 
 /* Fills in the retention defaults of f->o (called by ls_flow_open) and
