@@ -634,6 +634,11 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         lls_runner_error_count(a->o.runner));
     schedule_metrics(a, &out);
     flow_metrics(a, &s, &out);
+    ls_buf_printf(
+        &out, NULL,
+        "# HELP lodestone_runs_deleted_total Finished runs deleted by retention.\n"
+        "# TYPE lodestone_runs_deleted_total counter\nlodestone_runs_deleted_total %llu\n",
+        (unsigned long long)s.runs_deleted);
     MHD_RESULT ret = send_body(c, 200, "text/plain; version=0.0.4", out.ptr, out.len);
     ls_buf_free(&out);
     return ret;

@@ -17,6 +17,7 @@
 #include "lodestone/ls_alloc.h"
 #include "ls_json.h"
 #include "schedule.h"
+#include "retention.h"
 
 /* ---- small helpers ---- */
 
@@ -95,7 +96,9 @@ static void wake(ls_flow_t *f, flow_run *r)
 const double LS_FLOW_STEP_BUCKETS[LS_FLOW_STEP_NBUCKETS] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
-void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status)
+/* The counters of type, created when absent (NULL: out of memory). Caller
+ * holds mu. */
+static flow_tstat *type_stat(ls_flow_t *f, const char *type)
 {
     flow_tstat *t = f->tstats;
     while (t && strcmp(t->type, type) != 0) t = t->next;
@@ -103,12 +106,18 @@ void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status)
         t = ls_calloc(1, sizeof *t);
         if (t == NULL || (t->type = ls_strdup(type)) == NULL) {
             ls_free(t);
-            return; /* out of memory: the count is lost, nothing else */
+            return NULL;
         }
         t->next = f->tstats;
         f->tstats = t;
     }
-    if (status >= 1 && status <= LS_RUN_STATUS_LAST) t->n[status]++;
+    return t;
+}
+
+void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status)
+{
+    flow_tstat *t = type_stat(f, type); /* made at start or recovery: no allocation here */
+    if (t && status >= 1 && status <= LS_RUN_STATUS_LAST) t->n[status]++;
 }
 
 void flow_count_step(ls_flow_t *f, int64_t ns)
@@ -404,6 +413,8 @@ static ls_rc recover_slots(ls_flow_t *f, ls_err *err)
     size_t nheld = 0, k = 0;
     for (size_t i = 0; i < f->runs.nb; i++)
         for (flow_run *r = f->runs.b[i]; r; r = r->hnext) {
+            if (type_stat(f, r->type) == NULL) /* so that its end is counted */
+                return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
             if (r->ckey && !r->held) take_slot(f, r);
             nheld += r->ckey && r->held;
         }
@@ -525,6 +536,7 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     if (f->o.max_payload == 0) f->o.max_payload = LS_FLOW_MAX_PAYLOAD;
     if (f->o.max_events == 0) f->o.max_events = LS_FLOW_MAX_EVENTS;
     if (f->o.max_steps == 0) f->o.max_steps = LS_FLOW_MAX_STEPS;
+    flow_retention_init(f);
     f->st.workers = f->nworkers;
     f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
     pthread_mutex_init(&f->mu, NULL);
@@ -588,6 +600,7 @@ void ls_flow_close(ls_flow_t *f)
     pthread_cond_destroy(&f->timer_cv);
     pthread_cond_destroy(&f->idle_cv);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_destroy(&f->stripe[i]);
+    flow_retention_free(f);
     ls_free(f);
 }
 
@@ -917,7 +930,10 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
     if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
     f->timer_started = 1;
-    return flow_sched_start(f, err); /* schedules */
+    ls_rc rc = flow_sched_start(f, err); /* schedules */
+    if (rc != LS_OK) return rc;
+
+    return flow_retention_start(f, err);
 }
 
 ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
@@ -952,6 +968,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
                           f->workers_started - f->workers_exited);
     for (unsigned i = 0; i < f->workers_started; i++) pthread_join(f->workers[i].th, NULL);
     if (f->timer_started) pthread_join(f->timer_thread, NULL);
+    flow_retention_join(f);
     /* Every activation is over: no more writes come. */
     pthread_mutex_lock(&f->cmu);
     int committer = f->c_running;
@@ -1380,6 +1397,11 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
                            version.len ? (const char *)version.ptr : "", version.len ? "\"" : "");
     r->version = ls_strndup(version.len ? (const char *)version.ptr : "", version.len);
     if (rc == LS_OK && r->version == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    if (rc == LS_OK) { /* its type's counters exist before anything is stored */
+        pthread_mutex_lock(&f->mu);
+        if (type_stat(f, r->type) == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        pthread_mutex_unlock(&f->mu);
+    }
     /* Concurrency: a slot now (reserved before the write), or it waits. */
     flow_limits lim;
     int held = 0;

@@ -48,6 +48,13 @@
  * of these: the scheduler starts runs, writes records and watches runs
  * while it holds it. Its wake-up lock (sched->kmu) is a leaf, the only
  * lock a watch callback takes: schedules, stripe, cmu, mu, wmu, kmu.
+ * Retention (retention.c): its thread waits on ret_cv under mu between
+ * passes; a pass holds ret_mu (one pass at a time, taken before any other
+ * lock), reads without engine locks, and takes every name stripe, in index
+ * order, only around each of its store writes (so that a start under a
+ * name finds a run being deleted either whole or gone), then mu for the
+ * counters. It writes to the store directly, unsynced (retention.c says
+ * why), never through the committer, and never holds mu during I/O.
  */
 #ifndef LS_FLOW_INT_H
 #define LS_FLOW_INT_H
@@ -208,6 +215,11 @@ struct ls_flow {
     unsigned busy;
     ls_flow_stats st;
     struct flow_scheds *sched; /* schedules (schedule.c) */
+    /* retention (retention.c) */
+    pthread_t ret_thread;
+    int ret_started;
+    pthread_cond_t ret_cv;  /* wakes the retention thread (with mu) */
+    pthread_mutex_t ret_mu; /* one pass at a time */
 };
 
 /* A parallel branch's replay state (ctx:all); scopes[0] is the root's. The

@@ -339,7 +339,8 @@ static ls_rc read_record(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_run_reco
     ls_rc rc = ls_run_key(&k, id, err);
     if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
     ls_buf_free(&k);
-    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ECORRUPT, "a run's record is missing");
+    /* Found by an index or a name a moment ago: retention deleted it since. */
+    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ENOTFOUND, "the run was just deleted");
     if (rc == LS_OK) rc = ls_run_decode(val->ptr, val->len, rec, err);
     return rc;
 }
@@ -578,7 +579,11 @@ ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned 
         memcpy(id.b, (const unsigned char *)key + plen, LS_ID_BYTES);
         ls_run_record rec;
         if (st || type) {
-            if ((rc = read_record(f, &id, &val, &rec, err)) != LS_OK) break;
+            if ((rc = read_record(f, &id, &val, &rec, err)) == LS_ENOTFOUND) {
+                rc = LS_OK; /* deleted by retention after the index was read */
+                continue;
+            }
+            if (rc != LS_OK) break;
         } else if ((rc = ls_run_decode(v, vlen, &rec, err)) != LS_OK) {
             break;
         }

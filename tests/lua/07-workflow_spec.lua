@@ -98,10 +98,22 @@ describe("lodestone.workflow", function()
     it("refuses what is not a table, and unknown fields", function()
       assert.equal("workflow.define: expects a table", err_of(workflow.define, "order"))
       assert.equal("workflow.define: expects a table", err_of(workflow.define))
-      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency)",
+      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency, retention)",
         err_of(defines { retries = {} }))
-      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency)",
+      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency, retention)",
         err_of(defines { [1] = "x" }))
+    end)
+
+    it("reads retention (a duration or \"forever\") for the engine, and checks it", function()
+      assert.is_nil(workflow.define { name = "w", run = noop }.retention_ms)
+      assert.equal(30 * 86400000, workflow.define { name = "w", run = noop, retention = "30d" }.retention_ms)
+      assert.equal(90000, workflow.define { name = "w", run = noop, retention = 90 }.retention_ms)
+      assert.equal(-1, workflow.define { name = "w", run = noop, retention = "forever" }.retention_ms)
+      assert.equal('workflow.define: retention: must be a duration like "30d" or "forever", got a table',
+        err_of(defines { retention = {} }))
+      assert.equal("workflow.define: retention: must be more than 0, got 0s", err_of(defines { retention = "0s" }))
+      assert.matches("^workflow.define: retention: ", err_of(defines { retention = "always" }))
+      assert.matches("^workflow.define: retention: duration \"7\" needs a unit", err_of(defines { retention = "7" }))
     end)
 
     it("checks name, run and description", function()

@@ -74,7 +74,16 @@ typedef struct {
      * (started and not ended) at once; the others wait, in order, before
      * running any code. Returns 0 when the type has none. Any thread. */
     int (*type_limits)(void *ud, const char *type, size_t len, ls_buf *json);
+    /* Optional. How long finished runs of type are kept: ms (> 0),
+     * LS_FLOW_KEEP_FOREVER, or LS_FLOW_RETENTION_DEFAULT when the type sets
+     * none or is unknown (then ls_flow_opts.retention_ms applies). Called
+     * from the engine's retention thread. */
+    int64_t (*retention_ms)(void *ud, const char *type, size_t len);
 } ls_flow_runner;
+
+/* Retention values (ls_flow_opts.retention_ms, runner.retention_ms). */
+#define LS_FLOW_KEEP_FOREVER      (-1) /* never delete finished runs */
+#define LS_FLOW_RETENTION_DEFAULT (-2) /* runner: the type sets none */
 
 /* Log levels of the engine's log callback. */
 enum { LS_FLOW_LOG_DEBUG = 0, LS_FLOW_LOG_INFO, LS_FLOW_LOG_WARN, LS_FLOW_LOG_ERROR };
@@ -95,6 +104,13 @@ typedef struct {
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;
+    /* Retention: finished runs (record, history, indexes, leftovers) are
+     * deleted in the background once they have been over for longer than
+     * this (0: 7 days; LS_FLOW_KEEP_FOREVER: never), unless the runner's
+     * retention_ms gives their type another value. */
+    int64_t retention_ms;
+    int64_t retention_interval_ms; /* how often the pass runs (0: every minute) */
+    unsigned retention_batch;      /* runs deleted per store write (0: 500) */
 } ls_flow_opts;
 
 /* Opens the engine over an open store: reads every unfinished run and
@@ -218,6 +234,8 @@ typedef struct {
     uint64_t step_hist[LS_FLOW_STEP_NBUCKETS];
     uint64_t step_count;
     uint64_t step_sum_us;
+    uint64_t runs_deleted;     /* finished runs deleted by retention since open */
+    uint64_t retention_passes; /* retention passes done since open */
 } ls_flow_stats;
 
 LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
