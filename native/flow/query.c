@@ -523,16 +523,30 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
     return dump_free(o, out, err);
 }
 
+static int is_paused(ls_flow_t *f, const ls_id *id)
+{
+    pthread_mutex_lock(&f->mu);
+    flow_run *r = flow_runtab_find(&f->runs, id);
+    int p = r && r->waiting && r->wait_kind == 'p' && r->state == R_IDLE;
+    pthread_mutex_unlock(&f->mu);
+    return p;
+}
+
 ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned limit,
                    const char *cursor, ls_buf *out, ls_err *err)
 {
     ls_run_status st = 0;
     ls_id after;
     ls_rc rc;
-    if (status && *status && ls_run_status_parse(status, strlen(status), &st) != LS_OK)
+    /* "paused": running runs whose step used up its attempts (on_exhausted
+     * = "pause"), which wait for a resume. */
+    int paused = status && strcmp(status, "paused") == 0;
+    if (paused)
+        st = LS_RUN_RUNNING;
+    else if (status && *status && ls_run_status_parse(status, strlen(status), &st) != LS_OK)
         return ls_err_set(err, LS_EINVAL,
                           "status: unknown value \"%.40s\"; use running, completed, failed, "
-                          "cancelled or terminated",
+                          "cancelled, terminated or paused",
                           status);
     if (type && *type == '\0') type = NULL;
     if (limit == 0) limit = 50;
@@ -589,6 +603,7 @@ ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned 
         }
         if (type && (rec.type_len != strlen(type) || memcmp(rec.type, type, rec.type_len) != 0))
             continue;
+        if (paused && !is_paused(f, &id)) continue;
         if (n == limit) {
             more = 1;
             break;
