@@ -1379,10 +1379,15 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     ls_buf event = LS_BUF_INIT, version = LS_BUF_INIT, source = LS_BUF_INIT;
     int new_source = 0;
     if (f->o.runner->type_version &&
-        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, &source) &&
+        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
         ls_buf_putc(&version, '\0', NULL) == LS_OK) {
         version.len--; /* NUL-terminated for the checks below */
-        new_source = !source_stored(f, (const char *)version.ptr, NULL);
+        /* The source is fetched only for the first run of a version. */
+        ls_buf again = LS_BUF_INIT;
+        new_source = !source_stored(f, (const char *)version.ptr, NULL) &&
+                     f->o.runner->type_version(f->o.runner_ud, type, tlen, &again, &source) &&
+                     again.len == version.len && memcmp(again.ptr, version.ptr, again.len) == 0;
+        ls_buf_free(&again);
     }
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);

@@ -1172,7 +1172,7 @@ static int type_version(void *ud, const char *type, size_t len, ls_buf *version,
         const wf_type *t = &r->types[i];
         if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || !t->version[0]) continue;
         found = ls_buf_set(version, t->version, strlen(t->version), NULL) == LS_OK &&
-                ls_buf_set(source, t->source, t->source_len, NULL) == LS_OK;
+                (source == NULL || ls_buf_set(source, t->source, t->source_len, NULL) == LS_OK);
     }
     pthread_mutex_unlock(&r->mu);
     return found;

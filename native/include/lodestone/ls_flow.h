@@ -65,8 +65,9 @@ typedef struct {
     /* Optional. The version (a content hash) and source of the file that
      * defines type now; a new run is pinned to that version and the source
      * is kept in the store, so that later activations of the run use it
-     * even after the file changed (ls_flow_act_version/_source). Returns 0
-     * when unknown. Any thread. */
+     * even after the file changed (ls_flow_act_version/_source); source may
+     * be NULL (only the version is wanted). Returns 0 when unknown. Any
+     * thread. */
     int (*type_version)(void *ud, const char *type, size_t len, ls_buf *version, ls_buf *source);
     /* Optional. The concurrency limits of type as JSON {"limit": N,
      * "key"?: "input.field.path", "total"?: M}: at most N runs per value of
