@@ -1384,9 +1384,14 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         version.len--; /* NUL-terminated for the checks below */
         /* The source is fetched only for the first run of a version. */
         ls_buf again = LS_BUF_INIT;
-        new_source = !source_stored(f, (const char *)version.ptr, NULL) &&
-                     f->o.runner->type_version(f->o.runner_ud, type, tlen, &again, &source) &&
-                     again.len == version.len && memcmp(again.ptr, version.ptr, again.len) == 0;
+        if (!source_stored(f, (const char *)version.ptr, NULL) &&
+            f->o.runner->type_version(f->o.runner_ud, type, tlen, &again, &source)) {
+            /* (a reload in between: pin the run to the version whose source
+             * this is) */
+            new_source = ls_buf_set(&version, again.ptr, again.len, NULL) == LS_OK &&
+                         ls_buf_putc(&version, '\0', NULL) == LS_OK;
+            if (new_source) version.len--;
+        }
         ls_buf_free(&again);
     }
     char ts[LS_TIME_TEXTLEN + 1];
