@@ -76,7 +76,11 @@ static void list_types(void *ud, ls_buf *out)
     ls_buf_printf(out, NULL, "three");
 }
 
-static const ls_flow_runner runner = {w_open, w_close, activate, has_type, list_types, NULL, NULL};
+static const ls_flow_runner runner = {.worker_open = w_open,
+                                      .worker_close = w_close,
+                                      .activate = activate,
+                                      .has_type = has_type,
+                                      .list_types = list_types};
 
 /* ---- closed loop: `conc` runs in flight ---- */
 

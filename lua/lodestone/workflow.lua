@@ -148,7 +148,47 @@ end
 local DEFAULT_INITIAL_MS = 1000 -- the engine's default initial_interval
 
 local DEFINE_KEYS = { name = true, run = true, retry = true, step_timeout = true,
-                      description = true, on_exhausted = true, schedule = true }
+                      description = true, on_exhausted = true, schedule = true, concurrency = true,
+                      retention = true }
+
+-- concurrency = { limit = N, key = "input.field", total = M }: checked, and
+-- returned as the JSON lodestoned takes.
+local function check_concurrency(t, level)
+  if t == nil then return nil end
+  level = level + 1
+  local what = "workflow.define: concurrency"
+  if type(t) ~= "table" then error(what .. ": must be a table, got a " .. type(t), level) end
+  for k, v in pairs(t) do
+    if k == "limit" or k == "total" then
+      if not (is_number(v) and v >= 1 and v == math.floor(v) and v <= 1e6) then
+        error(what .. "." .. k .. ": must be a whole number from 1 to 1000000, got " .. tostring(v), level)
+      end
+    elseif k == "key" then
+      if type(v) ~= "string" or not v:match("^[%w_]+[%w_.]*$") or #v > 200 then
+        error(what .. '.key: must name an input field such as "tenant" or "customer.id", got '
+          .. tostring(v), level)
+      end
+    else
+      error(what .. ": unknown field " .. tostring(k) .. " (known: limit, key, total)", level)
+    end
+  end
+  if t.limit == nil and t.total == nil then error(what .. ": needs limit (or total)", level) end
+  if t.key ~= nil and t.limit == nil then error(what .. ": key goes with limit (runs per key)", level) end
+  return json.encode(t)
+end
+
+-- retention: how long finished runs of the type are kept (a duration, or
+-- "forever"); nil leaves it to lodestoned --retention. Milliseconds, -1
+-- for forever.
+local function check_retention(v, what, level)
+  if v == nil then return nil end
+  if v == "forever" then return -1 end
+  if type(v) ~= "string" and type(v) ~= "number" then
+    error(what .. ': must be a duration like "30d" or "forever", got a ' .. type(v), level + 1)
+  end
+  local ms = parse_positive(v, what, level + 1) -- not a tail call: levels count frames
+  return ms
+end
 
 -- on_exhausted: what a step that used up its attempts does to the run.
 local function check_exhausted(v, what, level)
@@ -205,13 +245,14 @@ end
 --- (the default policy of its steps), step_timeout (default "30s") and
 --- schedule ({cron, timezone = "UTC", overlap = "skip" | "buffer_one" |
 --- "allow", catchup = "one" | "none", input}: lodestoned starts a run at
---- each fire time).
+--- each fire time), concurrency ({limit, key, total}) and retention (how
+--- long finished runs are kept: "30d" or "forever").
 function M.define(spec)
   if type(spec) ~= "table" then error("workflow.define: expects a table", 2) end
   for k in pairs(spec) do
     if not DEFINE_KEYS[k] then
       error("workflow.define: unknown field " .. tostring(k) ..
-        " (known: name, run, retry, step_timeout, description, on_exhausted, schedule)", 2)
+        " (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency, retention)", 2)
     end
   end
   if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
@@ -231,8 +272,10 @@ function M.define(spec)
     retry_json = check_retry(spec.retry, "workflow.define: retry", 2, DEFAULT_INITIAL_MS),
     step_timeout_ms = parse_positive(spec.step_timeout or "30s", "workflow.define: step_timeout", 2),
     on_exhausted = check_exhausted(spec.on_exhausted, "workflow.define: on_exhausted", 2),
+    retention_ms = check_retention(spec.retention, "workflow.define: retention", 2),
   }
   def.schedule, def.schedule_json = check_schedule(spec.schedule, spec.name, 2)
+  def.concurrency_json = check_concurrency(spec.concurrency, 2)
   return setmetatable(def, WORKFLOW)
 end
 

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -411,20 +413,122 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
     return send_error(c, 405, "method_not_allowed", "use PUT or DELETE /v1/secrets/{name}");
 }
 
+/* Bytes in the store's files (its size on disk), or -1. */
+static long long dir_bytes(const char *dir)
+{
+    if (dir == NULL) return -1;
+    DIR *d = opendir(dir);
+    if (d == NULL) return -1;
+    long long total = 0;
+    char path[4096];
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += (long long)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* The store answers a read (a key that does not exist is an answer). */
+static const char *store_state(lsd_api *a, ls_err *err)
+{
+    ls_buf v = LS_BUF_INIT;
+    static const char probe[] = {0x00, 'h', 'e', 'a', 'l', 't', 'h'};
+    ls_rc rc = ls_store_get(a->o.store, probe, sizeof probe, &v, err);
+    ls_buf_free(&v);
+    return rc == LS_OK || rc == LS_ENOTFOUND ? "ok" : "error";
+}
+
 static MHD_RESULT h_health(lsd_api *a, struct MHD_Connection *c)
 {
     ls_flow_stats s;
     ls_flow_get_stats(a->o.flow, &s);
-    ls_buf out = LS_BUF_INIT;
-    ls_buf_printf(&out, NULL,
-                  "{\"status\":\"%s\",\"version\":\"%s\",\"workers\":%u,\"runs_active\":%llu,"
-                  "\"runs_queued\":%llu,\"timers\":%llu,\"workflow_load_errors\":%zu}",
-                  a->stopping ? "stopping" : "ok", ls_version(), s.workers,
-                  (unsigned long long)s.runs_active, (unsigned long long)s.runs_queued,
-                  (unsigned long long)s.timers, lls_runner_error_count(a->o.runner));
-    MHD_RESULT ret = send_json(c, a->stopping ? 503 : 200, &out);
-    ls_buf_free(&out);
-    return ret;
+    ls_err err = {0};
+    const char *store = a->o.store ? store_state(a, &err) : "unknown";
+    int healthy = !a->stopping && strcmp(store, "error") != 0 && s.workers_alive > 0;
+    json_t *o = json_pack("{s:s,s:s,s:{s:s},s:{s:i,s:i,s:i},s:I,s:I,s:I,s:i}", "status",
+                          a->stopping ? "stopping"
+                          : healthy   ? "ok"
+                                      : "degraded",
+                          "version", ls_version(), "store", "state", store, "workers", "configured",
+                          (int)s.workers, "alive", (int)s.workers_alive, "busy",
+                          (int)s.workers_busy, "runs_active", (json_int_t)s.runs_active,
+                          "runs_queued", (json_int_t)s.runs_queued, "timers", (json_int_t)s.timers,
+                          "workflow_load_errors", (int)lls_runner_error_count(a->o.runner));
+    if (o && strcmp(store, "error") == 0)
+        json_object_set_new(json_object_get(o, "store"), "error", json_string(ls_err_text(&err)));
+    return send_obj(c, healthy ? 200 : 503, o);
+}
+
+/* A Prometheus label value: \\ " and newlines escaped. */
+static void put_label(ls_buf *out, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\') ls_buf_putc(out, '\\', NULL);
+        if (*p == '\n') {
+            ls_buf_append(out, "\\n", 2, NULL);
+            continue;
+        }
+        ls_buf_putc(out, (unsigned char)*p, NULL);
+    }
+}
+
+/* Runs by type and the step duration histogram, in Prometheus text. */
+static void flow_metrics(lsd_api *a, const ls_flow_stats *s, ls_buf *out)
+{
+    ls_buf tj = LS_BUF_INIT;
+    json_t *types = NULL;
+    if (ls_flow_type_stats(a->o.flow, &tj, NULL) == LS_OK)
+        ls_json_parse((const char *)tj.ptr, tj.len, &types, NULL);
+    ls_buf_free(&tj);
+    ls_buf_printf(out, NULL,
+                  "# HELP lodestone_type_runs_total Runs by workflow type: started, and ended by "
+                  "status.\n# TYPE lodestone_type_runs_total counter\n");
+    const char *type;
+    json_t *counts;
+    json_object_foreach(types, type, counts)
+    {
+        const char *what;
+        json_t *n;
+        json_object_foreach(counts, what, n)
+        {
+            ls_buf_printf(out, NULL, "lodestone_type_runs_total{type=\"");
+            put_label(out, type);
+            ls_buf_printf(out, NULL, "\",event=\"%s\"} %lld\n", what,
+                          (long long)json_integer_value(n));
+        }
+    }
+    json_decref(types);
+    ls_buf_printf(out, NULL,
+                  "# HELP lodestone_step_duration_seconds How long step attempts' code ran.\n"
+                  "# TYPE lodestone_step_duration_seconds histogram\n");
+    for (int i = 0; i < LS_FLOW_STEP_NBUCKETS; i++)
+        ls_buf_printf(out, NULL, "lodestone_step_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                      LS_FLOW_STEP_BUCKETS[i], (unsigned long long)s->step_hist[i]);
+    ls_buf_printf(out, NULL,
+                  "lodestone_step_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+                  "lodestone_step_duration_seconds_sum %.6f\n"
+                  "lodestone_step_duration_seconds_count %llu\n",
+                  (unsigned long long)s->step_count, (double)s->step_sum_us / 1e6,
+                  (unsigned long long)s->step_count);
+    long long bytes = dir_bytes(a->o.store_dir);
+    ls_buf_printf(out, NULL,
+                  "# HELP lodestone_workers Worker threads running workflow code.\n"
+                  "# TYPE lodestone_workers gauge\nlodestone_workers %u\n"
+                  "# HELP lodestone_workers_busy Workers running an activation now.\n"
+                  "# TYPE lodestone_workers_busy gauge\nlodestone_workers_busy %u\n"
+                  "# HELP lodestone_worker_busy_seconds_total Time workers spent running "
+                  "activations (utilisation: its rate over lodestone_workers).\n"
+                  "# TYPE lodestone_worker_busy_seconds_total counter\n"
+                  "lodestone_worker_busy_seconds_total %.6f\n",
+                  s->workers_alive, s->workers_busy, (double)s->busy_ns / 1e9);
+    if (bytes >= 0)
+        ls_buf_printf(out, NULL,
+                      "# HELP lodestone_store_bytes Size of the store's files on disk.\n"
+                      "# TYPE lodestone_store_bytes gauge\nlodestone_store_bytes %lld\n",
+                      bytes);
 }
 
 /* ---- schedules ---- */
@@ -529,6 +633,12 @@ static MHD_RESULT h_metrics(lsd_api *a, struct MHD_Connection *c)
         (unsigned long long)s.transitions, (unsigned long long)s.activations,
         lls_runner_error_count(a->o.runner));
     schedule_metrics(a, &out);
+    flow_metrics(a, &s, &out);
+    ls_buf_printf(
+        &out, NULL,
+        "# HELP lodestone_runs_deleted_total Finished runs deleted by retention.\n"
+        "# TYPE lodestone_runs_deleted_total counter\nlodestone_runs_deleted_total %llu\n",
+        (unsigned long long)s.runs_deleted);
     MHD_RESULT ret = send_body(c, 200, "text/plain; version=0.0.4", out.ptr, out.len);
     ls_buf_free(&out);
     return ret;

@@ -21,6 +21,7 @@ typedef struct {
     const char *listen;      /* "127.0.0.1:PORT" or NULL */
     const char *token;       /* required with listen */
     size_t body_limit;       /* bytes; 0 picks 1 MiB */
+    const char *store_dir;   /* the store's directory (its size in /metrics), or NULL */
     unsigned threads;        /* HTTP threads; 0 picks 4 */
 } lsd_api_opts;
 

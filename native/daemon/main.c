@@ -43,6 +43,9 @@ static const char usage[] =
     "  --max-events N      events in one run's history (default 50000)\n"
     "  --max-steps N       steps one run may complete (default 10000)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+    "  --retention DUR     keep finished runs this long, then delete them (default 7d;\n"
+    "                      \"forever\" or 0 keeps them); workflow.define{retention} per type\n"
+    "  --retention-interval DUR  how often retention runs (default 1m; for tests)\n"
     "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
     "  --version, --help\n"
     "\n"
@@ -130,6 +133,23 @@ static void sync_schedules(lls_runner *runner, ls_flow_t *flow)
     ls_buf_free(&defs);
 }
 
+/* --retention: a duration, or "forever" / "0" to keep finished runs. */
+static int parse_retention(const char *v, int64_t *ms, ls_err *err)
+{
+    if (strcmp(v, "forever") == 0 || strcmp(v, "0") == 0) {
+        *ms = LS_FLOW_KEEP_FOREVER;
+        return 0;
+    }
+    if (ls_duration_parse(v, strlen(v), ms, err) != LS_OK || *ms < 1000) {
+        ls_err_set(err, LS_EINVAL,
+                   "--retention: expected a duration of 1s or more (\"7d\"), or \"forever\", "
+                   "got \"%s\"",
+                   v);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
@@ -137,6 +157,9 @@ int main(int argc, char **argv)
     unsigned long workers = 8, http_threads = 16, grace_s = 10, body_limit = 1 << 20;
     int nosync = 0;
     unsigned long max_payload = 0, max_events = 0, max_steps = 0;
+    int64_t retention_ms = 0, retention_interval_ms = 0;
+    unsigned long retention_batch = 0;
+    ls_err err;
 
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -187,6 +210,16 @@ int main(int argc, char **argv)
         } else if (strcmp(o, "--max-steps") == 0) {
             if (parse_uint(v, 100000000UL, &max_steps) || max_steps < 1)
                 return die("--max-steps: expected 1 to 100000000, got \"%s\"", v);
+        } else if (strcmp(o, "--retention") == 0) {
+            if (parse_retention(v, &retention_ms, &err) != 0) return die("%s", ls_err_text(&err));
+        } else if (strcmp(o, "--retention-interval") == 0) {
+            if (ls_duration_parse(v, strlen(v), &retention_interval_ms, &err) != LS_OK ||
+                retention_interval_ms < 10)
+                return die("--retention-interval: expected a duration of 10ms or more, got \"%s\"",
+                           v);
+        } else if (strcmp(o, "--retention-batch") == 0) { /* tests: small batches */
+            if (parse_uint(v, 100000, &retention_batch) || retention_batch == 0)
+                return die("--retention-batch: expected 1 to 100000 runs, got \"%s\"", v);
         } else if (strcmp(o, "--log-level") == 0) {
             int lvl = lsd_log_level_parse(v);
             if (lvl < 0)
@@ -200,7 +233,6 @@ int main(int argc, char **argv)
         return die("--listen %s needs --token-file: a TCP listener without a token is refused",
                    listen_addr);
 
-    ls_err err;
     char sock_default[PATH_MAX], key_default[PATH_MAX], store_dir[PATH_MAX];
     if (mkdir_p(data) != 0) return die("--data %s: %s", data, strerror(errno));
     snprintf(store_dir, sizeof store_dir, "%s/store", data);
@@ -268,7 +300,10 @@ int main(int argc, char **argv)
                        .max_payload = max_payload,
                        .max_events = max_events,
                        .max_steps = max_steps,
-                       .log = lsd_log_sink};
+                       .log = lsd_log_sink,
+                       .retention_ms = retention_ms,
+                       .retention_interval_ms = retention_interval_ms,
+                       .retention_batch = (unsigned)retention_batch};
     ls_flow_t *flow = NULL;
     if (ls_flow_open(&flow, &fo, &err) != LS_OK) {
         lls_runner_free(runner);
@@ -306,6 +341,7 @@ int main(int argc, char **argv)
                        .listen = listen_addr,
                        .token = token,
                        .body_limit = body_limit,
+                       .store_dir = store_dir,
                        .threads = (unsigned)http_threads};
     int exit_code = 0;
     if (lsd_api_start(&api, &ao, &err) != LS_OK) {

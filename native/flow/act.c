@@ -249,6 +249,7 @@ static void apply_commit(ls_flow_act *a)
         r->status = a->pend_status;
         a->new_events = 0;
         a->drained = 0;
+        r->unhold = 0;
         if (a->custom_queued) {
             a->custom_queued = 0;
             ls_free(r->custom);
@@ -291,6 +292,13 @@ static ls_rc commit(ls_flow_act *a, int sync, ls_run_status new_status, ls_err *
         (rc = ls_run_encode(&rec, &a->v, err)) != LS_OK)
         goto fail;
     ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
+    if (r->unhold && r->ckey) { /* admitted since it was held: clear the mark */
+        if ((rc = flow_key_ckey(&a->k, &r->id, err)) != LS_OK ||
+            (rc = ls_buf_set(&a->tmp, "\x00", 1, err)) != LS_OK ||
+            (rc = ls_buf_append(&a->tmp, r->ckey, strlen(r->ckey), err)) != LS_OK)
+            goto fail;
+        ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->tmp.ptr, a->tmp.len);
+    }
     if (new_status != LS_RUN_RUNNING) {
         if ((rc = flow_key_status(&a->k, LS_RUN_RUNNING, &r->id, err)) != LS_OK) goto fail;
         ls_store_batch_delete(a->b, a->k.ptr, a->k.len);
@@ -854,6 +862,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         if ((rc = begin_attempt(a, name, nlen, 1, 0, 0, err)) != LS_OK) return rc;
         a->new_commands++;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = 1;
         step_key(a, command, info->key);
         return LS_OK;
@@ -893,6 +902,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         /* The attempt was running at a crash: run it again. */
         a->replaying = 0;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = m.attempt;
         step_key(a, m.command, info->key);
         return LS_OK;
@@ -905,6 +915,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         a->replaying = 0;
         if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, 0, 0, err)) != LS_OK) return rc;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = m.attempt + 1;
         step_key(a, m.command, info->key);
         return LS_OK;
@@ -918,6 +929,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         if ((rc = begin_attempt(a, name, nlen, m.attempt + 1, m.due_ms, m.last->seq, err)) != LS_OK)
             return rc;
         info->outcome = LS_FLOW_RUN;
+        a->step_t0 = ls_clock_mono_ns(NULL);
         info->attempt = m.attempt + 1;
         step_key(a, m.command, info->key);
         return LS_OK;
@@ -941,6 +953,7 @@ ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint3
     if (rc == LS_OK) {
         pthread_mutex_lock(&a->f->mu);
         a->f->st.steps_completed++;
+        flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
         pthread_mutex_unlock(&a->f->mu);
     }
     return rc;
@@ -1012,6 +1025,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     }
     pthread_mutex_lock(&a->f->mu);
     a->f->st.steps_failed++;
+    flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
     pthread_mutex_unlock(&a->f->mu);
     if (pause) {
         flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name,

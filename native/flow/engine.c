@@ -17,6 +17,7 @@
 #include "lodestone/ls_alloc.h"
 #include "ls_json.h"
 #include "schedule.h"
+#include "retention.h"
 
 /* ---- small helpers ---- */
 
@@ -83,10 +84,233 @@ static flow_run *dequeue(ls_flow_t *f)
 /* Caller holds mu: wake a run (a timer fired, or it was started). */
 static void wake(ls_flow_t *f, flow_run *r)
 {
+    if (r->held && !atomic_load(&r->terminating)) return; /* it waits for a slot */
     if (r->state == R_IDLE)
         enqueue(f, r);
     else if (r->state == R_BUSY)
         r->again = 1;
+}
+
+/* ---- statistics ---- */
+
+const double LS_FLOW_STEP_BUCKETS[LS_FLOW_STEP_NBUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+
+/* The counters of type, created when absent (NULL: out of memory). Caller
+ * holds mu. */
+static flow_tstat *type_stat(ls_flow_t *f, const char *type)
+{
+    flow_tstat *t = f->tstats;
+    while (t && strcmp(t->type, type) != 0) t = t->next;
+    if (t == NULL) {
+        t = ls_calloc(1, sizeof *t);
+        if (t == NULL || (t->type = ls_strdup(type)) == NULL) {
+            ls_free(t);
+            return NULL;
+        }
+        t->next = f->tstats;
+        f->tstats = t;
+    }
+    return t;
+}
+
+void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status)
+{
+    flow_tstat *t = type_stat(f, type); /* made at start or recovery: no allocation here */
+    if (t && status >= 1 && status <= LS_RUN_STATUS_LAST) t->n[status]++;
+}
+
+void flow_count_step(ls_flow_t *f, int64_t ns)
+{
+    if (ns < 0) ns = 0;
+    double s = (double)ns / 1e9;
+    for (int i = 0; i < LS_FLOW_STEP_NBUCKETS; i++)
+        if (s <= LS_FLOW_STEP_BUCKETS[i]) f->st.step_hist[i]++;
+    f->st.step_count++;
+    f->st.step_sum_us += (uint64_t)(ns / 1000);
+}
+
+ls_rc ls_flow_type_stats(ls_flow_t *f, ls_buf *out, ls_err *err)
+{
+    json_t *o = json_object();
+    if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    pthread_mutex_lock(&f->mu);
+    for (flow_tstat *t = f->tstats; t; t = t->next) {
+        json_t *c = json_object();
+        json_object_set_new(c, "started", json_integer((json_int_t)t->n[LS_RUN_RUNNING]));
+        for (int s = LS_RUN_COMPLETED; s <= LS_RUN_STATUS_LAST; s++)
+            json_object_set_new(c, ls_run_status_name((ls_run_status)s),
+                                json_integer((json_int_t)t->n[s]));
+        json_object_set_new(o, t->type, c);
+    }
+    pthread_mutex_unlock(&f->mu);
+    ls_buf_clear(out);
+    ls_rc rc = ls_json_dump(o, out, err);
+    json_decref(o);
+    return rc;
+}
+
+/* ---- concurrency limits ----
+ * A type with limits admits at most `limit` runs per key value (and
+ * `total` of the type) at once; a run started beyond them is held: stored
+ * and listed, never activated, until an admitted run of its bucket ends;
+ * then the oldest held run that fits is admitted. All under mu. */
+
+#define TOTAL_KEY "\x01"
+
+typedef struct {
+    unsigned limit, total;         /* 0: no limit */
+    char key[LS_FLOW_NAMEMAX + 1]; /* input field path; "" for one bucket */
+} flow_limits;
+
+/* The type's limits from the runner; 0 when none (or unreadable). */
+static int limits_of(ls_flow_t *f, const char *type, size_t tlen, flow_limits *l)
+{
+    memset(l, 0, sizeof *l);
+    if (f->o.runner->type_limits == NULL) return 0;
+    ls_buf text = LS_BUF_INIT;
+    int has = f->o.runner->type_limits(f->o.runner_ud, type, tlen, &text);
+    json_t *j = NULL;
+    if (has && ls_json_parse((const char *)text.ptr, text.len, &j, NULL) == LS_OK) {
+        json_t *v = json_object_get(j, "limit");
+        l->limit =
+            json_is_integer(v) && json_integer_value(v) > 0 ? (unsigned)json_integer_value(v) : 0;
+        v = json_object_get(j, "total");
+        l->total =
+            json_is_integer(v) && json_integer_value(v) > 0 ? (unsigned)json_integer_value(v) : 0;
+        v = json_object_get(j, "key");
+        if (json_is_string(v)) snprintf(l->key, sizeof l->key, "%s", json_string_value(v));
+    }
+    json_decref(j);
+    ls_buf_free(&text);
+    return has && (l->limit || l->total);
+}
+
+/* The key value of an input (compact JSON): the field's text (a string as
+ * it is, anything else as JSON), "" when there is no key or no field. */
+static char *limits_key(const flow_limits *l, const char *input, size_t ilen)
+{
+    if (l->key[0] == '\0') return ls_strdup("");
+    json_t *j = NULL, *v = NULL;
+    char *out = NULL;
+    if (ls_json_parse(input, ilen, &j, NULL) == LS_OK) v = ls_json_path(j, l->key);
+    if (json_is_string(v)) {
+        out = ls_strndup(json_string_value(v), json_string_length(v));
+    } else if (v && !json_is_null(v)) {
+        char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        out = ls_strdup(d ? d : "");
+        free(d);
+    } else {
+        out = ls_strdup("");
+    }
+    json_decref(j);
+    return out;
+}
+
+static flow_bucket *bucket(ls_flow_t *f, const char *type, const char *key, int create)
+{
+    for (flow_bucket *b = f->buckets; b; b = b->next)
+        if (strcmp(b->type, type) == 0 && strcmp(b->key, key) == 0) return b;
+    if (!create) return NULL;
+    flow_bucket *b = ls_calloc(1, sizeof *b);
+    if (b == NULL) return NULL;
+    b->type = ls_strdup(type);
+    b->key = ls_strdup(key);
+    if (b->type == NULL || b->key == NULL) {
+        ls_free(b->type);
+        ls_free(b->key);
+        ls_free(b);
+        return NULL;
+    }
+    b->next = f->buckets;
+    f->buckets = b;
+    return b;
+}
+
+static int fits(ls_flow_t *f, const flow_limits *l, const char *type, const char *key)
+{
+    flow_bucket *k = bucket(f, type, key, 0), *t = bucket(f, type, TOTAL_KEY, 0);
+    return (!l->limit || !k || k->admitted < l->limit) &&
+           (!l->total || !t || t->admitted < l->total);
+}
+
+/* Counts r (of a type with limits) as admitted. */
+static void take_slot(ls_flow_t *f, flow_run *r)
+{
+    flow_bucket *k = bucket(f, r->type, r->ckey, 1), *t = bucket(f, r->type, TOTAL_KEY, 1);
+    if (k) k->admitted++;
+    if (t) t->admitted++;
+}
+
+static void hold(ls_flow_t *f, flow_run *r)
+{
+    flow_bucket *k = bucket(f, r->type, r->ckey, 1);
+    r->held = 1;
+    r->qnext = NULL;
+    if (k == NULL) return; /* out of memory: it waits for a restart */
+    if (k->held_tail)
+        k->held_tail->qnext = r;
+    else
+        k->held_head = r;
+    k->held_tail = r;
+}
+
+/* Admits the held runs of type that fit now, oldest first. */
+static void admit_waiting(ls_flow_t *f, const char *type)
+{
+    flow_limits l;
+    int limited = limits_of(f, type, strlen(type), &l);
+    for (;;) {
+        flow_bucket *best = NULL;
+        for (flow_bucket *b = f->buckets; b; b = b->next) {
+            if (b->held_head == NULL || strcmp(b->type, type) != 0) continue;
+            if (limited && !fits(f, &l, type, b->key)) continue;
+            if (best == NULL || memcmp(b->held_head->id.b, best->held_head->id.b, LS_ID_BYTES) < 0)
+                best = b;
+        }
+        if (best == NULL) return;
+        flow_run *r = best->held_head;
+        best->held_head = r->qnext;
+        if (best->held_head == NULL) best->held_tail = NULL;
+        r->qnext = NULL;
+        r->held = 0;
+        r->unhold = 1; /* its next write clears the durable mark */
+        take_slot(f, r);
+        if (r->state == R_IDLE) enqueue(f, r);
+    }
+}
+
+/* r (of a type with limits) ended or stopped counting: free its slot. */
+static void release_slot(ls_flow_t *f, flow_run *r)
+{
+    if (r->ckey == NULL) return;
+    if (r->held) { /* ended while held (terminated): drop it from its queue */
+        flow_bucket *k = bucket(f, r->type, r->ckey, 0);
+        flow_run **p = k ? &k->held_head : &(flow_run *){NULL};
+        flow_run *prev = NULL;
+        for (; *p; prev = *p, p = &(*p)->qnext)
+            if (*p == r) {
+                *p = r->qnext;
+                if (k->held_tail == r) k->held_tail = prev;
+                break;
+            }
+        return;
+    }
+    flow_bucket *k = bucket(f, r->type, r->ckey, 0), *t = bucket(f, r->type, TOTAL_KEY, 0);
+    if (k && k->admitted) k->admitted--;
+    if (t && t->admitted) t->admitted--;
+    admit_waiting(f, r->type);
+}
+
+static void buckets_free(ls_flow_t *f)
+{
+    while (f->buckets) {
+        flow_bucket *b = f->buckets;
+        f->buckets = b->next;
+        ls_free(b->type);
+        ls_free(b->key);
+        ls_free(b);
+    }
 }
 
 /* ---- recovery ---- */
@@ -116,6 +340,21 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
     if (r->version == NULL) {
         flow_run_free(r);
         return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+    }
+    ls_buf ck = LS_BUF_INIT;
+    rc = flow_key_ckey(&ck, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, ck.ptr, ck.len, val, err);
+    ls_buf_free(&ck);
+    if (rc == LS_OK && val->len >= 1) {
+        r->held = val->ptr[0] == 1;
+        r->ckey = ls_strndup((const char *)val->ptr + 1, val->len - 1);
+        if (r->ckey == NULL) rc = ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+    } else if (rc == LS_ENOTFOUND) {
+        rc = LS_OK;
+    }
+    if (rc != LS_OK) {
+        flow_run_free(r);
+        return rc;
     }
     rc = read_parent(f, id, &r->parent, err);
     if (rc == LS_OK) r->has_parent = 1;
@@ -160,6 +399,37 @@ static ls_rc recover_inbox(ls_flow_t *f, ls_err *err)
     ls_store_batch_free(stale);
     ls_buf_free(&k);
     return rc;
+}
+
+static int cmp_run_id(const void *a, const void *b)
+{
+    return memcmp((*(flow_run *const *)a)->id.b, (*(flow_run *const *)b)->id.b, LS_ID_BYTES);
+}
+
+/* Counts the admitted runs of limited types and queues the held ones,
+ * oldest first; then admits what fits (limits may have changed). */
+static ls_rc recover_slots(ls_flow_t *f, ls_err *err)
+{
+    size_t nheld = 0, k = 0;
+    for (size_t i = 0; i < f->runs.nb; i++)
+        for (flow_run *r = f->runs.b[i]; r; r = r->hnext) {
+            if (type_stat(f, r->type) == NULL) /* so that its end is counted */
+                return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+            if (r->ckey && !r->held) take_slot(f, r);
+            nheld += r->ckey && r->held;
+        }
+    if (nheld == 0) return LS_OK;
+    flow_run **held = ls_malloc(nheld * sizeof *held);
+    if (held == NULL) return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+    for (size_t i = 0; i < f->runs.nb; i++)
+        for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
+            if (r->ckey && r->held) held[k++] = r;
+    qsort(held, nheld, sizeof *held, cmp_run_id);
+    for (size_t i = 0; i < nheld; i++) hold(f, held[i]);
+    for (size_t i = 0; i < nheld; i++)
+        if (held[i]->held) admit_waiting(f, held[i]->type);
+    ls_free(held);
+    return LS_OK;
 }
 
 static ls_rc recover(ls_flow_t *f, ls_err *err)
@@ -238,9 +508,11 @@ static ls_rc recover(ls_flow_t *f, ls_err *err)
     /* Runs not waiting on a timer go to the ready queue, oldest first
      * (the table is unordered; ids sort by creation, so queue order only
      * matters for fairness, not correctness). */
+    if ((rc = recover_slots(f, err)) != LS_OK) goto out;
     for (size_t i = 0; i < f->runs.nb; i++)
         for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
-            if (!r->has_timer || r->inbox) enqueue(f, r);
+            if ((!r->has_timer || r->inbox) && (!r->held || atomic_load(&r->terminating)))
+                enqueue(f, r);
     f->st.runs_active = f->runs.n;
 out:
     ls_store_iter_free(it);
@@ -264,6 +536,7 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     if (f->o.max_payload == 0) f->o.max_payload = LS_FLOW_MAX_PAYLOAD;
     if (f->o.max_events == 0) f->o.max_events = LS_FLOW_MAX_EVENTS;
     if (f->o.max_steps == 0) f->o.max_steps = LS_FLOW_MAX_STEPS;
+    flow_retention_init(f);
     f->st.workers = f->nworkers;
     f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
     pthread_mutex_init(&f->mu, NULL);
@@ -301,6 +574,13 @@ void ls_flow_close(ls_flow_t *f)
         return;
     }
     flow_sched_free(f); /* schedules */
+    buckets_free(f);
+    while (f->tstats) {
+        flow_tstat *t = f->tstats;
+        f->tstats = t->next;
+        ls_free(t->type);
+        ls_free(t);
+    }
     flow_runtab_free(&f->runs);
     for (size_t i = 0; i < f->nsources; i++) ls_free(f->sources[i]);
     ls_free(f->sources);
@@ -320,6 +600,7 @@ void ls_flow_close(ls_flow_t *f)
     pthread_cond_destroy(&f->timer_cv);
     pthread_cond_destroy(&f->idle_cv);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_destroy(&f->stripe[i]);
+    flow_retention_free(f);
     ls_free(f);
 }
 
@@ -512,8 +793,10 @@ static void *worker_main(void *p)
             w->rq_head = a->qnext;
             if (w->rq_head == NULL) w->rq_tail = NULL;
             pthread_mutex_unlock(&f->mu);
+            int64_t t0 = ls_clock_mono_ns(NULL);
             flow_act_item(w, a); /* may end the run */
             pthread_mutex_lock(&f->mu);
+            f->st.busy_ns += (uint64_t)(ls_clock_mono_ns(NULL) - t0);
             continue;
         }
         if (!f->stopping && f->q_head && w->inflight < f->inflight_cap) {
@@ -524,8 +807,10 @@ static void *worker_main(void *p)
             f->busy++;
             f->st.activations++;
             pthread_mutex_unlock(&f->mu);
+            int64_t t0 = ls_clock_mono_ns(NULL);
             flow_act_start(w, r);
             pthread_mutex_lock(&f->mu);
+            f->st.busy_ns += (uint64_t)(ls_clock_mono_ns(NULL) - t0);
             continue;
         }
         if (f->stopping && w->inflight == 0) break;
@@ -645,7 +930,10 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
     if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
     f->timer_started = 1;
-    return flow_sched_start(f, err); /* schedules */
+    ls_rc rc = flow_sched_start(f, err); /* schedules */
+    if (rc != LS_OK) return rc;
+
+    return flow_retention_start(f, err);
 }
 
 ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
@@ -680,6 +968,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
                           f->workers_started - f->workers_exited);
     for (unsigned i = 0; i < f->workers_started; i++) pthread_join(f->workers[i].th, NULL);
     if (f->timer_started) pthread_join(f->timer_thread, NULL);
+    flow_retention_join(f);
     /* Every activation is over: no more writes come. */
     pthread_mutex_lock(&f->cmu);
     int committer = f->c_running;
@@ -702,6 +991,7 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
 {
     flow_watch *fire = NULL;
     pthread_mutex_lock(&f->mu);
+    flow_count_type(f, r->type, r->status);
     switch (r->status) {
     case LS_RUN_COMPLETED: f->st.completed++; break;
     case LS_RUN_CANCELLED: f->st.cancelled++; break;
@@ -713,6 +1003,7 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
     }
     flow_runtab_remove(&f->runs, r);
     f->st.runs_active = f->runs.n;
+    release_slot(f, r);
     if (r->has_parent) {
         /* Its end is in the parent's inbox (same batch as the end). */
         flow_run *p = flow_runtab_find(&f->runs, &r->parent);
@@ -801,10 +1092,13 @@ size_t ls_flow_retry_idle(ls_flow_t *f)
     if (!f->stopping) {
         for (size_t i = 0; i < f->runs.nb; i++)
             for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
-                if (r->state == R_IDLE && !r->has_timer && !r->waiting) {
+                if (r->state == R_IDLE && !r->has_timer && !r->waiting && !r->held) {
                     enqueue(f, r);
                     n++;
                 }
+        /* Limits may have changed with the files: admit what fits now. */
+        for (flow_bucket *b = f->buckets; b; b = b->next)
+            if (b->held_head) admit_waiting(f, b->type);
     }
     pthread_mutex_unlock(&f->mu);
     return n;
@@ -840,6 +1134,9 @@ void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
     s->runs_active = f->runs.n;
     s->runs_queued = f->queued;
     s->timers = ls_flow_timerq_count(f->tq);
+    s->workers = f->nworkers;
+    s->workers_alive = f->workers_started - f->workers_exited;
+    s->workers_busy = f->busy;
     s->paused = 0;
     for (size_t i = 0; i < f->runs.nb; i++)
         for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
@@ -912,7 +1209,8 @@ static void source_known(ls_flow_t *f, const char *version)
 static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
                          int index_name, const char *type, size_t tlen, const char *input,
                          size_t ilen, const flow_parent *parent, const ls_buf *version,
-                         const ls_buf *source, int64_t now, ls_buf *event, ls_err *err)
+                         const ls_buf *source, const char *ckey, int held, int64_t now,
+                         ls_buf *event, ls_err *err)
 {
     ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
@@ -940,6 +1238,13 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     if ((rc = ls_run_key(&k, id, err)) != LS_OK || (rc = ls_run_encode(&rec, &v, err)) != LS_OK)
         goto out;
     ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    if (ckey) { /* a type with concurrency limits: its key, and whether it waits */
+        if ((rc = flow_key_ckey(&k, id, err)) != LS_OK ||
+            (rc = ls_buf_set(&v, held ? "\x01" : "\x00", 1, err)) != LS_OK ||
+            (rc = ls_buf_append(&v, ckey, strlen(ckey), err)) != LS_OK)
+            goto out;
+        ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    }
     if (source) { /* the first run of this version: keep its source */
         ls_buf_clear(&k);
         if ((rc = ls_key_ns(&k, LS_NS_SOURCE, err)) != LS_OK ||
@@ -1074,10 +1379,20 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     ls_buf event = LS_BUF_INIT, version = LS_BUF_INIT, source = LS_BUF_INIT;
     int new_source = 0;
     if (f->o.runner->type_version &&
-        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, &source) &&
+        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
         ls_buf_putc(&version, '\0', NULL) == LS_OK) {
         version.len--; /* NUL-terminated for the checks below */
-        new_source = !source_stored(f, (const char *)version.ptr, NULL);
+        /* The source is fetched only for the first run of a version. */
+        ls_buf again = LS_BUF_INIT;
+        if (!source_stored(f, (const char *)version.ptr, NULL) &&
+            f->o.runner->type_version(f->o.runner_ud, type, tlen, &again, &source)) {
+            /* (a reload in between: pin the run to the version whose source
+             * this is) */
+            new_source = ls_buf_set(&version, again.ptr, again.len, NULL) == LS_OK &&
+                         ls_buf_putc(&version, '\0', NULL) == LS_OK;
+            if (new_source) version.len--;
+        }
+        ls_buf_free(&again);
     }
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);
@@ -1092,9 +1407,33 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
                            version.len ? (const char *)version.ptr : "", version.len ? "\"" : "");
     r->version = ls_strndup(version.len ? (const char *)version.ptr : "", version.len);
     if (rc == LS_OK && r->version == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    if (rc == LS_OK) { /* its type's counters exist before anything is stored */
+        pthread_mutex_lock(&f->mu);
+        if (type_stat(f, r->type) == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        pthread_mutex_unlock(&f->mu);
+    }
+    /* Concurrency: a slot now (reserved before the write), or it waits. */
+    flow_limits lim;
+    int held = 0;
+    if (rc == LS_OK && limits_of(f, type, tlen, &lim)) {
+        r->ckey = limits_key(&lim, (const char *)in.ptr, in.len);
+        if (r->ckey == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        if (rc == LS_OK) {
+            pthread_mutex_lock(&f->mu);
+            held = !fits(f, &lim, r->type, r->ckey);
+            if (!held) take_slot(f, r);
+            pthread_mutex_unlock(&f->mu);
+        }
+    }
     if (rc == LS_OK)
-        rc = write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len,
-                         parent, &version, new_source ? &source : NULL, now, &event, err);
+        rc =
+            write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, parent,
+                        &version, new_source ? &source : NULL, r->ckey, held, now, &event, err);
+    if (rc != LS_OK && r->ckey && !held) {
+        pthread_mutex_lock(&f->mu);
+        release_slot(f, r); /* give the reserved slot back */
+        pthread_mutex_unlock(&f->mu);
+    }
     if (rc == LS_OK && new_source) source_known(f, (const char *)version.ptr);
     ls_buf_free(&version);
     ls_buf_free(&source);
@@ -1113,8 +1452,12 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     pthread_mutex_lock(&f->mu);
     flow_runtab_add(&f->runs, r, NULL);
     f->st.started++;
+    flow_count_type(f, r->type, LS_RUN_RUNNING);
     f->st.runs_active = f->runs.n;
-    enqueue(f, r);
+    if (held)
+        hold(f, r);
+    else
+        enqueue(f, r);
     pthread_mutex_unlock(&f->mu);
     pthread_mutex_unlock(stripe);
 out:

@@ -22,6 +22,8 @@
  *                  (written with the start of the first run of a version)
  *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
  *                  (sealed with seq UINT64_MAX)
+ *   concurrency    LS_NS_RUNINFO id16 'k'                     -> u8 held (1: waits
+ *                  for a slot), then the key (runs of types with limits)
  *   parent         LS_NS_RUNINFO id16 'p'                     -> parent id16,
  *                  u8 flags (1: detached), the parent's name (child runs)
  * A timer key exists while a run waits on a TimerStarted or a retryable
@@ -46,6 +48,13 @@
  * of these: the scheduler starts runs, writes records and watches runs
  * while it holds it. Its wake-up lock (sched->kmu) is a leaf, the only
  * lock a watch callback takes: schedules, stripe, cmu, mu, wmu, kmu.
+ * Retention (retention.c): its thread waits on ret_cv under mu between
+ * passes; a pass holds ret_mu (one pass at a time, taken before any other
+ * lock), reads without engine locks, and takes every name stripe, in index
+ * order, only around each of its store writes (so that a start under a
+ * name finds a run being deleted either whole or gone), then mu for the
+ * counters. It writes to the store directly, unsynced (retention.c says
+ * why), never through the committer, and never holds mu during I/O.
  */
 #ifndef LS_FLOW_INT_H
 #define LS_FLOW_INT_H
@@ -90,6 +99,9 @@ typedef struct flow_run {
     char *custom;           /* custom status last written (JSON), or NULL */
     size_t custom_len;
     char *version;  /* the workflow source it is pinned to ("" when none) */
+    char *ckey;     /* concurrency key (its type has limits), else NULL */
+    int held;       /* waits for a concurrency slot: never activated meanwhile */
+    int unhold;     /* admitted: its next write clears the held mark */
     int has_parent; /* a child workflow: its end goes to its parent's inbox */
     ls_id parent;
     struct flow_run *hnext; /* run table chain */
@@ -101,6 +113,23 @@ typedef struct {
     size_t nb;
     size_t n;
 } flow_runtab;
+
+/* Concurrency: the runs of one (type, key) admitted now, and those held,
+ * oldest first (chained through qnext: a held run is in no ready queue). */
+typedef struct flow_bucket {
+    char *type;
+    char *key; /* "\x01" for the per-type total */
+    unsigned admitted;
+    flow_run *held_head, *held_tail;
+    struct flow_bucket *next;
+} flow_bucket;
+
+/* Runs by type since open (under mu). */
+typedef struct flow_tstat {
+    char *type;
+    uint64_t n[LS_RUN_STATUS_LAST + 1]; /* [RUNNING]: started; else ended with that status */
+    struct flow_tstat *next;
+} flow_tstat;
 
 typedef struct flow_watch {
     uint64_t id;
@@ -155,7 +184,9 @@ struct ls_flow {
     pthread_mutex_t wmu; /* held while watch callbacks run */
     pthread_mutex_t stripe[LS_FLOW_STRIPES];
     flow_runtab runs;
-    char **sources; /* versions whose source is known to be in the store (under mu) */
+    flow_bucket *buckets; /* concurrency (under mu) */
+    flow_tstat *tstats;   /* runs by type (under mu) */
+    char **sources;       /* versions whose source is known to be in the store (under mu) */
     size_t nsources;
     flow_run *q_head, *q_tail;
     size_t queued;
@@ -184,6 +215,11 @@ struct ls_flow {
     unsigned busy;
     ls_flow_stats st;
     struct flow_scheds *sched; /* schedules (schedule.c) */
+    /* retention (retention.c) */
+    pthread_t ret_thread;
+    int ret_started;
+    pthread_cond_t ret_cv;  /* wakes the retention thread (with mu) */
+    pthread_mutex_t ret_mu; /* one pass at a time */
 };
 
 /* A parallel branch's replay state (ctx:all); scopes[0] is the root's. The
@@ -212,6 +248,7 @@ struct ls_flow_act {
     int custom_queued;
     int cancel_delivered; /* the code has been handed the cancellation (this scope) */
     int cancel_seen;      /* ... in any scope: the run ends cancelled */
+    int64_t step_t0;      /* when the step attempt being run began (mono ns) */
     flow_scope *scopes;   /* NULL until the code runs branches */
     size_t nscopes, cur;  /* cur: index of the current scope */
     ls_buf scname;        /* a command's name with its scope prefix */
@@ -276,6 +313,10 @@ void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int64_t flow_now(const ls_flow_t *f);
+/* Counts a run of type (status RUNNING: started). Caller holds mu. */
+void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status);
+/* Records a step attempt's duration. Caller holds mu. */
+void flow_count_step(ls_flow_t *f, int64_t ns);
 /* A run ended (record written): wake watchers, tell its parent, drop it
  * from memory. Takes mu. */
 void flow_run_ended(ls_flow_t *f, flow_run *r);
@@ -305,6 +346,7 @@ ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
 /* The ended index: runs by the time they ended (retention walks it). */
 ls_rc flow_key_ended(ls_buf *k, int64_t ended_ms, const ls_id *id, ls_err *err);
 ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err);
+ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
 #define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */
 /* Seals payload for event seq of run id into out. */

@@ -90,6 +90,15 @@ ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err)
     return rc;
 }
 
+ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_RUNINFO, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'k', err);
+    return rc;
+}
+
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
 {
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
@@ -216,7 +225,12 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
 {
     pthread_mutex_lock(&f->mu);
     flow_run *r = flow_runtab_find(&f->runs, id);
-    if (r && r->waiting && r->state == R_IDLE) {
+    if (r && r->held) {
+        json_t *w = json_object();
+        json_object_set_new(w, "kind", json_string("concurrency"));
+        json_object_set_new(w, "name", json_string(r->ckey ? r->ckey : ""));
+        json_object_set_new(o, "waiting", w);
+    } else if (r && r->waiting && r->state == R_IDLE) {
         json_t *w = json_object();
         json_object_set_new(w, "kind",
                             json_string(r->wait_kind == 'r'   ? "retry"
@@ -325,7 +339,8 @@ static ls_rc read_record(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_run_reco
     ls_rc rc = ls_run_key(&k, id, err);
     if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
     ls_buf_free(&k);
-    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ECORRUPT, "a run's record is missing");
+    /* Found by an index or a name a moment ago: retention deleted it since. */
+    if (rc == LS_ENOTFOUND) return ls_err_set(err, LS_ENOTFOUND, "the run was just deleted");
     if (rc == LS_OK) rc = ls_run_decode(val->ptr, val->len, rec, err);
     return rc;
 }
@@ -508,16 +523,30 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
     return dump_free(o, out, err);
 }
 
+static int is_paused(ls_flow_t *f, const ls_id *id)
+{
+    pthread_mutex_lock(&f->mu);
+    flow_run *r = flow_runtab_find(&f->runs, id);
+    int p = r && r->waiting && r->wait_kind == 'p' && r->state == R_IDLE;
+    pthread_mutex_unlock(&f->mu);
+    return p;
+}
+
 ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned limit,
                    const char *cursor, ls_buf *out, ls_err *err)
 {
     ls_run_status st = 0;
     ls_id after;
     ls_rc rc;
-    if (status && *status && ls_run_status_parse(status, strlen(status), &st) != LS_OK)
+    /* "paused": running runs whose step used up its attempts (on_exhausted
+     * = "pause"), which wait for a resume. */
+    int paused = status && strcmp(status, "paused") == 0;
+    if (paused)
+        st = LS_RUN_RUNNING;
+    else if (status && *status && ls_run_status_parse(status, strlen(status), &st) != LS_OK)
         return ls_err_set(err, LS_EINVAL,
                           "status: unknown value \"%.40s\"; use running, completed, failed, "
-                          "cancelled or terminated",
+                          "cancelled, terminated or paused",
                           status);
     if (type && *type == '\0') type = NULL;
     if (limit == 0) limit = 50;
@@ -564,12 +593,17 @@ ls_rc ls_flow_list(ls_flow_t *f, const char *status, const char *type, unsigned 
         memcpy(id.b, (const unsigned char *)key + plen, LS_ID_BYTES);
         ls_run_record rec;
         if (st || type) {
-            if ((rc = read_record(f, &id, &val, &rec, err)) != LS_OK) break;
+            if ((rc = read_record(f, &id, &val, &rec, err)) == LS_ENOTFOUND) {
+                rc = LS_OK; /* deleted by retention after the index was read */
+                continue;
+            }
+            if (rc != LS_OK) break;
         } else if ((rc = ls_run_decode(v, vlen, &rec, err)) != LS_OK) {
             break;
         }
         if (type && (rec.type_len != strlen(type) || memcmp(rec.type, type, rec.type_len) != 0))
             continue;
+        if (paused && !is_paused(f, &id)) continue;
         if (n == limit) {
             more = 1;
             break;

@@ -37,7 +37,9 @@ typedef struct {
     char version[VERSION_HEX + 1];
     char *source; /* the file's bytes when it was loaded */
     size_t source_len;
-    char *schedule; /* its define{schedule=...} as lodestoned's JSON definition, or NULL */
+    char *schedule;       /* its define{schedule=...} as lodestoned's JSON definition, or NULL */
+    char *limits;         /* its define{concurrency=...} as JSON, or NULL */
+    int64_t retention_ms; /* define{retention}: ms, -1 forever, -2 none */
 } wf_type;
 
 /* The file's bytes (malloc'd) and their version; NULL when unreadable. */
@@ -666,6 +668,7 @@ static void free_lists(lls_runner *r)
         free(r->types[i].file);
         free(r->types[i].source);
         free(r->types[i].schedule);
+        free(r->types[i].limits);
     }
     for (size_t i = 0; i < r->nerrors; i++) {
         free(r->errors[i].file);
@@ -739,6 +742,13 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
                 src = NULL;
                 lua_getfield(L, -2, "schedule_json");
                 nt[*ntypes].schedule = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+                lua_pop(L, 1);
+                lua_getfield(L, -2, "concurrency_json");
+                nt[*ntypes].limits = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+                lua_pop(L, 1);
+                lua_getfield(L, -2, "retention_ms");
+                nt[*ntypes].retention_ms =
+                    lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : LS_FLOW_RETENTION_DEFAULT;
                 lua_pop(L, 1);
                 (*ntypes)++;
             }
@@ -1162,15 +1172,46 @@ static int type_version(void *ud, const char *type, size_t len, ls_buf *version,
         const wf_type *t = &r->types[i];
         if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || !t->version[0]) continue;
         found = ls_buf_set(version, t->version, strlen(t->version), NULL) == LS_OK &&
-                ls_buf_set(source, t->source, t->source_len, NULL) == LS_OK;
+                (source == NULL || ls_buf_set(source, t->source, t->source_len, NULL) == LS_OK);
     }
     pthread_mutex_unlock(&r->mu);
     return found;
 }
 
+static int type_limits(void *ud, const char *type, size_t len, ls_buf *json)
+{
+    lls_runner *r = ud;
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes && !found; i++) {
+        const wf_type *t = &r->types[i];
+        if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || t->limits == NULL)
+            continue;
+        found = ls_buf_set(json, t->limits, strlen(t->limits), NULL) == LS_OK;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+/* workflow.define{retention}: the type's, or the engine's default. */
+static int64_t retention_ms(void *ud, const char *type, size_t len)
+{
+    lls_runner *r = ud;
+    int64_t ms = LS_FLOW_RETENTION_DEFAULT;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->ntypes; i++)
+        if (strlen(r->types[i].name) == len && memcmp(r->types[i].name, type, len) == 0) {
+            ms = r->types[i].retention_ms;
+            break;
+        }
+    pthread_mutex_unlock(&r->mu);
+    return ms;
+}
+
 const ls_flow_runner *lls_runner_ops(void)
 {
-    static const ls_flow_runner ops = {worker_open, worker_close, activate,    has_type,
-                                       list_types,  resume,       type_version};
+    static const ls_flow_runner ops = {worker_open,  worker_close, activate,
+                                       has_type,     list_types,   resume,
+                                       type_version, type_limits,  retention_ms};
     return &ops;
 }

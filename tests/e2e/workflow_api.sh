@@ -464,6 +464,22 @@ metrics=$(curl -s --unix-socket "$sock" -w '\n%{content_type}' http://lodestoned
 check_contains "metrics: Prometheus text" "text/plain; version=0.0.4" "$metrics"
 check_contains "metrics: runs started, as a counter" "# TYPE lodestone_runs_started_total counter" "$metrics"
 check_match "metrics: the count" "lodestone_runs_started_total $total\$" "$(grep '^lodestone_runs_started_total ' <<< "$metrics")"
+check_match "metrics: runs by type" '^lodestone_type_runs_total\{type="nap",event="started"\} [1-9]' \
+  "$(grep 'type="nap",event="started"' <<< "$metrics")"
+check_match "metrics: failed runs by type" '^lodestone_type_runs_total\{type="call",event="failed"\} [1-9]' \
+  "$(grep 'type="call",event="failed"' <<< "$metrics")"
+check_contains "metrics: a step duration histogram" "# TYPE lodestone_step_duration_seconds histogram" "$metrics"
+steps=$(grep '^lodestone_step_duration_seconds_count ' <<< "$metrics" | awk '{print $2}')
+inf=$(grep 'lodestone_step_duration_seconds_bucket{le="+Inf"}' <<< "$metrics" | awk '{print $2}')
+check "metrics: its +Inf bucket counts every attempt" "$steps" "$inf"
+check "metrics: attempts = completed + failed steps" \
+  "$steps" "$(( $(grep 'lodestone_steps_total{outcome="completed"}' <<< "$metrics" | awk '{print $2}') + $(grep 'lodestone_steps_total{outcome="failed"}' <<< "$metrics" | awk '{print $2}') ))"
+check_match "metrics: worker utilisation" '^lodestone_worker_busy_seconds_total [0-9.]+$' \
+  "$(grep '^lodestone_worker_busy_seconds_total ' <<< "$metrics")"
+check_match "metrics: the store's size" '^lodestone_store_bytes [1-9][0-9]*$' "$(grep '^lodestone_store_bytes ' <<< "$metrics")"
+check_contains "metrics: ready-queue depth" "lodestone_runs_queued " "$metrics"
+api GET /healthz
+check "healthz: store and workers" "ok ok 4 4" "$(j '"\(.status) \(.store.state) \(.workers.configured) \(.workers.alive)"')"
 
 # ---- one daemon per data directory ----
 

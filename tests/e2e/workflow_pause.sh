@@ -65,6 +65,8 @@ check "the last failure says paused" true "$(j '[.events[] | select(.type=="step
 out=$(cli list --status paused)
 check_contains "lodestone list --status paused shows it" "s-1" "$out"
 check_contains "as running (paused)" "running (paused)" "$out"
+api GET '/v1/workflows?status=paused'
+check "GET /v1/workflows?status=paused lists it" "s-1" "$(j '[.runs[].id] | join(" ")')"
 check_contains "lodestone show says how to resume" "paused: step push used up its attempts (lodestone resume)" "$(cli show s-1)"
 api GET /metrics
 check_contains "metrics count paused runs" "lodestone_runs_paused 1" "$body"

@@ -98,10 +98,22 @@ describe("lodestone.workflow", function()
     it("refuses what is not a table, and unknown fields", function()
       assert.equal("workflow.define: expects a table", err_of(workflow.define, "order"))
       assert.equal("workflow.define: expects a table", err_of(workflow.define))
-      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted, schedule)",
+      assert.equal("workflow.define: unknown field retries (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency, retention)",
         err_of(defines { retries = {} }))
-      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted, schedule)",
+      assert.equal("workflow.define: unknown field 1 (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency, retention)",
         err_of(defines { [1] = "x" }))
+    end)
+
+    it("reads retention (a duration or \"forever\") for the engine, and checks it", function()
+      assert.is_nil(workflow.define { name = "w", run = noop }.retention_ms)
+      assert.equal(30 * 86400000, workflow.define { name = "w", run = noop, retention = "30d" }.retention_ms)
+      assert.equal(90000, workflow.define { name = "w", run = noop, retention = 90 }.retention_ms)
+      assert.equal(-1, workflow.define { name = "w", run = noop, retention = "forever" }.retention_ms)
+      assert.equal('workflow.define: retention: must be a duration like "30d" or "forever", got a table',
+        err_of(defines { retention = {} }))
+      assert.equal("workflow.define: retention: must be more than 0, got 0s", err_of(defines { retention = "0s" }))
+      assert.matches("^workflow.define: retention: ", err_of(defines { retention = "always" }))
+      assert.matches("^workflow.define: retention: duration \"7\" needs a unit", err_of(defines { retention = "7" }))
     end)
 
     it("checks name, run and description", function()
@@ -113,6 +125,21 @@ describe("lodestone.workflow", function()
       assert.equal("workflow.define: run must be a function(ctx, input)", err_of(workflow.define, { name = "w" }))
       assert.equal("workflow.define: run must be a function(ctx, input)", err_of(defines { run = "main" }))
       assert.equal("workflow.define: description must be a string", err_of(defines { description = 5 }))
+    end)
+
+    it("checks concurrency and keeps it as JSON for the engine", function()
+      local def = workflow.define { name = "w", run = noop, concurrency = { limit = 5, key = "tenant", total = 20 } }
+      assert.same({ limit = 5, key = "tenant", total = 20 }, json.decode(def.concurrency_json))
+      assert.same({ total = 3 }, json.decode(workflow.define { name = "w", run = noop, concurrency = { total = 3 } }.concurrency_json))
+      local p = "workflow.define: concurrency"
+      assert.equal(p .. ": must be a table, got a number", err_of(defines { concurrency = 5 }))
+      assert.equal(p .. ".limit: must be a whole number from 1 to 1000000, got 0", err_of(defines { concurrency = { limit = 0 } }))
+      assert.equal(p .. ".total: must be a whole number from 1 to 1000000, got 2.5", err_of(defines { concurrency = { total = 2.5 } }))
+      assert.equal(p .. '.key: must name an input field such as "tenant" or "customer.id", got a b',
+        err_of(defines { concurrency = { limit = 1, key = "a b" } }))
+      assert.equal(p .. ": unknown field max (known: limit, key, total)", err_of(defines { concurrency = { max = 1 } }))
+      assert.equal(p .. ": needs limit (or total)", err_of(defines { concurrency = {} }))
+      assert.equal(p .. ": key goes with limit (runs per key)", err_of(defines { concurrency = { key = "t", total = 2 } }))
     end)
 
     it("checks step_timeout", function()

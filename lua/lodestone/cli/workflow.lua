@@ -405,17 +405,14 @@ local function list(args)
     if not limit or limit < 1 or limit % 1 ~= 0 then usage_error("--limit: expected a whole number >= 1, got " .. opts.limit) end
   end
   local c = connection(opts)
-  -- "paused" is a running run whose step used up its attempts.
-  local paused = opts.status == "paused"
   local runs, cursor = json.array {}, nil
   repeat
     local res = call(c, "GET", "/v1/workflows" .. query {
-      { "status", paused and "running" or opts.status }, { "type", opts.type },
-      { "limit", paused and LIST_PAGE or math.min(LIST_PAGE, limit - #runs) }, { "cursor", cursor } })
+      { "status", opts.status }, { "type", opts.type }, { "limit", math.min(LIST_PAGE, limit - #runs) },
+      { "cursor", cursor } })
     local page = type(res.json.runs) == "table" and res.json.runs or {}
     for _, r in ipairs(page) do
-      local keep = not paused or (type(r.waiting) == "table" and r.waiting.kind == "paused")
-      if keep and #runs < limit then runs[#runs + 1] = r end
+      if #runs < limit then runs[#runs + 1] = r end
     end
     cursor = type(res.json.next_cursor) == "string" and res.json.next_cursor or nil
   until cursor == nil or #runs >= limit or #page == 0

@@ -65,10 +65,26 @@ typedef struct {
     /* Optional. The version (a content hash) and source of the file that
      * defines type now; a new run is pinned to that version and the source
      * is kept in the store, so that later activations of the run use it
-     * even after the file changed (ls_flow_act_version/_source). Returns 0
-     * when unknown. Any thread. */
+     * even after the file changed (ls_flow_act_version/_source); source may
+     * be NULL (only the version is wanted). Returns 0 when unknown. Any
+     * thread. */
     int (*type_version)(void *ud, const char *type, size_t len, ls_buf *version, ls_buf *source);
+    /* Optional. The concurrency limits of type as JSON {"limit": N,
+     * "key"?: "input.field.path", "total"?: M}: at most N runs per value of
+     * the key (one bucket without a key) and M of the type are admitted
+     * (started and not ended) at once; the others wait, in order, before
+     * running any code. Returns 0 when the type has none. Any thread. */
+    int (*type_limits)(void *ud, const char *type, size_t len, ls_buf *json);
+    /* Optional. How long finished runs of type are kept: ms (> 0),
+     * LS_FLOW_KEEP_FOREVER, or LS_FLOW_RETENTION_DEFAULT when the type sets
+     * none or is unknown (then ls_flow_opts.retention_ms applies). Called
+     * from the engine's retention thread. */
+    int64_t (*retention_ms)(void *ud, const char *type, size_t len);
 } ls_flow_runner;
+
+/* Retention values (ls_flow_opts.retention_ms, runner.retention_ms). */
+#define LS_FLOW_KEEP_FOREVER      (-1) /* never delete finished runs */
+#define LS_FLOW_RETENTION_DEFAULT (-2) /* runner: the type sets none */
 
 /* Log levels of the engine's log callback. */
 enum { LS_FLOW_LOG_DEBUG = 0, LS_FLOW_LOG_INFO, LS_FLOW_LOG_WARN, LS_FLOW_LOG_ERROR };
@@ -89,6 +105,13 @@ typedef struct {
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;
+    /* Retention: finished runs (record, history, indexes, leftovers) are
+     * deleted in the background once they have been over for longer than
+     * this (0: 7 days; LS_FLOW_KEEP_FOREVER: never), unless the runner's
+     * retention_ms gives their type another value. */
+    int64_t retention_ms;
+    int64_t retention_interval_ms; /* how often the pass runs (0: every minute) */
+    unsigned retention_batch;      /* runs deleted per store write (0: 500) */
 } ls_flow_opts;
 
 /* Opens the engine over an open store: reads every unfinished run and
@@ -184,6 +207,10 @@ LS_API ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const c
 LS_API ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char *by,
                                const char *reason, int64_t wait_ms, int *ended, ls_err *err);
 
+/* Upper bounds (seconds) of the step duration histogram's buckets. */
+#define LS_FLOW_STEP_NBUCKETS 13
+LS_API extern const double LS_FLOW_STEP_BUCKETS[LS_FLOW_STEP_NBUCKETS];
+
 typedef struct {
     uint64_t runs_active; /* unfinished runs held in memory */
     uint64_t runs_queued; /* waiting for a worker */
@@ -200,9 +227,23 @@ typedef struct {
     uint64_t commits;     /* store writes made by the committer */
     uint64_t transitions; /* transitions they carried (group commit) */
     unsigned workers;
+    unsigned workers_alive; /* worker threads running */
+    unsigned workers_busy;  /* ... running an activation now */
+    uint64_t busy_ns;       /* time workers spent in activations, since open */
+    /* Step attempts by how long their code ran (seconds): the counts of
+     * attempts that took at most LS_FLOW_STEP_BUCKETS[i], and all. */
+    uint64_t step_hist[LS_FLOW_STEP_NBUCKETS];
+    uint64_t step_count;
+    uint64_t step_sum_us;
+    uint64_t runs_deleted;     /* finished runs deleted by retention since open */
+    uint64_t retention_passes; /* retention passes done since open */
 } ls_flow_stats;
 
 LS_API void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s);
+
+/* {"TYPE": {"started": n, "completed": n, "failed": n, "cancelled": n,
+ * "terminated": n}, ...}: runs by type since open. */
+LS_API ls_rc ls_flow_type_stats(ls_flow_t *f, ls_buf *out, ls_err *err);
 
 /* {"TYPE": {"VERSION": running runs, ...}, ...}: how many unfinished runs
  * each version of each type still has. */
