@@ -326,6 +326,15 @@ describe("README: Workflow DSL", function()
         return ok and "" or tostring(e)
       end,
     },
+    ["`concurrency`"] = {
+      known = function()
+        return listed_in(err_of(workflow.define, { name = "w", run = noop, concurrency = { zz_made_up = 1 } }))
+      end,
+      try = function(f)
+        local ok, e = pcall(workflow.define, { name = "w", run = noop, concurrency = { [f] = true } })
+        return ok and "" or tostring(e)
+      end,
+    },
     ["`ctx:step` options"] = {
       known = function()
         return listed_in(run_error(function(ctx) ctx:step("a", noop, { zz_made_up = 1 }) end))
