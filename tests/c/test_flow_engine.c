@@ -107,6 +107,7 @@ static const script scripts_main[] = {
     {"backoff", {STEP("a"), STEP_B("charge", B_SLOW_RETRY), COMPLETE}},
     {"side_block", {SIDE("random"), STEP_B("b", B_BLOCK), COMPLETE}},
     {"sig", {STEP("a"), SIGNAL("go", -1), SIGNAL("go", -1), STEP("b"), COMPLETE}},
+    {"limited", {STEP("a"), SIGNAL("go", -1), COMPLETE}},
     {"sig_to", {SIGNAL("go", 200), SIGNAL("go", 60000), COMPLETE}},
     {"gate_sig", {STEP_B("wait", B_GATE), SIGNAL("go", -1), COMPLETE}},
     {"cancel_me", {STEP("a"), SLEEP(60000), STEP("b"), COMPLETE}},
@@ -278,6 +279,15 @@ static void r_worker_close(void *ud, void *worker)
 static int r_has_type(void *ud, const char *type, size_t len)
 {
     return find_script(ud, type, len) != NULL;
+}
+
+/* Type "limited" (a copy of "sig") admits one run per input "k" value. */
+static int r_type_limits(void *ud, const char *type, size_t len, ls_buf *json)
+{
+    (void)ud;
+    if (len != 7 || memcmp(type, "limited", 7) != 0) return 0;
+    static const char limits[] = "{\"limit\":1,\"key\":\"k\"}";
+    return ls_buf_set(json, limits, sizeof limits - 1, NULL) == LS_OK;
 }
 
 static void r_list_types(void *ud, ls_buf *out)
@@ -582,6 +592,7 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
                                       .activate = r_activate,
                                       .has_type = r_has_type,
                                       .list_types = r_list_types,
+                                      .type_limits = r_type_limits,
                                       .type_version = NULL};
 
 /* ---- a clock that stands still ----
@@ -2344,6 +2355,55 @@ static void test_engine_terminate(void **state)
     eng_close(e);
 }
 
+/* Concurrency: one "limited" run per key at a time; the others are held
+ * (none of their code runs), in order, across a restart. */
+static void test_engine_concurrency_queue(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "limited", "l-1", "{\"k\":\"x\"}");
+    start1(e, "limited", "l-2", "{\"k\":\"x\"}");
+    start1(e, "limited", "l-3", "{\"k\":\"x\"}");
+    start1(e, "limited", "m-1", "{\"k\":\"y\"}");
+    json_decref(wait_waiting(e, "l-1"));
+    json_decref(wait_waiting(e, "m-1"));
+    json_t *w = wait_waiting(e, "l-2");
+    assert_string_equal(jstr(w, "kind"), "concurrency");
+    assert_string_equal(jstr(w, "name"), "x");
+    json_decref(w);
+    assert_int_equal(calls(&e->h, "l-2", "a"), 0);
+    assert_int_equal(calls(&e->h, "l-3", "a"), 0);
+    eng_close(e); /* l-2 and l-3 held */
+
+    eng_open(e, 1);
+    w = wait_waiting(e, "l-3");
+    assert_string_equal(jstr(w, "kind"), "concurrency");
+    json_decref(w);
+    signal_ok(e, "l-1", "go", NULL);
+    wait_end(e, "l-1");
+    wait_calls(e, "l-2", "a", 1); /* the oldest held run got the slot */
+    w = wait_waiting(e, "l-2");
+    assert_string_equal(jstr(w, "kind"), "signal");
+    json_decref(w);
+    w = wait_waiting(e, "l-3");
+    assert_string_equal(jstr(w, "kind"), "concurrency");
+    json_decref(w);
+    assert_int_equal(calls(&e->h, "l-3", "a"), 0);
+    /* A held run can be terminated; it frees no slot it did not have. */
+    int ended = 0;
+    th_ok(ls_flow_terminate(e->f, "l-3", 3, NULL, "no", WAIT_MS, &ended, &err), &err);
+    assert_true(ended);
+    signal_ok(e, "l-2", "go", NULL);
+    signal_ok(e, "m-1", "go", NULL);
+    wait_end(e, "l-2");
+    wait_end(e, "m-1");
+    assert_int_equal(calls(&e->h, "l-3", "a"), 0);
+    assert_int_equal(calls(&e->h, "l-2", "a"), 1);
+    assert_int_equal(atomic_load(&e->h.bugs), 0);
+    eng_close(e);
+}
+
 static void test_engine_custom_status(void **state)
 {
     env *e = *state;
@@ -2496,6 +2556,7 @@ int main(void)
         T(test_engine_cancel_cleanup_replays),
         T(test_engine_terminate),
         T(test_engine_custom_status),
+        T(test_engine_concurrency_queue),
         T(test_engine_child_workflows),
         T(test_engine_child_wait_survives_restart),
     };

@@ -158,6 +158,31 @@ api GET /metrics
 check_contains "metrics count cancelled runs" 'lodestone_runs_ended_total{status="cancelled"} 2' "$body"
 check_contains "metrics count terminated runs" 'lodestone_runs_ended_total{status="terminated"} 2' "$body"
 
+# ---- a cancel and a terminate are durable once accepted: SIGKILL right after ----
+start chores '{"id":"ch-4"}'
+start chores '{"id":"ch-5"}'
+poll 100 waiting_for ch-4 sleep
+poll 100 waiting_for ch-5 sleep
+api POST /v1/workflows/ch-4/cancel --data-binary '{"reason":"durable"}'
+check "cancel accepted" 202 "$code"
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null
+e2e_forget "$daemon"
+start_daemon
+result ch-4
+api GET /v1/workflows/ch-4
+check "after a SIGKILL the accepted cancel still ends the run" "cancelled durable" "$(j '.status + " " + .reason')"
+api GET /v1/workflows/ch-4/history
+check "and its cleanup ran once" 1 "$(j '[.events[] | select(.type=="step_completed" and .name=="cleanup")] | length')"
+api POST /v1/workflows/ch-5/terminate --data-binary '{"reason":"durable"}'
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null
+e2e_forget "$daemon"
+start_daemon
+result ch-5
+api GET /v1/workflows/ch-5
+check "after a SIGKILL a terminate stays done" "terminated durable" "$(j '.status + " " + .reason')"
+
 # ---- SIGKILL while a run waits for a signal ----
 start approval '{"id":"req-6","input":{"item":"chair"}}'
 poll 100 waiting_for req-6 signal
