@@ -28,6 +28,10 @@
 -- http.delete: request() with method and url filled in (opts as above).
 --
 -- http.duration_ms(v) -> milliseconds | nil, message: the timeout parser.
+--
+-- M._await (set by lodestone.workflow): returns, inside a ctx:all branch,
+-- a function that waits for a started transfer while the other branches
+-- run; nil elsewhere (requests then block, as always).
 local core = require("lodestone.core")
 local json = core.json
 
@@ -117,10 +121,21 @@ function M.request(opts)
   end
   local method = (opts.method or "GET"):upper()
 
-  local status, rheaders, rbody = native().request {
+  local req = {
     method = method, url = opts.url, headers = headers, body = body, timeout_ms = timeout_ms,
     unix_socket = opts.unix_socket, max_body = opts.max_body,
   }
+  local status, rheaders, rbody
+  local await = M._await and M._await()
+  if await then
+    -- In a parallel workflow branch: start the transfer, let the other
+    -- branches run while it goes on, then collect it.
+    local handle = native().start(req)
+    await(handle)
+    status, rheaders, rbody = native().finish(handle)
+  else
+    status, rheaders, rbody = native().request(req)
+  end
   local res = { status = status, headers = rheaders, body = rbody }
   if rbody ~= "" and is_json_type(rheaders["content-type"]) then
     local value, err = json.decode(rbody)

@@ -488,12 +488,34 @@ end
 
 -- ---- parallel branches ----
 
--- Runs branch b until it ends, fails or suspends; a write it parks on
--- parks the whole activation (yielded up) and b goes on once durable.
+-- A branch's step waits for an HTTP transfer: the branch yields IO and the
+-- scheduler runs the others meanwhile.
+local IO = setmetatable({}, { __tostring = function() return "(waiting for I/O)" end })
+local branch_cos = setmetatable({}, { __mode = "k" }) -- the coroutines of ctx:all branches
+
+local function io_await(handle)
+  local httpc = require("lodestone.httpc")
+  repeat coroutine.yield(IO, { handle }) until httpc.done(handle)
+end
+
+-- lodestone.http asks this: inside a branch, requests overlap.
+local function branch_await()
+  local co = coroutine.running()
+  if co and branch_cos[co] then return io_await end
+  return nil
+end
+
+-- Runs branch b until it ends, fails, suspends or waits for I/O; a write
+-- it parks on parks the whole activation (yielded up) and b goes on once
+-- durable. Each branch keeps its own step deadline across switches.
 local function run_branch(rt, act, b, base)
+  local mine, mine_ms = rt.deadline_save()
   while true do
     rt.branch(act, b.scope)
+    if b.deadline then rt.deadline_restore(b.deadline, b.deadline_ms) end
     local ok, first, second = coroutine.resume(b.co)
+    b.deadline, b.deadline_ms = rt.deadline_save()
+    rt.deadline_restore(mine, mine_ms)
     rt.branch(act, base)
     if not ok then error(first, 0) end
     if coroutine.status(b.co) == "dead" then
@@ -504,6 +526,8 @@ local function run_branch(rt, act, b, base)
       coroutine.yield(PARK)
     elseif first == SUSPEND then
       return "suspended"
+    elseif first == IO then
+      return "io", second
     else
       error("the workflow yielded outside ctx calls (coroutine.yield is not allowed in run)", 0)
     end
@@ -512,8 +536,9 @@ end
 
 --- ctx:all{ fn1, fn2, ... }: runs the functions as parallel branches, each
 --- with its own ctx (fn(ctx)), and returns their results in order. While a
---- branch waits (a timer, a retry, a child run), the others go on; steps'
---- code runs one at a time. When a branch fails, the others still run to
+--- branch waits (a timer, a retry, a child run, its step's HTTP call), the
+--- others go on: the branches' HTTP calls are in flight together; Lua code
+--- runs one piece at a time. When a branch fails, the others still run to
 --- their end, then the first failure (in list order) is raised. Branches
 --- replay alike however they interleaved. ctx:wait_signal is refused in a
 --- branch (which branch takes a signal would depend on timing).
@@ -539,21 +564,57 @@ function Ctx:all(fns)
     local bctx = setmetatable({ _scope = base .. "[" .. self._sections .. "." .. i .. "]",
                                 _sections = 0, _in_step = false }, { __index = self })
     local fn = fns[i]
-    branches[i] = { scope = bctx._scope,
-                    co = coroutine.create(function() return xpcall(fn, handler, bctx) end) }
+    local co = coroutine.create(function() return xpcall(fn, handler, bctx) end)
+    branch_cos[co] = true
+    branches[i] = { scope = bctx._scope, co = co, state = "ready" }
   end
+  require("lodestone.http")._await = branch_await
   local failed, waiting = nil, false
-  for i, b in ipairs(branches) do
-    local st, v = run_branch(rt, act, b, base)
-    if st == "done" then
-      rt.branch_done(act, b.scope)
-      results[i] = v == nil and json.null or v
-    elseif st == "failed" then
-      if failed == nil then failed = v end
+  while true do
+    for i, b in ipairs(branches) do
+      if b.state == "ready" then
+        local st, v = run_branch(rt, act, b, base)
+        b.state = st
+        if st == "done" then
+          rt.branch_done(act, b.scope)
+          results[i] = v == nil and json.null or v
+        elseif st == "failed" then
+          if failed == nil or i < failed.i then failed = { i = i, err = v } end
+        elseif st == "io" then
+          b.handle = v
+        else
+          waiting = true
+        end
+      end
+    end
+    -- Branches waiting for HTTP: drive the transfers until one is done.
+    local handles, owners = {}, {}
+    for _, b in ipairs(branches) do
+      if b.state == "io" then
+        for _, h in ipairs(b.handle) do
+          handles[#handles + 1] = h
+          owners[#handles] = b
+        end
+      end
+    end
+    if #handles == 0 then break end
+    local co = coroutine.running()
+    if co and branch_cos[co] then
+      -- A nested section: its parent waits for these with its own.
+      coroutine.yield(IO, handles)
+      for _, b in ipairs(branches) do
+        if b.state == "io" then b.state = "ready" end -- each checks its own transfer
+      end
     else
-      waiting = true
+      local finished = {}
+      while #finished == 0 do
+        if rt.interrupted(act) then error("interrupted", 0) end -- the driver gives the run up
+        finished = require("lodestone.httpc").wait(handles, 1000)
+      end
+      for _, k in ipairs(finished) do owners[k].state = "ready" end
     end
   end
+  if failed ~= nil then failed = failed.err end
   if waiting then suspend() end -- the others resume in a later activation, by replay
   if failed ~= nil then error(failed, 0) end
   return results

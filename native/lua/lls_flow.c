@@ -520,6 +520,22 @@ static int l_cancelled(lua_State *L)
     return 0;
 }
 
+/* rt.deadline_save() -> the thread's step deadline (absolute ns, 0: none);
+ * rt.deadline_restore(ns): puts one back (parallel branches switch). */
+static int l_deadline_save(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)tl_deadline_ns);
+    lua_pushnumber(L, (lua_Number)tl_deadline_ms);
+    return 2;
+}
+
+static int l_deadline_restore(lua_State *L)
+{
+    tl_deadline_ns = (int64_t)luaL_checknumber(L, 1);
+    tl_deadline_ms = (int64_t)luaL_optnumber(L, 2, (lua_Number)tl_deadline_ms);
+    return 0;
+}
+
 static int luaopen_flowrt(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"input", l_input},
@@ -532,6 +548,8 @@ static int luaopen_flowrt(lua_State *L)
                                    {"child_start", l_child_start},
                                    {"child_wait", l_child_wait},
                                    {"branch", l_branch},
+                                   {"deadline_save", l_deadline_save},
+                                   {"deadline_restore", l_deadline_restore},
                                    {"branch_done", l_branch_done},
                                    {"cancelled", l_cancelled},
                                    {"side_effect", l_side_effect},

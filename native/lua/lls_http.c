@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -49,10 +50,22 @@ typedef struct {
     ls_buf line;     /* scratch for one request header line */
     size_t max_body; /* larger response bodies abort the transfer */
     int too_big, nomem;
+    /* started with httpc.start: in this thread's multi handle */
+    int in_multi, done;
+    CURLcode result;
+    long timeout_ms;
+    char errbuf[CURL_ERROR_SIZE];
+    char what[512]; /* "METHOD URL" for messages */
 } box;
+
+/* This thread's multi handle for httpc.start/wait (a worker's Lua state
+ * lives on one thread). */
+static _Thread_local CURLM *tl_multi;
 
 static void box_clear(box *b)
 {
+    if (b->in_multi && tl_multi) curl_multi_remove_handle(tl_multi, b->h);
+    b->in_multi = 0;
     if (b->h != NULL) curl_easy_cleanup(b->h);
     b->h = NULL;
     curl_slist_free_all(b->headers);
@@ -295,7 +308,9 @@ static CURLcode set_method(CURL *h, const request *r)
     if (r->body != NULL || wants_body) {
         /* Content-Length: 0 for a POST, PUT or PATCH without a body. */
         rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        /* copied: an asynchronous transfer outlives the caller's string */
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, r->body ? r->body : "");
         if (rc == CURLE_OK && !is_post) rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
     } else if (strcmp(r->method, "HEAD") == 0) {
         rc = curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -374,47 +389,54 @@ static void push_headers(lua_State *L, box *b)
  * max_body=} -> status, headers, body. Raises on bad arguments
  * ("http.request: <field> ...") and on transport failures
  * ("http METHOD URL: reason"); any HTTP status is a response, not an error. */
-static int l_request(lua_State *L)
+/* Checks the request at index 1 and makes its transfer in a new box (on
+ * the stack). */
+static box *prepare(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     request r;
     check_request(L, 1, &r);
     const char *why = ls_curl_init();
-    if (why != NULL)
-        return raise(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url, why);
-
+    if (why != NULL) raise(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url, why);
     box *b = new_box(L);
     b->max_body = r.max_body;
-    char errbuf[CURL_ERROR_SIZE] = "";
+    b->timeout_ms = r.timeout_ms;
+    snprintf(b->what, sizeof b->what, "%s %s", r.method, r.url);
     b->h = curl_easy_init();
     if (b->h == NULL || build_headers(L, 1, b, &r) != 0) {
         box_clear(b);
-        return raise(L, "http %s %s: out of memory", r.method, r.url);
+        raise(L, "http %s: out of memory", b->what);
     }
-    CURLcode rc = configure(b, &r, errbuf);
-    if (rc == CURLE_OK) rc = curl_easy_perform(b->h);
+    CURLcode rc = configure(b, &r, b->errbuf);
+    if (rc != CURLE_OK) {
+        box_clear(b);
+        raise(L, "http %s: %s", b->what, curl_easy_strerror(rc));
+    }
+    return b;
+}
+
+/* The outcome of a finished transfer: status, headers, body; or raises. */
+static int respond(lua_State *L, box *b, CURLcode rc)
+{
     long status = 0;
     curl_easy_getinfo(b->h, CURLINFO_RESPONSE_CODE, &status);
-
     if (b->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         box_clear(b);
         char limit[32]; /* lua_pushfstring has no %zu */
-        snprintf(limit, sizeof limit, "%zu", r.max_body);
-        return raise(L, "http %s %s: response body larger than max_body (%s bytes)", r.method,
-                     r.url, limit);
+        snprintf(limit, sizeof limit, "%zu", b->max_body);
+        return raise(L, "http %s: response body larger than max_body (%s bytes)", b->what, limit);
     }
     if (b->nomem) {
         box_clear(b);
-        return raise(L, "http %s %s: out of memory", r.method, r.url);
+        return raise(L, "http %s: out of memory", b->what);
     }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         box_clear(b);
-        return raise(L, "http %s %s: timed out after %d ms", r.method, r.url, (int)r.timeout_ms);
+        return raise(L, "http %s: timed out after %d ms", b->what, (int)b->timeout_ms);
     }
     if (rc != CURLE_OK) {
         box_clear(b);
-        return raise(L, "http %s %s: %s", r.method, r.url,
-                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        return raise(L, "http %s: %s", b->what, b->errbuf[0] ? b->errbuf : curl_easy_strerror(rc));
     }
     lua_pushinteger(L, (lua_Integer)status);
     push_headers(L, b);
@@ -423,11 +445,113 @@ static int l_request(lua_State *L)
     return 3;
 }
 
+static int l_request(lua_State *L)
+{
+    box *b = prepare(L);
+    return respond(L, b, curl_easy_perform(b->h));
+}
+
+/* httpc.start(req) -> handle: the transfer runs while httpc.wait is
+ * called (parallel workflow branches overlap their steps' requests). */
+static int l_start(lua_State *L)
+{
+    box *b = prepare(L);
+    if (tl_multi == NULL && (tl_multi = curl_multi_init()) == NULL) {
+        box_clear(b);
+        return raise(L, "http %s: cannot create a libcurl multi handle", b->what);
+    }
+    curl_easy_setopt(b->h, CURLOPT_PRIVATE, (void *)b);
+    CURLMcode mc = curl_multi_add_handle(tl_multi, b->h);
+    if (mc != CURLM_OK) {
+        box_clear(b);
+        return raise(L, "http %s: %s", b->what, curl_multi_strerror(mc));
+    }
+    b->in_multi = 1;
+    return 1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Moves the transfers curl has finished to done. */
+static void collect(void)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(tl_multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE) continue;
+        box *b = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&b);
+        if (b) {
+            b->done = 1;
+            b->result = m->data.result;
+        }
+    }
+}
+
+/* httpc.wait({handles...}, timeout_ms) -> {indices of the finished ones}:
+ * drives the transfers until one of them has finished (or the time). */
+static int l_wait(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int64_t until = mono_ms() + (int64_t)luaL_optinteger(L, 2, 1000);
+    int n = (int)lua_rawlen(L, 1);
+    lua_newtable(L);
+    for (;;) {
+        int running = 0, found = 0;
+        if (tl_multi) {
+            curl_multi_perform(tl_multi, &running);
+            collect();
+        }
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, 1, i);
+            box *b = luaL_checkudata(L, -1, BOX_MT);
+            lua_pop(L, 1);
+            if (b->done || !b->in_multi) {
+                lua_pushinteger(L, i);
+                lua_rawseti(L, -2, ++found);
+            }
+        }
+        int64_t now = mono_ms();
+        if (found || now >= until || tl_multi == NULL) return 1;
+        int64_t left = until - now;
+        curl_multi_poll(tl_multi, NULL, 0, (int)(left > 1000 ? 1000 : left), NULL);
+    }
+}
+
+/* httpc.done(handle) -> whether the transfer has finished. */
+static int l_done(lua_State *L)
+{
+    box *b = luaL_checkudata(L, 1, BOX_MT);
+    if (b->in_multi && !b->done && tl_multi) {
+        int running = 0;
+        curl_multi_perform(tl_multi, &running);
+        collect();
+    }
+    lua_pushboolean(L, b->done || !b->in_multi);
+    return 1;
+}
+
+/* httpc.finish(handle) -> status, headers, body (or raises, as request). */
+static int l_finish(lua_State *L)
+{
+    box *b = luaL_checkudata(L, 1, BOX_MT);
+    if (!b->in_multi) return raise(L, "httpc.finish: not a transfer in progress");
+    if (!b->done) return raise(L, "http %s: not finished yet", b->what);
+    curl_multi_remove_handle(tl_multi, b->h);
+    b->in_multi = 0;
+    return respond(L, b, b->result);
+}
+
 int luaopen_lodestone_httpc(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
-        {"request", l_request},
-        {NULL, NULL},
+        {"request", l_request}, {"start", l_start}, {"wait", l_wait},
+        {"finish", l_finish},   {"done", l_done},   {NULL, NULL},
     };
     luaL_checkversion(L);
     if (luaL_newmetatable(L, BOX_MT)) {

@@ -57,6 +57,24 @@ return workflow.define {
   end,
 }
 LUA
+cat > "$d/wf/par_http.lua" <<'LUA'
+-- Three branches whose steps each call an endpoint that answers only once
+-- all three requests are there at the same time.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "par_http",
+  run = function(ctx, input)
+    local function call(c, name)
+      return c:step(name, function(s) return s.http.get(input.url, { timeout = "15s" }).json end)
+    end
+    return ctx:all {
+      function(c) return call(c, "a") end,
+      function(c) local r = call(c, "b"); c:sleep("50ms"); return r end,
+      function(c) return c:all { function(g) return call(g, "c") end } end,
+    }
+  end,
+}
+LUA
 cat > "$d/wf/par_signal.lua" <<'LUA'
 local workflow = require "lodestone.workflow"
 return workflow.define {
@@ -81,6 +99,10 @@ start_daemon() {
     || exit 1
   daemon=$E2E_DAEMON
 }
+"$build/tests/mocksvc" --port-file "$d/mock.port" --log "$d/mock.log" &
+E2E_PIDS+=($!)
+e2e_wait_file "$d/mock.port" || { echo "mocksvc did not start"; exit 1; }
+mock_url=http://127.0.0.1:$(cat "$d/mock.port")
 start_daemon
 
 # ---- all branches, in order ----
@@ -110,6 +132,13 @@ check "after the restart the run completes" completed "$(j .status)"
 check "with every branch's result" '["A","B",2,"hello, kid",["N1","N2"]]' "$(jc .output.r)"
 check "and no completed step ran again" \
   "[1.1]a [1.2]b [1.3]c1 [1.3]c2 [1.5][1.1]n [1.5][1.2]n before" "$(completed_steps p-2)"
+
+# ---- steps of different branches make their HTTP calls at the same time ----
+start par_http "{\"id\":\"ph-1\",\"input\":{\"url\":\"$mock_url/barrier?n=3\"}}"
+result ph-1
+check "three branches' requests met at the barrier together" "completed [3,3,[3]]" \
+  "$(j '.status + " " + ([.output[0].met, .output[1].met, [.output[2][0].met]] | tojson)')"
+check "each step ran once" "[1.1]a [1.2]b [1.3][1.1]c" "$(completed_steps ph-1)"
 
 # ---- a failing branch ----
 start par_fail '{"id":"pf-1"}'

@@ -318,6 +318,8 @@ local function fake_rt(script)
   rt.interrupted = function() return false end
   rt.deadline = noop
   rt.deadline_left = function() return nil end
+  rt.deadline_save = function() return 0, 0 end
+  rt.deadline_restore = noop
   rt.wall_ms = function() return 1700000000000 end
   rt.random = function() return 0.25 end
   rt.uuid = function() return "00000000-0000-4000-8000-000000000000" end

@@ -238,6 +238,39 @@ static mhd_result slow(struct MHD_Connection *con, const char *method, const cha
     return reply(con, method, url, 200, json_pack("{s:i}", "slept", (int)ms));
 }
 
+/* GET /barrier?n=N: answers only once N requests are waiting here
+ * together (all of them 200 {"met":N}), or after 10 s with 504: proves
+ * that a client made N requests at the same time. */
+static pthread_mutex_t barrier_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t barrier_cv = PTHREAD_COND_INITIALIZER;
+static long barrier_waiting, barrier_round;
+
+static mhd_result barrier(struct MHD_Connection *con, const char *method, const char *url)
+{
+    const char *arg = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "n");
+    long n = arg ? strtol(arg, NULL, 10) : 2;
+    if (n < 1 || n > 64) return reply(con, method, url, 400, error_body("n must be 1 to 64"));
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&barrier_mu);
+    long round = barrier_round;
+    int met = 0;
+    if (++barrier_waiting >= n) {
+        barrier_waiting = 0;
+        barrier_round++;
+        pthread_cond_broadcast(&barrier_cv);
+        met = 1;
+    }
+    while (!met && barrier_round == round &&
+           pthread_cond_timedwait(&barrier_cv, &barrier_mu, &until) == 0) {}
+    if (!met && barrier_round != round) met = 1;
+    if (!met) barrier_waiting--;
+    pthread_mutex_unlock(&barrier_mu);
+    if (!met) return reply(con, method, url, 504, error_body("the others never came"));
+    return reply(con, method, url, 200, json_pack("{s:i}", "met", (int)n));
+}
+
 static mhd_result status_code(struct MHD_Connection *con, const char *method, const char *url)
 {
     char *end;
@@ -305,6 +338,7 @@ static mhd_result route(struct MHD_Connection *con, const char *method, const ch
         return reply(con, method, url, 402, error_body("card declined"));
     if ((get || post) && strcmp(url, "/echo") == 0) return echo(con, method, url, u);
     if (get && strcmp(url, "/slow") == 0) return slow(con, method, url);
+    if (get && strcmp(url, "/barrier") == 0) return barrier(con, method, url);
     if (get && strcmp(url, "/raw") == 0) return raw(con, method, url);
     if (strncmp(url, "/status/", 8) == 0) return status_code(con, method, url);
     if ((get || post) && named(url, "/hooks/")) return hooks(con, method, url);

@@ -804,6 +804,8 @@ FLOWRT.check = function() end
 FLOWRT.interrupted = function() return false end
 FLOWRT.deadline = function() end             -- step timeouts are not enforced
 FLOWRT.deadline_left = function() return nil end
+FLOWRT.deadline_save = function() return 0, 0 end
+FLOWRT.deadline_restore = function() end
 -- wall_ms, random and uuid take no activation: the one being run. The
 -- driver asks for a fresh value before it knows whether history holds
 -- one: when it does, the sequences are not advanced, so that the values
