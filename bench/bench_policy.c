@@ -267,7 +267,8 @@ int main(int argc, char **argv)
 {
     dir = argc > 1 ? argv[1] : "/tmp";
     const char *only = getenv("LS_BENCH_ONLY");
-    if (getenv("LS_BENCH_METRICS") && strcmp(getenv("LS_BENCH_METRICS"), "1") == 0) {
+    const char *with_metrics = getenv("LS_BENCH_METRICS");
+    if (with_metrics && strcmp(with_metrics, "1") == 0) {
         char mpath[4096];
         ls_err err;
         snprintf(mpath, sizeof mpath, "%s/bench-policy.metrics", dir);

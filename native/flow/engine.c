@@ -419,12 +419,12 @@ static ls_rc recover_slots(ls_flow_t *f, ls_err *err)
             nheld += r->ckey && r->held;
         }
     if (nheld == 0) return LS_OK;
-    flow_run **held = ls_malloc(nheld * sizeof *held);
+    flow_run **held = ls_malloc(nheld * sizeof(flow_run *));
     if (held == NULL) return ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
     for (size_t i = 0; i < f->runs.nb; i++)
         for (flow_run *r = f->runs.b[i]; r; r = r->hnext)
             if (r->ckey && r->held) held[k++] = r;
-    qsort(held, nheld, sizeof *held, cmp_run_id);
+    qsort(held, nheld, sizeof(flow_run *), cmp_run_id);
     for (size_t i = 0; i < nheld; i++) hold(f, held[i]);
     for (size_t i = 0; i < nheld; i++)
         if (held[i]->held) admit_waiting(f, held[i]->type);
@@ -487,7 +487,7 @@ static ls_rc recover(ls_flow_t *f, ls_err *err)
          * or a retry, shown as a sleep). */
         const char *kv = v;
         r->waiting = 1;
-        r->wait_kind = vlen && (kv[0] == 's' || kv[0] == 'r' || kv[0] == 'g') ? kv[0] : 's';
+        r->wait_kind = (char)(vlen && (kv[0] == 's' || kv[0] == 'r' || kv[0] == 'g') ? kv[0] : 's');
         ls_free(r->wait_name);
         r->wait_name = vlen > 1 ? ls_strndup(kv + 1, vlen - 1) : ls_strdup("");
         f->st.timers++;
@@ -497,7 +497,6 @@ static ls_rc recover(ls_flow_t *f, ls_err *err)
         }
     }
     if (rc != LS_ENOTFOUND) goto out;
-    rc = LS_OK;
 
     /* Inbox entries: runs with some go again; entries of ended runs are
      * stale (they arrived as the run ended) and go. */
@@ -1343,7 +1342,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         if (parent) {
             ls_id p;
             rc = read_parent(f, &existing, &p, err);
-            if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES)))
+            if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES) != 0))
                 rc = ls_err_set(err, LS_ESTATE,
                                 "a run with id \"%.*s\" exists and is not a child of this run",
                                 (int)nlen, name);

@@ -221,7 +221,7 @@ static ls_rc visit(pass *p, int64_t now, const void *key, size_t klen, ls_err *e
     ls_flow_t *f = p->f;
     ls_key_reader kr;
     int64_t ended;
-    ls_id id;
+    ls_id id = {{0}};
     unsigned char tag;
     ls_key_reader_init(&kr, key, klen);
     if (ls_key_read_ns(&kr, NULL, err) != LS_OK || ls_key_read_bytes(&kr, &tag, 1, err) != LS_OK ||

@@ -1661,9 +1661,11 @@ static void test_fuzz_event_decode(void **state)
             /* Version 2 bytes re-encode to themselves; a version 1 record
              * (no version field) re-encodes as version 2 with an empty one. */
             int v1 = in.len > 0 && in.p[0] == 1;
-            if (rc != LS_OK || (!v1 && (again.len != in.len || memcmp(again.ptr, in.p, in.len))) ||
-                (v1 && (again.len != in.len + 1 || memcmp(again.ptr + 1, in.p + 1, in.len - 1) ||
-                        again.ptr[in.len] != 0)))
+            if (rc != LS_OK ||
+                (!v1 && (again.len != in.len || memcmp(again.ptr, in.p, in.len) != 0)) ||
+                (v1 &&
+                 (again.len != in.len + 1 || memcmp(again.ptr + 1, in.p + 1, in.len - 1) != 0 ||
+                  again.ptr[in.len] != 0)))
                 bug(in.p, in.len, "decoded run record re-encodes to other bytes");
         }
         free(c);
