@@ -37,7 +37,7 @@ void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     f->o.log(f->o.log_ud, level, run, msg);
 }
 
-static void abs_deadline(struct timespec *ts, int64_t in_ms)
+void flow_deadline_in(struct timespec *ts, int64_t in_ms)
 {
     clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += (time_t)(in_ms / 1000);
@@ -886,9 +886,9 @@ static void *timer_main(void *p)
         struct timespec ts;
         if (ls_flow_timerq_next_due_in(f->tq, flow_now(f), &in_ms) == LS_OK) {
             if (in_ms <= 0) continue;
-            abs_deadline(&ts, in_ms > 60000 ? 60000 : in_ms);
+            flow_deadline_in(&ts, in_ms > 60000 ? 60000 : in_ms);
         } else {
-            abs_deadline(&ts, 60000);
+            flow_deadline_in(&ts, 60000);
         }
         pthread_cond_timedwait(&f->timer_cv, &f->mu, &ts);
     }
@@ -947,7 +947,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
     for (unsigned i = 0; i < f->workers_started; i++) pthread_cond_signal(&f->workers[i].cv);
     pthread_cond_broadcast(&f->timer_cv);
     struct timespec ts;
-    abs_deadline(&ts, grace_ms > 0 ? grace_ms : 0);
+    flow_deadline_in(&ts, grace_ms > 0 ? grace_ms : 0);
     while (f->workers_exited < f->workers_started) {
         if (pthread_cond_timedwait(&f->idle_cv, &f->mu, &ts) == ETIMEDOUT) break;
     }
@@ -955,7 +955,7 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
         atomic_store(&f->interrupt, 1);
         flow_log(f, LS_FLOW_LOG_WARN, NULL,
                  "%u activations still running after the grace period: interrupting", f->busy);
-        abs_deadline(&ts, 1000);
+        flow_deadline_in(&ts, 1000);
         while (f->workers_exited < f->workers_started) {
             if (pthread_cond_timedwait(&f->idle_cv, &f->mu, &ts) == ETIMEDOUT) break;
         }
@@ -1635,7 +1635,7 @@ ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char 
     }
     if (rc == LS_OK && watching) {
         struct timespec ts;
-        abs_deadline(&ts, wait_ms);
+        flow_deadline_in(&ts, wait_ms);
         pthread_mutex_lock(&w.mu);
         while (!w.done && pthread_cond_timedwait(&w.cv, &w.mu, &ts) == 0) {}
         *ended = w.done;

@@ -313,6 +313,8 @@ void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int64_t flow_now(const ls_flow_t *f);
+/* ts = the realtime clock in ms (for pthread_cond_timedwait). */
+void flow_deadline_in(struct timespec *ts, int64_t ms);
 /* Counts a run of type (status RUNNING: started). Caller holds mu. */
 void flow_count_type(ls_flow_t *f, const char *type, ls_run_status status);
 /* Records a step attempt's duration. Caller holds mu. */

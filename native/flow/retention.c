@@ -356,17 +356,6 @@ done:
 
 /* ---- the thread ---- */
 
-static void deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *retention_main(void *arg)
 {
     ls_flow_t *f = arg;
@@ -375,7 +364,7 @@ static void *retention_main(void *arg)
     pthread_mutex_lock(&f->mu);
     while (!f->stopping) {
         struct timespec ts;
-        deadline_in(&ts, wait);
+        flow_deadline_in(&ts, wait);
         while (!f->stopping && pthread_cond_timedwait(&f->ret_cv, &f->mu, &ts) != ETIMEDOUT) {}
         if (f->stopping) break;
         pthread_mutex_unlock(&f->mu);

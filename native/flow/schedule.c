@@ -726,17 +726,6 @@ int64_t flow_sched_tick(ls_flow_t *f)
 
 /* ---- the thread ---- */
 
-static void deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *sched_main(void *p)
 {
     ls_flow_t *f = p;
@@ -756,7 +745,7 @@ static void *sched_main(void *p)
         if (in > SCHED_MAX_NAP) in = SCHED_MAX_NAP;
         if (!S->stop && !S->kicked) {
             struct timespec ts;
-            deadline_in(&ts, in);
+            flow_deadline_in(&ts, in);
             pthread_cond_timedwait(&S->kcv, &S->kmu, &ts);
         }
     }
