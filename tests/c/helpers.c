@@ -3,10 +3,14 @@
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
+#include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 char *th_mkdtemp(const char *suite)
@@ -126,4 +130,92 @@ long th_each_alloc_failure(ls_rc (*fn)(void *ud), void *ud)
     }
     th_fail_uninstall();
     return points;
+}
+
+/* ---- the workflow engine's suites ---- */
+
+static int64_t clock_wall_ms(const ls_clock *c)
+{
+    return atomic_load(&((th_clock *)c->ud)->ms);
+}
+
+static int64_t clock_mono_ns(const ls_clock *c)
+{
+    return atomic_load(&((th_clock *)c->ud)->ms) * 1000000;
+}
+
+void th_clock_init(th_clock *c, int64_t wall_ms)
+{
+    c->clock.wall_ms = clock_wall_ms;
+    c->clock.mono_ns = clock_mono_ns;
+    c->clock.ud = c;
+    atomic_store(&c->ms, wall_ms);
+}
+
+void th_clock_advance(th_clock *c, int64_t ms)
+{
+    atomic_fetch_add(&c->ms, ms);
+}
+
+void th_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+void th_store_open(const char *store_path, const char *key_path, ls_store_t **st, ls_vault_t **v)
+{
+    ls_err err = {0};
+    ls_store_opts so = {.create_if_missing = 1};
+    ls_vault_opts vo = {.create_if_missing = 1};
+    th_ok(ls_store_open(st, store_path, &so, &err), &err);
+    th_ok(ls_vault_load(v, key_path, &vo, &err), &err);
+}
+
+void th_store_close(ls_store_t **st, ls_vault_t **v)
+{
+    ls_store_close(*st);
+    ls_vault_close(*v);
+    *st = NULL;
+    *v = NULL;
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fired;
+} end_waiter;
+
+static void on_end(void *ud)
+{
+    end_waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->fired++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void th_wait_run_end(ls_flow_t *f, const char *name, long ms)
+{
+    end_waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    uint64_t id;
+    ls_err err = {0};
+    ls_rc rc = ls_flow_watch(f, name, strlen(name), on_end, &w, &id, &err);
+    if (rc == LS_EEXIST) return; /* ended already */
+    th_ok(rc, &err);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w.mu);
+    while (!w.fired && pthread_cond_timedwait(&w.cv, &w.mu, &ts) != ETIMEDOUT) {}
+    pthread_mutex_unlock(&w.mu);
+    /* Pending: cancels it; fired: returns once on_end has returned, so w
+     * can go. */
+    if (ls_flow_unwatch(f, id)) fail_msg("run %s did not end within %ld ms", name, ms);
+    assert_int_equal(w.fired, 1);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "lodestone/lodestone.h"
+#include "lodestone/ls_flow.h"
 
 /* Creates a fresh directory under $TMPDIR (or /tmp) named for the suite;
  * returns a malloc'd path. Aborts the test on failure. */
@@ -41,6 +42,33 @@ long th_each_alloc_failure(ls_rc (*fn)(void *ud), void *ud);
 /* An HS256 JWS over the given header and payload JSON, signed with the
  * NUL-terminated key. Caller frees with free(). */
 char *th_mint_hs256(const char *header_json, const char *payload_json, const char *key);
+
+/* ---- the workflow engine's suites ---- */
+
+/* A clock that moves only when the test says so. A test that closes the
+ * engine while a run sleeps must see the run asleep: on the system clock a
+ * slow machine may let the sleep run out first. (ls_manual_clock would do,
+ * but it is not meant to be read and moved from different threads.) */
+typedef struct {
+    ls_clock clock;
+    _Atomic int64_t ms;
+} th_clock;
+
+/* Sets the clock to wall_ms and its functions; c->clock is the ls_clock. */
+void th_clock_init(th_clock *c, int64_t wall_ms);
+void th_clock_advance(th_clock *c, int64_t ms);
+
+/* Sleeps ms milliseconds of real time. */
+void th_nap_ms(long ms);
+
+/* Opens (creating them) the store at store_path and the vault keyed by
+ * key_path; closes both and clears the pointers. */
+void th_store_open(const char *store_path, const char *key_path, ls_store_t **st, ls_vault_t **v);
+void th_store_close(ls_store_t **st, ls_vault_t **v);
+
+/* Waits up to ms for run name of f to end (its watch fires once, or it has
+ * ended already); fails the test otherwise. */
+void th_wait_run_end(ls_flow_t *f, const char *name, long ms);
 
 /* Asserts rc == LS_OK, printing err's message otherwise. */
 #define th_ok(rc, err)                                                                     \

@@ -172,12 +172,6 @@ static void harness_init(harness *h)
     snprintf(h->side_value, sizeof h->side_value, "0.25");
 }
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
-}
-
 static counter *find_counter(harness *h, const char *run, const char *step, int create)
 {
     for (size_t i = 0; i < h->ncnt; i++)
@@ -370,7 +364,7 @@ static void call_step(harness *h, ls_flow_act *a, const op *o, const ls_flow_ste
         if (!atomic_load(&h->block_armed)) break;
         /* Stuck in the step (an HTTP call that does not answer) until the
          * engine asks everyone to give up. */
-        while (!ls_flow_act_interrupted(a)) nap_ms(1);
+        while (!ls_flow_act_interrupted(a)) th_nap_ms(1);
         so->kind = S_ABANDON;
         return;
     case B_GATE:
@@ -379,7 +373,7 @@ static void call_step(harness *h, ls_flow_act *a, const op *o, const ls_flow_ste
                 so->kind = S_ABANDON;
                 return;
             }
-            nap_ms(1);
+            th_nap_ms(1);
         }
         break;
     default: break;
@@ -595,30 +589,6 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
                                       .type_limits = r_type_limits,
                                       .type_version = NULL};
 
-/* ---- a clock that stands still ----
- *
- * A test that closes the engine while a run sleeps must see the run
- * asleep: on the system clock a slow machine may let the sleep run out
- * first. This clock moves only when the test says so; the timer thread
- * still waits on real time, at most the time left on the clock between
- * two looks. (ls_manual_clock would do, but it is not meant to be read
- * and moved from different threads.) */
-
-typedef struct {
-    ls_clock clock;
-    _Atomic int64_t ms;
-} frozen_clock;
-
-static int64_t frozen_wall_ms(const ls_clock *c)
-{
-    return atomic_load(&((frozen_clock *)c->ud)->ms);
-}
-
-static int64_t frozen_mono_ns(const ls_clock *c)
-{
-    return atomic_load(&((frozen_clock *)c->ud)->ms) * 1000000;
-}
-
 /* ---- the environment: a store, a vault, an engine ---- */
 
 typedef struct {
@@ -629,40 +599,17 @@ typedef struct {
     ls_vault_t *v;
     ls_flow_t *f;
     harness h;
-    frozen_clock fc;
+    th_clock fc;
     int frozen; /* engines use fc, not the system clock */
 } env;
 
-/* From now on engines of e use a clock stopped at the present. */
+/* From now on engines of e use a clock stopped at the present (th_clock:
+ * the timer thread still waits on real time, at most the time left on the
+ * clock between two looks). */
 static void freeze(env *e)
 {
-    e->fc.clock.wall_ms = frozen_wall_ms;
-    e->fc.clock.mono_ns = frozen_mono_ns;
-    e->fc.clock.ud = &e->fc;
-    atomic_store(&e->fc.ms, ls_clock_wall_ms(NULL));
+    th_clock_init(&e->fc, ls_clock_wall_ms(NULL));
     e->frozen = 1;
-}
-
-static void advance(env *e, int64_t ms)
-{
-    atomic_fetch_add(&e->fc.ms, ms);
-}
-
-static void open_store(env *e)
-{
-    ls_err err = {0};
-    ls_store_opts so = {.create_if_missing = 1};
-    ls_vault_opts vo = {.create_if_missing = 1};
-    th_ok(ls_store_open(&e->st, e->store_path, &so, &err), &err);
-    th_ok(ls_vault_load(&e->v, e->key_path, &vo, &err), &err);
-}
-
-static void close_store(env *e)
-{
-    ls_store_close(e->st);
-    ls_vault_close(e->v);
-    e->st = NULL;
-    e->v = NULL;
 }
 
 static int setup(void **state)
@@ -673,7 +620,7 @@ static int setup(void **state)
     e->store_path = th_path(e->dir, "store");
     e->key_path = th_path(e->dir, "master.key");
     harness_init(&e->h);
-    open_store(e);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -682,7 +629,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     ls_flow_close(e->f);
-    close_store(e);
+    th_store_close(&e->st, &e->v);
     pthread_mutex_destroy(&e->h.mu);
     th_rmtree(e->dir);
     free(e->dir);
@@ -840,6 +787,7 @@ static json_t *nth_event(const json_t *events, const char *type, const char *nam
 
 /* ---- waiting for the engine ---- */
 
+/* A watch callback that counts (the watch test's own). */
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -855,36 +803,10 @@ static void on_end(void *ud)
     pthread_mutex_unlock(&w->mu);
 }
 
-static void deadline_in(struct timespec *ts, long ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Waits (up to WAIT_MS) until the run has ended. */
 static void wait_end(env *e, const char *name)
 {
-    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    uint64_t id;
-    ls_err err = {0};
-    ls_rc rc = ls_flow_watch(e->f, name, strlen(name), on_end, &w, &id, &err);
-    if (rc == LS_EEXIST) return;
-    th_ok(rc, &err);
-    struct timespec ts;
-    deadline_in(&ts, WAIT_MS);
-    pthread_mutex_lock(&w.mu);
-    while (!w.fired && pthread_cond_timedwait(&w.cv, &w.mu, &ts) != ETIMEDOUT) {}
-    pthread_mutex_unlock(&w.mu);
-    /* Pending: cancels it; fired: returns once on_end has returned, so w
-     * can go. */
-    int pending = ls_flow_unwatch(e->f, id);
-    if (pending) fail_msg("run %s did not end within %d ms", name, WAIT_MS);
-    assert_int_equal(w.fired, 1);
+    th_wait_run_end(e->f, name, WAIT_MS);
 }
 
 /* Waits until the run is suspended on a timer (describe shows "waiting"). */
@@ -899,7 +821,7 @@ static json_t *wait_waiting(env *e, const char *name)
             return w;
         }
         json_decref(d);
-        nap_ms(2);
+        th_nap_ms(2);
     }
     fail_msg("run %s never waited", name);
     return NULL;
@@ -910,7 +832,7 @@ static void wait_calls(env *e, const char *run, const char *step, int n)
 {
     for (int i = 0; i < WAIT_MS / 2; i++) {
         if (calls(&e->h, run, step) >= n) return;
-        nap_ms(2);
+        th_nap_ms(2);
     }
     fail_msg("step %s of %s was not called %d times", step, run, n);
 }
@@ -1291,7 +1213,7 @@ static void test_engine_retry_backoff_survives_restart(void **state)
     assert_int_equal(st.runs_queued, 0);
     ls_err err = {0};
     th_ok(ls_flow_run(e->f, &err), &err);
-    advance(e, 300);
+    th_clock_advance(&e->fc, 300);
     wait_end(e, "bo-1");
     json_t *d = describe(e, "bo-1");
     assert_string_equal(jstr(d, "status"), "completed");
@@ -1396,8 +1318,8 @@ static void test_engine_timer_survives_restart(void **state)
     eng_close(e);
 
     /* A full restart: store and vault too. */
-    close_store(e);
-    open_store(e);
+    th_store_close(&e->st, &e->v);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     eng_open(e, 0);
     ls_flow_stats st;
     ls_flow_get_stats(e->f, &st);
@@ -1406,7 +1328,7 @@ static void test_engine_timer_survives_restart(void **state)
     assert_int_equal(st.runs_queued, 0); /* waits for it, not the queue */
     th_ok(ls_flow_run(e->f, &err), &err);
     assert_int_equal(ls_flow_run(e->f, &err), LS_EINVAL);
-    advance(e, 200);
+    th_clock_advance(&e->fc, 200);
     wait_end(e, "nap-1");
 
     json_t *d = describe(e, "nap-1");
@@ -1491,7 +1413,7 @@ static void test_engine_replay_returns_recorded_results(void **state)
     /* New step code would give other results: the run must see the old. */
     atomic_store(&e->h.gen, 2);
     eng_open(e, 1);
-    advance(e, 300);
+    th_clock_advance(&e->fc, 300);
     wait_end(e, "rp-1");
     json_t *d = describe(e, "rp-1");
     assert_string_equal(jstr(d, "status"), "completed");
@@ -1522,7 +1444,7 @@ static void test_engine_abandoned_run_resumes_after_restart(void **state)
         ls_flow_stats st;
         ls_flow_get_stats(e->f, &st);
         if (st.activations == 1 && st.runs_queued == 0 && st.steps_completed == 2) break;
-        nap_ms(2);
+        th_nap_ms(2);
     }
     json_t *d = describe(e, "cr-1");
     assert_string_equal(jstr(d, "status"), "running");
@@ -1563,7 +1485,7 @@ static void test_engine_nondeterminism_fails_the_run(void **state)
 
     e->h.scripts = scripts_edited;
     eng_open(e, 1);
-    advance(e, 300);
+    th_clock_advance(&e->fc, 300);
     wait_end(e, "nd-1");
     wait_end(e, "nd-2");
     json_t *d = describe(e, "nd-1");
@@ -1601,7 +1523,7 @@ static void test_engine_side_effect_survives_restart(void **state)
 
     snprintf(e->h.side_value, sizeof e->h.side_value, "0.222");
     eng_open(e, 1);
-    advance(e, 100);
+    th_clock_advance(&e->fc, 100);
     wait_end(e, "se-1");
     json_t *d = describe(e, "se-1");
     assert_string_equal(jstr(d, "status"), "completed");
@@ -1813,7 +1735,7 @@ typedef struct {
 static void *open_gate_later(void *p)
 {
     opener *o = p;
-    nap_ms(o->after_ms);
+    th_nap_ms(o->after_ms);
     atomic_store(&o->h->gate_open, 1);
     return NULL;
 }
@@ -1970,10 +1892,10 @@ static void test_engine_payloads_encrypted_at_rest(void **state)
         assert_int_equal(sc.found[1], 0);
         assert_int_equal(sc.found[2], 0);
         assert_true(sc.found[3] > 0);
-        close_store(e);
-        if (pass == 0) open_store(e);
+        th_store_close(&e->st, &e->v);
+        if (pass == 0) th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     }
-    open_store(e); /* for teardown */
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v); /* for teardown */
 
     /* The key that sealed them is in a file only its owner can read. */
     struct stat sb;
@@ -2091,9 +2013,9 @@ static void test_engine_alloc_failures(void **state)
     eng_close(e);
 
     /* Recovery of a fresh store with three unfinished runs, one asleep. */
-    close_store(e);
+    th_store_close(&e->st, &e->v);
     th_rmtree(e->store_path);
-    open_store(e);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     freeze(e);
     eng_open(e, 1);
     start1(e, "nap", "ar-1", NULL);
@@ -2197,13 +2119,13 @@ static void test_engine_signal_timeout_and_restart(void **state)
     assert_string_equal(jstr(w, "kind"), "signal");
     jstr(w, "due_at");
     json_decref(w);
-    advance(e, 200); /* the first wait times out */
+    th_clock_advance(&e->fc, 200); /* the first wait times out */
     for (int i = 0; i < WAIT_MS / 2; i++) {
         json_t *ev = history(e, "t-1");
         size_t n = count_events(ev, "timer_started", "signal:go");
         json_decref(ev);
         if (n == 2) break;
-        nap_ms(2);
+        th_nap_ms(2);
     }
     json_decref(wait_waiting(e, "t-1"));
     eng_close(e); /* waiting on the second */
@@ -2240,8 +2162,8 @@ static void test_engine_signal_inbox_survives_restart(void **state)
     th_ok(ls_flow_stop(e->f, 0, &err), &err); /* interrupts the gated step */
     eng_close(e);
 
-    close_store(e);
-    open_store(e);
+    th_store_close(&e->st, &e->v);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     atomic_store(&e->h.gate_open, 1);
     eng_open(e, 1);
     wait_end(e, "g-1");
@@ -2305,7 +2227,7 @@ static void test_engine_cancel_cleanup_replays(void **state)
 
     eng_open(e, 0);
     th_ok(ls_flow_run(e->f, &err), &err);
-    advance(e, 300);
+    th_clock_advance(&e->fc, 300);
     wait_end(e, "k-1");
     json_t *d = describe(e, "k-1");
     assert_string_equal(jstr(d, "status"), "cancelled");
@@ -2420,7 +2342,7 @@ static void test_engine_custom_status(void **state)
         int two = cs && strcmp(jstr(cs, "stage"), "two") == 0;
         json_decref(d);
         if (two) break;
-        nap_ms(2);
+        th_nap_ms(2);
     }
     signal_ok(e, "st-1", "go", NULL);
     wait_end(e, "st-1");
@@ -2506,11 +2428,11 @@ static void test_engine_child_wait_survives_restart(void **state)
     json_decref(w);
     eng_close(e);
 
-    close_store(e);
-    open_store(e);
+    th_store_close(&e->st, &e->v);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     eng_open(e, 0);
     th_ok(ls_flow_run(e->f, &err), &err);
-    advance(e, 200);
+    th_clock_advance(&e->fc, 200);
     wait_end(e, "pn-1");
     json_t *r = results_of(e, "pn-1");
     assert_int_equal(json_array_size(r), 4); /* "child", a, "child", its output */

@@ -126,23 +126,6 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
                                       .list_types = r_list_types,
                                       .retention_ms = r_retention_ms};
 
-/* ---- a clock that moves only when told to ---- */
-
-typedef struct {
-    ls_clock clock;
-    _Atomic int64_t ms;
-} frozen_clock;
-
-static int64_t frozen_wall_ms(const ls_clock *c)
-{
-    return atomic_load(&((frozen_clock *)c->ud)->ms);
-}
-
-static int64_t frozen_mono_ns(const ls_clock *c)
-{
-    return atomic_load(&((frozen_clock *)c->ud)->ms) * 1000000;
-}
-
 /* ---- the environment ---- */
 
 typedef struct {
@@ -150,40 +133,12 @@ typedef struct {
     ls_store_t *st;
     ls_vault_t *v;
     ls_flow_t *f;
-    frozen_clock fc;
+    th_clock fc;
     int64_t retention_ms;
     int64_t interval_ms;
     unsigned batch;
     uint64_t deleted_sum;
 } env;
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
-}
-
-static void advance(env *e, int64_t ms)
-{
-    atomic_fetch_add(&e->fc.ms, ms);
-}
-
-static void open_store(env *e)
-{
-    ls_err err = {0};
-    ls_store_opts so = {.create_if_missing = 1};
-    ls_vault_opts vo = {.create_if_missing = 1};
-    th_ok(ls_store_open(&e->st, e->store_path, &so, &err), &err);
-    th_ok(ls_vault_load(&e->v, e->key_path, &vo, &err), &err);
-}
-
-static void close_store(env *e)
-{
-    ls_store_close(e->st);
-    ls_vault_close(e->v);
-    e->st = NULL;
-    e->v = NULL;
-}
 
 static int setup(void **state)
 {
@@ -192,13 +147,10 @@ static int setup(void **state)
     e->dir = th_mkdtemp("flow_retention");
     e->store_path = th_path(e->dir, "store");
     e->key_path = th_path(e->dir, "master.key");
-    e->fc.clock.wall_ms = frozen_wall_ms;
-    e->fc.clock.mono_ns = frozen_mono_ns;
-    e->fc.clock.ud = &e->fc;
-    atomic_store(&e->fc.ms, ls_clock_wall_ms(NULL));
+    th_clock_init(&e->fc, ls_clock_wall_ms(NULL));
     e->retention_ms = DAY_MS;
     e->interval_ms = 3600000LL; /* the thread stays out of the way */
-    open_store(e);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -207,7 +159,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     ls_flow_close(e->f);
-    close_store(e);
+    th_store_close(&e->st, &e->v);
     th_rmtree(e->dir);
     free(e->dir);
     free(e->store_path);
@@ -281,7 +233,7 @@ static void wait_ended(env *e, uint64_t n)
     for (int i = 0; i < WAIT_MS; i++) {
         ls_flow_stats s = stats(e);
         if (s.completed + s.failed + s.cancelled + s.terminated >= n) return;
-        nap_ms(1);
+        th_nap_ms(1);
     }
     fail_msg("runs did not end within %d ms", WAIT_MS);
 }
@@ -362,7 +314,7 @@ static void wait_waiting(env *e, const char *name)
         int w = strstr((const char *)out.ptr, "\"waiting\"") != NULL;
         ls_buf_free(&out);
         if (w) return;
-        nap_ms(1);
+        th_nap_ms(1);
     }
     fail_msg("run %s never waited", name);
 }
@@ -379,13 +331,13 @@ static void test_retention_cutoff(void **state)
     char *old[3];
     for (int i = 0; i < 3; i++) old[i] = start_named(e, "quick", NULL);
     wait_ended(e, 3);
-    advance(e, 7 * DAY_MS - 60000);
+    th_clock_advance(&e->fc, 7 * DAY_MS - 60000);
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 0);
     char *young = start_named(e, "quick", "young");
     wait_ended(e, 4);
     assert_int_equal(listed(e), 4);
-    advance(e, 120000); /* the first three ended 7 days and a minute ago */
+    th_clock_advance(&e->fc, 120000); /* the first three ended 7 days and a minute ago */
     r = pass(e);
     assert_int_equal(r.deleted, 3);
     assert_int_equal(r.batches, 1);
@@ -397,7 +349,7 @@ static void test_retention_cutoff(void **state)
     assert_int_equal(s.retention_passes, 2);
     /* Nothing more to do: a second pass deletes nothing. */
     assert_int_equal(pass(e).deleted, 0);
-    advance(e, 7 * DAY_MS);
+    th_clock_advance(&e->fc, 7 * DAY_MS);
     assert_int_equal(pass(e).deleted, 1);
     assert_gone(e, young);
     assert_int_equal(listed(e), 0);
@@ -415,28 +367,28 @@ static void test_retention_per_type(void **state)
     wait_ended(e, 1);
     start(e, "forever", "f1", NULL, NULL);
     wait_ended(e, 2);
-    advance(e, 10);
+    th_clock_advance(&e->fc, 10);
     start(e, "quick", "q1", NULL, NULL);
     wait_ended(e, 3);
     start(e, "short", "s1", NULL, NULL);
     wait_ended(e, 4);
-    advance(e, 2 * 3600000LL); /* 2 hours: only short's hour has passed */
+    th_clock_advance(&e->fc, 2 * 3600000LL); /* 2 hours: only short's hour has passed */
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 1);
     assert_gone(e, "s1");
     assert_status(e, "q1", "completed");
-    advance(e, DAY_MS); /* q1 goes; k1, older, is kept and passed over */
+    th_clock_advance(&e->fc, DAY_MS); /* q1 goes; k1, older, is kept and passed over */
     r = pass(e);
     assert_int_equal(r.deleted, 1);
     assert_int_equal(r.kept, 2); /* k1, f1 */
     assert_gone(e, "q1");
     assert_status(e, "k1", "completed");
     assert_status(e, "f1", "completed");
-    advance(e, 30 * DAY_MS);
+    th_clock_advance(&e->fc, 30 * DAY_MS);
     r = pass(e);
     assert_int_equal(r.deleted, 1);
     assert_gone(e, "k1");
-    advance(e, 3650 * DAY_MS);
+    th_clock_advance(&e->fc, 3650 * DAY_MS);
     assert_int_equal(pass(e).deleted, 0);
     assert_status(e, "f1", "completed");
     assert_int_equal(listed(e), 1);
@@ -453,7 +405,7 @@ static void test_retention_forever(void **state)
     start(e, "keep", "k1", NULL, NULL);
     start(e, "short", "s1", NULL, NULL);
     wait_ended(e, 3);
-    advance(e, 3650 * DAY_MS);
+    th_clock_advance(&e->fc, 3650 * DAY_MS);
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 2);
     assert_status(e, "q1", "completed");
@@ -471,7 +423,7 @@ static void test_retention_forever(void **state)
                       .runner = &plain,
                       .retention_ms = LS_FLOW_KEEP_FOREVER};
     th_ok(ls_flow_open(&e->f, &o, &err), &err);
-    advance(e, 3650 * DAY_MS);
+    th_clock_advance(&e->fc, 3650 * DAY_MS);
     r = pass(e);
     assert_int_equal(r.deleted + r.kept, 0); /* not even a walk */
     assert_status(e, "q1", "completed");
@@ -486,7 +438,7 @@ static void test_retention_batches(void **state)
     for (int i = 0; i < 50; i++) start(e, "quick", NULL, NULL, NULL);
     wait_ended(e, 50);
     assert_int_equal(listed(e), 50);
-    advance(e, 2 * DAY_MS);
+    th_clock_advance(&e->fc, 2 * DAY_MS);
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 50);
     assert_int_equal(r.batches, 8); /* 7 x 7 + 1 */
@@ -607,7 +559,7 @@ static void test_retention_every_key(void **state)
     eng_open(e, 1);
     start(e, "rich", "rich-1", NULL, NULL);
     wait_waiting(e, "rich-1");
-    advance(e, 10); /* the 5 ms sleep is over */
+    th_clock_advance(&e->fc, 10); /* the 5 ms sleep is over */
     wait_waiting(e, "rich-1");
     signal_go(e, "rich-1");
     start(e, "parent", "p-1", NULL, NULL);
@@ -628,7 +580,7 @@ static void test_retention_every_key(void **state)
     assert_true(before >= 15);            /* 9 events, record, 4 indexes, status, leftovers */
     assert_true(keys_with(e, &kid) >= 6); /* with its parent link */
     size_t other_keys = keys_with(e, &other);
-    advance(e, 2 * DAY_MS);
+    th_clock_advance(&e->fc, 2 * DAY_MS);
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 3);
     assert_int_equal(r.orphans, 1);
@@ -643,8 +595,8 @@ static void test_retention_every_key(void **state)
     assert_status(e, "other", "completed");
     /* A restart finds a consistent store. */
     eng_close(e);
-    close_store(e);
-    open_store(e);
+    th_store_close(&e->st, &e->v);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     eng_open(e, 1);
     assert_int_equal(listed(e), 1);
     assert_status(e, "other", "completed");
@@ -663,7 +615,7 @@ static void test_retention_running_kept(void **state)
     /* An inbox entry the run has not taken yet is its own, not an orphan. */
     ls_id w1 = id_of(e, "w1");
     put_inbox(e, &w1, "early");
-    advance(e, 30 * DAY_MS);
+    th_clock_advance(&e->fc, 30 * DAY_MS);
     flow_retention_result r = pass(e);
     assert_int_equal(r.deleted, 1);
     assert_int_equal(r.orphans, 0);
@@ -678,7 +630,7 @@ static void test_retention_running_kept(void **state)
     ls_buf_free(&out);
     assert_int_equal(pass(e).deleted, 0);
     assert_status(e, "w1", "completed");
-    advance(e, DAY_MS + 1);
+    th_clock_advance(&e->fc, DAY_MS + 1);
     assert_int_equal(pass(e).deleted, 1);
     assert_gone(e, "w1");
 }
@@ -694,7 +646,7 @@ static void test_retention_name_reuse(void **state)
     wait_ended(e, 1);
     start(e, "quick", "order-1", "{\"n\":2}", &created);
     assert_int_equal(created, 0); /* still there: the same run */
-    advance(e, 2 * DAY_MS);
+    th_clock_advance(&e->fc, 2 * DAY_MS);
     assert_int_equal(pass(e).deleted, 1);
     start(e, "quick", "order-1", "{\"n\":2}", &created);
     assert_int_equal(created, 1);
@@ -720,11 +672,11 @@ static void test_retention_thread(void **state)
     for (int i = 0; i < 5; i++) start(e, "quick", NULL, NULL, NULL);
     start(e, "waits", "w1", NULL, NULL);
     wait_ended(e, 5);
-    advance(e, 2 * DAY_MS);
+    th_clock_advance(&e->fc, 2 * DAY_MS);
     int i;
     /* A pass counts once it is over, after its deletions. */
     for (i = 0; i < WAIT_MS && (stats(e).runs_deleted < 5 || stats(e).retention_passes < 1); i++)
-        nap_ms(1);
+        th_nap_ms(1);
     assert_int_equal(stats(e).runs_deleted, 5);
     assert_true(stats(e).retention_passes >= 1);
     assert_int_equal(listed(e), 1);
@@ -753,7 +705,7 @@ static void test_retention_alloc_failures(void **state)
     eng_open(e, 1);
     start(e, "rich", "rich-1", NULL, NULL);
     wait_waiting(e, "rich-1");
-    advance(e, 10);
+    th_clock_advance(&e->fc, 10);
     wait_waiting(e, "rich-1");
     signal_go(e, "rich-1");
     start(e, "quick", "q1", NULL, NULL);
@@ -761,7 +713,7 @@ static void test_retention_alloc_failures(void **state)
     wait_ended(e, 3);
     eng_close(e);
     eng_open(e, 0);
-    advance(e, 2 * DAY_MS);
+    th_clock_advance(&e->fc, 2 * DAY_MS);
     long points = th_each_alloc_failure(pass_under_failure, e);
     assert_true(points > 5);
     assert_int_equal(e->deleted_sum, 3);

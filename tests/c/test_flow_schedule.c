@@ -199,21 +199,6 @@ static void test_schedule_definitions(void **state)
 
 /* ---- the engine, with a C runner ---- */
 
-typedef struct {
-    ls_clock clock;
-    _Atomic int64_t ms;
-} frozen_clock;
-
-static int64_t frozen_wall_ms(const ls_clock *c)
-{
-    return atomic_load(&((frozen_clock *)c->ud)->ms);
-}
-
-static int64_t frozen_mono_ns(const ls_clock *c)
-{
-    return atomic_load(&((frozen_clock *)c->ud)->ms) * 1000000;
-}
-
 /* quick: ends at once, its output is its input; hold: waits for signal
  * "done", then ends. */
 static ls_rc r_worker_open(void *ud, unsigned index, void **worker, ls_err *err)
@@ -278,18 +263,9 @@ typedef struct {
     ls_store_t *st;
     ls_vault_t *v;
     ls_flow_t *f;
-    frozen_clock fc;
+    th_clock fc;
     int system_clock; /* engines use the system clock instead of fc */
 } env;
-
-static void open_store(env *e)
-{
-    ls_err err = {0};
-    ls_store_opts so = {.create_if_missing = 1};
-    ls_vault_opts vo = {.create_if_missing = 1};
-    th_ok(ls_store_open(&e->st, e->store_path, &so, &err), &err);
-    th_ok(ls_vault_load(&e->v, e->key_path, &vo, &err), &err);
-}
 
 static int setup(void **state)
 {
@@ -298,11 +274,8 @@ static int setup(void **state)
     e->dir = th_mkdtemp("flow_schedule");
     e->store_path = th_path(e->dir, "store");
     e->key_path = th_path(e->dir, "master.key");
-    e->fc.clock.wall_ms = frozen_wall_ms;
-    e->fc.clock.mono_ns = frozen_mono_ns;
-    e->fc.clock.ud = &e->fc;
-    atomic_store(&e->fc.ms, T0);
-    open_store(e);
+    th_clock_init(&e->fc, T0);
+    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -351,17 +324,6 @@ static void eng_close(env *e)
 {
     ls_flow_close(e->f);
     e->f = NULL;
-}
-
-static void advance(env *e, int64_t ms)
-{
-    atomic_fetch_add(&e->fc.ms, ms);
-}
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
 }
 
 static json_t *parse_buf(const ls_buf *b)
@@ -436,38 +398,11 @@ static void status_of(env *e, const char *name, char *out)
     ls_buf_free(&b);
 }
 
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int fired;
-} waiter;
-
-static void on_end(void *ud)
-{
-    waiter *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->fired = 1;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 /* Waits (bounded) until the run has ended and left the engine's memory
  * (a watch fires then): from then on a schedule sees it as not running. */
 static void wait_ended(env *e, const char *name)
 {
-    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    uint64_t id;
-    ls_err err = {0};
-    ls_rc rc = ls_flow_watch(e->f, name, strlen(name), on_end, &w, &id, &err);
-    if (rc == LS_EEXIST) return;
-    th_ok(rc, &err);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += WAIT_MS / 1000;
-    pthread_mutex_lock(&w.mu);
-    while (!w.fired && pthread_cond_timedwait(&w.cv, &w.mu, &ts) != ETIMEDOUT) {}
-    pthread_mutex_unlock(&w.mu);
-    if (ls_flow_unwatch(e->f, id)) fail_msg("run %s did not end within %d ms", name, WAIT_MS);
+    th_wait_run_end(e->f, name, WAIT_MS);
 }
 
 static void end_hold(env *e, const char *name)
@@ -522,10 +457,10 @@ static void test_schedule_fires_with_deterministic_ids(void **state)
 
     flow_sched_tick(e->f); /* nothing due yet */
     check_ids(e, "");
-    advance(e, 9999);
+    th_clock_advance(&e->fc, 9999);
     flow_sched_tick(e->f);
     check_ids(e, "");
-    advance(e, 1);
+    th_clock_advance(&e->fc, 1);
     int64_t next = flow_sched_tick(e->f);
     assert_int_equal(next, T0 + 20000);
     check_ids(e, "tick@20270115T080010Z");
@@ -549,10 +484,10 @@ static void test_schedule_fires_with_deterministic_ids(void **state)
 
     /* The next two fire times, one look each (each run ends before the
      * next fire: overlap skip would pass a fire over otherwise). */
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
     wait_ended(e, "tick@20270115T080020Z");
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
     check_ids(e, "tick@20270115T080010Z tick@20270115T080020Z tick@20270115T080030Z");
     ls_flow_schedule_stats st;
@@ -570,9 +505,9 @@ static void test_schedule_overlap_skip(void **state)
     env *e = *state;
     eng_open(e);
     json_decref(put(e, "{\"name\":\"s\",\"workflow\":\"hold\",\"cron\":\"@every 10s\"}", NULL));
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f); /* s@..10 still holds: skipped */
     check_ids(e, "s@20270115T080010Z");
     json_t *s = get_sched(e, "s");
@@ -581,7 +516,7 @@ static void test_schedule_overlap_skip(void **state)
     assert_int_equal(jint(s, "fires_skipped"), 1);
     json_decref(s);
     end_hold(e, "s@20270115T080010Z");
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f); /* it ended: the next fire starts */
     check_ids(e, "s@20270115T080010Z s@20270115T080030Z");
     ls_flow_schedule_stats st;
@@ -600,7 +535,7 @@ static void wait_run(env *e, const char *name)
         ls_rc rc = ls_flow_describe(e->f, name, strlen(name), &b, NULL);
         ls_buf_free(&b);
         if (rc == LS_OK) return;
-        nap_ms(2);
+        th_nap_ms(2);
     }
     fail_msg("run %s never started", name);
 }
@@ -613,15 +548,15 @@ static void test_schedule_overlap_buffer_one(void **state)
                     "{\"name\":\"b\",\"workflow\":\"hold\",\"cron\":\"@every 10s\","
                     "\"overlap\":\"buffer_one\"}",
                     NULL));
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f); /* buffered */
     json_t *s = get_sched(e, "b");
     assert_string_equal(jstr(s, "last_outcome"), "buffered");
     assert_string_equal(jstr(s, "buffered_fire"), "2027-01-15T08:00:20.000Z");
     json_decref(s);
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f); /* one waits already: this one is skipped */
     check_ids(e, "b@20270115T080010Z");
     /* The first ends: its watch wakes the scheduler thread, which starts
@@ -648,7 +583,7 @@ static void test_schedule_overlap_allow(void **state)
                     "\"overlap\":\"allow\"}",
                     NULL));
     for (int i = 0; i < 3; i++) {
-        advance(e, 10000);
+        th_clock_advance(&e->fc, 10000);
         flow_sched_tick(e->f);
     }
     check_ids(e, "a@20270115T080010Z a@20270115T080020Z a@20270115T080030Z");
@@ -671,12 +606,12 @@ static void downtime(env *e, const char *catchup)
              catchup);
     eng_open(e);
     json_decref(put(e, def, NULL));
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
     wait_ended(e, "c@20270115T080010Z");
     eng_close(e);
-    advance(e, 35000);  /* now T0+45s */
-    eng_open_run(e, 0); /* no scheduler thread yet: the test looks first */
+    th_clock_advance(&e->fc, 35000); /* now T0+45s */
+    eng_open_run(e, 0);              /* no scheduler thread yet: the test looks first */
 }
 
 static void test_schedule_catchup_one_after_downtime(void **state)
@@ -698,7 +633,7 @@ static void test_schedule_catchup_one_after_downtime(void **state)
     assert_string_equal(jstr(s, "next_fire"), "2027-01-15T08:00:50.000Z");
     json_decref(s);
     /* Then on schedule again. */
-    advance(e, 5000);
+    th_clock_advance(&e->fc, 5000);
     flow_sched_tick(e->f);
     check_ids(e, "c@20270115T080010Z c@20270115T080040Z c@20270115T080050Z");
     eng_close(e);
@@ -715,7 +650,7 @@ static void test_schedule_catchup_none_after_downtime(void **state)
     assert_int_equal(jint(s, "fires_missed"), 3);
     assert_string_equal(jstr(s, "next_fire"), "2027-01-15T08:00:50.000Z");
     json_decref(s);
-    advance(e, 5000);
+    th_clock_advance(&e->fc, 5000);
     flow_sched_tick(e->f);
     check_ids(e, "c@20270115T080010Z c@20270115T080050Z");
     ls_flow_schedule_stats st;
@@ -738,7 +673,7 @@ static void test_schedule_fire_attempted_twice(void **state)
     th_ok(ls_key_ns(&k, LS_NS_SCHEDULE, &err), &err);
     th_ok(ls_key_str(&k, "i", 1, &err), &err);
     th_ok(ls_store_get(e->st, k.ptr, k.len, &before, &err), &err);
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
     wait_ended(e, "i@20270115T080010Z");
     eng_close(e);
@@ -767,7 +702,7 @@ static void test_schedule_fire_attempted_twice(void **state)
     th_ok(ls_flow_start(e->f, "quick", 5, "i@20270115T080020Z", 18, NULL, 0, &run, &created, &err),
           &err);
     ls_buf_free(&run);
-    advance(e, 10000);
+    th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
     check_ids(e, "i@20270115T080010Z i@20270115T080020Z");
     started_once(e, "i@20270115T080020Z");
@@ -863,7 +798,7 @@ static void test_schedule_redefinition(void **state)
     env *e = *state;
     eng_open(e);
     json_decref(put(e, "{\"name\":\"r\",\"workflow\":\"quick\",\"cron\":\"@hourly\"}", NULL));
-    advance(e, INT64_C(30) * 60000);
+    th_clock_advance(&e->fc, INT64_C(30) * 60000);
     json_t *s = put(e, "{\"name\":\"r\",\"workflow\":\"quick\",\"cron\":\"*/10 * * * *\"}", NULL);
     assert_string_equal(jstr(s, "next_fire"), "2027-01-15T08:40:00.000Z");
     json_decref(s);
@@ -881,7 +816,7 @@ static void test_schedule_thread_fires(void **state)
     json_decref(put(e, "{\"name\":\"t\",\"workflow\":\"quick\",\"cron\":\"@every 1s\"}", NULL));
     ls_flow_schedule_stats st = {0};
     for (int i = 0; i < WAIT_MS / 10 && st.fires_started < 2; i++) {
-        nap_ms(10);
+        th_nap_ms(10);
         ls_flow_schedule_get_stats(e->f, &st);
     }
     assert_true(st.fires_started >= 2);

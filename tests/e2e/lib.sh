@@ -133,3 +133,22 @@ e2e_lodestoned() {
   tail -30 "$log" >&2
   return 1
 }
+
+# ---- lodestoned's HTTP API on the unix socket $sock ----
+
+# api METHOD PATH [curl args...]: sets $code and $body.
+api() {
+  local out
+  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+}
+# j FILTER / jc FILTER: jq -r / jq -c over the last body.
+j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
+jc() { printf '%s' "$body" | jq -c "$1" 2>/dev/null; }
+# start TYPE JSON_BODY: POST /v1/workflows/TYPE.
+start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+# result ID: long-polls until the run ends (30 s at most).
+result() { api GET "/v1/workflows/$1/result?wait=30"; }
+# waiting_for ID KIND: whether the run waits on KIND (GET run into $body).
+waiting_for() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = "$2" ]; }

@@ -101,15 +101,6 @@ end
 print(json.encode({ status = t.status, output = t.output, error = t.error, reason = t.reason }))
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-waiting_for() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = "$2" ]; }
 signal() { api POST "/v1/workflows/$1/signals/$2" -H 'Content-Type: application/json' --data-binary "$3"; }
 
 # The daemon's side of a finished run, in the harness's shape.

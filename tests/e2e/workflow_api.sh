@@ -115,8 +115,8 @@ printf 'local workflow = require "lodestone.workflow"\nreturn workflow.define {\
 
 # ---- helpers ----
 
-# api METHOD PATH [curl args...]: sets $code and $body; keeps every
-# response in responses.log (checked for the secret at the end).
+# api METHOD PATH [curl args...]: lib.sh's, and it keeps every response in
+# responses.log (checked for the secret at the end).
 api() {
   local out
   out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
@@ -124,12 +124,7 @@ api() {
   body=${out%$'\n'*}
   printf '%s\n' "$body" >> "$d/responses.log"
 }
-# j FILTER: jq -r over the last body.
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-# start TYPE JSON_BODY
-start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-# result ID: long-polls until the run ends (20 s at most).
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
+# (j, jc, start, result, waiting_for: tests/e2e/lib.sh)
 # history ID: the run's history into $body; evtypes: its event types.
 history() { api GET "/v1/workflows/$1/history"; }
 evtypes() { j '[.events[].type] | join(" ")'; }

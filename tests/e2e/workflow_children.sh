@@ -22,17 +22,6 @@ sock=$data/lodestoned.sock
 mkdir -p "$d/wf"
 cp "$root/workflows/approval.lua" "$root/workflows/batch_approval.lua" "$d/wf/"
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-jc() { printf '%s' "$body" | jq -c "$1" 2>/dev/null; }
-start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
-waiting_for() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = "$2" ]; }
 start_daemon() {
   e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 --grace 2 \
     || exit 1

@@ -33,14 +33,6 @@ return workflow.define {
 }
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
 kind_of() { api GET "/v1/workflows/$1"; j '.waiting.kind'; }
 is_kind() { [ "$(kind_of "$1")" = "$2" ]; }
 began() { api GET "/v1/workflows/$1/history"; j '[.events[] | select(.type=="step_completed")] | length'; }

@@ -39,15 +39,6 @@ return workflow.define {
 }
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 1000 --max-events 40 --max-steps 12 || exit 1
 daemon=$E2E_DAEMON

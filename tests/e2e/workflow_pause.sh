@@ -38,14 +38,6 @@ return workflow.define {
 }
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
 paused() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = paused ]; }
 failed_attempts() { api GET "/v1/workflows/$1/history"; j '[.events[] | select(.type=="step_failed")] | length'; }
 cli() { "$build/bin/lodestone" "$@" --socket "$sock"; }

@@ -57,15 +57,6 @@ return workflow.define {
 }
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
 gone() { api GET "/v1/workflows/$1"; [ "$code" = 404 ]; }
 deleted_total() {
   curl -s --unix-socket "$sock" http://lodestoned/metrics | awk '$1 == "lodestone_runs_deleted_total" { print $2 }'

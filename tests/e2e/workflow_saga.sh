@@ -20,14 +20,6 @@ sock=$data/lodestoned.sock
 mkdir -p "$d/wf"
 cp "$root/workflows/trip_booking.lua" "$d/wf/"
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-result() { api GET "/v1/workflows/$1/result?wait=30"; }
 steps() { api GET "/v1/workflows/$1/history"; j '[.events[] | select(.type=="step_completed") | .name] | join(",")'; }
 start_daemon() {
   e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 --grace 2 \

@@ -40,13 +40,6 @@ return workflow.define {
 }
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
 cli() { "$build/bin/lodestone" "$@" --socket "$sock"; }
 post_sched() { api POST /v1/schedules -H 'Content-Type: application/json' --data-binary "$1"; }
 # Epoch seconds of a fire id NAME@YYYYMMDDTHHMMSSZ.

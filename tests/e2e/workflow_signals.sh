@@ -38,17 +38,6 @@ return workflow.define {
 }
 LUA
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-jc() { printf '%s' "$body" | jq -c "$1" 2>/dev/null; }
-start() { api POST "/v1/workflows/$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-result() { api GET "/v1/workflows/$1/result?wait=20"; }
-waiting_for() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = "$2" ]; }
 cli() { "$build/bin/lodestone" "$@" --socket "$sock"; }
 
 start_daemon() {

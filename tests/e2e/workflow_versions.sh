@@ -35,14 +35,6 @@ LUA
 }
 write_v v1 build
 
-api() {
-  local out
-  out=$(curl -s --unix-socket "$sock" -X "$1" -w '\n%{http_code}' "http://lodestoned$2" "${@:3}")
-  code=${out##*$'\n'}
-  body=${out%$'\n'*}
-}
-j() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
-result() { api GET "/v1/workflows/$1/result?wait=30"; }
 sleeping() { api GET "/v1/workflows/$1"; [ "$(j .waiting.kind)" = sleep ]; }
 types_version() { api GET /v1/workflow-types; j '.types[] | select(.name=="deploy") | .version'; }
 cli() { "$build/bin/lodestone" "$@" --socket "$sock"; }
