@@ -327,6 +327,11 @@ static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_
  * reason is a stable engine code, so a few entries cover every decision. */
 static ls_pmetrics_counter *counter_of(ls_policy_t *p, int allow, const char *reason)
 {
+    /* Reasons are the engine's constant strings: the same pointer, almost
+     * always; the text decides otherwise. */
+    for (size_t i = 0; i < p->m_cached; i++)
+        if (p->m_cache[i].reason_at == reason && p->m_cache[i].allow == allow)
+            return p->m_cache[i].c;
     for (size_t i = 0; i < p->m_cached; i++)
         if (p->m_cache[i].allow == allow && strcmp(p->m_cache[i].reason, reason) == 0)
             return p->m_cache[i].c;
@@ -334,6 +339,7 @@ static ls_pmetrics_counter *counter_of(ls_policy_t *p, int allow, const char *re
     ls_pmetrics_counter *c = ls_pmetrics_counter_get(p->metrics, p->name, allow, reason);
     if (p->m_cached < POLICY_MCACHE) {
         p->m_cache[p->m_cached].allow = allow;
+        p->m_cache[p->m_cached].reason_at = reason;
         snprintf(p->m_cache[p->m_cached].reason, sizeof p->m_cache[0].reason, "%s", reason);
         p->m_cache[p->m_cached++].c = c;
     }

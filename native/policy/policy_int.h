@@ -150,6 +150,7 @@ struct ls_policy {
     int m_hist_looked;
     struct {
         int allow;
+        const char *reason_at; /* the pointer it was cached under */
         char reason[LS_PMETRICS_REASON_MAX + 1];
         ls_pmetrics_counter *c;
     } m_cache[POLICY_MCACHE];
