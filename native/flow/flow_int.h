@@ -42,7 +42,10 @@
  * written only by the worker that holds it (state R_BUSY), or by
  * ls_flow_start before the run is visible; name stripes serialise starts
  * under one name. Lock order: stripe, then cmu, then mu, then wmu (the
- * committer hands written activations back under cmu and mu).
+ * committer hands written activations back under cmu and mu). The
+ * concurrency buckets are under mu, and admitting a held run asks the
+ * runner for its type's limits (runner.type_limits) while mu is held: the
+ * runner's own lock is a leaf that never calls back into the engine.
  *
  * Schedules (schedule.c): their table's lock (sched->mu) comes before all
  * of these: the scheduler starts runs, writes records and watches runs

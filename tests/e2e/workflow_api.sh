@@ -469,7 +469,8 @@ inf=$(grep 'lodestone_step_duration_seconds_bucket{le="+Inf"}' <<< "$metrics" | 
 check "metrics: its +Inf bucket counts every attempt" "$steps" "$inf"
 check "metrics: attempts = completed + failed steps" \
   "$steps" "$(( $(grep 'lodestone_steps_total{outcome="completed"}' <<< "$metrics" | awk '{print $2}') + $(grep 'lodestone_steps_total{outcome="failed"}' <<< "$metrics" | awk '{print $2}') ))"
-check_match "metrics: worker utilisation" '^lodestone_worker_busy_seconds_total [0-9.]+$' \
+check_match "metrics: worker utilisation: time spent, not zero" \
+  '^lodestone_worker_busy_seconds_total [0-9]*\.?[0-9]*[1-9][0-9]*$' \
   "$(grep '^lodestone_worker_busy_seconds_total ' <<< "$metrics")"
 check_match "metrics: the store's size" '^lodestone_store_bytes [1-9][0-9]*$' "$(grep '^lodestone_store_bytes ' <<< "$metrics")"
 check_contains "metrics: ready-queue depth" "lodestone_runs_queued " "$metrics"
