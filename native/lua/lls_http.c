@@ -12,13 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
 #include "lls_http.h"
 #include "policy/curl_init.h"
 #include "lodestone/ls_buf.h"
+#include "lodestone/ls_clock.h"
 
 #define BOX_MT "lodestone.httpc.box"
 
@@ -472,9 +472,7 @@ static int l_start(lua_State *L)
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return ls_clock_mono_ns(NULL) / 1000000;
 }
 
 /* Moves the transfers curl has finished to done. */
