@@ -1161,13 +1161,20 @@ static void resume(void *ud, void *p, ls_flow_act *a)
     ls_flow_act_abandon(a); /* never parked here: cannot happen */
 }
 
+/* The loaded type named type[0..len), or NULL; the caller holds r->mu. */
+static const wf_type *type_named(const lls_runner *r, const char *type, size_t len)
+{
+    for (size_t i = 0; i < r->ntypes; i++)
+        if (strlen(r->types[i].name) == len && memcmp(r->types[i].name, type, len) == 0)
+            return &r->types[i];
+    return NULL;
+}
+
 static int has_type(void *ud, const char *type, size_t len)
 {
     lls_runner *r = ud;
-    int found = 0;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->ntypes && !found; i++)
-        found = strlen(r->types[i].name) == len && memcmp(r->types[i].name, type, len) == 0;
+    int found = type_named(r, type, len) != NULL;
     pthread_mutex_unlock(&r->mu);
     return found;
 }
@@ -1184,14 +1191,11 @@ static void list_types(void *ud, ls_buf *out)
 static int type_version(void *ud, const char *type, size_t len, ls_buf *version, ls_buf *source)
 {
     lls_runner *r = ud;
-    int found = 0;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->ntypes && !found; i++) {
-        const wf_type *t = &r->types[i];
-        if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || !t->version[0]) continue;
-        found = ls_buf_set(version, t->version, strlen(t->version), NULL) == LS_OK &&
+    const wf_type *t = type_named(r, type, len);
+    int found = t && t->version[0] &&
+                ls_buf_set(version, t->version, strlen(t->version), NULL) == LS_OK &&
                 (source == NULL || ls_buf_set(source, t->source, t->source_len, NULL) == LS_OK);
-    }
     pthread_mutex_unlock(&r->mu);
     return found;
 }
@@ -1199,14 +1203,9 @@ static int type_version(void *ud, const char *type, size_t len, ls_buf *version,
 static int type_limits(void *ud, const char *type, size_t len, ls_buf *json)
 {
     lls_runner *r = ud;
-    int found = 0;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->ntypes && !found; i++) {
-        const wf_type *t = &r->types[i];
-        if (strlen(t->name) != len || memcmp(t->name, type, len) != 0 || t->limits == NULL)
-            continue;
-        found = ls_buf_set(json, t->limits, strlen(t->limits), NULL) == LS_OK;
-    }
+    const wf_type *t = type_named(r, type, len);
+    int found = t && t->limits && ls_buf_set(json, t->limits, strlen(t->limits), NULL) == LS_OK;
     pthread_mutex_unlock(&r->mu);
     return found;
 }
@@ -1215,13 +1214,9 @@ static int type_limits(void *ud, const char *type, size_t len, ls_buf *json)
 static int64_t retention_ms(void *ud, const char *type, size_t len)
 {
     lls_runner *r = ud;
-    int64_t ms = LS_FLOW_RETENTION_DEFAULT;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->ntypes; i++)
-        if (strlen(r->types[i].name) == len && memcmp(r->types[i].name, type, len) == 0) {
-            ms = r->types[i].retention_ms;
-            break;
-        }
+    const wf_type *t = type_named(r, type, len);
+    int64_t ms = t ? t->retention_ms : LS_FLOW_RETENTION_DEFAULT;
     pthread_mutex_unlock(&r->mu);
     return ms;
 }
