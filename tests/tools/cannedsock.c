@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
+
+#include "unix_listen.h"
 
 /* Reads one request into buf; returns its total length, 0 on EOF. */
 static size_t read_request(int fd, char *buf, size_t cap, size_t *head_len)
@@ -38,20 +39,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: cannedsock SOCKET_PATH STATUS BODY LOG_FILE\n");
         return 2;
     }
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (strlen(argv[1]) >= sizeof sa.sun_path) {
-        fprintf(stderr, "cannedsock: path too long\n");
-        return 2;
-    }
-    strcpy(sa.sun_path, argv[1]);
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    unlink(argv[1]);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 16) != 0) {
-        perror("cannedsock");
-        return 1;
-    }
+    int lfd = unix_listen("cannedsock", argv[1]);
+    if (lfd < 0) return 1;
     char answer[8192];
     int alen = snprintf(answer, sizeof answer,
                         "HTTP/1.1 %s Canned\r\nContent-Type: application/json\r\n"

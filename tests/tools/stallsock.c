@@ -8,8 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
+
+#include "unix_listen.h"
 
 #define MAX_CONN 64
 
@@ -19,20 +20,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: stallsock SOCKET_PATH\n");
         return 2;
     }
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (strlen(argv[1]) >= sizeof sa.sun_path) {
-        fprintf(stderr, "stallsock: path too long\n");
-        return 2;
-    }
-    strcpy(sa.sun_path, argv[1]);
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    unlink(argv[1]);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 16) != 0) {
-        perror("stallsock");
-        return 1;
-    }
+    int lfd = unix_listen("stallsock", argv[1]);
+    if (lfd < 0) return 1;
     struct pollfd p[MAX_CONN + 1];
     int n = 1;
     p[0].fd = lfd;
