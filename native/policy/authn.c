@@ -362,7 +362,21 @@ typedef struct {
     const char *subject; /* borrowed from the claims, which live as long */
     size_t nroles, nscopes;
     const char **roles, **scopes;
+    caller_memo *derived; /* the decision's own memo (eval.c), or NULL */
 } jwt_memo;
+
+static void jwt_memo_free(void *memo)
+{
+    jwt_memo *m = memo;
+    ls_caller_memo_free(m->derived);
+    ls_free(m);
+}
+
+caller_memo **ls_authn_memo_slot(ls_policy_t *p)
+{
+    jwt_memo *m = p->token ? ls_jwt_memo(p->token) : NULL;
+    return m ? &m->derived : NULL;
+}
 
 static size_t claim_items(ls_jwt_t *t, const char *claim, const char *fallback, ls_jwt_str *items)
 {
@@ -390,6 +404,7 @@ static jwt_memo *jwt_memo_build(const authn *a, ls_jwt_t *t)
     char *str = (char *)(m->scopes + ns);
     m->nroles = nr;
     m->nscopes = ns;
+    m->derived = NULL;
     for (size_t i = 0; i < nr + ns; i++) {
         const ls_jwt_str *it = i < nr ? &roles[i] : &scopes[i - nr];
         memcpy(str, it->ptr, it->len);
@@ -411,7 +426,7 @@ static int jwt_identity(const authn *a, ls_jwt_t *t, ls_identity *id)
     jwt_memo *m = ls_jwt_memo(t);
     if (m == NULL) {
         if ((m = jwt_memo_build(a, t)) == NULL) return 0;
-        ls_jwt_set_memo(t, m, ls_free);
+        ls_jwt_set_memo(t, m, jwt_memo_free);
     }
     id->authenticated = 1;
     id->claims = ls_jwt_claims(t);

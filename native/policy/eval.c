@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lodestone/ls_alloc.h"
 #include "path.h"
 #include "policy_int.h"
 
@@ -19,6 +20,13 @@ typedef struct {
     const char *api_key_id;
     const char *www_auth; /* WWW-Authenticate for a 401 */
 } caller;
+
+struct caller_memo {
+    const char *value[POLICY_MAX_IDHDR]; /* identity header i's value, or NULL */
+    ls_rl_key rl[POLICY_MAX_LIMITS];
+    unsigned char rl_known[POLICY_MAX_LIMITS]; /* 1: rl[i] is limit i's key */
+    char text[];                               /* the values */
+};
 
 static const char *const bodies[] = {
     [0] = "{\"error\":\"internal_error\"}",
@@ -142,45 +150,60 @@ static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
     return 1; /* anonymous */
 }
 
+/* The key of limit l for this request, hashed for the policy's table.
+ * Returns 1 when the key comes from the caller alone (the subject), so it
+ * may be kept in the caller's memo; 0 when it depends on the request. */
+static int rate_key(const ls_policy_t *p, const rate_limit *l, const ls_policy_request *req,
+                    const caller *c, ls_rl_key *out)
+{
+    char key[512];
+    const char *val = NULL;
+    size_t vlen = 0;
+    char kind = 'i';
+    if ((l->by == RL_BY_SUBJECT && c->id.authenticated && c->id.subject) ||
+        (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY)) {
+        kind = 's'; /* an API key's subject names the key's owner */
+        val = c->id.subject;
+    } else if (l->by == RL_BY_HEADER && req->headers && req->headers[l->header].ptr) {
+        kind = 'h';
+        val = req->headers[l->header].ptr;
+        vlen = req->headers[l->header].len;
+    }
+    if (val == NULL) { /* by ip, or the fallback when the key is missing */
+        kind = 'i';
+        val = p->client;
+    }
+    if (vlen == 0) vlen = strlen(val);
+    size_t plen = strlen(l->prefix);
+    memcpy(key, l->prefix, plen);
+    key[plen] = kind;
+    if (vlen > sizeof key - 16) {
+        /* A long value (a header can be kilobytes) keys by its digest, so
+         * values that differ only at the end never share a budget. */
+        key[plen] = (char)(kind - 'a' + 'A');
+        crypto_generichash((unsigned char *)key + plen + 1, 32, (const unsigned char *)val, vlen,
+                           NULL, 0);
+        vlen = 32;
+    } else {
+        memcpy(key + plen + 1, val, vlen);
+    }
+    ls_rl_hash(p->rl, key, plen + 1 + vlen, out);
+    return kind == 's';
+}
+
 static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller *c,
-                      ls_policy_decision *d)
+                      const caller_memo *memo, ls_policy_decision *d)
 {
     for (size_t i = 0; i < p->n_limits; i++) {
         const rate_limit *l = &p->limits[i];
-        char key[512];
-        const char *val = NULL;
-        size_t vlen = 0;
-        char kind = 'i';
-        if ((l->by == RL_BY_SUBJECT && c->id.authenticated && c->id.subject) ||
-            (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY)) {
-            kind = 's'; /* an API key's subject names the key's owner */
-            val = c->id.subject;
-        } else if (l->by == RL_BY_HEADER && req->headers && req->headers[l->header].ptr) {
-            kind = 'h';
-            val = req->headers[l->header].ptr;
-            vlen = req->headers[l->header].len;
-        }
-        if (val == NULL) { /* by ip, or the fallback when the key is missing */
-            kind = 'i';
-            val = p->client;
-        }
-        if (vlen == 0) vlen = strlen(val);
-        size_t plen = strlen(l->prefix);
-        memcpy(key, l->prefix, plen);
-        key[plen] = kind;
-        if (vlen > sizeof key - 16) {
-            /* A long value (a header can be kilobytes) keys by its digest, so
-             * values that differ only at the end never share a budget. */
-            key[plen] = (char)(kind - 'a' + 'A');
-            crypto_generichash((unsigned char *)key + plen + 1, 32, (const unsigned char *)val,
-                               vlen, NULL, 0);
-            vlen = 32;
-        } else {
-            memcpy(key + plen + 1, val, vlen);
-        }
+        ls_rl_key key;
+        if (memo && memo->rl_known[i])
+            key = memo->rl[i];
+        else
+            rate_key(p, l, req, c, &key);
         ls_rl_result r;
         ls_err err;
-        if (ls_rl_take(p->rl, key, plen + 1 + vlen, &l->limit, 1, p->clock, &r, &err) != LS_OK) {
+        if (ls_rl_take_hash(p->rl, &key, &l->limit, 1, p->clock, &r, &err) != LS_OK) {
             deny(p, d, 500, "internal_error", ls_policy_scratch(p, err.msg, strlen(err.msg)));
             return 0;
         }
@@ -254,7 +277,65 @@ static int header_safe(const char *v)
     return 1;
 }
 
-static void identity_headers(ls_policy_t *p, const caller *c, ls_policy_decision *d)
+/* Identity header h's value for caller c (in the scratch), or NULL when
+ * the caller has none or it would not be a safe header value. */
+static const char *idhdr_value(ls_policy_t *p, const caller *c, const id_header *h)
+{
+    const char *v = NULL;
+    switch (h->source) {
+    case ID_SUBJECT: v = c->id.subject; break;
+    case ID_ROLES: v = join(p, c->id.roles, c->id.nroles, ','); break;
+    case ID_SCOPES: v = join(p, c->id.scopes, c->id.nscopes, ' '); break;
+    case ID_CLAIM:
+        v = c->id.claims ? claim_text(p, ls_json_path(c->id.claims, h->claim)) : NULL;
+        break;
+    }
+    return v && header_safe(v) ? v : NULL;
+}
+
+void ls_caller_memo_free(caller_memo *m)
+{
+    ls_free(m);
+}
+
+/* The caller's memo: the one kept with its verified token, built on the
+ * token's first decision. NULL when the caller has no such token or memory
+ * is short; the decision then derives everything itself. */
+static const caller_memo *memo_of(ls_policy_t *p, const ls_policy_request *req, const caller *c)
+{
+    if (!c->id.authenticated || (p->n_idhdr == 0 && p->n_limits == 0)) return NULL;
+    caller_memo **slot = ls_authn_memo_slot(p);
+    if (slot == NULL || *slot) return slot ? *slot : NULL;
+    size_t mark = p->scratch_used; /* the values are copied out, then the scratch is given back */
+    const char *v[POLICY_MAX_IDHDR];
+    size_t len[POLICY_MAX_IDHDR], bytes = sizeof(caller_memo);
+    for (size_t i = 0; i < p->n_idhdr; i++) {
+        v[i] = idhdr_value(p, c, &p->idhdr[i]);
+        len[i] = v[i] ? strlen(v[i]) : 0;
+        if (v[i]) bytes += len[i] + 1;
+    }
+    caller_memo *m = ls_malloc(bytes);
+    if (m == NULL) {
+        p->scratch_used = mark;
+        return NULL;
+    }
+    memset(m, 0, sizeof *m);
+    char *text = m->text;
+    for (size_t i = 0; i < p->n_idhdr; i++) {
+        if (v[i] == NULL) continue;
+        memcpy(text, v[i], len[i] + 1);
+        m->value[i] = text;
+        text += len[i] + 1;
+    }
+    for (size_t i = 0; i < p->n_limits; i++)
+        m->rl_known[i] = (unsigned char)rate_key(p, &p->limits[i], req, c, &m->rl[i]);
+    p->scratch_used = mark;
+    *slot = m;
+    return m;
+}
+
+static void identity_headers(ls_policy_t *p, const caller *c, const caller_memo *memo,
+                             ls_policy_decision *d)
 {
     if (!c->id.authenticated) return;
     if (p->assertion && c->id.subject) {
@@ -268,18 +349,9 @@ static void identity_headers(ls_policy_t *p, const caller *c, ls_policy_decision
         }
     }
     for (size_t i = 0; i < p->n_idhdr; i++) {
-        const id_header *h = &p->idhdr[i];
-        const char *v = NULL;
-        switch (h->source) {
-        case ID_SUBJECT: v = c->id.subject; break;
-        case ID_ROLES: v = join(p, c->id.roles, c->id.nroles, ','); break;
-        case ID_SCOPES: v = join(p, c->id.scopes, c->id.nscopes, ' '); break;
-        case ID_CLAIM:
-            v = c->id.claims ? claim_text(p, ls_json_path(c->id.claims, h->claim)) : NULL;
-            break;
-        }
-        if (v == NULL || !header_safe(v)) continue;
-        p->set_headers[d->n_set_headers].name = h->name;
+        const char *v = memo ? memo->value[i] : idhdr_value(p, c, &p->idhdr[i]);
+        if (v == NULL) continue;
+        p->set_headers[d->n_set_headers].name = p->idhdr[i].name;
         p->set_headers[d->n_set_headers].value = v;
         d->n_set_headers++;
     }
@@ -415,12 +487,13 @@ static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decis
         }
         return;
     }
-    if (!check_rate(p, req, &c, d)) return;
+    const caller_memo *memo = memo_of(p, req, &c);
+    if (!check_rate(p, req, &c, memo, d)) return;
 
     d->allow = 1;
     d->status = 0;
     d->reason = "allowed";
-    identity_headers(p, &c, d);
+    identity_headers(p, &c, memo, d);
 }
 
 ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d,

@@ -193,7 +193,23 @@ void ls_policy_notice(ls_policy_t *p, const ls_err *err);
  * stat failed (err set). Updates w. */
 int ls_policy_watch_changed(ls_policy_t *p, file_watch *w, ls_err *err);
 
+/* ---- eval.c ---- */
+
+/* What deciding derives from the caller alone: the identity header values
+ * and the hashes of rate-limit keys made from the subject. A JWT
+ * authenticator keeps one with each verified token it caches
+ * (ls_authn_memo_slot), so a cache hit derives none of it again. */
+typedef struct caller_memo caller_memo;
+
+/* Frees m; m may be NULL. */
+void ls_caller_memo_free(caller_memo *m);
+
 /* ---- authn.c ---- */
+
+/* Where this decision's caller memo lives: a slot kept with the verified
+ * token the decision authenticated with (initially NULL), or NULL when the
+ * decision has no such token. */
+caller_memo **ls_authn_memo_slot(ls_policy_t *p);
 
 /* Compiles one authenticator declaration into a (zeroed) slot. */
 ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *decl, const char *label,

@@ -438,13 +438,13 @@ void ls_rl_stats_get(const ls_rl_t *rl, ls_rl_stats *out)
 
 /* ---- taking ---- */
 
-static void hash_key(const ls_rl_t *rl, const void *key, size_t klen, uint64_t *h0, uint64_t *h1)
+void ls_rl_hash(const ls_rl_t *rl, const void *key, size_t klen, ls_rl_key *out)
 {
     unsigned char h[crypto_shorthash_siphashx24_BYTES];
-    crypto_shorthash_siphashx24(h, key, klen, rl->hash_key);
-    memcpy(h0, h, 8);
-    memcpy(h1, h + 8, 8);
-    if (*h0 == 0 && *h1 == 0) *h1 = 1; /* all zero marks an empty slot */
+    crypto_shorthash_siphashx24(h, key ? key : (const void *)"", klen, rl->hash_key);
+    memcpy(&out->h0, h, 8);
+    memcpy(&out->h1, h + 8, 8);
+    if (out->h0 == 0 && out->h1 == 0) out->h1 = 1; /* all zero marks an empty slot */
 }
 
 static pthread_mutex_t *stripe_of(ls_rl_t *rl, uint64_t set)
@@ -515,7 +515,17 @@ static void claim_slot(ls_rl_t *rl, struct slot *s, int64_t now)
 ls_rc ls_rl_take(ls_rl_t *rl, const void *key, size_t klen, const ls_rl_limit *lim, int64_t cost,
                  const ls_clock *clock, ls_rl_result *out, ls_err *err)
 {
-    if (rl == NULL || lim == NULL || out == NULL || (key == NULL && klen > 0))
+    if (rl == NULL || (key == NULL && klen > 0))
+        return ls_err_set(err, LS_EINVAL, "ls_rl_take: table, limit, key and out are required");
+    ls_rl_key h;
+    ls_rl_hash(rl, key, klen, &h);
+    return ls_rl_take_hash(rl, &h, lim, cost, clock, out, err);
+}
+
+ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim, int64_t cost,
+                      const ls_clock *clock, ls_rl_result *out, ls_err *err)
+{
+    if (rl == NULL || key == NULL || lim == NULL || out == NULL)
         return ls_err_set(err, LS_EINVAL, "ls_rl_take: table, limit, key and out are required");
     int64_t t = 1, tau = 0;
     ls_rc rc = limit_derive(lim, &t, &tau, err);
@@ -525,8 +535,7 @@ ls_rc ls_rl_take(ls_rl_t *rl, const void *key, size_t klen, const ls_rl_limit *l
                           "rate limit: cost %lld must be between 0 and the burst (%lld)",
                           (long long)cost, (long long)lim->burst);
 
-    uint64_t h0, h1;
-    hash_key(rl, key ? key : "", klen, &h0, &h1);
+    uint64_t h0 = key->h0, h1 = key->h1;
     uint64_t set = h0 & rl->set_mask;
     int64_t now = ls_clock_mono_ns(clock);
     int64_t full_at = sat_add(now, tau); /* TAT of an empty bucket */
@@ -571,7 +580,7 @@ ls_rc ls_rl_take(ls_rl_t *rl, const void *key, size_t klen, const ls_rl_limit *l
 
 ls_rc ls_rl_test_hold_lock(ls_rl_t *rl, const void *key, size_t klen, ls_err *err)
 {
-    uint64_t h0, h1;
-    hash_key(rl, key, klen, &h0, &h1);
-    return lock(rl, stripe_of(rl, h0 & rl->set_mask), err);
+    ls_rl_key h;
+    ls_rl_hash(rl, key, klen, &h);
+    return lock(rl, stripe_of(rl, h.h0 & rl->set_mask), err);
 }

@@ -338,6 +338,69 @@ static void test_policy_audit_log_has_decisions_and_no_token(void **state)
     free(authz);
 }
 
+/* A cached token's second and later decisions reuse what its first one
+ * derived (identity header values, the hashed rate-limit key): the same
+ * headers, a budget shared with the subject's other tokens and kept apart
+ * from other subjects, and an unsafe value left out every time. */
+static void test_policy_cached_token_keeps_identity_and_budget(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(
+        "{\"name\":\"memo\",\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\","
+        "\"algorithms\":[\"HS256\"],\"roles_claim\":\"realm_access.roles\"}],"
+        "\"rules\":[{\"path\":\"/me\"}],"
+        "\"rate_limit\":{\"by\":\"subject\",\"rate\":1,\"per\":\"10s\",\"burst\":3},"
+        "\"identity_headers\":{\"X-User\":\"sub\",\"X-Roles\":\"roles\",\"X-Tenant\":\"tenant\"}}",
+        LS_POLICY_PRIVATE_RL);
+    ls_policy_decision d;
+    char *alice1 = bearer(token_for("alice", "\"admin\",\"ops\"", "", ",\"tenant\":\"acme\""));
+    char *alice2 = bearer(token_for("alice", "\"admin\"", "", ",\"jti\":\"second\""));
+    char *bob = bearer(token_for("bob", "\"user\"", "", NULL));
+    req_spec r = {.path = "/me", .authz = alice1};
+    for (int i = 0; i < 2; i++) { /* verified, then served from the cache */
+        assert_int_equal(decide(p, &r, &d), LS_OK);
+        assert_int_equal(d.allow, 1);
+        assert_string_equal(set_header(&d, "X-User"), "alice");
+        assert_string_equal(set_header(&d, "X-Roles"), "admin,ops");
+        assert_string_equal(set_header(&d, "X-Tenant"), "acme");
+    }
+    r.authz = alice2; /* another token of alice's: its own headers, her budget */
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(set_header(&d, "X-Roles"), "admin");
+    assert_null(set_header(&d, "X-Tenant"));
+    r.authz = alice1;
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 429);
+    r.authz = alice2;
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 429);
+    r.authz = bob; /* another subject, another budget */
+    for (int i = 0; i < 3; i++) {
+        decide(p, &r, &d);
+        assert_int_equal(d.allow, 1);
+        assert_string_equal(set_header(&d, "X-User"), "bob");
+        assert_string_equal(set_header(&d, "X-Roles"), "user");
+    }
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 429);
+    free(alice1);
+    free(alice2);
+    free(bob);
+
+    char *eve = bearer(token_for("eve\\r\\nX-Admin: 1", "\"a\"", "", NULL));
+    r.authz = eve;
+    for (int i = 0; i < 2; i++) {
+        decide(p, &r, &d);
+        assert_int_equal(d.allow, 1);
+        assert_null(set_header(&d, "X-User"));
+        assert_string_equal(set_header(&d, "X-Roles"), "a");
+    }
+    free(eve);
+    ls_policy_free(p);
+}
+
 static void test_policy_api_key_and_rate_limit(void **state)
 {
     (void)state;
@@ -692,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_policy_denials_have_status_and_reason),
         cmocka_unit_test(test_policy_claims_and_forged_identity),
         cmocka_unit_test(test_policy_audit_log_has_decisions_and_no_token),
+        cmocka_unit_test(test_policy_cached_token_keeps_identity_and_budget),
         cmocka_unit_test(test_policy_api_key_and_rate_limit),
         cmocka_unit_test(test_policy_rate_limit_by_header_keeps_long_values_apart),
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),

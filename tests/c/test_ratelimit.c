@@ -238,6 +238,41 @@ static void test_ratelimit_keys_independent(void **state)
     free(path);
 }
 
+/* A key hashed once (ls_rl_hash) and taken by its hash is the same budget
+ * as the key taken by its bytes; the hash belongs to the handle's table. */
+static void test_ratelimit_take_by_hash_is_the_same_key(void **state)
+{
+    (void)state;
+    char *path = table_path("hashed");
+    ls_rl_t *rl = open_table(path, 1024);
+    ls_manual_clock mc;
+    ls_manual_clock_init(&mc, 0);
+    ls_rl_limit lim = limit(1, "1h", 3);
+    ls_rl_result r;
+    ls_err err = {0};
+    ls_rl_key alice, bob, empty;
+    ls_rl_hash(rl, "alice", 5, &alice);
+    ls_rl_hash(rl, "bob", 3, &bob);
+    ls_rl_hash(rl, NULL, 0, &empty);
+    assert_false(alice.h0 == bob.h0 && alice.h1 == bob.h1);
+
+    th_ok(ls_rl_take_hash(rl, &alice, &lim, 2, &mc.clock, &r, &err), &err);
+    expect(r, 1, 1, 0, 2 * HOUR_MS);
+    expect(take(rl, "alice", &lim, 1, &mc), 1, 0, 0, 3 * HOUR_MS);
+    th_ok(ls_rl_take_hash(rl, &alice, &lim, 1, &mc.clock, &r, &err), &err);
+    assert_false(r.allowed);
+    th_ok(ls_rl_take_hash(rl, &bob, &lim, 1, &mc.clock, &r, &err), &err);
+    expect(r, 1, 2, 0, HOUR_MS);
+    th_ok(ls_rl_take(rl, "", 0, &lim, 1, &mc.clock, &r, &err), &err);
+    th_ok(ls_rl_take_hash(rl, &empty, &lim, 1, &mc.clock, &r, &err), &err);
+    expect(r, 1, 1, 0, 2 * HOUR_MS);
+    /* the checks of ls_rl_take apply */
+    assert_int_equal(ls_rl_take_hash(rl, &alice, &lim, 4, &mc.clock, &r, &err), LS_EINVAL);
+    assert_int_equal(ls_rl_take_hash(rl, NULL, &lim, 1, &mc.clock, &r, &err), LS_EINVAL);
+    ls_rl_close(rl);
+    free(path);
+}
+
 static void test_ratelimit_reopen_keeps_state(void **state)
 {
     (void)state;
@@ -780,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_ratelimit_remaining_and_reset),
         cmocka_unit_test(test_ratelimit_cost_above_one),
         cmocka_unit_test(test_ratelimit_keys_independent),
+        cmocka_unit_test(test_ratelimit_take_by_hash_is_the_same_key),
         cmocka_unit_test(test_ratelimit_reopen_keeps_state),
         cmocka_unit_test(test_ratelimit_default_capacity_and_mode),
         cmocka_unit_test(test_ratelimit_clock_restart_waits_at_most_one_bucket),

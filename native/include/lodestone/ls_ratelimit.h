@@ -113,6 +113,22 @@ LS_API void ls_rl_close(ls_rl_t *rl);
 LS_API ls_rc ls_rl_take(ls_rl_t *rl, const void *key, size_t klen, const ls_rl_limit *lim,
                         int64_t cost, const ls_clock *clock, ls_rl_result *out, ls_err *err);
 
+/* A key as the table knows it: its hash under the table's own secret
+ * hash key. A caller that takes from the same key many times (the rate
+ * limit of a cached token's subject) can hash it once with ls_rl_hash and
+ * take with ls_rl_take_hash; the hash is only good for the handle that
+ * made it. */
+typedef struct {
+    uint64_t h0, h1;
+} ls_rl_key;
+
+/* Hashes key (klen bytes; key may be NULL when klen is 0) for rl. */
+LS_API void ls_rl_hash(const ls_rl_t *rl, const void *key, size_t klen, ls_rl_key *out);
+
+/* ls_rl_take for a key hashed by ls_rl_hash with the same rl. */
+LS_API ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim,
+                             int64_t cost, const ls_clock *clock, ls_rl_result *out, ls_err *err);
+
 /* Counters of the table, shared by every process that has it open. */
 LS_API void ls_rl_stats_get(const ls_rl_t *rl, ls_rl_stats *out);
 
