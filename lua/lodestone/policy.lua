@@ -275,7 +275,6 @@ function M.enforce(lt, path, opts)
   local values, headers = st.values, st.headers
   for i = 1, st.nheaders do values[i] = rh[headers[i]] end
   local strip = st.strip
-  for i = 1, st.nstrip do rh[strip[i]] = nil end -- a client never sets identity headers
 
   local body
   if st.needs_body then
@@ -283,8 +282,12 @@ function M.enforce(lt, path, opts)
     body, pending = M.request_body(r)
     -- lighttpd now reads the whole body (mod_magnet became the request's
     -- handler, so mod_proxy and static files stay out) and then runs this
-    -- gate again from the start.
-    if pending then return 0 end
+    -- gate again from the start. The identity headers go meanwhile all
+    -- the same: a client never sets them.
+    if pending then
+      for i = 1, st.nstrip do rh[strip[i]] = nil end
+      return 0
+    end
   end
   -- The raw path: the engine decodes it once, as the backend will.
   local need = st.needs
@@ -299,10 +302,11 @@ function M.enforce(lt, path, opts)
     return 500
   end
   if status == 0 then
-    for i = 1, st.nstrip do
-      local v = vals[i]
-      if v then rh[strip[i]] = v end
-    end
+    -- One write per identity header: the value replaces whatever the
+    -- client sent under that name, and nil removes it, so a client never
+    -- sets identity headers. (A denied request goes nowhere: nothing to
+    -- strip.)
+    for i = 1, st.nstrip do rh[strip[i]] = vals[i] end
     return 0
   end
   local hdrs, rbody = pol:response()

@@ -138,6 +138,9 @@ body=$(curl -s -H "Authorization: Bearer $alice" -H "X-User: root" -H "X-Roles: 
 check "token reaches backend with identity headers and a signed assertion" "user=alice roles=admin,ops asrt=eyJ" "$body"
 body=$(curl -s -H "X-User: root" -H "X-Lodestone-Assertion: forged" "$base/healthz")
 check "forged identity headers are stripped on public routes" "user=nil roles=nil asrt=nil" "$body"
+noroles=$(mint "{\"sub\":\"carol\",\"aud\":\"e2e\",\"exp\":$exp}")
+body=$(curl -s --interface 127.0.0.9 -H "Authorization: Bearer $noroles" -H "X-User: root" -H "X-User: root2" -H "X-Roles: admin" "$base/me")
+check "a forged header the token has no value for is stripped, repeated ones replaced" "user=carol roles=nil asrt=eyJ" "$body"
 jwks=$(curl -s "$base/.well-known/lodestone/jwks.json")
 check_contains "the assertion keys are served as a JWKS" '"crv":"Ed25519"' "$jwks"
 check "bad signature is 401" 401 "$(status -H "Authorization: Bearer $forged" "$base/me")"
