@@ -4,10 +4,14 @@
 # the same 1 KiB static file behind (a) a trivial mod_magnet header check
 # and (b) the orders-api example policy through the Lodestone gate (a
 # cached RS256 token from policies/demo-keys, rules, a rate limit too
-# generous to deny, identity headers, audit of denials). Runs alternate
-# a,b,a,b,a,b; prints requests/s, server CPU per request (utime+stime of
-# the lighttpd processes from /proc) and the medians and ratio b/a. Figures
-# only, never pass/fail on time; exits 1 only when responses were not 200.
+# generous to deny, identity headers, audit of denials), and (c) a script
+# that makes only the mod_magnet accesses that policy needs (three request
+# attributes and two headers read, three identity headers written) and
+# decides nothing: the ceiling of any Lua gate of that shape. Runs
+# alternate a,b,c,a,b,c,...; prints requests/s, server CPU per request
+# (utime+stime of the lighttpd processes from /proc) and the medians and
+# ratios b/a and c/a. Figures only, never pass/fail on time; exits 1 only
+# when responses were not 200.
 # usage: bench/lighttpd_wrk.sh BUILD_DIR TMPDIR   (from the project root)
 #   LS_BENCH_WRK_SECONDS (default 5) seconds per run, LS_BENCH_WRK_ROUNDS (3)
 set -euo pipefail
@@ -50,7 +54,7 @@ trap stop_all EXIT
 
 # ---- the site, the policy, the token ----
 
-mkdir -p "$d/www/orders" "$d/rl" "$d/a" "$d/b"
+mkdir -p "$d/www/orders" "$d/rl" "$d/a" "$d/b" "$d/c"
 head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/orders/1k.html"
 url_path=/orders/1k.html
 
@@ -86,6 +90,17 @@ if not policy then
 end
 return policy.enforce(lighty, "$d/policy.lua", { rl_dir = "$d/rl", base_dir = "$root/policies" })
 LUA
+cat > "$d/c/access.lua" <<'LUA'
+local r = lighty.r
+local attr, rh = r.req_attr, r.req_header
+local path, method, addr = attr["uri.path-raw"], attr["request.method"], attr["request.remote-addr"]
+local authz, key = rh["Authorization"], rh["X-API-Key"]
+if not (path and method and addr and authz) or key then return 403 end
+rh["X-User"] = "bench-user"
+rh["X-Roles"] = "user"
+rh["X-Tenant"] = nil
+return 0
+LUA
 
 # server.max-worker = 1: lighttpd 1.4.69 then runs as one process (no
 # fork), so its utime+stime is the server's CPU; on two cores wrk -t1 takes
@@ -113,11 +128,12 @@ CONF
 }
 start a "$d/a/check.lua"
 start b "$d/b/gate.lua"
+start c "$d/c/access.lua"
 
 # Before measuring: both answer the benchmark's request with 200 and the
 # file, and both scripts are really in force ((a) refuses X-Foo: bar, (b)
 # a request without a token).
-for c in a b; do
+for c in a b c; do
   got=$(curl -s -o "$d/$c/body" -w '%{http_code}' -H "Authorization: Bearer $token" "${url[$c]}")
   if [ "$got" != 200 ] || ! cmp -s "$d/$c/body" "$d/www/orders/1k.html"; then
     echo "lighttpd_wrk: error: ($c) answered $got, not 200 with the file" >&2
@@ -127,8 +143,9 @@ for c in a b; do
 done
 got_a=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" -H "X-Foo: bar" "${url[a]}")
 got_b=$(curl -s -o /dev/null -w '%{http_code}' "${url[b]}")
-if [ "$got_a" != 403 ] || [ "$got_b" != 401 ]; then
-  echo "lighttpd_wrk: error: the scripts are not in force: (a) X-Foo: bar gave $got_a (want 403), (b) no token gave $got_b (want 401)" >&2
+got_c=$(curl -s -o /dev/null -w '%{http_code}' "${url[c]}")
+if [ "$got_a" != 403 ] || [ "$got_b" != 401 ] || [ "$got_c" != 403 ]; then
+  echo "lighttpd_wrk: error: the scripts are not in force: (a) X-Foo: bar gave $got_a (want 403), (b) no token gave $got_b (want 401), (c) no token gave $got_c (want 403)" >&2
   exit 1
 fi
 # That 401 is the one denial the audit log may hold.
@@ -183,13 +200,15 @@ run() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "lighttpd $(lighttpd -v | sed -n 's/^lighttpd\/\([^ ]*\).*/\1/p') + wrk on 127.0.0.1: GET $url_path (1 KiB static file), keep-alive,"
-echo "  wrk -t1 -c$conns -d${secs}s, server.max-worker = 1, $rounds rounds alternating a,b; CPU = server utime+stime / requests"
+echo "  wrk -t1 -c$conns -d${secs}s, server.max-worker = 1, $rounds rounds alternating a,b,c; CPU = server utime+stime / requests"
 echo "  (a) trivial mod_magnet header check   (b) orders-api policy through the gate (RS256 token, cached)"
+echo "  (c) the mod_magnet reads and writes (b) needs, deciding nothing"
 run a 1 # warm-up: the gate compiles the policy and caches the token
 run b 1
-: > "$d/rps_a"; : > "$d/rps_b"; : > "$d/cpu_a"; : > "$d/cpu_b"
+run c 1
+for c in a b c; do : > "$d/rps_$c"; : > "$d/cpu_$c"; done
 for r in $(seq "$rounds"); do
-  for c in a b; do
+  for c in a b c; do
     run "$c" "$secs"
     printf '  run %d%s  %9s req/s  %9s requests  %7s us server CPU/request  (wrk %s%% of a core)\n' \
       "$r" "$c" "$rps" "$reqs" "$cpu" "$client"
@@ -197,13 +216,15 @@ for r in $(seq "$rounds"); do
     echo "$cpu" >> "$d/cpu_$c"
   done
 done
-ra=$(median < "$d/rps_a"); rb=$(median < "$d/rps_b")
-ca=$(median < "$d/cpu_a"); cb=$(median < "$d/cpu_b")
+ra=$(median < "$d/rps_a"); rb=$(median < "$d/rps_b"); rc=$(median < "$d/rps_c")
+ca=$(median < "$d/cpu_a"); cb=$(median < "$d/cpu_b"); cc=$(median < "$d/cpu_c")
 printf '  median (a) %9.0f req/s  %7.2f us CPU/request\n' "$ra" "$ca"
 printf '  median (b) %9.0f req/s  %7.2f us CPU/request\n' "$rb" "$cb"
-awk -v ra="$ra" -v rb="$rb" -v ca="$ca" -v cb="$cb" 'BEGIN {
+printf '  median (c) %9.0f req/s  %7.2f us CPU/request\n' "$rc" "$cc"
+awk -v ra="$ra" -v rb="$rb" -v rc="$rc" -v ca="$ca" -v cb="$cb" -v cc="$cc" 'BEGIN {
   printf "  ratio b/a requests/s: %.3f (target >= 0.90)\n", rb / ra
-  printf "  policy cost: %+.2f us server CPU per request (b - a), CPU ratio b/a %.3f\n", cb - ca, cb / ca }'
+  printf "  ratio c/a requests/s: %.3f (the mod_magnet accesses alone)\n", rc / ra
+  printf "  policy cost: %+.2f us server CPU per request (b - a): %+.2f us for the accesses (c - a), %+.2f us for deciding (b - c)\n", cb - ca, cc - ca, cb - cc }'
 
 stop_servers # flushes the audit log
 lines=$( (grep -c . "$d/audit.log" 2>/dev/null) || true)
