@@ -69,7 +69,9 @@ start_daemon || { not_ok "daemon starts"; e2e_finish; exit 1; }
 starter() {
   local i
   for i in $(seq 1 "$RUNS"); do
-    local body="{\"id\":\"crash-$i\",\"input\":{\"pause_ms\":$(((i * 37) % 400))}}"
+    # Each run sleeps 1 to 1.4 s twice, so runs stay unfinished until the
+    # last kill even when a loaded machine starts them all early.
+    local body="{\"id\":\"crash-$i\",\"input\":{\"pause_ms\":$((1000 + (i * 37) % 400))}}"
     for _ in $(seq 200); do
       code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" \
         -X POST http://d/v1/workflows/crash3 -d "$body" 2>/dev/null)
@@ -87,7 +89,7 @@ in_flight_kills=0
 for k in $(seq 1 $KILLS); do
   sleep "0.$((3 + RANDOM % 7))"
   unfinished=0
-  for _ in $(seq 100); do
+  for _ in $(seq 250); do
     unfinished=$(api "http://d/v1/workflows?status=running&limit=1" | jq '.runs | length')
     [ "${unfinished:-0}" -gt 0 ] && break
     sleep 0.02
