@@ -1,7 +1,7 @@
 -- SPDX-License-Identifier: MIT
 -- lodestone.client: start, signal and read workflow runs from mod_magnet
 -- scripts inside lighttpd (or any Lua), over lodestoned's HTTP API on its
--- unix socket. The protocol is C (native/client/, lodestone.core's
+-- unix socket. The protocol is C (native/client/ over libcurl, lodestone.core's
 -- client_open): one kept-alive connection per socket path in this Lua state
 -- (so one per gate script per lighttpd worker), reopened once transparently
 -- when the daemon closed it, and one total timeout per call (default 500

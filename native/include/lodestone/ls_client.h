@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * A small HTTP/1.1 client for lodestoned's API on its unix socket, for
- * callers that must never wait long (mod_magnet scripts inside lighttpd).
+ * An HTTP/1.1 client (libcurl) for lodestoned's API on its unix socket,
+ * for callers that must never wait long (mod_magnet scripts inside
+ * lighttpd).
  *
  * Conventions (see ls_err.h): one handle holds at most one connection and
  * keeps it alive between requests. A request on a kept connection that the
@@ -8,9 +9,9 @@
  * answer after sending) is sent once more on a fresh connection; give
  * requests that must not happen twice an idempotency key (a start's id).
  * Every request is bounded by one total timeout shared by connect, send and
- * receive (non-blocking socket, poll()); on any failure the connection is
- * dropped, so the next request starts clean. One thread per handle; a
- * handle used in a forked child drops the parent's connection first.
+ * receive; after a failure the connection is not reused. One thread per
+ * handle; a handle used in a forked child drops the parent's connection
+ * first.
  */
 #ifndef LODESTONE_CLIENT_H
 #define LODESTONE_CLIENT_H
@@ -25,9 +26,8 @@
 extern "C" {
 #endif
 
-#define LS_CLIENT_TIMEOUT_DEFAULT      500                 /* ms per request */
-#define LS_CLIENT_MAX_RESPONSE_DEFAULT ((size_t)1 << 20)   /* body bytes */
-#define LS_CLIENT_HEAD_MAX             ((size_t)16 * 1024) /* status line + headers */
+#define LS_CLIENT_TIMEOUT_DEFAULT      500               /* ms per request */
+#define LS_CLIENT_MAX_RESPONSE_DEFAULT ((size_t)1 << 20) /* body bytes */
 
 typedef struct ls_client ls_client_t;
 
