@@ -240,23 +240,25 @@ end
 
 local UNAVAILABLE = '{"error":"policy_unavailable"}'
 
---- policy.enforce(lighty, path, opts) -> status for mod_magnet (0: go on)
--- Call it as the gate script's return value. opts as for policy.load.
--- policy.enforce(path, opts) works too where `lighty` is a true global.
-function M.enforce(lt, path, opts)
-  if type(lt) == "string" then
-    lt, path, opts = rawget(_G, "lighty"), lt, path
-  end
-  if type(lt) ~= "table" then error("policy.enforce: pass mod_magnet's lighty table first", 2) end
-  local r = lt.r
-  local st = states[path]
-  local now = core.monotonic_ms()
-  if not st then
-    st = { next_check = 0, metrics = metrics_setup(opts) }
-    states[path] = st
-  end
-  if now >= st.next_check then refresh(path, st, now, opts) end
+-- Sends the answer of a decision that did not let the request through.
+local function answer(r, pol, status)
+  local hdrs, rbody = pol:response()
+  local oh = r.resp_header
+  for k, v in pairs(hdrs) do oh[k] = v end
+  r.resp_body:set({ rbody })
+  return status
+end
 
+local function internal_error(r, msg)
+  log(tostring(msg))
+  r.resp_header["Content-Type"] = "application/json"
+  r.resp_body:set({ '{"error":"internal_error"}' })
+  return 500
+end
+
+-- Every case pol:gate does not take: no policy yet, the metrics path, a
+-- policy that reads the request body.
+local function enforce_general(r, st)
   local attr = r.req_attr
   local raw_path = attr["uri.path-raw"]
   local m = st.metrics
@@ -295,12 +297,7 @@ function M.enforce(lt, path, opts)
     need.query and attr["uri.query"] or nil, need.host and attr["uri.authority"] or nil,
     attr["request.remote-addr"], body, unpack(values, 1, st.nheaders))
   if notice then log(notice) end
-  if status == nil then -- the engine could not decide: fail closed
-    log(tostring(vals))
-    r.resp_header["Content-Type"] = "application/json"
-    r.resp_body:set({ '{"error":"internal_error"}' })
-    return 500
-  end
+  if status == nil then return internal_error(r, vals) end -- the engine could not decide: fail closed
   if status == 0 then
     -- One write per identity header: the value replaces whatever the
     -- client sent under that name, and nil removes it, so a client never
@@ -309,11 +306,44 @@ function M.enforce(lt, path, opts)
     for i = 1, st.nstrip do rh[strip[i]] = vals[i] end
     return 0
   end
-  local hdrs, rbody = pol:response()
-  local oh = r.resp_header
-  for k, v in pairs(hdrs) do oh[k] = v end
-  r.resp_body:set({ rbody })
-  return status
+  return answer(r, pol, status)
+end
+
+--- policy.enforce(lighty, path, opts) -> status for mod_magnet (0: go on)
+-- Call it as the gate script's return value. opts as for policy.load.
+-- policy.enforce(path, opts) works too where `lighty` is a true global.
+function M.enforce(lt, path, opts)
+  if type(lt) == "string" then
+    lt, path, opts = rawget(_G, "lighty"), lt, path
+  end
+  if type(lt) ~= "table" then error("policy.enforce: pass mod_magnet's lighty table first", 2) end
+  local r = lt.r
+  local st = states[path]
+  local now = core.monotonic_ms()
+  if not st then
+    st = { next_check = 0, metrics = metrics_setup(opts) }
+    states[path] = st
+  end
+  if now >= st.next_check then refresh(path, st, now, opts) end
+
+  -- The common case in one call: the engine reads the request, decides
+  -- and sets the identity headers itself (pol:gate).
+  local pol = st.pol
+  if pol and not st.needs_body then
+    local m, need = st.metrics, st.needs
+    local status, notice, code = pol:gate(r, m and m.path, need.query, need.host)
+    if status == 0 then
+      if notice then log(notice) end
+      return 0
+    end
+    if status then
+      if notice then log(notice) end
+      return answer(r, pol, status)
+    end
+    if status == nil then return internal_error(r, notice .. " (" .. tostring(code) .. ")") end
+    -- false: the metrics path
+  end
+  return enforce_general(r, st)
 end
 
 --- policy.request_body(r) -> body | nil, "pending"

@@ -26,6 +26,7 @@ typedef struct {
     int set_ref;          /* reused table of request headers to set */
     int resp_ref;         /* reused table of response headers */
     int vals_ref;         /* reused array of identity header values (decide) */
+    int keys_ref;         /* the names gate() looks up, as Lua strings (GATE_*) */
     int metrics_ref;      /* the metrics table (opts.metrics), kept alive */
     ls_manual_clock now;  /* the clock when opts.now was given */
     ls_policy_decision d; /* the last decision; borrows from p */
@@ -56,7 +57,8 @@ static int l_policy_close(lua_State *L)
     luaL_unref(L, LUA_REGISTRYINDEX, b->resp_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->vals_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->metrics_ref);
-    b->set_ref = b->resp_ref = b->vals_ref = b->metrics_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
+    b->set_ref = b->resp_ref = b->vals_ref = b->metrics_ref = b->keys_ref = LUA_NOREF;
     b->has_d = 0;
     return 0;
 }
@@ -75,6 +77,33 @@ static int opt_flag(lua_State *L, int t, const char *name)
     int v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+/* What gate() reads from mod_magnet's request: these attributes, then the
+ * policy's request headers, then (to write) its identity headers. Their
+ * names are kept as Lua strings, so that a request makes none. */
+static const char *const gate_attrs[] = {"uri.path-raw", "request.method", "request.remote-addr",
+                                         "uri.query", "uri.authority"};
+enum { GATE_PATH = 1, GATE_METHOD, GATE_ADDR, GATE_QUERY, GATE_HOST, GATE_HEADERS };
+
+static void gate_keys(lua_State *L, policy_box *b)
+{
+    size_t nh = ls_policy_header_count(b->p), ns = ls_policy_strip_count(b->p);
+    lua_createtable(L, (int)(GATE_HEADERS - 1 + nh + ns), 0);
+    lls_index k = 1;
+    for (size_t i = 0; i < sizeof gate_attrs / sizeof gate_attrs[0]; i++, k++) {
+        lua_pushstring(L, gate_attrs[i]);
+        lua_rawseti(L, -2, k);
+    }
+    for (size_t i = 0; i < nh; i++, k++) {
+        lua_pushstring(L, ls_policy_header_name(b->p, i));
+        lua_rawseti(L, -2, k);
+    }
+    for (size_t i = 0; i < ns; i++, k++) {
+        lua_pushstring(L, ls_policy_strip_name(b->p, i));
+        lua_rawseti(L, -2, k);
+    }
+    b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* policy_load(json, [opts]) -> policy | nil, msg, code
@@ -102,7 +131,7 @@ static int l_policy_load(lua_State *L)
      * cannot leak it. */
     policy_box *b = lls_newuserdata(L, sizeof *b);
     b->p = NULL;
-    b->set_ref = b->resp_ref = b->vals_ref = b->metrics_ref = LUA_NOREF;
+    b->set_ref = b->resp_ref = b->vals_ref = b->metrics_ref = b->keys_ref = LUA_NOREF;
     b->has_d = 0;
     luaL_setmetatable(L, POLICY_MT);
     lua_newtable(L);
@@ -128,6 +157,7 @@ static int l_policy_load(lua_State *L)
     ls_err err;
     ls_rc rc = ls_policy_load(&b->p, json, len, &opts, &err);
     if (rc != LS_OK) return lls_push_fail(L, "policy", &err);
+    gate_keys(L, b);
     return 1;
 }
 
@@ -243,6 +273,85 @@ static int l_policy_decide(lua_State *L)
     }
     push_opt_string(L, d->notice);
     return 3;
+}
+
+/* Pushes obj[keys[k]] (obj at index obj, keys at index keys): through
+ * mod_magnet's __index for its request objects. */
+static void get_key(lua_State *L, int obj, int keys, int k)
+{
+    lua_rawgeti(L, keys, k);
+    lua_gettable(L, obj);
+}
+
+/* pol:gate(r, [metrics_path], [with_query], [with_host]) -> status, notice
+ *   | false | nil, msg, code
+ * A whole decision in one call, for the mod_magnet gate of a policy that
+ * needs no request body: reads what the policy looks at from mod_magnet's
+ * request object r (r.req_attr, r.req_header: the query and the host only
+ * when asked), decides, and on allow writes every identity header into
+ * r.req_header: the caller's value replaces the client's copy, and a
+ * header the caller has no value for is removed. status 0 allows; a
+ * status >= 200 denies, with the answer in pol:response(). false (and
+ * nothing decided) when the path is metrics_path, which the caller serves
+ * or decides with pol:decide. */
+static int l_policy_gate(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int with_query = lua_toboolean(L, 4), with_host = lua_toboolean(L, 5);
+    lua_settop(L, 3);
+    size_t nh = ls_policy_header_count(b->p), ns = ls_policy_strip_count(b->p);
+    luaL_checkstack(L, (int)nh + 16, "policy gate");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref); /* 4 */
+    lua_getfield(L, 2, "req_attr");                 /* 5 */
+    lua_getfield(L, 2, "req_header");               /* 6 */
+    const int keys = 4, attr = 5, rh = 6;
+    get_key(L, attr, keys, GATE_PATH); /* 7 */
+    ls_str path = arg_str(L, 7);
+    if (lua_type(L, 3) == LUA_TSTRING && path.ptr) {
+        size_t mlen;
+        const char *mp = lua_tolstring(L, 3, &mlen);
+        if (mlen == path.len && memcmp(mp, path.ptr, mlen) == 0) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    ls_str headers[32];
+    ls_policy_request req = {.path = path, .headers = headers};
+    get_key(L, attr, keys, GATE_METHOD); /* 8 */
+    req.method = arg_str(L, 8);
+    get_key(L, attr, keys, GATE_ADDR); /* 9 */
+    req.remote_addr = arg_str(L, 9);
+    if (with_query) {
+        get_key(L, attr, keys, GATE_QUERY);
+        req.query = arg_str(L, -1);
+    }
+    if (with_host) {
+        get_key(L, attr, keys, GATE_HOST);
+        req.host = arg_str(L, -1);
+    }
+    for (size_t i = 0; i < nh && i < 32; i++) {
+        get_key(L, rh, keys, GATE_HEADERS + (int)i);
+        headers[i] = arg_str(L, -1);
+    }
+    ls_err err;
+    b->has_d = 0;
+    if (ls_policy_eval(b->p, &req, &b->d, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
+    b->has_d = 1;
+    const ls_policy_decision *d = &b->d;
+    if (d->allow) {
+        for (size_t i = 0; i < ns; i++) {
+            const char *name = ls_policy_strip_name(b->p, i), *value = NULL;
+            for (size_t j = 0; j < d->n_set_headers; j++)
+                if (d->set_headers[j].name == name) value = d->set_headers[j].value;
+            lua_rawgeti(L, keys, GATE_HEADERS + (lls_index)(nh + i));
+            push_opt_string(L, value);
+            lua_settable(L, rh);
+        }
+    }
+    lua_pushinteger(L, d->allow ? 0 : d->status);
+    push_opt_string(L, d->notice);
+    return 2;
 }
 
 /* pol:response() -> headers, body of the last decision (a denial) */
@@ -400,17 +509,12 @@ static int l_monotonic_ms(lua_State *L)
 void lls_open_policy(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"eval", l_policy_eval},
-        {"decide", l_policy_decide},
-        {"response", l_policy_response},
-        {"explain", l_policy_explain},
-        {"headers", l_policy_headers},
-        {"strip", l_policy_strip},
-        {"needs_body", l_policy_needs_body},
-        {"name", l_policy_name},
-        {"flush", l_policy_flush},
-        {"close", l_policy_close},
-        {NULL, NULL},
+        {"eval", l_policy_eval},       {"decide", l_policy_decide},
+        {"gate", l_policy_gate},       {"response", l_policy_response},
+        {"explain", l_policy_explain}, {"headers", l_policy_headers},
+        {"strip", l_policy_strip},     {"needs_body", l_policy_needs_body},
+        {"name", l_policy_name},       {"flush", l_policy_flush},
+        {"close", l_policy_close},     {NULL, NULL},
     };
     if (luaL_newmetatable(L, POLICY_MT)) {
         lua_newtable(L);

@@ -48,12 +48,29 @@ LUA
 }
 write_policy ""
 printf 'return 42 -- not a policy\n' > "$d/broken.lua"
+# The same without the webhook: a policy that never reads the body, which
+# the gate decides in one call (pol:gate). Chosen by a request header.
+cat > "$d/nobody.lua" <<LUA
+local policy = require "lodestone.policy"
+return policy.define {
+  name = "e2e-nobody",
+  authenticate = { policy.jwt { secret_file = "hs.key", algorithms = { "HS256" }, audience = "e2e" } },
+  rules = {
+    { path = "/healthz", allow = "anyone" },
+    { path = "/me" },
+    { path = "/admin/**", roles = { "admin" } },
+  },
+  identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
+  assertion = { key_file = "assert.key", ttl = "60s" },
+}
+LUA
 
 cat > "$d/gate.lua" <<LUA
 package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
 package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
 local file = "$d/policy.lua"
 if lighty.r.req_attr["uri.path"]:find("^/broken/") then file = "$d/broken.lua" end
+if lighty.r.req_header["X-E2E-Policy"] == "nobody" then file = "$d/nobody.lua" end
 return require("lodestone.policy").enforce(lighty, file, { rl_dir = "$d/rl" })
 LUA
 # The backend: a second lighttpd that echoes what reached it. The front
@@ -138,7 +155,19 @@ body=$(curl -s -H "Authorization: Bearer $alice" -H "X-User: root" -H "X-Roles: 
 check "token reaches backend with identity headers and a signed assertion" "user=alice roles=admin,ops asrt=eyJ" "$body"
 body=$(curl -s -H "X-User: root" -H "X-Lodestone-Assertion: forged" "$base/healthz")
 check "forged identity headers are stripped on public routes" "user=nil roles=nil asrt=nil" "$body"
+# The one-call gate (a policy without body): the same answers.
+nb=(-H "X-E2E-Policy: nobody")
+body=$(curl -s "${nb[@]}" -H "Authorization: Bearer $alice" -H "X-User: root" -H "X-Roles: admin" -H "X-Lodestone-Assertion: forged" "$base/me")
+check "one-call gate: identity headers and a signed assertion reach the backend" "user=alice roles=admin,ops asrt=eyJ" "$body"
+body=$(curl -s "${nb[@]}" -H "X-User: root" -H "X-Lodestone-Assertion: forged" "$base/healthz")
+check "one-call gate: forged identity headers are stripped on public routes" "user=nil roles=nil asrt=nil" "$body"
+hdrs=$(curl -s -D - -o /dev/null "${nb[@]}" "$base/me")
+check_contains "one-call gate: no token is 401 with a Bearer challenge" 'WWW-Authenticate: Bearer realm="e2e-nobody"' "$hdrs"
+check "one-call gate: a role short is 403" 403 "$(status "${nb[@]}" -H "Authorization: Bearer $bob" "$base/admin/x")"
+check_contains "one-call gate: the assertion keys are served" '"crv":"Ed25519"' "$(curl -s "${nb[@]}" "$base/.well-known/lodestone/jwks.json")"
 noroles=$(mint "{\"sub\":\"carol\",\"aud\":\"e2e\",\"exp\":$exp}")
+body=$(curl -s "${nb[@]}" -H "Authorization: Bearer $noroles" -H "X-Roles: admin" "$base/me")
+check "one-call gate: a forged header the token has no value for is stripped" "user=carol roles=nil asrt=eyJ" "$body"
 body=$(curl -s --interface 127.0.0.9 -H "Authorization: Bearer $noroles" -H "X-User: root" -H "X-User: root2" -H "X-Roles: admin" "$base/me")
 check "a forged header the token has no value for is stripped, repeated ones replaced" "user=carol roles=nil asrt=eyJ" "$body"
 jwks=$(curl -s "$base/.well-known/lodestone/jwks.json")

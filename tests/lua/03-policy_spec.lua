@@ -204,6 +204,84 @@ describe("lodestone.policy", function()
     end)
   end)
 
+  describe("gate", function()
+    -- mod_magnet's request objects answer reads and writes through
+    -- metamethods; a proxy of that kind records what the gate wrote.
+    local function magnet_like(t, writes)
+      return setmetatable({}, {
+        __index = function(_, k) return t[k] end,
+        __newindex = function(_, k, v) writes[#writes + 1] = k .. "=" .. tostring(v); t[k] = v end,
+      })
+    end
+
+    local function gate_request(path, headers, attrs)
+      local hdrs, writes = {}, {}
+      for k, v in pairs(headers or {}) do hdrs[k] = v end
+      local a = { ["request.method"] = "GET", ["uri.path-raw"] = path,
+                  ["request.remote-addr"] = "127.0.0.1" }
+      for k, v in pairs(attrs or {}) do a[k] = v end
+      return { req_attr = magnet_like(a, {}), req_header = magnet_like(hdrs, writes) }, hdrs, writes
+    end
+
+    it("decides in one call and writes every identity header, set or removed", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local tok = mint { sub = "alice", exp = os.time() + 60 } -- no roles
+      local r, hdrs, writes = gate_request("/me", { Authorization = "Bearer " .. tok,
+        ["X-User"] = "root", ["X-Roles"] = "admin" })
+      local status, notice = pol:gate(r)
+      assert.equal(0, status)
+      assert.is_nil(notice)
+      assert.equal("alice", hdrs["X-User"])
+      assert.is_nil(hdrs["X-Roles"])
+      table.sort(writes)
+      assert.same({ "X-Roles=nil", "X-User=alice" }, writes)
+    end)
+
+    it("writes nothing on a denial, whose answer is in response()", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local r, hdrs, writes = gate_request("/me", { ["X-User"] = "root" })
+      assert.equal(401, (pol:gate(r)))
+      assert.same({}, writes)
+      assert.equal("root", hdrs["X-User"]) -- the request goes nowhere
+      local _, body = pol:response()
+      assert.equal('{"error":"unauthorized"}', body)
+      assert.equal("not_authenticated", (pol:explain()))
+    end)
+
+    it("leaves the metrics path to its caller", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local r, _, writes = gate_request("/_lodestone/metrics")
+      assert.is_false(pol:gate(r, "/_lodestone/metrics"))
+      assert.same({}, writes)
+      assert.equal(0, (pol:gate(gate_request("/healthz"), "/_lodestone/metrics")))
+    end)
+
+    it("reads the query and the host only when asked", function()
+      write_policy([[rate_limit = { by = "ip", rate = 100, per = "1s" },]])
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local asked = {}
+      local attrs = setmetatable({}, { __index = function(_, k)
+        asked[#asked + 1] = k
+        return ({ ["request.method"] = "GET", ["uri.path-raw"] = "/healthz",
+                  ["request.remote-addr"] = "127.0.0.1", ["uri.query"] = "a=1",
+                  ["uri.authority"] = "h" })[k]
+      end })
+      local r = { req_attr = attrs, req_header = {} }
+      assert.equal(0, (pol:gate(r)))
+      table.sort(asked)
+      assert.same({ "request.method", "request.remote-addr", "uri.path-raw" }, asked)
+      asked = {}
+      assert.equal(0, (pol:gate(r, nil, true, true)))
+      table.sort(asked)
+      assert.same({ "request.method", "request.remote-addr", "uri.authority", "uri.path-raw", "uri.query" }, asked)
+      pol:close()
+      assert.has_error(function() pol:gate(r) end, "calling 'gate' on bad self (policy is closed)")
+    end)
+  end)
+
   describe("primitives", function()
     it("hmac.verify checks in constant time with a reason", function()
       local sig = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
