@@ -25,6 +25,7 @@ ls_pkg(mhd      libmicrohttpd libmicrohttpd-dev)
 ls_pkg(cmocka   cmocka        libcmocka-dev)
 ls_pkg(lua54    lua5.4        liblua5.4-dev)
 ls_pkg(luajit   luajit        libluajit-5.1-dev)
+ls_pkg(icu      icu-i18n      libicu-dev)
 
 # LevelDB ships no pkg-config file on Debian: look for the header and library.
 find_path(LEVELDB_INCLUDE_DIR leveldb/c.h)

@@ -11,6 +11,7 @@ PACKAGES=(
   # libraries
   libleveldb-dev libsodium-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev libmicrohttpd-dev
+  libicu-dev # schedules in named timezones (ICU holds the zones)
   # Lua runtimes and headers: LuaJIT for the daemon, Lua 5.4 for mod_magnet
   luajit libluajit-5.1-dev lua5.4 liblua5.4-dev
   # lighttpd with mod_magnet (Lua 5.4)

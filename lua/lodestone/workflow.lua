@@ -223,8 +223,11 @@ local function check_schedule(t, name, level)
   end
   local next_ms, msg = core.cron_next(t.cron)
   if not next_ms then error(what .. ".cron: " .. msg, level) end
-  if t.timezone ~= nil and t.timezone ~= "UTC" then
-    error(string.format('%s.timezone: only "UTC" is supported for now, got %s (cron times are UTC)',
+  -- The zone's name is checked by lodestoned (ICU knows the zones): here
+  -- only its shape.
+  if t.timezone ~= nil and (type(t.timezone) ~= "string" or not t.timezone:match("^[%w_+%-/]+$")
+      or #t.timezone > 64) then
+    error(string.format('%s.timezone: must be an IANA zone name such as "Europe/Berlin" or "UTC", got %s',
       what, type(t.timezone) == "string" and string.format("%q", t.timezone) or "a " .. type(t.timezone)), level)
   end
   if t.overlap ~= nil and not OVERLAP[t.overlap] then
@@ -233,7 +236,7 @@ local function check_schedule(t, name, level)
   if t.catchup ~= nil and not CATCHUP[t.catchup] then
     error(what .. ".catchup: must be one or none, got " .. tostring(t.catchup), level)
   end
-  local sched = { name = name, workflow = name, cron = t.cron, timezone = "UTC",
+  local sched = { name = name, workflow = name, cron = t.cron, timezone = t.timezone or "UTC",
                   overlap = t.overlap or "skip", catchup = t.catchup or "one", input = t.input }
   local ok, text = pcall(json.encode, sched)
   if not ok or text == nil then error(what .. ".input: cannot be encoded as JSON", level) end
@@ -243,7 +246,7 @@ end
 --- Declares a workflow. Fields: name (letters, digits, _ . : -), run
 --- (function(ctx, input)), and optionally description (a string), retry
 --- (the default policy of its steps), step_timeout (default "30s") and
---- schedule ({cron, timezone = "UTC", overlap = "skip" | "buffer_one" |
+--- schedule ({cron, timezone = "UTC" or a zone such as "Europe/Berlin", overlap = "skip" | "buffer_one" |
 --- "allow", catchup = "one" | "none", input}: lodestoned starts a run at
 --- each fire time), concurrency ({limit, key, total}) and retention (how
 --- long finished runs are kept: "30d" or "forever").

@@ -37,7 +37,7 @@ static const char usage[] =
     "  resume ID                                        resume a paused run (on_exhausted=pause)\n"
     "  schedule list | show NAME | rm NAME              schedules (lodestone schedule --help)\n"
     "  schedule create NAME --workflow TYPE --cron EXPR [--overlap P] [--catchup C]\n"
-    "                  [--input JSON]                   create or replace a schedule\n"
+    "                  [--input JSON] [--timezone ZONE] create or replace a schedule\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * Cron expressions of workflow schedules (internal to native/flow/). Pure
- * computation: no clock, no I/O, no allocation.
+ * computation: no clock, no I/O, no allocation (ls_cron_next_in aside).
  *
  * Accepted text (leading and trailing spaces and tabs ignored):
  *   - five fields separated by spaces or tabs:
@@ -23,8 +23,12 @@
  * every Monday); when one of them begins with `*` (including `*` + `/2`,
  * Vixie's rule) a day must match both.
  *
- * Times are UTC only for now: a schedule's named timezone (and its DST
- * gaps and repeats) comes later, on top of this.
+ * ls_cron_next works in UTC; ls_cron_next_in (cron_zone.c, with ICU's
+ * zones) matches the wall-clock time of a named timezone instead. There,
+ * a wall-clock time that occurs twice (clocks going back) fires once, at
+ * its first occurrence, and one that does not exist (clocks going forward)
+ * fires at the first instant after the jump. `@every` is the same in
+ * every zone: multiples of the interval since the epoch.
  */
 #ifndef LS_FLOW_CRON_H
 #define LS_FLOW_CRON_H
@@ -75,5 +79,29 @@ ls_rc ls_cron_parse(const char *text, size_t len, ls_cron *out, ls_err *err);
  * in an int64_t. Cost: a few steps per month, hour and day skipped, at most
  * about 150,000 for an expression that never fires. */
 ls_rc ls_cron_next(const ls_cron *c, int64_t after_ms, int64_t *next_ms);
+
+/* Longest timezone name accepted, in bytes. */
+#define LS_CRON_ZONE_MAX 64
+
+/* LS_OK when name (len bytes) is "UTC" or a zone ICU knows by its IANA
+ * name ("Europe/Berlin"); else LS_EINVAL naming it. */
+ls_rc ls_cron_zone_check(const char *name, size_t len, ls_err *err);
+
+/* A zone opened for ls_cron_next_tz (ICU's calendar of it). */
+typedef struct ls_cron_tz ls_cron_tz;
+
+/* Opens zone (NUL-terminated). NULL or "UTC" gives *out = NULL, which
+ * ls_cron_next_tz reads as UTC. LS_EINVAL when the zone is unknown,
+ * LS_ENOMEM. One thread at a time per handle; close with ls_cron_tz_close
+ * (NULL is fine). */
+ls_rc ls_cron_tz_open(const char *zone, ls_cron_tz **out);
+void ls_cron_tz_close(ls_cron_tz *tz);
+
+/* ls_cron_next on the wall clock of tz (NULL: UTC, exactly ls_cron_next).
+ * LS_ENOTFOUND as ls_cron_next. */
+ls_rc ls_cron_next_tz(const ls_cron *c, ls_cron_tz *tz, int64_t after_ms, int64_t *next_ms);
+
+/* ls_cron_next_tz for one call: opens zone, searches, closes. */
+ls_rc ls_cron_next_in(const ls_cron *c, const char *zone, int64_t after_ms, int64_t *next_ms);
 
 #endif

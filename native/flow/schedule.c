@@ -302,7 +302,7 @@ static json_t *render(const sched *s, ls_err *err)
         set_int(o, "fires_skipped", (int64_t)s->skipped) ||
         set_int(o, "fires_missed", (int64_t)s->missed) ||
         set_int(o, "fires_failed", (int64_t)s->failed);
-    if (!bad && ls_cron_next(&s->d.cron, s->anchor_ms, &next) == LS_OK)
+    if (!bad && ls_cron_next_in(&s->d.cron, s->d.timezone, s->anchor_ms, &next) == LS_OK)
         bad = set_time(o, "next_fire", next);
     if (!bad && s->last_fire_ms)
         bad = set_time(o, "last_fire", s->last_fire_ms) ||
@@ -652,7 +652,8 @@ static ls_rc tick_one(ls_flow_t *f, struct flow_scheds *S, sched *s, int64_t now
         }
     }
     flow_sched_plan p;
-    flow_sched_plan_at(&s->d.cron, s->anchor_ms, now, s->after_downtime, s->d.catchup, &p);
+    flow_sched_plan_at(&s->d.cron, s->d.timezone, s->anchor_ms, now, s->after_downtime,
+                       s->d.catchup, &p);
     if (p.missed) {
         s->missed += p.missed;
         S->st.fires_missed += p.missed;
@@ -717,7 +718,8 @@ int64_t flow_sched_tick(ls_flow_t *f)
         sched *s = S->v[i];
         if (tick_one(f, S, s, now) == LS_EBUSY) break;
         int64_t next;
-        if (ls_cron_next(&s->d.cron, s->anchor_ms, &next) == LS_OK && next < earliest)
+        if (ls_cron_next_in(&s->d.cron, s->d.timezone, s->anchor_ms, &next) == LS_OK &&
+            next < earliest)
             earliest = next;
     }
     pthread_mutex_unlock(&S->mu);

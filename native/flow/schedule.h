@@ -40,16 +40,17 @@ typedef struct {
     char *workflow;
     char *cron_text;
     ls_cron cron;
-    int overlap; /* FLOW_OVERLAP_* */
-    int catchup; /* FLOW_CATCHUP_* */
-    char *input; /* compact JSON, or NULL (the runs get null) */
+    char *timezone; /* the zone of the cron times (an IANA name); NULL: UTC */
+    int overlap;    /* FLOW_OVERLAP_* */
+    int catchup;    /* FLOW_CATCHUP_* */
+    char *input;    /* compact JSON, or NULL (the runs get null) */
     size_t input_len;
 } flow_sched_def;
 
 /* Reads and checks a definition object {"name", "workflow", "cron",
  * "timezone"?, "overlap"?, "catchup"?, "input"?}. Unknown fields, a bad
  * name, a cron text the parser refuses or that never fires, a timezone
- * other than "UTC" are LS_EINVAL with a message naming the field. extra
+ * ICU does not know are LS_EINVAL with a message naming the field. extra
  * lists further field names to accept and ignore (NULL-terminated, may be
  * NULL): a stored record carries its state beside the definition. On
  * failure *d is left empty. */
@@ -78,8 +79,8 @@ typedef struct {
  * after_downtime is set (the first look after the engine opened), they
  * were missed while the daemon was down: catchup ONE fires the latest,
  * NONE passes over all of them. */
-void flow_sched_plan_at(const ls_cron *c, int64_t anchor, int64_t now, int after_downtime,
-                        int catchup, flow_sched_plan *p);
+void flow_sched_plan_at(const ls_cron *c, const char *zone, int64_t anchor, int64_t now,
+                        int after_downtime, int catchup, flow_sched_plan *p);
 
 /* What to do with a due fire, given whether the previous fire's run is
  * still running and whether a buffered fire already waits. */

@@ -142,11 +142,9 @@ static ls_rc parse_fields(const json_t *obj, const char *const *extra, flow_sche
         return rc;
     d->cron_text = ls_strndup(s, n);
     if ((rc = get_text(obj, "timezone", 0, &s, &n, err)) != LS_OK) return rc;
-    if (s && !(n == 3 && strcmp(s, "UTC") == 0))
-        return ls_err_set(err, LS_EINVAL,
-                          "timezone: only \"UTC\" is supported for now, got \"%.60s\" (cron "
-                          "times are UTC)",
-                          s);
+    if (s && (rc = ls_cron_zone_check(s, n, err)) != LS_OK) return rc;
+    if (s && !(n == 3 && memcmp(s, "UTC", 3) == 0) && (d->timezone = ls_strndup(s, n)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "schedule: out of memory");
     if ((rc = get_choice(obj, "overlap", OVERLAP_NAMES, 3, "skip, buffer_one or allow", &d->overlap,
                          err)) != LS_OK ||
         (rc = get_choice(obj, "catchup", CATCHUP_NAMES, 2, "one or none", &d->catchup, err)) !=
@@ -188,6 +186,7 @@ void flow_sched_def_free(flow_sched_def *d)
     ls_free(d->name);
     ls_free(d->workflow);
     ls_free(d->cron_text);
+    ls_free(d->timezone);
     ls_free(d->input);
     memset(d, 0, sizeof *d);
     d->overlap = FLOW_OVERLAP_SKIP;
@@ -202,18 +201,19 @@ static int same_str(const char *a, const char *b)
 int flow_sched_def_equal(const flow_sched_def *a, const flow_sched_def *b)
 {
     return same_str(a->name, b->name) && same_str(a->workflow, b->workflow) &&
-           same_str(a->cron_text, b->cron_text) && a->overlap == b->overlap &&
-           a->catchup == b->catchup && same_str(a->input, b->input);
+           same_str(a->cron_text, b->cron_text) && same_str(a->timezone, b->timezone) &&
+           a->overlap == b->overlap && a->catchup == b->catchup && same_str(a->input, b->input);
 }
 
 ls_rc flow_sched_def_to_json(const flow_sched_def *d, json_t *obj, ls_err *err)
 {
-    int bad = json_object_set_new(obj, "name", json_string(d->name)) ||
-              json_object_set_new(obj, "workflow", json_string(d->workflow)) ||
-              json_object_set_new(obj, "cron", json_string(d->cron_text)) ||
-              json_object_set_new(obj, "timezone", json_string("UTC")) ||
-              json_object_set_new(obj, "overlap", json_string(flow_overlap_name(d->overlap))) ||
-              json_object_set_new(obj, "catchup", json_string(flow_catchup_name(d->catchup)));
+    int bad =
+        json_object_set_new(obj, "name", json_string(d->name)) ||
+        json_object_set_new(obj, "workflow", json_string(d->workflow)) ||
+        json_object_set_new(obj, "cron", json_string(d->cron_text)) ||
+        json_object_set_new(obj, "timezone", json_string(d->timezone ? d->timezone : "UTC")) ||
+        json_object_set_new(obj, "overlap", json_string(flow_overlap_name(d->overlap))) ||
+        json_object_set_new(obj, "catchup", json_string(flow_catchup_name(d->catchup)));
     if (bad) return ls_err_set(err, LS_ENOMEM, "schedule: out of memory");
     if (d->input) {
         json_t *in = NULL;
@@ -227,17 +227,19 @@ ls_rc flow_sched_def_to_json(const flow_sched_def *d, json_t *obj, ls_err *err)
 
 /* ---- what is due ---- */
 
-void flow_sched_plan_at(const ls_cron *c, int64_t anchor, int64_t now, int after_downtime,
-                        int catchup, flow_sched_plan *p)
+void flow_sched_plan_at(const ls_cron *c, const char *zone, int64_t anchor, int64_t now,
+                        int after_downtime, int catchup, flow_sched_plan *p)
 {
     memset(p, 0, sizeof *p);
     p->anchor = anchor;
+    ls_cron_tz *tz = NULL;
+    if (ls_cron_tz_open(zone, &tz) != LS_OK) return; /* checked when defined: never here */
     int64_t t, latest = 0;
     uint64_t due = 0;
-    if (ls_cron_next(c, anchor, &t) != LS_OK) return; /* never again */
+    if (ls_cron_next_tz(c, tz, anchor, &t) != LS_OK) goto done; /* never again */
     if (t > now) {
         p->next = t;
-        return;
+        goto done;
     }
     if (c->every_ms > 0) {
         /* Fires at multiples of the interval: count them. */
@@ -248,7 +250,7 @@ void flow_sched_plan_at(const ls_cron *c, int64_t anchor, int64_t now, int after
         do {
             latest = t;
             due++;
-        } while (ls_cron_next(c, latest, &t) == LS_OK && t <= now);
+        } while (ls_cron_next_tz(c, tz, latest, &t) == LS_OK && t <= now);
     }
     p->anchor = latest;
     if (after_downtime && catchup == FLOW_CATCHUP_NONE) {
@@ -257,7 +259,9 @@ void flow_sched_plan_at(const ls_cron *c, int64_t anchor, int64_t now, int after
         p->fire = latest;
         p->missed = due - 1;
     }
-    if (ls_cron_next(c, latest, &t) == LS_OK) p->next = t;
+    if (ls_cron_next_tz(c, tz, latest, &t) == LS_OK) p->next = t;
+done:
+    ls_cron_tz_close(tz);
 }
 
 flow_sched_action flow_sched_decide(int overlap, int prev_running, int buffered_waiting)

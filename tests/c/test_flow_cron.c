@@ -68,15 +68,25 @@ static int64_t next_of(const char *text, int64_t after)
     return next;
 }
 
-static void expect_next(const char *text, const char *after, const char *want)
+/* Checks the first fire time after `after` on zone's clock (NULL: UTC,
+ * which is ls_cron_next itself). Times are UTC text for at(). */
+static void expect_next_in(const char *text, const char *zone, const char *after, const char *want)
 {
-    int64_t got = next_of(text, at(after)), w = at(want);
+    ls_cron c = parse_ok(text);
+    int64_t got = -1, w = at(want);
+    ls_rc rc = ls_cron_next_in(&c, zone, at(after), &got);
+    if (rc != LS_OK) fail_msg("%s in %s after %s: %s", text, zone, after, ls_rc_name(rc));
     if (got != w) {
         char g[64], e[64];
         show(got, g, sizeof g);
         show(w, e, sizeof e);
-        fail_msg("%s after %s:\n  got  %s\n  want %s", text, after, g, e);
+        fail_msg("%s in %s after %s:\n  got  %s\n  want %s", text, zone, after, g, e);
     }
+}
+
+static void expect_next(const char *text, const char *after, const char *want)
+{
+    expect_next_in(text, NULL, after, want);
 }
 
 static uint64_t bits(int lo, int hi, int step)
@@ -334,6 +344,76 @@ static void test_cron_next_never(void **state)
 
 /* ---- random expressions against a naive matcher ---- */
 
+/* Fire times on a zone's wall clock (times below in UTC): across the
+ * clocks going forward (a time that does not exist fires at the first
+ * instant after the jump) and back (a time that occurs twice fires once,
+ * at its first occurrence), zones without DST, and @every, which ignores
+ * the zone. Europe/Berlin: CET (+1) to CEST (+2) at 2026-03-29 01:00 UTC,
+ * back at 2026-10-25 01:00 UTC; America/New_York: EST to EDT on 8 March
+ * 2026. */
+static void test_cron_next_in_zones(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cron, *zone, *after, *want;
+    } cases[] = {
+        /* daily 02:30 Berlin: the day without 02:30 fires at 03:00 CEST */
+        {"30 2 * * *", "Europe/Berlin", "2026-03-28 01:30", "2026-03-29 01:00"},
+        {"30 2 * * *", "Europe/Berlin", "2026-03-29 01:00", "2026-03-30 00:30"},
+        /* the day with two 02:30s fires at the first (CEST), not the second */
+        {"30 2 * * *", "Europe/Berlin", "2026-10-24 00:30", "2026-10-25 00:30"},
+        {"30 2 * * *", "Europe/Berlin", "2026-10-25 00:30", "2026-10-26 01:30"},
+        {"30 2 * * *", "Europe/Berlin", "2026-10-25 01:10", "2026-10-26 01:30"},
+        /* every quarter hour: the missing hour is one fire at 03:00 CEST */
+        {"*/15 * * * *", "Europe/Berlin", "2026-03-29 00:45", "2026-03-29 01:00"},
+        {"*/15 * * * *", "Europe/Berlin", "2026-03-29 01:00", "2026-03-29 01:15"},
+        /* the repeated hour is not walked twice */
+        {"*/30 * * * *", "Europe/Berlin", "2026-10-25 00:30", "2026-10-25 02:00"},
+        /* weekdays at 09:00 New York: EST on Friday, EDT on Monday */
+        {"0 9 * * 1-5", "America/New_York", "2026-03-05 14:00", "2026-03-06 14:00"},
+        {"0 9 * * 1-5", "America/New_York", "2026-03-06 14:00", "2026-03-09 13:00"},
+        /* no DST, a half-hour offset */
+        {"0 0 * * *", "Asia/Kolkata", "2026-01-01 00:00", "2026-01-01 18:30"},
+        /* a leap day, at midnight CET */
+        {"0 0 29 2 *", "Europe/Berlin", "2026-01-01 00:00", "2028-02-28 23:00"},
+        /* UTC and NULL are ls_cron_next; @every ignores the zone */
+        {"30 2 * * *", "UTC", "2026-03-28 01:30", "2026-03-28 02:30"},
+        {"30 2 * * *", NULL, "2026-03-28 01:30", "2026-03-28 02:30"},
+        {"@every 1h", "Asia/Kolkata", "2026-01-01 00:10", "2026-01-01 01:00"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_next_in(cases[i].cron, cases[i].zone, cases[i].after, cases[i].want);
+
+    ls_cron c = parse_ok("0 0 30 2 *");
+    int64_t next = 7;
+    assert_int_equal(ls_cron_next_in(&c, "Europe/Berlin", 0, &next), LS_ENOTFOUND);
+    assert_int_equal(next, 7);
+    c = parse_ok("@hourly");
+    assert_int_equal(ls_cron_next_in(&c, "Mars/Olympus_Mons", 0, &next), LS_EINVAL);
+}
+
+static void test_cron_zone_check(void **state)
+{
+    (void)state;
+    ls_err err = {0};
+    static const char *const good[] = {"UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata",
+                                       "Etc/GMT+5"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        th_ok(ls_cron_zone_check(good[i], strlen(good[i]), &err), &err);
+    static const char *const bad[] = {"",      "Mars/Olympus_Mons", "Europe/Berlin\n",
+                                      "utc x", "GMT+05:00",         "Europe/Berlin/"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ls_cron_zone_check(bad[i], strlen(bad[i]), &err), LS_EINVAL);
+        assert_non_null(strstr(err.msg, "timezone: unknown zone"));
+    }
+    assert_int_equal(ls_cron_zone_check("Mars/Olympus_Mons", 17, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "timezone: unknown zone \"Mars/Olympus_Mons\" (an IANA name such "
+                                 "as \"Europe/Berlin\", or \"UTC\")");
+    char longname[100];
+    memset(longname, 'a', sizeof longname);
+    assert_int_equal(ls_cron_zone_check(longname, sizeof longname, &err), LS_EINVAL);
+}
+
 static uint64_t rng(uint64_t *s)
 {
     /* splitmix64 */
@@ -499,6 +579,8 @@ int main(void)
         cmocka_unit_test(test_cron_parse_errors),
         cmocka_unit_test(test_cron_next_table),
         cmocka_unit_test(test_cron_next_every_aligned),
+        cmocka_unit_test(test_cron_next_in_zones),
+        cmocka_unit_test(test_cron_zone_check),
         cmocka_unit_test(test_cron_next_never),
         cmocka_unit_test(test_cron_next_random_against_naive),
     };

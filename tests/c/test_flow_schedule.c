@@ -81,7 +81,7 @@ static void test_schedule_plan_table(void **state)
         ls_err err = {0};
         th_ok(ls_cron_parse(c->cron, strlen(c->cron), &cron, &err), &err);
         flow_sched_plan p;
-        flow_sched_plan_at(&cron, c->anchor, c->now, c->after_downtime, c->catchup, &p);
+        flow_sched_plan_at(&cron, NULL, c->anchor, c->now, c->after_downtime, c->catchup, &p);
         int64_t want_next = c->next;
         if (p.fire != c->fire || p.missed != c->missed || p.anchor != c->anchor_after ||
             p.next != want_next)
@@ -92,6 +92,20 @@ static void test_schedule_plan_table(void **state)
                      (unsigned long long)c->missed, (long long)c->anchor_after,
                      (long long)want_next);
     }
+
+    /* 02:30 Berlin, down from the 27th to 03:00 CEST on the 30th: the 28th,
+     * the 29th (no 02:30 that day: 03:00 CEST) and the 30th are due; the
+     * 30th's fires, two are missed, and the next is the 31st. */
+    ls_cron daily;
+    ls_err err = {0};
+    th_ok(ls_cron_parse("30 2 * * *", 10, &daily, &err), &err);
+    flow_sched_plan p;
+    flow_sched_plan_at(&daily, "Europe/Berlin", 1774575000000, 1774832400000, 1, FLOW_CATCHUP_ONE,
+                       &p);
+    assert_int_equal(p.fire, 1774830600000); /* 2026-03-30 00:30 UTC */
+    assert_int_equal(p.missed, 2);
+    assert_int_equal(p.anchor, 1774830600000);
+    assert_int_equal(p.next, 1774917000000); /* 2026-03-31 00:30 UTC */
 }
 
 static void test_schedule_overlap_decisions(void **state)
@@ -170,7 +184,28 @@ static void test_schedule_definitions(void **state)
     assert_int_equal(d.catchup, FLOW_CATCHUP_NONE);
     assert_string_equal(d.input, "{\"a\":[true],\"b\":1}");
     assert_int_equal(d.cron.every_ms, 30000);
+    assert_null(d.timezone); /* UTC */
     flow_sched_def_free(&d);
+
+    /* A named zone is kept, and part of what makes two definitions equal. */
+    const char *paris = "{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"0 9 * * *\",\"timezone\":"
+                        "\"Europe/Paris\"}";
+    flow_sched_def p1, p2;
+    th_ok(ls_json_parse(paris, strlen(paris), &o, &err), &err);
+    th_ok(flow_sched_def_parse(o, NULL, &p1, &err), &err);
+    json_decref(o);
+    assert_string_equal(p1.timezone, "Europe/Paris");
+    const char *utc = "{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"0 9 * * *\"}";
+    th_ok(ls_json_parse(utc, strlen(utc), &o, &err), &err);
+    th_ok(flow_sched_def_parse(o, NULL, &p2, &err), &err);
+    json_decref(o);
+    assert_false(flow_sched_def_equal(&p1, &p2));
+    o = json_object();
+    th_ok(flow_sched_def_to_json(&p1, o, &err), &err);
+    assert_string_equal(json_string_value(json_object_get(o, "timezone")), "Europe/Paris");
+    json_decref(o);
+    flow_sched_def_free(&p1);
+    flow_sched_def_free(&p2);
 
     def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"* * * *\"}", "cron \"* * * *\"");
     def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"61 * * * *\"}", "minute");
@@ -181,8 +216,8 @@ static void test_schedule_definitions(void **state)
     def_fails("{\"name\":\"n@1\",\"workflow\":\"w\",\"cron\":\"@daily\"}",
               "name: character 2 (0x40) is not allowed");
     def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"@daily\",\"timezone\":"
-              "\"Europe/Paris\"}",
-              "timezone: only \"UTC\" is supported for now, got \"Europe/Paris\"");
+              "\"Europe/Pariss\"}",
+              "timezone: unknown zone \"Europe/Pariss\"");
     def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"@daily\",\"overlap\":\"queue\"}",
               "overlap: must be skip, buffer_one or allow, got \"queue\"");
     def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"@daily\",\"catchup\":\"all\"}",

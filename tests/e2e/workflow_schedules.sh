@@ -85,9 +85,18 @@ check "the API cannot replace a file's schedule: 409" 409 "$code"
 post_sched '{"name":"bad","workflow":"slow","cron":"61 * * * *"}'
 check "a bad cron: 400" 400 "$code"
 check "with the parser's message" 'cron "61 * * * *": minute: 61 is out of range 0-59' "$(j .error.message)"
-post_sched '{"name":"bad","workflow":"slow","cron":"@daily","timezone":"Europe/Paris"}'
-check "a timezone other than UTC: 400" "400" "$code"
-check_contains "saying only UTC is supported for now" 'only "UTC" is supported for now' "$(j .error.message)"
+post_sched '{"name":"bad","workflow":"slow","cron":"@daily","timezone":"Mars/Olympus_Mons"}'
+check "an unknown timezone: 400" "400" "$code"
+check_contains "naming the zone" 'timezone: unknown zone "Mars/Olympus_Mons"' "$(j .error.message)"
+# A named zone: the next fire is 09:00 on Berlin's wall clock, whatever
+# the offset that day (CET or CEST), and the zone is kept.
+post_sched '{"name":"berlin9","workflow":"slow","cron":"0 9 * * *","timezone":"Europe/Berlin"}'
+check "a schedule in Europe/Berlin: 201" 201 "$code"
+check "keeps its zone" "Europe/Berlin" "$(j .timezone)"
+next_local=$(TZ=Europe/Berlin date -d "$(j .next_fire)" '+%H:%M:%S')
+check "fires at 09:00 Berlin time" "09:00:00" "$next_local"
+api DELETE /v1/schedules/berlin9
+check "and goes" "200 true" "$code $(j .deleted)"
 post_sched '{"name":"bad","workflow":"slow","cron":"@daily","every":"1h"}'
 check "an unknown field: 400 naming it" "400 every: unknown field" "$code $(j .error.message | cut -d'(' -f1 | sed 's/ $//')"
 post_sched '{"name":"bad","workflow":"nope","cron":"@daily"}'

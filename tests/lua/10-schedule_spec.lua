@@ -65,6 +65,13 @@ describe("schedules", function()
         schedule = { cron = "@hourly", overlap = "allow" } }.schedule.overlap)
     end)
 
+    it("takes a named timezone (lodestoned checks the name)", function()
+      local def = workflow.define { name = "berlin", run = noop,
+        schedule = { cron = "0 9 * * 1-5", timezone = "Europe/Berlin" } }
+      assert.equal("Europe/Berlin", def.schedule.timezone)
+      assert.equal("Europe/Berlin", json.decode(def.schedule_json).timezone)
+    end)
+
     it("is optional", function()
       local def = workflow.define { name = "w", run = noop }
       assert.is_nil(def.schedule)
@@ -83,10 +90,10 @@ describe("schedules", function()
         { { cron = "@sometimes" }, 'workflow.define: schedule.cron: cron "@sometimes": unknown macro "@sometimes" '
           .. "(known: @yearly @annually @monthly @weekly @daily @midnight @hourly @every)" },
         { { cron = "@every 500ms" }, 'workflow.define: schedule.cron: ' .. select(2, core.cron_next("@every 500ms")) },
-        { { cron = "@daily", timezone = "Europe/Paris" },
-          'workflow.define: schedule.timezone: only "UTC" is supported for now, got "Europe/Paris" (cron times are UTC)' },
+        { { cron = "@daily", timezone = "Europe/Paris; rm" },
+          'workflow.define: schedule.timezone: must be an IANA zone name such as "Europe/Berlin" or "UTC", got "Europe/Paris; rm"' },
         { { cron = "@daily", timezone = 1 },
-          'workflow.define: schedule.timezone: only "UTC" is supported for now, got a number (cron times are UTC)' },
+          'workflow.define: schedule.timezone: must be an IANA zone name such as "Europe/Berlin" or "UTC", got a number' },
         { { cron = "@daily", overlap = "queue" }, "workflow.define: schedule.overlap: must be skip, buffer_one or allow, got queue" },
         { { cron = "@daily", catchup = "all" }, "workflow.define: schedule.catchup: must be one or none, got all" },
         { { cron = "@daily", input = { f = noop } }, "workflow.define: schedule.input: cannot be encoded as JSON" },

@@ -14,13 +14,17 @@ local HELP = [[
 usage: lodestone schedule list [--json]
        lodestone schedule show NAME [--json]
        lodestone schedule create NAME --workflow TYPE --cron EXPR [--overlap P]
-                                 [--catchup C] [--input JSON|@FILE|@-] [--timezone UTC]
+                                 [--catchup C] [--input JSON|@FILE|@-] [--timezone ZONE]
        lodestone schedule rm NAME
 
-A schedule starts a run of workflow TYPE at each fire time of EXPR (UTC):
-five cron fields ("*/15 * * * *", "0 9 * * MON-FRI"), @hourly, @daily,
-@weekly, @monthly, @yearly, or "@every 30s". Each fire is an ordinary run
-with the id NAME@YYYYMMDDTHHMMSSZ (its fire time), never started twice.
+A schedule starts a run of workflow TYPE at each fire time of EXPR: five
+cron fields ("*/15 * * * *", "0 9 * * MON-FRI"), @hourly, @daily, @weekly,
+@monthly, @yearly, or "@every 30s". Each fire is an ordinary run with the
+id NAME@YYYYMMDDTHHMMSSZ (its fire time in UTC), never started twice.
+
+--timezone: the clock the cron fields read: UTC (default) or an IANA zone
+  such as Europe/Berlin (a time the clocks skip fires just after the jump;
+  one they repeat fires once).
 
 --overlap: what a fire does while the previous fire's run still runs:
   skip (default) does not start it; buffer_one starts it when that run ends
