@@ -454,7 +454,8 @@ static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *r
     ls_rc rc = ls_jwt_cache_verify(a->cache, a->jwks, tok, len, &t, &why, &err);
     if (rc != LS_OK) {
         if (a->fetch && (why == LS_JWT_UNKNOWN_KID || why == LS_JWT_NO_KEY))
-            ls_jwks_fetch_request(a->fetch); /* keys may have rotated: at most one a minute */
+            /* keys may have rotated: at most one a minute */
+            ls_jwks_fetch_request(a->fetch, a->fetch_installs);
         *reason =
             why == LS_JWT_OK || why == LS_JWT_ERROR ? "internal_error" : ls_jwt_reason_name(why);
         *detail = ls_policy_scratch(p, err.msg, strlen(err.msg));

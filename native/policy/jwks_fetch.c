@@ -41,8 +41,10 @@ struct ls_jwks_fetch {
     pthread_mutex_t mu;
     pthread_cond_t cv;
 
-    atomic_int stop;  /* ls_jwks_fetch_free wants the thread gone */
-    atomic_int asked; /* a refetch was asked for and not yet served */
+    atomic_int stop; /* ls_jwks_fetch_free wants the thread gone */
+    /* A refetch asked for and not yet served: 1 + the installs the asker's
+     * keys came from (see ls_jwks_fetch_request); 0 when none. */
+    atomic_uint_fast64_t asked;
     atomic_uint_fast64_t installs;
 
     /* under mu */
@@ -425,7 +427,7 @@ static void *fetch_main(void *ud)
     pthread_mutex_lock(&f->mu);
     while (!atomic_load(&f->stop)) {
         int64_t now = mono_ms();
-        int asked = atomic_load(&f->asked), due = now >= next;
+        int asked = atomic_load(&f->asked) != 0, due = now >= next;
         if (!due && !(asked && now >= ask_after)) {
             wait_until(f, asked && ask_after < next ? ask_after : next);
             continue;
@@ -441,7 +443,11 @@ static void *fetch_main(void *ud)
                 continue;
             }
         }
-        if (atomic_exchange(&f->asked, 0)) {
+        uint64_t ask = atomic_exchange(&f->asked, 0);
+        if (ask && ask - 1 < atomic_load(&f->installs))
+            ask = 0; /* asked with keys a newer install is replacing: not an ask */
+        if (!ask && !due) continue;
+        if (ask) {
             f->st.requests++;
             if (!due) ask_after = now + f->o.kid_refetch_ms; /* a fetch only because asked */
         }
@@ -596,9 +602,13 @@ uint64_t ls_jwks_fetch_installs(const ls_jwks_fetch_t *f)
     return atomic_load_explicit(&((ls_jwks_fetch_t *)f)->installs, memory_order_acquire);
 }
 
-void ls_jwks_fetch_request(ls_jwks_fetch_t *f)
+void ls_jwks_fetch_request(ls_jwks_fetch_t *f, uint64_t seen)
 {
-    if (atomic_exchange(&f->asked, 1) != 0) return; /* already pending */
+    /* The newest view wins: an ask made with newer keys replaces a pending
+     * one made with older keys (which the fetcher would drop). */
+    uint64_t want = seen + 1, prev = atomic_load(&f->asked);
+    while (prev < want && !atomic_compare_exchange_weak(&f->asked, &prev, want)) {}
+    if (prev != 0) return; /* already pending */
     /* No thread here yet (or only the parent's): the next poll starts one,
      * and it sees the flag. */
     if (f->pid == 0 || f->pid != getpid()) return;

@@ -106,10 +106,14 @@ ls_rc ls_jwks_fetch_poll(ls_jwks_fetch_t *f, uint64_t *seen, ls_err *err);
  * without stat(). An atomic load: cheap enough for every request. */
 uint64_t ls_jwks_fetch_installs(const ls_jwks_fetch_t *f);
 
-/* Asks for a refetch soon (the engine saw a kid no key has). Never blocks
- * on I/O; while one is pending it is a single atomic exchange, so a flood
- * of unknown kids costs nothing more. Served as the header comment says. */
-void ls_jwks_fetch_request(ls_jwks_fetch_t *f);
+/* Asks for a refetch soon (the engine saw a kid no key has). seen is the
+ * ls_jwks_fetch_installs count the caller's keys came from: an ask made
+ * with keys older than the newest install is dropped, since those keys are
+ * about to be replaced (a decision racing the install of a fetch must not
+ * cost a second fetch). Never blocks on I/O; while one is pending it is an
+ * atomic load, so a flood of unknown kids costs nothing more. Served as
+ * the header comment says. */
+void ls_jwks_fetch_request(ls_jwks_fetch_t *f, uint64_t seen);
 
 /* Counters since creation. */
 void ls_jwks_fetch_get_stats(ls_jwks_fetch_t *f, ls_jwks_fetch_stats *st);

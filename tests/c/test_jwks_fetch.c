@@ -873,6 +873,38 @@ static void test_jwks_fetch_processes_share_one_cache(void **state)
     free(d);
 }
 
+/* An ask made with keys older than the newest install (a decision that
+ * raced the install of a fetch) fetches nothing: its keys are about to be
+ * replaced. An ask with the newest keys is served, also when it replaces a
+ * pending older one. */
+static void test_jwks_fetch_request_with_old_keys_fetches_nothing(void **state)
+{
+    (void)state;
+    srv_t *s = srv_start();
+    char *d = subdir("stale"), *url = srv_url(s, "/jwks"), *path = th_path(d, "k.json");
+    ls_jwks_fetch_opts o = {.refresh_ms = 600000, .kid_refetch_ms = 100};
+    ls_jwks_fetch_t *f = fetcher(url, path, &o);
+    WAIT_STAT(f, installs, 1, WAIT_MS);
+
+    ls_jwks_fetch_request(f, 0); /* made with the keys before the first install */
+    sleep_ms(300);               /* time for a wrong fetch to happen */
+    ls_jwks_fetch_stats st = stats(f);
+    assert_int_equal(st.attempts, 1);
+    assert_int_equal(st.requests, 0);
+    assert_int_equal(atomic_load(&s->requests), 1);
+
+    ls_jwks_fetch_request(f, 0);
+    ls_jwks_fetch_request(f, 1); /* the newest keys: replaces the pending old ask */
+    WAIT_STAT(f, installs, 2, WAIT_MS);
+    assert_int_equal(stats(f).requests, 1);
+    assert_int_equal(atomic_load(&s->requests), 2);
+    ls_jwks_fetch_free(f);
+    srv_stop(s);
+    free(path);
+    free(url);
+    free(d);
+}
+
 static void test_jwks_fetch_requests_at_most_once_per_interval(void **state)
 {
     (void)state;
@@ -883,10 +915,10 @@ static void test_jwks_fetch_requests_at_most_once_per_interval(void **state)
     WAIT_STAT(f, installs, 1, WAIT_MS);
     assert_int_equal(stats(f).attempts, 1);
 
-    ls_jwks_fetch_request(f); /* served at once */
+    ls_jwks_fetch_request(f, ls_jwks_fetch_installs(f)); /* served at once */
     WAIT_STAT(f, installs, 2, WAIT_MS);
     for (int i = 0; i < 40; i++) { /* within the interval: one more, at its end */
-        ls_jwks_fetch_request(f);
+        ls_jwks_fetch_request(f, ls_jwks_fetch_installs(f));
         sleep_ms(5);
     }
     assert_int_equal(stats(f).attempts, 2);
@@ -938,7 +970,7 @@ static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
     if (pid == 0) {
         /* The parent's thread is not here: asking does nothing until a poll
          * starts the child's own, which then serves the ask. */
-        ls_jwks_fetch_request(f);
+        ls_jwks_fetch_request(f, ls_jwks_fetch_installs(f));
         uint64_t seen = 0;
         unsigned char ok = ls_jwks_fetch_poll(f, &seen, NULL) == LS_OK;
         int64_t end = now_ms() + 5000;
@@ -963,7 +995,7 @@ static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
     assert_int_equal(atomic_load(&s->requests), 2);
 
     /* The parent's fetcher is untouched and still answers. */
-    ls_jwks_fetch_request(f);
+    ls_jwks_fetch_request(f, ls_jwks_fetch_installs(f));
     WAIT_STAT(f, installs, 2, WAIT_MS);
     ls_jwks_fetch_free(f);
     srv_stop(s);
@@ -1006,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_jwks_fetch_refresh_failures_and_backoff),
         cmocka_unit_test(test_jwks_fetch_honours_clamped_max_age),
         cmocka_unit_test(test_jwks_fetch_processes_share_one_cache),
+        cmocka_unit_test(test_jwks_fetch_request_with_old_keys_fetches_nothing),
         cmocka_unit_test(test_jwks_fetch_requests_at_most_once_per_interval),
         cmocka_unit_test(test_jwks_fetch_timeout_keeps_nothing),
         cmocka_unit_test(test_jwks_fetch_forked_child_runs_its_own_thread),
