@@ -199,6 +199,16 @@ static void push_opt_string(lua_State *L, const char *s)
         lua_pushnil(L);
 }
 
+/* What identity header i of pol:strip() is set to by decision d: its value
+ * on an allow that sets it, else NULL (the header is removed). */
+static const char *strip_value(const ls_policy_t *p, const ls_policy_decision *d, size_t i)
+{
+    const char *name = ls_policy_strip_name(p, i);
+    for (size_t j = 0; d->allow && j < d->n_set_headers; j++)
+        if (d->set_headers[j].name == name) return d->set_headers[j].value;
+    return NULL;
+}
+
 /* Decides the request whose parts are the arguments from index 2 on:
  * method, path, query, host, remote_addr, body, h1, ..., hn. */
 static ls_rc decide_args(lua_State *L, policy_box *b, ls_err *err)
@@ -265,10 +275,7 @@ static int l_policy_decide(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->vals_ref);
     size_t n = ls_policy_strip_count(b->p);
     for (size_t i = 0; i < n; i++) {
-        const char *name = ls_policy_strip_name(b->p, i), *value = NULL;
-        for (size_t j = 0; d->allow && j < d->n_set_headers; j++)
-            if (d->set_headers[j].name == name) value = d->set_headers[j].value;
-        push_opt_string(L, value);
+        push_opt_string(L, strip_value(b->p, d, i));
         lua_rawseti(L, -2, (lls_index)i + 1);
     }
     push_opt_string(L, d->notice);
@@ -341,11 +348,8 @@ static int l_policy_gate(lua_State *L)
     const ls_policy_decision *d = &b->d;
     if (d->allow) {
         for (size_t i = 0; i < ns; i++) {
-            const char *name = ls_policy_strip_name(b->p, i), *value = NULL;
-            for (size_t j = 0; j < d->n_set_headers; j++)
-                if (d->set_headers[j].name == name) value = d->set_headers[j].value;
             lua_rawgeti(L, keys, GATE_HEADERS + (lls_index)(nh + i));
-            push_opt_string(L, value);
+            push_opt_string(L, strip_value(b->p, d, i));
             lua_settable(L, rh);
         }
     }
