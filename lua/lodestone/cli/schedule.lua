@@ -127,7 +127,7 @@ local SUB = { list = list, show = show, create = create, rm = rm }
 function M.main(args)
   lib.set_verb("schedule")
   local sub = args[2]
-  local ok, res = pcall(function()
+  return lib.run(function()
     if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
       local out = sub == nil and io.stderr or io.stdout -- no subcommand is a usage error
       out:write(HELP, lib.CONNECTION_HELP)
@@ -140,13 +140,6 @@ function M.main(args)
     if opts.help then io.stdout:write(HELP, lib.CONNECTION_HELP) return 0 end
     return fn(args)
   end)
-  io.stdout:flush()
-  if ok then return res end
-  if getmetatable(res) == lib.EXIT then
-    if res.msg then io.stderr:write(res.msg, "\n") end
-    return res.code
-  end
-  error(res, 0)
 end
 
 return M

@@ -560,10 +560,24 @@ local VERBS = { start = start, list = list, show = show, history = history, type
                 signal = signal, cancel = cancel, terminate = terminate, resume = resume,
                 workflows = types }
 
+-- Runs fn(...) as a command: its exit status, or the one an EXIT error
+-- carries (with its message on stderr); other errors go on up.
+local function run(fn, ...)
+  local ok, res = pcall(fn, ...)
+  io.stdout:flush()
+  if ok then return res end
+  if getmetatable(res) == EXIT then
+    if res.msg then io.stderr:write(res.msg, "\n") end
+    return res.code
+  end
+  error(res, 0)
+end
+
 -- ---- for other command modules (lodestone.cli.schedule) ----
 
 M.lib = {
-  EXIT = EXIT, fail = fail, parse = parse, connection = connection, call = call, escape = escape,
+  run = run,
+  fail = fail, parse = parse, connection = connection, call = call, escape = escape,
   input_text = input_text, print_lines = print_lines, print_json_text = print_json_text,
   CONNECTION_HELP = CONNECTION_HELP, usage_error = usage_error,
   set_verb = function(name) verb_name = name end,
@@ -576,14 +590,7 @@ function M.main(args)
     io.stderr:write("lodestone: unknown command '", verb_name, "' (see lodestone --help)\n")
     return 2
   end
-  local ok, res = pcall(verb, args)
-  io.stdout:flush()
-  if ok then return res end
-  if getmetatable(res) == EXIT then
-    if res.msg then io.stderr:write(res.msg, "\n") end
-    return res.code
-  end
-  error(res, 0)
+  return run(verb, args)
 end
 
 return M
