@@ -8,18 +8,9 @@ local unpack = table.unpack or unpack -- luacheck: ignore
 
 local SECRET = "0123456789abcdef0123456789abcdef"
 
-local function tmpdir()
-  local p = io.popen("mktemp -d " .. (os.getenv("TMPDIR") or "/tmp") .. "/lodestone-lua-XXXXXX")
-  local dir = p:read("*l")
-  p:close()
-  return dir
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local files = require("files")
+local tmpdir = files.tmpdir
+local write = files.write
 
 local function mint(claims, key)
   local b64 = lodestone.base64url.encode

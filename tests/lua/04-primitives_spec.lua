@@ -13,26 +13,10 @@ local NOW = 1700000000 -- every token below is checked at this time
 
 local function pack(...) return { n = select("#", ...), ... } end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function tmpdir()
-  local p = io.popen("mktemp -d " .. (os.getenv("TMPDIR") or "/tmp") .. "/lodestone-prim-XXXXXX")
-  local dir = p:read("*l")
-  p:close()
-  assert(dir and #dir > 0, "mktemp -d failed")
-  return dir
-end
+local files = require("files")
+local read = files.read
+local write = files.write
+local function tmpdir() return files.tmpdir("prim") end
 
 local function b64(s) return lodestone.base64url.encode(s) end
 

@@ -5,18 +5,9 @@
 local policy = require("lodestone.policy")
 local core = require("lodestone.core")
 
-local function tmpdir()
-  local p = io.popen("mktemp -d " .. (os.getenv("TMPDIR") or "/tmp") .. "/lodestone-lua-XXXXXX")
-  local dir = p:read("*l")
-  p:close()
-  return dir
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local files = require("files")
+local tmpdir = files.tmpdir
+local write = files.write
 
 -- A fake of what mod_magnet gives a script for one request.
 local function request(path, addr, method)

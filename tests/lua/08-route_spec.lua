@@ -12,26 +12,10 @@ local route = require("lodestone.route")
 local policy = require("lodestone.policy")
 local json = lodestone.json
 
-local function tmpdir()
-  local p = io.popen("mktemp -d " .. (os.getenv("TMPDIR") or "/tmp") .. "/lodestone-lua-XXXXXX")
-  local dir = p:read("*l")
-  p:close()
-  return dir
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return "" end
-  local t = f:read("*a")
-  f:close()
-  return t
-end
+local files = require("files")
+local tmpdir = files.tmpdir
+local write = files.write
+local function read(path) return files.read(path, "") end
 
 -- A fake of what mod_magnet gives a script for one request.
 local function request(spec)

@@ -14,12 +14,8 @@ local workflow = require("lodestone.workflow")
 
 local build = os.getenv("LS_BUILD_DIR")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local files = require("files")
+local read = files.read
 
 local README = read("README.md")
 
