@@ -1061,6 +1061,30 @@ static ls_rc cancel_timer(ls_flow_act *a, const ls_replay_match *m, ls_err *err)
     return LS_OK;
 }
 
+/* A pending timer m (of a sleep, kind 's', or a signal wait, 'g', on
+ * name): suspends until it is due, or fires it (timer_fired, the timer key
+ * deleted) and answers fired. */
+static ls_rc wait_or_fire(ls_flow_act *a, const ls_replay_match *m, int64_t now, char kind,
+                          const char *name, size_t nlen, const char *tname, size_t tlen,
+                          ls_flow_outcome fired, ls_flow_outcome *outcome, ls_err *err)
+{
+    if (m->due_ms > now) {
+        suspend(a, kind, name, nlen, m->due_ms, m->first->seq);
+        *outcome = LS_FLOW_WAIT;
+        return LS_OK;
+    }
+    a->replaying = 0;
+    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = tname, .name_len = tlen};
+    ls_rc rc;
+    if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
+        (rc = put_timer(a, m->due_ms, m->first->seq, 1, err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    /* Written with the next write: losing it in a crash only means firing
+     * the timer again. */
+    *outcome = fired;
+    return LS_OK;
+}
+
 ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls_err *err)
 {
     ls_replay_match m;
@@ -1101,20 +1125,7 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
         return LS_OK;
     }
     /* PENDING */
-    if (m.due_ms > now) {
-        *outcome = LS_FLOW_WAIT;
-        suspend(a, 's', "", 0, m.due_ms, m.first->seq);
-        return LS_OK;
-    }
-    a->replaying = 0;
-    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = tname, .name_len = tlen};
-    if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
-        (rc = put_timer(a, m.due_ms, m.first->seq, 1, err)) != LS_OK)
-        return fail_sticky(a, rc, err);
-    /* Written with the next write: losing it in a crash only means
-     * firing the timer again. */
-    *outcome = LS_FLOW_DONE;
-    return LS_OK;
+    return wait_or_fire(a, &m, now, 's', "", 0, tname, tlen, LS_FLOW_DONE, outcome, err);
 }
 
 /* The payload of a consumed signal into out. */
@@ -1221,18 +1232,8 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
         *outcome = LS_FLOW_DONE;
         return signal_value(a, &s, out, err);
     }
-    if (m.due_ms > now) {
-        suspend(a, 'g', name, nlen, m.due_ms, m.first->seq);
-        *outcome = LS_FLOW_WAIT;
-        return LS_OK;
-    }
-    a->replaying = 0;
-    ls_event ev = {.type = LS_EV_TIMER_FIRED, .name = tname, .name_len = (size_t)tlen};
-    if ((rc = put_event(a, &ev, NULL, 0, err)) != LS_OK ||
-        (rc = put_timer(a, m.due_ms, m.first->seq, 1, err)) != LS_OK)
-        return fail_sticky(a, rc, err);
-    *outcome = LS_FLOW_TIMEOUT;
-    return LS_OK;
+    return wait_or_fire(a, &m, now, 'g', name, nlen, tname, (size_t)tlen, LS_FLOW_TIMEOUT, outcome,
+                        err);
 }
 
 ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *value, size_t vlen,

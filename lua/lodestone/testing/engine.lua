@@ -600,13 +600,19 @@ function Act:sleep(ms)
     return self:deliver_cancel(false)
   end
   if m.state == "done" or m.state == "cancelled" then return "done" end
+  return self:wait_or_fire(m, now, "sleep", tname, tname, "done")
+end
+
+-- A pending timer m (of a sleep or a signal wait on name): suspends until
+-- it is due, or fires it and answers fired (act.c's wait_or_fire).
+function Act:wait_or_fire(m, now, kind, name, tname, fired)
   if m.due > now then
-    self:suspend("sleep", tname, m.due, m.first.seq)
+    self:suspend(kind, name, m.due, m.first.seq)
     return "wait"
   end
   self.replaying = false
   self:put_event { type = "timer_fired", name = tname }
-  return "done"
+  return fired
 end
 
 function Act:wait_signal(name, timeout_ms)
@@ -669,13 +675,7 @@ function Act:wait_signal(name, timeout_ms)
     self:cancel_timer(m)
     return "done", s.last.payload
   end
-  if m.due > now then
-    self:suspend("signal", name, m.due, m.first.seq)
-    return "wait"
-  end
-  self.replaying = false
-  self:put_event { type = "timer_fired", name = tname }
-  return "timeout"
+  return self:wait_or_fire(m, now, "signal", name, tname, "timeout")
 end
 
 function Act:side_effect(kind, value)
