@@ -29,9 +29,10 @@
 --
 -- http.duration_ms(v) -> milliseconds | nil, message: the timeout parser.
 --
--- M._await (set by lodestone.workflow): returns, inside a ctx:all branch,
--- a function that waits for a started transfer while the other branches
--- run; nil elsewhere (requests then block, as always).
+-- M._await (set by lodestone.workflow): returns, in workflow code, a
+-- function that waits for a started transfer while the worker goes on with
+-- other runs and other ctx:all branches; nil elsewhere (requests then
+-- block, as always).
 local core = require("lodestone.core")
 local json = core.json
 
@@ -128,8 +129,8 @@ function M.request(opts)
   local status, rheaders, rbody
   local await = M._await and M._await()
   if await then
-    -- In a parallel workflow branch: start the transfer, let the other
-    -- branches run while it goes on, then collect it.
+    -- In workflow code: start the transfer, let other code run while it
+    -- goes on, then collect it.
     local handle = native().start(req)
     await(handle)
     status, rheaders, rbody = native().finish(handle)

@@ -491,20 +491,23 @@ end
 
 -- ---- parallel branches ----
 
--- A branch's step waits for an HTTP transfer: the branch yields IO and the
--- scheduler runs the others meanwhile.
+-- A step waits for an HTTP transfer: its coroutine yields IO. In a
+-- branch, the scheduler of ctx:all runs the other branches meanwhile; at
+-- the top, the driver parks the activation (the worker runs other runs)
+-- or, where it cannot, waits for the transfer itself.
 local IO = setmetatable({}, { __tostring = function() return "(waiting for I/O)" end })
-local branch_cos = setmetatable({}, { __mode = "k" }) -- the coroutines of ctx:all branches
+local run_cos = setmetatable({}, { __mode = "k" }) -- runs' and ctx:all branches' coroutines
 
 local function io_await(handle)
   local httpc = require("lodestone.httpc")
   repeat coroutine.yield(IO, { handle }) until httpc.done(handle)
 end
 
--- lodestone.http asks this: inside a branch, requests overlap.
-local function branch_await()
+-- lodestone.http asks this: in workflow code, a request yields while it
+-- is in flight.
+local function http_await()
   local co = coroutine.running()
-  if co and branch_cos[co] then return io_await end
+  if co and run_cos[co] then return io_await end
   return nil
 end
 
@@ -568,10 +571,9 @@ function Ctx:all(fns)
                                 _sections = 0, _in_step = false }, { __index = self })
     local fn = fns[i]
     local co = coroutine.create(function() return xpcall(fn, handler, bctx) end)
-    branch_cos[co] = true
+    run_cos[co] = true
     branches[i] = { scope = bctx._scope, co = co, state = "ready" }
   end
-  require("lodestone.http")._await = branch_await
   local failed, waiting = nil, false
   while true do
     for i, b in ipairs(branches) do
@@ -590,31 +592,19 @@ function Ctx:all(fns)
         end
       end
     end
-    -- Branches waiting for HTTP: drive the transfers until one is done.
-    local handles, owners = {}, {}
+    -- Branches waiting for HTTP: wait until one of the transfers is done
+    -- (a section around this one waits for these with its own; at the top
+    -- the driver does), then each checks its own.
+    local handles = {}
     for _, b in ipairs(branches) do
       if b.state == "io" then
-        for _, h in ipairs(b.handle) do
-          handles[#handles + 1] = h
-          owners[#handles] = b
-        end
+        for _, h in ipairs(b.handle) do handles[#handles + 1] = h end
       end
     end
     if #handles == 0 then break end
-    local co = coroutine.running()
-    if co and branch_cos[co] then
-      -- A nested section: its parent waits for these with its own.
-      coroutine.yield(IO, handles)
-      for _, b in ipairs(branches) do
-        if b.state == "io" then b.state = "ready" end -- each checks its own transfer
-      end
-    else
-      local finished = {}
-      while #finished == 0 do
-        if rt.interrupted(act) then error("interrupted", 0) end -- the driver gives the run up
-        finished = require("lodestone.httpc").wait(handles, 1000)
-      end
-      for _, k in ipairs(finished) do owners[k].state = "ready" end
+    coroutine.yield(IO, handles)
+    for _, b in ipairs(branches) do
+      if b.state == "io" then b.state = "ready" end
     end
   end
   if failed ~= nil then failed = failed.err end
@@ -737,12 +727,36 @@ function Ctx:log(...)
 end
 
 -- Activations parked while their write is made durable (lodestoned's
--- workers run others meanwhile): act -> { coroutine, definition }.
+-- workers run others meanwhile), or while their steps' HTTP transfers go
+-- on: act -> { coroutine, definition, the step's deadline (ns, ms) }.
 local parked = {}
 
-local function drive(co, act, rt, def)
-  rt.deadline(def.step_timeout_ms)
+-- Holds the worker until one of handles is done (where the activation
+-- cannot park); false when the engine wants the run given up.
+local function wait_io(rt, act, handles)
+  local httpc = require("lodestone.httpc")
+  while #httpc.wait(handles, 1000) == 0 do
+    if rt.interrupted(act) then return false end
+  end
+  return true
+end
+
+local function drive(co, act, rt, def, deadline_ns, deadline_ms)
+  if deadline_ns then
+    rt.deadline_restore(deadline_ns, deadline_ms) -- a step's, across its HTTP wait
+  else
+    rt.deadline(def.step_timeout_ms)
+  end
   local ok, first, second = coroutine.resume(co)
+  while ok and first == IO and coroutine.status(co) == "suspended" do
+    if rt.park_io and rt.park_io(act, second) then
+      parked[act] = { co, def, rt.deadline_save() }
+      rt.deadline(nil)
+      return
+    end
+    if not wait_io(rt, act, second) then break end
+    ok, first, second = coroutine.resume(co)
+  end
   rt.deadline(nil)
   if rt.interrupted(act) then
     rt.abandon(act)
@@ -781,6 +795,8 @@ function M._activate(def, act)
   local co = coroutine.create(function()
     return xpcall(def.run, handler, ctx, input)
   end)
+  run_cos[co] = true
+  require("lodestone.http")._await = http_await
   drive(co, act, rt, def)
 end
 
@@ -792,7 +808,7 @@ function M._resume(act)
     rt.abandon(act)
     return
   end
-  drive(p[1], act, rt, p[2])
+  drive(p[1], act, rt, p[2], p[3], p[4])
 end
 
 return M

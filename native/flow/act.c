@@ -95,7 +95,7 @@ static ls_rc fail_sticky(ls_flow_act *a, ls_rc rc, const ls_err *err)
 static ls_rc check_sticky(ls_flow_act *a, ls_err *err)
 {
     if (a->sticky == LS_OK) {
-        if (a->commit_pending)
+        if (a->commit_pending || a->io_wait)
             return ls_err_set(
                 err, LS_EINVAL,
                 "the activation is parked; return to the engine before calling again");
@@ -479,6 +479,10 @@ static void after_runner(flow_worker *w, ls_flow_act *a)
 {
     ls_err err;
     if (a->commit_pending) return; /* back through the worker's queue */
+    if (a->io_wait) {
+        w->io_parked++; /* back through the runner's poll */
+        return;
+    }
     if (!a->ended && !a->ending && !a->waiting && !a->abandoned) {
         if (a->broken || atomic_load(&a->f->interrupt)) {
             a->abandoned = 1;
@@ -554,6 +558,22 @@ void flow_act_item(flow_worker *w, ls_flow_act *a)
         a->w->f->o.runner->resume(a->f->o.runner_ud, w->rw, a);
     }
     after_runner(w, a);
+}
+
+void flow_act_io_item(flow_worker *w, ls_flow_act *a)
+{
+    a->io_wait = 0;
+    a->parked = 0;
+    a->f->o.runner->resume(a->f->o.runner_ud, w->rw, a);
+    after_runner(w, a);
+}
+
+int ls_flow_act_park_io(ls_flow_act *a)
+{
+    if (a->f->o.runner->poll == NULL || a->commit_pending || a->parked || a->io_wait) return 0;
+    a->parked = 1;
+    a->io_wait = 1;
+    return 1;
 }
 
 /* ---- accessors ---- */

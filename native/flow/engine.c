@@ -48,6 +48,19 @@ void flow_deadline_in(struct timespec *ts, int64_t in_ms)
     }
 }
 
+/* Wakes worker w, waiting on its cv or in its runner's poll; it then
+ * counts as busy, so that the next wake goes to another. Caller holds mu. */
+static void worker_wake(ls_flow_t *f, flow_worker *w)
+{
+    if (w->idle) {
+        w->idle = 0;
+        pthread_cond_signal(&w->cv);
+    } else if (w->polling) {
+        w->polling = 0;
+        f->o.runner->wake(f->o.runner_ud, w->rw);
+    }
+}
+
 /* Caller holds mu. */
 static void enqueue(ls_flow_t *f, flow_run *r)
 {
@@ -61,9 +74,8 @@ static void enqueue(ls_flow_t *f, flow_run *r)
     f->queued++;
     for (unsigned i = 0; f->workers && i < f->workers_started; i++) {
         flow_worker *w = &f->workers[i];
-        if (w->idle && w->inflight < f->inflight_cap) {
-            w->idle = 0; /* so the next enqueue wakes another */
-            pthread_cond_signal(&w->cv);
+        if ((w->idle || w->polling) && w->inflight < f->inflight_cap) {
+            worker_wake(f, w);
             break;
         }
     }
@@ -527,6 +539,9 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     *out = NULL;
     if (opts == NULL || opts->store == NULL || opts->vault == NULL || opts->runner == NULL)
         return ls_err_set(err, LS_EINVAL, "flow: store, vault and runner are required");
+    const ls_flow_runner *rn = opts->runner;
+    if ((rn->poll || rn->wake) && (rn->poll == NULL || rn->wake == NULL || rn->resume == NULL))
+        return ls_err_set(err, LS_EINVAL, "flow: a runner's poll needs its wake and resume");
     ls_flow_t *f = ls_calloc(1, sizeof *f);
     if (f == NULL) return ls_err_set(err, LS_ENOMEM, "flow: out of memory");
     f->o = *opts;
@@ -659,10 +674,7 @@ static void complete_group(ls_flow_t *f, flow_commit *list, ls_rc rc, const ls_e
             else
                 w->rq_head = a;
             w->rq_tail = a;
-            if (w->idle) {
-                w->idle = 0;
-                pthread_cond_signal(&w->cv);
-            }
+            worker_wake(f, w);
         } else {
             c->next = waiters;
             waiters = c;
@@ -770,6 +782,38 @@ void flow_worker_done(flow_worker *w)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* A worker with activations parked on the runner's I/O looks at it after
+ * this many other items, and, with nothing else to do, waits in the
+ * runner's poll for at most IO_POLL_MS (so that it sees a terminate or an
+ * interrupt of a parked run within that). */
+#define IO_LOOK_EVERY 8
+#define IO_POLL_MS    200
+#define IO_BATCH      16 /* activations resumed per poll */
+
+/* Asks the runner which parked activations can go on (waiting up to ms)
+ * and resumes them. Called and returns with mu held. */
+static void poll_io(flow_worker *w, int ms)
+{
+    ls_flow_t *f = w->f;
+    ls_flow_act *ready[IO_BATCH];
+    w->io_skips = 0;
+    w->polling = ms > 0;
+    pthread_mutex_unlock(&f->mu);
+    size_t n = f->o.runner->poll(f->o.runner_ud, w->rw, ms, ready, IO_BATCH);
+    pthread_mutex_lock(&f->mu);
+    w->polling = 0;
+    pthread_mutex_unlock(&f->mu);
+    for (size_t i = 0; i < n; i++) {
+        w->io_parked--;
+        int64_t t0 = ls_clock_mono_ns(NULL);
+        flow_act_io_item(w, ready[i]);
+        pthread_mutex_lock(&f->mu);
+        f->st.busy_ns += (uint64_t)(ls_clock_mono_ns(NULL) - t0);
+        pthread_mutex_unlock(&f->mu);
+    }
+    pthread_mutex_lock(&f->mu);
+}
+
 static void *worker_main(void *p)
 {
     flow_worker *w = p;
@@ -786,6 +830,12 @@ static void *worker_main(void *p)
     }
     pthread_mutex_lock(&f->mu);
     for (;;) {
+        /* Activations parked on the runner's I/O: looked at between items,
+         * so that a busy worker does not starve them. */
+        if (w->io_parked && ++w->io_skips >= IO_LOOK_EVERY) {
+            poll_io(w, 0);
+            continue;
+        }
         /* Activations whose write is done come first: they finish runs. */
         if (w->rq_head) {
             ls_flow_act *a = w->rq_head;
@@ -813,6 +863,10 @@ static void *worker_main(void *p)
             continue;
         }
         if (f->stopping && w->inflight == 0) break;
+        if (w->io_parked) { /* nothing else to do: wait for that I/O, or a wake */
+            poll_io(w, IO_POLL_MS);
+            continue;
+        }
         w->idle = 1;
         pthread_cond_wait(&w->cv, &f->mu);
         w->idle = 0;
@@ -944,7 +998,10 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
         return LS_OK;
     }
     f->stopping = 1;
-    for (unsigned i = 0; i < f->workers_started; i++) pthread_cond_signal(&f->workers[i].cv);
+    for (unsigned i = 0; i < f->workers_started; i++) {
+        pthread_cond_signal(&f->workers[i].cv);
+        worker_wake(f, &f->workers[i]);
+    }
     pthread_cond_broadcast(&f->timer_cv);
     struct timespec ts;
     flow_deadline_in(&ts, grace_ms > 0 ? grace_ms : 0);

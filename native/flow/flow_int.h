@@ -171,6 +171,10 @@ typedef struct flow_worker {
     ls_flow_act *rq_head, *rq_tail; /* activations whose write is done */
     unsigned inflight;              /* activations begun, not finalised */
     int idle;                       /* waiting on cv */
+    int polling;                    /* waiting in runner.poll: wake it with runner.wake */
+    /* Its thread's alone (no lock): */
+    unsigned io_parked; /* activations parked on the runner's I/O */
+    unsigned io_skips;  /* items run since the last look at that I/O */
 } flow_worker;
 
 #define LS_FLOW_MAX_PAYLOAD (1u << 20)
@@ -287,6 +291,7 @@ struct ls_flow_act {
     int64_t wait_due;
     uint64_t wait_seq;
     char wait_kind;
+    char io_wait; /* parked on the runner's I/O: its poll hands it back */
     char *wait_name;
     char idbuf[LS_ID_TEXTLEN + 1];
 };
@@ -311,6 +316,8 @@ void flow_commit_submit(ls_flow_t *f, flow_commit *c);
 /* A worker's activations (act.c). */
 void flow_act_start(flow_worker *w, flow_run *r);
 void flow_act_item(flow_worker *w, ls_flow_act *a);
+/* An activation that was parked on the runner's I/O goes on (act.c). */
+void flow_act_io_item(flow_worker *w, ls_flow_act *a);
 /* An activation is over: release it (engine.c). */
 void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)

@@ -18,6 +18,7 @@
 
 #include "lls.h"
 #include "lls_flow.h"
+#include "lls_http.h"
 #include "lls_state.h"
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_clock.h"
@@ -108,6 +109,14 @@ typedef struct {
     unsigned old_parked;
     parked_act *pa;
     size_t npa, cap;
+    /* Activations parked on their steps' HTTP transfers (rt.park_io), in
+     * this thread's multi handle; ready: a transfer of theirs finished. */
+    void *multi;
+    struct io_wait {
+        ls_flow_act *act;
+        int ready;
+    } * io;
+    size_t nio, iocap;
 } worker;
 
 /* Per worker thread: the deadline the hook enforces (monotonic ns, 0 =
@@ -115,6 +124,7 @@ typedef struct {
 static _Thread_local int64_t tl_deadline_ns;
 static _Thread_local int64_t tl_deadline_ms; /* the span, for the message */
 static _Thread_local ls_flow_act *tl_act;
+static _Thread_local worker *tl_worker;
 
 static int64_t mono_ns(void)
 {
@@ -536,6 +546,44 @@ static int l_deadline_restore(lua_State *L)
     return 0;
 }
 
+/* rt.park_io(act, {handles}) -> true: the activation waits for those
+ * transfers (lodestone.httpc.start) without holding the worker; the code
+ * yields up to the driver, which returns, and the runner's poll hands it
+ * back once one of them has finished. false: one has already finished, or
+ * it cannot park; the caller waits itself. */
+static int l_park_io(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    worker *w = tl_worker;
+    int n = (int)lua_rawlen(L, 2), pending = w != NULL && w->multi != NULL && n > 0;
+    for (int i = 1; i <= n && pending; i++) {
+        lua_rawgeti(L, 2, i);
+        pending = lls_httpc_watch(L, -1, a);
+        lua_pop(L, 1);
+    }
+    /* (marks left on other transfers only cause a spurious look) */
+    if (pending && w->nio == w->iocap) {
+        size_t cap = w->iocap ? w->iocap * 2 : 16;
+        struct io_wait *io = realloc(w->io, cap * sizeof *io);
+        if (io == NULL)
+            pending = 0;
+        else {
+            w->io = io;
+            w->iocap = cap;
+        }
+    }
+    if (pending && ls_flow_act_park_io(a)) {
+        w->io[w->nio].act = a;
+        w->io[w->nio].ready = 0;
+        w->nio++;
+        lua_pushboolean(L, 1);
+    } else {
+        lua_pushboolean(L, 0);
+    }
+    return 1;
+}
+
 static int luaopen_flowrt(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"input", l_input},
@@ -560,6 +608,7 @@ static int luaopen_flowrt(lua_State *L)
                                    {"log", l_log},
                                    {"replaying", l_replaying},
                                    {"parked", l_parked},
+                                   {"park_io", l_park_io},
                                    {"check", l_check},
                                    {"interrupted", l_interrupted},
                                    {"name", l_name},
@@ -923,6 +972,7 @@ static ls_rc worker_open(void *ud, unsigned index, void **out, ls_err *err)
         free(w);
         return rc;
     }
+    w->multi = lls_httpc_multi(); /* NULL: steps' HTTP calls hold the worker */
     *out = w;
     return LS_OK;
 }
@@ -934,7 +984,9 @@ static void worker_close(void *ud, void *p)
     if (w == NULL) return;
     if (w->L) lua_close(w->L);
     if (w->old) lua_close(w->old);
+    lls_httpc_thread_end(); /* after the states: their transfers are gone */
     free(w->pa);
+    free(w->io);
     free(w);
 }
 
@@ -1021,6 +1073,7 @@ static const char *pin_version(lua_State *L, ls_flow_act *a)
 static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
 {
     tl_act = a;
+    tl_worker = w;
     int top = lua_gettop(L);
     lua_pushcfunction(L, lls_traceback);
     lua_getglobal(L, "require");
@@ -1161,6 +1214,40 @@ static void resume(void *ud, void *p, ls_flow_act *a)
     ls_flow_act_abandon(a); /* never parked here: cannot happen */
 }
 
+static void io_ready(void *ud, void *owner)
+{
+    worker *w = ud;
+    for (size_t i = 0; i < w->nio; i++)
+        if (w->io[i].act == owner) w->io[i].ready = 1;
+}
+
+/* The activations parked on HTTP transfers that can go on: one of their
+ * transfers finished, or the engine wants them to give up. */
+static size_t poll(void *ud, void *p, int ms, ls_flow_act **out, size_t cap)
+{
+    (void)ud;
+    worker *w = p;
+    for (size_t i = 0; i < w->nio && ms > 0; i++)
+        if (w->io[i].ready || ls_flow_act_interrupted(w->io[i].act)) ms = 0;
+    lls_httpc_poll(ms, io_ready, w);
+    size_t n = 0;
+    for (size_t i = 0; i < w->nio && n < cap;) {
+        if (w->io[i].ready || ls_flow_act_interrupted(w->io[i].act)) {
+            out[n++] = w->io[i].act;
+            w->io[i] = w->io[--w->nio];
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+static void wake(void *ud, void *p)
+{
+    (void)ud;
+    lls_httpc_wakeup(((worker *)p)->multi);
+}
+
 /* The loaded type named type[0..len), or NULL; the caller holds r->mu. */
 static const wf_type *type_named(const lls_runner *r, const char *type, size_t len)
 {
@@ -1223,8 +1310,8 @@ static int64_t retention_ms(void *ud, const char *type, size_t len)
 
 const ls_flow_runner *lls_runner_ops(void)
 {
-    static const ls_flow_runner ops = {worker_open,  worker_close, activate,
-                                       has_type,     list_types,   resume,
-                                       type_version, type_limits,  retention_ms};
+    static const ls_flow_runner ops = {worker_open,  worker_close, activate,     has_type,
+                                       list_types,   resume,       type_version, type_limits,
+                                       retention_ms, poll,         wake};
     return &ops;
 }

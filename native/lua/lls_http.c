@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -52,6 +53,7 @@ typedef struct {
     int too_big, nomem;
     /* started with httpc.start: in this thread's multi handle */
     int in_multi, done;
+    void *owner; /* lls_httpc_watch: told to lodestoned's runner when done */
     CURLcode result;
     long timeout_ms;
     char errbuf[CURL_ERROR_SIZE];
@@ -475,6 +477,25 @@ static int64_t mono_ms(void)
     return ls_clock_mono_ns(NULL) / 1000000;
 }
 
+/* The owners of watched transfers that have finished, not yet told
+ * (lls_httpc_poll tells them). */
+static _Thread_local void **tl_ready;
+static _Thread_local size_t tl_nready, tl_ready_cap;
+
+static void owner_ready(void *owner)
+{
+    for (size_t i = 0; i < tl_nready; i++)
+        if (tl_ready[i] == owner) return;
+    if (tl_nready == tl_ready_cap) {
+        size_t cap = tl_ready_cap ? tl_ready_cap * 2 : 16;
+        void **n = realloc(tl_ready, cap * sizeof *n);
+        if (n == NULL) return; /* its poll's timeout looks again */
+        tl_ready = n;
+        tl_ready_cap = cap;
+    }
+    tl_ready[tl_nready++] = owner;
+}
+
 /* Moves the transfers curl has finished to done. */
 static void collect(void)
 {
@@ -487,8 +508,54 @@ static void collect(void)
         if (b) {
             b->done = 1;
             b->result = m->data.result;
+            if (b->owner) owner_ready(b->owner);
+            b->owner = NULL;
         }
     }
+}
+
+void *lls_httpc_multi(void)
+{
+    if (tl_multi == NULL) tl_multi = curl_multi_init();
+    return tl_multi;
+}
+
+int lls_httpc_watch(lua_State *L, int idx, void *owner)
+{
+    box *b = luaL_checkudata(L, idx, BOX_MT);
+    if (b->done || !b->in_multi) return 0;
+    b->owner = owner;
+    return 1;
+}
+
+void lls_httpc_poll(int ms, void (*ready)(void *ud, void *owner), void *ud)
+{
+    int running = 0;
+    if (tl_multi) {
+        curl_multi_perform(tl_multi, &running);
+        collect();
+        if (tl_nready == 0 && ms > 0) {
+            curl_multi_poll(tl_multi, NULL, 0, ms, NULL);
+            curl_multi_perform(tl_multi, &running);
+            collect();
+        }
+    }
+    for (size_t i = 0; i < tl_nready; i++) ready(ud, tl_ready[i]);
+    tl_nready = 0;
+}
+
+void lls_httpc_wakeup(void *multi)
+{
+    if (multi) curl_multi_wakeup(multi);
+}
+
+void lls_httpc_thread_end(void)
+{
+    free(tl_ready);
+    tl_ready = NULL;
+    tl_nready = tl_ready_cap = 0;
+    if (tl_multi) curl_multi_cleanup(tl_multi);
+    tl_multi = NULL;
 }
 
 /* httpc.wait({handles...}, timeout_ms) -> {indices of the finished ones}:

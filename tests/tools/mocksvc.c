@@ -231,6 +231,7 @@ static mhd_result slow(struct MHD_Connection *con, const char *method, const cha
     long ms = arg ? strtol(arg, NULL, 10) : 0;
     if (ms < 0) ms = 0;
     if (ms > MAX_SLOW) ms = MAX_SLOW;
+    log_request(con, method, url, 0); /* status 0: arrived (tests wait for it) */
     for (long left = ms; left > 0 && !atomic_load(&stopping); left -= 10) {
         struct timespec ts = {0, (left < 10 ? left : 10) * 1000000L};
         nanosleep(&ts, NULL);

@@ -80,6 +80,17 @@ typedef struct {
      * none or is unknown (then ls_flow_opts.retention_ms applies). Called
      * from the engine's retention thread. */
     int64_t (*retention_ms)(void *ud, const char *type, size_t len);
+    /* Optional, with resume. A runner whose activations wait for I/O of
+     * its own (the HTTP calls of steps) without holding their worker parks
+     * them with ls_flow_act_park_io and sets both. While a worker has
+     * activations parked so, it calls poll on its own thread: poll waits up
+     * to ms (0: not at all) for that I/O or a wake, writes the activations
+     * that can go on (their I/O is done, or ls_flow_act_interrupted) to out,
+     * at most cap, and returns how many; the engine resumes each (resume).
+     * wake makes the worker's poll in progress, or its next, return at
+     * once; any thread, never blocks. */
+    size_t (*poll)(void *ud, void *worker, int ms, ls_flow_act **out, size_t cap);
+    void (*wake)(void *ud, void *worker);
 } ls_flow_runner;
 
 /* Retention values (ls_flow_opts.retention_ms, runner.retention_ms). */
@@ -277,6 +288,12 @@ LS_API int ls_flow_act_replaying(const ls_flow_act *a);
 /* Whether the last call parked the activation (see ls_flow_runner.resume):
  * return from activate/resume now; calls made before resume fail. */
 LS_API int ls_flow_act_parked(const ls_flow_act *a);
+
+/* Parks the activation while it waits for I/O of the runner's own (see
+ * ls_flow_runner.poll): returns 1, and the runner returns from activate or
+ * resume and gets it back from poll. Returns 0 when it cannot park (the
+ * runner has no poll, or a write is in flight): the runner waits itself. */
+LS_API int ls_flow_act_park_io(ls_flow_act *a);
 
 /* After a resume: LS_OK, or the error of the write the activation waited
  * for (the runner should then give up, ls_flow_act_abandon). */
