@@ -192,7 +192,9 @@ end
 -- Refreshes the public fields from the internal state.
 function Run:_publish()
   local h = {}
-  for i, e in ipairs(self._events) do h[i] = render(e) end
+  for i, e in ipairs(self._events) do
+    if i > (self._fork or 0) then h[#h + 1] = render(e) end -- a branch run's own
+  end
   self.history = h
   self.now = self.now_ms / 1000
   local cs = self._custom and decode(self._custom)
@@ -268,7 +270,8 @@ function Run:_ended(ev)
     if e.type == "child_completed" or e.type == "child_failed" then ended[e.name] = true end
   end
   for _, e in ipairs(self._events) do
-    local id = e.type == "child_started" and e.name:sub(engine.scope_len(e.name) + 1) -- a branch's too
+    local id = e.type == "child_started" and e.seq > (self._fork or 0) -- not the parent's, copied
+      and e.name:sub(engine.scope_len(e.name) + 1) -- a branch's too
     local kid = id and not e.detached and not ended[id] and env.by_id[id]
     if kid and kid.status == "running" then
       kid._inbox[#kid._inbox + 1] = { type = "cancel_requested", name = self.id,
@@ -276,6 +279,17 @@ function Run:_ended(ev)
       env:wake(kid)
     end
   end
+end
+
+-- Whether child `id` of run self was started before: true; nil and a
+-- message when the id is another run's; false when it is free.
+local function existing_child(self, id)
+  local existing = self._env.by_id[id]
+  if existing == nil then return false end
+  if existing._parent ~= self then
+    return nil, string.format('a run with id "%s" exists and is not a child of this run', id)
+  end
+  return true
 end
 
 -- Starts child run `id` of workflow type wtype (engine.lua's child_start):
@@ -290,18 +304,37 @@ function Run:_start_child(wtype, id, input, detached)
     return nil, string.format('unknown workflow type "%s"; known types: %s', wtype:sub(1, 100),
       #known > 0 and table.concat(known, ", ") or "(none)")
   end
-  local existing = env.by_id[id]
-  if existing then
-    if existing._parent ~= self then
-      return nil, string.format('a run with id "%s" exists and is not a child of this run', id)
-    end
-    return true
-  end
+  local known, msg = existing_child(self, id)
+  if known ~= false then return known, msg end
   if #id > NAMEMAX or not id:match("^[%w._:@-]+$") then
     return nil, string.format("id: must be 1 to %d of letters, digits and . _ : @ -, got %q", NAMEMAX, id)
   end
   local kid = env:new_run(def, id, input)
   kid._parent, kid.parent, kid.detached = self, self.id, detached or nil
+  env:wake(kid)
+  return true
+end
+
+-- Starts branch run `id` of scope (engine.lua's branch_start): a child run
+-- of this run's definition whose history is a copy of this run's, which
+-- replays the code up to the ctx:all and runs that branch alone.
+function Run:_start_branch(id, scope, fork)
+  local env = self._env
+  local known, msg = existing_child(self, id)
+  if known ~= false then return known, msg end
+  if #id > NAMEMAX then
+    return nil, string.format("id: must be 1 to %d characters, got %d", NAMEMAX, #id)
+  end
+  local kid = env:new_run(self.definition, id, nil)
+  kid._events = {}
+  for i = 1, fork do
+    local copy = {}
+    for k, v in pairs(self._events[i]) do copy[k] = v end
+    kid._events[i] = copy
+  end
+  kid._parent, kid.parent, kid._branch, kid._fork = self, self.id, scope, fork
+  kid.branch = scope
+  kid:_publish()
   env:wake(kid)
   return true
 end
@@ -492,8 +525,8 @@ end
 --- t:steps(): the names of the completed steps, in order.
 function Run:steps()
   local names = {}
-  for _, e in ipairs(self._events) do
-    if e.type == "step_completed" then names[#names + 1] = e.name end
+  for i, e in ipairs(self._events) do
+    if e.type == "step_completed" and i > (self._fork or 0) then names[#names + 1] = e.name end
   end
   return names
 end

@@ -489,14 +489,13 @@ function Ctx:wait_signal(name, opts)
   suspend()
 end
 
--- ---- parallel branches ----
+-- ---- HTTP waits and parallel branches ----
 
--- A step waits for an HTTP transfer: its coroutine yields IO. In a
--- branch, the scheduler of ctx:all runs the other branches meanwhile; at
--- the top, the driver parks the activation (the worker runs other runs)
+-- A step waits for an HTTP transfer: the run's coroutine yields IO, and
+-- the driver parks the activation (the worker runs other runs meanwhile)
 -- or, where it cannot, waits for the transfer itself.
 local IO = setmetatable({}, { __tostring = function() return "(waiting for I/O)" end })
-local run_cos = setmetatable({}, { __mode = "k" }) -- runs' and ctx:all branches' coroutines
+local run_cos = setmetatable({}, { __mode = "k" }) -- the runs' coroutines
 
 local function io_await(handle)
   local httpc = require("lodestone.httpc")
@@ -511,43 +510,44 @@ local function http_await()
   return nil
 end
 
--- Runs branch b until it ends, fails, suspends or waits for I/O; a write
--- it parks on parks the whole activation (yielded up) and b goes on once
--- durable. Each branch keeps its own step deadline across switches.
-local function run_branch(rt, act, b, base)
-  local mine, mine_ms = rt.deadline_save()
-  while true do
-    rt.branch(act, b.scope)
-    if b.deadline then rt.deadline_restore(b.deadline, b.deadline_ms) end
-    local ok, first, second = coroutine.resume(b.co)
-    b.deadline, b.deadline_ms = rt.deadline_save()
-    rt.deadline_restore(mine, mine_ms)
-    rt.branch(act, base)
-    if not ok then error(first, 0) end
-    if coroutine.status(b.co) == "dead" then
-      if first then return "done", second end
-      return "failed", second.err
-    end
-    if first == PARK then
-      coroutine.yield(PARK)
-    elseif first == SUSPEND then
-      return "suspended"
-    elseif first == IO then
-      return "io", second
-    else
-      error("the workflow yielded outside ctx calls (coroutine.yield is not allowed in run)", 0)
-    end
+-- In a branch run: runs the branch of scope (fn) here, in place, and ends
+-- the run with its outcome when scope is the run's own branch (mine); an
+-- ancestor of it (a nested section) never returns: the run ends inside.
+-- Either way no more of the workflow's code runs after it.
+local function run_own_branch(ctx, fn, scope, mine)
+  local rt, act = ctx._rt, ctx._act
+  local bctx = setmetatable({ _scope = scope, _sections = 0, _in_step = false }, { __index = ctx })
+  rt.branch(act, scope)
+  local ok, res = xpcall(fn, handler, bctx)
+  if ok and scope ~= mine then
+    ok, res = false, handler("ctx:all: the code of branch " .. scope .. " returned without " ..
+      "reaching branch " .. mine .. " (non-determinism)")
   end
+  if ok then
+    local text, err = json.encode(res == nil and json.null or res)
+    if text then
+      rt.complete(act, text)
+    else
+      rt.fail(act, "the result of branch " .. scope .. " is not JSON: " .. tostring(err))
+    end
+  elseif getmetatable(res.err) == CANCEL then
+    rt.cancelled(act)
+  else
+    rt.fail(act, res.message, res.traceback)
+  end
+  suspend() -- the run has ended
 end
 
 --- ctx:all{ fn1, fn2, ... }: runs the functions as parallel branches, each
---- with its own ctx (fn(ctx)), and returns their results in order. While a
---- branch waits (a timer, a retry, a child run, its step's HTTP call), the
---- others go on: the branches' HTTP calls are in flight together; Lua code
---- runs one piece at a time. When a branch fails, the others still run to
---- their end, then the first failure (in list order) is raised. Branches
---- replay alike however they interleaved. ctx:wait_signal is refused in a
---- branch (which branch takes a signal would depend on timing).
+--- with its own ctx (fn(ctx)), and returns their results in order. Each
+--- branch is a run of its own (a branch run, "ID-b1.2" for branch 2 of the
+--- first section), on any worker: it replays this run's code up to here
+--- from a copy of its history, runs its branch alone and ends with the
+--- branch's result. So branches' Lua code runs in parallel, and while one
+--- waits (a timer, a retry, a child run, an HTTP call) the others go on.
+--- Results pass through JSON, as step results do. When a branch fails,
+--- the others still run to their end, then the first failure (in list
+--- order) is raised. ctx:wait_signal is refused in a branch.
 function Ctx:all(fns)
   not_in_step(self, "ctx:all")
   if type(fns) ~= "table" then error("ctx:all: expects a list of functions", 2) end
@@ -564,51 +564,35 @@ function Ctx:all(fns)
   if n == 0 then return results end
   local rt, act = self._rt, self._act
   self._sections = (self._sections or 0) + 1
-  local base = self._scope or ""
-  local branches = {}
+  local head = (self._scope or "") .. "[" .. self._sections .. "."
+  local mine = rt.branch_of(act)
+  if mine and mine:sub(1, #head) == head then
+    -- This branch run's section: its branch alone, here.
+    local i = tonumber(mine:sub(#head + 1):match("^(%d+)%]"))
+    if i == nil or i > n then
+      error(string.format("ctx:all: branch run of %s finds %d branches here (non-determinism)",
+        mine, n), 0)
+    end
+    run_own_branch(self, fns[i], head .. i .. "]", mine)
+  end
+  rt.flush(act) -- a branch run starts from durable history
+  park(rt, act)
+  local ids = {}
+  for i = 1, n do ids[i] = rt.branch_start(act, head .. i .. "]") end
+  local failed
   for i = 1, n do
-    local bctx = setmetatable({ _scope = base .. "[" .. self._sections .. "." .. i .. "]",
-                                _sections = 0, _in_step = false }, { __index = self })
-    local fn = fns[i]
-    local co = coroutine.create(function() return xpcall(fn, handler, bctx) end)
-    run_cos[co] = true
-    branches[i] = { scope = bctx._scope, co = co, state = "ready" }
-  end
-  local failed, waiting = nil, false
-  while true do
-    for i, b in ipairs(branches) do
-      if b.state == "ready" then
-        local st, v = run_branch(rt, act, b, base)
-        b.state = st
-        if st == "done" then
-          rt.branch_done(act, b.scope)
-          results[i] = v == nil and json.null or v
-        elseif st == "failed" then
-          if failed == nil or i < failed.i then failed = { i = i, err = v } end
-        elseif st == "io" then
-          b.handle = v
-        else
-          waiting = true
-        end
-      end
-    end
-    -- Branches waiting for HTTP: wait until one of the transfers is done
-    -- (a section around this one waits for these with its own; at the top
-    -- the driver does), then each checks its own.
-    local handles = {}
-    for _, b in ipairs(branches) do
-      if b.state == "io" then
-        for _, h in ipairs(b.handle) do handles[#handles + 1] = h end
-      end
-    end
-    if #handles == 0 then break end
-    coroutine.yield(IO, handles)
-    for _, b in ipairs(branches) do
-      if b.state == "io" then b.state = "ready" end
+    local st, v = rt.child_wait(act, ids[i])
+    park(rt, act)
+    if st == "done" then
+      results[i] = decode(v)
+    elseif st == "failed" then
+      failed = failed or ("ctx:all: branch " .. i .. " " .. v:gsub("^child workflow %S+ ", ""))
+    elseif st == "cancelled" then
+      error(cancel_error(v), 0)
+    else
+      suspend() -- woken when that branch run ends
     end
   end
-  if failed ~= nil then failed = failed.err end
-  if waiting then suspend() end -- the others resume in a later activation, by replay
   if failed ~= nil then error(failed, 0) end
   return results
 end

@@ -1281,6 +1281,10 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
 
 /* ---- child workflows ---- */
 
+static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const char *id,
+                         size_t idlen, const char *input, size_t ilen, int detached,
+                         const char *branch, size_t blen, ls_buf *child, ls_err *err);
+
 ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, const char *id,
                               size_t idlen, const char *input, size_t ilen, int detached,
                               ls_buf *child, ls_err *err)
@@ -1298,6 +1302,54 @@ ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, con
                                  (unsigned long long)command);
         id = derived;
     }
+    return start_child(a, type, tlen, id, idlen, input, ilen, detached, NULL, 0, child, err);
+}
+
+ls_rc ls_flow_act_flush(ls_flow_act *a, ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    a->forks = 0;
+    if (rc != LS_OK || (a->new_events == 0 && !a->custom_queued)) return rc;
+    return commit(a, 1, LS_RUN_RUNNING, err);
+}
+
+ls_rc ls_flow_act_branch_start(ls_flow_act *a, const char *scope, size_t len, ls_buf *child,
+                               ls_err *err)
+{
+    ls_rc rc = check_sticky(a, err);
+    if (rc != LS_OK) return rc;
+    if (len == 0 || ls_replay_scope_len(scope, len) != len)
+        return ls_err_set(err, LS_EINVAL, "branch scope \"%.*s\": expected [N.N] tokens",
+                          (int)(len > 60 ? 60 : len), scope);
+    /* Named after this run and the branch: "ID-b1.2" for "[1.2]",
+     * "ID-b1.2_3.1" for "[1.2][3.1]". */
+    ls_buf id = LS_BUF_INIT;
+    char pid[LS_ID_TEXTLEN + 1];
+    ls_id_format(&a->r->id, pid);
+    rc = ls_buf_printf(&id, err, "%s-b", pid);
+    for (size_t i = 0; rc == LS_OK && i < len; i++) {
+        char c = scope[i];
+        if (c == '[') continue;
+        rc = ls_buf_putc(&id, c == ']' ? '_' : c, err);
+    }
+    if (rc == LS_OK) id.len--; /* the last ']' */
+    if (rc == LS_OK)
+        rc = start_child(a, a->r->type, strlen(a->r->type), (const char *)id.ptr, id.len, NULL, 0,
+                         0, scope, len, child, err);
+    ls_buf_free(&id);
+    return rc;
+}
+
+const char *ls_flow_act_branch_of(const ls_flow_act *a)
+{
+    return a->r->branch;
+}
+
+static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const char *id,
+                         size_t idlen, const char *input, size_t ilen, int detached,
+                         const char *branch, size_t blen, ls_buf *child, ls_err *err)
+{
+    ls_rc rc;
     /* The command is named by the child's id, with the branch's prefix. */
     const char *cname = id;
     size_t clen = idlen;
@@ -1306,7 +1358,18 @@ ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, con
     rc = next(a, LS_CMD_CHILD, cname, clen, &m, err);
     if (rc == LS_OK) return ls_buf_set(child, id, idlen, err); /* started before */
     if (rc != LS_ENOTFOUND) return rc;
-    flow_parent parent = {.id = &a->r->id, .name = a->r->name, .detached = detached};
+    flow_parent parent = {.id = &a->r->id,
+                          .name = a->r->name,
+                          .detached = detached,
+                          .branch = branch,
+                          .blen = blen,
+                          .fork = a->r->last_seq,
+                          .version = a->r->version};
+    /* Its history is this run's written part: nothing may be queued but
+     * the starts of the section's other branches. */
+    if (branch && (a->new_events != a->forks || a->custom_queued))
+        return ls_err_set(err, LS_ESTATE,
+                          "a branch run starts from durable history: flush the activation first");
     int created = 0;
     rc = flow_start(a->f, type, tlen, id, idlen, input, ilen, &parent, &a->tmp, &created, err);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "child workflow");
@@ -1324,6 +1387,7 @@ ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, con
                    .name_len = clen};
     if ((rc = put_event(a, &ev, a->tmp.ptr, a->tmp.len, err)) != LS_OK)
         return fail_sticky(a, rc, err);
+    if (branch) a->forks++;
     /* Remembered for the end of this run (its unfinished children go). */
     if ((rc = ls_buf_putc(&a->newkids, detached ? 'd' : 'a', err)) != LS_OK ||
         (rc = ls_buf_append(&a->newkids, id, idlen, err)) != LS_OK ||
@@ -1424,6 +1488,7 @@ static ls_rc cancel_children(ls_flow_act *a, ls_err *err)
     for (size_t i = 0; rc == LS_OK && i < a->nev; i++) {
         const ls_event *e = &a->ev[i];
         if (e->type != LS_EV_CHILD_STARTED || (e->flags & LS_EVF_DETACHED)) continue;
+        if (a->r->branch && e->seq <= a->r->fork) continue;    /* the parent's, copied */
         size_t pl = ls_replay_scope_len(e->name, e->name_len); /* a branch's */
         if (ls_replay_find_child(&a->rp, e->name + pl, e->name_len - pl, UINT64_MAX, &m) == LS_OK)
             continue;

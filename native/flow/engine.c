@@ -329,6 +329,22 @@ static void buckets_free(ls_flow_t *f)
 
 static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *err);
 
+/* A branch run's scope and fork (r->branch stays NULL for other runs). */
+static ls_rc read_branch(ls_flow_t *f, flow_run *r, ls_buf *val, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_rc rc = flow_key_branch(&k, &r->id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_ENOTFOUND) return LS_OK;
+    if (rc == LS_OK && val->len <= 8)
+        rc = ls_err_set(err, LS_ECORRUPT, "branch mark of %zu bytes", val->len);
+    if (rc != LS_OK) return rc;
+    for (int i = 0; i < 8; i++) r->fork = r->fork << 8 | val->ptr[i];
+    r->branch = ls_strndup((const char *)val->ptr + 8, val->len - 8);
+    return r->branch ? LS_OK : ls_err_set(err, LS_ENOMEM, "recovery: out of memory");
+}
+
 static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT;
@@ -369,7 +385,10 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
         return rc;
     }
     rc = read_parent(f, id, &r->parent, err);
-    if (rc == LS_OK) r->has_parent = 1;
+    if (rc == LS_OK) {
+        r->has_parent = 1;
+        rc = read_branch(f, r, val, err);
+    }
     if (rc != LS_OK && rc != LS_ENOTFOUND) {
         flow_run_free(r);
         return rc;
@@ -1262,6 +1281,52 @@ static void source_known(ls_flow_t *f, const char *version)
     ls_free(copy);
 }
 
+/* Puts into b the first fork events of run `from` as run to's, each
+ * payload re-sealed for to: a branch run replays its parent's code up to
+ * the ctx:all it runs a branch of. */
+static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, const ls_id *to,
+                          uint64_t fork, ls_err *err)
+{
+    ls_buf prefix = LS_BUF_INIT, k = LS_BUF_INIT, v = LS_BUF_INIT, pt = LS_BUF_INIT,
+           sealed = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    const void *key, *val;
+    size_t klen, vlen;
+    uint64_t n = 0;
+    ls_rc rc = ls_history_prefix(&prefix, from, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
+    while (rc == LS_OK && n < fork &&
+           (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
+        ls_event ev;
+        if ((rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK) break;
+        if (ev.seq > fork) break;
+        if (ev.payload_len) {
+            if ((rc = flow_open_payload(f, from, ev.seq, ev.payload, ev.payload_len, &pt, err)) !=
+                    LS_OK ||
+                (rc = flow_seal(f, to, ev.seq, pt.ptr, pt.len, &sealed, err)) != LS_OK)
+                break;
+            ev.payload = sealed.ptr;
+            ev.payload_len = sealed.len;
+        }
+        if ((rc = ls_history_key(&k, to, ev.seq, err)) != LS_OK ||
+            (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
+            break;
+        ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+        n++;
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    if (rc == LS_OK && n != fork)
+        rc = ls_err_set(err, LS_ECORRUPT, "branch: the parent's history holds %llu of %llu events",
+                        (unsigned long long)n, (unsigned long long)fork);
+    ls_store_iter_free(it);
+    ls_buf_free(&prefix);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    ls_buf_free(&pt);
+    ls_buf_free(&sealed);
+    return rc;
+}
+
 static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
                          int index_name, const char *type, size_t tlen, const char *input,
                          size_t ilen, const flow_parent *parent, const ls_buf *version,
@@ -1272,19 +1337,31 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
     ls_rc rc = ls_store_batch_new(&b, err);
     if (rc != LS_OK) return rc;
-    ls_event ev = {.type = LS_EV_WORKFLOW_STARTED, .seq = 1, .time_ms = now};
-    if ((rc = flow_seal(f, id, 1, input, ilen, &sealed, err)) != LS_OK) goto out;
-    ev.payload = sealed.ptr;
-    ev.payload_len = sealed.len;
-    if ((rc = ls_history_key(&k, id, 1, err)) != LS_OK ||
-        (rc = ls_event_encode(&ev, &v, err)) != LS_OK ||
-        (rc = ls_buf_set(event, v.ptr, v.len, err)) != LS_OK)
-        goto out;
-    ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    uint64_t last_seq = 1;
+    if (parent && parent->branch) {
+        last_seq = parent->fork;
+        ls_buf_clear(&v);
+        if ((rc = copy_history(f, b, parent->id, id, parent->fork, err)) != LS_OK ||
+            (rc = flow_key_branch(&k, id, err)) != LS_OK ||
+            (rc = ls_key_u64(&v, parent->fork, err)) != LS_OK ||
+            (rc = ls_buf_append(&v, parent->branch, parent->blen, err)) != LS_OK)
+            goto out;
+        ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    } else {
+        ls_event ev = {.type = LS_EV_WORKFLOW_STARTED, .seq = 1, .time_ms = now};
+        if ((rc = flow_seal(f, id, 1, input, ilen, &sealed, err)) != LS_OK) goto out;
+        ev.payload = sealed.ptr;
+        ev.payload_len = sealed.len;
+        if ((rc = ls_history_key(&k, id, 1, err)) != LS_OK ||
+            (rc = ls_event_encode(&ev, &v, err)) != LS_OK ||
+            (rc = ls_buf_set(event, v.ptr, v.len, err)) != LS_OK)
+            goto out;
+        ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
+    }
     ls_run_record rec = {.status = LS_RUN_RUNNING,
                          .created_ms = now,
                          .updated_ms = now,
-                         .last_seq = 1,
+                         .last_seq = last_seq,
                          .type = type,
                          .type_len = tlen,
                          .name = name,
@@ -1360,7 +1437,8 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
                  int *created, ls_err *err)
 {
     *created = 0;
-    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
+    /* (a branch run's type is its parent's, pinned to the parent's version) */
+    if (!(parent && parent->branch) && !f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
         ls_buf known = LS_BUF_INIT;
         f->o.runner->list_types(f->o.runner_ud, &known);
         ls_rc rc =
@@ -1429,14 +1507,30 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     int64_t now = flow_now(f);
     r->created_ms = r->updated_ms = now;
     r->last_seq = 1;
+    if (parent && parent->branch &&
+        (r->branch = ls_strndup(parent->branch, parent->blen)) == NULL) {
+        pthread_mutex_unlock(stripe);
+        flow_run_free(r);
+        rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        goto out;
+    }
     /* Render before the write: a start that returns an error has stored
      * nothing (and before the run is visible to workers, which may end
      * it). */
     ls_buf event = LS_BUF_INIT, version = LS_BUF_INIT, source = LS_BUF_INIT;
-    int new_source = 0;
-    if (f->o.runner->type_version &&
-        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
-        ls_buf_putc(&version, '\0', NULL) == LS_OK) {
+    int new_source = 0, branch = parent && parent->branch;
+    rc = LS_OK; /* (LS_ENOTFOUND from the lookup) */
+    if (branch) {
+        /* the parent's version: its code up to the fork must replay alike */
+        const char *pv = parent->version ? parent->version : "";
+        if (ls_buf_set(&version, pv, strlen(pv), NULL) != LS_OK ||
+            ls_buf_putc(&version, '\0', NULL) != LS_OK)
+            rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        else
+            version.len--;
+    } else if (f->o.runner->type_version &&
+               f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
+               ls_buf_putc(&version, '\0', NULL) == LS_OK) {
         version.len--; /* NUL-terminated for the checks below */
         /* The source is fetched only for the first run of a version. */
         ls_buf again = LS_BUF_INIT;
@@ -1452,7 +1546,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     }
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);
-    rc = ls_buf_set(run, "", 0, err);
+    if (rc == LS_OK) rc = ls_buf_set(run, "", 0, err);
     if (rc == LS_OK)
         rc = ls_buf_printf(run, err,
                            "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
@@ -1471,7 +1565,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     /* Concurrency: a slot now (reserved before the write), or it waits. */
     flow_limits lim;
     int held = 0;
-    if (rc == LS_OK && limits_of(f, type, tlen, &lim)) {
+    if (rc == LS_OK && !branch && limits_of(f, type, tlen, &lim)) {
         r->ckey = limits_key(&lim, (const char *)in.ptr, in.len);
         if (r->ckey == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
         if (rc == LS_OK) {
@@ -1499,7 +1593,12 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         flow_run_free(r);
         goto out;
     }
-    r->fresh = ls_buf_steal(&event, &r->fresh_len);
+    if (branch) {
+        r->last_seq = parent->fork; /* its history is in the store */
+        r->fork = parent->fork;
+    } else {
+        r->fresh = ls_buf_steal(&event, &r->fresh_len);
+    }
     if (parent) {
         r->has_parent = 1;
         r->parent = *parent->id;

@@ -26,6 +26,9 @@
  *                  for a slot), then the key (runs of types with limits)
  *   parent         LS_NS_RUNINFO id16 'p'                     -> parent id16,
  *                  u8 flags (1: detached), the parent's name (child runs)
+ *   branch         LS_NS_RUNINFO id16 'b'                     -> u64 fork, then
+ *                  the branch's scope (branch runs of ctx:all: their history
+ *                  begins with a copy of the parent's first fork events)
  * A timer key exists while a run waits on a TimerStarted or a retryable
  * StepFailed (seq is that event's); it lets a restart rebuild the timer
  * queue without replaying sleeping runs.
@@ -107,6 +110,8 @@ typedef struct flow_run {
     int unhold;     /* admitted: its next write clears the held mark */
     int has_parent; /* a child workflow: its end goes to its parent's inbox */
     ls_id parent;
+    char *branch;           /* a branch run: the ctx:all branch it runs ("[1.2]"), else NULL */
+    uint64_t fork;          /* ... and the last of its events copied from its parent */
     struct flow_run *hnext; /* run table chain */
     struct flow_run *qnext; /* ready queue */
 } flow_run;
@@ -251,6 +256,7 @@ struct ls_flow_act {
     int parked;         /* the runner must be resumed after it */
     int ending;         /* the write ends the run */
     unsigned drained;   /* inbox entries moved into the write in progress */
+    unsigned forks;     /* branch runs started since the last flush */
     ls_buf custom_new;  /* custom status queued in the write in progress */
     int custom_queued;
     int cancel_delivered; /* the code has been handed the cancellation (this scope) */
@@ -334,11 +340,18 @@ void flow_count_step(ls_flow_t *f, int64_t ns);
 void flow_run_ended(ls_flow_t *f, flow_run *r);
 /* An inbox entry for run id has been written: its next activation takes it. */
 void flow_inbox_bump(ls_flow_t *f, const ls_id *id);
-/* The parent a child run is started under. */
+/* The parent a child run is started under. A branch run (branch not
+ * NULL) runs one branch of a ctx:all of its parent: its history starts as
+ * a copy of the parent's first fork events (durable), it is pinned to the
+ * parent's version and exempt from concurrency limits. */
 typedef struct {
     const ls_id *id;
     const char *name;
     int detached;
+    const char *branch; /* "[1.2]": the branch's scope */
+    size_t blen;
+    uint64_t fork;
+    const char *version;
 } flow_parent;
 /* ls_flow_start, for a child run when parent is not NULL (the parent link
  * is written with the start). A child's name that exists as a run that is
@@ -359,6 +372,7 @@ ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
 ls_rc flow_key_ended(ls_buf *k, int64_t ended_ms, const ls_id *id, ls_err *err);
 ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err);
 ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err);
+ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
 #define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */
 /* Seals payload for event seq of run id into out. */

@@ -99,6 +99,15 @@ ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err)
     return rc;
 }
 
+ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err)
+{
+    ls_buf_clear(k);
+    ls_rc rc = ls_key_ns(k, LS_NS_RUNINFO, err);
+    if (rc == LS_OK) rc = ls_buf_append(k, id->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_buf_putc(k, 'b', err);
+    return rc;
+}
+
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
 {
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
@@ -277,7 +286,13 @@ static ls_rc add_parent(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
             strn((const char *)val->ptr + LS_ID_BYTES + 1, val->len - LS_ID_BYTES - 1));
         if (val->ptr[LS_ID_BYTES] & 1) json_object_set_new(o, "detached", json_true());
     }
-    return LS_OK;
+    /* A branch run: which branch of its parent's ctx:all. */
+    if ((rc = flow_key_branch(&k, id, err)) == LS_OK)
+        rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+    ls_buf_free(&k);
+    if (rc == LS_OK && val->len > 8)
+        json_object_set_new(o, "branch", strn((const char *)val->ptr + 8, val->len - 8));
+    return rc == LS_ENOTFOUND ? LS_OK : rc;
 }
 
 /* What run_json adds from history besides a failed run's error. */
@@ -497,15 +512,26 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
     if (rc != LS_OK) return rc;
     ls_buf prefix = LS_BUF_INIT, tmp = LS_BUF_INIT;
     ls_store_iter_t *it = NULL;
-    json_t *events = json_array();
+    json_t *events = json_array(), *o = json_object();
     const void *key, *val;
     size_t klen, vlen;
-    rc = ls_history_prefix(&prefix, &id, err);
+    /* A branch run's history begins with a copy of its parent's, which it
+     * replays: listed are its own events, after those. */
+    uint64_t fork = 0;
+    rc = flow_key_branch(&prefix, &id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, prefix.ptr, prefix.len, &tmp, err);
+    if (rc == LS_OK && tmp.len > 8) {
+        for (int i = 0; i < 8; i++) fork = fork << 8 | tmp.ptr[i];
+        json_object_set_new(o, "branch", strn((const char *)tmp.ptr + 8, tmp.len - 8));
+        json_object_set_new(o, "parent_events", json_integer((json_int_t)fork));
+    }
+    if (rc == LS_ENOTFOUND || rc == LS_OK) rc = ls_history_prefix(&prefix, &id, err);
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         ls_event ev;
         json_t *e = NULL;
         if ((rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK) break;
+        if (ev.seq <= fork) continue;
         if ((rc = event_json(f, &id, &ev, &tmp, &e, err)) != LS_OK) break;
         json_array_append_new(events, e);
     }
@@ -515,9 +541,9 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
     ls_buf_free(&tmp);
     if (rc != LS_OK) {
         json_decref(events);
+        json_decref(o);
         return rc;
     }
-    json_t *o = json_object();
     json_object_set_new(o, "id", strn(name, nlen));
     json_object_set_new(o, "events", events);
     return dump_free(o, out, err);

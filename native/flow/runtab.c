@@ -128,5 +128,6 @@ void flow_run_free(flow_run *r)
     ls_free(r->custom);
     ls_free(r->version);
     ls_free(r->ckey);
+    ls_free(r->branch);
     ls_free(r);
 }

@@ -490,6 +490,42 @@ static int l_child_wait(lua_State *L)
 }
 
 /* rt.branch(act, scope): the scope of the commands that follow */
+/* rt.flush(act): writes what the activation has queued (then park). */
+static int l_flush(lua_State *L)
+{
+    ls_err err;
+    if (ls_flow_act_flush(check_act(L), &err) != LS_OK) return raise(L, &err);
+    return 0;
+}
+
+/* rt.branch_start(act, scope) -> the branch run's id */
+static int l_branch_start(lua_State *L)
+{
+    ls_flow_act *a = check_act(L);
+    size_t n;
+    const char *scope = luaL_checklstring(L, 2, &n);
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    if (ls_flow_act_branch_start(a, scope, n, &out, &err) != LS_OK) {
+        ls_buf_free(&out);
+        return raise(L, &err);
+    }
+    push_buf(L, &out);
+    ls_buf_free(&out);
+    return 1;
+}
+
+/* rt.branch_of(act) -> the scope this branch run runs, or nil */
+static int l_branch_of(lua_State *L)
+{
+    const char *scope = ls_flow_act_branch_of(check_act(L));
+    if (scope)
+        lua_pushstring(L, scope);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 static int l_branch(lua_State *L)
 {
     ls_flow_act *a = check_act(L);
@@ -596,6 +632,9 @@ static int luaopen_flowrt(lua_State *L)
                                    {"child_start", l_child_start},
                                    {"child_wait", l_child_wait},
                                    {"branch", l_branch},
+                                   {"flush", l_flush},
+                                   {"branch_start", l_branch_start},
+                                   {"branch_of", l_branch_of},
                                    {"deadline_save", l_deadline_save},
                                    {"deadline_restore", l_deadline_restore},
                                    {"branch_done", l_branch_done},

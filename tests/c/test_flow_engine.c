@@ -47,18 +47,20 @@ enum {
 /* What the workflow code does. */
 enum {
     OP_END = 0,
-    OP_STEP,      /* ctx:step(name) with behaviour b */
-    OP_SLEEP,     /* ctx:sleep(ms) */
-    OP_SIDE,      /* ctx:<name>() recording h->side_value */
-    OP_COMPLETE,  /* return {"input":input,"results":[every value so far]} */
-    OP_FAIL,      /* raise name (with a traceback) */
-    OP_RETURN,    /* return from activate with no outcome (a broken runner) */
-    OP_CRASH,     /* while h->crash_armed: abandon the activation (as a crash would) */
-    OP_SIGNAL,    /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
-    OP_CLEANUP,   /* where a cancellation delivered earlier goes on (a catch); skipped otherwise */
-    OP_STATUS,    /* ctx:set_status(name as JSON text) */
-    OP_CHILD,     /* ctx:start_child(name = type, detached = b), then (ms == 0) wait for it */
-    OP_CHILD_WAIT /* wait for the last child started */
+    OP_STEP,       /* ctx:step(name) with behaviour b */
+    OP_SLEEP,      /* ctx:sleep(ms) */
+    OP_SIDE,       /* ctx:<name>() recording h->side_value */
+    OP_COMPLETE,   /* return {"input":input,"results":[every value so far]} */
+    OP_FAIL,       /* raise name (with a traceback) */
+    OP_RETURN,     /* return from activate with no outcome (a broken runner) */
+    OP_CRASH,      /* while h->crash_armed: abandon the activation (as a crash would) */
+    OP_SIGNAL,     /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
+    OP_CLEANUP,    /* where a cancellation delivered earlier goes on (a catch); skipped otherwise */
+    OP_STATUS,     /* ctx:set_status(name as JSON text) */
+    OP_CHILD,      /* ctx:start_child(name = type, detached = b), then (ms == 0) wait for it */
+    OP_CHILD_WAIT, /* wait for the last child started */
+    OP_ALL         /* ctx:all of b branches as branch runs: branch 1 sleeps ms, then
+                    * branch i runs step "b<i>" and returns its value */
 };
 
 typedef struct {
@@ -119,6 +121,7 @@ static const script scripts_main[] = {
     {"parent_leaves", {START_CHILD("sleepy", 0), STEP("a"), COMPLETE}},
     {"parent_detached", {START_CHILD("sleepy", 1), COMPLETE}},
     {"parent_nap", {START_CHILD("nap", 0), STEP("a"), {OP_CHILD_WAIT, NULL, 0, 0}, COMPLETE}},
+    {"fan", {STEP("a"), {OP_ALL, NULL, 2, 300}, STEP("z"), COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -439,6 +442,69 @@ out:
     return go_on;
 }
 
+/* OP_ALL, section sec of the code: in the branch run of one of its
+ * branches, runs that branch and ends the run (0); else starts a branch
+ * run per branch and waits for them, adding their results to acc (1 to go
+ * on, 0 when the activation is over). */
+static int do_all(harness *h, ls_flow_act *a, const op *o, int sec, ls_buf *acc)
+{
+    ls_err err = {0};
+    ls_buf out = LS_BUF_INIT, res = LS_BUF_INIT;
+    ls_buf ids[4] = {LS_BUF_INIT, LS_BUF_INIT, LS_BUF_INIT, LS_BUF_INIT};
+    char scope[32];
+    ls_flow_outcome oc;
+    const char *mine = ls_flow_act_branch_of(a);
+    int go = 0, n = o->b;
+    RCHECK(h, n >= 1 && n <= 4);
+    ls_buf_putc(&res, '[', NULL);
+    if (mine) {
+        int i = 0;
+        RCHECK(h, sscanf(mine, "[%*d.%d]", &i) == 1 && i >= 1 && i <= n);
+        snprintf(scope, sizeof scope, "[%d.%d]", sec, i);
+        RCHECK(h, strcmp(scope, mine) == 0);
+        if (ls_flow_act_branch(a, scope, strlen(scope), &err) != LS_OK) goto fail;
+        if (i == 1) {
+            if (ls_flow_act_sleep(a, o->ms, &oc, &err) != LS_OK) goto fail;
+            if (oc == LS_FLOW_WAIT) goto over;
+        }
+        char name[8];
+        snprintf(name, sizeof name, "b%d", i);
+        const op step = {OP_STEP, name, B_OK, 0};
+        if (do_step(h, a, &step, &res) != 1) goto over;
+        /* the run's output: the step's value alone */
+        if (ls_flow_act_complete(a, (const char *)res.ptr + 1, res.len - 1, &err) != LS_OK)
+            goto fail;
+        goto over;
+    }
+    if (ls_flow_act_flush(a, &err) != LS_OK) goto fail;
+    for (int i = 0; i < n; i++) {
+        snprintf(scope, sizeof scope, "[%d.%d]", sec, i + 1);
+        if (ls_flow_act_branch_start(a, scope, strlen(scope), &ids[i], &err) != LS_OK) goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        if (ls_flow_act_child_wait(a, (const char *)ids[i].ptr, ids[i].len, &oc, &out, &err) !=
+            LS_OK)
+            goto fail;
+        if (oc == LS_FLOW_WAIT) goto over;
+        if (oc != LS_FLOW_DONE) {
+            raise_msg(a, (const char *)out.ptr, out.len);
+            goto over;
+        }
+        add_value(&res, out.ptr, out.len);
+    }
+    ls_buf_putc(&res, ']', NULL);
+    add_value(acc, res.ptr, res.len);
+    go = 1;
+    goto over;
+fail:
+    raise_err(a, &err);
+over:
+    ls_buf_free(&out);
+    ls_buf_free(&res);
+    for (int i = 0; i < 4; i++) ls_buf_free(&ids[i]);
+    return go;
+}
+
 static void r_activate(void *ud, void *worker, ls_flow_act *a)
 {
     harness *h = ud;
@@ -454,7 +520,7 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
     }
     ls_buf_putc(&acc, '[', NULL);
     ls_buf child = LS_BUF_INIT;
-    int cancelled = 0;
+    int cancelled = 0, sections = 0;
     for (const op *o = s->ops; o->op != OP_END; o++) {
         if (cancelled) {
             /* The code catches the cancellation at CLEANUP, or lets it
@@ -529,6 +595,11 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
             }
             add_value(&acc, out.ptr, out.len);
             break;
+        case OP_ALL: {
+            int go = do_all(h, a, o, ++sections, &acc);
+            if (go == 0) goto out;
+            break;
+        }
         case OP_CLEANUP: goto done; /* not cancelled: the code ends before its catch */
         case OP_STATUS:
             if (ls_flow_act_set_status(a, o->name, strlen(o->name), &err) != LS_OK) {
@@ -1349,6 +1420,95 @@ static void test_engine_timer_survives_restart(void **state)
     ls_flow_get_stats(e->f, &st);
     assert_int_equal(st.timers, 0);
     assert_int_equal(st.runs_active, 0);
+    eng_close(e);
+}
+
+/* ---- parallel branches as branch runs ---- */
+
+/* The ids of the branch runs a run started (from its history). */
+static void branch_ids(env *e, const char *run, char out[][64], size_t n)
+{
+    json_t *ev = history(e, run);
+    size_t k = 0, i;
+    json_t *x;
+    json_array_foreach(ev, i, x)
+    {
+        if (strcmp(jstr(x, "type"), "child_started") == 0 && k < n)
+            snprintf(out[k++], 64, "%s", jstr(x, "name"));
+    }
+    assert_int_equal(k, n);
+    json_decref(ev);
+}
+
+static const char *step_of(const json_t *v)
+{
+    return json_string_value(json_object_get(v, "step"));
+}
+
+static void test_engine_branch_runs(void **state)
+{
+    env *e = *state;
+    char s[32], kids[2][64];
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "fan", "fan-1", "{\"n\":1}");
+    json_t *w = wait_waiting(e, "fan-1");
+    assert_string_equal(jstr(w, "kind"), "child"); /* waits for branch 1, which sleeps */
+    json_decref(w);
+    branch_ids(e, "fan-1", kids, 2);
+    assert_non_null(strstr(kids[0], "-b1.1"));
+    assert_non_null(strstr(kids[1], "-b1.2"));
+    wait_end(e, kids[1]);
+    w = wait_waiting(e, kids[0]);
+    assert_string_equal(jstr(w, "kind"), "sleep");
+    json_decref(w);
+
+    /* A restart while branch 1 sleeps: it is still a branch run after it. */
+    ls_err err = {0};
+    th_ok(ls_flow_stop(e->f, 0, &err), &err);
+    eng_close(e);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "fan-1");
+    json_t *d = describe(e, "fan-1");
+    assert_string_equal(jstr(d, "status"), "completed");
+    json_t *res = json_object_get(json_object_get(d, "output"), "results");
+    assert_int_equal(json_array_size(res), 3); /* a, [b1, b2], z */
+    assert_string_equal(step_of(json_array_get(res, 0)), "a");
+    assert_string_equal(step_of(json_array_get(json_array_get(res, 1), 0)), "b1");
+    assert_string_equal(step_of(json_array_get(json_array_get(res, 1), 1)), "b2");
+    assert_string_equal(step_of(json_array_get(res, 2)), "z");
+    json_decref(d);
+    /* Step a ran once: the branch runs replay it from their copy. */
+    assert_int_equal(calls(&e->h, "fan-1", "a"), 1);
+    assert_int_equal(calls(&e->h, kids[0], "a"), 0);
+    assert_int_equal(calls(&e->h, kids[0], "b1"), 1);
+    assert_int_equal(calls(&e->h, kids[1], "b2"), 1);
+    assert_int_equal(calls(&e->h, kids[0], "z"), 0);
+
+    d = describe(e, kids[0]);
+    assert_string_equal(jstr(d, "parent"), "fan-1");
+    assert_string_equal(jstr(d, "branch"), "[1.1]");
+    assert_string_equal(jstr(d, "status"), "completed");
+    json_decref(d);
+    ls_buf out = LS_BUF_INIT;
+    th_ok(ls_flow_history(e->f, kids[0], strlen(kids[0]), &out, &err), &err);
+    json_t *ho = parse_buf(&out);
+    ls_buf_free(&out);
+    assert_string_equal(jstr(ho, "branch"), "[1.1]");
+    assert_true(jint(ho, "parent_events") >= 3); /* started, a started, a completed */
+    json_decref(ho);
+    /* its own events only: the branch's timer and step, and its end */
+    json_t *ev = history(e, kids[0]);
+    assert_string_equal(jstr(json_array_get(ev, 0), "type"), "timer_started");
+    assert_int_equal(count_events(ev, "step_completed", "a"), 0);
+    assert_int_equal(count_events(ev, "step_completed", "[1.1]b1"), 1);
+    json_decref(ev);
+    ev = history(e, "fan-1");
+    assert_int_equal(count_events(ev, "child_completed", NULL), 2);
+    assert_int_equal(count_events(ev, "step_completed", NULL), 2); /* a and z */
+    json_decref(ev);
+    assert_string_equal(status_of(e, kids[1], s), "completed");
     eng_close(e);
 }
 
@@ -2460,6 +2620,7 @@ int main(void)
         T(test_engine_fatal_failures_stop_at_once),
         T(test_engine_runner_errors_fail_the_run),
         T(test_engine_timer_survives_restart),
+        T(test_engine_branch_runs),
         T(test_engine_recovers_unstarted_runs),
         T(test_engine_replay_returns_recorded_results),
         T(test_engine_abandoned_run_resumes_after_restart),

@@ -7,7 +7,8 @@
 # and the outcomes (status, output or error, reason) must be equal:
 # retries with backoff, a durable sleep, a step that fails for good,
 # signals sent before a wait and into a wait with a timeout, a signal wait
-# that times out, cancellation with cleanup, termination.
+# that times out, cancellation with cleanup, termination, parallel
+# branches (each a branch run of its own: their histories too).
 # usage: tests/e2e/testing_parity.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -63,6 +64,30 @@ return workflow.define {
 }
 LUA
 
+cat > "$d/wf/fan.lua" <<'LUA'
+-- Parallel branches: one sleeps, one retries, one has a section of its
+-- own. (They end far apart, so in the same order in both.)
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "fan",
+  retry = { initial_interval = "1200ms", jitter = 0, max_attempts = 3 },
+  run = function(ctx)
+    local a = ctx:step("a", function() return 1 end)
+    local r = ctx:all {
+      function(c) c:sleep("400ms"); return c:step("x", function() return "X" end) end,
+      function(c)
+        return c:step("y", function(s)
+          if s.attempt < 2 then error("flaky") end
+          return s.attempt
+        end)
+      end,
+      function(c) return c:all { function(g) return g:step("n", function() return "N" end) end } end,
+    }
+    return { a = a, r = r, z = ctx:step("z", function() return 2 end) }
+  end,
+}
+LUA
+
 # The harness side: runs one scenario, prints the events and the outcome
 # in the shape jq gives the daemon's below.
 cat > "$d/harness.lua" <<'LUA'
@@ -94,20 +119,40 @@ elseif scenario == "cancel" then
 elseif scenario == "terminate" then
   t = testing.run(wf .. "/approval.lua", { input = { item = "desk" } })
   t:terminate("stuck", "api")
+elseif scenario == "fan" then
+  t = testing.run(wf .. "/fan.lua", { auto_advance = true })
 end
-for _, e in ipairs(t.history) do
-  print(json.encode({ type = e.type, name = e.name, attempt = e.attempt, final = e.final }))
+-- The run's events, then each branch run's (depth first).
+local function events(run)
+  for _, e in ipairs(run.history) do
+    print(json.encode({ type = e.type, name = e.name, attempt = e.attempt, final = e.final }))
+  end
+  for _, e in ipairs(run.history) do
+    local id = e.type == "child_started" and e.name:match("^[%[%]%d.]*(.-%-b[%d._]+)$")
+    if id then events(run:child(id)) end
+  end
 end
+events(t)
 print(json.encode({ status = t.status, output = t.output, error = t.error, reason = t.reason }))
 LUA
 
 signal() { api POST "/v1/workflows/$1/signals/$2" -H 'Content-Type: application/json' --data-binary "$3"; }
 
-# The daemon's side of a finished run, in the harness's shape.
+# The daemon's side of a finished run, in the harness's shape: its
+# events, then each branch run's (depth first), then its outcome.
+daemon_events() {
+  local h kid
+  api GET "/v1/workflows/$1/history"
+  h=$body
+  printf '%s' "$h" | jq -S -c '.events[] | {type, name, attempt, final} | with_entries(select(.value != null))'
+  for kid in $(printf '%s' "$h" | jq -r '.events[] | select(.type=="child_started") | .name
+                 | sub("^(\\[[0-9]+\\.[0-9]+\\])+"; "") | select(test("-b[0-9._]+$"))'); do
+    daemon_events "$kid"
+  done
+}
 daemon_view() {
   api GET "/v1/workflows/$1/result?wait=20"
-  api GET "/v1/workflows/$1/history"
-  printf '%s' "$body" | jq -S -c '.events[] | {type, name, attempt, final} | with_entries(select(.value != null))'
+  daemon_events "$1"
   api GET "/v1/workflows/$1"
   printf '%s' "$body" | jq -S -c '{status, output, error, reason} | with_entries(select(.value != null))'
 }
@@ -123,8 +168,9 @@ harness_view() {
   "${SAN_ENV[@]}" luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" 2>&1
 }
 
-# Idempotency keys are ID-N in both, but the daemon's ID is its internal id.
-same_keys() { sed -E 's/"order":"[^"]*-([0-9]+)"/"order":"ID-\1"/'; }
+# Idempotency keys are ID-N in both, and branch runs ID-b1.2, but the
+# daemon's ID is its internal id.
+same_keys() { sed -E 's/"order":"[^"]*-([0-9]+)"/"order":"ID-\1"/; s/"([^"]*\])?[^"[]*-b([0-9._]+)"/"\1ID-b\2"/g'; }
 
 compare() { # NAME RUN_ID SCENARIO
   local want got
@@ -169,6 +215,9 @@ start approval '{"id":"a-term","input":{"item":"desk"}}'
 poll 100 waiting_for a-term signal || not_ok "approval waits (terminate)"
 api POST /v1/workflows/a-term/terminate -H 'Content-Type: application/json' --data-binary '{"reason":"stuck"}'
 compare "termination: the same history and reason" a-term terminate
+
+start fan '{"id":"f-1"}'
+compare "parallel branches: the same histories, the run's and its branch runs'" f-1 fan
 
 e2e_stop "$E2E_DAEMON" 10 || true
 e2e_finish

@@ -295,6 +295,18 @@ local function fake_rt(script)
   rt.scope = ""
   rt.branch = function(_, scope) rt.scope = scope end
   rt.branch_done = function(_, scope) note("branch_done", scope) end
+  rt.flush = function() note("flush") end
+  rt.branch_start = function(_, scope)
+    note("branch_start", scope)
+    return "run-1-b" .. scope:gsub("%]%[", "_"):gsub("[%[%]]", "")
+  end
+  rt.branch_of = function() return script.branch_of end
+  rt.child_wait = function(_, id)
+    note("child_wait", id)
+    local r = script.children and script.children[id]
+    if r then return (table.unpack or unpack)(r) end
+    return "wait"
+  end
   rt.cancelled = function() rt.was_cancelled = true end
   rt.complete = function(_, text) rt.output = text end
   rt.fail = function(_, msg, trace)
@@ -521,46 +533,64 @@ describe("lodestone.workflow driver", function()
     assert.matches('ctx:step: on_exhausted: must be "fail" or "pause", got 1$', activate(def).error)
   end)
 
-  it("runs ctx:all branches in scopes and returns their results in order", function()
+  it("starts each ctx:all branch as a branch run and returns their results in order", function()
     local def = workflow.define { name = "w", run = function(ctx)
-      return ctx:all {
-        function(c) return c:step("a", function() return 1 end) end,
-        function(c) return c:all { function(g) return g:step("n", function() return "x" end) end } end,
-        function() return nil end,
-      }
+      return ctx:all { noop, noop, function(c) return c:all { noop } end }
     end }
-    local rt = activate(def)
-    assert.equal('[1,["x"],null]', rt.output)
-    assert.same({ "step [1.1]a", "step_done a 1", "branch_done [1.1]", "step [1.2][1.1]n", "step_done n 1",
-                  "branch_done [1.2][1.1]", "branch_done [1.2]", "branch_done [1.3]" }, rt.calls)
-    assert.equal("", rt.scope) -- back at the root
+    local rt = activate(def, { children = { ["run-1-b1.1"] = { "done", "1" },
+                                            ["run-1-b1.2"] = { "done", "null" },
+                                            ["run-1-b1.3"] = { "done", '["x"]' } } })
+    assert.equal('[1,null,["x"]]', rt.output)
+    assert.same({ "flush", "branch_start [1.1]", "branch_start [1.2]", "branch_start [1.3]",
+                  "child_wait run-1-b1.1", "child_wait run-1-b1.2", "child_wait run-1-b1.3" }, rt.calls)
     assert.equal("[]", activate(workflow.define { name = "w", run = function(ctx) return ctx:all {} end }).output)
   end)
 
-  it("suspends while a branch waits, and raises the first failure once all settled", function()
+  it("waits for every branch run, then raises the first failure", function()
+    local def = workflow.define { name = "w", run = function(ctx) return ctx:all { noop, noop, noop } end }
+    local rt = activate(def, { children = { ["run-1-b1.1"] = { "done", "1" } } })
+    assert.is_nil(rt.output) -- suspended on branch 2
+    assert.is_nil(rt.error)
+    assert.equal("child_wait run-1-b1.2", rt.calls[#rt.calls])
+    rt = activate(def, { children = {
+      ["run-1-b1.1"] = { "done", "1" },
+      ["run-1-b1.2"] = { "failed", "child workflow run-1-b1.2 failed: first" },
+      ["run-1-b1.3"] = { "failed", "child workflow run-1-b1.3 failed: second" } } })
+    assert.equal("ctx:all: branch 2 failed: first", rt.error)
+    assert.equal("child_wait run-1-b1.3", rt.calls[#rt.calls]) -- after all settled
+  end)
+
+  it("in a branch run, runs only that branch, in place, and ends with its result", function()
     local ran = {}
     local def = workflow.define { name = "w", run = function(ctx)
-      return ctx:all {
-        function(c) c:sleep(5); ran[#ran + 1] = "after sleep" end,
-        function(c) c:step("b", noop); ran[#ran + 1] = "b" end,
-      }
+      ctx:step("before", noop)
+      local ok = pcall(ctx.all, ctx, {
+        function(c) ran[#ran + 1] = "1"; return c:step("a", noop) end,
+        function(c)
+          ran[#ran + 1] = "2"
+          return c:all { function(g) return g:step("n", function() return "N1" end) end,
+                         function(g) ran[#ran + 1] = "2.2"; return "N2" end }
+        end,
+      })
+      ran[#ran + 1] = "after " .. tostring(ok) -- never in a branch run
+      ctx:step("after", noop)
     end }
-    local rt = activate(def)
-    assert.same({ "b" }, ran)
-    assert.is_nil(rt.output)
-    assert.is_nil(rt.error)
+    local rt = activate(def, { branch_of = "[1.2][1.1]" })
+    assert.equal('"N1"', rt.output)
+    assert.same({ "2" }, ran)
+    assert.same({ "step before", "step_done before 1", "step [1.2][1.1]n", "step_done n 1" }, rt.calls)
+    assert.equal("[1.2][1.1]", rt.scope)
 
-    def = workflow.define { name = "w", run = function(ctx)
-      return ctx:all {
-        function(c) c:step("x", function() error(workflow.fatal("first")) end) end,
-        function(c) c:step("y", function() error(workflow.fatal("second")) end) end,
-        function(c) ran[#ran + 1] = "third ran"; return c:step("z", noop) end,
-      }
-    end }
     ran = {}
-    rt = activate(def)
-    assert.same({ "third ran" }, ran)
-    assert.equal('step "x" failed on attempt 1: first', rt.error)
+    rt = activate(workflow.define { name = "w", run = function(ctx)
+      pcall(ctx.all, ctx, { noop, function() error("branch broke") end })
+      ran[#ran + 1] = "after"
+    end }, { branch_of = "[1.2]" })
+    assert.matches("branch broke", rt.error)
+    assert.same({}, ran) -- the failure ends the branch run; the code around it does not go on
+    rt = activate(workflow.define { name = "w", run = function(ctx) ctx:all { noop } end },
+      { branch_of = "[1.2]" })
+    assert.equal("ctx:all: branch run of [1.2] finds 1 branches here (non-determinism)", rt.error)
   end)
 
   it("checks ctx:all's argument", function()

@@ -779,6 +779,50 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  describe("ctx:all", function()
+    it("runs each branch as a branch run of its own, as lodestoned does", function()
+      local t = testing.run(define(function(ctx)
+        local first = ctx:step("before", function() return 0 end)
+        local r = ctx:all {
+          function(c) c:sleep("1h"); return c:step("a", function() return "A" end) end,
+          function(c) return c:all { function(g) return g:step("n", function() return "N" end) end } end,
+        }
+        return { first = first, r = r }
+      end))
+      assert.equal("running", t.status)
+      assert.same({ kind = "child", name = "run-1-b1.1" }, t.waiting)
+      t:advance("1h")
+      assert.same({ first = 0, r = { "A", { "N" } } }, t.output)
+      assert.same({ "before" }, t:steps())
+      assert.same({ "workflow_started", "step_started", "step_completed", "child_started", "child_started",
+                    "child_completed", "child_completed", "workflow_completed" }, types(t))
+      local b1, b2 = t:child("run-1-b1.1"), t:child("run-1-b1.2")
+      assert.same({ "[1.1]a" }, b1:steps())
+      assert.equal("[1.1]", b1.branch)
+      assert.same({ "timer_started", "timer_fired", "step_started", "step_completed", "workflow_completed" },
+        types(b1)) -- its own events: the parent's, which it replays, are not listed
+      assert.same({}, b2:steps())
+      assert.same({ "[1.2][1.1]n" }, b2:child("run-1-b1.2-b1.2_1.1"):steps())
+      assert.equal(1, t:calls("before"))
+      t:replay()
+      b1:replay()
+    end)
+
+    it("fails the run with the first failed branch once all have settled", function()
+      local t = testing.run(define(function(ctx)
+        ctx:all {
+          function(c) c:sleep(5); return c:step("slow", function() return 1 end) end,
+          function(c) return c:step("bad", function() error(workflow.fatal("no stock")) end) end,
+        }
+      end))
+      assert.equal("running", t.status)
+      t:advance(5)
+      assert.equal("failed", t.status)
+      assert.equal('ctx:all: branch 2 failed: step "[1.2]bad" failed on attempt 1: no stock', t.error)
+      assert.same({ "[1.1]slow" }, t:child("run-1-b1.1"):steps())
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }

@@ -712,6 +712,39 @@ function Act:child_start(wtype, input, id, detached)
   return id
 end
 
+-- rt.flush(act): every write is durable at once here.
+function Act:flush()
+  self:check_sticky()
+  self.fork = #self.t._events -- what the section's branch runs start from
+end
+
+-- rt.branch_start(act, scope) -> the branch run's id ("ID-b1.2" for
+-- "[1.2]"): a child run of this run's type whose history starts as a copy
+-- of this run's, through run:_start_branch(id, scope).
+function Act:branch_start(scope)
+  self:check_sticky()
+  if scope == "" or scope_len(scope) ~= #scope then
+    error(string.format('branch scope "%s": expected [N.N] tokens', scope:sub(1, 60)), 0)
+  end
+  local id = self.t.id .. "-b" .. scope:gsub("%]%[", "_"):gsub("[%[%]]", "")
+  local cname = self:scoped(id)
+  local m = self:next("child workflow", cname)
+  if m then return id end -- started before
+  local ev = { type = "child_started", name = cname, payload = json.encode({ type = self.t.type }) }
+  if not self.verify then
+    local ok, err = self.t:_start_branch(id, scope, self.fork or #self.t._events)
+    if not ok then error("child workflow: " .. err, 0) end
+  end
+  self:put_event(ev)
+  self.new_commands = self.new_commands + 1
+  return id
+end
+
+-- rt.branch_of(act) -> the scope this branch run runs, or nil.
+function Act:branch_of()
+  return self.t._branch
+end
+
 -- rt.child_wait(act, id) -> "done", json | "failed", msg | "wait" | "cancelled", reason
 function Act:child_wait(id)
   self:check_sticky()
@@ -792,7 +825,8 @@ end
 local FLOWRT = { DEBUG = 0, INFO = 1, WARN = LOG_WARN, ERROR = 4 }
 for _, fn in ipairs({ "step", "step_done", "step_failed", "sleep", "wait_signal", "set_status",
                       "cancelled", "side_effect", "complete", "fail", "secret", "log",
-                      "child_start", "child_wait", "branch", "branch_done" }) do
+                      "child_start", "child_wait", "branch", "branch_done", "flush", "branch_start",
+                      "branch_of" }) do
   FLOWRT[fn] = function(a, ...) return Act[fn](a, ...) end
 end
 FLOWRT.input = function(a) return a.cur.ev[1].payload or "null" end

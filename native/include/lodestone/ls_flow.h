@@ -374,6 +374,21 @@ LS_API ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tl
                                      size_t idlen, const char *input, size_t ilen, int detached,
                                      ls_buf *child, ls_err *err);
 
+/* Parallel branches as runs of their own (ctx:all on the worker pool).
+ * ls_flow_act_flush writes what the activation has queued (it may park);
+ * then ls_flow_act_branch_start starts (or, replaying, finds) the branch
+ * run of scope ("[1.2]": branch 2 of the run's first ctx:all; nested
+ * sections add a token): a child run named "ID-b1.2" whose history starts
+ * as a copy of this run's, pinned to its version, exempt from concurrency
+ * limits, waited for with ls_flow_act_child_wait. In that run,
+ * ls_flow_act_branch_of is the scope it runs (NULL in other runs): its code
+ * replays up to that ctx:all, runs only that branch and ends with the
+ * branch's result. */
+LS_API ls_rc ls_flow_act_flush(ls_flow_act *a, ls_err *err);
+LS_API ls_rc ls_flow_act_branch_start(ls_flow_act *a, const char *scope, size_t len, ls_buf *child,
+                                      ls_err *err);
+LS_API const char *ls_flow_act_branch_of(const ls_flow_act *a);
+
 /* Waits for child `id` to end: DONE with its output (JSON) in out, FAILED
  * with a message naming the child and how it ended, WAIT, or CANCELLED
  * (a wait point). */
