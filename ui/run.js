@@ -50,6 +50,8 @@ export function runPage(id, ui) {
     replace(facts,
       fact("Type", String(run.type ?? "")),
       run.version !== undefined ? fact("Version", String(run.version)) : null,
+      run.parent !== undefined ? fact("Parent", String(run.parent)) : null,
+      run.branch !== undefined ? fact("Branch", `${String(run.branch)} of ctx:all`) : null,
       fact("Started", time(run.created_at)),
       fact("Updated", time(run.updated_at)),
       fact("Steps completed", String(run.steps_completed ?? "")),

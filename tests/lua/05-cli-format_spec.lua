@@ -93,6 +93,8 @@ describe("lodestone.cli.format", function()
       assert.same({ "id:              x", "status:          failed", "error:           boom" },
         fmt.run_details { id = "x", status = "failed", error = "boom" })
       assert.same({ "id:              x", "output:          null" }, fmt.run_details { id = "x", output = json.null })
+      assert.same({ "id:              p-b1.2", "parent:          p", "branch:          [1.2]" },
+        fmt.run_details { id = "p-b1.2", parent = "p", branch = "[1.2]" })
     end)
 
     it("says what a run waits for", function()

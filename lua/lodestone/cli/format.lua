@@ -129,6 +129,8 @@ function M.run_details(run)
   local fields = {
     { "id", run.id },
     { "type", run.type },
+    { "parent", run.parent },
+    { "branch", run.branch },
     { "status", run.status },
     { "created", run.created_at and long_time(run.created_at) },
     { "updated", run.updated_at and long_time(run.updated_at) },
