@@ -523,18 +523,23 @@ local function run_own_branch(ctx, fn, scope, mine)
     ok, res = false, handler("ctx:all: the code of branch " .. scope .. " returned without " ..
       "reaching branch " .. mine .. " (non-determinism)")
   end
-  if ok then
-    local text, err = json.encode(res == nil and json.null or res)
-    if text then
-      rt.complete(act, text)
+  -- (an end refused, say a result over the payload limit, fails the run
+  -- here: the code around the section must not catch it and go on)
+  local ended, why = pcall(function()
+    if ok then
+      local text, err = json.encode(res == nil and json.null or res)
+      if text then
+        rt.complete(act, text)
+      else
+        rt.fail(act, "the result of branch " .. scope .. " is not JSON: " .. tostring(err))
+      end
+    elseif getmetatable(res.err) == CANCEL then
+      rt.cancelled(act)
     else
-      rt.fail(act, "the result of branch " .. scope .. " is not JSON: " .. tostring(err))
+      rt.fail(act, res.message, res.traceback)
     end
-  elseif getmetatable(res.err) == CANCEL then
-    rt.cancelled(act)
-  else
-    rt.fail(act, res.message, res.traceback)
-  end
+  end)
+  if not ended then pcall(rt.fail, act, tostring(why)) end
   suspend() -- the run has ended
 end
 

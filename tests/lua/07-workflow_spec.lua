@@ -308,7 +308,10 @@ local function fake_rt(script)
     return "wait"
   end
   rt.cancelled = function() rt.was_cancelled = true end
-  rt.complete = function(_, text) rt.output = text end
+  rt.complete = function(_, text)
+    if script.complete_error then error(script.complete_error, 0) end
+    rt.output = text
+  end
   rt.fail = function(_, msg, trace)
     rt.error, rt.traceback = msg, trace
   end
@@ -588,6 +591,12 @@ describe("lodestone.workflow driver", function()
     end }, { branch_of = "[1.2]" })
     assert.matches("branch broke", rt.error)
     assert.same({}, ran) -- the failure ends the branch run; the code around it does not go on
+    rt = activate(workflow.define { name = "w", run = function(ctx)
+      pcall(ctx.all, ctx, { noop, function() return "big" end })
+      ran[#ran + 1] = "after"
+    end }, { branch_of = "[1.2]", complete_error = "the output is over the payload limit" })
+    assert.equal("the output is over the payload limit", rt.error) -- an end refused fails it
+    assert.same({}, ran)
     rt = activate(workflow.define { name = "w", run = function(ctx) ctx:all { noop } end },
       { branch_of = "[1.2]" })
     assert.equal("ctx:all: branch run of [1.2] finds 1 branches here (non-determinism)", rt.error)

@@ -395,12 +395,13 @@ LS_API const char *ls_flow_act_branch_of(const ls_flow_act *a);
 LS_API ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen,
                                     ls_flow_outcome *outcome, ls_buf *out, ls_err *err);
 
-/* Parallel branches (ctx:all): the runner runs each branch's code with its
+/* Branch scopes (ctx:all): a branch run runs its branch's code with its
  * scope set ("[SECTION.BRANCH]" per level, "" for the root), and the
  * commands it issues are recorded and replayed per scope (their names
- * carry the prefix), so branches replay alike however they interleaved.
- * branch_done checks that a finished branch left no recorded command
- * unreplayed (non-determinism). Signal waits are refused in a branch. */
+ * carry the prefix); several scopes of one activation replay alike however
+ * they interleaved. branch_done checks that a finished branch left no
+ * recorded command unreplayed (non-determinism). Signal waits are refused
+ * in a branch. */
 LS_API ls_rc ls_flow_act_branch(ls_flow_act *a, const char *scope, size_t len, ls_err *err);
 LS_API ls_rc ls_flow_act_branch_done(ls_flow_act *a, const char *scope, size_t len, ls_err *err);
 
