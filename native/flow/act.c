@@ -244,6 +244,8 @@ static void apply_commit(ls_flow_act *a)
     flow_run *r = a->r;
     if (a->c.rc == LS_OK) {
         ls_store_batch_clear(a->b);
+        for (size_t i = 0; i < a->nborn; i++) flow_branch_register(a->f, a->born[i]);
+        a->nborn = 0;
         r->last_seq = a->pend_last_seq;
         r->updated_ms = a->pend_now;
         r->status = a->pend_status;
@@ -454,6 +456,8 @@ static void act_free(ls_flow_act *a)
     ls_buf_free(&a->newkids);
     ls_buf_free(&a->kill);
     ls_free(a->wait_name);
+    for (size_t i = 0; i < a->nborn; i++) flow_run_free(a->born[i]); /* never written */
+    ls_free(a->born);
 }
 
 /* The activation is over: the run is suspended, idle or ended. */
@@ -1371,13 +1375,32 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
         return ls_err_set(err, LS_ESTATE,
                           "a branch run starts from durable history: flush the activation first");
     int created = 0;
-    rc = flow_start(a->f, type, tlen, id, idlen, input, ilen, &parent, &a->tmp, &created, err);
-    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "child workflow");
-    json_t *j = json_pack("{s:s%}", "type", type, tlen);
-    ls_buf_clear(&a->tmp);
-    rc = j ? ls_json_dump(j, &a->tmp, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_store_batch_t *bb = NULL; /* a branch run's keys, joined to the write if all goes well */
+    flow_run *born = NULL;
+    if (branch) {
+        if (a->nborn == a->born_cap) {
+            size_t cap = a->born_cap ? a->born_cap * 2 : 8;
+            flow_run **nb = ls_realloc(a->born, cap * sizeof(flow_run *));
+            if (nb == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+            a->born = nb;
+            a->born_cap = cap;
+        }
+        rc = ls_store_batch_new(&bb, err);
+        if (rc == LS_OK) rc = flow_branch_put(a->f, bb, &parent, type, id, idlen, &born, err);
+    } else {
+        rc = flow_start(a->f, type, tlen, id, idlen, input, ilen, &parent, &a->tmp, &created, err);
+    }
+    json_t *j = rc == LS_OK ? json_pack("{s:s%}", "type", type, tlen) : NULL;
+    if (rc == LS_OK) {
+        ls_buf_clear(&a->tmp);
+        rc = j ? ls_json_dump(j, &a->tmp, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
+    }
     json_decref(j);
-    if (rc != LS_OK) return rc;
+    if (rc != LS_OK) {
+        ls_store_batch_free(bb);
+        flow_run_free(born);
+        return LS_ERR_PREFIXED(rc, err, "child workflow");
+    }
     cname = id; /* again: scname may have been reused */
     clen = idlen;
     if ((rc = scoped(a, &cname, &clen, err)) != LS_OK) return rc;
@@ -1385,8 +1408,14 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
                    .flags = detached ? LS_EVF_DETACHED : 0,
                    .name = cname,
                    .name_len = clen};
-    if ((rc = put_event(a, &ev, a->tmp.ptr, a->tmp.len, err)) != LS_OK)
+    rc = put_event(a, &ev, a->tmp.ptr, a->tmp.len, err);
+    if (rc == LS_OK && bb) ls_store_batch_append(a->b, bb);
+    ls_store_batch_free(bb);
+    if (rc != LS_OK) {
+        flow_run_free(born);
         return fail_sticky(a, rc, err);
+    }
+    if (born) a->born[a->nborn++] = born; /* known once the write lands */
     if (branch) a->forks++;
     /* Remembered for the end of this run (its unfinished children go). */
     if ((rc = ls_buf_putc(&a->newkids, detached ? 'd' : 'a', err)) != LS_OK ||
@@ -1460,7 +1489,14 @@ static ls_rc cancel_child(ls_flow_act *a, const char *name, size_t nlen, ls_err 
 {
     ls_id id, arrival;
     static const char why[] = "its parent run ended";
-    ls_rc rc = flow_lookup(a->f, name, nlen, &id, err);
+    ls_rc rc = LS_ENOTFOUND;
+    for (size_t i = 0; i < a->nborn && rc == LS_ENOTFOUND; i++) {
+        if (strlen(a->born[i]->name) == nlen && memcmp(a->born[i]->name, name, nlen) == 0) {
+            id = a->born[i]->id; /* born in this very write */
+            rc = LS_OK;
+        }
+    }
+    if (rc == LS_ENOTFOUND) rc = flow_lookup(a->f, name, nlen, &id, err);
     if (rc == LS_ENOTFOUND) return LS_OK;
     if (rc == LS_OK) rc = ls_id_new(&arrival, a->f->clock, err);
     if (rc != LS_OK) return rc;

@@ -1327,16 +1327,16 @@ static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, 
     return rc;
 }
 
-static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
-                         int index_name, const char *type, size_t tlen, const char *input,
-                         size_t ilen, const flow_parent *parent, const ls_buf *version,
-                         const ls_buf *source, const char *ckey, int held, int64_t now,
-                         ls_buf *event, ls_err *err)
+/* Puts a new run's keys into b: its history (WorkflowStarted, or a branch
+ * run's copy of its parent's), record, indexes, links. */
+static ls_rc put_start(ls_flow_t *f, ls_store_batch_t *b, const ls_id *id, const char *name,
+                       size_t nlen, int index_name, const char *type, size_t tlen,
+                       const char *input, size_t ilen, const flow_parent *parent,
+                       const ls_buf *version, const ls_buf *source, const char *ckey, int held,
+                       int64_t now, ls_buf *event, ls_err *err)
 {
-    ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
-    ls_rc rc = ls_store_batch_new(&b, err);
-    if (rc != LS_OK) return rc;
+    ls_rc rc = LS_OK;
     uint64_t last_seq = 1;
     if (parent && parent->branch) {
         last_seq = parent->fork;
@@ -1402,14 +1402,88 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
             goto out;
         ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
     }
-    flow_commit c = {.b = b, .sync = 1};
-    rc = flow_commit_wait(f, &c, err);
 out:
-    ls_store_batch_free(b);
     ls_buf_free(&k);
     ls_buf_free(&v);
     ls_buf_free(&sealed);
     return rc;
+}
+
+static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
+                         int index_name, const char *type, size_t tlen, const char *input,
+                         size_t ilen, const flow_parent *parent, const ls_buf *version,
+                         const ls_buf *source, const char *ckey, int held, int64_t now,
+                         ls_buf *event, ls_err *err)
+{
+    ls_store_batch_t *b = NULL;
+    ls_rc rc = ls_store_batch_new(&b, err);
+    if (rc == LS_OK)
+        rc = put_start(f, b, id, name, nlen, index_name, type, tlen, input, ilen, parent, version,
+                       source, ckey, held, now, event, err);
+    flow_commit c = {.b = b, .sync = 1};
+    if (rc == LS_OK) rc = flow_commit_wait(f, &c, err);
+    ls_store_batch_free(b);
+    return rc;
+}
+
+ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *parent,
+                      const char *type, const char *name, size_t nlen, flow_run **out, ls_err *err)
+{
+    *out = NULL;
+    ls_rc rc = flow_check_name(name, nlen, err);
+    if (rc != LS_OK) return rc;
+    ls_id id, existing;
+    pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
+    pthread_mutex_lock(stripe);
+    rc = flow_lookup(f, name, nlen, &existing, err);
+    pthread_mutex_unlock(stripe);
+    if (rc == LS_OK) {
+        ls_id p;
+        rc = read_parent(f, &existing, &p, err);
+        if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES) != 0))
+            rc = ls_err_set(err, LS_ESTATE,
+                            "a run with id \"%.*s\" exists and is not a child of this run",
+                            (int)nlen, name);
+        return rc; /* LS_OK: started before */
+    }
+    if (rc != LS_ENOTFOUND) return rc;
+    if ((rc = ls_id_new(&id, f->clock, err)) != LS_OK) return rc;
+    size_t tlen = strlen(type);
+    flow_run *r = flow_run_new(&id, name, nlen, type, tlen);
+    const char *pv = parent->version ? parent->version : "";
+    if (r == NULL || (r->branch = ls_strndup(parent->branch, parent->blen)) == NULL ||
+        (r->version = ls_strdup(pv)) == NULL) {
+        flow_run_free(r);
+        return ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    }
+    r->created_ms = r->updated_ms = flow_now(f);
+    r->last_seq = r->fork = parent->fork;
+    r->has_parent = 1;
+    r->parent = *parent->id;
+    ls_buf version = {(unsigned char *)r->version, strlen(r->version), 0};
+    pthread_mutex_lock(&f->mu);
+    if (type_stat(f, r->type) == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    pthread_mutex_unlock(&f->mu);
+    if (rc == LS_OK)
+        rc = put_start(f, b, &id, name, nlen, 1, type, tlen, NULL, 0, parent, &version, NULL, NULL,
+                       0, r->created_ms, NULL, err);
+    if (rc != LS_OK) {
+        flow_run_free(r);
+        return rc;
+    }
+    *out = r;
+    return LS_OK;
+}
+
+void flow_branch_register(ls_flow_t *f, flow_run *r)
+{
+    pthread_mutex_lock(&f->mu);
+    flow_runtab_add(&f->runs, r, NULL);
+    f->st.started++;
+    flow_count_type(f, r->type, LS_RUN_RUNNING);
+    f->st.runs_active = f->runs.n;
+    enqueue(f, r);
+    pthread_mutex_unlock(&f->mu);
 }
 
 ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
@@ -1437,8 +1511,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
                  int *created, ls_err *err)
 {
     *created = 0;
-    /* (a branch run's type is its parent's, pinned to the parent's version) */
-    if (!(parent && parent->branch) && !f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
+    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
         ls_buf known = LS_BUF_INIT;
         f->o.runner->list_types(f->o.runner_ud, &known);
         ls_rc rc =
@@ -1507,30 +1580,14 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     int64_t now = flow_now(f);
     r->created_ms = r->updated_ms = now;
     r->last_seq = 1;
-    if (parent && parent->branch &&
-        (r->branch = ls_strndup(parent->branch, parent->blen)) == NULL) {
-        pthread_mutex_unlock(stripe);
-        flow_run_free(r);
-        rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-        goto out;
-    }
     /* Render before the write: a start that returns an error has stored
      * nothing (and before the run is visible to workers, which may end
      * it). */
     ls_buf event = LS_BUF_INIT, version = LS_BUF_INIT, source = LS_BUF_INIT;
-    int new_source = 0, branch = parent && parent->branch;
-    rc = LS_OK; /* (LS_ENOTFOUND from the lookup) */
-    if (branch) {
-        /* the parent's version: its code up to the fork must replay alike */
-        const char *pv = parent->version ? parent->version : "";
-        if (ls_buf_set(&version, pv, strlen(pv), NULL) != LS_OK ||
-            ls_buf_putc(&version, '\0', NULL) != LS_OK)
-            rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-        else
-            version.len--;
-    } else if (f->o.runner->type_version &&
-               f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
-               ls_buf_putc(&version, '\0', NULL) == LS_OK) {
+    int new_source = 0;
+    if (f->o.runner->type_version &&
+        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
+        ls_buf_putc(&version, '\0', NULL) == LS_OK) {
         version.len--; /* NUL-terminated for the checks below */
         /* The source is fetched only for the first run of a version. */
         ls_buf again = LS_BUF_INIT;
@@ -1546,7 +1603,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     }
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);
-    if (rc == LS_OK) rc = ls_buf_set(run, "", 0, err);
+    rc = ls_buf_set(run, "", 0, err);
     if (rc == LS_OK)
         rc = ls_buf_printf(run, err,
                            "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
@@ -1565,7 +1622,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     /* Concurrency: a slot now (reserved before the write), or it waits. */
     flow_limits lim;
     int held = 0;
-    if (rc == LS_OK && !branch && limits_of(f, type, tlen, &lim)) {
+    if (rc == LS_OK && limits_of(f, type, tlen, &lim)) {
         r->ckey = limits_key(&lim, (const char *)in.ptr, in.len);
         if (r->ckey == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
         if (rc == LS_OK) {
@@ -1593,12 +1650,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         flow_run_free(r);
         goto out;
     }
-    if (branch) {
-        r->last_seq = parent->fork; /* its history is in the store */
-        r->fork = parent->fork;
-    } else {
-        r->fresh = ls_buf_steal(&event, &r->fresh_len);
-    }
+    r->fresh = ls_buf_steal(&event, &r->fresh_len);
     if (parent) {
         r->has_parent = 1;
         r->parent = *parent->id;

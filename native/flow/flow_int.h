@@ -257,7 +257,9 @@ struct ls_flow_act {
     int ending;         /* the write ends the run */
     unsigned drained;   /* inbox entries moved into the write in progress */
     unsigned forks;     /* branch runs started since the last flush */
-    ls_buf custom_new;  /* custom status queued in the write in progress */
+    flow_run **born;    /* branch runs in the write in progress, known once it lands */
+    size_t nborn, born_cap;
+    ls_buf custom_new; /* custom status queued in the write in progress */
     int custom_queued;
     int cancel_delivered; /* the code has been handed the cancellation (this scope) */
     int cancel_seen;      /* ... in any scope: the run ends cancelled */
@@ -341,9 +343,10 @@ void flow_run_ended(ls_flow_t *f, flow_run *r);
 /* An inbox entry for run id has been written: its next activation takes it. */
 void flow_inbox_bump(ls_flow_t *f, const ls_id *id);
 /* The parent a child run is started under. A branch run (branch not
- * NULL) runs one branch of a ctx:all of its parent: its history starts as
- * a copy of the parent's first fork events (durable), it is pinned to the
- * parent's version and exempt from concurrency limits. */
+ * NULL, flow_branch_put) runs one branch of a ctx:all of its parent: its
+ * history starts as a copy of the parent's first fork events (durable),
+ * it is pinned to the parent's version and exempt from concurrency
+ * limits. */
 typedef struct {
     const ls_id *id;
     const char *name;
@@ -359,6 +362,14 @@ typedef struct {
 ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
                  const char *input, size_t ilen, const flow_parent *parent, ls_buf *run,
                  int *created, ls_err *err);
+/* A branch run `name` of parent (parent->branch set), of type: its keys go
+ * into b, the parent's write in progress, and *out is the run, to hand to
+ * flow_branch_register once b is written (or to free when it is not).
+ * *out is NULL when the run exists already (started before). */
+ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *parent,
+                      const char *type, const char *name, size_t nlen, flow_run **out, ls_err *err);
+/* Makes a branch run from flow_branch_put known and ready to run. */
+void flow_branch_register(ls_flow_t *f, flow_run *r);
 
 /* ---- keys and payloads (query.c) ---- */
 ls_rc flow_key_name(ls_buf *k, const char *name, size_t nlen, ls_err *err);

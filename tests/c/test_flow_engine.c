@@ -60,7 +60,8 @@ enum {
     OP_CHILD,      /* ctx:start_child(name = type, detached = b), then (ms == 0) wait for it */
     OP_CHILD_WAIT, /* wait for the last child started */
     OP_ALL         /* ctx:all of b branches as branch runs: branch 1 sleeps ms, then
-                    * branch i runs step "b<i>" and returns its value */
+                    * branch i runs step "b<i>" and returns its value (name "raise":
+                    * the code raises once it has started them) */
 };
 
 typedef struct {
@@ -122,6 +123,7 @@ static const script scripts_main[] = {
     {"parent_detached", {START_CHILD("sleepy", 1), COMPLETE}},
     {"parent_nap", {START_CHILD("nap", 0), STEP("a"), {OP_CHILD_WAIT, NULL, 0, 0}, COMPLETE}},
     {"fan", {STEP("a"), {OP_ALL, NULL, 2, 300}, STEP("z"), COMPLETE}},
+    {"fan_fail", {STEP("a"), {OP_ALL, "raise", 2, 60000}, COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -480,6 +482,10 @@ static int do_all(harness *h, ls_flow_act *a, const op *o, int sec, ls_buf *acc)
     for (int i = 0; i < n; i++) {
         snprintf(scope, sizeof scope, "[%d.%d]", sec, i + 1);
         if (ls_flow_act_branch_start(a, scope, strlen(scope), &ids[i], &err) != LS_OK) goto fail;
+    }
+    if (o->name && strcmp(o->name, "raise") == 0) {
+        raise_msg(a, "gave up", 7);
+        goto over;
     }
     for (int i = 0; i < n; i++) {
         if (ls_flow_act_child_wait(a, (const char *)ids[i].ptr, ids[i].len, &oc, &out, &err) !=
@@ -1509,6 +1515,24 @@ static void test_engine_branch_runs(void **state)
     assert_int_equal(count_events(ev, "step_completed", NULL), 2); /* a and z */
     json_decref(ev);
     assert_string_equal(status_of(e, kids[1], s), "completed");
+    eng_close(e);
+}
+
+/* A run that ends in the write that starts its branch runs (its code
+ * raised right after): they are asked to cancel in that same write. */
+static void test_engine_branch_runs_end_with_their_run(void **state)
+{
+    env *e = *state;
+    char s[32], kids[2][64];
+    freeze(e); /* branch 1's sleep would never end */
+    eng_open(e, 1);
+    start1(e, "fan_fail", "ff-1", NULL);
+    wait_end(e, "ff-1");
+    assert_string_equal(status_of(e, "ff-1", s), "failed");
+    branch_ids(e, "ff-1", kids, 2);
+    wait_end(e, kids[0]);
+    assert_string_equal(status_of(e, kids[0], s), "cancelled"); /* at its sleep */
+    wait_end(e, kids[1]);
     eng_close(e);
 }
 
@@ -2621,6 +2645,7 @@ int main(void)
         T(test_engine_runner_errors_fail_the_run),
         T(test_engine_timer_survives_restart),
         T(test_engine_branch_runs),
+        T(test_engine_branch_runs_end_with_their_run),
         T(test_engine_recovers_unstarted_runs),
         T(test_engine_replay_returns_recorded_results),
         T(test_engine_abandoned_run_resumes_after_restart),
