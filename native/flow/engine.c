@@ -1426,6 +1426,20 @@ static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t
     return rc;
 }
 
+/* LS_OK when run `existing` (named name) is a child of parent, else
+ * LS_ESTATE saying so. */
+static ls_rc child_of(ls_flow_t *f, const ls_id *existing, const flow_parent *parent,
+                      const char *name, size_t nlen, ls_err *err)
+{
+    ls_id p;
+    ls_rc rc = read_parent(f, existing, &p, err);
+    if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES) != 0))
+        rc = ls_err_set(err, LS_ESTATE,
+                        "a run with id \"%.*s\" exists and is not a child of this run", (int)nlen,
+                        name);
+    return rc;
+}
+
 ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *parent,
                       const char *type, const char *name, size_t nlen, flow_run **out, ls_err *err)
 {
@@ -1437,15 +1451,7 @@ ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *pare
     pthread_mutex_lock(stripe);
     rc = flow_lookup(f, name, nlen, &existing, err);
     pthread_mutex_unlock(stripe);
-    if (rc == LS_OK) {
-        ls_id p;
-        rc = read_parent(f, &existing, &p, err);
-        if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES) != 0))
-            rc = ls_err_set(err, LS_ESTATE,
-                            "a run with id \"%.*s\" exists and is not a child of this run",
-                            (int)nlen, name);
-        return rc; /* LS_OK: started before */
-    }
+    if (rc == LS_OK) return child_of(f, &existing, parent, name, nlen, err); /* started before */
     if (rc != LS_ENOTFOUND) return rc;
     if ((rc = ls_id_new(&id, f->clock, err)) != LS_OK) return rc;
     size_t tlen = strlen(type);
@@ -1547,15 +1553,7 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     rc = named ? flow_lookup(f, name, nlen, &existing, err) : LS_ENOTFOUND;
     if (rc == LS_OK) {
         pthread_mutex_unlock(stripe);
-        if (parent) {
-            ls_id p;
-            rc = read_parent(f, &existing, &p, err);
-            if (rc == LS_ENOTFOUND || (rc == LS_OK && memcmp(p.b, parent->id->b, LS_ID_BYTES) != 0))
-                rc = ls_err_set(err, LS_ESTATE,
-                                "a run with id \"%.*s\" exists and is not a child of this run",
-                                (int)nlen, name);
-            if (rc != LS_OK) goto out;
-        }
+        if (parent && (rc = child_of(f, &existing, parent, name, nlen, err)) != LS_OK) goto out;
         rc = flow_render_run(f, &existing, 1, run, err);
         goto out;
     }
