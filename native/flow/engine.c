@@ -1659,10 +1659,14 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     f->st.started++;
     flow_count_type(f, r->type, LS_RUN_RUNNING);
     f->st.runs_active = f->runs.n;
-    if (held)
+    if (held) {
         hold(f, r);
-    else
+        /* A slot freed while the start was being written found nobody
+         * waiting for it: look again, now that this run waits. */
+        admit_waiting(f, r->type);
+    } else {
         enqueue(f, r);
+    }
     pthread_mutex_unlock(&f->mu);
     pthread_mutex_unlock(stripe);
 out:
