@@ -43,8 +43,9 @@
  * and idle flags, the timer queue, the watch list, the counters and each
  * run's state fields; f->cmu guards the commit queue. A run's history is
  * written only by the worker that holds it (state R_BUSY), or by
- * ls_flow_start before the run is visible; name stripes serialise starts
- * under one name. Lock order: stripe, then cmu, then mu, then wmu (the
+ * ls_flow_start before the run is visible, or (a branch run) in its
+ * parent's write before flow_branch_register makes it known; name stripes
+ * serialise starts under one name. Lock order: stripe, then cmu, then mu, then wmu (the
  * committer hands written activations back under cmu and mu). The
  * concurrency buckets are under mu, and admitting a held run asks the
  * runner for its type's limits (runner.type_limits) while mu is held: the
