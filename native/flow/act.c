@@ -724,20 +724,6 @@ ls_rc ls_flow_act_branch(ls_flow_act *a, const char *scope, size_t len, ls_err *
     return LS_OK;
 }
 
-ls_rc ls_flow_act_branch_done(ls_flow_act *a, const char *scope, size_t len, ls_err *err)
-{
-    size_t back = a->cur;
-    ls_rc rc = ls_flow_act_branch(a, scope, len, err);
-    if (rc != LS_OK) return rc;
-    rc = ls_replay_finish(&a->rp, err);
-    if (rc != LS_OK) {
-        ls_err_prefix(err, "run %s", a->r->name);
-        fail_sticky(a, rc, err);
-    }
-    switch_scope(a, back);
-    return rc;
-}
-
 /* name with the current scope's prefix (name itself at the root). */
 static ls_rc scoped(ls_flow_act *a, const char **name, size_t *nlen, ls_err *err)
 {

@@ -536,17 +536,6 @@ static int l_branch(lua_State *L)
     return 0;
 }
 
-/* rt.branch_done(act, scope): a finished branch replayed all it recorded */
-static int l_branch_done(lua_State *L)
-{
-    ls_flow_act *a = check_act(L);
-    size_t n;
-    const char *scope = luaL_checklstring(L, 2, &n);
-    ls_err err;
-    if (ls_flow_act_branch_done(a, scope, n, &err) != LS_OK) return raise(L, &err);
-    return 0;
-}
-
 /* rt.set_status(act, json) */
 static int l_set_status(lua_State *L)
 {
@@ -637,7 +626,6 @@ static int luaopen_flowrt(lua_State *L)
                                    {"branch_of", l_branch_of},
                                    {"deadline_save", l_deadline_save},
                                    {"deadline_restore", l_deadline_restore},
-                                   {"branch_done", l_branch_done},
                                    {"cancelled", l_cancelled},
                                    {"side_effect", l_side_effect},
                                    {"complete", l_complete},

@@ -294,7 +294,6 @@ local function fake_rt(script)
   rt.set_status = function(_, text) rt.status = text end
   rt.scope = ""
   rt.branch = function(_, scope) rt.scope = scope end
-  rt.branch_done = function(_, scope) note("branch_done", scope) end
   rt.flush = function() note("flush") end
   rt.branch_start = function(_, scope)
     note("branch_start", scope)

@@ -700,10 +700,8 @@ describe("lodestone.testing", function()
     end)
   end)
 
-  -- Parallel branches through the calls ctx:all makes in lodestone.workflow
-  -- (rt.branch to switch scope, rt.branch_done when a branch ended); the
-  -- branches here run one after the other and never wait, so that no test
-  -- needs the driver's branch coroutines.
+  -- Branch scopes through rt.branch, the call a branch run makes to run its
+  -- branch: commands are recorded and replayed per scope.
   describe("parallel branch scopes", function()
     local function in_branch(ctx, scope, fn)
       ctx._rt.branch(ctx._act, scope)
@@ -721,8 +719,6 @@ describe("lodestone.testing", function()
         local b = in_branch(ctx, "[1.2]", function()
           return ctx:step("a", function(s) return s.idempotency_key end)
         end)
-        ctx._rt.branch_done(ctx._act, "[1.1]")
-        ctx._rt.branch_done(ctx._act, "[1.2]")
         ctx:sleep(1)
         return { a = a, b = b }
       end)
@@ -742,28 +738,34 @@ describe("lodestone.testing", function()
       t:replay()
     end)
 
-    it("fails the run when a branch no longer issues what it recorded", function()
+    it("fails a branch run when its branch no longer issues what it recorded", function()
       local second = "a"
       local def = define(function(ctx)
-        in_branch(ctx, "[1.1]", function() return ctx:step("a", function() return 1 end) end)
-        in_branch(ctx, "[1.2]", function()
-          if second then return ctx:step(second, function() return 2 end) end
-        end)
-        ctx._rt.branch_done(ctx._act, "[1.1]")
-        ctx._rt.branch_done(ctx._act, "[1.2]")
-        ctx:sleep(1)
-      end)
+        return ctx:all {
+          function(c) return c:step("a", function() return 1 end) end,
+          function(c) -- its step fails once: the branch run waits for the retry
+            if second then
+              return c:step(second, function(s)
+                if s.attempt < 2 then error("not yet") end
+                return 2
+              end)
+            end
+          end,
+        }
+      end, { retry = { initial_interval = "1s", jitter = 0 } })
       local t = testing.run(def)
+      assert.equal("retry", t:child("run-1-b1.2").waiting.kind)
       second = nil -- the code changed under the run
       t:advance(1)
-      assert.equal('run run-1: non-determinism at command 1: history has step "[1.2]a", the workflow ended ' ..
-        "without it", t.error)
+      assert.equal('run run-1-b1.2: non-determinism at command 1: history has step "[1.2]a", the workflow ' ..
+        "ended without it", t:child("run-1-b1.2").error)
+      assert.matches("^ctx:all: branch 2 failed: ", t.error)
       second = "a"
       t = testing.run(def)
       second = "b"
       t:advance(1)
-      assert.equal('run run-1: non-determinism at command 1: history has step "[1.2]a", the workflow asked ' ..
-        'for step "[1.2]b"', t.error)
+      assert.equal('run run-1-b1.2: non-determinism at command 1: history has step "[1.2]a", the workflow ' ..
+        'asked for step "[1.2]b"', t:child("run-1-b1.2").error)
     end)
 
     it("refuses signal waits in a branch, reserved step names and bad scopes", function()

@@ -225,7 +225,7 @@ local function fake_rt()
   rt.wait_signal = function() return "wait" end
   rt.side_effect = function(_, _, value) return value end
   rt.set_status = noop
-  rt.branch, rt.branch_done = noop, noop
+  rt.branch = noop
   rt.child_start = function(_, _, _, id) return id or "child-1" end
   rt.child_wait = function() return "wait" end
   rt.cancelled = noop

@@ -401,18 +401,6 @@ function Act:branch(scope)
   self:switch_scope(scope)
 end
 
--- rt.branch_done(act, scope): a finished branch replayed all it recorded.
-function Act:branch_done(scope)
-  local back = self.scope
-  self:branch(scope)
-  local st, msg = self.cur:finish()
-  self:switch_scope(back)
-  if st ~= "ok" then
-    msg = "run " .. self.t.id .. ": " .. msg
-    self:fail_sticky(msg, st == "nondet")
-    error(msg, 0)
-  end
-end
 
 -- name with the current scope's prefix.
 function Act:scoped(name)
@@ -825,7 +813,7 @@ end
 local FLOWRT = { DEBUG = 0, INFO = 1, WARN = LOG_WARN, ERROR = 4 }
 for _, fn in ipairs({ "step", "step_done", "step_failed", "sleep", "wait_signal", "set_status",
                       "cancelled", "side_effect", "complete", "fail", "secret", "log",
-                      "child_start", "child_wait", "branch", "branch_done", "flush", "branch_start",
+                      "child_start", "child_wait", "branch", "flush", "branch_start",
                       "branch_of" }) do
   FLOWRT[fn] = function(a, ...) return Act[fn](a, ...) end
 end

@@ -399,11 +399,10 @@ LS_API ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen
  * scope set ("[SECTION.BRANCH]" per level, "" for the root), and the
  * commands it issues are recorded and replayed per scope (their names
  * carry the prefix); several scopes of one activation replay alike however
- * they interleaved. branch_done checks that a finished branch left no
+ * they interleaved. Ending the run checks that the current scope left no
  * recorded command unreplayed (non-determinism). Signal waits are refused
  * in a branch. */
 LS_API ls_rc ls_flow_act_branch(ls_flow_act *a, const char *scope, size_t len, ls_err *err);
-LS_API ls_rc ls_flow_act_branch_done(ls_flow_act *a, const char *scope, size_t len, ls_err *err);
 
 /* ctx:set_status(value): the run's custom status (JSON text), shown by
  * ls_flow_describe; written with the run's next write. */
