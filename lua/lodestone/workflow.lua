@@ -504,7 +504,7 @@ end
 
 -- lodestone.http asks this: in workflow code, a request yields while it
 -- is in flight.
-local function http_await()
+require("lodestone.http")._await = function()
   local co = coroutine.running()
   if co and run_cos[co] then return io_await end
   return nil
@@ -785,7 +785,6 @@ function M._activate(def, act)
     return xpcall(def.run, handler, ctx, input)
   end)
   run_cos[co] = true
-  require("lodestone.http")._await = http_await
   drive(co, act, rt, def)
 end
 
