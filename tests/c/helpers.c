@@ -180,6 +180,27 @@ void th_store_close(ls_store_t **st, ls_vault_t **v)
     *v = NULL;
 }
 
+void th_store_dir_open(th_store_dir *d, const char *suite)
+{
+    d->dir = th_mkdtemp(suite);
+    d->store_path = th_path(d->dir, "store");
+    d->key_path = th_path(d->dir, "master.key");
+    th_store_open(d->store_path, d->key_path, &d->st, &d->v);
+}
+
+void th_store_dir_close(th_store_dir *d)
+{
+    if (d->st) ls_store_close(d->st);
+    if (d->v) ls_vault_close(d->v);
+    d->st = NULL;
+    d->v = NULL;
+    th_rmtree(d->dir);
+    free(d->dir);
+    free(d->store_path);
+    free(d->key_path);
+    d->dir = d->store_path = d->key_path = NULL;
+}
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -66,6 +66,17 @@ void th_nap_ms(long ms);
 void th_store_open(const char *store_path, const char *key_path, ls_store_t **st, ls_vault_t **v);
 void th_store_close(ls_store_t **st, ls_vault_t **v);
 
+/* A suite's temporary directory with a store ("store") and a vault keyed
+ * by "master.key" in it, both open; _close closes what is open, removes
+ * the directory and frees d's strings. */
+typedef struct {
+    char *dir, *store_path, *key_path;
+    ls_store_t *st;
+    ls_vault_t *v;
+} th_store_dir;
+void th_store_dir_open(th_store_dir *d, const char *suite);
+void th_store_dir_close(th_store_dir *d);
+
 /* Waits up to ms for run name of f to end (its watch fires once, or it has
  * ended already); fails the test otherwise. */
 void th_wait_run_end(ls_flow_t *f, const char *name, long ms);

@@ -669,11 +669,7 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
 /* ---- the environment: a store, a vault, an engine ---- */
 
 typedef struct {
-    char *dir;
-    char *store_path;
-    char *key_path;
-    ls_store_t *st;
-    ls_vault_t *v;
+    th_store_dir d;
     ls_flow_t *f;
     harness h;
     th_clock fc;
@@ -693,11 +689,8 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     if (e == NULL) return -1;
-    e->dir = th_mkdtemp("flow_engine");
-    e->store_path = th_path(e->dir, "store");
-    e->key_path = th_path(e->dir, "master.key");
+    th_store_dir_open(&e->d, "flow_engine");
     harness_init(&e->h);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -706,12 +699,8 @@ static int teardown(void **state)
 {
     env *e = *state;
     ls_flow_close(e->f);
-    th_store_close(&e->st, &e->v);
+    th_store_dir_close(&e->d);
     pthread_mutex_destroy(&e->h.mu);
-    th_rmtree(e->dir);
-    free(e->dir);
-    free(e->store_path);
-    free(e->key_path);
     free(e);
     return 0;
 }
@@ -721,8 +710,8 @@ static int teardown(void **state)
 static void eng_open(env *e, int run)
 {
     ls_err err = {0};
-    ls_flow_opts o = {.store = e->st,
-                      .vault = e->v,
+    ls_flow_opts o = {.store = e->d.st,
+                      .vault = e->d.v,
                       .clock = e->frozen ? &e->fc.clock : NULL,
                       .runner = &runner,
                       .runner_ud = &e->h,
@@ -1395,8 +1384,8 @@ static void test_engine_timer_survives_restart(void **state)
     eng_close(e);
 
     /* A full restart: store and vault too. */
-    th_store_close(&e->st, &e->v);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
+    th_store_close(&e->d.st, &e->d.v);
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
     eng_open(e, 0);
     ls_flow_stats st;
     ls_flow_get_stats(e->f, &st);
@@ -2070,20 +2059,20 @@ static void test_engine_payloads_encrypted_at_rest(void **state)
      * which shows the scan reads what the store wrote. */
     for (int pass = 0; pass < 2; pass++) {
         scan sc = {{secret_in, secret_out, secret_se, name}, {0}, 0};
-        scan_dir(e->store_path, &sc);
+        scan_dir(e->d.store_path, &sc);
         assert_true(sc.files > 0);
         assert_int_equal(sc.found[0], 0);
         assert_int_equal(sc.found[1], 0);
         assert_int_equal(sc.found[2], 0);
         assert_true(sc.found[3] > 0);
-        th_store_close(&e->st, &e->v);
-        if (pass == 0) th_store_open(e->store_path, e->key_path, &e->st, &e->v);
+        th_store_close(&e->d.st, &e->d.v);
+        if (pass == 0) th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
     }
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v); /* for teardown */
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v); /* for teardown */
 
     /* The key that sealed them is in a file only its owner can read. */
     struct stat sb;
-    assert_int_equal(stat(e->key_path, &sb), 0);
+    assert_int_equal(stat(e->d.key_path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 }
 
@@ -2119,7 +2108,7 @@ static ls_rc start_under_failure(void *ud)
 static ls_rc open_under_failure(void *ud)
 {
     env *e = ud;
-    ls_flow_opts o = {.store = e->st, .vault = e->v, .runner = &runner, .runner_ud = &e->h};
+    ls_flow_opts o = {.store = e->d.st, .vault = e->d.v, .runner = &runner, .runner_ud = &e->h};
     ls_flow_t *f = NULL;
     ls_rc rc = ls_flow_open(&f, &o, NULL);
     if (rc == LS_OK) {
@@ -2197,9 +2186,9 @@ static void test_engine_alloc_failures(void **state)
     eng_close(e);
 
     /* Recovery of a fresh store with three unfinished runs, one asleep. */
-    th_store_close(&e->st, &e->v);
-    th_rmtree(e->store_path);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
+    th_store_close(&e->d.st, &e->d.v);
+    th_rmtree(e->d.store_path);
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
     freeze(e);
     eng_open(e, 1);
     start1(e, "nap", "ar-1", NULL);
@@ -2346,8 +2335,8 @@ static void test_engine_signal_inbox_survives_restart(void **state)
     th_ok(ls_flow_stop(e->f, 0, &err), &err); /* interrupts the gated step */
     eng_close(e);
 
-    th_store_close(&e->st, &e->v);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
+    th_store_close(&e->d.st, &e->d.v);
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
     atomic_store(&e->h.gate_open, 1);
     eng_open(e, 1);
     wait_end(e, "g-1");
@@ -2612,8 +2601,8 @@ static void test_engine_child_wait_survives_restart(void **state)
     json_decref(w);
     eng_close(e);
 
-    th_store_close(&e->st, &e->v);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
+    th_store_close(&e->d.st, &e->d.v);
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
     eng_open(e, 0);
     th_ok(ls_flow_run(e->f, &err), &err);
     th_clock_advance(&e->fc, 200);

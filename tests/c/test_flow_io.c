@@ -226,9 +226,7 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
 /* ---- the environment ---- */
 
 typedef struct {
-    char *dir, *store_path, *key_path;
-    ls_store_t *st;
-    ls_vault_t *v;
+    th_store_dir d;
     ls_flow_t *f;
     ioh h;
     char log[4096];
@@ -253,12 +251,9 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     if (e == NULL) return -1;
-    e->dir = th_mkdtemp("flow_io");
-    e->store_path = th_path(e->dir, "store");
-    e->key_path = th_path(e->dir, "master.key");
+    th_store_dir_open(&e->d, "flow_io");
     pthread_mutex_init(&e->h.mu, NULL);
     pthread_cond_init(&e->h.cv, NULL);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -267,13 +262,9 @@ static int teardown(void **state)
 {
     env *e = *state;
     ls_flow_close(e->f);
-    th_store_close(&e->st, &e->v);
+    th_store_dir_close(&e->d);
     pthread_mutex_destroy(&e->h.mu);
     pthread_cond_destroy(&e->h.cv);
-    th_rmtree(e->dir);
-    free(e->dir);
-    free(e->store_path);
-    free(e->key_path);
     free(e);
     return 0;
 }
@@ -281,8 +272,8 @@ static int teardown(void **state)
 static void eng_open(env *e)
 {
     ls_err err = {0};
-    ls_flow_opts o = {.store = e->st,
-                      .vault = e->v,
+    ls_flow_opts o = {.store = e->d.st,
+                      .vault = e->d.v,
                       .runner = &runner,
                       .runner_ud = &e->h,
                       .workers = 1,
@@ -429,7 +420,7 @@ static void test_io_poll_needs_wake_and_resume(void **state)
     ls_flow_runner half = runner;
     half.wake = NULL;
     ls_err err = {0};
-    ls_flow_opts o = {.store = e->st, .vault = e->v, .runner = &half, .runner_ud = &e->h};
+    ls_flow_opts o = {.store = e->d.st, .vault = e->d.v, .runner = &half, .runner_ud = &e->h};
     assert_int_equal(ls_flow_open(&e->f, &o, &err), LS_EINVAL);
     assert_non_null(strstr(err.msg, "poll needs its wake and resume"));
     assert_null(e->f);

@@ -129,9 +129,7 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
 /* ---- the environment ---- */
 
 typedef struct {
-    char *dir, *store_path, *key_path;
-    ls_store_t *st;
-    ls_vault_t *v;
+    th_store_dir d;
     ls_flow_t *f;
     th_clock fc;
     int64_t retention_ms;
@@ -144,13 +142,10 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     if (e == NULL) return -1;
-    e->dir = th_mkdtemp("flow_retention");
-    e->store_path = th_path(e->dir, "store");
-    e->key_path = th_path(e->dir, "master.key");
+    th_store_dir_open(&e->d, "flow_retention");
     th_clock_init(&e->fc, ls_clock_wall_ms(NULL));
     e->retention_ms = DAY_MS;
     e->interval_ms = 3600000LL; /* the thread stays out of the way */
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -159,11 +154,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     ls_flow_close(e->f);
-    th_store_close(&e->st, &e->v);
-    th_rmtree(e->dir);
-    free(e->dir);
-    free(e->store_path);
-    free(e->key_path);
+    th_store_dir_close(&e->d);
     free(e);
     return 0;
 }
@@ -171,8 +162,8 @@ static int teardown(void **state)
 static void eng_open(env *e, int run)
 {
     ls_err err = {0};
-    ls_flow_opts o = {.store = e->st,
-                      .vault = e->v,
+    ls_flow_opts o = {.store = e->d.st,
+                      .vault = e->d.v,
                       .clock = &e->fc.clock,
                       .runner = &runner,
                       .workers = 2,
@@ -417,8 +408,8 @@ static void test_retention_forever(void **state)
     ls_flow_runner plain = runner;
     plain.retention_ms = NULL;
     ls_err err = {0};
-    ls_flow_opts o = {.store = e->st,
-                      .vault = e->v,
+    ls_flow_opts o = {.store = e->d.st,
+                      .vault = e->d.v,
                       .clock = &e->fc.clock,
                       .runner = &plain,
                       .retention_ms = LS_FLOW_KEEP_FOREVER};
@@ -455,7 +446,7 @@ static size_t keys_with(env *e, const ls_id *id)
     const void *k, *v;
     size_t kl, vl, n = 0;
     ls_rc rc;
-    th_ok(ls_store_iter_new(&it, e->st, NULL, &err), &err);
+    th_ok(ls_store_iter_new(&it, e->d.st, NULL, &err), &err);
     while ((rc = ls_store_iter_next(it, &k, &kl, &v, &vl, &err)) == LS_OK)
         n += memmem(k, kl, id->b, LS_ID_BYTES) != NULL || memmem(v, vl, id->b, LS_ID_BYTES) != NULL;
     assert_int_equal(rc, LS_ENOTFOUND);
@@ -466,7 +457,7 @@ static size_t keys_with(env *e, const ls_id *id)
 static void put_raw(env *e, const ls_buf *k, const char *v)
 {
     ls_err err = {0};
-    th_ok(ls_store_put(e->st, k->ptr, k->len, v, strlen(v), LS_STORE_SYNC, &err), &err);
+    th_ok(ls_store_put(e->d.st, k->ptr, k->len, v, strlen(v), LS_STORE_SYNC, &err), &err);
 }
 
 /* An inbox entry for run id: signal `name` with no payload. */
@@ -485,7 +476,7 @@ static void put_inbox(env *e, const ls_id *id, const char *name)
     th_ok(ls_buf_append(&k, id->b, LS_ID_BYTES, &err), &err);
     th_ok(ls_buf_append(&k, arrival.b, LS_ID_BYTES, &err), &err);
     th_ok(ls_event_encode(&ev, &v, &err), &err);
-    th_ok(ls_store_put(e->st, k.ptr, k.len, v.ptr, v.len, LS_STORE_SYNC, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, LS_STORE_SYNC, &err), &err);
     ls_buf_free(&k);
     ls_buf_free(&v);
 }
@@ -499,7 +490,7 @@ static ls_id id_of(env *e, const char *name)
     th_ok(ls_key_ns(&k, LS_NS_INDEX, &err), &err);
     th_ok(ls_buf_putc(&k, 'n', &err), &err);
     th_ok(ls_buf_append(&k, name, strlen(name), &err), &err);
-    th_ok(ls_store_get(e->st, k.ptr, k.len, &v, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
     assert_int_equal(v.len, LS_ID_BYTES);
     memcpy(id.b, v.ptr, LS_ID_BYTES);
     ls_buf_free(&k);
@@ -531,7 +522,7 @@ static void add_leftovers(env *e, const ls_id *id)
     size_t kl, vl;
     int timers = 0;
     th_ok(ls_history_prefix(&pre, id, &err), &err);
-    th_ok(ls_store_iter_prefix(&it, e->st, pre.ptr, pre.len, 0, &err), &err);
+    th_ok(ls_store_iter_prefix(&it, e->d.st, pre.ptr, pre.len, 0, &err), &err);
     while (ls_store_iter_next(it, &key, &kl, &val, &vl, &err) == LS_OK) {
         ls_event ev;
         th_ok(ls_event_decode(val, vl, &ev, &err), &err);
@@ -595,8 +586,8 @@ static void test_retention_every_key(void **state)
     assert_status(e, "other", "completed");
     /* A restart finds a consistent store. */
     eng_close(e);
-    th_store_close(&e->st, &e->v);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
+    th_store_close(&e->d.st, &e->d.v);
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
     eng_open(e, 1);
     assert_int_equal(listed(e), 1);
     assert_status(e, "other", "completed");

@@ -292,11 +292,7 @@ static const ls_flow_runner runner = {.worker_open = r_worker_open,
                                       .list_types = r_list_types};
 
 typedef struct {
-    char *dir;
-    char *store_path;
-    char *key_path;
-    ls_store_t *st;
-    ls_vault_t *v;
+    th_store_dir d;
     ls_flow_t *f;
     th_clock fc;
     int system_clock; /* engines use the system clock instead of fc */
@@ -306,11 +302,8 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     if (e == NULL) return -1;
-    e->dir = th_mkdtemp("flow_schedule");
-    e->store_path = th_path(e->dir, "store");
-    e->key_path = th_path(e->dir, "master.key");
+    th_store_dir_open(&e->d, "flow_schedule");
     th_clock_init(&e->fc, T0);
-    th_store_open(e->store_path, e->key_path, &e->st, &e->v);
     *state = e;
     return 0;
 }
@@ -319,12 +312,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     ls_flow_close(e->f);
-    ls_store_close(e->st);
-    ls_vault_close(e->v);
-    th_rmtree(e->dir);
-    free(e->dir);
-    free(e->store_path);
-    free(e->key_path);
+    th_store_dir_close(&e->d);
     free(e);
     return 0;
 }
@@ -334,8 +322,8 @@ static int teardown(void **state)
 static void eng_open_run(env *e, int run)
 {
     ls_err err = {0};
-    ls_flow_opts o = {.store = e->st,
-                      .vault = e->v,
+    ls_flow_opts o = {.store = e->d.st,
+                      .vault = e->d.v,
                       .clock = e->system_clock ? NULL : &e->fc.clock,
                       .runner = &runner,
                       .workers = 2};
@@ -707,14 +695,14 @@ static void test_schedule_fire_attempted_twice(void **state)
     ls_err err = {0};
     th_ok(ls_key_ns(&k, LS_NS_SCHEDULE, &err), &err);
     th_ok(ls_key_str(&k, "i", 1, &err), &err);
-    th_ok(ls_store_get(e->st, k.ptr, k.len, &before, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &before, &err), &err);
     th_clock_advance(&e->fc, 10000);
     flow_sched_tick(e->f);
     wait_ended(e, "i@20270115T080010Z");
     eng_close(e);
     /* Put the old record back: the fire's start is durable, its record
      * is not, as a SIGKILL between the two writes leaves them. */
-    th_ok(ls_store_put(e->st, k.ptr, k.len, before.ptr, before.len, LS_STORE_SYNC, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, before.ptr, before.len, LS_STORE_SYNC, &err), &err);
     eng_open_run(e, 0);
     json_t *s = get_sched(e, "i");
     assert_null(json_object_get(s, "last_run"));
@@ -903,7 +891,7 @@ static ls_rc views_under_failure(void *ud)
 static ls_rc open_under_failure(void *ud)
 {
     env *e = ud;
-    ls_flow_opts o = {.store = e->st, .vault = e->v, .clock = &e->fc.clock, .runner = &runner};
+    ls_flow_opts o = {.store = e->d.st, .vault = e->d.v, .clock = &e->fc.clock, .runner = &runner};
     ls_flow_t *f = NULL;
     ls_rc rc = ls_flow_open(&f, &o, NULL);
     if (rc == LS_OK) {
