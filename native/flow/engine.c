@@ -749,7 +749,7 @@ static int commit_or_queue(ls_flow_t *f, flow_commit *c)
         pthread_mutex_lock(&f->cmu);
         complete_group(f, c, rc, &err);
         f->c_busy = 0;
-        if (f->c_head) pthread_cond_signal(&f->ccv);
+        if (f->c_head || f->c_stop) pthread_cond_signal(&f->ccv);
         return 1;
     }
     if (f->c_tail)
@@ -757,7 +757,10 @@ static int commit_or_queue(ls_flow_t *f, flow_commit *c)
     else
         f->c_head = c;
     f->c_tail = c;
-    pthread_cond_signal(&f->ccv);
+    /* While a group is being written, its writer looks at the queue when
+     * done (the committer loops; a direct writer signals): waking the
+     * committer now would only put it back to sleep. */
+    if (!f->c_busy) pthread_cond_signal(&f->ccv);
     return 0;
 }
 
