@@ -3,6 +3,7 @@
  * dumping into ls_buf, dotted paths and typed field getters. */
 #include "ls_config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "ls_json.h"
@@ -72,6 +73,133 @@ ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err)
         return ls_err_set(err, LS_EINVAL, "value cannot be encoded as JSON");
     }
     return LS_OK;
+}
+
+/* ---- direct writing ---- */
+
+/* Length of the UTF-8 sequence starting at s[0..n), or 0 when it is not
+ * one jansson accepts. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0; /* a continuation byte, or an overlong 2-byte form */
+    if (c < 0xE0) {
+        len = 2;
+        cp = c & 0x1F;
+    } else if (c < 0xF0) {
+        len = 3;
+        cp = c & 0x0F;
+    } else if (c < 0xF5) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+int ls_json_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = utf8_seq(p + i, n - i);
+        if (len == 0) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+ls_rc ls_json_put_string(ls_buf *out, const char *s, size_t n, ls_err *err)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    /* Worst case: every byte a control character, 6 bytes each. */
+    if (n > (SIZE_MAX - 2) / 6) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_rc rc = ls_buf_reserve(out, n * 6 + 2, err);
+    if (rc != LS_OK) return rc;
+    unsigned char *o = out->ptr + out->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = (unsigned char)hex[c >> 4];
+            o[4] = (unsigned char)hex[c & 15];
+            o += 5;
+        }
+    }
+    *o++ = '"';
+    out->len = (size_t)(o - out->ptr);
+    *o = '\0';
+    return LS_OK;
+}
+
+ls_rc ls_json_put_int(ls_buf *out, long long v, ls_err *err)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[--i] = '-';
+    return ls_buf_append(out, tmp + i, sizeof tmp - i, err);
+}
+
+ls_rc ls_json_put_real(ls_buf *out, double v, ls_err *err)
+{
+    char tmp[40];
+    int n = snprintf(tmp, sizeof tmp - 3, "%.17g", v);
+    if (n < 0 || (size_t)n >= sizeof tmp - 3) return ls_err_set(err, LS_EINVAL, "real: %g", v);
+    size_t len = (size_t)n;
+    for (size_t i = 0; i < len; i++)
+        if (tmp[i] == ',') tmp[i] = '.'; /* a locale's decimal comma */
+    char *e = memchr(tmp, 'e', len);
+    if (e == NULL && memchr(tmp, '.', len) == NULL) {
+        memcpy(tmp + len, ".0", 3);
+        len += 2;
+    }
+    if (e != NULL) { /* "1e+300" -> "1e300", "1e-05" -> "1e-5" */
+        char *from = e + 1, *to = e + 1;
+        if (*from == '-')
+            *to++ = *from++;
+        else if (*from == '+')
+            from++;
+        while (*from == '0' && from[1] != '\0') from++;
+        size_t tail = len - (size_t)(from - tmp);
+        memmove(to, from, tail + 1);
+        len = (size_t)(to - tmp) + tail;
+    }
+    return ls_buf_append(out, tmp, len, err);
 }
 
 const char *ls_json_type_name(const json_t *v)

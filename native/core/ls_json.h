@@ -26,6 +26,26 @@ ls_rc ls_json_parse(const char *text, size_t len, json_t **out, ls_err *err);
 /* Appends the compact encoding of v (object keys sorted) to out. */
 ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err);
 
+/* ---- writing JSON text directly, byte for byte as ls_json_dump would ----
+ * For encoders that walk their own values (the Lua binding) instead of
+ * building a json_t first. Each appends to out; LS_ENOMEM is the only
+ * failure. */
+
+/* 1 when the n bytes at s are UTF-8 as jansson accepts it (no overlong
+ * forms, no surrogates, nothing above U+10FFFF; NUL bytes allowed). */
+int ls_json_utf8_valid(const char *s, size_t n);
+
+/* Appends s (valid UTF-8, see above) as a JSON string with its quotes. */
+ls_rc ls_json_put_string(ls_buf *out, const char *s, size_t n, ls_err *err);
+
+/* Appends an integer. */
+ls_rc ls_json_put_int(ls_buf *out, long long v, ls_err *err);
+
+/* Appends a finite double as jansson writes a real: 17 significant digits,
+ * always with a '.' or an exponent, the exponent without '+' or leading
+ * zeros ("0.10000000000000001", "1.0", "1e300"). */
+ls_rc ls_json_put_real(ls_buf *out, double v, ls_err *err);
+
 /* "object", "array", "string", "integer", "number", "boolean" or "null". */
 const char *ls_json_type_name(const json_t *v);
 

@@ -2,6 +2,8 @@
  * Tests of native/core: errors, buffers, allocator, clocks, ids, JSON. */
 #include "helpers.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -353,6 +355,173 @@ static void test_json_parse_reports_position(void **state)
     assert_int_equal(ls_json_parse("[1] x", 5, &v, &err), LS_EINVAL);
 }
 
+/* ---- direct writing: byte for byte what jansson dumps ---- */
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Dumps v (consumed) with ls_json_dump: the reference text. */
+static void reference(json_t *v, ls_buf *out)
+{
+    ls_err err;
+    assert_non_null(v);
+    ls_buf_clear(out);
+    th_ok(ls_json_dump(v, out, &err), &err);
+    json_decref(v);
+}
+
+static void test_json_put_real_matches_jansson(void **state)
+{
+    (void)state;
+    static const double fixed[] = {0.0,
+                                   -0.0,
+                                   0.1,
+                                   -0.1,
+                                   1.5,
+                                   1.0,
+                                   100.0,
+                                   1e16,
+                                   1e17,
+                                   1e21,
+                                   1e300,
+                                   -1e300,
+                                   1e-300,
+                                   5e-324,
+                                   2.2250738585072014e-308,
+                                   1.7976931348623157e308,
+                                   123456.789,
+                                   3.141592653589793,
+                                   9007199254740993.0,
+                                   1e-5,
+                                   0.0001,
+                                   12345678901234567890.0};
+    ls_buf want = LS_BUF_INIT, got = LS_BUF_INIT;
+    ls_err err;
+    uint64_t seed = 0x9E3779B97F4A7C15ULL;
+    for (size_t i = 0; i < 20000 + sizeof fixed / sizeof fixed[0]; i++) {
+        double v;
+        if (i < sizeof fixed / sizeof fixed[0]) {
+            v = fixed[i];
+        } else {
+            uint64_t bits = xorshift(&seed);
+            if (i % 3 == 0) bits = (bits & 0x800FFFFFFFFFFFFFULL) | ((bits % 120 + 960) << 52);
+            memcpy(&v, &bits, sizeof v);
+            if (isnan(v) || isinf(v)) continue;
+        }
+        reference(json_real(v), &want);
+        ls_buf_clear(&got);
+        th_ok(ls_json_put_real(&got, v, &err), &err);
+        assert_string_equal((char *)got.ptr, (char *)want.ptr);
+    }
+    ls_buf_free(&want);
+    ls_buf_free(&got);
+}
+
+static void test_json_put_int_matches_jansson(void **state)
+{
+    (void)state;
+    ls_buf want = LS_BUF_INIT, got = LS_BUF_INIT;
+    ls_err err;
+    uint64_t seed = 42;
+    for (int i = 0; i < 5000; i++) {
+        long long v = i == 0 ? LLONG_MIN : i == 1 ? LLONG_MAX : i == 2 ? 0 : i == 3 ? -1 : 0;
+        if (i > 3) v = (long long)(xorshift(&seed) >> (i % 64));
+        if (i > 3 && i % 2) v = -v;
+        reference(json_integer(v), &want);
+        ls_buf_clear(&got);
+        th_ok(ls_json_put_int(&got, v, &err), &err);
+        assert_string_equal((char *)got.ptr, (char *)want.ptr);
+    }
+    ls_buf_free(&want);
+    ls_buf_free(&got);
+}
+
+/* Random strings, mostly text: ASCII with every control character, quotes
+ * and backslashes, 2-4 byte sequences, and now and then a byte that breaks
+ * them (overlong forms, surrogates, stray continuations, > U+10FFFF). */
+static size_t random_text(uint64_t *seed, char *s, size_t cap)
+{
+    static const char *const pieces[] = {"a",
+                                         "Z",
+                                         " ",
+                                         "\"",
+                                         "\\",
+                                         "/",
+                                         "\x7f",
+                                         "\x01",
+                                         "\x1f",
+                                         "\n",
+                                         "\t",
+                                         "\b",
+                                         "\f",
+                                         "\r",
+                                         "\xc3\xa9",
+                                         "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xe2\x80\xa8",
+                                         "\xef\xbf\xbf",
+                                         "\xf4\x8f\xbf\xbf",
+                                         "\xc2\x80",
+                                         "\xe0\xa0\x80",
+                                         "\xf0\x90\x80\x80"};
+    static const char *const broken[] = {
+        "\xc0\xaf",         "\xc1\xbf",         "\xe0\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",
+        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\x80",         "\xbf",         "\xc3",
+        "\xe2\x82",         "\xf0\x9f\x98",     "\xff",         "\xfe"};
+    size_t n = 0, count = xorshift(seed) % 12;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t r = xorshift(seed);
+        const char *p;
+        if (r % 40 == 0)
+            p = broken[(r >> 8) % (sizeof broken / sizeof broken[0])];
+        else if (r % 7 == 0)
+            p = NULL; /* a NUL byte */
+        else
+            p = pieces[(r >> 8) % (sizeof pieces / sizeof pieces[0])];
+        size_t len = p ? strlen(p) : 1;
+        if (n + len > cap) break;
+        if (p)
+            memcpy(s + n, p, len);
+        else
+            s[n] = '\0';
+        n += len;
+    }
+    return n;
+}
+
+static void test_json_put_string_matches_jansson(void **state)
+{
+    (void)state;
+    ls_buf want = LS_BUF_INIT, got = LS_BUF_INIT;
+    ls_err err;
+    uint64_t seed = 7;
+    int valid = 0, invalid = 0;
+    for (int i = 0; i < 30000; i++) {
+        char s[64];
+        size_t n = random_text(&seed, s, sizeof s);
+        json_t *v = json_stringn(s, n);
+        assert_int_equal(ls_json_utf8_valid(s, n), v != NULL);
+        if (v == NULL) {
+            invalid++;
+            continue;
+        }
+        valid++;
+        reference(v, &want);
+        ls_buf_clear(&got);
+        th_ok(ls_json_put_string(&got, s, n, &err), &err);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.ptr, want.ptr, want.len);
+    }
+    assert_true(valid > 10000 && invalid > 1000); /* both kinds were tried */
+    ls_buf_free(&want);
+    ls_buf_free(&got);
+}
+
 static void test_json_parse_and_dump_round_trip(void **state)
 {
     (void)state;
@@ -502,6 +671,9 @@ int main(void)
         cmocka_unit_test(test_duration_rejects_bad_text),
         cmocka_unit_test(test_json_parse_reports_position),
         cmocka_unit_test(test_json_parse_and_dump_round_trip),
+        cmocka_unit_test(test_json_put_real_matches_jansson),
+        cmocka_unit_test(test_json_put_int_matches_jansson),
+        cmocka_unit_test(test_json_put_string_matches_jansson),
         cmocka_unit_test(test_json_dump_enomem_keeps_buffer),
         cmocka_unit_test(test_json_dump_enomem_at_every_append),
         cmocka_unit_test(test_json_path_and_getters),
