@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lls.h"
+#include "lodestone/ls_alloc.h"
 #include "ls_json.h"
 
 /* Deepest nesting of arrays and objects, both ways. It is jansson's parser
@@ -22,14 +23,16 @@
 #define MAX_DEPTH JSON_PARSER_MAX_DEPTH
 
 /* Registry names of the metatables (stable across reloads in one state). */
-#define ARRAY_MT  "lodestone.json.array"
-#define OBJECT_MT "lodestone.json.object"
-#define BOX_MT    "lodestone.json.box"
+#define ARRAY_MT   "lodestone.json.array"
+#define OBJECT_MT  "lodestone.json.object"
+#define BOX_MT     "lodestone.json.box"
+#define SCRATCH_MT "lodestone.json.scratch"
 
 /* Upvalues shared by every json function. */
 #define UV_ARRAY_MT  lua_upvalueindex(1)
 #define UV_OBJECT_MT lua_upvalueindex(2)
 #define UV_BOX_MT    lua_upvalueindex(3)
+#define UV_SCRATCH   lua_upvalueindex(4)
 
 /* ---- per-call scratch ---- */
 
@@ -164,6 +167,49 @@ static int fail_at(ls_err *err, const frame *fr, ls_rc code, const char *fmt, ..
     return -1;
 }
 
+/* ---- per-state scratch ---- */
+
+/* One written member of an object being written: its key and where its
+ * "key":value text lies in the buffer. */
+typedef struct {
+    const char *key;
+    size_t klen, start, end;
+} member_rec;
+
+/* The per-state scratch (upvalue UV_SCRATCH): reused by every call, freed
+ * by __gc with the state. encode and decode call no Lua code, so calls
+ * never nest; a raise (out of memory) leaves it to the next call. */
+typedef struct {
+    ls_buf out, tmp;
+    member_rec *m;
+    size_t mn, mcap;
+} scratch;
+
+#define SCRATCH_KEEP 65536 /* larger buffers are released after the call */
+
+static void scratch_trim(scratch *s)
+{
+    if (s->out.cap > SCRATCH_KEEP) ls_buf_free(&s->out);
+    if (s->tmp.cap > SCRATCH_KEEP) ls_buf_free(&s->tmp);
+    if (s->mcap > SCRATCH_KEEP / sizeof *s->m) {
+        ls_free(s->m);
+        s->m = NULL;
+        s->mcap = 0;
+    }
+    s->mn = 0;
+}
+
+static int l_scratch_gc(lua_State *L)
+{
+    scratch *s = lua_touserdata(L, 1);
+    ls_buf_free(&s->out);
+    ls_buf_free(&s->tmp);
+    ls_free(s->m);
+    s->m = NULL;
+    s->mcap = s->mn = 0;
+    return 0;
+}
+
 /* ---- decode: json_t -> Lua ---- */
 
 typedef struct {
@@ -241,6 +287,317 @@ static int push_value(dec *d, json_t *v, const frame *fr)
     return fail_at(&d->err, fr, LS_EINVAL, "unknown JSON type %d", (int)json_typeof(v));
 }
 
+/* ---- decode, the direct way: text -> Lua ----
+ *
+ * A reader for the texts met in practice (the stored results replayed on
+ * every activation): it builds the Lua values straight from the text, and
+ * gives up (READ_OTHER) on anything it does not take on itself, where
+ * jansson then decides, so that what is accepted, the values and every
+ * error message stay jansson's. It never accepts what jansson refuses. */
+
+#define READ_OTHER  (-1)
+#define READ_DEPTH  64 /* deeper texts go to jansson */
+#define READ_DIGITS 15 /* longer integers too: exact in a double */
+
+typedef struct {
+    lua_State *L;
+    const unsigned char *p, *end;
+    scratch *s;
+    int array_mt;
+} reader;
+
+static void skip_ws(reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+}
+
+static int hex4(const unsigned char *p, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            d = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        *v = *v << 4 | d;
+    }
+    return 0;
+}
+
+/* Appends code point cp as UTF-8. */
+static int put_utf8(ls_buf *b, unsigned cp)
+{
+    unsigned char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (unsigned char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (unsigned char)(0xC0 | cp >> 6);
+        u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (unsigned char)(0xE0 | cp >> 12);
+        u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (unsigned char)(0xF0 | cp >> 18);
+        u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+        u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return ls_buf_append(b, u, n, NULL) == LS_OK ? 0 : READ_OTHER;
+}
+
+/* Reads a string (r->p after its opening quote) into *out and *n: borrowed from
+ * the text when it has no escapes, else from the scratch's tmp. */
+static int read_string(reader *r, const char **out, size_t *n)
+{
+    const unsigned char *start = r->p, *p = r->p;
+    while (p < r->end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) p++;
+    if (p < r->end && *p == '"') { /* plain ASCII: the common case */
+        *out = (const char *)start;
+        *n = (size_t)(p - start);
+        r->p = p + 1;
+        return 0;
+    }
+    ls_buf *b = &r->s->tmp;
+    ls_buf_clear(b);
+    if (ls_buf_append(b, start, (size_t)(p - start), NULL) != LS_OK) return READ_OTHER;
+    while (p < r->end && *p != '"') {
+        unsigned c = *p;
+        if (c < 0x20) return READ_OTHER; /* jansson: control character */
+        if (c >= 0x80) {
+            const unsigned char *q = p;
+            while (q < r->end && *q >= 0x80) q++;
+            if (!ls_json_utf8_valid((const char *)p, (size_t)(q - p)) ||
+                ls_buf_append(b, p, (size_t)(q - p), NULL) != LS_OK)
+                return READ_OTHER;
+            p = q;
+            continue;
+        }
+        if (c != '\\') {
+            if (ls_buf_putc(b, (unsigned char)c, NULL) != LS_OK) return READ_OTHER;
+            p++;
+            continue;
+        }
+        if (r->end - p < 2) return READ_OTHER;
+        unsigned e = p[1], cp;
+        p += 2;
+        switch (e) {
+        case '"':
+        case '\\':
+        case '/': cp = e; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (r->end - p < 4 || hex4(p, &cp) != 0) return READ_OTHER;
+            p += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return READ_OTHER; /* a lone low surrogate */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) != 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return READ_OTHER;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            break;
+        default: return READ_OTHER;
+        }
+        if (put_utf8(b, cp) != 0) return READ_OTHER;
+    }
+    if (p >= r->end) return READ_OTHER;
+    r->p = p + 1;
+    *out = (const char *)b->ptr;
+    *n = b->len;
+    return 0;
+}
+
+/* Reads a number as jansson's grammar has it: integers of up to
+ * READ_DIGITS digits exactly, reals through strtod; others to jansson. */
+static int read_number(reader *r)
+{
+    const unsigned char *p = r->p, *start = p;
+    int neg = 0, real = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    const unsigned char *digits = p;
+    if (p < r->end && *p == '0')
+        p++;
+    else
+        while (p < r->end && *p >= '0' && *p <= '9') p++;
+    size_t nd = (size_t)(p - digits);
+    if (nd == 0) return READ_OTHER;
+    if (p < r->end && *p == '.') {
+        real = 1;
+        const unsigned char *f = ++p;
+        while (p < r->end && *p >= '0' && *p <= '9') p++;
+        if (p == f) return READ_OTHER;
+    }
+    if (p < r->end && (*p == 'e' || *p == 'E')) {
+        real = 1;
+        p++;
+        if (p < r->end && (*p == '+' || *p == '-')) p++;
+        const unsigned char *x = p;
+        while (p < r->end && *p >= '0' && *p <= '9') p++;
+        if (p == x) return READ_OTHER;
+    }
+    if (p < r->end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E'))
+        return READ_OTHER; /* "01", "1.2.3": jansson's to report */
+    if (!real) {
+        if (nd > READ_DIGITS) return READ_OTHER;
+        long long v = 0;
+        for (size_t i = 0; i < nd; i++) v = v * 10 + (digits[i] - '0');
+        lls_pushint64(r->L, neg ? -v : v);
+    } else {
+        char tmp[64];
+        size_t len = (size_t)(p - start);
+        if (len >= sizeof tmp) return READ_OTHER;
+        memcpy(tmp, start, len);
+        tmp[len] = '\0';
+        char *end;
+        double v = strtod(tmp, &end);
+        if (end != tmp + len || isinf(v)) return READ_OTHER; /* a locale's comma; overflow */
+        lua_pushnumber(r->L, (lua_Number)v);
+    }
+    r->p = p;
+    return 0;
+}
+
+static int read_value(reader *r, int depth);
+
+static int read_array(reader *r, int depth)
+{
+    lua_State *L = r->L;
+    lua_newtable(L);
+    lua_pushvalue(L, r->array_mt);
+    lua_setmetatable(L, -2);
+    skip_ws(r);
+    if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        return 0;
+    }
+    for (int i = 1;; i++) {
+        if (read_value(r, depth) != 0) return READ_OTHER;
+        lua_rawseti(L, -2, i);
+        skip_ws(r);
+        if (r->p >= r->end) return READ_OTHER;
+        if (*r->p == ']') {
+            r->p++;
+            return 0;
+        }
+        if (*r->p++ != ',') return READ_OTHER;
+    }
+}
+
+static int read_object(reader *r, int depth)
+{
+    lua_State *L = r->L;
+    lua_newtable(L);
+    skip_ws(r);
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(r);
+        if (r->p >= r->end || *r->p++ != '"') return READ_OTHER;
+        const char *k;
+        size_t kn;
+        if (read_string(r, &k, &kn) != 0 || memchr(k, '\0', kn) != NULL) return READ_OTHER;
+        lua_pushlstring(L, k, kn);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        int dup = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (dup) return READ_OTHER; /* jansson: duplicate object key */
+        skip_ws(r);
+        if (r->p >= r->end || *r->p++ != ':') return READ_OTHER;
+        if (read_value(r, depth) != 0) return READ_OTHER;
+        lua_rawset(L, -3);
+        skip_ws(r);
+        if (r->p >= r->end) return READ_OTHER;
+        if (*r->p == '}') {
+            r->p++;
+            return 0;
+        }
+        if (*r->p++ != ',') return READ_OTHER;
+    }
+}
+
+static int literal(reader *r, const char *word, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return READ_OTHER;
+    r->p += n;
+    return 0;
+}
+
+/* Pushes the value at r->p. On READ_OTHER the stack holds partial values
+ * for the caller to drop. */
+static int read_value(reader *r, int depth)
+{
+    lua_State *L = r->L;
+    skip_ws(r);
+    if (r->p >= r->end) return READ_OTHER;
+    switch (*r->p) {
+    case '{':
+    case '[':
+        if (depth >= READ_DEPTH || !lua_checkstack(L, 6)) return READ_OTHER;
+        return *r->p++ == '{' ? read_object(r, depth + 1) : read_array(r, depth + 1);
+    case '"': {
+        const char *str;
+        size_t n;
+        r->p++;
+        if (read_string(r, &str, &n) != 0) return READ_OTHER;
+        lua_pushlstring(L, str, n);
+        return 0;
+    }
+    case 't':
+        if (literal(r, "true", 4) != 0) return READ_OTHER;
+        lua_pushboolean(L, 1);
+        return 0;
+    case 'f':
+        if (literal(r, "false", 5) != 0) return READ_OTHER;
+        lua_pushboolean(L, 0);
+        return 0;
+    case 'n':
+        if (literal(r, "null", 4) != 0) return READ_OTHER;
+        lua_pushlightuserdata(L, NULL);
+        return 0;
+    default:
+        if (*r->p == '-' || (*r->p >= '0' && *r->p <= '9')) return read_number(r);
+        return READ_OTHER;
+    }
+}
+
+/* Pushes the value of the whole text, or returns READ_OTHER with the stack
+ * as it was. */
+static int read_text(lua_State *L, const char *text, size_t len, scratch *s, int array_mt)
+{
+    int top = lua_gettop(L);
+    reader r = {L, (const unsigned char *)text, (const unsigned char *)text + len, s, array_mt};
+    int rc = read_value(&r, 0);
+    if (rc == 0) {
+        skip_ws(&r);
+        if (r.p != r.end) rc = READ_OTHER; /* trailing text, or a NUL byte */
+    }
+    if (rc != 0) lua_settop(L, top);
+    scratch_trim(s);
+    return rc;
+}
+
 /* Like luaL_checklstring, but numbers are not accepted as strings. */
 static const char *check_string(lua_State *L, int arg, size_t *len)
 {
@@ -255,6 +612,7 @@ static int l_decode(lua_State *L)
     size_t len;
     const char *text = check_string(L, 1, &len);
     lua_settop(L, 1);
+    if (read_text(L, text, len, lua_touserdata(L, UV_SCRATCH), UV_ARRAY_MT) == 0) return 1;
     box *b = new_box(L);
     dec d = {L, UV_ARRAY_MT, {LS_OK, ""}};
     if (ls_json_parse(text, len, &b->doc, &d.err) != LS_OK)
@@ -284,74 +642,70 @@ int lls_push_json(lua_State *L, const struct json_t *v, ls_err *err)
     return 0;
 }
 
-/* ---- encode: Lua -> json_t ---- */
+/* ---- encode: Lua -> JSON text ----
+ *
+ * Written straight into a scratch buffer, byte for byte as ls_json_dump
+ * would write the same value (compact, object keys sorted): the texts are
+ * stored in run histories and compared on replay. The checks run in the
+ * order of a walk of the value (a table's shape before its key, its key
+ * before its members), so the first problem met is the one reported. */
 
-/* The tree is built top-down: each new value is attached to its parent (or
- * to the box, for the root) before its own children are converted, so the
- * box always owns everything allocated so far. */
 typedef struct {
     lua_State *L;
-    box *b;
+    scratch *s;
     ls_err err;
 } enc;
-
-/* 1 when s is not valid UTF-8. jansson reports bad UTF-8 and out of memory
- * alike, so after a failure this asks again without the check. */
-static int bad_utf8(const char *s, size_t n)
-{
-    json_t *t = json_stringn(s, n);
-    if (t != NULL) {
-        json_decref(t);
-        return 0;
-    }
-    t = json_stringn_nocheck(s, n);
-    if (t == NULL) return 0; /* out of memory */
-    json_decref(t);
-    return 1;
-}
 
 static int out_of_memory(enc *e, const frame *fr)
 {
     return fail_at(&e->err, fr, LS_ENOMEM, "out of memory");
 }
 
-/* Hands v (a new reference, NULL when its allocation failed) to the parent
- * at the place fr names. v is freed on failure. */
-static int attach(enc *e, json_t *parent, const frame *fr, json_t *v)
+static int put(enc *e, const frame *fr, const char *p, size_t n)
 {
-    if (v == NULL) return out_of_memory(e, fr);
-    if (parent == NULL) {
-        e->b->doc = v;
-        return 0;
-    }
-    if (fr->key == NULL) return json_array_append_new(parent, v) == 0 ? 0 : out_of_memory(e, fr);
-    if (memchr(fr->key, '\0', fr->klen) != NULL) {
-        json_decref(v); /* json.decode could not read it back */
-        return fail_at(&e->err, fr, LS_EINVAL, "object key contains a NUL byte");
-    }
-    if (json_object_setn_new(parent, fr->key, fr->klen, v) == 0) return 0;
-    if (bad_utf8(fr->key, fr->klen))
-        return fail_at(&e->err, fr, LS_EINVAL, "object key is not valid UTF-8");
-    return out_of_memory(e, fr);
+    return ls_buf_append(&e->s->out, p, n, NULL) == LS_OK ? 0 : out_of_memory(e, fr);
 }
 
-static int encode_value(enc *e, int idx, json_t *parent, frame *fr);
+/* The member key of fr, checked (after the value's own checks, as before
+ * any of its members) and written with its colon. Array items: nothing. */
+static int put_key(enc *e, const frame *fr)
+{
+    if (fr->key == NULL) return 0;
+    if (memchr(fr->key, '\0', fr->klen) != NULL) /* json.decode could not read it back */
+        return fail_at(&e->err, fr, LS_EINVAL, "object key contains a NUL byte");
+    if (!ls_json_utf8_valid(fr->key, fr->klen))
+        return fail_at(&e->err, fr, LS_EINVAL, "object key is not valid UTF-8");
+    if (ls_json_put_string(&e->s->out, fr->key, fr->klen, NULL) != LS_OK)
+        return out_of_memory(e, fr);
+    return put(e, fr, ":", 1);
+}
 
-static int encode_number(enc *e, int idx, json_t *parent, const frame *fr)
+static int encode_value(enc *e, int idx, frame *fr);
+
+static int encode_number(enc *e, int idx, const frame *fr)
 {
     lua_State *L = e->L;
-    if (lua_isinteger(L, idx))
-        return attach(e, parent, fr, json_integer((json_int_t)lua_tointeger(L, idx)));
+    ls_buf *out = &e->s->out;
+    if (lua_isinteger(L, idx)) {
+        if (put_key(e, fr) != 0) return -1;
+        return ls_json_put_int(out, (long long)lua_tointeger(L, idx), NULL) == LS_OK
+                   ? 0
+                   : out_of_memory(e, fr);
+    }
     lua_Number x = lua_tonumber(L, idx);
     if (isnan(x)) return fail_at(&e->err, fr, LS_EINVAL, "cannot encode NaN");
     if (isinf(x))
         return fail_at(&e->err, fr, LS_EINVAL, "cannot encode %s", x > 0 ? "inf" : "-inf");
+    if (put_key(e, fr) != 0) return -1;
     /* Integral floats in the exact range are integers (LuaJIT has no other
      * kind); -0.0 stays a real so that its sign survives. */
+    ls_rc rc;
     if (x >= -LS_JSON_EXACT_INT && x <= LS_JSON_EXACT_INT && x == (lua_Number)(long long)x &&
         !(x == 0 && signbit(x)))
-        return attach(e, parent, fr, json_integer((json_int_t)x));
-    return attach(e, parent, fr, json_real(x));
+        rc = ls_json_put_int(out, (long long)x, NULL);
+    else
+        rc = ls_json_put_real(out, (double)x, NULL);
+    return rc == LS_OK ? 0 : out_of_memory(e, fr);
 }
 
 /* 1 when the key at idx is a positive integer (an array index), in *i. */
@@ -439,37 +793,88 @@ static int table_shape(enc *e, int idx, const frame *fr, enum shape *shape, long
     return 0;
 }
 
-static int encode_items(enc *e, int idx, json_t *arr, const frame *fr, long long n)
+static int encode_items(enc *e, int idx, const frame *fr, long long n)
 {
     lua_State *L = e->L;
+    if (put(e, fr, "[", 1) != 0) return -1;
     for (long long i = 1; i <= n; i++) {
+        if (i > 1 && put(e, fr, ",", 1) != 0) return -1;
         lua_rawgeti(L, idx, (lls_index)i); /* n fits: checked when counted */
         frame item = {fr, NULL, 0, i, NULL, fr->depth + 1};
-        int rc = encode_value(e, lua_gettop(L), arr, &item);
+        int rc = encode_value(e, lua_gettop(L), &item);
         lua_pop(L, 1);
         if (rc != 0) return rc;
     }
-    return 0;
+    return put(e, fr, "]", 1);
 }
 
-static int encode_members(enc *e, int idx, json_t *obj, const frame *fr)
+static int member_cmp(const void *pa, const void *pb)
+{
+    const member_rec *a = pa, *b = pb;
+    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    if (c != 0) return c;
+    return a->klen < b->klen ? -1 : a->klen > b->klen;
+}
+
+/* Members are written in table order, each recorded, then put in key order
+ * (a copy through tmp) unless they already are. Keys stay valid: the table
+ * holds them and nothing changes it meanwhile. */
+static int encode_members(enc *e, int idx, const frame *fr)
 {
     lua_State *L = e->L;
+    scratch *s = e->s;
+    if (put(e, fr, "{", 1) != 0) return -1;
+    size_t open = s->out.len, base = s->mn;
+    int sorted = 1;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        frame member = {fr, NULL, 0, 0, NULL, fr->depth + 1};
-        member.key = lua_tolstring(L, -2, &member.klen); /* a string: table_shape checked */
-        int rc = encode_value(e, lua_gettop(L), obj, &member);
+        if (s->mn == s->mcap) {
+            size_t cap = s->mcap ? s->mcap * 2 : 16;
+            member_rec *m = ls_realloc(s->m, cap * sizeof *m);
+            if (m == NULL) {
+                lua_pop(L, 2);
+                return out_of_memory(e, fr);
+            }
+            s->m = m;
+            s->mcap = cap;
+        }
+        size_t i = s->mn++; /* taken before the value: nested objects stack above */
+        member_rec *m = &s->m[i];
+        m->key = lua_tolstring(L, -2, &m->klen); /* a string: table_shape checked */
+        if (i > base && put(e, fr, ",", 1) != 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        m->start = s->out.len;
+        frame item = {fr, m->key, m->klen, 0, NULL, fr->depth + 1};
+        int rc = encode_value(e, lua_gettop(L), &item);
         lua_pop(L, 1);
         if (rc != 0) {
             lua_pop(L, 1);
             return rc;
         }
+        m = &s->m[i]; /* (nested objects may have moved the array) */
+        m->end = s->out.len;
+        if (i > base && member_cmp(&s->m[i - 1], m) > 0) sorted = 0;
     }
-    return 0;
+    size_t n = s->mn - base;
+    s->mn = base;
+    if (!sorted) {
+        member_rec *m = s->m + base;
+        qsort(m, n, sizeof *m, member_cmp);
+        ls_buf_clear(&s->tmp);
+        for (size_t i = 0; i < n; i++)
+            if ((i > 0 && ls_buf_putc(&s->tmp, ',', NULL) != LS_OK) ||
+                ls_buf_append(&s->tmp, s->out.ptr + m[i].start, m[i].end - m[i].start, NULL) !=
+                    LS_OK)
+                return out_of_memory(e, fr);
+        s->out.len = open;
+        if (put(e, fr, (const char *)s->tmp.ptr, s->tmp.len) != 0) return -1;
+    }
+    return put(e, fr, "}", 1);
 }
 
-static int encode_table(enc *e, int idx, json_t *parent, frame *fr)
+static int encode_table(enc *e, int idx, frame *fr)
 {
     lua_State *L = e->L;
     const void *t = lua_topointer(L, idx);
@@ -484,31 +889,32 @@ static int encode_table(enc *e, int idx, json_t *parent, frame *fr)
     enum shape shape = SHAPE_OBJECT;
     long long n = 0;
     if (table_shape(e, idx, fr, &shape, &n) != 0) return -1;
-    json_t *c = shape == SHAPE_ARRAY ? json_array() : json_object();
-    if (attach(e, parent, fr, c) != 0) return -1;
-    return shape == SHAPE_ARRAY ? encode_items(e, idx, c, fr, n) : encode_members(e, idx, c, fr);
+    if (put_key(e, fr) != 0) return -1;
+    return shape == SHAPE_ARRAY ? encode_items(e, idx, fr, n) : encode_members(e, idx, fr);
 }
 
-/* Converts the Lua value at (absolute) idx and attaches it to parent. Never
- * raises except on out of memory; on failure returns -1 with e->err set. */
-static int encode_value(enc *e, int idx, json_t *parent, frame *fr)
+/* Writes the Lua value at (absolute) idx, with its key when it is a
+ * member. Never raises; on failure returns -1 with e->err set. */
+static int encode_value(enc *e, int idx, frame *fr)
 {
     lua_State *L = e->L;
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return attach(e, parent, fr, json_null());
-    case LUA_TBOOLEAN: return attach(e, parent, fr, json_boolean(lua_toboolean(L, idx)));
-    case LUA_TNUMBER: return encode_number(e, idx, parent, fr);
+    case LUA_TNIL: return put_key(e, fr) != 0 ? -1 : put(e, fr, "null", 4);
+    case LUA_TBOOLEAN:
+        if (put_key(e, fr) != 0) return -1;
+        return lua_toboolean(L, idx) ? put(e, fr, "true", 4) : put(e, fr, "false", 5);
+    case LUA_TNUMBER: return encode_number(e, idx, fr);
     case LUA_TSTRING: {
         size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        json_t *v = json_stringn(s, n);
-        if (v == NULL && bad_utf8(s, n))
+        const char *str = lua_tolstring(L, idx, &n);
+        if (!ls_json_utf8_valid(str, n))
             return fail_at(&e->err, fr, LS_EINVAL, "string is not valid UTF-8");
-        return attach(e, parent, fr, v);
+        if (put_key(e, fr) != 0) return -1;
+        return ls_json_put_string(&e->s->out, str, n, NULL) == LS_OK ? 0 : out_of_memory(e, fr);
     }
-    case LUA_TTABLE: return encode_table(e, idx, parent, fr);
+    case LUA_TTABLE: return encode_table(e, idx, fr);
     case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == NULL) return attach(e, parent, fr, json_null());
+        if (lua_touserdata(L, idx) == NULL) return put_key(e, fr) != 0 ? -1 : put(e, fr, "null", 4);
         return fail_at(&e->err, fr, LS_EINVAL,
                        "cannot encode a light userdata other than json.null");
     default: return fail_at(&e->err, fr, LS_EINVAL, "cannot encode a %s", luaL_typename(L, idx));
@@ -520,22 +926,18 @@ static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    box *b = new_box(L);
-    enc e = {L, b, {LS_OK, ""}};
+    scratch *s = lua_touserdata(L, UV_SCRATCH);
+    enc e = {L, s, {LS_OK, ""}};
+    ls_buf_clear(&s->out);
+    s->mn = 0;
     frame root = {NULL, NULL, 0, 0, NULL, 0};
-    ls_rc rc = LS_OK;
-    if (encode_value(&e, 1, NULL, &root) != 0)
-        rc = e.err.code;
-    else
-        rc = ls_json_dump(b->doc, &b->buf, &e.err);
-    json_decref(b->doc);
-    b->doc = NULL;
-    if (rc != LS_OK) {
-        ls_buf_free(&b->buf);
+    if (encode_value(&e, 1, &root) != 0) {
+        scratch_trim(s);
         return lls_push_fail(L, "json.encode", &e.err);
     }
-    lua_pushlstring(L, (const char *)b->buf.ptr, b->buf.len);
-    ls_buf_free(&b->buf);
+    /* The scratch outlives a raise in lua_pushlstring: nothing leaks. */
+    lua_pushlstring(L, (const char *)s->out.ptr, s->out.len);
+    scratch_trim(s);
     return 1;
 }
 
@@ -584,7 +986,13 @@ void lls_open_json(lua_State *L)
     luaL_newmetatable(L, BOX_MT);
     lua_pushcfunction(L, l_box_gc);
     lua_setfield(L, -2, "__gc");
-    luaL_setfuncs(L, funcs, 3);
+    scratch *sc = lls_newuserdata(L, sizeof *sc);
+    memset(sc, 0, sizeof *sc);
+    luaL_newmetatable(L, SCRATCH_MT);
+    lua_pushcfunction(L, l_scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    luaL_setfuncs(L, funcs, 4);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
 }
