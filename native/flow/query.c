@@ -380,6 +380,37 @@ ls_rc ls_flow_describe(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
     return flow_render_run(f, &id, 1, out, err);
 }
 
+/* {"id":..,"output":..,"status":..} of a running or completed run. */
+static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, ls_buf *out,
+                         ls_err *err)
+{
+    ls_rc rc = LS_OK;
+    json_t *output = NULL;
+    if (rec->status == LS_RUN_COMPLETED) {
+        ls_buf val = LS_BUF_INIT, tmp = LS_BUF_INIT;
+        ls_event ev;
+        rc = get_event(f, id, rec->last_seq, &val, &ev, err);
+        if (rc == LS_OK && ev.type != LS_EV_WORKFLOW_COMPLETED)
+            rc = ls_err_set(err, LS_ECORRUPT, "the last event of a completed run is a %s",
+                            ls_event_type_name(ev.type));
+        if (rc == LS_OK)
+            rc = flow_open_payload(f, id, ev.seq, ev.payload, ev.payload_len, &tmp, err);
+        if (rc == LS_OK && ls_json_parse((const char *)tmp.ptr, tmp.len, &output, err) != LS_OK)
+            rc = ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev.seq);
+        ls_buf_free(&val);
+        ls_buf_free(&tmp);
+    }
+    ls_buf_clear(out);
+    if (rc == LS_OK) rc = ls_buf_append(out, "{\"id\":", 6, err);
+    if (rc == LS_OK) rc = ls_json_put_string(out, rec->name, rec->name_len, err);
+    if (rc == LS_OK && output) rc = ls_buf_append(out, ",\"output\":", 10, err);
+    if (rc == LS_OK && output) rc = ls_json_dump(output, out, err);
+    if (rc == LS_OK)
+        rc = ls_buf_printf(out, err, ",\"status\":\"%s\"}", ls_run_status_name(rec->status));
+    json_decref(output);
+    return rc;
+}
+
 ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, int *done,
                      ls_err *err)
 {
@@ -390,6 +421,14 @@ ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, i
     *done = 0;
     ls_rc rc = flow_lookup(f, name, nlen, &id, err);
     if (rc == LS_OK) rc = read_record(f, &id, &val, &rec, err);
+    if (rc == LS_OK && (rec.status == LS_RUN_RUNNING || rec.status == LS_RUN_COMPLETED)) {
+        /* Running or completed, the common answers: written directly, in
+         * the order ls_json_dump gives the same object. */
+        rc = result_text(f, &id, &rec, out, err);
+        *done = rc == LS_OK && rec.status != LS_RUN_RUNNING;
+        ls_buf_free(&val);
+        return rc;
+    }
     if (rc == LS_OK) rc = run_json(f, &id, &rec, VIEW_RESULT, &full, err);
     ls_buf_free(&val);
     if (rc != LS_OK) return rc;
