@@ -1065,6 +1065,17 @@ ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err)
 
 /* ---- ends and watches ---- */
 
+/* Takes w off the engine's list. Caller holds mu. */
+static void watch_unlink(ls_flow_t *f, flow_watch *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        f->watches = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
 void flow_run_ended(ls_flow_t *f, flow_run *r)
 {
     flow_watch *fire = NULL;
@@ -1090,23 +1101,15 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
             wake(f, p);
         }
     }
-    flow_watch **p = r->watchers ? &f->watches : &(flow_watch *){NULL};
-    while (*p) {
-        flow_watch *w = *p;
-        if (memcmp(w->run.b, r->id.b, LS_ID_BYTES) == 0) {
-            *p = w->next;
-            w->next = fire;
-            fire = w;
-        } else {
-            p = &w->next;
-        }
-    }
+    fire = r->watches;
+    r->watches = NULL;
+    for (flow_watch *w = fire; w; w = w->rnext) watch_unlink(f, w);
     if (fire) pthread_mutex_lock(&f->wmu);
     pthread_mutex_unlock(&f->mu);
     if (fire) {
         while (fire) {
             flow_watch *w = fire;
-            fire = w->next;
+            fire = w->rnext;
             w->fn(w->ud);
             ls_free(w);
         }
@@ -1130,13 +1133,16 @@ ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*fn)(void
         ls_free(w);
         return LS_EEXIST; /* not in memory: it has ended */
     }
-    r->watchers++;
     w->id = f->next_watch++;
     w->run = id;
     w->fn = fn;
     w->ud = ud;
+    w->prev = NULL;
     w->next = f->watches;
+    if (w->next) w->next->prev = w;
     f->watches = w;
+    w->rnext = r->watches;
+    r->watches = w;
     *watch = w->id;
     pthread_mutex_unlock(&f->mu);
     return LS_OK;
@@ -1145,12 +1151,15 @@ ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*fn)(void
 int ls_flow_unwatch(ls_flow_t *f, uint64_t watch)
 {
     pthread_mutex_lock(&f->mu);
-    for (flow_watch **p = &f->watches; *p; p = &(*p)->next) {
-        if ((*p)->id == watch) {
-            flow_watch *w = *p;
-            *p = w->next;
+    for (flow_watch *w = f->watches; w; w = w->next) {
+        if (w->id == watch) {
+            watch_unlink(f, w);
             flow_run *r = flow_runtab_find(&f->runs, &w->run);
-            if (r && r->watchers) r->watchers--;
+            for (flow_watch **p = r ? &r->watches : &(flow_watch *){NULL}; *p; p = &(*p)->rnext)
+                if (*p == w) {
+                    *p = w->rnext;
+                    break;
+                }
             pthread_mutex_unlock(&f->mu);
             ls_free(w);
             return 1;

@@ -90,20 +90,20 @@ typedef struct flow_run {
     uint64_t last_seq;
     uint32_t steps_completed;
     uint32_t attempts_failed;
-    int state;              /* R_* */
-    int again;              /* woken while busy: queue again afterwards */
-    unsigned watchers;      /* entries of the watch list for this run */
-    unsigned char *fresh;   /* a new run's history (its WorkflowStarted value), */
-    size_t fresh_len;       /* handed to its first activation: no store read */
-    int has_timer;          /* a timer of this run is in the timer queue */
-    uint64_t timer_seq;     /* ... under this seq */
-    int64_t wait_due;       /* suspended: when it wakes (0: no timer) */
-    int waiting;            /* suspended on a wait (below), until woken */
-    char wait_kind;         /* 's' sleep, 'r' retry, 'g' signal */
-    char *wait_name;        /* step name for a retry, signal name, "" for a sleep */
-    unsigned inbox;         /* inbox entries (signals, cancel, terminate) maybe pending */
-    atomic_int terminating; /* a terminate was requested: interrupt its code */
-    char *custom;           /* custom status last written (JSON), or NULL */
+    int state;                  /* R_* */
+    int again;                  /* woken while busy: queue again afterwards */
+    struct flow_watch *watches; /* this run's entries of the watch list (rnext) */
+    unsigned char *fresh;       /* a new run's history (its WorkflowStarted value), */
+    size_t fresh_len;           /* handed to its first activation: no store read */
+    int has_timer;              /* a timer of this run is in the timer queue */
+    uint64_t timer_seq;         /* ... under this seq */
+    int64_t wait_due;           /* suspended: when it wakes (0: no timer) */
+    int waiting;                /* suspended on a wait (below), until woken */
+    char wait_kind;             /* 's' sleep, 'r' retry, 'g' signal */
+    char *wait_name;            /* step name for a retry, signal name, "" for a sleep */
+    unsigned inbox;             /* inbox entries (signals, cancel, terminate) maybe pending */
+    atomic_int terminating;     /* a terminate was requested: interrupt its code */
+    char *custom;               /* custom status last written (JSON), or NULL */
     size_t custom_len;
     char *version;  /* the workflow source it is pinned to ("" when none) */
     char *ckey;     /* concurrency key (its type has limits), else NULL */
@@ -140,12 +140,14 @@ typedef struct flow_tstat {
     struct flow_tstat *next;
 } flow_tstat;
 
+/* A watch is on the engine's list (next/prev: found by id when it is
+ * dropped) and on its run's (rnext: fired when the run ends). */
 typedef struct flow_watch {
     uint64_t id;
     ls_id run;
     void (*fn)(void *ud);
     void *ud;
-    struct flow_watch *next;
+    struct flow_watch *next, *prev, *rnext;
 } flow_watch;
 
 /* A write handed to the committer: one transition's batch. The committer
