@@ -416,7 +416,7 @@ ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, i
 {
     ls_id id;
     ls_buf val = LS_BUF_INIT;
-    ls_run_record rec;
+    ls_run_record rec = {0};
     json_t *full = NULL;
     *done = 0;
     ls_rc rc = flow_lookup(f, name, nlen, &id, err);
