@@ -1122,12 +1122,27 @@ ls_rc ls_flow_watch(ls_flow_t *f, const char *name, size_t nlen, void (*fn)(void
                     uint64_t *watch, ls_err *err)
 {
     ls_id id;
-    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
-    if (rc != LS_OK) return rc;
     flow_watch *w = ls_malloc(sizeof *w);
     if (w == NULL) return ls_err_set(err, LS_ENOMEM, "watch: out of memory");
-    pthread_mutex_lock(&f->mu);
-    flow_run *r = flow_runtab_find(&f->runs, &id);
+    /* A run started without a name is named by its id: while it runs, the
+     * run table finds it without reading the store. Names are unique, so a
+     * run found so, with that name, is the one flow_lookup would give. */
+    flow_run *r = NULL;
+    if (nlen == LS_ID_TEXTLEN && ls_id_parse(&id, name, nlen, NULL) == LS_OK) {
+        pthread_mutex_lock(&f->mu);
+        r = flow_runtab_find(&f->runs, &id);
+        if (r && !(strlen(r->name) == nlen && memcmp(r->name, name, nlen) == 0)) r = NULL;
+        if (r == NULL) pthread_mutex_unlock(&f->mu);
+    }
+    if (r == NULL) {
+        ls_rc rc = flow_lookup(f, name, nlen, &id, err);
+        if (rc != LS_OK) {
+            ls_free(w);
+            return rc;
+        }
+        pthread_mutex_lock(&f->mu);
+        r = flow_runtab_find(&f->runs, &id);
+    }
     if (r == NULL) {
         pthread_mutex_unlock(&f->mu);
         ls_free(w);
