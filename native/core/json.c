@@ -202,6 +202,93 @@ ls_rc ls_json_put_real(ls_buf *out, double v, ls_err *err)
     return ls_buf_append(out, tmp, len, err);
 }
 
+/* ---- peeking ---- */
+
+static const char *peek_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+/* Past the string that starts at p (its opening quote); *plain says it has
+ * no escapes. NULL when it does not end. */
+static const char *peek_skip_string(const char *p, const char *end, int *plain)
+{
+    *plain = 1;
+    for (p++; p < end; p++) {
+        if (*p == '"') return p + 1;
+        if (*p == '\\') {
+            *plain = 0;
+            p++;
+        }
+    }
+    return NULL;
+}
+
+/* Past the value that starts at p. NULL when it does not end. */
+static const char *peek_skip_value(const char *p, const char *end)
+{
+    int depth = 0, plain;
+    do {
+        p = peek_ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == '"') {
+            if ((p = peek_skip_string(p, end, &plain)) == NULL) return NULL;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+            p++;
+        } else if (*p == '}' || *p == ']') {
+            if (--depth < 0) return NULL;
+            p++;
+        } else if (*p == ',' || *p == ':') {
+            if (depth == 0) return NULL;
+            p++;
+        } else { /* a number or a literal */
+            const char *q = p;
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+                   *p != '\r' && *p != '\t')
+                p++;
+            if (p == q) return NULL;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+ls_rc ls_json_peek_string(const char *text, size_t len, const char *key, const char **s, size_t *n)
+{
+    const char *p = text, *end = text + len;
+    size_t klen = strlen(key);
+    int plain;
+    p = peek_ws(p, end);
+    if (p >= end || *p++ != '{') return LS_EINVAL;
+    p = peek_ws(p, end);
+    if (p < end && *p == '}') return LS_ENOTFOUND;
+    for (;;) {
+        p = peek_ws(p, end);
+        if (p >= end || *p != '"') return LS_EINVAL;
+        const char *k = p + 1, *after = peek_skip_string(p, end, &plain);
+        if (after == NULL) return LS_EINVAL;
+        int match = plain && (size_t)(after - 1 - k) == klen && memcmp(k, key, klen) == 0;
+        p = peek_ws(after, end);
+        if (p >= end || *p++ != ':') return LS_EINVAL;
+        p = peek_ws(p, end);
+        if (match) {
+            if (p >= end || *p != '"') return LS_ENOTFOUND;
+            const char *v = p + 1;
+            if ((after = peek_skip_string(p, end, &plain)) == NULL) return LS_EINVAL;
+            if (!plain) return LS_ENOTFOUND;
+            *s = v;
+            *n = (size_t)(after - 1 - v);
+            return LS_OK;
+        }
+        if ((p = peek_skip_value(p, end)) == NULL) return LS_EINVAL;
+        p = peek_ws(p, end);
+        if (p >= end) return LS_EINVAL;
+        if (*p == '}') return LS_ENOTFOUND;
+        if (*p++ != ',') return LS_EINVAL;
+    }
+}
+
 const char *ls_json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {

@@ -46,6 +46,16 @@ ls_rc ls_json_put_int(ls_buf *out, long long v, ls_err *err);
  * zeros ("0.10000000000000001", "1.0", "1e300"). */
 ls_rc ls_json_put_real(ls_buf *out, double v, ls_err *err);
 
+/* ---- reading one member without building a tree ---- */
+
+/* Finds the member key (plain ASCII, no escapes) of the object that the
+ * JSON text holds at its top and, when its value is a string without
+ * escapes, points *s and *n at it inside text. LS_ENOTFOUND when there is
+ * no such member or its value is something else; LS_EINVAL (err untouched)
+ * when the text is not a well-formed object as far as the scan goes: the
+ * caller then parses it in full. For texts this program wrote. */
+ls_rc ls_json_peek_string(const char *text, size_t len, const char *key, const char **s, size_t *n);
+
 /* "object", "array", "string", "integer", "number", "boolean" or "null". */
 const char *ls_json_type_name(const json_t *v);
 

@@ -312,9 +312,13 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
     else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") != NULL) {
         /* Start and wait: answer as GET .../result?wait=S does, in one
          * request. */
+        const char *id;
+        size_t idlen;
         json_t *run = NULL;
-        if (ls_json_parse((const char *)out.ptr, out.len, &run, &err) == LS_OK &&
-            json_is_string(json_object_get(run, "id")))
+        if (ls_json_peek_string((const char *)out.ptr, out.len, "id", &id, &idlen) == LS_OK)
+            r->name = strndup(id, idlen);
+        else if (ls_json_parse((const char *)out.ptr, out.len, &run, &err) == LS_OK &&
+                 json_is_string(json_object_get(run, "id")))
             r->name = strdup(json_string_value(json_object_get(run, "id")));
         json_decref(run);
         ret = r->name ? h_result(a, r, c, r->name)

@@ -522,6 +522,90 @@ static void test_json_put_string_matches_jansson(void **state)
     ls_buf_free(&got);
 }
 
+static void peek_is(const char *text, const char *key, ls_rc want, const char *value)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    assert_int_equal(ls_json_peek_string(text, strlen(text), key, &s, &n), want);
+    if (want == LS_OK) {
+        assert_int_equal(n, strlen(value));
+        assert_memory_equal(s, value, n);
+    }
+}
+
+static json_t *peek_random(uint64_t *seed, int depth)
+{
+    static const char *const keys[] = {"id", "i", "idx", "x", "a\"id", "\\id"};
+    uint64_t r = xorshift(seed);
+    switch (r % (depth < 3 ? 7 : 4)) {
+    case 0: return json_integer((json_int_t)(r >> 40));
+    case 1: return json_real(-1.5e-7);
+    case 2: return r & 64 ? json_true() : json_null();
+    case 3: return json_string(r & 128 ? "a\"},{\"id\":\"x" : "plain");
+    case 4:
+    case 5: {
+        json_t *o = json_object();
+        for (uint64_t i = 0, n = xorshift(seed) % 4; i < n; i++)
+            json_object_set_new(o, keys[xorshift(seed) % 6], peek_random(seed, depth + 1));
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        for (uint64_t i = 0, n = xorshift(seed) % 4; i < n; i++)
+            json_array_append_new(a, peek_random(seed, depth + 1));
+        return a;
+    }
+    }
+}
+
+static void test_json_peek_string(void **state)
+{
+    (void)state;
+    peek_is("{\"id\":\"r-1\"}", "id", LS_OK, "r-1");
+    peek_is(" { \"a\" : {\"id\":\"inner\"} , \"id\" : \"outer\" } ", "id", LS_OK, "outer");
+    peek_is("{\"a\":\"x\\\"}\",\"b\":[1,{\"id\":2},\"]\"],\"id\":\"z\"}", "id", LS_OK, "z");
+    peek_is("{\"a\":[],\"b\":{},\"c\":-1.5e3,\"d\":null}", "id", LS_ENOTFOUND, NULL);
+    peek_is("{}", "id", LS_ENOTFOUND, NULL);
+    peek_is("{\"id\":7}", "id", LS_ENOTFOUND, NULL);
+    peek_is("{\"id\":\"a\\nb\"}", "id", LS_ENOTFOUND, NULL); /* escaped: parse it */
+    peek_is("{\"i\\u0064\":\"x\"}", "id", LS_ENOTFOUND, NULL);
+    peek_is("[\"id\",\"x\"]", "id", LS_EINVAL, NULL);
+    peek_is("{\"a\":1", "id", LS_EINVAL, NULL);
+    peek_is("{\"a\":[1,2}", "id", LS_EINVAL, NULL);
+    peek_is("{\"id\":\"x", "id", LS_EINVAL, NULL);
+    peek_is("", "id", LS_EINVAL, NULL);
+
+    /* Against jansson on random objects: the same answer whenever the
+     * value is a plain string or absent. */
+    uint64_t seed = 99;
+    ls_buf text = LS_BUF_INIT;
+    ls_err err;
+    int found = 0;
+    for (int i = 0; i < 20000; i++) {
+        json_t *o = json_object();
+        for (uint64_t k = 0, n = xorshift(&seed) % 4; k < n; k++)
+            json_object_set_new(o, k == 1 ? "id" : k == 2 ? "a" : "b", peek_random(&seed, 1));
+        if (xorshift(&seed) % 2) json_object_set_new(o, "id", json_string("run-1"));
+        ls_buf_clear(&text);
+        th_ok(ls_json_dump(o, &text, &err), &err);
+        const char *s;
+        size_t n;
+        ls_rc rc = ls_json_peek_string((const char *)text.ptr, text.len, "id", &s, &n);
+        json_t *v = json_object_get(o, "id");
+        if (json_is_string(v) && strchr(json_string_value(v), '"') == NULL) {
+            assert_int_equal(rc, LS_OK);
+            assert_int_equal(n, json_string_length(v));
+            assert_memory_equal(s, json_string_value(v), n);
+            found++;
+        } else {
+            assert_int_equal(rc, LS_ENOTFOUND);
+        }
+        json_decref(o);
+    }
+    assert_true(found > 5000);
+    ls_buf_free(&text);
+}
+
 static void test_json_parse_and_dump_round_trip(void **state)
 {
     (void)state;
@@ -671,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_duration_rejects_bad_text),
         cmocka_unit_test(test_json_parse_reports_position),
         cmocka_unit_test(test_json_parse_and_dump_round_trip),
+        cmocka_unit_test(test_json_peek_string),
         cmocka_unit_test(test_json_put_real_matches_jansson),
         cmocka_unit_test(test_json_put_int_matches_jansson),
         cmocka_unit_test(test_json_put_string_matches_jansson),
