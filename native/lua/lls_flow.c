@@ -967,6 +967,7 @@ ls_rc lls_runner_schedules(lls_runner *r, ls_buf *out, ls_err *err)
 /* ---- the runner interface ---- */
 
 /* Registry key of the defs table in a worker state. */
+static char driver_key; /* registry: {traceback, _activate, _resume} of the state */
 static char defs_key;
 
 static ls_rc open_worker_state(lls_runner *r, lua_State **out, unsigned *out_gen, ls_err *err)
@@ -1097,21 +1098,50 @@ static const char *pin_version(lua_State *L, ls_flow_act *a)
 
 /* Calls lodestone.workflow's driver: _activate(def, act) for a new
  * activation, _resume(act) for a parked one. */
+/* Pushes the message handler (top + 1) and the driver's entry point
+ * (top + 2: lodestone.workflow's _resume or _activate), kept in the
+ * state's registry once the module has loaded. Returns lua_pcall's status
+ * of loading it (its message then at top + 2). */
+static int push_entry(lua_State *L, int top, int resuming)
+{
+    lua_pushlightuserdata(L, &driver_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, resuming ? 3 : 2);
+        lua_remove(L, -3);
+        return 0;
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, lls_traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "lodestone.workflow");
+    int rc = lua_pcall(L, 1, 1, top + 1);
+    if (rc != 0) return rc;
+    lua_pushlightuserdata(L, &driver_key);
+    lua_createtable(L, 3, 0);
+    lua_pushvalue(L, top + 1);
+    lua_rawseti(L, -2, 1);
+    lua_getfield(L, top + 2, "_activate");
+    lua_rawseti(L, -2, 2);
+    lua_getfield(L, top + 2, "_resume");
+    lua_rawseti(L, -2, 3);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, top + 2, resuming ? "_resume" : "_activate");
+    lua_replace(L, top + 2);
+    return 0;
+}
+
 static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
 {
     tl_act = a;
     tl_worker = w;
     int top = lua_gettop(L);
-    lua_pushcfunction(L, lls_traceback);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "lodestone.workflow");
-    int rc = lua_pcall(L, 1, 1, top + 1);
+    int rc = push_entry(L, top, resuming);
     if (rc == 0 && resuming) {
-        lua_getfield(L, -1, "_resume");
         lua_pushlightuserdata(L, a);
         rc = lua_pcall(L, 1, 0, top + 1);
     } else if (rc == 0) {
-        lua_getfield(L, -1, "_activate");
         lua_pushlightuserdata(L, &defs_key);
         lua_rawget(L, LUA_REGISTRYINDEX);
         lua_getfield(L, -1, ls_flow_act_type(a));
