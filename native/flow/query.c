@@ -158,20 +158,25 @@ ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void 
 ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
-    ls_rc rc = flow_key_name(&k, name, nlen, err);
-    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
-    if (rc == LS_OK && v.len != LS_ID_BYTES)
-        rc = ls_err_set(err, LS_ECORRUPT, "name index entry of %zu bytes", v.len);
-    if (rc == LS_OK) memcpy(id->b, v.ptr, LS_ID_BYTES);
-    if (rc == LS_ENOTFOUND && nlen == LS_ID_TEXTLEN && ls_id_parse(id, name, nlen, NULL) == LS_OK) {
+    ls_rc rc = LS_ENOTFOUND;
+    if (nlen == LS_ID_TEXTLEN && ls_id_parse(id, name, nlen, NULL) == LS_OK) {
         /* A run started without a name is named by its id and has no name
-         * index entry: its record names it. */
+         * index entry: its record names it. Names are unique (a start
+         * under a taken name finds that run), so a record of this id with
+         * this name is the run, and the index need not be read. */
         ls_run_record rec;
         rc = ls_run_key(&k, id, err);
         if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
         if (rc == LS_OK && (ls_run_decode(v.ptr, v.len, &rec, NULL) != LS_OK ||
                             rec.name_len != nlen || memcmp(rec.name, name, nlen) != 0))
             rc = LS_ENOTFOUND;
+    }
+    if (rc == LS_ENOTFOUND) {
+        rc = flow_key_name(&k, name, nlen, err);
+        if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
+        if (rc == LS_OK && v.len != LS_ID_BYTES)
+            rc = ls_err_set(err, LS_ECORRUPT, "name index entry of %zu bytes", v.len);
+        if (rc == LS_OK) memcpy(id->b, v.ptr, LS_ID_BYTES);
     }
     if (rc == LS_ENOTFOUND)
         ls_err_set(err, LS_ENOTFOUND, "no workflow run with id \"%.*s\"",
