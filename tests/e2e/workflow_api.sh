@@ -150,6 +150,10 @@ start_daemon
 api GET /healthz
 check "healthz is 200" 200 "$code"
 check "healthz counts the file that failed to load" 1 "$(j .workflow_load_errors)"
+# Requests carry more than API clients send: 8 KiB of cookies through a
+# proxy still fits in a connection's memory.
+api GET /healthz -H "Cookie: c=$(head -c 8192 /dev/zero | tr '\0' a)"
+check "a request with 8 KiB of headers is served" 200 "$code"
 api GET /v1/workflow-types
 check "types: the broken file is listed with its name" "$d/wf/broken.lua" "$(j '.errors[0].file')"
 check_contains "types: with the parse error, naming the file" "broken.lua:" "$(j '.errors[0].error')"
