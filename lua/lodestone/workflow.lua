@@ -405,20 +405,21 @@ function Ctx:step(name, fn, opts)
   if type(name) ~= "string" or name == "" then error("ctx:step: name must be a non-empty string", 2) end
   if type(fn) ~= "function" then error("ctx:step: fn must be a function(s)", 2) end
   not_in_step(self, "ctx:step")
-  if opts ~= nil and type(opts) ~= "table" then error("ctx:step: opts must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "retry" and k ~= "timeout" and k ~= "on_exhausted" then
-      error("ctx:step: unknown option " .. tostring(k) .. " (known: retry, timeout, on_exhausted)", 2)
-    end
-  end
-  check_exhausted(opts.on_exhausted, "ctx:step: on_exhausted", 2)
-  local timeout = opts.timeout and parse_positive(opts.timeout, "ctx:step: timeout", 2)
-    or self._def.step_timeout_ms
-  local wf_initial = self._def.retry and self._def.retry.initial_interval
-  local step_retry = check_retry(opts.retry, "ctx:step: retry", 2,
-    wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS)
   local rt, act, def = self._rt, self._act, self._def
+  local timeout, step_retry, on_exhausted = def.step_timeout_ms, nil, nil
+  if opts ~= nil then -- (without options, the workflow's own, checked by define)
+    if type(opts) ~= "table" then error("ctx:step: opts must be a table", 2) end
+    for k in pairs(opts) do
+      if k ~= "retry" and k ~= "timeout" and k ~= "on_exhausted" then
+        error("ctx:step: unknown option " .. tostring(k) .. " (known: retry, timeout, on_exhausted)", 2)
+      end
+    end
+    on_exhausted = check_exhausted(opts.on_exhausted, "ctx:step: on_exhausted", 2)
+    timeout = opts.timeout and parse_positive(opts.timeout, "ctx:step: timeout", 2) or timeout
+    local wf_initial = def.retry and def.retry.initial_interval
+    step_retry = check_retry(opts.retry, "ctx:step: retry", 2,
+      wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS)
+  end
   local st, a, key = rt.step(act, name)
   park(rt, act)
   if st == "done" then return decode(a) end
@@ -445,7 +446,7 @@ function Ctx:step(name, fn, opts)
     res = handler("step result is not JSON: " .. tostring(err))
   end
   local msg, code, fatal = describe_error(res.err)
-  local pause = (opts.on_exhausted or def.on_exhausted) == "pause"
+  local pause = (on_exhausted or def.on_exhausted) == "pause"
   local verdict, final = rt.step_failed(act, name, a, msg, code, fatal, def.retry_json, step_retry, pause)
   park(rt, act)
   if verdict == "wait" then suspend() end
@@ -775,8 +776,15 @@ local function drive(co, act, rt, def, deadline_ns, deadline_ms)
   end
 end
 
+-- lodestone.flowrt, as package.loaded has it now (lodestone.testing puts
+-- its own there for the length of an activation).
+local loaded = package.loaded
+local function flowrt()
+  return loaded["lodestone.flowrt"] or require("lodestone.flowrt")
+end
+
 function M._activate(def, act)
-  local rt = require("lodestone.flowrt")
+  local rt = flowrt()
   local ctx = setmetatable({ _rt = rt, _act = act, _def = def, id = rt.name(act),
                              type = def.name, attempt = 1 }, Ctx)
   local input = decode(rt.input(act))
@@ -789,7 +797,7 @@ function M._activate(def, act)
 end
 
 function M._resume(act)
-  local rt = require("lodestone.flowrt")
+  local rt = flowrt()
   local p = parked[act]
   parked[act] = nil
   if p == nil or rt.interrupted(act) then
