@@ -678,7 +678,7 @@ static ls_rc write_group(ls_flow_t *f, flow_commit *list, ls_store_batch_t *merg
  * waiting threads woken. Caller holds cmu (taken and released inside). */
 static void complete_group(ls_flow_t *f, flow_commit *list, ls_rc rc, const ls_err *err)
 {
-    flow_commit *c = list, *waiters = NULL;
+    flow_commit *c = list, *waiters = NULL, *landed = NULL;
     pthread_mutex_lock(&f->mu);
     while (c) {
         flow_commit *next = c->next; /* c may be freed once handed back */
@@ -694,6 +694,9 @@ static void complete_group(ls_flow_t *f, flow_commit *list, ls_rc rc, const ls_e
                 w->rq_head = a;
             w->rq_tail = a;
             worker_wake(f, w);
+        } else if (c->written) {
+            c->next = landed;
+            landed = c;
         } else {
             c->next = waiters;
             waiters = c;
@@ -706,6 +709,11 @@ static void complete_group(ls_flow_t *f, flow_commit *list, ls_rc rc, const ls_e
         waiters->done = 1;
         if (waiters->cv) pthread_cond_signal(waiters->cv);
         waiters = next;
+    }
+    while (landed) {
+        flow_commit *next = landed->next; /* freed by its callback */
+        landed->written(landed);
+        landed = next;
     }
 }
 
@@ -1436,23 +1444,6 @@ out:
     return rc;
 }
 
-static ls_rc write_start(ls_flow_t *f, const ls_id *id, const char *name, size_t nlen,
-                         int index_name, const char *type, size_t tlen, const char *input,
-                         size_t ilen, const flow_parent *parent, const ls_buf *version,
-                         const ls_buf *source, const char *ckey, int held, int64_t now,
-                         ls_buf *event, ls_err *err)
-{
-    ls_store_batch_t *b = NULL;
-    ls_rc rc = ls_store_batch_new(&b, err);
-    if (rc == LS_OK)
-        rc = put_start(f, b, id, name, nlen, index_name, type, tlen, input, ilen, parent, version,
-                       source, ckey, held, now, event, err);
-    flow_commit c = {.b = b, .sync = 1};
-    if (rc == LS_OK) rc = flow_commit_wait(f, &c, err);
-    ls_store_batch_free(b);
-    return rc;
-}
-
 /* LS_OK when run `existing` (named name) is a child of parent, else
  * LS_ESTATE saying so. */
 static ls_rc child_of(ls_flow_t *f, const ls_id *existing, const flow_parent *parent,
@@ -1539,21 +1530,201 @@ static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *e
     return rc;
 }
 
+/* LS_ENOTFOUND naming the known types. */
+static ls_rc unknown_type(ls_flow_t *f, const char *type, size_t tlen, ls_err *err)
+{
+    ls_buf known = LS_BUF_INIT;
+    f->o.runner->list_types(f->o.runner_ud, &known);
+    ls_rc rc = ls_err_set(err, LS_ENOTFOUND, "unknown workflow type \"%.*s\"; known types: %.*s",
+                          (int)(tlen > 100 ? 100 : tlen), type, (int)known.len,
+                          known.len ? (const char *)known.ptr : "(none)");
+    ls_buf_free(&known);
+    return rc;
+}
+
+/* A start between its preparation and its write's landing. */
+typedef struct start_op {
+    flow_commit c; /* first: complete_group hands back &op->c */
+    ls_flow_t *f;
+    flow_run *r;
+    ls_store_batch_t *b;
+    ls_buf event;
+    char *new_source; /* the version whose source this start stores */
+    int held;
+    pthread_mutex_t *stripe; /* held until the start has landed */
+    void (*done)(void *ud, ls_rc rc, const ls_err *err);
+    void *ud;
+} start_op;
+
+static void start_op_free(start_op *op)
+{
+    if (op == NULL) return;
+    ls_store_batch_free(op->b);
+    ls_buf_free(&op->event);
+    ls_free(op->new_source);
+    flow_run_free(op->r);
+    ls_free(op);
+}
+
+/* The start's write has landed (rc): the run exists from now on and is
+ * queued (or waits for a slot); or nothing was stored, and its slot goes
+ * back. Frees op. */
+static ls_rc start_landed(start_op *op, ls_rc rc, const ls_err *err)
+{
+    ls_flow_t *f = op->f;
+    flow_run *r = op->r;
+    if (rc != LS_OK) {
+        if (r->ckey && !op->held) {
+            pthread_mutex_lock(&f->mu);
+            release_slot(f, r); /* give the reserved slot back */
+            pthread_mutex_unlock(&f->mu);
+        }
+        if (op->stripe) pthread_mutex_unlock(op->stripe);
+        if (op->done) op->done(op->ud, rc, err);
+        start_op_free(op);
+        return rc;
+    }
+    if (op->new_source) source_known(f, op->new_source);
+    r->fresh = ls_buf_steal(&op->event, &r->fresh_len);
+    op->r = NULL; /* the engine's from here */
+    pthread_mutex_lock(&f->mu);
+    flow_runtab_add(&f->runs, r, NULL);
+    f->st.started++;
+    flow_count_type(f, r->type, LS_RUN_RUNNING);
+    f->st.runs_active = f->runs.n;
+    if (op->held) {
+        hold(f, r);
+        /* A slot freed while the start was being written found nobody
+         * waiting for it: look again, now that this run waits. */
+        admit_waiting(f, r->type);
+    } else {
+        enqueue(f, r);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (op->stripe) pthread_mutex_unlock(op->stripe);
+    if (op->done) op->done(op->ud, LS_OK, NULL);
+    start_op_free(op);
+    return LS_OK;
+}
+
+/* complete_group's call for a start written in a group. */
+static void start_written(flow_commit *c)
+{
+    start_landed((start_op *)c, c->rc, c->rc == LS_OK ? NULL : &c->err);
+}
+
+/* Prepares the start of a new run named name (an id, or a name nobody has):
+ * renders *run, reserves its slot and builds its batch. The caller holds
+ * stripe, if any; on failure it is released here. */
+static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size_t tlen,
+                           const char *name, size_t nlen, int named, const ls_buf *in,
+                           const flow_parent *parent, pthread_mutex_t *stripe, ls_buf *run,
+                           start_op **out, ls_err *err)
+{
+    *out = NULL;
+    ls_rc rc;
+    pthread_mutex_lock(&f->mu);
+    int stopping = f->stopping;
+    pthread_mutex_unlock(&f->mu);
+    start_op *op = stopping ? NULL : ls_calloc(1, sizeof *op);
+    flow_run *r = op ? flow_run_new(id, name, nlen, type, tlen) : NULL;
+    if (r == NULL) {
+        if (stripe) pthread_mutex_unlock(stripe);
+        ls_free(op);
+        if (stopping)
+            return ls_err_set(err, LS_EBUSY, "the daemon is shutting down; start refused");
+        return ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    }
+    op->f = f;
+    op->r = r;
+    op->stripe = stripe;
+    int64_t now = flow_now(f);
+    r->created_ms = r->updated_ms = now;
+    r->last_seq = 1;
+    /* Render before the write: a start that returns an error has stored
+     * nothing (and before the run is visible to workers, which may end
+     * it). */
+    ls_buf version = LS_BUF_INIT, source = LS_BUF_INIT;
+    int new_source = 0;
+    if (f->o.runner->type_version &&
+        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
+        ls_buf_putc(&version, '\0', NULL) == LS_OK) {
+        version.len--; /* NUL-terminated for the checks below */
+        /* The source is fetched only for the first run of a version. */
+        ls_buf again = LS_BUF_INIT;
+        if (!source_stored(f, (const char *)version.ptr, NULL) &&
+            f->o.runner->type_version(f->o.runner_ud, type, tlen, &again, &source)) {
+            /* (a reload in between: pin the run to the version whose source
+             * this is) */
+            new_source = ls_buf_set(&version, again.ptr, again.len, NULL) == LS_OK &&
+                         ls_buf_putc(&version, '\0', NULL) == LS_OK;
+            if (new_source) version.len--;
+        }
+        ls_buf_free(&again);
+    }
+    char ts[LS_TIME_TEXTLEN + 1];
+    ls_time_format(now, ts);
+    rc = ls_buf_set(run, "", 0, err);
+    if (rc == LS_OK)
+        rc = ls_buf_printf(run, err,
+                           "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
+                           "\"input\":%.*s,\"status\":\"running\",\"steps_completed\":0,"
+                           "\"type\":\"%.*s\",\"updated_at\":\"%s\"%s%.*s%s}",
+                           ts, (int)nlen, name, (int)in->len, (const char *)in->ptr, (int)tlen,
+                           type, ts, version.len ? ",\"version\":\"" : "", (int)version.len,
+                           version.len ? (const char *)version.ptr : "", version.len ? "\"" : "");
+    r->version = ls_strndup(version.len ? (const char *)version.ptr : "", version.len);
+    if (rc == LS_OK && r->version == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    if (rc == LS_OK && new_source && (op->new_source = ls_strdup(r->version)) == NULL)
+        rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+    if (rc == LS_OK) { /* its type's counters exist before anything is stored */
+        pthread_mutex_lock(&f->mu);
+        if (type_stat(f, r->type) == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        pthread_mutex_unlock(&f->mu);
+    }
+    /* Concurrency: a slot now (reserved before the write), or it waits. */
+    flow_limits lim;
+    int reserved = 0;
+    if (rc == LS_OK && limits_of(f, type, tlen, &lim)) {
+        r->ckey = limits_key(&lim, (const char *)in->ptr, in->len);
+        if (r->ckey == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        if (rc == LS_OK) {
+            pthread_mutex_lock(&f->mu);
+            op->held = !fits(f, &lim, r->type, r->ckey);
+            if (!op->held) take_slot(f, r);
+            reserved = !op->held;
+            pthread_mutex_unlock(&f->mu);
+        }
+    }
+    if (rc == LS_OK) rc = ls_store_batch_new(&op->b, err);
+    if (rc == LS_OK)
+        rc = put_start(f, op->b, id, name, nlen, named, type, tlen, (const char *)in->ptr, in->len,
+                       parent, &version, new_source ? &source : NULL, r->ckey, op->held, now,
+                       &op->event, err);
+    ls_buf_free(&version);
+    ls_buf_free(&source);
+    if (rc != LS_OK) {
+        if (reserved) {
+            pthread_mutex_lock(&f->mu);
+            release_slot(f, r);
+            pthread_mutex_unlock(&f->mu);
+        }
+        if (stripe) pthread_mutex_unlock(stripe);
+        start_op_free(op);
+        return rc;
+    }
+    op->c.b = op->b;
+    op->c.sync = 1;
+    *out = op;
+    return LS_OK;
+}
+
 ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
                  const char *input, size_t ilen, const flow_parent *parent, ls_buf *run,
                  int *created, ls_err *err)
 {
     *created = 0;
-    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) {
-        ls_buf known = LS_BUF_INIT;
-        f->o.runner->list_types(f->o.runner_ud, &known);
-        ls_rc rc =
-            ls_err_set(err, LS_ENOTFOUND, "unknown workflow type \"%.*s\"; known types: %.*s",
-                       (int)(tlen > 100 ? 100 : tlen), type, (int)known.len,
-                       known.len ? (const char *)known.ptr : "(none)");
-        ls_buf_free(&known);
-        return rc;
-    }
+    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
     ls_buf in = LS_BUF_INIT;
     ls_rc rc = compact_json(f, "input", input, ilen, &in, err);
     if (rc != LS_OK) {
@@ -1588,117 +1759,59 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
         pthread_mutex_unlock(stripe);
         goto out;
     }
-    pthread_mutex_lock(&f->mu);
-    int stopping = f->stopping;
-    pthread_mutex_unlock(&f->mu);
-    if (stopping) {
-        pthread_mutex_unlock(stripe);
-        rc = ls_err_set(err, LS_EBUSY, "the daemon is shutting down; start refused");
-        goto out;
-    }
-    flow_run *r = flow_run_new(&id, name, nlen, type, tlen);
-    if (r == NULL) {
-        pthread_mutex_unlock(stripe);
-        rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-        goto out;
-    }
-    int64_t now = flow_now(f);
-    r->created_ms = r->updated_ms = now;
-    r->last_seq = 1;
-    /* Render before the write: a start that returns an error has stored
-     * nothing (and before the run is visible to workers, which may end
-     * it). */
-    ls_buf event = LS_BUF_INIT, version = LS_BUF_INIT, source = LS_BUF_INIT;
-    int new_source = 0;
-    if (f->o.runner->type_version &&
-        f->o.runner->type_version(f->o.runner_ud, type, tlen, &version, NULL) &&
-        ls_buf_putc(&version, '\0', NULL) == LS_OK) {
-        version.len--; /* NUL-terminated for the checks below */
-        /* The source is fetched only for the first run of a version. */
-        ls_buf again = LS_BUF_INIT;
-        if (!source_stored(f, (const char *)version.ptr, NULL) &&
-            f->o.runner->type_version(f->o.runner_ud, type, tlen, &again, &source)) {
-            /* (a reload in between: pin the run to the version whose source
-             * this is) */
-            new_source = ls_buf_set(&version, again.ptr, again.len, NULL) == LS_OK &&
-                         ls_buf_putc(&version, '\0', NULL) == LS_OK;
-            if (new_source) version.len--;
-        }
-        ls_buf_free(&again);
-    }
-    char ts[LS_TIME_TEXTLEN + 1];
-    ls_time_format(now, ts);
-    rc = ls_buf_set(run, "", 0, err);
-    if (rc == LS_OK)
-        rc = ls_buf_printf(run, err,
-                           "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
-                           "\"input\":%.*s,\"status\":\"running\",\"steps_completed\":0,"
-                           "\"type\":\"%.*s\",\"updated_at\":\"%s\"%s%.*s%s}",
-                           ts, (int)nlen, name, (int)in.len, (const char *)in.ptr, (int)tlen, type,
-                           ts, version.len ? ",\"version\":\"" : "", (int)version.len,
-                           version.len ? (const char *)version.ptr : "", version.len ? "\"" : "");
-    r->version = ls_strndup(version.len ? (const char *)version.ptr : "", version.len);
-    if (rc == LS_OK && r->version == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-    if (rc == LS_OK) { /* its type's counters exist before anything is stored */
-        pthread_mutex_lock(&f->mu);
-        if (type_stat(f, r->type) == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-        pthread_mutex_unlock(&f->mu);
-    }
-    /* Concurrency: a slot now (reserved before the write), or it waits. */
-    flow_limits lim;
-    int held = 0;
-    if (rc == LS_OK && limits_of(f, type, tlen, &lim)) {
-        r->ckey = limits_key(&lim, (const char *)in.ptr, in.len);
-        if (r->ckey == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-        if (rc == LS_OK) {
-            pthread_mutex_lock(&f->mu);
-            held = !fits(f, &lim, r->type, r->ckey);
-            if (!held) take_slot(f, r);
-            pthread_mutex_unlock(&f->mu);
-        }
-    }
-    if (rc == LS_OK)
-        rc =
-            write_start(f, &id, name, nlen, named, type, tlen, (const char *)in.ptr, in.len, parent,
-                        &version, new_source ? &source : NULL, r->ckey, held, now, &event, err);
-    if (rc != LS_OK && r->ckey && !held) {
-        pthread_mutex_lock(&f->mu);
-        release_slot(f, r); /* give the reserved slot back */
-        pthread_mutex_unlock(&f->mu);
-    }
-    if (rc == LS_OK && new_source) source_known(f, (const char *)version.ptr);
-    ls_buf_free(&version);
-    ls_buf_free(&source);
-    if (rc != LS_OK) {
-        pthread_mutex_unlock(stripe);
-        ls_buf_free(&event);
-        flow_run_free(r);
-        goto out;
-    }
-    r->fresh = ls_buf_steal(&event, &r->fresh_len);
+    start_op *op;
+    rc = start_prepare(f, &id, type, tlen, name, nlen, named, &in, parent, stripe, run, &op, err);
+    if (rc != LS_OK) goto out;
     if (parent) {
-        r->has_parent = 1;
-        r->parent = *parent->id;
+        op->r->has_parent = 1;
+        op->r->parent = *parent->id;
     }
-    *created = 1;
-    pthread_mutex_lock(&f->mu);
-    flow_runtab_add(&f->runs, r, NULL);
-    f->st.started++;
-    flow_count_type(f, r->type, LS_RUN_RUNNING);
-    f->st.runs_active = f->runs.n;
-    if (held) {
-        hold(f, r);
-        /* A slot freed while the start was being written found nobody
-         * waiting for it: look again, now that this run waits. */
-        admit_waiting(f, r->type);
-    } else {
-        enqueue(f, r);
-    }
-    pthread_mutex_unlock(&f->mu);
-    pthread_mutex_unlock(stripe);
+    ls_err werr;
+    rc = flow_commit_wait(f, &op->c, &werr);
+    if (start_landed(op, rc, &werr) == LS_OK)
+        *created = 1;
+    else if (err)
+        *err = werr;
 out:
     ls_buf_free(&in);
     return rc;
+}
+
+ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
+                          size_t ilen, ls_buf *run,
+                          void (*done)(void *ud, ls_rc rc, const ls_err *err), void *ud,
+                          ls_err *err)
+{
+    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
+    ls_buf in = LS_BUF_INIT;
+    ls_rc rc = compact_json(f, "input", input, ilen, &in, err);
+    ls_id id;
+    char name[LS_ID_TEXTLEN + 1];
+    if (rc == LS_OK) rc = ls_id_new(&id, f->clock, err);
+    start_op *op = NULL;
+    if (rc == LS_OK) {
+        /* A fresh id names no run yet: no lookup, no stripe to hold. */
+        ls_id_format(&id, name);
+        rc = start_prepare(f, &id, type, tlen, name, LS_ID_TEXTLEN, 0, &in, NULL, NULL, run, &op,
+                           err);
+    }
+    ls_buf_free(&in);
+    if (rc != LS_OK) return rc;
+    op->done = done;
+    op->ud = ud;
+    pthread_mutex_lock(&f->cmu);
+    int running = f->c_running;
+    pthread_mutex_unlock(&f->cmu);
+    if (!running) { /* no committer (not running yet): write it here */
+        ls_err werr;
+        unsigned flags = f->o.nosync ? 0 : LS_STORE_SYNC;
+        rc = ls_store_write(f->o.store, op->b, flags, &werr);
+        start_landed(op, rc, &werr);
+        return LS_OK;
+    }
+    op->c.written = start_written;
+    flow_commit_submit(f, &op->c);
+    return LS_OK;
 }
 
 /* ---- signals, cancel, terminate: the inbox ---- */

@@ -162,6 +162,9 @@ typedef struct flow_commit {
     int done;           /* sync waiters: set under cmu */
     pthread_cond_t *cv; /* a waiting thread, or NULL */
     ls_flow_act *act;   /* an activation to hand back to its worker */
+    /* Or called once the write has landed (rc, err set), under cmu, and
+     * may free c: a start that nobody waits for. */
+    void (*written)(struct flow_commit *c);
     struct flow_commit *next;
 } flow_commit;
 

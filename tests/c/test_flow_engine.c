@@ -25,6 +25,7 @@
 
 #include "lodestone/ls_flow.h"
 #include "lodestone/ls_id.h"
+#include "flow/history.h"
 #include "ls_json.h"
 
 #define WAIT_MS 10000 /* longest wait for anything the engine does */
@@ -1847,6 +1848,130 @@ static void test_engine_list_filters_and_pages(void **state)
 
 /* ---- 11. watches ---- */
 
+/* ---- 11a. starts that nobody waits for ---- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    ls_rc rc;
+    ls_store_t *st;
+    ls_buf run;   /* the run's object, filled before the start is written */
+    int in_store; /* the run's record was in the store when called back */
+} landing;
+
+#define LANDING(e)                                                                                \
+    {                                                                                             \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, LS_EIO, (e)->d.st, LS_BUF_INIT, 0 \
+    }
+
+static void on_landed(void *ud, ls_rc rc, const ls_err *err)
+{
+    landing *l = ud;
+    (void)err;
+    /* Durable before it is said to be: its record is in the store now. */
+    const char *text;
+    size_t n;
+    ls_id id;
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    int in_store =
+        ls_json_peek_string((const char *)l->run.ptr, l->run.len, "id", &text, &n) == LS_OK &&
+        ls_id_parse(&id, text, n, NULL) == LS_OK && ls_run_key(&k, &id, NULL) == LS_OK &&
+        ls_store_get(l->st, k.ptr, k.len, &v, NULL) == LS_OK;
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    pthread_mutex_lock(&l->mu);
+    l->calls++;
+    l->rc = rc;
+    l->in_store = in_store;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void wait_landed(landing *l)
+{
+    pthread_mutex_lock(&l->mu);
+    for (int i = 0; l->calls == 0 && i < WAIT_MS / 10; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    }
+    pthread_mutex_unlock(&l->mu);
+    assert_int_equal(l->calls, 1);
+}
+
+/* Starts "three" asynchronously; returns the new run's id (caller frees). */
+static char *start_async(env *e, const char *input, landing *l)
+{
+    ls_err err = {0};
+    th_ok(ls_flow_start_async(e->f, "three", 5, input, input ? strlen(input) : 0, &l->run,
+                              on_landed, l, &err),
+          &err);
+    json_t *j = parse_buf(&l->run);
+    assert_string_equal(jstr(j, "status"), "running");
+    char *id = strdup(jstr(j, "id"));
+    json_decref(j);
+    return id;
+}
+
+static void test_engine_start_async(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    /* Before the engine runs, the start is written by the caller. */
+    eng_open(e, 0);
+    landing early = LANDING(e);
+    char *first = start_async(e, "{\"n\":1}", &early);
+    assert_int_equal(early.calls, 1); /* before start_async returned */
+    assert_int_equal(early.rc, LS_OK);
+    assert_int_equal(early.in_store, 1);
+    ls_buf_free(&early.run);
+    th_ok(ls_flow_run(e->f, &err), &err);
+    wait_end(e, first);
+
+    /* Running: many at once, each landing once, each run completing. */
+    enum { N = 64 };
+    landing l[N];
+    char *ids[N];
+    for (int i = 0; i < N; i++) {
+        l[i] = (landing)LANDING(e);
+        ids[i] = start_async(e, "{\"n\":2}", &l[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        wait_landed(&l[i]);
+        assert_int_equal(l[i].rc, LS_OK);
+        assert_int_equal(l[i].in_store, 1);
+        ls_buf_free(&l[i].run);
+        wait_end(e, ids[i]);
+        ls_buf out = LS_BUF_INIT;
+        int done = 0;
+        th_ok(ls_flow_result(e->f, ids[i], strlen(ids[i]), &out, &done, &err), &err);
+        assert_int_equal(done, 1);
+        json_t *r = parse_buf(&out);
+        assert_string_equal(jstr(r, "status"), "completed");
+        json_decref(r);
+        ls_buf_free(&out);
+        assert_int_equal(calls(&e->h, ids[i], "c"), 1);
+        free(ids[i]);
+    }
+    free(first);
+
+    /* Refused up front: nothing started, never called back. */
+    landing none = LANDING(e);
+    ls_buf run = LS_BUF_INIT;
+    assert_int_equal(ls_flow_start_async(e->f, "nope", 4, NULL, 0, &run, on_landed, &none, &err),
+                     LS_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "three"));
+    assert_int_equal(ls_flow_start_async(e->f, "three", 5, "{bad", 4, &run, on_landed, &none, &err),
+                     LS_EINVAL);
+    ls_buf_free(&run);
+    th_nap_ms(20);
+    assert_int_equal(none.calls, 0);
+    eng_close(e);
+}
+
 static void test_engine_watch_and_unwatch(void **state)
 {
     env *e = *state;
@@ -2641,6 +2766,7 @@ int main(void)
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),
         T(test_engine_list_filters_and_pages),
+        T(test_engine_start_async),
         T(test_engine_watch_and_unwatch),
         T(test_engine_stop_interrupts_after_grace),
         T(test_engine_stop_lets_activations_finish_within_grace),

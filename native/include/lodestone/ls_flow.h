@@ -155,6 +155,19 @@ LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const ch
                            size_t nlen, const char *input, size_t ilen, ls_buf *run, int *created,
                            ls_err *err);
 
+/* Starts a run of type with input under a fresh id, without waiting for
+ * its write: on LS_OK *run already holds the run's object (as
+ * ls_flow_start gives it) and done(ud, rc, err) is called once, when the
+ * start is durable and the run exists (rc LS_OK, err NULL) or when it could
+ * not be written (nothing was started). done runs on the thread that wrote
+ * the start (the engine's committer, or the caller's own before this
+ * returns): it must be quick and must not call ls_flow_* functions. On an
+ * error returned here done is never called. */
+LS_API ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
+                                 size_t ilen, ls_buf *run,
+                                 void (*done)(void *ud, ls_rc rc, const ls_err *err), void *ud,
+                                 ls_err *err);
+
 /* The run's object: {"id","type","status","created_at","updated_at",
  * "steps_completed","attempts_failed","input","output"|"error",
  * "waiting"}. LS_ENOTFOUND when there is no such run. */
