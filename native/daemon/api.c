@@ -45,8 +45,9 @@ struct lsd_api {
     struct MHD_Daemon *unix_d;
     struct MHD_Daemon *tcp_d;
     int unix_fd;
-    pthread_mutex_t mu; /* guards the waiter list */
+    pthread_mutex_t mu; /* guards the waiter list, the starting counts */
     req *waiters;
+    int starting; /* starts being written (connections suspended for them) */
     pthread_t reaper;
     int reaper_on;
     int stopping;
@@ -68,6 +69,12 @@ struct req {
     int fired; /* the watch has fired */
     char *name;
     req *next, *prev;
+    /* a start without an id: written while the connection is suspended */
+    int starting; /* 1 while its write is on its way, 2 once it has landed */
+    int start_suspended;
+    ls_rc start_rc;
+    ls_err start_err;
+    ls_buf start_out;
 };
 
 /* ---- responses ---- */
@@ -218,7 +225,11 @@ static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const c
         ls_rc rc = ls_flow_watch(a->o.flow, name, nlen, on_run_end, r, &r->watch, &err);
         if (rc == LS_OK) {
             pthread_mutex_lock(&a->mu);
-            if (!r->fired) {
+            if (!r->fired && a->stopping) {
+                /* Stopping since the check above: the reaper may have made
+                 * its last pass, so answer now (and drop the watch below). */
+                r->watching = 1;
+            } else if (!r->fired) {
                 r->watching = 1;
                 r->suspended = 1;
                 r->conn = c;
@@ -247,10 +258,84 @@ static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const c
     return ret;
 }
 
+/* ls_flow_start_async's callback: the start is durable (or failed). Runs
+ * on the engine's committer, or inside the call that started it. */
+static void on_started(void *ud, ls_rc rc, const ls_err *err)
+{
+    req *r = ud;
+    lsd_api *a = r->api;
+    pthread_mutex_lock(&a->mu);
+    r->start_rc = rc;
+    if (err) r->start_err = *err;
+    r->starting = 2;
+    a->starting--;
+    if (r->start_suspended) {
+        r->start_suspended = 0;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Answers a start whose write has landed, as h_start answers one. */
+static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
+{
+    r->starting = 0;
+    if (r->start_rc != LS_OK) return send_rc(c, r->start_rc, &r->start_err);
+    if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") == NULL)
+        return send_json(c, 201, &r->start_out);
+    const char *id;
+    size_t idlen;
+    if (ls_json_peek_string((const char *)r->start_out.ptr, r->start_out.len, "id", &id, &idlen) !=
+            LS_OK ||
+        (r->name = strndup(id, idlen)) == NULL)
+        return send_error(c, 500, "internal", "start: no id in the run");
+    return h_result(a, r, c, r->name);
+}
+
+/* Starts a run under a fresh id without holding this thread for its write:
+ * the connection is suspended until the start has landed. Returns 0 when
+ * it cannot go that way (the API is stopping): start it the waiting way. */
+static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char *type,
+                       const char *input, size_t ilen, MHD_RESULT *ret)
+{
+    pthread_mutex_lock(&a->mu);
+    int stopping = a->stopping;
+    if (!stopping) {
+        a->starting++;
+        r->starting = 1;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (stopping) return 0;
+    ls_err err;
+    ls_rc rc = ls_flow_start_async(a->o.flow, type, strlen(type), input, ilen, &r->start_out,
+                                   on_started, r, &err);
+    pthread_mutex_lock(&a->mu);
+    if (rc != LS_OK) { /* refused: never called back */
+        a->starting--;
+        r->starting = 0;
+    } else if (r->starting == 1) {
+        r->start_suspended = 1;
+        MHD_suspend_connection(c);
+        pthread_mutex_unlock(&a->mu);
+        *ret = MHD_YES;
+        return 1;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (rc == LS_ENOTFOUND)
+        *ret = send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
+    else if (rc != LS_OK)
+        *ret = send_rc(c, rc, &err);
+    else
+        *ret = started(a, r, c); /* landed already: written by this thread */
+    return 1;
+}
+
 static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const char *type)
 {
     /* POST ...?wait=S came back after its long poll: answer the result. */
     if (r->name) return h_result(a, r, c, r->name);
+    /* Resumed once its start landed. */
+    if (r->starting == 2) return started(a, r, c);
     if (parse_wait(c) < 0) return bad_wait(c); /* before starting anything */
     const char *name = NULL, *input = NULL;
     size_t nlen = 0, ilen = 0;
@@ -299,12 +384,17 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
             }
         }
     }
+    MHD_RESULT ret;
+    if (name == NULL && start_async(a, r, c, type, input, ilen, &ret)) {
+        json_decref(body);
+        ls_buf_free(&in);
+        return ret;
+    }
     int created = 0;
     ls_rc rc =
         ls_flow_start(a->o.flow, type, strlen(type), name, nlen, input, ilen, &out, &created, &err);
     json_decref(body);
     ls_buf_free(&in);
-    MHD_RESULT ret;
     if (rc == LS_ENOTFOUND)
         ret = send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
     else if (rc != LS_OK)
@@ -894,6 +984,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->body) sodium_memzero(r->body, r->cap);
     free(r->body);
     free(r->name);
+    ls_buf_free(&r->start_out);
     free(r);
     *con_cls = NULL;
 }
@@ -998,6 +1089,16 @@ void lsd_api_stop(lsd_api *a)
     a->stopping = 1;
     pthread_mutex_unlock(&a->mu);
     if (a->reaper_on) pthread_join(a->reaper, NULL); /* resumes every long poll */
+    /* Starts being written resume their connections as they land (no new
+     * one is taken once stopping is set): MHD stops none suspended. */
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        int starting = a->starting;
+        pthread_mutex_unlock(&a->mu);
+        if (starting == 0) break;
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (a->unix_d) MHD_stop_daemon(a->unix_d);
     if (a->tcp_d) MHD_stop_daemon(a->tcp_d);
     if (a->unix_fd >= 0) {

@@ -154,9 +154,9 @@ int main(int argc, char **argv)
 {
     const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
     const char *listen_addr = NULL, *token_file = NULL, *key_file = NULL;
-    /* An HTTP thread waits for the synced write of each start it takes:
-     * 32 let that many starts share a write (16: ~20% fewer runs/s at
-     * concurrency 256 in bench/workflows.sh). */
+    /* An HTTP thread waits for the synced write of each start with an id
+     * that it takes (one without is written while its connection waits):
+     * 32 let that many share a write. */
     unsigned long workers = 8, http_threads = 32, grace_s = 10, body_limit = 1 << 20;
     int nosync = 0;
     unsigned long max_payload = 0, max_events = 0, max_steps = 0;

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Starts without an id are written while their HTTP connection waits,
+# without holding an HTTP thread. This checks what a client is promised:
+#   - a 201 (or a result) is only sent once the start is durable: after a
+#     SIGKILL amid 16 clients starting runs, every run a client was told
+#     about exists after the restart, and completes;
+#   - a SIGTERM amid such starts ends the daemon cleanly: every client gets
+#     an answer, and every run it was told about exists.
+#
+# Usage: workflow_starts.sh BUILD_DIR
+set -u
+BUILD=${1:?usage: workflow_starts.sh BUILD_DIR}
+. "$(dirname "$0")/lib.sh"
+
+CLIENTS=16
+e2e_tmpdir
+trap e2e_cleanup EXIT
+mkdir -p "$E2E_DIR/wf" "$E2E_DIR/out"
+SOCK="$E2E_DIR/d.sock"
+
+cat >"$E2E_DIR/wf/one.lua" <<'EOF'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "one",
+  run = function(ctx, input)
+    return ctx:step("a", function() return { n = input.n } end)
+  end,
+}
+EOF
+
+build=$BUILD # (e2e_lodestoned's name for it)
+DAEMON_PID=
+start_daemon() {
+  e2e_lodestoned "$SOCK" "$E2E_DIR/daemon.log" --data "$E2E_DIR/data" --workflows "$E2E_DIR/wf" \
+    --socket "$SOCK" --workers 2 --http-threads 4 --grace 2 || return 1
+  DAEMON_PID=$E2E_DAEMON
+}
+
+# CLIENTS loops of starts without an id; each answer is a line "CODE BODY"
+# in out/PHASE-N. $2: a query string ("" or "?wait=10").
+CLIENT_PIDS=()
+clients() {
+  local phase=$1 query=$2 i
+  CLIENT_PIDS=()
+  for i in $(seq $CLIENTS); do
+    (
+      for k in $(seq 200); do
+        out=$(curl -s --max-time 20 --unix-socket "$SOCK" -X POST -w '\n%{http_code}' \
+          "http://d/v1/workflows/one$query" -d "{\"input\":{\"n\":$k}}")
+        code=${out##*$'\n'}
+        echo "$code ${out%$'\n'*}" >>"$E2E_DIR/out/$phase-$i"
+        [ "$code" = 000 ] && break # the daemon is gone
+      done
+    ) &
+    CLIENT_PIDS+=($!)
+  done
+}
+answers() { cat "$E2E_DIR"/out/"$1"-* 2>/dev/null | wc -l; }
+# The ids of the runs clients were told about (any 2xx answer).
+told() { cat "$E2E_DIR"/out/"$1"-* | awk '$1 ~ /^2/' | sed -E 's/.*"id":"([^"]+)".*/\1/'; }
+wait_answers() { # phase n
+  for _ in $(seq 300); do
+    [ "$(answers "$1")" -ge "$2" ] && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
+# ---- SIGKILL amid starts ----
+start_daemon || { not_ok "daemon starts"; e2e_finish; exit 1; }
+clients kill ""
+wait_answers kill 100 || not_ok "clients got 100 answers"
+kill -9 "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null
+for p in "${CLIENT_PIDS[@]}"; do wait "$p"; done
+told kill >"$E2E_DIR/told-kill"
+n=$(wc -l <"$E2E_DIR/told-kill")
+[ "$n" -ge 100 ] && ok "SIGKILL came after $n acknowledged starts" || not_ok "acknowledged starts before the kill" "$n"
+check "every acknowledgement before the kill was a 201" 0 \
+  "$(cat "$E2E_DIR"/out/kill-* | awk '$1 ~ /^2/ && $1 != 201' | wc -l)"
+
+start_daemon || { not_ok "daemon restarts"; e2e_finish; exit 1; }
+missing=0 unfinished=0
+while read -r id; do
+  out=$(curl -s --unix-socket "$SOCK" "http://d/v1/workflows/$id/result?wait=10")
+  case "$out" in
+    *'"status":"completed"'*) ;;
+    *'"error"'*) missing=$((missing + 1)) ;;
+    *) unfinished=$((unfinished + 1)) ;;
+  esac
+done <"$E2E_DIR/told-kill"
+check "every run acknowledged before the SIGKILL exists after the restart" 0 "$missing"
+check "and completes" 0 "$unfinished"
+
+# ---- SIGTERM amid starts that wait for their result ----
+clients term "?wait=10"
+wait_answers term 100 || not_ok "clients got 100 answers"
+kill -TERM "$DAEMON_PID"
+exited=
+for _ in $(seq 200); do
+  kill -0 "$DAEMON_PID" 2>/dev/null || { exited=1; break; }
+  sleep 0.05
+done
+check "SIGTERM amid starts: the daemon exits within 10 s" 1 "${exited:-0}"
+wait "$DAEMON_PID"
+check "with status 0" 0 "$?"
+hung=0
+for p in "${CLIENT_PIDS[@]}"; do
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$p" 2>/dev/null && hung=$((hung + 1))
+done
+check "no client is left waiting for an answer" 0 "$hung"
+for p in "${CLIENT_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+check "no answer is a server error" 0 "$(cat "$E2E_DIR"/out/term-* | awk '$1 ~ /^5/ && $1 != 503' | wc -l)"
+told term >"$E2E_DIR/told-term"
+start_daemon || { not_ok "daemon restarts"; e2e_finish; exit 1; }
+missing=0
+while read -r id; do
+  curl -s --unix-socket "$SOCK" "http://d/v1/workflows/$id" | grep -q '"error"' && missing=$((missing + 1))
+done <"$E2E_DIR/told-term"
+check "every run acknowledged before the SIGTERM ($(wc -l <"$E2E_DIR/told-term")) exists after it" 0 "$missing"
+kill "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null
+
+e2e_finish
