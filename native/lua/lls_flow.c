@@ -1254,8 +1254,9 @@ static void activate(void *ud, void *p, ls_flow_act *a)
         ls_flow_act_abandon(a);
         return;
     }
+    /* No collection step here: the allocator's own pacing collects (an
+     * explicit step per activation cost ~6% of the CPU of a 3-step run). */
     drive(w, a, 0, w->L);
-    if (!ls_flow_act_parked(a)) lua_gc(w->L, LUA_GCSTEP, 0);
 }
 
 static void resume(void *ud, void *p, ls_flow_act *a)
