@@ -928,10 +928,17 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
             r->too_large = 1;
         } else if (!r->too_large) {
             if (r->len + *upload_size > r->cap) {
+                /* Bodies may hold secrets (PUT /v1/secrets): a grown buffer
+                 * is copied and the old one wiped, never left to realloc. */
                 size_t cap = r->cap ? r->cap : 4096;
                 while (cap < r->len + *upload_size) cap *= 2;
-                unsigned char *nb = realloc(r->body, cap);
+                unsigned char *nb = malloc(cap);
                 if (nb == NULL) return MHD_NO;
+                if (r->body) {
+                    memcpy(nb, r->body, r->len);
+                    sodium_memzero(r->body, r->len);
+                    free(r->body);
+                }
                 r->body = nb;
                 r->cap = cap;
             }
@@ -981,7 +988,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_lock(&a->mu);
     if (r->suspended && !r->resumed) waiter_unlink(a, r);
     pthread_mutex_unlock(&a->mu);
-    if (r->body) sodium_memzero(r->body, r->cap);
+    if (r->body) sodium_memzero(r->body, r->len); /* (nothing was written past len) */
     free(r->body);
     free(r->name);
     ls_buf_free(&r->start_out);

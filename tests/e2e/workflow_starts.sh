@@ -120,6 +120,14 @@ while read -r id; do
   curl -s --unix-socket "$SOCK" "http://d/v1/workflows/$id" | grep -q '"error"' && missing=$((missing + 1))
 done <"$E2E_DIR/told-term"
 check "every run acknowledged before the SIGTERM ($(wc -l <"$E2E_DIR/told-term")) exists after it" 0 "$missing"
+
+# A body larger than the first buffer (4 KiB) arrives whole.
+big=$(head -c 20000 /dev/zero | tr '\0' x)
+printf '{"input":{"n":"%s"}}' "$big" >"$E2E_DIR/big.json"
+out=$(curl -s --unix-socket "$SOCK" -X POST "http://d/v1/workflows/one?wait=10" \
+  --data-binary "@$E2E_DIR/big.json")
+check "a 20 KB input comes back whole as the step's result" "$big" \
+  "$(printf '%s' "$out" | jq -r .output.n)"
 kill "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null
 
