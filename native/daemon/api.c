@@ -72,6 +72,7 @@ struct req {
     /* a start without an id: written while the connection is suspended */
     int starting; /* 1 while its write is on its way, 2 once it has landed */
     int start_suspended;
+    double start_wait; /* its ?wait= */
     ls_rc start_rc;
     ls_err start_err;
     ls_buf start_out;
@@ -265,11 +266,35 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
     req *r = ud;
     lsd_api *a = r->api;
     pthread_mutex_lock(&a->mu);
+    int suspended = r->start_suspended; /* (only this call clears it) */
+    pthread_mutex_unlock(&a->mu);
+    /* A start that waits for its result, on a suspended connection: watch
+     * the run from here, so that the connection stays suspended until the
+     * run ends (one resume instead of two). */
+    int watched = 0;
+    const char *id;
+    size_t idlen;
+    if (rc == LS_OK && suspended && r->start_wait > 0 &&
+        ls_json_peek_string((const char *)r->start_out.ptr, r->start_out.len, "id", &id, &idlen) ==
+            LS_OK &&
+        (r->name = strndup(id, idlen)) != NULL)
+        watched = ls_flow_watch(a->o.flow, r->name, idlen, on_run_end, r, &r->watch, NULL) == LS_OK;
+    pthread_mutex_lock(&a->mu);
     r->start_rc = rc;
     if (err) r->start_err = *err;
     r->starting = 2;
     a->starting--;
-    if (r->start_suspended) {
+    if (watched) r->watching = 1;
+    if (watched && !r->fired && !a->stopping) {
+        r->starting = 0; /* answered as a long poll from here */
+        r->start_suspended = 0;
+        r->suspended = 1;
+        r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(r->start_wait * 1000);
+        r->next = a->waiters;
+        r->prev = NULL;
+        if (a->waiters) a->waiters->prev = r;
+        a->waiters = r;
+    } else if (suspended) {
         r->start_suspended = 0;
         MHD_resume_connection(r->conn);
     }
@@ -298,6 +323,7 @@ static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
 static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char *type,
                        const char *input, size_t ilen, MHD_RESULT *ret)
 {
+    r->start_wait = parse_wait(c); /* checked by the caller */
     pthread_mutex_lock(&a->mu);
     int stopping = a->stopping;
     if (!stopping) {

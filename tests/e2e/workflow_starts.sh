@@ -19,6 +19,16 @@ trap e2e_cleanup EXIT
 mkdir -p "$E2E_DIR/wf" "$E2E_DIR/out"
 SOCK="$E2E_DIR/d.sock"
 
+cat >"$E2E_DIR/wf/nap.lua" <<'EOF'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "nap",
+  run = function(ctx, input)
+    ctx:sleep(input.s)
+    return { slept = input.s }
+  end,
+}
+EOF
 cat >"$E2E_DIR/wf/one.lua" <<'EOF'
 local workflow = require "lodestone.workflow"
 return workflow.define {
@@ -120,6 +130,23 @@ while read -r id; do
   curl -s --unix-socket "$SOCK" "http://d/v1/workflows/$id" | grep -q '"error"' && missing=$((missing + 1))
 done <"$E2E_DIR/told-term"
 check "every run acknowledged before the SIGTERM ($(wc -l <"$E2E_DIR/told-term")) exists after it" 0 "$missing"
+
+# Waiting for the result of a start without an id: the wait runs out
+# (202, running), or the result comes (200).
+out=$(curl -s -w '\n%{http_code}' --unix-socket "$SOCK" -X POST "http://d/v1/workflows/nap?wait=0.3" \
+  -d '{"input":{"s":1.5}}')
+check "a start whose ?wait runs out first: 202" 202 "${out##*$'\n'}"
+body=${out%$'\n'*}
+check "and the run is running" running "$(j .status)"
+nap_id=$(j .id)
+out=$(curl -s -w '\n%{http_code}' --unix-socket "$SOCK" "http://d/v1/workflows/$nap_id/result?wait=10")
+body=${out%$'\n'*}
+check "which then completes" "200 1.5" "${out##*$'\n'} $(j .output.slept)"
+out=$(curl -s -w '\n%{http_code}' --unix-socket "$SOCK" -X POST "http://d/v1/workflows/nap?wait=10" \
+  -d '{"input":{"s":0.2}}')
+body=${out%$'\n'*}
+check "a start whose run ends within its ?wait: 200 with the output" "200 0.2" \
+  "${out##*$'\n'} $(j .output.slept)"
 
 # A body larger than the first buffer (4 KiB) arrives whole.
 big=$(head -c 20000 /dev/zero | tr '\0' x)
