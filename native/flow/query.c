@@ -155,21 +155,25 @@ ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void 
 
 /* ---- lookups ---- */
 
-ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err)
+/* flow_lookup, and when the run is named by its id, its record too (in
+ * *rec, borrowed from val; *got 1). */
+static ls_rc lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_buf *val,
+                    ls_run_record *rec, int *got, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
     ls_rc rc = LS_ENOTFOUND;
+    *got = 0;
     if (nlen == LS_ID_TEXTLEN && ls_id_parse(id, name, nlen, NULL) == LS_OK) {
         /* A run started without a name is named by its id and has no name
          * index entry: its record names it. Names are unique (a start
          * under a taken name finds that run), so a record of this id with
          * this name is the run, and the index need not be read. */
-        ls_run_record rec;
         rc = ls_run_key(&k, id, err);
-        if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
-        if (rc == LS_OK && (ls_run_decode(v.ptr, v.len, &rec, NULL) != LS_OK ||
-                            rec.name_len != nlen || memcmp(rec.name, name, nlen) != 0))
+        if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
+        if (rc == LS_OK && (ls_run_decode(val->ptr, val->len, rec, NULL) != LS_OK ||
+                            rec->name_len != nlen || memcmp(rec->name, name, nlen) != 0))
             rc = LS_ENOTFOUND;
+        *got = rc == LS_OK;
     }
     if (rc == LS_ENOTFOUND) {
         rc = flow_key_name(&k, name, nlen, err);
@@ -183,6 +187,16 @@ ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err
                    (int)(nlen > 200 ? 200 : nlen), name);
     ls_buf_free(&k);
     ls_buf_free(&v);
+    return rc;
+}
+
+ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err)
+{
+    ls_buf val = LS_BUF_INIT;
+    ls_run_record rec;
+    int got;
+    ls_rc rc = lookup(f, name, nlen, id, &val, &rec, &got, err);
+    ls_buf_free(&val);
     return rc;
 }
 
@@ -424,8 +438,9 @@ ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, i
     ls_run_record rec = {0};
     json_t *full = NULL;
     *done = 0;
-    ls_rc rc = flow_lookup(f, name, nlen, &id, err);
-    if (rc == LS_OK) rc = read_record(f, &id, &val, &rec, err);
+    int got;
+    ls_rc rc = lookup(f, name, nlen, &id, &val, &rec, &got, err);
+    if (rc == LS_OK && !got) rc = read_record(f, &id, &val, &rec, err);
     if (rc == LS_OK && (rec.status == LS_RUN_RUNNING || rec.status == LS_RUN_COMPLETED)) {
         /* Running or completed, the common answers: written directly, in
          * the order ls_json_dump gives the same object. */
