@@ -161,7 +161,9 @@ LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const ch
  * start is durable and the run exists (rc LS_OK, err NULL) or when it could
  * not be written (nothing was started). done runs on the thread that wrote
  * the start (the engine's committer, or the caller's own before this
- * returns): it must be quick and must not call ls_flow_* functions. On an
+ * returns) with the engine's write lock held: it must be quick, may read
+ * (ls_flow_watch, ls_flow_result), and must not call anything that writes
+ * (a start, a signal, a cancel...), which would wait for that lock. On an
  * error returned here done is never called. */
 LS_API ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
                                  size_t ilen, ls_buf *run,
