@@ -77,36 +77,33 @@ ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err)
 
 /* ---- direct writing ---- */
 
-/* Length of the UTF-8 sequence starting at s[0..n), or 0 when it is not
- * one jansson accepts. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+/* Length of the valid UTF-8 sequence at p (RFC 3629, as jansson checks it:
+ * no overlongs, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 {
-    unsigned c = s[0];
-    size_t len;
-    uint32_t cp;
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n;
     if (c < 0x80) return 1;
-    if (c < 0xC2) return 0; /* a continuation byte, or an overlong 2-byte form */
-    if (c < 0xE0) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c < 0xF0) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c < 0xF5) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c == 0xE0)
+        n = 3, lo = 0xA0;
+    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+        n = 3;
+    else if (c == 0xED)
+        n = 3, hi = 0x9F;
+    else if (c == 0xF0)
+        n = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+        n = 4;
+    else if (c == 0xF4)
+        n = 4, hi = 0x8F;
+    else
         return 0;
-    }
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return n;
 }
 
 int ls_json_utf8_valid(const char *s, size_t n)
@@ -118,11 +115,120 @@ int ls_json_utf8_valid(const char *s, size_t n)
             i++;
             continue;
         }
-        size_t len = utf8_seq(p + i, n - i);
+        size_t len = utf8_seq(p + i, p + n);
         if (len == 0) return 0;
         i += len;
     }
     return 1;
+}
+
+static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
+{
+    if (end - p < 4) return 0;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            d = (c | 0x20) - 'a' + 10;
+        else
+            return 0;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return 1;
+}
+
+static unsigned char *put_utf8(unsigned char *w, unsigned cp)
+{
+    if (cp < 0x80) {
+        *w++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+        *w++ = (unsigned char)(0xC0 | cp >> 6);
+        *w++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *w++ = (unsigned char)(0xE0 | cp >> 12);
+        *w++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        *w++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else {
+        *w++ = (unsigned char)(0xF0 | cp >> 18);
+        *w++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        *w++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        *w++ = (unsigned char)(0x80 | (cp & 0x3F));
+    }
+    return w;
+}
+
+const char *ls_json_string_decode(const unsigned char **at, const unsigned char *end,
+                                  unsigned char *out, size_t *len)
+{
+    const unsigned char *p = *at;
+    unsigned char *w = out;
+    const char *why = NULL;
+    while (why == NULL) {
+        /* Runs of plain ASCII are the common case: find the end, then copy
+         * (in place, only once an escape has put w behind). */
+        const unsigned char *q = p;
+        while (q < end && (unsigned)(*q - 0x20) < 0x60 && *q != '"' && *q != '\\') q++;
+        if (w != p) memmove(w, p, (size_t)(q - p));
+        w += q - p;
+        p = q;
+        if (p >= end) {
+            why = "unterminated string";
+            break;
+        }
+        unsigned c = *p, cp;
+        if (c == '"') {
+            *at = p + 1;
+            *len = (size_t)(w - out);
+            return NULL;
+        }
+        if (c < 0x20) {
+            why = "control character in a string";
+        } else if (c >= 0x80) {
+            size_t n = utf8_seq(p, end);
+            if (n == 0) {
+                why = "invalid UTF-8 in a string";
+            } else {
+                memmove(w, p, n);
+                w += n;
+                p += n;
+            }
+        } else if (end - p < 2) { /* a backslash: the run stopped at nothing else */
+            why = "unterminated string";
+        } else if ((cp = p[1]) != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *e = memchr(from, (int)cp, sizeof from - 1);
+            if (e == NULL) {
+                why = "invalid escape in a string";
+            } else {
+                *w++ = (unsigned char)to[e - from];
+                p += 2;
+            }
+        } else if (!hex4(p + 2, end, &cp)) {
+            p += 2;
+            why = "invalid \\u escape";
+        } else {
+            p += 6;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                why = "lone low surrogate in \\u escape";
+            } else if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, end, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF) {
+                    why = "lone high surrogate in \\u escape";
+                } else {
+                    p += 6;
+                    w = put_utf8(w, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
+                }
+            } else {
+                w = put_utf8(w, cp);
+            }
+        }
+    }
+    *at = p;
+    return why;
 }
 
 ls_rc ls_json_put_string(ls_buf *out, const char *s, size_t n, ls_err *err)

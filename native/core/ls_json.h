@@ -35,6 +35,16 @@ ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err);
  * forms, no surrogates, nothing above U+10FFFF; NUL bytes allowed). */
 int ls_json_utf8_valid(const char *s, size_t n);
 
+/* Decodes the JSON string text at *at (just past its opening quote) up to
+ * end, as jansson reads strings: escapes resolved (\u0000 included),
+ * surrogate pairs joined, UTF-8 checked, control characters refused. The
+ * bytes go to out, which has room for end - *at bytes and may be *at
+ * itself (decoding in place never overtakes the reading). Returns NULL
+ * with *len the bytes written and *at past the closing quote, or what was
+ * wrong ("invalid escape in a string", ...) with *at at the fault. */
+const char *ls_json_string_decode(const unsigned char **at, const unsigned char *end,
+                                  unsigned char *out, size_t *len);
+
 /* Appends s (valid UTF-8, see above) as a JSON string with its quotes. */
 ls_rc ls_json_put_string(ls_buf *out, const char *s, size_t n, ls_err *err);
 

@@ -312,112 +312,25 @@ static void skip_ws(reader *r)
         r->p++;
 }
 
-static int hex4(const unsigned char *p, unsigned *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            d = (c | 0x20) - 'a' + 10;
-        else
-            return -1;
-        *v = *v << 4 | d;
-    }
-    return 0;
-}
-
-/* Appends code point cp as UTF-8. */
-static int put_utf8(ls_buf *b, unsigned cp)
-{
-    unsigned char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (unsigned char)(0xC0 | cp >> 6);
-        u[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (unsigned char)(0xE0 | cp >> 12);
-        u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (unsigned char)(0xF0 | cp >> 18);
-        u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-        u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-        u[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return ls_buf_append(b, u, n, NULL) == LS_OK ? 0 : READ_OTHER;
-}
-
-/* Reads a string (r->p after its opening quote) into *out and *n: borrowed from
- * the text when it has no escapes, else from the scratch's tmp. */
+/* Reads a string (r->p after its opening quote) into *out and *n: borrowed
+ * from the text when it has no escapes, else decoded into the scratch's
+ * tmp. */
 static int read_string(reader *r, const char **out, size_t *n)
 {
-    const unsigned char *start = r->p, *p = r->p;
+    const unsigned char *p = r->p;
     while (p < r->end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) p++;
     if (p < r->end && *p == '"') { /* plain ASCII: the common case */
-        *out = (const char *)start;
-        *n = (size_t)(p - start);
+        *out = (const char *)r->p;
+        *n = (size_t)(p - r->p);
         r->p = p + 1;
         return 0;
     }
     ls_buf *b = &r->s->tmp;
     ls_buf_clear(b);
-    if (ls_buf_append(b, start, (size_t)(p - start), NULL) != LS_OK) return READ_OTHER;
-    while (p < r->end && *p != '"') {
-        unsigned c = *p;
-        if (c < 0x20) return READ_OTHER; /* jansson: control character */
-        if (c >= 0x80) {
-            const unsigned char *q = p;
-            while (q < r->end && *q >= 0x80) q++;
-            if (!ls_json_utf8_valid((const char *)p, (size_t)(q - p)) ||
-                ls_buf_append(b, p, (size_t)(q - p), NULL) != LS_OK)
-                return READ_OTHER;
-            p = q;
-            continue;
-        }
-        if (c != '\\') {
-            if (ls_buf_putc(b, (unsigned char)c, NULL) != LS_OK) return READ_OTHER;
-            p++;
-            continue;
-        }
-        if (r->end - p < 2) return READ_OTHER;
-        unsigned e = p[1], cp;
-        p += 2;
-        switch (e) {
-        case '"':
-        case '\\':
-        case '/': cp = e; break;
-        case 'b': cp = '\b'; break;
-        case 'f': cp = '\f'; break;
-        case 'n': cp = '\n'; break;
-        case 'r': cp = '\r'; break;
-        case 't': cp = '\t'; break;
-        case 'u':
-            if (r->end - p < 4 || hex4(p, &cp) != 0) return READ_OTHER;
-            p += 4;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) return READ_OTHER; /* a lone low surrogate */
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) != 0 ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    return READ_OTHER;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            }
-            break;
-        default: return READ_OTHER;
-        }
-        if (put_utf8(b, cp) != 0) return READ_OTHER;
-    }
-    if (p >= r->end) return READ_OTHER;
-    r->p = p + 1;
+    if (ls_buf_reserve(b, (size_t)(r->end - r->p), NULL) != LS_OK ||
+        ls_json_string_decode(&r->p, r->end, b->ptr, &b->len) != NULL)
+        return READ_OTHER; /* jansson's to report */
+    b->ptr[b->len] = '\0';
     *out = (const char *)b->ptr;
     *n = b->len;
     return 0;

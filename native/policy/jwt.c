@@ -279,129 +279,17 @@ static void jp_ws(struct jp *j)
         j->p++;
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
- * surrogates, nothing past U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0], lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c == 0xE0)
-        n = 3, lo = 0xA0;
-    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
-        n = 3;
-    else if (c == 0xED)
-        n = 3, hi = 0x9F;
-    else if (c == 0xF0)
-        n = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3)
-        n = 4;
-    else if (c == 0xF4)
-        n = 4, hi = 0x8F;
-    else
-        return 0;
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
-static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
-{
-    if (end - p < 4) return 0;
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            d = (c | 0x20) - 'a' + 10;
-        else
-            return 0;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 1;
-}
-
 /* A string at j->p (the opening quote), decoded in place: *s and *len
  * point into the input. Returns 0 on error. */
 static int jp_string(struct jp *j, unsigned char **s, size_t *len)
 {
-    unsigned char *w = ++j->p, *begin = w;
-    for (;;) {
-        /* Runs of plain ASCII are the common case: find the end, then copy
-         * only when an earlier escape has put w behind. */
-        unsigned char *q = j->p;
-        while (q < j->end && (unsigned)(*q - 0x20) < 0x60 && *q != '"' && *q != '\\') q++;
-        if (w != j->p) memmove(w, j->p, (size_t)(q - j->p));
-        w += q - j->p;
-        j->p = q;
-        if (j->p >= j->end) return jp_fail(j, "unterminated string"), 0;
-        unsigned c = *j->p;
-        if (c == '"') {
-            j->p++;
-            *s = begin;
-            *len = (size_t)(w - begin);
-            return 1;
-        }
-        if (c < 0x20) return jp_fail(j, "control character in a string"), 0;
-        if (c < 0x80 && c != '\\') {
-            *w++ = (unsigned char)c;
-            j->p++;
-            continue;
-        }
-        if (c >= 0x80) {
-            size_t n = utf8_seq(j->p, j->end);
-            if (n == 0) return jp_fail(j, "invalid UTF-8 in a string"), 0;
-            memmove(w, j->p, n);
-            w += n;
-            j->p += n;
-            continue;
-        }
-        if (j->end - j->p < 2) return jp_fail(j, "unterminated string"), 0;
-        unsigned e = j->p[1], cp;
-        j->p += 2;
-        switch (e) {
-        case '"':
-        case '\\':
-        case '/': *w++ = (unsigned char)e; continue;
-        case 'b': *w++ = '\b'; continue;
-        case 'f': *w++ = '\f'; continue;
-        case 'n': *w++ = '\n'; continue;
-        case 'r': *w++ = '\r'; continue;
-        case 't': *w++ = '\t'; continue;
-        case 'u': break;
-        default: j->p -= 2; return jp_fail(j, "invalid escape in a string"), 0;
-        }
-        if (!hex4(j->p, j->end, &cp)) return jp_fail(j, "invalid \\u escape"), 0;
-        j->p += 4;
-        if (cp >= 0xDC00 && cp <= 0xDFFF) return jp_fail(j, "lone low surrogate in \\u escape"), 0;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            unsigned lo;
-            if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' ||
-                !hex4(j->p + 2, j->end, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-                return jp_fail(j, "lone high surrogate in \\u escape"), 0;
-            j->p += 6;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        if (cp < 0x80) {
-            *w++ = (unsigned char)cp;
-        } else if (cp < 0x800) {
-            *w++ = (unsigned char)(0xC0 | cp >> 6);
-            *w++ = (unsigned char)(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            *w++ = (unsigned char)(0xE0 | cp >> 12);
-            *w++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-            *w++ = (unsigned char)(0x80 | (cp & 0x3F));
-        } else {
-            *w++ = (unsigned char)(0xF0 | cp >> 18);
-            *w++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-            *w++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-            *w++ = (unsigned char)(0x80 | (cp & 0x3F));
-        }
-    }
+    unsigned char *begin = ++j->p;
+    const unsigned char *at = begin;
+    const char *why = ls_json_string_decode(&at, j->end, begin, len);
+    j->p = begin + (at - begin); /* (the same buffer, not const) */
+    if (why) return jp_fail(j, why), 0;
+    *s = begin;
+    return 1;
 }
 
 static locale_t c_locale;

@@ -522,6 +522,55 @@ static void test_json_put_string_matches_jansson(void **state)
     ls_buf_free(&got);
 }
 
+/* Decodes text (after its opening quote) in place; returns the fault (or
+ * NULL) and sets *at to where reading stopped. */
+static const char *decode_in_place(const char *text, char *buf, size_t *len, size_t *at)
+{
+    size_t n = strlen(text);
+    memset(buf, 0, 64);
+    memcpy(buf, text, n);
+    const unsigned char *p = (const unsigned char *)buf;
+    const char *why = ls_json_string_decode(&p, p + n, (unsigned char *)buf, len);
+    *at = (size_t)(p - (const unsigned char *)buf);
+    return why;
+}
+
+static void test_json_string_decode(void **state)
+{
+    (void)state;
+    char buf[64];
+    size_t len, at;
+    assert_null(
+        decode_in_place("a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00e9\\u0000z\" tail", buf, &len, &at));
+    assert_int_equal(len, 15);
+    assert_memory_equal(buf, "a\"b\\c/\b\f\n\r\t\xc3\xa9\0z", 15);
+    assert_int_equal(at, 33); /* past the closing quote */
+    assert_null(decode_in_place("\\ud83d\\ude00\xe2\x82\xac\"", buf, &len, &at));
+    assert_int_equal(len, 7);
+    assert_memory_equal(buf, "\xf0\x9f\x98\x80\xe2\x82\xac", 7);
+    static const struct {
+        const char *text, *why;
+        size_t at;
+    } bad[] = {
+        {"abc", "unterminated string", 3},
+        {"ab\\", "unterminated string", 2},
+        {"a\x01\"", "control character in a string", 1},
+        {"a\xc0\xaf\"", "invalid UTF-8 in a string", 1},
+        {"a\xed\xa0\x80\"", "invalid UTF-8 in a string", 1},
+        {"a\\x\"", "invalid escape in a string", 1},
+        {"a\\u12\"", "invalid \\u escape", 3},
+        {"\\udc00\"", "lone low surrogate in \\u escape", 6},
+        {"\\ud800\\u0041\"", "lone high surrogate in \\u escape", 6},
+        {"\\ud800\"", "lone high surrogate in \\u escape", 6},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = decode_in_place(bad[i].text, buf, &len, &at);
+        assert_non_null(why);
+        assert_string_equal(why, bad[i].why);
+        assert_int_equal(at, bad[i].at);
+    }
+}
+
 static void peek_is(const char *text, const char *key, ls_rc want, const char *value)
 {
     const char *s = NULL;
@@ -756,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_json_parse_reports_position),
         cmocka_unit_test(test_json_parse_and_dump_round_trip),
         cmocka_unit_test(test_json_peek_string),
+        cmocka_unit_test(test_json_string_decode),
         cmocka_unit_test(test_json_put_real_matches_jansson),
         cmocka_unit_test(test_json_put_int_matches_jansson),
         cmocka_unit_test(test_json_put_string_matches_jansson),
