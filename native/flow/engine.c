@@ -749,6 +749,14 @@ static int commit_or_queue(ls_flow_t *f, flow_commit *c)
     c->next = NULL;
     c->done = 0;
     c->rc = LS_OK;
+    if (!f->c_running) { /* no committer (before ls_flow_run, after a stop): write here */
+        pthread_mutex_unlock(&f->cmu);
+        ls_err err;
+        ls_rc rc = write_group(f, c, NULL, &err);
+        pthread_mutex_lock(&f->cmu);
+        complete_group(f, c, rc, &err);
+        return 1;
+    }
     if (!f->c_busy && f->c_head == NULL) {
         f->c_busy = 1;
         pthread_mutex_unlock(&f->cmu);
@@ -782,11 +790,6 @@ void flow_commit_submit(ls_flow_t *f, flow_commit *c)
 ls_rc flow_commit_wait(ls_flow_t *f, flow_commit *c, ls_err *err)
 {
     pthread_mutex_lock(&f->cmu);
-    if (!f->c_running) {
-        pthread_mutex_unlock(&f->cmu);
-        unsigned flags = c->sync && !f->o.nosync ? LS_STORE_SYNC : 0;
-        return ls_store_write(f->o.store, c->b, flags, err);
-    }
     pthread_cond_t cv;
     pthread_cond_init(&cv, NULL);
     c->cv = &cv;
@@ -1799,16 +1802,6 @@ ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const cha
     if (rc != LS_OK) return rc;
     op->done = done;
     op->ud = ud;
-    pthread_mutex_lock(&f->cmu);
-    int running = f->c_running;
-    pthread_mutex_unlock(&f->cmu);
-    if (!running) { /* no committer (not running yet): write it here */
-        ls_err werr;
-        unsigned flags = f->o.nosync ? 0 : LS_STORE_SYNC;
-        rc = ls_store_write(f->o.store, op->b, flags, &werr);
-        start_landed(op, rc, &werr);
-        return LS_OK;
-    }
     op->c.written = start_written;
     flow_commit_submit(f, &op->c);
     return LS_OK;
