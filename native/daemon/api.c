@@ -72,7 +72,7 @@ struct req {
     /* a start without an id: written while the connection is suspended */
     int starting; /* 1 while its write is on its way, 2 once it has landed */
     int start_suspended;
-    double start_wait; /* its ?wait= */
+    double start_wait; /* its ?wait=, or -1 without */
     ls_rc start_rc;
     ls_err start_err;
     ls_buf start_out;
@@ -140,6 +140,19 @@ static MHD_RESULT send_rc(struct MHD_Connection *c, ls_rc rc, const ls_err *err)
 }
 
 /* ---- long polls ---- */
+
+/* Makes r a long poll until wait seconds from now: the reaper resumes it
+ * then, or when stopping. Caller holds a->mu and suspends r's connection. */
+static void waiter_link(lsd_api *a, req *r, double wait)
+{
+    r->watching = 1;
+    r->suspended = 1;
+    r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(wait * 1000);
+    r->next = a->waiters;
+    r->prev = NULL;
+    if (a->waiters) a->waiters->prev = r;
+    a->waiters = r;
+}
 
 static void waiter_unlink(lsd_api *a, req *r)
 {
@@ -231,14 +244,8 @@ static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const c
                  * its last pass, so answer now (and drop the watch below). */
                 r->watching = 1;
             } else if (!r->fired) {
-                r->watching = 1;
-                r->suspended = 1;
                 r->conn = c;
-                r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(wait * 1000);
-                r->next = a->waiters;
-                r->prev = NULL;
-                if (a->waiters) a->waiters->prev = r;
-                a->waiters = r;
+                waiter_link(a, r, wait);
                 MHD_suspend_connection(c);
                 pthread_mutex_unlock(&a->mu);
                 return MHD_YES;
@@ -268,16 +275,17 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
     pthread_mutex_lock(&a->mu);
     int suspended = r->start_suspended; /* (only this call clears it) */
     pthread_mutex_unlock(&a->mu);
-    /* A start that waits for its result, on a suspended connection: watch
+    /* A start that asks for its result is answered as a result request for
+     * the new run (h_start sees r->name). On a suspended connection, watch
      * the run from here, so that the connection stays suspended until the
      * run ends (one resume instead of two). */
     int watched = 0;
     const char *id;
     size_t idlen;
-    if (rc == LS_OK && suspended && r->start_wait > 0 &&
+    if (rc == LS_OK && r->start_wait >= 0 &&
         ls_json_peek_string((const char *)r->start_out.ptr, r->start_out.len, "id", &id, &idlen) ==
             LS_OK &&
-        (r->name = strndup(id, idlen)) != NULL)
+        (r->name = strndup(id, idlen)) != NULL && suspended && r->start_wait > 0)
         watched = ls_flow_watch(a->o.flow, r->name, idlen, on_run_end, r, &r->watch, NULL) == LS_OK;
     pthread_mutex_lock(&a->mu);
     r->start_rc = rc;
@@ -286,14 +294,8 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
     a->starting--;
     if (watched) r->watching = 1;
     if (watched && !r->fired && !a->stopping) {
-        r->starting = 0; /* answered as a long poll from here */
-        r->start_suspended = 0;
-        r->suspended = 1;
-        r->deadline_ms = ls_clock_wall_ms(NULL) + (int64_t)(r->start_wait * 1000);
-        r->next = a->waiters;
-        r->prev = NULL;
-        if (a->waiters) a->waiters->prev = r;
-        a->waiters = r;
+        r->start_suspended = 0; /* a long poll from here */
+        waiter_link(a, r, r->start_wait);
     } else if (suspended) {
         r->start_suspended = 0;
         MHD_resume_connection(r->conn);
@@ -301,20 +303,14 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Answers a start whose write has landed, as h_start answers one. */
+/* Answers a start whose write has landed, as h_start answers one (one that
+ * asked for its result has r->name, and is answered by h_result). */
 static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
 {
-    r->starting = 0;
+    if (r->name) return h_result(a, r, c, r->name);
     if (r->start_rc != LS_OK) return send_rc(c, r->start_rc, &r->start_err);
-    if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") == NULL)
-        return send_json(c, 201, &r->start_out);
-    const char *id;
-    size_t idlen;
-    if (ls_json_peek_string((const char *)r->start_out.ptr, r->start_out.len, "id", &id, &idlen) !=
-            LS_OK ||
-        (r->name = strndup(id, idlen)) == NULL)
-        return send_error(c, 500, "internal", "start: no id in the run");
-    return h_result(a, r, c, r->name);
+    if (r->start_wait < 0) return send_json(c, 201, &r->start_out);
+    return send_error(c, 500, "internal", "start: no id in the run");
 }
 
 /* Starts a run under a fresh id without holding this thread for its write:
@@ -323,7 +319,9 @@ static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
 static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char *type,
                        const char *input, size_t ilen, MHD_RESULT *ret)
 {
-    r->start_wait = parse_wait(c); /* checked by the caller */
+    /* ?wait= (checked by the caller), or -1 without it */
+    r->start_wait =
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") ? parse_wait(c) : -1;
     pthread_mutex_lock(&a->mu);
     int stopping = a->stopping;
     if (!stopping) {
