@@ -240,3 +240,17 @@ void th_wait_run_end(ls_flow_t *f, const char *name, long ms)
     if (ls_flow_unwatch(f, id)) fail_msg("run %s did not end within %ld ms", name, ms);
     assert_int_equal(w.fired, 1);
 }
+
+ls_rc th_worker_open(void *ud, unsigned index, void **worker, ls_err *err)
+{
+    (void)index;
+    (void)err;
+    *worker = ud;
+    return LS_OK;
+}
+
+void th_worker_close(void *ud, void *worker)
+{
+    (void)ud;
+    (void)worker;
+}

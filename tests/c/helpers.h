@@ -77,6 +77,11 @@ typedef struct {
 void th_store_dir_open(th_store_dir *d, const char *suite);
 void th_store_dir_close(th_store_dir *d);
 
+/* ls_flow_runner stubs for runners that keep no per-worker state: each
+ * worker's state is the runner's ud. */
+ls_rc th_worker_open(void *ud, unsigned index, void **worker, ls_err *err);
+void th_worker_close(void *ud, void *worker);
+
 /* Waits up to ms for run name of f to end (its watch fires once, or it has
  * ended already); fails the test otherwise. */
 void th_wait_run_end(ls_flow_t *f, const char *name, long ms);

@@ -115,20 +115,6 @@ parked:
     ls_buf_free(&out);
 }
 
-static ls_rc r_worker_open(void *ud, unsigned index, void **worker, ls_err *err)
-{
-    (void)index;
-    (void)err;
-    *worker = ud;
-    return LS_OK;
-}
-
-static void r_worker_close(void *ud, void *worker)
-{
-    (void)ud;
-    (void)worker;
-}
-
 static int r_has_type(void *ud, const char *type, size_t len)
 {
     (void)ud;
@@ -214,8 +200,8 @@ static void r_wake(void *ud, void *worker)
     pthread_mutex_unlock(&h->mu);
 }
 
-static const ls_flow_runner runner = {.worker_open = r_worker_open,
-                                      .worker_close = r_worker_close,
+static const ls_flow_runner runner = {.worker_open = th_worker_open,
+                                      .worker_close = th_worker_close,
                                       .activate = r_activate,
                                       .has_type = r_has_type,
                                       .list_types = r_list_types,

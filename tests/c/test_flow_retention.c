@@ -39,20 +39,6 @@ static int is(const ls_flow_act *a, const char *type)
     return strcmp(ls_flow_act_type(a), type) == 0;
 }
 
-static ls_rc r_worker_open(void *ud, unsigned index, void **worker, ls_err *err)
-{
-    (void)index;
-    (void)err;
-    *worker = ud;
-    return LS_OK;
-}
-
-static void r_worker_close(void *ud, void *worker)
-{
-    (void)ud;
-    (void)worker;
-}
-
 static const char *const types[] = {"quick", "keep", "forever", "short", "waits", "rich", "parent"};
 
 static int r_has_type(void *ud, const char *type, size_t len)
@@ -119,8 +105,8 @@ out:
     ls_buf_free(&out);
 }
 
-static const ls_flow_runner runner = {.worker_open = r_worker_open,
-                                      .worker_close = r_worker_close,
+static const ls_flow_runner runner = {.worker_open = th_worker_open,
+                                      .worker_close = th_worker_close,
                                       .activate = r_activate,
                                       .has_type = r_has_type,
                                       .list_types = r_list_types,

@@ -236,20 +236,6 @@ static void test_schedule_definitions(void **state)
 
 /* quick: ends at once, its output is its input; hold: waits for signal
  * "done", then ends. */
-static ls_rc r_worker_open(void *ud, unsigned index, void **worker, ls_err *err)
-{
-    (void)index;
-    (void)err;
-    *worker = ud;
-    return LS_OK;
-}
-
-static void r_worker_close(void *ud, void *worker)
-{
-    (void)ud;
-    (void)worker;
-}
-
 static int r_has_type(void *ud, const char *type, size_t len)
 {
     (void)ud;
@@ -285,8 +271,8 @@ out:
     ls_buf_free(&out);
 }
 
-static const ls_flow_runner runner = {.worker_open = r_worker_open,
-                                      .worker_close = r_worker_close,
+static const ls_flow_runner runner = {.worker_open = th_worker_open,
+                                      .worker_close = th_worker_close,
                                       .activate = r_activate,
                                       .has_type = r_has_type,
                                       .list_types = r_list_types};
