@@ -272,6 +272,9 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
 {
     req *r = ud;
     lsd_api *a = r->api;
+    /* start_async may still suspend the connection after this look (until
+     * it sees starting == 2, set below): whether to resume it is decided
+     * again under the lock that sets it. */
     pthread_mutex_lock(&a->mu);
     int suspended = r->start_suspended; /* (only this call clears it) */
     pthread_mutex_unlock(&a->mu);
@@ -296,7 +299,7 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
     if (watched && !r->fired && !a->stopping) {
         r->start_suspended = 0; /* a long poll from here */
         waiter_link(a, r, r->start_wait);
-    } else if (suspended) {
+    } else if (r->start_suspended) { /* (now: suspended since the look above, or before) */
         r->start_suspended = 0;
         MHD_resume_connection(r->conn);
     }

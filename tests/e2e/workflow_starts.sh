@@ -6,7 +6,8 @@
 #     SIGKILL amid 16 clients starting runs, every run a client was told
 #     about exists after the restart, and completes;
 #   - a SIGTERM amid such starts ends the daemon cleanly: every client gets
-#     an answer, and every run it was told about exists.
+#     an answer, and every run it was told about exists;
+#   - under load, every start that waits for its result gets it.
 #
 # Usage: workflow_starts.sh BUILD_DIR
 set -u
@@ -155,6 +156,23 @@ out=$(curl -s --unix-socket "$SOCK" -X POST "http://d/v1/workflows/one?wait=10" 
   --data-binary "@$E2E_DIR/big.json")
 check "a 20 KB input comes back whole as the step's result" "$big" \
   "$(printf '%s' "$out" | jq -r .output.n)"
+kill "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null
+
+# Many starts that wait for their result, as fast as the daemon takes them
+# (no fsync): the start's callback and the thread that suspends the
+# connection race, and a lost resume would leave a client waiting forever
+# (suspended connections never time out). Each round must end, with every
+# run answered completed (flowload says so, or fails).
+e2e_lodestoned "$SOCK" "$E2E_DIR/daemon.log" --data "$E2E_DIR/data-fast" --workflows "$E2E_DIR/wf" \
+  --socket "$SOCK" --workers 4 --http-threads 8 --no-sync || { not_ok "daemon starts (--no-sync)"; e2e_finish; exit 1; }
+DAEMON_PID=$E2E_DAEMON
+for round in $(seq 8); do
+  timeout 60 "$BUILD/bench/flowload" "$SOCK" one 256 8000 one-request >"$E2E_DIR/flowload-$round" 2>&1
+  rc=$?
+  check "round $round: 8000 starts with ?wait from 256 clients all get their result" 0 "$rc"
+  [ "$rc" = 0 ] || { cat "$E2E_DIR/flowload-$round"; break; }
+done
 kill "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null
 
