@@ -1561,6 +1561,13 @@ ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_e
     if (a->cancel_seen) return ls_flow_act_cancelled(a, err);
     ls_event ev = {.type = LS_EV_WORKFLOW_COMPLETED};
     if (output == NULL || olen == 0) output = "null", olen = 4;
+    flow_run *r = a->r;
+    if (r->output == NULL && olen <= FLOW_RESULT_TEXT_MAX &&
+        (r->output = ls_malloc(olen)) != NULL) {
+        /* For the results cache, once the end is written (flow_run_ended). */
+        memcpy(r->output, output, olen);
+        r->output_len = olen;
+    }
     return end_run(a, &ev, output, olen, LS_RUN_COMPLETED, err);
 }
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sodium.h>
 #include <string.h>
 #include <time.h>
 
@@ -582,6 +583,8 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     atomic_init(&f->interrupt, 0);
     f->next_watch = 1;
     ls_rc rc = flow_runtab_init(&f->runs, err);
+    if (rc == LS_OK)
+        rc = flow_results_new(&f->results, FLOW_RESULTS_ENTRIES, FLOW_RESULTS_BYTES, err);
     if (rc == LS_OK) rc = ls_flow_timerq_new(&f->tq, 0, err);
     if (rc == LS_OK) rc = recover(f, err);
     if (rc == LS_OK) rc = flow_sched_open(f, err); /* schedules */
@@ -615,6 +618,7 @@ void ls_flow_close(ls_flow_t *f)
         ls_free(t);
     }
     flow_runtab_free(&f->runs);
+    flow_results_free(f->results);
     for (size_t i = 0; i < f->nsources; i++) ls_free(f->sources[i]);
     ls_free(f->sources);
     ls_flow_timerq_free(f->tq);
@@ -1087,6 +1091,25 @@ static void watch_unlink(ls_flow_t *f, flow_watch *w)
     w->next = w->prev = NULL;
 }
 
+/* A completed run's answer to ls_flow_result, into the results cache, for
+ * the long polls about to be woken (they find it there). Nothing when the
+ * output does not parse: they read the store, which says why. */
+static void keep_result(ls_flow_t *f, flow_run *r)
+{
+    json_t *output = NULL;
+    ls_buf text = LS_BUF_INIT;
+    if (ls_json_parse(r->output, r->output_len, &output, NULL) == LS_OK &&
+        flow_result_text(&text, r->name, strlen(r->name), output, LS_RUN_COMPLETED, NULL) ==
+            LS_OK) {
+        size_t len;
+        char *t = (char *)ls_buf_steal(&text, &len);
+        flow_results_put(f->results, &r->id, t, len);
+    }
+    json_decref(output);
+    if (text.ptr) sodium_memzero(text.ptr, text.len);
+    ls_buf_free(&text);
+}
+
 void flow_run_ended(ls_flow_t *f, flow_run *r)
 {
     flow_watch *fire = NULL;
@@ -1118,6 +1141,7 @@ void flow_run_ended(ls_flow_t *f, flow_run *r)
     if (fire) pthread_mutex_lock(&f->wmu);
     pthread_mutex_unlock(&f->mu);
     if (fire) {
+        if (r->status == LS_RUN_COMPLETED && r->output) keep_result(f, r);
         while (fire) {
             flow_watch *w = fire;
             fire = w->rnext;

@@ -73,6 +73,7 @@
 #include "lodestone/ls_flow.h"
 #include "lodestone/ls_id.h"
 #include "replay.h"
+#include "results.h"
 #include "timerq.h"
 
 #define LS_FLOW_NAMEMAX 200
@@ -103,6 +104,8 @@ typedef struct flow_run {
     char *wait_name;            /* step name for a retry, signal name, "" for a sleep */
     unsigned inbox;             /* inbox entries (signals, cancel, terminate) maybe pending */
     atomic_int terminating;     /* a terminate was requested: interrupt its code */
+    char *output;               /* ending completed: its output as the runner gave it */
+    size_t output_len;          /* (for the results cache; NULL when too large) */
     char *custom;               /* custom status last written (JSON), or NULL */
     size_t custom_len;
     char *version;  /* the workflow source it is pinned to ("" when none) */
@@ -233,6 +236,7 @@ struct ls_flow {
     unsigned busy;
     ls_flow_stats st;
     struct flow_scheds *sched; /* schedules (schedule.c) */
+    flow_results *results;     /* answers of runs that completed while watched */
     /* retention (retention.c) */
     pthread_t ret_thread;
     int ret_started;
@@ -403,5 +407,18 @@ ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err
 ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, int full, ls_buf *out, ls_err *err);
 /* Checks a run name: 1..LS_FLOW_NAMEMAX of [A-Za-z0-9._:@-]. */
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
+
+/* The results cache (results.h): ls_flow_result's answer for runs that
+ * completed while a long poll watched them. Outputs larger than
+ * FLOW_RESULT_TEXT_MAX are not kept. */
+#define FLOW_RESULTS_ENTRIES 4096
+#define FLOW_RESULTS_BYTES   (2u << 20)
+#define FLOW_RESULT_TEXT_MAX (64u << 10)
+/* Writes ls_flow_result's answer {"id","output"?,"status"} for a run
+ * named name whose status is st and output is output (NULL: none) into
+ * out (replacing what it held). */
+struct json_t;
+ls_rc flow_result_text(ls_buf *out, const char *name, size_t nlen, const struct json_t *output,
+                       ls_run_status st, ls_err *err);
 
 #endif

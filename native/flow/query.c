@@ -399,6 +399,21 @@ ls_rc ls_flow_describe(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
     return flow_render_run(f, &id, 1, out, err);
 }
 
+ls_rc flow_result_text(ls_buf *out, const char *name, size_t nlen, const json_t *output,
+                       ls_run_status st, ls_err *err)
+{
+    ls_buf_clear(out);
+    ls_rc rc = ls_buf_append(out, "{\"id\":", 6, err);
+    if (rc == LS_OK) rc = ls_json_put_string(out, name, nlen, err);
+    if (rc == LS_OK && output) rc = ls_buf_append(out, ",\"output\":", 10, err);
+    if (rc == LS_OK && output) rc = ls_json_dump(output, out, err);
+    if (rc == LS_OK) rc = ls_buf_append(out, ",\"status\":\"", 11, err);
+    if (rc == LS_OK)
+        rc = ls_buf_append(out, ls_run_status_name(st), strlen(ls_run_status_name(st)), err);
+    if (rc == LS_OK) rc = ls_buf_append(out, "\"}", 2, err);
+    return rc;
+}
+
 /* {"id":..,"output":..,"status":..} of a running or completed run. */
 static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, ls_buf *out,
                          ls_err *err)
@@ -419,13 +434,7 @@ static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec
         ls_buf_free(&val);
         ls_buf_free(&tmp);
     }
-    ls_buf_clear(out);
-    if (rc == LS_OK) rc = ls_buf_append(out, "{\"id\":", 6, err);
-    if (rc == LS_OK) rc = ls_json_put_string(out, rec->name, rec->name_len, err);
-    if (rc == LS_OK && output) rc = ls_buf_append(out, ",\"output\":", 10, err);
-    if (rc == LS_OK && output) rc = ls_json_dump(output, out, err);
-    if (rc == LS_OK)
-        rc = ls_buf_printf(out, err, ",\"status\":\"%s\"}", ls_run_status_name(rec->status));
+    if (rc == LS_OK) rc = flow_result_text(out, rec->name, rec->name_len, output, rec->status, err);
     json_decref(output);
     return rc;
 }
@@ -439,6 +448,13 @@ ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, i
     json_t *full = NULL;
     *done = 0;
     int got;
+    /* A run (looked up by its id) that completed while watched: its answer
+     * is in memory, and a completed run's answer never changes. */
+    if (nlen == LS_ID_TEXTLEN && ls_id_parse(&id, name, nlen, NULL) == LS_OK &&
+        (got = flow_results_get(f->results, &id, out, err)) != 0) {
+        *done = got > 0;
+        return got > 0 ? LS_OK : LS_ENOMEM;
+    }
     ls_rc rc = lookup(f, name, nlen, &id, &val, &rec, &got, err);
     if (rc == LS_OK && !got) rc = read_record(f, &id, &val, &rec, err);
     if (rc == LS_OK && (rec.status == LS_RUN_RUNNING || rec.status == LS_RUN_COMPLETED)) {

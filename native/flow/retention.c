@@ -197,6 +197,9 @@ static ls_rc flush(pass *p, int *stop, ls_err *err)
         for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_lock(&f->stripe[i]);
         rc = ls_store_write(f->o.store, p->b, 0, err);
         for (int i = LS_FLOW_STRIPES - 1; i >= 0; i--) pthread_mutex_unlock(&f->stripe[i]);
+        /* Deleted runs have no answers: the cache forgets (it holds only
+         * recent ends, and passes are rare). */
+        if (p->runs) flow_results_clear(f->results);
     }
     ls_store_batch_clear(p->b);
     pthread_mutex_lock(&f->mu);

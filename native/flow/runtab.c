@@ -6,6 +6,7 @@
  */
 #include "ls_config.h"
 
+#include <sodium.h>
 #include <string.h>
 
 #include "flow_int.h"
@@ -126,6 +127,8 @@ void flow_run_free(flow_run *r)
     ls_free(r->wait_name);
     ls_free(r->fresh);
     ls_free(r->custom);
+    if (r->output) sodium_memzero(r->output, r->output_len);
+    ls_free(r->output);
     ls_free(r->version);
     ls_free(r->ckey);
     ls_free(r->branch);

@@ -25,6 +25,7 @@
 
 #include "lodestone/ls_flow.h"
 #include "lodestone/ls_id.h"
+#include "flow/flow_int.h"
 #include "flow/history.h"
 #include "ls_json.h"
 
@@ -48,14 +49,15 @@ enum {
 /* What the workflow code does. */
 enum {
     OP_END = 0,
-    OP_STEP,       /* ctx:step(name) with behaviour b */
-    OP_SLEEP,      /* ctx:sleep(ms) */
-    OP_SIDE,       /* ctx:<name>() recording h->side_value */
-    OP_COMPLETE,   /* return {"input":input,"results":[every value so far]} */
-    OP_FAIL,       /* raise name (with a traceback) */
-    OP_RETURN,     /* return from activate with no outcome (a broken runner) */
-    OP_CRASH,      /* while h->crash_armed: abandon the activation (as a crash would) */
-    OP_SIGNAL,     /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
+    OP_STEP,          /* ctx:step(name) with behaviour b */
+    OP_SLEEP,         /* ctx:sleep(ms) */
+    OP_SIDE,          /* ctx:<name>() recording h->side_value */
+    OP_COMPLETE,      /* return {"input":input,"results":[every value so far]} */
+    OP_COMPLETE_TEXT, /* return the JSON text name, as it is */
+    OP_FAIL,          /* raise name (with a traceback) */
+    OP_RETURN,        /* return from activate with no outcome (a broken runner) */
+    OP_CRASH,         /* while h->crash_armed: abandon the activation (as a crash would) */
+    OP_SIGNAL,        /* ctx:wait_signal(name, ms; -1: no timeout): adds the payload or "timeout" */
     OP_CLEANUP,    /* where a cancellation delivered earlier goes on (a catch); skipped otherwise */
     OP_STATUS,     /* ctx:set_status(name as JSON text) */
     OP_CHILD,      /* ctx:start_child(name = type, detached = b), then (ms == 0) wait for it */
@@ -108,6 +110,8 @@ static const script scripts_main[] = {
     {"secret", {SIDE("uuid"), STEP("a"), COMPLETE}},
     {"raises", {STEP("a"), {OP_FAIL, "boom: out of widgets", 0, 0}}},
     {"silent", {STEP("a"), {OP_RETURN, NULL, 0, 0}}},
+    {"spaced",
+     {STEP_B("wait", B_GATE), {OP_COMPLETE_TEXT, "{ \"b\" : [1, 2.50], \"a\" : null }", 0, 0}}},
     {"backoff", {STEP("a"), STEP_B("charge", B_SLOW_RETRY), COMPLETE}},
     {"side_block", {SIDE("random"), STEP_B("b", B_BLOCK), COMPLETE}},
     {"sig", {STEP("a"), SIGNAL("go", -1), SIGNAL("go", -1), STEP("b"), COMPLETE}},
@@ -644,6 +648,10 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
             goto out;
         }
         case OP_RETURN: goto out;
+        case OP_COMPLETE_TEXT:
+            if (ls_flow_act_complete(a, o->name, strlen(o->name), &err) != LS_OK)
+                raise_err(a, &err);
+            goto out;
         case OP_CRASH:
             if (atomic_load(&h->crash_armed)) {
                 ls_flow_act_abandon(a);
@@ -2023,6 +2031,71 @@ static void test_engine_watch_and_unwatch(void **state)
     assert_int_equal(w3.fired, 0);
 }
 
+/* The answer of a run that completed while watched comes from memory (the
+ * results cache): the same text the store gives, with the runner's output
+ * (spaces, unsorted keys) as ls_json_dump writes it. A run that ended
+ * unwatched is not kept; a run looked up by name reads the store. */
+static void test_engine_result_of_watched_run(void **state)
+{
+    env *e = *state;
+    eng_open(e, 1);
+    json_t *run = start(e, "spaced", NULL, NULL, NULL);
+    char id[64];
+    snprintf(id, sizeof id, "%s", jstr(run, "id"));
+    json_decref(run);
+    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    uint64_t wid;
+    ls_err err = {0};
+    th_ok(ls_flow_watch(e->f, id, strlen(id), on_end, &w, &wid, &err), &err);
+    assert_int_equal(flow_results_count(e->f->results), 0);
+    atomic_store(&e->h.gate_open, 1);
+    wait_end(e, id);
+    assert_int_equal(ls_flow_unwatch(e->f, wid), 0); /* fired: the answer was kept before */
+    assert_int_equal(flow_results_count(e->f->results), 1);
+
+    char want[256];
+    snprintf(want, sizeof want,
+             "{\"id\":\"%s\",\"output\":{\"a\":null,\"b\":[1,2.5]},\"status\":\"completed\"}", id);
+    ls_buf out = LS_BUF_INIT;
+    int done = 0;
+    th_ok(ls_flow_result(e->f, id, strlen(id), &out, &done, &err), &err);
+    assert_int_equal(done, 1);
+    assert_string_equal((const char *)out.ptr, want);
+    /* The store's answer, byte for byte. */
+    flow_results_clear(e->f->results);
+    done = 0;
+    th_ok(ls_flow_result(e->f, id, strlen(id), &out, &done, &err), &err);
+    assert_int_equal(done, 1);
+    assert_string_equal((const char *)out.ptr, want);
+
+    /* Ended unwatched: nothing kept, the store answers. */
+    atomic_store(&e->h.gate_open, 0);
+    run = start(e, "three", NULL, NULL, NULL);
+    snprintf(id, sizeof id, "%s", jstr(run, "id"));
+    json_decref(run);
+    char st[32];
+    for (int i = 0; i < WAIT_MS && strcmp(status_of(e, id, st), "completed") != 0; i++)
+        th_nap_ms(1);
+    assert_string_equal(status_of(e, id, st), "completed");
+    assert_int_equal(flow_results_count(e->f->results), 0);
+    th_ok(ls_flow_result(e->f, id, strlen(id), &out, &done, &err), &err);
+    assert_int_equal(done, 1);
+    assert_non_null(strstr((const char *)out.ptr, "\"status\":\"completed\""));
+
+    /* Named and watched: kept under its id; by name, the store answers
+     * the same. */
+    start1(e, "spaced", "rc-named", NULL);
+    atomic_store(&e->h.gate_open, 1);
+    wait_end(e, "rc-named");
+    assert_int_equal(flow_results_count(e->f->results), 1);
+    th_ok(ls_flow_result(e->f, "rc-named", 8, &out, &done, &err), &err);
+    assert_string_equal(
+        (const char *)out.ptr,
+        "{\"id\":\"rc-named\",\"output\":{\"a\":null,\"b\":[1,2.5]},\"status\":\"completed\"}");
+    ls_buf_free(&out);
+    eng_close(e);
+}
+
 /* ---- 12. shutdown ---- */
 
 typedef struct {
@@ -2768,6 +2841,7 @@ int main(void)
         T(test_engine_list_filters_and_pages),
         T(test_engine_start_async),
         T(test_engine_watch_and_unwatch),
+        T(test_engine_result_of_watched_run),
         T(test_engine_stop_interrupts_after_grace),
         T(test_engine_stop_lets_activations_finish_within_grace),
         T(test_engine_payloads_encrypted_at_rest),

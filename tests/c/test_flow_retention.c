@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "flow/flow_int.h"
 #include "flow/history.h"
 #include "flow/retention.h"
 #include "lodestone/ls_flow.h"
@@ -697,14 +698,51 @@ static void test_retention_alloc_failures(void **state)
     assert_int_equal(listed(e), 0);
 }
 
+static void on_answer_end(void *ud)
+{
+    atomic_store((atomic_int *)ud, 1);
+}
+
+/* A run whose end was watched has its answer kept in memory (the results
+ * cache); once retention deletes the run, that answer is gone too. */
+static void test_retention_forgets_answers(void **state)
+{
+    env *e = *state;
+    e->retention_ms = 0; /* the default: 7 days */
+    eng_open(e, 1);
+    char *id = start_named(e, "waits", NULL);
+    wait_waiting(e, id);
+    atomic_int fired = 0;
+    uint64_t w;
+    ls_err err = {0};
+    th_ok(ls_flow_watch(e->f, id, strlen(id), on_answer_end, &fired, &w, &err), &err);
+    signal_go(e, id);
+    for (int i = 0; i < WAIT_MS && !atomic_load(&fired); i++) th_nap_ms(1);
+    assert_int_equal(atomic_load(&fired), 1);
+    assert_int_equal(flow_results_count(e->f->results), 1);
+    ls_buf out = LS_BUF_INIT;
+    int done = 0;
+    th_ok(ls_flow_result(e->f, id, strlen(id), &out, &done, &err), &err);
+    assert_int_equal(done, 1);
+    assert_non_null(strstr((const char *)out.ptr, "\"status\":\"completed\""));
+    th_clock_advance(&e->fc, 7 * DAY_MS + 60000);
+    assert_int_equal(pass(e).deleted, 1);
+    assert_int_equal(flow_results_count(e->f->results), 0);
+    assert_int_equal(ls_flow_result(e->f, id, strlen(id), &out, &done, &err), LS_ENOTFOUND);
+    ls_buf_free(&out);
+    free(id);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_retention_cutoff),     T(test_retention_per_type),  T(test_retention_forever),
-        T(test_retention_batches),    T(test_retention_every_key), T(test_retention_running_kept),
-        T(test_retention_name_reuse), T(test_retention_thread),    T(test_retention_alloc_failures),
+        T(test_retention_cutoff),         T(test_retention_per_type),
+        T(test_retention_forever),        T(test_retention_batches),
+        T(test_retention_every_key),      T(test_retention_running_kept),
+        T(test_retention_name_reuse),     T(test_retention_thread),
+        T(test_retention_alloc_failures), T(test_retention_forgets_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
