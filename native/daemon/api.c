@@ -334,8 +334,9 @@ static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char 
     pthread_mutex_unlock(&a->mu);
     if (stopping) return 0;
     ls_err err;
-    ls_rc rc = ls_flow_start_async(a->o.flow, type, strlen(type), input, ilen, &r->start_out,
-                                   on_started, r, &err);
+    /* (the input is ls_json_dump's text: h_start wrote it) */
+    ls_rc rc = ls_flow_start_async(a->o.flow, type, strlen(type), input, ilen, LS_FLOW_INPUT_DUMPED,
+                                   &r->start_out, on_started, r, &err);
     pthread_mutex_lock(&a->mu);
     if (rc != LS_OK) { /* refused: never called back */
         a->starting--;

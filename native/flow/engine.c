@@ -641,6 +641,9 @@ void ls_flow_close(ls_flow_t *f)
     ls_free(f);
 }
 
+/* Appends the string literal s to b. */
+#define LIT(b, s, err) ls_buf_append((b), (s), sizeof(s) - 1, (err))
+
 /* ---- the committer: group commit ----
  *
  * Writes reach the store one group at a time: whoever finds the committer
@@ -1301,6 +1304,18 @@ static ls_rc compact_json(ls_flow_t *f, const char *what, const char *text, size
     return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s", what);
 }
 
+/* compact_json's checks for a text ls_json_dump wrote: only the size. */
+static ls_rc dumped_json(ls_flow_t *f, const char *what, const char *text, size_t len, ls_buf *out,
+                         ls_err *err)
+{
+    if (len > f->o.max_payload)
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: %zu bytes, over the payload limit of %zu bytes (lodestoned "
+                          "--max-payload)",
+                          what, len, f->o.max_payload);
+    return ls_buf_set(out, text, len, err);
+}
+
 static size_t stripe_of(const char *name, size_t n)
 {
     uint32_t h = 2166136261u;
@@ -1691,15 +1706,23 @@ static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size
     }
     char ts[LS_TIME_TEXTLEN + 1];
     ls_time_format(now, ts);
-    rc = ls_buf_set(run, "", 0, err);
+    /* The run's object as ls_flow_describe writes it (names, types and
+     * versions need no escapes; the input is compact JSON). */
+    ls_buf_clear(run);
+    rc = LIT(run, "{\"attempts_failed\":0,\"created_at\":\"", err);
+    if (rc == LS_OK) rc = ls_buf_append(run, ts, strlen(ts), err);
+    if (rc == LS_OK) rc = LIT(run, "\",\"id\":\"", err);
+    if (rc == LS_OK) rc = ls_buf_append(run, name, nlen, err);
+    if (rc == LS_OK) rc = LIT(run, "\",\"input\":", err);
+    if (rc == LS_OK) rc = ls_buf_append(run, in->ptr, in->len, err);
     if (rc == LS_OK)
-        rc = ls_buf_printf(run, err,
-                           "{\"attempts_failed\":0,\"created_at\":\"%s\",\"id\":\"%.*s\","
-                           "\"input\":%.*s,\"status\":\"running\",\"steps_completed\":0,"
-                           "\"type\":\"%.*s\",\"updated_at\":\"%s\"%s%.*s%s}",
-                           ts, (int)nlen, name, (int)in->len, (const char *)in->ptr, (int)tlen,
-                           type, ts, version.len ? ",\"version\":\"" : "", (int)version.len,
-                           version.len ? (const char *)version.ptr : "", version.len ? "\"" : "");
+        rc = LIT(run, ",\"status\":\"running\",\"steps_completed\":0,\"type\":\"", err);
+    if (rc == LS_OK) rc = ls_buf_append(run, type, tlen, err);
+    if (rc == LS_OK) rc = LIT(run, "\",\"updated_at\":\"", err);
+    if (rc == LS_OK) rc = ls_buf_append(run, ts, strlen(ts), err);
+    if (rc == LS_OK && version.len) rc = LIT(run, "\",\"version\":\"", err);
+    if (rc == LS_OK && version.len) rc = ls_buf_append(run, version.ptr, version.len, err);
+    if (rc == LS_OK) rc = LIT(run, "\"}", err);
     r->version = ls_strndup(version.len ? (const char *)version.ptr : "", version.len);
     if (rc == LS_OK && r->version == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
     if (rc == LS_OK && new_source && (op->new_source = ls_strdup(r->version)) == NULL)
@@ -1805,13 +1828,15 @@ out:
 }
 
 ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
-                          size_t ilen, ls_buf *run,
+                          size_t ilen, unsigned flags, ls_buf *run,
                           void (*done)(void *ud, ls_rc rc, const ls_err *err), void *ud,
                           ls_err *err)
 {
     if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
     ls_buf in = LS_BUF_INIT;
-    ls_rc rc = compact_json(f, "input", input, ilen, &in, err);
+    ls_rc rc = (flags & LS_FLOW_INPUT_DUMPED) && input && ilen
+                   ? dumped_json(f, "input", input, ilen, &in, err)
+                   : compact_json(f, "input", input, ilen, &in, err);
     ls_id id;
     char name[LS_ID_TEXTLEN + 1];
     if (rc == LS_OK) rc = ls_id_new(&id, f->clock, err);

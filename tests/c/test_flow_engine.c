@@ -1914,7 +1914,7 @@ static void wait_landed(landing *l)
 static char *start_async(env *e, const char *input, landing *l)
 {
     ls_err err = {0};
-    th_ok(ls_flow_start_async(e->f, "three", 5, input, input ? strlen(input) : 0, &l->run,
+    th_ok(ls_flow_start_async(e->f, "three", 5, input, input ? strlen(input) : 0, 0, &l->run,
                               on_landed, l, &err),
           &err);
     json_t *j = parse_buf(&l->run);
@@ -1966,14 +1966,47 @@ static void test_engine_start_async(void **state)
     }
     free(first);
 
+    /* The run's object comes as ls_flow_describe writes it (compact, keys
+     * sorted); a dumped input is kept as it is, its size still checked. */
+    landing d = LANDING(e);
+    th_ok(ls_flow_start_async(e->f, "three", 5, "{\"a\":[1,2]}", 11, LS_FLOW_INPUT_DUMPED, &d.run,
+                              on_landed, &d, &err),
+          &err);
+    json_t *dj = parse_buf(&d.run);
+    ls_buf canon = LS_BUF_INIT;
+    th_ok(ls_json_dump(dj, &canon, &err), &err);
+    assert_int_equal(canon.len, d.run.len);
+    assert_memory_equal(canon.ptr, d.run.ptr, canon.len);
+    assert_json(json_object_get(dj, "input"), "{\"a\":[1,2]}");
+    char *did = strdup(jstr(dj, "id"));
+    json_decref(dj);
+    ls_buf_free(&canon);
+    wait_landed(&d);
+    ls_buf_free(&d.run);
+    wait_end(e, did);
+    json_t *desc = describe(e, did);
+    assert_json(json_object_get(desc, "input"), "{\"a\":[1,2]}");
+    json_decref(desc);
+    free(did);
+    size_t big = LS_FLOW_MAX_PAYLOAD + 1;
+    char *huge = malloc(big);
+    assert_non_null(huge);
+    memset(huge, '1', big);
+
     /* Refused up front: nothing started, never called back. */
     landing none = LANDING(e);
     ls_buf run = LS_BUF_INIT;
-    assert_int_equal(ls_flow_start_async(e->f, "nope", 4, NULL, 0, &run, on_landed, &none, &err),
+    assert_int_equal(ls_flow_start_async(e->f, "nope", 4, NULL, 0, 0, &run, on_landed, &none, &err),
                      LS_ENOTFOUND);
     assert_non_null(strstr(err.msg, "three"));
-    assert_int_equal(ls_flow_start_async(e->f, "three", 5, "{bad", 4, &run, on_landed, &none, &err),
+    assert_int_equal(
+        ls_flow_start_async(e->f, "three", 5, "{bad", 4, 0, &run, on_landed, &none, &err),
+        LS_EINVAL);
+    assert_int_equal(ls_flow_start_async(e->f, "three", 5, huge, big, LS_FLOW_INPUT_DUMPED, &run,
+                                         on_landed, &none, &err),
                      LS_EINVAL);
+    assert_non_null(strstr(err.msg, "payload limit"));
+    free(huge);
     ls_buf_free(&run);
     th_nap_ms(20);
     assert_int_equal(none.calls, 0);

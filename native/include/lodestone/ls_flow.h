@@ -155,6 +155,11 @@ LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const ch
                            size_t nlen, const char *input, size_t ilen, ls_buf *run, int *created,
                            ls_err *err);
 
+/* input is the text ls_json_dump wrote for a value (compact, object keys
+ * sorted, as the engine stores inputs): it is taken as it is instead of
+ * being parsed and written again. Only the size limit is checked. */
+#define LS_FLOW_INPUT_DUMPED 1u
+
 /* Starts a run of type with input under a fresh id, without waiting for
  * its write: on LS_OK *run already holds the run's object (as
  * ls_flow_start gives it) and done(ud, rc, err) is called once, when the
@@ -164,9 +169,10 @@ LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const ch
  * returns) with the engine's write lock held: it must be quick, may read
  * (ls_flow_watch, ls_flow_result), and must not call anything that writes
  * (a start, a signal, a cancel...), which would wait for that lock. On an
- * error returned here done is never called. */
+ * error returned here done is never called. flags: 0, or
+ * LS_FLOW_INPUT_DUMPED. */
 LS_API ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
-                                 size_t ilen, ls_buf *run,
+                                 size_t ilen, unsigned flags, ls_buf *run,
                                  void (*done)(void *ud, ls_rc rc, const ls_err *err), void *ud,
                                  ls_err *err);
 
