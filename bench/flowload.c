@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * flowload: a closed-loop load generator for lodestoned's HTTP API on a
- * unix socket. N client threads, each on its own keep-alive connection,
- * start a run (POST /v1/workflows/TYPE) and wait for its result
- * (GET .../result?wait=60), again and again, until RUNS runs have
+ * unix socket. N keep-alive connections, driven by one thread's epoll
+ * loop, each start a run (POST /v1/workflows/TYPE) and wait for its
+ * result (GET .../result?wait=60), again and again, until RUNS runs have
  * completed. Prints runs per second and start-to-result latency
  * percentiles. Used by bench/workflows.sh.
  *
@@ -13,12 +13,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -28,7 +27,7 @@ static const char *sock_path, *wf_type;
 static long total_runs;
 static int start_only;
 static int one_request; /* POST ...?wait=60: start and result in one request */
-static atomic_long next_run, failures;
+static long next_run, done_runs, failures;
 static double *lat_ms;
 
 static double now_s(void)
@@ -40,103 +39,189 @@ static double now_s(void)
 
 static int connect_unix(void)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0) close(fd);
         return -1;
     }
     return fd;
 }
 
-/* Sends req, reads one response into buf (headers + Content-Length body).
- * Returns the status, or -1. */
-static int roundtrip(int fd, const char *req, size_t rlen, char *buf, size_t cap, char **body)
+/* One keep-alive connection of the event loop: a request on its way out,
+ * then its response coming in. */
+typedef struct {
+    int fd;
+    long run;       /* the run it is driving (index into lat_ms) */
+    double t0;      /* when that run's start was sent */
+    int getting;    /* the request out is the result's GET (not the start) */
+    char out[1024]; /* the request */
+    size_t out_len, out_off;
+    char in[65536]; /* the response so far */
+    size_t in_len;
+} conn;
+
+static int epfd;
+static long active; /* connections still driving runs */
+
+static void fail(conn *c, const char *what, int st, const char *body)
 {
-    size_t off = 0;
-    while (off < rlen) {
-        ssize_t n = write(fd, req + off, rlen - off);
-        if (n <= 0) return -1;
-        off += (size_t)n;
-    }
-    size_t len = 0;
-    char *hend = NULL;
-    long clen = -1;
-    for (;;) {
-        if (len + 1 >= cap) return -1;
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n <= 0) return -1;
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (hend == NULL && (hend = strstr(buf, "\r\n\r\n")) != NULL) {
-            char *cl = strcasestr(buf, "Content-Length:");
-            clen = cl && cl < hend ? strtol(cl + 15, NULL, 10) : 0;
-        }
-        if (hend && (long)(len - (size_t)(hend + 4 - buf)) >= clen) break;
-    }
-    *body = hend + 4;
-    return atoi(buf + 9);
+    fprintf(stderr, "%s: status %d: %.200s\n", what, st, st > 0 && body ? body : "");
+    failures++;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    active--;
 }
 
-static void *client(void *arg)
+/* Writes what is left of c's request; waits for the socket otherwise. */
+static void flush_out(conn *c)
 {
-    (void)arg;
-    char buf[65536], req[1024], id[256];
-    int fd = connect_unix();
-    if (fd < 0) {
-        perror("connect");
-        atomic_fetch_add(&failures, 1);
-        return NULL;
+    while (c->out_off < c->out_len) {
+        ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+        if (n < 0 && errno == EAGAIN) {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+            epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+            return;
+        }
+        if (n <= 0) {
+            fail(c, "write", -1, NULL);
+            return;
+        }
+        c->out_off += (size_t)n;
     }
-    for (;;) {
-        long i = atomic_fetch_add(&next_run, 1);
-        if (i >= total_runs) break;
-        double t0 = now_s();
-        const char *payload = "{\"input\":{\"n\":1}}";
-        int rl = snprintf(req, sizeof req,
-                          "POST /v1/workflows/%s%s HTTP/1.1\r\nHost: d\r\nContent-Type: "
-                          "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                          wf_type, one_request ? "?wait=60" : "", strlen(payload), payload);
-        char *body;
-        int st = roundtrip(fd, req, (size_t)rl, buf, sizeof buf, &body);
-        if (one_request) {
-            if (st != 200 || strstr(body, "\"completed\"") == NULL) {
-                fprintf(stderr, "start?wait: status %d: %.200s\n", st, st > 0 ? body : "");
-                atomic_fetch_add(&failures, 1);
-                break;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Starts the next run on c, or retires c when every run is taken. */
+static void next(conn *c)
+{
+    if (next_run >= total_runs) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+        active--;
+        return;
+    }
+    c->run = next_run++;
+    c->t0 = now_s();
+    c->getting = 0;
+    c->in_len = 0;
+    const char *payload = "{\"input\":{\"n\":1}}";
+    c->out_len = (size_t)snprintf(c->out, sizeof c->out,
+                                  "POST /v1/workflows/%s%s HTTP/1.1\r\nHost: d\r\nContent-Type: "
+                                  "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                                  wf_type, one_request ? "?wait=60" : "", strlen(payload), payload);
+    c->out_off = 0;
+    flush_out(c);
+}
+
+/* A whole response is in: status st, body. */
+static void answered(conn *c, int st, const char *body)
+{
+    if (one_request || c->getting) {
+        if (st != 200 || strstr(body, "\"completed\"") == NULL) {
+            fail(c, one_request ? "start?wait" : "result", st, body);
+            return;
+        }
+    } else {
+        if (st != 201) {
+            fail(c, "start", st, body);
+            return;
+        }
+        if (!start_only) {
+            const char *p = strstr(body, "\"id\":\"");
+            size_t n = p ? strcspn(p + 6, "\"") : 0;
+            if (p == NULL || n == 0 || n > 200) {
+                fail(c, "start (no id)", st, body);
+                return;
             }
-            lat_ms[i] = (now_s() - t0) * 1000.0;
+            c->getting = 1;
+            c->in_len = 0;
+            c->out_len = (size_t)snprintf(
+                c->out, sizeof c->out,
+                "GET /v1/workflows/%.*s/result?wait=60 HTTP/1.1\r\nHost: d\r\n\r\n", (int)n, p + 6);
+            c->out_off = 0;
+            flush_out(c);
+            return;
+        }
+    }
+    lat_ms[c->run] = (now_s() - c->t0) * 1000.0;
+    done_runs++;
+    next(c);
+}
+
+/* Reads what c's socket has; answers a response once it is whole. */
+static void readable(conn *c)
+{
+    for (;;) {
+        if (c->in_len + 1 >= sizeof c->in) {
+            fail(c, "response too large", -1, NULL);
+            return;
+        }
+        ssize_t n = read(c->fd, c->in + c->in_len, sizeof c->in - 1 - c->in_len);
+        if (n < 0 && errno == EAGAIN) return;
+        if (n <= 0) {
+            fail(c, "read (connection closed)", -1, NULL);
+            return;
+        }
+        c->in_len += (size_t)n;
+        c->in[c->in_len] = '\0';
+        char *hend = strstr(c->in, "\r\n\r\n");
+        if (hend == NULL) continue;
+        char *cl = strcasestr(c->in, "Content-Length:");
+        long clen = cl && cl < hend ? strtol(cl + 15, NULL, 10) : 0;
+        if ((long)(c->in_len - (size_t)(hend + 4 - c->in)) < clen) continue;
+        answered(c, atoi(c->in + 9), hend + 4);
+        return;
+    }
+}
+
+/* The closed loop: conc connections, each driving one run at a time, in
+ * one thread (a thread per connection would load the scheduler of a small
+ * machine as much as the daemon it measures). */
+static int drive(int conc)
+{
+    epfd = epoll_create1(0);
+    conn *cs = calloc((size_t)conc, sizeof *cs);
+    if (epfd < 0 || cs == NULL) {
+        perror("epoll/calloc");
+        return -1;
+    }
+    for (int i = 0; i < conc; i++) {
+        cs[i].fd = connect_unix();
+        if (cs[i].fd < 0) {
+            perror("connect");
+            failures++;
             continue;
         }
-        if (st != 201) {
-            fprintf(stderr, "start: status %d: %.200s\n", st, st > 0 ? body : "");
-            atomic_fetch_add(&failures, 1);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, cs[i].fd, &ev);
+        active++;
+    }
+    for (int i = 0; i < conc; i++)
+        if (cs[i].fd >= 0) next(&cs[i]);
+    struct epoll_event evs[256];
+    while (active > 0) {
+        int n = epoll_wait(epfd, evs, 256, 1000);
+        if (n < 0 && errno != EINTR) {
+            perror("epoll_wait");
             break;
         }
-        char *p = strstr(body, "\"id\":\"");
-        if (p == NULL) break;
-        p += 6;
-        size_t n = strcspn(p, "\"");
-        if (n >= sizeof id) break;
-        memcpy(id, p, n);
-        id[n] = '\0';
-        if (!start_only) {
-            rl = snprintf(req, sizeof req,
-                          "GET /v1/workflows/%s/result?wait=60 HTTP/1.1\r\nHost: d\r\n\r\n", id);
-            st = roundtrip(fd, req, (size_t)rl, buf, sizeof buf, &body);
-            if (st != 200 || strstr(body, "\"completed\"") == NULL) {
-                fprintf(stderr, "result: status %d: %.200s\n", st, st > 0 ? body : "");
-                atomic_fetch_add(&failures, 1);
-                break;
-            }
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            if (c->fd < 0) continue;
+            if (evs[i].events & EPOLLOUT) flush_out(c);
+            if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) readable(c);
         }
-        lat_ms[i] = (now_s() - t0) * 1000.0;
     }
-    close(fd);
-    return NULL;
+    free(cs);
+    close(epfd);
+    return 0;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -189,14 +274,13 @@ int main(int argc, char **argv)
     one_request = argc > 5 && strcmp(argv[5], "one-request") == 0;
     if (conc < 1 || total_runs < 1) return 2;
     lat_ms = calloc((size_t)total_runs, sizeof *lat_ms);
-    pthread_t *th = calloc((size_t)conc, sizeof *th);
+    if (lat_ms == NULL) return 1;
     double t0 = now_s();
-    for (int i = 0; i < conc; i++) pthread_create(&th[i], NULL, client, NULL);
-    for (int i = 0; i < conc; i++) pthread_join(th[i], NULL);
+    if (drive(conc) != 0) return 1;
     double el = now_s() - t0;
-    long done = atomic_load(&next_run) < total_runs ? atomic_load(&next_run) : total_runs;
-    if (atomic_load(&failures)) {
-        fprintf(stderr, "flowload: %ld failures\n", atomic_load(&failures));
+    long done = done_runs;
+    if (failures || done == 0) {
+        fprintf(stderr, "flowload: %ld failures\n", failures);
         return 1;
     }
     qsort(lat_ms, (size_t)done, sizeof *lat_ms, cmp_d);
@@ -207,6 +291,5 @@ int main(int argc, char **argv)
                          : "runs",
            conc, done, el, (double)done / el, lat_ms[done / 2], lat_ms[done * 99 / 100]);
     free(lat_ms);
-    free(th);
     return 0;
 }
