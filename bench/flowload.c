@@ -190,6 +190,7 @@ static int drive(int conc)
     conn *cs = calloc((size_t)conc, sizeof *cs);
     if (epfd < 0 || cs == NULL) {
         perror("epoll/calloc");
+        free(cs);
         return -1;
     }
     for (int i = 0; i < conc; i++) {
