@@ -6,8 +6,9 @@
  * completed. Prints runs per second and start-to-result latency
  * percentiles. Used by bench/workflows.sh.
  *
- *   flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request]
+ *   flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request|named]
  *     one-request: POST .../TYPE?wait=60 starts a run and answers its result
+ *     named: the same, each start with an id (idempotent starts)
  *   flowload --fsync-ref DIR     small appends with fdatasync: the disk's rate
  */
 #define _GNU_SOURCE
@@ -27,6 +28,7 @@ static const char *sock_path, *wf_type;
 static long total_runs;
 static int start_only;
 static int one_request; /* POST ...?wait=60: start and result in one request */
+static int named;       /* ... each start with an "id" */
 static long next_run, done_runs, failures;
 static double *lat_ms;
 
@@ -111,7 +113,12 @@ static void next(conn *c)
     c->t0 = now_s();
     c->getting = 0;
     c->in_len = 0;
-    const char *payload = "{\"input\":{\"n\":1}}";
+    char payload[128];
+    if (named)
+        snprintf(payload, sizeof payload, "{\"id\":\"fl-%ld-%ld\",\"input\":{\"n\":1}}",
+                 (long)getpid(), c->run);
+    else
+        snprintf(payload, sizeof payload, "{\"input\":{\"n\":1}}");
     c->out_len = (size_t)snprintf(c->out, sizeof c->out,
                                   "POST /v1/workflows/%s%s HTTP/1.1\r\nHost: d\r\nContent-Type: "
                                   "application/json\r\nContent-Length: %zu\r\n\r\n%s",
@@ -263,8 +270,9 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--fsync-ref") == 0) return fsync_ref(argv[2]);
     if (argc < 5) {
-        fprintf(stderr, "usage: flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request]\n"
-                        "       flowload --fsync-ref DIR\n");
+        fprintf(stderr,
+                "usage: flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request|named]\n"
+                "       flowload --fsync-ref DIR\n");
         return 2;
     }
     sock_path = argv[1];
@@ -272,7 +280,8 @@ int main(int argc, char **argv)
     int conc = atoi(argv[3]);
     total_runs = atol(argv[4]);
     start_only = argc > 5 && strcmp(argv[5], "start-only") == 0;
-    one_request = argc > 5 && strcmp(argv[5], "one-request") == 0;
+    named = argc > 5 && strcmp(argv[5], "named") == 0;
+    one_request = named || (argc > 5 && strcmp(argv[5], "one-request") == 0);
     if (conc < 1 || total_runs < 1) return 2;
     lat_ms = calloc((size_t)total_runs, sizeof *lat_ms);
     if (lat_ms == NULL) return 1;
@@ -288,6 +297,7 @@ int main(int argc, char **argv)
     printf("%s: concurrency %d: %ld runs in %.2f s: %.0f runs/s; start-to-result p50 %.2f ms, "
            "p99 %.2f ms\n",
            start_only    ? "starts"
+           : named       ? "runs (start with id?wait)"
            : one_request ? "runs (start?wait)"
                          : "runs",
            conc, done, el, (double)done / el, lat_ms[done / 2], lat_ms[done * 99 / 100]);

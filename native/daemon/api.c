@@ -306,6 +306,28 @@ static void on_started(void *ud, ls_rc rc, const ls_err *err)
     pthread_mutex_unlock(&a->mu);
 }
 
+/* Answers a start done in this call (created 1) or that found the run of
+ * its name (created 0): the run's object out, or with ?wait=, its result
+ * (answered as GET .../result?wait=S). */
+static MHD_RESULT answer_start(lsd_api *a, req *r, struct MHD_Connection *c, int created,
+                               const ls_buf *out)
+{
+    if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") == NULL)
+        return send_json(c, created ? 201 : 200, out);
+    const char *id;
+    size_t idlen;
+    ls_err err;
+    json_t *run = NULL;
+    if (ls_json_peek_string((const char *)out->ptr, out->len, "id", &id, &idlen) == LS_OK)
+        r->name = strndup(id, idlen);
+    else if (ls_json_parse((const char *)out->ptr, out->len, &run, &err) == LS_OK &&
+             json_is_string(json_object_get(run, "id")))
+        r->name = strdup(json_string_value(json_object_get(run, "id")));
+    json_decref(run);
+    return r->name ? h_result(a, r, c, r->name)
+                   : send_error(c, 500, "internal", "start: no id in the run");
+}
+
 /* Answers a start whose write has landed, as h_start answers one (one that
  * asked for its result has r->name, and is answered by h_result). */
 static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
@@ -320,7 +342,8 @@ static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
  * the connection is suspended until the start has landed. Returns 0 when
  * it cannot go that way (the API is stopping): start it the waiting way. */
 static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char *type,
-                       const char *input, size_t ilen, MHD_RESULT *ret)
+                       const char *name, size_t nlen, const char *input, size_t ilen,
+                       MHD_RESULT *ret)
 {
     /* ?wait= (checked by the caller), or -1 without it */
     r->start_wait =
@@ -334,11 +357,13 @@ static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char 
     pthread_mutex_unlock(&a->mu);
     if (stopping) return 0;
     ls_err err;
+    int created = 0;
     /* (the input is ls_json_dump's text: h_start wrote it) */
-    ls_rc rc = ls_flow_start_async(a->o.flow, type, strlen(type), input, ilen, LS_FLOW_INPUT_DUMPED,
-                                   &r->start_out, on_started, r, &err);
+    ls_rc rc =
+        ls_flow_start_async(a->o.flow, type, strlen(type), name, nlen, input, ilen,
+                            LS_FLOW_INPUT_DUMPED, &r->start_out, &created, on_started, r, &err);
     pthread_mutex_lock(&a->mu);
-    if (rc != LS_OK) { /* refused: never called back */
+    if (rc != LS_OK || !created) { /* refused, or the name's run exists: never called back */
         a->starting--;
         r->starting = 0;
     } else if (r->starting == 1) {
@@ -353,6 +378,8 @@ static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char 
         *ret = send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
     else if (rc != LS_OK)
         *ret = send_rc(c, rc, &err);
+    else if (!created)
+        *ret = answer_start(a, r, c, 0, &r->start_out); /* the run of that name */
     else
         *ret = started(a, r, c); /* landed already: written by this thread */
     return 1;
@@ -413,7 +440,7 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
         }
     }
     MHD_RESULT ret;
-    if (name == NULL && start_async(a, r, c, type, input, ilen, &ret)) {
+    if (start_async(a, r, c, type, name, nlen, input, ilen, &ret)) {
         json_decref(body);
         ls_buf_free(&in);
         return ret;
@@ -427,23 +454,8 @@ static MHD_RESULT h_start(lsd_api *a, req *r, struct MHD_Connection *c, const ch
         ret = send_error(c, 404, "unknown_type", "%s", ls_err_text(&err));
     else if (rc != LS_OK)
         ret = send_rc(c, rc, &err);
-    else if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait") != NULL) {
-        /* Start and wait: answer as GET .../result?wait=S does, in one
-         * request. */
-        const char *id;
-        size_t idlen;
-        json_t *run = NULL;
-        if (ls_json_peek_string((const char *)out.ptr, out.len, "id", &id, &idlen) == LS_OK)
-            r->name = strndup(id, idlen);
-        else if (ls_json_parse((const char *)out.ptr, out.len, &run, &err) == LS_OK &&
-                 json_is_string(json_object_get(run, "id")))
-            r->name = strdup(json_string_value(json_object_get(run, "id")));
-        json_decref(run);
-        ret = r->name ? h_result(a, r, c, r->name)
-                      : send_error(c, 500, "internal", "start: no id in the run");
-    } else {
-        ret = send_json(c, created ? 201 : 200, &out);
-    }
+    else
+        ret = answer_start(a, r, c, created, &out);
     ls_buf_free(&out);
     return ret;
 }

@@ -580,6 +580,8 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     pthread_cond_init(&f->timer_cv, NULL);
     pthread_cond_init(&f->idle_cv, NULL);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_init(&f->stripe[i], NULL);
+    pthread_mutex_init(&f->pmu, NULL);
+    pthread_cond_init(&f->pcv, NULL);
     atomic_init(&f->interrupt, 0);
     f->next_watch = 1;
     ls_rc rc = flow_runtab_init(&f->runs, err);
@@ -637,6 +639,8 @@ void ls_flow_close(ls_flow_t *f)
     pthread_cond_destroy(&f->timer_cv);
     pthread_cond_destroy(&f->idle_cv);
     for (int i = 0; i < LS_FLOW_STRIPES; i++) pthread_mutex_destroy(&f->stripe[i]);
+    pthread_mutex_destroy(&f->pmu);
+    pthread_cond_destroy(&f->pcv);
     flow_retention_free(f);
     ls_free(f);
 }
@@ -1596,7 +1600,54 @@ typedef struct start_op {
     pthread_mutex_t *stripe; /* held until the start has landed */
     void (*done)(void *ud, ls_rc rc, const ls_err *err);
     void *ud;
+    char *pname; /* an asynchronous start with a name: on f->pending until it lands */
+    size_t pnlen;
+    struct start_op *pnext;
 } start_op;
+
+/* Whether a start of name is being written asynchronously. Caller holds
+ * pmu. */
+static int pending_has(ls_flow_t *f, const char *name, size_t nlen)
+{
+    for (start_op *op = f->pending; op; op = op->pnext)
+        if (op->pnlen == nlen && memcmp(op->pname, name, nlen) == 0) return 1;
+    return 0;
+}
+
+/* Takes name's stripe once no asynchronous start of name is in flight:
+ * then the store tells whether a run has that name, and nobody else can
+ * start one until the stripe is released. */
+static void lock_name(ls_flow_t *f, pthread_mutex_t *stripe, const char *name, size_t nlen)
+{
+    for (;;) {
+        pthread_mutex_lock(&f->pmu);
+        while (pending_has(f, name, nlen)) pthread_cond_wait(&f->pcv, &f->pmu);
+        pthread_mutex_unlock(&f->pmu);
+        pthread_mutex_lock(stripe);
+        pthread_mutex_lock(&f->pmu);
+        int again = pending_has(f, name, nlen);
+        pthread_mutex_unlock(&f->pmu);
+        if (!again) return;
+        pthread_mutex_unlock(stripe);
+    }
+}
+
+/* An asynchronous start of a name has landed (or failed): off the pending
+ * list; the starts of that name waiting for it look again. */
+static void pending_done(start_op *op)
+{
+    ls_flow_t *f = op->f;
+    pthread_mutex_lock(&f->pmu);
+    for (start_op **p = &f->pending; *p; p = &(*p)->pnext)
+        if (*p == op) {
+            *p = op->pnext;
+            break;
+        }
+    pthread_cond_broadcast(&f->pcv);
+    pthread_mutex_unlock(&f->pmu);
+    ls_free(op->pname);
+    op->pname = NULL;
+}
 
 static void start_op_free(start_op *op)
 {
@@ -1604,6 +1655,7 @@ static void start_op_free(start_op *op)
     ls_store_batch_free(op->b);
     ls_buf_free(&op->event);
     ls_free(op->new_source);
+    ls_free(op->pname);
     flow_run_free(op->r);
     ls_free(op);
 }
@@ -1622,6 +1674,7 @@ static ls_rc start_landed(start_op *op, ls_rc rc, const ls_err *err)
             pthread_mutex_unlock(&f->mu);
         }
         if (op->stripe) pthread_mutex_unlock(op->stripe);
+        if (op->pname) pending_done(op);
         if (op->done) op->done(op->ud, rc, err);
         start_op_free(op);
         return rc;
@@ -1644,6 +1697,7 @@ static ls_rc start_landed(start_op *op, ls_rc rc, const ls_err *err)
     }
     pthread_mutex_unlock(&f->mu);
     if (op->stripe) pthread_mutex_unlock(op->stripe);
+    if (op->pname) pending_done(op); /* (in the store: a start of it finds the run) */
     if (op->done) op->done(op->ud, LS_OK, NULL);
     start_op_free(op);
     return LS_OK;
@@ -1795,7 +1849,10 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
     }
 
     pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
-    pthread_mutex_lock(stripe);
+    if (named)
+        lock_name(f, stripe, name, nlen);
+    else
+        pthread_mutex_lock(stripe);
     ls_id existing;
     /* A fresh id names no run yet: only a given name needs the check. */
     rc = named ? flow_lookup(f, name, nlen, &existing, err) : LS_ENOTFOUND;
@@ -1827,33 +1884,68 @@ out:
     return rc;
 }
 
-ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
-                          size_t ilen, unsigned flags, ls_buf *run,
-                          void (*done)(void *ud, ls_rc rc, const ls_err *err), void *ud,
-                          ls_err *err)
+ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *name,
+                          size_t nlen, const char *input, size_t ilen, unsigned flags, ls_buf *run,
+                          int *created, void (*done)(void *ud, ls_rc rc, const ls_err *err),
+                          void *ud, ls_err *err)
 {
+    *created = 0;
     if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
     ls_buf in = LS_BUF_INIT;
     ls_rc rc = (flags & LS_FLOW_INPUT_DUMPED) && input && ilen
                    ? dumped_json(f, "input", input, ilen, &in, err)
                    : compact_json(f, "input", input, ilen, &in, err);
     ls_id id;
-    char name[LS_ID_TEXTLEN + 1];
+    char idtext[LS_ID_TEXTLEN + 1];
+    int named = name != NULL && nlen != 0;
     if (rc == LS_OK) rc = ls_id_new(&id, f->clock, err);
+    if (rc == LS_OK && named) rc = flow_check_name(name, nlen, err);
+    if (rc != LS_OK) goto out;
     start_op *op = NULL;
-    if (rc == LS_OK) {
+    if (!named) {
         /* A fresh id names no run yet: no lookup, no stripe to hold. */
-        ls_id_format(&id, name);
-        rc = start_prepare(f, &id, type, tlen, name, LS_ID_TEXTLEN, 0, &in, NULL, NULL, run, &op,
+        ls_id_format(&id, idtext);
+        rc = start_prepare(f, &id, type, tlen, idtext, LS_ID_TEXTLEN, 0, &in, NULL, NULL, run, &op,
                            err);
+        if (rc != LS_OK) goto out;
+    } else {
+        /* The name is checked and marked pending under its stripe; the
+         * stripe is not held during the write (a blocking start holds it). */
+        pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
+        lock_name(f, stripe, name, nlen);
+        ls_id existing;
+        rc = flow_lookup(f, name, nlen, &existing, err);
+        if (rc == LS_OK) {
+            pthread_mutex_unlock(stripe);
+            rc = flow_render_run(f, &existing, 1, run, err); /* it exists: *created 0 */
+            goto out;
+        }
+        char *pname = rc == LS_ENOTFOUND ? ls_strndup(name, nlen) : NULL;
+        if (rc == LS_ENOTFOUND && pname == NULL)
+            rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
+        if (rc == LS_ENOTFOUND)
+            rc = start_prepare(f, &id, type, tlen, name, nlen, 1, &in, NULL, NULL, run, &op, err);
+        if (rc != LS_OK) {
+            ls_free(pname);
+            pthread_mutex_unlock(stripe);
+            goto out;
+        }
+        op->pname = pname;
+        op->pnlen = nlen;
+        pthread_mutex_lock(&f->pmu);
+        op->pnext = f->pending;
+        f->pending = op;
+        pthread_mutex_unlock(&f->pmu);
+        pthread_mutex_unlock(stripe);
     }
-    ls_buf_free(&in);
-    if (rc != LS_OK) return rc;
+    *created = 1;
     op->done = done;
     op->ud = ud;
     op->c.written = start_written;
     flow_commit_submit(f, &op->c);
-    return LS_OK;
+out:
+    ls_buf_free(&in);
+    return rc;
 }
 
 /* ---- signals, cancel, terminate: the inbox ---- */

@@ -1008,10 +1008,22 @@ static void test_engine_runs_to_completion(void **state)
 typedef struct {
     env *e;
     pthread_barrier_t *bar;
+    const char *name;
+    int async;            /* ls_flow_start_async instead of ls_flow_start */
+    atomic_int landed;    /* its done calls */
+    atomic_int landed_rc; /* ... and the last one's rc */
     int created;
     char id[64];
     char created_at[64];
 } starter;
+
+static void on_start_landed(void *ud, ls_rc rc, const ls_err *err)
+{
+    starter *s = ud;
+    (void)err;
+    atomic_store(&s->landed_rc, (int)rc);
+    atomic_fetch_add(&s->landed, 1);
+}
 
 static void *start_thread(void *p)
 {
@@ -1019,8 +1031,11 @@ static void *start_thread(void *p)
     ls_buf run = LS_BUF_INIT;
     ls_err err = {0};
     pthread_barrier_wait(s->bar);
-    ls_rc rc =
-        ls_flow_start(s->e->f, "three", 5, "same", 4, "{\"n\":1}", 7, &run, &s->created, &err);
+    const char *name = s->name ? s->name : "same";
+    ls_rc rc = s->async ? ls_flow_start_async(s->e->f, "three", 5, name, strlen(name), "{\"n\":1}",
+                                              7, 0, &run, &s->created, on_start_landed, s, &err)
+                        : ls_flow_start(s->e->f, "three", 5, name, strlen(name), "{\"n\":1}", 7,
+                                        &run, &s->created, &err);
     if (rc == LS_OK) {
         json_t *j = NULL;
         if (ls_json_parse((const char *)run.ptr, run.len, &j, NULL) == LS_OK) {
@@ -1098,6 +1113,62 @@ static void test_engine_start_is_idempotent(void **state)
     ls_flow_stats st;
     ls_flow_get_stats(e->f, &st);
     assert_int_equal(st.started, 2);
+
+    /* Asynchronous starts with a name, mixed with waiting ones: a start of
+     * a name being written waits for it, then finds the run. Per name, one
+     * start creates it (and only that one is called back, once). */
+    for (int round = 0; round < 6; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "mixed-%d", round);
+        pthread_barrier_init(&bar, NULL, N);
+        for (int i = 0; i < N; i++) {
+            memset(&s[i], 0, sizeof s[i]);
+            s[i].e = e;
+            s[i].bar = &bar;
+            s[i].name = name;
+            s[i].async = round % 2 == 0 || i % 2 == 1; /* even rounds: all asynchronous */
+            assert_int_equal(pthread_create(&th[i], NULL, start_thread, &s[i]), 0);
+        }
+        ncreated = 0;
+        for (int i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            assert_true(s[i].created == 0 || s[i].created == 1);
+            ncreated += s[i].created;
+            assert_string_equal(s[i].id, name);
+            assert_string_equal(s[i].created_at, s[0].created_at);
+        }
+        pthread_barrier_destroy(&bar);
+        assert_int_equal(ncreated, 1);
+        wait_end(e, name);
+        for (int i = 0; i < N; i++) {
+            int want = s[i].async && s[i].created;
+            for (int k = 0; k < WAIT_MS && atomic_load(&s[i].landed) < want; k++) th_nap_ms(1);
+            assert_int_equal(atomic_load(&s[i].landed), want);
+            if (want) assert_int_equal(atomic_load(&s[i].landed_rc), LS_OK);
+        }
+        assert_int_equal(calls(&e->h, name, "a"), 1);
+    }
+    /* After the end, an asynchronous start of the name: the same run,
+     * completed, never called back. */
+    memset(&s[0], 0, sizeof s[0]);
+    created = -1;
+    ls_buf run = LS_BUF_INIT;
+    th_ok(ls_flow_start_async(e->f, "three", 5, "mixed-0", 7, NULL, 0, 0, &run, &created,
+                              on_start_landed, &s[0], &err),
+          &err);
+    assert_int_equal(created, 0);
+    json_t *j = parse_buf(&run);
+    assert_string_equal(jstr(j, "status"), "completed");
+    json_decref(j);
+    ls_buf_free(&run);
+    /* A bad name is refused before anything. */
+    assert_int_equal(ls_flow_start_async(e->f, "three", 5, "no spaces", 9, NULL, 0, 0, &run,
+                                         &created, on_start_landed, &s[0], &err),
+                     LS_EINVAL);
+    th_nap_ms(20);
+    assert_int_equal(atomic_load(&s[0].landed), 0);
+    ls_flow_get_stats(e->f, &st);
+    assert_int_equal(st.started, 2 + 6);
     eng_close(e);
 }
 
@@ -1914,9 +1985,11 @@ static void wait_landed(landing *l)
 static char *start_async(env *e, const char *input, landing *l)
 {
     ls_err err = {0};
-    th_ok(ls_flow_start_async(e->f, "three", 5, input, input ? strlen(input) : 0, 0, &l->run,
-                              on_landed, l, &err),
+    int created = -1;
+    th_ok(ls_flow_start_async(e->f, "three", 5, NULL, 0, input, input ? strlen(input) : 0, 0,
+                              &l->run, &created, on_landed, l, &err),
           &err);
+    assert_int_equal(created, 1);
     json_t *j = parse_buf(&l->run);
     assert_string_equal(jstr(j, "status"), "running");
     char *id = strdup(jstr(j, "id"));
@@ -1969,8 +2042,9 @@ static void test_engine_start_async(void **state)
     /* The run's object comes as ls_flow_describe writes it (compact, keys
      * sorted); a dumped input is kept as it is, its size still checked. */
     landing d = LANDING(e);
-    th_ok(ls_flow_start_async(e->f, "three", 5, "{\"a\":[1,2]}", 11, LS_FLOW_INPUT_DUMPED, &d.run,
-                              on_landed, &d, &err),
+    int dc = -1;
+    th_ok(ls_flow_start_async(e->f, "three", 5, NULL, 0, "{\"a\":[1,2]}", 11, LS_FLOW_INPUT_DUMPED,
+                              &d.run, &dc, on_landed, &d, &err),
           &err);
     json_t *dj = parse_buf(&d.run);
     ls_buf canon = LS_BUF_INIT;
@@ -1996,14 +2070,15 @@ static void test_engine_start_async(void **state)
     /* Refused up front: nothing started, never called back. */
     landing none = LANDING(e);
     ls_buf run = LS_BUF_INIT;
-    assert_int_equal(ls_flow_start_async(e->f, "nope", 4, NULL, 0, 0, &run, on_landed, &none, &err),
+    assert_int_equal(ls_flow_start_async(e->f, "nope", 4, NULL, 0, NULL, 0, 0, &run, &dc, on_landed,
+                                         &none, &err),
                      LS_ENOTFOUND);
     assert_non_null(strstr(err.msg, "three"));
-    assert_int_equal(
-        ls_flow_start_async(e->f, "three", 5, "{bad", 4, 0, &run, on_landed, &none, &err),
-        LS_EINVAL);
-    assert_int_equal(ls_flow_start_async(e->f, "three", 5, huge, big, LS_FLOW_INPUT_DUMPED, &run,
+    assert_int_equal(ls_flow_start_async(e->f, "three", 5, NULL, 0, "{bad", 4, 0, &run, &dc,
                                          on_landed, &none, &err),
+                     LS_EINVAL);
+    assert_int_equal(ls_flow_start_async(e->f, "three", 5, NULL, 0, huge, big, LS_FLOW_INPUT_DUMPED,
+                                         &run, &dc, on_landed, &none, &err),
                      LS_EINVAL);
     assert_non_null(strstr(err.msg, "payload limit"));
     free(huge);

@@ -160,19 +160,24 @@ LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const ch
  * being parsed and written again. Only the size limit is checked. */
 #define LS_FLOW_INPUT_DUMPED 1u
 
-/* Starts a run of type with input under a fresh id, without waiting for
- * its write: on LS_OK *run already holds the run's object (as
- * ls_flow_start gives it) and done(ud, rc, err) is called once, when the
- * start is durable and the run exists (rc LS_OK, err NULL) or when it could
- * not be written (nothing was started). done runs on the thread that wrote
- * the start (the engine's committer, or the caller's own before this
- * returns) with the engine's write lock held: it must be quick, may read
- * (ls_flow_watch, ls_flow_result), and must not call anything that writes
- * (a start, a signal, a cancel...), which would wait for that lock. On an
- * error returned here done is never called. flags: 0, or
- * LS_FLOW_INPUT_DUMPED. */
-LS_API ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *input,
-                                 size_t ilen, unsigned flags, ls_buf *run,
+/* Starts a run of type with input, named name (NULL or empty: under a
+ * fresh id), without waiting for its write. On LS_OK *run holds the run's
+ * object (as ls_flow_start gives it) and:
+ *   - *created 1: a new run; done(ud, rc, err) is called once, when the
+ *     start is durable and the run exists (rc LS_OK, err NULL), or when it
+ *     could not be written (nothing was started);
+ *   - *created 0: a run of that name exists already (*run is its object,
+ *     whatever its type and input) and done is never called. A start of a
+ *     name whose start is still being written waits here for it to land.
+ * done runs on the thread that wrote the start (the engine's committer, or
+ * the caller's own before this returns) with the engine's write lock
+ * held: it must be quick, may read (ls_flow_watch, ls_flow_result), and
+ * must not call anything that writes (a start, a signal, a cancel...),
+ * which would wait for that lock. On an error returned here done is never
+ * called. flags: 0, or LS_FLOW_INPUT_DUMPED. */
+LS_API ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const char *name,
+                                 size_t nlen, const char *input, size_t ilen, unsigned flags,
+                                 ls_buf *run, int *created,
                                  void (*done)(void *ud, ls_rc rc, const ls_err *err), void *ud,
                                  ls_err *err);
 
