@@ -36,7 +36,7 @@ static const char usage[] =
     "  --token-file FILE   bearer token for --listen (first line)\n"
     "  --key-file FILE     master key (default DATA/master.key, created 0600)\n"
     "  --workers N         worker threads running workflow code (default 8)\n"
-    "  --http-threads N    HTTP threads (default 32)\n"
+    "  --http-threads N    HTTP threads (default 16)\n"
     "  --grace SECONDS     on SIGTERM, how long running steps may finish (default 10)\n"
     "  --body-limit BYTES  largest request body (default 1048576)\n"
     "  --max-payload BYTES largest input, step result, output or signal (default 1048576)\n"
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
     /* An HTTP thread waits for the synced write of each start with an id
      * that it takes (one without is written while its connection waits):
      * 32 let that many share a write. */
-    unsigned long workers = 8, http_threads = 32, grace_s = 10, body_limit = 1 << 20;
+    unsigned long workers = 8, http_threads = 16, grace_s = 10, body_limit = 1 << 20;
     int nosync = 0;
     unsigned long max_payload = 0, max_events = 0, max_steps = 0;
     int64_t retention_ms = 0, retention_interval_ms = 0;
