@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -412,6 +413,41 @@ static void record(ls_jwks_fetch_t *f, ls_rc rc, const ls_err *err, int64_t dela
                (double)delay_ms / 1000.0, f->url);
 }
 
+/* How soon a fetcher that found another one fetching into the same cache
+ * looks again (by then that copy is usually fresh, and it waits for it to
+ * age instead). */
+#define FETCH_LOCK_RETRY_MS 25
+
+/* Takes the cache's fetch lock (flock on PATH.lock) without waiting, so
+ * that processes sharing a cache (lighttpd workers) fetch one at a time:
+ * 0 when another fetcher holds it; else 1, with *fd to close once the
+ * fetch is done (-1 when the lock file cannot be made: then this fetcher
+ * goes on as if alone). */
+static int fetch_lock(const ls_jwks_fetch_t *f, int *fd)
+{
+    *fd = -1;
+    size_t n = strlen(f->path);
+    char *lp = ls_malloc(n + 6);
+    if (lp == NULL) return 1;
+    memcpy(lp, f->path, n);
+    memcpy(lp + n, ".lock", 6);
+    int lfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ls_free(lp);
+    if (lfd < 0) return 1;
+    if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        close(lfd);
+        return busy ? 0 : 1;
+    }
+    *fd = lfd;
+    return 1;
+}
+
+static void fetch_unlock(int fd)
+{
+    if (fd >= 0) close(fd); /* (releases the flock) */
+}
+
 static void *fetch_main(void *ud)
 {
     ls_jwks_fetch_t *f = ud;
@@ -432,21 +468,29 @@ static void *fetch_main(void *ud)
             wait_until(f, asked && ask_after < next ? ask_after : next);
             continue;
         }
-        if (!asked) {
-            /* Another process sharing the cache (a lighttpd worker) may have
-             * refreshed it: then wait for that copy to age instead. */
-            pthread_mutex_unlock(&f->mu);
-            int64_t left = fresh_ms(f, interval, 0);
-            pthread_mutex_lock(&f->mu);
-            if (left > 0) {
-                next = mono_ms() + spread(&seed, left);
-                continue;
-            }
+        /* Another process sharing the cache (a lighttpd worker) may have
+         * refreshed it: then wait for that copy to age instead. One that is
+         * fetching now holds the fetch lock: look again shortly. */
+        pthread_mutex_unlock(&f->mu);
+        int64_t left = asked ? 0 : fresh_ms(f, interval, 0);
+        int lock_fd = -1, busy = left <= 0 && !fetch_lock(f, &lock_fd);
+        pthread_mutex_lock(&f->mu);
+        if (left > 0) {
+            next = mono_ms() + spread(&seed, left);
+            continue;
+        }
+        if (busy) {
+            next = mono_ms() + FETCH_LOCK_RETRY_MS;
+            if (asked) ask_after = next;
+            continue;
         }
         uint64_t ask = atomic_exchange(&f->asked, 0);
         if (ask && ask - 1 < atomic_load(&f->installs))
             ask = 0; /* asked with keys a newer install is replacing: not an ask */
-        if (!ask && !due) continue;
+        if (!ask && !due) {
+            fetch_unlock(lock_fd);
+            continue;
+        }
         if (ask) {
             f->st.requests++;
             if (!due) ask_after = now + f->o.kid_refetch_ms; /* a fetch only because asked */
@@ -459,6 +503,7 @@ static void *fetch_main(void *ud)
         int64_t max_age = -1;
         ls_rc rc = m ? fetch_once(f, m, &max_age, &err)
                      : ls_err_set(&err, LS_ENOMEM, "cannot create a libcurl multi handle");
+        fetch_unlock(lock_fd); /* (the new copy, if any, is in place) */
 
         pthread_mutex_lock(&f->mu);
         if (atomic_load(&f->stop)) break;
