@@ -69,7 +69,7 @@ struct req {
     int fired; /* the watch has fired */
     char *name;
     req *next, *prev;
-    /* a start without an id: written while the connection is suspended */
+    /* a start: written while the connection is suspended */
     int starting; /* 1 while its write is on its way, 2 once it has landed */
     int start_suspended;
     double start_wait; /* its ?wait=, or -1 without */
@@ -338,9 +338,10 @@ static MHD_RESULT started(lsd_api *a, req *r, struct MHD_Connection *c)
     return send_error(c, 500, "internal", "start: no id in the run");
 }
 
-/* Starts a run under a fresh id without holding this thread for its write:
- * the connection is suspended until the start has landed. Returns 0 when
- * it cannot go that way (the API is stopping): start it the waiting way. */
+/* Starts a run without holding this thread for its write: the connection
+ * is suspended until the start has landed (a name whose run exists is
+ * answered at once). Returns 0 when it cannot go that way (the API is
+ * stopping): start it the waiting way. */
 static int start_async(lsd_api *a, req *r, struct MHD_Connection *c, const char *type,
                        const char *name, size_t nlen, const char *input, size_t ilen,
                        MHD_RESULT *ret)

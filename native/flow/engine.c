@@ -1292,8 +1292,11 @@ void ls_flow_get_stats(ls_flow_t *f, ls_flow_stats *s)
 
 /* A payload as stored: valid JSON, compact; none (NULL/0) is null. Errors
  * are prefixed with what. */
-static ls_rc compact_json(ls_flow_t *f, const char *what, const char *text, size_t len, ls_buf *out,
-                          ls_err *err)
+/* The JSON text as the engine stores it (compact, keys sorted) into out,
+ * within the payload limit. dumped: text is what ls_json_dump wrote, taken
+ * as it is. */
+static ls_rc compact_json(ls_flow_t *f, const char *what, const char *text, size_t len, int dumped,
+                          ls_buf *out, ls_err *err)
 {
     if (text == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
     if (len > f->o.max_payload)
@@ -1301,23 +1304,12 @@ static ls_rc compact_json(ls_flow_t *f, const char *what, const char *text, size
                           "%s: %zu bytes, over the payload limit of %zu bytes (lodestoned "
                           "--max-payload)",
                           what, len, f->o.max_payload);
+    if (dumped) return ls_buf_set(out, text, len, err);
     json_t *j = NULL;
     ls_rc rc = ls_json_parse(text, len, &j, err);
     if (rc == LS_OK) rc = ls_json_dump(j, out, err);
     json_decref(j);
     return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s", what);
-}
-
-/* compact_json's checks for a text ls_json_dump wrote: only the size. */
-static ls_rc dumped_json(ls_flow_t *f, const char *what, const char *text, size_t len, ls_buf *out,
-                         ls_err *err)
-{
-    if (len > f->o.max_payload)
-        return ls_err_set(err, LS_EINVAL,
-                          "%s: %zu bytes, over the payload limit of %zu bytes (lodestoned "
-                          "--max-payload)",
-                          what, len, f->o.max_payload);
-    return ls_buf_set(out, text, len, err);
 }
 
 static size_t stripe_of(const char *name, size_t n)
@@ -1597,16 +1589,14 @@ typedef struct start_op {
     ls_buf event;
     char *new_source; /* the version whose source this start stores */
     int held;
-    pthread_mutex_t *stripe; /* held until the start has landed */
     void (*done)(void *ud, ls_rc rc, const ls_err *err);
     void *ud;
-    char *pname; /* an asynchronous start with a name: on f->pending until it lands */
+    char *pname; /* a start with a name: on f->pending until it lands */
     size_t pnlen;
     struct start_op *pnext;
 } start_op;
 
-/* Whether a start of name is being written asynchronously. Caller holds
- * pmu. */
+/* Whether a start of name is being written. Caller holds pmu. */
 static int pending_has(ls_flow_t *f, const char *name, size_t nlen)
 {
     for (start_op *op = f->pending; op; op = op->pnext)
@@ -1614,7 +1604,7 @@ static int pending_has(ls_flow_t *f, const char *name, size_t nlen)
     return 0;
 }
 
-/* Takes name's stripe once no asynchronous start of name is in flight:
+/* Takes name's stripe once no start of name is being written:
  * then the store tells whether a run has that name, and nobody else can
  * start one until the stripe is released. */
 static void lock_name(ls_flow_t *f, pthread_mutex_t *stripe, const char *name, size_t nlen)
@@ -1632,7 +1622,7 @@ static void lock_name(ls_flow_t *f, pthread_mutex_t *stripe, const char *name, s
     }
 }
 
-/* An asynchronous start of a name has landed (or failed): off the pending
+/* A start of a name has landed (or failed): off the pending
  * list; the starts of that name waiting for it look again. */
 static void pending_done(start_op *op)
 {
@@ -1673,7 +1663,6 @@ static ls_rc start_landed(start_op *op, ls_rc rc, const ls_err *err)
             release_slot(f, r); /* give the reserved slot back */
             pthread_mutex_unlock(&f->mu);
         }
-        if (op->stripe) pthread_mutex_unlock(op->stripe);
         if (op->pname) pending_done(op);
         if (op->done) op->done(op->ud, rc, err);
         start_op_free(op);
@@ -1696,7 +1685,6 @@ static ls_rc start_landed(start_op *op, ls_rc rc, const ls_err *err)
         enqueue(f, r);
     }
     pthread_mutex_unlock(&f->mu);
-    if (op->stripe) pthread_mutex_unlock(op->stripe);
     if (op->pname) pending_done(op); /* (in the store: a start of it finds the run) */
     if (op->done) op->done(op->ud, LS_OK, NULL);
     start_op_free(op);
@@ -1710,12 +1698,10 @@ static void start_written(flow_commit *c)
 }
 
 /* Prepares the start of a new run named name (an id, or a name nobody has):
- * renders *run, reserves its slot and builds its batch. The caller holds
- * stripe, if any; on failure it is released here. */
+ * renders *run, reserves its slot and builds its batch. */
 static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size_t tlen,
                            const char *name, size_t nlen, int named, const ls_buf *in,
-                           const flow_parent *parent, pthread_mutex_t *stripe, ls_buf *run,
-                           start_op **out, ls_err *err)
+                           const flow_parent *parent, ls_buf *run, start_op **out, ls_err *err)
 {
     *out = NULL;
     ls_rc rc;
@@ -1725,7 +1711,6 @@ static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size
     start_op *op = stopping ? NULL : ls_calloc(1, sizeof *op);
     flow_run *r = op ? flow_run_new(id, name, nlen, type, tlen) : NULL;
     if (r == NULL) {
-        if (stripe) pthread_mutex_unlock(stripe);
         ls_free(op);
         if (stopping)
             return ls_err_set(err, LS_EBUSY, "the daemon is shutting down; start refused");
@@ -1733,7 +1718,6 @@ static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size
     }
     op->f = f;
     op->r = r;
-    op->stripe = stripe;
     int64_t now = flow_now(f);
     r->created_ms = r->updated_ms = now;
     r->last_seq = 1;
@@ -1813,7 +1797,6 @@ static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size
             release_slot(f, r);
             pthread_mutex_unlock(&f->mu);
         }
-        if (stripe) pthread_mutex_unlock(stripe);
         start_op_free(op);
         return rc;
     }
@@ -1823,64 +1806,81 @@ static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size
     return LS_OK;
 }
 
+/* What both starts share: the checks, the input, a fresh id; for a name,
+ * its lookup (of a child: the existing run must be parent's) under its
+ * stripe. LS_OK with *out NULL: the name's run exists, *run is its object.
+ * LS_OK with *out: a new run, prepared (a name is on the pending list,
+ * until the start lands); the caller writes out->c. */
+static ls_rc start_begin(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
+                         const char *input, size_t ilen, int dumped, const flow_parent *parent,
+                         ls_buf *run, start_op **out, ls_err *err)
+{
+    *out = NULL;
+    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
+    ls_buf in = LS_BUF_INIT;
+    ls_rc rc = compact_json(f, "input", input, ilen, dumped, &in, err);
+    ls_id id;
+    char idtext[LS_ID_TEXTLEN + 1];
+    int named = name != NULL && nlen != 0;
+    if (rc == LS_OK) rc = ls_id_new(&id, f->clock, err);
+    if (rc == LS_OK && named) rc = flow_check_name(name, nlen, err);
+    if (rc == LS_OK && !named) {
+        /* A fresh id names no run yet: no lookup, no stripe to hold. */
+        ls_id_format(&id, idtext);
+        rc =
+            start_prepare(f, &id, type, tlen, idtext, LS_ID_TEXTLEN, 0, &in, parent, run, out, err);
+    } else if (rc == LS_OK) {
+        /* The name is looked up and marked pending under its stripe; the
+         * stripe is not held during the write: a start of the name waits
+         * in lock_name until this one has landed. */
+        pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
+        lock_name(f, stripe, name, nlen);
+        ls_id existing;
+        rc = flow_lookup(f, name, nlen, &existing, err);
+        char *pname = NULL;
+        if (rc == LS_ENOTFOUND) {
+            rc = (pname = ls_strndup(name, nlen)) == NULL
+                     ? ls_err_set(err, LS_ENOMEM, "start: out of memory")
+                     : start_prepare(f, &id, type, tlen, name, nlen, 1, &in, parent, run, out, err);
+            if (rc == LS_OK) {
+                (*out)->pname = pname;
+                (*out)->pnlen = nlen;
+                pthread_mutex_lock(&f->pmu);
+                (*out)->pnext = f->pending;
+                f->pending = *out;
+                pthread_mutex_unlock(&f->pmu);
+            } else {
+                ls_free(pname);
+            }
+            pthread_mutex_unlock(stripe);
+        } else {
+            pthread_mutex_unlock(stripe);
+            if (rc == LS_OK && parent) rc = child_of(f, &existing, parent, name, nlen, err);
+            if (rc == LS_OK) rc = flow_render_run(f, &existing, 1, run, err);
+        }
+    }
+    if (rc == LS_OK && *out && parent) {
+        (*out)->r->has_parent = 1;
+        (*out)->r->parent = *parent->id;
+    }
+    ls_buf_free(&in);
+    return rc;
+}
+
 ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, size_t nlen,
                  const char *input, size_t ilen, const flow_parent *parent, ls_buf *run,
                  int *created, ls_err *err)
 {
     *created = 0;
-    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
-    ls_buf in = LS_BUF_INIT;
-    ls_rc rc = compact_json(f, "input", input, ilen, &in, err);
-    if (rc != LS_OK) {
-        ls_buf_free(&in);
-        return rc;
-    }
-
-    ls_id id;
-    char idtext[LS_ID_TEXTLEN + 1];
-    int named = name != NULL && nlen != 0;
-    if ((rc = ls_id_new(&id, f->clock, err)) != LS_OK) goto out;
-    if (!named) {
-        ls_id_format(&id, idtext);
-        name = idtext;
-        nlen = LS_ID_TEXTLEN;
-    } else if ((rc = flow_check_name(name, nlen, err)) != LS_OK) {
-        goto out;
-    }
-
-    pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
-    if (named)
-        lock_name(f, stripe, name, nlen);
-    else
-        pthread_mutex_lock(stripe);
-    ls_id existing;
-    /* A fresh id names no run yet: only a given name needs the check. */
-    rc = named ? flow_lookup(f, name, nlen, &existing, err) : LS_ENOTFOUND;
-    if (rc == LS_OK) {
-        pthread_mutex_unlock(stripe);
-        if (parent && (rc = child_of(f, &existing, parent, name, nlen, err)) != LS_OK) goto out;
-        rc = flow_render_run(f, &existing, 1, run, err);
-        goto out;
-    }
-    if (rc != LS_ENOTFOUND) {
-        pthread_mutex_unlock(stripe);
-        goto out;
-    }
     start_op *op;
-    rc = start_prepare(f, &id, type, tlen, name, nlen, named, &in, parent, stripe, run, &op, err);
-    if (rc != LS_OK) goto out;
-    if (parent) {
-        op->r->has_parent = 1;
-        op->r->parent = *parent->id;
-    }
+    ls_rc rc = start_begin(f, type, tlen, name, nlen, input, ilen, 0, parent, run, &op, err);
+    if (rc != LS_OK || op == NULL) return rc;
     ls_err werr;
     rc = flow_commit_wait(f, &op->c, &werr);
     if (start_landed(op, rc, &werr) == LS_OK)
         *created = 1;
     else if (err)
         *err = werr;
-out:
-    ls_buf_free(&in);
     return rc;
 }
 
@@ -1890,62 +1890,16 @@ ls_rc ls_flow_start_async(ls_flow_t *f, const char *type, size_t tlen, const cha
                           void *ud, ls_err *err)
 {
     *created = 0;
-    if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
-    ls_buf in = LS_BUF_INIT;
-    ls_rc rc = (flags & LS_FLOW_INPUT_DUMPED) && input && ilen
-                   ? dumped_json(f, "input", input, ilen, &in, err)
-                   : compact_json(f, "input", input, ilen, &in, err);
-    ls_id id;
-    char idtext[LS_ID_TEXTLEN + 1];
-    int named = name != NULL && nlen != 0;
-    if (rc == LS_OK) rc = ls_id_new(&id, f->clock, err);
-    if (rc == LS_OK && named) rc = flow_check_name(name, nlen, err);
-    if (rc != LS_OK) goto out;
-    start_op *op = NULL;
-    if (!named) {
-        /* A fresh id names no run yet: no lookup, no stripe to hold. */
-        ls_id_format(&id, idtext);
-        rc = start_prepare(f, &id, type, tlen, idtext, LS_ID_TEXTLEN, 0, &in, NULL, NULL, run, &op,
-                           err);
-        if (rc != LS_OK) goto out;
-    } else {
-        /* The name is checked and marked pending under its stripe; the
-         * stripe is not held during the write (a blocking start holds it). */
-        pthread_mutex_t *stripe = &f->stripe[stripe_of(name, nlen)];
-        lock_name(f, stripe, name, nlen);
-        ls_id existing;
-        rc = flow_lookup(f, name, nlen, &existing, err);
-        if (rc == LS_OK) {
-            pthread_mutex_unlock(stripe);
-            rc = flow_render_run(f, &existing, 1, run, err); /* it exists: *created 0 */
-            goto out;
-        }
-        char *pname = rc == LS_ENOTFOUND ? ls_strndup(name, nlen) : NULL;
-        if (rc == LS_ENOTFOUND && pname == NULL)
-            rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
-        if (rc == LS_ENOTFOUND)
-            rc = start_prepare(f, &id, type, tlen, name, nlen, 1, &in, NULL, NULL, run, &op, err);
-        if (rc != LS_OK) {
-            ls_free(pname);
-            pthread_mutex_unlock(stripe);
-            goto out;
-        }
-        op->pname = pname;
-        op->pnlen = nlen;
-        pthread_mutex_lock(&f->pmu);
-        op->pnext = f->pending;
-        f->pending = op;
-        pthread_mutex_unlock(&f->pmu);
-        pthread_mutex_unlock(stripe);
-    }
+    start_op *op;
+    ls_rc rc = start_begin(f, type, tlen, name, nlen, input, ilen,
+                           (flags & LS_FLOW_INPUT_DUMPED) != 0, NULL, run, &op, err);
+    if (rc != LS_OK || op == NULL) return rc;
     *created = 1;
     op->done = done;
     op->ud = ud;
     op->c.written = start_written;
     flow_commit_submit(f, &op->c);
-out:
-    ls_buf_free(&in);
-    return rc;
+    return LS_OK;
 }
 
 /* ---- signals, cancel, terminate: the inbox ---- */
@@ -2040,7 +1994,7 @@ ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *si
     ls_rc rc = check_text("signal name", signal, slen, LS_FLOW_NAMEMAX, err);
     if (rc != LS_OK) return rc;
     ls_buf in = LS_BUF_INIT;
-    rc = compact_json(f, "payload", payload, plen, &in, err);
+    rc = compact_json(f, "payload", payload, plen, 0, &in, err);
     ls_event ev = {.type = LS_EV_SIGNAL_RECEIVED, .name = signal, .name_len = slen};
     if (rc == LS_OK) rc = inbox_put(f, name, nlen, &ev, (const char *)in.ptr, in.len, NULL, err);
     ls_buf_free(&in);

@@ -204,8 +204,8 @@ struct ls_flow {
     pthread_cond_t idle_cv;
     pthread_mutex_t wmu; /* held while watch callbacks run */
     pthread_mutex_t stripe[LS_FLOW_STRIPES];
-    /* Names of runs whose asynchronous start is being written (a start of
-     * the same name waits for it to land, then finds the run). */
+    /* Names of runs whose start is being written (a start of the same
+     * name waits for it to land, then finds the run). */
     pthread_mutex_t pmu;
     pthread_cond_t pcv;
     struct start_op *pending;
