@@ -10,14 +10,22 @@
  *     one-request: POST .../TYPE?wait=60 starts a run and answers its result
  *     named: the same, each start with an id (idempotent starts)
  *   flowload --fsync-ref DIR     small appends with fdatasync: the disk's rate
+ *   flowload --burst SOCKET N PID
+ *     N connections, each answered once, then the daemon PID is stopped
+ *     (SIGSTOP) while every connection sends a request, and continued: it
+ *     finds N requests ready at once. Exits 0 when all N are answered
+ *     within 30 s (used by tests/e2e/workflow_starts.sh)
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -266,13 +274,118 @@ static int fsync_ref(const char *dir)
     return 0;
 }
 
+/* Reads one HTTP response from blocking fd until now_s() reaches deadline;
+ * returns its status, or -1 (closed, malformed, too late). */
+static int read_response(int fd, double deadline)
+{
+    char in[16384];
+    size_t len = 0;
+    for (;;) {
+        int left = (int)((deadline - now_s()) * 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, left) != 1) return -1;
+        ssize_t n = read(fd, in + len, sizeof in - 1 - len);
+        if (n <= 0) return -1;
+        len += (size_t)n;
+        in[len] = '\0';
+        char *hend = strstr(in, "\r\n\r\n");
+        if (hend == NULL) {
+            if (len + 1 >= sizeof in) return -1;
+            continue;
+        }
+        char *cl = strcasestr(in, "Content-Length:");
+        long clen = cl && cl < hend ? strtol(cl + 15, NULL, 10) : 0;
+        if ((long)(len - (size_t)(hend + 4 - in)) >= clen) return atoi(in + 9);
+        if (len + 1 >= sizeof in) return -1;
+    }
+}
+
+/* Whether every thread of process pid is stopped. */
+static int all_stopped(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) return 0;
+    int stopped = 1;
+    struct dirent *e;
+    while (stopped && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char sp[300], buf[512];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+        FILE *f = fopen(sp, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f) fclose(f);
+        buf[n] = '\0';
+        const char *st = strrchr(buf, ')');
+        if (st == NULL || st[1] != ' ' || (st[2] != 'T' && st[2] != 't')) stopped = 0;
+    }
+    closedir(d);
+    return stopped;
+}
+
+static int burst(int n, pid_t pid)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: d\r\n\r\n";
+    int *fds = calloc((size_t)n, sizeof *fds);
+    int answered = 0, rc = 1;
+    if (fds == NULL) return 1;
+    for (int i = 0; i < n; i++) fds[i] = -1;
+    for (int i = 0; i < n; i++) { /* each accepted and answered once */
+        int fd = connect_unix();
+        if (fd < 0 || fcntl(fd, F_SETFL, 0) != 0) {
+            perror("flowload --burst: connect");
+            if (fd >= 0) close(fd);
+            goto out;
+        }
+        fds[i] = fd;
+        if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1) ||
+            read_response(fd, now_s() + 30) != 200) {
+            fprintf(stderr, "flowload --burst: connection %d: no answer to its first request\n", i);
+            goto out;
+        }
+    }
+    if (kill(pid, SIGSTOP) != 0) {
+        perror("flowload --burst: SIGSTOP");
+        goto out;
+    }
+    for (int t = 0; t < 500 && !all_stopped(pid); t++) usleep(10000);
+    if (!all_stopped(pid)) fprintf(stderr, "flowload --burst: the daemon did not stop\n");
+    int sent = 1;
+    for (int i = 0; i < n; i++)
+        if (write(fds[i], req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) sent = 0;
+    kill(pid, SIGCONT);
+    if (!sent) {
+        perror("flowload --burst: write");
+        goto out;
+    }
+    double deadline = now_s() + 30;
+    for (int i = 0; i < n; i++)
+        if (read_response(fds[i], deadline) == 200) answered++;
+    printf("burst: %d of %d requests sent at once answered\n", answered, n);
+    rc = answered == n ? 0 : 1;
+out:
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    free(fds);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--burst") == 0) {
+        sock_path = argv[2];
+        int n = atoi(argv[3]);
+        pid_t pid = (pid_t)atoi(argv[4]);
+        if (n < 1 || pid < 1) return 2;
+        return burst(n, pid);
+    }
     if (argc == 3 && strcmp(argv[1], "--fsync-ref") == 0) return fsync_ref(argv[2]);
     if (argc < 5) {
         fprintf(stderr,
                 "usage: flowload SOCKET TYPE CONCURRENCY RUNS [start-only|one-request|named]\n"
-                "       flowload --fsync-ref DIR\n");
+                "       flowload --fsync-ref DIR\n"
+                "       flowload --burst SOCKET N DAEMON_PID\n");
         return 2;
     }
     sock_path = argv[1];
