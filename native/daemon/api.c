@@ -36,7 +36,8 @@ typedef int MHD_RESULT;
 typedef enum MHD_Result MHD_RESULT;
 #endif
 
-#define MAX_WAIT_S 300
+#define MAX_WAIT_S      300
+#define MAX_CONNECTIONS 4096u /* per listener (docs/workflows.md) */
 
 typedef struct req req;
 
@@ -1096,7 +1097,7 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
             flags, 0, NULL, NULL, on_unix_request, a, MHD_OPTION_LISTEN_SOCKET, a->unix_fd,
             MHD_OPTION_THREAD_POOL_SIZE, a->o.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_CONNECTION_LIMIT,
-            4096u, MHD_OPTION_END);
+            MAX_CONNECTIONS, MHD_OPTION_END);
         if (a->unix_d == NULL) {
             ls_err_set(err, LS_EIO, "cannot serve HTTP on %s", o->socket_path);
             goto fail;
@@ -1115,11 +1116,12 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         sin.sin_family = AF_INET;
         sin.sin_port = htons((uint16_t)port);
         sin.sin_addr.s_addr = htonl(0x7f000001);
-        a->tcp_d = MHD_start_daemon(
-            flags, (uint16_t)port, NULL, NULL, on_tcp_request, a, MHD_OPTION_SOCK_ADDR,
-            (struct sockaddr *)&sin, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_END);
+        a->tcp_d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_tcp_request, a,
+                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+                                    MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
+                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
+                                    MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, MHD_OPTION_END);
         if (a->tcp_d == NULL) {
             ls_err_set(err, LS_EIO, "--listen %s: cannot listen (port in use?)", o->listen);
             goto fail;

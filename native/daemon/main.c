@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,6 +151,23 @@ static int parse_retention(const char *v, int64_t *ms, ls_err *err)
     return 0;
 }
 
+/* The HTTP API takes up to 4,096 connections and the store keeps up to
+ * 1,000 table files open, past the usual soft limit of 1,024 open files
+ * (systemd's default too): raise it to the hard limit (at most 65,536).
+ * poll() has no FD_SETSIZE bound, so any descriptor number is fine. */
+static void raise_open_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            lsd_log(LS_FLOW_LOG_WARN, NULL, "cannot raise the open files limit to %lu: %s",
+                    (unsigned long)want, strerror(errno));
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
@@ -253,6 +271,7 @@ int main(int argc, char **argv)
     if (token_file && (token = read_token(token_file, &err)) == NULL)
         return die("%s", ls_err_text(&err));
 
+    raise_open_files();
     /* The store first: its lock makes this the only daemon on data. */
     ls_store_t *store = NULL;
     ls_store_opts so = {
