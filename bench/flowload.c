@@ -171,6 +171,17 @@ static void answered(conn *c, int st, const char *body)
     next(c);
 }
 
+/* The body of the whole HTTP response in in (NUL-terminated, len bytes),
+ * or NULL while it is not all there. */
+static const char *whole_response(const char *in, size_t len)
+{
+    const char *hend = strstr(in, "\r\n\r\n");
+    if (hend == NULL) return NULL;
+    const char *cl = strcasestr(in, "Content-Length:");
+    long clen = cl && cl < hend ? strtol(cl + 15, NULL, 10) : 0;
+    return (long)(len - (size_t)(hend + 4 - in)) >= clen ? hend + 4 : NULL;
+}
+
 /* Reads what c's socket has; answers a response once it is whole. */
 static void readable(conn *c)
 {
@@ -187,12 +198,9 @@ static void readable(conn *c)
         }
         c->in_len += (size_t)n;
         c->in[c->in_len] = '\0';
-        char *hend = strstr(c->in, "\r\n\r\n");
-        if (hend == NULL) continue;
-        char *cl = strcasestr(c->in, "Content-Length:");
-        long clen = cl && cl < hend ? strtol(cl + 15, NULL, 10) : 0;
-        if ((long)(c->in_len - (size_t)(hend + 4 - c->in)) < clen) continue;
-        answered(c, atoi(c->in + 9), hend + 4);
+        const char *body = whole_response(c->in, c->in_len);
+        if (body == NULL) continue;
+        answered(c, atoi(c->in + 9), body);
         return;
     }
 }
@@ -290,14 +298,7 @@ static int read_response(int fd, double deadline)
         if (n <= 0) return -1;
         len += (size_t)n;
         in[len] = '\0';
-        char *hend = strstr(in, "\r\n\r\n");
-        if (hend == NULL) {
-            if (len + 1 >= sizeof in) return -1;
-            continue;
-        }
-        char *cl = strcasestr(in, "Content-Length:");
-        long clen = cl && cl < hend ? strtol(cl + 15, NULL, 10) : 0;
-        if ((long)(len - (size_t)(hend + 4 - in)) >= clen) return atoi(in + 9);
+        if (whole_response(in, len)) return atoi(in + 9);
         if (len + 1 >= sizeof in) return -1;
     }
 }

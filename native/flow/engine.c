@@ -1606,19 +1606,21 @@ static int pending_has(ls_flow_t *f, const char *name, size_t nlen)
 
 /* Takes name's stripe once no start of name is being written:
  * then the store tells whether a run has that name, and nobody else can
- * start one until the stripe is released. */
+ * start one until the stripe is released. (A name goes on the pending
+ * list under its stripe, so the look under the stripe is the one that
+ * counts.) */
 static void lock_name(ls_flow_t *f, pthread_mutex_t *stripe, const char *name, size_t nlen)
 {
     for (;;) {
-        pthread_mutex_lock(&f->pmu);
-        while (pending_has(f, name, nlen)) pthread_cond_wait(&f->pcv, &f->pmu);
-        pthread_mutex_unlock(&f->pmu);
         pthread_mutex_lock(stripe);
         pthread_mutex_lock(&f->pmu);
-        int again = pending_has(f, name, nlen);
-        pthread_mutex_unlock(&f->pmu);
-        if (!again) return;
+        if (!pending_has(f, name, nlen)) {
+            pthread_mutex_unlock(&f->pmu);
+            return;
+        }
         pthread_mutex_unlock(stripe);
+        while (pending_has(f, name, nlen)) pthread_cond_wait(&f->pcv, &f->pmu);
+        pthread_mutex_unlock(&f->pmu);
     }
 }
 
