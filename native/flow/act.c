@@ -496,11 +496,12 @@ static void after_runner(flow_worker *w, ls_flow_act *a)
             if (a->commit_pending) return;
         }
     }
-    if (!a->ended && !a->ending && !a->abandoned && !a->broken &&
-        (a->new_events || a->custom_queued)) {
-        /* Events still queued (a fired timer, a side effect) when the code
-         * suspended: keep them. */
+    if (!a->ended && !a->ending && !a->broken && (a->new_events || a->custom_queued)) {
+        /* Events still queued (a fired timer, a side effect, a step's
+         * result) when the code suspended or was given up: keep them. The
+         * activation is over, so the write need not park it. */
         if (commit(a, 1, LS_RUN_RUNNING, &err) != LS_OK) a->abandoned = 1;
+        a->parked = 0;
         if (a->commit_pending) return;
     }
     finalize(w, a);
@@ -959,14 +960,19 @@ ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint3
         .type = LS_EV_STEP_COMPLETED, .attempt = attempt, .name = name, .name_len = nlen};
     if ((rc = put_event(a, &ev, result, rlen, err)) != LS_OK) return fail_sticky(a, rc, err);
     a->r->steps_completed++;
-    rc = commit(a, 1, LS_RUN_RUNNING, err);
-    if (rc == LS_OK) {
-        pthread_mutex_lock(&a->f->mu);
-        a->f->st.steps_completed++;
-        flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
-        pthread_mutex_unlock(&a->f->mu);
-    }
-    return rc;
+    /* Written with the run's next write, synced like a side effect: the
+     * next step's code, a timer, a child, the run's end or its suspension
+     * all write first (begin_attempt, after_runner), so nothing outside
+     * sees what follows this step before its result is durable. What runs
+     * in between is the workflow's own deterministic code: a crash there
+     * re-runs this step, as a crash during it would. The last step's
+     * result thus shares the end's fsync. */
+    a->unsynced = 1;
+    pthread_mutex_lock(&a->f->mu);
+    a->f->st.steps_completed++;
+    flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
+    pthread_mutex_unlock(&a->f->mu);
+    return LS_OK;
 }
 
 static ls_rc parse_retry(const char *text, size_t len, const ls_flow_retry *base, const char *what,

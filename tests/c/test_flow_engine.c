@@ -107,6 +107,7 @@ static const script scripts_main[] = {
     {"sleepy", {SLEEP(60000), COMPLETE}},
     {"blocky", {STEP("a"), STEP_B("b", B_BLOCK), COMPLETE}},
     {"gated", {STEP_B("wait", B_GATE), COMPLETE}},
+    {"a_gated_c", {STEP("a"), STEP_B("b", B_GATE), STEP("c"), COMPLETE}},
     {"secret", {SIDE("uuid"), STEP("a"), COMPLETE}},
     {"raises", {STEP("a"), {OP_FAIL, "boom: out of widgets", 0, 0}}},
     {"silent", {STEP("a"), {OP_RETURN, NULL, 0, 0}}},
@@ -1685,6 +1686,40 @@ static void test_engine_replay_returns_recorded_results(void **state)
     eng_close(e);
 }
 
+/* A step's result goes with the run's next write: it is durable before
+ * the next step's code runs, and the last one shares the end's write. A
+ * run of three steps is four writes: its start, a's result with b's
+ * start, b's with c's, c's with the end. */
+static void test_engine_step_result_rides_the_next_write(void **state)
+{
+    env *e = *state;
+    eng_open(e, 1);
+    ls_flow_stats s0, s1;
+    ls_flow_get_stats(e->f, &s0);
+    start1(e, "a_gated_c", "ride-1", NULL);
+    wait_calls(e, "ride-1", "b", 1);
+    /* b's code is running (held at the gate): a's result is stored. */
+    json_t *ev = history(e, "ride-1");
+    assert_int_equal(count_events(ev, "step_completed", "a"), 1);
+    assert_int_equal(count_events(ev, "step_started", "b"), 1);
+    assert_int_equal(count_events(ev, "step_completed", "b"), 0);
+    json_decref(ev);
+    atomic_store(&e->h.gate_open, 1);
+    wait_end(e, "ride-1");
+    ls_flow_get_stats(e->f, &s1);
+    assert_int_equal(s1.transitions - s0.transitions, 4);
+    ev = history(e, "ride-1");
+    assert_int_equal(count_events(ev, "step_completed", "a"), 1);
+    assert_int_equal(count_events(ev, "step_completed", "b"), 1);
+    assert_int_equal(count_events(ev, "step_completed", "c"), 1);
+    assert_int_equal(count_events(ev, "workflow_completed", NULL), 1);
+    json_decref(ev);
+    json_t *d = describe(e, "ride-1");
+    assert_int_equal(jint(d, "steps_completed"), 3);
+    json_decref(d);
+    eng_close(e);
+}
+
 static void test_engine_abandoned_run_resumes_after_restart(void **state)
 {
     env *e = *state;
@@ -2950,6 +2985,7 @@ int main(void)
         T(test_engine_branch_runs_end_with_their_run),
         T(test_engine_recovers_unstarted_runs),
         T(test_engine_replay_returns_recorded_results),
+        T(test_engine_step_result_rides_the_next_write),
         T(test_engine_abandoned_run_resumes_after_restart),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),
