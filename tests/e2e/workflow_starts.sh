@@ -195,7 +195,7 @@ done
 kill "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null
 
-# 3,000 at once on the default 16 HTTP threads (about 190 each: with epoll,
+# 3,000 at once on 16 HTTP threads (about 190 each: with epoll,
 # 128 of each thread's were left unanswered), with the soft limit on open
 # files at the usual 1,024: the daemon raises it to the hard limit (it
 # stalled at about 970 connections before).
@@ -208,7 +208,7 @@ fi
 soft=$(ulimit -Sn)
 ulimit -Sn 1024
 e2e_lodestoned "$SOCK" "$E2E_DIR/daemon.log" --data "$E2E_DIR/data-burst16" --workflows "$E2E_DIR/wf" \
-  --socket "$SOCK" || { not_ok "daemon starts (16 HTTP threads)"; e2e_finish; exit 1; }
+  --socket "$SOCK" --http-threads 16 || { not_ok "daemon starts (16 HTTP threads)"; e2e_finish; exit 1; }
 ulimit -Sn "$soft"
 DAEMON_PID=$E2E_DAEMON
 out=$(timeout 90 "$BUILD/bench/flowload" --burst "$SOCK" "$n" "$DAEMON_PID" 2>&1)
