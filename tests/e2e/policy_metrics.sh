@@ -102,6 +102,9 @@ mint() { # $1 claims JSON
 alice=$(mint "{\"sub\":\"alice\",\"exp\":$(( $(date +%s) + 600 ))}")
 
 # ---- a known mix of decisions, in parallel batches over both workers ----
+# (Which worker accepts a connection is the kernel's choice: on a loaded
+# machine one worker may take every connection of a few rounds, so rounds
+# go on, 4 at least, until both have decided requests, at most 40.)
 
 # batch N URL [curl args]: N parallel requests; appends "status worker" lines.
 batch() {
@@ -113,18 +116,22 @@ batch() {
     >> "$d/results"
 }
 : > "$d/results"
-for round in 1 2 3 4; do
+rounds=0
+while :; do
+  rounds=$((rounds + 1))
   batch 10 "$base/public/" # allowed
   batch 5 "$base/me/" -H "Authorization: Bearer $alice" # allowed
   batch 4 "$base/me/" # denied: not_authenticated
   batch 3 "$base/elsewhere" # denied: no_matching_rule
   batch 2 "$base/me/" -H "Authorization: Bearer not.a.token" # denied: JWT reason
+  workers=$(awk '{print $2}' "$d/results" | sort -u | wc -l)
+  if [ "$rounds" -ge 4 ] && { [ "$workers" -ge 2 ] || [ "$rounds" -ge 40 ]; }; then break; fi
 done
-check "every request got an answer" 96 "$(wc -l < "$d/results")"
+total=$((rounds * 24))
+check "every request got an answer" "$total" "$(wc -l < "$d/results")"
 allowed=$(awk '$1 == 200' "$d/results" | wc -l)
 denied=$(awk '$1 != 200' "$d/results" | wc -l)
-check "allowed and denied as the policy says" "60 36" "$allowed $denied"
-workers=$(awk '{print $2}' "$d/results" | sort -u | wc -l)
+check "allowed and denied as the policy says" "$((rounds * 15)) $((rounds * 9))" "$allowed $denied"
 check "both lighttpd workers decided requests" 2 "$workers"
 
 # ---- the endpoint ----
@@ -136,24 +143,24 @@ val() { # value of the series $1 (name and labels) in $m
   printf '%s\n' "$m" | awk -v s="$1" 'index($0, s " ") == 1 { print $2 }'
 }
 P='policy="metrics-e2e"'
-check "allowed decisions counted exactly" 60 \
+check "allowed decisions counted exactly" $((rounds * 15)) \
   "$(val "lodestone_policy_decisions_total{$P,decision=\"allow\",reason=\"allowed\"}")"
-check "not_authenticated denials counted exactly" 16 \
+check "not_authenticated denials counted exactly" $((rounds * 4)) \
   "$(val "lodestone_policy_decisions_total{$P,decision=\"deny\",reason=\"not_authenticated\"}")"
-check "no_matching_rule denials counted exactly" 12 \
+check "no_matching_rule denials counted exactly" $((rounds * 3)) \
   "$(val "lodestone_policy_decisions_total{$P,decision=\"deny\",reason=\"no_matching_rule\"}")"
 jwt_reason=$(printf '%s\n' "$m" | grep "decisions_total{$P,decision=\"deny\"" |
   grep -v 'reason="not_authenticated"\|reason="no_matching_rule"')
 check_match "the bad tokens are counted under the engine's reason code" \
-  '^lodestone_policy_decisions_total\{policy="metrics-e2e",decision="deny",reason="[a-z_]+"\} 8$' \
+  '^lodestone_policy_decisions_total\{policy="metrics-e2e",decision="deny",reason="[a-z_]+"\} '$((rounds * 2))'$' \
   "$jwt_reason"
-check "the histogram counts every decision" 96 \
+check "the histogram counts every decision" "$total" \
   "$(val "lodestone_policy_decision_seconds_count{$P}")"
-check "the +Inf bucket holds every decision" 96 \
+check "the +Inf bucket holds every decision" "$total" \
   "$(val "lodestone_policy_decision_seconds_bucket{$P,le=\"+Inf\"}")"
 sum=$(val "lodestone_policy_decision_seconds_sum{$P}")
 check "the time sum is a positive number of seconds" yes \
-  "$(awk -v s="$sum" 'BEGIN { print (s > 0 && s < 96) ? "yes" : "no" }')"
+  "$(awk -v s="$sum" -v n="$total" 'BEGIN { print (s > 0 && s < n) ? "yes" : "no" }')"
 check "buckets are cumulative" yes "$(printf '%s\n' "$m" |
   awk -v p="$P" 'index($0, "lodestone_policy_decision_seconds_bucket{" p) == 1 {
     if ($2 < last) bad = 1; last = $2 } END { print bad ? "no" : "yes" }')"
@@ -161,7 +168,7 @@ check "nothing dropped" 0 "$(val lodestone_policy_metrics_dropped_total)"
 bad=$(printf '%s\n' "$m" | grep -Ev '^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? [0-9.e+-]+)$')
 check "every line is a comment or a sample" "" "$bad"
 m2=$(curl -s "$base/_lodestone/metrics")
-check "scraping is not a decision" 96 \
+check "scraping is not a decision" "$total" \
   "$(printf '%s\n' "$m2" | awk -v s="lodestone_policy_decision_seconds_count{$P} " 'index($0, s) == 1 { print $2 }')"
 check "POST to the endpoint is left to the policy" 403 \
   "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d x "$base/_lodestone/metrics")"
