@@ -1131,6 +1131,7 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         ls_err_set(err, LS_EIO, "api: cannot start a thread");
         goto fail;
     }
+    pthread_setname_np(a->reaper, "ls-api-reaper");
     a->reaper_on = 1;
     *out = a;
     return LS_OK;

@@ -1013,19 +1013,26 @@ ls_rc ls_flow_run(ls_flow_t *f, ls_err *err)
     pthread_mutex_lock(&f->cmu);
     int ce = pthread_create(&f->committer, NULL, committer_main, f);
     f->c_running = ce == 0;
+    if (ce == 0) pthread_setname_np(f->committer, "ls-commit");
     pthread_mutex_unlock(&f->cmu);
     if (ce != 0)
         return ls_err_set(err, LS_EIO, "flow: cannot start the committer: %s", strerror(ce));
     for (unsigned i = 0; i < f->nworkers; i++) {
         pthread_mutex_lock(&f->mu);
         int e = pthread_create(&f->workers[i].th, NULL, worker_main, &f->workers[i]);
-        if (e == 0) f->workers_started++;
+        if (e == 0) {
+            char name[16];
+            snprintf(name, sizeof name, "ls-worker-%u", i % 10000);
+            pthread_setname_np(f->workers[i].th, name);
+            f->workers_started++;
+        }
         pthread_mutex_unlock(&f->mu);
         if (e != 0)
             return ls_err_set(err, LS_EIO, "flow: cannot start worker thread: %s", strerror(e));
     }
     int e = pthread_create(&f->timer_thread, NULL, timer_main, f);
     if (e != 0) return ls_err_set(err, LS_EIO, "flow: cannot start timer thread: %s", strerror(e));
+    pthread_setname_np(f->timer_thread, "ls-timer");
     f->timer_started = 1;
     ls_rc rc = flow_sched_start(f, err); /* schedules */
     if (rc != LS_OK) return rc;

@@ -393,6 +393,7 @@ ls_rc flow_retention_start(ls_flow_t *f, ls_err *err)
     int e = pthread_create(&f->ret_thread, NULL, retention_main, f);
     if (e != 0)
         return ls_err_set(err, LS_EIO, "flow: cannot start the retention thread: %s", strerror(e));
+    pthread_setname_np(f->ret_thread, "ls-retention");
     f->ret_started = 1;
     return LS_OK;
 }

@@ -776,6 +776,7 @@ ls_rc flow_sched_start(ls_flow_t *f, ls_err *err)
     int e = pthread_create(&S->th, NULL, sched_main, f);
     if (e != 0)
         return ls_err_set(err, LS_EIO, "flow: cannot start the scheduler thread: %s", strerror(e));
+    pthread_setname_np(S->th, "ls-schedule");
     S->started = 1;
     return LS_OK;
 }
