@@ -1727,11 +1727,14 @@ static void test_engine_abandoned_run_resumes_after_restart(void **state)
     eng_open(e, 1);
     start1(e, "ab_crash", "cr-1", NULL);
     wait_calls(e, "cr-1", "b", 1);
-    /* Abandoned after b: still running, waiting on nothing, not requeued. */
+    /* Abandoned after b: still running, waiting on nothing, not requeued.
+     * b's result is written as the activation ends: wait for that too. */
     for (int i = 0; i < WAIT_MS / 2; i++) {
         ls_flow_stats st;
         ls_flow_get_stats(e->f, &st);
-        if (st.activations == 1 && st.runs_queued == 0 && st.steps_completed == 2) break;
+        if (st.activations == 1 && st.runs_queued == 0 && st.steps_completed == 2 &&
+            st.workers_busy == 0)
+            break;
         th_nap_ms(2);
     }
     json_t *d = describe(e, "cr-1");
