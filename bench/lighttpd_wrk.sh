@@ -10,7 +10,7 @@
 # decides nothing: the ceiling of any Lua gate of that shape. Runs
 # alternate a,b,c,a,b,c,...; prints requests/s, server CPU per request
 # (utime+stime of the lighttpd processes from /proc) and the medians and
-# ratios b/a and c/a. Figures only, never pass/fail on time; exits 1 only
+# ratios b/a, c/a and b/c. Figures only, never pass/fail on time; exits 1 only
 # when responses were not 200.
 # usage: bench/lighttpd_wrk.sh BUILD_DIR TMPDIR   (from the project root)
 #   LS_BENCH_WRK_SECONDS (default 5) seconds per run, LS_BENCH_WRK_ROUNDS (3)
@@ -224,6 +224,7 @@ printf '  median (c) %9.0f req/s  %7.2f us CPU/request\n' "$rc" "$cc"
 awk -v ra="$ra" -v rb="$rb" -v rc="$rc" -v ca="$ca" -v cb="$cb" -v cc="$cc" 'BEGIN {
   printf "  ratio b/a requests/s: %.3f (target >= 0.90)\n", rb / ra
   printf "  ratio c/a requests/s: %.3f (the mod_magnet accesses alone)\n", rc / ra
+  printf "  ratio b/c requests/s: %.3f (the policy against the accesses it cannot do without)\n", rb / rc
   printf "  policy cost: %+.2f us server CPU per request (b - a): %+.2f us for the accesses (c - a), %+.2f us for deciding (b - c)\n", cb - ca, cc - ca, cb - cc }'
 
 stop_servers # flushes the audit log
