@@ -439,8 +439,7 @@ function Ctx:step(name, fn, opts)
   if ok then
     local text, err = json.encode(res == nil and json.null or res)
     if text then
-      rt.step_done(act, name, a, text)
-      park(rt, act)
+      rt.step_done(act, name, a, text) -- queued: the next write carries it
       return decode(text)
     end
     res = handler("step result is not JSON: " .. tostring(err))

@@ -2,8 +2,9 @@
  * The workflow engine. It owns the runs of one store: starts them, hands
  * each activation to a runner (the LuaJIT runner in lodestoned; a C runner
  * in the tests) on one of its worker threads, persists every transition as
- * one atomic write batch (synced unless told otherwise) before the run goes
- * on, keeps durable timers, and answers the queries of the HTTP API.
+ * one atomic write batch (synced unless told otherwise) before anything
+ * that follows it can be seen outside the run, keeps durable timers, and
+ * answers the queries of the HTTP API.
  *
  * Conventions:
  *  - JSON crosses this header as text (const char *, length); results go
@@ -55,8 +56,8 @@ typedef struct {
     /* Appends the loaded type names, comma-separated, to out. Any thread. */
     void (*list_types)(void *ud, ls_buf *out);
     /* Optional. A runner that can park an activation sets it: then a call
-     * that writes (step results, a step's start after side effects, a
-     * failure that gives up) returns at once with ls_flow_act_parked true;
+     * that writes (a step's start after a step's result or side effects,
+     * a failure that gives up) returns at once with ls_flow_act_parked true;
      * the runner unwinds (keeping the code's state, e.g. a coroutine) and
      * returns from activate or resume, and the engine calls resume on the
      * same worker once the write is durable. Meanwhile the worker runs
@@ -351,8 +352,10 @@ typedef struct {
 LS_API ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen,
                               ls_flow_step_info *info, ls_buf *out, ls_err *err);
 
-/* Records a successful attempt (result: JSON text), synced, before it
- * returns. */
+/* Records a successful attempt (result: JSON text). It is queued, not
+ * written: the run's next write carries it (the next step's start, a timer,
+ * a child, the end, or the activation's end), synced, so it is durable
+ * before anything that follows it can be seen. Never parks. */
 LS_API ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen, uint32_t attempt,
                                    const char *result, size_t rlen, ls_err *err);
 
