@@ -313,10 +313,12 @@ end
 -- Call it as the gate script's return value. opts as for policy.load.
 -- policy.enforce(path, opts) works too where `lighty` is a true global.
 function M.enforce(lt, path, opts)
-  if type(lt) == "string" then
-    lt, path, opts = rawget(_G, "lighty"), lt, path
+  if type(lt) ~= "table" then
+    if type(lt) == "string" then
+      lt, path, opts = rawget(_G, "lighty"), lt, path
+    end
+    if type(lt) ~= "table" then error("policy.enforce: pass mod_magnet's lighty table first", 2) end
   end
-  if type(lt) ~= "table" then error("policy.enforce: pass mod_magnet's lighty table first", 2) end
   local r = lt.r
   local st = states[path]
   local now = core.monotonic_ms()

@@ -162,6 +162,12 @@ describe("lodestone.policy", function()
       assert.equal(503, status)
       assert.equal('{"error":"policy_unavailable"}', r.resp_body.text)
     end)
+
+    it("names its first argument when it is neither lighty nor a file name", function()
+      local ok, err = pcall(policy.enforce, 42, file)
+      assert.is_false(ok)
+      assert.matches("policy.enforce: pass mod_magnet's lighty table first", err, 1, true)
+    end)
   end)
 
   describe("decide", function()
