@@ -357,19 +357,61 @@ static void identity_headers(ls_policy_t *p, const caller *c, const caller_memo 
     }
 }
 
+/* 1 when the decision gets an audit record. */
+static int audited(const ls_policy_t *p, const ls_policy_decision *d)
+{
+    return p->audit && (!d->allow || p->audit_all) && d->status != 200;
+}
+
+/* 1 when the request's peer (not X-Forwarded-For) is a trusted proxy. */
+static int from_trusted_proxy(const ls_policy_t *p, const ls_policy_request *req)
+{
+    uint8_t addr[LS_CIDR_ADDRBYTES];
+    ls_err err;
+    return p->trusted && req->remote_addr.ptr &&
+           ls_cidr_parse_addr(req->remote_addr.ptr, req->remote_addr.len, addr, &err) == LS_OK &&
+           ls_cidr_set_contains_addr(p->trusted, addr);
+}
+
+/* The audit record's id: the caller's, else the one a trusted proxy sent
+ * in the request id header, else a new one. It goes back to the client
+ * with a denial and on to the backend when every decision is logged, so
+ * that each side can name the record. */
+static void request_id(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d)
+{
+    ls_str in = req->request_id;
+    if (!ls_reqid_valid(in.ptr, in.len) && p->rid_in >= 0 && req->headers &&
+        from_trusted_proxy(p, req))
+        in = req->headers[p->rid_in];
+    const char *id;
+    if (ls_reqid_valid(in.ptr, in.len)) {
+        id = ls_policy_scratch(p, in.ptr, in.len);
+    } else {
+        char fresh[LS_REQID_LEN + 1];
+        ls_reqid_next(&p->rid, fresh);
+        id = ls_policy_scratch(p, fresh, LS_REQID_LEN);
+    }
+    if (id == NULL) return; /* the scratch is full: the record goes without */
+    d->request_id = id;
+    if (p->rid_header == NULL) return;
+    if (!d->allow) {
+        add_resp(p, d, p->rid_header, id);
+    } else if (p->rid_strip) {
+        p->set_headers[d->n_set_headers].name = p->rid_header;
+        p->set_headers[d->n_set_headers].value = id;
+        d->n_set_headers++;
+    }
+}
+
 static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_decision *d)
 {
-    if (p->audit == NULL || (d->allow && !p->audit_all) || d->status == 200) return;
-    char method[16], rid[128];
+    char method[16];
     size_t ml = req->method.len < sizeof method - 1 ? req->method.len : sizeof method - 1;
     if (req->method.ptr) memcpy(method, req->method.ptr, ml);
     method[req->method.ptr ? ml : 0] = '\0';
-    size_t rl = req->request_id.len < sizeof rid - 1 ? req->request_id.len : sizeof rid - 1;
-    if (req->request_id.ptr) memcpy(rid, req->request_id.ptr, rl);
-    rid[req->request_id.ptr ? rl : 0] = '\0';
     ls_audit_record r = {
         .time_ms = req->now_ms,
-        .request_id = rid[0] ? rid : NULL,
+        .request_id = d->request_id,
         .method = method[0] ? method : NULL,
         .path = p->path.len ? (const char *)p->path.ptr : NULL,
         .client = d->client,
@@ -520,10 +562,12 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
 
     decide(p, req, d);
     p->now_valid = 0;
-    if (p->audit || p->metrics) {
+    int logged = audited(p, d);
+    if (logged) request_id(p, req, d);
+    if (logged || p->metrics) {
         int64_t ns = ls_clock_mono_ns(p->clock) - t0;
         d->decision_us = (double)ns / 1000.0;
-        if (p->audit) audit(p, req, d);
+        if (logged) audit(p, req, d);
         if (p->metrics && d->status != 200) count(p, d, ns);
     }
     return LS_OK;

@@ -6,6 +6,7 @@
 #include "ls_config.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -266,9 +267,30 @@ static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts
     json_t *v;
     json_object_foreach((json_t *)d, key, v)
     {
-        if (strcmp(key, "path") != 0 && strcmp(key, "log") != 0)
-            return ls_err_set(err, LS_EINVAL, "audit: unknown field '%s' (path, log)", key);
+        if (strcmp(key, "path") != 0 && strcmp(key, "log") != 0 && strcmp(key, "request_id") != 0)
+            return ls_err_set(err, LS_EINVAL, "audit: unknown field '%s' (path, log, request_id)",
+                              key);
     }
+    const char *rid = "X-Request-Id";
+    json_t *ridv = json_object_get(d, "request_id");
+    if (json_is_false(ridv)) {
+        rid = NULL;
+    } else if (ridv) {
+        if (!json_is_string(ridv) || json_string_length(ridv) == 0)
+            return bad_field(err, "audit.request_id", "expected a header name or false");
+        rid = json_string_value(ridv);
+        for (const char *c = rid; *c; c++)
+            if (*c <= ' ' || *c >= 127 || *c == ':')
+                return ls_err_set(err, LS_EINVAL, "audit.request_id: \"%s\" is not a header name",
+                                  rid);
+    }
+    for (size_t i = 0; rid && i < p->n_idhdr; i++)
+        if (strcasecmp(p->idhdr[i].name, rid) == 0)
+            return ls_err_set(err, LS_EINVAL, "audit.request_id: \"%s\" is an identity header too",
+                              rid);
+    if (rid && p->assertion_header && strcasecmp(p->assertion_header, rid) == 0)
+        return ls_err_set(err, LS_EINVAL, "audit.request_id: \"%s\" is the assertion header too",
+                          rid);
     const char *path, *log = "all";
     ls_rc rc = ls_json_get_str(d, "path", &path, NULL, err);
     if (rc == LS_ENOTFOUND) return bad_field(err, "audit", "path is required");
@@ -290,6 +312,13 @@ static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts
     rc = ls_audit_open(&p->audit, full, &aopts, err);
     ls_free(full);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "audit.path");
+    if (sodium_init() < 0) return ls_err_set(err, LS_EIO, "libsodium failed to initialise");
+    if (rid == NULL) return LS_OK;
+    if ((p->rid_header = ls_strdup(rid)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
+    p->rid_strip = p->audit_all;
+    /* An id that came with the request counts only from a trusted proxy. */
+    if (p->trusted) return ls_policy_want_header(p, rid, &p->rid_in, err);
     return LS_OK;
 }
 
@@ -417,6 +446,7 @@ ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_p
     ls_policy_t *p = ls_calloc(1, sizeof *p);
     if (p == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
     p->xff_header = -1;
+    p->rid_in = -1;
     p->clock = opts ? opts->clock : NULL;
     p->flags = opts ? opts->flags : 0;
     p->metrics = opts ? opts->metrics : NULL;
@@ -463,6 +493,7 @@ void ls_policy_free(ls_policy_t *p)
     ls_audit_close(p->audit);
     ls_assertion_free(p->assertion);
     ls_free(p->assertion_header);
+    ls_free(p->rid_header);
     ls_buf_free(&p->path);
     ls_buf_free(&p->notice);
     ls_free(p->base_dir);
@@ -488,13 +519,18 @@ const char *ls_policy_header_name(const ls_policy_t *p, size_t i)
 
 size_t ls_policy_strip_count(const ls_policy_t *p)
 {
-    return p->n_idhdr + (p->assertion_header != NULL);
+    return p->n_idhdr + (p->assertion_header != NULL) + (size_t)p->rid_strip;
 }
 
 const char *ls_policy_strip_name(const ls_policy_t *p, size_t i)
 {
     if (i < p->n_idhdr) return p->idhdr[i].name;
-    return i == p->n_idhdr ? p->assertion_header : NULL;
+    i -= p->n_idhdr;
+    if (p->assertion_header) {
+        if (i == 0) return p->assertion_header;
+        i--;
+    }
+    return i == 0 && p->rid_strip ? p->rid_header : NULL;
 }
 
 int ls_policy_needs_body(const ls_policy_t *p)

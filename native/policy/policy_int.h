@@ -12,6 +12,7 @@
 #include "assertion.h"
 #include "audit.h"
 #include "jwks_fetch.h"
+#include "request_id.h"
 #include "ls_json.h"
 #include "lodestone/ls_apikey.h"
 #include "lodestone/ls_basic.h"
@@ -141,6 +142,14 @@ struct ls_policy {
     ls_audit_t *audit;
     int audit_all; /* 1: every decision, 0: denials only */
 
+    /* request ids of audit records: the header they come in by (from
+     * trusted proxies) and go out by (to the client on a denial, to the
+     * backend when every decision is logged), or NULL for neither */
+    char *rid_header;
+    int rid_in;    /* index of rid_header among the request headers, or -1 */
+    int rid_strip; /* 1: rid_header is the last of the strip list */
+    ls_reqid_gen rid;
+
     ls_assertion_t *assertion; /* signed identity for the backend, or NULL */
 
     /* decision metrics (ls_policy_opts.metrics), or NULL; the slots of the
@@ -165,7 +174,7 @@ struct ls_policy {
     ls_buf notice; /* pending reload notice */
     char scratch[POLICY_SCRATCH];
     size_t scratch_used;
-    ls_policy_header set_headers[POLICY_MAX_IDHDR + 1];
+    ls_policy_header set_headers[POLICY_MAX_IDHDR + 2]; /* + assertion, request id */
     ls_policy_header resp_headers[8];
     char client[LS_CIDR_TEXTMAX];
     ls_jwt_t *token; /* verified token of the current decision */

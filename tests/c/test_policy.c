@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *dir;
@@ -52,7 +53,7 @@ static char *mint(const char *payload, const char *key)
  * policy asks for them, looked up by name). */
 typedef struct {
     const char *method, *path, *query, *addr;
-    const char *authz, *apikey, *xff, *tenant, *sig;
+    const char *authz, *apikey, *xff, *tenant, *sig, *rid;
     const char *body;
 } req_spec;
 
@@ -67,6 +68,7 @@ static ls_rc decide(ls_policy_t *p, const req_spec *r, ls_policy_decision *d)
         if (strcasecmp(name, "X-Forwarded-For") == 0) v = r->xff;
         if (strcasecmp(name, "X-Tenant") == 0) v = r->tenant;
         if (strcasecmp(name, "X-Hub-Signature-256") == 0) v = r->sig;
+        if (strcasecmp(name, "X-Request-Id") == 0) v = r->rid;
         headers[i] = (ls_str){v, v ? strlen(v) : 0};
     }
     const char *addr = r->addr ? r->addr : "192.0.2.10";
@@ -167,7 +169,10 @@ static void test_policy_public_route_needs_no_token(void **state)
     assert_int_equal(d.status, 0);
     assert_string_equal(d.rule, "rules[1]");
     assert_null(d.subject);
-    assert_int_equal(d.n_set_headers, 0);
+    /* no identity; the request id of the audit record (every decision is
+     * logged) is the one header set */
+    assert_int_equal(d.n_set_headers, 1);
+    assert_string_equal(d.set_headers[0].name, "X-Request-Id");
     ls_policy_free(p);
 }
 
@@ -187,8 +192,11 @@ static void test_policy_jwt_allows_and_sets_identity(void **state)
     assert_string_equal(set_header(&d, "X-User"), "alice");
     assert_string_equal(set_header(&d, "X-Roles"), "admin,ops");
     assert_string_equal(set_header(&d, "X-Tenant"), "acme");
-    /* identity headers are what the caller strips from every request */
-    assert_int_equal(ls_policy_strip_count(p), 3);
+    /* identity headers are what the caller strips from every request, and
+     * the request id when every decision is logged */
+    assert_int_equal(ls_policy_strip_count(p), 4);
+    assert_string_equal(ls_policy_strip_name(p, 3), "X-Request-Id");
+    assert_null(ls_policy_strip_name(p, 4));
 
     r.path = "/admin/users/7";
     decide(p, &r, &d);
@@ -336,6 +344,204 @@ static void test_policy_audit_log_has_decisions_and_no_token(void **state)
     free(path);
     free(tok);
     free(authz);
+}
+
+static int is_made_id(const char *id)
+{
+    if (id == NULL || strlen(id) != 32) return 0;
+    for (const char *c = id; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) return 0;
+    return 1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every audit record has a request id: one a trusted proxy sent, else a
+ * new one. It goes back to the client with a denial and, when every
+ * decision is logged, on to the backend in place of the client's copy. */
+static void test_policy_audit_records_carry_request_ids(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    char *log = th_path(dir, "rid.log");
+    unlink(log);
+    ls_policy_t *p = load("{\"name\":\"rid\",\"rules\":[{\"path\":\"/open\",\"allow\":\"anyone\"},"
+                          "{\"path\":\"/shut\",\"deny\":true}],"
+                          "\"ip\":{\"trusted_proxies\":[\"127.0.0.1\"]},"
+                          "\"audit\":{\"path\":\"rid.log\",\"log\":\"all\"}}",
+                          0);
+    ls_policy_decision d;
+    char *ids[6];
+
+    /* A client's own id is not taken: the backend gets a new one. */
+    req_spec r = {.path = "/open", .addr = "192.0.2.5", .rid = "client-chosen"};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_true(is_made_id(d.request_id));
+    assert_string_equal(set_header(&d, "X-Request-Id"), d.request_id);
+    ids[0] = strdup(d.request_id);
+
+    /* A denial names its record to the client. */
+    r.path = "/shut";
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_true(is_made_id(d.request_id));
+    assert_string_equal(resp_header(&d, "X-Request-Id"), d.request_id);
+    assert_string_not_equal(d.request_id, ids[0]);
+    ids[1] = strdup(d.request_id);
+
+    /* A trusted proxy's id is kept, both ways. */
+    r = (req_spec){.path = "/open", .addr = "127.0.0.1", .xff = "192.0.2.5", .rid = "lb-7f3a:1"};
+    decide(p, &r, &d);
+    assert_string_equal(d.request_id, "lb-7f3a:1");
+    assert_string_equal(set_header(&d, "X-Request-Id"), "lb-7f3a:1");
+    ids[2] = strdup(d.request_id);
+    r.path = "/shut";
+    decide(p, &r, &d);
+    assert_string_equal(resp_header(&d, "X-Request-Id"), "lb-7f3a:1");
+    ids[3] = strdup(d.request_id);
+
+    /* ... unless it is not plain text of a sane length. */
+    char longid[130];
+    memset(longid, 'a', 129);
+    longid[129] = '\0';
+    const char *bad[] = {"two words", "quote\"d", "", longid};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = (req_spec){.path = "/open", .addr = "127.0.0.1", .rid = bad[i]};
+        decide(p, &r, &d);
+        if (!is_made_id(d.request_id)) fail_msg("bad id %zu kept: %s", i, d.request_id);
+    }
+    longid[128] = '\0'; /* 128 is the longest taken */
+    r.rid = longid;
+    decide(p, &r, &d);
+    assert_string_equal(d.request_id, longid);
+    ids[4] = strdup(d.request_id);
+
+    /* The caller's own id (ls_policy_request.request_id) comes first. */
+    ls_str hdrs[4] = {{0}};
+    ls_policy_request req = {.method = {"GET", 3},
+                             .path = {"/shut", 5},
+                             .remote_addr = {"192.0.2.5", 9},
+                             .request_id = {"cli-1", 5},
+                             .headers = hdrs};
+    ls_err err;
+    assert_int_equal(ls_policy_eval(p, &req, &d, &err), LS_OK);
+    assert_string_equal(d.request_id, "cli-1");
+    ids[5] = strdup(d.request_id);
+    ls_policy_free(p); /* flushes */
+
+    /* Each record has its decision's id. */
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    char line[2048];
+    size_t n = 0;
+    const size_t want_at[] = {0, 1, 2, 3, 8, 9}; /* lines of ids[]; 4..7 are the bad ids */
+    while (fgets(line, sizeof line, f)) {
+        for (size_t k = 0; k < 6; k++) {
+            if (want_at[k] != n) continue;
+            char field[200];
+            snprintf(field, sizeof field, "\"request_id\":\"%s\"", ids[k]);
+            if (strstr(line, field) == NULL) fail_msg("line %zu lacks %s: %s", n, field, line);
+        }
+        assert_non_null(strstr(line, "\"request_id\":\""));
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 10);
+    for (size_t k = 0; k < 6; k++) free(ids[k]);
+    unlink(log);
+    free(log);
+}
+
+/* Only denials are logged: an allowed request keeps whatever id it came
+ * with and the id is no header to strip; request_id = false keeps ids in
+ * the log only. Made ids never repeat, in a process or across a fork. */
+static void test_policy_request_ids_in_deny_mode_and_unique(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    ls_policy_t *p = load("{\"name\":\"rid2\",\"rules\":[{\"path\":\"/open\",\"allow\":\"anyone\"},"
+                          "{\"path\":\"/shut\",\"deny\":true}],"
+                          "\"audit\":{\"path\":\"rid2.log\",\"log\":\"deny\"}}",
+                          0);
+    assert_int_equal(ls_policy_strip_count(p), 0);
+    assert_int_equal(ls_policy_header_count(p), 0); /* no trusted proxy: no id is read */
+    ls_policy_decision d;
+    req_spec r = {.path = "/open"};
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_null(d.request_id);
+    assert_int_equal(d.n_set_headers, 0);
+
+    enum { N = 2000 };
+    char **seen = calloc(N, sizeof *seen);
+    assert_non_null(seen);
+    r.path = "/shut";
+    for (size_t i = 0; i < N; i++) {
+        decide(p, &r, &d);
+        assert_true(is_made_id(d.request_id));
+        assert_string_equal(resp_header(&d, "X-Request-Id"), d.request_id);
+        seen[i] = strdup(d.request_id);
+    }
+    qsort(seen, N, sizeof *seen, cmp_str);
+    for (size_t i = 1; i < N; i++)
+        if (strcmp(seen[i - 1], seen[i]) == 0) fail_msg("id made twice: %s", seen[i]);
+    for (size_t i = 0; i < N; i++) free(seen[i]);
+    free(seen);
+
+    /* A forked child makes ids of its own, not the parent's next ones. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        decide(p, &r, &d);
+        ssize_t w = write(fds[1], d.request_id, 32);
+        _exit(w == 32 ? 0 : 1);
+    }
+    char child_id[33] = {0};
+    assert_int_equal(read(fds[0], child_id, 32), 32);
+    int status;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    close(fds[1]);
+    decide(p, &r, &d);
+    assert_true(is_made_id(child_id));
+    assert_string_not_equal(child_id, d.request_id);
+    ls_policy_free(p);
+
+    /* request_id = false: the id stays in the log. */
+    p = load("{\"name\":\"rid3\",\"rules\":[{\"path\":\"/shut\",\"deny\":true}],"
+             "\"audit\":{\"path\":\"rid3.log\",\"log\":\"all\",\"request_id\":false}}",
+             0);
+    assert_int_equal(ls_policy_strip_count(p), 0);
+    decide(p, &r, &d);
+    assert_true(is_made_id(d.request_id));
+    assert_null(resp_header(&d, "X-Request-Id"));
+    ls_policy_free(p);
+
+    /* A header name of one's own. */
+    p = load("{\"name\":\"rid4\",\"rules\":[{\"path\":\"/shut\",\"deny\":true}],"
+             "\"audit\":{\"path\":\"rid4.log\",\"request_id\":\"X-Correlation-Id\"}}",
+             0);
+    decide(p, &r, &d);
+    assert_string_equal(resp_header(&d, "X-Correlation-Id"), d.request_id);
+    assert_int_equal(ls_policy_strip_count(p), 1);
+    assert_string_equal(ls_policy_strip_name(p, 0), "X-Correlation-Id");
+    ls_policy_free(p);
+
+    /* Offline checks (no audit log) make no ids and strip nothing more. */
+    p = load("{\"name\":\"rid5\",\"rules\":[{\"path\":\"/shut\",\"deny\":true}],"
+             "\"audit\":{\"path\":\"rid5.log\"}}",
+             LS_POLICY_NO_AUDIT);
+    decide(p, &r, &d);
+    assert_null(d.request_id);
+    assert_null(resp_header(&d, "X-Request-Id"));
+    assert_int_equal(ls_policy_strip_count(p), 0);
+    ls_policy_free(p);
 }
 
 /* A cached token's second and later decisions reuse what its first one
@@ -714,6 +920,15 @@ static void test_policy_load_errors_name_the_field(void **state)
          LS_EINVAL},
         {"{\"name\":\"x\",\"identity_headers\":{\"X-User\":7}}", "identity_headers.X-User",
          LS_EINVAL},
+        {"{\"name\":\"x\",\"audit\":{\"path\":\"a.log\",\"request_id\":7}}",
+         "audit.request_id: expected a header name or false", LS_EINVAL},
+        {"{\"name\":\"x\",\"audit\":{\"path\":\"a.log\",\"request_id\":\"Request Id\"}}",
+         "audit.request_id: \"Request Id\" is not a header name", LS_EINVAL},
+        {"{\"name\":\"x\",\"identity_headers\":{\"X-Id\":\"sub\"},"
+         "\"audit\":{\"path\":\"a.log\",\"request_id\":\"x-id\"}}",
+         "audit.request_id: \"x-id\" is an identity header too", LS_EINVAL},
+        {"{\"name\":\"x\",\"audit\":{\"path\":\"a.log\",\"id\":1}}",
+         "audit: unknown field 'id' (path, log, request_id)", LS_EINVAL},
         {"{\"name\":", "policy JSON: line 1", LS_EINVAL},
     };
     write_file("j.json", "{\"keys\":[]}", 0644);
@@ -755,6 +970,8 @@ int main(void)
         cmocka_unit_test(test_policy_denials_have_status_and_reason),
         cmocka_unit_test(test_policy_claims_and_forged_identity),
         cmocka_unit_test(test_policy_audit_log_has_decisions_and_no_token),
+        cmocka_unit_test(test_policy_audit_records_carry_request_ids),
+        cmocka_unit_test(test_policy_request_ids_in_deny_mode_and_unique),
         cmocka_unit_test(test_policy_cached_token_keeps_identity_and_budget),
         cmocka_unit_test(test_policy_api_key_and_rate_limit),
         cmocka_unit_test(test_policy_rate_limit_by_header_keeps_long_values_apart),

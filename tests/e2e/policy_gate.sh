@@ -62,6 +62,7 @@ return policy.define {
   },
   identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
   assertion = { key_file = "assert.key", ttl = "60s" },
+  audit = { path = "audit-nobody.log", log = "deny" },
 }
 LUA
 
@@ -86,8 +87,9 @@ if (r.req_body.len or 0) > 0 then
   body = " body=" .. tostring(r.req_body.len)
 end
 local a = h["X-Lodestone-Assertion"]
+local rid = h["X-E2E-Rid"] and " rid=" .. tostring(h["X-Request-Id"]) or ""
 r.resp_body:set({ "user=", tostring(h["X-User"]), " roles=", tostring(h["X-Roles"]),
-  " asrt=", a and a:sub(1, 3) or "nil", body, "\n" })
+  " asrt=", a and a:sub(1, 3) or "nil", body, rid, "\n" })
 return 200
 LUA
 cat > "$d/backend/lighttpd.conf" <<CONF
@@ -182,6 +184,21 @@ check "no matching rule is 403" 403 "$(status -H "Authorization: Bearer $alice" 
 body=$(curl -s "$base/elsewhere")
 check "deny body names no internals" '{"error":"forbidden"}' "$body"
 
+# Request ids: every audit record has one; the backend gets it in place of
+# the client's copy (every decision is logged), a denial names it.
+# (a source address of their own: the rate limit budget is per address)
+body=$(curl -s --interface 127.0.0.10 -H "X-E2E-Rid: 1" -H "X-Request-Id: chosen-by-client" -H "Authorization: Bearer $alice" "$base/me")
+rid_allow=$(sed -n 's/.* rid=\([0-9a-f]\{32\}\)$/\1/p' <<<"$body")
+[ -n "$rid_allow" ] && ok "the backend gets a request id made by the gate" || not_ok "request id to the backend" "$body"
+hdrs=$(curl -s -D - -o /dev/null --interface 127.0.0.10 -H "Authorization: Bearer $bob" "$base/admin/rid")
+rid_deny=$(sed -n 's/^X-Request-Id: \([0-9a-f]\{32\}\)\r$/\1/p' <<<"$hdrs")
+[ -n "$rid_deny" ] && ok "a denial names its request id" || not_ok "request id of a denial" "$hdrs"
+hdrs=$(curl -s -D - -o /dev/null "${nb[@]}" -H "Authorization: Bearer $bob" "$base/admin/rid")
+rid_nobody=$(sed -n 's/^X-Request-Id: \([0-9a-f]\{32\}\)\r$/\1/p' <<<"$hdrs")
+[ -n "$rid_nobody" ] && ok "one-call gate: a denial names its request id" || not_ok "one-call gate: request id of a denial" "$hdrs"
+body=$(curl -s "${nb[@]}" -H "X-E2E-Rid: 1" -H "X-Request-Id: chosen-by-client" -H "Authorization: Bearer $alice" "$base/me")
+check "one-call gate, only denials logged: an allowed request's id is left alone" "user=alice roles=admin,ops asrt=eyJ rid=chosen-by-client" "$body"
+
 # Webhook: the body is signed.
 sig=sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17
 check "signed webhook passes" 200 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
@@ -239,5 +256,10 @@ lines=$(wc -l < "$d/audit.log")
 bad=$(grep -cv '^{.*}$' "$d/audit.log")
 check "every audit line is one JSON object" 0 "$bad"
 [ "$lines" -gt 10 ] && ok "audit has a line per decision ($lines)" || not_ok "audit line count" "$lines"
+bad=$(grep -cv '"request_id":"' "$d/audit.log")
+check "every audit line has a request id" 0 "$bad"
+check_contains "the backend's request id names the allow line" "\"request_id\":\"$rid_allow\",\"method\":\"GET\",\"path\":\"/me\"" "$audit"
+check_contains "the denial's request id names its line" "\"request_id\":\"$rid_deny\",\"method\":\"GET\",\"path\":\"/admin/rid\"" "$audit"
+check_contains "one-call gate: the denial's request id names its line" "\"request_id\":\"$rid_nobody\"" "$(cat "$d/audit-nobody.log" 2>/dev/null)"
 
 e2e_finish

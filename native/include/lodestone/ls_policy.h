@@ -69,7 +69,8 @@ LS_API const char *ls_policy_name(const ls_policy_t *p);
 LS_API size_t ls_policy_header_count(const ls_policy_t *p);
 LS_API const char *ls_policy_header_name(const ls_policy_t *p, size_t i);
 
-/* Request headers the policy sets for the backend (identity headers). The
+/* Request headers the policy sets for the backend (identity headers, the
+ * assertion, and the request id when every decision is audited). The
  * caller removes every incoming copy of them before acting on a decision,
  * whatever it is, so a client can never forge them. Borrowed until free. */
 LS_API size_t ls_policy_strip_count(const ls_policy_t *p);
@@ -90,7 +91,10 @@ typedef struct {
     ls_str query; /* without '?'; may be absent */
     ls_str host;  /* Host / :authority, port allowed */
     ls_str remote_addr;
-    ls_str request_id;     /* for the audit log; may be absent */
+    ls_str request_id;     /* for the audit log; absent (or not 1 to 128 of
+                              A-Z a-z 0-9 - . _ : + / = @): the policy's
+                              request id header from a trusted proxy, else a
+                              new id */
     const ls_str *headers; /* ls_policy_header_count values, in that order */
     ls_str body;           /* raw body when ls_policy_needs_body */
     int64_t now_ms;        /* wall time for the audit log; 0: the clock */
@@ -117,7 +121,8 @@ typedef struct {
     size_t body_len;
     const char *notice; /* a reload problem to log (e.g. a JWKS file that
                            failed to parse, old keys kept), or NULL */
-    double decision_us; /* time spent deciding; measured when the policy audits or counts */
+    double decision_us; /* time spent deciding; measured when the decision is audited or counted */
+    const char *request_id; /* the id of the audit record written, or NULL */
 } ls_policy_decision;
 
 /* Decides one request. Fills *d, whose strings and arrays are borrowed
