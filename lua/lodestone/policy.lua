@@ -366,6 +366,14 @@ function M.request_body(r)
   return body
 end
 
+--- policy.new_request_id(path) -> a new request id (32 hex digits) from the
+-- generator of the policy enforce() keeps for that file, or nil before it
+-- has one: for audit records written about a request it let through.
+function M.new_request_id(path)
+  local st = states[path]
+  return st and st.pol and st.pol:new_request_id() or nil
+end
+
 -- (benchmarks) the state enforce() keeps for a policy file
 function M._state(path) return states[path] end
 

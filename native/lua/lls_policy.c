@@ -414,6 +414,17 @@ static int l_policy_needs_body(lua_State *L)
     return 1;
 }
 
+/* pol:new_request_id() -> a new request id (32 hex digits) | nil, msg, code */
+static int l_policy_new_request_id(lua_State *L)
+{
+    char id[LS_POLICY_REQUEST_ID_LEN + 1];
+    ls_err err;
+    if (ls_policy_new_request_id(check_policy(L, 1)->p, id, &err) != LS_OK)
+        return lls_push_fail(L, "policy", &err);
+    lua_pushstring(L, id);
+    return 1;
+}
+
 static int l_policy_name(lua_State *L)
 {
     lua_pushstring(L, ls_policy_name(check_policy(L, 1)->p));
@@ -513,12 +524,19 @@ static int l_monotonic_ms(lua_State *L)
 void lls_open_policy(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"eval", l_policy_eval},       {"decide", l_policy_decide},
-        {"gate", l_policy_gate},       {"response", l_policy_response},
-        {"explain", l_policy_explain}, {"headers", l_policy_headers},
-        {"strip", l_policy_strip},     {"needs_body", l_policy_needs_body},
-        {"name", l_policy_name},       {"flush", l_policy_flush},
-        {"close", l_policy_close},     {NULL, NULL},
+        {"eval", l_policy_eval},
+        {"decide", l_policy_decide},
+        {"gate", l_policy_gate},
+        {"response", l_policy_response},
+        {"explain", l_policy_explain},
+        {"headers", l_policy_headers},
+        {"strip", l_policy_strip},
+        {"needs_body", l_policy_needs_body},
+        {"name", l_policy_name},
+        {"flush", l_policy_flush},
+        {"close", l_policy_close},
+        {"new_request_id", l_policy_new_request_id},
+        {NULL, NULL},
     };
     if (luaL_newmetatable(L, POLICY_MT)) {
         lua_newtable(L);

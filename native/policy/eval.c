@@ -388,10 +388,9 @@ static void request_id(ls_policy_t *p, const ls_policy_request *req, ls_policy_d
         id = ls_policy_scratch(p, in.ptr, in.len);
     } else {
         char fresh[LS_REQID_LEN + 1];
-        ls_reqid_next(&p->rid, fresh);
-        id = ls_policy_scratch(p, fresh, LS_REQID_LEN);
+        id = ls_reqid_next(&p->rid, fresh) == 0 ? ls_policy_scratch(p, fresh, LS_REQID_LEN) : NULL;
     }
-    if (id == NULL) return; /* the scratch is full: the record goes without */
+    if (id == NULL) return; /* no libsodium, or the scratch is full: the record goes without */
     d->request_id = id;
     if (p->rid_header == NULL) return;
     if (!d->allow) {

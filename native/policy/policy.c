@@ -6,7 +6,6 @@
 #include "ls_config.h"
 
 #include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -312,7 +311,6 @@ static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts
     rc = ls_audit_open(&p->audit, full, &aopts, err);
     ls_free(full);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "audit.path");
-    if (sodium_init() < 0) return ls_err_set(err, LS_EIO, "libsodium failed to initialise");
     if (rid == NULL) return LS_OK;
     if ((p->rid_header = ls_strdup(rid)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
@@ -536,6 +534,15 @@ const char *ls_policy_strip_name(const ls_policy_t *p, size_t i)
 int ls_policy_needs_body(const ls_policy_t *p)
 {
     return p->needs_body;
+}
+
+_Static_assert(LS_POLICY_REQUEST_ID_LEN == LS_REQID_LEN, "request id lengths");
+
+ls_rc ls_policy_new_request_id(ls_policy_t *p, char out[LS_POLICY_REQUEST_ID_LEN + 1], ls_err *err)
+{
+    if (ls_reqid_next(&p->rid, out) != 0)
+        return ls_err_set(err, LS_EIO, "libsodium failed to initialise");
+    return LS_OK;
 }
 
 void ls_policy_flush(ls_policy_t *p)

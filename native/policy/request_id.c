@@ -8,10 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-void ls_reqid_next(ls_reqid_gen *g, char out[LS_REQID_LEN + 1])
+int ls_reqid_next(ls_reqid_gen *g, char out[LS_REQID_LEN + 1])
 {
     pid_t pid = getpid();
     if (g->pid != pid) {
+        if (sodium_init() < 0) return -1; /* once per process; cheap after the first */
         randombytes_buf(g->key, sizeof g->key);
         g->seq = 0;
         g->pid = pid;
@@ -21,6 +22,7 @@ void ls_reqid_next(ls_reqid_gen *g, char out[LS_REQID_LEN + 1])
     for (int i = 0; i < 8; i++) in[i] = (unsigned char)(n >> (8 * i));
     crypto_generichash(h, sizeof h, in, sizeof in, g->key, sizeof g->key);
     sodium_bin2hex(out, LS_REQID_LEN + 1, h, sizeof h);
+    return 0;
 }
 
 int ls_reqid_valid(const char *s, size_t len)

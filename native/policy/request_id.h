@@ -21,10 +21,10 @@ typedef struct {
     pid_t pid; /* the process the key was drawn in; 0: none yet */
 } ls_reqid_gen;
 
-/* Writes a new id and its NUL into out. A forked child draws its own key
- * on its first id, so parent and child never share a sequence. Needs
- * sodium_init() done. */
-void ls_reqid_next(ls_reqid_gen *g, char out[LS_REQID_LEN + 1]);
+/* Writes a new id and its NUL into out; 0, or -1 (out untouched) when
+ * libsodium cannot initialise. A forked child draws its own key on its
+ * first id, so parent and child never share a sequence. */
+int ls_reqid_next(ls_reqid_gen *g, char out[LS_REQID_LEN + 1]);
 
 /* 1 when len bytes at s may serve as a request id: 1 to LS_REQID_MAX_LEN
  * of A-Z a-z 0-9 and - . _ : + / = @ (nothing a log reader or a header

@@ -511,6 +511,11 @@ static void test_policy_request_ids_in_deny_mode_and_unique(void **state)
     decide(p, &r, &d);
     assert_true(is_made_id(child_id));
     assert_string_not_equal(child_id, d.request_id);
+    /* Ids for a caller's own records come from the same sequence. */
+    char own[LS_POLICY_REQUEST_ID_LEN + 1];
+    assert_int_equal(ls_policy_new_request_id(p, own, NULL), LS_OK);
+    assert_true(is_made_id(own));
+    assert_string_not_equal(own, d.request_id);
     ls_policy_free(p);
 
     /* request_id = false: the id stays in the log. */

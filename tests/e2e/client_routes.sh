@@ -233,6 +233,9 @@ check_contains "an audit line in the policy's audit log" '"reason":"workflows_un
 line=$(grep workflows_unavailable "$d/audit.log" | tail -n 1)
 check "the audit line is one JSON object naming the workflow and caller" "order alice 503 error" \
   "$(jq -r '"\(.workflow) \(.subject) \(.status) \(.decision)"' <<< "$line")"
+rid=$(tr -d '\r' < "$d/o8.h" | sed -n 's/^X-Request-Id: //p')
+check "the 503 names the audit line's request id" "$(jq -r .request_id <<< "$line")" "$rid"
+[ ${#rid} = 32 ] && ok "a request id of 32 digits" || not_ok "request id" "$rid"
 check_contains "and the error log says why" "lodestoned at $sock: connect" "$(cat "$d/error.log")"
 
 # ---- a daemon that accepts and never answers ----

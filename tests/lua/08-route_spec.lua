@@ -222,6 +222,37 @@ describe("lodestone.route", function()
     assert.is_nil(line.subject)
     assert.matches("connect: No such file or directory", line.error)
     assert.matches('^lodestone: route /start: {', printed[1])
+    -- only denials are the policy's to log: the route's line has a new
+    -- request id, and the answer names it
+    assert.matches("^%x+$", line.request_id)
+    assert.equal(32, #line.request_id)
+    assert.equal(line.request_id, lt.r.resp_header["X-Request-Id"])
+  end)
+
+  it("names the request by the policy's id when the policy logs every decision", function()
+    write(dir .. "/all.lua", [[
+      local policy = require "lodestone.policy"
+      return policy.define {
+        name = "route-all",
+        rules = { { path = "/start", methods = { "POST" }, allow = "anyone" } },
+        audit = { path = "all.log", log = "all", request_id = "X-Trace" },
+      }
+    ]])
+    local lt = request { path = "/start", body = "{}", headers = { ["X-Trace"] = "forged" } }
+    assert.equal(503, route.workflow(lt, spec { policy = dir .. "/all.lua" }))
+    policy._state(dir .. "/all.lua").pol:flush() -- the engine buffers its records
+    local by = {}
+    for l in read(dir .. "/all.log"):gmatch("[^\n]+") do
+      local rec = json.decode(l)
+      by[rec.decision] = rec
+    end
+    local allowed, line = by.allow, by.error
+    assert.is_table(allowed)
+    assert.equal("workflows_unavailable", line.reason)
+    assert.equal(32, #line.request_id)
+    assert.equal(allowed.request_id, line.request_id)
+    assert.equal(line.request_id, lt.r.req_header["X-Trace"])
+    assert.equal(line.request_id, lt.r.resp_header["X-Trace"])
   end)
 
   it("answers 503 after the timeout when the daemon never answers", function()

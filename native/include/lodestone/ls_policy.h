@@ -137,6 +137,16 @@ typedef struct {
 LS_API ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d,
                             ls_err *err);
 
+/* Digits in a request id the engine makes. */
+#define LS_POLICY_REQUEST_ID_LEN 32
+
+/* Writes a new request id and its NUL into out, from the generator the
+ * policy's audit records use: for records a caller writes of its own
+ * about a request the policy let through (lodestone.route's errors).
+ * LS_EIO when libsodium cannot initialise. */
+LS_API ls_rc ls_policy_new_request_id(ls_policy_t *p, char out[LS_POLICY_REQUEST_ID_LEN + 1],
+                                      ls_err *err);
+
 /* Flushes the audit log (e.g. when idle). */
 LS_API void ls_policy_flush(ls_policy_t *p);
 
