@@ -9,9 +9,9 @@
 # attributes and two headers read, three identity headers written) and
 # decides nothing: the ceiling of any Lua gate of that shape. Runs
 # alternate a,b,c,a,b,c,...; prints requests/s, server CPU per request
-# (utime+stime of the lighttpd processes from /proc) and the medians and
-# ratios b/a, c/a and b/c. Figures only, never pass/fail on time; exits 1 only
-# when responses were not 200.
+# (utime+stime of the lighttpd processes from /proc, and utime alone) and
+# the medians and ratios b/a, c/a and b/c. Figures only, never pass/fail on
+# time; exits 1 only when responses were not 200.
 # usage: bench/lighttpd_wrk.sh BUILD_DIR TMPDIR   (from the project root)
 #   LS_BENCH_WRK_SECONDS (default 5) seconds per run, LS_BENCH_WRK_ROUNDS (3)
 set -euo pipefail
@@ -161,15 +161,16 @@ fi
 # ---- measuring ----
 
 tck=$(getconf CLK_TCK)
-# utime+stime in ticks of process $1 and its children.
+# "utime stime" in ticks of process $1 and its children.
 server_ticks() {
-  local p t=0 f
+  local p u=0 t=0 f
   for p in "$1" $(ps -o pid= --ppid "$1"); do
     # after "pid (comm) ": state is field 0, utime 11, stime 12
     read -ra f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
-    t=$((t + f[11] + f[12]))
+    u=$((u + f[11]))
+    t=$((t + f[12]))
   done
-  echo "$t"
+  echo "$u $t"
 }
 
 # CPU ticks of the children this shell has waited for (wrk among them).
@@ -181,15 +182,16 @@ client_ticks() {
 
 failed=0
 # run C SECONDS: one wrk run against config C; sets rps, reqs, cpu (us of
-# server CPU per request) and client (wrk's CPU, % of one core).
+# server CPU per request), ucpu (the user-space part) and client (wrk's
+# CPU, % of one core).
 run() {
-  local c=$1 s=$2 t0 t1 w0 w1 out bad errs
-  t0=$(server_ticks "${pid[$c]}")
+  local c=$1 s=$2 u0 t0 u1 t1 w0 w1 out bad errs
+  read -r u0 t0 < <(server_ticks "${pid[$c]}")
   w0=$(client_ticks)
   out=$(timeout $((s + 30)) "${pin_client[@]}" wrk -t1 -c"$conns" -d"${s}s" -H "Authorization: Bearer $token" "${url[$c]}" 2>&1) || {
     echo "lighttpd_wrk: wrk failed: $out" >&2; exit 1; }
   w1=$(client_ticks)
-  t1=$(server_ticks "${pid[$c]}")
+  read -r u1 t1 < <(server_ticks "${pid[$c]}")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
@@ -201,7 +203,8 @@ run() {
   fi
   if [ -n "$errs" ]; then echo "lighttpd_wrk: ($c) $errs" >&2; fi
   rps=$(awk -v r="$rps" 'BEGIN { printf "%.0f", r }')
-  cpu=$(awk -v n="$reqs" -v t=$((t1 - t0)) -v k="$tck" 'BEGIN { printf "%.2f", t * 1e6 / k / n }')
+  cpu=$(awk -v n="$reqs" -v t=$((u1 - u0 + t1 - t0)) -v k="$tck" 'BEGIN { printf "%.2f", t * 1e6 / k / n }')
+  ucpu=$(awk -v n="$reqs" -v t=$((u1 - u0)) -v k="$tck" 'BEGIN { printf "%.2f", t * 1e6 / k / n }')
   client=$(awk -v t=$((w1 - w0)) -v k="$tck" -v s="$s" 'BEGIN { printf "%.0f", t * 100 / k / s }')
 }
 
@@ -215,26 +218,30 @@ echo "  (c) the mod_magnet reads and writes (b) needs, deciding nothing"
 run a 1 # warm-up: the gate compiles the policy and caches the token
 run b 1
 run c 1
-for c in a b c; do : > "$d/rps_$c"; : > "$d/cpu_$c"; done
+for c in a b c; do : > "$d/rps_$c"; : > "$d/cpu_$c"; : > "$d/ucpu_$c"; done
 for r in $(seq "$rounds"); do
   for c in a b c; do
     run "$c" "$secs"
-    printf '  run %d%s  %9s req/s  %9s requests  %7s us server CPU/request  (wrk %s%% of a core)\n' \
-      "$r" "$c" "$rps" "$reqs" "$cpu" "$client"
+    printf '  run %d%s  %9s req/s  %9s requests  %7s us server CPU/request (user %5s)  (wrk %s%% of a core)\n' \
+      "$r" "$c" "$rps" "$reqs" "$cpu" "$ucpu" "$client"
     echo "$rps" >> "$d/rps_$c"
     echo "$cpu" >> "$d/cpu_$c"
+    echo "$ucpu" >> "$d/ucpu_$c"
   done
 done
 ra=$(median < "$d/rps_a"); rb=$(median < "$d/rps_b"); rc=$(median < "$d/rps_c")
 ca=$(median < "$d/cpu_a"); cb=$(median < "$d/cpu_b"); cc=$(median < "$d/cpu_c")
-printf '  median (a) %9.0f req/s  %7.2f us CPU/request\n' "$ra" "$ca"
-printf '  median (b) %9.0f req/s  %7.2f us CPU/request\n' "$rb" "$cb"
-printf '  median (c) %9.0f req/s  %7.2f us CPU/request\n' "$rc" "$cc"
-awk -v ra="$ra" -v rb="$rb" -v rc="$rc" -v ca="$ca" -v cb="$cb" -v cc="$cc" 'BEGIN {
+ua=$(median < "$d/ucpu_a"); ub=$(median < "$d/ucpu_b"); uc=$(median < "$d/ucpu_c")
+printf '  median (a) %9.0f req/s  %7.2f us CPU/request (user %5.2f)\n' "$ra" "$ca" "$ua"
+printf '  median (b) %9.0f req/s  %7.2f us CPU/request (user %5.2f)\n' "$rb" "$cb" "$ub"
+printf '  median (c) %9.0f req/s  %7.2f us CPU/request (user %5.2f)\n' "$rc" "$cc" "$uc"
+awk -v ra="$ra" -v rb="$rb" -v rc="$rc" -v ca="$ca" -v cb="$cb" -v cc="$cc" \
+    -v ua="$ua" -v ub="$ub" -v uc="$uc" 'BEGIN {
   printf "  ratio b/a requests/s: %.3f (target >= 0.90)\n", rb / ra
   printf "  ratio c/a requests/s: %.3f (the mod_magnet accesses alone)\n", rc / ra
   printf "  ratio b/c requests/s: %.3f (the policy against the accesses it cannot do without)\n", rb / rc
-  printf "  policy cost: %+.2f us server CPU per request (b - a): %+.2f us for the accesses (c - a), %+.2f us for deciding (b - c)\n", cb - ca, cc - ca, cb - cc }'
+  printf "  policy cost: %+.2f us server CPU per request (b - a): %+.2f us for the accesses (c - a), %+.2f us for deciding (b - c)\n", cb - ca, cc - ca, cb - cc
+  printf "    in user space: %+.2f (b - a), %+.2f (c - a), %+.2f (b - c); the rest is kernel time\n", ub - ua, uc - ua, ub - uc }'
 
 stop_servers # flushes the audit log
 lines=$( (grep -c . "$d/audit.log" 2>/dev/null) || true)
