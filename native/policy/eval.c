@@ -380,11 +380,13 @@ static int from_trusted_proxy(const ls_policy_t *p, const ls_policy_request *req
 static void request_id(ls_policy_t *p, const ls_policy_request *req, ls_policy_decision *d)
 {
     ls_str in = req->request_id;
-    if (!ls_reqid_valid(in.ptr, in.len) && p->rid_in >= 0 && req->headers &&
-        from_trusted_proxy(p, req))
-        in = req->headers[p->rid_in];
+    if (!ls_reqid_valid(in.ptr, in.len)) {
+        /* the peer is parsed only when there is an id to take from it */
+        ls_str h = p->rid_in >= 0 && req->headers ? req->headers[p->rid_in] : (ls_str){NULL, 0};
+        in = ls_reqid_valid(h.ptr, h.len) && from_trusted_proxy(p, req) ? h : (ls_str){NULL, 0};
+    }
     const char *id;
-    if (ls_reqid_valid(in.ptr, in.len)) {
+    if (in.ptr) {
         id = ls_policy_scratch(p, in.ptr, in.len);
     } else {
         char fresh[LS_REQID_LEN + 1];

@@ -219,6 +219,14 @@ static ls_rc compile_limits(ls_policy_t *p, const json_t *d, const ls_policy_opt
     return LS_OK;
 }
 
+/* 1 when name can be an HTTP header name: printable ASCII, no space, no ':'. */
+static int header_name_ok(const char *name)
+{
+    for (const char *c = name; *c; c++)
+        if (*c <= ' ' || *c >= 127 || *c == ':') return 0;
+    return 1;
+}
+
 static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *err)
 {
     if (d == NULL) return LS_OK;
@@ -235,10 +243,9 @@ static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *e
                               "identity_headers.%s: expected a string (sub, roles, scopes or a "
                               "claim name)",
                               name);
-        for (const char *c = name; *c; c++)
-            if (*c <= ' ' || *c >= 127 || *c == ':')
-                return ls_err_set(err, LS_EINVAL, "identity_headers: \"%s\" is not a header name",
-                                  name);
+        if (!header_name_ok(name))
+            return ls_err_set(err, LS_EINVAL, "identity_headers: \"%s\" is not a header name",
+                              name);
         id_header *h = &p->idhdr[p->n_idhdr++]; /* counted now: free releases a half-made one */
         const char *src = json_string_value(v);
         if (strcmp(src, "sub") == 0 || strcmp(src, "subject") == 0) {
@@ -278,10 +285,8 @@ static ls_rc compile_audit(ls_policy_t *p, const json_t *d, const ls_policy_opts
         if (!json_is_string(ridv) || json_string_length(ridv) == 0)
             return bad_field(err, "audit.request_id", "expected a header name or false");
         rid = json_string_value(ridv);
-        for (const char *c = rid; *c; c++)
-            if (*c <= ' ' || *c >= 127 || *c == ':')
-                return ls_err_set(err, LS_EINVAL, "audit.request_id: \"%s\" is not a header name",
-                                  rid);
+        if (!header_name_ok(rid))
+            return ls_err_set(err, LS_EINVAL, "audit.request_id: \"%s\" is not a header name", rid);
     }
     for (size_t i = 0; rid && i < p->n_idhdr; i++)
         if (strcasecmp(p->idhdr[i].name, rid) == 0)
