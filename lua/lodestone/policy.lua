@@ -366,12 +366,20 @@ function M.request_body(r)
   return body
 end
 
---- policy.new_request_id(path) -> a new request id (32 hex digits) from the
--- generator of the policy enforce() keeps for that file, or nil before it
--- has one: for audit records written about a request it let through.
-function M.new_request_id(path)
+--- policy.request_id(path, r) -> id, header | nil
+-- For an audit record a caller writes about a request the policy at path
+-- (as enforce() keeps it) let through: the id the policy's own record gave
+-- the request when it logs every decision (its header on r.req_header is
+-- the policy's, a client's copy replaced), else a new one (32 hex digits);
+-- and the header to name it in, or nil when the policy sends ids nowhere.
+-- nil before the policy has loaded.
+function M.request_id(path, r)
   local st = states[path]
-  return st and st.pol and st.pol:new_request_id() or nil
+  local pol = st and st.pol
+  if not pol then return nil end
+  local header, to_backend = pol:request_id_header()
+  local id = to_backend and r.req_header[header] or pol:new_request_id()
+  return id, header
 end
 
 -- (benchmarks) the state enforce() keeps for a policy file

@@ -128,8 +128,7 @@ end
 -- ---- audit: the policy's audit log when it has one, and lighttpd's error log ----
 
 -- policy path -> { name, path = audit file or false, subject = header or
--- false, rid = request id header or false, log_all }, read from the policy
--- file once per Lua state
+-- false }, read from the policy file once per Lua state
 local audit_of = {}
 
 local function dirname(path)
@@ -139,7 +138,7 @@ end
 local function policy_info(path, opts)
   local info = audit_of[path]
   if info then return info end
-  info = { name = path, path = false, subject = false, rid = false, log_all = false }
+  info = { name = path, path = false, subject = false }
   local chunk = loadfile(path)
   local ok, decl = false, nil
   if chunk then ok, decl = pcall(chunk) end
@@ -157,11 +156,6 @@ local function policy_info(path, opts)
       local p = a.path
       if p:sub(1, 1) ~= "/" then p = ((opts and opts.base_dir) or dirname(path)) .. "/" .. p end
       info.path = p
-      -- as the engine reads audit.request_id and audit.log (docs/policies.md)
-      if a.request_id ~= false then
-        info.rid = type(a.request_id) == "string" and a.request_id or "X-Request-Id"
-      end
-      info.log_all = a.log == nil or a.log == "all"
     end
   end
   audit_of[path] = info
@@ -169,15 +163,14 @@ local function policy_info(path, opts)
 end
 
 -- One JSON line; print() reaches lighttpd's error log from mod_magnet.
--- Its request id is the one the policy's own record of the request gave it
--- (the policy logs every decision and has set its header), else a new one;
--- the answer names it, as the engine's denials do.
+-- Its request id is the policy's (policy.request_id), and the answer names
+-- it as the engine's denials do.
 local function audit(spec, r, status, reason, msg, id)
   local attr = r.req_attr
   local info = policy_info(spec.policy, spec.policy_opts)
-  local rid = info.rid and info.log_all and r.req_header[info.rid] or nil
-  rid = rid or policy.new_request_id(spec.policy) or core.id_new()
-  if info.rid then r.resp_header[info.rid] = rid end
+  local rid, rid_header = policy.request_id(spec.policy, r)
+  rid = rid or core.id_new()
+  if rid_header then r.resp_header[rid_header] = rid end
   local rec = {
     time = os.date("!%Y-%m-%dT%H:%M:%SZ"),
     request_id = rid,

@@ -425,6 +425,17 @@ static int l_policy_new_request_id(lua_State *L)
     return 1;
 }
 
+/* pol:request_id_header() -> header, to_backend | nil (no ids sent) */
+static int l_policy_request_id_header(lua_State *L)
+{
+    int to_backend = 0;
+    const char *h = ls_policy_request_id_header(check_policy(L, 1)->p, &to_backend);
+    if (h == NULL) return 0;
+    lua_pushstring(L, h);
+    lua_pushboolean(L, to_backend);
+    return 2;
+}
+
 static int l_policy_name(lua_State *L)
 {
     lua_pushstring(L, ls_policy_name(check_policy(L, 1)->p));
@@ -536,6 +547,7 @@ void lls_open_policy(lua_State *L)
         {"flush", l_policy_flush},
         {"close", l_policy_close},
         {"new_request_id", l_policy_new_request_id},
+        {"request_id_header", l_policy_request_id_header},
         {NULL, NULL},
     };
     if (luaL_newmetatable(L, POLICY_MT)) {

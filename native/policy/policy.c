@@ -550,6 +550,12 @@ ls_rc ls_policy_new_request_id(ls_policy_t *p, char out[LS_POLICY_REQUEST_ID_LEN
     return LS_OK;
 }
 
+const char *ls_policy_request_id_header(const ls_policy_t *p, int *to_backend)
+{
+    if (to_backend) *to_backend = p->rid_strip;
+    return p->rid_header;
+}
+
 void ls_policy_flush(ls_policy_t *p)
 {
     if (p->audit) ls_audit_flush(p->audit, NULL);

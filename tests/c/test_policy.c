@@ -469,6 +469,9 @@ static void test_policy_request_ids_in_deny_mode_and_unique(void **state)
                           0);
     assert_int_equal(ls_policy_strip_count(p), 0);
     assert_int_equal(ls_policy_header_count(p), 0); /* no trusted proxy: no id is read */
+    int to_backend = -1;
+    assert_string_equal(ls_policy_request_id_header(p, &to_backend), "X-Request-Id");
+    assert_int_equal(to_backend, 0);
     ls_policy_decision d;
     req_spec r = {.path = "/open"};
     decide(p, &r, &d);
@@ -523,6 +526,7 @@ static void test_policy_request_ids_in_deny_mode_and_unique(void **state)
              "\"audit\":{\"path\":\"rid3.log\",\"log\":\"all\",\"request_id\":false}}",
              0);
     assert_int_equal(ls_policy_strip_count(p), 0);
+    assert_null(ls_policy_request_id_header(p, NULL));
     decide(p, &r, &d);
     assert_true(is_made_id(d.request_id));
     assert_null(resp_header(&d, "X-Request-Id"));
@@ -536,6 +540,8 @@ static void test_policy_request_ids_in_deny_mode_and_unique(void **state)
     assert_string_equal(resp_header(&d, "X-Correlation-Id"), d.request_id);
     assert_int_equal(ls_policy_strip_count(p), 1);
     assert_string_equal(ls_policy_strip_name(p, 0), "X-Correlation-Id");
+    assert_string_equal(ls_policy_request_id_header(p, &to_backend), "X-Correlation-Id");
+    assert_int_equal(to_backend, 1); /* log defaults to "all" */
     ls_policy_free(p);
 
     /* Offline checks (no audit log) make no ids and strip nothing more. */
@@ -546,6 +552,7 @@ static void test_policy_request_ids_in_deny_mode_and_unique(void **state)
     assert_null(d.request_id);
     assert_null(resp_header(&d, "X-Request-Id"));
     assert_int_equal(ls_policy_strip_count(p), 0);
+    assert_null(ls_policy_request_id_header(p, NULL));
     ls_policy_free(p);
 }
 

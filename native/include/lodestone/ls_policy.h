@@ -147,6 +147,12 @@ LS_API ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_pol
 LS_API ls_rc ls_policy_new_request_id(ls_policy_t *p, char out[LS_POLICY_REQUEST_ID_LEN + 1],
                                       ls_err *err);
 
+/* The header request ids travel in (audit.request_id), or NULL when the
+ * policy sends none (no audit log, or request_id = false). *to_backend
+ * (may be NULL) is set to 1 when allowed requests carry it to the backend
+ * (every decision is logged). Borrowed until ls_policy_free. */
+LS_API const char *ls_policy_request_id_header(const ls_policy_t *p, int *to_backend);
+
 /* Flushes the audit log (e.g. when idle). */
 LS_API void ls_policy_flush(ls_policy_t *p);
 
