@@ -60,6 +60,22 @@ err=$("$ls" policy check "$d/broken.lua" --request '{"path":"/"}' 2>&1)
 check "broken policy exits 2" 2 $?
 err=$("$ls" policy frobnicate 2>&1)
 check "unknown subcommand exits 2" 2 $?
+check_contains "and names it" "unknown command 'frobnicate'" "$err"
+
+# --help, at the group or on a subcommand (lodestone(1): "Every command
+# takes --help"): the usage on stdout, exit 0.
+for args in "--help" "help" "check --help" "test -h" "hash-key --help" "hash-password -h"; do
+  # shellcheck disable=SC2086 # split on purpose
+  out=$("$ls" policy $args 2>"$d/err")
+  check "policy $args exits 0" 0 $?
+  check_contains "policy $args prints the usage" "lodestone policy check FILE --request JSON" "$out"
+  check "policy $args writes nothing to stderr" "" "$(cat "$d/err")"
+done
+check_contains "the help shows a request" '"remote_addr": "10.0.0.5"' "$out"
+check_contains "and a cases file" '"expect": {"allow": true' "$out"
+err=$("$ls" policy 2>&1 >/dev/null)
+check "no subcommand is a usage error" 2 $?
+check_contains "that shows the usage" "lodestone policy test FILE CASES.json" "$err"
 err=$("$ls" signal x 2>&1)
 check "a workflow verb with missing arguments exits 2" 2 $?
 check_contains "with a clear message" "expected a run ID, a signal NAME" "$err"

@@ -9,6 +9,43 @@ local unpack = table.unpack or unpack -- luacheck: ignore
 
 local M = {}
 
+local HELP = [[
+usage: lodestone policy check FILE --request JSON [--now EPOCH]
+       lodestone policy test FILE CASES.json
+       lodestone policy hash-key KEYFILE --subject NAME [--roles a,b] [--scopes x,y]
+       lodestone policy hash-password PWFILE USER      (the password on stdin)
+
+Offline, with the same C engine lighttpd runs: a decision printed here is
+the one lighttpd makes. Nothing goes to the policy's audit log, and the
+rate-limit state is the command's own: lighttpd's is not touched.
+
+check: decides one request and prints the decision as JSON: allow, status,
+  reason, detail, subject, rule, headers (the identity headers it would
+  send to the backend), response_headers, and body when denied. The request:
+    {"method": "GET", "path": "/orders/7", "query": "a=1", "host": "api",
+     "remote_addr": "10.0.0.5", "headers": {"Authorization": "Bearer ..."},
+     "body": "..."}
+  Only path is required (method GET, remote_addr 127.0.0.1 by default; a
+  query may also follow "?" in path). --now freezes the clock at EPOCH
+  seconds, for tokens with fixed expiry times.
+
+test: runs a table of cases, prints ok or FAIL with what differed for each,
+  and exits 1 when one fails. CASES.json:
+    {"now": 1800000000,
+     "cases": [{"name": "admins get in", "request": {"path": "/admin/x", ...},
+                "expect": {"allow": true, "subject": "alice"}}]}
+  expect lists only the fields to compare; a case's own "now" overrides the
+  file's.
+
+hash-key: makes a new random API key, appends its keyed hash (never the
+  key) to KEYFILE (created with mode 0600) and prints the key once.
+hash-password: adds or replaces USER in PWFILE with an Argon2id hash of the
+  password read from standard input.
+
+Exit codes: 0 ok, 1 a case failed (test), 2 usage or bad input (the
+message names the field). See docs/policies.md.
+]]
+
 local function die(msg, code)
   io.stderr:write("lodestone policy: ", msg, "\n")
   return code or 2
@@ -238,10 +275,22 @@ end
 
 local COMMANDS = { check = check, test = test, ["hash-key"] = hash_key, ["hash-password"] = hash_password }
 
+local function is_help(a) return a == "--help" or a == "-h" or a == "help" end
+
 function M.main(args)
+  for i = 2, #args do
+    if is_help(args[i]) and (i == 2 or args[i] ~= "help") then
+      io.stdout:write(HELP)
+      return 0
+    end
+  end
   local cmd = COMMANDS[args[2] or ""]
   if not cmd then
-    return die("usage: lodestone policy check|test|hash-key|hash-password ... (see lodestone --help)")
+    if args[2] == nil then
+      io.stderr:write(HELP)
+      return 2
+    end
+    return die("unknown command '" .. args[2] .. "' (check, test, hash-key, hash-password; lodestone policy --help)")
   end
   return cmd(args)
 end
