@@ -22,7 +22,7 @@
 #define KEY_HEADER  "lodestone-assertion-key 1\n"
 
 typedef struct {
-    char *who; /* subject '\0' roles joined by ',' */
+    char *who; /* the cache key: subject and roles, each after its length */
     size_t who_len;
     char *token;
     int64_t renew_ms; /* wall time after which a new token is signed */
@@ -251,12 +251,16 @@ static ls_rc sign(ls_assertion_t *a, const char *subject, const char *const *rol
 ls_rc ls_assertion_token(ls_assertion_t *a, const char *subject, const char *const *roles,
                          size_t nroles, const char **token, ls_err *err)
 {
+    /* The cache key: subject and roles, each after its length, so no two
+     * callers share one (roles "a,b" and "a", "b" would, joined). */
     ls_buf *w = &a->who;
     ls_buf_clear(w);
-    ls_rc rc = ls_buf_append(w, subject, strlen(subject) + 1, err); /* with its NUL */
-    for (size_t i = 0; rc == LS_OK && i < nroles; i++) {
-        if (i) rc = ls_buf_putc(w, ',', err);
-        if (rc == LS_OK) rc = ls_buf_append(w, roles[i], strlen(roles[i]), err);
+    ls_rc rc = LS_OK;
+    for (size_t i = 0; rc == LS_OK && i <= nroles; i++) {
+        const char *s = i ? roles[i - 1] : subject;
+        size_t n = strlen(s);
+        rc = ls_buf_append(w, &n, sizeof n, err);
+        if (rc == LS_OK) rc = ls_buf_append(w, s, n, err);
     }
     if (rc != LS_OK) return rc;
     unsigned char h[crypto_shorthash_BYTES];

@@ -378,22 +378,33 @@ caller_memo **ls_authn_memo_slot(ls_policy_t *p)
     return m ? &m->derived : NULL;
 }
 
-static size_t claim_items(ls_jwt_t *t, const char *claim, const char *fallback, ls_jwt_str *items)
+/* The roles (sep ',') or scopes (sep ' ') a token names. They go on as C
+ * strings, joined with sep in X-Roles and X-Scopes, so an item holding a
+ * NUL byte or sep could pass for another ("admin\u0000x" for admin, the
+ * one role "admin,x" for two): such items are dropped, which only takes
+ * rights away. */
+static size_t claim_items(ls_jwt_t *t, const char *claim, const char *fallback, char sep,
+                          ls_jwt_str *items)
 {
     size_t n = 0;
     if (ls_jwt_claim_strings_into(t, claim, items, POLICY_MAX_ITEMS, &n, NULL) != LS_OK &&
         (fallback == NULL ||
          ls_jwt_claim_strings_into(t, fallback, items, POLICY_MAX_ITEMS, &n, NULL) != LS_OK))
         return 0;
-    return n < POLICY_MAX_ITEMS ? n : POLICY_MAX_ITEMS; /* more are dropped: fewer rights */
+    if (n > POLICY_MAX_ITEMS) n = POLICY_MAX_ITEMS; /* more are dropped: fewer rights */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!memchr(items[i].ptr, 0, items[i].len) && !memchr(items[i].ptr, sep, items[i].len))
+            items[kept++] = items[i];
+    return kept;
 }
 
 static jwt_memo *jwt_memo_build(const authn *a, ls_jwt_t *t)
 {
     ls_jwt_str roles[POLICY_MAX_ITEMS], scopes[POLICY_MAX_ITEMS];
-    size_t nr = claim_items(t, a->roles_claim ? a->roles_claim : "roles", NULL, roles);
+    size_t nr = claim_items(t, a->roles_claim ? a->roles_claim : "roles", NULL, ',', roles);
     size_t ns = claim_items(t, a->scopes_claim ? a->scopes_claim : "scope",
-                            a->scopes_claim ? NULL : "scp", scopes);
+                            a->scopes_claim ? NULL : "scp", ' ', scopes);
     size_t bytes = sizeof(jwt_memo) + (nr + ns) * sizeof(char *);
     for (size_t i = 0; i < nr; i++) bytes += roles[i].len + 1;
     for (size_t i = 0; i < ns; i++) bytes += scopes[i].len + 1;
@@ -415,7 +426,8 @@ static jwt_memo *jwt_memo_build(const authn *a, ls_jwt_t *t)
     m->subject = ls_jwt_subject(t);
     if (a->subject_claim) {
         json_t *s = ls_json_path(ls_jwt_claims(t), a->subject_claim);
-        m->subject = json_is_string(s) ? json_string_value(s) : NULL;
+        int ok = json_is_string(s) && !memchr(json_string_value(s), 0, json_string_length(s));
+        m->subject = ok ? json_string_value(s) : NULL; /* none rather than a cut one */
     }
     return m;
 }

@@ -242,12 +242,25 @@ static const char *join(ls_policy_t *p, const char *const *items, size_t n, char
     return start;
 }
 
+/* 1 when string v would not read back as itself in a header: a NUL byte
+ * would cut it short, and in a list sep would split it. */
+static int ambiguous(const json_t *v, int sep)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    return memchr(s, 0, n) != NULL || (sep && memchr(s, sep, n) != NULL);
+}
+
 /* A claim as header text: strings as they are, numbers and booleans
- * printed, arrays of those joined with commas. */
+ * printed, arrays of strings joined with commas; NULL (no header) for a
+ * value that would read back as another. */
 static const char *claim_text(ls_policy_t *p, const json_t *v)
 {
     char buf[64];
-    if (json_is_string(v)) return ls_policy_scratch(p, json_string_value(v), json_string_length(v));
+    if (json_is_string(v)) {
+        if (ambiguous(v, 0)) return NULL;
+        return ls_policy_scratch(p, json_string_value(v), json_string_length(v));
+    }
     if (json_is_integer(v)) {
         snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
     } else if (json_is_real(v)) {
@@ -260,7 +273,9 @@ static const char *claim_text(ls_policy_t *p, const json_t *v)
         json_t *e;
         json_array_foreach(v, i, e)
         {
-            if (n < POLICY_MAX_ITEMS && json_is_string(e)) items[n++] = json_string_value(e);
+            if (!json_is_string(e)) continue;
+            if (ambiguous(e, ',')) return NULL;
+            if (n < POLICY_MAX_ITEMS) items[n++] = json_string_value(e);
         }
         return join(p, items, n, ',');
     } else {

@@ -376,6 +376,8 @@ static ls_rc parse_jwk(const struct kctx *c, const json_t *obj, ls_jwk *k, int *
     rc = member_str(c, obj, "kid", &kid, &kid_len, err);
     if (rc == LS_EINVAL) return rc;
     if (rc == LS_ENOTFOUND) kid = NULL;
+    if (kid != NULL && memchr(kid, 0, kid_len) != NULL)
+        return kerr(c, err, LS_EINVAL, "kid", "contains a NUL byte");
 
     if (str_is(kty, kty_len, "RSA")) {
         type = LS_JWK_RSA;

@@ -599,6 +599,8 @@ static ls_rc check_header(struct jws *j, const ls_jwt_opts *o, ls_jwt_reason *re
         if (!json_is_string(v))
             return reject(reason, LS_JWT_MALFORMED, err, "kid must be a string, got %s",
                           ls_json_type_name(v));
+        if (memchr(json_string_value(v), 0, json_string_length(v)))
+            return reject(reason, LS_JWT_MALFORMED, err, "kid contains a NUL byte");
         j->kid = json_string_value(v);
         j->kid_len = json_string_length(v);
     }
@@ -783,6 +785,10 @@ static ls_rc check_claims(const json_t *claims, const ls_jwt_opts *o, ls_jwt_t *
     if (sub != NULL && !json_is_string(sub))
         return reject(reason, LS_JWT_INVALID_CLAIM, err, "sub must be a string, got %s",
                       ls_json_type_name(sub));
+    /* The subject is handed on as a C string (identity headers, the
+     * assertion, rate-limit keys): "alice\u0000x" must not become alice. */
+    if (sub != NULL && memchr(json_string_value(sub), 0, json_string_length(sub)))
+        return reject(reason, LS_JWT_INVALID_CLAIM, err, "sub contains a NUL byte");
 
     if (o->issuer != NULL) {
         json_t *iss = json_object_get(claims, "iss");

@@ -1196,6 +1196,34 @@ static void test_jwt_claims_exp_required_unless_allowed(void **state)
     ls_jwks_free(ks);
 }
 
+/* A NUL byte (\u0000 is valid JSON) in a string handed on as a C string
+ * would cut it short: "alice\u0000mallory" must not pass for alice. */
+static void test_jwt_attack_nul_in_sub_or_kid(void **state)
+{
+    (void)state;
+    ls_jwks_t *ks = std_keys();
+    ls_manual_clock mc;
+    ls_jwt_opts o = opts_at(&mc, NOW);
+    ls_jwt_t *out;
+    ls_jwt_reason r;
+    ls_err err;
+    char *t = hs_claims("{\"exp\":%lld,\"sub\":\"alice\\u0000mallory\"}", NOW + 60);
+    assert_int_equal(ls_jwt_verify(&out, ks, t, strlen(t), &o, &r, &err), LS_EAUTH);
+    assert_int_equal(r, LS_JWT_INVALID_CLAIM);
+    assert_string_equal(err.msg, "invalid_claim: sub contains a NUL byte");
+    free(t);
+    t = tok_hs("HS256", "hs\\u0000x", F.h64, 64, CLAIMS);
+    assert_int_equal(ls_jwt_verify(&out, ks, t, strlen(t), &o, &r, &err), LS_EAUTH);
+    assert_int_equal(r, LS_JWT_MALFORMED);
+    assert_string_equal(err.msg, "malformed: kid contains a NUL byte");
+    free(t);
+    /* Elsewhere it is just a character of the claim. */
+    t = hs_claims("{\"exp\":%lld,\"sub\":\"alice\",\"note\":\"a\\u0000b\"}", NOW + 60);
+    ls_jwt_free(expect(ks, t, &o, LS_JWT_OK));
+    free(t);
+    ls_jwks_free(ks);
+}
+
 static void test_jwt_claims_must_have_their_types(void **state)
 {
     (void)state;
@@ -1677,6 +1705,8 @@ static void test_jwt_jwks_errors_name_key_and_field(void **state)
     expect_jwks_error((char *)b.ptr, "keys[0].alg: HS512 needs a key of at least 64 bytes, got 32");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"kid\":5,\"k\":\"AQAB\"}]}",
                       "keys[0].kid: expected a string, got integer");
+    expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\\u0000b\",\"k\":\"AQAB\"}]}",
+                      "keys[0].kid: contains a NUL byte");
 
     /* A failed add leaves an existing set as it was. */
     ls_jwks_t *ks = std_keys();
@@ -2306,6 +2336,7 @@ int main(void)
         cmocka_unit_test(test_jwt_attack_embedded_jwk_not_trusted),
         cmocka_unit_test(test_jwt_attack_no_kid_needs_exactly_one_candidate),
         cmocka_unit_test(test_jwt_attack_unknown_kid),
+        cmocka_unit_test(test_jwt_attack_nul_in_sub_or_kid),
         cmocka_unit_test(test_jwt_key_decides_its_algorithms),
         cmocka_unit_test(test_jwt_typ_check_is_optional),
         cmocka_unit_test(test_jwt_claims_exp_boundaries),

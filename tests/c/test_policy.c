@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "policy/assertion.h"
+
 static char *dir;
 static ls_manual_clock mc;
 
@@ -295,6 +297,124 @@ static void test_policy_claims_and_forged_identity(void **state)
     assert_null(set_header(&d, "X-User"));
     free(authz);
     ls_policy_free(p);
+}
+
+/* Roles, scopes, the subject and claims go on as C strings and in joined
+ * headers; a value with a NUL byte or the separator must not pass for
+ * another (found by a coverage-guided fuzzing pass). */
+static void test_policy_token_strings_cannot_pass_for_others(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, LS_POLICY_NO_AUDIT);
+    ls_policy_decision d;
+    struct {
+        const char *roles, *path, *want_roles;
+        int status;
+    } cases[] = {
+        {"\"admin\\u0000-not-really\"", "/admin/x", NULL, 403}, /* was allowed */
+        {"\"admin,ops\"", "/admin/x", NULL, 403},
+        {"\"admin,ops\",\"viewer\"", "/me", "viewer", 0},
+        {"\"admin\\u0000x\",\"admin\"", "/admin/x", "admin", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *authz = bearer(token_for("carol", cases[i].roles, "", NULL));
+        req_spec r = {.path = cases[i].path, .authz = authz};
+        assert_int_equal(decide(p, &r, &d), LS_OK);
+        if (d.status != cases[i].status) fail_msg("case %zu: status %d", i, d.status);
+        if (cases[i].status) assert_string_equal(d.reason, "missing_role");
+        const char *xr = set_header(&d, "X-Roles");
+        if (cases[i].want_roles)
+            assert_string_equal(xr, cases[i].want_roles);
+        else
+            assert_null(xr);
+        free(authz);
+    }
+
+    /* Scopes from an scp array: "orders:read orders:write" is not two. */
+    char payload[512];
+    snprintf(payload, sizeof payload,
+             "{\"iss\":\"https://id.example.com/\",\"aud\":\"orders\",\"sub\":\"s\","
+             "\"exp\":%lld,\"scp\":[\"orders:read orders:write\"]}",
+             NOW_S + 600);
+    char *authz = bearer(mint(payload, SECRET));
+    req_spec r = {.path = "/orders/1", .authz = authz};
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "missing_scope");
+    free(authz);
+
+    /* A subject with a NUL byte: the token is refused. */
+    authz = bearer(token_for("alice\\u0000mallory", "", "", NULL));
+    r = (req_spec){.path = "/me", .authz = authz};
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "invalid_claim");
+    free(authz);
+
+    /* A claim header is withheld rather than cut short or split. */
+    static const char *const tenants[] = {"\"acme\\u0000x\"", "[\"acme\",\"a,b\"]",
+                                          "[\"a\\u0000\"]", "[\"acme\",\"beta\"]"};
+    for (size_t i = 0; i < 4; i++) {
+        char extra[64];
+        snprintf(extra, sizeof extra, ",\"tenant\":%s", tenants[i]);
+        authz = bearer(token_for("carol", "", "", extra));
+        r = (req_spec){.path = "/me", .authz = authz};
+        decide(p, &r, &d);
+        assert_int_equal(d.allow, 1);
+        if (i < 3)
+            assert_null(set_header(&d, "X-Tenant"));
+        else
+            assert_string_equal(set_header(&d, "X-Tenant"), "acme,beta");
+        free(authz);
+    }
+    /* and the rule's claim compares the whole value */
+    authz = bearer(token_for("carol", "", "orders:write", ",\"tenant\":\"acme\\u0000x\""));
+    r = (req_spec){.method = "POST", .path = "/orders", .authz = authz};
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "claim_mismatch");
+    free(authz);
+    ls_policy_free(p);
+
+    /* subject_claim: a value with a NUL byte names no subject. */
+    const char *json =
+        "{\"name\":\"sc\",\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\","
+        "\"algorithms\":[\"HS256\"],\"subject_claim\":\"email\"}],"
+        "\"rules\":[{\"path\":\"/me\"}],\"identity_headers\":{\"X-User\":\"sub\"}}";
+    p = load(json, LS_POLICY_NO_AUDIT);
+    authz = bearer(token_for("carol", "", "", ",\"email\":\"bob@example.com\\u0000x\""));
+    r = (req_spec){.path = "/me", .authz = authz};
+    decide(p, &r, &d);
+    assert_null(d.subject);
+    assert_null(set_header(&d, "X-User"));
+    free(authz);
+    authz = bearer(token_for("carol", "", "", ",\"email\":\"bob@example.com\""));
+    r = (req_spec){.path = "/me", .authz = authz};
+    decide(p, &r, &d);
+    assert_string_equal(d.subject, "bob@example.com");
+    assert_string_equal(set_header(&d, "X-User"), "bob@example.com");
+    free(authz);
+    ls_policy_free(p);
+
+    /* The assertion cache keeps roles "a", "b" and the one role "a,b"
+     * apart (a caller must never get another's signed roles). */
+    char *keyfile = th_path(dir, "cache-key.assertion.key");
+    ls_assertion_t *a = NULL;
+    ls_err err;
+    th_ok(ls_assertion_open(&a, keyfile, "lodestone:t", NULL, 60, &mc.clock, &err), &err);
+    const char *two[] = {"a", "b"}, *one[] = {"a,b"};
+    const char *tok = NULL;
+    th_ok(ls_assertion_token(a, "carol", two, 2, &tok, &err), &err);
+    char *first = strdup(tok);
+    th_ok(ls_assertion_token(a, "carol", one, 1, &tok, &err), &err);
+    assert_string_not_equal(tok, first);
+    th_ok(ls_assertion_token(a, "carol", two, 2, &tok, &err), &err);
+    assert_string_equal(tok, first); /* and a repeat still hits the cache */
+    free(first);
+    ls_assertion_free(a);
+    unlink(keyfile);
+    free(keyfile);
 }
 
 static void test_policy_audit_log_has_decisions_and_no_token(void **state)
@@ -981,6 +1101,7 @@ int main(void)
         cmocka_unit_test(test_policy_jwt_allows_and_sets_identity),
         cmocka_unit_test(test_policy_denials_have_status_and_reason),
         cmocka_unit_test(test_policy_claims_and_forged_identity),
+        cmocka_unit_test(test_policy_token_strings_cannot_pass_for_others),
         cmocka_unit_test(test_policy_audit_log_has_decisions_and_no_token),
         cmocka_unit_test(test_policy_audit_records_carry_request_ids),
         cmocka_unit_test(test_policy_request_ids_in_deny_mode_and_unique),

@@ -106,8 +106,10 @@ typedef struct {
 } ls_policy_header;
 
 typedef struct {
-    int allow;                           /* 1: pass the request on */
-    int status;                          /* 0 when allowed; else 400, 401, 403, 429 or 500 */
+    int allow; /* 1: pass the request on */
+    /* 0 when allowed; else 400, 401, 403, 429 or 500, or 200 (reason "jwks",
+     * allow 0) on the assertion keys' path, their JWKS in body */
+    int status;
     const char *reason;                  /* stable snake_case name ("missing_scope") */
     const char *detail;                  /* more for the audit log (never for the client) or NULL */
     const char *subject;                 /* authenticated caller, or NULL */
