@@ -18,7 +18,7 @@ BUILD ?= build
 endif
 CMAKE_FLAGS += -DLS_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
-.PHONY: all build deps configure test memcheck bench lint demo clean
+.PHONY: all build deps configure test memcheck bench lint fuzz demo clean
 
 all: build
 
@@ -45,6 +45,15 @@ bench: build
 
 lint: configure
 	@scripts/lint.sh $(BUILD)
+
+# Coverage-guided fuzzing (clang's libFuzzer, ASan+UBSan) of the parsers on
+# the request path, one target after another, FUZZ_SECONDS each; not part
+# of make test. FUZZ_TARGETS="jwt policy_eval" for some. See tests/fuzz/README.md.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/deps.sh --fuzz
+	@tests/fuzz/build.sh $(FUZZ_TARGETS)
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The product on 127.0.0.1: lodestoned and lighttpd with the examples, logs
 # followed, Ctrl-C stops both (PORT=8080 passes --port; see lodestone up --help).

@@ -3,6 +3,8 @@
 # Installs the Debian packages that Lodestone's build, tests, demo and
 # benchmarks need. Idempotent: installs only what is missing and runs
 # `apt-get update` only when a package cannot be found in the current lists.
+#   scripts/deps.sh          what make, make test, make demo, make bench need
+#   scripts/deps.sh --fuzz   and what make fuzz needs (clang's libFuzzer)
 set -euo pipefail
 
 PACKAGES=(
@@ -31,6 +33,12 @@ PACKAGES=(
 # driven by playwright-core from npm (pinned in tests/ui/package-lock.json;
 # it never downloads a browser). Debian's node only when there is none.
 PACKAGES+=(chromium)
+
+# make fuzz (tests/fuzz/): clang with its libFuzzer runtime; python3 writes
+# the seed corpora.
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev python3)
+fi
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 # Installs tests/ui/node_modules when it is missing or older than the lock file.
 ui_node_modules() {

@@ -36,6 +36,8 @@
 #include "policy/jwt_int.h"
 #include "policy/path.h"
 
+#include "fuzz_refs.h"
+
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -914,59 +916,6 @@ static void test_fuzz_json_parse_rejects_raw_nul_after_number(void **state)
  * paths
  * ==================================================================== */
 
-/* Reference normaliser written from path.h: 1 with the result in out, or 0. */
-static int ref_path(const unsigned char *s, size_t len, char *out, size_t *olen)
-{
-    if (len == 0 || s[0] != '/' || len > LS_PATH_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == 0 || s[i] == '\\' || s[i] == '?' || s[i] == '#') return 0;
-    size_t n = 0; /* out holds "/seg/seg" */
-    int trailing = 0;
-    size_t i = 1;
-    for (;;) { /* one raw segment s[i..j) per turn */
-        size_t j = i;
-        while (j < len && s[j] != '/') j++;
-        char seg[LS_PATH_MAX];
-        size_t sl = 0;
-        for (size_t k = i; k < j; k++) {
-            if (s[k] != '%') {
-                seg[sl++] = (char)s[k];
-                continue;
-            }
-            if (k + 2 >= j || !isxdigit(s[k + 1]) || !isxdigit(s[k + 2])) return 0;
-            char h[3] = {(char)s[k + 1], (char)s[k + 2], 0};
-            int v = (int)strtol(h, NULL, 16);
-            if (v == 0 || v == '/' || v == '\\') return 0;
-            seg[sl++] = (char)v;
-            k += 2;
-        }
-        int last = j == len;
-        size_t dots = 0;
-        while (dots < sl && dots < 2 && seg[dots] == '.') dots++;
-        if (sl == 0) {
-            trailing = last;
-        } else if (dots == sl) {
-            if (dots == 2) {
-                if (n == 0) return 0;
-                while (out[--n] != '/') {}
-            }
-            trailing = last;
-        } else if (dots > 0 && seg[dots] == ';') {
-            return 0;
-        } else {
-            out[n++] = '/';
-            memcpy(out + n, seg, sl);
-            n += sl;
-            trailing = 0;
-        }
-        if (last) break;
-        i = j + 1;
-    }
-    if (n == 0 || trailing) out[n++] = '/';
-    *olen = n;
-    return 1;
-}
-
 static const char *const path_dict[] = {
     "%2e", "%2E", "%2e%2e", "..", ".",  "/", "//", "/./", "/../", "%2f", "%2F", "%5c",    "%00",
     "%",   "%2",  "%25",    ";",  ";x", "?", "#",  "\\",  "%3b",  "%3f", "%41", "%c3%a9", "..;",
@@ -1083,22 +1032,6 @@ static const bytes *addr_seeds(size_t *n)
     for (size_t i = 0; i < NELEMS(s); i++) seeds[i] = B(s[i]);
     *n = NELEMS(s);
     return seeds;
-}
-
-/* What inet_pton makes of text, as a 16-byte address; 0 when it refuses. */
-static int pton(const unsigned char *p, size_t len, uint8_t out[16])
-{
-    char buf[256];
-    if (len >= sizeof buf || memchr(p, '\0', len)) return 0;
-    memcpy(buf, p, len);
-    buf[len] = '\0';
-    if (inet_pton(AF_INET6, buf, out) == 1) return 1;
-    uint8_t v4[4];
-    if (inet_pton(AF_INET, buf, v4) != 1) return 0;
-    memset(out, 0, 10);
-    out[10] = out[11] = 0xff;
-    memcpy(out + 12, v4, 4);
-    return 1;
 }
 
 static void test_fuzz_cidr_parse_addr(void **state)
@@ -1241,20 +1174,6 @@ static void basic_header(ls_buf *out, const char *scheme, const char *cred)
     assert_int_equal(ls_base64_encode(cred, strlen(cred), out, NULL), LS_OK);
 }
 
-/* Reference: the credentials a header carries per ls_basic.h, or 0. */
-static int ref_basic(const unsigned char *h, size_t len, unsigned char *cred, size_t *clen)
-{
-    while (len && (h[0] == ' ' || h[0] == '\t')) h++, len--;
-    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t')) len--;
-    if (len > LS_BASIC_HEADER_MAX || len < 7 || strncasecmp((const char *)h, "basic ", 6) != 0)
-        return 0;
-    size_t i = 6;
-    while (i < len && h[i] == ' ') i++;
-    if (i == len) return 0;
-    return sodium_base642bin(cred, 4096, (const char *)h + i, len - i, NULL, clen, NULL,
-                             sodium_base64_VARIANT_ORIGINAL) == 0;
-}
-
 static void test_fuzz_basic_verify(void **state)
 {
     (void)state;
@@ -1287,7 +1206,7 @@ static void test_fuzz_basic_verify(void **state)
         expect_rc(rc, in.p, in.len, LS_OK, LS_EAUTH, LS_EINVAL);
         check_err(rc, &err, in.p, in.len);
         size_t clen = 0;
-        int rok = ref_basic(in.p, in.len, cred, &clen);
+        int rok = ref_basic(in.p, in.len, cred, sizeof cred, &clen);
         int right = rok && ((clen == 19 && memcmp(cred, "alice:correct horse", 19) == 0) ||
                             (clen == 7 && memcmp(cred, "bob:p:w", 7) == 0));
         if ((rc == LS_OK) != right)
@@ -1309,39 +1228,6 @@ static void test_fuzz_basic_verify(void **state)
 
 static const char GH_SECRET[] = "It's a Secret to Everybody";
 static const char BODY[] = "Hello, World!";
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* 1 when the len bytes are 64 hex digits of mac. */
-static int hex_is(const unsigned char *p, size_t len, const unsigned char mac[32])
-{
-    if (len != 64) return 0;
-    for (size_t i = 0; i < 32; i++) {
-        int a = hexval(p[2 * i]), b = hexval(p[2 * i + 1]);
-        if (a < 0 || b < 0 || (unsigned)(a << 4 | b) != mac[i]) return 0;
-    }
-    return 1;
-}
-
-static int is_hex64(const unsigned char *p, size_t len)
-{
-    if (len != 64) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (hexval(p[i]) < 0) return 0;
-    return 1;
-}
-
-static void trim_ows(const unsigned char **p, size_t *len)
-{
-    while (*len && ((*p)[0] == ' ' || (*p)[0] == '\t')) (*p)++, (*len)--;
-    while (*len && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t')) (*len)--;
-}
 
 static void test_fuzz_hmac_github(void **state)
 {
@@ -1385,56 +1271,6 @@ static void test_fuzz_hmac_github(void **state)
     print_message("hmac_github: %ld iterations, %ld accepted\n", n, accepted);
 }
 
-/* Reference Stripe check from the grammar in ls_hmac.h: 1 accepted, 0 not. */
-static int ref_stripe(const unsigned char *h, size_t len, int64_t now, ls_hmac_reason *why)
-{
-    trim_ows(&h, &len);
-    *why = LS_HMAC_MALFORMED_HEADER;
-    if (len > 4096) return 0;
-    const unsigned char *t = NULL, *v1[16];
-    size_t tlen = 0, nv1 = 0;
-    size_t i = 0;
-    for (;;) {
-        size_t j = i;
-        while (j < len && h[j] != ',') j++;
-        const unsigned char *item = h + i;
-        size_t il = j - i;
-        trim_ows(&item, &il);
-        const unsigned char *eq = il ? memchr(item, '=', il) : NULL;
-        if (eq == NULL || eq == item) return 0;
-        size_t kl = (size_t)(eq - item), vl = il - kl - 1;
-        if (kl == 1 && item[0] == 't') {
-            if (t || vl < 1 || vl > 18) return 0;
-            for (size_t k = 0; k < vl; k++)
-                if (eq[1 + k] < '0' || eq[1 + k] > '9') return 0;
-            t = eq + 1, tlen = vl;
-        } else if (kl == 2 && item[0] == 'v' && item[1] == '1') {
-            if (nv1 == 16 || !is_hex64(eq + 1, vl)) return 0;
-            v1[nv1++] = eq + 1;
-        }
-        if (j == len) break;
-        i = j + 1;
-    }
-    if (!t || !nv1) return 0;
-    unsigned char mac[32];
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *)SECRET, strlen(SECRET));
-    crypto_auth_hmacsha256_update(&st, t, tlen);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)BODY, strlen(BODY));
-    crypto_auth_hmacsha256_final(&st, mac);
-    int match = 0;
-    for (size_t k = 0; k < nv1; k++) match |= hex_is(v1[k], 64, mac);
-    *why = LS_HMAC_BAD_SIGNATURE;
-    if (!match) return 0;
-    int64_t ts = 0;
-    for (size_t k = 0; k < tlen; k++) ts = ts * 10 + (t[k] - '0');
-    *why = LS_HMAC_TIMESTAMP_OUT_OF_TOLERANCE;
-    if (now - ts > 300 || ts - now > 300) return 0;
-    *why = LS_HMAC_OK;
-    return 1;
-}
-
 static void test_fuzz_hmac_stripe(void **state)
 {
     (void)state;
@@ -1471,7 +1307,7 @@ static void test_fuzz_hmac_stripe(void **state)
         free(c);
         expect_rc(rc, in.p, in.len, LS_OK, LS_EAUTH);
         check_err(rc, &err, in.p, in.len);
-        int right = ref_stripe(in.p, in.len, NOW_S, &rwhy);
+        int right = ref_stripe(in.p, in.len, NOW_S, 300, SECRET, BODY, &rwhy);
         if ((rc == LS_OK) != right || why != rwhy)
             bug(in.p, in.len, "verify says %s/%s (%s), reference %s", ls_rc_name(rc),
                 ls_hmac_reason_name(why), rc ? err.msg : "", ls_hmac_reason_name(rwhy));
@@ -1556,17 +1392,6 @@ static void test_fuzz_apikey(void **state)
 /* ====================================================================
  * workflow history values
  * ==================================================================== */
-
-static int events_equal(const ls_event *a, const ls_event *b)
-{
-    return a->type == b->type && a->flags == b->flags && a->seq == b->seq &&
-           a->time_ms == b->time_ms && a->due_ms == b->due_ms && a->attempt == b->attempt &&
-           a->name_len == b->name_len && (!a->name_len || !memcmp(a->name, b->name, a->name_len)) &&
-           a->payload_len == b->payload_len &&
-           (!a->payload_len || !memcmp(a->payload, b->payload, a->payload_len)) &&
-           a->error_len == b->error_len &&
-           (!a->error_len || !memcmp(a->error, b->error, a->error_len));
-}
 
 static void test_fuzz_event_decode(void **state)
 {
