@@ -17,6 +17,7 @@
 
 #include "flow/history.h"
 #include "lodestone/ls_basic.h"
+#include "lodestone/ls_cidr.h"
 #include "lodestone/ls_hmac.h"
 #include "policy/path.h"
 
@@ -87,6 +88,40 @@ static inline int pton(const unsigned char *p, size_t len, uint8_t out[16])
     out[10] = out[11] = 0xff;
     memcpy(out + 12, v4, 4);
     return 1;
+}
+
+/* Reference trust test for the trusted-proxy set the fuzz tests build:
+ * 127.0.0.1, ::1, 10.0.0.0/8, 2001:db8::/32. */
+static inline int ref_trusted(const uint8_t a[16])
+{
+    static const uint8_t lo4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+    static const uint8_t v6one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t ten[13] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10};
+    static const uint8_t db8[4] = {0x20, 0x01, 0x0d, 0xb8};
+    return !memcmp(a, lo4, 16) || !memcmp(a, v6one, 16) || !memcmp(a, ten, 13) ||
+           !memcmp(a, db8, 4);
+}
+
+/* Reference client address, from the comment in ls_cidr.h. */
+static inline int ref_client(const unsigned char *peer, size_t plen, const unsigned char *xff,
+                             size_t xlen, int has_xff, uint8_t out[16])
+{
+    if (ls_cidr_parse_addr((const char *)peer, plen, out, NULL) != LS_OK) return 0;
+    if (!has_xff || !ref_trusted(out)) return 1;
+    /* entries right to left */
+    size_t end = xlen;
+    for (;;) {
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',') start--;
+        size_t a = start, b = end;
+        while (a < b && (xff[a] == ' ' || xff[a] == '\t')) a++;
+        while (b > a && (xff[b - 1] == ' ' || xff[b - 1] == '\t')) b--;
+        uint8_t hop[16];
+        if (!pton(xff + a, b - a, hop)) return 1; /* not an address: the last trusted one */
+        memcpy(out, hop, 16);
+        if (!ref_trusted(hop) || start == 0) return 1;
+        end = start - 1;
+    }
 }
 
 /* Reference: the credentials a header carries per ls_basic.h (decoded into
@@ -195,6 +230,38 @@ static inline int ref_stripe(const unsigned char *h, size_t len, int64_t now, in
     if (now - ts > tol || ts - now > tol) return 0;
     *why = LS_HMAC_OK;
     return 1;
+}
+
+/* Seed events for the history fuzz tests: edge values in every field. */
+#define FUZZ_SEED_EVENTS 4
+static inline void fuzz_seed_events(ls_event out[FUZZ_SEED_EVENTS])
+{
+    static const unsigned char pl[] = {'{', 0, '"', 0xff, '}'};
+    const ls_event evs[FUZZ_SEED_EVENTS] = {
+        {.type = LS_EV_WORKFLOW_STARTED,
+         .seq = 1,
+         .time_ms = 1700000000000,
+         .payload = pl,
+         .payload_len = sizeof pl},
+        {.type = LS_EV_STEP_FAILED,
+         .flags = LS_EVF_FATAL,
+         .seq = UINT64_MAX,
+         .time_ms = -1,
+         .due_ms = INT64_MIN,
+         .attempt = UINT32_MAX,
+         .name = "ship",
+         .name_len = 4,
+         .error = "boom\0x",
+         .error_len = 6},
+        {.type = LS_EV_TIMER_STARTED,
+         .seq = 300,
+         .time_ms = INT64_MAX,
+         .due_ms = 1700000060000,
+         .name = "t",
+         .name_len = 1},
+        {.type = LS_EV_WORKFLOW_TERMINATED, .seq = 127, .time_ms = 0},
+    };
+    memcpy(out, evs, sizeof evs);
 }
 
 /* 1 when two decoded events are the same, field by field. */

@@ -1069,39 +1069,6 @@ static void test_fuzz_cidr_parse_addr(void **state)
     print_message("cidr_parse_addr: %ld iterations, %ld addresses\n", n, ok);
 }
 
-/* Reference trust test for the set built below. */
-static int ref_trusted(const uint8_t a[16])
-{
-    static const uint8_t lo4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
-    static const uint8_t v6one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-    static const uint8_t ten[13] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10};
-    static const uint8_t db8[4] = {0x20, 0x01, 0x0d, 0xb8};
-    return !memcmp(a, lo4, 16) || !memcmp(a, v6one, 16) || !memcmp(a, ten, 13) ||
-           !memcmp(a, db8, 4);
-}
-
-/* Reference client address, from the comment in ls_cidr.h. */
-static int ref_client(const unsigned char *peer, size_t plen, const unsigned char *xff, size_t xlen,
-                      int has_xff, uint8_t out[16])
-{
-    if (ls_cidr_parse_addr((const char *)peer, plen, out, NULL) != LS_OK) return 0;
-    if (!has_xff || !ref_trusted(out)) return 1;
-    /* entries right to left */
-    size_t end = xlen;
-    for (;;) {
-        size_t start = end;
-        while (start > 0 && xff[start - 1] != ',') start--;
-        size_t a = start, b = end;
-        while (a < b && (xff[a] == ' ' || xff[a] == '\t')) a++;
-        while (b > a && (xff[b - 1] == ' ' || xff[b - 1] == '\t')) b--;
-        uint8_t hop[16];
-        if (!pton(xff + a, b - a, hop)) return 1; /* not an address: the last trusted one */
-        memcpy(out, hop, 16);
-        if (!ref_trusted(hop) || start == 0) return 1;
-        end = start - 1;
-    }
-}
-
 static void test_fuzz_cidr_client_addr(void **state)
 {
     (void)state;
@@ -1398,31 +1365,8 @@ static void test_fuzz_event_decode(void **state)
     (void)state;
     g_target = "event_decode";
     rng_start(g_target);
-    static const unsigned char pl[] = {'{', 0, '"', 0xff, '}'};
-    ls_event evs[] = {
-        {.type = LS_EV_WORKFLOW_STARTED,
-         .seq = 1,
-         .time_ms = 1700000000000,
-         .payload = pl,
-         .payload_len = sizeof pl},
-        {.type = LS_EV_STEP_FAILED,
-         .flags = LS_EVF_FATAL,
-         .seq = UINT64_MAX,
-         .time_ms = -1,
-         .due_ms = INT64_MIN,
-         .attempt = UINT32_MAX,
-         .name = "ship",
-         .name_len = 4,
-         .error = "boom\0x",
-         .error_len = 6},
-        {.type = LS_EV_TIMER_STARTED,
-         .seq = 300,
-         .time_ms = INT64_MAX,
-         .due_ms = 1700000060000,
-         .name = "t",
-         .name_len = 1},
-        {.type = LS_EV_WORKFLOW_TERMINATED, .seq = 127, .time_ms = 0},
-    };
+    ls_event evs[FUZZ_SEED_EVENTS];
+    fuzz_seed_events(evs);
     ls_buf enc[NELEMS(evs)];
     bytes seeds[NELEMS(evs) + 2];
     ls_err err;

@@ -18,39 +18,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     const char *dir = getenv("FUZZ_SEED_DIR");
     if (dir == NULL) return 0;
-    static const unsigned char pl[] = {'{', 0, '"', 0xff, '}'};
-    ls_event evs[] = {
-        {.type = LS_EV_WORKFLOW_STARTED,
-         .seq = 1,
-         .time_ms = 1700000000000,
-         .payload = pl,
-         .payload_len = sizeof pl},
-        {.type = LS_EV_STEP_FAILED,
-         .flags = LS_EVF_FATAL,
-         .seq = UINT64_MAX,
-         .time_ms = -1,
-         .due_ms = INT64_MIN,
-         .attempt = UINT32_MAX,
-         .name = "ship",
-         .name_len = 4,
-         .error = "boom\0x",
-         .error_len = 6},
-        {.type = LS_EV_TIMER_STARTED,
-         .seq = 300,
-         .time_ms = INT64_MAX,
-         .due_ms = 1700000060000,
-         .name = "t",
-         .name_len = 1},
-        {.type = LS_EV_WORKFLOW_TERMINATED, .seq = 127, .time_ms = 0},
-        {.type = LS_EV_CHILD_STARTED,
-         .flags = LS_EVF_DETACHED,
-         .seq = 2,
-         .time_ms = 5,
-         .name = "run-1",
-         .name_len = 5,
-         .payload = (const unsigned char *)"{}",
-         .payload_len = 2},
-    };
+    ls_event evs[FUZZ_SEED_EVENTS + 1];
+    fuzz_seed_events(evs);
+    evs[FUZZ_SEED_EVENTS] = (ls_event){.type = LS_EV_CHILD_STARTED,
+                                       .flags = LS_EVF_DETACHED,
+                                       .seq = 2,
+                                       .time_ms = 5,
+                                       .name = "run-1",
+                                       .name_len = 5,
+                                       .payload = (const unsigned char *)"{}",
+                                       .payload_len = 2};
     ls_buf b = LS_BUF_INIT;
     ls_err err;
     char path[512];
