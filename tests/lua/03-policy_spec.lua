@@ -152,6 +152,40 @@ describe("lodestone.policy", function()
       assert.matches("keeping the last good version", printed[1])
     end)
 
+    -- As mod_magnet calls it: the same lighty (and lighty.r) on every
+    -- request, the request's contents changing underneath.
+    it("decides later requests to the same lighty, looking at the file again after the interval", function()
+      policy.reload_interval_ms = 60000
+      write_policy()
+      local lt = { r = request { path = "/healthz", headers = { ["X-User"] = "root" } } }
+      local r = lt.r
+      assert.equal(0, policy.enforce(lt, file))
+      assert.is_nil(r.req_header["X-User"])
+      local st = policy._state(file)
+      assert.is_true(st.next_check > require("lodestone.core").monotonic_ms())
+
+      -- allowed, with the identity headers written over forged copies
+      local tok = mint { sub = "alice", exp = os.time() + 60, roles = { "admin" } }
+      r.req_attr["uri.path-raw"] = "/admin/x"
+      r.req_header = { Authorization = "Bearer " .. tok, ["X-User"] = "root", ["X-Roles"] = "forged" }
+      assert.equal(0, policy.enforce(lt, file))
+      assert.equal("alice", r.req_header["X-User"])
+      assert.equal("admin", r.req_header["X-Roles"])
+
+      -- denied, with its answer
+      r.req_header = { Authorization = "Bearer " .. mint { sub = "bob", exp = os.time() + 60 } }
+      assert.equal(403, policy.enforce(lt, file))
+      assert.equal('{"error":"forbidden"}', r.resp_body.text)
+
+      -- a changed file waits for the interval, then is seen
+      write(file, [[return require("lodestone.policy").define { name = "lua-spec", rules = { { path = "/healthz" } } }]])
+      r.req_attr["uri.path-raw"] = "/healthz"
+      r.req_header = {}
+      assert.equal(0, policy.enforce(lt, file))
+      st.next_check = 0
+      assert.equal(401, policy.enforce(lt, file))
+    end)
+
     it("fails closed with 503 when no version ever loaded", function()
       write(file, "return 42")
       local old_print = _G.print
