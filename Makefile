@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 # Thin wrapper over CMake. `make` builds into build/, `make test` runs every
 # test, `make test SAN=1` does it with ASan+UBSan (in build/san/),
-# `make memcheck` runs the C unit tests under valgrind, `make bench` runs the
-# benchmarks, `make lint` checks style. Each first installs missing Debian
-# packages through scripts/deps.sh.
+# `make memcheck` runs the C unit tests and the fuzz harnesses' seeds under
+# valgrind, `make bench` runs the benchmarks, `make lint` checks style. Each
+# first installs missing Debian packages through scripts/deps.sh.
 
 MAKEFLAGS += --no-print-directory
 

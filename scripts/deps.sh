@@ -20,6 +20,7 @@ PACKAGES=(
   lighttpd lighttpd-modules-lua
   # tests
   libcmocka-dev lua-busted valgrind curl procps openssl jq
+  python3 # tests/fuzz/seeds.py: the fuzz harnesses' seeds, replayed by make test
   bsdutils # script(1): a pseudo-terminal for tests/e2e/cli_daemon.sh (Essential, listed to be sure)
   # tests/e2e/install.sh: man pages rendered and checked, the systemd unit verified
   groff-base man-db bsdextrautils systemd
@@ -34,10 +35,9 @@ PACKAGES=(
 # it never downloads a browser). Debian's node only when there is none.
 PACKAGES+=(chromium)
 
-# make fuzz (tests/fuzz/): clang with its libFuzzer runtime; python3 writes
-# the seed corpora.
+# make fuzz (tests/fuzz/): clang with its libFuzzer runtime.
 if [ "${1:-}" = "--fuzz" ]; then
-  PACKAGES+=(clang libclang-rt-14-dev python3)
+  PACKAGES+=(clang libclang-rt-14-dev)
 fi
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 # Installs tests/ui/node_modules when it is missing or older than the lock file.

@@ -40,6 +40,6 @@ else
 fi
 for t in $TARGETS; do
   echo "link fuzz_$t"
-  $CC $CFLAGS -fsanitize=fuzzer -std=gnu11 $INC "$ROOT/tests/fuzz/fuzz_$t.c" $OBJS $LIBS \
+  $CC $CFLAGS -fsanitize=fuzzer -std=gnu11 $INC -DLS_FUZZ_ROOT="\"$ROOT\"" "$ROOT/tests/fuzz/fuzz_$t.c" $OBJS $LIBS \
       -o "$OUT/fuzz_$t"
 done

@@ -80,11 +80,17 @@ static inline void fuzz_write(const char *name, const void *p, size_t n, mode_t 
     chmod(path, mode);
 }
 
+/* The repository root: LS_ROOT in the environment, else where the harness
+ * was built from (build.sh and CMake define LS_FUZZ_ROOT). */
+#ifndef LS_FUZZ_ROOT
+#define LS_FUZZ_ROOT "."
+#endif
+
 /* Reads a file of the source tree (relative to the repository root). */
 static inline char *fuzz_slurp(const char *rel, size_t *len)
 {
     char path[1024];
-    const char *root = getenv("LS_ROOT") ? getenv("LS_ROOT") : "/work/main";
+    const char *root = getenv("LS_ROOT") ? getenv("LS_ROOT") : LS_FUZZ_ROOT;
     snprintf(path, sizeof path, "%s/%s", root, rel);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# Writes the seed corpora of the libFuzzer harnesses into
-# build/fuzz/corpus/<target>/ (from tests/c/vectors and test_fuzz.c's seeds).
+# Writes the seed corpora of the libFuzzer harnesses into OUT/<target>/
+# (from tests/c/vectors and test_fuzz.c's seeds).
+#   seeds.py [OUT]    (default build/fuzz/corpus)
 import base64, hashlib, hmac, json, os, sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-OUT = os.path.join(ROOT, 'build', 'fuzz', 'corpus')
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'build', 'fuzz', 'corpus')
 V = os.path.join(ROOT, 'tests', 'c', 'vectors')
 
 def put(target, items):
