@@ -895,6 +895,20 @@ static void test_policy_jwks_reload_and_bad_file_keeps_keys(void **state)
     assert_non_null(strstr(d.notice, "keeping the previous keys"));
     decide(p, &r, &d);
     assert_null(d.notice);
+
+    /* So does a file group or others may write, whatever keys it holds:
+     * anyone could have put them there. */
+    write_file("jwks.json.tmp", jwks1, 0664);
+    rename(from, to);
+    ls_manual_clock_advance(&mc, 1000);
+    decide(p, &r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "keeping the previous keys"));
+    assert_non_null(strstr(d.notice, "mode 0664 lets group or others write it"));
+    r.authz = a1;
+    decide(p, &r, &d);
+    assert_int_equal(d.status, 401);
     free(from);
     free(to);
     free(t1);
@@ -902,6 +916,41 @@ static void test_policy_jwks_reload_and_bad_file_keeps_keys(void **state)
     free(a1);
     free(a2);
     ls_policy_free(p);
+}
+
+/* The JWKS and PEM files a policy takes its keys from, like its other key
+ * files, must not be writable by group or others. */
+static void test_policy_key_files_others_may_write_are_refused(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    ls_err err;
+    const char *jwks = "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k1\","
+                       "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}";
+    const char *with_jwks = "{\"name\":\"k\",\"authenticate\":[{\"type\":\"jwt\","
+                            "\"jwks\":\"jwks.json\",\"algorithms\":[\"HS256\"]}]}";
+    write_file("jwks.json", jwks, 0664);
+    assert_int_equal(load_err(with_jwks, &err), LS_EPERM);
+    assert_non_null(strstr(err.msg, "jwks.json: mode 0664 lets group or others write it, so "
+                                    "anyone could add keys (chmod go-w)"));
+    write_file("jwks.json", jwks, 0646);
+    assert_int_equal(load_err(with_jwks, &err), LS_EPERM);
+    write_file("jwks.json", jwks, 0644);
+    ls_policy_free(load(with_jwks, 0));
+
+    FILE *f = fopen(LS_TEST_VECTORS "/jwt/rfc7515-a2-public.pem", "r");
+    assert_non_null(f);
+    char pem[4096];
+    size_t n = fread(pem, 1, sizeof pem - 1, f);
+    fclose(f);
+    pem[n] = '\0';
+    const char *with_pem = "{\"name\":\"k\",\"authenticate\":[{\"type\":\"jwt\","
+                           "\"pem\":\"rsa.pem\",\"algorithms\":[\"RS256\"]}]}";
+    write_file("rsa.pem", pem, 0666);
+    assert_int_equal(load_err(with_pem, &err), LS_EPERM);
+    assert_non_null(strstr(err.msg, "rsa.pem: mode 0666 lets group or others write it"));
+    write_file("rsa.pem", pem, 0444);
+    ls_policy_free(load(with_pem, 0));
 }
 
 static void test_policy_github_webhook(void **state)
@@ -1108,6 +1157,7 @@ int main(void)
         cmocka_unit_test(test_policy_rate_limit_by_header_keeps_long_values_apart),
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
+        cmocka_unit_test(test_policy_key_files_others_may_write_are_refused),
         cmocka_unit_test(test_policy_github_webhook),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
