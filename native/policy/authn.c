@@ -505,17 +505,17 @@ static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *r
         if (a->fetch && (why == LS_JWT_UNKNOWN_KID || why == LS_JWT_NO_KEY))
             /* keys may have rotated: at most one a minute */
             ls_jwks_fetch_request(a->fetch, a->fetch_installs);
-        *reason =
-            why == LS_JWT_OK || why == LS_JWT_ERROR ? "internal_error" : ls_jwt_reason_name(why);
+        int failed = why == LS_JWT_OK || why == LS_JWT_ERROR;
+        *reason = failed ? "internal_error" : ls_jwt_reason_name(why);
         *detail = ls_policy_scratch(p, err.msg, strlen(err.msg));
-        return AUTHN_REJECTED;
+        return failed ? AUTHN_ERROR : AUTHN_REJECTED;
     }
     ls_jwt_free(p->token);
     p->token = t; /* claims stay alive until the next decision */
     if (!jwt_identity(a, t, id)) {
         *reason = "internal_error";
         *detail = "out of memory";
-        return AUTHN_REJECTED;
+        return AUTHN_ERROR;
     }
     return AUTHN_OK;
 }
@@ -712,7 +712,7 @@ static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_reques
     if (rc != LS_OK) {
         *reason = why == LS_HMAC_OK ? "internal_error" : ls_hmac_reason_name(why);
         *detail = NULL;
-        return AUTHN_REJECTED;
+        return why == LS_HMAC_OK ? AUTHN_ERROR : AUTHN_REJECTED;
     }
     id->authenticated = 1;
     id->subject = a->hook_subject;

@@ -143,6 +143,10 @@ static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
             d->subject = c->id.subject;
             return 1;
         }
+        if (r == AUTHN_ERROR) { /* no fault of the credential's: no challenge */
+            deny(p, d, 500, reason, detail);
+            return 0;
+        }
         deny(p, d, 401, reason, detail);
         add_resp(p, d, "WWW-Authenticate", challenge(p, a->type == AUTHN_JWT));
         return 0;
@@ -496,10 +500,14 @@ static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decis
     if (!check_ip(p, req, d)) return;
 
     ls_err err;
-    if (req->path.ptr == NULL ||
-        ls_path_normalize(req->path.ptr, req->path.len, &p->path, &err) != LS_OK) {
-        deny(p, d, 400, "bad_path",
-             req->path.ptr ? ls_policy_scratch(p, err.msg, strlen(err.msg)) : NULL);
+    ls_rc rc = req->path.ptr ? ls_path_normalize(req->path.ptr, req->path.len, &p->path, &err)
+                             : LS_EINVAL;
+    if (rc != LS_OK) {
+        const char *detail = req->path.ptr ? ls_policy_scratch(p, err.msg, strlen(err.msg)) : NULL;
+        if (rc == LS_ENOMEM)
+            deny(p, d, 500, "internal_error", detail); /* not the path's fault */
+        else
+            deny(p, d, 400, "bad_path", detail);
         return;
     }
     if (p->assertion && p->path.len == strlen(ASSERTION_JWKS_PATH) &&

@@ -235,13 +235,15 @@ void ls_authn_refresh(ls_policy_t *p, authn *a);
 typedef enum {
     AUTHN_ABSENT = 0, /* its credential is not in the request: try the next */
     AUTHN_OK,         /* authenticated: *id filled */
-    AUTHN_REJECTED    /* credential present but invalid: deny 401 */
+    AUTHN_REJECTED,   /* credential present but invalid: deny 401 */
+    AUTHN_ERROR       /* could not tell (out of memory, a library failure): deny 500 */
 } authn_result;
 
 /* Runs one authenticator. On AUTHN_OK fills id (strings and arrays
  * borrowed from the verified token, the key set or the declaration, valid
- * for this decision); on AUTHN_REJECTED sets *reason (stable name) and
- * *detail (for the audit log). */
+ * for this decision); on AUTHN_REJECTED and AUTHN_ERROR sets *reason
+ * (stable name; "internal_error" for AUTHN_ERROR) and *detail (for the
+ * audit log). */
 authn_result ls_authn_run(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
                           const char **reason, const char **detail);
 

@@ -1141,6 +1141,52 @@ static void test_policy_load_reports_enomem(void **state)
     assert_true(points > 10);
 }
 
+/* A decision that runs out of memory while it verifies a token denies
+ * with 500 internal_error: never a 401, which would tell a client with a
+ * good token that it is bad, and never an allow without an identity. Each
+ * allocation of a cold HS256 decision fails in turn (a new token each
+ * time, so none is cached). */
+static void test_policy_out_of_memory_while_deciding_is_500(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, LS_POLICY_NO_AUDIT | LS_POLICY_PRIVATE_RL);
+    long points = 0, allowed_despite = 0;
+    th_fail_install();
+    for (long i = 0;; i++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "u%ld", i);
+        char *authz = bearer(token_for(sub, "", "orders:read", NULL)); /* libc's malloc: not counted */
+        ls_policy_decision d;
+        th_fail_after(i);
+        long before = th_alloc_count();
+        ls_rc rc = decide(p, &(req_spec){.path = "/orders/1", .authz = authz}, &d);
+        int injected = i < th_alloc_count() - before;
+        th_fail_never();
+        free(authz);
+        assert_int_equal(rc, LS_OK);
+        if (!injected) {
+            assert_int_equal(d.allow, 1);
+            break;
+        }
+        points++;
+        if (d.allow) {
+            /* a failure that does not matter (a cache entry not kept): the
+             * caller is still who the token says */
+            assert_string_equal(d.subject, sub);
+            allowed_despite++;
+            continue;
+        }
+        if (d.status != 500) fail_msg("allocation %ld failed: status %d (%s)", i, d.status, d.reason);
+        assert_string_equal(d.reason, "internal_error");
+        assert_null(set_header(&d, "X-User"));
+    }
+    th_fail_uninstall();
+    assert_true(points > 3);
+    assert_true(allowed_despite < points);
+    ls_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1158,6 +1204,7 @@ int main(void)
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
         cmocka_unit_test(test_policy_key_files_others_may_write_are_refused),
+        cmocka_unit_test(test_policy_out_of_memory_while_deciding_is_500),
         cmocka_unit_test(test_policy_github_webhook),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
