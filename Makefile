@@ -59,6 +59,7 @@ fuzz:
 # followed, Ctrl-C stops both (PORT=8080 passes --port; see lodestone up --help).
 PORT ?= 8080
 demo: build
+	@chmod go-w policies/demo-keys/* # git checks files out by the umask; key files must not be group-writable
 	@$(BUILD)/bin/lodestone up --port $(PORT)
 
 clean:
