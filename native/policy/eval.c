@@ -500,8 +500,8 @@ static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decis
     if (!check_ip(p, req, d)) return;
 
     ls_err err;
-    ls_rc rc = req->path.ptr ? ls_path_normalize(req->path.ptr, req->path.len, &p->path, &err)
-                             : LS_EINVAL;
+    ls_rc rc =
+        req->path.ptr ? ls_path_normalize(req->path.ptr, req->path.len, &p->path, &err) : LS_EINVAL;
     if (rc != LS_OK) {
         const char *detail = req->path.ptr ? ls_policy_scratch(p, err.msg, strlen(err.msg)) : NULL;
         if (rc == LS_ENOMEM)

@@ -1156,7 +1156,8 @@ static void test_policy_out_of_memory_while_deciding_is_500(void **state)
     for (long i = 0;; i++) {
         char sub[32];
         snprintf(sub, sizeof sub, "u%ld", i);
-        char *authz = bearer(token_for(sub, "", "orders:read", NULL)); /* libc's malloc: not counted */
+        char *authz =
+            bearer(token_for(sub, "", "orders:read", NULL)); /* libc's malloc: not counted */
         ls_policy_decision d;
         th_fail_after(i);
         long before = th_alloc_count();
@@ -1177,7 +1178,8 @@ static void test_policy_out_of_memory_while_deciding_is_500(void **state)
             allowed_despite++;
             continue;
         }
-        if (d.status != 500) fail_msg("allocation %ld failed: status %d (%s)", i, d.status, d.reason);
+        if (d.status != 500)
+            fail_msg("allocation %ld failed: status %d (%s)", i, d.status, d.reason);
         assert_string_equal(d.reason, "internal_error");
         assert_null(set_header(&d, "X-User"));
     }
