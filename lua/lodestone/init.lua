@@ -88,6 +88,15 @@ local ratelimit = {
 }
 local shared, shared_path -- this state's table for ratelimit.take
 
+-- Raises for the caller of ratelimit.take when v (argument n) is not a
+-- whole number >= 1 (the table's own check would name its arguments).
+local function whole(v, n, what)
+  if type(v) ~= "number" or not (v >= 1 and v <= 2 ^ 53) or v % 1 ~= 0 then
+    error(("bad argument #%d to 'ratelimit.take' (%s must be a whole number >= 1, got %s)")
+      :format(n, what, tostring(v)), 3)
+  end
+end
+
 function ratelimit.take(name, key, rate, burst, per)
   if type(name) ~= "string" then
     error("bad argument #1 to 'ratelimit.take' (string expected, got " .. type(name) .. ")", 2)
@@ -97,6 +106,12 @@ function ratelimit.take(name, key, rate, burst, per)
   end
   if type(key) ~= "string" and type(key) ~= "number" then
     error("bad argument #2 to 'ratelimit.take' (string expected, got " .. type(key) .. ")", 2)
+  end
+  whole(rate, 3, "rate")
+  if burst ~= nil then whole(burst, 4, "burst") end
+  if per ~= nil and type(per) ~= "string" and type(per) ~= "number" then
+    error("bad argument #5 to 'ratelimit.take' (a duration such as \"1s\" or seconds expected, got "
+      .. type(per) .. ")", 2)
   end
   if shared_path ~= ratelimit.path then
     if shared then shared:close() end

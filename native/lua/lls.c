@@ -5,6 +5,8 @@
  */
 #include "ls_config.h"
 
+#include <string.h>
+
 #include "flow/cron.h"
 #include "lls.h"
 #include "lodestone/lodestone.h"
@@ -15,6 +17,25 @@ int lls_push_fail(lua_State *L, const char *what, const ls_err *err)
     lua_pushfstring(L, "%s: %s", what, ls_err_text(err));
     lua_pushstring(L, ls_rc_name(err->code));
     return 3;
+}
+
+void lls_check_option_names(lua_State *L, int arg, const char *const *names)
+{
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        lua_pop(L, 1);
+        int known = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (int i = 0; names[i] != NULL && !known; i++) known = !strcmp(k, names[i]);
+        }
+        if (!known) {
+            const char *k = lua_type(L, -1) == LUA_TSTRING
+                                ? lua_tostring(L, -1)
+                                : lua_pushfstring(L, "(a %s key)", luaL_typename(L, -1));
+            luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
+        }
+    }
 }
 
 /* duration_ms(text) -> milliseconds | nil, message: the project's one
@@ -42,7 +63,10 @@ static int l_cron_next(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
-    int64_t after = (int64_t)luaL_optnumber(L, 2, 0), next;
+    double a = (double)luaL_optnumber(L, 2, 0);
+    if (!(a >= -9007199254740992.0 && a <= 9007199254740992.0)) /* NaN, inf, beyond 2^53 */
+        luaL_argerror(L, 2, "after_ms: milliseconds since the epoch, within +-2^53 expected");
+    int64_t after = (int64_t)a, next;
     ls_cron c;
     ls_err err;
     if (ls_cron_parse(text, len, &c, &err) != LS_OK) {

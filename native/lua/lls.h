@@ -65,4 +65,9 @@ int lls_push_json(lua_State *L, const struct json_t *v, ls_err *err);
  * returns 3, ready for `return lls_push_fail(L, "json.decode", &err);`. */
 int lls_push_fail(lua_State *L, const char *what, const ls_err *err);
 
+/* Raises an argument error for argument arg (an options table) when one of
+ * its keys is not in names (NULL-terminated): "unknown option 'x'", so a
+ * misspelt option never falls back to its default unnoticed. */
+void lls_check_option_names(lua_State *L, int arg, const char *const *names);
+
 #endif

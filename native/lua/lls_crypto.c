@@ -30,6 +30,9 @@ static int l_hmac_verify(lua_State *L)
     const char *sig = luaL_checklstring(L, 3, &slen);
     static const char *const encs[] = {"hex", "base64", "base64url", NULL};
     int enc = luaL_checkoption(L, 4, "hex", encs);
+    /* (an unset secret, such as an empty environment variable: no
+     * signature can be checked against it) */
+    if (klen == 0) luaL_argerror(L, 1, "the key is empty");
     ls_hmac_generic_opts opts = {.encoding = enc == 0   ? LS_HMAC_HEX
                                              : enc == 1 ? LS_HMAC_BASE64
                                                         : LS_HMAC_BASE64URL};

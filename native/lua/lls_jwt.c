@@ -78,25 +78,6 @@ static int get_opt(lua_State *L, int t, const char *name)
     return lua_type(L, -1);
 }
 
-static void check_known(lua_State *L, int arg)
-{
-    lua_pushnil(L);
-    while (lua_next(L, arg)) {
-        lua_pop(L, 1);
-        int known = 0;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -1);
-            for (int i = 0; opt_names[i] != NULL && !known; i++) known = !strcmp(k, opt_names[i]);
-        }
-        if (!known) {
-            const char *k = lua_type(L, -1) == LUA_TSTRING
-                                ? lua_tostring(L, -1)
-                                : lua_pushfstring(L, "(a %s key)", luaL_typename(L, -1));
-            luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
-        }
-    }
-}
-
 /* A string, or a list of at most MAX_LIST strings, at the stack top. */
 static size_t opt_strings(lua_State *L, int arg, const char *name, const char **out)
 {
@@ -164,7 +145,7 @@ static void read_opts(lua_State *L, int arg, vopts *v, ls_manual_clock *clock)
 {
     luaL_checktype(L, arg, LUA_TTABLE);
     luaL_checkstack(L, 2 * MAX_LIST + 16, "jwt options");
-    check_known(L, arg);
+    lls_check_option_names(L, arg, opt_names);
     memset(v, 0, sizeof *v);
     get_opt(L, arg, "algorithms");
     v->o.algs = opt_algorithms(L, arg);
@@ -202,7 +183,9 @@ static void read_opts(lua_State *L, int arg, vopts *v, ls_manual_clock *clock)
         ls_manual_clock_init(clock, (int64_t)(now * 1000));
         v->o.clock = &clock->clock;
     }
-    get_opt(L, arg, "allow_no_exp");
+    /* A boolean only: "false" or 0 would be true, and relax the check. */
+    int t = get_opt(L, arg, "allow_no_exp");
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN) opt_type_error(L, arg, "allow_no_exp", "boolean", -1);
     if (lua_toboolean(L, -1)) v->o.flags |= LS_JWT_ALLOW_NO_EXP;
 }
 
@@ -423,6 +406,8 @@ static int l_cache(lua_State *L)
     ls_jwt_cache_opts copts = {1024, 0};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        static const char *const names[] = {"size", "ttl", NULL};
+        lls_check_option_names(L, 2, names);
         copts.capacity = (size_t)cache_field(L, "size", 1024, 1 << 24);
         copts.ttl_s = cache_field(L, "ttl", 0, INT64_C(86400) * 365);
     }

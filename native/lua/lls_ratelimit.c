@@ -64,6 +64,8 @@ static int l_rl_open(lua_State *L)
     ls_rl_opts opts = {0, 0};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        static const char *const names[] = {"capacity", "mode", NULL};
+        lls_check_option_names(L, 2, names);
         opts.capacity = (size_t)field_count(L, 2, "capacity");
         int64_t mode = field_count(L, 2, "mode");
         if (mode > 0777) luaL_argerror(L, 2, "mode must be permission bits such as 384 (0600)");

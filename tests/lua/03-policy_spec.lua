@@ -320,6 +320,10 @@ describe("lodestone.policy", function()
       local ok, why = lodestone.hmac.verify("It's a Secret to Everybody", "Hello, World?", sig)
       assert.is_false(ok)
       assert.equal("bad_signature", why)
+      -- an empty key (an unset secret) is a mistake, not a mismatch
+      local raised, err = pcall(lodestone.hmac.verify, "", "Hello, World!", sig)
+      assert.is_false(raised)
+      assert.matches("the key is empty", err)
     end)
 
     it("base64url is strict", function()

@@ -40,6 +40,12 @@ describe("schedules", function()
       assert.is_nil(v)
       assert.equal('cron "* * * *": expected 5 fields (minute hour day-of-month month day-of-week), got 4', msg)
       assert.has_error(function() core.cron_next() end)
+      -- a time a whole number of ms cannot hold raises, not a negative answer
+      for _, bad in ipairs { 1e19, -1e19, 0 / 0, math.huge } do
+        local ok, err = pcall(core.cron_next, "@hourly", bad)
+        assert.is_false(ok)
+        assert.matches("after_ms: milliseconds since the epoch, within %+%-2%^53 expected", err)
+      end
     end)
   end)
 
