@@ -45,7 +45,7 @@ local function check_timeout(v, where)
 end
 
 local function check_socket(v, where)
-  if type(v) ~= "string" or v == "" then
+  if type(v) ~= "string" or v == "" or v:find("\0", 1, true) then
     error(where .. ": socket must be a non-empty path string", 3)
   end
 end
@@ -67,9 +67,27 @@ function M.configure(opts)
   return { socket = config.socket, timeout_ms = config.timeout_ms }
 end
 
+local CALL_OPTS = { socket = true, timeout_ms = true }
+local START_OPTS = { socket = true, timeout_ms = true, id = true }
+
+-- Raises (for the caller of the caller) when opts is neither nil nor a
+-- table of known options.
+local function check_opts(opts, known, where)
+  if opts == nil then return end
+  if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
+  for k in pairs(opts) do
+    if not known[k] then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      table.sort(names)
+      error(where .. ": unknown option '" .. tostring(k) .. "' (expected " .. table.concat(names, ", ")
+        .. ")", 3)
+    end
+  end
+end
+
 local function call_opts(opts, where)
   if opts == nil then return config.socket, config.timeout_ms end
-  if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
   local socket, timeout = opts.socket or config.socket, opts.timeout_ms or config.timeout_ms
   if opts.socket ~= nil then check_socket(opts.socket, where) end
   if opts.timeout_ms ~= nil then check_timeout(opts.timeout_ms, where) end
@@ -132,6 +150,7 @@ M.new_id = core.id_new
 -- start two runs. input is any JSON value (nil: none).
 function M.start(wtype, input, opts)
   check_name(wtype, 1, "client.start", "workflow type")
+  check_opts(opts, START_OPTS, "client.start")
   local id = opts and opts.id
   if id ~= nil then
     if type(id) ~= "string" or id == "" then
@@ -156,6 +175,7 @@ end
 function M.signal(id, name, payload, opts)
   check_name(id, 1, "client.signal", "run id")
   check_name(name, 2, "client.signal", "signal name")
+  check_opts(opts, CALL_OPTS, "client.signal")
   local body, msg, code = "null", nil, nil -- no payload: JSON null, as the web UI sends
   if payload ~= nil then
     body, msg, code = json.encode(payload)
@@ -168,6 +188,7 @@ end
 --- client.get(id, opts) -> run, 200 | nil (no such run) | nil, msg, code[, status]
 function M.get(id, opts)
   check_name(id, 1, "client.get", "run id")
+  check_opts(opts, CALL_OPTS, "client.get")
   local v, msg, code, status = call("GET", "/v1/workflows/" .. segment(id), nil, opts, "client.get")
   if v == nil and status == 404 and code == "not_found" then return nil end
   return v, msg, code, status

@@ -135,6 +135,24 @@ local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
+-- "a/b/../c" -> "a/c", "a/./c" -> "a/c": one text per file, so that a
+-- policy reached from a route file and from a gate shares one compiled state.
+local function normalize(path)
+  local abs = path:sub(1, 1) == "/"
+  local out = {}
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." and #out > 0 and out[#out] ~= ".." then
+      out[#out] = nil
+    elseif seg ~= "." and not (seg == ".." and abs) then
+      out[#out + 1] = seg
+    end
+  end
+  local text = table.concat(out, "/")
+  if abs then return "/" .. text end
+  return text == "" and "." or text
+end
+local normal = {} -- a fallback policy path as given -> normalized
+
 local function policy_info(path, opts)
   local info = audit_of[path]
   if info then return info end
@@ -276,6 +294,12 @@ end
 
 -- The daemon could not be asked, or refused: the answer for the caller.
 local function daemon_failed(spec, r, id, emsg, ecode, status, failed)
+  if status == nil and ecode == "EINVAL" then
+    -- ours, not the daemon's: input(req) gave what JSON cannot hold, a
+    -- bad socket path
+    audit(spec, r, 500, "internal_error", emsg, id)
+    return fail(r, 500, "internal_error")
+  end
   if status == nil then -- unreachable, closed, timed out, not HTTP
     audit(spec, r, 503, "workflows_unavailable", emsg, id)
     return answer(r, 503, { error = "workflows_unavailable" }, { ["Retry-After"] = "1" })
@@ -310,7 +334,11 @@ local function start_run(lt, spec, req)
   local run, emsg, ecode, status = client.start(spec.workflow, input,
     { id = id, socket = spec.socket, timeout_ms = spec.timeout_ms })
   if not run then return daemon_failed(spec, r, id, emsg, ecode, status, "workflow_start_failed") end
-  local rid = tostring(run.id)
+  if type(run) ~= "table" or type(run.id) ~= "string" or run.id == "" then
+    audit(spec, r, 502, "bad_answer", "lodestoned: " .. tostring(emsg) .. " without a run id", id)
+    return answer(r, 502, { error = "workflow_start_failed" })
+  end
+  local rid = run.id
   return answer(r, 202, { id = rid, status = run.status }, { Location = "/v1/workflows/" .. rid })
 end
 
@@ -395,7 +423,13 @@ function M.dispatch(lt, routes, fallback, fopts)
     if params then return serve(lt, routes[i], params) end
   end
   if ft == "function" then return fallback(lt) end
-  return policy.enforce(lt, fallback, fopts)
+  -- The file as a route's policy names it, so that both share one state.
+  local file = normal[fallback]
+  if not file then
+    file = normalize(fallback)
+    normal[fallback] = file
+  end
+  return policy.enforce(lt, file, fopts)
 end
 
 -- ---- route files ----
@@ -406,23 +440,6 @@ local files = {} -- path -> { routes, stamp, next_check }
 
 local function log(msg)
   print("lodestone: " .. msg) -- lighttpd's error log
-end
-
--- "a/b/../c" -> "a/c", "a/./c" -> "a/c": one text per file, so that a
--- policy reached from a route file and from a gate shares one compiled state.
-local function normalize(path)
-  local abs = path:sub(1, 1) == "/"
-  local out = {}
-  for seg in path:gmatch("[^/]+") do
-    if seg == ".." and #out > 0 and out[#out] ~= ".." then
-      out[#out] = nil
-    elseif seg ~= "." and not (seg == ".." and abs) then
-      out[#out + 1] = seg
-    end
-  end
-  local text = table.concat(out, "/")
-  if abs then return "/" .. text end
-  return text == "" and "." or text
 end
 
 -- Runs a route file: a table of route tables, checked, with relative
@@ -492,9 +509,11 @@ end
 -- a gate's chunk by its path), for paths relative to a gate; "." when unknown.
 function M.here()
   local src = debug.getinfo(2, "S").source or ""
-  if src:sub(1, 1) == "@" then src = src:sub(2) end
-  if src:sub(1, 1) ~= "/" and src:sub(1, 2) ~= "./" then return "." end
-  return dirname(src)
+  -- loadfile and the lua command name a chunk "@path" (relative paths
+  -- too); mod_magnet names it by its path alone. Other chunks: unknown.
+  if src:sub(1, 1) == "@" then return dirname(src:sub(2)) end
+  if src:sub(1, 1) == "/" or src:sub(1, 2) == "./" then return dirname(src) end
+  return "."
 end
 
 --- Forgets loaded route files, policy names and audit paths (tests).

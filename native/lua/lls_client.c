@@ -6,6 +6,8 @@
  * lua/lodestone/client.lua speaks the workflow API on top. */
 #include "ls_config.h"
 
+#include <string.h>
+
 #include "lls.h"
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_client.h"
@@ -49,10 +51,20 @@ static long opt_count(lua_State *L, int t, const char *name, long max)
     return (long)x;
 }
 
+/* A string argument without NUL bytes (a C string would end at the first
+ * one, so that "/v1/\0x" became "/v1/" unseen). */
+static const char *check_text(lua_State *L, int arg)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    if (memchr(s, '\0', len) != NULL) luaL_argerror(L, arg, "contains a NUL byte");
+    return s;
+}
+
 /* client_open(socket, [{timeout_ms=, max_response=}]) -> client | nil, msg, code */
 static int l_client_open(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_text(L, 1);
     ls_client_opts o = {0, 0};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
@@ -73,8 +85,8 @@ static int l_client_open(lua_State *L)
 static int l_client_request(lua_State *L)
 {
     client_box *b = check_client(L, 1);
-    const char *method = luaL_checkstring(L, 2);
-    const char *path = luaL_checkstring(L, 3);
+    const char *method = check_text(L, 2);
+    const char *path = check_text(L, 3);
     size_t len = 0;
     const char *body = luaL_optlstring(L, 4, NULL, &len);
     int status = 0;

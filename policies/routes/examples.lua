@@ -34,8 +34,10 @@ routes.github = {
     return "gh-" .. delivery
   end,
   input = function(req)
-    local event = req.headers["X-GitHub-Event"] or "push"
-    if event ~= "push" then return nil, "X-GitHub-Event: only push events start a run, got " .. event end
+    local event = req.headers["X-GitHub-Event"]
+    if event ~= "push" then
+      return nil, "X-GitHub-Event: only push events start a run, got " .. (event or "none")
+    end
     if type(req.json) ~= "table" then return nil, "body: expected a push event object" end
     return { event = event, delivery = req.headers["X-GitHub-Delivery"], push = req.json }
   end,

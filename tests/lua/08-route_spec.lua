@@ -59,6 +59,22 @@ describe("lodestone.client", function()
       "bad argument #2 to 'client.signal' (signal name: non-empty string expected, got number)")
     assert.has_error(function() client.get("") end,
       "bad argument #1 to 'client.get' (run id: non-empty string expected, got an empty string)")
+    -- a misspelt option never falls back to the default unnoticed
+    assert.has_error(function() client.start("t", nil, { timout_ms = 5 }) end,
+      "client.start: unknown option 'timout_ms' (expected id, socket, timeout_ms)")
+    assert.has_error(function() client.start("t", nil, 5) end, "client.start: options must be a table")
+    assert.has_error(function() client.get("r", { id = "x" }) end,
+      "client.get: unknown option 'id' (expected socket, timeout_ms)")
+    assert.has_error(function() client.signal("r", "go", nil, { sokcet = "x" }) end,
+      "client.signal: unknown option 'sokcet' (expected socket, timeout_ms)")
+    assert.has_error(function() client.configure { socket = "/run/x\0.sock" } end,
+      "client.configure: socket must be a non-empty path string")
+    -- the native handle: a NUL byte would cut a method or path short
+    local h = assert(require("lodestone.core").client_open("/nonexistent.sock"))
+    local ok, err = pcall(h.request, h, "GET", "/v1/\0x")
+    assert.is_false(ok)
+    assert.matches("contains a NUL byte", err)
+    h:close()
   end)
 
   it("makes ids like the daemon's", function()
@@ -201,6 +217,16 @@ describe("lodestone.route", function()
     assert.matches("input%(req%) failed: .*boom", printed[1])
   end)
 
+  it("answers 500, not 503, when the input it would send cannot be encoded", function()
+    local lt = request { path = "/start", body = '{"a": 1}' }
+    assert.equal(500, route.workflow(lt, spec { input = function() return { f = print } end }))
+    assert.same({ error = "internal_error" }, answer(lt))
+    assert.is_nil(lt.r.resp_header["Retry-After"])
+    local line = json.decode(read(dir .. "/audit.log"):match("[^\n]+"))
+    assert.equal("internal_error", line.reason)
+    assert.matches("cannot encode a function", line.error)
+  end)
+
   it("answers 503 with an audit line when the daemon is absent", function()
     local seen
     -- X-User is no identity header of this policy: the audit line must not believe it
@@ -312,6 +338,23 @@ describe("lodestone.route", function()
       assert.equal('POST /v1/workflows/hello HTTP/1.1\n{"id":"w-1","input":{"id":"w-1","n":1}}\n', read(log))
     end)
 
+    it("answers 502 when the daemon's 2xx names no run", function()
+      for _, body in ipairs({ "", "{}", '"text"' }) do
+        canned(201, body)
+        local lt = request { path = "/start", body = '{"n": 1}' }
+        assert.equal(502, route.workflow(lt, spec()))
+        assert.same({ error = "workflow_start_failed" }, answer(lt))
+        assert.is_nil(lt.r.resp_header.Location)
+        client.reset()
+        os.execute("kill " .. read(pidfile) .. " 2>/dev/null; rm -f '" .. sock .. "'")
+      end
+      local lines = {}
+      for l in read(dir .. "/audit.log"):gmatch("[^\n]+") do lines[#lines + 1] = json.decode(l) end
+      assert.equal(3, #lines)
+      assert.equal("bad_answer", lines[1].reason)
+      assert.equal(502, lines[1].status)
+    end)
+
     it("sends a signal to the run named by the path: 202", function()
       canned(202, '{"id":"o-1","signal":"approve"}')
       assert.has_error(function() route.signal(request { path = "/x" }, spec()) end,
@@ -375,6 +418,40 @@ describe("lodestone.route", function()
     assert.has_error(function() route.load(dir .. "/bad.lua") end,
       "route.load: " .. dir .. "/bad.lua: route one: policy is required (the policy file's path)")
     assert.has_error(function() route.load(dir .. "/none.lua") end)
+  end)
+
+  it("gives a fallback policy named through .. the state its routes use", function()
+    os.execute("mkdir '" .. dir .. "/routes'")
+    local lt = request { method = "GET", path = "/open" }
+    assert.equal(0, route.dispatch(lt, {}, dir .. "/routes/../policy.lua"))
+    assert.truthy(policy._state(dir .. "/policy.lua"))
+    assert.is_nil(policy._state(dir .. "/routes/../policy.lua"))
+  end)
+
+  it("here() is the calling file's folder, relative names too", function()
+    os.execute("mkdir '" .. dir .. "/g'")
+    write(dir .. "/g/here.lua", "local d = require('lodestone.route').here() return d")
+    assert.equal(dir .. "/g", dofile(dir .. "/g/here.lua"))
+    -- as mod_magnet names a gate: its path, without "@"
+    assert.equal(dir .. "/g", load("local d = require('lodestone.route').here() return d", dir .. "/g/gate.lua")())
+    assert.equal("sub", load("local d = require('lodestone.route').here() return d", "@sub/gate.lua")())
+    assert.equal(".", load("local d = require('lodestone.route').here() return d", "@gate.lua")())
+    assert.equal(".", load("local d = require('lodestone.route').here() return d", "=stdin")())
+  end)
+end)
+
+describe("the example routes (policies/routes/examples.lua)", function()
+  local routes = assert(loadfile("policies/routes/examples.lua"))()
+
+  it("start a github-push run for push events only, X-GitHub-Event required", function()
+    local push = { headers = { ["X-GitHub-Event"] = "push", ["X-GitHub-Delivery"] = "d-1" }, json = { commits = {} } }
+    assert.same({ event = "push", delivery = "d-1", push = { commits = {} } }, routes.github.input(push))
+    local v, msg = routes.github.input({ headers = { ["X-GitHub-Event"] = "issues" }, json = {} })
+    assert.is_nil(v)
+    assert.equal("X-GitHub-Event: only push events start a run, got issues", msg)
+    v, msg = routes.github.input({ headers = {}, json = {} })
+    assert.is_nil(v)
+    assert.equal("X-GitHub-Event: only push events start a run, got none", msg)
   end)
 end)
 
