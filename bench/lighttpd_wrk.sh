@@ -8,7 +8,7 @@
 # that makes only the mod_magnet accesses that policy needs (three request
 # attributes and two headers read, three identity headers written) and
 # decides nothing: the ceiling of any Lua gate of that shape. Runs
-# alternate a,b,c,a,b,c,...; prints requests/s, server CPU per request
+# alternate a,b,c,b,c,a,c,a,b,...; prints requests/s, server CPU per request
 # (utime+stime of the lighttpd processes from /proc, and utime alone) and
 # the medians and ratios b/a, c/a and b/c. Figures only, never pass/fail on
 # time; exits 1 only when responses were not 200.
@@ -211,7 +211,8 @@ run() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "lighttpd $(lighttpd -v | sed -n 's/^lighttpd\/\([^ ]*\).*/\1/p') + wrk on 127.0.0.1: GET $url_path (1 KiB static file), keep-alive,"
-echo "  wrk -t1 -c$conns -d${secs}s, server.max-worker = 1, $rounds rounds alternating a,b,c; CPU = server utime+stime / requests"
+echo "  wrk -t1 -c$conns -d${secs}s, server.max-worker = 1, $rounds rounds alternating a,b,c (each round starts one further along);"
+echo "  CPU = server utime+stime / requests"
 if [ ${#pin_server[@]} -gt 0 ]; then echo "  lighttpd pinned to CPU 0, wrk to CPU 1"; fi
 echo "  (a) trivial mod_magnet header check   (b) orders-api policy through the gate (RS256 token, cached)"
 echo "  (c) the mod_magnet reads and writes (b) needs, deciding nothing"
@@ -219,8 +220,13 @@ run a 1 # warm-up: the gate compiles the policy and caches the token
 run b 1
 run c 1
 for c in a b c; do : > "$d/rps_$c"; : > "$d/cpu_$c"; : > "$d/ucpu_$c"; done
+# Each round starts one further along a,b,c (a,b,c then b,c,a then c,a,b),
+# so that no configuration always runs in the same place, for instance
+# right after the fastest one.
+order=(a b c)
 for r in $(seq "$rounds"); do
-  for c in a b c; do
+  k=$(((r - 1) % 3))
+  for c in "${order[@]:k}" "${order[@]:0:k}"; do
     run "$c" "$secs"
     printf '  run %d%s  %9s req/s  %9s requests  %7s us server CPU/request (user %5s)  (wrk %s%% of a core)\n' \
       "$r" "$c" "$rps" "$reqs" "$cpu" "$ucpu" "$client"
