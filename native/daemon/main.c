@@ -134,12 +134,27 @@ static void sync_schedules(lls_runner *runner, ls_flow_t *flow)
     ls_buf_free(&defs);
 }
 
+/* 1 when v is a bare number: the duration grammar reads it as seconds,
+ * but "--retention 30" is as likely meant as days, and guessing wrong
+ * deletes runs. The daemon's duration flags want a unit. */
+static int bare_number(const char *v)
+{
+    return *v != '\0' && strspn(v, "0123456789.") == strlen(v);
+}
+
 /* --retention: a duration, or "forever" / "0" to keep finished runs. */
 static int parse_retention(const char *v, int64_t *ms, ls_err *err)
 {
     if (strcmp(v, "forever") == 0 || strcmp(v, "0") == 0) {
         *ms = LS_FLOW_KEEP_FOREVER;
         return 0;
+    }
+    if (bare_number(v)) {
+        ls_err_set(err, LS_EINVAL,
+                   "--retention: \"%s\" needs a unit: s, m, h or d (\"%sd\" for days), or "
+                   "\"forever\"",
+                   v, v);
+        return -1;
     }
     if (ls_duration_parse(v, strlen(v), ms, err) != LS_OK || *ms < 1000) {
         ls_err_set(err, LS_EINVAL,
@@ -244,7 +259,8 @@ int main(int argc, char **argv)
         } else if (strcmp(o, "--retention") == 0) {
             if (parse_retention(v, &retention_ms, &err) != 0) return die("%s", ls_err_text(&err));
         } else if (strcmp(o, "--retention-interval") == 0) {
-            if (ls_duration_parse(v, strlen(v), &retention_interval_ms, &err) != LS_OK ||
+            if (bare_number(v) ||
+                ls_duration_parse(v, strlen(v), &retention_interval_ms, &err) != LS_OK ||
                 retention_interval_ms < 10)
                 return die("--retention-interval: expected a duration of 10ms or more, got \"%s\"",
                            v);

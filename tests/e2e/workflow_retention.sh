@@ -74,6 +74,13 @@ kill_daemon() {
   e2e_forget "$daemon"
 }
 
+# ---- a bare number is refused: "--retention 30" meant as days would delete runs after 30 s ----
+out=$("$build/bin/lodestoned" --data "$d/bare" --retention 30 2>&1); rc=$?
+check "--retention 30 is refused" 2 "$rc"
+check_contains "naming the missing unit" '--retention: "30" needs a unit: s, m, h or d ("30d" for days), or "forever"' "$out"
+out=$("$build/bin/lodestoned" --data "$d/bare" --retention-interval 5 2>&1); rc=$?
+check "--retention-interval 5 is refused" 2 "$rc"
+
 # ---- finished runs go after --retention; running and longer-kept ones stay ----
 start_daemon --retention 2s --retention-interval 200ms
 start waiter '{"id":"w-1"}'
