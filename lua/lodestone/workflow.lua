@@ -331,9 +331,14 @@ local function encode(v, what)
   return text
 end
 
+-- A mistake in the workflow's code, which no retry mends: a fatal error
+-- (the step fails at once), naming where the call was.
 local function not_in_step(ctx, what)
   if ctx._in_step then
-    error(what .. " inside a step: call it in run and pass the value to the step", 3)
+    local info = debug.getinfo(3, "Sl")
+    local where = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
+    error(M.fatal(where .. what .. " inside a step: call it in run and pass the value to the step",
+      "ctx_in_step"))
   end
 end
 

@@ -687,8 +687,12 @@ describe("lodestone.workflow driver", function()
       local def = workflow.define { name = "w", run = function(ctx)
         ctx:step("outer", function() call(ctx) end)
       end }
-      assert.matches("inside a step: call it in run and pass the value to the step",
-        activate(def).failed.outer.msg)
+      local f = activate(def).failed.outer
+      assert.matches("^tests/lua/07%-workflow_spec%.lua:%d+: ctx:%a+ inside a step: call it in run and pass the value to the step",
+        f.msg)
+      -- a mistake in the code: never retried (it would fail the same way forever)
+      assert.is_true(f.fatal)
+      assert.equal("ctx_in_step", f.code)
     end
   end)
 
