@@ -200,6 +200,10 @@ check "same id again: 200" 200 "$code"
 check "same id again: the same run, its own input" "nap-1 $created 3s" "$(j '"\(.id) \(.created_at) \(.input.sleep)"')"
 api GET '/v1/workflows?type=nap'
 check "same id again: no second run" 1 "$(j '[.runs[] | select(.id == "nap-1")] | length')"
+start late '{"id":"nap-1"}'
+check "the id of another type's run: 409" 409 "$code"
+check "the id of another type's run: says whose" \
+  'conflict: a run with id "nap-1" exists and is of type "nap", not "late"' "$(j '"\(.error.code): \(.error.message)"')"
 
 start nope '{"id":"x"}'
 check "unknown type: 404" 404 "$code"
