@@ -44,6 +44,9 @@ check "start without TYPE exits 2" 2 $?
 err=$("$ls" start order --input '{"a":' 2>&1)
 check "bad --input exits 2" 2 $?
 check_contains "names the option" "--input: json.decode: line 1" "$err"
+err=$("$ls" signal k1 go '{bad' 2>&1)
+check "a bad signal payload exits 2" 2 $?
+check_contains "names the payload, not --input" "lodestone signal: PAYLOAD: json.decode: line 1" "$err"
 err=$("$ls" start order --timeout 5 2>&1)
 check "--timeout without --wait exits 2" 2 $?
 err=$(echo s3cret | "$ls" secret set db_password s3cret 2>&1)

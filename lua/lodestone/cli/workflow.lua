@@ -286,16 +286,18 @@ end
 
 -- ---- start ----
 
--- --input: JSON text, @FILE or @- (stdin); checked here, sent as given.
-local function input_text(v)
+-- start's --input, signal's PAYLOAD (what names it in errors): JSON text,
+-- @FILE or @- (stdin); checked here, sent as given.
+local function input_text(v, what)
+  what = what or "--input"
   local text = v
   if v:sub(1, 1) == "@" then
     local err
     if v == "@-" then text = io.stdin:read("*a") else text, err = read_file(v:sub(2)) end
-    if not text then usage_error("--input: " .. err) end
+    if not text then usage_error(what .. ": " .. err) end
   end
   local value, msg = json.decode(text)
-  if value == nil then usage_error("--input: " .. msg) end
+  if value == nil then usage_error(what .. ": " .. msg) end
   return text
 end
 
@@ -484,7 +486,7 @@ local function signal(args)
   local pos, opts = parse(args, 2, {})
   if opts.help then io.stdout:write(HELP.signal, CONNECTION_HELP) return 0 end
   if #pos < 2 or #pos > 3 then usage_error("expected a run ID, a signal NAME and optionally a JSON payload") end
-  local body = pos[3] and input_text(pos[3]) or "null"
+  local body = pos[3] and input_text(pos[3], "PAYLOAD") or "null"
   local c = connection(opts)
   call(c, "POST", "/v1/workflows/" .. escape(pos[1]) .. "/signals/" .. escape(pos[2]), {
     body = body, headers = { ["Content-Type"] = "application/json" } })
