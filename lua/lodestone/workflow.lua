@@ -98,9 +98,10 @@ end
 
 -- Checks a retry policy (the engine's rules, so that a bad one fails when
 -- the workflow loads, not when a step first fails) and returns it as JSON.
--- base_initial_ms: the initial_interval it inherits. Errors are raised at
--- level, as for parse_duration.
-local function check_retry(t, what, level, base_initial_ms)
+-- base_initial_ms, base_max_ms: the initial_interval and max_interval it
+-- inherits (a step's from its workflow's; max none: nil). Errors are
+-- raised at level, as for parse_duration.
+local function check_retry(t, what, level, base_initial_ms, base_max_ms)
   if t == nil then return nil end
   level = level + 1
   if type(t) ~= "table" then error(what .. ": must be a table, got a " .. type(t), level) end
@@ -132,13 +133,17 @@ local function check_retry(t, what, level, base_initial_ms)
       end
     end
   end
+  -- the policy the engine will merge: the step's fields over the workflow's
+  local initial = t.initial_interval and parse_duration(t.initial_interval, what, level)
+    or base_initial_ms
   if t.max_interval ~= nil then
-    local initial = t.initial_interval and parse_duration(t.initial_interval, what, level)
-      or base_initial_ms
     if parse_duration(t.max_interval, what, level) < initial then
       error(string.format("%s.max_interval: must be at least initial_interval (%d ms)", what, initial),
         level)
     end
+  elseif base_max_ms ~= nil and initial > base_max_ms then
+    error(string.format("%s.initial_interval: must be at most the workflow's max_interval (%d ms)",
+      what, base_max_ms), level)
   end
   local ok, text = pcall(json.encode, t)
   if not ok or text == nil then error(what .. ": cannot be encoded as JSON", level) end
@@ -422,8 +427,10 @@ function Ctx:step(name, fn, opts)
     on_exhausted = check_exhausted(opts.on_exhausted, "ctx:step: on_exhausted", 2)
     timeout = opts.timeout and parse_positive(opts.timeout, "ctx:step: timeout", 2) or timeout
     local wf_initial = def.retry and def.retry.initial_interval
+    local wf_max = def.retry and def.retry.max_interval
     step_retry = check_retry(opts.retry, "ctx:step: retry", 2,
-      wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS)
+      wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS,
+      wf_max and parse_duration(wf_max, "retry", 1) or nil)
   end
   local st, a, key = rt.step(act, name)
   park(rt, act)
