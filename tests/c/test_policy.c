@@ -844,6 +844,26 @@ static void test_policy_ip_rules_and_trusted_proxies(void **state)
     ls_policy_free(p);
 }
 
+/* Renames text (with mode) over the policy's jwks.json a second later:
+ * the request r is still allowed with the keys before, and the notice
+ * says the new file was refused, and why. */
+static void keys_refused(ls_policy_t *p, const req_spec *r, const char *text, mode_t mode,
+                         const char *why)
+{
+    char *from = th_path(dir, "jwks.json.tmp"), *to = th_path(dir, "jwks.json");
+    write_file("jwks.json.tmp", text, mode);
+    rename(from, to);
+    free(from);
+    free(to);
+    ls_manual_clock_advance(&mc, 1000);
+    ls_policy_decision d;
+    decide(p, r, &d);
+    assert_int_equal(d.allow, 1);
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "keeping the previous keys"));
+    assert_non_null(strstr(d.notice, why));
+}
+
 static void test_policy_jwks_reload_and_bad_file_keeps_keys(void **state)
 {
     (void)state;
@@ -886,26 +906,13 @@ static void test_policy_jwks_reload_and_bad_file_keeps_keys(void **state)
     assert_int_equal(d.allow, 1);
 
     /* A broken file keeps the keys and says so once. */
-    write_file("jwks.json.tmp", "{\"keys\": [", 0644);
-    rename(from, to);
-    ls_manual_clock_advance(&mc, 1000);
-    decide(p, &r, &d);
-    assert_int_equal(d.allow, 1);
-    assert_non_null(d.notice);
-    assert_non_null(strstr(d.notice, "keeping the previous keys"));
+    keys_refused(p, &r, "{\"keys\": [", 0644, "jwks.json");
     decide(p, &r, &d);
     assert_null(d.notice);
 
     /* So does a file group or others may write, whatever keys it holds:
      * anyone could have put them there. */
-    write_file("jwks.json.tmp", jwks1, 0664);
-    rename(from, to);
-    ls_manual_clock_advance(&mc, 1000);
-    decide(p, &r, &d);
-    assert_int_equal(d.allow, 1);
-    assert_non_null(d.notice);
-    assert_non_null(strstr(d.notice, "keeping the previous keys"));
-    assert_non_null(strstr(d.notice, "mode 0664 lets group or others write it"));
+    keys_refused(p, &r, jwks1, 0664, "mode 0664 lets group or others write it");
     r.authz = a1;
     decide(p, &r, &d);
     assert_int_equal(d.status, 401);
