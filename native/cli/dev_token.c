@@ -185,6 +185,8 @@ static int read_kid(const char *jwks_path, char *kid, size_t n)
 {
     json_error_t jerr;
     json_t *doc = json_load_file(jwks_path, 0, &jerr);
+    if (doc == NULL && jerr.line < 1) return fail("%s", jerr.text); /* names the file */
+    if (doc == NULL) return fail("%s: line %d: %s", jwks_path, jerr.line, jerr.text);
     const char *k =
         json_string_value(json_object_get(json_array_get(json_object_get(doc, "keys"), 0), "kid"));
     int rc = k != NULL ? cli_fmt(kid, n, "%s", k) : -1;

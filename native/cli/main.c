@@ -81,6 +81,14 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], workflow[i]) == 0)
             return lls_embed_run("lodestone.cli.workflow", argc, argv);
     }
+    if (strcmp(argv[1], "--socket") == 0 || strcmp(argv[1], "--url") == 0 ||
+        strcmp(argv[1], "--token-file") == 0 || strcmp(argv[1], "--timeout") == 0) {
+        fprintf(stderr,
+                "lodestone: %s goes after the command: lodestone COMMAND %s VALUE ... "
+                "(see lodestone --help)\n",
+                argv[1], argv[1]);
+        return 2;
+    }
     fprintf(stderr, "lodestone: unknown command '%s' (see lodestone --help)\n", argv[1]);
     return 2;
 }

@@ -44,6 +44,9 @@ check "start without TYPE exits 2" 2 $?
 err=$("$ls" start order --input '{"a":' 2>&1)
 check "bad --input exits 2" 2 $?
 check_contains "names the option" "--input: json.decode: line 1" "$err"
+err=$("$ls" --socket /run/x.sock start hello 2>&1)
+check "a connection option before the command exits 2" 2 $?
+check "and says where it goes" "lodestone: --socket goes after the command: lodestone COMMAND --socket VALUE ... (see lodestone --help)" "$err"
 err=$("$ls" signal k1 go '{bad' 2>&1)
 check "a bad signal payload exits 2" 2 $?
 check_contains "names the payload, not --input" "lodestone signal: PAYLOAD: json.decode: line 1" "$err"

@@ -123,6 +123,8 @@ check "an expired token is refused" 401 "$(status -H "Authorization: Bearer $exp
 check "no start without a token" 401 "$(status -X POST -d '{}' "$base/v1/workflows/hello")"
 check "/ redirects to the UI" "301 $base/ui/" \
   "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$base/")"
+check "/ui redirects to /ui/" "301 $base/ui/" \
+  "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$base/ui")"
 check "other paths: the example API policy (no token)" 401 "$(status "$base/orders/7")"
 check "webhooks: an unsigned body is refused" 401 "$(status -X POST -d x "$base/hooks/github")"
 
@@ -147,6 +149,25 @@ check_contains "lighttpd's log file" "server started" "$(cat "$d/data/logs/light
 check_contains "lodestoned's log file" "ready: socket $d/data/lodestoned.sock" \
   "$(cat "$d/data/logs/lodestoned.log")"
 check_contains "the access log" "GET /v1/workflows/$id/result" "$(cat "$d/data/logs/access.log")"
+
+# ---- a policies folder without the route file: its endpoints fail closed ----
+
+mkdir -p "$d/pol"
+cp "$root"/policies/*.lua "$d/pol/"
+cp -r "$root/policies/demo-keys" "$d/pol/"
+port3=$(e2e_free_port)
+setsid env "${UP_ENV[@]}" "$L" up --port "$port3" --data "$d/data3" --policies "$d/pol" \
+  > "$d/up3.out" 2> "$d/up3.err" &
+up3=$!
+E2E_PIDS+=("$up3")
+for _ in $(seq 200); do grep -q "Ctrl-C stops everything" "$d/up3.out" 2>/dev/null && break; sleep 0.1; done
+out=$(curl -s -w ' %{http_code}' -X POST -d '{}' "http://127.0.0.1:$port3/orders")
+check "no routes/examples.lua: POST /orders is 503, as a missing policy's paths are" \
+  '{"error":"policy_unavailable"} 503' "$out"
+check "and the other paths still get their policy's decision" 401 \
+  "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port3/orders/7")"
+kill -TERM "$up3"
+for _ in $(seq 100); do e2e_alive "$up3" || break; sleep 0.1; done
 
 # ---- a second up on the same port ----
 
