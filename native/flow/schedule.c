@@ -353,6 +353,13 @@ static void unwatch(ls_flow_t *f, sched *s)
 static ls_rc put_locked(ls_flow_t *f, struct flow_scheds *S, flow_sched_def *d, int source,
                         ls_buf *out, int *created, ls_err *err)
 {
+    /* Every fire starts a run with this input: one over the payload limit
+     * would be accepted here and then fail at each fire. */
+    if (d->input_len > f->o.max_payload)
+        return ls_err_set(err, LS_EINVAL,
+                          "input: %zu bytes, over the payload limit of %zu bytes (lodestoned "
+                          "--max-payload)",
+                          d->input_len, f->o.max_payload);
     sched *s = find(S, d->name, strlen(d->name));
     int64_t now = flow_now(f);
     if (s && s->source == LS_FLOW_SCHEDULE_FILE && source == LS_FLOW_SCHEDULE_API)

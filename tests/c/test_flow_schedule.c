@@ -281,7 +281,8 @@ typedef struct {
     th_store_dir d;
     ls_flow_t *f;
     th_clock fc;
-    int system_clock; /* engines use the system clock instead of fc */
+    int system_clock;   /* engines use the system clock instead of fc */
+    size_t max_payload; /* the engine's --max-payload; 0: its default */
 } env;
 
 static int setup(void **state)
@@ -312,7 +313,8 @@ static void eng_open_run(env *e, int run)
                       .vault = e->d.v,
                       .clock = e->system_clock ? NULL : &e->fc.clock,
                       .runner = &runner,
-                      .workers = 2};
+                      .workers = 2,
+                      .max_payload = e->max_payload};
     assert_null(e->f);
     th_ok(ls_flow_open(&e->f, &o, &err), &err);
     if (run) th_ok(ls_flow_run(e->f, &err), &err);
@@ -802,6 +804,38 @@ static void test_schedule_api(void **state)
 
 /* A changed definition takes fire times from now on: no catch-up of the
  * times the old one did not have. */
+/* A schedule whose input is over the payload limit is refused when it is
+ * put, from the API or a workflow file: accepted, it would fail at every
+ * fire. */
+static void test_schedule_input_over_the_payload_limit(void **state)
+{
+    env *e = *state;
+    e->max_payload = 100;
+    eng_open(e);
+    ls_err err = {0};
+    char def[512];
+    snprintf(def, sizeof def,
+             "{\"name\":\"big\",\"workflow\":\"quick\",\"cron\":\"@daily\",\"input\":\"%0150d\"}",
+             0);
+    assert_int_equal(
+        ls_flow_schedule_put(e->f, def, strlen(def), LS_FLOW_SCHEDULE_API, NULL, NULL, &err),
+        LS_EINVAL);
+    assert_string_equal(err.msg, "input: 152 bytes, over the payload limit of 100 bytes "
+                                 "(lodestoned --max-payload)");
+    char files[600];
+    snprintf(files, sizeof files, "[%s]", def);
+    assert_int_equal(ls_flow_schedule_sync_files(e->f, files, strlen(files), &err), LS_EINVAL);
+    ls_buf out = LS_BUF_INIT;
+    th_ok(ls_flow_schedule_list(e->f, &out, &err), &err);
+    assert_null(strstr((const char *)out.ptr, "\"big\""));
+    ls_buf_free(&out);
+    /* within the limit: taken */
+    const char *small = "{\"name\":\"small\",\"workflow\":\"quick\",\"cron\":\"@daily\","
+                        "\"input\":{\"n\":1}}";
+    th_ok(ls_flow_schedule_put(e->f, small, strlen(small), LS_FLOW_SCHEDULE_API, NULL, NULL, &err),
+          &err);
+}
+
 static void test_schedule_redefinition(void **state)
 {
     env *e = *state;
@@ -942,6 +976,7 @@ int main(void)
         T(test_schedule_catchup_none_after_downtime),
         T(test_schedule_fire_attempted_twice),
         T(test_schedule_api),
+        T(test_schedule_input_over_the_payload_limit),
         T(test_schedule_redefinition),
         T(test_schedule_thread_fires),
         T(test_schedule_alloc_failures),
