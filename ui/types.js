@@ -2,10 +2,11 @@
 // #/types: the workflow types the daemon has loaded (GET /v1/workflow-types),
 // with their files and versions, how many of their runs are running and
 // stored, and the files that failed to load.
-import { h, replace } from "./dom.js";
+import { h, replace, keepFocus } from "./dom.js";
 import { api } from "./api.js";
 
-const KNOWN = new Set(["name", "file", "version", "description"]);
+// (runs: unfinished runs per version, which the Runs column counts anew)
+const KNOWN = new Set(["name", "file", "version", "description", "runs"]);
 const MAX = 1000; // the API's largest page: counts stop there ("1000+")
 
 // How many runs of `type` (with `status`) the list API gives, up to MAX.
@@ -15,21 +16,26 @@ async function count(type, status) {
   return data.next_cursor ? `${n}+` : String(n);
 }
 
+// Fills a Runs cell: links to the type's running runs and to all of them.
+function fillCount(cell, name, c) {
+  replace(cell, h("a", { href: `#/runs?type=${encodeURIComponent(name)}&status=running` }, c.running),
+    " running of ", h("a", { href: `#/runs?type=${encodeURIComponent(name)}` }, c.all));
+}
+
 export function typesPage(ui) {
   const content = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const view = h("section", {}, h("h1", { tabindex: "-1" }, "Workflow types"), content);
   const counted = new Map(); // type name -> { running, all }, counted once per visit
 
+  // Counts the types not counted yet (the others' cells were filled when
+  // built: filling them again would take the focus off their links).
   async function countRuns(names, cells) {
     for (const name of names) {
-      if (!counted.has(name)) {
-        const [running, all] = await Promise.all([count(name, "running"), count(name, "")]);
-        counted.set(name, { running, all });
-      }
-      const c = counted.get(name);
+      if (counted.has(name)) continue;
+      const [running, all] = await Promise.all([count(name, "running"), count(name, "")]);
+      counted.set(name, { running, all });
       const cell = cells.get(name);
-      if (cell) replace(cell, h("a", { href: `#/runs?type=${encodeURIComponent(name)}&status=running` }, c.running),
-        " running of ", h("a", { href: `#/runs?type=${encodeURIComponent(name)}` }, c.all));
+      if (cell) fillCount(cell, name, counted.get(name));
     }
   }
 
@@ -47,7 +53,9 @@ export function typesPage(ui) {
           .filter(Boolean).map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, types.map((t) => {
           const name = String(t.name ?? "");
-          const runs = h("td", { class: "runs-count" }, counted.has(name) ? "" : h("span", { class: "muted" }, "counting…"));
+          // counted before: the same links at once, so the focus finds its place again
+          const runs = h("td", { class: "runs-count" }, h("span", { class: "muted" }, "counting…"));
+          if (counted.has(name)) fillCount(runs, name, counted.get(name));
           cells.set(name, runs);
           const other = Object.entries(t).filter(([k]) => !KNOWN.has(k));
           return h("tr", { dataset: { name } },
@@ -65,7 +73,7 @@ export function typesPage(ui) {
       parts.push(h("ul", { class: "load-errors" }, errors.map((e) =>
         h("li", {}, h("span", { class: "mono" }, String(e.file ?? "?")), ": ", h("pre", { class: "json" }, String(e.error ?? ""))))));
     }
-    replace(content, ...parts);
+    keepFocus(content, () => replace(content, ...parts)); // a live refresh keeps a keyboard user's place
     await countRuns(types.map((t) => String(t.name ?? "")), cells);
   }
 

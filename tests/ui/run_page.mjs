@@ -449,6 +449,16 @@ try {
       await page.getByRole("link", { name: "Workflow types" }).click();
       await page.locator(`table.types tr[data-name="${type}"]`).waitFor({ timeout: WAIT });
       await page.locator('table.types tr[data-name="hello"]').waitFor({ timeout: WAIT });
+      // the daemon's own fields (runs per version) are no "Other" column
+      const heads = await page.locator("table.types thead th").allInnerTexts();
+      assert(!heads.includes("Other"), `columns: ${heads}`);
+    });
+    await check("a live refresh of the types page keeps the keyboard focus", async () => {
+      const link = page.locator('table.types tr[data-name="hello"] td:first-child a');
+      await link.focus();
+      await page.waitForTimeout(2600); // one refresh (every 2 s) or more
+      const focused = await page.evaluate(() => document.activeElement?.closest("tr")?.dataset.name ?? document.activeElement?.tagName);
+      assert(focused === "hello", `focus on [${focused}]`);
     });
     await check("the types page counts each type's runs", async () => {
       const counts = async (t) => {
