@@ -125,6 +125,10 @@ check "/ redirects to the UI" "301 $base/ui/" \
   "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$base/")"
 check "/ui redirects to /ui/" "301 $base/ui/" \
   "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$base/ui")"
+ui_headers=$(curl -s -D - -o /dev/null "$base/ui/")
+check_contains "the UI may not be framed" "frame-ancestors 'none'" "$ui_headers"
+check_contains "nor load from elsewhere" "Content-Security-Policy: default-src 'self'" "$ui_headers"
+check_contains "and is never sniffed" "X-Content-Type-Options: nosniff" "$ui_headers"
 check "other paths: the example API policy (no token)" 401 "$(status "$base/orders/7")"
 check "webhooks: an unsigned body is refused" 401 "$(status -X POST -d x "$base/hooks/github")"
 

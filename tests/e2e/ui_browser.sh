@@ -110,9 +110,13 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+# The UI runs under the Content-Security-Policy the demo serves it with
+# (conf/lighttpd.conf.in): anything it refuses is a console error.
+csp=$(sed -n 's/^ *"Content-Security-Policy" => "\(.*\)",$/\1/p' "$root/conf/lighttpd.conf.in")
+[ -n "$csp" ] || { echo "no Content-Security-Policy in conf/lighttpd.conf.in"; exit 1; }
 write_conf() { # $1: file
   cat > "$1" <<CONF
-server.modules = ( "mod_alias", "mod_proxy" )
+server.modules = ( "mod_alias", "mod_proxy", "mod_setenv" )
 server.document-root = "$d/www"
 server.bind = "127.0.0.1"
 server.port = $port
@@ -125,6 +129,9 @@ mimetype.assign = (
 )
 index-file.names = ( "index.html" )
 alias.url = ( "/ui/" => "$root/ui/", "/badui/" => "$d/badui/" )
+\$HTTP["url"] =^ "/ui/" {
+  setenv.add-response-header = ( "Content-Security-Policy" => "$csp" )
+}
 \$HTTP["url"] =~ "^/v1/" {
   proxy.server = ( "" => ( ( "socket" => "$sock" ) ) )
 }
@@ -262,7 +269,7 @@ return require("lodestone.policy").enforce(lighty, "$d/guarded/policy.lua")
 LUA
 sed -e "s|^server.port = .*|server.port = $gport|" \
     -e "s|^server.errorlog = .*|server.errorlog = \"$d/guarded/error.log\"|" \
-    -e 's|^server.modules = ( "mod_alias", "mod_proxy" )|server.modules = ( "mod_magnet", "mod_alias", "mod_proxy" )|' \
+    -e 's|^server.modules = ( "mod_alias", "mod_proxy", "mod_setenv" )|server.modules = ( "mod_magnet", "mod_alias", "mod_proxy", "mod_setenv" )|' \
     "$d/lighttpd.conf" > "$d/guarded/lighttpd.conf"
 printf 'magnet.attract-raw-url-to = ( "%s" )\n' "$d/guarded/gate.lua" >> "$d/guarded/lighttpd.conf"
 # lighttpd loads the module, which needs the sanitizers' runtimes first
