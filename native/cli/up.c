@@ -134,17 +134,19 @@ static int locate(up_opts *o)
 {
     if (cli_share_dir(o->share, sizeof o->share) != 0 || cli_exe_dir(o->bindir, UP_PATH) != 0)
         return die("cannot find Lodestone's files");
+    /* What must exist first, so that a wrong folder leaves nothing behind
+     * (no stray ./var/lodestone where up was run by mistake). */
+    char def_pol[UP_PATH];
+    if (cli_fmt(def_pol, sizeof def_pol, "%s/policies", o->share) != 0) return -1;
+    if (existing_dir("--workflows", o->wf_arg, o->workflows) != 0 ||
+        existing_dir("--policies", o->pol_arg ? o->pol_arg : def_pol, o->policies) != 0)
+        return -1;
     if (mkdirs(o->data_arg) != 0) {
         fprintf(stderr, "lodestone up: --data %s: cannot create: %s\n", o->data_arg,
                 strerror(errno));
         return -1;
     }
-    if (existing_dir("--data", o->data_arg, o->data) != 0 ||
-        existing_dir("--workflows", o->wf_arg, o->workflows) != 0)
-        return -1;
-    char def_pol[UP_PATH];
-    if (cli_fmt(def_pol, sizeof def_pol, "%s/policies", o->share) != 0) return -1;
-    if (existing_dir("--policies", o->pol_arg ? o->pol_arg : def_pol, o->policies) != 0) return -1;
+    if (existing_dir("--data", o->data_arg, o->data) != 0) return -1;
     char share_arg[UP_PATH];
     memcpy(share_arg, o->share, sizeof share_arg);
     if (existing_dir("(share directory)", share_arg, o->share) != 0) return -1;

@@ -65,6 +65,7 @@ check_contains "naming the field" '--port: expected 1 to 65535, got "0"' "$out"
 out=$("$L" up --port 8080 --workflows "$d/nope" --data "$d/d0" 2>&1); rc=$?
 check "a missing workflows directory is refused" 1 "$rc"
 check_contains "naming it" "--workflows $d/nope: no such directory" "$out"
+check "and creates no data directory" no "$([ -e "$d/d0" ] && echo yes || echo no)"
 out=$("$L" up --help); rc=$?
 check "up --help" 0 "$rc"
 check_contains "up --help names the options" "--policies DIR" "$out"
