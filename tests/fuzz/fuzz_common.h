@@ -53,7 +53,9 @@ static inline char *fuzz_cstr(const void *p, size_t n)
 
 static char fuzz_dir_buf[256];
 
-/* One temp dir for the process, removed at exit by rm -r. */
+/* One temp dir for the process (under $TMPDIR, else /tmp), removed at exit
+ * by rm -r. libFuzzer may end a run without running atexit: run.sh points
+ * TMPDIR at a folder of its own and empties it after each target. */
 static void fuzz_rm_dir(void)
 {
     char cmd[300];
@@ -64,7 +66,9 @@ static void fuzz_rm_dir(void)
 static inline const char *fuzz_dir(void)
 {
     if (fuzz_dir_buf[0]) return fuzz_dir_buf;
-    snprintf(fuzz_dir_buf, sizeof fuzz_dir_buf, "/tmp/lsfuzz.XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 200) tmp = "/tmp";
+    snprintf(fuzz_dir_buf, sizeof fuzz_dir_buf, "%.200s/lsfuzz.XXXXXX", tmp);
     if (mkdtemp(fuzz_dir_buf) == NULL) abort();
     atexit(fuzz_rm_dir);
     return fuzz_dir_buf;

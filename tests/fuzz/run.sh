@@ -27,6 +27,10 @@ if [ ! -e corpus/apikey/seed-file ] && [ -x ./fuzz_apikey ]; then
   mkdir -p corpus/apikey # the harness's own key file, as key file text (byte 0 odd)
   { printf '\001'; FUZZ_PRINT_FILE=1 ./fuzz_apikey -runs=0 2>/dev/null; } > corpus/apikey/seed-file
 fi
+# The harnesses' key files go to a temp dir of this run's, emptied after
+# each target (libFuzzer can exit without the harness's own clean-up).
+export TMPDIR="$ROOT/build/fuzz/tmp"
+mkdir -p "$TMPDIR"
 found=0
 for t in "$@"; do
   [ -x "./fuzz_$t" ] || { echo "run.sh: no build/fuzz/fuzz_$t (tests/fuzz/build.sh $t)" >&2; exit 2; }
@@ -40,6 +44,7 @@ for t in "$@"; do
     ${dict:+-dict=$dict} -artifact_prefix="artifacts/$t-" -print_final_stats=1 \
     "corpus/$t" > "runs/$t.log" 2>&1
   rc=$?
+  rm -rf "${TMPDIR:?}"/lsfuzz.*
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "runs/$t.log")
   cov=$(grep -o 'cov: [0-9]*' "runs/$t.log" | tail -n 1)
   if [ "$rc" -eq 0 ]; then
