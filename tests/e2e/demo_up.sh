@@ -166,6 +166,7 @@ setsid env "${UP_ENV[@]}" "$L" up --port "$port3" --data "$d/data3" --policies "
 up3=$!
 E2E_PIDS+=("$up3")
 for _ in $(seq 200); do grep -q "Ctrl-C stops everything" "$d/up3.out" 2>/dev/null && break; sleep 0.1; done
+grep -q "Ctrl-C stops everything" "$d/up3.out" || { echo "# up --policies did not come up:"; sed 's/^/#   /' "$d/up3.err"; }
 out=$(curl -s -w ' %{http_code}' -X POST -d '{}' "http://127.0.0.1:$port3/orders")
 check "no routes/examples.lua: POST /orders is 503, as a missing policy's paths are" \
   '{"error":"policy_unavailable"} 503' "$out"

@@ -26,9 +26,14 @@ e2e_cleanup() {
 
 # A TCP port on 127.0.0.1 that nothing listens on now.
 e2e_free_port() {
-  local port
+  # Below the kernel's ephemeral range: a port there can be the local end
+  # of some other test's connection, which no connect() sees but which a
+  # server's bind() then finds in use (a flake seen under ctest -j2).
+  local port low=32768
+  read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  [ "$low" -gt 11000 ] || low=32768
   for _ in $(seq 100); do
-    port=$((20000 + RANDOM % 20000))
+    port=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "$port"; return 0; fi
   done
   echo "no free port" >&2
