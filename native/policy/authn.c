@@ -222,48 +222,10 @@ static ls_rc compile_jwks_url(ls_policy_t *p, authn *a, const json_t *d, const c
 
 /* jwks_url: the cache file's keys; none when there is no cache yet, or it
  * is damaged (said in a notice; the fetcher replaces it at once). */
-/* A key file the policy trusts (jwks, pem, the jwks_url cache), read as
- * the policy's other key files are (conffile.h): one that group or others
- * may write is refused, since anyone could add a key to it. The path
- * prefixes errors. */
-#define KEYFILE_MAX ((size_t)1 << 20)
-
-static ls_rc read_keyfile(const char *path, char **text, size_t *len, ls_err *err)
-{
-    ls_rc rc = ls_conffile_read(path, KEYFILE_MAX, "keys", text, len, err);
-    if (rc != LS_OK) ls_err_prefix(err, "%s", path);
-    return rc;
-}
-
-static ls_rc load_jwks_file(ls_jwks_t **out, const char *path, ls_err *err)
-{
-    char *text;
-    size_t len;
-    ls_rc rc = read_keyfile(path, &text, &len, err);
-    if (rc != LS_OK) return rc;
-    rc = ls_jwks_parse(out, text, len, err);
-    if (rc != LS_OK) ls_err_prefix(err, "%s", path);
-    sodium_memzero(text, len); /* a JWKS may hold secrets (oct keys) */
-    ls_free(text);
-    return rc;
-}
-
-static ls_rc add_pem_file(ls_jwks_t *ks, const char *path, ls_err *err)
-{
-    char *text;
-    size_t len;
-    ls_rc rc = read_keyfile(path, &text, &len, err);
-    if (rc != LS_OK) return rc;
-    rc = ls_jwks_add_pem(ks, text, len, NULL, LS_JWT_ALG_ANY, err);
-    if (rc != LS_OK) ls_err_prefix(err, "%s", path);
-    ls_free(text);
-    return rc;
-}
-
 static ls_rc load_cached_keys(ls_policy_t *p, authn *a, ls_jwks_t **out, ls_err *err)
 {
     ls_err lerr;
-    ls_rc rc = load_jwks_file(out, a->jwks_file.path, &lerr);
+    ls_rc rc = ls_jwks_load_file(out, a->jwks_file.path, &lerr);
     if (rc == LS_OK) return LS_OK;
     if (rc == LS_ENOMEM) return ls_err_set(err, LS_ENOMEM, "out of memory");
     if (rc != LS_ENOTFOUND) {
@@ -280,7 +242,7 @@ static ls_rc jwt_load_keys(ls_policy_t *p, authn *a, const json_t *d, ls_jwks_t 
     if (a->fetch) {
         if ((rc = load_cached_keys(p, a, &ks, err)) != LS_OK) return rc;
     } else if (a->jwks_file.path) {
-        rc = load_jwks_file(&ks, a->jwks_file.path, err);
+        rc = ls_jwks_load_file(&ks, a->jwks_file.path, err);
         if (rc != LS_OK) return rc;
     } else if ((rc = ls_jwks_new(&ks, err)) != LS_OK) {
         return rc;
@@ -288,7 +250,8 @@ static ls_rc jwt_load_keys(ls_policy_t *p, authn *a, const json_t *d, ls_jwks_t 
     const char *name;
     if (d && ls_json_get_str(d, "pem", &name, NULL, NULL) == LS_OK) {
         char *path = ls_policy_path(p, name);
-        rc = path ? add_pem_file(ks, path, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
+        rc = path ? ls_jwks_add_pem_file(ks, path, NULL, LS_JWT_ALG_ANY, err)
+                  : ls_err_set(err, LS_ENOMEM, "out of memory");
         ls_free(path);
         if (rc != LS_OK) goto fail;
     }
@@ -810,7 +773,7 @@ void ls_authn_refresh(ls_policy_t *p, authn *a)
         int64_t last = a->jwks_file.checked_ms;
         int c = ls_policy_watch_changed(p, &a->jwks_file, &err);
         ls_jwks_t *ks;
-        if (c == 1 && load_jwks_file(&ks, a->jwks_file.path, &err) == LS_OK) {
+        if (c == 1 && ls_jwks_load_file(&ks, a->jwks_file.path, &err) == LS_OK) {
             ls_jwks_free(a->jwks);
             a->jwks = ks; /* cached tokens of removed keys are invalidated by fingerprint */
         } else if (c != 0 && !(a->fetch && c == -1 && err.code == LS_ENOTFOUND)) {

@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "conffile.h"
 #include "jwt_int.h"
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_base64.h"
@@ -493,26 +494,18 @@ fail:
     return rc;
 }
 
-/* Reads a whole (small) file; configuration time only. */
+/* Reads a key file whole, as the policy's other trusted files are read
+ * (conffile.h): refused when group or others may write it, since anyone
+ * could then add a key. Configuration time only. *out is a buffer of the
+ * file's bytes (freed by the caller). Errors are prefixed with the path. */
 static ls_rc read_file(const char *path, ls_buf *out, ls_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return ls_err_set(err, errno == ENOENT ? LS_ENOTFOUND : LS_EIO, "%s: %s", path,
-                          strerror(errno));
-    ls_rc rc = LS_OK;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (n > KEYFILE_MAX - out->len) {
-            rc = ls_err_set(err, LS_EINVAL, "%s: larger than %zu bytes", path, KEYFILE_MAX);
-            break;
-        }
-        if ((rc = ls_buf_append(out, chunk, n, err)) != LS_OK) break;
-    }
-    if (rc == LS_OK && ferror(f)) rc = ls_err_set(err, LS_EIO, "%s: read error", path);
-    fclose(f);
-    return rc;
+    char *text;
+    size_t len;
+    ls_rc rc = ls_conffile_read(path, KEYFILE_MAX, "keys", &text, &len, err);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", path);
+    *out = (ls_buf){(unsigned char *)text, len, len + 1};
+    return LS_OK;
 }
 
 ls_rc ls_jwks_load_file(ls_jwks_t **out, const char *path, ls_err *err)
@@ -523,7 +516,7 @@ ls_rc ls_jwks_load_file(ls_jwks_t **out, const char *path, ls_err *err)
         rc = ls_jwks_parse(out, (const char *)text.ptr, text.len, err);
         if (rc != LS_OK) ls_err_prefix(err, "%s", path);
     }
-    wipe_buf(&text);
+    wipe_buf(&text); /* a JWK Set may hold secrets (oct keys) */
     return rc;
 }
 

@@ -200,6 +200,12 @@ describe("lodestone.jwt", function()
       local dir = tmpdir()
       write(dir .. "/jwks.json", jwks_of("rfc7515-a2-key.json"))
       local from_file = assert(jwt.keyset_file(dir .. "/jwks.json"))
+      -- a file group or others may write is refused: anyone could add a key
+      os.execute("chmod 664 '" .. dir .. "/jwks.json'")
+      local none, msg, code = jwt.keyset_file(dir .. "/jwks.json")
+      assert.is_nil(none)
+      assert.matches("mode 0664 lets group or others write it", msg, 1, true)
+      assert.equal("EPERM", code)
       os.execute("rm -rf '" .. dir .. "'")
       assert.same(want, jwt.verify(tok, from_file, opts))
 

@@ -105,8 +105,9 @@ LS_API ls_rc ls_jwks_add_json(ls_jwks_t *ks, const char *text, size_t len, ls_er
 LS_API ls_rc ls_jwks_parse(ls_jwks_t **out, const char *text, size_t len, ls_err *err);
 
 /* Reads a JWK Set file (at most 1 MiB) and parses it. Errors are prefixed
- * with the path; LS_ENOTFOUND when the file is absent, LS_EIO when it cannot
- * be read. Caller frees with ls_jwks_free. */
+ * with the path; LS_ENOTFOUND when the file is absent, LS_EPERM when it is
+ * not a regular file or group or others may write it (anyone could add a
+ * key), LS_EIO when it cannot be read. Caller frees with ls_jwks_free. */
 LS_API ls_rc ls_jwks_load_file(ls_jwks_t **out, const char *path, ls_err *err);
 
 /* Adds the first PEM "PUBLIC KEY" (SubjectPublicKeyInfo: RSA, EC P-256/
@@ -116,7 +117,8 @@ LS_API ls_rc ls_jwks_load_file(ls_jwks_t **out, const char *path, ls_err *err);
 LS_API ls_rc ls_jwks_add_pem(ls_jwks_t *ks, const char *pem, size_t len, const char *kid,
                              ls_jwt_alg alg, ls_err *err);
 
-/* Reads a PEM file and adds its key as ls_jwks_add_pem does. */
+/* Reads a PEM file (refused as ls_jwks_load_file refuses one) and adds its
+ * key as ls_jwks_add_pem does. */
 LS_API ls_rc ls_jwks_add_pem_file(ls_jwks_t *ks, const char *path, const char *kid, ls_jwt_alg alg,
                                   ls_err *err);
 
