@@ -1503,26 +1503,6 @@ static ls_rc child_of(ls_flow_t *f, const ls_id *existing, const flow_parent *pa
     return rc;
 }
 
-/* A start that names an existing run gets that run back only when it is of
- * the type asked for: an id another type's run holds is a conflict (the
- * caller would otherwise take that run for the one it started). */
-static ls_rc same_type(ls_flow_t *f, const ls_id *existing, const char *type, size_t tlen,
-                       const char *name, size_t nlen, ls_err *err)
-{
-    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
-    ls_run_record rec;
-    ls_rc rc = ls_run_key(&k, existing, err);
-    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
-    if (rc == LS_OK) rc = ls_run_decode(v.ptr, v.len, &rec, err);
-    if (rc == LS_OK && (rec.type_len != tlen || memcmp(rec.type, type, tlen) != 0))
-        rc = ls_err_set(err, LS_ESTATE,
-                        "a run with id \"%.*s\" exists and is of type \"%.*s\", not \"%.*s\"",
-                        (int)nlen, name, (int)rec.type_len, rec.type, (int)tlen, type);
-    ls_buf_free(&k);
-    ls_buf_free(&v);
-    return rc;
-}
-
 ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *parent,
                       const char *type, const char *name, size_t nlen, flow_run **out, ls_err *err)
 {
@@ -1885,8 +1865,7 @@ static ls_rc start_begin(ls_flow_t *f, const char *type, size_t tlen, const char
         } else {
             pthread_mutex_unlock(stripe);
             if (rc == LS_OK && parent) rc = child_of(f, &existing, parent, name, nlen, err);
-            if (rc == LS_OK) rc = same_type(f, &existing, type, tlen, name, nlen, err);
-            if (rc == LS_OK) rc = flow_render_run(f, &existing, 1, run, err);
+            if (rc == LS_OK) rc = flow_render_run(f, &existing, type, tlen, 1, run, err);
         }
     }
     if (rc == LS_OK && *out && parent) {

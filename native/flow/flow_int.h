@@ -408,8 +408,11 @@ ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void 
                         ls_buf *out, ls_err *err);
 /* Looks a run's internal id up by name. LS_ENOTFOUND names the run. */
 ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err);
-/* Renders the run object (describe) of id into out. */
-ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, int full, ls_buf *out, ls_err *err);
+/* Renders the run object (describe) of id into out. With type (tlen bytes),
+ * the run must be of that type: LS_ESTATE naming both types otherwise (a
+ * start that names another type's run must not get that run back). */
+ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, const char *type, size_t tlen, int full,
+                      ls_buf *out, ls_err *err);
 /* Checks a run name: 1..LS_FLOW_NAMEMAX of [A-Za-z0-9._:@-]. */
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
 

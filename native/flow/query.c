@@ -379,12 +379,17 @@ static ls_rc read_record(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_run_reco
     return rc;
 }
 
-ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, int full, ls_buf *out, ls_err *err)
+ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, const char *type, size_t tlen, int full,
+                      ls_buf *out, ls_err *err)
 {
     ls_buf val = LS_BUF_INIT;
     ls_run_record rec;
     json_t *o = NULL;
     ls_rc rc = read_record(f, id, &val, &rec, err);
+    if (rc == LS_OK && type && (rec.type_len != tlen || memcmp(rec.type, type, tlen) != 0))
+        rc = ls_err_set(err, LS_ESTATE,
+                        "a run with id \"%.*s\" exists and is of type \"%.*s\", not \"%.*s\"",
+                        (int)rec.name_len, rec.name, (int)rec.type_len, rec.type, (int)tlen, type);
     if (rc == LS_OK) rc = run_json(f, id, &rec, full, &o, err);
     ls_buf_free(&val);
     if (rc != LS_OK) return rc;
@@ -396,7 +401,7 @@ ls_rc ls_flow_describe(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out,
     ls_id id;
     ls_rc rc = flow_lookup(f, name, nlen, &id, err);
     if (rc != LS_OK) return rc;
-    return flow_render_run(f, &id, 1, out, err);
+    return flow_render_run(f, &id, NULL, 0, 1, out, err);
 }
 
 ls_rc flow_result_text(ls_buf *out, const char *name, size_t nlen, const json_t *output,
