@@ -50,23 +50,6 @@ local function check_socket(v, where)
   end
 end
 
---- client.configure{ socket = PATH, timeout_ms = MS } -> the settings now in force
--- Changes the defaults of later calls in this Lua state. An unknown option
--- or a bad value raises, naming the field.
-function M.configure(opts)
-  if type(opts) ~= "table" then error("client.configure: expected a table", 2) end
-  for k in pairs(opts) do
-    if k ~= "socket" and k ~= "timeout_ms" then
-      error("client.configure: unknown option '" .. tostring(k) .. "' (expected socket, timeout_ms)", 2)
-    end
-  end
-  if opts.socket ~= nil then check_socket(opts.socket, "client.configure") end
-  if opts.timeout_ms ~= nil then check_timeout(opts.timeout_ms, "client.configure") end
-  config.socket = opts.socket or config.socket
-  config.timeout_ms = opts.timeout_ms or config.timeout_ms
-  return { socket = config.socket, timeout_ms = config.timeout_ms }
-end
-
 local CALL_OPTS = { socket = true, timeout_ms = true }
 local START_OPTS = { socket = true, timeout_ms = true, id = true }
 
@@ -84,6 +67,19 @@ local function check_opts(opts, known, where)
         .. ")", 3)
     end
   end
+end
+
+--- client.configure{ socket = PATH, timeout_ms = MS } -> the settings now in force
+-- Changes the defaults of later calls in this Lua state. An unknown option
+-- or a bad value raises, naming the field.
+function M.configure(opts)
+  if type(opts) ~= "table" then error("client.configure: expected a table", 2) end
+  check_opts(opts, CALL_OPTS, "client.configure")
+  if opts.socket ~= nil then check_socket(opts.socket, "client.configure") end
+  if opts.timeout_ms ~= nil then check_timeout(opts.timeout_ms, "client.configure") end
+  config.socket = opts.socket or config.socket
+  config.timeout_ms = opts.timeout_ms or config.timeout_ms
+  return { socket = config.socket, timeout_ms = config.timeout_ms }
 end
 
 local function call_opts(opts, where)
