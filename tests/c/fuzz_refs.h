@@ -232,6 +232,23 @@ static inline int ref_stripe(const unsigned char *h, size_t len, int64_t now, in
     return 1;
 }
 
+/* A seed run record for the history fuzz tests: edge values, every field. */
+static inline ls_run_record fuzz_seed_run_record(void)
+{
+    return (ls_run_record){.status = LS_RUN_FAILED,
+                           .created_ms = -5,
+                           .updated_ms = 1700000000000,
+                           .last_seq = 1u << 20,
+                           .steps_completed = 3,
+                           .attempts_failed = UINT32_MAX,
+                           .type = "order.ship",
+                           .type_len = 10,
+                           .name = "n1",
+                           .name_len = 2,
+                           .version = "v2",
+                           .version_len = 2};
+}
+
 /* Seed events for the history fuzz tests: edge values in every field. */
 #define FUZZ_SEED_EVENTS 4
 static inline void fuzz_seed_events(ls_event out[FUZZ_SEED_EVENTS])

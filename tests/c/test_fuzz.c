@@ -1375,14 +1375,7 @@ static void test_fuzz_event_decode(void **state)
         th_ok(ls_event_encode(&evs[i], &enc[i], &err), &err);
         seeds[i] = (bytes){enc[i].ptr, enc[i].len};
     }
-    ls_run_record rr = {.status = LS_RUN_FAILED,
-                        .created_ms = -5,
-                        .updated_ms = 1700000000000,
-                        .last_seq = 1u << 20,
-                        .steps_completed = 3,
-                        .attempts_failed = UINT32_MAX,
-                        .type = "order.ship",
-                        .type_len = 10};
+    ls_run_record rr = fuzz_seed_run_record();
     ls_buf renc = LS_BUF_INIT, again = LS_BUF_INIT;
     th_ok(ls_run_encode(&rr, &renc, &err), &err);
     seeds[NELEMS(evs)] = (bytes){renc.ptr, renc.len};

@@ -60,8 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_err(rc, &err);
         if ((rc == LS_OK) != (s != NULL)) FUZZ_BUG("rc and set disagree");
         if (s) {
-            size_t lines = 1;
-            for (size_t i = 0; i < size; i++) lines += data[i] == '\n';
+            size_t lines = fuzz_lines(data, size);
             if (ls_apikey_count(s) > lines) FUZZ_BUG("more entries than lines");
             const ls_apikey_entry *e = NULL;
             (void)ls_apikey_verify(s, K1, strlen(K1), &e, NULL);

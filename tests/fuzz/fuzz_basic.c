@@ -64,8 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_err(rc, &err);
         if ((rc == LS_OK) != (s != NULL)) FUZZ_BUG("rc and set disagree");
         if (s) {
-            size_t lines = 1;
-            for (size_t i = 0; i < size; i++) lines += data[i] == '\n';
+            size_t lines = fuzz_lines(data, size);
             if (ls_basic_count(s) > lines) FUZZ_BUG("more users than lines");
             ls_basic_free(s);
         }

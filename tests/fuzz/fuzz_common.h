@@ -41,6 +41,15 @@ static inline char *fuzz_exact(const void *p, size_t n)
     return c;
 }
 
+/* Lines in n bytes of text: 1 plus its newlines (a file that parses has
+ * at most that many entries). */
+static inline size_t fuzz_lines(const uint8_t *p, size_t n)
+{
+    size_t lines = 1;
+    for (size_t i = 0; i < n; i++) lines += p[i] == '\n';
+    return lines;
+}
+
 /* NUL-terminated heap copy. */
 static inline char *fuzz_cstr(const void *p, size_t n)
 {

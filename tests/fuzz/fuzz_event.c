@@ -11,7 +11,18 @@
 
 #include "fuzz_refs.h" /* tests/c/ */
 
-/* With FUZZ_SEED_DIR set, writes test_fuzz.c's seed events there. */
+/* Writes b's bytes to dir/name. */
+static void put_seed(const char *dir, const char *name, const ls_buf *b)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(b->ptr, 1, b->len, f) != b->len) FUZZ_BUG("cannot write %s", path);
+    fclose(f);
+}
+
+/* With FUZZ_SEED_DIR set, writes test_fuzz.c's seed events there, a run
+ * record and a history key. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -30,39 +41,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                        .payload_len = 2};
     ls_buf b = LS_BUF_INIT;
     ls_err err;
-    char path[512];
-    int k = 0;
+    char name[32];
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
         if (ls_event_encode(&evs[i], &b, &err) != LS_OK) FUZZ_BUG("%s", err.msg);
-        snprintf(path, sizeof path, "%s/ev-%d", dir, k++);
-        FILE *f = fopen(path, "wb");
-        fwrite(b.ptr, 1, b.len, f);
-        fclose(f);
+        snprintf(name, sizeof name, "ev-%zu", i);
+        put_seed(dir, name, &b);
     }
-    ls_run_record rr = {.status = LS_RUN_FAILED,
-                        .created_ms = -5,
-                        .updated_ms = 1700000000000,
-                        .last_seq = 1u << 20,
-                        .steps_completed = 3,
-                        .attempts_failed = UINT32_MAX,
-                        .type = "order.ship",
-                        .type_len = 10,
-                        .name = "n1",
-                        .name_len = 2,
-                        .version = "v2",
-                        .version_len = 2};
+    ls_run_record rr = fuzz_seed_run_record();
     if (ls_run_encode(&rr, &b, &err) != LS_OK) FUZZ_BUG("%s", err.msg);
-    snprintf(path, sizeof path, "%s/run-0", dir);
-    FILE *f = fopen(path, "wb");
-    fwrite(b.ptr, 1, b.len, f);
-    fclose(f);
+    put_seed(dir, "run-0", &b);
     ls_id id;
     memset(&id, 0x42, sizeof id);
     if (ls_history_key(&b, &id, 77, &err) != LS_OK) FUZZ_BUG("%s", err.msg);
-    snprintf(path, sizeof path, "%s/key-0", dir);
-    f = fopen(path, "wb");
-    fwrite(b.ptr, 1, b.len, f);
-    fclose(f);
+    put_seed(dir, "key-0", &b);
     ls_buf_free(&b);
     return 0;
 }
