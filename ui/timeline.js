@@ -16,8 +16,8 @@ function timerLabel(name) {
 // [{ kind: "run"|"step"|"timer"|"signals"|"events", name, label, items }]
 // where items are bars { kind, from, to, label, title, open } (open: still
 // going at `now`) or markers { kind: "marker", at, label, title }.
-// Cancellation requests and unknown event types become markers in an
-// "other events" row; events
+// Cancellation requests, resumes and unknown event types become markers
+// in an "other events" row; events
 // with a time that does not parse are left out of the drawing (they stay
 // in the raw list).
 export function buildTimeline(events, run, now) {
@@ -91,6 +91,7 @@ export function buildTimeline(events, run, now) {
         bar.open = false;
         bar.kind = e.type === "step_completed" ? "attempt-ok" : "attempt-failed";
         bar.error = e.error;
+        bar.paused = e.type === "step_failed" && e.paused === true;
         if (e.type === "step_failed" && !e.final && Number.isFinite(ms(e.retry_at))) {
           const wait = { kind: "retry-wait", from: t, to: ended ? Math.min(ms(e.retry_at), end) : Math.max(ms(e.retry_at), t), open: false, due: ms(e.retry_at) };
           r.items.push(wait);
@@ -125,6 +126,12 @@ export function buildTimeline(events, run, now) {
         row("events", "", "other events").items.push({
           kind: "marker", mark: "cancel", at: t,
           label: `cancel requested${typeof e.by === "string" && e.by ? ` by ${e.by}` : ""}`,
+        });
+        break;
+      case "resumed":
+        row("events", "", "other events").items.push({
+          kind: "marker", mark: "resume", at: t,
+          label: `resumed${typeof e.by === "string" && e.by ? ` by ${e.by}` : ""}`,
         });
         break;
       case "signal_received":
@@ -170,7 +177,7 @@ export function buildTimeline(events, run, now) {
           break;
         case "attempt-failed":
           it.label = `#${it.attempt} failed ${d}`;
-          it.title = `attempt ${it.attempt} failed after ${d}: ${it.error || ""}`;
+          it.title = `attempt ${it.attempt} failed after ${d}: ${it.error || ""}${it.paused ? " (the run paused)" : ""}`;
           break;
         case "retry-wait":
           it.label = `retry wait ${d}`;

@@ -143,6 +143,34 @@ test("a cancellation request is a marker naming who asked", () => {
   assert.equal(row(m, "run", "").items[0].outcome, "cancelled");
 });
 
+// A step that used up its attempts under on_exhausted = "pause", resumed by
+// alice, paused again (the shape of the daemon's history for such a run).
+const paused = [
+  { seq: 1, type: "workflow_started", time: at(0), input: {} },
+  { seq: 2, type: "step_started", name: "push", attempt: 1, time: at(1) },
+  { seq: 3, type: "step_failed", name: "push", attempt: 1, time: at(2), error: "down", retry_at: at(52) },
+  { seq: 4, type: "step_started", name: "push", attempt: 2, time: at(52) },
+  { seq: 5, type: "step_failed", name: "push", attempt: 2, time: at(53), error: "down", paused: true },
+  { seq: 6, type: "resumed", time: at(900), by: "alice" },
+  { seq: 7, type: "step_started", name: "push", attempt: 3, time: at(901) },
+  { seq: 8, type: "step_failed", name: "push", attempt: 3, time: at(902), error: "down", retry_at: at(952) },
+  { seq: 9, type: "step_started", name: "push", attempt: 4, time: at(952) },
+  { seq: 10, type: "step_failed", name: "push", attempt: 4, time: at(953), error: "down", paused: true },
+];
+
+test("a pause has no retry wait, says so, and a resume is a marker naming who", () => {
+  const m = buildTimeline(paused, { status: "running", created_at: at(0) }, T0 + 1000);
+  const push = row(m, "step", "push").items;
+  assert.deepEqual(push.map((i) => i.kind),
+    ["attempt-failed", "retry-wait", "attempt-failed", "attempt-failed", "retry-wait", "attempt-failed"]);
+  assert.equal(push[2].title, "attempt 2 failed after 1 ms: down (the run paused)");
+  assert.equal(push[0].title, "attempt 1 failed after 1 ms: down");
+  assert.deepEqual(row(m, "events", "").items.map((i) => [i.mark, i.label, i.at - T0]), [["resume", "resumed by alice", 900]]);
+  assert.equal(row(m, "events", "").items[0].title, "resumed by alice at +900 ms");
+  const noBy = buildTimeline([paused[0], { seq: 2, type: "resumed", time: at(5) }], { status: "running", created_at: at(0) }, T0 + 10);
+  assert.equal(row(noBy, "events", "").items[0].label, "resumed");
+});
+
 test("histories it cannot use whole do not throw", () => {
   const junk = [null, 7, "x", {}, { type: "step_started", time: "not a time", name: "a" },
     { type: "step_completed", name: "b", attempt: 1, time: at(5) }, // no step_started before it
