@@ -94,6 +94,9 @@ export const api = {
   signal: (id, name, payload) => request("POST", `/workflows/${seg(id)}/signals/${seg(name)}`, payload),
   cancel: (id, reason) => request("POST", `/workflows/${seg(id)}/cancel`, { reason }),
   terminate: (id, reason) => request("POST", `/workflows/${seg(id)}/terminate`, { reason }),
+  // No body: the daemon records who resumed from the request (X-User, set
+  // by lighttpd's policy gate), not from anything the page sends.
+  resume: (id) => request("POST", `/workflows/${seg(id)}/resume`),
   types: () => request("GET", "/workflow-types"),
   schedules: () => request("GET", "/schedules"),
 };

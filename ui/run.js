@@ -1,10 +1,53 @@
 // SPDX-License-Identifier: MIT
 // #/runs/ID: one run: its fields, input, result or error, custom status,
-// the timeline, the actions (signal, cancel, terminate) and the raw event
-// list. Refreshed live while the run is running.
+// the timeline, the actions (resume a paused run, signal, cancel,
+// terminate) and the raw event list. Refreshed live while the run is
+// running.
 import { h, replace, time, json, statusBadge, duration, ms, keepFocus } from "./dom.js";
 import { api } from "./api.js";
 import { buildTimeline, renderTimeline, settleTimeline } from "./timeline.js";
+
+// Whether a run is paused (a step used up its attempts under
+// on_exhausted = "pause": the daemon says running, waiting.kind "paused"):
+// null when not, else { step, seq, resumed }: the step's name, the seq of
+// its last step_failed that says paused (null when events lack it), and
+// whether events already hold a "resumed" after that failure (a resume
+// the run has taken while the run object said paused). No DOM: the list
+// uses it without events, and tests/ui/run.test.mjs in node.
+export function pauseOf(run, events) {
+  if (!run || typeof run !== "object" || run.status !== "running") return null;
+  const w = run.waiting;
+  if (!w || typeof w !== "object" || w.kind !== "paused") return null;
+  const step = typeof w.name === "string" ? w.name : "";
+  let seq = null;
+  let resumed = false;
+  for (const e of Array.isArray(events) ? events : []) {
+    if (!e || typeof e !== "object") continue;
+    if (e.type === "step_failed" && e.paused === true && e.name === step && Number.isFinite(e.seq)) {
+      seq = e.seq;
+      resumed = false;
+    } else if (e.type === "resumed" && seq !== null) {
+      resumed = true;
+    }
+  }
+  return { step, seq, resumed };
+}
+
+// The "paused" flag next to a paused run's status (here and in the list).
+export function pausedFlag(pause) {
+  return h("span", { class: "flag flag-paused", title: `paused: step ${pause.step || "(unnamed)"} used up its attempts` },
+    "paused");
+}
+
+// run.waiting: {kind: sleep | retry | signal | child | paused | concurrency, name, due_at?}.
+export function waitingText(w) {
+  const name = typeof w.name === "string" ? w.name : "";
+  if (w.kind === "signal") return `for signal ${name || "(any)"}`;
+  if (w.kind === "retry") return `to retry${name ? ` step ${name}` : ""}`;
+  if (w.kind === "sleep") return name ? `on timer ${name}` : "asleep (ctx:sleep)";
+  if (w.kind === "paused") return `paused: step ${name || "(unnamed)"} used up its attempts`;
+  return `${String(w.kind || "waiting")}${name ? ` ${name}` : ""}`;
+}
 
 export function runPage(id, ui) {
   let run = null;
@@ -31,21 +74,13 @@ export function runPage(id, ui) {
         h("thead", {}, h("tr", {}, ["#", "Time", "Type", "Details"].map((c) => h("th", { scope: "col" }, c)))),
         eventsBody)));
 
-  // run.waiting: {kind: sleep | retry | signal, name, due_at?}.
-  function waitingText(w) {
-    const name = typeof w.name === "string" ? w.name : "";
-    if (w.kind === "signal") return `for signal ${name || "(any)"}`;
-    if (w.kind === "retry") return `to retry${name ? ` step ${name}` : ""}`;
-    if (w.kind === "sleep") return name ? `on timer ${name}` : "asleep (ctx:sleep)";
-    return `${String(w.kind || "waiting")}${name ? ` ${name}` : ""}`;
-  }
-
   function fact(term, ...value) {
     return [h("dt", {}, term), h("dd", {}, ...value)];
   }
 
   function show() {
-    replace(status, statusBadge(run.status));
+    const pause = pauseOf(run);
+    replace(status, statusBadge(run.status), pause ? [" ", pausedFlag(pause)] : null);
     const w = run.waiting && typeof run.waiting === "object" ? run.waiting : null;
     replace(facts,
       fact("Type", String(run.type ?? "")),
@@ -74,7 +109,7 @@ export function runPage(id, ui) {
     replace(payloads, ...parts);
     keepFocus(timeline, () => replace(timeline, renderTimeline(buildTimeline(events, run, Date.now()))));
     settleTimeline(timeline);
-    actions.enable(run.status === "running");
+    actions.show(run, events);
     replace(eventsBody, ...events.map(eventRow));
   }
 
@@ -116,7 +151,7 @@ export function runPage(id, ui) {
     const sigPayload = h("textarea", { id: "signal-payload", name: "payload", rows: "3", placeholder: '{"by": "alice"}' });
     const cancelReason = h("input", { id: "cancel-reason", name: "reason", autocomplete: "off" });
     const termReason = h("input", { id: "terminate-reason", name: "reason", autocomplete: "off" });
-    const buttons = [];
+    const buttons = []; // signal, cancel, terminate: enabled while the run runs
     const button = (label, cls) => {
       const b = h("button", { type: "submit", class: cls }, label);
       buttons.push(b);
@@ -124,16 +159,43 @@ export function runPage(id, ui) {
     };
     const act = (fn) => async (ev) => {
       ev.preventDefault();
-      for (const b of buttons) b.disabled = true;
+      busy = true;
+      settle();
       try {
         await fn();
       } catch (e) {
         ui.error(e, { sticky: true });
       } finally {
-        for (const b of buttons) b.disabled = !running;
+        busy = false;
+        settle();
       }
     };
     let running = false;
+    let busy = false; // an action's request is under way
+    let pause = null; // pauseOf the run shown
+    let resumeSent = null; // the pause (its key) the page sent a resume for
+    const pauseKey = (p) => `${p.step}\u0000${p.seq}`;
+    // A resume waits for the run to take it: the page offers no second one
+    // for the same pause (the run pauses again, with a new step_failed,
+    // when the new round of attempts fails too).
+    const resumePending = () => pause !== null && (pause.resumed || resumeSent === pauseKey(pause));
+    function settle() {
+      for (const b of buttons) b.disabled = busy || !running;
+      resumeButton.disabled = busy || pause === null || resumePending();
+    }
+
+    const resumeButton = h("button", { type: "submit" }, "Resume run");
+    const resumeText = h("p", { class: "muted", id: "resume-note", "aria-live": "polite" });
+    const resumeForm = h("form", { class: "action", id: "resume-form", hidden: true, onsubmit: act(async () => {
+      if (pause === null || resumePending()) return;
+      const key = pauseKey(pause);
+      await api.resume(id);
+      resumeSent = key;
+      await after("Resume requested: the step gets a new round of attempts.");
+    }) },
+      h("h3", {}, "Resume"),
+      resumeText,
+      resumeButton);
 
     const signalForm = h("form", { class: "action", onsubmit: act(async () => {
       const name = sigName.value.trim();
@@ -175,13 +237,24 @@ export function runPage(id, ui) {
 
     const note = h("p", { class: "muted", id: "actions-note" });
     const view = h("section", { "aria-labelledby": "h-actions", class: "actions" },
-      h("h2", { id: "h-actions" }, "Actions"), note, h("div", { class: "action-forms" }, signalForm, cancelForm, termForm));
+      h("h2", { id: "h-actions" }, "Actions"), note,
+      h("div", { class: "action-forms" }, resumeForm, signalForm, cancelForm, termForm));
     return {
       view,
-      enable(on) {
-        running = on;
-        for (const b of buttons) b.disabled = !on;
-        replace(note, on ? "" : "The run has ended: nothing to signal, cancel or terminate.");
+      // Shown only for a paused run: Resume (the daemon answers 409 for
+      // any other); signal, cancel and terminate while the run runs.
+      show(r, evs) {
+        running = r.status === "running";
+        pause = pauseOf(r, evs);
+        resumeForm.hidden = pause === null;
+        if (pause !== null) {
+          replace(resumeText, resumePending()
+            ? "Resume requested: waiting for the run to take it."
+            : `Step ${pause.step || "(unnamed)"} used up its attempts and the run waits. ` +
+              "Fix what the step calls, then resume: the step gets a new round of attempts.");
+        }
+        settle();
+        replace(note, running ? "" : "The run has ended: nothing to resume, signal, cancel or terminate.");
       },
     };
   }

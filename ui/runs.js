@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // #/runs: the runs, newest first, filtered by status and type (kept in the
 // hash: #/runs?status=failed&type=order), refreshed live, with "Load more"
-// following the API's cursor (pages of 50, or ?limit=N).
+// following the API's cursor (pages of 50, or ?limit=N). A paused run
+// (running, waiting for a resume) is flagged "paused" next to its status.
 import { h, replace, time, statusBadge, duration, ms, keepFocus } from "./dom.js";
 import { api } from "./api.js";
+import { pauseOf, pausedFlag } from "./run.js";
 
 export const STATUSES = ["running", "completed", "failed", "cancelled", "terminated", "paused"];
 const PAGE = 50;
@@ -59,10 +61,11 @@ export function runsPage(params, ui) {
 
   function rowOf(r) {
     const id = String(r.id ?? "");
+    const pause = pauseOf(r);
     return h("tr", { dataset: { id } },
       h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(id)}`, class: "mono" }, id)),
       h("td", {}, String(r.type ?? "")),
-      h("td", {}, statusBadge(r.status)),
+      h("td", {}, statusBadge(r.status), pause ? [" ", pausedFlag(pause)] : null),
       h("td", {}, time(r.created_at)),
       h("td", {}, time(r.updated_at)),
       h("td", { class: "num" }, r.status === "running" ? "" : duration(ms(r.updated_at) - ms(r.created_at))),
