@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # End to end: the web UI in ui/ in headless Debian chromium. First the
-# timeline model's node:test specs and static checks of ui/. Then a real
-# lodestoned (hello.lua; a workflow whose first step fails twice before it
-# succeeds, then sleeps; one that fails for good; a file that does not
-# load) and Debian's lighttpd serving /ui/ from the repository's ui/ and
-# proxying /v1/ to the daemon's unix socket; runs started with curl through
-# lighttpd; then tests/ui/run_page.mjs (playwright-core driving
+# node:test specs of the timeline model and the run page's pure parts, and
+# static checks of ui/. Then a real lodestoned (hello.lua; a workflow whose
+# first step fails twice before it succeeds, then sleeps; one that fails
+# for good; one whose step always fails and pauses the run; a file that
+# does not load) and Debian's lighttpd serving /ui/ from the repository's
+# ui/ and proxying /v1/ to the daemon's unix socket; runs started with curl
+# through lighttpd; then tests/ui/run_page.mjs (playwright-core driving
 # /usr/bin/chromium) checks the runs list, its filters, paging and live
 # refresh, the run page's timeline, input, output and error, the actions'
-# error banner, the types and schedules pages, and that the page logs no
-# console error; it saves a screenshot of the run page as
+# error banner, resuming the paused run from its page (checked in the
+# daemon's history), the types and schedules pages, and that the page logs
+# no console error; it saves a screenshot of the run page as
 # BUILD_DIR/ui-run.png. A copy of the UI that logs a console error must
 # make run_page.mjs fail. Last, with the daemon stopped, the page must show
 # the proxy's error. Fails (never skips) when node, chromium or
@@ -51,17 +53,20 @@ check "ui/ never builds markup from strings" "" "$out"
 out=$(grep -nE '(src|href)="(https?:)?//|import[^;]*"https?:|url\((https?:)?//' "$root"/ui/*.html "$root"/ui/*.js "$root"/ui/*.css)
 check "ui/ loads nothing from another origin" "" "$out"
 
-# The timeline's model on its own (node:test; each test is one check here).
-out=$(node --test --test-reporter=tap "$root/tests/ui/timeline.test.mjs" 2>&1)
-rc=$?
-while IFS= read -r line; do
-  case $line in
-    "ok "*) ok "timeline model: ${line#ok * - }" ;;
-    "not ok "*) not_ok "timeline model: ${line#not ok * - }" ;;
-  esac
-done <<< "$out"
-check "node --test tests/ui/timeline.test.mjs exits 0" 0 "$rc"
-[ "$rc" = 0 ] || printf '%s\n' "$out"
+# The timeline's model and the run page's pure parts on their own
+# (node:test; each test is one check here).
+for spec in "timeline model:timeline" "run page:run"; do
+  out=$(node --test --test-reporter=tap "$root/tests/ui/${spec#*:}.test.mjs" 2>&1)
+  rc=$?
+  while IFS= read -r line; do
+    case $line in
+      "ok "*) ok "${spec%%:*}: ${line#ok * - }" ;;
+      "not ok "*) not_ok "${spec%%:*}: ${line#not ok * - }" ;;
+    esac
+  done <<< "$out"
+  check "node --test tests/ui/${spec#*:}.test.mjs exits 0" 0 "$rc"
+  [ "$rc" = 0 ] || printf '%s\n' "$out"
+done
 
 # ---- the daemon and lighttpd ----
 
@@ -95,6 +100,19 @@ return workflow.define {
   name = "doomed",
   run = function(ctx)
     ctx:step("charge", function() error(workflow.fatal("card declined")) end)
+  end,
+}
+LUA
+cat > "$d/wf/stuck.lua" <<'LUA'
+-- A step that always fails, with two quick attempts: the run pauses
+-- (on_exhausted = "pause"), and pauses again after each resume.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "stuck",
+  on_exhausted = "pause",
+  retry = { initial_interval = "50ms", max_attempts = 2, jitter = 0 },
+  run = function(ctx)
+    return ctx:step("push", function() error("downstream unavailable") end)
   end,
 }
 LUA
@@ -183,6 +201,16 @@ check "its result" '{"fetched_on":3,"note":"<b>not markup</b>"}' \
   "$(printf '%s' "${out%$'\n'*}" | jq -c .output)"
 out=$(api GET "/workflows/$OTHER/result?wait=30")
 check "the hello run completes" 200 "${out##*$'\n'}"
+PAUSED=stuck-$TAG
+out=$(api POST /workflows/stuck "{\"id\":\"$PAUSED\"}")
+check "a stuck run starts through lighttpd" 201 "${out##*$'\n'}"
+for _ in $(seq 100); do
+  [ "$(api GET "/workflows/$PAUSED" | sed '$d' | jq -r .waiting.kind)" = paused ] && break
+  sleep 0.1
+done
+out=$(api GET "/workflows/$PAUSED" | sed '$d')
+check "it pauses after its two attempts" "running paused push" \
+  "$(printf '%s' "$out" | jq -r '.status + " " + .waiting.kind + " " + .waiting.name')"
 # Started last, so they are the newest; they sleep for an hour.
 out=$(api POST /workflows/hello "{\"id\":\"$PENDING\",\"input\":{\"name\":\"Bo\",\"pause\":\"1h\"}}")
 check "a long run starts" 201 "${out##*$'\n'}"
@@ -231,9 +259,18 @@ browser() {
 
 rm -f "$build/ui-run.png"
 browser "(the stack)" --base "$base/ui/" --run "$RUN" --type flaky --other "$OTHER" \
-  --pending "$PENDING" --pending2 "$PENDING2" --failed "$FAILED" --shot "$build/ui-run.png" --load-error broken.lua \
+  --pending "$PENDING" --pending2 "$PENDING2" --failed "$FAILED" --paused "$PAUSED" \
+  --shot "$build/ui-run.png" --load-error broken.lua \
   "${approval_args[@]}"
 check "the screenshot is a PNG" "89504e47" "$(od -An -N4 -tx1 "$build/ui-run.png" 2>/dev/null | tr -d ' \n')"
+# What the page did to the paused run, as the daemon tells it.
+hist=$(api GET "/workflows/$PAUSED/history" | sed '$d')
+check "the paused run's history has the resume sent from the page" "resumed by api" \
+  "$(printf '%s' "$hist" | jq -r '[.events[] | select(.type == "resumed") | "resumed by " + .by] | join(", ")')"
+check "then a new round of attempts and a second pause" "4 2" \
+  "$(printf '%s' "$hist" | jq -r '[.events[] | select(.type == "step_failed")] | "\(length) \([.[] | select(.paused)] | length)"')"
+check "and it ended terminated, not resumed again" terminated \
+  "$(api GET "/workflows/$PAUSED" | sed '$d' | jq -r .status)"
 
 # The detector's own test: its failure is expected, so it is not counted.
 out=$(cd "$root/tests/ui" && timeout 120 node run_page.mjs --base "$base/badui/" --smoke 2>&1)

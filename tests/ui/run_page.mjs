@@ -10,6 +10,8 @@
 // usage: node run_page.mjs --base http://127.0.0.1:PORT/ui/ --run ID --type TYPE
 //          --other ID --pending ID --pending2 ID --failed ID --shot FILE.png [--load-error FILE_NAME]
 //          [--approval ID]   (a run of workflows/approval.lua, on a daemon with signals)
+//          [--paused ID]     (a run paused by a step that always fails: it is
+//                             resumed from its page, then terminated)
 //        node run_page.mjs --base URL --smoke    (opens the runs list only)
 //        node run_page.mjs --base URL --down     (the daemon is stopped)
 //        node run_page.mjs --base URL --guarded TOKEN   (/v1/ wants an admin token)
@@ -135,6 +137,9 @@ try {
     const otherId = args.other;
     const pendingId = args.pending;
     const failedId = args.failed;
+    const pausedId = args.paused;
+    const getJson = async (path) => (await fetch(new URL(path, apiBase))).json();
+    const resumeButton = page.getByRole("button", { name: "Resume run" });
     const tag = Math.random().toString(36).slice(2, 8);
     const live1 = `live-${tag}-1`;
     const live2 = `live-${tag}-2`;
@@ -151,6 +156,15 @@ try {
       await rowOf(pendingId).waitFor({ timeout: WAIT });
       assert((await rowOf(pendingId).innerText()).includes("running"), "the pending run is not shown running");
     });
+    if (pausedId) {
+      await check("runs list flags the paused run, and only it", async () => {
+        await rowOf(pausedId).waitFor({ timeout: WAIT });
+        const cell = (await rowOf(pausedId).locator("td:nth-child(3)").innerText()).trim();
+        assert(/^running\s+paused$/.test(cell), `status cell [${cell}]`);
+        const flagged = await page.locator("table.runs tbody tr:has(.flag-paused)").evaluateAll((trs) => trs.map((r) => r.dataset.id));
+        assert(flagged.length === 1 && flagged[0] === pausedId, `flagged: ${flagged.join(" ")}`);
+      });
+    }
     await check("runs are listed newest first", async () => {
       const ids = await page.locator("table.runs tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.id));
       assert(ids.indexOf(pendingId) < ids.indexOf(runId), `order: ${ids.join(" ")}`);
@@ -192,6 +206,14 @@ try {
       await rowOf(failedId).waitFor({ timeout: WAIT });
       assert(await page.locator("table.runs tbody tr").count() === 1, "other rows listed");
     });
+    if (pausedId) {
+      await check("status filter paused lists the paused run", async () => {
+        await page.getByLabel("Status").selectOption("paused");
+        await rowOf(pausedId).waitFor({ timeout: WAIT });
+        await rowOf(failedId).waitFor({ state: "detached", timeout: WAIT });
+        assert(await page.locator("table.runs tbody tr").count() === 1, "other rows listed");
+      });
+    }
     await check("status filter with no match says so", async () => {
       await page.getByLabel("Status").selectOption("terminated");
       await page.locator("p", { hasText: "No runs with status terminated." }).waitFor({ timeout: WAIT });
@@ -302,8 +324,10 @@ try {
       const rows = await page.locator("table.events tbody tr").count();
       assert(rows === history.events.length, `${rows} rows for ${history.events.length} events`);
     });
-    await check("the actions are disabled for an ended run", async () => {
+    await check("the actions are disabled for an ended run, and it has no Resume", async () => {
       assert(await page.getByRole("button", { name: "Cancel run" }).isDisabled(), "cancel enabled");
+      assert(await resumeButton.count() === 0, "a Resume button is shown");
+      assert(await page.locator("#resume-form").isHidden(), "the Resume form is shown");
     });
     // Signals cannot be sent to today's daemon: draw a made-up history
     // with the page's own module to see them (and unknown events) drawn.
@@ -385,13 +409,109 @@ try {
       });
     }
 
+    if (pausedId) {
+      // A step that always fails under on_exhausted = "pause": the run
+      // pauses, is resumed from the page, fails its new round of attempts
+      // and pauses again; then it is terminated behind the page's back,
+      // and a Resume gets the daemon's 409.
+      const pauses = (h) => h.events.filter((e) => e.type === "step_failed" && e.paused === true).length;
+      const resumes = (h) => h.events.filter((e) => e.type === "resumed");
+      const until = async (what, fn) => {
+        for (const t0 = Date.now(); Date.now() - t0 < WAIT; await page.waitForTimeout(100)) {
+          const v = await fn();
+          if (v) return v;
+        }
+        throw new Error(`timed out waiting for ${what}`);
+      };
+      const run0 = await getJson(`workflows/${pausedId}`);
+      const step = run0.waiting && run0.waiting.name;
+      await check("a paused run's page says it is paused and offers Resume", async () => {
+        assert(run0.status === "running" && run0.waiting.kind === "paused", `API: ${JSON.stringify(run0)}`);
+        await page.goto(new URL(`#/runs/${pausedId}`, base).href);
+        await page.locator("#run-status .status-running").waitFor({ timeout: WAIT });
+        await page.locator("#run-status .flag-paused").waitFor({ timeout: WAIT });
+        await page.locator("dd", { hasText: `paused: step ${step} used up its attempts` }).waitFor({ timeout: WAIT });
+        await resumeButton.waitFor({ timeout: WAIT });
+        assert(await resumeButton.isEnabled(), "Resume is disabled");
+        assert(await page.getByRole("button", { name: "Cancel run" }).isEnabled(), "cancel disabled");
+        const title = await page.locator(`.timeline li[data-kind="step"][data-name="${step}"] .tl-attempt-failed`).last().getAttribute("title");
+        assert(title.endsWith("(the run paused)"), `title [${title}]`);
+      });
+      await check("Resume sends the request, and the daemon's history records the resume", async () => {
+        const before = await getJson(`workflows/${pausedId}/history`);
+        assert(resumes(before).length === 0 && pauses(before) === 1, "history before the resume");
+        const [res] = await Promise.all([
+          page.waitForResponse((r) => r.url().endsWith(`/v1/workflows/${pausedId}/resume`), { timeout: WAIT }),
+          resumeButton.click(),
+        ]);
+        assert(res.status() === 202, `the resume answered ${res.status()}`);
+        const body = await res.json();
+        assert(body.status === "resuming" && body.id === pausedId, `answer ${JSON.stringify(body)}`);
+        assert(res.request().method() === "POST" && !res.request().postData(), `body ${res.request().postData()}`);
+        await page.locator("#banner.banner-info", { hasText: "Resume requested" }).waitFor({ timeout: WAIT });
+        const after = await until("a resumed event", async () => {
+          const h = await getJson(`workflows/${pausedId}/history`);
+          return resumes(h).length ? h : null;
+        });
+        const ev = resumes(after);
+        // No policy gate here: the daemon records the caller as "api".
+        assert(ev.length === 1 && ev[0].by === "api", `resumed events ${JSON.stringify(ev)}`);
+        await page.locator('table.events tbody tr[data-type="resumed"]').waitFor({ timeout: WAIT });
+        const marker = page.locator('.timeline li[data-kind="events"] .tl-resume');
+        await marker.waitFor({ timeout: WAIT });
+        assert((await marker.getAttribute("title")).startsWith("resumed by api at +"), "resume marker title");
+      });
+      await check("the new round of attempts fails, the run pauses again and Resume is offered again", async () => {
+        const h = await until("a second pause", async () => {
+          const x = await getJson(`workflows/${pausedId}/history`);
+          return pauses(x) === 2 ? x : null;
+        });
+        const failures = h.events.filter((e) => e.type === "step_failed");
+        const at = h.events.findIndex((e) => e.type === "resumed");
+        assert(failures.length === 4 && h.events.slice(at).filter((e) => e.type === "step_started").length === 2,
+          `history ${h.events.map((e) => e.type).join(" ")}`);
+        await page.locator("#resume-note", { hasText: "used up its attempts" }).waitFor({ timeout: WAIT });
+        await until("Resume enabled", () => resumeButton.isEnabled());
+        assert(await page.locator(`.timeline li[data-kind="step"][data-name="${step}"] .tl-attempt-failed`).count() === 4,
+          "failed attempt bars");
+      });
+      await check("Resume on a run that is no longer paused shows the daemon's 409", async () => {
+        expectedFailures.push(new RegExp(`/v1/workflows/${pausedId}/resume$`));
+        await page.getByLabel("Live refresh").uncheck();
+        await page.waitForTimeout(500); // a refresh under way when paused ends first
+        const t = await fetch(new URL(`workflows/${pausedId}/terminate`, apiBase), {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ reason: "ended behind the page's back" }),
+        });
+        assert(t.status === 200 || t.status === 202, `terminate answered ${t.status}`);
+        await until("the run terminated", async () => (await getJson(`workflows/${pausedId}`)).status === "terminated");
+        assert(await resumeButton.isEnabled(), "the page no longer offers Resume");
+        const [res] = await Promise.all([
+          page.waitForResponse((r) => r.url().endsWith(`/v1/workflows/${pausedId}/resume`), { timeout: WAIT }),
+          resumeButton.click(),
+        ]);
+        assert(res.status() === 409, `the resume answered ${res.status()}`);
+        const body = await res.json();
+        await page.locator("#banner.banner-error", { hasText: body.error.message }).waitFor({ timeout: WAIT });
+        await page.getByLabel("Live refresh").check();
+        await page.locator("#run-status .status-terminated").waitFor({ timeout: WAIT });
+        await page.locator("#resume-form").waitFor({ state: "hidden", timeout: WAIT });
+        assert(await resumeButton.count() === 0, "a Resume button is shown for the terminated run");
+        const h = await getJson(`workflows/${pausedId}/history`);
+        assert(resumes(h).length === 1, "the refused resume is in the history");
+      });
+    }
+
     // A running run: open bars, and an action whose answer the page shows.
-    await check("a running run's page shows its pending timer", async () => {
+    await check("a running run's page shows its pending timer, and no Resume", async () => {
       await page.goto(new URL(`#/runs/${pendingId}`, base).href);
       await page.locator("#run-status .status-running").waitFor({ timeout: WAIT });
       await page.locator('.timeline li[data-kind="timer"] .tl-timer.tl-open').waitFor({ timeout: WAIT });
       const title = await page.locator('.timeline li[data-kind="timer"] .tl-timer').getAttribute("title");
       assert(title.startsWith("timer pending"), `title [${title}]`);
+      assert(await page.getByRole("button", { name: "Cancel run" }).isEnabled(), "cancel disabled");
+      assert(await resumeButton.count() === 0 && await page.locator("#run-status .flag-paused").count() === 0,
+        "a running run that is not paused is shown paused");
     });
     await check("a bad signal payload is refused in the page", async () => {
       await page.getByLabel("Name", { exact: true }).fill("approve");
