@@ -10,7 +10,6 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include "conffile.h"
@@ -450,11 +449,24 @@ static int jwt_identity(const authn *a, ls_jwt_t *t, ls_identity *id)
     return 1;
 }
 
+/* Whether the credential h starts with scheme (lower case, n bytes with
+ * its space) in any case, as RFC 9110 reads auth schemes. ASCII only:
+ * strncasecmp would consult the locale's tables on every request. */
+static int has_scheme(ls_str h, const char *scheme, size_t n)
+{
+    if (h.ptr == NULL || h.len < n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h.ptr[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)scheme[i]) return 0;
+    }
+    return 1;
+}
+
 static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
                             const char **reason, const char **detail)
 {
     ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
-    if (h.ptr == NULL || h.len < 7 || strncasecmp(h.ptr, "Bearer ", 7) != 0) return AUTHN_ABSENT;
+    if (!has_scheme(h, "bearer ", 7)) return AUTHN_ABSENT;
     const char *tok = h.ptr + 7;
     size_t len = h.len - 7;
     while (len > 0 && *tok == ' ') tok++, len--;
@@ -573,7 +585,7 @@ static authn_result run_basic(ls_policy_t *p, authn *a, const ls_policy_request 
                               ls_identity *id, const char **reason, const char **detail)
 {
     ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
-    if (h.ptr == NULL || h.len < 6 || strncasecmp(h.ptr, "Basic ", 6) != 0) return AUTHN_ABSENT;
+    if (!has_scheme(h, "basic ", 6)) return AUTHN_ABSENT;
     const char *user = NULL;
     ls_err err;
     ls_rc rc = ls_basic_verify(a->users, h.ptr, h.len, &user, &err);

@@ -218,6 +218,39 @@ static void test_policy_jwt_allows_and_sets_identity(void **state)
     ls_policy_free(p);
 }
 
+/* RFC 9110: the auth scheme is case-insensitive; the space after it is
+ * not optional. */
+static void test_policy_auth_scheme_in_any_case(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(ORDERS_POLICY, 0);
+    char *tok = token_for("alice", "", "", NULL);
+    static const char *const schemes[] = {"Bearer ", "bearer ", "BEARER ", "bEaReR "};
+    ls_policy_decision d;
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        char *authz;
+        if (asprintf(&authz, "%s%s", schemes[i], tok) < 0) abort();
+        req_spec r = {.path = "/me", .authz = authz};
+        decide(p, &r, &d);
+        assert_int_equal(d.allow, 1);
+        assert_string_equal(d.subject, "alice");
+        free(authz);
+    }
+    static const char *const not_bearer[] = {"Bearer", "Bearerx", "Bearex ", "Basic "};
+    for (size_t i = 0; i < sizeof not_bearer / sizeof not_bearer[0]; i++) {
+        char *authz;
+        if (asprintf(&authz, "%s%s", not_bearer[i], tok) < 0) abort();
+        req_spec r = {.path = "/me", .authz = authz};
+        decide(p, &r, &d);
+        assert_int_equal(d.status, 401);
+        assert_string_equal(d.reason, "not_authenticated"); /* no bearer credential */
+        free(authz);
+    }
+    free(tok);
+    ls_policy_free(p);
+}
+
 static void test_policy_denials_have_status_and_reason(void **state)
 {
     (void)state;
@@ -1201,6 +1234,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_public_route_needs_no_token),
         cmocka_unit_test(test_policy_jwt_allows_and_sets_identity),
+        cmocka_unit_test(test_policy_auth_scheme_in_any_case),
         cmocka_unit_test(test_policy_denials_have_status_and_reason),
         cmocka_unit_test(test_policy_claims_and_forged_identity),
         cmocka_unit_test(test_policy_token_strings_cannot_pass_for_others),
