@@ -159,6 +159,9 @@ local function install(st, pol, decl)
   st.nstrip = #st.strip
   st.needs_body = pol:needs_body()
   st.values = {}
+  -- What enforce() calls on each request, bound to its options once.
+  local m, need = st.metrics, st.needs
+  st.fast = not st.needs_body and pol:gate_fn(m and m.path, need.query, need.host) or nil
 end
 
 -- ---- decision metrics (docs/policies.md) ----
@@ -309,10 +312,10 @@ local function enforce_general(r, st)
   return answer(r, pol, status)
 end
 
---- policy.enforce(lighty, path, opts) -> status for mod_magnet (0: go on)
--- Call it as the gate script's return value. opts as for policy.load.
--- policy.enforce(path, opts) works too where `lighty` is a true global.
-function M.enforce(lt, path, opts)
+-- Every request the fast gate did not take: the first one for a path, a
+-- look at the policy file, no good policy, the metrics path, a policy that
+-- reads the body.
+local function enforce_slow(lt, path, opts)
   if type(lt) ~= "table" then
     if type(lt) == "string" then
       lt, path, opts = rawget(_G, "lighty"), lt, path
@@ -346,6 +349,30 @@ function M.enforce(lt, path, opts)
     -- false: the metrics path
   end
   return enforce_general(r, st)
+end
+
+--- policy.enforce(lighty, path, opts) -> status for mod_magnet (0: go on)
+-- Call it as the gate script's return value. opts as for policy.load.
+-- policy.enforce(path, opts) works too where `lighty` is a true global.
+function M.enforce(lt, path, opts)
+  -- The common case: one call to the policy's bound gate (st.fast), which
+  -- answers false when the policy file is due a look (st.next_check) or
+  -- the request is not its to decide.
+  local st = states[path]
+  local fast = st and st.fast
+  if fast then
+    local status, notice, code = fast(lt, st.next_check)
+    if status == 0 then
+      if notice then log(notice) end
+      return 0
+    end
+    if status then
+      if notice then log(notice) end
+      return answer(lt.r, st.pol, status)
+    end
+    if status == nil then return internal_error(lt.r, notice .. " (" .. tostring(code) .. ")") end
+  end
+  return enforce_slow(lt, path, opts)
 end
 
 --- policy.request_body(r) -> body | nil, "pending"

@@ -79,20 +79,37 @@ static int opt_flag(lua_State *L, int t, const char *name)
     return v;
 }
 
-/* What gate() reads from mod_magnet's request: these attributes, then the
- * policy's request headers, then (to write) its identity headers. Their
- * names are kept as Lua strings, so that a request makes none. */
-static const char *const gate_attrs[] = {"uri.path-raw", "request.method", "request.remote-addr",
-                                         "uri.query", "uri.authority"};
-enum { GATE_PATH = 1, GATE_METHOD, GATE_ADDR, GATE_QUERY, GATE_HOST, GATE_HEADERS };
+/* The names a gate looks up in mod_magnet's objects: lighty.r, its
+ * req_attr and req_header, these attributes, then the policy's request
+ * headers, then (to write) its identity headers. They are kept as Lua
+ * strings, so that a request makes none. */
+static const char *const gate_names[] = {"r",
+                                         "req_attr",
+                                         "req_header",
+                                         "uri.path-raw",
+                                         "request.method",
+                                         "request.remote-addr",
+                                         "uri.query",
+                                         "uri.authority"};
+enum {
+    GATE_R = 1,
+    GATE_REQ_ATTR,
+    GATE_REQ_HEADER,
+    GATE_PATH,
+    GATE_METHOD,
+    GATE_ADDR,
+    GATE_QUERY,
+    GATE_HOST,
+    GATE_HEADERS
+};
 
 static void gate_keys(lua_State *L, policy_box *b)
 {
     size_t nh = ls_policy_header_count(b->p), ns = ls_policy_strip_count(b->p);
     lua_createtable(L, (int)(GATE_HEADERS - 1 + nh + ns), 0);
     lls_index k = 1;
-    for (size_t i = 0; i < sizeof gate_attrs / sizeof gate_attrs[0]; i++, k++) {
-        lua_pushstring(L, gate_attrs[i]);
+    for (size_t i = 0; i < sizeof gate_names / sizeof gate_names[0]; i++, k++) {
+        lua_pushstring(L, gate_names[i]);
         lua_rawseti(L, -2, k);
     }
     for (size_t i = 0; i < nh; i++, k++) {
@@ -290,6 +307,75 @@ static void get_key(lua_State *L, int obj, int keys, int k)
     lua_gettable(L, obj);
 }
 
+/* Where a gate's engine asks for request headers (ls_policy_request.header):
+ * mod_magnet's r.req_header, through its __index. The value stays on the
+ * Lua stack, alive until the gate returns. */
+typedef struct {
+    lua_State *L;
+    int keys, rh;
+} gate_headers;
+
+static ls_str gate_header(void *ctx, size_t i)
+{
+    gate_headers *g = ctx;
+    get_key(g->L, g->rh, g->keys, GATE_HEADERS + (int)i);
+    return arg_str(g->L, -1);
+}
+
+/* The decision of pol:gate and of the pol:gate_fn closures. The stack
+ * holds the names (gate_keys) at index keys, mod_magnet's request object r
+ * at index r and, at index mpath, the metrics path or nil. Returns what
+ * pol:gate does. */
+static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int with_query,
+                    int with_host)
+{
+    size_t nh = ls_policy_header_count(b->p), ns = ls_policy_strip_count(b->p);
+    luaL_checkstack(L, (int)nh + 16, "policy gate");
+    get_key(L, r, keys, GATE_REQ_ATTR);
+    const int attr = lua_gettop(L);
+    get_key(L, r, keys, GATE_REQ_HEADER);
+    const int rh = lua_gettop(L);
+    get_key(L, attr, keys, GATE_PATH);
+    ls_str path = arg_str(L, -1);
+    if (lua_type(L, mpath) == LUA_TSTRING && path.ptr) {
+        size_t mlen;
+        const char *mp = lua_tolstring(L, mpath, &mlen);
+        if (mlen == path.len && memcmp(mp, path.ptr, mlen) == 0) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    gate_headers g = {L, keys, rh};
+    ls_policy_request req = {.path = path, .header = gate_header, .header_ctx = &g};
+    get_key(L, attr, keys, GATE_METHOD);
+    req.method = arg_str(L, -1);
+    get_key(L, attr, keys, GATE_ADDR);
+    req.remote_addr = arg_str(L, -1);
+    if (with_query) {
+        get_key(L, attr, keys, GATE_QUERY);
+        req.query = arg_str(L, -1);
+    }
+    if (with_host) {
+        get_key(L, attr, keys, GATE_HOST);
+        req.host = arg_str(L, -1);
+    }
+    ls_err err;
+    b->has_d = 0;
+    if (ls_policy_eval(b->p, &req, &b->d, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
+    b->has_d = 1;
+    const ls_policy_decision *d = &b->d;
+    if (d->allow) {
+        for (size_t i = 0; i < ns; i++) {
+            lua_rawgeti(L, keys, GATE_HEADERS + (lls_index)(nh + i));
+            push_opt_string(L, strip_value(b->p, d, i));
+            lua_settable(L, rh);
+        }
+    }
+    lua_pushinteger(L, d->allow ? 0 : d->status);
+    push_opt_string(L, d->notice);
+    return 2;
+}
+
 /* pol:gate(r, [metrics_path], [with_query], [with_host]) -> status, notice
  *   | false | nil, msg, code
  * A whole decision in one call, for the mod_magnet gate of a policy that
@@ -307,55 +393,64 @@ static int l_policy_gate(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     int with_query = lua_toboolean(L, 4), with_host = lua_toboolean(L, 5);
     lua_settop(L, 3);
-    size_t nh = ls_policy_header_count(b->p), ns = ls_policy_strip_count(b->p);
-    luaL_checkstack(L, (int)nh + 16, "policy gate");
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref); /* 4 */
-    lua_getfield(L, 2, "req_attr");                 /* 5 */
-    lua_getfield(L, 2, "req_header");               /* 6 */
-    const int keys = 4, attr = 5, rh = 6;
-    get_key(L, attr, keys, GATE_PATH); /* 7 */
-    ls_str path = arg_str(L, 7);
-    if (lua_type(L, 3) == LUA_TSTRING && path.ptr) {
-        size_t mlen;
-        const char *mp = lua_tolstring(L, 3, &mlen);
-        if (mlen == path.len && memcmp(mp, path.ptr, mlen) == 0) {
-            lua_pushboolean(L, 0);
-            return 1;
-        }
+    return gate_run(L, b, 4, 2, 3, with_query, with_host);
+}
+
+/* The clock of core.monotonic_ms(), in whole milliseconds. */
+static lua_Number coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    long ms = ts.tv_nsec / 1000000;
+    return (lua_Number)ts.tv_sec * 1000 + (lua_Number)ms;
+}
+
+/* Upvalues of a pol:gate_fn closure. */
+enum { FAST_BOX = 1, FAST_KEYS, FAST_MPATH, FAST_FLAGS };
+enum { FAST_QUERY = 1, FAST_HOST = 2 };
+
+/* gate(lighty, due_ms) -> as pol:gate(lighty.r, ...) | false
+ * false, having decided nothing, also when lighty is not a table or
+ * core.monotonic_ms() has reached due_ms (the caller's next look at the
+ * policy file). */
+static int l_gate_fast(lua_State *L)
+{
+    policy_box *b = lua_touserdata(L, lua_upvalueindex(FAST_BOX));
+    if (b->p == NULL) return luaL_error(L, "policy gate: the policy is closed");
+    if (lua_type(L, 1) != LUA_TTABLE || !(coarse_ms() < lua_tonumber(L, 2))) {
+        lua_pushboolean(L, 0);
+        return 1;
     }
-    ls_str headers[32];
-    ls_policy_request req = {.path = path, .headers = headers};
-    get_key(L, attr, keys, GATE_METHOD); /* 8 */
-    req.method = arg_str(L, 8);
-    get_key(L, attr, keys, GATE_ADDR); /* 9 */
-    req.remote_addr = arg_str(L, 9);
-    if (with_query) {
-        get_key(L, attr, keys, GATE_QUERY);
-        req.query = arg_str(L, -1);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(FAST_KEYS)); /* 2 */
+    get_key(L, 1, 2, GATE_R);                      /* 3 */
+    if (lua_type(L, 3) != LUA_TTABLE) {
+        lua_pushboolean(L, 0);
+        return 1;
     }
-    if (with_host) {
-        get_key(L, attr, keys, GATE_HOST);
-        req.host = arg_str(L, -1);
-    }
-    for (size_t i = 0; i < nh && i < 32; i++) {
-        get_key(L, rh, keys, GATE_HEADERS + (int)i);
-        headers[i] = arg_str(L, -1);
-    }
-    ls_err err;
-    b->has_d = 0;
-    if (ls_policy_eval(b->p, &req, &b->d, &err) != LS_OK) return lls_push_fail(L, "policy", &err);
-    b->has_d = 1;
-    const ls_policy_decision *d = &b->d;
-    if (d->allow) {
-        for (size_t i = 0; i < ns; i++) {
-            lua_rawgeti(L, keys, GATE_HEADERS + (lls_index)(nh + i));
-            push_opt_string(L, strip_value(b->p, d, i));
-            lua_settable(L, rh);
-        }
-    }
-    lua_pushinteger(L, d->allow ? 0 : d->status);
-    push_opt_string(L, d->notice);
-    return 2;
+    lua_pushvalue(L, lua_upvalueindex(FAST_MPATH)); /* 4 */
+    lua_Integer flags = lua_tointeger(L, lua_upvalueindex(FAST_FLAGS));
+    return gate_run(L, b, 2, 3, 4, (flags & FAST_QUERY) != 0, (flags & FAST_HOST) != 0);
+}
+
+/* pol:gate_fn([metrics_path], [with_query], [with_host]) -> gate
+ * pol:gate bound to its options, as a function of mod_magnet's lighty
+ * table and of when to look at the policy file next: what enforce() calls
+ * on each request, with nothing to look up first. */
+static int l_policy_gate_fn(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+    lua_Integer flags =
+        (lua_toboolean(L, 3) ? FAST_QUERY : 0) | (lua_toboolean(L, 4) ? FAST_HOST : 0);
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1);                            /* FAST_BOX: keeps the policy alive */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref); /* FAST_KEYS */
+    lua_pushvalue(L, 2);                            /* FAST_MPATH */
+    lua_pushinteger(L, flags);                      /* FAST_FLAGS */
+    lua_pushcclosure(L, l_gate_fast, 4);
+    return 1;
 }
 
 /* pol:response() -> headers, body of the last decision (a denial) */
@@ -525,10 +620,7 @@ static int l_file_stamp(lua_State *L)
 /* monotonic_ms() -> milliseconds of CLOCK_MONOTONIC (only differences matter) */
 static int l_monotonic_ms(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    long ms = ts.tv_nsec / 1000000; /* whole milliseconds */
-    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)ms);
+    lua_pushnumber(L, coarse_ms());
     return 1;
 }
 
@@ -538,6 +630,7 @@ void lls_open_policy(lua_State *L)
         {"eval", l_policy_eval},
         {"decide", l_policy_decide},
         {"gate", l_policy_gate},
+        {"gate_fn", l_policy_gate_fn},
         {"response", l_policy_response},
         {"explain", l_policy_explain},
         {"headers", l_policy_headers},

@@ -465,7 +465,7 @@ static int has_scheme(ls_str h, const char *scheme, size_t n)
 static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *req, ls_identity *id,
                             const char **reason, const char **detail)
 {
-    ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
+    ls_str h = ls_policy_req_header(p, req, a->header);
     if (!has_scheme(h, "bearer ", 7)) return AUTHN_ABSENT;
     const char *tok = h.ptr + 7;
     size_t len = h.len - 7;
@@ -541,7 +541,7 @@ static authn_result run_apikey(ls_policy_t *p, authn *a, const ls_policy_request
                                ls_identity *id, const char **reason, const char **detail)
 {
     ls_str key = {NULL, 0};
-    if (a->header >= 0 && req->headers) key = req->headers[a->header];
+    if (a->header >= 0) key = ls_policy_req_header(p, req, a->header);
     if (key.ptr == NULL && a->query_param && req->query.ptr)
         query_param(req->query, a->query_param, &key);
     if (key.ptr == NULL) return AUTHN_ABSENT;
@@ -584,7 +584,7 @@ static ls_rc compile_basic(ls_policy_t *p, authn *a, const json_t *d, ls_err *er
 static authn_result run_basic(ls_policy_t *p, authn *a, const ls_policy_request *req,
                               ls_identity *id, const char **reason, const char **detail)
 {
-    ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
+    ls_str h = ls_policy_req_header(p, req, a->header);
     if (!has_scheme(h, "basic ", 6)) return AUTHN_ABSENT;
     const char *user = NULL;
     ls_err err;
@@ -668,7 +668,7 @@ static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *
 static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_request *req,
                                 ls_identity *id, const char **reason, const char **detail)
 {
-    ls_str h = req->headers ? req->headers[a->header] : (ls_str){NULL, 0};
+    ls_str h = ls_policy_req_header(p, req, a->header);
     if (h.ptr == NULL) return AUTHN_ABSENT;
     const char *body = req->body.ptr ? req->body.ptr : "";
     ls_hmac_reason why = LS_HMAC_OK;

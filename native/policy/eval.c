@@ -98,7 +98,7 @@ static int check_ip(ls_policy_t *p, const ls_policy_request *req, ls_policy_deci
     ls_err err;
     if (p->trusted) {
         /* Behind trusted proxies: X-Forwarded-For decides, in canonical form. */
-        ls_str xff = req->headers ? req->headers[p->xff_header] : (ls_str){NULL, 0};
+        ls_str xff = ls_policy_req_header(p, req, p->xff_header);
         if (ls_cidr_client_addr(req->remote_addr.ptr, req->remote_addr.len, xff.ptr, xff.len,
                                 p->trusted, p->client, addr, &err) != LS_OK) {
             deny(p, d, 403, "bad_client_address", NULL);
@@ -157,21 +157,22 @@ static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
 /* The key of limit l for this request, hashed for the policy's table.
  * Returns 1 when the key comes from the caller alone (the subject), so it
  * may be kept in the caller's memo; 0 when it depends on the request. */
-static int rate_key(const ls_policy_t *p, const rate_limit *l, const ls_policy_request *req,
+static int rate_key(ls_policy_t *p, const rate_limit *l, const ls_policy_request *req,
                     const caller *c, ls_rl_key *out)
 {
     char key[512];
     const char *val = NULL;
     size_t vlen = 0;
     char kind = 'i';
+    ls_str h;
     if ((l->by == RL_BY_SUBJECT && c->id.authenticated && c->id.subject) ||
         (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY)) {
         kind = 's'; /* an API key's subject names the key's owner */
         val = c->id.subject;
-    } else if (l->by == RL_BY_HEADER && req->headers && req->headers[l->header].ptr) {
+    } else if (l->by == RL_BY_HEADER && (h = ls_policy_req_header(p, req, l->header)).ptr) {
         kind = 'h';
-        val = req->headers[l->header].ptr;
-        vlen = req->headers[l->header].len;
+        val = h.ptr;
+        vlen = h.len;
     }
     if (val == NULL) { /* by ip, or the fallback when the key is missing */
         kind = 'i';
@@ -401,7 +402,7 @@ static void request_id(ls_policy_t *p, const ls_policy_request *req, ls_policy_d
     ls_str in = req->request_id;
     if (!ls_reqid_valid(in.ptr, in.len)) {
         /* the peer is parsed only when there is an id to take from it */
-        ls_str h = p->rid_in >= 0 && req->headers ? req->headers[p->rid_in] : (ls_str){NULL, 0};
+        ls_str h = p->rid_in >= 0 ? ls_policy_req_header(p, req, p->rid_in) : (ls_str){NULL, 0};
         in = ls_reqid_valid(h.ptr, h.len) && from_trusted_proxy(p, req) ? h : (ls_str){NULL, 0};
     }
     const char *id;
@@ -574,6 +575,7 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
     d->set_headers = p->set_headers;
     d->resp_headers = p->resp_headers;
     p->scratch_used = 0;
+    p->hv_have = 0;
     ls_buf_clear(&p->path);
     ls_jwt_free(p->token);
     p->token = NULL;

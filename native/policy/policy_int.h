@@ -24,7 +24,7 @@
 #include "lodestone/ls_ratelimit.h"
 #include "rules.h"
 
-#define POLICY_MAX_HEADERS  32   /* request headers one policy reads */
+#define POLICY_MAX_HEADERS  32   /* request headers one policy reads (bits of hv_have) */
 #define POLICY_MAX_AUTHN    16   /* authenticators per policy */
 #define POLICY_MAX_LIMITS   8    /* rate limits per policy */
 #define POLICY_MAX_IDHDR    16   /* identity headers per policy */
@@ -178,7 +178,23 @@ struct ls_policy {
     ls_policy_header resp_headers[8];
     char client[LS_CIDR_TEXTMAX];
     ls_jwt_t *token; /* verified token of the current decision */
+    /* request headers asked for so far (ls_policy_request.header) */
+    ls_str hv[POLICY_MAX_HEADERS];
+    uint32_t hv_have; /* bit i: hv[i] holds header i */
 };
+
+/* The value of request header i ({NULL, 0}: absent) for the decision under
+ * way: from req->headers, or asked for once through req->header. */
+static inline ls_str ls_policy_req_header(ls_policy_t *p, const ls_policy_request *req, int i)
+{
+    if (req->header == NULL) return req->headers ? req->headers[i] : (ls_str){NULL, 0};
+    uint32_t bit = (uint32_t)1 << i;
+    if (!(p->hv_have & bit)) {
+        p->hv[i] = req->header(req->header_ctx, (size_t)i);
+        p->hv_have |= bit;
+    }
+    return p->hv[i];
+}
 
 /* ---- policy.c ---- */
 

@@ -877,6 +877,103 @@ static void test_policy_ip_rules_and_trusted_proxies(void **state)
     ls_policy_free(p);
 }
 
+/* Request headers handed over on demand (ls_policy_request.header),
+ * counting how often the engine asks for each. */
+typedef struct {
+    ls_policy_t *p;
+    const char *name[4], *value[4];
+    int asked[32];
+} lazy_headers;
+
+static ls_str lazy_header(void *ctx, size_t i)
+{
+    lazy_headers *h = ctx;
+    h->asked[i]++;
+    for (size_t k = 0; k < 4 && h->name[k]; k++)
+        if (strcasecmp(h->name[k], ls_policy_header_name(h->p, i)) == 0)
+            return (ls_str){h->value[k], strlen(h->value[k])};
+    return (ls_str){NULL, 0};
+}
+
+static int asked_for(const lazy_headers *h, const char *name)
+{
+    for (size_t i = 0; i < ls_policy_header_count(h->p); i++)
+        if (strcasecmp(ls_policy_header_name(h->p, i), name) == 0) return h->asked[i];
+    fail_msg("the policy reads no %s header", name);
+    return -1;
+}
+
+static void decide_lazy(lazy_headers *h, const char *path, ls_policy_decision *d)
+{
+    memset(h->asked, 0, sizeof h->asked);
+    ls_policy_request req = {
+        .method = {"GET", 3},
+        .path = {path, strlen(path)},
+        .remote_addr = {"127.0.0.1", 9},
+        .header = lazy_header,
+        .header_ctx = h,
+    };
+    ls_err err;
+    th_ok(ls_policy_eval(h->p, &req, d, &err), &err);
+    for (size_t i = 0; i < ls_policy_header_count(h->p); i++)
+        assert_in_range(h->asked[i], 0, 1); /* once per decision at most */
+}
+
+static void test_policy_headers_are_asked_for_when_needed(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load(
+        "{\"name\":\"lazy\",\"authenticate\":["
+        "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]},"
+        "{\"type\":\"jwt\",\"header\":\"X-Token\",\"secret_file\":\"hs.key\","
+        "\"algorithms\":[\"HS256\"]}],"
+        "\"rules\":[{\"path\":\"/healthz\",\"allow\":\"anyone\"},{\"path\":\"/me\"}],"
+        "\"rate_limit\":{\"by\":\"header:X-Tenant\",\"rate\":1000,\"per\":\"1s\"},"
+        "\"ip\":{\"trusted_proxies\":[\"127.0.0.1\"]},\"identity_headers\":{\"X-User\":\"sub\"}}",
+        LS_POLICY_PRIVATE_RL);
+    char *authz = bearer(token_for("alice", "", "", NULL));
+    lazy_headers h = {.p = p,
+                      .name = {"Authorization", "X-Tenant", "X-Forwarded-For"},
+                      .value = {authz, "acme", "192.0.2.5"}};
+    ls_policy_decision d;
+
+    /* The first authenticator's credential decides: X-Token stays unread. */
+    decide_lazy(&h, "/me", &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(set_header(&d, "X-User"), "alice");
+    assert_string_equal(d.client, "192.0.2.5");
+    assert_int_equal(asked_for(&h, "Authorization"), 1);
+    assert_int_equal(asked_for(&h, "X-Token"), 0);
+    assert_int_equal(asked_for(&h, "X-Tenant"), 1);
+    assert_int_equal(asked_for(&h, "X-Forwarded-For"), 1);
+
+    /* Without it, the second one is asked for and decides. */
+    h.name[0] = "X-Token";
+    decide_lazy(&h, "/me", &d);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(set_header(&d, "X-User"), "alice");
+    assert_int_equal(asked_for(&h, "Authorization"), 1);
+    assert_int_equal(asked_for(&h, "X-Token"), 1);
+
+    /* A public route authenticates nobody. */
+    decide_lazy(&h, "/healthz", &d);
+    assert_int_equal(d.allow, 1);
+    assert_int_equal(asked_for(&h, "Authorization"), 0);
+    assert_int_equal(asked_for(&h, "X-Token"), 0);
+    assert_int_equal(asked_for(&h, "X-Tenant"), 1);
+
+    /* Neither credential: both were looked at, and the answer is 401. */
+    h.name[0] = "X-Other";
+    decide_lazy(&h, "/me", &d);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "not_authenticated");
+    assert_int_equal(asked_for(&h, "Authorization"), 1);
+    assert_int_equal(asked_for(&h, "X-Token"), 1);
+    free(authz);
+    ls_policy_free(p);
+}
+
 /* Renames text (with mode) over the policy's jwks.json a second later:
  * the request r is still allowed with the keys before, and the notice
  * says the new file was refused, and why. */
@@ -1245,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_policy_api_key_and_rate_limit),
         cmocka_unit_test(test_policy_rate_limit_by_header_keeps_long_values_apart),
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
+        cmocka_unit_test(test_policy_headers_are_asked_for_when_needed),
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
         cmocka_unit_test(test_policy_key_files_others_may_write_are_refused),
         cmocka_unit_test(test_policy_out_of_memory_while_deciding_is_500),

@@ -311,6 +311,69 @@ describe("lodestone.policy", function()
       pol:close()
       assert.has_error(function() pol:gate(r) end, "calling 'gate' on bad self (policy is closed)")
     end)
+
+    it("reads a header only when the decision needs it", function()
+      write(file, [[
+        local policy = require "lodestone.policy"
+        return policy.define {
+          name = "lazy-spec",
+          authenticate = {
+            policy.jwt { secret_file = "hs.key", algorithms = { "HS256" } },
+            policy.jwt { header = "X-Token", secret_file = "hs.key", algorithms = { "HS256" } },
+          },
+          rules = { { path = "/healthz", allow = "anyone" }, { path = "/me" } },
+        }
+      ]])
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local tok = mint { sub = "alice", exp = os.time() + 60 }
+      local function read_by(hdrs, path)
+        local asked = {}
+        local rh = setmetatable({}, { __index = function(_, k)
+          asked[#asked + 1] = k
+          return hdrs[k]
+        end })
+        local r = gate_request(path)
+        r.req_header = rh
+        local status = pol:gate(r)
+        table.sort(asked)
+        return status, asked
+      end
+      -- The first authenticator's credential decides: X-Token is not read.
+      local status, asked = read_by({ Authorization = "Bearer " .. tok }, "/me")
+      assert.equal(0, status)
+      assert.same({ "Authorization" }, asked)
+      status, asked = read_by({ ["X-Token"] = "Bearer " .. tok }, "/me")
+      assert.equal(0, status)
+      assert.same({ "Authorization", "X-Token" }, asked)
+      status, asked = read_by({ Authorization = "Bearer " .. tok }, "/healthz")
+      assert.equal(0, status)
+      assert.same({}, asked)
+    end)
+
+    it("gate_fn binds the options and leaves the policy file's look to enforce", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local gate = pol:gate_fn("/_lodestone/metrics")
+      local tok = mint { sub = "alice", exp = os.time() + 60 }
+      local later = require("lodestone.core").monotonic_ms() + 60000
+      local r, hdrs = gate_request("/me", { Authorization = "Bearer " .. tok })
+      local status, notice = gate({ r = r }, later)
+      assert.equal(0, status)
+      assert.is_nil(notice)
+      assert.equal("alice", hdrs["X-User"])
+      assert.equal(401, (gate({ r = gate_request("/me") }, later)))
+      assert.equal('{"error":"unauthorized"}', select(2, pol:response()))
+      -- false, with nothing read or written: the metrics path, a look at
+      -- the policy file that is due, no lighty table.
+      assert.is_false(gate({ r = gate_request("/_lodestone/metrics") }, later))
+      local untouched = setmetatable({}, { __index = function() error("read") end })
+      assert.is_false(gate(untouched, 0))
+      assert.is_false(gate(untouched, require("lodestone.core").monotonic_ms()))
+      assert.is_false(gate("lighty", later))
+      assert.has_error(function() pol:gate_fn(42) end)
+      pol:close()
+      assert.has_error(function() gate({ r = r }, later) end, "policy gate: the policy is closed")
+    end)
   end)
 
   describe("primitives", function()

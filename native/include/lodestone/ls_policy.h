@@ -98,6 +98,16 @@ typedef struct {
     const ls_str *headers; /* ls_policy_header_count values, in that order */
     ls_str body;           /* raw body when ls_policy_needs_body */
     int64_t now_ms;        /* wall time for the audit log; 0: the clock */
+    /* Instead of headers, when set: the engine asks header(header_ctx, i)
+     * for the value of header i (as headers[i] would hold it; {NULL, 0}:
+     * absent) when the decision first needs it, and at most once per
+     * decision, so a header that an earlier authenticator made moot is
+     * never read. The value must stay valid until the decision is made.
+     * header may also not return (a Lua error): the engine holds no lock
+     * and nothing it must free at that point, and the decision is
+     * abandoned. */
+    ls_str (*header)(void *header_ctx, size_t i);
+    void *header_ctx;
 } ls_policy_request;
 
 typedef struct {
