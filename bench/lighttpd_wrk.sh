@@ -21,142 +21,22 @@ tmp=${2:-${TMPDIR:-/tmp}}
 secs=${LS_BENCH_WRK_SECONDS:-5}
 rounds=${LS_BENCH_WRK_ROUNDS:-3}
 conns=16
-. "$root/tests/e2e/lib.sh" # e2e_free_port, e2e_wait_port
 
-for tool in lighttpd wrk curl lua5.4; do
-  command -v "$tool" >/dev/null || { echo "lighttpd_wrk: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
-done
-module=$build/lib/lua/5.4/lodestone/core.so
-[ -f "$module" ] || { echo "lighttpd_wrk: $module is missing: build target lodestone_lua54" >&2; exit 1; }
-if grep -q '^LS_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
-  echo "lighttpd_wrk: skipped: $build is a sanitizer build"
-  exit 0
-fi
-
-d=$(mktemp -d "$tmp/lighttpd-wrk-XXXXXX")
-pids=()
-declare -A pid url
-stop_servers() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  pids=()
-}
-# shellcheck disable=SC2317 # runs from the EXIT trap
-stop_all() {
-  stop_servers
-  rm -rf "$d"
-}
-trap stop_all EXIT
-
-# ---- the site, the policy, the token ----
-
-mkdir -p "$d/www/orders" "$d/rl" "$d/a" "$d/b" "$d/c"
-head -c 1024 /dev/zero | tr '\0' 'x' > "$d/www/orders/1k.html"
-url_path=/orders/1k.html
-
-# The example policy as shipped, with two changes: a rate limit that never
-# denies at these rates (one subject makes every request) and the audit log
-# in the temp dir. Its key files resolve against policies/ (base_dir).
-sed -e 's|rate_limit = {[^}]*}|rate_limit = { by = "subject", rate = 10000000, per = "1s", burst = 10000000 }|' \
-    -e "s|audit = { path = \"[^\"]*\"|audit = { path = \"$d/audit.log\"|" \
-    "$root/policies/orders-api.lua" > "$d/policy.lua"
-if ! grep -q 'rate = 10000000' "$d/policy.lua" ||
-   ! grep -q "path = \"$d/audit.log\", log = \"deny\"" "$d/policy.lua"; then
-  echo "lighttpd_wrk: policies/orders-api.lua changed shape: cannot set its rate limit and audit path" >&2
-  exit 1
-fi
-
-now=$(date +%s)
-claims="{\"iss\":\"https://id.example.com/\",\"aud\":\"orders\",\"sub\":\"bench-user\",\"iat\":$now,\"exp\":$((now + 3600)),\"scope\":\"openid orders:read\",\"realm_access\":{\"roles\":[\"user\"]},\"tenant\":\"acme\"}"
-token=$("$root/scripts/dev/mint-rs256.sh" "$root/policies/demo-keys/demo-signing-key.pem" demo-2026 "$claims")
-
-# (a) the trivial check. (b) the gate: the module paths and the options
-# are set once per Lua state (package.loaded survives between requests;
-# prepending on every request would grow package.path without bound). The
-# shipped gate (conf/gate.lua) passes no options; a table built on every
-# request would cost about 1 us of its own.
-cat > "$d/a/check.lua" <<'LUA'
-if lighty.r.req_header["X-Foo"] == "bar" then return 403 end
-return 0
-LUA
-cat > "$d/b/gate.lua" <<LUA
-local policy = package.loaded["lodestone.policy"]
-if not policy then
-  package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
-  package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
-  policy = require "lodestone.policy"
-  package.loaded["bench.gate.opts"] = { rl_dir = "$d/rl", base_dir = "$root/policies" }
-end
-return policy.enforce(lighty, "$d/policy.lua", package.loaded["bench.gate.opts"])
-LUA
-cat > "$d/c/access.lua" <<'LUA'
-local r = lighty.r
-local attr, rh = r.req_attr, r.req_header
-local path, method, addr = attr["uri.path-raw"], attr["request.method"], attr["request.remote-addr"]
-local authz, key = rh["Authorization"], rh["X-API-Key"]
-if not (path and method and addr and authz) or key then return 403 end
-rh["X-User"] = "bench-user"
-rh["X-Roles"] = "user"
-rh["X-Tenant"] = nil
-return 0
-LUA
-
+me=lighttpd_wrk
 # server.max-worker = 1: lighttpd 1.4.69 then runs as one process (no
 # fork), so its utime+stime is the server's CPU; on two cores wrk -t1 takes
 # one and lighttpd the other. (Worker children, should there be any, are
 # counted too.) With two CPUs or more the servers are pinned to the first
 # and wrk to the second, so that neither migrates during a run.
-pin_server=() pin_client=()
+server_cmd=() pin_client=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
+  server_cmd=(taskset -c 0) pin_client=(taskset -c 1)
 fi
-start() { # $1: a or b, $2: the magnet script
-  local port
-  port=$(e2e_free_port)
-  cat > "$d/$1/lighttpd.conf" <<CONF
-server.document-root = "$d/www"
-server.bind = "127.0.0.1"
-server.port = $port
-server.max-worker = 1
-server.errorlog = "$d/$1/error.log"
-server.modules = ( "mod_magnet" )
-magnet.attract-raw-url-to = ( "$2" )
-CONF
-  lighttpd -tt -f "$d/$1/lighttpd.conf" >/dev/null || { echo "lighttpd_wrk: lighttpd -tt failed ($1)" >&2; exit 1; }
-  # Its own session: lighttpd signals its process group to stop workers.
-  setsid "${pin_server[@]}" lighttpd -D -f "$d/$1/lighttpd.conf" > "$d/$1/out" 2>&1 &
-  pids+=($!)
-  pid[$1]=$!
-  url[$1]=http://127.0.0.1:$port$url_path
-  e2e_wait_port "$port" || { echo "lighttpd_wrk: lighttpd ($1) did not start" >&2; cat "$d/$1/error.log" >&2; exit 1; }
-}
+. "$root/bench/lib/lighttpd_site.sh"
 start a "$d/a/check.lua"
 start b "$d/b/gate.lua"
 start c "$d/c/access.lua"
-
-# Before measuring: both answer the benchmark's request with 200 and the
-# file, and both scripts are really in force ((a) refuses X-Foo: bar, (b)
-# a request without a token).
-for c in a b c; do
-  got=$(curl -s -o "$d/$c/body" -w '%{http_code}' -H "Authorization: Bearer $token" "${url[$c]}")
-  if [ "$got" != 200 ] || ! cmp -s "$d/$c/body" "$d/www/orders/1k.html"; then
-    echo "lighttpd_wrk: error: ($c) answered $got, not 200 with the file" >&2
-    cat "$d/$c/error.log" >&2
-    exit 1
-  fi
-done
-got_a=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" -H "X-Foo: bar" "${url[a]}")
-got_b=$(curl -s -o /dev/null -w '%{http_code}' "${url[b]}")
-got_c=$(curl -s -o /dev/null -w '%{http_code}' "${url[c]}")
-if [ "$got_a" != 403 ] || [ "$got_b" != 401 ] || [ "$got_c" != 403 ]; then
-  echo "lighttpd_wrk: error: the scripts are not in force: (a) X-Foo: bar gave $got_a (want 403), (b) no token gave $got_b (want 401), (c) no token gave $got_c (want 403)" >&2
-  exit 1
-fi
-# That 401 is the one denial the audit log may hold.
+check_in_force a b c
 
 # ---- measuring ----
 
@@ -213,7 +93,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 echo "lighttpd $(lighttpd -v | sed -n 's/^lighttpd\/\([^ ]*\).*/\1/p') + wrk on 127.0.0.1: GET $url_path (1 KiB static file), keep-alive,"
 echo "  wrk -t1 -c$conns -d${secs}s, server.max-worker = 1, $rounds rounds alternating a,b,c (each round starts one further along);"
 echo "  CPU = server utime+stime / requests"
-if [ ${#pin_server[@]} -gt 0 ]; then echo "  lighttpd pinned to CPU 0, wrk to CPU 1"; fi
+if [ ${#server_cmd[@]} -gt 0 ]; then echo "  lighttpd pinned to CPU 0, wrk to CPU 1"; fi
 echo "  (a) trivial mod_magnet header check   (b) orders-api policy through the gate (RS256 token, cached)"
 echo "  (c) the mod_magnet reads and writes (b) needs, deciding nothing"
 run a 1 # warm-up: the gate compiles the policy and caches the token
