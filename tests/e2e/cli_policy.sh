@@ -61,6 +61,24 @@ check "broken policy exits 2" 2 $?
 err=$("$ls" policy frobnicate 2>&1)
 check "unknown subcommand exits 2" 2 $?
 check_contains "and names it" "unknown command 'frobnicate'" "$err"
+err=$("$ls" policy check "$d/p.lua" --request '["/public/x"]' 2>&1)
+check "a request that is an array exits 2" 2 $?
+check "and says an object is expected" "lodestone policy: request: expected a JSON object" "$err"
+err=$("$ls" policy check "$d/p.lua" --request '{"path":"/"}' --now nan 2>&1)
+check "--now nan exits 2" 2 $?
+check "and names --now" "lodestone policy: --now: expected seconds since the epoch, got nan" "$err"
+err=$("$ls" policy check "$d/p.lua" 2>&1)
+check "check without --request exits 2" 2 $?
+check_contains "and says --request is required" "lodestone policy: --request JSON is required" "$err"
+err=$("$ls" policy check "$d/p.lua" extra --request '{"path":"/"}' 2>&1)
+check "check with an extra argument exits 2" 2 $?
+check_contains "and names it" "lodestone policy: unexpected argument 'extra'" "$err"
+out=$("$ls" policy check "$d/p.lua" --request='{"path":"/public/x"}')
+check_contains "--request=JSON works as --request JSON" '"allow":true' "$out"
+err=$(echo pw | "$ls" policy hash-password "$d/users" "" 2>&1)
+check "hash-password with an empty USER exits 2" 2 $?
+check_contains "and says so" "USER: empty" "$err"
+check "and writes no user" "no" "$([ -e "$d/users" ] && echo yes || echo no)"
 
 # --help, at the group or on a subcommand (lodestone(1): "Every command
 # takes --help"): the usage on stdout, exit 0.
@@ -94,5 +112,28 @@ sed -i 's/"status": 401/"status": 403/' "$d/cases.json"
 out=$("$ls" policy test "$d/p.lua" "$d/cases.json")
 check "a failing case exits 1" 1 $?
 check_contains "and shows what differed" "decision.status: expected 403, got 401" "$out"
+
+# test: a malformed cases file is bad input (exit 2, the field named), never
+# a Lua traceback.
+for doc in 5 null '"cases"'; do
+  printf '%s\n' "$doc" > "$d/odd.json"
+  err=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
+  check "a cases file holding $doc exits 2" 2 $?
+  check "and says what it expects" "lodestone policy: $d/odd.json: expected a list of cases, or {\"cases\": [...]}" "$err"
+done
+printf '{"now": "soon", "cases": [{"request": {"path": "/public/x"}, "expect": {"allow": true}}]}' > "$d/odd.json"
+err=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
+check "a \"now\" that is not a number exits 2" 2 $?
+check "and names it" "lodestone policy: $d/odd.json: now: expected seconds since the epoch, got \"soon\"" "$err"
+printf '{"cases": [{"now": "x", "request": {"path": "/public/x"}, "expect": {"allow": true}}]}' > "$d/odd.json"
+err=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
+check "a case's \"now\" that is not a number exits 2" 2 $?
+check_contains "and names the case" "$d/odd.json: case 1: now: expected seconds since the epoch" "$err"
+printf '[1, {"name": {}, "request": {"path": "/public/x"}, "expect": {"allow": true}}]' > "$d/odd.json"
+out=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
+check "a case that is not an object fails (exit 1)" 1 $?
+check "it is named by its number and says what it needs; a name that is no string too" \
+  "FAIL case 1|       each case needs request and expect objects|ok   case 2|1 passed, 1 failed" \
+  "$(printf '%s\n' "$out" | paste -sd'|')"
 
 e2e_finish

@@ -59,24 +59,42 @@ local function read_file(path)
   return text
 end
 
--- Parses "--name value" options after the positional arguments.
+-- Parses "--name value" and "--name=value" options among the positional
+-- arguments; any other argument starting with "--" is an unknown option.
 local function parse_args(args, first, known)
   local pos, opts = {}, {}
   local i = first
   while args[i] do
     local a = args[i]
-    local name = a:match("^%-%-([%w%-]+)$")
+    local name, value = a:match("^%-%-([^=]+)=(.*)$")
+    if not name then name = a:match("^%-%-(.+)$") end
     if name then
       if not known[name] then return nil, "unknown option --" .. name end
-      if args[i + 1] == nil then return nil, "--" .. name .. " needs a value" end
-      opts[name] = args[i + 1]
-      i = i + 2
+      if value == nil then
+        value = args[i + 1]
+        if value == nil then return nil, "--" .. name .. " needs a value" end
+        i = i + 1
+      end
+      opts[name] = value
     else
       pos[#pos + 1] = a
-      i = i + 1
     end
+    i = i + 1
   end
   return pos, opts
+end
+
+-- A usage error that says what was wrong, then the command's usage.
+local function usage(problem, line)
+  return die(problem .. " (usage: lodestone policy " .. line .. ")")
+end
+
+-- Seconds since the epoch from text or JSON: a finite number, else nil.
+local function epoch(v)
+  local n = tonumber(v)
+  if type(v) ~= "number" and type(v) ~= "string" then n = nil end
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
+  return n
 end
 
 -- ---- deciding one request ----
@@ -86,7 +104,9 @@ local FIELDS = { method = true, path = true, query = true, headers = true, remot
 
 -- Turns the request JSON into the arguments of pol:eval.
 local function eval_request(pol, req)
-  if type(req) ~= "table" then return nil, "request: expected a JSON object" end
+  if type(req) ~= "table" or getmetatable(req) == json.array_mt then
+    return nil, "request: expected a JSON object"
+  end
   for k in pairs(req) do
     if not FIELDS[k] then
       return nil, "request: unknown field '" .. tostring(k) .. "' (method, path, query, headers, remote_addr, body, host)"
@@ -140,12 +160,13 @@ end
 local function check(args)
   local pos, opts = parse_args(args, 3, { request = true, now = true })
   if not pos then return die(opts) end
-  if #pos ~= 1 or not opts.request then
-    return die("usage: lodestone policy check FILE --request JSON [--now EPOCH]")
-  end
+  local line = "check FILE --request JSON [--now EPOCH]"
+  if #pos == 0 then return usage("expected a policy FILE", line) end
+  if #pos > 1 then return usage("unexpected argument '" .. pos[2] .. "'", line) end
+  if not opts.request then return usage("--request JSON is required", line) end
   local now
   if opts.now then
-    now = tonumber(opts.now)
+    now = epoch(opts.now)
     if not now then return die("--now: expected seconds since the epoch, got " .. opts.now) end
   end
   local req, msg = json.decode(opts.request)
@@ -183,24 +204,38 @@ end
 local function test(args)
   local pos, opts = parse_args(args, 3, {})
   if not pos then return die(opts) end
-  if #pos ~= 2 then return die("usage: lodestone policy test FILE CASES.json") end
+  if #pos ~= 2 then
+    return usage(#pos < 2 and "expected a policy FILE and a CASES.json file"
+      or "unexpected argument '" .. pos[3] .. "'", "test FILE CASES.json")
+  end
   local text, rerr = read_file(pos[2])
   if not text then return die(rerr) end
   local doc, msg = json.decode(text)
   if doc == nil then return die(pos[2] .. ": " .. msg) end
-  local cases = doc.cases or doc
+  local cases = type(doc) == "table" and (doc.cases or doc) or nil
   if type(cases) ~= "table" or #cases == 0 then
     return die(pos[2] .. ": expected a list of cases, or {\"cases\": [...]}")
   end
+  -- "now", for the file and per case: seconds since the epoch, or null.
+  local function now_of(v, where)
+    if v == nil or v == json.null then return nil end
+    local n = type(v) == "number" and epoch(v)
+    if not n then return nil, pos[2] .. ": " .. where .. "now: expected seconds since the epoch, got " .. json.encode(v) end
+    return n
+  end
+  local file_now, nerr = now_of(doc.now, "")
+  if nerr then return die(nerr) end
   local passed, failed = 0, 0
   for i, c in ipairs(cases) do
-    local name = c.name or ("case " .. i)
-    local now = c.now or doc.now
-    if now == json.null then now = nil end
+    if type(c) ~= "table" or getmetatable(c) == json.array_mt then c = {} end
+    local name = type(c.name) == "string" and c.name or ("case " .. i)
+    local now, cerr = now_of(c.now, "case " .. i .. ": ")
+    if cerr then return die(cerr) end
+    if now == nil then now = file_now end
     local pol, err = load_policy(pos[1], now)
     if not pol then return die(err) end
     local problems = {}
-    if type(c.request) ~= "table" or type(c.expect) ~= "table" then
+    if type(c.request) ~= "table" or type(c.expect) ~= "table" or getmetatable(c.expect) == json.array_mt then
       problems[1] = "each case needs request and expect objects"
     else
       local d, derr = eval_request(pol, c.request)
@@ -225,9 +260,10 @@ end
 local function hash_key(args)
   local pos, opts = parse_args(args, 3, { subject = true, roles = true, scopes = true })
   if not pos then return die(opts) end
-  if #pos ~= 1 or not opts.subject then
-    return die("usage: lodestone policy hash-key KEYFILE --subject NAME [--roles a,b] [--scopes x,y]")
-  end
+  local line = "hash-key KEYFILE --subject NAME [--roles a,b] [--scopes x,y]"
+  if #pos == 0 then return usage("expected a KEYFILE", line) end
+  if #pos > 1 then return usage("unexpected argument '" .. pos[2] .. "'", line) end
+  if not opts.subject then return usage("--subject NAME is required", line) end
   local file = pos[1]
   local text = read_file(file) or ""
   local key, line, code = core.apikey_generate(text, opts.subject, opts.roles, opts.scopes)
@@ -243,10 +279,15 @@ local function hash_key(args)
 end
 
 local function hash_password(args)
-  local pos = parse_args(args, 3, {})
-  if not pos or #pos ~= 2 then return die("usage: lodestone policy hash-password PWFILE USER (password on stdin)") end
+  local pos, perr = parse_args(args, 3, {})
+  if not pos then return die(perr) end
+  if #pos ~= 2 then
+    return usage(#pos < 2 and "expected a PWFILE and a USER" or "unexpected argument '" .. pos[3] .. "'",
+      "hash-password PWFILE USER; the password on stdin")
+  end
   local file, user = pos[1], pos[2]
-  if user:find("[:%s]") then return die("user names may not contain ':' or spaces") end
+  if user == "" then return die("USER: empty; a user name is needed") end
+  if user:find("[:%c%s]") then return die("user names may not contain ':', spaces or control characters") end
   local pw = io.read("*l")
   if not pw or pw == "" then return die("no password on stdin") end
   local hash, msg = core.hash_password(pw)
