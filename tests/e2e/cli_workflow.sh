@@ -4,7 +4,8 @@
 # reach" (exit 3) naming where it looked and how to start lodestoned, usage
 # errors (exit 2), `secret set` refusing a value on the command line, and,
 # against tests/tools/mocksvc standing in for a wrong endpoint, the error
-# path of an HTTP answer (exit 1) over --url with a bearer token.
+# path of an HTTP answer (exit 1) over --url with a bearer token (the token
+# file's first line, as lodestoned reads it).
 # usage: tests/e2e/cli_workflow.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -52,6 +53,11 @@ check "a bad signal payload exits 2" 2 $?
 check_contains "names the payload, not --input" "lodestone signal: PAYLOAD: json.decode: line 1" "$err"
 err=$("$ls" start order --timeout 5 2>&1)
 check "--timeout without --wait exits 2" 2 $?
+for t in nan inf 0 -1; do
+  err=$("$ls" start order --wait --timeout "$t" 2>&1)
+  check "--timeout $t exits 2" 2 $?
+  check_contains "and names it" "lodestone start: --timeout: expected seconds (more than 0), got $t" "$err"
+done
 err=$(echo s3cret | "$ls" secret set db_password s3cret 2>&1)
 check "secret set refuses a value in argv" 2 $?
 check_contains "and explains how to pipe it" "never from arguments" "$err"
@@ -79,6 +85,20 @@ err=$("$ls" show r1 --url "$url" --token-file "$d/token" 2>&1)
 check "an error answer exits 1" 1 $?
 check "with the answer's message" "lodestone show: no route" "$err"
 check_contains "the request reached the service" "GET /v1/workflows/r1 404" "$(cat "$d/mock.log")"
+# The token is the file's first line, as lodestoned reads its --token-file
+# (lodestone(1)): a second line is not sent along.
+printf 'tok-1234567890abcdef\nwritten by ops on Monday\n' > "$d/token2"
+err=$("$ls" show r2 --url "$url" --token-file "$d/token2" 2>&1)
+check "a token file of two lines: its first line is used (the answer, exit 1)" \
+  "1 lodestone show: no route" "$? $err"
+check_contains "and the request reached the service" "GET /v1/workflows/r2 404" "$(cat "$d/mock.log")"
+printf '\ntok-1234567890abcdef\n' > "$d/token3"
+err=$("$ls" show r3 --url "$url" --token-file "$d/token3" 2>&1)
+check "a token file whose first line is empty exits 2" 2 $?
+check_contains "and says so" "--token-file: $d/token3 has no token on its first line" "$err"
+err=$(LODESTONE_TOKEN=$'tok\nX-Injected: 1' "$ls" show r4 --url "$url" 2>&1)
+check "LODESTONE_TOKEN with a line break exits 2, not 3 (unreachable)" 2 $?
+check_contains "and names it" "LODESTONE_TOKEN: has a line break" "$err"
 err=$(LODESTONE_URL=$url "$ls" secret rm 'a b/c' 2>&1)
 check "LODESTONE_URL is used" 1 $?
 check_contains "odd names are escaped (the service logs them decoded)" "DELETE /v1/secrets/a b/c 404" "$(cat "$d/mock.log")"

@@ -219,13 +219,16 @@ local function connection(opts)
     c.where = c.socket
   end
   if opts["token-file"] then
+    -- Its first line, as lodestoned reads its own --token-file.
     local text, err = read_file(opts["token-file"])
     if not text then usage_error("--token-file: " .. err) end
-    c.token = text:match("^%s*(.-)%s*$")
-    if c.token == "" then usage_error("--token-file: " .. opts["token-file"] .. " is empty") end
+    c.token = text:match("^[^\r\n]*"):match("^%s*(.-)%s*$")
+    if c.token == "" then usage_error("--token-file: " .. opts["token-file"] .. " has no token on its first line") end
+    if c.token:find("%c") then usage_error("--token-file: the token in " .. opts["token-file"] .. " has a control character") end
   else
     local t = os.getenv("LODESTONE_TOKEN")
     if t and t ~= "" then c.token = t end
+    if c.token and c.token:find("%c") then usage_error("LODESTONE_TOKEN: has a line break or another control character") end
   end
   return c
 end
@@ -362,7 +365,9 @@ local function start(args)
   if opts.timeout then
     if not opts.wait then usage_error("--timeout goes with --wait") end
     seconds = tonumber(opts.timeout)
-    if not seconds or seconds <= 0 then usage_error("--timeout: expected seconds, got " .. opts.timeout) end
+    if not seconds or seconds ~= seconds or seconds <= 0 or seconds == math.huge then
+      usage_error("--timeout: expected seconds (more than 0), got " .. opts.timeout)
+    end
   end
   local parts = {}
   if opts.id then
