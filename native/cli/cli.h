@@ -24,6 +24,15 @@ int cli_exe_dir(char *buf, size_t n);
  * returns 0, or -1 when it does not fit. */
 int cli_share_dir(char *buf, size_t n);
 
+/* Reads the option at argv[*i] of `lodestone CMD` ("--name VALUE" or
+ * "--name=VALUE"), whose known names (without "--") are names[0..], NULL
+ * last. Returns the index of its name and points *value at its value
+ * (borrowed from argv), leaving *i on the last argument it used. Returns -1
+ * after printing "lodestone CMD: ..." on stderr when the argument is not an
+ * option, is not one of names, or has no value. */
+int cli_option(int argc, char **argv, int *i, const char *cmd, const char *const *names,
+               const char **value);
+
 /* snprintf into buf that reports truncation: 0 when it fit, else -1. */
 int cli_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -59,34 +59,33 @@ __attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...)
 
 /* ---- options ---- */
 
+/* Whether s is valid UTF-8 (what a JSON string may hold). */
+static int utf8(const char *s)
+{
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
 static int parse_opts(int argc, char **argv, token_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->aud = "lodestone";
     o->iss = "https://id.example.com/";
     o->ttl = "1h";
+    static const char *const names[] = {"sub", "roles", "scopes", "aud",
+                                        "iss", "ttl",   "claim",  NULL};
+    const char **slot[] = {&o->sub, &o->roles, &o->scopes, &o->aud, &o->iss, &o->ttl};
     for (int i = 3; i < argc; i++) {
-        const char *k = argv[i];
-        if (strncmp(k, "--", 2) != 0) return fail("unexpected argument \"%s\"", k);
-        if (i + 1 >= argc) return fail("%s needs a value (see --help)", k);
-        const char *v = argv[++i];
-        if (strcmp(k, "--sub") == 0)
-            o->sub = v;
-        else if (strcmp(k, "--roles") == 0)
-            o->roles = v;
-        else if (strcmp(k, "--scopes") == 0)
-            o->scopes = v;
-        else if (strcmp(k, "--aud") == 0)
-            o->aud = v;
-        else if (strcmp(k, "--iss") == 0)
-            o->iss = v;
-        else if (strcmp(k, "--ttl") == 0)
-            o->ttl = v;
-        else if (strcmp(k, "--claim") == 0) {
+        const char *v;
+        int k = cli_option(argc, argv, &i, "dev token", names, &v);
+        if (k < 0) return 2;
+        if (strcmp(names[k], "claim") != 0) {
+            if (!utf8(v)) return fail("--%s: not valid UTF-8", names[k]);
+            *slot[k] = v;
+        } else {
             if (o->nclaims == MAX_CLAIMS) return fail("--claim: at most %d", MAX_CLAIMS);
             o->claims[o->nclaims++] = v;
-        } else {
-            return fail("unknown option %s (see --help)", k);
         }
     }
     if (o->sub == NULL || *o->sub == '\0')
@@ -134,7 +133,8 @@ static int add_claim(json_t *claims, const char *kv)
     }
     memcpy(key, kv, (size_t)(eq - kv));
     key[eq - kv] = '\0';
-    json_object_set_new(claims, key, v);
+    if (json_object_set_new(claims, key, v) != 0) /* v is released either way */
+        return fail("--claim: the key in \"%s\" is not valid UTF-8", kv);
     return 0;
 }
 
@@ -158,16 +158,26 @@ static int build_claims(const token_opts *o, json_t **out)
         json_object_set_new(c, "roles", list);
     if (rc == 0 && o->scopes != NULL &&
         (rc = split_list("--scopes", o->scopes, ", ", &list)) == 0) {
-        char scope[2048] = "";
-        size_t i;
+        /* The items joined by single spaces: never longer than --scopes. */
+        char *scope = malloc(strlen(o->scopes) + 1);
+        if (scope == NULL) {
+            json_decref(list);
+            json_decref(c);
+            return fail("out of memory");
+        }
+        size_t i, n = 0;
         json_t *s;
         json_array_foreach(list, i, s)
         {
-            if (i > 0) strncat(scope, " ", sizeof scope - strlen(scope) - 1);
-            strncat(scope, json_string_value(s), sizeof scope - strlen(scope) - 1);
+            size_t len = json_string_length(s);
+            if (i > 0) scope[n++] = ' ';
+            memcpy(scope + n, json_string_value(s), len);
+            n += len;
         }
+        scope[n] = '\0';
         json_decref(list);
         json_object_set_new(c, "scope", json_string(scope));
+        free(scope);
     }
     for (int i = 0; rc == 0 && i < o->nclaims; i++) rc = add_claim(c, o->claims[i]);
     if (rc != 0 || json_string_value(json_object_get(c, "sub")) == NULL) {

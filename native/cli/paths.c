@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * Where the CLI finds itself and Lodestone's shared files (see cli.h).
+ * Where the CLI finds itself and Lodestone's shared files, and the option
+ * parsing its C commands share (see cli.h).
  */
 #include "ls_config.h"
 
@@ -51,4 +52,33 @@ int cli_share_dir(char *buf, size_t n)
     else
         *slash = '\0';
     return 0;
+}
+
+int cli_option(int argc, char **argv, int *i, const char *cmd, const char *const *names,
+               const char **value)
+{
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+        fprintf(stderr, "lodestone %s: unexpected argument \"%s\" (see lodestone %s --help)\n", cmd,
+                arg, cmd);
+        return -1;
+    }
+    const char *eq = strchr(arg, '=');
+    size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    for (int k = 0; names[k] != NULL; k++) {
+        if (strlen(names[k]) != len - 2 || strncmp(arg + 2, names[k], len - 2) != 0) continue;
+        if (eq != NULL) {
+            *value = eq + 1;
+        } else if (*i + 1 < argc) {
+            *value = argv[++*i];
+        } else {
+            fprintf(stderr, "lodestone %s: %s needs a value (see lodestone %s --help)\n", cmd, arg,
+                    cmd);
+            return -1;
+        }
+        return k;
+    }
+    fprintf(stderr, "lodestone %s: unknown option %.*s (see lodestone %s --help)\n", cmd, (int)len,
+            arg, cmd);
+    return -1;
 }

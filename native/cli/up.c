@@ -70,24 +70,25 @@ static int parse(int argc, char **argv, up_opts *o)
     o->port = 8080;
     o->data_arg = "./var/lodestone";
     o->wf_arg = "./workflows";
+    static const char *const names[] = {"port", "data", "workflows", "policies", NULL};
     for (int i = 2; i < argc; i++) {
-        const char *k = argv[i];
-        if (i + 1 >= argc) return die("%s needs a value (see lodestone up --help)", k);
-        const char *v = argv[++i];
-        if (strcmp(k, "--port") == 0) {
+        const char *v;
+        int k = cli_option(argc, argv, &i, "up", names, &v);
+        if (k < 0) return -1;
+        if (k == 0) {
             char *end;
             long p = strtol(v, &end, 10);
             if (*v == '\0' || *end != '\0' || p < 1 || p > 65535)
                 return die("--port: expected 1 to 65535, got \"%s\"", v);
             o->port = (int)p;
-        } else if (strcmp(k, "--data") == 0) {
+        } else if (*v == '\0') {
+            return die("--%s: empty; a directory is needed", names[k]);
+        } else if (k == 1) {
             o->data_arg = v;
-        } else if (strcmp(k, "--workflows") == 0) {
+        } else if (k == 2) {
             o->wf_arg = v;
-        } else if (strcmp(k, "--policies") == 0) {
-            o->pol_arg = v;
         } else {
-            return die("unknown option %s (see lodestone up --help)", k);
+            o->pol_arg = v;
         }
     }
     snprintf(o->port_s, sizeof o->port_s, "%d", o->port);

@@ -62,6 +62,14 @@ wait_exit() {
 out=$("$L" up --port 0 2>&1); rc=$?
 check "--port 0 is refused" 2 "$rc"
 check_contains "naming the field" '--port: expected 1 to 65535, got "0"' "$out"
+out=$("$L" up --port=70000 2>&1); rc=$?
+check "--port=VALUE is read as --port VALUE" "2 lodestone up: --port: expected 1 to 65535, got \"70000\"" "$rc $out"
+out=$("$L" up extra 2>&1); rc=$?
+check "an argument that is no option is refused, named as such" \
+  "2 lodestone up: unexpected argument \"extra\" (see lodestone up --help)" "$rc $out"
+out=$("$L" up --frobnicate 2>&1); rc=$?
+check "an unknown option last is unknown, not short of a value" \
+  "2 lodestone up: unknown option --frobnicate (see lodestone up --help)" "$rc $out"
 out=$("$L" up --port 8080 --workflows "$d/nope" --data "$d/d0" 2>&1); rc=$?
 check "a missing workflows directory is refused" 1 "$rc"
 check_contains "naming it" "--workflows $d/nope: no such directory" "$out"

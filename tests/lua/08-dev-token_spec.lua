@@ -91,6 +91,14 @@ describe("lodestone dev token", function()
     assert.equal("expired", why)
   end)
 
+  it("takes --name=VALUE, and a --scopes list of any length whole", function()
+    local many = {}
+    for i = 1, 400 do many[i] = "scope:" .. i end
+    local claims = part(mint { "dev", "token", "--sub=dana", "--aud=orders", "--scopes", table.concat(many, " ") }, 2)
+    assert.same({ "dana", "orders" }, { claims.sub, claims.aud })
+    assert.equal(table.concat(many, " "), claims.scope)
+  end)
+
   it("signs the claims: a changed payload no longer verifies", function()
     local token = mint { "dev", "token", "--sub", "alice", "--roles", "viewer" }
     local h, _, s = token:match("^([^.]+)%.([^.]+)%.([^.]+)$")
@@ -127,6 +135,10 @@ describe("lodestone dev token", function()
     { { "--sub", "a", "--aud", "" }, "--aud: must not be empty" },
     { { "--sub", "a", "--key", "k.pem" }, "unknown option --key" },
     { { "--sub", "a", "extra" }, 'unexpected argument "extra"' },
+    { { "--sub", "a", "--bogus" }, "unknown option --bogus" },
+    { { "--sub", "\255" }, "--sub: not valid UTF-8" },
+    { { "--sub", "a", "--roles", "x,\255" }, "--roles: not valid UTF-8" },
+    { { "--sub", "a", "--claim", "k\255=1" }, '--claim: the key in "k\255=1" is not valid UTF-8' },
   }
   for _, case in ipairs(bad) do
     local args, msg = case[1], case[2]
