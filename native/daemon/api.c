@@ -114,15 +114,40 @@ static MHD_RESULT send_obj(struct MHD_Connection *c, unsigned status, json_t *o)
 static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Copies s into out (cap bytes), each byte that is not part of a valid
+ * UTF-8 sequence written as \xNN: a message that quotes a request's bytes
+ * (a path's %FF, a cut multi-byte character) stays JSON text. */
+static void utf8_escape(char *out, size_t cap, const char *s)
+{
+    size_t w = 0, n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char b = (unsigned char)s[i];
+        size_t len = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+        if (len == 1 || (i + len <= n && ls_json_utf8_valid(s + i, len))) {
+            if (w + len >= cap) break;
+            memcpy(out + w, s + i, len);
+            w += len;
+            i += len;
+        } else {
+            if (w + 4 >= cap) break;
+            snprintf(out + w, 5, "\\x%02x", b);
+            w += 4;
+            i++;
+        }
+    }
+    out[w] = '\0';
+}
+
 static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
                              const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], text[4 * sizeof msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return send_obj(c, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+    utf8_escape(text, sizeof text, msg);
+    return send_obj(c, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", text));
 }
 
 /* Maps an engine error to a status and code. */

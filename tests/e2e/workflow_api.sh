@@ -244,6 +244,22 @@ error_shape "bad limit"
 api GET /v1/workflows/big
 check "refused starts left no run" 404 "$code"
 
+# ---- hostile input: what a request quotes, NULs, ids, methods ----
+
+# An error that quotes the request's bytes is answered with them escaped
+# (\xNN), not dropped for not being UTF-8.
+api GET /v1/workflows/%ff%fe
+check "an id that is not UTF-8: 404" 404 "$code"
+check "an id that is not UTF-8: quoted, escaped" 'no workflow run with id "\xff\xfe"' "$(j .error.message)"
+api GET '/v1/workflows?status=%ff'
+check "a status that is not UTF-8: 400 naming it" \
+  '400 status: unknown value "\xff"; use running, completed, failed, cancelled, terminated or paused' \
+  "$code $(j .error.message)"
+long=$(head -c 187 /dev/zero | tr '\0' a)
+api GET "/v1/nothing/$long%C3%A9"
+check "a message cut inside a character: 404" 404 "$code"
+check_match "a message cut inside a character: the cut byte escaped" 'a\\xc3$' "$(j .error.message)"
+
 # ---- a sleeping run: waiting, 202, then the long poll ----
 
 poll 100 sleeping nap-1
