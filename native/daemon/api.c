@@ -58,6 +58,7 @@ struct req {
     lsd_api *api;
     struct MHD_Connection *conn;
     int tcp;
+    int nul; /* its path or query had %00 */
     unsigned char *body;
     size_t len, cap;
     int too_large;
@@ -229,6 +230,74 @@ static void *reaper_main(void *p)
         if (stopping) break;
     }
     return NULL;
+}
+
+/* ---- URLs ---- */
+
+/* Per connection (MHD's socket context): whether the request being read
+ * had %00 in its path or query, which the unescaper below leaves as is. */
+typedef struct {
+    int nul;
+} conn_state;
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(conn_state));
+    } else {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %HH in a path, a query name or value, as MHD does, except %00:
+ * a NUL would end the text there (POST /v1/workflows/hello%00/cancel read
+ * as a start of hello). That one is kept and its request refused. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    char *w = s;
+    const char *p = s;
+    while (*p) {
+        int hi = p[0] == '%' ? hex_digit(p[1]) : -1, lo = hi >= 0 ? hex_digit(p[2]) : -1;
+        if (lo < 0) {
+            *w++ = *p++;
+        } else if (hi == 0 && lo == 0) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+            conn_state *cs = ci ? ci->socket_context : NULL;
+            if (cs) cs->nul = 1;
+            *w++ = *p++;
+        } else {
+            *w++ = (char)(hi * 16 + lo);
+            p += 3;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+/* Whether the request has %00 (a flag the unescaper set, cleared here). */
+static int take_nul(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_state *cs = ci ? ci->socket_context : NULL;
+    if (cs == NULL) return 0;
+    int nul = cs->nul;
+    cs->nul = 0;
+    return nul;
 }
 
 /* ---- handlers ---- */
@@ -986,6 +1055,7 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
         r->api = a;
         r->conn = c;
         r->tcp = tcp;
+        r->nul = take_nul(c);
         *con_cls = r;
         return MHD_YES;
     }
@@ -1024,6 +1094,10 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
     if (r->tcp && !token_ok(a, c))
         return send_error(c, 401, "unauthorized",
                           "this listener needs Authorization: Bearer <token> (see --token-file)");
+    if (r->nul)
+        return send_error(c, 400, "bad_request",
+                          "path or query: %%00 (a NUL byte) is not allowed in an id, a name or a "
+                          "parameter");
     return route(a, r, c, url, method);
 }
 
@@ -1121,8 +1195,9 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         a->unix_d = MHD_start_daemon(
             flags, 0, NULL, NULL, on_unix_request, a, MHD_OPTION_LISTEN_SOCKET, a->unix_fd,
             MHD_OPTION_THREAD_POOL_SIZE, a->o.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_CONNECTION_LIMIT,
-            MAX_CONNECTIONS, MHD_OPTION_END);
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
+            unescape, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
+            MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, MHD_OPTION_END);
         if (a->unix_d == NULL) {
             ls_err_set(err, LS_EIO, "cannot serve HTTP on %s", o->socket_path);
             goto fail;
@@ -1141,12 +1216,13 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         sin.sin_family = AF_INET;
         sin.sin_port = htons((uint16_t)port);
         sin.sin_addr.s_addr = htonl(0x7f000001);
-        a->tcp_d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_tcp_request, a,
-                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-                                    MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
-                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30),
-                                    MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, MHD_OPTION_END);
+        a->tcp_d = MHD_start_daemon(
+            flags, (uint16_t)port, NULL, NULL, on_tcp_request, a, MHD_OPTION_SOCK_ADDR,
+            (struct sockaddr *)&sin, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(MAX_WAIT_S + 30), MHD_OPTION_CONNECTION_LIMIT,
+            MAX_CONNECTIONS, MHD_OPTION_END);
         if (a->tcp_d == NULL) {
             ls_err_set(err, LS_EIO, "--listen %s: cannot listen (port in use?)", o->listen);
             goto fail;

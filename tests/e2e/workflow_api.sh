@@ -259,6 +259,17 @@ long=$(head -c 187 /dev/zero | tr '\0' a)
 api GET "/v1/nothing/$long%C3%A9"
 check "a message cut inside a character: 404" 404 "$code"
 check_match "a message cut inside a character: the cut byte escaped" 'a\\xc3$' "$(j .error.message)"
+# %00 is refused, not taken for the end of the text (which made this a
+# start of hello, and a signal "a%00b" a signal "a").
+api POST /v1/workflows/hello%00/cancel
+check "%00 in a path: 400" 400 "$code"
+check_contains "%00 in a path: says so" "%00 (a NUL byte) is not allowed" "$(j .error.message)"
+api GET '/v1/workflows?type=hello'
+check "%00 in a path: and starts nothing" "200 0" "$code $(j '.runs | length')"
+api GET '/v1/workflows?status=running%00x'
+check "%00 in a query value: 400" 400 "$code"
+api GET /v1/workflows/a%2500b
+check "an escaped %: the text %00, not a NUL" '404 no workflow run with id "a%00b"' "$code $(j .error.message)"
 
 # ---- a sleeping run: waiting, 202, then the long poll ----
 
