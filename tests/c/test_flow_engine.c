@@ -2622,6 +2622,15 @@ static void test_engine_signals_in_order(void **state)
     assert_non_null(strstr(err.msg, "signal name"));
     assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "go", 2, "{bad", 4, &err), LS_EINVAL);
     assert_non_null(strstr(err.msg, "payload"));
+    /* Not UTF-8: its event would make the run's history unreadable. */
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "g\xff", 2, NULL, 0, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "signal name: byte 2 (0xff) is not valid UTF-8");
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "g\xc3", 2, NULL, 0, &err), LS_EINVAL);
+    assert_int_equal(ls_flow_cancel(e->f, "s-3", 3, "\xe2\x82", "why", &err), LS_EINVAL);
+    assert_string_equal(err.msg, "by: byte 1 (0xe2) is not valid UTF-8");
+    assert_int_equal(ls_flow_cancel(e->f, "s-3", 3, "ops", "caf\xe9", &err), LS_EINVAL);
+    assert_string_equal(err.msg, "reason: byte 4 (0xe9) is not valid UTF-8");
+    signal_ok(e, "s-3", "caf\xc3\xa9", NULL); /* (UTF-8 is fine) */
     signal_ok(e, "s-3", "go", NULL);
     signal_ok(e, "s-3", "go", NULL);
     wait_end(e, "s-3");
