@@ -918,11 +918,28 @@ static MHD_RESULT h_types(lsd_api *a, struct MHD_Connection *c)
     return send_obj(c, 200, o);
 }
 
-/* Who asks: the identity lighttpd's policy gate sets, else "api". */
-static const char *caller(struct MHD_Connection *c)
+/* Who asks: the identity lighttpd's policy gate sets, else "api". NULL,
+ * with err set, when X-User cannot be recorded as it is (it was taken for
+ * "api" when too long). */
+static const char *caller(struct MHD_Connection *c, ls_err *err)
 {
     const char *u = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-User");
-    return u && *u && strlen(u) <= 200 ? u : "api";
+    if (u == NULL || *u == '\0') return "api";
+    size_t n = strlen(u);
+    if (n > 200) {
+        ls_err_set(err, LS_EINVAL, "X-User: at most 200 bytes, got %zu", n);
+        return NULL;
+    }
+    if (!ls_json_utf8_valid(u, n)) {
+        ls_err_set(err, LS_EINVAL, "X-User: not valid UTF-8");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)u[i] < 0x20) {
+            ls_err_set(err, LS_EINVAL, "X-User: control character at byte %zu", i + 1);
+            return NULL;
+        }
+    return u;
 }
 
 static MHD_RESULT h_signal(lsd_api *a, req *r, struct MHD_Connection *c, const char *name,
@@ -938,7 +955,9 @@ static MHD_RESULT h_signal(lsd_api *a, req *r, struct MHD_Connection *c, const c
 static MHD_RESULT h_resume(lsd_api *a, struct MHD_Connection *c, const char *name)
 {
     ls_err err;
-    ls_rc rc = ls_flow_resume(a->o.flow, name, strlen(name), caller(c), &err);
+    const char *by = caller(c, &err);
+    if (by == NULL) return send_rc(c, err.code, &err);
+    ls_rc rc = ls_flow_resume(a->o.flow, name, strlen(name), by, &err);
     if (rc != LS_OK) return send_rc(c, rc, &err);
     return send_obj(c, 202, json_pack("{s:s,s:s}", "id", name, "status", "resuming"));
 }
@@ -971,15 +990,24 @@ static MHD_RESULT h_stop(lsd_api *a, req *r, struct MHD_Connection *c, const cha
                 return ret;
             }
             reason = json_string_value(v);
+            if (strlen(reason) != json_string_length(v)) { /* "\u0000": it would end there */
+                MHD_RESULT ret =
+                    send_error(c, 400, "bad_request", "reason: control character at byte %zu",
+                               strlen(reason) + 1);
+                json_decref(body);
+                return ret;
+            }
         }
     }
     ls_rc rc;
     int ended = 0;
-    if (terminate)
-        rc =
-            ls_flow_terminate(a->o.flow, name, strlen(name), caller(c), reason, 5000, &ended, &err);
+    const char *by = caller(c, &err);
+    if (by == NULL)
+        rc = err.code;
+    else if (terminate)
+        rc = ls_flow_terminate(a->o.flow, name, strlen(name), by, reason, 5000, &ended, &err);
     else
-        rc = ls_flow_cancel(a->o.flow, name, strlen(name), caller(c), reason, &err);
+        rc = ls_flow_cancel(a->o.flow, name, strlen(name), by, reason, &err);
     json_decref(body);
     if (rc != LS_OK) return send_rc(c, rc, &err);
     if (ended) return h_view(a, c, name, ls_flow_describe);

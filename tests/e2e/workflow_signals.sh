@@ -116,6 +116,24 @@ api POST /v1/workflows/ch-1/cancel
 check "cancelling a finished run: 409" 409 "$code"
 start approval '{"id":"req-5"}'
 poll 100 waiting_for req-5 signal
+# A run's history keeps only UTF-8 text: a name or a note that is not (or
+# that has a NUL) is refused, naming it, and the run stays readable.
+api POST /v1/workflows/req-5/signals/%ff
+check "a signal name that is not UTF-8: 400 naming it" \
+  "400 signal name: byte 1 (0xff) is not valid UTF-8" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/cancel -H $'X-User: \xff'
+check "an X-User that is not UTF-8: 400 naming it" "400 X-User: not valid UTF-8" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/cancel -H "X-User: $(head -c 201 /dev/zero | tr '\0' u)"
+check "an X-User over 200 bytes: 400 (it was recorded as api)" \
+  "400 X-User: at most 200 bytes, got 201" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/cancel --data-binary '{"reason":"a\u0000b"}'
+check "a reason with \\u0000: 400 (it was cut there)" \
+  "400 reason: control character at byte 2" "$code $(j .error.message)"
+api GET /v1/workflows/req-5/history
+check "the run's history still reads, with none of them" "200 0" \
+  "$code $(j '[.events[] | select(.type=="signal_received" or .type=="cancel_requested")] | length')"
+api GET /v1/workflows
+check "and so does the list" 200 "$code"
 api POST /v1/workflows/req-5/cancel -H 'X-User: carol' --data-binary '{"reason":"duplicate"}'
 check "cancel through the API: 202" 202 "$code"
 result req-5
