@@ -41,8 +41,10 @@ install(CODE "
 # Configuration snippets, examples and the web UI (when present), read-only.
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/conf/ DESTINATION share/lodestone/conf
         PATTERN "*.in" EXCLUDE)
+# The example policies without policies/demo-keys: its signing key, webhook
+# secret and API keys are public, so they must never guard anything real.
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/policies ${CMAKE_SOURCE_DIR}/workflows
-        DESTINATION share/lodestone)
+        DESTINATION share/lodestone PATTERN "demo-keys" EXCLUDE)
 # OPTIONAL: checked when installing, so a ui/ that appears later needs no
 # reconfigure.
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/ui DESTINATION share/lodestone OPTIONAL)

@@ -40,7 +40,7 @@ expected=(
   share/lua/5.1/lodestone/init.lua share/lua/5.1/lodestone/policy.lua
   share/lua/5.1/lodestone/workflow.lua share/lua/5.1/lodestone/cli/workflow.lua
   share/lodestone/conf/README.md
-  share/lodestone/policies/api-keys.lua share/lodestone/policies/demo-keys/api-keys
+  share/lodestone/policies/api-keys.lua share/lodestone/policies/orders-api.lua
   share/lodestone/workflows/hello.lua
   lib/systemd/system/lodestoned.service lib/sysusers.d/lodestone.conf
   share/man/man1/lodestone.1 share/man/man8/lodestoned.8
@@ -57,6 +57,7 @@ check "all ${#expected[@]} expected files are installed" "" "${missing[*]}"
 check "the programs are executable" "yes" \
   "$([ -x "$p/bin/lodestone" ] && [ -x "$p/bin/lodestoned" ] && echo yes || echo no)"
 check "no template is installed" "" "$(find "$p" -name '*.in')"
+check "the demo keys are not installed (they are public)" "" "$(find "$p" -path '*demo-keys*')"
 unit=$(cat "$p/lib/systemd/system/lodestoned.service")
 check_contains "the unit runs the installed lodestoned" "ExecStart=$p/bin/lodestoned " "$unit"
 check_contains "the unit has its own user" "User=lodestone" "$unit"
@@ -118,14 +119,21 @@ done
 
 check "installed lodestone --version" "lodestone $(sed -n 's/^project(lodestone VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")" \
   "$(cd "$d" && "$p/bin/lodestone" --version)"
-key=lsk_Z0gumMzVucEpvxoyF1JzRsy3Mq6NbgbVQB3r41KsoXI # svc-billing in the demo key file
-out=$(cd "$d" && "$p/bin/lodestone" policy check "$p/share/lodestone/policies/api-keys.lua" \
+# The installed example, copied as a user would, with a key file of its
+# own made by the installed CLI (the demo keys are not installed).
+mkdir -p "$d/pol/demo-keys"
+cp "$p/share/lodestone/policies/api-keys.lua" "$d/pol/"
+pol=$d/pol/api-keys.lua
+key=$(cd "$d" && "$p/bin/lodestone" policy hash-key "$d/pol/demo-keys/api-keys" --subject svc-billing \
+      --roles billing --scopes invoices:read 2>/dev/null)
+check "installed policy hash-key prints a new key" "lsk_" "${key:0:4}"
+out=$(cd "$d" && "$p/bin/lodestone" policy check "$pol" \
       --request "{\"path\":\"/invoices/7\",\"headers\":{\"X-API-Key\":\"$key\"}}" 2>"$d/check.err")
-check "installed policy check allows with a demo key" "true svc-billing" \
+check "installed policy check allows with that key" "true svc-billing" \
   "$(printf '%s' "$out" | jq -r '"\(.allow) \(.subject)"')"
 check "installed policy check loaded the installed Lua files" "installed-lua-cli/policy" \
   "$(cat "$d/check.err")"
-out=$(cd "$d" && "$p/bin/lodestone" policy check "$p/share/lodestone/policies/api-keys.lua" \
+out=$(cd "$d" && "$p/bin/lodestone" policy check "$pol" \
       --request '{"path":"/invoices/7"}' 2>/dev/null)
 check "installed policy check denies without a key" "false 401 not_authenticated" \
   "$(printf '%s' "$out" | jq -r '"\(.allow) \(.status) \(.reason)"')"
@@ -138,7 +146,7 @@ echo "invoice 7" > "$d/www/invoices/7"
 # Only the prefix on the Lua paths (plus the defaults): nothing from the tree.
 cat > "$d/gate.lua" <<LUA
 return require("lodestone.policy").enforce(lighty,
-  "$p/share/lodestone/policies/api-keys.lua", { rl_dir = "$d/rl" })
+  "$pol", { rl_dir = "$d/rl" })
 LUA
 cat > "$d/lighttpd.conf" <<CONF
 server.document-root = "$d/www"
