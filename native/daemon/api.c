@@ -82,17 +82,25 @@ struct req {
 
 /* ---- responses ---- */
 
-static MHD_RESULT send_body(struct MHD_Connection *c, unsigned status, const char *ctype,
-                            const void *body, size_t len)
+/* Sends body, with the header hname: hval too unless hname is NULL. */
+static MHD_RESULT send_body_with(struct MHD_Connection *c, unsigned status, const char *ctype,
+                                 const void *body, size_t len, const char *hname, const char *hval)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", ctype);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (hname) MHD_add_response_header(r, hname, hval);
     MHD_RESULT ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static MHD_RESULT send_body(struct MHD_Connection *c, unsigned status, const char *ctype,
+                            const void *body, size_t len)
+{
+    return send_body_with(c, status, ctype, body, len, NULL, NULL);
 }
 
 static MHD_RESULT send_json(struct MHD_Connection *c, unsigned status, const ls_buf *b)
@@ -114,6 +122,9 @@ static MHD_RESULT send_obj(struct MHD_Connection *c, unsigned status, json_t *o)
 
 static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static MHD_RESULT send_error_with(struct MHD_Connection *c, unsigned status, const char *code,
+                                  const char *hname, const char *hval, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Copies s into out (cap bytes), each byte that is not part of a valid
  * UTF-8 sequence written as \xNN: a message that quotes a request's bytes
@@ -139,16 +150,59 @@ static void utf8_escape(char *out, size_t cap, const char *s)
     out[w] = '\0';
 }
 
+static MHD_RESULT vsend_error(struct MHD_Connection *c, unsigned status, const char *code,
+                              const char *hname, const char *hval, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+static MHD_RESULT vsend_error(struct MHD_Connection *c, unsigned status, const char *code,
+                              const char *hname, const char *hval, const char *fmt, va_list ap)
+{
+    char msg[1024], text[4 * sizeof msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    utf8_escape(text, sizeof text, msg);
+    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", text);
+    ls_buf b = LS_BUF_INIT;
+    MHD_RESULT ret = MHD_NO;
+    if (o && ls_json_dump(o, &b, NULL) == LS_OK)
+        ret = send_body_with(c, status, "application/json", b.ptr, b.len, hname, hval);
+    json_decref(o);
+    ls_buf_free(&b);
+    return ret;
+}
+
 static MHD_RESULT send_error(struct MHD_Connection *c, unsigned status, const char *code,
                              const char *fmt, ...)
 {
-    char msg[1024], text[4 * sizeof msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    MHD_RESULT ret = vsend_error(c, status, code, NULL, NULL, fmt, ap);
     va_end(ap);
-    utf8_escape(text, sizeof text, msg);
-    return send_obj(c, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", text));
+    return ret;
+}
+
+/* An error with a header: Allow on a 405, WWW-Authenticate on a 401. */
+static MHD_RESULT send_error_with(struct MHD_Connection *c, unsigned status, const char *code,
+                                  const char *hname, const char *hval, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    MHD_RESULT ret = vsend_error(c, status, code, hname, hval, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+/* GET, or HEAD: a GET whose body MHD leaves out. */
+static int is_get(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+/* 405 for a path that takes other methods, listed in Allow (RFC 9110). */
+static MHD_RESULT not_allowed(struct MHD_Connection *c, const char *method, const char *url,
+                              const char *allow)
+{
+    return send_error_with(c, 405, "method_not_allowed", "Allow", allow,
+                           "%.20s is not allowed on %.200s; it takes %s", method, url, allow);
 }
 
 /* Maps an engine error to a status and code. */
@@ -604,15 +658,14 @@ static int on_secret(void *ud, const char *name, size_t len, int64_t updated_ms)
     return 0;
 }
 
-static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const char *method,
-                            const char *name)
+static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const char *url,
+                            const char *method, const char *name)
 {
     ls_err err;
     ls_rc rc;
     char ts[LS_TIME_TEXTLEN + 1];
     if (name == NULL) {
-        if (strcmp(method, "GET") != 0)
-            return send_error(c, 405, "method_not_allowed", "use GET /v1/secrets");
+        if (!is_get(method)) return not_allowed(c, method, url, "GET, HEAD");
         secret_list l = {json_array()};
         rc = ls_vault_secret_list_info(a->o.store, on_secret, &l, &err);
         if (rc != LS_OK) {
@@ -640,7 +693,7 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
         lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" deleted", name);
         return send_obj(c, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
     }
-    return send_error(c, 405, "method_not_allowed", "use PUT or DELETE /v1/secrets/{name}");
+    return not_allowed(c, method, url, "PUT, DELETE");
 }
 
 /* Bytes in the store's files (its size on disk), or -1. */
@@ -786,15 +839,15 @@ static void schedule_metrics(lsd_api *a, ls_buf *out)
 
 /* GET|POST /v1/schedules, GET|DELETE /v1/schedules/{name} (name NULL for
  * the collection). POST is an upsert: 201 when new, 200 otherwise. */
-static MHD_RESULT h_schedules(lsd_api *a, req *r, struct MHD_Connection *c, const char *method,
-                              const char *name)
+static MHD_RESULT h_schedules(lsd_api *a, req *r, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *name)
 {
     ls_buf out = LS_BUF_INIT;
     ls_err err;
     ls_rc rc;
     int created = 0;
     unsigned status = 200;
-    int get = strcmp(method, "GET") == 0;
+    int get = is_get(method);
     if (name == NULL && get) {
         rc = ls_flow_schedule_list(a->o.flow, &out, &err);
     } else if (name == NULL && strcmp(method, "POST") == 0) {
@@ -810,9 +863,7 @@ static MHD_RESULT h_schedules(lsd_api *a, req *r, struct MHD_Connection *c, cons
         if (rc == LS_OK)
             return send_obj(c, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
     } else {
-        return send_error(c, 405, "method_not_allowed", "%s",
-                          name ? "use GET or DELETE /v1/schedules/{name}"
-                               : "use GET or POST /v1/schedules");
+        return not_allowed(c, method, url, name ? "GET, HEAD, DELETE" : "GET, HEAD, POST");
     }
     MHD_RESULT ret = rc == LS_OK ? send_json(c, status, &out) : send_rc(c, rc, &err);
     ls_buf_free(&out);
@@ -1016,51 +1067,66 @@ static MHD_RESULT h_stop(lsd_api *a, req *r, struct MHD_Connection *c, const cha
                               terminate ? "terminating" : "cancel_requested"));
 }
 
+/* A path that matches no route is 404; one that does, with a method it
+ * does not take, 405 and the methods it takes. */
 static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char *url,
                         const char *method)
 {
-    int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    if (strcmp(url, "/healthz") == 0 && get) return h_health(a, c);
-    if (strcmp(url, "/metrics") == 0 && get) return h_metrics(a, c);
-    if (strcmp(url, "/v1/workflow-types") == 0 && get) return h_types(a, c);
-    if (strcmp(url, "/v1/workflows") == 0) {
-        if (!get) return send_error(c, 405, "method_not_allowed", "use GET /v1/workflows");
-        return h_list(a, c);
-    }
-    if (strcmp(url, "/v1/secrets") == 0) return h_secrets(a, r, c, method, NULL);
+    int get = is_get(method), post = strcmp(method, "POST") == 0;
+    const char *allow = NULL;
+    if (strcmp(url, "/healthz") == 0)
+        return get ? h_health(a, c) : not_allowed(c, method, url, "GET, HEAD");
+    if (strcmp(url, "/metrics") == 0)
+        return get ? h_metrics(a, c) : not_allowed(c, method, url, "GET, HEAD");
+    if (strcmp(url, "/v1/workflow-types") == 0)
+        return get ? h_types(a, c) : not_allowed(c, method, url, "GET, HEAD");
+    if (strcmp(url, "/v1/workflows") == 0)
+        return get ? h_list(a, c) : not_allowed(c, method, url, "GET, HEAD");
+    if (strcmp(url, "/v1/secrets") == 0) return h_secrets(a, r, c, url, method, NULL);
     char path[1024];
     char *seg[4];
-    if (strcmp(url, "/v1/schedules") == 0) return h_schedules(a, r, c, method, NULL);
+    if (strcmp(url, "/v1/schedules") == 0) return h_schedules(a, r, c, url, method, NULL);
     if (strncmp(url, "/v1/schedules/", 14) == 0) {
         snprintf(path, sizeof path, "%s", url + 14);
         if (split(path, seg, 1) != 1)
             return send_error(c, 404, "not_found", "no route for %.200s", url);
-        return h_schedules(a, r, c, method, seg[0]);
+        return h_schedules(a, r, c, url, method, seg[0]);
     }
     if (strncmp(url, "/v1/secrets/", 12) == 0) {
         snprintf(path, sizeof path, "%s", url + 12);
         if (split(path, seg, 1) != 1)
             return send_error(c, 404, "not_found", "no route for %.200s", url);
-        return h_secrets(a, r, c, method, seg[0]);
+        return h_secrets(a, r, c, url, method, seg[0]);
     }
     if (strncmp(url, "/v1/workflows/", 14) == 0 && strlen(url) < sizeof path) {
         snprintf(path, sizeof path, "%s", url + 14);
         int n = split(path, seg, 3);
-        if (n == 1 && post) return h_start(a, r, c, seg[0]);
-        if (n == 1 && get) return h_view(a, c, seg[0], ls_flow_describe);
-        if (n == 2 && get && strcmp(seg[1], "history") == 0)
-            return h_view(a, c, seg[0], ls_flow_history);
-        if (n == 2 && get && strcmp(seg[1], "result") == 0) return h_result(a, r, c, seg[0]);
-        if (n == 2 && post && strcmp(seg[1], "cancel") == 0) return h_stop(a, r, c, seg[0], 0);
-        if (n == 2 && post && strcmp(seg[1], "terminate") == 0) return h_stop(a, r, c, seg[0], 1);
-        if (n == 2 && post && strcmp(seg[1], "resume") == 0) return h_resume(a, c, seg[0]);
-        if (n == 3 && post && strcmp(seg[1], "signals") == 0)
-            return h_signal(a, r, c, seg[0], seg[2]);
-        if (n >= 1 && n <= 3)
-            return send_error(c, 405, "method_not_allowed", "%s is not allowed on %.200s", method,
-                              url);
+        if (n == 1) {
+            if (post) return h_start(a, r, c, seg[0]);
+            if (get) return h_view(a, c, seg[0], ls_flow_describe);
+            allow = "GET, HEAD, POST";
+        } else if (n == 2 && strcmp(seg[1], "history") == 0) {
+            if (get) return h_view(a, c, seg[0], ls_flow_history);
+            allow = "GET, HEAD";
+        } else if (n == 2 && strcmp(seg[1], "result") == 0) {
+            if (get) return h_result(a, r, c, seg[0]);
+            allow = "GET, HEAD";
+        } else if (n == 2 && strcmp(seg[1], "cancel") == 0) {
+            if (post) return h_stop(a, r, c, seg[0], 0);
+            allow = "POST";
+        } else if (n == 2 && strcmp(seg[1], "terminate") == 0) {
+            if (post) return h_stop(a, r, c, seg[0], 1);
+            allow = "POST";
+        } else if (n == 2 && strcmp(seg[1], "resume") == 0) {
+            if (post) return h_resume(a, c, seg[0]);
+            allow = "POST";
+        } else if (n == 3 && strcmp(seg[1], "signals") == 0) {
+            if (post) return h_signal(a, r, c, seg[0], seg[2]);
+            allow = "POST";
+        }
     }
-    return send_error(c, 404, "not_found", "no route for %s %.200s", method, url);
+    if (allow) return not_allowed(c, method, url, allow);
+    return send_error(c, 404, "not_found", "no route for %.20s %.200s", method, url);
 }
 
 static int token_ok(lsd_api *a, struct MHD_Connection *c)
@@ -1120,8 +1186,9 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
      * was started with (its thread-pool workers are daemons of their own,
      * so comparing daemon handles would not tell). */
     if (r->tcp && !token_ok(a, c))
-        return send_error(c, 401, "unauthorized",
-                          "this listener needs Authorization: Bearer <token> (see --token-file)");
+        return send_error_with(
+            c, 401, "unauthorized", "WWW-Authenticate", "Bearer realm=\"lodestoned\"",
+            "this listener needs Authorization: Bearer <token> (see --token-file)");
     if (r->nul)
         return send_error(c, 400, "bad_request",
                           "path or query: %%00 (a NUL byte) is not allowed in an id, a name or a "

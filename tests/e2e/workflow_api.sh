@@ -271,6 +271,42 @@ check "%00 in a query value: 400" 400 "$code"
 api GET /v1/workflows/a%2500b
 check "an escaped %: the text %00, not a NUL" '404 no workflow run with id "a%00b"' "$code $(j .error.message)"
 
+# A method a path does not take is 405, with the ones it takes in Allow
+# (there was no Allow; /healthz, /metrics and /v1/workflow-types said 404);
+# a path that is no route is 404 (/v1/workflows/x/bogus said 405).
+status_allow() {
+  local h
+  h=$(curl -s -o /dev/null -D - --unix-socket "$sock" -X "$1" "http://lodestoned$2" | tr -d '\r')
+  printf '%s %s' "$(sed -n '1s/^HTTP[^ ]* \([0-9]*\).*/\1/p' <<< "$h")" "$(sed -n 's/^[Aa]llow: //p' <<< "$h")"
+}
+while IFS='|' read -r req allow; do
+  check "$req: 405, Allow: $allow" "405 $allow" "$(status_allow $req)"
+done <<'ROUTES'
+DELETE /healthz|GET, HEAD
+POST /metrics|GET, HEAD
+PUT /v1/workflow-types|GET, HEAD
+POST /v1/workflows|GET, HEAD
+DELETE /v1/workflows/nap|GET, HEAD, POST
+POST /v1/workflows/nap-1/history|GET, HEAD
+DELETE /v1/workflows/nap-1/result|GET, HEAD
+GET /v1/workflows/nap-1/cancel|POST
+GET /v1/workflows/nap-1/terminate|POST
+PUT /v1/workflows/nap-1/resume|POST
+GET /v1/workflows/nap-1/signals/go|POST
+PUT /v1/schedules|GET, HEAD, POST
+POST /v1/schedules/x|GET, HEAD, DELETE
+POST /v1/secrets|GET, HEAD
+GET /v1/secrets/x|PUT, DELETE
+ROUTES
+api DELETE /v1/workflows/nap
+check_contains "405: says what the path takes" "DELETE is not allowed on /v1/workflows/nap; it takes GET, HEAD, POST" \
+  "$(j .error.message)"
+error_shape "405"
+api GET /v1/workflows/nap-1/bogus
+check "a path under a run that is no route: 404" "404 no route for GET /v1/workflows/nap-1/bogus" "$code $(j .error.message)"
+check "HEAD is GET without the body" "HTTP/1.1 200 OK" \
+  "$(curl -s -I --unix-socket "$sock" http://lodestoned/v1/workflows/nap-1 | head -1 | tr -d '\r')"
+
 # ---- a sleeping run: waiting, 202, then the long poll ----
 
 poll 100 sleeping nap-1

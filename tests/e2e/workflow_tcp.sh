@@ -40,6 +40,8 @@ for path in /healthz /v1/workflows /v1/secrets /metrics; do
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url/v1/workflows/one" -d '{"id":"t1"}')
 check "a start without a token is refused" 401 "$code"
+check "a 401 says which scheme it takes (WWW-Authenticate)" 'Bearer realm="lodestoned"' \
+  "$(curl -s -o /dev/null -D - "$url/healthz" | tr -d '\r' | sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: //p')"
 body=$(curl -s -H "Authorization: Bearer $TOKEN" -X POST "$url/v1/workflows/one" -d '{"id":"t1"}')
 check_contains "a start with the token works" '"id":"t1"' "$body"
 body=$(curl -s -H "Authorization: Bearer $TOKEN" "$url/v1/workflows/t1/result?wait=10")
