@@ -1138,6 +1138,17 @@ static int token_ok(lsd_api *a, struct MHD_Connection *c)
     return n == m && sodium_memcmp(h, a->o.token, n) == 0;
 }
 
+/* Whether the request's Content-Length is over the body limit. */
+static int declared_too_large(lsd_api *a, struct MHD_Connection *c)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl == NULL || *cl < '0' || *cl > '9') return 0; /* (MHD refuses a bad one) */
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    return *end == '\0' && (errno == ERANGE || n > a->o.body_limit);
+}
+
 static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, const char *url,
                              const char *method, const char *upload, size_t *upload_size,
                              void **con_cls)
@@ -1151,6 +1162,16 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
         r->tcp = tcp;
         r->nul = take_nul(c);
         *con_cls = r;
+        if (declared_too_large(a, c)) {
+            /* Answered before the body is read: it need not be sent (a
+             * client that declared more than it sent waited for the
+             * connection's timeout). */
+            r->too_large = 1;
+            return send_error(c, 413, "payload_too_large",
+                              "the body exceeds the limit of %zu bytes (Content-Length: %.30s)",
+                              a->o.body_limit,
+                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length"));
+        }
         return MHD_YES;
     }
     if (*upload_size) {

@@ -232,6 +232,13 @@ start nap "@$d/big.json"
 check "body over --body-limit: 413" 413 "$code"
 check "body over --body-limit: code" payload_too_large "$(j .error.code)"
 error_shape "body over the limit"
+# A body declared over the limit is refused before it is read (it was read
+# whole first; one declared and never sent waited for the connection's
+# timeout, 330 s).
+api POST /v1/workflows/nap -m 10 -H 'Content-Length: 99999999999' --data-binary x
+check "a Content-Length over --body-limit: 413 at once" "413 payload_too_large" "$code $(j .error.code)"
+check_contains "a Content-Length over --body-limit: says both" \
+  "the body exceeds the limit of 2048 bytes (Content-Length: 99999999999)" "$(j .error.message)"
 start nap '[1,2]'
 check "body not an object: 400" 400 "$code"
 error_shape "body not an object"
