@@ -113,6 +113,11 @@ ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
         return ls_err_set(err, LS_EINVAL, "id: must be 1 to %d characters, got %zu",
                           LS_FLOW_NAMEMAX, nlen);
+    if (name[0] == '.' && (nlen == 1 || (nlen == 2 && name[1] == '.')))
+        return ls_err_set(err, LS_EINVAL,
+                          "id: \"%.*s\" is not allowed: a URL reads it as a path step "
+                          "(/v1/workflows/%.*s is not that run)",
+                          (int)nlen, name, (int)nlen, name);
     for (size_t i = 0; i < nlen; i++) {
         unsigned char c = (unsigned char)name[i];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -43,6 +43,11 @@ static ls_rc check_name(const char *what, const char *s, size_t n, ls_err *err)
     if (n == 0 || n > FLOW_SCHED_NAMEMAX)
         return ls_err_set(err, LS_EINVAL, "%s: must be 1 to %d characters, got %zu", what,
                           FLOW_SCHED_NAMEMAX, n);
+    if (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.')))
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: \"%.*s\" is not allowed: a URL reads it as a path step "
+                          "(/v1/schedules/%.*s is not that schedule)",
+                          what, (int)n, s, (int)n, s);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -1206,6 +1206,9 @@ static void test_engine_start_rejects_bad_arguments(void **state)
     expect_start_error(e, "three", "x/y", 3, NULL, LS_EINVAL, "character 2 (0x2f)");
     expect_start_error(e, "three", "\xc3\xa9t\xc3\xa9", 6, NULL, LS_EINVAL, "character 1 (0xc3)");
     expect_start_error(e, "three", "nul\0x", 5, NULL, LS_EINVAL, "character 4 (0x00)");
+    /* Ids a URL cannot name: /v1/workflows/.. is /v1/. */
+    expect_start_error(e, "three", "..", 2, NULL, LS_EINVAL, "id: \"..\" is not allowed");
+    expect_start_error(e, "three", ".", 1, NULL, LS_EINVAL, "id: \".\" is not allowed");
     char longname[202];
     memset(longname, 'n', 201);
     longname[201] = '\0';

@@ -226,6 +226,9 @@ start nap '{"id":"a b/c"}'
 check "bad id: 400" 400 "$code"
 check_contains "bad id: the character" "character 2 (0x20) is not allowed" "$(j .error.message)"
 error_shape "bad id"
+start nap '{"id":".."}'
+check "id \"..\": 400 (/v1/workflows/.. is /v1/, not that run)" 400 "$code"
+check_contains "id \"..\": says why" 'id: ".." is not allowed: a URL reads it as a path step' "$(j .error.message)"
 head -c 4096 /dev/zero | tr '\0' a > "$d/big"
 printf '{"id":"big","input":"%s"}' "$(cat "$d/big")" > "$d/big.json"
 start nap "@$d/big.json"
