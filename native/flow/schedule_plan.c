@@ -87,6 +87,8 @@ static ls_rc get_text(const json_t *obj, const char *field, int required, const 
                           ls_json_type_name(v));
     *s = json_string_value(v);
     *n = json_string_length(v);
+    if (memchr(*s, '\0', *n)) /* it would end there: "@daily\u0000x" read as "@daily" */
+        return ls_err_set(err, LS_EINVAL, "%s: must not contain \\u0000", field);
     return LS_OK;
 }
 

@@ -215,6 +215,10 @@ static void test_schedule_definitions(void **state)
     def_fails("{\"workflow\":\"w\",\"cron\":\"@daily\"}", "name: is required");
     def_fails("{\"name\":\"n@1\",\"workflow\":\"w\",\"cron\":\"@daily\"}",
               "name: character 2 (0x40) is not allowed");
+    def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"@daily\\u0000x\"}",
+              "cron: must not contain \\u0000");
+    def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"@daily\",\"overlap\":\"skip\\u0000\"}",
+              "overlap: must not contain \\u0000");
     def_fails("{\"name\":\"..\",\"workflow\":\"w\",\"cron\":\"@daily\"}",
               "name: \"..\" is not allowed: a URL reads it as a path step");
     def_fails("{\"name\":\"n\",\"workflow\":\"w\",\"cron\":\"@daily\",\"timezone\":"
