@@ -361,17 +361,45 @@ static double parse_wait(struct MHD_Connection *c)
 {
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
     if (w == NULL) return 0;
+    /* Decimal seconds only: strtod also reads " 5", "0x10", "1e2" and "inf". */
+    if (*w == '\0' || strspn(w, "0123456789.") != strlen(w)) return -1;
     char *end;
     double wait = strtod(w, &end);
-    if (*w == '\0' || *end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S) return -1;
+    if (*end != '\0' || !(wait >= 0) || wait > MAX_WAIT_S) return -1;
     return wait;
+}
+
+/* The query parameters the API reads. */
+static const char *const QUERY_ARGS[] = {"wait", "limit", "status", "type", "cursor"};
+#define N_QUERY_ARGS (sizeof QUERY_ARGS / sizeof QUERY_ARGS[0])
+
+static MHD_RESULT count_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    unsigned *n = cls;
+    for (size_t i = 0; i < N_QUERY_ARGS; i++)
+        if (strcmp(key, QUERY_ARGS[i]) == 0) n[i]++;
+    return MHD_YES;
+}
+
+/* A query parameter the API reads that is given more than once (which one
+ * was meant? MHD would answer the first), or NULL. */
+static const char *repeated_arg(struct MHD_Connection *c)
+{
+    unsigned n[N_QUERY_ARGS] = {0};
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, count_arg, n);
+    for (size_t i = 0; i < N_QUERY_ARGS; i++)
+        if (n[i] > 1) return QUERY_ARGS[i];
+    return NULL;
 }
 
 static MHD_RESULT bad_wait(struct MHD_Connection *c)
 {
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-    return send_error(c, 400, "bad_request", "wait: must be 0 to %d seconds, got \"%.40s\"",
-                      MAX_WAIT_S, w ? w : "");
+    return send_error(c, 400, "bad_request",
+                      "wait: must be a number of seconds from 0 to %d, got \"%.40s\"", MAX_WAIT_S,
+                      w ? w : "");
 }
 
 static MHD_RESULT h_result(lsd_api *a, req *r, struct MHD_Connection *c, const char *name)
@@ -619,10 +647,11 @@ static MHD_RESULT h_list(lsd_api *a, struct MHD_Connection *c)
     unsigned lim = 0;
     if (limit) {
         char *end;
-        unsigned long v = strtoul(limit, &end, 10);
-        if (*limit == '\0' || *end != '\0' || v == 0 || v > 1000)
-            return send_error(c, 400, "bad_request", "limit: must be 1 to 1000, got \"%.40s\"",
-                              limit);
+        unsigned long v = strtoul(limit, &end, 10); /* (digits only: it reads " +5") */
+        if (*limit == '\0' || strspn(limit, "0123456789") != strlen(limit) || *end != '\0' ||
+            v == 0 || v > 1000)
+            return send_error(c, 400, "bad_request",
+                              "limit: must be a whole number from 1 to 1000, got \"%.40s\"", limit);
         lim = (unsigned)v;
     }
     ls_buf out = LS_BUF_INIT;
@@ -1210,6 +1239,9 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
         return send_error_with(
             c, 401, "unauthorized", "WWW-Authenticate", "Bearer realm=\"lodestoned\"",
             "this listener needs Authorization: Bearer <token> (see --token-file)");
+    const char *twice = repeated_arg(c);
+    if (twice)
+        return send_error(c, 400, "bad_request", "%s: given more than once; give it once", twice);
     if (r->nul)
         return send_error(c, 400, "bad_request",
                           "path or query: %%00 (a NUL byte) is not allowed in an id, a name or a "

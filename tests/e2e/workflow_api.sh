@@ -251,6 +251,18 @@ error_shape "unknown run"
 api GET '/v1/workflows?limit=0'
 check "bad limit: 400" 400 "$code"
 error_shape "bad limit"
+# Numbers are decimal (strtoul and strtod also took " 1", "+5", "0x10" and
+# "1e2"), and a parameter given twice is refused, not read as its first.
+for q in 'limit=%201' 'limit=+5' 'limit=0x10' 'limit=1&limit=abc' 'status=running&status=completed'; do
+  api GET "/v1/workflows?$q"
+  check "list ?$q: 400" 400 "$code"
+done
+check "a parameter given twice: says which" "status: given more than once; give it once" "$(j .error.message)"
+for w in 0x10 1e2 %205; do
+  api GET "/v1/workflows/no-such-run/result?wait=$w"
+  check "result ?wait=$w: 400" 400 "$code"
+done
+check_contains "a bad wait: says what it takes" "wait: must be a number of seconds from 0 to 300" "$(j .error.message)"
 api GET /v1/workflows/big
 check "refused starts left no run" 404 "$code"
 
