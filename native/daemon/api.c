@@ -1122,10 +1122,9 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
         return h_schedules(a, r, c, url, method, seg[0]);
     }
     if (strncmp(url, "/v1/secrets/", 12) == 0) {
-        snprintf(path, sizeof path, "%s", url + 12);
-        if (split(path, seg, 1) != 1)
-            return send_error(c, 404, "not_found", "no route for %.200s", url);
-        return h_secrets(a, r, c, url, method, seg[0]);
+        /* All the rest: a secret's name may hold '/' (sent as %2F). */
+        if (url[12] == '\0') return send_error(c, 404, "not_found", "no route for %.200s", url);
+        return h_secrets(a, r, c, url, method, url + 12);
     }
     if (strncmp(url, "/v1/workflows/", 14) == 0 && strlen(url) < sizeof path) {
         snprintf(path, sizeof path, "%s", url + 14);

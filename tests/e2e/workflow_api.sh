@@ -417,6 +417,12 @@ out=$("$build/bin/lodestone" secret list --socket "$sock" 2>&1)
 check_match "lodestone secret list: the name and its update time" \
   "^payments_token +${listed_at:0:10} ${listed_at:11:8}\$" "$(printf '%s\n' "$out" | grep payments_token)"
 check_absent "lodestone secret list: not the value" "$SECRET" "$out"
+# A name may hold "/" (the CLI sends it as %2F): the route took the rest
+# of the path for segments, and such a secret could not be set.
+api PUT /v1/secrets/team%2Fpayments --data-binary "x-$TAG"
+check "a secret named team/payments: set" "200 team/payments" "$code $(j .name)"
+api DELETE /v1/secrets/team/payments
+check "a secret named team/payments: deleted" "200 true" "$code $(j .deleted)"
 
 start order "{\"id\":\"$ORDER\",\"input\":{\"id\":\"1001\",\"amount\":4200,\"payments_url\":\"$mock_url\",\"ship_delay\":\"300ms\",\"note\":\"$PAYLOAD\"}}"
 check "order: started" 201 "$code"
