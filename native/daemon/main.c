@@ -50,6 +50,7 @@ static const char usage[] =
     "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
     "  --version, --help\n"
     "\n"
+    "A value is the next argument or follows '=' (--workers 4 or --workers=4).\n"
     "Signals: SIGTERM/SIGINT stop after running steps finish (--grace); SIGHUP reloads\n"
     "the workflow files. LODESTONE_LUA_DIR: Lodestone's Lua files (default:\n"
     "PREFIX/share/lua/5.1 when installed, the source tree's lua/ in the build tree).\n"
@@ -76,6 +77,80 @@ static int die(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     return 2;
+}
+
+/* ---- options ---- */
+
+/* Every option the parser takes: usage above and lodestoned(8) list each
+ * (tests/e2e/cli_daemon.sh and install.sh check that they agree). */
+static const struct {
+    const char *name;
+    int takes_value;
+} options[] = {
+    {"--help", 0},
+    {"--version", 0},
+    {"--no-sync", 0},
+    {"--data", 1},
+    {"--workflows", 1},
+    {"--socket", 1},
+    {"--listen", 1},
+    {"--token-file", 1},
+    {"--key-file", 1},
+    {"--workers", 1},
+    {"--http-threads", 1},
+    {"--grace", 1},
+    {"--body-limit", 1},
+    {"--max-payload", 1},
+    {"--max-events", 1},
+    {"--max-steps", 1},
+    {"--retention", 1},
+    {"--retention-interval", 1},
+    {"--retention-batch", 1},
+    {"--log-level", 1},
+};
+
+/* Reads the option at argv[*i]: "--name VALUE", "--name=VALUE", a flag,
+ * or -h for --help. Returns its name (static) and points *value at its
+ * value (borrowed from argv; "" for a flag), leaving *i on the last
+ * argument it used. Returns NULL after saying on stderr what is wrong: an
+ * argument that is no option, an unknown option, a flag given a value, a
+ * missing or empty value. */
+static const char *next_option(int argc, char **argv, int *i, const char **value)
+{
+    const char *arg = argv[*i];
+    if (strcmp(arg, "-h") == 0) arg = "--help";
+    if (arg[0] != '-' || strcmp(arg, "-") == 0 || strcmp(arg, "--") == 0) {
+        die("unexpected argument \"%s\": lodestoned takes only options (see --help)", arg);
+        return NULL;
+    }
+    size_t len = strcspn(arg, "=");
+    for (size_t k = 0; k < sizeof options / sizeof options[0]; k++) {
+        const char *name = options[k].name;
+        if (strlen(name) != len || strncmp(arg, name, len) != 0) continue;
+        if (!options[k].takes_value) {
+            if (arg[len] == '=') {
+                die("%s takes no value, got \"%s\"", name, arg);
+                return NULL;
+            }
+            *value = "";
+            return name;
+        }
+        if (arg[len] == '=') {
+            *value = arg + len + 1;
+        } else if (*i + 1 < argc) {
+            *value = argv[++*i];
+        } else {
+            die("%s needs a value (see --help)", name);
+            return NULL;
+        }
+        if (**value == '\0') {
+            die("%s: the value is empty (see --help)", name);
+            return NULL;
+        }
+        return name;
+    }
+    die("unknown option %.*s (see --help)", (int)len, arg);
+    return NULL;
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -208,8 +283,10 @@ int main(int argc, char **argv)
     ls_err err;
 
     for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+        const char *v;
+        const char *o = next_option(argc, argv, &i, &v);
+        if (o == NULL) return 2;
+        if (strcmp(o, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
         }
@@ -217,13 +294,9 @@ int main(int argc, char **argv)
             printf("lodestoned %s\n", ls_version());
             return 0;
         }
-        if (strcmp(o, "--no-sync") == 0) {
+        if (strcmp(o, "--no-sync") == 0)
             nosync = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return die("%s needs a value (see --help)", o);
-        const char *v = argv[++i];
-        if (strcmp(o, "--data") == 0)
+        else if (strcmp(o, "--data") == 0)
             data = v;
         else if (strcmp(o, "--workflows") == 0)
             workflows = v;
@@ -273,7 +346,7 @@ int main(int argc, char **argv)
                 return die("--log-level: expected debug, info, warn or error, got \"%s\"", v);
             lsd_log_set_level(lvl);
         } else {
-            return die("unknown option %s (see --help)", o);
+            return die("%s: in the options table but not handled (a bug)", o);
         }
     }
     if (listen_addr && token_file == NULL)

@@ -6,7 +6,8 @@
 # that does not load, start (an id that exists, --wait off and on a
 # pseudo-terminal, a failed run, --timeout, --input @FILE, @- and bad
 # JSON), list (the table, filters, --limit and paging past one page), show,
-# history, secrets, an unknown run, and the daemon gone.
+# history, secrets, an unknown run, and the daemon gone. And lodestoned's own
+# command line: a stray word, an unknown option, --name=VALUE.
 # usage: tests/e2e/cli_daemon.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -111,6 +112,45 @@ aligned() {
       }
     }'
 }
+
+# ---- lodestoned's own command line: what is wrong is named, exit 2 ----
+
+# lsd ARGS...: runs lodestoned to its end (10 s at most: one that started
+# all the same gets SIGTERM); sets $rc and $out (its stdout and stderr).
+lsd() {
+  out=$(timeout 10 "$build/bin/lodestoned" "$@" 2>&1)
+  rc=$?
+}
+lsd --data "$d/cl" --workflows "$d/wf" stray
+check "lodestoned: a stray word is named as such, not short of a value" \
+  '2 lodestoned: unexpected argument "stray": lodestoned takes only options (see --help)' "$rc $out"
+lsd --data "$d/cl" --workflows "$d/wf" --bogus
+check "lodestoned: an unknown option last is unknown, not short of a value" \
+  "2 lodestoned: unknown option --bogus (see --help)" "$rc $out"
+lsd --bogus --data "$d/cl"
+check "lodestoned: an unknown option first too" "2 lodestoned: unknown option --bogus (see --help)" "$rc $out"
+lsd --data "$d/cl" --workers
+check "lodestoned: a known option last is short of a value" \
+  "2 lodestoned: --workers needs a value (see --help)" "$rc $out"
+lsd --workers=0 --data "$d/cl"
+check "lodestoned: --workers=0 is read as --workers 0 (and refused for its value)" \
+  '2 lodestoned: --workers: expected 1 to 1024, got "0"' "$rc $out"
+lsd --data "$d/cl" --no-sync=yes
+check "lodestoned: a flag given a value is refused" \
+  '2 lodestoned: --no-sync takes no value, got "--no-sync=yes"' "$rc $out"
+lsd --data= --workflows "$d/wf"
+check "lodestoned: an empty value is refused" "2 lodestoned: --data: the value is empty (see --help)" "$rc $out"
+check "lodestoned: and none of these made a data directory" no "$([ -e "$d/cl" ] && echo yes || echo no)"
+# --name=VALUE works for every option that takes a value (the socket, data,
+# workers and log level given that way are the ones used).
+e2e_lodestoned "$d/eq.sock" "$d/eq.log" --data="$d/eq" --socket="$d/eq.sock" --workflows="$d/wf" \
+  --workers=3 --grace=1 --log-level=warn || exit 1
+check "lodestoned --name=VALUE: the values are used" "3 true" \
+  "$(curl -s --unix-socket "$d/eq.sock" http://lodestoned/healthz | jq -r .workers.configured) \
+$([ -d "$d/eq/store" ] && echo true)"
+check "lodestoned --log-level=warn: no info lines" "" "$(grep '"level":"info"' "$d/eq.log")"
+e2e_stop "$E2E_DAEMON" 10
+check "lodestoned --name=VALUE: stops with exit 0" 0 $?
 
 start_daemon() {
   e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --socket "$sock" --workflows "$d/wf" \
