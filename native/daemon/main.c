@@ -47,6 +47,7 @@ static const char usage[] =
     "  --retention DUR     keep finished runs this long, then delete them (default 7d;\n"
     "                      \"forever\" or 0 keeps them); workflow.define{retention} per type\n"
     "  --retention-interval DUR  how often retention runs (default 1m; for tests)\n"
+    "  --retention-batch N the most runs one retention write deletes (default 500; for tests)\n"
     "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
     "  --version, --help\n"
     "\n"

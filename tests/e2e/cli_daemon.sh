@@ -141,6 +141,11 @@ check "lodestoned: a flag given a value is refused" \
 lsd --data= --workflows "$d/wf"
 check "lodestoned: an empty value is refused" "2 lodestoned: --data: the value is empty (see --help)" "$rc $out"
 check "lodestoned: and none of these made a data directory" no "$([ -e "$d/cl" ] && echo yes || echo no)"
+# --help lists every option the parser takes (the names quoted in main.c),
+# and no other.
+check "lodestoned --help lists every option the parser takes, and no other" \
+  "$(grep -oE '"--[a-z][a-z-]+"' "$root/native/daemon/main.c" | tr -d '"' | sort -u | paste -sd' ')" \
+  "$("$build/bin/lodestoned" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u | paste -sd' ')"
 # --name=VALUE works for every option that takes a value (the socket, data,
 # workers and log level given that way are the ones used).
 e2e_lodestoned "$d/eq.sock" "$d/eq.log" --data="$d/eq" --socket="$d/eq.sock" --workflows="$d/wf" \

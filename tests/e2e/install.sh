@@ -99,6 +99,11 @@ for o in $("$p/bin/lodestoned" --help | opts_of); do
 done
 check "lodestoned(8) documents every option of lodestoned --help" "" "${missing[*]}"
 missing=()
+for o in $(page_text man8/lodestoned.8 | opts_of); do
+  "$p/bin/lodestoned" --help | grep -qF -- "$o" || missing+=("$o")
+done
+check "lodestoned --help lists every option of lodestoned(8)" "" "${missing[*]}"
+missing=()
 for o in $( { "$p/bin/lodestone" --help
               for c in start list show history types secret; do "$p/bin/lodestone" "$c" --help; done
             } 2>/dev/null | opts_of); do
