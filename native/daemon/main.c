@@ -164,6 +164,13 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
+#define TOKEN_MIN 16   /* characters of a --token-file token */
+#define TOKEN_MAX 4096 /* (a client sends it in a header) */
+
+/* The bearer token for --listen: the first line of path without the
+ * spaces and tabs around it, as lodestone(1) reads its --token-file and
+ * HTTP an Authorization header; TOKEN_MIN to TOKEN_MAX characters, none a
+ * control character. Caller frees with free(). NULL with err set. */
 static char *read_token(const char *path, ls_err *err)
 {
     FILE *f = fopen(path, "r");
@@ -171,16 +178,46 @@ static char *read_token(const char *path, ls_err *err)
         ls_err_set(err, LS_EIO, "--token-file %s: %s", path, strerror(errno));
         return NULL;
     }
-    char line[512];
-    char *tok = NULL;
-    if (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (strlen(line) >= 16) tok = strdup(line);
+    /* Read at most twice TOKEN_MAX: neither /dev/zero nor a large file
+     * without a line break is read whole. */
+    char line[2 * TOKEN_MAX] = {0};
+    size_t len = 0, start = 0;
+    int c, cut = 0;
+    while ((c = getc(f)) != EOF && c != '\n' && c != '\r') {
+        if (len == sizeof line) {
+            cut = 1;
+            break;
+        }
+        line[len++] = (char)c;
     }
+    int read_errno = ferror(f) ? errno : 0;
     fclose(f);
-    if (tok == NULL)
+    while (start < len && (line[start] == ' ' || line[start] == '\t')) start++;
+    while (len > start && (line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
+    size_t n = len - start, bad = n;
+    for (size_t k = start; k < len && bad == n; k++)
+        if ((unsigned char)line[k] < 0x20 || line[k] == 0x7f) bad = k - start;
+    char *tok = NULL;
+    if (read_errno)
+        ls_err_set(err, LS_EIO, "--token-file %s: %s", path, strerror(read_errno));
+    else if (n == 0)
+        ls_err_set(err, LS_EINVAL, "--token-file %s: has no token on its first line", path);
+    else if (cut || n > TOKEN_MAX)
         ls_err_set(err, LS_EINVAL,
-                   "--token-file %s: needs a token of 16+ characters on its first line", path);
+                   "--token-file %s: the token on its first line is longer than %d characters",
+                   path, TOKEN_MAX);
+    else if (bad < n)
+        ls_err_set(err, LS_EINVAL,
+                   "--token-file %s: the token has a control character (0x%02x at character "
+                   "%zu)",
+                   path, (unsigned)(unsigned char)line[start + bad], bad + 1);
+    else if (n < TOKEN_MIN)
+        ls_err_set(err, LS_EINVAL,
+                   "--token-file %s: the token is %zu characters; it needs %d or more", path, n,
+                   TOKEN_MIN);
+    else if ((tok = strndup(line + start, n)) == NULL)
+        ls_err_set(err, LS_ENOMEM, "--token-file %s: out of memory", path);
+    explicit_bzero(line, sizeof line);
     return tok;
 }
 
@@ -354,8 +391,15 @@ int main(int argc, char **argv)
         return die("--listen %s needs --token-file: a TCP listener without a token is refused",
                    listen_addr);
 
+    char *token = NULL;
+    if (token_file && (token = read_token(token_file, &err)) == NULL)
+        return die("%s", ls_err_text(&err));
+
     char sock_default[PATH_MAX], key_default[PATH_MAX], store_dir[PATH_MAX];
-    if (mkdir_p(data) != 0) return die("--data %s: %s", data, strerror(errno));
+    if (mkdir_p(data) != 0) {
+        free(token);
+        return die("--data %s: %s", data, strerror(errno));
+    }
     snprintf(store_dir, sizeof store_dir, "%s/store", data);
     if (socket_path == NULL) {
         snprintf(sock_default, sizeof sock_default, "%s/lodestoned.sock", data);
@@ -366,10 +410,6 @@ int main(int argc, char **argv)
         key_file = key_default;
     }
     const char *lua_dir = lls_lua_dir();
-
-    char *token = NULL;
-    if (token_file && (token = read_token(token_file, &err)) == NULL)
-        return die("%s", ls_err_text(&err));
 
     raise_open_files();
     /* The store first: its lock makes this the only daemon on data. */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# lodestoned's loopback TCP listener: refused without a token file, and
-# every request on it needs the bearer token (the unix socket does not).
+# lodestoned's loopback TCP listener: refused without a token file or with
+# one it cannot use (blank, a control character, too short or too long),
+# and every request on it needs the bearer token, the token file's first
+# line without the spaces and tabs around it (the unix socket does not).
 #
 # Usage: workflow_tcp.sh BUILD_DIR
 set -u
@@ -18,13 +20,35 @@ return workflow.define { name = "one", run = function(ctx, input)
 end }
 LUA
 PORT=$(e2e_free_port)
-TOKEN=tok-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-echo "$TOKEN" >"$E2E_DIR/token"
+# 604 characters (past the 511 it once read), with spaces and tabs around
+# it and a second line: the token is the first line, trimmed, read whole.
+TOKEN=tok-$(head -c 300 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf ' \t%s \t\r\nwritten by ops on Monday\n' "$TOKEN" >"$E2E_DIR/token"
 
 out=$("$BUILD/bin/lodestoned" --data "$E2E_DIR/data0" --workflows "$E2E_DIR/wf" \
   --listen 127.0.0.1:$PORT 2>&1)
 check "--listen without --token-file exits 2" 2 $?
 check_contains "and says why" "needs --token-file" "$out"
+
+# A token file it cannot use is refused at start, named, exit 2, before
+# the data directory is made (10 s at most: one that started all the same
+# gets SIGTERM).
+refused() { # NAME CONTENT EXPECTED_MESSAGE
+  printf "$2" >"$E2E_DIR/bad-token"
+  out=$(timeout 10 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data-bad" --workflows "$E2E_DIR/wf" \
+    --listen 127.0.0.1:$PORT --token-file "$E2E_DIR/bad-token" 2>&1)
+  check "$1: exit 2, says why" "2 lodestoned: --token-file $E2E_DIR/bad-token: $3" "$? $out"
+}
+refused "a token file whose first line is blank" ' \t \nsecond-line-token-1234\n' \
+  "has no token on its first line"
+refused "an empty token file" '' "has no token on its first line"
+refused "a token with a control character" 'tok-1234567890\001abcdef\n' \
+  "the token has a control character (0x01 at character 15)"
+refused "a token of 15 characters" '  tok-1234567890a  \n' "the token is 15 characters; it needs 16 or more"
+refused "a token over 4096 characters" "$(head -c 4097 /dev/zero | tr '\0' a)\\n" \
+  "the token on its first line is longer than 4096 characters"
+check "a refused token file: no data directory was made" no \
+  "$([ -e "$E2E_DIR/data-bad" ] && echo yes || echo no)"
 
 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data" --workflows "$E2E_DIR/wf" \
   --listen 127.0.0.1:$PORT --token-file "$E2E_DIR/token" 2>"$E2E_DIR/daemon.log" &
@@ -32,6 +56,10 @@ E2E_PIDS+=($!)
 e2e_wait_port "$PORT" || { not_ok "daemon listens on $PORT"; e2e_finish; exit 1; }
 
 url=http://127.0.0.1:$PORT
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url/healthz")
+check "the token is the whole first line, without the spaces and tabs around it" 200 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN:0:511}" "$url/healthz")
+check "its first 511 characters are not the token" 401 "$code"
 for path in /healthz /v1/workflows /v1/secrets /metrics; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$url$path")
   check "GET $path without a token is 401" 401 "$code"
