@@ -1286,15 +1286,57 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- sockets ---- */
 
+/* --socket: a path that fits a unix socket's address. */
+static ls_rc check_socket_path(const char *path, ls_err *err)
+{
+    struct sockaddr_un sa;
+    size_t n = strlen(path);
+    if (n == 0) return ls_err_set(err, LS_EINVAL, "--socket: the path is empty");
+    if (n >= sizeof sa.sun_path)
+        return ls_err_set(err, LS_EINVAL,
+                          "--socket: the path is %zu bytes; a unix socket's may have at most %zu",
+                          n, sizeof sa.sun_path - 1);
+    return LS_OK;
+}
+
+/* --listen: "127.0.0.1:PORT", PORT in decimal digits from 1 to 65535 (0
+ * would be any free port, which nobody would be told). */
+static ls_rc parse_listen(const char *s, uint16_t *port, ls_err *err)
+{
+    static const char host[] = "127.0.0.1:";
+    if (strncmp(s, host, sizeof host - 1) != 0)
+        return ls_err_set(err, LS_EINVAL,
+                          "--listen: expected 127.0.0.1:PORT (only loopback), got \"%s\"", s);
+    const char *p = s + sizeof host - 1;
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0 || p[digits] != '\0')
+        return ls_err_set(err, LS_EINVAL,
+                          "--listen: the port \"%s\" is not a number (expected "
+                          "127.0.0.1:PORT, PORT 1 to 65535)",
+                          p);
+    errno = 0;
+    unsigned long v = strtoul(p, NULL, 10);
+    if (errno == ERANGE || v == 0 || v > 65535)
+        return ls_err_set(err, LS_EINVAL, "--listen: port %s is out of range (1 to 65535)", p);
+    *port = (uint16_t)v;
+    return LS_OK;
+}
+
+ls_rc lsd_api_check(const lsd_api_opts *o, ls_err *err)
+{
+    uint16_t port;
+    ls_rc rc = LS_OK;
+    if (o->socket_path) rc = check_socket_path(o->socket_path, err);
+    if (rc == LS_OK && o->listen) rc = parse_listen(o->listen, &port, err);
+    return rc;
+}
+
 static int unix_listen(const char *path, ls_err *err)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa.sun_path) {
-        ls_err_set(err, LS_EINVAL, "--socket: path longer than %zu bytes", sizeof sa.sun_path - 1);
-        return -1;
-    }
+    if (check_socket_path(path, err) != LS_OK) return -1;
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -1351,20 +1393,15 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
         }
     }
     if (o->listen) {
-        char host[64];
-        unsigned port;
-        if (sscanf(o->listen, "%63[^:]:%u", host, &port) != 2 || port == 0 || port > 65535 ||
-            strcmp(host, "127.0.0.1") != 0) {
-            ls_err_set(err, LS_EINVAL, "--listen: expected 127.0.0.1:PORT, got \"%s\"", o->listen);
-            goto fail;
-        }
+        uint16_t port;
+        if (parse_listen(o->listen, &port, err) != LS_OK) goto fail;
         struct sockaddr_in sin;
         memset(&sin, 0, sizeof sin);
         sin.sin_family = AF_INET;
-        sin.sin_port = htons((uint16_t)port);
+        sin.sin_port = htons(port);
         sin.sin_addr.s_addr = htonl(0x7f000001);
         a->tcp_d = MHD_start_daemon(
-            flags, (uint16_t)port, NULL, NULL, on_tcp_request, a, MHD_OPTION_SOCK_ADDR,
+            flags, port, NULL, NULL, on_tcp_request, a, MHD_OPTION_SOCK_ADDR,
             (struct sockaddr *)&sin, MHD_OPTION_THREAD_POOL_SIZE, a->o.threads,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_NOTIFY_CONNECTION,
             on_connection, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,

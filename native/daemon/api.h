@@ -25,6 +25,12 @@ typedef struct {
     unsigned threads;        /* HTTP threads; 0 picks 4 */
 } lsd_api_opts;
 
+/* Checks o->socket_path (it fits a unix socket's address) and o->listen
+ * (127.0.0.1:PORT, PORT 1 to 65535) as lsd_api_start reads them, so that a
+ * bad option is refused before anything is opened. LS_EINVAL naming the
+ * option (err may be NULL). */
+ls_rc lsd_api_check(const lsd_api_opts *o, ls_err *err);
+
 ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err);
 
 /* Stops accepting requests, answers the long polls, and frees. */

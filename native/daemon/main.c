@@ -387,6 +387,21 @@ int main(int argc, char **argv)
             return die("%s: in the options table but not handled (a bug)", o);
         }
     }
+    char sock_default[PATH_MAX], key_default[PATH_MAX], store_dir[PATH_MAX];
+    int sock_defaulted = socket_path == NULL;
+    if (sock_defaulted) {
+        snprintf(sock_default, sizeof sock_default, "%s/lodestoned.sock", data);
+        socket_path = sock_default;
+    }
+    /* What the API will listen on is checked before anything is opened:
+     * a bad option is refused as such (exit 2), not after the store. */
+    if (lsd_api_check(&(lsd_api_opts){.socket_path = socket_path}, &err) != LS_OK)
+        return die("%s%s", ls_err_text(&err),
+                   sock_defaulted
+                       ? " (the default, DATA/lodestoned.sock: give --socket, or a shorter --data)"
+                       : "");
+    if (lsd_api_check(&(lsd_api_opts){.listen = listen_addr}, &err) != LS_OK)
+        return die("%s", ls_err_text(&err));
     if (listen_addr && token_file == NULL)
         return die("--listen %s needs --token-file: a TCP listener without a token is refused",
                    listen_addr);
@@ -395,16 +410,11 @@ int main(int argc, char **argv)
     if (token_file && (token = read_token(token_file, &err)) == NULL)
         return die("%s", ls_err_text(&err));
 
-    char sock_default[PATH_MAX], key_default[PATH_MAX], store_dir[PATH_MAX];
     if (mkdir_p(data) != 0) {
         free(token);
         return die("--data %s: %s", data, strerror(errno));
     }
     snprintf(store_dir, sizeof store_dir, "%s/store", data);
-    if (socket_path == NULL) {
-        snprintf(sock_default, sizeof sock_default, "%s/lodestoned.sock", data);
-        socket_path = sock_default;
-    }
     if (key_file == NULL) {
         snprintf(key_default, sizeof key_default, "%s/master.key", data);
         key_file = key_default;

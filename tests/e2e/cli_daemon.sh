@@ -7,7 +7,8 @@
 # pseudo-terminal, a failed run, --timeout, --input @FILE, @- and bad
 # JSON), list (the table, filters, --limit and paging past one page), show,
 # history, secrets, an unknown run, and the daemon gone. And lodestoned's own
-# command line: a stray word, an unknown option, --name=VALUE.
+# command line: a stray word, an unknown option, --name=VALUE, a --socket
+# path too long (before anything is opened).
 # usage: tests/e2e/cli_daemon.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -140,6 +141,15 @@ check "lodestoned: a flag given a value is refused" \
   '2 lodestoned: --no-sync takes no value, got "--no-sync=yes"' "$rc $out"
 lsd --data= --workflows "$d/wf"
 check "lodestoned: an empty value is refused" "2 lodestoned: --data: the value is empty (see --help)" "$rc $out"
+long=$(printf 's%.0s' $(seq 110))
+lsd --data "$d/cl" --workflows "$d/wf" --socket "$d/$long"
+check "lodestoned: a --socket path too long for a unix socket is a bad option (exit 2)" \
+  "2 lodestoned: --socket: the path is $(( ${#d} + 111 )) bytes; a unix socket's may have at most 107" \
+  "$rc $out"
+lsd --data "$d/cl/$long" --workflows "$d/wf"
+check "lodestoned: so is a default socket path (under --data) too long" \
+  "2 lodestoned: --socket: the path is $(( ${#d} + 130 )) bytes; a unix socket's may have at most 107 (the default, DATA/lodestoned.sock: give --socket, or a shorter --data)" \
+  "$rc $out"
 check "lodestoned: and none of these made a data directory" no "$([ -e "$d/cl" ] && echo yes || echo no)"
 # --help lists every option the parser takes (the names quoted in main.c),
 # and no other.

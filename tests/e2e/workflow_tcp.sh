@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 # lodestoned's loopback TCP listener: refused without a token file or with
 # one it cannot use (blank, a control character, too short or too long),
+# and an address other than 127.0.0.1:PORT (PORT 1 to 65535, nothing after),
 # and every request on it needs the bearer token, the token file's first
 # line without the spaces and tabs around it (the unix socket does not).
 #
@@ -48,6 +49,27 @@ refused "a token of 15 characters" '  tok-1234567890a  \n' "the token is 15 char
 refused "a token over 4096 characters" "$(head -c 4097 /dev/zero | tr '\0' a)\\n" \
   "the token on its first line is longer than 4096 characters"
 check "a refused token file: no data directory was made" no \
+  "$([ -e "$E2E_DIR/data-bad" ] && echo yes || echo no)"
+
+# A bad --listen is refused as a bad option (exit 2), before the store is
+# opened; trailing junk is not read as the port before it.
+printf '%s\n' "$TOKEN" >"$E2E_DIR/good-token"
+bad_listen() { # NAME ADDRESS EXPECTED_MESSAGE
+  out=$(timeout 10 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data-bad" --workflows "$E2E_DIR/wf" \
+    --listen "$2" --token-file "$E2E_DIR/good-token" 2>&1)
+  check "--listen $1: exit 2, says why" "2 lodestoned: --listen: $3" "$? $out"
+}
+bad_listen "with junk after the port" "127.0.0.1:${PORT}x" \
+  "the port \"${PORT}x\" is not a number (expected 127.0.0.1:PORT, PORT 1 to 65535)"
+bad_listen "with a sign" "127.0.0.1:+$PORT" \
+  "the port \"+$PORT\" is not a number (expected 127.0.0.1:PORT, PORT 1 to 65535)"
+bad_listen "with port 0" "127.0.0.1:0" "port 0 is out of range (1 to 65535)"
+bad_listen "with port 65536" "127.0.0.1:65536" "port 65536 is out of range (1 to 65535)"
+out=$(timeout 10 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data-bad" --workflows "$E2E_DIR/wf" \
+  --listen "localhost:$PORT" --token-file "$E2E_DIR/good-token" 2>&1)
+check "--listen on another host than 127.0.0.1: exit 2, says why" \
+  "2 lodestoned: --listen: expected 127.0.0.1:PORT (only loopback), got \"localhost:$PORT\"" "$? $out"
+check "a bad --listen: no data directory was made" no \
   "$([ -e "$E2E_DIR/data-bad" ] && echo yes || echo no)"
 
 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data" --workflows "$E2E_DIR/wf" \
