@@ -216,6 +216,7 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
             if (rc == LS_OK) rc = put_event(a, &ev, pt.ptr, pt.len, err);
         } else if (in.type == LS_EV_CANCEL_REQUESTED || in.type == LS_EV_CHILD_FAILED ||
                    in.type == LS_EV_RESUMED) {
+            if (in.type == LS_EV_RESUMED) a->resume_taken = 1;
             rc = put_event(a, &ev, NULL, 0, err);
         } else if (in.type == LS_EV_WORKFLOW_TERMINATED) {
             if (!a->terminate) {

@@ -933,6 +933,8 @@ void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a)
     r->waiting = a->waiting;
     /* Inbox entries taken by a write that never landed: look again. */
     r->inbox += a->drained;
+    /* A resume it took and wrote: the next pause may be resumed. */
+    if (a->resume_taken && a->drained == 0) r->resuming = 0;
     if (a->waiting) {
         r->wait_due = a->wait_due;
         r->wait_kind = a->wait_kind;
@@ -2042,13 +2044,24 @@ ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const char *by
     if (rc != LS_OK) return rc;
     ls_id id;
     if ((rc = flow_lookup(f, name, nlen, &id, err)) != LS_OK) return rc;
+    /* One resume per pause: a second one, before the run has taken the
+     * first, would be written to its history too. */
     pthread_mutex_lock(&f->mu);
     flow_run *r = flow_runtab_find(&f->runs, &id);
-    int paused = r && r->waiting && r->wait_kind == 'p';
+    int paused = r && r->waiting && r->wait_kind == 'p', resuming = paused && r->resuming;
+    if (paused && !resuming) r->resuming = 1;
     pthread_mutex_unlock(&f->mu);
+    if (resuming)
+        return ls_err_set(err, LS_ESTATE, "run %.*s is already resuming", (int)nlen, name);
     if (r && !paused) return ls_err_set(err, LS_ESTATE, "run %.*s is not paused", (int)nlen, name);
     ls_event ev = {.type = LS_EV_RESUMED, .name = by, .name_len = blen};
-    return inbox_put(f, name, nlen, &ev, NULL, 0, NULL, err); /* a finished run: LS_ESTATE */
+    rc = inbox_put(f, name, nlen, &ev, NULL, 0, NULL, err); /* a finished run: LS_ESTATE */
+    if (rc != LS_OK && paused) {
+        pthread_mutex_lock(&f->mu);
+        if ((r = flow_runtab_find(&f->runs, &id)) != NULL) r->resuming = 0;
+        pthread_mutex_unlock(&f->mu);
+    }
+    return rc;
 }
 
 typedef struct {

@@ -103,6 +103,7 @@ typedef struct flow_run {
     char wait_kind;             /* 's' sleep, 'r' retry, 'g' signal */
     char *wait_name;            /* step name for a retry, signal name, "" for a sleep */
     unsigned inbox;             /* inbox entries (signals, cancel, terminate) maybe pending */
+    int resuming;               /* a resume was accepted and no activation has ended with it */
     atomic_int terminating;     /* a terminate was requested: interrupt its code */
     char *output;               /* ending completed: its output as the runner gave it */
     size_t output_len;          /* (for the results cache; NULL when too large) */
@@ -271,6 +272,7 @@ struct ls_flow_act {
     int parked;         /* the runner must be resumed after it */
     int ending;         /* the write ends the run */
     unsigned drained;   /* inbox entries moved into the write in progress */
+    int resume_taken;   /* ... a Resumed among them */
     unsigned forks;     /* branch runs started since the last flush */
     flow_run **born;    /* branch runs in the write in progress, known once it lands */
     size_t nborn, born_cap;

@@ -26,7 +26,7 @@ local workflow = require "lodestone.workflow"
 return workflow.define {
   name = "sync",
   on_exhausted = "pause",
-  retry = { initial_interval = "50ms", max_attempts = 2, jitter = 0 },
+  retry = { initial_interval = "200ms", max_attempts = 2, jitter = 0 },
   run = function(ctx)
     ctx:step("prepare", function() return "ok" end)
     return ctx:step("push", function(s)
@@ -71,6 +71,24 @@ poll 100 wait_four
 check "a resume gives the step a new round of attempts" 4 "$(failed_attempts s-1)"
 check "and it pauses again" paused "$(j .waiting.kind)"
 
+# Eight resumes at once: one is taken, the others are refused (409), and
+# the history gains one resume, not eight.
+# (One curl, eight transfers in parallel: they arrive within milliseconds,
+# well inside the 200 ms the new round takes to pause again.)
+urls=()
+for i in 1 2 3 4 5 6 7 8; do urls+=(-o "$d/resume-$i.body" http://lodestoned/v1/workflows/s-1/resume); done
+curl -s -Z --parallel-max 8 --unix-socket "$sock" -X POST -w '%{http_code}\n' "${urls[@]}" > "$d/resume.codes"
+codes=$(sort "$d/resume.codes" | uniq -c | awk '{printf "%s*%s ", $1, $2}')
+check "eight resumes at once: one 202, seven 409" "1*202 7*409 " "$codes"
+refusals=$(cat "$d"/resume-*.body | jq -r '.error.message // empty' |
+           grep -cE '^run s-1 is (already resuming|not paused)$')
+check "the refusals say it is already resuming or no longer paused" 7 "$refusals"
+wait_six() { [ "$(failed_attempts s-1)" = 6 ] && paused s-1; }
+poll 100 wait_six
+check "one new round of attempts" 6 "$(failed_attempts s-1)"
+api GET /v1/workflows/s-1/history
+check "one more resume in the history" 2 "$(j '[.events[] | select(.type=="resumed")] | length')"
+
 # SIGKILL while paused.
 kill -9 "$daemon"
 wait "$daemon" 2>/dev/null
@@ -86,7 +104,7 @@ result s-1
 check "once fixed, a resume completes the run" "completed 7" "$(j '.status + " " + (.output.pushed|tostring)')"
 api GET /v1/workflows/s-1/history
 check "the prepare step ran once" 1 "$(j '[.events[] | select(.type=="step_completed" and .name=="prepare")] | length')"
-check "the resumes are in history" 2 "$(j '[.events[] | select(.type=="resumed")] | length')"
+check "the resumes are in history" 3 "$(j '[.events[] | select(.type=="resumed")] | length')"
 api POST /v1/workflows/s-1/resume
 check "resuming a finished run: 409" 409 "$code"
 api POST /v1/workflows/sync --data-binary '{"id":"s-2"}'
