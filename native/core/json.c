@@ -3,10 +3,12 @@
  * dumping into ls_buf, dotted paths and typed field getters. */
 #include "ls_config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ls_json.h"
+#include "lodestone/ls_alloc.h"
 
 /* JSON text never holds a raw NUL byte (inside strings it must be written
  * \u0000), but jansson skips one that directly follows a number or a
@@ -120,6 +122,31 @@ int ls_json_utf8_valid(const char *s, size_t n)
         i += len;
     }
     return 1;
+}
+
+json_t *ls_json_string_lossy(const char *s, size_t n)
+{
+    if (ls_json_utf8_valid(s, n)) return json_stringn_nocheck(s, n);
+    /* At most 3 bytes (U+FFFD) for each byte. */
+    if (n > SIZE_MAX / 3) return NULL;
+    unsigned char *t = ls_malloc(n * 3 + 1), *o = t;
+    if (t == NULL) return NULL;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        size_t len = *p < 0x80 ? 1 : utf8_seq(p, end);
+        if (len == 0) {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+            continue;
+        }
+        memcpy(o, p, len);
+        o += len;
+        p += len;
+    }
+    json_t *j = json_stringn_nocheck((const char *)t, (size_t)(o - t));
+    ls_free(t);
+    return j;
 }
 
 static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)

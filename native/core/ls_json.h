@@ -35,6 +35,12 @@ ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err);
  * forms, no surrogates, nothing above U+10FFFF; NUL bytes allowed). */
 int ls_json_utf8_valid(const char *s, size_t n);
 
+/* A new JSON string of the n bytes at s: as they are when they are UTF-8
+ * (as above), else with each byte that starts no valid sequence replaced
+ * by U+FFFD, so that text stored before it was checked can still be shown.
+ * NULL when out of memory. */
+json_t *ls_json_string_lossy(const char *s, size_t n);
+
 /* Decodes the JSON string text at *at (just past its opening quote) up to
  * end, as jansson reads strings: escapes resolved (\u0000 included),
  * surrogate pairs joined, UTF-8 checked, control characters refused. The

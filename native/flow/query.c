@@ -239,10 +239,12 @@ static ls_rc set_payload(ls_flow_t *f, json_t *o, const char *key, const ls_id *
     return LS_OK;
 }
 
+/* Stored text as a JSON string. Text written before the engine checked it
+ * for UTF-8 shows with U+FFFD where it was not, rather than making the
+ * whole answer unencodable. */
 static json_t *strn(const char *s, size_t n)
 {
-    json_t *j = json_stringn_nocheck(s ? s : "", n);
-    return j;
+    return ls_json_string_lossy(s ? s : "", s ? n : 0);
 }
 
 static ls_rc dump_free(json_t *o, ls_buf *out, ls_err *err)
@@ -261,7 +263,7 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
     if (r && r->held) {
         json_t *w = json_object();
         json_object_set_new(w, "kind", json_string("concurrency"));
-        json_object_set_new(w, "name", json_string(r->ckey ? r->ckey : ""));
+        json_object_set_new(w, "name", strn(r->ckey, r->ckey ? strlen(r->ckey) : 0));
         json_object_set_new(o, "waiting", w);
     } else if (r && r->waiting && r->state == R_IDLE) {
         json_t *w = json_object();
@@ -271,7 +273,7 @@ static void add_waiting(ls_flow_t *f, json_t *o, const ls_id *id)
                                         : r->wait_kind == 'c' ? "child"
                                         : r->wait_kind == 'p' ? "paused"
                                                               : "sleep"));
-        json_object_set_new(w, "name", json_string(r->wait_name ? r->wait_name : ""));
+        json_object_set_new(w, "name", strn(r->wait_name, r->wait_name ? strlen(r->wait_name) : 0));
         if (r->wait_due) set_time(w, "due_at", r->wait_due);
         json_object_set_new(o, "waiting", w);
     }

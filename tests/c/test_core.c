@@ -330,6 +330,39 @@ static void test_duration_rejects_bad_text(void **state)
 
 /* ---- JSON helpers ---- */
 
+static void lossy_is(const char *in, size_t n, const char *want)
+{
+    json_t *j = ls_json_string_lossy(in, n);
+    assert_non_null(j);
+    assert_int_equal(json_string_length(j), strlen(want));
+    assert_memory_equal(json_string_value(j), want, strlen(want));
+    ls_buf out = LS_BUF_INIT;
+    ls_err err;
+    th_ok(ls_json_dump(j, &out, &err), &err); /* encodable, whatever came in */
+    ls_buf_free(&out);
+    json_decref(j);
+}
+
+static void test_json_string_lossy_replaces_what_is_not_utf8(void **state)
+{
+    (void)state;
+    lossy_is("caf\xc3\xa9 \xf0\x9f\x8d\xb5", 10, "caf\xc3\xa9 \xf0\x9f\x8d\xb5"); /* UTF-8 as is */
+    json_t *nul = ls_json_string_lossy("a\0b", 3);
+    assert_int_equal(json_string_length(nul), 3); /* NUL bytes kept */
+    json_decref(nul);
+    lossy_is("a\xff"
+             "b",
+             3,
+             "a\xef\xbf\xbd"
+             "b");
+    lossy_is("\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd");                 /* cut short */
+    lossy_is("\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd");                 /* overlong */
+    lossy_is("\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* surrogate */
+    lossy_is("\xf4\x90\x80\x80", 4,
+             "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* above U+10FFFF */
+    lossy_is("", 0, "");
+}
+
 static void test_json_parse_reports_position(void **state)
 {
     (void)state;
@@ -803,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_duration_parses_units),
         cmocka_unit_test(test_duration_rejects_bad_text),
         cmocka_unit_test(test_json_parse_reports_position),
+        cmocka_unit_test(test_json_string_lossy_replaces_what_is_not_utf8),
         cmocka_unit_test(test_json_parse_and_dump_round_trip),
         cmocka_unit_test(test_json_peek_string),
         cmocka_unit_test(test_json_string_decode),

@@ -1052,6 +1052,44 @@ static void *start_thread(void *p)
     return NULL;
 }
 
+/* Text stored before the engine checked it for UTF-8 (a signal name, a
+ * cancel reason) shows with U+FFFD where it was not UTF-8, instead of
+ * making the run's history unreadable. */
+static void test_engine_text_stored_unchecked_still_shows(void **state)
+{
+    env *e = *state;
+    eng_open(e, 1);
+    json_decref(start(e, "three", "order-u", "{}", NULL));
+    wait_end(e, "order-u");
+    ls_id id;
+    ls_err err = {0};
+    th_ok(flow_lookup(e->f, "order-u", 7, &id, &err), &err);
+    static const char by[] = "\xff"
+                             "bob",
+                      reason[] = "bad \xc0\xaf reason";
+    ls_event ev = {.type = LS_EV_CANCEL_REQUESTED,
+                   .seq = 1000,
+                   .time_ms = 1,
+                   .name = by,
+                   .name_len = sizeof by - 1,
+                   .error = reason,
+                   .error_len = sizeof reason - 1};
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    th_ok(ls_event_encode(&ev, &v, &err), &err);
+    th_ok(ls_history_key(&k, &id, 1000, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, 0, &err), &err);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+
+    json_t *evs = history(e, "order-u");
+    json_t *last = json_array_get(evs, json_array_size(evs) - 1);
+    assert_string_equal(jstr(last, "type"), "cancel_requested");
+    assert_string_equal(jstr(last, "by"), "\xef\xbf\xbd"
+                                          "bob");
+    assert_string_equal(jstr(last, "reason"), "bad \xef\xbf\xbd\xef\xbf\xbd reason");
+    json_decref(evs);
+}
+
 static void test_engine_start_is_idempotent(void **state)
 {
     env *e = *state;
@@ -2988,6 +3026,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_engine_runs_to_completion),
+        T(test_engine_text_stored_unchecked_still_shows),
         T(test_engine_start_is_idempotent),
         T(test_engine_start_rejects_bad_arguments),
         T(test_engine_retry_then_success),
