@@ -106,6 +106,30 @@ static ls_rc check_name(const char *name, size_t *len, ls_err *err)
     return LS_OK;
 }
 
+/* A new secret's name also has /-separated parts that a URL path keeps
+ * as they are: none empty, "." or "..", which clients and lighttpd fold
+ * away before the API sees them. (Names stored before this check are still
+ * read and deleted.) */
+static ls_rc check_new_name(const char *name, size_t len, ls_err *err)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && name[i] != '/') continue;
+        size_t n = i - start;
+        const char *what = n == 0                         ? "an empty part"
+                           : n == 1 && name[start] == '.' ? "a part '.'"
+                           : n == 2 && name[start] == '.' && name[start + 1] == '.' ? "a part '..'"
+                                                                                    : NULL;
+        if (what)
+            return ls_err_set(err, LS_EINVAL,
+                              "secret name has %s at byte %zu: its /-separated parts may not be "
+                              "empty, '.' or '..'",
+                              what, start + 1);
+        start = i + 1;
+    }
+    return LS_OK;
+}
+
 static ls_rc secret_key(ls_buf *k, const char *name, size_t len, ls_err *err)
 {
     ls_buf_clear(k);
@@ -215,6 +239,7 @@ ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name, const
 {
     size_t nlen = 0;
     ls_rc rc = check_name(name, &nlen, err);
+    if (rc == LS_OK) rc = check_new_name(name, nlen, err);
     if (rc != LS_OK) return rc;
     if (v == NULL || st == NULL || (value == NULL && vlen))
         return ls_err_set(err, LS_EINVAL, "secret put needs a vault, a store and a value");

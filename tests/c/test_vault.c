@@ -911,6 +911,27 @@ static void test_vault_secret_names(void **state)
         assert_int_equal(ls_vault_secret_delete(st, bad[i].name, &err), LS_EINVAL);
         assert_contains(err.msg, bad[i].want);
     }
+    /* A new name's /-separated parts survive a URL path; such names stored
+     * before that check are still looked up and deleted. */
+    struct {
+        const char *name;
+        const char *want;
+    } parts[] = {
+        {"..", "a part '..' at byte 1"},     {".", "a part '.' at byte 1"},
+        {"a/../b", "a part '..' at byte 3"}, {"a/./b", "a part '.' at byte 3"},
+        {"/a", "an empty part at byte 1"},   {"a/", "an empty part at byte 3"},
+        {"a//b", "an empty part at byte 3"}, {"team/..", "a part '..' at byte 6"},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        memset(&err, 0, sizeof err);
+        assert_int_equal(ls_vault_secret_put(v, st, parts[i].name, "v", 1, &err), LS_EINVAL);
+        assert_contains(err.msg, parts[i].want);
+        assert_contains(err.msg, "its /-separated parts may not be empty, '.' or '..'");
+        assert_int_equal(ls_vault_secret_get(v, st, parts[i].name, &s, &err), LS_ENOTFOUND);
+        assert_int_equal(ls_vault_secret_delete(st, parts[i].name, &err), LS_ENOTFOUND);
+    }
+    th_ok(ls_vault_secret_put(v, st, "a..b/.c/d.", "v", 1, &err), &err); /* dots inside parts */
+    assert_secret(v, st, "a..b/.c/d.", "v", 1);
     assert_int_equal(ls_vault_secret_put(v, st, NULL, "v", 1, &err), LS_EINVAL);
     assert_int_equal(ls_vault_secret_get(v, st, NULL, &s, &err), LS_EINVAL);
     assert_int_equal(ls_vault_secret_delete(st, NULL, &err), LS_EINVAL);
