@@ -196,9 +196,19 @@ static int rate_key(ls_policy_t *p, const rate_limit *l, const ls_policy_request
     return kind == 's';
 }
 
+/* Reads the headers the rate limits key by, so that a header callback that
+ * raises (ls_policy_request.header) does so before a memo is allocated or
+ * any budget is taken. */
+static void rate_headers(ls_policy_t *p, const ls_policy_request *req)
+{
+    for (size_t i = 0; i < p->n_limits; i++)
+        if (p->limits[i].by == RL_BY_HEADER) ls_policy_req_header(p, req, p->limits[i].header);
+}
+
 static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller *c,
                       const caller_memo *memo, ls_policy_decision *d)
 {
+    rate_headers(p, req);
     for (size_t i = 0; i < p->n_limits; i++) {
         const rate_limit *l = &p->limits[i];
         ls_rl_key key;
@@ -326,6 +336,7 @@ static const caller_memo *memo_of(ls_policy_t *p, const ls_policy_request *req, 
     if (!c->id.authenticated || (p->n_idhdr == 0 && p->n_limits == 0)) return NULL;
     caller_memo **slot = ls_authn_memo_slot(p);
     if (slot == NULL || *slot) return slot ? *slot : NULL;
+    rate_headers(p, req);
     size_t mark = p->scratch_used; /* the values are copied out, then the scratch is given back */
     const char *v[POLICY_MAX_IDHDR];
     size_t len[POLICY_MAX_IDHDR], bytes = sizeof(caller_memo);

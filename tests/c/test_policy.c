@@ -4,6 +4,7 @@
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -974,6 +975,61 @@ static void test_policy_headers_are_asked_for_when_needed(void **state)
     ls_policy_free(p);
 }
 
+/* A header callback that does not return (as a Lua error leaves it)
+ * when asked for one header. */
+static jmp_buf raise_jmp;
+static const char *raise_on;
+
+static ls_str raising_header(void *ctx, size_t i)
+{
+    lazy_headers *h = ctx;
+    if (strcasecmp(ls_policy_header_name(h->p, i), raise_on) == 0) longjmp(raise_jmp, 1);
+    return lazy_header(ctx, i);
+}
+
+static int decide_raising(lazy_headers *h, const char *path)
+{
+    ls_policy_decision d;
+    ls_policy_request req = {
+        .method = {"GET", 3},
+        .path = {path, strlen(path)},
+        .remote_addr = {"192.0.2.9", 9},
+        .header = raising_header,
+        .header_ctx = h,
+    };
+    ls_err err;
+    if (setjmp(raise_jmp)) return -1;
+    th_ok(ls_policy_eval(h->p, &req, &d, &err), &err);
+    return d.allow ? 0 : d.status;
+}
+
+/* A decision the header callback abandons takes no rate-limit budget and
+ * leaves no allocation behind (the caller memo; valgrind and LSan see a
+ * leak), and the next decision is whole. */
+static void test_policy_abandoned_decision_leaves_nothing_behind(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load("{\"name\":\"raise\",\"authenticate\":[{\"type\":\"jwt\","
+                          "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"
+                          "\"rules\":[{\"path\":\"/me\"},{\"path\":\"/\",\"allow\":\"anyone\"}],"
+                          "\"rate_limit\":[{\"by\":\"ip\",\"rate\":1,\"per\":\"1m\",\"burst\":1},"
+                          "{\"by\":\"header:X-Tenant\",\"rate\":100,\"per\":\"1s\"}],"
+                          "\"identity_headers\":{\"X-User\":\"sub\"}}",
+                          LS_POLICY_PRIVATE_RL);
+    char *authz = bearer(token_for("alice", "", "", NULL));
+    lazy_headers h = {.p = p, .name = {"Authorization", "X-Tenant"}, .value = {authz, "acme"}};
+    raise_on = "X-Tenant";
+    assert_int_equal(decide_raising(&h, "/"), -1);   /* anonymous: before any take */
+    assert_int_equal(decide_raising(&h, "/me"), -1); /* a caller: before its memo */
+    assert_int_equal(decide_raising(&h, "/me"), -1);
+    raise_on = "X-None";
+    assert_int_equal(decide_raising(&h, "/"), 0); /* the one request the ip budget holds */
+    assert_int_equal(decide_raising(&h, "/me"), 429);
+    free(authz);
+    ls_policy_free(p);
+}
+
 /* Renames text (with mode) over the policy's jwks.json a second later:
  * the request r is still allowed with the keys before, and the notice
  * says the new file was refused, and why. */
@@ -1343,6 +1399,7 @@ int main(void)
         cmocka_unit_test(test_policy_rate_limit_by_header_keeps_long_values_apart),
         cmocka_unit_test(test_policy_ip_rules_and_trusted_proxies),
         cmocka_unit_test(test_policy_headers_are_asked_for_when_needed),
+        cmocka_unit_test(test_policy_abandoned_decision_leaves_nothing_behind),
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
         cmocka_unit_test(test_policy_key_files_others_may_write_are_refused),
         cmocka_unit_test(test_policy_out_of_memory_while_deciding_is_500),

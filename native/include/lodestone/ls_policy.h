@@ -103,9 +103,9 @@ typedef struct {
      * absent) when the decision first needs it, and at most once per
      * decision, so a header that an earlier authenticator made moot is
      * never read. The value must stay valid until the decision is made.
-     * header may also not return (a Lua error): the engine holds no lock
-     * and nothing it must free at that point, and the decision is
-     * abandoned. */
+     * header may also not return (a Lua error): the engine holds no lock,
+     * no allocation and no rate-limit budget taken at that point, and the
+     * decision is abandoned. It must not decide with the same policy. */
     ls_str (*header)(void *header_ctx, size_t i);
     void *header_ctx;
 } ls_policy_request;
