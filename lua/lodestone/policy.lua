@@ -151,17 +151,14 @@ local function log(msg)
 end
 
 local function install(st, pol, decl)
-  st.pol = pol
-  st.needs = needs(decl)
-  st.headers = pol:headers()
-  st.nheaders = #st.headers
-  st.strip = pol:strip()
-  st.nstrip = #st.strip
-  st.needs_body = pol:needs_body()
-  st.values = {}
+  -- Everything first, then all at once: a raise half way (out of memory)
+  -- leaves the state as it was, the last good policy whole.
+  local need, headers, strip, needs_body = needs(decl), pol:headers(), pol:strip(), pol:needs_body()
+  local m = st.metrics
   -- What enforce() calls on each request, bound to its options once.
-  local m, need = st.metrics, st.needs
-  st.fast = not st.needs_body and pol:gate_fn(m and m.path, need.query, need.host) or nil
+  local fast = not needs_body and pol:gate_fn(m and m.path, need.query, need.host) or nil
+  st.pol, st.needs, st.needs_body, st.values, st.fast = pol, need, needs_body, {}, fast
+  st.headers, st.nheaders, st.strip, st.nstrip = headers, #headers, strip, #strip
 end
 
 -- ---- decision metrics (docs/policies.md) ----
@@ -187,6 +184,9 @@ local function metrics_setup(opts)
   mo = mo or {}
   local allow, amsg = core.cidr_new(mo.allow or LOOPBACK)
   if not allow then error("policy.enforce: opts.metrics.allow: " .. tostring(amsg), 3) end
+  if mo.path ~= nil and type(mo.path) ~= "string" then
+    error("policy.enforce: opts.metrics.path: expected a string, got " .. type(mo.path), 3)
+  end
   local file = mo.file or (((opts and opts.rl_dir) or "/dev/shm") .. "/lodestone-policy.metrics")
   local t = metric_tables[file]
   if t == nil then

@@ -113,6 +113,9 @@ describe("policy metrics", function()
     local ok, err = pcall(policy.enforce, request("/open"), file, { metrics = { allow = { "nope" } } })
     assert.is_false(ok)
     assert.matches("policy.enforce: opts.metrics.allow: cidr.new: ", err, 1, true)
+    policy.reset()
+    assert.has_error(function() policy.enforce(request("/open"), file, { metrics = { path = 7 } }) end,
+      "policy.enforce: opts.metrics.path: expected a string, got number")
   end)
 
   it("a table that cannot be opened leaves decisions uncounted, not denied", function()
