@@ -128,7 +128,7 @@ json_t *ls_json_string_lossy(const char *s, size_t n)
 {
     if (ls_json_utf8_valid(s, n)) return json_stringn_nocheck(s, n);
     /* At most 3 bytes (U+FFFD) for each byte. */
-    if (n > SIZE_MAX / 3) return NULL;
+    if (n > (SIZE_MAX - 1) / 3) return NULL;
     unsigned char *t = ls_malloc(n * 3 + 1), *o = t;
     if (t == NULL) return NULL;
     const unsigned char *p = (const unsigned char *)s, *end = p + n;

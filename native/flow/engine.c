@@ -933,8 +933,11 @@ void flow_activation_done(ls_flow_t *f, flow_run *r, const ls_flow_act *a)
     r->waiting = a->waiting;
     /* Inbox entries taken by a write that never landed: look again. */
     r->inbox += a->drained;
-    /* A resume it took and wrote: the next pause may be resumed. */
-    if (a->resume_taken && a->drained == 0) r->resuming = 0;
+    /* A resume it took and wrote: the next pause may be resumed. And an
+     * activation that gave up schedules nothing, so a resume waiting in
+     * the inbox may be sent again (else the run would refuse every resume
+     * until something else woke it). */
+    if ((a->resume_taken && a->drained == 0) || a->abandoned) r->resuming = 0;
     if (a->waiting) {
         r->wait_due = a->wait_due;
         r->wait_kind = a->wait_kind;
