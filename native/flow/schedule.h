@@ -52,8 +52,9 @@ typedef struct {
  * name, a cron text the parser refuses or that never fires, a timezone
  * ICU does not know are LS_EINVAL with a message naming the field. extra
  * lists further field names to accept and ignore (NULL-terminated, may be
- * NULL): a stored record carries its state beside the definition. On
- * failure *d is left empty. */
+ * NULL): a stored record carries its state beside the definition, and
+ * with extra a name of "." or ".." (refused in new definitions since, but
+ * stored before) still reads. On failure *d is left empty. */
 ls_rc flow_sched_def_parse(const struct json_t *obj, const char *const *extra, flow_sched_def *d,
                            ls_err *err);
 void flow_sched_def_free(flow_sched_def *d);

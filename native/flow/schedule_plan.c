@@ -38,16 +38,17 @@ static int pick(const char *s, const char *const *names, int n)
 
 /* ---- definitions ---- */
 
-static ls_rc check_name(const char *what, const char *s, size_t n, ls_err *err)
+/* fresh: a new definition, not a stored record. A stored "." or ".."
+ * (allowed before) still loads, so that it can be deleted. */
+static ls_rc check_name(const char *what, const char *s, size_t n, int fresh, ls_err *err)
 {
     if (n == 0 || n > FLOW_SCHED_NAMEMAX)
         return ls_err_set(err, LS_EINVAL, "%s: must be 1 to %d characters, got %zu", what,
                           FLOW_SCHED_NAMEMAX, n);
-    if (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.')))
+    if (fresh && s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.')))
         return ls_err_set(err, LS_EINVAL,
-                          "%s: \"%.*s\" is not allowed: a URL reads it as a path step "
-                          "(/v1/schedules/%.*s is not that schedule)",
-                          what, (int)n, s, (int)n, s);
+                          "%s: \"%.*s\" is not allowed: a URL reads it as a path step", what,
+                          (int)n, s);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -137,11 +138,11 @@ static ls_rc parse_fields(const json_t *obj, const char *const *extra, flow_sche
     const char *s;
     size_t n;
     ls_rc rc = get_text(obj, "name", 1, &s, &n, err);
-    if (rc == LS_OK) rc = check_name("name", s, n, err);
+    if (rc == LS_OK) rc = check_name("name", s, n, extra == NULL, err);
     if (rc != LS_OK) return rc;
     d->name = ls_strndup(s, n);
     if ((rc = get_text(obj, "workflow", 1, &s, &n, err)) != LS_OK ||
-        (rc = check_name("workflow", s, n, err)) != LS_OK)
+        (rc = check_name("workflow", s, n, extra == NULL, err)) != LS_OK)
         return rc;
     d->workflow = ls_strndup(s, n);
     if ((rc = get_text(obj, "cron", 1, &s, &n, err)) != LS_OK ||

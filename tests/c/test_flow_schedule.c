@@ -813,6 +813,52 @@ static void test_schedule_api(void **state)
 /* A schedule whose input is over the payload limit is refused when it is
  * put, from the API or a workflow file: accepted, it would fail at every
  * fire. */
+/* A schedule named ".." (accepted before new names were checked) is
+ * still loaded from the store, listed and deleted: the daemon starts. */
+static void test_schedule_stored_dot_name_still_loads(void **state)
+{
+    env *e = *state;
+    eng_open(e);
+    json_decref(put(e, "{\"name\":\"dd\",\"workflow\":\"quick\",\"cron\":\"@daily\"}", NULL));
+    eng_close(e);
+    /* The record of "dd", renamed "..", as an older daemon stored it. */
+    ls_err err = {0};
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, pt = LS_BUF_INIT, out = LS_BUF_INIT;
+    th_ok(ls_key_ns(&k, LS_NS_SCHEDULE, &err), &err);
+    th_ok(ls_key_str(&k, "dd", 2, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+    th_ok(ls_vault_open(e->d.v, k.ptr, k.len, v.ptr, v.len, &pt, &err), &err); /* sealed */
+    th_ok(ls_store_delete(e->d.st, k.ptr, k.len, 0, &err), &err);
+    json_t *rec = parse_buf(&pt);
+    json_object_set_new(rec, "name", json_string(".."));
+    ls_buf_clear(&pt);
+    th_ok(ls_json_dump(rec, &pt, &err), &err);
+    json_decref(rec);
+    ls_buf_clear(&k);
+    th_ok(ls_key_ns(&k, LS_NS_SCHEDULE, &err), &err);
+    th_ok(ls_key_str(&k, "..", 2, &err), &err);
+    ls_buf_clear(&v);
+    th_ok(ls_vault_seal(e->d.v, k.ptr, k.len, pt.ptr, pt.len, &v, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, 0, &err), &err);
+    ls_buf_free(&pt);
+
+    eng_open(e);
+    th_ok(ls_flow_schedule_get(e->f, "..", 2, &out, &err), &err);
+    json_t *got = parse_buf(&out);
+    assert_string_equal(jstr(got, "name"), "..");
+    json_decref(got);
+    th_ok(ls_flow_schedule_delete(e->f, "..", 2, LS_FLOW_SCHEDULE_API, &err), &err);
+    assert_int_equal(ls_flow_schedule_get(e->f, "..", 2, &out, &err), LS_ENOTFOUND);
+    /* A new one of that name is still refused. */
+    const char *dots = "{\"name\":\"..\",\"workflow\":\"quick\",\"cron\":\"@daily\"}";
+    assert_int_equal(
+        ls_flow_schedule_put(e->f, dots, strlen(dots), LS_FLOW_SCHEDULE_API, &out, NULL, &err),
+        LS_EINVAL);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    ls_buf_free(&out);
+}
+
 static void test_schedule_input_over_the_payload_limit(void **state)
 {
     env *e = *state;
@@ -982,6 +1028,7 @@ int main(void)
         T(test_schedule_catchup_none_after_downtime),
         T(test_schedule_fire_attempted_twice),
         T(test_schedule_api),
+        T(test_schedule_stored_dot_name_still_loads),
         T(test_schedule_input_over_the_payload_limit),
         T(test_schedule_redefinition),
         T(test_schedule_thread_fires),
