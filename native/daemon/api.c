@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -342,13 +343,14 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return (size_t)(w - s);
 }
 
-/* Whether the request has %00 (a flag the unescaper set, cleared here). */
+/* Whether the request has %00 (a flag the unescaper set, cleared here);
+ * -1 when the connection has no state to tell (it was out of memory). */
 static int take_nul(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn_state *cs = ci ? ci->socket_context : NULL;
-    if (cs == NULL) return 0;
+    if (cs == NULL) return -1;
     int nul = cs->nul;
     cs->nul = 0;
     return nul;
@@ -378,8 +380,9 @@ static MHD_RESULT count_arg(void *cls, enum MHD_ValueKind kind, const char *key,
     (void)kind;
     (void)value;
     unsigned *n = cls;
+    /* MHD looks parameters up in any case: so does the count. */
     for (size_t i = 0; i < N_QUERY_ARGS; i++)
-        if (strcmp(key, QUERY_ARGS[i]) == 0) n[i]++;
+        if (strcasecmp(key, QUERY_ARGS[i]) == 0) n[i]++;
     return MHD_YES;
 }
 
@@ -1006,8 +1009,8 @@ static const char *caller(struct MHD_Connection *c, ls_err *err)
     const char *u = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-User");
     if (u == NULL || *u == '\0') return "api";
     size_t n = strlen(u);
-    if (n > 200) {
-        ls_err_set(err, LS_EINVAL, "X-User: at most 200 bytes, got %zu", n);
+    if (n > LS_FLOW_BYMAX) {
+        ls_err_set(err, LS_EINVAL, "X-User: at most %d bytes, got %zu", LS_FLOW_BYMAX, n);
         return NULL;
     }
     if (!ls_json_utf8_valid(u, n)) {
@@ -1241,6 +1244,7 @@ static MHD_RESULT on_request(lsd_api *a, int tcp, struct MHD_Connection *c, cons
     const char *twice = repeated_arg(c);
     if (twice)
         return send_error(c, 400, "bad_request", "%s: given more than once; give it once", twice);
+    if (r->nul < 0) return send_error(c, 503, "unavailable", "out of memory: try again");
     if (r->nul)
         return send_error(c, 400, "bad_request",
                           "path or query: %%00 (a NUL byte) is not allowed in an id, a name or a "

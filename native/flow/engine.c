@@ -2029,7 +2029,7 @@ ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by
                      const char *reason, ls_err *err)
 {
     size_t blen = by ? strlen(by) : 0, rlen = reason ? strlen(reason) : 0;
-    ls_rc rc = check_text("by", by, blen, 200, err);
+    ls_rc rc = check_text("by", by, blen, LS_FLOW_BYMAX, err);
     if (rc == LS_OK) rc = check_text("reason", reason, rlen, 1000, err);
     if (rc != LS_OK) return rc;
     ls_event ev = {.type = LS_EV_CANCEL_REQUESTED,
@@ -2043,7 +2043,7 @@ ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by
 ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const char *by, ls_err *err)
 {
     size_t blen = by ? strlen(by) : 0;
-    ls_rc rc = check_text("by", by, blen, 200, err);
+    ls_rc rc = check_text("by", by, blen, LS_FLOW_BYMAX, err);
     if (rc != LS_OK) return rc;
     ls_id id;
     if ((rc = flow_lookup(f, name, nlen, &id, err)) != LS_OK) return rc;
@@ -2087,7 +2087,7 @@ ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char 
 {
     *ended = 0;
     size_t blen = by ? strlen(by) : 0, rlen = reason ? strlen(reason) : 0;
-    ls_rc rc = check_text("by", by, blen, 200, err);
+    ls_rc rc = check_text("by", by, blen, LS_FLOW_BYMAX, err);
     if (rc == LS_OK) rc = check_text("reason", reason, rlen, 1000, err);
     if (rc != LS_OK) return rc;
     end_wait w = {.done = 0};

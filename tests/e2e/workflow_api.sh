@@ -253,7 +253,8 @@ check "bad limit: 400" 400 "$code"
 error_shape "bad limit"
 # Numbers are decimal (strtoul and strtod also took " 1", "+5", "0x10" and
 # "1e2"), and a parameter given twice is refused, not read as its first.
-for q in 'limit=%201' 'limit=+5' 'limit=0x10' 'limit=1&limit=abc' 'status=running&status=completed'; do
+for q in 'limit=%201' 'limit=+5' 'limit=0x10' 'limit=1&limit=abc' 'limit=1&LIMIT=x' 'Status=running&status=bogus' \
+         'status=running&status=completed'; do
   api GET "/v1/workflows?$q"
   check "list ?$q: 400" 400 "$code"
 done

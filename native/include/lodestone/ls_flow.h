@@ -225,6 +225,11 @@ LS_API int ls_flow_unwatch(ls_flow_t *f, uint64_t watch);
 LS_API ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *signal,
                             size_t slen, const char *payload, size_t plen, ls_err *err);
 
+/* Longest "by" of a cancel, terminate or resume (who asks: lighttpd's
+ * X-User, such as an OpenID subject of up to 255 characters or an e-mail
+ * address), in bytes. */
+#define LS_FLOW_BYMAX 1024
+
 /* Asks the running run to cancel: at its next wait point (ctx:step,
  * ctx:sleep, ctx:wait_signal) its code gets a cancellation error, which it
  * may catch to run cleanup steps; it then ends `cancelled`. by (who) and
