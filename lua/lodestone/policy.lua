@@ -259,6 +259,17 @@ local function internal_error(r, msg)
   return 500
 end
 
+-- What a gate's answer (pol:gate, or a pol:gate_fn closure) means for
+-- mod_magnet: 0, a denial's status or a 500; nil when the gate left the
+-- request to its caller (false).
+local function gate_result(r, pol, status, notice, code)
+  if status == nil then return internal_error(r, notice .. " (" .. tostring(code) .. ")") end
+  if not status then return nil end
+  if notice then log(notice) end
+  if status == 0 then return 0 end
+  return answer(r, pol, status)
+end
+
 -- Every case pol:gate does not take: no policy yet, the metrics path, a
 -- policy that reads the request body.
 local function enforce_general(r, st)
@@ -336,17 +347,8 @@ local function enforce_slow(lt, path, opts)
   local pol = st.pol
   if pol and not st.needs_body then
     local m, need = st.metrics, st.needs
-    local status, notice, code = pol:gate(r, m and m.path, need.query, need.host)
-    if status == 0 then
-      if notice then log(notice) end
-      return 0
-    end
-    if status then
-      if notice then log(notice) end
-      return answer(r, pol, status)
-    end
-    if status == nil then return internal_error(r, notice .. " (" .. tostring(code) .. ")") end
-    -- false: the metrics path
+    local done = gate_result(r, pol, pol:gate(r, m and m.path, need.query, need.host))
+    if done then return done end -- else the metrics path
   end
   return enforce_general(r, st)
 end
@@ -362,15 +364,9 @@ function M.enforce(lt, path, opts)
   local fast = st and st.fast
   if fast then
     local status, notice, code = fast(lt, st.next_check)
-    if status == 0 then
-      if notice then log(notice) end
-      return 0
-    end
-    if status then
-      if notice then log(notice) end
-      return answer(lt.r, st.pol, status)
-    end
-    if status == nil then return internal_error(lt.r, notice .. " (" .. tostring(code) .. ")") end
+    if status == 0 and not notice then return 0 end
+    local done = gate_result(lt.r, st.pol, status, notice, code)
+    if done then return done end
   end
   return enforce_slow(lt, path, opts)
 end
