@@ -342,12 +342,12 @@ local function enforce_slow(lt, path, opts)
   end
   if now >= st.next_check then refresh(path, st, now, opts) end
 
-  -- The common case in one call: the engine reads the request, decides
-  -- and sets the identity headers itself (pol:gate).
-  local pol = st.pol
-  if pol and not st.needs_body then
-    local m, need = st.metrics, st.needs
-    local done = gate_result(r, pol, pol:gate(r, m and m.path, need.query, need.host))
+  -- The common case in one call: the policy's bound gate reads the
+  -- request, decides and sets the identity headers itself. (The file was
+  -- just looked at, or is not due: no deadline.)
+  local fast = st.fast
+  if fast then
+    local done = gate_result(r, st.pol, fast(lt, math.huge))
     if done then return done end -- else the metrics path
   end
   return enforce_general(r, st)
