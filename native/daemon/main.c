@@ -10,6 +10,7 @@
 #include "ls_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -167,31 +168,72 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 #define TOKEN_MIN 16   /* characters of a --token-file token */
 #define TOKEN_MAX 4096 /* (a client sends it in a header) */
 
+/* Reads up to n bytes of fd's first line (to '\n' or '\r') into line,
+ * one read(2) at a time, so that no copy of the token stays in a stdio
+ * buffer. Sets *cut when the line is longer than n. -1 with errno set on
+ * a read error. */
+static ssize_t read_first_line(int fd, char *line, size_t n, int *cut)
+{
+    size_t len = 0;
+    *cut = 0;
+    for (;;) {
+        ssize_t r = read(fd, line + len, n - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        char *end = NULL;
+        for (size_t k = len; k < len + (size_t)r && end == NULL; k++)
+            if (line[k] == '\n' || line[k] == '\r') end = line + k;
+        if (end) return end - line;
+        len += (size_t)r;
+        if (r == 0) return (ssize_t)len;
+        if (len == n) {
+            *cut = 1;
+            return (ssize_t)len;
+        }
+    }
+}
+
 /* The bearer token for --listen: the first line of path without the
  * spaces and tabs around it, as lodestone(1) reads its --token-file and
  * HTTP an Authorization header; TOKEN_MIN to TOKEN_MAX characters, none a
- * control character. Caller frees with free(). NULL with err set. */
+ * control character. A regular file that group or others may write is
+ * refused (anyone could plant a token they know); one that others may
+ * read gets a warning. A pipe works too (--token-file <(pass lodestone)).
+ * Caller frees with free(). NULL with err set. */
 static char *read_token(const char *path, ls_err *err)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         ls_err_set(err, LS_EIO, "--token-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        ls_err_set(err, LS_EIO, "--token-file %s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        ls_err_set(err, LS_EINVAL, "--token-file %s: is a directory", path);
+        close(fd);
+        return NULL;
+    }
+    if (S_ISREG(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        ls_err_set(err, LS_EPERM,
+                   "--token-file %s: mode %04o lets group or others write it, so anyone could "
+                   "set a token they know (chmod go-w)",
+                   path, (unsigned)(st.st_mode & 07777));
+        close(fd);
         return NULL;
     }
     /* Read at most twice TOKEN_MAX: neither /dev/zero nor a large file
      * without a line break is read whole. */
-    char line[2 * TOKEN_MAX] = {0};
-    size_t len = 0, start = 0;
-    int c, cut = 0;
-    while ((c = getc(f)) != EOF && c != '\n' && c != '\r') {
-        if (len == sizeof line) {
-            cut = 1;
-            break;
-        }
-        line[len++] = (char)c;
-    }
-    int read_errno = ferror(f) ? errno : 0;
-    fclose(f);
+    char line[2 * TOKEN_MAX];
+    int cut;
+    ssize_t got = read_first_line(fd, line, sizeof line, &cut);
+    int read_errno = got < 0 ? errno : 0;
+    close(fd);
+    size_t len = got < 0 ? 0 : (size_t)got, start = 0;
     while (start < len && (line[start] == ' ' || line[start] == '\t')) start++;
     while (len > start && (line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
     size_t n = len - start, bad = n;
@@ -218,6 +260,10 @@ static char *read_token(const char *path, ls_err *err)
     else if ((tok = strndup(line + start, n)) == NULL)
         ls_err_set(err, LS_ENOMEM, "--token-file %s: out of memory", path);
     explicit_bzero(line, sizeof line);
+    if (tok && S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
+        lsd_log(LS_FLOW_LOG_WARN, NULL,
+                "--token-file %s: mode %04o lets every user read the token (chmod o-r)", path,
+                (unsigned)(st.st_mode & 07777));
     return tok;
 }
 

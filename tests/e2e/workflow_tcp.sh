@@ -5,6 +5,8 @@
 # and an address other than 127.0.0.1:PORT (PORT 1 to 65535, nothing after),
 # and every request on it needs the bearer token, the token file's first
 # line without the spaces and tabs around it (the unix socket does not).
+# A token file that group or others may write is refused, one that others
+# may read gets a warning, and a pipe is read like a file.
 #
 # Usage: workflow_tcp.sh BUILD_DIR
 set -u
@@ -25,6 +27,7 @@ PORT=$(e2e_free_port)
 # it and a second line: the token is the first line, trimmed, read whole.
 TOKEN=tok-$(head -c 300 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf ' \t%s \t\r\nwritten by ops on Monday\n' "$TOKEN" >"$E2E_DIR/token"
+chmod 0644 "$E2E_DIR/token" # others may read it: a warning, not a refusal
 
 out=$("$BUILD/bin/lodestoned" --data "$E2E_DIR/data0" --workflows "$E2E_DIR/wf" \
   --listen 127.0.0.1:$PORT 2>&1)
@@ -48,6 +51,26 @@ refused "a token with a control character" 'tok-1234567890\001abcdef\n' \
 refused "a token of 15 characters" '  tok-1234567890a  \n' "the token is 15 characters; it needs 16 or more"
 refused "a token over 4096 characters" "$(head -c 4097 /dev/zero | tr '\0' a)\\n" \
   "the token on its first line is longer than 4096 characters"
+# A file that group or others may write is refused: anyone could plant a
+# token they know. (The token in it is a good one.)
+printf '%s\n' "$TOKEN" >"$E2E_DIR/bad-token"
+for mode in 0664 0646; do
+  chmod "$mode" "$E2E_DIR/bad-token"
+  out=$(timeout 10 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data-bad" --workflows "$E2E_DIR/wf" \
+    --listen 127.0.0.1:$PORT --token-file "$E2E_DIR/bad-token" 2>&1)
+  check "a token file of mode $mode: exit 2, says why" \
+    "2 lodestoned: --token-file $E2E_DIR/bad-token: mode $mode lets group or others write it, so anyone could set a token they know (chmod go-w)" \
+    "$? $out"
+done
+out=$(timeout 10 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data-bad" --workflows "$E2E_DIR/wf" \
+  --listen 127.0.0.1:$PORT --token-file "$E2E_DIR" 2>&1)
+check "a directory as the token file: exit 2, says why" \
+  "2 lodestoned: --token-file $E2E_DIR: is a directory" "$? $out"
+# A pipe is read like a file (--token-file <(pass show lodestone)).
+out=$(timeout 10 "$BUILD/bin/lodestoned" --data "$E2E_DIR/data-bad" --workflows "$E2E_DIR/wf" \
+  --listen 127.0.0.1:$PORT --token-file <(printf 'tok-from-a-pipe\n') 2>&1)
+check_contains "a token from a pipe is read (this one is too short)" \
+  "the token is 15 characters; it needs 16 or more" "$out"
 check "a refused token file: no data directory was made" no \
   "$([ -e "$E2E_DIR/data-bad" ] && echo yes || echo no)"
 
@@ -78,6 +101,9 @@ E2E_PIDS+=($!)
 e2e_wait_port "$PORT" || { not_ok "daemon listens on $PORT"; e2e_finish; exit 1; }
 
 url=http://127.0.0.1:$PORT
+check_contains "a token file every user may read gets a warning" \
+  "--token-file $E2E_DIR/token: mode 0644 lets every user read the token (chmod o-r)" \
+  "$(cat "$E2E_DIR/daemon.log")"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url/healthz")
 check "the token is the whole first line, without the spaces and tabs around it" 200 "$code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN:0:511}" "$url/healthz")
