@@ -29,7 +29,8 @@ int cli_share_dir(char *buf, size_t n);
  * last. Returns the index of its name and points *value at its value
  * (borrowed from argv), leaving *i on the last argument it used. Returns -1
  * after printing "lodestone CMD: ..." on stderr when the argument is not an
- * option, is not one of names, or has no value. */
+ * option, is not one of names, or has no value (also when the next argument,
+ * its value, is --help, -h or another of names: a forgotten value). */
 int cli_option(int argc, char **argv, int *i, const char *cmd, const char *const *names,
                const char **value);
 

@@ -54,6 +54,18 @@ int cli_share_dir(char *buf, size_t n)
     return 0;
 }
 
+/* 1 when arg is "--help", "-h" or one of names as "--NAME" or "--NAME=...":
+ * after an option that wants a value, a forgotten value. */
+static int names_option(const char *arg, const char *const *names)
+{
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return 1;
+    if (strncmp(arg, "--", 2) != 0) return 0;
+    size_t len = strcspn(arg + 2, "=");
+    for (int k = 0; names[k] != NULL; k++)
+        if (strlen(names[k]) == len && strncmp(arg + 2, names[k], len) == 0) return 1;
+    return 0;
+}
+
 int cli_option(int argc, char **argv, int *i, const char *cmd, const char *const *names,
                const char **value)
 {
@@ -69,6 +81,12 @@ int cli_option(int argc, char **argv, int *i, const char *cmd, const char *const
         if (strlen(names[k]) != len - 2 || strncmp(arg + 2, names[k], len - 2) != 0) continue;
         if (eq != NULL) {
             *value = eq + 1;
+        } else if (*i + 1 < argc && names_option(argv[*i + 1], names)) {
+            fprintf(stderr,
+                    "lodestone %s: %s needs a value, got the option %s (write %s=%s if that is "
+                    "the value)\n",
+                    cmd, arg, argv[*i + 1], arg, argv[*i + 1]);
+            return -1;
         } else if (*i + 1 < argc) {
             *value = argv[++*i];
         } else {

@@ -52,6 +52,9 @@ check "malformed request JSON exits 2" 2 $?
 check_contains "names the position" "--request: json.decode: line 1" "$err"
 err=$("$ls" policy check "$d/p.lua" --request '{"path":"/","hedaers":{}}' 2>&1)
 check_contains "unknown request field is named" "unknown field 'hedaers'" "$err"
+err=$("$ls" policy check "$d/p.lua" --request --now 5 2>&1)
+check "an option as the value of --request exits 2" 2 $?
+check_contains "and says so" "--request needs a value, got the option --now (write --request=--now if that is the value)" "$err"
 err=$("$ls" policy check "$d/missing.lua" --request '{"path":"/"}' 2>&1)
 check "missing policy file exits 2" 2 $?
 check_contains "says which file" "missing.lua" "$err"

@@ -40,6 +40,12 @@ check_contains "names the URL and the reason" "cannot reach lodestoned at http:/
 err=$("$ls" list --frobnicate 2>&1)
 check "unknown option exits 2" 2 $?
 check "and says so" "lodestone list: unknown option --frobnicate (see lodestone list --help)" "$err"
+# An option where a value belongs is a forgotten value, not the value.
+err=$("$ls" start hello --id --wait 2>&1)
+check "an option as the value of --id exits 2" 2 $?
+check "and says so" "lodestone start: --id needs a value, got the option --wait (write --id=--wait if that is the value) (see lodestone start --help)" "$err"
+err=$("$ls" list --status -h 2>&1)
+check "-h as the value of --status exits 2" 2 $?
 err=$("$ls" start 2>&1)
 check "start without TYPE exits 2" 2 $?
 err=$("$ls" start order --input '{"a":' 2>&1)

@@ -73,6 +73,12 @@ local function parse_args(args, first, known)
       if value == nil then
         value = args[i + 1]
         if value == nil then return nil, "--" .. name .. " needs a value" end
+        -- "--request --now 5" is a forgotten value, not a request of "--now".
+        local other = value:match("^%-%-([^=]+)")
+        if value == "-h" or value == "--help" or (other and known[other]) then
+          return nil, "--" .. name .. " needs a value, got the option " .. value ..
+            " (write --" .. name .. "=" .. value .. " if that is the value)"
+        end
         i = i + 1
       end
       opts[name] = value

@@ -157,6 +157,12 @@ local function parse(args, first, spec)
           i = i + 1
           value = args[i]
           if value == nil then usage_error("--" .. name .. " needs a value") end
+          -- "--id --wait" is a forgotten value, not an id of "--wait".
+          local other = value:match("^%-%-([%w%-]+)$") or value:match("^%-%-([%w%-]+)=")
+          if value == "-h" or (other and (spec[other] or COMMON[other])) then
+            usage_error("--" .. name .. " needs a value, got the option " .. value ..
+              " (write --" .. name .. "=" .. value .. " if that is the value)")
+          end
         end
         opts[name] = value
       end
