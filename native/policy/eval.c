@@ -437,7 +437,7 @@ static void request_id(ls_policy_t *p, const ls_policy_request *req, ls_policy_d
 
 static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_decision *d)
 {
-    char method[16];
+    char method[LS_RULES_METHOD_MAX + 1];
     size_t ml = req->method.len < sizeof method - 1 ? req->method.len : sizeof method - 1;
     if (req->method.ptr) memcpy(method, req->method.ptr, ml);
     method[req->method.ptr ? ml : 0] = '\0';
@@ -533,11 +533,15 @@ static void decide(ls_policy_t *p, const ls_policy_request *req, ls_policy_decis
         add_resp(p, d, "Cache-Control", "max-age=300");
         return;
     }
-    char method[16], host[256];
-    size_t ml = req->method.len < sizeof method - 1 ? req->method.len : 0;
-    if (req->method.ptr) memcpy(method, req->method.ptr, ml);
+    /* As long as any rule may name (a port and a trailing dot besides):
+     * a method or host cut short would never match the rule naming it,
+     * and a deny rule that names methods would let such requests pass. A
+     * longer one matches no rule that names one. */
+    char method[LS_RULES_METHOD_MAX + 1], host[LS_RULES_HOST_MAX + 16];
+    size_t ml = req->method.ptr && req->method.len < sizeof method ? req->method.len : 0;
+    if (ml) memcpy(method, req->method.ptr, ml);
     method[ml] = '\0';
-    size_t hl = req->host.ptr && req->host.len < sizeof host - 1 ? req->host.len : 0;
+    size_t hl = req->host.ptr && req->host.len < sizeof host ? req->host.len : 0;
     if (hl) memcpy(host, req->host.ptr, hl);
     host[hl] = '\0';
 

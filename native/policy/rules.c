@@ -14,8 +14,8 @@
 #include "rules.h"
 
 #define RULES_MAX   10000
-#define HOST_MAX    255
-#define METHOD_MAX  32
+#define HOST_MAX    LS_RULES_HOST_MAX
+#define METHOD_MAX  LS_RULES_METHOD_MAX
 #define CHUNK_BYTES 4096
 
 /* ---- compiled form ---- */

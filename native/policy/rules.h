@@ -44,6 +44,11 @@
 #include "ls_json.h"
 #include "lodestone/ls_err.h"
 
+/* Longest method name and host name a rule may name, in bytes. A request
+ * whose method or host is longer can match no rule that names one. */
+#define LS_RULES_METHOD_MAX 32
+#define LS_RULES_HOST_MAX   255
+
 typedef struct ls_rules ls_rules_t;
 typedef struct ls_rule ls_rule; /* one rule; borrowed from its ls_rules_t */
 

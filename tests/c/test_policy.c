@@ -1146,6 +1146,61 @@ static void test_policy_key_files_others_may_write_are_refused(void **state)
     ls_policy_free(load(with_pem, 0));
 }
 
+/* Methods and hosts as long as a rule may name are matched whole: a deny
+ * rule naming them is not skipped (it was, past 15 and 254 bytes), and
+ * the audit record names the whole method. */
+static void test_policy_long_methods_and_hosts_match_their_rules(void **state)
+{
+    (void)state;
+    char host[260], json[1024];
+    memset(host, 'h', 250);
+    memcpy(host + 250, ".com", 5); /* 254 bytes */
+    snprintf(json, sizeof json,
+             "{\"name\":\"long\",\"rules\":["
+             "{\"path\":\"/dav/**\",\"methods\":[\"BASELINE-CONTROL\"],\"deny\":true},"
+             "{\"path\":\"/dav/**\",\"host\":\"%s\",\"deny\":true},"
+             "{\"path\":\"/dav/**\",\"allow\":\"anyone\"}],"
+             "\"audit\":{\"path\":\"long-audit.log\"}}",
+             host);
+    ls_policy_t *p = load(json, 0);
+    char with_port[270];
+    snprintf(with_port, sizeof with_port, "%s.:8080", host);
+    static const struct {
+        const char *method;
+        int host, status;
+    } cases[] = {
+        {"BASELINE-CONTROL", 0, 403},
+        {"baseline-control", 0, 403},
+        {"UPDATEREDIRECTREF", 0, 0},
+        {"GET", 1, 403},
+        {"GET", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *h = cases[i].host ? with_port : "api.example.com";
+        ls_policy_request req = {
+            .method = {cases[i].method, strlen(cases[i].method)},
+            .path = {"/dav/x", 6},
+            .host = {h, strlen(h)},
+            .remote_addr = {"192.0.2.10", 10},
+        };
+        ls_policy_decision d;
+        ls_err err;
+        assert_int_equal(ls_policy_eval(p, &req, &d, &err), LS_OK);
+        assert_int_equal(d.allow ? 0 : d.status, cases[i].status);
+        if (cases[i].status) assert_string_equal(d.reason, "explicit_deny");
+    }
+    ls_policy_free(p); /* flushes */
+    char *path = th_path(dir, "long-audit.log");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"method\":\"BASELINE-CONTROL\""));
+    fclose(f);
+    unlink(path);
+    free(path);
+}
+
 static void test_policy_github_webhook(void **state)
 {
     (void)state;
@@ -1403,6 +1458,7 @@ int main(void)
         cmocka_unit_test(test_policy_jwks_reload_and_bad_file_keeps_keys),
         cmocka_unit_test(test_policy_key_files_others_may_write_are_refused),
         cmocka_unit_test(test_policy_out_of_memory_while_deciding_is_500),
+        cmocka_unit_test(test_policy_long_methods_and_hosts_match_their_rules),
         cmocka_unit_test(test_policy_github_webhook),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
