@@ -102,6 +102,11 @@ printf '\ntok-1234567890abcdef\n' > "$d/token3"
 err=$("$ls" show r3 --url "$url" --token-file "$d/token3" 2>&1)
 check "a token file whose first line is empty exits 2" 2 $?
 check_contains "and says so" "--token-file: $d/token3 has no token on its first line" "$err"
+# Only the first line is read, and at most so much of it: /dev/zero (no
+# line break, ever) is refused, not read until memory runs out.
+err=$(timeout 20 "$ls" show r3 --url "$url" --token-file /dev/zero 2>&1)
+check "a token file with no end (/dev/zero) exits 2" 2 $?
+check_contains "and says so" "--token-file: the token on the first line of /dev/zero is longer than 4096 characters" "$err"
 err=$(LODESTONE_TOKEN=$'tok\nX-Injected: 1' "$ls" show r4 --url "$url" 2>&1)
 check "LODESTONE_TOKEN with a line break exits 2, not 3 (unreachable)" 2 $?
 check_contains "and names it" "LODESTONE_TOKEN: has a line break" "$err"

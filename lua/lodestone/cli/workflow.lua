@@ -184,6 +184,36 @@ local function read_file(path)
   return text
 end
 
+-- The first line of a file (to "\n" or "\r"), read a block at a time and
+-- at most max bytes of it: nil, "too long" past that, so that neither
+-- /dev/zero nor a large file without a line break is read whole.
+local function read_first_line(path, max)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local parts, len = {}, 0
+  while true do
+    local chunk, rerr = f:read(4096)
+    if chunk == nil then
+      f:close()
+      if rerr then return nil, path .. ": " .. rerr end
+      break
+    end
+    local stop = chunk:find("[\r\n]")
+    if stop then chunk = chunk:sub(1, stop - 1) end
+    parts[#parts + 1] = chunk
+    len = len + #chunk
+    if len > max then
+      f:close()
+      return nil, "too long"
+    end
+    if stop then
+      f:close()
+      break
+    end
+  end
+  return table.concat(parts)
+end
+
 local function escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
@@ -226,9 +256,17 @@ local function connection(opts)
   end
   if opts["token-file"] then
     -- Its first line, as lodestoned reads its own --token-file.
-    local text, err = read_file(opts["token-file"])
+    local text, err = read_first_line(opts["token-file"], 2 * 4096)
+    if err == "too long" then
+      usage_error("--token-file: the token on the first line of " .. opts["token-file"] ..
+        " is longer than 4096 characters")
+    end
     if not text then usage_error("--token-file: " .. err) end
-    c.token = text:match("^[^\r\n]*"):match("^%s*(.-)%s*$")
+    c.token = text:match("^[ \t]*(.-)[ \t]*$")
+    if #c.token > 4096 then
+      usage_error("--token-file: the token on the first line of " .. opts["token-file"] ..
+        " is longer than 4096 characters")
+    end
     if c.token == "" then usage_error("--token-file: " .. opts["token-file"] .. " has no token on its first line") end
     if c.token:find("%c") then usage_error("--token-file: the token in " .. opts["token-file"] .. " has a control character") end
   else
