@@ -276,12 +276,15 @@ local function enforce_general(r, st)
   local attr = r.req_attr
   local raw_path = attr["uri.path-raw"]
   local m = st.metrics
+  local rh = r.req_header
+  -- A request a proxy forwarded is from the proxy's client, not from the
+  -- peer: a local reverse proxy must not open the metrics to everyone.
   if m and raw_path == m.path and m.allow:contains(attr["request.remote-addr"])
-    and attr["request.method"] == "GET" then
+    and attr["request.method"] == "GET"
+    and not rh["X-Forwarded-For"] and not rh["Forwarded"] then
     return serve_metrics(r, m)
   end
 
-  local rh = r.req_header
   local pol = st.pol
   if not pol then
     r.resp_header["Content-Type"] = "application/json"

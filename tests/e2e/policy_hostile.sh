@@ -126,6 +126,18 @@ for m in BASELINE-CONTROL UPDATEREDIRECTREF; do
 done
 check "GET on the same path is public" 200 "$(status_of "$(raw "$(req GET dav/x)")")"
 
+# ---- decision metrics behind a proxy ----
+# The gate serves them to loopback clients; a request a local reverse proxy
+# forwarded (here from 127.0.0.2, a trusted proxy) is some other client's.
+out=$(raw "$(req GET _lodestone/metrics)")
+check "metrics are served to a loopback client" 200 "$(status_of "$out")"
+check_contains "as Prometheus text" "lodestone_policy_decisions_total" "$out"
+for h in "X-Forwarded-For: 203.0.113.7" "Forwarded: for=203.0.113.7"; do
+  out=$(raw "$(req GET _lodestone/metrics "$h\\r\\n")" 127.0.0.2)
+  check "a forwarded request ($h) is not served the metrics" 403 "$(status_of "$out")"
+  check_absent "nor are they in its body ($h)" "lodestone_policy" "$out"
+done
+
 # ---- the audit log: one JSON object per line, no token ----
 kill -TERM "$front"
 for _ in $(seq 50); do e2e_alive "$front" || break; sleep 0.1; done
