@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -299,5 +300,10 @@ int cli_dev_main(int argc, char **argv)
     if (cli_share_dir(share, sizeof share) != 0 ||
         cli_fmt(keys, sizeof keys, "%s/policies/demo-keys", share) != 0)
         return fail("the share directory's path is too long");
+    if (access(keys, R_OK) != 0)
+        return fail("runs from a source checkout: it signs with the demo key in its "
+                    "policies/demo-keys/, which an installed copy leaves out on purpose (the key "
+                    "is public), and %s is not there",
+                    keys);
     return mint(&o, keys);
 }

@@ -135,6 +135,15 @@ static int locate(up_opts *o)
 {
     if (cli_share_dir(o->share, sizeof o->share) != 0 || cli_exe_dir(o->bindir, UP_PATH) != 0)
         return die("cannot find Lodestone's files");
+    /* An installed copy has no templates and no demo keys, on purpose. */
+    char tmpl[UP_PATH];
+    if (cli_fmt(tmpl, sizeof tmpl, "%s/conf/lighttpd.conf.in", o->share) != 0 ||
+        access(tmpl, R_OK) != 0)
+        return die("runs from a source checkout (make demo there): it needs the checkout's "
+                   "conf/lighttpd.conf.in and policies/demo-keys/, which an installed copy "
+                   "leaves out on purpose, and %s has no %s (docs/install.md says how to put an "
+                   "installed Lodestone in front of lighttpd)",
+                   o->share, "conf/lighttpd.conf.in");
     /* What must exist first, so that a wrong folder leaves nothing behind
      * (no stray ./var/lodestone where up was run by mistake). */
     char def_pol[UP_PATH];

@@ -124,6 +124,15 @@ done
 
 check "installed lodestone --version" "lodestone $(sed -n 's/^project(lodestone VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")" \
   "$(cd "$d" && "$p/bin/lodestone" --version)"
+# up and dev token are for a source checkout (templates, demo keys): an
+# installed copy says so, instead of naming a path it never had.
+mkdir -p "$d/wf"
+out=$(cd "$d" && "$p/bin/lodestone" up --workflows "$d/wf" 2>&1)
+check "installed lodestone up says it runs from a source checkout (exit 1: cannot start)" \
+  "1: lodestone up: runs from a source checkout (make demo there)" "$?: ${out%%: it needs*}"
+out=$(cd "$d" && "$p/bin/lodestone" dev token --sub alice 2>&1)
+check "installed lodestone dev token says it runs from a source checkout (exit 2)" \
+  "2: lodestone dev token: runs from a source checkout" "$?: ${out%%: it signs*}"
 # The installed example, copied as a user would, with a key file of its
 # own made by the installed CLI (the demo keys are not installed).
 mkdir -p "$d/pol/demo-keys"
