@@ -319,7 +319,9 @@ local function enforce_general(r, st)
     -- One write per identity header: the value replaces whatever the
     -- client sent under that name, and nil removes it, so a client never
     -- sets identity headers. (A denied request goes nowhere: nothing to
-    -- strip.)
+    -- strip.) Names that pass for theirs with a backend that reads
+    -- headers the CGI way (X_User for X-User) are removed too.
+    pol:strip_lookalikes(rh)
     for i = 1, st.nstrip do rh[strip[i]] = vals[i] end
     return 0
   end

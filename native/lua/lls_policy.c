@@ -322,6 +322,60 @@ static ls_str gate_header(void *ctx, size_t i)
     return arg_str(g->L, -1);
 }
 
+/* Removes from the request headers at index rh (mod_magnet's
+ * r.req_header, whose __pairs walks lighttpd's headers, or a plain table)
+ * every header that would pass for an identity header with a backend
+ * that maps names the CGI way (ls_policy_strip_lookalike): X_User for
+ * X-User. The names are gathered first, then removed, as lighttpd's walk
+ * does not survive a removal. */
+static void strip_lookalikes(lua_State *L, const ls_policy_t *p, int rh)
+{
+    if (ls_policy_strip_count(p) == 0) return;
+    int base = lua_gettop(L), fn = base + 1, found = 0;
+    if (luaL_getmetafield(L, rh, "__pairs") != LUA_TNIL) {
+        lua_pushvalue(L, rh);
+        lua_call(L, 1, 3); /* iterator, state, control at fn .. fn + 2 */
+    } else {
+        if (lua_type(L, rh) != LUA_TTABLE) return;
+        lua_pushnil(L); /* (lua_next walks it) */
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    for (;;) {
+        luaL_checkstack(L, 4, "policy gate");
+        if (lua_isnil(L, fn)) { /* a plain table */
+            lua_pushvalue(L, fn + 2);
+            if (!lua_next(L, rh)) break;
+        } else {
+            lua_pushvalue(L, fn);
+            lua_pushvalue(L, fn + 1);
+            lua_pushvalue(L, fn + 2);
+            lua_call(L, 2, 2);
+            if (lua_isnil(L, -2)) {
+                lua_pop(L, 2);
+                break;
+            }
+        }
+        lua_pop(L, 1); /* the value */
+        lua_copy(L, -1, fn + 2);
+        size_t len;
+        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (name && ls_policy_strip_lookalike(p, name, len)) {
+            lua_insert(L, fn); /* kept below the walk's three slots */
+            fn++;
+            found++;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    for (int i = 0; i < found; i++) {
+        lua_pushvalue(L, base + 1 + i);
+        lua_pushnil(L);
+        lua_settable(L, rh);
+    }
+    lua_settop(L, base);
+}
+
 /* The decision of pol:gate and of the pol:gate_fn closures. The stack
  * holds the names (gate_keys) at index keys, mod_magnet's request object r
  * at index r and, at index mpath, the metrics path or nil. Returns what
@@ -365,6 +419,7 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
     b->has_d = 1;
     const ls_policy_decision *d = &b->d;
     if (d->allow) {
+        strip_lookalikes(L, b->p, rh);
         for (size_t i = 0; i < ns; i++) {
             lua_rawgeti(L, keys, GATE_HEADERS + (lls_index)(nh + i));
             push_opt_string(L, strip_value(b->p, d, i));
@@ -503,6 +558,19 @@ static int l_policy_strip(lua_State *L)
     return push_names(L, ls_policy_strip_count(b->p), ls_policy_strip_name, b->p);
 }
 
+/* pol:strip_lookalikes(req_header): removes from mod_magnet's
+ * r.req_header (or a table) the headers that would pass for identity
+ * headers with a backend that maps names the CGI way (X_User for X-User).
+ * pol:gate does this itself on allow. */
+static int l_policy_strip_lookalikes(lua_State *L)
+{
+    policy_box *b = check_policy(L, 1);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    strip_lookalikes(L, b->p, 2);
+    return 0;
+}
+
 static int l_policy_needs_body(lua_State *L)
 {
     lua_pushboolean(L, ls_policy_needs_body(check_policy(L, 1)->p));
@@ -635,6 +703,7 @@ void lls_open_policy(lua_State *L)
         {"explain", l_policy_explain},
         {"headers", l_policy_headers},
         {"strip", l_policy_strip},
+        {"strip_lookalikes", l_policy_strip_lookalikes},
         {"needs_body", l_policy_needs_body},
         {"name", l_policy_name},
         {"flush", l_policy_flush},

@@ -536,6 +536,32 @@ const char *ls_policy_strip_name(const ls_policy_t *p, size_t i)
     return i == 0 && p->rid_strip ? p->rid_header : NULL;
 }
 
+/* A header name byte as a CGI variable name has it (HTTP_X_USER). */
+static unsigned char cgi_byte(unsigned char c)
+{
+    if (c >= 'a' && c <= 'z') return (unsigned char)(c - 32);
+    if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return c;
+    return '_';
+}
+
+int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, size_t len)
+{
+    if (p == NULL || name == NULL) return 0;
+    size_t n = ls_policy_strip_count(p);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = ls_policy_strip_name(p, i);
+        if (strlen(s) != len) continue;
+        int same = 1, alike = 1;
+        for (size_t j = 0; j < len && alike; j++) {
+            unsigned char a = (unsigned char)name[j], b = (unsigned char)s[j];
+            alike = cgi_byte(a) == cgi_byte(b);
+            same = same && (a == b || (cgi_byte(a) == cgi_byte(b) && cgi_byte(a) != '_'));
+        }
+        if (alike && !same) return 1;
+    }
+    return 0;
+}
+
 int ls_policy_needs_body(const ls_policy_t *p)
 {
     return p->needs_body;

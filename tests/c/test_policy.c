@@ -200,6 +200,17 @@ static void test_policy_jwt_allows_and_sets_identity(void **state)
     assert_int_equal(ls_policy_strip_count(p), 4);
     assert_string_equal(ls_policy_strip_name(p, 3), "X-Request-Id");
     assert_null(ls_policy_strip_name(p, 4));
+    /* and whatever a CGI-style backend reads as one of them */
+    static const char *const alike[] = {"X_User", "x.user", "X~ROLES", "X_Request_Id",
+                                        "X-Request_Id"};
+    for (size_t i = 0; i < sizeof alike / sizeof alike[0]; i++)
+        assert_int_equal(ls_policy_strip_lookalike(p, alike[i], strlen(alike[i])), 1);
+    static const char *const other[] = {"X-User",  "x-user", "X-USER",        "X-Users",
+                                        "XX-User", "X-Use",  "Authorization", ""};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        assert_int_equal(ls_policy_strip_lookalike(p, other[i], strlen(other[i])), 0);
+    assert_int_equal(ls_policy_strip_lookalike(p, NULL, 0), 0);
+    assert_int_equal(ls_policy_strip_lookalike(NULL, "X_User", 6), 0);
 
     r.path = "/admin/users/7";
     decide(p, &r, &d);

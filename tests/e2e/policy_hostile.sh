@@ -126,6 +126,23 @@ for m in BASELINE-CONTROL UPDATEREDIRECTREF; do
 done
 check "GET on the same path is public" 200 "$(status_of "$(raw "$(req GET dav/x)")")"
 
+# ---- identity headers under other spellings ----
+# A backend that reads headers the CGI way (lighttpd's own mod_fastcgi,
+# PHP, many frameworks) takes X_User and X.User for X-User.
+fakes='X_User: root\r\nX.Roles: admin\r\nx_user: r2\r\nX~USER: r3\r\n'
+out=$(raw "$(req GET me "Authorization: Bearer $alice\\r\\n$fakes")")
+check "an allowed request reaches the backend" 200 "$(status_of "$out")"
+check_contains "with the caller's X-User" "X-User: alice" "$out"
+for h in X_User X.Roles x_user 'X~USER'; do
+  check_absent "and without the client's $h" "$h:" "$out"
+done
+out=$(raw "$(req GET dav/x "$fakes")")
+check "a public route reaches the backend" 200 "$(status_of "$out")"
+for h in X_User X.Roles x_user 'X~USER'; do
+  check_absent "without the client's $h" "$h:" "$out"
+done
+check_contains "other headers pass" "Host: a" "$out"
+
 # ---- decision metrics behind a proxy ----
 # The gate serves them to loopback clients; a request a local reverse proxy
 # forwarded (here from 127.0.0.2, a trusted proxy) is some other client's.

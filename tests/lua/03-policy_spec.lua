@@ -269,6 +269,35 @@ describe("lodestone.policy", function()
       assert.same({ "X-Roles=nil", "X-User=alice" }, writes)
     end)
 
+    it("removes headers that pass for identity headers with a CGI-style backend", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local tok = mint { sub = "alice", exp = os.time() + 60, roles = { "admin" } }
+      local hdrs, writes = { Authorization = "Bearer " .. tok, X_User = "root", ["X.Roles"] = "a",
+        ["x-user"] = "r2", ["X-Other"] = "kept" }, {}
+      -- as mod_magnet's r.req_header: reads, writes and a walk by __pairs
+      local rh = setmetatable({}, {
+        __index = function(_, k) return hdrs[k] end,
+        __newindex = function(_, k, v) writes[#writes + 1] = k .. "=" .. tostring(v); hdrs[k] = v end,
+        __pairs = function() return next, hdrs, nil end,
+      })
+      local r = { req_attr = gate_request("/me").req_attr, req_header = rh }
+      assert.equal(0, (pol:gate(r)))
+      table.sort(writes)
+      assert.same({ "X-Roles=admin", "X-User=alice", "X.Roles=nil", "X_User=nil" }, writes)
+      assert.equal("kept", hdrs["X-Other"])
+      -- a plain table, as the gate's slow path hands over
+      local plain = { X_User = "root", ["X~Roles"] = "a", ["X-User"] = "alice", Host = "h" }
+      pol:strip_lookalikes(plain)
+      assert.same({ ["X-User"] = "alice", Host = "h" }, plain)
+      -- a denial writes nothing, lookalikes included (the request goes nowhere)
+      writes = {}
+      hdrs.Authorization = nil
+      hdrs.X_User = "root"
+      assert.equal(401, (pol:gate(r)))
+      assert.same({}, writes)
+    end)
+
     it("writes nothing on a denial, whose answer is in response()", function()
       write_policy()
       local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))

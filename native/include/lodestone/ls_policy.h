@@ -76,6 +76,13 @@ LS_API const char *ls_policy_header_name(const ls_policy_t *p, size_t i);
 LS_API size_t ls_policy_strip_count(const ls_policy_t *p);
 LS_API const char *ls_policy_strip_name(const ls_policy_t *p, size_t i);
 
+/* 1 when the request header name (len bytes) is not one of the strip
+ * names above in any case, yet reads as one to a backend that maps header
+ * names the CGI way (letters upper case, every other byte but a digit
+ * '_'): "X_User" or "X.User" for X-User. The caller removes such headers
+ * too before passing an allowed request on. 0 otherwise, and for NULL. */
+LS_API int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, size_t len);
+
 /* 1 when some authenticator needs the request body (webhook signatures). */
 LS_API int ls_policy_needs_body(const ls_policy_t *p);
 
