@@ -349,6 +349,22 @@ end
 
 local PARK = setmetatable({}, { __tostring = function() return "(parked)" end })
 
+local run_cos = setmetatable({}, { __mode = "k" }) -- the runs' coroutines
+
+-- A call that may wait (yield the run's coroutine to the driver) made in
+-- a coroutine of the workflow's own: its yield would go to that coroutine,
+-- and the run would go on past a wait that the engine has recorded. Refused
+-- always, so that every replay decides alike, naming where the call was.
+local function in_run(what)
+  local co = coroutine.running()
+  if co == nil or not run_cos[co] then
+    local info = debug.getinfo(3, "Sl")
+    local where = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
+    error(where .. what .. " inside a coroutine the workflow made: call it from run " ..
+      "itself (pcall is fine), not from coroutine.wrap/create", 0)
+  end
+end
+
 -- After a call that writes: when lodestoned parked the activation, yield
 -- to the worker until the write is durable, then check that it worked.
 local function park(rt, act)
@@ -415,6 +431,7 @@ function Ctx:step(name, fn, opts)
   if type(name) ~= "string" or name == "" then error("ctx:step: name must be a non-empty string", 2) end
   if type(fn) ~= "function" then error("ctx:step: fn must be a function(s)", 2) end
   not_in_step(self, "ctx:step")
+  in_run("ctx:step")
   local rt, act, def = self._rt, self._act, self._def
   local timeout, step_retry, on_exhausted = def.step_timeout_ms, nil, nil
   if opts ~= nil then -- (without options, the workflow's own, checked by define)
@@ -467,6 +484,7 @@ end
 --- ctx:sleep(duration): a durable timer.
 function Ctx:sleep(d)
   not_in_step(self, "ctx:sleep")
+  in_run("ctx:sleep")
   local ms = parse_duration(d, "ctx:sleep", 2)
   local st = self._rt.sleep(self._act, ms)
   park(self._rt, self._act) -- in a ctx:all branch a new timer's write parks
@@ -479,6 +497,7 @@ end
 --- nil, "timeout" when the timeout passes first.
 function Ctx:wait_signal(name, opts)
   not_in_step(self, "ctx:wait_signal")
+  in_run("ctx:wait_signal")
   if type(name) ~= "string" or name == "" then
     error("ctx:wait_signal: name must be a non-empty string", 2)
   end
@@ -507,7 +526,6 @@ end
 -- the driver parks the activation (the worker runs other runs meanwhile)
 -- or, where it cannot, waits for the transfer itself.
 local IO = setmetatable({}, { __tostring = function() return "(waiting for I/O)" end })
-local run_cos = setmetatable({}, { __mode = "k" }) -- the runs' coroutines
 
 local function io_await(handle)
   local httpc = require("lodestone.httpc")
@@ -567,6 +585,7 @@ end
 --- order) is raised. ctx:wait_signal is refused in a branch.
 function Ctx:all(fns)
   not_in_step(self, "ctx:all")
+  in_run("ctx:all")
   if type(fns) ~= "table" then error("ctx:all: expects a list of functions", 2) end
   local n = #fns
   for k, v in pairs(fns) do
@@ -623,6 +642,7 @@ Child.__index = Child
 function Child:result()
   local ctx = self._ctx
   not_in_step(ctx, "child:result")
+  in_run("child:result")
   local rt, act = ctx._rt, ctx._act
   local st, v = rt.child_wait(act, self.id)
   if st == "done" then

@@ -1584,6 +1584,9 @@ ls_rc ls_flow_act_cancelled(ls_flow_act *a, ls_err *err)
         return ls_err_set(err, LS_EINVAL, "no cancellation was delivered to this run");
     if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
     if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");
+    if (a->commit_pending || a->io_wait)
+        return ls_err_set(err, LS_EINVAL,
+                          "the activation is parked; return to the engine before calling again");
     const ls_event *c = ls_replay_cancel(&a->rp);
     a->waiting = 0;
     a->replaying = 0;
@@ -1601,6 +1604,12 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
 {
     if (a->ended) return ls_err_set(err, LS_EINVAL, "the run has ended");
     if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");
+    /* A write in flight owns the batch: ending the run now would hand the
+     * committer a second one in its place (a runner whose code went on
+     * after a wait). */
+    if (a->commit_pending || a->io_wait)
+        return ls_err_set(err, LS_EINVAL,
+                          "the activation is parked; return to the engine before calling again");
     char msg[LS_ERR_MSGMAX];
     if (a->sticky == LS_ENONDET) {
         /* Whatever the code raised, the cause is the divergence. */

@@ -5,7 +5,8 @@
  * the I/O is done; a terminate ends it while it waits; a stop interrupts it
  * after the grace period and a restart runs its step again. The "I/O" is a
  * flag the test sets. Runs end on the engine's threads; tests wait for them
- * (bounded) and never assert on elapsed time.
+ * (bounded) and never assert on elapsed time. Also: a runner that fails a
+ * run while its write is in flight is refused.
  */
 #define _GNU_SOURCE 1
 #include "helpers.h"
@@ -118,7 +119,30 @@ parked:
 static int r_has_type(void *ud, const char *type, size_t len)
 {
     (void)ud;
-    return (len == 2 && memcmp(type, "io", 2) == 0) || (len == 5 && memcmp(type, "plain", 5) == 0);
+    return (len == 2 && memcmp(type, "io", 2) == 0) ||
+           (len == 5 && memcmp(type, "plain", 5) == 0) ||
+           (len == 4 && memcmp(type, "past", 4) == 0);
+}
+
+/* Type "past": sleeps, and when the sleep waits, goes on as code that did
+ * not unwind would and fails the run while the sleep's write is in flight:
+ * the engine refuses that (the write owns the batch). Once the timer has
+ * fired, it completes. */
+static void run_past(ioh *h, ls_flow_act *a)
+{
+    ls_err err = {0};
+    ls_flow_outcome oc;
+    if (ls_flow_act_sleep(a, 20, &oc, &err) != LS_OK) {
+        bug(h, "sleep refused");
+        ls_flow_act_abandon(a);
+    } else if (oc == LS_FLOW_WAIT) {
+        if (ls_flow_act_fail(a, "went on", 7, NULL, 0, &err) != LS_EINVAL)
+            bug(h, "fail while the sleep's write is in flight");
+        else if (strstr(err.msg, "parked") == NULL)
+            bug(h, "the refusal does not say why");
+    } else if (ls_flow_act_complete(a, "1", 1, &err) != LS_OK) {
+        bug(h, "complete refused");
+    }
 }
 
 static void r_list_types(void *ud, ls_buf *out)
@@ -131,6 +155,10 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
 {
     (void)worker;
     ioh *h = ud;
+    if (strcmp(ls_flow_act_type(a), "past") == 0) {
+        run_past(h, a);
+        return;
+    }
     pthread_mutex_lock(&h->mu);
     slot *sl = slot_of(h, a, 1);
     if (sl == NULL) {
@@ -400,6 +428,17 @@ static void test_io_stop_interrupts_a_parked_run(void **state)
     eng_close(e);
 }
 
+static void test_io_fail_refused_while_a_write_is_in_flight(void **state)
+{
+    env *e = *state;
+    char s[32];
+    eng_open(e);
+    start1(e, "past", "p");
+    th_wait_run_end(e->f, "p", WAIT_MS);
+    assert_string_equal(status_of(e, "p", s), "completed");
+    eng_close(e);
+}
+
 static void test_io_poll_needs_wake_and_resume(void **state)
 {
     env *e = *state;
@@ -418,6 +457,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_wait_does_not_hold_the_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_terminate_ends_a_parked_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_stop_interrupts_a_parked_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_fail_refused_while_a_write_is_in_flight, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_io_poll_needs_wake_and_resume, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End to end: workflow code that is wrong, as its author may write it by
+# mistake. Each case must fail its own run (or its step) with an error
+# that says what was wrong, never crash or hang lodestoned, and leave the
+# other runs going: durable calls from a coroutine of the workflow's own,
+# runaway code that catches its own timeout, out-of-range durations, odd
+# error values, huge error messages and custom statuses.
+# usage: tests/e2e/workflow_authoring.sh BUILD_DIR   (from the project root)
+set -u
+root=$(pwd)
+build=$(cd "${1:-build}" && pwd)
+. "$root/tests/e2e/lib.sh"
+e2e_tmpdir
+trap e2e_cleanup EXIT
+command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)"; exit 1; }
+export LODESTONE_LUA_DIR="$root/lua"
+
+d=$E2E_DIR
+data=$d/data
+sock=$data/lodestoned.sock
+mkdir -p "$d/wf"
+
+# wf NAME BODY: a workflow NAME whose run(ctx, input) is BODY.
+wf() {
+  cat > "$d/wf/$1.lua" <<LUA
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "$1",
+  step_timeout = "1s",
+  retry = { initial_interval = "10ms", max_attempts = 2, jitter = 0 },
+  run = function(ctx, input)
+$2
+  end,
+}
+LUA
+}
+
+wf ok 'return ctx:step("s", function() return "fine" end)'
+wf sleep_in_co 'coroutine.wrap(function() ctx:sleep(0.05) end)() return "went on"'
+wf steps_in_co 'return coroutine.wrap(function()
+  ctx:step("a", function() return 1 end)
+  return ctx:step("b", function() return 2 end)
+end)()'
+
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
+  --max-payload 100000 || exit 1
+daemon=$E2E_DAEMON
+
+# alive NAME: lodestoned still runs and completes a run.
+n_ok=0
+alive() {
+  n_ok=$((n_ok + 1))
+  start ok "{\"id\":\"ok-$n_ok\"}"
+  result "ok-$n_ok"
+  check "$1: lodestoned still runs other runs" "completed fine" "$(j '.status + " " + .output')"
+}
+
+# ---- durable calls from a coroutine the workflow made ----
+# The yield of a wait went to the author's coroutine: the code went on past
+# the wait and ended the run while the wait's write was in flight, which
+# handed the committer a second batch (lodestoned crashed).
+start sleep_in_co '{"id":"co-1"}'
+result co-1
+check "ctx:sleep in a coroutine of the workflow's own fails the run" failed "$(j .status)"
+check_contains "saying why" "ctx:sleep inside a coroutine the workflow made" "$(j .error)"
+start steps_in_co '{"id":"co-2"}'
+result co-2
+check "ctx:step in one fails the run" failed "$(j .status)"
+check_contains "saying why" "ctx:step inside a coroutine the workflow made" "$(j .error)"
+api GET /v1/workflows/co-2/history
+check "and runs no step" 0 "$(j '[.events[] | select(.type == "step_started")] | length')"
+alive "after durable calls in a coroutine"
+
+e2e_stop "$daemon" 10
+check "lodestoned exits cleanly" 0 "$?"
+e2e_finish
