@@ -131,13 +131,65 @@ static int64_t mono_ns(void)
     return ls_clock_mono_ns(NULL);
 }
 
+/* Once the deadline has passed or the run is interrupted (expired), the
+ * hook runs at every instruction and raises in every function but the
+ * driver's (lodestone.workflow), until the driver sets a deadline again:
+ * workflow code that catches the error with pcall, or in a coroutine of
+ * its own, cannot go on (it would hold the worker for ever), and the
+ * driver still records the outcome. */
+enum { NOT_EXPIRED = 0, EXPIRED_TIMEOUT, EXPIRED_INTERRUPTED };
+static _Thread_local int tl_expired;
+/* The chunk name of lodestone.workflow in this thread's states (its path
+ * under the Lua directory, the same for all of them). */
+static _Thread_local char tl_driver_src[1024];
+
+/* A deadline longer than this is no deadline a run could reach (100
+ * years, in ms); it keeps the ns arithmetic far from overflow. */
+#define DEADLINE_MAX_MS 3155760000000LL
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+static void unexpire(lua_State *L)
+{
+    if (tl_expired == NOT_EXPIRED) return;
+    tl_expired = NOT_EXPIRED;
+    lua_sethook(L, hook, LUA_MASKCOUNT, INSTR_PER_CHECK);
+}
+
+/* From now on, code running longer than ms (<= 0: no limit) raises. */
+static void set_deadline(lua_State *L, int64_t ms)
+{
+    if (ms <= 0) {
+        tl_deadline_ns = 0;
+        tl_deadline_ms = 0;
+    } else {
+        tl_deadline_ms = ms > DEADLINE_MAX_MS ? DEADLINE_MAX_MS : ms;
+        tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
+    }
+    unexpire(L);
+}
+
+static int in_driver(lua_State *L, lua_Debug *ar)
+{
+    return tl_driver_src[0] && lua_getinfo(L, "S", ar) && ar->source &&
+           strcmp(ar->source, tl_driver_src) == 0;
+}
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
-    if (tl_act && ls_flow_act_interrupted(tl_act))
+    if (tl_expired == NOT_EXPIRED) {
+        if (tl_act && ls_flow_act_interrupted(tl_act))
+            tl_expired = EXPIRED_INTERRUPTED;
+        else if (tl_deadline_ns && mono_ns() > tl_deadline_ns)
+            tl_expired = EXPIRED_TIMEOUT;
+        else
+            return;
+        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    }
+    if (in_driver(L, ar)) return;
+    if (tl_expired == EXPIRED_INTERRUPTED)
         luaL_error(L, "interrupted: lodestoned is shutting down");
-    if (tl_deadline_ns && mono_ns() > tl_deadline_ns)
-        luaL_error(L, "timed out after %d ms", (int)tl_deadline_ms);
+    luaL_error(L, "timed out after %d ms", (int)tl_deadline_ms);
 }
 
 /* ---- lodestone.flowrt: the activation calls ---- */
@@ -373,13 +425,11 @@ static int l_name(lua_State *L)
 /* rt.deadline(ms|nil): from now on, code running longer than ms raises. */
 static int l_deadline(lua_State *L)
 {
-    if (lua_isnoneornil(L, 1) || lua_tonumber(L, 1) <= 0) {
-        tl_deadline_ns = 0;
-        tl_deadline_ms = 0;
-    } else {
-        tl_deadline_ms = (int64_t)lua_tonumber(L, 1);
-        tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
-    }
+    lua_Number ms = lua_isnoneornil(L, 1) ? 0 : lua_tonumber(L, 1);
+    /* (NaN and anything past the cap: the cap) */
+    set_deadline(L, ms > 0 && ms < (lua_Number)DEADLINE_MAX_MS ? (int64_t)ms
+                    : ms > 0 || ms != ms                       ? DEADLINE_MAX_MS
+                                                               : 0);
     return 0;
 }
 
@@ -568,6 +618,7 @@ static int l_deadline_restore(lua_State *L)
 {
     tl_deadline_ns = (int64_t)luaL_checknumber(L, 1);
     tl_deadline_ms = (int64_t)luaL_optnumber(L, 2, (lua_Number)tl_deadline_ms);
+    unexpire(L);
     return 0;
 }
 
@@ -732,10 +783,9 @@ static const char *load_file(lua_State *L, const char *path)
         lua_remove(L, tb);
         return lua_tostring(L, -1);
     }
-    tl_deadline_ms = 5000; /* a file's top level must not hang the daemon */
-    tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
+    set_deadline(L, 5000); /* a file's top level must not hang the daemon */
     int rc = lua_pcall(L, 0, 1, tb);
-    tl_deadline_ns = 0;
+    set_deadline(L, 0);
     lua_remove(L, tb);
     if (rc != 0) return lua_tostring(L, -1);
     /* Must be a workflow.define{} result. */
@@ -1066,10 +1116,9 @@ static const char *pin_version(lua_State *L, ls_flow_act *a)
     int rc = luaL_loadbuffer(L, (const char *)src.ptr, src.len, chunk);
     ls_buf_free(&src);
     if (rc == 0) {
-        tl_deadline_ms = 5000;
-        tl_deadline_ns = mono_ns() + tl_deadline_ms * 1000000;
+        set_deadline(L, 5000);
         rc = lua_pcall(L, 0, 1, 0);
-        tl_deadline_ns = 0;
+        set_deadline(L, 0);
     }
     if (rc == 0) {
         lua_getfield(L, -1, "name");
@@ -1123,6 +1172,12 @@ static int push_entry(lua_State *L, int top, int resuming)
     lua_pushvalue(L, top + 1);
     lua_rawseti(L, -2, 1);
     lua_getfield(L, top + 2, "_activate");
+    if (tl_driver_src[0] == '\0' && lua_isfunction(L, -1)) {
+        lua_Debug ar;
+        lua_pushvalue(L, -1);
+        if (lua_getinfo(L, ">S", &ar) && ar.source)
+            snprintf(tl_driver_src, sizeof tl_driver_src, "%s", ar.source);
+    }
     lua_rawseti(L, -2, 2);
     lua_getfield(L, top + 2, "_resume");
     lua_rawseti(L, -2, 3);
@@ -1184,7 +1239,7 @@ static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
             ls_flow_act_abandon(a);
     }
     lua_settop(L, top);
-    tl_deadline_ns = 0;
+    set_deadline(L, 0);
     tl_act = NULL;
     /* Keep track of the activations parked in each state. */
     if (resuming && !ls_flow_act_parked(a)) {

@@ -42,6 +42,25 @@ wf steps_in_co 'return coroutine.wrap(function()
   ctx:step("a", function() return 1 end)
   return ctx:step("b", function() return 2 end)
 end)()'
+wf step_catches 'return ctx:step("s", function()
+  while true do pcall(function() while true do end end) end
+end)'
+wf run_catches 'while true do pcall(function() while true do end end) end'
+wf co_catches 'return ctx:step("s", function()
+  while true do coroutine.resume(coroutine.create(function() while true do end end)) end
+end)'
+cat > "$d/wf/stuck.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "stuck",
+  step_timeout = "1h",
+  run = function(ctx, input)
+    return ctx:step("s", function()
+      while true do pcall(function() while true do end end) end
+    end)
+  end,
+}
+LUA
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 100000 || exit 1
@@ -71,6 +90,31 @@ check_contains "saying why" "ctx:step inside a coroutine the workflow made" "$(j
 api GET /v1/workflows/co-2/history
 check "and runs no step" 0 "$(j '[.events[] | select(.type == "step_started")] | length')"
 alive "after durable calls in a coroutine"
+
+# ---- runaway code that catches its own timeout ----
+# The deadline's error was caught by the code's pcall (or coroutine.resume)
+# and the loop went on: the run held its worker for ever, past its step
+# timeout, a terminate and lodestoned's stop. With two workers, two such
+# runs stopped every other run.
+start step_catches '{"id":"rc-1"}'
+start run_catches '{"id":"rc-2"}'
+start co_catches '{"id":"rc-3"}'
+result rc-1
+check "a step that catches its timeout still times out" failed "$(j .status)"
+check_contains "and says so" 'step "s" failed on attempt 2: timed out after 1000 ms' "$(j .error)"
+result rc-2
+check "run code that catches its timeout still times out" "failed timed out after 1000 ms" \
+  "$(j '.status + " " + .error')"
+result rc-3
+check "so does one that catches it with coroutine.resume" failed "$(j .status)"
+check_contains "saying so" "timed out after 1000 ms" "$(j .error)"
+alive "after runaway code"
+start stuck '{"id":"rc-4"}'
+step_started() { api GET "/v1/workflows/$1/history"; [ "$(j '[.events[].type] | index("step_started")')" != null ]; }
+poll 100 step_started rc-4
+api POST /v1/workflows/rc-4/terminate -H 'Content-Type: application/json' --data-binary '{"reason":"stuck"}'
+check "a terminate ends a step that catches its interruption" "200 terminated" "$code $(j .status)"
+alive "after the terminate"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
