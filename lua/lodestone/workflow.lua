@@ -54,13 +54,19 @@ end
 -- (counted as error() counts them from parse_duration's caller). Strings
 -- follow the project's one grammar (core.duration_ms, the C parser that
 -- the engine and the policies use too); in Lua, plain seconds are numbers.
+local MAX_MS = 100 * 365 * 24 * 3600 * 1000 -- a century, as core.duration_ms allows
+
 local function parse_duration(v, what, level)
   level = level + 1
   if type(v) == "number" then
     if v ~= v or v < 0 or v == math.huge then
       error(what .. ": must be a non-negative number of seconds, got " .. tostring(v), level)
     end
-    return math.floor(v * 1000 + 0.5)
+    local ms = math.floor(v * 1000 + 0.5)
+    if ms > MAX_MS then
+      error(string.format("%s: %.14g seconds is longer than 100 years", what, v), level)
+    end
+    return ms
   end
   if type(v) ~= "string" then
     error(what .. ": must be seconds (a number) or a string like \"10s\", got a " .. type(v), level)

@@ -145,7 +145,7 @@ static _Thread_local char tl_driver_src[1024];
 
 /* A deadline longer than this is no deadline a run could reach (100
  * years, in ms); it keeps the ns arithmetic far from overflow. */
-#define DEADLINE_MAX_MS 3155760000000LL
+#define DEADLINE_MAX_MS 3153600000000LL
 
 static void hook(lua_State *L, lua_Debug *ar);
 
@@ -312,11 +312,22 @@ static int l_step_failed(lua_State *L)
     return 2;
 }
 
+/* Argument i as whole milliseconds from -1 to DEADLINE_MAX_MS (a NaN or
+ * one beyond would be undefined as an int64_t): raises otherwise. */
+static int64_t check_ms(lua_State *L, int i, lua_Number def)
+{
+    lua_Number ms = luaL_optnumber(L, i, def);
+    if (!(ms >= -1 && ms <= (lua_Number)DEADLINE_MAX_MS))
+        luaL_argerror(L, i, "a duration from 0 to 100 years");
+    return (int64_t)ms;
+}
+
 /* rt.sleep(act, ms) -> "done" | "wait" | "cancelled" */
 static int l_sleep(lua_State *L)
 {
     ls_flow_act *a = check_act(L);
-    int64_t ms = (int64_t)luaL_checknumber(L, 2);
+    luaL_checknumber(L, 2);
+    int64_t ms = check_ms(L, 2, 0);
     ls_flow_outcome o;
     ls_err err;
     if (ls_flow_act_sleep(a, ms, &o, &err) != LS_OK) return raise(L, &err);
@@ -477,7 +488,7 @@ static int l_wait_signal(lua_State *L)
     ls_flow_act *a = check_act(L);
     size_t n;
     const char *name = luaL_checklstring(L, 2, &n);
-    int64_t ms = (int64_t)luaL_optnumber(L, 3, -1);
+    int64_t ms = check_ms(L, 3, -1);
     ls_flow_outcome o;
     ls_buf out = LS_BUF_INIT;
     ls_err err;

@@ -61,6 +61,9 @@ return workflow.define {
   end,
 }
 LUA
+wf sleep_huge 'ctx:sleep(input.s) return "woke"'
+wf wait_huge 'return ctx:wait_signal("go", { timeout = input.s })'
+wf timeout_huge 'return ctx:step("s", function() return 1 end, { timeout = input.s })'
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 100000 || exit 1
@@ -115,6 +118,22 @@ poll 100 step_started rc-4
 api POST /v1/workflows/rc-4/terminate -H 'Content-Type: application/json' --data-binary '{"reason":"stuck"}'
 check "a terminate ends a step that catches its interruption" "200 terminated" "$code $(j .status)"
 alive "after the terminate"
+
+# ---- durations out of range ----
+# A number of seconds had no upper bound (a string has 100 years): 1e300
+# overflowed its conversion to ms (undefined; the sleep ended at once), and
+# 4e9 s slept for 126 years.
+for t in sleep_huge wait_huge timeout_huge; do
+  for s in 1e300 4e9; do
+    start $t "{\"id\":\"$t-$s\",\"input\":{\"s\":$s}}"
+    result "$t-$s"
+    check "$t($s s) fails the run" failed "$(j .status)"
+    check_contains "saying why" "seconds is longer than 100 years" "$(j .error)"
+  done
+done
+start sleep_huge '{"id":"sleep-ok","input":{"s":0.01}}'
+result sleep-ok
+check "a sleep in range still sleeps" "completed woke" "$(j '.status + " " + .output')"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
