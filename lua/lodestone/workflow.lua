@@ -313,17 +313,55 @@ end
 
 local SUSPEND = setmetatable({}, { __tostring = function() return "(suspended)" end })
 
+-- The text of an error value that is not a string, and never raises: a
+-- table's own __tostring when it has one that works, else its JSON (an
+-- address such as "table: 0x55d0..." would say nothing, and differ on
+-- every replay).
+local function error_text(e)
+  local t = type(e)
+  if t == "string" then return e end
+  if t == "number" or t == "boolean" then return tostring(e) end
+  if e == nil then return "error(nil): the code raised nil, with no message" end
+  local mt = getmetatable(e)
+  if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
+    local ok, text = pcall(tostring, e)
+    if ok and type(text) == "string" then return text end
+    return "an error value (a " .. t .. ") whose __tostring failed: " ..
+      (type(text) == "string" and text or "it did not return a string")
+  end
+  if t == "table" then
+    local ok, text = pcall(json.encode, e)
+    if ok and type(text) == "string" then return "error value (a table, not a string): " .. text end
+  end
+  return "an error value that is a " .. t .. ", not a string: raise error(\"message\") " ..
+    "or workflow.error(code, message)"
+end
+
+-- An error code a retry policy's non_retryable can name (a string), or nil.
+local function error_code(c)
+  if type(c) == "string" then return c end
+  if type(c) == "number" and c == c then return string.format("%.14g", c) end
+  return nil
+end
+
 local function describe_error(e)
-  if getmetatable(e) == FATAL then return e.message, e.code, e.fatal end
+  if getmetatable(e) == FATAL then return e.message, error_code(e.code), e.fatal end
   if getmetatable(e) == CANCEL then return e.message, "cancelled", true end
-  if type(e) == "table" and type(e.message) == "string" then return e.message, e.code, false end
-  return tostring(e), nil, false
+  if type(e) == "table" and type(e.message) == "string" then return e.message, error_code(e.code), false end
+  return error_text(e), nil, false
 end
 
 -- xpcall handler: keep the message and add a traceback.
 local function handler(e)
   local msg = describe_error(e)
   return { err = e, message = msg, traceback = debug.traceback(msg, 2) }
+end
+
+-- What an xpcall with handler returned on failure: the handler's table,
+-- or (when the handler itself failed: out of memory) the bare message.
+local function caught(res)
+  if type(res) == "table" and type(res.message) == "string" then return res end
+  return { err = res, message = error_text(res) }
 end
 
 local Ctx = {}
@@ -479,6 +517,7 @@ function Ctx:step(name, fn, opts)
     end
     res = handler("step result is not JSON: " .. tostring(err))
   end
+  res = caught(res)
   local msg, code, fatal = describe_error(res.err)
   local pause = (on_exhausted or def.on_exhausted) == "pause"
   local verdict, final = rt.step_failed(act, name, a, msg, code, fatal, def.retry_json, step_retry, pause)
@@ -714,13 +753,13 @@ end
 --- Runs every compensation, newest first; all are tried even when one
 --- fails, then the first failure is raised.
 function Saga:compensate()
-  local first
+  local failed, first = false, nil -- (a compensation may raise nil)
   for i = #self._list, 1, -1 do
     local ok, e = pcall(self._list[i])
-    if not ok and first == nil then first = e end
+    if not ok and not failed then failed, first = true, e end
   end
   self._list = {}
-  if first ~= nil then error(first, 0) end
+  if failed then error(first, 0) end
 end
 
 --- ctx:saga(): local saga = ctx:saga(); saga:add(function() ctx:step("refund", ...) end)
@@ -806,10 +845,13 @@ local function drive(co, act, rt, def, deadline_ns, deadline_ms)
     else
       rt.fail(act, "the workflow's result is not JSON: " .. tostring(err))
     end
-  elseif getmetatable(second.err) == CANCEL then
-    rt.cancelled(act)
   else
-    rt.fail(act, second.message, second.traceback)
+    second = caught(second)
+    if getmetatable(second.err) == CANCEL then
+      rt.cancelled(act)
+    else
+      rt.fail(act, second.message, second.traceback)
+    end
   end
 end
 

@@ -64,6 +64,17 @@ LUA
 wf sleep_huge 'ctx:sleep(input.s) return "woke"'
 wf wait_huge 'return ctx:wait_signal("go", { timeout = input.s })'
 wf timeout_huge 'return ctx:step("s", function() return 1 end, { timeout = input.s })'
+wf raises 'local v = ({
+  table = { code = 42 },
+  bad_tostring = setmetatable({}, { __tostring = function() error("boom", 0) end }),
+  odd_code = { message = "declined", code = {} },
+})[input.what]
+if input.where == "step" then return ctx:step("s", function() error(v) end) end
+error(v)'
+wf saga_nil 'local saga = ctx:saga()
+saga:add(function() error(nil) end)
+saga:compensate()
+return "compensated"'
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 100000 || exit 1
@@ -134,6 +145,33 @@ done
 start sleep_huge '{"id":"sleep-ok","input":{"s":0.01}}'
 result sleep-ok
 check "a sleep in range still sleeps" "completed woke" "$(j '.status + " " + .output')"
+
+# ---- error values that are not strings ----
+# A table showed as its address ("table: 0x7f..."), different on every
+# replay; nil as "nil"; a __tostring that raised made the run's end fail
+# with "bad argument #2 to 'fail'"; a code that is not a string made the
+# step's failure unrecordable; a compensation raising nil was lost.
+raised() { # ID WHAT WHERE EXPECTED-ERROR
+  start raises "{\"id\":\"$1\",\"input\":{\"what\":\"$2\",\"where\":\"$3\"}}"
+  result "$1"
+  check "error($2) in $3: the run fails with a message that says what was raised" \
+    "failed $4" "$(j '.status + " " + .error')"
+}
+raised ev-1 table step 'step "s" failed on attempt 2: error value (a table, not a string): {"code":42}'
+raised ev-2 table run 'error value (a table, not a string): {"code":42}'
+raised ev-3 nil step 'step "s" failed on attempt 2: error(nil): the code raised nil, with no message'
+raised ev-4 nil run 'error(nil): the code raised nil, with no message'
+raised ev-5 bad_tostring step 'step "s" failed on attempt 2: an error value (a table) whose __tostring failed: boom'
+raised ev-6 bad_tostring run 'an error value (a table) whose __tostring failed: boom'
+raised ev-7 odd_code step 'step "s" failed on attempt 2: declined'
+api GET /v1/workflows/ev-1/history
+check "each attempt's failure is recorded with that message" \
+  'error value (a table, not a string): {"code":42}' "$(j '[.events[] | select(.type == "step_failed")][0].error')"
+start saga_nil '{"id":"ev-8"}'
+result ev-8
+check "a compensation that raises nil still fails the compensation" \
+  "failed error(nil): the code raised nil, with no message" "$(j '.status + " " + .error')"
+alive "after odd error values"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
