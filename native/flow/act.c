@@ -451,6 +451,7 @@ static void act_free(ls_flow_act *a)
     ls_buf_free(&a->v);
     ls_buf_free(&a->sealed);
     ls_buf_free(&a->tmp);
+    ls_buf_free(&a->cut);
     ls_buf_free(&a->custom_new);
     ls_buf_free(&a->term_by);
     ls_buf_free(&a->term_reason);
@@ -792,6 +793,22 @@ static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, in
     a->wait_name = ls_strndup(name ? name : "", nlen);
 }
 
+/* s[0..*len) when it is at most max bytes; else its first bytes, cut at
+ * a character boundary, and how much was cut, in out (then *len is the new
+ * length). NULL when out cannot grow. */
+static const char *bound_text(const char *s, size_t *len, size_t max, ls_buf *out)
+{
+    if (s == NULL || *len <= max) return s;
+    size_t keep = max - 40;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) keep--;
+    ls_buf_clear(out);
+    if (ls_buf_append(out, s, keep, NULL) != LS_OK ||
+        ls_buf_printf(out, NULL, " ... (%zu bytes cut)", *len - keep) != LS_OK)
+        return NULL;
+    *len = out->len;
+    return (const char *)out->ptr;
+}
+
 static void step_key(const ls_flow_act *a, uint64_t command, char *key)
 {
     char id[LS_ID_TEXTLEN + 1], sc[32];
@@ -1018,12 +1035,15 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     ls_flow_retry_free(&step);
 
     int64_t now = flow_now(a->f);
+    size_t elen = fl->error_len;
+    const char *error = bound_text(fl->error, &elen, FLOW_ERROR_MAX, &a->cut);
+    if (error == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
     ls_event ev = {.type = LS_EV_STEP_FAILED,
                    .attempt = fl->attempt,
                    .name = name,
                    .name_len = nlen,
-                   .error = fl->error,
-                   .error_len = fl->error_len};
+                   .error = error,
+                   .error_len = elen};
     if (v == LS_FLOW_RETRY_AGAIN)
         ev.due_ms = now + delay;
     else
@@ -1062,7 +1082,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
         return LS_OK;
     }
     *outcome = LS_FLOW_FAILED;
-    return final_message(out, name, nlen, fl->attempt, fl->error, fl->error_len, err);
+    return final_message(out, name, nlen, fl->attempt, error, elen, err);
 }
 
 /* Closes a pending timer record unfired: TimerCancelled, and its durable
@@ -1617,6 +1637,13 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
         error = msg;
         elen = strlen(msg);
     }
+    /* Huge texts (a step that raised a megabyte) are cut: the failure
+     * must be recordable, whatever the code raised. */
+    if ((error = bound_text(error, &elen, FLOW_ERROR_MAX, &a->cut)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
+    ls_buf tb = LS_BUF_INIT;
+    if (trace && (trace = bound_text(trace, &tlen, FLOW_TRACE_MAX, &tb)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory");
     a->waiting = 0;
     a->replaying = 0;
     a->sticky = LS_OK;
@@ -1624,11 +1651,18 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
     ls_buf_clear(&a->tmp);
     ls_rc rc = LS_OK;
     if (trace && tlen) {
-        json_t *j = json_pack("{s:s%}", "traceback", trace, tlen);
-        rc = j ? ls_json_dump(j, &a->tmp, err) : ls_err_set(err, LS_ENOMEM, "out of memory");
+        json_t *j = json_object();
+        if (j == NULL ||
+            json_object_set_new(j, "traceback", ls_json_string_lossy(trace, tlen)) != 0)
+            rc = ls_err_set(err, LS_ENOMEM, "out of memory");
+        else
+            rc = ls_json_dump(j, &a->tmp, err);
         json_decref(j);
-        if (rc != LS_OK) return rc;
+        /* (over the payload limit, for all the cut: kept without it) */
+        if (rc == LS_OK && a->tmp.len > a->f->o.max_payload) ls_buf_clear(&a->tmp);
     }
+    ls_buf_free(&tb);
+    if (rc != LS_OK) return rc;
     flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name, "failed: %.*s", (int)(elen > 500 ? 500 : elen),
              error ? error : "");
     return end_run(a, &ev, a->tmp.len ? a->tmp.ptr : NULL, a->tmp.len, LS_RUN_FAILED, err);

@@ -303,6 +303,7 @@ struct ls_flow_act {
     /* the write in progress */
     ls_store_batch_t *b;
     ls_buf k, v, sealed, tmp;
+    ls_buf cut;            /* an error text bound to FLOW_ERROR_MAX (bound_text) */
     uint64_t new_events;   /* events queued in b */
     uint64_t new_commands; /* commands issued past the end of history */
     int unsynced;          /* side effects written without sync since the last sync */
@@ -421,6 +422,11 @@ ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
 /* The results cache (results.h): ls_flow_result's answer for runs that
  * completed while a long poll watched them. Outputs larger than
  * FLOW_RESULT_TEXT_MAX are not kept. */
+/* Error texts a run's history keeps (a step's failure, the run's): at most
+ * this many bytes, the rest cut (flow_bound_text); a traceback at most
+ * FLOW_TRACE_MAX. */
+#define FLOW_ERROR_MAX       8192u
+#define FLOW_TRACE_MAX       (16u << 10)
 #define FLOW_RESULTS_ENTRIES 4096
 #define FLOW_RESULTS_BYTES   (2u << 20)
 #define FLOW_RESULT_TEXT_MAX (64u << 10)

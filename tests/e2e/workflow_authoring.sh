@@ -75,6 +75,9 @@ wf saga_nil 'local saga = ctx:saga()
 saga:add(function() error(nil) end)
 saga:compensate()
 return "compensated"'
+wf raises_big 'local big = string.rep(input.c, input.n)
+if input.where == "step" then return ctx:step("s", function() error(big, 0) end) end
+error(big, 0)'
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 100000 || exit 1
@@ -172,6 +175,26 @@ result ev-8
 check "a compensation that raises nil still fails the compensation" \
   "failed error(nil): the code raised nil, with no message" "$(j '.status + " " + .error')"
 alive "after odd error values"
+
+# ---- huge error messages ----
+# Every attempt's failure kept the whole message (megabytes per event), and
+# the run's end carried it in its traceback, over --max-payload: the end
+# itself was refused and the run failed with 'the payload of  is 5000209
+# bytes', the step's message lost.
+start raises_big '{"id":"big-1","input":{"c":"y","n":3000000,"where":"step"}}'
+result big-1
+check "a step raising 3 MB fails the run" failed "$(j .status)"
+check_match "with the message's start and what was cut" \
+  '^step "s" failed on attempt 2: y{8000,8192} \.\.\. \([0-9]+ bytes cut\)$' "$(j .error)"
+api GET /v1/workflows/big-1/history
+check "each attempt's failure keeps at most 8 KiB of it" "2 true" \
+  "$(j '[.events[] | select(.type == "step_failed") | .error | length <= 8192] | (length | tostring) + " " + (all | tostring)')"
+check "the run's end keeps a traceback" true "$(j '.events[-1].traceback | length > 0')"
+start raises_big '{"id":"big-2","input":{"c":"é","n":2000000,"where":"run"}}'
+result big-2
+check "run code raising 4 MB fails the run" failed "$(j .status)"
+check_match "cut at a character, saying how much" '^(é){4000,4096} \.\.\. \([0-9]+ bytes cut\)$' "$(j .error)"
+alive "after huge error messages"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
