@@ -308,35 +308,67 @@ static void get_key(lua_State *L, int obj, int keys, int k)
 }
 
 /* Where a gate's engine asks for request headers (ls_policy_request.header):
- * mod_magnet's r.req_header, through its __index. The value stays on the
- * Lua stack, alive until the gate returns. */
+ * mod_magnet's r.req_header, through its __index, or what walk_headers
+ * found there. The values stay on the Lua stack, alive until the gate
+ * returns. */
+#define GATE_MAX_HEADERS 32 /* request headers a policy reads (POLICY_MAX_HEADERS) */
 typedef struct {
     lua_State *L;
     int keys, rh;
+    int walked;                  /* 1: value[] holds every header the policy reads */
+    int value[GATE_MAX_HEADERS]; /* stack index of header i's value; 0: absent */
+    int lookalike, nlookalike;   /* stack index of the first lookalike's name, count */
 } gate_headers;
 
 static ls_str gate_header(void *ctx, size_t i)
 {
     gate_headers *g = ctx;
+    if (g->walked)
+        return i < GATE_MAX_HEADERS && g->value[i] ? arg_str(g->L, g->value[i]) : (ls_str){NULL, 0};
     get_key(g->L, g->rh, g->keys, GATE_HEADERS + (int)i);
     return arg_str(g->L, -1);
 }
 
-/* Removes from the request headers at index rh (mod_magnet's
- * r.req_header, whose __pairs walks lighttpd's headers, or a plain table)
- * every header that would pass for an identity header with a backend
- * that maps names the CGI way (ls_policy_strip_lookalike): X_User for
- * X-User. The names are gathered first, then removed, as lighttpd's walk
- * does not survive a removal. */
-static void strip_lookalikes(lua_State *L, const ls_policy_t *p, int rh)
+static int same_name_icase(const char *a, size_t alen, const char *b)
 {
-    if (ls_policy_strip_count(p) == 0) return;
-    int base = lua_gettop(L), fn = base + 1, found = 0;
-    if (luaL_getmetafield(L, rh, "__pairs") != LUA_TNIL) {
-        lua_pushvalue(L, rh);
+    size_t k = 0;
+    for (; k < alen && b[k]; k++) {
+        unsigned char x = (unsigned char)a[k], y = (unsigned char)b[k];
+        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+        if (x != y) return 0;
+    }
+    return k == alen && b[k] == '\0';
+}
+
+/* Walks the request headers at g->rh once (mod_magnet's r.req_header,
+ * whose __pairs walks lighttpd's headers, or a plain table), for a policy
+ * with identity headers: keeps on the stack the values of the headers the
+ * policy reads (so that its engine asks mod_magnet for none of them) and
+ * the names of the headers that would pass for an identity header with a
+ * backend that maps names the CGI way (ls_policy_strip_lookalike: X_User
+ * for X-User), which an allowed request loses (drop_lookalikes). Leaves
+ * g->walked 0, having found nothing, when rh can be walked neither way (a
+ * table with a metatable but no __pairs). */
+static void walk_headers(gate_headers *g, const ls_policy_t *p)
+{
+    lua_State *L = g->L;
+    size_t nh = ls_policy_header_count(p);
+    if (nh > GATE_MAX_HEADERS) return;
+    memset(g->value, 0, sizeof g->value);
+    /* Below the walk's three slots, what it keeps: the values from vbase,
+     * then the lookalikes' names from names. */
+    int vbase = lua_gettop(L) + 1, names = vbase, fn = vbase;
+    if (luaL_getmetafield(L, g->rh, "__pairs") != LUA_TNIL) {
+        lua_pushvalue(L, g->rh);
         lua_call(L, 1, 3); /* iterator, state, control at fn .. fn + 2 */
     } else {
-        if (lua_type(L, rh) != LUA_TTABLE) return;
+        /* A plain table is walked with lua_next; a proxy without __pairs
+         * cannot be walked: its headers are asked for one by one. */
+        if (lua_type(L, g->rh) != LUA_TTABLE || lua_getmetatable(L, g->rh)) {
+            lua_settop(L, vbase - 1);
+            return;
+        }
         lua_pushnil(L); /* (lua_next walks it) */
         lua_pushnil(L);
         lua_pushnil(L);
@@ -345,7 +377,7 @@ static void strip_lookalikes(lua_State *L, const ls_policy_t *p, int rh)
         luaL_checkstack(L, 4, "policy gate");
         if (lua_isnil(L, fn)) { /* a plain table */
             lua_pushvalue(L, fn + 2);
-            if (!lua_next(L, rh)) break;
+            if (!lua_next(L, g->rh)) break;
         } else {
             lua_pushvalue(L, fn);
             lua_pushvalue(L, fn + 1);
@@ -356,23 +388,50 @@ static void strip_lookalikes(lua_State *L, const ls_policy_t *p, int rh)
                 break;
             }
         }
-        lua_pop(L, 1); /* the value */
-        lua_copy(L, -1, fn + 2);
+        lua_copy(L, -2, fn + 2); /* the control: this name */
         size_t len;
-        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (name && ls_policy_strip_lookalike(p, name, len)) {
-            lua_insert(L, fn); /* kept below the walk's three slots */
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+        size_t hit = nh;
+        for (size_t i = 0; name && i < nh && hit == nh; i++)
+            if (same_name_icase(name, len, ls_policy_header_name(p, i))) hit = i;
+        if (hit < nh && g->value[hit] == 0 && lua_type(L, -1) == LUA_TSTRING) {
+            lua_remove(L, -2);
+            lua_insert(L, names); /* after the values before it */
+            g->value[hit] = names++;
             fn++;
-            found++;
-        } else {
+        } else if (name && ls_policy_strip_lookalike(p, name, len)) {
             lua_pop(L, 1);
+            lua_insert(L, fn); /* after the names before it */
+            fn++;
+        } else {
+            lua_pop(L, 2);
         }
     }
-    for (int i = 0; i < found; i++) {
-        lua_pushvalue(L, base + 1 + i);
-        lua_pushnil(L);
-        lua_settable(L, rh);
+    lua_settop(L, fn - 1); /* the walk's slots go; what it kept stays */
+    g->lookalike = names;
+    g->nlookalike = fn - names;
+    g->walked = 1;
+}
+
+/* Removes from g->rh the lookalike headers walk_headers found. */
+static void drop_lookalikes(const gate_headers *g)
+{
+    for (int i = 0; i < g->nlookalike; i++) {
+        lua_pushvalue(g->L, g->lookalike + i);
+        lua_pushnil(g->L);
+        lua_settable(g->L, g->rh);
     }
+}
+
+/* Removes from the request headers at index rh every header that would
+ * pass for an identity header (walk_headers): pol:strip_lookalikes. */
+static void strip_lookalikes(lua_State *L, const ls_policy_t *p, int rh)
+{
+    if (!ls_policy_strips_lookalikes(p)) return;
+    int base = lua_gettop(L);
+    gate_headers g = {.L = L, .rh = rh};
+    walk_headers(&g, p);
+    drop_lookalikes(&g);
     lua_settop(L, base);
 }
 
@@ -399,7 +458,14 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
             return 1;
         }
     }
-    gate_headers g = {L, keys, rh};
+    gate_headers g = {.L = L, .keys = keys, .rh = rh};
+    /* With identity headers (unless strip_lookalikes = false), one walk of
+     * the request headers both reads what the policy needs and finds their
+     * lookalikes; else the engine asks for headers one by one. */
+    if (ls_policy_strips_lookalikes(b->p)) {
+        walk_headers(&g, b->p);
+        luaL_checkstack(L, 16, "policy gate"); /* it keeps what it found on the stack */
+    }
     ls_policy_request req = {.path = path, .header = gate_header, .header_ctx = &g};
     get_key(L, attr, keys, GATE_METHOD);
     req.method = arg_str(L, -1);
@@ -419,7 +485,7 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
     b->has_d = 1;
     const ls_policy_decision *d = &b->d;
     if (d->allow) {
-        strip_lookalikes(L, b->p, rh);
+        drop_lookalikes(&g);
         for (size_t i = 0; i < ns; i++) {
             lua_rawgeti(L, keys, GATE_HEADERS + (lls_index)(nh + i));
             push_opt_string(L, strip_value(b->p, d, i));

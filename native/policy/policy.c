@@ -387,9 +387,9 @@ static ls_rc compile_assertion(ls_policy_t *p, const json_t *d, ls_err *err)
     return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "assertion");
 }
 
-static const char *const top_fields[] = {"name",       "authenticate", "rules",
-                                         "rate_limit", "ip",           "identity_headers",
-                                         "audit",      "assertion",    NULL};
+static const char *const top_fields[] = {
+    "name",  "authenticate", "rules", "rate_limit", "ip", "identity_headers", "strip_lookalikes",
+    "audit", "assertion",    NULL};
 
 static ls_rc check_top_fields(const json_t *decl, ls_err *err)
 {
@@ -402,7 +402,7 @@ static ls_rc check_top_fields(const json_t *decl, ls_err *err)
         if (top_fields[i] == NULL)
             return ls_err_set(err, LS_EINVAL,
                               "unknown field '%s' (name, authenticate, rules, rate_limit, ip, "
-                              "identity_headers, audit, assertion)",
+                              "identity_headers, strip_lookalikes, audit, assertion)",
                               key);
     }
     return LS_OK;
@@ -436,6 +436,10 @@ static ls_rc compile(ls_policy_t *p, const json_t *decl, const ls_policy_opts *o
     if ((rc = compile_authn(p, json_object_get(decl, "authenticate"), err)) != LS_OK) return rc;
     if ((rc = compile_identity_headers(p, json_object_get(decl, "identity_headers"), err)) != LS_OK)
         return rc;
+    const json_t *sl = json_object_get(decl, "strip_lookalikes");
+    if (sl != NULL && !json_is_boolean(sl))
+        return bad_field(err, "strip_lookalikes", "expected true or false");
+    p->keep_lookalikes = sl != NULL && json_is_false(sl);
     if ((rc = compile_limits(p, json_object_get(decl, "rate_limit"), opts, err)) != LS_OK)
         return rc;
     if ((rc = compile_assertion(p, json_object_get(decl, "assertion"), err)) != LS_OK) return rc;
@@ -544,9 +548,14 @@ static unsigned char cgi_byte(unsigned char c)
     return '_';
 }
 
+int ls_policy_strips_lookalikes(const ls_policy_t *p)
+{
+    return p != NULL && !p->keep_lookalikes && ls_policy_strip_count(p) > 0;
+}
+
 int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, size_t len)
 {
-    if (p == NULL || name == NULL) return 0;
+    if (p == NULL || name == NULL || p->keep_lookalikes) return 0;
     size_t n = ls_policy_strip_count(p);
     for (size_t i = 0; i < n; i++) {
         const char *s = ls_policy_strip_name(p, i);

@@ -141,6 +141,7 @@ struct ls_policy {
 
     ls_audit_t *audit;
     int audit_all; /* 1: every decision, 0: denials only */
+    int keep_lookalikes; /* strip_lookalikes = false: only exact names are stripped */
 
     /* request ids of audit records: the header they come in by (from
      * trusted proxies) and go out by (to the client on a denial, to the

@@ -211,6 +211,21 @@ static void test_policy_jwt_allows_and_sets_identity(void **state)
         assert_int_equal(ls_policy_strip_lookalike(p, other[i], strlen(other[i])), 0);
     assert_int_equal(ls_policy_strip_lookalike(p, NULL, 0), 0);
     assert_int_equal(ls_policy_strip_lookalike(NULL, "X_User", 6), 0);
+    assert_int_equal(ls_policy_strips_lookalikes(p), 1);
+    /* strip_lookalikes = false: exact names only (a backend that reads
+     * headers by their names), so a gate need not walk the headers */
+    {
+        static const char keep[] = "{\"name\":\"k\",\"identity_headers\":{\"X-User\":\"sub\"},"
+                                   "\"strip_lookalikes\":false}";
+        static const char none[] = "{\"name\":\"n\"}";
+        ls_policy_t *k = load(keep, 0), *n = load(none, 0);
+        assert_int_equal(ls_policy_strip_count(k), 1);
+        assert_int_equal(ls_policy_strips_lookalikes(k), 0);
+        assert_int_equal(ls_policy_strip_lookalike(k, "X_User", 6), 0);
+        assert_int_equal(ls_policy_strips_lookalikes(n), 0); /* nothing to strip */
+        ls_policy_free(k);
+        ls_policy_free(n);
+    }
 
     r.path = "/admin/users/7";
     decide(p, &r, &d);
@@ -1337,6 +1352,8 @@ static void test_policy_load_errors_name_the_field(void **state)
         {"{\"rules\":[]}", "name: required", LS_EINVAL},
         {"{\"name\":\"a b\"}", "may hold only letters", LS_EINVAL},
         {"{\"name\":\"x\",\"rule\":[]}", "unknown field 'rule'", LS_EINVAL},
+        {"{\"name\":\"x\",\"strip_lookalikes\":\"no\"}", "strip_lookalikes: expected true or false",
+         LS_EINVAL},
         {"{\"name\":\"x\",\"rules\":[{\"path\":\"/a\",\"role\":[\"x\"]}]}", "rules[1]", LS_EINVAL},
         {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"jwks\":\"j.json\"}]}",
          "authenticate[1].algorithms: required", LS_EINVAL},

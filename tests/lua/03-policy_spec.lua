@@ -273,11 +273,11 @@ describe("lodestone.policy", function()
       write_policy()
       local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
       local tok = mint { sub = "alice", exp = os.time() + 60, roles = { "admin" } }
-      local hdrs, writes = { Authorization = "Bearer " .. tok, X_User = "root", ["X.Roles"] = "a",
-        ["x-user"] = "r2", ["X-Other"] = "kept" }, {}
+      local hdrs, writes, asked = { authorization = "Bearer " .. tok, X_User = "root", ["X.Roles"] = "a",
+        ["x-user"] = "r2", ["X-Other"] = "kept" }, {}, 0
       -- as mod_magnet's r.req_header: reads, writes and a walk by __pairs
       local rh = setmetatable({}, {
-        __index = function(_, k) return hdrs[k] end,
+        __index = function(_, k) asked = asked + 1; return hdrs[k] end,
         __newindex = function(_, k, v) writes[#writes + 1] = k .. "=" .. tostring(v); hdrs[k] = v end,
         __pairs = function() return next, hdrs, nil end,
       })
@@ -286,16 +286,51 @@ describe("lodestone.policy", function()
       table.sort(writes)
       assert.same({ "X-Roles=admin", "X-User=alice", "X.Roles=nil", "X_User=nil" }, writes)
       assert.equal("kept", hdrs["X-Other"])
+      -- the one walk also read the token (its name in any case): no header was asked for
+      assert.equal(0, asked)
+      -- however many there are: every spelling of X-User in 13 separators and 32 cases
+      local many, n = {}, 0
+      for sep in ("!#$%&'*+.^_`|~"):gmatch(".") do
+        for bits = 0, 31 do
+          local name = ("x" .. sep .. "user"):gsub("()(%a)", function(i, c)
+            local k = i > 2 and i - 1 or i
+            return math.floor(bits / 2 ^ (k - 1)) % 2 == 1 and c:upper() or c
+          end)
+          if not many[name] then many[name] = "root"; n = n + 1 end
+        end
+      end
+      assert.is_true(n > 400)
+      for k, v in pairs(many) do hdrs[k] = v end
+      writes = {}
+      assert.equal(0, (pol:gate(r)))
+      for k in pairs(many) do assert.is_nil(hdrs[k], k) end
+      assert.equal("alice", hdrs["X-User"])
+      assert.equal(n + 2, #writes)
       -- a plain table, as the gate's slow path hands over
       local plain = { X_User = "root", ["X~Roles"] = "a", ["X-User"] = "alice", Host = "h" }
       pol:strip_lookalikes(plain)
       assert.same({ ["X-User"] = "alice", Host = "h" }, plain)
       -- a denial writes nothing, lookalikes included (the request goes nowhere)
       writes = {}
-      hdrs.Authorization = nil
+      hdrs.authorization = nil
       hdrs.X_User = "root"
       assert.equal(401, (pol:gate(r)))
       assert.same({}, writes)
+      -- strip_lookalikes = false: exact names only, and no walk (the token
+      -- is asked for by name)
+      write_policy("strip_lookalikes = false,")
+      local keep = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      hdrs, writes, asked = { Authorization = "Bearer " .. tok, X_User = "root" }, {}, 0
+      local walked = false
+      getmetatable(rh).__pairs = function() walked = true; return next, hdrs, nil end
+      assert.equal(0, (keep:gate(r)))
+      assert.is_false(walked)
+      assert.is_true(asked > 0)
+      assert.equal("root", hdrs.X_User)
+      local t = { X_User = "root" }
+      keep:strip_lookalikes(t)
+      assert.same({ X_User = "root" }, t)
+      keep:close()
     end)
 
     it("writes nothing on a denial, whose answer is in response()", function()

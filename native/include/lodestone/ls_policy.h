@@ -80,8 +80,14 @@ LS_API const char *ls_policy_strip_name(const ls_policy_t *p, size_t i);
  * names above in any case, yet reads as one to a backend that maps header
  * names the CGI way (letters upper case, every other byte but a digit
  * '_'): "X_User" or "X.User" for X-User. The caller removes such headers
- * too before passing an allowed request on. 0 otherwise, and for NULL. */
+ * too before passing an allowed request on. 0 otherwise, for NULL, and
+ * when the policy says strip_lookalikes = false. */
 LS_API int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, size_t len);
+
+/* 1 when ls_policy_strip_lookalike can say 1: the policy has strip names
+ * and does not say strip_lookalikes = false. A caller that must walk every
+ * request header to find lookalikes skips the walk otherwise. */
+LS_API int ls_policy_strips_lookalikes(const ls_policy_t *p);
 
 /* 1 when some authenticator needs the request body (webhook signatures). */
 LS_API int ls_policy_needs_body(const ls_policy_t *p);
