@@ -416,6 +416,11 @@ ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_er
 {
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
+    if (len > a->f->o.max_payload)
+        return ls_err_set(err, LS_EINVAL,
+                          "the custom status is %zu bytes, over the payload limit of %zu bytes "
+                          "(lodestoned --max-payload)",
+                          len, a->f->o.max_payload);
     flow_run *r = a->r;
     const char *cur = a->custom_queued ? (const char *)a->custom_new.ptr : r->custom;
     size_t curlen = a->custom_queued ? a->custom_new.len : r->custom_len;

@@ -78,6 +78,7 @@ return "compensated"'
 wf raises_big 'local big = string.rep(input.c, input.n)
 if input.where == "step" then return ctx:step("s", function() error(big, 0) end) end
 error(big, 0)'
+wf big_status 'ctx:set_status(string.rep("s", input.n)) return "set"'
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 100000 || exit 1
@@ -195,6 +196,23 @@ result big-2
 check "run code raising 4 MB fails the run" failed "$(j .status)"
 check_match "cut at a character, saying how much" '^(é){4000,4096} \.\.\. \([0-9]+ bytes cut\)$' "$(j .error)"
 alive "after huge error messages"
+
+# ---- a custom status over the payload limit ----
+# It was stored whatever its size (every other payload is bounded).
+start big_status '{"id":"st-1","input":{"n":200000}}'
+result st-1
+check "ctx:set_status over --max-payload fails the run" failed "$(j .status)"
+check_contains "naming the limit" \
+  "the custom status is 200002 bytes, over the payload limit of 100000 bytes (lodestoned --max-payload)" \
+  "$(j .error)"
+api GET /v1/workflows/st-1
+check "and sets no status" null "$(j .custom_status)"
+start big_status '{"id":"st-2","input":{"n":1000}}'
+result st-2
+check "one within it is set" "completed set" "$(j '.status + " " + .output')"
+api GET /v1/workflows/st-2
+check "and shown" 1000 "$(j '.custom_status | length')"
+alive "after a custom status over the limit"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
