@@ -281,7 +281,7 @@ local function enforce_general(r, st)
   -- peer: a local reverse proxy must not open the metrics to everyone.
   if m and raw_path == m.path and m.allow:contains(attr["request.remote-addr"])
     and attr["request.method"] == "GET"
-    and not rh["X-Forwarded-For"] and not rh["Forwarded"] then
+    and not rh["X-Forwarded-For"] and not rh["Forwarded"] and not rh["X-Real-IP"] then
     return serve_metrics(r, m)
   end
 

@@ -149,7 +149,7 @@ check_contains "other headers pass" "Host: a" "$out"
 out=$(raw "$(req GET _lodestone/metrics)")
 check "metrics are served to a loopback client" 200 "$(status_of "$out")"
 check_contains "as Prometheus text" "lodestone_policy_decisions_total" "$out"
-for h in "X-Forwarded-For: 203.0.113.7" "Forwarded: for=203.0.113.7"; do
+for h in "X-Forwarded-For: 203.0.113.7" "Forwarded: for=203.0.113.7" "X-Real-IP: 203.0.113.7"; do
   out=$(raw "$(req GET _lodestone/metrics "$h\\r\\n")" 127.0.0.2)
   check "a forwarded request ($h) is not served the metrics" 403 "$(status_of "$out")"
   check_absent "nor are they in its body ($h)" "lodestone_policy" "$out"
