@@ -342,19 +342,22 @@ static int same_name_icase(const char *a, size_t alen, const char *b)
 }
 
 /* Walks the request headers at g->rh once (mod_magnet's r.req_header,
- * whose __pairs walks lighttpd's headers, or a plain table), for a policy
- * with identity headers: keeps on the stack the values of the headers the
- * policy reads (so that its engine asks mod_magnet for none of them) and
- * the names of the headers that would pass for an identity header with a
- * backend that maps names the CGI way (ls_policy_strip_lookalike: X_User
- * for X-User), which an allowed request loses (drop_lookalikes). Leaves
- * g->walked 0, having found nothing, when rh can be walked neither way (a
- * table with a metatable but no __pairs). */
+ * whose __pairs walks lighttpd's headers, or a plain table without a
+ * metatable), for a policy that strips lookalikes: keeps on the stack the
+ * values of the headers the policy reads (so that its engine asks
+ * mod_magnet for none of them) and the names of the headers that would
+ * pass for an identity header with a backend that maps names the CGI way
+ * (ls_policy_strip_lookalike: X_User for X-User), which an allowed
+ * request loses (drop_lookalikes). A header with an empty value is one
+ * mod_magnet removed (1.4.69 empties it in place): absent, as its __index
+ * says. Raises when the headers cannot be walked (a proxy without
+ * __pairs): lookalikes would otherwise go on unseen. */
 static void walk_headers(gate_headers *g, const ls_policy_t *p)
 {
     lua_State *L = g->L;
     size_t nh = ls_policy_header_count(p);
-    if (nh > GATE_MAX_HEADERS) return;
+    if (nh > GATE_MAX_HEADERS)
+        luaL_error(L, "policy gate: more than %d request headers", GATE_MAX_HEADERS);
     memset(g->value, 0, sizeof g->value);
     /* Below the walk's three slots, what it keeps: the values from vbase,
      * then the lookalikes' names from names. */
@@ -362,13 +365,12 @@ static void walk_headers(gate_headers *g, const ls_policy_t *p)
     if (luaL_getmetafield(L, g->rh, "__pairs") != LUA_TNIL) {
         lua_pushvalue(L, g->rh);
         lua_call(L, 1, 3); /* iterator, state, control at fn .. fn + 2 */
+        if (lua_type(L, fn) != LUA_TFUNCTION)
+            luaL_error(L, "policy gate: the request headers' __pairs gave no iterator");
     } else {
-        /* A plain table is walked with lua_next; a proxy without __pairs
-         * cannot be walked: its headers are asked for one by one. */
-        if (lua_type(L, g->rh) != LUA_TTABLE || lua_getmetatable(L, g->rh)) {
-            lua_settop(L, vbase - 1);
-            return;
-        }
+        if (lua_type(L, g->rh) != LUA_TTABLE || lua_getmetatable(L, g->rh))
+            luaL_error(L, "policy gate: cannot walk the request headers (no __pairs) to remove "
+                          "lookalikes of the identity headers");
         lua_pushnil(L); /* (lua_next walks it) */
         lua_pushnil(L);
         lua_pushnil(L);
@@ -389,22 +391,29 @@ static void walk_headers(gate_headers *g, const ls_policy_t *p)
             }
         }
         lua_copy(L, -2, fn + 2); /* the control: this name */
-        size_t len;
+        size_t len, vlen = 0;
         const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+        if (lua_type(L, -1) == LUA_TSTRING) lua_tolstring(L, -1, &vlen);
+        if (name == NULL || vlen == 0) {
+            lua_pop(L, 2);
+            continue;
+        }
         size_t hit = nh;
-        for (size_t i = 0; name && i < nh && hit == nh; i++)
+        for (size_t i = 0; i < nh && hit == nh; i++)
             if (same_name_icase(name, len, ls_policy_header_name(p, i))) hit = i;
-        if (hit < nh && g->value[hit] == 0 && lua_type(L, -1) == LUA_TSTRING) {
-            lua_remove(L, -2);
-            lua_insert(L, names); /* after the values before it */
+        if (hit < nh && g->value[hit] == 0) {
+            lua_insert(L, names); /* the value, after the values before it */
             g->value[hit] = names++;
             fn++;
-        } else if (name && ls_policy_strip_lookalike(p, name, len)) {
+        } else {
             lua_pop(L, 1);
-            lua_insert(L, fn); /* after the names before it */
+        }
+        /* A header the policy reads may be a lookalike too (header:X_User) */
+        if (ls_policy_strip_lookalike(p, name, len)) {
+            lua_insert(L, fn); /* the name, after the names before it */
             fn++;
         } else {
-            lua_pop(L, 2);
+            lua_pop(L, 1);
         }
     }
     lua_settop(L, fn - 1); /* the walk's slots go; what it kept stays */

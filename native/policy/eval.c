@@ -169,7 +169,8 @@ static int rate_key(ls_policy_t *p, const rate_limit *l, const ls_policy_request
         (l->by == RL_BY_APIKEY && c->via && c->via->type == AUTHN_APIKEY)) {
         kind = 's'; /* an API key's subject names the key's owner */
         val = c->id.subject;
-    } else if (l->by == RL_BY_HEADER && (h = ls_policy_req_header(p, req, l->header)).ptr) {
+    } else if (l->by == RL_BY_HEADER && (h = ls_policy_req_header(p, req, l->header)).ptr &&
+               h.len > 0) { /* an empty value is no key: every such client would share one */
         kind = 'h';
         val = h.ptr;
         vlen = h.len;

@@ -473,6 +473,12 @@ ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_p
     rc = compile(p, decl, opts, err);
     json_decref(decl);
     if (rc != LS_OK) goto fail;
+    /* Only a strip name with a byte other than a letter or a digit has
+     * lookalikes (X_User for X-User). */
+    for (size_t i = 0; !p->keep_lookalikes && i < ls_policy_strip_count(p); i++)
+        for (const char *c = ls_policy_strip_name(p, i); *c && !p->lookalikes; c++)
+            p->lookalikes =
+                !((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'));
     *out = p;
     return LS_OK;
 fail:
@@ -550,12 +556,12 @@ static unsigned char cgi_byte(unsigned char c)
 
 int ls_policy_strips_lookalikes(const ls_policy_t *p)
 {
-    return p != NULL && !p->keep_lookalikes && ls_policy_strip_count(p) > 0;
+    return p != NULL && p->lookalikes;
 }
 
 int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, size_t len)
 {
-    if (p == NULL || name == NULL || p->keep_lookalikes) return 0;
+    if (p == NULL || name == NULL || !p->lookalikes) return 0;
     size_t n = ls_policy_strip_count(p);
     for (size_t i = 0; i < n; i++) {
         const char *s = ls_policy_strip_name(p, i);

@@ -115,6 +115,20 @@ describe("lodestone.policy", function()
       assert.equal("admin,ops", r.req_header["X-Roles"])
     end)
 
+    it("removes lookalikes of the identity headers on its general path too", function()
+      -- The metrics path, from an address that may not read the metrics,
+      -- is decided by the policy on the path that also serves bodies.
+      write_policy()
+      local tok = mint { sub = "alice", exp = os.time() + 60 }
+      local r = request { path = "/me", addr = "10.0.0.1",
+        headers = { Authorization = "Bearer " .. tok, X_User = "root", ["X.Roles"] = "admin" } }
+      local opts = { metrics = { path = "/me", file = dir .. "/m.metrics" } }
+      assert.equal(0, policy.enforce(lighty, file, opts))
+      assert.equal("alice", r.req_header["X-User"])
+      assert.is_nil(r.req_header.X_User)
+      assert.is_nil(r.req_header["X.Roles"])
+    end)
+
     it("answers 401 with a challenge and a body naming no internals", function()
       write_policy()
       local r = request { path = "/me", headers = { Authorization = "Bearer " .. mint({ sub = "a", exp = os.time() + 60 }, "wrong-key-wrong-key-wrong-key-00") } }
@@ -236,12 +250,13 @@ describe("lodestone.policy", function()
   end)
 
   describe("gate", function()
-    -- mod_magnet's request objects answer reads and writes through
+    -- mod_magnet's request objects answer reads, writes and walks through
     -- metamethods; a proxy of that kind records what the gate wrote.
     local function magnet_like(t, writes)
       return setmetatable({}, {
         __index = function(_, k) return t[k] end,
         __newindex = function(_, k, v) writes[#writes + 1] = k .. "=" .. tostring(v); t[k] = v end,
+        __pairs = function() return next, t, nil end,
       })
     end
 
@@ -288,7 +303,7 @@ describe("lodestone.policy", function()
       assert.equal("kept", hdrs["X-Other"])
       -- the one walk also read the token (its name in any case): no header was asked for
       assert.equal(0, asked)
-      -- however many there are: every spelling of X-User in 13 separators and 32 cases
+      -- however many there are: every spelling of X-User in 14 separators and 32 cases
       local many, n = {}, 0
       for sep in ("!#$%&'*+.^_`|~"):gmatch(".") do
         for bits = 0, 31 do
@@ -331,6 +346,64 @@ describe("lodestone.policy", function()
       keep:strip_lookalikes(t)
       assert.same({ X_User = "root" }, t)
       keep:close()
+    end)
+
+    it("removes a header it reads when it passes for an identity header", function()
+      -- X_User is the rate limit's key, and reads as X-User to a CGI-style backend
+      write_policy('rate_limit = { by = "header:X_User", rate = 1000, per = "1s" },')
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local r, hdrs = gate_request("/healthz", { X_User = "root", ["X.User"] = "root2" })
+      assert.equal(0, (pol:gate(r)))
+      assert.is_nil(hdrs.X_User)
+      assert.is_nil(hdrs["X.User"])
+    end)
+
+    it("takes a header with an empty value (one mod_magnet removed) for absent", function()
+      -- Keyed by an empty X-Tenant, two clients would share one budget; absent,
+      -- each falls back to its address.
+      write_policy('rate_limit = { by = "header:X-Tenant", rate = 1, per = "1h", burst = 1 },')
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local r1 = gate_request("/healthz", { ["X-Tenant"] = "" }, { ["request.remote-addr"] = "10.0.0.1" })
+      local r2 = gate_request("/healthz", { ["X-Tenant"] = "" }, { ["request.remote-addr"] = "10.0.0.2" })
+      assert.equal(0, (pol:gate(r1)))
+      assert.equal(0, (pol:gate(r2)))
+    end)
+
+    it("refuses to decide when it cannot walk the headers for lookalikes", function()
+      write_policy()
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local tok = mint { sub = "alice", exp = os.time() + 60 }
+      local hdrs = { Authorization = "Bearer " .. tok, X_User = "root" }
+      local rh = setmetatable({}, { __index = function(_, k) return hdrs[k] end,
+        __newindex = function(_, k, v) hdrs[k] = v end }) -- no __pairs
+      local r = { req_attr = gate_request("/me").req_attr, req_header = rh }
+      assert.has_error(function() pol:gate(r) end,
+        "policy gate: cannot walk the request headers (no __pairs) to remove lookalikes of the identity headers")
+      assert.has_error(function() pol:strip_lookalikes(rh) end)
+      assert.equal("root", hdrs.X_User)
+      getmetatable(rh).__pairs = function() return nil end
+      assert.has_error(function() pol:gate(r) end, "policy gate: the request headers' __pairs gave no iterator")
+    end)
+
+    it("walks nothing when no identity header has a lookalike (letters and digits only)", function()
+      write(file, [[
+        local policy = require "lodestone.policy"
+        return policy.define {
+          name = "lua-spec",
+          authenticate = { policy.jwt { secret_file = "hs.key", algorithms = { "HS256" } } },
+          rules = { { path = "/me" } },
+          identity_headers = { XUser = "sub" },
+        }
+      ]])
+      local pol = assert(policy.load(file, { no_audit = true, private_rl = true }))
+      local tok = mint { sub = "alice", exp = os.time() + 60 }
+      local hdrs, walked = { Authorization = "Bearer " .. tok }, false
+      local rh = setmetatable({}, { __index = function(_, k) return hdrs[k] end,
+        __newindex = function(_, k, v) hdrs[k] = v end,
+        __pairs = function() walked = true; return next, hdrs, nil end })
+      assert.equal(0, (pol:gate({ req_attr = gate_request("/me").req_attr, req_header = rh })))
+      assert.equal("alice", hdrs.XUser)
+      assert.is_false(walked)
     end)
 
     it("writes nothing on a denial, whose answer is in response()", function()

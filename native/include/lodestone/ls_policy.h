@@ -84,9 +84,10 @@ LS_API const char *ls_policy_strip_name(const ls_policy_t *p, size_t i);
  * when the policy says strip_lookalikes = false. */
 LS_API int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, size_t len);
 
-/* 1 when ls_policy_strip_lookalike can say 1: the policy has strip names
- * and does not say strip_lookalikes = false. A caller that must walk every
- * request header to find lookalikes skips the walk otherwise. */
+/* 1 when ls_policy_strip_lookalike can say 1: a strip name has a byte
+ * other than a letter or a digit (X-User; XUser has no lookalikes) and the
+ * policy does not say strip_lookalikes = false. A caller that must walk
+ * every request header to find lookalikes skips the walk otherwise. */
 LS_API int ls_policy_strips_lookalikes(const ls_policy_t *p);
 
 /* 1 when some authenticator needs the request body (webhook signatures). */
