@@ -604,7 +604,16 @@ local function load_definition(wf, level)
     error("testing.run: expects the path of a workflow file or a workflow.define{...} result, got a "
       .. type(wf), level + 1)
   end
-  local chunk, err = loadfile(wf)
+  -- globals of its own, as lodestoned loads it: one the file sets stays in
+  -- them (reads fall through to the real ones)
+  local env = setmetatable({}, { __index = _G })
+  local chunk, err
+  if setfenv then
+    chunk, err = loadfile(wf)
+    if chunk then setfenv(chunk, env) end
+  else
+    chunk, err = loadfile(wf, "bt", env)
+  end
   if not chunk then error("testing.run: " .. tostring(err), level + 1) end
   local ok, def = pcall(chunk)
   if not ok then error("testing.run: " .. wf .. ": " .. tostring(def), level + 1) end

@@ -28,6 +28,14 @@
 -- define, fatal, error and duration_ms work in any Lua (tests use them);
 -- _activate runs inside lodestoned's worker states (tests give it a
 -- stand-in for lodestone.flowrt).
+-- The globals this module uses, kept as they are now: a workflow that
+-- assigns one by mistake (type = input.kind, a `local` forgotten) must not
+-- break the driver of every run in its worker.
+local type, error, pcall, xpcall, tostring, tonumber = type, error, pcall, xpcall, tostring, tonumber
+local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
+local pairs, ipairs, select, require = pairs, ipairs, select, require
+local coroutine, debug, math, string, table, package = coroutine, debug, math, string, table, package
+
 local core = require("lodestone.core")
 local json = core.json
 

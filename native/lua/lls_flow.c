@@ -784,6 +784,20 @@ static ls_rc list_files(const char *dir, char ***out, size_t *n, ls_err *err)
     return LS_OK;
 }
 
+/* Gives the chunk on the top of the stack globals of its own: a global
+ * that the file's code sets (type = "order", a `local` forgotten) stays
+ * there, instead of breaking lodestone.workflow and the other workflows
+ * of the state. Reads fall through to the state's globals. */
+static void own_globals(lua_State *L)
+{
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_setfenv(L, -2);
+}
+
 /* Loads one file: leaves the definition on the stack and returns NULL,
  * or returns an error message (pushed on the stack). */
 static const char *load_file(lua_State *L, const char *path)
@@ -794,6 +808,7 @@ static const char *load_file(lua_State *L, const char *path)
         lua_remove(L, tb);
         return lua_tostring(L, -1);
     }
+    own_globals(L);
     set_deadline(L, 5000); /* a file's top level must not hang the daemon */
     int rc = lua_pcall(L, 0, 1, tb);
     set_deadline(L, 0);
@@ -1126,6 +1141,7 @@ static const char *pin_version(lua_State *L, ls_flow_act *a)
     snprintf(chunk, sizeof chunk, "=%s@%s", ls_flow_act_type(a), want);
     int rc = luaL_loadbuffer(L, (const char *)src.ptr, src.len, chunk);
     ls_buf_free(&src);
+    if (rc == 0) own_globals(L);
     if (rc == 0) {
         set_deadline(L, 5000);
         rc = lua_pcall(L, 0, 1, 0);

@@ -79,8 +79,13 @@ wf raises_big 'local big = string.rep(input.c, input.n)
 if input.where == "step" then return ctx:step("s", function() error(big, 0) end) end
 error(big, 0)'
 wf big_status 'ctx:set_status(string.rep("s", input.n)) return "set"'
+wf clobbers 'type = "order" -- a local forgotten
+error, tostring, pcall, coroutine = 1, 2, 3, 4
+leaked = "from clobbers"
+return ctx:step("s", function() return "survived" end)'
+wf reads 'return ctx:step("s", function() return leaked or "nothing leaked" end)'
 
-e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 1 \
   --max-payload 100000 || exit 1
 daemon=$E2E_DAEMON
 
@@ -112,8 +117,8 @@ alive "after durable calls in a coroutine"
 # ---- runaway code that catches its own timeout ----
 # The deadline's error was caught by the code's pcall (or coroutine.resume)
 # and the loop went on: the run held its worker for ever, past its step
-# timeout, a terminate and lodestoned's stop. With two workers, two such
-# runs stopped every other run.
+# timeout, a terminate and lodestoned's stop. With one worker, one such
+# run stopped every other run.
 start step_catches '{"id":"rc-1"}'
 start run_catches '{"id":"rc-2"}'
 start co_catches '{"id":"rc-3"}'
@@ -213,6 +218,20 @@ check "one within it is set" "completed set" "$(j '.status + " " + .output')"
 api GET /v1/workflows/st-2
 check "and shown" 1000 "$(j '.custom_status | length')"
 alive "after a custom status over the limit"
+
+# ---- globals set by mistake ----
+# A global the code set (type = "order") replaced the one of every file in
+# the worker's state, lodestone.workflow's too: that run and every later
+# run on the worker failed ('attempt to call global type'), until a restart.
+# (One worker: every run shares the state.)
+start clobbers '{"id":"gl-1"}'
+result gl-1
+check "a workflow that sets globals named like Lua's still runs" "completed survived" \
+  "$(j '.status + " " + .output')"
+start reads '{"id":"gl-2"}'
+result gl-2
+check "and its globals stay its own" "completed nothing leaked" "$(j '.status + " " + .output')"
+alive "after globals set by mistake"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
