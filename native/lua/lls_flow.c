@@ -722,6 +722,22 @@ static int luaopen_flowrt(lua_State *L)
 
 /* ---- states ---- */
 
+/* What workflow code may not call, as it would undo what keeps one
+ * workflow from stopping the others: os.exit ends lodestoned (and, run
+ * again by the recovery after each restart, again and again), a hook of its
+ * own or the JIT back on would let runaway code outlive its deadline. Each
+ * raises, naming why. */
+static const char guards[] =
+    "local function refuse(what, why)\n"
+    "  return function() error(what .. ' is not allowed in workflow code: ' .. why, 2) end\n"
+    "end\n"
+    "os.exit = refuse('os.exit', 'it would stop lodestoned and every run in it; raise an error "
+    "to fail the step or the run')\n"
+    "debug.sethook = refuse('debug.sethook', 'lodestoned enforces step timeouts with its own "
+    "hook')\n"
+    "jit.on = refuse('jit.on', 'lodestoned runs workflow code interpreted, so that a step "
+    "timeout always stops it')\n";
+
 static lua_State *new_state(const char *lua_dir, ls_err *err)
 {
     lua_State *L = luaL_newstate();
@@ -739,6 +755,11 @@ static lua_State *new_state(const char *lua_dir, ls_err *err)
     lua_pushcfunction(L, luaopen_flowrt);
     lua_setfield(L, -2, "lodestone.flowrt");
     lua_pop(L, 2);
+    if (luaL_dostring(L, guards) != 0) {
+        ls_err_set(err, LS_EINVAL, "cannot set up a Lua state: %s", lua_tostring(L, -1));
+        lua_close(L);
+        return NULL;
+    }
     lua_sethook(L, hook, LUA_MASKCOUNT, INSTR_PER_CHECK);
     return L;
 }

@@ -84,6 +84,11 @@ error, tostring, pcall, coroutine = 1, 2, 3, 4
 leaked = "from clobbers"
 return ctx:step("s", function() return "survived" end)'
 wf reads 'return ctx:step("s", function() return leaked or "nothing leaked" end)'
+wf guards 'return ctx:step("s", function()
+  if input.what == "os.exit" then os.exit(3) end
+  if input.what == "debug.sethook" then debug.sethook() while true do end end
+  if input.what == "jit.on" then jit.on() local x = 0 while true do x = x + 1 end end
+end)'
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 1 \
   --max-payload 100000 || exit 1
@@ -232,6 +237,19 @@ start reads '{"id":"gl-2"}'
 result gl-2
 check "and its globals stay its own" "completed nothing leaked" "$(j '.status + " " + .output')"
 alive "after globals set by mistake"
+
+# ---- calls that would undo the guards ----
+# os.exit in a step ended lodestoned (and, the step run again by the
+# recovery, every restart after it); debug.sethook() removed the hook that
+# enforces deadlines and jit.on() compiled the loop, where the hook does
+# not run: either loop then held its worker for ever.
+for what in os.exit debug.sethook jit.on; do
+  start guards "{\"id\":\"g-$what\",\"input\":{\"what\":\"$what\"}}"
+  result "g-$what"
+  check "$what in a step fails the step" failed "$(j .status)"
+  check_contains "saying it is not allowed" "$what is not allowed in workflow code" "$(j .error)"
+done
+alive "after os.exit, debug.sethook and jit.on"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
