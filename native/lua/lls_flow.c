@@ -819,11 +819,24 @@ static void own_globals(lua_State *L)
     lua_setfenv(L, -2);
 }
 
+/* Message handler of a file's top level: its error with a traceback. An
+ * error value that is not a string is named by its type (its own
+ * __tostring is the file's code, which must not run here). */
+static int load_traceback(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER) {
+        lua_pushfstring(L, "the file raised %s%s, not a string", lua_isnil(L, 1) ? "" : "a ",
+                        lua_isnil(L, 1) ? "nil" : luaL_typename(L, 1));
+        lua_replace(L, 1);
+    }
+    return lls_traceback(L);
+}
+
 /* Loads one file: leaves the definition on the stack and returns NULL,
  * or returns an error message (pushed on the stack). */
 static const char *load_file(lua_State *L, const char *path)
 {
-    lua_pushcfunction(L, lls_traceback);
+    lua_pushcfunction(L, load_traceback);
     int tb = lua_gettop(L);
     if (luaL_loadfile(L, path) != 0) {
         lua_remove(L, tb);

@@ -89,6 +89,10 @@ wf guards 'return ctx:step("s", function()
   if input.what == "debug.sethook" then debug.sethook() while true do end end
   if input.what == "jit.on" then jit.on() local x = 0 while true do x = x + 1 end end
 end)'
+# Files that do not load: each is listed with why, the others run.
+printf 'error({ reason = "bad" })\n' > "$d/wf/load_table.lua"
+printf 'return 42\n' > "$d/wf/load_number.lua"
+sed 's/name = "ok"/name = "ok", description = "a second ok"/' "$d/wf/ok.lua" > "$d/wf/zz_dup.lua"
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 1 \
   --max-payload 100000 || exit 1
@@ -102,6 +106,25 @@ alive() {
   result "ok-$n_ok"
   check "$1: lodestoned still runs other runs" "completed fine" "$(j '.status + " " + .output')"
 }
+
+# ---- files that do not load ----
+api GET /v1/workflow-types
+load_error() { j ".errors[] | select(.file | endswith(\"/$1\")) | .error | split(\"\\n\")[0]"; }
+check "a file raising a table is listed, saying so" "the file raised a table, not a string" \
+  "$(load_error load_table.lua)"
+check "a file returning a number is listed" "$d/wf/load_number.lua: does not return workflow.define{...}" \
+  "$(load_error load_number.lua)"
+check "a second file for a type is listed" \
+  "$d/wf/zz_dup.lua: workflow \"ok\" is already defined by another file" "$(load_error zz_dup.lua)"
+alive "with files that do not load"
+# A top level that catches its own timeout: the load (here a reload) hung.
+printf 'while true do pcall(function() while true do end end) end\n' > "$d/wf/load_loops.lua"
+kill -HUP "$daemon"
+listed() { api GET /v1/workflow-types; [ -n "$(load_error load_loops.lua)" ]; }
+poll 300 listed
+check "a file whose top level loops is stopped after 5 s" "timed out after 5000 ms" \
+  "$(load_error load_loops.lua)"
+alive "after a reload with a file that loops"
 
 # ---- durable calls from a coroutine the workflow made ----
 # The yield of a wait went to the author's coroutine: the code went on past
