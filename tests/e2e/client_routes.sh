@@ -59,10 +59,7 @@ CONF
 echo "backend" > "$d/www/index.html"
 
 # Programs that load the module built with ASan need its runtime first.
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-  export ASAN_OPTIONS=detect_leaks=0
-fi
+[ "${LS_SANITIZE:-0}" = 1 ] && export "${E2E_SAN_VARS[@]}"
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;"
 export LUA_CPATH="$build/lib/lua/5.4/?.so;;"
 export LODESTONE_SOCKET=$sock
@@ -124,11 +121,7 @@ check "refused deliveries started nothing: one github-push run" 1 "$runs"
 
 # ---- lodestone.client from a plain Lua 5.4 process ----
 
-SAN_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-           ASAN_OPTIONS=detect_leaks=0)
-fi
+SAN_ENV=("${E2E_SAN_ENV[@]}")
 out=$(LS_SOCK=$sock LS_RUN=gh-$DELIVERY "${SAN_ENV[@]}" lua5.4 -e "
   package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
   package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath

@@ -69,11 +69,7 @@ for _ in $(seq 100); do [ -S "$d/run/lodestone/lodestoned.sock" ] && break; slee
 
 # The installed gate finds the modules on Lua 5.4's own path (make install);
 # here the environment puts the source tree and the build there instead.
-SAN=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN=("LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-       ASAN_OPTIONS=detect_leaks=0)
-fi
+SAN=("${E2E_SAN_VARS[@]}")
 setsid env "${SAN[@]}" LUA_PATH_5_4="$root/lua/?.lua;$root/lua/?/init.lua;;" \
   LUA_CPATH_5_4="$build/lib/lua/5.4/?.so;;" lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
 E2E_PIDS+=($!)

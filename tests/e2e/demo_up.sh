@@ -20,11 +20,7 @@ command -v jq >/dev/null || { echo "jq not found (scripts/deps.sh installs it)";
 d=$E2E_DIR
 L=$build/bin/lodestone
 # lighttpd loads the module built with ASan: it needs the runtime first.
-UP_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  UP_ENV=("LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-          ASAN_OPTIONS=detect_leaks=0)
-fi
+UP_ENV=("${E2E_SAN_VARS[@]}")
 
 # start_up NAME PORT: `lodestone up` in its own session, output in
 # $d/NAME.out and $d/NAME.err; sets $up. Waits for the banner's last line.

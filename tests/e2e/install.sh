@@ -172,10 +172,7 @@ magnet.attract-raw-url-to = ( "$d/gate.lua" )
 CONF
 lua_env=(env "LUA_PATH_5_4=$p/share/lua/5.4/?.lua;$p/share/lua/5.4/?/init.lua;;"
          "LUA_CPATH_5_4=$p/lib/lua/5.4/?.so;;")
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  lua_env+=("LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-            ASAN_OPTIONS=detect_leaks=0)
-fi
+lua_env+=("${E2E_SAN_VARS[@]}")
 lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
 setsid "${lua_env[@]}" lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
 front=$!

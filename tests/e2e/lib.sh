@@ -8,6 +8,18 @@ E2E_PASS=0
 E2E_FAIL=0
 E2E_PIDS=()
 
+# A program that loads the Lua module built with ASan+UBSan (LS_SANITIZE=1:
+# lighttpd, lua5.4, luajit) needs their runtimes preloaded. E2E_SAN_VARS
+# holds those environment assignments (none otherwise), E2E_SAN_ENV the
+# same as a command prefix: "${E2E_SAN_ENV[@]}" lua5.4 ...
+E2E_SAN_VARS=()
+E2E_SAN_ENV=()
+if [ "${LS_SANITIZE:-0}" = 1 ]; then
+  E2E_SAN_VARS=("LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+                ASAN_OPTIONS=detect_leaks=0)
+  E2E_SAN_ENV=(env "${E2E_SAN_VARS[@]}")
+fi
+
 e2e_tmpdir() {
   E2E_DIR=$(mktemp -d "${TMPDIR:-/tmp}/lodestone-e2e-XXXXXX")
 }

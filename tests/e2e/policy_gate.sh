@@ -116,13 +116,8 @@ E2E_PIDS+=($!)
 e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
 
 # Programs that load the module built with ASan need its runtime first.
-SAN_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-           ASAN_OPTIONS=detect_leaks=0)
-  export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-  export ASAN_OPTIONS=detect_leaks=0
-fi
+SAN_ENV=("${E2E_SAN_ENV[@]}")
+[ "${LS_SANITIZE:-0}" = 1 ] && export "${E2E_SAN_VARS[@]}"
 lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
 # Its own session: lighttpd signals its whole process group to stop workers.
 setsid lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &

@@ -73,13 +73,8 @@ CONF
 setsid lighttpd -D -f "$d/backend/lighttpd.conf" > "$d/backend/out" 2>&1 &
 E2E_PIDS+=($!)
 e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
-SAN_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-           ASAN_OPTIONS=detect_leaks=0)
-  export LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-  export ASAN_OPTIONS=detect_leaks=0
-fi
+SAN_ENV=("${E2E_SAN_ENV[@]}")
+[ "${LS_SANITIZE:-0}" = 1 ] && export "${E2E_SAN_VARS[@]}"
 lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
 setsid lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
 E2E_PIDS+=($!)

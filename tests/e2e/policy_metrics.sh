@@ -71,11 +71,7 @@ conf second "$port2" gate2 1
 conf third "$port3" gate3 1
 
 # Programs that load the module built with ASan need its runtime first.
-SAN_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-           ASAN_OPTIONS=detect_leaks=0)
-fi
+SAN_ENV=("${E2E_SAN_ENV[@]}")
 for c in front second third; do
   lighttpd -tt -f "$d/$c.conf" || { echo "lighttpd -tt failed for $c"; exit 1; }
   # Its own session: lighttpd signals its whole process group to stop workers.

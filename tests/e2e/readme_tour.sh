@@ -37,11 +37,7 @@ ln -s "$root/policies" "$work/policies"
 ln -s "$root/workflows" "$work/workflows"
 port=$(e2e_free_port)
 # lighttpd loads the module built with ASan: it needs the runtime first.
-UP_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  UP_ENV=("LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-          ASAN_OPTIONS=detect_leaks=0)
-fi
+UP_ENV=("${E2E_SAN_VARS[@]}")
 
 # ---- the tour, cut into steps: $d/steps/N.kind, N.cmd, N.exp ----
 

@@ -158,11 +158,7 @@ daemon_view() {
 }
 
 # luajit loading the module built with ASan needs its runtime first.
-SAN_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-           ASAN_OPTIONS=detect_leaks=0)
-fi
+SAN_ENV=("${E2E_SAN_ENV[@]}")
 
 harness_view() {
   "${SAN_ENV[@]}" luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" 2>&1

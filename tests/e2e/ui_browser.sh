@@ -311,11 +311,7 @@ sed -e "s|^server.port = .*|server.port = $gport|" \
 printf 'magnet.attract-raw-url-to = ( "%s" )\n' "$d/guarded/gate.lua" >> "$d/guarded/lighttpd.conf"
 # lighttpd loads the module, which needs the sanitizers' runtimes first
 # when it was built with them.
-SAN_ENV=()
-if [ "${LS_SANITIZE:-0}" = 1 ]; then
-  SAN_ENV=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-           ASAN_OPTIONS=detect_leaks=0)
-fi
+SAN_ENV=("${E2E_SAN_ENV[@]}")
 out=$("${SAN_ENV[@]}" lighttpd -tt -f "$d/guarded/lighttpd.conf" 2>&1)
 check "lighttpd accepts the guarded configuration" "" "$out"
 "${SAN_ENV[@]}" lighttpd -D -f "$d/guarded/lighttpd.conf" 2> "$d/guarded/lighttpd.log" &
