@@ -523,7 +523,9 @@ function Ctx:step(name, fn, opts)
       rt.step_done(act, name, a, text) -- queued: the next write carries it
       return decode(text)
     end
-    res = handler("step result is not JSON: " .. tostring(err))
+    -- The code's mistake, which a retry would only repeat (for ever, with
+    -- no max_attempts): the step fails at once.
+    res = handler(M.fatal("step result is not JSON: " .. tostring(err), "not_json"))
   end
   res = caught(res)
   local msg, code, fatal = describe_error(res.err)

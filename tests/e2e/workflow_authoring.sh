@@ -93,6 +93,21 @@ end)'
 printf 'error({ reason = "bad" })\n' > "$d/wf/load_table.lua"
 printf 'return 42\n' > "$d/wf/load_number.lua"
 sed 's/name = "ok"/name = "ok", description = "a second ok"/' "$d/wf/ok.lua" > "$d/wf/zz_dup.lua"
+cat > "$d/wf/not_json.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "not_json", -- the default retry policy: no limit on attempts
+  run = function(ctx, input)
+    return ctx:step("s", function()
+      if input.what == "function" then return { f = print } end
+      if input.what == "cycle" then local t = {} t.t = t return t end
+      if input.what == "nan" then return { x = 0 / 0 } end
+      if input.what == "mixed" then return { 1, 2, a = 3 } end
+      return string.char(255)
+    end)
+  end,
+}
+LUA
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 1 \
   --max-payload 100000 || exit 1
@@ -273,6 +288,23 @@ for what in os.exit debug.sethook jit.on; do
   check_contains "saying it is not allowed" "$what is not allowed in workflow code" "$(j .error)"
 done
 alive "after os.exit, debug.sethook and jit.on"
+
+# ---- step results that cannot be recorded ----
+# They were retried as a failed attempt, and with the default policy (no
+# limit on attempts) for ever: the run never ended.
+nj() { # WHAT EXPECTED-ERROR
+  start not_json "{\"id\":\"nj-$1\",\"input\":{\"what\":\"$1\"}}"
+  result "nj-$1"
+  check "a step returning $1 fails the run at its first attempt" \
+    "failed step \"s\" failed on attempt 1: step result is not JSON: json.encode: $2" \
+    "$(j '.status + " " + .error')"
+}
+nj function 'at $.f: cannot encode a function'
+nj cycle 'at $.t: cycle: a table contains itself'
+nj nan 'at $.x: cannot encode NaN'
+nj mixed 'at $: table mixes string keys and array indices'
+nj bytes 'at $: string is not valid UTF-8'
+alive "after step results that cannot be recorded"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"

@@ -445,7 +445,11 @@ describe("lodestone.workflow driver", function()
     def = workflow.define { name = "w", run = function(ctx)
       ctx:step("a", function() return function() end end)
     end }
-    assert.matches("^step result is not JSON", activate(def).failed.a.msg)
+    f = activate(def).failed.a
+    assert.matches("^step result is not JSON", f.msg)
+    -- the code's mistake: a retry would only repeat it
+    assert.is_true(f.fatal)
+    assert.equal("not_json", f.code)
   end)
 
   it("waits for signals: payload, timeout, suspension", function()
