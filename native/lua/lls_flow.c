@@ -84,6 +84,7 @@ typedef struct {
 struct lls_runner {
     char *dir;
     char *lua_dir;
+    size_t mem_kb; /* each state's memory limit (tl_mem_kb) */
     pthread_mutex_t mu;
     unsigned gen;
     wf_type *types;
@@ -137,8 +138,15 @@ static int64_t mono_ns(void)
  * workflow code that catches the error with pcall, or in a coroutine of
  * its own, cannot go on (it would hold the worker for ever), and the
  * driver still records the outcome. */
-enum { NOT_EXPIRED = 0, EXPIRED_TIMEOUT, EXPIRED_INTERRUPTED };
+enum { NOT_EXPIRED = 0, EXPIRED_TIMEOUT, EXPIRED_INTERRUPTED, EXPIRED_MEMORY };
 static _Thread_local int tl_expired;
+/* The most a state of this thread may hold (KiB, after a full collection;
+ * 0: no limit), checked with the deadline: code that allocates without end
+ * would otherwise grow lodestoned until the kernel kills it, and the
+ * recovery would run the same step again after each restart. */
+static _Thread_local size_t tl_mem_kb;
+#define MEM_DEFAULT_MB 1024
+#define MEM_MAX_MB     (1u << 20)
 /* The chunk name of lodestone.workflow in this thread's states (its path
  * under the Lua directory, the same for all of them). */
 static _Thread_local char tl_driver_src[1024];
@@ -175,6 +183,15 @@ static int in_driver(lua_State *L, lua_Debug *ar)
            strcmp(ar->source, tl_driver_src) == 0;
 }
 
+/* Whether the state holds more than its limit, once what it no longer
+ * uses is collected. */
+static int over_memory(lua_State *L)
+{
+    if (tl_mem_kb == 0 || (size_t)lua_gc(L, LUA_GCCOUNT, 0) <= tl_mem_kb) return 0;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return (size_t)lua_gc(L, LUA_GCCOUNT, 0) > tl_mem_kb;
+}
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
     if (tl_expired == NOT_EXPIRED) {
@@ -182,6 +199,8 @@ static void hook(lua_State *L, lua_Debug *ar)
             tl_expired = EXPIRED_INTERRUPTED;
         else if (tl_deadline_ns && mono_ns() > tl_deadline_ns)
             tl_expired = EXPIRED_TIMEOUT;
+        else if (over_memory(L))
+            tl_expired = EXPIRED_MEMORY;
         else
             return;
         lua_sethook(L, hook, LUA_MASKCOUNT, 1);
@@ -189,6 +208,11 @@ static void hook(lua_State *L, lua_Debug *ar)
     if (in_driver(L, ar)) return;
     if (tl_expired == EXPIRED_INTERRUPTED)
         luaL_error(L, "interrupted: lodestoned is shutting down");
+    if (tl_expired == EXPIRED_MEMORY)
+        luaL_error(L,
+                   "out of memory: the workflow's Lua state holds over %d MiB "
+                   "(LODESTONE_LUA_MEMORY_MB)",
+                   (int)(tl_mem_kb / 1024));
     luaL_error(L, "timed out after %d ms", (int)tl_deadline_ms);
 }
 
@@ -974,6 +998,7 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
 
 static ls_rc probe(lls_runner *r, ls_err *err)
 {
+    tl_mem_kb = r->mem_kb;
     lua_State *L = new_state(r->lua_dir, err);
     if (L == NULL) return LS_ENOMEM;
     wf_type *types = NULL;
@@ -1006,7 +1031,22 @@ ls_rc lls_runner_new(lls_runner **out, const char *dir, const char *lua_dir, ls_
     r->dir = strdup(dir);
     r->lua_dir = strdup(lua_dir);
     pthread_mutex_init(&r->mu, NULL);
-    ls_rc rc = probe(r, err);
+    r->mem_kb = (size_t)MEM_DEFAULT_MB * 1024;
+    const char *mb = getenv("LODESTONE_LUA_MEMORY_MB");
+    ls_rc rc = LS_OK;
+    if (mb && *mb) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(mb, &end, 10);
+        if (*mb < '0' || *mb > '9' || *end || errno || v < 1 || v > MEM_MAX_MB)
+            rc = ls_err_set(err, LS_EINVAL,
+                            "LODESTONE_LUA_MEMORY_MB: must be a whole number of MiB from 1 to %u, "
+                            "got \"%.40s\"",
+                            MEM_MAX_MB, mb);
+        else
+            r->mem_kb = (size_t)v * 1024;
+    }
+    if (rc == LS_OK) rc = probe(r, err);
     if (rc != LS_OK) {
         lls_runner_free(r);
         return rc;
@@ -1082,6 +1122,7 @@ static char defs_key;
 
 static ls_rc open_worker_state(lls_runner *r, lua_State **out, unsigned *out_gen, ls_err *err)
 {
+    tl_mem_kb = r->mem_kb;
     lua_State *L = new_state(r->lua_dir, err);
     if (L == NULL) return LS_ENOMEM;
     pthread_mutex_lock(&r->mu);

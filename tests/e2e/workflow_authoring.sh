@@ -108,7 +108,21 @@ return workflow.define {
   end,
 }
 LUA
+wf hog 'return ctx:step("s", function()
+  local function fill()
+    local t = {}
+    for i = 1, input.mb * 16 do t[i] = string.rep("m", 65536 - 8) .. string.format("%08d", i) end
+    return #t
+  end
+  if input.catch then
+    local ok, n = pcall(fill)
+    return ok and n or "caught: " .. tostring(n)
+  end
+  return fill()
+end)'
 
+# (a limit on each worker state that the memory cases can reach fast)
+export LODESTONE_LUA_MEMORY_MB=64
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 1 \
   --max-payload 100000 || exit 1
 daemon=$E2E_DAEMON
@@ -305,6 +319,25 @@ nj nan 'at $.x: cannot encode NaN'
 nj mixed 'at $: table mixes string keys and array indices'
 nj bytes 'at $: string is not valid UTF-8'
 alive "after step results that cannot be recorded"
+
+# ---- code that allocates without end ----
+# Nothing bounded a state's memory: lodestoned grew until the kernel killed
+# it, and the recovery ran the same step again at the next start. (Here 400
+# MiB, against a limit of 64 MiB, so that the old code ends too.)
+start hog '{"id":"mem-1","input":{"mb":400}}'
+result mem-1
+check "a step holding more than LODESTONE_LUA_MEMORY_MB fails" failed "$(j .status)"
+check_contains "saying so" \
+  "out of memory: the workflow's Lua state holds over 64 MiB (LODESTONE_LUA_MEMORY_MB)" "$(j .error)"
+start hog '{"id":"mem-2","input":{"mb":400,"catch":true}}'
+result mem-2
+check "even when it catches the error" failed "$(j .status)"
+check_contains "saying so" "out of memory" "$(j .error)"
+start hog '{"id":"mem-3","input":{"mb":8}}'
+result mem-3
+check "the memory is given back: a step within the limit runs" "completed 128" \
+  "$(j '.status + " " + (.output | tostring)')"
+alive "after code that allocates without end"
 
 e2e_stop "$daemon" 10
 check "lodestoned exits cleanly" 0 "$?"
