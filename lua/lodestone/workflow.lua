@@ -739,6 +739,8 @@ end
 --- ctx:child(type, input, opts): starts a child run and waits for its
 --- output (its failure is raised here).
 function Ctx:child(wtype, input, opts)
+  not_in_step(self, "ctx:child")
+  in_run("ctx:child") -- before the child starts: it could not be waited for
   local h = Ctx.start_child(self, wtype, input, opts)
   return h:result()
 end

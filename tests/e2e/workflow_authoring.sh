@@ -89,6 +89,8 @@ wf guards 'return ctx:step("s", function()
   if input.what == "debug.sethook" then debug.sethook() while true do end end
   if input.what == "jit.on" then jit.on() local x = 0 while true do x = x + 1 end end
 end)'
+wf child_in_co 'return coroutine.wrap(function() return ctx:child("ok", nil, { id = "child-" .. ctx.id }) end)()'
+
 # Files that do not load: each is listed with why, the others run.
 printf 'error({ reason = "bad" })\n' > "$d/wf/load_table.lua"
 printf 'return 42\n' > "$d/wf/load_number.lua"
@@ -169,6 +171,12 @@ check "ctx:step in one fails the run" failed "$(j .status)"
 check_contains "saying why" "ctx:step inside a coroutine the workflow made" "$(j .error)"
 api GET /v1/workflows/co-2/history
 check "and runs no step" 0 "$(j '[.events[] | select(.type == "step_started")] | length')"
+start child_in_co '{"id":"co-3"}'
+result co-3
+check "ctx:child in one fails the run" failed "$(j .status)"
+check_contains "saying why" "ctx:child inside a coroutine the workflow made" "$(j .error)"
+api GET /v1/workflows/child-co-3
+check "before it starts the child" 404 "$code"
 alive "after durable calls in a coroutine"
 
 # ---- runaway code that catches its own timeout ----
