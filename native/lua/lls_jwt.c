@@ -360,7 +360,9 @@ static int l_verify(lua_State *L)
     read_opts(L, 3, &v, &clock);
     ls_jwt_t *t = NULL;
     ls_jwt_reason why = LS_JWT_ERROR;
-    ls_err err = {LS_OK, ""};
+    ls_err err; /* (not zeroed whole: a verdict per request) */
+    err.code = LS_OK;
+    err.msg[0] = '\0';
     ls_rc rc = ls_jwt_verify(&t, ks->ks, token, len, &v.o, &why, &err);
     lua_settop(L, 3);
     return push_verdict(L, 3, rc, t, why, &err);
@@ -435,7 +437,9 @@ static int l_cache_verify(lua_State *L)
     keyset_box *ks = check_keyset(L, 3);
     ls_jwt_t *t = NULL;
     ls_jwt_reason why = LS_JWT_ERROR;
-    ls_err err = {LS_OK, ""};
+    ls_err err; /* (not zeroed whole: a verdict per request) */
+    err.code = LS_OK;
+    err.msg[0] = '\0';
     ls_rc rc = ls_jwt_cache_verify(b->c, ks->ks, token, len, &t, &why, &err);
     return push_verdict(L, 1, rc, t, why, &err);
 }

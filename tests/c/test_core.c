@@ -50,7 +50,7 @@ static void test_err_truncates_long_messages(void **state)
 {
     (void)state;
     ls_err err;
-    char big[600];
+    char big[LS_ERR_MSGMAX + 400];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     ls_err_set(&err, LS_EINVAL, "%s", big);

@@ -258,6 +258,11 @@ describe("lodestone.jwt", function()
       assert.is_nil(ks)
       assert.matches("^jwt%.keyset_file: /nonexistent/jwks%.json", msg)
       assert.equal("ENOTFOUND", code)
+      -- a long path leaves room for the reason
+      local long = "/nonexistent/" .. string.rep("d", 300) .. "/jwks.json"
+      ks, msg = jwt.keyset_file(long)
+      assert.is_nil(ks)
+      assert.equal("jwt.keyset_file: " .. long .. ": cannot open: No such file or directory", msg)
       local empty = assert(jwt.keyset())
       local r = pack(empty:add_secret("short"))
       assert.equal(3, r.n)

@@ -46,7 +46,7 @@ typedef enum {
     LS_ESTATE     /* not allowed in the object's state (e.g. signalling a finished run) */
 } ls_rc;
 
-#define LS_ERR_MSGMAX 200
+#define LS_ERR_MSGMAX 1024
 
 /* Error detail on the caller's stack; never freed. */
 typedef struct {
