@@ -431,16 +431,27 @@ local function suspend()
   error("a suspended run was resumed", 0) -- never: the activation ends at a yield
 end
 
--- The step context's methods, shared by every step.
+-- The step context's methods, shared by every step. Once its step has
+-- ended, a step context kept by the code refuses what would have effects
+-- that no record holds (a secret read, an HTTP call, from run code).
 local Step = {}
 Step.__index = Step
 
+local function live(s, what)
+  if s._ended then
+    error(what .. ": the step context of step '" .. s._name .. "' is used after that step ended " ..
+      "(do it inside a ctx:step)", 3)
+  end
+end
+
 function Step:secret(name)
+  live(self, "s:secret")
   if type(name) ~= "string" then error("s:secret(name): name must be a string", 2) end
   return self._rt.secret(self._act, name)
 end
 
 function Step:log(...)
+  live(self, "s:log")
   local parts = {}
   for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
   self._rt.log(self._act, self._rt.INFO, table.concat(parts, " "))
@@ -472,9 +483,18 @@ local function http_for_steps(rt)
   return step_http
 end
 
-local function new_step_ctx(ctx, attempt, key)
-  return setmetatable({ attempt = attempt, idempotency_key = key, id = ctx.id,
-                        _rt = ctx._rt, _act = ctx._act, http = http_for_steps(ctx._rt) }, Step)
+local function new_step_ctx(ctx, name, attempt, key)
+  local s = setmetatable({ attempt = attempt, idempotency_key = key, id = ctx.id, _name = name,
+                           _rt = ctx._rt, _act = ctx._act }, Step)
+  local bound = {}
+  for k, f in pairs(http_for_steps(ctx._rt)) do
+    bound[k] = function(...)
+      live(s, "s.http")
+      return f(...)
+    end
+  end
+  s.http = bound
+  return s
 end
 
 --- ctx:step(name, fn, opts): runs fn(s) once and records its result.
@@ -507,11 +527,12 @@ function Ctx:step(name, fn, opts)
   if st == "failed" then error(a, 0) end
   if st == "cancelled" then error(cancel_error(a), 0) end
   if st == "wait" then suspend() end
-  local s = new_step_ctx(self, a, key)
+  local s = new_step_ctx(self, name, a, key)
   rt.deadline(timeout)
   self._in_step = true
   local ok, res = xpcall(fn, handler, s)
   self._in_step = false
+  s._ended = true
   rt.deadline(def.step_timeout_ms)
   if rt.interrupted(act) then
     rt.abandon(act)

@@ -452,6 +452,23 @@ describe("lodestone.workflow driver", function()
     assert.equal("not_json", f.code)
   end)
 
+  it("refuses a step context used after its step ended", function()
+    for what, use in pairs {
+      ["s:secret"] = function(s) return s:secret("db") end,
+      ["s.http"] = function(s) return s.http.get("http://127.0.0.1:1/") end,
+      ["s:log"] = function(s) s:log("late") end,
+    } do
+      local saved, inside
+      local def = workflow.define { name = "w", run = function(ctx)
+        inside = ctx:step("a", function(s) saved = s; return s:secret("db") end)
+        use(saved)
+      end }
+      local rt = activate(def)
+      assert.equal("secret-db", inside) -- within the step it works
+      assert.matches(what .. ": the step context of step 'a' is used after that step ended", rt.error, 1, true)
+    end
+  end)
+
   it("waits for signals: payload, timeout, suspension", function()
     local got = {}
     local def = workflow.define { name = "w", run = function(ctx)
