@@ -145,8 +145,7 @@ static _Thread_local int tl_expired;
  * would otherwise grow lodestoned until the kernel kills it, and the
  * recovery would run the same step again after each restart. */
 static _Thread_local size_t tl_mem_kb;
-#define MEM_DEFAULT_MB 1024
-#define MEM_MAX_MB     (1u << 20)
+#define MEM_MAX_MB (1u << 20)
 /* The chunk name of lodestone.workflow in this thread's states (its path
  * under the Lua directory, the same for all of them). */
 static _Thread_local char tl_driver_src[1024];
@@ -184,10 +183,12 @@ static int in_driver(lua_State *L, lua_Debug *ar)
 }
 
 /* Whether the state holds more than its limit, once what it no longer
- * uses is collected. */
+ * uses is collected. The collection waits for a quarter more than the
+ * limit: with live data near the limit, collecting each time the count
+ * passed it would run a full collection every few thousand instructions. */
 static int over_memory(lua_State *L)
 {
-    if (tl_mem_kb == 0 || (size_t)lua_gc(L, LUA_GCCOUNT, 0) <= tl_mem_kb) return 0;
+    if (tl_mem_kb == 0 || (size_t)lua_gc(L, LUA_GCCOUNT, 0) <= tl_mem_kb + tl_mem_kb / 4) return 0;
     lua_gc(L, LUA_GCCOLLECT, 0);
     return (size_t)lua_gc(L, LUA_GCCOUNT, 0) > tl_mem_kb;
 }
@@ -1031,17 +1032,20 @@ ls_rc lls_runner_new(lls_runner **out, const char *dir, const char *lua_dir, ls_
     r->dir = strdup(dir);
     r->lua_dir = strdup(lua_dir);
     pthread_mutex_init(&r->mu, NULL);
-    r->mem_kb = (size_t)MEM_DEFAULT_MB * 1024;
+    /* No limit unless asked for: the limit counts everything the worker's
+     * state holds (every workflow's module-level data, parked runs), and
+     * fails whichever code the check catches over it. */
+    r->mem_kb = 0;
     const char *mb = getenv("LODESTONE_LUA_MEMORY_MB");
     ls_rc rc = LS_OK;
-    if (mb && *mb) {
+    if (mb) {
         char *end;
         errno = 0;
         unsigned long long v = strtoull(mb, &end, 10);
-        if (*mb < '0' || *mb > '9' || *end || errno || v < 1 || v > MEM_MAX_MB)
+        if (*mb < '0' || *mb > '9' || *end || errno || v > MEM_MAX_MB)
             rc = ls_err_set(err, LS_EINVAL,
                             "LODESTONE_LUA_MEMORY_MB: must be a whole number of MiB from 1 to %u, "
-                            "got \"%.40s\"",
+                            "or 0 for no limit, got \"%.40s\"",
                             MEM_MAX_MB, mb);
         else
             r->mem_kb = (size_t)v * 1024;

@@ -123,6 +123,14 @@ wf hog 'return ctx:step("s", function()
   return fill()
 end)'
 
+# A limit that is not a number of MiB stops lodestoned at start; there is
+# none unless set (0 says so too).
+for v in "" 64x -1; do
+  out=$(LODESTONE_LUA_MEMORY_MB=$v timeout 20 "$build/bin/lodestoned" --data "$d/data-bad" \
+    --workflows "$d/wf" 2>&1)
+  check "LODESTONE_LUA_MEMORY_MB=\"$v\" stops lodestoned (exit 2)" 2 $?
+  check_contains "and says why" "LODESTONE_LUA_MEMORY_MB: must be a whole number of MiB" "$out"
+done
 # (a limit on each worker state that the memory cases can reach fast)
 export LODESTONE_LUA_MEMORY_MB=64
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 1 \
