@@ -607,6 +607,7 @@ local function load_definition(wf, level)
   -- globals of its own, as lodestoned loads it: one the file sets stays in
   -- them (reads fall through to the real ones)
   local env = setmetatable({}, { __index = _G })
+  env._G = env -- _G["name"] finds the file's own globals, as in lodestoned
   local chunk, err
   if setfenv then
     chunk, err = loadfile(wf)

@@ -837,6 +837,8 @@ static ls_rc list_files(const char *dir, char ***out, size_t *n, ls_err *err)
 static void own_globals(lua_State *L)
 {
     lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G"); /* _G["name"] finds the file's own globals */
     lua_newtable(L);
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     lua_setfield(L, -2, "__index");

@@ -84,6 +84,15 @@ error, tostring, pcall, coroutine = 1, 2, 3, 4
 leaked = "from clobbers"
 return ctx:step("s", function() return "survived" end)'
 wf reads 'return ctx:step("s", function() return leaked or "nothing leaked" end)'
+# A file's own global function, named through _G (it worked before files
+# had globals of their own).
+cat > "$d/wf/by_g.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+function charge_fn() return "charged" end
+return workflow.define { name = "by_g", run = function(ctx)
+  return ctx:step("charge", _G["charge_fn"])
+end }
+LUA
 wf guards 'return ctx:step("s", function()
   if input.what == "os.exit" then os.exit(3) end
   if input.what == "debug.sethook" then debug.sethook() while true do end end
@@ -304,6 +313,9 @@ check "a workflow that sets globals named like Lua's still runs" "completed surv
 start reads '{"id":"gl-2"}'
 result gl-2
 check "and its globals stay its own" "completed nothing leaked" "$(j '.status + " " + .output')"
+start by_g '{"id":"gl-3"}'
+result gl-3
+check "_G names the file's own globals" "completed charged" "$(j '.status + " " + .output')"
 alive "after globals set by mistake"
 
 # ---- calls that would undo the guards ----
