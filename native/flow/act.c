@@ -1042,7 +1042,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     int64_t now = flow_now(a->f);
     size_t elen = fl->error_len;
     const char *error = bound_text(fl->error, &elen, FLOW_ERROR_MAX, &a->cut);
-    if (error == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    if (error == NULL && fl->error) return ls_err_set(err, LS_ENOMEM, "out of memory");
     ls_event ev = {.type = LS_EV_STEP_FAILED,
                    .attempt = fl->attempt,
                    .name = name,
@@ -1644,11 +1644,13 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
     }
     /* Huge texts (a step that raised a megabyte) are cut: the failure
      * must be recordable, whatever the code raised. */
-    if ((error = bound_text(error, &elen, FLOW_ERROR_MAX, &a->cut)) == NULL)
+    if (error && (error = bound_text(error, &elen, FLOW_ERROR_MAX, &a->cut)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
     ls_buf tb = LS_BUF_INIT;
-    if (trace && (trace = bound_text(trace, &tlen, FLOW_TRACE_MAX, &tb)) == NULL)
+    if (trace && (trace = bound_text(trace, &tlen, FLOW_TRACE_MAX, &tb)) == NULL) {
+        ls_buf_free(&tb);
         return ls_err_set(err, LS_ENOMEM, "out of memory");
+    }
     a->waiting = 0;
     a->replaying = 0;
     a->sticky = LS_OK;

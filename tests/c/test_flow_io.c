@@ -121,7 +121,8 @@ static int r_has_type(void *ud, const char *type, size_t len)
     (void)ud;
     return (len == 2 && memcmp(type, "io", 2) == 0) ||
            (len == 5 && memcmp(type, "plain", 5) == 0) ||
-           (len == 4 && memcmp(type, "past", 4) == 0);
+           (len == 4 && memcmp(type, "past", 4) == 0) ||
+           (len == 7 && memcmp(type, "nullerr", 7) == 0);
 }
 
 /* Type "past": sleeps, and when the sleep waits, goes on as code that did
@@ -157,6 +158,14 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
     ioh *h = ud;
     if (strcmp(ls_flow_act_type(a), "past") == 0) {
         run_past(h, a);
+        return;
+    }
+    if (strcmp(ls_flow_act_type(a), "nullerr") == 0) { /* fails with no message */
+        ls_err err = {0};
+        if (ls_flow_act_fail(a, NULL, 0, NULL, 0, &err) != LS_OK) {
+            bug(h, "a failure with no message was refused");
+            ls_flow_act_abandon(a);
+        }
         return;
     }
     pthread_mutex_lock(&h->mu);
@@ -439,6 +448,17 @@ static void test_io_fail_refused_while_a_write_is_in_flight(void **state)
     eng_close(e);
 }
 
+static void test_io_fail_without_a_message(void **state)
+{
+    env *e = *state;
+    char s[32];
+    eng_open(e);
+    start1(e, "nullerr", "n");
+    th_wait_run_end(e->f, "n", WAIT_MS);
+    assert_string_equal(status_of(e, "n", s), "failed");
+    eng_close(e);
+}
+
 static void test_io_poll_needs_wake_and_resume(void **state)
 {
     env *e = *state;
@@ -459,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_stop_interrupts_a_parked_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_fail_refused_while_a_write_is_in_flight, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_io_fail_without_a_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_poll_needs_wake_and_resume, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
