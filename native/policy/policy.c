@@ -439,11 +439,29 @@ static ls_rc compile(ls_policy_t *p, const json_t *decl, const ls_policy_opts *o
     const json_t *sl = json_object_get(decl, "strip_lookalikes");
     if (sl != NULL && !json_is_boolean(sl))
         return bad_field(err, "strip_lookalikes", "expected true or false");
-    p->keep_lookalikes = sl != NULL && json_is_false(sl);
+    p->lookalikes = !json_is_false(sl); /* strip_lookalikes = false: exact names only */
     if ((rc = compile_limits(p, json_object_get(decl, "rate_limit"), opts, err)) != LS_OK)
         return rc;
     if ((rc = compile_assertion(p, json_object_get(decl, "assertion"), err)) != LS_OK) return rc;
     return compile_audit(p, json_object_get(decl, "audit"), opts, err);
+}
+
+/* A header name byte as a CGI variable name has it (HTTP_X_USER). */
+static unsigned char cgi_byte(unsigned char c)
+{
+    if (c >= 'a' && c <= 'z') return (unsigned char)(c - 32);
+    if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return c;
+    return '_';
+}
+
+/* 1 when a strip name has a byte other than a letter or a digit, which
+ * some other byte can stand for in a CGI variable name. */
+static int strip_names_have_lookalikes(const ls_policy_t *p)
+{
+    for (size_t i = 0; i < ls_policy_strip_count(p); i++)
+        for (const char *c = ls_policy_strip_name(p, i); *c; c++)
+            if (cgi_byte((unsigned char)*c) == '_') return 1;
+    return 0;
 }
 
 ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_policy_opts *opts,
@@ -475,10 +493,7 @@ ls_rc ls_policy_load(ls_policy_t **out, const char *text, size_t len, const ls_p
     if (rc != LS_OK) goto fail;
     /* Only a strip name with a byte other than a letter or a digit has
      * lookalikes (X_User for X-User). */
-    for (size_t i = 0; !p->keep_lookalikes && i < ls_policy_strip_count(p); i++)
-        for (const char *c = ls_policy_strip_name(p, i); *c && !p->lookalikes; c++)
-            p->lookalikes =
-                !((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'));
+    if (p->lookalikes) p->lookalikes = strip_names_have_lookalikes(p);
     *out = p;
     return LS_OK;
 fail:
@@ -544,14 +559,6 @@ const char *ls_policy_strip_name(const ls_policy_t *p, size_t i)
         i--;
     }
     return i == 0 && p->rid_strip ? p->rid_header : NULL;
-}
-
-/* A header name byte as a CGI variable name has it (HTTP_X_USER). */
-static unsigned char cgi_byte(unsigned char c)
-{
-    if (c >= 'a' && c <= 'z') return (unsigned char)(c - 32);
-    if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return c;
-    return '_';
 }
 
 int ls_policy_strips_lookalikes(const ls_policy_t *p)

@@ -140,9 +140,8 @@ struct ls_policy {
     size_t n_idhdr;
 
     ls_audit_t *audit;
-    int audit_all;       /* 1: every decision, 0: denials only */
-    int keep_lookalikes; /* strip_lookalikes = false: only exact names are stripped */
-    int lookalikes;      /* 1: a strip name has lookalikes, and they are stripped */
+    int audit_all;  /* 1: every decision, 0: denials only */
+    int lookalikes; /* 1: a strip name has lookalikes, and they are stripped */
 
     /* request ids of audit records: the header they come in by (from
      * trusted proxies) and go out by (to the client on a denial, to the

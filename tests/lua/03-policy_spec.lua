@@ -367,6 +367,8 @@ describe("lodestone.policy", function()
       local r2 = gate_request("/healthz", { ["X-Tenant"] = "" }, { ["request.remote-addr"] = "10.0.0.2" })
       assert.equal(0, (pol:gate(r1)))
       assert.equal(0, (pol:gate(r2)))
+      -- and each address's own budget of one is spent
+      assert.equal(429, (pol:gate(r1)))
     end)
 
     it("refuses to decide when it cannot walk the headers for lookalikes", function()
