@@ -112,6 +112,56 @@ e2e_stop() {
   return "$rc"
 }
 
+# e2e_gate_behind_proxy DIR PORT BPORT [CONF_LINES]: the lighttpd pair the
+# policy tests run, as in production: a backend on BPORT running
+# DIR/backend/echo.lua, and in front of it on PORT the gate DIR/gate.lua,
+# proxying with mod_proxy (CONF_LINES: more of the front's configuration).
+# Each in its own session (lighttpd signals its process group to stop its
+# workers), stopped by e2e_cleanup; the front with the sanitizer runtimes
+# the module needs (LS_SANITIZE=1). Sets E2E_FRONT to the front's PID.
+# Ends the test when either does not start.
+e2e_gate_behind_proxy() {
+  local d=$1 port=$2 bport=$3 extra=${4:-}
+  cat > "$d/backend/lighttpd.conf" <<CONF
+server.document-root = "$d/www"
+server.bind = "127.0.0.1"
+server.port = $bport
+server.errorlog = "$d/backend/error.log"
+server.modules = ( "mod_magnet" )
+magnet.attract-raw-url-to = ( "$d/backend/echo.lua" )
+CONF
+  cat > "$d/lighttpd.conf" <<CONF
+server.document-root = "$d/www"
+server.bind = "127.0.0.1"
+server.port = $port
+server.errorlog = "$d/error.log"
+server.modules = ( "mod_magnet", "mod_proxy" )
+magnet.attract-raw-url-to = ( "$d/gate.lua" )
+proxy.server = ( "" => (( "host" => "127.0.0.1", "port" => $bport )) )
+$extra
+CONF
+  setsid lighttpd -D -f "$d/backend/lighttpd.conf" > "$d/backend/out" 2>&1 &
+  E2E_PIDS+=($!)
+  e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
+  "${E2E_SAN_ENV[@]}" lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
+  setsid "${E2E_SAN_ENV[@]}" lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
+  E2E_FRONT=$!
+  E2E_PIDS+=("$E2E_FRONT")
+  e2e_wait_port "$port" || { echo "lighttpd did not start"; cat "$d/error.log"; exit 1; }
+}
+
+# e2e_mint_hs256 CLAIMS_JSON KEY: prints an HS256 JWT of the claims signed
+# with KEY, made by the Lua 5.4 module of $build (the test's $root, $build).
+e2e_mint_hs256() {
+  LS_CLAIMS=$1 LS_KEY=$2 "${E2E_SAN_ENV[@]}" lua5.4 -e "
+    package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
+    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
+    local l = require 'lodestone'
+    local b = l.base64url.encode
+    local input = b('{\"alg\":\"HS256\",\"typ\":\"JWT\"}') .. '.' .. b(os.getenv('LS_CLAIMS'))
+    io.write(input .. '.' .. b(l.hmac.sha256(os.getenv('LS_KEY'), input)))"
+}
+
 # Waits until file $1 exists and is not empty (up to 10 s).
 e2e_wait_file() {
   for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done

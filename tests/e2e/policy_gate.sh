@@ -92,50 +92,11 @@ r.resp_body:set({ "user=", tostring(h["X-User"]), " roles=", tostring(h["X-Roles
   " asrt=", a and a:sub(1, 3) or "nil", body, rid, "\n" })
 return 200
 LUA
-cat > "$d/backend/lighttpd.conf" <<CONF
-server.document-root = "$d/www"
-server.bind = "127.0.0.1"
-server.port = $bport
-server.errorlog = "$d/backend/error.log"
-server.modules = ( "mod_magnet" )
-magnet.attract-raw-url-to = ( "$d/backend/echo.lua" )
-CONF
-cat > "$d/lighttpd.conf" <<CONF
-server.document-root = "$d/www"
-server.bind = "127.0.0.1"
-server.port = $port
-server.max-worker = 2
-server.errorlog = "$d/error.log"
-server.modules = ( "mod_magnet", "mod_proxy" )
-magnet.attract-raw-url-to = ( "$d/gate.lua" )
-proxy.server = ( "" => (( "host" => "127.0.0.1", "port" => $bport )) )
-CONF
-
-setsid lighttpd -D -f "$d/backend/lighttpd.conf" > "$d/backend/out" 2>&1 &
-E2E_PIDS+=($!)
-e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
-
-# Programs that load the module built with ASan need its runtime first.
-SAN_ENV=("${E2E_SAN_ENV[@]}")
-[ "${LS_SANITIZE:-0}" = 1 ] && export "${E2E_SAN_VARS[@]}"
-lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
-# Its own session: lighttpd signals its whole process group to stop workers.
-setsid lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
-E2E_PIDS+=($!)
-front=$!
-unset LD_PRELOAD
-e2e_wait_port "$port" || { echo "lighttpd did not start"; cat "$d/error.log"; exit 1; }
+e2e_gate_behind_proxy "$d" "$port" "$bport" "server.max-worker = 2"
+front=$E2E_FRONT
 base="http://127.0.0.1:$port"
 
-mint() { # $1 claims JSON, $2 key
-  LS_CLAIMS=$1 LS_KEY=${2:-$SECRET} "${SAN_ENV[@]}" lua5.4 -e "
-    package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
-    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
-    local l = require 'lodestone'
-    local b = l.base64url.encode
-    local input = b('{\"alg\":\"HS256\",\"typ\":\"JWT\"}') .. '.' .. b(os.getenv('LS_CLAIMS'))
-    io.write(input .. '.' .. b(l.hmac.sha256(os.getenv('LS_KEY'), input)))"
-}
+mint() { e2e_mint_hs256 "$1" "${2:-$SECRET}"; } # $1 claims JSON, $2 key
 exp=$(( $(date +%s) + 600 ))
 alice=$(mint "{\"sub\":\"alice\",\"aud\":\"e2e\",\"exp\":$exp,\"roles\":[\"admin\",\"ops\"]}")
 bob=$(mint "{\"sub\":\"bob\",\"aud\":\"e2e\",\"exp\":$exp,\"roles\":[\"user\"]}")
@@ -200,7 +161,7 @@ check "signed webhook passes" 200 "$(status -X POST -H "X-Hub-Signature-256: $si
 check "the backend gets the body" "user=github roles=nil asrt=eyJ body=13" "$(curl -s --interface 127.0.0.3 -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
 check "tampered webhook body is 401" 401 "$(status -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World?' "$base/hooks/github")"
 big=$(head -c 300000 /dev/zero | tr '\0' a)
-bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" "${SAN_ENV[@]}" lua5.4 -e "
+bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" "${E2E_SAN_ENV[@]}" lua5.4 -e "
     package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
     local c = require 'lodestone.core'
     local mac = c.hmac_sha256(os.getenv('LS_KEY'), io.read('a'))

@@ -52,35 +52,8 @@ return 200
 LUA
 port=$(e2e_free_port)
 bport=$(e2e_free_port)
-cat > "$d/backend/lighttpd.conf" <<CONF
-server.document-root = "$d/www"
-server.bind = "127.0.0.1"
-server.port = $bport
-server.errorlog = "$d/backend/error.log"
-server.modules = ( "mod_magnet" )
-magnet.attract-raw-url-to = ( "$d/backend/echo.lua" )
-CONF
-cat > "$d/lighttpd.conf" <<CONF
-server.document-root = "$d/www"
-server.bind = "127.0.0.1"
-server.port = $port
-server.errorlog = "$d/error.log"
-server.modules = ( "mod_magnet", "mod_proxy" )
-magnet.attract-raw-url-to = ( "$d/gate.lua" )
-proxy.server = ( "" => (( "host" => "127.0.0.1", "port" => $bport )) )
-CONF
-
-setsid lighttpd -D -f "$d/backend/lighttpd.conf" > "$d/backend/out" 2>&1 &
-E2E_PIDS+=($!)
-e2e_wait_port "$bport" || { echo "backend lighttpd did not start"; cat "$d/backend/error.log"; exit 1; }
-SAN_ENV=("${E2E_SAN_ENV[@]}")
-[ "${LS_SANITIZE:-0}" = 1 ] && export "${E2E_SAN_VARS[@]}"
-lighttpd -tt -f "$d/lighttpd.conf" || { echo "lighttpd -tt failed"; exit 1; }
-setsid lighttpd -D -f "$d/lighttpd.conf" > "$d/lighttpd.out" 2>&1 &
-E2E_PIDS+=($!)
-front=$!
-unset LD_PRELOAD
-e2e_wait_port "$port" || { echo "lighttpd did not start"; cat "$d/error.log"; exit 1; }
+e2e_gate_behind_proxy "$d" "$port" "$bport"
+front=$E2E_FRONT
 
 # raw REQUEST [SOURCE_ADDRESS]: sends REQUEST (printf escapes) as it is
 # and prints the whole answer.
@@ -101,15 +74,7 @@ sys.stdout.write(out.decode("latin-1"))
 PY
 }
 status_of() { head -1 <<<"$1" | cut -d' ' -f2; }
-mint() { # $1 claims JSON
-  LS_CLAIMS=$1 LS_KEY=$SECRET "${SAN_ENV[@]}" lua5.4 -e "
-    package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
-    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
-    local l = require 'lodestone'
-    local b = l.base64url.encode
-    local input = b('{\"alg\":\"HS256\",\"typ\":\"JWT\"}') .. '.' .. b(os.getenv('LS_CLAIMS'))
-    io.write(input .. '.' .. b(l.hmac.sha256(os.getenv('LS_KEY'), input)))"
-}
+mint() { e2e_mint_hs256 "$1" "$SECRET"; } # $1 claims JSON
 exp=$(( $(date +%s) + 600 ))
 alice=$(mint "{\"sub\":\"alice\",\"aud\":\"e2e\",\"exp\":$exp,\"roles\":[\"admin\"]}")
 req() { printf '%s /%s HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n%s\\r\\n' "$1" "$2" "${3:-}"; }

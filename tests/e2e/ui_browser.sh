@@ -321,14 +321,8 @@ gbase=http://127.0.0.1:$gport
 check "the guarded /v1/ refuses a request without a token" 401 \
   "$(curl -s -o /dev/null -w '%{http_code}' "$gbase/v1/workflows")"
 exp=$(( $(date +%s) + 600 ))
-token=$(LS_CLAIMS="{\"sub\":\"alice\",\"aud\":\"lodestone\",\"exp\":$exp,\"roles\":[\"admin\"]}" \
-  LS_KEY=$(cat "$d/guarded/hs.key") "${SAN_ENV[@]}" lua5.4 -e "
-    package.path = '$root/lua/?.lua;$root/lua/?/init.lua;' .. package.path
-    package.cpath = '$build/lib/lua/5.4/?.so;' .. package.cpath
-    local l = require 'lodestone'
-    local b = l.base64url.encode
-    local input = b('{\"alg\":\"HS256\",\"typ\":\"JWT\"}') .. '.' .. b(os.getenv('LS_CLAIMS'))
-    io.write(input .. '.' .. b(l.hmac.sha256(os.getenv('LS_KEY'), input)))")
+token=$(e2e_mint_hs256 "{\"sub\":\"alice\",\"aud\":\"lodestone\",\"exp\":$exp,\"roles\":[\"admin\"]}" \
+  "$(cat "$d/guarded/hs.key")")
 check "the guarded /v1/ lets an admin's token through" 200 \
   "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$gbase/v1/workflows")"
 browser "(guarded /v1/)" --base "$gbase/ui/" --guarded "$token"
