@@ -6,7 +6,10 @@ local policy = require "lodestone.policy"
 return policy.define {
   name = "github-webhook",
   authenticate = {
-    policy.webhook { provider = "github", secret_file = "demo-keys/github-webhook.secret" },
+    -- paths: the signature is a credential on the hook alone, and the
+    -- gate reads no other request's body.
+    policy.webhook { provider = "github", secret_file = "demo-keys/github-webhook.secret",
+                     paths = { "/hooks/github" } },
   },
   rules = {
     { path = "/hooks/github", methods = { "POST" } },

@@ -156,7 +156,8 @@ local function install(st, pol, decl)
   local need, headers, strip, needs_body = needs(decl), pol:headers(), pol:strip(), pol:needs_body()
   local m = st.metrics
   -- What enforce() calls on each request, bound to its options once.
-  local fast = not needs_body and pol:gate_fn(m and m.path, need.query, need.host) or nil
+  -- (It leaves requests whose authenticators read the body to enforce_general.)
+  local fast = pol:gate_fn(m and m.path, need.query, need.host)
   st.pol, st.needs, st.needs_body, st.values, st.fast = pol, need, needs_body, {}, fast
   st.headers, st.nheaders, st.strip, st.nstrip = headers, #headers, strip, #strip
 end
@@ -271,7 +272,7 @@ local function gate_result(r, pol, status, notice, code)
 end
 
 -- Every case pol:gate does not take: no policy yet, the metrics path, a
--- policy that reads the request body.
+-- request whose authenticators read its body (webhook signatures).
 local function enforce_general(r, st)
   local attr = r.req_attr
   local raw_path = attr["uri.path-raw"]
@@ -296,7 +297,7 @@ local function enforce_general(r, st)
   local strip = st.strip
 
   local body
-  if st.needs_body then
+  if st.needs_body and pol:needs_body(raw_path) then
     local pending
     body, pending = M.request_body(r)
     -- lighttpd now reads the whole body (mod_magnet became the request's
@@ -329,8 +330,8 @@ local function enforce_general(r, st)
 end
 
 -- Every request the fast gate did not take: the first one for a path, a
--- look at the policy file, no good policy, the metrics path, a policy that
--- reads the body.
+-- look at the policy file, no good policy, the metrics path, a request
+-- whose authenticators read its body.
 local function enforce_slow(lt, path, opts)
   if type(lt) ~= "table" then
     if type(lt) == "string" then

@@ -467,6 +467,11 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
             return 1;
         }
     }
+    if (ls_policy_needs_body(b->p) && path.ptr &&
+        ls_policy_path_needs_body(b->p, path.ptr, path.len)) {
+        lua_pushboolean(L, 0); /* the caller collects the body first */
+        return 1;
+    }
     gate_headers g = {.L = L, .keys = keys, .rh = rh};
     /* With identity headers (unless strip_lookalikes = false), one walk of
      * the request headers both reads what the policy needs and finds their
@@ -508,15 +513,17 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
 
 /* pol:gate(r, [metrics_path], [with_query], [with_host]) -> status, notice
  *   | false | nil, msg, code
- * A whole decision in one call, for the mod_magnet gate of a policy that
- * needs no request body: reads what the policy looks at from mod_magnet's
+ * A whole decision in one call, for the mod_magnet gate of a request that
+ * needs no body: reads what the policy looks at from mod_magnet's
  * request object r (r.req_attr, r.req_header: the query and the host only
  * when asked), decides, and on allow writes every identity header into
  * r.req_header: the caller's value replaces the client's copy, and a
  * header the caller has no value for is removed. status 0 allows; a
  * status >= 200 denies, with the answer in pol:response(). false (and
  * nothing decided) when the path is metrics_path, which the caller serves
- * or decides with pol:decide. */
+ * or decides with pol:decide, and when an authenticator that applies to
+ * the path reads the body (pol:needs_body(path)): the caller collects it
+ * and decides with pol:decide. */
 static int l_policy_gate(lua_State *L)
 {
     policy_box *b = check_policy(L, 1);
@@ -646,9 +653,18 @@ static int l_policy_strip_lookalikes(lua_State *L)
     return 0;
 }
 
+/* pol:needs_body() -> whether some authenticator reads the request body
+ * pol:needs_body(raw_path) -> whether one that applies to this path does */
 static int l_policy_needs_body(lua_State *L)
 {
-    lua_pushboolean(L, ls_policy_needs_body(check_policy(L, 1)->p));
+    policy_box *b = check_policy(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        lua_pushboolean(L, ls_policy_needs_body(b->p));
+    } else {
+        size_t len;
+        const char *path = luaL_checklstring(L, 2, &len);
+        lua_pushboolean(L, ls_policy_path_needs_body(b->p, path, len));
+    }
     return 1;
 }
 

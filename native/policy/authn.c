@@ -86,6 +86,16 @@ static ls_rc duration_ms(const json_t *d, const char *label, const char *field, 
     return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s.%s", label, field);
 }
 
+/* Fields every authenticator has (ls_authn_compile reads them). */
+static const char *const common_fields[] = {"type", "name", "paths", NULL};
+
+static int listed(const char *const *names, const char *key)
+{
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], key) == 0) return 1;
+    return 0;
+}
+
 static ls_rc check_fields(const json_t *d, const char *label, const char *const *allowed,
                           ls_err *err)
 {
@@ -93,9 +103,7 @@ static ls_rc check_fields(const json_t *d, const char *label, const char *const 
     json_t *v;
     json_object_foreach((json_t *)d, key, v)
     {
-        size_t i;
-        for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++) {}
-        if (allowed[i] == NULL)
+        if (!listed(common_fields, key) && !listed(allowed, key))
             return ls_err_set(err, LS_EINVAL, "%s: unknown field '%s'", label, key);
     }
     return LS_OK;
@@ -141,10 +149,9 @@ static ls_rc read_secret(ls_policy_t *p, const char *name, const char *field, un
 /* ---- JWT ---- */
 
 static const char *const jwt_fields[] = {
-    "type",        "name",         "jwks",          "jwks_url",   "pem",
-    "secret_file", "issuer",       "audience",      "algorithms", "leeway",
-    "roles_claim", "scopes_claim", "subject_claim", "header",     "required_claims",
-    "cache_size",  "cache_ttl",    "allow_no_exp",  "jwks_cache", "jwks_refresh",
+    "jwks",       "jwks_url",        "pem",         "secret_file",  "issuer",        "audience",
+    "algorithms", "leeway",          "roles_claim", "scopes_claim", "subject_claim", "header",
+    "cache_size", "required_claims", "cache_ttl",   "allow_no_exp", "jwks_cache",    "jwks_refresh",
     NULL};
 
 /* jwks_url: keys fetched by a background thread (jwks_fetch.c) into a cache
@@ -497,7 +504,7 @@ static authn_result run_jwt(ls_policy_t *p, authn *a, const ls_policy_request *r
 
 /* ---- API keys ---- */
 
-static const char *const apikey_fields[] = {"type", "name", "header", "query", "keys", NULL};
+static const char *const apikey_fields[] = {"header", "query", "keys", NULL};
 
 static ls_rc compile_apikey(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
 {
@@ -563,7 +570,7 @@ static authn_result run_apikey(ls_policy_t *p, authn *a, const ls_policy_request
 
 /* ---- HTTP Basic ---- */
 
-static const char *const basic_fields[] = {"type", "name", "users", "realm", NULL};
+static const char *const basic_fields[] = {"users", "realm", NULL};
 
 static ls_rc compile_basic(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
 {
@@ -601,9 +608,9 @@ static authn_result run_basic(ls_policy_t *p, authn *a, const ls_policy_request 
 
 /* ---- webhook signatures ---- */
 
-static const char *const hook_fields[] = {"type",    "name",     "provider", "secret_file",
-                                          "header",  "encoding", "prefix",   "tolerance",
-                                          "subject", "roles",    NULL};
+static const char *const hook_fields[] = {"provider", "secret_file", "header",
+                                          "encoding", "prefix",      "tolerance",
+                                          "subject",  "roles",       NULL};
 
 static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
 {
@@ -707,6 +714,12 @@ ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *d, const char *la
     ls_rc rc = ls_json_get_str(d, "name", &name, NULL, err);
     if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
     if ((a->label = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    const json_t *paths = json_object_get(d, "paths");
+    if (paths) {
+        char pl[128];
+        snprintf(pl, sizeof pl, "%.100s.paths", a->label);
+        if ((rc = ls_rules_compile_paths(&a->paths, paths, pl, err)) != LS_OK) return rc;
+    }
     rc = ls_json_get_str(d, "type", &type, NULL, err);
     if (rc == LS_ENOTFOUND)
         return ls_err_set(err, LS_EINVAL,
@@ -739,6 +752,7 @@ void ls_authn_free(authn *a)
     ls_jwks_fetch_free(a->fetch); /* first: stops and joins its thread */
     ls_free(a->query_param);
     ls_free(a->label);
+    ls_rules_free(a->paths);
     ls_jwks_free(a->jwks);
     ls_free(a->jwks_file.path);
     ls_jwt_cache_free(a->cache);

@@ -65,13 +65,33 @@ static void deny(ls_policy_t *p, ls_policy_decision *d, int status, const char *
     add_resp(p, d, "Cache-Control", "no-store");
 }
 
+/* Whether authenticator a is tried on this request: it names no paths, or
+ * one of them matches the normalised path (p->path). */
+static int applies(const ls_policy_t *p, const authn *a)
+{
+    const ls_rule *r;
+    return a->paths == NULL || ls_rules_match(a->paths, NULL, NULL, (const char *)p->path.ptr,
+                                              p->path.len, &r) == LS_OK;
+}
+
+int ls_policy_path_needs_body(ls_policy_t *p, const char *path, size_t len)
+{
+    if (!p->needs_body || path == NULL) return 0;
+    /* A path that does not normalise is denied before anyone authenticates. */
+    if (ls_path_normalize(path, len, &p->path, NULL) != LS_OK) return 0;
+    for (size_t i = 0; i < p->n_authn; i++)
+        if (p->authn[i].type == AUTHN_WEBHOOK && applies(p, &p->authn[i])) return 1;
+    return 0;
+}
+
 /* WWW-Authenticate for a 401: Bearer (RFC 6750) when a JWT authenticator
- * exists, else Basic, else nothing. */
+ * applies to the path, else Basic, else nothing. */
 static const char *challenge(ls_policy_t *p, int token_was_bad)
 {
     char buf[256];
     for (size_t i = 0; i < p->n_authn; i++) {
         const authn *a = &p->authn[i];
+        if (!applies(p, a)) continue;
         if (a->type == AUTHN_JWT) {
             snprintf(buf, sizeof buf, "Bearer realm=\"%s\"%s", p->name,
                      token_was_bad ? ", error=\"invalid_token\"" : "");
@@ -128,13 +148,15 @@ static int check_ip(ls_policy_t *p, const ls_policy_request *req, ls_policy_deci
     return 1;
 }
 
-/* Tries the authenticators in order; the first whose credential is present
- * decides. Returns 0 (and denies) when a present credential is rejected. */
+/* Tries the authenticators that apply to the path in order; the first
+ * whose credential is present decides. Returns 0 (and denies) when a
+ * present credential is rejected. */
 static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
                         ls_policy_decision *d)
 {
     for (size_t i = 0; i < p->n_authn; i++) {
         authn *a = &p->authn[i];
+        if (!applies(p, a)) continue;
         const char *reason = NULL, *detail = NULL;
         authn_result r = ls_authn_run(p, a, req, &c->id, &reason, &detail);
         if (r == AUTHN_ABSENT) continue;

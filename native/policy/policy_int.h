@@ -53,6 +53,7 @@ typedef struct {
     int header;        /* index into the request headers, or -1 */
     char *query_param; /* api_key: read from this query parameter, or NULL */
     char *label;       /* "authenticate[N]" or the declared name */
+    ls_rules_t *paths; /* applies on these paths only, or NULL: on every path */
 
     /* jwt */
     ls_jwks_t *jwks;

@@ -80,6 +80,7 @@ struct ls_rules {
     ls_rule *v;
     size_t n;
     struct chunk *chunks;
+    const char *label; /* names the list in path errors: "rules", "api.paths" */
 };
 
 static const struct str known_methods[] = {
@@ -389,17 +390,18 @@ static ls_rc compile_claims(ls_rules_t *r, ls_rule *rule, const json_t *obj, ls_
 
 /* ---- compiling: path patterns ---- */
 
-static ls_rc pattern_error(ls_err *err, size_t idx, const char *pat, const char *what)
+static ls_rc pattern_error(const ls_rules_t *r, ls_err *err, size_t idx, const char *pat,
+                           const char *what)
 {
-    return ls_err_set(err, LS_EINVAL, "rules[%zu]: path '%.80s': %s", idx, pat, what);
+    return ls_err_set(err, LS_EINVAL, "%s[%zu]: path '%.80s': %s", r->label, idx, pat, what);
 }
 
 static ls_rc compile_path(ls_rules_t *r, ls_rule *rule, const char *pat, size_t len, ls_err *err)
 {
     size_t idx = rule->index;
-    if (len == 0 || pat[0] != '/') return pattern_error(err, idx, pat, "must start with '/'");
-    if (len > LS_PATH_MAX) return pattern_error(err, idx, pat, "too long");
-    if (strlen(pat) != len) return pattern_error(err, idx, pat, "contains NUL");
+    if (len == 0 || pat[0] != '/') return pattern_error(r, err, idx, pat, "must start with '/'");
+    if (len > LS_PATH_MAX) return pattern_error(r, err, idx, pat, "too long");
+    if (strlen(pat) != len) return pattern_error(r, err, idx, pat, "contains NUL");
     /* A trailing slash does not count: "/" has no segments, "/a/" is "/a". */
     size_t core = len == 1 ? 0 : pat[len - 1] == '/' ? len - 1 : len;
 
@@ -418,13 +420,13 @@ static ls_rc compile_path(ls_rules_t *r, ls_rule *rule, const char *pat, size_t 
         size_t sl = e - b;
         const char *s = pat + b;
         int kind = SEG_LIT;
-        if (sl == 0) return pattern_error(err, idx, pat, "empty segment (repeated '/')");
+        if (sl == 0) return pattern_error(r, err, idx, pat, "empty segment (repeated '/')");
         if (sl == 1 && s[0] == '*')
             kind = SEG_ONE;
         else if (sl == 2 && s[0] == '*' && s[1] == '*')
             kind = SEG_ANY;
         else if (memchr(s, '*', sl))
-            return pattern_error(err, idx, pat,
+            return pattern_error(r, err, idx, pat,
                                  "'*' must be a whole segment: '*' is one segment, '**' any "
                                  "number");
         if (kind != SEG_LIT) {
@@ -437,11 +439,11 @@ static ls_rc compile_path(ls_rules_t *r, ls_rule *rule, const char *pat, size_t 
         size_t dl;
         ls_rc rc = ls_path_decode_segment(s, sl, dst, &dl, b, err);
         if (rc != LS_OK) {
-            ls_err_prefix(err, "rules[%zu]", idx);
+            ls_err_prefix(err, "%s[%zu]", r->label, idx);
             return rc;
         }
         if ((dl == 1 && dst[0] == '.') || (dl == 2 && dst[0] == '.' && dst[1] == '.'))
-            return pattern_error(err, idx, pat, "'.' and '..' segments never match");
+            return pattern_error(r, err, idx, pat, "'.' and '..' segments never match");
         if (wild) {
             segs[ns++] = (struct seg){SEG_LIT, dl, dst};
             tlen += dl;
@@ -568,6 +570,7 @@ ls_rc ls_rules_compile(ls_rules_t **out, const json_t *decl, ls_err *err)
         return ls_err_set(err, LS_EINVAL, "rules: %zu rules, at most %d", n, RULES_MAX);
     ls_rules_t *r = ls_calloc(1, sizeof *r);
     if (r == NULL) return oom(err);
+    r->label = "rules";
     ls_rc rc = LS_OK;
     if (n > 0) {
         r->v = arena_alloc(r, n * sizeof *r->v);
@@ -579,6 +582,52 @@ ls_rc ls_rules_compile(ls_rules_t **out, const json_t *decl, ls_err *err)
     }
     for (size_t i = 0; i < n; i++) {
         rc = compile_rule(r, &r->v[i], json_array_get(decl, i), i + 1, err);
+        if (rc != LS_OK) goto fail;
+    }
+    r->n = n;
+    *out = r;
+    return LS_OK;
+
+fail:
+    ls_rules_free(r);
+    return rc;
+}
+
+ls_rc ls_rules_compile_paths(ls_rules_t **out, const json_t *paths, const char *label, ls_err *err)
+{
+    *out = NULL;
+    if (!json_is_array(paths))
+        return ls_err_set(err, LS_EINVAL, "%s: expected a list of paths, got %s", label,
+                          paths ? ls_json_type_name(paths) : "nothing");
+    size_t n = json_array_size(paths);
+    if (n == 0)
+        return ls_err_set(err, LS_EINVAL, "%s: empty list (leave it out to mean every path)",
+                          label);
+    if (n > RULES_MAX)
+        return ls_err_set(err, LS_EINVAL, "%s: %zu paths, at most %d", label, n, RULES_MAX);
+    ls_rules_t *r = ls_calloc(1, sizeof *r);
+    if (r == NULL) return oom(err);
+    ls_rc rc;
+    char *l = (char *)arena_strndup(r, label, strlen(label));
+    r->v = arena_alloc(r, n * sizeof *r->v);
+    if (l == NULL || r->v == NULL) {
+        rc = oom(err);
+        goto fail;
+    }
+    r->label = l;
+    memset(r->v, 0, n * sizeof *r->v);
+    for (size_t i = 0; i < n; i++) {
+        ls_rule *rule = &r->v[i];
+        const json_t *pat = json_array_get(paths, i);
+        rule->index = i + 1;
+        rule->kind = LS_RULE_PUBLIC;
+        rule->name = l;
+        if (!json_is_string(pat)) {
+            rc = ls_err_set(err, LS_EINVAL, "%s[%zu]: expected a path, got %s", label, i + 1,
+                            ls_json_type_name(pat));
+            goto fail;
+        }
+        rc = compile_path(r, rule, json_string_value(pat), json_string_length(pat), err);
         if (rc != LS_OK) goto fail;
     }
     r->n = n;

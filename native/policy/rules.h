@@ -89,6 +89,13 @@ typedef struct {
  * field, LS_ENOMEM. Caller frees with ls_rules_free. */
 ls_rc ls_rules_compile(ls_rules_t **out, const json_t *decl, ls_err *err);
 
+/* Compiles paths, a JSON array of 1 to 10000 path patterns written as a
+ * rule's path, into rules that match those paths whatever the method and
+ * host (for a field such as an authenticator's `paths`; match with method
+ * and host NULL). label names the field in errors: "api.paths[2]: path
+ * '/a*': ...". Errors: LS_EINVAL, LS_ENOMEM. Free with ls_rules_free. */
+ls_rc ls_rules_compile_paths(ls_rules_t **out, const json_t *paths, const char *label, ls_err *err);
+
 /* Frees the rules; NULL does nothing. Every ls_rule taken from them dies. */
 void ls_rules_free(ls_rules_t *rules);
 

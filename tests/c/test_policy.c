@@ -1256,6 +1256,88 @@ static void test_policy_github_webhook(void **state)
     ls_policy_free(p);
 }
 
+/* An authenticator with `paths` is tried on those paths only: a webhook
+ * signature authenticates the hook, not every route, and only requests to
+ * the hook need their body read. */
+static void test_policy_authenticator_paths(void **state)
+{
+    (void)state;
+    orders_setup();
+    write_file("gh.secret", "It's a Secret to Everybody\n", 0600);
+    ls_policy_t *p =
+        load("{\"name\":\"mixed\",\"authenticate\":["
+             "{\"type\":\"webhook\",\"provider\":\"github\",\"secret_file\":\"gh.secret\","
+             "\"paths\":[\"/hooks/**\"]},"
+             "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"
+             "\"rules\":[{\"path\":\"/hooks/github\",\"methods\":[\"POST\"]},"
+             "{\"path\":\"/me\"}]}",
+             0);
+    const char *sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    ls_policy_decision d;
+    req_spec r = {.method = "POST", .path = "/hooks/github", .body = "Hello, World!", .sig = sig};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.subject, "github");
+
+    /* The same signed body on another route is no credential there. */
+    r.method = "GET";
+    r.path = "/me";
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "not_authenticated");
+    assert_string_equal(resp_header(&d, "WWW-Authenticate"), "Bearer realm=\"mixed\"");
+    /* ... nor on a path that only looks like the hook's before decoding. */
+    r.path = "/hooks/%2e%2e/me";
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(d.reason, "not_authenticated");
+
+    char *authz = bearer(token_for("alice", "", "", NULL));
+    r.path = "/me";
+    r.authz = authz;
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_string_equal(d.subject, "alice");
+    free(authz);
+
+    assert_int_equal(ls_policy_needs_body(p), 1);
+    assert_int_equal(ls_policy_path_needs_body(p, "/hooks/github", 13), 1);
+    assert_int_equal(ls_policy_path_needs_body(p, "/hooks", 6), 1);
+    assert_int_equal(ls_policy_path_needs_body(p, "/x/../hooks/a", 13), 1);
+    assert_int_equal(ls_policy_path_needs_body(p, "/me", 3), 0);
+    assert_int_equal(ls_policy_path_needs_body(p, "/hooks/%2e%2e/me", 16), 0);
+    assert_int_equal(ls_policy_path_needs_body(p, "/../hooks", 9), 0); /* refused */
+    assert_int_equal(ls_policy_path_needs_body(p, NULL, 0), 0);
+    ls_policy_free(p);
+
+    /* The challenge of a 401 is that of an authenticator the path has. */
+    write_file("users", "", 0600);
+    p = load(
+        "{\"name\":\"two\",\"authenticate\":["
+        "{\"type\":\"basic\",\"users\":\"users\",\"realm\":\"staff\",\"paths\":[\"/admin/**\"]},"
+        "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+        "\"paths\":[\"/api/**\",\"/me\"]}],"
+        "\"rules\":[{\"path\":\"/admin/**\"},{\"path\":\"/api/**\"},{\"path\":\"/me\"},"
+        "{\"path\":\"/other\"}]}",
+        0);
+    req_spec q = {.path = "/admin/x"};
+    assert_int_equal(decide(p, &q, &d), LS_OK);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(resp_header(&d, "WWW-Authenticate"),
+                        "Basic realm=\"staff\", charset=\"UTF-8\"");
+    q.path = "/api/x";
+    assert_int_equal(decide(p, &q, &d), LS_OK);
+    assert_int_equal(d.status, 401);
+    assert_string_equal(resp_header(&d, "WWW-Authenticate"), "Bearer realm=\"two\"");
+    q.path = "/other"; /* no authenticator: no challenge */
+    assert_int_equal(decide(p, &q, &d), LS_OK);
+    assert_int_equal(d.status, 401);
+    assert_null(resp_header(&d, "WWW-Authenticate"));
+    assert_int_equal(ls_policy_needs_body(p), 0);
+    assert_int_equal(ls_policy_path_needs_body(p, "/admin/x", 8), 0);
+    ls_policy_free(p);
+}
+
 static void test_policy_assertion_is_signed_and_verifiable(void **state)
 {
     (void)state;
@@ -1367,6 +1449,20 @@ static void test_policy_load_errors_name_the_field(void **state)
          LS_EINVAL},
         {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\"}]}",
          "authenticate[1].keys: required", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\",\"keys\":\"k\","
+         "\"paths\":\"/a\"}]}",
+         "authenticate[1].paths: expected a list of paths, got string", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\",\"keys\":\"k\","
+         "\"paths\":[]}]}",
+         "authenticate[1].paths: empty list", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"basic\",\"name\":\"staff\","
+         "\"users\":\"u\",\"paths\":[\"/a\",\"/b*\"]}]}",
+         "staff.paths[2]: path '/b*': '*' must be a whole segment", LS_EINVAL},
+        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"jwks\":\"j.json\","
+         "\"algorithms\":[\"RS256\"],\"paths\":[7]}]}",
+         "authenticate[1].paths[1]: expected a path, got integer", LS_EINVAL},
+        {"{\"name\":\"x\",\"rules\":[{\"path\":\"a\"}]}", "rules[1]: path 'a': must start with '/'",
+         LS_EINVAL},
         {"{\"name\":\"x\",\"rate_limit\":{\"by\":\"planet\",\"rate\":1}}",
          "rate_limit.by: \"planet\"", LS_EINVAL},
         {"{\"name\":\"x\",\"rate_limit\":{\"rate\":0}}", "rate_limit", LS_EINVAL},
@@ -1488,6 +1584,7 @@ int main(void)
         cmocka_unit_test(test_policy_out_of_memory_while_deciding_is_500),
         cmocka_unit_test(test_policy_long_methods_and_hosts_match_their_rules),
         cmocka_unit_test(test_policy_github_webhook),
+        cmocka_unit_test(test_policy_authenticator_paths),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
         cmocka_unit_test(test_policy_load_reports_enomem),

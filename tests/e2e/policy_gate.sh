@@ -66,12 +66,28 @@ return policy.define {
 }
 LUA
 
+# A webhook that authenticates on its own path only: elsewhere its
+# signature is no credential and the gate reads no body.
+cat > "$d/scoped.lua" <<LUA
+local policy = require "lodestone.policy"
+return policy.define {
+  name = "e2e-scoped",
+  authenticate = {
+    policy.webhook { provider = "github", secret_file = "gh.secret", paths = { "/hooks/**" } },
+    policy.jwt { secret_file = "hs.key", algorithms = { "HS256" }, audience = "e2e" },
+  },
+  rules = { { path = "/me" }, { path = "/hooks/github", methods = { "POST" } } },
+  identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
+}
+LUA
+
 cat > "$d/gate.lua" <<LUA
 package.path = "$root/lua/?.lua;$root/lua/?/init.lua;" .. package.path
 package.cpath = "$build/lib/lua/5.4/?.so;" .. package.cpath
 local file = "$d/policy.lua"
 if lighty.r.req_attr["uri.path"]:find("^/broken/") then file = "$d/broken.lua" end
 if lighty.r.req_header["X-E2E-Policy"] == "nobody" then file = "$d/nobody.lua" end
+if lighty.r.req_header["X-E2E-Policy"] == "scoped" then file = "$d/scoped.lua" end
 return require("lodestone.policy").enforce(lighty, file, { rl_dir = "$d/rl" })
 LUA
 # The backend: a second lighttpd that echoes what reached it. The front
@@ -167,6 +183,12 @@ bigsig=$(printf '%s' "$big" | LS_KEY="It's a Secret to Everybody" "${E2E_SAN_ENV
     local mac = c.hmac_sha256(os.getenv('LS_KEY'), io.read('a'))
     io.write((mac:gsub('.', function(ch) return string.format('%02x', ch:byte()) end)))")
 check "large signed webhook body passes" 200 "$(printf '%s' "$big" | status --interface 127.0.0.4 -X POST -H "X-Hub-Signature-256: sha256=$bigsig" --data-binary @- "$base/hooks/github")"
+
+# A webhook with paths: its signature opens its own path only.
+sc=(-H "X-E2E-Policy: scoped")
+check "scoped webhook: the signed body passes on its path" "user=github roles=nil asrt=nil body=13" "$(curl -s "${sc[@]}" -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
+check "scoped webhook: the same signed body is no credential on /me" 401 "$(status "${sc[@]}" -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/me")"
+check "scoped webhook: a token on /me still passes, body and all" "user=alice roles=admin,ops asrt=nil body=13" "$(curl -s "${sc[@]}" -X POST -H "Authorization: Bearer $alice" -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/me")"
 
 # Rate limit: burst 5 per client address, shared by both workers (a new
 # connection per request, so requests spread over the workers). A fresh

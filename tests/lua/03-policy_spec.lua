@@ -200,6 +200,51 @@ describe("lodestone.policy", function()
       assert.equal(401, policy.enforce(lt, file))
     end)
 
+    it("reads the body only on the paths of the authenticators that need it", function()
+      write(dir .. "/gh.secret", "It's a Secret to Everybody")
+      write(file, [[
+        local policy = require "lodestone.policy"
+        return policy.define {
+          name = "lua-spec",
+          authenticate = {
+            policy.webhook { provider = "github", secret_file = "gh.secret", paths = { "/hooks/**" } },
+            policy.jwt { secret_file = "hs.key", algorithms = { "HS256" } },
+          },
+          rules = { { path = "/hooks/github", methods = { "POST" } }, { path = "/me" } },
+          identity_headers = { ["X-User"] = "sub" },
+        }
+      ]])
+      local body = "Hello, World!"
+      local sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+      local read -- what of r.req_body the gate looked at
+      local function with_body(r)
+        read = {}
+        r.req_body = setmetatable({}, { __index = function(_, k)
+          read[#read + 1] = k
+          return ({ len = #body, collect = true, get = body })[k]
+        end })
+        return r
+      end
+      local tok = mint { sub = "alice", exp = os.time() + 60 }
+      local r = with_body(request { method = "POST", path = "/me",
+        headers = { Authorization = "Bearer " .. tok, ["X-Hub-Signature-256"] = sig } })
+      assert.equal(0, policy.enforce(file))
+      assert.equal("alice", r.req_header["X-User"])
+      assert.same({}, read)
+      assert.is_function(policy._state(file).fast) -- such requests take the one-call gate
+
+      -- the signed body is no credential off the hook's paths
+      r = with_body(request { method = "POST", path = "/me", headers = { ["X-Hub-Signature-256"] = sig } })
+      assert.equal(401, policy.enforce(file))
+      assert.same({}, read)
+
+      r = with_body(request { method = "POST", path = "/hooks/github",
+        headers = { ["X-Hub-Signature-256"] = sig, ["X-User"] = "root" } })
+      assert.equal(0, policy.enforce(file))
+      assert.equal("github", r.req_header["X-User"])
+      assert.same({ "len", "collect", "get" }, read)
+    end)
+
     it("fails closed with 503 when no version ever loaded", function()
       write(file, "return 42")
       local old_print = _G.print

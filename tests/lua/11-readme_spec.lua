@@ -143,7 +143,8 @@ local function c_array(file, name)
 end
 
 -- What the engine accepts for each row: from its messages where they list
--- the fields, else from its source. `type` is set by the constructors.
+-- the fields, else from its source (an authenticator's own fields and
+-- those all have). `type` is set by the constructors.
 local function policy_known(first)
   local build_decl = POLICY_ROWS[first]
   local msg = compile_msg(build_decl("zz_made_up", 1))
@@ -157,6 +158,9 @@ local function policy_known(first)
   elseif first == "`policy.basic{}`" then known = c_array("native/policy/authn.c", "basic_fields")
   elseif first == "`policy.webhook{}`" then known = c_array("native/policy/authn.c", "hook_fields")
   else known = c_array("native/policy/rules.c", "fields") end
+  if first:match("^`policy%.") then -- the fields every authenticator has
+    for n in pairs(c_array("native/policy/authn.c", "common_fields")) do known[n] = true end
+  end
   known.type = nil
   return known
 end

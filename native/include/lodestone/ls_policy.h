@@ -93,6 +93,13 @@ LS_API int ls_policy_strips_lookalikes(const ls_policy_t *p);
 /* 1 when some authenticator needs the request body (webhook signatures). */
 LS_API int ls_policy_needs_body(const ls_policy_t *p);
 
+/* 1 when an authenticator that applies to this request path (raw, as
+ * ls_policy_request.path: not yet decoded) needs the body: one with no
+ * `paths`, or one of whose paths matches. 0 otherwise, and for a path the
+ * engine would refuse (it decides such a request without the body). Not
+ * while a decision is being made with p. */
+LS_API int ls_policy_path_needs_body(ls_policy_t *p, const char *path, size_t len);
+
 /* A byte string; ptr NULL means absent. */
 typedef struct {
     const char *ptr;
@@ -110,7 +117,7 @@ typedef struct {
                               request id header from a trusted proxy, else a
                               new id */
     const ls_str *headers; /* ls_policy_header_count values, in that order */
-    ls_str body;           /* raw body when ls_policy_needs_body */
+    ls_str body;           /* raw body when ls_policy_path_needs_body */
     int64_t now_ms;        /* wall time for the audit log; 0: the clock */
     /* Instead of headers, when set: the engine asks header(header_ctx, i)
      * for the value of header i (as headers[i] would hold it; {NULL, 0}:
