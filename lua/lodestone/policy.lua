@@ -71,7 +71,7 @@ M.webhook = authenticator("webhook")
 -- [] and not {}.
 local LISTS = { methods = true, roles = true, scopes = true, algorithms = true, audience = true,
   required_claims = true, allow = true, deny = true, trusted_proxies = true, authenticate = true,
-  rules = true }
+  rules = true, paths = true }
 
 local function mark_lists(t, depth)
   if depth > 16 then return end
@@ -153,11 +153,13 @@ end
 local function install(st, pol, decl)
   -- Everything first, then all at once: a raise half way (out of memory)
   -- leaves the state as it was, the last good policy whole.
-  local need, headers, strip, needs_body = needs(decl), pol:headers(), pol:strip(), pol:needs_body()
+  local need, headers, strip = needs(decl), pol:headers(), pol:strip()
+  local needs_body, every_path = pol:needs_body()
   local m = st.metrics
-  -- What enforce() calls on each request, bound to its options once.
-  -- (It leaves requests whose authenticators read the body to enforce_general.)
-  local fast = pol:gate_fn(m and m.path, need.query, need.host)
+  -- What enforce() calls on each request, bound to its options once. It
+  -- leaves requests whose authenticators read the body to enforce_general:
+  -- none for a webhook on every path.
+  local fast = not every_path and pol:gate_fn(m and m.path, need.query, need.host) or nil
   st.pol, st.needs, st.needs_body, st.values, st.fast = pol, need, needs_body, {}, fast
   st.headers, st.nheaders, st.strip, st.nstrip = headers, #headers, strip, #strip
 end
@@ -273,7 +275,7 @@ end
 
 -- Every case pol:gate does not take: no policy yet, the metrics path, a
 -- request whose authenticators read its body (webhook signatures).
-local function enforce_general(r, st)
+local function enforce_general(r, st, body_needed)
   local attr = r.req_attr
   local raw_path = attr["uri.path-raw"]
   local m = st.metrics
@@ -297,7 +299,7 @@ local function enforce_general(r, st)
   local strip = st.strip
 
   local body
-  if st.needs_body and pol:needs_body(raw_path) then
+  if body_needed or (st.needs_body and pol:needs_body(raw_path)) then
     local pending
     body, pending = M.request_body(r)
     -- lighttpd now reads the whole body (mod_magnet became the request's
@@ -353,8 +355,9 @@ local function enforce_slow(lt, path, opts)
   -- just looked at, or is not due: no deadline.)
   local fast = st.fast
   if fast then
-    local done = gate_result(r, st.pol, fast(lt, math.huge))
-    if done then return done end -- else the metrics path
+    local status, notice, code = fast(lt, math.huge)
+    if status == false then return enforce_general(r, st, notice == "body") end -- or the metrics path
+    return gate_result(r, st.pol, status, notice, code)
   end
   return enforce_general(r, st)
 end
@@ -371,6 +374,7 @@ function M.enforce(lt, path, opts)
   if fast then
     local status, notice, code = fast(lt, st.next_check)
     if status == 0 and not notice then return 0 end
+    if notice == "body" and status == false then return enforce_general(lt.r, st, true) end
     local done = gate_result(lt.r, st.pol, status, notice, code)
     if done then return done end
   end

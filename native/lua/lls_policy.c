@@ -467,10 +467,10 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
             return 1;
         }
     }
-    if (ls_policy_needs_body(b->p) && path.ptr &&
-        ls_policy_path_needs_body(b->p, path.ptr, path.len)) {
+    if (ls_policy_needs_body(b->p) && ls_policy_path_needs_body(b->p, path.ptr, path.len)) {
         lua_pushboolean(L, 0); /* the caller collects the body first */
-        return 1;
+        lua_pushliteral(L, "body");
+        return 2;
     }
     gate_headers g = {.L = L, .keys = keys, .rh = rh};
     /* With identity headers (unless strip_lookalikes = false), one walk of
@@ -521,9 +521,9 @@ static int gate_run(lua_State *L, policy_box *b, int keys, int r, int mpath, int
  * header the caller has no value for is removed. status 0 allows; a
  * status >= 200 denies, with the answer in pol:response(). false (and
  * nothing decided) when the path is metrics_path, which the caller serves
- * or decides with pol:decide, and when an authenticator that applies to
- * the path reads the body (pol:needs_body(path)): the caller collects it
- * and decides with pol:decide. */
+ * or decides with pol:decide; false, "body" when an authenticator that
+ * applies to the path reads the body (pol:needs_body(path)): the caller
+ * collects it and decides with pol:decide. */
 static int l_policy_gate(lua_State *L)
 {
     policy_box *b = check_policy(L, 1);
@@ -547,8 +547,8 @@ static lua_Number coarse_ms(void)
 enum { FAST_BOX = 1, FAST_KEYS, FAST_MPATH, FAST_FLAGS };
 enum { FAST_QUERY = 1, FAST_HOST = 2 };
 
-/* gate(lighty, due_ms) -> as pol:gate(lighty.r, ...) | false
- * false, having decided nothing, also when lighty is not a table or
+/* gate(lighty, due_ms) -> as pol:gate(lighty.r, ...) (false, "body" too)
+ * | false: having decided nothing, also when lighty is not a table or
  * core.monotonic_ms() has reached due_ms (the caller's next look at the
  * policy file). */
 static int l_gate_fast(lua_State *L)
@@ -653,18 +653,22 @@ static int l_policy_strip_lookalikes(lua_State *L)
     return 0;
 }
 
-/* pol:needs_body() -> whether some authenticator reads the request body
- * pol:needs_body(raw_path) -> whether one that applies to this path does */
+/* pol:needs_body() -> whether some authenticator reads the request body,
+ *   and whether one does on every path
+ * pol:needs_body(raw_path) -> whether one that applies to this path does
+ *   (false for nil: the engine refuses a request without a path) */
 static int l_policy_needs_body(lua_State *L)
 {
     policy_box *b = check_policy(L, 1);
-    if (lua_isnoneornil(L, 2)) {
-        lua_pushboolean(L, ls_policy_needs_body(b->p));
-    } else {
-        size_t len;
-        const char *path = luaL_checklstring(L, 2, &len);
-        lua_pushboolean(L, ls_policy_path_needs_body(b->p, path, len));
+    if (lua_gettop(L) < 2) {
+        int n = ls_policy_needs_body(b->p);
+        lua_pushboolean(L, n != 0);
+        lua_pushboolean(L, n == LS_POLICY_BODY_EVERY_PATH);
+        return 2;
     }
+    size_t len = 0;
+    const char *path = lua_isnil(L, 2) ? NULL : luaL_checklstring(L, 2, &len);
+    lua_pushboolean(L, path && ls_policy_path_needs_body(b->p, path, len));
     return 1;
 }
 

@@ -666,10 +666,7 @@ static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *
     if ((rc = opt_str(d, a->label, "subject", &a->hook_subject, err)) != LS_OK) return rc;
     if (a->hook_subject == NULL && (a->hook_subject = ls_strdup(prov)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
-    if ((rc = str_list(d, a->label, "roles", &a->hook_roles, &a->n_hook_roles, err)) != LS_OK)
-        return rc;
-    p->needs_body = 1;
-    return LS_OK;
+    return str_list(d, a->label, "roles", &a->hook_roles, &a->n_hook_roles, err);
 }
 
 static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_request *req,
@@ -714,12 +711,6 @@ ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *d, const char *la
     ls_rc rc = ls_json_get_str(d, "name", &name, NULL, err);
     if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
     if ((a->label = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
-    const json_t *paths = json_object_get(d, "paths");
-    if (paths) {
-        char pl[128];
-        snprintf(pl, sizeof pl, "%.100s.paths", a->label);
-        if ((rc = ls_rules_compile_paths(&a->paths, paths, pl, err)) != LS_OK) return rc;
-    }
     rc = ls_json_get_str(d, "type", &type, NULL, err);
     if (rc == LS_ENOTFOUND)
         return ls_err_set(err, LS_EINVAL,
@@ -729,22 +720,33 @@ ls_rc ls_authn_compile(ls_policy_t *p, authn *a, const json_t *d, const char *la
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", label);
     if (strcmp(type, "jwt") == 0) {
         a->type = AUTHN_JWT;
-        return compile_jwt(p, a, d, err);
-    }
-    if (strcmp(type, "api_key") == 0) {
+        rc = compile_jwt(p, a, d, err);
+    } else if (strcmp(type, "api_key") == 0) {
         a->type = AUTHN_APIKEY;
-        return compile_apikey(p, a, d, err);
-    }
-    if (strcmp(type, "basic") == 0) {
+        rc = compile_apikey(p, a, d, err);
+    } else if (strcmp(type, "basic") == 0) {
         a->type = AUTHN_BASIC;
-        return compile_basic(p, a, d, err);
-    }
-    if (strcmp(type, "webhook") == 0) {
+        rc = compile_basic(p, a, d, err);
+    } else if (strcmp(type, "webhook") == 0) {
         a->type = AUTHN_WEBHOOK;
-        return compile_webhook(p, a, d, err);
+        rc = compile_webhook(p, a, d, err);
+    } else {
+        return ls_err_set(err, LS_EINVAL, "%s.type: \"%s\" is not jwt, api_key, basic or webhook",
+                          label, type);
     }
-    return ls_err_set(err, LS_EINVAL, "%s.type: \"%s\" is not jwt, api_key, basic or webhook",
-                      label, type);
+    if (rc != LS_OK) return rc;
+
+    const json_t *paths = json_object_get(d, "paths");
+    if (paths) {
+        char pl[LS_ERR_MSGMAX];
+        snprintf(pl, sizeof pl, "%s.paths", a->label);
+        if ((rc = ls_rules_compile_paths(&a->paths, paths, pl, err)) != LS_OK) return rc;
+    }
+    if (a->type == AUTHN_WEBHOOK) {
+        int where = a->paths ? LS_POLICY_BODY_SOME_PATHS : LS_POLICY_BODY_EVERY_PATH;
+        if (where > p->needs_body) p->needs_body = where;
+    }
+    return LS_OK;
 }
 
 void ls_authn_free(authn *a)

@@ -65,22 +65,31 @@ static void deny(ls_policy_t *p, ls_policy_decision *d, int status, const char *
     add_resp(p, d, "Cache-Control", "no-store");
 }
 
-/* Whether authenticator a is tried on this request: it names no paths, or
- * one of them matches the normalised path (p->path). */
-static int applies(const ls_policy_t *p, const authn *a)
+/* Whether authenticator a is tried on a request for path (normalised,
+ * len bytes): it names no paths, or one of them matches. */
+static int applies_to(const authn *a, const ls_buf *path)
 {
     const ls_rule *r;
-    return a->paths == NULL || ls_rules_match(a->paths, NULL, NULL, (const char *)p->path.ptr,
-                                              p->path.len, &r) == LS_OK;
+    return a->paths == NULL ||
+           ls_rules_match(a->paths, NULL, NULL, (const char *)path->ptr, path->len, &r) == LS_OK;
+}
+
+/* ... on this request (p->path, once normalised). */
+static int applies(const ls_policy_t *p, const authn *a)
+{
+    return applies_to(a, &p->path);
 }
 
 int ls_policy_path_needs_body(ls_policy_t *p, const char *path, size_t len)
 {
     if (!p->needs_body || path == NULL) return 0;
-    /* A path that does not normalise is denied before anyone authenticates. */
-    if (ls_path_normalize(path, len, &p->path, NULL) != LS_OK) return 0;
+    if (p->needs_body == LS_POLICY_BODY_EVERY_PATH) return 1;
+    ls_rc rc = ls_path_normalize(path, len, &p->body_path, NULL);
+    /* A path the engine refuses is denied before anyone authenticates;
+     * without memory to tell, the body is read (and the decision fails). */
+    if (rc != LS_OK) return rc != LS_EINVAL;
     for (size_t i = 0; i < p->n_authn; i++)
-        if (p->authn[i].type == AUTHN_WEBHOOK && applies(p, &p->authn[i])) return 1;
+        if (p->authn[i].type == AUTHN_WEBHOOK && applies_to(&p->authn[i], &p->body_path)) return 1;
     return 0;
 }
 

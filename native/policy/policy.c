@@ -341,6 +341,18 @@ static ls_rc compile_authn(ls_policy_t *p, const json_t *d, ls_err *err)
         p->n_authn++; /* counted even on failure, so that free releases it */
         if (rc != LS_OK) return rc;
     }
+    /* A signed body is a credential: with no paths, on every route. */
+    for (size_t k = 0; p->n_authn > 1 && k < p->n_authn; k++) {
+        const authn *a = &p->authn[k];
+        if (a->type != AUTHN_WEBHOOK || a->paths) continue;
+        ls_err note;
+        ls_err_set(&note, LS_OK,
+                   "%s: a webhook without paths authenticates on every path, next to the "
+                   "other authenticators: give it its hook's paths = { ... }",
+                   a->label);
+        ls_policy_notice(p, &note);
+        break;
+    }
     return LS_OK;
 }
 
@@ -523,6 +535,7 @@ void ls_policy_free(ls_policy_t *p)
     ls_free(p->assertion_header);
     ls_free(p->rid_header);
     ls_buf_free(&p->path);
+    ls_buf_free(&p->body_path);
     ls_buf_free(&p->notice);
     ls_free(p->base_dir);
     ls_free(p->cache_dir);

@@ -124,7 +124,7 @@ struct ls_policy {
 
     authn authn[POLICY_MAX_AUTHN];
     size_t n_authn;
-    int needs_body;
+    int needs_body; /* 0 or LS_POLICY_BODY_*: the most any webhook needs */
 
     ls_rules_t *rules;
 
@@ -172,8 +172,9 @@ struct ls_policy {
     int now_valid;
 
     /* per-decision scratch, reused: decisions borrow from here */
-    ls_buf path;   /* normalised path */
-    ls_buf notice; /* pending reload notice */
+    ls_buf path;      /* normalised path */
+    ls_buf body_path; /* the same, for ls_policy_path_needs_body */
+    ls_buf notice;    /* pending reload notice */
     char scratch[POLICY_SCRATCH];
     size_t scratch_used;
     ls_policy_header set_headers[POLICY_MAX_IDHDR + 2]; /* + assertion, request id */

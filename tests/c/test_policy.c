@@ -1236,7 +1236,7 @@ static void test_policy_github_webhook(void **state)
                           "\"provider\":\"github\",\"secret_file\":\"gh.secret\"}],"
                           "\"rules\":[{\"path\":\"/hooks/github\",\"methods\":[\"POST\"]}]}",
                           0);
-    assert_int_equal(ls_policy_needs_body(p), 1);
+    assert_int_equal(ls_policy_needs_body(p), LS_POLICY_BODY_EVERY_PATH);
     ls_policy_decision d;
     req_spec r = {.method = "POST",
                   .path = "/hooks/github",
@@ -1259,25 +1259,27 @@ static void test_policy_github_webhook(void **state)
 /* An authenticator with `paths` is tried on those paths only: a webhook
  * signature authenticates the hook, not every route, and only requests to
  * the hook need their body read. */
+#define MIXED_POLICY                                                                              \
+    "{\"name\":\"mixed\",\"authenticate\":["                                                      \
+    "{\"type\":\"webhook\",\"provider\":\"github\",\"secret_file\":\"gh.secret\","                \
+    "\"roles\":[\"github-hook\"],\"paths\":[\"/hooks/**\"]},"                                     \
+    "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"                  \
+    "\"rules\":[{\"path\":\"/hooks/github\",\"methods\":[\"POST\"],\"roles\":[\"github-hook\"]}," \
+    "{\"path\":\"/me\"}]}"
+
 static void test_policy_authenticator_paths(void **state)
 {
     (void)state;
     orders_setup();
     write_file("gh.secret", "It's a Secret to Everybody\n", 0600);
-    ls_policy_t *p =
-        load("{\"name\":\"mixed\",\"authenticate\":["
-             "{\"type\":\"webhook\",\"provider\":\"github\",\"secret_file\":\"gh.secret\","
-             "\"paths\":[\"/hooks/**\"]},"
-             "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"
-             "\"rules\":[{\"path\":\"/hooks/github\",\"methods\":[\"POST\"]},"
-             "{\"path\":\"/me\"}]}",
-             0);
+    ls_policy_t *p = load(MIXED_POLICY, 0);
     const char *sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     ls_policy_decision d;
     req_spec r = {.method = "POST", .path = "/hooks/github", .body = "Hello, World!", .sig = sig};
     assert_int_equal(decide(p, &r, &d), LS_OK);
     assert_int_equal(d.allow, 1);
     assert_string_equal(d.subject, "github");
+    assert_null(d.notice);
 
     /* The same signed body on another route is no credential there. */
     r.method = "GET";
@@ -1298,9 +1300,14 @@ static void test_policy_authenticator_paths(void **state)
     assert_int_equal(decide(p, &r, &d), LS_OK);
     assert_int_equal(d.allow, 1);
     assert_string_equal(d.subject, "alice");
+    /* A token is tried on the hook too: its rule wants the webhook's role. */
+    r = (req_spec){.method = "POST", .path = "/hooks/github", .body = "forged", .authz = authz};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 403);
+    assert_string_equal(d.reason, "missing_role");
     free(authz);
 
-    assert_int_equal(ls_policy_needs_body(p), 1);
+    assert_int_equal(ls_policy_needs_body(p), LS_POLICY_BODY_SOME_PATHS);
     assert_int_equal(ls_policy_path_needs_body(p, "/hooks/github", 13), 1);
     assert_int_equal(ls_policy_path_needs_body(p, "/hooks", 6), 1);
     assert_int_equal(ls_policy_path_needs_body(p, "/x/../hooks/a", 13), 1);
@@ -1308,6 +1315,38 @@ static void test_policy_authenticator_paths(void **state)
     assert_int_equal(ls_policy_path_needs_body(p, "/hooks/%2e%2e/me", 16), 0);
     assert_int_equal(ls_policy_path_needs_body(p, "/../hooks", 9), 0); /* refused */
     assert_int_equal(ls_policy_path_needs_body(p, NULL, 0), 0);
+    /* Without memory to tell, the body is read: a signature is never
+     * checked over a body it was not given. */
+    char longp[4001];
+    memset(longp, 'a', sizeof longp - 1);
+    memcpy(longp, "/me/", 4);
+    longp[sizeof longp - 1] = '\0';
+    assert_int_equal(ls_policy_path_needs_body(p, longp, strlen(longp)), 0);
+    ls_policy_free(p);
+    p = load(MIXED_POLICY, 0);
+    th_fail_install();
+    th_fail_after(0);
+    int needs = ls_policy_path_needs_body(p, longp, strlen(longp));
+    th_fail_never();
+    th_fail_uninstall();
+    assert_int_equal(needs, 1);
+    ls_policy_free(p);
+
+    /* A webhook without paths next to other authenticators is said once. */
+    p = load("{\"name\":\"wide\",\"authenticate\":["
+             "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]},"
+             "{\"type\":\"webhook\",\"provider\":\"github\",\"secret_file\":\"gh.secret\"}],"
+             "\"rules\":[{\"path\":\"/me\"}]}",
+             0);
+    assert_int_equal(ls_policy_needs_body(p), LS_POLICY_BODY_EVERY_PATH);
+    assert_int_equal(ls_policy_path_needs_body(p, "/me", 3), 1);
+    r = (req_spec){.path = "/me"};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "authenticate[2]: a webhook without paths authenticates on "
+                                     "every path"));
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_null(d.notice);
     ls_policy_free(p);
 
     /* The challenge of a 401 is that of an authenticator the path has. */
@@ -1336,6 +1375,77 @@ static void test_policy_authenticator_paths(void **state)
     assert_int_equal(ls_policy_needs_body(p), 0);
     assert_int_equal(ls_policy_path_needs_body(p, "/admin/x", 8), 0);
     ls_policy_free(p);
+}
+
+/* paths errors name the authenticator, the item and what is wrong; they
+ * come after the authenticator's own fields are found right. */
+static void test_policy_authenticator_paths_errors(void **state)
+{
+    (void)state;
+    orders_setup();
+    static const struct {
+        const char *paths, *msg;
+    } cases[] = {
+        {"\"/a\"", "authenticate[1].paths: expected a list of paths, got string"},
+        {"[]", "authenticate[1].paths: empty list (leave it out to mean every path)"},
+        {"{}", "authenticate[1].paths: expected a list of paths, got object"},
+        {"[\"/a\",\"/b*\"]",
+         "authenticate[1].paths[2]: path '/b*': '*' must be a whole segment: '*' is one segment, "
+         "'**' any number"},
+        {"[7]", "authenticate[1].paths[1]: expected a path, got integer"},
+        {"[\"a\"]", "authenticate[1].paths[1]: path 'a': must start with '/'"},
+        {"[\"/a//b\"]", "authenticate[1].paths[1]: path '/a//b': empty segment"},
+        {"[\"/a/%zz\"]", "authenticate[1].paths[1]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\","
+                 "\"algorithms\":[\"HS256\"],\"paths\":%s}]}",
+                 cases[i].paths);
+        ls_err err;
+        assert_int_equal(load_err(json, &err), LS_EINVAL);
+        if (strstr(err.msg, cases[i].msg) == NULL)
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, err.msg, cases[i].msg);
+    }
+    ls_err err;
+    /* the authenticator's own mistakes first; a name labels the paths */
+    assert_int_equal(load_err("{\"name\":\"x\",\"authenticate\":[{\"paths\":3}]}", &err),
+                     LS_EINVAL);
+    assert_non_null(strstr(err.msg, "authenticate[1]: type required"));
+    assert_int_equal(load_err("{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\","
+                              "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+                              "\"pathz\":[\"/a\"],\"paths\":3}]}",
+                              &err),
+                     LS_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown field 'pathz'"));
+    assert_int_equal(load_err("{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"name\":"
+                              "\"staff-tokens-of-the-eastern-region-of-the-company-that-has-a-"
+                              "very-long-name-indeed-more-than-a-hundred\","
+                              "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+                              "\"paths\":[\"/b*\"]}]}",
+                              &err),
+                     LS_EINVAL);
+    assert_non_null(strstr(err.msg, "more-than-a-hundred.paths[1]: path '/b*'"));
+}
+
+static ls_rc load_mixed(void *ud)
+{
+    (void)ud;
+    ls_policy_opts opts = {
+        .base_dir = dir, .rl_dir = dir, .clock = &mc.clock, .flags = LS_POLICY_PRIVATE_RL};
+    ls_policy_t *p = NULL;
+    ls_rc rc = ls_policy_load(&p, MIXED_POLICY, strlen(MIXED_POLICY), &opts, NULL);
+    ls_policy_free(p);
+    return rc;
+}
+
+static void test_policy_authenticator_paths_enomem(void **state)
+{
+    (void)state;
+    orders_setup();
+    write_file("gh.secret", "It's a Secret to Everybody\n", 0600);
+    assert_true(th_each_alloc_failure(load_mixed, NULL) > 10);
 }
 
 static void test_policy_assertion_is_signed_and_verifiable(void **state)
@@ -1449,18 +1559,6 @@ static void test_policy_load_errors_name_the_field(void **state)
          LS_EINVAL},
         {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\"}]}",
          "authenticate[1].keys: required", LS_EINVAL},
-        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\",\"keys\":\"k\","
-         "\"paths\":\"/a\"}]}",
-         "authenticate[1].paths: expected a list of paths, got string", LS_EINVAL},
-        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"api_key\",\"keys\":\"k\","
-         "\"paths\":[]}]}",
-         "authenticate[1].paths: empty list", LS_EINVAL},
-        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"basic\",\"name\":\"staff\","
-         "\"users\":\"u\",\"paths\":[\"/a\",\"/b*\"]}]}",
-         "staff.paths[2]: path '/b*': '*' must be a whole segment", LS_EINVAL},
-        {"{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"jwks\":\"j.json\","
-         "\"algorithms\":[\"RS256\"],\"paths\":[7]}]}",
-         "authenticate[1].paths[1]: expected a path, got integer", LS_EINVAL},
         {"{\"name\":\"x\",\"rules\":[{\"path\":\"a\"}]}", "rules[1]: path 'a': must start with '/'",
          LS_EINVAL},
         {"{\"name\":\"x\",\"rate_limit\":{\"by\":\"planet\",\"rate\":1}}",
@@ -1585,6 +1683,8 @@ int main(void)
         cmocka_unit_test(test_policy_long_methods_and_hosts_match_their_rules),
         cmocka_unit_test(test_policy_github_webhook),
         cmocka_unit_test(test_policy_authenticator_paths),
+        cmocka_unit_test(test_policy_authenticator_paths_errors),
+        cmocka_unit_test(test_policy_authenticator_paths_enomem),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
         cmocka_unit_test(test_policy_load_reports_enomem),

@@ -73,10 +73,14 @@ local policy = require "lodestone.policy"
 return policy.define {
   name = "e2e-scoped",
   authenticate = {
-    policy.webhook { provider = "github", secret_file = "gh.secret", paths = { "/hooks/**" } },
+    policy.webhook { provider = "github", secret_file = "gh.secret", roles = { "github-hook" },
+                     paths = { "/hooks/**" } },
     policy.jwt { secret_file = "hs.key", algorithms = { "HS256" }, audience = "e2e" },
   },
-  rules = { { path = "/me" }, { path = "/hooks/github", methods = { "POST" } } },
+  rules = {
+    { path = "/me" },
+    { path = "/hooks/github", methods = { "POST" }, roles = { "github-hook" } },
+  },
   identity_headers = { ["X-User"] = "sub", ["X-Roles"] = "roles" },
 }
 LUA
@@ -186,9 +190,12 @@ check "large signed webhook body passes" 200 "$(printf '%s' "$big" | status --in
 
 # A webhook with paths: its signature opens its own path only.
 sc=(-H "X-E2E-Policy: scoped")
-check "scoped webhook: the signed body passes on its path" "user=github roles=nil asrt=nil body=13" "$(curl -s "${sc[@]}" -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
+check "scoped webhook: the signed body passes on its path" "user=github roles=github-hook asrt=nil body=13" "$(curl -s "${sc[@]}" -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/hooks/github")"
 check "scoped webhook: the same signed body is no credential on /me" 401 "$(status "${sc[@]}" -X POST -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/me")"
 check "scoped webhook: a token on /me still passes, body and all" "user=alice roles=admin,ops asrt=nil body=13" "$(curl -s "${sc[@]}" -X POST -H "Authorization: Bearer $alice" -H "X-Hub-Signature-256: $sig" --data-binary 'Hello, World!' "$base/me")"
+check "scoped webhook: a token without a signature is refused on the hook" 403 "$(status "${sc[@]}" -X POST -H "Authorization: Bearer $alice" --data-binary 'forged' "$base/hooks/github")"
+check "scoped webhook: a large signed body passes on its path" "user=github roles=github-hook asrt=nil body=300000" "$(printf '%s' "$big" | curl -s "${sc[@]}" -X POST -H "X-Hub-Signature-256: sha256=$bigsig" --data-binary @- "$base/hooks/github")"
+check_contains "a webhook without paths next to a JWT is said in the error log" "authenticate[2]: a webhook without paths authenticates on every path" "$(cat "$d/error.log")"
 
 # Rate limit: burst 5 per client address, shared by both workers (a new
 # connection per request, so requests spread over the workers). A fresh

@@ -82,7 +82,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (ls_policy_header_name(p, i) == NULL) FUZZ_BUG("NULL header name");
         for (size_t i = 0; i < ls_policy_strip_count(p); i++)
             if (ls_policy_strip_name(p, i) == NULL) FUZZ_BUG("NULL strip name");
-        (void)ls_policy_needs_body(p);
+        int nb = ls_policy_needs_body(p);
+        if (nb < 0 || nb > LS_POLICY_BODY_EVERY_PATH) FUZZ_BUG("needs_body is %d", nb);
+        int pb = ls_policy_path_needs_body(p, "/a/b", 4);
+        if (pb != 0 && pb != 1) FUZZ_BUG("path_needs_body is %d", pb);
+        if (pb && !nb) FUZZ_BUG("a path needs the body of a policy that needs none");
         (void)ls_policy_request_id_header(p, NULL);
         /* one anonymous request through it */
         ls_str headers[64];

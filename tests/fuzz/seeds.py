@@ -74,7 +74,8 @@ policies = [
     '{"type":"jwt","jwks":"jwks.json","algorithms":["HS256","RS256"]}],'
     '"rules":[{"path":"/bill/**","roles":["billing"]}],"rate_limit":{"by":"subject","rate":1,"per":"1s","burst":2},'
     '"identity_headers":{"X-User":"sub"}}',
-    '{"name":"hooks","authenticate":[{"type":"webhook","provider":"github","secret_file":"gh.secret"},'
+    '{"name":"hooks","authenticate":[{"type":"webhook","provider":"github","secret_file":"gh.secret",'
+    '"paths":["/hooks/*","/a/**"]},'
     '{"type":"webhook","provider":"stripe","secret_file":"gh.secret","tolerance":"5m"}],'
     '"rules":[{"path":"/hooks/*","methods":["POST"]}]}',
     '{"name":"users","authenticate":[{"type":"basic","users":"htpasswd","realm":"x"}],'

@@ -90,6 +90,13 @@ describe("lodestone.policy", function()
       assert.equal("EINVAL", code)
     end)
 
+    it("sends an empty paths as a list, to be refused as one", function()
+      local pol, msg = policy.compile(policy.define { name = "n", authenticate = {
+        policy.jwt { secret_file = dir .. "/hs.key", algorithms = { "HS256" }, paths = {} } } })
+      assert.is_nil(pol)
+      assert.equal("policy: authenticate[1].paths: empty list (leave it out to mean every path)", msg)
+    end)
+
     it("reports compile errors naming the field", function()
       local pol, msg, code = policy.compile(policy.define { name = "n", rules = { { path = "/", role = { "x" } } } })
       assert.is_nil(pol)
@@ -207,21 +214,22 @@ describe("lodestone.policy", function()
         return policy.define {
           name = "lua-spec",
           authenticate = {
-            policy.webhook { provider = "github", secret_file = "gh.secret", paths = { "/hooks/**" } },
+            policy.webhook { provider = "github", secret_file = "gh.secret", roles = { "hook" },
+                             paths = { "/hooks/**" } },
             policy.jwt { secret_file = "hs.key", algorithms = { "HS256" } },
           },
-          rules = { { path = "/hooks/github", methods = { "POST" } }, { path = "/me" } },
+          rules = { { path = "/hooks/github", methods = { "POST" }, roles = { "hook" } }, { path = "/me" } },
           identity_headers = { ["X-User"] = "sub" },
         }
       ]])
       local body = "Hello, World!"
       local sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
       local read -- what of r.req_body the gate looked at
-      local function with_body(r)
+      local function with_body(r, complete)
         read = {}
         r.req_body = setmetatable({}, { __index = function(_, k)
           read[#read + 1] = k
-          return ({ len = #body, collect = true, get = body })[k]
+          return ({ len = #body, collect = complete ~= false, get = body })[k]
         end })
         return r
       end
@@ -238,11 +246,51 @@ describe("lodestone.policy", function()
       assert.equal(401, policy.enforce(file))
       assert.same({}, read)
 
+      -- on the hook: while the body is on its way the request waits, its
+      -- identity headers gone; once it is there, it is decided
       r = with_body(request { method = "POST", path = "/hooks/github",
-        headers = { ["X-Hub-Signature-256"] = sig, ["X-User"] = "root" } })
+        headers = { ["X-Hub-Signature-256"] = sig, ["X-User"] = "root" } }, false)
+      assert.equal(0, policy.enforce(file))
+      assert.is_nil(r.req_header["X-User"])
+      assert.same({ "len", "collect" }, read)
+      with_body(r)
+      r.req_header["X-User"] = "root"
       assert.equal(0, policy.enforce(file))
       assert.equal("github", r.req_header["X-User"])
       assert.same({ "len", "collect", "get" }, read)
+
+      -- a token on the hook, with no signature: the rule wants the hook's role
+      r = with_body(request { method = "POST", path = "/hooks/github",
+        headers = { Authorization = "Bearer " .. tok } })
+      assert.equal(403, policy.enforce(file))
+
+      -- the general path (here: the metrics path from a client that may
+      -- not read the metrics) reads no body off the hook's paths either
+      local opts = { metrics = { path = "/me", file = dir .. "/m.metrics" } }
+      r = with_body(request { method = "POST", path = "/me", addr = "10.0.0.1",
+        headers = { Authorization = "Bearer " .. tok } })
+      assert.equal(0, policy.enforce(lighty, file, opts))
+      assert.equal("alice", r.req_header["X-User"])
+      assert.same({}, read)
+    end)
+
+    it("leaves a policy with a webhook on every path to the general path", function()
+      write(dir .. "/gh.secret", "It's a Secret to Everybody")
+      write(file, [[
+        local policy = require "lodestone.policy"
+        return policy.define {
+          name = "lua-spec",
+          authenticate = { policy.webhook { provider = "github", secret_file = "gh.secret" } },
+          rules = { { path = "/hooks/github", methods = { "POST" } } },
+        }
+      ]])
+      request { method = "POST", path = "/hooks/github" }
+      assert.equal(401, policy.enforce(file))
+      assert.is_nil(policy._state(file).fast)
+      local pol = policy._state(file).pol
+      assert.same({ true, true }, { pol:needs_body() })
+      assert.is_true(pol:needs_body("/anything"))
+      assert.is_false(pol:needs_body(nil))
     end)
 
     it("fails closed with 503 when no version ever loaded", function()

@@ -90,14 +90,21 @@ LS_API int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, siz
  * every request header to find lookalikes skips the walk otherwise. */
 LS_API int ls_policy_strips_lookalikes(const ls_policy_t *p);
 
-/* 1 when some authenticator needs the request body (webhook signatures). */
+/* Whether authenticators read the request body (webhook signatures):
+ * 0 none does; LS_POLICY_BODY_SOME_PATHS: some do, each on its `paths`
+ * (ls_policy_path_needs_body says which requests); LS_POLICY_BODY_EVERY_PATH:
+ * one does on every path. */
+#define LS_POLICY_BODY_SOME_PATHS 1
+#define LS_POLICY_BODY_EVERY_PATH 2
 LS_API int ls_policy_needs_body(const ls_policy_t *p);
 
 /* 1 when an authenticator that applies to this request path (raw, as
  * ls_policy_request.path: not yet decoded) needs the body: one with no
- * `paths`, or one of whose paths matches. 0 otherwise, and for a path the
- * engine would refuse (it decides such a request without the body). Not
- * while a decision is being made with p. */
+ * `paths`, or one of whose paths matches; also when that cannot be told
+ * (out of memory), so that no signature is checked without its body.
+ * 0 otherwise, and for a path the engine refuses (it decides such a
+ * request without the body). Uses a buffer of p's own: not while another
+ * thread uses p. */
 LS_API int ls_policy_path_needs_body(ls_policy_t *p, const char *path, size_t len);
 
 /* A byte string; ptr NULL means absent. */
