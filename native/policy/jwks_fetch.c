@@ -338,6 +338,11 @@ static ls_rc fetch_once(ls_jwks_fetch_t *f, CURLM *m, int64_t *max_age, ls_err *
             ls_err_prefix(err, "not a usable JWK Set");
         else if (ls_jwks_count(ks) == 0)
             rc = ls_err_set(err, LS_EFORMAT, "the JWK Set has no key this server can use");
+        else if (ls_jwks_count(ks) > f->o.max_keys)
+            rc = ls_err_set(err, LS_EFORMAT,
+                            "the JWK Set has %zu usable keys, more than the %zu taken (each "
+                            "worker would check them all again on its request path)",
+                            ls_jwks_count(ks), f->o.max_keys);
         ls_jwks_free(ks);
     }
     if (rc == LS_OK) rc = write_cache(f, x.body.ptr, x.body.len, err);
@@ -572,6 +577,7 @@ ls_rc ls_jwks_fetch_new(ls_jwks_fetch_t **out, const char *url, const char *cach
     if (!o.connect_timeout_ms) o.connect_timeout_ms = LS_JWKS_FETCH_CONNECT_MS;
     if (!o.timeout_ms) o.timeout_ms = LS_JWKS_FETCH_TIMEOUT_MS;
     if (!o.max_body) o.max_body = LS_JWKS_FETCH_MAX_BODY;
+    if (!o.max_keys) o.max_keys = LS_JWKS_FETCH_MAX_KEYS;
     const int64_t week = INT64_C(86400000) * 7;
     if (o.refresh_ms < 0 || o.refresh_ms > week || o.min_refresh_ms < 0 ||
         o.min_refresh_ms > o.max_refresh_ms || o.max_refresh_ms > week || o.retry_min_ms < 0 ||

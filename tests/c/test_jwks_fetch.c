@@ -954,6 +954,54 @@ static void test_jwks_fetch_timeout_keeps_nothing(void **state)
     free(d);
 }
 
+/* A JWK Set of n distinct usable keys (oct, kids k0..). Caller frees. */
+static char *many_keys(int n)
+{
+    size_t cap = (size_t)n * 96 + 16, len = 0;
+    char *j = malloc(cap);
+    len += (size_t)snprintf(j + len, cap - len, "{\"keys\":[");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(j + len, cap - len,
+                                "%s{\"kty\":\"oct\",\"kid\":\"k%d\","
+                                "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}",
+                                i ? "," : "", i);
+    snprintf(j + len, cap - len, "]}");
+    return j;
+}
+
+/* Every worker parses an installed set on its request path: a set of more
+ * keys than LS_JWKS_FETCH_MAX_KEYS is refused and the cached keys stay. */
+static void test_jwks_fetch_refuses_too_many_keys(void **state)
+{
+    (void)state;
+    srv_t *s = srv_start();
+    char *d = subdir("many"), *url = srv_url(s, "/jwks"), *path = th_path(d, "k.json");
+    char *most = many_keys(LS_JWKS_FETCH_MAX_KEYS), *over = many_keys(LS_JWKS_FETCH_MAX_KEYS + 1);
+    srv_respond(s, 200, "", most, 0);
+    ls_jwks_fetch_opts o = {.refresh_ms = 100, .retry_min_ms = 20, .retry_max_ms = 40};
+    ls_jwks_fetch_t *f = fetcher(url, path, &o);
+    WAIT_STAT(f, installs, 1, WAIT_MS);
+    char *text = read_text(path);
+    assert_string_equal(text, most);
+    free(text);
+
+    srv_respond(s, 200, "", over, 0);
+    WAIT_STAT(f, failures, 1, WAIT_MS);
+    uint64_t seen = 0;
+    expect_failure(f, &seen, "has 65 usable keys, more than the 64");
+    text = read_text(path);
+    assert_string_equal(text, most);
+    free(text);
+
+    ls_jwks_fetch_free(f);
+    srv_stop(s);
+    free(over);
+    free(most);
+    free(path);
+    free(url);
+    free(d);
+}
+
 static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
 {
     (void)state;
@@ -1041,6 +1089,7 @@ int main(void)
         cmocka_unit_test(test_jwks_fetch_request_with_old_keys_fetches_nothing),
         cmocka_unit_test(test_jwks_fetch_requests_at_most_once_per_interval),
         cmocka_unit_test(test_jwks_fetch_timeout_keeps_nothing),
+        cmocka_unit_test(test_jwks_fetch_refuses_too_many_keys),
         cmocka_unit_test(test_jwks_fetch_forked_child_runs_its_own_thread),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
