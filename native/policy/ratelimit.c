@@ -18,13 +18,24 @@
  * retry protocol for eviction races. EOWNERDEAD is recovered with
  * pthread_mutex_consistent: the worst a half-written slot can do is hold
  * a TAT for a key nobody has, and TATs are clamped to one bucket ahead.
+ *
+ * A file cut short while mapped (truncate(1), `: > file`) would turn the
+ * next access beyond its new end into SIGBUS, ending the process (a
+ * lighttpd worker). So every access to a table runs under a guard: a
+ * SIGBUS handler, put in front of the process's own by ls_rl_open, jumps
+ * back out of the access, which fails with LS_EIO; the handle is then
+ * damaged and every later take fails at once (closed), saying so. A
+ * SIGBUS anywhere else goes on to the handler the process had.
  */
 #include "ls_config.h"
 
 #include <assert.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -86,6 +97,8 @@ struct ls_rl {
     struct slot *slots;
     uint64_t set_mask;    /* sets - 1 */
     uint64_t stripe_mask; /* stripes - 1 */
+    size_t capacity;
+    int damaged; /* (atomic) the file was cut short under the mapping */
     unsigned char hash_key[crypto_shorthash_siphashx24_KEYBYTES];
 };
 
@@ -108,6 +121,75 @@ static size_t header_bytes_for(size_t capacity)
 static size_t file_bytes_for(size_t capacity)
 {
     return header_bytes_for(capacity) + capacity * sizeof(struct slot);
+}
+
+/* ---- the SIGBUS guard (see the file comment) ---- */
+
+static pthread_mutex_t bus_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction bus_prev; /* the handler ours stands in front of */
+/* Where the calling thread's access to a table jumps back to; NULL
+ * outside one. initial-exec: the handler must not make TLS allocate. */
+static __thread sigjmp_buf *bus_guard __attribute__((tls_model("initial-exec")));
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    sigjmp_buf *g = bus_guard;
+    if (g != NULL) siglongjmp(*g, 1); /* (SA_NODEFER: SIGBUS is not left blocked) */
+    if (bus_prev.sa_flags & SA_SIGINFO) {
+        bus_prev.sa_sigaction(sig, si, uc);
+    } else if (bus_prev.sa_handler != SIG_DFL && bus_prev.sa_handler != SIG_IGN) {
+        bus_prev.sa_handler(sig);
+    } else if (bus_prev.sa_handler == SIG_DFL || si->si_code > 0) {
+        /* A fault runs again on return and ends the process as it would
+         * have; a SIGBUS someone sent is sent again. */
+        signal(SIGBUS, SIG_DFL);
+        if (si->si_code <= 0) raise(SIGBUS);
+    }
+}
+
+/* Keeps the shared object holding this code mapped until the process
+ * ends: the handler must outlive a dlclose of the Lua module. */
+static void pin_self(void)
+{
+    Dl_info info;
+    if (dladdr((const void *)on_sigbus, &info) == 0 || info.dli_fname == NULL) return;
+    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    (void)h; /* never closed: the point is the reference */
+}
+
+/* Puts on_sigbus in front of the process's SIGBUS handler unless it is
+ * there (again after the host replaced it, as lighttpd does on a restart). */
+static void guard_install(void)
+{
+    static int pinned;
+    pthread_mutex_lock(&bus_mu);
+    struct sigaction cur;
+    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+        !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
+        if (!pinned) pin_self();
+        pinned = 1;
+        bus_prev = cur; /* (ours is not installed: no handler reads it now) */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | (cur.sa_flags & SA_ONSTACK);
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, NULL);
+    }
+    pthread_mutex_unlock(&bus_mu);
+}
+
+static int is_damaged(const ls_rl_t *rl)
+{
+    return __atomic_load_n(&rl->damaged, __ATOMIC_RELAXED);
+}
+
+static ls_rc damaged_err(const ls_rl_t *rl, ls_err *err)
+{
+    return ls_err_set(err, LS_EIO,
+                      "rate limit table %s was cut short while in use (truncated?): denying "
+                      "until it is reopened; remove the file, then reload the policy",
+                      rl->path);
 }
 
 /* ---- limits ---- */
@@ -363,6 +445,7 @@ static ls_rc map_table(ls_rl_t *rl, int fd, size_t capacity, ls_err *err)
     rl->slots = (struct slot *)(rl->map + header_bytes_for(capacity));
     rl->set_mask = capacity / WAYS - 1;
     rl->stripe_mask = stripes_for(capacity) - 1;
+    rl->capacity = capacity;
     memcpy(rl->hash_key, rl->hdr->hash_key, sizeof rl->hash_key);
     return LS_OK;
 }
@@ -409,6 +492,7 @@ ls_rc ls_rl_open(ls_rl_t **out, const char *path, const ls_rl_opts *opts, ls_err
     rc = map_table(rl, fd, capacity, err);
     if (rc != LS_OK) goto fail;
     close(fd);
+    guard_install();
     *out = rl;
     return LS_OK;
 
@@ -430,10 +514,21 @@ void ls_rl_close(ls_rl_t *rl)
 void ls_rl_stats_get(const ls_rl_t *rl, ls_rl_stats *out)
 {
     assert(rl != NULL && out != NULL);
-    out->capacity = (size_t)rl->hdr->capacity;
-    out->used = (size_t)__atomic_load_n(&rl->hdr->used, __ATOMIC_RELAXED);
-    out->evictions = __atomic_load_n(&rl->hdr->evictions, __ATOMIC_RELAXED);
-    out->recovered = __atomic_load_n(&rl->hdr->recovered, __ATOMIC_RELAXED);
+    memset(out, 0, sizeof *out);
+    out->capacity = rl->capacity;
+    if (is_damaged(rl)) return; /* counters gone with the file */
+    sigjmp_buf jb;
+    bus_guard = &jb;
+    if (sigsetjmp(jb, 0) == 0) {
+        out->used = (size_t)__atomic_load_n(&rl->hdr->used, __ATOMIC_RELAXED);
+        out->evictions = __atomic_load_n(&rl->hdr->evictions, __ATOMIC_RELAXED);
+        out->recovered = __atomic_load_n(&rl->hdr->recovered, __ATOMIC_RELAXED);
+    } else {
+        __atomic_store_n(&((ls_rl_t *)rl)->damaged, 1, __ATOMIC_RELAXED);
+        memset(out, 0, sizeof *out);
+        out->capacity = rl->capacity;
+    }
+    bus_guard = NULL;
 }
 
 /* ---- taking ---- */
@@ -512,6 +607,38 @@ static void claim_slot(ls_rl_t *rl, struct slot *s, int64_t now)
         __atomic_fetch_add(&rl->hdr->evictions, 1, __ATOMIC_RELAXED);
 }
 
+typedef struct {
+    int64_t tat, new_tat; /* before and after this request */
+    int allowed;
+} gcra_step;
+
+/* The GCRA step for key (h0, h1) in set, with its stripe lock held. */
+static void step(ls_rl_t *rl, uint64_t set, uint64_t h0, uint64_t h1, int64_t now, int64_t full_at,
+                 int64_t t, int64_t tau, int64_t cost, gcra_step *out)
+{
+    int fresh;
+    struct slot *s = find_slot(&rl->slots[set * WAYS], h0, h1, now, &fresh);
+    /* A TAT beyond an empty bucket means the clock restarted (a reboot with
+     * the file kept) or the limit was lowered: count the bucket as empty
+     * from now on, and store that, so that it refills from now. */
+    if (!fresh && s->tat > full_at) s->tat = full_at;
+    int64_t tat = fresh ? now : s->tat;
+    if (tat < now) tat = now;
+    int64_t new_tat = sat_add(tat, cost * t);
+    int allowed = new_tat - tau <= now;
+    if (allowed && cost > 0) {
+        if (fresh) {
+            claim_slot(rl, s, now);
+            s->h0 = h0;
+            s->h1 = h1;
+        }
+        s->tat = new_tat;
+    }
+    out->tat = tat;
+    out->new_tat = new_tat;
+    out->allowed = allowed;
+}
+
 ls_rc ls_rl_take(ls_rl_t *rl, const void *key, size_t klen, const ls_rl_limit *lim, int64_t cost,
                  const ls_clock *clock, ls_rl_result *out, ls_err *err)
 {
@@ -540,30 +667,37 @@ ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim,
     int64_t now = ls_clock_mono_ns(clock);
     int64_t full_at = sat_add(now, tau); /* TAT of an empty bucket */
 
+    if (is_damaged(rl)) return damaged_err(rl, err);
     pthread_mutex_t *mu = stripe_of(rl, set);
-    rc = lock(rl, mu, err);
-    if (rc != LS_OK) return rc;
-    int fresh;
-    struct slot *s = find_slot(&rl->slots[set * WAYS], h0, h1, now, &fresh);
-    /* A TAT beyond an empty bucket means the clock restarted (a reboot with
-     * the file kept) or the limit was lowered: count the bucket as empty
-     * from now on, and store that, so that it refills from now. */
-    if (!fresh && s->tat > full_at) s->tat = full_at;
-    int64_t tat = fresh ? now : s->tat;
-    if (tat < now) tat = now;
-    int64_t new_tat = sat_add(tat, cost * t);
-    int64_t allow_at = new_tat - tau;
-    int allowed = allow_at <= now;
-    if (allowed && cost > 0) {
-        if (fresh) {
-            claim_slot(rl, s, now);
-            s->h0 = h0;
-            s->h1 = h1;
+    gcra_step st;
+    sigjmp_buf jb;
+    volatile int locked = 0;
+    bus_guard = &jb;
+    if (sigsetjmp(jb, 0) != 0) {
+        /* SIGBUS: the file was cut short under the mapping. (The guard is
+         * still set: an unlock that faults too comes back here unlocked.) */
+        if (locked) {
+            locked = 0;
+            pthread_mutex_unlock(mu);
         }
-        s->tat = new_tat;
+        bus_guard = NULL;
+        __atomic_store_n(&rl->damaged, 1, __ATOMIC_RELAXED);
+        return damaged_err(rl, err);
     }
+    locked = 1; /* first: unlocking a robust mutex another thread holds is only EPERM */
+    rc = lock(rl, mu, err);
+    if (rc != LS_OK) {
+        locked = 0;
+        bus_guard = NULL;
+        return rc;
+    }
+    step(rl, set, h0, h1, now, full_at, t, tau, cost, &st);
     pthread_mutex_unlock(mu);
+    locked = 0;
+    bus_guard = NULL;
 
+    int64_t tat = st.tat, new_tat = st.new_tat, allow_at = new_tat - tau;
+    int allowed = st.allowed;
     int64_t at = allowed ? new_tat : tat;
     out->allowed = allowed;
     out->limit = lim->burst;

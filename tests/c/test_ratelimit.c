@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <dirent.h>
@@ -531,6 +532,125 @@ static void test_ratelimit_killed_lock_holder_does_not_block(void **state)
     free(path);
 }
 
+/* ---- a file cut short under the mapping ---- */
+
+/* What a forked child exits with: 0 when every step went as it should,
+ * else the number of the step that did not. */
+static int cut_short_child(const char *path)
+{
+    ls_err err = {0};
+    ls_rl_t *rl = NULL, *rl2 = NULL;
+    ls_rl_limit lim = {100, 1000, 100};
+    ls_rl_result res;
+    signal(SIGBUS, SIG_DFL); /* (not cmocka's, which the child inherits) */
+    if (ls_rl_open(&rl, path, NULL, &err) != LS_OK) return 1;
+    if (ls_rl_take(rl, "a", 1, &lim, 1, NULL, &res, &err) != LS_OK || !res.allowed) return 2;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 3;
+    /* Keep the header and every stripe lock, lose (nearly all) slots: the
+     * access that faults holds its stripe lock. */
+    off_t head = sb.st_size - (off_t)(LS_RL_DEFAULT_CAPACITY * 24);
+    off_t cut = (head + 4095) / 4096 * 4096;
+    if (truncate(path, cut) != 0) return 4;
+    ls_rc rc = LS_OK;
+    for (int i = 0; i < 64 && rc == LS_OK; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        rc = ls_rl_take(rl, key, strlen(key), &lim, 1, NULL, &res, &err);
+    }
+    if (rc != LS_EIO || strstr(err.msg, "cut short") == NULL) return 5;
+    /* Damaged: closed from now on, without touching the file. */
+    if (ls_rl_take(rl, "a", 1, &lim, 1, NULL, &res, &err) != LS_EIO) return 6;
+    ls_rl_stats st;
+    ls_rl_stats_get(rl, &st);
+    if (st.capacity != LS_RL_DEFAULT_CAPACITY) return 7;
+    /* The stripe lock was given back: a new handle on the file, made whole
+     * again, takes it (a leaked robust lock would say EDEADLK here). */
+    if (truncate(path, sb.st_size) != 0) return 8;
+    if (ls_rl_open(&rl2, path, NULL, &err) != LS_OK) return 9;
+    for (int i = 0; i < 64; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        if (ls_rl_take(rl2, key, strlen(key), &lim, 1, NULL, &res, &err) != LS_OK) return 10;
+    }
+    /* Cut to nothing: the lock itself faults. */
+    if (truncate(path, 0) != 0) return 11;
+    if (ls_rl_take(rl2, "a", 1, &lim, 1, NULL, &res, &err) != LS_EIO) return 12;
+    ls_rl_stats_get(rl2, &st);
+    if (st.capacity != LS_RL_DEFAULT_CAPACITY || st.used != 0) return 13;
+    ls_rl_close(rl);
+    ls_rl_close(rl2);
+    return 0;
+}
+
+static int run_child(int (*fn)(const char *), const char *path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(fn(path));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+static void test_ratelimit_file_cut_short_fails_closed(void **state)
+{
+    (void)state;
+    char *path = table_path("cut");
+    int rc = run_child(cut_short_child, path);
+    if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
+    free(path);
+}
+
+static void exit_42(int sig)
+{
+    (void)sig;
+    _exit(42);
+}
+
+/* Maps a file of its own, cuts it and touches it: a SIGBUS that is not the
+ * table's, with a table open. */
+static int foreign_sigbus_child(const char *path)
+{
+    char other[4096];
+    snprintf(other, sizeof other, "%s-other", path);
+    ls_rl_t *rl = NULL;
+    ls_err err;
+    if (ls_rl_open(&rl, path, NULL, &err) != LS_OK) return 1;
+    int fd = open(other, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, 8192) != 0) return 2;
+    volatile char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED || ftruncate(fd, 0) != 0) return 3;
+    m[4096] = 1;
+    return 4;
+}
+
+static int foreign_sigbus_default_child(const char *path)
+{
+    signal(SIGBUS, SIG_DFL); /* (not cmocka's, which the child inherits) */
+    return foreign_sigbus_child(path);
+}
+
+static int foreign_sigbus_handled_child(const char *path)
+{
+    signal(SIGBUS, exit_42); /* as a host's own handler (lighttpd has one) */
+    return foreign_sigbus_child(path);
+}
+
+/* The guard leaves other SIGBUS to the process: its handler, or death. */
+static void test_ratelimit_foreign_sigbus_goes_to_the_process(void **state)
+{
+    (void)state;
+    char *path = table_path("foreign");
+    assert_int_equal(run_child(foreign_sigbus_handled_child, path), 42);
+    assert_int_equal(run_child(foreign_sigbus_default_child, path), -SIGBUS);
+    char *other = table_path("foreign-other");
+    unlink(other);
+    free(other);
+    free(path);
+}
+
 /* ---- eviction ---- */
 
 static ls_rl_result peek(ls_rl_t *rl, const char *key, const ls_rl_limit *lim, ls_manual_clock *mc)
@@ -823,6 +943,8 @@ int main(void)
         cmocka_unit_test(test_ratelimit_processes_share_budget),
         cmocka_unit_test(test_ratelimit_forked_handle_shares_budget),
         cmocka_unit_test(test_ratelimit_killed_lock_holder_does_not_block),
+        cmocka_unit_test(test_ratelimit_file_cut_short_fails_closed),
+        cmocka_unit_test(test_ratelimit_foreign_sigbus_goes_to_the_process),
         cmocka_unit_test(test_ratelimit_eviction_idle_first_then_oldest),
         cmocka_unit_test(test_ratelimit_open_bad_magic_eformat),
         cmocka_unit_test(test_ratelimit_open_wrong_capacity_eformat),
