@@ -398,6 +398,20 @@ local function not_in_step(ctx, what)
   end
 end
 
+-- What the engine raised for a call (pcall's results): raised again; a
+-- refusal of what the code gave (its message starts with the call's name:
+-- "ctx:step: step name: ...") names where the call was, as the driver's
+-- own refusals do. level: as error()'s, from the caller's caller.
+local function refused(what, level, ok, ...)
+  if ok then return ... end
+  local msg = ...
+  if type(msg) == "string" and msg:sub(1, #what + 2) == what .. ": " then
+    local info = debug.getinfo(level + 1, "Sl")
+    if info and info.currentline > 0 then msg = info.short_src .. ":" .. info.currentline .. ": " .. msg end
+  end
+  error(msg, 0)
+end
+
 local PARK = setmetatable({}, { __tostring = function() return "(parked)" end })
 
 local run_cos = setmetatable({}, { __mode = "k" }) -- the runs' coroutines
@@ -520,7 +534,7 @@ function Ctx:step(name, fn, opts)
       wf_initial and parse_duration(wf_initial, "retry", 1) or DEFAULT_INITIAL_MS,
       wf_max and parse_duration(wf_max, "retry", 1) or nil)
   end
-  local st, a, key = rt.step(act, name)
+  local st, a, key = refused("ctx:step", 2, pcall(rt.step, act, name))
   park(rt, act)
   if st == "done" then return decode(a) end
   if st == "failed" then error(a, 0) end
@@ -583,7 +597,7 @@ function Ctx:wait_signal(name, opts)
   end
   local ms = opts.timeout ~= nil and parse_duration(opts.timeout, "ctx:wait_signal: timeout", 2) or -1
   local rt, act = self._rt, self._act
-  local st, v = rt.wait_signal(act, name, ms)
+  local st, v = refused("ctx:wait_signal", 2, pcall(rt.wait_signal, act, name, ms))
   park(rt, act)
   if st == "done" then
     local value = decode(v)

@@ -868,6 +868,46 @@ static uint32_t paused_at(const ls_flow_act *a, const char *name, size_t nlen)
     return 0;
 }
 
+/* Whether the next command record that history holds (the one
+ * ls_replay_next would match) opens with an event of kind `kind` named
+ * name: then a name the limits refuse was recorded before they existed,
+ * and replays. */
+static int recorded_next(const ls_flow_act *a, ls_cmd_kind kind, const char *name, size_t nlen)
+{
+    uint64_t seq = ls_replay_peek(&a->rp);
+    for (size_t i = a->nev; seq && i-- > 0;) {
+        const ls_event *e = &a->ev[i];
+        if (e->seq != seq) continue;
+        int k = e->type == LS_EV_STEP_STARTED || e->type == LS_EV_STEP_COMPLETED ||
+                        e->type == LS_EV_STEP_FAILED
+                    ? LS_CMD_STEP
+                : e->type == LS_EV_TIMER_STARTED ? LS_CMD_TIMER
+                                                 : -1;
+        return k == (int)kind && e->name_len == nlen && memcmp(e->name, name, nlen) == 0;
+    }
+    return 0;
+}
+
+/* Hands refusal r to the caller's err (which may be NULL). */
+static ls_rc refuse(const ls_err *r, ls_err *err)
+{
+    if (err) *err = *r;
+    return r->code;
+}
+
+/* A step's name, as the code gives it: 1 to LS_FLOW_NAMEMAX bytes of
+ * UTF-8 without control characters. It is in every event of the step, in
+ * the key of its retry timer, in the run object while it waits, and shown
+ * by the API as JSON, where other bytes could only be shown replaced. */
+static ls_rc check_step_name(const char *name, size_t nlen, ls_err *err)
+{
+    ls_rc rc = nlen == 0 || nlen > LS_FLOW_NAMEMAX
+                   ? ls_err_set(err, LS_EINVAL, "step name: must be 1 to %d bytes, got %zu",
+                                LS_FLOW_NAMEMAX, nlen)
+                   : flow_check_text("step name", name, nlen, LS_FLOW_NAMEMAX, err);
+    return rc == LS_OK ? rc : LS_ERR_PREFIXED(rc, err, "ctx:step");
+}
+
 ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_step_info *info,
                        ls_buf *out, ls_err *err)
 {
@@ -880,9 +920,17 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
                           "step name \"%.*s\": names starting with [N.N] are reserved for "
                           "parallel branches",
                           (int)(nlen > 60 ? 60 : nlen), name);
+    const char *own = name; /* the name the code gave, without the scope */
+    size_t olen = nlen;
     if ((rc = scoped(a, &name, &nlen, err)) != LS_OK) return rc;
     uint64_t cs = cancel_due(a);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, &info->outcome, out, err);
+    /* A new step's name is checked before it is recorded; a step that
+     * history holds (written before names had a limit) replays. Decided
+     * from history alone, so that every replay decides alike. */
+    ls_err bad;
+    if (check_step_name(own, olen, &bad) != LS_OK && !recorded_next(a, LS_CMD_STEP, name, nlen))
+        return refuse(&bad, err);
     rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
     if (rc == LS_ENOTFOUND && a->r->steps_completed >= a->f->o.max_steps)
         return ls_err_set(err, LS_EINVAL,
@@ -1177,6 +1225,15 @@ static ls_rc signal_value(ls_flow_act *a, const ls_replay_match *m, ls_buf *out,
                              out, err);
 }
 
+/* A new wait's signal name: text that a signal can have (ls_flow_signal
+ * refuses the rest, so such a wait would never end; and "signal:NAME",
+ * the record of a wait with a timeout, would be cut at a NUL). */
+static ls_rc check_signal_name(const char *name, size_t nlen, ls_err *err)
+{
+    ls_rc rc = flow_check_text("signal name", name, nlen, LS_FLOW_NAMEMAX, err);
+    return rc == LS_OK ? rc : LS_ERR_PREFIXED(rc, err, "ctx:wait_signal");
+}
+
 ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int64_t timeout_ms,
                               ls_flow_outcome *outcome, ls_buf *out, ls_err *err)
 {
@@ -1184,7 +1241,8 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
     ls_rc rc = check_sticky(a, err);
     if (rc != LS_OK) return rc;
     if (nlen == 0 || nlen > LS_FLOW_NAMEMAX)
-        return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
+        return ls_err_set(err, LS_EINVAL,
+                          "ctx:wait_signal: signal name: must be 1 to %d bytes, got %zu",
                           LS_FLOW_NAMEMAX, nlen);
     if (a->cur != 0)
         return ls_err_set(err, LS_EINVAL,
@@ -1199,6 +1257,14 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
                 return signal_value(a, &m, out, err);
             }
             return deliver_cancel(a, outcome, out, err);
+        }
+        ls_err bad;
+        if (check_signal_name(name, nlen, &bad) != LS_OK) {
+            /* Only a signal sent before the API checked names can end it. */
+            if (ls_replay_take_signal(&a->rp, name, nlen, UINT64_MAX, &m) != LS_OK)
+                return refuse(&bad, err);
+            *outcome = LS_FLOW_DONE;
+            return signal_value(a, &m, out, err);
         }
         rc = next(a, LS_CMD_SIGNAL, name, nlen, &m, err);
         if (rc == LS_OK) {
@@ -1215,6 +1281,10 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
     char tname[LS_FLOW_NAMEMAX + 8];
     int tlen = snprintf(tname, sizeof tname, "signal:%.*s", (int)nlen, name);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, outcome, out, err);
+    ls_err bad;
+    if (check_signal_name(name, nlen, &bad) != LS_OK &&
+        !recorded_next(a, LS_CMD_TIMER, tname, (size_t)tlen))
+        return refuse(&bad, err);
     rc = next(a, LS_CMD_TIMER, tname, (size_t)tlen, &m, err);
     int64_t now = flow_now(a->f);
     if (rc == LS_ENOTFOUND) {

@@ -1993,7 +1993,7 @@ out:
 /* A name or a note kept in a run's history: its events are JSON, so
  * text that is not UTF-8 would make the run (and any list holding it)
  * unreadable. */
-static ls_rc check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err)
+ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err)
 {
     if (n > max) return ls_err_set(err, LS_EINVAL, "%s: at most %zu bytes, got %zu", what, max, n);
     for (size_t i = 0; i < n;) {
@@ -2015,7 +2015,7 @@ ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *si
     if (slen == 0 || slen > LS_FLOW_NAMEMAX)
         return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
                           LS_FLOW_NAMEMAX, slen);
-    ls_rc rc = check_text("signal name", signal, slen, LS_FLOW_NAMEMAX, err);
+    ls_rc rc = flow_check_text("signal name", signal, slen, LS_FLOW_NAMEMAX, err);
     if (rc != LS_OK) return rc;
     ls_buf in = LS_BUF_INIT;
     rc = compact_json(f, "payload", payload, plen, 0, &in, err);
@@ -2029,8 +2029,8 @@ ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by
                      const char *reason, ls_err *err)
 {
     size_t blen = by ? strlen(by) : 0, rlen = reason ? strlen(reason) : 0;
-    ls_rc rc = check_text("by", by, blen, LS_FLOW_BYMAX, err);
-    if (rc == LS_OK) rc = check_text("reason", reason, rlen, 1000, err);
+    ls_rc rc = flow_check_text("by", by, blen, LS_FLOW_BYMAX, err);
+    if (rc == LS_OK) rc = flow_check_text("reason", reason, rlen, 1000, err);
     if (rc != LS_OK) return rc;
     ls_event ev = {.type = LS_EV_CANCEL_REQUESTED,
                    .name = by,
@@ -2043,7 +2043,7 @@ ls_rc ls_flow_cancel(ls_flow_t *f, const char *name, size_t nlen, const char *by
 ls_rc ls_flow_resume(ls_flow_t *f, const char *name, size_t nlen, const char *by, ls_err *err)
 {
     size_t blen = by ? strlen(by) : 0;
-    ls_rc rc = check_text("by", by, blen, LS_FLOW_BYMAX, err);
+    ls_rc rc = flow_check_text("by", by, blen, LS_FLOW_BYMAX, err);
     if (rc != LS_OK) return rc;
     ls_id id;
     if ((rc = flow_lookup(f, name, nlen, &id, err)) != LS_OK) return rc;
@@ -2087,8 +2087,8 @@ ls_rc ls_flow_terminate(ls_flow_t *f, const char *name, size_t nlen, const char 
 {
     *ended = 0;
     size_t blen = by ? strlen(by) : 0, rlen = reason ? strlen(reason) : 0;
-    ls_rc rc = check_text("by", by, blen, LS_FLOW_BYMAX, err);
-    if (rc == LS_OK) rc = check_text("reason", reason, rlen, 1000, err);
+    ls_rc rc = flow_check_text("by", by, blen, LS_FLOW_BYMAX, err);
+    if (rc == LS_OK) rc = flow_check_text("reason", reason, rlen, 1000, err);
     if (rc != LS_OK) return rc;
     end_wait w = {.done = 0};
     pthread_mutex_init(&w.mu, NULL);

@@ -418,6 +418,10 @@ ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, const char *type, size_t tl
                       ls_buf *out, ls_err *err);
 /* Checks a run name: 1..LS_FLOW_NAMEMAX of [A-Za-z0-9._:@-]. */
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
+/* Checks a name or a note kept in a run's history (a signal's name, a
+ * step's, who cancelled): at most max bytes of UTF-8 without control
+ * characters; LS_EINVAL saying "what: ..." otherwise (engine.c). */
+ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err);
 
 /* The results cache (results.h): ls_flow_result's answer for runs that
  * completed while a long poll watched them. Outputs larger than

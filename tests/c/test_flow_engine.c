@@ -91,6 +91,13 @@ typedef struct {
 #define START_CHILD(t, detached) {OP_CHILD, t, detached, 1}
 /* clang-format on */
 
+/* Names at and past the limit of step and signal names (200 bytes). */
+#define X10     "xxxxxxxxxx"
+#define X100    X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
+#define NAME200 X100 X100
+#define NAME201 X100 X100 "x"
+#define NAME300 X100 X100 X100
+
 static const script scripts_main[] = {
     {"three", {STEP("a"), STEP("b"), STEP("c"), COMPLETE}},
     {"flaky", {STEP_B("charge", B_FAIL2), COMPLETE}},
@@ -130,6 +137,14 @@ static const script scripts_main[] = {
     {"parent_nap", {START_CHILD("nap", 0), STEP("a"), {OP_CHILD_WAIT, NULL, 0, 0}, COMPLETE}},
     {"fan", {STEP("a"), {OP_ALL, NULL, 2, 300}, STEP("z"), COMPLETE}},
     {"fan_fail", {STEP("a"), {OP_ALL, "raise", 2, 60000}, COMPLETE}},
+    /* names over the limits, or not text (a new step or wait is refused) */
+    {"name200", {STEP(NAME200), COMPLETE}},
+    {"name201", {STEP("a"), STEP(NAME201), COMPLETE}},
+    {"name_utf8", {STEP("caf\xc3\xa9 \xe2\x82\xac"), STEP("a\xff-b"), COMPLETE}},
+    {"name_ctl", {STEP("a\nb"), COMPLETE}},
+    {"sig_utf8", {SIGNAL("g\xc0\xafo", -1), COMPLETE}},
+    {"sig_ctl", {SIGNAL("g\x01o", 60000), COMPLETE}},
+    {"sig_long", {SIGNAL(NAME201, -1), COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -142,6 +157,19 @@ static const script scripts_main[] = {
  * step "x", v2 no longer does anything. */
 static const script scripts_edited[] = {
     {"v1", {STEP("x"), SLEEP(300), STEP("b"), COMPLETE}}, {"v2", {COMPLETE}}, {NULL, {{0}}}};
+
+/* Runs recorded before names had limits: the histories of
+ * "legacy" and "legacy2" are recorded with scripts_recorded, then its names are
+ * rewritten in the store (rename_events) to ones the engine refuses now,
+ * and it goes on with scripts_upgraded, whose code asks for those names. */
+static const script scripts_recorded[] = {
+    {"legacy", {STEP("a"), SIGNAL("go", 300), STEP("b"), COMPLETE}},
+    {"legacy2", {STEP("a"), SIGNAL("go", 300), STEP("b"), COMPLETE}},
+    {NULL, {{0}}}};
+static const script scripts_upgraded[] = {
+    {"legacy", {STEP(NAME300), SIGNAL("g\xffo", 300), STEP("b"), COMPLETE}},
+    {"legacy2", {STEP(NAME300), SIGNAL("g\xffo", 300), STEP("b"), STEP(NAME300), COMPLETE}},
+    {NULL, {{0}}}};
 
 #define FAST_RETRY "{\"initial_interval\":\"10ms\",\"max_attempts\":3,\"jitter\":0}"
 /* The workflow's policy: slow and long; the step's fields must win. */
@@ -3020,6 +3048,141 @@ static void test_engine_child_wait_survives_restart(void **state)
     eng_close(e);
 }
 
+/* ---- names: limits on what a run's code asks for ---- */
+
+static void assert_failed_with(env *e, const char *run, const char *error)
+{
+    json_t *d = describe(e, run);
+    assert_string_equal(jstr(d, "status"), "failed");
+    assert_string_equal(jstr(d, "error"), error);
+    json_decref(d);
+}
+
+/* Step and signal names are at most 200 bytes of UTF-8 text without
+ * control characters: a step or a wait that would record another is
+ * refused, naming the call and what is wrong, before anything is
+ * recorded. (Any name was recorded: a step name of megabytes went into
+ * each of its events, twice per attempt, and into the run object.) */
+static void test_engine_new_names_are_checked(void **state)
+{
+    env *e = *state;
+    eng_open(e, 1);
+    static const struct {
+        const char *type, *error;
+    } refused[] = {
+        {"name201", "ctx:step: step name: must be 1 to 200 bytes, got 201"},
+        {"name_utf8", "ctx:step: step name: byte 2 (0xff) is not valid UTF-8"},
+        {"name_ctl", "ctx:step: step name: control character at byte 2"},
+        {"sig_utf8", "ctx:wait_signal: signal name: byte 2 (0xc0) is not valid UTF-8"},
+        {"sig_ctl", "ctx:wait_signal: signal name: control character at byte 2"},
+        {"sig_long", "ctx:wait_signal: signal name: must be 1 to 200 bytes, got 201"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        start1(e, refused[i].type, refused[i].type, NULL);
+    start1(e, "name200", "name200", NULL);
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        wait_end(e, refused[i].type);
+        assert_failed_with(e, refused[i].type, refused[i].error);
+    }
+    wait_end(e, "name200");
+    json_t *ev = history(e, "name200");
+    assert_int_equal(count_events(ev, "step_completed", NAME200), 1);
+    json_decref(ev);
+    /* The steps before the refused one ran; the refused one left no event. */
+    ev = history(e, "name201");
+    assert_int_equal(count_events(ev, "step_started", NULL), 1);
+    assert_int_equal(count_events(ev, "step_completed", "a"), 1);
+    json_decref(ev);
+    ev = history(e, "name_utf8");
+    assert_int_equal(count_events(ev, "step_completed", "caf\xc3\xa9 \xe2\x82\xac"), 1);
+    assert_int_equal(count_events(ev, "step_started", NULL), 1);
+    json_decref(ev);
+    ev = history(e, "sig_ctl");
+    assert_int_equal(count_events(ev, "timer_started", NULL), 0);
+    json_decref(ev);
+    assert_int_equal(calls(&e->h, "name201", "a"), 1);
+    eng_close(e);
+}
+
+/* Rewrites, in the store, the name of every event of run id that is
+ * named from to to: a history as an engine without the name checks wrote
+ * it (the engine is closed). */
+static void rename_events(env *e, const ls_id *id, const char *from, const char *to)
+{
+    ls_err err = {0};
+    ls_buf prefix = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    const void *key, *val;
+    size_t klen, vlen, renamed = 0;
+    ls_store_batch_t *b = NULL;
+    th_ok(ls_history_prefix(&prefix, id, &err), &err);
+    th_ok(ls_store_batch_new(&b, &err), &err);
+    th_ok(ls_store_iter_prefix(&it, e->d.st, prefix.ptr, prefix.len, 0, &err), &err);
+    ls_rc rc;
+    while ((rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, &err)) == LS_OK) {
+        ls_event ev;
+        th_ok(ls_event_decode(val, vlen, &ev, &err), &err);
+        if (ev.name_len != strlen(from) || memcmp(ev.name, from, ev.name_len) != 0) continue;
+        ev.name = to;
+        ev.name_len = strlen(to);
+        th_ok(ls_event_encode(&ev, &v, &err), &err);
+        ls_store_batch_put(b, key, klen, v.ptr, v.len);
+        renamed++;
+    }
+    assert_int_equal(rc, LS_ENOTFOUND);
+    ls_store_iter_free(it);
+    assert_true(renamed > 0);
+    th_ok(ls_store_write(e->d.st, b, LS_STORE_SYNC, &err), &err);
+    ls_store_batch_free(b);
+    ls_buf_free(&prefix);
+    ls_buf_free(&v);
+}
+
+/* A history recorded before names had limits (a step named with 300
+ * bytes, a wait with a timeout on a signal name that is not UTF-8) still
+ * replays: the checks apply where a name is first recorded. A new step
+ * with such a name in the same run is refused. */
+static void test_engine_names_recorded_before_replay(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    e->h.scripts = scripts_recorded;
+    eng_open(e, 1);
+    start1(e, "legacy", "lg-1", NULL);
+    start1(e, "legacy2", "lg-2", NULL);
+    json_decref(wait_waiting(e, "lg-1"));
+    json_decref(wait_waiting(e, "lg-2"));
+    ls_id ids[2];
+    ls_err err = {0};
+    th_ok(flow_lookup(e->f, "lg-1", 4, &ids[0], &err), &err);
+    th_ok(flow_lookup(e->f, "lg-2", 4, &ids[1], &err), &err);
+    eng_close(e);
+    for (int i = 0; i < 2; i++) {
+        rename_events(e, &ids[i], "a", NAME300);
+        rename_events(e, &ids[i], "signal:go", "signal:g\xffo");
+    }
+
+    e->h.scripts = scripts_upgraded;
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "lg-1");
+    wait_end(e, "lg-2");
+    json_t *r = results_of(e, "lg-1");
+    /* [the recorded result of the step now named NAME300, the wait's
+     * timeout, b] */
+    assert_int_equal(json_array_size(r), 3);
+    assert_string_equal(jstr(json_array_get(r, 0), "step"), "a"); /* replayed, not run again */
+    assert_string_equal(json_string_value(json_array_get(r, 1)), "timeout");
+    assert_string_equal(jstr(json_array_get(r, 2), "step"), "b");
+    json_decref(r);
+    assert_failed_with(e, "lg-2", "ctx:step: step name: must be 1 to 200 bytes, got 300");
+    json_t *ev = history(e, "lg-2");
+    assert_int_equal(count_events(ev, "step_started", NAME300), 1); /* the recorded one */
+    assert_int_equal(count_events(ev, "step_completed", "b"), 1);
+    json_decref(ev);
+    eng_close(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -3061,6 +3224,8 @@ int main(void)
         T(test_engine_concurrency_queue),
         T(test_engine_child_workflows),
         T(test_engine_child_wait_survives_restart),
+        T(test_engine_new_names_are_checked),
+        T(test_engine_names_recorded_before_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

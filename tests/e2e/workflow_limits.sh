@@ -3,7 +3,9 @@
 # End to end: the published limits (lodestoned --max-payload, --max-events,
 # --max-steps): a start, a signal or a step result over the payload limit,
 # a run past the events or steps limit; each refused or failed with an
-# error naming the limit and the option that raises it.
+# error naming the limit and the option that raises it. Step and signal
+# names a workflow chooses: at most 200 bytes of UTF-8 without control
+# characters, checked where they are first recorded.
 # usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -39,9 +41,58 @@ return workflow.define {
 }
 LUA
 
+# (line 4 and line 5: the calls a refusal names)
+cat > "$d/wf/named.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+local names = { big = string.rep("x", 1e7), long = string.rep("x", 201), ff = "a\255b", nul = "a\0b" }
+return workflow.define { name = "named", run = function(ctx, input)
+  local a = ctx:step(input.step and names[input.what] or "ok", function() return "a" end)
+  local b = input.signal and ctx:wait_signal(names[input.what], { timeout = input.timeout })
+  return { a, b }
+end }
+LUA
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
   --max-payload 1000 --max-events 40 --max-steps 12 || exit 1
 daemon=$E2E_DAEMON
+
+# ---- names a workflow chooses ----
+# A step name of 10 MB was recorded, in each of its events (the history
+# of such a run was 20 MB, its JSON too), under no limit: --max-payload
+# bounds payloads, not names. Bytes that are not UTF-8 showed as U+FFFD,
+# and a signal wait with a NUL in its name recorded a timer for its name
+# cut at the NUL.
+for what in big long ff nul; do
+  start named "{\"id\":\"n-$what\",\"input\":{\"step\":true,\"what\":\"$what\"}}"
+  result "n-$what"
+  check "a step name ($what) that is not 1 to 200 bytes of text fails the run" failed "$(j .status)"
+  err_n=$(j .error)
+  api GET "/v1/workflows/n-$what/history"
+  check "before anything is recorded" "0 true" \
+    "$(j '[.events[] | select(.type == "step_started")] | length') $([ ${#body} -lt 20000 ] && echo true)"
+  case $what in
+    big) want="ctx:step: step name: must be 1 to 200 bytes, got 10000000" ;;
+    long) want="ctx:step: step name: must be 1 to 200 bytes, got 201" ;;
+    ff) want="ctx:step: step name: byte 2 (0xff) is not valid UTF-8" ;;
+    nul) want="ctx:step: step name: control character at byte 2" ;;
+  esac
+  check_contains "naming the call, its line and what is wrong" "/named.lua:4: $want" "$err_n"
+done
+for what in ff nul; do
+  for timeout in none 1h; do
+    opt=; [ "$timeout" = none ] || opt=",\"timeout\":\"$timeout\""
+    start named "{\"id\":\"s-$what-$timeout\",\"input\":{\"signal\":true,\"what\":\"$what\"$opt}}"
+    result "s-$what-$timeout"
+    check "a signal wait on a name no signal can have ($what, timeout $timeout) fails the run" failed "$(j .status)"
+    check_contains "naming the call and its line" "/named.lua:5: ctx:wait_signal: signal name: " "$(j .error)"
+    api GET "/v1/workflows/s-$what-$timeout/history"
+    check "and records no timer" 0 "$(j '[.events[] | select(.type == "timer_started")] | length')"
+  done
+done
+start named '{"id":"n-ok","input":{}}'
+result n-ok
+check "a step with a name within the limit runs" 'completed ["a"]' "$(j '.status + " " + (.output | tostring)')"
+data_kb=$(du -sk "$data" | cut -f1)
+check "and the store did not grow by the names refused" true "$([ "$data_kb" -lt 5000 ] && echo true || echo false)"
 
 start big '{"id":"b-1","input":{"size":10}}'
 result b-1

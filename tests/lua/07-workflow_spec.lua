@@ -267,6 +267,7 @@ local function fake_rt(script)
   rt.input = function() return script.input or "null" end
   rt.step = function(_, name)
     note("step", rt.scope .. name)
+    if script.raises and script.raises[name] then error(script.raises[name], 0) end
     local r = script.steps and script.steps[name]
     if r then return (table.unpack or unpack)(r) end
     return "run", 1, "key-" .. name
@@ -292,6 +293,7 @@ local function fake_rt(script)
   end
   rt.wait_signal = function(_, name, ms)
     note("wait_signal", name, ms)
+    if script.raises and script.raises[name] then error(script.raises[name], 0) end
     local r = script.signals and script.signals[name]
     if r then return (table.unpack or unpack)(r) end
     return "wait"
@@ -451,6 +453,38 @@ describe("lodestone.workflow driver", function()
     -- the code's mistake: a retry would only repeat it
     assert.is_true(f.fatal)
     assert.equal("not_json", f.code)
+  end)
+
+  it("names where the call was when the engine refuses a step's or a signal's name", function()
+    local src = debug.getinfo(1, "S").short_src
+    local line
+    local raises = {
+      long = "ctx:step: step name: must be 1 to 200 bytes, got 201",
+      ["a\255"] = "ctx:wait_signal: signal name: byte 2 (0xff) is not valid UTF-8",
+      other = "run run-1: history reached the limit of 20 events (lodestoned --max-events)",
+    }
+    for _, case in ipairs {
+      { function(ctx)
+          line = debug.getinfo(1, "l").currentline + 1
+          local v = ctx:step("long", function() end)
+          return v
+        end, raises.long },
+      { function(ctx)
+          line = debug.getinfo(1, "l").currentline + 1
+          local v = ctx:wait_signal("a\255")
+          return v
+        end, raises["a\255"] },
+    } do
+      local rt = activate(workflow.define { name = "w", run = case[1] }, { raises = raises })
+      assert.is_nil(rt.output)
+      assert.equal(src .. ":" .. line .. ": " .. case[2], rt.error)
+    end
+    -- Other errors of the engine are raised as they are.
+    local def = workflow.define { name = "w", run = function(ctx)
+      local v = ctx:step("other", function() end)
+      return v
+    end }
+    assert.equal(raises.other, activate(def, { raises = raises }).error)
   end)
 
   it("refuses a step context used after its step ended", function()

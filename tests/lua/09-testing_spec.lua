@@ -825,6 +825,94 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  describe("limits on names", function()
+    local src = debug.getinfo(1, "S").short_src
+
+    it("refuses a new step whose name is over 200 bytes, not UTF-8 or holds a control character", function()
+      for _, case in ipairs {
+        { string.rep("x", 201), "ctx:step: step name: must be 1 to 200 bytes, got 201" },
+        { string.rep("x", 1e7), "ctx:step: step name: must be 1 to 200 bytes, got 10000000" },
+        { "a\255b", "ctx:step: step name: byte 2 (0xff) is not valid UTF-8" },
+        { "caf\195", "ctx:step: step name: byte 4 (0xc3) is not valid UTF-8" },
+        { "\237\160\128", "ctx:step: step name: byte 1 (0xed) is not valid UTF-8" }, -- a surrogate
+        { "a\0b", "ctx:step: step name: control character at byte 2" },
+        { "a\nb", "ctx:step: step name: control character at byte 2" },
+      } do
+        local line
+        local t = testing.run(define(function(ctx)
+          ctx:step("before", function() return 1 end)
+          line = debug.getinfo(1, "l").currentline + 1
+          local v = ctx:step(case[1], function() return 2 end)
+          return v
+        end))
+        assert.equal("failed", t.status)
+        assert.equal(src .. ":" .. line .. ": " .. case[2], t.error)
+        -- refused before anything was recorded
+        assert.same({ "before" }, t:steps())
+        assert.equal(1, #t:events("step_started"))
+        t:replay()
+      end
+      local t = testing.run(define(function(ctx)
+        local a = ctx:step(string.rep("x", 200), function() return 1 end)
+        local b = ctx:step("caf\195\169 \226\130\172 [x]", function() return 2 end)
+        return a + b
+      end))
+      assert.equal(3, t.output)
+    end)
+
+    it("refuses a new signal wait on a name no signal can have", function()
+      for _, case in ipairs {
+        { "g\192\175o", nil, "ctx:wait_signal: signal name: byte 2 (0xc0) is not valid UTF-8" },
+        { "g\1o", "1h", "ctx:wait_signal: signal name: control character at byte 2" },
+        { string.rep("s", 201), nil, "ctx:wait_signal: signal name: must be 1 to 200 bytes, got 201" },
+      } do
+        local line
+        local t = testing.run(define(function(ctx)
+          line = debug.getinfo(1, "l").currentline + 1
+          local v = ctx:wait_signal(case[1], { timeout = case[2] })
+          return v
+        end))
+        assert.equal(src .. ":" .. line .. ": " .. case[3], t.error)
+        assert.equal(0, #t:events("timer_started"))
+      end
+    end)
+
+    it("replays names recorded before they had limits, and refuses them in new steps", function()
+      local long = string.rep("n", 300)
+      local name, sig, again, line
+      local def = define(function(ctx)
+        local a = ctx:step(name, function() return "recorded" end)
+        local _, why = ctx:wait_signal(sig, { timeout = "1h" })
+        if again then
+          line = debug.getinfo(1, "l").currentline + 1
+          ctx:step(long, function() return "new" end)
+        end
+        return { a, why }
+      end)
+      for _, more in ipairs { false, true } do
+        name, sig, again = "a", "go", more
+        local t = testing.run(def)
+        assert.equal("signal", t.waiting.kind)
+        -- the history as an engine without the checks wrote it
+        for _, e in ipairs(t._events) do
+          if e.name == "a" then e.name = long end
+          if e.name == "signal:go" then e.name = "signal:g\255o" end
+        end
+        name, sig = long, "g\255o"
+        t:advance("1h")
+        if more then
+          assert.equal(src .. ":" .. line .. ": ctx:step: step name: must be 1 to 200 bytes, got 300", t.error)
+        else
+          assert.equal("completed", t.status)
+          assert.same({ "recorded", "timeout" }, t.output)
+        end
+        assert.equal(0, t:calls(long)) -- the recorded step replayed, the new one was refused
+        assert.equal(1, #t:events("step_started"))
+        t:replay()
+      end
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }

@@ -19,7 +19,7 @@ local json = core.json
 
 local E = {}
 
-local NAMEMAX = 200 -- LS_FLOW_NAMEMAX: signal names
+local NAMEMAX = 200 -- LS_FLOW_NAMEMAX: signal and step names
 local LOG_WARN = 3
 
 -- ---------------------------------------------------------------------
@@ -454,8 +454,72 @@ function Act:cancel_timer(m)
   self.replaying = false
 end
 
+-- The length of the valid UTF-8 sequence at byte i of s (native/core/
+-- json.c's utf8_seq: no overlongs, no surrogates, nothing past U+10FFFF),
+-- or 0.
+local function utf8_seq(s, i)
+  local c, lo, hi, n = s:byte(i), 0x80, 0xBF, nil
+  if c < 0x80 then return 1 end
+  if c >= 0xC2 and c <= 0xDF then n = 2
+  elseif c == 0xE0 then n, lo = 3, 0xA0
+  elseif (c >= 0xE1 and c <= 0xEC) or c == 0xEE or c == 0xEF then n = 3
+  elseif c == 0xED then n, hi = 3, 0x9F
+  elseif c == 0xF0 then n, lo = 4, 0x90
+  elseif c >= 0xF1 and c <= 0xF3 then n = 4
+  elseif c == 0xF4 then n, hi = 4, 0x8F
+  else return 0 end
+  if #s - i + 1 < n then return 0 end
+  local c1 = s:byte(i + 1)
+  if c1 < lo or c1 > hi then return 0 end
+  for k = i + 2, i + n - 1 do
+    local b = s:byte(k)
+    if b < 0x80 or b > 0xBF then return 0 end
+  end
+  return n
+end
+
+-- native/flow/engine.c's flow_check_text: the message for a name kept in
+-- history that is not at most max bytes of UTF-8 without control
+-- characters, or nil.
+local function text_problem(what, s, max)
+  if #s > max then return string.format("%s: at most %d bytes, got %d", what, max, #s) end
+  local i = 1
+  while i <= #s do
+    local c = s:byte(i)
+    if c < 0x20 then return string.format("%s: control character at byte %d", what, i) end
+    local n = utf8_seq(s, i)
+    if n == 0 then return string.format("%s: byte %d (0x%02x) is not valid UTF-8", what, i, c) end
+    i = i + n
+  end
+  return nil
+end
+
+-- act.c's check_step_name: a new step's name.
+local function step_name_problem(name)
+  if #name == 0 or #name > NAMEMAX then
+    return string.format("ctx:step: step name: must be 1 to %d bytes, got %d", NAMEMAX, #name)
+  end
+  local p = text_problem("step name", name, NAMEMAX)
+  return p and "ctx:step: " .. p
+end
+
 local function final_message(name, attempt, err)
   return string.format('step "%s" failed on attempt %d: %s', name, attempt, err or "")
+end
+
+-- Whether the next command record that history holds (the one
+-- Cursor:next would match) is a kind ("step" or "timer") named name: a
+-- name the limits refuse, recorded before they existed, replays.
+function Act:recorded_next(kind, name)
+  local seq = self.cur:peek()
+  if seq == 0 then return false end
+  for _, e in ipairs(self.cur.ev) do
+    if e.seq == seq then
+      local k = (e.type == "timer_started" and "timer") or (KIND[e.type] == "step" and "step") or nil
+      return k == kind and e.name == name
+    end
+  end
+  return false
 end
 
 function Act:step(name)
@@ -464,9 +528,14 @@ function Act:step(name)
     error(string.format('step name "%s": names starting with [N.N] are reserved for parallel branches',
       name:sub(1, 60)), 0)
   end
+  local own = name -- as the code gave it, without the scope
   name = self:scoped(name)
   local cs = self:cancel_due()
   if cs and self:cancel_before_record(cs) then return self:deliver_cancel(true) end
+  -- a new step's name is checked before it is recorded (one that history
+  -- holds replays), from history alone
+  local bad = step_name_problem(own)
+  if bad and not self:recorded_next("step", name) then error(bad, 0) end
   local m = self:next("step", name)
   if m == nil then
     local command = self.cur.commands + self.new_commands + 1
@@ -606,8 +675,11 @@ end
 function Act:wait_signal(name, timeout_ms)
   self:check_sticky()
   if #name == 0 or #name > NAMEMAX then
-    error(string.format("signal name: must be 1 to %d bytes, got %d", NAMEMAX, #name), 0)
+    error(string.format("ctx:wait_signal: signal name: must be 1 to %d bytes, got %d", NAMEMAX, #name), 0)
   end
+  -- a new wait's name must be one a signal can have (act.c's check_signal_name)
+  local bad = text_problem("signal name", name, NAMEMAX)
+  bad = bad and "ctx:wait_signal: " .. bad
   if self.scope ~= "" then
     error("ctx:wait_signal cannot be used in a ctx:all branch (which branch takes a signal " ..
       "would depend on timing): wait before or after it", 0)
@@ -620,6 +692,12 @@ function Act:wait_signal(name, timeout_ms)
       if s then return "done", s.last.payload end
       return self:deliver_cancel(true)
     end
+    if bad then
+      -- only a signal sent before the API checked names can end it
+      local s = cur:take_signal(name, math.huge)
+      if s == nil then error(bad, 0) end
+      return "done", s.last.payload
+    end
     local m = self:next("signal", name)
     if m then return "done", m.last.payload end
     self:suspend("signal", name, 0, 0)
@@ -628,6 +706,7 @@ function Act:wait_signal(name, timeout_ms)
   -- with a timeout: a timer "signal:NAME" whose record says which came first
   local tname = "signal:" .. name
   if cs and self:cancel_before_record(cs) then return self:deliver_cancel(true) end
+  if bad and not self:recorded_next("timer", tname) then error(bad, 0) end
   local m = self:next("timer", tname)
   local now = self.t.now_ms
   if m == nil then

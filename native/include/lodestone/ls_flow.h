@@ -353,7 +353,10 @@ typedef struct {
 /* ctx:step(name): replays the step or tells the runner to run it. On DONE
  * out holds the result (JSON), on FAILED the error message, on CANCELLED
  * the cancel reason. Errors:
- * LS_ENONDET (history holds another command here), others. */
+ * LS_ENONDET (history holds another command here), LS_EINVAL for a name
+ * of a new step that is not 1 to 200 bytes of UTF-8 without control
+ * characters ("ctx:step: step name: ..."; a step that history holds
+ * replays whatever its name), others. */
 LS_API ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen,
                               ls_flow_step_info *info, ls_buf *out, ls_err *err);
 
@@ -393,7 +396,11 @@ LS_API ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nl
 LS_API ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls_err *err);
 
 /* ctx:wait_signal(name, timeout_ms; < 0: none): DONE with the payload
- * (JSON) in out, WAIT, TIMEOUT, or CANCELLED (reason in out). */
+ * (JSON) in out, WAIT, TIMEOUT, or CANCELLED (reason in out). LS_EINVAL
+ * ("ctx:wait_signal: signal name: ...") for a name that is not 1 to 200
+ * bytes, or, when the wait is not already decided by history, for one
+ * that no signal could have (not UTF-8, or with a control character: the
+ * API refuses such names). */
 LS_API ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen,
                                      int64_t timeout_ms, ls_flow_outcome *outcome, ls_buf *out,
                                      ls_err *err);
