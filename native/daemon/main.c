@@ -44,6 +44,7 @@ static const char usage[] =
     "  --max-payload BYTES largest input, step result, output or signal (default 1048576)\n"
     "  --max-events N      events in one run's history (default 50000)\n"
     "  --max-steps N       steps one run may complete (default 10000)\n"
+    "  --max-depth N       how deep child runs may nest (default 32)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  --retention DUR     keep finished runs this long, then delete them (default 7d;\n"
     "                      \"forever\" or 0 keeps them); workflow.define{retention} per type\n"
@@ -105,6 +106,7 @@ static const struct {
     {"--max-payload", 1},
     {"--max-events", 1},
     {"--max-steps", 1},
+    {"--max-depth", 1},
     {"--retention", 1},
     {"--retention-interval", 1},
     {"--retention-batch", 1},
@@ -361,7 +363,7 @@ int main(int argc, char **argv)
     unsigned long workers = 8, http_threads = default_http_threads(), grace_s = 10,
                   body_limit = 1 << 20;
     int nosync = 0;
-    unsigned long max_payload = 0, max_events = 0, max_steps = 0;
+    unsigned long max_payload = 0, max_events = 0, max_steps = 0, max_depth = 0;
     int64_t retention_ms = 0, retention_interval_ms = 0;
     unsigned long retention_batch = 0;
     ls_err err;
@@ -413,6 +415,9 @@ int main(int argc, char **argv)
         } else if (strcmp(o, "--max-steps") == 0) {
             if (parse_uint(v, 100000000UL, &max_steps) || max_steps < 1)
                 return die("--max-steps: expected 1 to 100000000, got \"%s\"", v);
+        } else if (strcmp(o, "--max-depth") == 0) {
+            if (parse_uint(v, 1000, &max_depth) || max_depth < 1)
+                return die("--max-depth: expected 1 to 1000, got \"%s\"", v);
         } else if (strcmp(o, "--retention") == 0) {
             if (parse_retention(v, &retention_ms, &err) != 0) return die("%s", ls_err_text(&err));
         } else if (strcmp(o, "--retention-interval") == 0) {
@@ -518,6 +523,7 @@ int main(int argc, char **argv)
                        .max_payload = max_payload,
                        .max_events = max_events,
                        .max_steps = max_steps,
+                       .max_depth = (unsigned)max_depth,
                        .log = lsd_log_sink,
                        .retention_ms = retention_ms,
                        .retention_interval_ms = retention_interval_ms,

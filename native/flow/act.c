@@ -1437,6 +1437,26 @@ const char *ls_flow_act_branch_of(const ls_flow_act *a)
     return a->r->branch;
 }
 
+/* A run at the depth limit starts a child: a limit crossed, as past
+ * --max-events, so the run fails (a workflow that starts itself without
+ * end would otherwise fill the store, faster than a cancel of its first
+ * run can follow it down the chain). */
+static ls_rc too_deep(ls_flow_act *a, const char *type, size_t tlen, int branch, unsigned depth,
+                      ls_err *err)
+{
+    char what[160];
+    if (branch)
+        snprintf(what, sizeof what, "a ctx:all branch run");
+    else
+        snprintf(what, sizeof what, "child workflow \"%.*s\"", (int)(tlen > 100 ? 100 : tlen),
+                 type);
+    return ls_err_set(err, LS_EINVAL,
+                      "run %s cannot start %s: it is nested %s%u deep, the limit of nested "
+                      "runs (lodestoned --max-depth); does a workflow start itself without end?",
+                      a->r->name, what, depth > a->f->o.max_depth ? "over " : "",
+                      a->f->o.max_depth);
+}
+
 static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const char *id,
                          size_t idlen, const char *input, size_t ilen, int detached,
                          const char *branch, size_t blen, ls_buf *child, ls_err *err)
@@ -1450,13 +1470,19 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
     rc = next(a, LS_CMD_CHILD, cname, clen, &m, err);
     if (rc == LS_OK) return ls_buf_set(child, id, idlen, err); /* started before */
     if (rc != LS_ENOTFOUND) return rc;
+    unsigned depth;
+    if ((rc = flow_run_depth(a->f, a->r, a->f->o.max_depth, &depth, err)) != LS_OK)
+        return fail_sticky(a, rc, err);
+    if (depth >= a->f->o.max_depth)
+        return fail_sticky(a, too_deep(a, type, tlen, branch != NULL, depth, err), err);
     flow_parent parent = {.id = &a->r->id,
                           .name = a->r->name,
                           .detached = detached,
                           .branch = branch,
                           .blen = blen,
                           .fork = a->r->last_seq,
-                          .version = a->r->version};
+                          .version = a->r->version,
+                          .depth = depth};
     /* Its history is this run's written part: nothing may be queued but
      * the starts of the section's other branches. */
     if (branch && (a->new_events != a->forks || a->custom_queued))

@@ -570,6 +570,7 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     if (f->o.max_payload == 0) f->o.max_payload = LS_FLOW_MAX_PAYLOAD;
     if (f->o.max_events == 0) f->o.max_events = LS_FLOW_MAX_EVENTS;
     if (f->o.max_steps == 0) f->o.max_steps = LS_FLOW_MAX_STEPS;
+    if (f->o.max_depth == 0) f->o.max_depth = LS_FLOW_MAX_DEPTH;
     flow_retention_init(f);
     f->st.workers = f->nworkers;
     f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
@@ -1534,6 +1535,8 @@ ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *pare
     r->last_seq = r->fork = parent->fork;
     r->has_parent = 1;
     r->parent = *parent->id;
+    r->depth = parent->depth + 1;
+    r->depth_known = 1;
     ls_buf version = {(unsigned char *)r->version, strlen(r->version), 0};
     pthread_mutex_lock(&f->mu);
     if (type_stat(f, r->type) == NULL) rc = ls_err_set(err, LS_ENOMEM, "start: out of memory");
@@ -1578,6 +1581,26 @@ static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *e
     ls_buf_free(&k);
     ls_buf_free(&v);
     return rc;
+}
+
+ls_rc flow_run_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *depth, ls_err *err)
+{
+    if (!r->depth_known) {
+        /* A run recovered from the store (or started before depths were
+         * kept): its parent links, up to the first run or past cap. */
+        unsigned d = 0;
+        ls_id up = r->parent;
+        ls_rc rc = r->has_parent ? LS_OK : LS_ENOTFOUND;
+        while (rc == LS_OK && d <= cap) {
+            d++;
+            rc = read_parent(f, &up, &up, err);
+        }
+        if (rc != LS_OK && rc != LS_ENOTFOUND) return rc;
+        r->depth = d;
+        r->depth_known = 1;
+    }
+    *depth = r->depth > cap ? cap + 1 : r->depth;
+    return LS_OK;
 }
 
 /* LS_ENOTFOUND naming the known types. */
@@ -1876,6 +1899,8 @@ static ls_rc start_begin(ls_flow_t *f, const char *type, size_t tlen, const char
     if (rc == LS_OK && *out && parent) {
         (*out)->r->has_parent = 1;
         (*out)->r->parent = *parent->id;
+        (*out)->r->depth = parent->depth + 1;
+        (*out)->r->depth_known = 1;
     }
     ls_buf_free(&in);
     return rc;

@@ -115,6 +115,8 @@ typedef struct flow_run {
     int unhold;     /* admitted: its next write clears the held mark */
     int has_parent; /* a child workflow: its end goes to its parent's inbox */
     ls_id parent;
+    unsigned depth;         /* runs above it (0: started by no run), once depth_known */
+    int depth_known;        /* (flow_run_depth: known at its start, else read once) */
     char *branch;           /* a branch run: the ctx:all branch it runs ("[1.2]"), else NULL */
     uint64_t fork;          /* ... and the last of its events copied from its parent */
     struct flow_run *hnext; /* run table chain */
@@ -195,6 +197,7 @@ typedef struct flow_worker {
 #define LS_FLOW_MAX_PAYLOAD (1u << 20)
 #define LS_FLOW_MAX_EVENTS  50000u
 #define LS_FLOW_MAX_STEPS   10000u
+#define LS_FLOW_MAX_DEPTH   32u
 
 struct ls_flow {
     ls_flow_opts o; /* the limits filled in with their defaults */
@@ -373,6 +376,7 @@ typedef struct {
     size_t blen;
     uint64_t fork;
     const char *version;
+    unsigned depth; /* the parent's (flow_run_depth): its child is one deeper */
 } flow_parent;
 /* ls_flow_start, for a child run when parent is not NULL (the parent link
  * is written with the start). A child's name that exists as a run that is
@@ -422,6 +426,13 @@ ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
  * step's, who cancelled): at most max bytes of UTF-8 without control
  * characters; LS_EINVAL saying "what: ..." otherwise (engine.c). */
 ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err);
+/* How many runs are above run r (its parent, its parent's parent...; 0
+ * for a run no run started), into *depth: once known (set at its start,
+ * else read from the parent links, at most cap + 1 of them) it is kept
+ * in r. Past cap the answer is cap + 1, whatever the true depth: a caller
+ * that only compares it with cap reads no more links than that. Only the
+ * thread that holds r calls it (engine.c). */
+ls_rc flow_run_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *depth, ls_err *err);
 
 /* The results cache (results.h): ls_flow_result's answer for runs that
  * completed while a long poll watched them. Outputs larger than

@@ -145,6 +145,9 @@ static const script scripts_main[] = {
     {"sig_utf8", {SIGNAL("g\xc0\xafo", -1), COMPLETE}},
     {"sig_ctl", {SIGNAL("g\x01o", 60000), COMPLETE}},
     {"sig_long", {SIGNAL(NAME201, -1), COMPLETE}},
+    /* a workflow that starts itself, without end */
+    {"deep", {CHILD("deep"), COMPLETE}},
+    {"deep_fan", {CHILD("fan"), COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -158,17 +161,37 @@ static const script scripts_main[] = {
 static const script scripts_edited[] = {
     {"v1", {STEP("x"), SLEEP(300), STEP("b"), COMPLETE}}, {"v2", {COMPLETE}}, {NULL, {{0}}}};
 
-/* Runs recorded before names had limits: the histories of
+/* Runs recorded before names and depths had limits: the histories of
  * "legacy" and "legacy2" are recorded with scripts_recorded, then its names are
  * rewritten in the store (rename_events) to ones the engine refuses now,
- * and it goes on with scripts_upgraded, whose code asks for those names. */
+ * and it goes on with scripts_upgraded, whose code asks for those names.
+ * The chains c0 > c1 > c2 > c3 and k0 > ... > k3 are recorded under a
+ * high --max-depth and go on under a low one. */
 static const script scripts_recorded[] = {
     {"legacy", {STEP("a"), SIGNAL("go", 300), STEP("b"), COMPLETE}},
     {"legacy2", {STEP("a"), SIGNAL("go", 300), STEP("b"), COMPLETE}},
+    {"c0", {CHILD("c1"), COMPLETE}},
+    {"c1", {CHILD("c2"), COMPLETE}},
+    {"c2", {CHILD("c3"), COMPLETE}},
+    {"c3", {SLEEP(300), STEP("a"), COMPLETE}},
+    {"k0", {CHILD("k1"), COMPLETE}},
+    {"k1", {CHILD("k2"), COMPLETE}},
+    {"k2", {CHILD("k3"), COMPLETE}},
+    {"k3", {SLEEP(300), CHILD("three"), COMPLETE}},
+    {"three", {STEP("a"), STEP("b"), STEP("c"), COMPLETE}},
     {NULL, {{0}}}};
 static const script scripts_upgraded[] = {
     {"legacy", {STEP(NAME300), SIGNAL("g\xffo", 300), STEP("b"), COMPLETE}},
     {"legacy2", {STEP(NAME300), SIGNAL("g\xffo", 300), STEP("b"), STEP(NAME300), COMPLETE}},
+    {"c0", {CHILD("c1"), COMPLETE}},
+    {"c1", {CHILD("c2"), COMPLETE}},
+    {"c2", {CHILD("c3"), COMPLETE}},
+    {"c3", {SLEEP(300), STEP("a"), COMPLETE}},
+    {"k0", {CHILD("k1"), COMPLETE}},
+    {"k1", {CHILD("k2"), COMPLETE}},
+    {"k2", {CHILD("k3"), COMPLETE}},
+    {"k3", {SLEEP(300), CHILD("three"), COMPLETE}},
+    {"three", {STEP("a"), STEP("b"), STEP("c"), COMPLETE}},
     {NULL, {{0}}}};
 
 #define FAST_RETRY "{\"initial_interval\":\"10ms\",\"max_attempts\":3,\"jitter\":0}"
@@ -711,7 +734,8 @@ typedef struct {
     ls_flow_t *f;
     harness h;
     th_clock fc;
-    int frozen; /* engines use fc, not the system clock */
+    int frozen;         /* engines use fc, not the system clock */
+    unsigned max_depth; /* the engine's (0: its default) */
 } env;
 
 /* From now on engines of e use a clock stopped at the present (th_clock:
@@ -754,6 +778,7 @@ static void eng_open(env *e, int run)
                       .runner = &runner,
                       .runner_ud = &e->h,
                       .workers = 4,
+                      .max_depth = e->max_depth,
                       .log = on_log,
                       .log_ud = &e->h};
     assert_null(e->f);
@@ -3048,7 +3073,16 @@ static void test_engine_child_wait_survives_restart(void **state)
     eng_close(e);
 }
 
-/* ---- names: limits on what a run's code asks for ---- */
+/* ---- names and depths: limits on what a run's code asks for ---- */
+
+/* The name of the first child run started by run (history). */
+static void first_child(env *e, const char *run, char out[128])
+{
+    json_t *ev = history(e, run);
+    assert_int_equal(count_events(ev, "child_started", NULL), 1);
+    snprintf(out, 128, "%s", jstr(nth_event(ev, "child_started", NULL, 0), "name"));
+    json_decref(ev);
+}
 
 static void assert_failed_with(env *e, const char *run, const char *error)
 {
@@ -3056,6 +3090,19 @@ static void assert_failed_with(env *e, const char *run, const char *error)
     assert_string_equal(jstr(d, "status"), "failed");
     assert_string_equal(jstr(d, "error"), error);
     json_decref(d);
+}
+
+/* How many runs of type the engine lists. */
+static size_t runs_of(env *e, const char *type)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(ls_flow_list(e->f, NULL, type, 1000, NULL, &out, &err), &err);
+    json_t *j = parse_buf(&out);
+    ls_buf_free(&out);
+    size_t n = json_array_size(json_object_get(j, "runs"));
+    json_decref(j);
+    return n;
 }
 
 /* Step and signal names are at most 200 bytes of UTF-8 text without
@@ -3183,6 +3230,123 @@ static void test_engine_names_recorded_before_replay(void **state)
     eng_close(e);
 }
 
+/* A workflow that starts itself without end stops at --max-depth: the run
+ * at the limit fails when it starts a child (or a ctx:all branch run),
+ * naming the limit, and each run above it fails as a child's failure
+ * fails its parent. (It started runs without end, thousands a second,
+ * and a terminate of the first run did not catch up with the newest.) */
+static void test_engine_child_depth_limit(void **state)
+{
+    env *e = *state;
+    e->max_depth = 3;
+    eng_open(e, 1);
+    start1(e, "deep", "d-1", NULL);
+    wait_end(e, "d-1");
+    char run[128] = "d-1", child[128];
+    for (int depth = 0; depth < 3; depth++) {
+        first_child(e, run, child);
+        wait_end(e, child);
+        json_t *d = describe(e, run);
+        assert_string_equal(jstr(d, "status"), "failed");
+        assert_non_null(strstr(jstr(d, "error"), "child workflow"));
+        json_decref(d);
+        snprintf(run, sizeof run, "%s", child);
+    }
+    /* run is at depth 3 */
+    json_t *ev = history(e, run);
+    assert_int_equal(count_events(ev, "child_started", NULL), 0);
+    json_decref(ev);
+    char want[512];
+    snprintf(want, sizeof want,
+             "run %s cannot start child workflow \"deep\": it is nested 3 deep, the limit of "
+             "nested runs (lodestoned --max-depth); does a workflow start itself without end?",
+             run);
+    assert_failed_with(e, run, want);
+    assert_int_equal(runs_of(e, "deep"), 4);
+    eng_close(e);
+
+    /* A branch run is a level too. */
+    e->max_depth = 1;
+    eng_open(e, 1);
+    start1(e, "deep_fan", "df-1", NULL);
+    wait_end(e, "df-1");
+    first_child(e, "df-1", child);
+    snprintf(want, sizeof want,
+             "run %s cannot start a ctx:all branch run: it is nested 1 deep, the limit of nested "
+             "runs (lodestoned --max-depth); does a workflow start itself without end?",
+             child);
+    assert_failed_with(e, child, want);
+    ev = history(e, child);
+    assert_int_equal(count_events(ev, "child_started", NULL), 0);
+    assert_int_equal(calls(&e->h, child, "a"), 1); /* its code ran up to the section */
+    json_decref(ev);
+    eng_close(e);
+}
+
+/* Waits until a run of type exists and waits (on a timer), and puts its
+ * name into out. */
+static void sleeping_run_of(env *e, const char *type, char out[128])
+{
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        ls_buf b = LS_BUF_INIT;
+        ls_err err = {0};
+        th_ok(ls_flow_list(e->f, NULL, type, 10, NULL, &b, &err), &err);
+        json_t *j = parse_buf(&b);
+        ls_buf_free(&b);
+        json_t *r = json_array_get(json_object_get(j, "runs"), 0);
+        if (r) {
+            snprintf(out, 128, "%s", jstr(r, "id"));
+            json_decref(j);
+            json_decref(wait_waiting(e, out));
+            return;
+        }
+        json_decref(j);
+        th_nap_ms(2);
+    }
+    fail_msg("no run of type %s", type);
+}
+
+/* Chains recorded under a higher --max-depth go on under a lower one: a
+ * child start that history holds replays at any depth, and only a new
+ * child of a run at or past the limit is refused (its depth read from the
+ * parent links the store holds, the engine having restarted). */
+static void test_engine_depth_recorded_before_replays(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    e->h.scripts = scripts_recorded;
+    e->max_depth = 10;
+    eng_open(e, 1);
+    start1(e, "c0", "c-0", NULL);
+    start1(e, "k0", "k-0", NULL);
+    char c2[128], c3[128], k3[128];
+    sleeping_run_of(e, "c3", c3);
+    sleeping_run_of(e, "k3", k3);
+    eng_close(e);
+
+    e->h.scripts = scripts_upgraded;
+    e->max_depth = 2;
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "c-0");
+    wait_end(e, "k-0");
+    char st[32];
+    assert_string_equal(status_of(e, "c-0", st), "completed");
+    assert_string_equal(status_of(e, c3, st), "completed");
+    first_child(e, "c-0", c2); /* c1 */
+    first_child(e, c2, c2);    /* c2, at depth 2: its recorded child start replayed */
+    assert_string_equal(status_of(e, c2, st), "completed");
+    char want[512];
+    snprintf(want, sizeof want,
+             "run %s cannot start child workflow \"three\": it is nested over 2 deep, the limit "
+             "of nested runs (lodestoned --max-depth); does a workflow start itself without end?",
+             k3);
+    assert_failed_with(e, k3, want);
+    assert_string_equal(status_of(e, "k-0", st), "failed");
+    assert_int_equal(runs_of(e, "three"), 0);
+    eng_close(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -3226,6 +3390,8 @@ int main(void)
         T(test_engine_child_wait_survives_restart),
         T(test_engine_new_names_are_checked),
         T(test_engine_names_recorded_before_replay),
+        T(test_engine_child_depth_limit),
+        T(test_engine_depth_recorded_before_replays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

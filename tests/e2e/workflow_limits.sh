@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # End to end: the published limits (lodestoned --max-payload, --max-events,
-# --max-steps): a start, a signal or a step result over the payload limit,
-# a run past the events or steps limit; each refused or failed with an
-# error naming the limit and the option that raises it. Step and signal
-# names a workflow chooses: at most 200 bytes of UTF-8 without control
-# characters, checked where they are first recorded.
+# --max-steps, --max-depth): a start, a signal or a step result over the
+# payload limit, a run past the events or steps limit, a workflow that
+# starts itself without end; each refused or failed with an error naming
+# the limit and the option that raises it. Step and signal names a
+# workflow chooses: at most 200 bytes of UTF-8 without control characters,
+# checked where they are first recorded (a chain recorded under a higher
+# --max-depth still ends).
 # usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -51,8 +53,31 @@ return workflow.define { name = "named", run = function(ctx, input)
   return { a, b }
 end }
 LUA
+cat > "$d/wf/rec.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "rec", run = function(ctx, n)
+  n = n or 0
+  local v = ctx:child("rec", n + 1)
+  return v
+end }
+LUA
+cat > "$d/wf/chain.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "chain", run = function(ctx, n)
+  if n == 4 then return ctx:wait_signal("go") end
+  local v = ctx:child("chain", n + 1, { id = ctx.id .. "-" .. (n + 1) })
+  return v
+end }
+LUA
+
+# --max-depth takes 1 to 1000.
+for v in 0 1001 x; do
+  out=$(timeout 20 "$build/bin/lodestoned" --data "$d/data-bad" --workflows "$d/wf" --max-depth "$v" 2>&1)
+  check "--max-depth $v stops lodestoned (exit 2)" "2 lodestoned: --max-depth: expected 1 to 1000, got \"$v\"" "$? $out"
+done
+
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
-  --max-payload 1000 --max-events 40 --max-steps 12 || exit 1
+  --max-payload 1000 --max-events 40 --max-steps 12 --max-depth 3 || exit 1
 daemon=$E2E_DAEMON
 
 # ---- names a workflow chooses ----
@@ -94,6 +119,19 @@ check "a step with a name within the limit runs" 'completed ["a"]' "$(j '.status
 data_kb=$(du -sk "$data" | cut -f1)
 check "and the store did not grow by the names refused" true "$([ "$data_kb" -lt 5000 ] && echo true || echo false)"
 
+# ---- a workflow that starts itself ----
+# It started about 3,000 runs a second without end, and a terminate of its
+# first run never caught up with the newest.
+start rec '{"id":"r-1"}'
+result r-1
+check "a workflow that starts itself fails" failed "$(j .status)"
+api GET '/v1/workflows?type=rec&limit=100'
+check "after --max-depth 3 runs below the first" 4 "$(j '.runs | length')"
+deepest=$(j '[.runs[] | select(.error | test("max-depth"))][0].id')
+check "the deepest names the limit and the option" \
+  "run $deepest cannot start child workflow \"rec\": it is nested 3 deep, the limit of nested runs (lodestoned --max-depth); does a workflow start itself without end?" \
+  "$(j "[.runs[] | select(.id == \"$deepest\")][0].error")"
+
 start big '{"id":"b-1","input":{"size":10}}'
 result b-1
 check "under the limits a run completes" "completed xxxxxxxxxx" "$(j '.status + " " + .output')"
@@ -120,6 +158,25 @@ start many '{"id":"m-2","input":{"n":15}}'
 result m-2
 check "a run past --max-steps fails" failed "$(j .status)"
 check_contains "naming the limit" "12 steps completed, the limit of steps per run (lodestoned --max-steps)" "$(j .error)"
+e2e_stop "$daemon" 10
+
+# A chain of 5 runs (depth 0 to 4) recorded under --max-depth 10 ...
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
+  --max-depth 10 || exit 1
+daemon=$E2E_DAEMON
+start chain '{"id":"c","input":0}'
+poll 100 waiting_for c-1-2-3-4 signal
+check "a chain of runs 4 deep under a higher limit" "signal go" "$(j '.waiting.kind + " " + .waiting.name')"
+e2e_stop "$daemon" 10
+
+# ... goes on under --max-depth 2: children that history holds are not
+# checked again.
+e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \
+  --max-depth 2 || exit 1
+daemon=$E2E_DAEMON
+api POST /v1/workflows/c-1-2-3-4/signals/go --data-binary '"went on"'
+result c
+check "and completes under a lower one" 'completed went on' "$(j '.status + " " + .output')"
 e2e_stop "$daemon" 10
 
 e2e_lodestoned "$sock" "$d/daemon.log" --data "$data" --workflows "$d/wf" --workers 2 \

@@ -825,7 +825,7 @@ describe("lodestone.testing", function()
     end)
   end)
 
-  describe("limits on names", function()
+  describe("limits on names and nesting", function()
     local src = debug.getinfo(1, "S").short_src
 
     it("refuses a new step whose name is over 200 bytes, not UTF-8 or holds a control character", function()
@@ -910,6 +910,28 @@ describe("lodestone.testing", function()
         assert.equal(1, #t:events("step_started"))
         t:replay()
       end
+    end)
+
+    it("stops a workflow that starts itself at 32 runs deep (lodestoned --max-depth's default)", function()
+      local rec = workflow.define { name = "rec", run = function(ctx, n)
+        n = n or 0
+        local v = ctx:child("rec", n + 1)
+        return v
+      end }
+      local t = testing.run(rec)
+      assert.equal("failed", t.status)
+      local deepest, chain = t, { t.id }
+      while #deepest:events("child_started") > 0 do
+        deepest = deepest:child(deepest:events("child_started")[1].name)
+        chain[#chain + 1] = deepest.id
+      end
+      assert.equal(33, #chain) -- the first run and 32 below it
+      assert.equal("run " .. deepest.id .. ' cannot start child workflow "rec": it is nested 32 deep, the ' ..
+        "limit of nested runs (lodestoned --max-depth); does a workflow start itself without end?",
+        deepest.error)
+      assert.equal("failed", deepest.status)
+      assert.matches("^child workflow run%-1%-c1 failed: child workflow run%-1%-c1%-c1 failed: ", t.error)
+      t:replay()
     end)
   end)
 

@@ -20,6 +20,7 @@ local json = core.json
 local E = {}
 
 local NAMEMAX = 200 -- LS_FLOW_NAMEMAX: signal and step names
+local MAX_DEPTH = 32 -- LS_FLOW_MAX_DEPTH: lodestoned --max-depth's default
 local LOG_WARN = 3
 
 -- ---------------------------------------------------------------------
@@ -757,6 +758,21 @@ function Act:side_effect(kind, value)
   return m.last.payload
 end
 
+-- act.c's start_child: a run at the depth limit cannot start a child (a
+-- limit crossed: the run fails).
+function Act:check_depth(what)
+  local depth, r = 0, self.t._parent
+  while r ~= nil and depth <= MAX_DEPTH do
+    depth, r = depth + 1, r._parent
+  end
+  if depth < MAX_DEPTH then return end
+  local msg = string.format("run %s cannot start %s: it is nested %s%d deep, the limit of nested " ..
+    "runs (lodestoned --max-depth); does a workflow start itself without end?", self.t.id, what,
+    depth > MAX_DEPTH and "over " or "", MAX_DEPTH)
+  self:fail_sticky(msg, false)
+  error(msg, 0)
+end
+
 -- rt.child_start(act, type, input, id|nil, detached) -> the child's id.
 -- Without an id the child is named after the parent and the command's
 -- position ("ID-cN"). The run starts the child through
@@ -772,6 +788,7 @@ function Act:child_start(wtype, input, id, detached)
   local ev = { type = "child_started", name = cname, payload = json.encode({ type = wtype }),
                detached = detached and true or nil }
   if self.verify then self:put_event(ev) end -- a replay check starts nothing
+  self:check_depth(string.format('child workflow "%s"', wtype:sub(1, 100)))
   local ok, err = self.t:_start_child(wtype, id, input, detached)
   if not ok then error("child workflow: " .. err, 0) end
   self:put_event(ev)
@@ -799,6 +816,7 @@ function Act:branch_start(scope)
   if m then return id end -- started before
   local ev = { type = "child_started", name = cname, payload = json.encode({ type = self.t.type }) }
   if not self.verify then
+    self:check_depth("a ctx:all branch run")
     local ok, err = self.t:_start_branch(id, scope, self.fork or #self.t._events)
     if not ok then error("child workflow: " .. err, 0) end
   end

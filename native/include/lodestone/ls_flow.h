@@ -114,6 +114,7 @@ typedef struct {
     size_t max_payload;  /* bytes of an input, step result, output, signal (1 MiB) */
     uint64_t max_events; /* events in a run's history (50,000) */
     uint64_t max_steps;  /* steps a run may start (10,000) */
+    unsigned max_depth;  /* how deep runs nest (32): ls_flow_act_child_start */
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;
@@ -410,7 +411,11 @@ LS_API ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nl
  * id is the one given, else derived from this run's id and the command's
  * position. Errors of the start (an unknown type, a bad input; LS_ESTATE
  * when the id names a run that is not this run's child) are returned. A
- * child that is not detached is cancelled when this run ends first. */
+ * child that is not detached is cancelled when this run ends first.
+ * Runs nest at most opts.max_depth deep (a run no run started is at depth
+ * 0, its children at 1...; branch runs count too): a new child of a run at
+ * that depth is refused with LS_EINVAL naming the limit, and the run's
+ * calls all fail from then on (it ends failed), as past max_events. */
 LS_API ls_rc ls_flow_act_child_start(ls_flow_act *a, const char *type, size_t tlen, const char *id,
                                      size_t idlen, const char *input, size_t ilen, int detached,
                                      ls_buf *child, ls_err *err);
