@@ -21,21 +21,17 @@
  *
  * A file cut short while mapped (truncate(1), `: > file`) would turn the
  * next access beyond its new end into SIGBUS, ending the process (a
- * lighttpd worker). So every access to a table runs under a guard: a
- * SIGBUS handler, put in front of the process's own by ls_rl_open, jumps
- * back out of the access, which fails with LS_EIO; the handle is then
- * damaged and every later take fails at once (closed), saying so. A
- * SIGBUS anywhere else goes on to the handler the process had.
+ * lighttpd worker). So every access to a table runs under shm_guard.h's
+ * guard (installed by ls_rl_open), which jumps back out of the access: it
+ * fails with LS_EIO; the handle is then damaged and every later take fails
+ * at once (closed), saying so.
  */
 #include "ls_config.h"
 
 #include <assert.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -46,6 +42,7 @@
 #include "lodestone/ls_duration.h"
 #include "lodestone/ls_ratelimit.h"
 #include "ratelimit_int.h"
+#include "shm_guard.h"
 
 #define MAGIC       "LSRATELM"
 #define WAYS        8
@@ -123,61 +120,7 @@ static size_t file_bytes_for(size_t capacity)
     return header_bytes_for(capacity) + capacity * sizeof(struct slot);
 }
 
-/* ---- the SIGBUS guard (see the file comment) ---- */
-
-static pthread_mutex_t bus_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct sigaction bus_prev; /* the handler ours stands in front of */
-/* Where the calling thread's access to a table jumps back to; NULL
- * outside one. initial-exec: the handler must not make TLS allocate. */
-static __thread sigjmp_buf *bus_guard __attribute__((tls_model("initial-exec")));
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-    sigjmp_buf *g = bus_guard;
-    if (g != NULL) siglongjmp(*g, 1); /* (SA_NODEFER: SIGBUS is not left blocked) */
-    if (bus_prev.sa_flags & SA_SIGINFO) {
-        bus_prev.sa_sigaction(sig, si, uc);
-    } else if (bus_prev.sa_handler != SIG_DFL && bus_prev.sa_handler != SIG_IGN) {
-        bus_prev.sa_handler(sig);
-    } else if (bus_prev.sa_handler == SIG_DFL || si->si_code > 0) {
-        /* A fault runs again on return and ends the process as it would
-         * have; a SIGBUS someone sent is sent again. */
-        signal(SIGBUS, SIG_DFL);
-        if (si->si_code <= 0) raise(SIGBUS);
-    }
-}
-
-/* Keeps the shared object holding this code mapped until the process
- * ends: the handler must outlive a dlclose of the Lua module. */
-static void pin_self(void)
-{
-    Dl_info info;
-    if (dladdr((const void *)on_sigbus, &info) == 0 || info.dli_fname == NULL) return;
-    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-    (void)h; /* never closed: the point is the reference */
-}
-
-/* Puts on_sigbus in front of the process's SIGBUS handler unless it is
- * there (again after the host replaced it, as lighttpd does on a restart). */
-static void guard_install(void)
-{
-    static int pinned;
-    pthread_mutex_lock(&bus_mu);
-    struct sigaction cur;
-    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
-        !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
-        if (!pinned) pin_self();
-        pinned = 1;
-        bus_prev = cur; /* (ours is not installed: no handler reads it now) */
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_sigbus;
-        sa.sa_flags = SA_SIGINFO | SA_NODEFER | (cur.sa_flags & SA_ONSTACK);
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGBUS, &sa, NULL);
-    }
-    pthread_mutex_unlock(&bus_mu);
-}
+/* ---- damage (see the file comment and shm_guard.h) ---- */
 
 static int is_damaged(const ls_rl_t *rl)
 {
@@ -492,7 +435,7 @@ ls_rc ls_rl_open(ls_rl_t **out, const char *path, const ls_rl_opts *opts, ls_err
     rc = map_table(rl, fd, capacity, err);
     if (rc != LS_OK) goto fail;
     close(fd);
-    guard_install();
+    ls_shm_guard_install();
     *out = rl;
     return LS_OK;
 
@@ -518,8 +461,8 @@ void ls_rl_stats_get(const ls_rl_t *rl, ls_rl_stats *out)
     out->capacity = rl->capacity;
     if (is_damaged(rl)) return; /* counters gone with the file */
     sigjmp_buf jb;
-    bus_guard = &jb;
     if (sigsetjmp(jb, 0) == 0) {
+        ls_shm_guard_begin(&jb);
         out->used = (size_t)__atomic_load_n(&rl->hdr->used, __ATOMIC_RELAXED);
         out->evictions = __atomic_load_n(&rl->hdr->evictions, __ATOMIC_RELAXED);
         out->recovered = __atomic_load_n(&rl->hdr->recovered, __ATOMIC_RELAXED);
@@ -528,7 +471,7 @@ void ls_rl_stats_get(const ls_rl_t *rl, ls_rl_stats *out)
         memset(out, 0, sizeof *out);
         out->capacity = rl->capacity;
     }
-    bus_guard = NULL;
+    ls_shm_guard_end();
 }
 
 /* ---- taking ---- */
@@ -672,7 +615,6 @@ ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim,
     gcra_step st;
     sigjmp_buf jb;
     volatile int locked = 0;
-    bus_guard = &jb;
     if (sigsetjmp(jb, 0) != 0) {
         /* SIGBUS: the file was cut short under the mapping. (The guard is
          * still set: an unlock that faults too comes back here unlocked.) */
@@ -680,21 +622,22 @@ ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim,
             locked = 0;
             pthread_mutex_unlock(mu);
         }
-        bus_guard = NULL;
+        ls_shm_guard_end();
         __atomic_store_n(&rl->damaged, 1, __ATOMIC_RELAXED);
         return damaged_err(rl, err);
     }
+    ls_shm_guard_begin(&jb);
     locked = 1; /* first: unlocking a robust mutex another thread holds is only EPERM */
     rc = lock(rl, mu, err);
     if (rc != LS_OK) {
         locked = 0;
-        bus_guard = NULL;
+        ls_shm_guard_end();
         return rc;
     }
     step(rl, set, h0, h1, now, full_at, t, tau, cost, &st);
     pthread_mutex_unlock(mu);
     locked = 0;
-    bus_guard = NULL;
+    ls_shm_guard_end();
 
     int64_t tat = st.tat, new_tat = st.new_tat, allow_at = new_tat - tau;
     int allowed = st.allowed;
