@@ -12,11 +12,20 @@
  * slot, then move on. So a claimer that dies leaves one slot unusable, and
  * a claimer stalled past the wait can make a second slot for the same
  * labels: rendering sums slots with equal labels, so counts stay exact.
+ *
+ * A file cut short while mapped (truncate(1), `: > file`) would turn the
+ * next access beyond its new end into SIGBUS and end the process (a
+ * lighttpd worker). Every access runs under shm_guard.h's guard instead: a
+ * fault marks the handle damaged, the table stops counting (its mapping is
+ * replaced by private zero pages, so slot pointers callers cached stay
+ * harmless), rendering fails, and ls_pmetrics_take_fault says why once.
+ * Decisions go on: counting never fails a caller.
  */
 #include "ls_config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +35,7 @@
 
 #include "lodestone/ls_alloc.h"
 #include "lodestone/ls_pmetrics.h"
+#include "shm_guard.h"
 
 #define MAGIC     "LSPMETRC"
 #define EMPTY     0u
@@ -85,7 +95,15 @@ struct ls_pmetrics {
     struct ls_pmetrics_counter *counters;
     struct ls_pmetrics_hist *hists;
     char *path;
+    int damaged;         /* (atomic) the file was cut short under the mapping */
+    int fault_told;      /* (atomic) ls_pmetrics_take_fault said so */
+    ls_pmetrics_t *next; /* in the list of open tables (under open_mu) */
 };
+
+/* The open tables, so that a fault in an access given only a slot
+ * (ls_pmetrics_hist_observe) finds the table it belongs to. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static ls_pmetrics_t *open_tables;
 
 int64_t ls_pmetrics_bucket_ns(size_t i)
 {
@@ -221,6 +239,11 @@ ls_rc ls_pmetrics_open(ls_pmetrics_t **out, const char *path, ls_err *err)
     m->hdr = map;
     m->counters = (struct ls_pmetrics_counter *)(m->map + sizeof(struct header));
     m->hists = (struct ls_pmetrics_hist *)(m->counters + LS_PMETRICS_SERIES);
+    ls_shm_guard_install();
+    pthread_mutex_lock(&open_mu);
+    m->next = open_tables;
+    open_tables = m;
+    pthread_mutex_unlock(&open_mu);
     *out = m;
     return LS_OK;
 
@@ -233,9 +256,62 @@ fail:
 void ls_pmetrics_close(ls_pmetrics_t *m)
 {
     if (m == NULL) return;
+    pthread_mutex_lock(&open_mu);
+    for (ls_pmetrics_t **at = &open_tables; *at != NULL; at = &(*at)->next)
+        if (*at == m) {
+            *at = m->next;
+            break;
+        }
+    pthread_mutex_unlock(&open_mu);
     if (m->map != NULL) munmap(m->map, FILE_BYTES);
     ls_free(m->path);
     ls_free(m);
+}
+
+/* ---- damage (see the file comment) ---- */
+
+static int is_damaged(const ls_pmetrics_t *m)
+{
+    return __atomic_load_n(&m->damaged, __ATOMIC_RELAXED);
+}
+
+/* After a fault in an access to m: m counts nothing more. Its mapping
+ * becomes private zero pages, so that slot pointers callers cached write
+ * where nobody reads instead of faulting again (when that fails they keep
+ * faulting, each fault caught). */
+static void set_damaged(ls_pmetrics_t *m)
+{
+    if (__atomic_exchange_n(&m->damaged, 1, __ATOMIC_RELAXED)) return;
+    (void)mmap(m->map, FILE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+               -1, 0);
+}
+
+/* After a fault in an access to the slot at p: damages its table. */
+static void set_damaged_at(const void *p)
+{
+    const unsigned char *at = p;
+    pthread_mutex_lock(&open_mu);
+    for (ls_pmetrics_t *m = open_tables; m != NULL; m = m->next)
+        if (at >= m->map && at < m->map + FILE_BYTES) {
+            set_damaged(m);
+            break;
+        }
+    pthread_mutex_unlock(&open_mu);
+}
+
+static ls_rc damaged_err(const ls_pmetrics_t *m, ls_err *err)
+{
+    return ls_err_set(err, LS_EIO,
+                      "metrics table %s was cut short while in use (truncated?): decisions are "
+                      "no longer counted; remove the file, then restart lighttpd",
+                      m->path);
+}
+
+ls_rc ls_pmetrics_take_fault(ls_pmetrics_t *m, ls_err *err)
+{
+    if (m == NULL || !is_damaged(m) || __atomic_exchange_n(&m->fault_told, 1, __ATOMIC_RELAXED))
+        return LS_OK;
+    return damaged_err(m, err);
 }
 
 /* ---- slots ---- */
@@ -276,14 +352,10 @@ static int claim(uint32_t *state)
     return __atomic_compare_exchange_n(state, &want, BUSY, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-ls_pmetrics_counter *ls_pmetrics_counter_get(ls_pmetrics_t *m, const char *policy, int allow,
-                                             const char *reason)
+/* The slot of a series (counter_get, under the guard). */
+static ls_pmetrics_counter *find_counter(ls_pmetrics_t *m, const char *pol, size_t plen,
+                                         uint32_t al, const char *why, size_t rlen)
 {
-    if (m == NULL) return NULL;
-    char pol[LS_PMETRICS_POLICY_MAX + 1], why[LS_PMETRICS_REASON_MAX + 1];
-    size_t plen = label(pol, policy, LS_PMETRICS_POLICY_MAX);
-    size_t rlen = label(why, reason, LS_PMETRICS_REASON_MAX);
-    uint32_t al = allow ? 1u : 0u;
     uint64_t h = fnv(UINT64_C(0xcbf29ce484222325), pol, plen + 1);
     h = fnv(h, al ? "a" : "d", 1);
     h = fnv(h, why, rlen);
@@ -305,19 +377,46 @@ ls_pmetrics_counter *ls_pmetrics_counter_get(ls_pmetrics_t *m, const char *polic
     return NULL;
 }
 
-void ls_pmetrics_counter_add(ls_pmetrics_t *m, ls_pmetrics_counter *c)
+ls_pmetrics_counter *ls_pmetrics_counter_get(ls_pmetrics_t *m, const char *policy, int allow,
+                                             const char *reason)
 {
-    if (c != NULL)
-        __atomic_fetch_add(&c->count, 1, __ATOMIC_RELAXED);
-    else if (m != NULL)
-        __atomic_fetch_add(&m->hdr->dropped, 1, __ATOMIC_RELAXED);
+    if (m == NULL || is_damaged(m)) return NULL;
+    char pol[LS_PMETRICS_POLICY_MAX + 1], why[LS_PMETRICS_REASON_MAX + 1];
+    size_t plen = label(pol, policy, LS_PMETRICS_POLICY_MAX);
+    size_t rlen = label(why, reason, LS_PMETRICS_REASON_MAX);
+    ls_pmetrics_counter *c = NULL;
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) == 0) {
+        ls_shm_guard_begin(&jb);
+        c = find_counter(m, pol, plen, allow ? 1u : 0u, why, rlen);
+    } else {
+        c = NULL;
+        set_damaged(m);
+    }
+    ls_shm_guard_end();
+    return c;
 }
 
-ls_pmetrics_hist *ls_pmetrics_hist_get(ls_pmetrics_t *m, const char *policy)
+void ls_pmetrics_counter_add(ls_pmetrics_t *m, ls_pmetrics_counter *c)
 {
-    if (m == NULL) return NULL;
-    char pol[LS_PMETRICS_POLICY_MAX + 1];
-    size_t plen = label(pol, policy, LS_PMETRICS_POLICY_MAX);
+    if (m != NULL && is_damaged(m)) return;
+    uint64_t *v = c != NULL ? &c->count : m != NULL ? &m->hdr->dropped : NULL;
+    if (v == NULL) return;
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) == 0) {
+        ls_shm_guard_begin(&jb);
+        __atomic_fetch_add(v, 1, __ATOMIC_RELAXED);
+    } else if (m != NULL) {
+        set_damaged(m);
+    } else {
+        set_damaged_at(v);
+    }
+    ls_shm_guard_end();
+}
+
+/* The histogram slot of a policy (hist_get, under the guard). */
+static ls_pmetrics_hist *find_hist(ls_pmetrics_t *m, const char *pol, size_t plen)
+{
     uint64_t h = fnv(UINT64_C(0xcbf29ce484222325), pol, plen);
     for (size_t i = 0; i < LS_PMETRICS_POLICIES; i++) {
         ls_pmetrics_hist *t = &m->hists[(h + i) % LS_PMETRICS_POLICIES];
@@ -333,15 +432,46 @@ ls_pmetrics_hist *ls_pmetrics_hist_get(ls_pmetrics_t *m, const char *policy)
     return NULL;
 }
 
-void ls_pmetrics_hist_observe(ls_pmetrics_hist *h, int64_t ns)
+ls_pmetrics_hist *ls_pmetrics_hist_get(ls_pmetrics_t *m, const char *policy)
 {
-    if (h == NULL) return;
+    if (m == NULL || is_damaged(m)) return NULL;
+    char pol[LS_PMETRICS_POLICY_MAX + 1];
+    size_t plen = label(pol, policy, LS_PMETRICS_POLICY_MAX);
+    ls_pmetrics_hist *t = NULL;
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) == 0) {
+        ls_shm_guard_begin(&jb);
+        t = find_hist(m, pol, plen);
+    } else {
+        t = NULL;
+        set_damaged(m);
+    }
+    ls_shm_guard_end();
+    return t;
+}
+
+/* Adds one time to h (hist_observe, under the guard). */
+static void observe(ls_pmetrics_hist *h, int64_t ns)
+{
     if (ns < 0) ns = 0;
     size_t b = 0;
     while (b < LS_PMETRICS_BUCKETS && ns > bounds_ns[b]) b++;
     __atomic_fetch_add(&h->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&h->sum_ns, (uint64_t)ns, __ATOMIC_RELAXED);
     __atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
+}
+
+void ls_pmetrics_hist_observe(ls_pmetrics_hist *h, int64_t ns)
+{
+    if (h == NULL) return;
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) == 0) {
+        ls_shm_guard_begin(&jb);
+        observe(h, ns);
+    } else {
+        set_damaged_at(h); /* (its table is not at hand) */
+    }
+    ls_shm_guard_end();
 }
 
 void ls_pmetrics_record(ls_pmetrics_t *m, const char *policy, int allow, const char *reason,
@@ -354,7 +484,9 @@ void ls_pmetrics_record(ls_pmetrics_t *m, const char *policy, int allow, const c
 
 /* ---- rendering ---- */
 
-/* The published slots, sorted by their labels for rendering. */
+/* Copies of the published slots, sorted by their labels for rendering:
+ * the table is read under the guard in one go, then rendered from these
+ * (a fault cannot leave rendering half way, holding memory). */
 typedef struct {
     const ls_pmetrics_counter *c;
 } cref;
@@ -362,8 +494,12 @@ typedef struct {
     const ls_pmetrics_hist *h;
 } href;
 typedef struct {
+    ls_pmetrics_counter cs[LS_PMETRICS_SERIES];
+    ls_pmetrics_hist hs[LS_PMETRICS_POLICIES];
     cref c[LS_PMETRICS_SERIES];
     href h[LS_PMETRICS_POLICIES];
+    size_t nc, nh;
+    uint64_t dropped;
 } view;
 
 static int cmp_counter(const void *a, const void *b)
@@ -472,19 +608,53 @@ static ls_rc render_hists(ls_buf *out, const href *v, size_t n, ls_err *err)
     return rc;
 }
 
+/* Copies the published slots of m into v (under the guard: plain loads
+ * and stores only). */
+static void snapshot(const ls_pmetrics_t *m, view *v)
+{
+    v->nc = v->nh = 0;
+    for (size_t i = 0; i < LS_PMETRICS_SERIES; i++) {
+        const ls_pmetrics_counter *c = &m->counters[i];
+        if (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != READY) continue;
+        ls_pmetrics_counter *d = &v->cs[v->nc];
+        d->allow = c->allow;
+        d->count = load(&c->count);
+        memcpy(d->policy, c->policy, sizeof d->policy);
+        memcpy(d->reason, c->reason, sizeof d->reason);
+        v->c[v->nc++].c = d;
+    }
+    for (size_t i = 0; i < LS_PMETRICS_POLICIES; i++) {
+        const ls_pmetrics_hist *h = &m->hists[i];
+        if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != READY) continue;
+        ls_pmetrics_hist *d = &v->hs[v->nh];
+        for (size_t b = 0; b <= LS_PMETRICS_BUCKETS; b++) d->buckets[b] = load(&h->buckets[b]);
+        d->count = load(&h->count);
+        d->sum_ns = load(&h->sum_ns);
+        memcpy(d->policy, h->policy, sizeof d->policy);
+        v->h[v->nh++].h = d;
+    }
+    v->dropped = load(&m->hdr->dropped);
+}
+
 ls_rc ls_pmetrics_render(ls_pmetrics_t *m, ls_buf *out, ls_err *err)
 {
     if (m == NULL || out == NULL)
         return ls_err_set(err, LS_EINVAL, "ls_pmetrics_render: table and out are required");
+    if (is_damaged(m)) return damaged_err(m, err);
     view *v = ls_malloc(sizeof *v);
     if (v == NULL) return ls_err_set(err, LS_ENOMEM, "metrics: out of memory");
-    size_t nc = 0, nh = 0;
-    for (size_t i = 0; i < LS_PMETRICS_SERIES; i++)
-        if (__atomic_load_n(&m->counters[i].state, __ATOMIC_ACQUIRE) == READY)
-            v->c[nc++].c = &m->counters[i];
-    for (size_t i = 0; i < LS_PMETRICS_POLICIES; i++)
-        if (__atomic_load_n(&m->hists[i].state, __ATOMIC_ACQUIRE) == READY)
-            v->h[nh++].h = &m->hists[i];
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) == 0) {
+        ls_shm_guard_begin(&jb);
+        snapshot(m, v);
+        ls_shm_guard_end();
+    } else {
+        ls_shm_guard_end();
+        set_damaged(m);
+        ls_free(v);
+        return damaged_err(m, err);
+    }
+    size_t nc = v->nc, nh = v->nh;
     if (nc) qsort(v->c, nc, sizeof v->c[0], cmp_counter);
     if (nh) qsort(v->h, nh, sizeof v->h[0], cmp_hist);
 
@@ -496,7 +666,7 @@ ls_rc ls_pmetrics_render(ls_pmetrics_t *m, ls_buf *out, ls_err *err)
                            "by policy and reason because the metrics table was full.\n"
                            "# TYPE lodestone_policy_metrics_dropped_total counter\n"
                            "lodestone_policy_metrics_dropped_total %llu\n",
-                           (unsigned long long)load(&m->hdr->dropped));
+                           (unsigned long long)v->dropped);
     ls_free(v);
     return rc;
 }

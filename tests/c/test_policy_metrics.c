@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,7 +343,8 @@ static const char policy_json[] =
     "\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"
     "\"rules\":[{\"path\":\"/open\",\"allow\":\"anyone\"},{\"path\":\"/closed\"}]}";
 
-static void decide(ls_policy_t *p, const char *path, int want_allow)
+/* Decides GET path from 127.0.0.1 into *d. */
+static ls_rc eval_get(ls_policy_t *p, const char *path, ls_policy_decision *d, ls_err *err)
 {
     ls_str headers[1] = {{NULL, 0}};
     ls_policy_request req = {
@@ -351,9 +353,14 @@ static void decide(ls_policy_t *p, const char *path, int want_allow)
         .remote_addr = {"127.0.0.1", 9},
         .headers = headers,
     };
+    return ls_policy_eval(p, &req, d, err);
+}
+
+static void decide(ls_policy_t *p, const char *path, int want_allow)
+{
     ls_policy_decision d;
     ls_err err = {0};
-    th_ok(ls_policy_eval(p, &req, &d, &err), &err);
+    th_ok(eval_get(p, path, &d, &err), &err);
     assert_int_equal(d.allow, want_allow);
     assert_true(d.decision_us >= 0);
 }
@@ -432,6 +439,101 @@ static void test_pmetrics_policy_eval_full_table_counts_dropped(void **state)
     free(keys);
 }
 
+/* ---- a table cut short under the mapping ---- */
+
+/* Decides GET path in a forked child (no cmocka asserts there): 1 when the
+ * decision was made and is want_allow with want_status. */
+static int child_decides(ls_policy_t *p, const char *path, int want_allow, int want_status)
+{
+    ls_policy_decision d;
+    ls_err err = {0};
+    return eval_get(p, path, &d, &err) == LS_OK && d.allow == want_allow && d.status == want_status;
+}
+
+/* What a forked child exits with: 0 when every step went as it should,
+ * else the number of the step that did not. */
+static int cut_short_child(const char *path)
+{
+    ls_err err = {0};
+    ls_pmetrics_t *m = NULL;
+    ls_policy_t *p = NULL;
+    signal(SIGBUS, SIG_DFL); /* (not cmocka's, which the child inherits) */
+    if (ls_pmetrics_open(&m, path, &err) != LS_OK) return 1;
+    ls_policy_opts opts = {.base_dir = tmpdir, .flags = LS_POLICY_NO_AUDIT, .metrics = m};
+    if (ls_policy_load(&p, policy_json, strlen(policy_json), &opts, &err) != LS_OK) return 2;
+    if (!child_decides(p, "/open", 1, 0) || !child_decides(p, "/closed", 0, 401)) return 3;
+    if (ls_pmetrics_take_fault(m, &err) != LS_OK) return 4;
+    /* Cut to nothing while lighttpd runs: decisions go on, uncounted. */
+    if (truncate(path, 0) != 0) return 5;
+    for (int i = 0; i < 3; i++)
+        if (!child_decides(p, "/open", 1, 0) || !child_decides(p, "/closed", 0, 401) ||
+            !child_decides(p, "/nowhere", 0, 403))
+            return 6;
+    /* Said once, naming the file. */
+    memset(&err, 0, sizeof err);
+    if (ls_pmetrics_take_fault(m, &err) != LS_EIO || strstr(err.msg, "cut short") == NULL ||
+        strstr(err.msg, path) == NULL)
+        return 7;
+    if (ls_pmetrics_take_fault(m, &err) != LS_OK) return 8;
+    ls_buf out = LS_BUF_INIT;
+    ls_rc rc = ls_pmetrics_render(m, &out, &err);
+    ls_buf_free(&out);
+    if (rc != LS_EIO || strstr(err.msg, "cut short") == NULL) return 9;
+    if (ls_pmetrics_counter_get(m, "x", 1, "y") != NULL || ls_pmetrics_hist_get(m, "x") != NULL)
+        return 10;
+    ls_pmetrics_record(m, "x", 1, "y", 5);
+    if (!child_decides(p, "/open", 1, 0)) return 11;
+    ls_policy_free(p);
+    ls_pmetrics_close(m);
+
+    /* A slot got before the cut, used alone (the engine caches them): the
+     * fault finds its table. */
+    if (ls_pmetrics_open(&m, path, &err) != LS_EFORMAT) return 12; /* empty now: bad magic */
+    if (unlink(path) != 0 || ls_pmetrics_open(&m, path, &err) != LS_OK) return 13;
+    ls_pmetrics_hist *h = ls_pmetrics_hist_get(m, "pol");
+    ls_pmetrics_counter *c = ls_pmetrics_counter_get(m, "pol", 1, "allowed");
+    if (h == NULL || c == NULL) return 14;
+    ls_pmetrics_hist_observe(h, 1000);
+    ls_pmetrics_counter_add(m, c);
+    if (truncate(path, 0) != 0) return 15;
+    ls_pmetrics_hist_observe(h, 1000);
+    if (ls_pmetrics_take_fault(m, &err) != LS_EIO) return 16;
+    ls_pmetrics_hist_observe(h, 1000);
+    ls_pmetrics_counter_add(m, c);
+    ls_pmetrics_counter_add(NULL, c);
+    ls_pmetrics_counter_add(m, NULL);
+    ls_pmetrics_close(m);
+    return 0;
+}
+
+static int run_child(int (*fn)(const char *), const char *path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(fn(path));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+/* truncate -s 0 of the shared table while lighttpd runs killed both workers
+ * with SIGBUS. Now the table stops counting, says why once, and decisions
+ * go on. */
+static void test_pmetrics_file_cut_short_stops_counting(void **state)
+{
+    (void)state;
+    char keys[4096], path[4096]; /* (not on the heap: the child ends without freeing) */
+    snprintf(keys, sizeof keys, "%s/hs.key", tmpdir);
+    snprintf(path, sizeof path, "%s/cut.metrics", tmpdir);
+    FILE *f = fopen(keys, "w");
+    fputs("0123456789abcdef0123456789abcdef", f);
+    fclose(f);
+    chmod(keys, 0600);
+    int rc = run_child(cut_short_child, path);
+    if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
+}
+
 /* ---- allocation failures ---- */
 
 static const char *alloc_path;
@@ -504,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_pmetrics_open_refuses_bad_files),
         cmocka_unit_test(test_pmetrics_policy_eval_counts_decisions),
         cmocka_unit_test(test_pmetrics_policy_eval_full_table_counts_dropped),
+        cmocka_unit_test(test_pmetrics_file_cut_short_stops_counting),
         cmocka_unit_test(test_pmetrics_alloc_failure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

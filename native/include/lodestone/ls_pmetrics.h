@@ -73,8 +73,18 @@ LS_API void ls_pmetrics_record(ls_pmetrics_t *m, const char *policy, int allow, 
  * lodestone_policy_decisions_total{policy,decision,reason},
  * lodestone_policy_decision_seconds{policy} (histogram) and
  * lodestone_policy_metrics_dropped_total, series sorted by their labels.
- * LS_ENOMEM. */
+ * LS_ENOMEM; LS_EIO when the table was cut short (see below). */
 LS_API ls_rc ls_pmetrics_render(ls_pmetrics_t *m, ls_buf *out, ls_err *err);
+
+/* A file cut short under its mapping (truncate(1) while in use) does not
+ * end the process: the access that finds it marks the table damaged, and
+ * from then on nothing is counted (the calls above do nothing, the _get
+ * calls return NULL, slots got before stay safe to pass) and rendering
+ * fails with LS_EIO. Says so once: the first call after that returns
+ * LS_EIO with why (for a log); every other call returns LS_OK and leaves
+ * err untouched. m may be NULL. An atomic load: cheap enough for every
+ * decision. */
+LS_API ls_rc ls_pmetrics_take_fault(ls_pmetrics_t *m, ls_err *err);
 
 #ifdef __cplusplus
 }
