@@ -114,8 +114,9 @@ end
 -- Runs the policy file and compiles what it returns; relative file names in
 -- it resolve against the file's directory unless opts.base_dir says else.
 function M.load(path, opts)
-  local chunk, err = loadfile(path)
-  if not chunk then return nil, err, "EINVAL" end
+  -- (not loadfile: a FIFO put in the file's place would stall lighttpd)
+  local chunk, err, ecode = core.load_file(path)
+  if not chunk then return nil, err, ecode end
   local ok, decl = pcall(chunk)
   if not ok then return nil, path .. ": " .. tostring(decl), "EINVAL" end
   local o = {}

@@ -157,7 +157,7 @@ local function policy_info(path, opts)
   local info = audit_of[path]
   if info then return info end
   info = { name = path, path = false, subject = false }
-  local chunk = loadfile(path)
+  local chunk = core.load_file(path)
   local ok, decl = false, nil
   if chunk then ok, decl = pcall(chunk) end
   if ok and type(decl) == "table" then
@@ -446,7 +446,7 @@ end
 -- policy paths resolved against the file's folder and defaults filled in.
 -- routes | nil, msg
 local function load_routes(path, defaults)
-  local chunk, err = loadfile(path)
+  local chunk, err = core.load_file(path) -- (not loadfile: a FIFO would stall lighttpd)
   if not chunk then return nil, err end
   local ok, routes = pcall(chunk)
   if not ok then return nil, path .. ": " .. tostring(routes) end

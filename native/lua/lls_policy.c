@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "lls.h"
+#include "lodestone/ls_alloc.h"
 #include "lodestone/ls_apikey.h"
 #include "lodestone/ls_basic.h"
 #include "lodestone/ls_clock.h"
@@ -780,6 +781,42 @@ static int l_file_stamp(lua_State *L)
     return 1;
 }
 
+/* load_file(path) -> chunk | nil, msg, code
+ * loadfile for policy and route files, named "@path": Lua source only
+ * (Lua does not check bytecode), and a FIFO or device put in the file's
+ * place is refused, not waited on (ls_policy_read_file). */
+static int l_load_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *text;
+    size_t len;
+    ls_err err;
+    ls_rc rrc = ls_policy_read_file(path, &text, &len, &err);
+    if (rrc != LS_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        lua_pushstring(L, ls_rc_name(rrc));
+        return 3;
+    }
+    if (len > 0 && text[0] == '\033') { /* LUA_SIGNATURE: bytecode, unchecked by Lua */
+        ls_free(text);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: compiled Lua: policy and route files are Lua source", path);
+        lua_pushliteral(L, "EINVAL");
+        return 3;
+    }
+    lua_pushfstring(L, "@%s", path);
+    int rc = luaL_loadbufferx(L, text, len, lua_tostring(L, -1), "t");
+    ls_free(text);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_pushstring(L, rc == LUA_ERRMEM ? "ENOMEM" : "EINVAL");
+        return 3;
+    }
+    return 1;
+}
+
 /* monotonic_ms() -> milliseconds of CLOCK_MONOTONIC (only differences matter) */
 static int l_monotonic_ms(lua_State *L)
 {
@@ -823,9 +860,13 @@ void lls_open_policy(lua_State *L)
     }
     lua_pop(L, 1);
     static const luaL_Reg funcs[] = {
-        {"policy_load", l_policy_load},     {"file_stamp", l_file_stamp},
-        {"monotonic_ms", l_monotonic_ms},   {"apikey_generate", l_apikey_generate},
-        {"hash_password", l_hash_password}, {NULL, NULL},
+        {"policy_load", l_policy_load},
+        {"file_stamp", l_file_stamp},
+        {"load_file", l_load_file},
+        {"monotonic_ms", l_monotonic_ms},
+        {"apikey_generate", l_apikey_generate},
+        {"hash_password", l_hash_password},
+        {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0); /* into the module table on the stack top */
 }

@@ -287,12 +287,14 @@ static ls_rc open_file(ls_audit_t *a, int *fd, dev_t *dev, ino_t *ino, ls_err *e
                  (mode_t)a->mode);
     if (f < 0) {
         int e = errno;
+        a->st.last_errno = e;
         ls_rc code = e == EACCES || e == EPERM || e == EROFS ? LS_EPERM : LS_EIO;
         return ls_err_set(err, code, "audit log %s: %s", a->path, strerror(e));
     }
     struct stat st;
     if (fstat(f, &st) != 0) {
         int e = errno;
+        a->st.last_errno = e;
         close(f);
         return ls_err_set(err, LS_EIO, "audit log %s: %s", a->path, strerror(e));
     }
@@ -357,6 +359,7 @@ static int write_out(ls_audit_t *a, const unsigned char *p, size_t n, size_t nre
     }
     int e = w < 0 ? errno : -1;
     a->st.write_errors++;
+    a->st.last_errno = e;
     if (w > 0) {
         /* Records that reached the file whole are not lost. */
         size_t done = (size_t)w - (size_t)a->torn, whole = 0;
@@ -566,6 +569,11 @@ static ls_rc reopen_locked(ls_audit_t *a, ls_err *err)
 void ls_audit_request_reopen(ls_audit_t *a)
 {
     a->reopen_wanted = 1;
+}
+
+const char *ls_audit_path(const ls_audit_t *a)
+{
+    return a->path;
 }
 
 void ls_audit_get_stats(const ls_audit_t *a, ls_audit_stats *st)

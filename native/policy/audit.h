@@ -81,6 +81,7 @@ typedef struct {
     uint64_t write_errors; /* failed or short write() calls, failed reopens */
     uint64_t dropped;      /* records lost to errors */
     uint64_t reopens;      /* successful reopens (on request or after a move) */
+    int last_errno;        /* of the last failed write or reopen; -1: a short write */
 } ls_audit_stats;
 
 /* Opens (creating it if needed, O_APPEND) the log at path and allocates the
@@ -119,6 +120,9 @@ void ls_audit_request_reopen(ls_audit_t *a);
 
 /* Copies the counters. */
 void ls_audit_get_stats(const ls_audit_t *a, ls_audit_stats *st);
+
+/* The path the log was opened at: borrowed until ls_audit_close. */
+const char *ls_audit_path(const ls_audit_t *a);
 
 /* Appends r as one JSON line (with '\n') to out, stamped with time_ms
  * (used when r->time_ms is 0). The formatter behind ls_audit_write, for

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conffile.h"
 #include "jwt_int.h"
@@ -200,6 +201,11 @@ static ls_rc check_cache_dir(const char *label, const char *file, ls_err *err)
                         "%s.jwks_cache: directory %s is writable by group or others, who could "
                         "plant keys: use one only the server's user can write",
                         label, dir);
+    else if (st.st_uid != geteuid() && st.st_uid != 0)
+        rc = ls_err_set(err, LS_EPERM,
+                        "%s.jwks_cache: directory %s belongs to uid %u, who could plant keys: "
+                        "use one of the server's user (uid %u) or root",
+                        label, dir, (unsigned)st.st_uid, (unsigned)geteuid());
     ls_free(dir);
     return rc;
 }

@@ -12,9 +12,11 @@
 
 #include "conffile.h"
 #include "lodestone/ls_alloc.h"
+#include "lodestone/ls_policy.h"
 
-ls_rc ls_conffile_read(const char *path, size_t max, const char *what, char **text, size_t *len,
-                       ls_err *err)
+/* what: NULL takes the file whoever may write it. */
+static ls_rc read_whole(const char *path, size_t max, const char *what, char **text, size_t *len,
+                        ls_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
@@ -31,7 +33,7 @@ ls_rc ls_conffile_read(const char *path, size_t max, const char *what, char **te
         rc = ls_err_set(err, LS_EIO, "cannot stat: %s", strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
         rc = ls_err_set(err, LS_EPERM, "not a regular file");
-    } else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    } else if (what && (st.st_mode & (S_IWGRP | S_IWOTH))) {
         rc = ls_err_set(err, LS_EPERM,
                         "mode %04o lets group or others write it, so anyone could add %s "
                         "(chmod go-w)",
@@ -57,4 +59,16 @@ ls_rc ls_conffile_read(const char *path, size_t max, const char *what, char **te
     *text = buf;
     *len = got;
     return LS_OK;
+}
+
+ls_rc ls_conffile_read(const char *path, size_t max, const char *what, char **text, size_t *len,
+                       ls_err *err)
+{
+    return read_whole(path, max, what, text, len, err);
+}
+
+ls_rc ls_policy_read_file(const char *path, char **text, size_t *len, ls_err *err)
+{
+    ls_rc rc = read_whole(path, LS_POLICY_FILE_MAX, NULL, text, len, err);
+    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s", path);
 }

@@ -237,6 +237,20 @@ static void rate_headers(ls_policy_t *p, const ls_policy_request *req)
         if (p->limits[i].by == RL_BY_HEADER) ls_policy_req_header(p, req, p->limits[i].header);
 }
 
+/* A rate limit that cannot be taken (its table cut short, out of memory)
+ * denies with 500; the server's log hears why at most once a minute, as
+ * the audit log may be off or say it only for denials it keeps. */
+static void rate_trouble(ls_policy_t *p, const ls_err *err)
+{
+    int64_t now = p->now_ms; /* the decision's */
+    if (p->rl_noticed && now - p->rl_noticed_ms < 60000) return;
+    p->rl_noticed = 1;
+    p->rl_noticed_ms = now;
+    ls_err note = *err;
+    ls_err_prefix(&note, "rate limit: denying with 500 (said at most once a minute)");
+    ls_policy_notice(p, &note);
+}
+
 static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller *c,
                       const caller_memo *memo, ls_policy_decision *d)
 {
@@ -252,6 +266,7 @@ static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller
         ls_err err;
         if (ls_rl_take_hash(p->rl, &key, &l->limit, 1, p->clock, &r, &err) != LS_OK) {
             deny(p, d, 500, "internal_error", ls_policy_scratch(p, err.msg, strlen(err.msg)));
+            rate_trouble(p, &err);
             return 0;
         }
         if (!r.allowed) {
@@ -503,6 +518,29 @@ static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_
 
 /* The shared counter of (allow, reason), through the policy's cache: a
  * reason is a stable engine code, so a few entries cover every decision. */
+/* Records the audit log could not write are counted where the server
+ * does not look: say so in a notice, looking at most once a minute. */
+static void audit_trouble(ls_policy_t *p, int64_t now_ms)
+{
+    if (p->audit_looked && now_ms - p->audit_looked_ms < 60000) return;
+    p->audit_looked = 1;
+    p->audit_looked_ms = now_ms;
+    ls_audit_stats st;
+    ls_audit_get_stats(p->audit, &st);
+    if (st.write_errors == p->audit_errors_seen) return;
+    ls_err note;
+    ls_err_set(&note, LS_EIO,
+               "audit log %s: %llu failed writes or reopens, %llu records lost, since it last "
+               "said so (%s)",
+               ls_audit_path(p->audit),
+               (unsigned long long)(st.write_errors - p->audit_errors_seen),
+               (unsigned long long)(st.dropped - p->audit_dropped_seen),
+               st.last_errno > 0 ? strerror(st.last_errno) : "short write");
+    ls_policy_notice(p, &note);
+    p->audit_errors_seen = st.write_errors;
+    p->audit_dropped_seen = st.dropped;
+}
+
 static ls_pmetrics_counter *counter_of(ls_policy_t *p, int allow, const char *reason)
 {
     /* Reasons are the engine's constant strings: the same pointer, almost
@@ -628,10 +666,6 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
     p->token = NULL;
 
     for (size_t i = 0; i < p->n_authn; i++) ls_authn_refresh(p, &p->authn[i]);
-    if (p->notice.len) {
-        d->notice = ls_policy_scratch(p, (const char *)p->notice.ptr, p->notice.len);
-        ls_buf_clear(&p->notice);
-    }
 
     decide(p, req, d);
     p->now_valid = 0;
@@ -640,8 +674,15 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
     if (logged || p->metrics) {
         int64_t ns = ls_clock_mono_ns(p->clock) - t0;
         d->decision_us = (double)ns / 1000.0;
-        if (logged) audit(p, req, d);
+        if (logged) {
+            audit(p, req, d);
+            audit_trouble(p, t0 / 1000000);
+        }
         if (p->metrics && d->status != 200) count(p, d, ns);
+    }
+    if (p->notice.len) { /* from a reload, the decision or the audit log */
+        d->notice = ls_policy_scratch(p, (const char *)p->notice.ptr, p->notice.len);
+        ls_buf_clear(&p->notice);
     }
     return LS_OK;
 }

@@ -1448,6 +1448,99 @@ static void test_policy_authenticator_paths_enomem(void **state)
     assert_true(th_each_alloc_failure(load_mixed, NULL) > 10);
 }
 
+/* A rate limit that cannot be taken denies with 500, and says why in
+ * the notice (lighttpd's error log) at most once a minute. */
+static void test_policy_rate_limit_trouble_is_said(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load("{\"name\":\"rt\",\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+                          "\"rate_limit\":{\"by\":\"ip\",\"rate\":100}}",
+                          LS_POLICY_NO_AUDIT);
+    ls_policy_decision d;
+    req_spec r = {.path = "/x"};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    char *table = th_path(dir, "lodestone-rt.rl");
+    assert_int_equal(truncate(table, 0), 0); /* cut short while in use */
+    free(table);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 500);
+    assert_string_equal(d.reason, "internal_error");
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "rate limit: denying with 500"));
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 500);
+    assert_null(d.notice);
+    ls_manual_clock_advance(&mc, 61000);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 500);
+    assert_non_null(d.notice);
+    ls_policy_free(p);
+}
+
+/* Records the audit log cannot write are said in a notice (the server's
+ * log), looked for at most once a minute. */
+static void test_policy_audit_write_failures_are_said(void **state)
+{
+    (void)state;
+    orders_setup();
+    char *full = th_path(dir, "full.log");
+    assert_int_equal(symlink("/dev/full", full), 0); /* every write: ENOSPC */
+    ls_policy_t *p = load("{\"name\":\"af\",\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+                          "\"audit\":{\"path\":\"full.log\",\"log\":\"all\"}}",
+                          0);
+    ls_policy_decision d;
+    req_spec r = {.path = "/x"};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_null(d.notice);
+    ls_policy_flush(p); /* the write fails */
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_null(d.notice); /* not looked for again within the minute */
+    ls_manual_clock_advance(&mc, 61000);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1); /* the decision goes on */
+    assert_non_null(d.notice);
+    /* the flush, then the third decision's record with the second's */
+    assert_non_null(strstr(d.notice, "full.log: 2 failed writes or reopens, 3 records lost"));
+    assert_non_null(strstr(d.notice, "No space left on device"));
+    ls_manual_clock_advance(&mc, 30000);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_null(d.notice); /* its write failed too: said in the next minute's */
+    ls_manual_clock_advance(&mc, 31000);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "full.log: 2 failed writes or reopens, 2 records lost"));
+    ls_policy_free(p);
+    unlink(full);
+    free(full);
+}
+
+/* A jwks_url cache directory another user owns is refused: that user
+ * could plant keys. Only root can make one here. */
+static void test_policy_jwks_cache_dir_of_another_user_is_refused(void **state)
+{
+    (void)state;
+    orders_setup();
+    char *other = th_path(dir, "theirs");
+    assert_int_equal(mkdir(other, 0755), 0);
+    const char *json = "{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\","
+                       "\"jwks_url\":\"https://id.example.com/jwks\","
+                       "\"jwks_cache\":\"theirs/idp.json\",\"algorithms\":[\"RS256\"]}]}";
+    ls_err err;
+    assert_int_equal(load_err(json, &err), LS_OK);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(other, 65534, 65534), 0);
+        assert_int_equal(load_err(json, &err), LS_EPERM);
+        assert_non_null(strstr(err.msg, "authenticate[1].jwks_cache: directory "));
+        assert_non_null(strstr(err.msg, "belongs to uid 65534, who could plant keys"));
+        assert_int_equal(chown(other, 0, 0), 0); /* root's own is fine */
+        assert_int_equal(load_err(json, &err), LS_OK);
+    }
+    free(other);
+}
+
 static void test_policy_assertion_is_signed_and_verifiable(void **state)
 {
     (void)state;
@@ -1685,6 +1778,9 @@ int main(void)
         cmocka_unit_test(test_policy_authenticator_paths),
         cmocka_unit_test(test_policy_authenticator_paths_errors),
         cmocka_unit_test(test_policy_authenticator_paths_enomem),
+        cmocka_unit_test(test_policy_rate_limit_trouble_is_said),
+        cmocka_unit_test(test_policy_audit_write_failures_are_said),
+        cmocka_unit_test(test_policy_jwks_cache_dir_of_another_user_is_refused),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
         cmocka_unit_test(test_policy_load_errors_name_the_field),
         cmocka_unit_test(test_policy_load_reports_enomem),

@@ -223,6 +223,17 @@ check "broken policy keeps serving the last good version" 200 "$(status --interf
 sleep 0.3
 check_contains "error log says why" "keeping the last good version" "$(cat "$d/error.log")"
 
+# A FIFO in the policy's place is refused, not waited on: opening one for
+# reading would block a worker until someone writes to it.
+rm -f "$d/policy.lua" && mkfifo "$d/policy.lua"
+sleep 1.2
+check "a FIFO in the policy's place: the last good version goes on" 200 "$(status --max-time 10 --interface 127.0.0.8 "$base/healthz")"
+check "... in every worker" "200 200 200 200" "$(for i in 1 2 3 4; do printf '%s ' "$(status --max-time 10 --interface 127.0.0.9 "$base/healthz")"; done | sed 's/ $//')"
+sleep 0.3
+check_contains "and the error log says why" "policy.lua: not a regular file" "$(cat "$d/error.log")"
+rm -f "$d/policy.lua"
+write_policy ""
+
 # A policy that never loaded denies everything (fails closed).
 check "a policy with no good version is 503" 503 "$(status "$base/broken/x")"
 check_contains "with a body that names no internals" '{"error":"policy_unavailable"}' "$(curl -s "$base/broken/x")"

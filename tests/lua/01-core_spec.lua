@@ -82,7 +82,7 @@ describe("lodestone.core", function()
       table.sort(keys)
       assert.same({ "apikey_generate", "base64url_decode", "base64url_encode", "cidr_client_addr",
         "cidr_new", "client_open", "cron_next", "duration_ms", "file_stamp", "hash_password", "hmac_sha256", "hmac_verify", "id_new", "json",
-        "jwt_cache", "jwt_keyset", "jwt_keyset_file", "jwt_verify", "monotonic_ms", "policy_load",
+        "jwt_cache", "jwt_keyset", "jwt_keyset_file", "jwt_verify", "load_file", "monotonic_ms", "policy_load",
         "policy_metrics",
         "ratelimit_open", "version" }, keys)
     end)

@@ -90,6 +90,15 @@ LS_API int ls_policy_strip_lookalike(const ls_policy_t *p, const char *name, siz
  * every request header to find lookalikes skips the walk otherwise. */
 LS_API int ls_policy_strips_lookalikes(const ls_policy_t *p);
 
+/* Reads a policy or route file (Lua source) whole into a new ls_malloc
+ * block with a NUL after it (free with ls_free): a regular file only,
+ * opened without blocking, so a FIFO or a device put in its place is
+ * refused instead of stalling the server; at most LS_POLICY_FILE_MAX
+ * bytes. Errors name the path: LS_ENOTFOUND, LS_EPERM (not a regular
+ * file, no access), LS_EFORMAT (too large), LS_EIO, LS_ENOMEM. */
+#define LS_POLICY_FILE_MAX (16u << 20)
+LS_API ls_rc ls_policy_read_file(const char *path, char **text, size_t *len, ls_err *err);
+
 /* Whether authenticators read the request body (webhook signatures):
  * 0 none does; LS_POLICY_BODY_SOME_PATHS: some do, each on its `paths`
  * (ls_policy_path_needs_body says which requests); LS_POLICY_BODY_EVERY_PATH:
@@ -159,8 +168,10 @@ typedef struct {
     size_t n_resp_headers;
     const char *body; /* on deny: small JSON body naming no internals */
     size_t body_len;
-    const char *notice; /* a reload problem to log (e.g. a JWKS file that
-                           failed to parse, old keys kept), or NULL */
+    const char *notice; /* something for the server's log, or NULL: a reload
+                           problem (a JWKS file that failed to parse, old keys
+                           kept), a webhook without paths, a rate limit that
+                           could not be taken (at most once a minute) */
     double decision_us; /* time spent deciding; measured when the decision is audited or counted */
     const char *request_id; /* the id of the audit record written, or NULL */
 } ls_policy_decision;
