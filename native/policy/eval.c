@@ -257,6 +257,10 @@ static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller
     rate_headers(p, req);
     for (size_t i = 0; i < p->n_limits; i++) {
         const rate_limit *l = &p->limits[i];
+        const ls_rule *on;
+        if (l->paths && ls_rules_match(l->paths, NULL, NULL, (const char *)p->path.ptr, p->path.len,
+                                       &on) != LS_OK)
+            continue; /* not on this path */
         ls_rl_key key;
         if (memo && memo->rl_known[i])
             key = memo->rl[i];

@@ -146,9 +146,9 @@ static ls_rc compile_limit(ls_policy_t *p, const json_t *d, const char *field, l
     json_object_foreach((json_t *)d, key, v)
     {
         if (strcmp(key, "by") != 0 && strcmp(key, "rate") != 0 && strcmp(key, "per") != 0 &&
-            strcmp(key, "burst") != 0)
-            return ls_err_set(err, LS_EINVAL, "%s: unknown field '%s' (by, rate, per, burst)",
-                              field, key);
+            strcmp(key, "burst") != 0 && strcmp(key, "paths") != 0)
+            return ls_err_set(err, LS_EINVAL,
+                              "%s: unknown field '%s' (by, rate, per, burst, paths)", field, key);
     }
     const char *by = "ip";
     ls_rc rc = ls_json_get_str(d, "by", &by, NULL, err);
@@ -179,8 +179,12 @@ static ls_rc compile_limit(ls_policy_t *p, const json_t *d, const char *field, l
     rc = ls_rl_limit_parse(&rl->limit, rate, per, per_len, burst, err);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", field);
     snprintf(rl->prefix, sizeof rl->prefix, "%zu:", p->n_limits);
-    p->n_limits++;
-    return LS_OK;
+    p->n_limits++; /* counted before its paths, so that free releases them */
+    const json_t *paths = json_object_get(d, "paths");
+    if (paths == NULL) return LS_OK;
+    char label[64];
+    snprintf(label, sizeof label, "%s.paths", field);
+    return ls_rules_compile_paths(&rl->paths, paths, label, err);
 }
 
 static ls_rc compile_limits(ls_policy_t *p, const json_t *d, const ls_policy_opts *opts,
@@ -524,6 +528,7 @@ void ls_policy_free(ls_policy_t *p)
         ls_free(p->idhdr[i].claim);
     }
     ls_rules_free(p->rules);
+    for (size_t i = 0; i < p->n_limits; i++) ls_rules_free(p->limits[i].paths);
     ls_cidr_set_free(p->ip_allow);
     ls_cidr_set_free(p->ip_deny);
     ls_cidr_set_free(p->trusted);

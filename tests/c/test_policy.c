@@ -1479,6 +1479,54 @@ static void test_policy_rate_limit_trouble_is_said(void **state)
     ls_policy_free(p);
 }
 
+/* A rate limit with paths counts requests to those paths only: a login
+ * form gets a tighter budget than the rest of the site. */
+static void test_policy_rate_limit_paths(void **state)
+{
+    (void)state;
+    orders_setup();
+    ls_policy_t *p = load("{\"name\":\"rlp\",\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+                          "\"rate_limit\":[{\"by\":\"ip\",\"rate\":1,\"per\":\"1m\",\"burst\":2,"
+                          "\"paths\":[\"/login\",\"/password/**\"]},"
+                          "{\"by\":\"ip\",\"rate\":100,\"burst\":5}]}",
+                          LS_POLICY_NO_AUDIT | LS_POLICY_PRIVATE_RL);
+    ls_policy_decision d;
+    req_spec r = {.method = "POST", .path = "/login"};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    r.path = "/password/reset/"; /* the same budget: the first limit's */
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    r.path = "/x/../login";
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 429);
+    assert_string_equal(resp_header(&d, "RateLimit-Limit"), "2");
+    /* Elsewhere only the second limit counts: 2 of its 5 went to the
+     * allowed logins (a denied one stops at the first limit). */
+    r.path = "/index.html";
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(decide(p, &r, &d), LS_OK);
+        assert_int_equal(d.allow, 1);
+    }
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 429);
+    assert_string_equal(resp_header(&d, "RateLimit-Limit"), "5");
+    ls_policy_free(p);
+
+    ls_err err;
+    assert_int_equal(
+        load_err("{\"name\":\"x\",\"rate_limit\":{\"rate\":1,\"paths\":[\"/a*\"]}}", &err),
+        LS_EINVAL);
+    assert_non_null(strstr(err.msg, "rate_limit.paths[1]: path '/a*': '*' must be a whole"));
+    assert_int_equal(
+        load_err("{\"name\":\"x\",\"rate_limit\":[{\"rate\":1},{\"rate\":1,\"paths\":[]}]}", &err),
+        LS_EINVAL);
+    assert_non_null(strstr(err.msg, "rate_limit[2].paths: empty list"));
+    assert_int_equal(load_err("{\"name\":\"x\",\"rate_limit\":{\"rate\":1,\"path\":\"/a\"}}", &err),
+                     LS_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown field 'path' (by, rate, per, burst, paths)"));
+}
+
 /* Records the audit log cannot write are said in a notice (the server's
  * log), looked for at most once a minute. */
 static void test_policy_audit_write_failures_are_said(void **state)
@@ -1779,6 +1827,7 @@ int main(void)
         cmocka_unit_test(test_policy_authenticator_paths_errors),
         cmocka_unit_test(test_policy_authenticator_paths_enomem),
         cmocka_unit_test(test_policy_rate_limit_trouble_is_said),
+        cmocka_unit_test(test_policy_rate_limit_paths),
         cmocka_unit_test(test_policy_audit_write_failures_are_said),
         cmocka_unit_test(test_policy_jwks_cache_dir_of_another_user_is_refused),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
