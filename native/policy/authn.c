@@ -247,6 +247,20 @@ static ls_rc load_cached_keys(ls_policy_t *p, authn *a, ls_jwks_t **out, ls_err 
     return ls_jwks_new(out, err);
 }
 
+/* Says which keys of a loaded JWK Set were skipped and why, unless the
+ * keys it replaces (prev, or NULL) had the same said of them: a refresh
+ * that brings the same set is no news. */
+static void notice_skipped_keys(ls_policy_t *p, const authn *a, const ls_jwks_t *ks,
+                                const ls_jwks_t *prev)
+{
+    ls_err note, before;
+    if (ls_jwks_skip_notice(ks, &note) == LS_OK) return;
+    if (prev && ls_jwks_skip_notice(prev, &before) != LS_OK && strcmp(before.msg, note.msg) == 0)
+        return;
+    ls_err_prefix(&note, "%s: %s", a->label, a->jwks_file.path);
+    ls_policy_notice(p, &note);
+}
+
 static ls_rc jwt_load_keys(ls_policy_t *p, authn *a, const json_t *d, ls_jwks_t **out, ls_err *err)
 {
     ls_jwks_t *ks = NULL;
@@ -259,6 +273,7 @@ static ls_rc jwt_load_keys(ls_policy_t *p, authn *a, const json_t *d, ls_jwks_t 
     } else if ((rc = ls_jwks_new(&ks, err)) != LS_OK) {
         return rc;
     }
+    notice_skipped_keys(p, a, ks, NULL);
     const char *name;
     if (d && ls_json_get_str(d, "pem", &name, NULL, NULL) == LS_OK) {
         char *path = ls_policy_path(p, name);
@@ -808,6 +823,7 @@ void ls_authn_refresh(ls_policy_t *p, authn *a)
         int c = ls_policy_watch_changed(p, &a->jwks_file, &err);
         ls_jwks_t *ks;
         if (c == 1 && ls_jwks_load_file(&ks, a->jwks_file.path, &err) == LS_OK) {
+            notice_skipped_keys(p, a, ks, a->jwks);
             ls_jwks_free(a->jwks);
             a->jwks = ks; /* cached tokens of removed keys are invalidated by fingerprint */
         } else if (c != 0 && !(a->fetch && c == -1 && err.code == LS_ENOTFOUND)) {

@@ -3,7 +3,10 @@
  * secrets, each turned once into a ready-to-verify key that records its
  * family, curve, kid and allowed algorithm, plus a keyed fingerprint so a
  * cache can tell whether the key that verified a token is still present.
- * A failed add leaves the keyset as it was. */
+ * A key of a JWK Set that cannot be used here (malformed, unsupported, or
+ * for something else than signatures) is skipped, as RFC 7517 section 5
+ * says, and remembered with why: it never verifies anything, and a token
+ * naming its kid finds no key. A failed add leaves the keyset as it was. */
 #include "ls_config.h"
 
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include "lodestone/ls_base64.h"
 
 #define KEYFILE_MAX ((size_t)1 << 20)
+#define SHOWN_MAX   64 /* bytes of a value from a key set shown in messages */
 
 /* ---- process-wide state: fingerprint key, keyset serials ---- */
 
@@ -61,7 +65,9 @@ static void fingerprint(ls_jwk *k, const unsigned char *a, size_t alen, const un
 
 /* ---- error messages naming the key ---- */
 
-/* Where a key came from: what ("PEM public key") or, when NULL, keys[idx]. */
+/* Where a key came from: what ("PEM public key") or, when NULL, keys[idx]
+ * of a JWK Set, whose messages lack the key's name (".n: ...", ": x, y:
+ * ..."): the caller puts "keys[idx]" in front (see put_skip). */
 struct kctx {
     const char *what;
     size_t idx;
@@ -81,18 +87,30 @@ static ls_rc kerr(const struct kctx *c, ls_err *err, ls_rc code, const char *fie
     if (c->what)
         return field ? ls_err_set(err, code, "%s: %s: %s", c->what, field, detail)
                      : ls_err_set(err, code, "%s: %s", c->what, detail);
-    return field ? ls_err_set(err, code, "keys[%zu].%s: %s", c->idx, field, detail)
-                 : ls_err_set(err, code, "keys[%zu]: %s", c->idx, detail);
+    return field ? ls_err_set(err, code, ".%s: %s", field, detail)
+                 : ls_err_set(err, code, ": %s", detail);
 }
 
 /* Adds the key's name in front of a message set by a callee. */
 static ls_rc kprefix(const struct kctx *c, ls_err *err, ls_rc rc)
 {
-    if (c->what)
-        ls_err_prefix(err, "%s", c->what);
-    else
-        ls_err_prefix(err, "keys[%zu]", c->idx);
+    ls_err_prefix(err, "%s", c->what ? c->what : "");
     return rc;
+}
+
+/* A value from a key set as messages show it: at most SHOWN_MAX bytes,
+ * anything but printable ASCII as '?', so that it cannot forge log lines.
+ * Returns out. */
+static char *shown(const char *s, size_t len, char out[SHOWN_MAX + 4])
+{
+    size_t n = len < SHOWN_MAX ? len : SHOWN_MAX;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = s[i];
+        if (s[i] < 0x20 || s[i] >= 0x7f) out[i] = '?';
+    }
+    if (len > n) memcpy(out + n, "...", 3), n += 3;
+    out[n] = '\0';
+    return out;
 }
 
 const char *ls_jwk_desc(const ls_jwk *k)
@@ -330,19 +348,36 @@ static int str_is(const char *s, size_t len, const char *lit)
     return len == strlen(lit) && memcmp(s, lit, len) == 0;
 }
 
-/* Parses keys[idx] into *k. *used is 0 when the key is well formed but
- * not for verifying here (use "enc", unknown kty, curve or alg). */
-static ls_rc parse_jwk(const struct kctx *c, const json_t *obj, ls_jwk *k, int *used, ls_buf *a,
-                       ls_buf *b, ls_err *err)
+/* Key management algorithms of JWE (RFC 7518 section 4.1): a key that names
+ * one is for encryption. */
+static int jwe_alg(const char *s, size_t len)
+{
+    static const char *const prefixes[] = {"RSA1_5", "RSA-OAEP", "ECDH-ES", "PBES2-", "dir"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (len >= strlen(prefixes[i]) && memcmp(s, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    /* A128KW, A192KW, A256KW, A128GCMKW... */
+    return len >= 5 && s[0] == 'A' && memcmp(s + len - 2, "KW", 2) == 0;
+}
+
+/* Parses keys[idx] into *k. LS_OK when *k is ready to verify. Otherwise the
+ * key is skipped and err says why (see struct kctx): LS_EINVAL when it
+ * is malformed, LS_EFORMAT when it is well formed but not for verifying
+ * here (use "enc", an unknown kty, curve or alg), with *other_use 1 when the
+ * key itself says it is for something else than signatures. LS_ENOMEM is
+ * not a skip. */
+static ls_rc parse_jwk(const struct kctx *c, const json_t *obj, ls_jwk *k, int *other_use,
+                       ls_buf *a, ls_buf *b, ls_err *err)
 {
     const char *s, *kid = NULL;
     size_t len, kid_len = 0;
     ls_jwt_alg alg = LS_JWT_ALG_ANY;
     ls_jwk_type type;
     int crv = LS_CRV_NONE;
+    char show[SHOWN_MAX + 4];
     ls_rc rc;
 
-    *used = 0;
+    *other_use = 0;
     if (!json_is_object(obj))
         return kerr(c, err, LS_EINVAL, NULL, "expected an object, got %s", ls_json_type_name(obj));
     const char *kty;
@@ -352,7 +387,10 @@ static ls_rc parse_jwk(const struct kctx *c, const json_t *obj, ls_jwk *k, int *
     if (rc != LS_OK) return rc;
 
     rc = member_str(c, obj, "use", &s, &len, err);
-    if (rc == LS_OK && !str_is(s, len, "sig")) return LS_OK; /* "enc" and others: skip */
+    if (rc == LS_OK && !str_is(s, len, "sig")) {
+        *other_use = 1;
+        return kerr(c, err, LS_EFORMAT, "use", "\"%s\", not for signatures", shown(s, len, show));
+    }
     if (rc == LS_EINVAL) return rc;
 
     json_t *ops = json_object_get(obj, "key_ops");
@@ -367,11 +405,18 @@ static ls_rc parse_jwk(const struct kctx *c, const json_t *obj, ls_jwk *k, int *
                 str_is(json_string_value(op), json_string_length(op), "verify"))
                 verify = 1;
         }
-        if (!verify) return LS_OK;
+        if (!verify) {
+            *other_use = 1;
+            return kerr(c, err, LS_EFORMAT, "key_ops", "no \"verify\", not for signatures");
+        }
     }
 
     rc = member_str(c, obj, "alg", &s, &len, err);
-    if (rc == LS_OK && ls_jwt_alg_parse(s, len, &alg, NULL) != LS_OK) return LS_OK;
+    if (rc == LS_OK && ls_jwt_alg_parse(s, len, &alg, NULL) != LS_OK) {
+        *other_use = jwe_alg(s, len);
+        return kerr(c, err, LS_EFORMAT, "alg", "\"%s\" %s", shown(s, len, show),
+                    *other_use ? "is for encryption" : "is not supported");
+    }
     if (rc == LS_EINVAL) return rc;
 
     rc = member_str(c, obj, "kid", &kid, &kid_len, err);
@@ -396,24 +441,98 @@ static ls_rc parse_jwk(const struct kctx *c, const json_t *obj, ls_jwk *k, int *
                                             : LS_CRV_NONE;
         else
             crv = str_is(s, len, "Ed25519") ? LS_CRV_ED25519 : LS_CRV_NONE;
-        if (crv == LS_CRV_NONE) return LS_OK; /* secp256k1, X25519, Ed448...: skip */
+        if (crv == LS_CRV_NONE) { /* secp256k1, X25519, Ed448... */
+            *other_use = str_is(s, len, "X25519") || str_is(s, len, "X448");
+            return kerr(c, err, LS_EFORMAT, "crv", "\"%s\" %s", shown(s, len, show),
+                        *other_use ? "is for key agreement" : "is not supported");
+        }
         if ((rc = member_b64(c, obj, "x", a, err)) != LS_OK) return rc;
         if (type == LS_JWK_EC && (rc = member_b64(c, obj, "y", b, err)) != LS_OK) return rc;
     } else if (str_is(kty, kty_len, "oct")) {
         type = LS_JWK_OCT;
         if ((rc = member_b64(c, obj, "k", a, err)) != LS_OK) return rc;
     } else {
-        return LS_OK;
+        return kerr(c, err, LS_EFORMAT, "kty", "\"%s\" is not supported",
+                    shown(kty, kty_len, show));
     }
-    rc = build_key(c, k, type, crv, alg, kid, kid_len, a, b, err);
-    if (rc == LS_OK) *used = 1;
-    return rc;
+    return build_key(c, k, type, crv, alg, kid, kid_len, a, b, err);
 }
 
 static void wipe_buf(ls_buf *b)
 {
     if (b->ptr) sodium_memzero(b->ptr, b->cap);
     ls_buf_free(b);
+}
+
+/* ---- skipped keys ---- */
+
+/* Remembers keys[idx] (obj) as skipped, among the first LS_JWKS_SKIPS_KEPT:
+ * tail is parse_jwk's message (".n: ..." or ": ..."). LS_ENOMEM. */
+static ls_rc remember_skip(ls_jwks_t *ks, size_t idx, const json_t *obj, int other_use,
+                           const char *tail, ls_err *err)
+{
+    if (ks->n_skips >= LS_JWKS_SKIPS_KEPT) return LS_OK;
+    if (ks->skips == NULL && (ks->skips = ls_calloc(LS_JWKS_SKIPS_KEPT, sizeof *ks->skips)) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory noting a skipped key");
+    ls_jwk_skip *sk = &ks->skips[ks->n_skips];
+    json_t *kid = json_is_object(obj) ? json_object_get(obj, "kid") : NULL;
+    sk->index = idx;
+    sk->other_use = other_use;
+    sk->field = tail[0] == '.';
+    const char *why = tail + (sk->field ? 1 : tail[0] == ':' ? 2 : 0);
+    sk->kid = NULL;
+    if (json_is_string(kid) && memchr(json_string_value(kid), 0, json_string_length(kid)) == NULL &&
+        (sk->kid = ls_strndup(json_string_value(kid), json_string_length(kid))) == NULL)
+        return ls_err_set(err, LS_ENOMEM, "out of memory noting a skipped key");
+    if ((sk->why = ls_strdup(why)) == NULL) {
+        ls_free(sk->kid);
+        return ls_err_set(err, LS_ENOMEM, "out of memory noting a skipped key");
+    }
+    ks->n_skips++;
+    return LS_OK;
+}
+
+/* Forgets the skipped keys from the from-th kept one on. */
+static void forget_skips(ls_jwks_t *ks, size_t from)
+{
+    for (size_t i = from; i < ks->n_skips; i++) {
+        ls_free(ks->skips[i].kid);
+        ls_free(ks->skips[i].why);
+    }
+    ks->n_skips = from;
+}
+
+/* Appends "; keys[i].n: why [kid "x"]" (no "; " first) to out (size cap,
+ * holding *len bytes) if it fits whole: 1 when it did. */
+static int put_skip(char *out, size_t cap, size_t *len, const ls_jwk_skip *sk)
+{
+    char kid[SHOWN_MAX + 4], line[LS_ERR_MSGMAX];
+    const char *sep = *len ? "; " : "", *dot = sk->field ? "." : ": ";
+    int n = sk->kid ? snprintf(line, sizeof line, "%skeys[%zu]%s%s [kid \"%s\"]", sep, sk->index,
+                               dot, sk->why, shown(sk->kid, strlen(sk->kid), kid))
+                    : snprintf(line, sizeof line, "%skeys[%zu]%s%s", sep, sk->index, dot, sk->why);
+    if (n < 0 || (size_t)n >= cap - *len) return 0;
+    memcpy(out + *len, line, (size_t)n + 1);
+    *len += (size_t)n;
+    return 1;
+}
+
+/* Sets err to head (or nothing) followed by the kept skipped keys from the
+ * from-th on (with other_use ones only when all), of total skipped: "...;
+ * and 3 more". */
+static ls_rc skips_err(const ls_jwks_t *ks, size_t from, size_t total, int all, ls_rc code,
+                       const char *head, ls_err *err)
+{
+    char list[LS_ERR_MSGMAX - 64];
+    size_t len = 0, shown_n = 0;
+    for (size_t i = from; i < ks->n_skips; i++) {
+        if (!all && ks->skips[i].other_use) continue;
+        if (!put_skip(list, sizeof list - 24, &len, &ks->skips[i])) break;
+        shown_n++;
+    }
+    if (shown_n < total)
+        snprintf(list + len, sizeof list - len, "%sand %zu more", len ? "; " : "", total - shown_n);
+    return head ? ls_err_set(err, code, "%s: %s", head, list) : ls_err_set(err, code, "%s", list);
 }
 
 /* ---- keysets ---- */
@@ -438,6 +557,8 @@ void ls_jwks_free(ls_jwks_t *ks)
     if (ks == NULL) return;
     for (size_t i = 0; i < ks->n; i++) release_key(&ks->keys[i]);
     ls_free(ks->keys);
+    forget_skips(ks, 0);
+    ls_free(ks->skips);
     ls_jws_crypto_fini(ks);
     ls_free(ks);
 }
@@ -456,23 +577,35 @@ ls_rc ls_jwks_add_json(ls_jwks_t *ks, const char *text, size_t len, ls_err *err)
         json_decref(root);
         return rc;
     }
-    size_t n = json_array_size(keys), added = 0, skipped = 0;
+    size_t n = json_array_size(keys), added = 0, skipped = 0, unusable = 0;
+    size_t kept_before = ks->n_skips;
     ls_buf a = LS_BUF_INIT, b = LS_BUF_INIT;
     rc = reserve(ks, n, err);
     for (size_t i = 0; rc == LS_OK && i < n; i++) {
         struct kctx c = {NULL, i};
-        int used;
-        rc = parse_jwk(&c, json_array_get(keys, i), &ks->keys[ks->n + added], &used, &a, &b, err);
-        if (rc == LS_OK && used)
+        json_t *obj = json_array_get(keys, i);
+        int other_use;
+        ls_err why;
+        ls_rc krc = parse_jwk(&c, obj, &ks->keys[ks->n + added], &other_use, &a, &b, &why);
+        if (krc == LS_OK) {
             added++;
-        else if (rc == LS_OK)
+        } else if (krc == LS_ENOMEM) {
+            rc = ls_err_set(err, krc, "keys[%zu]%s", i, why.msg);
+        } else { /* RFC 7517 section 5: ignored, not fatal */
             skipped++;
+            unusable += !other_use;
+            rc = remember_skip(ks, i, obj, other_use, why.msg, err);
+        }
     }
+    if (rc == LS_OK && n > 0 && added == 0)
+        rc = skips_err(ks, kept_before, skipped, 1, LS_EINVAL, NULL, err);
     if (rc == LS_OK) {
         ks->n += added;
         ks->skipped += skipped;
+        ks->skipped_unusable += unusable;
     } else {
         for (size_t i = 0; i < added; i++) release_key(&ks->keys[ks->n + i]);
+        forget_skips(ks, kept_before);
     }
     wipe_buf(&a);
     wipe_buf(&b);
@@ -584,6 +717,30 @@ size_t ls_jwks_count(const ls_jwks_t *ks)
 size_t ls_jwks_skipped(const ls_jwks_t *ks)
 {
     return ks->skipped;
+}
+
+ls_rc ls_jwks_skipped_info(const ls_jwks_t *ks, size_t i, ls_jwk_skipped *info, ls_err *err)
+{
+    (void)err;
+    if (i >= ks->n_skips) return LS_ENOTFOUND;
+    const ls_jwk_skip *sk = &ks->skips[i];
+    info->index = sk->index;
+    info->kid = sk->kid;
+    info->why = sk->why;
+    info->other_use = sk->other_use;
+    return LS_OK;
+}
+
+ls_rc ls_jwks_skip_notice(const ls_jwks_t *ks, ls_err *out)
+{
+    size_t n = ks->skipped_unusable;
+    if (n == 0) return LS_OK;
+    char head[96];
+    snprintf(head, sizeof head,
+             "JWK Set: %zu key%s skipped, not usable here (tokens naming %s are "
+             "refused)",
+             n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    return skips_err(ks, 0, n, 0, LS_EFORMAT, head, out);
 }
 
 ls_rc ls_jwks_key_info(const ls_jwks_t *ks, size_t i, ls_jwk_info *info, ls_err *err)

@@ -343,6 +343,13 @@ static ls_rc fetch_once(ls_jwks_fetch_t *f, CURLM *m, int64_t *max_age, ls_err *
                             "the JWK Set has %zu usable keys, more than the %zu taken (each "
                             "worker would check them all again on its request path)",
                             ls_jwks_count(ks), f->o.max_keys);
+        else if (ls_jwks_count(ks) + ls_jwks_skipped(ks) > f->o.max_keys)
+            rc = ls_err_set(err, LS_EFORMAT,
+                            "the JWK Set has %zu keys (%zu of them skipped as unusable), more "
+                            "than the %zu taken (each worker would check them all again on its "
+                            "request path)",
+                            ls_jwks_count(ks) + ls_jwks_skipped(ks), ls_jwks_skipped(ks),
+                            f->o.max_keys);
         ls_jwks_free(ks);
     }
     if (rc == LS_OK) rc = write_cache(f, x.body.ptr, x.body.len, err);

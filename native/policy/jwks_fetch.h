@@ -2,7 +2,8 @@
  * Fetching an identity provider's published keys (a JWT authenticator's
  * `jwks_url`) off the request path (internal to ls_policy). A fetcher owns
  * one URL and one cache file. A background thread GETs the URL with
- * libcurl, checks that the body is a JWK Set with 1 to max_keys usable keys,
+ * libcurl, checks that the body is a JWK Set with 1 to max_keys keys, at
+ * least one of them usable (the others are skipped: see ls_jwks_add_json),
  * and replaces the cache file atomically; the engine reads the keys from
  * that file through its ordinary file watch, so a restart works while the
  * provider is down and every process on the machine shares the result.
@@ -49,7 +50,7 @@
 #define LS_JWKS_FETCH_CONNECT_MS     INT64_C(3000)
 #define LS_JWKS_FETCH_TIMEOUT_MS     INT64_C(10000) /* the whole transfer */
 #define LS_JWKS_FETCH_MAX_BODY       ((size_t)1 << 20)
-#define LS_JWKS_FETCH_MAX_KEYS       64 /* usable keys in a set: see max_keys */
+#define LS_JWKS_FETCH_MAX_KEYS       64 /* keys in a set: see max_keys */
 #define LS_JWKS_FETCH_MAX_REDIRS     3  /* followed only to https */
 
 typedef struct ls_jwks_fetch ls_jwks_fetch_t;
@@ -65,10 +66,12 @@ typedef struct {
     int64_t connect_timeout_ms; /* libcurl's connect timeout */
     int64_t timeout_ms;         /* libcurl's timeout for the whole transfer */
     size_t max_body;            /* a larger response fails */
-    /* A JWK Set with more usable keys fails. Every lighttpd worker parses an
-     * installed set again on its request path, and checking a public key
-     * costs up to half a millisecond (P-384): 1 MiB of P-521 keys (4,300)
-     * stalled each worker 1.4 s. Identity providers publish a handful. */
+    /* A JWK Set with more keys, usable or skipped, fails. Every lighttpd
+     * worker parses an installed set again on its request path, and
+     * checking a public key costs up to half a millisecond (P-384), also
+     * when it then turns out unusable (a point not on its curve): 1 MiB of
+     * P-521 keys (4,300) stalled each worker 1.4 s. Identity providers
+     * publish a handful. */
     size_t max_keys;
 } ls_jwks_fetch_opts;
 

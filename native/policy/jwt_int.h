@@ -36,10 +36,22 @@ typedef struct {
     unsigned char fp[LS_JWK_FPBYTES];
 } ls_jwk;
 
+/* A key of a JWK Set that was skipped, and why. */
+typedef struct {
+    size_t index;  /* in its set's "keys" array */
+    char *kid;     /* NUL-terminated copy, or NULL */
+    char *why;     /* "n: RSA modulus of 1024 bits is too small (at least 2048)" */
+    int other_use; /* the key says it is not for verifying signatures */
+    int field;     /* why starts with a member's name ("keys[i].n: ...") */
+} ls_jwk_skip;
+
 struct ls_jwks {
     ls_jwk *keys;
     size_t n, cap;
-    size_t skipped;
+    size_t skipped;          /* keys skipped */
+    size_t skipped_unusable; /* of them, those not for another use */
+    ls_jwk_skip *skips;      /* the first LS_JWKS_SKIPS_KEPT skipped, or NULL */
+    size_t n_skips;
     uint64_t serial;       /* unique per keyset; keys are only ever added */
     void *md[LS_MD_COUNT]; /* EVP_MD * fetched once per keyset */
 };

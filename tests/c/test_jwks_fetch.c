@@ -751,7 +751,7 @@ static void test_jwks_fetch_refresh_failures_and_backoff(void **state)
         {200, "",
          "{\"keys\":[{\"kty\":\"oct\",\"use\":\"enc\","
          "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}",
-         "no key this server can use"},
+         "not a usable JWK Set: keys[0].use: \"enc\", not for signatures"},
         {302, "Location: http://127.0.0.1:1/elsewhere\r\n", "", "redirect"}, /* never to http */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -993,11 +993,90 @@ static void test_jwks_fetch_refuses_too_many_keys(void **state)
     assert_string_equal(text, most);
     free(text);
 
+    /* Keys skipped as unusable cost a worker as much to look at (a point
+     * off its curve is found by checking it): they count too. */
+    char *junk = many_keys(1);
+    size_t jl = strlen(junk), cap = jl + (size_t)LS_JWKS_FETCH_MAX_KEYS * 40;
+    junk = realloc(junk, cap);
+    jl -= 2; /* reopen the array */
+    for (int i = 0; i < LS_JWKS_FETCH_MAX_KEYS; i++)
+        jl += (size_t)snprintf(junk + jl, cap - jl, ",{\"kty\":\"PQ\",\"kid\":\"pq%d\"}", i);
+    snprintf(junk + jl, cap - jl, "]}");
+    srv_respond(s, 200, "", junk, 0);
+    uint64_t failures = stats(f).failures;
+    WAIT_STAT(f, failures, failures + 1, WAIT_MS);
+    expect_failure(f, &seen, "has 65 keys (64 of them skipped as unusable), more than the 64");
+    text = read_text(path);
+    assert_string_equal(text, most);
+    free(text);
+    free(junk);
+
     ls_jwks_fetch_free(f);
     srv_stop(s);
     free(over);
     free(most);
     free(path);
+    free(url);
+    free(d);
+}
+
+/* One key the server cannot use no longer costs the identity provider's
+ * whole set: the others are installed and used, the skipped one is said
+ * once (index, kid, why), and a token naming it finds no key. */
+static void test_jwks_fetch_policy_bad_key_skipped(void **state)
+{
+    (void)state;
+    ls_manual_clock_init(&mc, NOW_S * 1000);
+    srv_t *s = srv_start();
+    srv_respond(s, 200, "",
+                "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k1\","
+                "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"},"
+                "{\"kty\":\"oct\",\"kid\":\"old\",\"k\":\"c2hvcnQ\"}]}",
+                0);
+    char *d = subdir("skipped"), *url = srv_url(s, "/jwks");
+    char *t1 = mint("k1", SECRET1), *old = mint("old", SECRET1);
+    ls_policy_t *p = load(d, "skipped", url);
+    ls_policy_decision dec;
+    int notices = 0;
+    int64_t end = now_ms() + WAIT_MS;
+    for (decide(p, t1, &dec); !dec.allow; decide(p, t1, &dec)) {
+        if (dec.notice && strstr(dec.notice, "kid \"old\"")) notices++;
+        if (now_ms() > end) fail_msg("not allowed: %s", dec.reason);
+        sleep_ms(5);
+    }
+    if (dec.notice && strstr(dec.notice, "kid \"old\"")) notices++;
+    for (int i = 0; i < 5; i++) { /* the file is looked at again: no news */
+        ls_manual_clock_advance(&mc, 1000);
+        decide(p, t1, &dec);
+        assert_int_equal(dec.allow, 1);
+        if (dec.notice && strstr(dec.notice, "kid \"old\"")) notices++;
+    }
+    assert_int_equal(notices, 1);
+    char *cache = find_cache(d, "skipped");
+    struct stat st0, st1;
+    assert_int_equal(stat(cache, &st0), 0);
+    decide(p, old, &dec);
+    assert_int_equal(dec.status, 401);
+    assert_string_equal(dec.reason, "unknown_kid");
+    /* That refetches the same set: installed again, and no news. */
+    end = now_ms() + WAIT_MS;
+    while (stat(cache, &st1) != 0 || st1.st_ino == st0.st_ino) {
+        if (now_ms() > end) fail_msg("the set was not fetched again");
+        sleep_ms(2);
+    }
+    free(cache);
+    for (int i = 0; i < 5; i++) {
+        ls_manual_clock_advance(&mc, 1000);
+        decide(p, old, &dec);
+        assert_string_equal(dec.reason, "unknown_kid");
+        if (dec.notice && strstr(dec.notice, "kid \"old\"")) notices++;
+        sleep_ms(5);
+    }
+    assert_int_equal(notices, 1);
+    ls_policy_free(p);
+    srv_stop(s);
+    free(t1);
+    free(old);
     free(url);
     free(d);
 }
@@ -1090,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_jwks_fetch_requests_at_most_once_per_interval),
         cmocka_unit_test(test_jwks_fetch_timeout_keeps_nothing),
         cmocka_unit_test(test_jwks_fetch_refuses_too_many_keys),
+        cmocka_unit_test(test_jwks_fetch_policy_bad_key_skipped),
         cmocka_unit_test(test_jwks_fetch_forked_child_runs_its_own_thread),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

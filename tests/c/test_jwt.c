@@ -1659,18 +1659,15 @@ static void test_jwt_jwks_errors_name_key_and_field(void **state)
     (void)state;
     ls_buf b = LS_BUF_INIT;
     ls_err err;
-    put_jwk(&b, F.rsa1, NULL, NULL);
-    char *rsa = (char *)b.ptr;
     char json[4096];
 
     expect_jwks_error("{\"keys\": [", "JWK Set: line 1");
     expect_jwks_error("[]", "JWK Set: expected an object with a \"keys\" array");
     expect_jwks_error("{\"keys\": {}}", "JWK Set: expected an object with a \"keys\" array");
-    snprintf(json, sizeof json, "{\"keys\":[%s,\"x\"]}", rsa);
-    expect_jwks_error(json, "keys[1]: expected an object, got string");
-    snprintf(json, sizeof json,
-             "{\"keys\":[%s,%s,{\"kty\":\"RSA\",\"n\":\"ab+c\",\"e\":\"AQAB\"}]}", rsa, rsa);
-    expect_jwks_error(json, "keys[2].n: invalid base64url: character '+' at offset 2");
+    /* A set none of whose keys can be used says why for each. */
+    expect_jwks_error("{\"keys\":[\"x\"]}", "keys[0]: expected an object, got string");
+    expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"ab+c\",\"e\":\"AQAB\"}]}",
+                      "keys[0].n: invalid base64url: character '+' at offset 2");
     expect_jwks_error("{\"keys\":[{\"n\":\"AQAB\"}]}", "keys[0].kty: missing");
     expect_jwks_error("{\"keys\":[{\"kty\":1}]}", "keys[0].kty: expected a string, got integer");
     expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\"}]}", "keys[0].e: missing");
@@ -1690,14 +1687,13 @@ static void test_jwt_jwks_errors_name_key_and_field(void **state)
                       "keys[0].k: HMAC key of 5 bytes is too short (at least 32)");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2hvcnQ=\"}]}",
                       "keys[0].k: invalid base64url: padding '=' is not allowed (offset 7)");
-    ls_buf_clear(&b);
     put_jwk(&b, F.ec256, "k1", "ES384");
     snprintf(json, sizeof json, "{\"keys\":[%s]}", (char *)b.ptr);
-    expect_jwks_error(json, "keys[0].alg: ES384 does not fit an EC P-256 key");
+    expect_jwks_error(json, "keys[0].alg: ES384 does not fit an EC P-256 key [kid \"k1\"]");
     ls_buf_clear(&b);
     put_jwk(&b, F.rsa1, "k1", "HS256");
     snprintf(json, sizeof json, "{\"keys\":[%s]}", (char *)b.ptr);
-    expect_jwks_error(json, "keys[0].alg: HS256 does not fit an RSA key");
+    expect_jwks_error(json, "keys[0].alg: HS256 does not fit an RSA key [kid \"k1\"]");
     ls_buf_clear(&b);
     ls_buf_printf(&b, &err, "{\"keys\":[{\"kty\":\"oct\",\"alg\":\"HS512\",\"k\":\"");
     put_b64u(&b, F.h64, 32);
@@ -1707,20 +1703,130 @@ static void test_jwt_jwks_errors_name_key_and_field(void **state)
                       "keys[0].kid: expected a string, got integer");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\\u0000b\",\"k\":\"AQAB\"}]}",
                       "keys[0].kid: contains a NUL byte");
+    /* Keys for something else only: no key either. */
+    expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e1\",\"n\":\"x\"}]}",
+                      "keys[0].use: \"enc\", not for signatures [kid \"e1\"]");
+    /* Values from the set are shown cut short and without control bytes. */
+    expect_jwks_error("{\"keys\":[{\"kty\":\"P\\nQ\",\"kid\":\"line\\nbreak\"}]}",
+                      "keys[0].kty: \"P?Q\" is not supported [kid \"line?break\"]");
+    /* Beyond what a message holds: counted. */
+    ls_buf_clear(&b);
+    ls_buf_printf(&b, &err, "{\"keys\":[");
+    for (int i = 0; i < 40; i++) ls_buf_printf(&b, &err, "%s{\"kty\":\"PQ%d\"}", i ? "," : "", i);
+    ls_buf_printf(&b, &err, "]}");
+    expect_jwks_error((char *)b.ptr, "more");
 
     /* A failed add leaves an existing set as it was. */
     ls_jwks_t *ks = std_keys();
     unsigned char before[LS_JWKS_FPBYTES], after[LS_JWKS_FPBYTES];
     ls_jwks_fingerprint(ks, before);
-    ls_buf_clear(&b);
-    put_jwk(&b, F.rsa2, "rsa2", NULL);
-    snprintf(json, sizeof json, "{\"keys\":[%s,{\"kty\":\"RSA\"}]}", (char *)b.ptr);
+    snprintf(json, sizeof json, "{\"keys\":[{\"kty\":\"PQ\"},{\"kty\":\"RSA\"}]}");
     assert_int_equal(ls_jwks_add_json(ks, json, strlen(json), &err), LS_EINVAL);
-    assert_string_equal(err.msg, "keys[1].n: missing");
+    assert_string_equal(err.msg, "keys[0].kty: \"PQ\" is not supported; keys[1].n: missing");
     assert_int_equal(ls_jwks_count(ks), 6);
+    assert_int_equal(ls_jwks_skipped(ks), 0);
+    ls_jwk_skipped sk;
+    assert_int_equal(ls_jwks_skipped_info(ks, 0, &sk, &err), LS_ENOTFOUND);
+    assert_int_equal(ls_jwks_skip_notice(ks, &err), LS_OK);
     ls_jwks_fingerprint(ks, after);
     assert_memory_equal(before, after, sizeof before);
+    /* An empty set is no key at all, and no error. */
+    assert_int_equal(ls_jwks_add_json(ks, "{\"keys\":[]}", 11, &err), LS_OK);
+    assert_int_equal(ls_jwks_count(ks), 6);
     ls_jwks_free(ks);
+    ls_buf_free(&b);
+}
+
+/* One key the library cannot use no longer costs the whole set (RFC 7517
+ * section 5): it is skipped, said once with its index, kid and reason, and
+ * never verifies anything, also not through a kid that names it. */
+static void test_jwt_jwks_bad_key_skipped_not_fatal(void **state)
+{
+    (void)state;
+    ls_buf b = LS_BUF_INIT, n2 = LS_BUF_INIT;
+    ls_err err;
+    put_bn(&n2, F.rsa2, OSSL_PKEY_PARAM_RSA_N, 0);
+    ls_buf_putc(&n2, 0, &err);
+    ls_buf_printf(&b, &err, "{\"keys\":[");
+    put_jwk(&b, F.rsa1, "good", NULL);
+    ls_buf_printf(&b, &err,
+                  ",{\"kty\":\"RSA\",\"kid\":\"old\",\"n\":\"AQAB\",\"e\":\"AQAB\"}"
+                  ",{\"kty\":\"RSA\",\"kid\":\"no-n\",\"e\":\"AQAB\"}"
+                  ",{\"kty\":\"RSA\",\"kid\":\"bad-e\",\"n\":\"%s\",\"e\":\"Ag\"}"
+                  ",{\"kty\":\"PQ\",\"kid\":\"pq\"}"
+                  ",{\"kty\":\"EC\",\"crv\":\"secp256k1\",\"kid\":\"k1\",\"x\":\"x\",\"y\":\"x\"}"
+                  ",{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"enc\",\"n\":\"x\",\"e\":\"x\"}"
+                  ",\"x\"]}",
+                  (char *)n2.ptr);
+    ls_jwks_t *ks = parse_jwks((char *)b.ptr);
+    assert_int_equal(ls_jwks_count(ks), 1);
+    assert_int_equal(ls_jwks_skipped(ks), 7);
+
+    /* The list: every skipped key, which and why. */
+    ls_jwk_skipped sk;
+    th_ok(ls_jwks_skipped_info(ks, 0, &sk, &err), &err);
+    assert_int_equal(sk.index, 1);
+    assert_string_equal(sk.kid, "old");
+    assert_string_equal(sk.why, "n: RSA modulus of 17 bits is too small (at least 2048)");
+    assert_int_equal(sk.other_use, 0);
+    th_ok(ls_jwks_skipped_info(ks, 2, &sk, &err), &err);
+    assert_string_equal(sk.kid, "bad-e");
+    assert_string_equal(sk.why, "e: RSA exponent must be odd, at least 3, at most 64 bits");
+    th_ok(ls_jwks_skipped_info(ks, 5, &sk, &err), &err);
+    assert_string_equal(sk.kid, "enc");
+    assert_int_equal(sk.other_use, 1);
+    th_ok(ls_jwks_skipped_info(ks, 6, &sk, &err), &err);
+    assert_int_equal(sk.index, 7);
+    assert_null(sk.kid);
+    assert_int_equal(ls_jwks_skipped_info(ks, 7, &sk, &err), LS_ENOTFOUND);
+
+    /* The notice: the unusable ones, not the key meant for encryption. */
+    assert_int_equal(ls_jwks_skip_notice(ks, &err), LS_EFORMAT);
+    assert_string_equal(
+        err.msg,
+        "JWK Set: 6 keys skipped, not usable here (tokens naming them are refused): "
+        "keys[1].n: RSA modulus of 17 bits is too small (at least 2048) [kid \"old\"]; "
+        "keys[2].n: missing [kid \"no-n\"]; "
+        "keys[3].e: RSA exponent must be odd, at least 3, at most 64 bits [kid \"bad-e\"]; "
+        "keys[4].kty: \"PQ\" is not supported [kid \"pq\"]; "
+        "keys[5].crv: \"secp256k1\" is not supported [kid \"k1\"]; "
+        "keys[7]: expected an object, got string");
+
+    ls_manual_clock mc;
+    ls_jwt_opts o = opts_at(&mc, NOW);
+    char *t = tok("RS256", "good", F.rsa1, CLAIMS);
+    expect_ok(ks, t, &o);
+    free(t);
+    /* A kid naming a skipped key finds no key: never the usable one. */
+    static const char *const skipped_kids[] = {"old", "no-n", "bad-e", "pq", "k1", "enc"};
+    for (size_t i = 0; i < sizeof skipped_kids / sizeof skipped_kids[0]; i++) {
+        t = tok("RS256", skipped_kids[i], F.rsa1, CLAIMS);
+        ls_jwt_free(expect(ks, t, &o, LS_JWT_UNKNOWN_KID));
+        free(t);
+    }
+    /* Without a kid: the one usable key (the skipped do not count)... */
+    t = tok("RS256", NULL, F.rsa1, CLAIMS);
+    expect_ok(ks, t, &o);
+    free(t);
+    t = tok("RS256", NULL, F.rsa2, CLAIMS); /* (bad-e's modulus) */
+    ls_jwt_free(expect(ks, t, &o, LS_JWT_BAD_SIGNATURE));
+    free(t);
+    ls_jwks_free(ks);
+
+    /* ...and only when exactly one remains. */
+    ls_buf_clear(&b);
+    ls_buf_printf(&b, &err, "{\"keys\":[");
+    put_jwk(&b, F.rsa1, "a", NULL);
+    ls_buf_putc(&b, ',', &err);
+    put_jwk(&b, F.rsa2, "b", NULL);
+    ls_buf_printf(&b, &err, ",{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}");
+    ks = parse_jwks((char *)b.ptr);
+    assert_int_equal(ls_jwks_count(ks), 2);
+    t = tok("RS256", NULL, F.rsa1, CLAIMS);
+    ls_jwt_free(expect(ks, t, &o, LS_JWT_AMBIGUOUS_KEY));
+    free(t);
+    ls_jwks_free(ks);
+    ls_buf_free(&n2);
     ls_buf_free(&b);
 }
 
@@ -2355,6 +2461,7 @@ int main(void)
         cmocka_unit_test(test_jwt_claims_with_escapes_and_unicode),
         cmocka_unit_test(test_jwt_jwks_errors_name_key_and_field),
         cmocka_unit_test(test_jwt_jwks_skips_keys_it_cannot_use),
+        cmocka_unit_test(test_jwt_jwks_bad_key_skipped_not_fatal),
         cmocka_unit_test(test_jwt_jwks_load_file),
         cmocka_unit_test(test_jwt_pem_public_keys),
         cmocka_unit_test(test_jwt_hmac_secrets),

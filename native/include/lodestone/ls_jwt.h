@@ -94,10 +94,18 @@ LS_API void ls_jwks_free(ls_jwks_t *ks);
  * 32 bytes). Optional members: "kid" (string), "alg" (restricts the key to
  * that algorithm; must fit the key), "use" (only "sig" keys are used),
  * "key_ops" (used only if it lists "verify"). Private members are ignored.
- * Well-formed keys that cannot verify here (use "enc", other kty, curves or
- * algorithms) are skipped and counted in ls_jwks_skipped. A malformed key
- * fails the whole call with LS_EINVAL naming the key and member
- * ("keys[2].n: invalid base64url: ...") and adds nothing. */
+ * A key that cannot be used here is skipped, as RFC 7517 section 5 says:
+ * one that is malformed (a missing or bad member, an RSA modulus outside
+ * 2048 to 8192 bits, a point not on its curve), unsupported (other kty,
+ * curves or algorithms) or for something else (use "enc", key_ops without
+ * "verify"). Skipped keys are counted in ls_jwks_skipped, described by
+ * ls_jwks_skipped_info and ls_jwks_skip_notice, and never verify anything:
+ * a token whose kid names only a skipped key finds no key (unknown_kid).
+ * Fails with LS_EINVAL and adds nothing when the text is not JSON, not an
+ * object with a "keys" array, or lists keys none of which can be used (the
+ * message says why for each: "keys[0].n: invalid base64url: ... [kid
+ * \"a\"]; keys[1]: ..."); LS_ENOMEM. An empty "keys" array adds nothing and
+ * succeeds. */
 LS_API ls_rc ls_jwks_add_json(ls_jwks_t *ks, const char *text, size_t len, ls_err *err);
 
 /* ls_jwks_new followed by ls_jwks_add_json. Caller frees with
@@ -133,6 +141,32 @@ LS_API ls_rc ls_jwks_add_secret(ls_jwks_t *ks, const void *secret, size_t len, c
 /* Number of usable keys, and of keys skipped as unusable. */
 LS_API size_t ls_jwks_count(const ls_jwks_t *ks);
 LS_API size_t ls_jwks_skipped(const ls_jwks_t *ks);
+
+/* Skipped keys described: the first LS_JWKS_SKIPS_KEPT, in the order met. */
+#define LS_JWKS_SKIPS_KEPT 16u
+
+/* A key ls_jwks_add_json skipped. Strings: Borrowed until ls_jwks_free. */
+typedef struct {
+    size_t index;    /* its place in its set's "keys" array */
+    const char *kid; /* its kid, or NULL when it has none that is a string */
+    const char *why; /* "n: RSA modulus of 1024 bits is too small (at least 2048)" */
+    int other_use;   /* 1 when the key says it is for something else than
+                        verifying signatures (use "enc", key_ops, a JWE alg,
+                        an ECDH curve); 0 when it could be meant for that and
+                        is malformed or unsupported */
+} ls_jwk_skipped;
+
+/* Describes skipped key i (0 <= i < min(ls_jwks_skipped, LS_JWKS_SKIPS_KEPT)).
+ * LS_ENOTFOUND past those. */
+LS_API ls_rc ls_jwks_skipped_info(const ls_jwks_t *ks, size_t i, ls_jwk_skipped *info, ls_err *err);
+
+/* For a log, once per load: when keys that could be meant for verifying
+ * signatures were skipped (other_use 0), returns LS_EFORMAT with out saying
+ * which and why ("JWK Set: 1 key skipped, not usable here (tokens naming it
+ * are refused): keys[1].n: RSA modulus of 1024 bits is too small (at least
+ * 2048) [kid \"old\"]"; beyond what fits, "and N more"). Otherwise LS_OK,
+ * out untouched: keys for something else are not news. */
+LS_API ls_rc ls_jwks_skip_notice(const ls_jwks_t *ks, ls_err *out);
 
 /* What a key is, for listings and logs. Strings: Borrowed until
  * ls_jwks_free. */
