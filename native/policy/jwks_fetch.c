@@ -46,6 +46,8 @@ struct ls_jwks_fetch {
     /* A refetch asked for and not yet served: 1 + the installs the asker's
      * keys came from (see ls_jwks_fetch_request); 0 when none. */
     atomic_uint_fast64_t asked;
+    /* Cache files written, and copies another fetcher wrote that answered
+     * an ask: see ls_jwks_fetch_installs. */
     atomic_uint_fast64_t installs;
 
     /* under mu */
@@ -53,7 +55,7 @@ struct ls_jwks_fetch {
     uint64_t fail_seq;
     int failing; /* the latest fetch failed; fail says why */
     ls_err fail;
-    ls_jwks_fetch_stats st; /* installs: see the atomic */
+    ls_jwks_fetch_stats st;
 };
 
 static int64_t mono_ms(void)
@@ -414,6 +416,7 @@ static void record(ls_jwks_fetch_t *f, ls_rc rc, const ls_err *err, int64_t dela
 {
     if (rc == LS_OK) {
         f->failing = 0;
+        f->st.installs++;
         atomic_fetch_add(&f->installs, 1);
         return;
     }
@@ -429,6 +432,62 @@ static void record(ls_jwks_fetch_t *f, ls_rc rc, const ls_err *err, int64_t dela
  * looks again (by then that copy is usually fresh, and it waits for it to
  * age instead). */
 #define FETCH_LOCK_RETRY_MS 25
+
+/* A copy of the cache this young that another fetcher wrote may not be in
+ * this process's keys yet (the engine looks at the file once a second), so
+ * it answers an ask as a fetch would. */
+#define NEW_COPY_MS 2000
+
+/* Which copy of the cache file is in place (a rename makes a new inode). */
+typedef struct {
+    int exists;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim;
+} copy_id;
+
+static copy_id copy_now(const char *path)
+{
+    struct stat st;
+    copy_id c = {0};
+    if (stat(path, &st) != 0) return c;
+    c.exists = 1;
+    c.dev = st.st_dev;
+    c.ino = st.st_ino;
+    c.size = st.st_size;
+    c.mtim = st.st_mtim;
+    return c;
+}
+
+static int same_copy(const copy_id *a, const copy_id *b)
+{
+    if (!a->exists || !b->exists) return a->exists == b->exists;
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec;
+}
+
+/* 1 when c was written less than NEW_COPY_MS ago (system clock). */
+static int new_copy(const copy_id *c)
+{
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t age = ((int64_t)wall.tv_sec - (int64_t)c->mtim.tv_sec) * 1000 +
+                  (wall.tv_nsec - c->mtim.tv_nsec) / 1000000;
+    return c->exists && age >= 0 && age < NEW_COPY_MS;
+}
+
+/* Whether an ask is answered by the copy in place, cur, without fetching:
+ * when another fetcher (another lighttpd worker) put it there, unseen by
+ * this one (not known, the copy this fetcher last wrote or took), while
+ * this one waited for the fetch lock (since waited_on), or so recently that
+ * the engine may not have loaded it yet. Then N workers asking for one
+ * unknown kid cause one fetch, not N in turn. */
+static int answered_by(const copy_id *cur, const copy_id *known, const copy_id *waited_on)
+{
+    if (!cur->exists || same_copy(cur, known)) return 0;
+    return (waited_on != NULL && !same_copy(cur, waited_on)) || new_copy(cur);
+}
 
 /* Takes the cache's fetch lock (flock on PATH.lock) without waiting, so
  * that processes sharing a cache (lighttpd workers) fetch one at a time:
@@ -472,6 +531,11 @@ static void *fetch_main(void *ud)
     int64_t fresh = fresh_ms(f, interval, 1);
     int64_t next = mono_ms() + (fresh ? spread(&seed, fresh) : 0);
     int64_t ask_after = INT64_MIN, backoff = 0;
+    /* The copy of the cache this process's keys come from, as far as this
+     * fetcher knows (the one in place now, the engine loaded at start); and
+     * the one that was in place when an ask found the fetch lock busy. */
+    copy_id known = copy_now(f->path), waited_on = {0};
+    int waiting = 0;
     pthread_mutex_lock(&f->mu);
     while (!atomic_load(&f->stop)) {
         int64_t now = mono_ms();
@@ -485,17 +549,40 @@ static void *fetch_main(void *ud)
          * fetching now holds the fetch lock: look again shortly. */
         pthread_mutex_unlock(&f->mu);
         int64_t left = asked ? 0 : fresh_ms(f, interval, 0);
-        int lock_fd = -1, busy = left <= 0 && !fetch_lock(f, &lock_fd);
+        copy_id cur = asked ? copy_now(f->path) : known;
+        int answered = asked && answered_by(&cur, &known, waiting ? &waited_on : NULL);
+        int lock_fd = -1, busy = left <= 0 && !answered && !fetch_lock(f, &lock_fd);
         pthread_mutex_lock(&f->mu);
         if (left > 0) {
+            waiting = 0;
             next = mono_ms() + spread(&seed, left);
             continue;
         }
+        if (answered) {
+            /* Another fetcher's new copy answers the ask. Counted as an
+             * install, so that the engine looks at the file now and asks
+             * made with older keys are dropped. (A due refresh then finds
+             * the copy fresh.) */
+            waiting = 0;
+            known = cur;
+            uint64_t ask = atomic_exchange(&f->asked, 0);
+            if (ask && ask - 1 >= atomic_load(&f->installs)) { /* (not one made stale) */
+                f->st.requests++;
+                f->st.shared++;
+            }
+            atomic_fetch_add(&f->installs, 1);
+            continue;
+        }
         if (busy) {
+            if (asked && !waiting) {
+                waited_on = cur;
+                waiting = 1;
+            }
             next = mono_ms() + FETCH_LOCK_RETRY_MS;
             if (asked) ask_after = next;
             continue;
         }
+        waiting = 0;
         uint64_t ask = atomic_exchange(&f->asked, 0);
         if (ask && ask - 1 < atomic_load(&f->installs))
             ask = 0; /* asked with keys a newer install is replacing: not an ask */
@@ -515,7 +602,8 @@ static void *fetch_main(void *ud)
         int64_t max_age = -1;
         ls_rc rc = m ? fetch_once(f, m, &max_age, &err)
                      : ls_err_set(&err, LS_ENOMEM, "cannot create a libcurl multi handle");
-        fetch_unlock(lock_fd); /* (the new copy, if any, is in place) */
+        if (rc == LS_OK) known = copy_now(f->path); /* ours, before anyone else's */
+        fetch_unlock(lock_fd);                      /* (the new copy, if any, is in place) */
 
         pthread_mutex_lock(&f->mu);
         if (atomic_load(&f->stop)) break;
@@ -680,5 +768,4 @@ void ls_jwks_fetch_get_stats(ls_jwks_fetch_t *f, ls_jwks_fetch_stats *st)
     pthread_mutex_lock(&f->mu);
     *st = f->st;
     pthread_mutex_unlock(&f->mu);
-    st->installs = ls_jwks_fetch_installs(f);
 }

@@ -22,6 +22,11 @@
  * answered by a fetch that was due anyway or was running when it came;
  * those do not count against the interval (so the keys asked for during
  * the very first fetch do not hold back a rotation a few seconds later).
+ * And by a new copy of the cache that another fetcher sharing it wrote
+ * (another worker that was asked too): one that appeared while this one
+ * waited for the fetch lock, or less than 2 s before the ask, while the
+ * engine may not have loaded it yet. So N workers that see one unknown kid
+ * fetch once, not N times in turn. That copy counts as an install.
  *
  * Threads and processes: the handle belongs to one thread (the policy's);
  * only its fetch thread runs beside it. The thread is started by
@@ -81,6 +86,7 @@ typedef struct {
     uint64_t installs; /* cache files written */
     uint64_t failures; /* fetches that kept the old file */
     uint64_t requests; /* refetches asked for by ls_jwks_fetch_request and served */
+    uint64_t shared;   /* of those, served by a copy another fetcher had just written */
 } ls_jwks_fetch_stats;
 
 /* Checks that url is one a fetcher accepts: https, or http to a loopback
@@ -111,7 +117,8 @@ void ls_jwks_fetch_free(ls_jwks_fetch_t *f);
  * getpid(): call it about once a second, not per request. */
 ls_rc ls_jwks_fetch_poll(ls_jwks_fetch_t *f, uint64_t *seen, ls_err *err);
 
-/* Number of cache files this fetcher has written, for noticing a new one
+/* Number of cache files this fetcher has written, plus the copies another
+ * fetcher wrote that answered an ask (see above), for noticing a new one
  * without stat(). An atomic load: cheap enough for every request. */
 uint64_t ls_jwks_fetch_installs(const ls_jwks_fetch_t *f);
 

@@ -1081,6 +1081,56 @@ static void test_jwks_fetch_policy_bad_key_skipped(void **state)
     free(d);
 }
 
+/* Workers share one cache: a worker asked for an unknown kid while another
+ * fetches, or just after another fetched, takes that copy instead of
+ * fetching again in turn (N workers, one fetch). */
+static void test_jwks_fetch_ask_answered_by_shared_copy(void **state)
+{
+    (void)state;
+    srv_t *s = srv_start();
+    char *d = subdir("turns"), *url = srv_url(s, "/jwks"), *path = th_path(d, "k.json");
+    write_text(path, JWKS1); /* fresh: nobody fetches unasked */
+    ls_jwks_fetch_opts o = {.refresh_ms = 600000, .kid_refetch_ms = 100};
+    ls_jwks_fetch_t *f1 = fetcher(url, path, &o), *f2 = fetcher(url, path, &o);
+
+    /* f2 is asked while f1's fetch holds the lock. */
+    srv_respond(s, 200, "", JWKS2, 500);
+    ls_jwks_fetch_request(f1, ls_jwks_fetch_installs(f1));
+    wait_requests(s, 1, WAIT_MS);
+    ls_jwks_fetch_request(f2, ls_jwks_fetch_installs(f2));
+    WAIT_STAT(f1, installs, 1, WAIT_MS);
+    WAIT_STAT(f2, requests, 1, WAIT_MS);
+    ls_jwks_fetch_stats st = stats(f2);
+    assert_int_equal(st.attempts, 0);
+    assert_int_equal(st.shared, 1);
+    assert_int_equal(ls_jwks_fetch_installs(f2), 1); /* its engine looks at the file now */
+    assert_int_equal(atomic_load(&s->requests), 1);
+
+    /* f2 is asked just after f1 fetched again (its keys may predate that). */
+    srv_respond(s, 200, "", JWKS1, 0);
+    ls_jwks_fetch_request(f1, ls_jwks_fetch_installs(f1));
+    WAIT_STAT(f1, installs, 2, WAIT_MS);
+    ls_jwks_fetch_request(f2, ls_jwks_fetch_installs(f2));
+    WAIT_STAT(f2, requests, 2, WAIT_MS);
+    st = stats(f2);
+    assert_int_equal(st.attempts, 0);
+    assert_int_equal(st.shared, 2);
+    assert_int_equal(atomic_load(&s->requests), 2);
+
+    /* Asked again with the keys of that copy: now f2 fetches itself. */
+    ls_jwks_fetch_request(f2, ls_jwks_fetch_installs(f2));
+    WAIT_STAT(f2, installs, 1, WAIT_MS);
+    assert_int_equal(stats(f2).attempts, 1);
+    assert_int_equal(atomic_load(&s->requests), 3);
+
+    ls_jwks_fetch_free(f1);
+    ls_jwks_fetch_free(f2);
+    srv_stop(s);
+    free(path);
+    free(url);
+    free(d);
+}
+
 static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
 {
     (void)state;
@@ -1121,9 +1171,11 @@ static void test_jwks_fetch_forked_child_runs_its_own_thread(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_int_equal(atomic_load(&s->requests), 2);
 
-    /* The parent's fetcher is untouched and still answers. */
+    /* The parent's fetcher is untouched and still answers (with the copy
+     * the child has just written, as another worker's, or a fetch). */
     ls_jwks_fetch_request(f, ls_jwks_fetch_installs(f));
-    WAIT_STAT(f, installs, 2, WAIT_MS);
+    WAIT_STAT(f, requests, 1, WAIT_MS);
+    assert_int_equal(ls_jwks_fetch_installs(f), 2);
     ls_jwks_fetch_free(f);
     srv_stop(s);
     free(path);
@@ -1170,6 +1222,7 @@ int main(void)
         cmocka_unit_test(test_jwks_fetch_timeout_keeps_nothing),
         cmocka_unit_test(test_jwks_fetch_refuses_too_many_keys),
         cmocka_unit_test(test_jwks_fetch_policy_bad_key_skipped),
+        cmocka_unit_test(test_jwks_fetch_ask_answered_by_shared_copy),
         cmocka_unit_test(test_jwks_fetch_forked_child_runs_its_own_thread),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
