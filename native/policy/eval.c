@@ -577,6 +577,8 @@ static void count(ls_policy_t *p, const ls_policy_decision *d, int64_t ns)
         p->m_hist_looked = 1;
     }
     ls_pmetrics_hist_observe(p->m_hist, ns);
+    ls_err merr; /* a table cut short stops counting: said once */
+    if (ls_pmetrics_take_fault(p->metrics, &merr) != LS_OK) ls_policy_notice(p, &merr);
 }
 
 /* ---- the decision ---- */
