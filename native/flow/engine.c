@@ -328,6 +328,8 @@ static void buckets_free(ls_flow_t *f)
 
 /* ---- recovery ---- */
 
+static ls_rc read_link(ls_flow_t *f, const ls_id *id, flow_link *l, char pname[LS_FLOW_NAMEMAX + 1],
+                       ls_err *err);
 static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *err);
 
 /* A branch run's scope and fork (r->branch stays NULL for other runs). */
@@ -385,9 +387,13 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
         flow_run_free(r);
         return rc;
     }
-    rc = read_parent(f, id, &r->parent, err);
+    flow_link l;
+    rc = read_link(f, id, &l, NULL, err);
     if (rc == LS_OK) {
         r->has_parent = 1;
+        r->parent = l.parent;
+        r->depth = l.depth;
+        r->depth_known = l.has_depth;
         rc = read_branch(f, r, val, err);
     }
     if (rc != LS_OK && rc != LS_ENOTFOUND) {
@@ -571,6 +577,7 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     if (f->o.max_events == 0) f->o.max_events = LS_FLOW_MAX_EVENTS;
     if (f->o.max_steps == 0) f->o.max_steps = LS_FLOW_MAX_STEPS;
     if (f->o.max_depth == 0) f->o.max_depth = LS_FLOW_MAX_DEPTH;
+    if (f->o.max_depth > LS_FLOW_MAX_DEPTH_LIMIT) f->o.max_depth = LS_FLOW_MAX_DEPTH_LIMIT;
     flow_retention_init(f);
     f->st.workers = f->nworkers;
     f->inflight_cap = opts->runner->resume ? LS_FLOW_INFLIGHT : 1;
@@ -1480,11 +1487,12 @@ static ls_rc put_start(ls_flow_t *f, ls_store_batch_t *b, const ls_id *id, const
     if ((rc = flow_key_type(&k, type, tlen, id, err)) != LS_OK) goto out;
     ls_store_batch_put(b, k.ptr, k.len, "", 0);
     if (parent) {
-        unsigned char flags = parent->detached ? 1 : 0;
+        /* With the child's depth, so that a restart knows it without its
+         * ancestors (which retention may have deleted). */
         if ((rc = flow_key_parent(&k, id, err)) != LS_OK ||
-            (rc = ls_buf_set(&v, parent->id->b, LS_ID_BYTES, err)) != LS_OK ||
-            (rc = ls_buf_putc(&v, flags, err)) != LS_OK ||
-            (rc = ls_buf_append(&v, parent->name, strlen(parent->name), err)) != LS_OK)
+            (rc = flow_link_encode(&v, parent->id, parent->detached ? FLOW_LINK_DETACHED : 0,
+                                   (int64_t)parent->depth + 1, parent->name, strlen(parent->name),
+                                   err)) != LS_OK)
             goto out;
         ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
     }
@@ -1569,33 +1577,115 @@ ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *nam
     return flow_start(f, type, tlen, name, nlen, input, ilen, NULL, run, created, err);
 }
 
-/* The parent of run id: LS_ENOTFOUND when it has none. */
-static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *err)
+/* The parent link of run id into *l, its parent's name (cut to fit) into
+ * pname when not NULL: LS_ENOTFOUND when it has none. */
+static ls_rc read_link(ls_flow_t *f, const ls_id *id, flow_link *l, char pname[LS_FLOW_NAMEMAX + 1],
+                       ls_err *err)
 {
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    memset(l, 0, sizeof *l);
     ls_rc rc = flow_key_parent(&k, id, err);
     if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
-    if (rc == LS_OK && v.len < LS_ID_BYTES + 1)
-        rc = ls_err_set(err, LS_ECORRUPT, "parent link of %zu bytes", v.len);
-    if (rc == LS_OK) memcpy(parent->b, v.ptr, LS_ID_BYTES);
+    if (rc == LS_OK) rc = flow_link_decode(v.ptr, v.len, l, err);
+    if (rc == LS_OK && pname) {
+        size_t n = l->nlen > LS_FLOW_NAMEMAX ? LS_FLOW_NAMEMAX : l->nlen;
+        memcpy(pname, l->name, n);
+        pname[n] = '\0';
+    }
+    l->name = NULL; /* (it pointed into v) */
     ls_buf_free(&k);
     ls_buf_free(&v);
     return rc;
 }
 
+/* The parent of run id: LS_ENOTFOUND when it has none. */
+static ls_rc read_parent(ls_flow_t *f, const ls_id *id, ls_id *parent, ls_err *err)
+{
+    flow_link l;
+    ls_rc rc = read_link(f, id, &l, NULL, err);
+    if (rc == LS_OK) *parent = l.parent;
+    return rc;
+}
+
+/* LS_OK when run id has a record, LS_ENOTFOUND when it has none (it was
+ * deleted), else the store's error. */
+static ls_rc run_exists(ls_flow_t *f, const ls_id *id, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_rc rc = ls_run_key(&k, id, err);
+    if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, &v, err);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    return rc;
+}
+
+/* A run whose parent link was written before links held depths: its
+ * depth from the links above it, up to one that holds its own depth, a
+ * run that no run started, or past cap. An ancestor that is gone
+ * (retention deletes a finished run with its link), or whose link is
+ * corrupt, ends the walk: what is above it cannot be known, and the runs
+ * counted so far are the answer (a least depth), said in the log. A store
+ * that cannot be read now (LS_EIO, LS_ENOMEM) is an error naming the run
+ * and the link, and nothing is kept: a later call reads again. */
+static ls_rc walk_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *out, ls_err *err)
+{
+    char name[LS_FLOW_NAMEMAX + 1]; /* the run whose link is read: d above r */
+    snprintf(name, sizeof name, "%s", r->name);
+    ls_id cur = r->id;
+    unsigned d = 0;
+    for (;;) {
+        flow_link l;
+        char pname[LS_FLOW_NAMEMAX + 1];
+        ls_err why;
+        ls_rc rc = read_link(f, &cur, &l, pname, &why);
+        if (rc == LS_OK && l.has_depth) {
+            d += l.depth;
+            break;
+        }
+        if (rc == LS_OK) {
+            cur = l.parent;
+            snprintf(name, sizeof name, "%s", pname);
+            if (++d > cap) break;
+            continue;
+        }
+        if (rc == LS_ENOTFOUND && d == 0) break; /* r was started by no run */
+        if (rc == LS_ENOTFOUND) {
+            rc = run_exists(f, &cur, &why);
+            if (rc == LS_OK) break; /* cur was started by no run */
+            if (rc == LS_ENOTFOUND) {
+                flow_log(f, LS_FLOW_LOG_WARN, r->name,
+                         "run %s, %u above this run, is deleted: the runs above it are not "
+                         "known, and this run is taken to be nested %u deep (lodestoned "
+                         "--max-depth)",
+                         name, d, d);
+                break;
+            }
+        }
+        if (rc == LS_ECORRUPT) {
+            flow_log(f, LS_FLOW_LOG_ERROR, r->name,
+                     "the parent link of run %s, %u above this run, is corrupt (%s): the runs "
+                     "above it are not known, and this run is taken to be nested %u deep "
+                     "(lodestoned --max-depth)",
+                     name, d, ls_err_text(&why), d);
+            break;
+        }
+        return ls_err_set(err, rc,
+                          "run %s: cannot tell how deep it is nested (lodestoned --max-depth): "
+                          "reading the parent link of run %s, %u above it: %s",
+                          r->name, name, d, ls_err_text(&why));
+    }
+    *out = d;
+    return LS_OK;
+}
+
 ls_rc flow_run_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *depth, ls_err *err)
 {
     if (!r->depth_known) {
-        /* A run recovered from the store (or started before depths were
-         * kept): its parent links, up to the first run or past cap. */
+        /* Known at its start, or read from its own parent link when it was
+         * recovered; a link written before links held depths is walked. */
         unsigned d = 0;
-        ls_id up = r->parent;
-        ls_rc rc = r->has_parent ? LS_OK : LS_ENOTFOUND;
-        while (rc == LS_OK && d <= cap) {
-            d++;
-            rc = read_parent(f, &up, &up, err);
-        }
-        if (rc != LS_OK && rc != LS_ENOTFOUND) return rc;
+        ls_rc rc = r->has_parent ? walk_depth(f, r, cap, &d, err) : LS_OK;
+        if (rc != LS_OK) return rc;
         r->depth = d;
         r->depth_known = 1;
     }

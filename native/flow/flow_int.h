@@ -194,10 +194,11 @@ typedef struct flow_worker {
     unsigned io_skips;  /* items run since the last look at that I/O */
 } flow_worker;
 
-#define LS_FLOW_MAX_PAYLOAD (1u << 20)
-#define LS_FLOW_MAX_EVENTS  50000u
-#define LS_FLOW_MAX_STEPS   10000u
-#define LS_FLOW_MAX_DEPTH   32u
+#define LS_FLOW_MAX_PAYLOAD     (1u << 20)
+#define LS_FLOW_MAX_EVENTS      50000u
+#define LS_FLOW_MAX_STEPS       10000u
+#define LS_FLOW_MAX_DEPTH       32u
+#define LS_FLOW_MAX_DEPTH_LIMIT 1000u /* what max_depth is cut to (lodestoned's range) */
 
 struct ls_flow {
     ls_flow_opts o; /* the limits filled in with their defaults */
@@ -404,6 +405,26 @@ ls_rc flow_key_custom(ls_buf *k, const ls_id *id, ls_err *err);
 /* The ended index: runs by the time they ended (retention walks it). */
 ls_rc flow_key_ended(ls_buf *k, int64_t ended_ms, const ls_id *id, ls_err *err);
 ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err);
+/* A child run's parent link (flow_key_parent): the parent's id, a flags
+ * byte, the child's depth (4 bytes, big-endian) when the flags say so, and
+ * the parent's name. Links written before depths were kept have no depth
+ * (and are read as they are). */
+#define FLOW_LINK_DETACHED 0x01u /* started with detached = true */
+#define FLOW_LINK_DEPTH    0x02u /* the depth follows the flags */
+typedef struct {
+    ls_id parent;
+    unsigned flags;
+    int has_depth;
+    unsigned depth;   /* the run's own (its parent's + 1), when has_depth */
+    const char *name; /* the parent's name, borrowed from the value read */
+    size_t nlen;
+} flow_link;
+/* Puts a link into v (replacing what it held). depth < 0: none, the form
+ * older lodestoned wrote. */
+ls_rc flow_link_encode(ls_buf *v, const ls_id *parent, unsigned flags, int64_t depth,
+                       const char *name, size_t nlen, ls_err *err);
+/* Reads a link's value; LS_ECORRUPT saying what is wrong with it. */
+ls_rc flow_link_decode(const void *val, size_t len, flow_link *l, ls_err *err);
 ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err);
 ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
@@ -427,11 +448,17 @@ ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
  * characters; LS_EINVAL saying "what: ..." otherwise (engine.c). */
 ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err);
 /* How many runs are above run r (its parent, its parent's parent...; 0
- * for a run no run started), into *depth: once known (set at its start,
- * else read from the parent links, at most cap + 1 of them) it is kept
- * in r. Past cap the answer is cap + 1, whatever the true depth: a caller
- * that only compares it with cap reads no more links than that. Only the
- * thread that holds r calls it (engine.c). */
+ * for a run no run started), into *depth: once known it is kept in r. It
+ * is known from the run's start, or from its own parent link when it was
+ * recovered; a link written before links held depths is followed up the
+ * ancestors' links (at most cap + 1 of them) to one that holds its depth
+ * or to a run no run started. An ancestor that is deleted, or whose link
+ * is corrupt, ends that walk, logged: the depth is then the runs counted
+ * up to it. Past cap the answer is cap + 1, whatever the true depth: a
+ * caller that only compares it with cap reads no more links than that.
+ * A read that fails otherwise (LS_EIO, LS_ENOMEM) returns that code with
+ * a message naming r and the link, and keeps nothing. Only the thread
+ * that holds r calls it (engine.c). */
 ls_rc flow_run_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *depth, ls_err *err);
 
 /* The results cache (results.h): ls_flow_result's answer for runs that

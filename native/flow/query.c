@@ -90,6 +90,39 @@ ls_rc flow_key_parent(ls_buf *k, const ls_id *id, ls_err *err)
     return rc;
 }
 
+ls_rc flow_link_encode(ls_buf *v, const ls_id *parent, unsigned flags, int64_t depth,
+                       const char *name, size_t nlen, ls_err *err)
+{
+    flags &= ~FLOW_LINK_DEPTH;
+    if (depth >= 0) flags |= FLOW_LINK_DEPTH;
+    ls_rc rc = ls_buf_set(v, parent->b, LS_ID_BYTES, err);
+    if (rc == LS_OK) rc = ls_buf_putc(v, (unsigned char)flags, err);
+    for (int i = 24; rc == LS_OK && depth >= 0 && i >= 0; i -= 8)
+        rc = ls_buf_putc(v, (unsigned char)((uint64_t)depth >> i), err);
+    if (rc == LS_OK) rc = ls_buf_append(v, name, nlen, err);
+    return rc;
+}
+
+ls_rc flow_link_decode(const void *val, size_t len, flow_link *l, ls_err *err)
+{
+    const unsigned char *p = val;
+    memset(l, 0, sizeof *l);
+    if (len < LS_ID_BYTES + 1) return ls_err_set(err, LS_ECORRUPT, "parent link of %zu bytes", len);
+    memcpy(l->parent.b, p, LS_ID_BYTES);
+    l->flags = p[LS_ID_BYTES];
+    size_t off = LS_ID_BYTES + 1;
+    if (l->flags & FLOW_LINK_DEPTH) {
+        if (len < off + 4)
+            return ls_err_set(err, LS_ECORRUPT, "parent link of %zu bytes, with a depth", len);
+        for (int i = 0; i < 4; i++) l->depth = l->depth << 8 | p[off + i];
+        l->has_depth = 1;
+        off += 4;
+    }
+    l->name = (const char *)p + off;
+    l->nlen = len - off;
+    return LS_OK;
+}
+
 ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err)
 {
     ls_buf_clear(k);
@@ -306,11 +339,10 @@ static ls_rc add_parent(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
     ls_buf_free(&k);
     if (rc == LS_ENOTFOUND) return LS_OK;
     if (rc != LS_OK) return rc;
-    if (val->len > LS_ID_BYTES + 1) {
-        json_object_set_new(
-            o, "parent",
-            strn((const char *)val->ptr + LS_ID_BYTES + 1, val->len - LS_ID_BYTES - 1));
-        if (val->ptr[LS_ID_BYTES] & 1) json_object_set_new(o, "detached", json_true());
+    flow_link l;
+    if (flow_link_decode(val->ptr, val->len, &l, NULL) == LS_OK && l.nlen) {
+        json_object_set_new(o, "parent", strn(l.name, l.nlen));
+        if (l.flags & FLOW_LINK_DETACHED) json_object_set_new(o, "detached", json_true());
     }
     /* A branch run: which branch of its parent's ctx:all. */
     if ((rc = flow_key_branch(&k, id, err)) == LS_OK)

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "lodestone/ls_id.h"
 #include "flow/flow_int.h"
 #include "flow/history.h"
+#include "flow/retention.h"
 #include "ls_json.h"
 
 #define WAIT_MS 10000 /* longest wait for anything the engine does */
@@ -148,6 +150,14 @@ static const script scripts_main[] = {
     /* a workflow that starts itself, without end */
     {"deep", {CHILD("deep"), COMPLETE}},
     {"deep_fan", {CHILD("fan"), COMPLETE}},
+    /* a chain of detached children: dr0 > dr1 > dr2 (which waits for "go")
+     * > dr3 > dr4 > dr5 */
+    {"dr0", {START_CHILD("dr1", 1), COMPLETE}},
+    {"dr1", {START_CHILD("dr2", 1), COMPLETE}},
+    {"dr2", {SIGNAL("go", -1), START_CHILD("dr3", 1), COMPLETE}},
+    {"dr3", {START_CHILD("dr4", 1), COMPLETE}},
+    {"dr4", {START_CHILD("dr5", 1), COMPLETE}},
+    {"dr5", {COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -734,8 +744,9 @@ typedef struct {
     ls_flow_t *f;
     harness h;
     th_clock fc;
-    int frozen;         /* engines use fc, not the system clock */
-    unsigned max_depth; /* the engine's (0: its default) */
+    int frozen;           /* engines use fc, not the system clock */
+    unsigned max_depth;   /* the engine's (0: its default) */
+    int64_t retention_ms; /* the engine's (0: its default) */
 } env;
 
 /* From now on engines of e use a clock stopped at the present (th_clock:
@@ -779,6 +790,7 @@ static void eng_open(env *e, int run)
                       .runner_ud = &e->h,
                       .workers = 4,
                       .max_depth = e->max_depth,
+                      .retention_ms = e->retention_ms,
                       .log = on_log,
                       .log_ud = &e->h};
     assert_null(e->f);
@@ -3347,6 +3359,288 @@ static void test_engine_depth_recorded_before_replays(void **state)
     eng_close(e);
 }
 
+/* The chain dr0 > dr1 > dr2 started, dr0 and dr1 ended, dr2 waiting for
+ * "go": its runs' names and ids. */
+typedef struct {
+    char name[3][128];
+    ls_id id[3];
+} chain;
+
+static void start_chain(env *e, chain *c)
+{
+    ls_err err = {0};
+    start1(e, "dr0", "dr-0", NULL);
+    snprintf(c->name[0], sizeof c->name[0], "dr-0");
+    wait_end(e, "dr-0");
+    first_child(e, "dr-0", c->name[1]);
+    wait_end(e, c->name[1]);
+    first_child(e, c->name[1], c->name[2]);
+    json_t *w = wait_waiting(e, c->name[2]);
+    assert_string_equal(jstr(w, "kind"), "signal");
+    json_decref(w);
+    for (int i = 0; i < 3; i++)
+        th_ok(flow_lookup(e->f, c->name[i], strlen(c->name[i]), &c->id[i], &err), &err);
+}
+
+/* Deletes the runs that ended, as retention does once they are old. */
+static void retention_pass(env *e, uint64_t want)
+{
+    flow_retention_result r;
+    ls_err err = {0};
+    th_clock_advance(&e->fc, e->retention_ms + 1000);
+    th_ok(flow_retention_pass(e->f, &r, &err), &err);
+    assert_int_equal(r.deleted, want);
+}
+
+/* Rewrites run id's parent link as an older lodestoned wrote it: the
+ * parent's id, a flags byte (1: detached), the parent's name, and no depth
+ * (flag 2 and the 4 bytes after the flags). The engine is closed. Returns
+ * 0 when the link had no depth to take out. */
+static int link_without_depth(env *e, const ls_id *id)
+{
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, nv = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(flow_key_parent(&k, id, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+    assert_true(v.len > LS_ID_BYTES + 1);
+    unsigned char flags = v.ptr[LS_ID_BYTES];
+    if (!(flags & 2)) {
+        ls_buf_free(&k);
+        ls_buf_free(&v);
+        return 0;
+    }
+    assert_true(v.len > LS_ID_BYTES + 5);
+    th_ok(ls_buf_set(&nv, v.ptr, LS_ID_BYTES, &err), &err);
+    th_ok(ls_buf_putc(&nv, flags & 1, &err), &err);
+    th_ok(ls_buf_append(&nv, v.ptr + LS_ID_BYTES + 5, v.len - LS_ID_BYTES - 5, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, nv.ptr, nv.len, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    ls_buf_free(&nv);
+    return 1;
+}
+
+/* Puts value raw (n bytes) as run id's parent link. */
+static void put_link(env *e, const ls_id *id, const void *raw, size_t n)
+{
+    ls_buf k = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(flow_key_parent(&k, id, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, raw, n, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&k);
+}
+
+/* Restarts the engine, lets dr2 go on, and returns the first run of the
+ * chain that failed (its name into out), checking that the chain stopped
+ * there: it names the limit, and no run below it exists. */
+static void resume_chain(env *e, const chain *c, char out[128])
+{
+    ls_err err = {0};
+    eng_open(e, 1);
+    signal_ok(e, c->name[2], "go", "1");
+    char run[128];
+    snprintf(run, sizeof run, "%s", c->name[2]);
+    static const char *const types[] = {"dr3", "dr4", "dr5"};
+    for (int i = 0;; i++) {
+        char st[32];
+        wait_end(e, run);
+        if (strcmp(status_of(e, run, st), "failed") == 0) break;
+        assert_true(i < 3);
+        assert_int_equal(runs_of(e, types[i]), 1);
+        first_child(e, run, run);
+    }
+    (void)err;
+    snprintf(out, 128, "%s", run);
+}
+
+/* A run's depth is in its own parent link: a run recovered after
+ * retention deleted the runs above it knows how deep it is. (Its depth
+ * was read from its ancestors' links, and a deleted one counted as the
+ * first run: a chain of detached children past a restart went deeper
+ * than --max-depth.) */
+static void test_engine_depth_survives_retention(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    e->max_depth = 3;
+    e->retention_ms = 1000;
+    eng_open(e, 1);
+    chain c;
+    start_chain(e, &c);
+    retention_pass(e, 2); /* dr-0 and dr1's run */
+    eng_close(e);
+    char last[128], want[512];
+    resume_chain(e, &c, last);
+    /* dr3's run, at depth 3, cannot start dr4 */
+    snprintf(want, sizeof want,
+             "run %s cannot start child workflow \"dr4\": it is nested 3 deep, the limit of "
+             "nested runs (lodestoned --max-depth); does a workflow start itself without end?",
+             last);
+    assert_failed_with(e, last, want);
+    assert_int_equal(runs_of(e, "dr3"), 1);
+    assert_int_equal(runs_of(e, "dr4"), 0);
+    eng_close(e);
+}
+
+/* Parent links written before they held depths are read: the depth of a
+ * run recovered with one comes from its ancestors' links, up to a run no
+ * run started. */
+static void test_engine_depth_from_old_links(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    e->max_depth = 3;
+    eng_open(e, 1);
+    chain c;
+    start_chain(e, &c);
+    eng_close(e);
+    assert_true(link_without_depth(e, &c.id[1]));
+    assert_true(link_without_depth(e, &c.id[2]));
+    char last[128];
+    resume_chain(e, &c, last);
+    assert_int_equal(runs_of(e, "dr4"), 0);
+    json_t *d = describe(e, c.name[2]); /* the link still names its parent */
+    assert_string_equal(jstr(d, "parent"), c.name[1]);
+    assert_true(json_is_true(json_object_get(d, "detached")));
+    json_decref(d);
+    eng_close(e);
+}
+
+/* An old link whose ancestor is gone (deleted by retention) or corrupt
+ * ends the walk up the links: the run is taken to be as deep as the runs
+ * counted up to there, said in the log, and goes on. (A corrupt link
+ * failed the run for good, saying only "parent link of 3 bytes".) */
+static void test_engine_depth_past_missing_ancestors(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    e->max_depth = 3;
+    e->retention_ms = 1000;
+    eng_open(e, 1);
+    chain c;
+    start_chain(e, &c);
+    retention_pass(e, 2);
+    eng_close(e);
+    link_without_depth(e, &c.id[2]);
+    char last[128], want[512];
+    resume_chain(e, &c, last);
+    /* dr1's run is gone: dr2's run is taken to be 1 deep, so dr4's is at 3 */
+    assert_int_equal(runs_of(e, "dr4"), 1);
+    assert_int_equal(runs_of(e, "dr5"), 0);
+    snprintf(want, sizeof want,
+             "warn [%s] run %s, 1 above this run, is deleted: the runs above it are not known, "
+             "and this run is taken to be nested 1 deep (lodestoned --max-depth)",
+             c.name[2], c.name[1]);
+    assert_true(log_has(&e->h, want));
+    eng_close(e);
+
+    /* A corrupt link above: the same, logged as an error. */
+    th_store_close(&e->d.st, &e->d.v);
+    th_rmtree(e->d.store_path);
+    th_store_open(e->d.store_path, e->d.key_path, &e->d.st, &e->d.v);
+    e->retention_ms = 0;
+    eng_open(e, 1);
+    start_chain(e, &c);
+    eng_close(e);
+    link_without_depth(e, &c.id[2]);
+    put_link(e, &c.id[1], "abc", 3);
+    resume_chain(e, &c, last);
+    assert_int_equal(runs_of(e, "dr4"), 1);
+    char st[32];
+    assert_string_equal(status_of(e, c.name[2], st), "completed");
+    snprintf(want, sizeof want,
+             "error [%s] the parent link of run %s, 1 above this run, is corrupt (parent link "
+             "of 3 bytes): the runs above it are not known, and this run is taken to be nested "
+             "1 deep (lodestoned --max-depth)",
+             c.name[2], c.name[1]);
+    assert_true(log_has(&e->h, want));
+    eng_close(e);
+}
+
+typedef struct {
+    env *e;
+    ls_id id, parent;
+    char name[128];
+    unsigned depth;
+} depth_ctx;
+
+static ls_rc depth_under_failure(void *ud)
+{
+    depth_ctx *c = ud;
+    flow_run *r = flow_run_new(&c->id, c->name, strlen(c->name), "dr2", 3);
+    if (r == NULL) return LS_ENOMEM;
+    r->has_parent = 1;
+    r->parent = c->parent;
+    ls_err err = {0};
+    ls_rc rc = flow_run_depth(c->e->f, r, 3, &c->depth, &err);
+    if (rc == LS_OK) {
+        assert_true(r->depth_known);
+    } else {
+        /* nothing kept; the message names the run and what was read */
+        assert_false(r->depth_known);
+        char want[300];
+        snprintf(want, sizeof want,
+                 "run %s: cannot tell how deep it is nested (lodestoned --max-depth): reading "
+                 "the parent link of run ",
+                 c->name);
+        assert_int_equal(strncmp(ls_err_text(&err), want, strlen(want)), 0);
+    }
+    flow_run_free(r);
+    return rc;
+}
+
+/* A read of the links that fails for now (here: out of memory) is an
+ * error naming the run and the link, and no depth is kept. max_depth is
+ * cut to 1000 (a larger one made a cycle of corrupt links a walk without
+ * end, and cap + 1 wrap to 0). */
+static void test_engine_depth_read_errors(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    eng_open(e, 1);
+    chain c;
+    start_chain(e, &c);
+    eng_close(e);
+    link_without_depth(e, &c.id[1]);
+    link_without_depth(e, &c.id[2]);
+    e->max_depth = UINT_MAX;
+    eng_open(e, 0);
+    assert_int_equal(e->f->o.max_depth, 1000);
+    depth_ctx *dc = calloc(1, sizeof *dc);
+    assert_non_null(dc);
+    dc->e = e;
+    dc->id = c.id[2];
+    dc->parent = c.id[1];
+    snprintf(dc->name, sizeof dc->name, "%s", c.name[2]);
+    long points = th_each_alloc_failure(depth_under_failure, dc);
+    assert_true(points > 2);
+    assert_int_equal(dc->depth, 2);
+
+    /* Links that make a cycle: the walk stops past the limit. */
+    ls_id x, y;
+    ls_err err = {0};
+    unsigned char v[LS_ID_BYTES + 2];
+    th_ok(ls_id_new(&x, NULL, &err), &err);
+    th_ok(ls_id_new(&y, NULL, &err), &err);
+    memcpy(v, y.b, LS_ID_BYTES); /* an old link: id, flags, name */
+    v[LS_ID_BYTES] = 0;
+    v[LS_ID_BYTES + 1] = 'y';
+    put_link(e, &x, v, sizeof v);
+    memcpy(v, x.b, LS_ID_BYTES);
+    v[LS_ID_BYTES + 1] = 'x';
+    put_link(e, &y, v, sizeof v);
+    flow_run *r = flow_run_new(&x, "x", 1, "dr2", 3);
+    assert_non_null(r);
+    r->has_parent = 1;
+    r->parent = y;
+    unsigned depth = 0;
+    th_ok(flow_run_depth(e->f, r, e->f->o.max_depth, &depth, &err), &err);
+    assert_int_equal(depth, 1001);
+    flow_run_free(r);
+    free(dc);
+    eng_close(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -3392,6 +3686,10 @@ int main(void)
         T(test_engine_names_recorded_before_replay),
         T(test_engine_child_depth_limit),
         T(test_engine_depth_recorded_before_replays),
+        T(test_engine_depth_survives_retention),
+        T(test_engine_depth_from_old_links),
+        T(test_engine_depth_past_missing_ancestors),
+        T(test_engine_depth_read_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,7 @@
 # the limit and the option that raises it. Step and signal names a
 # workflow chooses: at most 200 bytes of UTF-8 without control characters,
 # checked where they are first recorded (a chain recorded under a higher
-# --max-depth still ends).
+# --max-depth still ends); depths survive a restart after retention.
 # usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -67,6 +67,15 @@ return workflow.define { name = "chain", run = function(ctx, n)
   if n == 4 then return ctx:wait_signal("go") end
   local v = ctx:child("chain", n + 1, { id = ctx.id .. "-" .. (n + 1) })
   return v
+end }
+LUA
+cat > "$d/wf/drec.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "drec", run = function(ctx, n)
+  n = n or 0
+  if n == 2 then ctx:wait_signal("go") end
+  ctx:start_child("drec", n + 1, { id = "drec-" .. (n + 1), detached = true })
+  return n
 end }
 LUA
 
@@ -188,6 +197,33 @@ check "a run past --max-events fails" failed "$(j .status)"
 check_contains "naming the limit" "history reached the limit of 20 events (lodestoned --max-events)" "$(j .error)"
 api GET /v1/workflows/m-3/history
 check "its history ends just past the limit, with the failure" "21 workflow_failed" "$(j '(.events | length | tostring) + " " + .events[-1].type')"
+e2e_stop "$daemon" 10
 
+# A chain of detached children crossing a restart, after retention deleted
+# the finished runs above it, stops at --max-depth too: each run's depth is
+# stored with it. (It was counted from the links of the runs above, and a
+# deleted one taken for the first run: drec-4, at depth 4, was started.)
+opts=(--data "$d/data-r" --workflows "$d/wf" --workers 2 --max-depth 3 --retention 1s
+      --retention-interval 1s)
+sock_r=$d/data-r/lodestoned.sock
+e2e_lodestoned "$sock_r" "$d/daemon.log" "${opts[@]}" || exit 1
+daemon=$E2E_DAEMON
+sock=$sock_r
+start drec '{"id":"drec-0","input":0}'
+poll 100 waiting_for drec-2 signal || not_ok "drec-2 waits for its signal"
+gone() { api GET "/v1/workflows/$1"; [ "$code" = 404 ]; }
+poll 100 gone drec-1 || not_ok "retention deletes drec-0 and drec-1"
+check "drec-0 deleted by retention" 404 "$(api GET /v1/workflows/drec-0; echo "$code")"
+e2e_stop "$daemon" 10
+e2e_lodestoned "$sock_r" "$d/daemon.log" "${opts[@]}" || exit 1
+daemon=$E2E_DAEMON
+api POST /v1/workflows/drec-2/signals/go --data-binary 'null'
+result drec-2 # (it starts drec-3 before it ends)
+result drec-3
+check "after a restart, the run at depth 3 fails starting a child" \
+  "failed|run drec-3 cannot start child workflow \"drec\": it is nested 3 deep, the limit of nested runs (lodestoned --max-depth); does a workflow start itself without end?" \
+  "$(j '.status + "|" + .error')"
+api GET /v1/workflows/drec-4
+check "and no run is deeper" 404 "$code"
 e2e_stop "$daemon" 10
 e2e_finish

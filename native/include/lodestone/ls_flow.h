@@ -114,7 +114,7 @@ typedef struct {
     size_t max_payload;  /* bytes of an input, step result, output, signal (1 MiB) */
     uint64_t max_events; /* events in a run's history (50,000) */
     uint64_t max_steps;  /* steps a run may start (10,000) */
-    unsigned max_depth;  /* how deep runs nest (32): ls_flow_act_child_start */
+    unsigned max_depth;  /* how deep runs nest (32; over 1000 is 1000): ls_flow_act_child_start */
     /* Optional log sink: level, the run's name (NULL when none), message. */
     void (*log)(void *ud, int level, const char *run, const char *msg);
     void *log_ud;
