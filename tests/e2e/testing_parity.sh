@@ -8,7 +8,8 @@
 # retries with backoff, a durable sleep, a step that fails for good,
 # signals sent before a wait and into a wait with a timeout, a signal wait
 # that times out, cancellation with cleanup, termination, parallel
-# branches (each a branch run of its own: their histories too).
+# branches (each a branch run of its own: their histories too), a run
+# that fails past the depth limit although its code catches the error.
 # usage: tests/e2e/testing_parity.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -88,6 +89,21 @@ return workflow.define {
 }
 LUA
 
+cat > "$d/wf/deep.lua" <<'LUA'
+-- Starts itself until the depth limit (32 in both) fails the deepest run,
+-- whose code catches the failure and returns: the run still fails, with
+-- the limit's message as it is.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "deep",
+  run = function(ctx, n)
+    n = n or 0
+    local ok = pcall(ctx.child, ctx, "deep", n + 1, { id = "dp-" .. (n + 1) })
+    return { n = n, ok = ok }
+  end,
+}
+LUA
+
 # The harness side: runs one scenario, prints the events and the outcome
 # in the shape jq gives the daemon's below.
 cat > "$d/harness.lua" <<'LUA'
@@ -121,6 +137,9 @@ elseif scenario == "terminate" then
   t:terminate("stuck", "api")
 elseif scenario == "fan" then
   t = testing.run(wf .. "/fan.lua", { auto_advance = true })
+elseif scenario == "deep" then
+  t = testing.run(wf .. "/deep.lua", { id = "dp-0" })
+  for i = 1, 32 do t = t:child("dp-" .. i) end
 end
 -- The run's events, then each branch run's (depth first).
 local function events(run)
@@ -214,6 +233,13 @@ compare "termination: the same history and reason" a-term terminate
 
 start fan '{"id":"f-1"}'
 compare "parallel branches: the same histories, the run's and its branch runs'" f-1 fan
+
+# (lodestoned recorded the message with the driver's frames after it:
+# "stack traceback: [C]: in function 'complete' ... in function 'drive'")
+start deep '{"id":"dp-0"}'
+result dp-0
+check "the runs above it complete" completed "$(j .status)"
+compare "a depth failure caught by pcall: the same history and error" dp-32 deep
 
 e2e_stop "$E2E_DAEMON" 10 || true
 e2e_finish

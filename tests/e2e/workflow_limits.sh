@@ -7,7 +7,8 @@
 # the limit and the option that raises it. Step and signal names a
 # workflow chooses: at most 200 bytes of UTF-8 without control characters,
 # checked where they are first recorded (a chain recorded under a higher
-# --max-depth still ends); depths survive a restart after retention.
+# --max-depth still ends). A limit crossed fails the run even when its code
+# catches the error; depths survive a restart after retention.
 # usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -67,6 +68,13 @@ return workflow.define { name = "chain", run = function(ctx, n)
   if n == 4 then return ctx:wait_signal("go") end
   local v = ctx:child("chain", n + 1, { id = ctx.id .. "-" .. (n + 1) })
   return v
+end }
+LUA
+cat > "$d/wf/manyp.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "manyp", run = function(ctx, input)
+  for i = 1, input.n do pcall(ctx.step, ctx, "s" .. i, function() return i end) end
+  return input.n
 end }
 LUA
 cat > "$d/wf/drec.lua" <<'LUA'
@@ -197,6 +205,17 @@ check "a run past --max-events fails" failed "$(j .status)"
 check_contains "naming the limit" "history reached the limit of 20 events (lodestoned --max-events)" "$(j .error)"
 api GET /v1/workflows/m-3/history
 check "its history ends just past the limit, with the failure" "21 workflow_failed" "$(j '(.events | length | tostring) + " " + .events[-1].type')"
+# A limit crossed is a failure even when the code catches the error: the
+# run fails with the limit's message as it is. (The message was recorded
+# with the driver's frames after it: "stack traceback: [C]: in function
+# 'complete' ... in function 'drive'".)
+start manyp '{"id":"m-4","input":{"n":30}}'
+result m-4
+check "a run past --max-events that catches the error still fails, with the message alone" \
+  "failed|run m-4: history reached the limit of 20 events (lodestoned --max-events); split the work into child workflows" \
+  "$(j '.status + "|" + .error')"
+api GET /v1/workflows/m-4/history
+check "and no traceback of the driver" null "$(j '.events[-1].traceback')"
 e2e_stop "$daemon" 10
 
 # A chain of detached children crossing a restart, after retention deleted

@@ -933,6 +933,36 @@ describe("lodestone.testing", function()
       assert.matches("^child workflow run%-1%-c1 failed: child workflow run%-1%-c1%-c1 failed: ", t.error)
       t:replay()
     end)
+
+    it("fails the run at the depth limit even when its code catches the error, with the message alone", function()
+      -- (as lodestoned records it: it added the driver's frames, "[C]: in
+      -- function 'complete' ... in function 'drive'")
+      local deep = workflow.define { name = "deep", run = function(ctx, n)
+        n = n or 0
+        local ok, e = pcall(ctx.child, ctx, "deep", n + 1)
+        return { n = n, ok = ok, e = not ok and tostring(e) or nil }
+      end }
+      local t = testing.run(deep)
+      assert.equal("completed", t.status)
+      local deepest = t
+      while #deepest:events("child_started") > 0 do
+        deepest = deepest:child(deepest:events("child_started")[1].name)
+      end
+      assert.equal("failed", deepest.status)
+      assert.equal("run " .. deepest.id .. ' cannot start child workflow "deep": it is nested 32 deep, the ' ..
+        "limit of nested runs (lodestoned --max-depth); does a workflow start itself without end?",
+        deepest.error)
+      assert.is_nil(deepest.traceback)
+      assert.same({ "workflow_started", "workflow_failed" },
+        (function() local ty = {} for _, e in ipairs(deepest.history) do ty[#ty + 1] = e.type end return ty end)())
+      -- the run above it caught its child's failure
+      local above = t
+      for _ = 1, 31 do above = above:child(above:events("child_started")[1].name) end
+      assert.equal("completed", above.status)
+      assert.equal(false, above.output.ok)
+      assert.matches("^child workflow " .. deepest.id:gsub("%-", "%%-") .. " failed: run ", above.output.e)
+      t:replay()
+    end)
   end)
 
   describe("testing.run", function()
