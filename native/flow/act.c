@@ -869,30 +869,23 @@ static uint32_t paused_at(const ls_flow_act *a, const char *name, size_t nlen)
 }
 
 /* Whether the next command record that history holds (the one
- * ls_replay_next would match) opens with an event of kind `kind` named
- * name: then a name the limits refuse was recorded before they existed,
- * and replays. */
-static int recorded_next(const ls_flow_act *a, ls_cmd_kind kind, const char *name, size_t nlen)
+ * ls_replay_next would match) is a step named name in the current scope
+ * (compared without making the scoped name): then a name longer than the
+ * limit was recorded before the limit existed, and replays. */
+static int recorded_step(const ls_flow_act *a, const char *name, size_t nlen)
 {
     uint64_t seq = ls_replay_peek(&a->rp);
+    const char *sc = a->cur ? a->scopes[a->cur].scope : "";
+    size_t sl = a->cur ? a->scopes[a->cur].len : 0;
     for (size_t i = a->nev; seq && i-- > 0;) {
         const ls_event *e = &a->ev[i];
         if (e->seq != seq) continue;
-        int k = e->type == LS_EV_STEP_STARTED || e->type == LS_EV_STEP_COMPLETED ||
-                        e->type == LS_EV_STEP_FAILED
-                    ? LS_CMD_STEP
-                : e->type == LS_EV_TIMER_STARTED ? LS_CMD_TIMER
-                                                 : -1;
-        return k == (int)kind && e->name_len == nlen && memcmp(e->name, name, nlen) == 0;
+        return (e->type == LS_EV_STEP_STARTED || e->type == LS_EV_STEP_COMPLETED ||
+                e->type == LS_EV_STEP_FAILED) &&
+               e->name_len == sl + nlen && memcmp(e->name, sc, sl) == 0 &&
+               memcmp(e->name + sl, name, nlen) == 0;
     }
     return 0;
-}
-
-/* Hands refusal r to the caller's err (which may be NULL). */
-static ls_rc refuse(const ls_err *r, ls_err *err)
-{
-    if (err) *err = *r;
-    return r->code;
 }
 
 /* A step's name, as the code gives it: 1 to LS_FLOW_NAMEMAX bytes of
@@ -922,16 +915,21 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
                           (int)(nlen > 60 ? 60 : nlen), name);
     const char *own = name; /* the name the code gave, without the scope */
     size_t olen = nlen;
-    if ((rc = scoped(a, &name, &nlen, err)) != LS_OK) return rc;
     uint64_t cs = cancel_due(a);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, &info->outcome, out, err);
-    /* A new step's name is checked before it is recorded; a step that
-     * history holds (written before names had a limit) replays. Decided
+    /* A new step's name is checked where it is about to be recorded (a
+     * step that history holds, written before names had a limit, replays;
+     * one that differs from history is non-determinism). The length comes
+     * first, before a branch's scoped copy of the name is made. Decided
      * from history alone, so that every replay decides alike. */
-    ls_err bad;
-    if (check_step_name(own, olen, &bad) != LS_OK && !recorded_next(a, LS_CMD_STEP, name, nlen))
-        return refuse(&bad, err);
+    if (olen > LS_FLOW_NAMEMAX && !recorded_step(a, own, olen))
+        return check_step_name(own, olen, err);
+    if ((rc = scoped(a, &name, &nlen, err)) != LS_OK) return rc;
     rc = next(a, LS_CMD_STEP, name, nlen, &m, err);
+    if (rc == LS_ENOTFOUND) {
+        ls_rc bad = check_step_name(own, olen, err);
+        if (bad != LS_OK) return bad;
+    }
     if (rc == LS_ENOTFOUND && a->r->steps_completed >= a->f->o.max_steps)
         return ls_err_set(err, LS_EINVAL,
                           "run %s: %u steps completed, the limit of steps per run (lodestoned "
@@ -1258,20 +1256,16 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
             }
             return deliver_cancel(a, outcome, out, err);
         }
-        ls_err bad;
-        if (check_signal_name(name, nlen, &bad) != LS_OK) {
-            /* Only a signal sent before the API checked names can end it. */
-            if (ls_replay_take_signal(&a->rp, name, nlen, UINT64_MAX, &m) != LS_OK)
-                return refuse(&bad, err);
-            *outcome = LS_FLOW_DONE;
-            return signal_value(a, &m, out, err);
-        }
+        /* A signal that history holds ends it, whatever its name (one
+         * sent before the API checked names). */
         rc = next(a, LS_CMD_SIGNAL, name, nlen, &m, err);
         if (rc == LS_OK) {
             *outcome = LS_FLOW_DONE;
             return signal_value(a, &m, out, err);
         }
         if (rc != LS_ENOTFOUND) return rc;
+        /* Else it would wait: for ever, on a name no signal can have. */
+        if ((rc = check_signal_name(name, nlen, err)) != LS_OK) return rc;
         suspend(a, 'g', name, nlen, 0, 0);
         *outcome = LS_FLOW_WAIT;
         return LS_OK;
@@ -1281,13 +1275,13 @@ ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen, int
     char tname[LS_FLOW_NAMEMAX + 8];
     int tlen = snprintf(tname, sizeof tname, "signal:%.*s", (int)nlen, name);
     if (cs && cancel_before_record(a, cs)) return deliver_cancel(a, outcome, out, err);
-    ls_err bad;
-    if (check_signal_name(name, nlen, &bad) != LS_OK &&
-        !recorded_next(a, LS_CMD_TIMER, tname, (size_t)tlen))
-        return refuse(&bad, err);
     rc = next(a, LS_CMD_TIMER, tname, (size_t)tlen, &m, err);
     int64_t now = flow_now(a->f);
     if (rc == LS_ENOTFOUND) {
+        /* A wait that history holds replays whatever its name; a new one
+         * is checked before it is recorded. */
+        ls_rc bad = check_signal_name(name, nlen, err);
+        if (bad != LS_OK) return bad;
         ls_replay_match s;
         int have = ls_replay_take_signal(&a->rp, name, nlen, UINT64_MAX, &s) == LS_OK;
         ls_event ev = {.type = LS_EV_TIMER_STARTED,

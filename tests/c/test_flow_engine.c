@@ -139,6 +139,7 @@ static const script scripts_main[] = {
     {"parent_nap", {START_CHILD("nap", 0), STEP("a"), {OP_CHILD_WAIT, NULL, 0, 0}, COMPLETE}},
     {"fan", {STEP("a"), {OP_ALL, NULL, 2, 300}, STEP("z"), COMPLETE}},
     {"fan_fail", {STEP("a"), {OP_ALL, "raise", 2, 60000}, COMPLETE}},
+    {"fan_big", {{OP_ALL, "bigname", 2, 1}, COMPLETE}},
     /* names over the limits, or not text (a new step or wait is refused) */
     {"name200", {STEP(NAME200), COMPLETE}},
     {"name201", {STEP("a"), STEP(NAME201), COMPLETE}},
@@ -189,8 +190,12 @@ static const script scripts_recorded[] = {
     {"k2", {CHILD("k3"), COMPLETE}},
     {"k3", {SLEEP(300), CHILD("three"), COMPLETE}},
     {"three", {STEP("a"), STEP("b"), STEP("c"), COMPLETE}},
+    {"legacy3", {SIGNAL("go", -1), SLEEP(300), COMPLETE}},
+    {"legacy4", {SIGNAL("go", -1), SLEEP(300), COMPLETE}},
     {NULL, {{0}}}};
 static const script scripts_upgraded[] = {
+    {"legacy3", {SIGNAL("g\xffo", -1), SLEEP(300), COMPLETE}},
+    {"legacy4", {SIGNAL("g\xffo", -1), SLEEP(300), SIGNAL("g\xffo", -1), COMPLETE}},
     {"legacy", {STEP(NAME300), SIGNAL("g\xffo", 300), STEP("b"), COMPLETE}},
     {"legacy2", {STEP(NAME300), SIGNAL("g\xffo", 300), STEP("b"), STEP(NAME300), COMPLETE}},
     {"c0", {CHILD("c1"), COMPLETE}},
@@ -203,6 +208,10 @@ static const script scripts_upgraded[] = {
     {"k3", {SLEEP(300), CHILD("three"), COMPLETE}},
     {"three", {STEP("a"), STEP("b"), STEP("c"), COMPLETE}},
     {NULL, {{0}}}};
+
+/* "legacy" whose first step is now named with a byte that is not UTF-8. */
+static const script scripts_renamed[] = {
+    {"legacy", {STEP("a\xff"), SIGNAL("go", 300), STEP("b"), COMPLETE}}, {NULL, {{0}}}};
 
 #define FAST_RETRY "{\"initial_interval\":\"10ms\",\"max_attempts\":3,\"jitter\":0}"
 /* The workflow's policy: slow and long; the step's fields must win. */
@@ -233,6 +242,7 @@ typedef struct {
     atomic_int bugs;      /* runner checks that failed on an engine thread */
     char side_value[128]; /* JSON text that OP_SIDE offers */
     char tag[96];         /* added to step results when not empty */
+    const char *big;      /* OP_ALL "bigname": the name of branch 2's step */
 } harness;
 
 static void harness_init(harness *h)
@@ -538,7 +548,9 @@ static int do_all(harness *h, ls_flow_act *a, const op *o, int sec, ls_buf *acc)
         }
         char name[8];
         snprintf(name, sizeof name, "b%d", i);
-        const op step = {OP_STEP, name, B_OK, 0};
+        /* (name "bigname": branch 2's step is named h->big) */
+        int big = o->name && strcmp(o->name, "bigname") == 0 && i == 2 && h->big;
+        const op step = {OP_STEP, big ? h->big : name, B_OK, 0};
         if (do_step(h, a, &step, &res) != 1) goto over;
         /* the run's output: the step's value alone */
         if (ls_flow_act_complete(a, (const char *)res.ptr + 1, res.len - 1, &err) != LS_OK)
@@ -3163,6 +3175,80 @@ static void test_engine_new_names_are_checked(void **state)
     eng_close(e);
 }
 
+/* The largest allocation seen since the allocator below was installed. */
+static atomic_size_t largest_alloc;
+
+static void *sizing_alloc(void *ud, void *ptr, size_t size)
+{
+    (void)ud;
+    if (size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    size_t seen = atomic_load(&largest_alloc);
+    while (size > seen && !atomic_compare_exchange_weak(&largest_alloc, &seen, size)) {}
+    return realloc(ptr, size);
+}
+
+/* A step name over the limit in a ctx:all branch is refused before a copy
+ * of it is made (the branch's scoped name: it copied 10 MB to refuse a
+ * name of 10 MB), and a name is checked only where a step is about to be
+ * recorded: one that differs from history is non-determinism. */
+static void test_engine_names_checked_where_recorded(void **state)
+{
+    env *e = *state;
+    size_t n = 10u << 20;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    e->h.big = big;
+    atomic_store(&largest_alloc, 0);
+    ls_set_allocator(sizing_alloc, NULL);
+    eng_open(e, 1);
+    start1(e, "fan_big", "fb-1", NULL);
+    wait_end(e, "fb-1");
+    char st[32];
+    assert_string_equal(status_of(e, "fb-1", st), "failed");
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(ls_flow_list(e->f, "failed", "fan_big", 10, NULL, &out, &err), &err);
+    eng_close(e);
+    ls_set_allocator(NULL, NULL);
+    e->h.big = NULL;
+    free(big);
+    assert_true(atomic_load(&largest_alloc) < (1u << 20));
+    json_t *j = parse_buf(&out);
+    ls_buf_free(&out);
+    size_t i, refused = 0;
+    json_t *r;
+    json_array_foreach(json_object_get(j, "runs"), i, r)
+    {
+        if (strcmp(jstr(r, "error"), "ctx:step: step name: must be 1 to 200 bytes, got 10485760") ==
+            0)
+            refused++;
+    }
+    assert_int_equal(refused, 1); /* branch 2's run */
+    json_decref(j);
+
+    /* A name that differs from the one history holds: non-determinism,
+     * which fails the run for good. */
+    freeze(e);
+    e->h.scripts = scripts_recorded;
+    eng_open(e, 1);
+    start1(e, "legacy", "lg-3", NULL);
+    json_decref(wait_waiting(e, "lg-3"));
+    eng_close(e);
+    e->h.scripts = scripts_renamed;
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "lg-3");
+    assert_failed_with(e, "lg-3",
+                       "run lg-3: non-determinism at command 1: history has step \"a\", the "
+                       "workflow asked for step \"a\\xff\"");
+    eng_close(e);
+}
+
 /* Rewrites, in the store, the name of every event of run id that is
  * named from to to: a history as an engine without the name checks wrote
  * it (the engine is closed). */
@@ -3239,6 +3325,47 @@ static void test_engine_names_recorded_before_replay(void **state)
     assert_int_equal(count_events(ev, "step_started", NAME300), 1); /* the recorded one */
     assert_int_equal(count_events(ev, "step_completed", "b"), 1);
     json_decref(ev);
+    eng_close(e);
+}
+
+/* A wait without a timeout on a name refused now, whose signal history
+ * holds (sent before the API checked names), replays and takes it; a new
+ * such wait, with no signal to take, is refused. */
+static void test_engine_signal_recorded_before_replays(void **state)
+{
+    env *e = *state;
+    freeze(e);
+    e->h.scripts = scripts_recorded;
+    eng_open(e, 1);
+    start1(e, "legacy3", "lg-3", NULL);
+    start1(e, "legacy4", "lg-4", NULL);
+    json_decref(wait_waiting(e, "lg-3"));
+    json_decref(wait_waiting(e, "lg-4"));
+    signal_ok(e, "lg-3", "go", "7");
+    signal_ok(e, "lg-4", "go", "8");
+    ls_id ids[2];
+    ls_err err = {0};
+    th_ok(flow_lookup(e->f, "lg-3", 4, &ids[0], &err), &err);
+    th_ok(flow_lookup(e->f, "lg-4", 4, &ids[1], &err), &err);
+    for (int i = 0; i < 2; i++) {
+        json_t *w = wait_waiting(e, i ? "lg-4" : "lg-3");
+        assert_string_equal(jstr(w, "kind"), "sleep");
+        json_decref(w);
+    }
+    eng_close(e);
+    rename_events(e, &ids[0], "go", "g\xffo");
+    rename_events(e, &ids[1], "go", "g\xffo");
+
+    e->h.scripts = scripts_upgraded;
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "lg-3");
+    wait_end(e, "lg-4");
+    json_t *r = results_of(e, "lg-3");
+    assert_int_equal(json_array_size(r), 1);
+    assert_int_equal(json_integer_value(json_array_get(r, 0)), 7);
+    json_decref(r);
+    assert_failed_with(e, "lg-4", "ctx:wait_signal: signal name: byte 2 (0xff) is not valid UTF-8");
     eng_close(e);
 }
 
@@ -3684,6 +3811,8 @@ int main(void)
         T(test_engine_child_wait_survives_restart),
         T(test_engine_new_names_are_checked),
         T(test_engine_names_recorded_before_replay),
+        T(test_engine_names_checked_where_recorded),
+        T(test_engine_signal_recorded_before_replays),
         T(test_engine_child_depth_limit),
         T(test_engine_depth_recorded_before_replays),
         T(test_engine_depth_survives_retention),

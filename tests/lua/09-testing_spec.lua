@@ -912,6 +912,66 @@ describe("lodestone.testing", function()
       end
     end)
 
+    it("refuses a long step name in a branch before copying it, and checks names only where they are recorded", function()
+      -- (a 10 MB name was copied under the branch's scope before the
+      -- length check refused it)
+      local big = string.rep("x", 1e7)
+      local def = define(function(ctx)
+        return ctx:all { function() return 1 end, function(c) return c:step(big, function() return 2 end) end }
+      end)
+      collectgarbage("collect")
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local t = testing.run(def)
+      local grown = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.equal("failed", t.status)
+      assert.equal("ctx:step: step name: must be 1 to 200 bytes, got 10000000", t:child("run-1-b1.2").error)
+      assert.is_true(grown < 1024, string.format("%.0f KiB allocated", grown))
+      -- a name that differs from the one history holds: non-determinism
+      local name = "a"
+      local t2 = testing.run(define(function(ctx)
+        ctx:step(name, function() return 1 end)
+        ctx:sleep("1h")
+      end))
+      name = "a\255"
+      t2:advance("1h")
+      assert.equal('run run-1: non-determinism at command 1: history has step "a", the workflow asked for step ' ..
+        '"a\\xff"', t2.error)
+    end)
+
+    it("replays a wait without a timeout on a name refused now whose signal history holds", function()
+      local sig, again, line = "go", false, nil
+      local def = define(function(ctx)
+        local v = ctx:wait_signal(sig)
+        ctx:sleep("1h")
+        if again then
+          line = debug.getinfo(1, "l").currentline + 1
+          ctx:wait_signal(sig)
+        end
+        return v
+      end)
+      for _, more in ipairs { false, true } do
+        sig, again = "go", more
+        local t = testing.run(def)
+        t:signal("go", 7)
+        assert.equal("sleep", t.waiting.kind)
+        -- the history as an engine without the checks wrote it
+        for _, e in ipairs(t._events) do
+          if e.type == "signal_received" then e.name = "g\255o" end
+        end
+        sig = "g\255o"
+        t:advance("1h")
+        if more then
+          assert.equal(src .. ":" .. line .. ": ctx:wait_signal: signal name: byte 2 (0xff) is not valid UTF-8", t.error)
+        else
+          assert.equal("completed", t.status)
+          assert.equal(7, t.output)
+        end
+        t:replay()
+      end
+    end)
+
     it("stops a workflow that starts itself at 32 runs deep (lodestoned --max-depth's default)", function()
       local rec = workflow.define { name = "rec", run = function(ctx, n)
         n = n or 0

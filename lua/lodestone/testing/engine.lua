@@ -495,6 +495,16 @@ local function text_problem(what, s, max)
   return nil
 end
 
+-- engine.c's flow_check_signal_name: a signal's name (a new wait's, one
+-- t:signal sends), without the call's prefix, or nil.
+local function signal_name_problem(name)
+  if #name == 0 or #name > NAMEMAX then
+    return string.format("signal name: must be 1 to %d bytes, got %d", NAMEMAX, #name)
+  end
+  return text_problem("signal name", name, NAMEMAX)
+end
+E.signal_name_problem = signal_name_problem
+
 -- act.c's check_step_name: a new step's name.
 local function step_name_problem(name)
   if #name == 0 or #name > NAMEMAX then
@@ -508,19 +518,29 @@ local function final_message(name, attempt, err)
   return string.format('step "%s" failed on attempt %d: %s', name, attempt, err or "")
 end
 
--- Whether the next command record that history holds (the one
--- Cursor:next would match) is a kind ("step" or "timer") named name: a
--- name the limits refuse, recorded before they existed, replays.
-function Act:recorded_next(kind, name)
+-- act.c's recorded_step: whether the next command record that history
+-- holds (the one Cursor:next would match) is a step named name in the
+-- current scope (compared without making the scoped name): a name longer
+-- than the limit, recorded before the limit existed, replays.
+function Act:recorded_step(name)
   local seq = self.cur:peek()
   if seq == 0 then return false end
+  local sc = self.scope
   for _, e in ipairs(self.cur.ev) do
     if e.seq == seq then
-      local k = (e.type == "timer_started" and "timer") or (KIND[e.type] == "step" and "step") or nil
-      return k == kind and e.name == name
+      return KIND[e.type] == "step" and #e.name == #sc + #name and e.name:sub(1, #sc) == sc
+        and e.name:sub(#sc + 1) == name
     end
   end
   return false
+end
+
+-- t:replay of a run that ended: its code asks for a command past the
+-- last one history holds. Nothing can be recorded there, so a name the
+-- run refused when it ran is refused again (the same end), not taken for
+-- non-determinism. (lodestoned never replays a run that ended.)
+function Act:past_end()
+  return self.cur.closed ~= nil and self.cur:peek() == 0
 end
 
 function Act:step(name)
@@ -530,15 +550,20 @@ function Act:step(name)
       name:sub(1, 60)), 0)
   end
   local own = name -- as the code gave it, without the scope
-  name = self:scoped(name)
   local cs = self:cancel_due()
   if cs and self:cancel_before_record(cs) then return self:deliver_cancel(true) end
-  -- a new step's name is checked before it is recorded (one that history
-  -- holds replays), from history alone
-  local bad = step_name_problem(own)
-  if bad and not self:recorded_next("step", name) then error(bad, 0) end
+  -- a new step's name is checked where it is about to be recorded (one
+  -- that history holds replays; one that differs from it is
+  -- non-determinism), its length before the scoped copy is made
+  if (#own > NAMEMAX and not self:recorded_step(own)) or self:past_end() then
+    local bad = step_name_problem(own)
+    if bad then error(bad, 0) end
+  end
+  name = self:scoped(name)
   local m = self:next("step", name)
   if m == nil then
+    local bad = step_name_problem(own)
+    if bad then error(bad, 0) end
     local command = self.cur.commands + self.new_commands + 1
     self:put_event { type = "step_started", name = name, attempt = 1 }
     self.new_commands = self.new_commands + 1
@@ -678,9 +703,6 @@ function Act:wait_signal(name, timeout_ms)
   if #name == 0 or #name > NAMEMAX then
     error(string.format("ctx:wait_signal: signal name: must be 1 to %d bytes, got %d", NAMEMAX, #name), 0)
   end
-  -- a new wait's name must be one a signal can have (act.c's check_signal_name)
-  local bad = text_problem("signal name", name, NAMEMAX)
-  bad = bad and "ctx:wait_signal: " .. bad
   if self.scope ~= "" then
     error("ctx:wait_signal cannot be used in a ctx:all branch (which branch takes a signal " ..
       "would depend on timing): wait before or after it", 0)
@@ -693,24 +715,34 @@ function Act:wait_signal(name, timeout_ms)
       if s then return "done", s.last.payload end
       return self:deliver_cancel(true)
     end
+    -- a signal that history holds ends it, whatever its name (one sent
+    -- before the API checked names)
+    local bad = self:past_end() and signal_name_problem(name)
     if bad then
-      -- only a signal sent before the API checked names can end it
       local s = cur:take_signal(name, math.huge)
-      if s == nil then error(bad, 0) end
+      if s == nil then error("ctx:wait_signal: " .. bad, 0) end
       return "done", s.last.payload
     end
     local m = self:next("signal", name)
     if m then return "done", m.last.payload end
+    -- else it would wait: for ever, on a name no signal can have
+    local bad = signal_name_problem(name)
+    if bad then error("ctx:wait_signal: " .. bad, 0) end
     self:suspend("signal", name, 0, 0)
     return "wait"
   end
   -- with a timeout: a timer "signal:NAME" whose record says which came first
   local tname = "signal:" .. name
   if cs and self:cancel_before_record(cs) then return self:deliver_cancel(true) end
-  if bad and not self:recorded_next("timer", tname) then error(bad, 0) end
+  local bad = self:past_end() and signal_name_problem(name)
+  if bad then error("ctx:wait_signal: " .. bad, 0) end
   local m = self:next("timer", tname)
   local now = self.t.now_ms
   if m == nil then
+    -- a wait that history holds replays whatever its name; a new one is
+    -- checked before it is recorded
+    local bad = signal_name_problem(name)
+    if bad then error("ctx:wait_signal: " .. bad, 0) end
     local s = cur:take_signal(name, math.huge)
     local ev = self:put_event { type = "timer_started", name = tname, due_ms = now + timeout_ms }
     self.new_commands = self.new_commands + 1
