@@ -54,18 +54,24 @@ local function encode(v, what, level)
   return text
 end
 
+-- A control character as lodestoned refuses them in names and notes: C0,
+-- DEL, and C1 (U+0080 to U+009F, "\194\128" to "\194\159" in UTF-8).
+local function has_control(v)
+  return v:find("%c") ~= nil or v:find("\194[\128-\159]") ~= nil
+end
+
 local function check_name(v, what, level)
   if type(v) ~= "string" or #v == 0 or #v > NAMEMAX then
     error(string.format("%s: must be a string of 1 to %d bytes, got %s", what, NAMEMAX,
       type(v) == "string" and string.format("%q", v) or tostring(v)), level + 1)
   end
-  if v:find("%c") then error(what .. ": control characters are not allowed", level + 1) end
+  if has_control(v) then error(what .. ": control characters are not allowed", level + 1) end
 end
 
 local function check_text(v, what, level)
   if v == nil then return "" end
   if type(v) ~= "string" then error(what .. ": must be a string, got a " .. type(v), level + 1) end
-  if v:find("%c") then error(what .. ": control characters are not allowed", level + 1) end
+  if has_control(v) then error(what .. ": control characters are not allowed", level + 1) end
   return v
 end
 
@@ -448,6 +454,9 @@ end
 --- t:signal(name, payload): sends a signal (any JSON value; nil is null)
 --- and runs the workflow until it waits again or ends.
 function Run:signal(name, payload)
+  -- what lodestoned's API refuses (ls_flow_signal), in its words
+  local bad = type(name) == "string" and #name > 0 and engine.signal_name_problem(name)
+  if bad then error("t:signal: " .. bad, 2) end
   check_name(name, "t:signal: name", 2)
   local text = encode(payload, "t:signal: payload", 2)
   self:_running("t:signal")

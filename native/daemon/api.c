@@ -1017,11 +1017,15 @@ static const char *caller(struct MHD_Connection *c, ls_err *err)
         ls_err_set(err, LS_EINVAL, "X-User: not valid UTF-8");
         return NULL;
     }
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)u[i] < 0x20) {
+    /* (valid UTF-8: a 0xC2 is followed by a byte, U+0080 to U+009F are
+     * 0xC2 0x80 to 0xC2 0x9F) */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)u[i];
+        if (ch < 0x20 || ch == 0x7F || (ch == 0xC2 && (unsigned char)u[i + 1] < 0xA0)) {
             ls_err_set(err, LS_EINVAL, "X-User: control character at byte %zu", i + 1);
             return NULL;
         }
+    }
     return u;
 }
 

@@ -2107,18 +2107,22 @@ out:
 
 /* A name or a note kept in a run's history: its events are JSON, so
  * text that is not UTF-8 would make the run (and any list holding it)
- * unreadable. */
+ * unreadable; and it is shown in the UI and in logs, where a control
+ * character (C0, DEL or C1: U+0000 to U+001F, U+007F to U+009F) would
+ * break or hide what follows. */
 ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err)
 {
     if (n > max) return ls_err_set(err, LS_EINVAL, "%s: at most %zu bytes, got %zu", what, max, n);
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
         size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-        if (c < 0x20)
+        if (c < 0x20 || c == 0x7F)
             return ls_err_set(err, LS_EINVAL, "%s: control character at byte %zu", what, i + 1);
         if (len > 1 && (i + len > n || !ls_json_utf8_valid(s + i, len)))
             return ls_err_set(err, LS_EINVAL, "%s: byte %zu (0x%02x) is not valid UTF-8", what,
                               i + 1, c);
+        if (c == 0xC2 && (unsigned char)s[i + 1] < 0xA0) /* U+0080 to U+009F */
+            return ls_err_set(err, LS_EINVAL, "%s: control character at byte %zu", what, i + 1);
         i += len;
     }
     return LS_OK;

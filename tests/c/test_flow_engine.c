@@ -145,6 +145,19 @@ static const script scripts_main[] = {
     {"name201", {STEP("a"), STEP(NAME201), COMPLETE}},
     {"name_utf8", {STEP("caf\xc3\xa9 \xe2\x82\xac"), STEP("a\xff-b"), COMPLETE}},
     {"name_ctl", {STEP("a\nb"), COMPLETE}},
+    {"name_del",
+     {STEP("a\x7f"
+           "b"),
+      COMPLETE}},
+    {"name_c1",
+     {STEP("a\xc2\x85"
+           "b"),
+      COMPLETE}},
+    {"sig_del",
+     {SIGNAL("g\x7f"
+             "o",
+             60000),
+      COMPLETE}},
     {"sig_utf8", {SIGNAL("g\xc0\xafo", -1), COMPLETE}},
     {"sig_ctl", {SIGNAL("g\x01o", 60000), COMPLETE}},
     {"sig_long", {SIGNAL(NAME201, -1), COMPLETE}},
@@ -2748,7 +2761,20 @@ static void test_engine_signals_in_order(void **state)
     assert_string_equal(err.msg, "by: byte 1 (0xe2) is not valid UTF-8");
     assert_int_equal(ls_flow_cancel(e->f, "s-3", 3, "ops", "caf\xe9", &err), LS_EINVAL);
     assert_string_equal(err.msg, "reason: byte 4 (0xe9) is not valid UTF-8");
-    signal_ok(e, "s-3", "caf\xc3\xa9", NULL); /* (UTF-8 is fine) */
+    /* Control characters: C0, DEL and C1 (U+0080 to U+009F), which
+     * passed (only bytes below 0x20 were refused). */
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "g\x7f", 2, NULL, 0, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "signal name: control character at byte 2");
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "g\xc2\x9f", 3, NULL, 0, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "signal name: control character at byte 2");
+    assert_int_equal(ls_flow_cancel(e->f, "s-3", 3, "ops\xc2\x80", "why", &err), LS_EINVAL);
+    assert_string_equal(err.msg, "by: control character at byte 4");
+    assert_int_equal(ls_flow_cancel(e->f, "s-3", 3, "ops", "wh\x7fy", &err), LS_EINVAL);
+    assert_string_equal(err.msg, "reason: control character at byte 3");
+    signal_ok(e, "s-3",
+              "\xc2\xa0"
+              "caf\xc3\xa9",
+              NULL); /* (UTF-8 is fine, U+00A0 too) */
     signal_ok(e, "s-3", "go", NULL);
     signal_ok(e, "s-3", "go", NULL);
     wait_end(e, "s-3");
@@ -3144,6 +3170,9 @@ static void test_engine_new_names_are_checked(void **state)
         {"name201", "ctx:step: step name: must be 1 to 200 bytes, got 201"},
         {"name_utf8", "ctx:step: step name: byte 2 (0xff) is not valid UTF-8"},
         {"name_ctl", "ctx:step: step name: control character at byte 2"},
+        {"name_del", "ctx:step: step name: control character at byte 2"},
+        {"name_c1", "ctx:step: step name: control character at byte 2"},
+        {"sig_del", "ctx:wait_signal: signal name: control character at byte 2"},
         {"sig_utf8", "ctx:wait_signal: signal name: byte 2 (0xc0) is not valid UTF-8"},
         {"sig_ctl", "ctx:wait_signal: signal name: control character at byte 2"},
         {"sig_long", "ctx:wait_signal: signal name: must be 1 to 200 bytes, got 201"},

@@ -47,7 +47,7 @@ LUA
 # (line 4 and line 5: the calls a refusal names)
 cat > "$d/wf/named.lua" <<'LUA'
 local workflow = require "lodestone.workflow"
-local names = { big = string.rep("x", 1e7), long = string.rep("x", 201), ff = "a\255b", nul = "a\0b" }
+local names = { big = string.rep("x", 1e7), long = string.rep("x", 201), ff = "a\255b", nul = "a\0b", del = "a\127b", c1 = "a\194\133b" }
 return workflow.define { name = "named", run = function(ctx, input)
   local a = ctx:step(input.step and names[input.what] or "ok", function() return "a" end)
   local b = input.signal and ctx:wait_signal(names[input.what], { timeout = input.timeout })
@@ -103,7 +103,7 @@ daemon=$E2E_DAEMON
 # bounds payloads, not names. Bytes that are not UTF-8 showed as U+FFFD,
 # and a signal wait with a NUL in its name recorded a timer for its name
 # cut at the NUL.
-for what in big long ff nul; do
+for what in big long ff nul del c1; do
   start named "{\"id\":\"n-$what\",\"input\":{\"step\":true,\"what\":\"$what\"}}"
   result "n-$what"
   check "a step name ($what) that is not 1 to 200 bytes of text fails the run" failed "$(j .status)"
@@ -115,11 +115,11 @@ for what in big long ff nul; do
     big) want="ctx:step: step name: must be 1 to 200 bytes, got 10000000" ;;
     long) want="ctx:step: step name: must be 1 to 200 bytes, got 201" ;;
     ff) want="ctx:step: step name: byte 2 (0xff) is not valid UTF-8" ;;
-    nul) want="ctx:step: step name: control character at byte 2" ;;
+    nul|del|c1) want="ctx:step: step name: control character at byte 2" ;;
   esac
   check_contains "naming the call, its line and what is wrong" "/named.lua:4: $want" "$err_n"
 done
-for what in ff nul; do
+for what in ff nul del c1; do
   for timeout in none 1h; do
     opt=; [ "$timeout" = none ] || opt=",\"timeout\":\"$timeout\""
     start named "{\"id\":\"s-$what-$timeout\",\"input\":{\"signal\":true,\"what\":\"$what\"$opt}}"

@@ -129,6 +129,18 @@ check "an X-User over 1024 bytes: 400 (it was recorded as api)" \
 api POST /v1/workflows/req-5/cancel --data-binary '{"reason":"a\u0000b"}'
 check "a reason with \\u0000: 400 (it was cut there)" \
   "400 reason: control character at byte 2" "$code $(j .error.message)"
+# DEL and the C1 controls (U+0080 to U+009F) are control characters too:
+# they passed, and names show in the UI and in logs.
+api POST /v1/workflows/req-5/signals/g%7Fo
+check "a signal name with DEL: 400" "400 signal name: control character at byte 2" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/signals/go%C2%85
+check "a signal name with U+0085: 400" "400 signal name: control character at byte 3" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/cancel -H $'X-User: ops\x7f'
+check "an X-User with DEL: 400" "400 X-User: control character at byte 4" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/cancel -H $'X-User: \xc2\x9fops'
+check "an X-User with U+009F: 400" "400 X-User: control character at byte 1" "$code $(j .error.message)"
+api POST /v1/workflows/req-5/cancel --data-binary '{"reason":"a\u0085b"}'
+check "a reason with U+0085: 400" "400 reason: control character at byte 2" "$code $(j .error.message)"
 api GET /v1/workflows/req-5/history
 check "the run's history still reads, with none of them" "200 0" \
   "$code $(j '[.events[] | select(.type=="signal_received" or .type=="cancel_requested")] | length')"

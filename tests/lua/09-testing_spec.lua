@@ -404,6 +404,21 @@ describe("lodestone.testing", function()
       assert.matches("t:signal: name: must be a string of 1 to 200 bytes, got \"\"$", err_of(t.signal, t, ""))
       assert.matches("t:signal: payload is not JSON", err_of(t.signal, t, "x", function() end))
     end)
+
+    it("refuses signal names, reasons and who asked with control characters, as lodestoned does", function()
+      -- (DEL and C1 controls, U+0080 to U+009F, passed: only bytes below
+      -- 0x20 were refused)
+      local t = testing.run(define(function(ctx) return ctx:wait_signal("go") end))
+      assert.matches("t:signal: signal name: control character at byte 2$", err_of(t.signal, t, "g\127o"))
+      assert.matches("t:signal: signal name: control character at byte 2$", err_of(t.signal, t, "g\194\133o"))
+      assert.matches("t:signal: signal name: byte 2 %(0xff%) is not valid UTF%-8$", err_of(t.signal, t, "g\255o"))
+      assert.matches("t:cancel: reason: control characters are not allowed$", err_of(t.cancel, t, "a\194\159"))
+      assert.matches("t:cancel: by: control characters are not allowed$", err_of(t.cancel, t, "why", "a\127"))
+      t:signal("g\194\160o") -- U+00A0 is text
+      assert.equal("running", t.status)
+      t:signal("go", 1)
+      assert.equal(1, t.output)
+    end)
   end)
 
   describe("cancel and terminate", function()
@@ -828,7 +843,7 @@ describe("lodestone.testing", function()
   describe("limits on names and nesting", function()
     local src = debug.getinfo(1, "S").short_src
 
-    it("refuses a new step whose name is over 200 bytes, not UTF-8 or holds a control character", function()
+    it("refuses a new step whose name is over 200 bytes, not UTF-8 or holds a control character (C0, DEL, C1)", function()
       for _, case in ipairs {
         { string.rep("x", 201), "ctx:step: step name: must be 1 to 200 bytes, got 201" },
         { string.rep("x", 1e7), "ctx:step: step name: must be 1 to 200 bytes, got 10000000" },
@@ -837,6 +852,8 @@ describe("lodestone.testing", function()
         { "\237\160\128", "ctx:step: step name: byte 1 (0xed) is not valid UTF-8" }, -- a surrogate
         { "a\0b", "ctx:step: step name: control character at byte 2" },
         { "a\nb", "ctx:step: step name: control character at byte 2" },
+        { "a\127b", "ctx:step: step name: control character at byte 2" }, -- DEL
+        { "a\194\133b", "ctx:step: step name: control character at byte 2" }, -- U+0085 (C1)
       } do
         local line
         local t = testing.run(define(function(ctx)
@@ -864,6 +881,8 @@ describe("lodestone.testing", function()
       for _, case in ipairs {
         { "g\192\175o", nil, "ctx:wait_signal: signal name: byte 2 (0xc0) is not valid UTF-8" },
         { "g\1o", "1h", "ctx:wait_signal: signal name: control character at byte 2" },
+        { "g\127o", "1h", "ctx:wait_signal: signal name: control character at byte 2" },
+        { "go\194\159", nil, "ctx:wait_signal: signal name: control character at byte 3" },
         { string.rep("s", 201), nil, "ctx:wait_signal: signal name: must be 1 to 200 bytes, got 201" },
       } do
         local line

@@ -481,19 +481,23 @@ end
 
 -- native/flow/engine.c's flow_check_text: the message for a name kept in
 -- history that is not at most max bytes of UTF-8 without control
--- characters, or nil.
+-- characters (C0, DEL, C1: U+0000 to U+001F, U+007F to U+009F), or nil.
 local function text_problem(what, s, max)
   if #s > max then return string.format("%s: at most %d bytes, got %d", what, max, #s) end
   local i = 1
   while i <= #s do
     local c = s:byte(i)
-    if c < 0x20 then return string.format("%s: control character at byte %d", what, i) end
+    if c < 0x20 or c == 0x7F then return string.format("%s: control character at byte %d", what, i) end
     local n = utf8_seq(s, i)
     if n == 0 then return string.format("%s: byte %d (0x%02x) is not valid UTF-8", what, i, c) end
+    if c == 0xC2 and s:byte(i + 1) < 0xA0 then
+      return string.format("%s: control character at byte %d", what, i)
+    end
     i = i + n
   end
   return nil
 end
+E.text_problem = text_problem
 
 -- engine.c's flow_check_signal_name: a signal's name (a new wait's, one
 -- t:signal sends), without the call's prefix, or nil.
