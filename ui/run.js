@@ -200,6 +200,11 @@ export function runPage(id, ui) {
     const signalForm = h("form", { class: "action", onsubmit: act(async () => {
       const name = sigName.value.trim();
       if (!name) throw new Error("signal: a name is required");
+      // (the browser removes such a path segment before it sends; lodestoned
+      // refuses them, and "/")
+      if (name === "." || name === "..") {
+        throw new Error(`signal: "${name}" is not a signal name (the API's path cannot carry it)`);
+      }
       let payload = null;
       if (sigPayload.value.trim()) {
         try {

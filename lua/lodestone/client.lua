@@ -172,6 +172,12 @@ function M.signal(id, name, payload, opts)
   check_name(id, 1, "client.signal", "run id")
   check_name(name, 2, "client.signal", "signal name")
   check_opts(opts, CALL_OPTS, "client.signal")
+  if name == "." or name == ".." then
+    -- the HTTP client removes such a segment before it sends: lodestoned
+    -- would never see the name (it refuses it, as it refuses "/")
+    return nil, 'client.signal: signal name: "' .. name .. '" is not a name: HTTP clients remove such ' ..
+      "segments from the API's path", "EINVAL"
+  end
   local body, msg, code = "null", nil, nil -- no payload: JSON null, as the web UI sends
   if payload ~= nil then
     body, msg, code = json.encode(payload)

@@ -1135,6 +1135,14 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
     }
     if (strncmp(url, "/v1/workflows/", 14) == 0 && strlen(url) < sizeof path) {
         snprintf(path, sizeof path, "%s", url + 14);
+        /* A signal's name is all the rest, as a secret's: a "/" in it (sent
+         * as %2F) reaches ls_flow_signal, which says why it is refused. */
+        char *slash = strchr(path, '/');
+        if (slash && slash != path && strncmp(slash, "/signals/", 9) == 0 && slash[9] != '\0') {
+            *slash = '\0';
+            if (post) return h_signal(a, r, c, path, slash + 9);
+            return not_allowed(c, method, url, "POST");
+        }
         int n = split(path, seg, 3);
         if (n == 1) {
             if (post) return h_start(a, r, c, seg[0]);
@@ -1154,9 +1162,6 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
             allow = "POST";
         } else if (n == 2 && strcmp(seg[1], "resume") == 0) {
             if (post) return h_resume(a, c, seg[0]);
-            allow = "POST";
-        } else if (n == 3 && strcmp(seg[1], "signals") == 0) {
-            if (post) return h_signal(a, r, c, seg[0], seg[2]);
             allow = "POST";
         }
     }

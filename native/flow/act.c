@@ -1223,12 +1223,12 @@ static ls_rc signal_value(ls_flow_act *a, const ls_replay_match *m, ls_buf *out,
                              out, err);
 }
 
-/* A new wait's signal name: text that a signal can have (ls_flow_signal
+/* A new wait's signal name: one that a signal can have (ls_flow_signal
  * refuses the rest, so such a wait would never end; and "signal:NAME",
  * the record of a wait with a timeout, would be cut at a NUL). */
 static ls_rc check_signal_name(const char *name, size_t nlen, ls_err *err)
 {
-    ls_rc rc = flow_check_text("signal name", name, nlen, LS_FLOW_NAMEMAX, err);
+    ls_rc rc = flow_check_signal_name(name, nlen, err);
     return rc == LS_OK ? rc : LS_ERR_PREFIXED(rc, err, "ctx:wait_signal");
 }
 

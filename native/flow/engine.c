@@ -2128,13 +2128,35 @@ ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_
     return LS_OK;
 }
 
+ls_rc flow_check_signal_name(const char *s, size_t n, ls_err *err)
+{
+    if (n == 0 || n > LS_FLOW_NAMEMAX)
+        return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
+                          LS_FLOW_NAMEMAX, n);
+    ls_rc rc = flow_check_text("signal name", s, n, LS_FLOW_NAMEMAX, err);
+    if (rc != LS_OK) return rc;
+    /* The name is one segment of the API's path: a "/" ends it (clients
+     * send %2F, which the path's decoding turns back into "/"), and HTTP
+     * clients (curl, browsers) remove "." and ".." segments, even
+     * escaped, before they send. */
+    const char *slash = memchr(s, '/', n);
+    if (slash)
+        return ls_err_set(err, LS_EINVAL,
+                          "signal name: \"/\" at byte %zu: a name is one segment of the API's "
+                          "path (/v1/workflows/ID/signals/NAME)",
+                          (size_t)(slash - s) + 1);
+    if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+        return ls_err_set(err, LS_EINVAL,
+                          "signal name: \"%.*s\" is not a name: HTTP clients remove such "
+                          "segments from the API's path",
+                          (int)n, s);
+    return LS_OK;
+}
+
 ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *signal, size_t slen,
                      const char *payload, size_t plen, ls_err *err)
 {
-    if (slen == 0 || slen > LS_FLOW_NAMEMAX)
-        return ls_err_set(err, LS_EINVAL, "signal name: must be 1 to %d bytes, got %zu",
-                          LS_FLOW_NAMEMAX, slen);
-    ls_rc rc = flow_check_text("signal name", signal, slen, LS_FLOW_NAMEMAX, err);
+    ls_rc rc = flow_check_signal_name(signal, slen, err);
     if (rc != LS_OK) return rc;
     ls_buf in = LS_BUF_INIT;
     rc = compact_json(f, "payload", payload, plen, 0, &in, err);

@@ -447,6 +447,11 @@ ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
  * step's, who cancelled): at most max bytes of UTF-8 without control
  * characters; LS_EINVAL saying "what: ..." otherwise (engine.c). */
 ls_rc flow_check_text(const char *what, const char *s, size_t n, size_t max, ls_err *err);
+/* Checks a signal's name (ls_flow_signal, a new ctx:wait_signal): 1 to
+ * LS_FLOW_NAMEMAX bytes of text (flow_check_text), without "/", and not
+ * "." or "..": a name the API's /signals/NAME can carry. LS_EINVAL
+ * saying "signal name: ..." otherwise (engine.c). */
+ls_rc flow_check_signal_name(const char *s, size_t n, ls_err *err);
 /* How many runs are above run r (its parent, its parent's parent...; 0
  * for a run no run started), into *depth: once known it is kept in r. It
  * is known from the run's start, or from its own parent link when it was

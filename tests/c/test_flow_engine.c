@@ -145,19 +145,11 @@ static const script scripts_main[] = {
     {"name201", {STEP("a"), STEP(NAME201), COMPLETE}},
     {"name_utf8", {STEP("caf\xc3\xa9 \xe2\x82\xac"), STEP("a\xff-b"), COMPLETE}},
     {"name_ctl", {STEP("a\nb"), COMPLETE}},
-    {"name_del",
-     {STEP("a\x7f"
-           "b"),
-      COMPLETE}},
-    {"name_c1",
-     {STEP("a\xc2\x85"
-           "b"),
-      COMPLETE}},
-    {"sig_del",
-     {SIGNAL("g\x7f"
-             "o",
-             60000),
-      COMPLETE}},
+    {"name_del", {STEP("a\177b"), COMPLETE}},    /* DEL */
+    {"name_c1", {STEP("a\302\205b"), COMPLETE}}, /* U+0085 */
+    {"sig_del", {SIGNAL("g\177o", 60000), COMPLETE}},
+    {"sig_slash", {SIGNAL("a/b", -1), COMPLETE}},
+    {"sig_dots", {SIGNAL("..", 60000), COMPLETE}},
     {"sig_utf8", {SIGNAL("g\xc0\xafo", -1), COMPLETE}},
     {"sig_ctl", {SIGNAL("g\x01o", 60000), COMPLETE}},
     {"sig_long", {SIGNAL(NAME201, -1), COMPLETE}},
@@ -2771,6 +2763,16 @@ static void test_engine_signals_in_order(void **state)
     assert_string_equal(err.msg, "by: control character at byte 4");
     assert_int_equal(ls_flow_cancel(e->f, "s-3", 3, "ops", "wh\x7fy", &err), LS_EINVAL);
     assert_string_equal(err.msg, "reason: control character at byte 3");
+    /* Names the API's path cannot carry: "/", ".", "..". */
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "a/b", 3, NULL, 0, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "signal name: \"/\" at byte 2: a name is one segment of the API's "
+                                 "path (/v1/workflows/ID/signals/NAME)");
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, ".", 1, NULL, 0, &err), LS_EINVAL);
+    assert_string_equal(err.msg, "signal name: \".\" is not a name: HTTP clients remove such "
+                                 "segments from the API's path");
+    assert_int_equal(ls_flow_signal(e->f, "s-3", 3, "..", 2, NULL, 0, &err), LS_EINVAL);
+    signal_ok(e, "s-3", "...", NULL); /* (not a dot segment) */
+    signal_ok(e, "s-3", "a.b", NULL);
     signal_ok(e, "s-3",
               "\xc2\xa0"
               "caf\xc3\xa9",
@@ -3173,6 +3175,10 @@ static void test_engine_new_names_are_checked(void **state)
         {"name_del", "ctx:step: step name: control character at byte 2"},
         {"name_c1", "ctx:step: step name: control character at byte 2"},
         {"sig_del", "ctx:wait_signal: signal name: control character at byte 2"},
+        {"sig_slash", "ctx:wait_signal: signal name: \"/\" at byte 2: a name is one segment of "
+                      "the API's path (/v1/workflows/ID/signals/NAME)"},
+        {"sig_dots", "ctx:wait_signal: signal name: \"..\" is not a name: HTTP clients remove "
+                     "such segments from the API's path"},
         {"sig_utf8", "ctx:wait_signal: signal name: byte 2 (0xc0) is not valid UTF-8"},
         {"sig_ctl", "ctx:wait_signal: signal name: control character at byte 2"},
         {"sig_long", "ctx:wait_signal: signal name: must be 1 to 200 bytes, got 201"},

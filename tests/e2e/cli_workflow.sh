@@ -57,6 +57,13 @@ check "and says where it goes" "lodestone: --socket goes after the command: lode
 err=$("$ls" signal k1 go '{bad' 2>&1)
 check "a bad signal payload exits 2" 2 $?
 check_contains "names the payload, not --input" "lodestone signal: PAYLOAD: json.decode: line 1" "$err"
+# curl would remove a dot segment: lodestoned would not see the name.
+for n in . ..; do
+  err=$("$ls" signal k1 "$n" 2>&1)
+  check "a signal named $n exits 1 before any request" \
+    "1 lodestone signal: signal name: \"$n\" is not a name: HTTP clients remove such segments from the API's path" \
+    "$? $err"
+done
 err=$("$ls" start order --timeout 5 2>&1)
 check "--timeout without --wait exits 2" 2 $?
 for t in nan inf 0 -1; do

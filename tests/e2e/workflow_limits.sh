@@ -47,7 +47,7 @@ LUA
 # (line 4 and line 5: the calls a refusal names)
 cat > "$d/wf/named.lua" <<'LUA'
 local workflow = require "lodestone.workflow"
-local names = { big = string.rep("x", 1e7), long = string.rep("x", 201), ff = "a\255b", nul = "a\0b", del = "a\127b", c1 = "a\194\133b" }
+local names = { big = string.rep("x", 1e7), long = string.rep("x", 201), ff = "a\255b", nul = "a\0b", del = "a\127b", c1 = "a\194\133b", slash = "a/b", dots = ".." }
 return workflow.define { name = "named", run = function(ctx, input)
   local a = ctx:step(input.step and names[input.what] or "ok", function() return "a" end)
   local b = input.signal and ctx:wait_signal(names[input.what], { timeout = input.timeout })
@@ -119,7 +119,7 @@ for what in big long ff nul del c1; do
   esac
   check_contains "naming the call, its line and what is wrong" "/named.lua:4: $want" "$err_n"
 done
-for what in ff nul del c1; do
+for what in ff nul del c1 slash dots; do
   for timeout in none 1h; do
     opt=; [ "$timeout" = none ] || opt=",\"timeout\":\"$timeout\""
     start named "{\"id\":\"s-$what-$timeout\",\"input\":{\"signal\":true,\"what\":\"$what\"$opt}}"

@@ -141,6 +141,28 @@ api POST /v1/workflows/req-5/cancel -H $'X-User: \xc2\x9fops'
 check "an X-User with U+009F: 400" "400 X-User: control character at byte 1" "$code $(j .error.message)"
 api POST /v1/workflows/req-5/cancel --data-binary '{"reason":"a\u0085b"}'
 check "a reason with U+0085: 400" "400 reason: control character at byte 2" "$code $(j .error.message)"
+# A name is one segment of the path: "/" (sent as %2F, decoded before the
+# route) and dot segments (clients remove them) are refused, naming why.
+# (A wait on such a name waited for a signal nobody could send: a%2Fb was
+# a 404 "no route".)
+api POST /v1/workflows/req-5/signals/a%2Fb
+check "a signal name with /: 400 naming the rule" \
+  '400 signal name: "/" at byte 2: a name is one segment of the API'"'"'s path (/v1/workflows/ID/signals/NAME)' \
+  "$code $(j .error.message)"
+api POST /v1/workflows/req-5/signals/a/b --path-as-is
+check "the same sent as a/b" 400 "$code"
+api POST /v1/workflows/req-5/signals/.. --path-as-is
+check "a signal named ..: 400" \
+  '400 signal name: ".." is not a name: HTTP clients remove such segments from the API'"'"'s path' \
+  "$code $(j .error.message)"
+out=$(cli signal req-5 a/b 2>&1); rc=$?
+check "lodestone signal with a name with /: exit 1, saying why" \
+  '1 lodestone signal: signal name: "/" at byte 2: a name is one segment of the API'"'"'s path (/v1/workflows/ID/signals/NAME)' \
+  "$rc $out"
+out=$(cli signal req-5 . 2>&1); rc=$?
+check "lodestone signal named .: exit 1, saying why" \
+  '1 lodestone signal: signal name: "." is not a name: HTTP clients remove such segments from the API'"'"'s path' \
+  "$rc $out"
 api GET /v1/workflows/req-5/history
 check "the run's history still reads, with none of them" "200 0" \
   "$code $(j '[.events[] | select(.type=="signal_received" or .type=="cancel_requested")] | length')"

@@ -98,6 +98,15 @@ describe("lodestone.client", function()
       assert.is_nil(status)
     end
     assert.same({ requests = 3, connects = 0, reconnects = 0, connected = false }, client.stats(sock))
+    -- a dot segment would be removed from the path: refused without a request
+    for _, name in ipairs { ".", ".." } do
+      local v, msg, code = client.signal("r-1", name, nil, { socket = sock })
+      assert.is_nil(v)
+      assert.equal('client.signal: signal name: "' .. name .. '" is not a name: HTTP clients remove such ' ..
+        "segments from the API's path", msg)
+      assert.equal("EINVAL", code)
+    end
+    assert.equal(3, client.stats(sock).requests)
     os.execute("rmdir '" .. sock:match("^(.*)/") .. "'")
   end)
 

@@ -405,7 +405,7 @@ describe("lodestone.testing", function()
       assert.matches("t:signal: payload is not JSON", err_of(t.signal, t, "x", function() end))
     end)
 
-    it("refuses signal names, reasons and who asked with control characters, as lodestoned does", function()
+    it("refuses signal names the API refuses (control characters, \"/\", dots), and such reasons", function()
       -- (DEL and C1 controls, U+0080 to U+009F, passed: only bytes below
       -- 0x20 were refused)
       local t = testing.run(define(function(ctx) return ctx:wait_signal("go") end))
@@ -414,6 +414,9 @@ describe("lodestone.testing", function()
       assert.matches("t:signal: signal name: byte 2 %(0xff%) is not valid UTF%-8$", err_of(t.signal, t, "g\255o"))
       assert.matches("t:cancel: reason: control characters are not allowed$", err_of(t.cancel, t, "a\194\159"))
       assert.matches("t:cancel: by: control characters are not allowed$", err_of(t.cancel, t, "why", "a\127"))
+      assert.matches('t:signal: signal name: "/" at byte 2: a name is one segment of the API\'s path',
+        err_of(t.signal, t, "a/b"))
+      assert.matches('t:signal: signal name: "%.%." is not a name', err_of(t.signal, t, ".."))
       t:signal("g\194\160o") -- U+00A0 is text
       assert.equal("running", t.status)
       t:signal("go", 1)
@@ -883,6 +886,12 @@ describe("lodestone.testing", function()
         { "g\1o", "1h", "ctx:wait_signal: signal name: control character at byte 2" },
         { "g\127o", "1h", "ctx:wait_signal: signal name: control character at byte 2" },
         { "go\194\159", nil, "ctx:wait_signal: signal name: control character at byte 3" },
+        { "a/b", nil, 'ctx:wait_signal: signal name: "/" at byte 2: a name is one segment of the API\'s path ' ..
+          "(/v1/workflows/ID/signals/NAME)" },
+        { ".", "1h", 'ctx:wait_signal: signal name: "." is not a name: HTTP clients remove such segments ' ..
+          "from the API's path" },
+        { "..", nil, 'ctx:wait_signal: signal name: ".." is not a name: HTTP clients remove such segments ' ..
+          "from the API's path" },
         { string.rep("s", 201), nil, "ctx:wait_signal: signal name: must be 1 to 200 bytes, got 201" },
       } do
         local line

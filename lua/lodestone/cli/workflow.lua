@@ -535,6 +535,12 @@ local function signal(args)
   local pos, opts = parse(args, 2, {})
   if opts.help then io.stdout:write(HELP.signal, CONNECTION_HELP) return 0 end
   if #pos < 2 or #pos > 3 then usage_error("expected a run ID, a signal NAME and optionally a JSON payload") end
+  if pos[2] == "." or pos[2] == ".." then
+    -- curl removes such a segment before it sends: lodestoned would never
+    -- see the name (it refuses it, as it refuses "/")
+    fail(1, 'lodestone signal: signal name: "' .. pos[2] .. '" is not a name: HTTP clients remove such ' ..
+      "segments from the API's path")
+  end
   local body = pos[3] and input_text(pos[3], "PAYLOAD") or "null"
   local c = connection(opts)
   call(c, "POST", "/v1/workflows/" .. escape(pos[1]) .. "/signals/" .. escape(pos[2]), {

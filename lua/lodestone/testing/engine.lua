@@ -499,13 +499,26 @@ local function text_problem(what, s, max)
 end
 E.text_problem = text_problem
 
--- engine.c's flow_check_signal_name: a signal's name (a new wait's, one
--- t:signal sends), without the call's prefix, or nil.
+-- engine.c's flow_check_signal_name: what is wrong with a signal's name
+-- (a new wait's, one t:signal sends), without the call's prefix, or nil.
 local function signal_name_problem(name)
   if #name == 0 or #name > NAMEMAX then
     return string.format("signal name: must be 1 to %d bytes, got %d", NAMEMAX, #name)
   end
-  return text_problem("signal name", name, NAMEMAX)
+  local p = text_problem("signal name", name, NAMEMAX)
+  if p then return p end
+  -- one segment of the API's path: no "/", and not a dot segment, which
+  -- HTTP clients remove
+  local slash = name:find("/", 1, true)
+  if slash then
+    return string.format('signal name: "/" at byte %d: a name is one segment of the API\'s path ' ..
+      "(/v1/workflows/ID/signals/NAME)", slash)
+  end
+  if name == "." or name == ".." then
+    return string.format('signal name: "%s" is not a name: HTTP clients remove such segments from ' ..
+      "the API's path", name)
+  end
+  return nil
 end
 E.signal_name_problem = signal_name_problem
 
