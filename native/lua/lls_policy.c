@@ -798,7 +798,21 @@ static int l_load_file(lua_State *L)
         lua_pushstring(L, ls_rc_name(rrc));
         return 3;
     }
-    if (len > 0 && text[0] == '\033') { /* LUA_SIGNATURE: bytecode, unchecked by Lua */
+    /* As luaL_loadfile: a UTF-8 byte order mark and a first line that
+     * starts with '#' (kept as an empty line, for the line numbers) are
+     * skipped. */
+    const char *src = text;
+    size_t n = len;
+    if (n >= 3 && memcmp(src, "\xEF\xBB\xBF", 3) == 0) {
+        src += 3;
+        n -= 3;
+    }
+    if (n > 0 && src[0] == '#') {
+        const char *nl = memchr(src, '\n', n);
+        n = nl ? n - (size_t)(nl - src) : 0;
+        src = nl ? nl : src + n;
+    }
+    if (n > 0 && src[0] == '\033') { /* LUA_SIGNATURE: bytecode, unchecked by Lua */
         ls_free(text);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: compiled Lua: policy and route files are Lua source", path);
@@ -806,7 +820,7 @@ static int l_load_file(lua_State *L)
         return 3;
     }
     lua_pushfstring(L, "@%s", path);
-    int rc = luaL_loadbufferx(L, text, len, lua_tostring(L, -1), "t");
+    int rc = luaL_loadbufferx(L, src, n, lua_tostring(L, -1), "t");
     ls_free(text);
     if (rc != 0) {
         lua_pushnil(L);

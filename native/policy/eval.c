@@ -532,7 +532,7 @@ static void audit_trouble(ls_policy_t *p, int64_t now_ms)
     ls_audit_stats st;
     ls_audit_get_stats(p->audit, &st);
     if (st.write_errors == p->audit_errors_seen) return;
-    ls_err note;
+    ls_err note = {0};
     ls_err_set(&note, LS_EIO,
                "audit log %s: %llu failed writes or reopens, %llu records lost, since it last "
                "said so (%s)",
@@ -686,9 +686,12 @@ ls_rc ls_policy_eval(ls_policy_t *p, const ls_policy_request *req, ls_policy_dec
         }
         if (p->metrics && d->status != 200) count(p, d, ns);
     }
-    if (p->notice.len) { /* from a reload, the decision or the audit log */
-        d->notice = ls_policy_scratch(p, (const char *)p->notice.ptr, p->notice.len);
+    if (p->notice.len) {              /* from a reload, the decision or the audit log */
+        ls_buf said = p->notice_said; /* the last decision's, done with */
+        p->notice_said = p->notice;
+        p->notice = said;
         ls_buf_clear(&p->notice);
+        d->notice = (const char *)p->notice_said.ptr;
     }
     return LS_OK;
 }

@@ -389,11 +389,12 @@ ls_pmetrics_counter *ls_pmetrics_counter_get(ls_pmetrics_t *m, const char *polic
     if (sigsetjmp(jb, 0) == 0) {
         ls_shm_guard_begin(&jb);
         c = find_counter(m, pol, plen, allow ? 1u : 0u, why, rlen);
+        ls_shm_guard_end();
     } else {
+        ls_shm_guard_end(); /* first: what follows takes a lock */
         c = NULL;
         set_damaged(m);
     }
-    ls_shm_guard_end();
     return c;
 }
 
@@ -406,12 +407,14 @@ void ls_pmetrics_counter_add(ls_pmetrics_t *m, ls_pmetrics_counter *c)
     if (sigsetjmp(jb, 0) == 0) {
         ls_shm_guard_begin(&jb);
         __atomic_fetch_add(v, 1, __ATOMIC_RELAXED);
-    } else if (m != NULL) {
-        set_damaged(m);
+        ls_shm_guard_end();
     } else {
-        set_damaged_at(v);
+        ls_shm_guard_end(); /* first: what follows takes a lock */
+        if (m != NULL)
+            set_damaged(m);
+        else
+            set_damaged_at(v);
     }
-    ls_shm_guard_end();
 }
 
 /* The histogram slot of a policy (hist_get, under the guard). */
@@ -442,11 +445,12 @@ ls_pmetrics_hist *ls_pmetrics_hist_get(ls_pmetrics_t *m, const char *policy)
     if (sigsetjmp(jb, 0) == 0) {
         ls_shm_guard_begin(&jb);
         t = find_hist(m, pol, plen);
+        ls_shm_guard_end();
     } else {
+        ls_shm_guard_end(); /* first: what follows takes a lock */
         t = NULL;
         set_damaged(m);
     }
-    ls_shm_guard_end();
     return t;
 }
 
@@ -468,10 +472,11 @@ void ls_pmetrics_hist_observe(ls_pmetrics_hist *h, int64_t ns)
     if (sigsetjmp(jb, 0) == 0) {
         ls_shm_guard_begin(&jb);
         observe(h, ns);
+        ls_shm_guard_end();
     } else {
-        set_damaged_at(h); /* (its table is not at hand) */
+        ls_shm_guard_end(); /* first: what follows takes a lock */
+        set_damaged_at(h);  /* (its table is not at hand) */
     }
-    ls_shm_guard_end();
 }
 
 void ls_pmetrics_record(ls_pmetrics_t *m, const char *policy, int allow, const char *reason,

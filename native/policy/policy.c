@@ -60,7 +60,11 @@ const char *ls_policy_scratch(ls_policy_t *p, const char *s, size_t len)
 
 void ls_policy_notice(ls_policy_t *p, const ls_err *err)
 {
-    if (p->notice.len == 0) ls_buf_set(&p->notice, err->msg, strlen(err->msg), NULL);
+    /* Several in one decision are joined, up to a bound: each is said once. */
+    size_t n = strlen(err->msg);
+    if (p->notice.len + 2 + n > POLICY_NOTICE_MAX) return;
+    if (p->notice.len) ls_buf_append(&p->notice, "; ", 2, NULL);
+    ls_buf_append(&p->notice, err->msg, n, NULL);
 }
 
 int ls_policy_watch_changed(ls_policy_t *p, file_watch *w, ls_err *err)
@@ -349,7 +353,7 @@ static ls_rc compile_authn(ls_policy_t *p, const json_t *d, ls_err *err)
     for (size_t k = 0; p->n_authn > 1 && k < p->n_authn; k++) {
         const authn *a = &p->authn[k];
         if (a->type != AUTHN_WEBHOOK || a->paths) continue;
-        ls_err note;
+        ls_err note = {0};
         ls_err_set(&note, LS_OK,
                    "%s: a webhook without paths authenticates on every path, next to the "
                    "other authenticators: give it its hook's paths = { ... }",
@@ -542,6 +546,7 @@ void ls_policy_free(ls_policy_t *p)
     ls_buf_free(&p->path);
     ls_buf_free(&p->body_path);
     ls_buf_free(&p->notice);
+    ls_buf_free(&p->notice_said);
     ls_free(p->base_dir);
     ls_free(p->cache_dir);
     ls_free(p->name);

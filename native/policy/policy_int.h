@@ -30,6 +30,7 @@
 #define POLICY_MAX_IDHDR    16   /* identity headers per policy */
 #define POLICY_MAX_ITEMS    64   /* roles or scopes kept per caller */
 #define POLICY_SCRATCH      8192 /* bytes for one decision's strings */
+#define POLICY_NOTICE_MAX   4096 /* bytes of notices one decision carries */
 #define ASSERTION_JWKS_PATH "/.well-known/lodestone/jwks.json"
 #define RELOAD_CHECK_MS     1000 /* how often watched files are stat()ed */
 #define POLICY_MCACHE       32   /* metric slots cached per policy */
@@ -179,9 +180,10 @@ struct ls_policy {
     int now_valid;
 
     /* per-decision scratch, reused: decisions borrow from here */
-    ls_buf path;      /* normalised path */
-    ls_buf body_path; /* the same, for ls_policy_path_needs_body */
-    ls_buf notice;    /* pending reload notice */
+    ls_buf path;        /* normalised path */
+    ls_buf body_path;   /* the same, for ls_policy_path_needs_body */
+    ls_buf notice;      /* notices pending: ls_policy_notice */
+    ls_buf notice_said; /* the last decision's d->notice */
     char scratch[POLICY_SCRATCH];
     size_t scratch_used;
     ls_policy_header set_headers[POLICY_MAX_IDHDR + 2]; /* + assertion, request id */

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lodestone/ls_alloc.h"
@@ -490,10 +491,33 @@ static pthread_mutex_t *stripe_of(ls_rl_t *rl, uint64_t set)
     return &rl->stripes[set & rl->stripe_mask].mu;
 }
 
+/* Set when a fault left a stripe lock of this process in glibc's list of
+ * robust mutexes it holds (the list runs through the mutexes, in a
+ * mapping that is gone): the next robust lock would write through it. A
+ * process with it set takes no lock again, of any table, until it ends. */
+static int locks_lost;
+
+/* How long a take waits for a stripe lock: far longer than any holder
+ * keeps one (a few hundred nanoseconds), so that only a holder stopped in
+ * its critical section, or a lock whose memory was cut away, runs out. */
+#define LOCK_WAIT_MS 250
+
 static ls_rc lock(ls_rl_t *rl, pthread_mutex_t *mu, ls_err *err)
 {
-    int e = pthread_mutex_lock(mu);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += LOCK_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int e = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &until);
     if (e == 0) return LS_OK;
+    if (e == ETIMEDOUT)
+        return ls_err_set(err, LS_EIO,
+                          "rate limit table %s: a lock was held over %d ms (a worker stopped "
+                          "inside it, or the table was cut short): denying",
+                          rl->path, LOCK_WAIT_MS);
     if (e == EOWNERDEAD) {
         /* The holder died inside its critical section; the slots it may
          * have half written are still valid slots (see the file comment). */
@@ -611,32 +635,49 @@ ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim,
     int64_t full_at = sat_add(now, tau); /* TAT of an empty bucket */
 
     if (is_damaged(rl)) return damaged_err(rl, err);
+    if (__atomic_load_n(&locks_lost, __ATOMIC_RELAXED))
+        return ls_err_set(err, LS_EIO,
+                          "rate limit: this process lost a lock when a table was cut short "
+                          "under it, and takes no lock again (lest it lose one in a table in "
+                          "use): denying until it restarts (%s)",
+                          rl->path);
     pthread_mutex_t *mu = stripe_of(rl, set);
     gcra_step st;
     sigjmp_buf jb;
-    volatile int locked = 0;
+    volatile int held = 0, unlocking = 0;
     if (sigsetjmp(jb, 0) != 0) {
         /* SIGBUS: the file was cut short under the mapping. (The guard is
-         * still set: an unlock that faults too comes back here unlocked.) */
-        if (locked) {
-            locked = 0;
+         * still set: an unlock that faults too comes back here.) A fault
+         * inside lock() leaves glibc's list of held robust mutexes as it
+         * was (it writes the mutex before the list head); but a held lock
+         * whose unlock faults stays in that list, which now runs into the
+         * dead mapping: no lock may be taken after that. */
+        if (unlocking) {
+            unlocking = 0;
+            __atomic_store_n(&locks_lost, 1, __ATOMIC_RELAXED);
+        } else if (held) {
+            held = 0;
+            unlocking = 1;
             pthread_mutex_unlock(mu);
+            unlocking = 0;
         }
         ls_shm_guard_end();
         __atomic_store_n(&rl->damaged, 1, __ATOMIC_RELAXED);
         return damaged_err(rl, err);
     }
     ls_shm_guard_begin(&jb);
-    locked = 1; /* first: unlocking a robust mutex another thread holds is only EPERM */
     rc = lock(rl, mu, err);
     if (rc != LS_OK) {
-        locked = 0;
         ls_shm_guard_end();
         return rc;
     }
+    held = 1;
     step(rl, set, h0, h1, now, full_at, t, tau, cost, &st);
+    if (ls_rl_test_inside_lock) ls_rl_test_inside_lock(ls_rl_test_inside_arg);
+    held = 0;
+    unlocking = 1;
     pthread_mutex_unlock(mu);
-    locked = 0;
+    unlocking = 0;
     ls_shm_guard_end();
 
     int64_t tat = st.tat, new_tat = st.new_tat, allow_at = new_tat - tau;
@@ -650,7 +691,10 @@ ls_rc ls_rl_take_hash(ls_rl_t *rl, const ls_rl_key *key, const ls_rl_limit *lim,
     return LS_OK;
 }
 
-/* ---- test hook ---- */
+/* ---- test hooks ---- */
+
+void (*ls_rl_test_inside_lock)(void *arg);
+void *ls_rl_test_inside_arg;
 
 /* Locks the stripe that key maps to and returns holding it, so that a test
  * can kill the process inside the lock. Not part of the API. */

@@ -10,4 +10,10 @@
  * not block the other processes. */
 ls_rc ls_rl_test_hold_lock(ls_rl_t *rl, const void *key, size_t klen, ls_err *err);
 
+/* When set, a take calls it with ls_rl_test_inside_arg while it holds its
+ * stripe lock: a test cuts the file there, as a truncate(1) running at
+ * that moment would. NULL otherwise. */
+extern void (*ls_rl_test_inside_lock)(void *arg);
+extern void *ls_rl_test_inside_arg;
+
 #endif

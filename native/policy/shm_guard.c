@@ -19,7 +19,9 @@ static struct sigaction bus_prev; /* the handler ours stands in front of */
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
     sigjmp_buf *g = ls_shm_guard_jb;
-    if (g != NULL) siglongjmp(*g, 1); /* (SA_NODEFER: SIGBUS is not left blocked) */
+    /* Only a fault (si_code > 0) is the table's: a SIGBUS someone sent
+     * (kill -BUS) goes to the process as before. */
+    if (g != NULL && si->si_code > 0) siglongjmp(*g, 1); /* (SA_NODEFER: not left blocked) */
     if (bus_prev.sa_flags & SA_SIGINFO) {
         bus_prev.sa_sigaction(sig, si, uc);
     } else if (bus_prev.sa_handler != SIG_DFL && bus_prev.sa_handler != SIG_IGN) {

@@ -1477,6 +1477,25 @@ static void test_policy_rate_limit_trouble_is_said(void **state)
     assert_int_equal(d.status, 500);
     assert_non_null(d.notice);
     ls_policy_free(p);
+
+    /* Two notices of one decision are both said: the load's and the
+     * decision's. */
+    write_file("gh.secret", "It's a Secret to Everybody\n", 0600);
+    p = load("{\"name\":\"rt2\",\"authenticate\":["
+             "{\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]},"
+             "{\"type\":\"webhook\",\"provider\":\"github\",\"secret_file\":\"gh.secret\"}],"
+             "\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+             "\"rate_limit\":{\"by\":\"ip\",\"rate\":100}}",
+             LS_POLICY_NO_AUDIT);
+    table = th_path(dir, "lodestone-rt2.rl");
+    assert_int_equal(truncate(table, 0), 0);
+    free(table);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 500);
+    assert_non_null(d.notice);
+    assert_non_null(strstr(d.notice, "a webhook without paths authenticates on every path"));
+    assert_non_null(strstr(d.notice, "; rate limit: denying with 500"));
+    ls_policy_free(p);
 }
 
 /* A rate limit with paths counts requests to those paths only: a login

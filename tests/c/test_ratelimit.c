@@ -25,6 +25,7 @@
 
 /* Test hook in ratelimit.c: takes key's stripe lock and keeps it. */
 #include "policy/ratelimit_int.h"
+#include "policy/shm_guard.h"
 
 #define MS      INT64_C(1000000)
 #define HOUR_MS INT64_C(3600000)
@@ -603,6 +604,117 @@ static void test_ratelimit_file_cut_short_fails_closed(void **state)
     free(path);
 }
 
+/* A fault that takes a lock's unlock with it leaves the lock in glibc's
+ * list of the robust mutexes the thread holds, a list that runs through
+ * the dead mapping: the process takes no lock again, of any table, rather
+ * than write through that list (a crash, or a lock left in the new table
+ * that no one ever releases). */
+static void cut_to_nothing(void *path)
+{
+    if (truncate(path, 0) != 0) abort();
+}
+
+static int lock_lost_child(const char *path)
+{
+    ls_err err = {0};
+    ls_rl_t *rl = NULL, *fresh = NULL;
+    ls_rl_limit lim = {100, 1000, 100};
+    ls_rl_result res;
+    signal(SIGBUS, SIG_DFL); /* (not cmocka's, which the child inherits) */
+    /* Another worker, forked before any of this (as lighttpd's are, from
+     * a master that takes no lock): it waits for the new table. */
+    int go[2];
+    if (pipe(go) != 0) return 1;
+    pid_t other = fork();
+    if (other < 0) return 1;
+    if (other == 0) {
+        char b;
+        ls_rl_t *o = NULL;
+        ls_err e2;
+        close(go[1]);
+        int ok = read(go[0], &b, 1) == 1 && ls_rl_open(&o, path, NULL, &e2) == LS_OK &&
+                 ls_rl_take(o, "b", 1, &lim, 1, NULL, &res, &e2) == LS_OK && res.allowed;
+        ls_rl_close(o);
+        _exit(ok ? 0 : 1);
+    }
+    close(go[0]);
+    if (ls_rl_open(&rl, path, NULL, &err) != LS_OK) return 2;
+    /* Cut while a take holds its lock: its unlock faults. */
+    ls_rl_test_inside_lock = cut_to_nothing;
+    ls_rl_test_inside_arg = (void *)path;
+    ls_rc rc = ls_rl_take(rl, "a", 1, &lim, 1, NULL, &res, &err);
+    ls_rl_test_inside_lock = NULL;
+    if (rc != LS_EIO || strstr(err.msg, "cut short") == NULL) return 4;
+    /* The operator's recovery: a new file. This process stays out of it. */
+    if (unlink(path) != 0 || ls_rl_open(&fresh, path, NULL, &err) != LS_OK) return 5;
+    memset(&err, 0, sizeof err);
+    if (ls_rl_take(fresh, "b", 1, &lim, 1, NULL, &res, &err) != LS_EIO) return 6;
+    if (strstr(err.msg, "lost a lock") == NULL || strstr(err.msg, "until it restarts") == NULL)
+        return 7;
+    /* ... and the other worker takes the new table's locks as ever. */
+    int status;
+    if (write(go[1], "x", 1) != 1 || waitpid(other, &status, 0) != other || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        return 8;
+    ls_rl_close(fresh);
+    ls_rl_close(rl);
+    return 0;
+}
+
+static void test_ratelimit_lock_lost_to_a_cut_takes_no_lock_again(void **state)
+{
+    (void)state;
+    char *path = table_path("lost");
+    int rc = run_child(lock_lost_child, path);
+    if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
+    unlink(path);
+    free(path);
+}
+
+/* A lock held far longer than a take holds one (a worker stopped inside
+ * it) is waited for 250 ms, then the take fails closed: a request never
+ * hangs on it. Once the holder is gone, its lock is recovered. */
+static int held_lock_child(const char *path)
+{
+    ls_err err = {0};
+    ls_rl_limit lim = {100, 1000, 100};
+    ls_rl_result res;
+    int ready[2];
+    if (pipe(ready) != 0) return 1;
+    pid_t holder = fork();
+    if (holder < 0) return 2;
+    if (holder == 0) {
+        ls_rl_t *h = NULL;
+        if (ls_rl_open(&h, path, NULL, &err) != LS_OK || ls_rl_test_hold_lock(h, "a", 1, &err))
+            _exit(1);
+        (void)!write(ready[1], "x", 1);
+        for (;;) pause();
+    }
+    char b;
+    if (read(ready[0], &b, 1) != 1) return 3;
+    alarm(20); /* the old code waited for ever: end the child instead */
+    ls_rl_t *rl = NULL;
+    if (ls_rl_open(&rl, path, NULL, &err) != LS_OK) return 4;
+    ls_rc rc = ls_rl_take(rl, "a", 1, &lim, 1, NULL, &res, &err);
+    kill(holder, SIGKILL);
+    int status;
+    waitpid(holder, &status, 0);
+    if (rc != LS_EIO || strstr(err.msg, "a lock was held over 250 ms") == NULL) return 5;
+    if (ls_rl_take(rl, "a", 1, &lim, 1, NULL, &res, &err) != LS_OK || !res.allowed) return 6;
+    ls_rl_close(rl);
+    return 0;
+}
+
+static void test_ratelimit_lock_held_too_long_fails_closed(void **state)
+{
+    (void)state;
+    char *path = table_path("held");
+    int rc = run_child(held_lock_child, path);
+    if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
+    unlink(path);
+    free(path);
+}
+
 static void exit_42(int sig)
 {
     (void)sig;
@@ -636,6 +748,33 @@ static int foreign_sigbus_handled_child(const char *path)
 {
     signal(SIGBUS, exit_42); /* as a host's own handler (lighttpd has one) */
     return foreign_sigbus_child(path);
+}
+
+/* A SIGBUS someone sends (kill -BUS) during a guarded access is not the
+ * table's fault: it goes to the process's handler, and no table is taken
+ * for cut short. */
+static int sent_sigbus_child(const char *path)
+{
+    ls_rl_t *rl = NULL;
+    ls_err err;
+    if (ls_rl_open(&rl, path, NULL, &err) != LS_OK) return 1; /* puts the guard in place */
+    signal(SIGBUS, exit_42);
+    ls_shm_guard_install(); /* in front of exit_42, as in front of lighttpd's */
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) != 0) return 2; /* the guard took it */
+    ls_shm_guard_begin(&jb);
+    raise(SIGBUS);
+    ls_shm_guard_end();
+    return 3;
+}
+
+static void test_ratelimit_sent_sigbus_goes_to_the_process(void **state)
+{
+    (void)state;
+    char *path = table_path("sent");
+    assert_int_equal(run_child(sent_sigbus_child, path), 42);
+    unlink(path);
+    free(path);
 }
 
 /* The guard leaves other SIGBUS to the process: its handler, or death. */
@@ -944,7 +1083,10 @@ int main(void)
         cmocka_unit_test(test_ratelimit_forked_handle_shares_budget),
         cmocka_unit_test(test_ratelimit_killed_lock_holder_does_not_block),
         cmocka_unit_test(test_ratelimit_file_cut_short_fails_closed),
+        cmocka_unit_test(test_ratelimit_lock_lost_to_a_cut_takes_no_lock_again),
+        cmocka_unit_test(test_ratelimit_lock_held_too_long_fails_closed),
         cmocka_unit_test(test_ratelimit_foreign_sigbus_goes_to_the_process),
+        cmocka_unit_test(test_ratelimit_sent_sigbus_goes_to_the_process),
         cmocka_unit_test(test_ratelimit_eviction_idle_first_then_oldest),
         cmocka_unit_test(test_ratelimit_open_bad_magic_eformat),
         cmocka_unit_test(test_ratelimit_open_wrong_capacity_eformat),
