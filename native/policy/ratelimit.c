@@ -504,14 +504,17 @@ static int locks_lost;
 
 static ls_rc lock(ls_rl_t *rl, pthread_mutex_t *mu, ls_err *err)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += LOCK_WAIT_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
+    int e = pthread_mutex_trylock(mu); /* the usual case: free, and no clock read */
+    if (e == EBUSY) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += LOCK_WAIT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        e = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &until);
     }
-    int e = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &until);
     if (e == 0) return LS_OK;
     if (e == ETIMEDOUT)
         return ls_err_set(err, LS_EIO,
