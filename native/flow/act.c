@@ -1465,14 +1465,16 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
     if (rc == LS_OK) return ls_buf_set(child, id, idlen, err); /* started before */
     if (rc != LS_ENOTFOUND) return rc;
     unsigned depth;
-    if ((rc = flow_run_depth(a->f, a->r, a->f->o.max_depth, &depth, err)) != LS_OK) {
+    ls_err why;
+    if ((rc = flow_run_depth(a->f, a->r, a->f->o.max_depth, &depth, &why)) != LS_OK) {
         /* The store could not be read now: the activation is given up, as
          * after a failed write, rather than the run failed for good; it
          * goes on when it is next activated (a restart, a signal). */
         a->broken = 1;
         flow_log(a->f, LS_FLOW_LOG_ERROR, a->r->name, "%s; the run waits for a restart",
-                 ls_err_text(err));
-        return fail_sticky(a, rc, err);
+                 ls_err_text(&why));
+        if (err) *err = why;
+        return fail_sticky(a, rc, &why);
     }
     if (depth >= a->f->o.max_depth)
         return fail_sticky(a, too_deep(a, type, tlen, branch != NULL, depth, err), err);

@@ -1637,6 +1637,7 @@ static ls_rc walk_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *out, 
         flow_link l;
         char pname[LS_FLOW_NAMEMAX + 1];
         ls_err why;
+        const char *what = "the parent link";
         ls_rc rc = read_link(f, &cur, &l, pname, &why);
         if (rc == LS_OK && l.has_depth) {
             d += l.depth;
@@ -1650,6 +1651,7 @@ static ls_rc walk_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *out, 
         }
         if (rc == LS_ENOTFOUND && d == 0) break; /* r was started by no run */
         if (rc == LS_ENOTFOUND) {
+            what = "the record";
             rc = run_exists(f, &cur, &why);
             if (rc == LS_OK) break; /* cur was started by no run */
             if (rc == LS_ENOTFOUND) {
@@ -1663,16 +1665,16 @@ static ls_rc walk_depth(ls_flow_t *f, flow_run *r, unsigned cap, unsigned *out, 
         }
         if (rc == LS_ECORRUPT) {
             flow_log(f, LS_FLOW_LOG_ERROR, r->name,
-                     "the parent link of run %s, %u above this run, is corrupt (%s): the runs "
-                     "above it are not known, and this run is taken to be nested %u deep "
-                     "(lodestoned --max-depth)",
-                     name, d, ls_err_text(&why), d);
+                     "%s of run %s, %u above this run, is corrupt (%s): the runs above it are "
+                     "not known, and this run is taken to be nested %u deep (lodestoned "
+                     "--max-depth)",
+                     what, name, d, ls_err_text(&why), d);
             break;
         }
         return ls_err_set(err, rc,
                           "run %s: cannot tell how deep it is nested (lodestoned --max-depth): "
-                          "reading the parent link of run %s, %u above it: %s",
-                          r->name, name, d, ls_err_text(&why));
+                          "reading %s of run %s, %u above it: %s",
+                          r->name, what, name, d, ls_err_text(&why));
     }
     *out = d;
     return LS_OK;
