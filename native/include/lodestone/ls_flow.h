@@ -222,7 +222,9 @@ LS_API int ls_flow_unwatch(ls_flow_t *f, uint64_t watch);
  * running run `name`: durable before this returns; the run sees signals
  * in the order they were accepted. LS_ENOTFOUND (no such run), LS_ESTATE
  * (the run has finished: the message says how), LS_EINVAL (a bad name or
- * payload), LS_EBUSY (stopping). */
+ * payload; a signal's name is 1 to 200 bytes of UTF-8 without control
+ * characters (C0, DEL, C1) or "/", and not "." or "..": one segment of the
+ * API's path), LS_EBUSY (stopping). */
 LS_API ls_rc ls_flow_signal(ls_flow_t *f, const char *name, size_t nlen, const char *signal,
                             size_t slen, const char *payload, size_t plen, ls_err *err);
 
@@ -400,8 +402,8 @@ LS_API ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outc
  * (JSON) in out, WAIT, TIMEOUT, or CANCELLED (reason in out). LS_EINVAL
  * ("ctx:wait_signal: signal name: ...") for a name that is not 1 to 200
  * bytes, or, when the wait is not already decided by history, for one
- * that no signal could have (not UTF-8, or with a control character: the
- * API refuses such names). */
+ * that no signal could have (ls_flow_signal refuses it: not UTF-8, a
+ * control character, a "/", "." or ".."). */
 LS_API ls_rc ls_flow_act_wait_signal(ls_flow_act *a, const char *name, size_t nlen,
                                      int64_t timeout_ms, ls_flow_outcome *outcome, ls_buf *out,
                                      ls_err *err);
