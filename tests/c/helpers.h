@@ -32,6 +32,11 @@ void th_fail_after(long n);
 void th_fail_never(void);
 long th_alloc_count(void); /* allocations seen since install */
 
+/* Runs fn(arg) in a forked child and returns its exit status, or minus
+ * the signal that ended it: for what may take the process down (SIGBUS),
+ * or leave it unable to take locks. */
+int th_run_child(int (*fn)(const char *arg), const char *arg);
+
 /* Runs fn(ud) with allocation failing at each point in turn, from the first
  * allocation until one run completes without an injected failure. fn returns
  * LS_OK or the code of its failure; every injected failure must come back as

@@ -507,17 +507,6 @@ static int cut_short_child(const char *path)
     return 0;
 }
 
-static int run_child(int (*fn)(const char *), const char *path)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) _exit(fn(path));
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
-
 /* truncate -s 0 of the shared table while lighttpd runs killed both workers
  * with SIGBUS. Now the table stops counting, says why once, and decisions
  * go on. */
@@ -531,7 +520,7 @@ static void test_pmetrics_file_cut_short_stops_counting(void **state)
     fputs("0123456789abcdef0123456789abcdef", f);
     fclose(f);
     chmod(keys, 0600);
-    int rc = run_child(cut_short_child, path);
+    int rc = th_run_child(cut_short_child, path);
     if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
 }
 

@@ -584,22 +584,11 @@ static int cut_short_child(const char *path)
     return 0;
 }
 
-static int run_child(int (*fn)(const char *), const char *path)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) _exit(fn(path));
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
-
 static void test_ratelimit_file_cut_short_fails_closed(void **state)
 {
     (void)state;
     char *path = table_path("cut");
-    int rc = run_child(cut_short_child, path);
+    int rc = th_run_child(cut_short_child, path);
     if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
     free(path);
 }
@@ -665,7 +654,7 @@ static void test_ratelimit_lock_lost_to_a_cut_takes_no_lock_again(void **state)
 {
     (void)state;
     char *path = table_path("lost");
-    int rc = run_child(lock_lost_child, path);
+    int rc = th_run_child(lock_lost_child, path);
     if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
     unlink(path);
     free(path);
@@ -709,7 +698,7 @@ static void test_ratelimit_lock_held_too_long_fails_closed(void **state)
 {
     (void)state;
     char *path = table_path("held");
-    int rc = run_child(held_lock_child, path);
+    int rc = th_run_child(held_lock_child, path);
     if (rc != 0) fail_msg("child: %s %d", rc < 0 ? "killed by signal" : "failed step", abs(rc));
     unlink(path);
     free(path);
@@ -772,7 +761,7 @@ static void test_ratelimit_sent_sigbus_goes_to_the_process(void **state)
 {
     (void)state;
     char *path = table_path("sent");
-    assert_int_equal(run_child(sent_sigbus_child, path), 42);
+    assert_int_equal(th_run_child(sent_sigbus_child, path), 42);
     unlink(path);
     free(path);
 }
@@ -782,8 +771,8 @@ static void test_ratelimit_foreign_sigbus_goes_to_the_process(void **state)
 {
     (void)state;
     char *path = table_path("foreign");
-    assert_int_equal(run_child(foreign_sigbus_handled_child, path), 42);
-    assert_int_equal(run_child(foreign_sigbus_default_child, path), -SIGBUS);
+    assert_int_equal(th_run_child(foreign_sigbus_handled_child, path), 42);
+    assert_int_equal(th_run_child(foreign_sigbus_default_child, path), -SIGBUS);
     char *other = table_path("foreign-other");
     unlink(other);
     free(other);
