@@ -6,7 +6,9 @@
 #include "ls_config.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -139,6 +141,42 @@ static ls_rc compile_ip(ls_policy_t *p, const json_t *ip, ls_err *err)
     return rc;
 }
 
+/* The prefix that keeps limit rl's keys apart from the other limits' in
+ * the shared table: a digest of what it counts (by, per, paths), not of
+ * its place in the list, so that a reload that adds, removes or reorders
+ * limits moves no budget from one to another; a limit whose rate or burst
+ * changes keeps its budget. Limits alike in all three are told apart by
+ * their order among themselves. */
+static ls_rc limit_prefix(ls_policy_t *p, rate_limit *rl, const char *by, const json_t *paths,
+                          ls_err *err)
+{
+    char *ptext = paths ? json_dumps(paths, JSON_COMPACT) : NULL;
+    if (paths && ptext == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    char byl[300];
+    size_t i = 0;
+    for (; i < sizeof byl - 1 && by[i]; i++) /* header names in any case */
+        byl[i] = (char)(by[i] >= 'A' && by[i] <= 'Z' ? by[i] - 'A' + 'a' : by[i]);
+    byl[i] = '\0';
+    for (unsigned n = 0;; n++) {
+        crypto_generichash_state st;
+        unsigned char h[6];
+        char head[320];
+        int hl = snprintf(head, sizeof head, "%s\n%lld\n%u\n", byl, (long long)rl->limit.per_ms, n);
+        crypto_generichash_init(&st, NULL, 0, sizeof h);
+        crypto_generichash_update(&st, (const unsigned char *)head, (size_t)hl);
+        if (ptext) crypto_generichash_update(&st, (const unsigned char *)ptext, strlen(ptext));
+        crypto_generichash_final(&st, h, sizeof h);
+        for (size_t k = 0; k < sizeof h; k++) snprintf(rl->prefix + 2 * k, 3, "%02x", h[k]);
+        rl->prefix[2 * sizeof h] = ':';
+        rl->prefix[2 * sizeof h + 1] = '\0';
+        size_t j = 0;
+        while (j < p->n_limits && strcmp(p->limits[j].prefix, rl->prefix) != 0) j++;
+        if (j == p->n_limits) break; /* no earlier limit has it */
+    }
+    free(ptext); /* (jansson's allocation) */
+    return LS_OK;
+}
+
 static ls_rc compile_limit(ls_policy_t *p, const json_t *d, const char *field, ls_err *err)
 {
     if (!json_is_object(d)) return bad_field(err, field, "expected a table");
@@ -182,9 +220,9 @@ static ls_rc compile_limit(ls_policy_t *p, const json_t *d, const char *field, l
     if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", field);
     rc = ls_rl_limit_parse(&rl->limit, rate, per, per_len, burst, err);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s", field);
-    snprintf(rl->prefix, sizeof rl->prefix, "%zu:", p->n_limits);
-    p->n_limits++; /* counted before its paths, so that free releases them */
     const json_t *paths = json_object_get(d, "paths");
+    if ((rc = limit_prefix(p, rl, by, paths, err)) != LS_OK) return rc;
+    p->n_limits++; /* counted before its paths, so that free releases them */
     if (paths == NULL) return LS_OK;
     char label[64];
     snprintf(label, sizeof label, "%s.paths", field);

@@ -101,7 +101,7 @@ typedef struct {
     rl_by by;
     int header; /* RL_BY_HEADER: index into the request headers */
     ls_rl_limit limit;
-    char prefix[8];    /* key prefix that keeps limits apart: "0:", "1:", ... */
+    char prefix[16];   /* key prefix that keeps limits apart: 12 hex digits and ':' */
     ls_rules_t *paths; /* applies on these paths only, or NULL: on every path */
 } rate_limit;
 

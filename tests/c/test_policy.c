@@ -1546,6 +1546,56 @@ static void test_policy_rate_limit_paths(void **state)
     assert_non_null(strstr(err.msg, "unknown field 'path' (by, rate, per, burst, paths)"));
 }
 
+/* A limit's budget follows what it counts (by, per, paths), not its place
+ * in the list: a reload that puts another limit before it moves no budget,
+ * and one that changes its rate keeps it. */
+static void test_policy_rate_limit_budget_survives_reorder(void **state)
+{
+    (void)state;
+    orders_setup();
+    const char *login =
+        "{\"by\":\"ip\",\"rate\":1,\"per\":\"1m\",\"burst\":1,\"paths\":[\"/login\"]}";
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"name\":\"rlk\",\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+             "\"rate_limit\":[%s]}",
+             login);
+    ls_policy_t *p = load(json, LS_POLICY_NO_AUDIT);
+    ls_policy_decision d;
+    req_spec r = {.method = "POST", .path = "/login"};
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 429);
+    ls_policy_free(p);
+
+    /* The reload: a site-wide limit first, the login limit second. */
+    snprintf(json, sizeof json,
+             "{\"name\":\"rlk\",\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+             "\"rate_limit\":[{\"by\":\"ip\",\"rate\":100,\"burst\":50},%s]}",
+             login);
+    p = load(json, LS_POLICY_NO_AUDIT);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.status, 429); /* still spent */
+    assert_string_equal(resp_header(&d, "RateLimit-Limit"), "1");
+    ls_policy_free(p);
+
+    /* Two limits alike in what they count still keep two budgets. */
+    p = load("{\"name\":\"rlk2\",\"rules\":[{\"path\":\"/**\",\"allow\":\"anyone\"}],"
+             "\"rate_limit\":[{\"by\":\"ip\",\"rate\":5,\"burst\":2},"
+             "{\"by\":\"ip\",\"rate\":5,\"burst\":3}]}",
+             LS_POLICY_NO_AUDIT | LS_POLICY_PRIVATE_RL);
+    r.path = "/x";
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_int_equal(decide(p, &r, &d), LS_OK);
+    assert_int_equal(d.allow, 1);
+    assert_int_equal(decide(p, &r, &d), LS_OK); /* the first's 2 are spent, not the second's 3 */
+    assert_int_equal(d.status, 429);
+    assert_string_equal(resp_header(&d, "RateLimit-Limit"), "2");
+    ls_policy_free(p);
+}
+
 /* Records the audit log cannot write are said in a notice (the server's
  * log), looked for at most once a minute. */
 static void test_policy_audit_write_failures_are_said(void **state)
@@ -1847,6 +1897,7 @@ int main(void)
         cmocka_unit_test(test_policy_authenticator_paths_enomem),
         cmocka_unit_test(test_policy_rate_limit_trouble_is_said),
         cmocka_unit_test(test_policy_rate_limit_paths),
+        cmocka_unit_test(test_policy_rate_limit_budget_survives_reorder),
         cmocka_unit_test(test_policy_audit_write_failures_are_said),
         cmocka_unit_test(test_policy_jwks_cache_dir_of_another_user_is_refused),
         cmocka_unit_test(test_policy_assertion_is_signed_and_verifiable),
