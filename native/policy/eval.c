@@ -65,19 +65,13 @@ static void deny(ls_policy_t *p, ls_policy_decision *d, int status, const char *
     add_resp(p, d, "Cache-Control", "no-store");
 }
 
-/* Whether authenticator a is tried on a request for path (normalised,
- * len bytes): it names no paths, or one of them matches. */
-static int applies_to(const authn *a, const ls_buf *path)
+/* Whether something limited to paths (an authenticator, a rate limit;
+ * NULL: every path) is on this normalised path. */
+static int on_paths(const ls_rules_t *paths, const ls_buf *path)
 {
     const ls_rule *r;
-    return a->paths == NULL ||
-           ls_rules_match(a->paths, NULL, NULL, (const char *)path->ptr, path->len, &r) == LS_OK;
-}
-
-/* ... on this request (p->path, once normalised). */
-static int applies(const ls_policy_t *p, const authn *a)
-{
-    return applies_to(a, &p->path);
+    return paths == NULL ||
+           ls_rules_match(paths, NULL, NULL, (const char *)path->ptr, path->len, &r) == LS_OK;
 }
 
 int ls_policy_path_needs_body(ls_policy_t *p, const char *path, size_t len)
@@ -89,7 +83,8 @@ int ls_policy_path_needs_body(ls_policy_t *p, const char *path, size_t len)
      * without memory to tell, the body is read (and the decision fails). */
     if (rc != LS_OK) return rc != LS_EINVAL;
     for (size_t i = 0; i < p->n_authn; i++)
-        if (p->authn[i].type == AUTHN_WEBHOOK && applies_to(&p->authn[i], &p->body_path)) return 1;
+        if (p->authn[i].type == AUTHN_WEBHOOK && on_paths(p->authn[i].paths, &p->body_path))
+            return 1;
     return 0;
 }
 
@@ -100,7 +95,7 @@ static const char *challenge(ls_policy_t *p, int token_was_bad)
     char buf[256];
     for (size_t i = 0; i < p->n_authn; i++) {
         const authn *a = &p->authn[i];
-        if (!applies(p, a)) continue;
+        if (!on_paths(a->paths, &p->path)) continue;
         if (a->type == AUTHN_JWT) {
             snprintf(buf, sizeof buf, "Bearer realm=\"%s\"%s", p->name,
                      token_was_bad ? ", error=\"invalid_token\"" : "");
@@ -165,7 +160,7 @@ static int authenticate(ls_policy_t *p, const ls_policy_request *req, caller *c,
 {
     for (size_t i = 0; i < p->n_authn; i++) {
         authn *a = &p->authn[i];
-        if (!applies(p, a)) continue;
+        if (!on_paths(a->paths, &p->path)) continue;
         const char *reason = NULL, *detail = NULL;
         authn_result r = ls_authn_run(p, a, req, &c->id, &reason, &detail);
         if (r == AUTHN_ABSENT) continue;
@@ -237,15 +232,21 @@ static void rate_headers(ls_policy_t *p, const ls_policy_request *req)
         if (p->limits[i].by == RL_BY_HEADER) ls_policy_req_header(p, req, p->limits[i].header);
 }
 
+/* 1 at most once a minute for one kind of trouble: *said_ms holds when it
+ * was last 1, 0 for never (a time of 0 is kept as 1). */
+static int minute_due(int64_t *said_ms, int64_t now_ms)
+{
+    if (*said_ms != 0 && now_ms - *said_ms < 60000) return 0;
+    *said_ms = now_ms ? now_ms : 1;
+    return 1;
+}
+
 /* A rate limit that cannot be taken (its table cut short, out of memory)
  * denies with 500; the server's log hears why at most once a minute, as
  * the audit log may be off or say it only for denials it keeps. */
 static void rate_trouble(ls_policy_t *p, const ls_err *err)
 {
-    int64_t now = p->now_ms; /* the decision's */
-    if (p->rl_noticed && now - p->rl_noticed_ms < 60000) return;
-    p->rl_noticed = 1;
-    p->rl_noticed_ms = now;
+    if (!minute_due(&p->rl_said_ms, p->now_ms)) return;
     ls_err note = *err;
     ls_err_prefix(&note, "rate limit: denying with 500 (said at most once a minute)");
     ls_policy_notice(p, &note);
@@ -257,10 +258,7 @@ static int check_rate(ls_policy_t *p, const ls_policy_request *req, const caller
     rate_headers(p, req);
     for (size_t i = 0; i < p->n_limits; i++) {
         const rate_limit *l = &p->limits[i];
-        const ls_rule *on;
-        if (l->paths && ls_rules_match(l->paths, NULL, NULL, (const char *)p->path.ptr, p->path.len,
-                                       &on) != LS_OK)
-            continue; /* not on this path */
+        if (!on_paths(l->paths, &p->path)) continue;
         ls_rl_key key;
         if (memo && memo->rl_known[i])
             key = memo->rl[i];
@@ -520,15 +518,11 @@ static void audit(ls_policy_t *p, const ls_policy_request *req, const ls_policy_
 
 /* ---- metrics ---- */
 
-/* The shared counter of (allow, reason), through the policy's cache: a
- * reason is a stable engine code, so a few entries cover every decision. */
 /* Records the audit log could not write are counted where the server
  * does not look: say so in a notice, looking at most once a minute. */
 static void audit_trouble(ls_policy_t *p, int64_t now_ms)
 {
-    if (p->audit_looked && now_ms - p->audit_looked_ms < 60000) return;
-    p->audit_looked = 1;
-    p->audit_looked_ms = now_ms;
+    if (!minute_due(&p->audit_looked_ms, now_ms)) return;
     ls_audit_stats st;
     ls_audit_get_stats(p->audit, &st);
     if (st.write_errors == p->audit_errors_seen) return;
@@ -545,6 +539,8 @@ static void audit_trouble(ls_policy_t *p, int64_t now_ms)
     p->audit_dropped_seen = st.dropped;
 }
 
+/* The shared counter of (allow, reason), through the policy's cache: a
+ * reason is a stable engine code, so a few entries cover every decision. */
 static ls_pmetrics_counter *counter_of(ls_policy_t *p, int allow, const char *reason)
 {
     /* Reasons are the engine's constant strings: the same pointer, almost

@@ -127,10 +127,8 @@ struct ls_policy {
     authn authn[POLICY_MAX_AUTHN];
     size_t n_authn;
     int needs_body;             /* 0 or LS_POLICY_BODY_*: the most any webhook needs */
-    int rl_noticed;             /* a rate limit failure was said ... */
-    int64_t rl_noticed_ms;      /* ... at this monotonic time */
-    int audit_looked;           /* the audit log's counters were read ... */
-    int64_t audit_looked_ms;    /* ... at this monotonic time */
+    int64_t rl_said_ms;         /* monotonic time a rate limit failure was said, 0: never */
+    int64_t audit_looked_ms;    /* ... the audit log's counters were read, 0: never */
     uint64_t audit_errors_seen; /* its write_errors and dropped then */
     uint64_t audit_dropped_seen;
 
