@@ -1945,9 +1945,13 @@ static ls_rc start_begin(ls_flow_t *f, const char *type, size_t tlen, const char
                          ls_buf *run, start_op **out, ls_err *err)
 {
     *out = NULL;
+    /* A name no type can have is a bad request rather than an unknown
+     * type (and its message is not the whole name). */
+    ls_rc rc = ls_flow_check_type_name(type, tlen, NULL, err);
+    if (rc != LS_OK) return rc;
     if (!f->o.runner->has_type(f->o.runner_ud, type, tlen)) return unknown_type(f, type, tlen, err);
     ls_buf in = LS_BUF_INIT;
-    ls_rc rc = compact_json(f, "input", input, ilen, dumped, &in, err);
+    rc = compact_json(f, "input", input, ilen, dumped, &in, err);
     ls_id id;
     char idtext[LS_ID_TEXTLEN + 1];
     int named = name != NULL && nlen != 0;

@@ -443,6 +443,13 @@ ls_rc flow_render_run(ls_flow_t *f, const ls_id *id, const char *type, size_t tl
                       ls_buf *out, ls_err *err);
 /* Checks a run name: 1..LS_FLOW_NAMEMAX of [A-Za-z0-9._:@-]. */
 ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err);
+/* Checks a name of 1 to max characters of letters, digits and - _ . :
+ * that is not "." or ".." (unless dots_ok: a record stored before that
+ * rule), as a URL's path segment carries it as it is: a schedule's name,
+ * a workflow type's (ls_flow_check_type_name). LS_EINVAL saying
+ * "what: ..." otherwise (query.c). */
+ls_rc flow_check_word(const char *what, const char *s, size_t n, size_t max, int dots_ok,
+                      ls_err *err);
 /* Checks a name or a note kept in a run's history (a signal's name, a
  * step's, who cancelled): at most max bytes of UTF-8 without control
  * characters; LS_EINVAL saying "what: ..." otherwise (engine.c). */

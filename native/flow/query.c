@@ -164,6 +164,33 @@ ls_rc flow_check_name(const char *name, size_t nlen, ls_err *err)
     return LS_OK;
 }
 
+ls_rc flow_check_word(const char *what, const char *s, size_t n, size_t max, int dots_ok,
+                      ls_err *err)
+{
+    if (n == 0 || n > max)
+        return ls_err_set(err, LS_EINVAL, "%s: must be 1 to %zu characters, got %zu", what, max, n);
+    if (!dots_ok && s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.')))
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: \"%.*s\" is not allowed: a URL reads it as a path step", what,
+                          (int)n, s);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == ':')
+            continue;
+        return ls_err_set(err, LS_EINVAL,
+                          "%s: character %zu (0x%02x) is not allowed; use letters, digits and "
+                          "- _ . :",
+                          what, i + 1, c);
+    }
+    return LS_OK;
+}
+
+ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls_err *err)
+{
+    return flow_check_word(what ? what : "workflow type", name, len, LS_FLOW_NAMEMAX, 0, err);
+}
+
 /* ---- payloads: sealed with the run id and seq as associated data ---- */
 
 static void payload_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint64_t seq)

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "lodestone/ls_alloc.h"
+#include "flow_int.h"
 #include "ls_json.h"
 #include "schedule.h"
 
@@ -42,24 +43,7 @@ static int pick(const char *s, const char *const *names, int n)
  * (allowed before) still loads, so that it can be deleted. */
 static ls_rc check_name(const char *what, const char *s, size_t n, int fresh, ls_err *err)
 {
-    if (n == 0 || n > FLOW_SCHED_NAMEMAX)
-        return ls_err_set(err, LS_EINVAL, "%s: must be 1 to %d characters, got %zu", what,
-                          FLOW_SCHED_NAMEMAX, n);
-    if (fresh && s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.')))
-        return ls_err_set(err, LS_EINVAL,
-                          "%s: \"%.*s\" is not allowed: a URL reads it as a path step", what,
-                          (int)n, s);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == ':')
-            continue;
-        return ls_err_set(err, LS_EINVAL,
-                          "%s: character %zu (0x%02x) is not allowed; use letters, digits and "
-                          "- _ . :",
-                          what, i + 1, c);
-    }
-    return LS_OK;
+    return flow_check_word(what, s, n, FLOW_SCHED_NAMEMAX, !fresh, err);
 }
 
 static const char *const DEF_FIELDS[] = {"name",    "workflow", "cron",  "timezone",
@@ -141,8 +125,10 @@ static ls_rc parse_fields(const json_t *obj, const char *const *extra, flow_sche
     if (rc == LS_OK) rc = check_name("name", s, n, extra == NULL, err);
     if (rc != LS_OK) return rc;
     d->name = ls_strndup(s, n);
+    /* A workflow type's name (longer than a schedule's, which a fire id
+     * holds), as a workflow file or a start can give it. */
     if ((rc = get_text(obj, "workflow", 1, &s, &n, err)) != LS_OK ||
-        (rc = check_name("workflow", s, n, extra == NULL, err)) != LS_OK)
+        (rc = flow_check_word("workflow", s, n, LS_FLOW_NAMEMAX, extra != NULL, err)) != LS_OK)
         return rc;
     d->workflow = ls_strndup(s, n);
     if ((rc = get_text(obj, "cron", 1, &s, &n, err)) != LS_OK ||

@@ -164,6 +164,8 @@ static const script scripts_main[] = {
     {"dr3", {START_CHILD("dr4", 1), COMPLETE}},
     {"dr4", {START_CHILD("dr5", 1), COMPLETE}},
     {"dr5", {COMPLETE}},
+    /* a child of a type no file can declare */
+    {"parent_badtype", {CHILD("no/such"), COMPLETE}},
     {"status",
      {{OP_STATUS, "{\"stage\":\"one\"}", 0, 0},
       SIGNAL("go", -1),
@@ -213,6 +215,16 @@ static const script scripts_upgraded[] = {
     {"k3", {SLEEP(300), CHILD("three"), COMPLETE}},
     {"three", {STEP("a"), STEP("b"), STEP("c"), COMPLETE}},
     {NULL, {{0}}}};
+
+/* Runs stored under type names refused now (an older lodestoned loaded
+ * any name a file gave, of any length): "old" and "old_done" are renamed
+ * in the store (retype_run) to these. */
+#define TYPE250 NAME200 "yyyyyyyyyy" X10 X10 X10 X10
+static const script scripts_typed[] = {{"old", {SIGNAL("go", -1), COMPLETE}},
+                                       {"old_done", {COMPLETE}},
+                                       {TYPE250, {SIGNAL("go", -1), COMPLETE}},
+                                       {"a b", {COMPLETE}},
+                                       {NULL, {{0}}}};
 
 /* "legacy" whose first step is now named with a byte that is not UTF-8. */
 static const script scripts_renamed[] = {
@@ -1374,6 +1386,187 @@ static void test_engine_start_rejects_bad_arguments(void **state)
     assert_int_equal(json_array_size(json_object_get(l, "runs")), 3);
     json_decref(l);
     ls_buf_free(&out);
+    eng_close(e);
+}
+
+/* Fails unless msg starts with want. */
+static void assert_prefix(const char *msg, const char *want)
+{
+    if (strncmp(msg, want, strlen(want)) != 0) fail_msg("[%s] does not start [%s]", want, msg);
+}
+
+/* Workflow type names: 1 to 200 characters of letters, digits and
+ * - _ . :, not "." or "..". A start (the API's, a child's) of another is
+ * refused before the type is looked up, naming the rule; a name of 100 KB
+ * is not copied into the message. */
+static void test_engine_type_names_checked(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    static const char *const good[] = {"order", "github-push", "nightly_cleanup", "a:b.c", "...",
+                                       ".x",    NAME200};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        th_ok(ls_flow_check_type_name(good[i], strlen(good[i]), NULL, &err), &err);
+    static const struct {
+        const char *s;
+        size_t n;
+        const char *msg;
+    } bad[] = {
+        {"", 0, "workflow type: must be 1 to 200 characters, got 0"},
+        {NAME201, 201, "workflow type: must be 1 to 200 characters, got 201"},
+        {".", 1, "workflow type: \".\" is not allowed: a URL reads it as a path step"},
+        {"..", 2, "workflow type: \"..\" is not allowed: a URL reads it as a path step"},
+        {"a/b", 3,
+         "workflow type: character 2 (0x2f) is not allowed; use letters, digits and - _ . :"},
+        {"a b", 3, "workflow type: character 2 (0x20) is not allowed"},
+        {"a\0b", 3, "workflow type: character 2 (0x00) is not allowed"},
+        {"a\nb", 3, "workflow type: character 2 (0x0a) is not allowed"},
+        {"a\177", 2, "workflow type: character 2 (0x7f) is not allowed"},
+        {"a\302\205", 3, "workflow type: character 2 (0xc2) is not allowed"}, /* U+0085 */
+        {"caf\xc3\xa9", 5, "workflow type: character 4 (0xc3) is not allowed"},
+        {"a\xff", 2, "workflow type: character 2 (0xff) is not allowed"},
+        {"a@b", 3, "workflow type: character 2 (0x40) is not allowed"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ls_flow_check_type_name(bad[i].s, bad[i].n, NULL, &err), LS_EINVAL);
+        assert_prefix(err.msg, bad[i].msg);
+    }
+    assert_int_equal(ls_flow_check_type_name("a/b", 3, "name", &err), LS_EINVAL);
+    assert_non_null(strstr(err.msg, "name: character 2 (0x2f)"));
+
+    eng_open(e, 1);
+    ls_buf run = LS_BUF_INIT;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int created = -1;
+        err = (ls_err){0};
+        assert_int_equal(
+            ls_flow_start(e->f, bad[i].s, bad[i].n, "r1", 2, NULL, 0, &run, &created, &err),
+            LS_EINVAL);
+        assert_prefix(err.msg, bad[i].msg);
+        assert_int_equal(created, 0);
+        /* (the async start, which the API uses, checks alike) */
+        assert_int_equal(ls_flow_start_async(e->f, bad[i].s, bad[i].n, "r1", 2, NULL, 0, 0, &run,
+                                             &created, NULL, NULL, &err),
+                         LS_EINVAL);
+        assert_prefix(err.msg, bad[i].msg);
+    }
+    size_t big = 100000;
+    char *huge = malloc(big);
+    assert_non_null(huge);
+    memset(huge, 't', big);
+    int created = -1;
+    assert_int_equal(ls_flow_start(e->f, huge, big, "r1", 2, NULL, 0, &run, &created, &err),
+                     LS_EINVAL);
+    assert_string_equal(err.msg, "workflow type: must be 1 to 200 characters, got 100000");
+    free(huge);
+    assert_int_equal(ls_flow_describe(e->f, "r1", 2, &run, &err), LS_ENOTFOUND);
+    ls_buf_free(&run);
+
+    /* A child of such a type fails its parent, naming the rule. */
+    start1(e, "parent_badtype", "pb-1", NULL);
+    wait_end(e, "pb-1");
+    json_t *d = describe(e, "pb-1");
+    assert_string_equal(jstr(d, "status"), "failed");
+    assert_non_null(strstr(jstr(d, "error"), "child workflow: workflow type: character 3 (0x2f) "
+                                             "is not allowed; use letters, digits and - _ . :"));
+    json_decref(d);
+    eng_close(e);
+}
+
+/* Rewrites the stored record of run `name` (the engine closed) to type
+ * `type`, and its type index entry: a run that an older lodestoned
+ * stored under a type name it took as it was. */
+static void retype_run(env *e, const ls_id *id, const char *type)
+{
+    ls_err err = {0};
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, nv = LS_BUF_INIT, tk = LS_BUF_INIT;
+    ls_store_batch_t *b = NULL;
+    ls_run_record rec;
+    th_ok(ls_run_key(&k, id, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+    th_ok(ls_run_decode(v.ptr, v.len, &rec, &err), &err);
+    th_ok(ls_store_batch_new(&b, &err), &err);
+    th_ok(flow_key_type(&tk, rec.type, rec.type_len, id, &err), &err);
+    ls_store_batch_delete(b, tk.ptr, tk.len);
+    rec.type = type;
+    rec.type_len = strlen(type);
+    th_ok(ls_run_encode(&rec, &nv, &err), &err);
+    ls_store_batch_put(b, k.ptr, k.len, nv.ptr, nv.len);
+    th_ok(flow_key_type(&tk, type, strlen(type), id, &err), &err);
+    ls_store_batch_put(b, tk.ptr, tk.len, "", 0);
+    th_ok(ls_store_write(e->d.st, b, LS_STORE_SYNC, &err), &err);
+    ls_store_batch_free(b);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+    ls_buf_free(&nv);
+    ls_buf_free(&tk);
+}
+
+/* The ids of the runs a list of type gives (comma-separated). */
+static void list_ids(env *e, const char *type, char *out, size_t cap)
+{
+    ls_buf b = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(ls_flow_list(e->f, NULL, type, 0, NULL, &b, &err), &err);
+    json_t *l = parse_buf(&b), *r;
+    size_t i, n = 0;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(l, "runs"), i, r)
+    {
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", jstr(r, "id"));
+        assert_true(n < cap);
+    }
+    json_decref(l);
+    ls_buf_free(&b);
+}
+
+/* Runs stored under a type name the rule refuses now (250 characters, a
+ * space) are read as they are: recovered, shown, listed (by that type
+ * too), and a running one replays and goes on: only starts check. */
+static void test_engine_type_stored_unchecked_still_runs(void **state)
+{
+    env *e = *state;
+    e->h.scripts = scripts_typed;
+    eng_open(e, 1);
+    start1(e, "old", "ot-1", NULL);
+    start1(e, "old_done", "ot-2", NULL);
+    json_decref(wait_waiting(e, "ot-1"));
+    wait_end(e, "ot-2");
+    ls_id id1, id2;
+    ls_err err = {0};
+    th_ok(flow_lookup(e->f, "ot-1", 4, &id1, &err), &err);
+    th_ok(flow_lookup(e->f, "ot-2", 4, &id2, &err), &err);
+    eng_close(e);
+    retype_run(e, &id1, TYPE250);
+    retype_run(e, &id2, "a b");
+
+    eng_open(e, 1);
+    json_t *d = describe(e, "ot-1");
+    assert_string_equal(jstr(d, "type"), TYPE250);
+    assert_string_equal(jstr(d, "status"), "running");
+    json_decref(d);
+    d = describe(e, "ot-2");
+    assert_string_equal(jstr(d, "type"), "a b");
+    assert_string_equal(jstr(d, "status"), "completed");
+    json_decref(d);
+    char ids[64];
+    list_ids(e, TYPE250, ids, sizeof ids);
+    assert_string_equal(ids, "ot-1");
+    list_ids(e, "a b", ids, sizeof ids);
+    assert_string_equal(ids, "ot-2");
+    list_ids(e, NULL, ids, sizeof ids);
+    assert_string_equal(ids, "ot-2,ot-1");
+    th_ok(ls_flow_signal(e->f, "ot-1", 4, "go", 2, "1", 1, &err), &err);
+    wait_end(e, "ot-1");
+    d = describe(e, "ot-1");
+    assert_string_equal(jstr(d, "status"), "completed");
+    json_decref(d);
+    /* A new start of either is refused. */
+    ls_buf run = LS_BUF_INIT;
+    int created = -1;
+    assert_int_equal(ls_flow_start(e->f, "a b", 3, NULL, 0, NULL, 0, &run, &created, &err),
+                     LS_EINVAL);
+    ls_buf_free(&run);
     eng_close(e);
 }
 
@@ -3812,6 +4005,8 @@ int main(void)
         T(test_engine_text_stored_unchecked_still_shows),
         T(test_engine_start_is_idempotent),
         T(test_engine_start_rejects_bad_arguments),
+        T(test_engine_type_names_checked),
+        T(test_engine_type_stored_unchecked_still_runs),
         T(test_engine_retry_then_success),
         T(test_engine_retries_exhausted),
         T(test_engine_retry_backoff_survives_restart),

@@ -236,6 +236,22 @@ static void test_schedule_definitions(void **state)
     memset(big, 'x', sizeof big);
     snprintf(big, sizeof big, "{\"name\":\"%0101d\",\"workflow\":\"w\",\"cron\":\"@daily\"}", 0);
     def_fails(big, "name: must be 1 to 100 characters, got 101");
+
+    /* The workflow is a type's name: up to 200 characters (a schedule's
+     * name stays within 100, for its fire ids), and never "." or "..". */
+    char wf[400];
+    snprintf(wf, sizeof wf, "{\"name\":\"n\",\"workflow\":\"%0200d\",\"cron\":\"@daily\"}", 0);
+    th_ok(ls_json_parse(wf, strlen(wf), &o, &err), &err);
+    th_ok(flow_sched_def_parse(o, NULL, &d, &err), &err);
+    json_decref(o);
+    assert_int_equal(strlen(d.workflow), 200);
+    flow_sched_def_free(&d);
+    snprintf(wf, sizeof wf, "{\"name\":\"n\",\"workflow\":\"%0201d\",\"cron\":\"@daily\"}", 0);
+    def_fails(wf, "workflow: must be 1 to 200 characters, got 201");
+    def_fails("{\"name\":\"n\",\"workflow\":\"..\",\"cron\":\"@daily\"}",
+              "workflow: \"..\" is not allowed: a URL reads it as a path step");
+    def_fails("{\"name\":\"n\",\"workflow\":\"a/b\",\"cron\":\"@daily\"}",
+              "workflow: character 2 (0x2f) is not allowed; use letters, digits and - _ . :");
 }
 
 /* ---- the engine, with a C runner ---- */

@@ -146,13 +146,23 @@ LS_API void ls_flow_close(ls_flow_t *f);
 
 /* ---- runs ---- */
 
+/* Checks a workflow type's name: 1 to 200 characters of letters, digits
+ * and - _ . :, and not "." or ".." (the API's POST /v1/workflows/{type}
+ * carries it as one path segment, which HTTP clients remove when it is a
+ * dot segment). LS_EINVAL saying "what: ..." otherwise (what NULL:
+ * "workflow type"). A runner checks the types it loads with it; starts
+ * (API, children, schedules) check theirs. Runs stored with another type
+ * name are read, listed and replayed as they are. */
+LS_API ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls_err *err);
+
 /* Starts a run of type with input (JSON text; NULL/0 means null) under
  * name (NULL/0: a fresh id). When a run of that name exists, nothing is
  * started and *created is 0; otherwise the start is durable before this
  * returns and *created is 1. Either way *run receives the run's object
  * (as ls_flow_describe). Errors: LS_ENOTFOUND for an unknown type (the
- * message lists the known ones), LS_EINVAL for a bad name or input,
- * LS_EBUSY when the engine is stopping. */
+ * message lists the known ones), LS_EINVAL for a bad name, type name
+ * (ls_flow_check_type_name) or input, LS_EBUSY when the engine is
+ * stopping. */
 LS_API ls_rc ls_flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name,
                            size_t nlen, const char *input, size_t ilen, ls_buf *run, int *created,
                            ls_err *err);
