@@ -302,6 +302,8 @@ end
 -- true, or nil and the engine's message.
 function Run:_start_child(wtype, id, input, detached)
   local env = self._env
+  local problem = workflow._type_name_problem(wtype)
+  if problem then return nil, "workflow type: " .. problem end -- (the engine's check, first)
   local def = env.types[wtype]
   if def == nil then
     local known = {}
@@ -607,8 +609,18 @@ local OPTIONS = { input = true, id = true, now = true, stubs = true, secrets = t
                   auto_advance = true, random = true, workflow = true, workflows = true }
 local OPTION_LIST = "auto_advance, http, id, input, now, random, secrets, stubs, workflow, workflows"
 
+-- def's name checked as lodestoned checks a loaded file's (the code may
+-- have changed it after workflow.define): an error at level otherwise.
+local function check_type_name(def, where, level)
+  local problem = workflow._type_name_problem(def.name)
+  if problem then error("testing.run: " .. where .. "workflow.define: name: " .. problem, level + 1) end
+end
+
 local function load_definition(wf, level)
-  if workflow.is_workflow(wf) then return wf end
+  if workflow.is_workflow(wf) then
+    check_type_name(wf, "", level + 1) -- (not a tail call: levels count frames)
+    return wf
+  end
   if type(wf) ~= "string" then
     error("testing.run: expects the path of a workflow file or a workflow.define{...} result, got a "
       .. type(wf), level + 1)
@@ -630,6 +642,7 @@ local function load_definition(wf, level)
   if not workflow.is_workflow(def) then
     error("testing.run: " .. wf .. ": does not return workflow.define{...}", level + 1)
   end
+  check_type_name(def, wf .. ": ", level + 1)
   return def
 end
 

@@ -216,6 +216,33 @@ local function check_exhausted(v, what, level)
   return v
 end
 
+-- A workflow type's name: lodestoned's rule (ls_flow_check_type_name),
+-- which the daemon checks again when it loads a file. The API's
+-- POST /v1/workflows/{type} carries the name as one path segment.
+local TYPE_NAMEMAX = 200  -- LS_FLOW_NAMEMAX
+local SCHEDULE_NAMEMAX = 100 -- FLOW_SCHED_NAMEMAX: a fire's run id is NAME@TIME
+
+-- What is wrong with name as a workflow type's name, or nil.
+local function type_name_problem(name)
+  if type(name) ~= "string" then
+    return "must be a string of letters, digits and - _ . :, got " ..
+      (name == nil and "nothing" or "a " .. type(name))
+  end
+  if #name == 0 or #name > TYPE_NAMEMAX then
+    return string.format("must be 1 to %d characters, got %d", TYPE_NAMEMAX, #name)
+  end
+  if name == "." or name == ".." then
+    return string.format('"%s" is not allowed: a URL reads it as a path step', name)
+  end
+  local at = name:find("[^A-Za-z0-9_.:%-]")
+  if at then
+    return string.format("character %d (0x%02x) is not allowed; use letters, digits and - _ . :",
+      at, name:byte(at))
+  end
+  return nil
+end
+M._type_name_problem = type_name_problem -- (lodestone.testing checks definitions with it)
+
 local SCHEDULE_KEYS = { cron = true, timezone = true, overlap = true, catchup = true, input = true }
 local OVERLAP = { skip = true, buffer_one = true, allow = true }
 local CATCHUP = { one = true, none = true }
@@ -229,6 +256,10 @@ local function check_schedule(t, name, level)
   level = level + 1
   local what = "workflow.define: schedule"
   if type(t) ~= "table" then error(what .. ": must be a table, got a " .. type(t), level) end
+  if #name > SCHEDULE_NAMEMAX then
+    error(string.format("%s: a schedule is named after its workflow, and is at most %d characters " ..
+      "long: name has %d", what, SCHEDULE_NAMEMAX, #name), level)
+  end
   for k in pairs(t) do
     if not SCHEDULE_KEYS[k] then
       error(what .. ": unknown field " .. tostring(k) ..
@@ -261,7 +292,8 @@ local function check_schedule(t, name, level)
   return sched, text
 end
 
---- Declares a workflow. Fields: name (letters, digits, _ . : -), run
+--- Declares a workflow. Fields: name (1 to 200 letters, digits, _ . : -;
+--- not "." or ".."), run
 --- (function(ctx, input)), and optionally description (a string), retry
 --- (the default policy of its steps), step_timeout (default "30s") and
 --- schedule ({cron, timezone = "UTC" or a zone such as "Europe/Berlin", overlap = "skip" | "buffer_one" |
@@ -276,9 +308,12 @@ function M.define(spec)
         " (known: name, run, retry, step_timeout, description, on_exhausted, schedule, concurrency, retention)", 2)
     end
   end
-  if type(spec.name) ~= "string" or not spec.name:match("^[%w_.:%-]+$") then
-    error("workflow.define: name must be a non-empty string of letters, digits, _ . : -", 2)
-  end
+  local problem = type_name_problem(spec.name)
+  -- (lodestoned sets _pinned_type while it loads the source a run started
+  -- with, kept in the store: a run of a type whose name an older version
+  -- took goes on under it)
+  local pinned = problem ~= nil and spec.name ~= nil and spec.name == M._pinned_type
+  if problem and not pinned then error("workflow.define: name: " .. problem, 2) end
   if type(spec.run) ~= "function" then
     error("workflow.define: run must be a function(ctx, input)", 2)
   end
@@ -295,7 +330,9 @@ function M.define(spec)
     on_exhausted = check_exhausted(spec.on_exhausted, "workflow.define: on_exhausted", 2),
     retention_ms = check_retention(spec.retention, "workflow.define: retention", 2),
   }
-  def.schedule, def.schedule_json = check_schedule(spec.schedule, spec.name, 2)
+  if not pinned then -- (a pinned definition only runs its run's code)
+    def.schedule, def.schedule_json = check_schedule(spec.schedule, spec.name, 2)
+  end
   def.concurrency_json = check_concurrency(spec.concurrency, 2)
   return setmetatable(def, WORKFLOW)
 end

@@ -912,6 +912,37 @@ static void free_lists(lls_runner *r)
     r->ntypes = r->nerrors = 0;
 }
 
+/* Adds a load error (file, msg) to *errors, when errors is not NULL. */
+static void note_error(wf_error **errors, size_t *nerrors, const char *file, const char *msg)
+{
+    if (errors == NULL) return;
+    wf_error *ne = realloc(*errors, (*nerrors + 1) * sizeof **errors);
+    if (ne == NULL) return;
+    *errors = ne;
+    ne[*nerrors].file = strdup(file);
+    ne[*nerrors].error = strdup(msg);
+    (*nerrors)++;
+}
+
+/* Checks the definition's name, on the top of the stack, as a workflow
+ * type's (ls_flow_check_type_name): workflow.define checked it, but the
+ * file's code may have changed it since (def.name = ...). Returns NULL,
+ * or the load error's message (pushed on the stack). */
+static const char *check_def_name(lua_State *L, const char *path)
+{
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pushfstring(L, "%s: workflow.define: name: must be a string, got a %s", path,
+                        luaL_typename(L, -1));
+        return lua_tostring(L, -1);
+    }
+    size_t n;
+    const char *name = lua_tolstring(L, -1, &n);
+    ls_err err;
+    if (ls_flow_check_type_name(name, n, "workflow.define: name", &err) == LS_OK) return NULL;
+    lua_pushfstring(L, "%s: %s", path, ls_err_text(&err));
+    return lua_tostring(L, -1);
+}
+
 /* Loads every file into L: defs go into the table on the top of the
  * stack, by name. When r is not NULL, records types and errors there. */
 static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *ntypes,
@@ -925,36 +956,25 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
     for (size_t i = 0; i < n; i++) {
         const char *msg = load_file(L, files[i]);
         if (msg) {
-            if (errors) {
-                wf_error *ne = realloc(*errors, (*nerrors + 1) * sizeof **errors);
-                if (ne) {
-                    *errors = ne;
-                    ne[*nerrors].file = strdup(files[i]);
-                    ne[*nerrors].error = strdup(msg);
-                    (*nerrors)++;
-                }
-            }
+            note_error(errors, nerrors, files[i], msg);
             lua_pop(L, 1);
             continue;
         }
         lua_getfield(L, -1, "name");
+        if ((msg = check_def_name(L, files[i])) != NULL) {
+            note_error(errors, nerrors, files[i], msg);
+            lua_pop(L, 3); /* def, name, message */
+            continue;
+        }
         const char *name = lua_tostring(L, -1);
         lua_getfield(L, defs, name);
         int dup = !lua_isnil(L, -1);
         lua_pop(L, 1);
         if (dup) {
-            if (errors) {
-                char buf[512];
-                snprintf(buf, sizeof buf, "%s: workflow \"%s\" is already defined by another file",
-                         files[i], name);
-                wf_error *ne = realloc(*errors, (*nerrors + 1) * sizeof **errors);
-                if (ne) {
-                    *errors = ne;
-                    ne[*nerrors].file = strdup(files[i]);
-                    ne[*nerrors].error = strdup(buf);
-                    (*nerrors)++;
-                }
-            }
+            char buf[512];
+            snprintf(buf, sizeof buf, "%s: workflow \"%s\" is already defined by another file",
+                     files[i], name);
+            note_error(errors, nerrors, files[i], buf);
             lua_pop(L, 2);
             continue;
         }
@@ -1179,6 +1199,35 @@ static void worker_close(void *ud, void *p)
  * the workflow files (version -> def), per worker state. */
 static char old_defs_key;
 
+/* Sets lodestone.workflow's _pinned_type (NULL: clears it): while it is
+ * set, workflow.define takes that name even when the rule of type names
+ * (ls_flow_check_type_name) refuses it, for the source a run started
+ * with, under a name an older lodestoned took. */
+static void set_pinned_type(lua_State *L, const char *type)
+{
+    /* (raw accesses, each checked: nothing here may raise outside a
+     * pcall, whatever a file did to package) */
+    int top = lua_gettop(L);
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "loaded");
+        lua_rawget(L, -2);
+    }
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "lodestone.workflow");
+        lua_rawget(L, -2);
+    }
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "_pinned_type");
+        if (type)
+            lua_pushstring(L, type);
+        else
+            lua_pushnil(L);
+        lua_rawset(L, -3);
+    }
+    lua_settop(L, top);
+}
+
 /* Replaces the def on top of the stack with the one of the run's own
  * version when the file has changed since the run started: the source
  * kept in the store, loaded once per state. Returns NULL, or an error
@@ -1224,9 +1273,11 @@ static const char *pin_version(lua_State *L, ls_flow_act *a)
     ls_buf_free(&src);
     if (rc == 0) own_globals(L);
     if (rc == 0) {
+        set_pinned_type(L, ls_flow_act_type(a));
         set_deadline(L, 5000);
         rc = lua_pcall(L, 0, 1, 0);
         set_deadline(L, 0);
+        set_pinned_type(L, NULL);
     }
     if (rc == 0) {
         lua_getfield(L, -1, "name");

@@ -7,7 +7,8 @@
 # the limit and the option that raises it. Step and signal names a
 # workflow chooses: at most 200 bytes of UTF-8 without control characters,
 # checked where they are first recorded (a chain recorded under a higher
-# --max-depth still ends). A limit crossed fails the run even when its code
+# --max-depth still ends). Workflow type names: 1 to 200 letters, digits
+# and - _ . :, checked where a file is loaded and where a run starts. A limit crossed fails the run even when its code
 # catches the error; depths survive a restart after retention.
 # usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
 set -u
@@ -87,6 +88,29 @@ return workflow.define { name = "drec", run = function(ctx, n)
 end }
 LUA
 
+# Workflow type names: 1 to 200 letters, digits and - _ . :, not "." or
+# "..". A file with another name is a load error naming the file and the
+# field; lodestoned took any name a file gave (100 KB, "a/b" set after
+# workflow.define), and crashed on one that was not a string.
+wf_named() { # FILE NAME_EXPR [AFTER]: a workflow named NAME_EXPR (Lua), then AFTER
+  cat > "$d/wf/$1" <<LUA
+local workflow = require "lodestone.workflow"
+local d = workflow.define { name = $2, run = function(ctx, input) return ctx:child(input or "a/b") end }
+${3:-}
+return d
+LUA
+}
+wf_named type201.lua 'string.rep("t", 201)'
+wf_named typebig.lua 'string.rep("t", 1e5)'
+wf_named typedots.lua '".."'
+wf_named typeslash.lua '"after"' 'd.name = "a/b\1"'
+wf_named typetable.lua '"after2"' 'd.name = {}'
+wf_named type200.lua 'string.rep("t", 200)'
+cat > "$d/wf/kid.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "kid", run = function(ctx, input) return "kid" end }
+LUA
+
 # --max-depth takes 1 to 1000.
 for v in 0 1001 x; do
   out=$(timeout 20 "$build/bin/lodestoned" --data "$d/data-bad" --workflows "$d/wf" --max-depth "$v" 2>&1)
@@ -135,6 +159,45 @@ result n-ok
 check "a step with a name within the limit runs" 'completed ["a"]' "$(j '.status + " " + (.output | tostring)')"
 data_kb=$(du -sk "$data" | cut -f1)
 check "and the store did not grow by the names refused" true "$([ "$data_kb" -lt 5000 ] && echo true || echo false)"
+
+# ---- workflow type names ----
+t200=$(printf 't%.0s' $(seq 200))
+api GET /v1/workflow-types
+load_error() { j ".errors[] | select(.file | endswith(\"/$1\")) | .error | split(\"\\n\")[0]"; }
+rule="is not allowed; use letters, digits and - _ . :"
+check "a name of 201 characters does not load, naming the file, the line and the field" \
+  "$d/wf/type201.lua:2: workflow.define: name: must be 1 to 200 characters, got 201" "$(load_error type201.lua)"
+check "nor one of 100 KB" "$d/wf/typebig.lua:2: workflow.define: name: must be 1 to 200 characters, got 100000" \
+  "$(load_error typebig.lua)"
+check "nor \"..\"" "$d/wf/typedots.lua:2: workflow.define: name: \"..\" is not allowed: a URL reads it as a path step" \
+  "$(load_error typedots.lua)"
+check "nor a name set after workflow.define" \
+  "$d/wf/typeslash.lua: workflow.define: name: character 2 (0x2f) $rule" "$(load_error typeslash.lua)"
+check "nor one that is not a string (lodestoned crashed)" \
+  "$d/wf/typetable.lua: workflow.define: name: must be a string, got a table" "$(load_error typetable.lua)"
+check "a name of 200 characters loads" "$t200" "$(j ".types[] | select(.file | endswith(\"/type200.lua\")) | .name")"
+out=$("$build/bin/lodestone" types --socket "$sock" 2>&1)
+check "lodestone types exits 1" 1 "$?"
+check_contains "and shows the error" "error: $d/wf/typetable.lua: $d/wf/typetable.lua: workflow.define: name: must be" "$out"
+start "$t200" '{"id":"t200","input":"kid"}'
+result t200
+check "a run of the 200-character type completes" "completed kid" "$(j '.status + " " + .output')"
+start "t$t200" '{}'
+check "a start of a 201-character type: 400 naming the rule" \
+  "400 workflow type: must be 1 to 200 characters, got 201" "$code $(j .error.message)"
+start "a%20b" '{}'
+check "of one with a space: 400" "400 workflow type: character 2 (0x20) $rule" "$code $(j .error.message)"
+api POST /v1/workflows/.. --path-as-is -H 'Content-Type: application/json' --data-binary '{}'
+check "of \"..\" as it is: 400" '400 workflow type: ".." is not allowed: a URL reads it as a path step' \
+  "$code $(j .error.message)"
+start "$t200" '{"id":"t200-child"}'
+result t200-child
+check "a child of a type no file can declare fails the run, naming the rule" \
+  "failed child workflow: workflow type: character 2 (0x2f) $rule" "$(j '.status + " " + .error')"
+api POST /v1/schedules -H 'Content-Type: application/json' \
+  --data-binary "{\"name\":\"s200\",\"workflow\":\"$t200\",\"cron\":\"@yearly\"}"
+check "a schedule names a 200-character type (it took 100 at most)" "201 $t200" "$code $(j .workflow)"
+api DELETE /v1/schedules/s200
 
 # ---- a workflow that starts itself ----
 # It started about 3,000 runs a second without end, and a terminate of its

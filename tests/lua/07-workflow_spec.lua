@@ -122,14 +122,60 @@ describe("lodestone.workflow", function()
     end)
 
     it("checks name, run and description", function()
-      local msg = "workflow.define: name must be a non-empty string of letters, digits, _ . : -"
-      for _, bad in ipairs({ "", "has space", "a/b", "é", 42, false }) do
-        assert.equal(msg, err_of(defines { name = bad }))
+      local rule = "is not allowed; use letters, digits and - _ . :"
+      for _, case in ipairs {
+        { "", "must be 1 to 200 characters, got 0" },
+        { string.rep("x", 201), "must be 1 to 200 characters, got 201" },
+        { string.rep("x", 1e5), "must be 1 to 200 characters, got 100000" },
+        { ".", '"." is not allowed: a URL reads it as a path step' },
+        { "..", '".." is not allowed: a URL reads it as a path step' },
+        { "has space", "character 4 (0x20) " .. rule },
+        { "a/b", "character 2 (0x2f) " .. rule },
+        { "a\0b", "character 2 (0x00) " .. rule },
+        { "a\nb", "character 2 (0x0a) " .. rule },
+        { "a\127", "character 2 (0x7f) " .. rule },
+        { "\194\133", "character 1 (0xc2) " .. rule }, -- U+0085
+        { "\195\169", "character 1 (0xc3) " .. rule }, -- é
+        { "a\255", "character 2 (0xff) " .. rule },
+        { "a@b", "character 2 (0x40) " .. rule },
+        { 42, "must be a string of letters, digits and - _ . :, got a number" },
+        { false, "must be a string of letters, digits and - _ . :, got a boolean" },
+      } do
+        assert.equal("workflow.define: name: " .. case[2], err_of(defines { name = case[1] }))
       end
-      assert.equal(msg, err_of(workflow.define, { run = noop }))
+      assert.equal("workflow.define: name: must be a string of letters, digits and - _ . :, got nothing",
+        err_of(workflow.define, { run = noop }))
+      -- the names of the examples, and every character the rule takes
+      for _, good in ipairs({ "order", "github-push", "nightly_cleanup", "a:b.c", "...", ".x",
+                              string.rep("aZ09-_.:", 25) }) do
+        assert.equal(good, workflow.define { name = good, run = noop }.name)
+      end
+      -- A schedule is named after its workflow, and a schedule's name is at
+      -- most 100 characters: the fire's run id is NAME@TIME.
+      assert.equal("workflow.define: schedule: a schedule is named after its workflow, and is at " ..
+        "most 100 characters long: name has 101",
+        err_of(defines { name = string.rep("s", 101), schedule = { cron = "@daily" } }))
+      assert.equal(string.rep("s", 100),
+        workflow.define { name = string.rep("s", 100), run = noop, schedule = { cron = "@daily" } }.schedule.name)
       assert.equal("workflow.define: run must be a function(ctx, input)", err_of(workflow.define, { name = "w" }))
       assert.equal("workflow.define: run must be a function(ctx, input)", err_of(defines { run = "main" }))
       assert.equal("workflow.define: description must be a string", err_of(defines { description = 5 }))
+    end)
+
+    it("takes the type name of the run whose stored source lodestoned loads (_pinned_type)", function()
+      -- a run an older lodestoned started under a name the rule refuses
+      -- now goes on with the source it started with
+      local long = string.rep("L", 250)
+      workflow._pinned_type = long
+      local ok, def = pcall(workflow.define, { name = long, run = noop, schedule = { cron = "@daily" } })
+      local other = err_of(defines { name = string.rep("M", 250) })
+      workflow._pinned_type = nil
+      assert.is_true(ok, def)
+      assert.equal(long, def.name)
+      assert.is_nil(def.schedule) -- (it only runs its run's code)
+      assert.equal("workflow.define: name: must be 1 to 200 characters, got 250", other)
+      assert.equal("workflow.define: name: must be 1 to 200 characters, got 250",
+        err_of(defines { name = long }))
     end)
 
     it("checks concurrency and keeps it as JSON for the engine", function()

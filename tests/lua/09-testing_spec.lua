@@ -1053,6 +1053,46 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  describe("workflow type names", function()
+    local rule = "is not allowed; use letters, digits and - _ . :"
+
+    it("refuses a definition whose name was changed after workflow.define, as lodestoned does", function()
+      local def = define(function() end)
+      def.name = "a/b"
+      assert.equal("testing.run: workflow.define: name: character 2 (0x2f) " .. rule, err_of(testing.run, def))
+      def.name = string.rep("x", 201)
+      assert.equal("testing.run: workflow.define: name: must be 1 to 200 characters, got 201",
+        err_of(testing.run, def))
+      def.name = {}
+      assert.equal("testing.run: workflow.define: name: must be a string of letters, digits and - _ . :, " ..
+        "got a table", err_of(testing.run, def))
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write('local d = require("lodestone.workflow").define { name = "w", run = function() end }\n' ..
+        'd.name = ".."\nreturn d\n')
+      f:close()
+      local e = err_of(testing.run, path)
+      os.remove(path)
+      assert.equal("testing.run: " .. path .. ': workflow.define: name: ".." is not allowed: a URL reads it ' ..
+        "as a path step", e)
+      e = err_of(testing.run, define(function() end), { workflows = { ["a b"] = function() end } })
+      assert.equal("workflow.define: name: character 2 (0x20) " .. rule, (e:gsub("^.-: workflow", "workflow")))
+    end)
+
+    it("refuses a child of a type no file can declare, before looking the type up", function()
+      for _, case in ipairs {
+        { "a/b", "character 2 (0x2f) " .. rule },
+        { "..", '".." is not allowed: a URL reads it as a path step' },
+        { string.rep("k", 201), "must be 1 to 200 characters, got 201" },
+      } do
+        local t = testing.run(define(function(ctx) return ctx:child(case[1]) end))
+        assert.equal("failed", t.status)
+        assert.equal("child workflow: workflow type: " .. case[2], t.error)
+        assert.equal(0, #t:events("child_started"))
+      end
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }
