@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,27 +44,49 @@ static void put_escaped(char *out, size_t cap, size_t *n, const char *s)
     }
 }
 
+/* How many bytes put_escaped writes for s. */
+static size_t escaped_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        n += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
+    }
+    return n;
+}
+
 static void emit(int level, const char *run, const char *msg)
 {
-    char line[4096];
+    /* A run's own line (ls_flow_act_log) is up to LS_FLOW_LOG_LINEMAX
+     * bytes and its mark, more once escaped: a line longer than the stack
+     * buffer gets one of its size, and goes out whole in one write (lines
+     * of several threads must not mix). Without memory, it is cut. */
+    char small[4096];
+    size_t cap = 128 + escaped_len(msg) + (run ? 16 + escaped_len(run) : 0);
+    char *line = cap > sizeof small ? malloc(cap) : NULL;
+    if (line == NULL) {
+        line = small;
+        cap = sizeof small;
+    }
     char ts[LS_TIME_TEXTLEN + 1];
-    size_t n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+    size_t n = (size_t)snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
                                 ls_time_format(ls_clock_wall_ms(NULL), ts),
                                 names[level < 0   ? 0
                                       : level > 3 ? 3
                                                   : level]);
-    put_escaped(line, sizeof line - 16, &n, msg);
+    put_escaped(line, cap - 16, &n, msg);
     line[n++] = '"';
     if (run) {
         memcpy(line + n, ",\"run\":\"", 8);
         n += 8;
-        put_escaped(line, sizeof line - 8, &n, run);
+        put_escaped(line, cap - 8, &n, run);
         line[n++] = '"';
     }
     line[n++] = '}';
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+    if (line != small) free(line);
 }
 
 void lsd_log(int level, const char *run, const char *fmt, ...)

@@ -634,12 +634,19 @@ ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err)
     return flow_open_payload(a->f, &a->r->id, ev->seq, ev->payload, ev->payload_len, out, err);
 }
 
-void ls_flow_act_log(ls_flow_act *a, int level, const char *msg)
+void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len)
 {
     /* A replay repeats the code's own lines; a warning or an error is
      * about this activation, and nobody would see it otherwise. */
     if (a->replaying && level < LS_FLOW_LOG_WARN) return;
-    flow_log(a->f, level, a->r->name, "%s", msg);
+    if (a->f->o.log == NULL) return;
+    /* One place for every line of the run's code (ctx:log, s:log): a
+     * line of 100 MB is not copied, nor written, whole. (flow_log cut it
+     * at 1023 bytes, in the middle of a character if it fell there, and
+     * without a word.) */
+    char line[FLOW_LOG_LINECAP];
+    flow_log_line(msg, len, line, sizeof line);
+    a->f->o.log(a->f->o.log_ud, level, a->r->name, line);
 }
 
 ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err)

@@ -38,6 +38,33 @@ void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     f->o.log(f->o.log_ud, level, run, msg);
 }
 
+size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap)
+{
+    assert(cap >= FLOW_LOG_LINECAP);
+    size_t keep = len;
+    if (len > LS_FLOW_LOG_LINEMAX) {
+        /* Back to the start of the character the limit falls in: a UTF-8
+         * character has at most 3 continuation bytes (10xxxxxx). */
+        keep = LS_FLOW_LOG_LINEMAX;
+        for (int i = 0; i < 3 && ((unsigned char)msg[keep] & 0xC0) == 0x80; i++) keep--;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < keep; i++) {
+        if (msg[i] != '\0') {
+            out[n++] = msg[i];
+        } else { /* U+FFFD */
+            out[n++] = (char)0xEF;
+            out[n++] = (char)0xBF;
+            out[n++] = (char)0xBD;
+        }
+    }
+    if (keep < len)
+        n += (size_t)snprintf(out + n, cap - n, " [cut: %zu byte%s dropped]", len - keep,
+                              len - keep == 1 ? "" : "s");
+    out[n] = '\0';
+    return n;
+}
+
 void flow_deadline_in(struct timespec *ts, int64_t in_ms)
 {
     clock_gettime(CLOCK_REALTIME, ts);

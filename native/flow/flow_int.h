@@ -352,6 +352,15 @@ void flow_act_io_item(flow_worker *w, ls_flow_act *a);
 void flow_worker_done(flow_worker *w);
 void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Room for the longest line flow_log_line writes: LS_FLOW_LOG_LINEMAX
+ * bytes that are all NUL (3 bytes each as U+FFFD), the mark, the NUL. */
+#define FLOW_LOG_LINECAP ((size_t)3 * LS_FLOW_LOG_LINEMAX + 64)
+/* Writes the line a run's log gets for msg (len bytes, from the run's
+ * code) into out (cap >= FLOW_LOG_LINECAP bytes, NUL-terminated): NULs as
+ * U+FFFD, and past LS_FLOW_LOG_LINEMAX bytes cut where the character at
+ * that byte starts, followed by " [cut: N bytes dropped]". Returns its
+ * length (engine.c). */
+size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap);
 int64_t flow_now(const ls_flow_t *f);
 /* ts = the realtime clock in ms (for pthread_cond_timedwait). */
 void flow_deadline_in(struct timespec *ts, int64_t ms);

@@ -417,11 +417,15 @@ static int l_secret(lua_State *L)
     return 1;
 }
 
+/* rt.log(act, level, line): ctx:log's and s:log's lines (the engine cuts
+ * a long one). */
 static int l_log(lua_State *L)
 {
     ls_flow_act *a = check_act(L);
     int level = (int)luaL_checkinteger(L, 2);
-    ls_flow_act_log(a, level, luaL_checkstring(L, 3));
+    size_t len;
+    const char *msg = luaL_checklstring(L, 3, &len);
+    ls_flow_act_log(a, level, msg, len);
     return 0;
 }
 
@@ -1378,7 +1382,7 @@ static void drive(worker *w, ls_flow_act *a, int resuming, lua_State *L)
                      "workflow type \"%s\" is not loaded (see lodestone types); the run waits "
                      "for a restart",
                      ls_flow_act_type(a));
-            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, msg);
+            ls_flow_act_log(a, LS_FLOW_LOG_ERROR, msg, strlen(msg));
             ls_flow_act_abandon(a);
             lua_settop(L, top);
             tl_act = NULL;
@@ -1450,7 +1454,7 @@ static void activate(void *ud, void *p, ls_flow_act *a)
             lua_State *L = NULL;
             unsigned g = 0;
             if (open_worker_state(r, &L, &g, &err) != LS_OK) {
-                ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err));
+                ls_flow_act_log(a, LS_FLOW_LOG_ERROR, ls_err_text(&err), strlen(ls_err_text(&err)));
             } else {
                 if (w->L && w->parked == 0) {
                     lua_close(w->L);

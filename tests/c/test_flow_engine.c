@@ -64,9 +64,10 @@ enum {
     OP_STATUS,     /* ctx:set_status(name as JSON text) */
     OP_CHILD,      /* ctx:start_child(name = type, detached = b), then (ms == 0) wait for it */
     OP_CHILD_WAIT, /* wait for the last child started */
-    OP_ALL         /* ctx:all of b branches as branch runs: branch 1 sleeps ms, then
+    OP_ALL,        /* ctx:all of b branches as branch runs: branch 1 sleeps ms, then
                     * branch i runs step "b<i>" and returns its value (name "raise":
                     * the code raises once it has started them) */
+    OP_LOG         /* ctx:log(h->logmsg, h->logmsg_len bytes) */
 };
 
 typedef struct {
@@ -164,6 +165,7 @@ static const script scripts_main[] = {
     {"dr3", {START_CHILD("dr4", 1), COMPLETE}},
     {"dr4", {START_CHILD("dr5", 1), COMPLETE}},
     {"dr5", {COMPLETE}},
+    {"logger", {{OP_LOG, NULL, 0, 0}, SLEEP(1), COMPLETE}},
     /* a child of a type no file can declare */
     {"parent_badtype", {CHILD("no/such"), COMPLETE}},
     {"status",
@@ -260,6 +262,10 @@ typedef struct {
     char side_value[128]; /* JSON text that OP_SIDE offers */
     char tag[96];         /* added to step results when not empty */
     const char *big;      /* OP_ALL "bigname": the name of branch 2's step */
+    const char *logmsg;   /* what OP_LOG logs */
+    size_t logmsg_len;
+    size_t last_log_len;    /* the length of the last line the log got */
+    char last_log_tail[64]; /* and its end */
 } harness;
 
 static void harness_init(harness *h)
@@ -328,6 +334,10 @@ static void on_log(void *ud, int level, const char *run, const char *msg)
     int n = snprintf(line, sizeof line, "%s [%s] %s\n", names[level & 3], run ? run : "-", msg);
     if (getenv("LS_TEST_VERBOSE")) fputs(line, stderr);
     pthread_mutex_lock(&h->mu);
+    size_t mlen = strlen(msg);
+    h->last_log_len = mlen;
+    snprintf(h->last_log_tail, sizeof h->last_log_tail, "%s",
+             msg + (mlen < sizeof h->last_log_tail ? 0 : mlen - (sizeof h->last_log_tail - 1)));
     if (n > 0 && h->loglen + (size_t)n < sizeof h->log) {
         memcpy(h->log + h->loglen, line, (size_t)n + 1);
         h->loglen += (size_t)n;
@@ -703,6 +713,7 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
             break;
         }
         case OP_CLEANUP: goto done; /* not cancelled: the code ends before its catch */
+        case OP_LOG: ls_flow_act_log(a, LS_FLOW_LOG_INFO, h->logmsg, h->logmsg_len); break;
         case OP_STATUS:
             if (ls_flow_act_set_status(a, o->name, strlen(o->name), &err) != LS_OK) {
                 raise_err(a, &err);
@@ -1568,6 +1579,76 @@ static void test_engine_type_stored_unchecked_still_runs(void **state)
                      LS_EINVAL);
     ls_buf_free(&run);
     eng_close(e);
+}
+
+/* A run's log line (ctx:log, s:log) of more than LS_FLOW_LOG_LINEMAX
+ * bytes is cut where a character starts, saying how many bytes were
+ * dropped; a NUL is logged as U+FFFD. */
+static void test_engine_log_line_cut(void **state)
+{
+    (void)state;
+    static char line[FLOW_LOG_LINECAP];
+    size_t big = 10u << 20;
+    char *msg = malloc(big);
+    assert_non_null(msg);
+
+    assert_int_equal(flow_log_line("hello", 5, line, sizeof line), 5);
+    assert_string_equal(line, "hello");
+    assert_int_equal(flow_log_line("a\0b", 3, line, sizeof line), 5);
+    assert_string_equal(line, "a\xef\xbf\xbd"
+                              "b");
+    /* up to the limit: whole */
+    memset(msg, 'x', big);
+    assert_int_equal(flow_log_line(msg, LS_FLOW_LOG_LINEMAX, line, sizeof line),
+                     LS_FLOW_LOG_LINEMAX);
+    assert_int_equal(flow_log_line(msg, LS_FLOW_LOG_LINEMAX + 1, line, sizeof line),
+                     LS_FLOW_LOG_LINEMAX + strlen(" [cut: 1 byte dropped]"));
+    assert_string_equal(line + LS_FLOW_LOG_LINEMAX, " [cut: 1 byte dropped]");
+    /* "a" and 2-byte characters: byte 8193 (the first past the limit) is
+     * the second of one, which goes whole */
+    msg[0] = 'a';
+    for (size_t i = 1; i + 1 < big; i += 2) memcpy(msg + i, "\xc3\xa9", 2);
+    size_t n = flow_log_line(msg, big - 1, line, sizeof line);
+    char want[64];
+    snprintf(want, sizeof want, " [cut: %zu bytes dropped]", big - 1 - 8191);
+    assert_int_equal(n, 8191 + strlen(want));
+    assert_memory_equal(line + 8189, "\xc3\xa9", 2);
+    assert_string_equal(line + 8191, want);
+    /* 4-byte characters after "ab": one starts at byte 8191 (0-based 8190) */
+    memcpy(msg, "ab", 2);
+    for (size_t i = 2; i + 4 <= big; i += 4) memcpy(msg + i, "\xf0\x9d\x84\x9e", 4);
+    n = flow_log_line(msg, 2 + 4 * 5000, line, sizeof line);
+    assert_int_equal(n, 8190 + strlen(" [cut: 11812 bytes dropped]"));
+    assert_string_equal(line + 8190, " [cut: 11812 bytes dropped]");
+    /* NULs up to the limit: each as U+FFFD, in the room the header says */
+    memset(msg, 0, big);
+    n = flow_log_line(msg, big, line, sizeof line);
+    assert_int_equal(n, (size_t)3 * LS_FLOW_LOG_LINEMAX + strlen(" [cut: 10477568 bytes dropped]"));
+    assert_true(n < FLOW_LOG_LINECAP);
+    free(msg);
+}
+
+/* Through ls_flow_act_log, which ctx:log and s:log call: the log sink
+ * gets the cut line. */
+static void test_engine_log_lines_cut(void **state)
+{
+    env *e = *state;
+    size_t big = 10u << 20;
+    char *msg = malloc(big);
+    assert_non_null(msg);
+    memset(msg, 'y', big);
+    e->h.logmsg = msg;
+    e->h.logmsg_len = big;
+    eng_open(e, 1);
+    start1(e, "logger", "lg-cut", NULL);
+    wait_end(e, "lg-cut");
+    assert_int_equal(e->h.last_log_len,
+                     LS_FLOW_LOG_LINEMAX + strlen(" [cut: 10477568 bytes dropped]"));
+    assert_string_equal(e->h.last_log_tail + sizeof e->h.last_log_tail - 1 -
+                            strlen("yy [cut: 10477568 bytes dropped]"),
+                        "yy [cut: 10477568 bytes dropped]");
+    eng_close(e);
+    free(msg);
 }
 
 /* ---- 4. retries and failures ---- */
@@ -4007,6 +4088,8 @@ int main(void)
         T(test_engine_start_rejects_bad_arguments),
         T(test_engine_type_names_checked),
         T(test_engine_type_stored_unchecked_still_runs),
+        T(test_engine_log_line_cut),
+        T(test_engine_log_lines_cut),
         T(test_engine_retry_then_success),
         T(test_engine_retries_exhausted),
         T(test_engine_retry_backoff_survives_restart),

@@ -8,7 +8,8 @@
 # workflow chooses: at most 200 bytes of UTF-8 without control characters,
 # checked where they are first recorded (a chain recorded under a higher
 # --max-depth still ends). Workflow type names: 1 to 200 letters, digits
-# and - _ . :, checked where a file is loaded and where a run starts. A limit crossed fails the run even when its code
+# and - _ . :, checked where a file is loaded and where a run starts. Log
+# lines (ctx:log, s:log): cut after 8 KiB. A limit crossed fails the run even when its code
 # catches the error; depths survive a restart after retention.
 # usage: tests/e2e/workflow_limits.sh BUILD_DIR   (from the project root)
 set -u
@@ -111,6 +112,17 @@ local workflow = require "lodestone.workflow"
 return workflow.define { name = "kid", run = function(ctx, input) return "kid" end }
 LUA
 
+cat > "$d/wf/logs.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define { name = "logs", run = function(ctx, input)
+  local big = "a" .. string.rep("\195\169", input.n) -- "a", then 2-byte characters
+  ctx:log(big)
+  ctx:step("s", function(s) s:log("step", big) end)
+  ctx:log("x\0y")
+  return #big
+end }
+LUA
+
 # --max-depth takes 1 to 1000.
 for v in 0 1001 x; do
   out=$(timeout 20 "$build/bin/lodestoned" --data "$d/data-bad" --workflows "$d/wf" --max-depth "$v" 2>&1)
@@ -198,6 +210,21 @@ api POST /v1/schedules -H 'Content-Type: application/json' \
   --data-binary "{\"name\":\"s200\",\"workflow\":\"$t200\",\"cron\":\"@yearly\"}"
 check "a schedule names a 200-character type (it took 100 at most)" "201 $t200" "$code $(j .workflow)"
 api DELETE /v1/schedules/s200
+
+# ---- log lines ----
+# A line of ctx:log or s:log is cut after 8 KiB where a character starts,
+# saying how many bytes were dropped (it was cut at 1023 bytes, without a
+# word, in the middle of a character if it fell there), and a NUL is
+# logged as U+FFFD (it ended the line).
+start logs '{"id":"lg-1","input":{"n":5000000}}'
+result lg-1
+check "a run that logs lines of 10 MB completes" "completed 10000001" "$(j '.status + " " + (.output | tostring)')"
+logged() { jq -r "select(.run == \"lg-1\") | .msg | $1" "$d/daemon.log" | sed -n "$2p"; }
+check "ctx:log's line is cut after 8 KiB, at a character's start, saying how much was dropped" \
+  "8220 ééé [cut: 9991810 bytes dropped]" "$(logged '"\(utf8bytelength) \(.[-32:])"' 1)"
+check "and it is text (no half character)" false "$(logged 'index("\ufffd") != null' 1)"
+check "s:log's too" "8221 ééé [cut: 9991814 bytes dropped]" "$(logged '"\(utf8bytelength) \(.[-32:])"' 2)"
+check "a NUL is logged as U+FFFD" "x�y" "$(logged . 3)"
 
 # ---- a workflow that starts itself ----
 # It started about 3,000 runs a second without end, and a terminate of its

@@ -1093,6 +1093,31 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  describe("log lines", function()
+    it("cuts a line past 8 KiB where a character starts, as lodestoned's log does", function()
+      local big = "a" .. string.rep("\195\169", 5e6) -- 10 MB: "a", then 2-byte characters
+      local t = testing.run(define(function(ctx)
+        ctx:log(big)
+        ctx:step("s", function(s) s:log("x\0y", big) end)
+        ctx:log(string.rep("z", 8192))
+        ctx:log(string.rep("z", 8193))
+      end))
+      assert.equal("completed", t.status)
+      local function same(want, got) -- (without printing megabytes when they differ)
+        assert.equal(#want, #got)
+        assert.equal(want:sub(-60), got:sub(-60))
+        assert.is_true(want == got)
+      end
+      -- byte 8193, the first past the limit, is the second byte of a
+      -- character: that character goes whole
+      same("a" .. string.rep("\195\169", 4095) .. " [cut: 9991810 bytes dropped]", t.logs[1])
+      same("x\239\191\189y a" .. string.rep("\195\169", 4093) .. " [cut: 9991814 bytes dropped]", t.logs[2])
+      same(string.rep("z", 8192), t.logs[3])
+      same(string.rep("z", 8192) .. " [cut: 1 byte dropped]", t.logs[4])
+      assert.equal(4, #t.logs)
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }

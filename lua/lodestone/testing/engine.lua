@@ -949,10 +949,35 @@ function Act:secret(name)
   return v
 end
 
+-- engine.c's flow_log_line: the line lodestoned's log gets for msg, NULs
+-- as U+FFFD, and past LS_FLOW_LOG_LINEMAX bytes cut where the character
+-- at that byte starts, saying how many bytes were dropped.
+local LOG_LINEMAX = 8192 -- LS_FLOW_LOG_LINEMAX
+
+local function log_line(msg)
+  local keep = #msg
+  if keep > LOG_LINEMAX then
+    keep = LOG_LINEMAX
+    for _ = 1, 3 do -- (a UTF-8 character has at most 3 continuation bytes)
+      local b = msg:byte(keep + 1)
+      if b < 0x80 or b >= 0xC0 then break end
+      keep = keep - 1
+    end
+  end
+  local line = keep < #msg and msg:sub(1, keep) or msg
+  if line:find("%z") then line = line:gsub("%z", "\239\191\189") end
+  if keep < #msg then
+    local dropped = #msg - keep
+    line = line .. string.format(" [cut: %d byte%s dropped]", dropped, dropped == 1 and "" or "s")
+  end
+  return line
+end
+E.log_line = log_line
+
 function Act:log(level, msg)
   if self.verify or (self.replaying and level < LOG_WARN) then return end
   local logs = self.t.logs
-  logs[#logs + 1] = msg
+  logs[#logs + 1] = log_line(msg)
 end
 
 -- lodestone.flowrt as the driver sees it: every call takes the activation.

@@ -490,10 +490,16 @@ LS_API void ls_flow_act_abandon(ls_flow_act *a);
  * with ls_secret_free. LS_ENOTFOUND names the secret. */
 LS_API ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err);
 
-/* Logs a line for the run. Debug and info lines are muted while
- * replaying (the code logged them when it first ran); warnings and errors
- * never are. */
-LS_API void ls_flow_act_log(ls_flow_act *a, int level, const char *msg);
+/* Longest log line of a run (ctx:log, s:log) that the log gets whole, in
+ * bytes. */
+#define LS_FLOW_LOG_LINEMAX 8192
+
+/* Logs a line for the run: msg, len bytes (NUL bytes in it are logged as
+ * U+FFFD). A line of more than LS_FLOW_LOG_LINEMAX bytes is cut where the
+ * character at that byte starts, and " [cut: N bytes dropped]" follows
+ * what is kept. Debug and info lines are muted while replaying (the code
+ * logged them when it first ran); warnings and errors never are. */
+LS_API void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len);
 
 /* ---- schedules ----
  *
