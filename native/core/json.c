@@ -108,6 +108,11 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+size_t ls_json_utf8_seq(const char *s, size_t n)
+{
+    return n == 0 ? 0 : utf8_seq((const unsigned char *)s, (const unsigned char *)s + n);
+}
+
 int ls_json_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -35,6 +35,11 @@ ls_rc ls_json_dump(const json_t *v, ls_buf *out, ls_err *err);
  * forms, no surrogates, nothing above U+10FFFF; NUL bytes allowed). */
 int ls_json_utf8_valid(const char *s, size_t n);
 
+/* The length of the one character of UTF-8 (as above) that starts the n
+ * bytes at s: 1 for an ASCII byte, 2 to 4, or 0 when no valid sequence
+ * starts there (or n is 0). */
+size_t ls_json_utf8_seq(const char *s, size_t n);
+
 /* A new JSON string of the n bytes at s: as they are when they are UTF-8
  * (as above), else with each byte that starts no valid sequence replaced
  * by U+FFFD, so that text stored before it was checked can still be shown.

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "lodestone/ls_clock.h"
+#include "ls_json.h"
 #include "log.h"
 
 static int min_level = LS_FLOW_LOG_INFO;
@@ -28,29 +29,41 @@ int lsd_log_level_parse(const char *s)
     return -1;
 }
 
-/* Appends s as a JSON string body (no quotes) to out at *n, bounded. */
+/* Appends s as a JSON string body (no quotes) to out at *n, bounded: a
+ * byte that starts no valid UTF-8 sequence (text a workflow or a file
+ * gave) is written as U+FFFD, so that every line is JSON. */
 static void put_escaped(char *out, size_t cap, size_t *n, const char *s)
 {
-    for (; *s && *n + 7 < cap; s++) {
+    size_t left = strlen(s);
+    while (left > 0 && *n + 7 < cap) {
         unsigned char c = (unsigned char)*s;
+        size_t len = c < 0x80 ? 1 : ls_json_utf8_seq(s, left);
         if (c == '"' || c == '\\') {
             out[(*n)++] = '\\';
             out[(*n)++] = (char)c;
         } else if (c < 0x20) {
             *n += (size_t)snprintf(out + *n, cap - *n, "\\u%04x", c);
+        } else if (len == 0) {
+            memcpy(out + *n, "\\ufffd", 6);
+            *n += 6;
+            len = 1;
         } else {
-            out[(*n)++] = (char)c;
+            if (*n + len + 7 >= cap) break; /* (never half a character) */
+            memcpy(out + *n, s, len);
+            *n += len;
         }
+        s += len;
+        left -= len;
     }
 }
 
-/* How many bytes put_escaped writes for s. */
+/* How many bytes put_escaped writes for s, at most. */
 static size_t escaped_len(const char *s)
 {
     size_t n = 0;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        n += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
+        n += c == '"' || c == '\\' ? 2 : c < 0x20 || c >= 0x80 ? 6 : 1;
     }
     return n;
 }
@@ -89,15 +102,42 @@ static void emit(int level, const char *run, const char *msg)
     if (line != small) free(line);
 }
 
+/* lodestoned's own messages: as long as they come (a list of loaded
+ * workflow types and load errors grows with the files) up to LOG_MSGMAX
+ * bytes, which are cut where a character starts, saying so. */
+#define LOG_MSGMAX ((size_t)1 << 20)
+
 void lsd_log(int level, const char *run, const char *fmt, ...)
 {
     if (level < min_level) return;
-    char msg[2048];
+    enum { MARK = 64 }; /* room for the cut's mark */
+    char small[2048], *msg = small, *big = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int len = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
+    if (len < 0) return;
+    size_t kept = (size_t)len;
+    if (kept >= sizeof small) {
+        kept = kept < LOG_MSGMAX ? kept : LOG_MSGMAX;
+        /* One byte past what is kept, to tell whether the cut falls
+         * inside a character. */
+        big = malloc(kept + 1 + MARK);
+        if (big != NULL) {
+            va_start(ap, fmt);
+            vsnprintf(big, kept + 2, fmt, ap);
+            va_end(ap);
+            msg = big;
+        } else {
+            kept = sizeof small - MARK;
+        }
+    }
+    if ((size_t)len > kept) {
+        while (kept > 0 && ((unsigned char)msg[kept] & 0xC0) == 0x80) kept--;
+        snprintf(msg + kept, MARK, " [cut: %zu bytes dropped]", (size_t)len - kept);
+    }
     emit(level, run, msg);
+    free(big);
 }
 
 void lsd_log_sink(void *ud, int level, const char *run, const char *msg)

@@ -119,6 +119,7 @@ return workflow.define { name = "logs", run = function(ctx, input)
   ctx:log(big)
   ctx:step("s", function(s) s:log("step", big) end)
   ctx:log("x\0y")
+  ctx:log("bytes \255 and \192\128 are not UTF-8")
   return #big
 end }
 LUA
@@ -225,6 +226,20 @@ check "ctx:log's line is cut after 8 KiB, at a character's start, saying how muc
 check "and it is text (no half character)" false "$(logged 'index("\ufffd") != null' 1)"
 check "s:log's too" "8221 ééé [cut: 9991814 bytes dropped]" "$(logged '"\(utf8bytelength) \(.[-32:])"' 2)"
 check "a NUL is logged as U+FFFD" "x�y" "$(logged . 3)"
+# Bytes that start no UTF-8 character went into the log as they were, so
+# that the line was not JSON to a strict reader (jq takes it).
+check "bytes that are not UTF-8 are logged as U+FFFD" "bytes � and �� are not UTF-8" "$(logged . 4)"
+check "every line of lodestoned's log is UTF-8 and JSON" ok \
+  "$(python3 -c 'import json, sys
+for line in open(sys.argv[1], "rb"): json.loads(line.decode("utf-8"))
+print("ok")' "$d/daemon.log" 2>&1 | tail -1)"
+# lodestoned's own messages were cut at 2 KiB without a word: the line
+# listing the loaded workflows and the files that failed (over 2 KiB here)
+# lost its end, and with it the JSON it holds.
+api GET /v1/workflow-types
+check "the line listing the workflow files is whole (over 2 KiB of JSON)" "true $(j '.types | length')" \
+  "$(jq -r 'select(.msg | startswith("workflows from ")) | .msg | (length > 2048 | tostring) + " " +
+    (sub("^workflows from [^ ]*: "; "") | fromjson | .types | length | tostring)' "$d/daemon.log" | head -1)"
 
 # ---- a workflow that starts itself ----
 # It started about 3,000 runs a second without end, and a terminate of its
