@@ -63,6 +63,10 @@ for n in . ..; do
   check "a signal named $n exits 1 before any request" \
     "1 lodestone signal: signal name: \"$n\" is not a name: HTTP clients remove such segments from the API's path" \
     "$? $err"
+  err=$("$ls" start "$n" 2>&1)
+  check "a start of type $n exits 1 before any request" \
+    "1 lodestone start: workflow type: \"$n\" is not a name: HTTP clients remove such segments from the API's path" \
+    "$? $err"
 done
 err=$("$ls" start order --timeout 5 2>&1)
 check "--timeout without --wait exits 2" 2 $?

@@ -405,6 +405,12 @@ local function start(args)
   local pos, opts = parse(args, 2, { id = "value", input = "value", wait = "flag", timeout = "value" })
   if opts.help then io.stdout:write(HELP.start, CONNECTION_HELP) return 0 end
   if #pos ~= 1 then usage_error("expected one workflow TYPE") end
+  if pos[1] == "." or pos[1] == ".." then
+    -- as for a signal's name: curl would remove the segment, and
+    -- lodestoned refuses such a type anyway
+    fail(1, 'lodestone start: workflow type: "' .. pos[1] .. '" is not a name: HTTP clients remove such ' ..
+      "segments from the API's path")
+  end
   local seconds
   if opts.timeout then
     if not opts.wait then usage_error("--timeout goes with --wait") end
