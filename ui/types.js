@@ -70,8 +70,14 @@ export function typesPage(ui) {
     parts.push(h("h2", {}, "Load errors"));
     if (errors.length === 0) parts.push(h("p", { id: "no-load-errors" }, "Every workflow file loaded."));
     else {
-      parts.push(h("ul", { class: "load-errors" }, errors.map((e) =>
-        h("li", {}, h("span", { class: "mono" }, String(e.file ?? "?")), ": ", h("pre", { class: "json" }, String(e.error ?? ""))))));
+      // A message that names the file already (Lua's "FILE:LINE: ...") is
+      // shown alone, not after the file's name again.
+      parts.push(h("ul", { class: "load-errors" }, errors.map((e) => {
+        const file = String(e.file ?? "?"), msg = String(e.error ?? "");
+        return msg.startsWith(file + ":")
+          ? h("li", {}, h("pre", { class: "json" }, msg))
+          : h("li", {}, h("span", { class: "mono" }, file), ": ", h("pre", { class: "json" }, msg));
+      })));
     }
     keepFocus(content, () => replace(content, ...parts)); // a live refresh keeps a keyboard user's place
     await countRuns(types.map((t) => String(t.name ?? "")), cells);

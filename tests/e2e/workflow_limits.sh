@@ -191,7 +191,7 @@ check "nor one that is not a string (lodestoned crashed)" \
 check "a name of 200 characters loads" "$t200" "$(j ".types[] | select(.file | endswith(\"/type200.lua\")) | .name")"
 out=$("$build/bin/lodestone" types --socket "$sock" 2>&1)
 check "lodestone types exits 1" 1 "$?"
-check_contains "and shows the error" "error: $d/wf/typetable.lua: $d/wf/typetable.lua: workflow.define: name: must be" "$out"
+check_contains "and shows the error, naming the file once" "error: $d/wf/typetable.lua: workflow.define: name: must be" "$out"
 start "$t200" '{"id":"t200","input":"kid"}'
 result t200
 check "a run of the 200-character type completes" "completed kid" "$(j '.status + " " + .output')"

@@ -595,6 +595,11 @@ try {
       await check("the types page shows the file that failed to load", async () => {
         await page.locator(".load-errors li", { hasText: args["load-error"] }).waitFor({ timeout: WAIT });
       });
+      await check("and names the file once (Lua's message names it already)", async () => {
+        const text = await page.locator(".load-errors li", { hasText: args["load-error"] }).first().innerText();
+        const times = text.split(args["load-error"]).length - 1;
+        if (times !== 1) throw new Error(`named ${times} times: ${text}`);
+      });
     }
     await check("the schedules page answers without an error", async () => {
       expectedFailures.push(/\/v1\/schedules$/);

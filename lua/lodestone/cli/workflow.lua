@@ -530,7 +530,14 @@ local function types(args)
     io.stderr:write("no workflow types loaded\n")
   end
   for _, e in ipairs(errors) do
-    io.stderr:write("error: ", tostring(e.file or "?"), ": ", tostring(e.error or "?"), "\n")
+    local file, msg = tostring(e.file or "?"), tostring(e.error or "?")
+    -- A message that names the file already (Lua's "FILE:LINE: ...") is
+    -- not prefixed with it again.
+    if msg:sub(1, #file + 1) == file .. ":" then
+      io.stderr:write("error: ", msg, "\n")
+    else
+      io.stderr:write("error: ", file, ": ", msg, "\n")
+    end
   end
   return #errors > 0 and 1 or 0
 end
