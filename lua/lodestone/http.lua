@@ -22,7 +22,9 @@
 --                and res.json_error holds the parse error (JSON type only).
 -- Every HTTP status is a response (check res.status). Bad arguments raise
 -- "http.request: <field> ..."; transport failures (refused, timed out,
--- body too large) raise "http METHOD URL: <reason>".
+-- body too large) raise "http METHOD URL: <reason>", the URL without its
+-- user information and with "?..." for a query or fragment (credentials
+-- there would reach a run's history and lodestoned's log).
 --
 -- http.get(url, opts), http.post(url, opts), http.put, http.patch,
 -- http.delete: request() with method and url filled in (opts as above).

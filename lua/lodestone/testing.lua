@@ -82,6 +82,18 @@ M._flowrt = engine.FLOWRT -- what the driver sees as lodestone.flowrt during an 
 
 local HTTP_METHODS = { "get", "post", "put", "patch", "delete" }
 
+-- A URL as lodestone.httpc's messages show it: no user information, and
+-- "?..." for a query or a fragment (they may hold credentials).
+local function shown_url(url)
+  if type(url) ~= "string" then return tostring(url) end
+  local scheme, rest = url:match("^(%a[%w+.-]*://)(.*)$")
+  if not scheme then scheme, rest = "", url end
+  local authority = rest:match("^[^/?#]*")
+  rest = (authority:match("^.*@(.*)$") or authority) .. rest:sub(#authority + 1)
+  local path = rest:match("^[^?#]*")
+  return scheme .. path .. (#path < #rest and "?..." or "")
+end
+
 -- s.http for one step: the test's stub (a function for every step, or a
 -- table of functions by step name), else an error that fails the step.
 local function step_http(t, step)
@@ -94,7 +106,7 @@ local function step_http(t, step)
     if stub == nil then
       error(workflow.fatal(string.format("http %s %s: HTTP is not available in tests: stub it " ..
         "(testing.run(..., { http = function(req) return { status = 200, json = {...} } end }))",
-        method, tostring(url))), 2)
+        method, shown_url(url))), 2)
     end
     local r = { step = step, method = method, url = url, headers = req.headers or {},
                 json = req.json, body = req.body, timeout = req.timeout }
@@ -102,7 +114,7 @@ local function step_http(t, step)
     local res = stub(r)
     if type(res) ~= "table" then
       error(string.format("http %s %s: the http stub returned a %s, not a response table",
-        method, tostring(url), type(res)), 2)
+        method, shown_url(url), type(res)), 2)
     end
     res.status = res.status or 200
     res.headers = res.headers or {}

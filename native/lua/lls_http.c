@@ -205,14 +205,34 @@ static void check_headers(lua_State *L, int t, request *r)
     lua_pop(L, 1);
 }
 
+/* The URL as messages show it: scheme, host, port and path, without the
+ * user information and with "?..." for a query or a fragment, which may
+ * hold credentials (https://user:pass@host/x?api_key=...): a transport
+ * error reaches the run's history, lodestoned's log and the API. */
+static void shown_url(const char *url, char *out, size_t cap)
+{
+    const char *sep = strstr(url, "://");
+    const char *host = sep ? sep + 3 : url;
+    size_t alen = strcspn(host, "/?#");
+    const char *start = host; /* past the authority's last '@' */
+    for (size_t i = 0; i < alen; i++)
+        if (host[i] == '@') start = host + i + 1;
+    size_t plen = strcspn(start, "?#");
+    snprintf(out, cap, "%.*s%.*s%s", (int)(host - url), url, (int)plen, start,
+             start[plen] ? "?..." : "");
+}
+
 static void check_request(lua_State *L, int t, request *r)
 {
     size_t len;
     memset(r, 0, sizeof *r);
     check_fields(L, t);
     r->url = opt_string(L, t, "url", 1, &len);
-    if (strncasecmp(r->url, "http://", 7) != 0 && strncasecmp(r->url, "https://", 8) != 0)
-        raise(L, "http.request: url must start with http:// or https:// (got \"%s\")", r->url);
+    if (strncasecmp(r->url, "http://", 7) != 0 && strncasecmp(r->url, "https://", 8) != 0) {
+        char scheme[24]; /* what comes before ':' (the rest may hold credentials) */
+        snprintf(scheme, sizeof scheme, "%.*s", (int)strcspn(r->url, ":/?#@"), r->url);
+        raise(L, "http.request: url must start with http:// or https:// (got \"%s...\")", scheme);
+    }
     if (strlen(r->url) != len) raise(L, "http.request: url contains a NUL byte");
     r->method = opt_string(L, t, "method", 0, &len);
     if (r->method == NULL)
@@ -398,12 +418,14 @@ static box *prepare(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     request r;
     check_request(L, 1, &r);
+    char url[400];
+    shown_url(r.url, url, sizeof url);
     const char *why = ls_curl_init();
-    if (why != NULL) raise(L, "http %s %s: libcurl did not initialise: %s", r.method, r.url, why);
+    if (why != NULL) raise(L, "http %s %s: libcurl did not initialise: %s", r.method, url, why);
     box *b = new_box(L);
     b->max_body = r.max_body;
     b->timeout_ms = r.timeout_ms;
-    snprintf(b->what, sizeof b->what, "%s %s", r.method, r.url);
+    snprintf(b->what, sizeof b->what, "%.32s %s", r.method, url);
     b->h = curl_easy_init();
     if (b->h == NULL || build_headers(L, 1, b, &r) != 0) {
         box_clear(b);

@@ -145,7 +145,7 @@ describe("lodestone.http", function()
 
     it("a body larger than max_body is an error naming the request", function()
       local err = err_of(http.get, svc.url .. "/raw?body=0123456789", { max_body = 9 })
-      assert.equal("http GET " .. svc.url .. "/raw?body=0123456789: response body larger than max_body (9 bytes)", err)
+      assert.equal("http GET " .. svc.url .. "/raw?...: response body larger than max_body (9 bytes)", err)
       assert.equal("0123456789", http.get(svc.url .. "/raw?body=0123456789", { max_body = 10 }).body)
     end)
   end)
@@ -153,7 +153,7 @@ describe("lodestone.http", function()
   describe("transport failures", function()
     it("a timeout raises 'timed out after N ms'", function()
       local err = err_of(http.get, svc.url .. "/slow?ms=2000", { timeout = "200ms" })
-      assert.equal("http GET " .. svc.url .. "/slow?ms=2000: timed out after 200 ms", err)
+      assert.equal("http GET " .. svc.url .. "/slow?...: timed out after 200 ms", err)
       err = err_of(http.get, svc.url .. "/slow?ms=2000", { timeout = 0.25 })
       assert.matches("timed out after 250 ms$", err)
     end)
@@ -161,6 +161,18 @@ describe("lodestone.http", function()
     it("a refused connection raises the method, URL and reason", function()
       local err = err_of(http.post, "http://127.0.0.1:1/charges", { json = { amount = 1 }, timeout = "2s" })
       assert.matches("^http POST http://127%.0%.0%.1:1/charges: .*[Cc]ouldn't connect", err)
+    end)
+
+    it("names the URL without its credentials: no user information, no query, no fragment", function()
+      -- A transport error goes into a run's history, lodestoned's log and the API.
+      local err = err_of(http.get, "http://alice:pw-s3cret@127.0.0.1:1/v1/x?api_key=k-s3cret#f", { timeout = "2s" })
+      assert.matches("^http GET http://127%.0%.0%.1:1/v1/x%?%.%.%.: ", err)
+      assert.is_nil(err:find("s3cret", 1, true))
+      err = err_of(http.get, "https://user@127.0.0.1:1#frag-s3cret", { timeout = "2s" })
+      assert.matches("^http GET https://127%.0%.0%.1:1%?%.%.%.: ", err)
+      assert.is_nil(err:find("s3cret", 1, true))
+      err = err_of(http.get, "ftp://user:pw-s3cret@host/x")
+      assert.equal('http.request: url must start with http:// or https:// (got "ftp...")', err:match("http%.request:.*$"))
     end)
 
     it("talks to a unix socket when given one", function()
@@ -193,7 +205,7 @@ describe("lodestone.http", function()
         'http.request: timeout expected seconds or a duration such as "250ms", "10s", "5m" (units ms, s, m, h, d), got "10"' },
       { "timeout zero", { url = "http://x/", timeout = 0 }, "http.request: timeout must be more than 0, got 0" },
       { "json", { url = "http://x/", json = { f = print } }, "^http%.request: json: json%.encode: at %$%.f" },
-      { "scheme", { url = "ftp://x/" }, 'http.request: url must start with http:// or https:// (got "ftp://x/")' },
+      { "scheme", { url = "ftp://x/" }, 'http.request: url must start with http:// or https:// (got "ftp...")' },
       { "bad method", { url = "http://x/", method = "GE T" }, 'http.request: method must be an HTTP method such as "POST" (got "GE T")' },
       { "header name", { url = "http://x/", headers = { ["a b"] = "1" } }, "http.request: header name 'a b' is not a valid HTTP token" },
       { "header break", { url = "http://x/", headers = { a = "1\r\nX-Evil: 1" } },

@@ -548,6 +548,13 @@ describe("lodestone.testing", function()
       assert.equal("failed", t.status)
       assert.matches('^step "fetch" failed on attempt 1: http POST http://svc/x: HTTP is not available in tests',
         t.error)
+      -- as lodestone.httpc names a URL: without its credentials
+      local leaky = define(function(ctx)
+        return ctx:step("fetch", function(s) return s.http.get("https://u:pw-s3cret@svc/x?key=k-s3cret").status end)
+      end)
+      t = testing.run(leaky)
+      assert.matches('^step "fetch" failed on attempt 1: http GET https://svc/x%?%.%.%.: HTTP is not available', t.error)
+      assert.is_nil(t.error:find("s3cret", 1, true))
       t = testing.run(def, { http = function(req)
         return { status = 201, json = { echo = req.json.a, step = req.step } }
       end })
