@@ -3,6 +3,8 @@
  */
 #include "ls_config.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +70,24 @@ static size_t escaped_len(const char *s)
     return n;
 }
 
+/* Writes a line whole: a pipe (systemd's journal, a log shipper) keeps
+ * one write together only up to PIPE_BUF (4 KiB), and lines reach 8 KiB
+ * and more, so the threads take turns; a short write goes on where it
+ * stopped. */
+static void write_line(const char *line, size_t n)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, line, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break; /* (nowhere else to say so) */
+        line += w;
+        n -= (size_t)w;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 static void emit(int level, const char *run, const char *msg)
 {
     /* A run's own line (ls_flow_act_log) is up to LS_FLOW_LOG_LINEMAX
@@ -97,8 +117,7 @@ static void emit(int level, const char *run, const char *msg)
     }
     line[n++] = '}';
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, n);
-    (void)w;
+    write_line(line, n);
     if (line != small) free(line);
 }
 

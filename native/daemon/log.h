@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * lodestoned's log: one JSON object per line on stderr, written with a
- * single write(2) so lines from threads never interleave:
+ * lodestoned's log: one JSON object per line on stderr, in UTF-8, each
+ * written whole under a lock so that lines from threads never interleave
+ * (also through a pipe, which keeps only 4 KiB writes together):
  *   {"ts":"2026-11-26T11:44:46.123Z","level":"info","msg":"...","run":"..."}
  */
 #ifndef LSD_LOG_H

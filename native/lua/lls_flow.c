@@ -935,8 +935,10 @@ static void note_error(wf_error **errors, size_t *nerrors, const char *file, con
 static const char *check_def_name(lua_State *L, const char *path)
 {
     if (lua_type(L, -1) != LUA_TSTRING) {
-        lua_pushfstring(L, "%s: workflow.define: name: must be a string, got a %s", path,
-                        luaL_typename(L, -1));
+        lua_pushfstring(L,
+                        "%s: workflow.define: name: must be a string of letters, digits and - _ . "
+                        ":, got a %s",
+                        path, luaL_typename(L, -1));
         return lua_tostring(L, -1);
     }
     size_t n;
@@ -1203,15 +1205,11 @@ static void worker_close(void *ud, void *p)
  * the workflow files (version -> def), per worker state. */
 static char old_defs_key;
 
-/* Sets lodestone.workflow's _pinned_type (NULL: clears it): while it is
- * set, workflow.define takes that name even when the rule of type names
- * (ls_flow_check_type_name) refuses it, for the source a run started
- * with, under a name an older lodestoned took. */
-static void set_pinned_type(lua_State *L, const char *type)
+/* lua_cpcall's function for set_pinned_type: the type (or NULL) is its
+ * light userdata. */
+static int pin_type(lua_State *L)
 {
-    /* (raw accesses, each checked: nothing here may raise outside a
-     * pcall, whatever a file did to package) */
-    int top = lua_gettop(L);
+    const char *type = lua_touserdata(L, 1);
     lua_getglobal(L, "package");
     if (lua_istable(L, -1)) {
         lua_pushliteral(L, "loaded");
@@ -1229,7 +1227,18 @@ static void set_pinned_type(lua_State *L, const char *type)
             lua_pushnil(L);
         lua_rawset(L, -3);
     }
-    lua_settop(L, top);
+    return 0;
+}
+
+/* Sets lodestone.workflow's _pinned_type (NULL: clears it): while it is
+ * set, workflow.define takes that name even when the rule of type names
+ * (ls_flow_check_type_name) refuses it, for the source a run started
+ * with, under a name an older lodestoned took. In protected mode (a
+ * string may not be had under the state's memory limit): 0, or an error
+ * message on the stack. */
+static int set_pinned_type(lua_State *L, const char *type)
+{
+    return lua_cpcall(L, pin_type, (void *)type);
 }
 
 /* Replaces the def on top of the stack with the one of the run's own
@@ -1276,12 +1285,13 @@ static const char *pin_version(lua_State *L, ls_flow_act *a)
     int rc = luaL_loadbuffer(L, (const char *)src.ptr, src.len, chunk);
     ls_buf_free(&src);
     if (rc == 0) own_globals(L);
+    if (rc == 0 && (rc = set_pinned_type(L, ls_flow_act_type(a))) != 0)
+        lua_remove(L, -2); /* the chunk: its error message stands in for its result */
     if (rc == 0) {
-        set_pinned_type(L, ls_flow_act_type(a));
         set_deadline(L, 5000);
         rc = lua_pcall(L, 0, 1, 0);
         set_deadline(L, 0);
-        set_pinned_type(L, NULL);
+        if (set_pinned_type(L, NULL) != 0) lua_pop(L, 1); /* (clearing allocates nothing) */
     }
     if (rc == 0) {
         lua_getfield(L, -1, "name");
