@@ -176,6 +176,16 @@ describe("lodestone.workflow", function()
       assert.equal("workflow.define: name: must be 1 to 200 characters, got 250", other)
       assert.equal("workflow.define: name: must be 1 to 200 characters, got 250",
         err_of(defines { name = long }))
+      -- a name the rule takes, with a schedule an older version took though
+      -- it could not install it (a schedule's name is at most 100 long)
+      local mid = string.rep("S", 150)
+      workflow._pinned_type = mid
+      ok, def = pcall(workflow.define, { name = mid, run = noop, schedule = { cron = "@yearly" } })
+      workflow._pinned_type = nil
+      assert.is_true(ok, def)
+      assert.is_nil(def.schedule)
+      assert.matches("at most 100 characters long: name has 150$",
+        err_of(defines { name = mid, schedule = { cron = "@yearly" } }))
     end)
 
     it("checks concurrency and keeps it as JSON for the engine", function()

@@ -951,7 +951,9 @@ end
 
 -- engine.c's flow_log_line: the line lodestoned's log gets for msg, NULs
 -- as U+FFFD, and past LS_FLOW_LOG_LINEMAX bytes cut where the character
--- at that byte starts, saying how many bytes were dropped.
+-- at that byte starts, saying how many bytes were dropped; then, as
+-- lodestoned's log writes it, each byte that starts no UTF-8 character
+-- as U+FFFD too.
 local LOG_LINEMAX = 8192 -- LS_FLOW_LOG_LINEMAX
 
 local function log_line(msg)
@@ -966,6 +968,15 @@ local function log_line(msg)
   end
   local line = keep < #msg and msg:sub(1, keep) or msg
   if line:find("%z") then line = line:gsub("%z", "\239\191\189") end
+  if line:find("[\128-\255]") then
+    local parts, i = {}, 1
+    while i <= #line do
+      local n = utf8_seq(line, i)
+      parts[#parts + 1] = n == 0 and "\239\191\189" or line:sub(i, i + n - 1)
+      i = i + (n == 0 and 1 or n)
+    end
+    line = table.concat(parts)
+  end
   if keep < #msg then
     local dropped = #msg - keep
     line = line .. string.format(" [cut: %d byte%s dropped]", dropped, dropped == 1 and "" or "s")
