@@ -239,6 +239,27 @@ uint32_t ls_store_format(const ls_store_t *st)
     return st->format;
 }
 
+ls_rc ls_store_holds_data(ls_store_t *st, int *holds, ls_err *err)
+{
+    if (st == NULL || holds == NULL)
+        return ls_err_set(err, LS_EINVAL, "ls_store_holds_data: store and holds are required");
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->read);
+    leveldb_iter_seek_to_first(it);
+    int found = 0;
+    for (int n = 0; n < 2 && !found && leveldb_iter_valid(it); n++) {
+        size_t klen = 0;
+        const char *k = leveldb_iter_key(it, &klen);
+        found = klen != sizeof format_key || memcmp(k, format_key, klen) != 0;
+        leveldb_iter_next(it);
+    }
+    char *e = NULL;
+    leveldb_iter_get_error(it, &e);
+    leveldb_iter_destroy(it);
+    if (e != NULL) return ls_store_leveldb_err(st->path, "checking for records", &e, err);
+    *holds = found;
+    return LS_OK;
+}
+
 /* ---- point access ---- */
 
 ls_rc ls_store_get(ls_store_t *st, const void *key, size_t klen, ls_buf *val, ls_err *err)

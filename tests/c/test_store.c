@@ -220,6 +220,40 @@ static void test_store_format_record_written(void **state)
     free(path);
 }
 
+/* A new store holds its format record only; any other record, in any
+ * namespace (before the format record's key or after it), is data. */
+static void test_store_holds_data(void **state)
+{
+    ls_err err = {0};
+    char *path = store_path(state, "holds");
+    ls_store_t *st = open_ok(path, 1);
+    int holds = -1;
+    th_ok(ls_store_holds_data(st, &holds, &err), &err);
+    assert_int_equal(holds, 0);
+    static const struct {
+        const char *key;
+        size_t len;
+    } keys[] = {{"\x00keycheck", 9}, {"\x00", 1}, {"\000format!", 8}, {"\x11run", 4}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        th_ok(ls_store_put(st, keys[i].key, keys[i].len, "v", 1, 0, &err), &err);
+        th_ok(ls_store_holds_data(st, &holds, &err), &err);
+        assert_int_equal(holds, 1);
+        th_ok(ls_store_delete(st, keys[i].key, keys[i].len, 0, &err), &err);
+        th_ok(ls_store_holds_data(st, &holds, &err), &err);
+        assert_int_equal(holds, 0);
+    }
+    /* Reopened, with a record: still data. */
+    th_ok(ls_store_put(st, "\x01secret", 7, "v", 1, LS_STORE_SYNC, &err), &err);
+    ls_store_close(st);
+    st = open_ok(path, 0);
+    th_ok(ls_store_holds_data(st, &holds, &err), &err);
+    assert_int_equal(holds, 1);
+    assert_int_equal(ls_store_holds_data(NULL, &holds, &err), LS_EINVAL);
+    assert_int_equal(ls_store_holds_data(st, NULL, &err), LS_EINVAL);
+    ls_store_close(st);
+    free(path);
+}
+
 static void test_store_open_missing_without_create(void **state)
 {
     ls_err err;
@@ -1624,6 +1658,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_create_reopen_keeps_data),
         cmocka_unit_test(test_store_format_record_written),
+        cmocka_unit_test(test_store_holds_data),
         cmocka_unit_test(test_store_batch_append),
         cmocka_unit_test(test_store_open_missing_without_create),
         cmocka_unit_test(test_store_open_leftover_lock_and_log_is_empty),

@@ -55,6 +55,11 @@ LS_API ls_rc ls_store_open(ls_store_t **out, const char *path, const ls_store_op
  * batches of the store must be freed first. */
 LS_API void ls_store_close(ls_store_t *st);
 
+/* Sets *holds to 1 when the store holds any record besides its format
+ * record (runs, secrets, schedules, other metadata), to 0 when it is as
+ * ls_store_open created it: a new store. */
+LS_API ls_rc ls_store_holds_data(ls_store_t *st, int *holds, ls_err *err);
+
 /* Format version found in the store (LS_STORE_FORMAT for a store this build
  * created). */
 LS_API uint32_t ls_store_format(const ls_store_t *st);
