@@ -3,7 +3,8 @@
  * of mode 0600. Key bytes exist only in sodium_malloc'd memory: files are
  * read and formatted in guarded memory that is wiped, created with O_EXCL or
  * replaced through a temporary file and rename, with file and directory
- * fsynced. A file that group or others could use is refused.
+ * fsynced. A file that group or others could use, or that another user
+ * owns, is refused.
  */
 #include "ls_config.h"
 
@@ -293,6 +294,7 @@ static ls_rc create_keyfile(ls_vault_t *v, ls_err *err)
     v->keys = keys;
     v->nkeys = 1;
     v->current = 1;
+    v->created = 1;
     return LS_OK;
 
 fail:
@@ -302,12 +304,19 @@ fail:
     return rc;
 }
 
-/* Refuses anything but a regular file that group and others cannot use. */
+/* Refuses anything but a regular file of this process's effective user
+ * that group and others cannot use. */
 static ls_rc check_keyfile(int fd, const char *path, struct stat *st, ls_err *err)
 {
     if (fstat(fd, st) != 0) return sys_error(err, errno, "cannot stat key file", path);
     if (!S_ISREG(st->st_mode))
         return ls_err_set(err, LS_EPERM, "key file %s is not a regular file", path);
+    /* Another user's file could be replaced or read by that user. */
+    if (st->st_uid != geteuid())
+        return ls_err_set(err, LS_EPERM,
+                          "key file %s is owned by uid %u, not by the user this process runs as "
+                          "(uid %u): chown it, or run as its owner",
+                          path, (unsigned)st->st_uid, (unsigned)geteuid());
     if (st->st_mode & 077)
         return ls_err_set(err, LS_EPERM,
                           "key file %s has mode %04o: it must not be readable or writable by "
@@ -420,6 +429,18 @@ void ls_vault_close(ls_vault_t *v)
     ls_free(v->path);
     ls_free(v->dir);
     ls_free(v);
+}
+
+int ls_vault_created(const ls_vault_t *v)
+{
+    return v != NULL && v->created;
+}
+
+void ls_vault_discard(ls_vault_t *v)
+{
+    if (v != NULL && v->created && v->path != NULL && unlink(v->path) == 0 && v->dir != NULL)
+        (void)fsync_dir(v->dir, NULL);
+    ls_vault_close(v);
 }
 
 uint32_t ls_vault_current_key(const ls_vault_t *v)

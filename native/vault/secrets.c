@@ -285,6 +285,10 @@ ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_se
     rc = guarded_reserve(&s->data, &s->cap, record_ptcap(sealed.len), err);
     if (rc != LS_OK) goto fail;
     rc = open_record(v, name, nlen, sealed.ptr, sealed.len, s->data, &s->len, err);
+    if (rc == LS_ENOTFOUND) /* the secret exists: its key is what is missing */
+        rc =
+            ls_err_set(err, LS_EAUTH, "sealed value names key %u, which this keyring does not hold",
+                       (unsigned)record_key(sealed.ptr, sealed.len));
     if (rc != LS_OK) goto fail;
     ls_buf_free(&key);
     ls_buf_free(&sealed);

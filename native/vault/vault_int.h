@@ -40,6 +40,7 @@ struct ls_vault {
     uint32_t current; /* id of the key used for new seals */
     pthread_rwlock_t lock;
     int lock_ready; /* lock initialised (for a failed ls_vault_load) */
+    int created;    /* ls_vault_load created the key file */
 };
 
 /* ---- keyring.c ---- */

@@ -439,6 +439,63 @@ static void test_vault_bad_permissions(void **state)
     free(fifo), free(dir), free(path);
 }
 
+/* A key file another user owns is refused (that user could replace it or,
+ * changing its mode, read it); only root can make one here. */
+static void test_vault_key_file_owner(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) skip();
+    char *path = NULL;
+    ls_vault_t *v = new_vault(&path);
+    ls_vault_close(v);
+    ls_err err = {0};
+    assert_int_equal(chown(path, 65534, (gid_t)-1), 0);
+    v = (ls_vault_t *)&v;
+    assert_int_equal(ls_vault_load(&v, path, NULL, &err), LS_EPERM);
+    assert_null(v);
+    assert_contains(err.msg, "is owned by uid 65534, not by the user this process runs as (uid 0)");
+    assert_contains(err.msg, path);
+    ls_vault_opts o = {.create_if_missing = 1};
+    assert_int_equal(ls_vault_load(&v, path, &o, &err), LS_EPERM);
+    /* Root's own is fine when running as root. */
+    assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+    th_ok(ls_vault_load(&v, path, NULL, &err), &err);
+    ls_vault_close(v);
+    free(path);
+}
+
+/* ls_vault_discard removes a key file only when the load created it. */
+static void test_vault_discard_created(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir("discard");
+    char *path = th_path(dir, "master.key");
+    ls_vault_opts o = {.create_if_missing = 1};
+    ls_vault_t *v = NULL;
+    ls_err err = {0};
+    struct stat sb;
+    th_ok(ls_vault_load(&v, path, &o, &err), &err);
+    assert_int_equal(ls_vault_created(v), 1);
+    assert_int_equal(stat(path, &sb), 0);
+    ls_vault_discard(v);
+    assert_int_equal(stat(path, &sb), -1);
+    assert_int_equal(errno, ENOENT);
+
+    /* Loaded, not created: the file stays, with or without create. */
+    th_ok(ls_vault_load(&v, path, &o, &err), &err);
+    ls_vault_close(v);
+    th_ok(ls_vault_load(&v, path, &o, &err), &err);
+    assert_int_equal(ls_vault_created(v), 0);
+    ls_vault_discard(v);
+    th_ok(ls_vault_load(&v, path, NULL, &err), &err);
+    assert_int_equal(ls_vault_created(v), 0);
+    ls_vault_discard(v);
+    assert_int_equal(stat(path, &sb), 0);
+    ls_vault_discard(NULL);
+    assert_int_equal(ls_vault_created(NULL), 0);
+    free(path), free(dir);
+}
+
 static const char K64[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEy"
                           "MzQ1Njc4OTo7PD0+Pw=="; /* 64 bytes */
 
@@ -693,6 +750,107 @@ static void test_vault_wrong_key(void **state)
     assert_contains(err.msg, "names key 2");
     ls_buf_free(&sealed), ls_buf_free(&out);
     ls_vault_close(a), ls_vault_close(b);
+}
+
+/* ---- the store's key check ---- */
+
+static const unsigned char check_key[] = {0x00, 'k', 'e', 'y', 'c', 'h', 'e', 'c', 'k'};
+
+static void test_vault_check_round_trip(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err = {0};
+    uint32_t id = 99;
+    /* None yet: LS_ENOTFOUND, err untouched. */
+    assert_int_equal(ls_vault_check_open(v, st, &id, &err), LS_ENOTFOUND);
+    assert_int_equal(id, 0);
+    assert_int_equal(ls_vault_check_key(st, &id, &err), LS_ENOTFOUND);
+    assert_int_equal(err.code, LS_OK);
+    th_ok(ls_vault_check_write(v, st, &err), &err);
+    th_ok(ls_vault_check_open(v, st, &id, &err), &err);
+    assert_int_equal(id, 1);
+    th_ok(ls_vault_check_key(st, &id, &err), &err);
+    assert_int_equal(id, 1);
+
+    /* In the metadata namespace, sealed: no text of it is readable. */
+    ls_buf raw = LS_BUF_INIT;
+    th_ok(ls_store_get(st, check_key, sizeof check_key, &raw, &err), &err);
+    assert_int_equal(ls_vault_sealed_key(raw.ptr, raw.len), 1);
+    assert_null(memmem(raw.ptr, raw.len, "check", 5));
+
+    /* After a rotation the old check still opens; a new one is under key 2. */
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    th_ok(ls_vault_check_open(v, st, &id, &err), &err);
+    assert_int_equal(id, 1);
+    th_ok(ls_vault_check_write(v, st, &err), &err);
+    th_ok(ls_vault_check_open(v, st, &id, &err), &err);
+    assert_int_equal(id, 2);
+
+    assert_int_equal(ls_vault_check_open(NULL, st, &id, &err), LS_EINVAL);
+    assert_int_equal(ls_vault_check_open(v, st, NULL, &err), LS_EINVAL);
+    assert_int_equal(ls_vault_check_key(NULL, &id, &err), LS_EINVAL);
+    assert_int_equal(ls_vault_check_write(v, NULL, &err), LS_EINVAL);
+    ls_buf_free(&raw);
+    ls_store_close(st);
+    ls_vault_close(v);
+}
+
+static void test_vault_check_wrong_key(void **state)
+{
+    (void)state;
+    char *path = NULL, *other = NULL;
+    ls_vault_t *v = new_vault(&path), *w = new_vault(&other);
+    ls_store_t *st = new_store(NULL);
+    ls_err err = {0};
+    uint32_t id = 0;
+    th_ok(ls_vault_check_write(v, st, &err), &err);
+
+    /* Another key file, its key also numbered 1. */
+    assert_int_equal(ls_vault_check_open(w, st, &id, &err), LS_EAUTH);
+    assert_int_equal(id, 1);
+    char want[512];
+    snprintf(want, sizeof want, "key file %s does not open this store's data (written under key 1)",
+             other);
+    assert_string_equal(err.msg, want);
+
+    /* A check under a key the keyring does not hold. */
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    th_ok(ls_vault_check_write(v, st, &err), &err);
+    assert_int_equal(ls_vault_check_open(w, st, &id, &err), LS_EAUTH);
+    assert_int_equal(id, 2);
+    snprintf(want, sizeof want,
+             "key file %s does not open this store's data (written under key 2, which it does "
+             "not hold)",
+             other);
+    assert_string_equal(err.msg, want);
+
+    /* Tampered: one byte of the body flipped. */
+    ls_buf raw = LS_BUF_INIT;
+    th_ok(ls_store_get(st, check_key, sizeof check_key, &raw, &err), &err);
+    raw.ptr[raw.len - 1] ^= 1;
+    th_ok(ls_store_put(st, check_key, sizeof check_key, raw.ptr, raw.len, 0, &err), &err);
+    assert_int_equal(ls_vault_check_open(v, st, &id, &err), LS_EAUTH);
+    assert_contains(err.msg, "(written under key 2)");
+    /* Not a sealed value at all. */
+    th_ok(ls_store_put(st, check_key, sizeof check_key, "x", 1, 0, &err), &err);
+    assert_int_equal(ls_vault_check_open(v, st, &id, &err), LS_EFORMAT);
+    assert_contains(err.msg, "the store's key check");
+    assert_int_equal(ls_vault_check_key(st, &id, &err), LS_ECORRUPT);
+
+    /* Some other sealed value in its place does not pass for it: the
+     * associated data names the check's purpose. */
+    ls_buf sealed = LS_BUF_INIT;
+    th_ok(ls_vault_seal(v, NULL, 0, "lodestone store key check, version 1", 36, &sealed, &err),
+          &err);
+    th_ok(ls_store_put(st, check_key, sizeof check_key, sealed.ptr, sealed.len, 0, &err), &err);
+    assert_int_equal(ls_vault_check_open(v, st, &id, &err), LS_EAUTH);
+    ls_buf_free(&sealed);
+    ls_buf_free(&raw);
+    ls_store_close(st);
+    ls_vault_close(v), ls_vault_close(w);
+    free(path), free(other);
 }
 
 /* ---- rotation ---- */
@@ -1057,6 +1215,32 @@ static void test_vault_secret_swapped_records(void **state)
     ls_buf_free(&ka), ls_buf_free(&kb), ls_buf_free(&va), ls_buf_free(&vb);
     ls_store_close(st);
     ls_vault_close(v);
+}
+
+/* A secret that exists but names a key the keyring lacks (a key file
+ * from before a rotation) is LS_EAUTH, never LS_ENOTFOUND ("not set"). */
+static void test_vault_secret_unknown_key(void **state)
+{
+    (void)state;
+    char *path = NULL;
+    ls_vault_t *v = new_vault(&path);
+    ls_store_t *st = new_store(NULL);
+    ls_err err = {0};
+    ls_vault_t *old = NULL;
+    th_ok(ls_vault_load(&old, path, NULL, &err), &err); /* key 1 only */
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    th_ok(ls_vault_secret_put(v, st, "dave", "dave-token!", 11, &err), &err);
+    ls_secret_t *s = (ls_secret_t *)&s;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(ls_vault_secret_get(old, st, "dave", &s, &err), LS_EAUTH);
+    assert_null(s);
+    assert_string_equal(err.msg, "secret \"dave\": sealed value names key 2, which this keyring "
+                                 "does not hold");
+    th_ok(ls_vault_secret_get(v, st, "dave", &s, &err), &err);
+    ls_secret_free(s);
+    ls_store_close(st);
+    ls_vault_close(v), ls_vault_close(old);
+    free(path);
 }
 
 static void test_vault_secret_reseal_all(void **state)
@@ -1544,6 +1728,10 @@ static ls_rc af_secrets(void *ud)
     if (rc == LS_OK) rc = ls_vault_secret_delete(c->st, "af/two", &err);
     if (rc == LS_OK) rc = ls_vault_rotate(c->v, NULL, &err);
     if (rc == LS_OK) rc = ls_vault_secret_reseal_all(c->v, c->st, NULL, &err);
+    uint32_t id = 0;
+    if (rc == LS_OK) rc = ls_vault_check_write(c->v, c->st, &err);
+    if (rc == LS_OK) rc = ls_vault_check_open(c->v, c->st, &id, &err);
+    if (rc == LS_OK) rc = ls_vault_check_key(c->st, &id, &err);
     return rc;
 }
 
@@ -1596,18 +1784,23 @@ int main(void)
         cmocka_unit_test(test_vault_create_if_missing_mode_0600),
         cmocka_unit_test(test_vault_load_missing),
         cmocka_unit_test(test_vault_bad_permissions),
+        cmocka_unit_test(test_vault_key_file_owner),
+        cmocka_unit_test(test_vault_discard_created),
         cmocka_unit_test(test_vault_malformed_key_files),
         cmocka_unit_test(test_vault_round_trip),
         cmocka_unit_test(test_vault_bad_arguments),
         cmocka_unit_test(test_vault_tamper),
         cmocka_unit_test(test_vault_wrong_associated_data),
         cmocka_unit_test(test_vault_wrong_key),
+        cmocka_unit_test(test_vault_check_round_trip),
+        cmocka_unit_test(test_vault_check_wrong_key),
         cmocka_unit_test(test_vault_rotate),
         cmocka_unit_test(test_vault_rotate_concurrent),
         cmocka_unit_test(test_vault_secret_round_trip),
         cmocka_unit_test(test_vault_secret_names),
         cmocka_unit_test(test_vault_secret_list_and_delete),
         cmocka_unit_test(test_vault_secret_swapped_records),
+        cmocka_unit_test(test_vault_secret_unknown_key),
         cmocka_unit_test(test_vault_secret_reseal_all),
         cmocka_unit_test(test_vault_secret_list_info),
         cmocka_unit_test(test_vault_secret_reseal_keeps_time),

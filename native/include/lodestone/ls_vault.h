@@ -46,7 +46,8 @@ typedef struct {
 /* Loads the keyring from key_file. With create_if_missing an absent file is
  * created with mode 0600 holding one new random key. Errors: LS_EPERM when
  * the file is readable or writable by group or others (the message says
- * which mode it has and how to fix it); LS_ENOTFOUND when absent and not
+ * which mode it has and how to fix it), or is not owned by the effective
+ * user; LS_ENOTFOUND when absent and not
  * creating; LS_EFORMAT when the file is not a Lodestone key file; LS_EIO.
  * Caller frees with ls_vault_close. */
 LS_API ls_rc ls_vault_load(ls_vault_t **out, const char *key_file, const ls_vault_opts *opts,
@@ -54,6 +55,15 @@ LS_API ls_rc ls_vault_load(ls_vault_t **out, const char *key_file, const ls_vaul
 
 /* Wipes all key material and frees the vault. v may be NULL. */
 LS_API void ls_vault_close(ls_vault_t *v);
+
+/* 1 when ls_vault_load created v's key file (create_if_missing, and the
+ * file was absent), else 0. */
+LS_API int ls_vault_created(const ls_vault_t *v);
+
+/* As ls_vault_close, and when ls_vault_load created v's key file, removes
+ * that file again: for a caller that refuses a keyring it has just
+ * created (nothing was sealed under it). v may be NULL. */
+LS_API void ls_vault_discard(ls_vault_t *v);
 
 /* Id of the key used for new seals. Key ids start at 1 and only grow. */
 LS_API uint32_t ls_vault_current_key(const ls_vault_t *v);
@@ -88,6 +98,29 @@ LS_API ls_rc ls_vault_open(ls_vault_t *v, const void *ad, size_t adlen, const vo
  * reads: shorter than LS_VAULT_OVERHEAD or of an unknown version). */
 LS_API uint32_t ls_vault_sealed_key(const void *sealed, size_t slen);
 
+/* ---- the store's key check ----
+ *
+ * A fixed text sealed under the current key (with associated data naming
+ * its purpose) in the store's metadata namespace: a keyring that opens it
+ * is the one the store's sealed data was written with. */
+
+/* Opens the store's key check with v. *key_id receives the key id it names
+ * (0 when there is none). LS_ENOTFOUND (err untouched) when the store has
+ * no key check; LS_EAUTH when it does not authenticate under v's keys or
+ * names a key v does not hold ("key file F does not open this store's data
+ * (written under key N)"); LS_EFORMAT, LS_ECORRUPT when it is no key check
+ * this build reads. */
+LS_API ls_rc ls_vault_check_open(ls_vault_t *v, ls_store_t *st, uint32_t *key_id, ls_err *err);
+
+/* The key id the store's key check names, without opening it (for a store
+ * whose key file is missing). LS_ENOTFOUND (err untouched) when there is no
+ * key check. */
+LS_API ls_rc ls_vault_check_key(ls_store_t *st, uint32_t *key_id, ls_err *err);
+
+/* Seals the key check under v's current key and writes it (synced),
+ * replacing any other. */
+LS_API ls_rc ls_vault_check_write(ls_vault_t *v, ls_store_t *st, ls_err *err);
+
 /* ---- secrets ---- */
 
 /* A decrypted secret value in guarded memory. */
@@ -111,9 +144,10 @@ LS_API ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name
 
 /* Reads and opens a secret. LS_ENOTFOUND when absent; LS_EAUTH when the
  * record does not authenticate for this name and update time (tampered or
- * moved); LS_EFORMAT when the record is in a format this build does not
- * read, such as the old one without an update time (set the secret again).
- * Caller frees with ls_secret_free. */
+ * moved) or names a key this keyring does not hold; LS_EFORMAT when the
+ * record is in a format this build does not read, such as the old one
+ * without an update time (set the secret again). Caller frees with
+ * ls_secret_free. */
 LS_API ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_secret_t **out,
                                  ls_err *err);
 
