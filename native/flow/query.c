@@ -207,15 +207,25 @@ ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, siz
     return ls_vault_seal(f->o.vault, ad, sizeof ad, pt, len, out, err);
 }
 
-ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
-                        ls_buf *out, ls_err *err)
+ls_rc flow_open_payload_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *sealed,
+                             size_t len, ls_buf *out, ls_err *err)
 {
     if (sealed == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
     unsigned char ad[LS_ID_BYTES + 8];
     payload_ad(ad, id, seq);
-    ls_rc rc = ls_vault_open(f->o.vault, ad, sizeof ad, sealed, len, out, err);
+    ls_rc rc = ls_vault_open(v, ad, sizeof ad, sealed, len, out, err);
+    if (rc == LS_ENOTFOUND) /* the payload is there: its key is what is missing */
+        rc =
+            ls_err_set(err, LS_EAUTH, "sealed value names key %u, which this keyring does not hold",
+                       (unsigned)ls_vault_sealed_key(sealed, len));
     if (rc != LS_OK) ls_err_prefix(err, "payload of event %llu", (unsigned long long)seq);
     return rc;
+}
+
+ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
+                        ls_buf *out, ls_err *err)
+{
+    return flow_open_payload_with(f->o.vault, id, seq, sealed, len, out, err);
 }
 
 /* ---- lookups ---- */

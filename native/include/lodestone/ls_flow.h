@@ -144,6 +144,28 @@ LS_API ls_rc ls_flow_stop(ls_flow_t *f, int64_t grace_ms, ls_err *err);
 /* Stops (grace 0) if needed and frees the engine. f may be NULL. */
 LS_API void ls_flow_close(ls_flow_t *f);
 
+/* ---- the store's key ---- */
+
+/* Loads the keyring of store st from key_file into *out, once it is sure
+ * the keyring opens the store's sealed data; call it before ls_flow_open.
+ * - An absent key file is created (0600, one new key) only for a new store,
+ *   one that holds nothing but its format record (ls_store_holds_data);
+ *   for any other, LS_ENOTFOUND: "key file F does not exist, and this
+ *   store holds data sealed under a key (written under key N)".
+ * - The store's key check (ls_vault_check_open) must open: LS_EAUTH "key
+ *   file F does not open this store's data (written under key N)"
+ *   otherwise.
+ * - A store without one (new, or written before key checks existed) has
+ *   one sealed record of each kind probed: its first secret, its first
+ *   schedule, its oldest and newest history payloads. One that does not
+ *   open is LS_EAUTH naming it. The key check is then written when one
+ *   opened or the store holds none; when every one found was unreadable
+ *   (damaged), none is written and the next call probes again.
+ * Other errors are those of the store and of ls_vault_load. On any error
+ * *out is NULL, nothing was written to the store, and a key file this call
+ * created is removed again. Caller frees with ls_vault_close. */
+LS_API ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, ls_err *err);
+
 /* ---- runs ---- */
 
 /* Checks a workflow type's name: 1 to 200 characters of letters, digits

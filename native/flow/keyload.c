@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT
+ * The store's keyring at start: loads the key file, creating a key only for
+ * a new store, and makes sure it opens the store's sealed data (its key
+ * check, or for a store written before key checks existed one sealed
+ * record of each kind) before anything reads or writes that data. A
+ * refused start changes nothing on disk.
+ */
+#include "ls_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "flow_int.h"
+#include "history.h"
+
+/* History events a probe looks at for one with a payload (a run's first,
+ * its WorkflowStarted, always has one). */
+#define PROBE_EVENTS 64
+
+/* ---- probing a store without a key check ---- */
+
+typedef struct {
+    ls_vault_t *v;
+    ls_store_t *st;
+    unsigned seen;   /* sealed records looked at */
+    unsigned opened; /* ... that opened */
+    ls_buf what;     /* the record that did not open */
+} probe_state;
+
+/* Counts the outcome rc of opening one sealed record. A record that does
+ * not authenticate (or names a key the keyring lacks) stops the probe
+ * with LS_EAUTH; one this build cannot read (damaged, an old format) says
+ * nothing of the key and is passed over; other failures stop it as they
+ * are. */
+static ls_rc verdict(probe_state *ps, ls_rc rc)
+{
+    if (rc == LS_OK || rc == LS_EAUTH || rc == LS_EFORMAT || rc == LS_ECORRUPT) ps->seen++;
+    if (rc == LS_OK) ps->opened++;
+    if (rc == LS_EFORMAT || rc == LS_ECORRUPT) return LS_OK;
+    return rc;
+}
+
+typedef struct {
+    ls_buf name;
+    ls_rc rc;
+    ls_err err;
+} first_secret;
+
+static int first_name(void *ud, const char *name, size_t len)
+{
+    first_secret *fs = ud;
+    fs->rc = ls_buf_set(&fs->name, name, len, &fs->err);
+    return 1;
+}
+
+static ls_rc probe_secret(probe_state *ps, ls_err *err)
+{
+    first_secret fs = {.name = LS_BUF_INIT};
+    ls_rc rc = ls_vault_secret_list(ps->st, first_name, &fs, err);
+    if (rc == LS_OK && fs.rc != LS_OK) {
+        rc = fs.rc;
+        if (err) *err = fs.err;
+    }
+    if (rc == LS_OK && fs.name.len) {
+        ls_secret_t *s = NULL;
+        /* (its error names the secret) */
+        rc = verdict(ps, ls_vault_secret_get(ps->v, ps->st, (const char *)fs.name.ptr, &s, err));
+        ls_secret_free(s);
+    }
+    ls_buf_free(&fs.name);
+    return rc;
+}
+
+static ls_rc probe_schedule(probe_state *ps, ls_err *err)
+{
+    const unsigned char prefix[1] = {LS_NS_SCHEDULE};
+    ls_store_iter_t *it = NULL;
+    ls_buf pt = LS_BUF_INIT;
+    const void *key, *val;
+    size_t klen, vlen;
+    ls_rc rc = ls_store_iter_prefix(&it, ps->st, prefix, sizeof prefix, 0, err);
+    if (rc == LS_OK) rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err);
+    if (rc == LS_ENOTFOUND) {
+        rc = LS_OK; /* no schedule */
+    } else if (rc == LS_OK) {
+        /* Sealed with its own store key as associated data (schedule.c). */
+        rc = ls_vault_open(ps->v, key, klen, val, vlen, &pt, err);
+        if (rc == LS_ENOTFOUND)
+            rc = ls_err_set(err, LS_EAUTH,
+                            "sealed value names key %u, which this keyring does not hold",
+                            (unsigned)ls_vault_sealed_key(val, vlen));
+        if ((rc = verdict(ps, rc)) == LS_EAUTH) {
+            ls_key_reader r;
+            ls_buf name = LS_BUF_INIT;
+            ls_key_reader_init(&r, key, klen);
+            if (ls_key_read_ns(&r, NULL, NULL) == LS_OK &&
+                ls_key_read_str(&r, &name, NULL) == LS_OK)
+                ls_buf_printf(&ps->what, NULL, "schedule \"%s\"", (const char *)name.ptr);
+            else
+                ls_buf_printf(&ps->what, NULL, "a schedule");
+            ls_buf_free(&name);
+        }
+    }
+    ls_store_iter_free(it);
+    ls_buf_free(&pt);
+    return rc;
+}
+
+/* The first (reverse: the last) history event with a payload among the
+ * first PROBE_EVENTS from that end. */
+static ls_rc probe_history(probe_state *ps, int reverse, ls_err *err)
+{
+    const unsigned char prefix[1] = {LS_NS_HISTORY};
+    ls_store_iter_t *it = NULL;
+    ls_buf pt = LS_BUF_INIT;
+    const void *key, *val;
+    size_t klen, vlen;
+    ls_rc rc = ls_store_iter_prefix(&it, ps->st, prefix, sizeof prefix, reverse, err);
+    for (int n = 0; rc == LS_OK && n < PROBE_EVENTS; n++) {
+        rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err);
+        if (rc != LS_OK) break;
+        ls_id id;
+        uint64_t seq = 0;
+        ls_event ev;
+        if (ls_history_key_parse(key, klen, &id, &seq, NULL) != LS_OK ||
+            ls_event_decode(val, vlen, &ev, NULL) != LS_OK) {
+            ps->seen++; /* damaged: says nothing of the key */
+            continue;
+        }
+        if (ev.payload_len == 0) continue;
+        rc = verdict(ps,
+                     flow_open_payload_with(ps->v, &id, seq, ev.payload, ev.payload_len, &pt, err));
+        if (rc == LS_EAUTH) {
+            char text[LS_ID_TEXTLEN + 1];
+            ls_id_format(&id, text);
+            ls_buf_printf(&ps->what, NULL, "run %s", text);
+        }
+        break;
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK; /* no (more) history */
+    ls_store_iter_free(it);
+    ls_buf_free(&pt);
+    return rc;
+}
+
+/* Opens one sealed record of each kind the store holds: its first secret,
+ * its first schedule, its first and last history payloads (the oldest run
+ * and the newest: a key file from before a rotation lacks the newer key). */
+static ls_rc probe(probe_state *ps, ls_err *err)
+{
+    ls_rc rc = probe_secret(ps, err);
+    if (rc == LS_OK) rc = probe_schedule(ps, err);
+    if (rc == LS_OK) rc = probe_history(ps, 0, err);
+    if (rc == LS_OK) rc = probe_history(ps, 1, err);
+    return rc;
+}
+
+/* A store without a key check: a new one, or one an older lodestoned
+ * wrote. Its sealed records are probed; the key check is written when one
+ * of them opened, or when it holds none (nothing sealed can be lost). When
+ * it holds some but none could be read, none is written: the next start
+ * probes again, rather than bind the store to a key nothing confirmed. */
+static ls_rc adopt(ls_vault_t *v, ls_store_t *st, const char *key_file, int holds, ls_err *err)
+{
+    probe_state ps = {.v = v, .st = st, .what = LS_BUF_INIT};
+    ls_err why = {0};
+    ls_rc rc = holds ? probe(&ps, &why) : LS_OK;
+    if (rc == LS_EAUTH)
+        ls_err_set(err, LS_EAUTH, "key file %s does not open this store's data (%s%s%s)", key_file,
+                   ps.what.len ? (const char *)ps.what.ptr : "", ps.what.len ? ": " : "",
+                   ls_err_text(&why));
+    else if (rc != LS_OK && err)
+        *err = why;
+    else if (rc == LS_OK && (ps.opened > 0 || ps.seen == 0))
+        rc = ls_vault_check_write(v, st, err);
+    ls_buf_free(&ps.what);
+    return rc;
+}
+
+/* ---- loading ---- */
+
+/* The key file is absent and st holds data: say so, with the key its key
+ * check names when it has one. */
+static ls_rc missing_key(ls_store_t *st, const char *key_file, ls_err *err)
+{
+    uint32_t id = 0;
+    char under[48] = "";
+    if (ls_vault_check_key(st, &id, NULL) == LS_OK)
+        snprintf(under, sizeof under, " (written under key %u)", (unsigned)id);
+    return ls_err_set(err, LS_ENOTFOUND,
+                      "key file %s does not exist, and this store holds data sealed under a key%s",
+                      key_file, under);
+}
+
+ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, ls_err *err)
+{
+    if (out == NULL || st == NULL || key_file == NULL)
+        return ls_err_set(err, LS_EINVAL, "ls_flow_key_load needs out, a store and a key file");
+    *out = NULL;
+    int holds = 0;
+    ls_rc rc = ls_store_holds_data(st, &holds, err);
+    if (rc != LS_OK) return rc;
+
+    ls_vault_t *v = NULL;
+    ls_vault_opts vo = {.create_if_missing = !holds};
+    rc = ls_vault_load(&v, key_file, &vo, err);
+    if (rc == LS_ENOTFOUND && holds) return missing_key(st, key_file, err);
+    if (rc != LS_OK) return rc;
+
+    uint32_t id = 0;
+    rc = ls_vault_check_open(v, st, &id, err);
+    if (rc == LS_ENOTFOUND) rc = adopt(v, st, key_file, holds, err);
+    if (rc != LS_OK) {
+        ls_vault_discard(v); /* a key file created here goes again */
+        return rc;
+    }
+    *out = v;
+    return LS_OK;
+}
