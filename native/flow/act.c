@@ -108,6 +108,41 @@ static ls_rc check_sticky(ls_flow_act *a, ls_err *err)
     return a->sticky;
 }
 
+/* Gives the activation up for a cause outside the run's code (why): the
+ * run stays unfinished, as after a failed write, every later call fails
+ * with why, and the run goes on when it is next activated (a signal, a
+ * reload, a restart). Logged, naming the run. */
+static ls_rc give_up(ls_flow_act *a, ls_rc rc, ls_err *why, ls_err *err)
+{
+    ls_err_prefix(why, "run %s", a->r->name);
+    a->broken = 1;
+    flow_log(a->f, LS_FLOW_LOG_ERROR, a->r->name,
+             "%s; the run waits, unfinished (it goes on when next activated: a signal, a reload, "
+             "a restart with the right key file)",
+             ls_err_text(why));
+    if (err) *err = *why;
+    return fail_sticky(a, rc, why);
+}
+
+/* The error of an activation given up (broken): every later call's. */
+static ls_rc given_up(const ls_flow_act *a, ls_err *err)
+{
+    if (a->sticky == LS_OK) return ls_err_set(err, LS_EIO, "the activation was given up");
+    if (err) *err = a->sticky_err;
+    return a->sticky;
+}
+
+/* Opens the payload of the run's event seq into out. One that does not
+ * open (the wrong key file, a record changed on disk) is no fault of the
+ * run's code, which must not fail for it: the activation is given up. */
+static ls_rc open_payload(ls_flow_act *a, uint64_t seq, const void *sealed, size_t len, ls_buf *out,
+                          ls_err *err)
+{
+    ls_err why;
+    ls_rc rc = flow_open_payload(a->f, &a->r->id, seq, sealed, len, out, &why);
+    return rc == LS_OK ? LS_OK : give_up(a, rc, &why, err);
+}
+
 /* Queues event ev (its seq is assigned here) with payload plaintext
  * (sealed here; NULL/0 for none). */
 static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen, ls_err *err)
@@ -631,7 +666,7 @@ int ls_flow_act_interrupted(const ls_flow_act *a)
 ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err)
 {
     const ls_event *ev = ls_replay_started(&a->rp);
-    return flow_open_payload(a->f, &a->r->id, ev->seq, ev->payload, ev->payload_len, out, err);
+    return open_payload(a, ev->seq, ev->payload, ev->payload_len, out, err);
 }
 
 void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len)
@@ -651,6 +686,9 @@ void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len)
 
 ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err)
 {
+    /* A secret that does not open is the step's error to handle (its code
+     * may catch it; its retry policy applies), unlike a record of the run
+     * itself: the message names the key it lacks (not "not set"). */
     ls_rc rc = ls_vault_secret_get(a->f->o.vault, a->f->o.store, name, out, err);
     if (rc == LS_ENOTFOUND)
         return ls_err_set(err, LS_ENOTFOUND, "secret \"%s\" is not set (lodestone secret set %s)",
@@ -980,8 +1018,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
     switch (m.state) {
     case LS_REPLAY_DONE:
         info->outcome = LS_FLOW_DONE;
-        return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload, m.last->payload_len,
-                                 out, err);
+        return open_payload(a, m.last->seq, m.last->payload, m.last->payload_len, out, err);
     case LS_REPLAY_FAILED:
         info->outcome = LS_FLOW_FAILED;
         return final_message(out, name, nlen, m.attempt, m.last->error, m.last->error_len, err);
@@ -1226,8 +1263,7 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
 /* The payload of a consumed signal into out. */
 static ls_rc signal_value(ls_flow_act *a, const ls_replay_match *m, ls_buf *out, ls_err *err)
 {
-    return flow_open_payload(a->f, &a->r->id, m->last->seq, m->last->payload, m->last->payload_len,
-                             out, err);
+    return open_payload(a, m->last->seq, m->last->payload, m->last->payload_len, out, err);
 }
 
 /* A new wait's signal name: one that a signal can have (ls_flow_signal
@@ -1368,8 +1404,7 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
         return ls_buf_set(out, value, vlen, err);
     }
     if (rc != LS_OK) return rc;
-    return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload, m.last->payload_len,
-                             out, err);
+    return open_payload(a, m.last->seq, m.last->payload, m.last->payload_len, out, err);
 }
 
 /* ---- child workflows ---- */
@@ -1523,6 +1558,12 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
     if (rc != LS_OK) {
         ls_store_batch_free(bb);
         flow_run_free(born);
+        /* A branch run's copy of this run's history did not open. */
+        if (rc == LS_EAUTH) {
+            ls_err cause = {0};
+            if (err) cause = *err;
+            return give_up(a, rc, &cause, err);
+        }
         return LS_ERR_PREFIXED(rc, err, "child workflow");
     }
     cname = id; /* again: scname may have been reused */
@@ -1566,8 +1607,7 @@ ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen, ls_fl
     }
     if (m.state == LS_REPLAY_DONE) {
         *outcome = LS_FLOW_DONE;
-        return flow_open_payload(a->f, &a->r->id, m.last->seq, m.last->payload, m.last->payload_len,
-                                 out, err);
+        return open_payload(a, m.last->seq, m.last->payload, m.last->payload_len, out, err);
     }
     *outcome = LS_FLOW_FAILED;
     ls_buf_clear(out);
@@ -1714,7 +1754,7 @@ ls_rc ls_flow_act_cancelled(ls_flow_act *a, ls_err *err)
     if (!a->cancel_seen)
         return ls_err_set(err, LS_EINVAL, "no cancellation was delivered to this run");
     if (a->ended || a->ending) return ls_err_set(err, LS_EINVAL, "the run has ended");
-    if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");
+    if (a->broken) return given_up(a, err);
     if (a->commit_pending || a->io_wait)
         return ls_err_set(err, LS_EINVAL,
                           "the activation is parked; return to the engine before calling again");
@@ -1734,7 +1774,7 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
                        size_t tlen, ls_err *err)
 {
     if (a->ended) return ls_err_set(err, LS_EINVAL, "the run has ended");
-    if (a->broken) return ls_err_set(err, LS_EIO, "the run's store writes failed");
+    if (a->broken) return given_up(a, err);
     /* A write in flight owns the batch: ending the run now would hand the
      * committer a second one in its place (a runner whose code went on
      * after a wait). */

@@ -2158,6 +2158,81 @@ static void test_engine_abandoned_run_resumes_after_restart(void **state)
     eng_close(e);
 }
 
+/* A payload that does not open at an activation (the daemon was given
+ * another key file) is no fault of the run's code: the activation is given
+ * up, the error logged naming the run and the record, and the run stays
+ * unfinished. With the right key back it goes on and completes. */
+static void test_engine_vault_failure_keeps_the_run(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "nap", "kw-1", "{\"n\":1}");
+    json_decref(wait_waiting(e, "kw-1"));
+    /* kw-2's payloads are sealed under key 2, which the other file lacks. */
+    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
+    start1(e, "nap", "kw-2", "{\"n\":2}");
+    json_decref(wait_waiting(e, "kw-2"));
+    eng_close(e);
+
+    ls_vault_t *right = e->d.v, *wrong = NULL;
+    char *other = th_path(e->d.dir, "other.key");
+    ls_vault_opts vo = {.create_if_missing = 1};
+    th_ok(ls_vault_load(&wrong, other, &vo, &err), &err);
+    e->d.v = wrong;
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 200); /* both timers fire */
+    for (int i = 0; i < WAIT_MS / 2 && !(log_has(&e->h, "run kw-1: payload of event") &&
+                                         log_has(&e->h, "run kw-2: payload of event"));
+         i++)
+        th_nap_ms(2);
+    assert_true(log_has(&e->h, "error [kw-1] run kw-1: payload of event 3: sealed value does not "
+                               "authenticate"));
+    assert_true(log_has(&e->h, "error [kw-2] run kw-2: payload of event 3: sealed value names key "
+                               "2, which this keyring does not hold; the run waits, unfinished"));
+    assert_false(log_has(&e->h, "failed:"));
+    ls_flow_stats st;
+    for (int i = 0; i < WAIT_MS / 2; i++) { /* the activations are over */
+        ls_flow_get_stats(e->f, &st);
+        if (st.workers_busy == 0 && st.runs_queued == 0) break;
+        th_nap_ms(2);
+    }
+    ls_flow_get_stats(e->f, &st);
+    assert_int_equal(st.runs_active, 2);
+    assert_int_equal(st.steps_completed, 0);
+    eng_close(e);
+
+    /* The right key again: nothing was failed or lost, and both go on. */
+    e->d.v = right;
+    ls_vault_close(wrong);
+    free(other);
+    eng_open(e, 0);
+    char buf[32];
+    assert_string_equal(status_of(e, "kw-1", buf), "running");
+    assert_string_equal(status_of(e, "kw-2", buf), "running");
+    json_t *ev = history(e, "kw-1");
+    assert_int_equal(count_events(ev, "workflow_failed", NULL), 0);
+    assert_int_equal(count_events(ev, "timer_fired", NULL), 0);
+    json_decref(ev);
+    th_ok(ls_flow_run(e->f, &err), &err);
+    wait_end(e, "kw-1");
+    wait_end(e, "kw-2");
+    for (int k = 1; k <= 2; k++) {
+        char name[8];
+        snprintf(name, sizeof name, "kw-%d", k);
+        json_t *d = describe(e, name);
+        assert_string_equal(jstr(d, "status"), "completed");
+        assert_int_equal(json_integer_value(json_object_get(
+                             json_object_get(json_object_get(d, "output"), "input"), "n")),
+                         k);
+        json_decref(d);
+        assert_int_equal(calls(&e->h, name, "a"), 1);
+        assert_int_equal(calls(&e->h, name, "b"), 1);
+    }
+    eng_close(e);
+}
+
 /* ---- 8. non-determinism ---- */
 
 static void test_engine_nondeterminism_fails_the_run(void **state)
@@ -4102,6 +4177,7 @@ int main(void)
         T(test_engine_replay_returns_recorded_results),
         T(test_engine_step_result_rides_the_next_write),
         T(test_engine_abandoned_run_resumes_after_restart),
+        T(test_engine_vault_failure_keeps_the_run),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),
         T(test_engine_list_filters_and_pages),
