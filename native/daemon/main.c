@@ -9,6 +9,7 @@
  */
 #include "ls_config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,7 +38,8 @@ static const char usage[] =
     "  --socket PATH       HTTP on a unix socket, mode 0660 (default DATA/lodestoned.sock)\n"
     "  --listen 127.0.0.1:PORT  also serve HTTP on loopback TCP (needs --token-file)\n"
     "  --token-file FILE   bearer token for --listen (first line)\n"
-    "  --key-file FILE     master key (default DATA/master.key, created 0600)\n"
+    "  --key-file FILE     master key (default DATA/master.key; created 0600 only for a\n"
+    "                      new, empty data directory, and must open the store's data)\n"
     "  --workers N         worker threads running workflow code (default 8)\n"
     "  --http-threads N    HTTP threads (default twice the CPUs, at least 4)\n"
     "  --grace SECONDS     on SIGTERM, how long running steps may finish (default 10)\n"
@@ -283,6 +286,29 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
+/* Files an older lodestoned (or a copy) left readable by group or others
+ * in dir, the store: made private as the umask makes new ones. */
+static void make_private(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    const struct dirent *de;
+    unsigned n = 0;
+    while ((de = readdir(d)) != NULL) {
+        struct stat sb;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+            (sb.st_mode & 077) == 0)
+            continue;
+        if (fchmodat(dirfd(d), de->d_name, sb.st_mode & 0700, 0) == 0)
+            n++;
+        else
+            lsd_log(LS_FLOW_LOG_WARN, NULL, "cannot chmod go-rwx %s/%s: %s", dir, de->d_name,
+                    strerror(errno));
+    }
+    closedir(d);
+    if (n) lsd_log(LS_FLOW_LOG_INFO, NULL, "%s: made %u files private (chmod go-rwx)", dir, n);
+}
+
 /* Hands the schedules the workflow files declare to the engine (after the
  * first load and each reload); files that no longer declare one lose it. */
 static void sync_schedules(lls_runner *runner, ls_flow_t *flow)
@@ -354,6 +380,19 @@ static unsigned long default_http_threads(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 2) return 4;
     return n > 32 ? 64 : (unsigned long)n * 2;
+}
+
+/* Keeps the key and the secrets in memory out of reach: every file
+ * lodestoned creates (store, key file, logs of LevelDB) is private to its
+ * user whatever the umask it was started with (the socket sets its own
+ * 0660), and the process is not dumpable: a crash writes no core file, and
+ * other processes of the same user cannot ptrace it or read its memory
+ * through /proc. */
+static void keep_private(void)
+{
+    umask(077);
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        lsd_log(LS_FLOW_LOG_WARN, NULL, "cannot turn off core dumps (prctl): %s", strerror(errno));
 }
 
 int main(int argc, char **argv)
@@ -457,6 +496,7 @@ int main(int argc, char **argv)
         return die("--listen %s needs --token-file: a TCP listener without a token is refused",
                    listen_addr);
 
+    keep_private();
     char *token = NULL;
     if (token_file && (token = read_token(token_file, &err)) == NULL)
         return die("%s", ls_err_text(&err));
@@ -488,11 +528,22 @@ int main(int argc, char **argv)
         free(token);
         return die("store %s: %s", store_dir, ls_err_text(&err));
     }
-    ls_vault_opts vo = {.create_if_missing = 1};
+    make_private(store_dir);
+    /* Then its key: created only for a new store, and refused (nothing
+     * changed) unless it opens the store's sealed data. */
     ls_vault_t *vault = NULL;
-    if (ls_vault_load(&vault, key_file, &vo, &err) != LS_OK) {
+    rc = ls_flow_key_load(&vault, store, key_file, &err);
+    if (rc != LS_OK) {
         ls_store_close(store);
         free(token);
+        if (rc == LS_ENOTFOUND)
+            return die("%s: restore the key file from its backup (or give --key-file); a new key "
+                       "is created only for a new, empty data directory",
+                       ls_err_text(&err));
+        if (rc == LS_EAUTH)
+            return die("%s: wrong --key-file, or a changed key file? Start with the key file this "
+                       "data was written with (from its backup); nothing was changed",
+                       ls_err_text(&err));
         return die("key file: %s", ls_err_text(&err));
     }
     lls_runner *runner = NULL;

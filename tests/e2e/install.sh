@@ -206,8 +206,15 @@ check_contains "installed lodestoned loaded the installed Lua files" "installed-
   "$(cat "$d/daemon.log")"
 # The unit sets MemoryDenyWriteExecute=yes: the daemon, with the JIT off in
 # every Lua state, has no anonymous executable mapping after running code.
-check "lodestoned maps no anonymous executable memory" "" \
-  "$(awk '$2 ~ /x/ && $6 == "" { print }' /proc/$daemon/maps)"
+# (lodestoned is not dumpable: only root with CAP_SYS_PTRACE reads its map;
+# an empty read must not pass for a clean map.)
+maps=$(cat "/proc/$daemon/maps" 2>/dev/null)
+if [ -n "$maps" ]; then
+  check "lodestoned maps no anonymous executable memory" "" \
+    "$(printf '%s\n' "$maps" | awk '$2 ~ /x/ && $6 == "" { print }')"
+else
+  ok "lodestoned maps no anonymous executable memory (skipped: /proc/$daemon/maps is not readable here)"
+fi
 e2e_stop "$daemon"
 check "installed lodestoned stops cleanly on SIGTERM" 0 "$?"
 
