@@ -528,7 +528,6 @@ int main(int argc, char **argv)
         free(token);
         return die("store %s: %s", store_dir, ls_err_text(&err));
     }
-    make_private(store_dir);
     /* Then its key: created only for a new store, and refused (nothing
      * changed) unless it opens the store's sealed data. */
     ls_vault_t *vault = NULL;
@@ -546,6 +545,7 @@ int main(int argc, char **argv)
                        ls_err_text(&err));
         return die("key file: %s", ls_err_text(&err));
     }
+    make_private(store_dir);
     lls_runner *runner = NULL;
     if (lls_runner_new(&runner, workflows, lua_dir, &err) != LS_OK) {
         ls_vault_close(vault);
