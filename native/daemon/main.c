@@ -38,8 +38,9 @@ static const char usage[] =
     "  --socket PATH       HTTP on a unix socket, mode 0660 (default DATA/lodestoned.sock)\n"
     "  --listen 127.0.0.1:PORT  also serve HTTP on loopback TCP (needs --token-file)\n"
     "  --token-file FILE   bearer token for --listen (first line)\n"
-    "  --key-file FILE     master key (default DATA/master.key; created 0600 only for a\n"
-    "                      new, empty data directory, and must open the store's data)\n"
+    "  --key-file FILE     master key (default $LODESTONE_KEY_FILE, else DATA/master.key;\n"
+    "                      created 0600 only for a new, empty data directory, and must\n"
+    "                      open the store's data)\n"
     "  --workers N         worker threads running workflow code (default 8)\n"
     "  --http-threads N    HTTP threads (default twice the CPUs, at least 4)\n"
     "  --grace SECONDS     on SIGTERM, how long running steps may finish (default 10)\n"
@@ -501,6 +502,12 @@ int main(int argc, char **argv)
     if (token_file && (token = read_token(token_file, &err)) == NULL)
         return die("%s", ls_err_text(&err));
 
+    if (key_file == NULL && (key_file = getenv("LODESTONE_KEY_FILE")) != NULL &&
+        *key_file == '\0') {
+        free(token);
+        return die("LODESTONE_KEY_FILE is empty: set it to the key file's path, or unset it "
+                   "(default DATA/master.key)");
+    }
     if (mkdir_p(data) != 0) {
         free(token);
         return die("--data %s: %s", data, strerror(errno));

@@ -461,6 +461,15 @@ chmod 600 "$d/changed.key"
 lsd --data "$kd" --socket "$ksock" --workflows "$d/kwf" --key-file "$d/changed.key"
 check "a changed key: refused, exit 2" "2 lodestoned: key file $d/changed.key does not open" "$rc ${out%% this store*}"
 check "and still no key file in the data directory" no "$([ -e "$kd/master.key" ] && echo yes || echo no)"
+# The key file's path from the environment (--key-file wins over it).
+LODESTONE_KEY_FILE="$d/other.key" lsd --data "$kd" --socket "$ksock" --workflows "$d/kwf"
+check "LODESTONE_KEY_FILE names the key file" "2 lodestoned: key file $d/other.key does not open" "$rc ${out%% this store*}"
+LODESTONE_KEY_FILE="$d/other.key" lsd --data "$kd" --socket "$ksock" --workflows "$d/kwf" --key-file "$d/changed.key"
+check "--key-file wins over LODESTONE_KEY_FILE" "2 lodestoned: key file $d/changed.key does not open" "$rc ${out%% this store*}"
+LODESTONE_KEY_FILE= lsd --data "$kd" --socket "$ksock" --workflows "$d/kwf"
+check "an empty LODESTONE_KEY_FILE stops lodestoned" \
+  "2 lodestoned: LODESTONE_KEY_FILE is empty: set it to the key file's path, or unset it (default DATA/master.key)" \
+  "$rc $out"
 
 mv "$d/master.key.saved" "$kd/master.key"
 e2e_lodestoned "$ksock" "$d/kd.log" --data "$kd" --socket "$ksock" --workflows "$d/kwf" || exit 1
