@@ -38,6 +38,8 @@ static const char usage[] =
     "  schedule list | show NAME | rm NAME              schedules (lodestone schedule --help)\n"
     "  schedule create NAME --workflow TYPE --cron EXPR [--overlap P] [--catchup C]\n"
     "                  [--input JSON] [--timezone ZONE] create or replace a schedule\n"
+    "  key show | key rotate [--json]                   the key file's current key; rotate: a new\n"
+    "                                                   current key, secrets resealed under it\n"
     "  --socket PATH | --url URL [--token-file FILE]    where lodestoned is (default\n"
     "                                                   ./var/lodestone/lodestoned.sock)\n"
     "\n"
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "dev") == 0) return cli_dev_main(argc, argv);
     if (strcmp(argv[1], "schedule") == 0)
         return lls_embed_run("lodestone.cli.schedule", argc, argv);
+    if (strcmp(argv[1], "key") == 0) return lls_embed_run("lodestone.cli.key", argc, argv);
     static const char *const workflow[] = {"start",     "list",   "show",      "history",
                                            "types",     "secret", "signal",    "cancel",
                                            "terminate", "resume", "workflows", NULL};

@@ -48,6 +48,10 @@ struct lsd_api {
     struct MHD_Daemon *tcp_d;
     int unix_fd;
     pthread_mutex_t mu; /* guards the waiter list, the starting counts */
+    /* Secret writes hold it shared, a key rotation (rotate, then reseal
+     * every secret) exclusive: a reseal writes back each secret's value as
+     * it read it, so a put or delete in between would be undone. */
+    pthread_rwlock_t keys_lock;
     req *waiters;
     int starting; /* starts being written (connections suspended for them) */
     pthread_t reaper;
@@ -709,7 +713,9 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
     if (strcmp(method, "PUT") == 0) {
         if (r->len == 0)
             return send_error(c, 400, "bad_request", "body: the secret's value is empty");
+        pthread_rwlock_rdlock(&a->keys_lock);
         rc = ls_vault_secret_put(a->o.vault, a->o.store, name, r->body, r->len, &err);
+        pthread_rwlock_unlock(&a->keys_lock);
         sodium_memzero(r->body, r->len);
         if (rc != LS_OK) return send_rc(c, rc, &err);
         lsd_log(LS_FLOW_LOG_INFO, NULL, "secret \"%s\" set", name);
@@ -718,7 +724,9 @@ static MHD_RESULT h_secrets(lsd_api *a, req *r, struct MHD_Connection *c, const 
                                   ls_time_format(ls_clock_wall_ms(NULL), ts)));
     }
     if (strcmp(method, "DELETE") == 0) {
+        pthread_rwlock_rdlock(&a->keys_lock);
         rc = ls_vault_secret_delete(a->o.store, name, &err);
+        pthread_rwlock_unlock(&a->keys_lock);
         if (rc == LS_ENOTFOUND)
             return send_error(c, 404, "not_found", "no secret named \"%.200s\"", name);
         if (rc != LS_OK) return send_rc(c, rc, &err);
@@ -1103,6 +1111,97 @@ static MHD_RESULT h_stop(lsd_api *a, req *r, struct MHD_Connection *c, const cha
                               terminate ? "terminating" : "cancel_requested"));
 }
 
+/* ---- keys ---- */
+
+/* GET /v1/keys: the id of the key new data is sealed with and how many
+ * keys the key file holds; never key material. */
+static MHD_RESULT h_keys(lsd_api *a, struct MHD_Connection *c)
+{
+    /* Without waiting for a rotation's reseal: a count read while the
+     * current id stayed the same is that keyring's (a rotation changes
+     * both at once, and always the id). */
+    uint32_t current;
+    size_t keys;
+    do {
+        current = ls_vault_current_key(a->o.vault);
+        keys = ls_vault_key_count(a->o.vault);
+    } while (ls_vault_current_key(a->o.vault) != current);
+    return send_obj(
+        c, 200, json_pack("{s:I,s:I}", "current", (json_int_t)current, "keys", (json_int_t)keys));
+}
+
+/* POST /v1/keys/rotate: a new current key in the key file, then the
+ * store's key check and every secret sealed again under it. Payloads stay
+ * under the keys they were sealed with. Resealing writes batches of
+ * secrets as it goes and stops at the first secret it cannot reseal: the
+ * answer then says that the rotation happened, how many were resealed and
+ * why it stopped (500 reseal_incomplete, with key, keys and
+ * secrets_resealed beside the error). The secrets not resealed stay under
+ * their keys, which stay in the key file, and a rotation again reseals
+ * every secret not under the newest key. */
+static MHD_RESULT h_rotate(lsd_api *a, req *r, struct MHD_Connection *c)
+{
+    ls_err err;
+    if (r->len)
+        return send_error(c, 400, "bad_request", "body: POST /v1/keys/rotate takes no body");
+    const char *by = caller(c, &err);
+    if (by == NULL) return send_rc(c, err.code, &err);
+
+    pthread_rwlock_wrlock(&a->keys_lock);
+    uint32_t was = ls_vault_current_key(a->o.vault), id = 0;
+    ls_rc rc = ls_vault_rotate(a->o.vault, &id, &err);
+    if (rc != LS_OK) {
+        pthread_rwlock_unlock(&a->keys_lock);
+        lsd_log(LS_FLOW_LOG_ERROR, NULL, "key rotation asked by %s failed: %s", by,
+                ls_err_text(&err));
+        return send_error(c, 500, "rotation_failed",
+                          "key rotation failed: %s; new data is still sealed under key %u",
+                          ls_err_text(&err), (unsigned)was);
+    }
+    json_int_t keys = (json_int_t)ls_vault_key_count(a->o.vault);
+    lsd_log(LS_FLOW_LOG_INFO, NULL,
+            "keys rotated by %s: key %u is current, the key file holds %lld keys (back it up)", by,
+            (unsigned)id, (long long)keys);
+    /* The store's key check under the new key: a start with a copy of the
+     * key file from before (which lacks it) is refused, rather than run
+     * with secrets and payloads it cannot open, and a rotation from there
+     * give another key the same id. */
+    size_t resealed = 0;
+    ls_rc check = ls_vault_check_write(a->o.vault, a->o.store, &err);
+    rc = check;
+    if (rc == LS_OK) rc = ls_vault_secret_reseal_all(a->o.vault, a->o.store, &resealed, &err);
+    pthread_rwlock_unlock(&a->keys_lock);
+    if (rc == LS_OK) {
+        lsd_log(LS_FLOW_LOG_INFO, NULL, "secrets resealed under key %u: %zu", (unsigned)id,
+                resealed);
+        return send_obj(c, 200,
+                        json_pack("{s:I,s:I,s:I}", "key", (json_int_t)id, "keys", keys,
+                                  "secrets_resealed", (json_int_t)resealed));
+    }
+    char msg[1024], text[4 * sizeof msg];
+    if (check != LS_OK)
+        snprintf(msg, sizeof msg,
+                 "key %u is current (the key file changed: back it up), but no secret was "
+                 "resealed under it: %s. They stay sealed under older keys, which the key file "
+                 "keeps. Fix the cause and rotate again: that reseals every secret not under "
+                 "the newest key",
+                 (unsigned)id, ls_err_text(&err));
+    else
+        snprintf(msg, sizeof msg,
+                 "key %u is current (the key file changed: back it up), but resealing the "
+                 "secrets stopped with %zu resealed under it: %s. The others stay sealed under "
+                 "older keys, which the key file keeps. Fix the cause (a secret that does not "
+                 "open: set it again or remove it) and rotate again: that reseals every secret "
+                 "not under the newest key",
+                 (unsigned)id, resealed, ls_err_text(&err));
+    utf8_escape(text, sizeof text, msg);
+    lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", text);
+    return send_obj(c, 500,
+                    json_pack("{s:{s:s,s:s},s:I,s:I,s:I}", "error", "code", "reseal_incomplete",
+                              "message", text, "key", (json_int_t)id, "keys", keys,
+                              "secrets_resealed", (json_int_t)resealed));
+}
+
 /* A path that matches no route is 404; one that does, with a method it
  * does not take, 405 and the methods it takes. */
 static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char *url,
@@ -1119,6 +1218,10 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
     if (strcmp(url, "/v1/workflows") == 0)
         return get ? h_list(a, c) : not_allowed(c, method, url, "GET, HEAD");
     if (strcmp(url, "/v1/secrets") == 0) return h_secrets(a, r, c, url, method, NULL);
+    if (strcmp(url, "/v1/keys") == 0)
+        return get ? h_keys(a, c) : not_allowed(c, method, url, "GET, HEAD");
+    if (strcmp(url, "/v1/keys/rotate") == 0)
+        return post ? h_rotate(a, r, c) : not_allowed(c, method, url, "POST");
     char path[1024];
     char *seg[4];
     if (strcmp(url, "/v1/schedules") == 0) return h_schedules(a, r, c, url, method, NULL);
@@ -1382,6 +1485,7 @@ ls_rc lsd_api_start(lsd_api **out, const lsd_api_opts *o, ls_err *err)
     if (a->o.threads == 0) a->o.threads = 4;
     a->unix_fd = -1;
     pthread_mutex_init(&a->mu, NULL);
+    pthread_rwlock_init(&a->keys_lock, NULL);
     /* poll(), not epoll: libmicrohttpd's epoll loop (0.9.75, and 1.0.1
      * still) calls epoll_wait again, with the full timeout, whenever one
      * call returns its maximum of 128 events; a thread that finds exactly
@@ -1462,5 +1566,6 @@ void lsd_api_stop(lsd_api *a)
         if (a->o.socket_path) unlink(a->o.socket_path);
     }
     pthread_mutex_destroy(&a->mu);
+    pthread_rwlock_destroy(&a->keys_lock);
     free(a);
 }

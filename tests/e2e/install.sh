@@ -105,7 +105,7 @@ done
 check "lodestoned --help lists every option of lodestoned(8)" "" "${missing[*]}"
 missing=()
 for o in $( { "$p/bin/lodestone" --help
-              for c in start list show history types secret; do "$p/bin/lodestone" "$c" --help; done
+              for c in start list show history types secret key; do "$p/bin/lodestone" "$c" --help; done
             } 2>/dev/null | opts_of); do
   page_text man1/lodestone.1 | grep -qF -- "$o" || missing+=("$o")
 done

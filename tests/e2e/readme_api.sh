@@ -31,6 +31,7 @@ body_for() {
     "POST /v1/workflows/{type}") printf '%s' '{"id":"readme-1","input":{"name":"Ada","pause":"0s"}}' ;;
     "POST /v1/schedules") printf '%s' '{}' ;;
     "PUT /v1/secrets/{name}") printf '%s' 'readme-value' ;;
+    "POST /v1/keys/rotate") ;; # no body
     "POST "*) printf '%s' '{}' ;;
   esac
 }

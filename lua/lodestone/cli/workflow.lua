@@ -293,7 +293,8 @@ local function unreachable(c, err)
 end
 
 -- One API call. Returns the response for 2xx statuses (res.json decoded);
--- fails with exit 1 and the daemon's message otherwise, 3 when unreachable.
+-- fails with exit 1 and the daemon's message otherwise (after
+-- opts.on_error(res), when given), 3 when unreachable.
 local function call(c, method, path, opts)
   opts = opts or {}
   local headers = opts.headers or {}
@@ -320,6 +321,7 @@ local function call(c, method, path, opts)
   else
     msg = "HTTP " .. res.status .. (res.body ~= "" and ": " .. res.body:sub(1, 200) or "")
   end
+  if opts.on_error then opts.on_error(res) end
   fail(1, "lodestone " .. verb_name .. ": " .. msg)
 end
 
@@ -643,7 +645,7 @@ local function run(fn, ...)
   error(res, 0)
 end
 
--- ---- for other command modules (lodestone.cli.schedule) ----
+-- ---- for other command modules (lodestone.cli.schedule, lodestone.cli.key) ----
 
 M.lib = {
   run = run,

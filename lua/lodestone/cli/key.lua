@@ -1,0 +1,94 @@
+-- SPDX-License-Identifier: MIT
+-- `lodestone key show|rotate`: lodestoned's keyring, as a client of its
+-- HTTP API (GET /v1/keys, POST /v1/keys/rotate); never key material.
+-- Connection options, errors and exit codes are the workflow commands'
+-- (lodestone.cli.workflow).
+local lib = require("lodestone.cli.workflow").lib
+
+local M = {}
+
+-- A rotation reseals every secret in synced batches: give it longer than
+-- the other calls' 10 s. (Cut off, it goes on in lodestoned.)
+local ROTATE_TIMEOUT = 300
+
+local HELP = [[
+usage: lodestone key show [--json]
+       lodestone key rotate [--json]
+
+lodestoned seals secrets and workflow payloads (inputs, step results,
+signals, outputs) under the current key of its key file (lodestoned
+--key-file, default DATA/master.key); each sealed value names its key.
+
+`show` prints the current key's id and how many keys the key file holds.
+
+`rotate` adds a new random key to the key file and makes it current: new
+payloads are sealed under it, and every secret is resealed under it.
+Payloads already stored stay under their old keys, which stay in the key
+file and must be kept (old keys cannot be retired yet). Back the key file
+up after a rotation: it changed, and lodestoned refuses to start with an
+older copy, which lacks the new key.
+When resealing stops half-way (exit 1, naming the secret and why), the new
+key is current all the same and the secrets not resealed stay under their
+old keys: fix the cause (set that secret again, or remove it) and rotate
+again, which reseals every secret not under the newest key.
+
+--json prints the API's object (also the one of a half-done rotation).
+]]
+
+local function keys_text(n)
+  return n == 1 and "1 key" or tostring(n) .. " keys"
+end
+
+local function show(args)
+  local pos, opts = lib.parse(args, 3, { json = "flag" })
+  if #pos ~= 0 then lib.usage_error("unexpected argument '" .. pos[1] .. "'") end
+  local res = lib.call(lib.connection(opts), "GET", "/v1/keys")
+  if opts.json then lib.print_json_text(res.body) return 0 end
+  local k = res.json
+  lib.print_lines {
+    "current key: " .. tostring(k.current),
+    "keys:        " .. tostring(k.keys) ..
+      (tonumber(k.keys) and k.keys > 1 and " (the older ones open data sealed before a rotation)" or ""),
+  }
+  return 0
+end
+
+local function rotate(args)
+  local pos, opts = lib.parse(args, 3, { json = "flag" })
+  if #pos ~= 0 then lib.usage_error("unexpected argument '" .. pos[1] .. "'") end
+  local res = lib.call(lib.connection(opts), "POST", "/v1/keys/rotate", {
+    timeout = ROTATE_TIMEOUT,
+    on_error = function(r)
+      -- a rotation that happened, with its reseal cut short: its numbers too
+      if opts.json and type(r.json) == "table" and r.json.key ~= nil then lib.print_json_text(r.body) end
+    end,
+  })
+  local k = res.json
+  if opts.json then lib.print_json_text(res.body) end
+  local n = tonumber(k.secrets_resealed) or 0
+  io.stderr:write("rotated: key ", tostring(k.key), " is current (the key file holds ",
+    keys_text(k.keys), "); ", n == 1 and "1 secret" or n .. " secrets", " resealed under it\n",
+    "back up the key file now: it changed\n")
+  return 0
+end
+
+local SUB = { show = show, rotate = rotate }
+
+function M.main(args)
+  lib.set_verb("key")
+  local sub = args[2]
+  return lib.run(function()
+    if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
+      local out = sub == nil and io.stderr or io.stdout -- no subcommand is a usage error
+      out:write(HELP, lib.CONNECTION_HELP)
+      return sub == nil and 2 or 0
+    end
+    local fn = SUB[sub]
+    if not fn then lib.usage_error("unknown subcommand '" .. sub .. "' (show, rotate)") end
+    local _, opts = lib.parse(args, 3, { json = "flag" })
+    if opts.help then io.stdout:write(HELP, lib.CONNECTION_HELP) return 0 end
+    return fn(args)
+  end)
+end
+
+return M
