@@ -1463,15 +1463,21 @@ static int unix_listen(const char *path, ls_err *err)
      * so no other daemon of this data directory is using it. */
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
-    mode_t old = umask(0117); /* 0660 */
+    /* Bound under lodestoned's umask (077: private until the chmod below).
+     * Not a umask of its own: that is the whole process's, and a file
+     * LevelDB's thread created meanwhile would take it. */
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    umask(old);
     if (rc != 0 || listen(fd, 512) != 0) {
         ls_err_set(err, LS_EIO, "--socket %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
-    chmod(path, 0660);
+    if (chmod(path, 0660) != 0) {
+        ls_err_set(err, LS_EIO, "--socket %s: chmod 0660: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
     return fd;
 }
 
