@@ -686,13 +686,23 @@ void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len)
 
 ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **out, ls_err *err)
 {
-    /* A secret that does not open is the step's error to handle (its code
-     * may catch it; its retry policy applies), unlike a record of the run
-     * itself: the message names the key it lacks (not "not set"). */
+    /* A secret that does not authenticate is the step's error to handle
+     * (its code may catch it; its retry policy applies; the operator can
+     * set the secret again). One sealed under a key the keyring lacks (a
+     * stale key file) is no fault of the run, which must not fail for it:
+     * as a payload that does not open, the activation is given up. */
     ls_rc rc = ls_vault_secret_get(a->f->o.vault, a->f->o.store, name, out, err);
     if (rc == LS_ENOTFOUND)
         return ls_err_set(err, LS_ENOTFOUND, "secret \"%s\" is not set (lodestone secret set %s)",
                           name, name);
+    if (rc == LS_EAUTH && ls_vault_secret_missing_key(a->f->o.vault, a->f->o.store, name) != 0) {
+        ls_err why = {0};
+        if (err)
+            why = *err;
+        else
+            ls_err_set(&why, rc, "secret \"%s\" names a key this keyring does not hold", name);
+        return give_up(a, rc, &why, err);
+    }
     return rc;
 }
 

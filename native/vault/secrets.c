@@ -303,6 +303,25 @@ fail:
     return rc;
 }
 
+uint32_t ls_vault_secret_missing_key(ls_vault_t *v, ls_store_t *st, const char *name)
+{
+    size_t nlen = 0;
+    if (v == NULL || st == NULL || check_name(name, &nlen, NULL) != LS_OK) return 0;
+    ls_buf key = LS_BUF_INIT, rec = LS_BUF_INIT;
+    uint32_t id = 0;
+    if (secret_key(&key, name, nlen, NULL) == LS_OK &&
+        ls_store_get(st, key.ptr, key.len, &rec, NULL) == LS_OK)
+        id = record_key(rec.ptr, rec.len);
+    if (id != 0) {
+        pthread_rwlock_rdlock(&v->lock);
+        if (ls_vault_find_key(v, id) != NULL) id = 0;
+        pthread_rwlock_unlock(&v->lock);
+    }
+    ls_buf_free(&key);
+    ls_buf_free(&rec);
+    return id;
+}
+
 ls_rc ls_vault_secret_delete(ls_store_t *st, const char *name, ls_err *err)
 {
     size_t nlen = 0;

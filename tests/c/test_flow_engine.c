@@ -67,7 +67,8 @@ enum {
     OP_ALL,        /* ctx:all of b branches as branch runs: branch 1 sleeps ms, then
                     * branch i runs step "b<i>" and returns its value (name "raise":
                     * the code raises once it has started them) */
-    OP_LOG         /* ctx:log(h->logmsg, h->logmsg_len bytes) */
+    OP_LOG,        /* ctx:log(h->logmsg, h->logmsg_len bytes) */
+    OP_SECRET      /* reads secret name (raises when it fails); adds "secret" */
 };
 
 typedef struct {
@@ -119,6 +120,8 @@ static const script scripts_main[] = {
     {"gated", {STEP_B("wait", B_GATE), COMPLETE}},
     {"a_gated_c", {STEP("a"), STEP_B("b", B_GATE), STEP("c"), COMPLETE}},
     {"secret", {SIDE("uuid"), STEP("a"), COMPLETE}},
+    {"sec_old", {SLEEP(200), {OP_SECRET, "s1", 0, 0}, COMPLETE}},
+    {"sec_new", {SLEEP(200), {OP_SECRET, "s2", 0, 0}, COMPLETE}},
     {"raises", {STEP("a"), {OP_FAIL, "boom: out of widgets", 0, 0}}},
     {"silent", {STEP("a"), {OP_RETURN, NULL, 0, 0}}},
     {"spaced",
@@ -714,6 +717,16 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
         }
         case OP_CLEANUP: goto done; /* not cancelled: the code ends before its catch */
         case OP_LOG: ls_flow_act_log(a, LS_FLOW_LOG_INFO, h->logmsg, h->logmsg_len); break;
+        case OP_SECRET: {
+            ls_secret_t *sec = NULL;
+            if (ls_flow_act_secret(a, o->name, &sec, &err) != LS_OK) {
+                raise_err(a, &err);
+                goto out;
+            }
+            ls_secret_free(sec);
+            add_value(&acc, "\"secret\"", 8);
+            break;
+        }
         case OP_STATUS:
             if (ls_flow_act_set_status(a, o->name, strlen(o->name), &err) != LS_OK) {
                 raise_err(a, &err);
@@ -2230,6 +2243,67 @@ static void test_engine_vault_failure_keeps_the_run(void **state)
         assert_int_equal(calls(&e->h, name, "a"), 1);
         assert_int_equal(calls(&e->h, name, "b"), 1);
     }
+    eng_close(e);
+}
+
+/* A secret sealed under a key the keyring lacks (a stale key file) gives
+ * the activation up, as a payload that does not open: the run waits and
+ * goes on with the right key. One that does not authenticate under a key
+ * the ring holds stays the code's error, and fails the run here. */
+static void test_engine_secret_under_missing_key_keeps_the_run(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    ls_vault_t *right = e->d.v, *wrong = NULL;
+    th_ok(ls_vault_secret_put(right, e->d.st, "s1", "one", 3, &err), &err); /* key 1 */
+    th_ok(ls_vault_rotate(right, NULL, &err), &err);
+    th_ok(ls_vault_secret_put(right, e->d.st, "s2", "two", 3, &err), &err); /* key 2 */
+    eng_open(e, 1);
+    start1(e, "sec_old", "so-1", NULL);
+    start1(e, "sec_new", "sn-1", NULL);
+    json_decref(wait_waiting(e, "so-1"));
+    json_decref(wait_waiting(e, "sn-1"));
+    eng_close(e);
+
+    char *other = th_path(e->d.dir, "other.key");
+    ls_vault_opts vo = {.create_if_missing = 1};
+    th_ok(ls_vault_load(&wrong, other, &vo, &err), &err);
+    assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "s2"), 2);
+    assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "s1"), 0);
+    assert_int_equal(ls_vault_secret_missing_key(right, e->d.st, "s2"), 0);
+    assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "nope"), 0);
+    e->d.v = wrong;
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 200); /* both timers fire */
+    wait_end(e, "so-1");
+    for (int i = 0; i < WAIT_MS / 2 && !log_has(&e->h, "run sn-1: secret \"s2\""); i++)
+        th_nap_ms(2);
+    assert_true(log_has(&e->h, "error [sn-1] run sn-1: secret \"s2\": sealed value names key 2, "
+                               "which this keyring does not hold; the run waits, unfinished"));
+    assert_true(log_has(&e->h, "[so-1] failed: secret \"s1\": sealed value does not authenticate"));
+    assert_false(log_has(&e->h, "[sn-1] failed:"));
+    ls_flow_stats st;
+    for (int i = 0; i < WAIT_MS / 2; i++) { /* the activation is over */
+        ls_flow_get_stats(e->f, &st);
+        if (st.workers_busy == 0 && st.runs_queued == 0) break;
+        th_nap_ms(2);
+    }
+    eng_close(e);
+
+    /* The right key again: sn-1 was not failed, and goes on. */
+    e->d.v = right;
+    ls_vault_close(wrong);
+    free(other);
+    eng_open(e, 0);
+    char buf[32];
+    assert_string_equal(status_of(e, "sn-1", buf), "running");
+    json_t *ev = history(e, "sn-1");
+    assert_int_equal(count_events(ev, "workflow_failed", NULL), 0);
+    json_decref(ev);
+    th_ok(ls_flow_run(e->f, &err), &err);
+    wait_end(e, "sn-1");
+    assert_string_equal(status_of(e, "sn-1", buf), "completed");
     eng_close(e);
 }
 
@@ -4178,6 +4252,7 @@ int main(void)
         T(test_engine_step_result_rides_the_next_write),
         T(test_engine_abandoned_run_resumes_after_restart),
         T(test_engine_vault_failure_keeps_the_run),
+        T(test_engine_secret_under_missing_key_keeps_the_run),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),
         T(test_engine_list_filters_and_pages),

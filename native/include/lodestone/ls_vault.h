@@ -151,6 +151,12 @@ LS_API ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name
 LS_API ls_rc ls_vault_secret_get(ls_vault_t *v, ls_store_t *st, const char *name, ls_secret_t **out,
                                  ls_err *err);
 
+/* The key id secret name's record names when v does not hold that key (a
+ * stale key file), else 0: 0 also when the secret is absent, unreadable or
+ * sealed under a key v holds. Tells ls_vault_secret_get's LS_EAUTH for a
+ * missing key from one for a record that does not authenticate. */
+LS_API uint32_t ls_vault_secret_missing_key(ls_vault_t *v, ls_store_t *st, const char *name);
+
 /* Deletes a secret (synced). LS_ENOTFOUND when absent. */
 LS_API ls_rc ls_vault_secret_delete(ls_store_t *st, const char *name, ls_err *err);
 
