@@ -48,6 +48,11 @@ struct flow_scheds {
     int stop;
     pthread_t th;
     int started;
+    /* names of stored records that did not open at load (sealed under a
+     * key the keyring lacks, or not authenticating): kept on disk, and
+     * no declaration or put replaces them */
+    char **unopened;
+    size_t nunopened;
 };
 
 static const char *const STATE_FIELDS[] = {
@@ -251,6 +256,56 @@ static ls_rc unpersist(ls_flow_t *f, const char *name, ls_err *err)
     return rc;
 }
 
+/* Index of name in S->unopened, or S->nunopened. */
+static size_t find_unopened(const struct flow_scheds *S, const char *name, size_t nlen)
+{
+    size_t i = 0;
+    while (i < S->nunopened &&
+           !(strlen(S->unopened[i]) == nlen && memcmp(S->unopened[i], name, nlen) == 0))
+        i++;
+    return i;
+}
+
+/* A stored record that does not open (why): logged naming the schedule,
+ * left on disk, and kept apart so that nothing replaces it. A key with no
+ * readable name is skipped the same way. */
+static ls_rc skip_unopened(ls_flow_t *f, struct flow_scheds *S, const void *key, size_t klen,
+                           const ls_err *why, ls_err *err)
+{
+    ls_buf name = LS_BUF_INIT;
+    ls_key_reader r;
+    ls_store_ns ns;
+    ls_key_reader_init(&r, key, klen);
+    ls_rc rc = ls_key_read_ns(&r, &ns, NULL);
+    if (rc == LS_OK) rc = ls_key_read_str(&r, &name, NULL);
+    if (rc == LS_OK) rc = ls_buf_putc(&name, '\0', NULL);
+    const char *nm = rc == LS_OK ? (const char *)name.ptr : "(unreadable name)";
+    flow_log(f, LS_FLOW_LOG_ERROR, NULL,
+             "schedule %s: its stored record does not open: %s; the schedule is not loaded, "
+             "nor replaced (restart with the key file it was written under, or delete it)",
+             nm, ls_err_text(why));
+    rc = LS_OK;
+    if (name.ptr != NULL && nm == (const char *)name.ptr) {
+        char **v = ls_realloc(S->unopened, (S->nunopened + 1) * sizeof *v);
+        char *dup = v ? ls_strdup(nm) : NULL;
+        if (v) S->unopened = v;
+        if (dup == NULL)
+            rc = ls_err_set(err, LS_ENOMEM, "schedule: out of memory");
+        else
+            S->unopened[S->nunopened++] = dup;
+    }
+    ls_buf_free(&name);
+    return rc;
+}
+
+static void free_unopened(struct flow_scheds *S)
+{
+    for (size_t i = 0; i < S->nunopened; i++) ls_free(S->unopened[i]);
+    ls_free(S->unopened);
+    S->unopened = NULL;
+    S->nunopened = 0;
+}
+
 static ls_rc load_all(ls_flow_t *f, struct flow_scheds *S, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT, pt = LS_BUF_INIT;
@@ -261,7 +316,16 @@ static ls_rc load_all(ls_flow_t *f, struct flow_scheds *S, ls_err *err)
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, k.ptr, k.len, 0, err);
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         sched *s = NULL;
-        rc = ls_vault_open(f->o.vault, key, klen, val, vlen, &pt, err);
+        ls_err why = {0};
+        /* One schedule that does not open (a key the keyring lacks:
+         * LS_ENOTFOUND; tampered: LS_EAUTH; LS_EFORMAT) is skipped alone,
+         * and is no end of the walk. */
+        rc = ls_vault_open(f->o.vault, key, klen, val, vlen, &pt, &why);
+        if (rc == LS_ENOTFOUND || rc == LS_EAUTH || rc == LS_EFORMAT) {
+            if ((rc = skip_unopened(f, S, key, klen, &why, err)) == LS_OK) continue;
+        } else if (rc != LS_OK && err) {
+            *err = why;
+        }
         if (rc == LS_OK) rc = decode_record((const char *)pt.ptr, pt.len, &s, err);
         if (rc == LS_OK) {
             s->after_downtime = 1;
@@ -360,6 +424,11 @@ static ls_rc put_locked(ls_flow_t *f, struct flow_scheds *S, flow_sched_def *d, 
                           "input: %zu bytes, over the payload limit of %zu bytes (lodestoned "
                           "--max-payload)",
                           d->input_len, f->o.max_payload);
+    if (find_unopened(S, d->name, strlen(d->name)) < S->nunopened)
+        return ls_err_set(err, LS_ESTATE,
+                          "schedule %s: its stored record did not open at start (see the log); "
+                          "restart with the key file it was written under, or delete it",
+                          d->name);
     sched *s = find(S, d->name, strlen(d->name));
     int64_t now = flow_now(f);
     if (s && s->source == LS_FLOW_SCHEDULE_FILE && source == LS_FLOW_SCHEDULE_API)
@@ -505,8 +574,17 @@ ls_rc ls_flow_schedule_delete(ls_flow_t *f, const char *name, size_t nlen, int s
     struct flow_scheds *S = f->sched;
     pthread_mutex_lock(&S->mu);
     sched *s = find(S, name, nlen);
+    size_t u = find_unopened(S, name, nlen);
     ls_rc rc;
-    if (s == NULL)
+    if (s == NULL && u < S->nunopened && source == LS_FLOW_SCHEDULE_API) {
+        /* a record that did not open: deleted unread */
+        rc = unpersist(f, S->unopened[u], err);
+        if (rc == LS_OK) {
+            flow_log(f, LS_FLOW_LOG_INFO, NULL, "schedule %s deleted (unread)", S->unopened[u]);
+            ls_free(S->unopened[u]);
+            S->unopened[u] = S->unopened[--S->nunopened];
+        }
+    } else if (s == NULL)
         rc = ls_err_set(err, LS_ENOTFOUND, "no schedule named \"%.*s\"",
                         (int)(nlen > 100 ? 100 : nlen), name);
     else if (s->source == LS_FLOW_SCHEDULE_FILE && source == LS_FLOW_SCHEDULE_API)
@@ -807,6 +885,7 @@ void flow_sched_free(ls_flow_t *f)
     flow_sched_stop(f);
     for (size_t i = 0; i < S->n; i++) sched_free(S->v[i]);
     ls_free(S->v);
+    free_unopened(S);
     pthread_mutex_destroy(&S->mu);
     pthread_mutex_destroy(&S->kmu);
     pthread_cond_destroy(&S->kcv);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "flow/schedule.h"
@@ -303,6 +304,10 @@ typedef struct {
     th_store_dir d;
     ls_flow_t *f;
     th_clock fc;
+    pthread_mutex_t log_mu;
+    char log[8192]; /* the engine's log lines as they fit (not through ls_malloc,
+                     * which the allocation failure tests swap) */
+    size_t log_len;
     int system_clock;   /* engines use the system clock instead of fc */
     size_t max_payload; /* the engine's --max-payload; 0: its default */
 } env;
@@ -313,6 +318,7 @@ static int setup(void **state)
     if (e == NULL) return -1;
     th_store_dir_open(&e->d, "flow_schedule");
     th_clock_init(&e->fc, T0);
+    pthread_mutex_init(&e->log_mu, NULL);
     *state = e;
     return 0;
 }
@@ -322,8 +328,28 @@ static int teardown(void **state)
     env *e = *state;
     ls_flow_close(e->f);
     th_store_dir_close(&e->d);
+    pthread_mutex_destroy(&e->log_mu);
     free(e);
     return 0;
+}
+
+static void on_log(void *ud, int level, const char *run, const char *msg)
+{
+    env *e = ud;
+    (void)level;
+    (void)run;
+    pthread_mutex_lock(&e->log_mu);
+    int n = snprintf(e->log + e->log_len, sizeof e->log - e->log_len, "%s\n", msg);
+    if (n > 0 && (size_t)n < sizeof e->log - e->log_len) e->log_len += (size_t)n;
+    pthread_mutex_unlock(&e->log_mu);
+}
+
+static int log_has(env *e, const char *text)
+{
+    pthread_mutex_lock(&e->log_mu);
+    int has = strstr(e->log, text) != NULL;
+    pthread_mutex_unlock(&e->log_mu);
+    return has;
 }
 
 /* Opens the engine over e's store; with run, starts its threads (the
@@ -336,7 +362,9 @@ static void eng_open_run(env *e, int run)
                       .clock = e->system_clock ? NULL : &e->fc.clock,
                       .runner = &runner,
                       .workers = 2,
-                      .max_payload = e->max_payload};
+                      .max_payload = e->max_payload,
+                      .log = on_log,
+                      .log_ud = e};
     assert_null(e->f);
     th_ok(ls_flow_open(&e->f, &o, &err), &err);
     if (run) th_ok(ls_flow_run(e->f, &err), &err);
@@ -875,6 +903,68 @@ static void test_schedule_stored_dot_name_still_loads(void **state)
     ls_buf_free(&out);
 }
 
+/* Copies file from to file to. */
+static void copy_file(const char *from, const char *to)
+{
+    char buf[4096];
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* A schedule sealed under a key the keyring lacks (a stale key file) is
+ * skipped alone, logged by name: the ones after it still load, and
+ * neither a put nor a file's declaration replaces its record. */
+static void test_schedule_record_that_does_not_open_is_skipped(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    ls_buf out = LS_BUF_INIT;
+    char *stale = th_path(e->d.dir, "stale.key");
+    copy_file(e->d.key_path, stale); /* key 1 only */
+    assert_int_equal(chmod(stale, 0600), 0);
+    eng_open(e);
+    json_decref(put(e, "{\"name\":\"b1\",\"workflow\":\"quick\",\"cron\":\"@daily\"}", NULL));
+    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
+    json_decref(put(e, "{\"name\":\"a1\",\"workflow\":\"quick\",\"cron\":\"@hourly\"}", NULL));
+    eng_close(e);
+
+    ls_vault_t *right = e->d.v, *old = NULL;
+    ls_vault_opts vo = {0};
+    th_ok(ls_vault_load(&old, stale, &vo, &err), &err);
+    e->d.v = old;
+    eng_open(e);
+    assert_true(
+        log_has(e, "schedule a1: its stored record does not open: sealed value names key 2"));
+    json_t *b1 = get_sched(e, "b1"); /* after a1, still loaded */
+    assert_string_equal(jstr(b1, "cron"), "@daily");
+    json_decref(b1);
+    assert_int_equal(ls_flow_schedule_get(e->f, "a1", 2, &out, &err), LS_ENOTFOUND);
+    const char *a1 = "{\"name\":\"a1\",\"workflow\":\"quick\",\"cron\":\"@daily\"}";
+    assert_int_equal(
+        ls_flow_schedule_put(e->f, a1, strlen(a1), LS_FLOW_SCHEDULE_API, &out, NULL, &err),
+        LS_ESTATE);
+    const char *files = "[{\"name\":\"a1\",\"workflow\":\"quick\",\"cron\":\"@daily\"}]";
+    assert_int_equal(ls_flow_schedule_sync_files(e->f, files, strlen(files), &err), LS_ESTATE);
+    eng_close(e);
+
+    /* The right key file: a1 is as it was put. */
+    e->d.v = right;
+    ls_vault_close(old);
+    free(stale);
+    eng_open(e);
+    json_t *got = get_sched(e, "a1");
+    assert_string_equal(jstr(got, "cron"), "@hourly");
+    assert_string_equal(jstr(got, "source"), "api");
+    json_decref(got);
+    eng_close(e);
+    ls_buf_free(&out);
+}
+
 static void test_schedule_input_over_the_payload_limit(void **state)
 {
     env *e = *state;
@@ -1045,6 +1135,7 @@ int main(void)
         T(test_schedule_fire_attempted_twice),
         T(test_schedule_api),
         T(test_schedule_stored_dot_name_still_loads),
+        T(test_schedule_record_that_does_not_open_is_skipped),
         T(test_schedule_input_over_the_payload_limit),
         T(test_schedule_redefinition),
         T(test_schedule_thread_fires),
