@@ -209,9 +209,24 @@ ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, l
 
     uint32_t id = 0;
     rc = ls_vault_check_open(v, st, &id, err);
-    if (rc == LS_ENOTFOUND) rc = adopt(v, st, key_file, holds, err);
+    if (rc == LS_ENOTFOUND) {
+        rc = adopt(v, st, key_file, holds, err);
+    } else if (rc != LS_OK && rc != LS_EIO && rc != LS_ENOMEM && !holds && ls_vault_created(v)) {
+        /* A key check alone whose key file is gone: the store holds nothing
+         * sealed under it, so it is bound to the key created now instead of
+         * being locked out for good. (A key file given that does not open
+         * the check is still refused: it may be the wrong file.) */
+        rc = ls_vault_check_write(v, st, err);
+    }
     if (rc != LS_OK) {
-        ls_vault_discard(v); /* a key file created here goes again */
+        /* A key file created here goes again, unless the key check may
+         * have been written under it (LS_EIO: a failed sync leaves the
+         * outcome unknown). Kept, it is the key file the next start loads,
+         * and a store holding nothing sealed takes it either way. */
+        if (rc == LS_EIO && ls_vault_created(v))
+            ls_vault_close(v);
+        else
+            ls_vault_discard(v);
         return rc;
     }
     *out = v;

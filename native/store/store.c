@@ -245,11 +245,15 @@ ls_rc ls_store_holds_data(ls_store_t *st, int *holds, ls_err *err)
         return ls_err_set(err, LS_EINVAL, "ls_store_holds_data: store and holds are required");
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->read);
     leveldb_iter_seek_to_first(it);
+    /* The key check (the vault's, under META "keycheck") seals nothing of
+     * the store's: a store with it and its format record alone is new. */
+    static const char keycheck_key[] = {(char)LS_NS_META, 'k', 'e', 'y', 'c', 'h', 'e', 'c', 'k'};
     int found = 0;
-    for (int n = 0; n < 2 && !found && leveldb_iter_valid(it); n++) {
+    for (int n = 0; n < 3 && !found && leveldb_iter_valid(it); n++) {
         size_t klen = 0;
         const char *k = leveldb_iter_key(it, &klen);
-        found = klen != sizeof format_key || memcmp(k, format_key, klen) != 0;
+        found = !(klen == sizeof format_key && memcmp(k, format_key, klen) == 0) &&
+                !(klen == sizeof keycheck_key && memcmp(k, keycheck_key, klen) == 0);
         leveldb_iter_next(it);
     }
     char *e = NULL;

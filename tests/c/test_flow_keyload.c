@@ -207,6 +207,26 @@ static void test_keyload_new_store_creates_key(void **state)
     free(path), free(given);
 }
 
+/* A store holding its format record and a key check alone seals
+ * nothing: when its key file is gone, it is new, bound to a key created
+ * now, and never locked out. */
+static void test_keyload_key_check_alone_is_a_new_store(void **state)
+{
+    (void)state;
+    ls_store_t *st = new_store();
+    char *path = fresh("master.key");
+    loaded(st, path, 1);
+    assert_int_equal(unlink(path), 0);
+    ls_vault_t *v = NULL;
+    ls_err err = {0};
+    th_ok(ls_flow_key_load(&v, st, path, &err), &err);
+    assert_int_equal(ls_vault_created(v), 1);
+    ls_vault_close(v);
+    loaded(st, path, 1); /* the check is under the new key file's key 1 */
+    ls_store_close(st);
+    free(path);
+}
+
 /* ---- refusals ---- */
 
 static void test_keyload_missing_key_refused(void **state)
@@ -215,6 +235,10 @@ static void test_keyload_missing_key_refused(void **state)
     ls_store_t *st = new_store();
     char *path = fresh("master.key");
     loaded(st, path, 1);
+    ls_vault_t *sv = load(path);
+    ls_err serr = {0};
+    th_ok(ls_vault_secret_put(sv, st, "token", "s3cret", 6, &serr), &serr); /* data */
+    ls_vault_close(sv);
     assert_int_equal(unlink(path), 0);
     char want[600];
     snprintf(want, sizeof want,
@@ -451,6 +475,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyload_new_store_creates_key),
+        cmocka_unit_test(test_keyload_key_check_alone_is_a_new_store),
         cmocka_unit_test(test_keyload_missing_key_refused),
         cmocka_unit_test(test_keyload_wrong_key_refused),
         cmocka_unit_test(test_keyload_old_store_probed),

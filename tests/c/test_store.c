@@ -233,7 +233,7 @@ static void test_store_holds_data(void **state)
     static const struct {
         const char *key;
         size_t len;
-    } keys[] = {{"\x00keycheck", 9}, {"\x00", 1}, {"\000format!", 8}, {"\x11run", 4}};
+    } keys[] = {{"\x00keycheck!", 10}, {"\x00", 1}, {"\000format!", 8}, {"\x11run", 4}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         th_ok(ls_store_put(st, keys[i].key, keys[i].len, "v", 1, 0, &err), &err);
         th_ok(ls_store_holds_data(st, &holds, &err), &err);
@@ -242,6 +242,10 @@ static void test_store_holds_data(void **state)
         th_ok(ls_store_holds_data(st, &holds, &err), &err);
         assert_int_equal(holds, 0);
     }
+    /* The vault's key check seals nothing: with it alone, the store is new. */
+    th_ok(ls_store_put(st, "\x00keycheck", 9, "v", 1, 0, &err), &err);
+    th_ok(ls_store_holds_data(st, &holds, &err), &err);
+    assert_int_equal(holds, 0);
     /* Reopened, with a record: still data. */
     th_ok(ls_store_put(st, "\x01secret", 7, "v", 1, LS_STORE_SYNC, &err), &err);
     ls_store_close(st);

@@ -56,8 +56,9 @@ LS_API ls_rc ls_store_open(ls_store_t **out, const char *path, const ls_store_op
 LS_API void ls_store_close(ls_store_t *st);
 
 /* Sets *holds to 1 when the store holds any record besides its format
- * record (runs, secrets, schedules, other metadata), to 0 when it is as
- * ls_store_open created it: a new store. */
+ * record and the vault's key check (runs, secrets, schedules, other
+ * metadata), to 0 when it holds nothing sealed: a new store, as
+ * ls_store_open created it, or with a key check alone. */
 LS_API ls_rc ls_store_holds_data(ls_store_t *st, int *holds, ls_err *err);
 
 /* Format version found in the store (LS_STORE_FORMAT for a store this build
