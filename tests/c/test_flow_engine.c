@@ -335,6 +335,7 @@ static void on_log(void *ud, int level, const char *run, const char *msg)
     static const char *const names[] = {"debug", "info", "warn", "error"};
     char line[1400];
     int n = snprintf(line, sizeof line, "%s [%s] %s\n", names[level & 3], run ? run : "-", msg);
+    if (n >= (int)sizeof line) n = (int)sizeof line - 1; /* a long line is kept cut (8 KiB lines) */
     if (getenv("LS_TEST_VERBOSE")) fputs(line, stderr);
     pthread_mutex_lock(&h->mu);
     size_t mlen = strlen(msg);
