@@ -442,8 +442,10 @@ ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err);
 ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
                 ls_buf *out, ls_err *err);
 /* Opens the payload of event seq of run id into out ("null" when there is
- * none). Fails with the vault's code, "payload of event N: ..." (a key the
- * keyring does not hold is LS_EAUTH, never LS_ENOTFOUND). */
+ * none). Fails with the vault's code, "payload of event N: ..." ("payload
+ * of a pending signal or child result (inbox entry): ..." for seq
+ * FLOW_SEQ_INBOX; a key the keyring does not hold is LS_EAUTH, never
+ * LS_ENOTFOUND). */
 ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
                         ls_buf *out, ls_err *err);
 /* The same with a vault and no engine (keyload.c, before one is open). */

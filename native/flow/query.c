@@ -218,7 +218,10 @@ ls_rc flow_open_payload_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const
         rc =
             ls_err_set(err, LS_EAUTH, "sealed value names key %u, which this keyring does not hold",
                        (unsigned)ls_vault_sealed_key(sealed, len));
-    if (rc != LS_OK) ls_err_prefix(err, "payload of event %llu", (unsigned long long)seq);
+    if (rc != LS_OK && seq == FLOW_SEQ_INBOX)
+        ls_err_prefix(err, "payload of a pending signal or child result (inbox entry)");
+    else if (rc != LS_OK)
+        ls_err_prefix(err, "payload of event %llu", (unsigned long long)seq);
     return rc;
 }
 

@@ -3277,6 +3277,54 @@ static void test_engine_signal_inbox_survives_restart(void **state)
     eng_close(e);
 }
 
+/* A pending signal's payload (an inbox entry, sealed with seq 0) that does
+ * not open is named as such, not as "event 0", and the activation is given
+ * up without failing the run: with the right key it goes on. */
+static void test_engine_inbox_entry_that_does_not_open_is_named(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "ib-1", NULL);
+    json_decref(wait_waiting(e, "ib-1"));
+    eng_close(e);
+
+    /* The key file as it was before a rotation: key 1 alone. */
+    ls_vault_t *right = e->d.v, *stale = NULL;
+    ls_vault_opts vo = {0};
+    th_ok(ls_vault_load(&stale, e->d.key_path, &vo, &err), &err);
+    th_ok(ls_vault_rotate(right, NULL, &err), &err);
+    eng_open(e, 0);                          /* not running: the signal stays in the inbox */
+    signal_ok(e, "ib-1", "go", "{\"n\":1}"); /* sealed under key 2 */
+    eng_close(e);
+
+    e->d.v = stale;
+    eng_open(e, 1);
+    const char *line = "error [ib-1] cannot load history: payload of a pending signal or child "
+                       "result (inbox entry): sealed value names key 2, which this keyring does "
+                       "not hold";
+    for (int i = 0; i < WAIT_MS / 2 && !log_has(&e->h, "[ib-1] cannot load history"); i++)
+        th_nap_ms(2);
+    assert_true(log_has(&e->h, line));
+    assert_false(log_has(&e->h, "payload of event 0"));
+    assert_false(log_has(&e->h, "failed:"));
+    char buf[32];
+    assert_string_equal(status_of(e, "ib-1", buf), "running");
+    eng_close(e);
+
+    /* The right key again: the signal was kept and is delivered. */
+    e->d.v = right;
+    ls_vault_close(stale);
+    eng_open(e, 1);
+    signal_ok(e, "ib-1", "go", "{\"n\":2}");
+    wait_end(e, "ib-1");
+    json_t *r = results_of(e, "ib-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":2}");
+    json_decref(r);
+    eng_close(e);
+}
+
 static void test_engine_cancel_at_next_wait(void **state)
 {
     env *e = *state;
@@ -4254,6 +4302,7 @@ int main(void)
         T(test_engine_abandoned_run_resumes_after_restart),
         T(test_engine_vault_failure_keeps_the_run),
         T(test_engine_secret_under_missing_key_keeps_the_run),
+        T(test_engine_inbox_entry_that_does_not_open_is_named),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),
         T(test_engine_list_filters_and_pages),
