@@ -538,7 +538,8 @@ int main(int argc, char **argv)
     /* Then its key: created only for a new store, and refused (nothing
      * changed) unless it opens the store's sealed data. */
     ls_vault_t *vault = NULL;
-    rc = ls_flow_key_load(&vault, store, key_file, &err);
+    ls_flow_key_report kr;
+    rc = ls_flow_key_load_report(&vault, store, key_file, &kr, &err);
     if (rc != LS_OK) {
         ls_store_close(store);
         free(token);
@@ -552,6 +553,14 @@ int main(int argc, char **argv)
                        ls_err_text(&err));
         return die("key file: %s", ls_err_text(&err));
     }
+    if (kr.damaged)
+        lsd_log(LS_FLOW_LOG_WARN, NULL,
+                "key file %s: %u of the %u sealed records probed in this store (written before key "
+                "checks) did not open and were passed over as damage%s; first: %s",
+                key_file, kr.damaged, kr.probed,
+                kr.opened ? ", the others opened: the key is taken"
+                          : "; nothing confirmed the key, so the next start probes again",
+                kr.first_damage);
     make_private(store_dir);
     lls_runner *runner = NULL;
     if (lls_runner_new(&runner, workflows, lua_dir, &err) != LS_OK) {

@@ -22,22 +22,60 @@
 typedef struct {
     ls_vault_t *v;
     ls_store_t *st;
-    unsigned seen;   /* sealed records looked at */
-    unsigned opened; /* ... that opened */
-    ls_buf what;     /* the record that did not open */
+    unsigned seen;    /* sealed records looked at (and reads that failed) */
+    unsigned opened;  /* ... that opened */
+    unsigned damaged; /* ... unreadable: damaged, an old format, a read error */
+    unsigned unauth;  /* ... not authentic under a key the keyring holds */
+    ls_buf refusal;   /* the first that did not authenticate, and why */
+    ls_buf damage;    /* the first that did not open, and why */
 } probe_state;
 
-/* Counts the outcome rc of opening one sealed record. A record that does
- * not authenticate (or names a key the keyring lacks) stops the probe
- * with LS_EAUTH; one this build cannot read (damaged, an old format) says
- * nothing of the key and is passed over; other failures stop it as they
- * are. */
-static ls_rc verdict(probe_state *ps, ls_rc rc)
+/* Keeps "what: why" in b unless it holds one already. */
+static void note(ls_buf *b, const char *what, const ls_err *why)
 {
-    if (rc == LS_OK || rc == LS_EAUTH || rc == LS_EFORMAT || rc == LS_ECORRUPT) ps->seen++;
-    if (rc == LS_OK) ps->opened++;
-    if (rc == LS_EFORMAT || rc == LS_ECORRUPT) return LS_OK;
-    return rc;
+    if (b->len) return;
+    ls_buf_printf(b, NULL, "%s%s%s", what, *what ? ": " : "", ls_err_text(why));
+}
+
+/* Counts the outcome rc of reading one sealed record, named by what, that
+ * failed with why; missing: it names a key the keyring lacks. That one
+ * stops the probe with LS_EAUTH: the key file is stale or wrong whatever
+ * else opens. One that does not authenticate under a key the keyring
+ * holds, one this build cannot read (damaged, an old format) and a failed
+ * read of the store are counted, and the probe goes on: with others that
+ * open, they are damage, not a wrong key. Other failures (out of memory)
+ * stop it as they are. */
+static ls_rc verdict(probe_state *ps, ls_rc rc, int missing, const char *what, const ls_err *why)
+{
+    if (rc != LS_OK && rc != LS_EAUTH && rc != LS_EFORMAT && rc != LS_ECORRUPT && rc != LS_EIO)
+        return rc;
+    ps->seen++;
+    if (rc == LS_OK) {
+        ps->opened++;
+        return LS_OK;
+    }
+    if (rc == LS_EAUTH) {
+        if (missing) { /* the refusal names this one */
+            ls_buf_clear(&ps->refusal);
+            note(&ps->refusal, what, why);
+            return LS_EAUTH;
+        }
+        note(&ps->refusal, what, why);
+        ps->unauth++;
+    } else {
+        ps->damaged++;
+    }
+    note(&ps->damage, what, why);
+    return LS_OK;
+}
+
+/* Whether sealed names a key the keyring does not hold. */
+static int names_missing_key(ls_vault_t *v, const void *sealed, size_t len)
+{
+    ls_buf pt = LS_BUF_INIT;
+    int missing = ls_vault_open(v, NULL, 0, sealed, len, &pt, NULL) == LS_ENOTFOUND;
+    ls_buf_free(&pt);
+    return missing;
 }
 
 typedef struct {
@@ -61,11 +99,15 @@ static ls_rc probe_secret(probe_state *ps, ls_err *err)
         rc = fs.rc;
         if (err) *err = fs.err;
     }
-    if (rc == LS_OK && fs.name.len) {
+    if (rc != LS_OK) {
+        rc = verdict(ps, rc, 0, "reading the secrets", err);
+    } else if (fs.name.len) {
+        const char *name = (const char *)fs.name.ptr;
         ls_secret_t *s = NULL;
-        /* (its error names the secret) */
-        rc = verdict(ps, ls_vault_secret_get(ps->v, ps->st, (const char *)fs.name.ptr, &s, err));
+        rc = ls_vault_secret_get(ps->v, ps->st, name, &s, err);
         ls_secret_free(s);
+        int missing = rc == LS_EAUTH && ls_vault_secret_missing_key(ps->v, ps->st, name) != 0;
+        rc = verdict(ps, rc, missing, "", err); /* (its error names the secret) */
     }
     ls_buf_free(&fs.name);
     return rc;
@@ -75,34 +117,34 @@ static ls_rc probe_schedule(probe_state *ps, ls_err *err)
 {
     const unsigned char prefix[1] = {LS_NS_SCHEDULE};
     ls_store_iter_t *it = NULL;
-    ls_buf pt = LS_BUF_INIT;
+    ls_buf pt = LS_BUF_INIT, name = LS_BUF_INIT, what = LS_BUF_INIT;
     const void *key, *val;
     size_t klen, vlen;
     ls_rc rc = ls_store_iter_prefix(&it, ps->st, prefix, sizeof prefix, 0, err);
     if (rc == LS_OK) rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err);
     if (rc == LS_ENOTFOUND) {
         rc = LS_OK; /* no schedule */
-    } else if (rc == LS_OK) {
+    } else if (rc != LS_OK) {
+        rc = verdict(ps, rc, 0, "reading the schedules", err);
+    } else {
         /* Sealed with its own store key as associated data (schedule.c). */
         rc = ls_vault_open(ps->v, key, klen, val, vlen, &pt, err);
-        if (rc == LS_ENOTFOUND)
+        int missing = rc == LS_ENOTFOUND;
+        if (missing)
             rc = ls_err_set(err, LS_EAUTH,
                             "sealed value names key %u, which this keyring does not hold",
                             (unsigned)ls_vault_sealed_key(val, vlen));
-        if ((rc = verdict(ps, rc)) == LS_EAUTH) {
-            ls_key_reader r;
-            ls_buf name = LS_BUF_INIT;
-            ls_key_reader_init(&r, key, klen);
-            if (ls_key_read_ns(&r, NULL, NULL) == LS_OK &&
-                ls_key_read_str(&r, &name, NULL) == LS_OK)
-                ls_buf_printf(&ps->what, NULL, "schedule \"%s\"", (const char *)name.ptr);
-            else
-                ls_buf_printf(&ps->what, NULL, "a schedule");
-            ls_buf_free(&name);
-        }
+        ls_key_reader r;
+        ls_key_reader_init(&r, key, klen);
+        if (rc != LS_OK && ls_key_read_ns(&r, NULL, NULL) == LS_OK &&
+            ls_key_read_str(&r, &name, NULL) == LS_OK)
+            ls_buf_printf(&what, NULL, "schedule \"%s\"", (const char *)name.ptr);
+        rc = verdict(ps, rc, missing, what.len ? (const char *)what.ptr : "a schedule", err);
     }
     ls_store_iter_free(it);
     ls_buf_free(&pt);
+    ls_buf_free(&name);
+    ls_buf_free(&what);
     return rc;
 }
 
@@ -122,22 +164,26 @@ static ls_rc probe_history(probe_state *ps, int reverse, ls_err *err)
         ls_id id;
         uint64_t seq = 0;
         ls_event ev;
-        if (ls_history_key_parse(key, klen, &id, &seq, NULL) != LS_OK ||
-            ls_event_decode(val, vlen, &ev, NULL) != LS_OK) {
-            ps->seen++; /* damaged: says nothing of the key */
+        char what[LS_ID_TEXTLEN + 8] = "a history record";
+        ls_rc krc = ls_history_key_parse(key, klen, &id, &seq, err);
+        if (krc == LS_OK) {
+            memcpy(what, "run ", 4);
+            ls_id_format(&id, what + 4);
+        }
+        if (krc != LS_OK || ls_event_decode(val, vlen, &ev, err) != LS_OK) {
+            /* damaged: says nothing of the key */
+            rc = verdict(ps, LS_ECORRUPT, 0, what, err);
             continue;
         }
         if (ev.payload_len == 0) continue;
-        rc = verdict(ps,
-                     flow_open_payload_with(ps->v, &id, seq, ev.payload, ev.payload_len, &pt, err));
-        if (rc == LS_EAUTH) {
-            char text[LS_ID_TEXTLEN + 1];
-            ls_id_format(&id, text);
-            ls_buf_printf(&ps->what, NULL, "run %s", text);
-        }
+        rc = flow_open_payload_with(ps->v, &id, seq, ev.payload, ev.payload_len, &pt, err);
+        int missing = rc == LS_EAUTH && names_missing_key(ps->v, ev.payload, ev.payload_len);
+        rc = verdict(ps, rc, missing, what, err);
         break;
     }
     if (rc == LS_ENOTFOUND) rc = LS_OK; /* no (more) history */
+    /* A failed read of the store: as a damaged record. */
+    if (rc == LS_ECORRUPT || rc == LS_EIO) rc = verdict(ps, rc, 0, "reading the history", err);
     ls_store_iter_free(it);
     ls_buf_free(&pt);
     return rc;
@@ -156,24 +202,37 @@ static ls_rc probe(probe_state *ps, ls_err *err)
 }
 
 /* A store without a key check: a new one, or one an older lodestoned
- * wrote. Its sealed records are probed; the key check is written when one
- * of them opened, or when it holds none (nothing sealed can be lost). When
- * it holds some but none could be read, none is written: the next start
- * probes again, rather than bind the store to a key nothing confirmed. */
-static ls_rc adopt(ls_vault_t *v, ls_store_t *st, const char *key_file, int holds, ls_err *err)
+ * wrote. Its sealed records are probed. It is refused when one names a key
+ * the keyring lacks, or when none opens and one does not authenticate.
+ * Otherwise the key check is written when one opened (the others, which
+ * did not, are damage: rep says which), or when it holds none (nothing
+ * sealed can be lost). When it holds some but none could be read, none is
+ * written: the next start probes again, rather than bind the store to a
+ * key nothing confirmed. */
+static ls_rc adopt(ls_vault_t *v, ls_store_t *st, const char *key_file, int holds,
+                   ls_flow_key_report *rep, ls_err *err)
 {
-    probe_state ps = {.v = v, .st = st, .what = LS_BUF_INIT};
+    probe_state ps = {.v = v, .st = st, .refusal = LS_BUF_INIT, .damage = LS_BUF_INIT};
     ls_err why = {0};
     ls_rc rc = holds ? probe(&ps, &why) : LS_OK;
-    if (rc == LS_EAUTH)
-        ls_err_set(err, LS_EAUTH, "key file %s does not open this store's data (%s%s%s)", key_file,
-                   ps.what.len ? (const char *)ps.what.ptr : "", ps.what.len ? ": " : "",
-                   ls_err_text(&why));
-    else if (rc != LS_OK && err)
-        *err = why;
-    else if (rc == LS_OK && (ps.opened > 0 || ps.seen == 0))
-        rc = ls_vault_check_write(v, st, err);
-    ls_buf_free(&ps.what);
+    if (rc == LS_OK && ps.opened == 0 && ps.unauth > 0) rc = LS_EAUTH;
+    if (rc == LS_EAUTH) {
+        ls_err_set(err, LS_EAUTH, "key file %s does not open this store's data (%s)", key_file,
+                   ps.refusal.len ? (const char *)ps.refusal.ptr : "");
+    } else if (rc != LS_OK) {
+        if (err) *err = why;
+    } else {
+        if (rep) {
+            rep->probed = ps.seen;
+            rep->opened = ps.opened;
+            rep->damaged = ps.damaged + ps.unauth;
+            snprintf(rep->first_damage, sizeof rep->first_damage, "%s",
+                     ps.damage.len ? (const char *)ps.damage.ptr : "");
+        }
+        if (ps.opened > 0 || ps.seen == 0) rc = ls_vault_check_write(v, st, err);
+    }
+    ls_buf_free(&ps.refusal);
+    ls_buf_free(&ps.damage);
     return rc;
 }
 
@@ -192,8 +251,10 @@ static ls_rc missing_key(ls_store_t *st, const char *key_file, ls_err *err)
                       key_file, under);
 }
 
-ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, ls_err *err)
+ls_rc ls_flow_key_load_report(ls_vault_t **out, ls_store_t *st, const char *key_file,
+                              ls_flow_key_report *rep, ls_err *err)
 {
+    if (rep) memset(rep, 0, sizeof *rep);
     if (out == NULL || st == NULL || key_file == NULL)
         return ls_err_set(err, LS_EINVAL, "ls_flow_key_load needs out, a store and a key file");
     *out = NULL;
@@ -210,7 +271,7 @@ ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, l
     uint32_t id = 0;
     rc = ls_vault_check_open(v, st, &id, err);
     if (rc == LS_ENOTFOUND) {
-        rc = adopt(v, st, key_file, holds, err);
+        rc = adopt(v, st, key_file, holds, rep, err);
     } else if (rc != LS_OK && rc != LS_EIO && rc != LS_ENOMEM && !holds && ls_vault_created(v)) {
         /* A key check alone whose key file is gone: the store holds nothing
          * sealed under it, so it is bound to the key created now instead of
@@ -231,4 +292,9 @@ ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, l
     }
     *out = v;
     return LS_OK;
+}
+
+ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, ls_err *err)
+{
+    return ls_flow_key_load_report(out, st, key_file, NULL, err);
 }

@@ -7,7 +7,9 @@
  */
 #include "helpers.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,8 +119,9 @@ static void put_schedule(ls_vault_t *v, ls_store_t *st, const char *name)
 }
 
 /* Run (id byte b)'s WorkflowStarted, its input sealed with the run id and
- * seq 1 as associated data; with bad_version, a payload this build does
- * not read (a damaged record). Sets *id. */
+ * seq 1 as associated data; with bad_version 1, a payload this build does
+ * not read (a damaged record); with 2, one whose last byte is flipped (it
+ * does not authenticate under the key it names). Sets *id. */
 static void put_run(ls_vault_t *v, ls_store_t *st, unsigned char b, int bad_version, ls_id *id)
 {
     ls_err err = {0};
@@ -128,7 +131,8 @@ static void put_run(ls_vault_t *v, ls_store_t *st, unsigned char b, int bad_vers
     ad[LS_ID_BYTES + 7] = 1;
     ls_buf sealed = LS_BUF_INIT, k = LS_BUF_INIT, val = LS_BUF_INIT;
     th_ok(ls_vault_seal(v, ad, sizeof ad, "{\"a\":1}", 7, &sealed, &err), &err);
-    if (bad_version) sealed.ptr[0] = 9;
+    if (bad_version == 1) sealed.ptr[0] = 9;
+    if (bad_version == 2) sealed.ptr[sealed.len - 1] ^= 1;
     ls_event ev = {.type = LS_EV_WORKFLOW_STARTED,
                    .seq = 1,
                    .time_ms = 1,
@@ -385,6 +389,173 @@ static void test_keyload_old_store_nothing_sealed(void **state)
     free(any), free(other);
 }
 
+/* A record that does not authenticate under a key the key file holds,
+ * beside records that open under it, is damage, not a wrong key: the key
+ * is taken and the record reported. With nothing that opens, it is still
+ * a refusal. */
+static void test_keyload_old_store_damage_beside_good(void **state)
+{
+    (void)state;
+    char *right = new_key_file(0), *wrong = new_key_file(0);
+    ls_vault_t *v = load(right);
+    ls_err err = {0};
+    ls_id id;
+    ls_store_t *st = new_store();
+    th_ok(ls_vault_secret_put(v, st, "token", "s3cret", 6, &err), &err);
+    put_schedule(v, st, "nightly");
+    put_run(v, st, 0x11, 2, &id);
+    ls_vault_close(v);
+    char text[LS_ID_TEXTLEN + 1], want[800];
+    ls_id_format(&id, text);
+
+    snprintf(want, sizeof want,
+             "key file %s does not open this store's data (secret \"token\": sealed value does "
+             "not authenticate (tampered, wrong key, or wrong associated data))",
+             wrong);
+    refused(st, wrong, LS_EAUTH, want);
+
+    ls_flow_key_report rep;
+    v = NULL;
+    th_ok(ls_flow_key_load_report(&v, st, right, &rep, &err), &err);
+    ls_vault_close(v);
+    assert_int_equal(rep.opened, 2);
+    assert_int_equal(rep.damaged, 2); /* the run, from each end */
+    assert_int_equal(rep.probed, 4);
+    snprintf(want, sizeof want,
+             "run %s: payload of event 1: sealed value does not authenticate (tampered, wrong "
+             "key, or wrong associated data)",
+             text);
+    assert_string_equal(rep.first_damage, want);
+    uint32_t kid = 0;
+    th_ok(ls_vault_check_key(st, &kid, &err), &err);
+    assert_int_equal(kid, 1);
+    ls_store_close(st);
+
+    /* The tampered run alone: nothing opens, refused. */
+    st = new_store();
+    v = load(right);
+    put_run(v, st, 0x11, 2, &id);
+    ls_vault_close(v);
+    snprintf(want, sizeof want,
+             "key file %s does not open this store's data (run %s: payload of event 1: sealed "
+             "value does not authenticate (tampered, wrong key, or wrong associated data))",
+             right, text);
+    refused(st, right, LS_EAUTH, want);
+
+    /* Beside it, a newer run under a key a stale copy lacks: refused,
+     * naming that run, though the secret opens. */
+    char *stale = fresh("stale.key");
+    copy_file(right, stale);
+    v = load(right);
+    th_ok(ls_vault_secret_put(v, st, "token", "s3cret", 6, &err), &err);
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    put_run(v, st, 0x22, 0, &id);
+    ls_vault_close(v);
+    ls_id_format(&id, text);
+    snprintf(want, sizeof want,
+             "key file %s does not open this store's data (run %s: payload of event 1: sealed "
+             "value names key 2, which this keyring does not hold)",
+             stale, text);
+    refused(st, stale, LS_EAUTH, want);
+    ls_store_close(st);
+    free(right), free(wrong), free(stale);
+}
+
+/* Flips bytes in the middle of the largest table file of dir. */
+static void damage_largest_table(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    char *file = NULL;
+    off_t largest = 0;
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 4 || strcmp(de->d_name + n - 4, ".ldb") != 0) continue;
+        char *f = th_path(dir, de->d_name);
+        struct stat sb;
+        assert_int_equal(stat(f, &sb), 0);
+        if (sb.st_size > largest) {
+            free(file);
+            file = f;
+            largest = sb.st_size;
+        } else {
+            free(f);
+        }
+    }
+    closedir(d);
+    if (file == NULL) {
+        fail_msg("no table file in %s", dir);
+        return;
+    }
+    assert_true(largest > 16384);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char junk[64];
+    memset(junk, 0x5A, sizeof junk);
+    assert_int_equal(pwrite(fd, junk, sizeof junk, largest / 2), (ssize_t)sizeof junk);
+    close(fd);
+    free(file);
+}
+
+/* A store read error while probing (a damaged table) is an unreadable
+ * record, not a refusal: with a secret that opens, the key is taken and
+ * the failed read reported. */
+static void test_keyload_old_store_read_error(void **state)
+{
+    (void)state;
+    char *right = new_key_file(0), *path = fresh("store");
+    ls_store_opts o = {.create_if_missing = 1};
+    ls_store_t *st = NULL;
+    ls_err err = {0};
+    th_ok(ls_store_open(&st, path, &o, &err), &err);
+    ls_vault_t *v = load(right);
+    th_ok(ls_vault_secret_put(v, st, "token", "s3cret", 6, &err), &err);
+    ls_vault_close(v);
+    /* A run of 40 events without payloads (passed over by the probe),
+     * each with a name of 1000 letters that do not compress. LevelDB
+     * passes over a damaged block and reports it at the end of the scan,
+     * which the probe reaches within its 64 events. */
+    ls_id id;
+    memset(id.b, 0x44, LS_ID_BYTES);
+    char name[1000];
+    unsigned x = 12345;
+    ls_buf k = LS_BUF_INIT, val = LS_BUF_INIT;
+    for (uint64_t sq = 1; sq <= 40; sq++) {
+        for (size_t i = 0; i < sizeof name; i++) {
+            x = x * 1103515245u + 12345u;
+            name[i] = (char)('a' + (x >> 16) % 26);
+        }
+        ls_event ev = {.type = LS_EV_TIMER_FIRED,
+                       .seq = sq,
+                       .time_ms = 1,
+                       .name = name,
+                       .name_len = sizeof name};
+        th_ok(ls_history_key(&k, &id, sq, &err), &err);
+        th_ok(ls_event_encode(&ev, &val, &err), &err);
+        th_ok(ls_store_put(st, k.ptr, k.len, val.ptr, val.len, 0, &err), &err);
+    }
+    ls_buf_free(&k), ls_buf_free(&val);
+    ls_store_close(st);
+    th_ok(ls_store_open(&st, path, NULL, &err), &err); /* recovery makes a table */
+    ls_store_close(st);
+    damage_largest_table(path);
+    th_ok(ls_store_open(&st, path, NULL, &err), &err);
+    ls_flow_key_report rep;
+    v = NULL;
+    th_ok(ls_flow_key_load_report(&v, st, right, &rep, &err), &err);
+    ls_vault_close(v);
+    assert_int_equal(rep.opened, 1);
+    assert_true(rep.damaged >= 1);
+    assert_non_null(strstr(rep.first_damage, "reading the history: "));
+    assert_non_null(strstr(rep.first_damage, "Corruption"));
+    uint32_t kid = 0;
+    th_ok(ls_vault_check_key(st, &kid, &err), &err);
+    assert_int_equal(kid, 1);
+    ls_store_close(st);
+    free(right), free(path);
+}
+
 /* ---- allocation failures ---- */
 
 typedef struct {
@@ -480,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_keyload_wrong_key_refused),
         cmocka_unit_test(test_keyload_old_store_probed),
         cmocka_unit_test(test_keyload_old_store_nothing_sealed),
+        cmocka_unit_test(test_keyload_old_store_damage_beside_good),
+        cmocka_unit_test(test_keyload_old_store_read_error),
         cmocka_unit_test(test_keyload_alloc_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

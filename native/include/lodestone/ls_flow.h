@@ -157,14 +157,32 @@ LS_API void ls_flow_close(ls_flow_t *f);
  *   otherwise.
  * - A store without one (new, or written before key checks existed) has
  *   one sealed record of each kind probed: its first secret, its first
- *   schedule, its oldest and newest history payloads. One that does not
- *   open is LS_EAUTH naming it. The key check is then written when one
- *   opened or the store holds none; when every one found was unreadable
- *   (damaged), none is written and the next call probes again.
+ *   schedule, its oldest and newest history payloads. It is refused with
+ *   LS_EAUTH naming the record when one names a key the keyring does not
+ *   hold, or when none opens and one does not authenticate. Otherwise the
+ *   key check is written when one opened or the store holds none; records
+ *   that did not open beside one that did (unreadable: damaged, a failed
+ *   read of the store; or not authentic under a key the keyring holds)
+ *   are damage, not a wrong key, and are reported. When every one found
+ *   was unreadable, none is written and the next call probes again.
  * Other errors are those of the store and of ls_vault_load. On any error
  * *out is NULL, nothing was written to the store, and a key file this call
  * created is removed again. Caller frees with ls_vault_close. */
 LS_API ls_rc ls_flow_key_load(ls_vault_t **out, ls_store_t *st, const char *key_file, ls_err *err);
+
+/* What ls_flow_key_load_report found probing a store written before key
+ * checks (all zero for any other store). */
+typedef struct {
+    unsigned probed;        /* sealed records looked at, and failed reads */
+    unsigned opened;        /* ... that opened under the keyring */
+    unsigned damaged;       /* ... that did not, passed over as damage */
+    char first_damage[400]; /* the first of those, and why ("" when none) */
+} ls_flow_key_report;
+
+/* ls_flow_key_load, filling *rep (may be NULL) on LS_OK: damaged records
+ * a probe passed over, for the caller to log. */
+LS_API ls_rc ls_flow_key_load_report(ls_vault_t **out, ls_store_t *st, const char *key_file,
+                                     ls_flow_key_report *rep /* OUT, may be NULL */, ls_err *err);
 
 /* ---- runs ---- */
 
