@@ -1543,7 +1543,7 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
     if (branch && (a->new_events != a->forks || a->custom_queued))
         return ls_err_set(err, LS_ESTATE,
                           "a branch run starts from durable history: flush the activation first");
-    int created = 0;
+    int created = 0, unopened = 0;
     ls_store_batch_t *bb = NULL; /* a branch run's keys, joined to the write if all goes well */
     flow_run *born = NULL;
     if (branch) {
@@ -1555,7 +1555,8 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
             a->born_cap = cap;
         }
         rc = ls_store_batch_new(&bb, err);
-        if (rc == LS_OK) rc = flow_branch_put(a->f, bb, &parent, type, id, idlen, &born, err);
+        if (rc == LS_OK)
+            rc = flow_branch_put(a->f, bb, &parent, type, id, idlen, &born, &unopened, err);
     } else {
         rc = flow_start(a->f, type, tlen, id, idlen, input, ilen, &parent, &a->tmp, &created, err);
     }
@@ -1568,8 +1569,9 @@ static ls_rc start_child(ls_flow_act *a, const char *type, size_t tlen, const ch
     if (rc != LS_OK) {
         ls_store_batch_free(bb);
         flow_run_free(born);
-        /* A branch run's copy of this run's history did not open. */
-        if (rc == LS_EAUTH) {
+        /* A branch run's copy of this run's history did not read or open
+         * (whatever the code: not only a wrong key). */
+        if (unopened) {
             ls_err cause = {0};
             if (err) cause = *err;
             return give_up(a, rc, &cause, err);

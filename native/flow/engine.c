@@ -1448,12 +1448,14 @@ static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, 
 }
 
 /* Puts a new run's keys into b: its history (WorkflowStarted, or a branch
- * run's copy of its parent's), record, indexes, links. */
+ * run's copy of its parent's), record, indexes, links. *unopened (may be
+ * NULL) is set when the copy failed, but for want of memory: the parent's
+ * history did not read or open. */
 static ls_rc put_start(ls_flow_t *f, ls_store_batch_t *b, const ls_id *id, const char *name,
                        size_t nlen, int index_name, const char *type, size_t tlen,
                        const char *input, size_t ilen, const flow_parent *parent,
                        const ls_buf *version, const ls_buf *source, const char *ckey, int held,
-                       int64_t now, ls_buf *event, ls_err *err)
+                       int64_t now, ls_buf *event, int *unopened, ls_err *err)
 {
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
     ls_rc rc = LS_OK;
@@ -1461,8 +1463,11 @@ static ls_rc put_start(ls_flow_t *f, ls_store_batch_t *b, const ls_id *id, const
     if (parent && parent->branch) {
         last_seq = parent->fork;
         ls_buf_clear(&v);
-        if ((rc = copy_history(f, b, parent->id, id, parent->fork, err)) != LS_OK ||
-            (rc = flow_key_branch(&k, id, err)) != LS_OK ||
+        if ((rc = copy_history(f, b, parent->id, id, parent->fork, err)) != LS_OK) {
+            if (unopened && rc != LS_ENOMEM) *unopened = 1;
+            goto out;
+        }
+        if ((rc = flow_key_branch(&k, id, err)) != LS_OK ||
             (rc = ls_key_u64(&v, parent->fork, err)) != LS_OK ||
             (rc = ls_buf_append(&v, parent->branch, parent->blen, err)) != LS_OK)
             goto out;
@@ -1545,9 +1550,11 @@ static ls_rc child_of(ls_flow_t *f, const ls_id *existing, const flow_parent *pa
 }
 
 ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *parent,
-                      const char *type, const char *name, size_t nlen, flow_run **out, ls_err *err)
+                      const char *type, const char *name, size_t nlen, flow_run **out,
+                      int *unopened, ls_err *err)
 {
     *out = NULL;
+    *unopened = 0;
     ls_rc rc = flow_check_name(name, nlen, err);
     if (rc != LS_OK) return rc;
     ls_id id, existing;
@@ -1578,7 +1585,7 @@ ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *pare
     pthread_mutex_unlock(&f->mu);
     if (rc == LS_OK)
         rc = put_start(f, b, &id, name, nlen, 1, type, tlen, NULL, 0, parent, &version, NULL, NULL,
-                       0, r->created_ms, NULL, err);
+                       0, r->created_ms, NULL, unopened, err);
     if (rc != LS_OK) {
         flow_run_free(r);
         return rc;
@@ -1944,7 +1951,7 @@ static ls_rc start_prepare(ls_flow_t *f, const ls_id *id, const char *type, size
     if (rc == LS_OK)
         rc = put_start(f, op->b, id, name, nlen, named, type, tlen, (const char *)in->ptr, in->len,
                        parent, &version, new_source ? &source : NULL, r->ckey, op->held, now,
-                       &op->event, err);
+                       &op->event, NULL, err);
     ls_buf_free(&version);
     ls_buf_free(&source);
     if (rc != LS_OK) {

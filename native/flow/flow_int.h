@@ -397,9 +397,13 @@ ls_rc flow_start(ls_flow_t *f, const char *type, size_t tlen, const char *name, 
 /* A branch run `name` of parent (parent->branch set), of type: its keys go
  * into b, the parent's write in progress, and *out is the run, to hand to
  * flow_branch_register once b is written (or to free when it is not).
- * *out is NULL when the run exists already (started before). */
+ * *out is NULL when the run exists already (started before). On failure
+ * *unopened is 1 when the cause is the copy of the parent's history not
+ * reading or opening (a wrong key file, a damaged record: no fault of the
+ * parent's code), 0 for any other (a bad name, out of memory). */
 ls_rc flow_branch_put(ls_flow_t *f, ls_store_batch_t *b, const flow_parent *parent,
-                      const char *type, const char *name, size_t nlen, flow_run **out, ls_err *err);
+                      const char *type, const char *name, size_t nlen, flow_run **out,
+                      int *unopened, ls_err *err);
 /* Makes a branch run from flow_branch_put known and ready to run. */
 void flow_branch_register(ls_flow_t *f, flow_run *r);
 
