@@ -3,13 +3,16 @@
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -265,4 +268,43 @@ int th_run_child(int (*fn)(const char *arg), const char *arg)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (WIFSIGNALED(status)) return -WTERMSIG(status);
     return WEXITSTATUS(status);
+}
+
+void th_damage_largest_table(const char *dir, off_t at_least)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    char *file = NULL;
+    off_t largest = 0;
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 4 ||
+            (strcmp(de->d_name + n - 4, ".ldb") != 0 && strcmp(de->d_name + n - 4, ".sst") != 0))
+            continue;
+        char *f = th_path(dir, de->d_name);
+        struct stat sb;
+        assert_int_equal(stat(f, &sb), 0);
+        if (sb.st_size > largest) {
+            free(file);
+            file = f;
+            largest = sb.st_size;
+        } else {
+            free(f);
+        }
+    }
+    closedir(d);
+    if (file == NULL) {
+        fail_msg("no table file in %s", dir);
+        return;
+    }
+    assert_true(largest > at_least);
+
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char junk[64];
+    memset(junk, 0x5A, sizeof junk);
+    assert_int_equal(pwrite(fd, junk, sizeof junk, largest / 2), (ssize_t)sizeof junk);
+    close(fd);
+    free(file);
 }

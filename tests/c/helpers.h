@@ -4,6 +4,7 @@
 #ifndef LS_TEST_HELPERS_H
 #define LS_TEST_HELPERS_H
 
+#include <sys/types.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -90,6 +91,10 @@ void th_worker_close(void *ud, void *worker);
 /* Waits up to ms for run name of f to end (its watch fires once, or it has
  * ended already); fails the test otherwise. */
 void th_wait_run_end(ls_flow_t *f, const char *name, long ms);
+
+/* Flips 64 bytes in the middle of the largest LevelDB table file (.ldb,
+ * .sst) of the store directory dir, which must be over at_least bytes. */
+void th_damage_largest_table(const char *dir, off_t at_least);
 
 /* Asserts rc == LS_OK, printing err's message otherwise. */
 #define th_ok(rc, err)                                                                     \

@@ -461,43 +461,6 @@ static void test_keyload_old_store_damage_beside_good(void **state)
     free(right), free(wrong), free(stale);
 }
 
-/* Flips bytes in the middle of the largest table file of dir. */
-static void damage_largest_table(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    char *file = NULL;
-    off_t largest = 0;
-    const struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 4, ".ldb") != 0) continue;
-        char *f = th_path(dir, de->d_name);
-        struct stat sb;
-        assert_int_equal(stat(f, &sb), 0);
-        if (sb.st_size > largest) {
-            free(file);
-            file = f;
-            largest = sb.st_size;
-        } else {
-            free(f);
-        }
-    }
-    closedir(d);
-    if (file == NULL) {
-        fail_msg("no table file in %s", dir);
-        return;
-    }
-    assert_true(largest > 16384);
-    int fd = open(file, O_RDWR);
-    assert_true(fd >= 0);
-    unsigned char junk[64];
-    memset(junk, 0x5A, sizeof junk);
-    assert_int_equal(pwrite(fd, junk, sizeof junk, largest / 2), (ssize_t)sizeof junk);
-    close(fd);
-    free(file);
-}
-
 /* A store read error while probing (a damaged table) is an unreadable
  * record, not a refusal: with a secret that opens, the key is taken and
  * the failed read reported. */
@@ -539,7 +502,7 @@ static void test_keyload_old_store_read_error(void **state)
     ls_store_close(st);
     th_ok(ls_store_open(&st, path, NULL, &err), &err); /* recovery makes a table */
     ls_store_close(st);
-    damage_largest_table(path);
+    th_damage_largest_table(path, 16384);
     th_ok(ls_store_open(&st, path, NULL, &err), &err);
     ls_flow_key_report rep;
     v = NULL;

@@ -917,46 +917,6 @@ static void test_store_scan_snapshot_isolation(void **state)
 
 /* ---- corruption ---- */
 
-/* Flips bytes in the middle of the largest table file of dir. */
-static void damage_largest_table(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    char *file = NULL;
-    off_t largest = 0;
-    const struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 ||
-            (strcmp(de->d_name + n - 4, ".ldb") != 0 && strcmp(de->d_name + n - 4, ".sst") != 0))
-            continue;
-        char *f = th_path(dir, de->d_name);
-        struct stat sb;
-        assert_int_equal(stat(f, &sb), 0);
-        if (sb.st_size > largest) {
-            free(file);
-            file = f;
-            largest = sb.st_size;
-        } else {
-            free(f);
-        }
-    }
-    closedir(d);
-    if (file == NULL) {
-        fail_msg("no table file in %s", dir);
-        return;
-    }
-    assert_true(largest > 4096);
-
-    int fd = open(file, O_RDWR);
-    assert_true(fd >= 0);
-    unsigned char junk[64];
-    memset(junk, 0x5A, sizeof junk);
-    assert_int_equal(pwrite(fd, junk, sizeof junk, largest / 2), (ssize_t)sizeof junk);
-    close(fd);
-    free(file);
-}
-
 static void test_store_corruption_reported(void **state)
 {
     char *path = store_path(state, "corrupt");
@@ -970,7 +930,7 @@ static void test_store_corruption_reported(void **state)
     }
     ls_store_close(st);
     ls_store_close(open_ok(path, 0)); /* recovery turns the log into a table */
-    damage_largest_table(path);
+    th_damage_largest_table(path, 4096);
 
     ls_rc rc = ls_store_open(&st, path, NULL, &err);
     if (rc == LS_OK) {
