@@ -1113,32 +1113,82 @@ static MHD_RESULT h_stop(lsd_api *a, req *r, struct MHD_Connection *c, const cha
 
 /* ---- keys ---- */
 
-/* GET /v1/keys: the id of the key new data is sealed with and how many
- * keys the key file holds; never key material. */
+/* GET /v1/keys: the id of the key new data is sealed with, how many keys
+ * the key file holds, and how many secrets are sealed under another key
+ * (read from the records' key ids, without opening them); never key
+ * material. */
 static MHD_RESULT h_keys(lsd_api *a, struct MHD_Connection *c)
 {
     /* Without waiting for a rotation's reseal: a count read while the
      * current id stayed the same is that keyring's (a rotation changes
-     * both at once, and always the id). */
+     * both at once, and always the id). The secrets are counted against
+     * the id answered; during a reseal, as far as it got. */
     uint32_t current;
-    size_t keys;
+    size_t keys, older = 0;
     do {
         current = ls_vault_current_key(a->o.vault);
         keys = ls_vault_key_count(a->o.vault);
     } while (ls_vault_current_key(a->o.vault) != current);
-    return send_obj(
-        c, 200, json_pack("{s:I,s:I}", "current", (json_int_t)current, "keys", (json_int_t)keys));
+    ls_err err;
+    ls_rc rc = ls_vault_secret_count_other_keys(a->o.store, current, &older, &err);
+    if (rc != LS_OK) return send_rc(c, rc, &err);
+    return send_obj(c, 200,
+                    json_pack("{s:I,s:I,s:I}", "current", (json_int_t)current, "keys",
+                              (json_int_t)keys, "secrets_under_older_keys", (json_int_t)older));
+}
+
+/* The 500 reseal_incomplete of a rotation to key id whose reseal skipped
+ * secrets that do not open (reseal LS_OK) or stopped (reseal, err). */
+static MHD_RESULT send_reseal_incomplete(struct MHD_Connection *c, uint32_t id, json_int_t keys,
+                                         ls_rc check, ls_rc reseal,
+                                         const ls_secret_reseal_report *rep, const ls_err *err)
+{
+    char msg[1024], text[4 * sizeof msg];
+    if (check != LS_OK)
+        snprintf(msg, sizeof msg,
+                 "key %u is current (the key file changed: back it up), but no secret was "
+                 "resealed under it: %s. They stay sealed under older keys, which the key file "
+                 "keeps. Fix the cause and rotate again: that reseals every secret not under "
+                 "the newest key",
+                 (unsigned)id, ls_err_text(err));
+    else if (reseal != LS_OK)
+        snprintf(msg, sizeof msg,
+                 "key %u is current (the key file changed: back it up), but resealing the "
+                 "secrets stopped with %zu resealed under it (%zu skipped): %s. The others stay "
+                 "sealed under older keys, which the key file keeps. Fix the cause and rotate "
+                 "again: that reseals every secret not under the newest key",
+                 (unsigned)id, rep->resealed, rep->skipped, ls_err_text(err));
+    else
+        snprintf(msg, sizeof msg,
+                 "key %u is current (the key file changed: back it up) and %zu secrets were "
+                 "resealed under it, but %zu did not open and stay as they were, under older "
+                 "keys, which the key file keeps; the first: %s. Set %s again or remove %s "
+                 "and rotate again: that reseals every secret not under the newest key",
+                 (unsigned)id, rep->resealed, rep->skipped, ls_err_text(&rep->first_reason),
+                 rep->skipped == 1 ? "it" : "them", rep->skipped == 1 ? "it" : "them");
+    utf8_escape(text, sizeof text, msg);
+    lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", text);
+    json_t *o = json_pack("{s:{s:s,s:s},s:I,s:I,s:I,s:I}", "error", "code", "reseal_incomplete",
+                          "message", text, "key", (json_int_t)id, "keys", keys, "secrets_resealed",
+                          (json_int_t)rep->resealed, "secrets_skipped", (json_int_t)rep->skipped);
+    if (o != NULL && rep->skipped > 0) {
+        utf8_escape(text, sizeof text, rep->first_skipped);
+        json_object_set_new(o, "first_skipped", json_string(text));
+    }
+    return send_obj(c, 500, o);
 }
 
 /* POST /v1/keys/rotate: a new current key in the key file, then the
  * store's key check and every secret sealed again under it. Payloads stay
  * under the keys they were sealed with. Resealing writes batches of
- * secrets as it goes and stops at the first secret it cannot reseal: the
- * answer then says that the rotation happened, how many were resealed and
- * why it stopped (500 reseal_incomplete, with key, keys and
- * secrets_resealed beside the error). The secrets not resealed stay under
- * their keys, which stay in the key file, and a rotation again reseals
- * every secret not under the newest key. */
+ * secrets as it goes; a secret that does not open is skipped, left as it
+ * was, and the others are resealed. When some were skipped, or a store
+ * failure stopped the reseal, the answer says that the rotation happened,
+ * how many were resealed and skipped, and the first skipped secret or why
+ * it stopped (500 reseal_incomplete, with key, keys, secrets_resealed,
+ * secrets_skipped and first_skipped beside the error). The secrets not
+ * resealed stay under their keys, which stay in the key file, and a
+ * rotation again reseals every secret not under the newest key. */
 static MHD_RESULT h_rotate(lsd_api *a, req *r, struct MHD_Connection *c)
 {
     ls_err err;
@@ -1166,40 +1216,20 @@ static MHD_RESULT h_rotate(lsd_api *a, req *r, struct MHD_Connection *c)
      * key file from before (which lacks it) is refused, rather than run
      * with secrets and payloads it cannot open, and a rotation from there
      * give another key the same id. */
-    size_t resealed = 0;
+    ls_secret_reseal_report rep = {0};
     ls_rc check = ls_vault_check_write(a->o.vault, a->o.store, &err);
     rc = check;
-    if (rc == LS_OK) rc = ls_vault_secret_reseal_all(a->o.vault, a->o.store, &resealed, &err);
+    if (rc == LS_OK) rc = ls_vault_secret_reseal_all_detailed(a->o.vault, a->o.store, &rep, &err);
     pthread_rwlock_unlock(&a->keys_lock);
-    if (rc == LS_OK) {
+    if (rc == LS_OK && rep.skipped == 0) {
         lsd_log(LS_FLOW_LOG_INFO, NULL, "secrets resealed under key %u: %zu", (unsigned)id,
-                resealed);
+                rep.resealed);
         return send_obj(c, 200,
-                        json_pack("{s:I,s:I,s:I}", "key", (json_int_t)id, "keys", keys,
-                                  "secrets_resealed", (json_int_t)resealed));
+                        json_pack("{s:I,s:I,s:I,s:I}", "key", (json_int_t)id, "keys", keys,
+                                  "secrets_resealed", (json_int_t)rep.resealed, "secrets_skipped",
+                                  (json_int_t)0));
     }
-    char msg[1024], text[4 * sizeof msg];
-    if (check != LS_OK)
-        snprintf(msg, sizeof msg,
-                 "key %u is current (the key file changed: back it up), but no secret was "
-                 "resealed under it: %s. They stay sealed under older keys, which the key file "
-                 "keeps. Fix the cause and rotate again: that reseals every secret not under "
-                 "the newest key",
-                 (unsigned)id, ls_err_text(&err));
-    else
-        snprintf(msg, sizeof msg,
-                 "key %u is current (the key file changed: back it up), but resealing the "
-                 "secrets stopped with %zu resealed under it: %s. The others stay sealed under "
-                 "older keys, which the key file keeps. Fix the cause (a secret that does not "
-                 "open: set it again or remove it) and rotate again: that reseals every secret "
-                 "not under the newest key",
-                 (unsigned)id, resealed, ls_err_text(&err));
-    utf8_escape(text, sizeof text, msg);
-    lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", text);
-    return send_obj(c, 500,
-                    json_pack("{s:{s:s,s:s},s:I,s:I,s:I}", "error", "code", "reseal_incomplete",
-                              "message", text, "key", (json_int_t)id, "keys", keys,
-                              "secrets_resealed", (json_int_t)resealed));
+    return send_reseal_incomplete(c, id, keys, check, rc, &rep, &err);
 }
 
 /* A path that matches no route is 404; one that does, with a method it

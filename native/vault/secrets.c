@@ -442,7 +442,7 @@ typedef struct {
     ls_buf name, sealed, rec;
     unsigned char *pt; /* guarded scratch for one plaintext */
     size_t ptcap;
-    size_t done; /* resealed and written */
+    ls_secret_reseal_report *rep; /* resealed counts what was written */
 } reseal_state;
 
 static ls_rc reseal_flush(reseal_state *rs, ls_err *err)
@@ -452,12 +452,27 @@ static ls_rc reseal_flush(reseal_state *rs, ls_err *err)
     ls_rc rc = ls_store_write(rs->st, rs->batch, LS_STORE_SYNC, err);
     if (rc != LS_OK) return rc;
     ls_store_batch_clear(rs->batch);
-    rs->done += n;
+    rs->rep->resealed += n;
     return LS_OK;
 }
 
+/* Counts secret name, whose record did not open with rc (reason in why),
+ * as skipped; the first one is named in the report. */
+static void reseal_skip(reseal_state *rs, const char *name, size_t nlen, ls_rc rc,
+                        const ls_err *why)
+{
+    ls_secret_reseal_report *rep = rs->rep;
+    if (rep->skipped++ > 0) return;
+    if (nlen > LS_SECRET_NAMEMAX) nlen = LS_SECRET_NAMEMAX;
+    memcpy(rep->first_skipped, name, nlen);
+    rep->first_skipped[nlen] = '\0';
+    ls_err_set(&rep->first_reason, rc, "%s", why->msg);
+}
+
 /* Opens one record and queues it sealed again under the current key, with
- * the same header (so the same update time). */
+ * the same header (so the same update time). A record that does not open
+ * (LS_EFORMAT, LS_EAUTH, or a key the keyring lacks) is skipped, left as it
+ * is; any other failure is returned. */
 static ls_rc reseal_one(reseal_state *rs, const void *key, size_t klen, const unsigned char *val,
                         size_t vlen, ls_err *err)
 {
@@ -465,27 +480,50 @@ static ls_rc reseal_one(reseal_state *rs, const void *key, size_t klen, const un
     if (rc != LS_OK) return rc;
     const char *name = (const char *)rs->name.ptr;
     size_t ptlen = 0;
+    ls_err why = {0};
     rc = guarded_reserve(&rs->pt, &rs->ptcap, record_ptcap(vlen), err);
-    if (rc == LS_OK) rc = open_record(rs->v, name, rs->name.len, val, vlen, rs->pt, &ptlen, err);
-    if (rc == LS_OK)
-        rc = seal_record(rs->v, name, rs->name.len, val, rs->pt, ptlen, &rs->sealed, &rs->rec, err);
-    if (rs->pt != NULL) sodium_memzero(rs->pt, rs->ptcap);
-    if (rc != LS_OK) {
-        ls_err_prefix(err, "secret \"%s\"", name);
-        return rc;
+    if (rc != LS_OK) goto fail;
+    rc = open_record(rs->v, name, rs->name.len, val, vlen, rs->pt, &ptlen, &why);
+    if (rc == LS_ENOTFOUND) /* the secret exists: its key is what is missing */
+        rc = ls_err_set(&why, LS_EAUTH,
+                        "sealed value names key %u, which this keyring does not hold",
+                        (unsigned)record_key(val, vlen));
+    if (rc == LS_EAUTH || rc == LS_EFORMAT) {
+        sodium_memzero(rs->pt, rs->ptcap);
+        ls_err_prefix(&why, "secret \"%s\"", name);
+        reseal_skip(rs, name, rs->name.len, rc, &why);
+        return LS_OK;
     }
+    if (rc != LS_OK) {
+        if (err != NULL) *err = why;
+        goto fail;
+    }
+    rc = seal_record(rs->v, name, rs->name.len, val, rs->pt, ptlen, &rs->sealed, &rs->rec, err);
+    sodium_memzero(rs->pt, rs->ptcap);
+    if (rc != LS_OK) goto fail;
     ls_store_batch_put(rs->batch, key, klen, rs->rec.ptr, rs->rec.len);
     if (ls_store_batch_count(rs->batch) >= RESEAL_BATCH) return reseal_flush(rs, err);
     return LS_OK;
+
+fail:
+    if (rs->pt != NULL) sodium_memzero(rs->pt, rs->ptcap);
+    ls_err_prefix(err, "secret \"%s\"", name);
+    return rc;
 }
 
-ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, ls_err *err)
+ls_rc ls_vault_secret_reseal_all_detailed(ls_vault_t *v, ls_store_t *st,
+                                          ls_secret_reseal_report *rep, ls_err *err)
 {
-    if (count) *count = 0;
+    if (rep == NULL) return ls_err_set(err, LS_EINVAL, "secret reseal needs a report");
+    memset(rep, 0, sizeof *rep);
     if (v == NULL || st == NULL)
         return ls_err_set(err, LS_EINVAL, "secret reseal needs a vault and a store");
-    reseal_state rs = {
-        .v = v, .st = st, .name = LS_BUF_INIT, .sealed = LS_BUF_INIT, .rec = LS_BUF_INIT};
+    reseal_state rs = {.v = v,
+                       .st = st,
+                       .name = LS_BUF_INIT,
+                       .sealed = LS_BUF_INIT,
+                       .rec = LS_BUF_INIT,
+                       .rep = rep};
     ls_store_iter_t *it = NULL;
     uint32_t current = ls_vault_current_key(v);
     ls_rc rc = ls_store_batch_new(&rs.batch, err);
@@ -507,6 +545,41 @@ ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, l
     ls_buf_free(&rs.sealed);
     ls_buf_free(&rs.rec);
     guarded_free(rs.pt, rs.ptcap);
-    if (count) *count = rs.done;
+    return rc;
+}
+
+ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, ls_err *err)
+{
+    ls_secret_reseal_report rep;
+    ls_rc rc = ls_vault_secret_reseal_all_detailed(v, st, &rep, err);
+    if (count) *count = rep.resealed;
+    if (rc != LS_OK || rep.skipped == 0) return rc;
+    return ls_err_set(err, rep.first_reason.code,
+                      "%zu secret%s did not open and stay as they were; the first: %s", rep.skipped,
+                      rep.skipped == 1 ? "" : "s", rep.first_reason.msg);
+}
+
+/* ---- which keys ---- */
+
+ls_rc ls_vault_secret_count_other_keys(ls_store_t *st, uint32_t key_id, size_t *count, ls_err *err)
+{
+    if (count == NULL) return ls_err_set(err, LS_EINVAL, "secret count needs a count");
+    *count = 0;
+    if (st == NULL) return ls_err_set(err, LS_EINVAL, "secret count needs a store");
+    ls_store_iter_t *it = NULL;
+    size_t n = 0;
+    ls_rc rc = secret_iter(&it, st, err);
+    while (rc == LS_OK) {
+        const void *key, *val;
+        size_t klen, vlen;
+        rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err);
+        if (rc == LS_ENOTFOUND) {
+            *count = n;
+            rc = LS_OK;
+            break;
+        }
+        if (rc == LS_OK && record_key(val, vlen) != key_id) n++;
+    }
+    ls_store_iter_free(it);
     return rc;
 }

@@ -1284,7 +1284,8 @@ static void test_vault_secret_reseal_all(void **state)
     assert_secret(v, st, "s/000", "value-0", 7);
     assert_secret(v, st, "s/new", "fresh", 5);
 
-    /* A record that does not open stops the walk and is named. */
+    /* A record that does not open is skipped and named; the others are
+     * resealed. */
     th_ok(ls_vault_rotate(v, NULL, &err), &err);
     secret_key(&k, "s/100");
     th_ok(ls_store_get(st, k.ptr, k.len, &raw, &err), &err);
@@ -1292,14 +1293,103 @@ static void test_vault_secret_reseal_all(void **state)
     th_ok(ls_store_put(st, k.ptr, k.len, raw.ptr, raw.len, LS_STORE_SYNC, &err), &err);
     memset(&err, 0, sizeof err);
     assert_int_equal(ls_vault_secret_reseal_all(v, st, &count, &err), LS_EAUTH);
+    assert_contains(err.msg, "1 secret did not open");
     assert_contains(err.msg, "s/100");
-    assert_int_equal(count, 64); /* the first full batch (s/000..s/063) was written */
+    assert_int_equal(count, N); /* all but s/100, s/new among them */
     assert_int_equal(ls_vault_secret_reseal_all(NULL, st, &count, &err), LS_EINVAL);
 
     ls_buf_free(&k), ls_buf_free(&raw);
     ls_store_close(st);
     ls_vault_close(v);
     free(kpath);
+}
+
+/* A damaged secret in the middle of a reseal: every other secret is
+ * resealed (also those after it, in later batches), the damaged one is
+ * counted, named and left as it was. */
+static void test_vault_secret_reseal_skips_damaged(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err;
+    enum { N = 150 }; /* damaged ones in the second and third batches */
+    char name[32], val[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "s/%03d", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        th_ok(ls_vault_secret_put(v, st, name, val, strlen(val), &err), &err);
+    }
+    size_t older = 99;
+    th_ok(ls_vault_secret_count_other_keys(st, 1, &older, &err), &err);
+    assert_int_equal(older, 0);
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+    th_ok(ls_vault_secret_count_other_keys(st, 2, &older, &err), &err);
+    assert_int_equal(older, N);
+
+    ls_buf k = LS_BUF_INIT, raw = LS_BUF_INIT, bad1 = LS_BUF_INIT, bad2 = LS_BUF_INIT;
+    secret_key(&k, "s/070");
+    th_ok(ls_store_get(st, k.ptr, k.len, &bad1, &err), &err);
+    bad1.ptr[bad1.len - 1] ^= 1; /* does not authenticate */
+    th_ok(ls_store_put(st, k.ptr, k.len, bad1.ptr, bad1.len, LS_STORE_SYNC, &err), &err);
+    static const unsigned char junk[] = {0x7f, 'j', 'u', 'n', 'k'}; /* no record */
+    th_ok(ls_buf_set(&bad2, junk, sizeof junk, &err), &err);
+    put_record(st, "s/140", bad2.ptr, bad2.len);
+
+    ls_secret_reseal_report rep;
+    memset(&rep, 0xa5, sizeof rep);
+    th_ok(ls_vault_secret_reseal_all_detailed(v, st, &rep, &err), &err);
+    assert_int_equal(rep.resealed, N - 2);
+    assert_int_equal(rep.skipped, 2);
+    assert_string_equal(rep.first_skipped, "s/070");
+    assert_int_equal(rep.first_reason.code, LS_EAUTH);
+    assert_contains(rep.first_reason.msg, "secret \"s/070\"");
+
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "s/%03d", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        secret_key(&k, name);
+        th_ok(ls_store_get(st, k.ptr, k.len, &raw, &err), &err);
+        if (i == 70 || i == 140) { /* left as they were */
+            const ls_buf *bad = i == 70 ? &bad1 : &bad2;
+            assert_int_equal(raw.len, bad->len);
+            assert_memory_equal(raw.ptr, bad->ptr, raw.len);
+            continue;
+        }
+        assert_int_equal(ls_vault_sealed_key(raw.ptr + REC_HEAD, raw.len - REC_HEAD), 2);
+        assert_secret(v, st, name, val, strlen(val));
+    }
+    th_ok(ls_vault_secret_count_other_keys(st, 2, &older, &err), &err);
+    assert_int_equal(older, 2); /* the two skipped, the one with no key id too */
+
+    /* again: nothing left to reseal, the same two skipped */
+    th_ok(ls_vault_secret_reseal_all_detailed(v, st, &rep, &err), &err);
+    assert_int_equal(rep.resealed, 0);
+    assert_int_equal(rep.skipped, 2);
+    assert_string_equal(rep.first_skipped, "s/070");
+    /* the second's reason: not a record this build reads */
+    th_ok(ls_vault_secret_delete(st, "s/070", &err), &err);
+    th_ok(ls_vault_secret_reseal_all_detailed(v, st, &rep, &err), &err);
+    assert_int_equal(rep.skipped, 1);
+    assert_string_equal(rep.first_skipped, "s/140");
+    assert_int_equal(rep.first_reason.code, LS_EFORMAT);
+    assert_contains(rep.first_reason.msg, "secret \"s/140\"");
+    th_ok(ls_vault_secret_delete(st, "s/140", &err), &err);
+    th_ok(ls_vault_secret_reseal_all_detailed(v, st, &rep, &err), &err);
+    assert_int_equal(rep.skipped, 0);
+    assert_string_equal(rep.first_skipped, "");
+    th_ok(ls_vault_secret_count_other_keys(st, 2, &older, &err), &err);
+    assert_int_equal(older, 0);
+
+    assert_int_equal(ls_vault_secret_reseal_all_detailed(v, st, NULL, &err), LS_EINVAL);
+    assert_int_equal(ls_vault_secret_reseal_all_detailed(NULL, st, &rep, &err), LS_EINVAL);
+    assert_int_equal(rep.resealed + rep.skipped, 0);
+    assert_int_equal(ls_vault_secret_count_other_keys(NULL, 2, &older, &err), LS_EINVAL);
+    assert_int_equal(ls_vault_secret_count_other_keys(st, 2, NULL, &err), LS_EINVAL);
+
+    ls_buf_free(&k), ls_buf_free(&raw), ls_buf_free(&bad1), ls_buf_free(&bad2);
+    ls_store_close(st);
+    ls_vault_close(v);
 }
 
 /* ---- update times ---- */
@@ -1728,6 +1818,8 @@ static ls_rc af_secrets(void *ud)
     if (rc == LS_OK) rc = ls_vault_secret_delete(c->st, "af/two", &err);
     if (rc == LS_OK) rc = ls_vault_rotate(c->v, NULL, &err);
     if (rc == LS_OK) rc = ls_vault_secret_reseal_all(c->v, c->st, NULL, &err);
+    size_t older = 0;
+    if (rc == LS_OK) rc = ls_vault_secret_count_other_keys(c->st, 1, &older, &err);
     uint32_t id = 0;
     if (rc == LS_OK) rc = ls_vault_check_write(c->v, c->st, &err);
     if (rc == LS_OK) rc = ls_vault_check_open(c->v, c->st, &id, &err);
@@ -1802,6 +1894,7 @@ int main(void)
         cmocka_unit_test(test_vault_secret_swapped_records),
         cmocka_unit_test(test_vault_secret_unknown_key),
         cmocka_unit_test(test_vault_secret_reseal_all),
+        cmocka_unit_test(test_vault_secret_reseal_skips_damaged),
         cmocka_unit_test(test_vault_secret_list_info),
         cmocka_unit_test(test_vault_secret_reseal_keeps_time),
         cmocka_unit_test(test_vault_secret_time_tamper),

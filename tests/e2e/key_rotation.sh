@@ -9,9 +9,10 @@
 # from before the rotation is refused at start; key 2 alone opens a run
 # started after the rotation and the resealed secret, not a run from
 # before it.
-# Then a reseal that stops half-way (a secret that does not open) says so,
-# with the numbers, and a rotation again, once that secret is gone,
-# reseals every secret.
+# Then a reseal with a secret that does not open reseals every other
+# secret, leaves that one as it was and says so, with the numbers;
+# `key show` counts the secrets under older keys before and after, and a
+# rotation again, once that secret is gone, reseals every secret.
 # usage: tests/e2e/key_rotation.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -96,13 +97,15 @@ daemon
 # ---- before: key 1 ----
 
 run key show --socket "$sock"
-check "key show: key 1, one key" "0|current key: 1|keys:        1" \
+check "key show: key 1, one key, no secret under an older key" \
+  "0|current key: 1|keys:        1|secrets under older keys: 0" \
   "$rc|$(printf '%s' "$out" | tr '\n' '|' | sed 's/|$//')"
 run key show --json --socket "$sock"
-check "key show --json: the API's object, never key material" '0 {"current":1,"keys":1}' \
+check "key show --json: the API's object, never key material" \
+  '0 {"current":1,"keys":1,"secrets_under_older_keys":0}' \
   "$rc $(jo . | jq -c .)"
 api GET /v1/keys
-check "GET /v1/keys" '200 {"current":1,"keys":1}' "$code $body"
+check "GET /v1/keys" '200 {"current":1,"keys":1,"secrets_under_older_keys":0}' "$code $body"
 
 printf '%s\n' "$SECRET" | "$ls" secret set token --socket "$sock" 2> /dev/null
 check "a secret is set" 0 $?
@@ -119,7 +122,7 @@ cp -p "$key" "$d/master.key.before"
 
 run key rotate --json --socket "$sock"
 check "key rotate: exit 0, key 2, two keys, the secret resealed" \
-  '0 {"key":2,"keys":2,"secrets_resealed":1}' "$rc $(jo . | jq -c .)"
+  '0 {"key":2,"keys":2,"secrets_resealed":1,"secrets_skipped":0}' "$rc $(jo . | jq -c .)"
 check "key rotate says what happened and to back up the key file" \
   "rotated: key 2 is current (the key file holds 2 keys); 1 secret resealed under it
 back up the key file now: it changed" "$err"
@@ -131,6 +134,7 @@ check "the key file is still 0600" 600 "$(stat -c %a "$key")"
 run key show --socket "$sock"
 check "key show: key 2 of 2" "0 current key: 2" "$rc $(printf '%s' "$out" | head -1)"
 check_contains "key show: the older key is for older data" "2 (the older ones open" "$out"
+check_contains "key show: the secret is under the current key" "secrets under older keys: 0" "$out"
 check_absent "the log names no key material" "$(grep '^key 2 ' "$key" | cut -d' ' -f3)" \
   "$(cat "$d/daemon.log")"
 check_contains "the log says who rotated and to back the key file up" \
@@ -175,7 +179,8 @@ printf 'rot-token-%s\n' "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > "$d/t
 chmod 600 "$d/token"
 daemon --listen "127.0.0.1:$port" --token-file "$d/token"
 run key show --json --url "http://127.0.0.1:$port" --token-file "$d/token"
-check "after a restart, over TCP with the token: key 2 of 2" '0 {"current":2,"keys":2}' \
+check "after a restart, over TCP with the token: key 2 of 2" \
+  '0 {"current":2,"keys":2,"secrets_under_older_keys":0}' \
   "$rc $(jo . | jq -c .)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/v1/keys/rotate")
 check "POST /v1/keys/rotate over TCP without the token: 401, nothing rotated" "401 2" \
@@ -220,10 +225,11 @@ check "key 2 alone: a run from before the rotation does not (its payloads stay u
 check_contains "... and the error names key 1" "names key 1, which this keyring does not hold" "$err"
 e2e_stop "$lsd" 10
 
-# ---- a reseal that stops half-way, and the rotation again that ends it ----
+# ---- a reseal with a secret that does not open, and the rotation again ----
 # Secret m is sealed under a key 3 that the key file then holds with other
 # bytes (the file was changed by hand): m does not open, 65 secrets sort
-# before it and "token" after it. Resealing writes batches of 64.
+# before it and "token" after it. Resealing writes batches of 64: m is in
+# the second, with the two after it.
 
 with_key3() { # BASE64: key 3 with these bytes, current
   { sed -n 1p "$key"; echo "current 3"; grep '^key [12] ' "$key"; echo "key 3 $1"; } > "$d/k.new"
@@ -242,36 +248,49 @@ for i in $(seq -w 0 64); do
 done
 run secret list --socket "$sock"
 check "67 secrets" 67 "$(printf '%s\n' "$out" | tail -n +2 | grep -c .)"
+run key show --socket "$sock"
+check_contains "key show: one secret under an older key (token, under key 2; m names key 3)" \
+  "secrets under older keys: 1 (a rotation reseals them under the current key)" "$out"
 
 run key rotate --json --socket "$sock"
-check "half-way: exit 1" 1 "$rc"
-check "half-way: --json prints the numbers: key 4 current, 64 resealed" \
-  '{"code":"reseal_incomplete","key":4,"keys":4,"secrets_resealed":64}' \
-  "$(jo '{code: .error.code, key, keys, secrets_resealed}' | jq -c .)"
-check_contains "half-way: it says the rotation happened, how far it got and why it stopped" \
-  'lodestone key: key 4 is current (the key file changed: back it up), but resealing the secrets stopped with 64 resealed under it: secret "m": ' \
+check "one skipped: exit 1" 1 "$rc"
+check "one skipped: --json prints the numbers: key 4 current, 66 resealed, 1 skipped, m" \
+  '{"code":"reseal_incomplete","key":4,"keys":4,"secrets_resealed":66,"secrets_skipped":1,"first_skipped":"m"}' \
+  "$(jo '{code: .error.code, key, keys, secrets_resealed, secrets_skipped, first_skipped}' | jq -c .)"
+check_contains "one skipped: it says the rotation happened, what was resealed and what not" \
+  'lodestone key: key 4 is current (the key file changed: back it up) and 66 secrets were resealed under it, but 1 did not open and stay as they were, under older keys, which the key file keeps; the first: secret "m": ' \
   "$err"
-check_contains "half-way: and what to do" \
-  "set it again or remove it) and rotate again: that reseals every secret not under the newest key" \
+check_contains "one skipped: and what to do" \
+  "Set it again or remove it and rotate again: that reseals every secret not under the newest key" \
   "$err"
-check "half-way: the key file holds key 4, current" "4 current 4" \
+check "one skipped: the key file holds key 4, current" "4 current 4" \
   "$(keys_in_file) $(sed -n 2p "$key")"
+run key show --socket "$sock"
+check_contains "one skipped: key show counts only m under an older key" \
+  "secrets under older keys: 1 (a rotation reseals" "$out"
+api GET /v1/keys
+check "one skipped: GET /v1/keys" '200 {"current":4,"keys":4,"secrets_under_older_keys":1}' \
+  "$code $body"
 peek token "$SECRET"
-check "half-way: a secret not resealed still reads" '0 {"length":'${#SECRET}',"matches":true}' \
-  "$rc $out"
+check "one skipped: the secret after m is resealed and reads" \
+  '0 {"length":'${#SECRET}',"matches":true}' "$rc $out"
 peek a064 value-64
-check "half-way: a secret of the batch that was not written still reads" \
-  '0 {"length":8,"matches":true}' "$rc $out"
+check "one skipped: a secret of m's batch reads" '0 {"length":8,"matches":true}' "$rc $out"
+peek m m-value
+check_contains "one skipped: m is left as it was (still does not open)" \
+  'secret \"m\": sealed value does not authenticate' "$out"
 
 run secret rm m --socket "$sock"
 check "the secret that does not open is removed" 0 "$rc"
 run key rotate --json --socket "$sock"
 check "rotating again reseals every secret not under the newest key: all 66" \
-  '0 {"key":5,"keys":5,"secrets_resealed":66}' "$rc $(jo . | jq -c .)"
+  '0 {"key":5,"keys":5,"secrets_resealed":66,"secrets_skipped":0}' "$rc $(jo . | jq -c .)"
+run key show --socket "$sock"
+check_contains "then key show: no secret under an older key" "secrets under older keys: 0" "$out"
 peek a000 value-00
 check "a secret resealed twice reads" '0 {"length":8,"matches":true}' "$rc $out"
 peek token "$SECRET"
-check "the secret after the one that stopped it reads" \
+check "the secret after the one that did not open reads" \
   '0 {"length":'${#SECRET}',"matches":true}' "$rc $out"
 
 e2e_stop "$lsd" 10

@@ -19,7 +19,8 @@ lodestoned seals secrets and workflow payloads (inputs, step results,
 signals, outputs) under the current key of its key file (lodestoned
 --key-file, default DATA/master.key); each sealed value names its key.
 
-`show` prints the current key's id and how many keys the key file holds.
+`show` prints the current key's id, how many keys the key file holds and
+how many secrets are sealed under a key other than the current one.
 
 `rotate` adds a new random key to the key file and makes it current: new
 payloads are sealed under it, and every secret is resealed under it.
@@ -27,10 +28,12 @@ Payloads already stored stay under their old keys, which stay in the key
 file and must be kept (old keys cannot be retired yet). Back the key file
 up after a rotation: it changed, and lodestoned refuses to start with an
 older copy, which lacks the new key.
-When resealing stops half-way (exit 1, naming the secret and why), the new
-key is current all the same and the secrets not resealed stay under their
-old keys: fix the cause (set that secret again, or remove it) and rotate
-again, which reseals every secret not under the newest key.
+A secret that does not open is skipped and left as it was, and the others
+are resealed: then (exit 1, naming the first such secret, why, and how many)
+the new key is current all the same and the skipped secrets stay under
+their old keys: set them again, or remove them, and rotate again, which
+reseals every secret not under the newest key. A store error stops the
+reseal (exit 1, saying why); rotating again goes on from there.
 
 --json prints the API's object (also the one of a half-done rotation).
 ]]
@@ -49,6 +52,9 @@ local function show(args)
     "current key: " .. tostring(k.current),
     "keys:        " .. tostring(k.keys) ..
       (tonumber(k.keys) and k.keys > 1 and " (the older ones open data sealed before a rotation)" or ""),
+    "secrets under older keys: " .. tostring(k.secrets_under_older_keys) ..
+      (tonumber(k.secrets_under_older_keys) and k.secrets_under_older_keys > 0
+        and " (a rotation reseals them under the current key)" or ""),
   }
   return 0
 end

@@ -174,12 +174,41 @@ LS_API ls_rc ls_vault_secret_list(ls_store_t *st, ls_secret_name_fn fn, void *ud
 typedef int (*ls_secret_info_fn)(void *ud, const char *name, size_t len, int64_t updated_ms);
 LS_API ls_rc ls_vault_secret_list_info(ls_store_t *st, ls_secret_info_fn fn, void *ud, ls_err *err);
 
-/* Re-encrypts every secret sealed under an older key with the current key,
- * in synced batches, keeping each secret's update time. *count (may be
- * NULL) receives how many were resealed.
- * Safe to interrupt and run again. A record that does not open stops the
- * walk with its code and the secret's name; batches written before stay. */
+/* What ls_vault_secret_reseal_all_detailed did. Caller's memory (the
+ * stack will do); nothing in it is freed. */
+typedef struct {
+    size_t resealed;                           /* resealed under the current key and written */
+    size_t skipped;                            /* did not open: left as they were */
+    char first_skipped[LS_SECRET_NAMEMAX + 1]; /* the first skipped one's name, "" when none */
+    ls_err first_reason; /* why it did not open (LS_EAUTH or LS_EFORMAT, text naming it) */
+} ls_secret_reseal_report;
+
+/* Re-encrypts every secret whose record names a key other than the
+ * current one with the current key, in synced batches, keeping each
+ * secret's update time. A secret that does not open (damaged, of a format
+ * this build does not read, or under a key the keyring does not hold) is
+ * skipped and left as it was; the others are resealed all the same. *rep
+ * (not NULL) receives the counts and the first skipped secret's name and
+ * reason. Returns LS_OK when the walk reached the end, skipped or not:
+ * check rep->skipped. A store, I/O or memory failure stops the walk with
+ * its code; batches written before stay, and rep counts them. Safe to
+ * interrupt and run again. */
+LS_API ls_rc ls_vault_secret_reseal_all_detailed(ls_vault_t *v, ls_store_t *st,
+                                                 ls_secret_reseal_report *rep, ls_err *err);
+
+/* As ls_vault_secret_reseal_all_detailed; *count (may be NULL) receives how
+ * many were resealed. When some were skipped, returns the first skipped
+ * one's code, with err saying how many and naming that one (the others are
+ * resealed). */
 LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *count, ls_err *err);
+
+/* *count (not NULL) receives how many secrets' records name a key other
+ * than key_id, read from the records without opening them (so it needs no
+ * vault): with the current key's id, the secrets a reseal would reseal. A
+ * record whose key id cannot be read counts. A store failure stops with
+ * its code and *count is 0. */
+LS_API ls_rc ls_vault_secret_count_other_keys(ls_store_t *st, uint32_t key_id, size_t *count,
+                                              ls_err *err);
 
 #ifdef __cplusplus
 }
