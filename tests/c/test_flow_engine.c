@@ -1033,6 +1033,42 @@ static void wait_calls(env *e, const char *run, const char *step, int n)
     fail_msg("step %s of %s was not called %d times", step, run, n);
 }
 
+/* Waits until lodestoned's log (the harness's) holds needle. */
+static void wait_log(env *e, const char *needle)
+{
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        if (log_has(&e->h, needle)) return;
+        th_nap_ms(2);
+    }
+    fail_msg("the log never said \"%s\"", needle);
+}
+
+/* Waits until no worker is busy and no run is queued: the activations
+ * under way are over. */
+static void wait_idle(env *e)
+{
+    ls_flow_stats st;
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        ls_flow_get_stats(e->f, &st);
+        if (st.workers_busy == 0 && st.runs_queued == 0) return;
+        th_nap_ms(2);
+    }
+    fail_msg("the engine never went idle");
+}
+
+/* A vault of another key file (key 1 of its own), as a daemon given the
+ * wrong --key-file has. */
+static ls_vault_t *other_vault(env *e)
+{
+    ls_err err = {0};
+    ls_vault_t *v = NULL;
+    char *path = th_path(e->d.dir, "other.key");
+    ls_vault_opts vo = {.create_if_missing = 1};
+    th_ok(ls_vault_load(&v, path, &vo, &err), &err);
+    free(path);
+    return v;
+}
+
 /* ---- 1. a run from start to end ---- */
 
 static void test_engine_runs_to_completion(void **state)
@@ -2191,28 +2227,19 @@ static void test_engine_vault_failure_keeps_the_run(void **state)
     json_decref(wait_waiting(e, "kw-2"));
     eng_close(e);
 
-    ls_vault_t *right = e->d.v, *wrong = NULL;
-    char *other = th_path(e->d.dir, "other.key");
-    ls_vault_opts vo = {.create_if_missing = 1};
-    th_ok(ls_vault_load(&wrong, other, &vo, &err), &err);
+    ls_vault_t *right = e->d.v, *wrong = other_vault(e);
     e->d.v = wrong;
     eng_open(e, 1);
     th_clock_advance(&e->fc, 200); /* both timers fire */
-    for (int i = 0; i < WAIT_MS / 2 && !(log_has(&e->h, "run kw-1: payload of event") &&
-                                         log_has(&e->h, "run kw-2: payload of event"));
-         i++)
-        th_nap_ms(2);
+    wait_log(e, "run kw-1: payload of event");
+    wait_log(e, "run kw-2: payload of event");
     assert_true(log_has(&e->h, "error [kw-1] run kw-1: payload of event 3: sealed value does not "
                                "authenticate"));
     assert_true(log_has(&e->h, "error [kw-2] run kw-2: payload of event 3: sealed value names key "
                                "2, which this keyring does not hold; the run waits, unfinished"));
     assert_false(log_has(&e->h, "failed:"));
+    wait_idle(e);
     ls_flow_stats st;
-    for (int i = 0; i < WAIT_MS / 2; i++) { /* the activations are over */
-        ls_flow_get_stats(e->f, &st);
-        if (st.workers_busy == 0 && st.runs_queued == 0) break;
-        th_nap_ms(2);
-    }
     ls_flow_get_stats(e->f, &st);
     assert_int_equal(st.runs_active, 2);
     assert_int_equal(st.steps_completed, 0);
@@ -2221,7 +2248,6 @@ static void test_engine_vault_failure_keeps_the_run(void **state)
     /* The right key again: nothing was failed or lost, and both go on. */
     e->d.v = right;
     ls_vault_close(wrong);
-    free(other);
     eng_open(e, 0);
     char buf[32];
     assert_string_equal(status_of(e, "kw-1", buf), "running");
@@ -2285,18 +2311,12 @@ static void test_engine_branch_copy_that_does_not_open_keeps_the_run(void **stat
 
     eng_open(e, 1);
     th_clock_advance(&e->fc, 300); /* the sleep ends: the branch runs start */
-    for (int i = 0; i < WAIT_MS / 2 && !log_has(&e->h, "[nf-1] run nf-1: payload of event 1"); i++)
-        th_nap_ms(2);
-    assert_true(log_has(&e->h, "error [nf-1] run nf-1: payload of event 1: "));
+    wait_log(e, "error [nf-1] run nf-1: payload of event 1: ");
     assert_true(log_has(&e->h, "; the run waits, unfinished"));
     assert_false(log_has(&e->h, "failed:"));
-    ls_flow_stats st;
-    for (int i = 0; i < WAIT_MS / 2; i++) { /* the activation is over */
-        ls_flow_get_stats(e->f, &st);
-        if (st.workers_busy == 0 && st.runs_queued == 0) break;
-        th_nap_ms(2);
-    }
+    wait_idle(e);
     /* (describe would open the damaged input: the stats say it) */
+    ls_flow_stats st;
     ls_flow_get_stats(e->f, &st);
     assert_int_equal(st.runs_active, 1);
     assert_int_equal(st.failed, 0);
@@ -2333,7 +2353,7 @@ static void test_engine_secret_under_missing_key_keeps_the_run(void **state)
     env *e = *state;
     ls_err err = {0};
     freeze(e);
-    ls_vault_t *right = e->d.v, *wrong = NULL;
+    ls_vault_t *right = e->d.v;
     th_ok(ls_vault_secret_put(right, e->d.st, "s1", "one", 3, &err), &err); /* key 1 */
     th_ok(ls_vault_rotate(right, NULL, &err), &err);
     th_ok(ls_vault_secret_put(right, e->d.st, "s2", "two", 3, &err), &err); /* key 2 */
@@ -2344,9 +2364,7 @@ static void test_engine_secret_under_missing_key_keeps_the_run(void **state)
     json_decref(wait_waiting(e, "sn-1"));
     eng_close(e);
 
-    char *other = th_path(e->d.dir, "other.key");
-    ls_vault_opts vo = {.create_if_missing = 1};
-    th_ok(ls_vault_load(&wrong, other, &vo, &err), &err);
+    ls_vault_t *wrong = other_vault(e);
     assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "s2"), 2);
     assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "s1"), 0);
     assert_int_equal(ls_vault_secret_missing_key(right, e->d.st, "s2"), 0);
@@ -2355,24 +2373,16 @@ static void test_engine_secret_under_missing_key_keeps_the_run(void **state)
     eng_open(e, 1);
     th_clock_advance(&e->fc, 200); /* both timers fire */
     wait_end(e, "so-1");
-    for (int i = 0; i < WAIT_MS / 2 && !log_has(&e->h, "run sn-1: secret \"s2\""); i++)
-        th_nap_ms(2);
-    assert_true(log_has(&e->h, "error [sn-1] run sn-1: secret \"s2\": sealed value names key 2, "
-                               "which this keyring does not hold; the run waits, unfinished"));
+    wait_log(e, "error [sn-1] run sn-1: secret \"s2\": sealed value names key 2, which this "
+                "keyring does not hold; the run waits, unfinished");
     assert_true(log_has(&e->h, "[so-1] failed: secret \"s1\": sealed value does not authenticate"));
     assert_false(log_has(&e->h, "[sn-1] failed:"));
-    ls_flow_stats st;
-    for (int i = 0; i < WAIT_MS / 2; i++) { /* the activation is over */
-        ls_flow_get_stats(e->f, &st);
-        if (st.workers_busy == 0 && st.runs_queued == 0) break;
-        th_nap_ms(2);
-    }
+    wait_idle(e);
     eng_close(e);
 
     /* The right key again: sn-1 was not failed, and goes on. */
     e->d.v = right;
     ls_vault_close(wrong);
-    free(other);
     eng_open(e, 0);
     char buf[32];
     assert_string_equal(status_of(e, "sn-1", buf), "running");
@@ -3380,9 +3390,7 @@ static void test_engine_inbox_entry_that_does_not_open_is_named(void **state)
     const char *line = "error [ib-1] cannot load history: payload of a pending signal or child "
                        "result (inbox entry): sealed value names key 2, which this keyring does "
                        "not hold";
-    for (int i = 0; i < WAIT_MS / 2 && !log_has(&e->h, "[ib-1] cannot load history"); i++)
-        th_nap_ms(2);
-    assert_true(log_has(&e->h, line));
+    wait_log(e, line);
     assert_false(log_has(&e->h, "payload of event 0"));
     assert_false(log_has(&e->h, "failed:"));
     char buf[32];
