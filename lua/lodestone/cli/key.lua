@@ -81,20 +81,7 @@ end
 local SUB = { show = show, rotate = rotate }
 
 function M.main(args)
-  lib.set_verb("key")
-  local sub = args[2]
-  return lib.run(function()
-    if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
-      local out = sub == nil and io.stderr or io.stdout -- no subcommand is a usage error
-      out:write(HELP, lib.CONNECTION_HELP)
-      return sub == nil and 2 or 0
-    end
-    local fn = SUB[sub]
-    if not fn then lib.usage_error("unknown subcommand '" .. sub .. "' (show, rotate)") end
-    local _, opts = lib.parse(args, 3, { json = "flag" })
-    if opts.help then io.stdout:write(HELP, lib.CONNECTION_HELP) return 0 end
-    return fn(args)
-  end)
+  return lib.subcommands(args, "key", HELP, SUB, "show, rotate", { json = "flag" })
 end
 
 return M

@@ -125,21 +125,9 @@ end
 local SUB = { list = list, show = show, create = create, rm = rm }
 
 function M.main(args)
-  lib.set_verb("schedule")
-  local sub = args[2]
-  return lib.run(function()
-    if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
-      local out = sub == nil and io.stderr or io.stdout -- no subcommand is a usage error
-      out:write(HELP, lib.CONNECTION_HELP)
-      return sub == nil and 2 or 0
-    end
-    local fn = SUB[sub]
-    if not fn then lib.usage_error("unknown subcommand '" .. sub .. "' (list, show, create, rm)") end
-    local _, opts = lib.parse(args, 3, { json = "flag", workflow = "value", cron = "value",
-      overlap = "value", catchup = "value", input = "value", timezone = "value" })
-    if opts.help then io.stdout:write(HELP, lib.CONNECTION_HELP) return 0 end
-    return fn(args)
-  end)
+  return lib.subcommands(args, "schedule", HELP, SUB, "list, show, create, rm",
+    { json = "flag", workflow = "value", cron = "value", overlap = "value", catchup = "value",
+      input = "value", timezone = "value" })
 end
 
 return M

@@ -647,12 +647,32 @@ end
 
 -- ---- for other command modules (lodestone.cli.schedule, lodestone.cli.key) ----
 
+-- `lodestone VERB SUB ...` for a verb of subcommands: verb, its help, subs
+-- (name -> function(args)), names (for the error, in order) and spec (the
+-- options of all its subcommands, so that --help is found among them).
+-- No subcommand is a usage error (help on stderr, exit 2).
+local function subcommands(args, verb, help, subs, names, spec)
+  verb_name = verb
+  local sub = args[2]
+  return run(function()
+    if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
+      local out = sub == nil and io.stderr or io.stdout
+      out:write(help, CONNECTION_HELP)
+      return sub == nil and 2 or 0
+    end
+    local fn = subs[sub]
+    if not fn then usage_error("unknown subcommand '" .. sub .. "' (" .. names .. ")") end
+    local _, opts = parse(args, 3, spec)
+    if opts.help then io.stdout:write(help, CONNECTION_HELP) return 0 end
+    return fn(args)
+  end)
+end
+
 M.lib = {
-  run = run,
+  run = run, subcommands = subcommands,
   fail = fail, parse = parse, connection = connection, call = call, escape = escape,
   input_text = input_text, print_lines = print_lines, print_json_text = print_json_text,
   CONNECTION_HELP = CONNECTION_HELP, usage_error = usage_error,
-  set_verb = function(name) verb_name = name end,
 }
 
 function M.main(args)
