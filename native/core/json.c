@@ -113,6 +113,13 @@ size_t ls_json_utf8_seq(const char *s, size_t n)
     return n == 0 ? 0 : utf8_seq((const unsigned char *)s, (const unsigned char *)s + n);
 }
 
+size_t ls_utf8_cut(const char *s, size_t max)
+{
+    size_t keep = max;
+    for (int i = 0; i < 3 && keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80; i++) keep--;
+    return keep;
+}
+
 int ls_json_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -40,6 +40,11 @@ int ls_json_utf8_valid(const char *s, size_t n);
  * starts there (or n is 0). */
 size_t ls_json_utf8_seq(const char *s, size_t n);
 
+/* Where to cut text s, longer than max bytes, so that the first part ends
+ * at a character's start: max, or up to 3 bytes less when s[max] is a
+ * continuation byte (10xxxxxx). s must hold more than max bytes. */
+size_t ls_utf8_cut(const char *s, size_t max);
+
 /* A new JSON string of the n bytes at s: as they are when they are UTF-8
  * (as above), else with each byte that starts no valid sequence replaced
  * by U+FFFD, so that text stored before it was checked can still be shown.

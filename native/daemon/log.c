@@ -152,7 +152,7 @@ void lsd_log(int level, const char *run, const char *fmt, ...)
         }
     }
     if ((size_t)len > kept) {
-        while (kept > 0 && ((unsigned char)msg[kept] & 0xC0) == 0x80) kept--;
+        kept = ls_utf8_cut(msg, kept);
         snprintf(msg + kept, MARK, " [cut: %zu bytes dropped]", (size_t)len - kept);
     }
     emit(level, run, msg);

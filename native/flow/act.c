@@ -859,8 +859,7 @@ static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, in
 static const char *bound_text(const char *s, size_t *len, size_t max, ls_buf *out)
 {
     if (s == NULL || *len <= max) return s;
-    size_t keep = max - 40;
-    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) keep--;
+    size_t keep = ls_utf8_cut(s, max - 40);
     ls_buf_clear(out);
     if (ls_buf_append(out, s, keep, NULL) != LS_OK ||
         ls_buf_printf(out, NULL, " ... (%zu bytes cut)", *len - keep) != LS_OK)

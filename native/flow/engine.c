@@ -42,12 +42,7 @@ size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap)
 {
     assert(cap >= FLOW_LOG_LINECAP);
     size_t keep = len;
-    if (len > LS_FLOW_LOG_LINEMAX) {
-        /* Back to the start of the character the limit falls in: a UTF-8
-         * character has at most 3 continuation bytes (10xxxxxx). */
-        keep = LS_FLOW_LOG_LINEMAX;
-        for (int i = 0; i < 3 && ((unsigned char)msg[keep] & 0xC0) == 0x80; i++) keep--;
-    }
+    if (len > LS_FLOW_LOG_LINEMAX) keep = ls_utf8_cut(msg, LS_FLOW_LOG_LINEMAX);
     size_t n = 0;
     for (size_t i = 0; i < keep; i++) {
         if (msg[i] != '\0') {

@@ -555,6 +555,20 @@ static void test_json_put_string_matches_jansson(void **state)
     ls_buf_free(&got);
 }
 
+/* ls_utf8_cut: text cut where a character starts, never inside one; and
+ * never more than 3 bytes back, over bytes that are no character. */
+static void test_utf8_cut_at_a_character(void **state)
+{
+    (void)state;
+    assert_int_equal(ls_utf8_cut("abcdef", 3), 3);
+    assert_int_equal(ls_utf8_cut("a\xC3\xA9z", 2), 1);         /* inside the 2-byte "é" */
+    assert_int_equal(ls_utf8_cut("a\xC3\xA9z", 3), 3);         /* just after it */
+    assert_int_equal(ls_utf8_cut("a\xF0\x9F\x98\x80z", 4), 1); /* inside a 4-byte one */
+    assert_int_equal(ls_utf8_cut("a\xF0\x9F\x98\x80z", 5), 5);
+    assert_int_equal(ls_utf8_cut("\x80\x80\x80\x80\x80\x80", 5), 2);
+    assert_int_equal(ls_utf8_cut("\x80\x80", 1), 0);
+}
+
 /* Decodes text (after its opening quote) in place; returns the fault (or
  * NULL) and sets *at to where reading stopped. */
 static const char *decode_in_place(const char *text, char *buf, size_t *len, size_t *at)
@@ -843,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_json_put_real_matches_jansson),
         cmocka_unit_test(test_json_put_int_matches_jansson),
         cmocka_unit_test(test_json_put_string_matches_jansson),
+        cmocka_unit_test(test_utf8_cut_at_a_character),
         cmocka_unit_test(test_json_dump_enomem_keeps_buffer),
         cmocka_unit_test(test_json_dump_enomem_at_every_append),
         cmocka_unit_test(test_json_path_and_getters),
