@@ -452,6 +452,15 @@ uint32_t ls_vault_current_key(const ls_vault_t *v)
     return id;
 }
 
+int ls_vault_holds_key(const ls_vault_t *v, uint32_t id)
+{
+    pthread_rwlock_t *lock = (pthread_rwlock_t *)&v->lock;
+    pthread_rwlock_rdlock(lock);
+    int held = ls_vault_find_key(v, id) != NULL;
+    pthread_rwlock_unlock(lock);
+    return held;
+}
+
 size_t ls_vault_key_count(const ls_vault_t *v)
 {
     pthread_rwlock_t *lock = (pthread_rwlock_t *)&v->lock;

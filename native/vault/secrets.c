@@ -312,11 +312,7 @@ uint32_t ls_vault_secret_missing_key(ls_vault_t *v, ls_store_t *st, const char *
     if (secret_key(&key, name, nlen, NULL) == LS_OK &&
         ls_store_get(st, key.ptr, key.len, &rec, NULL) == LS_OK)
         id = record_key(rec.ptr, rec.len);
-    if (id != 0) {
-        pthread_rwlock_rdlock(&v->lock);
-        if (ls_vault_find_key(v, id) != NULL) id = 0;
-        pthread_rwlock_unlock(&v->lock);
-    }
+    if (id != 0 && ls_vault_holds_key(v, id)) id = 0;
     ls_buf_free(&key);
     ls_buf_free(&rec);
     return id;

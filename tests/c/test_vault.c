@@ -879,6 +879,8 @@ static void test_vault_rotate(void **state)
     assert_int_equal(id, 2);
     assert_int_equal(ls_vault_current_key(v), 2);
     assert_int_equal(ls_vault_key_count(v), 2);
+    assert_true(ls_vault_holds_key(v, 1) && ls_vault_holds_key(v, 2));
+    assert_false(ls_vault_holds_key(v, 3) || ls_vault_holds_key(v, 0));
     th_ok(ls_vault_seal(v, "ad", 2, "two", 3, &s2, &err), &err);
     assert_int_equal(ls_vault_sealed_key(s1.ptr, s1.len), 1);
     assert_int_equal(ls_vault_sealed_key(s2.ptr, s2.len), 2);

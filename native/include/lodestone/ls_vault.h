@@ -71,6 +71,10 @@ LS_API uint32_t ls_vault_current_key(const ls_vault_t *v);
 /* Number of keys held (current and retired). */
 LS_API size_t ls_vault_key_count(const ls_vault_t *v);
 
+/* 1 when v holds key id (the id a sealed value names: ls_vault_sealed_key),
+ * 0 when it does not (a stale or wrong key file). */
+LS_API int ls_vault_holds_key(const ls_vault_t *v, uint32_t id);
+
 /* Adds a fresh random key, makes it current, and rewrites the key file
  * atomically (temporary file, fsync, rename). Old keys stay to open old
  * data. On success *new_id (may be NULL) receives its id. */
