@@ -37,7 +37,9 @@
  * new keys last); the current id must be one of the keys. Rotation gives the
  * new key the largest id plus one, so ids only grow. Any departure is
  * LS_EFORMAT naming the line; messages never quote the file's content. The
- * path may be a symlink: the checks apply to the file it names.
+ * path may be a symlink: the checks apply to the file it names, and a
+ * rewrite (rotation, retirement) replaces that file in its own directory,
+ * so the link stays a link.
  */
 
 #define KEYFILE_HEADER "lodestone-keyring 1"
@@ -470,23 +472,49 @@ size_t ls_vault_key_count(const ls_vault_t *v)
     return n;
 }
 
-/* Writes keys to a temporary file beside v->path and renames it over. */
+/* The file v->path names, through any symlinks, in memory from
+ * ls_malloc; *dir receives its directory (ls_malloc'd too). Resolved at
+ * each rewrite: the link may have been pointed elsewhere since the load. */
+static ls_rc resolve_keyfile(const ls_vault_t *v, char **target, char **dir, ls_err *err)
+{
+    char *real = realpath(v->path, NULL);
+    if (real == NULL) return sys_error(err, errno, "cannot resolve key file", v->path);
+    const char *slash = strrchr(real, '/'); /* realpath's answer is absolute */
+    *target = ls_strdup(real);
+    *dir = slash == real ? ls_strdup("/") : ls_strndup(real, (size_t)(slash - real));
+    free(real);
+    if (*target == NULL || *dir == NULL) {
+        ls_free(*target);
+        ls_free(*dir);
+        *target = *dir = NULL;
+        return ls_err_set(err, LS_ENOMEM, "out of memory rewriting key file %s", v->path);
+    }
+    return LS_OK;
+}
+
+/* Writes keys to a temporary file beside the file v->path names (through
+ * a symlink: beside its target, which it replaces) and renames it over. */
 static ls_rc replace_keyfile(ls_vault_t *v, const ls_vault_key *keys, size_t nkeys,
                              uint32_t current, ls_err *err)
 {
     static const char suffix[] = ".tmp-XXXXXX";
-    size_t plen = strlen(v->path);
-    char *tmp = ls_malloc(plen + sizeof suffix);
-    if (tmp == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory rotating keys");
-    memcpy(tmp, v->path, plen);
+    char *target = NULL, *dir = NULL, *tmp = NULL;
+    int fd = -1;
+    ls_rc rc = resolve_keyfile(v, &target, &dir, err);
+    if (rc != LS_OK) return rc;
+    size_t plen = strlen(target);
+    tmp = ls_malloc(plen + sizeof suffix);
+    if (tmp == NULL) {
+        rc = ls_err_set(err, LS_ENOMEM, "out of memory rewriting key file %s", v->path);
+        goto out;
+    }
+    memcpy(tmp, target, plen);
     memcpy(tmp + plen, suffix, sizeof suffix);
 
-    ls_rc rc;
-    int fd = mkostemp(tmp, O_CLOEXEC);
+    fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        rc = sys_error(err, errno, "cannot create a temporary key file beside", v->path);
-        ls_free(tmp);
-        return rc;
+        rc = sys_error(err, errno, "cannot create a temporary key file beside", target);
+        goto out;
     }
     if (fchmod(fd, 0600) != 0) {
         rc = sys_error(err, errno, "cannot chmod key file", tmp);
@@ -500,19 +528,22 @@ static ls_rc replace_keyfile(ls_vault_t *v, const ls_vault_key *keys, size_t nke
         rc = sys_error(err, errno, "cannot close key file", tmp);
         goto fail;
     }
-    if (rename(tmp, v->path) != 0) {
-        rc = sys_error(err, errno, "cannot rename the new key file to", v->path);
+    if (rename(tmp, target) != 0) {
+        rc = sys_error(err, errno, "cannot rename the new key file to", target);
         goto fail;
     }
-    ls_free(tmp);
     /* If this fails the caller keeps the old keys in memory; the renamed
      * file holds them too, so whichever file survives opens old data. */
-    return fsync_dir(v->dir, err);
+    rc = fsync_dir(dir, err);
+    goto out;
 
 fail:
     if (fd >= 0) close(fd);
     unlink(tmp);
+out:
     ls_free(tmp);
+    ls_free(target);
+    ls_free(dir);
     return rc;
 }
 
@@ -547,6 +578,42 @@ ls_rc ls_vault_rotate(ls_vault_t *v, uint32_t *new_id, ls_err *err)
     v->nkeys = n;
     v->current = max + 1;
     if (new_id) *new_id = max + 1;
+
+done:
+    pthread_rwlock_unlock(&v->lock);
+    return rc;
+}
+
+size_t ls_vault_key_ids(const ls_vault_t *v, uint32_t *ids, size_t cap)
+{
+    pthread_rwlock_t *lock = (pthread_rwlock_t *)&v->lock;
+    pthread_rwlock_rdlock(lock);
+    size_t n = v->nkeys;
+    for (size_t i = 0; i < n && i < cap; i++) ids[i] = v->keys[i].id;
+    pthread_rwlock_unlock(lock);
+    return n;
+}
+
+ls_rc ls_vault_retire_old_keys(ls_vault_t *v, ls_err *err)
+{
+    if (v == NULL) return ls_err_set(err, LS_EINVAL, "ls_vault_retire_old_keys needs a vault");
+    pthread_rwlock_wrlock(&v->lock);
+    ls_rc rc = LS_OK;
+    if (v->nkeys == 1) goto done;
+    ls_vault_key *keys = guarded_alloc(sizeof *keys, err);
+    if (keys == NULL) {
+        rc = LS_ENOMEM;
+        goto done;
+    }
+    *keys = *ls_vault_find_key(v, v->current);
+    rc = replace_keyfile(v, keys, 1, v->current, err);
+    if (rc != LS_OK) {
+        wipe_free(keys, sizeof *keys);
+        goto done;
+    }
+    wipe_free(v->keys, v->nkeys * sizeof *v->keys);
+    v->keys = keys;
+    v->nkeys = 1;
 
 done:
     pthread_rwlock_unlock(&v->lock);

@@ -77,8 +77,24 @@ LS_API int ls_vault_holds_key(const ls_vault_t *v, uint32_t id);
 
 /* Adds a fresh random key, makes it current, and rewrites the key file
  * atomically (temporary file, fsync, rename). Old keys stay to open old
- * data. On success *new_id (may be NULL) receives its id. */
+ * data. On success *new_id (may be NULL) receives its id. A key file that
+ * is a symlink stays one: the file it names is replaced, in its own
+ * directory. */
 LS_API ls_rc ls_vault_rotate(ls_vault_t *v, uint32_t *new_id, ls_err *err);
+
+/* ---- retiring old keys ---- */
+
+/* Writes the ids of v's keys, in key file order, to ids (at most cap of
+ * them; ids may be NULL when cap is 0) and returns how many keys v holds. */
+LS_API size_t ls_vault_key_ids(const ls_vault_t *v, uint32_t *ids, size_t cap);
+
+/* Rewrites the key file to hold the current key alone (same id), as
+ * ls_vault_rotate does (temporary file beside it, 0600, fsync, rename,
+ * fsync of the directory; through a symlink, its target), and drops the
+ * other keys from v. Whatever is still sealed under them no longer opens:
+ * call it only once nothing is (ls_flow_key_retire checks). LS_OK at once
+ * when v holds one key. On failure v and the key file are unchanged. */
+LS_API ls_rc ls_vault_retire_old_keys(ls_vault_t *v, ls_err *err);
 
 /* ---- sealing ---- */
 
