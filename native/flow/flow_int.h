@@ -455,6 +455,9 @@ ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void 
 /* The same with a vault and no engine (keyload.c, before one is open). */
 ls_rc flow_open_payload_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *sealed,
                              size_t len, ls_buf *out, ls_err *err);
+/* flow_seal with a vault and no engine (retire.c, offline). */
+ls_rc flow_seal_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *pt, size_t len,
+                     ls_buf *out, ls_err *err);
 /* Looks a run's internal id up by name. LS_ENOTFOUND names the run. */
 ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err);
 /* Renders the run object (describe) of id into out. With type (tlen bytes),

@@ -199,12 +199,18 @@ static void payload_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint6
     for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
 }
 
-ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
-                ls_buf *out, ls_err *err)
+ls_rc flow_seal_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *pt, size_t len,
+                     ls_buf *out, ls_err *err)
 {
     unsigned char ad[LS_ID_BYTES + 8];
     payload_ad(ad, id, seq);
-    return ls_vault_seal(f->o.vault, ad, sizeof ad, pt, len, out, err);
+    return ls_vault_seal(v, ad, sizeof ad, pt, len, out, err);
+}
+
+ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
+                ls_buf *out, ls_err *err)
+{
+    return flow_seal_with(f->o.vault, id, seq, pt, len, out, err);
 }
 
 ls_rc flow_open_payload_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *sealed,

@@ -184,6 +184,54 @@ typedef struct {
 LS_API ls_rc ls_flow_key_load_report(ls_vault_t **out, ls_store_t *st, const char *key_file,
                                      ls_flow_key_report *rep /* OUT, may be NULL */, ls_err *err);
 
+/* ---- retiring old keys ---- */
+
+/* The kinds of sealed values a store holds, as ls_flow_key_retire counts
+ * them. */
+typedef enum {
+    LS_FLOW_SEALED_SECRETS = 0, /* secrets (ls_vault_secret_put) */
+    LS_FLOW_SEALED_HISTORY,     /* history payloads: inputs, results, signals, outputs */
+    LS_FLOW_SEALED_INBOX,       /* pending signals and child results */
+    LS_FLOW_SEALED_STATUS,      /* custom statuses (ctx:set_status) */
+    LS_FLOW_SEALED_SCHEDULES,   /* schedule records */
+    LS_FLOW_SEALED_KEYCHECK,    /* the store's key check */
+    LS_FLOW_SEALED_KINDS
+} ls_flow_sealed_kind;
+
+/* What a kind is called in messages ("history", "custom statuses"...).
+ * Static, never NULL. */
+LS_API const char *ls_flow_sealed_kind_name(ls_flow_sealed_kind k);
+
+/* What ls_flow_key_retire did. Caller's memory; nothing in it is freed. */
+typedef struct {
+    uint32_t key;                          /* the current key: the one kept */
+    size_t keys_before;                    /* keys the keyring held */
+    size_t resealed[LS_FLOW_SEALED_KINDS]; /* resealed under key and written, by kind */
+    size_t failed;          /* under another key and did not open: left as they were */
+    char first_failed[400]; /* the first of those, and why ("" when none) */
+    size_t remaining;       /* the check after the pass: values naming another key */
+    int retired;            /* the key file now holds key alone */
+} ls_flow_retire_report;
+
+/* Retires every key of v but the current one, offline (no engine open on
+ * st; v loaded with ls_flow_key_load). Each sealed value of st that names
+ * another key (every kind above) is opened with the associated data it
+ * was sealed with and sealed again under the current key, in synced
+ * batches of bounded size; a value already under the current key is left
+ * as it is. One that does not open is left as it was, counted, and the
+ * first remembered (the run and event, the schedule, the secret), and the
+ * pass goes on. Then a check reads every sealed value's key id again;
+ * when nothing failed and none names another key, the key file is
+ * rewritten to hold the current key alone (ls_vault_retire_old_keys) and
+ * rep->retired is 1. When v holds one key already there is nothing to do:
+ * LS_OK, rep->keys_before 1. Returns LS_OK when the pass reached its end,
+ * retired or not: check rep->retired and rep->failed. A store, I/O or
+ * memory failure stops it with its code; the batches written before stay
+ * and the key file is unchanged. Interrupted at any point, a call again
+ * finishes the job. rep must not be NULL. */
+LS_API ls_rc ls_flow_key_retire(ls_vault_t *v, ls_store_t *st, ls_flow_retire_report *rep,
+                                ls_err *err);
+
 /* ---- runs ---- */
 
 /* Checks a workflow type's name: 1 to 200 characters of letters, digits

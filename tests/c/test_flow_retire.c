@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: MIT
+ * Tests of native/flow/retire.c (ls_flow_key_retire) and the key file
+ * rewrites under it (native/vault/keyring.c). A store is written by the
+ * engine through a tiny C runner under keys 1 and 2 (runs that completed,
+ * one that waits for a signal with the signal pending in its inbox,
+ * custom statuses, a schedule, secrets), key 3 is made current, and the
+ * old keys are retired: every value then opens with a keyring that holds
+ * key 3 alone, and the waiting run completes. A damaged value is left as
+ * it was and keeps the key file unchanged; a retirement again changes
+ * nothing; one cut short by failed allocations at each point is finished
+ * by the next call. A key file that is a symlink stays one.
+ */
+#define _GNU_SOURCE 1
+#include "helpers.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "flow/history.h"
+#include "lodestone/ls_flow.h"
+#include "lodestone/ls_id.h"
+
+#define WAIT_MS 10000
+
+/* ---- the runner ----
+ * done: step "a", a custom status, completes with {"ok":true}.
+ * waits: step "a", waits for signal "go", completes with its payload. */
+
+static int is(const ls_flow_act *a, const char *type)
+{
+    return strcmp(ls_flow_act_type(a), type) == 0;
+}
+
+static int r_has_type(void *ud, const char *type, size_t len)
+{
+    (void)ud;
+    return (len == 4 && memcmp(type, "done", 4) == 0) ||
+           (len == 5 && memcmp(type, "waits", 5) == 0);
+}
+
+static void r_list_types(void *ud, ls_buf *out)
+{
+    (void)ud;
+    ls_buf_printf(out, NULL, "done, waits");
+}
+
+static int act_ok(ls_flow_act *a, ls_rc rc, const ls_err *err)
+{
+    if (rc == LS_OK) return 1;
+    const char *m = ls_err_text(err);
+    ls_err e2;
+    if (ls_flow_act_fail(a, m, strlen(m), NULL, 0, &e2) != LS_OK) ls_flow_act_abandon(a);
+    return 0;
+}
+
+static void r_activate(void *ud, void *worker, ls_flow_act *a)
+{
+    (void)ud;
+    (void)worker;
+    ls_err err = {0};
+    ls_buf out = LS_BUF_INIT;
+    ls_flow_outcome oc = LS_FLOW_DONE;
+    ls_flow_step_info info;
+    if (!act_ok(a, ls_flow_act_step(a, "a", 1, &info, &out, &err), &err)) goto out;
+    if (info.outcome == LS_FLOW_RUN &&
+        !act_ok(a, ls_flow_act_step_done(a, "a", 1, info.attempt, "{\"a\":1}", 7, &err), &err))
+        goto out;
+    if (is(a, "done")) {
+        if (!act_ok(a, ls_flow_act_set_status(a, "{\"stage\":\"x\"}", 13, &err), &err)) goto out;
+        act_ok(a, ls_flow_act_complete(a, "{\"ok\":true}", 11, &err), &err);
+        goto out;
+    }
+    if (!act_ok(a, ls_flow_act_wait_signal(a, "go", 2, -1, &oc, &out, &err), &err) ||
+        oc == LS_FLOW_WAIT)
+        goto out;
+    act_ok(a, ls_flow_act_complete(a, (const char *)out.ptr, out.len, &err), &err);
+out:
+    ls_buf_free(&out);
+}
+
+static const ls_flow_runner runner = {.worker_open = th_worker_open,
+                                      .worker_close = th_worker_close,
+                                      .activate = r_activate,
+                                      .has_type = r_has_type,
+                                      .list_types = r_list_types};
+
+/* ---- the environment ---- */
+
+typedef struct {
+    th_store_dir d;
+    ls_flow_t *f;
+} env;
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof *e);
+    if (e == NULL) return -1;
+    th_store_dir_open(&e->d, "flow_retire");
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    ls_flow_close(e->f);
+    th_store_dir_close(&e->d);
+    free(e);
+    return 0;
+}
+
+static void eng_open(env *e, int run)
+{
+    ls_err err = {0};
+    ls_flow_opts o = {.store = e->d.st, .vault = e->d.v, .runner = &runner, .workers = 2};
+    assert_null(e->f);
+    th_ok(ls_flow_open(&e->f, &o, &err), &err);
+    if (run) th_ok(ls_flow_run(e->f, &err), &err);
+}
+
+static void eng_close(env *e)
+{
+    ls_flow_close(e->f);
+    e->f = NULL;
+}
+
+static void start(env *e, const char *type, const char *name)
+{
+    ls_buf run = LS_BUF_INIT;
+    ls_err err = {0};
+    int c = -1;
+    th_ok(ls_flow_start(e->f, type, strlen(type), name, strlen(name), "{\"in\":1}", 8, &run, &c,
+                        &err),
+          &err);
+    assert_int_equal(c, 1);
+    ls_buf_free(&run);
+}
+
+/* Waits (bounded) until run name's object has want in it. */
+static void wait_for(env *e, const char *name, const char *want)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    for (int i = 0; i < WAIT_MS / 10; i++) {
+        th_ok(ls_flow_describe(e->f, name, strlen(name), &out, &err), &err);
+        if (strstr((const char *)out.ptr, want) != NULL) break;
+        th_nap_ms(10);
+    }
+    ls_buf_putc(&out, '\0', NULL);
+    if (strstr((const char *)out.ptr, want) == NULL)
+        fail_msg("run %s: [%s] not in %s", name, want, (const char *)out.ptr);
+    ls_buf_free(&out);
+}
+
+static void rotate(env *e, uint32_t want)
+{
+    ls_err err = {0};
+    uint32_t id = 0;
+    th_ok(ls_vault_rotate(e->d.v, &id, &err), &err);
+    assert_int_equal(id, want);
+    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+}
+
+/* The store of every test: under key 1 run d1 (completed), run w1 (waits
+ * for "go"), a custom status, schedule nightly and secret s1; under key 2
+ * run d2, secret s2 and w1's signal, pending in its inbox; key 3 current
+ * and the key check under it. Secrets are not resealed at the rotations. */
+static void build(env *e)
+{
+    ls_err err = {0};
+    eng_open(e, 1);
+    start(e, "done", "d1");
+    start(e, "waits", "w1");
+    th_wait_run_end(e->f, "d1", WAIT_MS);
+    wait_for(e, "w1", "\"waiting\"");
+    const char *def = "{\"name\":\"nightly\",\"workflow\":\"done\",\"cron\":\"@yearly\"}";
+    th_ok(ls_flow_schedule_put(e->f, def, strlen(def), LS_FLOW_SCHEDULE_API, NULL, NULL, &err),
+          &err);
+    th_ok(ls_vault_secret_put(e->d.v, e->d.st, "s1", "one", 3, &err), &err);
+    eng_close(e);
+
+    rotate(e, 2);
+    eng_open(e, 1);
+    start(e, "done", "d2");
+    th_wait_run_end(e->f, "d2", WAIT_MS);
+    th_ok(ls_vault_secret_put(e->d.v, e->d.st, "s2", "two", 3, &err), &err);
+    eng_close(e);
+    /* The engine open but not running: the signal stays in the inbox. */
+    eng_open(e, 0);
+    th_ok(ls_flow_signal(e->f, "w1", 2, "go", 2, "{\"n\":2}", 7, &err), &err);
+    eng_close(e);
+    rotate(e, 3);
+}
+
+/* Sealed values of st that do not name key, read here from the records
+ * themselves (not with retire.c's walk): history payloads, inbox entries,
+ * custom statuses, schedules, secrets and the key check. */
+static size_t count_other(ls_store_t *st, uint32_t key)
+{
+    static const unsigned char nss[] = {LS_NS_HISTORY, LS_NS_SIGNAL, LS_NS_RUNINFO, LS_NS_SCHEDULE};
+    size_t n = 0;
+    ls_err err = {0};
+    for (size_t i = 0; i < sizeof nss; i++) {
+        ls_store_iter_t *it = NULL;
+        const void *k, *v;
+        size_t kl, vl;
+        ls_rc rc;
+        th_ok(ls_store_iter_prefix(&it, st, &nss[i], 1, 0, &err), &err);
+        while ((rc = ls_store_iter_next(it, &k, &kl, &v, &vl, &err)) == LS_OK) {
+            if (nss[i] == LS_NS_HISTORY || nss[i] == LS_NS_SIGNAL) {
+                ls_event ev;
+                th_ok(ls_event_decode(v, vl, &ev, &err), &err);
+                if (ev.payload_len) n += ls_vault_sealed_key(ev.payload, ev.payload_len) != key;
+            } else if (nss[i] == LS_NS_RUNINFO) {
+                if (kl == 2 + LS_ID_BYTES && ((const char *)k)[kl - 1] == 'c')
+                    n += ls_vault_sealed_key(v, vl) != key;
+            } else {
+                n += ls_vault_sealed_key(v, vl) != key;
+            }
+        }
+        assert_int_equal(rc, LS_ENOTFOUND);
+        ls_store_iter_free(it);
+    }
+    size_t secrets = 0;
+    th_ok(ls_vault_secret_count_other_keys(st, key, &secrets, &err), &err);
+    uint32_t check = 0;
+    th_ok(ls_vault_check_key(st, &check, &err), &err);
+    return n + secrets + (check != key);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = calloc(1, 4096);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 4095, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static size_t total(const ls_flow_retire_report *rep)
+{
+    size_t n = 0;
+    for (int k = 0; k < LS_FLOW_SEALED_KINDS; k++) n += rep->resealed[k];
+    return n;
+}
+
+/* Loads key_path again into e->d.v. */
+static void reload_vault(env *e)
+{
+    ls_err err = {0};
+    ls_vault_close(e->d.v);
+    e->d.v = NULL;
+    th_ok(ls_vault_load(&e->d.v, e->d.key_path, NULL, &err), &err);
+}
+
+/* The secret name reads as want. */
+static void secret_is(env *e, const char *name, const char *want)
+{
+    ls_secret_t *s = NULL;
+    ls_err err = {0};
+    th_ok(ls_vault_secret_get(e->d.v, e->d.st, name, &s, &err), &err);
+    assert_int_equal(ls_secret_len(s), strlen(want));
+    assert_memory_equal(ls_secret_data(s), want, strlen(want));
+    ls_secret_free(s);
+}
+
+/* Run name's history and object open; its object has want in it. */
+static void run_opens(env *e, const char *name, const char *want)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(ls_flow_history(e->f, name, strlen(name), &out, &err), &err);
+    th_ok(ls_flow_describe(e->f, name, strlen(name), &out, &err), &err);
+    ls_buf_putc(&out, '\0', NULL);
+    if (strstr((const char *)out.ptr, want) == NULL)
+        fail_msg("run %s: [%s] not in %s", name, want, (const char *)out.ptr);
+    ls_buf_free(&out);
+}
+
+/* ---- tests ---- */
+
+static void test_retire_reseals_every_kind(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    build(e);
+    assert_true(count_other(e->d.st, 3) > 0);
+
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.retired, 1);
+    assert_int_equal(rep.key, 3);
+    assert_int_equal(rep.keys_before, 3);
+    assert_int_equal(rep.failed, 0);
+    assert_string_equal(rep.first_failed, "");
+    assert_int_equal(rep.remaining, 0);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_SECRETS], 2);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_INBOX], 1);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_STATUS], 2);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_SCHEDULES], 1);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_KEYCHECK], 0); /* under key 3 since rotate */
+    /* d1, d2: input, step result, output; w1: input, step result */
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_HISTORY], 8);
+    assert_int_equal(ls_vault_key_count(e->d.v), 1);
+    assert_int_equal(count_other(e->d.st, 3), 0);
+
+    /* The key file holds key 3 alone, 0600; nothing else is left beside it. */
+    struct stat sb;
+    assert_int_equal(stat(e->d.key_path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    char *text = slurp(e->d.key_path);
+    assert_non_null(strstr(text, "current 3\nkey 3 "));
+    assert_null(strstr(text, "key 1 "));
+    assert_null(strstr(text, "key 2 "));
+    free(text);
+    DIR *dir = opendir(e->d.dir);
+    assert_non_null(dir);
+    const struct dirent *de;
+    while ((de = readdir(dir)) != NULL) assert_null(strstr(de->d_name, ".tmp-"));
+    closedir(dir);
+
+    /* A keyring holding key 3 alone opens everything, and the waiting run
+     * takes its pending signal and completes. */
+    reload_vault(e);
+    uint32_t ids[4] = {0};
+    assert_int_equal(ls_vault_key_ids(e->d.v, ids, 4), 1);
+    assert_int_equal(ids[0], 3);
+    uint32_t check = 0;
+    th_ok(ls_vault_check_open(e->d.v, e->d.st, &check, &err), &err);
+    secret_is(e, "s1", "one");
+    secret_is(e, "s2", "two");
+    eng_open(e, 1);
+    th_wait_run_end(e->f, "w1", WAIT_MS);
+    run_opens(e, "w1", "\"output\":{\"n\":2}");
+    run_opens(e, "w1", "\"input\":{\"in\":1}");
+    run_opens(e, "d1", "\"custom_status\":{\"stage\":\"x\"}");
+    run_opens(e, "d1", "\"output\":{\"ok\":true}");
+    run_opens(e, "d2", "\"custom_status\":{\"stage\":\"x\"}");
+    ls_buf out = LS_BUF_INIT;
+    th_ok(ls_flow_schedule_get(e->f, "nightly", 7, &out, &err), &err);
+    ls_buf_free(&out);
+    eng_close(e);
+}
+
+/* Flips the last byte of the first history payload under key 1. */
+static void damage_first_payload(ls_store_t *st)
+{
+    const unsigned char ns = LS_NS_HISTORY;
+    ls_store_iter_t *it = NULL;
+    const void *k, *v;
+    size_t kl, vl;
+    ls_err err = {0};
+    th_ok(ls_store_iter_prefix(&it, st, &ns, 1, 0, &err), &err);
+    int done = 0;
+    while (!done && ls_store_iter_next(it, &k, &kl, &v, &vl, &err) == LS_OK) {
+        ls_event ev;
+        th_ok(ls_event_decode(v, vl, &ev, &err), &err);
+        if (ev.payload_len == 0 || ls_vault_sealed_key(ev.payload, ev.payload_len) != 1) continue;
+        unsigned char *copy = malloc(vl);
+        assert_non_null(copy);
+        memcpy(copy, v, vl);
+        size_t at = (size_t)(ev.payload - (const unsigned char *)v) + ev.payload_len - 1;
+        copy[at] ^= 1;
+        th_ok(ls_store_put(st, k, kl, copy, vl, LS_STORE_SYNC, &err), &err);
+        free(copy);
+        done = 1;
+    }
+    assert_true(done);
+    ls_store_iter_free(it);
+}
+
+static void test_retire_damaged_value_keeps_key_file(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    build(e);
+    damage_first_payload(e->d.st);
+    char *before = slurp(e->d.key_path);
+
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.retired, 0);
+    assert_int_equal(rep.failed, 1);
+    assert_int_equal(rep.remaining, 1);
+    /* The first run in id order is one of d1, w1 (both under key 1). */
+    assert_true(strstr(rep.first_failed, "run d1 (id ") == rep.first_failed ||
+                strstr(rep.first_failed, "run w1 (id ") == rep.first_failed);
+    assert_non_null(strstr(rep.first_failed, "): payload of event "));
+    assert_non_null(strstr(rep.first_failed, "does not authenticate"));
+    /* Everything else is resealed, the key file is the same. */
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_SECRETS], 2);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_INBOX], 1);
+    assert_int_equal(count_other(e->d.st, 3), 1);
+    assert_int_equal(ls_vault_key_count(e->d.v), 3);
+    char *after = slurp(e->d.key_path);
+    assert_string_equal(before, after);
+    free(after);
+
+    /* Again: nothing more to reseal, the same failure, the same key file. */
+    ls_flow_retire_report again;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &again, &err), &err);
+    assert_int_equal(total(&again), 0);
+    assert_int_equal(again.failed, 1);
+    assert_string_equal(again.first_failed, rep.first_failed);
+    assert_int_equal(again.retired, 0);
+    after = slurp(e->d.key_path);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+}
+
+static void test_retire_again_is_nothing(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    build(e);
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.retired, 1);
+    char *before = slurp(e->d.key_path);
+    reload_vault(e);
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.keys_before, 1);
+    assert_int_equal(rep.retired, 0);
+    assert_int_equal(total(&rep), 0);
+    char *after = slurp(e->d.key_path);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+/* Retirement cut short at every allocation in turn (each an LS_ENOMEM with
+ * the key file unchanged), each attempt going on from what the one before
+ * wrote: the last finishes the job. */
+static env *alloc_env;
+
+static ls_rc retire_once(void *ud)
+{
+    (void)ud;
+    ls_flow_retire_report rep;
+    ls_err err = {0};
+    ls_rc rc = ls_flow_key_retire(alloc_env->d.v, alloc_env->d.st, &rep, &err);
+    if (rc == LS_OK && !rep.retired) return LS_EINVAL;
+    if (rc != LS_OK) assert_int_equal(ls_vault_key_count(alloc_env->d.v), 3);
+    return rc;
+}
+
+static void test_retire_alloc_failures_then_finishes(void **state)
+{
+    env *e = *state;
+    build(e);
+    alloc_env = e;
+    long points = th_each_alloc_failure(retire_once, NULL);
+    assert_true(points > 0);
+    assert_int_equal(ls_vault_key_count(e->d.v), 1);
+    assert_int_equal(count_other(e->d.st, 3), 0);
+    reload_vault(e);
+    assert_int_equal(ls_vault_current_key(e->d.v), 3);
+    secret_is(e, "s1", "one");
+}
+
+/* A key file that is a symlink: rotation and retirement replace the file
+ * it names, in that file's directory, and the link stays a link. */
+static void test_retire_key_file_symlink_stays(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    char *real_dir = th_path(e->d.dir, "keys");
+    assert_int_equal(mkdir(real_dir, 0700), 0);
+    char *real = th_path(real_dir, "real.key");
+    char *link = th_path(e->d.dir, "link.key");
+    assert_int_equal(rename(e->d.key_path, real), 0);
+    assert_int_equal(symlink(real, link), 0);
+    ls_vault_close(e->d.v);
+    e->d.v = NULL;
+    th_ok(ls_vault_load(&e->d.v, link, NULL, &err), &err);
+
+    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
+    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+    struct stat sb;
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    char *text = slurp(real);
+    assert_non_null(strstr(text, "current 2\n"));
+    free(text);
+
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.retired, 1);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(stat(real, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    text = slurp(real);
+    assert_non_null(strstr(text, "current 2\nkey 2 "));
+    assert_null(strstr(text, "key 1 "));
+    free(text);
+    /* No temporary file is left in either directory. */
+    const char *dirs[] = {e->d.dir, real_dir};
+    for (int i = 0; i < 2; i++) {
+        DIR *dir = opendir(dirs[i]);
+        assert_non_null(dir);
+        const struct dirent *de;
+        while ((de = readdir(dir)) != NULL) assert_null(strstr(de->d_name, ".tmp-"));
+        closedir(dir);
+    }
+    unlink(link);
+    free(real_dir);
+    free(real);
+    free(link);
+}
+
+static void test_retire_one_key_is_nothing(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    th_ok(ls_vault_secret_put(e->d.v, e->d.st, "s1", "one", 3, &err), &err);
+    char *before = slurp(e->d.key_path);
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.keys_before, 1);
+    assert_int_equal(rep.retired, 0);
+    assert_int_equal(total(&rep), 0);
+    char *after = slurp(e->d.key_path);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_int_equal(ls_flow_key_retire(e->d.v, e->d.st, NULL, &err), LS_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_retire_reseals_every_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_damaged_value_keeps_key_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_again_is_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_alloc_failures_then_finishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_key_file_symlink_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_one_key_is_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
