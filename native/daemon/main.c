@@ -55,6 +55,10 @@ static const char usage[] =
     "  --retention-interval DUR  how often retention runs (default 1m; for tests)\n"
     "  --retention-batch N the most runs one retention write deletes (default 500; for tests)\n"
     "  --no-sync           do not fsync transitions (benchmarks only: unsafe)\n"
+    "  --retire-old-keys   do not start: reseal every value sealed under an older key\n"
+    "                      under the current one, then rewrite the key file to hold the\n"
+    "                      current key only, and exit (lodestoned stopped; uses --data,\n"
+    "                      --key-file; exit 0 done, 1 not done, 2 refused)\n"
     "  --version, --help\n"
     "\n"
     "A value is the next argument or follows '=' (--workers 4 or --workers=4).\n"
@@ -97,6 +101,7 @@ static const struct {
     {"--help", 0},
     {"--version", 0},
     {"--no-sync", 0},
+    {"--retire-old-keys", 0},
     {"--data", 1},
     {"--workflows", 1},
     {"--socket", 1},
@@ -396,13 +401,167 @@ static void keep_private(void)
         lsd_log(LS_FLOW_LOG_WARN, NULL, "cannot turn off core dumps (prctl): %s", strerror(errno));
 }
 
+/* A key file ls_flow_key_load refused (rc, err): the start's message, exit
+ * 2. */
+static int key_refusal(ls_rc rc, const ls_err *err)
+{
+    if (rc == LS_ENOTFOUND)
+        return die("%s: restore the key file from its backup (or give --key-file); a new key "
+                   "is created only for a new, empty data directory",
+                   ls_err_text(err));
+    if (rc == LS_EAUTH)
+        return die("%s: wrong --key-file, or a changed key file? Start with the key file this "
+                   "data was written with (from its backup); nothing was changed",
+                   ls_err_text(err));
+    return die("key file: %s", ls_err_text(err));
+}
+
+/* ---- --retire-old-keys ---- */
+
+/* n with a comma between groups of three digits ("1,234"), into out. */
+static const char *grouped(size_t n, char out[32])
+{
+    char digits[24];
+    int len = snprintf(digits, sizeof digits, "%zu", n), o = 0;
+    for (int i = 0; i < len; i++) {
+        if (i > 0 && (len - i) % 3 == 0) out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* "1, 2" (the ids of keys but not except, or every id when except is 0). */
+static void key_list(const uint32_t *ids, size_t n, uint32_t except, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len < cap; i++)
+        if (ids[i] != except)
+            len +=
+                (size_t)snprintf(out + len, cap - len, "%s%u", len ? ", " : "", (unsigned)ids[i]);
+}
+
+/* "1,234 values resealed under key 3 (secrets 5, history 1,200)", or
+ * "values ... were resealed" (were), for rep, into out. */
+static void resealed_text(const ls_flow_retire_report *rep, int were, char *out, size_t cap)
+{
+    size_t total = 0, len = 0;
+    char num[32];
+    for (int k = 0; k < LS_FLOW_SEALED_KINDS; k++) total += rep->resealed[k];
+    len = (size_t)snprintf(out, cap, "%s %s%s resealed under key %u", grouped(total, num),
+                           total == 1 ? "value" : "values",
+                           !were        ? ""
+                           : total == 1 ? " was"
+                                        : " were",
+                           (unsigned)rep->key);
+    const char *sep = " (";
+    for (int k = 0; k < LS_FLOW_SEALED_KINDS && len < cap; k++) {
+        if (rep->resealed[k] == 0) continue;
+        len += (size_t)snprintf(out + len, cap - len, "%s%s %s", sep,
+                                ls_flow_sealed_kind_name((ls_flow_sealed_kind)k),
+                                grouped(rep->resealed[k], num));
+        sep = ", ";
+    }
+    if (len < cap && *sep == ',') snprintf(out + len, cap - len, ")");
+}
+
+/* lodestoned --retire-old-keys: with lodestoned stopped, reseals what is
+ * sealed under older keys under the current one, then leaves the current
+ * key alone in the key file. Exit 0 done (or nothing to do), 1 not done
+ * (the key file unchanged), 2 refused as a start is. */
+static int retire_old_keys(const char *data, const char *store_dir, const char *key_file)
+{
+    ls_err err;
+    ls_store_t *store = NULL;
+    ls_store_opts so = {.create_if_missing = 0, .cache_bytes = 32u << 20};
+    ls_rc rc = ls_store_open(&store, store_dir, &so, &err);
+    if (rc == LS_EBUSY)
+        return die("%s is in use by a running lodestoned: stop lodestoned first, then run "
+                   "--retire-old-keys again (nothing was changed)",
+                   data);
+    if (rc == LS_ENOTFOUND)
+        return die("--data %s holds no store (%s): nothing to retire", data, store_dir);
+    if (rc != LS_OK) return die("store %s: %s", store_dir, ls_err_text(&err));
+    struct stat sb;
+    int holds = 0;
+    if (stat(key_file, &sb) != 0 && errno == ENOENT &&
+        ls_store_holds_data(store, &holds, NULL) == LS_OK && !holds) {
+        ls_store_close(store);
+        return die("key file %s does not exist, and the store holds no data: nothing to retire",
+                   key_file);
+    }
+    ls_vault_t *vault = NULL;
+    rc = ls_flow_key_load(&vault, store, key_file, &err);
+    if (rc != LS_OK) {
+        ls_store_close(store);
+        return key_refusal(rc, &err);
+    }
+    uint32_t ids[64];
+    size_t nids = ls_vault_key_ids(vault, ids, sizeof ids / sizeof ids[0]);
+    if (nids > sizeof ids / sizeof ids[0]) nids = sizeof ids / sizeof ids[0];
+    uint32_t cur = ls_vault_current_key(vault);
+    char old[256], all[256], text[512], num[32];
+    key_list(ids, nids, cur, old, sizeof old);
+    key_list(ids, nids, 0, all, sizeof all);
+    const char *keys = nids == 2 ? "key" : "keys"; /* the old ones */
+
+    ls_flow_retire_report rep;
+    rc = ls_flow_key_retire(vault, store, &rep, &err);
+    size_t total = 0;
+    for (int k = 0; k < LS_FLOW_SEALED_KINDS; k++) total += rep.resealed[k];
+    int code = 1;
+    if (rc != LS_OK) {
+        resealed_text(&rep, 1, text, sizeof text);
+        fprintf(stderr,
+                "lodestoned: retiring %s %s stopped: %s; %s before it. The key file is "
+                "unchanged (keys %s). Run lodestoned --retire-old-keys again: it goes on from "
+                "there\n",
+                keys, old, ls_err_text(&err), text, all);
+    } else if (rep.keys_before <= 1) {
+        printf("nothing to retire: key file %s holds key %u only\n", key_file, (unsigned)cur);
+        code = 0;
+    } else if (rep.retired) {
+        if (total == 0) /* an earlier pass, cut short, resealed them */
+            snprintf(text, sizeof text, "every value was under key %u already", (unsigned)cur);
+        else
+            resealed_text(&rep, 0, text, sizeof text);
+        printf("retired %s %s: %s; the key file holds key %u only\n", keys, old, text,
+               (unsigned)cur);
+        printf("back up the key file now (it changed), and keep the old one for as long as "
+               "store backups from before this retirement are kept: they need it\n");
+        code = 0;
+    } else if (rep.failed > 0) {
+        resealed_text(&rep, 1, text, sizeof text);
+        fprintf(stderr,
+                "lodestoned: %s %s not retired: %s %s under %s did not open (the first: %s); "
+                "%s. The key file is unchanged (keys %s), and what did not open stays as it "
+                "was: set such a secret again or remove it (lodestone secret set|rm NAME); a "
+                "damaged run stays until retention deletes it once it has ended (or restore "
+                "the store from a backup). Then run lodestoned --retire-old-keys again\n",
+                keys, old, grouped(rep.failed, num), rep.failed == 1 ? "value" : "values",
+                nids == 2 ? "it" : "them", rep.first_failed, text, all);
+    } else {
+        resealed_text(&rep, 1, text, sizeof text);
+        fprintf(stderr,
+                "lodestoned: %s %s not retired: %s %s still %s an older key after the pass "
+                "(%s). The key file is unchanged (keys %s); run lodestoned --retire-old-keys "
+                "again\n",
+                keys, old, grouped(rep.remaining, num), rep.remaining == 1 ? "value" : "values",
+                rep.remaining == 1 ? "names" : "name", text, all);
+    }
+    ls_vault_close(vault);
+    ls_store_close(store);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     const char *data = "./var/lodestone", *workflows = "./workflows", *socket_path = NULL;
     const char *listen_addr = NULL, *token_file = NULL, *key_file = NULL;
     unsigned long workers = 8, http_threads = default_http_threads(), grace_s = 10,
                   body_limit = 1 << 20;
-    int nosync = 0;
+    int nosync = 0, retire = 0;
     unsigned long max_payload = 0, max_events = 0, max_steps = 0, max_depth = 0;
     int64_t retention_ms = 0, retention_interval_ms = 0;
     unsigned long retention_batch = 0;
@@ -422,6 +581,8 @@ int main(int argc, char **argv)
         }
         if (strcmp(o, "--no-sync") == 0)
             nosync = 1;
+        else if (strcmp(o, "--retire-old-keys") == 0)
+            retire = 1;
         else if (strcmp(o, "--data") == 0)
             data = v;
         else if (strcmp(o, "--workflows") == 0)
@@ -479,6 +640,19 @@ int main(int argc, char **argv)
         }
     }
     char sock_default[PATH_MAX], key_default[PATH_MAX], store_dir[PATH_MAX];
+    if (retire) {
+        keep_private();
+        if (key_file == NULL && (key_file = getenv("LODESTONE_KEY_FILE")) != NULL &&
+            *key_file == '\0')
+            return die("LODESTONE_KEY_FILE is empty: set it to the key file's path, or unset it "
+                       "(default DATA/master.key)");
+        snprintf(store_dir, sizeof store_dir, "%s/store", data);
+        if (key_file == NULL) {
+            snprintf(key_default, sizeof key_default, "%s/master.key", data);
+            key_file = key_default;
+        }
+        return retire_old_keys(data, store_dir, key_file);
+    }
     int sock_defaulted = socket_path == NULL;
     if (sock_defaulted) {
         snprintf(sock_default, sizeof sock_default, "%s/lodestoned.sock", data);
@@ -543,15 +717,7 @@ int main(int argc, char **argv)
     if (rc != LS_OK) {
         ls_store_close(store);
         free(token);
-        if (rc == LS_ENOTFOUND)
-            return die("%s: restore the key file from its backup (or give --key-file); a new key "
-                       "is created only for a new, empty data directory",
-                       ls_err_text(&err));
-        if (rc == LS_EAUTH)
-            return die("%s: wrong --key-file, or a changed key file? Start with the key file this "
-                       "data was written with (from its backup); nothing was changed",
-                       ls_err_text(&err));
-        return die("key file: %s", ls_err_text(&err));
+        return key_refusal(rc, &err);
     }
     if (kr.damaged)
         lsd_log(LS_FLOW_LOG_WARN, NULL,
