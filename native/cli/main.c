@@ -57,8 +57,8 @@ static const char usage[] =
     "Environment: LODESTONE_SOCKET, LODESTONE_URL, LODESTONE_TOKEN (where lodestoned is, when\n"
     "no option says), LODESTONE_LUA_DIR (Lodestone's Lua files; default: PREFIX/share/lua/5.1\n"
     "for an installed lodestone, the source tree's lua/ for one in the build tree).\n"
-    "Exit codes: 0 ok, 1 refused or failed, 2 usage, 3 lodestoned unreachable, 4 start\n"
-    "--wait --timeout ran out. See lodestone(1).\n";
+    "Exit codes: 0 ok, 1 refused or failed, 2 usage, 3 lodestoned unreachable, 4 a --timeout\n"
+    "ran out (start --wait, key rotate). See lodestone(1).\n";
 
 int main(int argc, char **argv)
 {

@@ -1160,12 +1160,14 @@ static MHD_RESULT send_reseal_incomplete(struct MHD_Connection *c, uint32_t id, 
                  (unsigned)id, rep->resealed, rep->skipped, ls_err_text(err));
     else
         snprintf(msg, sizeof msg,
-                 "key %u is current (the key file changed: back it up) and %zu secrets were "
-                 "resealed under it, but %zu did not open and stay as they were, under older "
-                 "keys, which the key file keeps; the first: %s. Set %s again or remove %s "
-                 "and rotate again: that reseals every secret not under the newest key",
-                 (unsigned)id, rep->resealed, rep->skipped, ls_err_text(&rep->first_reason),
-                 rep->skipped == 1 ? "it" : "them", rep->skipped == 1 ? "it" : "them");
+                 "key %u is current (the key file changed: back it up) and %zu %s resealed "
+                 "under it, but %zu did not open and %s, under older keys, which the key file "
+                 "keeps; the first: %s. Set %s again or remove %s and rotate again: that "
+                 "reseals every secret not under the newest key",
+                 (unsigned)id, rep->resealed, rep->resealed == 1 ? "secret was" : "secrets were",
+                 rep->skipped, rep->skipped == 1 ? "stays as it was" : "stay as they were",
+                 ls_err_text(&rep->first_reason), rep->skipped == 1 ? "it" : "them",
+                 rep->skipped == 1 ? "it" : "them");
     utf8_escape(text, sizeof text, msg);
     lsd_log(LS_FLOW_LOG_ERROR, NULL, "%s", text);
     json_t *o = json_pack("{s:{s:s,s:s},s:I,s:I,s:I,s:I}", "error", "code", "reseal_incomplete",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Key rotation against a real lodestoned: `lodestone key show|rotate` and
-# GET /v1/keys, POST /v1/keys/rotate. A secret is set and a run waits for a
+# GET /v1/keys, POST /v1/keys/rotate (and rotate's --timeout against a
+# socket that never answers). A secret is set and a run waits for a
 # signal (its input and first step sealed under key 1); the rotation makes
 # key 2 current, the key file holds both, the secret still reads in a
 # step, the waiting run completes after its signal, and everything opens
@@ -169,6 +170,20 @@ run key rotate extra --socket "$sock"
 check "key rotate with an argument: usage, exit 2, nothing rotated" "2 2" "$rc $(keys_in_file)"
 run key --socket "$sock"
 check "key without a subcommand: usage, exit 2" 2 "$rc"
+# A lodestoned that takes the request and does not answer in time (a
+# rotation resealing many secrets): exit 4 after --timeout, not "unreachable".
+"$build/tests/stallsock" "$d/stall.sock" &
+stall=$!
+E2E_PIDS+=("$stall")
+for _ in $(seq 50); do [ -S "$d/stall.sock" ] && break; sleep 0.1; done
+run key rotate --timeout 1 --socket "$d/stall.sock"
+check "key rotate --timeout 1 with no answer: exit 4, the rotation goes on in lodestoned" \
+  "4 lodestone key: no answer from lodestoned within 1 s (--timeout); the rotation goes on there: lodestone key show tells the current key and how many secrets are still under older keys" \
+  "$rc $err"
+e2e_stop "$stall" 5
+run key rotate --timeout soon --socket "$sock"
+check "key rotate --timeout that is no number: usage, exit 2, nothing rotated" "2 2" \
+  "$rc $(keys_in_file)"
 
 # ---- a restart: everything still opens, also over --listen ----
 
@@ -258,7 +273,7 @@ check "one skipped: --json prints the numbers: key 4 current, 66 resealed, 1 ski
   '{"code":"reseal_incomplete","key":4,"keys":4,"secrets_resealed":66,"secrets_skipped":1,"first_skipped":"m"}' \
   "$(jo '{code: .error.code, key, keys, secrets_resealed, secrets_skipped, first_skipped}' | jq -c .)"
 check_contains "one skipped: it says the rotation happened, what was resealed and what not" \
-  'lodestone key: key 4 is current (the key file changed: back it up) and 66 secrets were resealed under it, but 1 did not open and stay as they were, under older keys, which the key file keeps; the first: secret "m": ' \
+  'lodestone key: key 4 is current (the key file changed: back it up) and 66 secrets were resealed under it, but 1 did not open and stays as it was, under older keys, which the key file keeps; the first: secret "m": ' \
   "$err"
 check_contains "one skipped: and what to do" \
   "Set it again or remove it and rotate again: that reseals every secret not under the newest key" \

@@ -8,12 +8,13 @@ local lib = require("lodestone.cli.workflow").lib
 local M = {}
 
 -- A rotation reseals every secret in synced batches: give it longer than
--- the other calls' 10 s. (Cut off, it goes on in lodestoned.)
+-- the other calls' 10 s, and --timeout SECONDS more still (a store of many
+-- secrets). Cut off, it goes on in lodestoned: exit 4, as start --wait's.
 local ROTATE_TIMEOUT = 300
 
 local HELP = [[
 usage: lodestone key show [--json]
-       lodestone key rotate [--json]
+       lodestone key rotate [--json] [--timeout SECONDS]
 
 lodestoned seals secrets and workflow payloads (inputs, step results,
 signals, outputs) under the current key of its key file (lodestoned
@@ -25,9 +26,13 @@ how many secrets are sealed under a key other than the current one.
 `rotate` adds a new random key to the key file and makes it current: new
 payloads are sealed under it, and every secret is resealed under it.
 Payloads already stored stay under their old keys, which stay in the key
-file and must be kept (old keys cannot be retired yet). Back the key file
-up after a rotation: it changed, and lodestoned refuses to start with an
-older copy, which lacks the new key.
+file and must be kept until `lodestoned --retire-old-keys` (lodestoned
+stopped) reseals them under the current key and leaves it alone in the key
+file. Back the key file up after a rotation: it changed, and lodestoned
+refuses to start with an older copy, which lacks the new key.
+lodestone waits up to --timeout SECONDS (default 300) for the answer; when
+they run out it exits 4 and the rotation goes on in lodestoned (`key show`
+counts the secrets left under older keys).
 A secret that does not open is skipped and left as it was, and the others
 are resealed: then (exit 1, naming the first such secret, why, and how many)
 the new key is current all the same and the skipped secrets stay under
@@ -60,15 +65,31 @@ local function show(args)
 end
 
 local function rotate(args)
-  local pos, opts = lib.parse(args, 3, { json = "flag" })
+  local pos, opts = lib.parse(args, 3, { json = "flag", timeout = "value" })
   if #pos ~= 0 then lib.usage_error("unexpected argument '" .. pos[1] .. "'") end
-  local res = lib.call(lib.connection(opts), "POST", "/v1/keys/rotate", {
-    timeout = ROTATE_TIMEOUT,
+  local seconds = ROTATE_TIMEOUT
+  if opts.timeout then
+    seconds = tonumber(opts.timeout)
+    if not seconds or seconds <= 0 then
+      lib.usage_error("--timeout: expected seconds (more than 0), got " .. opts.timeout)
+    end
+  end
+  local ok, res = pcall(lib.call, lib.connection(opts), "POST", "/v1/keys/rotate", {
+    timeout = seconds,
     on_error = function(r)
       -- a rotation that happened, with its reseal cut short: its numbers too
       if opts.json and type(r.json) == "table" and r.json.key ~= nil then lib.print_json_text(r.body) end
     end,
   })
+  if not ok then
+    -- the request was sent and no answer came in time: not "unreachable"
+    if type(res) == "table" and res.code == 3 and tostring(res.msg):find("timed out after", 1, true) then
+      lib.fail(4, "lodestone key: no answer from lodestoned within " .. seconds .. " s (--timeout);"
+        .. " the rotation goes on there: lodestone key show tells the current key and how many"
+        .. " secrets are still under older keys")
+    end
+    error(res, 0)
+  end
   local k = res.json
   if opts.json then lib.print_json_text(res.body) end
   local n = tonumber(k.secrets_resealed) or 0
@@ -81,7 +102,7 @@ end
 local SUB = { show = show, rotate = rotate }
 
 function M.main(args)
-  return lib.subcommands(args, "key", HELP, SUB, "show, rotate", { json = "flag" })
+  return lib.subcommands(args, "key", HELP, SUB, "show, rotate", { json = "flag", timeout = "value" })
 end
 
 return M

@@ -4,7 +4,7 @@
 -- socket, or over TCP with a bearer token. Run by the lodestone CLI (LuaJIT
 -- with lodestone.core, lodestone.httpc and lodestone.cli.sys built in).
 -- Exit codes: 0 done, 1 the daemon refused or the run failed, 2 usage,
--- 3 lodestoned unreachable, 4 `start --wait --timeout` ran out.
+-- 3 lodestoned unreachable, 4 a --timeout ran out (start --wait, key rotate).
 local core = require("lodestone.core")
 local http = require("lodestone.http")
 local fmt = require("lodestone.cli.format")
@@ -42,7 +42,8 @@ Connection (any command):
                      $LODESTONE_URL), with the token from --token-file FILE or
                      $LODESTONE_TOKEN
 Exit codes: 0 ok, 1 refused by lodestoned or the run failed, 2 usage,
-3 lodestoned unreachable, 4 start --wait --timeout ran out. Times are UTC.
+3 lodestoned unreachable, 4 a --timeout ran out (start --wait, key rotate).
+Times are UTC.
 ]]
 
 local HELP = {
