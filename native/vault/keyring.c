@@ -474,15 +474,23 @@ size_t ls_vault_key_count(const ls_vault_t *v)
 
 /* The file v->path names, through any symlinks, in memory from
  * ls_malloc; *dir receives its directory (ls_malloc'd too). Resolved at
- * each rewrite: the link may have been pointed elsewhere since the load. */
+ * each rewrite: the link may have been pointed elsewhere since the load.
+ * A path that no longer resolves (the file or its directory was removed)
+ * is taken as it is: the write beside it then says what is wrong. */
 static ls_rc resolve_keyfile(const ls_vault_t *v, char **target, char **dir, ls_err *err)
 {
     char *real = realpath(v->path, NULL);
-    if (real == NULL) return sys_error(err, errno, "cannot resolve key file", v->path);
-    const char *slash = strrchr(real, '/'); /* realpath's answer is absolute */
-    *target = ls_strdup(real);
-    *dir = slash == real ? ls_strdup("/") : ls_strndup(real, (size_t)(slash - real));
-    free(real);
+    if (real == NULL && errno != ENOENT && errno != ENOTDIR)
+        return sys_error(err, errno, "cannot resolve key file", v->path);
+    if (real == NULL) {
+        *target = ls_strdup(v->path);
+        *dir = ls_strdup(v->dir);
+    } else {
+        const char *slash = strrchr(real, '/'); /* realpath's answer is absolute */
+        *target = ls_strdup(real);
+        *dir = slash == real ? ls_strdup("/") : ls_strndup(real, (size_t)(slash - real));
+        free(real);
+    }
     if (*target == NULL || *dir == NULL) {
         ls_free(*target);
         ls_free(*dir);
