@@ -9,6 +9,7 @@
  */
 #include "ls_config.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -232,6 +233,22 @@ static ls_rc seal_record(ls_vault_t *v, const char *name, size_t nlen,
     return rc;
 }
 
+/* ---- the generation (masks reload when it moves) ---- */
+
+static _Atomic uint64_t secrets_gen = 1;
+
+uint64_t ls_vault_secrets_generation(void)
+{
+    return atomic_load(&secrets_gen);
+}
+
+/* After a write that may have changed a value (whatever its outcome): a
+ * mask that loaded before it loads again. */
+static void bump_generation(void)
+{
+    atomic_fetch_add(&secrets_gen, 1);
+}
+
 /* ---- put / get / delete ---- */
 
 ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name, const void *value,
@@ -249,7 +266,10 @@ ls_rc ls_vault_secret_put(ls_vault_t *v, ls_store_t *st, const char *name, const
     ls_buf key = LS_BUF_INIT, sealed = LS_BUF_INIT, rec = LS_BUF_INIT;
     rc = secret_key(&key, name, nlen, err);
     if (rc == LS_OK) rc = seal_record(v, name, nlen, head, value, vlen, &sealed, &rec, err);
-    if (rc == LS_OK) rc = ls_store_put(st, key.ptr, key.len, rec.ptr, rec.len, LS_STORE_SYNC, err);
+    if (rc == LS_OK) {
+        rc = ls_store_put(st, key.ptr, key.len, rec.ptr, rec.len, LS_STORE_SYNC, err);
+        bump_generation();
+    }
     if (rc != LS_OK) ls_err_prefix(err, "secret \"%s\"", name);
     ls_buf_free(&key);
     ls_buf_free(&sealed);
@@ -330,8 +350,10 @@ ls_rc ls_vault_secret_delete(ls_store_t *st, const char *name, ls_err *err)
     if (rc == LS_OK) rc = ls_store_get(st, key.ptr, key.len, &sealed, err);
     if (rc == LS_ENOTFOUND)
         ls_err_set(err, LS_ENOTFOUND, "no secret named \"%s\"", name);
-    else if (rc == LS_OK)
+    else if (rc == LS_OK) {
         rc = ls_store_delete(st, key.ptr, key.len, LS_STORE_SYNC, err);
+        bump_generation();
+    }
     if (rc != LS_OK && rc != LS_ENOTFOUND) ls_err_prefix(err, "secret \"%s\"", name);
     ls_buf_free(&key);
     ls_buf_free(&sealed);
@@ -536,6 +558,7 @@ ls_rc ls_vault_secret_reseal_all_detailed(ls_vault_t *v, ls_store_t *st,
             rc = reseal_one(&rs, key, klen, val, vlen, err);
     }
     ls_store_iter_free(it);
+    if (rep->resealed) bump_generation();
     ls_store_batch_free(rs.batch);
     ls_buf_free(&rs.name);
     ls_buf_free(&rs.sealed);

@@ -230,6 +230,69 @@ LS_API ls_rc ls_vault_secret_reseal_all(ls_vault_t *v, ls_store_t *st, size_t *c
 LS_API ls_rc ls_vault_secret_count_other_keys(ls_store_t *st, uint32_t key_id, size_t *count,
                                               ls_err *err);
 
+/* ---- masking secret values in texts ----
+ *
+ * Texts that workflow code produces and that are kept or shown in clear
+ * (error messages and tracebacks in a run's history, its log lines) have
+ * each occurrence of a secret's value replaced by "[secret NAME]". A mask
+ * masks against every secret of one store that opens under one vault. It
+ * loads the values the first time a text needs masking, keeps them in
+ * guarded memory, and loads them again, on its next use, after any secret
+ * has been put, deleted or resealed (ls_vault_secrets_generation). A mask
+ * may be shared by threads: masks run concurrently; a reload makes the
+ * others wait for it. */
+
+/* Values shorter than this many bytes are not masked: a value of 1 to 3
+ * bytes ("on", "42", "eu") is in ordinary text by chance, so masking it
+ * would wreck every message, and it is too short to be worth hiding. */
+#define LS_VAULT_MASK_MIN 4u
+
+/* Bumped (after the store write) by every ls_vault_secret_put,
+ * ls_vault_secret_delete and ls_vault_secret_reseal_all_detailed in this
+ * process, on any store: a mask built at another generation reloads. */
+LS_API uint64_t ls_vault_secrets_generation(void);
+
+typedef struct ls_vault_mask ls_vault_mask_t;
+
+typedef struct {
+    /* Optional: told when a load leaves values out (the names of the
+     * secrets that do not open under v; a store or memory error, after
+     * which it loads again a second later), so that the caller can log
+     * it; not told again while the same are left out. msg holds names,
+     * never a value; borrowed for the call. Called without the mask's
+     * lock held, on the thread whose text caused the load. */
+    void (*note)(void *ud, const char *msg);
+    void *note_ud;
+} ls_vault_mask_opts;
+
+/* A mask over st's secrets, opened with v (both borrowed: they must
+ * outlive it). Loads nothing yet. opts may be NULL. Caller frees with
+ * ls_vault_mask_free. */
+LS_API ls_rc ls_vault_mask_new(ls_vault_mask_t **out, ls_vault_t *v, ls_store_t *st,
+                               const ls_vault_mask_opts *opts, ls_err *err);
+
+/* Wipes the values it holds and frees m. m may be NULL. */
+LS_API void ls_vault_mask_free(ls_vault_mask_t *m);
+
+/* Appends text (len bytes) to out with each occurrence of a secret's
+ * value (of LS_VAULT_MASK_MIN bytes or more; exact bytes only) replaced by
+ * "[secret NAME]". Where several values match at one place, the longest
+ * wins (then the first name in byte order); where occurrences overlap,
+ * the whole stretch is masked, with a mark for each secret whose
+ * occurrence extends it ("[secret A][secret B]"). At most limit bytes are
+ * appended (SIZE_MAX: no limit): *used (not NULL) receives how many bytes
+ * of text the appended part stands for, len when all of it fits. A cut
+ * falls where a character starts (as ls_utf8_cut) and never inside a
+ * mark: an occurrence that does not fit is left out whole.
+ * Secrets that cannot be loaded are left out (opts.note says which); the
+ * only errors are LS_ENOMEM (out cannot grow; out keeps what it held)
+ * and LS_EINVAL. */
+LS_API ls_rc ls_vault_mask_text(ls_vault_mask_t *m, const void *text, size_t len, size_t limit,
+                                ls_buf *out, size_t *used, ls_err *err);
+
+/* How many values m masks with now (loading them when they are stale). */
+LS_API size_t ls_vault_mask_count(ls_vault_mask_t *m);
+
 #ifdef __cplusplus
 }
 #endif
