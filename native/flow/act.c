@@ -492,6 +492,7 @@ static void act_free(ls_flow_act *a)
     ls_buf_free(&a->sealed);
     ls_buf_free(&a->tmp);
     ls_buf_free(&a->cut);
+    ls_buf_free(&a->masked);
     ls_buf_free(&a->custom_new);
     ls_buf_free(&a->term_by);
     ls_buf_free(&a->term_reason);
@@ -675,12 +676,12 @@ void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len)
      * about this activation, and nobody would see it otherwise. */
     if (a->replaying && level < LS_FLOW_LOG_WARN) return;
     if (a->f->o.log == NULL) return;
-    /* One place for every line of the run's code (ctx:log, s:log): a
-     * line of 100 MB is not copied, nor written, whole. (flow_log cut it
-     * at 1023 bytes, in the middle of a character if it fell there, and
-     * without a word.) */
+    /* One place for every line of the run's code (ctx:log, s:log): the
+     * secrets' values masked, and a line of 100 MB not copied, nor
+     * written, whole. (flow_log cut it at 1023 bytes, in the middle of a
+     * character if it fell there, and without a word.) */
     char line[FLOW_LOG_LINECAP];
-    flow_log_line(msg, len, line, sizeof line);
+    flow_log_text(a->f, msg, len, &a->masked, line, sizeof line);
     a->f->o.log(a->f->o.log_ud, level, a->r->name, line);
 }
 
@@ -853,19 +854,42 @@ static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, in
     a->wait_name = ls_strndup(name ? name : "", nlen);
 }
 
-/* s[0..*len) when it is at most max bytes; else its first bytes, cut at
- * a character boundary, and how much was cut, in out (then *len is the new
- * length). NULL when out cannot grow. */
-static const char *bound_text(const char *s, size_t *len, size_t max, ls_buf *out)
+/* s[0..*len), a text of the code that history keeps in clear, with the
+ * secrets' values masked (flow_mask), in out (then *len is the new
+ * length): whole when that is at most max bytes; else its first bytes,
+ * cut where a character starts and never inside a mark, and how many
+ * bytes of s were cut. Masked before it is cut, so that a cut never
+ * leaves the first part of a value unmasked. NULL when out cannot grow
+ * (or s is NULL). */
+static const char *bound_text(ls_flow_act *a, const char *s, size_t *len, size_t max, ls_buf *out)
 {
-    if (s == NULL || *len <= max) return s;
-    size_t keep = ls_utf8_cut(s, max - 40);
+    size_t used = 0;
+    if (s == NULL) return NULL;
     ls_buf_clear(out);
-    if (ls_buf_append(out, s, keep, NULL) != LS_OK ||
-        ls_buf_printf(out, NULL, " ... (%zu bytes cut)", *len - keep) != LS_OK)
-        return NULL;
+    if (flow_mask(a->f, s, *len, max, out, &used) != LS_OK) return NULL;
+    if (used < *len) {
+        ls_buf_clear(out);
+        if (flow_mask(a->f, s, *len, max - 40, out, &used) != LS_OK ||
+            ls_buf_printf(out, NULL, " ... (%zu bytes cut)", *len - used) != LS_OK)
+            return NULL;
+    }
     *len = out->len;
-    return (const char *)out->ptr;
+    return out->ptr ? (const char *)out->ptr : "";
+}
+
+/* text (len bytes, from the code) masked and cut to at most max bytes,
+ * for a line of lodestoned's log that quotes it: in a->masked, its length
+ * in *qlen. */
+static const char *log_quote(ls_flow_act *a, const char *text, size_t len, size_t max, int *qlen)
+{
+    size_t used = 0;
+    ls_buf_clear(&a->masked);
+    *qlen = 0;
+    if (text == NULL || flow_mask(a->f, text, len, max, &a->masked, &used) != LS_OK ||
+        a->masked.ptr == NULL)
+        return "";
+    *qlen = (int)a->masked.len;
+    return (const char *)a->masked.ptr;
 }
 
 static void step_key(const ls_flow_act *a, uint64_t command, char *key)
@@ -1140,7 +1164,7 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
 
     int64_t now = flow_now(a->f);
     size_t elen = fl->error_len;
-    const char *error = bound_text(fl->error, &elen, FLOW_ERROR_MAX, &a->cut);
+    const char *error = bound_text(a, fl->error, &elen, FLOW_ERROR_MAX, &a->cut);
     if (error == NULL && fl->error) return ls_err_set(err, LS_ENOMEM, "out of memory");
     ls_event ev = {.type = LS_EV_STEP_FAILED,
                    .attempt = fl->attempt,
@@ -1168,20 +1192,21 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     a->f->st.steps_failed++;
     flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
     pthread_mutex_unlock(&a->f->mu);
+    int qlen = 0;
+    const char *q = "";
+    if (pause || v == LS_FLOW_RETRY_AGAIN) q = log_quote(a, fl->error, fl->error_len, 300, &qlen);
     if (pause) {
         flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name,
                  "step \"%.*s\" used up its attempts (%.*s); the run is paused until resumed "
                  "(lodestone resume %s)",
-                 (int)nlen, name, (int)(fl->error_len > 300 ? 300 : fl->error_len), fl->error,
-                 a->r->name);
+                 (int)nlen, name, qlen, q, a->r->name);
         *outcome = LS_FLOW_WAIT;
         return LS_OK;
     }
     if (v == LS_FLOW_RETRY_AGAIN) {
         flow_log(a->f, LS_FLOW_LOG_INFO, a->r->name,
                  "step \"%.*s\" attempt %u failed (%.*s); retrying in %lld ms", (int)nlen, name,
-                 fl->attempt, (int)(fl->error_len > 300 ? 300 : fl->error_len), fl->error,
-                 (long long)delay);
+                 fl->attempt, qlen, q, (long long)delay);
         *outcome = LS_FLOW_WAIT;
         return LS_OK;
     }
@@ -1800,11 +1825,13 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
         elen = strlen(msg);
     }
     /* Huge texts (a step that raised a megabyte) are cut: the failure
-     * must be recordable, whatever the code raised. */
-    if (error && (error = bound_text(error, &elen, FLOW_ERROR_MAX, &a->cut)) == NULL)
+     * must be recordable, whatever the code raised. Both are masked. */
+    const char *raw = error;
+    size_t rawlen = elen;
+    if (error && (error = bound_text(a, error, &elen, FLOW_ERROR_MAX, &a->cut)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
     ls_buf tb = LS_BUF_INIT;
-    if (trace && (trace = bound_text(trace, &tlen, FLOW_TRACE_MAX, &tb)) == NULL) {
+    if (trace && (trace = bound_text(a, trace, &tlen, FLOW_TRACE_MAX, &tb)) == NULL) {
         ls_buf_free(&tb);
         return ls_err_set(err, LS_ENOMEM, "out of memory");
     }
@@ -1827,7 +1854,8 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
     }
     ls_buf_free(&tb);
     if (rc != LS_OK) return rc;
-    flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name, "failed: %.*s", (int)(elen > 500 ? 500 : elen),
-             error ? error : "");
+    int qlen;
+    const char *q = log_quote(a, raw, rawlen, 500, &qlen);
+    flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name, "failed: %.*s", qlen, q);
     return end_run(a, &ev, a->tmp.len ? a->tmp.ptr : NULL, a->tmp.len, LS_RUN_FAILED, err);
 }

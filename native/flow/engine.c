@@ -38,11 +38,11 @@ void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
     f->o.log(f->o.log_ud, level, run, msg);
 }
 
-size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap)
+/* The line for msg[0..keep), then the mark saying that dropped bytes
+ * were cut (none when dropped is 0). */
+static size_t log_line(const char *msg, size_t keep, size_t dropped, char *out, size_t cap)
 {
-    assert(cap >= FLOW_LOG_LINECAP);
-    size_t keep = len;
-    if (len > LS_FLOW_LOG_LINEMAX) keep = ls_utf8_cut(msg, LS_FLOW_LOG_LINEMAX);
+    assert(cap >= FLOW_LOG_LINECAP && keep <= LS_FLOW_LOG_LINEMAX);
     size_t n = 0;
     for (size_t i = 0; i < keep; i++) {
         if (msg[i] != '\0') {
@@ -53,11 +53,40 @@ size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap)
             out[n++] = (char)0xBD;
         }
     }
-    if (keep < len)
-        n += (size_t)snprintf(out + n, cap - n, " [cut: %zu byte%s dropped]", len - keep,
-                              len - keep == 1 ? "" : "s");
+    if (dropped)
+        n += (size_t)snprintf(out + n, cap - n, " [cut: %zu byte%s dropped]", dropped,
+                              dropped == 1 ? "" : "s");
     out[n] = '\0';
     return n;
+}
+
+size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap)
+{
+    size_t keep = len;
+    if (len > LS_FLOW_LOG_LINEMAX) keep = ls_utf8_cut(msg, LS_FLOW_LOG_LINEMAX);
+    return log_line(msg, keep, len - keep, out, cap);
+}
+
+/* ---- secrets out of texts kept in clear ---- */
+
+static void mask_note(void *ud, const char *msg)
+{
+    flow_log(ud, LS_FLOW_LOG_WARN, NULL, "%s", msg);
+}
+
+ls_rc flow_mask(ls_flow_t *f, const char *text, size_t len, size_t limit, ls_buf *out, size_t *used)
+{
+    return ls_vault_mask_text(f->mask, text, len, limit, out, used, NULL);
+}
+
+size_t flow_log_text(ls_flow_t *f, const char *msg, size_t len, ls_buf *scratch, char *out,
+                     size_t cap)
+{
+    size_t used = 0;
+    ls_buf_clear(scratch);
+    if (flow_mask(f, msg, len, LS_FLOW_LOG_LINEMAX, scratch, &used) != LS_OK)
+        return (size_t)snprintf(out, cap, "[a line of %zu bytes, not logged: out of memory]", len);
+    return log_line((const char *)scratch->ptr, scratch->len, len - used, out, cap);
 }
 
 void flow_deadline_in(struct timespec *ts, int64_t in_ms)
@@ -614,7 +643,9 @@ ls_rc ls_flow_open(ls_flow_t **out, const ls_flow_opts *opts, ls_err *err)
     pthread_cond_init(&f->pcv, NULL);
     atomic_init(&f->interrupt, 0);
     f->next_watch = 1;
-    ls_rc rc = flow_runtab_init(&f->runs, err);
+    ls_vault_mask_opts mo = {.note = mask_note, .note_ud = f};
+    ls_rc rc = ls_vault_mask_new(&f->mask, opts->vault, opts->store, &mo, err);
+    if (rc == LS_OK) rc = flow_runtab_init(&f->runs, err);
     if (rc == LS_OK)
         rc = flow_results_new(&f->results, FLOW_RESULTS_ENTRIES, FLOW_RESULTS_BYTES, err);
     if (rc == LS_OK) rc = ls_flow_timerq_new(&f->tq, 0, err);
@@ -651,6 +682,7 @@ void ls_flow_close(ls_flow_t *f)
     }
     flow_runtab_free(&f->runs);
     flow_results_free(f->results);
+    ls_vault_mask_free(f->mask);
     for (size_t i = 0; i < f->nsources; i++) ls_free(f->sources[i]);
     ls_free(f->sources);
     ls_flow_timerq_free(f->tq);

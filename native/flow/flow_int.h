@@ -247,6 +247,7 @@ struct ls_flow {
     ls_flow_stats st;
     struct flow_scheds *sched; /* schedules (schedule.c) */
     flow_results *results;     /* answers of runs that completed while watched */
+    ls_vault_mask_t *mask;     /* secret values out of texts kept in clear (flow_mask) */
     /* retention (retention.c) */
     pthread_t ret_thread;
     int ret_started;
@@ -308,6 +309,7 @@ struct ls_flow_act {
     ls_store_batch_t *b;
     ls_buf k, v, sealed, tmp;
     ls_buf cut;            /* an error text bound to FLOW_ERROR_MAX (bound_text) */
+    ls_buf masked;         /* a text of the code's masked for the log (log lines, quotes) */
     uint64_t new_events;   /* events queued in b */
     uint64_t new_commands; /* commands issued past the end of history */
     int unsynced;          /* side effects written without sync since the last sync */
@@ -361,6 +363,21 @@ void flow_log(ls_flow_t *f, int level, const char *run, const char *fmt, ...)
  * that byte starts, followed by " [cut: N bytes dropped]". Returns its
  * length (engine.c). */
 size_t flow_log_line(const char *msg, size_t len, char *out, size_t cap);
+/* Appends text (from the run's code) to out with the values of the
+ * store's secrets masked (ls_vault_mask_text: at most limit bytes, cut
+ * where a character starts and never inside a mark; *used receives the
+ * bytes of text it stands for). LS_ENOMEM only (engine.c). Every text of
+ * the code that is kept or shown in clear goes through it: a step's or
+ * the run's error and traceback, log lines, lodestoned's lines that quote
+ * them. */
+ls_rc flow_mask(ls_flow_t *f, const char *text, size_t len, size_t limit, ls_buf *out,
+                size_t *used);
+/* flow_log_line for a line of the run's code, masked first (scratch
+ * holds the masked text): a cut line says how many bytes of msg were
+ * dropped. When msg cannot be masked (out of memory) the line says so
+ * instead of holding it (engine.c). */
+size_t flow_log_text(ls_flow_t *f, const char *msg, size_t len, ls_buf *scratch, char *out,
+                     size_t cap);
 int64_t flow_now(const ls_flow_t *f);
 /* ts = the realtime clock in ms (for pthread_cond_timedwait). */
 void flow_deadline_in(struct timespec *ts, int64_t ms);

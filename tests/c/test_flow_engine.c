@@ -37,15 +37,16 @@
 
 /* What a step does when the runner runs it. */
 enum {
-    B_OK = 0,    /* succeeds */
-    B_FAIL2,     /* fails (retryable) on attempts 1 and 2, then succeeds */
-    B_ALWAYS,    /* always fails (retryable) */
-    B_FATAL,     /* fails with a fatal error */
-    B_CODE,      /* fails with code E_CARD, which its policy lists as non-retryable */
-    B_BADPOLICY, /* fails with a retry policy the engine refuses */
-    B_BLOCK,     /* while h->block_armed: runs until the engine interrupts it */
-    B_GATE,      /* waits for h->gate_open (gives up when interrupted) */
-    B_SLOW_RETRY /* fails attempt 1 with a 300 ms backoff */
+    B_OK = 0,     /* succeeds */
+    B_FAIL2,      /* fails (retryable) on attempts 1 and 2, then succeeds */
+    B_ALWAYS,     /* always fails (retryable) */
+    B_FATAL,      /* fails with a fatal error */
+    B_CODE,       /* fails with code E_CARD, which its policy lists as non-retryable */
+    B_BADPOLICY,  /* fails with a retry policy the engine refuses */
+    B_BLOCK,      /* while h->block_armed: runs until the engine interrupts it */
+    B_GATE,       /* waits for h->gate_open (gives up when interrupted) */
+    B_SLOW_RETRY, /* fails attempt 1 with a 300 ms backoff */
+    B_MSG         /* fails (retryable, 3 attempts) with h->failmsg */
 };
 
 /* What the workflow code does. */
@@ -68,7 +69,8 @@ enum {
                     * branch i runs step "b<i>" and returns its value (name "raise":
                     * the code raises once it has started them) */
     OP_LOG,        /* ctx:log(h->logmsg, h->logmsg_len bytes) */
-    OP_SECRET      /* reads secret name (raises when it fails); adds "secret" */
+    OP_SECRET,     /* reads secret name (raises when it fails); adds "secret" */
+    OP_RAISE       /* raise h->failmsg with the traceback h->failtrace */
 };
 
 typedef struct {
@@ -170,6 +172,10 @@ static const script scripts_main[] = {
     {"dr4", {START_CHILD("dr5", 1), COMPLETE}},
     {"dr5", {COMPLETE}},
     {"logger", {{OP_LOG, NULL, 0, 0}, SLEEP(1), COMPLETE}},
+    /* texts with secrets' values in them */
+    {"leaky_step", {STEP("a"), STEP_B("charge", B_MSG), COMPLETE}},
+    {"leaky_run", {STEP("a"), {OP_RAISE, NULL, 0, 0}}},
+    {"leaky_parent", {CHILD("leaky_run"), COMPLETE}},
     /* a child of a type no file can declare */
     {"parent_badtype", {CHILD("no/such"), COMPLETE}},
     {"status",
@@ -267,6 +273,9 @@ typedef struct {
     char tag[96];         /* added to step results when not empty */
     const char *big;      /* OP_ALL "bigname": the name of branch 2's step */
     const char *logmsg;   /* what OP_LOG logs */
+    const char *failmsg;  /* what B_MSG fails with, OP_RAISE raises */
+    size_t failmsg_len;
+    const char *failtrace; /* OP_RAISE's traceback */
     size_t logmsg_len;
     size_t last_log_len;    /* the length of the last line the log got */
     char last_log_tail[64]; /* and its end */
@@ -473,6 +482,10 @@ static void call_step(harness *h, ls_flow_act *a, const op *o, const ls_flow_ste
         return;
     case B_BADPOLICY:
         failure(so, "oops", NULL, 0, "{\"initial_interval\":\"10ms\",\"backof\":2}");
+        return;
+    case B_MSG:
+        failure(so, h->failmsg, NULL, 0, FAST_RETRY);
+        so->fl.error_len = h->failmsg_len;
         return;
     case B_BLOCK:
         if (!atomic_load(&h->block_armed)) break;
@@ -765,6 +778,11 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
             goto out;
         }
         case OP_RETURN: goto out;
+        case OP_RAISE:
+            if (ls_flow_act_fail(a, h->failmsg, h->failmsg_len, h->failtrace,
+                                 h->failtrace ? strlen(h->failtrace) : 0, &err) != LS_OK)
+                fprintf(stderr, "runner: ls_flow_act_fail: %s\n", err.msg);
+            goto out;
         case OP_COMPLETE_TEXT:
             if (ls_flow_act_complete(a, o->name, strlen(o->name), &err) != LS_OK)
                 raise_err(a, &err);
@@ -4360,6 +4378,263 @@ static void test_engine_depth_read_errors(void **state)
     eng_close(e);
 }
 
+/* ---- secrets masked in texts kept in clear ---- */
+
+#define TOKEN "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+static void put_secret(env *e, const char *name, const char *value)
+{
+    ls_err err = {0};
+    th_ok(ls_vault_secret_put(e->d.v, e->d.st, name, value, strlen(value), &err), &err);
+}
+
+/* The run's history as the API gives it, and its run object: neither
+ * holds needle anywhere. */
+static void assert_run_lacks(env *e, const char *name, const char *needle)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    th_ok(ls_flow_history(e->f, name, strlen(name), &out, &err), &err);
+    if (memmem(out.ptr, out.len, needle, strlen(needle)))
+        fail_msg("the history of %s holds \"%s\": %s", name, needle, (const char *)out.ptr);
+    ls_buf_clear(&out);
+    th_ok(ls_flow_describe(e->f, name, strlen(name), &out, &err), &err);
+    if (memmem(out.ptr, out.len, needle, strlen(needle)))
+        fail_msg("run %s shows \"%s\": %s", name, needle, (const char *)out.ptr);
+    ls_buf_free(&out);
+}
+
+static void assert_log_lacks(env *e, const char *needle)
+{
+    if (log_has(&e->h, needle)) fail_msg("the log holds \"%s\": %s", needle, e->h.log);
+}
+
+/* A step fails with a secret's value in its error: every attempt's error
+ * in history, the run's error, the result and the log lines that quote
+ * them name the secret instead. */
+static void test_engine_mask_step_failure(void **state)
+{
+    env *e = *state;
+    static const char msg[] = "charge refused: Authorization: Bearer " TOKEN " (HTTP 401)";
+    static const char want[] =
+        "charge refused: Authorization: Bearer [secret stripe/key] (HTTP 401)";
+    put_secret(e, "stripe/key", TOKEN);
+    e->h.failmsg = msg;
+    e->h.failmsg_len = sizeof msg - 1;
+    eng_open(e, 1);
+    start1(e, "leaky_step", "mk-1", NULL);
+    wait_end(e, "mk-1");
+    json_t *ev = history(e, "mk-1");
+    assert_int_equal(count_events(ev, "step_failed", "charge"), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(jstr(nth_event(ev, "step_failed", "charge", i), "error"), want);
+    char final[256];
+    snprintf(final, sizeof final, "step \"charge\" failed on attempt 3: %s", want);
+    assert_string_equal(jstr(nth_event(ev, "workflow_failed", NULL, 0), "error"), final);
+    json_decref(ev);
+    json_t *d = describe(e, "mk-1");
+    assert_string_equal(jstr(d, "status"), "failed");
+    assert_string_equal(jstr(d, "error"), final);
+    json_decref(d);
+    assert_run_lacks(e, "mk-1", "sk_live");
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    int done = 0;
+    th_ok(ls_flow_result(e->f, "mk-1", 4, &out, &done, &err), &err);
+    assert_int_equal(done, 1);
+    assert_null(strstr((const char *)out.ptr, "sk_live"));
+    assert_non_null(strstr((const char *)out.ptr, "[secret stripe/key]"));
+    ls_buf_free(&out);
+    /* lodestoned's lines that quote the errors */
+    wait_log(e, "info [mk-1] step \"charge\" attempt 1 failed (charge refused: Authorization: "
+                "Bearer [secret stripe/key] (HTTP 401)); retrying in ");
+    wait_log(e, "warn [mk-1] failed: step \"charge\" failed on attempt 3: charge refused: "
+                "Authorization: Bearer [secret stripe/key] (HTTP 401)");
+    assert_log_lacks(e, "sk_live");
+    eng_close(e);
+}
+
+/* The run fails with a secret's value in its error and its traceback,
+ * and so does its parent, which quotes the child's error. */
+static void test_engine_mask_run_failure(void **state)
+{
+    env *e = *state;
+    static const char msg[] =
+        "workflow.lua:9: attempt to concatenate a nil value near 'Bearer " TOKEN "'";
+    put_secret(e, "stripe/key", TOKEN);
+    e->h.failmsg = msg;
+    e->h.failmsg_len = sizeof msg - 1;
+    e->h.failtrace = "stack traceback:\n\tworkflow.lua:9: in function <token=" TOKEN ">";
+    eng_open(e, 1);
+    start1(e, "leaky_run", "mk-2", NULL);
+    start1(e, "leaky_parent", "mk-3", NULL);
+    wait_end(e, "mk-2");
+    wait_end(e, "mk-3");
+    json_t *ev = history(e, "mk-2");
+    json_t *wf = nth_event(ev, "workflow_failed", NULL, 0);
+    assert_string_equal(jstr(wf, "error"),
+                        "workflow.lua:9: attempt to concatenate a nil value near "
+                        "'Bearer [secret stripe/key]'");
+    assert_string_equal(
+        jstr(wf, "traceback"),
+        "stack traceback:\n\tworkflow.lua:9: in function <token=[secret stripe/key]>");
+    json_decref(ev);
+    assert_run_lacks(e, "mk-2", "sk_live");
+    json_t *d = describe(e, "mk-3");
+    assert_string_equal(jstr(d, "status"), "failed");
+    assert_non_null(strstr(jstr(d, "error"), "near 'Bearer [secret stripe/key]'"));
+    json_decref(d);
+    assert_run_lacks(e, "mk-3", "sk_live");
+    wait_log(e, "warn [mk-2] failed: workflow.lua:9: attempt to concatenate a nil value near "
+                "'Bearer [secret stripe/key]'");
+    assert_log_lacks(e, "sk_live");
+    eng_close(e);
+}
+
+/* ctx:log and s:log lines: masked before lodestoned's log gets them. */
+static void test_engine_mask_log_line(void **state)
+{
+    env *e = *state;
+    static const char line[] = "calling the API with " TOKEN ", twice: " TOKEN;
+    put_secret(e, "stripe/key", TOKEN);
+    e->h.logmsg = line;
+    e->h.logmsg_len = sizeof line - 1;
+    eng_open(e, 1);
+    start1(e, "logger", "mk-4", NULL);
+    wait_end(e, "mk-4");
+    wait_log(e,
+             "info [mk-4] calling the API with [secret stripe/key], twice: [secret stripe/key]\n");
+    assert_log_lacks(e, "sk_live");
+    eng_close(e);
+}
+
+/* A secret set, changed or deleted after the engine loaded the values:
+ * the next text is masked with the secrets as they are then. */
+static void test_engine_mask_follows_secret_changes(void **state)
+{
+    env *e = *state;
+    static const char line[] = "old=value-number-one new=value-number-two";
+    e->h.logmsg = line;
+    e->h.logmsg_len = sizeof line - 1;
+    put_secret(e, "k", "value-number-one");
+    eng_open(e, 1);
+    start1(e, "logger", "mk-5", NULL);
+    wait_end(e, "mk-5");
+    wait_log(e, "[mk-5] old=[secret k] new=value-number-two\n");
+    put_secret(e, "k", "value-number-two"); /* changed */
+    start1(e, "logger", "mk-6", NULL);
+    wait_end(e, "mk-6");
+    wait_log(e, "[mk-6] old=value-number-one new=[secret k]\n");
+    ls_err err = {0};
+    th_ok(ls_vault_secret_delete(e->d.st, "k", &err), &err); /* deleted */
+    start1(e, "logger", "mk-7", NULL);
+    wait_end(e, "mk-7");
+    wait_log(e, "[mk-7] old=value-number-one new=value-number-two\n");
+    eng_close(e);
+}
+
+/* A value under LS_VAULT_MASK_MIN bytes is not masked, one of exactly
+ * that many is; where one value holds another, the longer one is masked
+ * where it occurs, the shorter one elsewhere. */
+static void test_engine_mask_short_and_nested(void **state)
+{
+    env *e = *state;
+    static const char line[] = "region=eu pin=7391 key=AKIAIOSFODNN7 pair=AKIAIOSFODNN7:wJalrXUtnF";
+    put_secret(e, "region", "eu");
+    put_secret(e, "pin", "7391");
+    put_secret(e, "aws/id", "AKIAIOSFODNN7");
+    put_secret(e, "aws/pair", "AKIAIOSFODNN7:wJalrXUtnF");
+    e->h.logmsg = line;
+    e->h.logmsg_len = sizeof line - 1;
+    eng_open(e, 1);
+    start1(e, "logger", "mk-8", NULL);
+    wait_end(e, "mk-8");
+    wait_log(e, "[mk-8] region=eu pin=[secret pin] key=[secret aws/id] pair=[secret aws/pair]\n");
+    eng_close(e);
+}
+
+/* A text cut to the limit is masked first: a value across the cut is
+ * left out whole, with no first part of it shown (a cut first and masked
+ * after would keep "sk_live_4eC39..." up to the cut). */
+static void test_engine_mask_before_cut(void **state)
+{
+    env *e = *state;
+    put_secret(e, "stripe/key", TOKEN);
+    /* an error of 9000 bytes whose value starts 10 bytes before where
+     * history cuts (FLOW_ERROR_MAX - 40) */
+    size_t at = FLOW_ERROR_MAX - 40 - 10, n = 9000;
+    char *msg = malloc(n + 1);
+    assert_non_null(msg);
+    memset(msg, 'e', n);
+    memcpy(msg + at, TOKEN, strlen(TOKEN));
+    msg[n] = '\0';
+    e->h.failmsg = msg;
+    e->h.failmsg_len = n;
+    /* a log line of 9000 bytes whose value straddles LS_FLOW_LOG_LINEMAX */
+    char *line = malloc(n + 1);
+    assert_non_null(line);
+    memset(line, 'l', n);
+    memcpy(line + LS_FLOW_LOG_LINEMAX - 10, TOKEN, strlen(TOKEN));
+    line[n] = '\0';
+    e->h.logmsg = line;
+    e->h.logmsg_len = n;
+    eng_open(e, 1);
+    start1(e, "leaky_run", "mk-9", NULL);
+    start1(e, "logger", "mk-10", NULL);
+    wait_end(e, "mk-9");
+    wait_end(e, "mk-10");
+    json_t *d = describe(e, "mk-9");
+    const char *err = jstr(d, "error");
+    char tail[64];
+    snprintf(tail, sizeof tail, "e ... (%zu bytes cut)", n - at);
+    assert_int_equal(strlen(err), at + strlen(tail) - 1);
+    assert_string_equal(err + at - 1, tail);
+    json_decref(d);
+    assert_run_lacks(e, "mk-9", "sk_l");
+    /* the log line: cut before the value, saying so */
+    char want[64];
+    snprintf(want, sizeof want, "ll [cut: %zu bytes dropped]", n - (LS_FLOW_LOG_LINEMAX - 10));
+    wait_log(e, "[mk-10] llll");
+    pthread_mutex_lock(&e->h.mu);
+    assert_int_equal(e->h.last_log_len, LS_FLOW_LOG_LINEMAX - 10 + strlen(want) - 2);
+    assert_string_equal(e->h.last_log_tail + strlen(e->h.last_log_tail) - strlen(want), want);
+    pthread_mutex_unlock(&e->h.mu);
+    assert_log_lacks(e, "sk_l");
+    eng_close(e);
+    free(msg);
+    free(line);
+}
+
+/* A secret that does not open under this keyring is not masked (its value
+ * is unknown here): the others are, and the log says once which one was
+ * left out, by name. */
+static void test_engine_mask_secret_that_does_not_open(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    ls_vault_t *v = other_vault(e);
+    th_ok(ls_vault_secret_put(v, e->d.st, "foreign", "foreign-value", 13, &err), &err);
+    ls_vault_close(v);
+    put_secret(e, "stripe/key", TOKEN);
+    static const char line[] = "foreign-value " TOKEN;
+    e->h.logmsg = line;
+    e->h.logmsg_len = sizeof line - 1;
+    eng_open(e, 1);
+    start1(e, "logger", "mk-11", NULL);
+    start1(e, "logger", "mk-12", NULL);
+    wait_end(e, "mk-11");
+    wait_end(e, "mk-12");
+    wait_log(e, "[mk-11] foreign-value [secret stripe/key]\n");
+    wait_log(e, "[mk-12] foreign-value [secret stripe/key]\n");
+    wait_log(e, "warn [-] secret masking: 1 secret could not be loaded and is not masked in texts "
+                "kept in clear (history errors, log lines): foreign (first reason: ");
+    pthread_mutex_lock(&e->h.mu);
+    const char *first = strstr(e->h.log, "secret masking");
+    assert_null(strstr(first + 1, "secret masking")); /* once */
+    pthread_mutex_unlock(&e->h.mu);
+    eng_close(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -4419,6 +4694,13 @@ int main(void)
         T(test_engine_depth_from_old_links),
         T(test_engine_depth_past_missing_ancestors),
         T(test_engine_depth_read_errors),
+        T(test_engine_mask_step_failure),
+        T(test_engine_mask_run_failure),
+        T(test_engine_mask_log_line),
+        T(test_engine_mask_follows_secret_changes),
+        T(test_engine_mask_short_and_nested),
+        T(test_engine_mask_before_cut),
+        T(test_engine_mask_secret_that_does_not_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,7 +16,9 @@
  *    are called by the runner, on the worker thread that runs the
  *    activation, only during runner.activate.
  *  - Payloads (inputs, step results, outputs) are sealed by the vault
- *    before they are written; secrets are never recorded.
+ *    before they are written, and not masked; secrets are never recorded,
+ *    and their values are masked in the texts of the code that are kept
+ *    or logged in clear (errors, tracebacks, log lines).
  */
 #ifndef LODESTONE_FLOW_H
 #define LODESTONE_FLOW_H
@@ -471,7 +473,7 @@ LS_API ls_rc ls_flow_act_step_done(ls_flow_act *a, const char *name, size_t nlen
 /* A failed attempt, as the runner saw it. */
 typedef struct {
     uint32_t attempt;
-    const char *error; /* message (not sealed: keep secrets out of it) */
+    const char *error; /* message (kept in clear, secrets' values masked: ls_vault_mask_text) */
     size_t error_len;
     const char *code; /* error code matched against non_retryable, or NULL */
     int fatal;        /* raised with workflow.fatal: never retried */
@@ -565,7 +567,9 @@ LS_API ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const cha
                                      size_t vlen, ls_buf *out, ls_err *err);
 
 /* Ends the run: completed with output (JSON text), or failed with an
- * error message and an optional traceback (NULL). Synced. */
+ * error message and an optional traceback (NULL), both kept in clear with
+ * the secrets' values masked (ls_vault_mask_text) and cut when too long
+ * (masked first, so that a cut never leaves part of a value). Synced. */
 LS_API ls_rc ls_flow_act_complete(ls_flow_act *a, const char *output, size_t olen, ls_err *err);
 LS_API ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const char *trace,
                               size_t tlen, ls_err *err);
@@ -582,11 +586,13 @@ LS_API ls_rc ls_flow_act_secret(ls_flow_act *a, const char *name, ls_secret_t **
  * bytes. */
 #define LS_FLOW_LOG_LINEMAX 8192
 
-/* Logs a line for the run: msg, len bytes (NUL bytes in it are logged as
- * U+FFFD). A line of more than LS_FLOW_LOG_LINEMAX bytes is cut where the
- * character at that byte starts, and " [cut: N bytes dropped]" follows
- * what is kept. Debug and info lines are muted while replaying (the code
- * logged them when it first ran); warnings and errors never are. */
+/* Logs a line for the run: msg, len bytes, with the values of the
+ * store's secrets masked ("[secret NAME]", ls_vault_mask_text; NUL bytes
+ * in it are logged as U+FFFD). A line of more than LS_FLOW_LOG_LINEMAX
+ * bytes (masked) is cut where a character starts, never inside a mark,
+ * and " [cut: N bytes dropped]" (bytes of msg) follows what is kept.
+ * Debug and info lines are muted while replaying (the code logged them
+ * when it first ran); warnings and errors never are. */
 LS_API void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len);
 
 /* ---- schedules ----
