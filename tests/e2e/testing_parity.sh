@@ -9,7 +9,8 @@
 # signals sent before a wait and into a wait with a timeout, a signal wait
 # that times out, cancellation with cleanup, termination, parallel
 # branches (each a branch run of its own: their histories too), a run
-# that fails past the depth limit although its code catches the error.
+# that fails past the depth limit although its code catches the error, a
+# step whose error and log line hold a secret's value (masked in both).
 # usage: tests/e2e/testing_parity.sh BUILD_DIR   (from the project root)
 set -u
 root=$(pwd)
@@ -104,6 +105,23 @@ return workflow.define {
 }
 LUA
 
+cat > "$d/wf/leak.lua" <<'LUA'
+-- A step that puts a secret's value in its log line and its error: both
+-- show "[secret stripe_key]" instead.
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "leak",
+  retry = { initial_interval = "100ms", jitter = 0, max_attempts = 2 },
+  run = function(ctx)
+    ctx:step("charge", function(s)
+      s:log("charging with " .. s:secret("stripe_key"))
+      error("refused: Bearer " .. s:secret("stripe_key"))
+    end)
+  end,
+}
+LUA
+TOKEN=sk_live_parity_4eC39HqLyjWDarjtT1zdp7dc
+
 # The harness side: runs one scenario, prints the events and the outcome
 # in the shape jq gives the daemon's below.
 cat > "$d/harness.lua" <<'LUA'
@@ -137,6 +155,8 @@ elseif scenario == "terminate" then
   t:terminate("stuck", "api")
 elseif scenario == "fan" then
   t = testing.run(wf .. "/fan.lua", { auto_advance = true })
+elseif scenario == "leak" then
+  t = testing.run(wf .. "/leak.lua", { secrets = { stripe_key = arg[5] }, auto_advance = true })
 elseif scenario == "deep" then
   t = testing.run(wf .. "/deep.lua", { id = "dp-0" })
   for i = 1, 32 do t = t:child("dp-" .. i) end
@@ -180,7 +200,7 @@ daemon_view() {
 SAN_ENV=("${E2E_SAN_ENV[@]}")
 
 harness_view() {
-  "${SAN_ENV[@]}" luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" 2>&1
+  "${SAN_ENV[@]}" luajit "$d/harness.lua" "$root/lua" "$build" "$d/wf" "$1" "$TOKEN" 2>&1
 }
 
 # Idempotency keys are ID-N in both, and branch runs ID-b1.2, but the
@@ -234,6 +254,19 @@ compare "termination: the same history and reason" a-term terminate
 start fan '{"id":"f-1"}'
 compare "parallel branches: the same histories, the run's and its branch runs'" f-1 fan
 
+api PUT /v1/secrets/stripe_key --data-binary "$TOKEN"
+check "the secret is set" 200 "$code"
+start leak '{"id":"lk-1"}'
+compare "a secret's value in a step's error: the same masked history and error" lk-1 leak
+api GET /v1/workflows/lk-1/history
+hist=$body
+check "the daemon's step errors name the secret" "2" \
+  "$(printf '%s' "$hist" | jq '[.events[] | select(.type=="step_failed")
+     | select(.error | endswith("refused: Bearer [secret stripe_key]"))] | length')"
+api GET /v1/workflows/lk-1
+check_absent "nor the history nor the run show the value" "$TOKEN" "$hist$body"
+check_contains "the daemon's log has the line, masked" "charging with [secret stripe_key]" "$(cat "$d/daemon.log")"
+check_absent "nor lodestoned's log holds the value" "$TOKEN" "$(cat "$d/daemon.log")"
 # (lodestoned recorded the message with the driver's frames after it:
 # "stack traceback: [C]: in function 'complete' ... in function 'drive'")
 start deep '{"id":"dp-0"}'

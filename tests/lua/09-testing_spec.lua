@@ -1128,6 +1128,84 @@ describe("lodestone.testing", function()
     end)
   end)
 
+  describe("secrets masked", function()
+    local TOKEN = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+    local function lacks(t, value)
+      local function walk(v)
+        if type(v) == "string" then
+          assert.is_nil(v:find(value, 1, true), "holds the value: " .. v)
+        elseif type(v) == "table" then
+          for _, x in pairs(v) do walk(x) end
+        end
+      end
+      walk({ t.error, t.traceback, t.history, t.logs })
+    end
+
+    it("names the secret instead of its value in step errors, the run's error and log lines", function()
+      local def = define(function(ctx)
+        ctx:log("calling with " .. ctx:step("tok", function(s) return s:secret("stripe/key") end))
+        ctx:step("charge", function(s)
+          s:log("Authorization: Bearer " .. s:secret("stripe/key"))
+          error("charge refused: Bearer " .. s:secret("stripe/key") .. " (HTTP 401)", 0)
+        end, { retry = { max_attempts = 2, initial_interval = "1s" } })
+      end)
+      local t = testing.run(def, { secrets = { ["stripe/key"] = TOKEN }, auto_advance = true })
+      assert.equal("failed", t.status)
+      local failed = t:events("step_failed")
+      assert.equal(2, #failed)
+      for _, e in ipairs(failed) do
+        assert.equal("charge refused: Bearer [secret stripe/key] (HTTP 401)", e.error)
+      end
+      assert.equal('step "charge" failed on attempt 2: charge refused: Bearer [secret stripe/key] (HTTP 401)',
+        t.error)
+      assert.same({ "calling with [secret stripe/key]", "Authorization: Bearer [secret stripe/key]",
+                    "Authorization: Bearer [secret stripe/key]" }, t.logs)
+      -- payloads are not masked: the step's result holds the value, sealed
+      assert.equal(TOKEN, t:events("step_completed")[1].result)
+      lacks({ error = t.error, traceback = t.traceback, history = t:events("step_failed"), logs = t.logs }, TOKEN)
+    end)
+
+    it("masks a run's error and traceback, and a parent's error that quotes its child's", function()
+      local child = define(function(ctx)
+        local tok = ctx:step("tok", function(s) return s:secret("k") end)
+        error("near 'Bearer " .. tok .. "'")
+      end, { name = "child" })
+      local parent = define(function(ctx) return ctx:child("child", nil, { id = "c-1" }) end, { name = "parent" })
+      local t = testing.run(parent, { secrets = { k = TOKEN }, workflows = { child } })
+      assert.equal("failed", t.status)
+      local c = t:child("c-1")
+      assert.matches("near 'Bearer %[secret k%]'$", c.error)
+      assert.matches("near 'Bearer %[secret k%]'", c.traceback)
+      assert.matches("^child workflow c%-1 failed: .*near 'Bearer %[secret k%]'$", t.error)
+      assert.matches("near 'Bearer %[secret k%]'$", t:events("child_failed")[1].error)
+      lacks({ error = c.error, traceback = c.traceback, logs = c.logs }, TOKEN)
+      lacks({ error = t.error, history = t:events("child_failed") }, TOKEN)
+    end)
+
+    it("masks every secret the harness holds, from 4 bytes, the longest first", function()
+      local def = define(function(ctx)
+        ctx:log("pin=7391 region=eu key=AKIAIOSFODNN7 pair=AKIAIOSFODNN7:wJalrXUtnF")
+        ctx:log("xxabcdef12ghijyy abcdef12gh.")
+        ctx:log("sk%5Flive Sk_live_4eC39 prefix sk_live_4eC3")
+      end)
+      local t = testing.run(def, { secrets = { pin = "7391", region = "eu", ["aws/id"] = "AKIAIOSFODNN7",
+        ["aws/pair"] = "AKIAIOSFODNN7:wJalrXUtnF", a = "abcdef12", b = "ef12ghij", c = "12gh", tok = TOKEN } })
+      assert.same({ "pin=[secret pin] region=eu key=[secret aws/id] pair=[secret aws/pair]",
+                    "xx[secret a][secret b]yy [secret a][secret c].",
+                    "sk%5Flive Sk_live_4eC39 prefix sk_live_4eC3" }, t.logs)
+    end)
+
+    it("cuts a long line before a value it cannot keep whole", function()
+      local line = string.rep("l", 8182) .. TOKEN .. string.rep("l", 786)
+      -- "[secret stripe/key]" would end past byte 8192: left out whole
+      local t = testing.run(define(function(ctx) ctx:log(line) end), { secrets = { ["stripe/key"] = TOKEN } })
+      assert.is_true(string.rep("l", 8182) .. " [cut: 818 bytes dropped]" == t.logs[1])
+      -- "[secret k]" ends at byte 8192: kept
+      t = testing.run(define(function(ctx) ctx:log(line) end), { secrets = { k = TOKEN } })
+      assert.is_true(string.rep("l", 8182) .. "[secret k] [cut: 786 bytes dropped]" == t.logs[1])
+    end)
+  end)
+
   describe("testing.run", function()
     it("takes a file or a definition, and the table form", function()
       local t = testing.run { workflow = "workflows/hello.lua", input = { name = "Ada", pause = "1s" } }

@@ -479,6 +479,102 @@ local function utf8_seq(s, i)
   return n
 end
 
+-- ---------------------------------------------------------------------
+-- Secrets out of texts kept in clear (native/vault/mask.c): each
+-- occurrence of a secret's value (MASK_MIN bytes or more; exact bytes)
+-- replaced by "[secret NAME]". At one place the longest value wins (then
+-- the first name); occurrences that overlap are masked as one stretch,
+-- with a mark for each secret whose occurrence extends it. The harness's
+-- `secrets` play the vault.
+
+local MASK_MIN = 4 -- LS_VAULT_MASK_MIN
+
+-- The values to mask with: longest first, then by name.
+local function mask_values(secrets)
+  local list = {}
+  for name, v in pairs(secrets or {}) do
+    if type(v) == "string" and #v >= MASK_MIN then
+      list[#list + 1] = { name = tostring(name), value = v }
+    end
+  end
+  table.sort(list, function(a, b)
+    if #a.value ~= #b.value then return #a.value > #b.value end
+    return a.name < b.name
+  end)
+  return list
+end
+
+-- text masked with values (mask_values), at most limit bytes of it (nil:
+-- no limit), as ls_vault_mask_text: the masked text and how many bytes of
+-- text it stands for. A cut falls where a character starts and never
+-- inside a mark (an occurrence that does not fit is left out whole).
+local function mask(text, values, limit)
+  limit = limit or math.huge
+  local at, pos = {}, {} -- position -> the longest value that starts there
+  for _, v in ipairs(values) do
+    local init = 1
+    while true do
+      local s = string.find(text, v.value, init, true)
+      if s == nil then break end
+      if at[s] == nil then
+        at[s] = v
+        pos[#pos + 1] = s
+      end
+      init = s + 1
+    end
+  end
+  table.sort(pos)
+  local out, olen = {}, 0
+  local function plain(from, to) -- text[from, to): where it stopped
+    local k = to - from
+    if k > limit - olen then
+      k = limit - olen
+      for _ = 1, 3 do -- (as ls_utf8_cut)
+        local b = text:byte(from + k)
+        if k == 0 or b < 0x80 or b >= 0xC0 then break end
+        k = k - 1
+      end
+    end
+    if k > 0 then
+      out[#out + 1] = text:sub(from, from + k - 1)
+      olen = olen + k
+    end
+    return from + k
+  end
+  local start, k = 1, 1
+  while k <= #pos do
+    local i = pos[k]
+    local v = at[i]
+    local stop = plain(start, i)
+    if stop < i then return table.concat(out), stop - 1 end
+    local marks, finish = { "[secret " .. v.name .. "]" }, i + #v.value
+    k = k + 1
+    while k <= #pos and pos[k] < finish do
+      local x = at[pos[k]]
+      if pos[k] + #x.value > finish then
+        finish = pos[k] + #x.value
+        marks[#marks + 1] = "[secret " .. x.name .. "]"
+      end
+      k = k + 1
+    end
+    local m = table.concat(marks)
+    if olen + #m > limit then return table.concat(out), i - 1 end
+    out[#out + 1] = m
+    olen = olen + #m
+    start = finish
+  end
+  local stop = plain(start, #text + 1)
+  return table.concat(out), stop - 1
+end
+E.mask = function(text, secrets, limit) return mask(text, mask_values(secrets), limit) end
+
+-- A text of the run's code that lodestoned keeps or shows in clear,
+-- masked with the run's secrets.
+function Act:masked(text)
+  if text == nil then return nil end
+  return (mask(text, mask_values(self.t._secrets)))
+end
+
 -- native/flow/engine.c's flow_check_text: the message for a name kept in
 -- history that is not at most max bytes of UTF-8 without control
 -- characters (C0, DEL, C1: U+0000 to U+001F, U+007F to U+009F), or nil.
@@ -653,6 +749,7 @@ end
 function Act:step_failed(name, attempt, msg, code, fatal, wf_retry, step_retry, pause)
   self:check_sticky()
   name = self:scoped(name)
+  msg = self:masked(msg)
   local wf = policy(wf_retry, DEFAULT_POLICY)
   local p = policy(step_retry, wf)
   -- after a resume the policy's attempts count again
@@ -938,7 +1035,8 @@ function Act:fail(msg, trace)
     msg = self.sticky -- whatever the code raised, the cause is the divergence
   end
   self.sticky, self.sticky_nondet, self.replaying = nil, nil, false
-  self:end_run({ type = "workflow_failed", error = msg or "", traceback = trace }, "failed")
+  self:end_run({ type = "workflow_failed", error = self:masked(msg or ""),
+                 traceback = self:masked(trace) }, "failed")
 end
 
 function Act:secret(name)
@@ -949,24 +1047,15 @@ function Act:secret(name)
   return v
 end
 
--- engine.c's flow_log_line: the line lodestoned's log gets for msg, NULs
--- as U+FFFD, and past LS_FLOW_LOG_LINEMAX bytes cut where the character
--- at that byte starts, saying how many bytes were dropped; then, as
--- lodestoned's log writes it, each byte that starts no UTF-8 character
--- as U+FFFD too.
+-- engine.c's flow_log_text: the line lodestoned's log gets for msg, its
+-- secrets' values masked, NULs as U+FFFD, and past LS_FLOW_LOG_LINEMAX
+-- bytes cut where the character at that byte starts (never inside a
+-- mark), saying how many bytes of msg were dropped; then, as lodestoned's
+-- log writes it, each byte that starts no UTF-8 character as U+FFFD too.
 local LOG_LINEMAX = 8192 -- LS_FLOW_LOG_LINEMAX
 
-local function log_line(msg)
-  local keep = #msg
-  if keep > LOG_LINEMAX then
-    keep = LOG_LINEMAX
-    for _ = 1, 3 do -- (a UTF-8 character has at most 3 continuation bytes)
-      local b = msg:byte(keep + 1)
-      if b < 0x80 or b >= 0xC0 then break end
-      keep = keep - 1
-    end
-  end
-  local line = keep < #msg and msg:sub(1, keep) or msg
+local function log_line(msg, secrets)
+  local line, used = mask(msg, mask_values(secrets), LOG_LINEMAX)
   if line:find("%z") then line = line:gsub("%z", "\239\191\189") end
   if line:find("[\128-\255]") then
     local parts, i = {}, 1
@@ -977,8 +1066,8 @@ local function log_line(msg)
     end
     line = table.concat(parts)
   end
-  if keep < #msg then
-    local dropped = #msg - keep
+  if used < #msg then
+    local dropped = #msg - used
     line = line .. string.format(" [cut: %d byte%s dropped]", dropped, dropped == 1 and "" or "s")
   end
   return line
@@ -988,7 +1077,7 @@ E.log_line = log_line
 function Act:log(level, msg)
   if self.verify or (self.replaying and level < LOG_WARN) then return end
   local logs = self.t.logs
-  logs[#logs + 1] = log_line(msg)
+  logs[#logs + 1] = log_line(msg, self.t._secrets)
 end
 
 -- lodestone.flowrt as the driver sees it: every call takes the activation.
