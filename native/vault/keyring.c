@@ -476,12 +476,22 @@ size_t ls_vault_key_count(const ls_vault_t *v)
  * ls_malloc; *dir receives its directory (ls_malloc'd too). Resolved at
  * each rewrite: the link may have been pointed elsewhere since the load.
  * A path that no longer resolves (the file or its directory was removed)
- * is taken as it is: the write beside it then says what is wrong. */
+ * is taken as it is: the write beside it then says what is wrong. A
+ * symlink whose target is gone is refused: renaming over it would put the
+ * keys beside the link, a regular file in the link's directory, where the
+ * operator chose not to keep them. */
 static ls_rc resolve_keyfile(const ls_vault_t *v, char **target, char **dir, ls_err *err)
 {
     char *real = realpath(v->path, NULL);
     if (real == NULL && errno != ENOENT && errno != ENOTDIR)
         return sys_error(err, errno, "cannot resolve key file", v->path);
+    struct stat lst;
+    if (real == NULL && lstat(v->path, &lst) == 0 && S_ISLNK(lst.st_mode))
+        return ls_err_set(err, LS_EIO,
+                          "key file %s is a symlink to a file that no longer exists: nothing "
+                          "was written (restore the file it points to, or point the link at "
+                          "the key file)",
+                          v->path);
     if (real == NULL) {
         *target = ls_strdup(v->path);
         *dir = ls_strdup(v->dir);

@@ -518,6 +518,48 @@ static void test_retire_key_file_symlink_stays(void **state)
     free(link);
 }
 
+/* A key file that is a symlink whose target was removed after the load:
+ * neither a rotation nor a retirement writes the keys beside the link (a
+ * regular file in its place); both fail, the link stays, the keyring is
+ * as it was. */
+static void test_retire_key_file_dangling_symlink_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    char *real_dir = th_path(e->d.dir, "keys");
+    assert_int_equal(mkdir(real_dir, 0700), 0);
+    char *real = th_path(real_dir, "real.key");
+    char *link = th_path(e->d.dir, "link.key");
+    assert_int_equal(rename(e->d.key_path, real), 0);
+    assert_int_equal(symlink(real, link), 0);
+    ls_vault_close(e->d.v);
+    e->d.v = NULL;
+    th_ok(ls_vault_load(&e->d.v, link, NULL, &err), &err);
+    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
+    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+    assert_int_equal(unlink(real), 0);
+
+    struct stat sb;
+    assert_int_equal(ls_vault_rotate(e->d.v, NULL, &err), LS_EIO);
+    assert_non_null(strstr(err.msg, "is a symlink to a file that no longer exists"));
+    assert_int_equal(ls_vault_key_count(e->d.v), 2);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+
+    ls_flow_retire_report rep;
+    assert_int_equal(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), LS_EIO);
+    assert_int_equal(rep.retired, 0);
+    assert_non_null(strstr(err.msg, "is a symlink to a file that no longer exists"));
+    assert_int_equal(ls_vault_key_count(e->d.v), 2);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(stat(real, &sb), -1);
+    unlink(link);
+    free(real_dir);
+    free(real);
+    free(link);
+}
+
 static void test_retire_one_key_is_nothing(void **state)
 {
     env *e = *state;
@@ -544,6 +586,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retire_again_is_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_alloc_failures_then_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_key_file_symlink_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_key_file_dangling_symlink_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_retire_one_key_is_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
