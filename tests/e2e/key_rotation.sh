@@ -184,6 +184,12 @@ e2e_stop "$stall" 5
 run key rotate --timeout soon --socket "$sock"
 check "key rotate --timeout that is no number: usage, exit 2, nothing rotated" "2 2" \
   "$rc $(keys_in_file)"
+for t in inf nan 1e999 3000000 0; do
+  run key rotate --timeout "$t" --socket "$sock"
+  check "key rotate --timeout $t: usage, exit 2, nothing rotated" \
+    "2 2 lodestone key: --timeout: expected seconds (more than 0, at most 2147483), got $t (see lodestone key --help)" \
+    "$rc $(keys_in_file) $err"
+done
 
 # ---- a restart: everything still opens, also over --listen ----
 

@@ -11,6 +11,7 @@ local M = {}
 -- the other calls' 10 s, and --timeout SECONDS more still (a store of many
 -- secrets). Cut off, it goes on in lodestoned: exit 4, as start --wait's.
 local ROTATE_TIMEOUT = 300
+local MAX_TIMEOUT = 2147483 -- s: about 24 days, the HTTP client's limit
 
 local HELP = [[
 usage: lodestone key show [--json]
@@ -69,9 +70,11 @@ local function rotate(args)
   if #pos ~= 0 then lib.usage_error("unexpected argument '" .. pos[1] .. "'") end
   local seconds = ROTATE_TIMEOUT
   if opts.timeout then
+    -- the transfer's limit is a whole number of ms that fits an int
     seconds = tonumber(opts.timeout)
-    if not seconds or seconds <= 0 then
-      lib.usage_error("--timeout: expected seconds (more than 0), got " .. opts.timeout)
+    if not seconds or seconds ~= seconds or seconds <= 0 or seconds > MAX_TIMEOUT then
+      lib.usage_error("--timeout: expected seconds (more than 0, at most " .. MAX_TIMEOUT
+        .. "), got " .. opts.timeout)
     end
   end
   local ok, res = pcall(lib.call, lib.connection(opts), "POST", "/v1/keys/rotate", {
