@@ -350,6 +350,46 @@ static void test_retire_reseals_every_kind(void **state)
     eng_close(e);
 }
 
+/* The store's key check under key 1 (as an older lodestoned left it):
+ * resealed under key 3, counted, and then the key file is retired. */
+static void test_retire_reseals_key_check(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    build(e);
+    /* A copy of the key file with key 1 current writes the check. */
+    char *text = slurp(e->d.key_path);
+    char *at = strstr(text, "current 3\n");
+    assert_non_null(at);
+    at[8] = '1';
+    char *copy = th_path(e->d.dir, "key1.key");
+    FILE *f = fopen(copy, "wb");
+    assert_non_null(f);
+    assert_int_equal(fchmod(fileno(f), 0600), 0);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+    free(text);
+    ls_vault_t *v1 = NULL;
+    th_ok(ls_vault_load(&v1, copy, NULL, &err), &err);
+    th_ok(ls_vault_check_write(v1, e->d.st, &err), &err);
+    ls_vault_close(v1);
+    unlink(copy);
+    free(copy);
+    uint32_t check = 0;
+    th_ok(ls_vault_check_key(e->d.st, &check, &err), &err);
+    assert_int_equal(check, 1);
+
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_KEYCHECK], 1);
+    assert_int_equal(rep.retired, 1);
+    th_ok(ls_vault_check_key(e->d.st, &check, &err), &err);
+    assert_int_equal(check, 3);
+    reload_vault(e);
+    th_ok(ls_vault_check_open(e->d.v, e->d.st, &check, &err), &err);
+    assert_int_equal(count_other(e->d.st, 3), 0);
+}
+
 /* Flips the last byte of the first history payload under key 1. */
 static void damage_first_payload(ls_store_t *st)
 {
@@ -582,6 +622,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_retire_reseals_every_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_reseals_key_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_damaged_value_keeps_key_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_again_is_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_alloc_failures_then_finishes, setup, teardown),
