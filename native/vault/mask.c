@@ -87,6 +87,20 @@ static int entry_cmp(const void *x, const void *y)
     return strcmp(a->name, b->name);
 }
 
+/* The first place from i on where a value may start (len: none): where
+ * the filter holds the 4 bytes there. The scan every byte goes through. */
+static size_t next_candidate(const mask_set *s, const unsigned char *t, size_t i, size_t len)
+{
+    if (len < LS_VAULT_MASK_MIN) return len;
+    for (size_t end = len - 3; i < end; i++) {
+        uint32_t w;
+        memcpy(&w, t + i, 4);
+        uint32_t h = head_hash(w);
+        if ((s->bloom[h >> 6] >> (h & 63)) & 1u) return i;
+    }
+    return len;
+}
+
 /* The longest value that text (left bytes at p) starts with, or NULL. */
 static const mask_entry *match_at(const mask_set *s, const unsigned char *p, size_t left)
 {
@@ -364,7 +378,7 @@ static ls_rc mask_run_text(mask_run *r, size_t *used, ls_err *err)
 {
     size_t i = 0, plain = 0, stop;
     ls_rc rc;
-    while (i < r->len) {
+    while ((i = next_candidate(r->s, r->t, i, r->len)) < r->len) {
         const mask_entry *e = match_at(r->s, r->t + i, r->len - i);
         if (e == NULL) {
             i++;
