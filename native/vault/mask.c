@@ -172,16 +172,18 @@ static void load_values(ls_vault_mask_t *m, load_state *ls)
     ls_rc rc = ls_vault_secret_list(m->st, collect_name, ls, &err);
     if (rc == LS_OK && ls->oom)
         rc = ls_err_set(&err, LS_ENOMEM, "out of memory listing the secrets");
-    if (rc == LS_OK && ls->nnames) {
-        ls->sv = ls_calloc(ls->nnames, sizeof(ls_secret_t *));
-        ls->svname = ls_calloc(ls->nnames, sizeof *ls->svname);
-        if (ls->sv == NULL || ls->svname == NULL)
-            rc = ls_err_set(&err, LS_ENOMEM, "out of memory loading the secrets");
-    }
-    if (rc != LS_OK) {
+    if (rc != LS_OK) { /* the names listed before it are loaded all the same */
         ls->incomplete = 1;
         ls->stopped = err;
-        if (ls->sv == NULL || ls->svname == NULL) return;
+    }
+    if (ls->nnames == 0) return;
+    ls->sv = ls_calloc(ls->nnames, sizeof(ls_secret_t *));
+    ls->svname = ls_calloc(ls->nnames, sizeof *ls->svname);
+    if (ls->sv == NULL || ls->svname == NULL) {
+        ls->incomplete = 1;
+        if (ls->stopped.code == LS_OK)
+            ls_err_set(&ls->stopped, LS_ENOMEM, "out of memory loading the secrets");
+        return;
     }
     const char *name = (const char *)ls->names.ptr;
     for (size_t i = 0; i < ls->nnames; i++, name += strlen(name) + 1) {
