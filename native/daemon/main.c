@@ -481,14 +481,14 @@ static int retire_old_keys(const char *data, const char *store_dir, const char *
                    "--retire-old-keys again (nothing was changed)",
                    data);
     if (rc == LS_ENOTFOUND)
-        return die("--data %s holds no store (%s): nothing to retire", data, store_dir);
+        return die("--data %s holds no store (%s): is --data right?", data, store_dir);
     if (rc != LS_OK) return die("store %s: %s", store_dir, ls_err_text(&err));
     struct stat sb;
     int holds = 0;
     if (stat(key_file, &sb) != 0 && errno == ENOENT &&
         ls_store_holds_data(store, &holds, NULL) == LS_OK && !holds) {
         ls_store_close(store);
-        return die("key file %s does not exist, and the store holds no data: nothing to retire",
+        return die("key file %s does not exist (the store holds no data): is --key-file right?",
                    key_file);
     }
     ls_vault_t *vault = NULL;
@@ -511,7 +511,13 @@ static int retire_old_keys(const char *data, const char *store_dir, const char *
     size_t total = 0;
     for (int k = 0; k < LS_FLOW_SEALED_KINDS; k++) total += rep.resealed[k];
     int code = 1;
-    if (rc != LS_OK) {
+    if (rc != LS_OK && rep.retired) { /* the key file was replaced; its directory's sync failed */
+        fprintf(stderr,
+                "lodestoned: retired %s %s, but %s. Every value is sealed under key %u, so the "
+                "key file opens the store whether it holds key %u alone or the old keys too; "
+                "check the file system, then back up the key file\n",
+                keys, old, ls_err_text(&err), (unsigned)cur, (unsigned)cur);
+    } else if (rc != LS_OK) {
         resealed_text(&rep, 1, text, sizeof text);
         fprintf(stderr,
                 "lodestoned: retiring %s %s stopped: %s; %s before it. The key file is "

@@ -342,7 +342,8 @@ ls_rc ls_flow_key_retire(ls_vault_t *v, ls_store_t *st, ls_flow_retire_report *r
     if (rc == LS_OK) rc = count_remaining(&rs, err);
     if (rc == LS_OK && rep->failed == 0 && rep->remaining == 0) {
         rc = ls_vault_retire_old_keys(v, err);
-        if (rc == LS_OK) rep->retired = 1;
+        /* Also when only the key file directory's sync failed (rc says so) */
+        if (ls_vault_key_count(v) == 1) rep->retired = 1;
     }
     ls_store_batch_free(rs.b);
     ls_buf_free(&rs.pt);

@@ -511,10 +511,13 @@ static ls_rc resolve_keyfile(const ls_vault_t *v, char **target, char **dir, ls_
 }
 
 /* Writes keys to a temporary file beside the file v->path names (through
- * a symlink: beside its target, which it replaces) and renames it over. */
+ * a symlink: beside its target, which it replaces) and renames it over.
+ * *renamed is 1 once the rename is done: a failure after it (the sync of
+ * the directory) leaves the new file in place. */
 static ls_rc replace_keyfile(ls_vault_t *v, const ls_vault_key *keys, size_t nkeys,
-                             uint32_t current, ls_err *err)
+                             uint32_t current, int *renamed, ls_err *err)
 {
+    *renamed = 0;
     static const char suffix[] = ".tmp-XXXXXX";
     char *target = NULL, *dir = NULL, *tmp = NULL;
     int fd = -1;
@@ -550,8 +553,7 @@ static ls_rc replace_keyfile(ls_vault_t *v, const ls_vault_key *keys, size_t nke
         rc = sys_error(err, errno, "cannot rename the new key file to", target);
         goto fail;
     }
-    /* If this fails the caller keeps the old keys in memory; the renamed
-     * file holds them too, so whichever file survives opens old data. */
+    *renamed = 1;
     rc = fsync_dir(dir, err);
     goto out;
 
@@ -586,8 +588,14 @@ ls_rc ls_vault_rotate(ls_vault_t *v, uint32_t *new_id, ls_err *err)
     memcpy(keys, v->keys, v->nkeys * sizeof *keys);
     keys[n - 1].id = max + 1;
     randombytes_buf(keys[n - 1].key, LS_VAULT_KEYBYTES);
-    rc = replace_keyfile(v, keys, n, max + 1, err);
+    int renamed;
+    rc = replace_keyfile(v, keys, n, max + 1, &renamed, err);
     if (rc != LS_OK) {
+        /* Kept out of v even when the file was replaced: were the rename
+         * lost in a crash, what v sealed under the new key would not open. */
+        if (renamed)
+            ls_err_prefix(err, "key file %s holds key %u now, but it may not last a crash", v->path,
+                          (unsigned)(max + 1));
         wipe_free(keys, n * sizeof *keys);
         goto done;
     }
@@ -624,11 +632,18 @@ ls_rc ls_vault_retire_old_keys(ls_vault_t *v, ls_err *err)
         goto done;
     }
     *keys = *ls_vault_find_key(v, v->current);
-    rc = replace_keyfile(v, keys, 1, v->current, err);
-    if (rc != LS_OK) {
+    int renamed;
+    rc = replace_keyfile(v, keys, 1, v->current, &renamed, err);
+    if (rc != LS_OK && !renamed) {
         wipe_free(keys, sizeof *keys);
         goto done;
     }
+    /* Renamed, even when its directory's sync failed: v holds what the
+     * file holds. Either file opens the store, whose values are all under
+     * the current key. */
+    if (rc != LS_OK)
+        ls_err_prefix(err, "key file %s holds key %u alone now, but it may not last a crash",
+                      v->path, (unsigned)v->current);
     wipe_free(v->keys, v->nkeys * sizeof *v->keys);
     v->keys = keys;
     v->nkeys = 1;

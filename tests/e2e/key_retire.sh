@@ -163,6 +163,10 @@ chmod 600 "$wrong"
 retire --key-file "$wrong"
 check "retirement with a wrong key file: refused as a start is, exit 2" 2 "$rc"
 check_contains "... with the start's message" "does not open this store's data" "$err"
+"$lsd_bin" --retire-old-keys --data "$d/nowhere" > "$d/out" 2> "$d/err"
+check "retirement of a data dir without a store: exit 2, asks whether --data is right" \
+  "2 yes" "$? $(grep -q 'holds no store.*is --data right?' "$d/err" && echo yes)"
+check "... and makes nothing there" 1 "$([ -e "$d/nowhere" ] && echo 0 || echo 1)"
 
 daemon
 run secret rm m

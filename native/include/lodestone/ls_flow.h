@@ -229,7 +229,9 @@ typedef struct {
  * LS_OK, rep->keys_before 1. Returns LS_OK when the pass reached its end,
  * retired or not: check rep->retired and rep->failed. A store, I/O or
  * memory failure stops it with its code; the batches written before stay
- * and the key file is unchanged. Interrupted at any point, a call again
+ * and the key file is unchanged, unless rep->retired is 1: then only the
+ * sync of the key file's directory failed, after the file was replaced
+ * (ls_vault_retire_old_keys). Interrupted at any point, a call again
  * finishes the job. rep must not be NULL. */
 LS_API ls_rc ls_flow_key_retire(ls_vault_t *v, ls_store_t *st, ls_flow_retire_report *rep,
                                 ls_err *err);

@@ -93,7 +93,10 @@ LS_API size_t ls_vault_key_ids(const ls_vault_t *v, uint32_t *ids, size_t cap);
  * fsync of the directory; through a symlink, its target), and drops the
  * other keys from v. Whatever is still sealed under them no longer opens:
  * call it only once nothing is (ls_flow_key_retire checks). LS_OK at once
- * when v holds one key. On failure v and the key file are unchanged. */
+ * when v holds one key. On failure v and the key file are unchanged,
+ * except when only the final sync of the key file's directory failed: the
+ * file holds the current key alone then, and so does v (the error says so;
+ * ls_vault_key_count tells). */
 LS_API ls_rc ls_vault_retire_old_keys(ls_vault_t *v, ls_err *err);
 
 /* ---- sealing ---- */
