@@ -258,6 +258,7 @@ api PUT /v1/secrets/stripe_key --data-binary "$TOKEN"
 check "the secret is set" 200 "$code"
 start leak '{"id":"lk-1"}'
 compare "a secret's value in a step's error: the same masked history and error" lk-1 leak
+check_contains "the harness's error names the secret" 'Bearer [secret stripe_key]"' "$(harness_view leak)"
 api GET /v1/workflows/lk-1/history
 hist=$body
 check "the daemon's step errors name the secret" "2" \
