@@ -128,9 +128,16 @@ static const mask_entry *match_at(const mask_set *s, const unsigned char *p, siz
 
 /* What one load gathers before the block is made. */
 typedef struct {
-    ls_buf names;     /* every name, NUL-terminated each */
-    size_t nnames;    /* ... how many */
-    ls_secret_t **sv; /* the values that opened and are long enough */
+    ls_buf names;  /* every name, NUL-terminated each */
+    size_t nnames; /* ... how many */
+    /* The values that opened and are long enough, one after the other in
+     * one sodium_malloc'd block (grown by doubling): each secret is freed
+     * once copied, so that a load holds two guarded allocations at a time,
+     * not one per secret (thousands of them, each its own pages and
+     * mappings, ran out of mappings: vm.max_map_count). */
+    unsigned char *vals;
+    size_t vals_cap;
+    size_t *vlen;
     const char **svname;
     size_t nsv;
     size_t total; /* their bytes */
@@ -163,6 +170,33 @@ static void note_bad(load_state *ls, const char *name, const ls_err *why)
     ls_buf_append(&ls->bad, name, strlen(name), NULL);
 }
 
+/* Copies sec's value (name's) after the values staged so far. */
+static ls_rc stage_value(load_state *ls, const char *name, const ls_secret_t *sec, ls_err *err)
+{
+    size_t len = ls_secret_len(sec);
+    if (len > SIZE_MAX / 2 - ls->total)
+        return ls_err_set(err, LS_ENOMEM, "secret \"%s\": too long to mask", name);
+    if (ls->total + len > ls->vals_cap) {
+        size_t cap = ls->vals_cap ? ls->vals_cap : 4096;
+        while (cap < ls->total + len) cap *= 2;
+        unsigned char *nv = sodium_malloc(cap);
+        if (nv == NULL)
+            return ls_err_set(err, LS_ENOMEM, "secret \"%s\": out of guarded memory", name);
+        if (ls->vals) {
+            memcpy(nv, ls->vals, ls->total);
+            sodium_memzero(ls->vals, ls->vals_cap);
+            sodium_free(ls->vals);
+        }
+        ls->vals = nv;
+        ls->vals_cap = cap;
+    }
+    memcpy(ls->vals + ls->total, ls_secret_data(sec), len);
+    ls->vlen[ls->nsv] = len;
+    ls->svname[ls->nsv++] = name;
+    ls->total += len;
+    return LS_OK;
+}
+
 /* Reads every secret of m's store: the names, then each value. A secret
  * that does not open is noted and skipped; a store or memory failure
  * stops the reading, keeping what was read (incomplete). */
@@ -177,9 +211,9 @@ static void load_values(ls_vault_mask_t *m, load_state *ls)
         ls->stopped = err;
     }
     if (ls->nnames == 0) return;
-    ls->sv = ls_calloc(ls->nnames, sizeof(ls_secret_t *));
+    ls->vlen = ls_calloc(ls->nnames, sizeof *ls->vlen);
     ls->svname = ls_calloc(ls->nnames, sizeof *ls->svname);
-    if (ls->sv == NULL || ls->svname == NULL) {
+    if (ls->vlen == NULL || ls->svname == NULL) {
         ls->incomplete = 1;
         if (ls->stopped.code == LS_OK)
             ls_err_set(&ls->stopped, LS_ENOMEM, "out of memory loading the secrets");
@@ -189,14 +223,13 @@ static void load_values(ls_vault_mask_t *m, load_state *ls)
     for (size_t i = 0; i < ls->nnames; i++, name += strlen(name) + 1) {
         ls_secret_t *sec = NULL;
         ls_rc r = ls_vault_secret_get(m->v, m->st, name, &sec, &err);
-        if (r == LS_OK && ls_secret_len(sec) >= LS_VAULT_MASK_MIN) {
-            ls->sv[ls->nsv] = sec;
-            ls->svname[ls->nsv++] = name;
-            ls->total += ls_secret_len(sec);
-            continue;
-        }
+        if (r == LS_OK && ls_secret_len(sec) >= LS_VAULT_MASK_MIN)
+            r = stage_value(ls, name, sec, &err);
+        else if (r == LS_OK)
+            r = LS_ENOTFOUND; /* short: not masked */
         ls_secret_free(sec);
-        if (r == LS_OK || r == LS_ENOTFOUND) continue; /* short, or deleted meanwhile */
+        if (r == LS_OK) continue;
+        if (r == LS_ENOTFOUND) continue; /* short, or deleted meanwhile */
         if (r == LS_EAUTH || r == LS_EFORMAT || r == LS_EINVAL) {
             note_bad(ls, name, &err); /* it does not open: until it is set again */
             continue;
@@ -234,8 +267,8 @@ static mask_set *make_set(const load_state *ls)
     s->vals = vals;
     size_t off = 0;
     for (size_t i = 0; i < ls->nsv; i++) {
-        const unsigned char *d = ls_secret_data(ls->sv[i]);
-        size_t len = ls_secret_len(ls->sv[i]);
+        const unsigned char *d = ls->vals + off;
+        size_t len = ls->vlen[i];
         mask_entry *e = &s->e[i];
         memcpy(vals + off, d, len);
         memcpy(&e->head, d, 4);
@@ -253,8 +286,11 @@ static mask_set *make_set(const load_state *ls)
 
 static void load_free(load_state *ls)
 {
-    for (size_t i = 0; i < ls->nsv; i++) ls_secret_free(ls->sv[i]);
-    ls_free(ls->sv);
+    if (ls->vals) {
+        sodium_memzero(ls->vals, ls->vals_cap);
+        sodium_free(ls->vals);
+    }
+    ls_free(ls->vlen);
     ls_free(ls->svname);
     ls_buf_free(&ls->names);
     ls_buf_free(&ls->bad);
