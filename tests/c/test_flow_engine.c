@@ -4608,6 +4608,30 @@ static void test_engine_mask_before_cut(void **state)
     free(line);
 }
 
+/* lodestoned's retry line quotes 300 bytes of a step's error: a value
+ * across that bound is left out whole, as the quote is masked before it
+ * is cut (a quote cut first kept "sk_live_4e" up to the bound). */
+static void test_engine_mask_before_quote_cut(void **state)
+{
+    env *e = *state;
+    put_secret(e, "stripe/key", TOKEN);
+    char msg[400];
+    memset(msg, 'q', 295);
+    memcpy(msg + 295, TOKEN, strlen(TOKEN));
+    msg[295 + strlen(TOKEN)] = '\0';
+    e->h.failmsg = msg;
+    e->h.failmsg_len = strlen(msg);
+    eng_open(e, 1);
+    start1(e, "leaky_step", "mk-13", NULL);
+    wait_end(e, "mk-13");
+    char want[400];
+    snprintf(want, sizeof want, "attempt 1 failed (%.295s); retrying in ", msg);
+    wait_log(e, want);
+    assert_log_lacks(e, "sk_l");
+    assert_run_lacks(e, "mk-13", "sk_l");
+    eng_close(e);
+}
+
 /* A secret that does not open under this keyring is not masked (its value
  * is unknown here): the others are, and the log says once which one was
  * left out, by name. */
@@ -4704,6 +4728,7 @@ int main(void)
         T(test_engine_mask_follows_secret_changes),
         T(test_engine_mask_short_and_nested),
         T(test_engine_mask_before_cut),
+        T(test_engine_mask_before_quote_cut),
         T(test_engine_mask_secret_that_does_not_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
