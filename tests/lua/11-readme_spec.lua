@@ -553,7 +553,7 @@ end)
 
 -- ---------------------------------------------------------------------
 -- Links: every relative link of README.md names a file of the tree, and
--- every #anchor a heading of its target (GitHub's slugs).
+-- every #anchor a heading of its target (GitHub's slugs) or an <a id> in it.
 
 local function slug(heading)
   local s = heading:lower():gsub("[^%w%s_-]", ""):gsub("%s", "-")
@@ -565,6 +565,7 @@ local function anchors(text)
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     local h = line:match("^#+ (.*)$")
     if h then out[slug(h)] = true end
+    for id in line:gmatch('<a id="([^"]+)"></a>') do out[id] = true end -- explicit anchors
   end
   return out
 end
