@@ -132,14 +132,13 @@ static ls_rc given_up(const ls_flow_act *a, ls_err *err)
     return a->sticky;
 }
 
-/* Opens the payload of the run's event seq into out. One that does not
+/* Opens the payload of the run's event ev into out. One that does not
  * open (the wrong key file, a record changed on disk) is no fault of the
  * run's code, which must not fail for it: the activation is given up. */
-static ls_rc open_payload(ls_flow_act *a, uint64_t seq, const void *sealed, size_t len, ls_buf *out,
-                          ls_err *err)
+static ls_rc open_payload(ls_flow_act *a, const ls_event *ev, ls_buf *out, ls_err *err)
 {
     ls_err why;
-    ls_rc rc = flow_open_payload(a->f, &a->r->id, seq, sealed, len, out, &why);
+    ls_rc rc = flow_open_event(a->f, &a->r->id, NULL, ev, out, &why);
     return rc == LS_OK ? LS_OK : give_up(a, rc, &why, err);
 }
 
@@ -172,12 +171,9 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
                           quoted ? "\"" : "", ptlen, o->max_payload);
     }
     if (ev->time_ms == 0) ev->time_ms = flow_now(a->f);
-    if (pt) {
-        if ((rc = flow_seal(a->f, &a->r->id, ev->seq, pt, ptlen, &a->sealed, err)) != LS_OK)
-            return rc;
-        ev->payload = a->sealed.ptr;
-        ev->payload_len = a->sealed.len;
-    }
+    if (pt &&
+        (rc = flow_seal_event(a->f, &a->r->id, NULL, ev, pt, ptlen, &a->sealed, err)) != LS_OK)
+        return rc;
     if ((rc = ls_history_key(&a->k, &a->r->id, ev->seq, err)) != LS_OK ||
         (rc = ls_event_encode(ev, &a->v, err)) != LS_OK)
         return rc;
@@ -234,6 +230,12 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         ls_event in, ev;
+        ls_id arrival;
+        if (klen != prefix.len + LS_ID_BYTES) {
+            rc = ls_err_set(err, LS_ECORRUPT, "inbox entry: a key of %zu bytes", klen);
+            break;
+        }
+        memcpy(arrival.b, (const unsigned char *)key + prefix.len, LS_ID_BYTES);
         if ((rc = ls_event_decode(val, vlen, &in, err)) != LS_OK) {
             ls_err_prefix(err, "inbox entry");
             break;
@@ -247,7 +249,7 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
         ev.error = in.error;
         ev.error_len = in.error_len;
         if (in.type == LS_EV_SIGNAL_RECEIVED || in.type == LS_EV_CHILD_COMPLETED) {
-            rc = flow_open_payload(f, &r->id, FLOW_SEQ_INBOX, in.payload, in.payload_len, &pt, err);
+            rc = flow_open_event(f, &r->id, &arrival, &in, &pt, err);
             if (rc == LS_OK) rc = put_event(a, &ev, pt.ptr, pt.len, err);
         } else if (in.type == LS_EV_CANCEL_REQUESTED || in.type == LS_EV_CHILD_FAILED ||
                    in.type == LS_EV_RESUMED) {
@@ -460,7 +462,7 @@ ls_rc ls_flow_act_set_status(ls_flow_act *a, const char *json, size_t len, ls_er
     const char *cur = a->custom_queued ? (const char *)a->custom_new.ptr : r->custom;
     size_t curlen = a->custom_queued ? a->custom_new.len : r->custom_len;
     if (cur && curlen == len && memcmp(cur, json, len) == 0) return LS_OK;
-    if ((rc = flow_seal(a->f, &r->id, FLOW_SEQ_CUSTOM, json, len, &a->sealed, err)) != LS_OK ||
+    if ((rc = flow_seal_status_with(a->f->o.vault, &r->id, json, len, &a->sealed, err)) != LS_OK ||
         (rc = flow_key_custom(&a->k, &r->id, err)) != LS_OK ||
         (rc = ls_buf_set(&a->custom_new, json, len, err)) != LS_OK)
         return rc;
@@ -667,7 +669,7 @@ int ls_flow_act_interrupted(const ls_flow_act *a)
 ls_rc ls_flow_act_input(ls_flow_act *a, ls_buf *out, ls_err *err)
 {
     const ls_event *ev = ls_replay_started(&a->rp);
-    return open_payload(a, ev->seq, ev->payload, ev->payload_len, out, err);
+    return open_payload(a, ev, out, err);
 }
 
 void ls_flow_act_log(ls_flow_act *a, int level, const char *msg, size_t len)
@@ -1049,9 +1051,7 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
         }
     }
     switch (m.state) {
-    case LS_REPLAY_DONE:
-        info->outcome = LS_FLOW_DONE;
-        return open_payload(a, m.last->seq, m.last->payload, m.last->payload_len, out, err);
+    case LS_REPLAY_DONE: info->outcome = LS_FLOW_DONE; return open_payload(a, m.last, out, err);
     case LS_REPLAY_FAILED:
         info->outcome = LS_FLOW_FAILED;
         return final_message(out, name, nlen, m.attempt, m.last->error, m.last->error_len, err);
@@ -1297,7 +1297,7 @@ ls_rc ls_flow_act_sleep(ls_flow_act *a, int64_t ms, ls_flow_outcome *outcome, ls
 /* The payload of a consumed signal into out. */
 static ls_rc signal_value(ls_flow_act *a, const ls_replay_match *m, ls_buf *out, ls_err *err)
 {
-    return open_payload(a, m->last->seq, m->last->payload, m->last->payload_len, out, err);
+    return open_payload(a, m->last, out, err);
 }
 
 /* A new wait's signal name: one that a signal can have (ls_flow_signal
@@ -1438,7 +1438,7 @@ ls_rc ls_flow_act_side_effect(ls_flow_act *a, const char *kind, const char *valu
         return ls_buf_set(out, value, vlen, err);
     }
     if (rc != LS_OK) return rc;
-    return open_payload(a, m.last->seq, m.last->payload, m.last->payload_len, out, err);
+    return open_payload(a, m.last, out, err);
 }
 
 /* ---- child workflows ---- */
@@ -1643,7 +1643,7 @@ ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen, ls_fl
     }
     if (m.state == LS_REPLAY_DONE) {
         *outcome = LS_FLOW_DONE;
-        return open_payload(a, m.last->seq, m.last->payload, m.last->payload_len, out, err);
+        return open_payload(a, m.last, out, err);
     }
     *outcome = LS_FLOW_FAILED;
     ls_buf_clear(out);
@@ -1665,10 +1665,8 @@ static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event 
     if (rc != LS_OK) return rc;
     if (status == LS_RUN_COMPLETED) {
         ev.type = LS_EV_CHILD_COMPLETED;
-        rc = flow_seal(f, &r->parent, FLOW_SEQ_INBOX, pt, ptlen, &a->sealed, err);
+        rc = flow_seal_event(f, &r->parent, &arrival, &ev, pt, ptlen, &a->sealed, err);
         if (rc != LS_OK) return rc;
-        ev.payload = a->sealed.ptr;
-        ev.payload_len = a->sealed.len;
     } else {
         ev.type = LS_EV_CHILD_FAILED;
         int n = snprintf(

@@ -1429,8 +1429,9 @@ static void source_known(ls_flow_t *f, const char *version)
 }
 
 /* Puts into b the first fork events of run `from` as run to's, each
- * payload re-sealed for to: a branch run replays its parent's code up to
- * the ctx:all it runs a branch of. */
+ * payload re-sealed for to (as a version 2 event, whatever the parent's
+ * was: its fields are known): a branch run replays its parent's code up
+ * to the ctx:all it runs a branch of. */
 static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, const ls_id *to,
                           uint64_t fork, ls_err *err)
 {
@@ -1447,14 +1448,10 @@ static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, 
         ls_event ev;
         if ((rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK) break;
         if (ev.seq > fork) break;
-        if (ev.payload_len) {
-            if ((rc = flow_open_payload(f, from, ev.seq, ev.payload, ev.payload_len, &pt, err)) !=
-                    LS_OK ||
-                (rc = flow_seal(f, to, ev.seq, pt.ptr, pt.len, &sealed, err)) != LS_OK)
-                break;
-            ev.payload = sealed.ptr;
-            ev.payload_len = sealed.len;
-        }
+        if (ev.payload_len &&
+            ((rc = flow_open_event(f, from, NULL, &ev, &pt, err)) != LS_OK ||
+             (rc = flow_seal_event(f, to, NULL, &ev, pt.ptr, pt.len, &sealed, err)) != LS_OK))
+            break;
         if ((rc = ls_history_key(&k, to, ev.seq, err)) != LS_OK ||
             (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
             break;
@@ -1501,9 +1498,7 @@ static ls_rc put_start(ls_flow_t *f, ls_store_batch_t *b, const ls_id *id, const
         ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
     } else {
         ls_event ev = {.type = LS_EV_WORKFLOW_STARTED, .seq = 1, .time_ms = now};
-        if ((rc = flow_seal(f, id, 1, input, ilen, &sealed, err)) != LS_OK) goto out;
-        ev.payload = sealed.ptr;
-        ev.payload_len = sealed.len;
+        if ((rc = flow_seal_event(f, id, NULL, &ev, input, ilen, &sealed, err)) != LS_OK) goto out;
         if ((rc = ls_history_key(&k, id, 1, err)) != LS_OK ||
             (rc = ls_event_encode(&ev, &v, err)) != LS_OK ||
             (rc = ls_buf_set(event, v.ptr, v.len, err)) != LS_OK)
@@ -2142,14 +2137,12 @@ static ls_rc inbox_put(ls_flow_t *f, const char *name, size_t nlen, ls_event *ev
     if ((rc = ls_id_new(&arrival, f->clock, err)) != LS_OK ||
         (rc = ls_store_batch_new(&b, err)) != LS_OK)
         goto out;
-    if (payload) {
-        rc = flow_seal(f, &id, FLOW_SEQ_INBOX, payload, plen, &sealed, err);
-        if (rc != LS_OK) goto out;
-        ev->payload = sealed.ptr;
-        ev->payload_len = sealed.len;
-    }
     ev->seq = 1;
     ev->time_ms = flow_now(f);
+    /* Sealed once every field is set: the payload is bound to them. */
+    if (payload &&
+        (rc = flow_seal_event(f, &id, &arrival, ev, payload, plen, &sealed, err)) != LS_OK)
+        goto out;
     if ((rc = flow_key_inbox(&k, &id, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(ev, &v, err)) != LS_OK)
         goto out;

@@ -14,14 +14,15 @@
  *                  (runs that have ended, by when: retention walks it)
  *   timer          LS_NS_TIMER   i64(due_ms) id16 u64(seq)    -> empty
  *   inbox          LS_NS_SIGNAL  id16 id16(arrival)           -> event (seq 1
- *                  placeholder): SignalReceived (payload sealed with seq 0),
- *                  CancelRequested or WorkflowTerminated (name: who,
- *                  error: reason). The run's next activation moves them
- *                  into history (re-sealed) in its next write.
+ *                  placeholder): SignalReceived or ChildCompleted (payload
+ *                  sealed for this entry: flow_seal_event), ChildFailed,
+ *                  Resumed, CancelRequested or WorkflowTerminated (name:
+ *                  who, error: reason). The run's next activation moves
+ *                  them into history (re-sealed) in its next write.
  *   source         LS_NS_SOURCE  version bytes                -> workflow source
  *                  (written with the start of the first run of a version)
  *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
- *                  (sealed with seq UINT64_MAX)
+ *                  (flow_seal_status_with)
  *   concurrency    LS_NS_RUNINFO id16 'k'                     -> u8 held (1: waits
  *                  for a slot), then the key (runs of types with limits)
  *   parent         LS_NS_RUNINFO id16 'p'                     -> parent id16,
@@ -457,24 +458,36 @@ ls_rc flow_link_encode(ls_buf *v, const ls_id *parent, unsigned flags, int64_t d
 ls_rc flow_link_decode(const void *val, size_t len, flow_link *l, ls_err *err);
 ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err);
 ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err);
-#define FLOW_SEQ_INBOX  0          /* seq a signal's payload is sealed with in the inbox */
-#define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and the custom status */
-/* Seals payload for event seq of run id into out. */
-ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
-                ls_buf *out, ls_err *err);
-/* Opens the payload of event seq of run id into out ("null" when there is
- * none). Fails with the vault's code, "payload of event N: ..." ("payload
- * of a pending signal or child result (inbox entry): ..." for seq
- * FLOW_SEQ_INBOX; a key the keyring does not hold is LS_EAUTH, never
- * LS_ENOTFOUND). */
-ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
-                        ls_buf *out, ls_err *err);
-/* The same with a vault and no engine (keyload.c, before one is open). */
-ls_rc flow_open_payload_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *sealed,
-                             size_t len, ls_buf *out, ls_err *err);
-/* flow_seal with a vault and no engine (retire.c, offline). */
-ls_rc flow_seal_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *pt, size_t len,
-                     ls_buf *out, ls_err *err);
+#define FLOW_SEQ_INBOX  0          /* seq in the slot form of an inbox entry's payload */
+#define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and of the custom status (query.c) */
+/* Seals pt (len bytes) as the payload of ev, an event of run id's history
+ * (arrival NULL) or its inbox entry of that arrival id, into out: bound to
+ * the run, the place and every other field of ev, which must be final
+ * (query.c says how). Sets ev->version to LS_EVENT_VERSION and points
+ * ev->payload at out (borrowed until out changes). */
+ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                      const void *pt, size_t len, ls_buf *out, ls_err *err);
+/* Opens the payload of ev (as decoded: its version says how it was
+ * sealed), of run id's history or its inbox entry arrival, into out
+ * ("null" when there is none). Fails with the vault's code, "payload of
+ * event N: ..." ("payload of a pending signal or child result (inbox
+ * entry): ..." for an inbox entry); a key the keyring does not hold is
+ * LS_EAUTH, never LS_ENOTFOUND. A field of ev changed since it was sealed
+ * is LS_EAUTH. */
+ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                      ls_buf *out, ls_err *err);
+/* The same with a vault and no engine (keyload.c before one is open,
+ * retire.c offline). */
+ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                           const void *pt, size_t len, ls_buf *out, ls_err *err);
+ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                           ls_buf *out, ls_err *err);
+/* Seals and opens run id's custom status (flow_key_custom), bound to the
+ * run and that slot; a key the keyring lacks is LS_EAUTH. */
+ls_rc flow_seal_status_with(ls_vault_t *v, const ls_id *id, const void *pt, size_t len, ls_buf *out,
+                            ls_err *err);
+ls_rc flow_open_status_with(ls_vault_t *v, const ls_id *id, const void *sealed, size_t len,
+                            ls_buf *out, ls_err *err);
 /* Looks a run's internal id up by name. LS_ENOTFOUND names the run. */
 ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err *err);
 /* Renders the run object (describe) of id into out. With type (tlen bytes),

@@ -194,18 +194,6 @@ static ls_rc check_end(reader *r, ls_err *err)
                       r->off);
 }
 
-static ls_rc get_version(reader *r, unsigned want, ls_err *err)
-{
-    unsigned v;
-    if (r->left == 0) return ls_err_set(err, LS_ECORRUPT, "%s: empty value", r->what);
-    ls_rc rc = get_u8(r, &v, "version", err);
-    if (rc != LS_OK) return rc;
-    if (v != want)
-        return ls_err_set(err, LS_EFORMAT, "%s: unknown version %u (this build reads %u)", r->what,
-                          v, want);
-    return LS_OK;
-}
-
 /* Replaces out's contents with need bytes to be written by the caller at
  * the returned pointer; NULL (out untouched) on allocation failure. */
 static unsigned char *begin_value(ls_buf *out, size_t need, ls_err *err)
@@ -237,6 +225,9 @@ static unsigned char *put_bytes(unsigned char *p, const void *s, size_t n)
 ls_rc ls_event_encode(const ls_event *ev, ls_buf *out, ls_err *err)
 {
     assert(ev != NULL && out != NULL);
+    unsigned version = ev->version ? ev->version : LS_EVENT_VERSION;
+    if (version != 1 && version != 2)
+        return ls_err_set(err, LS_EINVAL, "event: unknown version %u", version);
     if (ev->type < 1 || ev->type > LS_EV_LAST)
         return ls_err_set(err, LS_EINVAL, "event: unknown type %d", (int)ev->type);
     if (ev->flags & ~LS_EVF_KNOWN)
@@ -260,7 +251,7 @@ ls_rc ls_event_encode(const ls_event *ev, ls_buf *out, ls_err *err)
 
     unsigned char *p = begin_value(out, need, err);
     if (p == NULL) return LS_ENOMEM;
-    *p++ = LS_EVENT_VERSION;
+    *p++ = (unsigned char)version;
     *p++ = (unsigned char)ev->type;
     *p++ = (unsigned char)ev->flags;
     p = put_varint(p, ev->seq);
@@ -278,13 +269,18 @@ ls_rc ls_event_decode(const void *value, size_t len, ls_event *ev, ls_err *err)
 {
     assert(ev != NULL && (value != NULL || len == 0));
     reader r = {value, len, 0, "history event"};
-    unsigned type = 0, flags = 0;
+    unsigned version = 0, type = 0, flags = 0;
     uint64_t u;
     const void *s;
     ls_rc rc;
 
     memset(ev, 0, sizeof *ev);
-    if ((rc = get_version(&r, LS_EVENT_VERSION, err)) != LS_OK) return rc;
+    if (r.left == 0) return ls_err_set(err, LS_ECORRUPT, "history event: empty value");
+    if ((rc = get_u8(&r, &version, "version", err)) != LS_OK) return rc;
+    if (version != 1 && version != 2)
+        return ls_err_set(err, LS_EFORMAT,
+                          "history event: unknown version %u (this build reads 1 and 2)", version);
+    ev->version = version;
     if ((rc = get_u8(&r, &type, "type", err)) != LS_OK) return rc;
     if (type < 1 || type > LS_EV_LAST)
         return ls_err_set(err, LS_ECORRUPT, "history event: unknown type %u", type);

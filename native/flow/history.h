@@ -4,13 +4,16 @@
  * run record. Pure codecs: no store access, no Lua, no crypto; payloads are
  * opaque bytes (the engine puts vault-sealed JSON there).
  *
- * Event value, version 1 (LS_EVENT_VERSION). Integers marked "varint" are
+ * Event value, version 2 (LS_EVENT_VERSION) or 1, of one layout. The
+ * version says how the payload was sealed (query.c): version 2's is bound
+ * to every other field of the event, version 1's (what older lodestoned
+ * wrote) to the run and seq alone. Integers marked "varint" are
  * unsigned LEB128 (7 bits a byte, least significant group first, high bit
  * set on every byte but the last), canonical: at most 10 bytes, no
  * superfluous trailing 0x00 group, no bits past 64. Signed values are
  * zigzag-mapped first ((v << 1) ^ (v >> 63)). Layout:
  *
- *   u8      version        1
+ *   u8      version        2 or 1
  *   u8      type           ls_event_type (1..LS_EV_LAST)
  *   u8      flags          LS_EVF_* bits; unknown bits are rejected
  *   varint  seq            >= 1
@@ -67,12 +70,13 @@ typedef enum {
 #define LS_EVF_PAUSED   0x04u /* StepFailed: attempts used up; the run waits for a resume */
 #define LS_EVF_KNOWN    0x07u /* every flag this build knows */
 
-#define LS_EVENT_VERSION 1
+#define LS_EVENT_VERSION 2 /* written (1 is still read, and written on request) */
 
 /* One event. Strings are byte strings with a length (they may hold NULs
  * and are not NUL-terminated); a NULL pointer is allowed when the length
  * is 0. */
 typedef struct {
+    unsigned version; /* 1 or 2 once decoded; 0 encodes as LS_EVENT_VERSION */
     ls_event_type type;
     uint32_t flags;   /* LS_EVF_* */
     uint64_t seq;     /* 1-based, dense per run */
@@ -96,14 +100,16 @@ const char *ls_event_type_name(ls_event_type t);
 ls_rc ls_event_type_parse(const char *name, size_t len, ls_event_type *out);
 
 /* Encodes ev into out, replacing its contents (out is caller-owned and
- * reused; one allocation at most, none once it has grown). LS_EINVAL for an
- * unknown type or flag, seq 0, or a NULL string with a non-zero length;
+ * reused; one allocation at most, none once it has grown), as version
+ * ev->version (0: LS_EVENT_VERSION). LS_EINVAL for an unknown version,
+ * type or flag, seq 0, or a NULL string with a non-zero length;
  * LS_ENOMEM. On failure out is left as it was. */
 ls_rc ls_event_encode(const ls_event *ev, ls_buf *out, ls_err *err);
 
-/* Decodes len bytes of value into *ev. The strings of *ev are borrowed
- * from value (borrowed until value changes or is freed). Never allocates.
- * LS_EFORMAT for a version this build does not know; LS_ECORRUPT naming
+/* Decodes len bytes of value into *ev (ev->version: the value's). The
+ * strings of *ev are borrowed from value (borrowed until value changes or
+ * is freed). Never allocates. LS_EFORMAT for a version this build does
+ * not know (neither 1 nor 2); LS_ECORRUPT naming
  * what was wrong (truncated, overlong or overflowing varint, unknown type
  * or flag, seq 0, attempt out of range, a length past the end, trailing
  * bytes). On failure *ev is unspecified. */

@@ -174,7 +174,7 @@ static ls_rc probe_history(probe_state *ps, int reverse, ls_err *err)
             continue;
         }
         if (ev.payload_len == 0) continue;
-        rc = flow_open_payload_with(ps->v, &id, seq, ev.payload, ev.payload_len, &pt, err);
+        rc = flow_open_event_with(ps->v, &id, NULL, &ev, &pt, err);
         int missing = rc == LS_EAUTH && names_missing_key(ps->v, ev.payload, ev.payload_len);
         rc = verdict(ps, rc, missing, what, err);
         break;

@@ -191,50 +191,151 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
     return flow_check_word(what ? what : "workflow type", name, len, LS_FLOW_NAMEMAX, 0, err);
 }
 
-/* ---- payloads: sealed with the run id and seq as associated data ---- */
+/* ---- payloads ----
+ *
+ * A payload is sealed with associated data that binds it to where it
+ * belongs. Two forms:
+ *
+ *   record form: the payload of an event of version 2 (every event this
+ *   build seals), in a run's history or its inbox
+ *     u8    'E' (a history event) or 'I' (an inbox entry)
+ *     16    the run's id
+ *     16    the entry's arrival id (its key's last part): inbox entries only
+ *     ...   the event's value (ls_event_encode) with an empty payload:
+ *           version, type, flags, seq, time, due time, attempt, name and
+ *           error, each as the codec writes it
+ *   slot form: the payload of an event of version 1 (what lodestoned
+ *   wrote before records were bound), and the custom status
+ *     16    the run's id
+ *     8     big-endian: the event's seq; FLOW_SEQ_INBOX for an inbox
+ *           entry, FLOW_SEQ_CUSTOM for the custom status
+ *
+ * Every field of a record is bound, not only its type and name: each is
+ * read by the replay or shown by the API as the run's own (a ChildStarted's
+ * detached flag, a step's attempt, a failure's error next to its sealed
+ * traceback), and no code changes a sealed event's fields without sealing
+ * it again. The record form is unambiguous: the first byte says whether an
+ * arrival id follows, ids are of fixed size, and the event's value is the
+ * codec's canonical, length-prefixed encoding (which starts with its own
+ * version), so two different sets of fields never give the same bytes. It
+ * is at least 27 bytes long and the slot form exactly 24, so neither is
+ * ever taken for the other (nor for a secret's "lodestone.secret:" + name,
+ * nor a schedule's key, which start with other bytes).
+ *
+ * Which form opens a payload is said by its event's version byte: an
+ * explicit marker, not trial decryption (an open costs one AEAD, and its
+ * error is about the one form that applies). The marker cannot downgrade a
+ * record: it is part of the record form itself, so a version 2 event
+ * rewritten as version 1 is opened with the slot form, under which its
+ * payload does not authenticate, and a version 1 event rewritten as 2
+ * fails under the record form. What stays unbound is what version 1
+ * events never bound: their fields outside the payload, until they are
+ * sealed again (a key retirement, a branch run's copy) as version 2. */
 
-static void payload_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint64_t seq)
+#define AD_HISTORY 'E'
+#define AD_INBOX   'I'
+
+static void slot_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint64_t seq)
 {
     memcpy(ad, id->b, LS_ID_BYTES);
     for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
 }
 
-ls_rc flow_seal_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *pt, size_t len,
-                     ls_buf *out, ls_err *err)
+/* The record form for ev (its payload left out) into ad (replacing it). */
+static ls_rc record_ad(ls_buf *ad, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                       ls_err *err)
 {
-    unsigned char ad[LS_ID_BYTES + 8];
-    payload_ad(ad, id, seq);
-    return ls_vault_seal(v, ad, sizeof ad, pt, len, out, err);
+    size_t pre = 1 + LS_ID_BYTES + (arrival ? LS_ID_BYTES : 0);
+    ls_event e = *ev;
+    e.payload = NULL;
+    e.payload_len = 0;
+    /* Room for the prefix and the value (3 bytes, at most 7 varints of 10
+     * bytes, name and error) at once: one allocation. */
+    ls_buf_clear(ad);
+    ls_rc rc = ls_buf_reserve(ad, pre + 3 + 70 + e.name_len + e.error_len, err);
+    if (rc == LS_OK) rc = ls_event_encode(&e, ad, err);
+    if (rc == LS_OK) rc = ls_buf_reserve(ad, pre, err);
+    if (rc != LS_OK) return rc;
+    memmove(ad->ptr + pre, ad->ptr, ad->len + 1);
+    ad->ptr[0] = arrival ? AD_INBOX : AD_HISTORY;
+    memcpy(ad->ptr + 1, id->b, LS_ID_BYTES);
+    if (arrival) memcpy(ad->ptr + 1 + LS_ID_BYTES, arrival->b, LS_ID_BYTES);
+    ad->len += pre;
+    return LS_OK;
 }
 
-ls_rc flow_seal(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *pt, size_t len,
-                ls_buf *out, ls_err *err)
+ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                           const void *pt, size_t len, ls_buf *out, ls_err *err)
 {
-    return flow_seal_with(f->o.vault, id, seq, pt, len, out, err);
+    ls_buf ad = LS_BUF_INIT;
+    ev->version = LS_EVENT_VERSION;
+    ls_rc rc = record_ad(&ad, id, arrival, ev, err);
+    if (rc == LS_OK) rc = ls_vault_seal(v, ad.ptr, ad.len, pt, len, out, err);
+    ls_buf_free(&ad);
+    if (rc != LS_OK) return rc;
+    ev->payload = out->ptr;
+    ev->payload_len = out->len;
+    return LS_OK;
 }
 
-ls_rc flow_open_payload_with(ls_vault_t *v, const ls_id *id, uint64_t seq, const void *sealed,
-                             size_t len, ls_buf *out, ls_err *err)
+ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                      const void *pt, size_t len, ls_buf *out, ls_err *err)
 {
-    if (sealed == NULL || len == 0) return ls_buf_set(out, "null", 4, err);
-    unsigned char ad[LS_ID_BYTES + 8];
-    payload_ad(ad, id, seq);
-    ls_rc rc = ls_vault_open(v, ad, sizeof ad, sealed, len, out, err);
-    if (rc == LS_ENOTFOUND) /* the payload is there: its key is what is missing */
-        rc =
-            ls_err_set(err, LS_EAUTH, "sealed value names key %u, which this keyring does not hold",
-                       (unsigned)ls_vault_sealed_key(sealed, len));
-    if (rc != LS_OK && seq == FLOW_SEQ_INBOX)
+    return flow_seal_event_with(f->o.vault, id, arrival, ev, pt, len, out, err);
+}
+
+/* A key the keyring lacks is LS_EAUTH here: the value is there. */
+static ls_rc missing_key(ls_rc rc, const void *sealed, size_t len, ls_err *err)
+{
+    if (rc != LS_ENOTFOUND) return rc;
+    return ls_err_set(err, LS_EAUTH, "sealed value names key %u, which this keyring does not hold",
+                      (unsigned)ls_vault_sealed_key(sealed, len));
+}
+
+ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                           ls_buf *out, ls_err *err)
+{
+    if (ev->payload == NULL || ev->payload_len == 0) return ls_buf_set(out, "null", 4, err);
+    ls_rc rc;
+    if (ev->version == 1) {
+        unsigned char ad[LS_ID_BYTES + 8];
+        slot_ad(ad, id, arrival ? FLOW_SEQ_INBOX : ev->seq);
+        rc = ls_vault_open(v, ad, sizeof ad, ev->payload, ev->payload_len, out, err);
+    } else {
+        ls_buf ad = LS_BUF_INIT;
+        rc = record_ad(&ad, id, arrival, ev, err);
+        if (rc == LS_OK)
+            rc = ls_vault_open(v, ad.ptr, ad.len, ev->payload, ev->payload_len, out, err);
+        ls_buf_free(&ad);
+    }
+    rc = missing_key(rc, ev->payload, ev->payload_len, err);
+    if (rc != LS_OK && arrival)
         ls_err_prefix(err, "payload of a pending signal or child result (inbox entry)");
     else if (rc != LS_OK)
-        ls_err_prefix(err, "payload of event %llu", (unsigned long long)seq);
+        ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev->seq);
     return rc;
 }
 
-ls_rc flow_open_payload(ls_flow_t *f, const ls_id *id, uint64_t seq, const void *sealed, size_t len,
-                        ls_buf *out, ls_err *err)
+ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                      ls_buf *out, ls_err *err)
 {
-    return flow_open_payload_with(f->o.vault, id, seq, sealed, len, out, err);
+    return flow_open_event_with(f->o.vault, id, arrival, ev, out, err);
+}
+
+ls_rc flow_seal_status_with(ls_vault_t *v, const ls_id *id, const void *pt, size_t len, ls_buf *out,
+                            ls_err *err)
+{
+    unsigned char ad[LS_ID_BYTES + 8];
+    slot_ad(ad, id, FLOW_SEQ_CUSTOM);
+    return ls_vault_seal(v, ad, sizeof ad, pt, len, out, err);
+}
+
+ls_rc flow_open_status_with(ls_vault_t *v, const ls_id *id, const void *sealed, size_t len,
+                            ls_buf *out, ls_err *err)
+{
+    unsigned char ad[LS_ID_BYTES + 8];
+    slot_ad(ad, id, FLOW_SEQ_CUSTOM);
+    return missing_key(ls_vault_open(v, ad, sizeof ad, sealed, len, out, err), sealed, len, err);
 }
 
 /* ---- lookups ---- */
@@ -309,7 +410,7 @@ static int set_time(json_t *o, const char *key, int64_t ms)
 static ls_rc set_payload(ls_flow_t *f, json_t *o, const char *key, const ls_id *id,
                          const ls_event *ev, ls_buf *tmp, ls_err *err)
 {
-    ls_rc rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
+    ls_rc rc = flow_open_event(f, id, NULL, ev, tmp, err);
     if (rc != LS_OK) return rc;
     json_t *v = NULL;
     if (ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err) != LS_OK)
@@ -368,7 +469,7 @@ static ls_rc add_custom(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
     if (rc == LS_OK) rc = ls_store_get(f->o.store, k.ptr, k.len, val, err);
     ls_buf_free(&k);
     if (rc == LS_ENOTFOUND) return LS_OK;
-    if (rc == LS_OK) rc = flow_open_payload(f, id, FLOW_SEQ_CUSTOM, val->ptr, val->len, tmp, err);
+    if (rc == LS_OK) rc = flow_open_status_with(f->o.vault, id, val->ptr, val->len, tmp, err);
     json_t *v = NULL;
     if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "custom status");
@@ -517,8 +618,7 @@ static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec
         if (rc == LS_OK && ev.type != LS_EV_WORKFLOW_COMPLETED)
             rc = ls_err_set(err, LS_ECORRUPT, "the last event of a completed run is a %s",
                             ls_event_type_name(ev.type));
-        if (rc == LS_OK)
-            rc = flow_open_payload(f, id, ev.seq, ev.payload, ev.payload_len, &tmp, err);
+        if (rc == LS_OK) rc = flow_open_event(f, id, NULL, &ev, &tmp, err);
         if (rc == LS_OK && ls_json_parse((const char *)tmp.ptr, tmp.len, &output, err) != LS_OK)
             rc = ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev.seq);
         ls_buf_free(&val);
@@ -621,7 +721,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
         json_object_set_new(o, "error", strn(ev->error, ev->error_len));
         if (ev->payload_len) {
             json_t *extra = NULL;
-            rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
+            rc = flow_open_event(f, id, NULL, ev, tmp, err);
             if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
             if (rc == LS_OK) {
                 json_t *tb = json_object_get(extra, "traceback");
@@ -635,7 +735,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
         if (ev->flags & LS_EVF_DETACHED) json_object_set_new(o, "detached", json_true());
         json_t *extra = NULL;
-        rc = flow_open_payload(f, id, ev->seq, ev->payload, ev->payload_len, tmp, err);
+        rc = flow_open_event(f, id, NULL, ev, tmp, err);
         if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
         if (rc == LS_OK) {
             json_t *t = json_object_get(extra, "type");

@@ -4,6 +4,8 @@
  * sealed with and sealed again under the current key, in bounded synced
  * batches; once a check finds none left, the key file is rewritten to hold
  * the current key alone. Values that do not open are left as they were.
+ * Events (history, inbox) are sealed again as version 2, bound to all
+ * their fields (query.c), whichever version they were.
  */
 #include "ls_config.h"
 
@@ -115,10 +117,19 @@ static const char *run_label(retire_state *rs, const ls_id *id)
     return rs->what.len ? (const char *)rs->what.ptr : "a run";
 }
 
-/* One event value (a history event, seq = its own; or an inbox entry,
- * seq = FLOW_SEQ_INBOX) of run id, stored under key. */
+/* One event value of run id, stored under key: a history event (seq: its
+ * key's, arrival NULL) or an inbox entry (arrival: its key's).
+ *
+ * A version 1 event it reseals becomes version 2: its payload bound to
+ * the fields it holds. That is safe, and worth it: the fields are those
+ * the engine reads and trusts today, taken from the record itself, with
+ * the place (run, seq or arrival) from its key; a history event whose seq
+ * is not its key's is refused rather than bound. What retirement cannot
+ * tell is whether a version 1 record was changed on disk before it ran:
+ * such a change, undetectable then, is bound as it was found. */
 static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id *id, uint64_t seq,
-                         const void *key, size_t klen, const void *val, size_t vlen, ls_err *err)
+                         const ls_id *arrival, const void *key, size_t klen, const void *val,
+                         size_t vlen, ls_err *err)
 {
     ls_event ev;
     ls_err why = {0};
@@ -138,7 +149,11 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         return rc;
     }
     if (ev.payload_len == 0 || !other_key(rs, ev.payload, ev.payload_len)) return LS_OK;
-    rc = flow_open_payload_with(rs->v, id, seq, ev.payload, ev.payload_len, &rs->pt, &why);
+    if (!arrival && ev.seq != seq)
+        rc = ls_err_set(&why, LS_ECORRUPT, "payload of event %llu: the event holds seq %llu",
+                        (unsigned long long)seq, (unsigned long long)ev.seq);
+    else
+        rc = flow_open_event_with(rs->v, id, arrival, &ev, &rs->pt, &why);
     if (rc != LS_OK) {
         ls_buf w = LS_BUF_INIT;
         ls_buf_printf(&w, NULL, "%s", run_label(rs, id));
@@ -146,10 +161,8 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         ls_buf_free(&w);
         return rc;
     }
-    rc = flow_seal_with(rs->v, id, seq, rs->pt.ptr, rs->pt.len, &rs->sealed, err);
+    rc = flow_seal_event_with(rs->v, id, arrival, &ev, rs->pt.ptr, rs->pt.len, &rs->sealed, err);
     if (rc != LS_OK) return rc;
-    ev.payload = rs->sealed.ptr;
-    ev.payload_len = rs->sealed.len;
     rc = ls_event_encode(&ev, &rs->val, err);
     if (rc != LS_OK) return rc;
     return put(rs, kind, key, klen, rs->val.ptr, rs->val.len, err);
@@ -169,14 +182,14 @@ static ls_rc history_value(retire_state *rs, const void *key, size_t klen, const
         }
         return failed(rs, rc, "a history record", &why, err);
     }
-    return event_value(rs, LS_FLOW_SEALED_HISTORY, &id, seq, key, klen, val, vlen, err);
+    return event_value(rs, LS_FLOW_SEALED_HISTORY, &id, seq, NULL, key, klen, val, vlen, err);
 }
 
 /* LS_NS_SIGNAL, run id, arrival id (flow_key_inbox). */
 static ls_rc inbox_value(retire_state *rs, const void *key, size_t klen, const void *val,
                          size_t vlen, ls_err *err)
 {
-    ls_id id;
+    ls_id id, arrival;
     if (klen != 1 + 2 * LS_ID_BYTES) {
         if (rs->verify) {
             rs->rep->remaining++;
@@ -187,7 +200,8 @@ static ls_rc inbox_value(retire_state *rs, const void *key, size_t klen, const v
         return failed(rs, LS_ECORRUPT, "an inbox entry", &why, err);
     }
     memcpy(id.b, (const unsigned char *)key + 1, LS_ID_BYTES);
-    return event_value(rs, LS_FLOW_SEALED_INBOX, &id, FLOW_SEQ_INBOX, key, klen, val, vlen, err);
+    memcpy(arrival.b, (const unsigned char *)key + 1 + LS_ID_BYTES, LS_ID_BYTES);
+    return event_value(rs, LS_FLOW_SEALED_INBOX, &id, 0, &arrival, key, klen, val, vlen, err);
 }
 
 /* LS_NS_RUNINFO, run id, 'c' (flow_key_custom): the sealed JSON. The
@@ -201,7 +215,7 @@ static ls_rc status_value(retire_state *rs, const void *key, size_t klen, const 
     ls_id id;
     memcpy(id.b, k + 1, LS_ID_BYTES);
     ls_err why = {0};
-    ls_rc rc = flow_open_payload_with(rs->v, &id, FLOW_SEQ_CUSTOM, val, vlen, &rs->pt, &why);
+    ls_rc rc = flow_open_status_with(rs->v, &id, val, vlen, &rs->pt, &why);
     if (rc != LS_OK) {
         ls_buf w = LS_BUF_INIT;
         ls_buf_printf(&w, NULL, "%s, custom status", run_label(rs, &id));
@@ -209,7 +223,7 @@ static ls_rc status_value(retire_state *rs, const void *key, size_t klen, const 
         ls_buf_free(&w);
         return rc;
     }
-    rc = flow_seal_with(rs->v, &id, FLOW_SEQ_CUSTOM, rs->pt.ptr, rs->pt.len, &rs->sealed, err);
+    rc = flow_seal_status_with(rs->v, &id, rs->pt.ptr, rs->pt.len, &rs->sealed, err);
     if (rc != LS_OK) return rc;
     return put(rs, LS_FLOW_SEALED_STATUS, key, klen, rs->sealed.ptr, rs->sealed.len, err);
 }

@@ -284,9 +284,10 @@ static inline void fuzz_seed_events(ls_event out[FUZZ_SEED_EVENTS])
 /* 1 when two decoded events are the same, field by field. */
 static inline int events_equal(const ls_event *a, const ls_event *b)
 {
-    return a->type == b->type && a->flags == b->flags && a->seq == b->seq &&
-           a->time_ms == b->time_ms && a->due_ms == b->due_ms && a->attempt == b->attempt &&
-           a->name_len == b->name_len && (!a->name_len || !memcmp(a->name, b->name, a->name_len)) &&
+    return a->version == b->version && a->type == b->type && a->flags == b->flags &&
+           a->seq == b->seq && a->time_ms == b->time_ms && a->due_ms == b->due_ms &&
+           a->attempt == b->attempt && a->name_len == b->name_len &&
+           (!a->name_len || !memcmp(a->name, b->name, a->name_len)) &&
            a->payload_len == b->payload_len &&
            (!a->payload_len || !memcmp(a->payload, b->payload, a->payload_len)) &&
            a->error_len == b->error_len &&

@@ -3859,13 +3859,43 @@ static void test_engine_names_checked_where_recorded(void **state)
     eng_close(e);
 }
 
+/* Seals pt as older lodestoned sealed an event's payload (event version
+ * 1): bound to the run id and seq alone (FLOW_SEQ_INBOX for an inbox
+ * entry), big-endian, 24 bytes. */
+static void seal_v1(env *e, const ls_id *id, uint64_t seq, const ls_buf *pt, ls_buf *out)
+{
+    ls_err err = {0};
+    unsigned char ad[LS_ID_BYTES + 8];
+    memcpy(ad, id->b, LS_ID_BYTES);
+    for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
+    th_ok(ls_vault_seal(e->d.v, ad, sizeof ad, pt->ptr, pt->len, out, &err), &err);
+}
+
+/* Makes ev (decoded from run id's history, or its inbox entry arrival) an
+ * event as older lodestoned wrote it: version 1, its payload opened and
+ * sealed again with seal_v1 into sealed (ev->payload points there). */
+static void as_v1(env *e, const ls_id *id, const ls_id *arrival, ls_event *ev, ls_buf *sealed)
+{
+    ls_err err = {0};
+    ls_buf pt = LS_BUF_INIT;
+    if (ev->payload_len) {
+        th_ok(flow_open_event_with(e->d.v, id, arrival, ev, &pt, &err), &err);
+        seal_v1(e, id, arrival ? FLOW_SEQ_INBOX : ev->seq, &pt, sealed);
+        ev->payload = sealed->ptr;
+        ev->payload_len = sealed->len;
+    }
+    ev->version = 1;
+    ls_buf_free(&pt);
+}
+
 /* Rewrites, in the store, the name of every event of run id that is
  * named from to to: a history as an engine without the name checks wrote
- * it (the engine is closed). */
+ * it (the engine is closed), so as version 1 events, whose payloads are
+ * not bound to their names. */
 static void rename_events(env *e, const ls_id *id, const char *from, const char *to)
 {
     ls_err err = {0};
-    ls_buf prefix = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_buf prefix = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
     ls_store_iter_t *it = NULL;
     const void *key, *val;
     size_t klen, vlen, renamed = 0;
@@ -3878,6 +3908,7 @@ static void rename_events(env *e, const ls_id *id, const char *from, const char 
         ls_event ev;
         th_ok(ls_event_decode(val, vlen, &ev, &err), &err);
         if (ev.name_len != strlen(from) || memcmp(ev.name, from, ev.name_len) != 0) continue;
+        as_v1(e, id, NULL, &ev, &sealed);
         ev.name = to;
         ev.name_len = strlen(to);
         th_ok(ls_event_encode(&ev, &v, &err), &err);
@@ -3891,6 +3922,7 @@ static void rename_events(env *e, const ls_id *id, const char *from, const char 
     ls_store_batch_free(b);
     ls_buf_free(&prefix);
     ls_buf_free(&v);
+    ls_buf_free(&sealed);
 }
 
 /* A history recorded before names had limits (a step named with 300

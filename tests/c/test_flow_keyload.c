@@ -118,8 +118,9 @@ static void put_schedule(ls_vault_t *v, ls_store_t *st, const char *name)
     ls_buf_free(&k), ls_buf_free(&sealed);
 }
 
-/* Run (id byte b)'s WorkflowStarted, its input sealed with the run id and
- * seq 1 as associated data; with bad_version 1, a payload this build does
+/* Run (id byte b)'s WorkflowStarted as an older lodestoned wrote it (event
+ * version 1): its input sealed with the run id and seq 1 as associated
+ * data; with bad_version 1, a payload this build does
  * not read (a damaged record); with 2, one whose last byte is flipped (it
  * does not authenticate under the key it names). Sets *id. */
 static void put_run(ls_vault_t *v, ls_store_t *st, unsigned char b, int bad_version, ls_id *id)
@@ -133,7 +134,8 @@ static void put_run(ls_vault_t *v, ls_store_t *st, unsigned char b, int bad_vers
     th_ok(ls_vault_seal(v, ad, sizeof ad, "{\"a\":1}", 7, &sealed, &err), &err);
     if (bad_version == 1) sealed.ptr[0] = 9;
     if (bad_version == 2) sealed.ptr[sealed.len - 1] ^= 1;
-    ls_event ev = {.type = LS_EV_WORKFLOW_STARTED,
+    ls_event ev = {.version = 1,
+                   .type = LS_EV_WORKFLOW_STARTED,
                    .seq = 1,
                    .time_ms = 1,
                    .payload = sealed.ptr,
