@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flow/flow_int.h"
+
 char *th_mkdtemp(const char *suite)
 {
     const char *tmp = getenv("TMPDIR");
@@ -307,4 +309,110 @@ void th_damage_largest_table(const char *dir, off_t at_least)
     assert_int_equal(pwrite(fd, junk, sizeof junk, largest / 2), (ssize_t)sizeof junk);
     close(fd);
     free(file);
+}
+
+/* ---- records as older lodestoned wrote them ---- */
+
+void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                    ls_buf *sealed)
+{
+    ls_err err = {0};
+    ls_buf pt = LS_BUF_INIT;
+    if (ev->payload_len) {
+        th_ok(flow_open_event_with(v, id, arrival, ev, &pt, &err), &err);
+        uint64_t seq = arrival ? FLOW_SEQ_INBOX : ev->seq;
+        unsigned char ad[LS_ID_BYTES + 8];
+        memcpy(ad, id->b, LS_ID_BYTES);
+        for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
+        th_ok(ls_vault_seal(v, ad, sizeof ad, pt.ptr, pt.len, sealed, &err), &err);
+        ev->payload = sealed->ptr;
+        ev->payload_len = sealed->len;
+    }
+    ev->version = 1;
+    ls_buf_free(&pt);
+}
+
+/* Calls fn for each history event (inbox 0) or inbox entry (inbox 1) of
+ * run (NULL: every run) in st, with its run id and arrival (NULL for a
+ * history event). */
+static void each_event(ls_store_t *st, int inbox, const ls_id *run,
+                       void (*fn)(void *ud, const void *key, size_t klen, const ls_id *id,
+                                  const ls_id *arrival, ls_event *ev),
+                       void *ud)
+{
+    ls_err err = {0};
+    unsigned char prefix[1 + LS_ID_BYTES] = {inbox ? LS_NS_SIGNAL : LS_NS_HISTORY};
+    if (run) memcpy(prefix + 1, run->b, LS_ID_BYTES);
+    ls_store_iter_t *it = NULL;
+    const void *key, *val;
+    size_t klen, vlen;
+    ls_rc rc;
+    th_ok(ls_store_iter_prefix(&it, st, prefix, run ? sizeof prefix : 1, 0, &err), &err);
+    while ((rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, &err)) == LS_OK) {
+        ls_id id, arrival;
+        ls_event ev;
+        assert_true(klen >= 1 + LS_ID_BYTES);
+        memcpy(id.b, (const unsigned char *)key + 1, LS_ID_BYTES);
+        if (inbox) {
+            assert_int_equal(klen, 1 + 2 * LS_ID_BYTES);
+            memcpy(arrival.b, (const unsigned char *)key + 1 + LS_ID_BYTES, LS_ID_BYTES);
+        }
+        th_ok(ls_event_decode(val, vlen, &ev, &err), &err);
+        fn(ud, key, klen, &id, inbox ? &arrival : NULL, &ev);
+    }
+    assert_int_equal(rc, LS_ENOTFOUND);
+    ls_store_iter_free(it);
+}
+
+typedef struct {
+    ls_vault_t *v;
+    ls_store_batch_t *b;
+    ls_buf sealed, val;
+    size_t n;
+} as_v1_state;
+
+static void put_as_v1(void *ud, const void *key, size_t klen, const ls_id *id, const ls_id *arrival,
+                      ls_event *ev)
+{
+    as_v1_state *s = ud;
+    ls_err err = {0};
+    th_event_as_v1(s->v, id, arrival, ev, &s->sealed);
+    th_ok(ls_event_encode(ev, &s->val, &err), &err);
+    ls_store_batch_put(s->b, key, klen, s->val.ptr, s->val.len);
+    s->n++;
+}
+
+size_t th_events_as_v1(ls_store_t *st, ls_vault_t *v, int inbox, const ls_id *run)
+{
+    ls_err err = {0};
+    as_v1_state s = {.v = v, .sealed = LS_BUF_INIT, .val = LS_BUF_INIT};
+    th_ok(ls_store_batch_new(&s.b, &err), &err);
+    each_event(st, inbox, run, put_as_v1, &s);
+    th_ok(ls_store_write(st, s.b, LS_STORE_SYNC, &err), &err);
+    ls_store_batch_free(s.b);
+    ls_buf_free(&s.sealed);
+    ls_buf_free(&s.val);
+    return s.n;
+}
+
+typedef struct {
+    size_t n, v1;
+} count_state;
+
+static void count_payload(void *ud, const void *key, size_t klen, const ls_id *id,
+                          const ls_id *arrival, ls_event *ev)
+{
+    (void)key, (void)klen, (void)id, (void)arrival;
+    count_state *c = ud;
+    if (ev->payload_len == 0) return;
+    c->n++;
+    c->v1 += ev->version == 1;
+}
+
+size_t th_payload_events(ls_store_t *st, int inbox, const ls_id *run, size_t *v1)
+{
+    count_state c = {0, 0};
+    each_event(st, inbox, run, count_payload, &c);
+    if (v1) *v1 = c.v1;
+    return c.n;
 }

@@ -13,6 +13,8 @@
 
 #include "lodestone/lodestone.h"
 #include "lodestone/ls_flow.h"
+#include "lodestone/ls_id.h"
+#include "flow/history.h"
 
 /* Creates a fresh directory under $TMPDIR (or /tmp) named for the suite;
  * returns a malloc'd path. Aborts the test on failure. */
@@ -95,6 +97,27 @@ void th_wait_run_end(ls_flow_t *f, const char *name, long ms);
 /* Flips 64 bytes in the middle of the largest LevelDB table file (.ldb,
  * .sst) of the store directory dir, which must be over at_least bytes. */
 void th_damage_largest_table(const char *dir, off_t at_least);
+
+/* ---- records as older lodestoned wrote them ---- */
+
+/* Makes *ev (decoded from run id's history, or from its inbox entry
+ * arrival) an event as lodestoned wrote it before payloads were bound to
+ * their records: version 1, its payload (when it has one) opened with v
+ * and sealed again, into sealed (ev->payload then points there), under
+ * v's current key with the run id and seq (FLOW_SEQ_INBOX for an inbox
+ * entry) alone as associated data, 24 bytes. Fails the test when the
+ * payload does not open. */
+void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                    ls_buf *sealed);
+
+/* Rewrites in st every history event (inbox 0) or inbox entry (inbox 1)
+ * of run (NULL: of every run) with th_event_as_v1. Returns how many. */
+size_t th_events_as_v1(ls_store_t *st, ls_vault_t *v, int inbox, const ls_id *run);
+
+/* Counts, in st, the history events (inbox 0) or inbox entries (inbox 1)
+ * of run (NULL: of every run) that carry a payload, and of them those of
+ * event version 1 into *v1 (may be NULL). */
+size_t th_payload_events(ls_store_t *st, int inbox, const ls_id *run, size_t *v1);
 
 /* Asserts rc == LS_OK, printing err's message otherwise. */
 #define th_ok(rc, err)                                                                     \

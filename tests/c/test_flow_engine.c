@@ -339,6 +339,15 @@ static int log_has(harness *h, const char *needle)
     return found;
 }
 
+/* Forgets what the log has said so far. */
+static void h_log_clear(harness *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->loglen = 0;
+    h->log[0] = '\0';
+    pthread_mutex_unlock(&h->mu);
+}
+
 static void on_log(void *ud, int level, const char *run, const char *msg)
 {
     harness *h = ud;
@@ -3428,6 +3437,331 @@ static void test_engine_inbox_entry_that_does_not_open_is_named(void **state)
     eng_close(e);
 }
 
+/* ---- records changed in the store ---- */
+
+/* Reads run id's inbox: up to max entries in arrival order, their keys and
+ * values into keys[] and vals[] (initialised here). Returns how many. */
+static size_t read_inbox(env *e, const ls_id *id, ls_buf *keys, ls_buf *vals, size_t max)
+{
+    ls_err err = {0};
+    ls_buf prefix = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    const void *key, *val;
+    size_t klen, vlen, n = 0;
+    th_ok(flow_key_inbox(&prefix, id, NULL, &err), &err);
+    th_ok(ls_store_iter_prefix(&it, e->d.st, prefix.ptr, prefix.len, 0, &err), &err);
+    while (n < max && ls_store_iter_next(it, &key, &klen, &val, &vlen, &err) == LS_OK) {
+        keys[n] = (ls_buf)LS_BUF_INIT;
+        vals[n] = (ls_buf)LS_BUF_INIT;
+        th_ok(ls_buf_set(&keys[n], key, klen, &err), &err);
+        th_ok(ls_buf_set(&vals[n], val, vlen, &err), &err);
+        n++;
+    }
+    ls_store_iter_free(it);
+    ls_buf_free(&prefix);
+    return n;
+}
+
+/* Puts value (vlen bytes) under key in e's store, synced. */
+static void put_raw(env *e, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    ls_err err = {0};
+    th_ok(ls_store_put(e->d.st, key, klen, val, vlen, LS_STORE_SYNC, &err), &err);
+}
+
+/* Re-encodes the event in val with its name, type (0: kept) or payload
+ * (NULL: kept) changed, and puts it under key: a store changed by someone
+ * who can write it but has no key. */
+static void put_changed(env *e, const ls_buf *key, const ls_buf *val, const char *name,
+                        ls_event_type type, const ls_event *payload_of)
+{
+    ls_err err = {0};
+    ls_event ev;
+    ls_buf v = LS_BUF_INIT;
+    th_ok(ls_event_decode(val->ptr, val->len, &ev, &err), &err);
+    if (name) {
+        ev.name = name;
+        ev.name_len = strlen(name);
+    }
+    if (type) ev.type = type;
+    if (payload_of) {
+        ev.payload = payload_of->payload;
+        ev.payload_len = payload_of->payload_len;
+    }
+    th_ok(ls_event_encode(&ev, &v, &err), &err);
+    put_raw(e, key->ptr, key->len, v.ptr, v.len);
+    ls_buf_free(&v);
+}
+
+/* Waits until run's history holds n events of type named name. */
+static void wait_events(env *e, const char *run, const char *type, const char *name, size_t n)
+{
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        json_t *ev = history(e, run);
+        size_t k = count_events(ev, type, name);
+        json_decref(ev);
+        if (k >= n) return;
+        th_nap_ms(2);
+    }
+    fail_msg("run %s never had %zu %s events of \"%s\"", run, n, type, name);
+}
+
+/* The activation is given up, logged with want; the run is neither
+ * failed nor moved on (its step "b" never ran, no signal reached its
+ * history). */
+static void given_up_with(env *e, const char *run, const char *want)
+{
+    char buf[32];
+    wait_log(e, want);
+    wait_idle(e);
+    assert_false(log_has(&e->h, "failed:"));
+    assert_string_equal(status_of(e, run, buf), "running");
+    assert_int_equal(calls(&e->h, run, "b"), 0);
+}
+
+#define INBOX_REFUSED                                                                  \
+    "cannot load history: payload of a pending signal or child result (inbox entry): " \
+    "sealed value does not authenticate"
+
+/* Two signals pending in a run's inbox whose sealed payloads are swapped
+ * in the store (same run, same name: an older lodestoned sealed both with
+ * the same associated data, and the run took them in the swapped order
+ * without a word): neither opens, the activation is given up and logged,
+ * the run waits. Put back, both are delivered in the order they came. */
+static void test_engine_swapped_pending_signals_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "sw-1", NULL);
+    json_decref(wait_waiting(e, "sw-1"));
+    eng_close(e);
+    eng_open(e, 0); /* not running: the signals stay in the inbox */
+    signal_ok(e, "sw-1", "go", "{\"n\":1}");
+    signal_ok(e, "sw-1", "go", "{\"n\":2}");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "sw-1", 4, &id, &err), &err);
+    eng_close(e);
+
+    ls_buf keys[2], vals[2];
+    assert_int_equal(read_inbox(e, &id, keys, vals, 2), 2);
+    ls_event ev[2];
+    th_ok(ls_event_decode(vals[0].ptr, vals[0].len, &ev[0], &err), &err);
+    th_ok(ls_event_decode(vals[1].ptr, vals[1].len, &ev[1], &err), &err);
+    put_changed(e, &keys[0], &vals[0], NULL, 0, &ev[1]);
+    put_changed(e, &keys[1], &vals[1], NULL, 0, &ev[0]);
+    eng_open(e, 1);
+    given_up_with(e, "sw-1", "error [sw-1] " INBOX_REFUSED);
+    json_t *h = history(e, "sw-1");
+    assert_int_equal(count_events(h, "signal_received", NULL), 0);
+    json_decref(h);
+    eng_close(e);
+
+    for (int i = 0; i < 2; i++) put_raw(e, keys[i].ptr, keys[i].len, vals[i].ptr, vals[i].len);
+    eng_open(e, 1);
+    wait_end(e, "sw-1");
+    json_t *r = results_of(e, "sw-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":2}");
+    json_decref(r);
+    eng_close(e);
+    for (int i = 0; i < 2; i++) ls_buf_free(&keys[i]), ls_buf_free(&vals[i]);
+}
+
+/* A pending signal renamed in the store ("halt" to the "go" the run waits
+ * for), or made another type (a child's result), does not open: the run
+ * is not handed a payload that was sent under another name. Put back, it
+ * is a "halt" that nothing waits for. */
+static void test_engine_changed_pending_signal_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "rn-1", NULL);
+    json_decref(wait_waiting(e, "rn-1"));
+    eng_close(e);
+    eng_open(e, 0);
+    signal_ok(e, "rn-1", "halt", "{\"n\":9}");
+    signal_ok(e, "rn-1", "go", "{\"n\":1}");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "rn-1", 4, &id, &err), &err);
+    eng_close(e);
+    ls_buf keys[2], vals[2];
+    assert_int_equal(read_inbox(e, &id, keys, vals, 2), 2);
+
+    put_changed(e, &keys[0], &vals[0], "go", 0, NULL);
+    eng_open(e, 1);
+    given_up_with(e, "rn-1", "error [rn-1] " INBOX_REFUSED);
+    eng_close(e);
+
+    put_changed(e, &keys[0], &vals[0], NULL, LS_EV_CHILD_COMPLETED, NULL);
+    h_log_clear(&e->h);
+    eng_open(e, 1);
+    given_up_with(e, "rn-1", "error [rn-1] " INBOX_REFUSED);
+    json_t *h = history(e, "rn-1");
+    assert_int_equal(count_events(h, "child_completed", NULL), 0);
+    assert_int_equal(count_events(h, "signal_received", NULL), 0);
+    json_decref(h);
+    eng_close(e);
+
+    put_raw(e, keys[0].ptr, keys[0].len, vals[0].ptr, vals[0].len);
+    eng_open(e, 1);
+    wait_events(e, "rn-1", "signal_received", "go", 1);
+    signal_ok(e, "rn-1", "go", "{\"n\":3}");
+    wait_end(e, "rn-1");
+    json_t *r = results_of(e, "rn-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":3}");
+    json_decref(r);
+    h = history(e, "rn-1");
+    assert_int_equal(count_events(h, "signal_received", "halt"), 1);
+    json_decref(h);
+    eng_close(e);
+    for (int i = 0; i < 2; i++) ls_buf_free(&keys[i]), ls_buf_free(&vals[i]);
+}
+
+/* A signal in a run's history renamed in the store to the name its code
+ * waits for: the replay takes it, its payload does not open, and the
+ * activation is given up naming the run and the event; the run is not
+ * failed. Put back, the run goes on as it was. */
+static void test_engine_renamed_history_signal_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "hs-1", NULL);
+    json_decref(wait_waiting(e, "hs-1"));
+    eng_close(e);
+    eng_open(e, 0);
+    signal_ok(e, "hs-1", "halt", "{\"n\":9}");
+    signal_ok(e, "hs-1", "go", "{\"n\":1}");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "hs-1", 4, &id, &err), &err);
+    eng_close(e);
+    eng_open(e, 1); /* both go into its history, halt first; go is taken */
+    wait_events(e, "hs-1", "signal_received", "go", 1);
+    json_t *h = history(e, "hs-1");
+    json_int_t seq = jint(nth_event(h, "signal_received", "halt", 0), "seq");
+    json_decref(h);
+    wait_idle(e);
+    eng_close(e);
+
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    th_ok(ls_history_key(&key, &id, (uint64_t)seq, &err), &err);
+    th_ok(ls_store_get(e->d.st, key.ptr, key.len, &val, &err), &err);
+    put_changed(e, &key, &val, "go", 0, NULL);
+    h_log_clear(&e->h);
+    eng_open(e, 1);
+    signal_ok(e, "hs-1", "go", "{\"n\":2}"); /* wakes it: its replay takes the renamed one */
+    char want[128];
+    snprintf(want, sizeof want,
+             "error [hs-1] run hs-1: payload of event %lld: sealed value does not authenticate",
+             (long long)seq);
+    given_up_with(e, "hs-1", want);
+    eng_close(e);
+
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    eng_open(e, 1);
+    wait_end(e, "hs-1");
+    json_t *r = results_of(e, "hs-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":2}");
+    json_decref(r);
+    eng_close(e);
+    ls_buf_free(&key);
+    ls_buf_free(&val);
+}
+
+/* A run written by an older lodestoned (every event of version 1, its
+ * payloads sealed with the run id and seq alone, a signal pending in its
+ * inbox sealed likewise) opens and completes; what this build adds is of
+ * version 2, and the old events stay as they were. */
+static void test_engine_version1_records_open(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "old-1", "{\"in\":1}");
+    json_decref(wait_waiting(e, "old-1"));
+    signal_ok(e, "old-1", "go", "{\"n\":1}");
+    wait_events(e, "old-1", "signal_received", "go", 1);
+    wait_idle(e);
+    eng_close(e);
+    eng_open(e, 0);
+    signal_ok(e, "old-1", "go", "{\"n\":2}");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "old-1", 5, &id, &err), &err);
+    eng_close(e);
+
+    size_t v1 = 0;
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 3); /* input, a, go */
+    assert_int_equal(v1, 0);
+    assert_true(th_events_as_v1(e->d.st, e->d.v, 0, &id) >= 3);
+    assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 1, &id), 1);
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 3);
+    assert_int_equal(v1, 3);
+    assert_int_equal(th_payload_events(e->d.st, 1, &id, &v1), 1);
+    assert_int_equal(v1, 1);
+
+    eng_open(e, 1);
+    wait_end(e, "old-1");
+    json_t *d = describe(e, "old-1");
+    assert_json(json_object_get(json_object_get(d, "output"), "input"), "{\"in\":1}");
+    json_decref(d);
+    json_t *r = results_of(e, "old-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":2}");
+    json_decref(r);
+    json_t *h = history(e, "old-1"); /* every payload opens */
+    assert_json(json_object_get(nth_event(h, "signal_received", "go", 0), "payload"), "{\"n\":1}");
+    assert_json(json_object_get(nth_event(h, "signal_received", "go", 1), "payload"), "{\"n\":2}");
+    json_decref(h);
+    /* the second go, step b and the output are new: version 2 */
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 6);
+    assert_int_equal(v1, 3);
+    assert_int_equal(calls(&e->h, "old-1", "a"), 1);
+    eng_close(e);
+}
+
+/* A branch run's copy of its parent's history, when the parent's events
+ * are of version 1: opened as such, sealed again for the branch as
+ * version 2, and the branches and the parent complete. */
+static void test_engine_branch_copy_of_version1_history(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "nap_fan", "nv-1", "{\"n\":1}");
+    json_decref(wait_waiting(e, "nv-1"));
+    ls_id id;
+    th_ok(flow_lookup(e->f, "nv-1", 4, &id, &err), &err);
+    eng_close(e);
+    assert_true(th_events_as_v1(e->d.st, e->d.v, 0, &id) > 0);
+
+    eng_open(e, 1);
+    char s[32], kids[2][64];
+    th_clock_advance(&e->fc, 200); /* the sleep ends: the branch runs start */
+    for (int i = 0; i < WAIT_MS / 2; i++) {
+        th_clock_advance(&e->fc, 10); /* branch 1's sleep */
+        if (strcmp(status_of(e, "nv-1", s), "running") != 0) break;
+        th_nap_ms(2);
+    }
+    wait_end(e, "nv-1");
+    assert_false(log_has(&e->h, "does not authenticate"));
+    assert_string_equal(status_of(e, "nv-1", s), "completed");
+    branch_ids(e, "nv-1", kids, 2);
+    for (int i = 0; i < 2; i++) {
+        ls_id kid;
+        size_t v1 = 9;
+        th_ok(flow_lookup(e->f, kids[i], strlen(kids[i]), &kid, &err), &err);
+        assert_string_equal(status_of(e, kids[i], s), "completed");
+        assert_true(th_payload_events(e->d.st, 0, &kid, &v1) >= 2); /* the input copied, ... */
+        assert_int_equal(v1, 0);
+    }
+    eng_close(e);
+}
+
 static void test_engine_cancel_at_next_wait(void **state)
 {
     env *e = *state;
@@ -3859,35 +4193,6 @@ static void test_engine_names_checked_where_recorded(void **state)
     eng_close(e);
 }
 
-/* Seals pt as older lodestoned sealed an event's payload (event version
- * 1): bound to the run id and seq alone (FLOW_SEQ_INBOX for an inbox
- * entry), big-endian, 24 bytes. */
-static void seal_v1(env *e, const ls_id *id, uint64_t seq, const ls_buf *pt, ls_buf *out)
-{
-    ls_err err = {0};
-    unsigned char ad[LS_ID_BYTES + 8];
-    memcpy(ad, id->b, LS_ID_BYTES);
-    for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
-    th_ok(ls_vault_seal(e->d.v, ad, sizeof ad, pt->ptr, pt->len, out, &err), &err);
-}
-
-/* Makes ev (decoded from run id's history, or its inbox entry arrival) an
- * event as older lodestoned wrote it: version 1, its payload opened and
- * sealed again with seal_v1 into sealed (ev->payload points there). */
-static void as_v1(env *e, const ls_id *id, const ls_id *arrival, ls_event *ev, ls_buf *sealed)
-{
-    ls_err err = {0};
-    ls_buf pt = LS_BUF_INIT;
-    if (ev->payload_len) {
-        th_ok(flow_open_event_with(e->d.v, id, arrival, ev, &pt, &err), &err);
-        seal_v1(e, id, arrival ? FLOW_SEQ_INBOX : ev->seq, &pt, sealed);
-        ev->payload = sealed->ptr;
-        ev->payload_len = sealed->len;
-    }
-    ev->version = 1;
-    ls_buf_free(&pt);
-}
-
 /* Rewrites, in the store, the name of every event of run id that is
  * named from to to: a history as an engine without the name checks wrote
  * it (the engine is closed), so as version 1 events, whose payloads are
@@ -3908,7 +4213,7 @@ static void rename_events(env *e, const ls_id *id, const char *from, const char 
         ls_event ev;
         th_ok(ls_event_decode(val, vlen, &ev, &err), &err);
         if (ev.name_len != strlen(from) || memcmp(ev.name, from, ev.name_len) != 0) continue;
-        as_v1(e, id, NULL, &ev, &sealed);
+        th_event_as_v1(e->d.v, id, NULL, &ev, &sealed);
         ev.name = to;
         ev.name_len = strlen(to);
         th_ok(ls_event_encode(&ev, &v, &err), &err);
@@ -4724,6 +5029,11 @@ int main(void)
         T(test_engine_secret_under_missing_key_keeps_the_run),
         T(test_engine_branch_copy_that_does_not_open_keeps_the_run),
         T(test_engine_inbox_entry_that_does_not_open_is_named),
+        T(test_engine_swapped_pending_signals_refused),
+        T(test_engine_changed_pending_signal_refused),
+        T(test_engine_renamed_history_signal_refused),
+        T(test_engine_version1_records_open),
+        T(test_engine_branch_copy_of_version1_history),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),
         T(test_engine_list_filters_and_pages),

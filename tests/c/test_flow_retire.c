@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flow/flow_int.h"
 #include "flow/history.h"
 #include "lodestone/ls_flow.h"
 #include "lodestone/ls_id.h"
@@ -618,6 +619,109 @@ static void test_retire_one_key_is_nothing(void **state)
     assert_int_equal(ls_flow_key_retire(e->d.v, e->d.st, NULL, &err), LS_EINVAL);
 }
 
+/* ---- stores mixing event versions ---- */
+
+static ls_id id_of(env *e, const char *name)
+{
+    ls_id id;
+    ls_err err = {0};
+    th_ok(flow_lookup(e->f, name, strlen(name), &id, &err), &err);
+    return id;
+}
+
+/* Renames run id's StepCompleted of step "a" to "z" in the store. */
+static void rename_step_a(env *e, const ls_id *id)
+{
+    ls_err err = {0};
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, w = LS_BUF_INIT;
+    ls_event ev;
+    uint64_t seq = 0;
+    for (uint64_t s = 1; s <= 4 && seq == 0; s++) {
+        th_ok(ls_history_key(&k, id, s, &err), &err);
+        th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+        th_ok(ls_event_decode(v.ptr, v.len, &ev, &err), &err);
+        if (ev.type == LS_EV_STEP_COMPLETED) seq = s;
+    }
+    assert_int_equal(seq, 3);
+    ev.name = "z";
+    th_ok(ls_event_encode(&ev, &w, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, w.ptr, w.len, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&k), ls_buf_free(&v), ls_buf_free(&w);
+}
+
+/* A store mixing events of version 1 (as older lodestoned wrote them) and
+ * 2, under retired keys and the current one: d1's history of version 1
+ * and w1's of version 2 under key 1, w1's pending signal of version 1
+ * under key 2, d2 of version 2 under key 2, d3's start of version 1 under
+ * key 3 (current). Retirement opens each as it was sealed; what it
+ * reseals becomes version 2, bound to its fields (a rename of d1's step is
+ * then refused); d3's start, under the current key, is left as it was.
+ * Everything opens under key 3 alone, and w1 and d3 complete. */
+static void test_retire_mixed_event_versions(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    size_t v1 = 0;
+    eng_open(e, 1);
+    start(e, "done", "d1");
+    start(e, "waits", "w1");
+    th_wait_run_end(e->f, "d1", WAIT_MS);
+    wait_for(e, "w1", "\"waiting\"");
+    ls_id d1 = id_of(e, "d1"), w1 = id_of(e, "w1");
+    eng_close(e);
+    assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 0, &d1), 4);
+
+    rotate(e, 2);
+    eng_open(e, 1);
+    start(e, "done", "d2");
+    th_wait_run_end(e->f, "d2", WAIT_MS);
+    eng_close(e);
+    eng_open(e, 0); /* not running: the signal stays pending, d3 unstarted */
+    th_ok(ls_flow_signal(e->f, "w1", 2, "go", 2, "{\"n\":2}", 7, &err), &err);
+    eng_close(e);
+    assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 1, &w1), 1);
+    rotate(e, 3);
+    eng_open(e, 0);
+    start(e, "done", "d3");
+    ls_id d3 = id_of(e, "d3");
+    eng_close(e);
+    assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 0, &d3), 1);
+    assert_int_equal(th_payload_events(e->d.st, 0, NULL, &v1), 3 + 2 + 3 + 1);
+    assert_int_equal(v1, 3 + 1);
+
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.failed, 0);
+    assert_int_equal(rep.remaining, 0);
+    assert_int_equal(rep.retired, 1);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_INBOX], 1);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_HISTORY], 3 + 2 + 3); /* d1, w1, d2 */
+    assert_int_equal(count_other(e->d.st, 3), 0);
+    assert_int_equal(th_payload_events(e->d.st, 1, &w1, &v1), 1);
+    assert_int_equal(v1, 0);
+    assert_int_equal(th_payload_events(e->d.st, 0, NULL, &v1), 3 + 2 + 3 + 1);
+    assert_int_equal(v1, 1); /* d3's start */
+
+    reload_vault(e);
+    eng_open(e, 1);
+    th_wait_run_end(e->f, "w1", WAIT_MS);
+    th_wait_run_end(e->f, "d3", WAIT_MS);
+    run_opens(e, "w1", "\"output\":{\"n\":2}");
+    run_opens(e, "d1", "\"output\":{\"ok\":true}");
+    run_opens(e, "d2", "\"output\":{\"ok\":true}");
+    run_opens(e, "d3", "\"input\":{\"in\":1}");
+    run_opens(e, "d3", "\"output\":{\"ok\":true}");
+    eng_close(e);
+
+    rename_step_a(e, &d1);
+    eng_open(e, 0);
+    ls_buf out = LS_BUF_INIT;
+    assert_int_equal(ls_flow_history(e->f, "d1", 2, &out, &err), LS_EAUTH);
+    assert_non_null(strstr(err.msg, "payload of event 3: sealed value does not authenticate"));
+    ls_buf_free(&out);
+    eng_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -630,6 +734,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retire_key_file_dangling_symlink_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retire_one_key_is_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_mixed_event_versions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

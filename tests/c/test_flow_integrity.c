@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT
+ * Tests of what binds a sealed event payload to its record (native/flow/
+ * query.c: flow_seal_event, flow_open_event): a payload opens with the
+ * record it was sealed in, and with no record that differs in any field,
+ * in its run, its place (seq, inbox arrival) or its version byte; events
+ * of version 1, sealed by older lodestoned with the run id and seq alone,
+ * open as they were; the custom status stays bound to its run and slot.
+ * Engine-level cases (records changed in a store) are in test_flow_engine.c.
+ */
+#define _GNU_SOURCE 1
+#include "helpers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow/flow_int.h"
+#include "flow/history.h"
+
+#define PT "{\"decision\":\"approve\"}"
+
+static int setup(void **state)
+{
+    th_store_dir *d = calloc(1, sizeof *d);
+    if (d == NULL) return -1;
+    th_store_dir_open(d, "flow_integrity");
+    *state = d;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    th_store_dir *d = *state;
+    th_store_dir_close(d);
+    free(d);
+    return 0;
+}
+
+static ls_id run_id(unsigned char b)
+{
+    ls_id id;
+    memset(id.b, b, LS_ID_BYTES);
+    return id;
+}
+
+/* A SignalReceived with every field set. */
+static ls_event signal_event(void)
+{
+    return (ls_event){.type = LS_EV_SIGNAL_RECEIVED,
+                      .flags = 0,
+                      .seq = 7,
+                      .time_ms = 1700000000000,
+                      .due_ms = 0,
+                      .attempt = 0,
+                      .name = "approve",
+                      .name_len = 7,
+                      .error = NULL,
+                      .error_len = 0};
+}
+
+/* Opens ev (of run id; arrival: an inbox entry's) and expects rc, with
+ * want in the message when rc is not LS_OK, and PT when it is. */
+static void opens(th_store_dir *d, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                  ls_rc want_rc, const char *want)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    ls_rc rc = flow_open_event_with(d->v, id, arrival, ev, &out, &err);
+    if (rc != want_rc)
+        fail_msg("open: %s (%s), expected %s", ls_rc_name(rc), err.msg, ls_rc_name(want_rc));
+    if (rc == LS_OK) {
+        assert_int_equal(out.len, strlen(PT));
+        assert_memory_equal(out.ptr, PT, out.len);
+    } else if (want == NULL || strstr(err.msg, want) == NULL) {
+        fail_msg("open: \"%s\" lacks \"%s\"", err.msg, want);
+    }
+    ls_buf_free(&out);
+}
+
+#define NO_AUTH "sealed value does not authenticate"
+
+/* A history event's payload opens with its record and fails, naming the
+ * event, once any one field outside the payload differs. */
+static void test_integrity_history_binds_every_field(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf sealed = LS_BUF_INIT;
+    ls_id id = run_id(0x11), other = run_id(0x12);
+    ls_event ev = signal_event();
+    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &sealed, &err), &err);
+    assert_int_equal(ev.version, LS_EVENT_VERSION);
+    assert_ptr_equal(ev.payload, sealed.ptr);
+    assert_int_equal(ev.payload_len, sealed.len);
+    opens(d, &id, NULL, &ev, LS_OK, NULL);
+
+    /* Through the codec, as the store holds it. */
+    ls_buf v = LS_BUF_INIT;
+    ls_event back;
+    th_ok(ls_event_encode(&ev, &v, &err), &err);
+    assert_int_equal(v.ptr[0], 2);
+    th_ok(ls_event_decode(v.ptr, v.len, &back, &err), &err);
+    assert_int_equal(back.version, 2);
+    opens(d, &id, NULL, &back, LS_OK, NULL);
+
+    ls_event x;
+    const char *want = "payload of event 7: " NO_AUTH;
+    x = ev, x.type = LS_EV_STEP_COMPLETED;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.type = LS_EV_CHILD_COMPLETED;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.name = "reject", x.name_len = 6;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.name_len = 6; /* "approv": a prefix */
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.flags = LS_EVF_DETACHED;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.time_ms++;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.due_ms = 1;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.attempt = 1;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.error = "x", x.error_len = 1;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    x = ev, x.seq = 8;
+    opens(d, &id, NULL, &x, LS_EAUTH, "payload of event 8: " NO_AUTH);
+    /* another run, or the same bytes as an inbox entry */
+    opens(d, &other, NULL, &ev, LS_EAUTH, want);
+    opens(d, &id, &id, &ev, LS_EAUTH, "(inbox entry): " NO_AUTH);
+    /* the version byte cannot downgrade it: as version 1, the run id and
+     * seq alone do not open it either */
+    x = ev, x.version = 1;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
+    ls_buf_free(&v);
+    ls_buf_free(&sealed);
+}
+
+/* An inbox entry's payload is bound to its run, its arrival id (the key
+ * it is stored under), its name and type: two pending signals' payloads
+ * swapped, or an entry moved to another arrival, do not open. */
+static void test_integrity_inbox_binds_place_name_and_type(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf s1 = LS_BUF_INIT, s2 = LS_BUF_INIT;
+    ls_id id = run_id(0x21), a1 = run_id(0xa1), a2 = run_id(0xa2);
+    ls_event approve = signal_event(), reject = signal_event();
+    approve.seq = reject.seq = 1;
+    reject.name = "reject";
+    reject.name_len = 6;
+    th_ok(flow_seal_event_with(d->v, &id, &a1, &approve, PT, strlen(PT), &s1, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, &a2, &reject, PT, strlen(PT), &s2, &err), &err);
+    opens(d, &id, &a1, &approve, LS_OK, NULL);
+    opens(d, &id, &a2, &reject, LS_OK, NULL);
+
+    const char *want = "payload of a pending signal or child result (inbox entry): " NO_AUTH;
+    ls_event x = approve; /* approve's record with reject's payload */
+    x.payload = reject.payload;
+    x.payload_len = reject.payload_len;
+    opens(d, &id, &a1, &x, LS_EAUTH, want);
+    opens(d, &id, &a2, &approve, LS_EAUTH, want); /* moved to the other slot */
+    x = approve, x.name = "reject", x.name_len = 6;
+    opens(d, &id, &a1, &x, LS_EAUTH, want);
+    x = approve, x.type = LS_EV_CHILD_COMPLETED;
+    opens(d, &id, &a1, &x, LS_EAUTH, want);
+    opens(d, &id, NULL, &approve, LS_EAUTH, "payload of event 1: " NO_AUTH);
+    ls_buf_free(&s1);
+    ls_buf_free(&s2);
+}
+
+/* Seals PT as older lodestoned did: the run id and seq, 24 bytes. */
+static void seal_v1(th_store_dir *d, const ls_id *id, uint64_t seq, ls_buf *out)
+{
+    ls_err err = {0};
+    unsigned char ad[LS_ID_BYTES + 8];
+    memcpy(ad, id->b, LS_ID_BYTES);
+    for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
+    th_ok(ls_vault_seal(d->v, ad, sizeof ad, PT, strlen(PT), out, &err), &err);
+}
+
+/* Version 1 events open with the run id and seq (FLOW_SEQ_INBOX for an
+ * inbox entry) they were sealed with, whatever their other fields hold
+ * (older records bound nothing else); marked version 2, they do not. */
+static void test_integrity_version1_opens_as_before(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf h = LS_BUF_INIT, in = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_id id = run_id(0x31), arrival = run_id(0xb1);
+    ls_event ev = signal_event(), back;
+    seal_v1(d, &id, ev.seq, &h);
+    ev.version = 1;
+    ev.payload = h.ptr;
+    ev.payload_len = h.len;
+    th_ok(ls_event_encode(&ev, &v, &err), &err);
+    assert_int_equal(v.ptr[0], 1);
+    th_ok(ls_event_decode(v.ptr, v.len, &back, &err), &err);
+    assert_int_equal(back.version, 1);
+    opens(d, &id, NULL, &back, LS_OK, NULL);
+    back.name = "reject", back.name_len = 6; /* unbound in version 1 */
+    opens(d, &id, NULL, &back, LS_OK, NULL);
+    back.seq = 8;
+    opens(d, &id, NULL, &back, LS_EAUTH, "payload of event 8: " NO_AUTH);
+    back = ev, back.version = 2;
+    opens(d, &id, NULL, &back, LS_EAUTH, "payload of event 7: " NO_AUTH);
+
+    ls_event ie = signal_event();
+    seal_v1(d, &id, FLOW_SEQ_INBOX, &in);
+    ie.version = 1, ie.seq = 1, ie.payload = in.ptr, ie.payload_len = in.len;
+    opens(d, &id, &arrival, &ie, LS_OK, NULL);
+    opens(d, &id, NULL, &ie, LS_EAUTH, "payload of event 1: " NO_AUTH);
+    ie.version = 2;
+    opens(d, &id, &arrival, &ie, LS_EAUTH, "(inbox entry): " NO_AUTH);
+    ls_buf_free(&h);
+    ls_buf_free(&in);
+    ls_buf_free(&v);
+}
+
+/* The custom status opens in its run's slot only; an event payload of
+ * either version does not open as one. */
+static void test_integrity_custom_status_slot(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf s = LS_BUF_INIT, out = LS_BUF_INIT;
+    ls_id id = run_id(0x41), other = run_id(0x42);
+    th_ok(flow_seal_status_with(d->v, &id, PT, strlen(PT), &s, &err), &err);
+    th_ok(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), &err);
+    assert_memory_equal(out.ptr, PT, strlen(PT));
+    assert_int_equal(flow_open_status_with(d->v, &other, s.ptr, s.len, &out, &err), LS_EAUTH);
+    ls_event ev = signal_event();
+    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &s, &err), &err);
+    assert_int_equal(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), LS_EAUTH);
+    seal_v1(d, &id, 7, &s);
+    assert_int_equal(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), LS_EAUTH);
+    ls_buf_free(&s);
+    ls_buf_free(&out);
+}
+
+/* A seal and an open under failing allocations return LS_ENOMEM, and
+ * leave nothing allocated (ASan, valgrind). */
+static th_store_dir *alloc_d;
+
+static ls_rc seal_open_under_failure(void *ud)
+{
+    (void)ud;
+    ls_buf s = LS_BUF_INIT, out = LS_BUF_INIT;
+    ls_err err = {0};
+    ls_id id = run_id(0x51), arrival = run_id(0xc1);
+    ls_event ev = signal_event();
+    ev.error = "a long enough error to take the associated data past the stack";
+    ev.error_len = strlen(ev.error);
+    ls_rc rc = flow_seal_event_with(alloc_d->v, &id, &arrival, &ev, PT, strlen(PT), &s, &err);
+    if (rc == LS_OK) rc = flow_open_event_with(alloc_d->v, &id, &arrival, &ev, &out, &err);
+    if (rc == LS_OK && (out.len != strlen(PT) || memcmp(out.ptr, PT, out.len) != 0))
+        rc = LS_ECORRUPT;
+    ls_buf_free(&s);
+    ls_buf_free(&out);
+    return rc;
+}
+
+static void test_integrity_alloc_failures(void **state)
+{
+    alloc_d = *state;
+    assert_true(th_each_alloc_failure(seal_open_under_failure, NULL) >= 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_integrity_history_binds_every_field),
+        cmocka_unit_test(test_integrity_inbox_binds_place_name_and_type),
+        cmocka_unit_test(test_integrity_version1_opens_as_before),
+        cmocka_unit_test(test_integrity_custom_status_slot),
+        cmocka_unit_test(test_integrity_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
