@@ -230,7 +230,10 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * payload does not authenticate, and a version 1 event rewritten as 2
  * fails under the record form. What stays unbound is what version 1
  * events never bound: their fields outside the payload, until they are
- * sealed again (a key retirement, a branch run's copy) as version 2. */
+ * sealed again (a key retirement, a branch run's copy) as version 2.
+ * The slot form has no domain byte: it tells an event from the custom
+ * status by the seq alone, so a version 1 event with FLOW_SEQ_CUSTOM as
+ * its seq (no event has it) is refused, never opened. */
 
 #define AD_HISTORY 'E'
 #define AD_INBOX   'I'
@@ -297,7 +300,11 @@ ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
 {
     if (ev->payload == NULL || ev->payload_len == 0) return ls_buf_set(out, "null", 4, err);
     ls_rc rc;
-    if (ev->version == 1) {
+    if (ev->version == 1 && !arrival && ev->seq == FLOW_SEQ_CUSTOM) {
+        /* The custom status's slot, which no event ever had: it would
+         * open the status as this event's payload. */
+        rc = ls_err_set(err, LS_EAUTH, "a version 1 event cannot have this seq");
+    } else if (ev->version == 1) {
         unsigned char ad[LS_ID_BYTES + 8];
         slot_ad(ad, id, arrival ? FLOW_SEQ_INBOX : ev->seq);
         rc = ls_vault_open(v, ad, sizeof ad, ev->payload, ev->payload_len, out, err);

@@ -234,6 +234,15 @@ static void test_integrity_custom_status_slot(void **state)
     assert_int_equal(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), LS_EAUTH);
     seal_v1(d, &id, 7, &s);
     assert_int_equal(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), LS_EAUTH);
+    /* Nor does the custom status open as the payload of a version 1 event
+     * that claims the status's slot as its seq (the slot form has no
+     * other separation): a store writer would have the history and result
+     * API show the status as an event's payload or the run's output. */
+    th_ok(flow_seal_status_with(d->v, &id, PT, strlen(PT), &s, &err), &err);
+    ev = signal_event();
+    ev.type = LS_EV_WORKFLOW_COMPLETED;
+    ev.version = 1, ev.seq = FLOW_SEQ_CUSTOM, ev.payload = s.ptr, ev.payload_len = s.len;
+    opens(d, &id, NULL, &ev, LS_EAUTH, "payload of event 18446744073709551615: ");
     ls_buf_free(&s);
     ls_buf_free(&out);
 }
