@@ -233,7 +233,12 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * sealed again (a key retirement, a branch run's copy) as version 2.
  * The slot form has no domain byte: it tells an event from the custom
  * status by the seq alone, so a version 1 event with FLOW_SEQ_CUSTOM as
- * its seq (no event has it) is refused, never opened. */
+ * its seq (no event has it) is refused, never opened.
+ *
+ * A payload is checked when there is one: an event without is not
+ * authenticated at all. So the kinds that always carry one (a signal, a
+ * child's result) are refused without it: a forged signal would
+ * otherwise reach the run as null. */
 
 #define AD_HISTORY 'E'
 #define AD_INBOX   'I'
@@ -298,9 +303,17 @@ static ls_rc missing_key(ls_rc rc, const void *sealed, size_t len, ls_err *err)
 ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
                            ls_buf *out, ls_err *err)
 {
-    if (ev->payload == NULL || ev->payload_len == 0) return ls_buf_set(out, "null", 4, err);
     ls_rc rc;
-    if (ev->version == 1 && !arrival && ev->seq == FLOW_SEQ_CUSTOM) {
+    int always = ev->type == LS_EV_SIGNAL_RECEIVED || ev->type == LS_EV_CHILD_COMPLETED;
+    if ((ev->payload == NULL || ev->payload_len == 0) && !always)
+        return ls_buf_set(out, "null", 4, err);
+    if (ev->payload == NULL || ev->payload_len == 0) {
+        /* Sealed whatever they hold, "null" too (ls_flow_signal,
+         * notify_parent, drain_inbox, in every version): one without is
+         * forged, and must not reach the run as null. */
+        rc = ls_err_set(err, LS_EAUTH, "a %s without its sealed payload",
+                        ls_event_type_name(ev->type));
+    } else if (ev->version == 1 && !arrival && ev->seq == FLOW_SEQ_CUSTOM) {
         /* The custom status's slot, which no event ever had: it would
          * open the status as this event's payload. */
         rc = ls_err_set(err, LS_EAUTH, "a version 1 event cannot have this seq");

@@ -3620,6 +3620,50 @@ static void test_engine_changed_pending_signal_refused(void **state)
     for (int i = 0; i < 2; i++) ls_buf_free(&keys[i]), ls_buf_free(&vals[i]);
 }
 
+/* A signal forged in the store without a payload (a pending "halt" made a
+ * "go" with its sealed payload removed, as if sent without one): lodestoned
+ * seals every signal's payload, "null" too, so one without is refused,
+ * never handed to the run as null. Put back, the run goes on. */
+static void test_engine_pending_signal_without_payload_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "np-1", NULL);
+    json_decref(wait_waiting(e, "np-1"));
+    eng_close(e);
+    eng_open(e, 0);
+    signal_ok(e, "np-1", "halt", "{\"n\":9}");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "np-1", 4, &id, &err), &err);
+    eng_close(e);
+    ls_buf keys[1], vals[1];
+    assert_int_equal(read_inbox(e, &id, keys, vals, 1), 1);
+    ls_event none = {0};
+    put_changed(e, &keys[0], &vals[0], "go", 0, &none);
+    eng_open(e, 1);
+    given_up_with(e, "np-1",
+                  "error [np-1] cannot load history: payload of a pending signal or child result "
+                  "(inbox entry): a signal_received without its sealed payload");
+    json_t *h = history(e, "np-1");
+    assert_int_equal(count_events(h, "signal_received", NULL), 0);
+    json_decref(h);
+    eng_close(e);
+
+    put_raw(e, keys[0].ptr, keys[0].len, vals[0].ptr, vals[0].len);
+    eng_open(e, 1);
+    wait_events(e, "np-1", "signal_received", "halt", 1);
+    signal_ok(e, "np-1", "go", "{\"n\":1}");
+    signal_ok(e, "np-1", "go", "{\"n\":2}");
+    wait_end(e, "np-1");
+    json_t *r = results_of(e, "np-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    json_decref(r);
+    eng_close(e);
+    ls_buf_free(&keys[0]);
+    ls_buf_free(&vals[0]);
+}
+
 /* A signal in a run's history renamed in the store to the name its code
  * waits for: the replay takes it, its payload does not open, and the
  * activation is given up naming the run and the event; the run is not
@@ -5031,6 +5075,7 @@ int main(void)
         T(test_engine_inbox_entry_that_does_not_open_is_named),
         T(test_engine_swapped_pending_signals_refused),
         T(test_engine_changed_pending_signal_refused),
+        T(test_engine_pending_signal_without_payload_refused),
         T(test_engine_renamed_history_signal_refused),
         T(test_engine_version1_records_open),
         T(test_engine_branch_copy_of_version1_history),

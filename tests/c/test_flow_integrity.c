@@ -79,6 +79,22 @@ static void opens(th_store_dir *d, const ls_id *id, const ls_id *arrival, const 
 
 #define NO_AUTH "sealed value does not authenticate"
 
+/* Opens ev, which has no payload: "null", or rc with want in the message. */
+static void opens_none(th_store_dir *d, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                       ls_rc want_rc, const char *want)
+{
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    ls_rc rc = flow_open_event_with(d->v, id, arrival, ev, &out, &err);
+    if (rc != want_rc)
+        fail_msg("open: %s (%s), expected %s", ls_rc_name(rc), err.msg, ls_rc_name(want_rc));
+    if (rc == LS_OK)
+        assert_string_equal((const char *)out.ptr, "null");
+    else if (want == NULL || strstr(err.msg, want) == NULL)
+        fail_msg("open: \"%s\" lacks \"%s\"", err.msg, want ? want : "");
+    ls_buf_free(&out);
+}
+
 /* A history event's payload opens with its record and fails, naming the
  * event, once any one field outside the payload differs. */
 static void test_integrity_history_binds_every_field(void **state)
@@ -247,6 +263,29 @@ static void test_integrity_custom_status_slot(void **state)
     ls_buf_free(&out);
 }
 
+/* A signal or a child's result always carries a sealed payload ("null"
+ * too): one without, in history or the inbox, of either version, is
+ * refused rather than opened as null (a forged signal); other events
+ * without a payload read as null. */
+static void test_integrity_signal_without_payload_refused(void **state)
+{
+    th_store_dir *d = *state;
+    ls_id id = run_id(0x61), arrival = run_id(0xd1);
+    for (unsigned version = 1; version <= 2; version++) {
+        ls_event ev = signal_event();
+        ev.version = version;
+        opens_none(d, &id, NULL, &ev, LS_EAUTH,
+                   "payload of event 7: a signal_received without its sealed payload");
+        ev.seq = 1;
+        opens_none(d, &id, &arrival, &ev, LS_EAUTH,
+                   "(inbox entry): a signal_received without its sealed payload");
+        ev.type = LS_EV_CHILD_COMPLETED;
+        opens_none(d, &id, &arrival, &ev, LS_EAUTH, "a child_completed without its sealed payload");
+        ev.type = LS_EV_STEP_STARTED;
+        opens_none(d, &id, NULL, &ev, LS_OK, NULL);
+    }
+}
+
 /* A seal and an open under failing allocations return LS_ENOMEM, and
  * leave nothing allocated (ASan, valgrind). */
 static th_store_dir *alloc_d;
@@ -282,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_integrity_inbox_binds_place_name_and_type),
         cmocka_unit_test(test_integrity_version1_opens_as_before),
         cmocka_unit_test(test_integrity_custom_status_slot),
+        cmocka_unit_test(test_integrity_signal_without_payload_refused),
         cmocka_unit_test(test_integrity_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -447,10 +447,11 @@ static void put_raw(env *e, const ls_buf *k, const char *v)
     th_ok(ls_store_put(e->d.st, k->ptr, k->len, v, strlen(v), LS_STORE_SYNC, &err), &err);
 }
 
-/* An inbox entry for run id: signal `name` with no payload. */
+/* An inbox entry for run id: signal `name` with a null payload (sealed:
+ * a signal without one is refused). */
 static void put_inbox(env *e, const ls_id *id, const char *name)
 {
-    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
     ls_err err = {0};
     ls_id arrival;
     ls_event ev = {.type = LS_EV_SIGNAL_RECEIVED,
@@ -459,6 +460,7 @@ static void put_inbox(env *e, const ls_id *id, const char *name)
                    .name = name,
                    .name_len = strlen(name)};
     th_ok(ls_id_new(&arrival, NULL, &err), &err);
+    th_ok(flow_seal_event_with(e->d.v, id, &arrival, &ev, "null", 4, &sealed, &err), &err);
     th_ok(ls_key_ns(&k, LS_NS_SIGNAL, &err), &err);
     th_ok(ls_buf_append(&k, id->b, LS_ID_BYTES, &err), &err);
     th_ok(ls_buf_append(&k, arrival.b, LS_ID_BYTES, &err), &err);
@@ -466,6 +468,7 @@ static void put_inbox(env *e, const ls_id *id, const char *name)
     th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, LS_STORE_SYNC, &err), &err);
     ls_buf_free(&k);
     ls_buf_free(&v);
+    ls_buf_free(&sealed);
 }
 
 /* The internal id of a named run, from the name index. */
