@@ -171,6 +171,10 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
                           quoted ? "\"" : "", ptlen, o->max_payload);
     }
     if (ev->time_ms == 0) ev->time_ms = flow_now(a->f);
+    if (pt == NULL && flow_event_holds_payload(ev->type)) { /* sealed all the same */
+        pt = "null";
+        ptlen = 4;
+    }
     if (pt &&
         (rc = flow_seal_event(a->f, &a->r->id, NULL, ev, pt, ptlen, &a->sealed, err)) != LS_OK)
         return rc;

@@ -460,6 +460,13 @@ ls_rc flow_key_ckey(ls_buf *k, const ls_id *id, ls_err *err);
 ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err);
 #define FLOW_SEQ_INBOX  0          /* seq in the slot form of an inbox entry's payload */
 #define FLOW_SEQ_CUSTOM UINT64_MAX /* ... and of the custom status (query.c) */
+/* Whether events of type t hold a payload whatever they carry ("null"
+ * too): a run's input, a step's result, a side effect's value, a signal,
+ * the workflow's output, a child's start and its result. lodestoned seals
+ * one for each (put_event); a version 2 event of these types without one
+ * is refused at opening (flow_open_event), as are a signal and a child's
+ * result without one of any version. */
+int flow_event_holds_payload(ls_event_type t);
 /* Seals pt (len bytes) as the payload of ev, an event of run id's history
  * (arrival NULL) or its inbox entry of that arrival id, into out: bound to
  * the run, the place and every other field of ev, which must be final

@@ -300,17 +300,27 @@ static ls_rc missing_key(ls_rc rc, const void *sealed, size_t len, ls_err *err)
                       (unsigned)ls_vault_sealed_key(sealed, len));
 }
 
+int flow_event_holds_payload(ls_event_type t)
+{
+    return t == LS_EV_WORKFLOW_STARTED || t == LS_EV_STEP_COMPLETED || t == LS_EV_SIDE_EFFECT ||
+           t == LS_EV_SIGNAL_RECEIVED || t == LS_EV_WORKFLOW_COMPLETED ||
+           t == LS_EV_CHILD_STARTED || t == LS_EV_CHILD_COMPLETED;
+}
+
 ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
                            ls_buf *out, ls_err *err)
 {
     ls_rc rc;
-    int always = ev->type == LS_EV_SIGNAL_RECEIVED || ev->type == LS_EV_CHILD_COMPLETED;
+    /* Signals and children's results are sealed whatever they hold, "null"
+     * too, in every version (ls_flow_signal, notify_parent, drain_inbox);
+     * every event that holds a payload is since version 2 (put_event). One
+     * without is forged (a step "completed" that never ran, an approval),
+     * and must not reach the run as null. */
+    int always = ev->type == LS_EV_SIGNAL_RECEIVED || ev->type == LS_EV_CHILD_COMPLETED ||
+                 (ev->version >= 2 && flow_event_holds_payload(ev->type));
     if ((ev->payload == NULL || ev->payload_len == 0) && !always)
         return ls_buf_set(out, "null", 4, err);
     if (ev->payload == NULL || ev->payload_len == 0) {
-        /* Sealed whatever they hold, "null" too (ls_flow_signal,
-         * notify_parent, drain_inbox, in every version): one without is
-         * forged, and must not reach the run as null. */
         rc = ls_err_set(err, LS_EAUTH, "a %s without its sealed payload",
                         ls_event_type_name(ev->type));
     } else if (ev->version == 1 && !arrival && ev->seq == FLOW_SEQ_CUSTOM) {

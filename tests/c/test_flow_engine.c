@@ -3716,6 +3716,54 @@ static void test_engine_renamed_history_signal_refused(void **state)
     ls_buf_free(&val);
 }
 
+/* A step's result stripped from its record in the store (a step that
+ * never ran, forged as completed): lodestoned seals every result, "null"
+ * too, so its replay refuses the record and the activation is given up,
+ * naming the run and the event, instead of taking the step as done with
+ * null; the run is not failed. Put back, it goes on. */
+static void test_engine_step_result_without_payload_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "sr-1", NULL);
+    json_decref(wait_waiting(e, "sr-1"));
+    json_t *h = history(e, "sr-1");
+    json_int_t seq = jint(nth_event(h, "step_completed", "a", 0), "seq");
+    json_decref(h);
+    ls_id id;
+    th_ok(flow_lookup(e->f, "sr-1", 4, &id, &err), &err);
+    wait_idle(e);
+    eng_close(e);
+
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    th_ok(ls_history_key(&key, &id, (uint64_t)seq, &err), &err);
+    th_ok(ls_store_get(e->d.st, key.ptr, key.len, &val, &err), &err);
+    ls_event none = {0};
+    put_changed(e, &key, &val, NULL, 0, &none);
+    h_log_clear(&e->h);
+    eng_open(e, 1);
+    signal_ok(e, "sr-1", "go", "{\"n\":1}"); /* wakes it: its replay meets the step */
+    char want[160];
+    snprintf(want, sizeof want,
+             "error [sr-1] run sr-1: payload of event %lld: a step_completed without its sealed "
+             "payload",
+             (long long)seq);
+    given_up_with(e, "sr-1", want);
+    eng_close(e);
+
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    eng_open(e, 1);
+    signal_ok(e, "sr-1", "go", "{\"n\":2}");
+    wait_end(e, "sr-1");
+    h = history(e, "sr-1");
+    assert_int_equal(count_events(h, "step_completed", "a"), 1); /* not run again */
+    json_decref(h);
+    eng_close(e);
+    ls_buf_free(&key);
+    ls_buf_free(&val);
+}
+
 /* A run written by an older lodestoned (every event of version 1, its
  * payloads sealed with the run id and seq alone, a signal pending in its
  * inbox sealed likewise) opens and completes; what this build adds is of
@@ -5077,6 +5125,7 @@ int main(void)
         T(test_engine_changed_pending_signal_refused),
         T(test_engine_pending_signal_without_payload_refused),
         T(test_engine_renamed_history_signal_refused),
+        T(test_engine_step_result_without_payload_refused),
         T(test_engine_version1_records_open),
         T(test_engine_branch_copy_of_version1_history),
         T(test_engine_nondeterminism_fails_the_run),

@@ -286,6 +286,32 @@ static void test_integrity_signal_without_payload_refused(void **state)
     }
 }
 
+/* Every other event that holds a payload (a step's result, a side effect,
+ * the input, the output, a child's start) is sealed since version 2, "null"
+ * too: a version 2 one without is forged (a step that never ran, read as
+ * completed with null) and refused; version 1, whose writers left a null
+ * out, still reads as null. */
+static void test_integrity_payload_events_without_payload(void **state)
+{
+    th_store_dir *d = *state;
+    ls_id id = run_id(0x62);
+    static const ls_event_type holds[] = {LS_EV_WORKFLOW_STARTED, LS_EV_STEP_COMPLETED,
+                                          LS_EV_SIDE_EFFECT, LS_EV_WORKFLOW_COMPLETED,
+                                          LS_EV_CHILD_STARTED};
+    for (size_t i = 0; i < sizeof holds / sizeof holds[0]; i++) {
+        ls_event ev = signal_event();
+        ev.type = holds[i];
+        ev.version = 2;
+        opens_none(d, &id, NULL, &ev, LS_EAUTH, "without its sealed payload");
+        ev.version = 1;
+        opens_none(d, &id, NULL, &ev, LS_OK, NULL);
+    }
+    ls_event ev = signal_event(); /* a failure's traceback is optional */
+    ev.type = LS_EV_WORKFLOW_FAILED;
+    ev.version = 2;
+    opens_none(d, &id, NULL, &ev, LS_OK, NULL);
+}
+
 /* A seal and an open under failing allocations return LS_ENOMEM, and
  * leave nothing allocated (ASan, valgrind). */
 static th_store_dir *alloc_d;
@@ -322,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_integrity_version1_opens_as_before),
         cmocka_unit_test(test_integrity_custom_status_slot),
         cmocka_unit_test(test_integrity_signal_without_payload_refused),
+        cmocka_unit_test(test_integrity_payload_events_without_payload),
         cmocka_unit_test(test_integrity_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
