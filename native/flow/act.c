@@ -235,13 +235,15 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         ls_event in, ev;
         ls_id arrival;
+        char at[LS_ID_TEXTLEN + 1];
         if (klen != prefix.len + LS_ID_BYTES) {
             rc = ls_err_set(err, LS_ECORRUPT, "inbox entry: a key of %zu bytes", klen);
             break;
         }
         memcpy(arrival.b, (const unsigned char *)key + prefix.len, LS_ID_BYTES);
+        ls_id_format(&arrival, at);
         if ((rc = ls_event_decode(val, vlen, &in, err)) != LS_OK) {
-            ls_err_prefix(err, "inbox entry");
+            ls_err_prefix(err, "inbox entry %s", at);
             break;
         }
         ls_store_batch_delete(a->b, key, klen);
@@ -267,8 +269,8 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
             }
             continue;
         } else {
-            rc =
-                ls_err_set(err, LS_ECORRUPT, "inbox entry of type %s", ls_event_type_name(in.type));
+            rc = ls_err_set(err, LS_ECORRUPT, "inbox entry %s of type %s", at,
+                            ls_event_type_name(in.type));
         }
         if (rc == LS_OK) rc = push_value(a, cap, a->v.ptr, a->v.len, err);
     }

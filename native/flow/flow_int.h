@@ -478,7 +478,8 @@ ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_ev
  * sealed), of run id's history or its inbox entry arrival, into out
  * ("null" when there is none). Fails with the vault's code, "payload of
  * event N: ..." ("payload of a pending signal or child result (inbox
- * entry): ..." for an inbox entry); a key the keyring does not hold is
+ * entry ARRIVAL, TYPE "NAME"): ..." for an inbox entry, its name cut and
+ * escaped); a key the keyring does not hold is
  * LS_EAUTH, never LS_ENOTFOUND. A field of ev changed since it was sealed
  * is LS_EAUTH. */
 ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, const ls_event *ev,

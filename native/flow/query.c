@@ -307,6 +307,69 @@ int flow_event_holds_payload(ls_event_type t)
            t == LS_EV_CHILD_STARTED || t == LS_EV_CHILD_COMPLETED;
 }
 
+/* ---- naming an inbox entry in an error ---- */
+
+#define ENTRY_NAME_MAX 100 /* bytes of the name shown, before escaping */
+
+/* The n bytes at s, quoted for a log line: cut to ENTRY_NAME_MAX at a
+ * character's start ("..." after), '"' and '\\' escaped, and a control
+ * character (C0, DEL, C1) or a byte that starts no valid UTF-8 written as
+ * \xNN, so that a name forged in the store neither breaks nor hides what
+ * follows. out holds at least ENTRY_QUOTED bytes. */
+#define ENTRY_QUOTED (2 + 4 * ENTRY_NAME_MAX + 3 + 1)
+static const char *quote_name(char out[ENTRY_QUOTED], const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int cut = n > ENTRY_NAME_MAX;
+    if (cut) n = ls_utf8_cut(s, ENTRY_NAME_MAX);
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = ls_json_utf8_seq(s + i, n - i);
+        int ctl = len == 0 || c < 0x20 || c == 0x7F ||
+                  (c == 0xC2 && len == 2 && (unsigned char)s[i + 1] < 0xA0);
+        if (ctl) {
+            /* a C1 character is two bytes: both are written as \xNN */
+            size_t k = len == 2 && c == 0xC2 ? 2 : 1;
+            for (size_t j = 0; j < k; j++) {
+                unsigned char b = (unsigned char)s[i + j];
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[b >> 4];
+                out[o++] = hex[b & 15];
+            }
+            i += k;
+        } else if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+            i++;
+        } else {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    out[o++] = '"';
+    if (cut) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Says which inbox entry ev (stored under arrival) is, in front of err:
+ * its arrival id, type and name (the signal's, or the child run's), so
+ * that an operator can find it. */
+static void prefix_entry(ls_err *err, const ls_id *arrival, const ls_event *ev)
+{
+    char at[LS_ID_TEXTLEN + 1], name[ENTRY_QUOTED];
+    ls_id_format(arrival, at);
+    ls_err_prefix(err, "payload of a pending signal or child result (inbox entry %s, %s %s)", at,
+                  ls_event_type_name(ev->type), quote_name(name, ev->name, ev->name_len));
+}
+
 ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
                            ls_buf *out, ls_err *err)
 {
@@ -340,7 +403,7 @@ ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
     }
     rc = missing_key(rc, ev->payload, ev->payload_len, err);
     if (rc != LS_OK && arrival)
-        ls_err_prefix(err, "payload of a pending signal or child result (inbox entry)");
+        prefix_entry(err, arrival, ev);
     else if (rc != LS_OK)
         ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev->seq);
     return rc;

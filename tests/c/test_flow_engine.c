@@ -3391,52 +3391,6 @@ static void test_engine_signal_inbox_survives_restart(void **state)
     eng_close(e);
 }
 
-/* A pending signal's payload (an inbox entry, sealed with seq 0) that does
- * not open is named as such, not as "event 0", and the activation is given
- * up without failing the run: with the right key it goes on. */
-static void test_engine_inbox_entry_that_does_not_open_is_named(void **state)
-{
-    env *e = *state;
-    ls_err err = {0};
-    eng_open(e, 1);
-    start1(e, "sig", "ib-1", NULL);
-    json_decref(wait_waiting(e, "ib-1"));
-    eng_close(e);
-
-    /* The key file as it was before a rotation: key 1 alone. */
-    ls_vault_t *right = e->d.v, *stale = NULL;
-    ls_vault_opts vo = {0};
-    th_ok(ls_vault_load(&stale, e->d.key_path, &vo, &err), &err);
-    th_ok(ls_vault_rotate(right, NULL, &err), &err);
-    eng_open(e, 0);                          /* not running: the signal stays in the inbox */
-    signal_ok(e, "ib-1", "go", "{\"n\":1}"); /* sealed under key 2 */
-    eng_close(e);
-
-    e->d.v = stale;
-    eng_open(e, 1);
-    const char *line = "error [ib-1] cannot load history: payload of a pending signal or child "
-                       "result (inbox entry): sealed value names key 2, which this keyring does "
-                       "not hold";
-    wait_log(e, line);
-    assert_false(log_has(&e->h, "payload of event 0"));
-    assert_false(log_has(&e->h, "failed:"));
-    char buf[32];
-    assert_string_equal(status_of(e, "ib-1", buf), "running");
-    eng_close(e);
-
-    /* The right key again: the signal was kept and is delivered. */
-    e->d.v = right;
-    ls_vault_close(stale);
-    eng_open(e, 1);
-    signal_ok(e, "ib-1", "go", "{\"n\":2}");
-    wait_end(e, "ib-1");
-    json_t *r = results_of(e, "ib-1");
-    assert_json(json_array_get(r, 1), "{\"n\":1}");
-    assert_json(json_array_get(r, 2), "{\"n\":2}");
-    json_decref(r);
-    eng_close(e);
-}
-
 /* ---- records changed in the store ---- */
 
 /* Reads run id's inbox: up to max entries in arrival order, their keys and
@@ -3519,9 +3473,77 @@ static void given_up_with(env *e, const char *run, const char *want)
     assert_int_equal(calls(&e->h, run, "b"), 0);
 }
 
-#define INBOX_REFUSED                                                                  \
-    "cannot load history: payload of a pending signal or child result (inbox entry): " \
-    "sealed value does not authenticate"
+/* The log line of run's activation given up on the inbox entry stored
+ * under key (its arrival id: the key's last bytes), of type and name,
+ * refused with why; into out. */
+static const char *inbox_refused(char *out, size_t cap, const char *run, const ls_buf *key,
+                                 const char *type, const char *name, const char *why)
+{
+    ls_id arrival;
+    char at[LS_ID_TEXTLEN + 1];
+    assert_true(key->len >= LS_ID_BYTES);
+    memcpy(arrival.b, key->ptr + key->len - LS_ID_BYTES, LS_ID_BYTES);
+    ls_id_format(&arrival, at);
+    snprintf(out, cap,
+             "error [%s] cannot load history: payload of a pending signal or child result "
+             "(inbox entry %s, %s \"%s\"): %s",
+             run, at, type, name, why);
+    return out;
+}
+
+#define NO_AUTH "sealed value does not authenticate"
+
+/* A pending signal's payload (an inbox entry, sealed with seq 0) that does
+ * not open is named as such, not as "event 0", with its arrival id, type
+ * and name, and the activation is given up without failing the run: with
+ * the right key it goes on. */
+static void test_engine_inbox_entry_that_does_not_open_is_named(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "sig", "ib-1", NULL);
+    json_decref(wait_waiting(e, "ib-1"));
+    eng_close(e);
+
+    /* The key file as it was before a rotation: key 1 alone. */
+    ls_vault_t *right = e->d.v, *stale = NULL;
+    ls_vault_opts vo = {0};
+    th_ok(ls_vault_load(&stale, e->d.key_path, &vo, &err), &err);
+    th_ok(ls_vault_rotate(right, NULL, &err), &err);
+    eng_open(e, 0);                          /* not running: the signal stays in the inbox */
+    signal_ok(e, "ib-1", "go", "{\"n\":1}"); /* sealed under key 2 */
+    ls_id id;
+    th_ok(flow_lookup(e->f, "ib-1", 4, &id, &err), &err);
+    eng_close(e);
+    ls_buf key, val;
+    assert_int_equal(read_inbox(e, &id, &key, &val, 1), 1);
+
+    e->d.v = stale;
+    eng_open(e, 1);
+    char line[512];
+    wait_log(e, inbox_refused(line, sizeof line, "ib-1", &key, "signal_received", "go",
+                              "sealed value names key 2, which this keyring does not hold"));
+    assert_false(log_has(&e->h, "payload of event 0"));
+    assert_false(log_has(&e->h, "failed:"));
+    char buf[32];
+    assert_string_equal(status_of(e, "ib-1", buf), "running");
+    eng_close(e);
+
+    /* The right key again: the signal was kept and is delivered. */
+    e->d.v = right;
+    ls_vault_close(stale);
+    eng_open(e, 1);
+    signal_ok(e, "ib-1", "go", "{\"n\":2}");
+    wait_end(e, "ib-1");
+    json_t *r = results_of(e, "ib-1");
+    assert_json(json_array_get(r, 1), "{\"n\":1}");
+    assert_json(json_array_get(r, 2), "{\"n\":2}");
+    json_decref(r);
+    eng_close(e);
+    ls_buf_free(&key);
+    ls_buf_free(&val);
+}
 
 /* Two signals pending in a run's inbox whose sealed payloads are swapped
  * in the store (same run, same name: an older lodestoned sealed both with
@@ -3551,7 +3573,10 @@ static void test_engine_swapped_pending_signals_refused(void **state)
     put_changed(e, &keys[0], &vals[0], NULL, 0, &ev[1]);
     put_changed(e, &keys[1], &vals[1], NULL, 0, &ev[0]);
     eng_open(e, 1);
-    given_up_with(e, "sw-1", "error [sw-1] " INBOX_REFUSED);
+    char line[512];
+    given_up_with(
+        e, "sw-1",
+        inbox_refused(line, sizeof line, "sw-1", &keys[0], "signal_received", "go", NO_AUTH));
     json_t *h = history(e, "sw-1");
     assert_int_equal(count_events(h, "signal_received", NULL), 0);
     json_decref(h);
@@ -3591,13 +3616,18 @@ static void test_engine_changed_pending_signal_refused(void **state)
 
     put_changed(e, &keys[0], &vals[0], "go", 0, NULL);
     eng_open(e, 1);
-    given_up_with(e, "rn-1", "error [rn-1] " INBOX_REFUSED);
+    char line[512];
+    given_up_with(
+        e, "rn-1",
+        inbox_refused(line, sizeof line, "rn-1", &keys[0], "signal_received", "go", NO_AUTH));
     eng_close(e);
 
     put_changed(e, &keys[0], &vals[0], NULL, LS_EV_CHILD_COMPLETED, NULL);
     h_log_clear(&e->h);
     eng_open(e, 1);
-    given_up_with(e, "rn-1", "error [rn-1] " INBOX_REFUSED);
+    given_up_with(
+        e, "rn-1",
+        inbox_refused(line, sizeof line, "rn-1", &keys[0], "child_completed", "halt", NO_AUTH));
     json_t *h = history(e, "rn-1");
     assert_int_equal(count_events(h, "child_completed", NULL), 0);
     assert_int_equal(count_events(h, "signal_received", NULL), 0);
@@ -3642,9 +3672,10 @@ static void test_engine_pending_signal_without_payload_refused(void **state)
     ls_event none = {0};
     put_changed(e, &keys[0], &vals[0], "go", 0, &none);
     eng_open(e, 1);
+    char line[512];
     given_up_with(e, "np-1",
-                  "error [np-1] cannot load history: payload of a pending signal or child result "
-                  "(inbox entry): a signal_received without its sealed payload");
+                  inbox_refused(line, sizeof line, "np-1", &keys[0], "signal_received", "go",
+                                "a signal_received without its sealed payload"));
     json_t *h = history(e, "np-1");
     assert_int_equal(count_events(h, "signal_received", NULL), 0);
     json_decref(h);

@@ -79,6 +79,18 @@ static void opens(th_store_dir *d, const ls_id *id, const ls_id *arrival, const 
 
 #define NO_AUTH "sealed value does not authenticate"
 
+/* The message of an inbox entry stored under arrival, holding type and
+ * name (as shown: quoted, cut and escaped), refused with why. */
+static const char *entry_refused(char *out, size_t cap, const ls_id *arrival, const char *type,
+                                 const char *shown, const char *why)
+{
+    char at[LS_ID_TEXTLEN + 1];
+    ls_id_format(arrival, at);
+    snprintf(out, cap, "payload of a pending signal or child result (inbox entry %s, %s %s): %s",
+             at, type, shown, why);
+    return out;
+}
+
 /* Opens ev, which has no payload: "null", or rc with want in the message. */
 static void opens_none(th_store_dir *d, const ls_id *id, const ls_id *arrival, const ls_event *ev,
                        ls_rc want_rc, const char *want)
@@ -143,7 +155,9 @@ static void test_integrity_history_binds_every_field(void **state)
     opens(d, &id, NULL, &x, LS_EAUTH, "payload of event 8: " NO_AUTH);
     /* another run, or the same bytes as an inbox entry */
     opens(d, &other, NULL, &ev, LS_EAUTH, want);
-    opens(d, &id, &id, &ev, LS_EAUTH, "(inbox entry): " NO_AUTH);
+    char want_in[512];
+    opens(d, &id, &id, &ev, LS_EAUTH,
+          entry_refused(want_in, sizeof want_in, &id, "signal_received", "\"approve\"", NO_AUTH));
     /* the version byte cannot downgrade it: as version 1, the run id and
      * seq alone do not open it either */
     x = ev, x.version = 1;
@@ -170,19 +184,62 @@ static void test_integrity_inbox_binds_place_name_and_type(void **state)
     opens(d, &id, &a1, &approve, LS_OK, NULL);
     opens(d, &id, &a2, &reject, LS_OK, NULL);
 
-    const char *want = "payload of a pending signal or child result (inbox entry): " NO_AUTH;
+    char w1[512], w2[512];
+    const char *want = entry_refused(w1, sizeof w1, &a1, "signal_received", "\"approve\"", NO_AUTH);
     ls_event x = approve; /* approve's record with reject's payload */
     x.payload = reject.payload;
     x.payload_len = reject.payload_len;
     opens(d, &id, &a1, &x, LS_EAUTH, want);
-    opens(d, &id, &a2, &approve, LS_EAUTH, want); /* moved to the other slot */
+    /* moved to the other slot */
+    opens(d, &id, &a2, &approve, LS_EAUTH,
+          entry_refused(w2, sizeof w2, &a2, "signal_received", "\"approve\"", NO_AUTH));
     x = approve, x.name = "reject", x.name_len = 6;
-    opens(d, &id, &a1, &x, LS_EAUTH, want);
+    opens(d, &id, &a1, &x, LS_EAUTH,
+          entry_refused(w2, sizeof w2, &a1, "signal_received", "\"reject\"", NO_AUTH));
     x = approve, x.type = LS_EV_CHILD_COMPLETED;
-    opens(d, &id, &a1, &x, LS_EAUTH, want);
+    opens(d, &id, &a1, &x, LS_EAUTH,
+          entry_refused(w2, sizeof w2, &a1, "child_completed", "\"approve\"", NO_AUTH));
     opens(d, &id, NULL, &approve, LS_EAUTH, "payload of event 1: " NO_AUTH);
     ls_buf_free(&s1);
     ls_buf_free(&s2);
+}
+
+/* An inbox entry that does not open is named by its arrival id, type and
+ * name, the name cut at a character's start within 100 bytes and its
+ * control characters, quotes and bytes that are not UTF-8 escaped: a name
+ * forged in the store cannot break the log line nor hide what follows. */
+static void test_integrity_inbox_entry_named_safely(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf s1 = LS_BUF_INIT;
+    ls_id id = run_id(0x23), a1 = run_id(0xa3);
+    ls_event ev = signal_event();
+    ev.seq = 1;
+    th_ok(flow_seal_event_with(d->v, &id, &a1, &ev, PT, strlen(PT), &s1, &err), &err);
+
+    /* 9 bytes of ASCII, then 60 two-byte characters: byte 100 is the
+     * second half of one, so the cut keeps 99 bytes */
+    char name[200] = "b\"d\n\x1b[31m";
+    for (int i = 0; i < 60; i++) strcat(name, "\xc3\xa9");
+    char shown[300] = "\"b\\\"d\\x0a\\x1b[31m";
+    for (int i = 0; i < 45; i++) strcat(shown, "\xc3\xa9");
+    strcat(shown, "\"...");
+    char want[512];
+    ls_event x = ev;
+    x.name = name, x.name_len = strlen(name);
+    opens(d, &id, &a1, &x, LS_EAUTH,
+          entry_refused(want, sizeof want, &a1, "signal_received", shown, NO_AUTH));
+
+    /* a C1 control, a stray continuation byte, a NUL, DEL; no cut */
+    static const char odd[] = "a\xc2\x9b"
+                              "b\x80"
+                              "c\0d\x7f";
+    x.name = odd, x.name_len = sizeof odd - 1;
+    opens(d, &id, &a1, &x, LS_EAUTH,
+          entry_refused(want, sizeof want, &a1, "signal_received",
+                        "\"a\\xc2\\x9bb\\x80c\\x00d\\x7f\"", NO_AUTH));
+    ls_buf_free(&s1);
 }
 
 /* Seals PT as older lodestoned did: the run id and seq, 24 bytes. */
@@ -227,7 +284,10 @@ static void test_integrity_version1_opens_as_before(void **state)
     opens(d, &id, &arrival, &ie, LS_OK, NULL);
     opens(d, &id, NULL, &ie, LS_EAUTH, "payload of event 1: " NO_AUTH);
     ie.version = 2;
-    opens(d, &id, &arrival, &ie, LS_EAUTH, "(inbox entry): " NO_AUTH);
+    char want_in[512];
+    opens(d, &id, &arrival, &ie, LS_EAUTH,
+          entry_refused(want_in, sizeof want_in, &arrival, "signal_received", "\"approve\"",
+                        NO_AUTH));
     ls_buf_free(&h);
     ls_buf_free(&in);
     ls_buf_free(&v);
@@ -277,8 +337,10 @@ static void test_integrity_signal_without_payload_refused(void **state)
         opens_none(d, &id, NULL, &ev, LS_EAUTH,
                    "payload of event 7: a signal_received without its sealed payload");
         ev.seq = 1;
+        char want_in[512];
         opens_none(d, &id, &arrival, &ev, LS_EAUTH,
-                   "(inbox entry): a signal_received without its sealed payload");
+                   entry_refused(want_in, sizeof want_in, &arrival, "signal_received",
+                                 "\"approve\"", "a signal_received without its sealed payload"));
         ev.type = LS_EV_CHILD_COMPLETED;
         opens_none(d, &id, &arrival, &ev, LS_EAUTH, "a child_completed without its sealed payload");
         ev.type = LS_EV_STEP_STARTED;
@@ -345,6 +407,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integrity_history_binds_every_field),
         cmocka_unit_test(test_integrity_inbox_binds_place_name_and_type),
+        cmocka_unit_test(test_integrity_inbox_entry_named_safely),
         cmocka_unit_test(test_integrity_version1_opens_as_before),
         cmocka_unit_test(test_integrity_custom_status_slot),
         cmocka_unit_test(test_integrity_signal_without_payload_refused),
