@@ -6,7 +6,8 @@
  * custom statuses, a schedule, secrets), key 3 is made current, and the
  * old keys are retired: every value then opens with a keyring that holds
  * key 3 alone, and the waiting run completes. A damaged value is left as
- * it was and keeps the key file unchanged; a retirement again changes
+ * it was and keeps the key file unchanged, as does a history record
+ * whose seq is not its key's; a retirement again changes
  * nothing; one cut short by failed allocations at each point is finished
  * by the next call. A key file that is a symlink stays one.
  */
@@ -458,6 +459,68 @@ static void test_retire_damaged_value_keeps_key_file(void **state)
     free(before);
 }
 
+/* Copies run id's history event `from` (its value as stored) under the
+ * key of seq `to`, and returns that value in *val. */
+static void copy_event(env *e, const ls_id *id, uint64_t from, uint64_t to, ls_buf *val)
+{
+    ls_err err = {0};
+    ls_buf k = LS_BUF_INIT;
+    th_ok(ls_history_key(&k, id, from, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, val, &err), &err);
+    th_ok(ls_history_key(&k, id, to, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, val->ptr, val->len, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&k);
+}
+
+/* A history record whose stored seq is not its key's (d1's step result,
+ * under key 1, copied to seq 1000) is not resealed: it would be bound to
+ * a place it was not written for. It is counted as a value that does not
+ * open, named, and left as it was; every other value is resealed, and the
+ * key file is unchanged. */
+static void test_retire_moved_event_refused(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    build(e);
+    ls_id d1;
+    eng_open(e, 0);
+    th_ok(flow_lookup(e->f, "d1", 2, &d1, &err), &err);
+    eng_close(e);
+    ls_buf moved = LS_BUF_INIT, k = LS_BUF_INIT, now = LS_BUF_INIT;
+    copy_event(e, &d1, 3, 1000, &moved);
+    ls_event ev;
+    th_ok(ls_event_decode(moved.ptr, moved.len, &ev, &err), &err);
+    assert_int_equal(ev.seq, 3);
+    assert_int_equal(ls_vault_sealed_key(ev.payload, ev.payload_len), 1);
+    char *before = slurp(e->d.key_path);
+
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.retired, 0);
+    assert_int_equal(rep.failed, 1);
+    assert_int_equal(rep.remaining, 1);
+    assert_true(strstr(rep.first_failed, "run d1 (id ") == rep.first_failed);
+    assert_non_null(strstr(rep.first_failed, "): payload of event 1000: the event holds seq 3"));
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_SECRETS], 2);
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_INBOX], 1);
+    assert_int_equal(count_other(e->d.st, 3), 1);
+    /* the record is as it was, the original resealed; the key file the same */
+    th_ok(ls_history_key(&k, &d1, 1000, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &now, &err), &err);
+    assert_int_equal(now.len, moved.len);
+    assert_memory_equal(now.ptr, moved.ptr, moved.len);
+    th_ok(ls_history_key(&k, &d1, 3, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &now, &err), &err);
+    th_ok(ls_event_decode(now.ptr, now.len, &ev, &err), &err);
+    assert_int_equal(ls_vault_sealed_key(ev.payload, ev.payload_len), 3);
+    assert_int_equal(ls_vault_key_count(e->d.v), 3);
+    char *after = slurp(e->d.key_path);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    ls_buf_free(&moved), ls_buf_free(&k), ls_buf_free(&now);
+}
+
 static void test_retire_again_is_nothing(void **state)
 {
     env *e = *state;
@@ -728,6 +791,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retire_reseals_every_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_reseals_key_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_damaged_value_keeps_key_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_moved_event_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_again_is_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_alloc_failures_then_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_key_file_symlink_stays, setup, teardown),
