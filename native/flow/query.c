@@ -478,6 +478,16 @@ ls_rc flow_lookup(ls_flow_t *f, const char *name, size_t nlen, ls_id *id, ls_err
     return rc;
 }
 
+/* An event is shown as what its key says it is: one whose stored seq
+ * differs (a record copied from elsewhere in the run, whose payload opens
+ * under the seq it holds) is damaged, never shown in another's place. */
+static ls_rc event_in_place(uint64_t seq, const ls_event *ev, ls_err *err)
+{
+    if (ev->seq == seq) return LS_OK;
+    return ls_err_set(err, LS_ECORRUPT, "event %llu: the record holds seq %llu",
+                      (unsigned long long)seq, (unsigned long long)ev->seq);
+}
+
 static ls_rc get_event(ls_flow_t *f, const ls_id *id, uint64_t seq, ls_buf *val, ls_event *ev,
                        ls_err *err)
 {
@@ -488,6 +498,7 @@ static ls_rc get_event(ls_flow_t *f, const ls_id *id, uint64_t seq, ls_buf *val,
     if (rc == LS_ENOTFOUND)
         return ls_err_set(err, LS_ECORRUPT, "event %llu is missing", (unsigned long long)seq);
     if (rc == LS_OK) rc = ls_event_decode(val->ptr, val->len, ev, err);
+    if (rc == LS_OK) rc = event_in_place(seq, ev, err);
     return rc;
 }
 
@@ -887,8 +898,12 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         ls_event ev;
+        uint64_t seq;
         json_t *e = NULL;
-        if ((rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK) break;
+        if ((rc = ls_history_key_parse(key, klen, NULL, &seq, err)) != LS_OK ||
+            (rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK ||
+            (rc = event_in_place(seq, &ev, err)) != LS_OK)
+            break;
         if (ev.seq <= fork) continue;
         if ((rc = event_json(f, &id, &ev, &tmp, &e, err)) != LS_OK) break;
         json_array_append_new(events, e);

@@ -3795,6 +3795,81 @@ static void test_engine_step_result_without_payload_refused(void **state)
     ls_buf_free(&val);
 }
 
+/* Sets run id's record's last_seq in the store. */
+static void set_last_seq(env *e, const ls_id *id, uint64_t last)
+{
+    ls_err err = {0};
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, w = LS_BUF_INIT;
+    ls_run_record rec;
+    th_ok(ls_run_key(&k, id, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+    th_ok(ls_run_decode(v.ptr, v.len, &rec, &err), &err);
+    rec.last_seq = last;
+    th_ok(ls_run_encode(&rec, &w, &err), &err);
+    put_raw(e, k.ptr, k.len, w.ptr, w.len);
+    ls_buf_free(&k), ls_buf_free(&v), ls_buf_free(&w);
+}
+
+/* The history, the run and its result refuse an event of version 2 copied
+ * to another key of its run (its payload opens under the seq it holds):
+ * a completed run's WorkflowCompleted, seq N, copied to N + 1 and the
+ * record made to end there, would show the output twice in the history
+ * and as the output of event N + 1. Each is LS_ECORRUPT naming the key's
+ * seq and the one the record holds; put back, all read as before. */
+static void test_engine_moved_event_refused_by_api(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "three", "mv-1", NULL);
+    wait_end(e, "mv-1");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "mv-1", 4, &id, &err), &err);
+    json_t *h = history(e, "mv-1");
+    json_int_t last = jint(nth_event(h, "workflow_completed", NULL, 0), "seq");
+    json_decref(h);
+    wait_idle(e);
+    eng_close(e);
+
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, copy = LS_BUF_INIT, out = LS_BUF_INIT;
+    th_ok(ls_history_key(&key, &id, (uint64_t)last, &err), &err);
+    th_ok(ls_store_get(e->d.st, key.ptr, key.len, &val, &err), &err);
+    th_ok(ls_history_key(&copy, &id, (uint64_t)last + 1, &err), &err);
+    put_raw(e, copy.ptr, copy.len, val.ptr, val.len);
+    set_last_seq(e, &id, (uint64_t)last + 1);
+    char want[96];
+    snprintf(want, sizeof want, "event %lld: the record holds seq %lld", (long long)last + 1,
+             (long long)last);
+    eng_open(e, 0);
+    int done = 0;
+    assert_int_equal(ls_flow_history(e->f, "mv-1", 4, &out, &err), LS_ECORRUPT);
+    assert_string_equal(err.msg, want);
+    err = (ls_err){0};
+    assert_int_equal(ls_flow_result(e->f, "mv-1", 4, &out, &done, &err), LS_ECORRUPT);
+    assert_string_equal(err.msg, want);
+    err = (ls_err){0};
+    assert_int_equal(ls_flow_describe(e->f, "mv-1", 4, &out, &err), LS_ECORRUPT);
+    assert_string_equal(err.msg, want);
+    eng_close(e);
+
+    /* Only the copy in the history (the record as it was): refused too. */
+    set_last_seq(e, &id, (uint64_t)last);
+    eng_open(e, 0);
+    err = (ls_err){0};
+    assert_int_equal(ls_flow_history(e->f, "mv-1", 4, &out, &err), LS_ECORRUPT);
+    assert_string_equal(err.msg, want);
+    th_ok(ls_flow_result(e->f, "mv-1", 4, &out, &done, &err), &err);
+    eng_close(e);
+
+    th_ok(ls_store_delete(e->d.st, copy.ptr, copy.len, LS_STORE_SYNC, &err), &err);
+    eng_open(e, 0);
+    h = history(e, "mv-1");
+    assert_int_equal(count_events(h, "workflow_completed", NULL), 1);
+    json_decref(h);
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&copy), ls_buf_free(&out);
+}
+
 /* A run written by an older lodestoned (every event of version 1, its
  * payloads sealed with the run id and seq alone, a signal pending in its
  * inbox sealed likewise) opens and completes; what this build adds is of
@@ -5157,6 +5232,7 @@ int main(void)
         T(test_engine_pending_signal_without_payload_refused),
         T(test_engine_renamed_history_signal_refused),
         T(test_engine_step_result_without_payload_refused),
+        T(test_engine_moved_event_refused_by_api),
         T(test_engine_version1_records_open),
         T(test_engine_branch_copy_of_version1_history),
         T(test_engine_nondeterminism_fails_the_run),
