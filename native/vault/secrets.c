@@ -487,18 +487,51 @@ static void reseal_skip(reseal_state *rs, const char *name, size_t nlen, ls_rc r
     ls_err_set(&rep->first_reason, rc, "%s", why->msg);
 }
 
+/* Counts a record whose store key is malformed (no name can be read from
+ * it, why says how) as skipped: it cannot be opened, since a secret is
+ * bound to its name, and stopping there would stop every reseal after.
+ * It is named by its key's bytes in hex. */
+static void reseal_skip_key(reseal_state *rs, const void *key, size_t klen, const ls_err *why)
+{
+    static const char hex[] = "0123456789abcdef";
+    char text[LS_SECRET_NAMEMAX + 1] = "0x";
+    size_t n = 2;
+    for (size_t i = 0; i < klen && n + 2 <= 2 + 2 * 64; i++) {
+        unsigned char b = ((const unsigned char *)key)[i];
+        text[n++] = hex[b >> 4];
+        text[n++] = hex[b & 15];
+    }
+    if (n < 2 + 2 * klen) {
+        memcpy(text + n, "...", 3);
+        n += 3;
+    }
+    text[n] = '\0';
+    ls_err w;
+    ls_err_set(&w, LS_ECORRUPT, "a damaged secret record under key %s (%zu bytes): %s", text, klen,
+               why->msg);
+    reseal_skip(rs, text, n, LS_ECORRUPT, &w);
+}
+
 /* Opens one record and queues it sealed again under the current key, with
  * the same header (so the same update time). A record that does not open
- * (LS_EFORMAT, LS_EAUTH, or a key the keyring lacks) is skipped, left as it
- * is; any other failure is returned. */
+ * (LS_EFORMAT, LS_EAUTH, or a key the keyring lacks), or whose store key
+ * is malformed (LS_ECORRUPT), is skipped, left as it is; any other failure
+ * is returned. */
 static ls_rc reseal_one(reseal_state *rs, const void *key, size_t klen, const unsigned char *val,
                         size_t vlen, ls_err *err)
 {
-    ls_rc rc = key_name(key, klen, &rs->name, err);
-    if (rc != LS_OK) return rc;
+    ls_err why = {0};
+    ls_rc rc = key_name(key, klen, &rs->name, &why);
+    if (rc == LS_ECORRUPT) {
+        reseal_skip_key(rs, key, klen, &why);
+        return LS_OK;
+    }
+    if (rc != LS_OK) {
+        if (err != NULL) *err = why;
+        return rc;
+    }
     const char *name = (const char *)rs->name.ptr;
     size_t ptlen = 0;
-    ls_err why = {0};
     rc = guarded_reserve(&rs->pt, &rs->ptcap, record_ptcap(vlen), err);
     if (rc != LS_OK) goto fail;
     rc = open_record(rs->v, name, rs->name.len, val, vlen, rs->pt, &ptlen, &why);

@@ -1499,6 +1499,52 @@ static void test_vault_secret_list_info(void **state)
     ls_vault_close(v);
 }
 
+/* A record in the secrets namespace whose key is malformed (no name can be
+ * read from it: here a secret's key with a byte after the name) does not
+ * stop the reseal, which every run would then meet again: it is skipped,
+ * named as a damaged secret record, left as it was, and every secret
+ * after it is resealed. */
+static void test_vault_secret_reseal_skips_malformed_key(void **state)
+{
+    (void)state;
+    ls_vault_t *v = new_vault(NULL);
+    ls_store_t *st = new_store(NULL);
+    ls_err err = {0};
+    static const char *const names[] = {"a", "m", "z"};
+    for (int i = 0; i < 3; i++) th_ok(ls_vault_secret_put(v, st, names[i], "v", 1, &err), &err);
+    ls_buf k = LS_BUF_INIT, rec = LS_BUF_INIT, raw = LS_BUF_INIT;
+    secret_key(&k, "m");
+    th_ok(ls_store_get(st, k.ptr, k.len, &rec, &err), &err);
+    th_ok(ls_buf_putc(&k, 'x', &err), &err); /* after the name: malformed */
+    th_ok(ls_store_put(st, k.ptr, k.len, rec.ptr, rec.len, LS_STORE_SYNC, &err), &err);
+    th_ok(ls_vault_rotate(v, NULL, &err), &err);
+
+    ls_secret_reseal_report rep;
+    for (int pass = 0; pass < 2; pass++) { /* again: the same skip, nothing else */
+        th_ok(ls_vault_secret_reseal_all_detailed(v, st, &rep, &err), &err);
+        assert_int_equal(rep.resealed, pass == 0 ? 3 : 0);
+        assert_int_equal(rep.skipped, 1);
+        assert_true(strncmp(rep.first_skipped, "0x", 2) == 0);
+        assert_int_equal(rep.first_reason.code, LS_ECORRUPT);
+        assert_contains(rep.first_reason.msg, "a damaged secret record under key 0x");
+        assert_contains(rep.first_reason.msg, rep.first_skipped);
+        assert_contains(rep.first_reason.msg, "malformed");
+    }
+    for (int i = 0; i < 3; i++) assert_secret(v, st, names[i], "v", 1);
+    th_ok(ls_store_get(st, k.ptr, k.len, &raw, &err), &err); /* left as it was */
+    assert_int_equal(raw.len, rec.len);
+    assert_memory_equal(raw.ptr, rec.ptr, rec.len);
+    size_t count = 99;
+    assert_int_equal(ls_vault_secret_reseal_all(v, st, &count, &err), LS_ECORRUPT);
+    assert_int_equal(count, 0);
+    assert_contains(err.msg, "1 secret did not open");
+    assert_contains(err.msg, "a damaged secret record");
+
+    ls_buf_free(&k), ls_buf_free(&rec), ls_buf_free(&raw);
+    ls_store_close(st);
+    ls_vault_close(v);
+}
+
 static void test_vault_secret_reseal_keeps_time(void **state)
 {
     (void)state;
@@ -1897,6 +1943,7 @@ int main(void)
         cmocka_unit_test(test_vault_secret_unknown_key),
         cmocka_unit_test(test_vault_secret_reseal_all),
         cmocka_unit_test(test_vault_secret_reseal_skips_damaged),
+        cmocka_unit_test(test_vault_secret_reseal_skips_malformed_key),
         cmocka_unit_test(test_vault_secret_list_info),
         cmocka_unit_test(test_vault_secret_reseal_keeps_time),
         cmocka_unit_test(test_vault_secret_time_tamper),

@@ -200,22 +200,27 @@ LS_API ls_rc ls_vault_secret_list_info(ls_store_t *st, ls_secret_info_fn fn, voi
 /* What ls_vault_secret_reseal_all_detailed did. Caller's memory (the
  * stack will do); nothing in it is freed. */
 typedef struct {
-    size_t resealed;                           /* resealed under the current key and written */
-    size_t skipped;                            /* did not open: left as they were */
-    char first_skipped[LS_SECRET_NAMEMAX + 1]; /* the first skipped one's name, "" when none */
-    ls_err first_reason; /* why it did not open (LS_EAUTH or LS_EFORMAT, text naming it) */
+    size_t resealed; /* resealed under the current key and written */
+    size_t skipped;  /* did not open: left as they were */
+    /* the first skipped one's name, "" when none; for a record whose store
+     * key is malformed (no name can be read), "0x" and the key in hex */
+    char first_skipped[LS_SECRET_NAMEMAX + 1];
+    /* why it did not open (LS_EAUTH or LS_EFORMAT, text naming it), or
+     * LS_ECORRUPT for such a key ("a damaged secret record under key 0x...") */
+    ls_err first_reason;
 } ls_secret_reseal_report;
 
 /* Re-encrypts every secret whose record names a key other than the
  * current one with the current key, in synced batches, keeping each
  * secret's update time. A secret that does not open (damaged, of a format
- * this build does not read, or under a key the keyring does not hold) is
- * skipped and left as it was; the others are resealed all the same. *rep
- * (not NULL) receives the counts and the first skipped secret's name and
- * reason. Returns LS_OK when the walk reached the end, skipped or not:
- * check rep->skipped. A store, I/O or memory failure stops the walk with
- * its code; batches written before stay, and rep counts them. Safe to
- * interrupt and run again. */
+ * this build does not read, or under a key the keyring does not hold), and
+ * a record whose store key is malformed, is skipped and left as it was;
+ * the others are resealed all the same. *rep (not NULL) receives the
+ * counts and the first skipped secret's name and reason. Returns LS_OK
+ * when the walk reached the end, skipped or not: check rep->skipped. A
+ * store, I/O or memory failure stops the walk with its code; batches
+ * written before stay, and rep counts them. Safe to interrupt and run
+ * again. */
 LS_API ls_rc ls_vault_secret_reseal_all_detailed(ls_vault_t *v, ls_store_t *st,
                                                  ls_secret_reseal_report *rep, ls_err *err);
 
