@@ -1659,6 +1659,28 @@ ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen, ls_fl
 
 /* The end of a child run goes to its parent's inbox, in the batch that
  * ends it. */
+#define CHILD_ERROR_MAX 150 /* bytes of a child's error its parent is told */
+
+/* Where to cut error text s (len bytes) to at most max: at a character's
+ * start (ls_utf8_cut), and never inside a "[secret NAME]" mark that
+ * masking put there (a secret's name has no brackets): a mark the cut
+ * would split is left out whole, not shown as "[secret st". */
+static size_t error_cut(const char *s, size_t len, size_t max)
+{
+    static const char mark[] = "[secret ";
+    if (len <= max) return len;
+    size_t cut = ls_utf8_cut(s, max);
+    for (size_t i = cut; i-- > 0;) {
+        if (s[i] == ']') break; /* the last mark before the cut is whole */
+        if (s[i] == '[' && len - i >= sizeof mark - 1 &&
+            memcmp(s + i, mark, sizeof mark - 1) == 0) {
+            cut = i;
+            break;
+        }
+    }
+    return cut;
+}
+
 static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event *end,
                            const void *pt, size_t ptlen, ls_err *err)
 {
@@ -1675,9 +1697,9 @@ static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event 
         if (rc != LS_OK) return rc;
     } else {
         ev.type = LS_EV_CHILD_FAILED;
-        int n = snprintf(
-            why, sizeof why, "%s%s%.*s", ls_run_status_name(status), end->error_len ? ": " : "",
-            (int)(end->error_len > 150 ? 150 : end->error_len), end->error ? end->error : "");
+        size_t keep = end->error ? error_cut(end->error, end->error_len, CHILD_ERROR_MAX) : 0;
+        int n = snprintf(why, sizeof why, "%s%s%.*s", ls_run_status_name(status),
+                         end->error_len ? ": " : "", (int)keep, end->error ? end->error : "");
         ev.error = why;
         ev.error_len = n > 0 ? (size_t)n : 0;
     }

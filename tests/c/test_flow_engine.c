@@ -5026,6 +5026,55 @@ static void test_engine_mask_run_failure(void **state)
     eng_close(e);
 }
 
+/* Runs leaky_parent as run, its child failing with msg, and returns the
+ * error its ChildFailed event holds (caller frees). */
+static char *child_failed_error(env *e, const char *run, const char *msg)
+{
+    e->h.failmsg = msg;
+    e->h.failmsg_len = strlen(msg);
+    start1(e, "leaky_parent", run, NULL);
+    wait_end(e, run);
+    json_t *ev = history(e, run);
+    char *got = strdup(jstr(nth_event(ev, "child_failed", NULL, 0), "error"));
+    assert_non_null(got);
+    json_decref(ev);
+    return got;
+}
+
+/* A parent is told 150 bytes of its child's error: cut where a character
+ * starts, and never inside a "[secret NAME]" mark, which is left out
+ * whole rather than cut to "[secret st". */
+static void test_engine_child_error_cut(void **state)
+{
+    env *e = *state;
+    char msg[400], want[200];
+    put_secret(e, "stripe/key", TOKEN);
+    eng_open(e, 1);
+    /* a two-byte character at bytes 149 and 150 */
+    memset(msg, 'a', 149);
+    snprintf(msg + 149, sizeof msg - 149, "\xc3\xa9 and more");
+    snprintf(want, sizeof want, "failed: %.149s", msg);
+    char *got = child_failed_error(e, "ce-1", msg);
+    assert_string_equal(got, want);
+    free(got);
+    /* a secret at byte 140: its mark, bytes 140 to 158, would be cut */
+    memset(msg, 'b', 140);
+    snprintf(msg + 140, sizeof msg - 140, "%s and more", TOKEN);
+    snprintf(want, sizeof want, "failed: %.140s", msg);
+    got = child_failed_error(e, "ce-2", msg);
+    assert_string_equal(got, want);
+    free(got);
+    /* a mark that ends at byte 149 is kept */
+    memset(msg, 'c', 131);
+    snprintf(msg + 131, sizeof msg - 131, "%s and more", TOKEN);
+    snprintf(want, sizeof want, "failed: %.131s[secret stripe/key]", msg);
+    got = child_failed_error(e, "ce-3", msg);
+    assert_string_equal(got, want);
+    free(got);
+    assert_log_lacks(e, "sk_l");
+    eng_close(e);
+}
+
 /* ctx:log and s:log lines: masked before lodestoned's log gets them. */
 static void test_engine_mask_log_line(void **state)
 {
@@ -5267,6 +5316,7 @@ int main(void)
         T(test_engine_depth_read_errors),
         T(test_engine_mask_step_failure),
         T(test_engine_mask_run_failure),
+        T(test_engine_child_error_cut),
         T(test_engine_mask_log_line),
         T(test_engine_mask_follows_secret_changes),
         T(test_engine_mask_short_and_nested),
