@@ -261,6 +261,15 @@ void th_worker_close(void *ud, void *worker)
     (void)worker;
 }
 
+int th_act_ok(ls_flow_act *a, ls_rc rc, const ls_err *err)
+{
+    if (rc == LS_OK) return 1;
+    const char *m = ls_err_text(err);
+    ls_err e2;
+    if (ls_flow_act_fail(a, m, strlen(m), NULL, 0, &e2) != LS_OK) ls_flow_act_abandon(a);
+    return 0;
+}
+
 int th_run_child(int (*fn)(const char *arg), const char *arg)
 {
     pid_t pid = fork();

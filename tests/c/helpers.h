@@ -90,6 +90,11 @@ void th_store_dir_close(th_store_dir *d);
 ls_rc th_worker_open(void *ud, unsigned index, void **worker, ls_err *err);
 void th_worker_close(void *ud, void *worker);
 
+/* For a runner's activate: 1 when rc is LS_OK (go on); else fails the run
+ * with err's text (or abandons the activation when even that fails) and
+ * returns 0: the activation is over. */
+int th_act_ok(ls_flow_act *a, ls_rc rc, const ls_err *err);
+
 /* Waits up to ms for run name of f to end (its watch fires once, or it has
  * ended already); fails the test otherwise. */
 void th_wait_run_end(ls_flow_t *f, const char *name, long ms);

@@ -66,16 +66,6 @@ static int64_t r_retention_ms(void *ud, const char *type, size_t len)
     return LS_FLOW_RETENTION_DEFAULT;
 }
 
-/* 1: go on; 0: the activation is over (waiting, or failed). */
-static int act_ok(ls_flow_act *a, ls_rc rc, const ls_err *err)
-{
-    if (rc == LS_OK) return 1;
-    const char *m = ls_err_text(err);
-    ls_err e2;
-    if (ls_flow_act_fail(a, m, strlen(m), NULL, 0, &e2) != LS_OK) ls_flow_act_abandon(a);
-    return 0;
-}
-
 static void r_activate(void *ud, void *worker, ls_flow_act *a)
 {
     (void)ud;
@@ -85,23 +75,23 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
     ls_flow_outcome oc = LS_FLOW_DONE;
     if (is(a, "rich")) {
         ls_flow_step_info info;
-        if (!act_ok(a, ls_flow_act_step(a, "a", 1, &info, &out, &err), &err)) goto out;
+        if (!th_act_ok(a, ls_flow_act_step(a, "a", 1, &info, &out, &err), &err)) goto out;
         if (info.outcome == LS_FLOW_RUN &&
-            !act_ok(a, ls_flow_act_step_done(a, "a", 1, info.attempt, "1", 1, &err), &err))
+            !th_act_ok(a, ls_flow_act_step_done(a, "a", 1, info.attempt, "1", 1, &err), &err))
             goto out;
-        if (!act_ok(a, ls_flow_act_set_status(a, "{\"stage\":\"x\"}", 13, &err), &err)) goto out;
-        if (!act_ok(a, ls_flow_act_sleep(a, 5, &oc, &err), &err) || oc == LS_FLOW_WAIT) goto out;
+        if (!th_act_ok(a, ls_flow_act_set_status(a, "{\"stage\":\"x\"}", 13, &err), &err)) goto out;
+        if (!th_act_ok(a, ls_flow_act_sleep(a, 5, &oc, &err), &err) || oc == LS_FLOW_WAIT) goto out;
     }
     if (is(a, "rich") || is(a, "waits")) {
-        if (!act_ok(a, ls_flow_act_wait_signal(a, "go", 2, -1, &oc, &out, &err), &err) ||
+        if (!th_act_ok(a, ls_flow_act_wait_signal(a, "go", 2, -1, &oc, &out, &err), &err) ||
             oc == LS_FLOW_WAIT)
             goto out;
     }
     if (is(a, "parent") &&
-        !act_ok(a, ls_flow_act_child_start(a, "quick", 5, "kid-1", 5, NULL, 0, 1, &out, &err),
-                &err))
+        !th_act_ok(a, ls_flow_act_child_start(a, "quick", 5, "kid-1", 5, NULL, 0, 1, &out, &err),
+                   &err))
         goto out;
-    act_ok(a, ls_flow_act_complete(a, "{\"ok\":true}", 11, &err), &err);
+    th_act_ok(a, ls_flow_act_complete(a, "{\"ok\":true}", 11, &err), &err);
 out:
     ls_buf_free(&out);
 }

@@ -51,15 +51,6 @@ static void r_list_types(void *ud, ls_buf *out)
     ls_buf_printf(out, NULL, "done, waits");
 }
 
-static int act_ok(ls_flow_act *a, ls_rc rc, const ls_err *err)
-{
-    if (rc == LS_OK) return 1;
-    const char *m = ls_err_text(err);
-    ls_err e2;
-    if (ls_flow_act_fail(a, m, strlen(m), NULL, 0, &e2) != LS_OK) ls_flow_act_abandon(a);
-    return 0;
-}
-
 static void r_activate(void *ud, void *worker, ls_flow_act *a)
 {
     (void)ud;
@@ -68,19 +59,19 @@ static void r_activate(void *ud, void *worker, ls_flow_act *a)
     ls_buf out = LS_BUF_INIT;
     ls_flow_outcome oc = LS_FLOW_DONE;
     ls_flow_step_info info;
-    if (!act_ok(a, ls_flow_act_step(a, "a", 1, &info, &out, &err), &err)) goto out;
+    if (!th_act_ok(a, ls_flow_act_step(a, "a", 1, &info, &out, &err), &err)) goto out;
     if (info.outcome == LS_FLOW_RUN &&
-        !act_ok(a, ls_flow_act_step_done(a, "a", 1, info.attempt, "{\"a\":1}", 7, &err), &err))
+        !th_act_ok(a, ls_flow_act_step_done(a, "a", 1, info.attempt, "{\"a\":1}", 7, &err), &err))
         goto out;
     if (is(a, "done")) {
-        if (!act_ok(a, ls_flow_act_set_status(a, "{\"stage\":\"x\"}", 13, &err), &err)) goto out;
-        act_ok(a, ls_flow_act_complete(a, "{\"ok\":true}", 11, &err), &err);
+        if (!th_act_ok(a, ls_flow_act_set_status(a, "{\"stage\":\"x\"}", 13, &err), &err)) goto out;
+        th_act_ok(a, ls_flow_act_complete(a, "{\"ok\":true}", 11, &err), &err);
         goto out;
     }
-    if (!act_ok(a, ls_flow_act_wait_signal(a, "go", 2, -1, &oc, &out, &err), &err) ||
+    if (!th_act_ok(a, ls_flow_act_wait_signal(a, "go", 2, -1, &oc, &out, &err), &err) ||
         oc == LS_FLOW_WAIT)
         goto out;
-    act_ok(a, ls_flow_act_complete(a, (const char *)out.ptr, out.len, &err), &err);
+    th_act_ok(a, ls_flow_act_complete(a, (const char *)out.ptr, out.len, &err), &err);
 out:
     ls_buf_free(&out);
 }
