@@ -862,6 +862,27 @@ static void suspend(ls_flow_act *a, char kind, const char *name, size_t nlen, in
     a->wait_name = ls_strndup(name ? name : "", nlen);
 }
 
+/* Where to cut a masked text s (len bytes) to at most max bytes: where a
+ * character starts (ls_utf8_cut), and never inside a "[secret NAME]" mark
+ * that masking put there (a secret's name has no brackets): a mark the
+ * cut would split is left out whole, not shown as "[secret st". For the
+ * texts bound_text made: a parent's child_failed, lodestoned's quotes. */
+static size_t masked_cut(const char *s, size_t len, size_t max)
+{
+    static const char mark[] = "[secret ";
+    if (len <= max) return len;
+    size_t cut = ls_utf8_cut(s, max);
+    for (size_t i = cut; i-- > 0;) {
+        if (s[i] == ']') break; /* the last mark before the cut is whole */
+        if (s[i] == '[' && len - i >= sizeof mark - 1 &&
+            memcmp(s + i, mark, sizeof mark - 1) == 0) {
+            cut = i;
+            break;
+        }
+    }
+    return cut;
+}
+
 /* s[0..*len), a text of the code that history keeps in clear, with the
  * secrets' values masked (flow_mask), in out (then *len is the new
  * length): whole when that is at most max bytes; else its first bytes,
@@ -883,21 +904,6 @@ static const char *bound_text(ls_flow_act *a, const char *s, size_t *len, size_t
     }
     *len = out->len;
     return out->ptr ? (const char *)out->ptr : "";
-}
-
-/* text (len bytes, from the code) masked and cut to at most max bytes,
- * for a line of lodestoned's log that quotes it: in a->masked, its length
- * in *qlen. */
-static const char *log_quote(ls_flow_act *a, const char *text, size_t len, size_t max, int *qlen)
-{
-    size_t used = 0;
-    ls_buf_clear(&a->masked);
-    *qlen = 0;
-    if (text == NULL || flow_mask(a->f, text, len, max, &a->masked, &used) != LS_OK ||
-        a->masked.ptr == NULL)
-        return "";
-    *qlen = (int)a->masked.len;
-    return (const char *)a->masked.ptr;
 }
 
 static void step_key(const ls_flow_act *a, uint64_t command, char *key)
@@ -1198,9 +1204,9 @@ ls_rc ls_flow_act_step_failed(ls_flow_act *a, const char *name, size_t nlen,
     a->f->st.steps_failed++;
     flow_count_step(a->f, ls_clock_mono_ns(NULL) - a->step_t0);
     pthread_mutex_unlock(&a->f->mu);
-    int qlen = 0;
-    const char *q = "";
-    if (pause || v == LS_FLOW_RETRY_AGAIN) q = log_quote(a, fl->error, fl->error_len, 300, &qlen);
+    /* lodestoned's line quotes the start of the masked text history keeps */
+    int qlen = error ? (int)masked_cut(error, elen, 300) : 0;
+    const char *q = error ? error : "";
     if (pause) {
         flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name,
                  "step \"%.*s\" used up its attempts (%.*s); the run is paused until resumed "
@@ -1661,26 +1667,6 @@ ls_rc ls_flow_act_child_wait(ls_flow_act *a, const char *id, size_t idlen, ls_fl
  * ends it. */
 #define CHILD_ERROR_MAX 150 /* bytes of a child's error its parent is told */
 
-/* Where to cut error text s (len bytes) to at most max: at a character's
- * start (ls_utf8_cut), and never inside a "[secret NAME]" mark that
- * masking put there (a secret's name has no brackets): a mark the cut
- * would split is left out whole, not shown as "[secret st". */
-static size_t error_cut(const char *s, size_t len, size_t max)
-{
-    static const char mark[] = "[secret ";
-    if (len <= max) return len;
-    size_t cut = ls_utf8_cut(s, max);
-    for (size_t i = cut; i-- > 0;) {
-        if (s[i] == ']') break; /* the last mark before the cut is whole */
-        if (s[i] == '[' && len - i >= sizeof mark - 1 &&
-            memcmp(s + i, mark, sizeof mark - 1) == 0) {
-            cut = i;
-            break;
-        }
-    }
-    return cut;
-}
-
 static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event *end,
                            const void *pt, size_t ptlen, ls_err *err)
 {
@@ -1697,7 +1683,7 @@ static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event 
         if (rc != LS_OK) return rc;
     } else {
         ev.type = LS_EV_CHILD_FAILED;
-        size_t keep = end->error ? error_cut(end->error, end->error_len, CHILD_ERROR_MAX) : 0;
+        size_t keep = end->error ? masked_cut(end->error, end->error_len, CHILD_ERROR_MAX) : 0;
         int n = snprintf(why, sizeof why, "%s%s%.*s", ls_run_status_name(status),
                          end->error_len ? ": " : "", (int)keep, end->error ? end->error : "");
         ev.error = why;
@@ -1852,8 +1838,6 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
     }
     /* Huge texts (a step that raised a megabyte) are cut: the failure
      * must be recordable, whatever the code raised. Both are masked. */
-    const char *raw = error;
-    size_t rawlen = elen;
     if (error && (error = bound_text(a, error, &elen, FLOW_ERROR_MAX, &a->cut)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
     ls_buf tb = LS_BUF_INIT;
@@ -1880,8 +1864,7 @@ ls_rc ls_flow_act_fail(ls_flow_act *a, const char *error, size_t elen, const cha
     }
     ls_buf_free(&tb);
     if (rc != LS_OK) return rc;
-    int qlen;
-    const char *q = log_quote(a, raw, rawlen, 500, &qlen);
-    flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name, "failed: %.*s", qlen, q);
+    int qlen = error ? (int)masked_cut(error, elen, 500) : 0;
+    flow_log(a->f, LS_FLOW_LOG_WARN, a->r->name, "failed: %.*s", qlen, error ? error : "");
     return end_run(a, &ev, a->tmp.len ? a->tmp.ptr : NULL, a->tmp.len, LS_RUN_FAILED, err);
 }
