@@ -562,24 +562,34 @@ static void test_retire_alloc_failures_then_finishes(void **state)
     secret_is(e, "s1", "one");
 }
 
+/* Moves e's key file to DIR/keys/real.key, puts a symlink to it at
+ * DIR/link.key, loads the vault through the link and rotates once (key 2
+ * current, the key check sealed under it). The three paths are the
+ * caller's to free. */
+static void key_file_behind_link(env *e, char **real_dir, char **real, char **link)
+{
+    ls_err err = {0};
+    *real_dir = th_path(e->d.dir, "keys");
+    assert_int_equal(mkdir(*real_dir, 0700), 0);
+    *real = th_path(*real_dir, "real.key");
+    *link = th_path(e->d.dir, "link.key");
+    assert_int_equal(rename(e->d.key_path, *real), 0);
+    assert_int_equal(symlink(*real, *link), 0);
+    ls_vault_close(e->d.v);
+    e->d.v = NULL;
+    th_ok(ls_vault_load(&e->d.v, *link, NULL, &err), &err);
+    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
+    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+}
+
 /* A key file that is a symlink: rotation and retirement replace the file
  * it names, in that file's directory, and the link stays a link. */
 static void test_retire_key_file_symlink_stays(void **state)
 {
     env *e = *state;
     ls_err err = {0};
-    char *real_dir = th_path(e->d.dir, "keys");
-    assert_int_equal(mkdir(real_dir, 0700), 0);
-    char *real = th_path(real_dir, "real.key");
-    char *link = th_path(e->d.dir, "link.key");
-    assert_int_equal(rename(e->d.key_path, real), 0);
-    assert_int_equal(symlink(real, link), 0);
-    ls_vault_close(e->d.v);
-    e->d.v = NULL;
-    th_ok(ls_vault_load(&e->d.v, link, NULL, &err), &err);
-
-    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
-    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+    char *real_dir, *real, *link;
+    key_file_behind_link(e, &real_dir, &real, &link);
     struct stat sb;
     assert_int_equal(lstat(link, &sb), 0);
     assert_true(S_ISLNK(sb.st_mode));
@@ -621,17 +631,8 @@ static void test_retire_key_file_dangling_symlink_refused(void **state)
 {
     env *e = *state;
     ls_err err = {0};
-    char *real_dir = th_path(e->d.dir, "keys");
-    assert_int_equal(mkdir(real_dir, 0700), 0);
-    char *real = th_path(real_dir, "real.key");
-    char *link = th_path(e->d.dir, "link.key");
-    assert_int_equal(rename(e->d.key_path, real), 0);
-    assert_int_equal(symlink(real, link), 0);
-    ls_vault_close(e->d.v);
-    e->d.v = NULL;
-    th_ok(ls_vault_load(&e->d.v, link, NULL, &err), &err);
-    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
-    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+    char *real_dir, *real, *link;
+    key_file_behind_link(e, &real_dir, &real, &link);
     assert_int_equal(unlink(real), 0);
 
     struct stat sb;
