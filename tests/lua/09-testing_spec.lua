@@ -1195,6 +1195,13 @@ describe("lodestone.testing", function()
                     "sk%5Flive Sk_live_4eC39 prefix sk_live_4eC3" }, t.logs)
     end)
 
+    it("names, of two values as long at one place, the first name in byte order", function()
+      -- as the vault (strcmp), whatever the locale: "Z" (0x5A) before "a" (0x61)
+      local def = define(function(ctx) ctx:log("x=k3y-v4lue") end)
+      local t = testing.run(def, { secrets = { alpha = "k3y-v4lue", Zulu = "k3y-v4lue" } })
+      assert.same({ "x=[secret Zulu]" }, t.logs)
+    end)
+
     it("cuts a long line before a value it cannot keep whole", function()
       local line = string.rep("l", 8182) .. TOKEN .. string.rep("l", 786)
       -- "[secret stripe/key]" would end past byte 8192: left out whole

@@ -489,7 +489,18 @@ end
 
 local MASK_MIN = 4 -- LS_VAULT_MASK_MIN
 
--- The values to mask with: longest first, then by name.
+-- a before b in byte order (as memcmp), whatever the locale: Lua's own
+-- comparison of strings follows the collation os.setlocale chose.
+local function bytes_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- The values to mask with: longest first, then by name (byte order, as
+-- the vault sorts them).
 local function mask_values(secrets)
   local list = {}
   for name, v in pairs(secrets or {}) do
@@ -499,7 +510,7 @@ local function mask_values(secrets)
   end
   table.sort(list, function(a, b)
     if #a.value ~= #b.value then return #a.value > #b.value end
-    return a.name < b.name
+    return bytes_before(a.name, b.name)
   end)
   return list
 end
