@@ -455,8 +455,12 @@ static int respond(lua_State *L, box *b, CURLcode rc)
         return raise(L, "http %s: out of memory", b->what);
     }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
+        /* Said apart: a connect that timed out sent nothing. */
+        curl_off_t connected = 0;
+        curl_easy_getinfo(b->h, CURLINFO_CONNECT_TIME_T, &connected);
         box_clear(b);
-        return raise(L, "http %s: timed out after %d ms", b->what, (int)b->timeout_ms);
+        return raise(L, "http %s: timed out after %d ms%s", b->what, (int)b->timeout_ms,
+                     connected == 0 ? " while connecting" : "");
     }
     if (rc != CURLE_OK) {
         box_clear(b);

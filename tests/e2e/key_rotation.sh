@@ -181,6 +181,18 @@ check "key rotate --timeout 1 with no answer: exit 4, the rotation goes on in lo
   "4 lodestone key: no answer from lodestoned within 1 s (--timeout); the rotation goes on there: lodestone key show tells the current key and how many secrets are still under older keys" \
   "$rc $err"
 e2e_stop "$stall" 5
+# One whose connect times out (a listener that never accepts) sent nothing:
+# "cannot reach", exit 3, not "the rotation goes on".
+"$build/tests/fullqueue" "$d/fullqueue.port" &
+full=$!
+E2E_PIDS+=("$full")
+for _ in $(seq 50); do [ -s "$d/fullqueue.port" ] && break; sleep 0.1; done
+printf 'tok\n' > "$d/fq-token"
+run key rotate --timeout 1 --url "http://127.0.0.1:$(cat "$d/fullqueue.port")" --token-file "$d/fq-token"
+check "key rotate --timeout 1 whose connect times out: exit 3, unreachable" \
+  "3 lodestone: cannot reach lodestoned at http://127.0.0.1:$(cat "$d/fullqueue.port") (timed out after 1000 ms while connecting); is it running?" \
+  "$rc $err"
+e2e_stop "$full" 5
 run key rotate --timeout soon --socket "$sock"
 check "key rotate --timeout that is no number: usage, exit 2, nothing rotated" "2 2" \
   "$rc $(keys_in_file)"

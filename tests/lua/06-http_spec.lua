@@ -158,6 +158,30 @@ describe("lodestone.http", function()
       assert.matches("timed out after 250 ms$", err)
     end)
 
+    it("a connect that times out says so: nothing was sent", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir -m 700 '" .. dir .. "'"))
+      local bin = os.getenv("LS_BUILD_DIR") .. "/tests/fullqueue"
+      assert(os.execute("'" .. bin .. "' '" .. dir .. "/port' 2>/dev/null & echo $! > '" .. dir .. "/pid'"))
+      local f = assert(io.open(dir .. "/pid"))
+      local pid = assert(tonumber(f:read("*a")))
+      f:close()
+      finally(function() os.execute("kill " .. pid .. "; rm -rf '" .. dir .. "'") end)
+      local port
+      for _ = 1, 100 do
+        f = io.open(dir .. "/port")
+        port = f and tonumber(f:read("*a"))
+        if f then f:close() end
+        if port then break end
+        os.execute("sleep 0.05")
+      end
+      assert(port, "fullqueue wrote no port")
+      local url = "http://127.0.0.1:" .. port .. "/x"
+      assert.equal("http GET " .. url .. ": timed out after 300 ms while connecting",
+        err_of(http.get, url, { timeout = "300ms" }))
+    end)
+
     it("a refused connection raises the method, URL and reason", function()
       local err = err_of(http.post, "http://127.0.0.1:1/charges", { json = { amount = 1 }, timeout = "2s" })
       assert.matches("^http POST http://127%.0%.0%.1:1/charges: .*[Cc]ouldn't connect", err)

@@ -86,7 +86,9 @@ local function rotate(args)
   })
   if not ok then
     -- the request was sent and no answer came in time: not "unreachable"
-    if type(res) == "table" and res.code == 3 and tostring(res.msg):find("timed out after", 1, true) then
+    -- (a connect that timed out sent nothing: that is)
+    local msg = type(res) == "table" and res.code == 3 and tostring(res.msg) or ""
+    if msg:find("timed out after", 1, true) and not msg:find("while connecting", 1, true) then
       lib.fail(4, "lodestone key: no answer from lodestoned within " .. seconds .. " s (--timeout);"
         .. " the rotation goes on there: lodestone key show tells the current key and how many"
         .. " secrets are still under older keys")
