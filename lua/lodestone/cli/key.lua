@@ -33,7 +33,9 @@ file. Back the key file up after a rotation: it changed, and lodestoned
 refuses to start with an older copy, which lacks the new key.
 lodestone waits up to --timeout SECONDS (default 300) for the answer; when
 they run out it exits 4 and the rotation goes on in lodestoned (`key show`
-counts the secrets left under older keys).
+counts the secrets left under older keys); when they run out before a
+connection was made, nothing was sent: exit 3, as for any lodestoned that
+cannot be reached.
 A secret that does not open is skipped and left as it was, and the others
 are resealed: then (exit 1, naming the first such secret, why, and how many)
 the new key is current all the same and the skipped secrets stay under
