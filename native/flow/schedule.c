@@ -645,6 +645,18 @@ ls_rc ls_flow_schedule_sync_files(ls_flow_t *f, const char *defs, size_t len, ls
     return first;
 }
 
+ls_rc ls_flow_schedule_check(const char *def, size_t len, ls_err *err)
+{
+    json_t *o = NULL;
+    ls_rc rc = ls_json_parse(def, len, &o, err);
+    if (rc != LS_OK) return rc;
+    flow_sched_def d;
+    rc = flow_sched_def_parse(o, NULL, &d, err);
+    if (rc == LS_OK) flow_sched_def_free(&d);
+    json_decref(o);
+    return rc;
+}
+
 void ls_flow_schedule_get_stats(ls_flow_t *f, ls_flow_schedule_stats *out)
 {
     struct flow_scheds *S = f->sched;

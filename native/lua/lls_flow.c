@@ -949,15 +949,55 @@ static const char *check_def_name(lua_State *L, const char *path)
     return lua_tostring(L, -1);
 }
 
+/* Moves the files that first lists (nfirst paths) to the front of files,
+ * each part keeping its order. */
+static void owners_first(char **files, size_t n, char *const *first, size_t nfirst)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int owner = 0;
+        for (size_t j = 0; j < nfirst && !owner; j++) owner = strcmp(files[i], first[j]) == 0;
+        if (!owner) continue;
+        char *f = files[i];
+        memmove(files + k + 1, files + k, (i - k) * sizeof *files);
+        files[k++] = f;
+    }
+}
+
+/* Checks the schedule of the def at index def (a file's
+ * define{schedule=...}) as lodestoned will put it, zone included (the
+ * Lua side checks its shape only). NULL when it passes, or has none; else
+ * the file's error message, pushed. */
+static const char *check_schedule(lua_State *L, int def, const char *path)
+{
+    lua_getfield(L, def, "schedule_json");
+    size_t len;
+    const char *json = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    ls_err e;
+    if (json == NULL || ls_flow_schedule_check(json, len, &e) == LS_OK) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pop(L, 1);
+    return lua_pushfstring(L, "%s: workflow.define: schedule.%s", path, ls_err_text(&e));
+}
+
 /* Loads every file into L: defs go into the table on the top of the
- * stack, by name. When r is not NULL, records types and errors there. */
-static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *ntypes,
-                      wf_error **errors, size_t *nerrors, ls_err *err)
+ * stack, by name. When r is not NULL, records types and errors there.
+ * The files first lists (the last generation's, nfirst of them) load
+ * first, the others in name order: of two files that declare the same
+ * workflow, the one that served it keeps it and the newcomer is charged,
+ * whatever their names; and a worker's state, given this generation's,
+ * keeps the same file as the load that recorded it. */
+static ls_rc load_all(lua_State *L, const char *dir, char *const *first, size_t nfirst,
+                      wf_type **types, size_t *ntypes, wf_error **errors, size_t *nerrors,
+                      ls_err *err)
 {
     char **files = NULL;
     size_t n = 0;
     ls_rc rc = list_files(dir, &files, &n, err);
     if (rc != LS_OK) return rc;
+    owners_first(files, n, first, nfirst);
     int defs = lua_gettop(L);
     for (size_t i = 0; i < n; i++) {
         const char *msg = load_file(L, files[i]);
@@ -974,14 +1014,19 @@ static ls_rc load_all(lua_State *L, const char *dir, wf_type **types, size_t *nt
         }
         const char *name = lua_tostring(L, -1);
         lua_getfield(L, defs, name);
-        int dup = !lua_isnil(L, -1);
+        if (!lua_isnil(L, -1)) {
+            lua_getfield(L, -1, "file");
+            const char *other = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+            note_error(errors, nerrors, files[i],
+                       lua_pushfstring(L, "%s: workflow \"%s\" is already defined by %s", files[i],
+                                       name, other));
+            lua_pop(L, 5); /* message, file, the other def, name, def */
+            continue;
+        }
         lua_pop(L, 1);
-        if (dup) {
-            char buf[512];
-            snprintf(buf, sizeof buf, "%s: workflow \"%s\" is already defined by another file",
-                     files[i], name);
-            note_error(errors, nerrors, files[i], buf);
-            lua_pop(L, 2);
+        if ((msg = check_schedule(L, -2, files[i])) != NULL) {
+            note_error(errors, nerrors, files[i], msg);
+            lua_pop(L, 3); /* message, name, def */
             continue;
         }
         size_t slen = 0;
@@ -1033,8 +1078,15 @@ static ls_rc probe(lls_runner *r, ls_err *err)
     wf_type *types = NULL;
     wf_error *errors = NULL;
     size_t nt = 0, ne = 0;
+    /* The files that serve now (only this thread changes the list: no copy) */
+    pthread_mutex_lock(&r->mu);
+    size_t nfirst = r->ntypes;
+    char **first = nfirst ? malloc(nfirst * sizeof *first) : NULL;
+    for (size_t i = 0; first && i < nfirst; i++) first[i] = r->types[i].file;
+    pthread_mutex_unlock(&r->mu);
     lua_newtable(L);
-    ls_rc rc = load_all(L, r->dir, &types, &nt, &errors, &ne, err);
+    ls_rc rc = load_all(L, r->dir, first, first ? nfirst : 0, &types, &nt, &errors, &ne, err);
+    free(first);
     lua_close(L);
     if (rc != LS_OK) {
         free(types);
@@ -1157,12 +1209,22 @@ static ls_rc open_worker_state(lls_runner *r, lua_State **out, unsigned *out_gen
     tl_mem_kb = r->mem_kb;
     lua_State *L = new_state(r->lua_dir, err);
     if (L == NULL) return LS_ENOMEM;
+    /* The generation's files, copied: a reload frees them */
     pthread_mutex_lock(&r->mu);
     unsigned gen = r->gen;
+    size_t nfirst = r->ntypes;
+    char **first = nfirst ? calloc(nfirst, sizeof *first) : NULL;
+    for (size_t i = 0; first && i < nfirst; i++) first[i] = strdup(r->types[i].file);
     pthread_mutex_unlock(&r->mu);
+    int copied = first != NULL;
+    for (size_t i = 0; first && i < nfirst; i++) copied = copied && first[i] != NULL;
     lua_pushlightuserdata(L, &defs_key);
     lua_newtable(L);
-    ls_rc rc = load_all(L, r->dir, NULL, NULL, NULL, NULL, err);
+    ls_rc rc = copied || nfirst == 0
+                   ? load_all(L, r->dir, first, nfirst, NULL, NULL, NULL, NULL, err)
+                   : ls_err_set(err, LS_ENOMEM, "worker: out of memory");
+    for (size_t i = 0; first && i < nfirst; i++) free(first[i]);
+    free(first);
     lua_rawset(L, LUA_REGISTRYINDEX);
     if (rc != LS_OK) {
         lua_close(L);

@@ -163,7 +163,7 @@ check "a file raising a table is listed, saying so" "the file raised a table, no
 check "a file returning a number is listed" "$d/wf/load_number.lua: does not return workflow.define{...}" \
   "$(load_error load_number.lua)"
 check "a second file for a type is listed" \
-  "$d/wf/zz_dup.lua: workflow \"ok\" is already defined by another file" "$(load_error zz_dup.lua)"
+  "$d/wf/zz_dup.lua: workflow \"ok\" is already defined by $d/wf/ok.lua" "$(load_error zz_dup.lua)"
 alive "with files that do not load"
 # A top level that catches its own timeout: the load (here a reload) hung.
 printf 'while true do pcall(function() while true do end end) end\n' > "$d/wf/load_loops.lua"
@@ -173,6 +173,31 @@ poll 300 listed
 check "a file whose top level loops is stopped after 5 s" "timed out after 5000 ms" \
   "$(load_error load_loops.lua)"
 alive "after a reload with a file that loops"
+# A newcomer that declares a workflow another file serves is charged,
+# though its name sorts first; a schedule in a zone ICU does not know
+# fails its file, as a bad cron text does.
+rm "$d/wf/load_loops.lua"
+sed 's/"fine"/"taken over"/' "$d/wf/ok.lua" > "$d/wf/aa_dup.lua"
+cat > "$d/wf/mars.lua" <<'LUA'
+local workflow = require "lodestone.workflow"
+return workflow.define {
+  name = "mars",
+  schedule = { cron = "@hourly", timezone = "Mars/Olympus_Mons" },
+  run = function() return 1 end,
+}
+LUA
+kill -HUP "$daemon"
+listed() { api GET /v1/workflow-types; [ -n "$(load_error aa_dup.lua)" ]; }
+poll 300 listed
+check "a newcomer declaring a served workflow is the one charged" \
+  "$d/wf/aa_dup.lua: workflow \"ok\" is already defined by $d/wf/ok.lua" "$(load_error aa_dup.lua)"
+check "and the file that served it still does" "$d/wf/ok.lua" "$(j '.types[] | select(.name == "ok") | .file')"
+check "a schedule in an unknown zone fails its file" \
+  "$d/wf/mars.lua: workflow.define: schedule.timezone: unknown zone \"Mars/Olympus_Mons\" (an IANA name such as \"Europe/Berlin\", or \"UTC\")" \
+  "$(load_error mars.lua)"
+check "whose workflow is not served" "" "$(j '.types[] | select(.name == "mars") | .name')"
+alive "after a reload with a newcomer for a served workflow"
+rm "$d/wf/aa_dup.lua" "$d/wf/mars.lua"
 
 # ---- durable calls from a coroutine the workflow made ----
 # The yield of a wait went to the author's coroutine: the code went on past

@@ -630,6 +630,11 @@ LS_API ls_rc ls_flow_schedule_put(ls_flow_t *f, const char *def, size_t len, int
  * others still apply; the first failure is returned. */
 LS_API ls_rc ls_flow_schedule_sync_files(ls_flow_t *f, const char *defs, size_t len, ls_err *err);
 
+/* Checks def, one definition as above (a workflow file's schedule), as a
+ * put would, without a flow: its fields, its cron text and its timezone
+ * (against ICU's zones). LS_EINVAL naming the field. */
+LS_API ls_rc ls_flow_schedule_check(const char *def, size_t len, ls_err *err);
+
 /* The schedule's object: the definition (input only when set) plus
  * "source" ("file" | "api"), "next_fire", "last_fire"?, "last_outcome"?
  * ("started" | "skipped" | "buffered" | "failed"), "last_run"?,
