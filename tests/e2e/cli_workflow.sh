@@ -44,6 +44,15 @@ check "and says so" "lodestone list: unknown option --frobnicate (see lodestone 
 err=$("$ls" start hello --id --wait 2>&1)
 check "an option as the value of --id exits 2" 2 $?
 check "and says so" "lodestone start: --id needs a value, got the option --wait (write --id=--wait if that is the value) (see lodestone start --help)" "$err"
+# An option given twice, or an empty argument, is a mistake to name.
+err=$("$ls" start hello --id a --id b 2>&1)
+check "an option given twice exits 2" 2 $?
+check "and says so" "lodestone start: --id is given twice (see lodestone start --help)" "$err"
+err=$("$ls" show '' 2>&1)
+check "an empty id exits 2" 2 $?
+check "and says so, not 'no route'" "lodestone show: argument 1 is empty (see lodestone show --help)" "$err"
+err=$("$ls" signal some-run '' 2>&1)
+check "an empty signal name exits 2" "2 lodestone signal: argument 2 is empty (see lodestone signal --help)" "$? $err"
 err=$("$ls" list --status -h 2>&1)
 check "-h as the value of --status exits 2" 2 $?
 err=$("$ls" start 2>&1)

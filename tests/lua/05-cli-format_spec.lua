@@ -124,6 +124,13 @@ describe("lodestone.cli.format", function()
         error = "payments unavailable", retry_at = "2026-11-26T11:44:47.123Z" } })
     end)
 
+    it("says a step's last attempt paused its run", function()
+      assert.same({
+        "  #7  11:44:46.123  step_failed      push (attempt 2): down; paused until resumed",
+      }, fmt.timeline { { seq = 7, type = "step_failed", time = t, name = "push", attempt = 2,
+        error = "down", paused = true } })
+    end)
+
     it("has a line for every event type, aligned, without trailing spaces", function()
       local events = json.array {
         { seq = 1, type = "workflow_started", time = t, input = { amount = 42 } },

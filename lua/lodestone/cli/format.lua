@@ -193,6 +193,7 @@ local DETAIL = {
   step_failed = function(ev)
     local s = attempt(ev) .. ": " .. tostring(ev.error or "?")
     if ev.retry_at then return s .. "; retry at " .. M.time(ev.retry_at) end
+    if ev.paused then return s .. "; paused until resumed" end
     if ev.final then return s .. "; final" end
     return s
   end,

@@ -165,10 +165,16 @@ local function parse(args, first, spec)
               " (write --" .. name .. "=" .. value .. " if that is the value)")
           end
         end
+        -- the last of two would win unseen: a script's default and the
+        -- caller's choice, say
+        if opts[name] ~= nil then usage_error("--" .. name .. " is given twice") end
         opts[name] = value
       end
     elseif a:match("^%-") and a ~= "-" then
       usage_error("unknown option " .. a)
+    elseif a == "" then
+      -- (no id, name or file is empty: "show ''" would ask for the list)
+      usage_error("argument " .. (#pos + 1) .. " is empty")
     else
       pos[#pos + 1] = a
     end
