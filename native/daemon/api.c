@@ -1307,8 +1307,10 @@ static MHD_RESULT route(lsd_api *a, req *r, struct MHD_Connection *c, const char
 static int token_ok(lsd_api *a, struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0) return 0;
+    /* The scheme is case-insensitive (RFC 9110 11.1), then 1*SP */
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return 0;
     h += 7;
+    while (*h == ' ') h++;
     size_t n = strlen(h), m = strlen(a->o.token);
     return n == m && sodium_memcmp(h, a->o.token, n) == 0;
 }

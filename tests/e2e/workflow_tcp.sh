@@ -106,6 +106,13 @@ check_contains "a token file every user may read gets a warning" \
   "$(cat "$E2E_DIR/daemon.log")"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url/healthz")
 check "the token is the whole first line, without the spaces and tabs around it" 200 "$code"
+# The scheme is case-insensitive (RFC 9110), the token is not.
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: bearer $TOKEN" "$url/healthz")
+check "a lower-case scheme is accepted" 200 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: BEARER  $TOKEN" "$url/healthz")
+check "an upper-case one, with two spaces, too" 200 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN^^}" "$url/healthz")
+check "the token in upper case is not the token" 401 "$code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN:0:511}" "$url/healthz")
 check "its first 511 characters are not the token" 401 "$code"
 for path in /healthz /v1/workflows /v1/secrets /metrics; do
