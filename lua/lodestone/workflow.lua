@@ -204,6 +204,10 @@ local function check_retention(v, what, level)
   if type(v) ~= "string" and type(v) ~= "number" then
     error(what .. ': must be a duration like "30d" or "forever", got a ' .. type(v), level + 1)
   end
+  -- (lodestoned --retention 0 keeps runs for ever; here that is said "forever")
+  if v == 0 or v == "0" then
+    error(what .. ': must be more than 0 (write "forever" to keep finished runs), got ' .. v, level + 1)
+  end
   local ms = parse_positive(v, what, level + 1) -- not a tail call: levels count frames
   return ms
 end

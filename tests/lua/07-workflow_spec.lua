@@ -117,6 +117,11 @@ describe("lodestone.workflow", function()
       assert.equal('workflow.define: retention: must be a duration like "30d" or "forever", got a table',
         err_of(defines { retention = {} }))
       assert.equal("workflow.define: retention: must be more than 0, got 0s", err_of(defines { retention = "0s" }))
+      -- lodestoned --retention 0 keeps runs for ever: here a 0 says how to
+      assert.equal('workflow.define: retention: must be more than 0 (write "forever" to keep finished runs), got 0',
+        err_of(defines { retention = 0 }))
+      assert.equal('workflow.define: retention: must be more than 0 (write "forever" to keep finished runs), got 0',
+        err_of(defines { retention = "0" }))
       assert.matches("^workflow.define: retention: ", err_of(defines { retention = "always" }))
       assert.matches("^workflow.define: retention: duration \"7\" needs a unit", err_of(defines { retention = "7" }))
     end)
