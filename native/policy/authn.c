@@ -40,15 +40,18 @@ static ls_rc opt_str(const json_t *d, const char *label, const char *field, char
     return LS_OK;
 }
 
-/* A string or an array of strings, copied into a new array. */
-static ls_rc str_list(const json_t *d, const char *label, const char *field, char ***out, size_t *n,
-                      ls_err *err)
+/* A string or an array of strings, copied into a new array. An empty list
+ * is refused with the words if_empty: it would check nothing where the
+ * author meant to check something, and policies fail closed. */
+static ls_rc str_list(const json_t *d, const char *label, const char *field, const char *if_empty,
+                      char ***out, size_t *n, ls_err *err)
 {
     json_t *v = json_object_get(d, field);
     if (v == NULL) return LS_OK;
     size_t count = json_is_string(v) ? 1 : json_is_array(v) ? json_array_size(v) : 0;
     if (!json_is_string(v) && !json_is_array(v))
         return field_err(err, label, field, "expected a string or a list of strings");
+    if (count == 0) return field_err(err, label, field, if_empty);
     *out = ls_calloc(count ? count : 1, sizeof **out);
     if (*out == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
     for (size_t i = 0; i < count; i++) {
@@ -69,22 +72,29 @@ static void free_list(char **list, size_t n)
     ls_free(list);
 }
 
-/* A duration given as seconds (number) or text ("30s"), in milliseconds. */
-static ls_rc duration_ms(const json_t *d, const char *label, const char *field, int64_t *ms,
-                         ls_err *err)
+#define DURATION_MAX_MS 3200000000000LL /* about a century */
+
+/* A duration given as seconds (number) or text ("30s"), in milliseconds,
+ * at most max_ms; range says the allowed values in the message. */
+static ls_rc duration_ms(const json_t *d, const char *label, const char *field, int64_t max_ms,
+                         const char *range, int64_t *ms, ls_err *err)
 {
     json_t *v = json_object_get(d, field);
     if (v == NULL) return LS_ENOTFOUND;
     if (json_is_number(v)) {
         double s = json_number_value(v);
-        if (s < 0 || s > 3.2e9) return field_err(err, label, field, "out of range");
+        if (!(s >= 0 && s * 1000.0 <= (double)max_ms))
+            return ls_err_set(err, LS_EINVAL, "%s.%s: out of range (%s)", label, field, range);
         *ms = (int64_t)(s * 1000.0 + 0.5);
         return LS_OK;
     }
     if (!json_is_string(v))
         return field_err(err, label, field, "expected seconds or a duration like \"30s\"");
     ls_rc rc = ls_duration_parse(json_string_value(v), json_string_length(v), ms, err);
-    return rc == LS_OK ? LS_OK : LS_ERR_PREFIXED(rc, err, "%s.%s", label, field);
+    if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s.%s", label, field);
+    if (*ms > max_ms)
+        return ls_err_set(err, LS_EINVAL, "%s.%s: out of range (%s)", label, field, range);
+    return LS_OK;
 }
 
 /* Fields every authenticator has (ls_authn_compile reads them). */
@@ -217,7 +227,8 @@ static ls_rc compile_jwks_url(ls_policy_t *p, authn *a, const json_t *d, const c
     ls_rc rc = ls_jwks_fetch_check_url(url, err);
     if (rc != LS_OK) return LS_ERR_PREFIXED(rc, err, "%s.jwks_url", label);
     int64_t refresh = LS_JWKS_FETCH_REFRESH_MS;
-    rc = duration_ms(d, label, "jwks_refresh", &refresh, err);
+    rc =
+        duration_ms(d, label, "jwks_refresh", DURATION_MAX_MS, "between 1m and 24h", &refresh, err);
     if (rc == LS_EINVAL) return rc;
     if (refresh < LS_JWKS_FETCH_MIN_REFRESH_MS || refresh > LS_JWKS_FETCH_MAX_REFRESH_MS)
         return field_err(err, label, "jwks_refresh", "between 1m and 24h");
@@ -337,17 +348,20 @@ static ls_rc compile_jwt(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
         a->vopts.algs |= LS_JWT_ALG_BIT(alg);
     }
     if ((rc = opt_str(d, label, "issuer", &a->issuer, err)) != LS_OK) return rc;
-    if ((rc = str_list(d, label, "audience", &a->audiences, &a->n_audiences, err)) != LS_OK)
-        return rc;
-    if ((rc = str_list(d, label, "required_claims", &a->required, &a->n_required, err)) != LS_OK)
-        return rc;
+    if (a->issuer && a->issuer[0] == '\0')
+        return field_err(err, label, "issuer", "must not be empty (leave it out to not check iss)");
+    rc = str_list(d, label, "audience", "the list is empty (leave it out to not check aud)",
+                  &a->audiences, &a->n_audiences, err);
+    if (rc != LS_OK) return rc;
+    rc = str_list(d, label, "required_claims", "the list is empty (leave it out to require none)",
+                  &a->required, &a->n_required, err);
+    if (rc != LS_OK) return rc;
     if ((rc = opt_str(d, label, "roles_claim", &a->roles_claim, err)) != LS_OK) return rc;
     if ((rc = opt_str(d, label, "scopes_claim", &a->scopes_claim, err)) != LS_OK) return rc;
     if ((rc = opt_str(d, label, "subject_claim", &a->subject_claim, err)) != LS_OK) return rc;
     int64_t ms = 0;
-    rc = duration_ms(d, label, "leeway", &ms, err);
+    rc = duration_ms(d, label, "leeway", 86400000, "0 to 86400 seconds: at most one day", &ms, err);
     if (rc == LS_EINVAL) return rc;
-    if (ms > 86400000) return field_err(err, label, "leeway", "at most one day");
     int no_exp = 0;
     rc = ls_json_get_bool(d, "allow_no_exp", &no_exp, err);
     if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
@@ -370,7 +384,8 @@ static ls_rc compile_jwt(ls_policy_t *p, authn *a, const json_t *d, ls_err *err)
     rc = ls_json_get_int(d, "cache_size", &size, err);
     if (rc == LS_EINVAL) return LS_ERR_PREFIXED(rc, err, "%s", label);
     if (size < 1 || size > 16777216) return field_err(err, label, "cache_size", "1 to 16777216");
-    rc = duration_ms(d, label, "cache_ttl", &ttl_ms, err);
+    rc = duration_ms(d, label, "cache_ttl", DURATION_MAX_MS, "0 to 3200000000 seconds", &ttl_ms,
+                     err);
     if (rc == LS_EINVAL) return rc;
     ls_jwt_cache_opts copts = {.capacity = (size_t)size,
                                .ttl_s = ttl_ms / 1000 ? ttl_ms / 1000 : 1};
@@ -679,7 +694,8 @@ static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *
     if ((rc = opt_str(d, a->label, "prefix", &a->sig_prefix, err)) != LS_OK) return rc;
     a->hook_opts.sig_prefix = a->sig_prefix;
     int64_t ms = 0;
-    rc = duration_ms(d, a->label, "tolerance", &ms, err);
+    rc =
+        duration_ms(d, a->label, "tolerance", DURATION_MAX_MS, "0 to 3200000000 seconds", &ms, err);
     if (rc == LS_EINVAL) return rc;
     if (ms != 0 && ms < 1000)
         return field_err(err, a->label, "tolerance", "at least 1s (Stripe timestamps are seconds)");
@@ -687,7 +703,8 @@ static ls_rc compile_webhook(ls_policy_t *p, authn *a, const json_t *d, ls_err *
     if ((rc = opt_str(d, a->label, "subject", &a->hook_subject, err)) != LS_OK) return rc;
     if (a->hook_subject == NULL && (a->hook_subject = ls_strdup(prov)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
-    return str_list(d, a->label, "roles", &a->hook_roles, &a->n_hook_roles, err);
+    return str_list(d, a->label, "roles", "the list is empty (leave it out for no roles)",
+                    &a->hook_roles, &a->n_hook_roles, err);
 }
 
 static authn_result run_webhook(ls_policy_t *p, authn *a, const ls_policy_request *req,

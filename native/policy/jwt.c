@@ -189,7 +189,8 @@ ls_rc ls_jwt_opts_check(const ls_jwt_opts *o, ls_err *err)
         return ls_err_set(err, LS_EINVAL, "leeway must be 0 to 86400 seconds, got %lld",
                           (long long)o->leeway_s);
     if (o->issuer != NULL && o->issuer[0] == '\0')
-        return ls_err_set(err, LS_EINVAL, "issuer must not be empty (NULL: not checked)");
+        return ls_err_set(err, LS_EINVAL,
+                          "issuer must not be empty (leave it out, NULL, to not check iss)");
     if (o->n_audiences > 0 && o->audiences == NULL)
         return ls_err_set(err, LS_EINVAL, "n_audiences is %zu but audiences is NULL",
                           o->n_audiences);

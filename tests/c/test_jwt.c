@@ -1432,7 +1432,7 @@ static void test_jwt_options_are_checked(void **state)
     cases[4].o.n_required = 1;
     cases[4].msg = "required[0] is NULL";
     cases[5].o.issuer = "";
-    cases[5].msg = "issuer must not be empty (NULL: not checked)";
+    cases[5].msg = "issuer must not be empty (leave it out, NULL, to not check iss)";
     for (int i = 0; i < 6; i++) {
         ls_jwt_t *out = (ls_jwt_t *)1;
         ls_jwt_reason r = LS_JWT_OK;

@@ -1429,6 +1429,56 @@ static void test_policy_authenticator_paths_errors(void **state)
     assert_non_null(strstr(err.msg, "more-than-a-hundred.paths[1]: path '/b*'"));
 }
 
+/* A list option given empty would check nothing where the author meant
+ * a check (a token without aud passing an audience = {}), and a range
+ * error says the range: the policy does not load, and says which field. */
+static void test_policy_authenticator_options_fail_closed(void **state)
+{
+    (void)state;
+    orders_setup();
+    write_file("hook.secret", "s3cret", 0600);
+    static const struct {
+        const char *fields, *msg;
+    } cases[] = {
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],\"audience\":[]",
+         "authenticate[1].audience: the list is empty (leave it out to not check aud)"},
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+         "\"required_claims\":[]",
+         "authenticate[1].required_claims: the list is empty (leave it out to require none)"},
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[]",
+         "authenticate[1].algorithms: required"},
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],\"issuer\":\"\"",
+         "authenticate[1].issuer: must not be empty (leave it out to not check iss)"},
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],\"leeway\":-5",
+         "authenticate[1].leeway: out of range (0 to 86400 seconds: at most one day)"},
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+         "\"leeway\":\"2d\"",
+         "authenticate[1].leeway: out of range (0 to 86400 seconds: at most one day)"},
+        {"\"type\":\"jwt\",\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+         "\"cache_ttl\":-1",
+         "authenticate[1].cache_ttl: out of range (0 to 3200000000 seconds)"},
+        {"\"type\":\"webhook\",\"provider\":\"github\",\"secret_file\":\"hook.secret\","
+         "\"roles\":[]",
+         "authenticate[1].roles: the list is empty (leave it out for no roles)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{\"name\":\"x\",\"authenticate\":[{%s}]}", cases[i].fields);
+        ls_err err;
+        ls_rc rc = load_err(json, &err);
+        if (rc != LS_EINVAL || strstr(err.msg, cases[i].msg) == NULL)
+            fail_msg("case %zu: got %s \"%s\", want \"%s\"", i, ls_rc_name(rc), err.msg,
+                     cases[i].msg);
+    }
+    ls_err err; /* one of each still loads */
+    assert_int_equal(
+        load_err("{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\","
+                 "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"],"
+                 "\"audience\":[\"a\"],\"required_claims\":\"sub\",\"leeway\":86400}]}",
+                 &err),
+        LS_OK);
+}
+
 static ls_rc load_mixed(void *ud)
 {
     (void)ud;
@@ -1894,6 +1944,7 @@ int main(void)
         cmocka_unit_test(test_policy_github_webhook),
         cmocka_unit_test(test_policy_authenticator_paths),
         cmocka_unit_test(test_policy_authenticator_paths_errors),
+        cmocka_unit_test(test_policy_authenticator_options_fail_closed),
         cmocka_unit_test(test_policy_authenticator_paths_enomem),
         cmocka_unit_test(test_policy_rate_limit_trouble_is_said),
         cmocka_unit_test(test_policy_rate_limit_paths),

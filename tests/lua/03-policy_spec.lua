@@ -129,6 +129,16 @@ describe("lodestone.policy", function()
       assert.equal("policy: authenticate[1].paths: empty list (leave it out to mean every path)", msg)
     end)
 
+    it("refuses an empty audience or required_claims, which would check nothing", function()
+      for _, field in ipairs { "audience", "required_claims" } do
+        local a = { secret_file = dir .. "/hs.key", algorithms = { "HS256" } }
+        a[field] = {}
+        local pol, msg = policy.compile(policy.define { name = "n", authenticate = { policy.jwt(a) } })
+        assert.is_nil(pol)
+        assert.matches("^policy: authenticate%[1%]%." .. field .. ": the list is empty %(leave it out", msg)
+      end
+    end)
+
     it("reports compile errors naming the field", function()
       local pol, msg, code = policy.compile(policy.define { name = "n", rules = { { path = "/", role = { "x" } } } })
       assert.is_nil(pol)
