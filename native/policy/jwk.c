@@ -502,15 +502,17 @@ static void forget_skips(ls_jwks_t *ks, size_t from)
     ks->n_skips = from;
 }
 
-/* Appends "; keys[i].n: why [kid "x"]" (no "; " first) to out (size cap,
+/* Appends "; keys[i].n: why [kid "x"]" (i counted from 1, as every index
+ * in a message is; no "; " first) to out (size cap,
  * holding *len bytes) if it fits whole: 1 when it did. */
 static int put_skip(char *out, size_t cap, size_t *len, const ls_jwk_skip *sk)
 {
     char kid[SHOWN_MAX + 4], line[LS_ERR_MSGMAX];
     const char *sep = *len ? "; " : "", *dot = sk->field ? "." : ": ";
-    int n = sk->kid ? snprintf(line, sizeof line, "%skeys[%zu]%s%s [kid \"%s\"]", sep, sk->index,
-                               dot, sk->why, shown(sk->kid, strlen(sk->kid), kid))
-                    : snprintf(line, sizeof line, "%skeys[%zu]%s%s", sep, sk->index, dot, sk->why);
+    int n = sk->kid
+                ? snprintf(line, sizeof line, "%skeys[%zu]%s%s [kid \"%s\"]", sep, sk->index + 1,
+                           dot, sk->why, shown(sk->kid, strlen(sk->kid), kid))
+                : snprintf(line, sizeof line, "%skeys[%zu]%s%s", sep, sk->index + 1, dot, sk->why);
     if (n < 0 || (size_t)n >= cap - *len) return 0;
     memcpy(out + *len, line, (size_t)n + 1);
     *len += (size_t)n;
@@ -590,7 +592,7 @@ ls_rc ls_jwks_add_json(ls_jwks_t *ks, const char *text, size_t len, ls_err *err)
         if (krc == LS_OK) {
             added++;
         } else if (krc == LS_ENOMEM) {
-            rc = ls_err_set(err, krc, "keys[%zu]%s", i, why.msg);
+            rc = ls_err_set(err, krc, "keys[%zu]%s", i + 1, why.msg);
         } else { /* RFC 7517 section 5: ignored, not fatal */
             skipped++;
             unusable += !other_use;

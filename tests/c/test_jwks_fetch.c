@@ -751,7 +751,7 @@ static void test_jwks_fetch_refresh_failures_and_backoff(void **state)
         {200, "",
          "{\"keys\":[{\"kty\":\"oct\",\"use\":\"enc\","
          "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}",
-         "not a usable JWK Set: keys[0].use: \"enc\", not for signatures"},
+         "not a usable JWK Set: keys[1].use: \"enc\", not for signatures"},
         {302, "Location: http://127.0.0.1:1/elsewhere\r\n", "", "redirect"}, /* never to http */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

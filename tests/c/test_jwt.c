@@ -1665,50 +1665,50 @@ static void test_jwt_jwks_errors_name_key_and_field(void **state)
     expect_jwks_error("[]", "JWK Set: expected an object with a \"keys\" array");
     expect_jwks_error("{\"keys\": {}}", "JWK Set: expected an object with a \"keys\" array");
     /* A set none of whose keys can be used says why for each. */
-    expect_jwks_error("{\"keys\":[\"x\"]}", "keys[0]: expected an object, got string");
+    expect_jwks_error("{\"keys\":[\"x\"]}", "keys[1]: expected an object, got string");
     expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"ab+c\",\"e\":\"AQAB\"}]}",
-                      "keys[0].n: invalid base64url: character '+' at offset 2");
-    expect_jwks_error("{\"keys\":[{\"n\":\"AQAB\"}]}", "keys[0].kty: missing");
-    expect_jwks_error("{\"keys\":[{\"kty\":1}]}", "keys[0].kty: expected a string, got integer");
-    expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\"}]}", "keys[0].e: missing");
+                      "keys[1].n: invalid base64url: character '+' at offset 2");
+    expect_jwks_error("{\"keys\":[{\"n\":\"AQAB\"}]}", "keys[1].kty: missing");
+    expect_jwks_error("{\"keys\":[{\"kty\":1}]}", "keys[1].kty: expected a string, got integer");
+    expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\"}]}", "keys[1].e: missing");
     expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
-                      "keys[0].n: RSA modulus of 17 bits is too small (at least 2048)");
+                      "keys[1].n: RSA modulus of 17 bits is too small (at least 2048)");
     expect_jwks_error(
         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQAB\",\"y\":\"AQAB\"}]}",
-        "keys[0].x: expected 32 bytes for P-256, got 3");
+        "keys[1].x: expected 32 bytes for P-256, got 3");
     expect_jwks_error("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\","
                       "\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
                       "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}]}",
-                      "keys[0]: x, y: not a point on P-256");
-    expect_jwks_error("{\"keys\":[{\"kty\":\"EC\",\"x\":\"AQAB\"}]}", "keys[0].crv: missing");
+                      "keys[1]: x, y: not a point on P-256");
+    expect_jwks_error("{\"keys\":[{\"kty\":\"EC\",\"x\":\"AQAB\"}]}", "keys[1].crv: missing");
     expect_jwks_error("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AQAB\"}]}",
-                      "keys[0].x: expected 32 bytes for Ed25519, got 3");
+                      "keys[1].x: expected 32 bytes for Ed25519, got 3");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2hvcnQ\"}]}",
-                      "keys[0].k: HMAC key of 5 bytes is too short (at least 32)");
+                      "keys[1].k: HMAC key of 5 bytes is too short (at least 32)");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2hvcnQ=\"}]}",
-                      "keys[0].k: invalid base64url: padding '=' is not allowed (offset 7)");
+                      "keys[1].k: invalid base64url: padding '=' is not allowed (offset 7)");
     put_jwk(&b, F.ec256, "k1", "ES384");
     snprintf(json, sizeof json, "{\"keys\":[%s]}", (char *)b.ptr);
-    expect_jwks_error(json, "keys[0].alg: ES384 does not fit an EC P-256 key [kid \"k1\"]");
+    expect_jwks_error(json, "keys[1].alg: ES384 does not fit an EC P-256 key [kid \"k1\"]");
     ls_buf_clear(&b);
     put_jwk(&b, F.rsa1, "k1", "HS256");
     snprintf(json, sizeof json, "{\"keys\":[%s]}", (char *)b.ptr);
-    expect_jwks_error(json, "keys[0].alg: HS256 does not fit an RSA key [kid \"k1\"]");
+    expect_jwks_error(json, "keys[1].alg: HS256 does not fit an RSA key [kid \"k1\"]");
     ls_buf_clear(&b);
     ls_buf_printf(&b, &err, "{\"keys\":[{\"kty\":\"oct\",\"alg\":\"HS512\",\"k\":\"");
     put_b64u(&b, F.h64, 32);
     ls_buf_printf(&b, &err, "\"}]}");
-    expect_jwks_error((char *)b.ptr, "keys[0].alg: HS512 needs a key of at least 64 bytes, got 32");
+    expect_jwks_error((char *)b.ptr, "keys[1].alg: HS512 needs a key of at least 64 bytes, got 32");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"kid\":5,\"k\":\"AQAB\"}]}",
-                      "keys[0].kid: expected a string, got integer");
+                      "keys[1].kid: expected a string, got integer");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\\u0000b\",\"k\":\"AQAB\"}]}",
-                      "keys[0].kid: contains a NUL byte");
+                      "keys[1].kid: contains a NUL byte");
     /* Keys for something else only: no key either. */
     expect_jwks_error("{\"keys\":[{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e1\",\"n\":\"x\"}]}",
-                      "keys[0].use: \"enc\", not for signatures [kid \"e1\"]");
+                      "keys[1].use: \"enc\", not for signatures [kid \"e1\"]");
     /* Values from the set are shown cut short and without control bytes. */
     expect_jwks_error("{\"keys\":[{\"kty\":\"P\\nQ\",\"kid\":\"line\\nbreak\"}]}",
-                      "keys[0].kty: \"P?Q\" is not supported [kid \"line?break\"]");
+                      "keys[1].kty: \"P?Q\" is not supported [kid \"line?break\"]");
     /* Beyond what a message holds: counted. */
     ls_buf_clear(&b);
     ls_buf_printf(&b, &err, "{\"keys\":[");
@@ -1722,7 +1722,7 @@ static void test_jwt_jwks_errors_name_key_and_field(void **state)
     ls_jwks_fingerprint(ks, before);
     snprintf(json, sizeof json, "{\"keys\":[{\"kty\":\"PQ\"},{\"kty\":\"RSA\"}]}");
     assert_int_equal(ls_jwks_add_json(ks, json, strlen(json), &err), LS_EINVAL);
-    assert_string_equal(err.msg, "keys[0].kty: \"PQ\" is not supported; keys[1].n: missing");
+    assert_string_equal(err.msg, "keys[1].kty: \"PQ\" is not supported; keys[2].n: missing");
     assert_int_equal(ls_jwks_count(ks), 6);
     assert_int_equal(ls_jwks_skipped(ks), 0);
     ls_jwk_skipped sk;
@@ -1785,12 +1785,12 @@ static void test_jwt_jwks_bad_key_skipped_not_fatal(void **state)
     assert_string_equal(
         err.msg,
         "JWK Set: 6 keys skipped, not usable here (tokens naming them are refused): "
-        "keys[1].n: RSA modulus of 17 bits is too small (at least 2048) [kid \"old\"]; "
-        "keys[2].n: missing [kid \"no-n\"]; "
-        "keys[3].e: RSA exponent must be odd, at least 3, at most 64 bits [kid \"bad-e\"]; "
-        "keys[4].kty: \"PQ\" is not supported [kid \"pq\"]; "
-        "keys[5].crv: \"secp256k1\" is not supported [kid \"k1\"]; "
-        "keys[7]: expected an object, got string");
+        "keys[2].n: RSA modulus of 17 bits is too small (at least 2048) [kid \"old\"]; "
+        "keys[3].n: missing [kid \"no-n\"]; "
+        "keys[4].e: RSA exponent must be odd, at least 3, at most 64 bits [kid \"bad-e\"]; "
+        "keys[5].kty: \"PQ\" is not supported [kid \"pq\"]; "
+        "keys[6].crv: \"secp256k1\" is not supported [kid \"k1\"]; "
+        "keys[8]: expected an object, got string");
 
     ls_manual_clock mc;
     ls_jwt_opts o = opts_at(&mc, NOW);
@@ -1895,7 +1895,7 @@ static void test_jwt_jwks_load_file(void **state)
     fputs("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"!\",\"y\":\"x\"}]}", f);
     fclose(f);
     assert_int_equal(ls_jwks_load_file(&ks, path, &err), LS_EINVAL);
-    assert_non_null(strstr(err.msg, "jwks.json: keys[0].x: invalid base64url"));
+    assert_non_null(strstr(err.msg, "jwks.json: keys[1].x: invalid base64url"));
     char *missing = th_path(dir, "absent.json");
     assert_int_equal(ls_jwks_load_file(&ks, missing, &err), LS_ENOTFOUND);
     assert_non_null(strstr(err.msg, "absent.json"));

@@ -147,7 +147,8 @@ LS_API size_t ls_jwks_skipped(const ls_jwks_t *ks);
 
 /* A key ls_jwks_add_json skipped. Strings: Borrowed until ls_jwks_free. */
 typedef struct {
-    size_t index;    /* its place in its set's "keys" array */
+    size_t index;    /* its place in its set's "keys" array, from 0 (messages
+                        count from 1: index 0 is "keys[1]") */
     const char *kid; /* its kid, or NULL when it has none that is a string */
     const char *why; /* "n: RSA modulus of 1024 bits is too small (at least 2048)" */
     int other_use;   /* 1 when the key says it is for something else than
