@@ -69,7 +69,33 @@ check "a request that is an array exits 2" 2 $?
 check "and says an object is expected" "lodestone policy: request: expected a JSON object" "$err"
 err=$("$ls" policy check "$d/p.lua" --request '{"path":"/"}' --now nan 2>&1)
 check "--now nan exits 2" 2 $?
-check "and names --now" "lodestone policy: --now: expected seconds since the epoch, got nan" "$err"
+check "and names --now" "lodestone policy: --now: expected seconds since the epoch, 0 to 253402300799 (the end of year 9999), got nan" "$err"
+# check's request fields are type-checked; an option is given once; --now
+# is in range.
+bad_check() { # description, expected message, arguments...
+  local what=$1 msg=$2
+  shift 2
+  err=$("$ls" policy check "$d/p.lua" "$@" 2>&1)
+  check "$what exits 2" 2 $?
+  check "$what: the message" "lodestone policy: $msg" "$err"
+}
+bad_check "a method that is a number" "request.method: expected a string, got number" \
+  --request '{"path":"/public/x","method":5}'
+bad_check "headers that are a list" "request.headers: expected an object of names and values, got array" \
+  --request '{"path":"/public/x","headers":[]}'
+for f in query remote_addr body host; do
+  bad_check "a $f that is not a string" "request.$f: expected a string, got boolean" \
+    --request "{\"path\":\"/public/x\",\"$f\":true}"
+done
+bad_check "a repeated --request" "--request given twice" \
+  --request '{"path":"/public/x"}' --request '{"path":"/billing/x"}'
+for n in -5 1e30 253402300800; do
+  bad_check "--now $n" \
+    "--now: expected seconds since the epoch, 0 to 253402300799 (the end of year 9999), got $n" \
+    --request '{"path":"/public/x"}' --now "$n"
+done
+out=$("$ls" policy check "$d/p.lua" --request '{"path":"/public/x"}' --now 253402300799)
+check "--now at the end of year 9999 is taken" 0 $?
 err=$("$ls" policy check "$d/p.lua" 2>&1)
 check "check without --request exits 2" 2 $?
 check_contains "and says --request is required" "lodestone policy: --request JSON is required" "$err"
@@ -127,16 +153,42 @@ done
 printf '{"now": "soon", "cases": [{"request": {"path": "/public/x"}, "expect": {"allow": true}}]}' > "$d/odd.json"
 err=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
 check "a \"now\" that is not a number exits 2" 2 $?
-check "and names it" "lodestone policy: $d/odd.json: now: expected seconds since the epoch, got \"soon\"" "$err"
+check "and names it" "lodestone policy: $d/odd.json: now: expected seconds since the epoch, 0 to 253402300799 (the end of year 9999), got \"soon\"" "$err"
 printf '{"cases": [{"now": "x", "request": {"path": "/public/x"}, "expect": {"allow": true}}]}' > "$d/odd.json"
 err=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
 check "a case's \"now\" that is not a number exits 2" 2 $?
 check_contains "and names the case" "$d/odd.json: case 1: now: expected seconds since the epoch" "$err"
-printf '[1, {"name": {}, "request": {"path": "/public/x"}, "expect": {"allow": true}}]' > "$d/odd.json"
-out=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
-check "a case that is not an object fails (exit 1)" 1 $?
-check "it is named by its number and says what it needs; a name that is no string too" \
-  "FAIL case 1|       each case needs request and expect objects|ok   case 2|1 passed, 1 failed" \
-  "$(printf '%s\n' "$out" | paste -sd'|')"
+# A malformed case is bad input too: exit 2 before any case runs, naming
+# the case and the field (never a FAIL and exit 1, as for a wrong decision).
+bad_case() { # description, cases JSON, message
+  printf '%s\n' "$2" > "$d/odd.json"
+  out=$("$ls" policy test "$d/p.lua" "$d/odd.json" 2>&1)
+  check "$1 exits 2" 2 $?
+  check "$1: the message" "lodestone policy: $d/odd.json: $3" "$out"
+}
+ok='{"request": {"path": "/public/x"}, "expect": {"allow": true}}'
+bad_case "a case that is not an object" "[$ok, 5]" \
+  "case 2: expected an object with request and expect, got number"
+check_absent "and the good case before it did not run" "ok   " "$out"
+bad_case "a name that is no string" '[{"name": {}, "request": {"path": "/public/x"}, "expect": {"allow": true}}]' \
+  "case 1.name: expected a string, got object"
+bad_case "a request without path" '{"cases":[{"name":"a","request":{},"expect":{"allow":true}}]}' \
+  'case 1 ("a"): request.path: required, a string such as "/orders/7"'
+bad_case "a case without expect" "[$ok, {\"request\": {\"path\": \"/\"}}]" \
+  "case 2: expect: required, the decision's fields to compare"
+bad_case "an empty expect" '[{"request": {"path": "/"}, "expect": {}}]' \
+  "case 1: expect: empty, so the case would pass whatever the decision (name a field such as allow or status)"
+bad_case "an expect that is a list" '[{"request": {"path": "/"}, "expect": []}]' \
+  "case 1: expect: expected an object, got array"
+bad_case "an unknown expect field" '[{"request": {"path": "/"}, "expect": {"alow": true}}]' \
+  "case 1: expect: unknown field 'alow' (allow, status, reason, detail, subject, rule, headers, response_headers, body, notice)"
+bad_case "an unknown case field" '[{"request": {"path": "/"}, "expect": {"allow": true}, "nwo": 5}]' \
+  "case 1: unknown field 'nwo' (name, request, expect, now)"
+bad_case "an unknown top-level field" "{\"cases\": [$ok], \"now\": 5, \"case\": []}" \
+  "unknown field 'case' (cases, now)"
+bad_case "a request field of the wrong type" '[{"request": {"path": "/", "method": 5}, "expect": {"allow": true}}]' \
+  "case 1: request.method: expected a string, got number"
+bad_case "a file now out of range" "{\"now\": -5, \"cases\": [$ok]}" \
+  "now: expected seconds since the epoch, 0 to 253402300799 (the end of year 9999), got -5"
 
 e2e_finish

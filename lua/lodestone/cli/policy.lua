@@ -26,16 +26,19 @@ check: decides one request and prints the decision as JSON: allow, status,
      "remote_addr": "10.0.0.5", "headers": {"Authorization": "Bearer ..."},
      "body": "..."}
   Only path is required (method GET, remote_addr 127.0.0.1 by default; a
-  query may also follow "?" in path). --now freezes the clock at EPOCH
-  seconds, for tokens with fixed expiry times.
+  query may also follow "?" in path); every field but headers is a string.
+  --now freezes the clock at EPOCH seconds (0 to 253402300799, the end of
+  year 9999), for tokens with fixed expiry times. An option may be given once.
 
 test: runs a table of cases, prints ok or FAIL with what differed for each,
   and exits 1 when one fails. CASES.json:
     {"now": 1800000000,
      "cases": [{"name": "admins get in", "request": {"path": "/admin/x", ...},
                 "expect": {"allow": true, "subject": "alice"}}]}
-  expect lists only the fields to compare; a case's own "now" overrides the
-  file's.
+  expect lists only the fields to compare (at least one); a case's own "now"
+  overrides the file's. A cases file not of this shape (an unknown field, a
+  case without request or expect, a bad request) exits 2 before any case
+  runs, naming the case and the field.
 
 hash-key: makes a new random API key, appends its keyed hash (never the
   key) to KEYFILE (created with mode 0600) and prints the key once.
@@ -81,6 +84,7 @@ local function parse_args(args, first, known)
         end
         i = i + 1
       end
+      if opts[name] ~= nil then return nil, "--" .. name .. " given twice" end
       opts[name] = value
     else
       pos[#pos + 1] = a
@@ -95,38 +99,67 @@ local function usage(problem, line)
   return die(problem .. " (usage: lodestone policy " .. line .. ")")
 end
 
--- Seconds since the epoch from text or JSON: a finite number, else nil.
+-- The clock can be frozen from the epoch to the end of year 9999.
+local MAX_EPOCH = 253402300799
+local EPOCH_RANGE = "seconds since the epoch, 0 to " .. MAX_EPOCH .. " (the end of year 9999)"
+
+-- Seconds since the epoch from text or JSON: a number in that range, else nil.
 local function epoch(v)
   local n = tonumber(v)
   if type(v) ~= "number" and type(v) ~= "string" then n = nil end
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
+  if n == nil or not (n >= 0 and n <= MAX_EPOCH) then return nil end
   return n
 end
+
+-- JSON's name for the type of a decoded value, for messages.
+local function json_type(v)
+  if v == json.null then return "null" end
+  if type(v) == "table" then return getmetatable(v) == json.array_mt and "array" or "object" end
+  return type(v)
+end
+
+local function is_object(v) return type(v) == "table" and getmetatable(v) ~= json.array_mt end
+local function is_array(v) return type(v) == "table" and getmetatable(v) == json.array_mt end
 
 -- ---- deciding one request ----
 
 local FIELDS = { method = true, path = true, query = true, headers = true, remote_addr = true,
   body = true, host = true }
+local STRING_FIELDS = { "method", "query", "host", "remote_addr", "body" }
 
--- Turns the request JSON into the arguments of pol:eval.
-local function eval_request(pol, req)
-  if type(req) ~= "table" or getmetatable(req) == json.array_mt then
-    return nil, "request: expected a JSON object"
-  end
+-- Checks a decoded request object: nil, msg naming the field when it is
+-- not one, else its headers keyed by lower-case name.
+local function check_request(req)
+  if not is_object(req) then return nil, "request: expected a JSON object" end
   for k in pairs(req) do
     if not FIELDS[k] then
       return nil, "request: unknown field '" .. tostring(k) .. "' (method, path, query, headers, remote_addr, body, host)"
     end
   end
   if type(req.path) ~= "string" then return nil, "request.path: required, a string such as \"/orders/7\"" end
+  for _, f in ipairs(STRING_FIELDS) do
+    if req[f] ~= nil and type(req[f]) ~= "string" then
+      return nil, "request." .. f .. ": expected a string, got " .. json_type(req[f])
+    end
+  end
   local headers = {}
   if req.headers ~= nil then
-    if type(req.headers) ~= "table" then return nil, "request.headers: expected an object" end
+    if not is_object(req.headers) then
+      return nil, "request.headers: expected an object of names and values, got " .. json_type(req.headers)
+    end
     for k, v in pairs(req.headers) do
       if type(v) ~= "string" then return nil, "request.headers." .. tostring(k) .. ": expected a string" end
       headers[tostring(k):lower()] = v
     end
   end
+  return headers
+end
+
+-- Decides a request that check_request found right: the decision as a
+-- table, or nil, msg.
+local function eval_request(pol, req)
+  local headers, herr = check_request(req)
+  if not headers then return nil, herr end
   local names = pol:headers()
   local values = {}
   for i, name in ipairs(names) do values[i] = headers[name:lower()] end
@@ -173,10 +206,12 @@ local function check(args)
   local now
   if opts.now then
     now = epoch(opts.now)
-    if not now then return die("--now: expected seconds since the epoch, got " .. opts.now) end
+    if not now then return die("--now: expected " .. EPOCH_RANGE .. ", got " .. opts.now) end
   end
   local req, msg = json.decode(opts.request)
   if req == nil then return die("--request: " .. msg) end
+  local _, rerr = check_request(req)
+  if rerr then return die(rerr) end
   local pol, err = load_policy(pos[1], now)
   if not pol then return die(err) end
   local d, derr = eval_request(pol, req)
@@ -207,6 +242,73 @@ local function matches(want, got, path, problems)
   end
 end
 
+local CASE_FIELDS = { name = true, request = true, expect = true, now = true }
+-- The decision's fields, which expect may name.
+local DECISION_FIELDS = { allow = true, status = true, reason = true, detail = true, subject = true,
+  rule = true, headers = true, response_headers = true, body = true, notice = true }
+local DECISION_LIST = "allow, status, reason, detail, subject, rule, headers, response_headers, body, notice"
+
+-- "now", for the file and per case: seconds since the epoch, or null.
+local function now_of(v, where)
+  if v == nil or v == json.null then return nil end
+  local n = type(v) == "number" and epoch(v)
+  if not n then return nil, where .. "now: expected " .. EPOCH_RANGE .. ", got " .. json.encode(v) end
+  return n
+end
+
+-- Checks one case before any runs: nil, msg naming the case and field.
+local function check_case(c, i)
+  local where = "case " .. i
+  if not is_object(c) then
+    return nil, where .. ": expected an object with request and expect, got " .. json_type(c)
+  end
+  if c.name ~= nil and type(c.name) ~= "string" then
+    return nil, where .. ".name: expected a string, got " .. json_type(c.name)
+  end
+  if c.name then where = where .. " (" .. json.encode(c.name) .. ")" end
+  for k in pairs(c) do
+    if not CASE_FIELDS[k] then
+      return nil, where .. ": unknown field '" .. tostring(k) .. "' (name, request, expect, now)"
+    end
+  end
+  if c.request == nil then return nil, where .. ": request: required, an object with at least a path" end
+  local _, rerr = check_request(c.request)
+  if rerr then return nil, where .. ": " .. rerr end
+  if c.expect == nil then return nil, where .. ": expect: required, the decision's fields to compare" end
+  if not is_object(c.expect) then return nil, where .. ": expect: expected an object, got " .. json_type(c.expect) end
+  if next(c.expect) == nil then
+    return nil, where .. ": expect: empty, so the case would pass whatever the decision (name a field such as allow or status)"
+  end
+  for k in pairs(c.expect) do
+    if not DECISION_FIELDS[k] then
+      return nil, where .. ": expect: unknown field '" .. tostring(k) .. "' (" .. DECISION_LIST .. ")"
+    end
+  end
+  local _, nerr = now_of(c.now, where .. ": ")
+  if nerr then return nil, nerr end
+  return true
+end
+
+-- The list of cases and the file's now, checked whole before any case
+-- runs, or nil, msg.
+local function read_cases(doc)
+  local cases = doc
+  if is_object(doc) then
+    for k in pairs(doc) do
+      if k ~= "cases" and k ~= "now" then return nil, "unknown field '" .. tostring(k) .. "' (cases, now)" end
+    end
+    cases = doc.cases
+  end
+  if not is_array(cases) or #cases == 0 then return nil, "expected a list of cases, or {\"cases\": [...]}" end
+  local file_now, nerr = now_of(is_object(doc) and doc.now or nil, "")
+  if nerr then return nil, nerr end
+  for i, c in ipairs(cases) do
+    local ok, cerr = check_case(c, i)
+    if not ok then return nil, cerr end
+  end
+  return cases, file_now
+end
+
 local function test(args)
   local pos, opts = parse_args(args, 3, {})
   if not pos then return die(opts) end
@@ -218,35 +320,18 @@ local function test(args)
   if not text then return die(rerr) end
   local doc, msg = json.decode(text)
   if doc == nil then return die(pos[2] .. ": " .. msg) end
-  local cases = type(doc) == "table" and (doc.cases or doc) or nil
-  if type(cases) ~= "table" or #cases == 0 then
-    return die(pos[2] .. ": expected a list of cases, or {\"cases\": [...]}")
-  end
-  -- "now", for the file and per case: seconds since the epoch, or null.
-  local function now_of(v, where)
-    if v == nil or v == json.null then return nil end
-    local n = type(v) == "number" and epoch(v)
-    if not n then return nil, pos[2] .. ": " .. where .. "now: expected seconds since the epoch, got " .. json.encode(v) end
-    return n
-  end
-  local file_now, nerr = now_of(doc.now, "")
-  if nerr then return die(nerr) end
+  local cases, file_now = read_cases(doc)
+  if not cases then return die(pos[2] .. ": " .. file_now) end
   local passed, failed = 0, 0
   for i, c in ipairs(cases) do
-    if type(c) ~= "table" or getmetatable(c) == json.array_mt then c = {} end
-    local name = type(c.name) == "string" and c.name or ("case " .. i)
-    local now, cerr = now_of(c.now, "case " .. i .. ": ")
-    if cerr then return die(cerr) end
+    local name = c.name or ("case " .. i)
+    local now = now_of(c.now, "")
     if now == nil then now = file_now end
     local pol, err = load_policy(pos[1], now)
     if not pol then return die(err) end
     local problems = {}
-    if type(c.request) ~= "table" or type(c.expect) ~= "table" or getmetatable(c.expect) == json.array_mt then
-      problems[1] = "each case needs request and expect objects"
-    else
-      local d, derr = eval_request(pol, c.request)
-      if not d then problems[1] = derr else matches(c.expect, d, "decision", problems) end
-    end
+    local d, derr = eval_request(pol, c.request)
+    if not d then problems[1] = derr else matches(c.expect, d, "decision", problems) end
     pol:close()
     if #problems == 0 then
       passed = passed + 1
