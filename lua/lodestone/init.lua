@@ -123,7 +123,12 @@ function ratelimit.take(name, key, rate, burst, per)
     end
     shared_path = ratelimit.path
   end
-  return shared:take(name .. ":" .. key, rate, per or "1s", burst)
+  -- A duration that does not parse raises in the table's take. Raised from
+  -- here, it names the line that called ratelimit.take, as the argument
+  -- errors above do (a tail call left Lua 5.4 naming this file's line).
+  local ok, allowed, info = pcall(shared.take, shared, name .. ":" .. key, rate, per or "1s", burst)
+  if not ok then error(allowed, 2) end
+  return allowed, info
 end
 
 M.ratelimit = ratelimit

@@ -522,6 +522,18 @@ describe("lodestone.ratelimit", function()
       assert.has_error(function() ratelimit.take("a", "k", 5, nil, {}) end,
         "bad argument #5 to 'ratelimit.take' (a duration such as \"1s\" or seconds expected, got table)")
     end)
+
+    -- (has_error strips a "file:line: " prefix: these look at the text.)
+    it("raises a bad duration as \"ratelimit.take: ...\", at its caller's line, never its own", function()
+      local ok, err = pcall(ratelimit.take, "a", "k", 5, 10, "bogus")
+      assert.is_false(ok)
+      assert.equal('ratelimit.take: rate limit: per: duration "bogus": expected a number', err)
+      ok, err = pcall(function() return (ratelimit.take("a", "k", 5, 10, "bogus")) end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*04%-primitives_spec%.lua:%d+: ratelimit%.take: rate limit: per: ", err)
+      ok, err = pcall(function() return (ratelimit.take("a", "k", 0, 10)) end)
+      assert.matches("^[^:]*04%-primitives_spec%.lua:%d+: bad argument #3 to 'ratelimit%.take'", err)
+    end)
   end)
 end)
 
