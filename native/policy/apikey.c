@@ -85,15 +85,21 @@ static int is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
+static const char has_space[] = "has a space";
+
 /* NULL when len bytes of s are a valid name (1..max printable ASCII other
- * than blanks, and other than ',' when no_comma), else a complaint. */
+ * than blanks, and other than ',' when no_comma), else a complaint that
+ * says which character is not allowed. */
 static const char *check_name(const char *s, size_t len, size_t max, int no_comma)
 {
     if (len == 0) return "is empty";
     if (len > max) return "is too long";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x21 || c > 0x7e) return "has a character that is not printable ASCII";
+        if (c == ' ') return has_space;
+        if (c == '\t') return "has a tab";
+        if (c < 0x20 || c == 0x7f) return "has a control character";
+        if (c > 0x7f) return "has a character that is not ASCII";
         if (no_comma && c == ',') return "has a ','";
     }
     return NULL;
@@ -107,6 +113,7 @@ static const char *check_list(const char *s, size_t len)
     for (size_t i = 0; i <= len; i++) {
         if (i < len && s[i] != ',') continue;
         const char *why = check_name(s + start, i - start, LNAME_MAX, 1);
+        if (why == has_space) return "has a space (names are separated by a comma alone: a,b)";
         if (why) return i == start ? "has an empty name" : why;
         start = i + 1;
     }

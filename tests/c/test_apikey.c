@@ -250,10 +250,11 @@ static void test_apikey_format_errors(void **state)
         {HDR KAT_HASH " alice roles=a roles=b\n", 0, "line 2: roles appears twice"},
         {HDR KAT_HASH " alice owner=bob\n", 0, "line 2: unknown field"},
         {HDR KAT_HASH " alice roles=a scopes=b c\n", 0, "line 2: too many fields"},
-        {HDR KAT_HASH " al\x01ice\n", 0, "line 2: the subject has a character that is not"},
-        {HDR KAT_HASH " alice roles=\xc3\xa9\n", 0, "line 2: the roles list has a character"},
+        {HDR KAT_HASH " al\x01ice\n", 0, "line 2: the subject has a control character"},
+        {HDR KAT_HASH " alice roles=\xc3\xa9\n", 0,
+         "line 2: the roles list has a character that is not ASCII"},
         {long_subject, 0, "line 2: the subject is too long"},
-        {nul_line, sizeof nul_line - 1, "line 2: the subject has a character"},
+        {nul_line, sizeof nul_line - 1, "line 2: the subject has a control character"},
         {HDR KAT_HASH " alice\n" H2 " bob\n# c\n" KAT_HASH " carol\n", 0,
          "line 5: same key as line 2"},
     };
@@ -341,13 +342,30 @@ static void test_apikey_hash_line(void **state)
 
     /* spec and key checks */
     const ls_apikey_spec bad[] = {
-        {NULL, NULL, NULL},  {"", NULL, NULL},  {"two words", NULL, NULL}, {"ok", "a,,b", NULL},
-        {"ok", NULL, "x y"}, {"ok", ",", NULL}, {"ok", "r\n", NULL},       {"a\tb", NULL, NULL},
+        {NULL, NULL, NULL},       {"", NULL, NULL},     {"two words", NULL, NULL},
+        {"ok", "a,,b", NULL},     {"ok", NULL, "x y"},  {"ok", ",", NULL},
+        {"ok", "r\n", NULL},      {"a\tb", NULL, NULL}, {"ok", "a, b", NULL},
+        {"ok", "\xc3\xa9", NULL},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    /* each says which character is not allowed (a space is printable) */
+    static const char *const why[] = {
+        "an API key entry needs a subject",
+        "the subject is empty",
+        "the subject has a space",
+        "the roles list has an empty name",
+        "the scopes list has a space (names are separated by a comma alone: a,b)",
+        "the roles list has an empty name",
+        "the roles list has a control character",
+        "the subject has a tab",
+        "the roles list has a space (names are separated by a comma alone: a,b)",
+        "the roles list has a character that is not ASCII",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(
             ls_apikey_hash_line(HDR, strlen(HDR), legacy, strlen(legacy), &bad[i], &line, &err),
             LS_EINVAL);
+        assert_string_equal(err.msg, why[i]);
+    }
     assert_int_equal(ls_apikey_hash_line(HDR, strlen(HDR), "short", 5, &spec, &line, &err),
                      LS_EINVAL);
     assert_int_equal(

@@ -104,6 +104,18 @@ check "check with an extra argument exits 2" 2 $?
 check_contains "and names it" "lodestone policy: unexpected argument 'extra'" "$err"
 out=$("$ls" policy check "$d/p.lua" --request='{"path":"/public/x"}')
 check_contains "--request=JSON works as --request JSON" '"allow":true' "$out"
+# hash-key says which option holds what is not allowed, and what it is
+# (a space is printable ASCII, yet no name may hold one).
+for args in "--subject|a b|--subject: the subject has a space" \
+            "--roles|a, b|--roles: the roles list has a space (names are separated by a comma alone: a,b)" \
+            "--scopes|x,|--scopes: the scopes list has an empty name"; do
+  IFS='|' read -r opt val msg <<<"$args"
+  if [ "$opt" = --subject ]; then set -- --subject "$val"; else set -- --subject svc "$opt" "$val"; fi
+  err=$("$ls" policy hash-key "$d/keys2" "$@" 2>&1)
+  check "hash-key $opt '$val' exits 2" 2 $?
+  check "and says so, without internal names" "lodestone policy: $msg" "$err"
+done
+check "and writes no key file" "no" "$([ -e "$d/keys2" ] && echo yes || echo no)"
 err=$(echo pw | "$ls" policy hash-password "$d/users" "" 2>&1)
 check "hash-password with an empty USER exits 2" 2 $?
 check_contains "and says so" "USER: empty" "$err"

@@ -41,7 +41,8 @@ test: runs a table of cases, prints ok or FAIL with what differed for each,
   runs, naming the case and the field.
 
 hash-key: makes a new random API key, appends its keyed hash (never the
-  key) to KEYFILE (created with mode 0600) and prints the key once.
+  key) to KEYFILE (created with mode 0600) and prints the key once. NAME,
+  roles and scopes are printable ASCII without spaces; a,b not "a, b".
 hash-password: adds or replaces USER in PWFILE with an Argon2id hash of the
   password read from standard input.
 
@@ -358,7 +359,14 @@ local function hash_key(args)
   local file = pos[1]
   local text = read_file(file) or ""
   local key, line, code = core.apikey_generate(text, opts.subject, opts.roles, opts.scopes)
-  if not key then return die(file .. ": " .. line, code == "EEXIST" and 1 or 2) end
+  if not key then
+    -- "the roles list has a space (...)": said of the option that gave it
+    local msg = line:gsub("^apikey_generate: ", "")
+    for _, o in ipairs { { "subject", "the subject " }, { "roles", "the roles list " }, { "scopes", "the scopes list " } } do
+      if msg:sub(1, #o[2]) == o[2] then return die("--" .. o[1] .. ": " .. msg) end
+    end
+    return die(file .. ": " .. msg, code == "EEXIST" and 1 or 2)
+  end
   local f, err = io.open(file, "ab")
   if not f then return die(err) end
   if text == "" then os.execute("chmod 600 '" .. file:gsub("'", "'\\''") .. "' 2>/dev/null") end
