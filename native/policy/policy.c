@@ -480,7 +480,11 @@ static ls_rc compile(ls_policy_t *p, const json_t *decl, const ls_policy_opts *o
               *c == '-' || *c == '_' || *c == '.'))
             return ls_err_set(err, LS_EINVAL,
                               "name: \"%s\" may hold only letters, digits, '-', '_' and '.'", name);
-    if (name[0] == '\0' || name[0] == '.') return ls_err_set(err, LS_EINVAL, "name: invalid");
+    if (name[0] == '\0') return ls_err_set(err, LS_EINVAL, "name: must not be empty");
+    if (name[0] == '.') return ls_err_set(err, LS_EINVAL, "name: must not start with '.'");
+    if (strlen(name) > POLICY_MAX_NAME)
+        return ls_err_set(err, LS_EINVAL, "name: %zu characters long, at most %d", strlen(name),
+                          POLICY_MAX_NAME);
     if ((p->name = ls_strdup(name)) == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
 
     json_t *rules = json_object_get(decl, "rules");

@@ -29,6 +29,7 @@
 #define POLICY_MAX_LIMITS   8    /* rate limits per policy */
 #define POLICY_MAX_IDHDR    16   /* identity headers per policy */
 #define POLICY_MAX_ITEMS    64   /* roles or scopes kept per caller */
+#define POLICY_MAX_NAME     64   /* a policy's name: part of file names (rl table, jwks cache) */
 #define POLICY_SCRATCH      8192 /* bytes for one decision's strings */
 #define POLICY_NOTICE_MAX   4096 /* bytes of notices one decision carries */
 #define ASSERTION_JWKS_PATH "/.well-known/lodestone/jwks.json"

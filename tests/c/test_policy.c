@@ -1803,6 +1803,11 @@ static void test_policy_load_errors_name_the_field(void **state)
         {"[1]", "a policy must be a table", LS_EINVAL},
         {"{\"rules\":[]}", "name: required", LS_EINVAL},
         {"{\"name\":\"a b\"}", "may hold only letters", LS_EINVAL},
+        {"{\"name\":\"\"}", "name: must not be empty", LS_EINVAL},
+        {"{\"name\":\".x\"}", "name: must not start with '.'", LS_EINVAL},
+        /* the name goes into file names (rate-limit table, jwks cache) */
+        {"{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+         "name: 65 characters long, at most 64", LS_EINVAL},
         {"{\"name\":\"x\",\"rule\":[]}", "unknown field 'rule'", LS_EINVAL},
         {"{\"name\":\"x\",\"strip_lookalikes\":\"no\"}", "strip_lookalikes: expected true or false",
          LS_EINVAL},
@@ -1841,6 +1846,11 @@ static void test_policy_load_errors_name_the_field(void **state)
         {"{\"name\":", "policy JSON: line 1", LS_EINVAL},
     };
     write_file("j.json", "{\"keys\":[]}", 0644);
+    ls_err ok;
+    assert_int_equal(
+        load_err("{\"name\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}",
+                 &ok),
+        LS_OK); /* 64 is fine */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ls_err err = {0};
         ls_rc rc = load_err(cases[i].json, &err);
