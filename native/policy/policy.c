@@ -268,9 +268,54 @@ static ls_rc compile_limits(ls_policy_t *p, const json_t *d, const ls_policy_opt
 /* 1 when name can be an HTTP header name: printable ASCII, no space, no ':'. */
 static int header_name_ok(const char *name)
 {
+    if (name[0] == '\0') return 0;
     for (const char *c = name; *c; c++)
         if (*c <= ' ' || *c >= 127 || *c == ':') return 0;
     return 1;
+}
+
+/* Headers no identity header may be: the backend would take the caller's
+ * identity for the request's credentials, host, framing or connection. */
+static const char *const reserved_headers[] = {"Authorization",
+                                               "Proxy-Authorization",
+                                               "Cookie",
+                                               "Host",
+                                               "Content-Length",
+                                               "Content-Type",
+                                               "Transfer-Encoding",
+                                               "Connection",
+                                               "Keep-Alive",
+                                               "Proxy-Connection",
+                                               "TE",
+                                               "Trailer",
+                                               "Upgrade",
+                                               "Expect",
+                                               NULL};
+
+/* LS_OK when an identity header may be called name: not a reserved one,
+ * nor one the policy reads a credential or the client's address from
+ * (compiled before the identity headers). */
+static ls_rc idhdr_name_ok(const ls_policy_t *p, const char *name, ls_err *err)
+{
+    for (size_t i = 0; reserved_headers[i]; i++)
+        if (strcasecmp(name, reserved_headers[i]) == 0)
+            return ls_err_set(err, LS_EINVAL,
+                              "identity_headers.%s: not allowed: the backend reads %s as the "
+                              "request's own, not as the caller's identity",
+                              name, reserved_headers[i]);
+    for (size_t i = 0; i < p->n_authn; i++) {
+        const authn *a = &p->authn[i];
+        if (a->header >= 0 && strcasecmp(name, p->headers[a->header]) == 0)
+            return ls_err_set(err, LS_EINVAL,
+                              "identity_headers.%s: not allowed: %s reads its credential from it",
+                              name, a->label);
+    }
+    if (p->xff_header >= 0 && strcasecmp(name, p->headers[p->xff_header]) == 0)
+        return ls_err_set(err, LS_EINVAL,
+                          "identity_headers.%s: not allowed: the policy reads the client's "
+                          "address from it (ip.trusted_proxies)",
+                          name);
+    return LS_OK;
 }
 
 static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *err)
@@ -292,8 +337,15 @@ static ls_rc compile_identity_headers(ls_policy_t *p, const json_t *d, ls_err *e
         if (!header_name_ok(name))
             return ls_err_set(err, LS_EINVAL, "identity_headers: \"%s\" is not a header name",
                               name);
-        id_header *h = &p->idhdr[p->n_idhdr++]; /* counted now: free releases a half-made one */
+        ls_rc rc = idhdr_name_ok(p, name, err);
+        if (rc != LS_OK) return rc;
         const char *src = json_string_value(v);
+        if (src[0] == '\0' || strcmp(src, "claims.") == 0)
+            return ls_err_set(err, LS_EINVAL,
+                              "identity_headers.%s: empty: expected sub, roles, scopes or a "
+                              "claim name",
+                              name);
+        id_header *h = &p->idhdr[p->n_idhdr++]; /* counted now: free releases a half-made one */
         if (strcmp(src, "sub") == 0 || strcmp(src, "subject") == 0) {
             h->source = ID_SUBJECT;
         } else if (strcmp(src, "roles") == 0) {

@@ -1479,6 +1479,57 @@ static void test_policy_authenticator_options_fail_closed(void **state)
         LS_OK);
 }
 
+/* An identity header that would break the request or stand in for its
+ * credentials, or that names no source, does not load. */
+static void test_policy_identity_headers_refused(void **state)
+{
+    (void)state;
+    orders_setup();
+    static const struct {
+        const char *idh, *msg;
+    } cases[] = {
+        {"\"Authorization\":\"sub\"",
+         "identity_headers.Authorization: not allowed: the backend reads Authorization as the "
+         "request's own, not as the caller's identity"},
+        {"\"proxy-authorization\":\"sub\"", "identity_headers.proxy-authorization: not allowed"},
+        {"\"COOKIE\":\"sub\"", "identity_headers.COOKIE: not allowed"},
+        {"\"Host\":\"sub\"", "identity_headers.Host: not allowed"},
+        {"\"Content-Length\":\"sub\"", "identity_headers.Content-Length: not allowed"},
+        {"\"Content-Type\":\"sub\"", "identity_headers.Content-Type: not allowed"},
+        {"\"Transfer-Encoding\":\"sub\"", "identity_headers.Transfer-Encoding: not allowed"},
+        {"\"Connection\":\"sub\"", "identity_headers.Connection: not allowed"},
+        {"\"x-token\":\"sub\"",
+         "identity_headers.x-token: not allowed: authenticate[1] reads its credential from it"},
+        {"\"X-Forwarded-For\":\"sub\"",
+         "identity_headers.X-Forwarded-For: not allowed: the policy reads the client's address "
+         "from it (ip.trusted_proxies)"},
+        {"\"X-U\":\"\"",
+         "identity_headers.X-U: empty: expected sub, roles, scopes or a claim name"},
+        {"\"X-U\":\"claims.\"", "identity_headers.X-U: empty"},
+        {"\"\":\"sub\"", "identity_headers: \"\" is not a header name"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[768];
+        snprintf(json, sizeof json,
+                 "{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\",\"secret_file\":\"hs.key\","
+                 "\"algorithms\":[\"HS256\"],\"header\":\"X-Token\"}],"
+                 "\"ip\":{\"trusted_proxies\":[\"10.0.0.1\"]},\"identity_headers\":{%s}}",
+                 cases[i].idh);
+        ls_err err;
+        ls_rc rc = load_err(json, &err);
+        if (rc != LS_EINVAL || strstr(err.msg, cases[i].msg) == NULL)
+            fail_msg("case %zu: got %s \"%s\", want \"%s\"", i, ls_rc_name(rc), err.msg,
+                     cases[i].msg);
+    }
+    ls_err err; /* other names, and claims, load */
+    assert_int_equal(
+        load_err("{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\","
+                 "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"
+                 "\"identity_headers\":{\"X-User\":\"sub\",\"X-T\":\"claims.tenant\"}}",
+                 &err),
+        LS_OK);
+}
+
 static ls_rc load_mixed(void *ud)
 {
     (void)ud;
@@ -1955,6 +2006,7 @@ int main(void)
         cmocka_unit_test(test_policy_authenticator_paths),
         cmocka_unit_test(test_policy_authenticator_paths_errors),
         cmocka_unit_test(test_policy_authenticator_options_fail_closed),
+        cmocka_unit_test(test_policy_identity_headers_refused),
         cmocka_unit_test(test_policy_authenticator_paths_enomem),
         cmocka_unit_test(test_policy_rate_limit_trouble_is_said),
         cmocka_unit_test(test_policy_rate_limit_paths),
