@@ -256,11 +256,19 @@ local function answer(r, pol, status)
   return status
 end
 
+-- An answer the gate makes itself, without a decision: as a denial's,
+-- JSON and never cached.
+local function refuse(r, status, body)
+  local oh = r.resp_header
+  oh["Content-Type"] = "application/json"
+  oh["Cache-Control"] = "no-store"
+  r.resp_body:set({ body })
+  return status
+end
+
 local function internal_error(r, msg)
   log(tostring(msg))
-  r.resp_header["Content-Type"] = "application/json"
-  r.resp_body:set({ '{"error":"internal_error"}' })
-  return 500
+  return refuse(r, 500, '{"error":"internal_error"}')
 end
 
 -- What a gate's answer (pol:gate, or a pol:gate_fn closure) means for
@@ -290,11 +298,7 @@ local function enforce_general(r, st, body_needed)
   end
 
   local pol = st.pol
-  if not pol then
-    r.resp_header["Content-Type"] = "application/json"
-    r.resp_body:set({ UNAVAILABLE })
-    return 503
-  end
+  if not pol then return refuse(r, 503, UNAVAILABLE) end
   local values, headers = st.values, st.headers
   for i = 1, st.nheaders do values[i] = rh[headers[i]] end
   local strip = st.strip

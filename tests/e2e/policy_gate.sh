@@ -237,6 +237,7 @@ write_policy ""
 # A policy that never loaded denies everything (fails closed).
 check "a policy with no good version is 503" 503 "$(status "$base/broken/x")"
 check_contains "with a body that names no internals" '{"error":"policy_unavailable"}' "$(curl -s "$base/broken/x")"
+check_contains "and, as every denial, not to be cached" "Cache-Control: no-store" "$(curl -s -D - -o /dev/null "$base/broken/x")"
 check_contains "and the reason in the error log" "not a policy" "$(cat "$d/error.log")"
 
 # Audit: lines for allow and deny, never a token.

@@ -344,6 +344,9 @@ describe("lodestone.policy", function()
       _G.print = old_print
       assert.equal(503, status)
       assert.equal('{"error":"policy_unavailable"}', r.resp_body.text)
+      -- as every denial: JSON, never cached
+      assert.equal("application/json", r.resp_header["Content-Type"])
+      assert.equal("no-store", r.resp_header["Cache-Control"])
     end)
 
     it("names its first argument when it is neither lighty nor a file name", function()
