@@ -19,6 +19,61 @@ int lls_push_fail(lua_State *L, const char *what, const ls_err *err)
     return 3;
 }
 
+/* ---- public names, for argument errors ---- */
+
+/* The registry key of the table function -> public name ("jwt.verify"). */
+static const char names_key = 'n';
+
+static void push_names(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&names_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (!lua_isnil(L, -1)) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_newtable(L); /* weak keys: a module loaded again leaves no old closures */
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushlightuserdata(L, (void *)&names_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+void lls_name_funcs(lua_State *L, int t, const luaL_Reg *fns, const char *prefix)
+{
+    t = lua_absindex(L, t);
+    push_names(L);
+    for (; fns->name != NULL; fns++) {
+        lua_getfield(L, t, fns->name);
+        const char *us = prefix ? NULL : strchr(fns->name, '_');
+        if (us) { /* "jwt_verify" -> "jwt.verify" */
+            lua_pushlstring(L, fns->name, (size_t)(us - fns->name));
+            lua_pushfstring(L, "%s.%s", lua_tostring(L, -1), us + 1);
+            lua_remove(L, -2);
+        } else {
+            lua_pushfstring(L, "%s%s", prefix ? prefix : "", fns->name);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+}
+
+int lls_argerror(lua_State *L, int arg, const char *msg)
+{
+    lua_Debug ar;
+    if (!lua_getstack(L, 0, &ar)) return luaL_argerror(L, arg, msg);
+    lua_getinfo(L, "nf", &ar); /* pushes the running function */
+    push_names(L);
+    lua_insert(L, -2);
+    lua_rawget(L, -2);
+    const char *name = lua_tostring(L, -1); /* kept alive by the names table */
+    if (name == NULL) return luaL_argerror(L, arg, msg);
+    if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0 && --arg == 0)
+        return luaL_error(L, "calling '%s' on bad self (%s)", name, msg);
+    return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, msg);
+}
+
 void lls_check_option_names(lua_State *L, int arg, const char *const *names)
 {
     lua_pushnil(L);
@@ -33,7 +88,7 @@ void lls_check_option_names(lua_State *L, int arg, const char *const *names)
             const char *k = lua_type(L, -1) == LUA_TSTRING
                                 ? lua_tostring(L, -1)
                                 : lua_pushfstring(L, "(a %s key)", luaL_typename(L, -1));
-            luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
+            lls_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
         }
     }
 }

@@ -65,6 +65,18 @@ int lls_push_json(lua_State *L, const struct json_t *v, ls_err *err);
  * returns 3, ready for `return lls_push_fail(L, "json.decode", &err);`. */
 int lls_push_fail(lua_State *L, const char *what, const ls_err *err);
 
+/* Records the public names of the functions fns that the table at t holds:
+ * prefix .. name ("cache:" .. "verify"), or with a NULL prefix the name
+ * with its first '_' made a '.' ("jwt_verify" is "jwt.verify"). */
+void lls_name_funcs(lua_State *L, int t, const luaL_Reg *fns, const char *prefix);
+
+/* luaL_argerror naming the running function by its public name (as
+ * lls_name_funcs recorded it), also when Lua knows no name for it (a call
+ * through pcall or from C would say '?'). A method call counts arguments
+ * after self, and an error in self says "calling 'cache:verify' on bad
+ * self (...)", as Lua does. */
+int lls_argerror(lua_State *L, int arg, const char *msg);
+
 /* Raises an argument error for argument arg (an options table) when one of
  * its keys is not in names (NULL-terminated): "unknown option 'x'", so a
  * misspelt option never falls back to its default unnoticed. */

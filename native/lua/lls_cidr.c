@@ -19,7 +19,7 @@ typedef struct {
 static cidr_box *check_set(lua_State *L, int idx)
 {
     cidr_box *b = luaL_checkudata(L, idx, CIDR_MT);
-    if (b->set == NULL) luaL_argerror(L, idx, "cidr set is closed");
+    if (b->set == NULL) lls_argerror(L, idx, "cidr set is closed");
     return b;
 }
 
@@ -45,9 +45,9 @@ static int l_cidr_new(lua_State *L)
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 1, (lls_index)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, 1,
-                          lua_pushfstring(L, "entry %d: string expected, got %s", (int)(i + 1),
-                                          luaL_typename(L, -1)));
+            lls_argerror(L, 1,
+                         lua_pushfstring(L, "entry %d: string expected, got %s", (int)(i + 1),
+                                         luaL_typename(L, -1)));
         size_t len;
         entries[i] = lua_tolstring(L, -1, &len); /* referenced by the list */
         lua_pop(L, 1);
@@ -125,6 +125,7 @@ void lls_open_cidr(lua_State *L)
     luaL_newmetatable(L, CIDR_MT);
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
+    lls_name_funcs(L, -1, methods, "set:");
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_cidr_close);
     lua_setfield(L, -2, "__gc");
@@ -141,4 +142,5 @@ void lls_open_cidr(lua_State *L)
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);
+    lls_name_funcs(L, -1, funcs, NULL);
 }

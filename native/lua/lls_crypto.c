@@ -32,7 +32,7 @@ static int l_hmac_verify(lua_State *L)
     int enc = luaL_checkoption(L, 4, "hex", encs);
     /* (an unset secret, such as an empty environment variable: no
      * signature can be checked against it) */
-    if (klen == 0) luaL_argerror(L, 1, "the key is empty");
+    if (klen == 0) lls_argerror(L, 1, "the key is empty");
     ls_hmac_generic_opts opts = {.encoding = enc == 0   ? LS_HMAC_HEX
                                              : enc == 1 ? LS_HMAC_BASE64
                                                         : LS_HMAC_BASE64URL};
@@ -84,4 +84,5 @@ void lls_open_crypto(lua_State *L)
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);
+    lls_name_funcs(L, -1, funcs, NULL);
 }

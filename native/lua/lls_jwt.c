@@ -61,7 +61,7 @@ static const char *const opt_names[] = {
 
 static int opt_error(lua_State *L, int arg, const char *name, const char *what)
 {
-    return luaL_argerror(L, arg, lua_pushfstring(L, "opts.%s: %s", name, what));
+    return lls_argerror(L, arg, lua_pushfstring(L, "opts.%s: %s", name, what));
 }
 
 static int opt_type_error(lua_State *L, int arg, const char *name, const char *want, int idx)
@@ -210,7 +210,7 @@ static int push_verdict(lua_State *L, int arg, ls_rc rc, ls_jwt_t *t, ls_jwt_rea
         lua_pushfstring(L, "claims: %s", perr.msg);
         return 3;
     }
-    if (rc == LS_EINVAL && why == LS_JWT_ERROR) return luaL_argerror(L, arg, ls_err_text(err));
+    if (rc == LS_EINVAL && why == LS_JWT_ERROR) return lls_argerror(L, arg, ls_err_text(err));
     lua_pushnil(L);
     lua_pushstring(L, ls_jwt_reason_name(why));
     lua_pushstring(L, ls_err_text(err));
@@ -230,7 +230,7 @@ static void scratch_reset(lua_State *L)
 static keyset_box *check_keyset(lua_State *L, int idx)
 {
     keyset_box *b = luaL_checkudata(L, idx, KEYSET_MT);
-    if (b->ks == NULL) luaL_argerror(L, idx, "keyset is closed");
+    if (b->ks == NULL) lls_argerror(L, idx, "keyset is closed");
     return b;
 }
 
@@ -283,7 +283,7 @@ static void key_args(lua_State *L, int idx, const char **kid, ls_jwt_alg *alg)
     size_t len;
     const char *name = luaL_checklstring(L, idx + 1, &len);
     ls_err err;
-    if (ls_jwt_alg_parse(name, len, alg, &err) != LS_OK) luaL_argerror(L, idx + 1, err.msg);
+    if (ls_jwt_alg_parse(name, len, alg, &err) != LS_OK) lls_argerror(L, idx + 1, err.msg);
 }
 
 /* Returns the keyset itself on success, for chaining. */
@@ -373,7 +373,7 @@ static int l_verify(lua_State *L)
 static cache_box *check_cache(lua_State *L, int idx)
 {
     cache_box *b = luaL_checkudata(L, idx, CACHE_MT);
-    if (b->c == NULL) luaL_argerror(L, idx, "cache is closed");
+    if (b->c == NULL) lls_argerror(L, idx, "cache is closed");
     return b;
 }
 
@@ -393,11 +393,11 @@ static int64_t cache_field(lua_State *L, const char *name, int64_t def, int64_t 
         return def;
     }
     if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_argerror(
-            L, 2, lua_pushfstring(L, "%s: number expected, got %s", name, luaL_typename(L, -1)));
+        lls_argerror(L, 2,
+                     lua_pushfstring(L, "%s: number expected, got %s", name, luaL_typename(L, -1)));
     double x = (double)lua_tonumber(L, -1);
     if (!(x >= 1 && x <= (double)max))
-        luaL_argerror(L, 2, lua_pushfstring(L, "%s: must be 1 to %d", name, (int)max));
+        lls_argerror(L, 2, lua_pushfstring(L, "%s: must be 1 to %d", name, (int)max));
     lua_pop(L, 1);
     return (int64_t)x;
 }
@@ -421,7 +421,7 @@ static int l_cache(lua_State *L)
     read_opts(L, 1, &v, &b->clock);
     ls_err err;
     ls_rc rc = ls_jwt_cache_new(&b->c, &copts, &v.o, &err);
-    if (rc == LS_EINVAL) return luaL_argerror(L, 1, ls_err_text(&err));
+    if (rc == LS_EINVAL) return lls_argerror(L, 1, ls_err_text(&err));
     if (rc != LS_OK) return lls_push_fail(L, "jwt.cache", &err);
     lua_settop(L, 3);
     return 1;
@@ -484,13 +484,14 @@ static int l_cache_tostring(lua_State *L)
 /* Registers metatable name with methods (sharing the nup values on the
  * stack top, which it pops), close as __gc and __close, and tostring. */
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, int nup,
-                      lua_CFunction close, lua_CFunction tostring)
+                      const char *prefix, lua_CFunction close, lua_CFunction tostring)
 {
     luaL_newmetatable(L, name);
     lua_insert(L, -(nup + 1));
     lua_newtable(L);
     lua_insert(L, -(nup + 1));
     luaL_setfuncs(L, methods, nup);
+    lls_name_funcs(L, -1, methods, prefix);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, close);
     lua_setfield(L, -2, "__gc");
@@ -532,8 +533,9 @@ void lls_open_jwt(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
 
-    new_class(L, KEYSET_MT, keyset_methods, 0, l_keyset_close, l_keyset_tostring);
+    new_class(L, KEYSET_MT, keyset_methods, 0, "ks:", l_keyset_close, l_keyset_tostring);
     lua_pushvalue(L, -1);
-    new_class(L, CACHE_MT, cache_methods, 1, l_cache_close, l_cache_tostring);
+    new_class(L, CACHE_MT, cache_methods, 1, "cache:", l_cache_close, l_cache_tostring);
     luaL_setfuncs(L, funcs, 1); /* into the module table below the scratch box */
+    lls_name_funcs(L, -1, funcs, NULL);
 }

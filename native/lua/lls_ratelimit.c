@@ -18,7 +18,7 @@ typedef struct {
 static rl_box *check_rl(lua_State *L, int idx)
 {
     rl_box *b = luaL_checkudata(L, idx, RL_MT);
-    if (b->rl == NULL) luaL_argerror(L, idx, "rate-limit table is closed");
+    if (b->rl == NULL) lls_argerror(L, idx, "rate-limit table is closed");
     return b;
 }
 
@@ -40,7 +40,7 @@ static int64_t check_count(lua_State *L, int idx, const char *name, int64_t def,
     if (lua_isnoneornil(L, idx)) return def;
     double x = (double)luaL_checknumber(L, idx);
     if (!(x >= lo && x <= EXACT_MAX) || x != (double)(int64_t)x)
-        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a whole number >= %d", name, lo));
+        lls_argerror(L, idx, lua_pushfstring(L, "%s must be a whole number >= %d", name, lo));
     return (int64_t)x;
 }
 
@@ -53,7 +53,7 @@ static int64_t field_count(lua_State *L, int t, const char *name)
     lua_pop(L, 1);
     if (absent) return 0;
     if (!(x >= 1 && x <= EXACT_MAX) || x != (double)(int64_t)x)
-        luaL_argerror(L, t, lua_pushfstring(L, "%s must be a whole number >= 1", name));
+        lls_argerror(L, t, lua_pushfstring(L, "%s must be a whole number >= 1", name));
     return (int64_t)x;
 }
 
@@ -68,7 +68,7 @@ static int l_rl_open(lua_State *L)
         lls_check_option_names(L, 2, names);
         opts.capacity = (size_t)field_count(L, 2, "capacity");
         int64_t mode = field_count(L, 2, "mode");
-        if (mode > 0777) luaL_argerror(L, 2, "mode must be permission bits such as 384 (0600)");
+        if (mode > 0777) lls_argerror(L, 2, "mode must be permission bits such as 384 (0600)");
         opts.mode = (unsigned)mode;
     }
     lua_settop(L, 2);
@@ -100,11 +100,11 @@ static int l_rl_take(lua_State *L)
     luaL_checknumber(L, 3); /* rate is required */
     int64_t rate = check_count(L, 3, "rate", 0, 1);
     if (lua_type(L, 4) != LUA_TSTRING && lua_type(L, 4) != LUA_TNUMBER)
-        luaL_argerror(L, 4,
-                      lua_pushfstring(L,
-                                      "duration expected (\"1s\", \"250ms\" or seconds), "
-                                      "got %s",
-                                      luaL_typename(L, 4)));
+        lls_argerror(L, 4,
+                     lua_pushfstring(L,
+                                     "duration expected (\"1s\", \"250ms\" or seconds), "
+                                     "got %s",
+                                     luaL_typename(L, 4)));
     const char *per = lua_tolstring(L, 4, &plen);
     int64_t burst = check_count(L, 5, "burst", 0, 1);
     int64_t cost = check_count(L, 6, "cost", 1, 0);
@@ -155,6 +155,7 @@ void lls_open_ratelimit(lua_State *L)
     luaL_newmetatable(L, RL_MT);
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
+    lls_name_funcs(L, -1, methods, "tbl:");
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_rl_close);
     lua_setfield(L, -2, "__gc");
@@ -170,4 +171,5 @@ void lls_open_ratelimit(lua_State *L)
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);
+    lls_name_funcs(L, -1, funcs, NULL);
 }
