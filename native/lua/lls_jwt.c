@@ -444,9 +444,10 @@ static int l_cache_verify(lua_State *L)
     return push_verdict(L, 1, rc, t, why, &err);
 }
 
+/* A counter: an integer on 5.4 (1, not 1.0), a double on LuaJIT. */
 static void set_count(lua_State *L, const char *name, uint64_t n)
 {
-    lua_pushnumber(L, (lua_Number)n);
+    lls_pushint64(L, n > INT64_MAX ? INT64_MAX : (long long)n);
     lua_setfield(L, -2, name);
 }
 
