@@ -28,7 +28,7 @@ M.version = core.version
 M.json = core.json
 
 -- hmac.sha256(key, msg) -> 32 raw bytes
--- hmac.verify(key, msg, signature, [encoding]) -> true | false, reason
+-- hmac.verify(key, msg, signature, [encoding]) -> true | false, reason, msg
 --   encoding "hex" (default), "base64" or "base64url"; constant-time.
 M.hmac = { sha256 = core.hmac_sha256, verify = core.hmac_verify }
 

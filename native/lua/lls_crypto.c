@@ -19,7 +19,7 @@ static int l_hmac_sha256(lua_State *L)
     return 1;
 }
 
-/* hmac_verify(key, msg, signature, [encoding]) -> true | false, reason
+/* hmac_verify(key, msg, signature, [encoding]) -> true | false, reason, msg
  * encoding: "hex" (default), "base64", "base64url"; compared in constant
  * time. */
 static int l_hmac_verify(lua_State *L)
@@ -37,11 +37,13 @@ static int l_hmac_verify(lua_State *L)
                                              : enc == 1 ? LS_HMAC_BASE64
                                                         : LS_HMAC_BASE64URL};
     ls_hmac_reason why = LS_HMAC_OK;
-    ls_rc rc = ls_hmac_verify_generic(key, klen, &opts, sig, slen, msg, mlen, &why, NULL);
+    ls_err err;
+    ls_rc rc = ls_hmac_verify_generic(key, klen, &opts, sig, slen, msg, mlen, &why, &err);
     lua_pushboolean(L, rc == LS_OK);
     if (rc == LS_OK) return 1;
     lua_pushstring(L, ls_hmac_reason_name(why));
-    return 2;
+    lua_pushstring(L, ls_err_text(&err)); /* "malformed_header: expected 64 hex ..." */
+    return 3;
 }
 
 static int push_buf_result(lua_State *L, ls_rc rc, ls_buf *out, const char *what, ls_err *err)

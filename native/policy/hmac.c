@@ -210,9 +210,13 @@ ls_rc ls_hmac_verify_generic(const void *secret, size_t slen, const ls_hmac_gene
 
     unsigned char want[MACBYTES], got[MACBYTES];
     if (decode_mac(header, hlen, opts->encoding, got) != 0) {
-        rc = refuse(err, reason, LS_HMAC_MALFORMED_HEADER,
-                    "expected %zu %s characters of signature, got %zu", enc_len(opts->encoding),
-                    enc_name(opts->encoding), hlen);
+        if (hlen != enc_len(opts->encoding))
+            rc = refuse(err, reason, LS_HMAC_MALFORMED_HEADER,
+                        "expected %zu %s characters of signature, got %zu", enc_len(opts->encoding),
+                        enc_name(opts->encoding), hlen);
+        else
+            rc = refuse(err, reason, LS_HMAC_MALFORMED_HEADER, "the signature is not %s",
+                        enc_name(opts->encoding));
     } else {
         mac2(secret, slen, opts->msg_prefix, opts->msg_prefix_len, body, blen, want);
         if (sodium_memcmp(want, got, MACBYTES) == 0) {

@@ -394,6 +394,15 @@ static void test_hmac_generic_encodings(void **state)
                                             GEN_BODY, strlen(GEN_BODY), &r, &err),
                      LS_EAUTH);
     assert_int_equal(r, LS_HMAC_MALFORMED_HEADER);
+    /* the message tells a wrong length from a wrong alphabet */
+    assert_string_equal(err.msg, "malformed_header: expected 44 base64 characters of signature, "
+                                 "got 43");
+    static const char zz[] = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
+    ls_hmac_generic_opts hex = {LS_HMAC_HEX, NULL, NULL, 0};
+    assert_int_equal(ls_hmac_verify_generic(GEN_SECRET, strlen(GEN_SECRET), &hex, zz, 64, GEN_BODY,
+                                            strlen(GEN_BODY), &r, &err),
+                     LS_EAUTH);
+    assert_string_equal(err.msg, "malformed_header: the signature is not hex");
     assert_int_equal(ls_hmac_verify_generic(GEN_SECRET, strlen(GEN_SECRET), &o, GEN_B64URL,
                                             strlen(GEN_B64URL), GEN_BODY, strlen(GEN_BODY), &r,
                                             &err),

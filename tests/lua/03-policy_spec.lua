@@ -660,6 +660,13 @@ describe("lodestone.policy", function()
       local ok, why = lodestone.hmac.verify("It's a Secret to Everybody", "Hello, World?", sig)
       assert.is_false(ok)
       assert.equal("bad_signature", why)
+      -- the third value says what was wrong: "00" is hex of the wrong length
+      local msg
+      ok, why, msg = lodestone.hmac.verify("k", "m", "00")
+      assert.same({ false, "malformed_header", "malformed_header: expected 64 hex characters of signature, got 2" },
+        { ok, why, msg })
+      ok, why, msg = lodestone.hmac.verify("k", "m", ("zz"):rep(32))
+      assert.same({ false, "malformed_header", "malformed_header: the signature is not hex" }, { ok, why, msg })
       -- an empty key (an unset secret) is a mistake, not a mismatch
       local raised, err = pcall(lodestone.hmac.verify, "", "Hello, World!", sig)
       assert.is_false(raised)
