@@ -116,6 +116,7 @@ end
 local function answer(r, status, obj, headers)
   local oh = r.resp_header
   oh["Content-Type"] = "application/json"
+  oh["Cache-Control"] = "no-store" -- a run's state, or an error of this moment
   for k, v in pairs(headers or {}) do oh[k] = v end
   r.resp_body:set({ json.encode(obj) })
   return status
