@@ -275,42 +275,55 @@ static int header_name_ok(const char *name)
 }
 
 /* Headers no identity header may be: the backend would take the caller's
- * identity for the request's credentials, host, framing or connection. */
-static const char *const reserved_headers[] = {"Authorization",
-                                               "Proxy-Authorization",
-                                               "Cookie",
-                                               "Host",
-                                               "Content-Length",
-                                               "Content-Type",
-                                               "Transfer-Encoding",
-                                               "Connection",
-                                               "Keep-Alive",
-                                               "Proxy-Connection",
-                                               "TE",
-                                               "Trailer",
-                                               "Upgrade",
-                                               "Expect",
-                                               NULL};
+ * identity for the request's credentials, host, framing or connection, or
+ * for the client's address. */
+static const char *const reserved_headers[] = {
+    "Authorization", "Proxy-Authorization", "Cookie", "Host", "Content-Length", "Content-Type",
+    "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade",
+    "Expect",
+    /* the client's address, as proxies tell it */
+    "X-Forwarded-For", "Forwarded", "X-Real-IP", NULL};
+
+/* A header name byte as a CGI variable name has it (HTTP_X_USER). */
+static unsigned char cgi_byte(unsigned char c)
+{
+    if (c >= 'a' && c <= 'z') return (unsigned char)(c - 32);
+    if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return c;
+    return '_';
+}
+
+/* 1 when header names a and b are one for a backend that reads headers
+ * the CGI way (X_User, x.user and X-User are HTTP_X_USER): what the gate
+ * strips as a lookalike of an identity header. */
+static int cgi_same(const char *a, const char *b)
+{
+    size_t i = 0;
+    for (; a[i] && b[i]; i++)
+        if (cgi_byte((unsigned char)a[i]) != cgi_byte((unsigned char)b[i])) return 0;
+    return a[i] == b[i];
+}
 
 /* LS_OK when an identity header may be called name: not a reserved one,
  * nor one the policy reads a credential or the client's address from
- * (compiled before the identity headers). */
+ * (compiled before the identity headers), in any spelling a backend may
+ * take for it (cgi_same: the gate would strip the real one as a
+ * lookalike and send the identity under its name). */
 static ls_rc idhdr_name_ok(const ls_policy_t *p, const char *name, ls_err *err)
 {
     for (size_t i = 0; reserved_headers[i]; i++)
-        if (strcasecmp(name, reserved_headers[i]) == 0)
+        if (cgi_same(name, reserved_headers[i]))
             return ls_err_set(err, LS_EINVAL,
                               "identity_headers.%s: not allowed: the backend reads %s as the "
                               "request's own, not as the caller's identity",
                               name, reserved_headers[i]);
     for (size_t i = 0; i < p->n_authn; i++) {
         const authn *a = &p->authn[i];
-        if (a->header >= 0 && strcasecmp(name, p->headers[a->header]) == 0)
+        if (a->header >= 0 && cgi_same(name, p->headers[a->header]))
             return ls_err_set(err, LS_EINVAL,
                               "identity_headers.%s: not allowed: %s reads its credential from it",
                               name, a->label);
     }
-    if (p->xff_header >= 0 && strcasecmp(name, p->headers[p->xff_header]) == 0)
+    if (p->xff_header >= 0 && cgi_same(name, p->headers[p->xff_header]))
         return ls_err_set(err, LS_EINVAL,
                           "identity_headers.%s: not allowed: the policy reads the client's "
                           "address from it (ip.trusted_proxies)",
@@ -484,6 +497,11 @@ static ls_rc compile_assertion(ls_policy_t *p, const json_t *d, ls_err *err)
     } else if (t) {
         return bad_field(err, "assertion.ttl", "expected seconds or a duration like \"60s\"");
     }
+    for (size_t i = 0; i < p->n_idhdr; i++)
+        if (cgi_same(hdr, p->idhdr[i].name))
+            return ls_err_set(err, LS_EINVAL,
+                              "assertion.header: %s is an identity header (identity_headers.%s)",
+                              hdr, p->idhdr[i].name);
     if ((p->assertion_header = ls_strdup(hdr)) == NULL)
         return ls_err_set(err, LS_ENOMEM, "out of memory");
     char def[512];
@@ -558,14 +576,6 @@ static ls_rc compile(ls_policy_t *p, const json_t *decl, const ls_policy_opts *o
         return rc;
     if ((rc = compile_assertion(p, json_object_get(decl, "assertion"), err)) != LS_OK) return rc;
     return compile_audit(p, json_object_get(decl, "audit"), opts, err);
-}
-
-/* A header name byte as a CGI variable name has it (HTTP_X_USER). */
-static unsigned char cgi_byte(unsigned char c)
-{
-    if (c >= 'a' && c <= 'z') return (unsigned char)(c - 32);
-    if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return c;
-    return '_';
 }
 
 /* 1 when a strip name has a byte other than a letter or a digit, which

@@ -1501,8 +1501,21 @@ static void test_policy_identity_headers_refused(void **state)
         {"\"x-token\":\"sub\"",
          "identity_headers.x-token: not allowed: authenticate[1] reads its credential from it"},
         {"\"X-Forwarded-For\":\"sub\"",
-         "identity_headers.X-Forwarded-For: not allowed: the policy reads the client's address "
-         "from it (ip.trusted_proxies)"},
+         "identity_headers.X-Forwarded-For: not allowed: the backend reads X-Forwarded-For as "
+         "the request's own"},
+        {"\"forwarded\":\"sub\"", "identity_headers.forwarded: not allowed"},
+        {"\"X-Real-IP\":\"sub\"", "identity_headers.X-Real-IP: not allowed"},
+        /* spellings a CGI-style backend takes for the same header (the
+         * gate would strip the real one as a lookalike) */
+        {"\"X_Forwarded_For\":\"sub\"",
+         "identity_headers.X_Forwarded_For: not allowed: the backend reads X-Forwarded-For as "
+         "the request's own"},
+        {"\"proxy.authorization\":\"sub\"",
+         "identity_headers.proxy.authorization: not allowed: the backend reads "
+         "Proxy-Authorization"},
+        {"\"X_Token\":\"sub\"",
+         "identity_headers.X_Token: not allowed: authenticate[1] reads its credential from it"},
+        {"\"x.token\":\"sub\"", "identity_headers.x.token: not allowed: authenticate[1]"},
         {"\"X-U\":\"\"",
          "identity_headers.X-U: empty: expected sub, roles, scopes or a claim name"},
         {"\"X-U\":\"claims.\"", "identity_headers.X-U: empty"},
@@ -1521,7 +1534,17 @@ static void test_policy_identity_headers_refused(void **state)
             fail_msg("case %zu: got %s \"%s\", want \"%s\"", i, ls_rc_name(rc), err.msg,
                      cases[i].msg);
     }
-    ls_err err; /* other names, and claims, load */
+    ls_err err;
+    /* the assertion's header is no identity header, in any spelling */
+    assert_int_equal(load_err("{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\","
+                              "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"
+                              "\"identity_headers\":{\"X_Lodestone_Assertion\":\"sub\"},"
+                              "\"assertion\":{\"ttl\":\"60s\"}}",
+                              &err),
+                     LS_EINVAL);
+    assert_string_equal(err.msg, "assertion.header: X-Lodestone-Assertion is an identity header "
+                                 "(identity_headers.X_Lodestone_Assertion)");
+    /* other names, and claims, load */
     assert_int_equal(
         load_err("{\"name\":\"x\",\"authenticate\":[{\"type\":\"jwt\","
                  "\"secret_file\":\"hs.key\",\"algorithms\":[\"HS256\"]}],"

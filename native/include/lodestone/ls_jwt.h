@@ -103,8 +103,8 @@ LS_API void ls_jwks_free(ls_jwks_t *ks);
  * a token whose kid names only a skipped key finds no key (unknown_kid).
  * Fails with LS_EINVAL and adds nothing when the text is not JSON, not an
  * object with a "keys" array, or lists keys none of which can be used (the
- * message says why for each: "keys[0].n: invalid base64url: ... [kid
- * \"a\"]; keys[1]: ..."); LS_ENOMEM. An empty "keys" array adds nothing and
+ * message says why for each, counting from 1: "keys[1].n: invalid
+ * base64url: ... [kid \"a\"]; keys[2]: ..."); LS_ENOMEM. An empty "keys" array adds nothing and
  * succeeds. */
 LS_API ls_rc ls_jwks_add_json(ls_jwks_t *ks, const char *text, size_t len, ls_err *err);
 
