@@ -184,12 +184,17 @@ bad_case "a case that is not an object" "[$ok, 5]" \
 check_absent "and the good case before it did not run" "ok   " "$out"
 bad_case "a name that is no string" '[{"name": {}, "request": {"path": "/public/x"}, "expect": {"allow": true}}]' \
   "case 1.name: expected a string, got object"
+printf '%s\n' '[{"name": null, "request": {"path": "/public/x"}, "expect": {"allow": true}}]' > "$d/odd.json"
+"$ls" policy test "$d/p.lua" "$d/odd.json" >/dev/null 2>&1
+check 'a "name": null is no name, as "now": null is no time' 0 $?
 bad_case "a request without path" '{"cases":[{"name":"a","request":{},"expect":{"allow":true}}]}' \
   'case 1 ("a"): request.path: required, a string such as "/orders/7"'
 bad_case "a case without expect" "[$ok, {\"request\": {\"path\": \"/\"}}]" \
   "case 2: expect: required, the decision's fields to compare"
 bad_case "an empty expect" '[{"request": {"path": "/"}, "expect": {}}]' \
   "case 1: expect: empty, so the case would pass whatever the decision (name a field such as allow or status)"
+bad_case "an empty object inside expect" '[{"request": {"path": "/"}, "expect": {"allow": true, "headers": {}}}]' \
+  "case 1: expect.headers: empty, so the case would pass whatever the decision"
 bad_case "an expect that is a list" '[{"request": {"path": "/"}, "expect": []}]' \
   "case 1: expect: expected an object, got array"
 bad_case "an unknown expect field" '[{"request": {"path": "/"}, "expect": {"alow": true}}]' \

@@ -257,12 +257,24 @@ local function now_of(v, where)
   return n
 end
 
+-- The path of an empty object in v (it would match any decision), or nil.
+local function empty_inside(v, path)
+  if type(v) ~= "table" or getmetatable(v) == json.array_mt then return nil end
+  if next(v) == nil then return path end
+  for k, x in pairs(v) do
+    local p = empty_inside(x, path .. "." .. tostring(k))
+    if p then return p end
+  end
+  return nil
+end
+
 -- Checks one case before any runs: nil, msg naming the case and field.
 local function check_case(c, i)
   local where = "case " .. i
   if not is_object(c) then
     return nil, where .. ": expected an object with request and expect, got " .. json_type(c)
   end
+  if c.name == json.null then c.name = nil end -- as "now": null, no name
   if c.name ~= nil and type(c.name) ~= "string" then
     return nil, where .. ".name: expected a string, got " .. json_type(c.name)
   end
@@ -277,8 +289,10 @@ local function check_case(c, i)
   if rerr then return nil, where .. ": " .. rerr end
   if c.expect == nil then return nil, where .. ": expect: required, the decision's fields to compare" end
   if not is_object(c.expect) then return nil, where .. ": expect: expected an object, got " .. json_type(c.expect) end
-  if next(c.expect) == nil then
-    return nil, where .. ": expect: empty, so the case would pass whatever the decision (name a field such as allow or status)"
+  local empty = empty_inside(c.expect, "expect")
+  if empty then
+    return nil, where .. ": " .. empty .. ": empty, so the case would pass whatever the decision"
+      .. (empty == "expect" and " (name a field such as allow or status)" or "")
   end
   for k in pairs(c.expect) do
     if not DECISION_FIELDS[k] then
