@@ -69,7 +69,10 @@ int lls_argerror(lua_State *L, int arg, const char *msg)
     lua_rawget(L, -2);
     const char *name = lua_tostring(L, -1); /* kept alive by the names table */
     if (name == NULL) return luaL_argerror(L, arg, msg);
-    if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0 && --arg == 0)
+    /* A method ("tbl:take") counts its arguments after self, however it
+     * was called (obj:m(), obj.m(obj), pcall(obj.m, obj), a tail call),
+     * as its documented signature does. */
+    if (strchr(name, ':') != NULL && --arg == 0)
         return luaL_error(L, "calling '%s' on bad self (%s)", name, msg);
     return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, msg);
 }
