@@ -195,6 +195,9 @@ bad_case "an empty expect" '[{"request": {"path": "/"}, "expect": {}}]' \
   "case 1: expect: empty, so the case would pass whatever the decision (name a field such as allow or status)"
 bad_case "an empty object inside expect" '[{"request": {"path": "/"}, "expect": {"allow": true, "headers": {}}}]' \
   "case 1: expect.headers: empty, so the case would pass whatever the decision"
+bad_case "a header given twice, in two cases of its name" \
+  '[{"request": {"path": "/", "headers": {"X-API-Key": "a", "x-api-key": "b"}}, "expect": {"allow": true}}]' \
+  "case 1: request.headers: x-api-key given twice (names are case-insensitive; join the values with a comma, as a proxy would)"
 bad_case "an expect that is a list" '[{"request": {"path": "/"}, "expect": []}]' \
   "case 1: expect: expected an object, got array"
 bad_case "an unknown expect field" '[{"request": {"path": "/"}, "expect": {"alow": true}}]' \

@@ -150,7 +150,12 @@ local function check_request(req)
     end
     for k, v in pairs(req.headers) do
       if type(v) ~= "string" then return nil, "request.headers." .. tostring(k) .. ": expected a string" end
-      headers[tostring(k):lower()] = v
+      local lk = tostring(k):lower()
+      if headers[lk] ~= nil then
+        return nil, "request.headers: " .. lk .. " given twice (names are case-insensitive; "
+          .. "join the values with a comma, as a proxy would)"
+      end
+      headers[lk] = v
     end
   end
   return headers
