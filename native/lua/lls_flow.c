@@ -1070,6 +1070,16 @@ static ls_rc load_all(lua_State *L, const char *dir, char *const *first, size_t 
     return LS_OK;
 }
 
+static int cmp_type_file(const void *a, const void *b)
+{
+    return strcmp(((const wf_type *)a)->file, ((const wf_type *)b)->file);
+}
+
+static int cmp_error_file(const void *a, const void *b)
+{
+    return strcmp(((const wf_error *)a)->file, ((const wf_error *)b)->file);
+}
+
 static ls_rc probe(lls_runner *r, ls_err *err)
 {
     tl_mem_kb = r->mem_kb;
@@ -1093,6 +1103,9 @@ static ls_rc probe(lls_runner *r, ls_err *err)
         free(errors);
         return rc;
     }
+    /* Listed in file order, whatever order they loaded in */
+    if (nt > 1) qsort(types, nt, sizeof *types, cmp_type_file);
+    if (ne > 1) qsort(errors, ne, sizeof *errors, cmp_error_file);
     pthread_mutex_lock(&r->mu);
     free_lists(r);
     r->types = types;
