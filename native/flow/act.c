@@ -40,36 +40,72 @@ static ls_rc push_value(ls_flow_act *a, size_t *cap, const void *val, size_t vle
 }
 
 static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen, ls_err *err);
-static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err);
+static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, const flow_hist *h, ls_err *err);
 
-static ls_rc load_history(ls_flow_act *a, ls_err *err)
+/* Checks one event of the run's history as the store holds it under key:
+ * in its place, none missing before it, of the run's version
+ * (flow_hist_check), and a version 3 event's seal opened (into scratch),
+ * whatever its kind, so that a record forged or changed without the key
+ * (a timer that fired, a step's fatal failure, a cancel) is refused
+ * before the replay reads any of it. */
+static ls_rc check_loaded(ls_flow_act *a, flow_hist *h, const void *key, size_t klen,
+                          const void *val, size_t vlen, ls_buf *scratch, ls_err *err)
 {
-    ls_buf prefix = LS_BUF_INIT;
+    ls_event ev;
+    uint64_t seq = 0;
+    ls_rc rc = ls_history_key_parse(key, klen, NULL, &seq, err);
+    if (rc == LS_OK && (rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK)
+        return ls_err_prefix(err, "event %llu", (unsigned long long)seq);
+    if (rc == LS_OK) rc = flow_hist_check(h, seq, &ev, err);
+    if (rc == LS_OK && ev.version >= 3)
+        rc = flow_open_event(a->f, &a->r->id, NULL, &ev, scratch, err);
+    return rc;
+}
+
+/* Reads the run's history from the store, each event checked
+ * (check_loaded), into the arena. *refused is set when an event was (a
+ * record in the store, not the reading, is at fault). */
+static ls_rc read_history(ls_flow_act *a, size_t *cap, flow_hist *h, int *refused, ls_err *err)
+{
+    ls_buf prefix = LS_BUF_INIT, scratch = LS_BUF_INIT;
     ls_store_iter_t *it = NULL;
     const void *key, *val;
-    size_t klen, vlen, cap = 0;
+    size_t klen, vlen;
+    ls_rc rc = ls_history_prefix(&prefix, &a->r->id, err);
+    if (rc == LS_OK) rc = ls_store_iter_prefix(&it, a->f->o.store, prefix.ptr, prefix.len, 0, err);
+    while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
+        rc = check_loaded(a, h, key, klen, val, vlen, &scratch, err);
+        *refused = rc != LS_OK && rc != LS_ENOMEM;
+        if (rc == LS_OK) rc = push_value(a, cap, val, vlen, err);
+    }
+    if (rc == LS_ENOTFOUND) rc = LS_OK;
+    ls_store_iter_free(it);
+    ls_buf_free(&prefix);
+    ls_buf_free(&scratch);
+    if (rc == LS_OK && a->nev == 0) return ls_err_set(err, LS_ECORRUPT, "the run has no history");
+    return rc;
+}
+
+static ls_rc load_history(ls_flow_act *a, int *refused, ls_err *err)
+{
+    size_t cap = 0;
     ls_rc rc = LS_OK;
     flow_run *r = a->r;
+    flow_hist h = FLOW_HIST_INIT;
     if (r->fresh) {
         /* A new run's first activation: its history is the WorkflowStarted
          * just written, kept by ls_flow_start. */
-        rc = push_value(a, &cap, r->fresh, r->fresh_len, err);
+        ls_event ev;
+        rc = ls_event_decode(r->fresh, r->fresh_len, &ev, err);
+        if (rc == LS_OK) rc = flow_hist_check(&h, 1, &ev, err);
+        if (rc == LS_OK) rc = push_value(a, &cap, r->fresh, r->fresh_len, err);
         ls_free(r->fresh);
         r->fresh = NULL;
-        if (rc != LS_OK) return rc;
     } else {
-        rc = ls_history_prefix(&prefix, &a->r->id, err);
-        if (rc == LS_OK)
-            rc = ls_store_iter_prefix(&it, a->f->o.store, prefix.ptr, prefix.len, 0, err);
-        while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK)
-            rc = push_value(a, &cap, val, vlen, err);
-        if (rc == LS_ENOTFOUND) rc = LS_OK;
-        ls_store_iter_free(it);
-        ls_buf_free(&prefix);
-        if (rc != LS_OK) return rc;
-        if (a->nev == 0) return ls_err_set(err, LS_ECORRUPT, "the run has no history");
+        rc = read_history(a, &cap, &h, refused, err);
     }
-    if ((rc = drain_inbox(a, &cap, err)) != LS_OK) return rc;
+    if (rc != LS_OK) return rc;
+    if ((rc = drain_inbox(a, &cap, &h, err)) != LS_OK) return rc;
     a->ev = ls_calloc(a->nev, sizeof *a->ev);
     if (a->ev == NULL) return ls_err_set(err, LS_ENOMEM, "history: out of memory");
     for (size_t i = 0; i < a->nev; i++) {
@@ -175,8 +211,10 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
         pt = "null";
         ptlen = 4;
     }
-    if (pt &&
-        (rc = flow_seal_event(a->f, &a->r->id, NULL, ev, pt, ptlen, &a->sealed, err)) != LS_OK)
+    /* Every event is sealed, one that holds no payload as an empty one
+     * (a MAC over its fields): a writer without the key forges none. */
+    if ((rc = flow_seal_event(a->f, &a->r->id, NULL, ev, pt, pt ? ptlen : 0, &a->sealed, err)) !=
+        LS_OK)
         return rc;
     if ((rc = ls_history_key(&a->k, &a->r->id, ev->seq, err)) != LS_OK ||
         (rc = ls_event_encode(ev, &a->v, err)) != LS_OK)
@@ -216,7 +254,7 @@ static ls_rc put_timer(ls_flow_act *a, int64_t due, uint64_t seq, int del, ls_er
  * progress: history events appended to the loaded history (so the replay
  * sees them), their inbox keys deleted in the same batch. A terminate
  * request is kept aside: the activation ends the run without its code. */
-static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
+static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, const flow_hist *h, ls_err *err)
 {
     ls_flow_t *f = a->f;
     flow_run *r = a->r;
@@ -246,6 +284,12 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
             ls_err_prefix(err, "inbox entry %s", at);
             break;
         }
+        /* Of the run's version, and opened whatever it holds: a version 3
+         * entry's seal is checked even when it carries no payload (a
+         * cancel, a child's failure, a resume, a terminate). */
+        if ((rc = flow_hist_check_entry(h, &arrival, &in, err)) != LS_OK ||
+            (rc = flow_open_event(f, &r->id, &arrival, &in, &pt, err)) != LS_OK)
+            break;
         ls_store_batch_delete(a->b, key, klen);
         memset(&ev, 0, sizeof ev);
         ev.type = in.type;
@@ -255,8 +299,7 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, ls_err *err)
         ev.error = in.error;
         ev.error_len = in.error_len;
         if (in.type == LS_EV_SIGNAL_RECEIVED || in.type == LS_EV_CHILD_COMPLETED) {
-            rc = flow_open_event(f, &r->id, &arrival, &in, &pt, err);
-            if (rc == LS_OK) rc = put_event(a, &ev, pt.ptr, pt.len, err);
+            rc = put_event(a, &ev, pt.ptr, pt.len, err);
         } else if (in.type == LS_EV_CANCEL_REQUESTED || in.type == LS_EV_CHILD_FAILED ||
                    in.type == LS_EV_RESUMED) {
             if (in.type == LS_EV_RESUMED) a->resume_taken = 1;
@@ -575,10 +618,16 @@ void flow_act_start(flow_worker *w, flow_run *r)
     a->f = f;
     a->r = r;
     a->w = w;
+    int refused = 0;
     ls_rc rc = ls_store_batch_new(&a->b, &err);
-    if (rc == LS_OK) rc = load_history(a, &err);
+    if (rc == LS_OK) rc = load_history(a, &refused, &err);
     if (rc != LS_OK) {
-        flow_log(f, LS_FLOW_LOG_ERROR, r->name, "cannot load history: %s", ls_err_text(&err));
+        /* An event refused (forged, changed, missing, a seal that does not
+         * open): as a payload that does not open in the replay. */
+        if (refused)
+            give_up(a, rc, &err, NULL);
+        else
+            flow_log(f, LS_FLOW_LOG_ERROR, r->name, "cannot load history: %s", ls_err_text(&err));
         a->abandoned = 1;
         finalize(w, a);
         return;
@@ -1679,8 +1728,6 @@ static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event 
     if (rc != LS_OK) return rc;
     if (status == LS_RUN_COMPLETED) {
         ev.type = LS_EV_CHILD_COMPLETED;
-        rc = flow_seal_event(f, &r->parent, &arrival, &ev, pt, ptlen, &a->sealed, err);
-        if (rc != LS_OK) return rc;
     } else {
         ev.type = LS_EV_CHILD_FAILED;
         size_t keep = end->error ? masked_cut(end->error, end->error_len, CHILD_ERROR_MAX) : 0;
@@ -1688,8 +1735,11 @@ static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event 
                          end->error_len ? ": " : "", (int)keep, end->error ? end->error : "");
         ev.error = why;
         ev.error_len = n > 0 ? (size_t)n : 0;
+        pt = NULL; /* a failure holds no payload: sealed empty */
+        ptlen = 0;
     }
-    if ((rc = flow_key_inbox(&a->k, &r->parent, &arrival, err)) != LS_OK ||
+    if ((rc = flow_seal_event(f, &r->parent, &arrival, &ev, pt, ptlen, &a->sealed, err)) != LS_OK ||
+        (rc = flow_key_inbox(&a->k, &r->parent, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(&ev, &a->v, err)) != LS_OK)
         return rc;
     ls_store_batch_put(a->b, a->k.ptr, a->k.len, a->v.ptr, a->v.len);
@@ -1719,7 +1769,8 @@ static ls_rc cancel_child(ls_flow_act *a, const char *name, size_t nlen, ls_err 
                    .name_len = strlen(a->r->name),
                    .error = why,
                    .error_len = sizeof why - 1};
-    if ((rc = flow_key_inbox(&a->k, &id, &arrival, err)) != LS_OK ||
+    if ((rc = flow_seal_event(a->f, &id, &arrival, &ev, NULL, 0, &a->sealed, err)) != LS_OK ||
+        (rc = flow_key_inbox(&a->k, &id, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(&ev, &a->v, err)) != LS_OK ||
         (rc = ls_buf_append(&a->kill, id.b, LS_ID_BYTES, err)) != LS_OK)
         return rc;

@@ -1429,9 +1429,11 @@ static void source_known(ls_flow_t *f, const char *version)
 }
 
 /* Puts into b the first fork events of run `from` as run to's, each
- * payload re-sealed for to (as a version 2 event, whatever the parent's
- * was: its fields are known): a branch run replays its parent's code up
- * to the ctx:all it runs a branch of. */
+ * sealed again for to as a version 3 event (whatever the parent's was:
+ * its fields are known), those that hold no payload too: a branch run
+ * replays its parent's code up to the ctx:all it runs a branch of. The
+ * parent's events are checked as an activation checks them (act.c): none
+ * missing, of its run's version, each version 3 seal opened. */
 static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, const ls_id *to,
                           uint64_t fork, ls_err *err)
 {
@@ -1443,14 +1445,17 @@ static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, 
     uint64_t n = 0;
     ls_rc rc = ls_history_prefix(&prefix, from, err);
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
+    flow_hist h = FLOW_HIST_INIT;
     while (rc == LS_OK && n < fork &&
            (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         ls_event ev;
-        if ((rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK) break;
-        if (ev.seq > fork) break;
-        if (ev.payload_len &&
-            ((rc = flow_open_event(f, from, NULL, &ev, &pt, err)) != LS_OK ||
-             (rc = flow_seal_event(f, to, NULL, &ev, pt.ptr, pt.len, &sealed, err)) != LS_OK))
+        uint64_t seq;
+        if ((rc = ls_history_key_parse(key, klen, NULL, &seq, err)) != LS_OK ||
+            (rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK ||
+            (rc = flow_hist_check(&h, seq, &ev, err)) != LS_OK)
+            break;
+        if ((rc = flow_open_event_raw_with(f->o.vault, from, NULL, &ev, &pt, err)) != LS_OK ||
+            (rc = flow_seal_event(f, to, NULL, &ev, pt.ptr, pt.len, &sealed, err)) != LS_OK)
             break;
         if ((rc = ls_history_key(&k, to, ev.seq, err)) != LS_OK ||
             (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
@@ -2139,9 +2144,10 @@ static ls_rc inbox_put(ls_flow_t *f, const char *name, size_t nlen, ls_event *ev
         goto out;
     ev->seq = 1;
     ev->time_ms = flow_now(f);
-    /* Sealed once every field is set: the payload is bound to them. */
-    if (payload &&
-        (rc = flow_seal_event(f, &id, &arrival, ev, payload, plen, &sealed, err)) != LS_OK)
+    /* Sealed once every field is set: the payload is bound to them. A
+     * request without one (cancel, resume, terminate) is sealed empty. */
+    if ((rc = flow_seal_event(f, &id, &arrival, ev, payload, payload ? plen : 0, &sealed, err)) !=
+        LS_OK)
         goto out;
     if ((rc = flow_key_inbox(&k, &id, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(ev, &v, err)) != LS_OK)

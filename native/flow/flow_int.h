@@ -17,8 +17,9 @@
  *                  placeholder): SignalReceived or ChildCompleted (payload
  *                  sealed for this entry: flow_seal_event), ChildFailed,
  *                  Resumed, CancelRequested or WorkflowTerminated (name:
- *                  who, error: reason). The run's next activation moves
- *                  them into history (re-sealed) in its next write.
+ *                  who, error: reason; sealed empty since version 3). The
+ *                  run's next activation moves them into history
+ *                  (re-sealed) in its next write.
  *   source         LS_NS_SOURCE  version bytes                -> workflow source
  *                  (written with the start of the first run of a version)
  *   custom status  LS_NS_RUNINFO id16 'c'                     -> sealed JSON
@@ -467,21 +468,31 @@ ls_rc flow_key_branch(ls_buf *k, const ls_id *id, ls_err *err);
  * is refused at opening (flow_open_event), as are a signal and a child's
  * result without one of any version. */
 int flow_event_holds_payload(ls_event_type t);
-/* Seals pt (len bytes) as the payload of ev, an event of run id's history
- * (arrival NULL) or its inbox entry of that arrival id, into out: bound to
- * the run, the place and every other field of ev, which must be final
- * (query.c says how). Sets ev->version to LS_EVENT_VERSION and points
- * ev->payload at out (borrowed until out changes). */
+/* Whether events of type t hold no payload at all (every kind but those
+ * above and a run's failure, whose traceback is optional): since version
+ * 3 they are sealed all the same, with an empty plaintext, and one whose
+ * sealed plaintext is not empty is refused (query.c). */
+int flow_event_holds_none(ls_event_type t);
+/* Seals pt (len bytes; NULL with 0 for an event that holds none) as the
+ * payload of ev, an event of run id's history (arrival NULL) or its inbox
+ * entry of that arrival id, into out: bound to the run, the place and
+ * every other field of ev, which must be final (query.c says how). Every
+ * event is sealed, whatever its kind. Sets ev->version to
+ * LS_EVENT_VERSION and points ev->payload at out (borrowed until out
+ * changes). */
 ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_event *ev,
                       const void *pt, size_t len, ls_buf *out, ls_err *err);
 /* Opens the payload of ev (as decoded: its version says how it was
  * sealed), of run id's history or its inbox entry arrival, into out
- * ("null" when there is none). Fails with the vault's code, "payload of
- * event N: ..." ("payload of a pending signal or child result (inbox
- * entry ARRIVAL, TYPE "NAME"): ..." for an inbox entry, its name cut and
- * escaped); a key the keyring does not hold is
- * LS_EAUTH, never LS_ENOTFOUND. A field of ev changed since it was sealed
- * is LS_EAUTH. */
+ * ("null" when there is none, or when ev's kind holds none). Fails with
+ * the vault's code, "payload of event N: ..." ("payload of a pending
+ * signal or child result (inbox entry ARRIVAL, TYPE "NAME"): ..." for an
+ * inbox entry, "seal of a pending request (...)" for a cancel, resume or
+ * terminate request; the name cut and escaped); a key the keyring does
+ * not hold is LS_EAUTH, never LS_ENOTFOUND. A field of ev changed since
+ * it was sealed is LS_EAUTH, and so is an event of version 3 without a
+ * sealed payload, or one of a kind that holds none whose sealed payload
+ * is not empty: so for version 3 it verifies an event of any kind. */
 ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, const ls_event *ev,
                       ls_buf *out, ls_err *err);
 /* The same with a vault and no engine (keyload.c before one is open,
@@ -490,6 +501,37 @@ ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
                            const void *pt, size_t len, ls_buf *out, ls_err *err);
 ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
                            ls_buf *out, ls_err *err);
+/* flow_seal_event_with as event version 3 or 2 (both of the record form;
+ * LS_EINVAL for another): a key retirement keeps a run's first event of
+ * version 2 or 1 at version 2 (retire.c says why). */
+ls_rc flow_seal_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
+                         ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err);
+/* Opens ev as flow_open_event_with does, into out the plaintext to seal
+ * it again with (a branch run's copy, a key retirement): its payload as
+ * sealed, empty for a kind that holds none, and "null" for a payload a
+ * version 1 writer left out. */
+ls_rc flow_open_event_raw_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
+                               const ls_event *ev, ls_buf *out, ls_err *err);
+/* What a reader of one run's history checks of each event, in key order,
+ * before the replay (or the API) takes it (query.c): the first is seq 1
+ * and each next one follows without a gap (a missing event is
+ * LS_ECORRUPT naming its seq), the record holds its key's seq
+ * (LS_ECORRUPT), and once the first event is of version 3 every later
+ * one is too (LS_EAUTH: "event N: a version V event in a run started at
+ * version 3"); flow_hist_check_entry checks the last for an inbox entry
+ * (named as flow_open_event names it). Start from FLOW_HIST_INIT. The
+ * seals are opened by the caller. */
+typedef struct {
+    uint64_t next;    /* the seq the next event must have */
+    unsigned started; /* the first event's version (0: not read yet) */
+} flow_hist;
+#define FLOW_HIST_INIT \
+    {                  \
+        1, 0           \
+    }
+ls_rc flow_hist_check(flow_hist *h, uint64_t seq, const ls_event *ev, ls_err *err);
+ls_rc flow_hist_check_entry(const flow_hist *h, const ls_id *arrival, const ls_event *ev,
+                            ls_err *err);
 /* Seals and opens run id's custom status (flow_key_custom), bound to the
  * run and that slot; a key the keyring lacks is LS_EAUTH. */
 ls_rc flow_seal_status_with(ls_vault_t *v, const ls_id *id, const void *pt, size_t len, ls_buf *out,

@@ -226,7 +226,7 @@ ls_rc ls_event_encode(const ls_event *ev, ls_buf *out, ls_err *err)
 {
     assert(ev != NULL && out != NULL);
     unsigned version = ev->version ? ev->version : LS_EVENT_VERSION;
-    if (version != 1 && version != 2)
+    if (version < 1 || version > LS_EVENT_VERSION)
         return ls_err_set(err, LS_EINVAL, "event: unknown version %u", version);
     if (ev->type < 1 || ev->type > LS_EV_LAST)
         return ls_err_set(err, LS_EINVAL, "event: unknown type %d", (int)ev->type);
@@ -277,9 +277,9 @@ ls_rc ls_event_decode(const void *value, size_t len, ls_event *ev, ls_err *err)
     memset(ev, 0, sizeof *ev);
     if (r.left == 0) return ls_err_set(err, LS_ECORRUPT, "history event: empty value");
     if ((rc = get_u8(&r, &version, "version", err)) != LS_OK) return rc;
-    if (version != 1 && version != 2)
+    if (version < 1 || version > LS_EVENT_VERSION)
         return ls_err_set(err, LS_EFORMAT,
-                          "history event: unknown version %u (this build reads 1 and 2)", version);
+                          "history event: unknown version %u (this build reads 1 to 3)", version);
     ev->version = version;
     if ((rc = get_u8(&r, &type, "type", err)) != LS_OK) return rc;
     if (type < 1 || type > LS_EV_LAST)

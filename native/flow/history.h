@@ -4,16 +4,21 @@
  * run record. Pure codecs: no store access, no Lua, no crypto; payloads are
  * opaque bytes (the engine puts vault-sealed JSON there).
  *
- * Event value, version 2 (LS_EVENT_VERSION) or 1, of one layout. The
- * version says how the payload was sealed (query.c): version 2's is bound
- * to every other field of the event, version 1's (what older lodestoned
- * wrote) to the run and seq alone. Integers marked "varint" are
+ * Event value, version 3 (LS_EVENT_VERSION), 2 or 1, of one layout. The
+ * version says how the payload was sealed (query.c): version 3's and 2's
+ * are bound to every other field of the event, version 1's (what older
+ * lodestoned wrote) to the run and seq alone. Every version 3 event has a
+ * sealed payload, an event of a kind that holds none too (an empty
+ * plaintext: the sealed value is a MAC over the event alone); versions 2
+ * and 1 left it out of such events, which are not authenticated. A run
+ * whose first event is of version 3 has every later event and inbox entry
+ * of version 3 (query.c refuses another). Integers marked "varint" are
  * unsigned LEB128 (7 bits a byte, least significant group first, high bit
  * set on every byte but the last), canonical: at most 10 bytes, no
  * superfluous trailing 0x00 group, no bits past 64. Signed values are
  * zigzag-mapped first ((v << 1) ^ (v >> 63)). Layout:
  *
- *   u8      version        2 or 1
+ *   u8      version        3, 2 or 1
  *   u8      type           ls_event_type (1..LS_EV_LAST)
  *   u8      flags          LS_EVF_* bits; unknown bits are rejected
  *   varint  seq            >= 1
@@ -70,13 +75,13 @@ typedef enum {
 #define LS_EVF_PAUSED   0x04u /* StepFailed: attempts used up; the run waits for a resume */
 #define LS_EVF_KNOWN    0x07u /* every flag this build knows */
 
-#define LS_EVENT_VERSION 2 /* written (1 is still read, and written on request) */
+#define LS_EVENT_VERSION 3 /* written (1 and 2 are still read, and written on request) */
 
 /* One event. Strings are byte strings with a length (they may hold NULs
  * and are not NUL-terminated); a NULL pointer is allowed when the length
  * is 0. */
 typedef struct {
-    unsigned version; /* 1 or 2 once decoded; 0 encodes as LS_EVENT_VERSION */
+    unsigned version; /* 1 to 3 once decoded; 0 encodes as LS_EVENT_VERSION */
     ls_event_type type;
     uint32_t flags;   /* LS_EVF_* */
     uint64_t seq;     /* 1-based, dense per run */
@@ -109,7 +114,7 @@ ls_rc ls_event_encode(const ls_event *ev, ls_buf *out, ls_err *err);
 /* Decodes len bytes of value into *ev (ev->version: the value's). The
  * strings of *ev are borrowed from value (borrowed until value changes or
  * is freed). Never allocates. LS_EFORMAT for a version this build does
- * not know (neither 1 nor 2); LS_ECORRUPT naming
+ * not know (not 1 to 3); LS_ECORRUPT naming
  * what was wrong (truncated, overlong or overflowing varint, unknown type
  * or flag, seq 0, attempt out of range, a length past the end, trailing
  * bytes). On failure *ev is unspecified. */

@@ -196,8 +196,8 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * A payload is sealed with associated data that binds it to where it
  * belongs. Two forms:
  *
- *   record form: the payload of an event of version 2 (every event this
- *   build seals), in a run's history or its inbox
+ *   record form: the payload of an event of version 3 (every event this
+ *   build seals) or 2, in a run's history or its inbox
  *     u8    'E' (a history event) or 'I' (an inbox entry)
  *     16    the run's id
  *     16    the entry's arrival id (its key's last part): inbox entries only
@@ -225,20 +225,33 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * Which form opens a payload is said by its event's version byte: an
  * explicit marker, not trial decryption (an open costs one AEAD, and its
  * error is about the one form that applies). The marker cannot downgrade a
- * record: it is part of the record form itself, so a version 2 event
- * rewritten as version 1 is opened with the slot form, under which its
- * payload does not authenticate, and a version 1 event rewritten as 2
- * fails under the record form. What stays unbound is what version 1
- * events never bound: their fields outside the payload, until they are
- * sealed again (a key retirement, a branch run's copy) as version 2.
+ * record: it is part of the record form itself, so a version 3 event
+ * rewritten as version 2 fails under the record form, rewritten as 1 it is
+ * opened with the slot form, under which its payload does not
+ * authenticate, and a version 1 event rewritten as 2 or 3 fails under the
+ * record form. What stays unbound is what version 1 events never bound:
+ * their fields outside the payload, until they are sealed again (a key
+ * retirement, a branch run's copy) in the record form.
  * The slot form has no domain byte: it tells an event from the custom
  * status by the seq alone, so a version 1 event with FLOW_SEQ_CUSTOM as
  * its seq (no event has it) is refused, never opened.
  *
- * A payload is checked when there is one: an event without is not
- * authenticated at all. So the kinds that always carry one (a signal, a
- * child's result) are refused without it: a forged signal would
- * otherwise reach the run as null. */
+ * Since version 3 every event carries a sealed payload, whatever its
+ * kind: one of a kind that holds none (a step started or failed, a
+ * timer's start, firing or cancellation, a cancel request, a run
+ * cancelled or terminated, a child failed, a resume) seals an empty
+ * plaintext, the sealed value a MAC over the record alone; a run's failure
+ * seals its traceback, or nothing. So a version 3 event without a sealed
+ * payload is refused, whatever its kind, and so is one of a kind that
+ * holds none whose sealed plaintext is not empty. Versions 2 and 1 left
+ * the payload out of those kinds, so such events of theirs are not
+ * authenticated at all; their runs read them as before, but in a run whose
+ * first event is of version 3 an event or inbox entry of an older version
+ * is refused (flow_hist_check): no lodestoned wrote it there. Of the kinds
+ * that always carry a payload, a signal and a child's result are refused
+ * without one in every version (a forged signal would otherwise reach the
+ * run as null), and the others (flow_event_holds_payload) since version
+ * 2. */
 
 #define AD_HISTORY 'E'
 #define AD_INBOX   'I'
@@ -272,11 +285,14 @@ static ls_rc record_ad(ls_buf *ad, const ls_id *id, const ls_id *arrival, const 
     return LS_OK;
 }
 
-ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                           const void *pt, size_t len, ls_buf *out, ls_err *err)
+ls_rc flow_seal_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
+                         ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err)
 {
+    if (version != 2 && version != 3)
+        return ls_err_set(err, LS_EINVAL, "an event is sealed as version 2 or 3, not %u", version);
+    if (pt == NULL && len == 0) pt = ""; /* a kind that holds no payload: a MAC alone */
     ls_buf ad = LS_BUF_INIT;
-    ev->version = LS_EVENT_VERSION;
+    ev->version = version;
     ls_rc rc = record_ad(&ad, id, arrival, ev, err);
     if (rc == LS_OK) rc = ls_vault_seal(v, ad.ptr, ad.len, pt, len, out, err);
     ls_buf_free(&ad);
@@ -284,6 +300,12 @@ ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
     ev->payload = out->ptr;
     ev->payload_len = out->len;
     return LS_OK;
+}
+
+ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                           const void *pt, size_t len, ls_buf *out, ls_err *err)
+{
+    return flow_seal_event_as(v, LS_EVENT_VERSION, id, arrival, ev, pt, len, out, err);
 }
 
 ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_event *ev,
@@ -305,6 +327,11 @@ int flow_event_holds_payload(ls_event_type t)
     return t == LS_EV_WORKFLOW_STARTED || t == LS_EV_STEP_COMPLETED || t == LS_EV_SIDE_EFFECT ||
            t == LS_EV_SIGNAL_RECEIVED || t == LS_EV_WORKFLOW_COMPLETED ||
            t == LS_EV_CHILD_STARTED || t == LS_EV_CHILD_COMPLETED;
+}
+
+int flow_event_holds_none(ls_event_type t)
+{
+    return !flow_event_holds_payload(t) && t != LS_EV_WORKFLOW_FAILED;
 }
 
 /* ---- naming an inbox entry in an error ---- */
@@ -360,29 +387,52 @@ static const char *quote_name(char out[ENTRY_QUOTED], const char *s, size_t n)
 }
 
 /* Says which inbox entry ev (stored under arrival) is, in front of err:
- * its arrival id, type and name (the signal's, or the child run's), so
- * that an operator can find it. */
+ * its arrival id, type and name (the signal's, or the child run's; who
+ * asked, for a request), so that an operator can find it. */
 static void prefix_entry(ls_err *err, const ls_id *arrival, const ls_event *ev)
 {
     char at[LS_ID_TEXTLEN + 1], name[ENTRY_QUOTED];
+    int request = ev->type == LS_EV_CANCEL_REQUESTED || ev->type == LS_EV_RESUMED ||
+                  ev->type == LS_EV_WORKFLOW_TERMINATED;
     ls_id_format(arrival, at);
-    ls_err_prefix(err, "payload of a pending signal or child result (inbox entry %s, %s %s)", at,
-                  ls_event_type_name(ev->type), quote_name(name, ev->name, ev->name_len));
+    ls_err_prefix(err, "%s (inbox entry %s, %s %s)",
+                  request ? "seal of a pending request"
+                          : "payload of a pending signal or child result",
+                  at, ls_event_type_name(ev->type), quote_name(name, ev->name, ev->name_len));
 }
 
-ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                           ls_buf *out, ls_err *err)
+/* Names ev (of a run's history, or its inbox entry arrival) in front of
+ * err. */
+static ls_rc prefix_event(ls_rc rc, ls_err *err, const ls_id *arrival, const ls_event *ev)
+{
+    if (arrival)
+        prefix_entry(err, arrival, ev);
+    else
+        ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev->seq);
+    return rc;
+}
+
+/* Opens ev's sealed payload into out as it was sealed: empty when ev has
+ * none, which only events of version 2 or 1 of the kinds that may lack
+ * one do (and a version 1 step's result, a run's input or output, a side
+ * effect's value, a child's start). */
+static ls_rc open_sealed(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                         ls_buf *out, ls_err *err)
 {
     ls_rc rc;
     /* Signals and children's results are sealed whatever they hold, "null"
      * too, in every version (ls_flow_signal, notify_parent, drain_inbox);
-     * every event that holds a payload is since version 2 (put_event). One
-     * without is forged (a step "completed" that never ran, an approval),
-     * and must not reach the run as null. */
-    int always = ev->type == LS_EV_SIGNAL_RECEIVED || ev->type == LS_EV_CHILD_COMPLETED ||
+     * every event that holds a payload is since version 2 (put_event), and
+     * every event at all since version 3. One without is forged (a step
+     * "completed" that never ran, an approval, a timer that fired), and
+     * must not reach the run. */
+    int always = ev->version >= 3 || ev->type == LS_EV_SIGNAL_RECEIVED ||
+                 ev->type == LS_EV_CHILD_COMPLETED ||
                  (ev->version >= 2 && flow_event_holds_payload(ev->type));
-    if ((ev->payload == NULL || ev->payload_len == 0) && !always)
-        return ls_buf_set(out, "null", 4, err);
+    if ((ev->payload == NULL || ev->payload_len == 0) && !always) {
+        ls_buf_clear(out);
+        return LS_OK;
+    }
     if (ev->payload == NULL || ev->payload_len == 0) {
         rc = ls_err_set(err, LS_EAUTH, "a %s without its sealed payload",
                         ls_event_type_name(ev->type));
@@ -401,11 +451,34 @@ ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
             rc = ls_vault_open(v, ad.ptr, ad.len, ev->payload, ev->payload_len, out, err);
         ls_buf_free(&ad);
     }
+    if (rc == LS_OK && ev->version >= 3 && out->len && flow_event_holds_none(ev->type)) {
+        /* sealed by the key's holder, but not by lodestoned */
+        ls_buf_clear(out);
+        rc = ls_err_set(err, LS_EAUTH, "a %s whose sealed payload is not empty",
+                        ls_event_type_name(ev->type));
+    }
     rc = missing_key(rc, ev->payload, ev->payload_len, err);
-    if (rc != LS_OK && arrival)
-        prefix_entry(err, arrival, ev);
-    else if (rc != LS_OK)
-        ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev->seq);
+    return rc == LS_OK ? LS_OK : prefix_event(rc, err, arrival, ev);
+}
+
+ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
+                           ls_buf *out, ls_err *err)
+{
+    ls_rc rc = open_sealed(v, id, arrival, ev, out, err);
+    /* None, or the empty one of a kind that holds none: null. */
+    if (rc == LS_OK && out->len == 0 &&
+        (ev->payload_len == 0 || !flow_event_holds_payload(ev->type)))
+        rc = ls_buf_set(out, "null", 4, err);
+    return rc;
+}
+
+ls_rc flow_open_event_raw_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
+                               const ls_event *ev, ls_buf *out, ls_err *err)
+{
+    ls_rc rc = open_sealed(v, id, arrival, ev, out, err);
+    /* A payload a version 1 writer left out was a null. */
+    if (rc == LS_OK && ev->payload_len == 0 && flow_event_holds_payload(ev->type))
+        rc = ls_buf_set(out, "null", 4, err);
     return rc;
 }
 
@@ -429,6 +502,40 @@ ls_rc flow_open_status_with(ls_vault_t *v, const ls_id *id, const void *sealed, 
     unsigned char ad[LS_ID_BYTES + 8];
     slot_ad(ad, id, FLOW_SEQ_CUSTOM);
     return missing_key(ls_vault_open(v, ad, sizeof ad, sealed, len, out, err), sealed, len, err);
+}
+
+/* ---- reading a run's history ---- */
+
+ls_rc flow_hist_check(flow_hist *h, uint64_t seq, const ls_event *ev, ls_err *err)
+{
+    unsigned long long want = (unsigned long long)h->next, at = (unsigned long long)seq;
+    if (seq != h->next && h->next == 1)
+        return ls_err_set(err, LS_ECORRUPT, "history: its first event is event %llu, not 1", at);
+    if (seq != h->next)
+        return ls_err_set(err, LS_ECORRUPT,
+                          "history: event %llu is missing (event %llu follows %llu)", want, at,
+                          want - 1);
+    if (ev->seq != seq)
+        return ls_err_set(err, LS_ECORRUPT, "event %llu: the record holds seq %llu", at,
+                          (unsigned long long)ev->seq);
+    if (seq == 1)
+        h->started = ev->version;
+    else if (h->started >= 3 && ev->version < 3)
+        return ls_err_set(err, LS_EAUTH,
+                          "event %llu: a version %u event in a run started at "
+                          "version 3",
+                          at, ev->version);
+    h->next++;
+    return LS_OK;
+}
+
+ls_rc flow_hist_check_entry(const flow_hist *h, const ls_id *arrival, const ls_event *ev,
+                            ls_err *err)
+{
+    if (h->started < 3 || ev->version >= 3) return LS_OK;
+    ls_err_set(err, LS_EAUTH, "a version %u event in a run started at version 3", ev->version);
+    prefix_entry(err, arrival, ev);
+    return LS_EAUTH;
 }
 
 /* ---- lookups ---- */
@@ -604,6 +711,20 @@ static ls_rc add_parent(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
     return rc == LS_ENOTFOUND ? LS_OK : rc;
 }
 
+/* A run's last event, read for its error or reason (the output is opened
+ * where it is shown): in a run started at version 3 (started: the first
+ * event's version, 0 when it was not read) of version 3 too, and then its
+ * seal checked as event_json checks it. */
+static ls_rc check_last(ls_flow_t *f, const ls_id *id, const ls_event *ev, unsigned started,
+                        ls_buf *tmp, ls_err *err)
+{
+    flow_hist h = {.next = ev->seq, .started = started};
+    ls_rc rc = flow_hist_check(&h, ev->seq, ev, err);
+    if (rc == LS_OK && ev->version >= 3 && ev->type != LS_EV_WORKFLOW_COMPLETED)
+        rc = flow_open_event(f, id, NULL, ev, tmp, err);
+    return rc;
+}
+
 /* What run_json adds from history besides a failed run's error. */
 enum { VIEW_LIST = 0, VIEW_FULL = 1 /* input and output */, VIEW_RESULT = 2 /* output */ };
 
@@ -629,11 +750,15 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
         /* A completed run's last event holds its output: read it only when
          * the view shows the output. */
         ls_event ev;
-        if (full && (rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK)
+        unsigned started = 0; /* the first event's version, when read */
+        if (full && (rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK) {
+            started = ev.version;
             rc = set_payload(f, o, "input", id, &ev, &tmp, err);
+        }
         if (rc == LS_OK && rec->status != LS_RUN_RUNNING &&
             (with_output || rec->status != LS_RUN_COMPLETED) &&
-            (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK) {
+            (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK &&
+            (rc = check_last(f, id, &ev, started, &tmp, err)) == LS_OK) {
             if (ev.type == LS_EV_WORKFLOW_COMPLETED) {
                 if (with_output) rc = set_payload(f, o, "output", id, &ev, &tmp, err);
             } else if (ev.type == LS_EV_WORKFLOW_FAILED) {
@@ -781,7 +906,14 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
 {
     json_t *o = json_object();
     if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
+    /* A kind shown without a payload: its seal (version 3) is checked as
+     * a payload that is shown would be. */
     ls_rc rc = LS_OK;
+    if (ev->version >= 3 && flow_event_holds_none(ev->type) &&
+        (rc = flow_open_event(f, id, NULL, ev, tmp, err)) != LS_OK) {
+        json_decref(o);
+        return rc;
+    }
     json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
     json_object_set_new(o, "type", json_string(ls_event_type_name(ev->type)));
     set_time(o, "time", ev->time_ms);
@@ -823,7 +955,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
     case LS_EV_WORKFLOW_COMPLETED: rc = set_payload(f, o, "output", id, ev, tmp, err); break;
     case LS_EV_WORKFLOW_FAILED:
         json_object_set_new(o, "error", strn(ev->error, ev->error_len));
-        if (ev->payload_len) {
+        if (ev->payload_len || ev->version >= 3) { /* version 3: sealed, traceback or not */
             json_t *extra = NULL;
             rc = flow_open_event(f, id, NULL, ev, tmp, err);
             if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
@@ -896,13 +1028,14 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
     }
     if (rc == LS_ENOTFOUND || rc == LS_OK) rc = ls_history_prefix(&prefix, &id, err);
     if (rc == LS_OK) rc = ls_store_iter_prefix(&it, f->o.store, prefix.ptr, prefix.len, 0, err);
+    flow_hist h = FLOW_HIST_INIT;
     while (rc == LS_OK && (rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, err)) == LS_OK) {
         ls_event ev;
         uint64_t seq;
         json_t *e = NULL;
         if ((rc = ls_history_key_parse(key, klen, NULL, &seq, err)) != LS_OK ||
             (rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK ||
-            (rc = event_in_place(seq, &ev, err)) != LS_OK)
+            (rc = flow_hist_check(&h, seq, &ev, err)) != LS_OK)
             break;
         if (ev.seq <= fork) continue;
         if ((rc = event_json(f, &id, &ev, &tmp, &e, err)) != LS_OK) break;

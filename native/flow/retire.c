@@ -4,8 +4,10 @@
  * sealed with and sealed again under the current key, in bounded synced
  * batches; once a check finds none left, the key file is rewritten to hold
  * the current key alone. Values that do not open are left as they were.
- * Events (history, inbox) are sealed again as version 2, bound to all
- * their fields (query.c), whichever version they were.
+ * Events (history, inbox) are sealed again as version 3, bound to all
+ * their fields (query.c), whichever version they were (but for a run's
+ * first event of version 1 or 2: event_value says why); a version 3
+ * event's MAC alone (a kind that holds no payload) is sealed again too.
  */
 #include "ls_config.h"
 
@@ -120,13 +122,20 @@ static const char *run_label(retire_state *rs, const ls_id *id)
 /* One event value of run id, stored under key: a history event (seq: its
  * key's, arrival NULL) or an inbox entry (arrival: its key's).
  *
- * A version 1 event it reseals becomes version 2: its payload bound to
- * the fields it holds. That is safe, and worth it: the fields are those
- * the engine reads and trusts today, taken from the record itself, with
- * the place (run, seq or arrival) from its key; a history event whose seq
- * is not its key's is refused rather than bound. What retirement cannot
- * tell is whether a version 1 record was changed on disk before it ran:
- * such a change, undetectable then, is bound as it was found. */
+ * An event it reseals becomes version 3: its payload (or, for a kind that
+ * holds none, the empty one) bound to the fields it holds. For a version
+ * 1 event that is safe, and worth it: the fields are those the engine
+ * reads and trusts today, taken from the record itself, with the place
+ * (run, seq or arrival) from its key; a history event whose seq is not
+ * its key's is refused rather than bound. What retirement cannot tell is
+ * whether a version 1 record was changed on disk before it ran: such a
+ * change, undetectable then, is bound as it was found. One exception: a
+ * run's first event of version 1 or 2 is sealed again as version 2 (the
+ * record form all the same). Its version says whether the run was
+ * started at version 3, when every later event of it must be of version
+ * 3 too (flow_hist_check); the run's older events that hold no payload
+ * have nothing sealed to reseal and stay as they are, so raising the
+ * first event would have the run refuse them. */
 static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id *id, uint64_t seq,
                          const ls_id *arrival, const void *key, size_t klen, const void *val,
                          size_t vlen, ls_err *err)
@@ -153,7 +162,7 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         rc = ls_err_set(&why, LS_ECORRUPT, "payload of event %llu: the event holds seq %llu",
                         (unsigned long long)seq, (unsigned long long)ev.seq);
     else
-        rc = flow_open_event_with(rs->v, id, arrival, &ev, &rs->pt, &why);
+        rc = flow_open_event_raw_with(rs->v, id, arrival, &ev, &rs->pt, &why);
     if (rc != LS_OK) {
         ls_buf w = LS_BUF_INIT;
         ls_buf_printf(&w, NULL, "%s", run_label(rs, id));
@@ -161,7 +170,9 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         ls_buf_free(&w);
         return rc;
     }
-    rc = flow_seal_event_with(rs->v, id, arrival, &ev, rs->pt.ptr, rs->pt.len, &rs->sealed, err);
+    unsigned version = !arrival && seq == 1 && ev.version < 3 ? 2 : LS_EVENT_VERSION;
+    rc = flow_seal_event_as(rs->v, version, id, arrival, &ev, rs->pt.ptr, rs->pt.len, &rs->sealed,
+                            err);
     if (rc != LS_OK) return rc;
     rc = ls_event_encode(&ev, &rs->val, err);
     if (rc != LS_OK) return rc;

@@ -322,13 +322,19 @@ void th_damage_largest_table(const char *dir, off_t at_least)
 
 /* ---- records as older lodestoned wrote them ---- */
 
-void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                    ls_buf *sealed)
+void th_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
+                 ls_event *ev, ls_buf *sealed)
 {
     ls_err err = {0};
     ls_buf pt = LS_BUF_INIT;
-    if (ev->payload_len) {
-        th_ok(flow_open_event_with(v, id, arrival, ev, &pt, &err), &err);
+    if (ev->payload_len) th_ok(flow_open_event_raw_with(v, id, arrival, ev, &pt, &err), &err);
+    /* Older writers sealed nothing for a kind that holds no payload, nor
+     * for a failure without a traceback. */
+    int keep = ev->payload_len && !flow_event_holds_none(ev->type) &&
+               (pt.len || flow_event_holds_payload(ev->type));
+    ev->payload = NULL;
+    ev->payload_len = 0;
+    if (keep && version == 1) {
         uint64_t seq = arrival ? FLOW_SEQ_INBOX : ev->seq;
         unsigned char ad[LS_ID_BYTES + 8];
         memcpy(ad, id->b, LS_ID_BYTES);
@@ -336,9 +342,17 @@ void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_eve
         th_ok(ls_vault_seal(v, ad, sizeof ad, pt.ptr, pt.len, sealed, &err), &err);
         ev->payload = sealed->ptr;
         ev->payload_len = sealed->len;
+    } else if (keep) {
+        th_ok(flow_seal_event_as(v, version, id, arrival, ev, pt.ptr, pt.len, sealed, &err), &err);
     }
-    ev->version = 1;
+    ev->version = version;
     ls_buf_free(&pt);
+}
+
+void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
+                    ls_buf *sealed)
+{
+    th_event_as(v, 1, id, arrival, ev, sealed);
 }
 
 /* Calls fn for each history event (inbox 0) or inbox entry (inbox 1) of
@@ -375,6 +389,7 @@ static void each_event(ls_store_t *st, int inbox, const ls_id *run,
 
 typedef struct {
     ls_vault_t *v;
+    unsigned version;
     ls_store_batch_t *b;
     ls_buf sealed, val;
     size_t n;
@@ -385,7 +400,7 @@ static void put_as_v1(void *ud, const void *key, size_t klen, const ls_id *id, c
 {
     as_v1_state *s = ud;
     ls_err err = {0};
-    th_event_as_v1(s->v, id, arrival, ev, &s->sealed);
+    th_event_as(s->v, s->version, id, arrival, ev, &s->sealed);
     th_ok(ls_event_encode(ev, &s->val, &err), &err);
     ls_store_batch_put(s->b, key, klen, s->val.ptr, s->val.len);
     s->n++;
@@ -393,8 +408,13 @@ static void put_as_v1(void *ud, const void *key, size_t klen, const ls_id *id, c
 
 size_t th_events_as_v1(ls_store_t *st, ls_vault_t *v, int inbox, const ls_id *run)
 {
+    return th_events_as(st, v, 1, inbox, run);
+}
+
+size_t th_events_as(ls_store_t *st, ls_vault_t *v, unsigned version, int inbox, const ls_id *run)
+{
     ls_err err = {0};
-    as_v1_state s = {.v = v, .sealed = LS_BUF_INIT, .val = LS_BUF_INIT};
+    as_v1_state s = {.v = v, .version = version, .sealed = LS_BUF_INIT, .val = LS_BUF_INIT};
     th_ok(ls_store_batch_new(&s.b, &err), &err);
     each_event(st, inbox, run, put_as_v1, &s);
     th_ok(ls_store_write(st, s.b, LS_STORE_SYNC, &err), &err);

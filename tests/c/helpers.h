@@ -110,18 +110,28 @@ void th_damage_largest_table(const char *dir, off_t at_least);
  * their records: version 1, its payload (when it has one) opened with v
  * and sealed again, into sealed (ev->payload then points there), under
  * v's current key with the run id and seq (FLOW_SEQ_INBOX for an inbox
- * entry) alone as associated data, 24 bytes. Fails the test when the
- * payload does not open. */
+ * entry) alone as associated data, 24 bytes. An event of a kind that
+ * holds no payload (and a failure without a traceback) loses its sealed
+ * value: older writers sealed none. Fails the test when the payload does
+ * not open. */
 void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
                     ls_buf *sealed);
+/* The same as version (1 or 2): version 2 seals the payload in the record
+ * form, bound to every field, as lodestoned did before every event was
+ * sealed (version 3). */
+void th_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
+                 ls_event *ev, ls_buf *sealed);
 
 /* Rewrites in st every history event (inbox 0) or inbox entry (inbox 1)
- * of run (NULL: of every run) with th_event_as_v1. Returns how many. */
+ * of run (NULL: of every run) with th_event_as_v1 (th_event_as). Returns
+ * how many. */
 size_t th_events_as_v1(ls_store_t *st, ls_vault_t *v, int inbox, const ls_id *run);
+size_t th_events_as(ls_store_t *st, ls_vault_t *v, unsigned version, int inbox, const ls_id *run);
 
 /* Counts, in st, the history events (inbox 0) or inbox entries (inbox 1)
- * of run (NULL: of every run) that carry a payload, and of them those of
- * event version 1 into *v1 (may be NULL). */
+ * of run (NULL: of every run) that carry a sealed value (since version 3,
+ * every one), and of them those of event version 1 into *v1 (may be
+ * NULL). */
 size_t th_payload_events(ls_store_t *st, int inbox, const ls_id *run, size_t *v1);
 
 /* Asserts rc == LS_OK, printing err's message otherwise. */

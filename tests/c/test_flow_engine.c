@@ -1237,7 +1237,8 @@ static void *start_thread(void *p)
 
 /* Text stored before the engine checked it for UTF-8 (a signal name, a
  * cancel reason) shows with U+FFFD where it was not UTF-8, instead of
- * making the run's history unreadable. */
+ * making the run's history unreadable. (Such a run was written by an
+ * older lodestoned: its events are of version 1, the last one added.) */
 static void test_engine_text_stored_unchecked_still_shows(void **state)
 {
     env *e = *state;
@@ -1247,11 +1248,16 @@ static void test_engine_text_stored_unchecked_still_shows(void **state)
     ls_id id;
     ls_err err = {0};
     th_ok(flow_lookup(e->f, "order-u", 7, &id, &err), &err);
+    json_t *before = history(e, "order-u");
+    uint64_t next = json_array_size(before) + 1;
+    json_decref(before);
+    th_events_as_v1(e->d.st, e->d.v, 0, &id);
     static const char by[] = "\xff"
                              "bob",
                       reason[] = "bad \xc0\xaf reason";
-    ls_event ev = {.type = LS_EV_CANCEL_REQUESTED,
-                   .seq = 1000,
+    ls_event ev = {.version = 1,
+                   .type = LS_EV_CANCEL_REQUESTED,
+                   .seq = next,
                    .time_ms = 1,
                    .name = by,
                    .name_len = sizeof by - 1,
@@ -1259,7 +1265,7 @@ static void test_engine_text_stored_unchecked_still_shows(void **state)
                    .error_len = sizeof reason - 1};
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
     th_ok(ls_event_encode(&ev, &v, &err), &err);
-    th_ok(ls_history_key(&k, &id, 1000, &err), &err);
+    th_ok(ls_history_key(&k, &id, next, &err), &err);
     th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, 0, &err), &err);
     ls_buf_free(&k);
     ls_buf_free(&v);
@@ -2260,9 +2266,11 @@ static void test_engine_vault_failure_keeps_the_run(void **state)
     th_clock_advance(&e->fc, 200); /* both timers fire */
     wait_log(e, "run kw-1: payload of event");
     wait_log(e, "run kw-2: payload of event");
-    assert_true(log_has(&e->h, "error [kw-1] run kw-1: payload of event 3: sealed value does not "
+    /* Every event is checked as the run is loaded (version 3): the first
+     * one refused is its first. */
+    assert_true(log_has(&e->h, "error [kw-1] run kw-1: payload of event 1: sealed value does not "
                                "authenticate"));
-    assert_true(log_has(&e->h, "error [kw-2] run kw-2: payload of event 3: sealed value names key "
+    assert_true(log_has(&e->h, "error [kw-2] run kw-2: payload of event 1: sealed value names key "
                                "2, which this keyring does not hold; the run waits, unfinished"));
     assert_false(log_has(&e->h, "failed:"));
     wait_idle(e);
@@ -2374,29 +2382,41 @@ static void test_engine_branch_copy_that_does_not_open_keeps_the_run(void **stat
 /* A secret sealed under a key the keyring lacks (a stale key file) gives
  * the activation up, as a payload that does not open: the run waits and
  * goes on with the right key. One that does not authenticate under a key
- * the ring holds stays the code's error, and fails the run here. */
+ * the ring holds (its record damaged) stays the code's error, and fails
+ * the run here. (The runs' own events are sealed under key 1, which the
+ * stale key file holds: since version 3 every event is checked when the
+ * run is loaded.) */
 static void test_engine_secret_under_missing_key_keeps_the_run(void **state)
 {
     env *e = *state;
     ls_err err = {0};
     freeze(e);
-    ls_vault_t *right = e->d.v;
+    ls_vault_t *right = e->d.v, *stale = NULL;
     th_ok(ls_vault_secret_put(right, e->d.st, "s1", "one", 3, &err), &err); /* key 1 */
-    th_ok(ls_vault_rotate(right, NULL, &err), &err);
-    th_ok(ls_vault_secret_put(right, e->d.st, "s2", "two", 3, &err), &err); /* key 2 */
     eng_open(e, 1);
     start1(e, "sec_old", "so-1", NULL);
     start1(e, "sec_new", "sn-1", NULL);
     json_decref(wait_waiting(e, "so-1"));
     json_decref(wait_waiting(e, "sn-1"));
     eng_close(e);
+    ls_vault_opts vo = {0};
+    th_ok(ls_vault_load(&stale, e->d.key_path, &vo, &err), &err); /* key 1 alone */
+    th_ok(ls_vault_rotate(right, NULL, &err), &err);
+    th_ok(ls_vault_secret_put(right, e->d.st, "s2", "two", 3, &err), &err); /* key 2 */
+    /* s1's sealed value damaged: under key 1, which both rings hold */
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    th_ok(ls_key_ns(&k, LS_NS_SECRET, &err), &err);
+    th_ok(ls_key_str(&k, "s1", 2, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+    v.ptr[v.len - 1] ^= 1;
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, 0, &err), &err);
+    ls_buf_free(&k), ls_buf_free(&v);
 
-    ls_vault_t *wrong = other_vault(e);
-    assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "s2"), 2);
-    assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "s1"), 0);
+    assert_int_equal(ls_vault_secret_missing_key(stale, e->d.st, "s2"), 2);
+    assert_int_equal(ls_vault_secret_missing_key(stale, e->d.st, "s1"), 0);
     assert_int_equal(ls_vault_secret_missing_key(right, e->d.st, "s2"), 0);
-    assert_int_equal(ls_vault_secret_missing_key(wrong, e->d.st, "nope"), 0);
-    e->d.v = wrong;
+    assert_int_equal(ls_vault_secret_missing_key(stale, e->d.st, "nope"), 0);
+    e->d.v = stale;
     eng_open(e, 1);
     th_clock_advance(&e->fc, 200); /* both timers fire */
     wait_end(e, "so-1");
@@ -2409,7 +2429,7 @@ static void test_engine_secret_under_missing_key_keeps_the_run(void **state)
 
     /* The right key again: sn-1 was not failed, and goes on. */
     e->d.v = right;
-    ls_vault_close(wrong);
+    ls_vault_close(stale);
     eng_open(e, 0);
     char buf[32];
     assert_string_equal(status_of(e, "sn-1", buf), "running");
@@ -3873,7 +3893,8 @@ static void test_engine_moved_event_refused_by_api(void **state)
 /* A run written by an older lodestoned (every event of version 1, its
  * payloads sealed with the run id and seq alone, a signal pending in its
  * inbox sealed likewise) opens and completes; what this build adds is of
- * version 2, and the old events stay as they were. */
+ * version 3 (every event sealed, a step's start too), and the old events
+ * stay as they were. */
 static void test_engine_version1_records_open(void **state)
 {
     env *e = *state;
@@ -3892,11 +3913,12 @@ static void test_engine_version1_records_open(void **state)
     eng_close(e);
 
     size_t v1 = 0;
-    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 3); /* input, a, go */
+    /* input, a's start (sealed empty), a, go */
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 4);
     assert_int_equal(v1, 0);
     assert_true(th_events_as_v1(e->d.st, e->d.v, 0, &id) >= 3);
     assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 1, &id), 1);
-    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 3);
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 3); /* a's start: none */
     assert_int_equal(v1, 3);
     assert_int_equal(th_payload_events(e->d.st, 1, &id, &v1), 1);
     assert_int_equal(v1, 1);
@@ -3914,11 +3936,201 @@ static void test_engine_version1_records_open(void **state)
     assert_json(json_object_get(nth_event(h, "signal_received", "go", 0), "payload"), "{\"n\":1}");
     assert_json(json_object_get(nth_event(h, "signal_received", "go", 1), "payload"), "{\"n\":2}");
     json_decref(h);
-    /* the second go, step b and the output are new: version 2 */
-    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 6);
+    /* the second go, step b's start and result and the output are new:
+     * version 3, each sealed */
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 7);
     assert_int_equal(v1, 3);
     assert_int_equal(calls(&e->h, "old-1", "a"), 1);
     eng_close(e);
+}
+
+/* ---- version 3: every event sealed ---- */
+
+/* Run name of "nap", started on a frozen clock, waits on its sleep (its
+ * history: started, a's start and result, the timer's start), into *id;
+ * the engine is closed. */
+static void nap_waiting(env *e, const char *name, ls_id *id)
+{
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "nap", name, "{\"n\":1}");
+    json_decref(wait_waiting(e, name));
+    th_ok(flow_lookup(e->f, name, strlen(name), id, &err), &err);
+    wait_idle(e);
+    eng_close(e);
+}
+
+/* Reads event seq of run id into *ev (borrowed from val) under key. */
+static void read_event(env *e, const ls_id *id, uint64_t seq, ls_buf *key, ls_buf *val,
+                       ls_event *ev)
+{
+    ls_err err = {0};
+    th_ok(ls_history_key(key, id, seq, &err), &err);
+    th_ok(ls_store_get(e->d.st, key->ptr, key->len, val, &err), &err);
+    th_ok(ls_event_decode(val->ptr, val->len, ev, &err), &err);
+}
+
+/* Puts ev, encoded as it is, under key: a store changed by someone who
+ * can write it but has no key. */
+static void put_ev(env *e, const ls_buf *key, const ls_event *ev)
+{
+    ls_err err = {0};
+    ls_buf v = LS_BUF_INIT;
+    th_ok(ls_event_encode(ev, &v, &err), &err);
+    put_raw(e, key->ptr, key->len, v.ptr, v.len);
+    ls_buf_free(&v);
+}
+
+/* Wakes run name (a signal nothing waits for) and expects its activation
+ * given up with want (given_up_with); the engine is closed after. */
+static void poke_given_up(env *e, const char *name, const char *want)
+{
+    h_log_clear(&e->h);
+    eng_open(e, 1);
+    signal_ok(e, name, "poke", "1");
+    given_up_with(e, name, want);
+    eng_close(e);
+}
+
+/* A TimerFired forged in the store by someone without the key file (a
+ * durable wait skipped): written without a seal, or as a version 1 event
+ * (which carried none), after the TimerStarted of a run started at
+ * version 3, the run's record made to end there. Its activation is given
+ * up, naming the run and the event; the run neither fails nor moves on
+ * (its step "b" never runs). With the record put right, it waits for its
+ * timer and completes. */
+static void test_engine_forged_timer_fired_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    nap_waiting(e, "tf-1", &id);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, k5 = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &id, 4, &key, &val, &ev);
+    assert_int_equal(ev.type, LS_EV_TIMER_STARTED);
+    assert_int_equal(ev.version, 3);
+    ev.type = LS_EV_TIMER_FIRED;
+    ev.seq = 5;
+    ev.due_ms = 0;
+    ev.payload = NULL;
+    ev.payload_len = 0;
+    ls_err err = {0};
+    th_ok(ls_history_key(&k5, &id, 5, &err), &err);
+    put_ev(e, &k5, &ev);
+    set_last_seq(e, &id, 5);
+    poke_given_up(e, "tf-1",
+                  "error [tf-1] run tf-1: payload of event 5: a timer_fired without its sealed "
+                  "payload; the run waits, unfinished");
+
+    ev.version = 1;
+    put_ev(e, &k5, &ev);
+    poke_given_up(e, "tf-1",
+                  "error [tf-1] run tf-1: event 5: a version 1 event in a run started at version "
+                  "3; the run waits, unfinished");
+
+    th_ok(ls_store_delete(e->d.st, k5.ptr, k5.len, LS_STORE_SYNC, &err), &err);
+    set_last_seq(e, &id, 4);
+    eng_open(e, 1);
+    char buf[32];
+    assert_string_equal(status_of(e, "tf-1", buf), "running");
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "tf-1");
+    assert_string_equal(status_of(e, "tf-1", buf), "completed");
+    assert_int_equal(calls(&e->h, "tf-1", "b"), 1);
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&k5);
+}
+
+/* A step's start or a timer's changed in the store (seal kept): the
+ * activation is given up; put back, the run completes. */
+static void test_engine_changed_event_without_payload_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    nap_waiting(e, "ce-1", &id);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &id, 2, &key, &val, &ev);
+    assert_int_equal(ev.type, LS_EV_STEP_STARTED);
+    ev.attempt = 2;
+    put_ev(e, &key, &ev);
+    poke_given_up(e, "ce-1",
+                  "error [ce-1] run ce-1: payload of event 2: sealed value does not authenticate");
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "ce-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "ce-1", buf), "completed");
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val);
+}
+
+/* An event deleted from the middle of a run's history is refused by the
+ * replay and by the history API, naming the missing seq (the API listed
+ * the rest without it); put back, all reads and the run completes. */
+static void test_engine_deleted_middle_event_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    nap_waiting(e, "gp-1", &id);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, out = LS_BUF_INIT;
+    ls_event ev;
+    ls_err err = {0};
+    read_event(e, &id, 2, &key, &val, &ev);
+    th_ok(ls_store_delete(e->d.st, key.ptr, key.len, LS_STORE_SYNC, &err), &err);
+    eng_open(e, 0);
+    assert_int_equal(ls_flow_history(e->f, "gp-1", 4, &out, &err), LS_ECORRUPT);
+    assert_string_equal(err.msg, "history: event 2 is missing (event 3 follows 1)");
+    eng_close(e);
+    poke_given_up(e, "gp-1",
+                  "error [gp-1] run gp-1: history: event 2 is missing (event 3 follows 1); the run "
+                  "waits, unfinished");
+
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "gp-1");
+    json_t *h = history(e, "gp-1");
+    assert_int_equal(count_events(h, "step_started", "a"), 1);
+    json_decref(h);
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&out);
+}
+
+/* A run started before version 3 (its events of version 2, as the
+ * previous lodestoned wrote them: the step's and timer's starts without a
+ * seal) replays and completes; what this build appends is of version 3,
+ * each event sealed, and the older events stay as they were. */
+static void test_engine_version2_run_goes_on(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    nap_waiting(e, "v2-1", &id);
+    assert_int_equal(th_events_as(e->d.st, e->d.v, 2, 0, &id), 4);
+    size_t v1 = 9;
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 2); /* input, a's result */
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "v2-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "v2-1", buf), "completed");
+    assert_int_equal(calls(&e->h, "v2-1", "a"), 1);
+    json_t *h = history(e, "v2-1");
+    assert_int_equal(count_events(h, "timer_fired", NULL), 1);
+    json_decref(h);
+    /* the timer's firing, b's start and result and the output: sealed */
+    assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 2 + 4);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &id, 4, &key, &val, &ev);
+    assert_int_equal(ev.version, 2);
+    read_event(e, &id, 5, &key, &val, &ev);
+    assert_int_equal(ev.version, 3);
+    assert_int_equal(ev.type, LS_EV_TIMER_FIRED);
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val);
 }
 
 /* A branch run's copy of its parent's history, when the parent's events
@@ -4393,8 +4605,8 @@ static void test_engine_names_checked_where_recorded(void **state)
 
 /* Rewrites, in the store, the name of every event of run id that is
  * named from to to: a history as an engine without the name checks wrote
- * it (the engine is closed), so as version 1 events, whose payloads are
- * not bound to their names. */
+ * it (the engine is closed), so the whole run as version 1 events, whose
+ * payloads are not bound to their names. */
 static void rename_events(env *e, const ls_id *id, const char *from, const char *to)
 {
     ls_err err = {0};
@@ -4403,6 +4615,7 @@ static void rename_events(env *e, const ls_id *id, const char *from, const char 
     const void *key, *val;
     size_t klen, vlen, renamed = 0;
     ls_store_batch_t *b = NULL;
+    th_events_as_v1(e->d.st, e->d.v, 0, id);
     th_ok(ls_history_prefix(&prefix, id, &err), &err);
     th_ok(ls_store_batch_new(&b, &err), &err);
     th_ok(ls_store_iter_prefix(&it, e->d.st, prefix.ptr, prefix.len, 0, &err), &err);
@@ -5283,6 +5496,10 @@ int main(void)
         T(test_engine_step_result_without_payload_refused),
         T(test_engine_moved_event_refused_by_api),
         T(test_engine_version1_records_open),
+        T(test_engine_forged_timer_fired_refused),
+        T(test_engine_changed_event_without_payload_refused),
+        T(test_engine_deleted_middle_event_refused),
+        T(test_engine_version2_run_goes_on),
         T(test_engine_branch_copy_of_version1_history),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),

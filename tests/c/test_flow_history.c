@@ -211,7 +211,7 @@ static void test_history_decode_names_what_is_wrong(void **state)
         ls_rc rc;
         const char *msg;
     } cases[] = {
-        {"\x03\x03\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_EFORMAT, "unknown version 3"},
+        {"\x04\x03\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_EFORMAT, "unknown version 4"},
         {"\x00", 1, LS_EFORMAT, "unknown version 0"},
         {"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown type 0"},
         {"\x01\x13\x00\x01\x00\x00\x00\x00\x00\x00", 10, LS_ECORRUPT, "unknown type 19"},

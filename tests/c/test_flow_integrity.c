@@ -126,9 +126,9 @@ static void test_integrity_history_binds_every_field(void **state)
     ls_buf v = LS_BUF_INIT;
     ls_event back;
     th_ok(ls_event_encode(&ev, &v, &err), &err);
-    assert_int_equal(v.ptr[0], 2);
+    assert_int_equal(v.ptr[0], 3);
     th_ok(ls_event_decode(v.ptr, v.len, &back, &err), &err);
-    assert_int_equal(back.version, 2);
+    assert_int_equal(back.version, 3);
     opens(d, &id, NULL, &back, LS_OK, NULL);
 
     ls_event x;
@@ -158,8 +158,11 @@ static void test_integrity_history_binds_every_field(void **state)
     char want_in[512];
     opens(d, &id, &id, &ev, LS_EAUTH,
           entry_refused(want_in, sizeof want_in, &id, "signal_received", "\"approve\"", NO_AUTH));
-    /* the version byte cannot downgrade it: as version 1, the run id and
-     * seq alone do not open it either */
+    /* the version byte cannot downgrade it: as version 2 the record
+     * differs, and as version 1, the run id and seq alone do not open it
+     * either */
+    x = ev, x.version = 2;
+    opens(d, &id, NULL, &x, LS_EAUTH, want);
     x = ev, x.version = 1;
     opens(d, &id, NULL, &x, LS_EAUTH, want);
     ls_buf_free(&v);
@@ -374,6 +377,172 @@ static void test_integrity_payload_events_without_payload(void **state)
     opens_none(d, &id, NULL, &ev, LS_OK, NULL);
 }
 
+/* ---- version 3: every event sealed ---- */
+
+/* A retryable StepFailed with every field set. */
+static ls_event step_failed_event(void)
+{
+    return (ls_event){.type = LS_EV_STEP_FAILED,
+                      .flags = 0,
+                      .seq = 4,
+                      .time_ms = 1700000000000,
+                      .due_ms = 1700000001000,
+                      .attempt = 2,
+                      .name = "charge",
+                      .name_len = 6,
+                      .error = "card declined",
+                      .error_len = 13};
+}
+
+/* An event of a kind that holds no payload is sealed all the same (a MAC
+ * alone, over the record) and opens as null; any field changed, the seal
+ * stripped (the event forged by a writer without the key), or the seal
+ * kept and the version byte lowered, it is refused: a StepFailed made
+ * fatal, or given another attempt or retry time, a TimerFired without a
+ * seal. */
+static void test_integrity_v3_binds_events_without_payload(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf sealed = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_id id = run_id(0x71);
+    ls_event ev = step_failed_event(), back, x;
+    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, NULL, 0, &sealed, &err), &err);
+    assert_int_equal(ev.version, 3);
+    assert_int_equal(ev.payload_len, ls_vault_overhead()); /* empty plaintext: the MAC */
+    th_ok(ls_event_encode(&ev, &v, &err), &err);
+    th_ok(ls_event_decode(v.ptr, v.len, &back, &err), &err);
+    opens_none(d, &id, NULL, &back, LS_OK, NULL);
+
+    const char *want = "payload of event 4: " NO_AUTH;
+    x = back, x.flags = LS_EVF_FATAL;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.flags = LS_EVF_PAUSED;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.attempt = 3;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.due_ms = 1;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.error = "card declined!", x.error_len = 14;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.type = LS_EV_CHILD_FAILED;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.version = 2;
+    opens_none(d, &id, NULL, &x, LS_EAUTH, want);
+    x = back, x.payload = NULL, x.payload_len = 0;
+    opens_none(d, &id, NULL, &x, LS_EAUTH,
+               "payload of event 4: a step_failed without its sealed payload");
+    /* every kind, in history and the inbox: one without its seal is
+     * refused */
+    for (int t = 1; t <= LS_EV_LAST; t++) {
+        x = back, x.type = (ls_event_type)t, x.payload = NULL, x.payload_len = 0;
+        opens_none(d, &id, NULL, &x, LS_EAUTH, "without its sealed payload");
+        opens_none(d, &id, &id, &x, LS_EAUTH, "without its sealed payload");
+    }
+    ls_buf_free(&sealed);
+    ls_buf_free(&v);
+}
+
+/* A version 3 event of a kind that holds no payload whose seal holds one
+ * (sealed with the right associated data, by someone with the key but
+ * not by lodestoned) is refused: only the empty plaintext is its. A
+ * run's failure may hold its traceback. */
+static void test_integrity_v3_no_payload_kinds_hold_nothing(void **state)
+{
+    th_store_dir *d = *state;
+    ls_err err = {0};
+    ls_buf sealed = LS_BUF_INIT;
+    ls_id id = run_id(0x72), arrival = run_id(0xe2);
+    ls_event ev = signal_event();
+    ev.type = LS_EV_TIMER_FIRED;
+    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &sealed, &err), &err);
+    opens_none(d, &id, NULL, &ev, LS_EAUTH,
+               "payload of event 7: a timer_fired whose sealed payload is not empty");
+    ev = signal_event(), ev.type = LS_EV_CANCEL_REQUESTED, ev.seq = 1;
+    th_ok(flow_seal_event_with(d->v, &id, &arrival, &ev, "{}", 2, &sealed, &err), &err);
+    char want[512], at[LS_ID_TEXTLEN + 1];
+    ls_id_format(&arrival, at);
+    snprintf(want, sizeof want,
+             "seal of a pending request (inbox entry %s, cancel_requested \"approve\"): a "
+             "cancel_requested whose sealed payload is not empty",
+             at);
+    opens_none(d, &id, &arrival, &ev, LS_EAUTH, want);
+    ev = signal_event(), ev.type = LS_EV_WORKFLOW_FAILED;
+    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &sealed, &err), &err);
+    opens(d, &id, NULL, &ev, LS_OK, NULL);
+    ls_buf_free(&sealed);
+}
+
+/* Checks event ev under key seq with h: want_rc, want in the message. */
+static void hist_next(flow_hist *h, uint64_t seq, unsigned version, ls_rc want_rc, const char *want)
+{
+    ls_err err = {0};
+    ls_event ev = signal_event();
+    ev.seq = seq, ev.version = version;
+    ls_rc rc = flow_hist_check(h, seq, &ev, &err);
+    if (rc != want_rc)
+        fail_msg("seq %llu: %s (%s), expected %s", (unsigned long long)seq, ls_rc_name(rc), err.msg,
+                 ls_rc_name(want_rc));
+    if (want && strcmp(err.msg, want) != 0) fail_msg("\"%s\", expected \"%s\"", err.msg, want);
+}
+
+/* In a run started at version 3 an event or inbox entry of an older
+ * version (which carries no seal of its fields) is refused: it was put
+ * there without the key. A run started at version 2 or 1 (an older
+ * store) reads its events of every version, as before, and those this
+ * build appends are of version 3. */
+static void test_integrity_no_downgrade_in_a_v3_run(void **state)
+{
+    (void)state;
+    flow_hist h = FLOW_HIST_INIT;
+    hist_next(&h, 1, 3, LS_OK, NULL);
+    hist_next(&h, 2, 3, LS_OK, NULL);
+    hist_next(&h, 3, 1, LS_EAUTH, "event 3: a version 1 event in a run started at version 3");
+    hist_next(&h, 3, 2, LS_EAUTH, "event 3: a version 2 event in a run started at version 3");
+    ls_id arrival = run_id(0xe3);
+    ls_event in = signal_event();
+    ls_err err = {0};
+    in.seq = 1, in.version = 2;
+    assert_int_equal(flow_hist_check_entry(&h, &arrival, &in, &err), LS_EAUTH);
+    char want[512];
+    assert_string_equal(err.msg,
+                        entry_refused(want, sizeof want, &arrival, "signal_received", "\"approve\"",
+                                      "a version 2 event in a run started at version 3"));
+    in.version = 3;
+    th_ok(flow_hist_check_entry(&h, &arrival, &in, &err), &err);
+
+    for (unsigned started = 1; started <= 2; started++) {
+        flow_hist old = FLOW_HIST_INIT;
+        hist_next(&old, 1, started, LS_OK, NULL);
+        hist_next(&old, 2, 1, LS_OK, NULL);
+        hist_next(&old, 3, 2, LS_OK, NULL);
+        hist_next(&old, 4, 3, LS_OK, NULL);
+        hist_next(&old, 5, 2, LS_OK, NULL);
+        in.version = 1;
+        th_ok(flow_hist_check_entry(&old, &arrival, &in, &err), &err);
+    }
+}
+
+/* A run's events are dense from seq 1: one missing (deleted from the
+ * middle) is refused, named; so is a first event other than 1, and a
+ * record under another seq's key. */
+static void test_integrity_history_gap_refused(void **state)
+{
+    (void)state;
+    flow_hist h = FLOW_HIST_INIT;
+    hist_next(&h, 1, 3, LS_OK, NULL);
+    hist_next(&h, 2, 3, LS_OK, NULL);
+    hist_next(&h, 4, 3, LS_ECORRUPT, "history: event 3 is missing (event 4 follows 2)");
+    flow_hist first = FLOW_HIST_INIT;
+    hist_next(&first, 2, 3, LS_ECORRUPT, "history: its first event is event 2, not 1");
+    flow_hist moved = FLOW_HIST_INIT;
+    ls_event ev = signal_event();
+    ls_err err = {0};
+    ev.seq = 5, ev.version = 1;
+    assert_int_equal(flow_hist_check(&moved, 1, &ev, &err), LS_ECORRUPT);
+    assert_string_equal(err.msg, "event 1: the record holds seq 5");
+}
+
 /* A seal and an open under failing allocations return LS_ENOMEM, and
  * leave nothing allocated (ASan, valgrind). */
 static th_store_dir *alloc_d;
@@ -412,6 +581,10 @@ int main(void)
         cmocka_unit_test(test_integrity_custom_status_slot),
         cmocka_unit_test(test_integrity_signal_without_payload_refused),
         cmocka_unit_test(test_integrity_payload_events_without_payload),
+        cmocka_unit_test(test_integrity_v3_binds_events_without_payload),
+        cmocka_unit_test(test_integrity_v3_no_payload_kinds_hold_nothing),
+        cmocka_unit_test(test_integrity_no_downgrade_in_a_v3_run),
+        cmocka_unit_test(test_integrity_history_gap_refused),
         cmocka_unit_test(test_integrity_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

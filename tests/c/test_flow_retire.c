@@ -300,8 +300,9 @@ static void test_retire_reseals_every_kind(void **state)
     assert_int_equal(rep.resealed[LS_FLOW_SEALED_STATUS], 2);
     assert_int_equal(rep.resealed[LS_FLOW_SEALED_SCHEDULES], 1);
     assert_int_equal(rep.resealed[LS_FLOW_SEALED_KEYCHECK], 0); /* under key 3 since rotate */
-    /* d1, d2: input, step result, output; w1: input, step result */
-    assert_int_equal(rep.resealed[LS_FLOW_SEALED_HISTORY], 8);
+    /* d1, d2: input, step a's start (sealed empty since version 3), its
+     * result, output; w1: input, a's start, its result */
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_HISTORY], 4 + 4 + 3);
     assert_int_equal(ls_vault_key_count(e->d.v), 1);
     assert_int_equal(count_other(e->d.st, 3), 0);
 
@@ -684,6 +685,21 @@ static ls_id id_of(env *e, const char *name)
     return id;
 }
 
+/* The version of event seq of run id, and the key its sealed value names
+ * (0: it has none). */
+static unsigned event_version(env *e, const ls_id *id, uint64_t seq, uint32_t *key)
+{
+    ls_err err = {0};
+    ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT;
+    ls_event ev;
+    th_ok(ls_history_key(&k, id, seq, &err), &err);
+    th_ok(ls_store_get(e->d.st, k.ptr, k.len, &v, &err), &err);
+    th_ok(ls_event_decode(v.ptr, v.len, &ev, &err), &err);
+    *key = ev.payload_len ? ls_vault_sealed_key(ev.payload, ev.payload_len) : 0;
+    ls_buf_free(&k), ls_buf_free(&v);
+    return ev.version;
+}
+
 /* Renames run id's StepCompleted of step "a" to "z" in the store. */
 static void rename_step_a(env *e, const ls_id *id)
 {
@@ -704,14 +720,19 @@ static void rename_step_a(env *e, const ls_id *id)
     ls_buf_free(&k), ls_buf_free(&v), ls_buf_free(&w);
 }
 
-/* A store mixing events of version 1 (as older lodestoned wrote them) and
- * 2, under retired keys and the current one: d1's history of version 1
- * and w1's of version 2 under key 1, w1's pending signal of version 1
- * under key 2, d2 of version 2 under key 2, d3's start of version 1 under
- * key 3 (current). Retirement opens each as it was sealed; what it
- * reseals becomes version 2, bound to its fields (a rename of d1's step is
- * then refused); d3's start, under the current key, is left as it was.
- * Everything opens under key 3 alone, and w1 and d3 complete. */
+/* A store mixing events of version 1 (as older lodestoned wrote them), 2
+ * and 3, under retired keys and the current one: d1's history of version
+ * 1 and w1's of version 2 under key 1 (their step starts without a sealed
+ * value, as those versions wrote them), w1's pending signal of version 1
+ * under key 2, d2 of version 3 under key 2 (every event sealed, its step's
+ * start a MAC alone), d3's start of version 1 under key 3 (current).
+ * Retirement opens each as it was sealed; what it reseals becomes version
+ * 3, bound to its fields (a rename of d1's step is then refused), the MAC
+ * of d2's step start too; but d1's and w1's first events become version
+ * 2: those runs were started before version 3, and their step starts stay
+ * as they were, without a sealed value (raised to 3, the first event would
+ * have the run refuse them). d3's start, under the current key, is left
+ * as it was. Everything opens under key 3 alone, and w1 and d3 complete. */
 static void test_retire_mixed_event_versions(void **state)
 {
     env *e = *state;
@@ -725,6 +746,7 @@ static void test_retire_mixed_event_versions(void **state)
     ls_id d1 = id_of(e, "d1"), w1 = id_of(e, "w1");
     eng_close(e);
     assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 0, &d1), 4);
+    assert_int_equal(th_events_as(e->d.st, e->d.v, 2, 0, &w1), 3);
 
     rotate(e, 2);
     eng_open(e, 1);
@@ -738,10 +760,12 @@ static void test_retire_mixed_event_versions(void **state)
     rotate(e, 3);
     eng_open(e, 0);
     start(e, "done", "d3");
-    ls_id d3 = id_of(e, "d3");
+    ls_id d3 = id_of(e, "d3"), d2 = id_of(e, "d2");
     eng_close(e);
     assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 0, &d3), 1);
-    assert_int_equal(th_payload_events(e->d.st, 0, NULL, &v1), 3 + 2 + 3 + 1);
+    /* d1: input, result, output; w1: input, result; d2: those and its
+     * step's start; d3: input */
+    assert_int_equal(th_payload_events(e->d.st, 0, NULL, &v1), 3 + 2 + 4 + 1);
     assert_int_equal(v1, 3 + 1);
 
     ls_flow_retire_report rep;
@@ -750,12 +774,24 @@ static void test_retire_mixed_event_versions(void **state)
     assert_int_equal(rep.remaining, 0);
     assert_int_equal(rep.retired, 1);
     assert_int_equal(rep.resealed[LS_FLOW_SEALED_INBOX], 1);
-    assert_int_equal(rep.resealed[LS_FLOW_SEALED_HISTORY], 3 + 2 + 3); /* d1, w1, d2 */
+    assert_int_equal(rep.resealed[LS_FLOW_SEALED_HISTORY], 3 + 2 + 4); /* d1, w1, d2 */
     assert_int_equal(count_other(e->d.st, 3), 0);
     assert_int_equal(th_payload_events(e->d.st, 1, &w1, &v1), 1);
     assert_int_equal(v1, 0);
-    assert_int_equal(th_payload_events(e->d.st, 0, NULL, &v1), 3 + 2 + 3 + 1);
+    assert_int_equal(th_payload_events(e->d.st, 0, NULL, &v1), 3 + 2 + 4 + 1);
     assert_int_equal(v1, 1); /* d3's start */
+    uint32_t key = 9;
+    assert_int_equal(event_version(e, &d1, 1, &key), 2); /* a run started before version 3 */
+    assert_int_equal(key, 3);
+    assert_int_equal(event_version(e, &d1, 2, &key), 1); /* its step's start: nothing sealed */
+    assert_int_equal(key, 0);
+    assert_int_equal(event_version(e, &d1, 3, &key), 3);
+    assert_int_equal(key, 3);
+    assert_int_equal(event_version(e, &w1, 1, &key), 2);
+    assert_int_equal(event_version(e, &w1, 2, &key), 2);
+    assert_int_equal(key, 0);
+    assert_int_equal(event_version(e, &d2, 2, &key), 3); /* the MAC alone, resealed */
+    assert_int_equal(key, 3);
 
     reload_vault(e);
     eng_open(e, 1);

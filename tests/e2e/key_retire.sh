@@ -150,8 +150,10 @@ check "with secret m not opening: exit 1, nothing on stdout" "1 " "$rc $out"
 check_contains "... it says which keys stay, how many did not open and the first" \
   "lodestoned: keys 1, 2, 3 not retired: 1 value under them did not open (the first: secret \"m\": " \
   "$err"
+# History: q1's and q2's input and output, k1's input, its step's start
+# (sealed empty: every event is sealed since event version 3) and result.
 check_contains "... what was resealed meanwhile: the payloads, the custom status" \
-  "; 7 values were resealed under key 4 (history 6, custom statuses 1). The key file is unchanged (keys 1, 2, 3, 4)" \
+  "; 8 values were resealed under key 4 (history 7, custom statuses 1). The key file is unchanged (keys 1, 2, 3, 4)" \
   "$err"
 check_contains "... and what to do" "Then run lodestoned --retire-old-keys again" "$err"
 cmp -s "$d/keys/master.key" "$d/key.before"
@@ -182,7 +184,7 @@ key5=$(grep '^key 5 ' "$key")
 retire
 check "retirement: exit 0" 0 "$rc"
 check "it says what it did: the payloads and the custom status (the secret is under key 5)" \
-  "retired keys 1, 2, 3, 4: 7 values resealed under key 5 (history 6, custom statuses 1); the key file holds key 5 only
+  "retired keys 1, 2, 3, 4: 8 values resealed under key 5 (history 7, custom statuses 1); the key file holds key 5 only
 back up the key file now (it changed), and keep the old one for as long as store backups from before this retirement are kept: they need it" \
   "$out"
 check "the key file holds key 5 alone, the same key" "1|current 5|$key5" \
