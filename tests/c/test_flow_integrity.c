@@ -5,7 +5,12 @@
  * in its run, its place (seq, inbox arrival) or its version byte; events
  * of version 1, sealed by older lodestoned with the run id and seq alone,
  * open as they were; the custom status stays bound to its run and slot.
- * Engine-level cases (records changed in a store) are in test_flow_engine.c.
+ * Since version 3 every event is sealed, one of a kind that holds no
+ * payload as an empty plaintext, and a reader of a run's history
+ * (flow_hist_check) refuses a gap and, in a run started at version 3, an
+ * event of an older version. Engine-level cases (records changed in a
+ * store: a forged timer firing, a deleted event, a run of version 2
+ * events) are in test_flow_engine.c, where the engine's test runner is.
  */
 #define _GNU_SOURCE 1
 #include "helpers.h"
