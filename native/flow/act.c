@@ -200,11 +200,10 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
                                                                   : "the payload of";
         int quoted = ev->name_len && ev->type != LS_EV_SIDE_EFFECT;
         return ls_err_set(err, LS_EINVAL,
-                          "%s%s%s%.*s%s is %zu bytes, over the payload limit of %zu bytes "
+                          "%s%s%.*s%s is %zu bytes, over the payload limit of %zu bytes "
                           "(lodestoned --max-payload)",
-                          what, ev->type == LS_EV_SIDE_EFFECT ? "" : " ", quoted ? "\"" : "",
-                          (int)(ev->name_len > 60 ? 60 : ev->name_len), ev->name ? ev->name : "",
-                          quoted ? "\"" : "", ptlen, o->max_payload);
+                          what, quoted ? " \"" : "", (int)(ev->name_len > 60 ? 60 : ev->name_len),
+                          ev->name ? ev->name : "", quoted ? "\"" : "", ptlen, o->max_payload);
     }
     if (ev->time_ms == 0) ev->time_ms = flow_now(a->f);
     if (pt == NULL && flow_event_holds_payload(ev->type)) { /* sealed all the same */

@@ -31,6 +31,7 @@ return workflow.define {
   name = "big",
   run = function(ctx, input)
     if input.wait then ctx:wait_signal("go") end
+    if input.out then return string.rep("y", input.out) end
     return ctx:step("make", function() return string.rep("x", input.size) end)
   end,
 }
@@ -264,6 +265,11 @@ result b-2
 check "a step result over --max-payload fails the run" failed "$(j .status)"
 check_contains "naming the step and the limit" \
   'the result of step "make" is 2002 bytes, over the payload limit of 1000 bytes (lodestoned --max-payload)' "$(j .error)"
+start big '{"id":"b-out","input":{"out":2000}}'
+result b-out
+check "an output over --max-payload fails the run, saying so" \
+  "failed the workflow's output is 2002 bytes, over the payload limit of 1000 bytes (lodestoned --max-payload)" \
+  "$(j '.status + " " + .error')"
 pad=$(head -c 1200 /dev/zero | tr '\0' a)
 start big "{\"id\":\"b-3\",\"input\":{\"size\":1,\"pad\":\"$pad\"}}"
 check "an input over --max-payload: 400" 400 "$code"
