@@ -1050,8 +1050,8 @@ ls_rc ls_flow_act_step(ls_flow_act *a, const char *name, size_t nlen, ls_flow_st
     if (rc != LS_OK) return rc;
     if (ls_replay_scope_len(name, nlen) != 0)
         return ls_err_set(err, LS_EINVAL,
-                          "step name \"%.*s\": names starting with [N.N] are reserved for "
-                          "parallel branches",
+                          "ctx:step: step name \"%.*s\": names starting with [N.N] are "
+                          "reserved for parallel branches",
                           (int)(nlen > 60 ? 60 : nlen), name);
     const char *own = name; /* the name the code gave, without the scope */
     size_t olen = nlen;

@@ -670,7 +670,7 @@ end
 function Act:step(name)
   self:check_sticky()
   if scope_len(name) ~= 0 then
-    error(string.format('step name "%s": names starting with [N.N] are reserved for parallel branches',
+    error(string.format('ctx:step: step name "%s": names starting with [N.N] are reserved for parallel branches',
       name:sub(1, 60)), 0)
   end
   local own = name -- as the code gave it, without the scope
