@@ -58,7 +58,7 @@ static ls_rc check_loaded(ls_flow_act *a, flow_hist *h, const void *key, size_t 
         return ls_err_prefix(err, "event %llu", (unsigned long long)seq);
     if (rc == LS_OK) rc = flow_hist_check(h, seq, &ev, err);
     if (rc == LS_OK && ev.version >= 3)
-        rc = flow_open_event(a->f, &a->r->id, NULL, &ev, scratch, err);
+        rc = flow_open_event(a->f, &a->r->id, NULL, h->started, &ev, scratch, err);
     return rc;
 }
 
@@ -105,6 +105,7 @@ static ls_rc load_history(ls_flow_act *a, int *refused, ls_err *err)
         rc = read_history(a, &cap, &h, refused, err);
     }
     if (rc != LS_OK) return rc;
+    a->started = h.started; /* what the run's later events are sealed with */
     if ((rc = drain_inbox(a, &cap, &h, err)) != LS_OK) return rc;
     a->ev = ls_calloc(a->nev, sizeof *a->ev);
     if (a->ev == NULL) return ls_err_set(err, LS_ENOMEM, "history: out of memory");
@@ -174,7 +175,7 @@ static ls_rc given_up(const ls_flow_act *a, ls_err *err)
 static ls_rc open_payload(ls_flow_act *a, const ls_event *ev, ls_buf *out, ls_err *err)
 {
     ls_err why;
-    ls_rc rc = flow_open_event(a->f, &a->r->id, NULL, ev, out, &why);
+    ls_rc rc = flow_open_event(a->f, &a->r->id, NULL, a->started, ev, out, &why);
     return rc == LS_OK ? LS_OK : give_up(a, rc, &why, err);
 }
 
@@ -212,8 +213,8 @@ static ls_rc put_event(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptle
     }
     /* Every event is sealed, one that holds no payload as an empty one
      * (a MAC over its fields): a writer without the key forges none. */
-    if ((rc = flow_seal_event(a->f, &a->r->id, NULL, ev, pt, pt ? ptlen : 0, &a->sealed, err)) !=
-        LS_OK)
+    if ((rc = flow_seal_event(a->f, &a->r->id, NULL, a->started, ev, pt, pt ? ptlen : 0, &a->sealed,
+                              err)) != LS_OK)
         return rc;
     if ((rc = ls_history_key(&a->k, &a->r->id, ev->seq, err)) != LS_OK ||
         (rc = ls_event_encode(ev, &a->v, err)) != LS_OK)
@@ -287,7 +288,7 @@ static ls_rc drain_inbox(ls_flow_act *a, size_t *cap, const flow_hist *h, ls_err
          * entry's seal is checked even when it carries no payload (a
          * cancel, a child's failure, a resume, a terminate). */
         if ((rc = flow_hist_check_entry(h, &arrival, &in, err)) != LS_OK ||
-            (rc = flow_open_event(f, &r->id, &arrival, &in, &pt, err)) != LS_OK)
+            (rc = flow_open_event(f, &r->id, &arrival, h->started, &in, &pt, err)) != LS_OK)
             break;
         ls_store_batch_delete(a->b, key, klen);
         memset(&ev, 0, sizeof ev);
@@ -1737,7 +1738,11 @@ static ls_rc notify_parent(ls_flow_act *a, ls_run_status status, const ls_event 
         pt = NULL; /* a failure holds no payload: sealed empty */
         ptlen = 0;
     }
-    if ((rc = flow_seal_event(f, &r->parent, &arrival, &ev, pt, ptlen, &a->sealed, err)) != LS_OK ||
+    unsigned started = 0; /* the parent's first event's version (0: damaged, it cannot load) */
+    if ((rc = flow_first_version(f->o.store, &r->parent, &started, err)) == LS_ECORRUPT) rc = LS_OK;
+    if (rc != LS_OK ||
+        (rc = flow_seal_event(f, &r->parent, &arrival, started, &ev, pt, ptlen, &a->sealed, err)) !=
+            LS_OK ||
         (rc = flow_key_inbox(&a->k, &r->parent, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(&ev, &a->v, err)) != LS_OK)
         return rc;
@@ -1751,13 +1756,16 @@ static ls_rc cancel_child(ls_flow_act *a, const char *name, size_t nlen, ls_err 
     ls_id id, arrival;
     static const char why[] = "its parent run ended";
     ls_rc rc = LS_ENOTFOUND;
+    unsigned started = LS_EVENT_VERSION; /* the child's first event's version */
     for (size_t i = 0; i < a->nborn && rc == LS_ENOTFOUND; i++) {
         if (strlen(a->born[i]->name) == nlen && memcmp(a->born[i]->name, name, nlen) == 0) {
-            id = a->born[i]->id; /* born in this very write */
+            id = a->born[i]->id; /* born in this very write: not in the store yet */
             rc = LS_OK;
         }
     }
-    if (rc == LS_ENOTFOUND) rc = flow_lookup(a->f, name, nlen, &id, err);
+    if (rc == LS_ENOTFOUND && (rc = flow_lookup(a->f, name, nlen, &id, err)) == LS_OK &&
+        (rc = flow_first_version(a->f->o.store, &id, &started, err)) == LS_ECORRUPT)
+        rc = LS_OK; /* it cannot load: how its entry is sealed does not matter */
     if (rc == LS_ENOTFOUND) return LS_OK;
     if (rc == LS_OK) rc = ls_id_new(&arrival, a->f->clock, err);
     if (rc != LS_OK) return rc;
@@ -1768,7 +1776,8 @@ static ls_rc cancel_child(ls_flow_act *a, const char *name, size_t nlen, ls_err 
                    .name_len = strlen(a->r->name),
                    .error = why,
                    .error_len = sizeof why - 1};
-    if ((rc = flow_seal_event(a->f, &id, &arrival, &ev, NULL, 0, &a->sealed, err)) != LS_OK ||
+    if ((rc = flow_seal_event(a->f, &id, &arrival, started, &ev, NULL, 0, &a->sealed, err)) !=
+            LS_OK ||
         (rc = flow_key_inbox(&a->k, &id, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(&ev, &a->v, err)) != LS_OK ||
         (rc = ls_buf_append(&a->kill, id.b, LS_ID_BYTES, err)) != LS_OK)

@@ -1454,8 +1454,10 @@ static ls_rc copy_history(ls_flow_t *f, ls_store_batch_t *b, const ls_id *from, 
             (rc = ls_event_decode(val, vlen, &ev, err)) != LS_OK ||
             (rc = flow_hist_check(&h, seq, &ev, err)) != LS_OK)
             break;
-        if ((rc = flow_open_event_raw_with(f->o.vault, from, NULL, &ev, &pt, err)) != LS_OK ||
-            (rc = flow_seal_event(f, to, NULL, &ev, pt.ptr, pt.len, &sealed, err)) != LS_OK)
+        if ((rc = flow_open_event_raw_with(f->o.vault, from, NULL, h.started, &ev, &pt, err)) !=
+                LS_OK ||
+            (rc = flow_seal_event(f, to, NULL, LS_EVENT_VERSION, &ev, pt.ptr, pt.len, &sealed,
+                                  err)) != LS_OK)
             break;
         if ((rc = ls_history_key(&k, to, ev.seq, err)) != LS_OK ||
             (rc = ls_event_encode(&ev, &v, err)) != LS_OK)
@@ -1503,7 +1505,9 @@ static ls_rc put_start(ls_flow_t *f, ls_store_batch_t *b, const ls_id *id, const
         ls_store_batch_put(b, k.ptr, k.len, v.ptr, v.len);
     } else {
         ls_event ev = {.type = LS_EV_WORKFLOW_STARTED, .seq = 1, .time_ms = now};
-        if ((rc = flow_seal_event(f, id, NULL, &ev, input, ilen, &sealed, err)) != LS_OK) goto out;
+        if ((rc = flow_seal_event(f, id, NULL, LS_EVENT_VERSION, &ev, input, ilen, &sealed, err)) !=
+            LS_OK)
+            goto out;
         if ((rc = ls_history_key(&k, id, 1, err)) != LS_OK ||
             (rc = ls_event_encode(&ev, &v, err)) != LS_OK ||
             (rc = ls_buf_set(event, v.ptr, v.len, err)) != LS_OK)
@@ -2139,15 +2143,17 @@ static ls_rc inbox_put(ls_flow_t *f, const char *name, size_t nlen, ls_event *ev
     }
     ls_store_batch_t *b = NULL;
     ls_buf k = LS_BUF_INIT, v = LS_BUF_INIT, sealed = LS_BUF_INIT;
-    if ((rc = ls_id_new(&arrival, f->clock, err)) != LS_OK ||
+    unsigned started = 0; /* the run's first event's version (0: damaged, it cannot load) */
+    if ((rc = flow_first_version(f->o.store, &id, &started, err)) == LS_ECORRUPT) rc = LS_OK;
+    if (rc != LS_OK || (rc = ls_id_new(&arrival, f->clock, err)) != LS_OK ||
         (rc = ls_store_batch_new(&b, err)) != LS_OK)
         goto out;
     ev->seq = 1;
     ev->time_ms = flow_now(f);
     /* Sealed once every field is set: the payload is bound to them. A
      * request without one (cancel, resume, terminate) is sealed empty. */
-    if ((rc = flow_seal_event(f, &id, &arrival, ev, payload, payload ? plen : 0, &sealed, err)) !=
-        LS_OK)
+    if ((rc = flow_seal_event(f, &id, &arrival, started, ev, payload, payload ? plen : 0, &sealed,
+                              err)) != LS_OK)
         goto out;
     if ((rc = flow_key_inbox(&k, &id, &arrival, err)) != LS_OK ||
         (rc = ls_event_encode(ev, &v, err)) != LS_OK)

@@ -292,6 +292,7 @@ struct ls_flow_act {
     size_t nscopes, cur;  /* cur: index of the current scope */
     ls_buf scname;        /* a command's name with its scope prefix */
     int terminate;        /* the inbox held a terminate request */
+    unsigned started;     /* the version of the run's first event, as loaded */
     ls_buf term_by, term_reason;
     ls_buf newkids; /* children started by this activation: flag ('a'|'d'), name, NUL */
     ls_buf kill;    /* ids of children asked to cancel by the end of this run */
@@ -475,15 +476,18 @@ int flow_event_holds_payload(ls_event_type t);
 int flow_event_holds_none(ls_event_type t);
 /* Seals pt (len bytes; NULL with 0 for an event that holds none) as the
  * payload of ev, an event of run id's history (arrival NULL) or its inbox
- * entry of that arrival id, into out: bound to the run, the place and
- * every other field of ev, which must be final (query.c says how). Every
- * event is sealed, whatever its kind. Sets ev->version to
+ * entry of that arrival id, into out: bound to the run, the place, every
+ * other field of ev, which must be final, and whether the run's first
+ * event is of version 3 (started: that event's version, 3 when ev is the
+ * first event itself; flow_first_version reads it) (query.c says how).
+ * Every event is sealed, whatever its kind. Sets ev->version to
  * LS_EVENT_VERSION and points ev->payload at out (borrowed until out
  * changes). */
-ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                      const void *pt, size_t len, ls_buf *out, ls_err *err);
+ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, unsigned started,
+                      ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err);
 /* Opens the payload of ev (as decoded: its version says how it was
- * sealed), of run id's history or its inbox entry arrival, into out
+ * sealed), of run id's history or its inbox entry arrival, whose first
+ * event (as the reader found it) is of version started, into out
  * ("null" when there is none, or when ev's kind holds none). Fails with
  * the vault's code, "payload of event N: ..." ("payload of a pending
  * signal or child result (inbox entry ARRIVAL, TYPE "NAME"): ..." for an
@@ -493,25 +497,32 @@ ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_ev
  * it was sealed is LS_EAUTH, and so is an event of version 3 without a
  * sealed payload, or one of a kind that holds none whose sealed payload
  * is not empty: so for version 3 it verifies an event of any kind. */
-ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                      ls_buf *out, ls_err *err);
+ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, unsigned started,
+                      const ls_event *ev, ls_buf *out, ls_err *err);
 /* The same with a vault and no engine (keyload.c before one is open,
  * retire.c offline). */
-ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                           const void *pt, size_t len, ls_buf *out, ls_err *err);
-ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                           ls_buf *out, ls_err *err);
+ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                           ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err);
+ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                           const ls_event *ev, ls_buf *out, ls_err *err);
 /* flow_seal_event_with as event version 3 or 2 (both of the record form;
  * LS_EINVAL for another): a key retirement keeps a run's first event of
  * version 2 or 1 at version 2 (retire.c says why). */
 ls_rc flow_seal_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
-                         ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err);
+                         unsigned started, ls_event *ev, const void *pt, size_t len, ls_buf *out,
+                         ls_err *err);
 /* Opens ev as flow_open_event_with does, into out the plaintext to seal
  * it again with (a branch run's copy, a key retirement): its payload as
  * sealed, empty for a kind that holds none, and "null" for a payload a
  * version 1 writer left out. */
 ls_rc flow_open_event_raw_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
-                               const ls_event *ev, ls_buf *out, ls_err *err);
+                               unsigned started, const ls_event *ev, ls_buf *out, ls_err *err);
+/* The version of run id's first event as st holds it, into *version:
+ * what the writer of an inbox entry seals it with (the reader checks it
+ * against the run's history as it finds it). LS_ECORRUPT when there is
+ * none or it does not decode: a run that cannot load, whose entries a
+ * writer may seal with 0. */
+ls_rc flow_first_version(ls_store_t *st, const ls_id *id, unsigned *version, ls_err *err);
 /* What a reader of one run's history checks of each event, in key order,
  * before the replay (or the API) takes it (query.c): the first is seq 1
  * and each next one follows without a gap (a missing event is

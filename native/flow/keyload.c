@@ -174,7 +174,12 @@ static ls_rc probe_history(probe_state *ps, int reverse, ls_err *err)
             continue;
         }
         if (ev.payload_len == 0) continue;
-        rc = flow_open_event_with(ps->v, &id, NULL, &ev, &pt, err);
+        unsigned started = ev.version; /* when seq is 1 */
+        if (seq != 1 && flow_first_version(ps->st, &id, &started, err) != LS_OK) {
+            rc = verdict(ps, LS_ECORRUPT, 0, what, err);
+            continue;
+        }
+        rc = flow_open_event_with(ps->v, &id, NULL, started, &ev, &pt, err);
         int missing = rc == LS_EAUTH && names_missing_key(ps->v, ev.payload, ev.payload_len);
         rc = verdict(ps, rc, missing, what, err);
         break;

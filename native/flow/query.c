@@ -201,6 +201,9 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  *     u8    'E' (a history event) or 'I' (an inbox entry)
  *     16    the run's id
  *     16    the entry's arrival id (its key's last part): inbox entries only
+ *     u8    version 3 only, the start byte: 1 when the run's first event
+ *           is of version 3 (a run this build started, or a branch run's
+ *           copy), 0 when it is of version 1 or 2 (a run started before)
  *     ...   the event's value (ls_event_encode) with an empty payload:
  *           version, type, flags, seq, time, due time, attempt, name and
  *           error, each as the codec writes it
@@ -217,10 +220,26 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * it again. The record form is unambiguous: the first byte says whether an
  * arrival id follows, ids are of fixed size, and the event's value is the
  * codec's canonical, length-prefixed encoding (which starts with its own
- * version), so two different sets of fields never give the same bytes. It
- * is at least 27 bytes long and the slot form exactly 24, so neither is
- * ever taken for the other (nor for a secret's "lodestone.secret:" + name,
- * nor a schedule's key, which start with other bytes).
+ * version), so two different sets of fields never give the same bytes.
+ * The start byte (0 or 1) is where a version 2 record's value begins, with
+ * its version byte 2: a version 3 record's bytes are never a version 2
+ * one's. It is at least 27 bytes long and the slot form exactly 24, so
+ * neither is ever taken for the other (nor for a secret's
+ * "lodestone.secret:" + name, nor a schedule's key, which start with other
+ * bytes).
+ *
+ * The start byte binds every version 3 event and inbox entry to the
+ * version of its run's first event, as its reader finds it (the writers
+ * know it: a run they start, their activation's loaded history, or the
+ * first event read from the store, flow_first_version). A run started at
+ * version 3 whose first event is rewritten as version 1 without a payload
+ * (which a version 1 WorkflowStarted may lack, its input then null) would
+ * otherwise read as a run started before, whose older events are not
+ * authenticated: now every later version 3 event of it fails to open
+ * (LS_EAUTH), and the run waits, unfinished. What this cannot catch is a
+ * run's whole history rewritten as version 1 events without payloads: a
+ * run fabricated in the old format (docs/workflows.md says what it can
+ * and cannot hold); that needs an anchor outside the store.
  *
  * Which form opens a payload is said by its event's version byte: an
  * explicit marker, not trial decryption (an open costs one AEAD, and its
@@ -253,8 +272,10 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * run as null), and the others (flow_event_holds_payload) since version
  * 2. */
 
-#define AD_HISTORY 'E'
-#define AD_INBOX   'I'
+#define AD_HISTORY       'E'
+#define AD_INBOX         'I'
+#define AD_STARTED_OLDER 0 /* start byte: the run's first event is of version 1 or 2 */
+#define AD_STARTED_V3    1 /* ... of version 3 */
 
 static void slot_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint64_t seq)
 {
@@ -262,11 +283,14 @@ static void slot_ad(unsigned char ad[LS_ID_BYTES + 8], const ls_id *id, uint64_t
     for (int i = 0; i < 8; i++) ad[LS_ID_BYTES + i] = (unsigned char)(seq >> (56 - 8 * i));
 }
 
-/* The record form for ev (its payload left out) into ad (replacing it). */
-static ls_rc record_ad(ls_buf *ad, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                       ls_err *err)
+/* The record form for ev (its payload left out) into ad (replacing it):
+ * of a version 3 event, with the start byte for started (the version of
+ * the run's first event). */
+static ls_rc record_ad(ls_buf *ad, const ls_id *id, const ls_id *arrival, unsigned started,
+                       const ls_event *ev, ls_err *err)
 {
-    size_t pre = 1 + LS_ID_BYTES + (arrival ? LS_ID_BYTES : 0);
+    size_t ids = 1 + LS_ID_BYTES + (arrival ? LS_ID_BYTES : 0);
+    size_t pre = ids + (ev->version >= 3);
     ls_event e = *ev;
     e.payload = NULL;
     e.payload_len = 0;
@@ -281,19 +305,21 @@ static ls_rc record_ad(ls_buf *ad, const ls_id *id, const ls_id *arrival, const 
     ad->ptr[0] = arrival ? AD_INBOX : AD_HISTORY;
     memcpy(ad->ptr + 1, id->b, LS_ID_BYTES);
     if (arrival) memcpy(ad->ptr + 1 + LS_ID_BYTES, arrival->b, LS_ID_BYTES);
+    if (pre > ids) ad->ptr[ids] = started >= 3 ? AD_STARTED_V3 : AD_STARTED_OLDER;
     ad->len += pre;
     return LS_OK;
 }
 
 ls_rc flow_seal_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
-                         ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err)
+                         unsigned started, ls_event *ev, const void *pt, size_t len, ls_buf *out,
+                         ls_err *err)
 {
     if (version != 2 && version != 3)
         return ls_err_set(err, LS_EINVAL, "an event is sealed as version 2 or 3, not %u", version);
     if (pt == NULL && len == 0) pt = ""; /* a kind that holds no payload: a MAC alone */
     ls_buf ad = LS_BUF_INIT;
     ev->version = version;
-    ls_rc rc = record_ad(&ad, id, arrival, ev, err);
+    ls_rc rc = record_ad(&ad, id, arrival, started, ev, err);
     if (rc == LS_OK) rc = ls_vault_seal(v, ad.ptr, ad.len, pt, len, out, err);
     ls_buf_free(&ad);
     if (rc != LS_OK) return rc;
@@ -302,16 +328,16 @@ ls_rc flow_seal_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const
     return LS_OK;
 }
 
-ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                           const void *pt, size_t len, ls_buf *out, ls_err *err)
+ls_rc flow_seal_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                           ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err)
 {
-    return flow_seal_event_as(v, LS_EVENT_VERSION, id, arrival, ev, pt, len, out, err);
+    return flow_seal_event_as(v, LS_EVENT_VERSION, id, arrival, started, ev, pt, len, out, err);
 }
 
-ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                      const void *pt, size_t len, ls_buf *out, ls_err *err)
+ls_rc flow_seal_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, unsigned started,
+                      ls_event *ev, const void *pt, size_t len, ls_buf *out, ls_err *err)
 {
-    return flow_seal_event_with(f->o.vault, id, arrival, ev, pt, len, out, err);
+    return flow_seal_event_with(f->o.vault, id, arrival, started, ev, pt, len, out, err);
 }
 
 /* A key the keyring lacks is LS_EAUTH here: the value is there. */
@@ -416,8 +442,8 @@ static ls_rc prefix_event(ls_rc rc, ls_err *err, const ls_id *arrival, const ls_
  * none, which only events of version 2 or 1 of the kinds that may lack
  * one do (and a version 1 step's result, a run's input or output, a side
  * effect's value, a child's start). */
-static ls_rc open_sealed(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                         ls_buf *out, ls_err *err)
+static ls_rc open_sealed(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                         const ls_event *ev, ls_buf *out, ls_err *err)
 {
     ls_rc rc;
     /* Signals and children's results are sealed whatever they hold, "null"
@@ -446,7 +472,7 @@ static ls_rc open_sealed(ls_vault_t *v, const ls_id *id, const ls_id *arrival, c
         rc = ls_vault_open(v, ad, sizeof ad, ev->payload, ev->payload_len, out, err);
     } else {
         ls_buf ad = LS_BUF_INIT;
-        rc = record_ad(&ad, id, arrival, ev, err);
+        rc = record_ad(&ad, id, arrival, started, ev, err);
         if (rc == LS_OK)
             rc = ls_vault_open(v, ad.ptr, ad.len, ev->payload, ev->payload_len, out, err);
         ls_buf_free(&ad);
@@ -461,10 +487,10 @@ static ls_rc open_sealed(ls_vault_t *v, const ls_id *id, const ls_id *arrival, c
     return rc == LS_OK ? LS_OK : prefix_event(rc, err, arrival, ev);
 }
 
-ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                           ls_buf *out, ls_err *err)
+ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                           const ls_event *ev, ls_buf *out, ls_err *err)
 {
-    ls_rc rc = open_sealed(v, id, arrival, ev, out, err);
+    ls_rc rc = open_sealed(v, id, arrival, started, ev, out, err);
     /* None, or the empty one of a kind that holds none: null. */
     if (rc == LS_OK && out->len == 0 &&
         (ev->payload_len == 0 || !flow_event_holds_payload(ev->type)))
@@ -473,19 +499,19 @@ ls_rc flow_open_event_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
 }
 
 ls_rc flow_open_event_raw_with(ls_vault_t *v, const ls_id *id, const ls_id *arrival,
-                               const ls_event *ev, ls_buf *out, ls_err *err)
+                               unsigned started, const ls_event *ev, ls_buf *out, ls_err *err)
 {
-    ls_rc rc = open_sealed(v, id, arrival, ev, out, err);
+    ls_rc rc = open_sealed(v, id, arrival, started, ev, out, err);
     /* A payload a version 1 writer left out was a null. */
     if (rc == LS_OK && ev->payload_len == 0 && flow_event_holds_payload(ev->type))
         rc = ls_buf_set(out, "null", 4, err);
     return rc;
 }
 
-ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, const ls_event *ev,
-                      ls_buf *out, ls_err *err)
+ls_rc flow_open_event(ls_flow_t *f, const ls_id *id, const ls_id *arrival, unsigned started,
+                      const ls_event *ev, ls_buf *out, ls_err *err)
 {
-    return flow_open_event_with(f->o.vault, id, arrival, ev, out, err);
+    return flow_open_event_with(f->o.vault, id, arrival, started, ev, out, err);
 }
 
 ls_rc flow_seal_status_with(ls_vault_t *v, const ls_id *id, const void *pt, size_t len, ls_buf *out,
@@ -609,6 +635,21 @@ static ls_rc get_event(ls_flow_t *f, const ls_id *id, uint64_t seq, ls_buf *val,
     return rc;
 }
 
+ls_rc flow_first_version(ls_store_t *st, const ls_id *id, unsigned *version, ls_err *err)
+{
+    ls_buf k = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    ls_rc rc = ls_history_key(&k, id, 1, err);
+    if (rc == LS_OK) rc = ls_store_get(st, k.ptr, k.len, &val, err);
+    if (rc == LS_ENOTFOUND) rc = ls_err_set(err, LS_ECORRUPT, "event 1 is missing");
+    if (rc == LS_OK && (rc = ls_event_decode(val.ptr, val.len, &ev, err)) != LS_OK)
+        ls_err_prefix(err, "event 1");
+    if (rc == LS_OK) *version = ev.version;
+    ls_buf_free(&k);
+    ls_buf_free(&val);
+    return rc;
+}
+
 /* ---- JSON building ---- */
 
 static int set_time(json_t *o, const char *key, int64_t ms)
@@ -619,9 +660,9 @@ static int set_time(json_t *o, const char *key, int64_t ms)
 
 /* Parses a decrypted payload into o[key]. */
 static ls_rc set_payload(ls_flow_t *f, json_t *o, const char *key, const ls_id *id,
-                         const ls_event *ev, ls_buf *tmp, ls_err *err)
+                         unsigned started, const ls_event *ev, ls_buf *tmp, ls_err *err)
 {
-    ls_rc rc = flow_open_event(f, id, NULL, ev, tmp, err);
+    ls_rc rc = flow_open_event(f, id, NULL, started, ev, tmp, err);
     if (rc != LS_OK) return rc;
     json_t *v = NULL;
     if (ls_json_parse((const char *)tmp->ptr, tmp->len, &v, err) != LS_OK)
@@ -711,17 +752,18 @@ static ls_rc add_parent(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
     return rc == LS_ENOTFOUND ? LS_OK : rc;
 }
 
-/* A run's last event, read for its error or reason (the output is opened
- * where it is shown): in a run started at version 3 (started: the first
- * event's version, 0 when it was not read) of version 3 too, and then its
- * seal checked as event_json checks it. */
+/* A run's last event, read for its error, reason or output: in a run
+ * started at version 3 (started: the first event's version) of version 3
+ * too, and then its seal checked as event_json checks it (the output is
+ * opened where it is shown). The events between are not read: a version
+ * 3 event among them in a run started before is not known here. */
 static ls_rc check_last(ls_flow_t *f, const ls_id *id, const ls_event *ev, unsigned started,
                         ls_buf *tmp, ls_err *err)
 {
     flow_hist h = {.next = ev->seq, .started = started};
     ls_rc rc = flow_hist_check(&h, ev->seq, ev, err);
     if (rc == LS_OK && ev->version >= 3 && ev->type != LS_EV_WORKFLOW_COMPLETED)
-        rc = flow_open_event(f, id, NULL, ev, tmp, err);
+        rc = flow_open_event(f, id, NULL, started, ev, tmp, err);
     return rc;
 }
 
@@ -750,17 +792,17 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
         /* A completed run's last event holds its output: read it only when
          * the view shows the output. */
         ls_event ev;
-        unsigned started = 0; /* the first event's version, when read */
-        if (full && (rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK) {
+        unsigned started = 0; /* the first event's version: how the others open */
+        if ((rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK) {
             started = ev.version;
-            rc = set_payload(f, o, "input", id, &ev, &tmp, err);
+            if (full) rc = set_payload(f, o, "input", id, started, &ev, &tmp, err);
         }
         if (rc == LS_OK && rec->status != LS_RUN_RUNNING &&
             (with_output || rec->status != LS_RUN_COMPLETED) &&
             (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK &&
             (rc = check_last(f, id, &ev, started, &tmp, err)) == LS_OK) {
             if (ev.type == LS_EV_WORKFLOW_COMPLETED) {
-                if (with_output) rc = set_payload(f, o, "output", id, &ev, &tmp, err);
+                if (with_output) rc = set_payload(f, o, "output", id, started, &ev, &tmp, err);
             } else if (ev.type == LS_EV_WORKFLOW_FAILED) {
                 json_object_set_new(o, "error", strn(ev.error, ev.error_len));
             } else {
@@ -842,12 +884,14 @@ static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec
     json_t *output = NULL;
     if (rec->status == LS_RUN_COMPLETED) {
         ls_buf val = LS_BUF_INIT, tmp = LS_BUF_INIT;
-        ls_event ev;
-        rc = get_event(f, id, rec->last_seq, &val, &ev, err);
+        ls_event ev = {0};
+        unsigned started = 0;
+        rc = flow_first_version(f->o.store, id, &started, err);
+        if (rc == LS_OK) rc = get_event(f, id, rec->last_seq, &val, &ev, err);
         if (rc == LS_OK && ev.type != LS_EV_WORKFLOW_COMPLETED)
             rc = ls_err_set(err, LS_ECORRUPT, "the last event of a completed run is a %s",
                             ls_event_type_name(ev.type));
-        if (rc == LS_OK) rc = flow_open_event(f, id, NULL, &ev, &tmp, err);
+        if (rc == LS_OK) rc = flow_open_event(f, id, NULL, started, &ev, &tmp, err);
         if (rc == LS_OK && ls_json_parse((const char *)tmp.ptr, tmp.len, &output, err) != LS_OK)
             rc = ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev.seq);
         ls_buf_free(&val);
@@ -901,8 +945,8 @@ ls_rc ls_flow_result(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, i
     return dump_free(o, out, err);
 }
 
-static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_buf *tmp,
-                        json_t **out, ls_err *err)
+static ls_rc event_json(ls_flow_t *f, const ls_id *id, unsigned started, const ls_event *ev,
+                        ls_buf *tmp, json_t **out, ls_err *err)
 {
     json_t *o = json_object();
     if (o == NULL) return ls_err_set(err, LS_ENOMEM, "out of memory");
@@ -910,7 +954,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
      * a payload that is shown would be. */
     ls_rc rc = LS_OK;
     if (ev->version >= 3 && flow_event_holds_none(ev->type) &&
-        (rc = flow_open_event(f, id, NULL, ev, tmp, err)) != LS_OK) {
+        (rc = flow_open_event(f, id, NULL, started, ev, tmp, err)) != LS_OK) {
         json_decref(o);
         return rc;
     }
@@ -918,7 +962,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
     json_object_set_new(o, "type", json_string(ls_event_type_name(ev->type)));
     set_time(o, "time", ev->time_ms);
     switch (ev->type) {
-    case LS_EV_WORKFLOW_STARTED: rc = set_payload(f, o, "input", id, ev, tmp, err); break;
+    case LS_EV_WORKFLOW_STARTED: rc = set_payload(f, o, "input", id, started, ev, tmp, err); break;
     case LS_EV_STEP_STARTED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
         json_object_set_new(o, "attempt", json_integer(ev->attempt));
@@ -926,7 +970,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
     case LS_EV_STEP_COMPLETED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
         json_object_set_new(o, "attempt", json_integer(ev->attempt));
-        rc = set_payload(f, o, "result", id, ev, tmp, err);
+        rc = set_payload(f, o, "result", id, started, ev, tmp, err);
         break;
     case LS_EV_STEP_FAILED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
@@ -946,18 +990,20 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
     case LS_EV_TIMER_FIRED: json_object_set_new(o, "name", strn(ev->name, ev->name_len)); break;
     case LS_EV_SIDE_EFFECT:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
-        rc = set_payload(f, o, "value", id, ev, tmp, err);
+        rc = set_payload(f, o, "value", id, started, ev, tmp, err);
         break;
     case LS_EV_SIGNAL_RECEIVED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
-        rc = set_payload(f, o, "payload", id, ev, tmp, err);
+        rc = set_payload(f, o, "payload", id, started, ev, tmp, err);
         break;
-    case LS_EV_WORKFLOW_COMPLETED: rc = set_payload(f, o, "output", id, ev, tmp, err); break;
+    case LS_EV_WORKFLOW_COMPLETED:
+        rc = set_payload(f, o, "output", id, started, ev, tmp, err);
+        break;
     case LS_EV_WORKFLOW_FAILED:
         json_object_set_new(o, "error", strn(ev->error, ev->error_len));
         if (ev->payload_len || ev->version >= 3) { /* version 3: sealed, traceback or not */
             json_t *extra = NULL;
-            rc = flow_open_event(f, id, NULL, ev, tmp, err);
+            rc = flow_open_event(f, id, NULL, started, ev, tmp, err);
             if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
             if (rc == LS_OK) {
                 json_t *tb = json_object_get(extra, "traceback");
@@ -971,7 +1017,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
         if (ev->flags & LS_EVF_DETACHED) json_object_set_new(o, "detached", json_true());
         json_t *extra = NULL;
-        rc = flow_open_event(f, id, NULL, ev, tmp, err);
+        rc = flow_open_event(f, id, NULL, started, ev, tmp, err);
         if (rc == LS_OK) rc = ls_json_parse((const char *)tmp->ptr, tmp->len, &extra, err);
         if (rc == LS_OK) {
             json_t *t = json_object_get(extra, "type");
@@ -982,7 +1028,7 @@ static ls_rc event_json(ls_flow_t *f, const ls_id *id, const ls_event *ev, ls_bu
     }
     case LS_EV_CHILD_COMPLETED:
         json_object_set_new(o, "name", strn(ev->name, ev->name_len));
-        rc = set_payload(f, o, "output", id, ev, tmp, err);
+        rc = set_payload(f, o, "output", id, started, ev, tmp, err);
         break;
     case LS_EV_RESUMED:
         if (ev->name_len) json_object_set_new(o, "by", strn(ev->name, ev->name_len));
@@ -1038,7 +1084,7 @@ ls_rc ls_flow_history(ls_flow_t *f, const char *name, size_t nlen, ls_buf *out, 
             (rc = flow_hist_check(&h, seq, &ev, err)) != LS_OK)
             break;
         if (ev.seq <= fork) continue;
-        if ((rc = event_json(f, &id, &ev, &tmp, &e, err)) != LS_OK) break;
+        if ((rc = event_json(f, &id, h.started, &ev, &tmp, &e, err)) != LS_OK) break;
         json_array_append_new(events, e);
     }
     if (rc == LS_ENOTFOUND) rc = LS_OK;

@@ -158,11 +158,15 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         return rc;
     }
     if (ev.payload_len == 0 || !other_key(rs, ev.payload, ev.payload_len)) return LS_OK;
+    /* The run's first event's version, as found, is sealed again as it
+     * was bound (the first event itself: its own). */
+    unsigned started = ev.version;
     if (!arrival && ev.seq != seq)
         rc = ls_err_set(&why, LS_ECORRUPT, "payload of event %llu: the event holds seq %llu",
                         (unsigned long long)seq, (unsigned long long)ev.seq);
-    else
-        rc = flow_open_event_raw_with(rs->v, id, arrival, &ev, &rs->pt, &why);
+    else if (arrival || seq != 1)
+        rc = flow_first_version(rs->st, id, &started, &why);
+    if (rc == LS_OK) rc = flow_open_event_raw_with(rs->v, id, arrival, started, &ev, &rs->pt, &why);
     if (rc != LS_OK) {
         ls_buf w = LS_BUF_INIT;
         ls_buf_printf(&w, NULL, "%s", run_label(rs, id));
@@ -171,8 +175,8 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         return rc;
     }
     unsigned version = !arrival && seq == 1 && ev.version < 3 ? 2 : LS_EVENT_VERSION;
-    rc = flow_seal_event_as(rs->v, version, id, arrival, &ev, rs->pt.ptr, rs->pt.len, &rs->sealed,
-                            err);
+    rc = flow_seal_event_as(rs->v, version, id, arrival, started, &ev, rs->pt.ptr, rs->pt.len,
+                            &rs->sealed, err);
     if (rc != LS_OK) return rc;
     rc = ls_event_encode(&ev, &rs->val, err);
     if (rc != LS_OK) return rc;

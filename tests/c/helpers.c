@@ -323,11 +323,12 @@ void th_damage_largest_table(const char *dir, off_t at_least)
 /* ---- records as older lodestoned wrote them ---- */
 
 void th_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
-                 ls_event *ev, ls_buf *sealed)
+                 unsigned started, ls_event *ev, ls_buf *sealed)
 {
     ls_err err = {0};
     ls_buf pt = LS_BUF_INIT;
-    if (ev->payload_len) th_ok(flow_open_event_raw_with(v, id, arrival, ev, &pt, &err), &err);
+    if (ev->payload_len)
+        th_ok(flow_open_event_raw_with(v, id, arrival, started, ev, &pt, &err), &err);
     /* Older writers sealed nothing for a kind that holds no payload, nor
      * for a failure without a traceback. */
     int keep = ev->payload_len && !flow_event_holds_none(ev->type) &&
@@ -343,16 +344,17 @@ void th_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *
         ev->payload = sealed->ptr;
         ev->payload_len = sealed->len;
     } else if (keep) {
-        th_ok(flow_seal_event_as(v, version, id, arrival, ev, pt.ptr, pt.len, sealed, &err), &err);
+        th_ok(flow_seal_event_as(v, version, id, arrival, 0, ev, pt.ptr, pt.len, sealed, &err),
+              &err);
     }
     ev->version = version;
     ls_buf_free(&pt);
 }
 
-void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                    ls_buf *sealed)
+void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                    ls_event *ev, ls_buf *sealed)
 {
-    th_event_as(v, 1, id, arrival, ev, sealed);
+    th_event_as(v, 1, id, arrival, started, ev, sealed);
 }
 
 /* Calls fn for each history event (inbox 0) or inbox entry (inbox 1) of
@@ -388,6 +390,7 @@ static void each_event(ls_store_t *st, int inbox, const ls_id *run,
 }
 
 typedef struct {
+    ls_store_t *st; /* as it was: written once every event is read */
     ls_vault_t *v;
     unsigned version;
     ls_store_batch_t *b;
@@ -400,7 +403,9 @@ static void put_as_v1(void *ud, const void *key, size_t klen, const ls_id *id, c
 {
     as_v1_state *s = ud;
     ls_err err = {0};
-    th_event_as(s->v, s->version, id, arrival, ev, &s->sealed);
+    unsigned started = 0;
+    if (flow_first_version(s->st, id, &started, &err) != LS_OK) started = 0; /* no history */
+    th_event_as(s->v, s->version, id, arrival, started, ev, &s->sealed);
     th_ok(ls_event_encode(ev, &s->val, &err), &err);
     ls_store_batch_put(s->b, key, klen, s->val.ptr, s->val.len);
     s->n++;
@@ -414,7 +419,8 @@ size_t th_events_as_v1(ls_store_t *st, ls_vault_t *v, int inbox, const ls_id *ru
 size_t th_events_as(ls_store_t *st, ls_vault_t *v, unsigned version, int inbox, const ls_id *run)
 {
     ls_err err = {0};
-    as_v1_state s = {.v = v, .version = version, .sealed = LS_BUF_INIT, .val = LS_BUF_INIT};
+    as_v1_state s = {
+        .st = st, .v = v, .version = version, .sealed = LS_BUF_INIT, .val = LS_BUF_INIT};
     th_ok(ls_store_batch_new(&s.b, &err), &err);
     each_event(st, inbox, run, put_as_v1, &s);
     th_ok(ls_store_write(st, s.b, LS_STORE_SYNC, &err), &err);

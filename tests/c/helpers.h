@@ -106,21 +106,19 @@ void th_damage_largest_table(const char *dir, off_t at_least);
 /* ---- records as older lodestoned wrote them ---- */
 
 /* Makes *ev (decoded from run id's history, or from its inbox entry
- * arrival) an event as lodestoned wrote it before payloads were bound to
- * their records: version 1, its payload (when it has one) opened with v
- * and sealed again, into sealed (ev->payload then points there), under
- * v's current key with the run id and seq (FLOW_SEQ_INBOX for an inbox
- * entry) alone as associated data, 24 bytes. An event of a kind that
- * holds no payload (and a failure without a traceback) loses its sealed
- * value: older writers sealed none. Fails the test when the payload does
- * not open. */
-void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, ls_event *ev,
-                    ls_buf *sealed);
+ * arrival; the run's first event of version started) an event as lodestoned wrote it before
+ * payloads were bound to their records: version 1, its payload (when it has one) opened with v and
+ * sealed again, into sealed (ev->payload then points there), under v's current key with the run id
+ * and seq (FLOW_SEQ_INBOX for an inbox entry) alone as associated data, 24 bytes. An event of a
+ * kind that holds no payload (and a failure without a traceback) loses its sealed value: older
+ * writers sealed none. Fails the test when the payload does not open. */
+void th_event_as_v1(ls_vault_t *v, const ls_id *id, const ls_id *arrival, unsigned started,
+                    ls_event *ev, ls_buf *sealed);
 /* The same as version (1 or 2): version 2 seals the payload in the record
  * form, bound to every field, as lodestoned did before every event was
  * sealed (version 3). */
 void th_event_as(ls_vault_t *v, unsigned version, const ls_id *id, const ls_id *arrival,
-                 ls_event *ev, ls_buf *sealed);
+                 unsigned started, ls_event *ev, ls_buf *sealed);
 
 /* Rewrites in st every history event (inbox 0) or inbox entry (inbox 1)
  * of run (NULL: of every run) with th_event_as_v1 (th_event_as). Returns

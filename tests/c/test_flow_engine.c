@@ -3916,8 +3916,9 @@ static void test_engine_version1_records_open(void **state)
     /* input, a's start (sealed empty), a, go */
     assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 4);
     assert_int_equal(v1, 0);
-    assert_true(th_events_as_v1(e->d.st, e->d.v, 0, &id) >= 3);
+    /* the inbox first: its entry is sealed with the run's start as found */
     assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 1, &id), 1);
+    assert_true(th_events_as_v1(e->d.st, e->d.v, 0, &id) >= 3);
     assert_int_equal(th_payload_events(e->d.st, 0, &id, &v1), 3); /* a's start: none */
     assert_int_equal(v1, 3);
     assert_int_equal(th_payload_events(e->d.st, 1, &id, &v1), 1);
@@ -4038,6 +4039,80 @@ static void test_engine_forged_timer_fired_refused(void **state)
     wait_end(e, "tf-1");
     assert_string_equal(status_of(e, "tf-1", buf), "completed");
     assert_int_equal(calls(&e->h, "tf-1", "b"), 1);
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&k5);
+}
+
+/* Deletes run id's pending inbox entries from the store. */
+static void drop_inbox(env *e, const ls_id *id)
+{
+    ls_err err = {0};
+    ls_buf prefix = LS_BUF_INIT;
+    ls_store_iter_t *it = NULL;
+    ls_store_batch_t *b = NULL;
+    const void *key, *val;
+    size_t klen, vlen;
+    ls_rc rc;
+    th_ok(flow_key_inbox(&prefix, id, NULL, &err), &err);
+    th_ok(ls_store_batch_new(&b, &err), &err);
+    th_ok(ls_store_iter_prefix(&it, e->d.st, prefix.ptr, prefix.len, 0, &err), &err);
+    while ((rc = ls_store_iter_next(it, &key, &klen, &val, &vlen, &err)) == LS_OK)
+        ls_store_batch_delete(b, key, klen);
+    assert_int_equal(rc, LS_ENOTFOUND);
+    ls_store_iter_free(it);
+    th_ok(ls_store_write(e->d.st, b, LS_STORE_SYNC, &err), &err);
+    ls_store_batch_free(b);
+    ls_buf_free(&prefix);
+}
+
+/* A run started at version 3 whose first event is rewritten as a version
+ * 1 event without a payload (as an older WorkflowStarted could be: its
+ * input null), so that it reads as a run started before, with a forged
+ * version 1 TimerFired after it: its version 3 events were sealed for a
+ * run started at version 3, and do not open (the old code completed the
+ * run, skipping the sleep). Put back, the run completes. */
+static void test_engine_downgraded_start_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    nap_waiting(e, "dg-1", &id);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, k5 = LS_BUF_INIT;
+    ls_event ev;
+    ls_err err = {0};
+    read_event(e, &id, 4, &key, &val, &ev);
+    ev.type = LS_EV_TIMER_FIRED;
+    ev.version = 1;
+    ev.seq = 5;
+    ev.due_ms = 0;
+    ev.payload = NULL;
+    ev.payload_len = 0;
+    th_ok(ls_history_key(&k5, &id, 5, &err), &err);
+    put_ev(e, &k5, &ev);
+    set_last_seq(e, &id, 5);
+    read_event(e, &id, 1, &key, &val, &ev);
+    assert_int_equal(ev.version, 3);
+    ev.version = 1;
+    ev.payload = NULL;
+    ev.payload_len = 0;
+    put_ev(e, &key, &ev);
+    poke_given_up(e, "dg-1",
+                  "error [dg-1] run dg-1: payload of event 2: sealed value does not authenticate");
+
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    th_ok(ls_store_delete(e->d.st, k5.ptr, k5.len, LS_STORE_SYNC, &err), &err);
+    set_last_seq(e, &id, 4);
+    /* the poke was sealed for the run as it was found then: refused now */
+    h_log_clear(&e->h);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_log(e, "cannot load history: payload of a pending signal or child result");
+    eng_close(e);
+    drop_inbox(e, &id);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "dg-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "dg-1", buf), "completed");
     eng_close(e);
     ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&k5);
 }
@@ -4624,7 +4699,7 @@ static void rename_events(env *e, const ls_id *id, const char *from, const char 
         ls_event ev;
         th_ok(ls_event_decode(val, vlen, &ev, &err), &err);
         if (ev.name_len != strlen(from) || memcmp(ev.name, from, ev.name_len) != 0) continue;
-        th_event_as_v1(e->d.v, id, NULL, &ev, &sealed);
+        th_event_as_v1(e->d.v, id, NULL, 1, &ev, &sealed); /* the run is of version 1 now */
         ev.name = to;
         ev.name_len = strlen(to);
         th_ok(ls_event_encode(&ev, &v, &err), &err);
@@ -5497,6 +5572,7 @@ int main(void)
         T(test_engine_moved_event_refused_by_api),
         T(test_engine_version1_records_open),
         T(test_engine_forged_timer_fired_refused),
+        T(test_engine_downgraded_start_refused),
         T(test_engine_changed_event_without_payload_refused),
         T(test_engine_deleted_middle_event_refused),
         T(test_engine_version2_run_goes_on),

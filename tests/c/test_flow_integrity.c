@@ -70,7 +70,7 @@ static void opens(th_store_dir *d, const ls_id *id, const ls_id *arrival, const 
 {
     ls_buf out = LS_BUF_INIT;
     ls_err err = {0};
-    ls_rc rc = flow_open_event_with(d->v, id, arrival, ev, &out, &err);
+    ls_rc rc = flow_open_event_with(d->v, id, arrival, 3, ev, &out, &err);
     if (rc != want_rc)
         fail_msg("open: %s (%s), expected %s", ls_rc_name(rc), err.msg, ls_rc_name(want_rc));
     if (rc == LS_OK) {
@@ -102,7 +102,7 @@ static void opens_none(th_store_dir *d, const ls_id *id, const ls_id *arrival, c
 {
     ls_buf out = LS_BUF_INIT;
     ls_err err = {0};
-    ls_rc rc = flow_open_event_with(d->v, id, arrival, ev, &out, &err);
+    ls_rc rc = flow_open_event_with(d->v, id, arrival, 3, ev, &out, &err);
     if (rc != want_rc)
         fail_msg("open: %s (%s), expected %s", ls_rc_name(rc), err.msg, ls_rc_name(want_rc));
     if (rc == LS_OK)
@@ -121,7 +121,7 @@ static void test_integrity_history_binds_every_field(void **state)
     ls_buf sealed = LS_BUF_INIT;
     ls_id id = run_id(0x11), other = run_id(0x12);
     ls_event ev = signal_event();
-    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &sealed, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, NULL, 3, &ev, PT, strlen(PT), &sealed, &err), &err);
     assert_int_equal(ev.version, LS_EVENT_VERSION);
     assert_ptr_equal(ev.payload, sealed.ptr);
     assert_int_equal(ev.payload_len, sealed.len);
@@ -187,8 +187,8 @@ static void test_integrity_inbox_binds_place_name_and_type(void **state)
     approve.seq = reject.seq = 1;
     reject.name = "reject";
     reject.name_len = 6;
-    th_ok(flow_seal_event_with(d->v, &id, &a1, &approve, PT, strlen(PT), &s1, &err), &err);
-    th_ok(flow_seal_event_with(d->v, &id, &a2, &reject, PT, strlen(PT), &s2, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, &a1, 3, &approve, PT, strlen(PT), &s1, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, &a2, 3, &reject, PT, strlen(PT), &s2, &err), &err);
     opens(d, &id, &a1, &approve, LS_OK, NULL);
     opens(d, &id, &a2, &reject, LS_OK, NULL);
 
@@ -224,7 +224,7 @@ static void test_integrity_inbox_entry_named_safely(void **state)
     ls_id id = run_id(0x23), a1 = run_id(0xa3);
     ls_event ev = signal_event();
     ev.seq = 1;
-    th_ok(flow_seal_event_with(d->v, &id, &a1, &ev, PT, strlen(PT), &s1, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, &a1, 3, &ev, PT, strlen(PT), &s1, &err), &err);
 
     /* 9 bytes of ASCII, then 60 two-byte characters: byte 100 is the
      * second half of one, so the cut keeps 99 bytes */
@@ -314,7 +314,7 @@ static void test_integrity_custom_status_slot(void **state)
     assert_memory_equal(out.ptr, PT, strlen(PT));
     assert_int_equal(flow_open_status_with(d->v, &other, s.ptr, s.len, &out, &err), LS_EAUTH);
     ls_event ev = signal_event();
-    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &s, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, NULL, 3, &ev, PT, strlen(PT), &s, &err), &err);
     assert_int_equal(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), LS_EAUTH);
     seal_v1(d, &id, 7, &s);
     assert_int_equal(flow_open_status_with(d->v, &id, s.ptr, s.len, &out, &err), LS_EAUTH);
@@ -412,7 +412,7 @@ static void test_integrity_v3_binds_events_without_payload(void **state)
     ls_buf sealed = LS_BUF_INIT, v = LS_BUF_INIT;
     ls_id id = run_id(0x71);
     ls_event ev = step_failed_event(), back, x;
-    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, NULL, 0, &sealed, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, NULL, 3, &ev, NULL, 0, &sealed, &err), &err);
     assert_int_equal(ev.version, 3);
     assert_int_equal(ev.payload_len, ls_vault_overhead()); /* empty plaintext: the MAC */
     th_ok(ls_event_encode(&ev, &v, &err), &err);
@@ -460,11 +460,11 @@ static void test_integrity_v3_no_payload_kinds_hold_nothing(void **state)
     ls_id id = run_id(0x72), arrival = run_id(0xe2);
     ls_event ev = signal_event();
     ev.type = LS_EV_TIMER_FIRED;
-    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &sealed, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, NULL, 3, &ev, PT, strlen(PT), &sealed, &err), &err);
     opens_none(d, &id, NULL, &ev, LS_EAUTH,
                "payload of event 7: a timer_fired whose sealed payload is not empty");
     ev = signal_event(), ev.type = LS_EV_CANCEL_REQUESTED, ev.seq = 1;
-    th_ok(flow_seal_event_with(d->v, &id, &arrival, &ev, "{}", 2, &sealed, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, &arrival, 3, &ev, "{}", 2, &sealed, &err), &err);
     char want[512], at[LS_ID_TEXTLEN + 1];
     ls_id_format(&arrival, at);
     snprintf(want, sizeof want,
@@ -473,7 +473,7 @@ static void test_integrity_v3_no_payload_kinds_hold_nothing(void **state)
              at);
     opens_none(d, &id, &arrival, &ev, LS_EAUTH, want);
     ev = signal_event(), ev.type = LS_EV_WORKFLOW_FAILED;
-    th_ok(flow_seal_event_with(d->v, &id, NULL, &ev, PT, strlen(PT), &sealed, &err), &err);
+    th_ok(flow_seal_event_with(d->v, &id, NULL, 3, &ev, PT, strlen(PT), &sealed, &err), &err);
     opens(d, &id, NULL, &ev, LS_OK, NULL);
     ls_buf_free(&sealed);
 }
@@ -561,8 +561,8 @@ static ls_rc seal_open_under_failure(void *ud)
     ls_event ev = signal_event();
     ev.error = "a long enough error to take the associated data past the stack";
     ev.error_len = strlen(ev.error);
-    ls_rc rc = flow_seal_event_with(alloc_d->v, &id, &arrival, &ev, PT, strlen(PT), &s, &err);
-    if (rc == LS_OK) rc = flow_open_event_with(alloc_d->v, &id, &arrival, &ev, &out, &err);
+    ls_rc rc = flow_seal_event_with(alloc_d->v, &id, &arrival, 3, &ev, PT, strlen(PT), &s, &err);
+    if (rc == LS_OK) rc = flow_open_event_with(alloc_d->v, &id, &arrival, 3, &ev, &out, &err);
     if (rc == LS_OK && (out.len != strlen(PT) || memcmp(out.ptr, PT, out.len) != 0))
         rc = LS_ECORRUPT;
     ls_buf_free(&s);

@@ -450,7 +450,7 @@ static void put_inbox(env *e, const ls_id *id, const char *name)
                    .name = name,
                    .name_len = strlen(name)};
     th_ok(ls_id_new(&arrival, NULL, &err), &err);
-    th_ok(flow_seal_event_with(e->d.v, id, &arrival, &ev, "null", 4, &sealed, &err), &err);
+    th_ok(flow_seal_event_with(e->d.v, id, &arrival, 3, &ev, "null", 4, &sealed, &err), &err);
     th_ok(ls_key_ns(&k, LS_NS_SIGNAL, &err), &err);
     th_ok(ls_buf_append(&k, id->b, LS_ID_BYTES, &err), &err);
     th_ok(ls_buf_append(&k, arrival.b, LS_ID_BYTES, &err), &err);
