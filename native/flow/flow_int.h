@@ -527,18 +527,21 @@ ls_rc flow_first_version(ls_store_t *st, const ls_id *id, unsigned *version, ls_
  * before the replay (or the API) takes it (query.c): the first is seq 1
  * and each next one follows without a gap (a missing event is
  * LS_ECORRUPT naming its seq), the record holds its key's seq
- * (LS_ECORRUPT), and once the first event is of version 3 every later
- * one is too (LS_EAUTH: "event N: a version V event in a run started at
- * version 3"); flow_hist_check_entry checks the last for an inbox entry
+ * (LS_ECORRUPT), and versions never go down: once an event is of version
+ * 3, every later one is too (LS_EAUTH: "event N: a version V event in a
+ * run started at version 3" when the first event is, else "event N: a
+ * version V event after event M of version 3"); flow_hist_check_entry
+ * checks the same for an inbox entry, which comes after every event
  * (named as flow_open_event names it). Start from FLOW_HIST_INIT. The
- * seals are opened by the caller. */
+ * seals are opened by the caller, with started. */
 typedef struct {
     uint64_t next;    /* the seq the next event must have */
     unsigned started; /* the first event's version (0: not read yet) */
+    uint64_t v3;      /* the first event of version 3 read (0: none yet) */
 } flow_hist;
 #define FLOW_HIST_INIT \
     {                  \
-        1, 0           \
+        1, 0, 0        \
     }
 ls_rc flow_hist_check(flow_hist *h, uint64_t seq, const ls_event *ev, ls_err *err);
 ls_rc flow_hist_check_entry(const flow_hist *h, const ls_id *arrival, const ls_event *ev,

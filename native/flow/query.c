@@ -264,9 +264,10 @@ ls_rc ls_flow_check_type_name(const char *name, size_t len, const char *what, ls
  * payload is refused, whatever its kind, and so is one of a kind that
  * holds none whose sealed plaintext is not empty. Versions 2 and 1 left
  * the payload out of those kinds, so such events of theirs are not
- * authenticated at all; their runs read them as before, but in a run whose
- * first event is of version 3 an event or inbox entry of an older version
- * is refused (flow_hist_check): no lodestoned wrote it there. Of the kinds
+ * authenticated at all; their runs read them as before, but once a run
+ * has an event of version 3 (from its first, or appended by this build to
+ * a run started before), a later event or an inbox entry of an older
+ * version is refused (flow_hist_check): no lodestoned wrote it there. Of the kinds
  * that always carry a payload, a signal and a child's result are refused
  * without one in every version (a forged signal would otherwise reach the
  * run as null), and the others (flow_event_holds_payload) since version
@@ -532,6 +533,15 @@ ls_rc flow_open_status_with(ls_vault_t *v, const ls_id *id, const void *sealed, 
 
 /* ---- reading a run's history ---- */
 
+/* LS_EAUTH for an event of version v read when h holds a version 3 one. */
+static ls_rc older_after_v3(const flow_hist *h, unsigned v, ls_err *err)
+{
+    if (h->started >= 3)
+        return ls_err_set(err, LS_EAUTH, "a version %u event in a run started at version 3", v);
+    return ls_err_set(err, LS_EAUTH, "a version %u event after event %llu of version 3", v,
+                      (unsigned long long)h->v3);
+}
+
 ls_rc flow_hist_check(flow_hist *h, uint64_t seq, const ls_event *ev, ls_err *err)
 {
     unsigned long long want = (unsigned long long)h->next, at = (unsigned long long)seq;
@@ -544,13 +554,12 @@ ls_rc flow_hist_check(flow_hist *h, uint64_t seq, const ls_event *ev, ls_err *er
     if (ev->seq != seq)
         return ls_err_set(err, LS_ECORRUPT, "event %llu: the record holds seq %llu", at,
                           (unsigned long long)ev->seq);
-    if (seq == 1)
-        h->started = ev->version;
-    else if (h->started >= 3 && ev->version < 3)
-        return ls_err_set(err, LS_EAUTH,
-                          "event %llu: a version %u event in a run started at "
-                          "version 3",
-                          at, ev->version);
+    if (seq == 1) h->started = ev->version;
+    if (h->v3 && ev->version < 3) {
+        ls_rc rc = older_after_v3(h, ev->version, err);
+        return LS_ERR_PREFIXED(rc, err, "event %llu", at);
+    }
+    if (h->v3 == 0 && ev->version >= 3) h->v3 = seq;
     h->next++;
     return LS_OK;
 }
@@ -558,8 +567,8 @@ ls_rc flow_hist_check(flow_hist *h, uint64_t seq, const ls_event *ev, ls_err *er
 ls_rc flow_hist_check_entry(const flow_hist *h, const ls_id *arrival, const ls_event *ev,
                             ls_err *err)
 {
-    if (h->started < 3 || ev->version >= 3) return LS_OK;
-    ls_err_set(err, LS_EAUTH, "a version %u event in a run started at version 3", ev->version);
+    if (h->v3 == 0 || ev->version >= 3) return LS_OK;
+    older_after_v3(h, ev->version, err);
     prefix_entry(err, arrival, ev);
     return LS_EAUTH;
 }
@@ -760,7 +769,7 @@ static ls_rc add_parent(ls_flow_t *f, json_t *o, const ls_id *id, ls_buf *val, l
 static ls_rc check_last(ls_flow_t *f, const ls_id *id, const ls_event *ev, unsigned started,
                         ls_buf *tmp, ls_err *err)
 {
-    flow_hist h = {.next = ev->seq, .started = started};
+    flow_hist h = {.next = ev->seq, .started = started, .v3 = started >= 3};
     ls_rc rc = flow_hist_check(&h, ev->seq, ev, err);
     if (rc == LS_OK && ev->version >= 3 && ev->type != LS_EV_WORKFLOW_COMPLETED)
         rc = flow_open_event(f, id, NULL, started, ev, tmp, err);

@@ -129,13 +129,14 @@ static const char *run_label(retire_state *rs, const ls_id *id)
  * (run, seq or arrival) from its key; a history event whose seq is not
  * its key's is refused rather than bound. What retirement cannot tell is
  * whether a version 1 record was changed on disk before it ran: such a
- * change, undetectable then, is bound as it was found. One exception: a
- * run's first event of version 1 or 2 is sealed again as version 2 (the
- * record form all the same). Its version says whether the run was
- * started at version 3, when every later event of it must be of version
- * 3 too (flow_hist_check); the run's older events that hold no payload
- * have nothing sealed to reseal and stay as they are, so raising the
- * first event would have the run refuse them. */
+ * change, undetectable then, is bound as it was found. One exception: an
+ * event or entry of version 1 or 2 is sealed again as version 2 (the
+ * record form all the same). Versions never go down in a run: once an
+ * event is of version 3, every later one and every inbox entry must be
+ * too (flow_hist_check); the run's older events that hold no payload have
+ * nothing sealed to reseal and stay as they are, so raising an older
+ * event to 3 would have the run refuse those after it. The start byte of
+ * a version 3 event is sealed again as found (query.c). */
 static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id *id, uint64_t seq,
                          const ls_id *arrival, const void *key, size_t klen, const void *val,
                          size_t vlen, ls_err *err)
@@ -174,7 +175,7 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
         ls_buf_free(&w);
         return rc;
     }
-    unsigned version = !arrival && seq == 1 && ev.version < 3 ? 2 : LS_EVENT_VERSION;
+    unsigned version = ev.version < 3 ? 2 : LS_EVENT_VERSION; /* its class kept */
     rc = flow_seal_event_as(rs->v, version, id, arrival, started, &ev, rs->pt.ptr, rs->pt.len,
                             &rs->sealed, err);
     if (rc != LS_OK) return rc;

@@ -4208,6 +4208,82 @@ static void test_engine_version2_run_goes_on(void **state)
     ls_buf_free(&key), ls_buf_free(&val);
 }
 
+/* Versions never go down in a run: in a run started at version 2 to which
+ * this build appended a version 3 event (a signal), a version 2 event
+ * forged without a seal after it (a TimerFired) is refused (the old code
+ * took it: the run completed, skipping the sleep). Deleted, the run
+ * completes. */
+static void test_engine_older_event_after_v3_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    ls_err err = {0};
+    nap_waiting(e, "mx-1", &id);
+    assert_int_equal(th_events_as(e->d.st, e->d.v, 2, 0, &id), 4);
+    eng_open(e, 1);
+    signal_ok(e, "mx-1", "poke", "1"); /* event 5, of version 3 */
+    wait_events(e, "mx-1", "signal_received", "poke", 1);
+    wait_idle(e);
+    eng_close(e);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, k6 = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &id, 5, &key, &val, &ev);
+    assert_int_equal(ev.version, 3);
+    read_event(e, &id, 4, &key, &val, &ev);
+    assert_int_equal(ev.type, LS_EV_TIMER_STARTED);
+    ev.type = LS_EV_TIMER_FIRED;
+    ev.seq = 6;
+    ev.due_ms = 0;
+    th_ok(ls_history_key(&k6, &id, 6, &err), &err);
+    put_ev(e, &k6, &ev);
+    set_last_seq(e, &id, 6);
+    poke_given_up(e, "mx-1",
+                  "error [mx-1] run mx-1: event 6: a version 2 event after event 5 of version 3; "
+                  "the run waits, unfinished");
+
+    th_ok(ls_store_delete(e->d.st, k6.ptr, k6.len, LS_STORE_SYNC, &err), &err);
+    set_last_seq(e, &id, 5);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "mx-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "mx-1", buf), "completed");
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&k6);
+}
+
+/* Key retirement keeps an older event at its version class: in a run of
+ * version 1 events waiting on a timer, a step's result (sealed) is sealed
+ * again as version 2, not 3, since the timer's start after it (nothing
+ * sealed: it stays version 1) would then be refused; the run completes. */
+static void test_engine_retirement_keeps_older_events_older(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    ls_err err = {0};
+    nap_waiting(e, "rk-1", &id);
+    assert_int_equal(th_events_as_v1(e->d.st, e->d.v, 0, &id), 4);
+    th_ok(ls_vault_rotate(e->d.v, NULL, &err), &err);
+    th_ok(ls_vault_check_write(e->d.v, e->d.st, &err), &err);
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    assert_int_equal(rep.failed, 0);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &id, 3, &key, &val, &ev);
+    assert_int_equal(ev.type, LS_EV_STEP_COMPLETED);
+    assert_int_equal(ev.version, 2);
+    read_event(e, &id, 4, &key, &val, &ev);
+    assert_int_equal(ev.version, 1);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "rk-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "rk-1", buf), "completed");
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val);
+}
+
 /* A branch run's copy of its parent's history, when the parent's events
  * are of version 1: opened as such, sealed again for the branch as
  * version 2, and the branches and the parent complete. */
@@ -5576,6 +5652,8 @@ int main(void)
         T(test_engine_changed_event_without_payload_refused),
         T(test_engine_deleted_middle_event_refused),
         T(test_engine_version2_run_goes_on),
+        T(test_engine_older_event_after_v3_refused),
+        T(test_engine_retirement_keeps_older_events_older),
         T(test_engine_branch_copy_of_version1_history),
         T(test_engine_nondeterminism_fails_the_run),
         T(test_engine_side_effect_survives_restart),

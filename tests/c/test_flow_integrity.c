@@ -494,8 +494,9 @@ static void hist_next(flow_hist *h, uint64_t seq, unsigned version, ls_rc want_r
 /* In a run started at version 3 an event or inbox entry of an older
  * version (which carries no seal of its fields) is refused: it was put
  * there without the key. A run started at version 2 or 1 (an older
- * store) reads its events of every version, as before, and those this
- * build appends are of version 3. */
+ * store) reads its older events as before, and those this build appends
+ * are of version 3: after the first of them, an older event or entry is
+ * refused too (the old code took it). */
 static void test_integrity_no_downgrade_in_a_v3_run(void **state)
 {
     (void)state;
@@ -516,14 +517,24 @@ static void test_integrity_no_downgrade_in_a_v3_run(void **state)
     in.version = 3;
     th_ok(flow_hist_check_entry(&h, &arrival, &in, &err), &err);
 
+    /* A run started before: versions 1 and 2 in any order until one of
+     * version 3, then never lower (events nor entries). */
     for (unsigned started = 1; started <= 2; started++) {
         flow_hist old = FLOW_HIST_INIT;
         hist_next(&old, 1, started, LS_OK, NULL);
         hist_next(&old, 2, 1, LS_OK, NULL);
         hist_next(&old, 3, 2, LS_OK, NULL);
-        hist_next(&old, 4, 3, LS_OK, NULL);
-        hist_next(&old, 5, 2, LS_OK, NULL);
         in.version = 1;
+        th_ok(flow_hist_check_entry(&old, &arrival, &in, &err), &err);
+        hist_next(&old, 4, 3, LS_OK, NULL);
+        hist_next(&old, 5, 2, LS_EAUTH, "event 5: a version 2 event after event 4 of version 3");
+        hist_next(&old, 5, 1, LS_EAUTH, "event 5: a version 1 event after event 4 of version 3");
+        hist_next(&old, 5, 3, LS_OK, NULL);
+        assert_int_equal(flow_hist_check_entry(&old, &arrival, &in, &err), LS_EAUTH);
+        assert_string_equal(err.msg, entry_refused(want, sizeof want, &arrival, "signal_received",
+                                                   "\"approve\"",
+                                                   "a version 1 event after event 4 of version 3"));
+        in.version = 3;
         th_ok(flow_hist_check_entry(&old, &arrival, &in, &err), &err);
     }
 }
