@@ -454,9 +454,26 @@ static ls_rc load_run(ls_flow_t *f, const ls_id *id, ls_buf *val, ls_err *err)
     return flow_runtab_add(&f->runs, r, err);
 }
 
+/* Whether a terminate request found in run id's inbox at start-up (under
+ * arrival) is one lodestoned wrote: of version 3, its seal opened. Only
+ * then does it interrupt the run's code at once (r->terminating, never
+ * cleared); any other is left to the drain, which checks every entry and
+ * applies it, or refuses the activation. A forged one must not interrupt
+ * every activation of the run. */
+static int terminate_sealed(ls_flow_t *f, const ls_id *id, const unsigned char *arrival,
+                            const ls_event *ev, ls_buf *pt)
+{
+    ls_id at;
+    ls_err why;
+    unsigned started = 0;
+    memcpy(at.b, arrival, LS_ID_BYTES);
+    return ev->version >= 3 && flow_first_version(f->o.store, id, &started, &why) == LS_OK &&
+           flow_open_event(f, id, &at, started, ev, pt, &why) == LS_OK;
+}
+
 static ls_rc recover_inbox(ls_flow_t *f, ls_err *err)
 {
-    ls_buf k = LS_BUF_INIT;
+    ls_buf k = LS_BUF_INIT, pt = LS_BUF_INIT;
     ls_store_iter_t *it = NULL;
     ls_store_batch_t *stale = NULL;
     const void *key, *v;
@@ -479,7 +496,8 @@ static ls_rc recover_inbox(ls_flow_t *f, ls_err *err)
             continue;
         }
         r->inbox++;
-        if (ls_event_decode(v, vlen, &ev, NULL) == LS_OK && ev.type == LS_EV_WORKFLOW_TERMINATED)
+        if (ls_event_decode(v, vlen, &ev, NULL) == LS_OK && ev.type == LS_EV_WORKFLOW_TERMINATED &&
+            terminate_sealed(f, &id, (const unsigned char *)key + 1 + LS_ID_BYTES, &ev, &pt))
             atomic_store(&r->terminating, 1);
     }
     if (rc == LS_ENOTFOUND) rc = LS_OK;
@@ -487,6 +505,7 @@ static ls_rc recover_inbox(ls_flow_t *f, ls_err *err)
     ls_store_iter_free(it);
     ls_store_batch_free(stale);
     ls_buf_free(&k);
+    ls_buf_free(&pt);
     return rc;
 }
 

@@ -4065,6 +4065,54 @@ static void drop_inbox(env *e, const ls_id *id)
     ls_buf_free(&prefix);
 }
 
+/* Puts into run id's inbox a terminate request of version 3 without a
+ * seal, as someone without the key file would. */
+static void forge_terminate(env *e, const ls_id *id)
+{
+    ls_err err = {0};
+    ls_id arrival;
+    ls_buf k = LS_BUF_INIT;
+    th_ok(ls_id_new(&arrival, NULL, &err), &err);
+    ls_event ev = {.version = 3,
+                   .type = LS_EV_WORKFLOW_TERMINATED,
+                   .seq = 1,
+                   .time_ms = 1,
+                   .name = "mallory",
+                   .name_len = 7};
+    th_ok(flow_key_inbox(&k, id, &arrival, &err), &err);
+    put_ev(e, &k, &ev);
+    ls_buf_free(&k);
+}
+
+/* A terminate request forged in a run's inbox is not taken at start-up
+ * either: the drain refuses the activation ("cannot load history"), and
+ * once the entry is deleted the run's code runs as before (the old code
+ * marked the run terminating at start-up from the raw entry, for good:
+ * its code was interrupted at once, every activation). */
+static void test_engine_forged_terminate_at_startup(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    ls_id id;
+    eng_open(e, 0);
+    start1(e, "gated", "fx-1", NULL);
+    th_ok(flow_lookup(e->f, "fx-1", 4, &id, &err), &err);
+    eng_close(e);
+    forge_terminate(e, &id);
+    h_log_clear(&e->h);
+    eng_open(e, 1);
+    wait_log(e, "cannot load history: seal of a pending request");
+    drop_inbox(e, &id);
+    signal_ok(e, "fx-1", "poke", "1");
+    wait_calls(e, "fx-1", "wait", 1);
+    th_nap_ms(50); /* an interrupted step would have given up by now */
+    atomic_store(&e->h.gate_open, 1);
+    wait_end(e, "fx-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "fx-1", buf), "completed");
+    eng_close(e);
+}
+
 /* A run started at version 3 whose first event is rewritten as a version
  * 1 event without a payload (as an older WorkflowStarted could be: its
  * input null), so that it reads as a run started before, with a forged
@@ -5649,6 +5697,7 @@ int main(void)
         T(test_engine_version1_records_open),
         T(test_engine_forged_timer_fired_refused),
         T(test_engine_downgraded_start_refused),
+        T(test_engine_forged_terminate_at_startup),
         T(test_engine_changed_event_without_payload_refused),
         T(test_engine_deleted_middle_event_refused),
         T(test_engine_version2_run_goes_on),
