@@ -885,7 +885,8 @@ ls_rc flow_result_text(ls_buf *out, const char *name, size_t nlen, const json_t 
     return rc;
 }
 
-/* {"id":..,"output":..,"status":..} of a running or completed run. */
+/* {"id":..,"output":..,"status":..} of a running or completed run (its
+ * last event checked as check_last does: event 1 read for its version). */
 static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, ls_buf *out,
                          ls_err *err)
 {
@@ -900,6 +901,7 @@ static ls_rc result_text(ls_flow_t *f, const ls_id *id, const ls_run_record *rec
         if (rc == LS_OK && ev.type != LS_EV_WORKFLOW_COMPLETED)
             rc = ls_err_set(err, LS_ECORRUPT, "the last event of a completed run is a %s",
                             ls_event_type_name(ev.type));
+        if (rc == LS_OK) rc = check_last(f, id, &ev, started, &tmp, err);
         if (rc == LS_OK) rc = flow_open_event(f, id, NULL, started, &ev, &tmp, err);
         if (rc == LS_OK && ls_json_parse((const char *)tmp.ptr, tmp.len, &output, err) != LS_OK)
             rc = ls_err_prefix(err, "payload of event %llu", (unsigned long long)ev.seq);

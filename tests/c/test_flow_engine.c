@@ -4165,6 +4165,72 @@ static void test_engine_downgraded_start_refused(void **state)
     ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&k5);
 }
 
+/* The seq of run name's last event, as the history API lists it. */
+static uint64_t last_seq_of(env *e, const char *name)
+{
+    json_t *evs = history(e, name);
+    json_t *last = json_array_get(evs, json_array_size(evs) - 1);
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(last, "seq"));
+    json_decref(evs);
+    return seq;
+}
+
+/* Rewrites run id's last event (seq last) in the store as a version 1
+ * event without a payload, its reason (when reason) changed. */
+static void last_as_v1(env *e, const ls_id *id, uint64_t last, const char *reason)
+{
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, id, last, &key, &val, &ev);
+    assert_int_equal(ev.version, 3);
+    ev.version = 1;
+    ev.payload = NULL;
+    ev.payload_len = 0;
+    if (reason) ev.error = reason, ev.error_len = strlen(reason);
+    put_ev(e, &key, &ev);
+    ls_buf_free(&key), ls_buf_free(&val);
+}
+
+/* The API's views of an ended run started at version 3 refuse a last
+ * event of version 1: a completed run's output (describe and result: the
+ * old code showed null) and a cancelled run's reason in a list (the old
+ * code showed the forged one). */
+static void test_engine_api_refuses_older_last_event(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    ls_buf out = LS_BUF_INIT;
+    int done = 0;
+    eng_open(e, 1);
+    start1(e, "three", "al-1", "{\"i\":1}");
+    wait_end(e, "al-1");
+    start1(e, "cancel_me", "al-2", NULL);
+    json_decref(wait_waiting(e, "al-2"));
+    th_ok(ls_flow_cancel(e->f, "al-2", 4, "tester", "not needed", &err), &err);
+    wait_end(e, "al-2");
+    ls_id co, ca;
+    th_ok(flow_lookup(e->f, "al-1", 4, &co, &err), &err);
+    th_ok(flow_lookup(e->f, "al-2", 4, &ca, &err), &err);
+    uint64_t n1 = last_seq_of(e, "al-1"), n2 = last_seq_of(e, "al-2");
+    eng_close(e);
+    last_as_v1(e, &co, n1, NULL);
+    last_as_v1(e, &ca, n2, "forged");
+    char want[128];
+    eng_open(e, 0);
+    snprintf(want, sizeof want, "event %llu: a version 1 event in a run started at version 3",
+             (unsigned long long)n1);
+    assert_int_equal(ls_flow_describe(e->f, "al-1", 4, &out, &err), LS_EAUTH);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(ls_flow_result(e->f, "al-1", 4, &out, &done, &err), LS_EAUTH);
+    assert_string_equal(err.msg, want);
+    snprintf(want, sizeof want, "event %llu: a version 1 event in a run started at version 3",
+             (unsigned long long)n2);
+    assert_int_equal(ls_flow_list(e->f, "cancelled", NULL, 0, NULL, &out, &err), LS_EAUTH);
+    assert_string_equal(err.msg, want);
+    eng_close(e);
+    ls_buf_free(&out);
+}
+
 /* A step's start or a timer's changed in the store (seal kept): the
  * activation is given up; put back, the run completes. */
 static void test_engine_changed_event_without_payload_refused(void **state)
@@ -5699,6 +5765,7 @@ int main(void)
         T(test_engine_downgraded_start_refused),
         T(test_engine_forged_terminate_at_startup),
         T(test_engine_changed_event_without_payload_refused),
+        T(test_engine_api_refuses_older_last_event),
         T(test_engine_deleted_middle_event_refused),
         T(test_engine_version2_run_goes_on),
         T(test_engine_older_event_after_v3_refused),
