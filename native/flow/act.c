@@ -103,6 +103,14 @@ static ls_rc load_history(ls_flow_act *a, int *refused, ls_err *err)
         r->fresh = NULL;
     } else {
         rc = read_history(a, &cap, &h, refused, err);
+        /* The newest events deleted (or one added): caught here, not when
+         * the next write finds its seq taken or missing. */
+        if (rc == LS_OK && a->nev != r->last_seq) {
+            *refused = 1;
+            rc = ls_err_set(err, LS_ECORRUPT,
+                            "history: its last event is event %zu, the run's record says %llu",
+                            a->nev, (unsigned long long)r->last_seq);
+        }
     }
     if (rc != LS_OK) return rc;
     a->started = h.started; /* what the run's later events are sealed with */

@@ -4288,6 +4288,34 @@ static void test_engine_deleted_middle_event_refused(void **state)
     ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&out);
 }
 
+/* The newest event of a run deleted (its record still counting it) is
+ * refused when the run is loaded, naming both seqs (the old code replayed
+ * the shorter history and wrote its next event in the deleted one's
+ * place); put back, the run completes. */
+static void test_engine_deleted_newest_event_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    ls_err err = {0};
+    nap_waiting(e, "ln-1", &id);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &id, 4, &key, &val, &ev);
+    th_ok(ls_store_delete(e->d.st, key.ptr, key.len, LS_STORE_SYNC, &err), &err);
+    poke_given_up(e, "ln-1",
+                  "error [ln-1] run ln-1: history: its last event is event 3, the run's record "
+                  "says 4; the run waits, unfinished");
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "ln-1");
+    char buf[32];
+    assert_string_equal(status_of(e, "ln-1", buf), "completed");
+    assert_int_equal(calls(&e->h, "ln-1", "b"), 1);
+    eng_close(e);
+    ls_buf_free(&key), ls_buf_free(&val);
+}
+
 /* A run started before version 3 (its events of version 2, as the
  * previous lodestoned wrote them: the step's and timer's starts without a
  * seal) replays and completes; what this build appends is of version 3,
@@ -5767,6 +5795,7 @@ int main(void)
         T(test_engine_changed_event_without_payload_refused),
         T(test_engine_api_refuses_older_last_event),
         T(test_engine_deleted_middle_event_refused),
+        T(test_engine_deleted_newest_event_refused),
         T(test_engine_version2_run_goes_on),
         T(test_engine_older_event_after_v3_refused),
         T(test_engine_retirement_keeps_older_events_older),
