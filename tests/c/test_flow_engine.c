@@ -4065,20 +4065,16 @@ static void drop_inbox(env *e, const ls_id *id)
     ls_buf_free(&prefix);
 }
 
-/* Puts into run id's inbox a terminate request of version 3 without a
- * seal, as someone without the key file would. */
-static void forge_terminate(env *e, const ls_id *id)
+/* Puts into run id's inbox a request of type and version without a seal,
+ * as someone without the key file would. */
+static void forge_request(env *e, const ls_id *id, ls_event_type type, unsigned version)
 {
     ls_err err = {0};
     ls_id arrival;
     ls_buf k = LS_BUF_INIT;
     th_ok(ls_id_new(&arrival, NULL, &err), &err);
-    ls_event ev = {.version = 3,
-                   .type = LS_EV_WORKFLOW_TERMINATED,
-                   .seq = 1,
-                   .time_ms = 1,
-                   .name = "mallory",
-                   .name_len = 7};
+    ls_event ev = {
+        .version = version, .type = type, .seq = 1, .time_ms = 1, .name = "mallory", .name_len = 7};
     th_ok(flow_key_inbox(&k, id, &arrival, &err), &err);
     put_ev(e, &k, &ev);
     ls_buf_free(&k);
@@ -4098,7 +4094,7 @@ static void test_engine_forged_terminate_at_startup(void **state)
     start1(e, "gated", "fx-1", NULL);
     th_ok(flow_lookup(e->f, "fx-1", 4, &id, &err), &err);
     eng_close(e);
-    forge_terminate(e, &id);
+    forge_request(e, &id, LS_EV_WORKFLOW_TERMINATED, 3);
     h_log_clear(&e->h);
     eng_open(e, 1);
     wait_log(e, "cannot load history: seal of a pending request");
@@ -4110,6 +4106,42 @@ static void test_engine_forged_terminate_at_startup(void **state)
     wait_end(e, "fx-1");
     char buf[32];
     assert_string_equal(status_of(e, "fx-1", buf), "completed");
+    eng_close(e);
+}
+
+/* Cancel requests forged in a waiting run's inbox (started at version 3):
+ * one of version 3 without its seal (the drain opens every entry, one
+ * without a payload too), then one of version 1 (an older version after
+ * version 3 events: flow_hist_check_entry) are refused, the run left
+ * running; deleted, the run completes. */
+static void test_engine_forged_cancel_entries_refused(void **state)
+{
+    env *e = *state;
+    ls_id id;
+    char buf[32];
+    nap_waiting(e, "fc-1", &id);
+    static const struct {
+        unsigned version;
+        const char *why;
+    } forged[] = {{3, "cancel_requested \"mallory\"): a cancel_requested without its sealed "
+                      "payload"},
+                  {1, "cancel_requested \"mallory\"): a version 1 event in a run started at "
+                      "version 3"}};
+    for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+        forge_request(e, &id, LS_EV_CANCEL_REQUESTED, forged[i].version);
+        h_log_clear(&e->h);
+        eng_open(e, 1);
+        wait_log(e, "cannot load history: seal of a pending request");
+        wait_log(e, forged[i].why);
+        assert_string_equal(status_of(e, "fc-1", buf), "running");
+        eng_close(e);
+        drop_inbox(e, &id);
+    }
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 300);
+    wait_end(e, "fc-1");
+    assert_string_equal(status_of(e, "fc-1", buf), "completed");
+    assert_int_equal(calls(&e->h, "fc-1", "b"), 1);
     eng_close(e);
 }
 
@@ -4194,7 +4226,8 @@ static void last_as_v1(env *e, const ls_id *id, uint64_t last, const char *reaso
 /* The API's views of an ended run started at version 3 refuse a last
  * event of version 1: a completed run's output (describe and result: the
  * old code showed null) and a cancelled run's reason in a list (the old
- * code showed the forged one). */
+ * code showed the forged one); and one whose fields changed under its
+ * seal (check_last opens it). */
 static void test_engine_api_refuses_older_last_event(void **state)
 {
     env *e = *state;
@@ -4204,14 +4237,19 @@ static void test_engine_api_refuses_older_last_event(void **state)
     eng_open(e, 1);
     start1(e, "three", "al-1", "{\"i\":1}");
     wait_end(e, "al-1");
-    start1(e, "cancel_me", "al-2", NULL);
-    json_decref(wait_waiting(e, "al-2"));
-    th_ok(ls_flow_cancel(e->f, "al-2", 4, "tester", "not needed", &err), &err);
-    wait_end(e, "al-2");
-    ls_id co, ca;
+    for (int i = 2; i <= 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "al-%d", i);
+        start1(e, "cancel_me", name, NULL);
+        json_decref(wait_waiting(e, name));
+        th_ok(ls_flow_cancel(e->f, name, 4, "tester", "not needed", &err), &err);
+        wait_end(e, name);
+    }
+    ls_id co, ca, cb;
     th_ok(flow_lookup(e->f, "al-1", 4, &co, &err), &err);
     th_ok(flow_lookup(e->f, "al-2", 4, &ca, &err), &err);
-    uint64_t n1 = last_seq_of(e, "al-1"), n2 = last_seq_of(e, "al-2");
+    th_ok(flow_lookup(e->f, "al-3", 4, &cb, &err), &err);
+    uint64_t n1 = last_seq_of(e, "al-1"), n2 = last_seq_of(e, "al-2"), n3 = last_seq_of(e, "al-3");
     eng_close(e);
     last_as_v1(e, &co, n1, NULL);
     last_as_v1(e, &ca, n2, "forged");
@@ -4227,6 +4265,20 @@ static void test_engine_api_refuses_older_last_event(void **state)
              (unsigned long long)n2);
     assert_int_equal(ls_flow_list(e->f, "cancelled", NULL, 0, NULL, &out, &err), LS_EAUTH);
     assert_string_equal(err.msg, want);
+    eng_close(e);
+
+    /* al-3's reason changed, its version and seal kept: check_last opens it */
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    read_event(e, &cb, n3, &key, &val, &ev);
+    ev.error = "forged", ev.error_len = 6;
+    put_ev(e, &key, &ev);
+    ls_buf_free(&key), ls_buf_free(&val);
+    eng_open(e, 0);
+    snprintf(want, sizeof want, "payload of event %llu: sealed value does not authenticate",
+             (unsigned long long)n3);
+    assert_int_equal(ls_flow_describe(e->f, "al-3", 4, &out, &err), LS_EAUTH);
+    assert_non_null(strstr(err.msg, want));
     eng_close(e);
     ls_buf_free(&out);
 }
@@ -4244,6 +4296,14 @@ static void test_engine_changed_event_without_payload_refused(void **state)
     assert_int_equal(ev.type, LS_EV_STEP_STARTED);
     ev.attempt = 2;
     put_ev(e, &key, &ev);
+    /* the history API checks the seal of a kind it shows without a payload */
+    ls_buf out = LS_BUF_INIT;
+    ls_err err = {0};
+    eng_open(e, 0);
+    assert_int_equal(ls_flow_history(e->f, "ce-1", 4, &out, &err), LS_EAUTH);
+    assert_non_null(strstr(err.msg, "payload of event 2: sealed value does not authenticate"));
+    eng_close(e);
+    ls_buf_free(&out);
     poke_given_up(e, "ce-1",
                   "error [ce-1] run ce-1: payload of event 2: sealed value does not authenticate");
     put_raw(e, key.ptr, key.len, val.ptr, val.len);
@@ -5792,6 +5852,7 @@ int main(void)
         T(test_engine_forged_timer_fired_refused),
         T(test_engine_downgraded_start_refused),
         T(test_engine_forged_terminate_at_startup),
+        T(test_engine_forged_cancel_entries_refused),
         T(test_engine_changed_event_without_payload_refused),
         T(test_engine_api_refuses_older_last_event),
         T(test_engine_deleted_middle_event_refused),
