@@ -1824,9 +1824,15 @@ static ls_rc end_run(ls_flow_act *a, ls_event *ev, const void *pt, size_t ptlen,
                      ls_run_status status, ls_err *err)
 {
     ls_rc rc = put_event(a, ev, pt, ptlen, err);
-    if (rc == LS_OK && a->r->has_parent) rc = notify_parent(a, status, ev, pt, ptlen, err);
-    if (rc == LS_OK) rc = cancel_children(a, err);
     if (rc != LS_OK) return fail_sticky(a, rc, err);
+    /* The end is queued now: should what goes with it fail (a store read,
+     * memory), nothing of this activation may be written (the runner's
+     * failure would queue a second end, and the write would keep the run
+     * running). The activation is given up; the next one ends it. */
+    ls_err why;
+    if (a->r->has_parent) rc = notify_parent(a, status, ev, pt, ptlen, &why);
+    if (rc == LS_OK) rc = cancel_children(a, &why);
+    if (rc != LS_OK) return give_up(a, rc, &why, err);
     a->ending = 1;
     if ((rc = commit(a, 1, status, err)) != LS_OK) {
         a->ending = 0;

@@ -651,8 +651,12 @@ ls_rc flow_first_version(ls_store_t *st, const ls_id *id, unsigned *version, ls_
     ls_rc rc = ls_history_key(&k, id, 1, err);
     if (rc == LS_OK) rc = ls_store_get(st, k.ptr, k.len, &val, err);
     if (rc == LS_ENOTFOUND) rc = ls_err_set(err, LS_ECORRUPT, "event 1 is missing");
-    if (rc == LS_OK && (rc = ls_event_decode(val.ptr, val.len, &ev, err)) != LS_OK)
+    if (rc == LS_OK && (rc = ls_event_decode(val.ptr, val.len, &ev, err)) != LS_OK) {
+        /* an unknown version (LS_EFORMAT) is as damaged as a bad byte */
         ls_err_prefix(err, "event 1");
+        rc = LS_ECORRUPT;
+        if (err) err->code = LS_ECORRUPT;
+    }
     if (rc == LS_OK) *version = ev.version;
     ls_buf_free(&k);
     ls_buf_free(&val);

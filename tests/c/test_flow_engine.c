@@ -4808,6 +4808,45 @@ static void first_child(env *e, const char *run, char out[128])
     json_decref(ev);
 }
 
+/* A parent whose first event is damaged (a version byte no build
+ * writes): its child still ends once, completed. Sealing the parent's
+ * notice reads that event (the start byte); it counts as damaged, as a
+ * missing one does, and the child's end is not undone by it (before, the
+ * child's history got a completion and two failures, and it stayed
+ * running for good). */
+static void test_engine_child_ends_when_parent_start_damaged(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    freeze(e);
+    eng_open(e, 1);
+    start1(e, "parent_nap", "pd-1", NULL);
+    json_decref(wait_waiting(e, "pd-1"));
+    char child[128];
+    first_child(e, "pd-1", child);
+    ls_id id;
+    th_ok(flow_lookup(e->f, "pd-1", 4, &id, &err), &err);
+    wait_idle(e);
+    eng_close(e);
+    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT;
+    th_ok(ls_history_key(&key, &id, 1, &err), &err);
+    th_ok(ls_store_get(e->d.st, key.ptr, key.len, &val, &err), &err);
+    val.ptr[0] = 9; /* the version byte */
+    put_raw(e, key.ptr, key.len, val.ptr, val.len);
+    ls_buf_free(&key);
+    ls_buf_free(&val);
+    eng_open(e, 1);
+    th_clock_advance(&e->fc, 200);
+    wait_end(e, child);
+    char buf[32];
+    assert_string_equal(status_of(e, child, buf), "completed");
+    json_t *ev = history(e, child);
+    assert_int_equal(count_events(ev, "workflow_completed", NULL), 1);
+    assert_int_equal(count_events(ev, "workflow_failed", NULL), 0);
+    json_decref(ev);
+    eng_close(e);
+}
+
 static void assert_failed_with(env *e, const char *run, const char *error)
 {
     json_t *d = describe(e, run);
@@ -5881,6 +5920,7 @@ int main(void)
         T(test_engine_concurrency_queue),
         T(test_engine_child_workflows),
         T(test_engine_child_wait_survives_restart),
+        T(test_engine_child_ends_when_parent_start_damaged),
         T(test_engine_new_names_are_checked),
         T(test_engine_names_recorded_before_replay),
         T(test_engine_names_checked_where_recorded),
