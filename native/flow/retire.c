@@ -162,12 +162,27 @@ static ls_rc event_value(retire_state *rs, ls_flow_sealed_kind kind, const ls_id
     /* The run's first event's version, as found, is sealed again as it
      * was bound (the first event itself: its own). */
     unsigned started = ev.version;
-    if (!arrival && ev.seq != seq)
+    int orphan = 0;
+    if (!arrival && ev.seq != seq) {
         rc = ls_err_set(&why, LS_ECORRUPT, "payload of event %llu: the event holds seq %llu",
                         (unsigned long long)seq, (unsigned long long)ev.seq);
-    else if (arrival || seq != 1)
+    } else if (ev.version >= 3 && (arrival || seq != 1)) {
+        /* (only a version 3 seal binds it) */
         rc = flow_first_version(rs->st, id, &started, &why);
+        /* An inbox entry whose run is gone (a detached child's result for
+         * a parent retention deleted; start-up removes it): sealed with
+         * the start its writer found, when the run was there or not. */
+        if (rc == LS_ECORRUPT && arrival) {
+            orphan = 1;
+            started = 3;
+            rc = LS_OK;
+        }
+    }
     if (rc == LS_OK) rc = flow_open_event_raw_with(rs->v, id, arrival, started, &ev, &rs->pt, &why);
+    if (rc == LS_EAUTH && orphan) {
+        started = 0;
+        rc = flow_open_event_raw_with(rs->v, id, arrival, started, &ev, &rs->pt, &why);
+    }
     if (rc != LS_OK) {
         ls_buf w = LS_BUF_INIT;
         ls_buf_printf(&w, NULL, "%s", run_label(rs, id));

@@ -533,6 +533,46 @@ static void test_retire_again_is_nothing(void **state)
     free(after);
 }
 
+/* Puts under a new arrival id of run id (which has no events: a parent
+ * retention deleted) a child's result sealed as its writer found the
+ * run: started 3 when it was there, 0 when not. */
+static void orphan_entry(env *e, const ls_id *id, unsigned started)
+{
+    ls_err err = {0};
+    ls_id arrival;
+    th_ok(ls_id_new(&arrival, NULL, &err), &err);
+    ls_event ev = {.type = LS_EV_CHILD_COMPLETED, .seq = 1, .name = "kid", .name_len = 3};
+    ls_buf sealed = LS_BUF_INIT, k = LS_BUF_INIT, v = LS_BUF_INIT;
+    th_ok(flow_seal_event_with(e->d.v, id, &arrival, started, &ev, "1", 1, &sealed, &err), &err);
+    th_ok(flow_key_inbox(&k, id, &arrival, &err), &err);
+    th_ok(ls_event_encode(&ev, &v, &err), &err);
+    th_ok(ls_store_put(e->d.st, k.ptr, k.len, v.ptr, v.len, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&sealed);
+    ls_buf_free(&k);
+    ls_buf_free(&v);
+}
+
+/* Inbox entries of a run that is gone (a detached child's result for a
+ * parent that retention deleted, which the next start removes) are
+ * resealed, whichever start their writer bound them to: retirement does
+ * not stop at them (before, "event 1 is missing" failed it). */
+static void test_retire_orphan_inbox_entries(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    build(e);
+    ls_id gone;
+    th_ok(ls_id_new(&gone, NULL, &err), &err);
+    orphan_entry(e, &gone, 3);
+    orphan_entry(e, &gone, 0);
+    rotate(e, 4); /* both under key 3, now an older one */
+    ls_flow_retire_report rep;
+    th_ok(ls_flow_key_retire(e->d.v, e->d.st, &rep, &err), &err);
+    if (rep.failed) fail_msg("%zu failed: %s", rep.failed, rep.first_failed);
+    assert_int_equal(rep.retired, 1);
+    assert_true(rep.resealed[LS_FLOW_SEALED_INBOX] >= 2);
+}
+
 /* Retirement cut short at every allocation in turn (each an LS_ENOMEM with
  * the key file unchanged), each attempt going on from what the one before
  * wrote: the last finishes the job. */
@@ -828,6 +868,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retire_one_key_is_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_mixed_event_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retire_orphan_inbox_entries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
