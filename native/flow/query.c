@@ -806,12 +806,15 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
          * the view shows the output. */
         ls_event ev;
         unsigned started = 0; /* the first event's version: how the others open */
-        if ((rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK) {
+        int last =
+            rec->status != LS_RUN_RUNNING && (with_output || rec->status != LS_RUN_COMPLETED);
+        /* (read only for what the view shows: a list's completed run needs
+         * neither) */
+        if ((full || last) && (rc = get_event(f, id, 1, &val, &ev, err)) == LS_OK) {
             started = ev.version;
             if (full) rc = set_payload(f, o, "input", id, started, &ev, &tmp, err);
         }
-        if (rc == LS_OK && rec->status != LS_RUN_RUNNING &&
-            (with_output || rec->status != LS_RUN_COMPLETED) &&
+        if (rc == LS_OK && last &&
             (rc = get_event(f, id, rec->last_seq, &val, &ev, err)) == LS_OK &&
             (rc = check_last(f, id, &ev, started, &tmp, err)) == LS_OK) {
             if (ev.type == LS_EV_WORKFLOW_COMPLETED) {

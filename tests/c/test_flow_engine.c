@@ -4868,6 +4868,29 @@ static size_t runs_of(env *e, const char *type)
     return n;
 }
 
+/* A list shows of a completed run what its record holds, and reads none
+ * of its events: one whose first event is gone (a damaged run) does not
+ * make the whole list fail, as it did when the list read every ended
+ * run's first event for its version. */
+static void test_engine_list_reads_no_event_of_a_completed_run(void **state)
+{
+    env *e = *state;
+    ls_err err = {0};
+    eng_open(e, 1);
+    start1(e, "three", "lc-1", NULL);
+    start1(e, "three", "lc-2", NULL);
+    wait_end(e, "lc-1");
+    wait_end(e, "lc-2");
+    ls_id id;
+    th_ok(flow_lookup(e->f, "lc-1", 4, &id, &err), &err);
+    ls_buf key = LS_BUF_INIT;
+    th_ok(ls_history_key(&key, &id, 1, &err), &err);
+    th_ok(ls_store_delete(e->d.st, key.ptr, key.len, LS_STORE_SYNC, &err), &err);
+    ls_buf_free(&key);
+    assert_int_equal(runs_of(e, "three"), 2);
+    eng_close(e);
+}
+
 /* Step and signal names are at most 200 bytes of UTF-8 text without
  * control characters: a step or a wait that would record another is
  * refused, naming the call and what is wrong, before anything is
@@ -5921,6 +5944,7 @@ int main(void)
         T(test_engine_child_workflows),
         T(test_engine_child_wait_survives_restart),
         T(test_engine_child_ends_when_parent_start_damaged),
+        T(test_engine_list_reads_no_event_of_a_completed_run),
         T(test_engine_new_names_are_checked),
         T(test_engine_names_recorded_before_replay),
         T(test_engine_names_checked_where_recorded),
