@@ -831,6 +831,14 @@ static ls_rc run_json(ls_flow_t *f, const ls_id *id, const ls_run_record *rec, i
         ls_buf_free(&val);
         ls_buf_free(&tmp);
     }
+    /* In a list, a run whose events are damaged or do not open is shown
+     * as such, not the end of the list: an operator lists runs to find
+     * it. (Memory and store failures still end it.) */
+    if (view == VIEW_LIST && (rc == LS_ECORRUPT || rc == LS_EAUTH || rc == LS_EFORMAT)) {
+        json_t *why = json_string(err && err->msg[0] ? err->msg : "");
+        json_object_set_new(o, "unreadable", why ? why : json_string("damaged"));
+        rc = LS_OK;
+    }
     if (rc != LS_OK) {
         json_decref(o);
         return rc;
