@@ -3994,6 +3994,41 @@ static void poke_given_up(env *e, const char *name, const char *want)
     eng_close(e);
 }
 
+/* Forges in run id's history, as someone without the key file would, a
+ * TimerFired at seq `at` made of its TimerStarted (event 4, whose version
+ * is returned), of version (0: the TimerStarted's) and without a seal,
+ * and makes the run's record end there. key: where it was put. */
+static unsigned forge_timer_fired(env *e, const ls_id *id, uint64_t at, unsigned version,
+                                  ls_buf *key)
+{
+    ls_buf k4 = LS_BUF_INIT, val = LS_BUF_INIT;
+    ls_event ev;
+    ls_err err = {0};
+    read_event(e, id, 4, &k4, &val, &ev);
+    assert_int_equal(ev.type, LS_EV_TIMER_STARTED);
+    unsigned was = ev.version;
+    ev.type = LS_EV_TIMER_FIRED;
+    ev.seq = at;
+    ev.due_ms = 0;
+    ev.payload = NULL;
+    ev.payload_len = 0;
+    if (version) ev.version = version;
+    th_ok(ls_history_key(key, id, at, &err), &err);
+    put_ev(e, key, &ev);
+    set_last_seq(e, id, at);
+    ls_buf_free(&k4);
+    ls_buf_free(&val);
+    return was;
+}
+
+/* Takes back what forge_timer_fired put under key: the record ends at last. */
+static void unforge(env *e, const ls_id *id, const ls_buf *key, uint64_t last)
+{
+    ls_err err = {0};
+    th_ok(ls_store_delete(e->d.st, key->ptr, key->len, LS_STORE_SYNC, &err), &err);
+    set_last_seq(e, id, last);
+}
+
 /* A TimerFired forged in the store by someone without the key file (a
  * durable wait skipped): written without a seal, or as a version 1 event
  * (which carried none), after the TimerStarted of a run started at
@@ -4006,32 +4041,18 @@ static void test_engine_forged_timer_fired_refused(void **state)
     env *e = *state;
     ls_id id;
     nap_waiting(e, "tf-1", &id);
-    ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, k5 = LS_BUF_INIT;
-    ls_event ev;
-    read_event(e, &id, 4, &key, &val, &ev);
-    assert_int_equal(ev.type, LS_EV_TIMER_STARTED);
-    assert_int_equal(ev.version, 3);
-    ev.type = LS_EV_TIMER_FIRED;
-    ev.seq = 5;
-    ev.due_ms = 0;
-    ev.payload = NULL;
-    ev.payload_len = 0;
-    ls_err err = {0};
-    th_ok(ls_history_key(&k5, &id, 5, &err), &err);
-    put_ev(e, &k5, &ev);
-    set_last_seq(e, &id, 5);
+    ls_buf k5 = LS_BUF_INIT;
+    assert_int_equal(forge_timer_fired(e, &id, 5, 0, &k5), 3);
     poke_given_up(e, "tf-1",
                   "error [tf-1] run tf-1: payload of event 5: a timer_fired without its sealed "
                   "payload; the run waits, unfinished");
 
-    ev.version = 1;
-    put_ev(e, &k5, &ev);
+    forge_timer_fired(e, &id, 5, 1, &k5);
     poke_given_up(e, "tf-1",
                   "error [tf-1] run tf-1: event 5: a version 1 event in a run started at version "
                   "3; the run waits, unfinished");
 
-    th_ok(ls_store_delete(e->d.st, k5.ptr, k5.len, LS_STORE_SYNC, &err), &err);
-    set_last_seq(e, &id, 4);
+    unforge(e, &id, &k5, 4);
     eng_open(e, 1);
     char buf[32];
     assert_string_equal(status_of(e, "tf-1", buf), "running");
@@ -4040,7 +4061,7 @@ static void test_engine_forged_timer_fired_refused(void **state)
     assert_string_equal(status_of(e, "tf-1", buf), "completed");
     assert_int_equal(calls(&e->h, "tf-1", "b"), 1);
     eng_close(e);
-    ls_buf_free(&key), ls_buf_free(&val), ls_buf_free(&k5);
+    ls_buf_free(&k5);
 }
 
 /* Deletes run id's pending inbox entries from the store. */
@@ -4158,17 +4179,7 @@ static void test_engine_downgraded_start_refused(void **state)
     nap_waiting(e, "dg-1", &id);
     ls_buf key = LS_BUF_INIT, val = LS_BUF_INIT, k5 = LS_BUF_INIT;
     ls_event ev;
-    ls_err err = {0};
-    read_event(e, &id, 4, &key, &val, &ev);
-    ev.type = LS_EV_TIMER_FIRED;
-    ev.version = 1;
-    ev.seq = 5;
-    ev.due_ms = 0;
-    ev.payload = NULL;
-    ev.payload_len = 0;
-    th_ok(ls_history_key(&k5, &id, 5, &err), &err);
-    put_ev(e, &k5, &ev);
-    set_last_seq(e, &id, 5);
+    forge_timer_fired(e, &id, 5, 1, &k5);
     read_event(e, &id, 1, &key, &val, &ev);
     assert_int_equal(ev.version, 3);
     ev.version = 1;
@@ -4179,8 +4190,7 @@ static void test_engine_downgraded_start_refused(void **state)
                   "error [dg-1] run dg-1: payload of event 2: sealed value does not authenticate");
 
     put_raw(e, key.ptr, key.len, val.ptr, val.len);
-    th_ok(ls_store_delete(e->d.st, k5.ptr, k5.len, LS_STORE_SYNC, &err), &err);
-    set_last_seq(e, &id, 4);
+    unforge(e, &id, &k5, 4);
     /* the poke was sealed for the run as it was found then: refused now */
     h_log_clear(&e->h);
     eng_open(e, 1);
@@ -4431,7 +4441,6 @@ static void test_engine_older_event_after_v3_refused(void **state)
 {
     env *e = *state;
     ls_id id;
-    ls_err err = {0};
     nap_waiting(e, "mx-1", &id);
     assert_int_equal(th_events_as(e->d.st, e->d.v, 2, 0, &id), 4);
     eng_open(e, 1);
@@ -4443,20 +4452,12 @@ static void test_engine_older_event_after_v3_refused(void **state)
     ls_event ev;
     read_event(e, &id, 5, &key, &val, &ev);
     assert_int_equal(ev.version, 3);
-    read_event(e, &id, 4, &key, &val, &ev);
-    assert_int_equal(ev.type, LS_EV_TIMER_STARTED);
-    ev.type = LS_EV_TIMER_FIRED;
-    ev.seq = 6;
-    ev.due_ms = 0;
-    th_ok(ls_history_key(&k6, &id, 6, &err), &err);
-    put_ev(e, &k6, &ev);
-    set_last_seq(e, &id, 6);
+    assert_int_equal(forge_timer_fired(e, &id, 6, 0, &k6), 2);
     poke_given_up(e, "mx-1",
                   "error [mx-1] run mx-1: event 6: a version 2 event after event 5 of version 3; "
                   "the run waits, unfinished");
 
-    th_ok(ls_store_delete(e->d.st, k6.ptr, k6.len, LS_STORE_SYNC, &err), &err);
-    set_last_seq(e, &id, 5);
+    unforge(e, &id, &k6, 5);
     eng_open(e, 1);
     th_clock_advance(&e->fc, 300);
     wait_end(e, "mx-1");
